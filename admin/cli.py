@@ -1,0 +1,140 @@
+"""The `refract` command."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from admin import logs
+from admin.supervisor import Child, Supervisor
+from rules.config import Config, load_config
+from rules.problems import InvalidFileError
+
+log = logging.getLogger("refract")
+
+DEFAULT_CONFIG = "config.toml"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logs.configure()
+    config_path = Path(args.config)
+    try:
+        config = load_config(config_path)
+    except InvalidFileError as error:
+        print(error, file=sys.stderr)
+        return 2
+    if args.workers:
+        os.environ["REFRACT_SERVER__WORKERS"] = str(args.workers)
+        config = load_config(config_path)
+    command: str = args.command
+    if command == "check":
+        print(f"{config_path}: ok ({len(config.sites)} site{'s' * (len(config.sites) != 1)})")
+        return 0
+    return _run_node(command, config, config_path)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="refract", description=__doc__)
+    parser.add_argument(
+        "--config",
+        default=os.environ.get("REFRACT_CONFIG", DEFAULT_CONFIG),
+        help="path of config.toml (default: $REFRACT_CONFIG or ./config.toml)",
+    )
+    parser.add_argument("--workers", type=int, help="proxy processes (overrides server.workers)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser("run", help="proxy, analytics worker and admin API together (one node)")
+    commands.add_parser("proxy", help="the proxy alone")
+    commands.add_parser("worker", help="the analytics worker alone")
+    commands.add_parser("admin", help="the admin API and dashboard alone")
+    commands.add_parser("demo", help="the demo website with Refract in front")
+    commands.add_parser("check", help="validate config.toml and exit")
+    return parser
+
+
+def _run_node(command: str, config: Config, config_path: Path) -> int:
+    from admin.embedded_redis import EmbeddedRedis
+
+    embedded = None if config.redis.url else EmbeddedRedis(config.server.data_dir)
+    if embedded is not None:
+        os.environ["REFRACT_REDIS__URL"] = embedded.start()
+    try:
+        children = _children(command, config, str(config_path))
+        if command == "demo":
+            listen = config.server.listen[0]
+            print(
+                f"\n  Refract demo: open http://{listen}/ (the site is Northbeam Analytics, a "
+                "demo B2B SaaS).\n  Health: "
+                f"http://{listen}{config.server.prefix}health   Admin API: "
+                f"http://{config.admin.listen}/api/health\n  Stop with Ctrl-C.\n",
+                flush=True,
+            )
+        return Supervisor(children, config.server.graceful_timeout).run()
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+def _children(command: str, config: Config, config_path: str) -> list[Child]:
+    proxies = [
+        Child(f"proxy-{index}", proxy_main, (config_path,)) for index in range(config.server.workers)
+    ]
+    if len(proxies) > 1:
+        _prepare_metrics_dir(config.server.data_dir / "metrics")
+    worker = Child("worker", worker_main, (config_path,))
+    admin = Child("admin", admin_main, (config_path,))
+    if command == "proxy":
+        return proxies
+    if command == "worker":
+        return [worker]
+    if command == "admin":
+        return [admin]
+    if command == "demo":
+        return [Child("demo-origin", demo_origin_main), *proxies, worker, admin]
+    return [*proxies, worker, admin]
+
+
+def _prepare_metrics_dir(path: Path) -> None:
+    """Per-process metric files for prometheus_client; stale ones would be summed in."""
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path.resolve())
+
+
+def _child_config(config_path: str) -> Config:
+    logs.configure()
+    return load_config(Path(config_path))
+
+
+def proxy_main(config_path: str) -> None:
+    from proxy import server
+
+    server.run(_child_config(config_path), Path(config_path))
+
+
+def worker_main(config_path: str) -> None:
+    from analytics import worker
+
+    worker.run(_child_config(config_path))
+
+
+def admin_main(config_path: str) -> None:
+    from admin import app
+
+    app.run(_child_config(config_path))
+
+
+def demo_origin_main() -> None:
+    from admin import demo
+
+    logs.configure()
+    demo.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""`refract demo`: the Northbeam Analytics demo website, served as a real origin would.
+
+Pages are compressed when the client accepts it and carry public caching headers; assets
+answer with ETag, Last-Modified and byte ranges; the demo-request form answers with a
+redirect that names the origin itself. Refract in front has to handle all of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+
+import uvloop
+from aiohttp import web
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+DEMO_SITE = REPOSITORY / "examples" / "demo-site"
+ORIGIN_HOST, ORIGIN_PORT = "127.0.0.1", 8081
+SITE_KEY = web.AppKey("demo.site", Path)
+
+
+def _page_file(site: Path, path: str) -> Path | None:
+    """``/pricing`` -> pricing.html, ``/`` -> index.html; None outside the site."""
+    relative = path.strip("/") or "index"
+    candidate = (site / f"{relative}.html").resolve()
+    if site.resolve() not in candidate.parents or not candidate.is_file():
+        return None
+    return candidate
+
+
+async def page(request: web.Request) -> web.StreamResponse:
+    site = request.app[SITE_KEY]
+    file = _page_file(site, request.path)
+    status = 200
+    if file is None:
+        file, status = site / "404.html", 404
+    response = web.Response(
+        status=status,
+        body=file.read_bytes(),
+        content_type="text/html",
+        charset="utf-8",
+        headers={"Cache-Control": "public, max-age=60"},
+    )
+    response.enable_compression()
+    return response
+
+
+async def demo_request(request: web.Request) -> web.StreamResponse:
+    await request.post()  # the demo keeps nothing a visitor typed
+    origin = f"http://{request.host}"
+    raise web.HTTPSeeOther(f"{origin}/demo-thanks")
+
+
+def build_app(site: Path) -> web.Application:
+    app = web.Application()
+    app[SITE_KEY] = site
+    app.router.add_static("/assets/", site / "assets", append_version=False)
+    app.router.add_post("/demo", demo_request)
+    app.router.add_get("/{path:.*}", page)
+    return app
+
+
+async def serve(site: Path, host: str, port: int) -> None:
+    runner = web.AppRunner(build_app(site), handle_signals=False, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await runner.cleanup()
+
+
+def run(site: Path = DEMO_SITE, host: str = ORIGIN_HOST, port: int = ORIGIN_PORT) -> None:
+    uvloop.run(serve(site, host, port))

@@ -1,0 +1,81 @@
+"""The proxy's aiohttp application, and reloading its configuration in place."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import redis.asyncio as redis
+from aiohttp import web
+
+from proxy import local
+from proxy.handler import proxy_request
+from proxy.state import ProxyState, StateHolder
+from rules.config import Config, load_config
+from rules.problems import InvalidFileError
+
+log = logging.getLogger("refract.proxy")
+
+
+def build_app(config: Config) -> web.Application:
+    # Size limits are enforced while streaming (server.max_request_body), not by buffering.
+    app = web.Application(client_max_size=config.server.max_request_body)
+    app[ProxyState.KEY] = StateHolder(ProxyState.from_config(config))
+    app[local.STARTED_KEY] = time.monotonic()
+    local.add_routes(app, config.server.prefix)
+    app.router.add_route("*", "/{tail:.*}", proxy_request)
+    app.cleanup_ctx.append(_redis_client)
+    app.on_cleanup.append(_close_sites)
+    return app
+
+
+async def _redis_client(app: web.Application) -> AsyncIterator[None]:
+    config = app[ProxyState.KEY].current.config
+    if config.redis.url:
+        timeout = config.redis.timeout_ms / 1000
+        client = redis.Redis.from_url(
+            config.redis.url, socket_connect_timeout=max(timeout, 0.25), health_check_interval=30
+        )
+        app[local.REDIS_KEY] = client
+        yield
+        await client.aclose()
+    else:
+        yield
+
+
+async def _close_sites(app: web.Application) -> None:
+    await app[ProxyState.KEY].current.router.close()
+
+
+def _needs_restart(old: Config, new: Config) -> list[str]:
+    fields = {
+        "server.listen": (old.server.listen, new.server.listen),
+        "server.workers": (old.server.workers, new.server.workers),
+        "server.prefix": (old.server.prefix, new.server.prefix),
+        "redis.url": (old.redis.url, new.redis.url),
+        "admin.listen": (old.admin.listen, new.admin.listen),
+    }
+    return [name for name, (before, after) in fields.items() if before != after]
+
+
+async def reload(app: web.Application, config_path: Path, grace_s: float) -> bool:
+    """Apply a changed config.toml; on any error keep the one in force and say why."""
+    holder = app[ProxyState.KEY]
+    try:
+        config = load_config(config_path)
+    except InvalidFileError as error:
+        log.error("reload refused, previous configuration stays in force:\n%s", error)
+        return False
+    previous = holder.current
+    for name in _needs_restart(previous.config, config):
+        log.warning("%s changed: it takes effect when Refract restarts", name)
+    holder.current = ProxyState.from_config(config)
+    log.info("configuration reloaded from %s", config_path)
+    # Requests already under way still use the old origin pools; close them afterwards.
+    asyncio.get_running_loop().call_later(
+        grace_s, lambda: asyncio.ensure_future(previous.router.close())
+    )
+    return True

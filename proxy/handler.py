@@ -1,0 +1,309 @@
+"""The request pipeline: route, identify, forward, rewrite pages, stream everything else.
+
+Two promises shape this module. The origin's response reaches the visitor as the origin sent
+it, except where Refract means to change it (pages) and where HTTP says a proxy must
+(hop-by-hop headers, redirects naming the origin). And nothing of Refract's own can break a
+page: when a stage of ours fails, the origin's bytes are served as they came, and the
+failure is counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import aiohttp
+from aiohttp import web
+from multidict import CIMultiDict
+from yarl import URL
+
+from proxy import codings, metrics
+from proxy.charset import is_ascii_safe, page_encoding
+from proxy.forwarding import ClientView, forwarding_headers
+from proxy.headers import (
+    add_vary,
+    has_directive,
+    is_cdn_cache_header,
+    private_cache_control,
+    rewrite_location,
+    rewrite_set_cookie,
+    without_hop_by_hop,
+)
+from proxy.identity import Identity
+from proxy.pages import neutral_page
+from proxy.sites import Site
+from proxy.state import ProxyState
+from proxy.websocket import is_websocket_upgrade, relay_websocket
+
+log = logging.getLogger("refract.proxy")
+
+_HTML_TYPES = ("text/html", "application/xhtml+xml")
+_REQUEST_CHUNK = 64 * 1024
+# Replaced by values of our own; a visitor's copies are never passed on.
+_FORWARDING_FIELDS = ("Forwarded", "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host")
+# Validators and ranges describe the origin's bytes, not the page we serve.
+_PAGE_DROPPED_FIELDS = ("Content-Length", "Content-Encoding", "ETag", "Last-Modified", "Accept-Ranges")
+
+
+class BodyTooLargeError(Exception):
+    pass
+
+
+@dataclass(slots=True)
+class Exchange:
+    """What the access log and metrics need to know about one request."""
+
+    site: str = "-"
+    kind: str = "passthrough"
+    client_ip: str = ""
+    upstream_ms: float | None = None
+    rewritten: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+EXCHANGE = "refract.exchange"
+
+
+async def proxy_request(request: web.Request) -> web.StreamResponse:
+    state: ProxyState = request.app[ProxyState.KEY].current
+    exchange = Exchange()
+    request[EXCHANGE] = exchange
+    started = time.perf_counter()
+    response = await _proxy(request, state, exchange)
+    metrics.REQUESTS.labels(exchange.site, exchange.kind, f"{response.status // 100}xx").inc()
+    metrics.LATENCY.labels(exchange.kind).observe(time.perf_counter() - started)
+    return response
+
+
+async def _proxy(request: web.Request, state: ProxyState, exchange: Exchange) -> web.StreamResponse:
+    site = state.router.match(request.host)
+    if site is None:
+        exchange.kind = "error"
+        metrics.REQUEST_REJECTED.labels("unknown_host").inc()
+        return neutral_page(421, "This address is not served here.")
+    exchange.site = site.key
+    peer = request.remote or ""
+    view = state.trusted.client_view(peer, request.scheme, request.host, request.headers)
+    exchange.client_ip = view.ip
+    length = request.content_length
+    if length is not None and length > state.config.server.max_request_body:
+        metrics.REQUEST_REJECTED.labels("body_too_large").inc()
+        return neutral_page(413, "The request is too large.")
+
+    upstream_headers = _upstream_headers(request, state, site, peer, view)
+    url = URL(site.origin_base + request.raw_path, encoded=True)
+    if is_websocket_upgrade(request):
+        exchange.kind = "websocket"
+        return await relay_websocket(request, site, url, upstream_headers)
+
+    body_limit = state.config.server.max_request_body
+    body = _limited_body(request, body_limit) if request.body_exists else None
+    began = time.perf_counter()
+    try:
+        upstream = await site.client.request(
+            request.method, url, headers=upstream_headers, data=body, allow_redirects=False
+        )
+    except BodyTooLargeError:
+        metrics.REQUEST_REJECTED.labels("body_too_large").inc()
+        return neutral_page(413, "The request is too large.")
+    except (TimeoutError, aiohttp.ServerTimeoutError):
+        return _origin_failed(site, exchange, "timeout", url)
+    except aiohttp.ClientConnectorError:
+        return _origin_failed(site, exchange, "connect", url)
+    except aiohttp.ClientError as error:
+        if isinstance(error.__cause__, BodyTooLargeError):
+            metrics.REQUEST_REJECTED.labels("body_too_large").inc()
+            return neutral_page(413, "The request is too large.")
+        return _origin_failed(site, exchange, "protocol", url)
+    exchange.upstream_ms = (time.perf_counter() - began) * 1000
+    try:
+        return await _respond(request, state, site, view, upstream, exchange)
+    finally:
+        upstream.release()
+
+
+def _upstream_headers(
+    request: web.Request, state: ProxyState, site: Site, peer: str, view: ClientView
+) -> CIMultiDict[str]:
+    headers = without_hop_by_hop(request.headers, drop=("Host", "Expect", *_FORWARDING_FIELDS))
+    cookie = headers.popone("Cookie", "")
+    if cookie and (kept := state.identity.strip_own_cookies(cookie)):
+        headers["Cookie"] = kept
+    headers["Host"] = site.upstream_host(view.host)
+    headers.update(forwarding_headers(request.headers, peer, view))
+    return headers
+
+
+async def _limited_body(request: web.Request, limit: int) -> AsyncIterator[bytes]:
+    sent = 0
+    async for chunk in request.content.iter_chunked(_REQUEST_CHUNK):
+        sent += len(chunk)
+        if sent > limit:
+            raise BodyTooLargeError
+        yield chunk
+
+
+def _origin_failed(site: Site, exchange: Exchange, reason: str, url: URL) -> web.Response:
+    exchange.kind = "error"
+    metrics.UPSTREAM_ERRORS.labels(site.key, reason).inc()
+    log.warning("origin %s failed: %s", url.with_query(None), reason, extra={"site": site.key})
+    if reason == "timeout":
+        return neutral_page(504, "The website took too long to answer. Please try again.")
+    return neutral_page(502, "The website is not answering right now. Please try again.")
+
+
+async def _respond(
+    request: web.Request,
+    state: ProxyState,
+    site: Site,
+    view: ClientView,
+    upstream: aiohttp.ClientResponse,
+    exchange: Exchange,
+) -> web.StreamResponse:
+    headers = _response_headers(upstream, site, view, state.config.cookies.domain)
+    if not _is_page(request, upstream):
+        return await _stream(request, upstream, headers)
+    identity = state.identity.identify(request.headers, request.cookies)
+    headers.extend(
+        ("Set-Cookie", value)
+        for value in state.identity.set_cookie_headers(
+            identity, request.cookies, secure=view.scheme == "https"
+        )
+    )
+    if request.method == "HEAD":
+        exchange.kind = "page"
+        return await _stream(request, upstream, _page_headers(headers, keep_length=False))
+    skip = _rewrite_skip_reason(upstream, site)
+    if skip:
+        metrics.REWRITE_SKIPPED.labels(skip).inc()
+        return await _stream(request, upstream, headers)
+    raw, complete = await _read_up_to(upstream.content, site.config.max_rewrite_bytes)
+    if not complete:
+        metrics.REWRITE_SKIPPED.labels("too_large").inc()
+        return await _stream(request, upstream, headers, already_read=raw)
+    exchange.kind = "page"
+    return _page_response(request, state, site, upstream, headers, raw, identity, exchange)
+
+
+def _response_headers(
+    upstream: aiohttp.ClientResponse, site: Site, view: ClientView, cookie_domain: str
+) -> CIMultiDict[str]:
+    headers = without_hop_by_hop(upstream.headers)
+    public_base = f"{view.scheme}://{view.host}"
+    for name in ("Location", "Content-Location"):
+        if name in headers:
+            headers[name] = rewrite_location(headers[name], site.origin, public_base)
+    if "Set-Cookie" in headers:
+        public_host = URL(f"//{view.host}").host or view.host
+        cookies = [rewrite_set_cookie(v, public_host, cookie_domain) for v in headers.popall("Set-Cookie")]
+        headers.extend(("Set-Cookie", value) for value in cookies)
+    return headers
+
+
+def _is_page(request: web.Request, upstream: aiohttp.ClientResponse) -> bool:
+    return (
+        request.method in ("GET", "HEAD")
+        and upstream.status == 200
+        and upstream.content_type in _HTML_TYPES
+        and "Content-Range" not in upstream.headers
+    )
+
+
+def _rewrite_skip_reason(upstream: aiohttp.ClientResponse, site: Site) -> str:
+    if has_directive(upstream.headers.get("Cache-Control"), "no-transform"):
+        return "no_transform"  # RFC 9110 section 7.7: a proxy must not transform this
+    if not codings.is_supported(codings.normalize(upstream.headers.get("Content-Encoding"))):
+        return "coding"
+    length = upstream.content_length
+    if length is not None and length > site.config.max_rewrite_bytes:
+        return "too_large"
+    return ""
+
+
+def _page_headers(headers: CIMultiDict[str], keep_length: bool = True) -> CIMultiDict[str]:
+    """Headers of a personalized page: private to one visitor, validators of the origin gone."""
+    dropped = {name.lower() for name in _PAGE_DROPPED_FIELDS}
+    if keep_length:
+        dropped -= {"content-length", "content-encoding"}
+    page = CIMultiDict(
+        (name, value)
+        for name, value in headers.items()
+        if name.lower() not in dropped and not is_cdn_cache_header(name)
+    )
+    page["Cache-Control"] = private_cache_control(headers.get("Cache-Control"))
+    add_vary(page, "Accept-Encoding")
+    return page
+
+
+def _page_response(
+    request: web.Request,
+    state: ProxyState,
+    site: Site,
+    upstream: aiohttp.ClientResponse,
+    headers: CIMultiDict[str],
+    raw: bytes,
+    identity: Identity,
+    exchange: Exchange,
+) -> web.Response:
+    origin_coding = codings.normalize(upstream.headers.get("Content-Encoding"))
+    try:
+        html = codings.decode(raw, origin_coding, site.config.max_rewrite_bytes)
+        if not is_ascii_safe(page_encoding(upstream.headers.get("Content-Type"), html)):
+            metrics.REWRITE_SKIPPED.labels("charset").inc()
+            return web.Response(status=upstream.status, headers=headers, body=raw)
+        rewritten = state.rewriter_for(site).rewrite(html)
+        coding = codings.choose_coding(request.headers.get("Accept-Encoding"), origin_coding)
+        body = codings.encode(rewritten, coding)
+    except Exception as error:  # noqa: BLE001 - any failure of ours serves the origin's page
+        metrics.FAIL_OPEN.labels("rewrite").inc()
+        exchange.notes.append(f"fail-open: {type(error).__name__}")
+        log.warning("rewrite failed, page served unmodified: %r", error, extra={"site": site.key})
+        return web.Response(status=upstream.status, headers=headers, body=raw)
+    page = _page_headers(headers, keep_length=False)
+    if coding != "identity":
+        page["Content-Encoding"] = coding
+    exchange.rewritten = True
+    return web.Response(status=upstream.status, reason=upstream.reason, headers=page, body=body)
+
+
+async def _read_up_to(stream: aiohttp.StreamReader, limit: int) -> tuple[bytes, bool]:
+    """Read the whole body if it is at most ``limit`` bytes; else what was read and False."""
+    buffer = bytearray()
+    while True:
+        chunk = await stream.readany()
+        if not chunk:
+            return bytes(buffer), True
+        buffer += chunk
+        if len(buffer) > limit:
+            return bytes(buffer), False
+
+
+async def _stream(
+    request: web.Request,
+    upstream: aiohttp.ClientResponse,
+    headers: CIMultiDict[str],
+    already_read: bytes = b"",
+) -> web.StreamResponse:
+    """Send the origin's response as it arrives, never holding more than a chunk."""
+    response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=headers)
+    await response.prepare(request)
+    try:
+        if already_read:
+            await response.write(already_read)
+        async for chunk in upstream.content.iter_any():
+            await response.write(chunk)
+    except (aiohttp.ClientPayloadError, aiohttp.ServerTimeoutError, TimeoutError) as error:
+        # Too late for an error status: cut the connection so the visitor sees a broken
+        # download rather than a complete-looking truncated one.
+        log.warning("origin body failed mid-stream: %r", error)
+        if request.transport is not None:
+            request.transport.close()
+        return response
+    except (ConnectionResetError, asyncio.CancelledError):
+        upstream.close()
+        raise
+    await response.write_eof()
+    return response

@@ -1,0 +1,111 @@
+"""Visitor identity: first-party cookies, consent and Global Privacy Control.
+
+A visitor is a random 128-bit id in a long-lived cookie; a session is a random 64-bit id in
+a cookie that expires after ``session_minutes`` without a page view. Nobody is identified
+when they sent ``Sec-GPC: 1`` (unless the site turned that off) or, in strict consent mode,
+before the consent cookie says yes; cookies set earlier are then deleted.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from http.cookies import SimpleCookie
+
+from rules.config import CookieConfig, PrivacyConfig
+
+_VISITOR_ID = re.compile(r"^[0-9a-f]{32}$")
+_SESSION_ID = re.compile(r"^[0-9a-f]{16}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who is asking; ids are None when the visitor may not be identified."""
+
+    visitor_id: str | None
+    session_id: str | None
+    new_visitor: bool
+    new_session: bool
+    reason: str  # "tracked", "gpc" or "no-consent"
+
+    @property
+    def tracked(self) -> bool:
+        return self.visitor_id is not None
+
+
+class IdentityPolicy:
+    def __init__(self, cookies: CookieConfig, privacy: PrivacyConfig) -> None:
+        self._cookies = cookies
+        self._privacy = privacy
+        self._consent_granted = re.compile(privacy.consent_granted, re.IGNORECASE)
+
+    def identify(self, headers: Mapping[str, str], cookies: Mapping[str, str]) -> Identity:
+        refusal = self._refusal(headers, cookies)
+        if refusal:
+            return Identity(None, None, new_visitor=False, new_session=False, reason=refusal)
+        visitor = cookies.get(self._cookies.visitor, "")
+        session = cookies.get(self._cookies.session, "")
+        new_visitor = not _VISITOR_ID.match(visitor)
+        new_session = new_visitor or not _SESSION_ID.match(session)
+        return Identity(
+            visitor_id=secrets.token_hex(16) if new_visitor else visitor,
+            session_id=secrets.token_hex(8) if new_session else session,
+            new_visitor=new_visitor,
+            new_session=new_session,
+            reason="tracked",
+        )
+
+    def _refusal(self, headers: Mapping[str, str], cookies: Mapping[str, str]) -> str:
+        if self._privacy.honor_gpc and headers.get("Sec-GPC", "").strip() == "1":
+            return "gpc"
+        if self._privacy.consent_mode == "strict":
+            consent = cookies.get(self._privacy.consent_cookie, "")
+            if not self._consent_granted.search(consent):
+                return "no-consent"
+        return ""
+
+    def set_cookie_headers(
+        self, identity: Identity, cookies: Mapping[str, str], secure: bool
+    ) -> list[str]:
+        """Set-Cookie values for a page response.
+
+        The visitor cookie is written once; the session cookie on every page, which is what
+        makes its expiry count from the last page view. Cookies of a visitor who may not be
+        identified are deleted.
+        """
+        names = (self._cookies.visitor, self._cookies.session)
+        if not identity.tracked:
+            return [self._cookie(name, "", 0, secure) for name in names if name in cookies]
+        headers = []
+        if identity.new_visitor:
+            max_age = self._cookies.visitor_days * 86400
+            headers.append(self._cookie(names[0], identity.visitor_id or "", max_age, secure))
+        max_age = self._cookies.session_minutes * 60
+        headers.append(self._cookie(names[1], identity.session_id or "", max_age, secure))
+        return headers
+
+    def _cookie(self, name: str, value: str, max_age: int, secure: bool) -> str:
+        cookie: SimpleCookie = SimpleCookie()
+        cookie[name] = value
+        morsel = cookie[name]
+        morsel["path"] = "/"
+        morsel["max-age"] = max_age
+        morsel["httponly"] = True
+        morsel["samesite"] = "Lax"
+        if secure:
+            morsel["secure"] = True
+        if self._cookies.domain:
+            morsel["domain"] = self._cookies.domain
+        return morsel.OutputString()
+
+    def strip_own_cookies(self, cookie_header: str) -> str:
+        """The Cookie header for the origin, without Refract's own cookies."""
+        own = {self._cookies.visitor, self._cookies.session}
+        kept = [
+            pair
+            for pair in cookie_header.split(";")
+            if pair.strip() and pair.split("=", 1)[0].strip() not in own
+        ]
+        return ";".join(kept).strip()

@@ -1,0 +1,57 @@
+"""Prometheus metrics of the proxy.
+
+With several proxy processes the supervisor sets PROMETHEUS_MULTIPROC_DIR before they start,
+and any process answering a scrape reports the sum over all of them.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+REQUESTS = Counter(
+    "refract_requests",
+    "Requests answered, by site, kind (page, passthrough, local, websocket) and status class.",
+    ["site", "kind", "status"],
+)
+LATENCY = Histogram(
+    "refract_request_duration_seconds",
+    "Time from request to the end of the response, by kind.",
+    ["kind"],
+    buckets=_LATENCY_BUCKETS,
+)
+UPSTREAM_ERRORS = Counter(
+    "refract_upstream_errors",
+    "Origin requests that failed, by site and reason (connect, timeout, protocol).",
+    ["site", "reason"],
+)
+FAIL_OPEN = Counter(
+    "refract_fail_open",
+    "Pages served unmodified because a Refract stage failed, by stage.",
+    ["stage"],
+)
+REWRITE_SKIPPED = Counter(
+    "refract_rewrite_skipped",
+    "HTML responses passed through unmodified by design, by reason.",
+    ["reason"],
+)
+REQUEST_REJECTED = Counter(
+    "refract_requests_rejected",
+    "Requests refused before reaching an origin, by reason.",
+    ["reason"],
+)
+
+
+def exposition() -> bytes:
+    """The metrics in Prometheus text format, summed over processes when there are several."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+        return generate_latest(registry)
+    return generate_latest()

@@ -1,0 +1,56 @@
+"""One proxy process: listen, serve until told to stop, drain, exit.
+
+Several such processes share the listeners through SO_REUSEPORT (the kernel spreads
+connections across them); ``admin.supervisor`` starts and watches them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from pathlib import Path
+
+import uvloop
+from aiohttp import web
+
+from proxy.accesslog import JsonAccessLogger, access_logger
+from proxy.app import build_app, reload
+from rules.config import Config, split_host_port
+
+log = logging.getLogger("refract.proxy")
+
+
+async def serve(config: Config, config_path: Path, ready: asyncio.Event | None = None) -> None:
+    """Serve until SIGTERM or SIGINT; SIGHUP reloads ``config_path``."""
+    app = build_app(config)
+    runner = web.AppRunner(
+        app,
+        handle_signals=False,
+        access_log_class=JsonAccessLogger,
+        access_log=access_logger if config.server.access_log else None,
+        shutdown_timeout=config.server.graceful_timeout,
+    )
+    await runner.setup()
+    reuse_port = config.server.workers > 1
+    for address in config.server.listen:
+        host, port = split_host_port(address)
+        await web.TCPSite(runner, host, port, reuse_port=reuse_port, backlog=2048).start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(
+        signal.SIGHUP,
+        lambda: asyncio.ensure_future(reload(app, config_path, config.server.graceful_timeout)),
+    )
+    log.info("proxy listening on %s", ", ".join(config.server.listen))
+    if ready is not None:
+        ready.set()
+    await stop.wait()
+    log.info("proxy stopping: draining requests in flight")
+    await runner.cleanup()  # stops accepting, waits up to graceful_timeout for handlers
+
+
+def run(config: Config, config_path: Path) -> None:
+    uvloop.run(serve(config, config_path))

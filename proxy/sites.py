@@ -1,0 +1,69 @@
+"""Sites by public host, each with its own pooled client to its origin."""
+
+from __future__ import annotations
+
+import aiohttp
+from yarl import URL
+
+from rules.config import SiteConfig
+
+# The client must add nothing of its own: the origin sees the visitor's headers.
+_NO_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
+
+
+class Site:
+    def __init__(self, config: SiteConfig) -> None:
+        self.config = config
+        self.key = config.key
+        self.origin: URL = config.origin_url
+        self.origin_base = str(self.origin).rstrip("/")
+        self.client = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(
+                limit=0, ttl_dns_cache=60, ssl=None if config.verify_tls else False
+            ),
+            timeout=aiohttp.ClientTimeout(
+                total=None, sock_connect=config.connect_timeout, sock_read=config.read_timeout
+            ),
+            auto_decompress=False,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            skip_auto_headers=_NO_AUTO_HEADERS,
+        )
+
+    def upstream_host(self, public_host: str) -> str:
+        """The Host header for the origin, as the site's ``host_header`` asks."""
+        mode = self.config.host_header
+        if mode == "origin":
+            host = self.origin.host or ""
+            return host if self.origin.is_default_port() else f"{host}:{self.origin.port}"
+        if mode == "public":
+            return public_host
+        return mode
+
+    async def close(self) -> None:
+        await self.client.close()
+
+
+class SiteRouter:
+    """Finds the site for a Host header: exact host:port, then host name, then ``*``."""
+
+    def __init__(self, configs: list[SiteConfig]) -> None:
+        self.sites = [Site(config) for config in configs]
+        self._by_host: dict[str, Site] = {}
+        self._fallback: Site | None = None
+        for site in self.sites:
+            for host in (site.config.host, *site.config.aliases):
+                if host == "*":
+                    self._fallback = site
+                else:
+                    self._by_host[host.lower()] = site
+
+    def match(self, host: str) -> Site | None:
+        host = host.lower()
+        site = self._by_host.get(host)
+        if site is None and ":" in host and not host.endswith("]"):
+            site = self._by_host.get(host.rsplit(":", 1)[0])
+        return site or self._fallback
+
+    async def close(self) -> None:
+        for site in self.sites:
+            await site.close()

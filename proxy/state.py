@@ -1,0 +1,54 @@
+"""Everything a request needs that comes from configuration, swapped whole on reload."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from aiohttp import web
+
+from proxy.forwarding import TrustedProxies
+from proxy.identity import IdentityPolicy
+from proxy.rewriter import PageRewriter
+from proxy.sites import Site, SiteRouter
+from rules.config import Config
+
+
+def beacon_tag(prefix: str) -> str:
+    return f'<script src="{prefix}beacon.js" async data-refract-beacon></script>'
+
+
+@dataclass(frozen=True)
+class ProxyState:
+    config: Config
+    router: SiteRouter
+    identity: IdentityPolicy
+    trusted: TrustedProxies
+    with_beacon: PageRewriter
+    without_beacon: PageRewriter
+
+    KEY: ClassVar[web.AppKey[StateHolder]]
+
+    @classmethod
+    def from_config(cls, config: Config) -> ProxyState:
+        return cls(
+            config=config,
+            router=SiteRouter(config.sites),
+            identity=IdentityPolicy(config.cookies, config.privacy),
+            trusted=TrustedProxies(config.server.trusted_proxies),
+            with_beacon=PageRewriter(beacon_tag(config.server.prefix)),
+            without_beacon=PageRewriter(""),
+        )
+
+    def rewriter_for(self, site: Site) -> PageRewriter:
+        return self.with_beacon if site.config.beacon else self.without_beacon
+
+
+class StateHolder:
+    """The state in force; reload replaces ``current`` in one assignment."""
+
+    def __init__(self, state: ProxyState) -> None:
+        self.current = state
+
+
+ProxyState.KEY = web.AppKey("refract.state", StateHolder)

@@ -1,0 +1,324 @@
+"""config.toml: the schema, its defaults, and loading with precise errors.
+
+Every key has a default and a description; the description doubles as the hint printed when
+a value is wrong. ``REFRACT_SECTION__KEY`` environment variables override keys, for
+container deployments (``REFRACT_REDIS__URL``, ``REFRACT_SITES__0__ORIGIN``).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ByteSize, ConfigDict, Field, ValidationError, field_validator
+from yarl import URL
+
+from rules.problems import InvalidFileError, Problem, problems_from_validation
+from rules.toml_lines import TomlLines
+
+ENV_PREFIX = "REFRACT_"
+ENV_SEPARATOR = "__"
+
+_HOST_PORT = re.compile(r"^(?P<host>\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.\-]+):(?P<port>\d{1,5})$")
+_COOKIE_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+
+
+def _check_host_port(address: str) -> str:
+    match = _HOST_PORT.match(address)
+    if match is None or not 0 < int(match["port"]) < 65536:
+        raise ValueError(f'"{address}" is not "host:port"')
+    return address
+
+
+def split_host_port(address: str) -> tuple[str, int]:
+    """``"[::1]:8080"`` -> ``("::1", 8080)``; the address was validated by the schema."""
+    host, _, port = address.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerConfig(Section):
+    listen: list[str] = Field(
+        default=["127.0.0.1:8080"],
+        description='addresses the proxy listens on, as "host:port" strings, e.g. ["0.0.0.0:80"]',
+    )
+    workers: int = Field(
+        default=1, ge=1, le=256, description="number of proxy processes sharing the listeners"
+    )
+    data_dir: Path = Field(
+        default=Path(".refract"),
+        description="directory for the embedded Redis socket, metrics files and archives",
+    )
+    prefix: str = Field(
+        default="/_refract/",
+        description='path prefix Refract answers itself and never forwards, e.g. "/_refract/"',
+    )
+    trusted_proxies: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = Field(
+        default=[],
+        description="CIDR ranges of load balancers or CDNs whose X-Forwarded-* and Forwarded "
+        'headers are believed, e.g. ["10.0.0.0/8"]',
+    )
+    max_request_body: ByteSize = Field(
+        default=ByteSize(32 * 1024 * 1024),
+        description='largest request body forwarded to an origin, e.g. "32MiB"; larger gets 413',
+    )
+    graceful_timeout: float = Field(
+        default=15.0, gt=0, description="seconds in-flight requests get to finish on shutdown"
+    )
+    access_log: bool = Field(default=True, description="write one JSON line per request to stdout")
+
+    @field_validator("listen")
+    @classmethod
+    def _check_listen(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("at least one listener is needed")
+        for address in value:
+            _check_host_port(address)
+        return value
+
+    @field_validator("prefix")
+    @classmethod
+    def _check_prefix(cls, value: str) -> str:
+        if not (value.startswith("/") and value.endswith("/") and len(value) > 2):
+            raise ValueError('the prefix must start and end with "/", e.g. "/_refract/"')
+        return value
+
+
+class RedisConfig(Section):
+    url: str = Field(
+        default="",
+        description='Redis or Valkey URL, e.g. "redis://127.0.0.1:6379/0"; empty starts an '
+        "embedded server in data_dir",
+    )
+    timeout_ms: float = Field(
+        default=25.0,
+        gt=0,
+        le=5000,
+        description="longest a request waits on Redis before Refract carries on without it",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        if value and URL(value).scheme not in {"redis", "rediss", "unix", "valkey", "valkeys"}:
+            raise ValueError("the URL must start with redis://, rediss:// or unix://")
+        return value
+
+
+class CookieConfig(Section):
+    visitor: str = Field(default="rf_vid", description="name of the visitor cookie (13 months)")
+    session: str = Field(default="rf_sid", description="name of the session cookie")
+    domain: str = Field(
+        default="",
+        description='cookie Domain attribute, e.g. ".example.com" to share across subdomains; '
+        "empty means host-only",
+    )
+    visitor_days: int = Field(
+        default=395, ge=1, le=400, description="lifetime of the visitor cookie in days (max 400)"
+    )
+    session_minutes: int = Field(
+        default=30, ge=1, le=1440, description="minutes of inactivity that end a session"
+    )
+
+    @field_validator("visitor", "session")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        if not _COOKIE_NAME.match(value):
+            raise ValueError(f'"{value}" is not a valid cookie name')
+        return value
+
+
+class PrivacyConfig(Section):
+    consent_mode: Literal["legitimate-interest", "strict"] = Field(
+        default="legitimate-interest",
+        description='"legitimate-interest" sets cookies by default; "strict" sets no identifying '
+        "cookie until the consent cookie says yes",
+    )
+    consent_cookie: str = Field(
+        default="rf_consent", description="cookie your consent banner sets when a visitor agrees"
+    )
+    consent_granted: str = Field(
+        default=r"^(1|true|yes|granted)$",
+        description="regular expression the consent cookie's value must match to mean yes",
+    )
+    honor_gpc: bool = Field(
+        default=True,
+        description="treat the Sec-GPC: 1 header (Global Privacy Control) as a refusal of tracking",
+    )
+    ip_in_logs: Literal["none", "truncated", "full"] = Field(
+        default="truncated",
+        description='how visitor IP addresses appear in logs: "truncated" keeps the /24 (IPv4) '
+        'or /48 (IPv6) network, "none" omits them',
+    )
+
+    @field_validator("consent_granted")
+    @classmethod
+    def _check_pattern(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as error:
+            raise ValueError(f"invalid regular expression: {error}") from None
+        return value
+
+
+class SiteConfig(Section):
+    host: str = Field(
+        description='public host name visitors use, e.g. "www.example.com"; "*" matches any host'
+    )
+    aliases: list[str] = Field(default=[], description="other public host names of this site")
+    id: str = Field(
+        default="",
+        pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$|^$",
+        description="short key of the site in Redis (lowercase letters, digits, - and _); "
+        "defaults to the host",
+    )
+    origin: str = Field(
+        description='origin server URL without a path, e.g. "https://origin.example.com:8443"'
+    )
+    host_header: str = Field(
+        default="origin",
+        description='Host sent to the origin: "origin" (the origin URL\'s host), "public" (the '
+        "visitor's Host) or a literal host name",
+    )
+    verify_tls: bool = Field(default=True, description="verify the origin's TLS certificate")
+    connect_timeout: float = Field(
+        default=5.0, gt=0, description="seconds to connect to the origin before answering 502"
+    )
+    read_timeout: float = Field(
+        default=30.0, gt=0, description="seconds the origin may stay silent before answering 504"
+    )
+    max_rewrite_bytes: ByteSize = Field(
+        default=ByteSize(4 * 1024 * 1024),
+        description='largest HTML body Refract rewrites, e.g. "4MiB"; larger pages pass unmodified',
+    )
+    beacon: bool = Field(default=True, description="inject the measurement beacon into pages")
+
+    @field_validator("origin")
+    @classmethod
+    def _check_origin(cls, value: str) -> str:
+        url = URL(value)
+        if url.scheme not in {"http", "https"} or not url.host:
+            raise ValueError(f'"{value}" is not an http:// or https:// URL')
+        if url.path not in {"", "/"} or url.query_string or url.fragment:
+            raise ValueError(f'"{value}" has a path, query or fragment; give only scheme://host:port')
+        return value
+
+    @property
+    def key(self) -> str:
+        """The site's name in Redis keys."""
+        return self.id or re.sub(r"[^a-z0-9_-]", "-", self.host.lower()).strip("-") or "default"
+
+    @property
+    def origin_url(self) -> URL:
+        return URL(self.origin).with_path("")
+
+
+class AdminConfig(Section):
+    listen: str = Field(
+        default="127.0.0.1:8090",
+        description='address of the admin API and dashboard, "host:port"; keep it private',
+    )
+
+    @field_validator("listen")
+    @classmethod
+    def _check_listen(cls, value: str) -> str:
+        return _check_host_port(value)
+
+
+class Config(Section):
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    redis: RedisConfig = Field(default_factory=RedisConfig)
+    cookies: CookieConfig = Field(default_factory=CookieConfig)
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
+    admin: AdminConfig = Field(default_factory=AdminConfig)
+    sites: Annotated[list[SiteConfig], Field(min_length=1)] = Field(
+        description="the websites Refract fronts, one [[sites]] table each"
+    )
+
+    @field_validator("sites")
+    @classmethod
+    def _check_unique_hosts(cls, sites: list[SiteConfig]) -> list[SiteConfig]:
+        seen: set[str] = set()
+        for site in sites:
+            for host in (site.host, *site.aliases):
+                if host.lower() in seen:
+                    raise ValueError(f'host "{host}" is served by two sites')
+                seen.add(host.lower())
+        return sites
+
+
+def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
+    """Read, override from the environment, and validate; raise InvalidFileError on any error."""
+    environ = os.environ if environ is None else environ
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise InvalidFileError(
+            [Problem(str(path), None, "", f"cannot read: {error.strerror}", "pass --config FILE")]
+        ) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        line = getattr(error, "lineno", None)
+        raise InvalidFileError(
+            [Problem(str(path), line, "", f"not valid TOML: {error}", "check quotes and brackets")]
+        ) from None
+    data, env_problems = _apply_environment(data, environ)
+    if env_problems:
+        raise InvalidFileError(env_problems)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as error:
+        raise InvalidFileError(
+            problems_from_validation(error, Config, str(path), TomlLines(text))
+        ) from None
+
+
+def _apply_environment(
+    data: dict[str, Any], environ: Mapping[str, str]
+) -> tuple[dict[str, Any], list[Problem]]:
+    problems = []
+    for name in sorted(environ):
+        if not name.startswith(ENV_PREFIX) or ENV_SEPARATOR not in name:
+            continue
+        path = name.removeprefix(ENV_PREFIX).lower().split(ENV_SEPARATOR)
+        try:
+            _set_path(data, path, _parse_env_value(environ[name]))
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError):
+            problems.append(
+                Problem(
+                    "environment",
+                    None,
+                    name,
+                    "does not name a key of config.toml",
+                    "use REFRACT_SECTION__KEY, e.g. REFRACT_REDIS__URL or REFRACT_SITES__0__ORIGIN",
+                )
+            )
+    return data, problems
+
+
+def _parse_env_value(raw: str) -> Any:
+    """Numbers, booleans and arrays are TOML literals; anything else is a plain string."""
+    try:
+        return tomllib.loads(f"value = {raw}")["value"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+def _set_path(data: Any, path: list[str], value: Any) -> None:
+    node = data
+    for part in path[:-1]:
+        node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
+    last = path[-1]
+    if isinstance(node, list):
+        node[int(last)] = value
+    else:
+        node[last] = value

@@ -1,0 +1,117 @@
+"""Errors in user-written files, reported as file, line, field, message and hint."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from rules.toml_lines import TomlLines
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a file, precise enough to fix without reading our code."""
+
+    file: str
+    line: int | None
+    field: str
+    message: str
+    hint: str = ""
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        text = f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+        return f"{text}\n    hint: {self.hint}" if self.hint else text
+
+
+class InvalidFileError(Exception):
+    """A file could not be accepted; nothing of it was applied."""
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(str(problem) for problem in self.problems))
+
+
+def dotted(path: Iterable[str | int]) -> str:
+    """``("sites", 0, "origin")`` -> ``sites[0].origin``."""
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
+    return text
+
+
+def problems_from_validation(
+    error: ValidationError,
+    model: type[BaseModel],
+    file: str,
+    lines: TomlLines,
+) -> list[Problem]:
+    """Translate pydantic's errors into problems that point at the user's file."""
+    problems = []
+    for detail in error.errors():
+        path = tuple(part for part in detail["loc"] if isinstance(part, str | int))
+        if detail["type"] == "extra_forbidden":
+            message, hint = "unknown key", _suggest_key(model, path)
+        else:
+            message, hint = _plain_message(detail), _describe_field(model, path)
+        problems.append(Problem(file, lines.line_of(path), dotted(path), message, hint))
+    return problems
+
+
+def _plain_message(detail: Any) -> str:
+    message = str(detail["msg"])
+    if message.startswith("Value error, "):
+        message = message.removeprefix("Value error, ")
+    return message[0].lower() + message[1:] if message else message
+
+
+def _model_at(model: type[BaseModel], path: Sequence[str | int]) -> type[BaseModel] | None:
+    """The model that holds the last key of ``path``."""
+    current: type[BaseModel] = model
+    for part in path[:-1]:
+        if isinstance(part, int):
+            continue
+        field = current.model_fields.get(part)
+        if field is None:
+            return None
+        nested = _nested_model(field.annotation)
+        if nested is None:
+            return None
+        current = nested
+    return current
+
+
+def _nested_model(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for argument in getattr(annotation, "__args__", ()):
+        found = _nested_model(argument)
+        if found is not None:
+            return found
+    return None
+
+
+def _suggest_key(model: type[BaseModel], path: Sequence[str | int]) -> str:
+    holder = _model_at(model, path)
+    if holder is None or not path or not isinstance(path[-1], str):
+        return ""
+    known = sorted(holder.model_fields)
+    close = difflib.get_close_matches(path[-1], known, n=1)
+    if close:
+        return f"did you mean '{close[0]}'?"
+    return "valid keys here: " + ", ".join(known)
+
+
+def _describe_field(model: type[BaseModel], path: Sequence[str | int]) -> str:
+    path = list(path)
+    while path and isinstance(path[-1], int):
+        path.pop()  # an item of a list is described by the list's field
+    holder = _model_at(model, path)
+    if holder is None or not path:
+        return ""
+    field = holder.model_fields.get(str(path[-1]))
+    return (field.description or "") if field else ""
