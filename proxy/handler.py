@@ -64,7 +64,7 @@ class Exchange:
     notes: list[str] = field(default_factory=list)
 
 
-EXCHANGE = "refract.exchange"
+EXCHANGE = web.RequestKey("refract.exchange", Exchange)
 
 
 async def proxy_request(request: web.Request) -> web.StreamResponse:

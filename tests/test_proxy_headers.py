@@ -1,0 +1,131 @@
+"""Headers across the proxy: what the origin is told, and what the visitor gets back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestServer
+from multidict import CIMultiDict
+from yarl import URL
+
+from tests.conftest import ProxyFactory
+
+
+def received(echo: dict[str, Any]) -> CIMultiDict[str]:
+    return CIMultiDict((name, value) for name, value in echo["headers"])
+
+
+async def echo_headers(proxy: ProxyFactory, headers: dict[str, str], **config: Any) -> CIMultiDict[str]:
+    client = await proxy(**config)
+    response = await client.get("/echo", headers=headers)
+    assert response.status == 200
+    return received(await response.json())
+
+
+@pytest.mark.parametrize(
+    "field",
+    ["Keep-Alive", "TE", "Trailer", "Proxy-Authorization", "Proxy-Connection", "X-Named-In-Connection"],
+)
+async def test_hop_by_hop_request_headers_are_not_forwarded(proxy: ProxyFactory, field: str) -> None:
+    headers = {field: "trailers" if field == "TE" else "1", "Connection": "keep-alive, X-Named-In-Connection"}
+    upstream = await echo_headers(proxy, headers)
+    assert field not in upstream
+
+
+async def test_end_to_end_request_headers_are_forwarded_unchanged(proxy: ProxyFactory) -> None:
+    sent = {"Accept": "text/html", "Accept-Language": "de-CH", "User-Agent": "UA/1.0", "X-Custom": "a b"}
+    upstream = await echo_headers(proxy, sent)
+    for name, value in sent.items():
+        assert upstream.getall(name) == [value]
+
+
+async def test_untrusted_peer_cannot_forge_forwarding_headers(proxy: ProxyFactory) -> None:
+    forged = {"X-Forwarded-For": "6.6.6.6", "X-Forwarded-Proto": "https", "Forwarded": "for=6.6.6.6"}
+    upstream = await echo_headers(proxy, forged)
+    assert upstream["X-Forwarded-For"] == "127.0.0.1"
+    assert upstream["X-Forwarded-Proto"] == "http"
+    assert upstream["Forwarded"].startswith("for=127.0.0.1;host=")
+    assert "6.6.6.6" not in upstream["Forwarded"]
+
+
+async def test_trusted_peer_forwarding_headers_are_extended(proxy: ProxyFactory) -> None:
+    incoming = {
+        "X-Forwarded-For": "203.0.113.9",
+        "X-Forwarded-Proto": "https",
+        "X-Forwarded-Host": "www.example.com",
+        "Forwarded": 'for=203.0.113.9;proto=https',
+    }
+    upstream = await echo_headers(proxy, incoming, server={"trusted_proxies": ["127.0.0.0/8"]})
+    assert upstream["X-Forwarded-For"] == "203.0.113.9, 127.0.0.1"
+    assert upstream["X-Forwarded-Proto"] == "https"
+    assert upstream["X-Forwarded-Host"] == "www.example.com"
+    assert upstream["Forwarded"] == (
+        "for=203.0.113.9;proto=https, for=127.0.0.1;host=www.example.com;proto=https"
+    )
+
+
+@pytest.mark.parametrize(
+    ("host_header", "expected"),
+    [("origin", None), ("public", "www.example.com"), ("backend.internal", "backend.internal")],
+)
+async def test_host_header_follows_site_setting(
+    proxy: ProxyFactory, origin: TestServer, host_header: str, expected: str | None
+) -> None:
+    client = await proxy(site={"host_header": host_header})
+    response = await client.get("/echo", headers={"Host": "www.example.com"})
+    upstream = received(await response.json())
+    assert upstream["Host"] == (expected or f"127.0.0.1:{origin.port}")
+
+
+async def test_refract_cookies_stay_with_refract(proxy: ProxyFactory) -> None:
+    cookie = "rf_vid=" + "a" * 32 + "; theirs=1; rf_sid=" + "b" * 16 + "; consent=yes"
+    upstream = await echo_headers(proxy, {"Cookie": cookie})
+    assert upstream["Cookie"] == "theirs=1; consent=yes"
+
+
+async def test_path_and_query_reach_the_origin_byte_for_byte(proxy: ProxyFactory) -> None:
+    client = await proxy()
+    raw = "/echo/a%2Fb/%7Euser?q=%C3%A9&q=2&empty="
+    response = await client.session.get(URL(f"http://127.0.0.1:{client.port}{raw}", encoded=True))
+    assert (await response.json())["path_qs"] == "/echo/a%2Fb/%7Euser?q=%C3%A9&q=2&empty="
+
+
+async def test_redirect_naming_the_origin_points_at_the_public_host(proxy: ProxyFactory) -> None:
+    client = await proxy()
+    response = await client.get(
+        "/redirect", headers={"Host": "www.example.com"}, allow_redirects=False
+    )
+    assert response.status == 302
+    assert response.headers["Location"] == "http://www.example.com/landing?x=1#top"
+
+
+@pytest.mark.parametrize(
+    "location", ["/relative/path", "https://elsewhere.example.org/x", "mailto:a@b.c"]
+)
+async def test_other_redirects_are_untouched(proxy: ProxyFactory, location: str) -> None:
+    client = await proxy()
+    response = await client.get("/redirect", params={"to": location}, allow_redirects=False)
+    assert response.headers["Location"] == location
+
+
+async def test_set_cookie_domain_of_the_origin_is_made_host_only(proxy: ProxyFactory) -> None:
+    client = await proxy()
+    response = await client.get("/cookies", headers={"Host": "www.example.com"})
+    assert response.headers.getall("Set-Cookie") == [
+        "origin_a=1; Path=/; HttpOnly",
+        "origin_b=2; Path=/app; Secure",
+    ]
+
+
+async def test_set_cookie_domain_becomes_the_configured_cookie_domain(proxy: ProxyFactory) -> None:
+    client = await proxy(cookies={"domain": ".example.com"})
+    response = await client.get("/cookies", headers={"Host": "www.example.com"})
+    assert response.headers.getall("Set-Cookie")[0] == "origin_a=1; Domain=.example.com; Path=/; HttpOnly"
+
+
+async def test_hop_by_hop_response_headers_are_dropped(proxy: ProxyFactory) -> None:
+    client = await proxy()
+    response = await client.get("/chunked")
+    assert "Trailer" not in response.headers
+    assert response.headers.get("Transfer-Encoding") in (None, "chunked")
