@@ -82,7 +82,8 @@ def _run_node(command: str, config: Config, config_path: Path) -> int:
 
 def _children(command: str, config: Config, config_path: str) -> list[Child]:
     proxies = [
-        Child(f"proxy-{index}", proxy_main, (config_path,)) for index in range(config.server.workers)
+        Child(f"proxy-{index}", proxy_main, (config_path,))
+        for index in range(config.server.workers)
     ]
     if len(proxies) > 1:
         _prepare_metrics_dir(config.server.data_dir / "metrics")
@@ -95,7 +96,9 @@ def _children(command: str, config: Config, config_path: str) -> list[Child]:
     if command == "admin":
         return [admin]
     if command == "demo":
-        return [Child("demo-origin", demo_origin_main), *proxies, worker, admin]
+        origin = config.sites[0].origin_url
+        demo = Child("demo-origin", demo_origin_main, (origin.host, origin.port))
+        return [demo, *proxies, worker, admin]
     return [*proxies, worker, admin]
 
 
@@ -129,11 +132,11 @@ def admin_main(config_path: str) -> None:
     app.run(_child_config(config_path))
 
 
-def demo_origin_main() -> None:
+def demo_origin_main(host: str, port: int) -> None:
     from admin import demo
 
     logs.configure()
-    demo.run()
+    demo.run(host=host, port=port)
 
 
 if __name__ == "__main__":

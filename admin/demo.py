@@ -1,5 +1,7 @@
 """`refract demo`: the Northbeam Analytics demo website, served as a real origin would.
 
+It listens where the first site of config.toml expects its origin.
+
 Pages are compressed when the client accepts it and carry public caching headers; assets
 answer with ETag, Last-Modified and byte ranges; the demo-request form answers with a
 redirect that names the origin itself. Refract in front has to handle all of it.
@@ -16,7 +18,6 @@ from aiohttp import web
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 DEMO_SITE = REPOSITORY / "examples" / "demo-site"
-ORIGIN_HOST, ORIGIN_PORT = "127.0.0.1", 8081
 SITE_KEY = web.AppKey("demo.site", Path)
 
 
@@ -73,5 +74,5 @@ async def serve(site: Path, host: str, port: int) -> None:
     await runner.cleanup()
 
 
-def run(site: Path = DEMO_SITE, host: str = ORIGIN_HOST, port: int = ORIGIN_PORT) -> None:
+def run(host: str, port: int, site: Path = DEMO_SITE) -> None:
     uvloop.run(serve(site, host, port))

@@ -7,6 +7,7 @@ worker is alive. Consuming the event streams arrives with the event pipeline.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -42,10 +43,8 @@ async def serve(config: Config) -> None:
                 await client.set(key, "alive", ex=_HEARTBEAT_TTL_S)
             except (redis.RedisError, OSError) as error:
                 log.warning("heartbeat failed: %r", error)
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), _HEARTBEAT_EVERY_S)
-            except TimeoutError:
-                pass
         await client.delete(key)
     finally:
         await client.aclose()

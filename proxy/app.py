@@ -19,6 +19,8 @@ from rules.problems import InvalidFileError
 
 log = logging.getLogger("refract.proxy")
 
+_REDIS_CONNECT_TIMEOUT_S = 1.0
+
 
 def build_app(config: Config) -> web.Application:
     # Size limits are enforced while streaming (server.max_request_body), not by buffering.
@@ -35,9 +37,8 @@ def build_app(config: Config) -> web.Application:
 async def _redis_client(app: web.Application) -> AsyncIterator[None]:
     config = app[ProxyState.KEY].current.config
     if config.redis.url:
-        timeout = config.redis.timeout_ms / 1000
         client = redis.Redis.from_url(
-            config.redis.url, socket_connect_timeout=max(timeout, 0.25), health_check_interval=30
+            config.redis.url, socket_connect_timeout=_REDIS_CONNECT_TIMEOUT_S
         )
         app[local.REDIS_KEY] = client
         yield

@@ -34,10 +34,10 @@ def page_encoding(content_type: str | None, body: bytes) -> str:
     for bom, name in _BOMS:
         if body.startswith(bom):
             return name
-    if content_type and (match := _HEADER_CHARSET.search(content_type)):
-        return match[1]
-    if match := _META_CHARSET.search(body[:_PRESCAN_BYTES]):
-        return match[1].decode("ascii")
+    if content_type and (header := _HEADER_CHARSET.search(content_type)):
+        return header[1]
+    if meta := _META_CHARSET.search(body[:_PRESCAN_BYTES]):
+        return meta[1].decode("ascii")
     return "utf-8"
 
 

@@ -67,7 +67,7 @@ def _inflate(body: bytes, coding: str, limit: int) -> bytes:
 
 def _unbrotli(body: bytes, limit: int) -> bytes:
     decompressor = brotli.Decompressor()
-    decoded = decompressor.process(body, output_buffer_limit=limit + 1)
+    decoded: bytes = decompressor.process(body, output_buffer_limit=limit + 1)
     if len(decoded) <= limit and not decompressor.is_finished():
         raise DecodeError("br body is truncated")
     return decoded

@@ -34,9 +34,15 @@ ReadHeaders = CIMultiDictProxy[str] | CIMultiDict[str]
 
 def without_hop_by_hop(headers: ReadHeaders, drop: Iterable[str] = ()) -> Headers:
     """A copy without hop-by-hop fields, those named in Connection, and ``drop``."""
-    named = {token.strip().lower() for value in headers.getall("Connection", ()) for token in value.split(",")}
+    named = {
+        token.strip().lower()
+        for value in headers.getall("Connection", ())
+        for token in value.split(",")
+    }
     excluded = HOP_BY_HOP | named | {name.lower() for name in drop}
-    return CIMultiDict((name, value) for name, value in headers.items() if name.lower() not in excluded)
+    return CIMultiDict(
+        (name, value) for name, value in headers.items() if name.lower() not in excluded
+    )
 
 
 def rewrite_location(value: str, origin: URL, public_base: str) -> str:
@@ -79,7 +85,9 @@ def rewrite_set_cookie(value: str, public_host: str, cookie_domain: str) -> str:
 def private_cache_control(value: str | None) -> str:
     """Cache-Control for a personalized page: the browser may keep it, no shared cache may."""
     directives = [d.strip() for d in (value or "").split(",") if d.strip()]
-    kept = [d for d in directives if d.split("=")[0].strip().lower() not in _SHARED_CACHE_DIRECTIVES]
+    kept = [
+        d for d in directives if d.split("=")[0].strip().lower() not in _SHARED_CACHE_DIRECTIVES
+    ]
     if not any(d.lower() in {"private", "no-store"} for d in kept):
         kept.insert(0, "private")
     return ", ".join(kept)
@@ -90,7 +98,9 @@ def is_cdn_cache_header(name: str) -> bool:
 
 
 def add_vary(headers: Headers, field: str) -> None:
-    tokens = [t.strip() for value in headers.getall("Vary", ()) for t in value.split(",") if t.strip()]
+    tokens = [
+        t.strip() for value in headers.getall("Vary", ()) for t in value.split(",") if t.strip()
+    ]
     if "*" in tokens or field.lower() in (t.lower() for t in tokens):
         return
     headers.popall("Vary", None)

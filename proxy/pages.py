@@ -9,7 +9,8 @@ from aiohttp import web
 _TEMPLATE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
 <title>{code} {phrase}</title>
-<style>body{{font:16px/1.5 system-ui,sans-serif;max-width:32rem;margin:15vh auto;padding:0 1rem;color:#222}}</style>
+<style>body{{font:16px/1.5 system-ui,sans-serif;max-width:32rem;margin:15vh auto;
+padding:0 1rem;color:#222}}</style>
 </head><body><h1>{phrase}</h1><p>{message}</p></body></html>
 """
 

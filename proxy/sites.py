@@ -18,9 +18,7 @@ class Site:
         self.origin: URL = config.origin_url
         self.origin_base = str(self.origin).rstrip("/")
         self.client = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(
-                limit=0, ttl_dns_cache=60, ssl=None if config.verify_tls else False
-            ),
+            connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=60, ssl=config.verify_tls),
             timeout=aiohttp.ClientTimeout(
                 total=None, sock_connect=config.connect_timeout, sock_read=config.read_timeout
             ),

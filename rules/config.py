@@ -98,12 +98,6 @@ class RedisConfig(Section):
         description='Redis or Valkey URL, e.g. "redis://127.0.0.1:6379/0"; empty starts an '
         "embedded server in data_dir",
     )
-    timeout_ms: float = Field(
-        default=25.0,
-        gt=0,
-        le=5000,
-        description="longest a request waits on Redis before Refract carries on without it",
-    )
 
     @field_validator("url")
     @classmethod
@@ -208,7 +202,9 @@ class SiteConfig(Section):
         if url.scheme not in {"http", "https"} or not url.host:
             raise ValueError(f'"{value}" is not an http:// or https:// URL')
         if url.path not in {"", "/"} or url.query_string or url.fragment:
-            raise ValueError(f'"{value}" has a path, query or fragment; give only scheme://host:port')
+            raise ValueError(
+                f'"{value}" has a path, query or fragment; give only scheme://host:port'
+            )
         return value
 
     @property
@@ -267,9 +263,16 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
-        line = getattr(error, "lineno", None)
         raise InvalidFileError(
-            [Problem(str(path), line, "", f"not valid TOML: {error}", "check quotes and brackets")]
+            [
+                Problem(
+                    str(path),
+                    _toml_error_line(error, text),
+                    "",
+                    f"not valid TOML: {error}",
+                    "check quotes, brackets and that strings are quoted",
+                )
+            ]
         ) from None
     data, env_problems = _apply_environment(data, environ)
     if env_problems:
@@ -280,6 +283,12 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
         raise InvalidFileError(
             problems_from_validation(error, Config, str(path), TomlLines(text))
         ) from None
+
+
+def _toml_error_line(error: tomllib.TOMLDecodeError, text: str) -> int:
+    """tomllib names the line only in its message before Python 3.14."""
+    match = re.search(r"at line (\d+)", str(error))
+    return int(match[1]) if match else max(1, text.count("\n"))
 
 
 def _apply_environment(

@@ -18,7 +18,9 @@ KeyPath = tuple[str | int, ...]
 
 _TABLE_ARRAY = re.compile(r"^\s*\[\[\s*(?P<name>[^\]]+?)\s*\]\]")
 _TABLE = re.compile(r"^\s*\[\s*(?P<name>[^\[\]]+?)\s*\]")
-_KEY_VALUE = re.compile(r"""^\s*(?P<key>(?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*')(?:\s*\.\s*(?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*'))*)\s*=(?P<rest>.*)$""")
+_KEY_VALUE = re.compile(
+    r"""^\s*(?P<key>(?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*')(?:\s*\.\s*(?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*'))*)\s*=(?P<rest>.*)$"""
+)
 _DOTTED_PART = re.compile(r"""[A-Za-z0-9_-]+|"[^"]*"|'[^']*'""")
 
 

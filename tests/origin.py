@@ -142,10 +142,13 @@ def build_origin(asset_dir: Path) -> web.Application:
     app.router.add_get("/cp1252", fixed(CP1252_PAGE, "text/html; charset=windows-1252"))
     app.router.add_get("/sjis", fixed(SHIFT_JIS_PAGE, "text/html"))
     app.router.add_get("/utf16", fixed(UTF16_PAGE, "text/html; charset=utf-16"))
-    app.router.add_get("/nobody", fixed(b"<!doctype html><title>t</title><p>no body tag", "text/html"))
-    app.router.add_get("/svg-body", fixed(
-        b"<html><body><svg><body></body></svg><p>x</p></body></html>", "text/html"
-    ))
+    app.router.add_get(
+        "/nobody", fixed(b"<!doctype html><title>t</title><p>no body tag", "text/html")
+    )
+    app.router.add_get(
+        "/svg-body",
+        fixed(b"<html><body><svg><body></body></svg><p>x</p></body></html>", "text/html"),
+    )
     app.router.add_get("/json", fixed(b'{"a": "</body>"}', "application/json"))
     app.router.add_get("/chunked", chunked_page)
     app.router.add_get("/redirect", redirect)

@@ -38,7 +38,9 @@ async def test_new_visitor_gets_a_random_128_bit_id_and_a_session(proxy: ProxyFa
     assert re.fullmatch(r"[0-9a-f]{16}", session.value)
     assert int(session["max-age"]) == 30 * 60
     for cookie in (visitor, session):
-        assert cookie["httponly"] and cookie["path"] == "/" and cookie["samesite"] == "Lax"
+        assert cookie["httponly"]
+        assert cookie["path"] == "/"
+        assert cookie["samesite"] == "Lax"
 
 
 async def test_returning_visitor_keeps_ids_and_the_session_is_extended(proxy: ProxyFactory) -> None:
@@ -85,11 +87,22 @@ async def test_assets_never_set_cookies(proxy: ProxyFactory) -> None:
         ({"consent_mode": "strict"}, {}, "rf_consent=no", False),
         ({"consent_mode": "strict"}, {}, "rf_consent=granted", True),
         ({"consent_mode": "strict"}, {"Sec-GPC": "1"}, "rf_consent=1", False),
-        ({"consent_mode": "strict", "consent_cookie": "cmp", "consent_granted": "analytics"},
-         {}, "cmp=ads,analytics", True),
+        (
+            {"consent_mode": "strict", "consent_cookie": "cmp", "consent_granted": "analytics"},
+            {},
+            "cmp=ads,analytics",
+            True,
+        ),
     ],
-    ids=["gpc", "gpc-ignored-by-config", "strict-no-cookie", "strict-refused",
-         "strict-granted", "gpc-beats-consent", "custom-consent-cookie"],
+    ids=[
+        "gpc",
+        "gpc-ignored-by-config",
+        "strict-no-cookie",
+        "strict-refused",
+        "strict-granted",
+        "gpc-beats-consent",
+        "custom-consent-cookie",
+    ],
 )
 async def test_who_may_be_identified(
     proxy: ProxyFactory,
@@ -110,5 +123,6 @@ async def test_withdrawn_consent_deletes_refract_cookies(proxy: ProxyFactory) ->
     client.session.cookie_jar.clear()
     response = await client.get("/page", headers={"Cookie": f"rf_vid={VISITOR}; rf_sid={SESSION}"})
     cookies = set_cookies(response)
-    assert cookies["rf_vid"].value == "" and int(cookies["rf_vid"]["max-age"]) == 0
-    assert cookies["rf_sid"].value == "" and int(cookies["rf_sid"]["max-age"]) == 0
+    for name in ("rf_vid", "rf_sid"):
+        assert cookies[name].value == ""
+        assert int(cookies[name]["max-age"]) == 0

@@ -96,7 +96,9 @@ async def test_non_html_is_passed_byte_for_byte_even_when_compressed(proxy: Prox
     assert await asset.read() == ASSET
 
 
-async def test_rewritten_page_is_private_and_loses_the_origin_validators(proxy: ProxyFactory) -> None:
+async def test_rewritten_page_is_private_and_loses_the_origin_validators(
+    proxy: ProxyFactory,
+) -> None:
     client = await proxy()
     response = await client.get("/page?surrogate=1")
     headers = response.headers

@@ -16,7 +16,9 @@ def received(echo: dict[str, Any]) -> CIMultiDict[str]:
     return CIMultiDict((name, value) for name, value in echo["headers"])
 
 
-async def echo_headers(proxy: ProxyFactory, headers: dict[str, str], **config: Any) -> CIMultiDict[str]:
+async def echo_headers(
+    proxy: ProxyFactory, headers: dict[str, str], **config: Any
+) -> CIMultiDict[str]:
     client = await proxy(**config)
     response = await client.get("/echo", headers=headers)
     assert response.status == 200
@@ -25,23 +27,44 @@ async def echo_headers(proxy: ProxyFactory, headers: dict[str, str], **config: A
 
 @pytest.mark.parametrize(
     "field",
-    ["Keep-Alive", "TE", "Trailer", "Proxy-Authorization", "Proxy-Connection", "X-Named-In-Connection"],
+    [
+        "Keep-Alive",
+        "TE",
+        "Trailer",
+        "Proxy-Authorization",
+        "Proxy-Connection",
+        "X-Named-In-Connection",
+    ],
 )
-async def test_hop_by_hop_request_headers_are_not_forwarded(proxy: ProxyFactory, field: str) -> None:
-    headers = {field: "trailers" if field == "TE" else "1", "Connection": "keep-alive, X-Named-In-Connection"}
+async def test_hop_by_hop_request_headers_are_not_forwarded(
+    proxy: ProxyFactory, field: str
+) -> None:
+    headers = {
+        field: "trailers" if field == "TE" else "1",
+        "Connection": "keep-alive, X-Named-In-Connection",
+    }
     upstream = await echo_headers(proxy, headers)
     assert field not in upstream
 
 
 async def test_end_to_end_request_headers_are_forwarded_unchanged(proxy: ProxyFactory) -> None:
-    sent = {"Accept": "text/html", "Accept-Language": "de-CH", "User-Agent": "UA/1.0", "X-Custom": "a b"}
+    sent = {
+        "Accept": "text/html",
+        "Accept-Language": "de-CH",
+        "User-Agent": "UA/1.0",
+        "X-Custom": "a b",
+    }
     upstream = await echo_headers(proxy, sent)
     for name, value in sent.items():
         assert upstream.getall(name) == [value]
 
 
 async def test_untrusted_peer_cannot_forge_forwarding_headers(proxy: ProxyFactory) -> None:
-    forged = {"X-Forwarded-For": "6.6.6.6", "X-Forwarded-Proto": "https", "Forwarded": "for=6.6.6.6"}
+    forged = {
+        "X-Forwarded-For": "6.6.6.6",
+        "X-Forwarded-Proto": "https",
+        "Forwarded": "for=6.6.6.6",
+    }
     upstream = await echo_headers(proxy, forged)
     assert upstream["X-Forwarded-For"] == "127.0.0.1"
     assert upstream["X-Forwarded-Proto"] == "http"
@@ -54,7 +77,7 @@ async def test_trusted_peer_forwarding_headers_are_extended(proxy: ProxyFactory)
         "X-Forwarded-For": "203.0.113.9",
         "X-Forwarded-Proto": "https",
         "X-Forwarded-Host": "www.example.com",
-        "Forwarded": 'for=203.0.113.9;proto=https',
+        "Forwarded": "for=203.0.113.9;proto=https",
     }
     upstream = await echo_headers(proxy, incoming, server={"trusted_proxies": ["127.0.0.0/8"]})
     assert upstream["X-Forwarded-For"] == "203.0.113.9, 127.0.0.1"
@@ -121,7 +144,10 @@ async def test_set_cookie_domain_of_the_origin_is_made_host_only(proxy: ProxyFac
 async def test_set_cookie_domain_becomes_the_configured_cookie_domain(proxy: ProxyFactory) -> None:
     client = await proxy(cookies={"domain": ".example.com"})
     response = await client.get("/cookies", headers={"Host": "www.example.com"})
-    assert response.headers.getall("Set-Cookie")[0] == "origin_a=1; Domain=.example.com; Path=/; HttpOnly"
+    assert (
+        response.headers.getall("Set-Cookie")[0]
+        == "origin_a=1; Domain=.example.com; Path=/; HttpOnly"
+    )
 
 
 async def test_hop_by_hop_response_headers_are_dropped(proxy: ProxyFactory) -> None:

@@ -1,0 +1,229 @@
+"""The `refract` command as an operator runs it: processes, signals, reloads, the demo."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+
+from tests.conftest import free_port
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+STARTUP_S = 20
+
+
+def config_text(port: int, origin: str, workers: int = 1, extra: str = "") -> str:
+    return (
+        f'[server]\nlisten = ["127.0.0.1:{port}"]\nworkers = {workers}\ngraceful_timeout = 5.0\n'
+        f'{extra}\n[[sites]]\nhost = "*"\nid = "t"\norigin = "{origin}"\n'
+    )
+
+
+def refract(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "admin.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPOSITORY,
+        env={**os.environ, **(env or {})},
+        timeout=60,
+    )
+
+
+@asynccontextmanager
+async def running(
+    args: list[str], port: int, env: dict[str, str], cwd: Path
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "admin.cli",
+        *args,
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(REPOSITORY), **env},
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        await wait_healthy(port, process)
+        yield process
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(process.wait(), 30)
+            except TimeoutError:
+                process.kill()
+                raise
+
+
+async def wait_healthy(port: int, process: asyncio.subprocess.Process) -> None:
+    async with aiohttp.ClientSession() as session:
+        for _ in range(STARTUP_S * 10):
+            if process.returncode is not None:
+                errors = await process.stderr.read() if process.stderr else b""
+                raise AssertionError(errors.decode())
+            try:
+                async with session.get(f"http://127.0.0.1:{port}/_refract/health") as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+    raise AssertionError("refract did not become healthy")
+
+
+async def get(url: str, **kwargs: object) -> tuple[int, bytes]:
+    async with aiohttp.ClientSession() as session, session.get(url, **kwargs) as response:  # type: ignore[arg-type]
+        return response.status, await response.read()
+
+
+def test_check_accepts_a_valid_config(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(config_text(8080, "http://127.0.0.1:9"))
+    result = refract("--config", str(path), "check")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"{path}: ok (1 site)"
+
+
+def test_check_refuses_a_bad_config_with_its_location(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(config_text(8080, "http://127.0.0.1:9", extra="colour = 1"))
+    result = refract("--config", str(path), "check")
+    assert result.returncode == 2
+    assert f"{path}:5: server.colour: unknown key" in result.stderr
+
+
+@pytest.fixture
+def write_config(tmp_path: Path) -> Callable[..., Path]:
+    def write(*args: object, **kwargs: object) -> Path:
+        path = tmp_path / "config.toml"
+        path.write_text(config_text(*args, **kwargs))  # type: ignore[arg-type]
+        return path
+
+    return write
+
+
+async def test_several_workers_share_the_port_and_sum_their_metrics(
+    origin: TestServer, redis_url: str, write_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    port = free_port()
+    path = write_config(port, str(origin.make_url("")).rstrip("/"), workers=2)
+    env = {"REFRACT_REDIS__URL": redis_url}
+    async with running(["--config", str(path), "proxy"], port, env, tmp_path):
+        pids = set()
+        for _ in range(60):
+            _, health = await get(f"http://127.0.0.1:{port}/_refract/health")  # new connection
+            pids.add(json.loads(health)["pid"])
+            await get(f"http://127.0.0.1:{port}/page")
+        assert len(pids) == 2
+        _, text = await get(f"http://127.0.0.1:{port}/_refract/metrics")
+        line = next(
+            line
+            for line in text.decode().splitlines()
+            if line.startswith('refract_requests_total{kind="page",site="t",status="2xx"}')
+        )
+        assert float(line.split()[-1]) == 60
+
+
+async def test_shutdown_drains_requests_in_flight(
+    origin: TestServer, redis_url: str, write_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    port = free_port()
+    path = write_config(port, str(origin.make_url("")).rstrip("/"))
+    async with running(
+        ["--config", str(path), "proxy"], port, {"REFRACT_REDIS__URL": redis_url}, tmp_path
+    ) as process:
+        slow = asyncio.create_task(get(f"http://127.0.0.1:{port}/slow?s=1.5"))
+        await asyncio.sleep(0.5)
+        process.send_signal(signal.SIGTERM)
+        status, body = await slow
+        assert status == 200
+        assert body.startswith(b"late")
+        assert await asyncio.wait_for(process.wait(), 10) == 0
+
+
+async def test_sighup_reloads_and_a_bad_config_keeps_the_old_one(
+    aiohttp_server: object,
+    origin: TestServer,
+    redis_url: str,
+    write_config: Callable[..., Path],
+    tmp_path: Path,
+) -> None:
+    from aiohttp import web
+
+    async def second(_: web.Request) -> web.Response:
+        return web.Response(text="second origin")
+
+    other_app = web.Application()
+    other_app.router.add_get("/{tail:.*}", second)
+    other: TestServer = await aiohttp_server(other_app)  # type: ignore[operator]
+    port = free_port()
+    first_url = str(origin.make_url("")).rstrip("/")
+    path = write_config(port, first_url)
+    async with running(
+        ["--config", str(path), "proxy"], port, {"REFRACT_REDIS__URL": redis_url}, tmp_path
+    ) as process:
+        assert (await get(f"http://127.0.0.1:{port}/json"))[1] == b'{"a": "</body>"}'
+
+        path.write_text(config_text(port, str(other.make_url("")).rstrip("/")))
+        process.send_signal(signal.SIGHUP)
+        assert await eventually(lambda: body_of(f"http://127.0.0.1:{port}/json"), b"second origin")
+
+        path.write_text(config_text(port, first_url, extra="bogus = true"))
+        process.send_signal(signal.SIGHUP)
+        await asyncio.sleep(0.5)
+        assert (await get(f"http://127.0.0.1:{port}/json"))[1] == b"second origin"
+
+
+async def eventually(
+    fetch: Callable[[], Awaitable[object]], expected: object, tries: int = 50
+) -> bool:
+    for _ in range(tries):
+        if await fetch() == expected:
+            return True
+        await asyncio.sleep(0.1)
+    return False
+
+
+async def status_of(url: str) -> int:
+    return (await get(url))[0]
+
+
+async def body_of(url: str) -> bytes:
+    return (await get(url))[1]
+
+
+async def test_demo_serves_the_demo_site_through_refract_on_embedded_redis(tmp_path: Path) -> None:
+    config = (REPOSITORY / "config.toml").read_text()
+    port, admin_port, origin_port = free_port(), free_port(), free_port()
+    config = config.replace("127.0.0.1:8080", f"127.0.0.1:{port}")
+    config = config.replace("127.0.0.1:8090", f"127.0.0.1:{admin_port}")
+    config = config.replace("127.0.0.1:8081", f"127.0.0.1:{origin_port}")
+    path = tmp_path / "config.toml"
+    path.write_text(config)
+    async with running(["--config", str(path), "demo"], port, {}, tmp_path) as process:
+        assert await eventually(lambda: status_of(f"http://127.0.0.1:{port}/"), 200)
+        _, home = await get(f"http://127.0.0.1:{port}/")
+        assert b"Northbeam" in home
+        assert b"data-refract-beacon" in home
+        _, pricing = await get(f"http://127.0.0.1:{port}/pricing")
+        assert b'id="pricing-plans"' in pricing
+        _, pdf = await get(f"http://127.0.0.1:{port}/assets/whitepaper.pdf")
+        assert pdf.startswith(b"%PDF-")
+        _, health = await get(f"http://127.0.0.1:{admin_port}/api/health")
+        assert b'"redis": "ok"' in health
+        socket_path = tmp_path / ".refract" / "redis" / "redis.sock"
+        assert socket_path.exists()
+    assert process.returncode == 0
+    assert not socket_path.exists()  # the embedded server stopped with Refract
