@@ -32,7 +32,6 @@ from proxy.headers import (
     rewrite_set_cookie,
     without_hop_by_hop,
 )
-from proxy.identity import Identity
 from proxy.pages import neutral_page
 from proxy.sites import Site
 from proxy.state import ProxyState
@@ -79,8 +78,8 @@ async def proxy_request(request: web.Request) -> web.StreamResponse:
     request[EXCHANGE] = exchange
     started = time.perf_counter()
     response = await _proxy(request, state, exchange)
-    metrics.REQUESTS.labels(exchange.site, exchange.kind, f"{response.status // 100}xx").inc()
-    metrics.LATENCY.labels(exchange.kind).observe(time.perf_counter() - started)
+    metrics.request_counter(exchange.site, exchange.kind, f"{response.status // 100}xx").inc()
+    metrics.latency_histogram(exchange.kind).observe(time.perf_counter() - started)
     return response
 
 
@@ -191,7 +190,7 @@ async def _respond(
         metrics.REWRITE_SKIPPED.labels("too_large").inc()
         return await _stream(request, upstream, headers, already_read=raw)
     exchange.kind = "page"
-    return _page_response(request, state, site, upstream, headers, raw, identity, exchange)
+    return _page_response(request, state, site, upstream, headers, raw, exchange)
 
 
 def _response_headers(
@@ -246,6 +245,14 @@ def _page_headers(headers: CIMultiDict[str], keep_length: bool = True) -> CIMult
     return page
 
 
+class _PassUnmodifiedError(Exception):
+    """The page is fine, but must reach the visitor as the origin sent it."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 def _page_response(
     request: web.Request,
     state: ProxyState,
@@ -253,19 +260,26 @@ def _page_response(
     upstream: aiohttp.ClientResponse,
     headers: CIMultiDict[str],
     raw: bytes,
-    identity: Identity,
     exchange: Exchange,
 ) -> web.Response:
     origin_coding = codings.normalize(upstream.headers.get("Content-Encoding"))
-    try:
+    content_type = upstream.headers.get("Content-Type", "")
+    coding = codings.choose_coding(request.headers.get("Accept-Encoding"), origin_coding)
+    rewriter = state.rewriter_for(site)
+
+    def rewrite() -> bytes:
         html = codings.decode(raw, origin_coding, site.config.max_rewrite_bytes)
-        if not is_ascii_safe(page_encoding(upstream.headers.get("Content-Type"), html)):
-            metrics.REWRITE_SKIPPED.labels("charset").inc()
-            return web.Response(status=upstream.status, headers=headers, body=raw)
-        rewritten = state.rewriter_for(site).rewrite(html)
-        coding = codings.choose_coding(request.headers.get("Accept-Encoding"), origin_coding)
-        body = codings.encode(rewritten, coding)
-    except Exception as error:
+        if not is_ascii_safe(page_encoding(content_type, html)):
+            raise _PassUnmodifiedError("charset")
+        return codings.encode(rewriter.rewrite(html), coding)
+
+    try:
+        key = state.cache.key(rewriter.fingerprint, content_type, origin_coding, coding, raw)
+        body = state.cache.get_or_make(key, rewrite)
+    except _PassUnmodifiedError as skip:
+        metrics.REWRITE_SKIPPED.labels(skip.reason).inc()
+        return web.Response(status=upstream.status, headers=headers, body=raw)
+    except Exception as error:  # any failure of ours serves the origin's page
         metrics.FAIL_OPEN.labels("rewrite").inc()
         exchange.notes.append(f"fail-open: {type(error).__name__}")
         log.warning("rewrite failed, page served unmodified: %r", error, extra={"site": site.key})

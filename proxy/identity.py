@@ -12,7 +12,6 @@ import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
-from http.cookies import SimpleCookie
 
 from rules.config import CookieConfig, PrivacyConfig
 
@@ -87,18 +86,10 @@ class IdentityPolicy:
         return headers
 
     def _cookie(self, name: str, value: str, max_age: int, secure: bool) -> str:
-        cookie: SimpleCookie = SimpleCookie()
-        cookie[name] = value
-        morsel = cookie[name]
-        morsel["path"] = "/"
-        morsel["max-age"] = max_age
-        morsel["httponly"] = True
-        morsel["samesite"] = "Lax"
-        if secure:
-            morsel["secure"] = True
-        if self._cookies.domain:
-            morsel["domain"] = self._cookies.domain
-        return morsel.OutputString()
+        # Names are validated by the config schema and values are hex: nothing to quote.
+        domain = f"; Domain={self._cookies.domain}" if self._cookies.domain else ""
+        flags = "; Secure" if secure else ""
+        return f"{name}={value}; Max-Age={max_age}; Path=/{domain}; HttpOnly; SameSite=Lax{flags}"
 
     def strip_own_cookies(self, cookie_header: str) -> str:
         """The Cookie header for the origin, without Refract's own cookies."""

@@ -6,7 +6,9 @@ and any process answering a scrape reports the sum over all of them.
 
 from __future__ import annotations
 
+import functools
 import os
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -41,11 +43,29 @@ REWRITE_SKIPPED = Counter(
     "HTML responses passed through unmodified by design, by reason.",
     ["reason"],
 )
+_REWRITE_CACHE = Counter(
+    "refract_rewrite_cache",
+    "Page rewrites answered from the rewrite cache (hit) or made (miss).",
+    ["result"],
+)
+REWRITE_CACHE_HITS = _REWRITE_CACHE.labels("hit")
+REWRITE_CACHE_MISSES = _REWRITE_CACHE.labels("miss")
 REQUEST_REJECTED = Counter(
     "refract_requests_rejected",
     "Requests refused before reaching an origin, by reason.",
     ["reason"],
 )
+
+
+@functools.lru_cache(maxsize=1024)
+def request_counter(site: str, kind: str, status_class: str) -> Any:
+    """The bound counter of one label set; binding costs more than counting."""
+    return REQUESTS.labels(site, kind, status_class)
+
+
+@functools.lru_cache(maxsize=16)
+def latency_histogram(kind: str) -> Any:
+    return LATENCY.labels(kind)
 
 
 def exposition() -> bytes:

@@ -8,6 +8,8 @@ path and a DOM parser is not (docs/architecture.md has the measurements).
 
 from __future__ import annotations
 
+import hashlib
+
 import lolhtml
 
 _XHTML_NAMESPACE = "http://www.w3.org/1999/xhtml"
@@ -36,6 +38,7 @@ class PageRewriter:
             raise ValueError("inserted markup must be ASCII so that any page encoding holds it")
         self._tail_markup = tail_markup
         self._tail_bytes = tail_markup.encode("ascii")
+        self.fingerprint = hashlib.sha256(self._tail_bytes).hexdigest()[:16]
 
     def rewrite(self, page: bytes) -> bytes:
         """The page with the tail markup before ``</body>``, or at the end when there is none."""

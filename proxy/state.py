@@ -9,6 +9,7 @@ from aiohttp import web
 
 from proxy.forwarding import TrustedProxies
 from proxy.identity import IdentityPolicy
+from proxy.rewrite_cache import RewriteCache
 from proxy.rewriter import PageRewriter
 from proxy.sites import Site, SiteRouter
 from rules.config import Config
@@ -26,6 +27,7 @@ class ProxyState:
     trusted: TrustedProxies
     with_beacon: PageRewriter
     without_beacon: PageRewriter
+    cache: RewriteCache
 
     KEY: ClassVar[web.AppKey[StateHolder]]
 
@@ -38,6 +40,7 @@ class ProxyState:
             trusted=TrustedProxies(config.server.trusted_proxies),
             with_beacon=PageRewriter(beacon_tag(config.server.prefix)),
             without_beacon=PageRewriter(""),
+            cache=RewriteCache(config.server.rewrite_cache),
         )
 
     def rewriter_for(self, site: Site) -> PageRewriter:

@@ -74,6 +74,10 @@ class ServerConfig(Section):
         default=15.0, gt=0, description="seconds in-flight requests get to finish on shutdown"
     )
     access_log: bool = Field(default=True, description="write one JSON line per request to stdout")
+    rewrite_cache: ByteSize = Field(
+        default=ByteSize(64 * 1024 * 1024),
+        description='memory per process for rewritten pages, e.g. "64MiB"; "0" turns it off',
+    )
 
     @field_validator("listen")
     @classmethod
@@ -112,6 +116,7 @@ class CookieConfig(Section):
     session: str = Field(default="rf_sid", description="name of the session cookie")
     domain: str = Field(
         default="",
+        pattern=r"^(\.?[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*)?$",
         description='cookie Domain attribute, e.g. ".example.com" to share across subdomains; '
         "empty means host-only",
     )

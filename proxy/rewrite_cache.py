@@ -1,0 +1,63 @@
+"""Rewritten pages, remembered: the same origin bytes with the same changes cost a hash.
+
+A page is keyed by what determines its output: the rewrite (its fingerprint), the origin's
+Content-Type and coding, the coding sent to the visitor, and the origin's body. The body is
+hashed with XXH3-128 (3 µs for 100 KB, against 130 µs for BLAKE2b) under a random per-process
+seed, so nobody can craft a page that collides with another offline. The cache is an LRU
+bounded by the bytes it holds.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections import OrderedDict
+from collections.abc import Callable
+
+import xxhash
+
+from proxy import metrics
+
+CacheKey = tuple[str, str, str, str, int, bytes]
+
+_SEED = secrets.randbits(64)
+
+
+def page_digest(body: bytes) -> bytes:
+    return xxhash.xxh3_128_digest(body, seed=_SEED)
+
+
+class RewriteCache:
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.size = 0
+        self._entries: OrderedDict[CacheKey, bytes] = OrderedDict()
+
+    @staticmethod
+    def key(
+        rewrite: str, content_type: str, origin_coding: str, output_coding: str, body: bytes
+    ) -> CacheKey:
+        return (rewrite, content_type, origin_coding, output_coding, len(body), page_digest(body))
+
+    def get_or_make(self, key: CacheKey, make: Callable[[], bytes]) -> bytes:
+        """The cached output for ``key``, or ``make()``'s, remembered when it fits."""
+        cached = self._entries.get(key)
+        if cached is not None:
+            self._entries.move_to_end(key)
+            metrics.REWRITE_CACHE_HITS.inc()
+            return cached
+        metrics.REWRITE_CACHE_MISSES.inc()
+        output = make()
+        self._remember(key, output)
+        return output
+
+    def _remember(self, key: CacheKey, output: bytes) -> None:
+        if len(output) > self.max_bytes // 4:
+            return  # one page must not evict most of the others
+        self._entries[key] = output
+        self.size += len(output)
+        while self.size > self.max_bytes:
+            _, evicted = self._entries.popitem(last=False)
+            self.size -= len(evicted)
+
+    def __len__(self) -> int:
+        return len(self._entries)
