@@ -311,8 +311,8 @@ async def _stream(
 ) -> web.StreamResponse:
     """Send the origin's response as it arrives, never holding more than a chunk."""
     response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=headers)
-    await response.prepare(request)
     try:
+        await response.prepare(request)
         if already_read:
             await response.write(already_read)
         async for chunk in upstream.content.iter_any():
@@ -324,7 +324,10 @@ async def _stream(
         if request.transport is not None:
             request.transport.close()
         return response
-    except (ConnectionResetError, asyncio.CancelledError):
+    except ConnectionResetError:
+        upstream.close()  # the visitor left; the rest of the origin's body is not wanted
+        return response
+    except asyncio.CancelledError:
         upstream.close()
         raise
     await response.write_eof()

@@ -30,6 +30,7 @@ async def serve(config: Config, config_path: Path, ready: asyncio.Event | None =
         access_log_class=JsonAccessLogger,
         access_log=access_logger if config.server.access_log else None,
         shutdown_timeout=config.server.graceful_timeout,
+        handler_cancellation=True,  # a visitor who leaves stops the origin request too
     )
     await runner.setup()
     reuse_port = config.server.workers > 1

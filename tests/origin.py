@@ -105,7 +105,7 @@ async def big(request: web.Request) -> web.StreamResponse:
 
 async def slow(request: web.Request) -> web.Response:
     await asyncio.sleep(float(request.query.get("s", "2")))
-    return web.Response(text="late", content_type="text/html")
+    return web.Response(text="late", content_type=request.query.get("type", "text/html"))
 
 
 async def status(request: web.Request) -> web.Response:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from collections.abc import AsyncIterator
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
@@ -119,3 +121,19 @@ async def test_origin_closing_mid_body_cuts_the_visitor_connection(proxy: ProxyF
         await response.read()
     await task
     listener.close()
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "text/html"])
+async def test_visitor_leaving_before_the_origin_answers_is_not_an_error(
+    proxy: ProxyFactory, caplog: pytest.LogCaptureFixture, content_type: str
+) -> None:
+    client = await proxy()
+    with pytest.raises(TimeoutError):
+        await client.get(
+            "/slow",
+            params={"s": "0.3", "type": content_type},
+            timeout=aiohttp.ClientTimeout(total=0.05),
+        )
+    await asyncio.sleep(0.5)  # the origin answers to a visitor who has gone
+    assert (await client.get("/_refract/health")).status == 200
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
