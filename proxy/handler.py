@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 from aiohttp import web
-from multidict import CIMultiDict
+from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from proxy import codings, metrics
@@ -32,6 +32,7 @@ from proxy.headers import (
     rewrite_set_cookie,
     without_hop_by_hop,
 )
+from proxy.origin_cache import OriginKey
 from proxy.pages import neutral_page
 from proxy.sites import Site
 from proxy.state import ProxyState
@@ -44,12 +45,8 @@ _REQUEST_CHUNK = 64 * 1024
 # Replaced by values of our own; a visitor's copies are never passed on.
 _FORWARDING_FIELDS = ("Forwarded", "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host")
 # Validators and ranges describe the origin's bytes, not the page we serve.
-_PAGE_DROPPED_FIELDS = (
-    "Content-Length",
-    "Content-Encoding",
-    "ETag",
-    "Last-Modified",
-    "Accept-Ranges",
+_PAGE_DROPPED_FIELDS = frozenset(
+    {"content-length", "content-encoding", "etag", "last-modified", "accept-ranges"}
 )
 
 
@@ -70,6 +67,26 @@ class Exchange:
 
 
 EXCHANGE = web.RequestKey("refract.exchange", Exchange)
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One request on its way through the pipeline, with what it was resolved to."""
+
+    request: web.Request
+    state: ProxyState
+    site: Site
+    view: ClientView
+    exchange: Exchange
+
+
+@dataclass(frozen=True, slots=True)
+class OriginPage:
+    """An origin's 200 page, read whole: fresh, or kept and confirmed by a 304."""
+
+    headers: CIMultiDictProxy[str]
+    body: bytes
+    reason: str = "OK"
 
 
 async def proxy_request(request: web.Request) -> web.StreamResponse:
@@ -104,6 +121,10 @@ async def _proxy(request: web.Request, state: ProxyState, exchange: Exchange) ->
         exchange.kind = "websocket"
         return await relay_websocket(request, site, url, upstream_headers)
 
+    kept_key = state.origin_cache.key(site.key, request)
+    kept = state.origin_cache.lookup(kept_key) if kept_key else None
+    if kept is not None:
+        upstream_headers.update(kept.conditional_headers())
     body_limit = state.config.server.max_request_body
     body = _limited_body(request, body_limit) if request.body_exists else None
     began = time.perf_counter()
@@ -124,8 +145,14 @@ async def _proxy(request: web.Request, state: ProxyState, exchange: Exchange) ->
             return neutral_page(413, "The request is too large.")
         return _origin_failed(site, exchange, "protocol", url)
     exchange.upstream_ms = (time.perf_counter() - began) * 1000
+    call = Call(request, state, site, view, exchange)
     try:
-        return await _respond(request, state, site, view, upstream, exchange)
+        if kept is not None and upstream.status == 304:
+            state.origin_cache.count("not_modified")
+            return _page(call, OriginPage(kept.updated_by(upstream.headers), kept.body))
+        if kept is not None:
+            state.origin_cache.count("modified")
+        return await _respond(call, upstream, kept_key)
     finally:
         upstream.release()
 
@@ -161,52 +188,60 @@ def _origin_failed(site: Site, exchange: Exchange, reason: str, url: URL) -> web
 
 
 async def _respond(
-    request: web.Request,
-    state: ProxyState,
-    site: Site,
-    view: ClientView,
-    upstream: aiohttp.ClientResponse,
-    exchange: Exchange,
+    call: Call, upstream: aiohttp.ClientResponse, kept_key: OriginKey | None
 ) -> web.StreamResponse:
-    headers = _response_headers(upstream, site, view, state.config.cookies.domain)
+    request, site = call.request, call.site
     if not _is_page(request, upstream):
-        return await _stream(request, upstream, headers)
-    identity = state.identity.identify(request.headers, request.cookies)
-    headers.extend(
-        ("Set-Cookie", value)
-        for value in state.identity.set_cookie_headers(
-            identity, request.cookies, secure=view.scheme == "https"
-        )
-    )
+        if kept_key is not None:
+            call.state.origin_cache.forget(kept_key)
+        return await _stream(request, upstream, _response_headers(call, upstream.headers))
     if request.method == "HEAD":
-        exchange.kind = "page"
-        return await _stream(request, upstream, _page_headers(headers, keep_length=False))
+        call.exchange.kind = "page"
+        headers = _page_headers(_with_identity(call, _response_headers(call, upstream.headers)))
+        origin_coding = codings.normalize(upstream.headers.get("Content-Encoding"))
+        coding = codings.choose_coding(request.headers.get("Accept-Encoding"), origin_coding)
+        if coding != "identity":
+            headers["Content-Encoding"] = coding  # what a GET would be sent
+        return await _stream(request, upstream, headers)
     skip = _rewrite_skip_reason(upstream, site)
     if skip:
         metrics.REWRITE_SKIPPED.labels(skip).inc()
+        headers = _with_identity(call, _response_headers(call, upstream.headers))
         return await _stream(request, upstream, headers)
     raw, complete = await _read_up_to(upstream.content, site.config.max_rewrite_bytes)
     if not complete:
         metrics.REWRITE_SKIPPED.labels("too_large").inc()
+        headers = _with_identity(call, _response_headers(call, upstream.headers))
         return await _stream(request, upstream, headers, already_read=raw)
-    exchange.kind = "page"
-    return _page_response(request, state, site, upstream, headers, raw, exchange)
+    if kept_key is not None:
+        call.state.origin_cache.keep(kept_key, upstream.headers, raw)
+    return _page(call, OriginPage(upstream.headers, raw, upstream.reason or "OK"))
 
 
-def _response_headers(
-    upstream: aiohttp.ClientResponse, site: Site, view: ClientView, cookie_domain: str
-) -> CIMultiDict[str]:
-    headers = without_hop_by_hop(upstream.headers)
+def _response_headers(call: Call, origin_headers: CIMultiDictProxy[str]) -> CIMultiDict[str]:
+    headers = without_hop_by_hop(origin_headers)
+    view = call.view
     public_base = f"{view.scheme}://{view.host}"
     for name in ("Location", "Content-Location"):
         if name in headers:
-            headers[name] = rewrite_location(headers[name], site.origin, public_base)
+            headers[name] = rewrite_location(headers[name], call.site.origin, public_base)
     if "Set-Cookie" in headers:
         public_host = URL(f"//{view.host}").host or view.host
-        cookies = [
-            rewrite_set_cookie(v, public_host, cookie_domain) for v in headers.popall("Set-Cookie")
-        ]
+        domain = call.state.config.cookies.domain
+        cookies = [rewrite_set_cookie(v, public_host, domain) for v in headers.popall("Set-Cookie")]
         headers.extend(("Set-Cookie", value) for value in cookies)
+    return headers
+
+
+def _with_identity(call: Call, headers: CIMultiDict[str]) -> CIMultiDict[str]:
+    """Add the visitor's cookies: only pages carry them, never assets."""
+    request, policy = call.request, call.state.identity
+    identity = policy.identify(request.headers, request.cookies)
+    secure = call.view.scheme == "https"
+    headers.extend(
+        ("Set-Cookie", value)
+        for value in policy.set_cookie_headers(identity, request.cookies, secure=secure)
+    )
     return headers
 
 
@@ -230,15 +265,12 @@ def _rewrite_skip_reason(upstream: aiohttp.ClientResponse, site: Site) -> str:
     return ""
 
 
-def _page_headers(headers: CIMultiDict[str], keep_length: bool = True) -> CIMultiDict[str]:
+def _page_headers(headers: CIMultiDict[str]) -> CIMultiDict[str]:
     """Headers of a personalized page: private to one visitor, validators of the origin gone."""
-    dropped = {name.lower() for name in _PAGE_DROPPED_FIELDS}
-    if keep_length:
-        dropped -= {"content-length", "content-encoding"}
     page = CIMultiDict(
         (name, value)
         for name, value in headers.items()
-        if name.lower() not in dropped and not is_cdn_cache_header(name)
+        if name.lower() not in _PAGE_DROPPED_FIELDS and not is_cdn_cache_header(name)
     )
     page["Cache-Control"] = private_cache_control(headers.get("Cache-Control"))
     add_vary(page, "Accept-Encoding")
@@ -253,42 +285,42 @@ class _PassUnmodifiedError(Exception):
         self.reason = reason
 
 
-def _page_response(
-    request: web.Request,
-    state: ProxyState,
-    site: Site,
-    upstream: aiohttp.ClientResponse,
-    headers: CIMultiDict[str],
-    raw: bytes,
-    exchange: Exchange,
-) -> web.Response:
-    origin_coding = codings.normalize(upstream.headers.get("Content-Encoding"))
-    content_type = upstream.headers.get("Content-Type", "")
-    coding = codings.choose_coding(request.headers.get("Accept-Encoding"), origin_coding)
-    rewriter = state.rewriter_for(site)
+def _page(call: Call, origin: OriginPage) -> web.Response:
+    """Rewrite a page, or serve the origin's bytes as they came if anything goes wrong."""
+    call.exchange.kind = "page"
+    headers = _with_identity(call, _response_headers(call, origin.headers))
+    origin_coding = codings.normalize(origin.headers.get("Content-Encoding"))
+    content_type = origin.headers.get("Content-Type", "")
+    coding = codings.choose_coding(call.request.headers.get("Accept-Encoding"), origin_coding)
+    rewriter = call.state.rewriter_for(call.site)
+    limit = call.site.config.max_rewrite_bytes
 
     def rewrite() -> bytes:
-        html = codings.decode(raw, origin_coding, site.config.max_rewrite_bytes)
+        html = codings.decode(origin.body, origin_coding, limit)
         if not is_ascii_safe(page_encoding(content_type, html)):
             raise _PassUnmodifiedError("charset")
         return codings.encode(rewriter.rewrite(html), coding)
 
     try:
-        key = state.cache.key(rewriter.fingerprint, content_type, origin_coding, coding, raw)
-        body = state.cache.get_or_make(key, rewrite)
+        key = call.state.cache.key(
+            rewriter.fingerprint, content_type, origin_coding, coding, origin.body
+        )
+        body = call.state.cache.get_or_make(key, rewrite)
     except _PassUnmodifiedError as skip:
         metrics.REWRITE_SKIPPED.labels(skip.reason).inc()
-        return web.Response(status=upstream.status, headers=headers, body=raw)
+        return web.Response(headers=headers, body=origin.body)
     except Exception as error:  # any failure of ours serves the origin's page
         metrics.FAIL_OPEN.labels("rewrite").inc()
-        exchange.notes.append(f"fail-open: {type(error).__name__}")
-        log.warning("rewrite failed, page served unmodified: %r", error, extra={"site": site.key})
-        return web.Response(status=upstream.status, headers=headers, body=raw)
-    page = _page_headers(headers, keep_length=False)
+        call.exchange.notes.append(f"fail-open: {type(error).__name__}")
+        log.warning(
+            "rewrite failed, page served unmodified: %r", error, extra={"site": call.site.key}
+        )
+        return web.Response(headers=headers, body=origin.body)
+    page = _page_headers(headers)
     if coding != "identity":
         page["Content-Encoding"] = coding
-    exchange.rewritten = True
-    return web.Response(status=upstream.status, reason=upstream.reason, headers=page, body=body)
+    call.exchange.rewritten = True
+    return web.Response(reason=origin.reason, headers=page, body=body)
 
 
 async def _read_up_to(stream: aiohttp.StreamReader, limit: int) -> tuple[bytes, bool]:

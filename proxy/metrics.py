@@ -50,6 +50,11 @@ _REWRITE_CACHE = Counter(
 )
 REWRITE_CACHE_HITS = _REWRITE_CACHE.labels("hit")
 REWRITE_CACHE_MISSES = _REWRITE_CACHE.labels("miss")
+ORIGIN_REVALIDATIONS = Counter(
+    "refract_origin_revalidations",
+    "Kept origin pages revalidated with the origin: not_modified (a 304, no body) or modified.",
+    ["result"],
+)
 REQUEST_REJECTED = Counter(
     "refract_requests_rejected",
     "Requests refused before reaching an origin, by reason.",

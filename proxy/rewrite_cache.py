@@ -10,12 +10,12 @@ bounded by the bytes it holds.
 from __future__ import annotations
 
 import secrets
-from collections import OrderedDict
 from collections.abc import Callable
 
 import xxhash
 
 from proxy import metrics
+from proxy.lru import ByteBoundedLRU
 
 CacheKey = tuple[str, str, str, str, int, bytes]
 
@@ -28,9 +28,7 @@ def page_digest(body: bytes) -> bytes:
 
 class RewriteCache:
     def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
-        self.size = 0
-        self._entries: OrderedDict[CacheKey, bytes] = OrderedDict()
+        self._pages: ByteBoundedLRU[CacheKey, bytes] = ByteBoundedLRU(max_bytes)
 
     @staticmethod
     def key(
@@ -40,24 +38,11 @@ class RewriteCache:
 
     def get_or_make(self, key: CacheKey, make: Callable[[], bytes]) -> bytes:
         """The cached output for ``key``, or ``make()``'s, remembered when it fits."""
-        cached = self._entries.get(key)
+        cached = self._pages.get(key)
         if cached is not None:
-            self._entries.move_to_end(key)
             metrics.REWRITE_CACHE_HITS.inc()
             return cached
         metrics.REWRITE_CACHE_MISSES.inc()
         output = make()
-        self._remember(key, output)
+        self._pages.put(key, output, len(output))
         return output
-
-    def _remember(self, key: CacheKey, output: bytes) -> None:
-        if len(output) > self.max_bytes // 4:
-            return  # one page must not evict most of the others
-        self._entries[key] = output
-        self.size += len(output)
-        while self.size > self.max_bytes:
-            _, evicted = self._entries.popitem(last=False)
-            self.size -= len(evicted)
-
-    def __len__(self) -> int:
-        return len(self._entries)

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from proxy.forwarding import TrustedProxies
 from proxy.identity import IdentityPolicy
+from proxy.origin_cache import OriginCache
 from proxy.rewrite_cache import RewriteCache
 from proxy.rewriter import PageRewriter
 from proxy.sites import Site, SiteRouter
@@ -28,6 +29,7 @@ class ProxyState:
     with_beacon: PageRewriter
     without_beacon: PageRewriter
     cache: RewriteCache
+    origin_cache: OriginCache
 
     KEY: ClassVar[web.AppKey[StateHolder]]
 
@@ -41,6 +43,7 @@ class ProxyState:
             with_beacon=PageRewriter(beacon_tag(config.server.prefix)),
             without_beacon=PageRewriter(""),
             cache=RewriteCache(config.server.rewrite_cache),
+            origin_cache=OriginCache(config.server.origin_cache),
         )
 
     def rewriter_for(self, site: Site) -> PageRewriter:

@@ -78,6 +78,11 @@ class ServerConfig(Section):
         default=ByteSize(64 * 1024 * 1024),
         description='memory per process for rewritten pages, e.g. "64MiB"; "0" turns it off',
     )
+    origin_cache: ByteSize = Field(
+        default=ByteSize(64 * 1024 * 1024),
+        description="memory per process for origin pages kept to revalidate with "
+        'If-None-Match, so an unchanged page costs the origin a 304; "0" turns it off',
+    )
 
     @field_validator("listen")
     @classmethod

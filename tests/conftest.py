@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import tempfile
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,9 +21,9 @@ ProxyFactory = Callable[..., Awaitable[TestClient[web.Request, web.Application]]
 
 
 @pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A private Valkey for the whole run, on a unix socket nothing else can reach."""
-    directory = Path(tempfile.mkdtemp(prefix="refract-test-redis-"))
+    directory = tmp_path_factory.mktemp("redis")
     server = ValkeyServer(port=0, data_dir=directory, unix_socket_path=directory / "redis.sock")
     server.start()
     yield f"unix://{directory / 'redis.sock'}"

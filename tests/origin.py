@@ -124,6 +124,30 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     return ws
 
 
+CONDITIONALS = web.AppKey("conditionals", list)
+VERSION = web.AppKey("version", dict)  # {"etag": ...}: tests change the page under Refract
+
+
+async def validated(request: web.Request) -> web.Response:
+    """A page with an ETag that honours If-None-Match and records what it was asked."""
+    etag = f'"{request.app[VERSION]["etag"]}"'
+    asked = request.headers.get("If-None-Match")
+    request.app[CONDITIONALS].append(asked)
+    headers = {"ETag": etag, "Cache-Control": request.query.get("cc", "max-age=0")}
+    if "vary" in request.query:
+        headers["Vary"] = request.query["vary"]
+    if asked == etag:
+        return web.Response(status=304, headers=headers | {"X-Revalidated": "yes"})
+    response = web.Response(
+        body=b"<html><body><p>version " + etag.encode() + b"</p></body></html>",
+        content_type="text/html",
+        headers=headers,
+    )
+    if "cookie" in request.query:
+        response.set_cookie("session", "secret-of-one-visitor")
+    return response
+
+
 async def upload(request: web.Request) -> web.Response:
     digest, size = hashlib.sha256(), 0
     async for chunk in request.content.iter_chunked(65536):
@@ -136,6 +160,9 @@ def build_origin(asset_dir: Path) -> web.Application:
     (asset_dir / "asset.bin").write_bytes(ASSET)
     app = web.Application(client_max_size=1024**3)
     app[PAGE_BODY] = PAGE
+    app[CONDITIONALS] = []
+    app[VERSION] = {"etag": "v1"}
+    app.router.add_get("/validated", validated)
     app.router.add_route("*", "/echo", echo)
     app.router.add_route("*", "/echo/{tail:.*}", echo)
     app.router.add_get("/page", page)
