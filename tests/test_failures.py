@@ -5,11 +5,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import ssl
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestClient
+import trustme
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 
 from proxy import metrics
 from proxy.app import build_app
@@ -137,3 +141,29 @@ async def test_visitor_leaving_before_the_origin_answers_is_not_an_error(
     await asyncio.sleep(0.5)  # the origin answers to a visitor who has gone
     assert (await client.get("/_refract/health")).status == 200
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+@pytest.fixture
+async def https_origin(aiohttp_server: Any) -> TestServer:
+    """An HTTPS origin whose certificate no public authority signed."""
+    authority = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("127.0.0.1").configure_cert(context)
+    async def secure(_: web.Request) -> web.Response:
+        return web.Response(text="secure", content_type="text/plain")
+
+    app = web.Application()
+    app.router.add_get("/", secure)
+    server: TestServer = await aiohttp_server(app, ssl=context)
+    return server
+
+
+@pytest.mark.parametrize(("verify_tls", "status"), [(True, 502), (False, 200)])
+async def test_origin_certificate_is_verified_unless_the_site_says_not_to(
+    proxy: ProxyFactory, https_origin: TestServer, verify_tls: bool, status: int
+) -> None:
+    client = await proxy(
+        site={"origin": f"https://127.0.0.1:{https_origin.port}", "verify_tls": verify_tls}
+    )
+    response = await client.get("/")
+    assert response.status == status
