@@ -149,6 +149,7 @@ async def https_origin(aiohttp_server: Any) -> TestServer:
     authority = trustme.CA()
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     authority.issue_cert("127.0.0.1").configure_cert(context)
+
     async def secure(_: web.Request) -> web.Response:
         return web.Response(text="secure", content_type="text/plain")
 
