@@ -5,14 +5,15 @@
 Starts nginx as the origin (serving bench/pages/landing-100k.html), nginx as a plain reverse
 proxy, nginx with sub_filter (inserting a script tag, the nginx way of doing Refract's beacon),
 and `refract proxy`, one process each, and loads each with wrk. Then measures the latency
-Refract adds at a steady 200 requests/s, and Refract's memory while it streams a 1 GB file.
-Needs nginx and wrk (Debian: apt-get install nginx-light wrk).
+Refract adds at a steady 200 requests/s (hey), and Refract's memory while it streams 1 GB.
+Needs nginx, wrk and hey (Debian: apt-get install nginx-light wrk hey).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import csv
+import io
 import json
 import os
 import platform
@@ -29,12 +30,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
 REPOSITORY = Path(__file__).resolve().parents[1]
 PAGE = REPOSITORY / "bench" / "pages" / "landing-100k.html"
 BEACON = '<script src="/_refract/beacon.js" async data-refract-beacon></script>'
-PORTS = {"origin": 18081, "nginx_proxy": 18082, "nginx_sub_filter": 18083, "refract": 18084}
+PORTS = {
+    "origin": 18081,
+    "nginx_proxy": 18082,
+    "nginx_sub_filter": 18083,
+    "refract": 18084,
+    "refract_no_cache": 18085,  # every request decodes, rewrites and reads the origin's body
+}
 
 NGINX_CONF = """
 worker_processes 1;
@@ -92,12 +97,13 @@ def start_nginx(workdir: Path, page: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(["nginx", "-c", str(conf)], stderr=subprocess.DEVNULL)
 
 
-def start_refract(workdir: Path) -> subprocess.Popen[bytes]:
-    config = workdir / "refract.toml"
+def start_refract(workdir: Path, name: str, caches: bool) -> subprocess.Popen[bytes]:
+    config = workdir / f"{name}.toml"
+    cache_sizes = "" if caches else "rewrite_cache = 0\norigin_cache = 0\n"
     config.write_text(
-        f'[server]\nlisten = ["127.0.0.1:{PORTS["refract"]}"]\nworkers = 1\naccess_log = false\n'
-        f'data_dir = "{workdir / "refract-data"}"\n'
-        f'[admin]\nlisten = "127.0.0.1:{PORTS["refract"] + 100}"\n'
+        f'[server]\nlisten = ["127.0.0.1:{PORTS[name]}"]\nworkers = 1\naccess_log = false\n'
+        f'data_dir = "{workdir / f"{name}-data"}"\n{cache_sizes}'
+        f'[admin]\nlisten = "127.0.0.1:{PORTS[name] + 100}"\n'
         f'[[sites]]\nhost = "*"\norigin = "http://127.0.0.1:{PORTS["origin"]}"\n'
     )
     return subprocess.Popen(
@@ -149,25 +155,31 @@ def _percentile(output: str, label: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-async def steady_latency(port: int, rate: int, seconds: int) -> list[float]:
-    """Open loop: one request every 1/rate s whatever the answers do; latency of each."""
-    latencies: list[float] = []
-    connector = aiohttp.TCPConnector(limit=64)
-    async with aiohttp.ClientSession(connector=connector) as session:
+def steady_latency(port: int, rate: int, seconds: int) -> list[float]:
+    """Latencies (ms) of evenly spaced requests at ``rate`` per second, from hey's per-request CSV.
 
-        async def one() -> None:
-            started = time.perf_counter()
-            async with session.get(f"http://127.0.0.1:{port}/page.html") as response:
-                await response.read()
-            latencies.append((time.perf_counter() - started) * 1000)
-
-        tasks = []
-        begin = time.perf_counter()
-        for index in range(rate * seconds):
-            await asyncio.sleep(max(0.0, begin + index / rate - time.perf_counter()))
-            tasks.append(asyncio.create_task(one()))
-        await asyncio.gather(*tasks)
-    return latencies
+    One hey worker keeps the spacing even; several would fire together on each tick and
+    measure queueing behind their own burst instead.
+    """
+    output = subprocess.run(
+        [
+            "hey",
+            "-z",
+            f"{seconds}s",
+            "-c",
+            "1",
+            "-q",
+            str(rate),
+            "-o",
+            "csv",
+            f"http://127.0.0.1:{port}/page.html",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rows = list(csv.DictReader(io.StringIO(output)))
+    return [float(row["response-time"]) * 1000 for row in rows if row["status-code"] == "200"]
 
 
 def rss_kib(pid: int) -> int:
@@ -217,32 +229,38 @@ def main() -> int:
     )
     parser.add_argument("--page", type=Path, default=PAGE, help="the HTML page to serve")
     args = parser.parse_args()
-    for tool in ("nginx", "wrk", "curl"):
+    for tool in ("nginx", "wrk", "hey", "curl"):
         if shutil.which(tool) is None:
-            sys.exit(f"{tool} is needed: apt-get install nginx-light wrk curl")
+            sys.exit(f"{tool} is needed: apt-get install nginx-light wrk hey curl")
 
     workdir = Path(tempfile.mkdtemp(prefix="refract-bench-"))
     workdir.chmod(0o755)  # nginx workers run as an unprivileged user
     nginx = start_nginx(workdir, args.page)
-    refract = start_refract(workdir)
+    refracts = [
+        start_refract(workdir, "refract", caches=True),
+        start_refract(workdir, "refract_no_cache", caches=False),
+    ]
     try:
         wait_for(f"http://127.0.0.1:{PORTS['origin']}/page.html")
         health = json.loads(wait_for(f"http://127.0.0.1:{PORTS['refract']}/_refract/health"))
-        through = wait_for(f"http://127.0.0.1:{PORTS['refract']}/page.html")
-        assert through.replace(BEACON.encode(), b"") == args.page.read_bytes(), "not byte-exact"
+        for name in ("refract", "refract_no_cache"):
+            through = wait_for(f"http://127.0.0.1:{PORTS[name]}/page.html")
+            assert through.replace(BEACON.encode(), b"") == args.page.read_bytes(), "not exact"
 
         rounds = [
             [wrk(name, port, args.duration, args.connections) for name, port in PORTS.items()]
             for _ in range(args.rounds)
         ]
         loads = [median_load([r[index] for r in rounds]) for index in range(len(PORTS))]
-        direct = asyncio.run(steady_latency(PORTS["origin"], args.rate, args.duration))
-        proxied = asyncio.run(steady_latency(PORTS["refract"], args.rate, args.duration))
+        direct = steady_latency(PORTS["origin"], args.rate, args.duration)
+        proxied = steady_latency(PORTS["refract"], args.rate, args.duration)
         memory = stream_memory(health["pid"])
     finally:
-        refract.send_signal(signal.SIGTERM)
+        for refract in refracts:
+            refract.send_signal(signal.SIGTERM)
         nginx.send_signal(signal.SIGQUIT)
-        refract.wait(30)
+        for refract in refracts:
+            refract.wait(30)
         nginx.wait(30)
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -266,6 +284,8 @@ def main() -> int:
         / by_name["nginx_sub_filter"].requests_per_s,
         "ratio_refract_vs_nginx_proxy": by_name["refract"].requests_per_s
         / by_name["nginx_proxy"].requests_per_s,
+        "ratio_refract_no_cache_vs_sub_filter": by_name["refract_no_cache"].requests_per_s
+        / by_name["nginx_sub_filter"].requests_per_s,
         "steady_latency": steady,
         "stream_1gb": memory,
     }
@@ -287,6 +307,8 @@ def print_report(report: dict[str, Any]) -> None:
         )
     print(f"\nRefract / nginx sub_filter: {report['ratio_refract_vs_sub_filter']:.2f}")
     print(f"Refract / nginx proxy:      {report['ratio_refract_vs_nginx_proxy']:.2f}")
+    no_cache = report["ratio_refract_no_cache_vs_sub_filter"]
+    print(f"Refract without caches / nginx sub_filter: {no_cache:.2f}")
     steady = report["steady_latency"]
     print(
         f"\nAt {steady['rate']} req/s: p50 direct {steady['direct_p50_ms']:.2f} ms, "

@@ -47,9 +47,10 @@ def content(lines: list[tuple[int, str]]) -> bytes:
 
 def pdf() -> bytes:
     page_ids = [4 + 2 * index for index in range(len(PAGES))]
+    kids = " ".join(f"{page_id} 0 R" for page_id in page_ids)
     objects: list[bytes] = [
         b"<< /Type /Catalog /Pages 2 0 R >>",
-        f"<< /Type /Pages /Kids [{' '.join(f'{i} 0 R' for i in page_ids)}] /Count {len(PAGES)} >>".encode(),
+        f"<< /Type /Pages /Kids [{kids}] /Count {len(PAGES)} >>".encode(),
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
     ]
     for page_id, lines in zip(page_ids, PAGES, strict=True):
@@ -67,8 +68,10 @@ def pdf() -> bytes:
     xref = len(output)
     output += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
     output += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
-    output += b"trailer\n<< /Size %d /Root 1 0 R /Info << /Title (%s) >> >>\nstartxref\n%d\n%%%%EOF\n" % (
-        len(objects) + 1, escape(TITLE).encode(), xref)
+    output += (
+        b"trailer\n<< /Size %d /Root 1 0 R /Info << /Title (%s) >> >>\nstartxref\n%d\n%%%%EOF\n"
+        % (len(objects) + 1, escape(TITLE).encode(), xref)
+    )
     return bytes(output)
 
 
