@@ -32,7 +32,10 @@ def anonymize_ip(address: str, mode: str) -> str | None:
 
 class JsonAccessLogger(AbstractAccessLogger):
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time_s: float) -> None:
-        exchange: Exchange = request.get(EXCHANGE) or Exchange(kind="local")
+        exchange = request.get(EXCHANGE)
+        # uvloop's clock, which aiohttp's time_s comes from, counts whole milliseconds.
+        elapsed_s = time.perf_counter() - exchange.started if exchange else time_s
+        exchange = exchange or Exchange(kind="local")
         ip_mode = "truncated"
         if isinstance(request, web.Request) and ProxyState.KEY in request.app:
             ip_mode = request.app[ProxyState.KEY].current.config.privacy.ip_in_logs
@@ -43,7 +46,7 @@ class JsonAccessLogger(AbstractAccessLogger):
             "path": request.path,
             "status": response.status,
             "bytes": response.body_length,
-            "ms": round(time_s * 1000, 2),
+            "ms": round(elapsed_s * 1000, 2),
             "upstream_ms": None if exchange.upstream_ms is None else round(exchange.upstream_ms, 2),
             "site": exchange.site,
             "kind": exchange.kind,

@@ -60,6 +60,7 @@ class Exchange:
 
     site: str = "-"
     kind: str = "passthrough"
+    started: float = field(default_factory=time.perf_counter)
     client_ip: str = ""
     upstream_ms: float | None = None
     rewritten: bool = False
@@ -93,10 +94,9 @@ async def proxy_request(request: web.Request) -> web.StreamResponse:
     state: ProxyState = request.app[ProxyState.KEY].current
     exchange = Exchange()
     request[EXCHANGE] = exchange
-    started = time.perf_counter()
     response = await _proxy(request, state, exchange)
     metrics.request_counter(exchange.site, exchange.kind, f"{response.status // 100}xx").inc()
-    metrics.latency_histogram(exchange.kind).observe(time.perf_counter() - started)
+    metrics.latency_histogram(exchange.kind).observe(time.perf_counter() - exchange.started)
     return response
 
 
