@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import signal
 from collections.abc import AsyncIterator
 
 import redis.asyncio as redis
 import uvloop
 from aiohttp import web
 
+from admin.serving import serve_until_stopped
 from analytics.worker import HEARTBEAT_PATTERN
 from rules.config import Config, split_host_port
 
@@ -51,18 +51,6 @@ async def _redis_client(app: web.Application) -> AsyncIterator[None]:
     await client.aclose()
 
 
-async def serve(config: Config) -> None:
-    runner = web.AppRunner(build_app(config), handle_signals=False, access_log=None)
-    await runner.setup()
-    host, port = split_host_port(config.admin.listen)
-    await web.TCPSite(runner, host, port).start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    await runner.cleanup()
-
-
 def run(config: Config) -> None:
-    uvloop.run(serve(config))
+    host, port = split_host_port(config.admin.listen)
+    uvloop.run(serve_until_stopped(build_app(config), host, port))

@@ -9,12 +9,12 @@ redirect that names the origin itself. Refract in front has to handle all of it.
 
 from __future__ import annotations
 
-import asyncio
-import signal
 from pathlib import Path
 
 import uvloop
 from aiohttp import web
+
+from admin.serving import serve_until_stopped
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 DEMO_SITE = REPOSITORY / "examples" / "demo-site"
@@ -62,17 +62,5 @@ def build_app(site: Path) -> web.Application:
     return app
 
 
-async def serve(site: Path, host: str, port: int) -> None:
-    runner = web.AppRunner(build_app(site), handle_signals=False, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, host, port).start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    await runner.cleanup()
-
-
 def run(host: str, port: int, site: Path = DEMO_SITE) -> None:
-    uvloop.run(serve(site, host, port))
+    uvloop.run(serve_until_stopped(build_app(site), host, port))

@@ -111,7 +111,7 @@ class RedisConfig(Section):
     @field_validator("url")
     @classmethod
     def _check_url(cls, value: str) -> str:
-        if value and URL(value).scheme not in {"redis", "rediss", "unix", "valkey", "valkeys"}:
+        if value and URL(value).scheme not in {"redis", "rediss", "unix"}:
             raise ValueError("the URL must start with redis://, rediss:// or unix://")
         return value
 

@@ -97,6 +97,11 @@ BAD_CONFIGS = [
         id="bad-choice",
     ),
     pytest.param(
+        '[redis]\nurl = "valkey://cache:6379"\n' + MINIMAL,
+        r"config\.toml:2: redis\.url: the URL must start with redis://, rediss:// or unix://",
+        id="redis-url-scheme",
+    ),
+    pytest.param(
         "[server]\nlisten = [\n",
         r"config\.toml:\d+: not valid TOML",
         id="toml-syntax",
