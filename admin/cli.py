@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
         print(error, file=sys.stderr)
         return 2
     if args.workers:
+        # Through the environment, so that every child process reads the same value.
         os.environ["REFRACT_SERVER__WORKERS"] = str(args.workers)
         config = load_config(config_path)
     command: str = args.command

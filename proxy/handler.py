@@ -208,7 +208,12 @@ async def _respond(
         metrics.REWRITE_SKIPPED.labels(skip).inc()
         headers = _with_identity(call, _response_headers(call, upstream.headers))
         return await _stream(request, upstream, headers)
-    raw, complete = await _read_up_to(upstream.content, site.config.max_rewrite_bytes)
+    try:
+        raw, complete = await _read_up_to(upstream.content, site.config.max_rewrite_bytes)
+    except (aiohttp.ServerTimeoutError, TimeoutError):
+        return _origin_failed(site, call.exchange, "timeout", upstream.url)
+    except aiohttp.ClientPayloadError:
+        return _origin_failed(site, call.exchange, "protocol", upstream.url)
     if not complete:
         metrics.REWRITE_SKIPPED.labels("too_large").inc()
         headers = _with_identity(call, _response_headers(call, upstream.headers))
