@@ -1,0 +1,140 @@
+"""Assignment: published vectors, distribution, stickiness, exclusion groups, holdout, QA."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import mmh3
+import pytest
+from scipy import stats
+
+from rules.assignment import Arm, assign, assign_all, bucket, in_holdout, parse_overrides
+
+VECTORS = json.loads((Path(__file__).parent / "data" / "assignment_vectors.json").read_text())
+VISITORS = [f"{index:032x}" for index in range(100_000)]
+
+
+@pytest.mark.parametrize(
+    ("text", "seed", "expected"),
+    [
+        ("", 0, 0),
+        ("", 1, 0x514E28B7),
+        ("hello", 0, 0x248BFA47),
+        ("The quick brown fox jumps over the lazy dog", 0, 0x2E4FF723),
+    ],
+)
+def test_murmur3_matches_the_reference_implementation(text: str, seed: int, expected: int) -> None:
+    assert mmh3.hash(text, seed, signed=False) == expected
+
+
+@pytest.mark.parametrize("vector", VECTORS["buckets"], ids=lambda v: v["text"][:24])
+def test_bucket_vectors(vector: dict[str, Any]) -> None:
+    assert mmh3.hash(vector["text"], 1, signed=False) == vector["murmur3"]
+    assert bucket(vector["text"]) == vector["bucket"] == vector["murmur3"] * 10_000 // 2**32
+
+
+@pytest.mark.parametrize("vector", VECTORS["assignments"], ids=lambda v: v["experiment"])
+def test_assignment_vectors(vector: dict[str, Any]) -> None:
+    arm = Arm.build(vector["experiment"], vector["weights"], vector["traffic"])
+    assert assign(arm, vector["visitor"]) == vector["variant"]
+
+
+def test_vectors_are_published_in_the_docs() -> None:
+    docs = (Path(__file__).parents[1] / "docs" / "assignment.md").read_text()
+    for vector in VECTORS["buckets"]:
+        assert f"| `{vector['text']}` | {vector['murmur3']} | {vector['bucket']} |" in docs
+
+
+@pytest.mark.parametrize(
+    "weights",
+    [
+        {"a": 50, "b": 50},
+        {"a": 20, "b": 30, "c": 50},
+        {"a": 10, "b": 90},
+        {"a": 25, "b": 25, "c": 25, "d": 25},
+    ],
+)
+def test_variants_are_drawn_in_proportion_to_their_weights(weights: dict[str, float]) -> None:
+    arm = Arm.build("distribution", weights)
+    counts = Counter(assign(arm, visitor) for visitor in VISITORS)
+    observed = [counts[name] for name in weights]
+    expected = [len(VISITORS) * weight / 100 for weight in weights.values()]
+    assert stats.chisquare(observed, expected).pvalue > 0.001
+
+
+def test_traffic_share_admits_that_share() -> None:
+    arm = Arm.build("traffic", {"a": 50, "b": 50}, traffic_percent=30)
+    admitted = sum(assign(arm, visitor) is not None for visitor in VISITORS)
+    assert stats.binomtest(admitted, len(VISITORS), 0.3).pvalue > 0.001
+
+
+def test_assignment_is_sticky() -> None:
+    arm = Arm.build("sticky", {"a": 50, "b": 50})
+    assert [assign(arm, v) for v in VISITORS[:1000]] == [assign(arm, v) for v in VISITORS[:1000]]
+
+
+def test_raising_traffic_admits_new_visitors_without_moving_anyone() -> None:
+    before = Arm.build("ramp", {"a": 50, "b": 50}, traffic_percent=20)
+    after = Arm.build("ramp", {"a": 50, "b": 50}, traffic_percent=60)
+    for visitor in VISITORS[:20_000]:
+        old = assign(before, visitor)
+        if old is not None:
+            assert assign(after, visitor) == old
+
+
+def test_changing_weights_moves_only_visitors_in_the_range_that_changed_owner() -> None:
+    before = Arm.build("reweigh", {"control": 50, "outcome": 50})
+    after = Arm.build("reweigh", {"control": 40, "outcome": 60})
+    moves = Counter(
+        (assign(before, v), assign(after, v))
+        for v in VISITORS
+        if assign(before, v) != assign(after, v)
+    )
+    assert set(moves) == {("control", "outcome")}
+    assert stats.binomtest(moves[("control", "outcome")], len(VISITORS), 0.10).pvalue > 0.001
+
+
+def test_experiments_of_an_exclusion_group_never_share_a_visitor() -> None:
+    left = Arm.build("left", {"a": 50, "b": 50}, group="hero", group_range=(0, 50))
+    right = Arm.build("right", {"a": 50, "b": 50}, group="hero", group_range=(50, 100))
+    in_left = {v for v in VISITORS if assign(left, v) is not None}
+    in_right = {v for v in VISITORS if assign(right, v) is not None}
+    assert not in_left & in_right
+    assert stats.binomtest(len(in_left), len(VISITORS), 0.5).pvalue > 0.001
+
+
+def test_holdout_visitors_get_no_experiment() -> None:
+    arm = Arm.build("held", {"a": 50, "b": 50})
+    held = [v for v in VISITORS if in_holdout(v, 500)]
+    assert stats.binomtest(len(held), len(VISITORS), 0.05).pvalue > 0.001
+    assert all(assign_all([arm], v, holdout_basis_points=500) == [] for v in held[:500])
+
+
+def test_qa_override_wins_even_in_the_holdout_and_is_marked() -> None:
+    arm = Arm.build("qa", {"control": 50, "outcome": 50})
+    held = next(v for v in VISITORS if in_holdout(v, 500))
+    [assignment] = assign_all([arm], held, holdout_basis_points=500, forced={"qa": "outcome"})
+    assert (assignment.variant, assignment.forced) == ("outcome", True)
+
+
+def test_override_naming_an_unknown_variant_is_ignored() -> None:
+    arm = Arm.build("qa", {"control": 50, "outcome": 50})
+    [assignment] = assign_all([arm], VISITORS[0], forced={"qa": "nonsense"})
+    assert assignment.forced is False
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("hero:outcome", {"hero": "outcome"}),
+        ("hero:outcome, cta:control", {"hero": "outcome", "cta": "control"}),
+        ("hero", {}),
+        ("", {}),
+        (":x,y:", {}),
+    ],
+)
+def test_override_parsing(value: str, expected: dict[str, str]) -> None:
+    assert parse_overrides(value) == expected
