@@ -13,6 +13,7 @@ from admin import logs
 from admin.supervisor import Child, Supervisor
 from rules.config import Config, load_config
 from rules.problems import InvalidFileError
+from rules.ruleset import load_rules
 
 log = logging.getLogger("refract")
 
@@ -35,9 +36,26 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config(config_path)
     command: str = args.command
     if command == "check":
-        print(f"{config_path}: ok ({len(config.sites)} site{'s' * (len(config.sites) != 1)})")
-        return 0
+        return _check(config, config_path)
     return _run_node(command, config, config_path)
+
+
+def _check(config: Config, config_path: Path) -> int:
+    """Validate config.toml and the rule files it names; print every problem."""
+    print(f"{config_path}: ok ({len(config.sites)} site{'s' * (len(config.sites) != 1)})")
+    if config.rules.directory is None:
+        return 0
+    try:
+        rules = load_rules(config.rules.directory)
+    except InvalidFileError as error:
+        print(error, file=sys.stderr)
+        return 2
+    print(
+        f"{config.rules.directory}: ok (version {rules.version}: {len(rules.experiments)} "
+        f"experiments, {len(rules.personalizations)} personalizations, "
+        f"{len(rules.audiences)} audiences, {len(rules.metrics)} metrics)"
+    )
+    return 0
 
 
 def _parser() -> argparse.ArgumentParser:

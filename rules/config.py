@@ -19,7 +19,7 @@ from pydantic import BaseModel, ByteSize, ConfigDict, Field, ValidationError, fi
 from yarl import URL
 
 from rules.problems import InvalidFileError, Problem, problems_from_validation
-from rules.toml_lines import TomlLines
+from rules.toml_lines import TomlLines, error_line
 
 ENV_PREFIX = "REFRACT_"
 ENV_SEPARATOR = "__"
@@ -239,12 +239,21 @@ class AdminConfig(Section):
         return _check_host_port(value)
 
 
+class RulesConfig(Section):
+    directory: Path | None = Field(
+        default=None,
+        description="directory of rule files (*.toml), relative to config.toml; none means no "
+        "experiments or personalizations",
+    )
+
+
 class Config(Section):
     server: ServerConfig = Field(default_factory=ServerConfig)
     redis: RedisConfig = Field(default_factory=RedisConfig)
     cookies: CookieConfig = Field(default_factory=CookieConfig)
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
     admin: AdminConfig = Field(default_factory=AdminConfig)
+    rules: RulesConfig = Field(default_factory=RulesConfig)
     sites: Annotated[list[SiteConfig], Field(min_length=1)] = Field(
         description="the websites Refract fronts, one [[sites]] table each"
     )
@@ -277,7 +286,7 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
             [
                 Problem(
                     str(path),
-                    _toml_error_line(error, text),
+                    error_line(error, text),
                     "",
                     f"not valid TOML: {error}",
                     "check quotes, brackets and that strings are quoted",
@@ -288,17 +297,20 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
     if env_problems:
         raise InvalidFileError(env_problems)
     try:
-        return Config.model_validate(data)
+        config = Config.model_validate(data)
     except ValidationError as error:
         raise InvalidFileError(
             problems_from_validation(error, Config, str(path), TomlLines(text))
         ) from None
+    return _resolve_rules_directory(config, path)
 
 
-def _toml_error_line(error: tomllib.TOMLDecodeError, text: str) -> int:
-    """tomllib names the line only in its message before Python 3.14."""
-    match = re.search(r"at line (\d+)", str(error))
-    return int(match[1]) if match else max(1, text.count("\n"))
+def _resolve_rules_directory(config: Config, config_path: Path) -> Config:
+    directory = config.rules.directory
+    if directory is None or directory.is_absolute():
+        return config
+    rules = config.rules.model_copy(update={"directory": config_path.parent / directory})
+    return config.model_copy(update={"rules": rules})
 
 
 def _apply_environment(

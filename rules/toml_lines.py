@@ -88,3 +88,9 @@ def _unclosed_delimiter(rest: str) -> str | None:
     if stripped.startswith("[") and stripped.count("[") > stripped.count("]"):
         return "]"
     return None
+
+
+def error_line(error: Exception, text: str) -> int:
+    """The line of a tomllib error: before Python 3.14 it is only named in the message."""
+    match = re.search(r"at line (\d+)", str(error))
+    return int(match[1]) if match else max(1, text.count("\n"))

@@ -214,6 +214,7 @@ async def test_demo_serves_the_demo_site_through_refract_on_embedded_redis(tmp_p
     config = config.replace("127.0.0.1:8080", f"127.0.0.1:{port}")
     config = config.replace("127.0.0.1:8090", f"127.0.0.1:{admin_port}")
     config = config.replace("127.0.0.1:8081", f"127.0.0.1:{origin_port}")
+    config = config.replace('"examples/demo-rules"', f'"{REPOSITORY / "examples" / "demo-rules"}"')
     path = tmp_path / "config.toml"
     path.write_text(config)
     async with running(["--config", str(path), "demo"], port, {}, tmp_path) as process:

@@ -1,0 +1,251 @@
+"""Load a rules directory into one validated, versioned RuleSet, or refuse all of it.
+
+Every file is parsed and checked on its own (schema), then against the others (unique keys,
+references, selectors, markup, exclusion ranges). Any problem anywhere refuses the whole set,
+so a running proxy never applies half of a change. The version is a hash of the files'
+names and bytes: the same rules give the same version on every node.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from rules.markup import markup_problem, selector_problem, token_problem
+from rules.problems import InvalidFileError, Problem, dotted, problems_from_validation
+from rules.schema import (
+    HTML_ACTIONS,
+    Audience,
+    Change,
+    Experiment,
+    Metric,
+    PageRule,
+    Personalization,
+    RuleFile,
+    Settings,
+)
+from rules.toml_lines import KeyPath, TomlLines, error_line
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    version: str
+    settings: Settings = field(default_factory=Settings)
+    pages: tuple[PageRule, ...] = ()
+    audiences: dict[str, Audience] = field(default_factory=dict)
+    metrics: dict[str, Metric] = field(default_factory=dict)
+    experiments: dict[str, Experiment] = field(default_factory=dict)
+    personalizations: dict[str, Personalization] = field(default_factory=dict)
+
+
+EMPTY = RuleSet(version="empty")
+
+
+@dataclass(frozen=True)
+class _Source:
+    path: Path
+    lines: TomlLines
+    rules: RuleFile
+
+    def problem(self, where: KeyPath, field_name: str, message: str, hint: str = "") -> Problem:
+        return Problem(str(self.path), self.lines.line_of(where), field_name, message, hint)
+
+
+def load_rules(directory: Path) -> RuleSet:
+    """The rules in ``directory``'s ``*.toml`` files; InvalidFileError lists every problem."""
+    if not directory.is_dir():
+        raise InvalidFileError(
+            [Problem(str(directory), None, "", "is not a directory", "set rules.directory")]
+        )
+    files = sorted(directory.glob("*.toml"))
+    sources, problems = [], []
+    digest = hashlib.sha256()
+    for path in files:
+        data = path.read_bytes()
+        digest.update(path.name.encode() + b"\0" + data + b"\0")
+        try:
+            sources.append(_parse(path, data.decode("utf-8")))
+        except InvalidFileError as error:
+            problems.extend(error.problems)
+        except UnicodeDecodeError:
+            problems.append(Problem(str(path), None, "", "is not UTF-8", "save it as UTF-8"))
+    if not problems:
+        problems = list(_cross_check(sources))
+    if problems:
+        raise InvalidFileError(problems)
+    return _assemble(sources, digest.hexdigest()[:12])
+
+
+def _parse(path: Path, text: str) -> _Source:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise InvalidFileError(
+            [
+                Problem(
+                    str(path),
+                    error_line(error, text),
+                    "",
+                    f"not valid TOML: {error}",
+                    "check quotes, brackets and that strings are quoted",
+                )
+            ]
+        ) from None
+    lines = TomlLines(text)
+    try:
+        return _Source(path, lines, RuleFile.model_validate(data))
+    except ValidationError as error:
+        raise InvalidFileError(
+            problems_from_validation(error, RuleFile, str(path), lines)
+        ) from None
+
+
+@dataclass(frozen=True)
+class _Names:
+    """What rule files may refer to, over the whole directory."""
+
+    tags: set[str]
+    audiences: set[str]
+    metrics: set[str]
+
+
+def _cross_check(sources: list[_Source]) -> Iterator[Problem]:
+    yield from _duplicates(sources)
+    names = _Names(
+        tags={page.tag for source in sources for page in source.rules.pages},
+        audiences={a.key for source in sources for a in source.rules.audiences},
+        metrics={m.key for source in sources for m in source.rules.metrics},
+    )
+    for source in sources:
+        for index, experiment in enumerate(source.rules.experiments):
+            yield from _experiment_problems(source, ("experiments", index), experiment, names)
+        for index, personalization in enumerate(source.rules.personalizations):
+            where: KeyPath = ("personalizations", index)
+            yield from _targeting_problems(source, where, personalization, names)
+            for c_index, change in enumerate(personalization.changes):
+                yield from _change_problems(source, (*where, "changes", c_index), change)
+    yield from _exclusion_overlaps(sources)
+
+
+def _experiment_problems(
+    source: _Source, where: KeyPath, experiment: Experiment, names: _Names
+) -> Iterator[Problem]:
+    yield from _targeting_problems(source, where, experiment, names)
+    for role in ("primary_metric", "secondary_metrics", "guardrail_metrics"):
+        named = getattr(experiment, role)
+        for metric in [named] if isinstance(named, str) else named:
+            yield from _references(source, (*where, role), metric, names.metrics, "metric")
+    keys = [variant.key for variant in experiment.variants]
+    for v_index, variant in enumerate(experiment.variants):
+        if variant.key in keys[:v_index]:
+            path = (*where, "variants", v_index, "key")
+            yield source.problem(path, dotted(path), f'variant "{variant.key}" is defined twice')
+        for c_index, change in enumerate(variant.changes):
+            yield from _change_problems(
+                source, (*where, "variants", v_index, "changes", c_index), change
+            )
+
+
+def _targeting_problems(
+    source: _Source, where: KeyPath, rule: Experiment | Personalization, names: _Names
+) -> Iterator[Problem]:
+    yield from _references(source, (*where, "audience"), rule.audience, names.audiences, "audience")
+    for tag in rule.pages:
+        yield from _references(source, (*where, "pages"), tag, names.tags, "page tag")
+
+
+def _duplicates(sources: list[_Source]) -> Iterator[Problem]:
+    seen: dict[tuple[str, str], Path] = {}
+    settings_in: Path | None = None
+    for source in sources:
+        if source.rules.settings is not None:
+            if settings_in is not None:
+                yield source.problem(
+                    ("settings",),
+                    "settings",
+                    f"also defined in {settings_in}",
+                    "keep one [settings] table in the rules directory",
+                )
+            settings_in = source.path
+        for kind in ("audiences", "metrics", "experiments", "personalizations"):
+            for index, item in enumerate(getattr(source.rules, kind)):
+                first = seen.get((kind, item.key))
+                if first is not None:
+                    yield source.problem(
+                        (kind, index, "key"),
+                        f"{kind}[{index}].key",
+                        f'"{item.key}" is already defined in {first}',
+                        "keys are unique across the rules directory",
+                    )
+                seen.setdefault((kind, item.key), source.path)
+
+
+def _references(
+    source: _Source, where: KeyPath, name: str, known: set[str], what: str
+) -> Iterator[Problem]:
+    if not name or name in known:
+        return
+    close = difflib.get_close_matches(name, known, n=1)
+    if close:
+        hint = f'did you mean "{close[0]}"?'
+    else:
+        hint = f"known: {', '.join(sorted(known))}" if known else f"define the {what} first"
+    yield source.problem(where, dotted(where), f'unknown {what} "{name}"', hint)
+
+
+def _change_problems(source: _Source, where: KeyPath, change: Change) -> Iterator[Problem]:
+    field_name = dotted(where)
+    if change.selector and (problem := selector_problem(change.selector)):
+        yield source.problem(
+            (*where, "selector"),
+            f"{field_name}.selector",
+            f'the rewriter cannot run "{change.selector}": {problem}',
+            "use tags, #ids, .classes, [attributes], descendant and child (>)",
+        )
+    if change.action in HTML_ACTIONS and (problem := markup_problem(change.value)):
+        yield source.problem(
+            (*where, "value"),
+            f"{field_name}.value",
+            f"unbalanced HTML: {problem}",
+            "close every element you open",
+        )
+    if problem := token_problem(change.value):
+        yield source.problem((*where, "value"), f"{field_name}.value", problem)
+
+
+def _exclusion_overlaps(sources: list[_Source]) -> Iterator[Problem]:
+    claimed: dict[str, list[tuple[float, float, str]]] = {}
+    for source in sources:
+        for index, experiment in enumerate(source.rules.experiments):
+            if not experiment.exclusion_group or experiment.exclusion_range is None:
+                continue
+            low, high = experiment.exclusion_range
+            for other_low, other_high, other in claimed.get(experiment.exclusion_group, []):
+                if low < other_high and other_low < high:
+                    path = ("experiments", index, "exclusion_range")
+                    yield source.problem(
+                        path,
+                        dotted(path),
+                        f'overlaps {other}\'s range in group "{experiment.exclusion_group}"',
+                        "ranges of one group must not overlap",
+                    )
+            claimed.setdefault(experiment.exclusion_group, []).append((low, high, experiment.key))
+
+
+def _assemble(sources: list[_Source], version: str) -> RuleSet:
+    settings = next((s.rules.settings for s in sources if s.rules.settings), Settings())
+    return RuleSet(
+        version=version,
+        settings=settings,
+        pages=tuple(page for s in sources for page in s.rules.pages),
+        audiences={a.key: a for s in sources for a in s.rules.audiences},
+        metrics={m.key: m for s in sources for m in s.rules.metrics},
+        experiments={e.key: e for s in sources for e in s.rules.experiments},
+        personalizations={p.key: p for s in sources for p in s.rules.personalizations},
+    )

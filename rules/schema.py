@@ -1,0 +1,296 @@
+"""The rule files: pages, audiences, metrics, experiments and personalizations, in TOML.
+
+A rules directory holds any number of ``*.toml`` files; each may define any of the tables
+below, and keys are unique across the whole directory. ``rules.ruleset`` loads and
+cross-checks them; this module only says what one file may contain. Field descriptions are
+the hints in error messages.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+KEY_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+KEY_HINT = "lowercase letters, digits, - and _, starting with a letter or digit"
+
+Operator = Literal[
+    "eq", "ne", "in", "not_in", "contains", "prefix", "matches", "exists", "gte", "lte"
+]
+Scalar = str | int | float | bool
+Action = Literal[
+    "set_text",
+    "set_html",
+    "set_attribute",
+    "remove_attribute",
+    "add_class",
+    "remove_class",
+    "insert_before",
+    "insert_after",
+    "prepend",
+    "append",
+    "remove",
+    "replace",
+    "inject_style",
+    "redirect",
+]
+# Actions whose value is markup, checked for balance when the rules load.
+HTML_ACTIONS = frozenset(
+    {"set_html", "insert_before", "insert_after", "prepend", "append", "replace"}
+)
+_VALUE_ACTIONS = HTML_ACTIONS | {
+    "set_text",
+    "set_attribute",
+    "add_class",
+    "remove_class",
+    "inject_style",
+    "redirect",
+}
+_NO_SELECTOR_ACTIONS = frozenset({"inject_style", "redirect"})
+
+# What a condition may look at: request fields known on the first request, visitor fields
+# from the cookie and profile, and the segment the intelligence models fill (unknown until
+# they do, and an unknown field matches no condition but "exists = false").
+FIELDS = frozenset(
+    {
+        "url.path",
+        "url.host",
+        "referrer",
+        "referrer.host",
+        "utm.source",
+        "utm.medium",
+        "utm.campaign",
+        "utm.term",
+        "utm.content",
+        "device",
+        "country",
+        "visitor.returning",
+        "visitor.sessions",
+        "visitor.tags_seen",
+        "segment.style",
+        "segment.industry",
+        "segment.company_size",
+        "segment.stage",
+        "segment.intent",
+        "segment.intent_band",
+        "account.name",
+        "account.target",
+        "account.lists",
+    }
+)
+_QUERY_FIELD = re.compile(r"^url\.query\.[A-Za-z0-9_.\-]+$")
+
+
+class Table(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Condition(Table):
+    field: str = Field(description='what to test, e.g. "utm.source" or "segment.style"')
+    op: Operator = Field(
+        default="eq",
+        description="eq, ne, in, not_in, contains, prefix, matches, exists, gte or lte",
+    )
+    value: Scalar | list[Scalar] | None = Field(
+        default=None, description="what to compare with; a list for in and not_in"
+    )
+    min_confidence: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="for segment fields: the least confidence (0-1) the guess must have",
+    )
+
+    @field_validator("field")
+    @classmethod
+    def _known_field(cls, value: str) -> str:
+        if value not in FIELDS and not _QUERY_FIELD.match(value):
+            close = difflib.get_close_matches(value, FIELDS, n=1)
+            suggestion = f'did you mean "{close[0]}"? ' if close else ""
+            raise ValueError(
+                f'unknown field "{value}": {suggestion}fields are listed in docs/rules.md'
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _value_fits_operator(self) -> Condition:
+        if self.op in ("in", "not_in") and not isinstance(self.value, list):
+            raise ValueError(f'"{self.op}" needs a list value, e.g. value = ["a", "b"]')
+        if self.op == "exists" and not isinstance(self.value, bool):
+            raise ValueError('"exists" needs value = true or value = false')
+        if self.op == "matches":
+            try:
+                re.compile(str(self.value))
+            except re.error as error:
+                raise ValueError(f"invalid regular expression: {error}") from None
+        if self.op in ("gte", "lte") and not isinstance(self.value, int | float):
+            raise ValueError(f'"{self.op}" needs a number value')
+        return self
+
+
+class Audience(Table):
+    key: str = Field(pattern=KEY_PATTERN, description=f"the audience's name: {KEY_HINT}")
+    description: str = ""
+    all: list[Condition] = Field(default=[], description="conditions that must all hold")
+    any: list[Condition] = Field(default=[], description="conditions of which one must hold")
+    none: list[Condition] = Field(default=[], description="conditions none of which may hold")
+
+    @model_validator(mode="after")
+    def _has_conditions(self) -> Audience:
+        if not (self.all or self.any or self.none):
+            raise ValueError("an audience needs at least one condition in all, any or none")
+        return self
+
+
+class PageRule(Table):
+    tag: str = Field(pattern=KEY_PATTERN, description=f"the page tag: {KEY_HINT}")
+    paths: list[str] = Field(
+        default=[], description='URL path patterns, "*" matching anything: ["/pricing*"]'
+    )
+    regex: str = Field(default="", description="a regular expression over the URL path")
+
+    @model_validator(mode="after")
+    def _has_a_pattern(self) -> PageRule:
+        if not self.paths and not self.regex:
+            raise ValueError("a page rule needs paths or regex")
+        if self.regex:
+            try:
+                re.compile(self.regex)
+            except re.error as error:
+                raise ValueError(f"invalid regular expression: {error}") from None
+        return self
+
+
+class Metric(Table):
+    key: str = Field(pattern=KEY_PATTERN, description=f"the metric's name: {KEY_HINT}")
+    kind: Literal["url", "click", "form", "event"] = Field(
+        description="url (a page reached), click (on a selector), form (submitted) or event"
+    )
+    url: str = Field(default="", description='for kind "url": a path pattern, e.g. "/demo-thanks"')
+    selector: str = Field(default="", description='for kind "click": a CSS selector')
+    form: str = Field(default="", description='for kind "form": a CSS selector of the form')
+    event: str = Field(default="", description='for kind "event": the custom event name')
+    value: float = Field(default=0.0, ge=0, description="revenue counted per conversion")
+    window_days: int = Field(
+        default=14, ge=1, le=90, description="days after first exposure a conversion counts"
+    )
+
+    @model_validator(mode="after")
+    def _target_fits_kind(self) -> Metric:
+        target = {"url": self.url, "click": self.selector, "form": self.form, "event": self.event}[
+            self.kind
+        ]
+        if not target:
+            field = {"url": "url", "click": "selector", "form": "form", "event": "event"}
+            raise ValueError(f'a metric of kind "{self.kind}" needs {field[self.kind]}')
+        return self
+
+
+class Change(Table):
+    action: Action = Field(
+        description="set_text, set_html, set_attribute, remove_attribute, "
+        "add_class, remove_class, insert_before, insert_after, prepend, "
+        "append, remove, replace, inject_style or redirect"
+    )
+    selector: str = Field(default="", description='the elements to change, e.g. "h1.hero-title"')
+    value: str = Field(
+        default="",
+        description="the text, markup, class, CSS or URL to use; "
+        'may hold tokens such as {{ company.name | "your team" }}',
+    )
+    attribute: str = Field(default="", description="for set_attribute and remove_attribute")
+
+    @model_validator(mode="after")
+    def _fields_fit_action(self) -> Change:
+        if self.action not in _NO_SELECTOR_ACTIONS and not self.selector:
+            raise ValueError(f'"{self.action}" needs a selector')
+        if self.action in _VALUE_ACTIONS and not self.value:
+            raise ValueError(f'"{self.action}" needs a value')
+        if self.action in ("set_attribute", "remove_attribute") and not self.attribute:
+            raise ValueError(f'"{self.action}" needs an attribute')
+        return self
+
+
+class Variant(Table):
+    key: str = Field(pattern=KEY_PATTERN, description=f"the variant's name: {KEY_HINT}")
+    weight: float = Field(ge=0, le=100, description="percent of the experiment's visitors")
+    changes: list[Change] = Field(default=[], description="what this variant changes")
+
+
+class Experiment(Table):
+    key: str = Field(pattern=KEY_PATTERN, description=f"the experiment's name: {KEY_HINT}")
+    hypothesis: str = ""
+    status: Literal["draft", "running", "paused", "stopped", "archived"] = Field(
+        default="draft", description="only running experiments are shown to visitors"
+    )
+    pages: list[str] = Field(default=[], description="page tags it runs on; empty means all")
+    audience: str = Field(default="", description="the audience it is shown to; empty: all")
+    traffic: float = Field(
+        default=100.0,
+        gt=0,
+        le=100,
+        description="percent of the audience that enters the experiment",
+    )
+    variants: list[Variant] = Field(min_length=2, description="control first, then the others")
+    primary_metric: str = Field(description="the metric that decides the experiment")
+    secondary_metrics: list[str] = []
+    guardrail_metrics: list[str] = Field(default=[], description="metrics that must not get worse")
+    exclusion_group: str = Field(
+        default="", description="experiments in one group never share a visitor"
+    )
+    exclusion_range: tuple[float, float] | None = Field(
+        default=None, description="this experiment's share of its group, in percent: [0, 50]"
+    )
+    seed: str = Field(default="", description="hash seed; set it to the old key when renaming")
+    start: datetime | None = None
+    end: datetime | None = None
+
+    @model_validator(mode="after")
+    def _weights_and_schedule(self) -> Experiment:
+        total = sum(variant.weight for variant in self.variants)
+        if abs(total - 100) > 1e-6:
+            raise ValueError(f"variant weights add up to {total:g}, not 100")
+        if self.start and self.end and self.end <= self.start:
+            raise ValueError("end must come after start")
+        if self.exclusion_range is not None:
+            low, high = self.exclusion_range
+            if not 0 <= low < high <= 100:
+                raise ValueError("exclusion_range must be [low, high] with 0 <= low < high <= 100")
+            if not self.exclusion_group:
+                raise ValueError("exclusion_range needs an exclusion_group")
+        return self
+
+
+class Personalization(Table):
+    key: str = Field(pattern=KEY_PATTERN, description=f"the personalization's name: {KEY_HINT}")
+    status: Literal["draft", "running", "paused", "archived"] = "running"
+    pages: list[str] = Field(default=[], description="page tags it applies to; empty means all")
+    audience: str = Field(description="the audience that sees it")
+    changes: list[Change] = Field(min_length=1)
+    holdout: float = Field(
+        default=0.0, ge=0, lt=100, description="percent of the audience kept as a control group"
+    )
+
+
+class Settings(Table):
+    holdout: float = Field(
+        default=0.0, ge=0, lt=100, description="percent of all visitors who see no experiment"
+    )
+    qa_parameter: str = Field(
+        default="rf_force",
+        pattern=r"^[A-Za-z0-9_\-]+$",
+        description="query parameter and cookie for QA overrides",
+    )
+
+
+class RuleFile(Table):
+    settings: Settings | None = None
+    pages: list[PageRule] = []
+    audiences: list[Audience] = []
+    metrics: list[Metric] = []
+    experiments: list[Experiment] = []
+    personalizations: list[Personalization] = []
