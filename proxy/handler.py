@@ -297,18 +297,18 @@ def _page(call: Call, origin: OriginPage) -> web.Response:
     origin_coding = codings.normalize(origin.headers.get("Content-Encoding"))
     content_type = origin.headers.get("Content-Type", "")
     coding = codings.choose_coding(call.request.headers.get("Accept-Encoding"), origin_coding)
-    rewriter = call.state.rewriter_for(call.site)
+    plan = call.state.plan_for(call.site)
     limit = call.site.config.max_rewrite_bytes
 
     def rewrite() -> bytes:
         html = codings.decode(origin.body, origin_coding, limit)
         if not is_ascii_safe(page_encoding(content_type, html)):
             raise _PassUnmodifiedError("charset")
-        return codings.encode(rewriter.rewrite(html), coding)
+        return codings.encode(call.state.rewriter.rewrite(html, plan), coding)
 
     try:
         key = call.state.cache.key(
-            rewriter.fingerprint, content_type, origin_coding, coding, origin.body
+            plan.fingerprint, content_type, origin_coding, coding, origin.body
         )
         body = call.state.cache.get_or_make(key, rewrite)
     except _PassUnmodifiedError as skip:

@@ -4,52 +4,153 @@ lol-html (through python-lolhtml, pinned: it is young) tokenizes a page as bytes
 every byte it was not asked to change exactly as it came: doctype, comments, entities,
 attribute quoting, whitespace and non-UTF-8 text all survive. That is why it is on the hot
 path and a DOM parser is not (docs/architecture.md has the measurements).
+
+Everything this module inserts is ASCII: text is escaped and any character outside ASCII
+becomes a character reference, so an insertion is right in a windows-1252 or Shift_JIS page
+as much as in a UTF-8 one.
 """
 
 from __future__ import annotations
 
 import hashlib
+import html
+from dataclasses import dataclass
 
 import lolhtml
 
 _XHTML_NAMESPACE = "http://www.w3.org/1999/xhtml"
+_HTML = lolhtml.ContentType.HTML
 
 
-class _BodyTail:
-    """Appends markup inside the first HTML <body>, i.e. just before its end tag."""
+def ascii_markup(markup: str) -> str:
+    """Markup with every non-ASCII character as a character reference."""
+    return markup.encode("ascii", "xmlcharrefreplace").decode("ascii")
 
-    def __init__(self, markup: str) -> None:
+
+def ascii_text(text: str) -> str:
+    """Text as markup: escaped, and ASCII."""
+    return ascii_markup(html.escape(text, quote=False))
+
+
+@dataclass(frozen=True, slots=True)
+class Edit:
+    """One change to the elements a selector matches; ``value`` is final (tokens filled)."""
+
+    action: str
+    selector: str = ""
+    value: str = ""
+    attribute: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Everything one page gets: element edits, styles for the head, markup before </body>."""
+
+    edits: tuple[Edit, ...] = ()
+    styles: tuple[str, ...] = ()
+    tail: str = ""
+
+    @property
+    def fingerprint(self) -> str:
+        digest = hashlib.sha256(repr((self.edits, self.styles, self.tail)).encode())
+        return digest.hexdigest()[:16]
+
+
+class _EditHandler:
+    def __init__(self, edit: Edit) -> None:
+        self._edit = edit
+
+    def element(self, element: lolhtml.Element) -> None:
+        edit = self._edit
+        apply = _ACTIONS[edit.action]
+        apply(element, edit)
+
+
+def _set_class(element: lolhtml.Element, edit: Edit, add: bool) -> None:
+    classes = (element.get_attribute("class") or "").split()
+    if (edit.value in classes) == add:
+        return  # already as asked: the attribute keeps its bytes
+    wanted = [*classes, edit.value] if add else [name for name in classes if name != edit.value]
+    element.set_attribute("class", ascii_markup(html.escape(" ".join(wanted), quote=False)))
+
+
+def _replace(element: lolhtml.Element, edit: Edit) -> None:
+    element.before(ascii_markup(edit.value), _HTML)
+    element.remove()
+
+
+_ACTIONS = {
+    "set_text": lambda e, edit: e.set_inner_content(ascii_text(edit.value), _HTML),
+    "set_html": lambda e, edit: e.set_inner_content(ascii_markup(edit.value), _HTML),
+    "set_attribute": lambda e, edit: e.set_attribute(
+        edit.attribute, ascii_markup(html.escape(edit.value, quote=False))
+    ),
+    "remove_attribute": lambda e, edit: e.remove_attribute(edit.attribute),
+    "add_class": lambda e, edit: _set_class(e, edit, add=True),
+    "remove_class": lambda e, edit: _set_class(e, edit, add=False),
+    "insert_before": lambda e, edit: e.before(ascii_markup(edit.value), _HTML),
+    "insert_after": lambda e, edit: e.after(ascii_markup(edit.value), _HTML),
+    "prepend": lambda e, edit: e.prepend(ascii_markup(edit.value), _HTML),
+    "append": lambda e, edit: e.append(ascii_markup(edit.value), _HTML),
+    "remove": lambda e, edit: e.remove(),
+    "replace": _replace,
+}
+ELEMENT_ACTIONS = frozenset(_ACTIONS)
+
+
+class _FirstHtmlElement:
+    """Calls ``insert`` on the first element of a name in the HTML namespace (not in SVG)."""
+
+    def __init__(self, markup: str, at_end: bool) -> None:
         self._markup = markup
+        self._at_end = at_end
         self.seen = False
 
     def element(self, element: lolhtml.Element) -> None:
-        # <body> inside inline SVG or MathML is not the page's body.
         if self.seen or element.namespace_uri != _XHTML_NAMESPACE:
             return
         self.seen = True
-        element.append(self._markup, lolhtml.ContentType.HTML)
+        if self._at_end:
+            element.append(self._markup, _HTML)
+        else:
+            element.prepend(self._markup, _HTML)
 
 
 class PageRewriter:
-    """Rewrites one page at a time; safe to share, it holds no per-page state."""
+    """Applies a Plan to one page at a time; it keeps no state between pages."""
 
-    def __init__(self, tail_markup: str) -> None:
-        if not tail_markup.isascii():
-            raise ValueError("inserted markup must be ASCII so that any page encoding holds it")
-        self._tail_markup = tail_markup
-        self._tail_bytes = tail_markup.encode("ascii")
-        self.fingerprint = hashlib.sha256(self._tail_bytes).hexdigest()[:16]
-
-    def rewrite(self, page: bytes) -> bytes:
-        """The page with the tail markup before ``</body>``, or at the end when there is none."""
+    def rewrite(self, page: bytes, plan: Plan) -> bytes:
         chunks: list[bytes] = []
         rewriter = lolhtml.HTMLRewriter(lambda chunk: chunks.append(bytes(chunk)))
-        if self._tail_markup:
-            rewriter.on("body", _BodyTail(self._tail_markup))
+        for edit in plan.edits:
+            rewriter.on(edit.selector, _EditHandler(edit))
+        style = ascii_markup("".join(f"<style>{css}</style>" for css in plan.styles))
+        head = _FirstHtmlElement(style, at_end=True)
+        body_start = _FirstHtmlElement(style, at_end=False)
+        if style:
+            rewriter.on("head", head)
+        tail = _FirstHtmlElement(ascii_markup(plan.tail), at_end=True)
+        if plan.tail:
+            rewriter.on("body", tail)
+        if style:
+            rewriter.on("body", _UnlessSeen(head, body_start))
         rewriter.write(page)
         rewriter.end()
         output = b"".join(chunks)
-        if self._tail_bytes and output.rfind(self._tail_bytes) < 0:
+        tail_bytes = ascii_markup(plan.tail).encode("ascii")
+        if tail_bytes and output.rfind(tail_bytes) < 0:
             # No </body> in the page (it may be implied): the end of the document is next best.
-            output += self._tail_bytes
+            output += tail_bytes
         return output
+
+
+class _UnlessSeen:
+    """Styles go in <head>; a page without one gets them at the start of <body>."""
+
+    def __init__(self, head: _FirstHtmlElement, fallback: _FirstHtmlElement) -> None:
+        self._head = head
+        self._fallback = fallback
+
+    def element(self, element: lolhtml.Element) -> None:
+        if not self._head.seen:
+            self._fallback.element(element)

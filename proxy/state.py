@@ -11,7 +11,7 @@ from proxy.forwarding import TrustedProxies
 from proxy.identity import IdentityPolicy
 from proxy.origin_cache import OriginCache
 from proxy.rewrite_cache import RewriteCache
-from proxy.rewriter import PageRewriter
+from proxy.rewriter import PageRewriter, Plan
 from proxy.sites import Site, SiteRouter
 from rules.config import Config
 
@@ -26,8 +26,8 @@ class ProxyState:
     router: SiteRouter
     identity: IdentityPolicy
     trusted: TrustedProxies
-    with_beacon: PageRewriter
-    without_beacon: PageRewriter
+    rewriter: PageRewriter
+    beacon: str
     cache: RewriteCache
     origin_cache: OriginCache
 
@@ -40,14 +40,15 @@ class ProxyState:
             router=SiteRouter(config.sites),
             identity=IdentityPolicy(config.cookies, config.privacy),
             trusted=TrustedProxies(config.server.trusted_proxies),
-            with_beacon=PageRewriter(beacon_tag(config.server.prefix)),
-            without_beacon=PageRewriter(""),
+            rewriter=PageRewriter(),
+            beacon=beacon_tag(config.server.prefix),
             cache=RewriteCache(config.server.rewrite_cache),
             origin_cache=OriginCache(config.server.origin_cache),
         )
 
-    def rewriter_for(self, site: Site) -> PageRewriter:
-        return self.with_beacon if site.config.beacon else self.without_beacon
+    def plan_for(self, site: Site) -> Plan:
+        """What a page of ``site`` gets; experiments and personalizations join next."""
+        return Plan(tail=self.beacon if site.config.beacon else "")
 
 
 class StateHolder:

@@ -17,7 +17,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from proxy import metrics
 from proxy.app import build_app
-from proxy.rewriter import PageRewriter
+from proxy.rewriter import PageRewriter, Plan
 from tests.conftest import ProxyFactory, free_port, make_config
 from tests.origin import PAGE
 
@@ -77,7 +77,7 @@ async def test_pages_are_served_while_redis_is_down_or_hanging(
 async def test_rewriter_failure_serves_the_origin_page_unmodified(
     proxy: ProxyFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def broken(self: PageRewriter, page: bytes) -> bytes:
+    def broken(self: PageRewriter, page: bytes, plan: Plan) -> bytes:
         raise RuntimeError("bug in a rewrite stage")
 
     monkeypatch.setattr(PageRewriter, "rewrite", broken)
