@@ -37,6 +37,12 @@ def main(argv: list[str] | None = None) -> int:
     command: str = args.command
     if command == "check":
         return _check(config, config_path)
+    if config.rules.directory is not None:
+        try:
+            load_rules(config.rules.directory)  # refuse to start on rules that would not load
+        except InvalidFileError as error:
+            print(error, file=sys.stderr)
+            return 2
     return _run_node(command, config, config_path)
 
 

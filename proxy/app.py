@@ -12,6 +12,7 @@ import redis.asyncio as redis
 from aiohttp import web
 
 from proxy import local
+from proxy.exposures import EXPOSURES_KEY, ExposureLog
 from proxy.handler import proxy_request
 from proxy.state import ProxyState, StateHolder
 from rules.config import Config, load_config
@@ -26,6 +27,7 @@ def build_app(config: Config) -> web.Application:
     # Size limits are enforced while streaming (server.max_request_body), not by buffering.
     app = web.Application(client_max_size=config.server.max_request_body)
     app[ProxyState.KEY] = StateHolder(ProxyState.from_config(config))
+    app[EXPOSURES_KEY] = ExposureLog()
     app[local.STARTED_KEY] = time.monotonic()
     local.add_routes(app, config.server.prefix)
     app.router.add_route("*", "/{tail:.*}", proxy_request)
@@ -67,14 +69,15 @@ async def reload(app: web.Application, config_path: Path, grace_s: float) -> boo
     holder = app[ProxyState.KEY]
     try:
         config = load_config(config_path)
+        state = ProxyState.from_config(config)
     except InvalidFileError as error:
         log.error("reload refused, previous configuration stays in force:\n%s", error)
         return False
     previous = holder.current
     for name in _needs_restart(previous.config, config):
         log.warning("%s changed: it takes effect when Refract restarts", name)
-    holder.current = ProxyState.from_config(config)
-    log.info("configuration reloaded from %s", config_path)
+    holder.current = state
+    log.info("configuration reloaded from %s", config_path, extra={"rules": state.rules.version})
     # Requests already under way still use the old origin pools; close them afterwards.
     asyncio.get_running_loop().call_later(
         grace_s, lambda: asyncio.ensure_future(previous.router.close())

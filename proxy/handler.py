@@ -22,6 +22,7 @@ from yarl import URL
 
 from proxy import codings, metrics
 from proxy.charset import is_ascii_safe, page_encoding
+from proxy.exposures import EXPOSURES_KEY, new_exposure
 from proxy.forwarding import ClientView, forwarding_headers
 from proxy.headers import (
     add_vary,
@@ -32,11 +33,14 @@ from proxy.headers import (
     rewrite_set_cookie,
     without_hop_by_hop,
 )
+from proxy.identity import Identity
 from proxy.origin_cache import OriginKey
 from proxy.pages import neutral_page
+from proxy.personalize import personalize
 from proxy.sites import Site
 from proxy.state import ProxyState
 from proxy.websocket import is_websocket_upgrade, relay_websocket
+from rules.decisions import Decision
 
 log = logging.getLogger("refract.proxy")
 
@@ -238,10 +242,12 @@ def _response_headers(call: Call, origin_headers: CIMultiDictProxy[str]) -> CIMu
     return headers
 
 
-def _with_identity(call: Call, headers: CIMultiDict[str]) -> CIMultiDict[str]:
+def _with_identity(
+    call: Call, headers: CIMultiDict[str], identity: Identity | None = None
+) -> CIMultiDict[str]:
     """Add the visitor's cookies: only pages carry them, never assets."""
     request, policy = call.request, call.state.identity
-    identity = policy.identify(request.headers, request.cookies)
+    identity = identity or policy.identify(request.headers, request.cookies)
     secure = call.view.scheme == "https"
     headers.extend(
         ("Set-Cookie", value)
@@ -293,20 +299,24 @@ class _PassUnmodifiedError(Exception):
 def _page(call: Call, origin: OriginPage) -> web.Response:
     """Rewrite a page, or serve the origin's bytes as they came if anything goes wrong."""
     call.exchange.kind = "page"
-    headers = _with_identity(call, _response_headers(call, origin.headers))
+    state, request = call.state, call.request
+    identity = state.identity.identify(request.headers, request.cookies)
+    headers = _with_identity(call, _response_headers(call, origin.headers), identity)
     origin_coding = codings.normalize(origin.headers.get("Content-Encoding"))
     content_type = origin.headers.get("Content-Type", "")
-    coding = codings.choose_coding(call.request.headers.get("Accept-Encoding"), origin_coding)
-    plan = call.state.plan_for(call.site)
+    coding = codings.choose_coding(request.headers.get("Accept-Encoding"), origin_coding)
     limit = call.site.config.max_rewrite_bytes
 
-    def rewrite() -> bytes:
-        html = codings.decode(origin.body, origin_coding, limit)
-        if not is_ascii_safe(page_encoding(content_type, html)):
-            raise _PassUnmodifiedError("charset")
-        return codings.encode(call.state.rewriter.rewrite(html, plan), coding)
-
     try:
+        personalized = personalize(state.rules, request, identity, state.tail_for(call.site))
+        plan = personalized.plan
+
+        def rewrite() -> bytes:
+            html = codings.decode(origin.body, origin_coding, limit)
+            if not is_ascii_safe(page_encoding(content_type, html)):
+                raise _PassUnmodifiedError("charset")
+            return codings.encode(state.rewriter.rewrite(html, plan), coding)
+
         key = call.state.cache.key(
             plan.fingerprint, content_type, origin_coding, coding, origin.body
         )
@@ -325,7 +335,30 @@ def _page(call: Call, origin: OriginPage) -> web.Response:
     if coding != "identity":
         page["Content-Encoding"] = coding
     call.exchange.rewritten = True
+    _record_exposures(call, identity, personalized.decision)
     return web.Response(reason=origin.reason, headers=page, body=body)
+
+
+def _record_exposures(call: Call, identity: Identity, decision: Decision) -> None:
+    """One exposure per counted assignment on a page that was actually served with it."""
+    if not identity.tracked or not decision.assignments:
+        return
+    exposures = call.request.app[EXPOSURES_KEY]
+    version = call.state.rules.version
+    for assignment in decision.assignments:
+        if assignment.forced:
+            continue  # QA overrides are shown, never counted
+        exposures.record(
+            new_exposure(
+                call.site.key,
+                identity.visitor_id or "",
+                identity.session_id or "",
+                assignment.experiment,
+                assignment.variant,
+                version,
+                call.request.path,
+            )
+        )
 
 
 async def _read_up_to(stream: aiohttp.StreamReader, limit: int) -> tuple[bytes, bool]:

@@ -55,6 +55,10 @@ ORIGIN_REVALIDATIONS = Counter(
     "Kept origin pages revalidated with the origin: not_modified (a 304, no body) or modified.",
     ["result"],
 )
+EXPOSURES = Counter("refract_exposures", "Exposures recorded (variant served to a visitor).")
+EXPOSURES_DROPPED = Counter(
+    "refract_exposures_dropped", "Exposures dropped because the exposure queue was full."
+)
 REQUEST_REJECTED = Counter(
     "refract_requests_rejected",
     "Requests refused before reaching an origin, by reason.",

@@ -11,9 +11,11 @@ from proxy.forwarding import TrustedProxies
 from proxy.identity import IdentityPolicy
 from proxy.origin_cache import OriginCache
 from proxy.rewrite_cache import RewriteCache
-from proxy.rewriter import PageRewriter, Plan
+from proxy.rewriter import PageRewriter
 from proxy.sites import Site, SiteRouter
 from rules.config import Config
+from rules.decisions import CompiledRules
+from rules.ruleset import EMPTY, load_rules
 
 
 def beacon_tag(prefix: str) -> str:
@@ -28,6 +30,7 @@ class ProxyState:
     trusted: TrustedProxies
     rewriter: PageRewriter
     beacon: str
+    rules: CompiledRules
     cache: RewriteCache
     origin_cache: OriginCache
 
@@ -35,6 +38,9 @@ class ProxyState:
 
     @classmethod
     def from_config(cls, config: Config) -> ProxyState:
+        """Raises InvalidFileError when the rule files are wrong: nothing half-applies."""
+        directory = config.rules.directory
+        rules = load_rules(directory) if directory is not None else EMPTY
         return cls(
             config=config,
             router=SiteRouter(config.sites),
@@ -42,13 +48,13 @@ class ProxyState:
             trusted=TrustedProxies(config.server.trusted_proxies),
             rewriter=PageRewriter(),
             beacon=beacon_tag(config.server.prefix),
+            rules=CompiledRules(rules),
             cache=RewriteCache(config.server.rewrite_cache),
             origin_cache=OriginCache(config.server.origin_cache),
         )
 
-    def plan_for(self, site: Site) -> Plan:
-        """What a page of ``site`` gets; experiments and personalizations join next."""
-        return Plan(tail=self.beacon if site.config.beacon else "")
+    def tail_for(self, site: Site) -> str:
+        return self.beacon if site.config.beacon else ""
 
 
 class StateHolder:

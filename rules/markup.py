@@ -10,6 +10,7 @@ exactly what must be reported here.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from html.parser import HTMLParser
 
 import lolhtml
@@ -96,3 +97,11 @@ def token_problem(text: str) -> str:
     if "{{" in TOKEN.sub("", text):
         return 'a "{{" is not a complete token: write {{ company.name | "default" }}'
     return ""
+
+
+def token_path_value(path: str, values: Mapping[str, object]) -> str | None:
+    """The text a token stands for, or None when the visitor's value is unknown."""
+    value = values.get(path.strip())
+    if value is None or isinstance(value, list | tuple | dict):
+        return None
+    return str(value)

@@ -223,9 +223,9 @@ def _exclusion_overlaps(sources: list[_Source]) -> Iterator[Problem]:
     claimed: dict[str, list[tuple[float, float, str]]] = {}
     for source in sources:
         for index, experiment in enumerate(source.rules.experiments):
-            if not experiment.exclusion_group or experiment.exclusion_range is None:
+            if not experiment.exclusion_group:
                 continue
-            low, high = experiment.exclusion_range
+            low, high = experiment.exclusion_range or (0.0, 100.0)  # no range: the whole group
             for other_low, other_high, other in claimed.get(experiment.exclusion_group, []):
                 if low < other_high and other_low < high:
                     path = ("experiments", index, "exclusion_range")
@@ -233,7 +233,7 @@ def _exclusion_overlaps(sources: list[_Source]) -> Iterator[Problem]:
                         path,
                         dotted(path),
                         f'overlaps {other}\'s range in group "{experiment.exclusion_group}"',
-                        "ranges of one group must not overlap",
+                        "give each experiment of the group its own exclusion_range",
                     )
             claimed.setdefault(experiment.exclusion_group, []).append((low, high, experiment.key))
 

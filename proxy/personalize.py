@@ -1,0 +1,100 @@
+"""From a request to a rewrite Plan: facts, decision, changes with their tokens filled."""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from aiohttp import web
+from yarl import URL
+
+from proxy.identity import Identity
+from proxy.rewriter import ELEMENT_ACTIONS, Edit, Plan
+from rules.assignment import parse_overrides
+from rules.decisions import CompiledRules, Decision
+from rules.markup import TOKEN, token_path_value
+from rules.schema import HTML_ACTIONS
+from rules.targeting import Facts, Value
+
+_UTM = ("source", "medium", "campaign", "term", "content")
+_TABLET = re.compile(r"iPad|Tablet|Nexus (?:7|9|10)|SM-T\d", re.IGNORECASE)
+_MOBILE = re.compile(r"Mobi|iPhone|Android", re.IGNORECASE)
+
+
+def device_of(user_agent: str) -> str:
+    if _TABLET.search(user_agent):
+        return "tablet"
+    return "mobile" if _MOBILE.search(user_agent) else "desktop"
+
+
+def request_facts(request: web.Request, identity: Identity) -> Facts:
+    """What is known on this request: the URL, referrer, UTM, device and the cookie."""
+    values: dict[str, Value] = {
+        "url.path": request.path,
+        "url.host": request.host,
+        "device": device_of(request.headers.get("User-Agent", "")),
+    }
+    for name, value in request.query.items():
+        values.setdefault(f"url.query.{name}", value)
+        if name.startswith("utm_") and name[4:] in _UTM:
+            values.setdefault(f"utm.{name[4:]}", value)
+    if referrer := request.headers.get("Referer"):
+        values["referrer"] = referrer
+        if host := URL(referrer).host:
+            values["referrer.host"] = host
+    if identity.tracked:
+        values["visitor.returning"] = not identity.new_visitor
+    return Facts(values)
+
+
+def qa_overrides(request: web.Request, parameter: str) -> dict[str, str]:
+    """Variants a QA tester forces, by query parameter or cookie; never counted."""
+    return parse_overrides(request.query.get(parameter) or request.cookies.get(parameter, ""))
+
+
+@dataclass(frozen=True)
+class Personalized:
+    decision: Decision
+    plan: Plan
+
+
+def personalize(
+    rules: CompiledRules,
+    request: web.Request,
+    identity: Identity,
+    tail: str,
+) -> Personalized:
+    facts = request_facts(request, identity)
+    decision = rules.decide(
+        rules.tagger.tags(request.path),
+        facts,
+        identity.visitor_id,
+        qa_overrides(request, rules.rules.settings.qa_parameter),
+        datetime.now(UTC),
+    )
+    edits, styles = [], []
+    for change in rules.changes(decision):
+        escape = change.action in HTML_ACTIONS
+        value = fill_tokens(change.value, facts.values, escape=escape)
+        if change.action == "inject_style":
+            styles.append(value)
+        elif change.action in ELEMENT_ACTIONS:
+            edits.append(Edit(change.action, change.selector, value, change.attribute))
+    return Personalized(decision, Plan(tuple(edits), tuple(styles), tail))
+
+
+def fill_tokens(text: str, values: Mapping[str, Value], escape: bool) -> str:
+    """Replace ``{{ path | "default" }}`` tokens; values are HTML-escaped inside markup."""
+    if "{{" not in text:
+        return text
+
+    def fill(match: re.Match[str]) -> str:
+        value = token_path_value(match["path"], values)
+        if value is None:
+            value = (match["default"] or '""')[1:-1]
+        return html.escape(value) if escape else value
+
+    return TOKEN.sub(fill, text)

@@ -1,0 +1,128 @@
+"""What a visitor gets on a page: the experiments they are in and the personalizations.
+
+A RuleSet is compiled once (audiences, page tags, assignment arms); deciding for one request
+is then a few set lookups and hashes. The proxy applies decisions to pages; the worker uses
+the same code to know what a visitor was eligible for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from rules.assignment import Arm, Assignment, assign, bucket, in_holdout
+from rules.ruleset import RuleSet
+from rules.schema import Change, Experiment, Personalization
+from rules.targeting import CompiledAudience, Facts, PageTagger
+
+
+@dataclass(frozen=True)
+class Decision:
+    assignments: tuple[Assignment, ...] = ()
+    personalizations: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class _Target:
+    pages: frozenset[str]
+    audience: CompiledAudience | None
+
+    def admits(self, tags: frozenset[str], facts: Facts) -> bool:
+        if self.pages and not self.pages & tags:
+            return False
+        return self.audience is None or self.audience.matches(facts)
+
+
+class CompiledRules:
+    def __init__(self, rules: RuleSet) -> None:
+        self.rules = rules
+        self.version = rules.version
+        self.tagger = PageTagger(rules.pages)
+        audiences = {key: CompiledAudience.build(a) for key, a in rules.audiences.items()}
+        self._experiments = [
+            (
+                experiment,
+                _target(experiment.pages, experiment.audience, audiences),
+                _arm(experiment),
+            )
+            for experiment in rules.experiments.values()
+            if experiment.status == "running"
+        ]
+        self._personalizations = [
+            (item, _target(item.pages, item.audience, audiences))
+            for item in rules.personalizations.values()
+            if item.status == "running"
+        ]
+        self._holdout = round(rules.settings.holdout * 100)
+
+    def decide(
+        self,
+        tags: frozenset[str],
+        facts: Facts,
+        visitor_id: str | None,
+        forced: Mapping[str, str],
+        now: datetime,
+    ) -> Decision:
+        """Experiments need a visitor id (no id: no experiment); overrides apply regardless."""
+        held_out = visitor_id is not None and in_holdout(visitor_id, self._holdout)
+        assignments = []
+        for experiment, target, arm in self._experiments:
+            override = forced.get(experiment.key)
+            if override in arm.variants:
+                assignments.append(Assignment(experiment.key, override, forced=True))
+                continue
+            if visitor_id is None or held_out or not _scheduled(experiment, now):
+                continue
+            if target.admits(tags, facts) and (variant := assign(arm, visitor_id)) is not None:
+                assignments.append(Assignment(experiment.key, variant))
+        personalizations = tuple(
+            item.key
+            for item, target in self._personalizations
+            if target.admits(tags, facts) and not _held_back(item, visitor_id)
+        )
+        return Decision(tuple(assignments), personalizations)
+
+    def changes(self, decision: Decision) -> list[Change]:
+        """The changes a decision brings, experiments first, in rule-file order."""
+        changes: list[Change] = []
+        for assignment in decision.assignments:
+            experiment = self.rules.experiments[assignment.experiment]
+            variant = next(v for v in experiment.variants if v.key == assignment.variant)
+            changes.extend(variant.changes)
+        for key in decision.personalizations:
+            changes.extend(self.rules.personalizations[key].changes)
+        return changes
+
+
+def _target(pages: list[str], audience: str, audiences: Mapping[str, CompiledAudience]) -> _Target:
+    return _Target(frozenset(pages), audiences[audience] if audience else None)
+
+
+def _arm(experiment: Experiment) -> Arm:
+    return Arm.build(
+        experiment.key,
+        {variant.key: variant.weight for variant in experiment.variants},
+        traffic_percent=experiment.traffic,
+        seed=experiment.seed or None,
+        group=experiment.exclusion_group or None,
+        group_range=experiment.exclusion_range or (0.0, 100.0),
+    )
+
+
+def _scheduled(experiment: Experiment, now: datetime) -> bool:
+    start, end = experiment.start, experiment.end
+    return (start is None or _aware(start) <= now) and (end is None or now < _aware(end))
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _held_back(item: Personalization, visitor_id: str | None) -> bool:
+    """A personalization's own control group, when it asks for one."""
+    if not item.holdout:
+        return False
+    if visitor_id is None:
+        return True  # an unidentified visitor cannot be kept in a group: show the default
+    return bucket(f"{item.key}.holdout.{visitor_id}") < round(item.holdout * 100)

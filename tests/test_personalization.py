@@ -1,0 +1,201 @@
+"""Rule files driving pages end to end: experiments, personalizations, QA, exposures, reload."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from proxy.app import reload
+from proxy.exposures import EXPOSURES_KEY
+from proxy.state import ProxyState
+from tests.conftest import ProxyFactory
+
+VISITOR = "0123456789abcdef0123456789abcdef"
+SESSION = "0123456789abcdef"
+CTA_TEXTS = {
+    b">Book a demo<": "control",
+    b">See it on your data<": "own-data",
+    b">Talk to an engineer<": "talk",
+}
+
+RULES = """
+[[pages]]
+tag = "page"
+paths = ["/page*"]
+
+[[metrics]]
+key = "signup"
+kind = "url"
+url = "/thanks"
+
+[[audiences]]
+key = "paid"
+all = [{ field = "utm.medium", value = "cpc" }]
+
+[[experiments]]
+key = "headline"
+status = "running"
+pages = ["page"]
+primary_metric = "signup"
+
+  [[experiments.variants]]
+  key = "control"
+  weight = 50
+
+  [[experiments.variants]]
+  key = "bold"
+  weight = 50
+  changes = [{ action = "set_text", selector = "h1#hero", value = "Bold headline" }]
+
+[[personalizations]]
+key = "paid-visitors"
+audience = "paid"
+changes = [
+  { action = "append", selector = "p[data-x]", value = " <b>for {{ utm.campaign | \\"you\\" }}</b>" },
+  { action = "inject_style", value = "b{color:#b45309}" },
+]
+"""
+
+
+@pytest.fixture
+def rules_dir(tmp_path: Path) -> Path:
+    directory = tmp_path / "rules"
+    directory.mkdir()
+    (directory / "rules.toml").write_text(RULES)
+    return directory
+
+
+async def page(
+    client: TestClient[web.Request, web.Application], path: str = "/page", **headers: str
+) -> bytes:
+    cookie = headers.pop("cookie", f"rf_vid={VISITOR}; rf_sid={SESSION}")
+    client.session.cookie_jar.clear()
+    response = await client.get(path, headers={"Cookie": cookie, **headers})
+    assert response.status == 200
+    return await response.read()
+
+
+def exposures(client: TestClient[web.Request, web.Application]) -> list[Any]:
+    return client.app[EXPOSURES_KEY].drain()  # type: ignore[index]
+
+
+async def test_visitor_sees_their_variant_and_one_exposure_is_recorded(
+    proxy: ProxyFactory, rules_dir: Path
+) -> None:
+    client = await proxy(rules={"directory": str(rules_dir)})
+    body = await page(client)
+    variant = "bold" if b"Bold headline" in body else "control"
+    [exposure] = exposures(client)
+    assert (exposure.experiment, exposure.variant, exposure.visitor) == (
+        "headline",
+        variant,
+        VISITOR,
+    )
+    assert exposure.rules_version == client.app[ProxyState.KEY].current.rules.version  # type: ignore[index]
+    assert exposure.url == "/page"
+
+
+async def test_assignment_is_sticky_for_a_visitor(proxy: ProxyFactory, rules_dir: Path) -> None:
+    client = await proxy(rules={"directory": str(rules_dir)})
+    first = await page(client)
+    assert all([await page(client) == first for _ in range(5)])
+
+
+async def test_visitors_are_split_between_variants(proxy: ProxyFactory, rules_dir: Path) -> None:
+    client = await proxy(rules={"directory": str(rules_dir)})
+    seen = set()
+    for index in range(40):
+        body = await page(client, cookie=f"rf_vid={index:032x}")
+        seen.add(b"Bold headline" in body)
+    assert seen == {True, False}
+
+
+async def test_pages_outside_the_experiment_are_not_touched(
+    proxy: ProxyFactory, rules_dir: Path
+) -> None:
+    client = await proxy(rules={"directory": str(rules_dir)})
+    await page(client, "/chunked")
+    assert exposures(client) == []
+
+
+@pytest.mark.parametrize("forced", ["bold", "control"])
+async def test_qa_override_shows_the_variant_and_is_never_counted(
+    proxy: ProxyFactory, rules_dir: Path, forced: str
+) -> None:
+    client = await proxy(rules={"directory": str(rules_dir)})
+    body = await page(client, f"/page?rf_force=headline:{forced}")
+    assert (b"Bold headline" in body) is (forced == "bold")
+    assert exposures(client) == []
+
+
+async def test_personalization_fills_tokens_escaped_and_injects_styles(
+    proxy: ProxyFactory, rules_dir: Path
+) -> None:
+    client = await proxy(rules={"directory": str(rules_dir)})
+    body = await page(client, "/page?utm_medium=cpc&utm_campaign=<spring>")
+    assert b"Text &lt;raw&gt; <b>for &lt;spring&gt;</b></p>" in body
+    assert b"<style>b{color:#b45309}</style></head>" in body
+    default = await page(client, "/page?utm_medium=cpc")
+    assert b"<b>for you</b>" in default
+
+
+async def test_visitor_who_refused_tracking_gets_no_experiment_but_context_personalization(
+    proxy: ProxyFactory, rules_dir: Path
+) -> None:
+    client = await proxy(rules={"directory": str(rules_dir)})
+    body = await page(client, "/page?utm_medium=cpc", **{"Sec-GPC": "1"})
+    assert b"Bold headline" not in body
+    assert b"<b>for you</b>" in body
+    assert exposures(client) == []
+
+
+async def test_reload_with_bad_rules_keeps_the_rules_in_force(
+    proxy: ProxyFactory, rules_dir: Path, tmp_path: Path
+) -> None:
+    config = tmp_path / "config.toml"
+    client = await proxy(rules={"directory": str(rules_dir)})
+    state = client.app[ProxyState.KEY].current  # type: ignore[index]
+    origin = state.config.sites[0].origin
+    redis = state.config.redis.url
+    config.write_text(
+        f'[redis]\nurl = "{redis}"\n[rules]\ndirectory = "{rules_dir}"\n'
+        f'[[sites]]\nhost = "*"\nid = "test"\norigin = "{origin}"\n'
+    )
+    before = await page(client)
+    (rules_dir / "broken.toml").write_text('[[experiments]]\nkey = "x"\n')
+    assert await reload(client.app, config, 0.1) is False  # type: ignore[arg-type]
+    assert client.app[ProxyState.KEY].current is state  # type: ignore[index]
+    assert await page(client) == before
+
+
+async def test_assignments_survive_a_reload_that_changes_other_rules(
+    proxy: ProxyFactory, rules_dir: Path, tmp_path: Path
+) -> None:
+    client = await proxy(rules={"directory": str(rules_dir)})
+    bodies = {index: await page(client, cookie=f"rf_vid={index:032x}") for index in range(20)}
+    state = client.app[ProxyState.KEY].current  # type: ignore[index]
+    (rules_dir / "more.toml").write_text(
+        '[[metrics]]\nkey = "other"\nkind = "event"\nevent = "x"\n'
+    )
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[redis]\nurl = "{state.config.redis.url}"\n[rules]\ndirectory = "{rules_dir}"\n'
+        f'[[sites]]\nhost = "*"\nid = "test"\norigin = "{state.config.sites[0].origin}"\n'
+    )
+    assert await reload(client.app, config, 0.1) is True  # type: ignore[arg-type]
+    assert client.app[ProxyState.KEY].current.rules.version != state.rules.version  # type: ignore[index]
+    for index, body in bodies.items():
+        assert await page(client, cookie=f"rf_vid={index:032x}") == body
+
+
+async def test_demo_rules_run_on_the_demo_pages(proxy: ProxyFactory, tmp_path: Path) -> None:
+    demo_rules = Path(__file__).resolve().parents[1] / "examples" / "demo-rules"
+    shutil.copytree(demo_rules, tmp_path / "demo-rules")
+    client = await proxy(rules={"directory": str(tmp_path / "demo-rules")})
+    await page(client)
+    assert {e.experiment for e in exposures(client)} == {"cta-copy"}
