@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ from proxy.exposures import EXPOSURES_KEY
 from proxy.state import ProxyState
 from tests.conftest import ProxyFactory
 
+DEMO_RULES = Path(__file__).resolve().parents[1] / "examples" / "demo-rules"
 VISITOR = "0123456789abcdef0123456789abcdef"
 SESSION = "0123456789abcdef"
 CTA_TEXTS = {
@@ -55,10 +55,15 @@ primary_metric = "signup"
 [[personalizations]]
 key = "paid-visitors"
 audience = "paid"
-changes = [
-  { action = "append", selector = "p[data-x]", value = " <b>for {{ utm.campaign | \\"you\\" }}</b>" },
-  { action = "inject_style", value = "b{color:#b45309}" },
-]
+
+  [[personalizations.changes]]
+  action = "append"
+  selector = "p[data-x]"
+  value = " <b>for {{ utm.campaign | \\"you\\" }}</b>"
+
+  [[personalizations.changes]]
+  action = "inject_style"
+  value = "b{color:#b45309}"
 """
 
 
@@ -193,9 +198,7 @@ async def test_assignments_survive_a_reload_that_changes_other_rules(
         assert await page(client, cookie=f"rf_vid={index:032x}") == body
 
 
-async def test_demo_rules_run_on_the_demo_pages(proxy: ProxyFactory, tmp_path: Path) -> None:
-    demo_rules = Path(__file__).resolve().parents[1] / "examples" / "demo-rules"
-    shutil.copytree(demo_rules, tmp_path / "demo-rules")
-    client = await proxy(rules={"directory": str(tmp_path / "demo-rules")})
+async def test_demo_rules_run_on_the_demo_pages(proxy: ProxyFactory) -> None:
+    client = await proxy(rules={"directory": str(DEMO_RULES)})
     await page(client)
     assert {e.experiment for e in exposures(client)} == {"cta-copy"}
