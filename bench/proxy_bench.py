@@ -39,7 +39,34 @@ PORTS = {
     "nginx_sub_filter": 18083,
     "refract": 18084,
     "refract_no_cache": 18085,  # every request decodes, rewrites and reads the origin's body
+    "refract_edits": 18086,  # an experiment: 4 edits + beacon + an exposure per request
+    "refract_edits_no_cache": 18087,  # the same, every request a rewrite-cache miss
 }
+EDITS_RULES = """
+[[metrics]]
+key = "demo"
+kind = "url"
+url = "/demo"
+
+[[experiments]]
+key = "bench"
+status = "running"
+primary_metric = "demo"
+
+  [[experiments.variants]]
+  key = "control"
+  weight = 0
+
+  [[experiments.variants]]
+  key = "edited"
+  weight = 100
+  changes = [
+    { action = "set_text", selector = "h1.hero-title", value = "71% fewer data incidents" },
+    { action = "set_text", selector = "a.cta-primary", value = "See it on your data" },
+    { action = "add_class", selector = "div.plan[data-plan=growth]", value = "plan-spotlight" },
+    { action = "set_text", selector = "div.plan[data-plan=growth] span.price", value = "$1,290" },
+  ]
+"""
 
 NGINX_CONF = """
 worker_processes 1;
@@ -97,13 +124,18 @@ def start_nginx(workdir: Path, page: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(["nginx", "-c", str(conf)], stderr=subprocess.DEVNULL)
 
 
-def start_refract(workdir: Path, name: str, caches: bool) -> subprocess.Popen[bytes]:
+def start_refract(workdir: Path, name: str, caches: bool, edits: bool) -> subprocess.Popen[bytes]:
     config = workdir / f"{name}.toml"
     cache_sizes = "" if caches else "rewrite_cache = 0\norigin_cache = 0\n"
+    rules = ""
+    if edits:
+        (workdir / "rules").mkdir(exist_ok=True)
+        (workdir / "rules" / "bench.toml").write_text(EDITS_RULES)
+        rules = f'[rules]\ndirectory = "{workdir / "rules"}"\n'
     config.write_text(
         f'[server]\nlisten = ["127.0.0.1:{PORTS[name]}"]\nworkers = 1\naccess_log = false\n'
         f'data_dir = "{workdir / f"{name}-data"}"\n{cache_sizes}'
-        f'[admin]\nlisten = "127.0.0.1:{PORTS[name] + 100}"\n'
+        f'[admin]\nlisten = "127.0.0.1:{PORTS[name] + 100}"\n{rules}'
         f'[[sites]]\nhost = "*"\norigin = "http://127.0.0.1:{PORTS["origin"]}"\n'
     )
     return subprocess.Popen(
@@ -237,8 +269,10 @@ def main() -> int:
     workdir.chmod(0o755)  # nginx workers run as an unprivileged user
     nginx = start_nginx(workdir, args.page)
     refracts = [
-        start_refract(workdir, "refract", caches=True),
-        start_refract(workdir, "refract_no_cache", caches=False),
+        start_refract(workdir, "refract", caches=True, edits=False),
+        start_refract(workdir, "refract_no_cache", caches=False, edits=False),
+        start_refract(workdir, "refract_edits", caches=True, edits=True),
+        start_refract(workdir, "refract_edits_no_cache", caches=False, edits=True),
     ]
     try:
         wait_for(f"http://127.0.0.1:{PORTS['origin']}/page.html")
@@ -246,6 +280,8 @@ def main() -> int:
         for name in ("refract", "refract_no_cache"):
             through = wait_for(f"http://127.0.0.1:{PORTS[name]}/page.html")
             assert through.replace(BEACON.encode(), b"") == args.page.read_bytes(), "not exact"
+        for name in ("refract_edits", "refract_edits_no_cache"):
+            assert b"See it on your data" in wait_for(f"http://127.0.0.1:{PORTS[name]}/page.html")
 
         rounds = [
             [wrk(name, port, args.duration, args.connections) for name, port in PORTS.items()]
@@ -286,6 +322,10 @@ def main() -> int:
         / by_name["nginx_proxy"].requests_per_s,
         "ratio_refract_no_cache_vs_sub_filter": by_name["refract_no_cache"].requests_per_s
         / by_name["nginx_sub_filter"].requests_per_s,
+        "ratio_edits_hit_vs_sub_filter": by_name["refract_edits"].requests_per_s
+        / by_name["nginx_sub_filter"].requests_per_s,
+        "ratio_edits_miss_vs_sub_filter": by_name["refract_edits_no_cache"].requests_per_s
+        / by_name["nginx_sub_filter"].requests_per_s,
         "steady_latency": steady,
         "stream_1gb": memory,
     }
@@ -309,6 +349,8 @@ def print_report(report: dict[str, Any]) -> None:
     print(f"Refract / nginx proxy:      {report['ratio_refract_vs_nginx_proxy']:.2f}")
     no_cache = report["ratio_refract_no_cache_vs_sub_filter"]
     print(f"Refract without caches / nginx sub_filter: {no_cache:.2f}")
+    hit, miss = report["ratio_edits_hit_vs_sub_filter"], report["ratio_edits_miss_vs_sub_filter"]
+    print(f"4 edits + beacon + exposures / nginx sub_filter: cache hit {hit:.2f}, miss {miss:.2f}")
     steady = report["steady_latency"]
     print(
         f"\nAt {steady['rate']} req/s: p50 direct {steady['direct_p50_ms']:.2f} ms, "

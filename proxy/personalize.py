@@ -67,6 +67,8 @@ def personalize(
     identity: Identity,
     tail: str,
 ) -> Personalized:
+    if rules.empty:
+        return Personalized(Decision(), Plan(tail=tail))
     facts = request_facts(request, identity)
     decision = rules.decide(
         rules.tagger.tags(request.path),

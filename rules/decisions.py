@@ -56,6 +56,11 @@ class CompiledRules:
         ]
         self._holdout = round(rules.settings.holdout * 100)
 
+    @property
+    def empty(self) -> bool:
+        """Nothing running: no page needs a decision."""
+        return not self._experiments and not self._personalizations
+
     def decide(
         self,
         tags: frozenset[str],
