@@ -36,7 +36,7 @@ from proxy.headers import (
 from proxy.identity import Identity
 from proxy.origin_cache import OriginKey
 from proxy.pages import neutral_page
-from proxy.personalize import personalize
+from proxy.personalize import Personalized, personalize
 from proxy.sites import Site
 from proxy.state import ProxyState
 from proxy.websocket import is_websocket_upgrade, relay_websocket
@@ -83,6 +83,8 @@ class Call:
     site: Site
     view: ClientView
     exchange: Exchange
+    identity: Identity | None = None  # decided before the origin request, when it had to be
+    personalized: Personalized | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +127,11 @@ async def _proxy(request: web.Request, state: ProxyState, exchange: Exchange) ->
         exchange.kind = "websocket"
         return await relay_websocket(request, site, url, upstream_headers)
 
+    early = _decide_early(request, state, site)
+    if early is not None and early[1].redirect:
+        call = Call(request, state, site, view, exchange, *early)
+        return _split_url_redirect(call, *early)
+
     kept_key = state.origin_cache.key(site.key, request)
     kept = state.origin_cache.lookup(kept_key) if kept_key else None
     if kept is not None:
@@ -149,7 +156,7 @@ async def _proxy(request: web.Request, state: ProxyState, exchange: Exchange) ->
             return neutral_page(413, "The request is too large.")
         return _origin_failed(site, exchange, "protocol", url)
     exchange.upstream_ms = (time.perf_counter() - began) * 1000
-    call = Call(request, state, site, view, exchange)
+    call = Call(request, state, site, view, exchange, *(early or (None, None)))
     try:
         if kept is not None and upstream.status == 304:
             state.origin_cache.count("not_modified")
@@ -159,6 +166,30 @@ async def _proxy(request: web.Request, state: ProxyState, exchange: Exchange) ->
         return await _respond(call, upstream, kept_key)
     finally:
         upstream.release()
+
+
+def _decide_early(
+    request: web.Request, state: ProxyState, site: Site
+) -> tuple[Identity, Personalized] | None:
+    """Split-URL tests must be decided before the origin is asked; others wait for the page."""
+    if request.method != "GET" or not state.rules.redirects:
+        return None
+    identity = state.identity.identify(request.headers, request.cookies)
+    try:
+        return identity, personalize(state.rules, request, identity, state.tail_for(site))
+    except Exception as error:  # a failure of ours: no redirect, the origin's page as it is
+        metrics.FAIL_OPEN.labels("decision").inc()
+        log.warning("decision failed: %r", error, extra={"site": site.key})
+        return None
+
+
+def _split_url_redirect(call: Call, identity: Identity, personalized: Personalized) -> web.Response:
+    call.exchange.kind = "redirect"
+    headers = _with_identity(call, CIMultiDict(), identity)
+    headers["Location"] = personalized.redirect
+    headers["Cache-Control"] = "private, no-store"
+    _record_exposures(call, identity, personalized.decision)
+    return web.Response(status=302, headers=headers)
 
 
 def _upstream_headers(
@@ -247,7 +278,7 @@ def _with_identity(
 ) -> CIMultiDict[str]:
     """Add the visitor's cookies: only pages carry them, never assets."""
     request, policy = call.request, call.state.identity
-    identity = identity or policy.identify(request.headers, request.cookies)
+    identity = identity or call.identity or policy.identify(request.headers, request.cookies)
     secure = call.view.scheme == "https"
     headers.extend(
         ("Set-Cookie", value)
@@ -300,7 +331,7 @@ def _page(call: Call, origin: OriginPage) -> web.Response:
     """Rewrite a page, or serve the origin's bytes as they came if anything goes wrong."""
     call.exchange.kind = "page"
     state, request = call.state, call.request
-    identity = state.identity.identify(request.headers, request.cookies)
+    identity = call.identity or state.identity.identify(request.headers, request.cookies)
     headers = _with_identity(call, _response_headers(call, origin.headers), identity)
     origin_coding = codings.normalize(origin.headers.get("Content-Encoding"))
     content_type = origin.headers.get("Content-Type", "")
@@ -308,7 +339,9 @@ def _page(call: Call, origin: OriginPage) -> web.Response:
     limit = call.site.config.max_rewrite_bytes
 
     try:
-        personalized = personalize(state.rules, request, identity, state.tail_for(call.site))
+        personalized = call.personalized or personalize(
+            state.rules, request, identity, state.tail_for(call.site)
+        )
         plan = personalized.plan
 
         def rewrite() -> bytes:

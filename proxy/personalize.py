@@ -59,6 +59,7 @@ def qa_overrides(request: web.Request, parameter: str) -> dict[str, str]:
 class Personalized:
     decision: Decision
     plan: Plan
+    redirect: str = ""  # a split-URL test sends the visitor here instead
 
 
 def personalize(
@@ -77,15 +78,30 @@ def personalize(
         qa_overrides(request, rules.rules.settings.qa_parameter),
         datetime.now(UTC),
     )
-    edits, styles = [], []
+    edits, styles, redirect = [], [], ""
     for change in rules.changes(decision):
         escape = change.action in HTML_ACTIONS
         value = fill_tokens(change.value, facts.values, escape=escape)
         if change.action == "inject_style":
             styles.append(value)
+        elif change.action == "redirect":
+            redirect = redirect or split_url_target(value, request)
         elif change.action in ELEMENT_ACTIONS:
             edits.append(Edit(change.action, change.selector, value, change.attribute))
-    return Personalized(decision, Plan(tuple(edits), tuple(styles), tail))
+    return Personalized(decision, Plan(tuple(edits), tuple(styles), tail), redirect)
+
+
+def split_url_target(target: str, request: web.Request) -> str:
+    """Where a redirect change sends this request: "" when it is already there (no loop).
+
+    The visitor's query string (UTM and the like) goes along unless the target has its own.
+    """
+    url = URL(target)
+    if (not url.host or url.host == request.host.split(":")[0]) and url.path == request.path:
+        return ""
+    if not url.query_string and request.query_string:
+        url = url.with_query(request.query_string)
+    return str(url)
 
 
 def fill_tokens(text: str, values: Mapping[str, Value], escape: bool) -> str:

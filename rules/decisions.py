@@ -55,6 +55,16 @@ class CompiledRules:
             if item.status == "running"
         ]
         self._holdout = round(rules.settings.holdout * 100)
+        self.redirects = any(
+            change.action == "redirect"
+            for experiment, _, _ in self._experiments
+            for variant in experiment.variants
+            for change in variant.changes
+        ) or any(
+            change.action == "redirect"
+            for item, _ in self._personalizations
+            for change in item.changes
+        )
 
     @property
     def empty(self) -> bool:

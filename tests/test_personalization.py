@@ -202,3 +202,95 @@ async def test_demo_rules_run_on_the_demo_pages(proxy: ProxyFactory) -> None:
     client = await proxy(rules={"directory": str(DEMO_RULES)})
     await page(client)
     assert {e.experiment for e in exposures(client)} == {"cta-copy"}
+
+
+SPLIT_RULES = """
+[[pages]]
+tag = "landing"
+paths = ["/page", "/page-b"]
+
+[[metrics]]
+key = "signup"
+kind = "url"
+url = "/thanks"
+
+[[experiments]]
+key = "split"
+status = "running"
+pages = ["landing"]
+primary_metric = "signup"
+
+  [[experiments.variants]]
+  key = "control"
+  weight = 50
+
+  [[experiments.variants]]
+  key = "alt"
+  weight = 50
+  changes = [{ action = "redirect", value = "/page-b" }]
+"""
+
+
+@pytest.fixture
+def split_rules(tmp_path: Path) -> Path:
+    directory = tmp_path / "split"
+    directory.mkdir()
+    (directory / "rules.toml").write_text(SPLIT_RULES)
+    return directory
+
+
+async def test_split_url_variant_is_redirected_before_the_origin_is_asked(
+    proxy: ProxyFactory, split_rules: Path
+) -> None:
+    client = await proxy(rules={"directory": str(split_rules)})
+    client.session.cookie_jar.clear()
+    response = await client.get(
+        "/page?utm_source=x",
+        headers={"Cookie": f"rf_vid={VISITOR}; rf_force=split:alt"},
+        allow_redirects=False,
+    )
+    assert response.status == 302
+    assert response.headers["Location"] == "/page-b?utm_source=x"
+    assert response.headers["Cache-Control"] == "private, no-store"
+
+
+async def test_split_url_target_page_does_not_redirect_again(
+    proxy: ProxyFactory, split_rules: Path
+) -> None:
+    client = await proxy(rules={"directory": str(split_rules)})
+    client.session.cookie_jar.clear()
+    response = await client.get(
+        "/page-b",
+        headers={"Cookie": f"rf_vid={VISITOR}; rf_force=split:alt"},
+        allow_redirects=False,
+    )
+    assert response.status == 404  # the test origin has no /page-b: the request reached it
+
+
+async def test_split_url_control_gets_the_origin_page(
+    proxy: ProxyFactory, split_rules: Path
+) -> None:
+    client = await proxy(rules={"directory": str(split_rules)})
+    body = await page(client, "/page?rf_force=split:control")
+    assert b"Hello&nbsp;world" in body
+
+
+async def test_split_url_redirect_is_an_exposure_and_sets_the_visitor_cookie(
+    proxy: ProxyFactory, split_rules: Path
+) -> None:
+    client = await proxy(rules={"directory": str(split_rules)})
+    client.session.cookie_jar.clear()
+    redirected = None
+    for index in range(20):
+        response = await client.get(
+            "/page", headers={"Cookie": f"rf_vid={index:032x}"}, allow_redirects=False
+        )
+        if response.status == 302:
+            redirected = index
+            break
+    assert redirected is not None
+    recorded = exposures(client)  # the control visitors before were exposed too
+    assert [(e.experiment, e.variant) for e in recorded].count(("split", "alt")) == 1
+    assert recorded[-1].visitor == f"{redirected:032x}"
+    new_visitor = await client.get("/page", allow_redirects=False)
+    assert "rf_vid=" in " ".join(new_visitor.headers.getall("Set-Cookie"))
