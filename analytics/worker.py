@@ -1,7 +1,10 @@
-"""The analytics worker process.
+"""The analytics worker process: streams in, profiles, aggregates and archive out.
 
-For now it announces itself: a heartbeat key that the admin API reads to tell whether a
-worker is alive. Consuming the event streams arrives with the event pipeline.
+One consumer task per site follows that site's event stream (analytics/consumer.py). The rule
+set comes from Redis, where the proxies publish it, so the worker always attributes outcomes
+with the metrics the proxies run; until something is published it uses ``rules.directory``.
+A heartbeat key tells the admin API the worker is alive. Several workers share the streams as
+members of one consumer group.
 """
 
 from __future__ import annotations
@@ -12,21 +15,87 @@ import logging
 import os
 import signal
 import socket
+from datetime import UTC, datetime
+from pathlib import Path
 
 import redis.asyncio as redis
 import uvloop
 
+from analytics.archive import Archive
+from analytics.consumer import SiteConsumer, consume
+from analytics.effects import Effects
 from rules.config import Config
+from rules.problems import InvalidFileError
+from rules.publication import POLL_S, published_files
+from rules.ruleset import EMPTY, RuleSet, load_rules, rules_from_files
 
 log = logging.getLogger("refract.worker")
 
 HEARTBEAT_PATTERN = "rf:worker:*"
 _HEARTBEAT_EVERY_S = 5
 _HEARTBEAT_TTL_S = 15
+_PRUNE_EVERY_S = 3600
 
 
 def heartbeat_key() -> str:
     return f"rf:worker:{socket.gethostname()}:{os.getpid()}"
+
+
+def archive_root(config: Config) -> Path:
+    return config.events.archive_dir or config.server.data_dir / "archive"
+
+
+class RulesInForce:
+    """The rule set outcomes are attributed with: the published one, else the directory's."""
+
+    def __init__(self, config: Config) -> None:
+        directory = config.rules.directory
+        self._rules: RuleSet = load_rules(directory) if directory is not None else EMPTY
+        self._effects = Effects(self._rules)
+
+    def effects(self) -> Effects:
+        return self._effects
+
+    async def follow(self, client: redis.Redis, stop: asyncio.Event) -> None:
+        refused = ""
+        while not stop.is_set():
+            try:
+                published = await published_files(client)
+            except (redis.RedisError, OSError):
+                published = None
+            if published is not None and published[0] not in (self._rules.version, refused):
+                try:
+                    self._rules = rules_from_files(published[1], Path("redis:rf:rules"))
+                    self._effects = Effects(self._rules)
+                    log.info("rules %s adopted from Redis", self._rules.version)
+                except InvalidFileError as error:
+                    refused = published[0]
+                    log.error("published rules %s refused:\n%s", refused, error)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), POLL_S)
+
+
+async def _heartbeat(client: redis.Redis, stop: asyncio.Event) -> None:
+    key = heartbeat_key()
+    while not stop.is_set():
+        try:
+            await client.set(key, "alive", ex=_HEARTBEAT_TTL_S)
+        except (redis.RedisError, OSError) as error:
+            log.warning("heartbeat failed: %r", error)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), _HEARTBEAT_EVERY_S)
+    with contextlib.suppress(redis.RedisError, OSError):
+        await client.delete(key)
+
+
+async def _prune(archive: Archive, keep_days: int, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        today = datetime.now(UTC).date()
+        removed = await asyncio.to_thread(archive.prune, keep_days, today)
+        if removed:
+            log.info("archive: %d days past retention removed", removed)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), _PRUNE_EVERY_S)
 
 
 async def serve(config: Config) -> None:
@@ -35,17 +104,26 @@ async def serve(config: Config) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     client = redis.Redis.from_url(config.redis.url)
-    key = heartbeat_key()
-    log.info("worker started")
+    rules = RulesInForce(config)
+    archive = Archive(archive_root(config))
+    sites = sorted({site.key for site in config.sites})
+    # Stable across restarts, so a restarted worker takes back its own unacknowledged entries.
+    name = os.environ.get("REFRACT_WORKER_NAME") or socket.gethostname()
+    tasks = [
+        asyncio.create_task(_heartbeat(client, stop)),
+        asyncio.create_task(rules.follow(client, stop)),
+        asyncio.create_task(_prune(archive, config.events.archive_days, stop)),
+        *(
+            asyncio.create_task(
+                consume(SiteConsumer(client, site, name, rules.effects, archive), stop)
+            )
+            for site in sites
+        ),
+    ]
+    log.info("worker started: %s", ", ".join(sites))
     try:
-        while not stop.is_set():
-            try:
-                await client.set(key, "alive", ex=_HEARTBEAT_TTL_S)
-            except (redis.RedisError, OSError) as error:
-                log.warning("heartbeat failed: %r", error)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), _HEARTBEAT_EVERY_S)
-        await client.delete(key)
+        await stop.wait()
+        await asyncio.gather(*tasks)
     finally:
         await client.aclose()
     log.info("worker stopped")

@@ -12,7 +12,8 @@ import redis.asyncio as redis
 from aiohttp import web
 
 from proxy import local
-from proxy.exposures import EXPOSURES_KEY, ExposureLog
+from proxy.collect import collect
+from proxy.event_log import EVENT_LOG_KEY, EventLog, write_events
 from proxy.handler import proxy_request
 from proxy.rules_sync import follow_published_rules, publish_own_rules
 from proxy.state import ProxyState, StateHolder
@@ -28,12 +29,14 @@ def build_app(config: Config) -> web.Application:
     # Size limits are enforced while streaming (server.max_request_body), not by buffering.
     app = web.Application(client_max_size=config.server.max_request_body)
     app[ProxyState.KEY] = StateHolder(ProxyState.from_config(config))
-    app[EXPOSURES_KEY] = ExposureLog()
+    app[EVENT_LOG_KEY] = EventLog(config.events.buffer, config.events.retention_days)
     app[local.STARTED_KEY] = time.monotonic()
+    app.router.add_post(f"{config.server.prefix}collect", collect)
     local.add_routes(app, config.server.prefix)
     app.router.add_route("*", "/{tail:.*}", proxy_request)
     app.cleanup_ctx.append(_redis_client)
     app.cleanup_ctx.append(follow_published_rules)  # after the client it uses
+    app.cleanup_ctx.append(write_events)  # so its last flush runs before the client closes
     app.on_cleanup.append(_close_sites)
     return app
 

@@ -22,7 +22,7 @@ from yarl import URL
 
 from proxy import codings, metrics
 from proxy.charset import is_ascii_safe, page_encoding
-from proxy.exposures import EXPOSURES_KEY, new_exposure
+from proxy.event_log import EVENT_LOG_KEY
 from proxy.forwarding import ClientView, forwarding_headers
 from proxy.headers import (
     add_vary,
@@ -36,14 +36,16 @@ from proxy.headers import (
 from proxy.identity import Identity
 from proxy.origin_cache import OriginKey
 from proxy.pages import neutral_page
-from proxy.personalize import Personalized, personalize
+from proxy.personalize import Personalized, device_of, personalize
 from proxy.sites import Site
 from proxy.state import ProxyState
 from proxy.websocket import is_websocket_upgrade, relay_websocket
+from rules import events
 from rules.decisions import Decision
 
 log = logging.getLogger("refract.proxy")
 
+_UTM_PARAMETERS = frozenset(f"utm_{n}" for n in ("source", "medium", "campaign", "term", "content"))
 _HTML_TYPES = ("text/html", "application/xhtml+xml")
 _REQUEST_CHUNK = 64 * 1024
 # Replaced by values of our own; a visitor's copies are never passed on.
@@ -188,7 +190,8 @@ def _split_url_redirect(call: Call, identity: Identity, personalized: Personaliz
     headers = _with_identity(call, CIMultiDict(), identity)
     headers["Location"] = personalized.redirect
     headers["Cache-Control"] = "private, no-store"
-    _record_exposures(call, identity, personalized.decision)
+    if not call.state.bots.is_bot(call.request.headers.get("User-Agent", "")):
+        _record_decision(call, identity, personalized.decision, redirect=personalized.redirect)
     return web.Response(status=302, headers=headers)
 
 
@@ -332,6 +335,7 @@ def _page(call: Call, origin: OriginPage) -> web.Response:
     call.exchange.kind = "page"
     state, request = call.state, call.request
     identity = call.identity or state.identity.identify(request.headers, request.cookies)
+    human = _record_pageview(call, identity)
     headers = _with_identity(call, _response_headers(call, origin.headers), identity)
     origin_coding = codings.normalize(origin.headers.get("Content-Encoding"))
     content_type = origin.headers.get("Content-Type", "")
@@ -368,28 +372,65 @@ def _page(call: Call, origin: OriginPage) -> web.Response:
     if coding != "identity":
         page["Content-Encoding"] = coding
     call.exchange.rewritten = True
-    _record_exposures(call, identity, personalized.decision)
+    if human:
+        _record_decision(call, identity, personalized.decision)
     return web.Response(reason=origin.reason, headers=page, body=body)
 
 
-def _record_exposures(call: Call, identity: Identity, decision: Decision) -> None:
-    """One exposure per counted assignment on a page that was actually served with it."""
+def _record_pageview(call: Call, identity: Identity) -> bool:
+    """Log the page view; False for a bot, which gets the page but never counts."""
+    request = call.request
+    user_agent = request.headers.get("User-Agent", "")
+    if call.state.bots.is_bot(user_agent):
+        metrics.BOTS.labels("page").inc()
+        return False
+    query = request.query
+    call.request.app[EVENT_LOG_KEY].record(
+        events.pageview(
+            call.site.key,
+            identity.visitor_id or "",
+            identity.session_id or "",
+            url=request.path,
+            tags=call.state.rules.tagger.tags(request.path),
+            referrer=request.headers.get("Referer", ""),
+            utm={name[4:]: query[name] for name in query if name in _UTM_PARAMETERS},
+            status=200,
+            origin_ms=call.exchange.upstream_ms or 0.0,
+            device=device_of(user_agent),
+            new_session=identity.new_session,
+        )
+    )
+    return True
+
+
+def _record_decision(
+    call: Call, identity: Identity, decision: Decision, redirect: str = ""
+) -> None:
+    """One exposure (or redirect) per counted assignment actually served; never for QA."""
     if not identity.tracked or not decision.assignments:
         return
-    exposures = call.request.app[EXPOSURES_KEY]
+    log_event = call.request.app[EVENT_LOG_KEY].record
+    site, visitor, session = call.site.key, identity.visitor_id or "", identity.session_id or ""
     version = call.state.rules.version
     for assignment in decision.assignments:
         if assignment.forced:
             continue  # QA overrides are shown, never counted
-        exposures.record(
-            new_exposure(
-                call.site.key,
-                identity.visitor_id or "",
-                identity.session_id or "",
-                assignment.experiment,
-                assignment.variant,
-                version,
-                call.request.path,
+        what = {"experiment": assignment.experiment, "variant": assignment.variant}
+        if redirect:
+            log_event(
+                events.redirect(
+                    site,
+                    visitor,
+                    session,
+                    **what,
+                    rules_version=version,
+                    url=call.request.path,
+                    target=redirect,
+                )
+            )
+        log_event(
+            events.exposure(
+                site, visitor, session, **what, rules_version=version, url=call.request.path
             )
         )
 

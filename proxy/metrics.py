@@ -55,9 +55,28 @@ ORIGIN_REVALIDATIONS = Counter(
     "Kept origin pages revalidated with the origin: not_modified (a 304, no body) or modified.",
     ["result"],
 )
-EXPOSURES = Counter("refract_exposures", "Exposures recorded (variant served to a visitor).")
-EXPOSURES_DROPPED = Counter(
-    "refract_exposures_dropped", "Exposures dropped because the exposure queue was full."
+EVENTS = Counter(
+    "refract_events",
+    "Events accepted for the streams, by type (pageview, exposure, click, ...).",
+    ["type"],
+)
+EVENTS_DROPPED = Counter(
+    "refract_events_dropped",
+    "Accepted events lost before Redis took them, by reason (buffer_full, shutdown).",
+    ["reason"],
+)
+EVENT_WRITE_FAILURES = Counter(
+    "refract_event_write_failures", "Batches of events Redis did not take (retried)."
+)
+COLLECT_REJECTED = Counter(
+    "refract_collect_rejected",
+    "Beacon batches refused, by reason (invalid, too_large, rate_visitor, rate_ip, site).",
+    ["reason"],
+)
+BOTS = Counter(
+    "refract_bots",
+    "Requests from bots and crawlers, kept out of the events, by kind (page, collect).",
+    ["kind"],
 )
 REQUEST_REJECTED = Counter(
     "refract_requests_rejected",
@@ -70,6 +89,11 @@ REQUEST_REJECTED = Counter(
 def request_counter(site: str, kind: str, status_class: str) -> Any:
     """The bound counter of one label set; binding costs more than counting."""
     return REQUESTS.labels(site, kind, status_class)
+
+
+@functools.lru_cache(maxsize=32)
+def event_counter(kind: str) -> Any:
+    return EVENTS.labels(kind)
 
 
 @functools.lru_cache(maxsize=16)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,7 +13,6 @@ from aiohttp import web
 
 from proxy.local import REDIS_KEY
 from proxy.state import ProxyState, StateHolder
-from rules.decisions import CompiledRules
 from rules.problems import InvalidFileError
 from rules.publication import POLL_S, RULES_KEY, publish, published_files, published_version
 from rules.ruleset import read_rule_files, rules_from_files, rules_version
@@ -74,5 +72,5 @@ async def _follow(holder: StateHolder, client: redis.Redis) -> None:
             refused = published[0]
             log.error("published rules %s refused, rules in force stay:\n%s", refused, error)
             continue
-        holder.current = dataclasses.replace(holder.current, rules=CompiledRules(rules))
+        holder.current = holder.current.with_rules(rules)
         log.info("rules %s adopted from Redis", rules.version)

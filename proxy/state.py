@@ -2,24 +2,47 @@
 
 from __future__ import annotations
 
+import dataclasses
+import html
+import json
 from dataclasses import dataclass
 from typing import ClassVar
 
 from aiohttp import web
 
+from proxy.bots import BotDetector
 from proxy.forwarding import TrustedProxies
 from proxy.identity import IdentityPolicy
 from proxy.origin_cache import OriginCache
+from proxy.ratelimit import RateLimiter
 from proxy.rewrite_cache import RewriteCache
 from proxy.rewriter import PageRewriter
 from proxy.sites import Site, SiteRouter
 from rules.config import Config
 from rules.decisions import CompiledRules
-from rules.ruleset import EMPTY, load_rules
+from rules.ruleset import EMPTY, RuleSet, load_rules
 
 
-def beacon_tag(prefix: str) -> str:
-    return f'<script src="{prefix}beacon.js" async data-refract-beacon></script>'
+def beacon_tag(prefix: str, rules: RuleSet = EMPTY, email_domains: bool = False) -> str:
+    """The beacon's script tag; it tells the script where to send and what counts as a conversion.
+
+    ``data-metrics`` maps the click and form metrics of the rules to their selectors, so the
+    beacon can say which of them a click or a submitted form matched.
+    """
+    metrics = {
+        kind: {
+            m.key: m.selector if kind == "click" else m.form
+            for m in rules.metrics.values()
+            if m.kind == kind
+        }
+        for kind in ("click", "form")
+    }
+    attributes = (
+        f' data-collect="{prefix}collect"'
+        f' data-metrics="{html.escape(json.dumps(metrics, separators=(",", ":")))}"'
+        + (" data-email-domain" if email_domains else "")
+    )
+    return f'<script src="{prefix}beacon.js" async data-refract-beacon{attributes}></script>'
 
 
 @dataclass(frozen=True)
@@ -33,6 +56,9 @@ class ProxyState:
     rules: CompiledRules
     cache: RewriteCache
     origin_cache: OriginCache
+    bots: BotDetector
+    visitor_rate: RateLimiter
+    ip_rate: RateLimiter
 
     KEY: ClassVar[web.AppKey[StateHolder]]
 
@@ -47,10 +73,22 @@ class ProxyState:
             identity=IdentityPolicy(config.cookies, config.privacy),
             trusted=TrustedProxies(config.server.trusted_proxies),
             rewriter=PageRewriter(),
-            beacon=beacon_tag(config.server.prefix),
+            beacon=beacon_tag(config.server.prefix, rules, config.events.email_domains),
             rules=CompiledRules(rules),
             cache=RewriteCache(config.server.rewrite_cache),
             origin_cache=OriginCache(config.server.origin_cache),
+            bots=BotDetector(),
+            visitor_rate=RateLimiter(config.events.visitor_rate),
+            ip_rate=RateLimiter(config.events.ip_rate),
+        )
+
+    def with_rules(self, rules: RuleSet) -> ProxyState:
+        """This state running another rule set (adopted from Redis)."""
+        config = self.config
+        return dataclasses.replace(
+            self,
+            rules=CompiledRules(rules),
+            beacon=beacon_tag(config.server.prefix, rules, config.events.email_domains),
         )
 
     def tail_for(self, site: Site) -> str:

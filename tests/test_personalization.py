@@ -10,9 +10,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from proxy.app import reload
-from proxy.exposures import EXPOSURES_KEY
 from proxy.state import ProxyState
-from tests.conftest import ProxyFactory
+from tests.conftest import BROWSER, ProxyFactory, recorded_events
 
 DEMO_RULES = Path(__file__).resolve().parents[1] / "examples" / "demo-rules"
 VISITOR = "0123456789abcdef0123456789abcdef"
@@ -80,13 +79,14 @@ async def page(
 ) -> bytes:
     cookie = headers.pop("cookie", f"rf_vid={VISITOR}; rf_sid={SESSION}")
     client.session.cookie_jar.clear()
+    headers.setdefault("User-Agent", BROWSER)
     response = await client.get(path, headers={"Cookie": cookie, **headers})
     assert response.status == 200
     return await response.read()
 
 
-def exposures(client: TestClient[web.Request, web.Application]) -> list[Any]:
-    return client.app[EXPOSURES_KEY].drain()  # type: ignore[index]
+async def exposures(client: TestClient[web.Request, web.Application]) -> list[Any]:
+    return await recorded_events(client, "exposure")
 
 
 async def test_visitor_sees_their_variant_and_one_exposure_is_recorded(
@@ -95,14 +95,14 @@ async def test_visitor_sees_their_variant_and_one_exposure_is_recorded(
     client = await proxy(rules={"directory": str(rules_dir)})
     body = await page(client)
     variant = "bold" if b"Bold headline" in body else "control"
-    [exposure] = exposures(client)
-    assert (exposure.experiment, exposure.variant, exposure.visitor) == (
+    [exposure] = await exposures(client)
+    assert (exposure["experiment"], exposure["variant"], exposure["visitor"]) == (
         "headline",
         variant,
         VISITOR,
     )
-    assert exposure.rules_version == client.app[ProxyState.KEY].current.rules.version  # type: ignore[index]
-    assert exposure.url == "/page"
+    assert exposure["rules_version"] == client.app[ProxyState.KEY].current.rules.version  # type: ignore[index]
+    assert exposure["url"] == "/page"
 
 
 async def test_assignment_is_sticky_for_a_visitor(proxy: ProxyFactory, rules_dir: Path) -> None:
@@ -125,7 +125,7 @@ async def test_pages_outside_the_experiment_are_not_touched(
 ) -> None:
     client = await proxy(rules={"directory": str(rules_dir)})
     await page(client, "/chunked")
-    assert exposures(client) == []
+    assert await exposures(client) == []
 
 
 @pytest.mark.parametrize("forced", ["bold", "control"])
@@ -135,7 +135,7 @@ async def test_qa_override_shows_the_variant_and_is_never_counted(
     client = await proxy(rules={"directory": str(rules_dir)})
     body = await page(client, f"/page?rf_force=headline:{forced}")
     assert (b"Bold headline" in body) is (forced == "bold")
-    assert exposures(client) == []
+    assert await exposures(client) == []
 
 
 async def test_personalization_fills_tokens_escaped_and_injects_styles(
@@ -156,7 +156,7 @@ async def test_visitor_who_refused_tracking_gets_no_experiment_but_context_perso
     body = await page(client, "/page?utm_medium=cpc", **{"Sec-GPC": "1"})
     assert b"Bold headline" not in body
     assert b"<b>for you</b>" in body
-    assert exposures(client) == []
+    assert await exposures(client) == []
 
 
 async def test_reload_with_bad_rules_keeps_the_rules_in_force(
@@ -201,7 +201,7 @@ async def test_assignments_survive_a_reload_that_changes_other_rules(
 async def test_demo_rules_run_on_the_demo_pages(proxy: ProxyFactory) -> None:
     client = await proxy(rules={"directory": str(DEMO_RULES)})
     await page(client)
-    assert {e.experiment for e in exposures(client)} == {"cta-copy"}
+    assert {e["experiment"] for e in await exposures(client)} == {"cta-copy"}
 
 
 SPLIT_RULES = """
@@ -283,14 +283,16 @@ async def test_split_url_redirect_is_an_exposure_and_sets_the_visitor_cookie(
     redirected = None
     for index in range(20):
         response = await client.get(
-            "/page", headers={"Cookie": f"rf_vid={index:032x}"}, allow_redirects=False
+            "/page",
+            headers={"Cookie": f"rf_vid={index:032x}", "User-Agent": BROWSER},
+            allow_redirects=False,
         )
         if response.status == 302:
             redirected = index
             break
     assert redirected is not None
-    recorded = exposures(client)  # the control visitors before were exposed too
-    assert [(e.experiment, e.variant) for e in recorded].count(("split", "alt")) == 1
-    assert recorded[-1].visitor == f"{redirected:032x}"
+    recorded = await exposures(client)  # the control visitors before were exposed too
+    assert [(e["experiment"], e["variant"]) for e in recorded].count(("split", "alt")) == 1
+    assert recorded[-1]["visitor"] == f"{redirected:032x}"
     new_visitor = await client.get("/page", allow_redirects=False)
     assert "rf_vid=" in " ".join(new_visitor.headers.getall("Set-Cookie"))

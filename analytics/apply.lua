@@ -1,0 +1,90 @@
+-- Apply one event's effects atomically, exactly once.
+-- KEYS[1]: the hash of applied event ids for the event's hour (all keys share the site's slot)
+-- ARGV[1]: event id; ARGV[2]: JSON list of operations; ARGV[3]: seconds to keep the id
+
+local function num(x)
+  return string.format('%.17g', x)
+end
+
+local function expose(op)
+  -- first exposure of a visitor to an experiment: n, and the covariate's sums, per prefix
+  local xkey, experiment, record, agg, prefixes, y = op[2], op[3], op[4], op[5], op[6], op[7]
+  if redis.call('HSETNX', xkey, experiment, record) == 0 then
+    return
+  end
+  for _, prefix in ipairs(prefixes) do
+    redis.call('HINCRBY', agg, prefix .. '|n', 1)
+    redis.call('HINCRBYFLOAT', agg, prefix .. '|y', num(y))
+    redis.call('HINCRBYFLOAT', agg, prefix .. '|y2', num(y * y))
+  end
+end
+
+local function outcome(op)
+  -- a conversion of an exposed visitor: per-visitor totals move the sufficient statistics
+  local xkey, field, agg, prefixes = op[2], op[3], op[4], op[5]
+  local add_c, add_r, y = op[6], op[7], op[8]
+  local old_c = tonumber(redis.call('HGET', xkey, field .. '|c')) or 0
+  local old_r = tonumber(redis.call('HGET', xkey, field .. '|r')) or 0
+  redis.call('HINCRBY', xkey, field .. '|c', add_c)
+  if add_r ~= 0 then
+    redis.call('HINCRBYFLOAT', xkey, field .. '|r', num(add_r))
+  end
+  local new_r = old_r + add_r
+  for _, prefix in ipairs(prefixes) do
+    redis.call('HINCRBY', agg, prefix .. '|count', add_c)
+    if old_c == 0 and add_c > 0 then
+      redis.call('HINCRBY', agg, prefix .. '|conv', 1)
+      redis.call('HINCRBYFLOAT', agg, prefix .. '|conv_y', num(y))
+    end
+    if add_r ~= 0 then
+      redis.call('HINCRBYFLOAT', agg, prefix .. '|rev', num(add_r))
+      redis.call('HINCRBYFLOAT', agg, prefix .. '|rev2', num(new_r * new_r - old_r * old_r))
+      redis.call('HINCRBYFLOAT', agg, prefix .. '|rev_y', num(add_r * y))
+    end
+  end
+end
+
+local KNOWN = {incr = 1, fincr = 1, setnx = 1, set = 1, max = 1, push = 1, pfadd = 1,
+               expire = 1, expose = 1, outcome = 1}
+local ops = cjson.decode(ARGV[2])
+-- a script's writes are not rolled back on error: refuse before the first write
+for _, op in ipairs(ops) do
+  if not KNOWN[op[1]] then
+    return redis.error_reply('unknown operation ' .. tostring(op[1]))
+  end
+end
+
+if redis.call('HSETNX', KEYS[1], ARGV[1], 1) == 0 then
+  return 0 -- applied before (a redelivered or duplicated event): nothing to do
+end
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+
+for _, op in ipairs(ops) do
+  local name = op[1]
+  if name == 'incr' then
+    redis.call('HINCRBY', op[2], op[3], op[4])
+  elseif name == 'fincr' then
+    redis.call('HINCRBYFLOAT', op[2], op[3], num(op[4]))
+  elseif name == 'setnx' then
+    redis.call('HSETNX', op[2], op[3], op[4])
+  elseif name == 'set' then
+    redis.call('HSET', op[2], op[3], op[4])
+  elseif name == 'max' then
+    local current = tonumber(redis.call('HGET', op[2], op[3]))
+    if current == nil or op[4] > current then
+      redis.call('HSET', op[2], op[3], op[4])
+    end
+  elseif name == 'push' then
+    redis.call('LPUSH', op[2], op[3])
+    redis.call('LTRIM', op[2], 0, op[4] - 1)
+  elseif name == 'pfadd' then
+    redis.call('PFADD', op[2], op[3])
+  elseif name == 'expire' then
+    redis.call('EXPIRE', op[2], op[3])
+  elseif name == 'expose' then
+    expose(op)
+  elseif name == 'outcome' then
+    outcome(op)
+  end
+end
+return 1

@@ -1,0 +1,403 @@
+"""The event archive: processed events kept as Parquet files, so history outlives the trimming
+of the Redis streams and ``refract rebuild`` can replay it.
+
+Layout (Hive-style, one directory per site and UTC day)::
+
+    <root>/site=<site>/date=YYYY-MM-DD/part-<time_ns>-<pid>-<n>.parquet
+
+Each ``append`` call writes one new part file per (site, day) it touches; nothing is ever
+rewritten in place. A part is written under a hidden temporary name (``.part-....parquet.tmp``)
+in the same directory, fsynced, then ``os.replace``-d to its final name, so a crash never leaves
+a half-written file visible. Readers here only look at names matching ``part-*.parquet``; other
+tools skip the temporary files because they are hidden (start with ``.``) and do not end in
+``.parquet``. ``compact`` later merges a finished day's parts into one.
+
+Schema of every part file (zstd-compressed, meant for DuckDB, ClickHouse and Spark too):
+
+=========  ========================  =========================================================
+column     type                      meaning
+=========  ========================  =========================================================
+id         string, not null          the event's id; unique per event (see duplicates below)
+type       string, not null          ``pageview``, ``click``, ... (``rules.events.TYPES``)
+site       string, not null          the site key (also in the path)
+visitor    string, not null          visitor id, empty when the visitor is not tracked
+session    string, not null          session id, empty when the visitor is not tracked
+time       float64, not null         the event's time exactly as recorded: seconds since the
+                                     epoch. This, not ``ts``, is the source of truth, because a
+                                     timestamp[us] would lose sub-microsecond digits and the
+                                     archive must give back exactly what went in.
+ts         timestamp[us, tz=UTC]     ``time`` floored to the microsecond, for SQL engines. The
+           not null                  ``date=`` directory is the UTC date of ``ts``.
+schema     int16, not null           the event schema version (``rules.events.SCHEMA_VERSION``)
+url        string, nullable          the page's path; null when the event has no ``url`` key
+                                     (``""`` stays ``""``). A ``url`` that is not a string is
+                                     kept in ``data`` instead, with this column null.
+data       string, not null          JSON object of every other key of the event, keys sorted
+                                     (nested ones too), compact separators, UTF-8 unescaped
+=========  ========================  =========================================================
+
+Round trip: ``read`` returns each event as an equal dict (same keys, same values and types)
+with one exception: an ``int`` time comes back as the equal ``float``. Events that could not
+round-trip (a non-finite time, values JSON cannot represent exactly such as tuples, sets,
+non-string keys or NaN) are rejected by ``append`` with ValueError before anything is written.
+
+Duplicates: the worker archives a batch before acknowledging it in Redis, so a crash between
+the two archives the batch again, and a crashed ``compact`` leaves both the merged file and its
+parts. Rather than coordinate writers, readers dedupe by id: ``read`` yields each id once (the
+first in time order), and ``compact`` drops duplicates within the day.
+
+Reading with other tools: the ``site`` and ``date`` path keys duplicate data that is already in
+the columns, and ``site`` clashes with the partition key of the same name, so read with Hive
+partitioning off (pyarrow: ``pq.read_table(root, partitioning=None)``; DuckDB:
+``read_parquet('<root>/*/*/*.parquet', hive_partitioning = false)``) and dedupe on ``id``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import os
+import re
+import shutil
+import time
+from collections.abc import Iterator, Sequence
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from rules.events import Event
+
+FORMAT_VERSION = "1"
+SITE_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+
+SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("type", pa.string(), nullable=False),
+        pa.field("site", pa.string(), nullable=False),
+        pa.field("visitor", pa.string(), nullable=False),
+        pa.field("session", pa.string(), nullable=False),
+        pa.field("time", pa.float64(), nullable=False),
+        pa.field("ts", pa.timestamp("us", tz="UTC"), nullable=False),
+        pa.field("schema", pa.int16(), nullable=False),
+        pa.field("url", pa.string(), nullable=True),
+        pa.field("data", pa.string(), nullable=False),
+    ],
+    metadata={"refract.archive.version": FORMAT_VERSION},
+)
+
+_TEXT_KEYS = ("id", "type", "site", "visitor", "session")
+_COLUMN_KEYS = frozenset(SCHEMA.names)
+# What read() needs: everything but the derived ts, which it would only have to convert.
+_READ_COLUMNS = [name for name in SCHEMA.names if name != "ts"]
+_SORT = [("time", "ascending"), ("id", "ascending")]
+_INT16 = range(-(2**15), 2**15)
+_EPOCH = date(1970, 1, 1)
+_US_PER_DAY = 86_400 * 1_000_000
+_PART_NAME = re.compile(r"part-\d+-\d+-\d+\.parquet")
+_DAY_NAME = re.compile(r"date=(\d{4}-\d{2}-\d{2})")
+_SITE_NAME = re.compile(r"site=(.+)")
+_PRUNING = ".pruning-"  # a day directory being deleted; hidden, so nobody reads a half of it
+_READ_ATTEMPTS = 5
+# One counter per process (not per Archive) so two instances on one root never pick a name
+# twice, even when the clock does not advance between their writes.
+_sequence = itertools.count()
+
+Row = dict[str, Any]
+
+
+class Archive:
+    """Parquet files of processed events under ``root``, partitioned by site and UTC day.
+
+    Safe to use from several processes at once: writers only ever add files under unique
+    names, and readers tolerate the duplicates that crashes and concurrent compactions leave.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def append(self, events: Sequence[Event]) -> None:
+        """Archive ``events``: one new part file per (site, UTC day) among them.
+
+        Every event is checked and encoded before any file is written, so a bad event fails
+        the whole call (ValueError) without archiving half of it. An id repeated within the
+        call is kept once; repeats across calls are left for readers to drop.
+        """
+        groups: dict[tuple[str, date], dict[str, Row]] = {}
+        for event in events:
+            row = _encode(event)
+            group = groups.setdefault((row["site"], _day_of(row["ts"])), {})
+            group.setdefault(row["id"], row)
+        for (site, day), rows in groups.items():
+            directory = self._day_dir(site, day)
+            directory.mkdir(parents=True, exist_ok=True)
+            _write_part(_table(list(rows.values())), directory)
+
+    def days(self, site: str) -> list[date]:
+        """The days that have archived events for ``site``, oldest first."""
+        site_dir = self._site_dir(site)
+        if not site_dir.is_dir():
+            return []
+        return sorted(day for day, path in _day_dirs(site_dir) if _parts(path))
+
+    def read(
+        self, site: str, since: date | None = None, until: date | None = None
+    ) -> Iterator[Event]:
+        """The events of ``site`` from ``since`` to ``until`` (UTC days, both inclusive).
+
+        Yields in order of day, then time (then id, for ties), each id at most once: the first
+        occurrence wins, across parts and across days. Reads one day at a time, but remembers
+        every id it has yielded, so memory grows by one id per event over the range.
+        """
+        _check_site(site)
+        return self._read(site, since, until)
+
+    def prune(self, keep_days: int, today: date) -> int:
+        """Delete, for every site, the days before the last ``keep_days`` days up to ``today``.
+
+        Kept: ``today - (keep_days - 1)`` and every later day (future days too, which a skewed
+        clock can produce); removed: ``today - keep_days`` and everything before. So
+        ``keep_days=1`` keeps only ``today``. Returns how many (site, day) directories it
+        removed. A day is first renamed to a hidden name and then deleted, so a crash midway
+        never leaves a partial day visible to readers; the next prune finishes the job.
+        """
+        if keep_days < 1:
+            raise ValueError(f"keep_days must be at least 1, not {keep_days}")
+        _check_day(today)
+        oldest_kept = today - timedelta(days=keep_days - 1)
+        removed = 0
+        for site_dir in self._site_dirs():
+            for day, path in _day_dirs(site_dir):
+                if day < oldest_kept and _remove_dir(path):
+                    removed += 1
+            for leftover in site_dir.glob(f"{_PRUNING}*"):
+                shutil.rmtree(leftover, ignore_errors=True)
+        return removed
+
+    def compact(self, site: str, day: date) -> None:
+        """Merge the parts of a finished ``day`` into one file, deduped and sorted by time.
+
+        The merged file is written (atomically) before the parts it replaces are removed, so
+        readers see every event at every moment; a crash in between only leaves duplicates.
+        Parts that appear while compacting are left alone. Compacting a day that is still being
+        written is safe but pointless.
+        """
+        directory = self._day_dir(site, day)
+        parts = _parts(directory)
+        if len(parts) < 2:
+            return
+        table = _dedupe(pa.concat_tables([_read_part(part) for part in parts]).sort_by(_SORT))
+        _write_part(table, directory)
+        for part in parts:
+            part.unlink(missing_ok=True)  # a concurrent compaction may have removed it already
+        _fsync_directory(directory)
+
+    def _read(self, site: str, since: date | None, until: date | None) -> Iterator[Event]:
+        seen: set[str] = set()
+        for day in self.days(site):
+            if (since is not None and day < since) or (until is not None and day > until):
+                continue
+            for batch in self._load_day(site, day).to_batches():
+                for row in batch.to_pylist():
+                    if row["id"] not in seen:
+                        seen.add(row["id"])
+                        yield _decode(row)
+
+    def _load_day(self, site: str, day: date) -> pa.Table:
+        """A day's rows sorted by time, retrying when a part vanishes under a compaction."""
+        directory = self._day_dir(site, day)
+        for attempt in range(1, _READ_ATTEMPTS + 1):
+            try:
+                tables = [_read_part(part, _READ_COLUMNS) for part in _parts(directory)]
+            except FileNotFoundError:
+                if attempt == _READ_ATTEMPTS:
+                    raise
+                continue  # compacted (the merged file is already there) or pruned meanwhile
+            if tables:
+                return pa.concat_tables(tables).sort_by(_SORT)
+            break
+        return SCHEMA.empty_table().select(_READ_COLUMNS)
+
+    def _site_dir(self, site: str) -> Path:
+        return self.root / f"site={_check_site(site)}"
+
+    def _day_dir(self, site: str, day: date) -> Path:
+        return self._site_dir(site) / f"date={_check_day(day).isoformat()}"
+
+    def _site_dirs(self) -> list[Path]:
+        if not self.root.is_dir():
+            return []
+        return [
+            path
+            for path in self.root.iterdir()
+            if (match := _SITE_NAME.fullmatch(path.name))
+            and SITE_PATTERN.fullmatch(match[1])
+            and path.is_dir()
+        ]
+
+
+# --- encoding ---------------------------------------------------------------------------
+
+
+def _encode(event: Event) -> Row:
+    """The event as a row of SCHEMA, or ValueError when it could not come back unchanged."""
+    for key in _TEXT_KEYS:
+        if not isinstance(event.get(key), str):
+            raise ValueError(f"event {event.get('id')!r}: {key} is missing or not a string")
+    _check_site(event["site"])
+    at = event.get("time")
+    if isinstance(at, bool) or not isinstance(at, int | float) or not math.isfinite(at):
+        raise ValueError(f"event {event['id']!r}: time {at!r} is not a finite number")
+    version = event.get("schema")
+    if isinstance(version, bool) or not isinstance(version, int) or version not in _INT16:
+        raise ValueError(f"event {event['id']!r}: schema {version!r} is not an int16")
+    url = event.get("url")
+    column_url = url if isinstance(url, str) else None
+    rest = {
+        key: value
+        for key, value in event.items()
+        if key not in _COLUMN_KEYS or (key == "url" and column_url is None)
+    }
+    return {
+        **{key: event[key] for key in _TEXT_KEYS},
+        "time": float(at),
+        "ts": _micros(float(at)),
+        "schema": version,
+        "url": column_url,
+        "data": _dump(event["id"], rest),
+    }
+
+
+def _dump(event_id: str, rest: dict[str, Any]) -> str:
+    """The keys outside the columns as JSON, checked to load back equal (so: exactly)."""
+    try:
+        text = json.dumps(
+            rest, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        )
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"event {event_id!r}: cannot be archived: {error}") from None
+    if json.loads(text) != rest:
+        raise ValueError(f"event {event_id!r}: a value would not round-trip through JSON")
+    return text
+
+
+def _decode(row: Row) -> Event:
+    """The event a row was encoded from."""
+    event: Event = {key: row[key] for key in (*_TEXT_KEYS, "time", "schema")}
+    if row["url"] is not None:
+        event["url"] = row["url"]
+    event.update(json.loads(row["data"]))
+    return event
+
+
+def _micros(seconds: float) -> int:
+    """``seconds`` floored to whole microseconds: ``ts``, and through it the day directory."""
+    return math.floor(seconds * 1_000_000)
+
+
+def _day_of(micros: int) -> date:
+    """The UTC date of a ``ts`` value, in exact integer arithmetic."""
+    return _EPOCH + timedelta(days=micros // _US_PER_DAY)
+
+
+def _table(rows: list[Row]) -> pa.Table:
+    return pa.Table.from_pylist(rows, schema=SCHEMA)
+
+
+def _dedupe(table: pa.Table) -> pa.Table:
+    """``table`` without the rows whose id appeared in an earlier row."""
+    seen: set[str] = set()
+    keep: list[bool] = []
+    for event_id in table.column("id").to_pylist():
+        keep.append(event_id not in seen)
+        seen.add(event_id)
+    return table.filter(pa.array(keep, type=pa.bool_()))
+
+
+# --- names and files ------------------------------------------------------------------
+
+
+def _check_site(site: str) -> str:
+    """``site``, if it is a site key and so a safe path component; ValueError otherwise."""
+    # fullmatch, not match with ``$``: ``$`` would let a trailing newline through.
+    if not isinstance(site, str) or not SITE_PATTERN.fullmatch(site):
+        raise ValueError(f"not a site key: {site!r}")
+    return site
+
+
+def _check_day(day: date) -> date:
+    """``day``, if it is a plain date; a datetime would put its time into the path."""
+    if not isinstance(day, date) or isinstance(day, datetime):
+        raise ValueError(f"not a date: {day!r}")
+    return day
+
+
+def _day_dirs(site_dir: Path) -> list[tuple[date, Path]]:
+    """The ``date=`` directories of a site with their dates; other names are not ours."""
+    found = []
+    for path in site_dir.iterdir():
+        match = _DAY_NAME.fullmatch(path.name)
+        if match is None or not path.is_dir():
+            continue
+        try:
+            found.append((date.fromisoformat(match[1]), path))
+        except ValueError:
+            continue
+    return found
+
+
+def _parts(directory: Path) -> list[Path]:
+    """The finished part files of a day directory, ignoring temporary and foreign files."""
+    try:
+        names = sorted(entry.name for entry in os.scandir(directory) if entry.is_file())
+    except FileNotFoundError:
+        return []
+    return [directory / name for name in names if _PART_NAME.fullmatch(name)]
+
+
+def _read_part(path: Path, columns: list[str] | None = None) -> pa.Table:
+    # ParquetFile, not pq.read_table: the latter would add Hive partition columns from the path.
+    with pq.ParquetFile(path) as file:
+        return file.read(columns=columns)
+
+
+def _write_part(table: pa.Table, directory: Path) -> Path:
+    """Write ``table`` as a new part in ``directory``: whole and durable, or not at all."""
+    name = f"part-{time.time_ns()}-{os.getpid()}-{next(_sequence)}.parquet"
+    final = directory / name
+    temporary = directory / f".{name}.tmp"
+    try:
+        with open(temporary, "wb") as file:
+            pq.write_table(table, file, compression="zstd")
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, final)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    _fsync_directory(directory)
+    return final
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make a rename or removal in ``directory`` durable (the worker acks Redis after this)."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _remove_dir(path: Path) -> bool:
+    """Delete a day directory, hiding it first; False if someone else got there first."""
+    hidden = path.with_name(f"{_PRUNING}{path.name}-{os.getpid()}-{next(_sequence)}")
+    try:
+        path.rename(hidden)
+    except FileNotFoundError:
+        return False
+    shutil.rmtree(hidden, ignore_errors=True)
+    return True

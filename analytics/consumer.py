@@ -1,0 +1,210 @@
+"""Consume a site's event stream as a member of the ``analytics`` consumer group.
+
+A consumer has a stable name, so after a restart it first re-reads what it had read and not
+acknowledged; each round also reclaims entries another consumer left pending for too long (a
+crashed worker that did not come back: XAUTOCLAIM), then reads new ones. A batch is processed
+in four steps:
+
+1. decode; an entry that is not a valid event goes to the dead-letter stream with the reason;
+2. read what the batch's visitors already have (first exposures, pageviews), one round trip;
+3. apply each event's operations with ``apply.lua``, all in one pipelined round trip; the
+   script marks the event id as applied in the same atomic step, so an event redelivered
+   after a crash changes nothing the second time (exactly-once effect);
+4. archive the events, then XACK them. A crash before the ack redelivers the batch: the
+   aggregates ignore it (step 3) and the archive's readers drop duplicate ids.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable, Sequence
+from importlib.resources import files
+from typing import Any
+
+import redis.asyncio as redis
+
+from analytics import keys
+from analytics.archive import Archive
+from analytics.effects import Effects, FirstExposure, VisitorState
+from rules.events import EVENT_FIELD, Event, InvalidEvent, dead_letter_key, decode, stream_key
+
+log = logging.getLogger("refract.worker")
+
+_APPLY = files("analytics").joinpath("apply.lua").read_text()
+BATCH = 500
+BLOCK_MS = 200
+CLAIM_IDLE_MS = 30_000  # an entry pending this long belongs to a consumer presumed dead
+DEAD_LETTER_MAXLEN = 100_000
+
+Entry = tuple[bytes, dict[bytes, bytes]]
+
+
+class SiteConsumer:
+    def __init__(
+        self,
+        client: redis.Redis,
+        site: str,
+        consumer: str,
+        effects: Callable[[], Effects],
+        archive: Archive | None,
+        claim_idle_ms: int = CLAIM_IDLE_MS,
+    ) -> None:
+        self.client = client
+        self.site = site
+        self.consumer = consumer
+        self.effects = effects
+        self.archive = archive
+        self.claim_idle_ms = claim_idle_ms
+        self.stream = stream_key(site)
+        self._apply = client.register_script(_APPLY)
+        self._claim_from = "0-0"
+        self._backlog = True  # first, what this consumer read before a restart and never acked
+
+    async def ensure_group(self) -> None:
+        try:
+            await self.client.xgroup_create(self.stream, keys.GROUP, id="0", mkstream=True)
+        except redis.ResponseError as error:
+            if "BUSYGROUP" not in str(error):
+                raise
+
+    async def round(self) -> int:
+        """Reclaim, read and process one batch; how many entries it handled."""
+        entries = await self._reclaim()
+        if not entries:
+            entries = await self._read_new()
+        if entries:
+            await self.process(entries)
+        return len(entries)
+
+    async def _reclaim(self) -> list[Entry]:
+        reply = await self.client.xautoclaim(
+            self.stream,
+            keys.GROUP,
+            self.consumer,
+            min_idle_time=self.claim_idle_ms,
+            start_id=self._claim_from,
+            count=BATCH,
+        )
+        self._claim_from = _text(reply[0])
+        return [(entry_id, fields) for entry_id, fields in reply[1] if fields is not None]
+
+    async def _read_new(self) -> list[Entry]:
+        if self._backlog:
+            if entries := await self._read("0", block=None):
+                return entries
+            self._backlog = False
+        return await self._read(">", block=BLOCK_MS)
+
+    async def _read(self, start: str, block: int | None) -> list[Entry]:
+        reply: Any = await self.client.xreadgroup(
+            keys.GROUP, self.consumer, {self.stream: start}, count=BATCH, block=block
+        )
+        return list(reply[0][1]) if reply else []  # RESP2: [[stream, entries]]
+
+    async def process(self, entries: Sequence[Entry]) -> None:
+        events, dead = _decode_all(entries)
+        effects = self.effects()
+        visitors = await self._visitor_states(events)
+        applied, failed = await self._apply_all(effects, events, visitors)
+        dead += failed
+        if self.archive is not None and applied:
+            await asyncio.to_thread(self.archive.append, applied)
+        async with self.client.pipeline(transaction=False) as pipe:
+            for entry_id, raw, reason in dead:
+                pipe.xadd(
+                    dead_letter_key(self.site),
+                    {"entry": entry_id, "reason": reason, "data": raw},
+                    maxlen=DEAD_LETTER_MAXLEN,
+                    approximate=True,
+                )
+            pipe.xack(self.stream, keys.GROUP, *[entry_id for entry_id, _ in entries])
+            await pipe.execute()
+        if dead:
+            log.warning("%d events dead-lettered, e.g. %s", len(dead), dead[0][2])
+
+    async def _visitor_states(
+        self, events: Sequence[tuple[bytes, Event]]
+    ) -> dict[str, VisitorState]:
+        visitors = sorted({event["visitor"] for _, event in events if event["visitor"]})
+        async with self.client.pipeline(transaction=False) as pipe:
+            for visitor in visitors:
+                pipe.hgetall(keys.exposures(self.site, visitor))
+                pipe.hmget(keys.profile(self.site, visitor), ["pageviews", "sessions", "device"])
+            replies = await pipe.execute()
+        states = {}
+        for index, visitor in enumerate(visitors):
+            exposures, (pageviews, sessions, device) = replies[2 * index], replies[2 * index + 1]
+            states[visitor] = VisitorState(
+                exposures={
+                    _text(name): FirstExposure.parse(_text(record))
+                    for name, record in exposures.items()
+                    if b"|" not in name
+                },
+                pageviews=int(pageviews or 0),
+                sessions=int(sessions or 0),
+                device=_text(device) if device else "unknown",
+            )
+        return states
+
+    async def _apply_all(
+        self,
+        effects: Effects,
+        events: Sequence[tuple[bytes, Event]],
+        visitors: dict[str, VisitorState],
+    ) -> tuple[list[Event], list[tuple[bytes, bytes, str]]]:
+        async with self.client.pipeline(transaction=False) as pipe:
+            for _, event in events:
+                operations = effects.of(event, visitors.get(event["visitor"]))
+                await self._apply(
+                    keys=[keys.done(self.site, int(event["time"] // 3600))],
+                    args=[event["id"], json.dumps(operations), keys.DONE_TTL_S],
+                    client=pipe,
+                )
+            replies = await pipe.execute(raise_on_error=False)
+        applied, failed = [], []
+        for (entry_id, event), reply in zip(events, replies, strict=True):
+            if isinstance(reply, Exception):
+                failed.append((entry_id, _raw(event), f"apply: {reply}"))
+            else:
+                applied.append(event)
+        return applied, failed
+
+
+def _decode_all(
+    entries: Sequence[Entry],
+) -> tuple[list[tuple[bytes, Event]], list[tuple[bytes, bytes, str]]]:
+    events, dead = [], []
+    for entry_id, fields in entries:
+        raw = fields.get(EVENT_FIELD, b"")
+        try:
+            events.append((entry_id, decode(raw)))
+        except InvalidEvent as error:
+            dead.append((entry_id, raw, str(error)))
+    return events, dead
+
+
+def _raw(event: Event) -> bytes:
+    return json.dumps(event, default=str).encode()
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+async def consume(consumer: SiteConsumer, stop: asyncio.Event) -> None:
+    """Rounds until ``stop``; Redis errors pause and retry, they never end the worker."""
+    await consumer.ensure_group()
+    failures = 0
+    while not stop.is_set():
+        try:
+            await consumer.round()
+            failures = 0
+        except (redis.RedisError, OSError) as error:
+            failures += 1
+            if failures == 1:
+                log.warning("stream %s: %r; retrying", consumer.stream, error)
+            await asyncio.sleep(min(0.1 * 2**failures, 2.0))
+            if isinstance(error, redis.ResponseError) and "NOGROUP" in str(error):
+                await consumer.ensure_group()  # the stream was deleted (or Redis lost it)

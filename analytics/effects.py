@@ -1,0 +1,220 @@
+"""What one event changes: profile, site counters, exposures and the experiments' statistics.
+
+Effects are computed here, in Python, as a list of operations that ``apply.lua`` then runs
+atomically together with the event's exactly-once marker. What the operations need to know of
+the visitor (first exposures, pageviews so far, device, sessions) is read once per batch into
+a ``VisitorState`` and kept up to date as the batch's events are turned into operations.
+
+Attribution: a visitor is counted in an experiment from their first exposure, in the cohort of
+that exposure's UTC day and the segments they were in then (all, device, new or returning).
+An outcome counts for a variant only when it happens after that first exposure and within the
+metric's window. The covariate for CUPED is the visitor's pageviews before the exposure.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from analytics import keys
+from rules.events import Event
+from rules.ruleset import RuleSet
+
+Operation = list[Any]
+RECENT_PAGES = 50
+
+
+@dataclass(frozen=True, slots=True)
+class FirstExposure:
+    variant: str
+    time: float
+    day: str
+    covariate: float
+    segments: tuple[str, ...]
+
+    def record(self) -> str:
+        return "\t".join(
+            (self.variant, repr(self.time), self.day, repr(self.covariate), ",".join(self.segments))
+        )
+
+    @classmethod
+    def parse(cls, record: str) -> FirstExposure:
+        variant, at, day, covariate, segments = record.split("\t")
+        return cls(variant, float(at), day, float(covariate), tuple(segments.split(",")))
+
+
+@dataclass(slots=True)
+class VisitorState:
+    """What the batch knows of one visitor; updated as its events are processed in order."""
+
+    exposures: dict[str, FirstExposure] = field(default_factory=dict)
+    pageviews: int = 0
+    sessions: int = 0
+    device: str = "unknown"
+
+
+def day_of(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d")
+
+
+class Effects:
+    """Turns events into operations under one rule set."""
+
+    def __init__(self, rules: RuleSet) -> None:
+        self.rules = rules
+        self._url_metrics = [
+            (metric.key, re.compile(fnmatch.translate(metric.url)), metric.value)
+            for metric in rules.metrics.values()
+            if metric.kind == "url"
+        ]
+        self._event_metrics = {
+            metric.event: (metric.key, metric.value)
+            for metric in rules.metrics.values()
+            if metric.kind == "event"
+        }
+        # metric -> the experiments that measure it
+        self._measured_by: dict[str, list[str]] = {}
+        for experiment in rules.experiments.values():
+            names = {
+                experiment.primary_metric,
+                *experiment.secondary_metrics,
+                *experiment.guardrail_metrics,
+            }
+            for name in names:
+                self._measured_by.setdefault(name, []).append(experiment.key)
+
+    def of(self, event: Event, visitor: VisitorState | None) -> list[Operation]:
+        site, day = event["site"], day_of(event["time"])
+        ops: list[Operation] = [
+            ["incr", keys.daily(site, day), f"events:{event['type']}", 1],
+            ["expire", keys.daily(site, day), keys.DAILY_TTL_S],
+        ]
+        if event["type"] == "pageview":
+            ops.append(["incr", keys.daily(site, day), "pageviews", 1])
+        if visitor is None or not event["visitor"]:
+            return ops  # anonymous: counted for the site, attached to nobody
+        ops += [
+            ["pfadd", keys.unique_visitors(site, day), event["visitor"]],
+            ["expire", keys.unique_visitors(site, day), keys.DAILY_TTL_S],
+        ]
+        ops += self._profile(event, visitor)
+        if event["type"] == "exposure":
+            ops += self._exposure(event, visitor)
+        for metric, count, revenue in self._conversions(event):
+            ops += self._outcomes(event, visitor, metric, count, revenue)
+        return ops
+
+    def _profile(self, event: Event, visitor: VisitorState) -> list[Operation]:
+        site, who, kind = event["site"], event["visitor"], event["type"]
+        key = keys.profile(site, who)
+        ops: list[Operation] = [
+            ["setnx", key, "first_seen", event["time"]],
+            ["max", key, "last_seen", event["time"]],
+        ]
+        if kind == "pageview":
+            visitor.pageviews += 1
+            visitor.device = event.get("device", visitor.device)
+            ops += [
+                ["incr", key, "pageviews", 1],
+                ["set", key, "device", visitor.device],
+                ["push", keys.pages(site, who), event["url"], RECENT_PAGES],
+                ["expire", keys.pages(site, who), keys.PROFILE_TTL_S],
+            ]
+            if event.get("new_session"):
+                visitor.sessions += 1
+                ops.append(["incr", key, "sessions", 1])
+            ops += [["incr", key, f"tag:{tag}", 1] for tag in event.get("tags", ())]
+            utm = event.get("utm") or {}
+            if utm.get("source"):
+                ops.append(["setnx", key, "first_utm_source", utm["source"]])
+            if event.get("referrer"):
+                ops.append(["setnx", key, "first_referrer", event["referrer"]])
+        elif kind == "engage":
+            ops.append(["incr", key, "engaged_ms", int(event["ms"])])
+        elif kind == "scroll":
+            ops.append(["max", key, "scroll_max", int(event["depth"])])
+        elif kind in ("click", "outbound", "download", "form"):
+            ops.append(["incr", key, f"{kind}s", 1])
+        if kind not in ("pageview", "exposure", "redirect"):
+            ops.append(["setnx", key, "beacon", 1])  # this visitor runs JavaScript: a browser
+        ops.append(["expire", key, keys.PROFILE_TTL_S])
+        return ops
+
+    def _exposure(self, event: Event, visitor: VisitorState) -> list[Operation]:
+        experiment = event["experiment"]
+        if experiment in visitor.exposures or experiment not in self.rules.experiments:
+            return []
+        returning = "returning" if visitor.sessions > 1 else "new"
+        first = FirstExposure(
+            variant=event["variant"],
+            time=event["time"],
+            day=day_of(event["time"]),
+            covariate=float(max(visitor.pageviews - 1, 0)),  # pages before this one
+            segments=("all", f"device={visitor.device}", f"visitor={returning}"),
+        )
+        visitor.exposures[experiment] = first
+        site, who = event["site"], event["visitor"]
+        return [
+            [
+                "expose",
+                keys.exposures(site, who),
+                experiment,
+                first.record(),
+                keys.aggregates(site, experiment),
+                _prefixes(first),
+                first.covariate,
+            ],
+            ["expire", keys.exposures(site, who), keys.EXPOSURE_TTL_S],
+        ]
+
+    def _conversions(self, event: Event) -> list[tuple[str, int, float]]:
+        """(metric, conversions, revenue) this event is worth."""
+        kind = event["type"]
+        found: list[tuple[str, int, float]] = []
+        if kind == "pageview":
+            found = [
+                (key, 1, value) for key, url, value in self._url_metrics if url.match(event["url"])
+            ]
+        elif kind in ("click", "form"):
+            for key in event.get("metrics", ()):
+                metric = self.rules.metrics.get(key)
+                if metric is not None and metric.kind == kind:
+                    found.append((key, 1, metric.value))
+        elif kind == "track" and event["name"] in self._event_metrics:
+            key, value = self._event_metrics[event["name"]]
+            reported = event.get("props", {}).get("value")
+            if isinstance(reported, int | float) and not isinstance(reported, bool):
+                value = float(reported)
+            found.append((key, 1, value))
+        return found
+
+    def _outcomes(
+        self, event: Event, visitor: VisitorState, metric: str, count: int, revenue: float
+    ) -> list[Operation]:
+        window_s = self.rules.metrics[metric].window_days * 86400
+        ops: list[Operation] = []
+        for experiment in self._measured_by.get(metric, ()):
+            first = visitor.exposures.get(experiment)
+            if first is None or not first.time <= event["time"] <= first.time + window_s:
+                continue
+            site, who = event["site"], event["visitor"]
+            ops.append(
+                [
+                    "outcome",
+                    keys.exposures(site, who),
+                    f"{experiment}|{metric}",
+                    keys.aggregates(site, experiment),
+                    [f"{prefix}|{metric}" for prefix in _prefixes(first)],
+                    count,
+                    revenue,
+                    first.covariate,
+                ]
+            )
+        return ops
+
+
+def _prefixes(first: FirstExposure) -> list[str]:
+    return [f"{first.day}|{first.variant}|{segment}" for segment in first.segments]

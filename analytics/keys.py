@@ -1,0 +1,53 @@
+"""The Redis keys the worker owns; every one carries the site's hash tag.
+
+| key | type | holds | lifetime |
+|---|---|---|---|
+| `rf:{site}:done:{hour}` | hash | ids of events already applied (exactly-once) | 48 h |
+| `rf:{site}:p:{visitor}` | hash | the visitor's profile | `PROFILE_TTL_S` after the last event |
+| `rf:{site}:pages:{visitor}` | list | the visitor's last 50 page paths | as the profile |
+| `rf:{site}:x:{visitor}` | hash | first exposures, per-metric outcomes | `EXPOSURE_TTL_S` |
+| `rf:{site}:agg:{experiment}` | hash | sufficient statistics (see below) | until a rebuild |
+| `rf:{site}:daily:{day}` | hash | site counters of a day: events by type, pageviews | 400 days |
+| `rf:{site}:uv:{day}` | HyperLogLog | distinct visitors of a day | 400 days |
+
+Fields of an experiment's aggregates are ``day|variant|segment|stat`` for exposure counts
+(``n``, and the covariate's ``y``, ``y2``) and ``day|variant|segment|metric|stat`` for outcomes
+(``count``, ``conv``, ``conv_y``, ``rev``, ``rev2``, ``rev_y``); ``day`` is the UTC day of the
+visitor's first exposure, ``segment`` one of ``all``, ``device=...``, ``visitor=new|returning``.
+"""
+
+from __future__ import annotations
+
+DONE_TTL_S = 48 * 3600
+PROFILE_TTL_S = 400 * 86400
+EXPOSURE_TTL_S = 120 * 86400  # longer than any metric window (at most 90 days)
+DAILY_TTL_S = 400 * 86400
+GROUP = "analytics"
+
+
+def done(site: str, hour: int) -> str:
+    return f"rf:{{{site}}}:done:{hour}"
+
+
+def profile(site: str, visitor: str) -> str:
+    return f"rf:{{{site}}}:p:{visitor}"
+
+
+def pages(site: str, visitor: str) -> str:
+    return f"rf:{{{site}}}:pages:{visitor}"
+
+
+def exposures(site: str, visitor: str) -> str:
+    return f"rf:{{{site}}}:x:{visitor}"
+
+
+def aggregates(site: str, experiment: str) -> str:
+    return f"rf:{{{site}}}:agg:{experiment}"
+
+
+def daily(site: str, day: str) -> str:
+    return f"rf:{{{site}}}:daily:{day}"
+
+
+def unique_visitors(site: str, day: str) -> str:
+    return f"rf:{{{site}}}:uv:{day}"

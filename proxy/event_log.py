@@ -1,0 +1,123 @@
+"""The proxy's events on their way to Redis: enqueue on the hot path, write in the background.
+
+A request only appends to a bounded in-process queue. A background task writes what waits in
+pipelined batches (one round trip per batch) to each site's stream, trimmed by retention.
+When Redis is down or slow, events stay queued and the task retries with backoff; when the
+queue is full the oldest event is dropped and counted, so an outage costs memory up to the
+bound and never a page. An event is only removed from the queue once Redis took it; a batch
+that failed half-way may be written twice, which the worker absorbs (it is idempotent by id).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+
+import redis.asyncio as redis
+from aiohttp import web
+
+from proxy import metrics
+from proxy.local import REDIS_KEY
+from rules.events import EVENT_FIELD, Event, encode, stream_key
+
+log = logging.getLogger("refract.events")
+
+FLUSH_EVERY_S = 0.05  # what an event waits at most when Redis is well
+BATCH = 500  # events per pipelined round trip
+WRITE_TIMEOUT_S = 2.0
+_BACKOFF_S = (0.1, 0.25, 0.5, 1.0, 2.0)
+
+
+class EventLog:
+    def __init__(self, capacity: int, retention_days: int) -> None:
+        self._queue: deque[Event] = deque()
+        self._capacity = capacity
+        self._retention_ms = retention_days * 86_400_000
+        self._wake = asyncio.Event()
+        self._failures = 0
+
+    def record(self, event: Event) -> None:
+        """Called on the hot path: never waits, never raises."""
+        if len(self._queue) >= self._capacity:
+            self._queue.popleft()
+            metrics.EVENTS_DROPPED.labels("buffer_full").inc()
+        self._queue.append(event)
+        metrics.event_counter(event["type"]).inc()
+        if len(self._queue) >= BATCH:
+            self._wake.set()
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    async def run(self, client: redis.Redis) -> None:
+        """Write forever; cancelled when the app stops."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), FLUSH_EVERY_S)
+            self._wake.clear()
+            while self._queue:
+                if not await self.flush_once(client):
+                    await asyncio.sleep(_BACKOFF_S[min(self._failures, len(_BACKOFF_S)) - 1])
+                    break
+
+    async def flush_once(self, client: redis.Redis) -> bool:
+        """Write up to one batch; True when it was taken (or there was nothing to write)."""
+        batch = [self._queue[index] for index in range(min(BATCH, len(self._queue)))]
+        if not batch:
+            return True
+        trim_before = int(time.time() * 1000) - self._retention_ms
+        try:
+            async with asyncio.timeout(WRITE_TIMEOUT_S):
+                async with client.pipeline(transaction=False) as pipe:
+                    for event in batch:
+                        pipe.xadd(
+                            stream_key(event["site"]),
+                            {EVENT_FIELD: encode(event)},
+                            minid=trim_before,
+                            approximate=True,
+                        )
+                    await pipe.execute()
+        except (TimeoutError, redis.RedisError, OSError) as error:
+            self._failures += 1
+            metrics.EVENT_WRITE_FAILURES.inc()
+            if self._failures == 1:
+                log.warning("events not written, will retry: %r (%d queued)", error, len(self))
+            return False
+        for _ in batch:
+            self._queue.popleft()
+        if self._failures:
+            log.info("events written again after %d failed attempts", self._failures)
+        self._failures = 0
+        return True
+
+    async def close(self, client: redis.Redis | None, timeout_s: float) -> None:
+        """A last flush on shutdown; what cannot be written in time is counted as lost."""
+        if client is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout_s):
+                    while self._queue and await self.flush_once(client):
+                        pass
+        if self._queue:
+            metrics.EVENTS_DROPPED.labels("shutdown").inc(len(self._queue))
+            log.error("%d events could not be written before shutdown", len(self._queue))
+            self._queue.clear()
+
+
+EVENT_LOG_KEY = web.AppKey("refract.event_log", EventLog)
+
+
+async def write_events(app: web.Application) -> AsyncIterator[None]:
+    """A cleanup context: the background writer, and a last flush when the app stops."""
+    events = app[EVENT_LOG_KEY]
+    client = app.get(REDIS_KEY)
+    task = asyncio.create_task(events.run(client)) if client is not None else None
+    yield
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    await events.close(client, timeout_s=2.0)

