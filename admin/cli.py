@@ -43,7 +43,31 @@ def main(argv: list[str] | None = None) -> int:
         except InvalidFileError as error:
             print(error, file=sys.stderr)
             return 2
+    if command == "rebuild":
+        return _rebuild(config)
     return _run_node(command, config, config_path)
+
+
+def _rebuild(config: Config) -> int:
+    """Profiles and aggregates of every site made again from the archive (worker stopped)."""
+    import asyncio
+
+    from admin.embedded_redis import EmbeddedRedis
+    from analytics.rebuild import WorkerRunningError, rebuild_all
+
+    embedded = None if config.redis.url else EmbeddedRedis(config.server.data_dir)
+    url = embedded.start() if embedded is not None else config.redis.url
+    try:
+        counts = asyncio.run(rebuild_all(config, url))
+    except WorkerRunningError as error:
+        print(f"refract rebuild: {error}", file=sys.stderr)
+        return 1
+    finally:
+        if embedded is not None:
+            embedded.stop()
+    for site, count in counts.items():
+        print(f"{site}: {count} events applied from the archive")
+    return 0
 
 
 def _check(config: Config, config_path: Path) -> int:
@@ -79,6 +103,9 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("admin", help="the admin API and dashboard alone")
     commands.add_parser("demo", help="the demo website with Refract in front")
     commands.add_parser("check", help="validate config.toml and exit")
+    commands.add_parser(
+        "rebuild", help="rebuild profiles and aggregates from the event archive (worker stopped)"
+    )
     return parser
 
 

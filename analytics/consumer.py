@@ -105,9 +105,7 @@ class SiteConsumer:
 
     async def process(self, entries: Sequence[Entry]) -> None:
         events, dead = _decode_all(entries)
-        effects = self.effects()
-        visitors = await self._visitor_states(events)
-        applied, failed = await self._apply_all(effects, events, visitors)
+        applied, failed = await self.apply(events)
         dead += failed
         if self.archive is not None and applied:
             await asyncio.to_thread(self.archive.append, applied)
@@ -123,6 +121,13 @@ class SiteConsumer:
             await pipe.execute()
         if dead:
             log.warning("%d events dead-lettered, e.g. %s", len(dead), dead[0][2])
+
+    async def apply(
+        self, events: Sequence[tuple[bytes, Event]]
+    ) -> tuple[list[Event], list[tuple[bytes, bytes, str]]]:
+        """Apply events' effects (each at most once); the applied ones, and those that failed."""
+        visitors = await self._visitor_states(events)
+        return await self._apply_all(self.effects(), events, visitors)
 
     async def _visitor_states(
         self, events: Sequence[tuple[bytes, Event]]

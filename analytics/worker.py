@@ -45,6 +45,17 @@ def archive_root(config: Config) -> Path:
     return config.events.archive_dir or config.server.data_dir / "archive"
 
 
+async def rules_in_force(config: Config, client: redis.Redis) -> RuleSet:
+    """The published rule set when there is one that loads, else the directory's."""
+    rules = RulesInForce(config)
+    with contextlib.suppress(redis.RedisError, OSError):
+        published = await published_files(client)
+        if published is not None:
+            with contextlib.suppress(InvalidFileError):
+                return rules_from_files(published[1], Path("redis:rf:rules"))
+    return rules.rules
+
+
 class RulesInForce:
     """The rule set outcomes are attributed with: the published one, else the directory's."""
 
@@ -52,6 +63,10 @@ class RulesInForce:
         directory = config.rules.directory
         self._rules: RuleSet = load_rules(directory) if directory is not None else EMPTY
         self._effects = Effects(self._rules)
+
+    @property
+    def rules(self) -> RuleSet:
+        return self._rules
 
     def effects(self) -> Effects:
         return self._effects

@@ -17,6 +17,7 @@ from analytics import keys
 from analytics.archive import Archive
 from analytics.consumer import SiteConsumer
 from analytics.effects import Effects
+from analytics.rebuild import WorkerRunningError, rebuild
 from rules import events
 from rules.assignment import bucket
 from rules.ruleset import load_rules
@@ -351,3 +352,30 @@ async def _mid_batch(client: redis.Redis, stream: str) -> None:
             return
         await asyncio.sleep(0.002)
     raise AssertionError("the worker never got going")
+
+
+async def test_rebuild_from_the_archive_gives_the_same_aggregates_and_profiles(
+    client: redis.Redis, rules_dir: Path, tmp_path: Path
+) -> None:
+    archive = Archive(tmp_path / "archive")
+    await send(
+        client,
+        pageview("v1", T0, new_session=True),
+        exposure("v1", "bold", T0 + 1),
+        pageview("v1", T0 + 2, "/thanks"),
+    )
+    await drain(consumer(client, rules_dir, archive=archive))
+    before = (await aggregates(client), await client.hgetall(keys.profile(SITE, "v1")))
+    await client.hset(keys.aggregates(SITE, "hero"), "2026-05-28|bold|all|n", 99)  # corrupted
+    effects = Effects(load_rules(rules_dir))
+    assert await rebuild(client, SITE, archive, lambda: effects) == 3
+    assert (await aggregates(client), await client.hgetall(keys.profile(SITE, "v1"))) == before
+
+
+async def test_rebuild_refuses_while_a_worker_runs(
+    client: redis.Redis, rules_dir: Path, tmp_path: Path
+) -> None:
+    await client.set("rf:worker:host:1", "alive")
+    effects = Effects(load_rules(rules_dir))
+    with pytest.raises(WorkerRunningError):
+        await rebuild(client, SITE, Archive(tmp_path), lambda: effects)

@@ -1,0 +1,82 @@
+"""``refract rebuild``: profiles and aggregates made again from the Parquet archive.
+
+For when the rules' metrics changed, or Redis lost its data: the worker's keys of a site are
+deleted (the streams stay) and every archived event is applied again, in time order, through
+the same code the worker runs. It refuses to run while a worker is alive, since both would
+write the same keys. Events still pending in the stream were never archived, so the worker
+applies them when it starts again, as it would have anyway.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+
+import redis.asyncio as redis
+
+from analytics.archive import Archive
+from analytics.consumer import SiteConsumer
+from analytics.effects import Effects
+from analytics.worker import archive_root, rules_in_force
+from rules.config import Config
+from rules.events import Event, dead_letter_key, stream_key
+
+log = logging.getLogger("refract.rebuild")
+
+_BATCH = 1000
+_WORKER_KEYS = ("done", "p", "pages", "x", "agg", "daily", "uv")
+
+
+class WorkerRunningError(RuntimeError):
+    pass
+
+
+async def rebuild(
+    client: redis.Redis, site: str, archive: Archive, effects: Callable[[], Effects]
+) -> int:
+    """Rebuild one site; returns the number of events applied."""
+    if await client.keys("rf:worker:*"):
+        raise WorkerRunningError(
+            "a worker is running: stop it first (refract rebuild needs the keys alone)"
+        )
+    await _delete_worker_keys(client, site)
+    consumer = SiteConsumer(client, site, "rebuild", effects, archive=None)
+    applied = 0
+    for batch in _batches(archive.read(site)):
+        done, failed = await consumer.apply([(event["id"].encode(), event) for event in batch])
+        applied += len(done)
+        for _, _, reason in failed:
+            log.warning("event not applied: %s", reason)
+    return applied
+
+
+async def _delete_worker_keys(client: redis.Redis, site: str) -> None:
+    kept = {stream_key(site).encode(), dead_letter_key(site).encode()}
+    for kind in _WORKER_KEYS:
+        async for key in client.scan_iter(match=f"rf:{{{site}}}:{kind}:*", count=1000):
+            if key not in kept:
+                await client.delete(key)
+
+
+async def rebuild_all(config: Config, redis_url: str) -> dict[str, int]:
+    client = redis.Redis.from_url(redis_url)
+    try:
+        effects = Effects(await rules_in_force(config, client))
+        archive = Archive(archive_root(config))
+        return {
+            site: await rebuild(client, site, archive, lambda: effects)
+            for site in sorted({site.key for site in config.sites})
+        }
+    finally:
+        await client.aclose()
+
+
+def _batches(events: Iterator[Event]) -> Iterator[list[Event]]:
+    batch: list[Event] = []
+    for event in events:
+        batch.append(event)
+        if len(batch) == _BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
