@@ -1,7 +1,9 @@
--- Apply one event's effects atomically, exactly once.
--- KEYS[1]: the hash of applied event ids for the event's hour (all keys share the site's slot)
--- ARGV[1]: event id; ARGV[2]: JSON list of operations; ARGV[3]: seconds to keep the id
-
+-- Apply a batch of events' effects atomically, each event exactly once.
+-- KEYS[1]: the site's event stream (for routing: every key the script touches carries the
+--          site's hash tag, so all of them live in the stream's cluster slot)
+-- ARGV[1]: seconds to keep applied ids; ARGV[2]: JSON list of events, each
+--          [done_key, event_id, operations]; ARGV[3]: JSON {key: seconds to live} of the keys
+--          the batch writes. Returns one 1 (applied) or 0 (seen before) per event.
 local function num(x)
   return string.format('%.17g', x)
 end
@@ -45,21 +47,18 @@ local function outcome(op)
 end
 
 local KNOWN = {incr = 1, fincr = 1, setnx = 1, set = 1, max = 1, push = 1, pfadd = 1,
-               expire = 1, expose = 1, outcome = 1}
-local ops = cjson.decode(ARGV[2])
--- a script's writes are not rolled back on error: refuse before the first write
-for _, op in ipairs(ops) do
-  if not KNOWN[op[1]] then
-    return redis.error_reply('unknown operation ' .. tostring(op[1]))
+               expose = 1, outcome = 1}
+local batch = cjson.decode(ARGV[2])
+-- a script's writes are not rolled back on error: refuse the batch before the first write
+for _, event in ipairs(batch) do
+  for _, op in ipairs(event[3]) do
+    if not KNOWN[op[1]] then
+      return redis.error_reply('unknown operation ' .. tostring(op[1]))
+    end
   end
 end
 
-if redis.call('HSETNX', KEYS[1], ARGV[1], 1) == 0 then
-  return 0 -- applied before (a redelivered or duplicated event): nothing to do
-end
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-
-for _, op in ipairs(ops) do
+local function apply(op)
   local name = op[1]
   if name == 'incr' then
     redis.call('HINCRBY', op[2], op[3], op[4])
@@ -79,12 +78,33 @@ for _, op in ipairs(ops) do
     redis.call('LTRIM', op[2], 0, op[4] - 1)
   elseif name == 'pfadd' then
     redis.call('PFADD', op[2], op[3])
-  elseif name == 'expire' then
-    redis.call('EXPIRE', op[2], op[3])
   elseif name == 'expose' then
     expose(op)
   elseif name == 'outcome' then
     outcome(op)
   end
 end
-return 1
+
+local results = {}
+for index, event in ipairs(batch) do
+  local done_key, id, ops = event[1], event[2], event[3]
+  if redis.call('HSETNX', done_key, id, 1) == 1 then
+    for _, op in ipairs(ops) do
+      apply(op)
+    end
+    results[index] = 1
+  else
+    results[index] = 0 -- applied before (a redelivered or duplicated event): nothing to do
+  end
+end
+local expired_done = {}
+for _, event in ipairs(batch) do
+  if not expired_done[event[1]] then
+    redis.call('EXPIRE', event[1], ARGV[1])
+    expired_done[event[1]] = true
+  end
+end
+for key, seconds in pairs(cjson.decode(ARGV[3])) do
+  redis.call('EXPIRE', key, seconds)
+end
+return results

@@ -7,9 +7,10 @@ in four steps:
 
 1. decode; an entry that is not a valid event goes to the dead-letter stream with the reason;
 2. read what the batch's visitors already have (first exposures, pageviews), one round trip;
-3. apply each event's operations with ``apply.lua``, all in one pipelined round trip; the
-   script marks the event id as applied in the same atomic step, so an event redelivered
-   after a crash changes nothing the second time (exactly-once effect);
+3. apply the events' operations with ``apply.lua``, one script call for the batch; the script
+   marks each event id as applied in the same atomic step as its effects, so an event
+   redelivered after a crash changes nothing the second time (exactly-once effect). Should
+   the batch fail, its events are applied one by one and the failing one dead-lettered;
 4. archive the events, then XACK them. A crash before the ack redelivers the batch: the
    aggregates ignore it (step 3) and the archive's readers drop duplicate ids.
 """
@@ -159,22 +160,36 @@ class SiteConsumer:
         events: Sequence[tuple[bytes, Event]],
         visitors: dict[str, VisitorState],
     ) -> tuple[list[Event], list[tuple[bytes, bytes, str]]]:
-        async with self.client.pipeline(transaction=False) as pipe:
-            for _, event in events:
-                operations = effects.of(event, visitors.get(event["visitor"]))
-                await self._apply(
-                    keys=[keys.done(self.site, int(event["time"] // 3600))],
-                    args=[event["id"], json.dumps(operations), keys.DONE_TTL_S],
-                    client=pipe,
-                )
-            replies = await pipe.execute(raise_on_error=False)
+        """One script call for the batch; if it fails, one per event to find the culprit."""
+        lifetimes: dict[str, int] = {}
+        items = [
+            [
+                keys.done(self.site, int(event["time"] // 3600)),
+                event["id"],
+                effects.of(event, visitors.get(event["visitor"]), lifetimes),
+            ]
+            for _, event in events
+        ]
+        try:
+            await self._run(items, lifetimes)
+            return [event for _, event in events], []
+        except redis.ResponseError:
+            pass
         applied, failed = [], []
-        for (entry_id, event), reply in zip(events, replies, strict=True):
-            if isinstance(reply, Exception):
-                failed.append((entry_id, _raw(event), f"apply: {reply}"))
-            else:
+        for (entry_id, event), item in zip(events, items, strict=True):
+            try:
+                await self._run([item], lifetimes)
                 applied.append(event)
+            except redis.ResponseError as error:
+                failed.append((entry_id, _raw(event), f"apply: {error}"))
         return applied, failed
+
+    async def _run(self, items: list[list[Any]], lifetimes: dict[str, int]) -> None:
+        if items:
+            await self._apply(
+                keys=[self.stream],
+                args=[keys.DONE_TTL_S, json.dumps(items), json.dumps(lifetimes)],
+            )
 
 
 def _decode_all(

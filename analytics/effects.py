@@ -86,23 +86,27 @@ class Effects:
             for name in names:
                 self._measured_by.setdefault(name, []).append(experiment.key)
 
-    def of(self, event: Event, visitor: VisitorState | None) -> list[Operation]:
+    def of(
+        self, event: Event, visitor: VisitorState | None, lifetimes: dict[str, int]
+    ) -> list[Operation]:
+        """The event's operations; the lifetimes of the keys it writes go into ``lifetimes``
+        (set once per batch: refreshing a TTL needs no exactly-once)."""
         site, day = event["site"], day_of(event["time"])
-        ops: list[Operation] = [
-            ["incr", keys.daily(site, day), f"events:{event['type']}", 1],
-            ["expire", keys.daily(site, day), keys.DAILY_TTL_S],
-        ]
+        ops: list[Operation] = [["incr", keys.daily(site, day), f"events:{event['type']}", 1]]
+        lifetimes[keys.daily(site, day)] = keys.DAILY_TTL_S
         if event["type"] == "pageview":
             ops.append(["incr", keys.daily(site, day), "pageviews", 1])
         if visitor is None or not event["visitor"]:
             return ops  # anonymous: counted for the site, attached to nobody
-        ops += [
-            ["pfadd", keys.unique_visitors(site, day), event["visitor"]],
-            ["expire", keys.unique_visitors(site, day), keys.DAILY_TTL_S],
-        ]
+        ops.append(["pfadd", keys.unique_visitors(site, day), event["visitor"]])
+        lifetimes[keys.unique_visitors(site, day)] = keys.DAILY_TTL_S
         ops += self._profile(event, visitor)
+        lifetimes[keys.profile(site, event["visitor"])] = keys.PROFILE_TTL_S
+        if event["type"] == "pageview":
+            lifetimes[keys.pages(site, event["visitor"])] = keys.PROFILE_TTL_S
         if event["type"] == "exposure":
             ops += self._exposure(event, visitor)
+            lifetimes[keys.exposures(site, event["visitor"])] = keys.EXPOSURE_TTL_S
         for metric, count, revenue in self._conversions(event):
             ops += self._outcomes(event, visitor, metric, count, revenue)
         return ops
@@ -121,7 +125,6 @@ class Effects:
                 ["incr", key, "pageviews", 1],
                 ["set", key, "device", visitor.device],
                 ["push", keys.pages(site, who), event["url"], RECENT_PAGES],
-                ["expire", keys.pages(site, who), keys.PROFILE_TTL_S],
             ]
             if event.get("new_session"):
                 visitor.sessions += 1
@@ -140,7 +143,6 @@ class Effects:
             ops.append(["incr", key, f"{kind}s", 1])
         if kind not in ("pageview", "exposure", "redirect"):
             ops.append(["setnx", key, "beacon", 1])  # this visitor runs JavaScript: a browser
-        ops.append(["expire", key, keys.PROFILE_TTL_S])
         return ops
 
     def _exposure(self, event: Event, visitor: VisitorState) -> list[Operation]:
@@ -166,8 +168,7 @@ class Effects:
                 keys.aggregates(site, experiment),
                 _prefixes(first),
                 first.covariate,
-            ],
-            ["expire", keys.exposures(site, who), keys.EXPOSURE_TTL_S],
+            ]
         ]
 
     def _conversions(self, event: Event) -> list[tuple[str, int, float]]:
