@@ -9,8 +9,10 @@ local function num(x)
 end
 
 local function expose(op)
-  -- first exposure of a visitor to an experiment: n, and the covariate's sums, per prefix
+  -- first exposure of a visitor to an experiment: n, and the covariate's sums, per prefix;
+  -- n_js too when the visitor's browser already ran the beacon
   local xkey, experiment, record, agg, prefixes, y = op[2], op[3], op[4], op[5], op[6], op[7]
+  local verified = op[8]
   if redis.call('HSETNX', xkey, experiment, record) == 0 then
     return
   end
@@ -18,6 +20,32 @@ local function expose(op)
     redis.call('HINCRBY', agg, prefix .. '|n', 1)
     redis.call('HINCRBYFLOAT', agg, prefix .. '|y', num(y))
     redis.call('HINCRBYFLOAT', agg, prefix .. '|y2', num(y * y))
+    if verified == 1 then
+      redis.call('HINCRBY', agg, prefix .. '|n_js', 1)
+    end
+  end
+end
+
+local function verify(op)
+  -- the visitor's browser ran the beacon for the first time: their exposures so far count
+  -- as verified (n_js); bots that never run JavaScript never get there
+  local profile, xkey, agg_prefix = op[2], op[3], op[4]
+  if redis.call('HSETNX', profile, 'beacon', 1) == 0 then
+    return
+  end
+  local fields = redis.call('HGETALL', xkey)
+  for index = 1, #fields, 2 do
+    local experiment = fields[index]
+    if not string.find(experiment, '|', 1, true) then
+      local variant, _, day, _, segments = string.match(fields[index + 1],
+        '^([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)$')
+      if variant then
+        for segment in string.gmatch(segments, '[^,]+') do
+          redis.call('HINCRBY', agg_prefix .. experiment,
+            day .. '|' .. variant .. '|' .. segment .. '|n_js', 1)
+        end
+      end
+    end
   end
 end
 
@@ -47,7 +75,7 @@ local function outcome(op)
 end
 
 local KNOWN = {incr = 1, fincr = 1, setnx = 1, set = 1, max = 1, push = 1, pfadd = 1,
-               expose = 1, outcome = 1}
+               expose = 1, outcome = 1, verify = 1}
 local batch = cjson.decode(ARGV[2])
 -- a script's writes are not rolled back on error: refuse the batch before the first write
 for _, event in ipairs(batch) do
@@ -82,6 +110,8 @@ local function apply(op)
     expose(op)
   elseif name == 'outcome' then
     outcome(op)
+  elseif name == 'verify' then
+    verify(op)
   end
 end
 

@@ -137,11 +137,16 @@ class SiteConsumer:
         async with self.client.pipeline(transaction=False) as pipe:
             for visitor in visitors:
                 pipe.hgetall(keys.exposures(self.site, visitor))
-                pipe.hmget(keys.profile(self.site, visitor), ["pageviews", "sessions", "device"])
+                pipe.hmget(
+                    keys.profile(self.site, visitor), ["pageviews", "sessions", "device", "beacon"]
+                )
             replies = await pipe.execute()
         states = {}
         for index, visitor in enumerate(visitors):
-            exposures, (pageviews, sessions, device) = replies[2 * index], replies[2 * index + 1]
+            exposures, (pageviews, sessions, device, beacon) = (
+                replies[2 * index],
+                replies[2 * index + 1],
+            )
             states[visitor] = VisitorState(
                 exposures={
                     _text(name): FirstExposure.parse(_text(record))
@@ -151,6 +156,7 @@ class SiteConsumer:
                 pageviews=int(pageviews or 0),
                 sessions=int(sessions or 0),
                 device=_text(device) if device else "unknown",
+                beacon=beacon is not None,
             )
         return states
 

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from analytics import keys
-from rules.events import Event
+from rules.events import BEACON_TYPES, Event
 from rules.ruleset import RuleSet
 
 Operation = list[Any]
@@ -54,6 +54,7 @@ class VisitorState:
     pageviews: int = 0
     sessions: int = 0
     device: str = "unknown"
+    beacon: bool = False  # the visitor's browser has run the beacon: not a JavaScript-less bot
 
 
 def day_of(at: float) -> str:
@@ -141,8 +142,9 @@ class Effects:
             ops.append(["max", key, "scroll_max", int(event["depth"])])
         elif kind in ("click", "outbound", "download", "form"):
             ops.append(["incr", key, f"{kind}s", 1])
-        if kind not in ("pageview", "exposure", "redirect"):
-            ops.append(["setnx", key, "beacon", 1])  # this visitor runs JavaScript: a browser
+        if kind in BEACON_TYPES and not visitor.beacon:
+            visitor.beacon = True
+            ops.append(["verify", key, keys.exposures(site, who), keys.aggregates(site, "")])
         return ops
 
     def _exposure(self, event: Event, visitor: VisitorState) -> list[Operation]:
@@ -168,6 +170,7 @@ class Effects:
                 keys.aggregates(site, experiment),
                 _prefixes(first),
                 first.covariate,
+                int(visitor.beacon),
             ]
         ]
 

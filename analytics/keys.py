@@ -11,7 +11,8 @@
 | `rf:{site}:uv:{day}` | HyperLogLog | distinct visitors of a day | 400 days |
 
 Fields of an experiment's aggregates are ``day|variant|segment|stat`` for exposure counts
-(``n``, and the covariate's ``y``, ``y2``) and ``day|variant|segment|metric|stat`` for outcomes
+(``n``, ``n_js``: those whose browser ran the beacon, so not a JavaScript-less bot, and the
+covariate's ``y``, ``y2``) and ``day|variant|segment|metric|stat`` for outcomes
 (``count``, ``conv``, ``conv_y``, ``rev``, ``rev2``, ``rev_y``); ``day`` is the UTC day of the
 visitor's first exposure, ``segment`` one of ``all``, ``device=...``, ``visitor=new|returning``.
 """

@@ -180,6 +180,34 @@ async def test_repeated_conversions_count_one_converter_and_their_revenue(
     assert stats["2026-05-28|bold|all|demo|rev2"] == 200.0**2  # one visitor worth 200
 
 
+def engaged(visitor: str, at: float) -> events.Event:
+    return events._event("engage", SITE, visitor, "s" + visitor, at, url="/", ms=1500)
+
+
+@pytest.mark.parametrize(
+    ("order", "verified"),
+    [
+        ("exposure, then the beacon", 1),
+        ("the beacon, then an exposure", 1),
+        ("no beacon ever (a bot that runs no JavaScript)", 0),
+    ],
+)
+async def test_exposed_visitors_whose_browser_ran_the_beacon_are_counted_apart(
+    client: redis.Redis, rules_dir: Path, order: str, verified: int
+) -> None:
+    sequence = {
+        "exposure, then the beacon": [exposure("v1", "bold", T0), engaged("v1", T0 + 9)],
+        "the beacon, then an exposure": [engaged("v1", T0), exposure("v1", "bold", T0 + 9)],
+        "no beacon ever (a bot that runs no JavaScript)": [exposure("v1", "bold", T0)],
+    }[order]
+    await send(client, *sequence)
+    await drain(consumer(client, rules_dir))
+    stats = await aggregates(client)
+    assert stats["2026-05-28|bold|all|n"] == 1
+    assert stats.get("2026-05-28|bold|all|n_js", 0) == verified
+    assert stats.get("2026-05-28|bold|visitor=new|n_js", 0) == verified
+
+
 async def test_a_second_exposure_does_not_count_the_visitor_twice(
     client: redis.Redis, rules_dir: Path
 ) -> None:
