@@ -63,6 +63,9 @@ class SiteConsumer:
         self._claim_from = "0-0"
         self._backlog = True  # first, what this consumer read before a restart and never acked
 
+    def reread_backlog(self) -> None:
+        self._backlog = True
+
     async def ensure_group(self) -> None:
         try:
             await self.client.xgroup_create(self.stream, keys.GROUP, id="0", mkstream=True)
@@ -228,6 +231,7 @@ async def consume(consumer: SiteConsumer, stop: asyncio.Event) -> None:
             await consumer.round()
             failures = 0
         except (redis.RedisError, OSError) as error:
+            consumer.reread_backlog()  # a batch in hand when it failed is still ours, unacked
             failures += 1
             if failures == 1:
                 log.warning("stream %s: %r; retrying", consumer.stream, error)

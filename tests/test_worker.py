@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 import redis.asyncio as redis
 
+from admin.embedded_redis import EmbeddedRedis
 from analytics import keys
 from analytics.archive import Archive
-from analytics.consumer import SiteConsumer
+from analytics.consumer import SiteConsumer, consume
 from analytics.effects import Effects
 from analytics.rebuild import WorkerRunningError, rebuild
 from rules import events
@@ -407,3 +408,26 @@ async def test_rebuild_refuses_while_a_worker_runs(
     effects = Effects(load_rules(rules_dir))
     with pytest.raises(WorkerRunningError):
         await rebuild(client, SITE, Archive(tmp_path), lambda: effects)
+
+
+async def test_a_redis_restart_mid_stream_loses_and_doubles_nothing(
+    rules_dir: Path, tmp_path: Path
+) -> None:
+    embedded = EmbeddedRedis(tmp_path)  # Refract's embedded default: append-only file on
+    client = redis.Redis.from_url(embedded.start())
+    sent, expected = crash_input()
+    await send(client, *sent)
+    stop = asyncio.Event()
+    worker = asyncio.create_task(consume(consumer(client, rules_dir), stop))
+    try:
+        await _mid_batch(client, events.stream_key(SITE))
+        embedded.stop()  # streams, groups, pending entries and aggregates survive in the file
+        await asyncio.sleep(0.5)
+        embedded.start()
+        await settled(client, len(sent))
+        assert await aggregates(client) == pytest.approx(expected)
+    finally:
+        stop.set()
+        await worker
+        await client.aclose()
+        embedded.stop()
