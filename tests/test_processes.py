@@ -14,9 +14,12 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+import redis.asyncio as redis
 from aiohttp.test_utils import TestServer
 
-from tests.conftest import free_port
+from analytics import keys
+from analytics.archive import Archive
+from tests.conftest import BROWSER, free_port
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 STARTUP_S = 20
@@ -208,7 +211,8 @@ async def body_of(url: str) -> bytes:
     return (await get(url))[1]
 
 
-async def test_demo_serves_the_demo_site_through_refract_on_embedded_redis(tmp_path: Path) -> None:
+def demo_config(tmp_path: Path) -> tuple[Path, int, int]:
+    """The repository's config.toml on free ports; the demo's state goes to tmp_path."""
     config = (REPOSITORY / "config.toml").read_text()
     port, admin_port, origin_port = free_port(), free_port(), free_port()
     config = config.replace("127.0.0.1:8080", f"127.0.0.1:{port}")
@@ -217,6 +221,11 @@ async def test_demo_serves_the_demo_site_through_refract_on_embedded_redis(tmp_p
     config = config.replace('"examples/demo-rules"', f'"{REPOSITORY / "examples" / "demo-rules"}"')
     path = tmp_path / "config.toml"
     path.write_text(config)
+    return path, port, admin_port
+
+
+async def test_demo_serves_the_demo_site_through_refract_on_embedded_redis(tmp_path: Path) -> None:
+    path, port, admin_port = demo_config(tmp_path)
     async with running(["--config", str(path), "demo"], port, {}, tmp_path) as process:
         assert await eventually(lambda: status_of(f"http://127.0.0.1:{port}/"), 200)
         _, home = await get(f"http://127.0.0.1:{port}/")
@@ -232,3 +241,33 @@ async def test_demo_serves_the_demo_site_through_refract_on_embedded_redis(tmp_p
         assert socket_path.exists()
     assert process.returncode == 0
     assert not socket_path.exists()  # the embedded server stopped with Refract
+
+
+async def test_demo_visits_reach_profiles_aggregates_and_the_archive(tmp_path: Path) -> None:
+    path, port, _ = demo_config(tmp_path)
+    site = f"http://127.0.0.1:{port}"
+    async with (
+        running(["--config", str(path), "demo"], port, {}, tmp_path),
+        aiohttp.ClientSession(
+            headers={"User-Agent": BROWSER}, cookie_jar=aiohttp.CookieJar(unsafe=True)
+        ) as visitor,
+    ):
+        for page in ("/", "/pricing", "/demo-thanks"):
+            async with visitor.get(site + page) as response:
+                assert response.status == 200
+        click = {"v": 1, "u": "/", "e": [{"t": "click", "s": "a", "m": ["primary_cta_click"]}]}
+        async with visitor.post(f"{site}/_refract/collect", json=click) as response:
+            assert response.status == 202
+        [cookie] = [c for c in visitor.cookie_jar if c.key == "rf_vid"]
+        client = redis.Redis.from_url(f"unix://{tmp_path / '.refract' / 'redis' / 'redis.sock'}")
+        try:
+            profile = keys.profile("demo", cookie.value)
+            assert await eventually(lambda: client.hget(profile, "clicks"), b"1", tries=100)
+            assert await client.hget(profile, "pageviews") == b"3"
+            cta = await client.hgetall(keys.aggregates("demo", "cta-copy"))
+            assert [f for f in cta if f.endswith(b"|all|n")]  # the visitor was exposed once
+            assert [f for f in cta if f.endswith(b"|all|primary_cta_click|conv")]
+        finally:
+            await client.aclose()
+    archived = list(Archive(tmp_path / ".refract" / "archive").read("demo"))
+    assert {e["type"] for e in archived} >= {"pageview", "exposure", "click"}
