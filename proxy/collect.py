@@ -3,7 +3,8 @@
 Nothing unvalidated reaches a stream: a batch is accepted whole or refused with 400 and the
 reason. Identity comes from the visitor's cookies, never from the body, and no id is minted
 here: a visitor without cookies (no consent, Global Privacy Control) sends anonymous events.
-Bots are answered like everyone else but counted apart and never logged.
+Bots are answered like everyone else but counted apart and never logged. When the event queue
+is full (Redis slow or away) a batch is refused with 503 rather than accepted and dropped.
 """
 
 from __future__ import annotations
@@ -60,7 +61,10 @@ async def collect(request: web.Request) -> web.Response:
         time.time(),
         email_domains=state.config.events.email_domains,
     )
-    record = request.app[EVENT_LOG_KEY].record
+    event_log = request.app[EVENT_LOG_KEY]
+    if not event_log.room_for(len(accepted)):
+        # Accepted means kept: refuse what the queue cannot hold rather than drop it later.
+        return _refuse(503, "busy", "events are not being written fast enough; not accepted")
     for event in accepted:
-        record(event)
+        event_log.record(event)
     return web.json_response({"accepted": len(accepted)}, status=202)

@@ -70,7 +70,7 @@ EVENT_WRITE_FAILURES = Counter(
 )
 COLLECT_REJECTED = Counter(
     "refract_collect_rejected",
-    "Beacon batches refused, by reason (invalid, too_large, rate_visitor, rate_ip, site).",
+    "Beacon batches refused, by reason (invalid, too_large, rate_visitor, rate_ip, site, busy).",
     ["reason"],
 )
 BOTS = Counter(

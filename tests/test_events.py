@@ -176,10 +176,22 @@ async def test_events_wait_out_a_redis_outage_and_arrive_after_it(
     own_redis.stop()
 
 
-async def test_a_full_buffer_drops_the_oldest_and_counts_them(proxy: ProxyFactory) -> None:
+async def test_beacon_batches_the_queue_cannot_hold_are_refused_not_dropped(
+    proxy: ProxyFactory,
+) -> None:
     client = await proxy(redis={"url": "redis://127.0.0.1:9"}, events={"buffer": 100})
-    for _ in range(12):
-        await post(client, batch(*[{"t": "scroll", "d": 25}] * 10))
+    statuses = [(await post(client, batch(*[{"t": "scroll", "d": 25}] * 10)))[0] for _ in range(12)]
+    assert statuses == [202] * 10 + [503] * 2
+    assert len(client.app[EVENT_LOG_KEY]) == 100  # type: ignore[index]
+
+
+async def test_page_views_past_a_full_buffer_drop_the_oldest_and_count_them(
+    proxy: ProxyFactory,
+) -> None:
+    client = await proxy(redis={"url": "redis://127.0.0.1:9"}, events={"buffer": 100})
+    for _ in range(120):
+        response = await client.get("/page", headers={"Cookie": COOKIES, "User-Agent": BROWSER})
+        assert response.status == 200  # the page never waits for its event
     assert len(client.app[EVENT_LOG_KEY]) == 100  # type: ignore[index]
     metrics = await (await client.get("/_refract/metrics")).text()
     assert 'refract_events_dropped_total{reason="buffer_full"} 20.0' in metrics
