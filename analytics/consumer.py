@@ -1,4 +1,4 @@
-"""Consume a site's event stream as a member of the ``analytics`` consumer group.
+"""Consume one shard of a site's event stream as a member of the ``analytics`` group.
 
 A consumer has a stable name, so after a restart it first re-reads what it had read and not
 acknowledged; each round also reclaims entries another consumer left pending for too long (a
@@ -47,10 +47,12 @@ class SiteConsumer:
         self,
         client: redis.Redis,
         site: str,
+        shard: int,
         consumer: str,
         effects: Callable[[], Effects],
         archive: Archive | None,
         claim_idle_ms: int = CLAIM_IDLE_MS,
+        block_ms: int = BLOCK_MS,
     ) -> None:
         self.client = client
         self.site = site
@@ -58,7 +60,8 @@ class SiteConsumer:
         self.effects = effects
         self.archive = archive
         self.claim_idle_ms = claim_idle_ms
-        self.stream = stream_key(site)
+        self.block_ms = block_ms  # how long a read waits for new entries
+        self.stream = stream_key(site, shard)
         self._apply = client.register_script(_APPLY)
         self._claim_from = "0-0"
         self._backlog = True  # first, what this consumer read before a restart and never acked
@@ -99,7 +102,7 @@ class SiteConsumer:
             if entries := await self._read("0", block=None):
                 return entries
             self._backlog = False
-        return await self._read(">", block=BLOCK_MS)
+        return await self._read(">", block=self.block_ms)
 
     async def _read(self, start: str, block: int | None) -> list[Entry]:
         reply: Any = await self.client.xreadgroup(

@@ -2,6 +2,8 @@
 
 | key | type | holds | lifetime |
 |---|---|---|---|
+| `rf:{site}:lease:{shard}` | string | the worker consuming that shard | 10 s, renewed |
+| `rf:worker:{name}` | string | a live worker's pid (heartbeat) | 15 s, renewed |
 | `rf:{site}:done:{hour}` | hash | ids of events already applied (exactly-once) | 48 h |
 | `rf:{site}:p:{visitor}` | hash | the visitor's profile | `PROFILE_TTL_S` after the last event |
 | `rf:{site}:pages:{visitor}` | list | the visitor's last 50 page paths | as the profile |

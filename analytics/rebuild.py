@@ -19,7 +19,7 @@ from analytics.consumer import SiteConsumer
 from analytics.effects import Effects
 from analytics.worker import archive_root, rules_in_force
 from rules.config import Config
-from rules.events import Event, dead_letter_key, stream_key
+from rules.events import Event
 
 log = logging.getLogger("refract.rebuild")
 
@@ -40,7 +40,7 @@ async def rebuild(
             "a worker is running: stop it first (refract rebuild needs the keys alone)"
         )
     await _delete_worker_keys(client, site)
-    consumer = SiteConsumer(client, site, "rebuild", effects, archive=None)
+    consumer = SiteConsumer(client, site, 0, "rebuild", effects, archive=None)
     applied = 0
     for batch in _batches(archive.read(site)):
         done, failed = await consumer.apply([(event["id"].encode(), event) for event in batch])
@@ -51,11 +51,9 @@ async def rebuild(
 
 
 async def _delete_worker_keys(client: redis.Redis, site: str) -> None:
-    kept = {stream_key(site).encode(), dead_letter_key(site).encode()}
     for kind in _WORKER_KEYS:
         async for key in client.scan_iter(match=f"rf:{{{site}}}:{kind}:*", count=1000):
-            if key not in kept:
-                await client.delete(key)
+            await client.delete(key)
 
 
 async def rebuild_all(config: Config, redis_url: str) -> dict[str, int]:

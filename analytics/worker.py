@@ -1,10 +1,12 @@
 """The analytics worker process: streams in, profiles, aggregates and archive out.
 
-One consumer task per site follows that site's event stream (analytics/consumer.py). The rule
-set comes from Redis, where the proxies publish it, so the worker always attributes outcomes
-with the metrics the proxies run; until something is published it uses ``rules.directory``.
-A heartbeat key tells the admin API the worker is alive. Several workers share the streams as
-members of one consumer group.
+Each site's stream is split in shards; the worker holds leases on a fair share of them
+(analytics/leases.py) and runs one consumer task per shard it holds (analytics/consumer.py).
+The rule set comes from Redis, where the proxies publish it, so the worker always attributes
+outcomes with the metrics the proxies run; until something is published it uses
+``rules.directory``.
+A heartbeat key tells the admin API (and the other workers, for the fair share) that the
+worker is alive.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import logging
 import os
 import signal
 import socket
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -24,6 +27,7 @@ import uvloop
 from analytics.archive import Archive
 from analytics.consumer import SiteConsumer, consume
 from analytics.effects import Effects
+from analytics.leases import ShardLeases
 from rules.config import Config
 from rules.problems import InvalidFileError
 from rules.publication import POLL_S, published_files
@@ -35,10 +39,16 @@ HEARTBEAT_PATTERN = "rf:worker:*"
 _HEARTBEAT_EVERY_S = 5
 _HEARTBEAT_TTL_S = 15
 _PRUNE_EVERY_S = 3600
+_LEASE_EVERY_S = 2.0  # well inside LEASE_MS, so a live worker never loses a lease
 
 
-def heartbeat_key() -> str:
-    return f"rf:worker:{socket.gethostname()}:{os.getpid()}"
+def worker_name() -> str:
+    """Stable across restarts, so a restarted worker takes back its own shards and entries."""
+    return os.environ.get("REFRACT_WORKER_NAME") or socket.gethostname()
+
+
+def heartbeat_key(name: str) -> str:
+    return f"rf:worker:{name}"
 
 
 def archive_root(config: Config) -> Path:
@@ -90,11 +100,11 @@ class RulesInForce:
                 await asyncio.wait_for(stop.wait(), POLL_S)
 
 
-async def _heartbeat(client: redis.Redis, stop: asyncio.Event) -> None:
-    key = heartbeat_key()
+async def _heartbeat(client: redis.Redis, name: str, stop: asyncio.Event) -> None:
+    key = heartbeat_key(name)
     while not stop.is_set():
         try:
-            await client.set(key, "alive", ex=_HEARTBEAT_TTL_S)
+            await client.set(key, os.getpid(), ex=_HEARTBEAT_TTL_S)
         except (redis.RedisError, OSError) as error:
             log.warning("heartbeat failed: %r", error)
         with contextlib.suppress(TimeoutError):
@@ -113,6 +123,60 @@ async def _prune(archive: Archive, keep_days: int, stop: asyncio.Event) -> None:
             await asyncio.wait_for(stop.wait(), _PRUNE_EVERY_S)
 
 
+async def live_workers(client: redis.Redis) -> int:
+    return len([key async for key in client.scan_iter(match=HEARTBEAT_PATTERN, count=100)])
+
+
+async def consume_site(
+    client: redis.Redis,
+    leases: ShardLeases,
+    consumer_for: Callable[[int], SiteConsumer],
+    stop: asyncio.Event,
+) -> None:
+    """Consume the shards this worker holds leases on, following arrivals and departures.
+
+    A shard's consumer is stopped before its lease is given up, so its next owner never runs
+    alongside it; entries it leaves pending are claimed at once by that owner (it holds the
+    lease, so nobody else is working on them).
+    """
+    running: dict[int, tuple[asyncio.Event, asyncio.Task[None]]] = {}
+
+    async def halt(shards: set[int]) -> None:
+        for shard in shards:
+            shard_stop, task = running.pop(shard)
+            shard_stop.set()
+            await task
+
+    while not stop.is_set():
+        try:
+            workers = await live_workers(client)
+            await halt(await leases.renew())
+            surplus = leases.surplus(workers)
+            await halt(surplus)
+            await leases.release(surplus)
+            for shard in await leases.acquire(workers):
+                shard_stop = asyncio.Event()
+                task = asyncio.create_task(consume(consumer_for(shard), shard_stop))
+                running[shard] = (shard_stop, task)
+        except (redis.RedisError, OSError) as error:
+            log.warning("shard leases of %s: %r", leases.site, error)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), _LEASE_EVERY_S)
+    await halt(set(running))
+    with contextlib.suppress(redis.RedisError, OSError):
+        await leases.release(set(leases.held))
+
+
+def _consumers(
+    client: redis.Redis, site: str, name: str, rules: RulesInForce, archive: Archive
+) -> Callable[[int], SiteConsumer]:
+    def consumer_for(shard: int) -> SiteConsumer:
+        # Holding the shard's lease, we may claim whatever is pending in it at once.
+        return SiteConsumer(client, site, shard, name, rules.effects, archive, claim_idle_ms=0)
+
+    return consumer_for
+
+
 async def serve(config: Config) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -122,15 +186,19 @@ async def serve(config: Config) -> None:
     rules = RulesInForce(config)
     archive = Archive(archive_root(config))
     sites = sorted({site.key for site in config.sites})
-    # Stable across restarts, so a restarted worker takes back its own unacknowledged entries.
-    name = os.environ.get("REFRACT_WORKER_NAME") or socket.gethostname()
+    name = worker_name()
     tasks = [
-        asyncio.create_task(_heartbeat(client, stop)),
+        asyncio.create_task(_heartbeat(client, name, stop)),
         asyncio.create_task(rules.follow(client, stop)),
         asyncio.create_task(_prune(archive, config.events.archive_days, stop)),
         *(
             asyncio.create_task(
-                consume(SiteConsumer(client, site, name, rules.effects, archive), stop)
+                consume_site(
+                    client,
+                    ShardLeases(client, site, config.events.shards, name),
+                    _consumers(client, site, name, rules, archive),
+                    stop,
+                )
             )
             for site in sites
         ),

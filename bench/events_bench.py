@@ -68,7 +68,7 @@ def start_proxy(workdir: Path, redis_url: str) -> subprocess.Popen[bytes]:
     config.write_text(
         f'[server]\nlisten = ["127.0.0.1:{PORT}"]\nworkers = 1\naccess_log = false\n'
         f'data_dir = "{workdir / "data"}"\n[redis]\nurl = "{redis_url}"\n'
-        f"[events]\nvisitor_rate = 1000000\nip_rate = 1000000\n"
+        f"[events]\nvisitor_rate = 1000000\nip_rate = 1000000\nshards = 1\n"
         f'[[sites]]\nhost = "*"\nid = "bench"\norigin = "http://127.0.0.1:9"\n'
     )
     process = subprocess.Popen(
@@ -103,7 +103,7 @@ def collect_rate(workdir: Path, duration: int, redis_url: str) -> tuple[float, f
 
 async def _written(redis_url: str) -> int:
     client = redis.Redis.from_url(redis_url)
-    stream = events.stream_key("bench")
+    stream = events.stream_key("bench", 0)
     await _quiet(client, stream)
     written: int = await client.xlen(stream)
     await client.aclose()
@@ -181,7 +181,7 @@ def mixed_events(visitors: int) -> list[events.Event]:
 
 async def worker_rate(redis_url: str, workdir: Path, visitors: int) -> float:
     client = redis.Redis.from_url(redis_url)
-    stream = events.stream_key("bench")
+    stream = events.stream_key("bench", 0)
     await client.delete(stream)
     sent = mixed_events(visitors)
     for start in range(0, len(sent), 1000):
@@ -192,7 +192,7 @@ async def worker_rate(redis_url: str, workdir: Path, visitors: int) -> float:
     (workdir / "rules").mkdir(exist_ok=True)
     (workdir / "rules" / "r.toml").write_text(RULES)
     effects = Effects(load_rules(workdir / "rules"))
-    consumer = SiteConsumer(client, "bench", "bench", lambda: effects, archive=None)
+    consumer = SiteConsumer(client, "bench", 0, "bench", lambda: effects, archive=None)
     await consumer.ensure_group()
     began = time.perf_counter()
     while await consumer.round():
@@ -280,6 +280,7 @@ def main() -> None:
         worker = asyncio.run(worker_rate(redis_url, workdir, args.visitors))
         WORKER_CONFIG.write_text(
             f'[server]\ndata_dir = "{workdir / "worker"}"\n[redis]\nurl = "{redis_url}"\n'
+            "[events]\nshards = 1\n"
             f'[[sites]]\nhost = "*"\nid = "bench"\norigin = "http://127.0.0.1:9"\n'
         )
         latencies = asyncio.run(end_to_end(redis_url, args.duration))

@@ -29,7 +29,9 @@ def build_app(config: Config) -> web.Application:
     # Size limits are enforced while streaming (server.max_request_body), not by buffering.
     app = web.Application(client_max_size=config.server.max_request_body)
     app[ProxyState.KEY] = StateHolder(ProxyState.from_config(config))
-    app[EVENT_LOG_KEY] = EventLog(config.events.buffer, config.events.retention_days)
+    app[EVENT_LOG_KEY] = EventLog(
+        config.events.buffer, config.events.retention_days, config.events.shards
+    )
     app[local.STARTED_KEY] = time.monotonic()
     app.router.add_post(f"{config.server.prefix}collect", collect)
     local.add_routes(app, config.server.prefix)
@@ -65,6 +67,8 @@ def _needs_restart(old: Config, new: Config) -> list[str]:
         "server.prefix": (old.server.prefix, new.server.prefix),
         "redis.url": (old.redis.url, new.redis.url),
         "admin.listen": (old.admin.listen, new.admin.listen),
+        "events.shards": (old.events.shards, new.events.shards),
+        "events.buffer": (old.events.buffer, new.events.buffer),
     }
     return [name for name, (before, after) in fields.items() if before != after]
 

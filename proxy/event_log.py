@@ -23,7 +23,7 @@ from aiohttp import web
 
 from proxy import metrics
 from proxy.local import REDIS_KEY
-from rules.events import EVENT_FIELD, Event, encode, stream_key
+from rules.events import EVENT_FIELD, Event, encode, shard_of, stream_key
 
 log = logging.getLogger("refract.events")
 
@@ -43,8 +43,9 @@ return #ARGV - 1
 
 
 class EventLog:
-    def __init__(self, capacity: int, retention_days: int) -> None:
+    def __init__(self, capacity: int, retention_days: int, shards: int) -> None:
         self._queue: deque[Event] = deque()
+        self._shards = shards
         self._capacity = capacity
         self._retention_ms = retention_days * 86_400_000
         self._wake = asyncio.Event()
@@ -90,7 +91,8 @@ class EventLog:
         trim_before = str(int(time.time() * 1000) - self._retention_ms)
         by_stream: dict[str, list[bytes]] = {}
         for event in batch:
-            by_stream.setdefault(stream_key(event["site"]), []).append(encode(event))
+            stream = stream_key(event["site"], shard_of(event["visitor"], self._shards))
+            by_stream.setdefault(stream, []).append(encode(event))
         try:
             async with asyncio.timeout(WRITE_TIMEOUT_S):
                 async with client.pipeline(transaction=False) as pipe:

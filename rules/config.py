@@ -254,6 +254,13 @@ class EventsConfig(Section):
         le=365,
         description="days events stay in the Redis streams; the archive keeps them longer",
     )
+    shards: int = Field(
+        default=4,
+        ge=1,
+        le=256,
+        description="shards of each site's event stream, by visitor: up to this many workers "
+        "share a site; change it only with the streams drained and the workers stopped",
+    )
     buffer: int = Field(
         default=100_000,
         ge=100,

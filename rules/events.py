@@ -6,8 +6,9 @@ dropped. ``Event`` is what goes into a site's Redis stream, msgpack-encoded: eve
 an id, a type, the site, visitor and session (empty when the visitor is not tracked), a time
 in seconds since the epoch and the schema version; the rest depends on the type.
 
-Keys carry the site in a hash tag (``rf:{site}:...``), so a site's keys share a Redis Cluster
-slot and the worker's multi-key scripts run there.
+A site's stream is split in shards by visitor (``rf:{site}:events:{shard}``); keys carry the
+site in a hash tag (``rf:{site}:...``), so a site's keys share a Redis Cluster slot and the
+worker's multi-key scripts run there.
 """
 
 from __future__ import annotations
@@ -17,12 +18,14 @@ import uuid
 from collections.abc import Iterable, Mapping
 from typing import Annotated, Any, Literal
 
+import mmh3
 import msgpack
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 SCHEMA_VERSION = 1
 EVENT_FIELD = b"e"  # the one field of a stream entry: the msgpack-encoded event
-CLOCK_SKEW_S = 24 * 3600  # a client clock further off than this is not believed
+CLOCK_SKEW_S = 24 * 3600
+_SHARD_SEED = 0x5EED  # a client clock further off than this is not believed
 
 Event = dict[str, Any]
 
@@ -31,8 +34,14 @@ BEACON_TYPES = frozenset({"engage", "scroll", "click", "outbound", "download", "
 TYPES = SERVER_TYPES | BEACON_TYPES
 
 
-def stream_key(site: str) -> str:
-    return f"rf:{{{site}}}:events"
+def stream_key(site: str, shard: int) -> str:
+    return f"rf:{{{site}}}:events:{shard}"
+
+
+def shard_of(visitor: str, shards: int) -> int:
+    """A visitor's events all go to one shard of the site's stream, so that the one worker
+    holding that shard sees them in order (anonymous events share shard 0)."""
+    return mmh3.hash(visitor, _SHARD_SEED, signed=False) % shards if visitor else 0
 
 
 def dead_letter_key(site: str) -> str:

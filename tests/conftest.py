@@ -85,7 +85,7 @@ async def recorded_events(
     while len(event_log):
         assert await event_log.flush_once(connection)
     found = []
-    for stream in await connection.keys("rf:{*}:events"):
+    for stream in await connection.keys("rf:{*}:events:*"):
         for entry_id, fields in await connection.xrange(stream):
             event = decode(fields[EVENT_FIELD])
             if kind is None or event["type"] == kind:

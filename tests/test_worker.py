@@ -6,7 +6,7 @@ import asyncio
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +16,11 @@ import redis.asyncio as redis
 from admin.embedded_redis import EmbeddedRedis
 from analytics import keys
 from analytics.archive import Archive
-from analytics.consumer import SiteConsumer, consume
+from analytics.consumer import SiteConsumer
 from analytics.effects import Effects
+from analytics.leases import ShardLeases
 from analytics.rebuild import WorkerRunningError, rebuild
+from analytics.worker import consume_site
 from rules import events
 from rules.assignment import bucket
 from rules.ruleset import load_rules
@@ -26,6 +28,8 @@ from tests.conftest import clean_redis
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 SITE = "t"
+SHARDS = 4
+STREAMS = [events.stream_key(SITE, shard) for shard in range(SHARDS)]
 DAY = 86400.0
 T0 = 1_780_000_000.0  # 2026-05-28 20:26:40 UTC
 RULES = """
@@ -74,10 +78,22 @@ async def client(redis_url: str) -> AsyncIterator[redis.Redis]:
 
 
 def consumer(
-    client: redis.Redis, rules_dir: Path, name: str = "c1", archive: Archive | None = None
+    client: redis.Redis,
+    rules_dir: Path,
+    name: str = "c1",
+    archive: Archive | None = None,
+    shard: int = 0,
 ) -> SiteConsumer:
     effects = Effects(load_rules(rules_dir))
-    return SiteConsumer(client, SITE, name, lambda: effects, archive, claim_idle_ms=60_000)
+    return SiteConsumer(
+        client, SITE, shard, name, lambda: effects, archive, claim_idle_ms=60_000, block_ms=10
+    )
+
+
+def site_consumers(
+    client: redis.Redis, rules_dir: Path, name: str, archive: Archive | None = None
+) -> Callable[[int], SiteConsumer]:
+    return lambda shard: consumer(client, rules_dir, name, archive, shard)
 
 
 def pageview(visitor: str, at: float, url: str = "/", new_session: bool = False) -> events.Event:
@@ -98,16 +114,26 @@ def exposure(visitor: str, variant: str, at: float) -> events.Event:
     return event
 
 
+def stream_of(visitor: str) -> str:
+    return events.stream_key(SITE, events.shard_of(visitor, SHARDS))
+
+
 async def send(client: redis.Redis, *items: events.Event | bytes) -> None:
+    """Into the visitor's shard, as the proxy writes them (raw entries into shard 0)."""
     for item in items:
-        data = item if isinstance(item, bytes) else events.encode(item)
-        await client.xadd(events.stream_key(SITE), {events.EVENT_FIELD: data})
+        if isinstance(item, bytes):
+            await client.xadd(events.stream_key(SITE, 0), {events.EVENT_FIELD: item})
+        else:
+            await client.xadd(stream_of(item["visitor"]), {events.EVENT_FIELD: events.encode(item)})
 
 
-async def drain(worker: SiteConsumer) -> None:
-    await worker.ensure_group()
-    while await worker.round():
-        pass
+async def drain(client: redis.Redis, rules_dir: Path, archive: Archive | None = None) -> None:
+    """Every shard consumed to the end, one after the other."""
+    for shard in range(SHARDS):
+        worker = consumer(client, rules_dir, archive=archive, shard=shard)
+        await worker.ensure_group()
+        while await worker.round():
+            pass
 
 
 async def aggregates(client: redis.Redis) -> dict[str, float]:
@@ -122,7 +148,7 @@ async def test_pageviews_build_the_visitor_profile(client: redis.Redis, rules_di
         pageview("v1", T0 + 60, "/pricing"),
         pageview("v1", T0 + DAY, "/", new_session=True),
     )
-    await drain(consumer(client, rules_dir))
+    await drain(client, rules_dir)
     profile = await client.hgetall(keys.profile(SITE, "v1"))
     assert profile[b"pageviews"] == b"3"
     assert profile[b"sessions"] == b"2"
@@ -140,7 +166,7 @@ async def test_a_conversion_after_exposure_counts_for_the_variant(
         exposure("v1", "bold", T0 + 1),
         pageview("v1", T0 + 100, "/thanks"),
     )
-    await drain(consumer(client, rules_dir))
+    await drain(client, rules_dir)
     stats = await aggregates(client)
     assert stats["2026-05-28|bold|all|n"] == 1
     assert stats["2026-05-28|bold|all|demo|conv"] == 1
@@ -160,7 +186,7 @@ async def test_outcomes_count_only_within_the_metric_window(
     client: redis.Redis, rules_dir: Path, conversion_at: float, counted: bool
 ) -> None:
     await send(client, exposure("v1", "control", T0), pageview("v1", conversion_at, "/thanks"))
-    await drain(consumer(client, rules_dir))
+    await drain(client, rules_dir)
     assert (await aggregates(client)).get("2026-05-28|control|all|demo|conv", 0) == int(counted)
 
 
@@ -173,7 +199,7 @@ async def test_repeated_conversions_count_one_converter_and_their_revenue(
         pageview("v1", T0 + 1, "/thanks"),
         pageview("v1", T0 + 2, "/thanks"),
     )
-    await drain(consumer(client, rules_dir))
+    await drain(client, rules_dir)
     stats = await aggregates(client)
     assert stats["2026-05-28|bold|all|demo|conv"] == 1
     assert stats["2026-05-28|bold|all|demo|count"] == 2
@@ -202,7 +228,7 @@ async def test_exposed_visitors_whose_browser_ran_the_beacon_are_counted_apart(
         "no beacon ever (a bot that runs no JavaScript)": [exposure("v1", "bold", T0)],
     }[order]
     await send(client, *sequence)
-    await drain(consumer(client, rules_dir))
+    await drain(client, rules_dir)
     stats = await aggregates(client)
     assert stats["2026-05-28|bold|all|n"] == 1
     assert stats.get("2026-05-28|bold|all|n_js", 0) == verified
@@ -213,17 +239,17 @@ async def test_a_second_exposure_does_not_count_the_visitor_twice(
     client: redis.Redis, rules_dir: Path
 ) -> None:
     await send(client, exposure("v1", "bold", T0), exposure("v1", "bold", T0 + 5))
-    await drain(consumer(client, rules_dir))
+    await drain(client, rules_dir)
     assert (await aggregates(client))["2026-05-28|bold|all|n"] == 1
 
 
 async def test_a_redelivered_event_changes_nothing(client: redis.Redis, rules_dir: Path) -> None:
     batch = [exposure("v1", "bold", T0), pageview("v1", T0 + 1, "/thanks")]
     await send(client, *batch)
-    await drain(consumer(client, rules_dir))
+    await drain(client, rules_dir)
     before = await aggregates(client)
     await send(client, *batch)  # the same ids again: what a crash before XACK redelivers
-    await drain(consumer(client, rules_dir))
+    await drain(client, rules_dir)
     assert await aggregates(client) == before
 
 
@@ -233,7 +259,7 @@ async def test_custom_events_convert_with_the_value_they_report(
     track = events._event("track", SITE, "v1", "sv1", T0 + 5, url="/", name="signup",
                           props={"value": 42.5})  # fmt: skip
     await send(client, exposure("v1", "bold", T0), track)
-    await drain(consumer(client, rules_dir))
+    await drain(client, rules_dir)
     assert (await aggregates(client))["2026-05-28|bold|all|signup|rev"] == 42.5
 
 
@@ -249,7 +275,7 @@ async def test_poison_entries_go_to_the_dead_letter_stream_with_the_reason(
     client: redis.Redis, rules_dir: Path, entry: bytes, reason: str
 ) -> None:
     await send(client, entry, pageview("v1", T0))
-    await drain(consumer(client, rules_dir))
+    await drain(client, rules_dir)
     [(_, fields)] = await client.xrange(events.dead_letter_key(SITE))
     assert reason in fields[b"reason"].decode()
     assert fields[b"data"] == entry
@@ -260,14 +286,37 @@ async def test_entries_a_dead_consumer_left_pending_are_reclaimed(
     client: redis.Redis, rules_dir: Path
 ) -> None:
     await send(client, exposure("v1", "bold", T0))
-    crashed = consumer(client, rules_dir, "crashed")
+    crashed = consumer(client, rules_dir, "crashed", shard=events.shard_of("v1", SHARDS))
     await crashed.ensure_group()
-    await client.xreadgroup(keys.GROUP, "crashed", {events.stream_key(SITE): ">"})  # never acked
-    survivor = consumer(client, rules_dir, "survivor")
+    await client.xreadgroup(keys.GROUP, "crashed", {stream_of("v1"): ">"})  # never acked
+    survivor = consumer(client, rules_dir, "survivor", shard=events.shard_of("v1", SHARDS))
     survivor.claim_idle_ms = 0
-    await drain(survivor)
+    while await survivor.round():
+        pass
     assert (await aggregates(client))["2026-05-28|bold|all|n"] == 1
-    assert (await client.xpending(events.stream_key(SITE), keys.GROUP))["pending"] == 0
+    assert (await client.xpending(stream_of("v1"), keys.GROUP))["pending"] == 0
+
+
+async def test_two_workers_share_the_shards_and_apply_each_event_once(
+    client: redis.Redis, rules_dir: Path
+) -> None:
+    sent, expected = crash_input()
+    await send(client, *sent)
+    for name in ("w1", "w2"):
+        await client.set(f"rf:worker:{name}", "alive")  # each sees two live workers
+    stop = asyncio.Event()
+    leases = [ShardLeases(client, SITE, SHARDS, name) for name in ("w1", "w2")]
+    workers = [
+        asyncio.create_task(
+            consume_site(client, lease, site_consumers(client, rules_dir, lease.owner), stop)
+        )
+        for lease in leases
+    ]
+    await settled(client, len(sent))
+    assert [len(lease.held) for lease in leases] == [2, 2]
+    stop.set()
+    await asyncio.gather(*workers)
+    assert await aggregates(client) == pytest.approx(expected)
 
 
 async def test_processed_events_are_archived(
@@ -276,7 +325,7 @@ async def test_processed_events_are_archived(
     archive = Archive(tmp_path / "archive")
     sent = [pageview("v1", T0), exposure("v1", "bold", T0 + 1)]
     await send(client, *sent)
-    await drain(consumer(client, rules_dir, archive=archive))
+    await drain(client, rules_dir, archive)
     assert list(archive.read(SITE)) == sent
 
 
@@ -325,24 +374,36 @@ async def start_worker(config: Path) -> asyncio.subprocess.Process:
 
 
 async def worker_pid(client: redis.Redis) -> int:
-    """The worker process's pid, from the heartbeat key it names itself with."""
+    """The worker process's pid, from its heartbeat."""
     for _ in range(200):
-        if found := await client.keys("rf:worker:*"):
-            return int(found[0].rsplit(b":", 1)[1])
+        if found := await client.get("rf:worker:crash-test"):
+            return int(found)
         await asyncio.sleep(0.05)
     raise AssertionError("no worker heartbeat")
 
 
 async def settled(client: redis.Redis, total: int, timeout_s: float = 60) -> None:
-    stream = events.stream_key(SITE)
+    """Until every entry of every shard was read and acknowledged."""
     for _ in range(int(timeout_s * 10)):
-        groups = await client.xinfo_groups(stream)
-        if groups and groups[0]["last-delivered-id"] != b"0-0":
-            pending = (await client.xpending(stream, keys.GROUP))["pending"]
-            if pending == 0 and groups[0]["lag"] == 0 and groups[0]["entries-read"] >= total:
-                return
+        read, waiting = 0, 0
+        for stream in STREAMS:
+            groups = await client.xinfo_groups(stream) if await client.exists(stream) else []
+            if groups:
+                read += groups[0]["entries-read"] or 0
+                waiting += (groups[0]["lag"] or 0) + groups[0]["pending"]
+        if read >= total and waiting == 0:
+            return
         await asyncio.sleep(0.1)
-    raise AssertionError("the worker did not finish the stream")
+    raise AssertionError("the worker did not finish the streams")
+
+
+async def pending(client: redis.Redis) -> int:
+    counts = [
+        (await client.xpending(stream, keys.GROUP))["pending"]
+        for stream in STREAMS
+        if await client.exists(stream) and await client.xinfo_groups(stream)
+    ]
+    return sum(counts)
 
 
 async def test_a_worker_killed_mid_batch_loses_and_doubles_nothing(
@@ -351,18 +412,17 @@ async def test_a_worker_killed_mid_batch_loses_and_doubles_nothing(
     config = tmp_path / "refract.toml"
     config.write_text(
         f'[server]\ndata_dir = "{tmp_path / "data"}"\n[redis]\nurl = "{redis_url}"\n'
-        f'[rules]\ndirectory = "{rules_dir}"\n'
+        f'[rules]\ndirectory = "{rules_dir}"\n[events]\nshards = {SHARDS}\n'
         f'[[sites]]\nhost = "*"\nid = "{SITE}"\norigin = "http://127.0.0.1:9"\n'
     )
     sent, expected = crash_input()
     await send(client, *sent)
     supervisor = await start_worker(config)
-    stream = events.stream_key(SITE)
     try:
         pid = await worker_pid(client)
-        await _mid_batch(client, stream)
+        await _mid_batch(client)
         os.kill(pid, signal.SIGKILL)
-        assert (await client.xpending(stream, keys.GROUP))["pending"] > 0  # work in hand
+        assert await pending(client) > 0  # killed with work in hand
         await settled(client, len(sent))  # the supervisor's new worker takes it back
     finally:
         supervisor.send_signal(signal.SIGTERM)
@@ -372,12 +432,14 @@ async def test_a_worker_killed_mid_batch_loses_and_doubles_nothing(
     assert sorted(e["id"] for e in archived) == sorted(e["id"] for e in sent)
 
 
-async def _mid_batch(client: redis.Redis, stream: str) -> None:
-    """Return once some entries are delivered and not yet acknowledged, after a first ack."""
+async def _mid_batch(client: redis.Redis) -> None:
+    """Return once some entries are delivered and not yet acknowledged, after many acks."""
     for _ in range(10_000):
-        groups: list[dict[str, Any]] = await client.xinfo_groups(stream)
-        pending = (await client.xpending(stream, keys.GROUP))["pending"] if groups else 0
-        if pending and groups[0]["entries-read"] > 1000:
+        read = 0
+        for stream in STREAMS:
+            groups: list[dict[str, Any]] = await client.xinfo_groups(stream)
+            read += groups[0]["entries-read"] or 0 if groups else 0
+        if read > 1000 and await pending(client):
             return
         await asyncio.sleep(0.002)
     raise AssertionError("the worker never got going")
@@ -393,7 +455,7 @@ async def test_rebuild_from_the_archive_gives_the_same_aggregates_and_profiles(
         exposure("v1", "bold", T0 + 1),
         pageview("v1", T0 + 2, "/thanks"),
     )
-    await drain(consumer(client, rules_dir, archive=archive))
+    await drain(client, rules_dir, archive)
     before = (await aggregates(client), await client.hgetall(keys.profile(SITE, "v1")))
     await client.hset(keys.aggregates(SITE, "hero"), "2026-05-28|bold|all|n", 99)  # corrupted
     effects = Effects(load_rules(rules_dir))
@@ -418,9 +480,12 @@ async def test_a_redis_restart_mid_stream_loses_and_doubles_nothing(
     sent, expected = crash_input()
     await send(client, *sent)
     stop = asyncio.Event()
-    worker = asyncio.create_task(consume(consumer(client, rules_dir), stop))
+    leases = ShardLeases(client, SITE, SHARDS, "w1")
+    worker = asyncio.create_task(
+        consume_site(client, leases, site_consumers(client, rules_dir, "w1"), stop)
+    )
     try:
-        await _mid_batch(client, events.stream_key(SITE))
+        await _mid_batch(client)
         embedded.stop()  # streams, groups, pending entries and aggregates survive in the file
         await asyncio.sleep(0.5)
         embedded.start()

@@ -5,11 +5,12 @@ s=(t,e=Date.now())=>{a&&e>a&&q.push({t:"engage",ms:e-a,ts:e});a=!document.hidden
 y=()=>{for(;d<4&&(scrollY+innerHeight+1)*4>(d+1)*document.body.scrollHeight;)p({t:"scroll",d:++d*25})},
 k=(t,e,o=[])=>{for(i in t)try{e.closest(t[i])&&o.push(i)}catch{}return o},
 w=(t,e=3)=>(e&&t.parentNode!=document.body?w(t.parentNode,e-1)+">":"")+t.localName+(t.id?"#"+t.id:[,...t.classList].slice(0,3).join(".")),
-u=(t,e)=>{try{s();p({t:"track",n:t,p:e},1)}catch{}},
+u=t=>{try{s();p({t:"track",n:t[0],p:t[1]},1)}catch{}},
 h={click:(t,e,x)=>{if(t=t.target.closest("a,button,[type=submit],[type=button],[role=button]")){e=t.host&&t.origin+t.pathname;p({t:"click",s:w(t).slice(-256),h:e,m:k(m.click,t)});e&&t.host!=location.host&&p({t:"outbound",h:e});(x=/\.(pdf|(doc|xls|ppt)x?|csv|zip|gz|dmg|exe|pkg|key|odt|txt)$/i.exec(e))&&p({t:"download",h:e,x:x[1].toLowerCase()})}},
 submit:(t,e=t.target,n=new Set,o,x)=>{for(t of e.elements)(i=t.getAttribute("name")?.slice(0,64))&&n.add(i),"emailDomain"in c&&/email/i.test(t.type+i)&&(x=/@(([a-z\d-]+\.)+[a-z]{2,})$/i.exec(t.value))&&(o=x[1].toLowerCase());p({t:"form",id:e.getAttribute("id")||"",a:new URL(e.getAttribute("action")||"",location).pathname,f:[...n].slice(0,64),m:k(m.form,e),dom:o},1)},
 visibilitychange:s,pagehide:s,scroll:y,load:y}
 for(i in h)addEventListener(i,t=>{try{h[t.type](t)}catch{}},!0)
-r.track=u
+r.track=(t,e)=>u([t,e])
 s()
-r.q?.map(t=>u(...t))}catch{}
+r.q?.map(u)
+r.q={push:u}}catch{}
