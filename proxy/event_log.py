@@ -105,7 +105,9 @@ class EventLog:
             if self._failures == 1:
                 log.warning("events not written, will retry: %r (%d queued)", error, len(self))
             return False
-        for _ in batch:
+        # By identity: while the batch was in flight, a full queue may have dropped some of it.
+        written = {id(event) for event in batch}
+        while self._queue and id(self._queue[0]) in written:
             self._queue.popleft()
         if self._failures:
             log.info("events written again after %d failed attempts", self._failures)
