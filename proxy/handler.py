@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -384,55 +384,59 @@ def _record_pageview(call: Call, identity: Identity) -> bool:
     if call.state.bots.is_bot(user_agent):
         metrics.BOTS.labels("page").inc()
         return False
-    query = request.query
-    call.request.app[EVENT_LOG_KEY].record(
-        events.pageview(
-            call.site.key,
-            identity.visitor_id or "",
-            identity.session_id or "",
-            url=request.path,
-            tags=call.state.rules.tagger.tags(request.path),
-            referrer=request.headers.get("Referer", ""),
-            utm={name[4:]: query[name] for name in query if name in _UTM_PARAMETERS},
-            status=200,
-            origin_ms=call.exchange.upstream_ms or 0.0,
-            device=device_of(user_agent),
-            new_session=identity.new_session,
+    try:
+        query = request.query
+        call.request.app[EVENT_LOG_KEY].record(
+            events.pageview(
+                call.site.key,
+                identity.visitor_id or "",
+                identity.session_id or "",
+                url=request.path,
+                tags=call.state.rules.tagger.tags(request.path),
+                referrer=request.headers.get("Referer", ""),
+                utm={name[4:]: query[name] for name in query if name in _UTM_PARAMETERS},
+                status=200,
+                origin_ms=call.exchange.upstream_ms or 0.0,
+                device=device_of(user_agent),
+                new_session=identity.new_session,
+            )
         )
-    )
+    except Exception as error:  # logging must never cost the visitor their page
+        _events_failed(call, error)
     return True
 
 
 def _record_decision(
     call: Call, identity: Identity, decision: Decision, redirect: str = ""
 ) -> None:
-    """One exposure (or redirect) per counted assignment actually served; never for QA."""
+    """One exposure (and redirect) per counted assignment actually served; never for QA."""
     if not identity.tracked or not decision.assignments:
         return
-    log_event = call.request.app[EVENT_LOG_KEY].record
-    site, visitor, session = call.site.key, identity.visitor_id or "", identity.session_id or ""
-    version = call.state.rules.version
+    try:
+        record = call.request.app[EVENT_LOG_KEY].record
+        for event in _decision_events(call, identity, decision, redirect):
+            record(event)
+    except Exception as error:  # logging must never cost the visitor their page
+        _events_failed(call, error)
+
+
+def _decision_events(
+    call: Call, identity: Identity, decision: Decision, redirect: str
+) -> Iterator[events.Event]:
+    who = (call.site.key, identity.visitor_id or "", identity.session_id or "")
+    version, url = call.state.rules.version, call.request.path
     for assignment in decision.assignments:
         if assignment.forced:
             continue  # QA overrides are shown, never counted
         what = {"experiment": assignment.experiment, "variant": assignment.variant}
         if redirect:
-            log_event(
-                events.redirect(
-                    site,
-                    visitor,
-                    session,
-                    **what,
-                    rules_version=version,
-                    url=call.request.path,
-                    target=redirect,
-                )
-            )
-        log_event(
-            events.exposure(
-                site, visitor, session, **what, rules_version=version, url=call.request.path
-            )
-        )
+            yield events.redirect(*who, **what, rules_version=version, url=url, target=redirect)
+        yield events.exposure(*who, **what, rules_version=version, url=url)
+
+
+def _events_failed(call: Call, error: Exception) -> None:
+    metrics.FAIL_OPEN.labels("events").inc()
+    log.warning("event not recorded: %r", error, extra={"site": call.site.key})
 
 
 async def _read_up_to(stream: aiohttp.StreamReader, limit: int) -> tuple[bytes, bool]:

@@ -17,8 +17,10 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from proxy import metrics
 from proxy.app import build_app
+from proxy.event_log import EventLog
 from proxy.rewriter import PageRewriter, Plan
-from tests.conftest import ProxyFactory, free_port, make_config
+from rules.events import Event
+from tests.conftest import BROWSER, ProxyFactory, free_port, make_config
 from tests.origin import PAGE
 
 
@@ -88,6 +90,21 @@ async def test_rewriter_failure_serves_the_origin_page_unmodified(
     assert await response.read() == PAGE
     assert response.headers["ETag"] == '"page-v1"'
     assert counter(metrics.FAIL_OPEN, stage="rewrite") == before + 1
+
+
+async def test_event_logging_failure_still_serves_the_page(
+    proxy: ProxyFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(self: EventLog, event: Event) -> None:
+        raise RuntimeError("bug in event logging")
+
+    monkeypatch.setattr(EventLog, "record", broken)
+    client = await proxy()
+    before = counter(metrics.FAIL_OPEN, stage="events")
+    response = await client.get("/page", headers={"User-Agent": BROWSER})
+    assert response.status == 200
+    assert b"data-refract-beacon" in await response.read()
+    assert counter(metrics.FAIL_OPEN, stage="events") == before + 1
 
 
 async def test_page_that_does_not_decode_is_served_as_the_origin_sent_it(
