@@ -32,7 +32,13 @@ from typing import Any
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 PAGE = REPOSITORY / "bench" / "pages" / "landing-100k.html"
-BEACON = '<script src="/_refract/beacon.js" async data-refract-beacon></script>'
+sys.path.insert(0, str(REPOSITORY))
+from proxy.state import beacon_tag  # noqa: E402
+
+BEACON = beacon_tag("/_refract/")  # what Refract inserts; nginx sub_filter inserts the same
+# A visitor's browser: without a user agent Refract takes the load generator for a bot and
+# records no page views or exposures, which would leave the event logging out of the bench.
+BROWSER = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0"
 PORTS = {
     "origin": 18081,
     "nginx_proxy": 18082,
@@ -166,6 +172,8 @@ def wrk(target: str, port: int, duration: int, connections: int) -> Load:
             f"-c{connections}",
             f"-d{duration}s",
             "--latency",
+            "-H",
+            f"User-Agent: {BROWSER}",
             f"http://127.0.0.1:{port}/page.html",
         ],
         capture_output=True,
@@ -204,6 +212,8 @@ def steady_latency(port: int, rate: int, seconds: int) -> list[float]:
             str(rate),
             "-o",
             "csv",
+            "-H",
+            f"User-Agent: {BROWSER}",
             f"http://127.0.0.1:{port}/page.html",
         ],
         capture_output=True,
