@@ -1,0 +1,104 @@
+"""An experiment's aggregates, read from Redis into arrays the statistics work on.
+
+The worker keeps fields ``day|variant|segment|stat`` (visitors) and
+``day|variant|segment|metric|stat`` (outcomes) in ``rf:{site}:agg:{experiment}``
+(analytics/keys.py). Here they become dense arrays indexed ``[day, variant, segment]`` and
+``[day, variant, segment, metric]``, days in order, so that cumulative figures are a cumsum
+along the first axis.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import redis.asyncio as redis
+from numpy.typing import NDArray
+
+from analytics import keys
+
+Array = NDArray[np.float64]
+VISITOR_STATS = ("n", "n_js", "y", "y2")
+OUTCOME_STATS = ("count", "conv", "conv_y", "rev", "rev2", "rev_y")
+
+
+@dataclass(frozen=True)
+class ExperimentData:
+    days: tuple[str, ...]
+    variants: tuple[str, ...]
+    segments: tuple[str, ...]
+    metrics: tuple[str, ...]
+    visitors: dict[str, Array]  # stat -> [day, variant, segment]
+    outcomes: dict[str, Array]  # stat -> [day, variant, segment, metric]
+
+    def cumulative(self) -> ExperimentData:
+        """Running totals: entry ``d`` holds everything up to and including day ``d``."""
+        return ExperimentData(
+            self.days,
+            self.variants,
+            self.segments,
+            self.metrics,
+            {name: np.cumsum(values, axis=0) for name, values in self.visitors.items()},
+            {name: np.cumsum(values, axis=0) for name, values in self.outcomes.items()},
+        )
+
+    def total(self) -> ExperimentData:
+        """All days together (one day, named after the last)."""
+        last = self.cumulative()
+        return ExperimentData(
+            self.days[-1:],
+            self.variants,
+            self.segments,
+            self.metrics,
+            {name: values[-1:] for name, values in last.visitors.items()},
+            {name: values[-1:] for name, values in last.outcomes.items()},
+        )
+
+
+def parse(
+    fields: dict[str, float], variants: tuple[str, ...], metrics: tuple[str, ...]
+) -> ExperimentData:
+    """Arrays from aggregate fields; ``variants`` and ``metrics`` fix the order (control first).
+
+    Variants or metrics that have no field yet are present with zeros; fields of variants or
+    metrics the rules no longer name are left out.
+    """
+    days: set[str] = set()
+    segments: set[str] = set()
+    for name in fields:
+        day, _, segment, *_ = name.split("|")
+        days.add(day)
+        segments.add(segment)
+    day_list = sorted(days)
+    segment_list = sorted(segments, key=lambda s: (s != "all", s))  # "all" first
+    shape = (len(day_list), len(variants), len(segment_list))
+    visitors = {stat: np.zeros(shape) for stat in VISITOR_STATS}
+    outcomes = {stat: np.zeros((*shape, len(metrics))) for stat in OUTCOME_STATS}
+    day_at = {day: index for index, day in enumerate(day_list)}
+    variant_at = {variant: index for index, variant in enumerate(variants)}
+    segment_at = {segment: index for index, segment in enumerate(segment_list)}
+    metric_at = {metric: index for index, metric in enumerate(metrics)}
+    for name, value in fields.items():
+        parts = name.split("|")
+        if parts[1] not in variant_at:
+            continue
+        where = (day_at[parts[0]], variant_at[parts[1]], segment_at[parts[2]])
+        if len(parts) == 4 and parts[3] in visitors:
+            visitors[parts[3]][where] = value
+        elif len(parts) == 5 and parts[3] in metric_at and parts[4] in outcomes:
+            outcomes[parts[4]][(*where, metric_at[parts[3]])] = value
+    return ExperimentData(
+        tuple(day_list), variants, tuple(segment_list), metrics, visitors, outcomes
+    )
+
+
+async def load(
+    client: redis.Redis,
+    site: str,
+    experiment: str,
+    variants: tuple[str, ...],
+    metrics: tuple[str, ...],
+) -> ExperimentData:
+    raw = await client.hgetall(keys.aggregates(site, experiment))
+    fields = {name.decode(): float(value) for name, value in raw.items()}
+    return parse(fields, variants, metrics)
