@@ -99,6 +99,6 @@ async def load(
     variants: tuple[str, ...],
     metrics: tuple[str, ...],
 ) -> ExperimentData:
-    raw = await client.hgetall(keys.aggregates(site, experiment))
+    raw: dict[bytes, bytes] = await client.hgetall(keys.aggregates(site, experiment))  # type: ignore[assignment]
     fields = {name.decode(): float(value) for name, value in raw.items()}
     return parse(fields, variants, metrics)

@@ -1,0 +1,96 @@
+"""CUPED variance reduction from sufficient statistics (Deng, Xu, Kohavi & Walker, WSDM 2013).
+
+Per arm the worker keeps n, Σx, Σx², Σy, Σy², Σxy, with x the metric after exposure and y the
+same visitor's pre-exposure covariate. One θ = cov(x, y)/var(y) is estimated from the arms
+pooled (their sums added, as Deng et al. and gbstats do) and applied to every arm, so the
+adjustment's expectation is the same in every arm and the difference of adjusted means stays
+unbiased. Elementwise over all axes but ``arm_axis``. docs/statistics.md ("CUPED") gives the
+formulas and assumptions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+FloatArray = NDArray[np.float64]
+
+_CONSTANT = 1e-10
+
+
+@dataclass(frozen=True)
+class CupedResult:
+    """CUPED-adjusted moments per arm.
+
+    theta: pooled coefficient, with the arm axis kept (length 1) so it broadcasts over arms;
+        0 where the pooled covariate has no variance, relative to Σy², above 1e-10 (no adjustment).
+    mean: adjusted mean x̄ - θ(ȳ - ȳ_pooled).
+    variance: adjusted per-visitor variance s²_x + θ² s²_y - 2θ s_xy (divide by n for the
+        variance of the adjusted mean).
+    variance_ratio: variance / s²_x, about 1 - ρ² (its complement is the variance reduction).
+    """
+
+    theta: FloatArray
+    mean: FloatArray
+    variance: FloatArray
+    variance_ratio: FloatArray
+
+
+def _arr(x: ArrayLike) -> FloatArray:
+    return np.asarray(x, dtype=np.float64)
+
+
+def cuped(
+    n: ArrayLike,
+    sum_x: ArrayLike,
+    sum_x2: ArrayLike,
+    sum_y: ArrayLike,
+    sum_y2: ArrayLike,
+    sum_xy: ArrayLike,
+    *,
+    arm_axis: int,
+) -> CupedResult:
+    """CUPED-adjusted mean and variance of each arm, θ pooled over the arms along ``arm_axis``.
+
+    θ = (Σxy - ΣxΣy/N) / (Σy² - (Σy)²/N) over the pooled arms (the OLS slope of x on y);
+    per arm, with unbiased (n - 1) moments, mean = x̄ - θ(ȳ - ȳ_pooled) and
+    variance = s²_x + θ² s²_y - 2θ s_xy. Arms with n = 0 (unused, padded) add nothing to the
+    pool (NaN sums are ignored there) and get NaN moments; arms with n < 2 get NaN variances.
+    """
+    arrays = np.broadcast_arrays(
+        _arr(n), _arr(sum_x), _arr(sum_x2), _arr(sum_y), _arr(sum_y2), _arr(sum_xy)
+    )
+    n_, sx, sxx, sy, syy, sxy = arrays
+
+    def pooled(a: FloatArray) -> FloatArray:
+        return _arr(np.nansum(a, axis=arm_axis, keepdims=True))
+
+    big_n = pooled(n_)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pooled_sx, pooled_sy = pooled(sx), pooled(sy)
+        pooled_cov = pooled(sxy) - pooled_sx * pooled_sy / big_n
+        pooled_syy = pooled(syy)
+        pooled_var_y = pooled_syy - pooled_sy * pooled_sy / big_n
+        # a covariate constant up to rounding (Σy² - (Σy)²/N within 1e-10 of Σy²) is no covariate
+        varies = pooled_var_y > _CONSTANT * pooled_syy
+        theta = np.where(varies, pooled_cov / pooled_var_y, 0.0)
+        pooled_mean_y = pooled_sy / big_n
+
+        mean_x = sx / n_
+        mean_y = sy / n_
+        dof = n_ - 1.0
+        var_x = np.maximum(sxx - sx * mean_x, 0.0) / dof
+        var_y = np.maximum(syy - sy * mean_y, 0.0) / dof
+        cov_xy = (sxy - sx * mean_y) / dof
+        adjusted_mean = mean_x - theta * (mean_y - pooled_mean_y)
+        adjusted_var = np.maximum(var_x + theta * theta * var_y - 2.0 * theta * cov_xy, 0.0)
+        ratio = adjusted_var / var_x
+    few = n_ < 2
+    return CupedResult(
+        theta=_arr(theta),
+        mean=np.where(n_ >= 1, adjusted_mean, np.nan),
+        variance=np.where(few, np.nan, adjusted_var),
+        variance_ratio=np.where(few, np.nan, ratio),
+    )
