@@ -16,15 +16,15 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.typing import ArrayLike, NDArray
+from numpy.typing import ArrayLike
 from scipy import special
 
-FloatArray = NDArray[np.float64]
+from analytics.stats.moments import Array, Interval
 
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
 
-def _arr(x: ArrayLike) -> FloatArray:
+def _arr(x: ArrayLike) -> Array:
     return np.asarray(x, dtype=np.float64)
 
 
@@ -40,29 +40,21 @@ def _z(level: float) -> float:
 
 
 @dataclass(frozen=True)
-class Interval:
-    """An equal-tailed credible interval, elementwise."""
-
-    low: FloatArray
-    high: FloatArray
-
-
-@dataclass(frozen=True)
 class BetaPosterior:
     """Beta(alpha, beta) posterior of a conversion rate, with its mean and variance."""
 
-    alpha: FloatArray
-    beta: FloatArray
-    mean: FloatArray
-    variance: FloatArray
+    alpha: Array
+    beta: Array
+    mean: Array
+    variance: Array
 
 
 @dataclass(frozen=True)
 class NormalPosterior:
     """Normal posterior N(mean, sd**2), elementwise."""
 
-    mean: FloatArray
-    sd: FloatArray
+    mean: Array
+    sd: Array
 
 
 @dataclass(frozen=True)
@@ -73,21 +65,21 @@ class Risk:
     ``treatment`` is E[max(0, -Δ)], lost by shipping the treatment when it is worse.
     """
 
-    control: FloatArray
-    treatment: FloatArray
+    control: Array
+    treatment: Array
 
 
 @dataclass(frozen=True)
 class Effect:
     """Posterior of a treatment's effect (absolute difference or relative lift) against control."""
 
-    mean: FloatArray
-    sd: FloatArray
-    ci_low: FloatArray
-    ci_high: FloatArray
-    chance_to_win: FloatArray
-    risk_control: FloatArray
-    risk_treatment: FloatArray
+    mean: Array
+    sd: Array
+    ci_low: Array
+    ci_high: Array
+    chance_to_win: Array
+    risk_control: Array
+    risk_treatment: Array
 
 
 def beta_posterior(
@@ -114,7 +106,7 @@ def beta_posterior(
     return BetaPosterior(alpha=alpha, beta=beta, mean=mean, variance=variance)
 
 
-def _cornish_fisher_beta(posterior: BetaPosterior, probability: float) -> FloatArray:
+def _cornish_fisher_beta(posterior: BetaPosterior, probability: float) -> Array:
     """Beta quantile by the Cornish-Fisher expansion in skewness g1 and excess kurtosis g2:
     q = m + s (z + (z² - 1) g1/6 + (z³ - 3z) g2/24 - (2z³ - 5z) g1²/36)."""
     a, b = posterior.alpha, posterior.beta
@@ -151,9 +143,7 @@ def beta_credible_interval(
     return Interval(low=bounds[0], high=bounds[1])
 
 
-def mean_variance(
-    n: ArrayLike, total: ArrayLike, total_sq: ArrayLike
-) -> tuple[FloatArray, FloatArray]:
+def mean_variance(n: ArrayLike, total: ArrayLike, total_sq: ArrayLike) -> tuple[Array, Array]:
     """Sample mean Σx/n and unbiased sample variance (Σx² - (Σx)²/n)/(n - 1), elementwise.
 
     NaN where n < 2 (mean NaN where n = 0); rounding noise below zero is clipped to zero.
@@ -186,7 +176,7 @@ def normal_credible_interval(posterior: NormalPosterior, *, level: float = 0.95)
     return Interval(low=posterior.mean - half, high=posterior.mean + half)
 
 
-def chance_to_win(mean: ArrayLike, sd: ArrayLike) -> FloatArray:
+def chance_to_win(mean: ArrayLike, sd: ArrayLike) -> Array:
     """P(Δ > 0) = Φ(μ/s) for Δ ~ N(μ, s²); a point mass (s = 0) gives 0 or 1 (NaN if μ = 0)."""
     with np.errstate(divide="ignore", invalid="ignore"):
         return _arr(special.ndtr(_arr(mean) / _arr(sd)))

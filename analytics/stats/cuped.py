@@ -13,9 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.typing import ArrayLike, NDArray
+from numpy.typing import ArrayLike
 
-FloatArray = NDArray[np.float64]
+from analytics.stats.moments import Array
 
 _CONSTANT = 1e-10
 
@@ -32,13 +32,13 @@ class CupedResult:
     variance_ratio: variance / s²_x, about 1 - ρ² (its complement is the variance reduction).
     """
 
-    theta: FloatArray
-    mean: FloatArray
-    variance: FloatArray
-    variance_ratio: FloatArray
+    theta: Array
+    mean: Array
+    variance: Array
+    variance_ratio: Array
 
 
-def _arr(x: ArrayLike) -> FloatArray:
+def _arr(x: ArrayLike) -> Array:
     return np.asarray(x, dtype=np.float64)
 
 
@@ -64,7 +64,7 @@ def cuped(
     )
     n_, sx, sxx, sy, syy, sxy = arrays
 
-    def pooled(a: FloatArray) -> FloatArray:
+    def pooled(a: Array) -> Array:
         return _arr(np.nansum(a, axis=arm_axis, keepdims=True))
 
     big_n = pooled(n_)

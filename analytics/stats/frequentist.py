@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import special
 
-from analytics.stats.moments import Array, Estimator, Moments, as_array, safe_divide
+from analytics.stats.moments import Array, Estimator, Interval, Moments, as_array, safe_divide
 
 Alternative = Literal["two-sided", "greater", "less"]
 ALTERNATIVES: tuple[Alternative, ...] = ("two-sided", "greater", "less")
@@ -26,14 +26,6 @@ class Lift:
 
     estimate: Array
     stderr: Array
-
-
-@dataclass(frozen=True)
-class Interval:
-    """A confidence interval; an open side of a one-sided interval is ±inf."""
-
-    low: Array
-    high: Array
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,14 @@ from numpy.typing import NDArray
 Array = NDArray[np.float64]
 
 
+@dataclass(frozen=True)
+class Interval:
+    """A confidence or credible interval, elementwise; an open side is +-inf."""
+
+    low: Array
+    high: Array
+
+
 def as_array(values: npt.ArrayLike) -> Array:
     """``values`` as a float64 array (a 0-d array for a scalar)."""
     return np.asarray(values, dtype=np.float64)

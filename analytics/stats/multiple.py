@@ -10,10 +10,10 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-FloatArray = NDArray[np.float64]
+from analytics.stats.moments import Array
 
 
-def _sorted(p_values: ArrayLike, axis: int) -> tuple[FloatArray, NDArray[np.intp], FloatArray]:
+def _sorted(p_values: ArrayLike, axis: int) -> tuple[Array, NDArray[np.intp], Array]:
     """p moved to the last axis, the sort order (NaN last), and m = non-NaN count per family."""
     p = np.moveaxis(np.asarray(p_values, dtype=np.float64), axis, -1)
     if np.any(p < 0) or np.any(p > 1):
@@ -23,16 +23,14 @@ def _sorted(p_values: ArrayLike, axis: int) -> tuple[FloatArray, NDArray[np.intp
     return p, order, m
 
 
-def _unsort(
-    adjusted_sorted: FloatArray, order: NDArray[np.intp], p: FloatArray, axis: int
-) -> FloatArray:
+def _unsort(adjusted_sorted: Array, order: NDArray[np.intp], p: Array, axis: int) -> Array:
     out = np.empty_like(adjusted_sorted)
     np.put_along_axis(out, order, adjusted_sorted, axis=-1)
     out = np.where(np.isnan(p), np.nan, np.minimum(out, 1.0))
     return np.moveaxis(out, -1, axis)
 
 
-def holm(p_values: ArrayLike, *, axis: int = -1) -> FloatArray:
+def holm(p_values: ArrayLike, *, axis: int = -1) -> Array:
     """Holm step-down adjusted p-values (Holm, 1979), controlling the family-wise error rate.
 
     With p₍₁₎ ≤ … ≤ p₍ₘ₎: p̃₍ᵢ₎ = min(1, maxⱼ≤ᵢ (m - j + 1) p₍ⱼ₎).
@@ -45,7 +43,7 @@ def holm(p_values: ArrayLike, *, axis: int = -1) -> FloatArray:
     return _unsort(adjusted, order, p, axis)
 
 
-def benjamini_hochberg(p_values: ArrayLike, *, axis: int = -1) -> FloatArray:
+def benjamini_hochberg(p_values: ArrayLike, *, axis: int = -1) -> Array:
     """Benjamini-Hochberg step-up adjusted p-values (q-values), controlling the false discovery
     rate under independence (Benjamini & Hochberg, 1995) or positive regression dependence
     (Benjamini & Yekutieli, 2001).

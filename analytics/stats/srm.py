@@ -11,7 +11,8 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import special
 
-FloatArray = NDArray[np.float64]
+from analytics.stats.moments import Array
+
 BoolArray = NDArray[np.bool_]
 
 DEFAULT_THRESHOLD = 0.001
@@ -23,13 +24,13 @@ class SrmResult:
     and ``flagged`` (p < threshold). NaN statistic and p, not flagged, with fewer than two used
     variants or no visitors."""
 
-    statistic: FloatArray
-    df: FloatArray
-    p_value: FloatArray
+    statistic: Array
+    df: Array
+    p_value: Array
     flagged: BoolArray
 
 
-def _filled(x: ArrayLike) -> FloatArray:
+def _filled(x: ArrayLike) -> Array:
     """As float64, masked entries (numpy.ma) replaced by NaN."""
     if isinstance(x, np.ma.MaskedArray):
         return np.asarray(np.ma.filled(x.astype(np.float64), np.nan), dtype=np.float64)
