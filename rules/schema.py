@@ -178,6 +178,11 @@ class Metric(Table):
     window_days: int = Field(
         default=14, ge=1, le=90, description="days after first exposure a conversion counts"
     )
+    better: Literal["higher", "lower"] = Field(
+        default="higher",
+        description='"higher" when more conversions are good (sign-ups), "lower" when fewer are '
+        "(errors, cancellations); decides what a win and a harm are",
+    )
 
     @model_validator(mode="after")
     def _target_fits_kind(self) -> Metric:

@@ -1,0 +1,344 @@
+"""An experiment's report: results per variant, metric and segment, over time, and a decision.
+
+Each metric of the experiment is measured as its conversion rate (converting visitors per
+exposed visitor) and, when the metric has a value, as revenue per visitor. The decision reads
+the latest cumulative results of segment ``all``:
+
+- investigate: a sample-ratio mismatch (the split is not what the weights say), which makes
+  every other number untrustworthy;
+- keep running: too little data, or no conclusion yet (with the days a decision may take);
+- stop: a guardrail metric is significantly worse for every variant, or every variant's
+  primary lift is known to be smaller than ``min_effect`` either way, or worse than control;
+- ship: a variant's primary lift is significantly positive and no guardrail is harmed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from analytics.stats.data import ExperimentData
+from analytics.stats.engine import Comparison, Sample, Settings, compare
+from analytics.stats.power import days_to_decision
+from analytics.stats.srm import srm_test
+from rules.schema import Experiment, Metric
+
+MIN_VISITORS = 100  # per arm, before any conclusion
+
+
+@dataclass(frozen=True)
+class Measure:
+    metric: str
+    kind: str  # "conversion" or "revenue"
+    role: str  # "primary", "secondary" or "guardrail"
+    better: int = 1  # +1 when higher is better, -1 when lower is
+
+
+@dataclass(frozen=True)
+class Row:
+    metric: str
+    measure: str
+    role: str
+    segment: str
+    variant: str
+    visitors: int
+    control_visitors: int
+    control_mean: float
+    mean: float
+    lift: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+    p_adjusted: float
+    chance_to_win: float
+    risk: float
+    significant: bool
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: str  # "ship", "stop", "keep_running" or "investigate"
+    variant: str | None
+    reasons: list[str]
+
+
+@dataclass(frozen=True)
+class Report:
+    experiment: str
+    hypothesis: str
+    method: str
+    alpha: float
+    correction: str
+    days: list[str]
+    variants: list[str]
+    srm: dict[str, Any]
+    decision: Decision
+    results: list[Row] = field(default_factory=list)
+    over_time: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        document: dict[str, Any] = _finite(asdict(self))
+        return document
+
+
+def measures_of(experiment: Experiment, metrics: dict[str, Metric]) -> list[Measure]:
+    found = []
+    roles = [(experiment.primary_metric, "primary")]
+    roles += [(name, "secondary") for name in experiment.secondary_metrics]
+    roles += [(name, "guardrail") for name in experiment.guardrail_metrics]
+    for name, role in roles:
+        better = 1 if metrics[name].better == "higher" else -1
+        found.append(Measure(name, "conversion", role, better))
+        if metrics[name].value > 0:
+            found.append(Measure(name, "revenue", role, better))
+    return found
+
+
+def sample_of(data: ExperimentData, measures: list[Measure]) -> Sample:
+    """Per-visitor sums of each measure: a conversion is 0/1, revenue the visitor's total."""
+    index = [data.metrics.index(measure.metric) for measure in measures]
+    revenue = np.array([measure.kind == "revenue" for measure in measures])
+    outcomes = data.outcomes
+
+    def pick(conversion: str, money: str) -> np.ndarray[Any, np.dtype[np.float64]]:
+        return np.where(revenue, outcomes[money][..., index], outcomes[conversion][..., index])
+
+    return Sample(
+        n=data.visitors["n"],
+        x=pick("conv", "rev"),
+        x2=pick("conv", "rev2"),
+        y=data.visitors["y"],
+        y2=data.visitors["y2"],
+        xy=pick("conv_y", "rev_y"),
+    )
+
+
+def build(
+    experiment: Experiment,
+    metrics: dict[str, Metric],
+    data: ExperimentData,
+    settings: Settings = Settings(),  # noqa: B008 - frozen, so one shared default is safe
+) -> Report:
+    variants = [variant.key for variant in experiment.variants]
+    measures = measures_of(experiment, metrics)
+    base: dict[str, Any] = {
+        "experiment": experiment.key,
+        "hypothesis": experiment.hypothesis,
+        "method": settings.method,
+        "alpha": settings.alpha,
+        "correction": settings.correction,
+        "days": list(data.days),
+        "variants": variants,
+    }
+    if not data.days:
+        reasons = ["no visitor has been exposed yet"]
+        return Report(**base, srm={}, decision=Decision("keep_running", None, reasons))
+    cumulative = data.cumulative()
+    comparison = compare(sample_of(cumulative, measures), settings)
+    weights = np.array([variant.weight for variant in experiment.variants], dtype=float)
+    srm = _srm(cumulative.visitors["n"][-1, :, 0], weights, settings, variants)
+    rows = _rows(comparison, cumulative, measures, variants, settings)
+    return Report(
+        **base,
+        srm=srm,
+        decision=decide(comparison, measures, variants, srm["flagged"], settings),
+        results=rows,
+        over_time=_over_time(comparison, cumulative, measures, variants),
+    )
+
+
+def _srm(
+    observed: np.ndarray[Any, np.dtype[np.float64]],
+    weights: np.ndarray[Any, np.dtype[np.float64]],
+    settings: Settings,
+    variants: list[str],
+) -> dict[str, Any]:
+    result = srm_test(observed, weights, threshold=settings.srm_threshold)
+    return {
+        "p_value": float(result.p_value),
+        "flagged": bool(result.flagged),
+        "threshold": settings.srm_threshold,
+        "visitors": dict(zip(variants, observed.astype(int).tolist(), strict=True)),
+        "expected_share": dict(zip(variants, (weights / weights.sum()).tolist(), strict=True)),
+    }
+
+
+def _rows(
+    comparison: Comparison,
+    data: ExperimentData,
+    measures: list[Measure],
+    variants: list[str],
+    settings: Settings,
+) -> list[Row]:
+    rows = []
+    last = -1
+    for v, variant in enumerate(variants[1:]):
+        for s, segment in enumerate(data.segments):
+            for m, measure in enumerate(measures):
+                at = (last, v, s, m)
+                rows.append(
+                    Row(
+                        metric=measure.metric,
+                        measure=measure.kind,
+                        role=measure.role,
+                        segment=segment,
+                        variant=variant,
+                        visitors=int(comparison.treatment.n[at]),
+                        control_visitors=int(comparison.control.n[(last, 0, s, m)]),
+                        control_mean=float(comparison.control.mean[(last, 0, s, m)]),
+                        mean=float(comparison.treatment.mean[at]),
+                        lift=float(comparison.lift[at]),
+                        ci_low=float(comparison.ci_low[at]),
+                        ci_high=float(comparison.ci_high[at]),
+                        p_value=float(comparison.p_value[at]),
+                        p_adjusted=float(comparison.p_adjusted[at]),
+                        chance_to_win=float(comparison.chance_to_win[at]),
+                        risk=float(comparison.risk[at]),
+                        significant=bool(comparison.p_adjusted[at] < settings.alpha),
+                    )
+                )
+    return rows
+
+
+def _over_time(
+    comparison: Comparison, data: ExperimentData, measures: list[Measure], variants: list[str]
+) -> list[dict[str, Any]]:
+    """Cumulative primary lift and interval per day, segment ``all``."""
+    primary = 0  # measures_of lists the primary conversion first
+    return [
+        {
+            "day": day,
+            "variant": variant,
+            "metric": measures[primary].metric,
+            "lift": float(comparison.lift[d, v, 0, primary]),
+            "ci_low": float(comparison.ci_low[d, v, 0, primary]),
+            "ci_high": float(comparison.ci_high[d, v, 0, primary]),
+            "p_value": float(comparison.p_value[d, v, 0, primary]),
+        }
+        for d, day in enumerate(data.days)
+        for v, variant in enumerate(variants[1:])
+    ]
+
+
+def decide(
+    comparison: Comparison,
+    measures: list[Measure],
+    variants: list[str],
+    srm_flagged: bool,
+    settings: Settings,
+) -> Decision:
+    """What to do now, from the latest cumulative results of segment ``all``."""
+    if srm_flagged:
+        return Decision(
+            "investigate",
+            None,
+            [
+                "the visitors' split between variants does not match the weights (sample "
+                "ratio mismatch): assignment, redirects or tracking lose visitors unevenly, "
+                "so no result can be trusted until that is found"
+            ],
+        )
+    control_n = float(comparison.control.n[-1, 0, 0, 0])
+    smallest = min(control_n, *comparison.treatment.n[-1, :, 0, 0].tolist())
+    if smallest < MIN_VISITORS:
+        return Decision(
+            "keep_running",
+            None,
+            [f"too few visitors yet: {int(smallest)} in the smallest arm, {MIN_VISITORS} needed"],
+        )
+    at = (-1, slice(None), 0)
+    significant = comparison.p_adjusted[at] < settings.alpha
+    lift = comparison.lift[at]
+    gain = lift * np.array([measure.better for measure in measures])  # > 0: an improvement
+    guardrails = [m for m, measure in enumerate(measures) if measure.role == "guardrail"]
+    harmed = {
+        v: [measures[m].metric for m in guardrails if significant[v, m] and gain[v, m] < 0]
+        for v in range(len(variants) - 1)
+    }
+    reasons = [
+        f"{variants[v + 1]} harms guardrail {', '.join(names)}"
+        for v, names in harmed.items()
+        if names
+    ]
+    if all(harmed.values()):
+        return Decision("stop", None, [*reasons, "every variant harms a guardrail: keep control"])
+    primary = 0
+    winners = [
+        v
+        for v in range(len(variants) - 1)
+        if significant[v, primary] and gain[v, primary] > 0 and not harmed[v]
+    ]
+    metric = measures[primary].metric
+    if winners:
+        best = max(winners, key=lambda v: gain[v, primary])
+        low, high = (
+            comparison.ci_low[-1, best, 0, primary],
+            comparison.ci_high[-1, best, 0, primary],
+        )
+        return Decision(
+            "ship",
+            variants[best + 1],
+            [
+                *reasons,
+                f"{variants[best + 1]} lifts {metric} by {lift[best, primary]:+.1%} "
+                f"(interval {low:+.1%} to {high:+.1%}, adjusted p = "
+                f"{comparison.p_adjusted[-1, best, 0, primary]:.4f} < {settings.alpha})",
+            ],
+        )
+    low, high = comparison.ci_low[at][:, primary], comparison.ci_high[at][:, primary]
+    if np.all((low > -settings.min_effect) & (high < settings.min_effect)):
+        return Decision(
+            "stop",
+            None,
+            [
+                *reasons,
+                f"no variant moves {metric} by {settings.min_effect:.0%} or more either way: "
+                "the intervals rule it out",
+            ],
+        )
+    if np.all(significant[:, primary] & (gain[:, primary] < 0)):
+        return Decision(
+            "stop", None, [*reasons, f"every variant does worse than control on {metric}"]
+        )
+    return Decision("keep_running", None, [*reasons, _days_left(comparison, settings, metric)])
+
+
+def _days_left(comparison: Comparison, settings: Settings, metric: str) -> str:
+    control = comparison.control
+    mean = float(control.mean[-1, 0, 0, 0])
+    variance = float(control.variance[-1, 0, 0, 0])
+    per_day = float(control.n[-1, 0, 0, 0]) / max(comparison.lift.shape[0], 1)
+    days = float(
+        days_to_decision(
+            settings.min_effect * abs(mean),
+            variance,
+            per_day,
+            n_so_far_per_arm=float(control.n[-1, 0, 0, 0]),
+            alpha=settings.alpha,
+        )
+    )
+    if not math.isfinite(days):
+        return f"no conclusion on {metric} yet"
+    if days == 0:
+        return (
+            f"no conclusion on {metric} yet, with enough visitors to see a "
+            f"{settings.min_effect:.0%} lift: any effect is likely smaller"
+        )
+    return (
+        f"no conclusion on {metric} yet; at the current traffic a {settings.min_effect:.0%} lift "
+        f"would be detectable in about {math.ceil(days)} more days"
+    )
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no NaN or infinity: they become null."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_finite(item) for item in value]
+    return value
