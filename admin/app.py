@@ -1,15 +1,17 @@
-"""The admin API. For now: the health of the node's parts; later issues add the rest."""
+"""The admin API: the health of the node's parts and experiment reports; the dashboard later."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 
 import redis.asyncio as redis
 import uvloop
 from aiohttp import web
 
 from admin.serving import serve_until_stopped
+from analytics import reports
+from analytics.stats.engine import Settings
 from analytics.worker import HEARTBEAT_PATTERN
 from rules.config import Config, split_host_port
 
@@ -36,10 +38,48 @@ async def health(request: web.Request) -> web.Response:
     )
 
 
+async def experiment_report(request: web.Request) -> web.Response:
+    """``GET /api/experiments/{key}/report``: JSON (or ``?format=csv``) for one experiment.
+
+    Query: ``site`` (default: the first), ``method`` (sequential, fixed), ``correction``
+    (holm, bh), ``alpha``.
+    """
+    config = request.app[CONFIG_KEY]
+    query = request.query
+    try:
+        settings = Settings(
+            alpha=float(query.get("alpha", "0.05")),
+            method=_choice(query, "method", ("sequential", "fixed")),  # type: ignore[arg-type]
+            correction=_choice(query, "correction", ("holm", "bh")),  # type: ignore[arg-type]
+        )
+        report = await reports.experiment_report(
+            request.app[REDIS_KEY],
+            config,
+            query.get("site", config.sites[0].key),
+            request.match_info["key"],
+            settings,
+        )
+    except ValueError as error:
+        return web.json_response({"error": str(error)}, status=400)
+    except reports.UnknownExperimentError as error:
+        return web.json_response({"error": str(error)}, status=404)
+    if query.get("format") == "csv":
+        return web.Response(text=reports.as_csv(report), content_type="text/csv")
+    return web.json_response(report.as_json())
+
+
+def _choice(query: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> str:
+    value = query.get(name, allowed[0])
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
+    return value
+
+
 def build_app(config: Config) -> web.Application:
     app = web.Application()
     app[CONFIG_KEY] = config
     app.router.add_get("/api/health", health)
+    app.router.add_get("/api/experiments/{key}/report", experiment_report)
     app.cleanup_ctx.append(_redis_client)
     return app
 

@@ -45,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     if command == "rebuild":
         return _rebuild(config)
+    if command == "report":
+        return _report(config, args)
     return _run_node(command, config, config_path)
 
 
@@ -67,6 +69,43 @@ def _rebuild(config: Config) -> int:
             embedded.stop()
     for site, count in counts.items():
         print(f"{site}: {count} events applied from the archive")
+    return 0
+
+
+def _report(config: Config, args: argparse.Namespace) -> int:
+    """An experiment's report in the terminal (table), or as JSON or CSV."""
+    import asyncio
+    import json
+
+    import redis.asyncio as redis
+
+    from admin.embedded_redis import EmbeddedRedis
+    from analytics.reports import UnknownExperimentError, as_csv, as_table, experiment_report
+    from analytics.stats.engine import Settings
+
+    site = args.site or config.sites[0].key
+    settings = Settings(alpha=args.alpha, method=args.method, correction=args.correction)
+    embedded = None if config.redis.url else EmbeddedRedis(config.server.data_dir)
+    url = embedded.start() if embedded is not None else config.redis.url
+
+    async def fetch() -> str:
+        client = redis.Redis.from_url(url)
+        try:
+            report = await experiment_report(client, config, site, args.experiment, settings)
+        finally:
+            await client.aclose()
+        if args.format == "json":
+            return json.dumps(report.as_json(), indent=2) + "\n"
+        return as_csv(report) if args.format == "csv" else as_table(report, args.segment)
+
+    try:
+        print(asyncio.run(fetch()), end="")
+    except UnknownExperimentError as error:
+        print(f"refract report: {error}", file=sys.stderr)
+        return 2
+    finally:
+        if embedded is not None:
+            embedded.stop()
     return 0
 
 
@@ -106,6 +145,14 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "rebuild", help="rebuild profiles and aggregates from the event archive (worker stopped)"
     )
+    report = commands.add_parser("report", help="an experiment's results and what to do next")
+    report.add_argument("experiment", help="the experiment's key")
+    report.add_argument("--site", help="the site's key (default: the first site)")
+    report.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    report.add_argument("--segment", default="all", help="rows of this segment (table only)")
+    report.add_argument("--method", choices=("sequential", "fixed"), default="sequential")
+    report.add_argument("--correction", choices=("holm", "bh"), default="holm")
+    report.add_argument("--alpha", type=float, default=0.05)
     return parser
 
 

@@ -1,0 +1,116 @@
+"""Reports end to end: events through the worker, then `refract report` and the admin API."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.asyncio as redis
+from aiohttp.test_utils import TestClient, TestServer
+
+from admin.app import build_app
+from analytics.reports import experiment_report
+from analytics.stats.engine import Settings
+from rules.config import Config, load_config
+from tests.conftest import clean_redis
+from tests.test_worker import RULES, SITE, drain, exposure, pageview, send
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+T0 = 1_780_000_000.0
+VISITORS = 4000
+
+
+@pytest.fixture
+async def filled(redis_url: str, tmp_path: Path) -> Path:
+    """Aggregates of 4,000 visitors: control converts 10 %, bold 15 %; the config to read them."""
+    await clean_redis(redis_url)
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "rules.toml").write_text(RULES)
+    client = redis.Redis.from_url(redis_url)
+    sent = []
+    for index in range(VISITORS):
+        visitor, variant = f"{index:032x}", ("control", "bold")[index % 2]
+        sent += [pageview(visitor, T0 + index), exposure(visitor, variant, T0 + index + 1)]
+        if (index // 2) % 20 < (2 if variant == "control" else 3):
+            sent.append(pageview(visitor, T0 + index + 2, "/thanks"))
+    await send(client, *sent)
+    await drain(client, rules)
+    await client.aclose()
+    config = tmp_path / "refract.toml"
+    config.write_text(
+        f'[redis]\nurl = "{redis_url}"\n[rules]\ndirectory = "{rules}"\n'
+        f'[[sites]]\nhost = "*"\nid = "{SITE}"\norigin = "http://127.0.0.1:9"\n'
+    )
+    return config
+
+
+async def test_the_report_of_aggregated_events_ships_the_better_variant(
+    filled: Path, redis_url: str
+) -> None:
+    client = redis.Redis.from_url(redis_url)
+    report = await experiment_report(
+        client, load_config(filled), SITE, "hero", Settings(method="fixed")
+    )
+    await client.aclose()
+    assert report.srm["visitors"] == {"control": 2000, "bold": 2000}
+    assert (report.decision.action, report.decision.variant) == ("ship", "bold")
+    [demo] = [r for r in report.results if r.segment == "all" and r.measure == "conversion"
+              and r.metric == "demo"]  # fmt: skip
+    assert (demo.control_mean, demo.mean) == pytest.approx((0.10, 0.15))
+
+
+def refract(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "admin.cli", "--config", str(config), "report", *args],
+        capture_output=True, text=True, cwd=REPOSITORY, timeout=60,
+    )  # fmt: skip
+
+
+def test_refract_report_prints_the_decision_and_a_table(filled: Path) -> None:
+    result = refract(filled, "hero", "--method", "fixed")
+    assert result.returncode == 0, result.stderr
+    assert "Decision: ship bold" in result.stdout
+    assert "demo (primary)" in result.stdout
+
+
+def test_refract_report_gives_json_and_csv(filled: Path) -> None:
+    document = json.loads(refract(filled, "hero", "--format", "json").stdout)
+    assert document["variants"] == ["control", "bold"]
+    header = refract(filled, "hero", "--format", "csv").stdout.splitlines()[0]
+    assert header.startswith("metric,measure,role,segment,variant")
+
+
+def test_refract_report_names_the_experiments_it_knows(filled: Path) -> None:
+    result = refract(filled, "nope")
+    assert result.returncode == 2
+    assert 'no experiment "nope" in the rules (known: hero)' in result.stderr
+
+
+@pytest.fixture
+async def admin(filled: Path, aiohttp_client: Any) -> TestClient[Any, Any]:
+    config: Config = load_config(filled)
+    client: TestClient[Any, Any] = await aiohttp_client(TestServer(build_app(config)))
+    return client
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("/api/experiments/hero/report", 200),
+        ("/api/experiments/hero/report?method=fixed&correction=bh", 200),
+        ("/api/experiments/nope/report", 404),
+        ("/api/experiments/hero/report?method=magic", 400),
+    ],
+)
+async def test_the_admin_api_serves_reports(
+    admin: TestClient[Any, Any], path: str, status: int
+) -> None:
+    response = await admin.get(path)
+    assert response.status == status
+    body = await response.json()
+    assert ("decision" in body) if status == 200 else ("error" in body)
