@@ -51,8 +51,9 @@ end
 
 local function outcome(op)
   -- a conversion of an exposed visitor: per-visitor totals move the sufficient statistics
+  -- op[9]: the metric's per-visitor revenue cap, 0 for none (capped values enter the sums)
   local xkey, field, agg, prefixes = op[2], op[3], op[4], op[5]
-  local add_c, add_r, y = op[6], op[7], op[8]
+  local add_c, add_r, y, cap = op[6], op[7], op[8], op[9]
   local old_c = tonumber(redis.call('HGET', xkey, field .. '|c')) or 0
   local old_r = tonumber(redis.call('HGET', xkey, field .. '|r')) or 0
   redis.call('HINCRBY', xkey, field .. '|c', add_c)
@@ -60,16 +61,20 @@ local function outcome(op)
     redis.call('HINCRBYFLOAT', xkey, field .. '|r', num(add_r))
   end
   local new_r = old_r + add_r
+  if cap > 0 then
+    old_r, new_r = math.min(old_r, cap), math.min(new_r, cap)
+  end
+  local delta = new_r - old_r
   for _, prefix in ipairs(prefixes) do
     redis.call('HINCRBY', agg, prefix .. '|count', add_c)
     if old_c == 0 and add_c > 0 then
       redis.call('HINCRBY', agg, prefix .. '|conv', 1)
       redis.call('HINCRBYFLOAT', agg, prefix .. '|conv_y', num(y))
     end
-    if add_r ~= 0 then
-      redis.call('HINCRBYFLOAT', agg, prefix .. '|rev', num(add_r))
+    if delta ~= 0 then
+      redis.call('HINCRBYFLOAT', agg, prefix .. '|rev', num(delta))
       redis.call('HINCRBYFLOAT', agg, prefix .. '|rev2', num(new_r * new_r - old_r * old_r))
-      redis.call('HINCRBYFLOAT', agg, prefix .. '|rev_y', num(add_r * y))
+      redis.call('HINCRBYFLOAT', agg, prefix .. '|rev_y', num(delta * y))
     end
   end
 end

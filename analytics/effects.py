@@ -215,6 +215,7 @@ class Effects:
                     count,
                     revenue,
                     first.covariate,
+                    self.rules.metrics[metric].cap or 0,
                 ]
             )
         return ops

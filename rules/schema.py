@@ -178,6 +178,12 @@ class Metric(Table):
     window_days: int = Field(
         default=14, ge=1, le=90, description="days after first exposure a conversion counts"
     )
+    cap: float | None = Field(
+        default=None,
+        gt=0,
+        description="a visitor's revenue above this counts as this, so one outlier cannot "
+        "decide a test (capping); none: no cap",
+    )
     better: Literal["higher", "lower"] = Field(
         default="higher",
         description='"higher" when more conversions are good (sign-ups), "lower" when fewer are '

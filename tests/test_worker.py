@@ -235,6 +235,26 @@ async def test_exposed_visitors_whose_browser_ran_the_beacon_are_counted_apart(
     assert stats.get("2026-05-28|bold|visitor=new|n_js", 0) == verified
 
 
+async def test_revenue_above_the_metric_cap_counts_as_the_cap(
+    client: redis.Redis, rules_dir: Path
+) -> None:
+    rules = (rules_dir / "rules.toml").read_text()
+    (rules_dir / "rules.toml").write_text(
+        rules.replace("window_days = 7", "window_days = 7\ncap = 150.0")
+    )
+    await send(
+        client,
+        exposure("v1", "bold", T0),
+        pageview("v1", T0 + 1, "/thanks"),
+        pageview("v1", T0 + 2, "/thanks"),  # 200 in all: 150 counts
+    )
+    await drain(client, rules_dir)
+    stats = await aggregates(client)
+    assert stats["2026-05-28|bold|all|demo|rev"] == 150.0
+    assert stats["2026-05-28|bold|all|demo|rev2"] == 150.0**2
+    assert stats["2026-05-28|bold|all|demo|count"] == 2
+
+
 async def test_a_second_exposure_does_not_count_the_visitor_twice(
     client: redis.Redis, rules_dir: Path
 ) -> None:
