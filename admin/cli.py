@@ -54,19 +54,15 @@ def _rebuild(config: Config) -> int:
     """Profiles and aggregates of every site made again from the archive (worker stopped)."""
     import asyncio
 
-    from admin.embedded_redis import EmbeddedRedis
+    from admin.embedded_redis import redis_url
     from analytics.rebuild import WorkerRunningError, rebuild_all
 
-    embedded = None if config.redis.url else EmbeddedRedis(config.server.data_dir)
-    url = embedded.start() if embedded is not None else config.redis.url
     try:
-        counts = asyncio.run(rebuild_all(config, url))
+        with redis_url(config.redis.url, config.server.data_dir) as url:
+            counts = asyncio.run(rebuild_all(config, url))
     except WorkerRunningError as error:
         print(f"refract rebuild: {error}", file=sys.stderr)
         return 1
-    finally:
-        if embedded is not None:
-            embedded.stop()
     for site, count in counts.items():
         print(f"{site}: {count} events applied from the archive")
     return 0
@@ -79,16 +75,14 @@ def _report(config: Config, args: argparse.Namespace) -> int:
 
     import redis.asyncio as redis
 
-    from admin.embedded_redis import EmbeddedRedis
+    from admin.embedded_redis import redis_url
     from analytics.reports import UnknownExperimentError, as_csv, as_table, experiment_report
     from analytics.stats.engine import Settings
 
     site = args.site or config.sites[0].key
     settings = Settings(alpha=args.alpha, method=args.method, correction=args.correction)
-    embedded = None if config.redis.url else EmbeddedRedis(config.server.data_dir)
-    url = embedded.start() if embedded is not None else config.redis.url
 
-    async def fetch() -> str:
+    async def fetch(url: str) -> str:
         client = redis.Redis.from_url(url)
         try:
             report = await experiment_report(client, config, site, args.experiment, settings)
@@ -99,13 +93,11 @@ def _report(config: Config, args: argparse.Namespace) -> int:
         return as_csv(report) if args.format == "csv" else as_table(report, args.segment)
 
     try:
-        print(asyncio.run(fetch()), end="")
+        with redis_url(config.redis.url, config.server.data_dir) as url:
+            print(asyncio.run(fetch(url)), end="")
     except UnknownExperimentError as error:
         print(f"refract report: {error}", file=sys.stderr)
         return 2
-    finally:
-        if embedded is not None:
-            embedded.stop()
     return 0
 
 

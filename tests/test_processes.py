@@ -32,12 +32,14 @@ def config_text(port: int, origin: str, workers: int = 1, extra: str = "") -> st
     )
 
 
-def refract(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def refract(
+    *args: str, env: dict[str, str] | None = None, cwd: Path = REPOSITORY
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "admin.cli", *args],
         capture_output=True,
         text=True,
-        cwd=REPOSITORY,
+        cwd=cwd,
         env={**os.environ, **(env or {})},
         timeout=60,
     )
@@ -204,7 +206,11 @@ async def eventually(
 
 
 async def status_of(url: str) -> int:
-    return (await get(url))[0]
+    """The status, or 0 while nothing listens yet."""
+    try:
+        return (await get(url))[0]
+    except aiohttp.ClientConnectionError:
+        return 0
 
 
 async def body_of(url: str) -> bytes:
@@ -235,7 +241,9 @@ async def test_demo_serves_the_demo_site_through_refract_on_embedded_redis(tmp_p
         assert b'id="pricing-plans"' in pricing
         _, pdf = await get(f"http://127.0.0.1:{port}/assets/whitepaper.pdf")
         assert pdf.startswith(b"%PDF-")
-        _, health = await get(f"http://127.0.0.1:{admin_port}/api/health")
+        admin = f"http://127.0.0.1:{admin_port}/api/health"
+        assert await eventually(lambda: status_of(admin), 200)  # the admin starts on its own
+        _, health = await get(admin)
         assert b'"redis": "ok"' in health
         socket_path = tmp_path / ".refract" / "redis" / "redis.sock"
         assert socket_path.exists()
@@ -269,5 +277,11 @@ async def test_demo_visits_reach_profiles_aggregates_and_the_archive(tmp_path: P
             assert [f for f in cta if f.endswith(b"|all|primary_cta_click|conv")]
         finally:
             await client.aclose()
+        # a one-off command beside the running node uses the node's embedded Redis
+        report = refract(
+            "--config", str(path), "report", "cta-copy", "--format", "json", cwd=tmp_path
+        )
+        assert report.returncode == 0, report.stderr
+        assert json.loads(report.stdout)["experiment"] == "cta-copy"
     archived = list(Archive(tmp_path / ".refract" / "archive").read("demo"))
     assert {e["type"] for e in archived} >= {"pageview", "exposure", "click"}
