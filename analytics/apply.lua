@@ -67,6 +67,8 @@ local function outcome(op)
   local delta = new_r - old_r
   for _, prefix in ipairs(prefixes) do
     redis.call('HINCRBY', agg, prefix .. '|count', add_c)
+    redis.call('HINCRBY', agg, prefix .. '|count2', (old_c + add_c) * (old_c + add_c) - old_c * old_c)
+    redis.call('HINCRBYFLOAT', agg, prefix .. '|count_y', num(add_c * y))
     if old_c == 0 and add_c > 0 then
       redis.call('HINCRBY', agg, prefix .. '|conv', 1)
       redis.call('HINCRBYFLOAT', agg, prefix .. '|conv_y', num(y))

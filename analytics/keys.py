@@ -15,8 +15,9 @@
 Fields of an experiment's aggregates are ``day|variant|segment|stat`` for exposure counts
 (``n``, ``n_js``: those whose browser ran the beacon, so not a JavaScript-less bot, and the
 covariate's ``y``, ``y2``) and ``day|variant|segment|metric|stat`` for outcomes
-(``count``, ``conv``, ``conv_y``, ``rev``, ``rev2``, ``rev_y``); ``day`` is the UTC day of the
-visitor's first exposure, ``segment`` one of ``all``, ``device=...``, ``visitor=new|returning``.
+(``count``, ``count2``, ``count_y``, ``conv``, ``conv_y``, ``rev``, ``rev2``, ``rev_y``);
+``day`` is the UTC day of the visitor's first exposure, ``segment`` one of ``all``,
+``device=...``, ``visitor=new|returning``.
 """
 
 from __future__ import annotations

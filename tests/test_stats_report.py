@@ -53,6 +53,8 @@ def data(
         visitors={"n": n, "n_js": n, "y": zeros, "y2": zeros},
         outcomes={
             "count": conv,
+            "count2": conv,  # one conversion per converter
+            "count_y": np.zeros_like(conv),
             "conv": conv,
             "conv_y": np.zeros_like(conv),
             "rev": rev,
@@ -106,7 +108,12 @@ def test_the_decision_and_its_reason(
 def test_rows_give_each_measure_of_each_metric_with_lift_and_interval() -> None:
     report = build(EXPERIMENT, METRICS, data((10_000, 10_000), (1_000, 1_300)), FIXED)
     rows = {(row.metric, row.measure): row for row in report.results}
-    assert set(rows) == {("demo", "conversion"), ("demo", "revenue"), ("errors", "conversion")}
+    assert set(rows) == {
+        ("demo", "conversion"),
+        ("demo", "revenue"),
+        ("errors", "conversion"),
+        ("errors", "count"),  # an event can happen many times per visitor
+    }
     demo = rows["demo", "conversion"]
     assert (demo.control_mean, demo.mean) == pytest.approx((0.10, 0.13))
     assert demo.lift == pytest.approx(0.3)
@@ -147,3 +154,10 @@ def test_the_json_report_has_no_nan() -> None:
     report = build(EXPERIMENT, METRICS, data((50, 50), (0, 0)), FIXED)
     text = json.dumps(report.as_json(), allow_nan=False)
     assert '"decision"' in text
+
+
+def test_a_sceptical_prior_lowers_the_chance_to_beat_control() -> None:
+    sample = data((1_000, 1_000), (100, 120))
+    flat = build(EXPERIMENT, METRICS, sample, FIXED).results[0]
+    sceptical = build(EXPERIMENT, METRICS, sample, Settings(method="fixed", prior_sd=0.05))
+    assert 0.5 < sceptical.results[0].chance_to_win < flat.chance_to_win

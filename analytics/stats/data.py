@@ -19,7 +19,7 @@ from analytics import keys
 
 Array = NDArray[np.float64]
 VISITOR_STATS = ("n", "n_js", "y", "y2")
-OUTCOME_STATS = ("count", "conv", "conv_y", "rev", "rev2", "rev_y")
+OUTCOME_STATS = ("count", "count2", "count_y", "conv", "conv_y", "rev", "rev2", "rev_y")
 
 
 @dataclass(frozen=True)

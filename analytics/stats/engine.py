@@ -8,7 +8,8 @@ experiment's report, or experiments for many. Variant 0 is the control. Steps:
 2. relative lift of each variant, with the always-valid confidence sequence (default) or the
    fixed-horizon Welch interval, and its p-value;
 3. Holm or Benjamini-Hochberg across variants and measures, per batch and segment;
-4. the Bayesian view of the same estimate: chance to beat control and expected loss.
+4. the Bayesian view of the same estimate (with a normal prior on the lift, flat by default):
+   chance to beat control and expected loss.
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ class Settings:
     srm_threshold: float = 0.001
     planned_visitors: int = 10_000  # both arms; tunes the confidence sequence
     min_effect: float = 0.02  # relative lifts smaller than this do not matter to the business
+    # Bayesian view: a normal prior on the relative lift; an infinite sd is the flat prior.
+    prior_mean: float = 0.0
+    prior_sd: float = float("inf")
 
 
 @dataclass(frozen=True)
@@ -105,7 +109,11 @@ def compare(sample: Sample, settings: Settings) -> Comparison:
         test = frequentist.welch_test(control, treatment, alpha=settings.alpha, relative=True)
         estimate, stderr = test.estimate, test.stderr
         p_value, low, high = test.p_value, test.ci_low, test.ci_high
-    posterior = bayesian.NormalPosterior(estimate, stderr)
+    posterior = bayesian.normal_prior_update(
+        bayesian.NormalPosterior(estimate, stderr),
+        prior_mean=settings.prior_mean,
+        prior_variance=settings.prior_sd**2,
+    )
     return Comparison(
         control=control,
         treatment=treatment,

@@ -1,7 +1,8 @@
 """An experiment's report: results per variant, metric and segment, over time, and a decision.
 
 Each metric of the experiment is measured as its conversion rate (converting visitors per
-exposed visitor) and, when the metric has a value, as revenue per visitor. The decision reads
+exposed visitor), as conversions per visitor when it can happen many times (clicks, custom
+events), and as revenue per visitor when it has a value. The decision reads
 the latest cumulative results of segment ``all``:
 
 - investigate: a sample-ratio mismatch (the split is not what the weights say), which makes
@@ -27,12 +28,19 @@ from analytics.stats.srm import srm_test
 from rules.schema import Experiment, Metric
 
 MIN_VISITORS = 100  # per arm, before any conclusion
+REPEATABLE = frozenset({"click", "event"})  # a visitor may do these many times: count them too
+# Per measure, the aggregate fields of Σx, Σx² and Σxy (x·covariate) for each visitor's x.
+_SUMS = {
+    "conversion": ("conv", "conv", "conv_y"),  # x is 0 or 1, so x² = x
+    "count": ("count", "count2", "count_y"),
+    "revenue": ("rev", "rev2", "rev_y"),
+}
 
 
 @dataclass(frozen=True)
 class Measure:
     metric: str
-    kind: str  # "conversion" or "revenue"
+    kind: str  # "conversion", "count" or "revenue"
     role: str  # "primary", "secondary" or "guardrail"
     better: int = 1  # +1 when higher is better, -1 when lower is
 
@@ -90,29 +98,33 @@ def measures_of(experiment: Experiment, metrics: dict[str, Metric]) -> list[Meas
     roles += [(name, "secondary") for name in experiment.secondary_metrics]
     roles += [(name, "guardrail") for name in experiment.guardrail_metrics]
     for name, role in roles:
-        better = 1 if metrics[name].better == "higher" else -1
+        metric = metrics[name]
+        better = 1 if metric.better == "higher" else -1
         found.append(Measure(name, "conversion", role, better))
-        if metrics[name].value > 0:
+        if metric.kind in REPEATABLE:
+            found.append(Measure(name, "count", role, better))
+        if metric.value > 0:
             found.append(Measure(name, "revenue", role, better))
     return found
 
 
 def sample_of(data: ExperimentData, measures: list[Measure]) -> Sample:
-    """Per-visitor sums of each measure: a conversion is 0/1, revenue the visitor's total."""
-    index = [data.metrics.index(measure.metric) for measure in measures]
-    revenue = np.array([measure.kind == "revenue" for measure in measures])
-    outcomes = data.outcomes
+    """Per-visitor sums of each measure, stacked along the last axis."""
 
-    def pick(conversion: str, money: str) -> np.ndarray[Any, np.dtype[np.float64]]:
-        return np.where(revenue, outcomes[money][..., index], outcomes[conversion][..., index])
+    def stacked(position: int) -> np.ndarray[Any, np.dtype[np.float64]]:
+        columns = [
+            data.outcomes[_SUMS[measure.kind][position]][..., data.metrics.index(measure.metric)]
+            for measure in measures
+        ]
+        return np.stack(columns, axis=-1)
 
     return Sample(
         n=data.visitors["n"],
-        x=pick("conv", "rev"),
-        x2=pick("conv", "rev2"),
+        x=stacked(0),
+        x2=stacked(1),
         y=data.visitors["y"],
         y2=data.visitors["y2"],
-        xy=pick("conv_y", "rev_y"),
+        xy=stacked(2),
     )
 
 
