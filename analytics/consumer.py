@@ -114,24 +114,25 @@ class SiteConsumer:
         events, dead = _decode_all(entries)
         applied, failed = await self.apply(events)
         dead += failed
+        raw = {entry_id: fields.get(EVENT_FIELD, b"") for entry_id, fields in entries}
         if self.archive is not None and applied:
-            await asyncio.to_thread(self.archive.append, applied)
+            await _archive(self.archive, applied)
         async with self.client.pipeline(transaction=False) as pipe:
-            for entry_id, raw, reason in dead:
+            for entry_id, reason in dead:
                 pipe.xadd(
                     dead_letter_key(self.site),
-                    {"entry": entry_id, "reason": reason, "data": raw},
+                    {"entry": entry_id, "reason": reason, "data": raw[entry_id]},
                     maxlen=DEAD_LETTER_MAXLEN,
                     approximate=True,
                 )
             pipe.xack(self.stream, keys.GROUP, *[entry_id for entry_id, _ in entries])
             await pipe.execute()
         if dead:
-            log.warning("%d events dead-lettered, e.g. %s", len(dead), dead[0][2])
+            log.warning("%d events dead-lettered, e.g. %s", len(dead), dead[0][1])
 
     async def apply(
         self, events: Sequence[tuple[bytes, Event]]
-    ) -> tuple[list[Event], list[tuple[bytes, bytes, str]]]:
+    ) -> tuple[list[Event], list[tuple[bytes, str]]]:
         """Apply events' effects (each at most once); the applied ones, and those that failed."""
         visitors = await self._visitor_states(events)
         return await self._apply_all(self.effects(), events, visitors)
@@ -171,29 +172,31 @@ class SiteConsumer:
         effects: Effects,
         events: Sequence[tuple[bytes, Event]],
         visitors: dict[str, VisitorState],
-    ) -> tuple[list[Event], list[tuple[bytes, bytes, str]]]:
+    ) -> tuple[list[Event], list[tuple[bytes, str]]]:
         """One script call for the batch; if it fails, one per event to find the culprit."""
         lifetimes: dict[str, int] = {}
-        items = [
-            [
-                keys.done(self.site, int(event["time"] // 3600)),
-                event["id"],
-                effects.of(event, visitors.get(event["visitor"]), lifetimes),
-            ]
-            for _, event in events
-        ]
+        items, ready, failed = [], [], []
+        for entry_id, event in events:
+            try:
+                operations = effects.of(event, visitors.get(event["visitor"]), lifetimes)
+            except (KeyError, TypeError, ValueError) as error:  # a valid shape, odd content
+                failed.append((entry_id, f"effects: {error!r}"))
+                continue
+            done = keys.done(self.site, int(event["time"] // 3600))
+            items.append([done, event["id"], operations])
+            ready.append((entry_id, event))
         try:
             await self._run(items, lifetimes)
-            return [event for _, event in events], []
+            return [event for _, event in ready], failed
         except redis.ResponseError:
             pass
-        applied, failed = [], []
-        for (entry_id, event), item in zip(events, items, strict=True):
+        applied = []
+        for (entry_id, event), item in zip(ready, items, strict=True):
             try:
                 await self._run([item], lifetimes)
                 applied.append(event)
             except redis.ResponseError as error:
-                failed.append((entry_id, _raw(event), f"apply: {error}"))
+                failed.append((entry_id, f"apply: {error}"))
         return applied, failed
 
     async def _run(self, items: list[list[Any]], lifetimes: dict[str, int]) -> None:
@@ -204,21 +207,25 @@ class SiteConsumer:
             )
 
 
+async def _archive(archive: Archive, applied: list[Event]) -> None:
+    """Archive what was applied; a disk error retries the batch (OSError goes up)."""
+    try:
+        await asyncio.to_thread(archive.append, applied)
+    except ValueError as error:  # events Parquet cannot hold as they are: say so, go on
+        log.error("%d events not archived: %s", len(applied), error)
+
+
 def _decode_all(
     entries: Sequence[Entry],
-) -> tuple[list[tuple[bytes, Event]], list[tuple[bytes, bytes, str]]]:
+) -> tuple[list[tuple[bytes, Event]], list[tuple[bytes, str]]]:
     events, dead = [], []
     for entry_id, fields in entries:
         raw = fields.get(EVENT_FIELD, b"")
         try:
             events.append((entry_id, decode(raw)))
         except InvalidEvent as error:
-            dead.append((entry_id, raw, str(error)))
+            dead.append((entry_id, str(error)))
     return events, dead
-
-
-def _raw(event: Event) -> bytes:
-    return json.dumps(event, default=str).encode()
 
 
 def _text(value: Any) -> str:

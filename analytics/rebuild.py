@@ -45,7 +45,7 @@ async def rebuild(
     for batch in _batches(archive.read(site)):
         done, failed = await consumer.apply([(event["id"].encode(), event) for event in batch])
         applied += len(done)
-        for _, _, reason in failed:
+        for _, reason in failed:
             log.warning("event not applied: %s", reason)
     return applied
 

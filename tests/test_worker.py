@@ -289,6 +289,7 @@ async def test_custom_events_convert_with_the_value_they_report(
         (b"\xc1not msgpack", "not msgpack"),
         (events.encode({"id": "x"}), "type: missing"),
         (events.encode({**exposure("v1", "bold", T0), "schema": 99}), "schema: version 99"),
+        (events.encode({**pageview("v2", T0), "tags": 5}), "effects: TypeError"),
     ],
 )
 async def test_poison_entries_go_to_the_dead_letter_stream_with_the_reason(
