@@ -233,7 +233,8 @@ def _text(value: Any) -> str:
 
 
 async def consume(consumer: SiteConsumer, stop: asyncio.Event) -> None:
-    """Rounds until ``stop``; Redis errors pause and retry, they never end the worker."""
+    """Rounds until ``stop``; errors pause and retry, they never end the worker (nor lose a
+    batch: it stays pending until it is processed)."""
     await consumer.ensure_group()
     failures = 0
     while not stop.is_set():
@@ -248,3 +249,7 @@ async def consume(consumer: SiteConsumer, stop: asyncio.Event) -> None:
             await asyncio.sleep(min(0.1 * 2**failures, 2.0))
             if isinstance(error, redis.ResponseError) and "NOGROUP" in str(error):
                 await consumer.ensure_group()  # the stream was deleted (or Redis lost it)
+        except Exception:  # a bug of ours: keep the batch pending, say so loudly, try again
+            consumer.reread_backlog()
+            log.exception("stream %s: batch failed; retrying in 5 s", consumer.stream)
+            await asyncio.sleep(5.0)
