@@ -47,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
         return _rebuild(config)
     if command == "report":
         return _report(config, args)
+    if command == "geo":
+        return _geo_import(config, args.files)
     return _run_node(command, config, config_path)
 
 
@@ -65,6 +67,29 @@ def _rebuild(config: Config) -> int:
         return 1
     for site, count in counts.items():
         print(f"{site}: {count} events applied from the archive")
+    return 0
+
+
+def _geo_import(config: Config, files: list[str]) -> int:
+    """IP ranges to network owners, from ip-location-db CSV files or one .mmdb file."""
+    from rules.network_import import NetworkImportError, import_csv, import_mmdb
+    from rules.networks import table_path
+
+    try:
+        mmdb = [name for name in files if name.endswith(".mmdb")]
+        table = import_mmdb(mmdb[0]) if mmdb and len(files) == 1 else import_csv(*files)
+    except (NetworkImportError, OSError) as error:
+        print(f"refract geo import: {error}", file=sys.stderr)
+        return 2
+    path = table_path(config.server.data_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table.save(path)
+    stats = table.stats()
+    print(
+        f"{path}: {stats.ipv4_ranges:,} IPv4 and {stats.ipv6_ranges:,} IPv6 ranges, "
+        f"{stats.organisations:,} organisations; proxies use it from their next start or "
+        "reload (SIGHUP)"
+    )
     return 0
 
 
@@ -137,6 +162,12 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "rebuild", help="rebuild profiles and aggregates from the event archive (worker stopped)"
     )
+    geo = commands.add_parser("geo", help="IP address data: `refract geo import FILE...`")
+    geo_commands = geo.add_subparsers(dest="geo_command", required=True, metavar="COMMAND")
+    geo_import = geo_commands.add_parser(
+        "import", help="network owners from ip-location-db ASN CSV (.csv, .csv.gz) or a .mmdb"
+    )
+    geo_import.add_argument("files", nargs="+", help="asn-ipv4.csv asn-ipv6.csv, or one .mmdb")
     report = commands.add_parser("report", help="an experiment's results and what to do next")
     report.add_argument("experiment", help="the experiment's key")
     report.add_argument("--site", help="the site's key (default: the first site)")

@@ -136,6 +136,12 @@ class Effects:
                 ops.append(["setnx", key, "first_utm_source", utm["source"]])
             if event.get("referrer"):
                 ops.append(["setnx", key, "first_referrer", event["referrer"]])
+            if network := event.get("network"):
+                ops += [
+                    ["set", key, "org", network["org"]],
+                    ["set", key, "org_kind", network["kind"]],
+                    ["set", key, "asn", network["asn"]],
+                ]
         elif kind == "engage":
             ops.append(["incr", key, "engaged_ms", int(event["ms"])])
         elif kind == "scroll":

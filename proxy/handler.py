@@ -399,6 +399,7 @@ def _record_pageview(call: Call, identity: Identity) -> bool:
                 origin_ms=call.exchange.upstream_ms or 0.0,
                 device=device_of(user_agent),
                 new_session=identity.new_session,
+                network=call.state.networks.lookup(call.view.ip),
             )
         )
     except Exception as error:  # logging must never cost the visitor their page

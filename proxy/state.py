@@ -20,6 +20,7 @@ from proxy.rewriter import PageRewriter
 from proxy.sites import Site, SiteRouter
 from rules.config import Config
 from rules.decisions import CompiledRules
+from rules.networks import NetworkTable, load_table
 from rules.ruleset import EMPTY, RuleSet, load_rules
 
 
@@ -57,6 +58,7 @@ class ProxyState:
     cache: RewriteCache
     origin_cache: OriginCache
     bots: BotDetector
+    networks: NetworkTable
     visitor_rate: RateLimiter
     ip_rate: RateLimiter
 
@@ -78,6 +80,7 @@ class ProxyState:
             cache=RewriteCache(config.server.rewrite_cache),
             origin_cache=OriginCache(config.server.origin_cache),
             bots=BotDetector(),
+            networks=load_table(config.server.data_dir),
             visitor_rate=RateLimiter(config.events.visitor_rate),
             ip_rate=RateLimiter(config.events.ip_rate),
         )

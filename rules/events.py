@@ -22,6 +22,8 @@ import mmh3
 import msgpack
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
+from rules.networks import Network
+
 SCHEMA_VERSION = 1
 EVENT_FIELD = b"e"  # the one field of a stream entry: the msgpack-encoded event
 CLOCK_SKEW_S = 24 * 3600
@@ -220,7 +222,9 @@ def pageview(
     origin_ms: float,
     device: str,
     new_session: bool,
+    network: Network | None = None,
 ) -> Event:
+    """A page served; ``network`` is who owns the visitor's address (never the address)."""
     return _event(
         "pageview",
         site,
@@ -235,7 +239,12 @@ def pageview(
         origin_ms=round(origin_ms, 2),
         device=device,
         new_session=new_session,
+        **({"network": _network_fields(network)} if network is not None else {}),
     )
+
+
+def _network_fields(network: Network) -> dict[str, Any]:
+    return {"asn": network.asn, "org": network.org, "kind": network.kind}
 
 
 def exposure(

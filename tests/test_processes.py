@@ -19,10 +19,12 @@ from aiohttp.test_utils import TestServer
 
 from analytics import keys
 from analytics.archive import Archive
+from rules.networks import load_table
 from tests.conftest import BROWSER, free_port
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 STARTUP_S = 20
+SAMPLE = REPOSITORY / "tests" / "data" / "asn-sample.csv"
 
 
 def config_text(port: int, origin: str, workers: int = 1, extra: str = "") -> str:
@@ -285,3 +287,24 @@ async def test_demo_visits_reach_profiles_aggregates_and_the_archive(tmp_path: P
         assert json.loads(report.stdout)["experiment"] == "cta-copy"
     archived = list(Archive(tmp_path / ".refract" / "archive").read("demo"))
     assert {e["type"] for e in archived} >= {"pageview", "exposure", "click"}
+
+
+def test_geo_import_saves_the_network_table_where_proxies_find_it(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(
+        config_text(8080, "http://127.0.0.1:9", extra=f'data_dir = "{tmp_path / "data"}"')
+    )
+    result = refract("--config", str(path), "geo", "import", str(SAMPLE))
+    assert result.returncode == 0, result.stderr
+    assert "133 IPv4 and 76 IPv6 ranges" in result.stdout
+    assert load_table(tmp_path / "data").lookup("13.108.0.5") is not None
+
+
+def test_geo_import_names_the_bad_line(tmp_path: Path) -> None:
+    bad = tmp_path / "asn.csv"
+    bad.write_text("1.1.1.0,1.1.1.255,13335,Cloudflare\nnot,a,range\n")
+    path = tmp_path / "config.toml"
+    path.write_text(config_text(8080, "http://127.0.0.1:9"))
+    result = refract("--config", str(path), "geo", "import", str(bad))
+    assert result.returncode == 2
+    assert f"{bad}:2:" in result.stderr

@@ -157,6 +157,21 @@ async def test_pageviews_build_the_visitor_profile(client: redis.Redis, rules_di
     assert await client.lrange(keys.pages(SITE, "v1"), 0, -1) == [b"/", b"/pricing", b"/"]
 
 
+async def test_the_profile_keeps_the_visitor_network_owner(
+    client: redis.Redis, rules_dir: Path
+) -> None:
+    view = pageview("v1", T0)
+    view["network"] = {"asn": 14340, "org": "Salesforce.com, Inc.", "kind": "business"}
+    await send(client, view)
+    await drain(client, rules_dir)
+    profile = await client.hgetall(keys.profile(SITE, "v1"))
+    assert (profile[b"org"], profile[b"org_kind"], profile[b"asn"]) == (
+        b"Salesforce.com, Inc.",
+        b"business",
+        b"14340",
+    )
+
+
 async def test_a_conversion_after_exposure_counts_for_the_variant(
     client: redis.Redis, rules_dir: Path
 ) -> None:
