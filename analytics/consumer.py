@@ -12,7 +12,8 @@ in four steps:
    redelivered after a crash changes nothing the second time (exactly-once effect). Should
    the batch fail, its events are applied one by one and the failing one dead-lettered;
 4. archive the events, then XACK them. A crash before the ack redelivers the batch: the
-   aggregates ignore it (step 3) and the archive's readers drop duplicate ids.
+   aggregates ignore it (step 3) and the archive's readers drop duplicate ids;
+5. refresh the segments of the batch's visitors (analytics/segments.py) for the proxy.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import redis.asyncio as redis
 from analytics import keys
 from analytics.archive import Archive
 from analytics.effects import Effects, FirstExposure, VisitorState
+from analytics.segments import SegmentRefresher
 from rules.events import EVENT_FIELD, Event, InvalidEvent, dead_letter_key, decode, stream_key
 
 log = logging.getLogger("refract.worker")
@@ -53,6 +55,7 @@ class SiteConsumer:
         archive: Archive | None,
         claim_idle_ms: int = CLAIM_IDLE_MS,
         block_ms: int = BLOCK_MS,
+        segments: SegmentRefresher | None = None,
     ) -> None:
         self.client = client
         self.site = site
@@ -61,6 +64,7 @@ class SiteConsumer:
         self.archive = archive
         self.claim_idle_ms = claim_idle_ms
         self.block_ms = block_ms  # how long a read waits for new entries
+        self.segments = segments
         self.stream = stream_key(site, shard)
         self._apply = client.register_script(_APPLY)
         self._claim_from = "0-0"
@@ -129,6 +133,8 @@ class SiteConsumer:
             await pipe.execute()
         if dead:
             log.warning("%d events dead-lettered, e.g. %s", len(dead), dead[0][1])
+        if self.segments is not None:
+            await self.segments.refresh(event["visitor"] for event in applied)
 
     async def apply(
         self, events: Sequence[tuple[bytes, Event]]

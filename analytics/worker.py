@@ -28,6 +28,7 @@ from analytics.archive import Archive
 from analytics.consumer import SiteConsumer, consume
 from analytics.effects import Effects
 from analytics.leases import ShardLeases
+from analytics.segments import SegmentRefresher
 from rules.config import Config
 from rules.problems import InvalidFileError
 from rules.publication import POLL_S, published_files
@@ -172,7 +173,16 @@ def _consumers(
 ) -> Callable[[int], SiteConsumer]:
     def consumer_for(shard: int) -> SiteConsumer:
         # Holding the shard's lease, we may claim whatever is pending in it at once.
-        return SiteConsumer(client, site, shard, name, rules.effects, archive, claim_idle_ms=0)
+        return SiteConsumer(
+            client,
+            site,
+            shard,
+            name,
+            rules.effects,
+            archive,
+            claim_idle_ms=0,
+            segments=SegmentRefresher(client, site),
+        )
 
     return consumer_for
 

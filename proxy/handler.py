@@ -10,17 +10,20 @@ failure is counted.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
+import redis.asyncio as redis
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from proxy import codings, metrics
+from proxy import codings, local, metrics
 from proxy.charset import is_ascii_safe, page_encoding
 from proxy.event_log import EVENT_LOG_KEY
 from proxy.forwarding import ClientView, forwarding_headers
@@ -36,15 +39,17 @@ from proxy.headers import (
 from proxy.identity import Identity
 from proxy.origin_cache import OriginKey
 from proxy.pages import neutral_page
-from proxy.personalize import Personalized, device_of, personalize
+from proxy.personalize import NO_SEGMENT, Personalized, Segment, device_of, personalize
 from proxy.sites import Site
 from proxy.state import ProxyState
 from proxy.websocket import is_websocket_upgrade, relay_websocket
 from rules import events
 from rules.decisions import Decision
+from rules.segments import decode_segment, segment_key
 
 log = logging.getLogger("refract.proxy")
 
+SEGMENT_WAIT_S = 0.01  # after the origin answered; the lookup started before it was asked
 _UTM_PARAMETERS = frozenset(f"utm_{n}" for n in ("source", "medium", "campaign", "term", "content"))
 _HTML_TYPES = ("text/html", "application/xhtml+xml")
 _REQUEST_CHUNK = 64 * 1024
@@ -87,6 +92,7 @@ class Call:
     exchange: Exchange
     identity: Identity | None = None  # decided before the origin request, when it had to be
     personalized: Personalized | None = None
+    segment: Segment = NO_SEGMENT  # what the worker concluded about the visitor
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +140,23 @@ async def _proxy(request: web.Request, state: ProxyState, exchange: Exchange) ->
         call = Call(request, state, site, view, exchange, *early)
         return _split_url_redirect(call, *early)
 
+    segment_lookup = _start_segment_lookup(request, state, site)
+    try:
+        call = Call(request, state, site, view, exchange, *(early or (None, None)))
+        return await _forward(call, url, upstream_headers, segment_lookup)
+    finally:
+        if segment_lookup is not None:
+            segment_lookup.cancel()  # the page did not need it (an error, a passthrough)
+
+
+async def _forward(
+    call: Call,
+    url: URL,
+    upstream_headers: CIMultiDict[str],
+    segment_lookup: asyncio.Future[Any] | None,
+) -> web.StreamResponse:
+    """Ask the origin, then serve its answer: a page (rewritten) or a stream."""
+    request, state, site, exchange = call.request, call.state, call.site, call.exchange
     kept_key = state.origin_cache.key(site.key, request)
     kept = state.origin_cache.lookup(kept_key) if kept_key else None
     if kept is not None:
@@ -158,8 +181,9 @@ async def _proxy(request: web.Request, state: ProxyState, exchange: Exchange) ->
             return neutral_page(413, "The request is too large.")
         return _origin_failed(site, exchange, "protocol", url)
     exchange.upstream_ms = (time.perf_counter() - began) * 1000
-    call = Call(request, state, site, view, exchange, *(early or (None, None)))
     try:
+        if _may_be_page(upstream):
+            call = dataclasses.replace(call, segment=await _segment(segment_lookup))
         if kept is not None and upstream.status == 304:
             state.origin_cache.count("not_modified")
             return _page(call, OriginPage(kept.updated_by(upstream.headers), kept.body))
@@ -193,6 +217,43 @@ def _split_url_redirect(call: Call, identity: Identity, personalized: Personaliz
     if not call.state.bots.is_bot(call.request.headers.get("User-Agent", "")):
         _record_decision(call, identity, personalized.decision, redirect=personalized.redirect)
     return web.Response(status=302, headers=headers)
+
+
+def _start_segment_lookup(
+    request: web.Request, state: ProxyState, site: Site
+) -> asyncio.Future[Any] | None:
+    """Fetch the visitor's segment while the origin works, when some audience needs it."""
+    client = request.app.get(local.REDIS_KEY)
+    if client is None or request.method != "GET" or not state.rules.needs_segment:
+        return None
+    identity = state.identity.identify(request.headers, request.cookies)
+    if identity.new_visitor or identity.visitor_id is None:
+        return None  # nothing concluded about a first visit yet
+    lookup = asyncio.ensure_future(client.get(segment_key(site.key, identity.visitor_id)))
+    lookup.add_done_callback(_quietly)
+    return lookup
+
+
+def _quietly(lookup: asyncio.Future[Any]) -> None:
+    """Retrieve the outcome, so an abandoned lookup's error is not reported as unhandled."""
+    if not lookup.cancelled():
+        lookup.exception()
+
+
+def _may_be_page(upstream: aiohttp.ClientResponse) -> bool:
+    return upstream.status in (200, 304)
+
+
+async def _segment(lookup: asyncio.Future[Any] | None) -> Segment:
+    """The segment, if Redis answers in time; otherwise the page goes on without it."""
+    if lookup is None:
+        return NO_SEGMENT
+    try:
+        data = await asyncio.wait_for(asyncio.shield(lookup), SEGMENT_WAIT_S)
+    except (TimeoutError, redis.RedisError, OSError):
+        metrics.FAIL_OPEN.labels("segment").inc()
+        return NO_SEGMENT
+    return decode_segment(data)
 
 
 def _upstream_headers(
@@ -344,7 +405,7 @@ def _page(call: Call, origin: OriginPage) -> web.Response:
 
     try:
         personalized = call.personalized or personalize(
-            state.rules, request, identity, state.tail_for(call.site)
+            state.rules, request, identity, state.tail_for(call.site), call.segment
         )
         plan = personalized.plan
 

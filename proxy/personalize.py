@@ -30,8 +30,15 @@ def device_of(user_agent: str) -> str:
     return "mobile" if _MOBILE.search(user_agent) else "desktop"
 
 
-def request_facts(request: web.Request, identity: Identity) -> Facts:
-    """What is known on this request: the URL, referrer, UTM, device and the cookie."""
+Segment = tuple[Mapping[str, Value], Mapping[str, float]]
+NO_SEGMENT: Segment = ({}, {})
+
+
+def request_facts(
+    request: web.Request, identity: Identity, segment: Segment = NO_SEGMENT
+) -> Facts:
+    """What is known on this request: the URL, referrer, UTM, device, the cookie, and what the
+    worker concluded about the visitor (their segment, with confidences)."""
     values: dict[str, Value] = {
         "url.path": request.path,
         "url.host": request.host,
@@ -47,7 +54,10 @@ def request_facts(request: web.Request, identity: Identity) -> Facts:
             values["referrer.host"] = host
     if identity.tracked:
         values["visitor.returning"] = not identity.new_visitor
-    return Facts(values)
+    known, confidence = segment
+    for field, guess in known.items():
+        values.setdefault(field, guess)
+    return Facts(values, confidence)
 
 
 def qa_overrides(request: web.Request, parameter: str) -> dict[str, str]:
@@ -67,10 +77,11 @@ def personalize(
     request: web.Request,
     identity: Identity,
     tail: str,
+    segment: Segment = NO_SEGMENT,
 ) -> Personalized:
     if rules.empty:
         return Personalized(Decision(), Plan(tail=tail))
-    facts = request_facts(request, identity)
+    facts = request_facts(request, identity, segment)
     decision = rules.decide(
         rules.tagger.tags(request.path),
         facts,

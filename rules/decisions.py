@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from rules.assignment import Arm, Assignment, assign, bucket, in_holdout
 from rules.ruleset import RuleSet
 from rules.schema import Change, Experiment, Personalization
+from rules.segments import uses_segment
 from rules.targeting import CompiledAudience, Facts, PageTagger
 
 
@@ -55,6 +56,13 @@ class CompiledRules:
             if item.status == "running"
         ]
         self._holdout = round(rules.settings.holdout * 100)
+        used = {
+            condition.field
+            for audience in rules.audiences.values()
+            for condition in (*audience.all, *audience.any, *audience.none)
+        }
+        # Read the visitor's segment from Redis only when some audience looks at it.
+        self.needs_segment = uses_segment(frozenset(used))
         self.redirects = any(
             change.action == "redirect"
             for experiment, _, _ in self._experiments

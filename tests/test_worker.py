@@ -20,6 +20,7 @@ from analytics.consumer import SiteConsumer
 from analytics.effects import Effects
 from analytics.leases import ShardLeases
 from analytics.rebuild import WorkerRunningError, rebuild
+from analytics.segments import SegmentRefresher
 from analytics.worker import consume_site
 from rules import events
 from rules.assignment import bucket
@@ -127,10 +128,16 @@ async def send(client: redis.Redis, *items: events.Event | bytes) -> None:
             await client.xadd(stream_of(item["visitor"]), {events.EVENT_FIELD: events.encode(item)})
 
 
-async def drain(client: redis.Redis, rules_dir: Path, archive: Archive | None = None) -> None:
+async def drain(
+    client: redis.Redis,
+    rules_dir: Path,
+    archive: Archive | None = None,
+    segments: SegmentRefresher | None = None,
+) -> None:
     """Every shard consumed to the end, one after the other."""
     for shard in range(SHARDS):
         worker = consumer(client, rules_dir, archive=archive, shard=shard)
+        worker.segments = segments
         await worker.ensure_group()
         while await worker.round():
             pass

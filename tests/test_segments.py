@@ -1,0 +1,101 @@
+"""Segments: the worker concludes, the proxy targets on it, within a Redis round trip."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import redis.asyncio as redis
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from analytics.segments import SegmentRefresher
+from rules import events
+from rules.segments import decode_segment, encode_segment, segment_key
+from rules.targeting import Value
+from tests.conftest import BROWSER, ProxyFactory, clean_redis
+from tests.test_worker import SITE, drain, rules_dir  # noqa: F401 - a fixture
+
+VISITOR, SESSION = "0123456789abcdef0123456789abcdef", "0123456789abcdef"
+RULES = """
+[[audiences]]
+key = "analytical"
+all = [{ field = "segment.style", value = "analytical", min_confidence = 0.6 }]
+
+[[personalizations]]
+key = "evidence-first"
+audience = "analytical"
+changes = [{ action = "set_text", selector = "h1#hero", value = "The numbers, first" }]
+"""
+
+
+async def store_segment(redis_url: str, site: str, **fields: tuple[Value, float]) -> None:
+    client = redis.Redis.from_url(redis_url)
+    await client.set(segment_key(site, VISITOR), encode_segment(fields))
+    await client.aclose()
+
+
+async def headline(client: TestClient[web.Request, web.Application]) -> bytes:
+    response = await client.get(
+        "/page", headers={"Cookie": f"rf_vid={VISITOR}; rf_sid={SESSION}", "User-Agent": BROWSER}
+    )
+    return await response.read()
+
+
+@pytest.fixture
+def targeting(tmp_path: Path) -> Path:
+    directory = tmp_path / "targeting"
+    directory.mkdir()
+    (directory / "rules.toml").write_text(RULES)
+    return directory
+
+
+@pytest.mark.parametrize(
+    ("segment", "personalized"),
+    [
+        ({"segment.style": ("analytical", 0.8)}, True),
+        ({"segment.style": ("analytical", 0.5)}, False),  # not sure enough
+        ({"segment.style": ("intuitive", 0.9)}, False),
+        ({}, False),  # nothing concluded yet
+    ],
+)
+async def test_a_personalization_targets_the_psychographic_style_with_its_confidence(
+    proxy: ProxyFactory,
+    redis_url: str,
+    targeting: Path,
+    segment: dict[str, tuple[Value, float]],
+    personalized: bool,
+) -> None:
+    client = await proxy(rules={"directory": str(targeting)})  # empties the database
+    await store_segment(redis_url, "test", **segment)
+    assert (b"The numbers, first" in await headline(client)) is personalized
+
+
+async def test_redis_away_serves_the_page_without_the_segment(
+    proxy: ProxyFactory, targeting: Path
+) -> None:
+    client = await proxy(rules={"directory": str(targeting)}, redis={"url": "redis://127.0.0.1:9"})
+    assert b"Hello&nbsp;world" in await headline(client)
+
+
+async def test_the_worker_keeps_a_visitors_segment_current(
+    redis_url: str,
+    rules_dir: Path,  # noqa: F811 - the fixture
+) -> None:
+    await clean_redis(redis_url)
+    client = redis.Redis.from_url(redis_url)
+    stream = events.stream_key(SITE, events.shard_of(VISITOR, 4))
+    for index, tag in enumerate(["api_docs", "security", "case_study", "pricing"] * 3):
+        view = events.pageview(
+            SITE, VISITOR, SESSION, url=f"/{tag}", tags=[tag], referrer="", utm={},
+            status=200, origin_ms=1.0, device="desktop", new_session=index % 4 == 0,
+        )  # fmt: skip
+        await client.xadd(stream, {events.EVENT_FIELD: events.encode(view)})
+    await drain(client, rules_dir, segments=SegmentRefresher(client, SITE))
+    values, confidence = decode_segment(await client.get(segment_key(SITE, VISITOR)))
+    await client.aclose()
+    assert values["visitor.sessions"] == 3
+    assert sorted(values["visitor.tags_seen"]) == ["api_docs", "case_study", "pricing", "security"]
+    assert values["segment.intent_band"] in {"warm", "hot"}
+    assert values["segment.style"] == "analytical"
+    assert confidence["segment.style"] >= 0.6
