@@ -9,7 +9,7 @@
 | `rf:{site}:pages:{visitor}` | list | the visitor's last 50 page paths | as the profile |
 | `rf:{site}:x:{visitor}` | hash | first exposures, per-metric outcomes | `EXPOSURE_TTL_S` |
 | `rf:{site}:agg:{experiment}` | hash | sufficient statistics (see below) | until a rebuild |
-| `rf:{site}:seg:{visitor}` | string | the visitor's segment for the proxy (msgpack) | as the profile |
+| `rf:{site}:seg:{visitor}` | string | the segment the proxy reads (msgpack) | as the profile |
 | `rf:{site}:daily:{day}` | hash | site counters of a day: events by type, pageviews | 400 days |
 | `rf:{site}:uv:{day}` | HyperLogLog | distinct visitors of a day | 400 days |
 

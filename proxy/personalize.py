@@ -34,9 +34,7 @@ Segment = tuple[Mapping[str, Value], Mapping[str, float]]
 NO_SEGMENT: Segment = ({}, {})
 
 
-def request_facts(
-    request: web.Request, identity: Identity, segment: Segment = NO_SEGMENT
-) -> Facts:
+def request_facts(request: web.Request, identity: Identity, segment: Segment = NO_SEGMENT) -> Facts:
     """What is known on this request: the URL, referrer, UTM, device, the cookie, and what the
     worker concluded about the visitor (their segment, with confidences)."""
     values: dict[str, Value] = {
