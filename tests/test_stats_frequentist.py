@@ -163,7 +163,7 @@ def test_interval_sides(alternative: freq.Alternative, expected: tuple[float, fl
 def test_relative_interval_is_estimate_plus_minus_t_stderr() -> None:
     c, t = moments_of(CONTROL_SAMPLE), moments_of(TREATMENT_SAMPLE)
     lift, df = freq.relative_lift(c, t), freq.welch_df(c, t)
-    ci = freq.relative_lift_ci(c, t, alpha=0.1)
+    ci = freq.lift_ci(c, t, alpha=0.1, relative=True)
     half = stats.t.ppf(0.95, df) * lift.stderr
     assert ci.low == pytest.approx(lift.estimate - half)
     assert ci.high == pytest.approx(lift.estimate + half)
@@ -228,7 +228,7 @@ def test_a_a_false_positive_rate_is_nominal(test: str) -> None:
 def test_relative_interval_covers_true_lift_at_nominal_rate() -> None:
     rng = np.random.default_rng(8)
     control, treatment = simulate_conversions(rng, 4000, 5000, 0.10, 0.11)
-    ci = freq.relative_lift_ci(control, treatment, alpha=0.05)
+    ci = freq.lift_ci(control, treatment, alpha=0.05, relative=True)
     coverage = np.mean((ci.low <= 0.1) & (ci.high >= 0.1))
     assert 0.935 <= coverage <= 0.965, coverage
 
@@ -238,9 +238,10 @@ def test_relative_interval_covers_revenue_lift_at_nominal_rate() -> None:
     experiments, n = 2000, 1000
     control = rng.lognormal(1.0, 1.0, (experiments, n))
     treatment = 1.05 * rng.lognormal(1.0, 1.0, (experiments, n))
-    ci = freq.relative_lift_ci(
+    ci = freq.lift_ci(
         Moments.of(n, control.sum(1), (control**2).sum(1)),
         Moments.of(n, treatment.sum(1), (treatment**2).sum(1)),
+        relative=True,
     )
     coverage = np.mean((ci.low <= 0.05) & (ci.high >= 0.05))
     assert 0.93 <= coverage <= 0.97, coverage

@@ -127,28 +127,17 @@ def interval(
     raise ValueError(f"alternative must be one of {ALTERNATIVES}, not {alternative!r}")
 
 
-def absolute_lift_ci(
+def lift_ci(
     control: Estimator,
     treatment: Estimator,
     alpha: float = 0.05,
     alternative: Alternative = "two-sided",
+    relative: bool = False,
 ) -> Interval:
-    """Welch interval for m_t - m_c at level 1 - alpha."""
-    return interval(
-        absolute_lift(control, treatment), welch_df(control, treatment), alpha, alternative
-    )
-
-
-def relative_lift_ci(
-    control: Estimator,
-    treatment: Estimator,
-    alpha: float = 0.05,
-    alternative: Alternative = "two-sided",
-) -> Interval:
-    """Delta-method interval for m_t/m_c - 1 at level 1 - alpha (t with Welch df, as gbstats)."""
-    return interval(
-        relative_lift(control, treatment), welch_df(control, treatment), alpha, alternative
-    )
+    """Interval for the lift at level 1 - alpha: m_t - m_c (Welch), or m_t/m_c - 1 with its
+    delta-method standard error and Welch df, as gbstats does."""
+    estimate = lift(control, treatment, relative)
+    return interval(estimate, welch_df(control, treatment), alpha, alternative)
 
 
 def welch_test(
