@@ -39,7 +39,8 @@ from urllib.parse import quote
 
 import aiohttp
 
-from analytics.accounts import MISS, FieldError, TtlLru, normalise_domain
+from analytics.ttl_cache import MISS, TtlLru
+from rules.accounts import FieldError, normalise_domain
 
 log = logging.getLogger(__name__)
 

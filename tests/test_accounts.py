@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 import redis.asyncio as redis
 
-from analytics.accounts import (
+from analytics.reverse_dns import Resolver, reverse_dns_domain, system_resolver
+from analytics.ttl_cache import TtlLru
+from rules.accounts import (
     Account,
     AccountIndex,
     FieldError,
-    Resolver,
-    TtlLru,
     accounts_version,
     is_free_mail,
     load_accounts,
@@ -26,9 +26,7 @@ from analytics.accounts import (
     normalise_domain,
     read_accounts_csv,
     registrable_domain,
-    reverse_dns_domain,
     store_accounts,
-    system_resolver,
 )
 from rules.problems import InvalidFileError
 

@@ -11,9 +11,11 @@ account by
 * the domain of an e-mail address a visitor typed into a form
   (``AccountIndex.by_email_domain``): free-mail providers never match, a ``gmail.com`` address
   says nothing about the employer;
-* the reverse DNS of the IP (``reverse_dns_domain``): slow and unreliable, so only in the
-  worker, with a timeout and a cache. A PTR record is whatever the owner of the IP range
-  writes, so it identifies a company's own network, never proves it.
+* the reverse DNS of the IP (analytics/reverse_dns.py): slow and unreliable, so only in the
+  worker, with a timeout and a cache.
+
+The index lives in ``rules`` because the proxy matches IP ranges on its hot path and the
+worker matches domains; importing the CSV and storing it are here too, next to the format.
 
 Keys in Redis (all with the site's hash tag, so one slot and one transaction):
 
@@ -30,23 +32,19 @@ when it changed.
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import difflib
-import enum
 import io
 import ipaddress
 import json
 import math
 import re
 import socket
-import time
 from bisect import bisect_right
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Final, Generic, Literal, TypeVar
+from typing import Final
 
 import redis.asyncio as redis
 from redis.exceptions import WatchError
@@ -90,7 +88,7 @@ FREE_MAIL_BRANDS: Final = frozenset(
     | {"protonmail", "windowslive"}
 )
 
-_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _URL_TAIL = re.compile(r"[/?#\\]")
 
 
@@ -169,9 +167,9 @@ def _check_domain(value: str, original: str) -> str:
     if not value:
         raise FieldError("is empty", hint)
     labels = value.split(".")
-    if len(labels) == 1 and _LABEL.fullmatch(value):
+    if len(labels) == 1 and LABEL.fullmatch(value):
         raise FieldError(f"{original.strip()!r} lacks a top-level domain", hint)
-    if len(value) > 253 or not all(_LABEL.fullmatch(label) for label in labels):
+    if len(value) > 253 or not all(LABEL.fullmatch(label) for label in labels):
         raise FieldError(f"{original.strip()!r} is not a domain name", hint)
     if labels[-1].isdigit():
         raise FieldError(
@@ -209,7 +207,7 @@ def normalise_ip_range(text: str) -> str:
         ) from error
 
 
-def _ip_key(ip: str) -> tuple[int, int] | None:
+def ip_key(ip: str) -> tuple[int, int] | None:
     """(family, integer) of an address, IPv4-mapped IPv6 as IPv4; None when not an address.
 
     ``inet_pton`` rather than ``ipaddress``: it is strict and about five times faster, and
@@ -567,7 +565,7 @@ class AccountIndex:
 
     def by_ip(self, ip: str) -> Account | None:
         """The account whose range holds ``ip`` (IPv4, IPv6, IPv4-mapped); None if none does."""
-        key = _ip_key(ip)
+        key = ip_key(ip)
         if key is None:
             return None
         family, address = key
@@ -708,113 +706,3 @@ async def _read(client: redis.Redis, site: str) -> tuple[int, list[Account]]:
         version, *hashes = await pipe.execute()
     accounts = [_from_hash(raw) for raw in hashes if raw]
     return (int(version) if version is not None else 0), accounts
-
-
-# --- reverse DNS --------------------------------------------------------------------------
-
-K = TypeVar("K", bound=Hashable)
-V = TypeVar("V")
-
-
-class Miss(enum.Enum):
-    """What ``TtlLru.get`` returns for a key it does not hold (None is a cacheable value)."""
-
-    MISS = enum.auto()
-
-
-MISS: Final = Miss.MISS
-
-
-@dataclass
-class TtlLru(Generic[K, V]):
-    """A bounded LRU cache whose entries also expire; the clock is injectable for tests."""
-
-    size: int
-    ttl: float
-    clock: Callable[[], float] = time.monotonic
-    _entries: OrderedDict[K, tuple[float, V]] = field(
-        default_factory=OrderedDict, init=False, repr=False
-    )
-
-    def get(self, key: K) -> V | Literal[Miss.MISS]:
-        entry = self._entries.get(key)
-        if entry is None:
-            return MISS
-        if entry[0] <= self.clock():
-            del self._entries[key]
-            return MISS
-        self._entries.move_to_end(key)
-        return entry[1]
-
-    def set(self, key: K, value: V, ttl: float | None = None) -> None:
-        self._entries[key] = (self.clock() + (self.ttl if ttl is None else ttl), value)
-        self._entries.move_to_end(key)
-        while len(self._entries) > self.size:
-            self._entries.popitem(last=False)
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-
-Resolver = Callable[[str], Awaitable[str | None]]
-"""Reverse DNS: an IP address -> its PTR host name, None (or OSError) when it has none."""
-
-REVERSE_DNS_TIMEOUT_S: Final = 2.0
-REVERSE_DNS_TTL_S: Final = 24 * 3600.0  # PTR records of company networks rarely change
-REVERSE_DNS_FAILURE_TTL_S: Final = 300.0  # a timeout may pass; do not retry it every event
-# Keyed by (resolver, ip): answers of a test's table resolver never leak into the system's.
-_DEFAULT_CACHE: TtlLru[tuple[Resolver, str], str | None] = TtlLru(50_000, REVERSE_DNS_TTL_S)
-
-
-async def system_resolver(ip: str) -> str | None:
-    """The operating system's reverse lookup, in the loop's thread pool (it blocks).
-
-    A lookup abandoned by a timeout still occupies its thread until the system gives up, so
-    only the worker, never the proxy, calls this.
-    """
-    loop = asyncio.get_running_loop()
-    try:
-        host, _ = await loop.getnameinfo((ip, 0), socket.NI_NAMEREQD)
-    except OSError:
-        return None
-    return host
-
-
-async def reverse_dns_domain(
-    ip: str,
-    resolver: Resolver = system_resolver,
-    *,
-    cache: TtlLru[tuple[Resolver, str], str | None] | None = None,
-    timeout_s: float = REVERSE_DNS_TIMEOUT_S,
-) -> str | None:
-    """The registrable domain of ``ip``'s PTR name (``mail-gw1.acme.com`` -> ``acme.com``).
-
-    None when the address is invalid, has no PTR record, the lookup fails or times out, or
-    the name is no company's (``localhost``). Answers, negative ones too, are cached per
-    resolver; failures for a shorter time.
-    """
-    key = _ip_key(ip)
-    if key is None:
-        return None
-    store = _DEFAULT_CACHE if cache is None else cache
-    cached = store.get((resolver, ip))
-    if cached is not MISS:
-        return cached
-    try:
-        host = await asyncio.wait_for(resolver(ip), timeout_s)
-    except (TimeoutError, OSError):
-        store.set((resolver, ip), None, REVERSE_DNS_FAILURE_TTL_S)
-        return None
-    domain = _host_domain(host)
-    store.set((resolver, ip), domain)
-    return domain
-
-
-def _host_domain(host: str | None) -> str | None:
-    """A PTR name -> its registrable domain; None for an address echoed back or junk."""
-    if not host:
-        return None
-    name = host.strip().lower().rstrip(".")
-    if _ip_key(name) is not None or not all(_LABEL.fullmatch(label) for label in name.split(".")):
-        return None
-    return registrable_domain(name)

@@ -1,0 +1,79 @@
+"""Reverse DNS of a visitor's address to a company domain: worker only, cached, with a timeout.
+
+A PTR record is whatever the owner of the IP range writes, so it suggests the company that
+owns a network rather than proving it; the account index (rules/accounts.py) then decides
+whether that domain is an account.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Awaitable, Callable
+from typing import Final
+
+from analytics.ttl_cache import MISS, TtlLru
+from rules.accounts import LABEL, ip_key, registrable_domain
+
+Resolver = Callable[[str], Awaitable[str | None]]
+"""Reverse DNS: an IP address -> its PTR host name, None (or OSError) when it has none."""
+
+REVERSE_DNS_TIMEOUT_S: Final = 2.0
+REVERSE_DNS_TTL_S: Final = 24 * 3600.0  # PTR records of company networks rarely change
+REVERSE_DNS_FAILURE_TTL_S: Final = 300.0  # a timeout may pass; do not retry it every event
+# Keyed by (resolver, ip): answers of a test's table resolver never leak into the system's.
+_DEFAULT_CACHE: TtlLru[tuple[Resolver, str], str | None] = TtlLru(50_000, REVERSE_DNS_TTL_S)
+
+
+async def system_resolver(ip: str) -> str | None:
+    """The operating system's reverse lookup, in the loop's thread pool (it blocks).
+
+    A lookup abandoned by a timeout still occupies its thread until the system gives up, so
+    only the worker, never the proxy, calls this.
+    """
+    loop = asyncio.get_running_loop()
+    try:
+        host, _ = await loop.getnameinfo((ip, 0), socket.NI_NAMEREQD)
+    except OSError:
+        return None
+    return host
+
+
+async def reverse_dns_domain(
+    ip: str,
+    resolver: Resolver = system_resolver,
+    *,
+    cache: TtlLru[tuple[Resolver, str], str | None] | None = None,
+    timeout_s: float = REVERSE_DNS_TIMEOUT_S,
+) -> str | None:
+    """The registrable domain of ``ip``'s PTR name (``mail-gw1.acme.com`` -> ``acme.com``).
+
+    None when the address is invalid, has no PTR record, the lookup fails or times out, or
+    the name is no company's (``localhost``). Answers, negative ones too, are cached per
+    resolver; failures for a shorter time.
+    """
+    key = ip_key(ip)
+    if key is None:
+        return None
+    store = _DEFAULT_CACHE if cache is None else cache
+    cached = store.get((resolver, ip))
+    if cached is not MISS:
+        return cached
+    try:
+        host = await asyncio.wait_for(resolver(ip), timeout_s)
+    except (TimeoutError, OSError):
+        store.set((resolver, ip), None, REVERSE_DNS_FAILURE_TTL_S)
+        return None
+    domain = _host_domain(host)
+    store.set((resolver, ip), domain)
+    return domain
+
+
+def _host_domain(host: str | None) -> str | None:
+    """A PTR name -> its registrable domain; None for an address echoed back or junk."""
+    if not host:
+        return None
+    name = host.strip().lower().rstrip(".")
+    if ip_key(name) is not None or not all(LABEL.fullmatch(label) for label in name.split(".")):
+        return None
+    return registrable_domain(name)
