@@ -49,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         return _report(config, args)
     if command == "geo":
         return _geo_import(config, args.files)
+    if command == "accounts":
+        return _accounts_import(config, args.file, args.site or config.sites[0].key)
     return _run_node(command, config, config_path)
 
 
@@ -90,6 +92,35 @@ def _geo_import(config: Config, files: list[str]) -> int:
         f"{stats.organisations:,} organisations; proxies use it from their next start or "
         "reload (SIGHUP)"
     )
+    return 0
+
+
+def _accounts_import(config: Config, file: str, site: str) -> int:
+    """Replace a site's account list with a CRM export; proxies follow within a second."""
+    import asyncio
+
+    import redis.asyncio as redis
+
+    from admin.embedded_redis import redis_url
+    from rules.accounts import read_accounts_csv, store_accounts
+
+    try:
+        accounts = read_accounts_csv(file)
+    except (InvalidFileError, OSError) as error:
+        print(error, file=sys.stderr)
+        return 2
+
+    async def store(url: str) -> int:
+        client = redis.Redis.from_url(url)
+        try:
+            return await store_accounts(client, site, accounts)
+        finally:
+            await client.aclose()
+
+    with redis_url(config.redis.url, config.server.data_dir) as url:
+        version = asyncio.run(store(url))
+    targets = sum(account.target for account in accounts)
+    print(f"{site}: {len(accounts)} accounts ({targets} targets) stored as version {version}")
     return 0
 
 
@@ -168,6 +199,15 @@ def _parser() -> argparse.ArgumentParser:
         "import", help="network owners from ip-location-db ASN CSV (.csv, .csv.gz) or a .mmdb"
     )
     geo_import.add_argument("files", nargs="+", help="asn-ipv4.csv asn-ipv6.csv, or one .mmdb")
+    accounts = commands.add_parser("accounts", help="account lists: `refract accounts import`")
+    accounts_commands = accounts.add_subparsers(
+        dest="accounts_command", required=True, metavar="COMMAND"
+    )
+    accounts_import = accounts_commands.add_parser(
+        "import", help="replace a site's account list with a CSV export from the CRM"
+    )
+    accounts_import.add_argument("file", help="CSV: domain, name, industry, ..., target")
+    accounts_import.add_argument("--site", help="the site's key (default: the first site)")
     report = commands.add_parser("report", help="an experiment's results and what to do next")
     report.add_argument("experiment", help="the experiment's key")
     report.add_argument("--site", help="the site's key (default: the first site)")

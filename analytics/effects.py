@@ -136,6 +136,8 @@ class Effects:
                 ops.append(["setnx", key, "first_utm_source", utm["source"]])
             if event.get("referrer"):
                 ops.append(["setnx", key, "first_referrer", event["referrer"]])
+            if account := event.get("account"):
+                ops.append(["set", key, "account", account])
             if network := event.get("network"):
                 ops += [
                     ["set", key, "org", network["org"]],

@@ -12,6 +12,7 @@ import redis.asyncio as redis
 from aiohttp import web
 
 from proxy import local
+from proxy.accounts_sync import ACCOUNTS_KEY, follow_accounts
 from proxy.collect import collect
 from proxy.event_log import EVENT_LOG_KEY, EventLog, write_events
 from proxy.handler import proxy_request
@@ -33,11 +34,13 @@ def build_app(config: Config) -> web.Application:
         config.events.buffer, config.events.retention_days, config.events.shards
     )
     app[local.STARTED_KEY] = time.monotonic()
+    app[ACCOUNTS_KEY] = {}
     app.router.add_post(f"{config.server.prefix}collect", collect)
     local.add_routes(app, config.server.prefix)
     app.router.add_route("*", "/{tail:.*}", proxy_request)
     app.cleanup_ctx.append(_redis_client)
     app.cleanup_ctx.append(follow_published_rules)  # after the client it uses
+    app.cleanup_ctx.append(follow_accounts)
     app.cleanup_ctx.append(write_events)  # so its last flush runs before the client closes
     app.on_cleanup.append(_close_sites)
     return app

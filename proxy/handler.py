@@ -24,6 +24,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from proxy import codings, local, metrics
+from proxy.accounts_sync import ACCOUNTS_KEY
 from proxy.charset import is_ascii_safe, page_encoding
 from proxy.event_log import EVENT_LOG_KEY
 from proxy.forwarding import ClientView, forwarding_headers
@@ -44,8 +45,10 @@ from proxy.sites import Site
 from proxy.state import ProxyState
 from proxy.websocket import is_websocket_upgrade, relay_websocket
 from rules import events
+from rules.accounts import Account
 from rules.decisions import Decision
 from rules.segments import decode_segment, segment_key
+from rules.targeting import Value
 
 log = logging.getLogger("refract.proxy")
 
@@ -396,7 +399,8 @@ def _page(call: Call, origin: OriginPage) -> web.Response:
     call.exchange.kind = "page"
     state, request = call.state, call.request
     identity = call.identity or state.identity.identify(request.headers, request.cookies)
-    human = _record_pageview(call, identity)
+    account = _account_of(call)
+    human = _record_pageview(call, identity, account)
     headers = _with_identity(call, _response_headers(call, origin.headers), identity)
     origin_coding = codings.normalize(origin.headers.get("Content-Encoding"))
     content_type = origin.headers.get("Content-Type", "")
@@ -405,7 +409,7 @@ def _page(call: Call, origin: OriginPage) -> web.Response:
 
     try:
         personalized = call.personalized or personalize(
-            state.rules, request, identity, state.tail_for(call.site), call.segment
+            state.rules, request, identity, state.tail_for(call.site), _with_account(call, account)
         )
         plan = personalized.plan
 
@@ -438,7 +442,21 @@ def _page(call: Call, origin: OriginPage) -> web.Response:
     return web.Response(reason=origin.reason, headers=page, body=body)
 
 
-def _record_pageview(call: Call, identity: Identity) -> bool:
+def _account_of(call: Call) -> Account | None:
+    """The target account the visitor's address belongs to, from the site's account list."""
+    index = call.request.app[ACCOUNTS_KEY].get(call.site.key)
+    return index.by_ip(call.view.ip) if index is not None else None
+
+
+def _with_account(call: Call, account: Account | None) -> Segment:
+    if account is None:
+        return call.segment
+    values, confidence = call.segment
+    known: dict[str, Value] = {"account.name": account.name, "account.target": account.target}
+    return {**values, **known}, confidence
+
+
+def _record_pageview(call: Call, identity: Identity, account: Account | None) -> bool:
     """Log the page view; False for a bot, which gets the page but never counts."""
     request = call.request
     user_agent = request.headers.get("User-Agent", "")
@@ -461,6 +479,7 @@ def _record_pageview(call: Call, identity: Identity) -> bool:
                 device=device_of(user_agent),
                 new_session=identity.new_session,
                 network=call.state.networks.lookup(call.view.ip),
+                account=account.domain if account is not None else "",
             )
         )
     except Exception as error:  # logging must never cost the visitor their page

@@ -223,8 +223,10 @@ def pageview(
     device: str,
     new_session: bool,
     network: Network | None = None,
+    account: str = "",
 ) -> Event:
-    """A page served; ``network`` is who owns the visitor's address (never the address)."""
+    """A page served; ``network`` is who owns the visitor's address (never the address), and
+    ``account`` the domain of the target account that address belongs to."""
     return _event(
         "pageview",
         site,
@@ -240,6 +242,7 @@ def pageview(
         device=device,
         new_session=new_session,
         **({"network": _network_fields(network)} if network is not None else {}),
+        **({"account": account} if account else {}),
     )
 
 

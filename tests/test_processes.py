@@ -308,3 +308,14 @@ def test_geo_import_names_the_bad_line(tmp_path: Path) -> None:
     result = refract("--config", str(path), "geo", "import", str(bad))
     assert result.returncode == 2
     assert f"{bad}:2:" in result.stderr
+
+
+def test_accounts_import_reports_every_problem_and_stores_nothing(tmp_path: Path) -> None:
+    bad = tmp_path / "accounts.csv"
+    bad.write_text("domain,name,employees\nacme.com,Acme,many\nacme.com,Acme again,5\n")
+    path = tmp_path / "config.toml"
+    path.write_text(config_text(8080, "http://127.0.0.1:9", extra=f'data_dir = "{tmp_path}"'))
+    result = refract("--config", str(path), "accounts", "import", str(bad))
+    assert result.returncode == 2
+    assert f"{bad}:2: employees" in result.stderr
+    assert f"{bad}:3: domain" in result.stderr

@@ -1,7 +1,8 @@
-"""Segments: the worker concludes, the proxy targets on it, within a Redis round trip."""
+"""Segments and accounts: the worker concludes, the proxy targets on it, fast and fail-open."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -11,11 +12,13 @@ from aiohttp.test_utils import TestClient
 
 from analytics.segments import SegmentRefresher
 from rules import events
+from rules.accounts import read_accounts_csv, store_accounts
 from rules.segments import decode_segment, encode_segment, segment_key
 from rules.targeting import Value
-from tests.conftest import BROWSER, ProxyFactory, clean_redis
+from tests.conftest import BROWSER, ProxyFactory, clean_redis, recorded_events
 from tests.test_worker import SITE, drain, rules_dir  # noqa: F401 - a fixture
 
+ACCOUNTS = Path(__file__).parent / "data" / "accounts-sample.csv"
 VISITOR, SESSION = "0123456789abcdef0123456789abcdef", "0123456789abcdef"
 RULES = """
 [[audiences]]
@@ -99,3 +102,38 @@ async def test_the_worker_keeps_a_visitors_segment_current(
     assert values["segment.intent_band"] in {"warm", "hot"}
     assert values["segment.style"] == "analytical"
     assert confidence["segment.style"] >= 0.6
+
+
+ACCOUNT_RULES = """
+[[audiences]]
+key = "targets"
+all = [{ field = "account.target", value = true }]
+
+[[personalizations]]
+key = "welcome-targets"
+audience = "targets"
+changes = [{ action = "set_text", selector = "h1#hero", value = "Hello, {{ account.name }}" }]
+"""
+
+
+async def test_a_visitor_from_a_target_accounts_network_is_greeted_by_name(
+    proxy: ProxyFactory, redis_url: str, tmp_path: Path
+) -> None:
+    (tmp_path / "rules.toml").write_text(ACCOUNT_RULES)
+    client = await proxy(
+        rules={"directory": str(tmp_path)}, server={"trusted_proxies": ["127.0.0.1/32"]}
+    )
+    connection = redis.Redis.from_url(redis_url)
+    await store_accounts(connection, "test", read_accounts_csv(ACCOUNTS))
+    await connection.aclose()
+    headers = {"User-Agent": BROWSER, "X-Forwarded-For": "192.0.2.7"}  # Helioforge's range
+    for _ in range(30):  # proxies check the account list's version once a second
+        body = await (await client.get("/page", headers=headers)).read()
+        if b"Hello, Helioforge Systems" in body:
+            break
+        await asyncio.sleep(0.1)
+    assert b"Hello, Helioforge Systems" in body
+    views = await recorded_events(client, "pageview")
+    assert views[-1]["account"] == "helioforge.io"
+    other = await client.get("/page", headers={**headers, "X-Forwarded-For": "100.64.0.1"})
+    assert b"Hello, " not in await other.read()

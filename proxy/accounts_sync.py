@@ -1,0 +1,55 @@
+"""Each site's account list, followed from Redis, for matching visitors by IP range.
+
+`refract accounts import` stores a list and bumps its version; every proxy process checks the
+version once a second and rebuilds its index when it changed. Until a list is stored, or
+while Redis is away, the index in force stays (empty at first): no account is matched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import redis.asyncio as redis
+from aiohttp import web
+
+from proxy.local import REDIS_KEY
+from proxy.state import ProxyState
+from rules.accounts import AccountIndex, accounts_version, load_accounts_versioned
+
+log = logging.getLogger("refract.proxy")
+
+POLL_S = 1.0
+ACCOUNTS_KEY = web.AppKey("refract.accounts", dict[str, AccountIndex])
+
+
+async def follow_accounts(app: web.Application) -> AsyncIterator[None]:
+    """A cleanup context: keep ``app[ACCOUNTS_KEY]`` (site -> index) current."""
+    client = app.get(REDIS_KEY)
+    if client is None:
+        yield
+        return
+    task = asyncio.create_task(_follow(app, client))
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _follow(app: web.Application, client: redis.Redis) -> None:
+    versions: dict[str, int] = {}
+    while True:
+        for site in app[ProxyState.KEY].current.router.sites:
+            try:
+                version = await accounts_version(client, site.key)
+                if version == versions.get(site.key, 0):
+                    continue
+                version, accounts = await load_accounts_versioned(client, site.key)
+            except (redis.RedisError, OSError):
+                continue  # keep the index in force; try again next second
+            app[ACCOUNTS_KEY][site.key] = AccountIndex(accounts)
+            versions[site.key] = version
+            log.info("%d accounts of %s loaded (version %d)", len(accounts), site.key, version)
+        await asyncio.sleep(POLL_S)
