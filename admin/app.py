@@ -1,4 +1,4 @@
-"""The admin API: the health of the node's parts and experiment reports; the dashboard later."""
+"""The admin API: health, experiment reports, visitors and hot accounts; the dashboard later."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import uvloop
 from aiohttp import web
 
 from admin.serving import serve_until_stopped
-from analytics import reports
+from analytics import reports, visitors
 from analytics.stats.engine import Settings
 from analytics.worker import HEARTBEAT_PATTERN
 from rules.config import Config, split_host_port
@@ -68,6 +68,30 @@ async def experiment_report(request: web.Request) -> web.Response:
     return web.json_response(report.as_json())
 
 
+async def visitor(request: web.Request) -> web.Response:
+    """``GET /api/visitors/{visitor}``: profile, organisation, account, guesses and reasons."""
+    site = request.query.get("site", request.app[CONFIG_KEY].sites[0].key)
+    found = await visitors.visitor_profile(
+        request.app[REDIS_KEY], site, request.match_info["visitor"]
+    )
+    if found is None:
+        return web.json_response({"error": "no such visitor on this site"}, status=404)
+    return web.json_response(found)
+
+
+async def hot_accounts(request: web.Request) -> web.Response:
+    """``GET /api/accounts/hot``: accounts by heat, with visitors, pages and last visit."""
+    site = request.query.get("site", request.app[CONFIG_KEY].sites[0].key)
+    try:
+        limit = int(request.query.get("limit", "20"))
+    except ValueError:
+        return web.json_response({"error": "limit must be a whole number"}, status=400)
+    if not 1 <= limit <= 500:
+        return web.json_response({"error": "limit must be between 1 and 500"}, status=400)
+    found = await visitors.hot_accounts(request.app[REDIS_KEY], site, limit)
+    return web.json_response({"site": site, "accounts": found})
+
+
 def _choice(query: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> str:
     value = query.get(name, allowed[0])
     if value not in allowed:
@@ -80,6 +104,8 @@ def build_app(config: Config) -> web.Application:
     app[CONFIG_KEY] = config
     app.router.add_get("/api/health", health)
     app.router.add_get("/api/experiments/{key}/report", experiment_report)
+    app.router.add_get("/api/visitors/{visitor}", visitor)
+    app.router.add_get("/api/accounts/hot", hot_accounts)
     app.cleanup_ctx.append(_redis_client)
     return app
 

@@ -105,6 +105,8 @@ class Effects:
         lifetimes[keys.profile(site, event["visitor"])] = keys.PROFILE_TTL_S
         if event["type"] == "pageview":
             lifetimes[keys.pages(site, event["visitor"])] = keys.PROFILE_TTL_S
+            if account := event.get("account"):
+                ops += _account_rollup(event, account, lifetimes)
         if event["type"] == "exposure":
             ops += self._exposure(event, visitor)
             lifetimes[keys.exposures(site, event["visitor"])] = keys.EXPOSURE_TTL_S
@@ -231,3 +233,31 @@ class Effects:
 
 def _prefixes(first: FirstExposure) -> list[str]:
     return [f"{first.day}|{first.variant}|{segment}" for segment in first.segments]
+
+
+# Heat an account's page view adds, by page tag: buying signals count more than reading.
+ACCOUNT_HEAT: dict[str, float] = {
+    "demo_request": 10.0,
+    "pricing": 5.0,
+    "security": 3.0,
+    "case_study": 3.0,
+    "integrations": 2.0,
+    "api_docs": 2.0,
+}
+
+
+def _account_rollup(event: Event, domain: str, lifetimes: dict[str, int]) -> list[Operation]:
+    """What a page view adds to its account: views, visitors, tags, last seen and heat."""
+    site = event["site"]
+    key, visitors = keys.account(site, domain), keys.account_visitors(site, domain)
+    tags = event.get("tags", ())
+    heat = max([ACCOUNT_HEAT.get(tag, 1.0) for tag in tags] or [1.0])
+    for name in (key, visitors, keys.hot_accounts(site)):
+        lifetimes[name] = keys.PROFILE_TTL_S
+    return [
+        ["incr", key, "pageviews", 1],
+        ["max", key, "last_seen", event["time"]],
+        ["pfadd", visitors, event["visitor"]],
+        *[["incr", key, f"tag:{tag}", 1] for tag in tags],
+        ["zincr", keys.hot_accounts(site), heat, domain],
+    ]

@@ -10,6 +10,9 @@
 | `rf:{site}:x:{visitor}` | hash | first exposures, per-metric outcomes | `EXPOSURE_TTL_S` |
 | `rf:{site}:agg:{experiment}` | hash | sufficient statistics (see below) | until a rebuild |
 | `rf:{site}:seg:{visitor}` | string | the segment the proxy reads (msgpack) | as the profile |
+| `rf:{site}:acct:{domain}` | hash | an account's page views, tags, last seen | as profiles |
+| `rf:{site}:acct:{domain}:visitors` | HyperLogLog | its distinct visitors | as profiles |
+| `rf:{site}:hot` | sorted set | accounts by heat (their visitors' buying signals) | as profiles |
 | `rf:{site}:daily:{day}` | hash | site counters of a day: events by type, pageviews | 400 days |
 | `rf:{site}:uv:{day}` | HyperLogLog | distinct visitors of a day | 400 days |
 
@@ -48,6 +51,18 @@ def exposures(site: str, visitor: str) -> str:
 
 def aggregates(site: str, experiment: str) -> str:
     return f"rf:{{{site}}}:agg:{experiment}"
+
+
+def account(site: str, domain: str) -> str:
+    return f"rf:{{{site}}}:acct:{domain}"
+
+
+def account_visitors(site: str, domain: str) -> str:
+    return f"rf:{{{site}}}:acct:{domain}:visitors"
+
+
+def hot_accounts(site: str) -> str:
+    return f"rf:{{{site}}}:hot"
 
 
 def daily(site: str, day: str) -> str:

@@ -616,7 +616,7 @@ def _to_hash(account: Account) -> dict[str, str]:
     }
 
 
-def _from_hash(raw: Mapping[bytes | str, bytes | str]) -> Account:
+def account_from_hash(raw: Mapping[bytes | str, bytes | str]) -> Account:
     values = {_text(name): _text(value) for name, value in raw.items()}
     return Account(
         domain=values["domain"],
@@ -704,5 +704,5 @@ async def _read(client: redis.Redis, site: str) -> tuple[int, list[Account]]:
         for domain in domains:
             pipe.hgetall(account_key(site, domain))
         version, *hashes = await pipe.execute()
-    accounts = [_from_hash(raw) for raw in hashes if raw]
+    accounts = [account_from_hash(raw) for raw in hashes if raw]
     return (int(version) if version is not None else 0), accounts

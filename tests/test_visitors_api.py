@@ -1,0 +1,87 @@
+"""Visitors and hot accounts in the admin API, from events the worker processed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.asyncio as redis
+from aiohttp.test_utils import TestClient, TestServer
+
+from admin.app import build_app
+from rules.accounts import read_accounts_csv, store_accounts
+from rules.config import Config
+from tests.conftest import clean_redis
+from tests.test_worker import SITE, T0, drain, pageview, rules_dir, send  # noqa: F401
+
+ACCOUNTS = Path(__file__).parent / "data" / "accounts-sample.csv"
+SALESFORCE = {"asn": 14340, "org": "Salesforce.com, Inc.", "kind": "business"}
+
+
+def visit(visitor: str, at: float, tag: str, account: str) -> dict[str, Any]:
+    view = pageview(visitor, at, f"/{tag}", new_session=at == T0)
+    view.update(tags=[tag], account=account, network=SALESFORCE)
+    return view
+
+
+@pytest.fixture
+async def admin(
+    redis_url: str,
+    rules_dir: Path,  # noqa: F811 - the fixture
+    aiohttp_client: Any,
+) -> TestClient[Any, Any]:
+    await clean_redis(redis_url)
+    client = redis.Redis.from_url(redis_url)
+    await store_accounts(client, SITE, read_accounts_csv(ACCOUNTS))
+    await send(
+        client,
+        *[visit("buyer", T0 + i, tag, "helioforge.io") for i, tag in
+          enumerate(["pricing", "security", "pricing", "demo_request", "case_study"])],
+        *[visit("reader", T0 + i, "blog", "northwind-logistics.com") for i in range(5)],
+    )  # fmt: skip
+    await drain(client, rules_dir)
+    await client.aclose()
+    config = Config.model_validate(
+        {"redis": {"url": redis_url}, "sites": [{"host": "*", "id": SITE, "origin": "http://x"}]}
+    )
+    test_client: TestClient[Any, Any] = await aiohttp_client(TestServer(build_app(config)))
+    return test_client
+
+
+async def test_a_visitor_comes_with_organisation_account_guesses_and_reasons(
+    admin: TestClient[Any, Any],
+) -> None:
+    body = await (await admin.get("/api/visitors/buyer")).json()
+    assert body["organisation"] == {
+        "name": "Salesforce.com, Inc.",
+        "kind": "business",
+        "asn": 14340,
+    }
+    assert body["account"]["name"] == "Helioforge Systems"
+    assert body["scores"]["budget"] == "enterprise"  # 1,250 employees
+    assert body["scores"]["reasons"]  # every score says why
+    assert set(body["psychographics"]) >= {"decision_style", "buying_stage"}
+    assert {"value", "confidence", "indicators"} <= set(body["psychographics"]["buying_stage"])
+    assert body["recent_pages"][0] == "/case_study"
+
+
+async def test_an_unknown_visitor_is_404(admin: TestClient[Any, Any]) -> None:
+    assert (await admin.get("/api/visitors/nobody")).status == 404
+
+
+async def test_hot_accounts_rank_buying_signals_above_reading(
+    admin: TestClient[Any, Any],
+) -> None:
+    body = await (await admin.get("/api/accounts/hot?limit=5")).json()
+    ranked = [account["domain"] for account in body["accounts"]]
+    assert ranked == ["helioforge.io", "northwind-logistics.com"]
+    first = body["accounts"][0]
+    assert (first["pageviews"], first["visitors"]) == (5, 1)
+    assert first["key_pages"][0] == "pricing"
+    assert first["account"]["target"] is True
+
+
+@pytest.mark.parametrize("limit", ["0", "many", "501"])
+async def test_a_bad_limit_is_refused(admin: TestClient[Any, Any], limit: str) -> None:
+    assert (await admin.get(f"/api/accounts/hot?limit={limit}")).status == 400
