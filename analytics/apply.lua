@@ -82,7 +82,7 @@ local function outcome(op)
 end
 
 local KNOWN = {incr = 1, fincr = 1, setnx = 1, set = 1, max = 1, push = 1, pfadd = 1,
-               zincr = 1, expose = 1, outcome = 1, verify = 1}
+               zincr = 1, session_page = 1, expose = 1, outcome = 1, verify = 1}
 local batch = cjson.decode(ARGV[2])
 -- a script's writes are not rolled back on error: refuse the batch before the first write
 for _, event in ipairs(batch) do
@@ -113,6 +113,17 @@ local function apply(op)
     redis.call('LTRIM', op[2], 0, op[4] - 1)
   elseif name == 'pfadd' then
     redis.call('PFADD', op[2], op[3])
+  elseif name == 'session_page' then
+    -- a page view: one more page in the session, or a new session (the one before it was a
+    -- bounce when it had a single page)
+    if op[3] == 1 then
+      if redis.call('HGET', op[2], 'session_pages') == '1' then
+        redis.call('HINCRBY', op[2], 'bounces', 1)
+      end
+      redis.call('HSET', op[2], 'session_pages', 1)
+    else
+      redis.call('HINCRBY', op[2], 'session_pages', 1)
+    end
   elseif name == 'zincr' then
     redis.call('ZINCRBY', op[2], num(op[3]), op[4])
   elseif name == 'expose' then

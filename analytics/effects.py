@@ -22,6 +22,7 @@ from typing import Any
 from analytics import keys
 from rules.events import BEACON_TYPES, Event
 from rules.ruleset import RuleSet
+from rules.targeting import PageTagger
 
 Operation = list[Any]
 RECENT_PAGES = 50
@@ -66,6 +67,8 @@ class Effects:
 
     def __init__(self, rules: RuleSet) -> None:
         self.rules = rules
+        self._tagger = PageTagger(rules.pages)
+        self._competitors = [name.lower() for name in rules.settings.competitors if name.strip()]
         self._url_metrics = [
             (metric.key, re.compile(fnmatch.translate(metric.url)), metric.value)
             for metric in rules.metrics.values()
@@ -102,6 +105,7 @@ class Effects:
         ops.append(["pfadd", keys.unique_visitors(site, day), event["visitor"]])
         lifetimes[keys.unique_visitors(site, day)] = keys.DAILY_TTL_S
         ops += self._profile(event, visitor)
+        ops += self._behaviour(event)
         lifetimes[keys.profile(site, event["visitor"])] = keys.PROFILE_TTL_S
         if event["type"] == "pageview":
             lifetimes[keys.pages(site, event["visitor"])] = keys.PROFILE_TTL_S
@@ -155,6 +159,30 @@ class Effects:
         if kind in BEACON_TYPES and not visitor.beacon:
             visitor.beacon = True
             ops.append(["verify", key, keys.exposures(site, who), keys.aggregates(site, "")])
+        return ops
+
+    def _behaviour(self, event: Event) -> list[Operation]:
+        """Entry and exit pages, bounces, dwell by page tag, competitor research."""
+        key = keys.profile(event["site"], event["visitor"])
+        if event["type"] == "engage":
+            tags = self._tagger.tags(event.get("url", ""))
+            return [["incr", key, f"dwell_ms:{tag}", int(event["ms"])] for tag in sorted(tags)]
+        if event["type"] != "pageview":
+            return []
+        new_session = bool(event.get("new_session"))
+        ops: list[Operation] = [
+            ["set", key, "exit_page", event["url"]],
+            ["session_page", key, int(new_session)],
+        ]
+        if new_session:
+            ops.append(["set", key, "entry_page", event["url"]])
+        utm = event.get("utm") or {}
+        seen = " ".join(
+            (event["url"], event.get("referrer", ""), utm.get("term", ""), utm.get("campaign", ""))
+        ).lower()
+        ops += [
+            ["incr", key, f"competitor:{name}", 1] for name in self._competitors if name in seen
+        ]
         return ops
 
     def _exposure(self, event: Event, visitor: VisitorState) -> list[Operation]:

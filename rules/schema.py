@@ -296,6 +296,11 @@ class Settings(Table):
         pattern=r"^[A-Za-z0-9_\-]+$",
         description="query parameter and cookie for QA overrides",
     )
+    competitors: list[str] = Field(
+        default=[],
+        description="competitor names; a visit whose page, referrer or search terms name one "
+        "counts as competitor research",
+    )
 
 
 class RuleFile(Table):

@@ -540,3 +540,39 @@ async def test_a_redis_restart_mid_stream_loses_and_doubles_nothing(
         await worker
         await client.aclose()
         embedded.stop()
+
+
+BEHAVIOUR_RULES = (
+    RULES
+    + """
+[settings]
+competitors = ["Globex"]
+
+[[pages]]
+tag = "pricing"
+paths = ["/pricing"]
+"""
+)
+
+
+async def test_the_profile_keeps_entry_exit_bounces_dwell_and_competitor_research(
+    client: redis.Redis, tmp_path: Path
+) -> None:
+    (tmp_path / "rules.toml").write_text(BEHAVIOUR_RULES)
+    engage = events._event("engage", SITE, "v1", "sv1", T0 + 30, url="/pricing", ms=4000)
+    compared = pageview("v1", T0 + DAY, "/blog", new_session=True)
+    compared["utm"] = {"term": "globex alternative"}
+    await send(
+        client,
+        pageview("v1", T0, "/", new_session=True),
+        pageview("v1", T0 + 10, "/pricing"),
+        engage,
+        compared,  # a session of one page: a bounce, known when the next one starts
+        pageview("v1", T0 + 2 * DAY, "/", new_session=True),
+    )
+    await drain(client, tmp_path)
+    profile = await client.hgetall(keys.profile(SITE, "v1"))
+    assert (profile[b"entry_page"], profile[b"exit_page"]) == (b"/", b"/")
+    assert profile[b"bounces"] == b"1"
+    assert profile[b"dwell_ms:pricing"] == b"4000"
+    assert profile[b"competitor:globex"] == b"1"
