@@ -358,7 +358,7 @@ async def test_two_workers_share_the_shards_and_apply_each_event_once(
     await settled(client, len(sent))
     assert [len(lease.held) for lease in leases] == [2, 2]
     stop.set()
-    await asyncio.gather(*workers)
+    await asyncio.wait_for(asyncio.gather(*workers), 30)
     assert await aggregates(client) == pytest.approx(expected)
 
 
@@ -417,6 +417,15 @@ async def start_worker(config: Path) -> asyncio.subprocess.Process:
     )  # fmt: skip
 
 
+async def stopped(process: asyncio.subprocess.Process) -> None:
+    """Wait for a SIGTERM'd process; a hang fails the test instead of the whole run."""
+    try:
+        await asyncio.wait_for(process.wait(), 60)  # the supervisor kills a child after 35 s
+    except TimeoutError:
+        process.kill()
+        raise AssertionError("refract worker did not stop within 60 s of SIGTERM") from None
+
+
 async def worker_pid(client: redis.Redis) -> int:
     """The worker process's pid, from its heartbeat."""
     for _ in range(200):
@@ -470,7 +479,7 @@ async def test_a_worker_killed_mid_batch_loses_and_doubles_nothing(
         await settled(client, len(sent))  # the supervisor's new worker takes it back
     finally:
         supervisor.send_signal(signal.SIGTERM)
-        await supervisor.wait()
+        await stopped(supervisor)
     assert await aggregates(client) == pytest.approx(expected)
     archived = list(Archive(tmp_path / "data" / "archive").read(SITE))
     assert sorted(e["id"] for e in archived) == sorted(e["id"] for e in sent)
@@ -537,7 +546,7 @@ async def test_a_redis_restart_mid_stream_loses_and_doubles_nothing(
         assert await aggregates(client) == pytest.approx(expected)
     finally:
         stop.set()
-        await worker
+        await asyncio.wait_for(worker, 30)
         await client.aclose()
         embedded.stop()
 
