@@ -8,13 +8,13 @@ while Redis is away, the index in force stays (empty at first): no account is ma
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 
 import redis.asyncio as redis
 from aiohttp import web
 
+from proxy.background import stop
 from proxy.local import REDIS_KEY
 from proxy.state import ProxyState
 from rules.accounts import AccountIndex, accounts_version, load_accounts_versioned
@@ -33,9 +33,7 @@ async def follow_accounts(app: web.Application) -> AsyncIterator[None]:
         return
     task = asyncio.create_task(_follow(app, client))
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await stop(task)
 
 
 async def _follow(app: web.Application, client: redis.Redis) -> None:

@@ -22,6 +22,7 @@ import redis.asyncio as redis
 from aiohttp import web
 
 from proxy import metrics
+from proxy.background import stop
 from proxy.local import REDIS_KEY
 from rules.events import EVENT_FIELD, Event, encode, shard_of, stream_key
 
@@ -137,7 +138,5 @@ async def write_events(app: web.Application) -> AsyncIterator[None]:
     task = asyncio.create_task(events.run(client)) if client is not None else None
     yield
     if task is not None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await stop(task)
     await events.close(client, timeout_s=2.0)

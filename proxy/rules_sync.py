@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 import redis.asyncio as redis
 from aiohttp import web
 
+from proxy.background import stop
 from proxy.local import REDIS_KEY
 from proxy.state import ProxyState, StateHolder
 from rules.problems import InvalidFileError
@@ -33,9 +33,7 @@ async def follow_published_rules(app: web.Application) -> AsyncIterator[None]:
     await publish_own_rules(holder, client)  # before serving, so starts and reloads stay ordered
     task = asyncio.create_task(_follow(holder, client))
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await stop(task)
 
 
 async def publish_own_rules(holder: StateHolder, client: redis.Redis) -> None:
