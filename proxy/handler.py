@@ -143,9 +143,13 @@ async def _proxy(request: web.Request, state: ProxyState, exchange: Exchange) ->
         call = Call(request, state, site, view, exchange, *early)
         return _split_url_redirect(call, *early)
 
-    segment_lookup = _start_segment_lookup(request, state, site)
+    identity, personalized = early or (None, None)
+    segment_lookup = None
+    if _needs_segment(request, state):
+        identity = identity or state.identity.identify(request.headers, request.cookies)
+        segment_lookup = _start_segment_lookup(request, site, identity)
     try:
-        call = Call(request, state, site, view, exchange, *(early or (None, None)))
+        call = Call(request, state, site, view, exchange, identity, personalized)
         return await _forward(call, url, upstream_headers, segment_lookup)
     finally:
         if segment_lookup is not None:
@@ -222,16 +226,22 @@ def _split_url_redirect(call: Call, identity: Identity, personalized: Personaliz
     return web.Response(status=302, headers=headers)
 
 
+def _needs_segment(request: web.Request, state: ProxyState) -> bool:
+    """Some audience looks at segment fields, and there is a Redis to ask."""
+    return (
+        request.method == "GET"
+        and state.rules.needs_segment
+        and request.app.get(local.REDIS_KEY) is not None
+    )
+
+
 def _start_segment_lookup(
-    request: web.Request, state: ProxyState, site: Site
+    request: web.Request, site: Site, identity: Identity
 ) -> asyncio.Future[Any] | None:
-    """Fetch the visitor's segment while the origin works, when some audience needs it."""
-    client = request.app.get(local.REDIS_KEY)
-    if client is None or request.method != "GET" or not state.rules.needs_segment:
-        return None
-    identity = state.identity.identify(request.headers, request.cookies)
+    """Fetch the visitor's segment while the origin works (identity is reused for the page)."""
     if identity.new_visitor or identity.visitor_id is None:
         return None  # nothing concluded about a first visit yet
+    client = request.app[local.REDIS_KEY]
     lookup = asyncio.ensure_future(client.get(segment_key(site.key, identity.visitor_id)))
     lookup.add_done_callback(_quietly)
     return lookup
