@@ -14,9 +14,11 @@ from analytics import reports, visitors
 from analytics.stats.engine import Settings
 from analytics.worker import HEARTBEAT_PATTERN
 from rules.config import Config, split_host_port
+from rules.industry import IndustryModel, load_industry_model
 
 CONFIG_KEY = web.AppKey("refract.config", Config)
 REDIS_KEY = web.AppKey("refract.redis", redis.Redis)
+INDUSTRIES_KEY = web.AppKey("refract.industries", dict[str, IndustryModel])
 _REDIS_TIMEOUT_S = 1.0
 
 
@@ -72,7 +74,7 @@ async def visitor(request: web.Request) -> web.Response:
     """``GET /api/visitors/{visitor}``: profile, organisation, account, guesses and reasons."""
     site = request.query.get("site", request.app[CONFIG_KEY].sites[0].key)
     found = await visitors.visitor_profile(
-        request.app[REDIS_KEY], site, request.match_info["visitor"]
+        request.app[REDIS_KEY], site, request.match_info["visitor"], _industry(request, site)
     )
     if found is None:
         return web.json_response({"error": "no such visitor on this site"}, status=404)
@@ -88,8 +90,15 @@ async def hot_accounts(request: web.Request) -> web.Response:
         return web.json_response({"error": "limit must be a whole number"}, status=400)
     if not 1 <= limit <= 500:
         return web.json_response({"error": "limit must be between 1 and 500"}, status=400)
-    found = await visitors.hot_accounts(request.app[REDIS_KEY], site, limit)
+    found = await visitors.hot_accounts(
+        request.app[REDIS_KEY], site, limit, _industry(request, site)
+    )
     return web.json_response({"site": site, "accounts": found})
+
+
+def _industry(request: web.Request, site: str) -> IndustryModel | None:
+    """The site's industry model (read at start, like the configuration)."""
+    return request.app[INDUSTRIES_KEY].get(site)
 
 
 def _choice(query: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> str:
@@ -102,6 +111,7 @@ def _choice(query: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> st
 def build_app(config: Config) -> web.Application:
     app = web.Application()
     app[CONFIG_KEY] = config
+    app[INDUSTRIES_KEY] = {site.key: load_industry_model(site.industry) for site in config.sites}
     app.router.add_get("/api/health", health)
     app.router.add_get("/api/experiments/{key}/report", experiment_report)
     app.router.add_get("/api/visitors/{visitor}", visitor)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from admin import logs
 from admin.supervisor import Child, Supervisor
-from rules.config import Config, load_config
+from rules.config import Config, SiteConfig, load_config
 from rules.problems import InvalidFileError
 from rules.ruleset import load_rules
 
@@ -51,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         return _geo_import(config, args.files)
     if command == "accounts":
         return _accounts_import(config, args.file, args.site or config.sites[0].key)
+    if command == "train":
+        return _train(config, args)
     return _run_node(command, config, config_path)
 
 
@@ -122,6 +124,63 @@ def _accounts_import(config: Config, file: str, site: str) -> int:
     targets = sum(account.target for account in accounts)
     print(f"{site}: {len(accounts)} accounts ({targets} targets) stored as version {version}")
     return 0
+
+
+def _train(config: Config, args: argparse.Namespace) -> int:
+    """Fit the site's revenue model to won and lost deals; store it unless --dry-run."""
+    import asyncio
+    import json
+
+    import redis.asyncio as redis
+
+    from admin.embedded_redis import redis_url
+    from analytics.revenue.outcomes import read_outcomes_csv
+    from analytics.revenue.pipeline import describe, train
+    from analytics.revenue.predict import RevenueModel
+    from analytics.revenue.store import store_model
+    from rules.industry import load_industry_model
+
+    site = _site(config, args.site)
+    if site is None:
+        print(f"refract train: no site {args.site!r} in the configuration", file=sys.stderr)
+        return 2
+    try:
+        outcomes = read_outcomes_csv(args.outcomes)
+    except InvalidFileError as error:
+        print(error, file=sys.stderr)
+        return 2
+    industry = load_industry_model(site.industry)
+
+    async def fit(url: str) -> RevenueModel:
+        client = redis.Redis.from_url(url)
+        try:
+            model = await train(client, site.key, outcomes, site.industry, industry, args.seed)
+            if not args.dry_run:
+                await store_model(client, site.key, model)
+            return model
+        finally:
+            await client.aclose()
+
+    with redis_url(config.redis.url, config.server.data_dir) as url:
+        model = asyncio.run(fit(url))
+    print(describe(model), end="")
+    if not (model.close or model.deal_size or model.days_to_close):
+        print("refract train: too few deals to fit anything; priors stay", file=sys.stderr)
+        return 1
+    if args.dry_run:
+        print("dry run: not stored")
+        return 0
+    path = config.server.data_dir / "models" / site.key / f"revenue-{model.version}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(model.to_json(), indent=1))
+    print(f"{site.key}: model {model.version} in use (a copy in {path})")
+    return 0
+
+
+def _site(config: Config, key: str | None) -> SiteConfig | None:
+    if key is None:
+        return config.sites[0]
+    return next((site for site in config.sites if site.key == key), None)
 
 
 def _report(config: Config, args: argparse.Namespace) -> int:
@@ -216,6 +275,19 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--method", choices=("sequential", "fixed"), default="sequential")
     report.add_argument("--correction", choices=("holm", "bh"), default="holm")
     report.add_argument("--alpha", type=float, default=0.05)
+    train = commands.add_parser(
+        "train", help="fit the revenue model to won and lost deals (docs/intelligence.md)"
+    )
+    train.add_argument(
+        "--outcomes",
+        required=True,
+        help="CSV: account_domain or visitor_id, outcome (won/lost), amount, created, closed",
+    )
+    train.add_argument("--site", help="the site's key (default: the first site)")
+    train.add_argument("--seed", type=int, default=0, help="seed of the cross-validation folds")
+    train.add_argument(
+        "--dry-run", action="store_true", help="fit and report, but keep the current model"
+    )
     return parser
 
 

@@ -14,6 +14,7 @@ metric's window. The covariate for CUPED is the visitor's pageviews before the e
 from __future__ import annotations
 
 import fnmatch
+import json
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -56,6 +57,7 @@ class VisitorState:
     sessions: int = 0
     device: str = "unknown"
     beacon: bool = False  # the visitor's browser has run the beacon: not a JavaScript-less bot
+    account: str = ""  # the account the visitor was matched to (analytics/matching.py)
 
 
 def day_of(at: float) -> str:
@@ -65,8 +67,10 @@ def day_of(at: float) -> str:
 class Effects:
     """Turns events into operations under one rule set."""
 
-    def __init__(self, rules: RuleSet) -> None:
+    def __init__(self, rules: RuleSet, counted_events: frozenset[str] = frozenset()) -> None:
         self.rules = rules
+        # custom events the industry models read: counted per visitor (``event:<name>``)
+        self._counted_events = counted_events
         self._tagger = PageTagger(rules.pages)
         self._competitors = [name.lower() for name in rules.settings.competitors if name.strip()]
         self._url_metrics = [
@@ -109,8 +113,10 @@ class Effects:
         lifetimes[keys.profile(site, event["visitor"])] = keys.PROFILE_TTL_S
         if event["type"] == "pageview":
             lifetimes[keys.pages(site, event["visitor"])] = keys.PROFILE_TTL_S
-            if account := event.get("account"):
-                ops += _account_rollup(event, account, lifetimes)
+        if event["type"] in ("pageview", "form") and (account := event.get("account")):
+            ops += _account_rollup(event, account, lifetimes)
+        if company := event.get("company"):
+            ops += _company(event, company, lifetimes)
         if event["type"] == "exposure":
             ops += self._exposure(event, visitor)
             lifetimes[keys.exposures(site, event["visitor"])] = keys.EXPOSURE_TTL_S
@@ -156,6 +162,8 @@ class Effects:
             ops.append(["max", key, "scroll_max", int(event["depth"])])
         elif kind in ("click", "outbound", "download", "form"):
             ops.append(["incr", key, f"{kind}s", 1])
+        elif kind == "track" and event["name"] in self._counted_events:
+            ops.append(["incr", key, f"event:{event['name']}", 1])
         if kind in BEACON_TYPES and not visitor.beacon:
             visitor.beacon = True
             ops.append(["verify", key, keys.exposures(site, who), keys.aggregates(site, "")])
@@ -274,18 +282,49 @@ ACCOUNT_HEAT: dict[str, float] = {
 }
 
 
+# Heat a form sent by an account's visitor adds: as strong a buying signal as a demo request.
+FORM_HEAT = 10.0
+
+
 def _account_rollup(event: Event, domain: str, lifetimes: dict[str, int]) -> list[Operation]:
-    """What a page view adds to its account: views, visitors, tags, last seen and heat."""
+    """What a page view or a form adds to its account: views (forms), visitors, tags, last seen
+    and heat. A form's account becomes the visitor's (a page view's is set with the profile)."""
     site = event["site"]
     key, visitors = keys.account(site, domain), keys.account_visitors(site, domain)
     tags = event.get("tags", ())
     heat = max([ACCOUNT_HEAT.get(tag, 1.0) for tag in tags] or [1.0])
+    counted: list[Operation] = [["incr", key, "pageviews", 1]]
+    if event["type"] == "form":
+        heat = FORM_HEAT
+        counted = [
+            ["incr", key, "forms", 1],
+            ["set", keys.profile(site, event["visitor"]), "account", domain],
+        ]
     for name in (key, visitors, keys.hot_accounts(site)):
         lifetimes[name] = keys.PROFILE_TTL_S
     return [
-        ["incr", key, "pageviews", 1],
+        *counted,
         ["max", key, "last_seen", event["time"]],
         ["pfadd", visitors, event["visitor"]],
         *[["incr", key, f"tag:{tag}", 1] for tag in tags],
         ["zincr", keys.hot_accounts(site), heat, domain],
+    ]
+
+
+def _company(event: Event, company: dict[str, Any], lifetimes: dict[str, int]) -> list[Operation]:
+    """An organisation an enrichment API named for the visitor's network (not an account): on
+    the profile as ``company``, ``company_domain``, ``company_industry`` and
+    ``company_employees``, and its firmographics in ``rf:{site}:company:{domain}``."""
+    site, domain = event["site"], company["domain"]
+    profile, key = keys.profile(site, event["visitor"]), keys.company(site, domain)
+    lifetimes[key] = keys.PROFILE_TTL_S
+    on_profile = {"company": company["name"], "company_domain": domain}
+    on_profile |= {
+        f"company_{name}": company[name] for name in ("industry", "employees") if name in company
+    }
+    stored = {name: json.dumps(v) if isinstance(v, list) else v for name, v in company.items()}
+    return [
+        *[["set", profile, name, value] for name, value in on_profile.items()],
+        *[["set", key, name, value] for name, value in stored.items()],
+        ["max", key, "last_seen", event["time"]],
     ]

@@ -17,7 +17,7 @@ import redis.asyncio as redis
 from analytics.archive import Archive
 from analytics.consumer import SiteConsumer
 from analytics.effects import Effects
-from analytics.worker import archive_root, rules_in_force
+from analytics.worker import archive_root, counted_events, rules_in_force
 from rules.config import Config
 from rules.events import Event
 
@@ -59,7 +59,7 @@ async def _delete_worker_keys(client: redis.Redis, site: str) -> None:
 async def rebuild_all(config: Config, redis_url: str) -> dict[str, int]:
     client = redis.Redis.from_url(redis_url)
     try:
-        effects = Effects(await rules_in_force(config, client))
+        effects = Effects(await rules_in_force(config, client), counted_events(config))
         archive = Archive(archive_root(config))
         return {
             site: await rebuild(client, site, archive, lambda: effects)

@@ -1,8 +1,11 @@
-"""Keep each visitor's segment current: profile -> features -> psychographics and scores.
+"""Keep each visitor's segment current: profile -> features -> psychographics, scores and
+revenue prediction, under the site's industry model.
 
 After a batch, the worker recomputes the segment of every tracked visitor the batch touched
 (at most once a second per visitor and process) and stores it where the proxy reads it
-(rules/segments.py). A segment is derived state: recomputing it is always safe.
+(rules/segments.py). A segment is derived state: recomputing it is always safe. Two pipelined
+round trips serve a whole batch: the visitors' profiles and pages, then the accounts some of
+them belong to (CRM record and roll-up, which a deal's prediction is about).
 """
 
 from __future__ import annotations
@@ -14,6 +17,12 @@ import redis.asyncio as redis
 
 from analytics import keys
 from analytics.intel import classify, features_of, score
+from analytics.intel.scores import scorer_for
+from analytics.revenue import Prediction, predict
+from analytics.revenue.store import ModelFollower
+from analytics.revenue.subjects import accounts_of, strings, subject_from, text
+from rules.accounts import Account
+from rules.industry import IndustryModel, shipped_model
 from rules.segments import encode_segment, segment_key
 from rules.targeting import Value
 
@@ -21,14 +30,22 @@ MIN_INTERVAL_S = 1.0
 _RECENT_MAX = 100_000
 
 
-def segment_fields(profile: Mapping[str, str], pages: list[str]) -> dict[str, tuple[Value, float]]:
+def segment_fields(
+    profile: Mapping[str, str],
+    pages: list[str],
+    industry: IndustryModel | None = None,
+    account: Account | None = None,
+    prediction: Prediction | None = None,
+) -> dict[str, tuple[Value, float]]:
     """The targeting fields of one visitor, each with its confidence (1 for facts)."""
-    features = features_of(profile, pages)
+    features = features_of(profile, pages, kinds=scorer_for(industry).kinds)
     axes = classify(features)
-    scores = score(features)
+    scores = score(features, account.employees if account else None, industry)
     fields: dict[str, tuple[Value, float]] = {
         "segment.intent": (scores.intent, 1.0),
         "segment.intent_band": (scores.band, 1.0),
+        "segment.urgency": (scores.urgency, 1.0),
+        "segment.budget": (scores.budget, 1.0),
         "visitor.sessions": (features.sessions, 1.0),
         "visitor.tags_seen": (sorted(name[4:] for name in profile if name.startswith("tag:")), 1.0),
     }
@@ -38,13 +55,30 @@ def segment_fields(profile: Mapping[str, str], pages: list[str]) -> dict[str, tu
     ):
         if axis.value != "unknown":
             fields[name] = (axis.value, axis.confidence)
+    if account is not None:
+        fields["account.name"] = (account.name, 1.0)
+        fields["account.target"] = (account.target, 1.0)
+        if account.industry:
+            fields["segment.industry"] = (account.industry, 1.0)
+    if prediction is not None:
+        fields["segment.deal_size"] = (round(prediction.deal_size.value), 1.0)
+        fields["segment.close_probability"] = (round(prediction.close_probability.value, 4), 1.0)
+        fields["segment.expected_value"] = (round(prediction.expected_value), 1.0)
     return fields
 
 
 class SegmentRefresher:
-    def __init__(self, client: redis.Redis, site: str) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        site: str,
+        industry: IndustryModel | None = None,
+        models: ModelFollower | None = None,
+    ) -> None:
         self.client = client
         self.site = site
+        self.industry = industry if industry is not None else shipped_model("saas")
+        self.models = models if models is not None else ModelFollower(client, site)
         self._computed: dict[str, float] = {}
 
     async def refresh(self, visitors: Iterable[str]) -> None:
@@ -57,20 +91,24 @@ class SegmentRefresher:
                 pipe.hgetall(keys.profile(self.site, visitor))
                 pipe.lrange(keys.pages(self.site, visitor), 0, -1)
             replies = await pipe.execute()
+        profiles = [strings(replies[2 * index]) for index in range(len(due))]
+        domains = {p["account"] for p in profiles if p.get("account")}
+        accounts = await accounts_of(self.client, self.site, domains)
+        fitted = await self.models.get()
         async with self.client.pipeline(transaction=False) as pipe:
             for index, visitor in enumerate(due):
-                profile = {_text(k): _text(v) for k, v in replies[2 * index].items()}
-                pages = [_text(page) for page in replies[2 * index + 1]]
+                profile = profiles[index]
+                pages = [text(page) for page in replies[2 * index + 1]]
+                account, rollup = accounts.get(profile.get("account", ""), (None, None))
+                subject = subject_from(profile, pages, account, rollup, self.industry)
+                prediction = predict(subject, self.industry, fitted)
+                fields = segment_fields(profile, pages, self.industry, account, prediction)
                 pipe.set(
                     segment_key(self.site, visitor),
-                    encode_segment(segment_fields(profile, pages)),
+                    encode_segment(fields),
                     ex=keys.PROFILE_TTL_S,
                 )
                 self._computed[visitor] = now
             await pipe.execute()
         if len(self._computed) > _RECENT_MAX:
             self._computed.clear()
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

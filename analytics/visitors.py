@@ -1,8 +1,9 @@
 """Visitors and accounts as sales and marketing read them: profile, guesses with reasons, heat.
 
-The psychographic axes and scores are computed on read from the stored profile (they are
-pure functions of it, tens of microseconds), so what the admin API shows is always the
-current model's view, with the indicators and reasons that drove it.
+The psychographic axes, scores and revenue prediction are computed on read from the stored
+profile (pure functions of it, tens of microseconds) under the site's industry model and the
+current fitted revenue model, so what the admin API shows is always the current models' view,
+with the indicators and reasons that drove it.
 """
 
 from __future__ import annotations
@@ -14,10 +15,17 @@ import redis.asyncio as redis
 
 from analytics import keys
 from analytics.intel import classify, features_of, score
-from rules.accounts import Account, account_from_hash, account_key
+from analytics.intel.scores import scorer_for
+from analytics.revenue import predict
+from analytics.revenue.store import current_model
+from analytics.revenue.subjects import accounts_of, strings, subject_from, text
+from rules.accounts import Account
+from rules.industry import IndustryModel, shipped_model
 
 
-async def visitor_profile(client: redis.Redis, site: str, visitor: str) -> dict[str, Any] | None:
+async def visitor_profile(
+    client: redis.Redis, site: str, visitor: str, industry: IndustryModel | None = None
+) -> dict[str, Any] | None:
     """Everything known about one visitor, or None for a visitor never seen."""
     async with client.pipeline(transaction=False) as pipe:
         pipe.hgetall(keys.profile(site, visitor))
@@ -25,14 +33,14 @@ async def visitor_profile(client: redis.Redis, site: str, visitor: str) -> dict[
         raw, pages = await pipe.execute()
     if not raw:
         return None
-    profile = {_text(name): _text(value) for name, value in raw.items()}
-    recent = [_text(page) for page in pages]
-    account = None
-    if domain := profile.get("account"):
-        stored = await client.hgetall(account_key(site, domain))
-        account = account_from_hash(stored) if stored else None
-    features = features_of(profile, recent)
-    scores = score(features, employees=account.employees if account else None)
+    profile = strings(raw)
+    recent = [text(page) for page in pages]
+    domain = profile.get("account", "")
+    account, rollup = (await accounts_of(client, site, {domain})).get(domain, (None, None))
+    features = features_of(profile, recent, kinds=scorer_for(industry).kinds)
+    scores = score(features, account.employees if account else None, industry)
+    subject = subject_from(profile, recent, account, rollup, industry)
+    prediction = predict(subject, _industry(industry), await current_model(client, site))
     return {
         "visitor": visitor,
         "profile": profile,
@@ -45,24 +53,26 @@ async def visitor_profile(client: redis.Redis, site: str, visitor: str) -> dict[
         "account": _account_json(account),
         "psychographics": dataclasses.asdict(classify(features)),
         "scores": dataclasses.asdict(scores),
+        "prediction": dataclasses.asdict(prediction),
     }
 
 
-async def hot_accounts(client: redis.Redis, site: str, limit: int = 20) -> list[dict[str, Any]]:
-    """Accounts by heat, hottest first, with what their visitors did."""
+async def hot_accounts(
+    client: redis.Redis, site: str, limit: int = 20, industry: IndustryModel | None = None
+) -> list[dict[str, Any]]:
+    """Accounts by heat, hottest first, with what their visitors did and what their deal
+    may be worth."""
     ranked: list[tuple[bytes, float]] = await client.zrevrange(  # type: ignore[assignment]
         keys.hot_accounts(site), 0, limit - 1, withscores=True
     )
+    domains = [text(domain) for domain, _ in ranked]
+    accounts = await accounts_of(client, site, set(domains))
+    fitted = await current_model(client, site)
     found = []
-    for domain_raw, heat in ranked:
-        domain = _text(domain_raw)
-        async with client.pipeline(transaction=False) as pipe:
-            pipe.hgetall(keys.account(site, domain))
-            pipe.pfcount(keys.account_visitors(site, domain))
-            pipe.hgetall(account_key(site, domain))
-            rollup, visitors, stored = await pipe.execute()
-        fields = {_text(name): _text(value) for name, value in rollup.items()}
+    for domain, (_, heat) in zip(domains, ranked, strict=True):
+        account, (fields, visitors) = accounts[domain]
         tags = {name[4:]: int(count) for name, count in fields.items() if name.startswith("tag:")}
+        subject = subject_from({}, (), account, (fields, visitors), industry)
         found.append(
             {
                 "domain": domain,
@@ -71,15 +81,17 @@ async def hot_accounts(client: redis.Redis, site: str, limit: int = 20) -> list[
                 "visitors": visitors,
                 "last_seen": float(fields.get("last_seen", 0)),
                 "key_pages": sorted(tags, key=lambda tag: -tags[tag])[:5],
-                "account": _account_json(account_from_hash(stored) if stored else None),
+                "intent": subject.intent,
+                "account": _account_json(account),
+                "prediction": dataclasses.asdict(predict(subject, _industry(industry), fitted)),
             }
         )
     return found
 
 
+def _industry(model: IndustryModel | None) -> IndustryModel:
+    return model if model is not None else shipped_model("saas")
+
+
 def _account_json(account: Account | None) -> dict[str, Any] | None:
     return dataclasses.asdict(account) if account is not None else None
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

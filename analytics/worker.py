@@ -28,8 +28,10 @@ from analytics.archive import Archive
 from analytics.consumer import SiteConsumer, consume
 from analytics.effects import Effects
 from analytics.leases import ShardLeases
+from analytics.revenue.store import ModelFollower
 from analytics.segments import SegmentRefresher
 from rules.config import Config
+from rules.industry import IndustryModel, load_industry_model
 from rules.problems import InvalidFileError
 from rules.publication import POLL_S, published_files
 from rules.ruleset import EMPTY, RuleSet, load_rules, rules_from_files
@@ -67,13 +69,19 @@ async def rules_in_force(config: Config, client: redis.Redis) -> RuleSet:
     return rules.rules
 
 
+def counted_events(config: Config) -> frozenset[str]:
+    """The custom events some site's industry model reads."""
+    return frozenset().union(*(load_industry_model(site.industry).events for site in config.sites))
+
+
 class RulesInForce:
     """The rule set outcomes are attributed with: the published one, else the directory's."""
 
     def __init__(self, config: Config) -> None:
         directory = config.rules.directory
         self._rules: RuleSet = load_rules(directory) if directory is not None else EMPTY
-        self._effects = Effects(self._rules)
+        self._counted = counted_events(config)
+        self._effects = Effects(self._rules, self._counted)
 
     @property
     def rules(self) -> RuleSet:
@@ -92,7 +100,7 @@ class RulesInForce:
             if published is not None and published[0] not in (self._rules.version, refused):
                 try:
                     self._rules = rules_from_files(published[1], Path("redis:rf:rules"))
-                    self._effects = Effects(self._rules)
+                    self._effects = Effects(self._rules, self._counted)
                     log.info("rules %s adopted from Redis", self._rules.version)
                 except InvalidFileError as error:
                     refused = published[0]
@@ -169,8 +177,15 @@ async def consume_site(
 
 
 def _consumers(
-    client: redis.Redis, site: str, name: str, rules: RulesInForce, archive: Archive
+    client: redis.Redis,
+    site: str,
+    name: str,
+    rules: RulesInForce,
+    archive: Archive,
+    industry: IndustryModel,
 ) -> Callable[[int], SiteConsumer]:
+    models = ModelFollower(client, site)  # one per site: its shards share the current model
+
     def consumer_for(shard: int) -> SiteConsumer:
         # Holding the shard's lease, we may claim whatever is pending in it at once.
         return SiteConsumer(
@@ -181,7 +196,7 @@ def _consumers(
             rules.effects,
             archive,
             claim_idle_ms=0,
-            segments=SegmentRefresher(client, site),
+            segments=SegmentRefresher(client, site, industry, models),
         )
 
     return consumer_for
@@ -195,7 +210,8 @@ async def serve(config: Config) -> None:
     client = redis.Redis.from_url(config.redis.url)
     rules = RulesInForce(config)
     archive = Archive(archive_root(config))
-    sites = sorted({site.key for site in config.sites})
+    industries = {site.key: load_industry_model(site.industry) for site in config.sites}
+    sites = sorted(industries)
     name = worker_name()
     tasks = [
         asyncio.create_task(_heartbeat(client, name, stop)),
@@ -206,7 +222,7 @@ async def serve(config: Config) -> None:
                 consume_site(
                     client,
                     ShardLeases(client, site, config.events.shards, name),
-                    _consumers(client, site, name, rules, archive),
+                    _consumers(client, site, name, rules, archive, industries[site]),
                     stop,
                 )
             )

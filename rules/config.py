@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ByteSize, ConfigDict, Field, ValidationError, field_validator
 from yarl import URL
 
+from rules.industry import INDUSTRIES, load_industry_model
 from rules.problems import InvalidFileError, Problem, problems_from_validation
 from rules.toml_lines import TomlLines, error_line
 
@@ -204,6 +205,22 @@ class SiteConfig(Section):
         description='largest HTML body Refract rewrites, e.g. "4MiB"; larger pages pass unmodified',
     )
     beacon: bool = Field(default=True, description="inject the measurement beacon into pages")
+    industry: str = Field(
+        default="saas",
+        description="industry model scoring visitors: saas, manufacturing, consulting, ecommerce, "
+        "financial_services, healthcare, college_consulting, or a model file (*.toml) relative "
+        "to config.toml (docs/intelligence.md#industry-models)",
+    )
+
+    @field_validator("industry")
+    @classmethod
+    def _check_industry(cls, value: str) -> str:
+        if value.endswith(".toml") or value in INDUSTRIES:
+            return value
+        raise ValueError(
+            f'"{value}" is neither a shipped industry model ({", ".join(INDUSTRIES)}) nor a '
+            "*.toml file"
+        )
 
     @field_validator("origin")
     @classmethod
@@ -288,6 +305,27 @@ class EventsConfig(Section):
     )
 
 
+class IntelConfig(Section):
+    reverse_dns: bool = Field(
+        default=True,
+        description="let the worker look up the company domain of business networks' visitor "
+        "addresses (the address then rides in page view events for events.retention_days, "
+        "never in profiles or the archive)",
+    )
+    enrichment_url: str = Field(
+        default="",
+        description="base URL of a company enrichment API (docs/intelligence.md#enrichment); "
+        "empty means none",
+    )
+    enrichment_key: str = Field(
+        default="",
+        description="API key for enrichment_url; better set as REFRACT_INTEL__ENRICHMENT_KEY",
+    )
+    enrichment_rate: float = Field(
+        default=5.0, gt=0, description="enrichment API calls per second at most, per worker"
+    )
+
+
 class Config(Section):
     server: ServerConfig = Field(default_factory=ServerConfig)
     redis: RedisConfig = Field(default_factory=RedisConfig)
@@ -296,6 +334,7 @@ class Config(Section):
     admin: AdminConfig = Field(default_factory=AdminConfig)
     rules: RulesConfig = Field(default_factory=RulesConfig)
     events: EventsConfig = Field(default_factory=EventsConfig)
+    intel: IntelConfig = Field(default_factory=IntelConfig)
     sites: Annotated[list[SiteConfig], Field(min_length=1)] = Field(
         description="the websites Refract fronts, one [[sites]] table each"
     )
@@ -344,15 +383,37 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
         raise InvalidFileError(
             problems_from_validation(error, Config, str(path), TomlLines(text))
         ) from None
-    return _resolve_rules_directory(config, path)
+    config = _resolve_paths(config, path)
+    _check_industry_models(config)
+    return config
 
 
-def _resolve_rules_directory(config: Config, config_path: Path) -> Config:
+def _check_industry_models(config: Config) -> None:
+    """A site's industry model must load, or the configuration is refused whole."""
+    problems = []
+    for site in config.sites:
+        try:
+            load_industry_model(site.industry)
+        except InvalidFileError as error:
+            problems += error.problems
+    if problems:
+        raise InvalidFileError(problems)
+
+
+def _resolve_paths(config: Config, config_path: Path) -> Config:
+    """Relative paths in the file are relative to the file, wherever Refract runs from."""
+    base = config_path.parent
     directory = config.rules.directory
-    if directory is None or directory.is_absolute():
-        return config
-    rules = config.rules.model_copy(update={"directory": config_path.parent / directory})
-    return config.model_copy(update={"rules": rules})
+    if directory is not None and not directory.is_absolute():
+        rules = config.rules.model_copy(update={"directory": base / directory})
+        config = config.model_copy(update={"rules": rules})
+    sites = [
+        site.model_copy(update={"industry": str(base / site.industry)})
+        if site.industry.endswith(".toml") and not Path(site.industry).is_absolute()
+        else site
+        for site in config.sites
+    ]
+    return config.model_copy(update={"sites": sites})
 
 
 def _apply_environment(

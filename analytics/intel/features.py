@@ -7,11 +7,12 @@ counts as 0 (or "unknown"), so a profile written by an older worker, or tampered
 classifies. It is pure: the reference time is ``now`` when given, else the visitor's last
 event ("as of their last visit").
 
-Page tags are the site's (examples/demo-rules/pages.toml): ``home``, ``pricing``,
-``case_study``, ``security``, ``api_docs``, ``integrations``, ``blog``, ``demo_request``; the
-profile counts page views per tag. Kinds of page no tag covers (comparisons, enterprise, about
-or team, ROI calculators, trials) are recognised from the recent paths by keyword
-(``PATH_KEYWORDS``), so they count only among the last 50 pages.
+Which pages are pricing, case studies, API docs and so on is the site's to say: ``PageKinds``
+maps each kind the classifier knows to page tags (counted over the whole profile) and path
+keywords (counted among the recent pages); a kind's views are whichever of the two counts
+more. The defaults (``DEFAULT_KINDS``) are the demo site's tags
+(examples/demo-rules/pages.toml) and common path keywords; an industry model's
+``[page_kinds]`` (rules/industry.py) overrides them kind by kind.
 """
 
 from __future__ import annotations
@@ -19,22 +20,80 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 DAY_S = 86400.0
 DEEP_SCROLL = 75  # percent: a visitor who reached this far on some page read, not skimmed
-TECHNICAL_TAGS = ("api_docs", "security", "integrations")
+TECHNICAL_KINDS = ("api_docs", "security", "integrations")
 
-# Page kinds recognised in the recent paths: kind -> keywords, any of which in a lower-cased
-# path makes it that kind (a path can be of several kinds).
-PATH_KEYWORDS: dict[str, tuple[str, ...]] = {
-    "comparison": ("compare", "comparison", "-vs-", "/vs/", "alternative"),
-    "enterprise": ("enterprise",),
-    "about": ("/about", "/team", "/leadership", "/company"),
-    "roi": ("roi", "calculator"),
-    "trial": ("trial", "signup", "sign-up", "get-started"),
+
+@dataclass(frozen=True, slots=True)
+class KindMatch:
+    tags: tuple[str, ...] = ()
+    paths: tuple[str, ...] = ()  # lower-case keywords, any of which in a path makes the kind
+
+
+# kind -> how the demo site (and most sites) show it
+DEFAULT_KINDS: dict[str, KindMatch] = {
+    "home": KindMatch(tags=("home",)),
+    "pricing": KindMatch(tags=("pricing",)),
+    "case_study": KindMatch(tags=("case_study",)),
+    "security": KindMatch(tags=("security",)),
+    "api_docs": KindMatch(tags=("api_docs",)),
+    "integrations": KindMatch(tags=("integrations",)),
+    "demo_request": KindMatch(tags=("demo_request",)),
+    "blog": KindMatch(tags=("blog",)),
+    "comparison": KindMatch(paths=("compare", "comparison", "-vs-", "/vs/", "alternative")),
+    "enterprise": KindMatch(paths=("enterprise",)),
+    "about": KindMatch(paths=("/about", "/team", "/leadership", "/company")),
+    "roi": KindMatch(paths=("roi", "calculator")),
+    "trial": KindMatch(paths=("trial", "signup", "sign-up", "get-started")),
 }
-_KINDS = tuple(PATH_KEYWORDS)
+
+
+@dataclass(frozen=True)
+class PageKinds:
+    """Every kind's tags and path keywords; build once per model, reuse per visitor."""
+
+    kinds: Mapping[str, KindMatch]
+
+    @functools.cached_property
+    def keywords(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        return tuple((kind, match.paths) for kind, match in self.kinds.items() if match.paths)
+
+    def path_kinds(self, path: str) -> tuple[str, ...]:
+        """The kinds a path is of, by keyword (a path can be of several)."""
+        return keyword_matches(self.keywords, path)
+
+    def views(self, tags: Mapping[str, int], paths: Sequence[str]) -> dict[str, int]:
+        """Page views per kind: by tag over the profile or by keyword among ``paths``."""
+        by_path = dict.fromkeys(self.kinds, 0)
+        for path in paths:
+            for kind in self.path_kinds(path):
+                by_path[kind] += 1
+        return {
+            kind: max(sum(tags.get(tag, 0) for tag in match.tags), by_path[kind])
+            for kind, match in self.kinds.items()
+        }
+
+
+def page_kinds(overrides: Mapping[str, KindMatch] | None = None) -> PageKinds:
+    """The default kinds with some replaced (an industry model's ``[page_kinds]``)."""
+    return PageKinds({**DEFAULT_KINDS, **(overrides or {})})
+
+
+DEFAULT_PAGE_KINDS = page_kinds()
+
+
+@functools.lru_cache(maxsize=16384)
+def keyword_matches(
+    keywords: tuple[tuple[str, tuple[str, ...]], ...], path: str
+) -> tuple[str, ...]:
+    """The names whose keywords occur in ``path`` (lower-cased); cached, as a site's visitors
+    share its paths."""
+    lowered = path.lower()
+    return tuple(kind for kind, words in keywords if any(word in lowered for word in words))
+
 
 # Where the first visit came from, by the first UTM source or else the referrer's host.
 SOURCES: dict[str, frozenset[str]] = {
@@ -57,17 +116,21 @@ class Features:
 
     pageviews: int = 0
     sessions: int = 0  # at least 1 once the visitor viewed a page
+    return_visits: int = 0  # sessions after the first
     distinct_pages: int = 0  # among the recent pages
     pages_per_session: float = 0.0
     engaged_s: float = 0.0  # visible, engaged seconds over all pages
+    engaged_minutes: float = 0.0
     engaged_s_per_page: float = 0.0
+    technical_dwell_s: float = 0.0  # engaged seconds on pages tagged as a technical kind
     scroll_max: int = 0  # percent, deepest on any page
     deep_scroll: bool = False  # scroll_max >= DEEP_SCROLL
     clicks: int = 0
     downloads: int = 0
     forms: int = 0
     outbounds: int = 0
-    # page views per tag
+    competitor_research: int = 0  # pages, referrers or search terms naming a competitor
+    # page views per kind (PageKinds)
     home_views: int = 0
     pricing_views: int = 0
     case_study_views: int = 0
@@ -76,16 +139,16 @@ class Features:
     integrations_views: int = 0
     demo_views: int = 0
     blog_views: int = 0
-    technical_views: int = 0  # api_docs + security + integrations
-    technical_share: float = 0.0  # of page views, 0-1
-    proof_share: float = 0.0  # case studies, of page views, 0-1
-    blog_share: float = 0.0
-    # recent pages by path keyword
     comparison_views: int = 0
     enterprise_views: int = 0
     about_views: int = 0
     roi_views: int = 0
     trial_views: int = 0
+    technical_views: int = 0  # api_docs + security + integrations
+    technical_share: float = 0.0  # of page views, 0-1
+    proof_share: float = 0.0  # case studies, of page views, 0-1
+    blog_share: float = 0.0
+    blog_only: bool = False  # read the blog, but no pricing, demo, technical or proof page
     # time
     returning: bool = False  # more than one session
     span_days: float = 0.0  # first seen to last seen
@@ -95,73 +158,70 @@ class Features:
     device: str = "unknown"
     runs_js: bool = False  # the browser ran the beacon (engagement data exists)
     source: str = "direct"  # one of SOURCE_KINDS
+    # raw counts the industry models read (rules/industry.py)
+    tags: Mapping[str, int] = field(default_factory=dict)  # page views per page tag
+    events: Mapping[str, int] = field(default_factory=dict)  # custom events counted by name
+    recent_paths: tuple[str, ...] = ()  # newest first
 
 
 def features_of(
-    profile: Mapping[str, str], pages: Sequence[str] = (), now: float | None = None
+    profile: Mapping[str, str],
+    pages: Sequence[str] = (),
+    now: float | None = None,
+    kinds: PageKinds = DEFAULT_PAGE_KINDS,
 ) -> Features:
     """The features of a profile hash and its recent pages (``now``: epoch seconds)."""
     pageviews = _count(profile, "pageviews")
     sessions = _count(profile, "sessions")
     if pageviews and not sessions:
         sessions = 1  # a page view is a session, even when the counter is missing
-    tags = {
-        tag: _count(profile, f"tag:{tag}")
-        for tag in (
-            "home",
-            "pricing",
-            "case_study",
-            "security",
-            "api_docs",
-            "integrations",
-            "demo_request",
-            "blog",
-        )
-    }
-    technical = tags["api_docs"] + tags["security"] + tags["integrations"]
+    tags = _prefixed(profile, "tag:")
+    recent = tuple(page if isinstance(page, str) else _text(page) for page in pages)
+    views = kinds.views(tags, recent)
+    technical = sum(views[kind] for kind in TECHNICAL_KINDS)
+    technical_tags = {tag for kind in TECHNICAL_KINDS for tag in kinds.kinds[kind].tags}
+    dwell = _prefixed(profile, "dwell_ms:")
     engaged_s = _count(profile, "engaged_ms") / 1000.0
     scroll = min(_count(profile, "scroll_max"), 100)
-    recent = [page if isinstance(page, str) else _text(page) for page in pages]
-    counts = [0] * len(_KINDS)
-    for page in recent:
-        found = kinds_of(page)
-        if found:
-            for index in found:
-                counts[index] += 1
-    kinds = dict(zip(_KINDS, counts, strict=True))
+    product = views["pricing"] + views["demo_request"] + technical + views["case_study"]
     first_seen = _number(profile, "first_seen")
     last_seen = max(_number(profile, "last_seen"), first_seen)
     reference = last_seen if now is None or not math.isfinite(now) else max(now, last_seen)
     return Features(
         pageviews=pageviews,
         sessions=sessions,
+        return_visits=max(sessions - 1, 0),
         distinct_pages=len(set(recent)),
         pages_per_session=pageviews / sessions if sessions else 0.0,
         engaged_s=engaged_s,
+        engaged_minutes=engaged_s / 60.0,
         engaged_s_per_page=engaged_s / pageviews if pageviews else 0.0,
+        technical_dwell_s=sum(dwell.get(tag, 0) for tag in technical_tags) / 1000.0,
         scroll_max=scroll,
         deep_scroll=scroll >= DEEP_SCROLL,
         clicks=_count(profile, "clicks"),
         downloads=_count(profile, "downloads"),
         forms=_count(profile, "forms"),
         outbounds=_count(profile, "outbounds"),
-        home_views=tags["home"],
-        pricing_views=tags["pricing"],
-        case_study_views=tags["case_study"],
-        security_views=tags["security"],
-        api_docs_views=tags["api_docs"],
-        integrations_views=tags["integrations"],
-        demo_views=tags["demo_request"],
-        blog_views=tags["blog"],
+        competitor_research=sum(_prefixed(profile, "competitor:").values()),
+        home_views=views["home"],
+        pricing_views=views["pricing"],
+        case_study_views=views["case_study"],
+        security_views=views["security"],
+        api_docs_views=views["api_docs"],
+        integrations_views=views["integrations"],
+        demo_views=views["demo_request"],
+        blog_views=views["blog"],
+        comparison_views=views["comparison"],
+        enterprise_views=views["enterprise"],
+        about_views=views["about"],
+        roi_views=views["roi"],
+        trial_views=views["trial"],
         technical_views=technical,
         technical_share=_share(technical, pageviews),
-        proof_share=_share(tags["case_study"], pageviews),
-        blog_share=_share(tags["blog"], pageviews),
-        comparison_views=kinds["comparison"],
-        enterprise_views=kinds["enterprise"],
-        about_views=kinds["about"],
-        roi_views=kinds["roi"],
-        trial_views=kinds["trial"],
+        proof_share=_share(views["case_study"], pageviews),
+        blog_share=_share(views["blog"], pageviews),
+        blog_only=bool(views["blog"]) and not product,
         returning=sessions > 1,
         span_days=(last_seen - first_seen) / DAY_S if first_seen else 0.0,
         days_since_first_seen=(reference - first_seen) / DAY_S if first_seen else 0.0,
@@ -169,18 +229,9 @@ def features_of(
         device=_text(profile.get("device")) or "unknown",
         runs_js=_text(profile.get("beacon")) == "1",
         source=source_of(profile.get("first_utm_source"), profile.get("first_referrer")),
-    )
-
-
-@functools.lru_cache(maxsize=8192)
-def kinds_of(path: str) -> tuple[int, ...]:
-    """The indexes (in ``PATH_KEYWORDS``) of the kinds a path is of; cached, as a site's
-    visitors share its paths."""
-    lowered = path.lower()
-    return tuple(
-        index
-        for index, words in enumerate(PATH_KEYWORDS.values())
-        if any(word in lowered for word in words)
+        tags=tags,
+        events=_prefixed(profile, "event:"),
+        recent_paths=recent,
     )
 
 
@@ -208,9 +259,9 @@ def _text(value: object) -> str:
     return str(value)
 
 
-def _number(profile: Mapping[str, str], field: str) -> float:
+def _number(profile: Mapping[str, str], name: str) -> float:
     """A non-negative finite number, or 0."""
-    raw = profile.get(field)
+    raw = profile.get(name)
     if raw is None:
         return 0.0
     try:
@@ -220,8 +271,15 @@ def _number(profile: Mapping[str, str], field: str) -> float:
     return value if 0.0 <= value < math.inf else 0.0
 
 
-def _count(profile: Mapping[str, str], field: str) -> int:
-    return int(_number(profile, field))
+def _count(profile: Mapping[str, str], name: str) -> int:
+    return int(_number(profile, name))
+
+
+def _prefixed(profile: Mapping[str, str], prefix: str) -> dict[str, int]:
+    """``{"tag:pricing": "3"}`` -> ``{"pricing": 3}`` for one prefix; bad counts are 0."""
+    return {
+        name[len(prefix) :]: _count(profile, name) for name in profile if name.startswith(prefix)
+    }
 
 
 def _share(part: int, whole: int) -> float:

@@ -50,11 +50,6 @@ def _short_dwell(f: Features) -> float:
     return 1.0 - ramp(f.engaged_s_per_page, 10, 30) if f.runs_js and f.pageviews else 0.0
 
 
-def _blog_only(f: Features) -> float:
-    product = f.pricing_views + f.demo_views + f.technical_views + f.case_study_views
-    return 1.0 if f.blog_views and not product else 0.0
-
-
 def _plural(n: int, one: str, many: str | None = None) -> str:
     return f"{n} {one if n == 1 else (many or one + 's')}"
 
@@ -123,7 +118,7 @@ SIGNALS: dict[str, Signal] = {
         lambda f: f"{f.blog_share:.0%} of pages were blog posts",
     ),
     "blog_only": Signal(
-        _blog_only,
+        lambda f: 1.0 if f.blog_only else 0.0,
         lambda f: "read the blog but no product, pricing or proof pages",
     ),
     "comparison": Signal(
@@ -141,6 +136,14 @@ SIGNALS: dict[str, Signal] = {
     "roi": Signal(
         lambda f: ramp(f.roi_views, 0, 1),
         lambda f: "used the ROI or pricing calculator",
+    ),
+    "competitor_research": Signal(
+        lambda f: ramp(f.competitor_research, 0, 2),
+        lambda f: f"researched competitors ({_plural(f.competitor_research, 'page')})",
+    ),
+    "technical_dwell": Signal(
+        lambda f: ramp(f.technical_dwell_s, 60, 300),
+        lambda f: f"spent {f.technical_dwell_s / 60:.0f} min on technical pages",
     ),
     "long_dwell": Signal(
         lambda f: ramp(f.engaged_s_per_page, 30, 90),
@@ -225,6 +228,7 @@ AXES: dict[str, AxisModel] = {
         prior={"analytical": 0.3, "intuitive": 0.3, "consensus": 0.2, "authoritative": 0.2},
         evidence={
             "technical": {"analytical": 1.2},
+            "technical_dwell": {"analytical": 0.6},
             "long_dwell": {"analytical": 0.8, "intuitive": -0.5},
             "deep_scroll": {"analytical": 0.3},
             "many_pages": {"analytical": 0.6},
@@ -273,6 +277,7 @@ AXES: dict[str, AxisModel] = {
             "api_docs": {"efficiency_gains": 0.4, "innovation_leadership": 0.4},
             "proof": {"efficiency_gains": 0.5, "competitive_advantage": 0.3},
             "comparison": {"competitive_advantage": 1.2},
+            "competitor_research": {"competitive_advantage": 0.6},
             "from_review": {"competitive_advantage": 0.8},
             "enterprise": {"competitive_advantage": 0.3},
             "from_community": {"innovation_leadership": 1.0},
@@ -318,6 +323,7 @@ AXES: dict[str, AxisModel] = {
             "pricing": {"vendor_comparing": 0.6, "decision_ready": 0.3},
             "pricing_repeat": {"vendor_comparing": 0.4, "decision_ready": 0.5},
             "comparison": {"vendor_comparing": 1.5},
+            "competitor_research": {"vendor_comparing": 1.0},
             "from_review": {"vendor_comparing": 1.0},
             "security": {"vendor_comparing": 0.6},
             "returning": {"vendor_comparing": 0.3, "decision_ready": 0.2},
@@ -345,6 +351,7 @@ AXES: dict[str, AxisModel] = {
             "many_sessions": {"deep_analysis": 0.6, "expert_evaluation": 0.4},
             "technical": {"deep_analysis": 0.4, "expert_evaluation": 0.6},
             "api_docs_deep": {"expert_evaluation": 1.5},
+            "technical_dwell": {"deep_analysis": 0.4, "expert_evaluation": 0.6},
             "downloads": {"deep_analysis": 0.3, "expert_evaluation": 0.3},
         },
     ),

@@ -1,97 +1,90 @@
 """A visitor's buying scores: intent, its band, urgency, decision-maker likelihood, budget.
 
-Hand-set points, like the psychographic axes (docs/intelligence.md): a heuristic prior until
-outcome data exists. Every intent signal is worth points per unit up to a cap, and the score
-is their sum capped at 100, so it never goes down when a signal goes up.
+The points come from the site's industry model (rules/industry.py, a TOML file a site can
+edit; docs/intelligence.md#industry-models): a heuristic prior until outcome data exists.
+Every signal counts units (page views, events, behaviour) and is worth intent points per unit
+up to a cap; the score is their sum capped at 100, so it never goes down when a signal goes
+up. Urgency and decision-maker likelihood read each signal's strength, a ramp from 0 at its
+``start`` to 1 at ``full`` units.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
 
-from analytics.intel.features import Features
+from analytics.intel.features import Features, KindMatch, PageKinds, keyword_matches, page_kinds
 from analytics.intel.psychographics import ramp
+from rules.industry import Behaviour, IndustryModel, Signal, shipped_model
 
 MAX_REASONS = 5
 
-
-@dataclass(frozen=True, slots=True)
-class IntentSignal:
-    amount: Callable[[Features], float]  # how much of the signal (views, minutes, ...)
-    points: float  # per unit
-    cap: float  # at most, for the signal
-    reason: str  # formatted with ``n``, the amount
-
-
-# Intent points per signal (SaaS buying signals, PRD section 4: pricing, demo request, trial,
-# multiple sessions, comparisons, case studies, security and enterprise pages).
-INTENT: dict[str, IntentSignal] = {
-    "demo": IntentSignal(lambda f: f.demo_views, 25, 25, "visited the demo request page"),
-    "pricing": IntentSignal(lambda f: f.pricing_views, 8, 24, "viewed pricing {n:.0f} time(s)"),
-    "forms": IntentSignal(lambda f: f.forms, 12, 24, "submitted {n:.0f} form(s)"),
-    "trial": IntentSignal(lambda f: f.trial_views, 10, 10, "viewed trial or signup pages"),
-    "return_visits": IntentSignal(
-        lambda f: max(f.sessions - 1, 0), 5, 15, "came back {n:.0f} time(s)"
-    ),
-    "case_studies": IntentSignal(
-        lambda f: f.case_study_views, 4, 12, "read {n:.0f} case-study page(s)"
-    ),
-    "comparisons": IntentSignal(lambda f: f.comparison_views, 4, 8, "viewed {n:.0f} comparison(s)"),
-    "downloads": IntentSignal(lambda f: f.downloads, 5, 10, "downloaded {n:.0f} file(s)"),
-    "engaged_time": IntentSignal(lambda f: f.engaged_s / 60, 2, 10, "engaged {n:.1f} min"),
-    "security": IntentSignal(lambda f: f.security_views, 3, 6, "viewed security {n:.0f} time(s)"),
-    "enterprise": IntentSignal(lambda f: f.enterprise_views, 3, 6, "viewed enterprise pages"),
-    "roi": IntentSignal(lambda f: f.roi_views, 4, 8, "used the ROI calculator"),
-    "integrations": IntentSignal(lambda f: f.integrations_views, 2, 4, "viewed integrations"),
-    "api_docs": IntentSignal(lambda f: f.api_docs_views, 1, 4, "read {n:.0f} API docs page(s)"),
+# How much of each behaviour a visitor shows, in the units a signal counts.
+BEHAVIOUR: dict[Behaviour, Callable[[Features], float]] = {
+    "forms": lambda f: f.forms,
+    "downloads": lambda f: f.downloads,
+    "return_visits": lambda f: f.return_visits,
+    "competitor_research": lambda f: f.competitor_research,
+    "engaged_minutes": lambda f: f.engaged_minutes,
+    "blog_only": lambda f: 1.0 if f.blog_only else 0.0,
+    "deep_scroll": lambda f: 1.0 if f.deep_scroll else 0.0,
 }
 
-# Bands of the intent score: hot from HOT, warm from WARM, else cold.
-WARM = 30
-HOT = 60
 
-# Urgency: the share of 1-10 each signal is worth at full strength (summed, capped at 1),
-# halved every URGENCY_HALF_LIFE_DAYS since the last visit (only known with ``now``).
-URGENCY: dict[str, tuple[Callable[[Features], float], float]] = {
-    "demo": (lambda f: 1.0 if f.demo_views else 0.0, 0.35),
-    "forms": (lambda f: ramp(f.forms, 0, 1), 0.2),
-    "trial": (lambda f: ramp(f.trial_views, 0, 1), 0.2),
-    "pricing_repeat": (lambda f: ramp(f.pricing_views, 0, 3), 0.15),
-    "sessions_per_week": (lambda f: ramp(f.sessions / max(f.span_days / 7, 1.0), 1, 3), 0.15),
-    "comparisons": (lambda f: ramp(f.comparison_views, 0, 2), 0.1),
-}
-URGENCY_HALF_LIFE_DAYS = 14.0
+@dataclass(frozen=True)
+class Scorer:
+    """An industry model, ready to score visitors; build once (``scorer_for``), reuse."""
 
-# Decision-maker likelihood: logistic of a prior logit plus points per signal at full strength
-# (PRD section 4's decision-maker signals: pricing, security, enterprise, about and team pages,
-# ROI calculators, case studies; blog-only readers and deep API-docs readers are practitioners).
-DECISION_MAKER_PRIOR = -1.0  # logit: about 27% before any evidence
-DECISION_MAKER: dict[str, tuple[Callable[[Features], float], float, str]] = {
-    "pricing": (lambda f: ramp(f.pricing_views, 0, 2), 0.8, "viewed pricing"),
-    "security": (lambda f: ramp(f.security_views, 0, 1), 0.5, "viewed security"),
-    "enterprise": (lambda f: ramp(f.enterprise_views, 0, 1), 0.8, "viewed enterprise pages"),
-    "about": (lambda f: ramp(f.about_views, 0, 1), 0.5, "viewed about or team pages"),
-    "roi": (lambda f: ramp(f.roi_views, 0, 1), 0.5, "used the ROI calculator"),
-    "case_studies": (lambda f: ramp(f.case_study_views, 0, 2), 0.4, "read case studies"),
-    "demo": (lambda f: 1.0 if f.demo_views else 0.0, 0.4, "visited the demo request page"),
-    "blog_only": (
-        lambda f: (
-            1.0
-            if f.blog_views
-            and not (f.pricing_views or f.demo_views or f.technical_views or f.case_study_views)
-            else 0.0
-        ),
-        -1.2,
-        "read only the blog",
-    ),
-    "api_docs_deep": (
-        lambda f: ramp(f.api_docs_views, 3, 8),
-        -0.6,
-        "went deep into the API docs (a practitioner)",
-    ),
-}
+    model: IndustryModel
+
+    @cached_property
+    def kinds(self) -> PageKinds:
+        """The page kinds the psychographic classifier reads, as this model names them."""
+        return page_kinds(
+            {kind: KindMatch(m.tags, m.paths) for kind, m in self.model.page_kinds.items()}
+        )
+
+    @cached_property
+    def keywords(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        return tuple(
+            (name, signal.paths) for name, signal in self.model.signals.items() if signal.paths
+        )
+
+    def amounts(self, features: Features) -> dict[str, float]:
+        """Units of every signal: page views by tag or else by path (whichever counts more),
+        plus events and behaviour."""
+        by_path = dict.fromkeys(self.model.signals, 0)
+        if self.keywords:
+            for path in features.recent_paths:
+                for name in keyword_matches(self.keywords, path):
+                    by_path[name] += 1
+        return {
+            name: max(sum(features.tags.get(tag, 0) for tag in signal.tags), by_path[name])
+            + sum(features.events.get(event, 0) for event in signal.events)
+            + sum(BEHAVIOUR[kind](features) for kind in signal.behaviour)
+            for name, signal in self.model.signals.items()
+        }
+
+
+_SCORERS: dict[int, Scorer] = {}
+
+
+def scorer_for(model: IndustryModel | None = None) -> Scorer:
+    """The scorer of ``model`` (the shipped SaaS model by default), built once per model."""
+    model = model if model is not None else shipped_model("saas")
+    found = _SCORERS.get(id(model))
+    if found is None or found.model is not model:
+        if len(_SCORERS) > 64:  # models are few and long-lived; never grow without bound
+            _SCORERS.clear()
+        found = _SCORERS[id(model)] = Scorer(model)
+    return found
+
+
+def strength(signal: Signal, amount: float) -> float:
+    return ramp(amount, signal.start, signal.full)
+
 
 # Budget bands by company size (employees): the first band whose minimum it reaches.
 BUDGET_BANDS: tuple[tuple[int, str], ...] = (
@@ -111,46 +104,80 @@ class Scores:
     decision_maker: float  # likelihood 0-1
     decision_maker_reasons: tuple[str, ...]
     budget: str  # enterprise, mid_market, smb, startup or unknown
+    signals: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # group -> reasons
 
 
-def intent(features: Features) -> tuple[int, tuple[str, ...]]:
+def _reason(signal: Signal, amount: float) -> str:
+    n = f"{amount:.0f}" if float(amount).is_integer() else f"{amount:.1f}"
+    return signal.reason.replace("{n}", n)
+
+
+def intent(
+    features: Features,
+    model: IndustryModel | None = None,
+    amounts: Mapping[str, float] | None = None,
+) -> tuple[int, tuple[str, ...]]:
     """The intent score 0-100 and its top reasons, biggest first."""
+    scorer = scorer_for(model)
+    amounts = scorer.amounts(features) if amounts is None else amounts
     earned: list[tuple[float, str]] = []
-    for signal in INTENT.values():
-        amount = signal.amount(features)
-        if amount > 0:
-            points = min(amount * signal.points, signal.cap)
-            earned.append((points, signal.reason.format(n=amount) + f" (+{points:.0f})"))
+    for name, signal in scorer.model.signals.items():
+        amount = amounts[name]
+        if amount > 0 and signal.intent:
+            points = min(amount * signal.intent, signal.intent_cap)
+            earned.append((points, _reason(signal, amount) + f" (+{points:.0f})"))
     earned.sort(key=lambda item: item[0], reverse=True)
     total = min(sum(points for points, _ in earned), 100.0)
     return round(total), tuple(reason for _, reason in earned[:MAX_REASONS])
 
 
-def band(score: int) -> str:
-    if score >= HOT:
+def band(score: int, model: IndustryModel | None = None) -> str:
+    settings = scorer_for(model).model.scores
+    if score >= settings.hot:
         return "hot"
-    if score >= WARM:
+    if score >= settings.warm:
         return "warm"
     return "cold"
 
 
-def urgency(features: Features) -> int:
-    """1 (no hurry seen) to 10 (acting now)."""
-    raw = min(sum(weight * strength(features) for strength, weight in URGENCY.values()), 1.0)
-    decay: float = 0.5 ** (features.days_since_last_seen / URGENCY_HALF_LIFE_DAYS)
+def urgency(
+    features: Features,
+    model: IndustryModel | None = None,
+    amounts: Mapping[str, float] | None = None,
+) -> int:
+    """1 (no hurry seen) to 10 (acting now), halved every ``urgency_half_life_days`` since
+    the last visit (only known with ``now``)."""
+    scorer = scorer_for(model)
+    amounts = scorer.amounts(features) if amounts is None else amounts
+    raw = min(
+        sum(
+            signal.urgency * strength(signal, amounts[name])
+            for name, signal in scorer.model.signals.items()
+            if signal.urgency
+        ),
+        1.0,
+    )
+    half_life = scorer.model.scores.urgency_half_life_days
+    decay: float = 0.5 ** (features.days_since_last_seen / half_life)
     return 1 + round(9 * raw * decay)
 
 
-def decision_maker(features: Features) -> tuple[float, tuple[str, ...]]:
+def decision_maker(
+    features: Features,
+    model: IndustryModel | None = None,
+    amounts: Mapping[str, float] | None = None,
+) -> tuple[float, tuple[str, ...]]:
     """The likelihood the visitor decides or signs, and the signals that raised it."""
-    logit = DECISION_MAKER_PRIOR
+    scorer = scorer_for(model)
+    amounts = scorer.amounts(features) if amounts is None else amounts
+    logit = scorer.model.scores.decision_maker_prior
     reasons: list[str] = []
-    for strength, weight, reason in DECISION_MAKER.values():
-        s = strength(features)
+    for name, signal in scorer.model.signals.items():
+        s = strength(signal, amounts[name]) if signal.decision_maker else 0.0
         if s:
-            logit += weight * s
-            if weight > 0:
-                reasons.append(reason)
+            logit += signal.decision_maker * s
+            if signal.decision_maker > 0:
+                reasons.append(_reason(signal, amounts[name]))
     return 1.0 / (1.0 + math.exp(-logit)), tuple(reasons)
 
 
@@ -163,15 +190,29 @@ def budget(employees: int | None) -> str:
     return "unknown"
 
 
-def score(features: Features, employees: int | None = None) -> Scores:
-    value, reasons = intent(features)
-    likelihood, why = decision_maker(features)
+def fired(model: IndustryModel | None, amounts: Mapping[str, float]) -> dict[str, tuple[str, ...]]:
+    """The signals a visitor shows, by group (enterprise, urgency, ...), as reasons."""
+    groups: dict[str, list[str]] = {}
+    for name, signal in scorer_for(model).model.signals.items():
+        amount = amounts[name]
+        if amount > signal.start:
+            groups.setdefault(signal.group, []).append(_reason(signal, amount))
+    return {group: tuple(reasons) for group, reasons in groups.items()}
+
+
+def score(
+    features: Features, employees: int | None = None, model: IndustryModel | None = None
+) -> Scores:
+    amounts = scorer_for(model).amounts(features)
+    value, reasons = intent(features, model, amounts)
+    likelihood, why = decision_maker(features, model, amounts)
     return Scores(
         intent=value,
-        band=band(value),
+        band=band(value, model),
         reasons=reasons,
-        urgency=urgency(features),
+        urgency=urgency(features, model, amounts),
         decision_maker=likelihood,
         decision_maker_reasons=why,
         budget=budget(employees),
+        signals=fired(model, amounts),
     )
