@@ -10,12 +10,18 @@ import redis.asyncio as redis
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from analytics.intel import features_of
+from analytics.revenue import Subject, predict
+from analytics.revenue.store import store_model
+from analytics.revenue.train import fit_revenue_model
 from analytics.segments import SegmentRefresher
 from rules import events
 from rules.accounts import read_accounts_csv, store_accounts
+from rules.industry import shipped_model
 from rules.segments import decode_segment, encode_segment, segment_key
 from rules.targeting import Value
 from tests.conftest import BROWSER, ProxyFactory, clean_redis, recorded_events
+from tests.test_revenue import simulated_rows
 from tests.test_worker import SITE, drain, rules_dir  # noqa: F401 - a fixture
 
 ACCOUNTS = Path(__file__).parent / "data" / "accounts-sample.csv"
@@ -102,6 +108,34 @@ async def test_the_worker_keeps_a_visitors_segment_current(
     assert values["segment.intent_band"] in {"warm", "hot"}
     assert values["segment.style"] == "analytical"
     assert confidence["segment.style"] >= 0.6
+    assert values["segment.budget"] == "unknown"  # no account: the company is unknown
+    assert values["segment.deal_size"] == shipped_model("saas").revenue.deal_size["unknown"][1]
+
+
+async def test_the_segment_carries_the_current_models_prediction(
+    redis_url: str,
+    rules_dir: Path,  # noqa: F811 - the fixture
+) -> None:
+    await clean_redis(redis_url)
+    client = redis.Redis.from_url(redis_url)
+    model = fit_revenue_model(simulated_rows(300, seed=9), industry="saas", currency="USD")
+    await store_model(client, SITE, model)
+    stream = events.stream_key(SITE, events.shard_of(VISITOR, 4))
+    view = events.pageview(
+        SITE, VISITOR, SESSION, url="/pricing", tags=["pricing"], referrer="", utm={},
+        status=200, origin_ms=1.0, device="desktop", new_session=True,
+    )  # fmt: skip
+    await client.xadd(stream, {events.EVENT_FIELD: events.encode(view)})
+    await drain(client, rules_dir, segments=SegmentRefresher(client, SITE))
+    values, _ = decode_segment(await client.get(segment_key(SITE, VISITOR)))
+    await client.aclose()
+    expected = predict(
+        Subject(features_of({"pageviews": "1", "tag:pricing": "1"}), intent=8),
+        shipped_model("saas"),
+        model,
+    )
+    assert values["segment.deal_size"] == round(expected.deal_size.value)
+    assert values["segment.close_probability"] == round(expected.close_probability.value, 4)
 
 
 ACCOUNT_RULES = """

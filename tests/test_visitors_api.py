@@ -10,9 +10,13 @@ import redis.asyncio as redis
 from aiohttp.test_utils import TestClient, TestServer
 
 from admin.app import build_app
+from analytics.revenue.store import store_model
+from analytics.revenue.train import fit_revenue_model
 from rules.accounts import read_accounts_csv, store_accounts
 from rules.config import Config
+from rules.industry import shipped_model
 from tests.conftest import clean_redis
+from tests.test_revenue import simulated_rows
 from tests.test_worker import SITE, T0, drain, pageview, rules_dir, send  # noqa: F401
 
 ACCOUNTS = Path(__file__).parent / "data" / "accounts-sample.csv"
@@ -85,3 +89,39 @@ async def test_hot_accounts_rank_buying_signals_above_reading(
 @pytest.mark.parametrize("limit", ["0", "many", "501"])
 async def test_a_bad_limit_is_refused(admin: TestClient[Any, Any], limit: str) -> None:
     assert (await admin.get(f"/api/accounts/hot?limit={limit}")).status == 400
+
+
+async def test_a_visitor_of_an_account_gets_the_accounts_deal_from_the_priors(
+    admin: TestClient[Any, Any],
+) -> None:
+    body = await (await admin.get("/api/visitors/buyer")).json()
+    prediction = body["prediction"]
+    assert prediction["source"] == "priors"
+    low, typical, high = shipped_model("saas").revenue.deal_size["enterprise"]
+    assert prediction["deal_size"] == {"low": low, "value": typical, "high": high}
+    assert prediction["currency"] == "USD"
+
+
+async def test_the_current_revenue_model_answers_once_stored(
+    admin: TestClient[Any, Any], redis_url: str
+) -> None:
+    model = fit_revenue_model(simulated_rows(300, seed=9), industry="saas", currency="USD")
+    client = redis.Redis.from_url(redis_url)
+    await store_model(client, SITE, model)
+    await client.aclose()
+    body = await (await admin.get("/api/visitors/buyer")).json()
+    assert body["prediction"]["source"] == f"model {model.version}"
+    hot = await (await admin.get("/api/accounts/hot")).json()
+    assert hot["accounts"][0]["prediction"]["source"] == f"model {model.version}"
+
+
+async def test_hot_accounts_come_with_their_expected_deal(admin: TestClient[Any, Any]) -> None:
+    body = await (await admin.get("/api/accounts/hot")).json()
+    first = body["accounts"][0]
+    assert first["intent"] == 48  # pricing twice 16, demo request 25, security 3, case study 4
+    prediction = first["prediction"]
+    warm = shipped_model("saas").revenue.close_probability["warm"][1]
+    assert prediction["close_probability"]["value"] == warm  # warm intent
+    assert prediction["expected_value"] == pytest.approx(
+        prediction["deal_size"]["value"] * prediction["close_probability"]["value"]
+    )

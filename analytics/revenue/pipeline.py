@@ -25,7 +25,8 @@ async def training_rows(
             subject, seen = await account_subject(client, site, outcome.account_domain, industry)
         else:
             subject, seen = await visitor_subject(client, site, outcome.visitor_id, industry)
-        rows.append(TrainingRow(outcome, model_inputs(subject, industry), seen))
+        inputs = model_inputs(subject, industry)
+        rows.append(TrainingRow(outcome, inputs, seen, subject.account is not None))
     return rows
 
 
@@ -49,7 +50,7 @@ def describe(model: RevenueModel) -> str:
     lines = [
         f"revenue model {model.version} ({model.industry}, {model.currency})",
         f"  deals: {report['deals']} ({report['won']} won, {report['lost']} lost); "
-        f"{report['matched']} matched to accounts or visitors Refract has seen",
+        f"{report['listed']} of listed accounts, {report['seen']} with behaviour Refract saw",
     ]
     close = report["close_probability"]
     if "skipped" in close:

@@ -57,7 +57,8 @@ Vector = NDArray[np.float64]
 class TrainingRow:
     outcome: Outcome
     inputs: dict[str, float]
-    matched: bool  # Refract had seen the account or visitor
+    seen: bool  # Refract has seen the account's or visitor's behaviour
+    listed: bool  # the company is in the account list (its firmographics are known)
 
 
 def fit_revenue_model(
@@ -76,7 +77,8 @@ def fit_revenue_model(
         "deals": len(rows),
         "won": int(won.sum()),
         "lost": int(len(rows) - won.sum()),
-        "matched": sum(row.matched for row in rows),
+        "seen": sum(row.seen for row in rows),
+        "listed": sum(row.listed for row in rows),
     }
     close, report["close_probability"] = _close_part(x, won, names, seed)
     sizes = [(i, row.outcome.amount) for i, row in enumerate(rows) if row.outcome.won]
