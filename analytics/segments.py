@@ -1,15 +1,18 @@
 """Keep each visitor's segment current: profile -> features -> psychographics, scores and
 revenue prediction, under the site's industry model.
 
-After a batch, the worker recomputes the segment of every tracked visitor the batch touched
-(at most once a second per visitor and process) and stores it where the proxy reads it
-(rules/segments.py). A segment is derived state: recomputing it is always safe. Two pipelined
-round trips serve a whole batch: the visitors' profiles and pages, then the accounts some of
-them belong to (CRM record and roll-up, which a deal's prediction is about).
+After a batch, the worker recomputes the segment of every tracked visitor the batch touched,
+at most once a second per visitor and process: a visitor computed less than a second ago
+waits, and is computed after a later batch or an idle read, so the last events always count.
+Segments are stored where the proxy reads them (rules/segments.py). A segment is derived
+state: recomputing it is always safe. Two pipelined round trips serve a whole batch: the
+visitors' profiles and pages, then the accounts some of them belong to (CRM record and
+roll-up, which a deal's prediction is about).
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterable, Mapping
 
@@ -79,13 +82,17 @@ class SegmentRefresher:
         self.site = site
         self.industry = industry if industry is not None else shipped_model("saas")
         self.models = models if models is not None else ModelFollower(client, site)
+        # when each visitor's segment was last computed, and who waits for the next chance
         self._computed: dict[str, float] = {}
+        self._pending: set[str] = set()
 
     async def refresh(self, visitors: Iterable[str]) -> None:
         now = time.monotonic()
-        due = [v for v in set(visitors) if v and now - self._computed.get(v, 0.0) >= MIN_INTERVAL_S]
+        self._pending.update(visitor for visitor in visitors if visitor)
+        due = [v for v in self._pending if now - self._computed.get(v, -math.inf) >= MIN_INTERVAL_S]
         if not due:
             return
+        self._pending.difference_update(due)
         async with self.client.pipeline(transaction=False) as pipe:
             for visitor in due:
                 pipe.hgetall(keys.profile(self.site, visitor))

@@ -47,7 +47,10 @@ def write_rules(directory: Path, **files: str) -> Path:
 def test_demo_rules_load() -> None:
     rules = load_rules(DEMO_RULES)
     assert set(rules.experiments) == {"hero-headline", "cta-copy", "pricing-layout"}
-    assert set(rules.personalizations) == {"welcome-back-target-accounts"}
+    assert set(rules.personalizations) == {
+        "welcome-back-target-accounts",
+        "pricing-for-intuitive-buyers",
+    }
 
 
 def test_version_is_a_hash_of_the_files(tmp_path: Path) -> None:

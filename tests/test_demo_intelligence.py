@@ -1,0 +1,80 @@
+"""The demo, end to end, as the README walks through visitor intelligence: a visitor from a
+target account acts fast, the worker classifies them, the pricing page adapts to their style,
+the home page greets their company, the admin API explains it all, and `refract train` swaps
+the priors for a fitted model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import redis.asyncio as redis
+
+from rules.segments import decode_segment, segment_key
+from tests.conftest import BROWSER
+from tests.test_processes import REPOSITORY, demo_config, eventually, refract, running
+
+ACCOUNTS = REPOSITORY / "examples" / "demo-accounts.csv"
+OUTCOMES = REPOSITORY / "examples" / "demo-outcomes.csv"
+
+
+async def test_the_demo_knows_the_visitor_adapts_and_explains(tmp_path: Path) -> None:
+    path, port, admin_port = demo_config(tmp_path)
+    site, admin = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{admin_port}"
+    imported = refract("--config", str(path), "accounts", "import", str(ACCOUNTS), cwd=tmp_path)
+    assert imported.returncode == 0, imported.stderr
+    async with (
+        running(["--config", str(path), "demo"], port, {}, tmp_path),
+        aiohttp.ClientSession(
+            headers={"User-Agent": BROWSER}, cookie_jar=aiohttp.CookieJar(unsafe=True)
+        ) as visitor,
+    ):
+        client = redis.Redis.from_url(f"unix://{tmp_path / '.refract' / 'redis' / 'redis.sock'}")
+        try:
+            await _visit(visitor, site, "/", "/pricing", "/demo")  # straight to the point
+            vid = next(c.value for c in visitor.cookie_jar if c.key == "rf_vid")
+
+            async def style() -> object:
+                values, _ = decode_segment(await client.get(segment_key("demo", vid)))
+                return values.get("segment.style")
+
+            assert await eventually(style, "intuitive", tries=100)
+        finally:
+            await client.aclose()
+
+        pricing = await _visit(visitor, site, "/pricing")
+        assert "Pick a plan, start today" in pricing
+
+        profile = await _json(visitor, f"{admin}/api/visitors/{vid}")
+        assert profile["account"]["name"] == "Acme Robotics"
+        assert profile["psychographics"]["decision_style"]["value"] == "intuitive"
+        assert profile["psychographics"]["decision_style"]["indicators"]
+        assert profile["scores"]["reasons"][0] == "visited the demo request page (+25)"
+        assert profile["scores"]["budget"] == "enterprise"  # 1,200 employees
+        assert profile["prediction"]["source"] == "priors"
+
+        visitor.cookie_jar.clear(lambda cookie: cookie.key == "rf_sid")  # a later session
+        home = await _visit(visitor, site, "/")
+        assert "Welcome back, Acme Robotics" in home
+
+        trained = refract("--config", str(path), "train", "--outcomes", str(OUTCOMES), cwd=tmp_path)
+        assert trained.returncode == 0, trained.stderr
+        profile = await _json(visitor, f"{admin}/api/visitors/{vid}")
+        assert profile["prediction"]["source"].startswith("model ")
+
+
+async def _visit(session: aiohttp.ClientSession, site: str, *paths: str) -> str:
+    text = ""
+    for path in paths:
+        async with session.get(site + path) as response:
+            assert response.status == 200
+            text = await response.text()
+    return text
+
+
+async def _json(session: aiohttp.ClientSession, url: str) -> dict[str, Any]:
+    async with session.get(url) as response:
+        assert response.status == 200, await response.text()
+        body: dict[str, Any] = await response.json()
+        return body
