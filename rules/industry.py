@@ -195,8 +195,16 @@ class IndustryModel(_Model):
         "classifier; kinds not listed use the default tags and path keywords",
     )
     signals: dict[str, Signal] = Field(min_length=1, description="buying signals by name")
-    scores: ScoreSettings = Field(default_factory=ScoreSettings)
-    revenue: RevenuePriors
+    scores: ScoreSettings = Field(
+        default_factory=ScoreSettings,
+        description="warm and hot (intent 1-100, hot above warm), urgency_half_life_days, "
+        "decision_maker_prior",
+    )
+    revenue: RevenuePriors = Field(
+        description="[low, typical, high] each: deal_size and days_to_close for enterprise, "
+        "mid_market, smb, startup and unknown; close_probability (0-1) for cold, warm and hot; "
+        "lifetime_years"
+    )
 
     @property
     def events(self) -> frozenset[str]:
