@@ -16,7 +16,14 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from rules.problems import InvalidFileError, Problem, problems_from_validation
 from rules.toml_lines import TomlLines, error_line
@@ -147,7 +154,8 @@ class ScoreSettings(_Model):
 def _range_ok(name: str, values: Range) -> None:
     low, typical, high = values
     if not 0 <= low <= typical <= high:
-        raise ValueError(f"{name}: needs 0 <= low <= typical <= high, got {list(values)}")
+        where = f"{name}: " if name else ""
+        raise ValueError(f"{where}needs 0 <= low <= typical <= high, got {list(values)}")
 
 
 class RevenuePriors(_Model):
@@ -166,24 +174,33 @@ class RevenuePriors(_Model):
     )
     lifetime_years: Range = Field(description="years a customer stays: [low, typical, high]")
 
-    @model_validator(mode="after")
-    def _check(self) -> RevenuePriors:
-        for table, wanted in (
-            ("deal_size", BudgetBand.__args__),  # type: ignore[attr-defined]
-            ("close_probability", IntentBand.__args__),  # type: ignore[attr-defined]
-            ("days_to_close", BudgetBand.__args__),  # type: ignore[attr-defined]
-        ):
-            values: dict[str, Range] = getattr(self, table)
-            missing = [band for band in wanted if band not in values]
-            if missing:
-                raise ValueError(f"{table} lacks {', '.join(missing)}")
-            for band, value in values.items():
-                _range_ok(f"{table}.{band}", value)
-        for band, (_, _, high) in self.close_probability.items():
+    @field_validator("deal_size", "days_to_close")
+    @classmethod
+    def _check_budget_bands(cls, values: dict[str, Range]) -> dict[str, Range]:
+        return _check_bands(values, BudgetBand.__args__)  # type: ignore[attr-defined]
+
+    @field_validator("close_probability")
+    @classmethod
+    def _check_intent_bands(cls, values: dict[str, Range]) -> dict[str, Range]:
+        for band, (_, _, high) in values.items():
             if high > 1:
-                raise ValueError(f"close_probability.{band}: a probability is at most 1")
-        _range_ok("lifetime_years", self.lifetime_years)
-        return self
+                raise ValueError(f"{band}: a probability is at most 1")
+        return _check_bands(values, IntentBand.__args__)  # type: ignore[attr-defined]
+
+    @field_validator("lifetime_years")
+    @classmethod
+    def _check_lifetime(cls, values: Range) -> Range:
+        _range_ok("", values)
+        return values
+
+
+def _check_bands(values: dict[str, Range], wanted: tuple[str, ...]) -> dict[str, Range]:
+    missing = [band for band in wanted if band not in values]
+    if missing:
+        raise ValueError(f"lacks {', '.join(missing)}")
+    for band, value in values.items():
+        _range_ok(band, value)
+    return values
 
 
 class IndustryModel(_Model):

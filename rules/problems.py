@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import typing
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -55,7 +56,11 @@ def problems_from_validation(
     """Translate pydantic's errors into problems that point at the user's file."""
     problems = []
     for detail in error.errors():
-        path = tuple(part for part in detail["loc"] if isinstance(part, str | int))
+        path = tuple(
+            part
+            for part in detail["loc"]
+            if isinstance(part, str | int) and part != "[key]"  # pydantic's mark of a bad key
+        )
         if detail["type"] == "extra_forbidden":
             message, hint = "unknown key", _suggest_key(model, path)
         else:
@@ -74,8 +79,10 @@ def _plain_message(detail: Any) -> str:
 def _model_at(model: type[BaseModel], path: Sequence[str | int]) -> type[BaseModel] | None:
     """The model that holds the last key of ``path``."""
     current: type[BaseModel] = model
+    keyed = False  # the previous field is a table of models: this part is a key of it
     for part in path[:-1]:
-        if isinstance(part, int):
+        if isinstance(part, int) or keyed:
+            keyed = False
             continue
         field = current.model_fields.get(part)
         if field is None:
@@ -84,6 +91,7 @@ def _model_at(model: type[BaseModel], path: Sequence[str | int]) -> type[BaseMod
         if nested is None:
             return None
         current = nested
+        keyed = typing.get_origin(field.annotation) is dict
     return current
 
 
