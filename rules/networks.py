@@ -289,8 +289,9 @@ def classify(asn: int, org: str) -> NetworkKind:
     pinned = PINNED_ASNS.get(asn)
     if pinned is not None:
         return pinned
+    words = org.replace("_", " ")  # registries' "Vodafone_Iceland": \b needs a non-word
     for kind, pattern in _COMPILED_PATTERNS:
-        if pattern.search(org):
+        if pattern.search(words):
             return kind
     return "business"
 

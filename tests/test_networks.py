@@ -190,6 +190,7 @@ def test_adjacent_ranges_of_one_organisation_are_merged(tmp_path: Path) -> None:
         (64512, "Google Ireland Limited", "hosting"),
         (64512, "Deutsche Telekom AG", "isp"),
         (64512, "Vodafone Libertel B.V.", "isp"),
+        (60300, "Vodafone_Iceland Syn hf", "isp"),  # an underscore separates words too
         (64512, "China Mobile", "isp"),
         (64512, "Mega Cable, S.A. de C.V.", "isp"),
         (64512, "Simba Fiber Africa Limited", "isp"),
