@@ -12,6 +12,7 @@ roll-up, which a deal's prediction is about).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Iterable, Mapping
@@ -39,9 +40,11 @@ def segment_fields(
     industry: IndustryModel | None = None,
     account: Account | None = None,
     prediction: Prediction | None = None,
+    colleagues: int = 0,
 ) -> dict[str, tuple[Value, float]]:
     """The targeting fields of one visitor, each with its confidence (1 for facts)."""
     features = features_of(profile, pages, kinds=scorer_for(industry).kinds)
+    features = dataclasses.replace(features, colleagues=colleagues)
     axes = classify(features)
     scores = score(features, account.employees if account else None, industry)
     fields: dict[str, tuple[Value, float]] = {
@@ -109,7 +112,10 @@ class SegmentRefresher:
                 account, rollup = accounts.get(profile.get("account", ""), (None, None))
                 subject = subject_from(profile, pages, account, rollup, self.industry)
                 prediction = predict(subject, self.industry, fitted)
-                fields = segment_fields(profile, pages, self.industry, account, prediction)
+                colleagues = max(rollup[1] - 1, 0) if rollup else 0
+                fields = segment_fields(
+                    profile, pages, self.industry, account, prediction, colleagues
+                )
                 pipe.set(
                     segment_key(self.site, visitor),
                     encode_segment(fields),

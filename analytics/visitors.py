@@ -38,6 +38,8 @@ async def visitor_profile(
     domain = profile.get("account", "")
     account, rollup = (await accounts_of(client, site, {domain})).get(domain, (None, None))
     features = features_of(profile, recent, kinds=scorer_for(industry).kinds)
+    if rollup is not None:
+        features = dataclasses.replace(features, colleagues=max(rollup[1] - 1, 0))
     scores = score(features, account.employees if account else None, industry)
     subject = subject_from(profile, recent, account, rollup, industry)
     prediction = predict(subject, _industry(industry), await current_model(client, site))

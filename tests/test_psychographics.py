@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 
 import pytest
@@ -274,6 +274,27 @@ def test_archetype_is_classified_with_confidence(archetype: str, axis: str, valu
     assert result.value == value
     assert CONFIDENCE_THRESHOLD <= result.confidence <= 1.0
     assert 1 <= len(result.indicators) <= MAX_INDICATORS
+
+
+# Gathers proof for others: case studies, downloads, several sessions.
+GATHERER = {
+    "pageviews": "10",
+    "sessions": "4",
+    "tag:case_study": "3",
+    "tag:home": "4",
+    "tag:pricing": "2",
+    "downloads": "2",
+    "beacon": "1",
+    "engaged_ms": "300000",
+}
+
+
+@pytest.mark.parametrize(("colleagues", "style"), [(0, UNKNOWN), (3, "consensus")])
+def test_colleagues_from_the_same_account_mark_a_consensus_builder(
+    colleagues: int, style: str
+) -> None:
+    features = replace(features_of(GATHERER, []), colleagues=colleagues)
+    assert classify(features).decision_style.value == style
 
 
 @pytest.mark.parametrize(

@@ -130,6 +130,7 @@ class Features:
     forms: int = 0
     outbounds: int = 0
     competitor_research: int = 0  # pages, referrers or search terms naming a competitor
+    colleagues: int = 0  # other visitors from the visitor's account (set by the caller)
     # page views per kind (PageKinds)
     home_views: int = 0
     pricing_views: int = 0

@@ -141,6 +141,10 @@ SIGNALS: dict[str, Signal] = {
         lambda f: ramp(f.competitor_research, 0, 2),
         lambda f: f"researched competitors ({_plural(f.competitor_research, 'page')})",
     ),
+    "colleagues": Signal(
+        lambda f: ramp(f.colleagues, 0, 3),
+        lambda f: f"{_plural(f.colleagues, 'colleague')} from the same company visited too",
+    ),
     "technical_dwell": Signal(
         lambda f: ramp(f.technical_dwell_s, 60, 300),
         lambda f: f"spent {f.technical_dwell_s / 60:.0f} min on technical pages",
@@ -238,6 +242,7 @@ AXES: dict[str, AxisModel] = {
             "fast_to_action": {"intuitive": 1.5, "authoritative": 0.5, "analytical": -0.5},
             "short_dwell": {"intuitive": 0.8, "analytical": -0.3},
             "many_sessions": {"consensus": 0.8},
+            "colleagues": {"consensus": 1.2},
             "security": {"consensus": 0.3},
             "about": {"authoritative": 1.0},
             "enterprise": {"authoritative": 0.6},
@@ -370,6 +375,7 @@ AXES: dict[str, AxisModel] = {
             "downloads": {"team_input": 0.5, "committee_approval": 0.3},
             "security": {"committee_approval": 1.0},
             "many_sessions": {"committee_approval": 0.8},
+            "colleagues": {"committee_approval": 1.0, "team_input": 0.5},
             "proof": {"committee_approval": 0.3},
             "long_span": {"committee_approval": 0.4},
             "enterprise": {"committee_approval": 0.5, "board_level": 0.5},
