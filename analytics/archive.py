@@ -33,13 +33,19 @@ url        string, nullable          the page's path; null when the event has no
                                      (``""`` stays ``""``). A ``url`` that is not a string is
                                      kept in ``data`` instead, with this column null.
 data       string, not null          JSON object of every other key of the event, keys sorted
-                                     (nested ones too), compact separators, UTF-8 unescaped
+                                     (nested ones too), compact separators, UTF-8 unescaped,
+                                     but for ``rules.events.STREAM_ONLY_FIELDS``
 =========  ========================  =========================================================
 
+Never archived: the fields that live in the streams only (``rules.events.STREAM_ONLY_FIELDS``:
+``ip``, the visitor's address a page view may carry for the worker to match an organisation
+by), whatever the event; the archive outlives the streams' retention by far.
+
 Round trip: ``read`` returns each event as an equal dict (same keys, same values and types)
-with one exception: an ``int`` time comes back as the equal ``float``. Events that could not
-round-trip (a non-finite time, values JSON cannot represent exactly such as tuples, sets,
-non-string keys or NaN) are rejected by ``append`` with ValueError before anything is written.
+but for the stream-only fields, and with one exception: an ``int`` time comes back as the
+equal ``float``. Events that could not round-trip (a non-finite time, values JSON cannot
+represent exactly such as tuples, sets, non-string keys or NaN) are rejected by ``append``
+with ValueError before anything is written.
 
 Duplicates: the worker archives a batch before acknowledging it in Redis, so a crash between
 the two archives the batch again, and a crashed ``compact`` leaves both the merged file and its
@@ -69,7 +75,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from rules.events import Event
+from rules.events import STREAM_ONLY_FIELDS, Event
 
 FORMAT_VERSION = "1"
 SITE_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
@@ -260,7 +266,8 @@ def _encode(event: Event) -> Row:
     rest = {
         key: value
         for key, value in event.items()
-        if key not in _COLUMN_KEYS or (key == "url" and column_url is None)
+        if (key not in _COLUMN_KEYS or (key == "url" and column_url is None))
+        and key not in STREAM_ONLY_FIELDS
     }
     return {
         **{key: event[key] for key in _TEXT_KEYS},

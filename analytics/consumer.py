@@ -6,7 +6,9 @@ crashed worker that did not come back: XAUTOCLAIM), then reads new ones. A batch
 in four steps:
 
 1. decode; an entry that is not a valid event goes to the dead-letter stream with the reason;
-2. read what the batch's visitors already have (first exposures, pageviews), one round trip;
+2. read what the batch's visitors already have (first exposures, pageviews, account), one
+   round trip, and match page views and forms to accounts or companies (analytics/matching.py:
+   it only adds fields to the events);
 3. apply the events' operations with ``apply.lua``, one script call for the batch; the script
    marks each event id as applied in the same atomic step as its effects, so an event
    redelivered after a crash changes nothing the second time (exactly-once effect). Should
@@ -30,6 +32,7 @@ import redis.asyncio as redis
 from analytics import keys
 from analytics.archive import Archive
 from analytics.effects import Effects, FirstExposure, VisitorState
+from analytics.matching import AccountMatcher
 from analytics.segments import SegmentRefresher
 from rules.events import EVENT_FIELD, Event, InvalidEvent, dead_letter_key, decode, stream_key
 
@@ -56,6 +59,7 @@ class SiteConsumer:
         claim_idle_ms: int = CLAIM_IDLE_MS,
         block_ms: int = BLOCK_MS,
         segments: SegmentRefresher | None = None,
+        matcher: AccountMatcher | None = None,
     ) -> None:
         self.client = client
         self.site = site
@@ -65,6 +69,7 @@ class SiteConsumer:
         self.claim_idle_ms = claim_idle_ms
         self.block_ms = block_ms  # how long a read waits for new entries
         self.segments = segments
+        self.matcher = matcher  # None: events are applied as they come (a rebuild)
         self.stream = stream_key(site, shard)
         self._apply = client.register_script(_APPLY)
         self._claim_from = "0-0"
@@ -87,6 +92,8 @@ class SiteConsumer:
             entries = await self._read_new()
         if entries:
             await self.process(entries)
+        elif self.segments is not None:
+            await self.segments.refresh(())  # those the once-a-second limit held back
         return len(entries)
 
     async def _reclaim(self) -> list[Entry]:
@@ -141,6 +148,8 @@ class SiteConsumer:
     ) -> tuple[list[Event], list[tuple[bytes, str]]]:
         """Apply events' effects (each at most once); the applied ones, and those that failed."""
         visitors = await self._visitor_states(events)
+        if self.matcher is not None:
+            await self.matcher.resolve([event for _, event in events], visitors)
         return await self._apply_all(self.effects(), events, visitors)
 
     async def _visitor_states(
@@ -151,12 +160,13 @@ class SiteConsumer:
             for visitor in visitors:
                 pipe.hgetall(keys.exposures(self.site, visitor))
                 pipe.hmget(
-                    keys.profile(self.site, visitor), ["pageviews", "sessions", "device", "beacon"]
+                    keys.profile(self.site, visitor),
+                    ["pageviews", "sessions", "device", "beacon", "account"],
                 )
             replies = await pipe.execute()
         states = {}
         for index, visitor in enumerate(visitors):
-            exposures, (pageviews, sessions, device, beacon) = (
+            exposures, (pageviews, sessions, device, beacon, account) = (
                 replies[2 * index],
                 replies[2 * index + 1],
             )
@@ -170,6 +180,7 @@ class SiteConsumer:
                 sessions=int(sessions or 0),
                 device=_text(device) if device else "unknown",
                 beacon=beacon is not None,
+                account=_text(account) if account else "",
             )
         return states
 

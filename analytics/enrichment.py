@@ -86,6 +86,11 @@ class EnrichmentStats:
     timeouts: int = 0
     invalid: int = 0  # a lookup of something that is not a domain or an address
 
+    @property
+    def failures(self) -> int:
+        """Lookups the vendor did not answer: errors, timeouts and its own rate limit."""
+        return self.errors + self.timeouts + self.throttled
+
 
 class TokenBucket:
     """``rate`` calls a second on average, ``burst`` at once; taking never waits."""
@@ -124,13 +129,16 @@ class HttpEnrichmentProvider:
         cache_size: int = DEFAULT_CACHE_SIZE,
         cache_ttl: float = DEFAULT_CACHE_TTL_S,
         clock: Callable[[], float] = time.monotonic,
+        bucket: TokenBucket | None = None,
     ) -> None:
+        """``bucket``, when given, replaces ``rate_per_s`` and ``burst``: providers sharing one
+        (the worker's, one per site) share its rate."""
         self.base_url = base_url.rstrip("/")
         self._headers = {"Authorization": f"Bearer {api_key}", "Accept": "application/json"}
         self._session = session
         self._own_session = session is None
         self._timeout = aiohttp.ClientTimeout(total=timeout)
-        self.bucket = TokenBucket(rate_per_s, burst, clock)
+        self.bucket = bucket or TokenBucket(rate_per_s, burst, clock)
         self.cache: TtlLru[str, Company | None] = TtlLru(cache_size, cache_ttl, clock)
         self._pending: dict[str, asyncio.Task[Company | None]] = {}
         self.stats = EnrichmentStats()

@@ -13,6 +13,8 @@
 | `rf:{site}:acct:{domain}` | hash | an account's page views, tags, last seen | as profiles |
 | `rf:{site}:acct:{domain}:visitors` | HyperLogLog | its distinct visitors | as profiles |
 | `rf:{site}:hot` | sorted set | accounts by heat (their visitors' buying signals) | as profiles |
+| `rf:{site}:company:{domain}` | hash | an enriched company's firmographics | as profiles |
+| `rf:{site}:matching:{day}` | hash | counters of analytics/matching.py | 400 days |
 | `rf:{site}:daily:{day}` | hash | site counters of a day: events by type, pageviews | 400 days |
 | `rf:{site}:uv:{day}` | HyperLogLog | distinct visitors of a day | 400 days |
 
@@ -63,6 +65,14 @@ def account_visitors(site: str, domain: str) -> str:
 
 def hot_accounts(site: str) -> str:
     return f"rf:{{{site}}}:hot"
+
+
+def company(site: str, domain: str) -> str:
+    return f"rf:{{{site}}}:company:{domain}"
+
+
+def matching(site: str, day: str) -> str:
+    return f"rf:{{{site}}}:matching:{day}"
 
 
 def daily(site: str, day: str) -> str:

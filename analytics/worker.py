@@ -1,7 +1,9 @@
 """The analytics worker process: streams in, profiles, aggregates and archive out.
 
 Each site's stream is split in shards; the worker holds leases on a fair share of them
-(analytics/leases.py) and runs one consumer task per shard it holds (analytics/consumer.py).
+(analytics/leases.py) and runs one consumer task per shard it holds (analytics/consumer.py),
+matching page views and forms to accounts on the way (analytics/matching.py, as ``[intel]``
+says).
 The rule set comes from Redis, where the proxies publish it, so the worker always attributes
 outcomes with the metrics the proxies run; until something is published it uses
 ``rules.directory``.
@@ -28,6 +30,7 @@ from analytics.archive import Archive
 from analytics.consumer import SiteConsumer, consume
 from analytics.effects import Effects
 from analytics.leases import ShardLeases
+from analytics.matching import AccountMatcher, matchers_from_config
 from analytics.revenue.store import ModelFollower
 from analytics.segments import SegmentRefresher
 from rules.config import Config
@@ -183,6 +186,7 @@ def _consumers(
     rules: RulesInForce,
     archive: Archive,
     industry: IndustryModel,
+    matcher: AccountMatcher,
 ) -> Callable[[int], SiteConsumer]:
     models = ModelFollower(client, site)  # one per site: its shards share the current model
 
@@ -197,6 +201,7 @@ def _consumers(
             archive,
             claim_idle_ms=0,
             segments=SegmentRefresher(client, site, industry, models),
+            matcher=matcher,
         )
 
     return consumer_for
@@ -210,6 +215,7 @@ async def serve(config: Config) -> None:
     client = redis.Redis.from_url(config.redis.url)
     rules = RulesInForce(config)
     archive = Archive(archive_root(config))
+    matchers = matchers_from_config(client, config)
     industries = {site.key: load_industry_model(site.industry) for site in config.sites}
     sites = sorted(industries)
     name = worker_name()
@@ -222,7 +228,9 @@ async def serve(config: Config) -> None:
                 consume_site(
                     client,
                     ShardLeases(client, site, config.events.shards, name),
-                    _consumers(client, site, name, rules, archive, industries[site]),
+                    _consumers(
+                        client, site, name, rules, archive, industries[site], matchers[site]
+                    ),
                     stop,
                 )
             )
@@ -234,6 +242,8 @@ async def serve(config: Config) -> None:
         await stop.wait()
         await asyncio.gather(*tasks)
     finally:
+        for matcher in matchers.values():
+            await matcher.aclose()
         await client.aclose()
     log.info("worker stopped")
 

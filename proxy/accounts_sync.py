@@ -1,8 +1,9 @@
 """Each site's account list, followed from Redis, for matching visitors by IP range.
 
 `refract accounts import` stores a list and bumps its version; every proxy process checks the
-version once a second and rebuilds its index when it changed. Until a list is stored, or
-while Redis is away, the index in force stays (empty at first): no account is matched.
+version once a second and rebuilds its index when it changed (``rules.accounts.FollowedIndex``,
+which the worker uses too). Until a list is stored, or while Redis is away, the index in force
+stays (empty at first): no account is matched.
 """
 
 from __future__ import annotations
@@ -17,11 +18,10 @@ from aiohttp import web
 from proxy.background import stop
 from proxy.local import REDIS_KEY
 from proxy.state import ProxyState
-from rules.accounts import AccountIndex, accounts_version, load_accounts_versioned
+from rules.accounts import POLL_S, AccountIndex, FollowedIndex
 
 log = logging.getLogger("refract.proxy")
 
-POLL_S = 1.0
 ACCOUNTS_KEY = web.AppKey("refract.accounts", dict[str, AccountIndex])
 
 
@@ -37,17 +37,20 @@ async def follow_accounts(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _follow(app: web.Application, client: redis.Redis) -> None:
-    versions: dict[str, int] = {}
+    followed: dict[str, FollowedIndex] = {}
     while True:
         for site in app[ProxyState.KEY].current.router.sites:
+            accounts = followed.setdefault(site.key, FollowedIndex(site.key))
             try:
-                version = await accounts_version(client, site.key)
-                if version == versions.get(site.key, 0):
+                if not await accounts.refresh(client):
                     continue
-                version, accounts = await load_accounts_versioned(client, site.key)
             except (redis.RedisError, OSError):
                 continue  # keep the index in force; try again next second
-            app[ACCOUNTS_KEY][site.key] = AccountIndex(accounts)
-            versions[site.key] = version
-            log.info("%d accounts of %s loaded (version %d)", len(accounts), site.key, version)
+            app[ACCOUNTS_KEY][site.key] = accounts.index
+            log.info(
+                "%d accounts of %s loaded (version %d)",
+                len(accounts.index),
+                site.key,
+                accounts.version,
+            )
         await asyncio.sleep(POLL_S)

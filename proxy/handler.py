@@ -47,6 +47,7 @@ from proxy.websocket import is_websocket_upgrade, relay_websocket
 from rules import events
 from rules.accounts import Account
 from rules.decisions import Decision
+from rules.networks import Network
 from rules.segments import decode_segment, segment_key
 from rules.targeting import Value
 
@@ -475,6 +476,7 @@ def _record_pageview(call: Call, identity: Identity, account: Account | None) ->
         return False
     try:
         query = request.query
+        network = call.state.networks.lookup(call.view.ip)
         call.request.app[EVENT_LOG_KEY].record(
             events.pageview(
                 call.site.key,
@@ -488,13 +490,34 @@ def _record_pageview(call: Call, identity: Identity, account: Account | None) ->
                 origin_ms=call.exchange.upstream_ms or 0.0,
                 device=device_of(user_agent),
                 new_session=identity.new_session,
-                network=call.state.networks.lookup(call.view.ip),
+                network=network,
                 account=account.domain if account is not None else "",
+                ip=_address_to_match(call, identity, account, network),
             )
         )
     except Exception as error:  # logging must never cost the visitor their page
         _events_failed(call, error)
     return True
+
+
+def _address_to_match(
+    call: Call, identity: Identity, account: Account | None, network: Network | None
+) -> str:
+    """The visitor's address, for the worker to find their organisation by (docs/events.md).
+
+    Only for a tracked visitor (never under Global Privacy Control or without consent), on an
+    organisation's own network (``events.MATCHABLE_NETWORKS``), whom no account's IP range
+    matched, and when the worker has a way to use it: reverse DNS with accounts to match, or
+    an enrichment API.
+    """
+    if account is not None or not identity.tracked:
+        return ""
+    if network is None or network.kind not in events.MATCHABLE_NETWORKS:
+        return ""
+    intel = call.state.config.intel
+    index = call.request.app[ACCOUNTS_KEY].get(call.site.key)
+    has_accounts = index is not None and len(index) > 0
+    return call.view.ip if intel.enrichment_url or (intel.reverse_dns and has_accounts) else ""
 
 
 def _record_decision(

@@ -671,10 +671,35 @@ async def _replace(client: redis.Redis, site: str, accounts: Sequence[Account]) 
     return int(results[-1])
 
 
+POLL_S: Final = 1.0  # how often followers check the stored version
+
+
 async def accounts_version(client: redis.Redis, site: str) -> int:
     """The version of the stored list: poll this, reload when it changed; 0 if never stored."""
     value = await client.get(version_key(site))
     return int(value) if value is not None else 0
+
+
+class FollowedIndex:
+    """A site's account index as stored in Redis, reloaded when the stored version changes.
+
+    Proxies (by IP range) and workers (by domain and e-mail domain) each keep one per site and
+    call ``refresh`` every ``POLL_S``: one GET while nothing changed. Until a list is stored
+    the index is empty; a Redis error leaves the index in force and goes to the caller.
+    """
+
+    def __init__(self, site: str) -> None:
+        self.site = site
+        self.version = 0  # 0: never stored
+        self.index = AccountIndex(())
+
+    async def refresh(self, client: redis.Redis) -> bool:
+        """Reload when the stored version is not the one held; True when the index changed."""
+        if await accounts_version(client, self.site) == self.version:
+            return False
+        self.version, accounts = await load_accounts_versioned(client, self.site)
+        self.index = AccountIndex(accounts)
+        return True
 
 
 async def load_accounts(client: redis.Redis, site: str) -> list[Account]:

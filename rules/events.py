@@ -22,7 +22,7 @@ import mmh3
 import msgpack
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from rules.networks import Network
+from rules.networks import Network, NetworkKind
 
 SCHEMA_VERSION = 1
 EVENT_FIELD = b"e"  # the one field of a stream entry: the msgpack-encoded event
@@ -30,6 +30,15 @@ CLOCK_SKEW_S = 24 * 3600
 _SHARD_SEED = 0x5EED  # a client clock further off than this is not believed
 
 Event = dict[str, Any]
+
+# Networks whose visitors' addresses a page view may carry (``ip``) for the worker to match an
+# organisation by: an organisation's own. Never an ISP's or a mobile carrier's (a residential
+# address is personal data, and its PTR name is the ISP's), a hosting company's (VPNs, proxies,
+# bots: the name is the host's) or an unknown network (it may be any of those).
+MATCHABLE_NETWORKS: frozenset[NetworkKind] = frozenset({"business", "education", "government"})
+# Fields that live in the streams only (events.retention_days): the worker uses them and drops
+# them; never in a profile, never in the archive.
+STREAM_ONLY_FIELDS = frozenset({"ip"})
 
 SERVER_TYPES = frozenset({"pageview", "exposure", "redirect"})
 BEACON_TYPES = frozenset({"engage", "scroll", "click", "outbound", "download", "form", "track"})
@@ -224,9 +233,11 @@ def pageview(
     new_session: bool,
     network: Network | None = None,
     account: str = "",
+    ip: str = "",
 ) -> Event:
-    """A page served; ``network`` is who owns the visitor's address (never the address), and
-    ``account`` the domain of the target account that address belongs to."""
+    """A page served; ``network`` is who owns the visitor's address, ``account`` the domain of
+    the target account that address belongs to, and ``ip`` the address itself, only when the
+    worker may match it (``MATCHABLE_NETWORKS``, docs/events.md) and for the stream alone."""
     return _event(
         "pageview",
         site,
@@ -243,6 +254,7 @@ def pageview(
         new_session=new_session,
         **({"network": _network_fields(network)} if network is not None else {}),
         **({"account": account} if account else {}),
+        **({"ip": ip} if ip else {}),
     )
 
 

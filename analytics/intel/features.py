@@ -17,9 +17,8 @@ more. The defaults (``DEFAULT_KINDS``) are the demo site's tags
 
 from __future__ import annotations
 
-import functools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 DAY_S = 86400.0
@@ -51,26 +50,52 @@ DEFAULT_KINDS: dict[str, KindMatch] = {
 }
 
 
-@dataclass(frozen=True)
+class KeywordMatcher:
+    """Which names' keywords occur in a page path (lower-cased). Answers are remembered per
+    path, as a site's visitors share its paths: a visitor's 50 recent pages cost 50 lookups."""
+
+    MAX_PATHS = 16384
+
+    def __init__(self, keywords: Iterable[tuple[str, tuple[str, ...]]]) -> None:
+        self._keywords = tuple((name, words) for name, words in keywords if words)
+        self._seen: dict[str, tuple[str, ...]] = {}
+
+    def matches(self, path: str) -> tuple[str, ...]:
+        found = self._seen.get(path)
+        if found is None:
+            lowered = path.lower()
+            found = tuple(
+                name for name, words in self._keywords if any(word in lowered for word in words)
+            )
+            if len(self._seen) >= self.MAX_PATHS:
+                self._seen.clear()
+            self._seen[path] = found
+        return found
+
+    def counts(self, names: Iterable[str], paths: Iterable[str]) -> dict[str, int]:
+        """How many of ``paths`` match each name (0 for names without keywords)."""
+        counted = dict.fromkeys(names, 0)
+        if self._keywords:
+            for path in paths:
+                for name in self.matches(path):
+                    counted[name] += 1
+        return counted
+
+
 class PageKinds:
     """Every kind's tags and path keywords; build once per model, reuse per visitor."""
 
-    kinds: Mapping[str, KindMatch]
-
-    @functools.cached_property
-    def keywords(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
-        return tuple((kind, match.paths) for kind, match in self.kinds.items() if match.paths)
+    def __init__(self, kinds: Mapping[str, KindMatch]) -> None:
+        self.kinds = kinds
+        self._matcher = KeywordMatcher((kind, match.paths) for kind, match in kinds.items())
 
     def path_kinds(self, path: str) -> tuple[str, ...]:
         """The kinds a path is of, by keyword (a path can be of several)."""
-        return keyword_matches(self.keywords, path)
+        return self._matcher.matches(path)
 
     def views(self, tags: Mapping[str, int], paths: Sequence[str]) -> dict[str, int]:
         """Page views per kind: by tag over the profile or by keyword among ``paths``."""
-        by_path = dict.fromkeys(self.kinds, 0)
-        for path in paths:
-            for kind in self.path_kinds(path):
-                by_path[kind] += 1
+        by_path = self._matcher.counts(self.kinds, paths)
         return {
             kind: max(sum(tags.get(tag, 0) for tag in match.tags), by_path[kind])
             for kind, match in self.kinds.items()
@@ -83,16 +108,6 @@ def page_kinds(overrides: Mapping[str, KindMatch] | None = None) -> PageKinds:
 
 
 DEFAULT_PAGE_KINDS = page_kinds()
-
-
-@functools.lru_cache(maxsize=16384)
-def keyword_matches(
-    keywords: tuple[tuple[str, tuple[str, ...]], ...], path: str
-) -> tuple[str, ...]:
-    """The names whose keywords occur in ``path`` (lower-cased); cached, as a site's visitors
-    share its paths."""
-    lowered = path.lower()
-    return tuple(kind for kind, words in keywords if any(word in lowered for word in words))
 
 
 # Where the first visit came from, by the first UTM source or else the referrer's host.

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from analytics.intel.features import Features, KindMatch, PageKinds, keyword_matches, page_kinds
+from analytics.intel.features import Features, KeywordMatcher, KindMatch, PageKinds, page_kinds
 from analytics.intel.psychographics import ramp
 from rules.industry import Behaviour, IndustryModel, Signal, shipped_model
 
@@ -47,25 +47,25 @@ class Scorer:
         )
 
     @cached_property
-    def keywords(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
-        return tuple(
-            (name, signal.paths) for name, signal in self.model.signals.items() if signal.paths
-        )
+    def paths(self) -> KeywordMatcher:
+        return KeywordMatcher((name, s.paths) for name, s in self.model.signals.items())
 
     def amounts(self, features: Features) -> dict[str, float]:
         """Units of every signal: page views by tag or else by path (whichever counts more),
         plus events and behaviour."""
-        by_path = dict.fromkeys(self.model.signals, 0)
-        if self.keywords:
-            for path in features.recent_paths:
-                for name in keyword_matches(self.keywords, path):
-                    by_path[name] += 1
-        return {
-            name: max(sum(features.tags.get(tag, 0) for tag in signal.tags), by_path[name])
-            + sum(features.events.get(event, 0) for event in signal.events)
-            + sum(BEHAVIOUR[kind](features) for kind in signal.behaviour)
-            for name, signal in self.model.signals.items()
-        }
+        by_path = self.paths.counts(self.model.signals, features.recent_paths)
+        tags, events = features.tags, features.events
+        found = {}
+        for name, signal in self.model.signals.items():
+            amount: float = by_path[name]
+            if signal.tags:
+                amount = max(amount, sum(tags.get(tag, 0) for tag in signal.tags))
+            if signal.events:
+                amount += sum(events.get(event, 0) for event in signal.events)
+            for kind in signal.behaviour:
+                amount += BEHAVIOUR[kind](features)
+            found[name] = amount
+        return found
 
 
 _SCORERS: dict[int, Scorer] = {}
@@ -120,15 +120,18 @@ def intent(
     """The intent score 0-100 and its top reasons, biggest first."""
     scorer = scorer_for(model)
     amounts = scorer.amounts(features) if amounts is None else amounts
-    earned: list[tuple[float, str]] = []
-    for name, signal in scorer.model.signals.items():
+    earned: list[tuple[float, int, Signal, float]] = []  # points, order, signal, amount
+    for order, (name, signal) in enumerate(scorer.model.signals.items()):
         amount = amounts[name]
         if amount > 0 and signal.intent:
-            points = min(amount * signal.intent, signal.intent_cap)
-            earned.append((points, _reason(signal, amount) + f" (+{points:.0f})"))
-    earned.sort(key=lambda item: item[0], reverse=True)
-    total = min(sum(points for points, _ in earned), 100.0)
-    return round(total), tuple(reason for _, reason in earned[:MAX_REASONS])
+            earned.append((min(amount * signal.intent, signal.intent_cap), order, signal, amount))
+    earned.sort(key=lambda item: (-item[0], item[1]))
+    total = min(sum(item[0] for item in earned), 100.0)
+    reasons = tuple(
+        f"{_reason(signal, amount)} (+{points:.0f})"
+        for points, _, signal, amount in earned[:MAX_REASONS]
+    )
+    return round(total), reasons
 
 
 def band(score: int, model: IndustryModel | None = None) -> str:
