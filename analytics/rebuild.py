@@ -24,7 +24,11 @@ from rules.events import Event
 log = logging.getLogger("refract.rebuild")
 
 _BATCH = 1000
-_WORKER_KEYS = ("done", "p", "pages", "x", "agg", "daily", "uv")
+# Everything the worker derives from events: exactly-once markers, profiles, exposures,
+# aggregates, counters, account roll-ups and enriched companies (the archived events carry
+# their matches). Not the imported account list (``account:``) nor the rules.
+_WORKER_KEYS = ("done", "p", "pages", "x", "agg", "daily", "uv", "acct", "company")
+_WORKER_SINGLE_KEYS = ("hot",)
 
 
 class WorkerRunningError(RuntimeError):
@@ -54,6 +58,7 @@ async def _delete_worker_keys(client: redis.Redis, site: str) -> None:
     for kind in _WORKER_KEYS:
         async for key in client.scan_iter(match=f"rf:{{{site}}}:{kind}:*", count=1000):
             await client.delete(key)
+    await client.delete(*(f"rf:{{{site}}}:{name}" for name in _WORKER_SINGLE_KEYS))
 
 
 async def rebuild_all(config: Config, redis_url: str) -> dict[str, int]:

@@ -502,18 +502,29 @@ async def test_rebuild_from_the_archive_gives_the_same_aggregates_and_profiles(
     client: redis.Redis, rules_dir: Path, tmp_path: Path
 ) -> None:
     archive = Archive(tmp_path / "archive")
+    from_account = {**pageview("v1", T0 + 3, "/pricing"), "account": "acme.com"}
     await send(
         client,
         pageview("v1", T0, new_session=True),
         exposure("v1", "bold", T0 + 1),
         pageview("v1", T0 + 2, "/thanks"),
+        from_account,
     )
     await drain(client, rules_dir, archive)
-    before = (await aggregates(client), await client.hgetall(keys.profile(SITE, "v1")))
+
+    async def state() -> tuple[Any, ...]:
+        return (
+            await aggregates(client),
+            await client.hgetall(keys.profile(SITE, "v1")),
+            await client.hgetall(keys.account(SITE, "acme.com")),
+            await client.zrange(keys.hot_accounts(SITE), 0, -1, withscores=True),
+        )
+
+    before = await state()
     await client.hset(keys.aggregates(SITE, "hero"), "2026-05-28|bold|all|n", 99)  # corrupted
     effects = Effects(load_rules(rules_dir))
-    assert await rebuild(client, SITE, archive, lambda: effects) == 3
-    assert (await aggregates(client), await client.hgetall(keys.profile(SITE, "v1"))) == before
+    assert await rebuild(client, SITE, archive, lambda: effects) == 4
+    assert await state() == before  # nothing doubled, the account roll-up included
 
 
 async def test_rebuild_refuses_while_a_worker_runs(
