@@ -32,9 +32,7 @@ when it changed.
 
 from __future__ import annotations
 
-import csv
 import difflib
-import io
 import ipaddress
 import json
 import math
@@ -49,6 +47,7 @@ from typing import Final
 import redis.asyncio as redis
 from redis.exceptions import WatchError
 
+from rules.csv_rows import column_name, numbered_rows
 from rules.problems import InvalidFileError, Problem
 
 # --- domains ------------------------------------------------------------------------------
@@ -362,41 +361,27 @@ _UTF8_HINT: Final = "export the file as 'CSV UTF-8'"
 
 
 def _parse_rows(file: str, text: str, problems: list[Problem]) -> list[Account]:
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     header: list[str] | None = None
     accounts: list[Account] = []
     seen = _Seen()
-    line = 1
-    try:
-        for row in reader:
-            start, line = line, reader.line_num + 1
-            if not any(cell.strip() for cell in row):
-                continue
+    for line, row in numbered_rows(file, text, problems):
+        if header is None:
+            header = _parse_header(file, line, row, problems)
             if header is None:
-                header = _parse_header(file, start, row, problems)
-                if header is None:
-                    return []
-                continue
-            values, valid = _parse_row(file, start, header, row, problems)
-            seen.check(file, start, values, problems)
-            if valid:
-                accounts.append(Account(**values))  # type: ignore[arg-type]
-    except csv.Error as error:
-        problems.append(
-            Problem(file, line, "", f"is not valid CSV ({error})", "close every quoted value")
-        )
+                return []
+            continue
+        values, valid = _parse_row(file, line, header, row, problems)
+        seen.check(file, line, values, problems)
+        if valid:
+            accounts.append(Account(**values))  # type: ignore[arg-type]
     return accounts
-
-
-def _column_name(text: str) -> str:
-    return "_".join(text.strip().lower().replace("-", " ").split())
 
 
 def _parse_header(
     file: str, line: int, row: list[str], problems: list[Problem]
 ) -> list[str] | None:
     """Column names of the header row; None (and problems) when it cannot be used."""
-    header = [_column_name(cell) for cell in row]
+    header = [column_name(cell) for cell in row]
     count = len(problems)
     if len(row) == 1 and (";" in row[0] or "\t" in row[0]):
         problems.append(Problem(file, line, "", "the header has a single column", _SEPARATOR_HINT))
