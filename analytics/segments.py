@@ -24,7 +24,7 @@ from analytics.intel import classify, features_of, score
 from analytics.intel.scores import scorer_for
 from analytics.revenue import Prediction, predict
 from analytics.revenue.store import ModelFollower
-from analytics.revenue.subjects import accounts_of, strings, subject_from, text
+from analytics.revenue.subjects import accounts_of, company_of, strings, subject_from, text
 from rules.accounts import Account
 from rules.industry import IndustryModel, shipped_model
 from rules.segments import encode_segment, segment_key
@@ -46,7 +46,8 @@ def segment_fields(
     features = features_of(profile, pages, kinds=scorer_for(industry).kinds)
     features = dataclasses.replace(features, colleagues=colleagues)
     axes = classify(features)
-    scores = score(features, account.employees if account else None, industry)
+    firm = account if account is not None else company_of(profile)
+    scores = score(features, firm.employees if firm else None, industry)
     fields: dict[str, tuple[Value, float]] = {
         "segment.intent": (scores.intent, 1.0),
         "segment.intent_band": (scores.band, 1.0),
@@ -64,8 +65,8 @@ def segment_fields(
     if account is not None:
         fields["account.name"] = (account.name, 1.0)
         fields["account.target"] = (account.target, 1.0)
-        if account.industry:
-            fields["segment.industry"] = (account.industry, 1.0)
+    if firm is not None and firm.industry:
+        fields["segment.industry"] = (firm.industry, 1.0)
     if prediction is not None:
         fields["segment.deal_size"] = (round(prediction.deal_size.value), 1.0)
         fields["segment.close_probability"] = (round(prediction.close_probability.value, 4), 1.0)

@@ -9,6 +9,7 @@ with the indicators and reasons that drove it.
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any
 
 import redis.asyncio as redis
@@ -18,7 +19,7 @@ from analytics.intel import classify, features_of, score
 from analytics.intel.scores import scorer_for
 from analytics.revenue import predict
 from analytics.revenue.store import current_model
-from analytics.revenue.subjects import accounts_of, strings, subject_from, text
+from analytics.revenue.subjects import accounts_of, company_of, strings, subject_from, text
 from rules.accounts import Account
 from rules.industry import IndustryModel, shipped_model
 
@@ -36,11 +37,12 @@ async def visitor_profile(
     profile = strings(raw)
     recent = [text(page) for page in pages]
     domain = profile.get("account", "")
-    account, rollup = (await accounts_of(client, site, {domain})).get(domain, (None, None))
+    found = await accounts_of(client, site, {domain} if domain else set())
+    account, rollup = found.get(domain, (None, None))
     features = features_of(profile, recent, kinds=scorer_for(industry).kinds)
     if rollup is not None:
         features = dataclasses.replace(features, colleagues=max(rollup[1] - 1, 0))
-    scores = score(features, account.employees if account else None, industry)
+    scores = score(features, _employees(account, profile), industry)
     subject = subject_from(profile, recent, account, rollup, industry)
     prediction = predict(subject, _industry(industry), await current_model(client, site))
     return {
@@ -53,6 +55,7 @@ async def visitor_profile(
             "asn": int(profile["asn"]) if profile.get("asn") else None,
         },
         "account": _account_json(account),
+        "company": await _company(client, site, profile.get("company_domain", "")),
         "psychographics": dataclasses.asdict(classify(features)),
         "scores": dataclasses.asdict(scores),
         "prediction": dataclasses.asdict(prediction),
@@ -89,6 +92,29 @@ async def hot_accounts(
             }
         )
     return found
+
+
+def _employees(account: Account | None, profile: dict[str, str]) -> int | None:
+    """The company's size: the account list's, else what enrichment said."""
+    firm = account if account is not None else company_of(profile)
+    return firm.employees if firm is not None else None
+
+
+async def _company(client: redis.Redis, site: str, domain: str) -> dict[str, Any] | None:
+    """What an enrichment API said about the visitor's company, when it is no account."""
+    if not domain:
+        return None
+    stored = strings(await client.hgetall(keys.company(site, domain)))
+    company: dict[str, Any] = {"domain": domain, **stored}
+    if "employees" in company:
+        company["employees"] = int(company["employees"])
+    if "annual_revenue" in company:
+        company["annual_revenue"] = float(company["annual_revenue"])
+    if "tech" in company:
+        company["tech"] = json.loads(company["tech"])
+    if "last_seen" in company:
+        company["last_seen"] = float(company["last_seen"])
+    return company
 
 
 def _industry(model: IndustryModel | None) -> IndustryModel:

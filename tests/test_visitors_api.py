@@ -125,3 +125,22 @@ async def test_hot_accounts_come_with_their_expected_deal(admin: TestClient[Any,
     assert prediction["expected_value"] == pytest.approx(
         prediction["deal_size"]["value"] * prediction["close_probability"]["value"]
     )
+
+
+async def test_a_company_named_by_enrichment_shows_with_its_size_in_the_budget(
+    admin: TestClient[Any, Any],
+    redis_url: str,
+    rules_dir: Path,  # noqa: F811 - the fixture
+) -> None:
+    company = {"name": "Globex", "domain": "globex-example.com", "employees": 40, "tech": ["SAP"]}
+    view = {**pageview("enriched", T0, "/pricing", new_session=True), "company": company}
+    client = redis.Redis.from_url(redis_url)
+    await send(client, view)
+    await drain(client, rules_dir)
+    await client.aclose()
+    body = await (await admin.get("/api/visitors/enriched")).json()
+    assert body["account"] is None
+    assert body["company"] == {**company, "last_seen": T0}
+    assert body["scores"]["budget"] == "smb"  # 40 employees
+    low, typical, high = shipped_model("saas").revenue.deal_size["smb"]
+    assert body["prediction"]["deal_size"] == {"low": low, "value": typical, "high": high}

@@ -22,6 +22,23 @@ from rules.industry import IndustryModel
 Rollup = tuple[dict[str, str], int]  # an account's roll-up hash and its distinct visitors
 
 
+def company_of(profile: Mapping[str, str]) -> Account | None:
+    """The company an enrichment API named for a visitor of no account, as firmographics."""
+    domain, name = profile.get("company_domain", ""), profile.get("company", "")
+    if not (domain and name):
+        return None
+    employees = profile.get("company_employees", "")
+    try:
+        return Account(
+            domain,
+            name,
+            industry=profile.get("company_industry", ""),
+            employees=int(employees) if employees.isdigit() else None,
+        )
+    except ValueError:  # a domain the account list would refuse: no firmographics then
+        return None
+
+
 def subject_from(
     profile: Mapping[str, str],
     pages: Sequence[str],
@@ -29,7 +46,9 @@ def subject_from(
     rollup: Rollup | None,
     industry: IndustryModel | None = None,
 ) -> Subject:
-    """The subject of a visitor's profile, or of their account's roll-up when there is one."""
+    """The subject of a visitor's profile, or of their account's roll-up when there is one;
+    a visitor of no account is sized by the company enrichment named, if any."""
+    account = account if account is not None else company_of(profile)
     kinds = scorer_for(industry).kinds
     if rollup is not None and rollup[0]:
         features, visitors = features_of(rollup[0], kinds=kinds), max(rollup[1], 1)
