@@ -27,6 +27,7 @@ from rules.targeting import PageTagger
 
 Operation = list[Any]
 RECENT_PAGES = 50
+RECENT_DOWNLOADS = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +114,8 @@ class Effects:
         lifetimes[keys.profile(site, event["visitor"])] = keys.PROFILE_TTL_S
         if event["type"] == "pageview":
             lifetimes[keys.pages(site, event["visitor"])] = keys.PROFILE_TTL_S
+        if event["type"] == "download":
+            lifetimes[keys.downloads(site, event["visitor"])] = keys.PROFILE_TTL_S
         if event["type"] in ("pageview", "form") and (account := event.get("account")):
             ops += _account_rollup(event, account, lifetimes)
         if company := event.get("company"):
@@ -137,6 +140,7 @@ class Effects:
             ops += [
                 ["incr", key, "pageviews", 1],
                 ["set", key, "device", visitor.device],
+                ["set", key, "session", event["session"]],
                 ["push", keys.pages(site, who), event["url"], RECENT_PAGES],
             ]
             if event.get("new_session"):
@@ -162,6 +166,8 @@ class Effects:
             ops.append(["max", key, "scroll_max", int(event["depth"])])
         elif kind in ("click", "outbound", "download", "form"):
             ops.append(["incr", key, f"{kind}s", 1])
+            if kind == "download":
+                ops.append(["push", keys.downloads(site, who), event["href"], RECENT_DOWNLOADS])
         elif kind == "track" and event["name"] in self._counted_events:
             ops.append(["incr", key, f"event:{event['name']}", 1])
         if kind in BEACON_TYPES and not visitor.beacon:

@@ -7,6 +7,7 @@
 | `rf:{site}:done:{hour}` | hash | ids of events already applied (exactly-once) | 48 h |
 | `rf:{site}:p:{visitor}` | hash | the visitor's profile | `PROFILE_TTL_S` after the last event |
 | `rf:{site}:pages:{visitor}` | list | the visitor's last 50 page paths | as the profile |
+| `rf:{site}:dl:{visitor}` | list | the visitor's last 20 downloaded file paths | as the profile |
 | `rf:{site}:x:{visitor}` | hash | first exposures, per-metric outcomes | `EXPOSURE_TTL_S` |
 | `rf:{site}:agg:{experiment}` | hash | sufficient statistics (see below) | until a rebuild |
 | `rf:{site}:seg:{visitor}` | string | the segment the proxy reads (msgpack) | as the profile |
@@ -45,6 +46,10 @@ def profile(site: str, visitor: str) -> str:
 
 def pages(site: str, visitor: str) -> str:
     return f"rf:{{{site}}}:pages:{visitor}"
+
+
+def downloads(site: str, visitor: str) -> str:
+    return f"rf:{{{site}}}:dl:{visitor}"
 
 
 def exposures(site: str, visitor: str) -> str:

@@ -15,9 +15,9 @@ from typing import Any
 import redis.asyncio as redis
 
 from analytics import keys
-from analytics.intel import classify, features_of, score
+from analytics.intel import Features, Psychographics, Scores, classify, features_of, score
 from analytics.intel.scores import scorer_for
-from analytics.revenue import predict
+from analytics.revenue import Prediction, predict
 from analytics.revenue.store import current_model
 from analytics.revenue.subjects import accounts_of, company_of, strings, subject_from, text
 from rules.accounts import Account
@@ -31,7 +31,8 @@ async def visitor_profile(
     async with client.pipeline(transaction=False) as pipe:
         pipe.hgetall(keys.profile(site, visitor))
         pipe.lrange(keys.pages(site, visitor), 0, -1)
-        raw, pages = await pipe.execute()
+        pipe.lrange(keys.downloads(site, visitor), 0, -1)
+        raw, pages, downloads = await pipe.execute()
     if not raw:
         return None
     profile = strings(raw)
@@ -45,6 +46,16 @@ async def visitor_profile(
     scores = score(features, _employees(account, profile), industry)
     subject = subject_from(profile, recent, account, rollup, industry)
     prediction = predict(subject, _industry(industry), await current_model(client, site))
+    axes = classify(features)
+    shape = b2b_profile(
+        profile.get("session", ""),
+        subject.account,
+        features,
+        axes,
+        scores,
+        prediction,
+        [text(path) for path in downloads],
+    )
     return {
         "visitor": visitor,
         "profile": profile,
@@ -56,10 +67,75 @@ async def visitor_profile(
         },
         "account": _account_json(account),
         "company": await _company(client, site, profile.get("company_domain", "")),
-        "psychographics": dataclasses.asdict(classify(features)),
+        "psychographics": dataclasses.asdict(axes),
         "scores": dataclasses.asdict(scores),
         "prediction": dataclasses.asdict(prediction),
+        "b2b_profile": shape,
     }
+
+
+# The product requirements' buying stages, from the classifier's (docs/intelligence.md).
+PRD_STAGES = {
+    "problem_aware": "awareness",
+    "solution_exploring": "consideration",
+    "vendor_comparing": "decision",
+    "decision_ready": "purchase",
+}
+
+
+def b2b_profile(
+    session: str,
+    firm: Account | None,
+    features: Features,
+    axes: Psychographics,
+    scores: Scores,
+    prediction: Prediction,
+    downloads: list[str],
+) -> dict[str, Any]:
+    """The visitor in the product requirements' ``B2BVisitorProfile`` shape (camelCase, as
+    there): what a CRM or a tag manager integration expects. Unknowns are null."""
+    stage = PRD_STAGES.get(axes.buying_stage.value)
+    return {
+        "sessionId": session or None,
+        "companyData": {
+            "firmographics": {
+                "companyName": firm.name if firm else None,
+                "industry": (firm.industry or None) if firm else None,
+                "employeeCount": firm.employees if firm else None,
+                "revenue": _money(firm.annual_revenue) if firm else None,
+                "location": (firm.location or None) if firm else None,
+                "techStack": list(firm.tech_stack) if firm else [],
+            },
+            "intentSignals": {
+                "buyingStage": stage,
+                "urgencyLevel": scores.urgency,
+                "budgetIndicators": None
+                if scores.budget == "unknown"
+                else scores.budget.replace("_", "-"),
+                "decisionMakerLikelihood": round(scores.decision_maker, 3),
+            },
+        },
+        "behaviorMetrics": {
+            # engaged (visible, active) seconds per session and pages per session
+            "sessionDuration": round(features.engaged_s / max(features.sessions, 1), 1),
+            "pageDepth": round(features.pages_per_session, 2),
+            # engaged time per page as a share of a minute, 0-1
+            "contentEngagement": round(min(features.engaged_s_per_page / 60, 1.0), 3),
+            "pricingInterest": features.pricing_views > 0,
+            "competitorResearch": bool(features.competitor_research or features.comparison_views),
+            "documentDownloads": downloads,
+        },
+        "revenueIndicators": {
+            "dealSize": round(prediction.deal_size.value),
+            "closeProbability": round(prediction.close_probability.value, 4),
+            "timeToClose": round(prediction.days_to_close.value),
+            "lifetimeValue": round(prediction.lifetime_value.value),
+        },
+    }
+
+
+def _money(amount: float | None) -> str | None:
+    return None if amount is None else f"{amount:,.0f}"
 
 
 async def hot_accounts(

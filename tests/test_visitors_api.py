@@ -12,6 +12,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from admin.app import build_app
 from analytics.revenue.store import store_model
 from analytics.revenue.train import fit_revenue_model
+from rules import events
 from rules.accounts import read_accounts_csv, store_accounts
 from rules.config import Config
 from rules.industry import shipped_model
@@ -144,3 +145,27 @@ async def test_a_company_named_by_enrichment_shows_with_its_size_in_the_budget(
     assert body["scores"]["budget"] == "smb"  # 40 employees
     low, typical, high = shipped_model("saas").revenue.deal_size["smb"]
     assert body["prediction"]["deal_size"] == {"low": low, "value": typical, "high": high}
+
+
+async def test_a_visitor_comes_in_the_product_requirements_profile_shape(
+    admin: TestClient[Any, Any],
+    redis_url: str,
+    rules_dir: Path,  # noqa: F811 - the fixture
+) -> None:
+    client = redis.Redis.from_url(redis_url)
+    download = events._event(
+        "download", SITE, "buyer", "sbuyer", T0 + 9, url="/", href="/assets/roi.pdf", ext="pdf"
+    )
+    await send(client, download)
+    await drain(client, rules_dir)
+    await client.aclose()
+    shape = (await (await admin.get("/api/visitors/buyer")).json())["b2b_profile"]
+    assert shape["sessionId"] == "sbuyer"
+    assert shape["companyData"]["firmographics"]["companyName"] == "Helioforge Systems"
+    assert shape["companyData"]["firmographics"]["employeeCount"] == 1250
+    assert shape["companyData"]["intentSignals"]["budgetIndicators"] == "enterprise"
+    assert shape["behaviorMetrics"]["pricingInterest"] is True
+    assert shape["behaviorMetrics"]["documentDownloads"] == ["/assets/roi.pdf"]
+    assert shape["revenueIndicators"]["dealSize"] == round(
+        shipped_model("saas").revenue.deal_size["enterprise"][1]
+    )
