@@ -1,121 +1,107 @@
-"""The admin API: health, experiment reports, visitors and hot accounts; the dashboard later."""
+"""The admin application: the JSON API (``/api/...``), its OpenAPI document and docs page.
+
+Feature modules each declare their endpoints on their own ``Api`` (admin/api.py); this
+module puts them together behind the identity middleware, which resolves the caller (token
+or session) once per request for the guard to check.
+"""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Mapping
+import html
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import redis.asyncio as redis
 import uvloop
 from aiohttp import web
 
+from admin import api_auth, api_reads, auth
+from admin.api import EVERYONE, PUBLIC, Api
 from admin.serving import serve_until_stopped
-from analytics import reports, visitors
-from analytics.stats.engine import Settings
-from analytics.worker import HEARTBEAT_PATTERN
+from admin.state import CONFIG_KEY, INDUSTRIES_KEY, REDIS_KEY
 from rules.config import Config, split_host_port
-from rules.industry import IndustryModel, load_industry_model
+from rules.industry import load_industry_model
 
-CONFIG_KEY = web.AppKey("refract.config", Config)
-REDIS_KEY = web.AppKey("refract.redis", redis.Redis)
-INDUSTRIES_KEY = web.AppKey("refract.industries", dict[str, IndustryModel])
-_REDIS_TIMEOUT_S = 1.0
+API_KEY = web.AppKey("refract.api", Api)
+FEATURES: tuple[Api, ...] = (api_auth.api, api_reads.api)
+
+docs_api = Api("Refract admin", "1")
 
 
-async def health(request: web.Request) -> web.Response:
-    client = request.app[REDIS_KEY]
-    try:
-        async with asyncio.timeout(_REDIS_TIMEOUT_S):
-            await client.ping()
-            workers = [key async for key in client.scan_iter(match=HEARTBEAT_PATTERN, count=100)]
-    except (TimeoutError, redis.RedisError, OSError):
-        return web.json_response({"status": "degraded", "redis": "down", "workers": None})
-    return web.json_response(
-        {
-            "status": "ok" if workers else "degraded",
-            "redis": "ok",
-            "workers": len(workers),
-            "sites": [site.key for site in request.app[CONFIG_KEY].sites],
-        }
+@docs_api.get("/api/openapi.json", roles=[PUBLIC], summary="this API, as OpenAPI 3.1", tag="docs")
+async def openapi(request: web.Request) -> web.StreamResponse:
+    return web.json_response(request.app[API_KEY].openapi())
+
+
+@docs_api.get(
+    "/api/docs",
+    roles=[PUBLIC],
+    summary="this API, browsable",
+    tag="docs",
+    content_types=("text/html",),
+)
+async def docs(request: web.Request) -> web.StreamResponse:
+    return web.Response(text=docs_page(request.app[API_KEY]), content_type="text/html")
+
+
+def docs_page(api: Api) -> str:
+    """Every endpoint with its roles and parameters, rendered from the OpenAPI document."""
+    document = api.openapi()
+    rows = []
+    for path, operations in sorted(document["paths"].items()):
+        for method, operation in operations.items():
+            roles = operation["x-roles"]
+            who = "anyone" if PUBLIC in roles else ", ".join(roles)
+            parameters = ", ".join(p["name"] for p in operation["parameters"]) or "none"
+            body = operation.get("requestBody", {}).get("content", {}).get("application/json")
+            schema = body["schema"]["$ref"].rsplit("/", 1)[1] if body else "none"
+            rows.append(
+                "<tr>"
+                f"<td><code>{method.upper()}</code></td><td><code>{html.escape(path)}</code></td>"
+                f"<td>{html.escape(operation['summary'])}</td><td>{html.escape(who)}</td>"
+                f"<td>{html.escape(parameters)}</td><td>{html.escape(schema)}</td></tr>"
+            )
+    return (
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+        "<title>Refract admin API</title><style>body{font:15px/1.5 system-ui,sans-serif;"
+        "margin:2rem;color:#1a1a1a}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
+        "padding:.3rem .6rem;text-align:left;vertical-align:top}</style></head><body>"
+        "<h1>Refract admin API</h1><p>The machine-readable document: "
+        "<a href='/api/openapi.json'>/api/openapi.json</a> (OpenAPI 3.1). Authenticate with "
+        "the session cookie from <code>POST /api/login</code> (writing requests then need "
+        "<code>X-CSRF-Token</code>) or <code>Authorization: Bearer &lt;token&gt;</code>.</p>"
+        "<table><caption>Endpoints</caption><thead><tr><th scope='col'>method</th>"
+        "<th scope='col'>path</th><th scope='col'>what</th><th scope='col'>roles</th>"
+        "<th scope='col'>parameters</th><th scope='col'>body</th></tr></thead><tbody>"
+        + "".join(rows)
+        + "</tbody></table></body></html>"
     )
 
 
-async def experiment_report(request: web.Request) -> web.Response:
-    """``GET /api/experiments/{key}/report``: JSON (or ``?format=csv``) for one experiment.
-
-    Query: ``site`` (default: the first), ``method`` (sequential, fixed), ``correction``
-    (holm, bh), ``alpha``.
-    """
-    config = request.app[CONFIG_KEY]
-    query = request.query
+@web.middleware
+async def identify_caller(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
     try:
-        settings = Settings(
-            alpha=float(query.get("alpha", "0.05")),
-            method=_choice(query, "method", ("sequential", "fixed")),  # type: ignore[arg-type]
-            correction=_choice(query, "correction", ("holm", "bh")),  # type: ignore[arg-type]
-        )
-        report = await reports.experiment_report(
-            request.app[REDIS_KEY],
-            config,
-            query.get("site", config.sites[0].key),
-            request.match_info["key"],
-            settings,
-        )
-    except ValueError as error:
-        return web.json_response({"error": str(error)}, status=400)
-    except reports.UnknownExperimentError as error:
-        return web.json_response({"error": str(error)}, status=404)
-    if query.get("format") == "csv":
-        return web.Response(text=reports.as_csv(report), content_type="text/csv")
-    return web.json_response(report.as_json())
+        request[auth.IDENTITY_KEY] = await auth.identify(request.app[REDIS_KEY], request)
+    except (redis.RedisError, OSError):
+        request[auth.IDENTITY_KEY] = None  # anonymous while Redis is away: public pages work
+    return await handler(request)
 
 
-async def visitor(request: web.Request) -> web.Response:
-    """``GET /api/visitors/{visitor}``: profile, organisation, account, guesses and reasons."""
-    site = request.query.get("site", request.app[CONFIG_KEY].sites[0].key)
-    found = await visitors.visitor_profile(
-        request.app[REDIS_KEY], site, request.match_info["visitor"], _industry(request, site)
-    )
-    if found is None:
-        return web.json_response({"error": "no such visitor on this site"}, status=404)
-    return web.json_response(found)
-
-
-async def hot_accounts(request: web.Request) -> web.Response:
-    """``GET /api/accounts/hot``: accounts by heat, with visitors, pages and last visit."""
-    site = request.query.get("site", request.app[CONFIG_KEY].sites[0].key)
-    try:
-        limit = int(request.query.get("limit", "20"))
-    except ValueError:
-        return web.json_response({"error": "limit must be a whole number"}, status=400)
-    if not 1 <= limit <= 500:
-        return web.json_response({"error": "limit must be between 1 and 500"}, status=400)
-    found = await visitors.hot_accounts(
-        request.app[REDIS_KEY], site, limit, _industry(request, site)
-    )
-    return web.json_response({"site": site, "accounts": found})
-
-
-def _industry(request: web.Request, site: str) -> IndustryModel | None:
-    """The site's industry model (read at start, like the configuration)."""
-    return request.app[INDUSTRIES_KEY].get(site)
-
-
-def _choice(query: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> str:
-    value = query.get(name, allowed[0])
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
-    return value
+def build_api(*extra: Api) -> Api:
+    api = Api("Refract admin", "1")
+    for feature in (*FEATURES, docs_api, *extra):
+        api.include(feature)
+    return api
 
 
 def build_app(config: Config) -> web.Application:
-    app = web.Application()
+    app = web.Application(middlewares=[identify_caller], client_max_size=1024**2)
     app[CONFIG_KEY] = config
     app[INDUSTRIES_KEY] = {site.key: load_industry_model(site.industry) for site in config.sites}
-    app.router.add_get("/api/health", health)
-    app.router.add_get("/api/experiments/{key}/report", experiment_report)
-    app.router.add_get("/api/visitors/{visitor}", visitor)
-    app.router.add_get("/api/accounts/hot", hot_accounts)
+    api = build_api()
+    app[API_KEY] = api
+    api.install(app)
     app.cleanup_ctx.append(_redis_client)
     return app
 
@@ -130,3 +116,6 @@ async def _redis_client(app: web.Application) -> AsyncIterator[None]:
 def run(config: Config) -> None:
     host, port = split_host_port(config.admin.listen)
     uvloop.run(serve_until_stopped(build_app(config), host, port))
+
+
+__all__ = ["EVERYONE", "build_app", "run"]

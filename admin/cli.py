@@ -53,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         return _accounts_import(config, args.file, args.site or config.sites[0].key)
     if command == "train":
         return _train(config, args)
+    if command in ("users", "tokens"):
+        return _access(config, args)
     return _run_node(command, config, config_path)
 
 
@@ -177,6 +179,54 @@ def _train(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def _access(config: Config, args: argparse.Namespace) -> int:
+    """Users and API tokens of the admin API (the first admin is made here)."""
+    import asyncio
+    import getpass
+    import re
+
+    import redis.asyncio as redis
+
+    from admin import auth
+    from admin.embedded_redis import redis_url
+
+    password = ""
+    if args.command == "users" and not re.fullmatch(auth.USER_NAME_PATTERN, args.name):
+        print("refract users add: names are lowercase letters, digits, . _ -", file=sys.stderr)
+        return 2
+    if args.command == "users":
+        password = os.environ.get("REFRACT_PASSWORD") or getpass.getpass(
+            f"password for {args.name}: "
+        )
+        if len(password) < 12:
+            print("refract users add: the password needs at least 12 characters", file=sys.stderr)
+            return 2
+
+    async def act(url: str) -> str:
+        client = redis.Redis.from_url(url)
+        try:
+            if args.command == "users":
+                new = await auth.add_user(client, args.name, args.role, password)
+                return f"user {args.name} ({args.role}) {'created' if new else 'updated'}"
+            if args.tokens_command == "revoke":
+                found = await auth.revoke_token(client, args.id)
+                return f"token {args.id} revoked" if found else ""
+            token_id, token = await auth.create_token(
+                client, args.name, args.role, "write" if args.write else "read"
+            )
+            return f"token {token_id} ({args.role}, {'write' if args.write else 'read'}):\n{token}"
+        finally:
+            await client.aclose()
+
+    with redis_url(config.redis.url, config.server.data_dir) as url:
+        said = asyncio.run(act(url))
+    if not said:
+        print(f"refract tokens revoke: no token {args.id}", file=sys.stderr)
+        return 2
+    print(said)
+    return 0
+
+
 def _site(config: Config, key: str | None) -> SiteConfig | None:
     if key is None:
         return config.sites[0]
@@ -275,6 +325,22 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--method", choices=("sequential", "fixed"), default="sequential")
     report.add_argument("--correction", choices=("holm", "bh"), default="holm")
     report.add_argument("--alpha", type=float, default=0.05)
+    roles = ("executive", "sales_manager", "sales_rep", "marketing", "admin")
+    users = commands.add_parser("users", help="admin API users: `refract users add NAME --role R`")
+    users_commands = users.add_subparsers(dest="users_command", required=True, metavar="COMMAND")
+    users_add = users_commands.add_parser(
+        "add", help="create or reset a user (password from $REFRACT_PASSWORD or a prompt)"
+    )
+    users_add.add_argument("name", help="lowercase letters, digits, . _ -")
+    users_add.add_argument("--role", choices=roles, required=True)
+    tokens = commands.add_parser("tokens", help="admin API tokens: `refract tokens create|revoke`")
+    tokens_commands = tokens.add_subparsers(dest="tokens_command", required=True, metavar="COMMAND")
+    tokens_create = tokens_commands.add_parser("create", help="a new token, shown once")
+    tokens_create.add_argument("name", help="what the token is for")
+    tokens_create.add_argument("--role", choices=roles, required=True)
+    tokens_create.add_argument("--write", action="store_true", help="may change things")
+    tokens_revoke = tokens_commands.add_parser("revoke", help="revoke a token by its id")
+    tokens_revoke.add_argument("id")
     train = commands.add_parser(
         "train", help="fit the revenue model to won and lost deals (docs/intelligence.md)"
     )
@@ -300,18 +366,43 @@ def _run_node(command: str, config: Config, config_path: Path) -> int:
     try:
         children = _children(command, config, str(config_path))
         if command == "demo":
+            _ensure_demo_user(os.environ.get("REFRACT_REDIS__URL") or config.redis.url)
             listen = config.server.listen[0]
             print(
                 f"\n  Refract demo: open http://{listen}/ (the site is Northbeam Analytics, a "
                 "demo B2B SaaS).\n  Health: "
-                f"http://{listen}{config.server.prefix}health   Admin API: "
-                f"http://{config.admin.listen}/api/health\n  Stop with Ctrl-C.\n",
+                f"http://{listen}{config.server.prefix}health   Dashboard: "
+                f"http://{config.admin.listen}/ (user {DEMO_USER}, password "
+                f"{DEMO_PASSWORD})\n  Stop with Ctrl-C.\n",
                 flush=True,
             )
         return Supervisor(children, config.server.graceful_timeout).run()
     finally:
         if embedded is not None:
             embedded.stop()
+
+
+DEMO_USER = "demo"
+DEMO_PASSWORD = "refract-demo-password"  # the demo's dashboard listens on localhost only
+
+
+def _ensure_demo_user(url: str) -> None:
+    """The demo's dashboard user (an admin), unless one of that name exists already."""
+    import asyncio
+
+    import redis.asyncio as redis
+
+    from admin import auth
+
+    async def ensure() -> None:
+        client = redis.Redis.from_url(url)
+        try:
+            if not await client.exists(auth.user_key(DEMO_USER)):
+                await auth.add_user(client, DEMO_USER, "admin", DEMO_PASSWORD)
+        finally:
+            await client.aclose()
+
+    asyncio.run(ensure())
 
 
 def _children(command: str, config: Config, config_path: str) -> list[Child]:

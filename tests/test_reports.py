@@ -10,13 +10,12 @@ from typing import Any
 
 import pytest
 import redis.asyncio as redis
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
-from admin.app import build_app
 from analytics.reports import experiment_report
 from analytics.stats.engine import Settings
-from rules.config import Config, load_config
-from tests.conftest import clean_redis
+from rules.config import load_config
+from tests.conftest import AdminFactory, clean_redis
 from tests.test_worker import RULES, SITE, drain, exposure, pageview, send
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -92,10 +91,8 @@ def test_refract_report_names_the_experiments_it_knows(filled: Path) -> None:
 
 
 @pytest.fixture
-async def admin(filled: Path, aiohttp_client: Any) -> TestClient[Any, Any]:
-    config: Config = load_config(filled)
-    client: TestClient[Any, Any] = await aiohttp_client(TestServer(build_app(config)))
-    return client
+async def admin(filled: Path, admin_api: AdminFactory) -> TestClient[Any, Any]:
+    return await admin_api(load_config(filled), role="executive")
 
 
 @pytest.mark.parametrize(
@@ -104,7 +101,7 @@ async def admin(filled: Path, aiohttp_client: Any) -> TestClient[Any, Any]:
         ("/api/experiments/hero/report", 200),
         ("/api/experiments/hero/report?method=fixed&correction=bh", 200),
         ("/api/experiments/nope/report", 404),
-        ("/api/experiments/hero/report?method=magic", 400),
+        ("/api/experiments/hero/report?method=magic", 422),
     ],
 )
 async def test_the_admin_api_serves_reports(

@@ -7,16 +7,15 @@ from typing import Any
 
 import pytest
 import redis.asyncio as redis
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
-from admin.app import build_app
 from analytics.revenue.store import store_model
 from analytics.revenue.train import fit_revenue_model
 from rules import events
 from rules.accounts import read_accounts_csv, store_accounts
 from rules.config import Config
 from rules.industry import shipped_model
-from tests.conftest import clean_redis
+from tests.conftest import AdminFactory, clean_redis
 from tests.test_revenue import simulated_rows
 from tests.test_worker import SITE, T0, drain, pageview, rules_dir, send  # noqa: F401
 
@@ -34,7 +33,7 @@ def visit(visitor: str, at: float, tag: str, account: str) -> dict[str, Any]:
 async def admin(
     redis_url: str,
     rules_dir: Path,  # noqa: F811 - the fixture
-    aiohttp_client: Any,
+    admin_api: AdminFactory,
 ) -> TestClient[Any, Any]:
     await clean_redis(redis_url)
     client = redis.Redis.from_url(redis_url)
@@ -50,8 +49,7 @@ async def admin(
     config = Config.model_validate(
         {"redis": {"url": redis_url}, "sites": [{"host": "*", "id": SITE, "origin": "http://x"}]}
     )
-    test_client: TestClient[Any, Any] = await aiohttp_client(TestServer(build_app(config)))
-    return test_client
+    return await admin_api(config)
 
 
 async def test_a_visitor_comes_with_organisation_account_guesses_and_reasons(
@@ -89,7 +87,9 @@ async def test_hot_accounts_rank_buying_signals_above_reading(
 
 @pytest.mark.parametrize("limit", ["0", "many", "501"])
 async def test_a_bad_limit_is_refused(admin: TestClient[Any, Any], limit: str) -> None:
-    assert (await admin.get(f"/api/accounts/hot?limit={limit}")).status == 400
+    response = await admin.get(f"/api/accounts/hot?limit={limit}")
+    assert response.status == 422
+    assert (await response.json())["errors"][0]["field"] == "limit"
 
 
 async def test_a_visitor_of_an_account_gets_the_accounts_deal_from_the_priors(

@@ -1,0 +1,137 @@
+"""What the statistics engine and the intelligence models computed: experiment reports,
+visitors, hot accounts; and whether the system is healthy."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Literal
+
+import redis.asyncio as redis
+from aiohttp import web
+from pydantic import BaseModel, Field
+
+from admin.api import PUBLIC, Api, parse_query, problem
+from admin.state import config_of, industry_of, redis_of, site_of
+from analytics import reports, visitors
+from analytics.stats.engine import Settings
+from analytics.worker import HEARTBEAT_PATTERN
+
+api = Api("Refract admin", "1")
+_REDIS_TIMEOUT_S = 1.0
+READERS_OF_RESULTS = ["executive", "sales_manager", "marketing", "admin"]
+READERS_OF_VISITORS = ["sales_manager", "sales_rep", "marketing", "admin"]
+READERS_OF_ACCOUNTS = ["executive", "sales_manager", "sales_rep", "marketing", "admin"]
+
+
+class SiteQuery(BaseModel):
+    site: str | None = Field(default=None, description="the site's key (default: the first)")
+
+
+class ReportQuery(SiteQuery):
+    method: Literal["sequential", "fixed"] = Field(
+        default="sequential", description="always-valid sequential or fixed-horizon tests"
+    )
+    correction: Literal["holm", "bh"] = Field(
+        default="holm", description="multiple-comparison correction"
+    )
+    alpha: float = Field(default=0.05, gt=0, lt=0.5, description="significance level")
+    format: Literal["json", "csv"] = Field(default="json", description="the answer's format")
+
+
+class HotQuery(SiteQuery):
+    limit: int = Field(default=20, ge=1, le=500, description="how many accounts")
+    format: Literal["json", "csv"] = Field(default="json", description="the answer's format")
+
+
+@api.get("/api/health", roles=[PUBLIC], summary="Redis and workers up?", tag="health")
+async def health(request: web.Request) -> web.StreamResponse:
+    client = redis_of(request)
+    try:
+        async with asyncio.timeout(_REDIS_TIMEOUT_S):
+            await client.ping()
+            workers = [key async for key in client.scan_iter(match=HEARTBEAT_PATTERN, count=100)]
+    except (TimeoutError, redis.RedisError, OSError):
+        return web.json_response({"status": "degraded", "redis": "down", "workers": None})
+    return web.json_response(
+        {
+            "status": "ok" if workers else "degraded",
+            "redis": "ok",
+            "workers": len(workers),
+            "sites": [site.key for site in config_of(request).sites],
+        }
+    )
+
+
+@api.get(
+    "/api/experiments/{key}/report",
+    roles=READERS_OF_RESULTS,
+    summary="an experiment's results, decision and reasons (JSON or CSV)",
+    tag="results",
+    query=ReportQuery,
+    responses={404: "no such experiment or site"},
+    content_types=("application/json", "text/csv"),
+)
+async def experiment_report(request: web.Request) -> web.StreamResponse:
+    query = parse_query(request, ReportQuery)
+    if isinstance(query, web.Response):
+        return query
+    site = site_of(request)
+    if site is None:
+        return problem(404, "no such site")
+    settings = Settings(alpha=query.alpha, method=query.method, correction=query.correction)
+    try:
+        report = await reports.experiment_report(
+            redis_of(request), config_of(request), site.key, request.match_info["key"], settings
+        )
+    except reports.UnknownExperimentError as error:
+        return problem(404, str(error))
+    if query.format == "csv":
+        return web.Response(text=reports.as_csv(report), content_type="text/csv")
+    return web.json_response(report.as_json())
+
+
+@api.get(
+    "/api/visitors/{visitor}",
+    roles=READERS_OF_VISITORS,
+    summary="a visitor: organisation, account, profile, guesses, scores and their reasons",
+    tag="visitors",
+    query=SiteQuery,
+    responses={404: "no such visitor or site"},
+)
+async def visitor(request: web.Request) -> web.StreamResponse:
+    query = parse_query(request, SiteQuery)
+    if isinstance(query, web.Response):
+        return query
+    site = site_of(request)
+    if site is None:
+        return problem(404, "no such site")
+    found = await visitors.visitor_profile(
+        redis_of(request), site.key, request.match_info["visitor"], industry_of(request, site.key)
+    )
+    if found is None:
+        return problem(404, "no such visitor on this site")
+    return web.json_response(found)
+
+
+@api.get(
+    "/api/accounts/hot",
+    roles=READERS_OF_ACCOUNTS,
+    summary="accounts by heat, with their visitors, pages and expected deal (JSON or CSV)",
+    tag="accounts",
+    query=HotQuery,
+    responses={404: "no such site"},
+    content_types=("application/json", "text/csv"),
+)
+async def hot_accounts(request: web.Request) -> web.StreamResponse:
+    query = parse_query(request, HotQuery)
+    if isinstance(query, web.Response):
+        return query
+    site = site_of(request)
+    if site is None:
+        return problem(404, "no such site")
+    found = await visitors.hot_accounts(
+        redis_of(request), site.key, query.limit, industry_of(request, site.key)
+    )
+    if query.format == "csv":
+        return web.Response(text=visitors.hot_accounts_csv(found), content_type="text/csv")
+    return web.json_response({"site": site.key, "accounts": found})

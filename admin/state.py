@@ -1,0 +1,44 @@
+"""What every admin request handler reaches through the application: config, Redis, models,
+and the caller."""
+
+from __future__ import annotations
+
+import redis.asyncio as redis
+from aiohttp import web
+
+from admin.auth import IDENTITY_KEY, Identity
+from rules.config import Config, SiteConfig
+from rules.industry import IndustryModel
+
+CONFIG_KEY = web.AppKey("refract.config", Config)
+REDIS_KEY = web.AppKey("refract.redis", redis.Redis)
+INDUSTRIES_KEY = web.AppKey("refract.industries", dict[str, IndustryModel])
+
+
+def config_of(request: web.Request) -> Config:
+    return request.app[CONFIG_KEY]
+
+
+def redis_of(request: web.Request) -> redis.Redis:
+    return request.app[REDIS_KEY]
+
+
+def identity_of(request: web.Request) -> Identity:
+    """The caller of an endpoint that is not public (the guard made sure there is one)."""
+    identity = request[IDENTITY_KEY]
+    assert identity is not None, "identity_of is for endpoints that are not public"
+    return identity
+
+
+def site_of(request: web.Request) -> SiteConfig | None:
+    """The site named by ``?site=`` (default: the first), or None for an unknown one."""
+    sites = config_of(request).sites
+    key = request.query.get("site")
+    if key is None:
+        return sites[0]
+    return next((site for site in sites if site.key == key), None)
+
+
+def industry_of(request: web.Request, site: str) -> IndustryModel | None:
+    """The site's industry model (read at start, like the configuration)."""
+    return request.app[INDUSTRIES_KEY].get(site)
