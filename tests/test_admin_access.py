@@ -1,0 +1,276 @@
+"""Who may do what in the admin API: every role against every endpoint, sessions and CSRF,
+tokens and their scope, the audit log, and an OpenAPI document that matches the routes."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+import redis.asyncio as redis
+from aiohttp.test_utils import TestClient
+from openapi_spec_validator import validate
+
+from admin import audit, auth
+from admin.api import PUBLIC, ROLES, Endpoint, openapi_path
+from admin.app import API_KEY, build_api
+from rules.config import Config
+from tests.conftest import AdminFactory, api_token, clean_redis
+from tests.test_processes import config_text, refract
+
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture
+async def config(redis_url: str) -> Config:
+    await clean_redis(redis_url)
+    return Config.model_validate(
+        {"redis": {"url": redis_url}, "sites": [{"host": "*", "id": "s", "origin": "http://x"}]}
+    )
+
+
+def concrete(path: str) -> str:
+    """A request path for a route: every parameter filled with a value no record has."""
+    return re.sub(r"\{[^}]+\}", "nothing-here", path)
+
+
+async def call(client: TestClient[Any, Any], endpoint: Endpoint) -> int:
+    body = {} if endpoint.method in ("POST", "PUT") else None
+    async with client.request(
+        endpoint.method, concrete(endpoint.path), json=body, allow_redirects=False
+    ) as response:
+        return response.status  # headers are enough: a stream is left unread
+
+
+ENDPOINTS = build_api().endpoints
+
+
+@pytest.mark.parametrize("role", ROLES)
+async def test_every_role_reaches_exactly_the_endpoints_that_declare_it(
+    admin_api: AdminFactory, config: Config, role: str
+) -> None:
+    client = await admin_api(config, role=role)
+    app_endpoints = client.app[API_KEY].endpoints  # type: ignore[index]
+    for endpoint in app_endpoints:
+        status = await call(client, endpoint)
+        allowed = role in endpoint.roles or endpoint.public
+        refused = status in (401, 403)
+        assert refused != allowed, f"{role}: {endpoint.method} {endpoint.path} -> {status}"
+
+
+async def test_without_credentials_only_public_endpoints_answer(
+    admin_api: AdminFactory, config: Config
+) -> None:
+    client = await admin_api(config, role=None)
+    for endpoint in client.app[API_KEY].endpoints:  # type: ignore[index]
+        status = await call(client, endpoint)
+        if endpoint.public:
+            assert status not in (401, 403), f"{endpoint.method} {endpoint.path} -> {status}"
+        elif "text/html" in endpoint.content_types:
+            assert status in (302, 303, 401), f"{endpoint.method} {endpoint.path} -> {status}"
+        else:
+            assert status == 401, f"{endpoint.method} {endpoint.path} -> {status}"
+
+
+def test_every_endpoint_declares_its_roles_and_says_what_it_does() -> None:
+    for endpoint in ENDPOINTS:
+        assert endpoint.roles, endpoint.path
+        assert endpoint.roles <= {*ROLES, PUBLIC}
+        assert endpoint.summary
+
+
+# --- the OpenAPI document ------------------------------------------------------------------
+
+
+async def test_the_openapi_document_is_valid_and_matches_the_routes(
+    admin_api: AdminFactory, config: Config
+) -> None:
+    client = await admin_api(config, role=None)
+    response = await client.get("/api/openapi.json")
+    document = await response.json()
+    validate(document)  # OpenAPI 3.1
+    documented = {
+        (method.upper(), path)
+        for path, operations in document["paths"].items()
+        for method in operations
+    }
+    routed = {
+        (route.method, openapi_path(route.resource.canonical))
+        for route in client.app.router.routes()
+        if route.resource is not None and route.method != "HEAD"
+    }
+    assert documented == routed
+
+
+async def test_the_docs_page_lists_every_endpoint(admin_api: AdminFactory, config: Config) -> None:
+    client = await admin_api(config, role=None)
+    page = await (await client.get("/api/docs")).text()
+    for endpoint in ENDPOINTS:
+        assert f"<code>{openapi_path(endpoint.path)}</code>" in page
+
+
+# --- sessions ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def user(config: Config) -> str:
+    client = redis.Redis.from_url(config.redis.url)
+    await auth.add_user(client, "maria", "marketing", PASSWORD)
+    await client.aclose()
+    return "maria"
+
+
+async def sign_in(client: TestClient[Any, Any], name: str, password: str = PASSWORD) -> Any:
+    return await client.post("/api/login", json={"username": name, "password": password})
+
+
+@pytest.mark.parametrize(
+    ("name", "password"), [("maria", "wrong password!"), ("nobody", PASSWORD), ("maria", "")]
+)
+async def test_a_wrong_login_is_refused(
+    admin_api: AdminFactory, config: Config, user: str, name: str, password: str
+) -> None:
+    client = await admin_api(config, role=None)
+    response = await sign_in(client, name, password)
+    assert response.status in (401, 422)
+    assert auth.SESSION_COOKIE not in response.cookies
+
+
+async def test_a_session_cookie_is_http_only_and_strict(
+    admin_api: AdminFactory, config: Config, user: str
+) -> None:
+    client = await admin_api(config, role=None)
+    response = await sign_in(client, user)
+    assert response.status == 200
+    cookie = response.cookies[auth.SESSION_COOKIE]
+    assert cookie["httponly"]
+    assert cookie["samesite"] == "Strict"
+    assert (await response.json())["role"] == "marketing"
+
+
+async def test_a_session_reads_and_writes_only_with_its_csrf_token(
+    admin_api: AdminFactory, config: Config, user: str
+) -> None:
+    client = await admin_api(config, role=None)
+    csrf = (await (await sign_in(client, user)).json())["csrf"]
+    me = await client.get("/api/me")
+    assert (await me.json())["user"] == "maria"
+    assert (await client.post("/api/logout")).status == 403  # no CSRF token
+    assert (await client.post("/api/logout", headers={"X-CSRF-Token": "forged"})).status == 403
+    assert (await client.post("/api/logout", headers={"X-CSRF-Token": csrf})).status == 200
+    assert (await client.get("/api/me")).status == 401  # the session is over
+
+
+async def test_a_stolen_session_id_stops_working_at_logout(
+    admin_api: AdminFactory, config: Config, user: str
+) -> None:
+    client = await admin_api(config, role=None)
+    signed = await sign_in(client, user)
+    secret, csrf = signed.cookies[auth.SESSION_COOKIE].value, (await signed.json())["csrf"]
+    await client.post("/api/logout", headers={"X-CSRF-Token": csrf})
+    replay = await client.get("/api/me", cookies={auth.SESSION_COOKIE: secret})
+    assert replay.status == 401
+
+
+# --- tokens --------------------------------------------------------------------------------
+
+
+async def test_a_read_only_token_cannot_write(admin_api: AdminFactory, config: Config) -> None:
+    client = await admin_api(config, role="admin", scope="read")
+    assert (await client.get("/api/users")).status == 200
+    new = {"name": "sam", "role": "sales_rep", "password": PASSWORD}
+    assert (await client.post("/api/users", json=new)).status == 403
+
+
+async def test_a_revoked_token_is_refused(admin_api: AdminFactory, config: Config) -> None:
+    client = await admin_api(config)
+    created = await (
+        await client.post("/api/tokens", json={"name": "ci", "role": "executive"})
+    ).json()
+    headers = {"Authorization": f"Bearer {created['token']}"}
+    assert (await client.get("/api/me", headers=headers)).status == 200
+    assert (await client.delete(f"/api/tokens/{created['id']}")).status == 200
+    assert (await client.get("/api/me", headers=headers)).status == 401
+    listed = (await (await client.get("/api/tokens")).json())["tokens"]
+    assert {"id": created["id"], "revoked": True}.items() <= listed[-1].items()
+    assert "token" not in listed[-1]  # the secret is shown once, at creation
+
+
+async def test_tokens_are_stored_hashed(admin_api: AdminFactory, config: Config) -> None:
+    token = await api_token(config.redis.url, "executive", "read")
+    client = redis.Redis.from_url(config.redis.url)
+    try:
+        keys = [key async for key in client.scan_iter(match="rf:admin:*")]
+        for key in keys:
+            assert token.encode() not in key
+            if await client.type(key) == b"hash":
+                assert token.encode() not in b"".join((await client.hgetall(key)).values())
+    finally:
+        await client.aclose()
+
+
+# --- bad input and the audit log -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"name": "Sam!", "role": "sales_rep", "password": PASSWORD}, "name"),
+        ({"name": "sam", "role": "ceo", "password": PASSWORD}, "role"),
+        ({"name": "sam", "role": "sales_rep", "password": "short"}, "password"),
+        ({"role": "sales_rep", "password": PASSWORD}, "name"),
+    ],
+)
+async def test_a_bad_user_is_422_naming_the_field(
+    admin_api: AdminFactory, config: Config, body: dict[str, str], field: str
+) -> None:
+    client = await admin_api(config)
+    response = await client.post("/api/users", json=body)
+    assert response.status == 422
+    assert field in {error["field"] for error in (await response.json())["errors"]}
+
+
+async def test_changes_are_audited_with_who_and_what_but_no_secret(
+    admin_api: AdminFactory, config: Config
+) -> None:
+    client = await admin_api(config)
+    await client.post("/api/users", json={"name": "sam", "role": "sales_rep", "password": PASSWORD})
+    await client.post("/api/tokens", json={"name": "ci", "role": "executive"})
+    entries = (await (await client.get("/api/audit")).json())["entries"]
+    assert [(e["action"], e["user"], e["via"]) for e in entries] == [
+        ("token.create", "tests-admin", "token"),
+        ("user.create", "tests-admin", "token"),
+    ]
+    assert entries[1]["after"] == {"name": "sam", "role": "sales_rep"}
+    assert entries[1]["before"] is None
+    redis_client = redis.Redis.from_url(config.redis.url)
+    try:
+        raw = await redis_client.xrange(audit.AUDIT_KEY)
+    finally:
+        await redis_client.aclose()
+    assert PASSWORD.encode() not in b"".join(b"".join(fields.values()) for _, fields in raw)
+
+
+# --- the command line ------------------------------------------------------------------------
+
+
+async def test_refract_users_and_tokens_commands(
+    tmp_path: Any, admin_api: AdminFactory, config: Config
+) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(config_text(8080, "http://x", extra=f'[redis]\nurl = "{config.redis.url}"'))
+    added = refract("--config", str(path), "users", "add", "ops", "--role", "admin",
+                    env={"REFRACT_PASSWORD": PASSWORD})  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    short = refract("--config", str(path), "users", "add", "x", "--role", "admin",
+                    env={"REFRACT_PASSWORD": "short"})  # fmt: skip
+    assert short.returncode == 2
+    made = refract("--config", str(path), "tokens", "create", "ci", "--role", "executive")
+    token_id, token = made.stdout.split()[1], made.stdout.splitlines()[-1]
+    client = await admin_api(config, role=None)
+    assert (await sign_in(client, "ops")).status == 200
+    headers = {"Authorization": f"Bearer {token}"}
+    assert (await (await client.get("/api/me", headers=headers)).json())["role"] == "executive"
+    revoked = refract("--config", str(path), "tokens", "revoke", token_id)
+    assert revoked.returncode == 0, revoked.stderr
+    assert (await client.get("/api/me", headers=headers)).status == 401
