@@ -1,0 +1,620 @@
+"""The dashboard: server-rendered pages (Jinja2) over the functions the JSON API serves, with
+charts drawn in the browser by the plotly.js that the ``plotly`` wheel ships (served from the
+installed package at ``/static/plotly.min.js``: nothing from a CDN, nothing third-party in
+the repository, works offline).
+
+Pages are declared on this module's ``Api`` with the roles that may see them, like every
+endpoint, so the guard of admin/api.py checks them and the OpenAPI document lists them. The
+front door ``/`` is public: it sends a signed-in caller to the overview and anyone else to
+the sign-in page. Pages that show data take their numbers from the same functions as the
+JSON endpoints (``analytics.reports``, ``analytics.visitors``), render tables on the server
+and put the data of their charts in a ``<script type="application/json">`` element for
+``static/dashboard.js``; pages subscribe to ``/api/live`` when the application has that route
+and re-render when the view's data changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import gzip
+import importlib.metadata
+import importlib.util
+import re
+import time
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, get_args
+from urllib.parse import quote
+
+import jinja2
+import redis.asyncio as redis
+from aiohttp import web
+from pydantic import ValidationError
+
+from admin import dashboard_views as views
+from admin.api import EVERYONE, PUBLIC, Api, Handler
+from admin.api_reads import (
+    READERS_OF_ACCOUNTS,
+    READERS_OF_RESULTS,
+    READERS_OF_VISITORS,
+    ReportQuery,
+)
+from admin.auth import IDENTITY_KEY, Identity
+from admin.state import config_of, identity_of, industry_of, redis_of, site_of
+from analytics import keys, reports, visitors
+from analytics.intel.scores import band
+from analytics.stats.engine import Settings
+from analytics.worker import HEARTBEAT_PATTERN, rules_in_force
+from rules.config import SiteConfig
+from rules.events import dead_letter_key, stream_key
+from rules.schema import Action
+
+api = Api("Refract admin", "1")
+
+EDITORS = ["marketing", "admin"]  # who may create, edit and start experiments
+WATCHERS_OF_HEALTH = ["marketing", "admin"]
+HERE = Path(__file__).resolve().parent
+STATIC = HERE / "static"
+PLOTLY_VERSION = importlib.metadata.version("plotly")
+LIVE_PATH = "/api/live"
+ACCOUNTS_SHOWN = 50  # rows of the accounts page
+ACCOUNTS_READ = 500  # accounts read for the funnel and the account page (the API's maximum)
+_REDIS_TIMEOUT_S = 1.0
+_STATIC_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*\.(css|js)$")
+_CONTENT_TYPES = {"css": "text/css", "js": "text/javascript"}
+_HTML = ("text/html",)
+# Pages carry the session's CSRF token and private data: never cached, never framed, and
+# no script but ours (plotly.js styles its charts inline).
+PAGE_HEADERS = {
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+        "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
+        "form-action 'self'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
+NAVIGATION = (  # label, path, roles
+    ("Overview", "/overview", EVERYONE),
+    ("Experiments", "/experiments", frozenset(READERS_OF_RESULTS)),
+    ("Accounts", "/accounts", frozenset(READERS_OF_ACCOUNTS)),
+    ("Visitors", "/visitors", frozenset(READERS_OF_VISITORS)),
+    ("Site health", "/health", frozenset(WATCHERS_OF_HEALTH)),
+)
+
+
+def page(path: str, roles: Iterable[str], summary: str) -> Callable[[Handler], Handler]:
+    """Declare a page: an HTML endpoint of the dashboard."""
+    return api.get(path, roles=roles, summary=summary, tag="dashboard", content_types=_HTML)
+
+
+# --- rendering -----------------------------------------------------------------------------
+
+
+def _environment() -> jinja2.Environment:
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(HERE / "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    environment.filters.update(
+        percent=views.percent,
+        signed=views.signed,
+        number=_number,
+        money=_money,
+        when=_when,
+        words=lambda value: str(value).replace("_", " "),
+    )
+    return environment
+
+
+def _number(value: float | None, digits: int = 0) -> str:
+    return "n/a" if value is None else f"{value:,.{digits}f}"
+
+
+def _money(value: float | None, currency: str = "") -> str:
+    if value is None:
+        return "n/a"
+    return f"{currency} {value:,.0f}".strip()
+
+
+def _when(timestamp: float | None) -> str:
+    if not timestamp:
+        return "never"
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+TEMPLATES = _environment()
+
+
+def render(
+    request: web.Request,
+    template: str,
+    *,
+    title: str,
+    status: int = 200,
+    live: str = "",
+    charts: bool = False,
+    data: Any = None,
+    **context: Any,
+) -> web.Response:
+    """A page: the layout (navigation for the caller's role, CSRF token) around ``template``."""
+    identity: Identity | None = request.get(IDENTITY_KEY)
+    site = request.query.get("site")
+    body = TEMPLATES.get_template(template).render(
+        title=title,
+        me=identity,
+        csrf=identity.csrf if identity is not None else "",
+        nav=_navigation(request, identity),
+        link=functools.partial(_link, site),
+        live=live if live and _has_route(request.app, LIVE_PATH) else "",
+        charts=charts,
+        plotly_version=PLOTLY_VERSION,
+        data=data if data is not None else {},
+        **context,
+    )
+    response = web.Response(text=body, status=status, content_type="text/html")
+    response.headers.update(PAGE_HEADERS)
+    return response
+
+
+def _link(site: str | None, path: str, **query: Any) -> str:
+    """A dashboard URL that keeps the chosen site."""
+    parameters = {**({"site": site} if site else {}), **query}
+    if not parameters:
+        return path
+    return (
+        path + "?" + "&".join(f"{name}={quote(str(value))}" for name, value in parameters.items())
+    )
+
+
+def _navigation(request: web.Request, identity: Identity | None) -> list[dict[str, Any]]:
+    if identity is None:
+        return []
+    site = request.query.get("site")
+    return [
+        {
+            "label": label,
+            "href": _link(site, path),
+            "current": request.path == path or request.path.startswith(path + "/"),
+        }
+        for label, path, roles in NAVIGATION
+        if identity.role in roles
+    ]
+
+
+def _has_route(app: web.Application, path: str) -> bool:
+    return any(resource.canonical == path for resource in app.router.resources())
+
+
+def not_found(request: web.Request, what: str) -> web.Response:
+    return render(request, "message.html", title="Not found", status=404, heading=what)
+
+
+def _site(request: web.Request) -> SiteConfig | web.Response:
+    site = site_of(request)
+    return site if site is not None else not_found(request, "No such site")
+
+
+def _may(identity: Identity, roles: list[str]) -> bool:
+    return identity.role in roles
+
+
+# --- the front door and signing in -----------------------------------------------------------
+
+
+@api.get(
+    "/",
+    roles=[PUBLIC],
+    summary="the dashboard's front door: the overview when signed in, else the sign-in page",
+    tag="dashboard",
+    content_types=_HTML,
+)
+async def front_door(request: web.Request) -> web.StreamResponse:
+    if request.get(IDENTITY_KEY) is None:
+        raise web.HTTPSeeOther(_link(request.query.get("site"), "/login", next="/overview"))
+    raise web.HTTPSeeOther(_link(request.query.get("site"), "/overview"))
+
+
+def safe_next(target: str | None) -> str:
+    """Where to go after signing in: a path of this application, never another site."""
+    if not target or not target.startswith("/") or target.startswith(("//", "/\\")):
+        return "/overview"
+    return target
+
+
+@api.get("/login", roles=[PUBLIC], summary="the sign-in page", tag="dashboard", content_types=_HTML)
+async def login_page(request: web.Request) -> web.StreamResponse:
+    target = safe_next(request.query.get("next"))
+    if request.get(IDENTITY_KEY) is not None:
+        raise web.HTTPSeeOther(target)
+    return render(request, "login.html", title="Sign in", next=target)
+
+
+# --- overview --------------------------------------------------------------------------------
+
+
+@page("/overview", EVERYONE, "the overview: active tests, win rate, lift, pipeline, visitors")
+async def overview(request: web.Request) -> web.StreamResponse:
+    site = _site(request)
+    if isinstance(site, web.Response):
+        return site
+    identity = identity_of(request)
+    client = redis_of(request)
+    summaries: list[dict[str, Any]] = []
+    if _may(identity, READERS_OF_RESULTS):
+        rules = await rules_in_force(config_of(request), client)
+        for experiment in rules.experiments.values():
+            if experiment.status == "draft":
+                continue
+            report = await reports.experiment_report(
+                client, config_of(request), site.key, experiment.key, Settings()
+            )
+            summaries.append(
+                views.experiment_summary(experiment.model_dump(mode="json"), report.as_json())
+            )
+    industry = industry_of(request, site.key)
+    accounts = await visitors.hot_accounts(client, site.key, ACCOUNTS_READ, industry)
+    funnel = views.account_funnel(accounts, industry)
+    currency = accounts[0]["prediction"]["currency"] if accounts else "USD"
+    today = datetime.now(UTC).strftime("%Y-%m-%d")
+    visitors_today = int(await client.pfcount(keys.unique_visitors(site.key, today)))
+    return render(
+        request,
+        "overview.html",
+        title="Overview",
+        live="overview",
+        charts=True,
+        site=site.key,
+        numbers=views.overview_numbers(summaries),
+        summaries=summaries,
+        show_results=_may(identity, READERS_OF_RESULTS),
+        visitors_today=visitors_today,
+        funnel=funnel,
+        currency=currency,
+        pipeline=funnel[0]["pipeline"],
+        top_accounts=accounts[:10],
+        data={"experiments": summaries, "funnel": funnel},
+        alt={
+            "experiments": views.experiments_summary(summaries),
+            "funnel": views.funnel_summary(funnel, currency),
+        },
+    )
+
+
+# --- experiments -----------------------------------------------------------------------------
+
+
+@page("/experiments", READERS_OF_RESULTS, "experiments in the rules in force")
+async def experiments(request: web.Request) -> web.StreamResponse:
+    rules = await rules_in_force(config_of(request), redis_of(request))
+    return render(
+        request,
+        "experiments.html",
+        title="Experiments",
+        experiments=[e.model_dump(mode="json") for e in rules.experiments.values()],
+        may_edit=_may(identity_of(request), EDITORS),
+    )
+
+
+@page("/experiments/{key}/report", READERS_OF_RESULTS, "an experiment's report, with charts")
+async def report_page(request: web.Request) -> web.StreamResponse:
+    key = request.match_info["key"]
+    try:
+        query = ReportQuery.model_validate(dict(request.query))
+    except ValidationError as error:
+        problems = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors()]
+        return render(
+            request, "message.html", title="Bad query", status=422, heading="Bad query",
+            details=problems,
+        )  # fmt: skip
+    site = _site(request)
+    if isinstance(site, web.Response):
+        return site
+    settings = Settings(alpha=query.alpha, method=query.method, correction=query.correction)
+    try:
+        report = await reports.experiment_report(
+            redis_of(request), config_of(request), site.key, key, settings
+        )
+    except reports.UnknownExperimentError as error:
+        return render(
+            request, "message.html", title="Not found", status=404, heading="No such experiment",
+            details=[str(error)],
+        )  # fmt: skip
+    document = report.as_json()
+    view = views.report_view(document)
+    csv = f"/api/experiments/{quote(key)}/report?" + "&".join(
+        f"{name}={quote(str(value))}"
+        for name, value in {
+            **({"site": query.site} if query.site else {}),
+            "method": query.method,
+            "correction": query.correction,
+            "alpha": query.alpha,
+            "format": "csv",
+        }.items()
+    )
+    return render(
+        request,
+        "report.html",
+        title=f"Report: {key}",
+        live=f"experiment:{key}",
+        charts=True,
+        report=document,
+        view=view,
+        query=query,
+        csv=csv,
+        may_edit=_may(identity_of(request), EDITORS),
+        rows=[row for row in document["results"] if row["segment"] == "all"],
+        data={
+            "conversion": view["conversion"],
+            "heat": view["heat"],
+            "over_time": view["over_time"],
+            "metric": view["metric"],
+        },
+    )
+
+
+@page("/experiments/new", EDITORS, "the experiment editor, for a new experiment")
+async def new_experiment(request: web.Request) -> web.StreamResponse:
+    return await _editor(request, None)
+
+
+@page("/experiments/{key}/edit", EDITORS, "the experiment editor, for an experiment")
+async def edit_experiment(request: web.Request) -> web.StreamResponse:
+    return await _editor(request, request.match_info["key"])
+
+
+async def _editor(request: web.Request, key: str | None) -> web.StreamResponse:
+    rules = await rules_in_force(config_of(request), redis_of(request))
+    experiment: dict[str, Any] = {
+        "key": "",
+        "hypothesis": "",
+        "status": "draft",
+        "pages": [],
+        "audience": "",
+        "traffic": 100.0,
+        "primary_metric": "",
+        "secondary_metrics": [],
+        "guardrail_metrics": [],
+        "variants": [{"key": "control", "weight": 50, "changes": []},
+                     {"key": "b", "weight": 50, "changes": []}],
+    }  # fmt: skip
+    if key is not None:
+        found = rules.experiments.get(key)
+        if found is None:
+            return not_found(request, f"No experiment {key!r} in the rules in force")
+        experiment = found.model_dump(mode="json")
+    return render(
+        request,
+        "editor.html",
+        title=f"Edit {key}" if key else "New experiment",
+        experiment=experiment,
+        editing=key,
+        tags=sorted({rule.tag for rule in rules.pages}),
+        metrics=sorted(rules.metrics),
+        audiences=sorted(rules.audiences),
+        actions=ACTIONS,
+        data={"experiment": experiment},
+    )
+
+
+ACTIONS = get_args(Action)  # what a variant's change may do
+
+
+# --- accounts and visitors ---------------------------------------------------------------------
+
+
+@page("/accounts", READERS_OF_ACCOUNTS, "hot accounts, with the intent distribution")
+async def accounts_page(request: web.Request) -> web.StreamResponse:
+    site = _site(request)
+    if isinstance(site, web.Response):
+        return site
+    industry = industry_of(request, site.key)
+    found = await visitors.hot_accounts(redis_of(request), site.key, ACCOUNTS_SHOWN, industry)
+    for account in found:
+        account["band"] = band(int(account["intent"]), industry)
+    return render(
+        request,
+        "accounts.html",
+        title="Accounts",
+        live="accounts",
+        charts=True,
+        accounts=found,
+        csv=_link(request.query.get("site"), "/api/accounts/hot", limit=ACCOUNTS_SHOWN,
+                  format="csv"),
+        may_see_visitors=_may(identity_of(request), READERS_OF_VISITORS),
+        data={"intent": [account["intent"] for account in found]},
+        alt={"intent": views.intent_summary(found)},
+    )  # fmt: skip
+
+
+@page("/accounts/{domain}", READERS_OF_ACCOUNTS, "an account: firmographics, heat, expected deal")
+async def account_page(request: web.Request) -> web.StreamResponse:
+    site = _site(request)
+    if isinstance(site, web.Response):
+        return site
+    domain = request.match_info["domain"]
+    industry = industry_of(request, site.key)
+    ranked = await visitors.hot_accounts(redis_of(request), site.key, ACCOUNTS_READ, industry)
+    found = next((account for account in ranked if account["domain"] == domain), None)
+    if found is None:
+        return not_found(request, f"No account {domain!r} among the {ACCOUNTS_READ} hottest")
+    found["band"] = band(int(found["intent"]), industry)
+    return render(
+        request, "account.html", title=f"Account: {domain}", live="accounts", account=found,
+        rank=ranked.index(found) + 1,
+    )  # fmt: skip
+
+
+@page("/visitors", READERS_OF_VISITORS, "find a visitor by id")
+async def visitor_lookup(request: web.Request) -> web.StreamResponse:
+    wanted = request.query.get("id", "").strip()
+    if wanted:
+        raise web.HTTPSeeOther(_link(request.query.get("site"), f"/visitors/{quote(wanted)}"))
+    return render(
+        request, "visitors.html", title="Visitors", site_param=request.query.get("site", "")
+    )
+
+
+@page(
+    "/visitors/{visitor}",
+    READERS_OF_VISITORS,
+    "a visitor: organisation, psychographics, scores and reasons, prediction",
+)
+async def visitor_page(request: web.Request) -> web.StreamResponse:
+    site = _site(request)
+    if isinstance(site, web.Response):
+        return site
+    visitor = request.match_info["visitor"]
+    found = await visitors.visitor_profile(
+        redis_of(request), site.key, visitor, industry_of(request, site.key)
+    )
+    if found is None:
+        return not_found(request, f"No visitor {visitor!r} on this site")
+    axes = found["psychographics"]
+    return render(
+        request,
+        "visitor.html",
+        title=f"Visitor {visitor}",
+        charts=True,
+        visitor=found,
+        data={"psychographics": axes},
+        alt={"psychographics": views.psychographics_summary(axes)},
+    )
+
+
+# --- site health -----------------------------------------------------------------------------
+
+
+@page("/health", WATCHERS_OF_HEALTH, "site health: Redis, workers, streams, events today")
+async def health_page(request: web.Request) -> web.StreamResponse:
+    client = redis_of(request)
+    config = config_of(request)
+    today = datetime.now(UTC).strftime("%Y-%m-%d")
+    sites = []
+    try:
+        async with asyncio.timeout(_REDIS_TIMEOUT_S):
+            await client.ping()
+            workers = len([key async for key in client.scan_iter(match=HEARTBEAT_PATTERN)])
+            for site in config.sites:
+                sites.append(await _site_health(client, site, config.events.shards, today))
+            rules = await rules_in_force(config, client)
+        redis_ok = True
+    except (TimeoutError, redis.RedisError, OSError):
+        redis_ok, workers, rules = False, 0, None
+    return render(
+        request,
+        "health.html",
+        title="Site health",
+        live="health",
+        redis_ok=redis_ok,
+        workers=workers,
+        sites=sites,
+        rules=rules,
+        day=today,
+        checked=time.time(),
+    )
+
+
+async def _site_health(client: redis.Redis, site: SiteConfig, shards: int, day: str) -> Any:
+    async with client.pipeline(transaction=False) as pipe:
+        pipe.xlen(dead_letter_key(site.key))
+        pipe.hgetall(keys.daily(site.key, day))
+        pipe.pfcount(keys.unique_visitors(site.key, day))
+        dead, daily, unique = await pipe.execute()
+    counters = {name.decode(): int(value) for name, value in daily.items()}
+    return {
+        "key": site.key,
+        "backlog": await _backlog(client, site.key, shards),
+        "dead": dead,
+        "visitors": unique,
+        "pageviews": counters.pop("pageviews", 0),
+        "events": {name.removeprefix("events:"): n for name, n in sorted(counters.items())},
+    }
+
+
+async def _backlog(client: redis.Redis, site: str, shards: int) -> int | None:
+    """Events of the site's streams the workers have not applied yet: not yet read (the
+    group's lag) plus read but not acknowledged (pending)."""
+    total = 0
+    for shard in range(shards):
+        try:
+            groups = await client.xinfo_groups(stream_key(site, shard))
+        except redis.ResponseError:  # no stream yet: nothing sent to this shard
+            continue
+        for group in groups:
+            if group["name"] in (keys.GROUP, keys.GROUP.encode()):
+                if group.get("lag") is None:
+                    return None  # the server cannot tell (an entry was deleted mid-stream)
+                total += int(group["lag"]) + int(group["pending"])
+    return total
+
+
+# --- static files ----------------------------------------------------------------------------
+
+
+@api.get(
+    "/static/plotly.min.js",
+    roles=[PUBLIC],
+    summary="plotly.js, from the installed plotly package",
+    tag="dashboard",
+    content_types=("text/javascript",),
+)
+async def plotly_js(request: web.Request) -> web.StreamResponse:
+    etag = f'"plotly-{PLOTLY_VERSION}"'
+    headers = {
+        "ETag": etag,
+        "Cache-Control": "public, max-age=31536000, immutable",  # pages ask for ?v=<version>
+        "Vary": "Accept-Encoding",
+        "X-Content-Type-Options": "nosniff",
+    }
+    if request.headers.get("If-None-Match") == etag:
+        return web.Response(status=304, headers=headers)
+    plain, compressed = await asyncio.to_thread(_plotly_bytes)
+    if "gzip" in request.headers.get("Accept-Encoding", ""):
+        headers["Content-Encoding"] = "gzip"
+        return web.Response(body=compressed, headers=headers, content_type="text/javascript")
+    return web.Response(body=plain, headers=headers, content_type="text/javascript")
+
+
+def plotly_path() -> Path:
+    """plotly.min.js in the installed plotly package (found without importing plotly)."""
+    spec = importlib.util.find_spec("plotly")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the plotly package is not installed")
+    return Path(spec.submodule_search_locations[0]) / "package_data" / "plotly.min.js"
+
+
+@functools.cache
+def _plotly_bytes() -> tuple[bytes, bytes]:
+    """plotly.min.js (4.8 MB) and its gzip (1.4 MB), read and compressed once."""
+    plain = plotly_path().read_bytes()
+    return plain, gzip.compress(plain, compresslevel=6, mtime=0)
+
+
+@api.get(
+    "/static/{name}",
+    roles=[PUBLIC],
+    summary="the dashboard's own style sheet and scripts",
+    tag="dashboard",
+    content_types=("text/css", "text/javascript"),
+)
+async def static_file(request: web.Request) -> web.StreamResponse:
+    name = request.match_info["name"]
+    match = _STATIC_NAME.match(name)
+    path = STATIC / name
+    if match is None or not path.is_file():
+        raise web.HTTPNotFound()
+    return web.FileResponse(
+        path,
+        headers={
+            "Cache-Control": "no-cache",
+            "Content-Type": _CONTENT_TYPES[match.group(1)],
+            "X-Content-Type-Options": "nosniff",
+        },
+    )

@@ -1,0 +1,295 @@
+"""What the dashboard's pages show, from what the statistics engine and the intelligence models
+computed: pure functions of the reports' and accounts' JSON, so the numbers a page shows are
+the numbers the JSON API answers, and each chart comes with a sentence that says what it
+shows (its text alternative)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from statistics import NormalDist
+from typing import Any
+
+from analytics.intel.scores import band
+from analytics.revenue.predict import wilson
+from rules.industry import IndustryModel
+
+Json = dict[str, Any]
+
+
+def percent(value: float | None, digits: int = 1) -> str:
+    return "n/a" if value is None or not math.isfinite(value) else f"{value:.{digits}%}"
+
+
+def signed(value: float | None, digits: int = 1) -> str:
+    return "n/a" if value is None or not math.isfinite(value) else f"{value:+.{digits}%}"
+
+
+def primary_rows(report: Json, segment: str = "all") -> list[Json]:
+    """The rows of the primary metric's conversion, one per variant after control."""
+    return [
+        row
+        for row in report["results"]
+        if row["segment"] == segment and row["role"] == "primary" and row["measure"] == "conversion"
+    ]
+
+
+def conversion_intervals(report: Json) -> list[Json]:
+    """Each variant's conversion rate on the primary metric (control first), with its Wilson
+    interval at the report's confidence level."""
+    rows = primary_rows(report)
+    if not rows:
+        return []
+    z = NormalDist().inv_cdf(1 - report["alpha"] / 2)
+    arms = [(report["variants"][0], rows[0]["control_mean"], rows[0]["control_visitors"])]
+    arms += [(row["variant"], row["mean"], row["visitors"]) for row in rows]
+    found = []
+    for variant, rate, visitors in arms:
+        low, high = wilson(round((rate or 0.0) * visitors), visitors, z) if visitors else (0, 1)
+        found.append(
+            {"variant": variant, "rate": rate, "low": low, "high": high, "visitors": visitors}
+        )
+    return found
+
+
+def segment_lifts(report: Json) -> Json:
+    """The primary metric's lift per segment (rows) and variant (columns), for the heat map."""
+    rows = [
+        row
+        for row in report["results"]
+        if row["role"] == "primary" and row["measure"] == "conversion"
+    ]
+    segments = list(dict.fromkeys(row["segment"] for row in rows))
+    variants = report["variants"][1:]
+    by = {(row["segment"], row["variant"]): row for row in rows}
+    return {
+        "segments": segments,
+        "variants": variants,
+        "lift": [[by[s, v]["lift"] if (s, v) in by else None for v in variants] for s in segments],
+        "significant": [
+            [bool(by[s, v]["significant"]) if (s, v) in by else False for v in variants]
+            for s in segments
+        ],
+    }
+
+
+def lift_over_time(report: Json) -> list[Json]:
+    """The cumulative primary lift of each variant, day by day, with its interval."""
+    series = []
+    for variant in report["variants"][1:]:
+        points = [point for point in report["over_time"] if point["variant"] == variant]
+        series.append(
+            {
+                "variant": variant,
+                "days": [point["day"] for point in points],
+                "lift": [point["lift"] for point in points],
+                "low": [point["ci_low"] for point in points],
+                "high": [point["ci_high"] for point in points],
+            }
+        )
+    return series
+
+
+def report_view(report: Json) -> Json:
+    """Everything the report page draws, and the sentences that describe each chart."""
+    rows = primary_rows(report)
+    metric = rows[0]["metric"] if rows else None
+    conversion = conversion_intervals(report)
+    heat = segment_lifts(report)
+    over_time = lift_over_time(report)
+    level = f"{1 - report['alpha']:.0%}"
+    return {
+        "metric": metric,
+        "conversion": conversion,
+        "heat": heat,
+        "over_time": over_time,
+        "summaries": {
+            "lift": _over_time_summary(over_time, metric),
+            "conversion": (
+                f"Conversion on {metric}, {level} intervals: "
+                + "; ".join(
+                    f"{arm['variant']} {percent(arm['rate'])} ({percent(arm['low'])} to "
+                    f"{percent(arm['high'])}, {arm['visitors']:,} visitors)"
+                    for arm in conversion
+                )
+                + "."
+                if conversion
+                else "No visitor has been exposed yet."
+            ),
+            "segments": (
+                f"Lift of {metric} by segment: "
+                + "; ".join(
+                    f"{segment}: "
+                    + ", ".join(
+                        f"{variant} {signed(lift)}{' (significant)' if flag else ''}"
+                        for variant, lift, flag in zip(heat["variants"], lifts, flags, strict=True)
+                    )
+                    for segment, lifts, flags in zip(
+                        heat["segments"], heat["lift"], heat["significant"], strict=True
+                    )
+                )
+                + "."
+                if heat["segments"]
+                else "No segment has data yet."
+            ),
+        },
+    }
+
+
+def _over_time_summary(series: list[Json], metric: str | None) -> str:
+    described = []
+    for line in series:
+        if not line["days"]:
+            continue
+        described.append(
+            f"{line['variant']}: {signed(line['lift'][0])} on {line['days'][0]}, "
+            f"{signed(line['lift'][-1])} on {line['days'][-1]} (interval "
+            f"{signed(line['low'][-1])} to {signed(line['high'][-1])})"
+        )
+    if not described:
+        return "No visitor has been exposed yet."
+    return f"Cumulative lift of {metric} over control: " + "; ".join(described) + "."
+
+
+# --- the overview --------------------------------------------------------------------------
+
+
+def experiment_summary(experiment: Json, report: Json | None) -> Json:
+    """One line of the overview: the decision and the lift it rests on."""
+    found: Json = {
+        "key": experiment["key"],
+        "status": experiment["status"],
+        "hypothesis": experiment["hypothesis"],
+        "action": None,
+        "variant": None,
+        "reasons": [],
+        "metric": experiment["primary_metric"],
+        "lift": None,
+        "ci_low": None,
+        "ci_high": None,
+        "chance_to_win": None,
+        "revenue_impact": None,
+    }
+    if report is None:
+        return found
+    decision = report["decision"]
+    found.update(
+        action=decision["action"], variant=decision["variant"], reasons=decision["reasons"]
+    )
+    rows = primary_rows(report)
+    if not rows:
+        return found
+    chosen = next((row for row in rows if row["variant"] == decision["variant"]), None)
+    if chosen is None:  # no winner: the variant most likely to win
+        chosen = max(rows, key=lambda row: row["chance_to_win"] or 0.0)
+    found.update(
+        variant=chosen["variant"],
+        lift=chosen["lift"],
+        ci_low=chosen["ci_low"],
+        ci_high=chosen["ci_high"],
+        chance_to_win=chosen["chance_to_win"],
+    )
+    if decision["action"] == "ship":
+        found["revenue_impact"] = _revenue_impact(report, chosen["variant"])
+    return found
+
+
+def _revenue_impact(report: Json, variant: str) -> float | None:
+    """The winner's extra revenue so far: (its revenue per visitor - control's) x its visitors."""
+    for row in report["results"]:
+        if (row["segment"], row["role"], row["measure"], row["variant"]) == (
+            "all",
+            "primary",
+            "revenue",
+            variant,
+        ):
+            if row["mean"] is None or row["control_mean"] is None:
+                return None
+            return float((row["mean"] - row["control_mean"]) * row["visitors"])
+    return None
+
+
+def overview_numbers(summaries: list[Json]) -> Json:
+    """Active tests, win rate (ship among concluded), average winning lift, revenue impact."""
+    decided = [s for s in summaries if s["action"] in ("ship", "stop")]
+    winners = [s for s in decided if s["action"] == "ship" and s["lift"] is not None]
+    impacts = [s["revenue_impact"] for s in winners if s["revenue_impact"] is not None]
+    return {
+        "active": sum(1 for s in summaries if s["status"] == "running"),
+        "concluded": len(decided),
+        "win_rate": len(winners) / len(decided) if decided else None,
+        "average_lift": sum(s["lift"] for s in winners) / len(winners) if winners else None,
+        "revenue_impact": sum(impacts) if impacts else None,
+    }
+
+
+FUNNEL_STAGES = ("seen", "buying signals", "warm", "hot")
+
+
+def account_funnel(accounts: Iterable[Json], model: IndustryModel | None) -> list[Json]:
+    """Accounts seen, then those with any buying signal, then warm or hotter, then hot; with
+    the expected pipeline (deal size x close probability) of each stage."""
+    stages: dict[str, list[float]] = {stage: [] for stage in FUNNEL_STAGES}
+    for account in accounts:
+        value = float(account["prediction"]["expected_value"])
+        stages["seen"].append(value)
+        heat = band(int(account["intent"]), model)
+        if account["intent"] > 0:
+            stages["buying signals"].append(value)
+        if heat in ("warm", "hot"):
+            stages["warm"].append(value)
+        if heat == "hot":
+            stages["hot"].append(value)
+    return [
+        {"stage": stage, "accounts": len(values), "pipeline": sum(values)}
+        for stage, values in stages.items()
+    ]
+
+
+def funnel_summary(funnel: list[Json], currency: str) -> str:
+    return (
+        "Accounts by intent: "
+        + ", ".join(
+            f"{stage['stage']} {stage['accounts']} ({currency} {stage['pipeline']:,.0f} expected)"
+            for stage in funnel
+        )
+        + "."
+    )
+
+
+def experiments_summary(summaries: list[Json]) -> str:
+    shown = [s for s in summaries if s["lift"] is not None]
+    if not shown:
+        return "No experiment has results yet."
+    return (
+        "Primary lift of each experiment's leading variant: "
+        + "; ".join(
+            f"{s['key']} ({s['variant']}) {signed(s['lift'])}, interval {signed(s['ci_low'])} "
+            f"to {signed(s['ci_high'])}"
+            for s in shown
+        )
+        + "."
+    )
+
+
+def intent_summary(accounts: list[Json]) -> str:
+    if not accounts:
+        return "No account has been seen yet."
+    scores = sorted(int(account["intent"]) for account in accounts)
+    middle = scores[len(scores) // 2]
+    return (
+        f"Intent scores of {len(scores)} accounts: lowest {scores[0]}, median {middle}, "
+        f"highest {scores[-1]} (0 to 100)."
+    )
+
+
+def psychographics_summary(axes: Json) -> str:
+    return (
+        "Confidence of each psychographic guess: "
+        + ", ".join(
+            f"{name.replace('_', ' ')} {axis['value'].replace('_', ' ')} "
+            f"{percent(axis['confidence'], 0)}"
+            for name, axis in axes.items()
+        )
+        + "."
+    )

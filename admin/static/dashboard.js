@@ -1,0 +1,280 @@
+/* Refract dashboard: charts (plotly.js, from the plotly package), live updates, CSV export,
+   signing in and out. No framework; the pages work as plain HTML tables without it. */
+(() => {
+  "use strict";
+
+  // Okabe & Ito (2008): distinguishable with the common colour-vision deficiencies.
+  const PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9",
+    "#F0E442", "#000000"];
+  const BANDS = ["rgba(0,114,178,0.18)", "rgba(230,159,0,0.22)", "rgba(0,158,115,0.2)",
+    "rgba(213,94,0,0.2)", "rgba(204,121,167,0.22)"];
+  const CONFIG = { displayModeBar: false, responsive: true };
+
+  const csrf = () => document.querySelector('meta[name="csrf-token"]').content;
+  const viewData = () => JSON.parse(document.getElementById("view-data").textContent || "{}");
+  const pct = (value) => (value === null || value === undefined ? null : value * 100);
+  const words = (text) => String(text).replace(/_/g, " ");
+
+  function layout(extra) {
+    return Object.assign({
+      colorway: PALETTE,
+      font: { family: "system-ui, -apple-system, 'Segoe UI', sans-serif", size: 13, color: "#1a1a1a" },
+      margin: { l: 64, r: 16, t: 36, b: 48 },
+      paper_bgcolor: "#fff",
+      plot_bgcolor: "#fff",
+      legend: { orientation: "h", x: 0, y: 1.02, yanchor: "bottom" },
+      hoverlabel: { font: { size: 13 } },
+    }, extra);
+  }
+
+  const percentAxis = (title) => ({
+    title: { text: title }, ticksuffix: "%", zeroline: true, zerolinecolor: "#555",
+    zerolinewidth: 1.5, gridcolor: "#e3e3e3",
+  });
+
+  // Each chart: a function of the page's data (#view-data) to plotly traces and a layout.
+  const CHARTS = {
+    lift(data) {
+      const traces = [];
+      data.over_time.forEach((line, i) => {
+        const colour = PALETTE[i % PALETTE.length];
+        traces.push({ x: line.days, y: line.high.map(pct), mode: "lines", line: { width: 0 },
+          hoverinfo: "skip", showlegend: false });
+        traces.push({ x: line.days, y: line.low.map(pct), mode: "lines", line: { width: 0 },
+          fill: "tonexty", fillcolor: BANDS[i % BANDS.length], name: `${line.variant} interval`,
+          hoverinfo: "skip" });
+        traces.push({ x: line.days, y: line.lift.map(pct), mode: "lines+markers",
+          line: { color: colour, width: 2.5, dash: ["solid", "dash", "dot"][i % 3] },
+          marker: { symbol: ["circle", "square", "diamond"][i % 3], size: 7 },
+          name: line.variant, hovertemplate: "%{x}: %{y:+.1f}%<extra>%{fullData.name}</extra>" });
+      });
+      return [traces, layout({ yaxis: percentAxis(`lift of ${data.metric}`),
+        xaxis: { type: "category", title: { text: "day of first exposure" } } })];
+    },
+
+    conversion(data) {
+      const arms = data.conversion;
+      return [[{
+        type: "bar", x: arms.map((a) => a.variant), y: arms.map((a) => pct(a.rate)),
+        marker: { color: arms.map((_, i) => PALETTE[i % PALETTE.length]) },
+        error_y: { type: "data", symmetric: false, color: "#1a1a1a", thickness: 2, width: 8,
+          array: arms.map((a) => pct(a.high - a.rate)), arrayminus: arms.map((a) => pct(a.rate - a.low)) },
+        customdata: arms.map((a) => [pct(a.low), pct(a.high), a.visitors]),
+        hovertemplate: "%{x}: %{y:.2f}% (%{customdata[0]:.2f}% to %{customdata[1]:.2f}%), %{customdata[2]:,} visitors<extra></extra>",
+      }], layout({ showlegend: false, yaxis: percentAxis(`conversion on ${data.metric}`),
+        xaxis: { title: { text: "variant" } } })];
+    },
+
+    segments(data) {
+      const heat = data.heat;
+      const z = heat.lift.map((row) => row.map(pct));
+      const text = heat.lift.map((row, i) => row.map((lift, j) => (lift === null ? "n/a"
+        : `${lift >= 0 ? "+" : ""}${(lift * 100).toFixed(1)}%${heat.significant[i][j] ? " *" : ""}`)));
+      const largest = Math.max(1, ...z.flat().filter((v) => v !== null).map(Math.abs));
+      return [[{
+        type: "heatmap", x: heat.variants, y: heat.segments, z, text, texttemplate: "%{text}",
+        zmin: -largest, zmax: largest, zmid: 0,
+        colorscale: [[0, "#D55E00"], [0.5, "#F7F7F7"], [1, "#0072B2"]],
+        colorbar: { title: { text: "lift" }, ticksuffix: "%" }, xgap: 2, ygap: 2,
+        hovertemplate: "%{y}, %{x}: %{text}<extra></extra>",
+      }], layout({ margin: { l: 150, r: 16, t: 16, b: 48 }, height: 140 + 44 * heat.segments.length,
+        yaxis: { autorange: "reversed" }, xaxis: { title: { text: "variant" } } })];
+    },
+
+    experiments(data) {
+      const shown = data.experiments.filter((s) => s.lift !== null);
+      return [[{
+        type: "bar", x: shown.map((s) => `${s.key} (${s.variant})`), y: shown.map((s) => pct(s.lift)),
+        marker: { color: shown.map((s) => (s.action === "ship" ? PALETTE[2] : PALETTE[0])) },
+        error_y: { type: "data", symmetric: false, color: "#1a1a1a", thickness: 2,
+          array: shown.map((s) => (s.ci_high === null ? 0 : pct(s.ci_high - s.lift))),
+          arrayminus: shown.map((s) => (s.ci_low === null ? 0 : pct(s.lift - s.ci_low))) },
+        hovertemplate: "%{x}: %{y:+.1f}%<extra></extra>",
+      }], layout({ showlegend: false, yaxis: percentAxis("primary lift") })];
+    },
+
+    funnel(data) {
+      const stages = data.funnel;
+      return [[{
+        type: "funnel", y: stages.map((s) => s.stage), x: stages.map((s) => s.accounts),
+        textinfo: "value+percent initial", marker: { color: stages.map((_, i) => PALETTE[i]) },
+        customdata: stages.map((s) => Math.round(s.pipeline)),
+        hovertemplate: "%{y}: %{x} accounts, %{customdata:,} expected pipeline<extra></extra>",
+      }], layout({ showlegend: false, margin: { l: 120, r: 16, t: 16, b: 32 } })];
+    },
+
+    intent(data) {
+      return [[{
+        type: "histogram", x: data.intent, xbins: { start: 0, end: 100, size: 10 },
+        marker: { color: PALETTE[0], line: { color: "#fff", width: 1 } },
+        hovertemplate: "intent %{x}: %{y} accounts<extra></extra>",
+      }], layout({ showlegend: false, bargap: 0.05,
+        xaxis: { title: { text: "intent score (0 to 100)" }, range: [0, 100] },
+        yaxis: { title: { text: "accounts" }, gridcolor: "#e3e3e3" } })];
+    },
+
+    psychographics(data) {
+      const names = Object.keys(data.psychographics);
+      const axes = names.map((name) => data.psychographics[name]);
+      return [[{
+        type: "bar", orientation: "h", y: names.map(words), x: axes.map((a) => pct(a.confidence)),
+        text: axes.map((a) => words(a.value)), textposition: "auto",
+        marker: { color: PALETTE[0] }, hovertemplate: "%{y}: %{text}, %{x:.0f}%<extra></extra>",
+      }], layout({ showlegend: false, margin: { l: 130, r: 16, t: 16, b: 48 },
+        xaxis: { title: { text: "confidence" }, ticksuffix: "%", range: [0, 100] },
+        yaxis: { autorange: "reversed" } })];
+    },
+  };
+
+  function drawCharts() {
+    if (!window.Plotly) return; // the tables and captions still say it all
+    const data = viewData();
+    for (const element of document.querySelectorAll("[data-chart]")) {
+      const chart = CHARTS[element.dataset.chart];
+      if (!chart) continue;
+      const [traces, chartLayout] = chart(data);
+      window.Plotly.react(element, traces, chartLayout, CONFIG);
+    }
+  }
+
+  // --- live: re-render when the view's data changes (at most once a second, server side) ---
+
+  let busy = false;
+  let again = false;
+
+  async function refresh() {
+    if (busy) { again = true; return; }
+    busy = true;
+    try {
+      const response = await fetch(location.href, { credentials: "same-origin" });
+      if (response.ok && !response.redirected) {
+        const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
+        for (const region of document.querySelectorAll("[data-live-region][id]")) {
+          const next = fresh.getElementById(region.id);
+          // never pull the content from under the keyboard
+          if (next && next.innerHTML !== region.innerHTML && !region.contains(document.activeElement)) {
+            region.innerHTML = next.innerHTML;
+          }
+        }
+        for (const plot of document.querySelectorAll("[data-chart]")) {
+          const next = fresh.getElementById(plot.id);
+          if (next) plot.setAttribute("aria-label", next.getAttribute("aria-label"));
+        }
+        const data = fresh.getElementById("view-data");
+        const mine = document.getElementById("view-data");
+        if (data && data.textContent !== mine.textContent) {
+          mine.textContent = data.textContent;
+          drawCharts();
+        }
+        enableCsv();
+      }
+    } catch (error) {
+      // offline for a moment: keep what is shown
+    } finally {
+      busy = false;
+      if (again) { again = false; refresh(); }
+    }
+  }
+
+  function subscribe() {
+    const view = document.body.dataset.live;
+    if (!view || !window.EventSource) return;
+    let last = null;
+    const source = new EventSource(`/api/live?view=${encodeURIComponent(view)}`);
+    source.onmessage = (event) => {
+      if (event.data === last) return;
+      const first = last === null;
+      last = event.data;
+      if (!first || document.visibilityState === "visible") refresh();
+    };
+    source.onerror = () => {
+      if (source.readyState === EventSource.CLOSED) source.close(); // no live view: stay static
+    };
+  }
+
+  // --- CSV export of tables that have no JSON endpoint ---
+
+  function csvCell(text) {
+    let value = text.replace(/\s+/g, " ").trim();
+    // a spreadsheet must not run a cell as a formula (signed numbers stay numbers)
+    if (/^[=@\t\r]/.test(value) || (/^[+-]/.test(value) && !/^[+-][\d.,]+%?( \*)?$/.test(value))) {
+      value = `'${value}`;
+    }
+    return `"${value.replace(/"/g, '""')}"`;
+  }
+
+  function tableCsv(table) {
+    return [...table.querySelectorAll("tr")]
+      .map((row) => [...row.children].map((cell) => csvCell(cell.textContent)).join(","))
+      .join("\r\n") + "\r\n";
+  }
+
+  function enableCsv() {
+    for (const button of document.querySelectorAll("button.csv")) button.hidden = false;
+  }
+
+  document.addEventListener("click", (event) => {
+    const button = event.target.closest("button.csv");
+    if (!button) return;
+    const table = document.getElementById(button.dataset.table);
+    const url = URL.createObjectURL(new Blob([tableCsv(table)], { type: "text/csv" }));
+    const link = Object.assign(document.createElement("a"), { href: url, download: `${table.id}.csv` });
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 1000);
+  });
+
+  // --- signing in and out ---
+
+  function signIn(form) {
+    const error = document.getElementById("login-error");
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const username = form.elements.username.value.trim();
+      const password = form.elements.password.value;
+      let message = "";
+      if (!username || !password) {
+        message = "Enter your user name and your password.";
+      } else {
+        try {
+          const response = await fetch("/api/login", {
+            method: "POST", credentials: "same-origin",
+            headers: { "Content-Type": "application/json" },
+            body: JSON.stringify({ username, password }),
+          });
+          if (response.ok) { location.assign(form.dataset.next || "/overview"); return; }
+          const answer = await response.json().catch(() => ({}));
+          message = response.status === 401 ? "Wrong user name or password."
+            : answer.error || `Signing in failed (${response.status}).`;
+        } catch (failure) {
+          message = "The dashboard cannot be reached. Try again in a moment.";
+        }
+      }
+      error.textContent = message;
+      error.hidden = false;
+      error.focus();
+    });
+  }
+
+  function signOut(button) {
+    button.hidden = false;
+    button.addEventListener("click", async () => {
+      try {
+        await fetch("/api/logout", { method: "POST", credentials: "same-origin",
+          headers: { "X-CSRF-Token": csrf() } });
+      } finally {
+        location.assign("/login");
+      }
+    });
+  }
+
+  window.refractDashboard = { csrf, viewData };
+  const login = document.getElementById("login");
+  if (login) signIn(login);
+  const out = document.getElementById("sign-out");
+  if (out) signOut(out);
+  enableCsv();
+  drawCharts();
+  subscribe();
+})();
