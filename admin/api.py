@@ -28,6 +28,8 @@ EVERYONE: frozenset[str] = frozenset(ROLES)
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# How an endpoint says no (status, detail): JSON by default; pages redirect to sign in.
+Refusal = Callable[[web.Request, int, str], web.StreamResponse]
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,7 @@ class Endpoint:
     query: type[BaseModel] | None = None
     responses: dict[int, str] = field(default_factory=dict)
     content_types: tuple[str, ...] = ("application/json",)
+    refuse: Refusal | None = None
 
     @property
     def public(self) -> bool:
@@ -66,6 +69,7 @@ class Api:
         query: type[BaseModel] | None = None,
         responses: dict[int, str] | None = None,
         content_types: tuple[str, ...] = ("application/json",),
+        refuse: Refusal | None = None,
     ) -> Callable[[Handler], Handler]:
         allowed = frozenset(roles)
         unknown = allowed - EVERYONE - {PUBLIC}
@@ -85,6 +89,7 @@ class Api:
                     query,
                     responses or {},
                     content_types,
+                    refuse,
                 )
             )
             return handler
@@ -118,15 +123,19 @@ class Api:
 def guarded(endpoint: Endpoint) -> Handler:
     """The handler behind authentication, roles, token scope and CSRF checks."""
 
+    refuse = endpoint.refuse or _refuse_as_json
+
     async def handle(request: web.Request) -> web.StreamResponse:
         if not endpoint.public:
             identity: Identity | None = request.get(IDENTITY_KEY)
             if identity is None:
-                return problem(401, "sign in, or send an API token as 'Authorization: Bearer'")
+                return refuse(
+                    request, 401, "sign in, or send an API token as 'Authorization: Bearer'"
+                )
             if identity.role not in endpoint.roles:
                 allowed = ", ".join(sorted(endpoint.roles))
-                return problem(
-                    403, f"the {identity.role} role may not do this (allowed: {allowed})"
+                return refuse(
+                    request, 403, f"the {identity.role} role may not do this (allowed: {allowed})"
                 )
             if request.method in UNSAFE_METHODS:
                 if identity.via == "token" and not identity.can_write:
@@ -137,6 +146,10 @@ def guarded(endpoint: Endpoint) -> Handler:
 
     handle.__name__ = endpoint.handler.__name__
     return handle
+
+
+def _refuse_as_json(request: web.Request, status: int, detail: str) -> web.StreamResponse:
+    return problem(status, detail)
 
 
 def problem(status: int, detail: str, **extra: Any) -> web.Response:

@@ -88,7 +88,16 @@ NAVIGATION = (  # label, path, roles
 
 def page(path: str, roles: Iterable[str], summary: str) -> Callable[[Handler], Handler]:
     """Declare a page: an HTML endpoint of the dashboard."""
-    return api.get(path, roles=roles, summary=summary, tag="dashboard", content_types=_HTML)
+    return api.get(
+        path, roles=roles, summary=summary, tag="dashboard", content_types=_HTML, refuse=refuse_page
+    )
+
+
+def refuse_page(request: web.Request, status: int, detail: str) -> web.StreamResponse:
+    """A page refused: to the sign-in page without a session, a readable 403 with one."""
+    if status == 401:
+        raise web.HTTPSeeOther(f"/login?next={quote(request.path_qs)}")
+    return render(request, "message.html", title="Not allowed", status=status, heading=detail)
 
 
 # --- rendering -----------------------------------------------------------------------------
