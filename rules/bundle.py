@@ -1,0 +1,97 @@
+"""A whole rule set as one TOML document, and back: export and import through the admin API.
+
+The document is the rules directory's files one after the other, each introduced by a
+marker comment (``# ==== file: experiments.toml ====``), byte for byte. It is valid TOML
+and a valid rule file on its own (``refract check`` takes it), and importing it gives back
+the same files, so the same version. A document without markers is one file,
+``rules.toml``.
+
+Appending files is only faithful when a file's top level holds nothing but tables
+(``[[experiments]]``, ``[settings]``): a ``key = value`` at the top of a file would land in
+the previous file's last table, and ``pages = [...]`` cannot be extended by another file's
+``[[pages]]``. Such a file (rare: docs/rules.md writes tables) is written out again in table
+form, without its comments, so its import is the same rules in different bytes.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from typing import Any
+
+import tomlkit
+from tomlkit.exceptions import ParseError
+from tomlkit.items import AoT, Table
+
+from rules.problems import InvalidFileError, Problem
+from rules.toml_edit import table_text
+
+MARKER = "# ==== file: {name} ===="
+_MARKER_LINE = re.compile(r"^# ==== file: (?P<name>.*?) ====[ \t]*\r?$", re.MULTILINE)
+_FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\.toml$")
+UNMARKED_FILE = "rules.toml"
+
+
+def export_document(files: dict[str, bytes], version: str) -> str:
+    header = (
+        f"# Refract rule set, version {version}: {len(files)} file(s).\n"
+        "# Each '# ==== file: NAME ====' line starts a file of the rules directory; importing\n"
+        "# this document (POST /api/rules/import) replaces the whole set with these files.\n"
+    )
+    parts = []
+    for name, data in sorted(files.items()):
+        text = data.decode("utf-8")
+        text = text if _tables_only(text) else _as_tables(text)
+        parts.append(MARKER.format(name=name) + "\n" + text + ("" if text.endswith("\n") else "\n"))
+    return header + "\n" + "".join(parts)
+
+
+def import_document(text: str) -> dict[str, bytes]:
+    """The files a document holds; InvalidFileError for bad or repeated file names."""
+    markers = list(_MARKER_LINE.finditer(text))
+    chunks: list[tuple[str, str]] = []
+    preamble = text[: markers[0].start()] if markers else text
+    if _has_content(preamble):
+        chunks.append((UNMARKED_FILE, preamble))
+    for index, marker in enumerate(markers):
+        end = markers[index + 1].start() if index + 1 < len(markers) else len(text)
+        chunks.append((marker["name"], text[marker.end() + 1 : end]))  # past the marker's newline
+    if not chunks:  # an empty body would delete every rule: surely not what was meant
+        raise InvalidFileError([Problem("import", None, "", "holds no rule file", "export first")])
+    problems = []
+    files: dict[str, bytes] = {}
+    for name, chunk in chunks:
+        if not _FILE_NAME.match(name):
+            problems.append(
+                Problem(
+                    name, None, "", "is not a rule file name", "letters, digits, . _ - and .toml"
+                )
+            )
+        elif name in files:
+            problems.append(Problem(name, None, "", "is in the document twice", "merge the two"))
+        files[name] = chunk.encode("utf-8")
+    if problems:
+        raise InvalidFileError(problems)
+    return files
+
+
+def _has_content(text: str) -> bool:
+    return any(line.strip() and not line.lstrip().startswith("#") for line in text.splitlines())
+
+
+def _tables_only(text: str) -> bool:
+    try:
+        document = tomlkit.parse(text)
+    except ParseError:
+        return True  # exported as it is: the import reports it
+    return all(isinstance(item, Table | AoT) for key, item in document.body if key is not None)
+
+
+def _as_tables(text: str) -> str:
+    tables: list[str] = []
+    for name, value in tomllib.loads(text).items():
+        entries: list[Any] = value if isinstance(value, list) else [value]
+        if not all(isinstance(entry, dict) for entry in entries):
+            return text  # not a rule file's shape: exported as it is, the import reports it
+        tables += [table_text(name, entry, array=isinstance(value, list)) for entry in entries]
+    return "\n".join(tables)
