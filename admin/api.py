@@ -45,6 +45,7 @@ class Endpoint:
     responses: dict[int, str] = field(default_factory=dict)
     content_types: tuple[str, ...] = ("application/json",)
     refuse: Refusal | None = None
+    body_type: str = "application/json"  # of the request body (``body`` or a text body)
 
     @property
     def public(self) -> bool:
@@ -70,6 +71,7 @@ class Api:
         responses: dict[int, str] | None = None,
         content_types: tuple[str, ...] = ("application/json",),
         refuse: Refusal | None = None,
+        body_type: str = "application/json",
     ) -> Callable[[Handler], Handler]:
         allowed = frozenset(roles)
         unknown = allowed - EVERYONE - {PUBLIC}
@@ -90,6 +92,7 @@ class Api:
                     responses or {},
                     content_types,
                     refuse,
+                    body_type,
                 )
             )
             return handler
@@ -160,7 +163,17 @@ def problem(status: int, detail: str, **extra: Any) -> web.Response:
 M = TypeVar("M", bound=BaseModel)
 
 
-async def read_body(request: web.Request, model: type[M]) -> M | web.Response:
+# How a body's validation errors are answered (the default: 422 with pydantic's field paths).
+BodyErrors = Callable[[ValidationError, type[BaseModel]], web.Response]
+
+
+def _invalid_body(error: ValidationError, model: type[BaseModel]) -> web.Response:
+    return problem(422, "invalid request body", errors=field_errors(error))
+
+
+async def read_body(
+    request: web.Request, model: type[M], errors: BodyErrors = _invalid_body
+) -> M | web.Response:
     """The JSON body as ``model``, or a 422 naming each bad field by its path."""
     try:
         data = await request.json()
@@ -169,7 +182,7 @@ async def read_body(request: web.Request, model: type[M]) -> M | web.Response:
     try:
         return model.model_validate(data)
     except ValidationError as error:
-        return problem(422, "invalid request body", errors=field_errors(error))
+        return errors(error, model)
 
 
 def parse_query(request: web.Request, model: type[M]) -> M | web.Response:
@@ -216,6 +229,11 @@ def openapi_document(api: Api) -> dict[str, Any]:
             operation["security"] = [{"session": []}, {"token": []}]
         else:
             operation["security"] = []
+        if endpoint.body is None and endpoint.body_type != "application/json":
+            operation["requestBody"] = {
+                "required": True,
+                "content": {endpoint.body_type: {"schema": {"type": "string"}}},
+            }
         if endpoint.body is not None:
             name = endpoint.body.__name__
             schemas[name] = endpoint.body.model_json_schema(

@@ -390,6 +390,7 @@ async def export_rules(request: web.Request) -> web.StreamResponse:
     roles=EDITORS,
     summary="replace the whole rule set with a TOML document (the body; If-Match: the version)",
     tag="rules",
+    body_type="application/toml",
     responses={412: "stale If-Match", 422: "the set would not load", 428: "If-Match missing"},
 )
 async def import_rules(request: web.Request) -> web.StreamResponse:

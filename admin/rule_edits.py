@@ -24,7 +24,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from admin import audit
-from admin.api import problem
+from admin.api import problem, read_body
 from admin.rule_store import Change, RuleStore, StoreBusyError
 from admin.state import config_of, identity_of, redis_of
 from rules.editing import (
@@ -114,15 +114,12 @@ def tagged(response: web.Response, etag: str | None, version: str) -> web.Respon
 
 async def read_rule(request: web.Request, model: type[M]) -> M | web.Response:
     """The JSON body as ``model`` (an entry of a rule file), or a 422 in refract check's words."""
-    try:
-        data = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return problem(422, "the body is not JSON")
-    try:
-        return model.model_validate(data)
-    except ValidationError as error:
-        problems = problems_from_validation(error, model, BODY, TomlLines(""))
-        return invalid(f"not a valid {model.__name__.lower()}", problems)
+    return await read_body(request, model, _invalid_rule)
+
+
+def _invalid_rule(error: ValidationError, model: type[BaseModel]) -> web.Response:
+    problems = problems_from_validation(error, model, BODY, TomlLines(""))
+    return invalid(f"not a valid {model.__name__.lower()}", problems)
 
 
 def invalid(detail: str, problems: Sequence[Problem]) -> web.Response:
