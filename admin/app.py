@@ -14,7 +14,7 @@ import redis.asyncio as redis
 import uvloop
 from aiohttp import web
 
-from admin import api_auth, api_experiments, api_reads, auth, dashboard
+from admin import api_auth, api_experiments, api_insights, api_reads, auth, dashboard, live
 from admin.api import EVERYONE, PUBLIC, Api
 from admin.serving import serve_until_stopped
 from admin.state import CONFIG_KEY, INDUSTRIES_KEY, REDIS_KEY
@@ -22,7 +22,14 @@ from rules.config import Config, split_host_port
 from rules.industry import load_industry_model
 
 API_KEY = web.AppKey("refract.api", Api)
-FEATURES: tuple[Api, ...] = (api_auth.api, api_reads.api, dashboard.api, api_experiments.api)
+FEATURES: tuple[Api, ...] = (
+    api_auth.api,
+    api_reads.api,
+    dashboard.api,
+    api_insights.api,
+    live.api,
+    api_experiments.api,
+)
 
 docs_api = Api("Refract admin", "1")
 
@@ -102,6 +109,7 @@ def build_app(config: Config) -> web.Application:
     api = build_api()
     app[API_KEY] = api
     api.install(app)
+    live.install(app)
     app.cleanup_ctx.append(_redis_client)
     return app
 

@@ -82,7 +82,7 @@ local function outcome(op)
 end
 
 local KNOWN = {incr = 1, fincr = 1, setnx = 1, set = 1, max = 1, push = 1, pfadd = 1,
-               zincr = 1, session_page = 1, expose = 1, outcome = 1, verify = 1}
+               zincr = 1, latest = 1, session_page = 1, expose = 1, outcome = 1, verify = 1}
 local batch = cjson.decode(ARGV[2])
 -- a script's writes are not rolled back on error: refuse the batch before the first write
 for _, event in ipairs(batch) do
@@ -126,6 +126,10 @@ local function apply(op)
     end
   elseif name == 'zincr' then
     redis.call('ZINCRBY', op[2], num(op[3]), op[4])
+  elseif name == 'latest' then
+    -- a sorted set of members by their latest time, only the op[5] most recent kept
+    redis.call('ZADD', op[2], 'GT', num(op[3]), op[4])
+    redis.call('ZREMRANGEBYRANK', op[2], 0, -op[5] - 1)
   elseif name == 'expose' then
     expose(op)
   elseif name == 'outcome' then

@@ -109,6 +109,10 @@ class Effects:
             return ops  # anonymous: counted for the site, attached to nobody
         ops.append(["pfadd", keys.unique_visitors(site, day), event["visitor"]])
         lifetimes[keys.unique_visitors(site, day)] = keys.DAILY_TTL_S
+        if event["type"] == "pageview":  # "visitors now": who viewed a page in that minute
+            minute = keys.minute_visitors(site, int(event["time"] // 60))
+            ops.append(["pfadd", minute, event["visitor"]])
+            lifetimes[minute] = keys.MINUTE_TTL_S
         ops += self._profile(event, visitor)
         ops += self._behaviour(event)
         lifetimes[keys.profile(site, event["visitor"])] = keys.PROFILE_TTL_S
@@ -297,6 +301,7 @@ def _account_rollup(event: Event, domain: str, lifetimes: dict[str, int]) -> lis
     and heat. A form's account becomes the visitor's (a page view's is set with the profile)."""
     site = event["site"]
     key, visitors = keys.account(site, domain), keys.account_visitors(site, domain)
+    recent = keys.account_recent(site, domain)
     tags = event.get("tags", ())
     heat = max([ACCOUNT_HEAT.get(tag, 1.0) for tag in tags] or [1.0])
     counted: list[Operation] = [["incr", key, "pageviews", 1]]
@@ -306,12 +311,13 @@ def _account_rollup(event: Event, domain: str, lifetimes: dict[str, int]) -> lis
             ["incr", key, "forms", 1],
             ["set", keys.profile(site, event["visitor"]), "account", domain],
         ]
-    for name in (key, visitors, keys.hot_accounts(site)):
+    for name in (key, visitors, recent, keys.hot_accounts(site)):
         lifetimes[name] = keys.PROFILE_TTL_S
     return [
         *counted,
         ["max", key, "last_seen", event["time"]],
         ["pfadd", visitors, event["visitor"]],
+        ["latest", recent, event["time"], event["visitor"], keys.ACCOUNT_RECENT_VISITORS],
         *[["incr", key, f"tag:{tag}", 1] for tag in tags],
         ["zincr", keys.hot_accounts(site), heat, domain],
     ]

@@ -13,11 +13,13 @@
 | `rf:{site}:seg:{visitor}` | string | the segment the proxy reads (msgpack) | as the profile |
 | `rf:{site}:acct:{domain}` | hash | an account's page views, tags, last seen | as profiles |
 | `rf:{site}:acct:{domain}:visitors` | HyperLogLog | its distinct visitors | as profiles |
+| `rf:{site}:acct:{domain}:recent` | sorted set | its 20 latest visitors by time | as profiles |
 | `rf:{site}:hot` | sorted set | accounts by heat (their visitors' buying signals) | as profiles |
 | `rf:{site}:company:{domain}` | hash | an enriched company's firmographics | as profiles |
 | `rf:{site}:matching:{day}` | hash | counters of analytics/matching.py | 400 days |
 | `rf:{site}:daily:{day}` | hash | site counters of a day: events by type, pageviews | 400 days |
 | `rf:{site}:uv:{day}` | HyperLogLog | distinct visitors of a day | 400 days |
+| `rf:{site}:uvm:{minute}` | HyperLogLog | visitors with a page view that minute | 10 min |
 
 Fields of an experiment's aggregates are ``day|variant|segment|stat`` for exposure counts
 (``n``, ``n_js``: those whose browser ran the beacon, so not a JavaScript-less bot, and the
@@ -33,6 +35,8 @@ DONE_TTL_S = 48 * 3600
 PROFILE_TTL_S = 400 * 86400
 EXPOSURE_TTL_S = 120 * 86400  # longer than any metric window (at most 90 days)
 DAILY_TTL_S = 400 * 86400
+MINUTE_TTL_S = 600  # per-minute visitor sketches: "visitors now" reads the last five
+ACCOUNT_RECENT_VISITORS = 20
 GROUP = "analytics"
 
 
@@ -86,3 +90,11 @@ def daily(site: str, day: str) -> str:
 
 def unique_visitors(site: str, day: str) -> str:
     return f"rf:{{{site}}}:uv:{day}"
+
+
+def minute_visitors(site: str, minute: int) -> str:
+    return f"rf:{{{site}}}:uvm:{minute}"
+
+
+def account_recent(site: str, domain: str) -> str:
+    return f"rf:{{{site}}}:acct:{domain}:recent"

@@ -27,7 +27,7 @@ _BATCH = 1000
 # Everything the worker derives from events: exactly-once markers, profiles, exposures,
 # aggregates, counters, account roll-ups and enriched companies (the archived events carry
 # their matches). Not the imported account list (``account:``) nor the rules.
-_WORKER_KEYS = ("done", "p", "pages", "dl", "x", "agg", "daily", "uv", "acct", "company")
+_WORKER_KEYS = ("done", "p", "pages", "dl", "x", "agg", "daily", "uv", "uvm", "acct", "company")
 _WORKER_SINGLE_KEYS = ("hot",)
 
 

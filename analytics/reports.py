@@ -14,6 +14,7 @@ from analytics.stats.engine import Settings
 from analytics.stats.report import Report, Row, build
 from analytics.worker import rules_in_force
 from rules.config import Config
+from rules.ruleset import RuleSet
 
 
 class UnknownExperimentError(LookupError):
@@ -21,9 +22,16 @@ class UnknownExperimentError(LookupError):
 
 
 async def experiment_report(
-    client: redis.Redis, config: Config, site: str, key: str, settings: Settings
+    client: redis.Redis,
+    config: Config,
+    site: str,
+    key: str,
+    settings: Settings,
+    rules: RuleSet | None = None,
 ) -> Report:
-    rules = await rules_in_force(config, client)
+    """The experiment's report under ``rules`` (default: the rules in force, read now)."""
+    if rules is None:
+        rules = await rules_in_force(config, client)
     experiment = rules.experiments.get(key)
     if experiment is None:
         known = ", ".join(sorted(rules.experiments)) or "none"

@@ -18,10 +18,18 @@ import redis.asyncio as redis
 
 from analytics import keys
 from analytics.intel import Features, Psychographics, Scores, classify, features_of, score
-from analytics.intel.scores import scorer_for
+from analytics.intel.scores import band, budget, scorer_for
 from analytics.revenue import Prediction, predict
+from analytics.revenue.predict import RevenueModel
 from analytics.revenue.store import current_model
-from analytics.revenue.subjects import accounts_of, company_of, strings, subject_from, text
+from analytics.revenue.subjects import (
+    Rollup,
+    accounts_of,
+    company_of,
+    strings,
+    subject_from,
+    text,
+)
 from rules.accounts import Account
 from rules.industry import IndustryModel, shipped_model
 
@@ -151,22 +159,88 @@ async def hot_accounts(
     domains = [text(domain) for domain, _ in ranked]
     accounts = await accounts_of(client, site, set(domains))
     fitted = await current_model(client, site)
+    return [
+        _account_row(domain, heat, *accounts[domain], fitted, industry)
+        for domain, (_, heat) in zip(domains, ranked, strict=True)
+    ]
+
+
+async def account_detail(
+    client: redis.Redis, site: str, domain: str, industry: IndustryModel | None = None
+) -> dict[str, Any] | None:
+    """One account as the hot list shows it, with its rank by heat and its latest visitors
+    (the worker keeps the last 20 by time); None when it is neither listed nor seen."""
+    async with client.pipeline(transaction=False) as pipe:
+        pipe.zscore(keys.hot_accounts(site), domain)
+        pipe.zrevrank(keys.hot_accounts(site), domain)
+        pipe.zrevrange(keys.account_recent(site, domain), 0, -1, withscores=True)
+        heat, rank, recent = await pipe.execute()
+    account, rollup = (await accounts_of(client, site, {domain}))[domain]
+    if account is None and not rollup[0]:
+        return None
+    row = _account_row(
+        domain, float(heat or 0.0), account, rollup, await current_model(client, site), industry
+    )
+    row["rank"] = None if rank is None else int(rank) + 1
+    row["recent_visitors"] = await _recent_visitors(client, site, recent, industry)
+    return row
+
+
+def _account_row(
+    domain: str,
+    heat: float,
+    account: Account | None,
+    rollup: Rollup,
+    fitted: RevenueModel | None,
+    industry: IndustryModel | None,
+) -> dict[str, Any]:
+    fields, visitors = rollup
+    tags = {name[4:]: int(count) for name, count in fields.items() if name.startswith("tag:")}
+    subject = subject_from({}, (), account, rollup, industry)
+    return {
+        "domain": domain,
+        "heat": heat,
+        "pageviews": int(fields.get("pageviews", 0)),
+        "visitors": visitors,
+        "last_seen": float(fields.get("last_seen", 0)),
+        "key_pages": sorted(tags, key=lambda tag: -tags[tag])[:5],
+        "intent": subject.intent,
+        "intent_band": band(subject.intent, industry),
+        "budget": budget(account.employees if account is not None else None),
+        "account": _account_json(account),
+        "prediction": dataclasses.asdict(predict(subject, _industry(industry), fitted)),
+    }
+
+
+async def _recent_visitors(
+    client: redis.Redis,
+    site: str,
+    recent: list[tuple[bytes, float]],
+    industry: IndustryModel | None,
+) -> list[dict[str, Any]]:
+    """The account's latest visitors, newest first, each with their own intent."""
+    ids = [text(visitor) for visitor, _ in recent]
+    async with client.pipeline(transaction=False) as pipe:
+        for visitor in ids:
+            pipe.hgetall(keys.profile(site, visitor))
+            pipe.lrange(keys.pages(site, visitor), 0, -1)
+        replies = await pipe.execute()
+    kinds = scorer_for(industry).kinds
     found = []
-    for domain, (_, heat) in zip(domains, ranked, strict=True):
-        account, (fields, visitors) = accounts[domain]
-        tags = {name[4:]: int(count) for name, count in fields.items() if name.startswith("tag:")}
-        subject = subject_from({}, (), account, (fields, visitors), industry)
+    for i, (visitor, (_, last_seen)) in enumerate(zip(ids, recent, strict=True)):
+        profile = strings(replies[2 * i])
+        if not profile:
+            continue  # expired since
+        features = features_of(profile, [text(page) for page in replies[2 * i + 1]], kinds=kinds)
+        intent = score(features, None, industry).intent
         found.append(
             {
-                "domain": domain,
-                "heat": heat,
-                "pageviews": int(fields.get("pageviews", 0)),
-                "visitors": visitors,
-                "last_seen": float(fields.get("last_seen", 0)),
-                "key_pages": sorted(tags, key=lambda tag: -tags[tag])[:5],
-                "intent": subject.intent,
-                "account": _account_json(account),
-                "prediction": dataclasses.asdict(predict(subject, _industry(industry), fitted)),
+                "visitor": visitor,
+                "last_seen": last_seen,
+                "pageviews": features.pageviews,
+                "sessions": features.sessions,
+                "intent": intent,
+                "intent_band": band(intent, industry),
             }
         )
     return found

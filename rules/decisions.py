@@ -95,7 +95,7 @@ class CompiledRules:
             if override in arm.variants:
                 assignments.append(Assignment(experiment.key, override, forced=True))
                 continue
-            if visitor_id is None or held_out or not _scheduled(experiment, now):
+            if visitor_id is None or held_out or not scheduled(experiment, now):
                 continue
             if target.admits(tags, facts) and (variant := assign(arm, visitor_id)) is not None:
                 assignments.append(Assignment(experiment.key, variant))
@@ -133,9 +133,15 @@ def _arm(experiment: Experiment) -> Arm:
     )
 
 
-def _scheduled(experiment: Experiment, now: datetime) -> bool:
+def scheduled(experiment: Experiment, now: datetime) -> bool:
+    """Whether ``now`` (aware) is inside the experiment's start and end (naive ones are UTC)."""
     start, end = experiment.start, experiment.end
     return (start is None or _aware(start) <= now) and (end is None or now < _aware(end))
+
+
+def ended(experiment: Experiment, now: datetime) -> bool:
+    """Whether the experiment's end (if it has one) has passed."""
+    return experiment.end is not None and _aware(experiment.end) <= now
 
 
 def _aware(moment: datetime) -> datetime:

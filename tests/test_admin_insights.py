@@ -1,0 +1,473 @@
+"""The overview, pipeline, account and site-health reads, from events the worker processed."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.asyncio as redis
+from aiohttp.test_utils import TestClient
+
+from admin import insights
+from analytics import keys
+from analytics.effects import day_of
+from rules import events
+from rules.accounts import Account, read_accounts_csv, store_accounts
+from rules.config import Config
+from rules.industry import shipped_model
+from tests.conftest import AdminFactory, clean_redis
+from tests.test_visitors_api import ACCOUNTS, visit
+from tests.test_worker import RULES, SITE, T0, drain, pageview, send
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+VISITORS = 4000
+# hero runs; banner was stopped after its test (same visitors, same outcome: ship); stale was
+# archived before anyone saw it (no decision): one finished experiment in two was a win
+MORE_RULES = """
+[[experiments]]
+key = "banner"
+status = "stopped"
+primary_metric = "demo"
+
+  [[experiments.variants]]
+  key = "control"
+  weight = 50
+
+  [[experiments.variants]]
+  key = "bold"
+  weight = 50
+
+[[experiments]]
+key = "stale"
+status = "archived"
+primary_metric = "signup"
+
+  [[experiments.variants]]
+  key = "control"
+  weight = 50
+
+  [[experiments.variants]]
+  key = "bold"
+  weight = 50
+"""
+
+
+def site_config(redis_url: str, **sections: Any) -> Config:
+    return Config.model_validate(
+        {
+            "redis": {"url": redis_url},
+            "sites": [{"host": "*", "id": SITE, "origin": "http://127.0.0.1:9"}],
+            **sections,
+        }
+    )
+
+
+def exposed(visitor: str, experiment: str, variant: str, at: float) -> events.Event:
+    event = events.exposure(
+        SITE, visitor, "s" + visitor, experiment=experiment, variant=variant,
+        rules_version="v1", url="/",
+    )  # fmt: skip
+    event["time"] = at
+    return event
+
+
+@pytest.fixture
+def rules(tmp_path: Path) -> Path:
+    directory = tmp_path / "rules"
+    directory.mkdir()
+    (directory / "rules.toml").write_text(RULES + MORE_RULES)
+    return directory
+
+
+@pytest.fixture
+async def results(redis_url: str, rules: Path, admin_api: AdminFactory) -> TestClient[Any, Any]:
+    """4,000 visitors in hero and banner: control converts 10 %, bold 15 % (demo is worth 100)."""
+    await clean_redis(redis_url)
+    client = redis.Redis.from_url(redis_url)
+    sent = []
+    for index in range(VISITORS):
+        visitor, variant = f"{index:032x}", ("control", "bold")[index % 2]
+        sent += [
+            pageview(visitor, T0 + index),
+            exposed(visitor, "hero", variant, T0 + index + 1),
+            exposed(visitor, "banner", variant, T0 + index + 1),
+        ]
+        if (index // 2) % 20 < (2 if variant == "control" else 3):
+            sent.append(pageview(visitor, T0 + index + 2, "/thanks"))
+    await send(client, *sent)
+    await drain(client, rules)
+    await client.aclose()
+    return await admin_api(
+        site_config(redis_url, rules={"directory": str(rules)}), role="executive"
+    )
+
+
+async def test_the_overview_gives_decisions_lifts_win_rate_and_revenue_impact(
+    results: TestClient[Any, Any],
+) -> None:
+    response = await results.get("/api/overview")
+    assert response.status == 200
+    body = await response.json()
+    [hero] = body["active_experiments"]
+    assert hero["key"] == "hero"
+    assert hero["decision"]["action"] == "ship"
+    assert hero["decision"]["variant"] == "bold"
+    [bold] = hero["variants"]
+    assert (bold["control_rate"], bold["rate"]) == pytest.approx((0.10, 0.15))
+    assert bold["ci_low"] < bold["lift"] < bold["ci_high"]
+    assert bold["lift"] == pytest.approx(0.5, abs=0.02)
+    finished = body["finished_experiments"]
+    assert (finished["count"], finished["shipped"], finished["win_rate"]) == (2, 1, 0.5)
+    decisions = {e["key"]: e["decision"] for e in finished["experiments"]}
+    assert decisions == {"banner": "ship", "stale": "keep_running"}
+    # 2,000 bold visitors earned 15 - 10 = 5 more per visitor than control, in each of
+    # hero (running) and banner (stopped): both shipped
+    impact = body["revenue_impact"]
+    assert impact["experiments"] == ["hero", "banner"]
+    assert impact["value"] == pytest.approx(2 * 2000 * 5.0, rel=0.02)
+    assert impact["low"] < impact["value"] < impact["high"]
+    assert hero["revenue_impact"]["value"] == pytest.approx(2000 * 5.0, rel=0.02)
+    assert "not booked revenue" in impact["basis"]
+
+
+async def test_the_overview_as_csv_has_a_row_per_variant(results: TestClient[Any, Any]) -> None:
+    response = await results.get("/api/overview?format=csv")
+    assert response.status == 200
+    assert response.content_type == "text/csv"
+    assert "attachment" in response.headers["Content-Disposition"]
+    rows = list(csv.DictReader(io.StringIO(await response.text())))
+    assert list(rows[0]) == list(insights.OVERVIEW_COLUMNS)
+    assert [(row["experiment"], row["variant"], row["decision"]) for row in rows] == [
+        ("hero", "bold", "ship")
+    ]
+    assert float(rows[0]["revenue"]) == pytest.approx(10_000, rel=0.02)
+    assert rows[0]["significant"] == "true"
+
+
+async def test_the_overview_counts_visitors_of_the_last_minutes(
+    redis_url: str, rules: Path, admin_api: AdminFactory
+) -> None:
+    await clean_redis(redis_url)
+    now = time.time()
+    client = redis.Redis.from_url(redis_url)
+    await send(
+        client,
+        pageview("a", now - 1, new_session=True),
+        pageview("a", now, "/pricing"),
+        pageview("b", now),
+        pageview("c", now - 3600),  # an hour ago: today, but not now
+    )
+    await drain(client, rules)
+    await client.aclose()
+    admin = await admin_api(site_config(redis_url), role="marketing")
+    body = await (await admin.get("/api/overview")).json()
+    assert body["visitors_now"] == {"count": 2, "minutes": 5}
+    if body["today"]["day"] == day_of(now) == day_of(now - 3600):  # not just past midnight
+        assert (body["today"]["visitors"], body["today"]["pageviews"]) == (3, 4)
+    assert body["active_experiments"] == []
+    assert body["revenue_impact"]["value"] is None
+
+
+# --- accounts and pipeline -------------------------------------------------------------------
+
+
+@pytest.fixture
+async def accounts(redis_url: str, rules: Path) -> Config:
+    """Helioforge (hot: pricing, security, demo) with two visitors, Northwind reading the blog,
+    and an account whose CRM name a spreadsheet would run as a formula."""
+    await clean_redis(redis_url)
+    client = redis.Redis.from_url(redis_url)
+    listed = [
+        *read_accounts_csv(ACCOUNTS),
+        Account("formula-example.com", '=HYPERLINK("http://evil.example")', employees=30),
+    ]
+    await store_accounts(client, SITE, listed)
+    await send(
+        client,
+        *[visit("buyer", T0 + i, tag, "helioforge.io") for i, tag in
+          enumerate(["pricing", "security", "pricing", "demo_request", "case_study"])],
+        visit("colleague", T0 + 100, "pricing", "helioforge.io"),
+        *[visit("reader", T0 + i, "blog", "northwind-logistics.com") for i in range(5)],
+        visit("odd", T0, "blog", "formula-example.com"),
+    )  # fmt: skip
+    await drain(client, rules)
+    await client.aclose()
+    return site_config(redis_url)
+
+
+async def test_the_pipeline_sums_expected_values_by_band_and_says_where_they_come_from(
+    accounts: Config, admin_api: AdminFactory
+) -> None:
+    admin = await admin_api(accounts, role="sales_rep")
+    hot = (await (await admin.get("/api/accounts/hot?limit=10")).json())["accounts"]
+    body = await (await admin.get("/api/pipeline?top=2")).json()
+    values = {account["domain"]: account["prediction"]["expected_value"] for account in hot}
+    assert body["expected_value"] == pytest.approx(sum(values.values()))
+    assert body["accounts"] == {"counted": 3, "seen": 3}
+    assert body["sources"] == {"priors": 3}
+    assert "priors" in body["basis"]
+    assert body["currency"] == shipped_model("saas").revenue.currency
+    for grouping in ("by_intent", "by_budget"):
+        assert sum(group["expected_value"] for group in body[grouping]) == pytest.approx(
+            body["expected_value"]
+        )
+        assert sum(group["accounts"] for group in body[grouping]) == 3
+    budgets = {group["band"]: group["accounts"] for group in body["by_budget"]}
+    assert budgets["enterprise"] == 2  # Helioforge 1,250 and Northwind 4,800 employees
+    assert budgets["smb"] == 1
+    top = [account["domain"] for account in body["top"]]
+    assert len(top) == 2
+    assert top == sorted(values, key=lambda domain: -values[domain])[:2]
+
+
+async def test_the_pipeline_as_csv_lists_every_counted_account_safely(
+    accounts: Config, admin_api: AdminFactory
+) -> None:
+    admin = await admin_api(accounts, role="sales_manager")
+    response = await admin.get("/api/pipeline?format=csv")
+    assert response.status == 200
+    rows = list(csv.DictReader(io.StringIO(await response.text())))
+    assert list(rows[0]) == list(insights.PIPELINE_COLUMNS)
+    assert {row["domain"] for row in rows} == {
+        "helioforge.io", "northwind-logistics.com", "formula-example.com"
+    }  # fmt: skip
+    [odd] = [row for row in rows if row["domain"] == "formula-example.com"]
+    assert odd["name"].startswith("'=")  # a spreadsheet shows it, never runs it
+
+
+async def test_an_account_comes_with_its_roll_up_rank_and_latest_visitors(
+    accounts: Config, admin_api: AdminFactory
+) -> None:
+    admin = await admin_api(accounts, role="sales_rep")
+    response = await admin.get("/api/accounts/WWW.Helioforge.io")  # as a CRM may write it
+    assert response.status == 200
+    body = await response.json()
+    assert body["domain"] == "helioforge.io"
+    assert body["account"]["name"] == "Helioforge Systems"
+    assert (body["pageviews"], body["visitors"], body["rank"]) == (6, 2, 1)
+    assert body["key_pages"][0] == "pricing"
+    assert body["intent_band"] in ("warm", "hot")
+    assert body["budget"] == "enterprise"
+    assert body["prediction"]["source"] == "priors"
+    latest = body["recent_visitors"]
+    assert [visitor["visitor"] for visitor in latest] == ["colleague", "buyer"]  # newest first
+    assert latest[1]["pageviews"] == 5
+    assert latest[1]["intent"] > latest[0]["intent"]
+
+
+async def test_a_listed_account_nobody_visited_has_no_roll_up(
+    accounts: Config, admin_api: AdminFactory
+) -> None:
+    admin = await admin_api(accounts, role="executive")
+    body = await (await admin.get("/api/accounts/brightwater-health.co.uk")).json()
+    assert (body["pageviews"], body["visitors"], body["rank"], body["recent_visitors"]) == (
+        0, 0, None, []
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("/api/accounts/unknown-example.com", 404),
+        ("/api/accounts/nothing-here", 422),
+        ("/api/accounts/co.uk", 422),
+        ("/api/accounts/helioforge.io?site=nope", 404),
+        ("/api/pipeline?limit=0", 422),
+        ("/api/pipeline?top=many", 422),
+        ("/api/pipeline?format=xml", 422),
+        ("/api/pipeline?site=nope", 404),
+    ],
+)
+async def test_bad_account_and_pipeline_requests_are_refused(
+    accounts: Config, admin_api: AdminFactory, path: str, status: int
+) -> None:
+    admin = await admin_api(accounts, role="admin")
+    response = await admin.get(path)
+    assert response.status == status
+    body = await response.json()
+    if status == 422:
+        assert body["errors"][0]["field"] in ("domain", "limit", "top", "format")
+
+
+# --- site health -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def no_multiprocess_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+
+
+async def test_site_health_shows_workers_streams_dead_letters_and_todays_counters(
+    redis_url: str,
+    rules: Path,
+    admin_api: AdminFactory,
+    tmp_path: Path,
+    no_multiprocess_env: None,
+) -> None:
+    await clean_redis(redis_url)
+    config = site_config(redis_url, server={"data_dir": str(tmp_path / "data")})
+    now = time.time()
+    client = redis.Redis.from_url(redis_url)
+    await send(client, pageview("a", now), pageview("b", now), b"not an event")
+    await drain(client, rules)
+    await send(client, pageview("c", now), pageview("d", now), pageview("e", now))
+    await client.set("rf:worker:node-1", 4242, ex=15)  # a live worker's heartbeat
+    await client.aclose()
+    admin = await admin_api(config, role="marketing")
+    body = await (await admin.get("/api/site-health")).json()
+    assert body["status"] == "ok"
+    assert body["redis"]["up"] is True
+    assert body["workers"] == [{"name": "node-1", "pid": 4242}]
+    [site] = body["sites"]
+    assert site["dead_letters"] == 1
+    assert sum(stream["lag"] for stream in site["streams"]) == 3  # sent after the drain
+    assert all(stream["pending"] == 0 for stream in site["streams"])
+    assert sum(stream["length"] for stream in site["streams"]) == 6
+    if site["today"]["day"] == day_of(now):
+        assert site["today"]["pageviews"] == 2  # what the worker applied
+        assert site["today"]["events"] == {"pageview": 2}
+    assert body["proxies"]["available"] is False
+    assert "not available" in body["proxies"]["reason"]
+
+
+async def test_site_health_without_a_worker_is_degraded_and_lists_streams_as_csv(
+    redis_url: str, admin_api: AdminFactory, tmp_path: Path, no_multiprocess_env: None
+) -> None:
+    await clean_redis(redis_url)
+    config = site_config(redis_url, server={"data_dir": str(tmp_path)})
+    admin = await admin_api(config, role="admin")
+    body = await (await admin.get("/api/site-health")).json()
+    assert body["status"] == "degraded"
+    assert any("no analytics worker" in warning for warning in body["warnings"])
+    response = await admin.get("/api/site-health?format=csv")
+    rows = list(csv.DictReader(io.StringIO(await response.text())))
+    assert list(rows[0]) == list(insights.STREAM_COLUMNS)
+    assert [row["kind"] for row in rows] == ["events"] * config.events.shards + ["dead"]
+    assert rows[0]["lag"] == ""  # no consumer group yet: unknown, not zero
+
+
+async def test_site_health_reads_the_proxies_counters_on_the_same_node(
+    redis_url: str, admin_api: AdminFactory, tmp_path: Path, no_multiprocess_env: None
+) -> None:
+    """Two proxy processes' multiprocess metric files, as `refract run` with workers = 2
+    leaves them in data_dir/metrics."""
+    metrics = tmp_path / "metrics"
+    metrics.mkdir()
+    code = (
+        "import sys; from proxy import metrics; "
+        "metrics.FAIL_OPEN.labels('rewrite').inc(int(sys.argv[1])); "
+        "metrics.UPSTREAM_ERRORS.labels('t', 'connect').inc(); "
+        "metrics.request_counter('t', 'page', '5xx').inc(); "
+        "metrics.request_counter('t', 'page', '2xx').inc(10)"
+    )
+    for amount in ("2", "3"):
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", code, amount, cwd=REPOSITORY,
+            env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(metrics)},
+        )  # fmt: skip
+        async with asyncio.timeout(60):
+            assert await process.wait() == 0
+    await clean_redis(redis_url)
+    admin = await admin_api(site_config(redis_url, server={"data_dir": str(tmp_path)}))
+    proxies = (await (await admin.get("/api/site-health")).json())["proxies"]
+    assert proxies["available"] is True
+    assert proxies["processes"] == 2
+    assert proxies["fail_open"] == {"rewrite": 5.0}
+    assert proxies["upstream_errors"] == {"t/connect": 2.0}
+    assert proxies["responses"] == {"5xx": 2.0, "2xx": 20.0}
+
+
+async def test_site_health_says_when_redis_is_down(tmp_path: Path) -> None:
+    config = site_config(f"unix://{tmp_path / 'nothing.sock'}", server={"data_dir": str(tmp_path)})
+    client = redis.Redis.from_url(config.redis.url)
+    try:
+        body = await insights.site_health(client, config)
+    finally:
+        await client.aclose()
+    assert body["status"] == "down"
+    assert body["redis"]["up"] is False
+    assert body["sites"] is None
+
+
+@pytest.mark.parametrize("path", ["/api/site-health?format=pdf", "/api/overview?format=xml"])
+async def test_a_bad_format_is_422(redis_url: str, admin_api: AdminFactory, path: str) -> None:
+    admin = await admin_api(site_config(redis_url), role="admin")
+    response = await admin.get(path)
+    assert response.status == 422
+    assert (await response.json())["errors"][0]["field"] == "format"
+
+
+# --- who may read what -----------------------------------------------------------------------
+
+PATHS = ["/api/overview", "/api/pipeline", "/api/accounts/helioforge.io", "/api/site-health"]
+
+
+@pytest.mark.parametrize("path", PATHS)
+async def test_every_insight_needs_credentials(
+    redis_url: str, admin_api: AdminFactory, path: str
+) -> None:
+    admin = await admin_api(site_config(redis_url), role=None)
+    assert (await admin.get(path)).status == 401
+
+
+@pytest.mark.parametrize(
+    ("path", "role", "status"),
+    [
+        ("/api/overview", "sales_rep", 403),
+        ("/api/overview", "executive", 200),
+        ("/api/site-health", "executive", 403),
+        ("/api/site-health", "sales_manager", 403),
+        ("/api/site-health", "marketing", 200),
+        ("/api/pipeline", "sales_rep", 200),
+        ("/api/pipeline", "executive", 200),
+    ],
+)
+async def test_each_insight_answers_its_roles_only(
+    redis_url: str, admin_api: AdminFactory, path: str, role: str, status: int
+) -> None:
+    await clean_redis(redis_url)
+    admin = await admin_api(site_config(redis_url), role=role)
+    assert (await admin.get(path)).status == status
+
+
+async def test_the_openapi_document_lists_the_insights_parameters(
+    redis_url: str, admin_api: AdminFactory
+) -> None:
+    admin = await admin_api(site_config(redis_url), role=None)
+    paths = (await (await admin.get("/api/openapi.json")).json())["paths"]
+    names = {
+        path: {parameter["name"] for parameter in paths[path]["get"]["parameters"]}
+        for path in ("/api/overview", "/api/pipeline", "/api/accounts/{domain}",
+                     "/api/site-health")
+    }  # fmt: skip
+    assert names == {
+        "/api/overview": {"site", "format"},
+        "/api/pipeline": {"site", "format", "limit", "top"},
+        "/api/accounts/{domain}": {"domain", "site"},
+        "/api/site-health": {"format"},
+    }
+    assert set(paths["/api/pipeline"]["get"]["responses"]["200"]["content"]) == {
+        "application/json", "text/csv"
+    }  # fmt: skip
+
+
+async def test_the_worker_keeps_an_accounts_latest_visitors_only(
+    redis_url: str, rules: Path
+) -> None:
+    await clean_redis(redis_url)
+    client = redis.Redis.from_url(redis_url)
+    await send(client, *[visit(f"v{i:02d}", T0 + i, "blog", "helioforge.io") for i in range(25)])
+    await send(client, visit("v00", T0 + 100, "pricing", "helioforge.io"))  # back again
+    await drain(client, rules)
+    latest = await client.zrevrange(keys.account_recent(SITE, "helioforge.io"), 0, -1)
+    await client.aclose()
+    assert len(latest) == keys.ACCOUNT_RECENT_VISITORS
+    assert latest[0] == b"v00"
+    assert latest[1:] == [f"v{i:02d}".encode() for i in range(24, 5, -1)]
