@@ -114,11 +114,21 @@ def build_app(config: Config) -> web.Application:
     return app
 
 
+REDIS_CONNECTIONS = 64
+REDIS_WAIT_S = 5.0
+
+
 async def _redis_client(app: web.Application) -> AsyncIterator[None]:
-    client = redis.Redis.from_url(app[CONFIG_KEY].redis.url)
+    # A burst of requests (hundreds of live dashboards re-checking at once) waits for a
+    # connection instead of failing with "too many connections" and a spurious 401.
+    pool = redis.BlockingConnectionPool.from_url(
+        app[CONFIG_KEY].redis.url, max_connections=REDIS_CONNECTIONS, timeout=REDIS_WAIT_S
+    )
+    client = redis.Redis(connection_pool=pool)
     app[REDIS_KEY] = client
     yield
     await client.aclose()
+    await pool.aclose()
 
 
 def run(config: Config) -> None:
