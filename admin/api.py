@@ -20,6 +20,8 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from admin.auth import IDENTITY_KEY, Identity
+from admin.state import site_of
+from rules.config import SiteConfig
 
 Role = Literal["executive", "sales_manager", "sales_rep", "marketing", "admin"]
 ROLES: tuple[Role, ...] = ("executive", "sales_manager", "sales_rep", "marketing", "admin")
@@ -191,6 +193,17 @@ def parse_query(request: web.Request, model: type[M]) -> M | web.Response:
         return model.model_validate(dict(request.query))
     except ValidationError as error:
         return problem(422, "invalid query", errors=field_errors(error))
+
+
+def parse_site_query(request: web.Request, model: type[M]) -> tuple[M, SiteConfig] | web.Response:
+    """The query (or a 422) and the site its ``site`` names (or a 404)."""
+    query = parse_query(request, model)
+    if isinstance(query, web.Response):
+        return query
+    site = site_of(request)
+    if site is None:
+        return problem(404, "no such site")
+    return query, site
 
 
 def field_errors(error: ValidationError) -> list[dict[str, str]]:

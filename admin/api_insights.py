@@ -14,13 +14,12 @@ from aiohttp import web
 from pydantic import BaseModel, Field
 
 from admin import insights
-from admin.api import Api, parse_query, problem
+from admin.api import Api, parse_query, parse_site_query, problem
 from admin.api_reads import READERS_OF_ACCOUNTS, READERS_OF_RESULTS, SiteQuery
 from admin.csv_export import csv_response
-from admin.state import config_of, industry_of, redis_of, site_of
+from admin.state import config_of, industry_of, redis_of
 from analytics import visitors
 from rules.accounts import FieldError, normalise_domain
-from rules.config import SiteConfig
 
 api = Api("Refract admin", "1")
 READERS_OF_PIPELINE = READERS_OF_ACCOUNTS
@@ -51,17 +50,6 @@ async def _read(work: Awaitable[Any]) -> Any:
         return problem(503, "Redis is unavailable: try again shortly")
 
 
-def _query_and_site(request: web.Request, model: type[Q]) -> tuple[Q, SiteConfig] | web.Response:
-    """The query (or 422) and the site it names (or 404)."""
-    query = parse_query(request, model)
-    if isinstance(query, web.Response):
-        return query
-    site = site_of(request)
-    if site is None:
-        return problem(404, "no such site")
-    return query, site
-
-
 @api.get(
     "/api/overview",
     roles=READERS_OF_RESULTS,
@@ -73,7 +61,7 @@ def _query_and_site(request: web.Request, model: type[Q]) -> tuple[Q, SiteConfig
     content_types=_TABLE,
 )
 async def executive_overview(request: web.Request) -> web.StreamResponse:
-    asked = _query_and_site(request, OverviewQuery)
+    asked = parse_site_query(request, OverviewQuery)
     if isinstance(asked, web.Response):
         return asked
     query, site = asked
@@ -97,7 +85,7 @@ async def executive_overview(request: web.Request) -> web.StreamResponse:
     content_types=_TABLE,
 )
 async def pipeline_value(request: web.Request) -> web.StreamResponse:
-    asked = _query_and_site(request, PipelineQuery)
+    asked = parse_site_query(request, PipelineQuery)
     if isinstance(asked, web.Response):
         return asked
     query, site = asked
@@ -124,7 +112,7 @@ async def pipeline_value(request: web.Request) -> web.StreamResponse:
     responses={404: "no such account or site", 503: "Redis is unavailable"},
 )
 async def account_detail(request: web.Request) -> web.StreamResponse:
-    asked = _query_and_site(request, SiteQuery)
+    asked = parse_site_query(request, SiteQuery)
     if isinstance(asked, web.Response):
         return asked
     _, site = asked

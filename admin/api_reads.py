@@ -10,8 +10,8 @@ import redis.asyncio as redis
 from aiohttp import web
 from pydantic import BaseModel, Field
 
-from admin.api import PUBLIC, Api, parse_query, problem
-from admin.state import config_of, industry_of, redis_of, site_of
+from admin.api import PUBLIC, Api, parse_site_query, problem
+from admin.state import config_of, industry_of, redis_of
 from analytics import reports, visitors
 from analytics.stats.engine import Settings
 from analytics.worker import HEARTBEAT_PATTERN
@@ -72,12 +72,10 @@ async def health(request: web.Request) -> web.StreamResponse:
     content_types=("application/json", "text/csv"),
 )
 async def experiment_report(request: web.Request) -> web.StreamResponse:
-    query = parse_query(request, ReportQuery)
-    if isinstance(query, web.Response):
-        return query
-    site = site_of(request)
-    if site is None:
-        return problem(404, "no such site")
+    asked = parse_site_query(request, ReportQuery)
+    if isinstance(asked, web.Response):
+        return asked
+    query, site = asked
     settings = Settings(alpha=query.alpha, method=query.method, correction=query.correction)
     try:
         report = await reports.experiment_report(
@@ -99,12 +97,10 @@ async def experiment_report(request: web.Request) -> web.StreamResponse:
     responses={404: "no such visitor or site"},
 )
 async def visitor(request: web.Request) -> web.StreamResponse:
-    query = parse_query(request, SiteQuery)
-    if isinstance(query, web.Response):
-        return query
-    site = site_of(request)
-    if site is None:
-        return problem(404, "no such site")
+    asked = parse_site_query(request, SiteQuery)
+    if isinstance(asked, web.Response):
+        return asked
+    _, site = asked
     found = await visitors.visitor_profile(
         redis_of(request), site.key, request.match_info["visitor"], industry_of(request, site.key)
     )
@@ -123,12 +119,10 @@ async def visitor(request: web.Request) -> web.StreamResponse:
     content_types=("application/json", "text/csv"),
 )
 async def hot_accounts(request: web.Request) -> web.StreamResponse:
-    query = parse_query(request, HotQuery)
-    if isinstance(query, web.Response):
-        return query
-    site = site_of(request)
-    if site is None:
-        return problem(404, "no such site")
+    asked = parse_site_query(request, HotQuery)
+    if isinstance(asked, web.Response):
+        return asked
+    query, site = asked
     found = await visitors.hot_accounts(
         redis_of(request), site.key, query.limit, industry_of(request, site.key)
     )
