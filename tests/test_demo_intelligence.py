@@ -14,7 +14,14 @@ import redis.asyncio as redis
 from admin.cli import DEMO_PASSWORD, DEMO_USER
 from rules.segments import decode_segment, segment_key
 from tests.conftest import BROWSER
-from tests.test_processes import REPOSITORY, demo_config, eventually, refract, running
+from tests.test_processes import (
+    REPOSITORY,
+    demo_config,
+    eventually,
+    refract,
+    running,
+    status_of,
+)
 
 ACCOUNTS = REPOSITORY / "examples" / "demo-accounts.csv"
 OUTCOMES = REPOSITORY / "examples" / "demo-outcomes.csv"
@@ -47,7 +54,8 @@ async def test_the_demo_knows_the_visitor_adapts_and_explains(tmp_path: Path) ->
         pricing = await _visit(visitor, site, "/pricing")
         assert "Pick a plan, start today" in pricing
 
-        # the demo's dashboard user, as `refract demo` prints it
+        # the demo's dashboard user, as `refract demo` prints it (the admin starts on its own)
+        assert await eventually(lambda: status_of(f"{admin}/api/health"), 200)
         signed_in = await visitor.post(
             f"{admin}/api/login", json={"username": DEMO_USER, "password": DEMO_PASSWORD}
         )
