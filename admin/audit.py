@@ -15,6 +15,7 @@ from typing import Any
 import redis.asyncio as redis
 
 from admin.auth import Identity
+from rules.redis_values import text
 
 AUDIT_KEY = "rf:admin:audit"
 MAX_ENTRIES = 100_000
@@ -51,10 +52,10 @@ async def entries(client: redis.Redis, limit: int = 100) -> list[dict[str, Any]]
         AUDIT_KEY, count=limit
     )
     for entry_id, fields in reply:
-        row = {_text(name): _text(value) for name, value in fields.items()}
+        row = {text(name): text(value) for name, value in fields.items()}
         found.append(
             {
-                "id": _text(entry_id),
+                "id": text(entry_id),
                 "at": float(row["at"]),
                 "user": row["user"],
                 "via": row["via"],
@@ -65,7 +66,3 @@ async def entries(client: redis.Redis, limit: int = 100) -> list[dict[str, Any]]
             }
         )
     return found
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

@@ -33,6 +33,8 @@ from aiohttp import web
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from rules.redis_values import text
+
 SESSION_COOKIE = "rf_admin"
 SESSION_TTL_S = 12 * 3600
 TOKEN_PREFIX = "rft_"
@@ -102,7 +104,7 @@ async def list_users(client: redis.Redis) -> list[dict[str, Any]]:
         users.append(
             {
                 "name": name,
-                "role": _text(stored.get(b"role")),
+                "role": text(stored.get(b"role")),
                 "created": _float(stored, b"created"),
             }
         )
@@ -112,7 +114,7 @@ async def list_users(client: redis.Redis) -> list[dict[str, Any]]:
 async def check_password(client: redis.Redis, name: str, password: str) -> str | None:
     """The user's role when the password is right, else None (in constant-ish time)."""
     stored = await client.hgetall(user_key(name))
-    hashed = _text(stored.get(b"password")) or _DUMMY_HASH
+    hashed = text(stored.get(b"password")) or _DUMMY_HASH
     try:
         _hasher.verify(hashed, password)
     except (VerificationError, InvalidHashError):
@@ -121,7 +123,7 @@ async def check_password(client: redis.Redis, name: str, password: str) -> str |
         return None
     if _hasher.check_needs_rehash(hashed):
         await client.hset(user_key(name), "password", _hasher.hash(password))
-    return _text(stored.get(b"role"))
+    return text(stored.get(b"role"))
 
 
 # --- sessions ------------------------------------------------------------------------------
@@ -185,21 +187,21 @@ async def revoke_token(client: redis.Redis, token_id: str) -> bool:
     digest = await client.hget(TOKEN_IDS, token_id)
     if digest is None:
         return False
-    await client.hset(token_key(_text(digest)), "revoked", 1)
+    await client.hset(token_key(text(digest)), "revoked", 1)
     return True
 
 
 async def list_tokens(client: redis.Redis) -> list[dict[str, Any]]:
     found = []
     for digest in (await client.hgetall(TOKEN_IDS)).values():
-        stored = await client.hgetall(token_key(_text(digest)))
+        stored = await client.hgetall(token_key(text(digest)))
         if stored:
             found.append(
                 {
-                    "id": _text(stored[b"id"]),
-                    "name": _text(stored[b"name"]),
-                    "role": _text(stored[b"role"]),
-                    "scope": _text(stored[b"scope"]),
+                    "id": text(stored[b"id"]),
+                    "name": text(stored[b"name"]),
+                    "role": text(stored[b"role"]),
+                    "scope": text(stored[b"scope"]),
                     "created": _float(stored, b"created"),
                     "revoked": stored.get(b"revoked") == b"1",
                 }
@@ -218,7 +220,7 @@ async def identify(client: redis.Redis, request: web.Request) -> Identity | None
         if not stored or stored.get(b"revoked") == b"1":
             return None
         return Identity(
-            _text(stored[b"name"]), _text(stored[b"role"]), "token", scope=_text(stored[b"scope"])
+            text(stored[b"name"]), text(stored[b"role"]), "token", scope=text(stored[b"scope"])
         )
     secret = request.cookies.get(SESSION_COOKIE)
     if not secret:
@@ -227,14 +229,8 @@ async def identify(client: redis.Redis, request: web.Request) -> Identity | None
     if not stored:
         return None
     return Identity(
-        _text(stored[b"user"]), _text(stored[b"role"]), "session", csrf=_text(stored[b"csrf"])
+        text(stored[b"user"]), text(stored[b"role"]), "session", csrf=text(stored[b"csrf"])
     )
-
-
-def _text(value: bytes | str | None) -> str:
-    if value is None:
-        return ""
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def _float(stored: Mapping[Any, Any], name: bytes) -> float:

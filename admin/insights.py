@@ -31,6 +31,7 @@ from rules.decisions import ended, scheduled
 from rules.events import dead_letter_key, stream_key
 from rules.industry import IndustryModel, shipped_model
 from rules.publication import published_version
+from rules.redis_values import text
 from rules.ruleset import RuleSet
 from rules.schema import Experiment
 
@@ -427,7 +428,7 @@ async def _workers(client: redis.Redis) -> list[dict[str, Any]]:
     found = sorted([key async for key in client.scan_iter(match=HEARTBEAT_PATTERN, count=100)])
     pids = await client.mget(found) if found else []
     return [
-        {"name": _text(key).split(":", 2)[2], "pid": int(pid) if pid else None}
+        {"name": text(key).split(":", 2)[2], "pid": int(pid) if pid else None}
         for key, pid in zip(found, pids, strict=True)
     ]
 
@@ -450,7 +451,7 @@ async def _site(client: redis.Redis, config: Config, site: str, day: str) -> dic
     for shard, stream in enumerate(streams):
         length, groups = replies[2 * shard], replies[2 * shard + 1]
         groups = [] if isinstance(groups, Exception) else groups
-        group = next((g for g in groups if _text(g["name"]) == keys.GROUP), None)
+        group = next((g for g in groups if text(g["name"]) == keys.GROUP), None)
         rows.append(
             {
                 "site": site,
@@ -463,7 +464,7 @@ async def _site(client: redis.Redis, config: Config, site: str, day: str) -> dic
             }
         )
     dead, daily, today_visitors = replies[2 * len(streams) :]
-    counters = {_text(name): int(value) for name, value in daily.items()}
+    counters = {text(name): int(value) for name, value in daily.items()}
     return {
         "site": site,
         "streams": rows,
@@ -533,7 +534,3 @@ def proxy_counters(directory: Path) -> dict[str, Any]:
             found[field][name] = found[field].get(name, 0.0) + sample.value
     processes = {path.stem.rsplit("_", 1)[-1] for path in files}
     return {"available": True, "directory": str(directory), "processes": len(processes), **found}
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

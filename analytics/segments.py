@@ -24,9 +24,10 @@ from analytics.intel import classify, features_of, score
 from analytics.intel.scores import scorer_for
 from analytics.revenue import Prediction, predict
 from analytics.revenue.store import ModelFollower
-from analytics.revenue.subjects import accounts_of, company_of, strings, subject_from, text
+from analytics.revenue.subjects import accounts_of, company_of, subject_from
 from rules.accounts import Account
 from rules.industry import IndustryModel, shipped_model
+from rules.redis_values import strings, text
 from rules.segments import encode_segment, segment_key
 from rules.targeting import Value
 

@@ -26,12 +26,11 @@ from analytics.revenue.subjects import (
     Rollup,
     accounts_of,
     company_of,
-    strings,
     subject_from,
-    text,
 )
 from rules.accounts import Account
 from rules.industry import IndustryModel, shipped_model
+from rules.redis_values import strings, text
 
 
 async def visitor_profile(

@@ -49,6 +49,7 @@ from redis.exceptions import WatchError
 
 from rules.csv_rows import column_name, numbered_rows
 from rules.problems import InvalidFileError, Problem
+from rules.redis_values import text
 
 # --- domains ------------------------------------------------------------------------------
 
@@ -521,8 +522,8 @@ class AccountIndex:
         ranges: dict[int, list[tuple[int, int, Account]]] = {4: [], 6: []}
         for account in self.accounts:
             self._domains.setdefault(account.domain, account)
-            for text in account.ip_ranges:
-                network = ipaddress.ip_network(text)
+            for cidr in account.ip_ranges:
+                network = ipaddress.ip_network(cidr)
                 first, last = int(network.network_address), int(network.broadcast_address)
                 ranges[network.version].append((first, last, account))
         self._v4 = _RangeTable(ranges[4])
@@ -602,7 +603,7 @@ def _to_hash(account: Account) -> dict[str, str]:
 
 
 def account_from_hash(raw: Mapping[bytes | str, bytes | str]) -> Account:
-    values = {_text(name): _text(value) for name, value in raw.items()}
+    values = {text(name): text(value) for name, value in raw.items()}
     return Account(
         domain=values["domain"],
         name=values["name"],
@@ -616,10 +617,6 @@ def account_from_hash(raw: Mapping[bytes | str, bytes | str]) -> Account:
         territory=values.get("territory", ""),
         target=values.get("target") == "1",
     )
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 async def store_accounts(client: redis.Redis, site: str, accounts: Sequence[Account]) -> int:
@@ -642,7 +639,7 @@ async def store_accounts(client: redis.Redis, site: str, accounts: Sequence[Acco
 async def _replace(client: redis.Redis, site: str, accounts: Sequence[Account]) -> int:
     async with client.pipeline(transaction=True) as pipe:
         await pipe.watch(accounts_key(site))
-        old = {_text(domain) for domain in await pipe.smembers(accounts_key(site))}
+        old = {text(domain) for domain in await pipe.smembers(accounts_key(site))}
         pipe.multi()  # type: ignore[no-untyped-call]
         stale = [account_key(site, domain) for domain in old]
         stale += [account_key(site, account.domain) for account in accounts]
@@ -708,7 +705,7 @@ async def load_accounts_versioned(client: redis.Redis, site: str) -> tuple[int, 
 async def _read(client: redis.Redis, site: str) -> tuple[int, list[Account]]:
     async with client.pipeline(transaction=True) as pipe:
         await pipe.watch(version_key(site))
-        domains = sorted(_text(d) for d in await pipe.smembers(accounts_key(site)))
+        domains = sorted(text(d) for d in await pipe.smembers(accounts_key(site)))
         pipe.multi()  # type: ignore[no-untyped-call]
         pipe.get(version_key(site))
         for domain in domains:

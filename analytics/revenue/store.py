@@ -20,6 +20,7 @@ import redis.asyncio as redis
 from redis.exceptions import RedisError
 
 from analytics.revenue.predict import RevenueModel
+from rules.redis_values import text
 
 log = logging.getLogger(__name__)
 FOLLOW_INTERVAL_S = 5.0
@@ -58,7 +59,7 @@ async def current_model(client: redis.Redis, site: str) -> RevenueModel | None:
     version = await client.get(current_key(site))
     if not version:
         return None
-    data = await client.get(model_key(site, _text(version)))
+    data = await client.get(model_key(site, text(version)))
     return RevenueModel.from_json(json.loads(data)) if data else None
 
 
@@ -82,14 +83,10 @@ class ModelFollower:
         try:
             version = await self.client.get(current_key(self.site))
             if version is not None and version != self._version:
-                data = await self.client.get(model_key(self.site, _text(version)))
+                data = await self.client.get(model_key(self.site, text(version)))
                 if data:
                     self.model = RevenueModel.from_json(json.loads(data))
                 self._version = version
         except (RedisError, ValueError, KeyError, TypeError) as error:
             log.warning("revenue model of %s not reloaded: %s", self.site, error)
         return self.model
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

@@ -8,7 +8,6 @@ no known account from their own behaviour, company unknown.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import redis.asyncio as redis
 
@@ -18,6 +17,7 @@ from analytics.intel.scores import scorer_for
 from analytics.revenue.inputs import Subject
 from rules.accounts import Account, account_from_hash, account_key
 from rules.industry import IndustryModel
+from rules.redis_values import strings, text
 
 Rollup = tuple[dict[str, str], int]  # an account's roll-up hash and its distinct visitors
 
@@ -101,12 +101,3 @@ async def visitor_subject(
         return await account_subject(client, site, domain, industry)
     subject = subject_from(profile, [text(page) for page in pages], None, None, industry)
     return subject, bool(profile)
-
-
-def strings(raw: Mapping[Any, Any]) -> dict[str, str]:
-    """A Redis hash reply as text."""
-    return {text(name): text(value) for name, value in raw.items()}
-
-
-def text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
