@@ -4,31 +4,51 @@
 -- ARGV[1]: seconds to keep applied ids; ARGV[2]: JSON list of events, each
 --          [done_key, event_id, operations]; ARGV[3]: JSON {key: seconds to live} of the keys
 --          the batch writes. Returns one 1 (applied) or 0 (seen before) per event.
+-- Field names: Python passes prefixes (rules/keyspace.py builds them, each ending in the
+-- separator) and this script appends the statistics. The separators and statistics' names
+-- are not spelled here: SEP, RECORD_SEP, LIST_SEP, EXPOSURE_*, OUTCOME_* and VISITOR_* are
+-- locals generated from rules/keyspace.py (lua_constants), prepended when the script loads.
 local function num(x)
   return string.format('%.17g', x)
 end
 
+local function split(text, separator)
+  -- the parts of text between separators (plain, not a pattern), empty ones included
+  local parts, start = {}, 1
+  while true do
+    local at = string.find(text, separator, start, true)
+    if not at then
+      parts[#parts + 1] = string.sub(text, start)
+      return parts
+    end
+    parts[#parts + 1] = string.sub(text, start, at - 1)
+    start = at + #separator
+  end
+end
+
 local function expose(op)
-  -- first exposure of a visitor to an experiment: n, and the covariate's sums, per prefix;
-  -- n_js too when the visitor's browser already ran the beacon
+  -- first exposure of a visitor to an experiment: visitors, and the covariate's sums, per
+  -- cell prefix; verified visitors too when the visitor's browser already ran the beacon
   local xkey, experiment, record, agg, prefixes, y = op[2], op[3], op[4], op[5], op[6], op[7]
   local verified = op[8]
   if redis.call('HSETNX', xkey, experiment, record) == 0 then
     return
   end
   for _, prefix in ipairs(prefixes) do
-    redis.call('HINCRBY', agg, prefix .. '|n', 1)
-    redis.call('HINCRBYFLOAT', agg, prefix .. '|y', num(y))
-    redis.call('HINCRBYFLOAT', agg, prefix .. '|y2', num(y * y))
+    redis.call('HINCRBY', agg, prefix .. EXPOSURE_VISITORS, 1)
+    redis.call('HINCRBYFLOAT', agg, prefix .. EXPOSURE_COVARIATE, num(y))
+    redis.call('HINCRBYFLOAT', agg, prefix .. EXPOSURE_COVARIATE_SQUARES, num(y * y))
     if verified == 1 then
-      redis.call('HINCRBY', agg, prefix .. '|n_js', 1)
+      redis.call('HINCRBY', agg, prefix .. EXPOSURE_VERIFIED, 1)
     end
   end
 end
 
 local function verify(op)
   -- the visitor's browser ran the beacon for the first time: their exposures so far count
-  -- as verified (n_js); bots that never run JavaScript never get there
+  -- as verified; bots that never run JavaScript never get there. The exposures hash holds
+  -- first exposures under the experiment's key (a record: variant, time, day, covariate,
+  -- segments) and per-metric totals under keys with the separator, skipped here.
   local profile, xkey, agg_prefix = op[2], op[3], op[4]
   if redis.call('HSETNX', profile, 'beacon', 1) == 0 then
     return
@@ -36,13 +56,16 @@ local function verify(op)
   local fields = redis.call('HGETALL', xkey)
   for index = 1, #fields, 2 do
     local experiment = fields[index]
-    if not string.find(experiment, '|', 1, true) then
-      local variant, _, day, _, segments = string.match(fields[index + 1],
-        '^([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)$')
-      if variant then
-        for segment in string.gmatch(segments, '[^,]+') do
-          redis.call('HINCRBY', agg_prefix .. experiment,
-            day .. '|' .. variant .. '|' .. segment .. '|n_js', 1)
+    if not string.find(experiment, SEP, 1, true) then
+      local record = split(fields[index + 1], RECORD_SEP)
+      if #record == 5 then
+        local variant, day = record[1], record[3]
+        for _, segment in ipairs(split(record[5], LIST_SEP)) do
+          if segment ~= '' then
+            -- the cell's prefix, as rules/keyspace.py exposure_prefix builds it
+            local prefix = day .. SEP .. variant .. SEP .. segment .. SEP
+            redis.call('HINCRBY', agg_prefix .. experiment, prefix .. EXPOSURE_VERIFIED, 1)
+          end
         end
       end
     end
@@ -51,14 +74,17 @@ end
 
 local function outcome(op)
   -- a conversion of an exposed visitor: per-visitor totals move the sufficient statistics
-  -- op[9]: the metric's per-visitor revenue cap, 0 for none (capped values enter the sums)
-  local xkey, field, agg, prefixes = op[2], op[3], op[4], op[5]
+  -- op[3]: the prefix of the visitor's totals in their exposures hash; op[5]: the metric's
+  -- prefix in each of the visitor's cells; op[9]: the metric's per-visitor revenue cap, 0 for
+  -- none (capped values enter the sums)
+  local xkey, totals, agg, prefixes = op[2], op[3], op[4], op[5]
   local add_c, add_r, y, cap = op[6], op[7], op[8], op[9]
-  local old_c = tonumber(redis.call('HGET', xkey, field .. '|c')) or 0
-  local old_r = tonumber(redis.call('HGET', xkey, field .. '|r')) or 0
-  redis.call('HINCRBY', xkey, field .. '|c', add_c)
+  local count_field, revenue_field = totals .. VISITOR_COUNT, totals .. VISITOR_REVENUE
+  local old_c = tonumber(redis.call('HGET', xkey, count_field)) or 0
+  local old_r = tonumber(redis.call('HGET', xkey, revenue_field)) or 0
+  redis.call('HINCRBY', xkey, count_field, add_c)
   if add_r ~= 0 then
-    redis.call('HINCRBYFLOAT', xkey, field .. '|r', num(add_r))
+    redis.call('HINCRBYFLOAT', xkey, revenue_field, num(add_r))
   end
   local new_r = old_r + add_r
   if cap > 0 then
@@ -66,17 +92,19 @@ local function outcome(op)
   end
   local delta = new_r - old_r
   for _, prefix in ipairs(prefixes) do
-    redis.call('HINCRBY', agg, prefix .. '|count', add_c)
-    redis.call('HINCRBY', agg, prefix .. '|count2', (old_c + add_c) * (old_c + add_c) - old_c * old_c)
-    redis.call('HINCRBYFLOAT', agg, prefix .. '|count_y', num(add_c * y))
+    redis.call('HINCRBY', agg, prefix .. OUTCOME_COUNT, add_c)
+    redis.call('HINCRBY', agg, prefix .. OUTCOME_COUNT_SQUARES,
+      (old_c + add_c) * (old_c + add_c) - old_c * old_c)
+    redis.call('HINCRBYFLOAT', agg, prefix .. OUTCOME_COUNT_COVARIATE, num(add_c * y))
     if old_c == 0 and add_c > 0 then
-      redis.call('HINCRBY', agg, prefix .. '|conv', 1)
-      redis.call('HINCRBYFLOAT', agg, prefix .. '|conv_y', num(y))
+      redis.call('HINCRBY', agg, prefix .. OUTCOME_CONVERTED, 1)
+      redis.call('HINCRBYFLOAT', agg, prefix .. OUTCOME_CONVERTED_COVARIATE, num(y))
     end
     if delta ~= 0 then
-      redis.call('HINCRBYFLOAT', agg, prefix .. '|rev', num(delta))
-      redis.call('HINCRBYFLOAT', agg, prefix .. '|rev2', num(new_r * new_r - old_r * old_r))
-      redis.call('HINCRBYFLOAT', agg, prefix .. '|rev_y', num(delta * y))
+      redis.call('HINCRBYFLOAT', agg, prefix .. OUTCOME_REVENUE, num(delta))
+      redis.call('HINCRBYFLOAT', agg, prefix .. OUTCOME_REVENUE_SQUARES,
+        num(new_r * new_r - old_r * old_r))
+      redis.call('HINCRBYFLOAT', agg, prefix .. OUTCOME_REVENUE_COVARIATE, num(delta * y))
     end
   end
 end

@@ -67,14 +67,15 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from rules.config import Config
 from rules.events import STREAM_ONLY_FIELDS, Event
 
 FORMAT_VERSION = "1"
@@ -249,8 +250,9 @@ class Archive:
 # --- encoding ---------------------------------------------------------------------------
 
 
-def _encode(event: Event) -> Row:
-    """The event as a row of SCHEMA, or ValueError when it could not come back unchanged."""
+def _encode(event: Mapping[str, Any]) -> Row:
+    """The event as a row of SCHEMA, or ValueError when it could not come back unchanged
+    (checked as a mapping: the archive keeps whatever it was given, exactly)."""
     for key in _TEXT_KEYS:
         if not isinstance(event.get(key), str):
             raise ValueError(f"event {event.get('id')!r}: {key} is missing or not a string")
@@ -293,12 +295,13 @@ def _dump(event_id: str, rest: dict[str, Any]) -> str:
 
 
 def _decode(row: Row) -> Event:
-    """The event a row was encoded from."""
-    event: Event = {key: row[key] for key in (*_TEXT_KEYS, "time", "schema")}
+    """The event a row was encoded from (an Event, since only events are appended; readers
+    that apply them check them again: ``rules.events.validate``)."""
+    event: dict[str, Any] = {key: row[key] for key in (*_TEXT_KEYS, "time", "schema")}
     if row["url"] is not None:
         event["url"] = row["url"]
     event.update(json.loads(row["data"]))
-    return event
+    return cast(Event, event)
 
 
 def _micros(seconds: float) -> int:
@@ -408,3 +411,7 @@ def _remove_dir(path: Path) -> bool:
         return False
     shutil.rmtree(hidden, ignore_errors=True)
     return True
+
+
+def archive_root(config: Config) -> Path:
+    return config.events.archive_dir or config.server.data_dir / "archive"

@@ -29,16 +29,17 @@ from typing import Any
 
 import redis.asyncio as redis
 
-from analytics import keys
 from analytics.archive import Archive
-from analytics.effects import Effects, FirstExposure, VisitorState
+from analytics.effects import Effects, FirstExposure, ScriptItem, VisitorState
 from analytics.matching import AccountMatcher
 from analytics.segments import SegmentRefresher
-from rules.events import EVENT_FIELD, Event, InvalidEvent, dead_letter_key, decode, stream_key
+from rules import keyspace
+from rules.events import EVENT_FIELD, Event, InvalidEvent, decode
 
 log = logging.getLogger("refract.worker")
 
-_APPLY = files("analytics").joinpath("apply.lua").read_text()
+# apply.lua with the field schema's constants it reads, generated from rules/keyspace.py
+_APPLY = keyspace.lua_constants() + files("analytics").joinpath("apply.lua").read_text()
 BATCH = 500
 BLOCK_MS = 200
 CLAIM_IDLE_MS = 30_000  # an entry pending this long belongs to a consumer presumed dead
@@ -70,7 +71,7 @@ class SiteConsumer:
         self.block_ms = block_ms  # how long a read waits for new entries
         self.segments = segments
         self.matcher = matcher  # None: events are applied as they come (a rebuild)
-        self.stream = stream_key(site, shard)
+        self.stream = keyspace.stream(site, shard)
         self._apply = client.register_script(_APPLY)
         self._claim_from = "0-0"
         self._backlog = True  # first, what this consumer read before a restart and never acked
@@ -80,7 +81,9 @@ class SiteConsumer:
 
     async def ensure_group(self) -> None:
         try:
-            await self.client.xgroup_create(self.stream, keys.GROUP, id="0", mkstream=True)
+            await self.client.xgroup_create(
+                self.stream, keyspace.CONSUMER_GROUP, id="0", mkstream=True
+            )
         except redis.ResponseError as error:
             if "BUSYGROUP" not in str(error):
                 raise
@@ -99,7 +102,7 @@ class SiteConsumer:
     async def _reclaim(self) -> list[Entry]:
         reply = await self.client.xautoclaim(
             self.stream,
-            keys.GROUP,
+            keyspace.CONSUMER_GROUP,
             self.consumer,
             min_idle_time=self.claim_idle_ms,
             start_id=self._claim_from,
@@ -117,7 +120,7 @@ class SiteConsumer:
 
     async def _read(self, start: str, block: int | None) -> list[Entry]:
         reply: Any = await self.client.xreadgroup(
-            keys.GROUP, self.consumer, {self.stream: start}, count=BATCH, block=block
+            keyspace.CONSUMER_GROUP, self.consumer, {self.stream: start}, count=BATCH, block=block
         )
         return list(reply[0][1]) if reply else []  # RESP2: [[stream, entries]]
 
@@ -131,12 +134,12 @@ class SiteConsumer:
         async with self.client.pipeline(transaction=False) as pipe:
             for entry_id, reason in dead:
                 pipe.xadd(
-                    dead_letter_key(self.site),
+                    keyspace.dead_letters(self.site),
                     {"entry": entry_id, "reason": reason, "data": raw[entry_id]},
                     maxlen=DEAD_LETTER_MAXLEN,
                     approximate=True,
                 )
-            pipe.xack(self.stream, keys.GROUP, *[entry_id for entry_id, _ in entries])
+            pipe.xack(self.stream, keyspace.CONSUMER_GROUP, *[entry_id for entry_id, _ in entries])
             await pipe.execute()
         if dead:
             log.warning("%d events dead-lettered, e.g. %s", len(dead), dead[0][1])
@@ -158,9 +161,9 @@ class SiteConsumer:
         visitors = sorted({event["visitor"] for _, event in events if event["visitor"]})
         async with self.client.pipeline(transaction=False) as pipe:
             for visitor in visitors:
-                pipe.hgetall(keys.exposures(self.site, visitor))
+                pipe.hgetall(keyspace.exposures(self.site, visitor))
                 pipe.hmget(
-                    keys.profile(self.site, visitor),
+                    keyspace.profile(self.site, visitor),
                     ["pageviews", "sessions", "device", "beacon", "account"],
                 )
             replies = await pipe.execute()
@@ -174,7 +177,7 @@ class SiteConsumer:
                 exposures={
                     _text(name): FirstExposure.parse(_text(record))
                     for name, record in exposures.items()
-                    if b"|" not in name
+                    if keyspace.is_first_exposure_field(name)
                 },
                 pageviews=int(pageviews or 0),
                 sessions=int(sessions or 0),
@@ -192,15 +195,17 @@ class SiteConsumer:
     ) -> tuple[list[Event], list[tuple[bytes, str]]]:
         """One script call for the batch; if it fails, one per event to find the culprit."""
         lifetimes: dict[str, int] = {}
-        items, ready, failed = [], [], []
+        items: list[ScriptItem] = []
+        ready: list[tuple[bytes, Event]] = []
+        failed: list[tuple[bytes, str]] = []
         for entry_id, event in events:
             try:
                 operations = effects.of(event, visitors.get(event["visitor"]), lifetimes)
             except (KeyError, TypeError, ValueError) as error:  # a valid shape, odd content
                 failed.append((entry_id, f"effects: {error!r}"))
                 continue
-            done = keys.done(self.site, int(event["time"] // 3600))
-            items.append([done, event["id"], operations])
+            done = keyspace.done(self.site, int(event["time"] // 3600))
+            items.append((done, event["id"], operations))
             ready.append((entry_id, event))
         try:
             await self._run(items, lifetimes)
@@ -216,11 +221,11 @@ class SiteConsumer:
                 failed.append((entry_id, f"apply: {error}"))
         return applied, failed
 
-    async def _run(self, items: list[list[Any]], lifetimes: dict[str, int]) -> None:
+    async def _run(self, items: list[ScriptItem], lifetimes: dict[str, int]) -> None:
         if items:
             await self._apply(
                 keys=[self.stream],
-                args=[keys.DONE_TTL_S, json.dumps(items), json.dumps(lifetimes)],
+                args=[keyspace.DONE_TTL_S, json.dumps(items), json.dumps(lifetimes)],
             )
 
 

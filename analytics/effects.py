@@ -18,16 +18,62 @@ import json
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Literal, TypeAlias
 
-from analytics import keys
-from rules.events import BEACON_TYPES, Event
+from rules import keyspace
+from rules.events import (
+    BEACON_TYPES,
+    CompanyFields,
+    Event,
+    ExposureEvent,
+    FormEvent,
+    PageViewEvent,
+)
 from rules.ruleset import RuleSet
 from rules.targeting import PageTagger
 
-Operation = list[Any]
 RECENT_PAGES = 50
 RECENT_DOWNLOADS = 20
+
+# --- operations: what apply.lua does, as JSON arrays [name, key, ...] ----------------------
+# Tuples (JSON arrays on the wire, as cheap to build as the lists they replace), one shape per
+# operation; apply.lua has the same names. Hash fields named by the worker's statistics are
+# built by rules/keyspace.py (prefixes), the statistics appended by the script.
+
+Scalar: TypeAlias = str | int | float
+IncrOp: TypeAlias = tuple[Literal["incr"], str, str, int]  # HINCRBY key field by
+FIncrOp: TypeAlias = tuple[Literal["fincr"], str, str, float]  # HINCRBYFLOAT key field by
+SetNxOp: TypeAlias = tuple[Literal["setnx"], str, str, Scalar]  # HSETNX key field value
+SetOp: TypeAlias = tuple[Literal["set"], str, str, Scalar]  # HSET key field value
+MaxOp: TypeAlias = tuple[Literal["max"], str, str, float]  # the field's value, if larger
+PushOp: TypeAlias = tuple[Literal["push"], str, str, int]  # LPUSH key value, keep the last n
+PfAddOp: TypeAlias = tuple[Literal["pfadd"], str, str]  # PFADD key member
+ZIncrOp: TypeAlias = tuple[Literal["zincr"], str, float, str]  # ZINCRBY key by member
+LatestOp: TypeAlias = tuple[Literal["latest"], str, float, str, int]  # key, time, member, n
+SessionPageOp: TypeAlias = tuple[Literal["session_page"], str, int]  # profile, new session
+# exposures key, experiment, record, aggregates key, cell prefixes, covariate, verified (0/1)
+ExposeOp: TypeAlias = tuple[Literal["expose"], str, str, str, str, list[str], float, int]
+# exposures key, the visitor's totals prefix, aggregates key, the metric's prefix in each cell,
+# conversions, revenue, covariate, per-visitor revenue cap (0: none)
+OutcomeOp: TypeAlias = tuple[Literal["outcome"], str, str, str, list[str], int, float, float, float]
+VerifyOp: TypeAlias = tuple[Literal["verify"], str, str, str]  # profile, exposures, agg prefix
+Operation: TypeAlias = (
+    IncrOp
+    | FIncrOp
+    | SetNxOp
+    | SetOp
+    | MaxOp
+    | PushOp
+    | PfAddOp
+    | ZIncrOp
+    | LatestOp
+    | SessionPageOp
+    | ExposeOp
+    | OutcomeOp
+    | VerifyOp
+)
+# One event of the script's batch: its exactly-once key (``done``), its id, its operations.
+ScriptItem: TypeAlias = tuple[str, str, list[Operation]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,14 +85,19 @@ class FirstExposure:
     segments: tuple[str, ...]
 
     def record(self) -> str:
-        return "\t".join(
-            (self.variant, repr(self.time), self.day, repr(self.covariate), ",".join(self.segments))
+        return keyspace.first_exposure_record(
+            self.variant, self.time, self.day, self.covariate, self.segments
         )
 
     @classmethod
     def parse(cls, record: str) -> FirstExposure:
-        variant, at, day, covariate, segments = record.split("\t")
-        return cls(variant, float(at), day, float(covariate), tuple(segments.split(",")))
+        return cls(*keyspace.parse_first_exposure_record(record))
+
+    def prefixes(self) -> list[str]:
+        """The prefixes of the aggregate fields of the cells this exposure counts in."""
+        return [
+            keyspace.exposure_prefix(self.day, self.variant, segment) for segment in self.segments
+        ]
 
 
 @dataclass(slots=True)
@@ -100,110 +151,117 @@ class Effects:
     ) -> list[Operation]:
         """The event's operations; the lifetimes of the keys it writes go into ``lifetimes``
         (set once per batch: refreshing a TTL needs no exactly-once)."""
-        site, day = event["site"], day_of(event["time"])
-        ops: list[Operation] = [["incr", keys.daily(site, day), f"events:{event['type']}", 1]]
-        lifetimes[keys.daily(site, day)] = keys.DAILY_TTL_S
+        site, who, day = event["site"], event["visitor"], day_of(event["time"])
+        daily = keyspace.daily(site, day)
+        ops: list[Operation] = [("incr", daily, f"events:{event['type']}", 1)]
+        lifetimes[daily] = keyspace.DAILY_TTL_S
         if event["type"] == "pageview":
-            ops.append(["incr", keys.daily(site, day), "pageviews", 1])
-        if visitor is None or not event["visitor"]:
+            ops.append(("incr", daily, "pageviews", 1))
+        if visitor is None or not who:
             return ops  # anonymous: counted for the site, attached to nobody
-        ops.append(["pfadd", keys.unique_visitors(site, day), event["visitor"]])
-        lifetimes[keys.unique_visitors(site, day)] = keys.DAILY_TTL_S
+        ops.append(("pfadd", keyspace.unique_visitors(site, day), who))
+        lifetimes[keyspace.unique_visitors(site, day)] = keyspace.DAILY_TTL_S
         if event["type"] == "pageview":  # "visitors now": who viewed a page in that minute
-            minute = keys.minute_visitors(site, int(event["time"] // 60))
-            ops.append(["pfadd", minute, event["visitor"]])
-            lifetimes[minute] = keys.MINUTE_TTL_S
+            minute = keyspace.minute_visitors(site, int(event["time"] // 60))
+            ops.append(("pfadd", minute, who))
+            lifetimes[minute] = keyspace.MINUTE_TTL_S
         ops += self._profile(event, visitor)
         ops += self._behaviour(event)
-        lifetimes[keys.profile(site, event["visitor"])] = keys.PROFILE_TTL_S
+        lifetimes[keyspace.profile(site, who)] = keyspace.PROFILE_TTL_S
         if event["type"] == "pageview":
-            lifetimes[keys.pages(site, event["visitor"])] = keys.PROFILE_TTL_S
+            lifetimes[keyspace.pages(site, who)] = keyspace.PROFILE_TTL_S
         if event["type"] == "download":
-            lifetimes[keys.downloads(site, event["visitor"])] = keys.PROFILE_TTL_S
-        if event["type"] in ("pageview", "form") and (account := event.get("account")):
+            lifetimes[keyspace.downloads(site, who)] = keyspace.PROFILE_TTL_S
+        if (event["type"] == "pageview" or event["type"] == "form") and (
+            account := event.get("account")
+        ):
             ops += _account_rollup(event, account, lifetimes)
-        if company := event.get("company"):
+        if event["type"] == "pageview" and (company := event.get("company")):
             ops += _company(event, company, lifetimes)
         if event["type"] == "exposure":
             ops += self._exposure(event, visitor)
-            lifetimes[keys.exposures(site, event["visitor"])] = keys.EXPOSURE_TTL_S
+            lifetimes[keyspace.exposures(site, who)] = keyspace.EXPOSURE_TTL_S
         for metric, count, revenue in self._conversions(event):
             ops += self._outcomes(event, visitor, metric, count, revenue)
         return ops
 
     def _profile(self, event: Event, visitor: VisitorState) -> list[Operation]:
-        site, who, kind = event["site"], event["visitor"], event["type"]
-        key = keys.profile(site, who)
+        site, who = event["site"], event["visitor"]
+        key = keyspace.profile(site, who)
         ops: list[Operation] = [
-            ["setnx", key, "first_seen", event["time"]],
-            ["max", key, "last_seen", event["time"]],
+            ("setnx", key, "first_seen", event["time"]),
+            ("max", key, "last_seen", event["time"]),
         ]
-        if kind == "pageview":
+        if event["type"] == "pageview":
             visitor.pageviews += 1
-            visitor.device = event.get("device", visitor.device)
+            visitor.device = event["device"]
             ops += [
-                ["incr", key, "pageviews", 1],
-                ["set", key, "device", visitor.device],
-                ["set", key, "session", event["session"]],
-                ["push", keys.pages(site, who), event["url"], RECENT_PAGES],
+                ("incr", key, "pageviews", 1),
+                ("set", key, "device", visitor.device),
+                ("set", key, "session", event["session"]),
+                ("push", keyspace.pages(site, who), event["url"], RECENT_PAGES),
             ]
-            if event.get("new_session"):
+            if event["new_session"]:
                 visitor.sessions += 1
-                ops.append(["incr", key, "sessions", 1])
-            ops += [["incr", key, f"tag:{tag}", 1] for tag in event.get("tags", ())]
-            utm = event.get("utm") or {}
-            if utm.get("source"):
-                ops.append(["setnx", key, "first_utm_source", utm["source"]])
-            if event.get("referrer"):
-                ops.append(["setnx", key, "first_referrer", event["referrer"]])
+                ops.append(("incr", key, "sessions", 1))
+            ops += [("incr", key, f"tag:{tag}", 1) for tag in event["tags"]]
+            if source := event["utm"].get("source"):
+                ops.append(("setnx", key, "first_utm_source", source))
+            if event["referrer"]:
+                ops.append(("setnx", key, "first_referrer", event["referrer"]))
             if account := event.get("account"):
-                ops.append(["set", key, "account", account])
+                ops.append(("set", key, "account", account))
             if network := event.get("network"):
                 ops += [
-                    ["set", key, "org", network["org"]],
-                    ["set", key, "org_kind", network["kind"]],
-                    ["set", key, "asn", network["asn"]],
+                    ("set", key, "org", network["org"]),
+                    ("set", key, "org_kind", network["kind"]),
+                    ("set", key, "asn", network["asn"]),
                 ]
-        elif kind == "engage":
-            ops.append(["incr", key, "engaged_ms", int(event["ms"])])
-        elif kind == "scroll":
-            ops.append(["max", key, "scroll_max", int(event["depth"])])
-        elif kind in ("click", "outbound", "download", "form"):
-            ops.append(["incr", key, f"{kind}s", 1])
-            if kind == "download":
-                ops.append(["push", keys.downloads(site, who), event["href"], RECENT_DOWNLOADS])
-        elif kind == "track" and event["name"] in self._counted_events:
-            ops.append(["incr", key, f"event:{event['name']}", 1])
-        if kind in BEACON_TYPES and not visitor.beacon:
+        elif event["type"] == "engage":
+            ops.append(("incr", key, "engaged_ms", event["ms"]))
+        elif event["type"] == "scroll":
+            ops.append(("max", key, "scroll_max", event["depth"]))
+        elif event["type"] in ("click", "outbound", "form"):
+            ops.append(("incr", key, f"{event['type']}s", 1))
+        elif event["type"] == "download":
+            ops += [
+                ("incr", key, "downloads", 1),
+                ("push", keyspace.downloads(site, who), event["href"], RECENT_DOWNLOADS),
+            ]
+        elif event["type"] == "track" and event["name"] in self._counted_events:
+            ops.append(("incr", key, f"event:{event['name']}", 1))
+        if event["type"] in BEACON_TYPES and not visitor.beacon:
             visitor.beacon = True
-            ops.append(["verify", key, keys.exposures(site, who), keys.aggregates(site, "")])
+            ops.append(
+                ("verify", key, keyspace.exposures(site, who), keyspace.aggregates(site, ""))
+            )
         return ops
 
     def _behaviour(self, event: Event) -> list[Operation]:
         """Entry and exit pages, bounces, dwell by page tag, competitor research."""
-        key = keys.profile(event["site"], event["visitor"])
+        key = keyspace.profile(event["site"], event["visitor"])
         if event["type"] == "engage":
-            tags = self._tagger.tags(event.get("url", ""))
-            return [["incr", key, f"dwell_ms:{tag}", int(event["ms"])] for tag in sorted(tags)]
+            tags = self._tagger.tags(event["url"])
+            return [("incr", key, f"dwell_ms:{tag}", event["ms"]) for tag in sorted(tags)]
         if event["type"] != "pageview":
             return []
-        new_session = bool(event.get("new_session"))
+        new_session = event["new_session"]
         ops: list[Operation] = [
-            ["set", key, "exit_page", event["url"]],
-            ["session_page", key, int(new_session)],
+            ("set", key, "exit_page", event["url"]),
+            ("session_page", key, int(new_session)),
         ]
         if new_session:
-            ops.append(["set", key, "entry_page", event["url"]])
-        utm = event.get("utm") or {}
+            ops.append(("set", key, "entry_page", event["url"]))
+        utm = event["utm"]
         seen = " ".join(
-            (event["url"], event.get("referrer", ""), utm.get("term", ""), utm.get("campaign", ""))
+            (event["url"], event["referrer"], utm.get("term", ""), utm.get("campaign", ""))
         ).lower()
         ops += [
-            ["incr", key, f"competitor:{name}", 1] for name in self._competitors if name in seen
+            ("incr", key, f"competitor:{name}", 1) for name in self._competitors if name in seen
         ]
         return ops
 
-    def _exposure(self, event: Event, visitor: VisitorState) -> list[Operation]:
+    def _exposure(self, event: ExposureEvent, visitor: VisitorState) -> list[Operation]:
         experiment = event["experiment"]
         if experiment in visitor.exposures or experiment not in self.rules.experiments:
             return []
@@ -218,34 +276,33 @@ class Effects:
         visitor.exposures[experiment] = first
         site, who = event["site"], event["visitor"]
         return [
-            [
+            (
                 "expose",
-                keys.exposures(site, who),
+                keyspace.exposures(site, who),
                 experiment,
                 first.record(),
-                keys.aggregates(site, experiment),
-                _prefixes(first),
+                keyspace.aggregates(site, experiment),
+                first.prefixes(),
                 first.covariate,
                 int(visitor.beacon),
-            ]
+            )
         ]
 
     def _conversions(self, event: Event) -> list[tuple[str, int, float]]:
         """(metric, conversions, revenue) this event is worth."""
-        kind = event["type"]
         found: list[tuple[str, int, float]] = []
-        if kind == "pageview":
+        if event["type"] == "pageview":
             found = [
                 (key, 1, value) for key, url, value in self._url_metrics if url.match(event["url"])
             ]
-        elif kind in ("click", "form"):
-            for key in event.get("metrics", ()):
+        elif event["type"] == "click" or event["type"] == "form":
+            for key in event["metrics"]:
                 metric = self.rules.metrics.get(key)
-                if metric is not None and metric.kind == kind:
+                if metric is not None and metric.kind == event["type"]:
                     found.append((key, 1, metric.value))
-        elif kind == "track" and event["name"] in self._event_metrics:
+        elif event["type"] == "track" and event["name"] in self._event_metrics:
             key, value = self._event_metrics[event["name"]]
-            reported = event.get("props", {}).get("value")
+            reported = event["props"].get("value")
             if isinstance(reported, int | float) and not isinstance(reported, bool):
                 value = float(reported)
             found.append((key, 1, value))
@@ -262,23 +319,19 @@ class Effects:
                 continue
             site, who = event["site"], event["visitor"]
             ops.append(
-                [
+                (
                     "outcome",
-                    keys.exposures(site, who),
-                    f"{experiment}|{metric}",
-                    keys.aggregates(site, experiment),
-                    [f"{prefix}|{metric}" for prefix in _prefixes(first)],
+                    keyspace.exposures(site, who),
+                    keyspace.visitor_outcome_prefix(experiment, metric),
+                    keyspace.aggregates(site, experiment),
+                    [keyspace.outcome_prefix(prefix, metric) for prefix in first.prefixes()],
                     count,
                     revenue,
                     first.covariate,
                     self.rules.metrics[metric].cap or 0,
-                ]
+                )
             )
         return ops
-
-
-def _prefixes(first: FirstExposure) -> list[str]:
-    return [f"{first.day}|{first.variant}|{segment}" for segment in first.segments]
 
 
 # Heat an account's page view adds, by page tag: buying signals count more than reading.
@@ -296,47 +349,57 @@ ACCOUNT_HEAT: dict[str, float] = {
 FORM_HEAT = 10.0
 
 
-def _account_rollup(event: Event, domain: str, lifetimes: dict[str, int]) -> list[Operation]:
+def _account_rollup(
+    event: PageViewEvent | FormEvent, domain: str, lifetimes: dict[str, int]
+) -> list[Operation]:
     """What a page view or a form adds to its account: views (forms), visitors, tags, last seen
     and heat. A form's account becomes the visitor's (a page view's is set with the profile)."""
     site = event["site"]
-    key, visitors = keys.account(site, domain), keys.account_visitors(site, domain)
-    recent = keys.account_recent(site, domain)
-    tags = event.get("tags", ())
-    heat = max([ACCOUNT_HEAT.get(tag, 1.0) for tag in tags] or [1.0])
-    counted: list[Operation] = [["incr", key, "pageviews", 1]]
+    key, visitors = keyspace.account_rollup(site, domain), keyspace.account_visitors(site, domain)
+    recent = keyspace.account_recent(site, domain)
     if event["type"] == "form":
+        tags: list[str] = []
         heat = FORM_HEAT
-        counted = [
-            ["incr", key, "forms", 1],
-            ["set", keys.profile(site, event["visitor"]), "account", domain],
+        counted: list[Operation] = [
+            ("incr", key, "forms", 1),
+            ("set", keyspace.profile(site, event["visitor"]), "account", domain),
         ]
-    for name in (key, visitors, recent, keys.hot_accounts(site)):
-        lifetimes[name] = keys.PROFILE_TTL_S
+    else:
+        tags = event["tags"]
+        heat = max([ACCOUNT_HEAT.get(tag, 1.0) for tag in tags] or [1.0])
+        counted = [("incr", key, "pageviews", 1)]
+    for name in (key, visitors, recent, keyspace.hot_accounts(site)):
+        lifetimes[name] = keyspace.PROFILE_TTL_S
     return [
         *counted,
-        ["max", key, "last_seen", event["time"]],
-        ["pfadd", visitors, event["visitor"]],
-        ["latest", recent, event["time"], event["visitor"], keys.ACCOUNT_RECENT_VISITORS],
-        *[["incr", key, f"tag:{tag}", 1] for tag in tags],
-        ["zincr", keys.hot_accounts(site), heat, domain],
+        ("max", key, "last_seen", event["time"]),
+        ("pfadd", visitors, event["visitor"]),
+        ("latest", recent, event["time"], event["visitor"], keyspace.ACCOUNT_RECENT_VISITORS),
+        *[("incr", key, f"tag:{tag}", 1) for tag in tags],
+        ("zincr", keyspace.hot_accounts(site), heat, domain),
     ]
 
 
-def _company(event: Event, company: dict[str, Any], lifetimes: dict[str, int]) -> list[Operation]:
+def _company(
+    event: PageViewEvent, company: CompanyFields, lifetimes: dict[str, int]
+) -> list[Operation]:
     """An organisation an enrichment API named for the visitor's network (not an account): on
     the profile as ``company``, ``company_domain``, ``company_industry`` and
     ``company_employees``, and its firmographics in ``rf:{site}:company:{domain}``."""
     site, domain = event["site"], company["domain"]
-    profile, key = keys.profile(site, event["visitor"]), keys.company(site, domain)
-    lifetimes[key] = keys.PROFILE_TTL_S
-    on_profile = {"company": company["name"], "company_domain": domain}
-    on_profile |= {
-        f"company_{name}": company[name] for name in ("industry", "employees") if name in company
+    profile, key = keyspace.profile(site, event["visitor"]), keyspace.company(site, domain)
+    lifetimes[key] = keyspace.PROFILE_TTL_S
+    on_profile: dict[str, Scalar] = {"company": company["name"], "company_domain": domain}
+    if "industry" in company:
+        on_profile["company_industry"] = company["industry"]
+    if "employees" in company:
+        on_profile["company_employees"] = company["employees"]
+    stored = {
+        name: value if isinstance(value, str | int | float) else json.dumps(value)
+        for name, value in company.items()
     }
-    stored = {name: json.dumps(v) if isinstance(v, list) else v for name, v in company.items()}
     return [
-        *[["set", profile, name, value] for name, value in on_profile.items()],
-        *[["set", key, name, value] for name, value in stored.items()],
-        ["max", key, "last_seen", event["time"]],
+        *[("set", profile, name, value) for name, value in on_profile.items()],
+        *[("set", key, name, value) for name, value in stored.items()],
+        ("max", key, "last_seen", event["time"]),
     ]

@@ -40,7 +40,8 @@ from urllib.parse import quote
 import aiohttp
 
 from analytics.ttl_cache import MISS, TtlLru
-from rules.accounts import FieldError, normalise_domain
+from rules.domains import normalise_domain
+from rules.problems import FieldError
 
 log = logging.getLogger(__name__)
 

@@ -14,6 +14,8 @@ import math
 
 import redis.asyncio as redis
 
+from rules import keyspace
+
 LEASE_MS = 10_000  # a dead worker's shards wait at most this long for a new owner
 
 # Take a free lease, or renew our own; 0 when another worker holds it.
@@ -34,10 +36,6 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
-
-
-def lease_key(site: str, shard: int) -> str:
-    return f"rf:{{{site}}}:lease:{shard}"
 
 
 class ShardLeases:
@@ -73,12 +71,14 @@ class ShardLeases:
 
     async def release(self, shards: set[int]) -> None:
         for shard in shards:
-            await self._release(keys=[lease_key(self.site, shard)], args=[self.owner])
+            await self._release(keys=[keyspace.lease(self.site, shard)], args=[self.owner])
         self.held -= shards
 
     def fair_share(self, workers: int) -> int:
         return math.ceil(self.shards / max(workers, 1))
 
     async def _take(self, shard: int) -> bool:
-        taken = await self._claim(keys=[lease_key(self.site, shard)], args=[self.owner, LEASE_MS])
+        taken = await self._claim(
+            keys=[keyspace.lease(self.site, shard)], args=[self.owner, LEASE_MS]
+        )
         return bool(taken)

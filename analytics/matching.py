@@ -35,11 +35,10 @@ import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import redis.asyncio as redis
 
-from analytics import keys
 from analytics.effects import VisitorState, day_of
 from analytics.enrichment import DEFAULT_BURST, Company, HttpEnrichmentProvider, TokenBucket
 from analytics.reverse_dns import (
@@ -50,9 +49,11 @@ from analytics.reverse_dns import (
     system_resolver,
 )
 from analytics.ttl_cache import TtlLru
-from rules.accounts import POLL_S, AccountIndex, FollowedIndex
+from rules import keyspace
+from rules.account_index import AccountIndex
+from rules.account_store import POLL_S, FollowedIndex
 from rules.config import Config
-from rules.events import Event
+from rules.events import CompanyFields, Event, PageViewEvent
 
 log = logging.getLogger("refract.worker")
 
@@ -133,9 +134,11 @@ class AccountMatcher:
         index = self.accounts.index
         addresses = sorted(
             {
-                event["ip"]
+                address
                 for event in events
-                if event.get("ip") and _unmatched(event, visitors.get(event["visitor"]))
+                if event["type"] == "pageview"
+                and (address := event.get("ip", ""))
+                and _unmatched(event, visitors.get(event["visitor"]))
             }
         )
         lookups = self.enrichment is not None or (self.resolver is not None and len(index) > 0)
@@ -167,17 +170,19 @@ class AccountMatcher:
         index: AccountIndex,
         found: Mapping[str, Found],
     ) -> None:
-        address = event.pop("ip", "")
-        if visitor is None or event["type"] not in ("pageview", "form"):
+        if event["type"] != "pageview" and event["type"] != "form":
             return
-        if event.get("account"):  # the proxy's match by IP range
-            visitor.account = event["account"]
+        address = event.pop("ip", "") if event["type"] == "pageview" else ""
+        if visitor is None:
+            return
+        if proxy_match := event.get("account"):  # the proxy's match by IP range
+            visitor.account = proxy_match
             return
         if visitor.account:
             event["account"] = visitor.account
             return
         if event["type"] == "form":
-            account = index.by_email_domain(event.get("email_domain") or "")
+            account = index.by_email_domain(event.get("email_domain", ""))
             if account is not None:
                 event["account"] = visitor.account = account.domain
                 self._count("email")
@@ -257,12 +262,12 @@ class AccountMatcher:
         counts, self._unflushed = self._unflushed, Counter()
         if not counts:
             return
-        key = keys.matching(self.site, day_of(time.time()))
+        key = keyspace.matching(self.site, day_of(time.time()))
         try:
             async with self.client.pipeline(transaction=False) as pipe:
                 for name, number in counts.items():
                     pipe.hincrby(key, name, number)
-                pipe.expire(key, keys.DAILY_TTL_S)
+                pipe.expire(key, keyspace.DAILY_TTL_S)
                 await pipe.execute()
         except (redis.RedisError, OSError):
             self._unflushed.update(counts)
@@ -281,17 +286,18 @@ class AccountMatcher:
             )
 
 
-def _unmatched(event: Event, visitor: VisitorState | None) -> bool:
+def _unmatched(event: PageViewEvent, visitor: VisitorState | None) -> bool:
     return visitor is not None and not visitor.account and not event.get("account")
 
 
-def company_fields(company: Company) -> dict[str, Any]:
+def company_fields(company: Company) -> CompanyFields:
     """A company as the page view carries it: its known values, lists rather than tuples."""
-    return {
+    fields: dict[str, Any] = {
         name: list(value) if isinstance(value, tuple) else value
         for name, value in dataclasses.asdict(company).items()
         if value not in (None, "", ())
     }
+    return cast(CompanyFields, fields)
 
 
 def matchers_from_config(client: redis.Redis, config: Config) -> dict[str, AccountMatcher]:

@@ -4,7 +4,9 @@ For when the rules' metrics changed, or Redis lost its data: the worker's keys o
 deleted (the streams stay) and every archived event is applied again, in time order, through
 the same code the worker runs. It refuses to run while a worker is alive, since both would
 write the same keys. Events still pending in the stream were never archived, so the worker
-applies them when it starts again, as it would have anyway.
+applies them when it starts again, as it would have anyway. An archived event that is not a
+valid event (``rules.events.validate``: a file another tool wrote, say) is skipped with the
+reason, as the worker dead-letters one.
 """
 
 from __future__ import annotations
@@ -14,21 +16,18 @@ from collections.abc import Callable, Iterator
 
 import redis.asyncio as redis
 
-from analytics.archive import Archive
+from analytics.archive import Archive, archive_root
 from analytics.consumer import SiteConsumer
 from analytics.effects import Effects
-from analytics.worker import archive_root, counted_events, rules_in_force
+from analytics.heartbeats import live_workers
+from analytics.rules_in_force import counted_events, rules_in_force
+from rules import keyspace
 from rules.config import Config
-from rules.events import Event
+from rules.events import Event, InvalidEvent, validate
 
 log = logging.getLogger("refract.rebuild")
 
 _BATCH = 1000
-# Everything the worker derives from events: exactly-once markers, profiles, exposures,
-# aggregates, counters, account roll-ups and enriched companies (the archived events carry
-# their matches). Not the imported account list (``account:``) nor the rules.
-_WORKER_KEYS = ("done", "p", "pages", "dl", "x", "agg", "daily", "uv", "uvm", "acct", "company")
-_WORKER_SINGLE_KEYS = ("hot",)
 
 
 class WorkerRunningError(RuntimeError):
@@ -39,14 +38,14 @@ async def rebuild(
     client: redis.Redis, site: str, archive: Archive, effects: Callable[[], Effects]
 ) -> int:
     """Rebuild one site; returns the number of events applied."""
-    if await client.keys("rf:worker:*"):
+    if await live_workers(client):
         raise WorkerRunningError(
             "a worker is running: stop it first (refract rebuild needs the keys alone)"
         )
     await _delete_worker_keys(client, site)
     consumer = SiteConsumer(client, site, 0, "rebuild", effects, archive=None)
     applied = 0
-    for batch in _batches(archive.read(site)):
+    for batch in _batches(_valid(archive.read(site))):
         done, failed = await consumer.apply([(event["id"].encode(), event) for event in batch])
         applied += len(done)
         for _, reason in failed:
@@ -54,11 +53,19 @@ async def rebuild(
     return applied
 
 
+def _valid(archived: Iterator[Event]) -> Iterator[Event]:
+    for event in archived:
+        try:
+            yield validate(event)
+        except InvalidEvent as error:
+            log.warning("archived event %r not applied: %s", event.get("id"), error)
+
+
 async def _delete_worker_keys(client: redis.Redis, site: str) -> None:
-    for kind in _WORKER_KEYS:
-        async for key in client.scan_iter(match=f"rf:{{{site}}}:{kind}:*", count=1000):
+    for pattern in keyspace.worker_key_patterns(site):
+        async for key in client.scan_iter(match=pattern, count=1000):
             await client.delete(key)
-    await client.delete(*(f"rf:{{{site}}}:{name}" for name in _WORKER_SINGLE_KEYS))
+    await client.delete(*keyspace.worker_single_keys(site))
 
 
 async def rebuild_all(config: Config, redis_url: str) -> dict[str, int]:

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import math
-from dataclasses import asdict, fields
+from dataclasses import fields
+from typing import Any
 
 import redis.asyncio as redis
 
+from analytics.rules_in_force import rules_in_force
 from analytics.stats import data
 from analytics.stats.engine import Settings
 from analytics.stats.report import Report, Row, build
-from analytics.worker import rules_in_force
 from rules.config import Config
 from rules.ruleset import RuleSet
 
@@ -92,16 +91,14 @@ def as_table(report: Report, segment: str = "all") -> str:
     return "\n".join(lines) + "\n"
 
 
-def as_csv(report: Report) -> str:
-    out = io.StringIO()
-    rows = report.results
-    if not rows:
-        return ""
-    writer = csv.DictWriter(out, fieldnames=[field.name for field in fields(Row)])
-    writer.writeheader()
-    for row in rows:
-        writer.writerow(asdict(row))
-    return out.getvalue()
+RESULT_COLUMNS = tuple(field.name for field in fields(Row))
+
+
+def result_rows(report: Report) -> list[dict[str, Any]]:
+    """The report's results as a table (``RESULT_COLUMNS``), nothing to compute as None; the
+    admin writes it as CSV (admin/csv_export.py)."""
+    rows: list[dict[str, Any]] = report.as_json()["results"]
+    return rows
 
 
 def _value(mean: float, measure: str) -> str:

@@ -14,7 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Final
 
 from analytics.ttl_cache import MISS, TtlLru
-from rules.accounts import LABEL, ip_key, registrable_domain
+from rules.domains import LABEL, registrable_domain
+from rules.ip_ranges import ip_key
 
 Resolver = Callable[[str], Awaitable[str | None]]
 """Reverse DNS: an IP address -> its PTR host name, None when it has none; OSError when the

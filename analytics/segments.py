@@ -19,16 +19,16 @@ from collections.abc import Iterable, Mapping
 
 import redis.asyncio as redis
 
-from analytics import keys
 from analytics.intel import classify, features_of, score
 from analytics.intel.scores import scorer_for
 from analytics.revenue import Prediction, predict
 from analytics.revenue.store import ModelFollower
 from analytics.revenue.subjects import accounts_of, company_of, subject_from
+from rules import keyspace
 from rules.accounts import Account
 from rules.industry import IndustryModel, shipped_model
 from rules.redis_values import strings, text
-from rules.segments import encode_segment, segment_key
+from rules.segments import encode_segment
 from rules.targeting import Value
 
 MIN_INTERVAL_S = 1.0
@@ -100,8 +100,8 @@ class SegmentRefresher:
         self._pending.difference_update(due)
         async with self.client.pipeline(transaction=False) as pipe:
             for visitor in due:
-                pipe.hgetall(keys.profile(self.site, visitor))
-                pipe.lrange(keys.pages(self.site, visitor), 0, -1)
+                pipe.hgetall(keyspace.profile(self.site, visitor))
+                pipe.lrange(keyspace.pages(self.site, visitor), 0, -1)
             replies = await pipe.execute()
         profiles = [strings(replies[2 * index]) for index in range(len(due))]
         domains = {p["account"] for p in profiles if p.get("account")}
@@ -119,9 +119,9 @@ class SegmentRefresher:
                     profile, pages, self.industry, account, prediction, colleagues
                 )
                 pipe.set(
-                    segment_key(self.site, visitor),
+                    keyspace.segment(self.site, visitor),
                     encode_segment(fields),
-                    ex=keys.PROFILE_TTL_S,
+                    ex=keyspace.PROFILE_TTL_S,
                 )
                 self._computed[visitor] = now
             await pipe.execute()

@@ -8,15 +8,12 @@ with the indicators and reasons that drove it.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import json
 from typing import Any
 
 import redis.asyncio as redis
 
-from analytics import keys
 from analytics.intel import Features, Psychographics, Scores, classify, features_of, score
 from analytics.intel.scores import band, budget, scorer_for
 from analytics.revenue import Prediction, predict
@@ -28,6 +25,7 @@ from analytics.revenue.subjects import (
     company_of,
     subject_from,
 )
+from rules import keyspace
 from rules.accounts import Account
 from rules.industry import IndustryModel, shipped_model
 from rules.redis_values import strings, text
@@ -38,9 +36,9 @@ async def visitor_profile(
 ) -> dict[str, Any] | None:
     """Everything known about one visitor, or None for a visitor never seen."""
     async with client.pipeline(transaction=False) as pipe:
-        pipe.hgetall(keys.profile(site, visitor))
-        pipe.lrange(keys.pages(site, visitor), 0, -1)
-        pipe.lrange(keys.downloads(site, visitor), 0, -1)
+        pipe.hgetall(keyspace.profile(site, visitor))
+        pipe.lrange(keyspace.pages(site, visitor), 0, -1)
+        pipe.lrange(keyspace.downloads(site, visitor), 0, -1)
         raw, pages, downloads = await pipe.execute()
     if not raw:
         return None
@@ -153,7 +151,7 @@ async def hot_accounts(
     """Accounts by heat, hottest first, with what their visitors did and what their deal
     may be worth."""
     ranked: list[tuple[bytes, float]] = await client.zrevrange(  # type: ignore[assignment]
-        keys.hot_accounts(site), 0, limit - 1, withscores=True
+        keyspace.hot_accounts(site), 0, limit - 1, withscores=True
     )
     domains = [text(domain) for domain, _ in ranked]
     accounts = await accounts_of(client, site, set(domains))
@@ -170,9 +168,9 @@ async def account_detail(
     """One account as the hot list shows it, with its rank by heat and its latest visitors
     (the worker keeps the last 20 by time); None when it is neither listed nor seen."""
     async with client.pipeline(transaction=False) as pipe:
-        pipe.zscore(keys.hot_accounts(site), domain)
-        pipe.zrevrank(keys.hot_accounts(site), domain)
-        pipe.zrevrange(keys.account_recent(site, domain), 0, -1, withscores=True)
+        pipe.zscore(keyspace.hot_accounts(site), domain)
+        pipe.zrevrank(keyspace.hot_accounts(site), domain)
+        pipe.zrevrange(keyspace.account_recent(site, domain), 0, -1, withscores=True)
         heat, rank, recent = await pipe.execute()
     account, rollup = (await accounts_of(client, site, {domain}))[domain]
     if account is None and not rollup[0]:
@@ -221,8 +219,8 @@ async def _recent_visitors(
     ids = [text(visitor) for visitor, _ in recent]
     async with client.pipeline(transaction=False) as pipe:
         for visitor in ids:
-            pipe.hgetall(keys.profile(site, visitor))
-            pipe.lrange(keys.pages(site, visitor), 0, -1)
+            pipe.hgetall(keyspace.profile(site, visitor))
+            pipe.lrange(keyspace.pages(site, visitor), 0, -1)
         replies = await pipe.execute()
     kinds = scorer_for(industry).kinds
     found = []
@@ -255,7 +253,7 @@ async def _company(client: redis.Redis, site: str, domain: str) -> dict[str, Any
     """What an enrichment API said about the visitor's company, when it is no account."""
     if not domain:
         return None
-    stored = strings(await client.hgetall(keys.company(site, domain)))
+    stored = strings(await client.hgetall(keyspace.company(site, domain)))
     company: dict[str, Any] = {"domain": domain, **stored}
     if "employees" in company:
         company["employees"] = int(company["employees"])
@@ -276,31 +274,43 @@ def _account_json(account: Account | None) -> dict[str, Any] | None:
     return dataclasses.asdict(account) if account is not None else None
 
 
-HOT_COLUMNS = ("domain", "name", "target", "heat", "intent", "pageviews", "visitors", "last_seen")
+HOT_COLUMNS = (
+    "domain",
+    "name",
+    "target",
+    "heat",
+    "intent",
+    "pageviews",
+    "visitors",
+    "last_seen",
+    "key_pages",
+    "deal_size",
+    "close_probability",
+    "expected_value",
+)
 
 
-def hot_accounts_csv(accounts: list[dict[str, Any]]) -> str:
-    """Hot accounts as CSV, one row per account, the expected deal in the last columns."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow([*HOT_COLUMNS, "key_pages", "deal_size", "close_probability", "expected_value"])
-    for row in accounts:
-        account = row["account"] or {}
-        prediction = row["prediction"]
-        writer.writerow(
-            [
-                row["domain"],
-                account.get("name", ""),
-                account.get("target", False),
-                row["heat"],
-                row["intent"],
-                row["pageviews"],
-                row["visitors"],
-                row["last_seen"],
-                ";".join(row["key_pages"]),
-                prediction["deal_size"]["value"],
-                prediction["close_probability"]["value"],
-                prediction["expected_value"],
-            ]
+def hot_account_rows(accounts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Hot accounts as a table (``HOT_COLUMNS``), one row per account, the expected deal in
+    the last columns; the admin writes it as CSV (admin/csv_export.py)."""
+    rows = []
+    for found in accounts:
+        account = found["account"] or {}
+        prediction = found["prediction"]
+        rows.append(
+            {
+                "domain": found["domain"],
+                "name": account.get("name"),
+                "target": account.get("target", False),
+                "heat": found["heat"],
+                "intent": found["intent"],
+                "pageviews": found["pageviews"],
+                "visitors": found["visitors"],
+                "last_seen": found["last_seen"],
+                "key_pages": found["key_pages"],
+                "deal_size": prediction["deal_size"]["value"],
+                "close_probability": prediction["close_probability"]["value"],
+                "expected_value": prediction["expected_value"],
+            }
         )
-    return out.getvalue()
+    return rows

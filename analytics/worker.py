@@ -16,113 +16,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
-import socket
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 
 import redis.asyncio as redis
 import uvloop
 
-from analytics.archive import Archive
+from analytics.archive import Archive, archive_root
 from analytics.consumer import SiteConsumer, consume
-from analytics.effects import Effects
+from analytics.heartbeats import keep_beating, live_workers, worker_name
 from analytics.leases import ShardLeases
 from analytics.matching import AccountMatcher, matchers_from_config
 from analytics.revenue.store import ModelFollower
+from analytics.rules_in_force import RulesInForce
 from analytics.segments import SegmentRefresher
 from rules.config import Config
 from rules.industry import IndustryModel, load_industry_model
-from rules.problems import InvalidFileError
-from rules.publication import POLL_S, published_files
-from rules.ruleset import EMPTY, RuleSet, load_rules, rules_from_files
 
 log = logging.getLogger("refract.worker")
 
-HEARTBEAT_PATTERN = "rf:worker:*"
-_HEARTBEAT_EVERY_S = 5
-_HEARTBEAT_TTL_S = 15
 _PRUNE_EVERY_S = 3600
 _LEASE_EVERY_S = 2.0  # well inside LEASE_MS, so a live worker never loses a lease
-
-
-def worker_name() -> str:
-    """Stable across restarts, so a restarted worker takes back its own shards and entries."""
-    return os.environ.get("REFRACT_WORKER_NAME") or socket.gethostname()
-
-
-def heartbeat_key(name: str) -> str:
-    return f"rf:worker:{name}"
-
-
-def archive_root(config: Config) -> Path:
-    return config.events.archive_dir or config.server.data_dir / "archive"
-
-
-async def rules_in_force(config: Config, client: redis.Redis) -> RuleSet:
-    """The published rule set when there is one that loads, else the directory's."""
-    rules = RulesInForce(config)
-    with contextlib.suppress(redis.RedisError, OSError):
-        published = await published_files(client)
-        if published is not None:
-            with contextlib.suppress(InvalidFileError):
-                return rules_from_files(published[1], Path("redis:rf:rules"))
-    return rules.rules
-
-
-def counted_events(config: Config) -> frozenset[str]:
-    """The custom events some site's industry model reads."""
-    return frozenset().union(*(load_industry_model(site.industry).events for site in config.sites))
-
-
-class RulesInForce:
-    """The rule set outcomes are attributed with: the published one, else the directory's."""
-
-    def __init__(self, config: Config) -> None:
-        directory = config.rules.directory
-        self._rules: RuleSet = load_rules(directory) if directory is not None else EMPTY
-        self._counted = counted_events(config)
-        self._effects = Effects(self._rules, self._counted)
-
-    @property
-    def rules(self) -> RuleSet:
-        return self._rules
-
-    def effects(self) -> Effects:
-        return self._effects
-
-    async def follow(self, client: redis.Redis, stop: asyncio.Event) -> None:
-        refused = ""
-        while not stop.is_set():
-            try:
-                published = await published_files(client)
-            except (redis.RedisError, OSError):
-                published = None
-            if published is not None and published[0] not in (self._rules.version, refused):
-                try:
-                    self._rules = rules_from_files(published[1], Path("redis:rf:rules"))
-                    self._effects = Effects(self._rules, self._counted)
-                    log.info("rules %s adopted from Redis", self._rules.version)
-                except InvalidFileError as error:
-                    refused = published[0]
-                    log.error("published rules %s refused:\n%s", refused, error)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), POLL_S)
-
-
-async def _heartbeat(client: redis.Redis, name: str, stop: asyncio.Event) -> None:
-    key = heartbeat_key(name)
-    while not stop.is_set():
-        try:
-            await client.set(key, os.getpid(), ex=_HEARTBEAT_TTL_S)
-        except (redis.RedisError, OSError) as error:
-            log.warning("heartbeat failed: %r", error)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), _HEARTBEAT_EVERY_S)
-    with contextlib.suppress(redis.RedisError, OSError):
-        await client.delete(key)
 
 
 async def _prune(archive: Archive, keep_days: int, stop: asyncio.Event) -> None:
@@ -133,10 +48,6 @@ async def _prune(archive: Archive, keep_days: int, stop: asyncio.Event) -> None:
             log.info("archive: %d days past retention removed", removed)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), _PRUNE_EVERY_S)
-
-
-async def live_workers(client: redis.Redis) -> int:
-    return len([key async for key in client.scan_iter(match=HEARTBEAT_PATTERN, count=100)])
 
 
 async def consume_site(
@@ -161,7 +72,7 @@ async def consume_site(
 
     while not stop.is_set():
         try:
-            workers = await live_workers(client)
+            workers = len(await live_workers(client))
             await halt(await leases.renew())
             surplus = leases.surplus(workers)
             await halt(surplus)
@@ -220,7 +131,7 @@ async def serve(config: Config) -> None:
     sites = sorted(industries)
     name = worker_name()
     tasks = [
-        asyncio.create_task(_heartbeat(client, name, stop)),
+        asyncio.create_task(keep_beating(client, name, stop)),
         asyncio.create_task(rules.follow(client, stop)),
         asyncio.create_task(_prune(archive, config.events.archive_days, stop)),
         *(

@@ -49,11 +49,11 @@ REPOSITORY = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPOSITORY))
 
 from admin.auth import create_token  # noqa: E402
-from analytics import keys  # noqa: E402
 from analytics.consumer import SiteConsumer  # noqa: E402
 from analytics.effects import Effects, day_of  # noqa: E402
-from rules import events  # noqa: E402
-from rules.accounts import read_accounts_csv, store_accounts  # noqa: E402
+from rules import events, keyspace  # noqa: E402
+from rules.account_csv import read_accounts_csv  # noqa: E402
+from rules.account_store import store_accounts  # noqa: E402
 from rules.ruleset import load_rules  # noqa: E402
 
 SITE = "bench"
@@ -86,7 +86,7 @@ async def prefill(url: str, visitors: int) -> None:
     client = redis.Redis.from_url(url)
     accounts = read_accounts_csv(ACCOUNTS)
     await store_accounts(client, SITE, accounts)
-    stream = events.stream_key(SITE, 0)
+    stream = keyspace.stream(SITE, 0)
     now = time.time() - 3600
     made: list[events.Event] = []
     for index in range(visitors):
@@ -115,7 +115,7 @@ async def prefill(url: str, visitors: int) -> None:
     while await consumer.round():
         pass
     await client.set("rf:worker:bench", os.getpid(), ex=3600)  # a live worker, for health
-    await client.zadd(keys.hot_accounts(SITE), {WATCHED: 1_000_000})  # in the accounts view
+    await client.zadd(keyspace.hot_accounts(SITE), {WATCHED: 1_000_000})  # in the accounts view
     await client.aclose()
 
 
@@ -242,9 +242,9 @@ async def change_data(
     while not stop.is_set():
         count += 1
         async with client.pipeline(transaction=True) as pipe:
-            pipe.hincrby(keys.daily(SITE, day), "pageviews", 1)
-            pipe.zincrby(keys.hot_accounts(SITE), 1, WATCHED)
-            pipe.pfadd(keys.minute_visitors(SITE, int(time.time() // 60)), f"live-{count}")
+            pipe.hincrby(keyspace.daily(SITE, day), "pageviews", 1)
+            pipe.zincrby(keyspace.hot_accounts(SITE), 1, WATCHED)
+            pipe.pfadd(keyspace.minute_visitors(SITE, int(time.time() // 60)), f"live-{count}")
             await pipe.execute()
         changes.append((time.monotonic(), count))
         await asyncio.sleep(max(0.0, began + count / per_second - time.monotonic()))
@@ -257,8 +257,10 @@ async def bench(
 ) -> dict[str, object]:  # fmt: skip
     process = Process(admin.pid)
     client = redis.Redis.from_url(redis_url)
-    base_pageviews = int(await client.hget(keys.daily(SITE, day_of(time.time())), "pageviews") or 0)
-    base_heat = int(await client.zscore(keys.hot_accounts(SITE), WATCHED) or 0)
+    base_pageviews = int(
+        await client.hget(keyspace.daily(SITE, day_of(time.time())), "pageviews") or 0
+    )
+    base_heat = int(await client.zscore(keyspace.hot_accounts(SITE), WATCHED) or 0)
     await client.aclose()
     streams = [Stream(VIEWS[i % len(VIEWS)]) for i in range(connections)]
     stop = asyncio.Event()

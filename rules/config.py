@@ -79,6 +79,14 @@ class ServerConfig(Section):
         default=ByteSize(64 * 1024 * 1024),
         description='memory per process for rewritten pages, e.g. "64MiB"; "0" turns it off',
     )
+    segment_wait: float = Field(
+        default=0.01,
+        ge=0,
+        le=1,
+        description="seconds a page may wait, once the origin has answered, for the visitor's "
+        "segment from Redis (read while the origin works); past it the page is served without "
+        "segment targeting",
+    )
     origin_cache: ByteSize = Field(
         default=ByteSize(64 * 1024 * 1024),
         description="memory per process for origin pages kept to revalidate with "

@@ -2,9 +2,13 @@
 
 Two shapes live here. ``Batch`` is what the beacon POSTs to ``/_refract/collect`` (schema
 ``v`` 1, short keys to keep the script small); it is validated strictly, with unknown fields
-dropped. ``Event`` is what goes into a site's Redis stream, msgpack-encoded: every event has
-an id, a type, the site, visitor and session (empty when the visitor is not tracked), a time
-in seconds since the epoch and the schema version; the rest depends on the type.
+dropped. ``Event`` is what goes into a site's Redis stream, msgpack-encoded: one TypedDict
+per type (``PageViewEvent``, ``ExposureEvent``, ... ``TrackEvent``), each with an id, its type,
+the site, visitor and session (empty when the visitor is not tracked), a time in seconds since
+the epoch and the schema version, and the fields of its type. They are plain dicts (nothing
+to convert on the proxy's or the worker's hot path); ``decode`` checks an entry read from a
+stream against them (``validate``: the type, the required fields and the types of the fields
+present), so the worker can trust the shape and dead-letters what does not have it.
 
 A site's stream is split in shards by visitor (``rf:{site}:events:{shard}``); keys carry the
 site in a hash tag (``rf:{site}:...``), so a site's keys share a Redis Cluster slot and the
@@ -16,7 +20,20 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterable, Mapping
-from typing import Annotated, Any, Literal
+from typing import (
+    Annotated,
+    Any,
+    Literal,
+    NotRequired,
+    Required,
+    TypeAlias,
+    TypedDict,
+    cast,
+    get_args,
+    get_origin,
+    get_type_hints,
+    is_typeddict,
+)
 
 import mmh3
 import msgpack
@@ -29,8 +46,6 @@ EVENT_FIELD = b"e"  # the one field of a stream entry: the msgpack-encoded event
 CLOCK_SKEW_S = 24 * 3600
 _SHARD_SEED = 0x5EED  # a client clock further off than this is not believed
 
-Event = dict[str, Any]
-
 # Networks whose visitors' addresses a page view may carry (``ip``) for the worker to match an
 # organisation by: an organisation's own. Never an ISP's or a mobile carrier's (a residential
 # address is personal data, and its PTR name is the ISP's), a hosting company's (VPNs, proxies,
@@ -40,23 +55,154 @@ MATCHABLE_NETWORKS: frozenset[NetworkKind] = frozenset({"business", "education",
 # them; never in a profile, never in the archive.
 STREAM_ONLY_FIELDS = frozenset({"ip"})
 
-SERVER_TYPES = frozenset({"pageview", "exposure", "redirect"})
-BEACON_TYPES = frozenset({"engage", "scroll", "click", "outbound", "download", "form", "track"})
+
+# --- the stream's events -------------------------------------------------------------------
+
+
+class _Envelope(TypedDict):
+    """What every event has; each type adds its ``type`` (a literal) and its fields."""
+
+    id: str
+    site: str
+    visitor: str  # "" when the visitor is not tracked
+    session: str
+    time: float  # seconds since the epoch
+    schema: int  # SCHEMA_VERSION
+
+
+class NetworkFields(TypedDict):
+    """The owner of the visitor's network (rules/networks.py), never the address."""
+
+    asn: int
+    org: str
+    kind: NetworkKind
+
+
+class CompanyFields(TypedDict, total=False):
+    """An organisation an enrichment API named (analytics/matching.py): its known values."""
+
+    name: Required[str]
+    domain: Required[str]
+    industry: str
+    employees: int
+    annual_revenue: float
+    location: str
+    tech: list[str]
+
+
+class PageViewEvent(_Envelope):
+    type: Literal["pageview"]
+    url: str  # the path, no query
+    tags: list[str]
+    referrer: str
+    utm: dict[str, str]
+    status: int
+    origin_ms: float
+    device: str
+    new_session: bool
+    network: NotRequired[NetworkFields]
+    account: NotRequired[str]  # the proxy's match by IP range, or the worker's
+    ip: NotRequired[str]  # STREAM_ONLY_FIELDS: for the worker to match, then dropped
+    company: NotRequired[CompanyFields]  # added by the worker's matching
+
+
+class _AssignmentEvent(_Envelope):
+    experiment: str
+    variant: str
+    rules_version: str
+    url: str
+
+
+class ExposureEvent(_AssignmentEvent):
+    type: Literal["exposure"]
+
+
+class RedirectEvent(_AssignmentEvent):
+    type: Literal["redirect"]
+    target: str  # the path the visitor is sent to
+
+
+class _PageEvent(_Envelope):
+    url: str  # the path of the page the beacon ran on
+
+
+class EngageEvent(_PageEvent):
+    type: Literal["engage"]
+    ms: int
+
+
+class ScrollEvent(_PageEvent):
+    type: Literal["scroll"]
+    depth: int  # 25, 50, 75 or 100
+
+
+class ClickEvent(_PageEvent):
+    type: Literal["click"]
+    selector: str
+    href: str
+    metrics: list[str]  # the click metrics it matched
+
+
+class OutboundEvent(_PageEvent):
+    type: Literal["outbound"]
+    href: str
+
+
+class DownloadEvent(_PageEvent):
+    type: Literal["download"]
+    href: str
+    ext: str
+
+
+class FormEvent(_PageEvent):
+    type: Literal["form"]
+    form: str
+    action: str
+    fields: list[str]  # names, never values
+    metrics: list[str]
+    email_domain: NotRequired[str]  # only with events.email_domains
+    account: NotRequired[str]  # added by the worker's matching
+
+
+class TrackEvent(_PageEvent):
+    type: Literal["track"]
+    name: str
+    props: dict[str, str | float | bool]
+
+
+ServerEvent: TypeAlias = PageViewEvent | ExposureEvent | RedirectEvent
+BrowserEvent: TypeAlias = (
+    EngageEvent | ScrollEvent | ClickEvent | OutboundEvent | DownloadEvent | FormEvent | TrackEvent
+)
+Event: TypeAlias = ServerEvent | BrowserEvent
+EventType: TypeAlias = Literal[
+    "pageview",
+    "exposure",
+    "redirect",
+    "engage",
+    "scroll",
+    "click",
+    "outbound",
+    "download",
+    "form",
+    "track",
+]
+
+
+def _type_of(shape: type[Any]) -> str:
+    kind: str = get_args(get_type_hints(shape)["type"])[0]
+    return kind
+
+
+SERVER_TYPES = frozenset(_type_of(shape) for shape in get_args(ServerEvent))
+BEACON_TYPES = frozenset(_type_of(shape) for shape in get_args(BrowserEvent))
 TYPES = SERVER_TYPES | BEACON_TYPES
-
-
-def stream_key(site: str, shard: int) -> str:
-    return f"rf:{{{site}}}:events:{shard}"
 
 
 def shard_of(visitor: str, shards: int) -> int:
     """A visitor's events all go to one shard of the site's stream, so that the one worker
     holding that shard sees them in order (anonymous events share shard 0)."""
     return mmh3.hash(visitor, _SHARD_SEED, signed=False) % shards if visitor else 0
-
-
-def dead_letter_key(site: str) -> str:
-    return f"rf:{{{site}}}:dead"
 
 
 def new_id() -> str:
@@ -151,42 +297,63 @@ def from_beacon(
     session: str,
     now: float,
     email_domains: bool,
-) -> list[Event]:
+) -> list[BrowserEvent]:
     """Stream events for a validated batch; identity comes from cookies, never the body."""
     path = _path_only(batch.u)
-    events = []
-    for item in batch.e:
-        fields = _beacon_fields(item, email_domains)
-        event = _event(item.t, site, visitor, session, _clamp(item.ts, now), url=path)
-        event.update(fields)
-        events.append(event)
-    return events
+    return [
+        _browser_event(item, site, visitor, session, _clamp(item.ts, now), path, email_domains)
+        for item in batch.e
+    ]
 
 
-def _beacon_fields(item: AnyBeaconEvent, email: bool) -> dict[str, Any]:
+def _browser_event(
+    item: AnyBeaconEvent, site: str, visitor: str, session: str, at: float, url: str, email: bool
+) -> BrowserEvent:
+    envelope = _envelope(site, visitor, session, at)
     match item:
         case Engage():
-            return {"ms": item.ms}
+            return {**envelope, "type": "engage", "url": url, "ms": item.ms}
         case Scroll():
-            return {"depth": item.d}
+            return {**envelope, "type": "scroll", "url": url, "depth": item.d}
         case Click():
-            return {"selector": item.s, "href": _path_only(item.h), "metrics": item.m}
+            return {
+                **envelope,
+                "type": "click",
+                "url": url,
+                "selector": item.s,
+                "href": _path_only(item.h),
+                "metrics": item.m,
+            }
         case Outbound():
-            return {"href": _path_only(item.h)}
+            return {**envelope, "type": "outbound", "url": url, "href": _path_only(item.h)}
         case Download():
-            return {"href": _path_only(item.h), "ext": item.x}
+            return {
+                **envelope,
+                "type": "download",
+                "url": url,
+                "href": _path_only(item.h),
+                "ext": item.x,
+            }
         case Form():
-            fields: dict[str, Any] = {
+            form: FormEvent = {
+                "id": envelope["id"],
+                "type": "form",
+                "site": site,
+                "visitor": visitor,
+                "session": session,
+                "time": at,
+                "schema": SCHEMA_VERSION,
+                "url": url,
                 "form": item.id,
                 "action": _path_only(item.a),
                 "fields": item.f,
                 "metrics": item.m,
             }
             if email and item.dom:
-                fields["email_domain"] = item.dom
-            return fields
+                form["email_domain"] = item.dom
+            return form
         case Track():
-            return {"name": item.n, "props": dict(item.p)}
+            return {**envelope, "type": "track", "url": url, "name": item.n, "props": dict(item.p)}
 
 
 def _clamp(client_ms: int, now: float) -> float:
@@ -205,16 +372,31 @@ def _path_only(url: str) -> str:
 # --- events the proxy records itself ------------------------------------------------------
 
 
-def _event(kind: str, site: str, visitor: str, session: str, at: float, **fields: Any) -> Event:
+def event_of(kind: str, site: str, visitor: str, session: str, at: float, **fields: Any) -> Event:
+    """An event of any type from its fields, checked as a stream entry is (``validate``): for
+    tests and tools; the proxy builds its events with the typed constructors."""
+    return validate(
+        {
+            "id": new_id(),
+            "type": kind,
+            "site": site,
+            "visitor": visitor,
+            "session": session,
+            "time": at,
+            "schema": SCHEMA_VERSION,
+            **fields,
+        }
+    )
+
+
+def _envelope(site: str, visitor: str, session: str, at: float) -> _Envelope:
     return {
         "id": new_id(),
-        "type": kind,
         "site": site,
         "visitor": visitor,
         "session": session,
         "time": at,
         "schema": SCHEMA_VERSION,
-        **fields,
     }
 
 
@@ -234,32 +416,34 @@ def pageview(
     network: Network | None = None,
     account: str = "",
     ip: str = "",
-) -> Event:
+) -> PageViewEvent:
     """A page served; ``network`` is who owns the visitor's address, ``account`` the domain of
     the target account that address belongs to, and ``ip`` the address itself, only when the
     worker may match it (``MATCHABLE_NETWORKS``, docs/events.md) and for the stream alone."""
-    return _event(
-        "pageview",
-        site,
-        visitor,
-        session,
-        time.time(),
-        url=url,
-        tags=sorted(tags),
-        referrer=_path_only(referrer),
-        utm=dict(utm),
-        status=status,
-        origin_ms=round(origin_ms, 2),
-        device=device,
-        new_session=new_session,
-        **({"network": _network_fields(network)} if network is not None else {}),
-        **({"account": account} if account else {}),
-        **({"ip": ip} if ip else {}),
-    )
-
-
-def _network_fields(network: Network) -> dict[str, Any]:
-    return {"asn": network.asn, "org": network.org, "kind": network.kind}
+    event: PageViewEvent = {
+        "id": new_id(),
+        "type": "pageview",
+        "site": site,
+        "visitor": visitor,
+        "session": session,
+        "time": time.time(),
+        "schema": SCHEMA_VERSION,
+        "url": url,
+        "tags": sorted(tags),
+        "referrer": _path_only(referrer),
+        "utm": dict(utm),
+        "status": status,
+        "origin_ms": round(origin_ms, 2),
+        "device": device,
+        "new_session": new_session,
+    }
+    if network is not None:
+        event["network"] = {"asn": network.asn, "org": network.org, "kind": network.kind}
+    if account:
+        event["account"] = account
+    if ip:
+        event["ip"] = ip
+    return event
 
 
 def exposure(
@@ -271,18 +455,16 @@ def exposure(
     variant: str,
     rules_version: str,
     url: str,
-) -> Event:
-    return _event(
-        "exposure",
-        site,
-        visitor,
-        session,
-        time.time(),
-        experiment=experiment,
-        variant=variant,
-        rules_version=rules_version,
-        url=url,
-    )
+) -> ExposureEvent:
+    """An assignment counted on a page actually served."""
+    return {
+        **_envelope(site, visitor, session, time.time()),
+        "type": "exposure",
+        "experiment": experiment,
+        "variant": variant,
+        "rules_version": rules_version,
+        "url": url,
+    }
 
 
 def redirect(
@@ -295,24 +477,20 @@ def redirect(
     rules_version: str,
     url: str,
     target: str,
-) -> Event:
+) -> RedirectEvent:
     """A split-URL test sending the visitor elsewhere (the exposure is recorded too)."""
-    event = exposure(
-        site,
-        visitor,
-        session,
-        experiment=experiment,
-        variant=variant,
-        rules_version=rules_version,
-        url=url,
-    )
-    event.update(type="redirect", target=_path_only(target))
-    return event
+    return {
+        **_envelope(site, visitor, session, time.time()),
+        "type": "redirect",
+        "experiment": experiment,
+        "variant": variant,
+        "rules_version": rules_version,
+        "url": url,
+        "target": _path_only(target),
+    }
 
 
 # --- the stream's encoding ----------------------------------------------------------------
-
-_REQUIRED = (("id", str), ("type", str), ("site", str), ("visitor", str), ("session", str))
 
 
 def encode(event: Event) -> bytes:
@@ -325,15 +503,64 @@ def decode(data: bytes) -> Event:
         event = msgpack.unpackb(data, raw=False)
     except (ValueError, msgpack.UnpackException) as error:
         raise InvalidEvent(f"not msgpack: {error}") from None
-    if not isinstance(event, dict):
+    return validate(event)
+
+
+# A field's check: its name, the Python types its value may have (as msgpack or JSON decode
+# it), what to call them in a reason, and whether the field must be there.
+_Check = tuple[str, tuple[type, ...], str, bool]
+_ABSENT = object()
+
+
+def validate(data: object) -> Event:
+    """``data`` as an Event if it has the shape of its type (the TypedDicts above): a known
+    type, this schema version, every required field, and the fields present of the right
+    Python types (one level deep: a list is a list); else InvalidEvent with the reason."""
+    if not isinstance(data, dict):
         raise InvalidEvent("not a map")
-    for name, kind in _REQUIRED:
-        if not isinstance(event.get(name), kind):
-            raise InvalidEvent(f"{name}: missing or not a {kind.__name__}")
-    if not isinstance(event.get("time"), int | float):
-        raise InvalidEvent("time: missing or not a number")
-    if event["type"] not in TYPES:
-        raise InvalidEvent(f"type: unknown type {event['type']!r}")
-    if event.get("schema") != SCHEMA_VERSION:
-        raise InvalidEvent(f"schema: version {event.get('schema')!r} is not {SCHEMA_VERSION}")
-    return event
+    kind = data.get("type")
+    if not isinstance(kind, str):
+        raise InvalidEvent("type: missing or not a str")
+    checks = _CHECKS.get(kind)
+    if checks is None:
+        raise InvalidEvent(f"type: unknown type {kind!r}")
+    for name, types, what, required in checks:
+        value = data.get(name, _ABSENT)
+        if value is _ABSENT:
+            if required:
+                raise InvalidEvent(f"{name}: missing or not {what}")
+        elif not isinstance(value, types):
+            raise InvalidEvent(f"{name}: missing or not {what}")
+    if data.get("schema") != SCHEMA_VERSION:
+        raise InvalidEvent(f"schema: version {data.get('schema')!r} is not {SCHEMA_VERSION}")
+    return cast(Event, data)
+
+
+def _checks(shape: type[Any]) -> tuple[_Check, ...]:
+    """The checks of one event type, read from its TypedDict."""
+    found = []
+    for name, hint in get_type_hints(shape, include_extras=True).items():
+        required = get_origin(hint) is not NotRequired
+        if not required:
+            (hint,) = get_args(hint)
+        if name not in ("type", "schema"):  # checked apart
+            found.append((name, *_runtime_types(hint), required))
+    return tuple(found)
+
+
+def _runtime_types(hint: Any) -> tuple[tuple[type, ...], str]:
+    if hint is float:
+        return (int, float), "a number"
+    if hint in (str, int, bool):
+        return (hint,), {str: "a str", int: "an int", bool: "a bool"}[hint]
+    origin = get_origin(hint)
+    if origin is list:
+        return (list,), "a list"
+    if origin is dict or is_typeddict(hint):
+        return (dict,), "a map"
+    raise TypeError(f"no runtime check for {hint!r}")  # a new field's type: add it here
+
+
+_CHECKS: dict[str, tuple[_Check, ...]] = {
+    _type_of(shape): _checks(shape) for shape in (*get_args(ServerEvent), *get_args(BrowserEvent))
+}

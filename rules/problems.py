@@ -31,6 +31,16 @@ class Problem:
         return f"{text}\n    hint: {self.hint}" if self.hint else text
 
 
+class FieldError(ValueError):
+    """A value that cannot be accepted, with a hint on how to write it instead; the reader of
+    the file it came from adds where it is (a ``Problem``)."""
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
 class InvalidFileError(Exception):
     """A file could not be accepted; nothing of it was applied."""
 

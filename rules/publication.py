@@ -14,26 +14,27 @@ import json
 import redis.asyncio as redis
 from redis.typing import EncodableT, FieldT
 
-RULES_KEY = "rf:rules"
+from rules import keyspace
+
 POLL_S = 1.0
 
 
 async def publish(client: redis.Redis, version: str, files: dict[str, bytes]) -> None:
-    await client.hset(RULES_KEY, mapping=publication(version, files))
+    await client.hset(keyspace.RULES, mapping=publication(version, files))
 
 
 def publication(version: str, files: dict[str, bytes]) -> dict[FieldT, EncodableT]:
-    """The fields of ``RULES_KEY`` that publish ``files`` (for a caller's own transaction)."""
+    """The fields of ``keyspace.RULES`` that publish ``files`` (for a caller's own transaction)."""
     document = json.dumps({name: data.decode("utf-8") for name, data in files.items()})
     return {"version": version, "files": document}
 
 
 async def published_version(client: redis.Redis) -> str | None:
-    return _text(await client.hget(RULES_KEY, "version"))
+    return _text(await client.hget(keyspace.RULES, "version"))
 
 
 async def published_files(client: redis.Redis) -> tuple[str, dict[str, bytes]] | None:
-    version, document = await client.hmget(RULES_KEY, ["version", "files"])
+    version, document = await client.hmget(keyspace.RULES, ["version", "files"])
     version, document = _text(version), _text(document)
     if version is None or document is None:
         return None

@@ -18,10 +18,6 @@ from rules.targeting import Value
 SEGMENT_PREFIXES = ("segment.", "account.", "visitor.sessions", "visitor.tags_seen")
 
 
-def segment_key(site: str, visitor: str) -> str:
-    return f"rf:{{{site}}}:seg:{visitor}"
-
-
 def encode_segment(fields: Mapping[str, tuple[Value, float]]) -> bytes:
     packed: bytes = msgpack.packb(
         {name: [value, confidence] for name, (value, confidence) in fields.items()},

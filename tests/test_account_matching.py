@@ -16,15 +16,15 @@ import redis.asyncio as redis
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from analytics import keys
 from analytics.archive import Archive
 from analytics.consumer import SiteConsumer
 from analytics.effects import Effects
 from analytics.enrichment import HttpEnrichmentProvider
 from analytics.matching import AccountMatcher, matchers_from_config
 from analytics.reverse_dns import system_resolver
-from rules import events
-from rules.accounts import read_accounts_csv, store_accounts
+from rules import events, keyspace
+from rules.account_csv import read_accounts_csv
+from rules.account_store import store_accounts
 from rules.config import Config
 from rules.networks import NetworkTable, table_path
 from rules.ruleset import load_rules
@@ -126,7 +126,7 @@ def form(email_domain: str) -> events.Event:
 
 async def send(connection: redis.Redis, *items: events.Event) -> None:
     for item in items:
-        stream = events.stream_key(SITE, events.shard_of(item["visitor"], SHARDS))
+        stream = keyspace.stream(SITE, events.shard_of(item["visitor"], SHARDS))
         await connection.xadd(stream, {events.EVENT_FIELD: events.encode(item)})
 
 
@@ -174,14 +174,14 @@ async def match(
 
 
 async def profile(connection: redis.Redis) -> dict[str, str]:
-    raw: Any = await connection.hgetall(keys.profile(SITE, VISITOR))
+    raw: Any = await connection.hgetall(keyspace.profile(SITE, VISITOR))
     return {name.decode(): value.decode() for name, value in raw.items()}
 
 
 async def counters(connection: redis.Redis) -> dict[str, int]:
     """The matching counters, summed over days."""
     found: dict[str, int] = {}
-    async for key in connection.scan_iter(match=keys.matching(SITE, "*")):
+    async for key in connection.scan_iter(match=keyspace.matching(SITE, "*")):
         values: Any = await connection.hgetall(key)
         for name, value in values.items():
             found[name.decode()] = found.get(name.decode(), 0) + int(value)
@@ -189,7 +189,7 @@ async def counters(connection: redis.Redis) -> dict[str, int]:
 
 
 async def hot(connection: redis.Redis) -> list[tuple[bytes, float]]:
-    ranked: Any = await connection.zrange(keys.hot_accounts(SITE), 0, -1, withscores=True)
+    ranked: Any = await connection.zrange(keyspace.hot_accounts(SITE), 0, -1, withscores=True)
     return [(domain, float(heat)) for domain, heat in ranked]
 
 
@@ -227,9 +227,9 @@ async def test_reverse_dns_matches_the_account_and_rolls_up(
 ) -> None:
     await match(client, rules_dir, view("198.18.0.10", tags=("pricing",)))
     assert (await profile(client))["account"] == "helioforge.io"
-    rollup = await client.hgetall(keys.account(SITE, "helioforge.io"))
+    rollup = await client.hgetall(keyspace.account_rollup(SITE, "helioforge.io"))
     assert (rollup[b"pageviews"], rollup[b"tag:pricing"]) == (b"1", b"1")
-    assert await client.pfcount(keys.account_visitors(SITE, "helioforge.io")) == 1
+    assert await client.pfcount(keyspace.account_visitors(SITE, "helioforge.io")) == 1
     assert await hot(client) == [(b"helioforge.io", 5.0)]  # pricing's heat
     assert (await counters(client))["reverse_dns"] == 1
     assert await stored_outside_streams(client, "198.18.0.10") == []  # never kept
@@ -270,7 +270,7 @@ async def test_a_matched_visitor_keeps_the_account_from_other_networks(
     await match(client, rules_dir, view("198.18.0.10"), view(), matching=matching)
     await match(client, rules_dir, view(tags=("demo_request",)), matching=matching)
     assert (await profile(client))["account"] == "helioforge.io"
-    rollup = await client.hgetall(keys.account(SITE, "helioforge.io"))
+    rollup = await client.hgetall(keyspace.account_rollup(SITE, "helioforge.io"))
     assert rollup[b"pageviews"] == b"3"
     assert await hot(client) == [(b"helioforge.io", 1.0 + 1.0 + 10.0)]
     assert (await counters(client))["reverse_dns"] == 1  # looked up once, then kept
@@ -284,7 +284,7 @@ async def test_an_ip_range_match_of_the_proxy_wins_for_its_page_view(
     await match(client, rules_dir, view("198.18.0.10"), view(account="quillon.ai"), view())
     assert (await profile(client))["account"] == "quillon.ai"
     views = {
-        domain: int((await client.hget(keys.account(SITE, domain), "pageviews")) or 0)
+        domain: int((await client.hget(keyspace.account_rollup(SITE, domain), "pageviews")) or 0)
         for domain in ("helioforge.io", "quillon.ai")
     }
     assert views == {"helioforge.io": 1, "quillon.ai": 2}
@@ -329,10 +329,10 @@ async def test_a_reverse_dns_failure_is_counted_and_the_batch_applied(
     else:
         assert counted["reverse_dns_failed"] == (1 if failure == "error" else 2)
     pending = await client.xpending(
-        events.stream_key(SITE, events.shard_of(VISITOR, SHARDS)), "analytics"
+        keyspace.stream(SITE, events.shard_of(VISITOR, SHARDS)), "analytics"
     )
     assert pending["pending"] == 0  # acknowledged: nothing waits for a retry
-    assert await client.xlen(events.dead_letter_key(SITE)) == 0
+    assert await client.xlen(keyspace.dead_letters(SITE)) == 0
 
 
 # --- e-mail domains -----------------------------------------------------------------------
@@ -345,7 +345,7 @@ async def test_a_forms_email_domain_matches_the_account(
 ) -> None:
     await match(client, rules_dir, view(), form("helioforge.io"), view(tags=("pricing",)))
     assert (await profile(client))["account"] == "helioforge.io"
-    rollup = await client.hgetall(keys.account(SITE, "helioforge.io"))
+    rollup = await client.hgetall(keyspace.account_rollup(SITE, "helioforge.io"))
     assert (rollup[b"forms"], rollup[b"pageviews"]) == (b"1", b"1")  # the page after the form
     assert await hot(client) == [(b"helioforge.io", 10.0 + 5.0)]
     assert (await counters(client))["email"] == 1
@@ -369,7 +369,7 @@ async def test_an_enriched_company_goes_on_the_profile(
         "company_industry": "Manufacturing",
         "company_employees": "850",
     }
-    firmographics = await client.hgetall(keys.company(SITE, "globex-example.com"))
+    firmographics = await client.hgetall(keyspace.company(SITE, "globex-example.com"))
     assert firmographics[b"name"] == b"Globex"
     assert firmographics[b"location"] == b"Springfield, US"
     assert json.loads(firmographics[b"tech"]) == ["SAP", "Salesforce"]
@@ -410,7 +410,7 @@ async def test_enrichment_down_applies_the_batch_and_counts_the_failure(
     assert (seen["pageviews"], seen["tag:pricing"]) == ("2", "1")
     assert not any(name.startswith("company") or name == "account" for name in seen)
     assert (await counters(client))["enrichment_failed"] == 1
-    assert await client.xlen(events.dead_letter_key(SITE)) == 0
+    assert await client.xlen(keyspace.dead_letters(SITE)) == 0
 
 
 # --- exactly once, the archive --------------------------------------------------------------
@@ -432,15 +432,15 @@ async def test_a_redelivered_batch_doubles_nothing(
     before = {
         key: await client.hgetall(key)
         for key in (
-            keys.profile(SITE, VISITOR),
-            keys.profile(SITE, "f" * 32),
-            keys.account(SITE, "helioforge.io"),
-            keys.company(SITE, "globex-example.com"),
+            keyspace.profile(SITE, VISITOR),
+            keyspace.profile(SITE, "f" * 32),
+            keyspace.account_rollup(SITE, "helioforge.io"),
+            keyspace.company(SITE, "globex-example.com"),
         )
     }
     heat = await hot(client)
     for shard in range(SHARDS):  # as after a crash between applying and acknowledging
-        stream = events.stream_key(SITE, shard)
+        stream = keyspace.stream(SITE, shard)
         entries: Any = await client.xrange(stream)
         if entries:
             await consumer(client, rules_dir, matching, shard).process(entries)
@@ -609,7 +609,7 @@ async def test_reverse_dns_needs_accounts_and_an_ip_range_match_needs_no_address
     site = "test"
     outside["visitor"] = "e" * 32  # a visitor of their own, not yet matched
     await connection.xadd(
-        events.stream_key(site, events.shard_of(outside["visitor"], SHARDS)),
+        keyspace.stream(site, events.shard_of(outside["visitor"], SHARDS)),
         {events.EVENT_FIELD: events.encode(outside)},
     )
     effects = Effects(load_rules(rules_dir))
@@ -621,6 +621,6 @@ async def test_reverse_dns_needs_accounts_and_an_ip_range_match_needs_no_address
         await worker.ensure_group()
         while await worker.round():
             pass
-    account = await connection.hget(keys.profile(site, "e" * 32), "account")
+    account = await connection.hget(keyspace.profile(site, "e" * 32), "account")
     await connection.aclose()
     assert account == b"quillon.ai"  # edge.quillon.ai

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
+import logging
 import random
 import time
 import uuid
@@ -15,20 +17,23 @@ import redis.asyncio as redis
 
 from analytics.reverse_dns import Resolver, reverse_dns_domain, system_resolver
 from analytics.ttl_cache import TtlLru
-from rules.accounts import (
-    Account,
-    AccountIndex,
-    FieldError,
+from rules import keyspace
+from rules.account_csv import read_accounts_csv
+from rules.account_index import AccountIndex
+from rules.account_store import (
     accounts_version,
-    is_free_mail,
     load_accounts,
     load_accounts_versioned,
-    normalise_domain,
-    read_accounts_csv,
-    registrable_domain,
     store_accounts,
 )
-from rules.problems import InvalidFileError
+from rules.accounts import Account
+from rules.domains import (
+    is_free_mail,
+    is_public_suffix,
+    normalise_domain,
+    registrable_domain,
+)
+from rules.problems import FieldError, InvalidFileError
 
 SAMPLE = Path(__file__).parent / "data" / "accounts-sample.csv"
 DnsCache = TtlLru[tuple[Resolver, str], str | None]
@@ -239,7 +244,11 @@ def test_domains_are_normalised(text: str, domain: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["", "acme", "acme..com", "-acme.com", "acme_corp.com", "com.au", "192.0.2.1"]
+    "text",
+    [
+        *("", "acme", "acme..com", "-acme.com", "acme_corp.com", "com.au", "192.0.2.1"),
+        *("github.io", "foo.kawasaki.jp", "x.ck", "xn--55qx5d.cn"),  # public suffixes
+    ],
 )
 def test_non_domains_are_refused(text: str) -> None:
     with pytest.raises(FieldError):
@@ -482,6 +491,23 @@ async def test_duplicate_domains_are_refused(client: redis.Redis, site: str) -> 
     assert await accounts_version(client, site) == 0
 
 
+async def test_a_stored_account_no_longer_valid_is_skipped_not_fatal(
+    client: redis.Redis, site: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A domain stored before the Public Suffix List named it a suffix keeps the rest of the
+    list loading (proxies and workers would otherwise follow no list at all)."""
+    acme = Account("acme-example.com", "Acme")
+    await store_accounts(client, site, [acme])
+    await client.sadd(keyspace.crm_accounts(site), "github.io")
+    await client.hset(
+        keyspace.crm_account(site, "github.io"), mapping={"domain": "github.io", "name": "GitHub"}
+    )
+    with caplog.at_level(logging.WARNING, logger="rules.account_store"):
+        assert await load_accounts_versioned(client, site) == (1, [acme])
+    assert "'github.io'" in caplog.text
+    assert "public suffix" in caplog.text
+
+
 # --- reverse DNS --------------------------------------------------------------------------
 
 PTR = {
@@ -542,10 +568,96 @@ async def test_reverse_dns_domain(ip: str, domain: str | None) -> None:
         ("co.uk", None),
         ("localhost", None),
         ("ACME.COM.", "acme.com"),
+        # where the Public Suffix List knows better than a two-label rule could
+        ("example.co.uk", "example.co.uk"),
+        ("foo.github.io", "foo.github.io"),  # github.io hands out names: each is its owner's
+        ("a.b.example.com.au", "example.com.au"),
+        ("x.acme.kyoto.jp", "acme.kyoto.jp"),  # was kyoto.jp
+        ("x.acme.bc.ca", "acme.bc.ca"),  # was bc.ca
+        ("mail.acme.gv.at", "acme.gv.at"),  # was gv.at
+        ("foo.bar.pvt.k12.ma.us", "bar.pvt.k12.ma.us"),  # was ma.us
+        ("www.acme.uk.com", "acme.uk.com"),  # was uk.com
+        ("shop.myshopify.com", "shop.myshopify.com"),  # was myshopify.com
+        ("bucket.s3.amazonaws.com", "bucket.s3.amazonaws.com"),  # was s3.amazonaws.com
+        ("x.acme.city.kawasaki.jp", "city.kawasaki.jp"),  # an exception to *.kawasaki.jp
+        ("x.acme.ck", "x.acme.ck"),  # under the wildcard *.ck
+        ("amazonaws.com", "amazonaws.com"),  # Amazon's own domain (was a "suffix")
+        ("x.acme.internal", "acme.internal"),  # a TLD the list does not know
+        # case, trailing dots, internationalised names (answers in punycode)
+        ("Mail.Acme.Co.UK.", "acme.co.uk"),
+        ("acme.com..", "acme.com"),
+        ("  acme.com  ", "acme.com"),
+        ("www.Bücher.de", "xn--bcher-kva.de"),
+        ("xn--bcher-kva.de", "xn--bcher-kva.de"),
+        ("a.b.公司.cn", "b.xn--55qx5d.cn"),
+        ("公司.cn", None),
+        ("xn--55qx5d.cn", None),
+        ("_dmarc.acme.com", "acme.com"),
     ],
 )
 def test_registrable_domain(host: str, domain: str | None) -> None:
     assert registrable_domain(host) == domain
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        "",
+        " ",
+        ".",
+        "..",
+        "com",
+        "a..b.com",
+        ".acme.com",
+        "192.0.2.1",
+        "192.0.2.1.",
+        "::1",
+        "2001:db8::1",
+        "[2001:db8::1]",
+        "10.0.0.0/8",
+        "not a host name",
+        "acme.com/path",
+        "user@acme.com",
+        "acme.com:443",
+        "a" * 64 + ".com",
+        ("a" * 60 + ".") * 5 + "com",
+        "\u00ad.com",
+        "\x00.com",
+        "\ud800.com",
+        "☃",
+        "1.2.3.4.5",
+    ],
+)
+def test_garbage_is_no_registrable_domain_and_no_crash(garbage: str) -> None:
+    assert registrable_domain(garbage) is None
+    assert is_public_suffix(garbage) in (True, False)
+    assert is_free_mail(garbage) is False
+    with contextlib.suppress(FieldError):  # a URL or an address is still a company's domain
+        assert normalise_domain(garbage) == "acme.com"
+
+
+@pytest.mark.parametrize(
+    ("domain", "public"),
+    [
+        ("com", True),
+        ("co.uk", True),
+        ("CO.UK.", True),
+        ("github.io", True),
+        ("herokuapp.com", True),
+        ("kawasaki.jp", True),
+        ("foo.kawasaki.jp", True),  # *.kawasaki.jp
+        ("city.kawasaki.jp", False),  # !city.kawasaki.jp
+        ("localhost", True),
+        ("xn--55qx5d.cn", True),
+        ("公司.cn", True),
+        ("acme.com", False),
+        ("acme.co.uk", False),
+        ("amazonaws.com", False),
+        ("", False),
+    ],
+)
+def test_public_suffixes(domain: str, public: bool) -> None:
+    assert is_public_suffix(domain) is public
 
 
 async def test_the_system_resolver_resolves_localhost() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from analytics.stats.data import parse
+from rules import keyspace
 
 FIELDS = {
     "2026-05-28|control|all|n": 10.0,
@@ -46,3 +47,17 @@ def test_an_experiment_without_data_has_empty_arrays() -> None:
     data = parse({}, ("control", "bold"), ("demo",))
     assert data.days == ()
     assert data.visitors["n"].shape == (0, 2, 0)
+
+
+def test_aggregate_fields_are_built_and_parsed_by_the_keyspace() -> None:
+    visitors = keyspace.exposure_field("2026-05-28", "bold", "all", keyspace.ExposureStat.VERIFIED)
+    assert visitors == "2026-05-28|bold|all|n_js"
+    outcome = keyspace.outcome_field(
+        "2026-05-28", "bold", "device=mobile", "demo", keyspace.OutcomeStat.REVENUE_SQUARES
+    )
+    assert outcome == "2026-05-28|bold|device=mobile|demo|rev2"
+    assert keyspace.parse_aggregate_field(outcome) == keyspace.AggregateField(
+        "2026-05-28", "bold", "device=mobile", "demo", "rev2"
+    )
+    assert keyspace.parse_aggregate_field("no|such") is None
+    assert all(keyspace.parse_aggregate_field(name) for name in FIELDS)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -14,7 +15,7 @@ import pytest
 import redis.asyncio as redis
 
 from admin.embedded_redis import EmbeddedRedis
-from analytics import keys
+from analytics import heartbeats
 from analytics.archive import Archive
 from analytics.consumer import SiteConsumer
 from analytics.effects import Effects
@@ -22,7 +23,7 @@ from analytics.leases import ShardLeases
 from analytics.rebuild import WorkerRunningError, rebuild
 from analytics.segments import SegmentRefresher
 from analytics.worker import consume_site
-from rules import events
+from rules import events, keyspace
 from rules.assignment import bucket
 from rules.ruleset import load_rules
 from tests.conftest import clean_redis
@@ -30,7 +31,7 @@ from tests.conftest import clean_redis
 REPOSITORY = Path(__file__).resolve().parents[1]
 SITE = "t"
 SHARDS = 4
-STREAMS = [events.stream_key(SITE, shard) for shard in range(SHARDS)]
+STREAMS = [keyspace.stream(SITE, shard) for shard in range(SHARDS)]
 DAY = 86400.0
 T0 = 1_780_000_000.0  # 2026-05-28 20:26:40 UTC
 RULES = """
@@ -116,14 +117,14 @@ def exposure(visitor: str, variant: str, at: float) -> events.Event:
 
 
 def stream_of(visitor: str) -> str:
-    return events.stream_key(SITE, events.shard_of(visitor, SHARDS))
+    return keyspace.stream(SITE, events.shard_of(visitor, SHARDS))
 
 
 async def send(client: redis.Redis, *items: events.Event | bytes) -> None:
     """Into the visitor's shard, as the proxy writes them (raw entries into shard 0)."""
     for item in items:
         if isinstance(item, bytes):
-            await client.xadd(events.stream_key(SITE, 0), {events.EVENT_FIELD: item})
+            await client.xadd(keyspace.stream(SITE, 0), {events.EVENT_FIELD: item})
         else:
             await client.xadd(stream_of(item["visitor"]), {events.EVENT_FIELD: events.encode(item)})
 
@@ -144,7 +145,7 @@ async def drain(
 
 
 async def aggregates(client: redis.Redis) -> dict[str, float]:
-    raw = await client.hgetall(keys.aggregates(SITE, "hero"))
+    raw = await client.hgetall(keyspace.aggregates(SITE, "hero"))
     return {name.decode(): float(value) for name, value in raw.items()}
 
 
@@ -156,12 +157,12 @@ async def test_pageviews_build_the_visitor_profile(client: redis.Redis, rules_di
         pageview("v1", T0 + DAY, "/", new_session=True),
     )
     await drain(client, rules_dir)
-    profile = await client.hgetall(keys.profile(SITE, "v1"))
+    profile = await client.hgetall(keyspace.profile(SITE, "v1"))
     assert profile[b"pageviews"] == b"3"
     assert profile[b"sessions"] == b"2"
     assert float(profile[b"first_seen"]) == T0
     assert float(profile[b"last_seen"]) == T0 + DAY
-    assert await client.lrange(keys.pages(SITE, "v1"), 0, -1) == [b"/", b"/pricing", b"/"]
+    assert await client.lrange(keyspace.pages(SITE, "v1"), 0, -1) == [b"/", b"/pricing", b"/"]
 
 
 async def test_the_profile_keeps_the_visitor_network_owner(
@@ -171,7 +172,7 @@ async def test_the_profile_keeps_the_visitor_network_owner(
     view["network"] = {"asn": 14340, "org": "Salesforce.com, Inc.", "kind": "business"}
     await send(client, view)
     await drain(client, rules_dir)
-    profile = await client.hgetall(keys.profile(SITE, "v1"))
+    profile = await client.hgetall(keyspace.profile(SITE, "v1"))
     assert (profile[b"org"], profile[b"org_kind"], profile[b"asn"]) == (
         b"Salesforce.com, Inc.",
         b"business",
@@ -230,7 +231,7 @@ async def test_repeated_conversions_count_one_converter_and_their_revenue(
 
 
 def engaged(visitor: str, at: float) -> events.Event:
-    return events._event("engage", SITE, visitor, "s" + visitor, at, url="/", ms=1500)
+    return events.event_of("engage", SITE, visitor, "s" + visitor, at, url="/", ms=1500)
 
 
 @pytest.mark.parametrize(
@@ -298,11 +299,16 @@ async def test_a_redelivered_event_changes_nothing(client: redis.Redis, rules_di
 async def test_custom_events_convert_with_the_value_they_report(
     client: redis.Redis, rules_dir: Path
 ) -> None:
-    track = events._event("track", SITE, "v1", "sv1", T0 + 5, url="/", name="signup",
+    track = events.event_of("track", SITE, "v1", "sv1", T0 + 5, url="/", name="signup",
                           props={"value": 42.5})  # fmt: skip
     await send(client, exposure("v1", "bold", T0), track)
     await drain(client, rules_dir)
     assert (await aggregates(client))["2026-05-28|bold|all|signup|rev"] == 42.5
+
+
+odd_click = events.event_of(
+    "click", SITE, "v2", "sv2", T0, url="/", selector="a", href="/", metrics=[["not", "a", "key"]]
+)
 
 
 @pytest.mark.parametrize(
@@ -311,7 +317,10 @@ async def test_custom_events_convert_with_the_value_they_report(
         (b"\xc1not msgpack", "not msgpack"),
         (events.encode({"id": "x"}), "type: missing"),
         (events.encode({**exposure("v1", "bold", T0), "schema": 99}), "schema: version 99"),
-        (events.encode({**pageview("v2", T0), "tags": 5}), "effects: TypeError"),
+        (events.encode({**pageview("v2", T0), "tags": 5}), "tags: missing or not a list"),
+        (events.encode({**exposure("v2", "bold", T0), "experiment": None}), "experiment: missing"),
+        (events.encode({**pageview("v2", T0), "type": "click"}), "selector: missing"),
+        (events.encode(odd_click), "effects: TypeError"),  # a valid shape, odd content
     ],
 )
 async def test_poison_entries_go_to_the_dead_letter_stream_with_the_reason(
@@ -319,10 +328,31 @@ async def test_poison_entries_go_to_the_dead_letter_stream_with_the_reason(
 ) -> None:
     await send(client, entry, pageview("v1", T0))
     await drain(client, rules_dir)
-    [(_, fields)] = await client.xrange(events.dead_letter_key(SITE))
+    [(_, fields)] = await client.xrange(keyspace.dead_letters(SITE))
     assert reason in fields[b"reason"].decode()
     assert fields[b"data"] == entry
-    assert (await client.hgetall(keys.profile(SITE, "v1")))[b"pageviews"] == b"1"
+    assert (await client.hgetall(keyspace.profile(SITE, "v1")))[b"pageviews"] == b"1"
+
+
+def test_apply_lua_takes_the_field_schema_from_the_keyspace() -> None:
+    """The separators and statistics' names live in rules/keyspace.py; the script gets them
+    as generated constants, and spells none of them itself."""
+    script = (REPOSITORY / "analytics" / "apply.lua").read_text()
+    code = "\n".join(line.split("--", 1)[0] for line in script.splitlines())
+    quoted = set(re.findall(r"'([^']*)'", code))
+    names = {
+        *keyspace.EXPOSURE_STATS,
+        *keyspace.OUTCOME_STATS,
+        *(stat.value for stat in keyspace.VisitorOutcome),
+    }
+    assert not quoted & names
+    assert not any(keyspace.FIELD_SEPARATOR in text for text in quoted)
+    assert "\\t" not in code  # the record's separator
+    constants = keyspace.lua_constants()
+    used = re.findall(r"\b(?:[A-Z]+_)?SEP\b|\b(?:EXPOSURE|OUTCOME|VISITOR)_[A-Z_]+\b", code)
+    assert used
+    for name in used:
+        assert f"local {name} = " in constants
 
 
 async def test_entries_a_dead_consumer_left_pending_are_reclaimed(
@@ -331,13 +361,15 @@ async def test_entries_a_dead_consumer_left_pending_are_reclaimed(
     await send(client, exposure("v1", "bold", T0))
     crashed = consumer(client, rules_dir, "crashed", shard=events.shard_of("v1", SHARDS))
     await crashed.ensure_group()
-    await client.xreadgroup(keys.GROUP, "crashed", {stream_of("v1"): ">"})  # never acked
+    await client.xreadgroup(
+        keyspace.CONSUMER_GROUP, "crashed", {stream_of("v1"): ">"}
+    )  # never acked
     survivor = consumer(client, rules_dir, "survivor", shard=events.shard_of("v1", SHARDS))
     survivor.claim_idle_ms = 0
     while await survivor.round():
         pass
     assert (await aggregates(client))["2026-05-28|bold|all|n"] == 1
-    assert (await client.xpending(stream_of("v1"), keys.GROUP))["pending"] == 0
+    assert (await client.xpending(stream_of("v1"), keyspace.CONSUMER_GROUP))["pending"] == 0
 
 
 async def test_two_workers_share_the_shards_and_apply_each_event_once(
@@ -346,7 +378,7 @@ async def test_two_workers_share_the_shards_and_apply_each_event_once(
     sent, expected = crash_input()
     await send(client, *sent)
     for name in ("w1", "w2"):
-        await client.set(f"rf:worker:{name}", "alive")  # each sees two live workers
+        await heartbeats.beat(client, name)  # each sees two live workers
     stop = asyncio.Event()
     leases = [ShardLeases(client, SITE, SHARDS, name) for name in ("w1", "w2")]
     workers = [
@@ -429,8 +461,9 @@ async def stopped(process: asyncio.subprocess.Process) -> None:
 async def worker_pid(client: redis.Redis) -> int:
     """The worker process's pid, from its heartbeat."""
     for _ in range(200):
-        if found := await client.get("rf:worker:crash-test"):
-            return int(found)
+        if found := await heartbeats.live_workers(client):
+            assert found[0].pid is not None
+            return found[0].pid
         await asyncio.sleep(0.05)
     raise AssertionError("no worker heartbeat")
 
@@ -452,7 +485,7 @@ async def settled(client: redis.Redis, total: int, timeout_s: float = 60) -> Non
 
 async def pending(client: redis.Redis) -> int:
     counts = [
-        (await client.xpending(stream, keys.GROUP))["pending"]
+        (await client.xpending(stream, keyspace.CONSUMER_GROUP))["pending"]
         for stream in STREAMS
         if await client.exists(stream) and await client.xinfo_groups(stream)
     ]
@@ -515,22 +548,34 @@ async def test_rebuild_from_the_archive_gives_the_same_aggregates_and_profiles(
     async def state() -> tuple[Any, ...]:
         return (
             await aggregates(client),
-            await client.hgetall(keys.profile(SITE, "v1")),
-            await client.hgetall(keys.account(SITE, "acme.com")),
-            await client.zrange(keys.hot_accounts(SITE), 0, -1, withscores=True),
+            await client.hgetall(keyspace.profile(SITE, "v1")),
+            await client.hgetall(keyspace.account_rollup(SITE, "acme.com")),
+            await client.zrange(keyspace.hot_accounts(SITE), 0, -1, withscores=True),
         )
 
     before = await state()
-    await client.hset(keys.aggregates(SITE, "hero"), "2026-05-28|bold|all|n", 99)  # corrupted
+    await client.hset(keyspace.aggregates(SITE, "hero"), "2026-05-28|bold|all|n", 99)  # corrupted
     effects = Effects(load_rules(rules_dir))
     assert await rebuild(client, SITE, archive, lambda: effects) == 4
     assert await state() == before  # nothing doubled, the account roll-up included
 
 
+async def test_rebuild_skips_an_archived_entry_that_is_not_an_event(
+    client: redis.Redis, rules_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    archive = Archive(tmp_path / "archive")
+    not_a_page_view = {**pageview("v2", T0), "tags": "home"}  # written by some other tool
+    archive.append([pageview("v1", T0), not_a_page_view])  # type: ignore[list-item]
+    effects = Effects(load_rules(rules_dir))
+    assert await rebuild(client, SITE, archive, lambda: effects) == 1
+    assert "tags: missing or not a list" in caplog.text
+    assert not await client.exists(keyspace.profile(SITE, "v2"))
+
+
 async def test_rebuild_refuses_while_a_worker_runs(
     client: redis.Redis, rules_dir: Path, tmp_path: Path
 ) -> None:
-    await client.set("rf:worker:host:1", "alive")
+    await heartbeats.beat(client, "host:1")
     effects = Effects(load_rules(rules_dir))
     with pytest.raises(WorkerRunningError):
         await rebuild(client, SITE, Archive(tmp_path), lambda: effects)
@@ -579,7 +624,7 @@ async def test_the_profile_keeps_entry_exit_bounces_dwell_and_competitor_researc
     client: redis.Redis, tmp_path: Path
 ) -> None:
     (tmp_path / "rules.toml").write_text(BEHAVIOUR_RULES)
-    engage = events._event("engage", SITE, "v1", "sv1", T0 + 30, url="/pricing", ms=4000)
+    engage = events.event_of("engage", SITE, "v1", "sv1", T0 + 30, url="/pricing", ms=4000)
     compared = pageview("v1", T0 + DAY, "/blog", new_session=True)
     compared["utm"] = {"term": "globex alternative"}
     await send(
@@ -591,8 +636,21 @@ async def test_the_profile_keeps_entry_exit_bounces_dwell_and_competitor_researc
         pageview("v1", T0 + 2 * DAY, "/", new_session=True),
     )
     await drain(client, tmp_path)
-    profile = await client.hgetall(keys.profile(SITE, "v1"))
+    profile = await client.hgetall(keyspace.profile(SITE, "v1"))
     assert (profile[b"entry_page"], profile[b"exit_page"]) == (b"/", b"/")
     assert profile[b"bounces"] == b"1"
     assert profile[b"dwell_ms:pricing"] == b"4000"
     assert profile[b"competitor:globex"] == b"1"
+
+
+async def test_a_worker_is_live_only_while_its_heartbeat_is_fresh(client: redis.Redis) -> None:
+    await heartbeats.beat(client, "stale", now=1_000.0)
+    await heartbeats.beat(client, "fresh", now=1_010.0)
+    live = await heartbeats.live_workers(client, now=1_000.0 + keyspace.HEARTBEAT_TTL_S + 1)
+    assert [worker.name for worker in live] == ["fresh"]
+
+
+async def test_a_worker_that_leaves_is_not_live(client: redis.Redis) -> None:
+    await heartbeats.beat(client, "w1")
+    await heartbeats.leave(client, "w1")
+    assert await heartbeats.live_workers(client) == []

@@ -25,9 +25,9 @@ from datetime import date
 from pathlib import Path
 from typing import Final
 
-from rules.accounts import FieldError, normalise_domain
 from rules.csv_rows import column_name, numbered_rows
-from rules.problems import InvalidFileError, Problem
+from rules.domains import normalise_domain
+from rules.problems import FieldError, InvalidFileError, Problem
 
 COLUMNS: Final = ("account_domain", "visitor_id", "outcome", "amount", "created", "closed")
 _WON: Final = frozenset({"won", "closed won", "closed-won", "win"})

@@ -20,46 +20,35 @@ import redis.asyncio as redis
 from redis.exceptions import RedisError
 
 from analytics.revenue.predict import RevenueModel
+from rules import keyspace
 from rules.redis_values import text
 
 log = logging.getLogger(__name__)
 FOLLOW_INTERVAL_S = 5.0
 
 
-def model_key(site: str, version: str) -> str:
-    return f"rf:{{{site}}}:model:revenue:{version}"
-
-
-def versions_key(site: str) -> str:
-    return f"rf:{{{site}}}:model:revenue:versions"
-
-
-def current_key(site: str) -> str:
-    return f"rf:{{{site}}}:model:revenue:current"
-
-
 async def store_model(client: redis.Redis, site: str, model: RevenueModel) -> None:
     """Keep the model and make it the current one, in one transaction."""
     async with client.pipeline(transaction=True) as pipe:
-        pipe.set(model_key(site, model.version), json.dumps(model.to_json()))
-        pipe.zadd(versions_key(site), {model.version: model.trained_at})
-        pipe.set(current_key(site), model.version)
+        pipe.set(keyspace.revenue_model(site, model.version), json.dumps(model.to_json()))
+        pipe.zadd(keyspace.revenue_model_versions(site), {model.version: model.trained_at})
+        pipe.set(keyspace.revenue_model_current(site), model.version)
         await pipe.execute()
 
 
 async def use_version(client: redis.Redis, site: str, version: str) -> bool:
     """Make a stored version current again (a rollback); False if it is not stored."""
-    if not await client.exists(model_key(site, version)):
+    if not await client.exists(keyspace.revenue_model(site, version)):
         return False
-    await client.set(current_key(site), version)
+    await client.set(keyspace.revenue_model_current(site), version)
     return True
 
 
 async def current_model(client: redis.Redis, site: str) -> RevenueModel | None:
-    version = await client.get(current_key(site))
+    version = await client.get(keyspace.revenue_model_current(site))
     if not version:
         return None
-    data = await client.get(model_key(site, text(version)))
+    data = await client.get(keyspace.revenue_model(site, text(version)))
     return RevenueModel.from_json(json.loads(data)) if data else None
 
 
@@ -81,9 +70,9 @@ class ModelFollower:
             return self.model
         self._checked = now
         try:
-            version = await self.client.get(current_key(self.site))
+            version = await self.client.get(keyspace.revenue_model_current(self.site))
             if version is not None and version != self._version:
-                data = await self.client.get(model_key(self.site, text(version)))
+                data = await self.client.get(keyspace.revenue_model(self.site, text(version)))
                 if data:
                     self.model = RevenueModel.from_json(json.loads(data))
                 self._version = version

@@ -11,11 +11,12 @@ from collections.abc import Mapping, Sequence
 
 import redis.asyncio as redis
 
-from analytics import keys
 from analytics.intel import features_of, score
 from analytics.intel.scores import scorer_for
 from analytics.revenue.inputs import Subject
-from rules.accounts import Account, account_from_hash, account_key
+from rules import keyspace
+from rules.account_store import account_from_hash
+from rules.accounts import Account
 from rules.industry import IndustryModel
 from rules.redis_values import strings, text
 
@@ -67,9 +68,9 @@ async def accounts_of(
     ordered = sorted(domains)
     async with client.pipeline(transaction=False) as pipe:
         for domain in ordered:
-            pipe.hgetall(account_key(site, domain))
-            pipe.hgetall(keys.account(site, domain))
-            pipe.pfcount(keys.account_visitors(site, domain))
+            pipe.hgetall(keyspace.crm_account(site, domain))
+            pipe.hgetall(keyspace.account_rollup(site, domain))
+            pipe.pfcount(keyspace.account_visitors(site, domain))
         replies = await pipe.execute()
     return {
         domain: (
@@ -93,8 +94,8 @@ async def visitor_subject(
 ) -> tuple[Subject, bool]:
     """The visitor's subject (their account's when matched), and whether they were seen."""
     async with client.pipeline(transaction=False) as pipe:
-        pipe.hgetall(keys.profile(site, visitor))
-        pipe.lrange(keys.pages(site, visitor), 0, -1)
+        pipe.hgetall(keyspace.profile(site, visitor))
+        pipe.lrange(keyspace.pages(site, visitor), 0, -1)
         raw, pages = await pipe.execute()
     profile = strings(raw)
     if domain := profile.get("account"):

@@ -1,10 +1,10 @@
 """An experiment's aggregates, read from Redis into arrays the statistics work on.
 
 The worker keeps fields ``day|variant|segment|stat`` (visitors) and
-``day|variant|segment|metric|stat`` (outcomes) in ``rf:{site}:agg:{experiment}``
-(analytics/keys.py). Here they become dense arrays indexed ``[day, variant, segment]`` and
-``[day, variant, segment, metric]``, days in order, so that cumulative figures are a cumsum
-along the first axis.
+``day|variant|segment|metric|stat`` (outcomes) in ``rf:{site}:agg:{experiment}``, named and
+parsed by rules/keyspace.py. Here they become dense arrays indexed ``[day, variant, segment]``
+and ``[day, variant, segment, metric]``, days in order, so that cumulative figures are a
+cumsum along the first axis.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ import numpy as np
 import redis.asyncio as redis
 from numpy.typing import NDArray
 
-from analytics import keys
+from rules import keyspace
 
 Array = NDArray[np.float64]
-VISITOR_STATS = ("n", "n_js", "y", "y2")
-OUTCOME_STATS = ("count", "count2", "count_y", "conv", "conv_y", "rev", "rev2", "rev_y")
+VISITOR_STATS = keyspace.EXPOSURE_STATS
+OUTCOME_STATS = keyspace.OUTCOME_STATS
 
 
 @dataclass(frozen=True)
@@ -63,12 +63,13 @@ def parse(
     Variants or metrics that have no field yet are present with zeros; fields of variants or
     metrics the rules no longer name are left out.
     """
-    days: set[str] = set()
-    segments: set[str] = set()
-    for name in fields:
-        day, _, segment, *_ = name.split("|")
-        days.add(day)
-        segments.add(segment)
+    parsed = [
+        (field, value)
+        for name, value in fields.items()
+        if (field := keyspace.parse_aggregate_field(name)) is not None
+    ]
+    days = {field.day for field, _ in parsed}
+    segments = {field.segment for field, _ in parsed}
     day_list = sorted(days)
     segment_list = sorted(segments, key=lambda s: (s != "all", s))  # "all" first
     shape = (len(day_list), len(variants), len(segment_list))
@@ -78,15 +79,14 @@ def parse(
     variant_at = {variant: index for index, variant in enumerate(variants)}
     segment_at = {segment: index for index, segment in enumerate(segment_list)}
     metric_at = {metric: index for index, metric in enumerate(metrics)}
-    for name, value in fields.items():
-        parts = name.split("|")
-        if parts[1] not in variant_at:
+    for field, value in parsed:
+        if field.variant not in variant_at:
             continue
-        where = (day_at[parts[0]], variant_at[parts[1]], segment_at[parts[2]])
-        if len(parts) == 4 and parts[3] in visitors:
-            visitors[parts[3]][where] = value
-        elif len(parts) == 5 and parts[3] in metric_at and parts[4] in outcomes:
-            outcomes[parts[4]][(*where, metric_at[parts[3]])] = value
+        where = (day_at[field.day], variant_at[field.variant], segment_at[field.segment])
+        if not field.metric and field.stat in visitors:
+            visitors[field.stat][where] = value
+        elif field.metric in metric_at and field.stat in outcomes:
+            outcomes[field.stat][(*where, metric_at[field.metric])] = value
     return ExperimentData(
         tuple(day_list), variants, tuple(segment_list), metrics, visitors, outcomes
     )
@@ -99,6 +99,6 @@ async def load(
     variants: tuple[str, ...],
     metrics: tuple[str, ...],
 ) -> ExperimentData:
-    raw: dict[bytes, bytes] = await client.hgetall(keys.aggregates(site, experiment))  # type: ignore[assignment]
+    raw: dict[bytes, bytes] = await client.hgetall(keyspace.aggregates(site, experiment))  # type: ignore[assignment]
     fields = {name.decode(): float(value) for name, value in raw.items()}
     return parse(fields, variants, metrics)

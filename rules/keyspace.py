@@ -1,0 +1,384 @@
+"""Every name Refract stores in Redis, with its type and lifetime: the one home of the keyspace.
+
+No other module spells a key. A site's keys carry the site in a hash tag (``rf:{site}:...``),
+so that all of them share one Redis Cluster slot and the worker's multi-key scripts run there;
+keys shared by every site (the published rules, the admin's users and sessions, worker
+heartbeats) live outside any site.
+
+Per site:
+
+| key | type | holds | lifetime |
+|---|---|---|---|
+| `rf:{site}:events:{shard}` | stream | one shard of the site's events | `events.retention_days` |
+| `rf:{site}:dead` | stream | entries the worker could not apply, with the reason | until read |
+| `rf:{site}:lease:{shard}` | string | the worker consuming that shard | 10 s, renewed |
+| `rf:{site}:done:{hour}` | hash | ids of events already applied (exactly-once) | `DONE_TTL_S` |
+| `rf:{site}:p:{visitor}` | hash | the visitor's profile | `PROFILE_TTL_S` after the last event |
+| `rf:{site}:pages:{visitor}` | list | the visitor's last 50 page paths | as the profile |
+| `rf:{site}:dl:{visitor}` | list | the visitor's last 20 downloaded file paths | as the profile |
+| `rf:{site}:x:{visitor}` | hash | first exposures, per-metric outcomes | `EXPOSURE_TTL_S` |
+| `rf:{site}:agg:{experiment}` | hash | sufficient statistics (fields below) | until a rebuild |
+| `rf:{site}:seg:{visitor}` | string | the segment the proxy reads (msgpack) | as the profile |
+| `rf:{site}:acct:{domain}` | hash | an account's page views, tags, last seen | as profiles |
+| `rf:{site}:acct:{domain}:visitors` | HyperLogLog | its distinct visitors | as profiles |
+| `rf:{site}:acct:{domain}:recent` | sorted set | its 20 latest visitors by time | as profiles |
+| `rf:{site}:hot` | sorted set | accounts by heat (their visitors' buying signals) | as profiles |
+| `rf:{site}:company:{domain}` | hash | an enriched company's firmographics | as profiles |
+| `rf:{site}:matching:{day}` | hash | counters of analytics/matching.py | `DAILY_TTL_S` |
+| `rf:{site}:daily:{day}` | hash | a day's site counters: events by type | `DAILY_TTL_S` |
+| `rf:{site}:uv:{day}` | HyperLogLog | distinct visitors of a day | `DAILY_TTL_S` |
+| `rf:{site}:uvm:{minute}` | HyperLogLog | visitors with a page view that minute | `MINUTE_TTL_S` |
+| `rf:{site}:account:{domain}` | hash | one CRM account's fields | until replaced |
+| `rf:{site}:accounts` | set | the domains of all CRM accounts | until replaced |
+| `rf:{site}:accounts:version` | string | counter, incremented by every account import | forever |
+| `rf:{site}:model:revenue:{version}` | string | a revenue model as JSON (rollbacks) | forever |
+| `rf:{site}:model:revenue:versions` | sorted set | models by training time | forever |
+| `rf:{site}:model:revenue:current` | string | the revenue model in use | forever |
+
+Shared:
+
+| key | type | holds | lifetime |
+|---|---|---|---|
+| `rf:rules` | hash | the published rule set: version and files (rules/publication.py) | forever |
+| `rf:workers` | sorted set | workers by the time of their last heartbeat | pruned when stale |
+| `rf:worker:{name}` | string | a live worker's pid | `HEARTBEAT_TTL_S`, renewed |
+| `rf:admin:user:{name}` | hash | an admin user: role, argon2 hash | forever |
+| `rf:admin:session:{sha256}` | hash | a signed-in session | the session's lifetime |
+| `rf:admin:token:{sha256}` | hash | an API token: name, role, scope | until revoked |
+| `rf:admin:tokens` | hash | token ids to their digests | forever |
+| `rf:admin:audit` | stream | the audit log (admin/audit.py) | capped |
+
+An experiment's aggregates hash has one field per (day of first exposure, variant, segment,
+[metric,] statistic): ``day|variant|segment|stat`` for exposure counts and
+``day|variant|segment|metric|stat`` for outcomes, built and parsed only by the functions at
+the end of this module. The worker's Lua script (analytics/apply.lua) gets the prefixes from
+Python and appends the statistics' names, which, with the separators, it reads from Lua
+constants generated from the same definitions (``lua_constants``) when it is loaded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Final
+
+# --- lifetimes ----------------------------------------------------------------------------
+
+DONE_TTL_S: Final = 48 * 3600
+PROFILE_TTL_S: Final = 400 * 86400
+EXPOSURE_TTL_S: Final = 120 * 86400  # longer than any metric window (at most 90 days)
+DAILY_TTL_S: Final = 400 * 86400
+MINUTE_TTL_S: Final = 600  # per-minute visitor sketches: "visitors now" reads the last five
+HEARTBEAT_TTL_S: Final = 15
+ACCOUNT_RECENT_VISITORS: Final = 20
+CONSUMER_GROUP: Final = "analytics"
+
+
+def _site(site: str, *parts: object) -> str:
+    return ":".join((f"rf:{{{site}}}", *(str(part) for part in parts)))
+
+
+# --- events -------------------------------------------------------------------------------
+
+
+def stream(site: str, shard: int) -> str:
+    return _site(site, "events", shard)
+
+
+def dead_letters(site: str) -> str:
+    return _site(site, "dead")
+
+
+def lease(site: str, shard: int) -> str:
+    return _site(site, "lease", shard)
+
+
+def done(site: str, hour: int) -> str:
+    return _site(site, "done", hour)
+
+
+# --- visitors -----------------------------------------------------------------------------
+
+
+def profile(site: str, visitor: str) -> str:
+    return _site(site, "p", visitor)
+
+
+def pages(site: str, visitor: str) -> str:
+    return _site(site, "pages", visitor)
+
+
+def downloads(site: str, visitor: str) -> str:
+    return _site(site, "dl", visitor)
+
+
+def exposures(site: str, visitor: str) -> str:
+    return _site(site, "x", visitor)
+
+
+def segment(site: str, visitor: str) -> str:
+    return _site(site, "seg", visitor)
+
+
+# --- experiments and site counters --------------------------------------------------------
+
+
+def aggregates(site: str, experiment: str) -> str:
+    return _site(site, "agg", experiment)
+
+
+def daily(site: str, day: str) -> str:
+    return _site(site, "daily", day)
+
+
+def unique_visitors(site: str, day: str) -> str:
+    return _site(site, "uv", day)
+
+
+def minute_visitors(site: str, minute: int) -> str:
+    return _site(site, "uvm", minute)
+
+
+def matching(site: str, day: str) -> str:
+    return _site(site, "matching", day)
+
+
+# --- accounts and companies ---------------------------------------------------------------
+
+
+def account_rollup(site: str, domain: str) -> str:
+    """What the worker saw of an account's visitors (not the CRM's fields: ``crm_account``)."""
+    return _site(site, "acct", domain)
+
+
+def account_visitors(site: str, domain: str) -> str:
+    return _site(site, "acct", domain, "visitors")
+
+
+def account_recent(site: str, domain: str) -> str:
+    return _site(site, "acct", domain, "recent")
+
+
+def hot_accounts(site: str) -> str:
+    return _site(site, "hot")
+
+
+def company(site: str, domain: str) -> str:
+    return _site(site, "company", domain)
+
+
+def crm_account(site: str, domain: str) -> str:
+    return _site(site, "account", domain)
+
+
+def crm_accounts(site: str) -> str:
+    return _site(site, "accounts")
+
+
+def crm_accounts_version(site: str) -> str:
+    return _site(site, "accounts", "version")
+
+
+# --- models -------------------------------------------------------------------------------
+
+
+def revenue_model(site: str, version: str) -> str:
+    return _site(site, "model", "revenue", version)
+
+
+def revenue_model_versions(site: str) -> str:
+    return _site(site, "model", "revenue", "versions")
+
+
+def revenue_model_current(site: str) -> str:
+    return _site(site, "model", "revenue", "current")
+
+
+# Everything the worker derives from events, which `refract rebuild` clears before replaying
+# the archive: exactly-once markers, profiles, exposures, aggregates, counters, account
+# roll-ups and enriched companies (the archived events carry their matches). Not the imported
+# account list, the models, the rules, nor segments (kept until the next events refresh them).
+def worker_key_patterns(site: str) -> tuple[str, ...]:
+    kinds = ("done", "p", "pages", "dl", "x", "agg", "daily", "uv", "uvm", "acct", "company")
+    return tuple(_site(site, kind, "*") for kind in kinds)
+
+
+def worker_single_keys(site: str) -> tuple[str, ...]:
+    return (hot_accounts(site),)
+
+
+# --- shared by every site -----------------------------------------------------------------
+
+RULES: Final = "rf:rules"
+WORKERS: Final = "rf:workers"
+ADMIN_TOKENS: Final = "rf:admin:tokens"
+ADMIN_AUDIT: Final = "rf:admin:audit"
+
+
+def worker(name: str) -> str:
+    return f"rf:worker:{name}"
+
+
+def admin_user(name: str) -> str:
+    return f"rf:admin:user:{name}"
+
+
+def admin_users_pattern() -> str:
+    return admin_user("*")
+
+
+def admin_session(digest: str) -> str:
+    return f"rf:admin:session:{digest}"
+
+
+def admin_token(digest: str) -> str:
+    return f"rf:admin:token:{digest}"
+
+
+# --- fields of an experiment's aggregates and of a visitor's exposures ---------------------
+#
+# ``rf:{site}:agg:{experiment}`` has one field per (day of first exposure, variant, segment,
+# [metric,] statistic): ``day|variant|segment|stat`` (``ExposureStat``) and
+# ``day|variant|segment|metric|stat`` (``OutcomeStat``). ``rf:{site}:x:{visitor}`` has a
+# visitor's first exposure to each experiment under the experiment's key (a record: variant,
+# time, day, covariate and segments, tab-separated, the segments comma-separated), and their
+# totals per (experiment, metric): ``experiment|metric|c`` and ``experiment|metric|r``
+# (``VisitorOutcome``). Python builds the prefixes (below); apply.lua appends the statistics
+# and reads the records with the constants ``lua_constants()`` generates from these same
+# definitions, prepended to the script when it is loaded.
+
+FIELD_SEPARATOR: Final = "|"
+RECORD_SEPARATOR: Final = "\t"  # between the parts of a first-exposure record
+LIST_SEPARATOR: Final = ","  # between the segments of a first-exposure record
+
+
+class ExposureStat(StrEnum):
+    """Sufficient statistics of one (day, variant, segment) cell of first exposures."""
+
+    VISITORS = "n"
+    VERIFIED = "n_js"  # of them, those whose browser ran the beacon
+    COVARIATE = "y"  # sum of the covariate (pages seen before the exposure, for CUPED)
+    COVARIATE_SQUARES = "y2"
+
+
+class OutcomeStat(StrEnum):
+    """Sufficient statistics of one metric in one (day, variant, segment) cell."""
+
+    COUNT = "count"  # conversions
+    COUNT_SQUARES = "count2"  # sum of squares of per-visitor conversions
+    COUNT_COVARIATE = "count_y"
+    CONVERTED = "conv"  # converting visitors
+    CONVERTED_COVARIATE = "conv_y"
+    REVENUE = "rev"  # per-visitor revenue, capped at the metric's cap
+    REVENUE_SQUARES = "rev2"
+    REVENUE_COVARIATE = "rev_y"
+
+
+class VisitorOutcome(StrEnum):
+    """A visitor's totals of one metric since their first exposure to one experiment."""
+
+    COUNT = "c"
+    REVENUE = "r"
+
+
+EXPOSURE_STATS: Final = tuple(stat.value for stat in ExposureStat)
+OUTCOME_STATS: Final = tuple(stat.value for stat in OutcomeStat)
+
+
+@dataclass(frozen=True, slots=True)
+class AggregateField:
+    """One parsed field of an aggregates hash; ``metric`` is empty for exposure counts."""
+
+    day: str
+    variant: str
+    segment: str
+    metric: str
+    stat: str
+
+
+def exposure_prefix(day: str, variant: str, segment: str) -> str:
+    """The start of every field of one (day, variant, segment) cell, ending in the separator:
+    ``exposure_prefix(...) + stat`` is an exposure field (apply.lua appends the stat)."""
+    return FIELD_SEPARATOR.join((day, variant, segment)) + FIELD_SEPARATOR
+
+
+def outcome_prefix(exposure_prefix: str, metric: str) -> str:
+    """The start of every field of one metric in a cell: ``outcome_prefix(...) + stat``."""
+    return exposure_prefix + metric + FIELD_SEPARATOR
+
+
+def exposure_field(day: str, variant: str, segment: str, stat: ExposureStat) -> str:
+    return exposure_prefix(day, variant, segment) + stat.value
+
+
+def outcome_field(day: str, variant: str, segment: str, metric: str, stat: OutcomeStat) -> str:
+    return outcome_prefix(exposure_prefix(day, variant, segment), metric) + stat.value
+
+
+def parse_aggregate_field(name: str) -> AggregateField | None:
+    """A field's parts, or None for a name of another shape (never written by the worker)."""
+    parts = name.split(FIELD_SEPARATOR)
+    if len(parts) == 4:
+        day, variant, segment_name, stat = parts
+        return AggregateField(day, variant, segment_name, "", stat)
+    if len(parts) == 5:
+        day, variant, segment_name, metric, stat = parts
+        return AggregateField(day, variant, segment_name, metric, stat)
+    return None
+
+
+def visitor_outcome_prefix(experiment: str, metric: str) -> str:
+    """The start of a visitor's totals of one metric for one experiment, in their exposures
+    hash: ``visitor_outcome_prefix(...) + VisitorOutcome.COUNT``."""
+    return experiment + FIELD_SEPARATOR + metric + FIELD_SEPARATOR
+
+
+def is_first_exposure_field(name: str | bytes) -> bool:
+    """Whether a field of a visitor's exposures hash is a first exposure (an experiment's key),
+    not one of the per-metric totals."""
+    if isinstance(name, bytes):
+        return _FIELD_SEPARATOR_BYTES not in name
+    return FIELD_SEPARATOR not in name
+
+
+_FIELD_SEPARATOR_BYTES: Final = FIELD_SEPARATOR.encode()
+
+
+def first_exposure_record(
+    variant: str, at: float, day: str, covariate: float, segments: tuple[str, ...]
+) -> str:
+    """A visitor's first exposure as their exposures hash keeps it (apply.lua reads it too)."""
+    return RECORD_SEPARATOR.join(
+        (variant, repr(at), day, repr(covariate), LIST_SEPARATOR.join(segments))
+    )
+
+
+def parse_first_exposure_record(
+    record: str,
+) -> tuple[str, float, str, float, tuple[str, ...]]:
+    """(variant, time, day, covariate, segments) of a record; ValueError when it is none."""
+    variant, at, day, covariate, segments = record.split(RECORD_SEPARATOR)
+    return variant, float(at), day, float(covariate), tuple(segments.split(LIST_SEPARATOR))
+
+
+def lua_constants() -> str:
+    """The definitions above as Lua locals, prepended to apply.lua when it is loaded:
+    ``SEP``, ``RECORD_SEP``, ``LIST_SEP``, ``EXPOSURE_<NAME>``, ``OUTCOME_<NAME>`` and
+    ``VISITOR_<NAME>`` (e.g. ``EXPOSURE_VISITORS = 'n'``)."""
+    constants = {"SEP": FIELD_SEPARATOR, "RECORD_SEP": RECORD_SEPARATOR, "LIST_SEP": LIST_SEPARATOR}
+    for prefix, stats in (
+        ("EXPOSURE", ExposureStat),
+        ("OUTCOME", OutcomeStat),
+        ("VISITOR", VisitorOutcome),
+    ):
+        constants |= {f"{prefix}_{stat.name}": stat.value for stat in stats}
+    lines = [f"local {name} = {_lua_string(value)}" for name, value in constants.items()]
+    return "-- generated from rules/keyspace.py\n" + "\n".join(lines) + "\n"
+
+
+def _lua_string(value: str) -> str:
+    """A Lua string literal: printable ASCII as is, anything else as a decimal escape."""
+    safe = (
+        char if " " <= char <= "~" and char not in "'\\" else f"\\{ord(char):03d}" for char in value
+    )
+    return "'" + "".join(safe) + "'"
