@@ -10,8 +10,8 @@ import time
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from proxy.handler import EXCHANGE, Exchange
-from proxy.state import ProxyState
+from proxy.app_keys import STATE_KEY
+from proxy.call import EXCHANGE, Exchange
 
 access_logger = logging.getLogger("refract.access")
 
@@ -37,8 +37,8 @@ class JsonAccessLogger(AbstractAccessLogger):
         elapsed_s = time.perf_counter() - exchange.started if exchange else time_s
         exchange = exchange or Exchange(kind="local")
         ip_mode = "truncated"
-        if isinstance(request, web.Request) and ProxyState.KEY in request.app:
-            ip_mode = request.app[ProxyState.KEY].current.config.privacy.ip_in_logs
+        if isinstance(request, web.Request) and STATE_KEY in request.app:
+            ip_mode = request.app[STATE_KEY].current.config.privacy.ip_in_logs
         record = {
             "ts": round(time.time(), 3),
             "method": request.method,

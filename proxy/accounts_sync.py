@@ -15,14 +15,11 @@ from collections.abc import AsyncIterator
 import redis.asyncio as redis
 from aiohttp import web
 
+from proxy.app_keys import ACCOUNTS_KEY, REDIS_KEY, STATE_KEY
 from proxy.background import stop
-from proxy.local import REDIS_KEY
-from proxy.state import ProxyState
-from rules.accounts import POLL_S, AccountIndex, FollowedIndex
+from rules.account_store import POLL_S, FollowedIndex
 
 log = logging.getLogger("refract.proxy")
-
-ACCOUNTS_KEY = web.AppKey("refract.accounts", dict[str, AccountIndex])
 
 
 async def follow_accounts(app: web.Application) -> AsyncIterator[None]:
@@ -39,7 +36,7 @@ async def follow_accounts(app: web.Application) -> AsyncIterator[None]:
 async def _follow(app: web.Application, client: redis.Redis) -> None:
     followed: dict[str, FollowedIndex] = {}
     while True:
-        for site in app[ProxyState.KEY].current.router.sites:
+        for site in app[STATE_KEY].current.router.sites:
             accounts = followed.setdefault(site.key, FollowedIndex(site.key))
             try:
                 if not await accounts.refresh(client):

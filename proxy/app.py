@@ -12,9 +12,10 @@ import redis.asyncio as redis
 from aiohttp import web
 
 from proxy import local
-from proxy.accounts_sync import ACCOUNTS_KEY, follow_accounts
+from proxy.accounts_sync import follow_accounts
+from proxy.app_keys import ACCOUNTS_KEY, EVENT_LOG_KEY, REDIS_KEY, STARTED_KEY, STATE_KEY
 from proxy.collect import collect
-from proxy.event_log import EVENT_LOG_KEY, EventLog, write_events
+from proxy.event_log import EventLog, write_events
 from proxy.handler import proxy_request
 from proxy.rules_sync import follow_published_rules, publish_own_rules
 from proxy.state import ProxyState, StateHolder
@@ -29,11 +30,11 @@ _REDIS_CONNECT_TIMEOUT_S = 1.0
 def build_app(config: Config) -> web.Application:
     # Size limits are enforced while streaming (server.max_request_body), not by buffering.
     app = web.Application(client_max_size=config.server.max_request_body)
-    app[ProxyState.KEY] = StateHolder(ProxyState.from_config(config))
+    app[STATE_KEY] = StateHolder(ProxyState.from_config(config))
     app[EVENT_LOG_KEY] = EventLog(
         config.events.buffer, config.events.retention_days, config.events.shards
     )
-    app[local.STARTED_KEY] = time.monotonic()
+    app[STARTED_KEY] = time.monotonic()
     app[ACCOUNTS_KEY] = {}
     app.router.add_post(f"{config.server.prefix}collect", collect)
     local.add_routes(app, config.server.prefix)
@@ -47,12 +48,12 @@ def build_app(config: Config) -> web.Application:
 
 
 async def _redis_client(app: web.Application) -> AsyncIterator[None]:
-    config = app[ProxyState.KEY].current.config
+    config = app[STATE_KEY].current.config
     if config.redis.url:
         client = redis.Redis.from_url(
             config.redis.url, socket_connect_timeout=_REDIS_CONNECT_TIMEOUT_S
         )
-        app[local.REDIS_KEY] = client
+        app[REDIS_KEY] = client
         yield
         await client.aclose()
     else:
@@ -60,7 +61,7 @@ async def _redis_client(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _close_sites(app: web.Application) -> None:
-    await app[ProxyState.KEY].current.router.close()
+    await app[STATE_KEY].current.router.close()
 
 
 def _needs_restart(old: Config, new: Config) -> list[str]:
@@ -78,7 +79,7 @@ def _needs_restart(old: Config, new: Config) -> list[str]:
 
 async def reload(app: web.Application, config_path: Path, grace_s: float) -> bool:
     """Apply a changed config.toml; on any error keep the one in force and say why."""
-    holder = app[ProxyState.KEY]
+    holder = app[STATE_KEY]
     try:
         config = load_config(config_path)
         state = ProxyState.from_config(config)
@@ -89,7 +90,7 @@ async def reload(app: web.Application, config_path: Path, grace_s: float) -> boo
     for name in _needs_restart(previous.config, config):
         log.warning("%s changed: it takes effect when Refract restarts", name)
     holder.current = state
-    if (client := app.get(local.REDIS_KEY)) is not None:
+    if (client := app.get(REDIS_KEY)) is not None:
         await publish_own_rules(holder, client)  # every process and node follows within 1 s
     log.info("configuration reloaded from %s", config_path, extra={"rules": state.rules.version})
     # Requests already under way still use the old origin pools; close them afterwards.

@@ -14,8 +14,7 @@ import time
 from aiohttp import web
 
 from proxy import metrics
-from proxy.event_log import EVENT_LOG_KEY
-from proxy.state import ProxyState
+from proxy.app_keys import EVENT_LOG_KEY, STATE_KEY
 from rules.events import InvalidEvent, from_beacon, parse_batch
 
 MAX_BODY = 64 * 1024
@@ -27,7 +26,7 @@ def _refuse(status: int, reason: str, message: str) -> web.Response:
 
 
 async def collect(request: web.Request) -> web.Response:
-    state = request.app[ProxyState.KEY].current
+    state = request.app[STATE_KEY].current
     site = state.router.match(request.host)
     if site is None:
         return _refuse(421, "site", "this host is not served here")

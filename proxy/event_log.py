@@ -22,9 +22,10 @@ import redis.asyncio as redis
 from aiohttp import web
 
 from proxy import metrics
+from proxy.app_keys import EVENT_LOG_KEY, REDIS_KEY
 from proxy.background import stop
-from proxy.local import REDIS_KEY
-from rules.events import EVENT_FIELD, Event, encode, shard_of, stream_key
+from rules import keyspace
+from rules.events import EVENT_FIELD, Event, encode, shard_of
 
 log = logging.getLogger("refract.events")
 
@@ -92,7 +93,7 @@ class EventLog:
         trim_before = str(int(time.time() * 1000) - self._retention_ms)
         by_stream: dict[str, list[bytes]] = {}
         for event in batch:
-            stream = stream_key(event["site"], shard_of(event["visitor"], self._shards))
+            stream = keyspace.stream(event["site"], shard_of(event["visitor"], self._shards))
             by_stream.setdefault(stream, []).append(encode(event))
         try:
             async with asyncio.timeout(WRITE_TIMEOUT_S):
@@ -126,9 +127,6 @@ class EventLog:
             metrics.EVENTS_DROPPED.labels("shutdown").inc(len(self._queue))
             log.error("%d events could not be written before shutdown", len(self._queue))
             self._queue.clear()
-
-
-EVENT_LOG_KEY = web.AppKey("refract.event_log", EventLog)
 
 
 async def write_events(app: web.Application) -> AsyncIterator[None]:

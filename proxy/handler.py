@@ -1,5 +1,8 @@
 """The request pipeline: route, identify, forward, rewrite pages, stream everything else.
 
+What is measured about the pages served (page views, exposures) is measure.py's; this module
+says when: for every page, and exposures only for pages rewritten.
+
 Two promises shape this module. The origin's response reaches the visitor as the origin sent
 it, except where Refract means to change it (pages) and where HTTP says a proxy must
 (hop-by-hop headers, redirects naming the origin). And nothing of Refract's own can break a
@@ -10,11 +13,10 @@ failure is counted.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -23,10 +25,10 @@ from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from proxy import codings, local, metrics
-from proxy.accounts_sync import ACCOUNTS_KEY
+from proxy import codings, measure, metrics
+from proxy.app_keys import REDIS_KEY, STATE_KEY
+from proxy.call import EXCHANGE, Call, Exchange
 from proxy.charset import is_ascii_safe, page_encoding
-from proxy.event_log import EVENT_LOG_KEY
 from proxy.forwarding import ClientView, forwarding_headers
 from proxy.headers import (
     add_vary,
@@ -37,24 +39,19 @@ from proxy.headers import (
     rewrite_set_cookie,
     without_hop_by_hop,
 )
-from proxy.identity import Identity
 from proxy.origin_cache import OriginKey
 from proxy.pages import neutral_page
-from proxy.personalize import NO_SEGMENT, Personalized, Segment, device_of, personalize
+from proxy.personalize import NO_SEGMENT, Personalized, Segment, personalize
 from proxy.sites import Site
 from proxy.state import ProxyState
 from proxy.websocket import is_websocket_upgrade, relay_websocket
-from rules import events
+from rules import keyspace
 from rules.accounts import Account
-from rules.decisions import Decision
-from rules.networks import Network
-from rules.segments import decode_segment, segment_key
+from rules.segments import decode_segment
 from rules.targeting import Value
 
 log = logging.getLogger("refract.proxy")
 
-SEGMENT_WAIT_S = 0.01  # after the origin answered; the lookup started before it was asked
-_UTM_PARAMETERS = frozenset(f"utm_{n}" for n in ("source", "medium", "campaign", "term", "content"))
 _HTML_TYPES = ("text/html", "application/xhtml+xml")
 _REQUEST_CHUNK = 64 * 1024
 # Replaced by values of our own; a visitor's copies are never passed on.
@@ -69,36 +66,6 @@ class BodyTooLargeError(Exception):
     pass
 
 
-@dataclass(slots=True)
-class Exchange:
-    """What the access log and metrics need to know about one request."""
-
-    site: str = "-"
-    kind: str = "passthrough"
-    started: float = field(default_factory=time.perf_counter)
-    client_ip: str = ""
-    upstream_ms: float | None = None
-    rewritten: bool = False
-    notes: list[str] = field(default_factory=list)
-
-
-EXCHANGE = web.RequestKey("refract.exchange", Exchange)
-
-
-@dataclass(frozen=True, slots=True)
-class Call:
-    """One request on its way through the pipeline, with what it was resolved to."""
-
-    request: web.Request
-    state: ProxyState
-    site: Site
-    view: ClientView
-    exchange: Exchange
-    identity: Identity | None = None  # decided before the origin request, when it had to be
-    personalized: Personalized | None = None
-    segment: Segment = NO_SEGMENT  # what the worker concluded about the visitor
-
-
 @dataclass(frozen=True, slots=True)
 class OriginPage:
     """An origin's 200 page, read whole: fresh, or kept and confirmed by a 304."""
@@ -109,7 +76,7 @@ class OriginPage:
 
 
 async def proxy_request(request: web.Request) -> web.StreamResponse:
-    state: ProxyState = request.app[ProxyState.KEY].current
+    state: ProxyState = request.app[STATE_KEY].current
     exchange = Exchange()
     request[EXCHANGE] = exchange
     response = await _proxy(request, state, exchange)
@@ -130,8 +97,7 @@ async def _proxy(request: web.Request, state: ProxyState, exchange: Exchange) ->
     exchange.client_ip = view.ip
     length = request.content_length
     if length is not None and length > state.config.server.max_request_body:
-        metrics.REQUEST_REJECTED.labels("body_too_large").inc()
-        return neutral_page(413, "The request is too large.")
+        return _too_large()
 
     upstream_headers = _upstream_headers(request, state, site, peer, view)
     url = URL(site.origin_base + request.raw_path, encoded=True)
@@ -139,18 +105,13 @@ async def _proxy(request: web.Request, state: ProxyState, exchange: Exchange) ->
         exchange.kind = "websocket"
         return await relay_websocket(request, site, url, upstream_headers)
 
-    early = _decide_early(request, state, site)
-    if early is not None and early[1].redirect:
-        call = Call(request, state, site, view, exchange, *early)
-        return _split_url_redirect(call, *early)
+    call = Call(request, state, site, view, exchange)
+    call.personalized = _decide_early(call)
+    if call.personalized is not None and call.personalized.redirect:
+        return _split_url_redirect(call, call.personalized)
 
-    identity, personalized = early or (None, None)
-    segment_lookup = None
-    if _needs_segment(request, state):
-        identity = identity or state.identity.identify(request.headers, request.cookies)
-        segment_lookup = _start_segment_lookup(request, site, identity)
+    segment_lookup = _start_segment_lookup(call) if _needs_segment(request, state) else None
     try:
-        call = Call(request, state, site, view, exchange, identity, personalized)
         return await _forward(call, url, upstream_headers, segment_lookup)
     finally:
         if segment_lookup is not None:
@@ -177,21 +138,19 @@ async def _forward(
             request.method, url, headers=upstream_headers, data=body, allow_redirects=False
         )
     except BodyTooLargeError:
-        metrics.REQUEST_REJECTED.labels("body_too_large").inc()
-        return neutral_page(413, "The request is too large.")
+        return _too_large()
     except (TimeoutError, aiohttp.ServerTimeoutError):
         return _origin_failed(site, exchange, "timeout", url)
     except aiohttp.ClientConnectorError:
         return _origin_failed(site, exchange, "connect", url)
     except aiohttp.ClientError as error:
         if isinstance(error.__cause__, BodyTooLargeError):
-            metrics.REQUEST_REJECTED.labels("body_too_large").inc()
-            return neutral_page(413, "The request is too large.")
+            return _too_large()
         return _origin_failed(site, exchange, "protocol", url)
     exchange.upstream_ms = (time.perf_counter() - began) * 1000
     try:
         if _may_be_page(upstream):
-            call = dataclasses.replace(call, segment=await _segment(segment_lookup))
+            call.segment = await _segment(segment_lookup, state.config.server.segment_wait)
         if kept is not None and upstream.status == 304:
             state.origin_cache.count("not_modified")
             return _page(call, OriginPage(kept.updated_by(upstream.headers), kept.body))
@@ -202,28 +161,32 @@ async def _forward(
         upstream.release()
 
 
-def _decide_early(
-    request: web.Request, state: ProxyState, site: Site
-) -> tuple[Identity, Personalized] | None:
+def _too_large() -> web.Response:
+    """A request body over ``server.max_request_body``, however it was found out."""
+    metrics.REQUEST_REJECTED.labels("body_too_large").inc()
+    return neutral_page(413, "The request is too large.")
+
+
+def _decide_early(call: Call) -> Personalized | None:
     """Split-URL tests must be decided before the origin is asked; others wait for the page."""
+    request, state = call.request, call.state
     if request.method != "GET" or not state.rules.redirects:
         return None
-    identity = state.identity.identify(request.headers, request.cookies)
+    identity = call.identity
     try:
-        return identity, personalize(state.rules, request, identity, state.tail_for(site))
+        return personalize(state.rules, request, identity, state.tail_for(call.site))
     except Exception as error:  # a failure of ours: no redirect, the origin's page as it is
         metrics.FAIL_OPEN.labels("decision").inc()
-        log.warning("decision failed: %r", error, extra={"site": site.key})
+        log.warning("decision failed: %r", error, extra={"site": call.site.key})
         return None
 
 
-def _split_url_redirect(call: Call, identity: Identity, personalized: Personalized) -> web.Response:
+def _split_url_redirect(call: Call, personalized: Personalized) -> web.Response:
     call.exchange.kind = "redirect"
-    headers = _with_identity(call, CIMultiDict(), identity)
+    headers = _with_identity(call, CIMultiDict())
     headers["Location"] = personalized.redirect
     headers["Cache-Control"] = "private, no-store"
-    if not call.state.bots.is_bot(call.request.headers.get("User-Agent", "")):
-        _record_decision(call, identity, personalized.decision, redirect=personalized.redirect)
+    measure.record_redirect(call, personalized.decision, personalized.redirect)
     return web.Response(status=302, headers=headers)
 
 
@@ -232,18 +195,17 @@ def _needs_segment(request: web.Request, state: ProxyState) -> bool:
     return (
         request.method == "GET"
         and state.rules.needs_segment
-        and request.app.get(local.REDIS_KEY) is not None
+        and request.app.get(REDIS_KEY) is not None
     )
 
 
-def _start_segment_lookup(
-    request: web.Request, site: Site, identity: Identity
-) -> asyncio.Future[Any] | None:
-    """Fetch the visitor's segment while the origin works (identity is reused for the page)."""
+def _start_segment_lookup(call: Call) -> asyncio.Future[Any] | None:
+    """Fetch the visitor's segment while the origin works (the identity stays on the call)."""
+    identity = call.identity
     if identity.new_visitor or identity.visitor_id is None:
         return None  # nothing concluded about a first visit yet
-    client = request.app[local.REDIS_KEY]
-    lookup = asyncio.ensure_future(client.get(segment_key(site.key, identity.visitor_id)))
+    client = call.request.app[REDIS_KEY]
+    lookup = asyncio.ensure_future(client.get(keyspace.segment(call.site.key, identity.visitor_id)))
     lookup.add_done_callback(_quietly)
     return lookup
 
@@ -258,12 +220,12 @@ def _may_be_page(upstream: aiohttp.ClientResponse) -> bool:
     return upstream.status in (200, 304)
 
 
-async def _segment(lookup: asyncio.Future[Any] | None) -> Segment:
+async def _segment(lookup: asyncio.Future[Any] | None, wait_s: float) -> Segment:
     """The segment, if Redis answers in time; otherwise the page goes on without it."""
     if lookup is None:
         return NO_SEGMENT
     try:
-        data = await asyncio.wait_for(asyncio.shield(lookup), SEGMENT_WAIT_S)
+        data = await asyncio.wait_for(asyncio.shield(lookup), wait_s)
     except (TimeoutError, redis.RedisError, OSError):
         metrics.FAIL_OPEN.labels("segment").inc()
         return NO_SEGMENT
@@ -319,8 +281,7 @@ async def _respond(
     skip = _rewrite_skip_reason(upstream, site)
     if skip:
         metrics.REWRITE_SKIPPED.labels(skip).inc()
-        headers = _with_identity(call, _response_headers(call, upstream.headers))
-        return await _stream(request, upstream, headers)
+        return await _stream_page(call, upstream)
     try:
         raw, complete = await _read_up_to(upstream.content, site.config.max_rewrite_bytes)
     except (aiohttp.ServerTimeoutError, TimeoutError):
@@ -329,11 +290,20 @@ async def _respond(
         return _origin_failed(site, call.exchange, "protocol", upstream.url)
     if not complete:
         metrics.REWRITE_SKIPPED.labels("too_large").inc()
-        headers = _with_identity(call, _response_headers(call, upstream.headers))
-        return await _stream(request, upstream, headers, already_read=raw)
+        return await _stream_page(call, upstream, already_read=raw)
     if kept_key is not None:
         call.state.origin_cache.keep(kept_key, upstream.headers, raw)
     return _page(call, OriginPage(upstream.headers, raw, upstream.reason or "OK"))
+
+
+async def _stream_page(
+    call: Call, upstream: aiohttp.ClientResponse, already_read: bytes = b""
+) -> web.StreamResponse:
+    """A page that goes out as the origin sends it: a page view, and no exposure, since the
+    visitor sees none of the variant's changes."""
+    measure.record_pageview(call, measure.account_of(call))
+    headers = _with_identity(call, _response_headers(call, upstream.headers))
+    return await _stream(call.request, upstream, headers, already_read)
 
 
 def _response_headers(call: Call, origin_headers: CIMultiDictProxy[str]) -> CIMultiDict[str]:
@@ -351,17 +321,11 @@ def _response_headers(call: Call, origin_headers: CIMultiDictProxy[str]) -> CIMu
     return headers
 
 
-def _with_identity(
-    call: Call, headers: CIMultiDict[str], identity: Identity | None = None
-) -> CIMultiDict[str]:
+def _with_identity(call: Call, headers: CIMultiDict[str]) -> CIMultiDict[str]:
     """Add the visitor's cookies: only pages carry them, never assets."""
-    request, policy = call.request, call.state.identity
-    identity = identity or call.identity or policy.identify(request.headers, request.cookies)
-    secure = call.view.scheme == "https"
-    headers.extend(
-        ("Set-Cookie", value)
-        for value in policy.set_cookie_headers(identity, request.cookies, secure=secure)
-    )
+    cookies, secure = call.request.cookies, call.view.scheme == "https"
+    values = call.state.identity.set_cookie_headers(call.identity, cookies, secure=secure)
+    headers.extend(("Set-Cookie", value) for value in values)
     return headers
 
 
@@ -409,10 +373,9 @@ def _page(call: Call, origin: OriginPage) -> web.Response:
     """Rewrite a page, or serve the origin's bytes as they came if anything goes wrong."""
     call.exchange.kind = "page"
     state, request = call.state, call.request
-    identity = call.identity or state.identity.identify(request.headers, request.cookies)
-    account = _account_of(call)
-    human = _record_pageview(call, identity, account)
-    headers = _with_identity(call, _response_headers(call, origin.headers), identity)
+    account = measure.account_of(call)
+    human = measure.record_pageview(call, account)  # whatever becomes of the rewrite below
+    headers = _with_identity(call, _response_headers(call, origin.headers))
     origin_coding = codings.normalize(origin.headers.get("Content-Encoding"))
     content_type = origin.headers.get("Content-Type", "")
     coding = codings.choose_coding(request.headers.get("Accept-Encoding"), origin_coding)
@@ -420,7 +383,11 @@ def _page(call: Call, origin: OriginPage) -> web.Response:
 
     try:
         personalized = call.personalized or personalize(
-            state.rules, request, identity, state.tail_for(call.site), _with_account(call, account)
+            state.rules,
+            request,
+            call.identity,
+            state.tail_for(call.site),
+            _with_account(call, account),
         )
         plan = personalized.plan
 
@@ -448,15 +415,9 @@ def _page(call: Call, origin: OriginPage) -> web.Response:
     if coding != "identity":
         page["Content-Encoding"] = coding
     call.exchange.rewritten = True
-    if human:
-        _record_decision(call, identity, personalized.decision)
+    if human:  # only now: a page served unmodified above showed the visitor no variant
+        measure.record_exposures(call, personalized.decision)
     return web.Response(reason=origin.reason, headers=page, body=body)
-
-
-def _account_of(call: Call) -> Account | None:
-    """The target account the visitor's address belongs to, from the site's account list."""
-    index = call.request.app[ACCOUNTS_KEY].get(call.site.key)
-    return index.by_ip(call.view.ip) if index is not None else None
 
 
 def _with_account(call: Call, account: Account | None) -> Segment:
@@ -465,92 +426,6 @@ def _with_account(call: Call, account: Account | None) -> Segment:
     values, confidence = call.segment
     known: dict[str, Value] = {"account.name": account.name, "account.target": account.target}
     return {**values, **known}, confidence
-
-
-def _record_pageview(call: Call, identity: Identity, account: Account | None) -> bool:
-    """Log the page view; False for a bot, which gets the page but never counts."""
-    request = call.request
-    user_agent = request.headers.get("User-Agent", "")
-    if call.state.bots.is_bot(user_agent):
-        metrics.BOTS.labels("page").inc()
-        return False
-    try:
-        query = request.query
-        network = call.state.networks.lookup(call.view.ip)
-        call.request.app[EVENT_LOG_KEY].record(
-            events.pageview(
-                call.site.key,
-                identity.visitor_id or "",
-                identity.session_id or "",
-                url=request.path,
-                tags=call.state.rules.tagger.tags(request.path),
-                referrer=request.headers.get("Referer", ""),
-                utm={name[4:]: query[name] for name in query if name in _UTM_PARAMETERS},
-                status=200,
-                origin_ms=call.exchange.upstream_ms or 0.0,
-                device=device_of(user_agent),
-                new_session=identity.new_session,
-                network=network,
-                account=account.domain if account is not None else "",
-                ip=_address_to_match(call, identity, account, network),
-            )
-        )
-    except Exception as error:  # logging must never cost the visitor their page
-        _events_failed(call, error)
-    return True
-
-
-def _address_to_match(
-    call: Call, identity: Identity, account: Account | None, network: Network | None
-) -> str:
-    """The visitor's address, for the worker to find their organisation by (docs/events.md).
-
-    Only for a tracked visitor (never under Global Privacy Control or without consent), on an
-    organisation's own network (``events.MATCHABLE_NETWORKS``), whom no account's IP range
-    matched, and when the worker has a way to use it: reverse DNS with accounts to match, or
-    an enrichment API.
-    """
-    if account is not None or not identity.tracked:
-        return ""
-    if network is None or network.kind not in events.MATCHABLE_NETWORKS:
-        return ""
-    intel = call.state.config.intel
-    index = call.request.app[ACCOUNTS_KEY].get(call.site.key)
-    has_accounts = index is not None and len(index) > 0
-    return call.view.ip if intel.enrichment_url or (intel.reverse_dns and has_accounts) else ""
-
-
-def _record_decision(
-    call: Call, identity: Identity, decision: Decision, redirect: str = ""
-) -> None:
-    """One exposure (and redirect) per counted assignment actually served; never for QA."""
-    if not identity.tracked or not decision.assignments:
-        return
-    try:
-        record = call.request.app[EVENT_LOG_KEY].record
-        for event in _decision_events(call, identity, decision, redirect):
-            record(event)
-    except Exception as error:  # logging must never cost the visitor their page
-        _events_failed(call, error)
-
-
-def _decision_events(
-    call: Call, identity: Identity, decision: Decision, redirect: str
-) -> Iterator[events.Event]:
-    who = (call.site.key, identity.visitor_id or "", identity.session_id or "")
-    version, url = call.state.rules.version, call.request.path
-    for assignment in decision.assignments:
-        if assignment.forced:
-            continue  # QA overrides are shown, never counted
-        what = {"experiment": assignment.experiment, "variant": assignment.variant}
-        if redirect:
-            yield events.redirect(*who, **what, rules_version=version, url=url, target=redirect)
-        yield events.exposure(*who, **what, rules_version=version, url=url)
-
-
-def _events_failed(call: Call, error: Exception) -> None:
-    metrics.FAIL_OPEN.labels("events").inc()
-    log.warning("event not recorded: %r", error, extra={"site": call.site.key})
 
 
 async def _read_up_to(stream: aiohttp.StreamReader, limit: int) -> tuple[bytes, bool]:

@@ -11,17 +11,15 @@ import redis.asyncio as redis
 from aiohttp import web
 
 from proxy import metrics
-from proxy.state import ProxyState
+from proxy.app_keys import REDIS_KEY, STARTED_KEY, STATE_KEY
 
-REDIS_KEY = web.AppKey("refract.redis", redis.Redis)
-STARTED_KEY = web.AppKey("refract.started", float)
 _HEALTH_REDIS_TIMEOUT = 1.0
 _BEACON = files("proxy").joinpath("static/beacon.js").read_bytes()
 
 
 async def health(request: web.Request) -> web.Response:
     """Liveness for load balancers: 200 while the proxy serves, even with Redis down."""
-    state = request.app[ProxyState.KEY].current
+    state = request.app[STATE_KEY].current
     redis_status = await _redis_status(request.app.get(REDIS_KEY))
     body = {
         "status": "ok" if redis_status == "ok" else "degraded",

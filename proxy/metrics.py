@@ -68,6 +68,10 @@ EVENTS_DROPPED = Counter(
 EVENT_WRITE_FAILURES = Counter(
     "refract_event_write_failures", "Batches of events Redis did not take (retried)."
 )
+RULES_REFUSED = Counter(
+    "refract_rules_refused",
+    "Published rule sets this process refused because they do not load (the rules in force stay).",
+)
 COLLECT_REJECTED = Counter(
     "refract_collect_rejected",
     "Beacon batches refused, by reason (invalid, too_large, rate_visitor, rate_ip, site, busy).",

@@ -10,11 +10,13 @@ from pathlib import Path
 import redis.asyncio as redis
 from aiohttp import web
 
+from proxy import metrics
+from proxy.app_keys import REDIS_KEY, STATE_KEY
 from proxy.background import stop
-from proxy.local import REDIS_KEY
-from proxy.state import ProxyState, StateHolder
+from proxy.state import StateHolder
+from rules import keyspace
 from rules.problems import InvalidFileError
-from rules.publication import POLL_S, RULES_KEY, publish, published_files, published_version
+from rules.publication import POLL_S, publish, published_files, published_version
 from rules.ruleset import read_rule_files, rules_from_files, rules_version
 
 log = logging.getLogger("refract.proxy")
@@ -29,7 +31,7 @@ async def follow_published_rules(app: web.Application) -> AsyncIterator[None]:
     if client is None:
         yield
         return
-    holder = app[ProxyState.KEY]
+    holder = app[STATE_KEY]
     await publish_own_rules(holder, client)  # before serving, so starts and reloads stay ordered
     task = asyncio.create_task(_follow(holder, client))
     yield
@@ -65,9 +67,10 @@ async def _follow(holder: StateHolder, client: redis.Redis) -> None:
         if published is None:
             continue
         try:
-            rules = rules_from_files(published[1], Path(f"redis:{RULES_KEY}"))
+            rules = rules_from_files(published[1], Path(f"redis:{keyspace.RULES}"))
         except InvalidFileError as error:
             refused = published[0]
+            metrics.RULES_REFUSED.inc()
             log.error("published rules %s refused, rules in force stay:\n%s", refused, error)
             continue
         holder.current = holder.current.with_rules(rules)

@@ -6,9 +6,6 @@ import dataclasses
 import html
 import json
 from dataclasses import dataclass
-from typing import ClassVar
-
-from aiohttp import web
 
 from proxy.bots import BotDetector
 from proxy.forwarding import TrustedProxies
@@ -62,8 +59,6 @@ class ProxyState:
     visitor_rate: RateLimiter
     ip_rate: RateLimiter
 
-    KEY: ClassVar[web.AppKey[StateHolder]]
-
     @classmethod
     def from_config(cls, config: Config) -> ProxyState:
         """Raises InvalidFileError when the rule files are wrong: nothing half-applies."""
@@ -103,6 +98,3 @@ class StateHolder:
 
     def __init__(self, state: ProxyState) -> None:
         self.current = state
-
-
-ProxyState.KEY = web.AppKey("refract.state", StateHolder)

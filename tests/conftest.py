@@ -17,8 +17,7 @@ from admin.app import build_app as build_admin_app
 from admin.auth import create_token
 from proxy.accesslog import JsonAccessLogger, access_logger
 from proxy.app import build_app
-from proxy.event_log import EVENT_LOG_KEY
-from proxy.local import REDIS_KEY
+from proxy.app_keys import EVENT_LOG_KEY, REDIS_KEY
 from rules.config import Config
 from rules.events import EVENT_FIELD, Event, decode
 from tests.origin import build_origin

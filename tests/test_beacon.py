@@ -32,8 +32,9 @@ from aiohttp import web
 from playwright.async_api import Page
 from yarl import URL
 
-from proxy.state import ProxyState
-from rules.events import BEACON_TYPES, EVENT_FIELD, Event, decode, stream_key
+from proxy.app_keys import STATE_KEY
+from rules import keyspace
+from rules.events import BEACON_TYPES, EVENT_FIELD, Event, decode
 from tests.browser import Chromium
 from tests.conftest import ProxyFactory
 
@@ -124,7 +125,7 @@ class Site:
         """The stream's entries, msgpack-encoded, in the order they were added."""
         found: list[tuple[tuple[int, ...], bytes]] = []
         for shard in range(self.shards):
-            entries = await self.redis.xrange(stream_key("test", shard))
+            entries = await self.redis.xrange(keyspace.stream("test", shard))
             for entry_id, fields in cast(list[tuple[bytes, dict[bytes, bytes]]], entries):
                 order = tuple(int(part) for part in entry_id.split(b"-"))
                 found.append((order, fields[EVENT_FIELD]))
@@ -181,7 +182,7 @@ async def site(
             rules={"directory": str(rules)},
             events=events,
         )
-        shards = client.app[ProxyState.KEY].current.config.events.shards
+        shards = client.app[STATE_KEY].current.config.events.shards
         return Site(client.make_url("/"), connection, shards)
 
     yield start

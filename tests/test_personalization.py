@@ -10,7 +10,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from proxy.app import reload
-from proxy.state import ProxyState
+from proxy.app_keys import STATE_KEY
 from tests.conftest import BROWSER, ProxyFactory, recorded_events
 
 DEMO_RULES = Path(__file__).resolve().parents[1] / "examples" / "demo-rules"
@@ -101,7 +101,7 @@ async def test_visitor_sees_their_variant_and_one_exposure_is_recorded(
         variant,
         VISITOR,
     )
-    assert exposure["rules_version"] == client.app[ProxyState.KEY].current.rules.version  # type: ignore[index]
+    assert exposure["rules_version"] == client.app[STATE_KEY].current.rules.version  # type: ignore[index]
     assert exposure["url"] == "/page"
 
 
@@ -164,7 +164,7 @@ async def test_reload_with_bad_rules_keeps_the_rules_in_force(
 ) -> None:
     config = tmp_path / "config.toml"
     client = await proxy(rules={"directory": str(rules_dir)})
-    state = client.app[ProxyState.KEY].current  # type: ignore[index]
+    state = client.app[STATE_KEY].current  # type: ignore[index]
     origin = state.config.sites[0].origin
     redis = state.config.redis.url
     config.write_text(
@@ -174,7 +174,7 @@ async def test_reload_with_bad_rules_keeps_the_rules_in_force(
     before = await page(client)
     (rules_dir / "broken.toml").write_text('[[experiments]]\nkey = "x"\n')
     assert await reload(client.app, config, 0.1) is False  # type: ignore[arg-type]
-    assert client.app[ProxyState.KEY].current is state  # type: ignore[index]
+    assert client.app[STATE_KEY].current is state  # type: ignore[index]
     assert await page(client) == before
 
 
@@ -183,7 +183,7 @@ async def test_assignments_survive_a_reload_that_changes_other_rules(
 ) -> None:
     client = await proxy(rules={"directory": str(rules_dir)})
     bodies = {index: await page(client, cookie=f"rf_vid={index:032x}") for index in range(20)}
-    state = client.app[ProxyState.KEY].current  # type: ignore[index]
+    state = client.app[STATE_KEY].current  # type: ignore[index]
     (rules_dir / "more.toml").write_text(
         '[[metrics]]\nkey = "other"\nkind = "event"\nevent = "x"\n'
     )
@@ -193,7 +193,7 @@ async def test_assignments_survive_a_reload_that_changes_other_rules(
         f'[[sites]]\nhost = "*"\nid = "test"\norigin = "{state.config.sites[0].origin}"\n'
     )
     assert await reload(client.app, config, 0.1) is True  # type: ignore[arg-type]
-    assert client.app[ProxyState.KEY].current.rules.version != state.rules.version  # type: ignore[index]
+    assert client.app[STATE_KEY].current.rules.version != state.rules.version  # type: ignore[index]
     for index, body in bodies.items():
         assert await page(client, cookie=f"rf_vid={index:032x}") == body
 

@@ -10,16 +10,18 @@ import redis.asyncio as redis
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from proxy import metrics
 from proxy.app import reload
-from proxy.state import ProxyState
+from proxy.app_keys import STATE_KEY
 from rules.publication import publish
 from tests.conftest import ProxyFactory
+from tests.support.metrics import counter
 
 DEMO_RULES = Path(__file__).resolve().parents[1] / "examples" / "demo-rules"
 
 
 def version_of(client: TestClient[web.Request, web.Application]) -> str:
-    return client.app[ProxyState.KEY].current.rules.version  # type: ignore[index]
+    return client.app[STATE_KEY].current.rules.version  # type: ignore[index]
 
 
 async def converge(client: TestClient[web.Request, web.Application], version: str) -> bool:
@@ -31,7 +33,7 @@ async def converge(client: TestClient[web.Request, web.Application], version: st
 
 
 def config_for(client: TestClient[web.Request, web.Application], path: Path) -> Path:
-    state = client.app[ProxyState.KEY].current  # type: ignore[index]
+    state = client.app[STATE_KEY].current  # type: ignore[index]
     path.write_text(
         f'[redis]\nurl = "{state.config.redis.url}"\n'
         f'[rules]\ndirectory = "{state.config.rules.directory}"\n'
@@ -59,7 +61,7 @@ async def test_a_node_without_local_rules_follows_the_published_ones(
     publisher = await proxy(rules={"directory": str(DEMO_RULES)})
     follower = await proxy()
     assert await converge(follower, version_of(publisher))
-    assert set(follower.app[ProxyState.KEY].current.rules.rules.experiments) == {  # type: ignore[index]
+    assert set(follower.app[STATE_KEY].current.rules.rules.experiments) == {  # type: ignore[index]
         "hero-headline",
         "cta-copy",
         "pricing-layout",
@@ -72,7 +74,12 @@ async def test_published_rules_that_do_not_load_are_refused(
     node = await proxy(rules={"directory": str(DEMO_RULES)})
     before = version_of(node)
     client = redis.Redis.from_url(redis_url)
+    refused = counter(metrics.RULES_REFUSED)
     await publish(client, "broken", {"bad.toml": b"[[experiments]]\nkey = 1\n"})
     await client.aclose()
-    await asyncio.sleep(1.5)
+    for _ in range(50):  # followers poll once a second
+        if counter(metrics.RULES_REFUSED) > refused:
+            break
+        await asyncio.sleep(0.1)
+    assert counter(metrics.RULES_REFUSED) > refused
     assert version_of(node) == before

@@ -1,0 +1,61 @@
+"""One request on its way through the proxy: what it resolved to, and what it reports.
+
+Apart from handler.py so that the modules a request passes through (measure.py) can take the
+call whole without importing the pipeline.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from proxy.forwarding import ClientView
+from proxy.identity import Identity
+from proxy.personalize import NO_SEGMENT, Personalized, Segment
+from proxy.sites import Site
+from proxy.state import ProxyState
+
+
+@dataclass(slots=True)
+class Exchange:
+    """What the access log and metrics need to know about one request."""
+
+    site: str = "-"
+    kind: str = "passthrough"
+    started: float = field(default_factory=time.perf_counter)
+    client_ip: str = ""
+    upstream_ms: float | None = None
+    rewritten: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+EXCHANGE = web.RequestKey("refract.exchange", Exchange)
+
+
+@dataclass(slots=True)
+class Call:
+    """One request on its way through the pipeline, filled in as the pipeline learns more."""
+
+    request: web.Request
+    state: ProxyState
+    site: Site
+    view: ClientView
+    exchange: Exchange
+    personalized: Personalized | None = None  # decided before the origin was asked (split URL)
+    segment: Segment = NO_SEGMENT  # what the worker concluded about the visitor
+    _identity: Identity | None = field(default=None, init=False, repr=False)
+
+    @property
+    def identity(self) -> Identity:
+        """Who the visitor is: resolved on first use, then kept for the rest of the request.
+
+        Once, because a new visitor is given random ids: the cookies a page sets and the events
+        it records must name the same visitor. On first use, because assets never ask, and
+        reading a visitor's cookies costs more than the rest of an asset's pass through us.
+        """
+        if self._identity is None:
+            request = self.request
+            self._identity = self.state.identity.identify(request.headers, request.cookies)
+        return self._identity
