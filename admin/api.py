@@ -6,13 +6,33 @@ read-only token on a writing method is 403, and a writing request authenticated 
 session cookie must carry the session's CSRF token (403 without). The same declarations
 produce the OpenAPI 3.1 document, so the document cannot drift from the routes (a test
 compares them), and a test walks every role against every endpoint.
+
+**What a handler receives.** An endpoint that declares a query model (``query=HotQuery``)
+or a body model (``body=NewUser``) gets them parsed and validated by the guard, after the
+access checks, and passed as the keyword arguments ``query`` and ``body``::
+
+    @api.get("/api/accounts/hot", roles=..., summary=..., tag=..., query=HotQuery)
+    async def hot_accounts(request: web.Request, query: HotQuery) -> web.StreamResponse: ...
+
+Invalid input never reaches the handler: a 422 names each bad field by its path. Whether a
+handler takes ``query`` and ``body`` is checked against the declaration when it is
+registered, so the two cannot disagree.
+
+**Refusals are raised.** A handler, or anything it calls (``known_site``, an If-Match
+check), says no with ``raise Refused(status, detail, headers=..., **extra)``; the guard
+turns it into the endpoint's refusal: a JSON problem (``{"error": detail, **extra}``) by
+default, or what the endpoint's ``refuse`` hook makes of it (dashboard pages redirect to the
+sign-in page or render a page of their own).
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
-from collections.abc import Awaitable, Callable, Iterable
+import types
+import typing
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
@@ -20,7 +40,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from admin.auth import IDENTITY_KEY, Identity
-from admin.state import site_of
+from admin.state import config_of
 from rules.config import SiteConfig
 
 Role = Literal["executive", "sales_manager", "sales_rep", "marketing", "admin"]
@@ -29,9 +49,39 @@ PUBLIC = "public"  # an endpoint anyone may call (login, health)
 EVERYONE: frozenset[str] = frozenset(ROLES)
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-# How an endpoint says no (status, detail): JSON by default; pages redirect to sign in.
-Refusal = Callable[[web.Request, int, str], web.StreamResponse]
+# ``handler(request)``, plus ``query=`` and ``body=`` when the endpoint declares their models
+Handler = Callable[..., Awaitable[web.StreamResponse]]
+
+
+class Refused(Exception):
+    """An answer other than success, raised by a handler or anything it calls; the guard
+    answers it with the endpoint's refusal (``refuse``), a JSON problem by default."""
+
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.headers = dict(headers or {})
+        self.extra = extra
+
+    def response(self) -> web.Response:
+        """The refusal as JSON: ``{"error": detail, **extra}`` with its headers."""
+        answer = problem(self.status, self.detail, **self.extra)
+        answer.headers.update(self.headers)
+        return answer
+
+
+# How an endpoint answers a refusal: JSON by default; pages redirect to sign in.
+Refuse = Callable[[web.Request, Refused], web.StreamResponse]
+# How a body's validation errors are refused (the default: 422 with pydantic's field paths).
+BodyErrors = Callable[[ValidationError, type[BaseModel]], Refused]
 
 
 @dataclass(frozen=True)
@@ -46,8 +96,9 @@ class Endpoint:
     query: type[BaseModel] | None = None
     responses: dict[int, str] = field(default_factory=dict)
     content_types: tuple[str, ...] = ("application/json",)
-    refuse: Refusal | None = None
+    refuse: Refuse | None = None
     body_type: str = "application/json"  # of the request body (``body`` or a text body)
+    body_errors: BodyErrors | None = None  # how an invalid ``body`` is refused
 
     @property
     def public(self) -> bool:
@@ -72,8 +123,9 @@ class Api:
         query: type[BaseModel] | None = None,
         responses: dict[int, str] | None = None,
         content_types: tuple[str, ...] = ("application/json",),
-        refuse: Refusal | None = None,
+        refuse: Refuse | None = None,
         body_type: str = "application/json",
+        body_errors: BodyErrors | None = None,
     ) -> Callable[[Handler], Handler]:
         allowed = frozenset(roles)
         unknown = allowed - EVERYONE - {PUBLIC}
@@ -81,6 +133,7 @@ class Api:
             raise ValueError(f"{method} {path}: roles must be some of {ROLES} or PUBLIC")
 
         def register(handler: Handler) -> Handler:
+            _check_parameters(f"{method} {path}", handler, {"query": query, "body": body})
             self.endpoints.append(
                 Endpoint(
                     method,
@@ -95,6 +148,7 @@ class Api:
                     content_types,
                     refuse,
                     body_type,
+                    body_errors,
                 )
             )
             return handler
@@ -125,36 +179,74 @@ class Api:
         return openapi_document(self)
 
 
-def guarded(endpoint: Endpoint) -> Handler:
-    """The handler behind authentication, roles, token scope and CSRF checks."""
+def _check_parameters(
+    route: str, handler: Handler, models: dict[str, type[BaseModel] | None]
+) -> None:
+    """A handler takes ``query`` (``body``) exactly when its endpoint declares that model, and
+    when its annotation can be read, the declared model is (one of) what it annotates."""
+    parameters = inspect.signature(handler).parameters
+    try:
+        hints = typing.get_type_hints(handler)
+    except (NameError, TypeError):  # names local to a factory, say: not checked
+        hints = {}
+    for name, model in models.items():
+        if (model is None) == (name in parameters):
+            needs = "take" if model is not None else "not take"
+            raise TypeError(f"{route}: {handler.__name__} must {needs} `{name}`")
+        hint = hints.get(name)
+        if model is not None and hint is not None and not _accepts(hint, model):
+            raise TypeError(f"{route}: {handler.__name__}'s `{name}` is not a {model.__name__}")
+
+
+def _accepts(hint: Any, model: type[BaseModel]) -> bool:
+    if isinstance(hint, type):
+        return issubclass(model, hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return any(_accepts(member, model) for member in typing.get_args(hint))
+    return True  # a form we do not read (a type variable, Any): trusted
+
+
+def guarded(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """The handler behind authentication, roles, token scope and CSRF checks, given its
+    parsed query and body; any ``Refused`` on the way is answered by the endpoint's refusal."""
 
     refuse = endpoint.refuse or _refuse_as_json
 
     async def handle(request: web.Request) -> web.StreamResponse:
-        if not endpoint.public:
-            identity: Identity | None = request.get(IDENTITY_KEY)
-            if identity is None:
-                return refuse(
-                    request, 401, "sign in, or send an API token as 'Authorization: Bearer'"
-                )
-            if identity.role not in endpoint.roles:
-                allowed = ", ".join(sorted(endpoint.roles))
-                return refuse(
-                    request, 403, f"the {identity.role} role may not do this (allowed: {allowed})"
-                )
-            if request.method in UNSAFE_METHODS:
-                if identity.via == "token" and not identity.can_write:
-                    return problem(403, "this API token is read-only")
-                if identity.via == "session" and not identity.csrf_ok(request):
-                    return problem(403, "missing or wrong X-CSRF-Token header")
-        return await endpoint.handler(request)
+        try:
+            _check_access(endpoint, request)
+            arguments: dict[str, BaseModel] = {}
+            if endpoint.query is not None:
+                arguments["query"] = parse_query(request, endpoint.query)
+            if endpoint.body is not None:
+                errors = endpoint.body_errors or _invalid_body
+                arguments["body"] = await read_body(request, endpoint.body, errors)
+            return await endpoint.handler(request, **arguments)
+        except Refused as refused:
+            return refuse(request, refused)
 
     handle.__name__ = endpoint.handler.__name__
     return handle
 
 
-def _refuse_as_json(request: web.Request, status: int, detail: str) -> web.StreamResponse:
-    return problem(status, detail)
+def _check_access(endpoint: Endpoint, request: web.Request) -> None:
+    if endpoint.public:
+        return
+    identity: Identity | None = request.get(IDENTITY_KEY)
+    if identity is None:
+        raise Refused(401, "sign in, or send an API token as 'Authorization: Bearer'")
+    if identity.role not in endpoint.roles:
+        allowed = ", ".join(sorted(endpoint.roles))
+        raise Refused(403, f"the {identity.role} role may not do this (allowed: {allowed})")
+    if request.method in UNSAFE_METHODS:
+        if identity.via == "token" and not identity.can_write:
+            raise Refused(403, "this API token is read-only")
+        if identity.via == "session" and not identity.csrf_ok(request):
+            raise Refused(403, "missing or wrong X-CSRF-Token header")
+
+
+def _refuse_as_json(request: web.Request, refused: Refused) -> web.StreamResponse:
+    return refused.response()
 
 
 def problem(status: int, detail: str, **extra: Any) -> web.Response:
@@ -165,45 +257,37 @@ def problem(status: int, detail: str, **extra: Any) -> web.Response:
 M = TypeVar("M", bound=BaseModel)
 
 
-# How a body's validation errors are answered (the default: 422 with pydantic's field paths).
-BodyErrors = Callable[[ValidationError, type[BaseModel]], web.Response]
+def _invalid_body(error: ValidationError, model: type[BaseModel]) -> Refused:
+    return Refused(422, "invalid request body", errors=field_errors(error))
 
 
-def _invalid_body(error: ValidationError, model: type[BaseModel]) -> web.Response:
-    return problem(422, "invalid request body", errors=field_errors(error))
-
-
-async def read_body(
-    request: web.Request, model: type[M], errors: BodyErrors = _invalid_body
-) -> M | web.Response:
-    """The JSON body as ``model``, or a 422 naming each bad field by its path."""
+async def read_body(request: web.Request, model: type[M], errors: BodyErrors = _invalid_body) -> M:
+    """The JSON body as ``model``; refused (422) naming each bad field by its path."""
     try:
         data = await request.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
-        return problem(422, "the body is not JSON")
+        raise Refused(422, "the body is not JSON") from None
     try:
         return model.model_validate(data)
     except ValidationError as error:
-        return errors(error, model)
+        raise errors(error, model) from None
 
 
-def parse_query(request: web.Request, model: type[M]) -> M | web.Response:
-    """The query string as ``model``, or a 422 naming each bad parameter."""
+def parse_query(request: web.Request, model: type[M]) -> M:
+    """The query string as ``model``; refused (422) naming each bad parameter."""
     try:
         return model.model_validate(dict(request.query))
     except ValidationError as error:
-        return problem(422, "invalid query", errors=field_errors(error))
+        raise Refused(422, "invalid query", errors=field_errors(error)) from None
 
 
-def parse_site_query(request: web.Request, model: type[M]) -> tuple[M, SiteConfig] | web.Response:
-    """The query (or a 422) and the site its ``site`` names (or a 404)."""
-    query = parse_query(request, model)
-    if isinstance(query, web.Response):
-        return query
-    site = site_of(request)
+def known_site(request: web.Request, key: str | None) -> SiteConfig:
+    """The site ``key`` names (``?site=``; None: the first); refused (404) when none does."""
+    sites = config_of(request).sites
+    site = sites[0] if key is None else next((s for s in sites if s.key == key), None)
     if site is None:
-        return problem(404, "no such site")
-    return query, site
+        raise Refused(404, "no such site")
+    return site
 
 
 def field_errors(error: ValidationError) -> list[dict[str, str]]:

@@ -8,7 +8,7 @@ from aiohttp import web
 from pydantic import BaseModel, Field
 
 from admin import audit, auth
-from admin.api import PUBLIC, ROLES, Api, Role, problem, read_body
+from admin.api import PUBLIC, ROLES, Api, Refused, Role
 from admin.state import identity_of, redis_of
 
 api = Api("Refract admin", "1")
@@ -28,6 +28,10 @@ class NewUser(BaseModel):
     password: str = Field(min_length=12, max_length=1024, description="at least 12 characters")
 
 
+class AuditQuery(BaseModel):
+    limit: int = Field(default=100, description="how many entries, newest first (1 to 1,000)")
+
+
 class NewToken(BaseModel):
     name: str = Field(min_length=1, max_length=64, description="what the token is for")
     role: Role
@@ -37,14 +41,11 @@ class NewToken(BaseModel):
 @api.post(
     "/api/login", roles=[PUBLIC], summary="sign in: sets the session cookie", tag="auth", body=Login
 )
-async def login(request: web.Request) -> web.StreamResponse:
-    body = await read_body(request, Login)
-    if isinstance(body, web.Response):
-        return body
+async def login(request: web.Request, body: Login) -> web.StreamResponse:
     client = redis_of(request)
     role = await auth.check_password(client, body.username, body.password)
     if role is None:
-        return problem(401, "wrong user name or password")
+        raise Refused(401, "wrong user name or password")
     secret, csrf = await auth.open_session(client, body.username, role)
     response = web.json_response({"user": body.username, "role": role, "csrf": csrf})
     auth.set_session_cookie(request, response, secret)
@@ -75,10 +76,7 @@ async def users(request: web.Request) -> web.StreamResponse:
 @api.post(
     "/api/users", roles=["admin"], summary="create or reset a user", tag="admin", body=NewUser
 )
-async def create_user(request: web.Request) -> web.StreamResponse:
-    body = await read_body(request, NewUser)
-    if isinstance(body, web.Response):
-        return body
+async def create_user(request: web.Request, body: NewUser) -> web.StreamResponse:
     client = redis_of(request)
     new = await auth.add_user(client, body.name, body.role, body.password)
     await audit.record(
@@ -103,10 +101,7 @@ async def tokens(request: web.Request) -> web.StreamResponse:
     tag="admin",
     body=NewToken,
 )
-async def create_token(request: web.Request) -> web.StreamResponse:
-    body = await read_body(request, NewToken)
-    if isinstance(body, web.Response):
-        return body
+async def create_token(request: web.Request, body: NewToken) -> web.StreamResponse:
     client = redis_of(request)
     token_id, token = await auth.create_token(client, body.name, body.role, body.scope)
     summary = {"id": token_id, "name": body.name, "role": body.role, "scope": body.scope}
@@ -125,7 +120,7 @@ async def revoke_token(request: web.Request) -> web.StreamResponse:
     token_id = request.match_info["id"]
     client = redis_of(request)
     if not await auth.revoke_token(client, token_id):
-        return problem(404, "no such token")
+        raise Refused(404, "no such token")
     await audit.record(
         client,
         identity_of(request),
@@ -137,16 +132,13 @@ async def revoke_token(request: web.Request) -> web.StreamResponse:
     return web.json_response({"id": token_id, "revoked": True})
 
 
-@api.get("/api/audit", roles=["admin"], summary="the latest changes, newest first", tag="admin")
-async def audit_log(request: web.Request) -> web.StreamResponse:
-    try:
-        limit = int(request.query.get("limit", "100"))
-    except ValueError:
-        return problem(
-            422,
-            "limit must be a whole number",
-            errors=[{"field": "limit", "message": "not a whole number"}],
-        )
-    return web.json_response(
-        {"entries": await audit.entries(redis_of(request), max(1, min(limit, 1000)))}
-    )
+@api.get(
+    "/api/audit",
+    roles=["admin"],
+    summary="the latest changes, newest first",
+    tag="admin",
+    query=AuditQuery,
+)
+async def audit_log(request: web.Request, query: AuditQuery) -> web.StreamResponse:
+    limit = max(1, min(query.limit, 1000))  # a limit out of range is clamped, not refused
+    return web.json_response({"entries": await audit.entries(redis_of(request), limit)})

@@ -15,15 +15,14 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, Field
 
-from admin.api import Api, Handler, problem
+from admin.api import Api, Handler, Refused
 from admin.rule_edits import (
     BODY,
-    Refusal,
     etag_of,
     invalid,
+    invalid_rule,
     loaded,
     problem_list,
-    read_rule,
     require_match,
     save,
     store_of,
@@ -90,8 +89,8 @@ async def change_entry(
 ) -> web.StreamResponse:
     """Save ``change`` to the entry the path names; answer the entry as it is now."""
     key = request.match_info["key"]
-    saved = await save(request, f"{noun(kind)}.{action}", key, change, audited_entry(kind, key))
-    return saved if isinstance(saved, web.Response) else entry_answer(saved[1], kind, key)
+    _, after = await save(request, f"{noun(kind)}.{action}", key, change, audited_entry(kind, key))
+    return entry_answer(after, kind, key)
 
 
 def existing(base: RuleFiles, kind: Kind, request: web.Request) -> Entry:
@@ -113,21 +112,16 @@ def summary(kind: Kind, entry: Entry, file: str) -> dict[str, Any]:
     return {**common, "audience": entry.audience, "pages": entry.pages, "holdout": entry.holdout}
 
 
-async def rules_in_force(request: web.Request) -> RuleFiles | web.Response:
-    """The current set, or a 409 naming its problems when it does not load."""
+async def rules_in_force(request: web.Request) -> RuleFiles:
+    """The current set; refused (409, naming its problems) when it does not load."""
     current = await store_of(request).current()
-    try:
-        loaded(current)
-    except Refusal as refusal:
-        return refusal.response()
+    loaded(current)
     return current
 
 
 def _list_endpoint(kind: Kind) -> Handler:
     async def handler(request: web.Request) -> web.StreamResponse:
         current = await rules_in_force(request)
-        if isinstance(current, web.Response):
-            return current
         where = editing.locations(current.files, kind)
         listed = [
             summary(kind, entry, where[key][0])
@@ -151,10 +145,8 @@ def _list_endpoint(kind: Kind) -> Handler:
 def _read_endpoint(kind: Kind) -> Handler:
     async def handler(request: web.Request) -> web.StreamResponse:
         current = await rules_in_force(request)
-        if isinstance(current, web.Response):
-            return current
         if request.match_info["key"] not in editing.entries(current.rules, kind):
-            return problem(404, f"no {noun(kind)} {request.match_info['key']!r}")
+            raise Refused(404, f"no {noun(kind)} {request.match_info['key']!r}")
         return entry_answer(current, kind, request.match_info["key"])
 
     return declare(
@@ -175,22 +167,16 @@ def _read_endpoint(kind: Kind) -> Handler:
 def _create_endpoint(kind: Kind) -> Handler:
     model = editing.MODELS[kind]
 
-    async def handler(request: web.Request) -> web.StreamResponse:
-        body = await read_rule(request, model)
-        if isinstance(body, web.Response):
-            return body
-
+    async def handler(request: web.Request, body: Entry) -> web.StreamResponse:
         def change(base: RuleFiles) -> RuleFiles:
             if body.key in editing.entries(loaded(base), kind):
-                raise Refusal(409, f"{noun(kind)} {body.key!r} exists: PUT to change it")
+                raise Refused(409, f"{noun(kind)} {body.key!r} exists: PUT to change it")
             return editing.add(base, kind, body)
 
-        saved = await save(
+        _, after = await save(
             request, f"{noun(kind)}.create", body.key, change, audited_entry(kind, body.key)
         )
-        if isinstance(saved, web.Response):
-            return saved
-        response = entry_answer(saved[1], kind, body.key, status=201)
+        response = entry_answer(after, kind, body.key, status=201)
         response.headers["Location"] = f"/api/{kind}/{body.key}"
         return response
 
@@ -202,6 +188,7 @@ def _create_endpoint(kind: Kind) -> Handler:
         summary=f"create a {noun(kind)} (appended to {editing.NEW_ENTRIES_FILE[kind]})",
         tag=kind,
         body=model,
+        body_errors=invalid_rule,
         responses={201: "created, with its ETag", 409: "the key exists", 503: "busy"},
     )
 
@@ -209,15 +196,12 @@ def _create_endpoint(kind: Kind) -> Handler:
 def _replace_endpoint(kind: Kind) -> Handler:
     model = editing.MODELS[kind]
 
-    async def handler(request: web.Request) -> web.StreamResponse:
+    async def handler(request: web.Request, body: Entry) -> web.StreamResponse:
         key = request.match_info["key"]
-        body = await read_rule(request, model)
-        if isinstance(body, web.Response):
-            return body
         if body.key != key:
             message = f'is "{body.key}", not "{key}": a key does not change'
             hint = "results are kept by key: create a new one (seed keeps assignments)"
-            return invalid("the key cannot change", [Problem(BODY, None, "key", message, hint)])
+            raise invalid("the key cannot change", [Problem(BODY, None, "key", message, hint)])
 
         def change(base: RuleFiles) -> RuleFiles:
             current = existing(base, kind, request)
@@ -235,6 +219,7 @@ def _replace_endpoint(kind: Kind) -> Handler:
         summary=f"replace a {noun(kind)} (If-Match: its ETag); only changed keys are rewritten",
         tag=kind,
         body=model,
+        body_errors=invalid_rule,
         responses=_CHANGES,
     )
 
@@ -245,13 +230,13 @@ def _delete_endpoint(kind: Kind) -> Handler:
 
         def change(base: RuleFiles) -> RuleFiles:
             if existing(base, kind, request).status != "draft":
-                raise Refusal(409, f"only a draft {noun(kind)} is deleted: archive this one")
+                raise Refused(409, f"only a draft {noun(kind)} is deleted: archive this one")
             return editing.remove(base, kind, key)
 
-        saved = await save(request, f"{noun(kind)}.delete", key, change, audited_entry(kind, key))
-        if isinstance(saved, web.Response):
-            return saved
-        return tagged(web.json_response({"deleted": key}), None, saved[1].version)
+        _, after = await save(
+            request, f"{noun(kind)}.delete", key, change, audited_entry(kind, key)
+        )
+        return tagged(web.json_response({"deleted": key}), None, after.version)
 
     return declare(
         handler,
@@ -303,13 +288,11 @@ for _kind in ACTIONS:
     "personalization <key>-winner (If-Match: the experiment's ETag)",
     tag="experiments",
     body=Promotion,
+    body_errors=invalid_rule,
     responses=_CHANGES,
 )
-async def promote_experiment(request: web.Request) -> web.StreamResponse:
+async def promote_experiment(request: web.Request, body: Promotion) -> web.StreamResponse:
     key = request.match_info["key"]
-    body = await read_rule(request, Promotion)
-    if isinstance(body, web.Response):
-        return body
     shipped = editing.winner_key(key)
 
     def change(base: RuleFiles) -> RuleFiles:
@@ -322,10 +305,7 @@ async def promote_experiment(request: web.Request) -> web.StreamResponse:
             "personalization": audited_entry("personalizations", shipped)(files),
         }
 
-    saved = await save(request, "experiment.promote", key, change, state)
-    if isinstance(saved, web.Response):
-        return saved
-    after = saved[1]
+    _, after = await save(request, "experiment.promote", key, change, state)
     answer = {**state(after), "variant": body.variant}
     return tagged(web.json_response(answer), etag_of(after.rules.experiments[key]), after.version)
 
@@ -397,7 +377,7 @@ async def import_rules(request: web.Request) -> web.StreamResponse:
     try:
         text = await request.text()
     except UnicodeDecodeError:
-        return problem(422, "the body is not UTF-8 text")
+        raise Refused(422, "the body is not UTF-8 text") from None
 
     def change(base: RuleFiles) -> RuleFiles:
         require_match(request, base.version)
@@ -406,10 +386,7 @@ async def import_rules(request: web.Request) -> web.StreamResponse:
     def state(files: RuleFiles) -> Any:
         return {"version": files.version, "document": editing.export_document(files)}
 
-    saved = await save(request, "rules.import", "rules", change, state)
-    if isinstance(saved, web.Response):
-        return saved
-    after = saved[1]
+    _, after = await save(request, "rules.import", "rules", change, state)
     return tagged(
         web.json_response(set_summary(after, store_of(request).source)),
         after.version,

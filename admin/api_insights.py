@@ -1,32 +1,35 @@
 """The reads of executives, sales and platform engineers: the overview, the pipeline, one
 account, and site health; every table-shaped answer also as CSV (``?format=csv``).
 
-The figures are made in admin/insights.py (shared with the live view, admin/live.py);
-docs/admin.md says how each is computed and what it does not claim.
+The figures are made in admin/insights.py and admin/site_health.py (shared with the live
+view, admin/live.py, and the dashboard); docs/admin.md says how each is computed and what it
+does not claim.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from typing import Any, Literal, TypeVar
+from typing import Literal, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, Field
 
 from admin import insights
-from admin.api import Api, parse_query, parse_site_query, problem
+from admin import site_health as health
+from admin.api import Api, Refused, known_site
 from admin.api_reads import READERS_OF_ACCOUNTS, READERS_OF_RESULTS, SiteQuery
 from admin.csv_export import csv_response
 from admin.state import config_of, industry_of, redis_of
 from analytics import visitors
-from rules.accounts import FieldError, normalise_domain
+from rules.domains import normalise_domain
+from rules.problems import FieldError
 
 api = Api("Refract admin", "1")
 READERS_OF_PIPELINE = READERS_OF_ACCOUNTS
 # platform engineers (admins) run it; marketing needs to know its experiments' data flows
 READERS_OF_HEALTH = ["marketing", "admin"]
 _TABLE = ("application/json", "text/csv")
-Q = TypeVar("Q", bound=BaseModel)
+T = TypeVar("T")
 
 
 class FormatQuery(BaseModel):
@@ -42,12 +45,12 @@ class PipelineQuery(SiteQuery, FormatQuery):
     top: int = Field(default=10, ge=1, le=100, description="accounts listed by expected value")
 
 
-async def _read(work: Awaitable[Any]) -> Any:
-    """The answer, or a 503 when Redis fails or is too slow."""
+async def _read(work: Awaitable[T]) -> T:
+    """The answer; refused (503) when Redis fails or is too slow."""
     try:
         return await insights.within_deadline(work)
     except insights.RedisUnavailableError:
-        return problem(503, "Redis is unavailable: try again shortly")
+        raise Refused(503, "Redis is unavailable: try again shortly") from None
 
 
 @api.get(
@@ -60,14 +63,9 @@ async def _read(work: Awaitable[Any]) -> Any:
     responses={404: "no such site", 503: "Redis is unavailable"},
     content_types=_TABLE,
 )
-async def executive_overview(request: web.Request) -> web.StreamResponse:
-    asked = parse_site_query(request, OverviewQuery)
-    if isinstance(asked, web.Response):
-        return asked
-    query, site = asked
+async def executive_overview(request: web.Request, query: OverviewQuery) -> web.StreamResponse:
+    site = known_site(request, query.site)
     found = await _read(insights.overview(redis_of(request), config_of(request), site.key))
-    if isinstance(found, web.Response):
-        return found
     if query.format == "csv":
         rows = insights.overview_rows(found)
         return csv_response(insights.OVERVIEW_COLUMNS, rows, f"overview-{site.key}.csv")
@@ -84,21 +82,14 @@ async def executive_overview(request: web.Request) -> web.StreamResponse:
     responses={404: "no such site", 503: "Redis is unavailable"},
     content_types=_TABLE,
 )
-async def pipeline_value(request: web.Request) -> web.StreamResponse:
-    asked = parse_site_query(request, PipelineQuery)
-    if isinstance(asked, web.Response):
-        return asked
-    query, site = asked
+async def pipeline_value(request: web.Request, query: PipelineQuery) -> web.StreamResponse:
+    site = known_site(request, query.site)
     client, industry = redis_of(request), industry_of(request, site.key)
     if query.format == "csv":
-        found = await _read(visitors.hot_accounts(client, site.key, query.limit, industry))
-        if isinstance(found, web.Response):
-            return found
-        rows = [insights.pipeline_row(row) for row in found]
+        hot = await _read(visitors.hot_accounts(client, site.key, query.limit, industry))
+        rows = [insights.pipeline_row(row) for row in hot]
         return csv_response(insights.PIPELINE_COLUMNS, rows, f"pipeline-{site.key}.csv")
     found = await _read(insights.pipeline(client, site.key, industry, query.limit, query.top))
-    if isinstance(found, web.Response):
-        return found
     return web.json_response(found)
 
 
@@ -111,23 +102,18 @@ async def pipeline_value(request: web.Request) -> web.StreamResponse:
     query=SiteQuery,
     responses={404: "no such account or site", 503: "Redis is unavailable"},
 )
-async def account_detail(request: web.Request) -> web.StreamResponse:
-    asked = parse_site_query(request, SiteQuery)
-    if isinstance(asked, web.Response):
-        return asked
-    _, site = asked
+async def account_detail(request: web.Request, query: SiteQuery) -> web.StreamResponse:
+    site = known_site(request, query.site)
     try:
         domain = normalise_domain(request.match_info["domain"])
     except FieldError as error:
-        return problem(
+        raise Refused(
             422, "invalid account", errors=[{"field": "domain", "message": error.message}]
-        )
+        ) from None
     industry = industry_of(request, site.key)
     found = await _read(visitors.account_detail(redis_of(request), site.key, domain, industry))
-    if isinstance(found, web.Response):
-        return found
     if found is None:
-        return problem(404, f"no account {domain} is listed or has been seen on this site")
+        raise Refused(404, f"no account {domain} is listed or has been seen on this site")
     return web.json_response({"site": site.key, **found})
 
 
@@ -140,11 +126,9 @@ async def account_detail(request: web.Request) -> web.StreamResponse:
     query=FormatQuery,
     content_types=_TABLE,
 )
-async def site_health(request: web.Request) -> web.StreamResponse:
-    query = parse_query(request, FormatQuery)
-    if isinstance(query, web.Response):
-        return query
-    found = await insights.site_health(redis_of(request), config_of(request))
+async def site_health(request: web.Request, query: FormatQuery) -> web.StreamResponse:
+    found = await health.site_health(redis_of(request), config_of(request))
     if query.format == "csv":
-        return csv_response(insights.STREAM_COLUMNS, insights.stream_rows(found), "streams.csv")
+        rows = health.stream_rows(found)
+        return csv_response(health.STREAM_COLUMNS, rows, "streams.csv")
     return web.json_response(found)

@@ -10,14 +10,16 @@ import redis.asyncio as redis
 from aiohttp import web
 from pydantic import BaseModel, Field
 
-from admin.api import PUBLIC, Api, parse_site_query, problem
+from admin import site_health
+from admin.api import PUBLIC, Api, Refused, known_site
+from admin.csv_export import csv_response
 from admin.state import config_of, industry_of, redis_of
 from analytics import reports, visitors
 from analytics.stats.engine import Settings
-from analytics.worker import HEARTBEAT_PATTERN
 
 api = Api("Refract admin", "1")
-_REDIS_TIMEOUT_S = 1.0
+# a load balancer's check: shorter than the reads' deadline, it asks two cheap questions
+LIVENESS_TIMEOUT_S = 1.0
 READERS_OF_RESULTS = ["executive", "sales_manager", "marketing", "admin"]
 READERS_OF_VISITORS = ["sales_manager", "sales_rep", "marketing", "admin"]
 READERS_OF_ACCOUNTS = ["executive", "sales_manager", "sales_rep", "marketing", "admin"]
@@ -47,9 +49,9 @@ class HotQuery(SiteQuery):
 async def health(request: web.Request) -> web.StreamResponse:
     client = redis_of(request)
     try:
-        async with asyncio.timeout(_REDIS_TIMEOUT_S):
+        async with asyncio.timeout(LIVENESS_TIMEOUT_S):
             await client.ping()
-            workers = [key async for key in client.scan_iter(match=HEARTBEAT_PATTERN, count=100)]
+            workers = await site_health.workers(client)  # the workers site health lists
     except (TimeoutError, redis.RedisError, OSError):
         return web.json_response({"status": "degraded", "redis": "down", "workers": None})
     return web.json_response(
@@ -71,20 +73,19 @@ async def health(request: web.Request) -> web.StreamResponse:
     responses={404: "no such experiment or site"},
     content_types=("application/json", "text/csv"),
 )
-async def experiment_report(request: web.Request) -> web.StreamResponse:
-    asked = parse_site_query(request, ReportQuery)
-    if isinstance(asked, web.Response):
-        return asked
-    query, site = asked
+async def experiment_report(request: web.Request, query: ReportQuery) -> web.StreamResponse:
+    site = known_site(request, query.site)
+    key = request.match_info["key"]
     settings = Settings(alpha=query.alpha, method=query.method, correction=query.correction)
     try:
         report = await reports.experiment_report(
-            redis_of(request), config_of(request), site.key, request.match_info["key"], settings
+            redis_of(request), config_of(request), site.key, key, settings
         )
     except reports.UnknownExperimentError as error:
-        return problem(404, str(error))
+        raise Refused(404, str(error)) from None
     if query.format == "csv":
-        return web.Response(text=reports.as_csv(report), content_type="text/csv")
+        rows = reports.result_rows(report)
+        return csv_response(reports.RESULT_COLUMNS, rows, f"report-{site.key}-{key}.csv")
     return web.json_response(report.as_json())
 
 
@@ -96,16 +97,13 @@ async def experiment_report(request: web.Request) -> web.StreamResponse:
     query=SiteQuery,
     responses={404: "no such visitor or site"},
 )
-async def visitor(request: web.Request) -> web.StreamResponse:
-    asked = parse_site_query(request, SiteQuery)
-    if isinstance(asked, web.Response):
-        return asked
-    _, site = asked
+async def visitor(request: web.Request, query: SiteQuery) -> web.StreamResponse:
+    site = known_site(request, query.site)
     found = await visitors.visitor_profile(
         redis_of(request), site.key, request.match_info["visitor"], industry_of(request, site.key)
     )
     if found is None:
-        return problem(404, "no such visitor on this site")
+        raise Refused(404, "no such visitor on this site")
     return web.json_response(found)
 
 
@@ -118,14 +116,12 @@ async def visitor(request: web.Request) -> web.StreamResponse:
     responses={404: "no such site"},
     content_types=("application/json", "text/csv"),
 )
-async def hot_accounts(request: web.Request) -> web.StreamResponse:
-    asked = parse_site_query(request, HotQuery)
-    if isinstance(asked, web.Response):
-        return asked
-    query, site = asked
+async def hot_accounts(request: web.Request, query: HotQuery) -> web.StreamResponse:
+    site = known_site(request, query.site)
     found = await visitors.hot_accounts(
         redis_of(request), site.key, query.limit, industry_of(request, site.key)
     )
     if query.format == "csv":
-        return web.Response(text=visitors.hot_accounts_csv(found), content_type="text/csv")
+        rows = visitors.hot_account_rows(found)
+        return csv_response(visitors.HOT_COLUMNS, rows, f"hot-accounts-{site.key}.csv")
     return web.json_response({"site": site.key, "accounts": found})

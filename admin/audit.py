@@ -15,9 +15,9 @@ from typing import Any
 import redis.asyncio as redis
 
 from admin.auth import Identity
+from rules import keyspace
 from rules.redis_values import text
 
-AUDIT_KEY = "rf:admin:audit"
 MAX_ENTRIES = 100_000
 
 
@@ -30,7 +30,7 @@ async def record(
     after: Any = None,
 ) -> None:
     await client.xadd(
-        AUDIT_KEY,
+        keyspace.ADMIN_AUDIT,
         {
             "at": time.time(),
             "user": who.name,
@@ -49,7 +49,7 @@ async def entries(client: redis.Redis, limit: int = 100) -> list[dict[str, Any]]
     """The latest entries, newest first."""
     found = []
     reply: list[tuple[bytes, dict[bytes, bytes]]] = await client.xrevrange(  # type: ignore[assignment]
-        AUDIT_KEY, count=limit
+        keyspace.ADMIN_AUDIT, count=limit
     )
     for entry_id, fields in reply:
         row = {text(name): text(value) for name, value in fields.items()}

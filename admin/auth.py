@@ -33,6 +33,7 @@ from aiohttp import web
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from rules import keyspace
 from rules.redis_values import text
 
 SESSION_COOKIE = "rf_admin"
@@ -71,34 +72,21 @@ def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def user_key(name: str) -> str:
-    return f"rf:admin:user:{name}"
-
-
-def session_key(digest: str) -> str:
-    return f"rf:admin:session:{digest}"
-
-
-def token_key(digest: str) -> str:
-    return f"rf:admin:token:{digest}"
-
-
-TOKEN_IDS = "rf:admin:tokens"
-
-
 # --- users ---------------------------------------------------------------------------------
 
 
 async def add_user(client: redis.Redis, name: str, role: str, password: str) -> bool:
     """Create or replace a user; True when the name was new."""
-    created = await client.hsetnx(user_key(name), "created", time.time())
-    await client.hset(user_key(name), mapping={"role": role, "password": _hasher.hash(password)})
+    created = await client.hsetnx(keyspace.admin_user(name), "created", time.time())
+    await client.hset(
+        keyspace.admin_user(name), mapping={"role": role, "password": _hasher.hash(password)}
+    )
     return bool(created)
 
 
 async def list_users(client: redis.Redis) -> list[dict[str, Any]]:
     users = []
-    async for key in client.scan_iter(match=user_key("*"), count=500):
+    async for key in client.scan_iter(match=keyspace.admin_users_pattern(), count=500):
         stored = await client.hgetall(key)
         name = (key.decode() if isinstance(key, bytes) else key).rsplit(":", 1)[1]
         users.append(
@@ -113,7 +101,7 @@ async def list_users(client: redis.Redis) -> list[dict[str, Any]]:
 
 async def check_password(client: redis.Redis, name: str, password: str) -> str | None:
     """The user's role when the password is right, else None (in constant-ish time)."""
-    stored = await client.hgetall(user_key(name))
+    stored = await client.hgetall(keyspace.admin_user(name))
     hashed = text(stored.get(b"password")) or _DUMMY_HASH
     try:
         _hasher.verify(hashed, password)
@@ -122,7 +110,7 @@ async def check_password(client: redis.Redis, name: str, password: str) -> str |
     if not stored:
         return None
     if _hasher.check_needs_rehash(hashed):
-        await client.hset(user_key(name), "password", _hasher.hash(password))
+        await client.hset(keyspace.admin_user(name), "password", _hasher.hash(password))
     return text(stored.get(b"role"))
 
 
@@ -132,7 +120,7 @@ async def check_password(client: redis.Redis, name: str, password: str) -> str |
 async def open_session(client: redis.Redis, name: str, role: str) -> tuple[str, str]:
     """A new session: (the cookie's secret id, its CSRF token)."""
     secret, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
-    key = session_key(_digest(secret))
+    key = keyspace.admin_session(_digest(secret))
     await client.hset(
         key, mapping={"user": name, "role": role, "csrf": csrf, "created": time.time()}
     )
@@ -141,7 +129,7 @@ async def open_session(client: redis.Redis, name: str, role: str) -> tuple[str, 
 
 
 async def close_session(client: redis.Redis, secret: str) -> None:
-    await client.delete(session_key(_digest(secret)))
+    await client.delete(keyspace.admin_session(_digest(secret)))
 
 
 def set_session_cookie(request: web.Request, response: web.StreamResponse, secret: str) -> None:
@@ -168,7 +156,7 @@ async def create_token(
     token_id = digest[:12]
     async with client.pipeline(transaction=True) as pipe:
         pipe.hset(
-            token_key(digest),
+            keyspace.admin_token(digest),
             mapping={
                 "id": token_id,
                 "name": name,
@@ -178,23 +166,23 @@ async def create_token(
                 "revoked": 0,
             },
         )
-        pipe.hset(TOKEN_IDS, token_id, digest)
+        pipe.hset(keyspace.ADMIN_TOKENS, token_id, digest)
         await pipe.execute()
     return token_id, token
 
 
 async def revoke_token(client: redis.Redis, token_id: str) -> bool:
-    digest = await client.hget(TOKEN_IDS, token_id)
+    digest = await client.hget(keyspace.ADMIN_TOKENS, token_id)
     if digest is None:
         return False
-    await client.hset(token_key(text(digest)), "revoked", 1)
+    await client.hset(keyspace.admin_token(text(digest)), "revoked", 1)
     return True
 
 
 async def list_tokens(client: redis.Redis) -> list[dict[str, Any]]:
     found = []
-    for digest in (await client.hgetall(TOKEN_IDS)).values():
-        stored = await client.hgetall(token_key(text(digest)))
+    for digest in (await client.hgetall(keyspace.ADMIN_TOKENS)).values():
+        stored = await client.hgetall(keyspace.admin_token(text(digest)))
         if stored:
             found.append(
                 {
@@ -216,7 +204,9 @@ async def identify(client: redis.Redis, request: web.Request) -> Identity | None
     """The caller, from a bearer token or the session cookie; None when neither is valid."""
     header = request.headers.get("Authorization", "")
     if header.startswith("Bearer "):
-        stored = await client.hgetall(token_key(_digest(header.removeprefix("Bearer ").strip())))
+        stored = await client.hgetall(
+            keyspace.admin_token(_digest(header.removeprefix("Bearer ").strip()))
+        )
         if not stored or stored.get(b"revoked") == b"1":
             return None
         return Identity(
@@ -225,7 +215,7 @@ async def identify(client: redis.Redis, request: web.Request) -> Identity | None
     secret = request.cookies.get(SESSION_COOKIE)
     if not secret:
         return None
-    stored = await client.hgetall(session_key(_digest(secret)))
+    stored = await client.hgetall(keyspace.admin_session(_digest(secret)))
     if not stored:
         return None
     return Identity(

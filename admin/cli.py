@@ -11,6 +11,7 @@ from pathlib import Path
 
 from admin import logs
 from admin.supervisor import Child, Supervisor
+from rules import keyspace
 from rules.config import Config, SiteConfig, load_config
 from rules.problems import InvalidFileError
 from rules.ruleset import load_rules
@@ -106,7 +107,8 @@ def _accounts_import(config: Config, file: str, site: str) -> int:
     import redis.asyncio as redis
 
     from admin.embedded_redis import redis_url
-    from rules.accounts import read_accounts_csv, store_accounts
+    from rules.account_csv import read_accounts_csv
+    from rules.account_store import store_accounts
 
     try:
         accounts = read_accounts_csv(file)
@@ -240,8 +242,15 @@ def _report(config: Config, args: argparse.Namespace) -> int:
 
     import redis.asyncio as redis
 
+    from admin.csv_export import csv_text
     from admin.embedded_redis import redis_url
-    from analytics.reports import UnknownExperimentError, as_csv, as_table, experiment_report
+    from analytics.reports import (
+        RESULT_COLUMNS,
+        UnknownExperimentError,
+        as_table,
+        experiment_report,
+        result_rows,
+    )
     from analytics.stats.engine import Settings
 
     site = args.site or config.sites[0].key
@@ -255,7 +264,9 @@ def _report(config: Config, args: argparse.Namespace) -> int:
             await client.aclose()
         if args.format == "json":
             return json.dumps(report.as_json(), indent=2) + "\n"
-        return as_csv(report) if args.format == "csv" else as_table(report, args.segment)
+        if args.format == "csv":
+            return csv_text(RESULT_COLUMNS, result_rows(report))
+        return as_table(report, args.segment)
 
     try:
         with redis_url(config.redis.url, config.server.data_dir) as url:
@@ -397,7 +408,7 @@ def _ensure_demo_user(url: str) -> None:
     async def ensure() -> None:
         client = redis.Redis.from_url(url)
         try:
-            if not await client.exists(auth.user_key(DEMO_USER)):
+            if not await client.exists(keyspace.admin_user(DEMO_USER)):
                 await auth.add_user(client, DEMO_USER, "admin", DEMO_PASSWORD)
         finally:
             await client.aclose()
@@ -407,7 +418,7 @@ def _ensure_demo_user(url: str) -> None:
 
 def _children(command: str, config: Config, config_path: str) -> list[Child]:
     proxies = [
-        Child(f"proxy-{index}", proxy_main, (config_path,))
+        Child(f"proxy-{index}", proxy_main, (config_path,), reloads=True)
         for index in range(config.server.workers)
     ]
     if len(proxies) > 1:

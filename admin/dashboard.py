@@ -16,6 +16,7 @@ and re-render when the view's data changes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import gzip
 import importlib.metadata
@@ -29,12 +30,12 @@ from typing import Any, get_args
 from urllib.parse import quote
 
 import jinja2
-import redis.asyncio as redis
 from aiohttp import web
-from pydantic import ValidationError
+from pydantic import BaseModel
 
 from admin import dashboard_views as views
-from admin.api import EVERYONE, PUBLIC, Api, Handler
+from admin import insights, site_health
+from admin.api import EVERYONE, PUBLIC, Api, Handler, Refused, known_site
 from admin.api_reads import (
     READERS_OF_ACCOUNTS,
     READERS_OF_RESULTS,
@@ -42,13 +43,13 @@ from admin.api_reads import (
     ReportQuery,
 )
 from admin.auth import IDENTITY_KEY, Identity
-from admin.state import config_of, identity_of, industry_of, redis_of, site_of
-from analytics import keys, reports, visitors
+from admin.state import config_of, identity_of, industry_of, redis_of
+from analytics import reports, visitors
 from analytics.intel.scores import band
+from analytics.rules_in_force import rules_in_force
 from analytics.stats.engine import Settings
-from analytics.worker import HEARTBEAT_PATTERN, rules_in_force
+from rules import keyspace
 from rules.config import SiteConfig
-from rules.events import dead_letter_key, stream_key
 from rules.schema import Action
 
 api = Api("Refract admin", "1")
@@ -61,7 +62,6 @@ PLOTLY_VERSION = importlib.metadata.version("plotly")
 LIVE_PATH = "/api/live"
 ACCOUNTS_SHOWN = 50  # rows of the accounts page
 ACCOUNTS_READ = 500  # accounts read for the funnel and the account page (the API's maximum)
-_REDIS_TIMEOUT_S = 1.0
 _STATIC_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*\.(css|js)$")
 _CONTENT_TYPES = {"css": "text/css", "js": "text/javascript"}
 _HTML = ("text/html",)
@@ -86,18 +86,44 @@ NAVIGATION = (  # label, path, roles
 )
 
 
-def page(path: str, roles: Iterable[str], summary: str) -> Callable[[Handler], Handler]:
-    """Declare a page: an HTML endpoint of the dashboard."""
+def page(
+    path: str, roles: Iterable[str], summary: str, query: type[BaseModel] | None = None
+) -> Callable[[Handler], Handler]:
+    """Declare a page: an HTML endpoint of the dashboard (its handler takes ``query`` when a
+    query model is declared)."""
     return api.get(
-        path, roles=roles, summary=summary, tag="dashboard", content_types=_HTML, refuse=refuse_page
+        path,
+        roles=roles,
+        summary=summary,
+        tag="dashboard",
+        query=query,
+        content_types=_HTML,
+        refuse=refuse_page,
     )
 
 
-def refuse_page(request: web.Request, status: int, detail: str) -> web.StreamResponse:
-    """A page refused: to the sign-in page without a session, a readable 403 with one."""
-    if status == 401:
+_REFUSED_TITLES = {403: "Not allowed", 404: "Not found", 422: "Bad query"}
+
+
+def refuse_page(request: web.Request, refused: Refused) -> web.StreamResponse:
+    """A page refused: to the sign-in page without a session, else a readable page saying
+    why (403, a record not found, a bad query with each bad parameter)."""
+    if refused.status == 401:
         raise web.HTTPSeeOther(f"/login?next={quote(request.path_qs)}")
-    return render(request, "message.html", title="Not allowed", status=status, heading=detail)
+    details: list[str] = refused.extra.get("details") or [
+        f"{error['field']}: {error['message']}" for error in refused.extra.get("errors", [])
+    ]
+    listed: dict[str, Any] = {"details": details} if details else {}
+    answer = render(
+        request,
+        "message.html",
+        title=_REFUSED_TITLES.get(refused.status, "Refused"),
+        status=refused.status,
+        heading=refused.detail,
+        **listed,
+    )
+    answer.headers.update(refused.headers)
+    return answer
 
 
 # --- rendering -----------------------------------------------------------------------------
@@ -201,13 +227,12 @@ def _has_route(app: web.Application, path: str) -> bool:
     return any(resource.canonical == path for resource in app.router.resources())
 
 
-def not_found(request: web.Request, what: str) -> web.Response:
-    return render(request, "message.html", title="Not found", status=404, heading=what)
-
-
-def _site(request: web.Request) -> SiteConfig | web.Response:
-    site = site_of(request)
-    return site if site is not None else not_found(request, "No such site")
+def _site(request: web.Request) -> SiteConfig:
+    """The site ``?site=`` names (default: the first); a 404 page when none does."""
+    try:
+        return known_site(request, request.query.get("site"))
+    except Refused:
+        raise Refused(404, "No such site") from None
 
 
 def _may(identity: Identity, roles: list[str]) -> bool:
@@ -251,8 +276,6 @@ async def login_page(request: web.Request) -> web.StreamResponse:
 @page("/overview", EVERYONE, "the overview: active tests, win rate, lift, pipeline, visitors")
 async def overview(request: web.Request) -> web.StreamResponse:
     site = _site(request)
-    if isinstance(site, web.Response):
-        return site
     identity = identity_of(request)
     client = redis_of(request)
     summaries: list[dict[str, Any]] = []
@@ -272,7 +295,7 @@ async def overview(request: web.Request) -> web.StreamResponse:
     funnel = views.account_funnel(accounts, industry)
     currency = accounts[0]["prediction"]["currency"] if accounts else "USD"
     today = datetime.now(UTC).strftime("%Y-%m-%d")
-    visitors_today = int(await client.pfcount(keys.unique_visitors(site.key, today)))
+    visitors_today = int(await client.pfcount(keyspace.unique_visitors(site.key, today)))
     return render(
         request,
         "overview.html",
@@ -311,30 +334,22 @@ async def experiments(request: web.Request) -> web.StreamResponse:
     )
 
 
-@page("/experiments/{key}/report", READERS_OF_RESULTS, "an experiment's report, with charts")
-async def report_page(request: web.Request) -> web.StreamResponse:
+@page(
+    "/experiments/{key}/report",
+    READERS_OF_RESULTS,
+    "an experiment's report, with charts",
+    query=ReportQuery,
+)
+async def report_page(request: web.Request, query: ReportQuery) -> web.StreamResponse:
     key = request.match_info["key"]
-    try:
-        query = ReportQuery.model_validate(dict(request.query))
-    except ValidationError as error:
-        problems = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors()]
-        return render(
-            request, "message.html", title="Bad query", status=422, heading="Bad query",
-            details=problems,
-        )  # fmt: skip
     site = _site(request)
-    if isinstance(site, web.Response):
-        return site
     settings = Settings(alpha=query.alpha, method=query.method, correction=query.correction)
     try:
         report = await reports.experiment_report(
             redis_of(request), config_of(request), site.key, key, settings
         )
     except reports.UnknownExperimentError as error:
-        return render(
-            request, "message.html", title="Not found", status=404, heading="No such experiment",
-            details=[str(error)],
-        )  # fmt: skip
+        raise Refused(404, "No such experiment", details=[str(error)]) from None
     document = report.as_json()
     view = views.report_view(document)
     csv = f"/api/experiments/{quote(key)}/report?" + "&".join(
@@ -396,7 +411,7 @@ async def _editor(request: web.Request, key: str | None) -> web.StreamResponse:
     if key is not None:
         found = rules.experiments.get(key)
         if found is None:
-            return not_found(request, f"No experiment {key!r} in the rules in force")
+            raise Refused(404, f"No experiment {key!r} in the rules in force")
         experiment = found.model_dump(mode="json")
     return render(
         request,
@@ -421,8 +436,6 @@ ACTIONS = get_args(Action)  # what a variant's change may do
 @page("/accounts", READERS_OF_ACCOUNTS, "hot accounts, with the intent distribution")
 async def accounts_page(request: web.Request) -> web.StreamResponse:
     site = _site(request)
-    if isinstance(site, web.Response):
-        return site
     industry = industry_of(request, site.key)
     found = await visitors.hot_accounts(redis_of(request), site.key, ACCOUNTS_SHOWN, industry)
     for account in found:
@@ -445,14 +458,12 @@ async def accounts_page(request: web.Request) -> web.StreamResponse:
 @page("/accounts/{domain}", READERS_OF_ACCOUNTS, "an account: firmographics, heat, expected deal")
 async def account_page(request: web.Request) -> web.StreamResponse:
     site = _site(request)
-    if isinstance(site, web.Response):
-        return site
     domain = request.match_info["domain"]
     industry = industry_of(request, site.key)
     ranked = await visitors.hot_accounts(redis_of(request), site.key, ACCOUNTS_READ, industry)
     found = next((account for account in ranked if account["domain"] == domain), None)
     if found is None:
-        return not_found(request, f"No account {domain!r} among the {ACCOUNTS_READ} hottest")
+        raise Refused(404, f"No account {domain!r} among the {ACCOUNTS_READ} hottest")
     found["band"] = band(int(found["intent"]), industry)
     return render(
         request, "account.html", title=f"Account: {domain}", live="accounts", account=found,
@@ -477,14 +488,12 @@ async def visitor_lookup(request: web.Request) -> web.StreamResponse:
 )
 async def visitor_page(request: web.Request) -> web.StreamResponse:
     site = _site(request)
-    if isinstance(site, web.Response):
-        return site
     visitor = request.match_info["visitor"]
     found = await visitors.visitor_profile(
         redis_of(request), site.key, visitor, industry_of(request, site.key)
     )
     if found is None:
-        return not_found(request, f"No visitor {visitor!r} on this site")
+        raise Refused(404, f"No visitor {visitor!r} on this site")
     axes = found["psychographics"]
     return render(
         request,
@@ -502,66 +511,23 @@ async def visitor_page(request: web.Request) -> web.StreamResponse:
 
 @page("/health", WATCHERS_OF_HEALTH, "site health: Redis, workers, streams, events today")
 async def health_page(request: web.Request) -> web.StreamResponse:
-    client = redis_of(request)
-    config = config_of(request)
-    today = datetime.now(UTC).strftime("%Y-%m-%d")
-    sites = []
-    try:
-        async with asyncio.timeout(_REDIS_TIMEOUT_S):
-            await client.ping()
-            workers = len([key async for key in client.scan_iter(match=HEARTBEAT_PATTERN)])
-            for site in config.sites:
-                sites.append(await _site_health(client, site, config.events.shards, today))
-            rules = await rules_in_force(config, client)
-        redis_ok = True
-    except (TimeoutError, redis.RedisError, OSError):
-        redis_ok, workers, rules = False, 0, None
+    """What ``GET /api/site-health`` answers (the same function, the same numbers), with the
+    rules in force."""
+    client, config = redis_of(request), config_of(request)
+    health = await site_health.site_health(client, config)
+    rules = None
+    if health["redis"]["up"]:
+        with contextlib.suppress(insights.RedisUnavailableError):  # the page says "unknown"
+            rules = await insights.within_deadline(rules_in_force(config, client))
     return render(
         request,
         "health.html",
         title="Site health",
         live="health",
-        redis_ok=redis_ok,
-        workers=workers,
-        sites=sites,
+        health=health,
         rules=rules,
-        day=today,
         checked=time.time(),
     )
-
-
-async def _site_health(client: redis.Redis, site: SiteConfig, shards: int, day: str) -> Any:
-    async with client.pipeline(transaction=False) as pipe:
-        pipe.xlen(dead_letter_key(site.key))
-        pipe.hgetall(keys.daily(site.key, day))
-        pipe.pfcount(keys.unique_visitors(site.key, day))
-        dead, daily, unique = await pipe.execute()
-    counters = {name.decode(): int(value) for name, value in daily.items()}
-    return {
-        "key": site.key,
-        "backlog": await _backlog(client, site.key, shards),
-        "dead": dead,
-        "visitors": unique,
-        "pageviews": counters.pop("pageviews", 0),
-        "events": {name.removeprefix("events:"): n for name, n in sorted(counters.items())},
-    }
-
-
-async def _backlog(client: redis.Redis, site: str, shards: int) -> int | None:
-    """Events of the site's streams the workers have not applied yet: not yet read (the
-    group's lag) plus read but not acknowledged (pending)."""
-    total = 0
-    for shard in range(shards):
-        try:
-            groups = await client.xinfo_groups(stream_key(site, shard))
-        except redis.ResponseError:  # no stream yet: nothing sent to this shard
-            continue
-        for group in groups:
-            if group["name"] in (keys.GROUP, keys.GROUP.encode()):
-                if group.get("lag") is None:
-                    return None  # the server cannot tell (an entry was deleted mid-stream)
-                total += int(group["lag"]) + int(group["pending"])
-    return total
 
 
 # --- static files ----------------------------------------------------------------------------

@@ -1,5 +1,5 @@
-"""What executives, sales and platform engineers read: the overview of experiments and
-traffic, the pipeline, one account, and the health of the system.
+"""What executives and sales read: the overview of experiments and traffic, the pipeline and
+one account (the health of the system is admin/site_health.py).
 
 Each answer is a function of Redis and the configuration with no clock reading in it (no
 "generated at", no latencies, no time-to-live), so the live view (admin/live.py) can tell a
@@ -9,29 +9,25 @@ change from two answers by comparing them. How each figure is made is in docs/ad
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import Awaitable, Iterable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Final, TypeVar
 
 import redis.asyncio as redis
-from prometheus_client.multiprocess import MultiProcessCollector
 
-from analytics import keys, visitors
+from analytics import visitors
 from analytics.effects import day_of
 from analytics.reports import experiment_report
+from analytics.rules_in_force import rules_in_force
 from analytics.stats.engine import Settings
 from analytics.stats.report import Report
 from analytics.ttl_cache import MISS, TtlLru
-from analytics.worker import HEARTBEAT_PATTERN, rules_in_force
+from rules import keyspace
 from rules.config import Config
 from rules.decisions import ended, scheduled
-from rules.events import dead_letter_key, stream_key
 from rules.industry import IndustryModel, shipped_model
 from rules.publication import published_version
-from rules.redis_values import text
 from rules.ruleset import RuleSet
 from rules.schema import Experiment
 
@@ -39,7 +35,6 @@ T = TypeVar("T")
 
 READ_TIMEOUT_S: Final = 5.0
 VISITORS_NOW_MINUTES: Final = 5  # the current minute and the four before it
-LAG_WARNING: Final = 10_000  # entries not yet read by the worker that make a warning
 SETTINGS: Final = Settings()  # the reports' defaults: sequential tests, Holm
 FINISHED: Final = frozenset({"stopped", "archived"})
 INTENT_BANDS: Final = ("hot", "warm", "cold")
@@ -50,11 +45,6 @@ REVENUE_BASIS: Final = (
     "variant's exposed visitors, i.e. what it earned beyond control on its own visitors so "
     "far; revenue is the metric's value per conversion from the rule files, not booked "
     "revenue; the range adds up each experiment's interval ends (wider than any one interval)"
-)
-PROXIES_NOT_AVAILABLE: Final = (
-    "not available: no proxy metric files in {directory}; proxies write them only when this "
-    "node runs several proxy processes (server.workers > 1); read /_refract/metrics on each "
-    "proxy instead"
 )
 
 
@@ -234,13 +224,14 @@ async def _traffic(client: redis.Redis, site: str, now: float) -> dict[str, Any]
     today (UTC), and today's page views."""
     minute = int(now // 60)
     recent = [
-        keys.minute_visitors(site, m) for m in range(minute - VISITORS_NOW_MINUTES + 1, minute + 1)
+        keyspace.minute_visitors(site, m)
+        for m in range(minute - VISITORS_NOW_MINUTES + 1, minute + 1)
     ]
     day = day_of(now)
     async with client.pipeline(transaction=False) as pipe:
         pipe.pfcount(*recent)
-        pipe.pfcount(keys.unique_visitors(site, day))
-        pipe.hget(keys.daily(site, day), "pageviews")
+        pipe.pfcount(keyspace.unique_visitors(site, day))
+        pipe.hget(keyspace.daily(site, day), "pageviews")
         now_count, today_count, pageviews = await pipe.execute()
     return {
         "visitors_now": {"count": int(now_count), "minutes": VISITORS_NOW_MINUTES},
@@ -312,7 +303,7 @@ async def pipeline(
     rows = [
         pipeline_row(found) for found in await visitors.hot_accounts(client, site, limit, industry)
     ]
-    seen = int(await client.zcard(keys.hot_accounts(site)))
+    seen = int(await client.zcard(keyspace.hot_accounts(site)))
     sources: dict[str, int] = {}
     for row in rows:
         sources[row["source"]] = sources.get(row["source"], 0) + 1
@@ -376,161 +367,3 @@ def _source_note(sources: dict[str, int]) -> str:
         f"{basis}, from the fitted revenue model ({', '.join(models)}); parts the training "
         "deals could not support come from the industry priors"
     )
-
-
-# --- site health ---------------------------------------------------------------------------
-
-
-STREAM_COLUMNS: Final = ("site", "stream", "kind", "length", "lag", "pending", "consumers")
-
-
-async def site_health(
-    client: redis.Redis, config: Config, now: float | None = None
-) -> dict[str, Any]:
-    """Redis, the workers' heartbeats, per site the streams' backlog and dead letters and
-    today's counters, and the proxies' failure counters when this node can read them."""
-    day = day_of(time.time() if now is None else now)
-    proxies = await asyncio.to_thread(proxy_counters, metrics_directory(config))
-    try:
-        async with asyncio.timeout(READ_TIMEOUT_S):
-            info = await client.info("server")
-            workers = await _workers(client)
-            sites = [await _site(client, config, site.key, day) for site in config.sites]
-    except (TimeoutError, redis.RedisError, OSError) as error:
-        return {
-            "status": "down",
-            "redis": {"up": False, "error": str(error) or type(error).__name__},
-            "workers": None,
-            "sites": None,
-            "proxies": proxies,
-            "warnings": ["Redis does not answer: proxies serve pages, events wait in them"],
-        }
-    warnings = [] if workers else ["no analytics worker is alive: events wait in the streams"]
-    for site in sites:
-        for stream in site["streams"]:
-            if (stream["lag"] or 0) > LAG_WARNING:
-                warnings.append(f"{stream['stream']}: {stream['lag']} events not yet read")
-    return {
-        "status": "degraded" if warnings else "ok",
-        "redis": {
-            "up": True,
-            "server": "valkey" if "valkey_version" in info else "redis",
-            "version": info.get("valkey_version") or info.get("redis_version"),
-        },
-        "workers": workers,
-        "sites": sites,
-        "proxies": proxies,
-        "warnings": warnings,
-    }
-
-
-async def _workers(client: redis.Redis) -> list[dict[str, Any]]:
-    found = sorted([key async for key in client.scan_iter(match=HEARTBEAT_PATTERN, count=100)])
-    pids = await client.mget(found) if found else []
-    return [
-        {"name": text(key).split(":", 2)[2], "pid": int(pid) if pid else None}
-        for key, pid in zip(found, pids, strict=True)
-    ]
-
-
-async def _site(client: redis.Redis, config: Config, site: str, day: str) -> dict[str, Any]:
-    streams = [stream_key(site, shard) for shard in range(config.events.shards)]
-    async with client.pipeline(transaction=False) as pipe:
-        for stream in streams:
-            pipe.xlen(stream)
-            pipe.xinfo_groups(stream)
-        pipe.xlen(dead_letter_key(site))
-        pipe.hgetall(keys.daily(site, day))
-        pipe.pfcount(keys.unique_visitors(site, day))
-        replies = await pipe.execute(raise_on_error=False)
-    # XINFO GROUPS fails on a stream nobody wrote yet: no group then; any other error counts
-    for index, reply in enumerate(replies):
-        if isinstance(reply, Exception) and not (index < 2 * len(streams) and index % 2):
-            raise reply
-    rows = []
-    for shard, stream in enumerate(streams):
-        length, groups = replies[2 * shard], replies[2 * shard + 1]
-        groups = [] if isinstance(groups, Exception) else groups
-        group = next((g for g in groups if text(g["name"]) == keys.GROUP), None)
-        rows.append(
-            {
-                "site": site,
-                "stream": stream,
-                "kind": "events",
-                "length": int(length),
-                "lag": group.get("lag") if group else None,
-                "pending": group["pending"] if group else None,
-                "consumers": group["consumers"] if group else None,
-            }
-        )
-    dead, daily, today_visitors = replies[2 * len(streams) :]
-    counters = {text(name): int(value) for name, value in daily.items()}
-    return {
-        "site": site,
-        "streams": rows,
-        "dead_letters": int(dead),
-        "today": {
-            "day": day,
-            "visitors": int(today_visitors),
-            "pageviews": counters.get("pageviews", 0),
-            "events": {
-                name.removeprefix("events:"): count
-                for name, count in sorted(counters.items())
-                if name.startswith("events:")
-            },
-        },
-    }
-
-
-def stream_rows(document: dict[str, Any]) -> list[dict[str, Any]]:
-    """The event streams and dead letters of every site, as a table."""
-    rows = []
-    for site in document["sites"] or []:
-        rows += site["streams"]
-        rows.append(
-            {
-                "site": site["site"],
-                "stream": dead_letter_key(site["site"]),
-                "kind": "dead",
-                "length": site["dead_letters"],
-            }
-        )
-    return rows
-
-
-def metrics_directory(config: Config) -> Path:
-    """Where this node's proxy processes write their metrics (admin/cli.py sets it up)."""
-    return Path(os.environ.get("PROMETHEUS_MULTIPROC_DIR") or config.server.data_dir / "metrics")
-
-
-# counter sample -> (the answer's field, the labels that key it)
-_COUNTERS: Final = {
-    "refract_fail_open_total": ("fail_open", ("stage",)),
-    "refract_upstream_errors_total": ("upstream_errors", ("site", "reason")),
-    "refract_events_dropped_total": ("events_dropped", ("reason",)),
-    "refract_event_write_failures_total": ("event_write_failures", ()),
-    "refract_requests_total": ("responses", ("status",)),
-}
-
-
-def proxy_counters(directory: Path) -> dict[str, Any]:
-    """The proxies' fail-open and error counters, summed over this node's proxy processes
-    since their supervisor started, from prometheus_client's multiprocess files."""
-    files = list(directory.glob("*.db")) if directory.is_dir() else []
-    if not files:
-        return {"available": False, "reason": PROXIES_NOT_AVAILABLE.format(directory=directory)}
-    found: dict[str, Any] = {field: {} for field, labels in _COUNTERS.values() if labels}
-    found["event_write_failures"] = 0.0
-    collector = MultiProcessCollector(None, path=str(directory))  # type: ignore[no-untyped-call]
-    for metric in collector.collect():  # type: ignore[no-untyped-call]
-        for sample in metric.samples:
-            if sample.name not in _COUNTERS:
-                continue
-            field, labels = _COUNTERS[sample.name]
-            if not labels:
-                found[field] += sample.value
-                continue
-            name = "/".join(sample.labels.get(label, "") for label in labels)
-            found[field][name] = found[field].get(name, 0.0) + sample.value
-    processes = {path.stem.rsplit("_", 1)[-1] for path in files}
-    return {"available": True, "directory": str(directory), "processes": len(processes), **found}

@@ -30,11 +30,11 @@ import redis.asyncio as redis
 from aiohttp import web
 from pydantic import BaseModel, Field
 
-from admin import auth, insights
-from admin.api import ROLES, Api, parse_query, problem
+from admin import auth, insights, site_health
+from admin.api import ROLES, Api, Refused, known_site
 from admin.api_insights import READERS_OF_HEALTH
 from admin.api_reads import READERS_OF_ACCOUNTS, READERS_OF_RESULTS
-from admin.state import CONFIG_KEY, INDUSTRIES_KEY, REDIS_KEY, identity_of, site_of
+from admin.state import CONFIG_KEY, INDUSTRIES_KEY, REDIS_KEY, identity_of
 from analytics import visitors
 from analytics.reports import UnknownExperimentError, experiment_report
 from rules.schema import KEY_PATTERN
@@ -266,18 +266,13 @@ class LiveQuery(BaseModel):
     responses={404: "no such site or experiment", 503: "shutting down or too many streams"},
     content_types=("text/event-stream",),
 )
-async def live_updates(request: web.Request) -> web.StreamResponse:
-    query = parse_query(request, LiveQuery)
-    if isinstance(query, web.Response):
-        return query
+async def live_updates(request: web.Request, query: LiveQuery) -> web.StreamResponse:
     kind, _, name = query.view.partition(":")
     identity = identity_of(request)
     if identity.role not in VIEW_ROLES[kind]:
         allowed = ", ".join(sorted(VIEW_ROLES[kind]))
-        return problem(403, f"the {identity.role} role may not watch {kind} (allowed: {allowed})")
-    site = site_of(request)
-    if site is None:
-        return problem(404, "no such site")
+        raise Refused(403, f"the {identity.role} role may not watch {kind} (allowed: {allowed})")
+    site = known_site(request, query.site)
     app = request.app
     if kind == "experiment":
         try:
@@ -285,12 +280,12 @@ async def live_updates(request: web.Request) -> web.StreamResponse:
                 insights.current_rules(app[CONFIG_KEY], app[REDIS_KEY])
             )
         except insights.RedisUnavailableError:
-            return problem(503, "Redis is unavailable: try again shortly")
+            raise Refused(503, "Redis is unavailable: try again shortly") from None
         if name not in rules.experiments:
-            return problem(404, f'no experiment "{name}" in the rules')
+            raise Refused(404, f'no experiment "{name}" in the rules')
     hub = app[HUB_KEY]
     if hub.closing or hub.subscribers >= MAX_SUBSCRIBERS:
-        return problem(503, "the admin cannot take another live stream now")
+        raise Refused(503, "the admin cannot take another live stream now")
     key: Key = ("", "health") if kind == "health" else (site.key, query.view)
     response = web.StreamResponse(
         headers={
@@ -390,7 +385,7 @@ def renderer(app: web.Application, key: Key) -> Render:
         return {"site": site, "accounts": found}
 
     async def health() -> dict[str, Any]:
-        return await insights.site_health(client, config)
+        return await site_health.site_health(client, config)
 
     return {"overview": overview, "experiment": experiment, "accounts": accounts, "health": health}[
         kind

@@ -1,5 +1,6 @@
 """How the rule-editing endpoints answer: ETags and If-Match, refusals, 422s in the words of
-``refract check``, and the audit log.
+``refract check``, and the audit log. Every refusal is raised (``Refused``, admin/api.py),
+from a check here or from inside a change being saved, and answered by the endpoint's guard.
 
 * **ETags.** An experiment's or personalization's ETag is a hash of its canonical JSON, so
   an edit to another entry (or to a comment in its file) does not make it stale; set-wide
@@ -17,14 +18,14 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 import redis.asyncio as redis
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from admin import audit
-from admin.api import problem, read_body
+from admin.api import Refused
 from admin.rule_store import Change, RuleStore, StoreBusyError
 from admin.state import config_of, identity_of, redis_of
 from rules.editing import (
@@ -40,23 +41,6 @@ from rules.toml_lines import TomlLines
 VERSION_HEADER = "Refract-Rules-Version"
 BODY = "request body"  # the "file" of problems found in a request's body
 
-M = TypeVar("M", bound=BaseModel)
-
-
-class Refusal(Exception):
-    """An answer other than success, raised from inside a change to stop it."""
-
-    def __init__(
-        self, status: int, detail: str, headers: dict[str, str] | None = None, **extra: Any
-    ) -> None:
-        super().__init__(detail)
-        self.status, self.detail, self.headers, self.extra = status, detail, headers or {}, extra
-
-    def response(self) -> web.Response:
-        answer = problem(self.status, self.detail, **self.extra)
-        answer.headers.update(self.headers)
-        return answer
-
 
 def store_of(request: web.Request) -> RuleStore:
     return RuleStore(redis_of(request), config_of(request).rules.directory)
@@ -67,7 +51,7 @@ def loaded(base: RuleFiles) -> RuleSet:
     try:
         return base.rules
     except InvalidFileError as error:
-        raise Refusal(
+        raise Refused(
             409,
             "the rules in force do not load: fix the files (refract check) or import a whole set",
             errors=problem_list(error.problems),
@@ -90,11 +74,11 @@ def require_match(request: web.Request, current: str) -> None:
     """Refuse unless ``If-Match`` names ``current`` (or is ``*``)."""
     header = request.headers.get("If-Match")
     if header is None:
-        raise Refusal(428, "send If-Match with the ETag you read, so that no one's edit is lost")
+        raise Refused(428, "send If-Match with the ETag you read, so that no one's edit is lost")
     # A strong comparison (RFC 9110, 13.1.1): weak tags (W/"...") never match.
     tags = {tag.strip() for tag in header.split(",")}
     if "*" not in tags and quoted(current) not in tags and current not in tags:
-        raise Refusal(
+        raise Refused(
             412,
             "it changed since you read it: read it again, then apply your edit to that",
             headers={"ETag": quoted(current)},
@@ -112,18 +96,15 @@ def tagged(response: web.Response, etag: str | None, version: str) -> web.Respon
 # --- bodies and problems -------------------------------------------------------------------
 
 
-async def read_rule(request: web.Request, model: type[M]) -> M | web.Response:
-    """The JSON body as ``model`` (an entry of a rule file), or a 422 in refract check's words."""
-    return await read_body(request, model, _invalid_rule)
-
-
-def _invalid_rule(error: ValidationError, model: type[BaseModel]) -> web.Response:
+def invalid_rule(error: ValidationError, model: type[BaseModel]) -> Refused:
+    """How an endpoint whose body is an entry of a rule file refuses an invalid one (its
+    ``body_errors``): a 422 in refract check's words."""
     problems = problems_from_validation(error, model, BODY, TomlLines(""))
     return invalid(f"not a valid {model.__name__.lower()}", problems)
 
 
-def invalid(detail: str, problems: Sequence[Problem]) -> web.Response:
-    return problem(422, detail, errors=problem_list(problems))
+def invalid(detail: str, problems: Sequence[Problem]) -> Refused:
+    return Refused(422, detail, errors=problem_list(problems))
 
 
 def problem_list(problems: Sequence[Problem]) -> list[dict[str, Any]]:
@@ -142,27 +123,26 @@ async def save(
     target: str,
     change: Change,
     audited: Callable[[RuleFiles], Any],
-) -> tuple[RuleFiles, RuleFiles] | web.Response:
+) -> tuple[RuleFiles, RuleFiles]:
     """Apply and save ``change``, record it in the audit log with what ``audited`` says of the
-    set before and after; (before, after), or the answer refusing it."""
+    set before and after; (before, after). A change refused from inside (``Refused``) or
+    failing is raised as the refusal answering it."""
     try:
         before, after = await store_of(request).edit(change)
-    except Refusal as refusal:
-        return refusal.response()
     except InvalidFileError as error:
-        return invalid("the rules would not load: nothing was changed", error.problems)
+        raise invalid("the rules would not load: nothing was changed", error.problems) from None
     except UnknownEntryError as error:
-        return problem(404, str(error))
+        raise Refused(404, str(error)) from None
     except TransitionError as error:
-        return problem(409, str(error))
+        raise Refused(409, str(error)) from None
     except UnknownVariantError as error:
-        return invalid("no such variant", [Problem(BODY, None, "variant", str(error))])
+        raise invalid("no such variant", [Problem(BODY, None, "variant", str(error))]) from None
     except StoreBusyError as error:
-        return problem(503, str(error))
+        raise Refused(503, str(error)) from None
     except redis.RedisError:
-        return problem(503, "Redis is unreachable: nothing was published")
+        raise Refused(503, "Redis is unreachable: nothing was published") from None
     except OSError as error:
-        return problem(500, f"the rules directory could not be written: {error}")
+        raise Refused(500, f"the rules directory could not be written: {error}") from None
     if after.files != before.files:
         client = redis_of(request)
         await audit.record(

@@ -30,14 +30,15 @@ from pathlib import Path
 import redis.asyncio as redis
 from redis.exceptions import WatchError
 
+from rules import keyspace
 from rules.editing import RuleFiles
 from rules.problems import InvalidFileError, Problem
-from rules.publication import RULES_KEY, publication, publish, published_files
+from rules.publication import publication, publish, published_files
 from rules.ruleset import read_rule_files
 
 Change = Callable[[RuleFiles], RuleFiles]
 
-_PUBLISHED = Path(f"redis:{RULES_KEY}")  # how problems name published files, as proxies do
+_PUBLISHED = Path(f"redis:{keyspace.RULES}")  # how problems name published files, as proxies do
 _LOCK_WAIT_S = 5.0
 _LOCK_POLL_S = 0.02
 _ATTEMPTS = 5  # compare-and-set rounds lost to other publishers before giving up
@@ -93,11 +94,11 @@ class RuleStore:
             if after.files == before.files:
                 return before, after
             async with self._client.pipeline(transaction=True) as pipe:
-                await pipe.watch(RULES_KEY)
-                if _text(await pipe.hget(RULES_KEY, "version")) != seen:
+                await pipe.watch(keyspace.RULES)
+                if _text(await pipe.hget(keyspace.RULES, "version")) != seen:
                     continue  # published meanwhile: make the change again on that set
                 pipe.multi()  # type: ignore[no-untyped-call]
-                pipe.hset(RULES_KEY, mapping=publication(after.version, after.files))
+                pipe.hset(keyspace.RULES, mapping=publication(after.version, after.files))
                 try:
                     await pipe.execute()
                 except WatchError:

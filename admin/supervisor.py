@@ -1,8 +1,9 @@
 """Run a node's processes, restart the ones that die, and pass signals on.
 
-SIGTERM or SIGINT stop every child gracefully (each drains its requests); SIGHUP asks every
-child to reload config.toml. A child that exits unexpectedly is started again, with a pause
-that grows while it keeps failing.
+SIGTERM or SIGINT stop every child gracefully (each drains its requests); SIGHUP asks the
+children that reload (the proxies) to reload config.toml; the others follow rule changes
+through Redis, and a SIGHUP would end them. A child that exits unexpectedly is started again,
+with a pause that grows while it keeps failing.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class Child:
     name: str
     target: Callable[..., None]
     args: tuple[Any, ...] = ()
+    reloads: bool = False  # handles SIGHUP by reloading config.toml
     process: BaseProcess | None = None
     failures: int = 0
     started_at: float = 0.0
@@ -62,7 +64,7 @@ class Supervisor:
             while not self._stopping:
                 if self._reload_requested:
                     self._reload_requested = False
-                    self._signal_all(signal.SIGHUP)
+                    self.reload()
                 self._restart_dead()
                 time.sleep(_POLL_S)
             self._stop_all()
@@ -100,13 +102,17 @@ class Supervisor:
             if now >= child.restart_at:
                 child.start()
 
-    def _signal_all(self, signum: int) -> None:
-        for child in self.children:
+    def reload(self) -> None:
+        """Pass SIGHUP to the children that reload; it would end the others."""
+        self._signal(signal.SIGHUP, [child for child in self.children if child.reloads])
+
+    def _signal(self, signum: int, children: list[Child]) -> None:
+        for child in children:
             if child.process is not None and child.process.pid and child.process.is_alive():
                 os.kill(child.process.pid, signum)
 
     def _stop_all(self) -> None:
-        self._signal_all(signal.SIGTERM)
+        self._signal(signal.SIGTERM, self.children)
         deadline = time.monotonic() + self._graceful_timeout + 5
         for child in self.children:
             if child.process is None:

@@ -8,12 +8,15 @@ from typing import Any
 
 import pytest
 import redis.asyncio as redis
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 from openapi_spec_validator import validate
+from pydantic import BaseModel, Field
 
-from admin import audit, auth
-from admin.api import PUBLIC, ROLES, Endpoint, openapi_path
+from admin import auth
+from admin.api import PUBLIC, ROLES, Api, Endpoint, Refused, openapi_path
 from admin.app import API_KEY, build_api
+from rules import keyspace
 from rules.config import Config
 from tests.conftest import AdminFactory, api_token, clean_redis
 from tests.test_processes import config_text, refract
@@ -77,6 +80,105 @@ def test_every_endpoint_declares_its_roles_and_says_what_it_does() -> None:
         assert endpoint.roles, endpoint.path
         assert endpoint.roles <= {*ROLES, PUBLIC}
         assert endpoint.summary
+
+
+# --- what the framework hands handlers, and how refusals are answered ----------------------
+
+
+class Paging(BaseModel):
+    limit: int = Field(default=10, ge=1, le=100)
+
+
+class Note(BaseModel):
+    text: str = Field(min_length=1)
+
+
+def checked_out(request: web.Request) -> None:
+    """A helper deep in a handler that says no."""
+    raise Refused(412, "stale", headers={"ETag": '"abc"'}, etag="abc")
+
+
+def toy_api() -> Api:
+    api = Api("toy", "1")
+
+    @api.get("/paged", roles=[PUBLIC], summary="s", tag="t", query=Paging)
+    async def paged(request: web.Request, query: Paging) -> web.StreamResponse:
+        return web.json_response({"limit": query.limit, "type": type(query).__name__})
+
+    @api.post("/notes", roles=[PUBLIC], summary="s", tag="t", query=Paging, body=Note)
+    async def add_note(request: web.Request, query: Paging, body: Note) -> web.StreamResponse:
+        return web.json_response({"text": body.text, "limit": query.limit})
+
+    @api.get("/refused", roles=[PUBLIC], summary="s", tag="t")
+    async def refused(request: web.Request) -> web.StreamResponse:
+        checked_out(request)
+        return web.json_response({})
+
+    def as_text(request: web.Request, refused: Refused) -> web.StreamResponse:
+        return web.Response(text=f"{refused.status}: {refused.detail}", status=refused.status)
+
+    @api.get("/private", roles=["admin"], summary="s", tag="t", refuse=as_text)
+    async def private(request: web.Request) -> web.StreamResponse:
+        return web.json_response({})
+
+    return api
+
+
+@pytest.fixture
+async def toy(aiohttp_client: Any) -> TestClient[Any, Any]:
+    app = web.Application()
+    toy_api().install(app)
+    client: TestClient[Any, Any] = await aiohttp_client(app)
+    return client
+
+
+async def test_handlers_get_their_declared_query_and_body_parsed(toy: TestClient[Any, Any]) -> None:
+    assert await (await toy.get("/paged?limit=7")).json() == {"limit": 7, "type": "Paging"}
+    answer = await toy.post("/notes?limit=3", json={"text": "hi"})
+    assert await answer.json() == {"text": "hi", "limit": 3}
+
+
+async def test_invalid_input_is_422_with_field_paths_and_never_reaches_the_handler(
+    toy: TestClient[Any, Any],
+) -> None:
+    bad = await toy.get("/paged?limit=0")
+    assert bad.status == 422
+    assert (await bad.json())["errors"][0]["field"] == "limit"
+    empty = await toy.post("/notes", json={"text": ""})
+    assert empty.status == 422
+    assert (await empty.json())["errors"][0]["field"] == "text"
+    assert (await toy.post("/notes", data=b"{not json")).status == 422
+
+
+async def test_a_refusal_raised_anywhere_is_the_endpoints_answer(toy: TestClient[Any, Any]) -> None:
+    refused = await toy.get("/refused")
+    assert refused.status == 412
+    assert refused.headers["ETag"] == '"abc"'
+    assert await refused.json() == {"error": "stale", "etag": "abc"}
+    private = await toy.get("/private")  # the endpoint's own refusal: text, not JSON
+    assert private.status == 401
+    assert (await private.text()).startswith("401: sign in")
+
+
+def test_a_handler_must_take_what_its_endpoint_declares() -> None:
+    api = Api("toy", "1")
+
+    async def no_query(request: web.Request) -> web.StreamResponse:
+        return web.json_response({})
+
+    async def wrong_body(request: web.Request, body: Paging) -> web.StreamResponse:
+        return web.json_response({})
+
+    async def stray_body(request: web.Request, body: Note) -> web.StreamResponse:
+        return web.json_response({})
+
+    with pytest.raises(TypeError, match="must take `query`"):
+        api.get("/a", roles=[PUBLIC], summary="s", tag="t", query=Paging)(no_query)
+    with pytest.raises(TypeError, match="is not a Note"):
+        api.post("/b", roles=[PUBLIC], summary="s", tag="t", body=Note)(wrong_body)
+    with pytest.raises(TypeError, match="must not take `body`"):
+        api.post("/c", roles=[PUBLIC], summary="s", tag="t")(stray_body)
+    assert api.endpoints == []
 
 
 # --- the OpenAPI document ------------------------------------------------------------------
@@ -245,7 +347,7 @@ async def test_changes_are_audited_with_who_and_what_but_no_secret(
     assert entries[1]["before"] is None
     redis_client = redis.Redis.from_url(config.redis.url)
     try:
-        raw = await redis_client.xrange(audit.AUDIT_KEY)
+        raw = await redis_client.xrange(keyspace.ADMIN_AUDIT)
     finally:
         await redis_client.aclose()
     assert PASSWORD.encode() not in b"".join(b"".join(fields.values()) for _, fields in raw)

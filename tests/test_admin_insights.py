@@ -6,6 +6,7 @@ import asyncio
 import csv
 import io
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -15,11 +16,13 @@ import pytest
 import redis.asyncio as redis
 from aiohttp.test_utils import TestClient
 
-from admin import insights
-from analytics import keys
+from admin import insights, site_health
+from analytics import heartbeats, visitors
 from analytics.effects import day_of
-from rules import events
-from rules.accounts import Account, read_accounts_csv, store_accounts
+from rules import events, keyspace
+from rules.account_csv import read_accounts_csv
+from rules.account_store import store_accounts
+from rules.accounts import Account
 from rules.config import Config
 from rules.industry import shipped_model
 from tests.conftest import AdminFactory, clean_redis
@@ -242,6 +245,67 @@ async def test_the_pipeline_as_csv_lists_every_counted_account_safely(
     assert odd["name"].startswith("'=")  # a spreadsheet shows it, never runs it
 
 
+# Text a spreadsheet would run as a formula, one of each kind OWASP lists, as a CRM may hold it
+FORMULA_NAMES = {
+    "formula-example.com": '=HYPERLINK("http://evil.example")',
+    "plus.example": "+cmd|' /C calc'!A0",
+    "minus.example": "-2+3+cmd|' /C calc'!A0",
+    "at.example": "@SUM(1+9)*cmd|' /C calc'!A0",
+    "tab.example": "\t=1+1",
+    "return.example": "\r=1+1",
+}
+
+
+def attachment(response: Any, name: str) -> None:
+    assert response.status == 200
+    assert response.content_type == "text/csv"
+    assert response.headers["Content-Disposition"] == f'attachment; filename="{name}"'
+
+
+@pytest.fixture
+async def formula_accounts(redis_url: str, rules: Path) -> Config:
+    """Accounts whose CRM names a spreadsheet would run as formulas, each seen once."""
+    await clean_redis(redis_url)
+    client = redis.Redis.from_url(redis_url)
+    await store_accounts(client, SITE, [Account(d, n) for d, n in FORMULA_NAMES.items()])
+    await send(client, *[visit(f"v{i}", T0 + i, "blog", d) for i, d in enumerate(FORMULA_NAMES)])
+    await drain(client, rules)
+    await client.aclose()
+    return site_config(redis_url)
+
+
+async def test_the_hot_accounts_csv_defuses_formulas_and_is_a_download(
+    accounts: Config, admin_api: AdminFactory
+) -> None:
+    """Regression: /api/accounts/hot?format=csv wrote `=HYPERLINK(...)` raw, as no download."""
+    admin = await admin_api(accounts, role="sales_rep")
+    response = await admin.get("/api/accounts/hot?format=csv&limit=10")
+    attachment(response, f"hot-accounts-{SITE}.csv")
+    rows = list(csv.DictReader(io.StringIO(await response.text())))
+    assert list(rows[0]) == list(visitors.HOT_COLUMNS)
+    [odd] = [row for row in rows if row["domain"] == "formula-example.com"]
+    assert odd["name"] == '\'=HYPERLINK("http://evil.example")'
+    [hot] = [row for row in rows if row["domain"] == "helioforge.io"]
+    assert hot["name"] == "Helioforge Systems"
+    assert hot["target"] in ("true", "false")
+    assert float(hot["expected_value"]) > 0  # numbers stay numbers
+
+
+@pytest.mark.parametrize(
+    ("path", "file"),
+    [("/api/accounts/hot?format=csv", "hot-accounts"), ("/api/pipeline?format=csv", "pipeline")],
+)
+async def test_every_formula_start_is_defused_in_the_accounts_csvs(
+    formula_accounts: Config, admin_api: AdminFactory, path: str, file: str
+) -> None:
+    admin = await admin_api(formula_accounts, role="admin")
+    response = await admin.get(path)
+    attachment(response, f"{file}-{SITE}.csv")
+    rows = csv.DictReader(io.StringIO(await response.text()))
+    names = {row["domain"]: row["name"] for row in rows}
+    assert names == {domain: "'" + name for domain, name in FORMULA_NAMES.items()}
+
+
 async def test_an_account_comes_with_its_roll_up_rank_and_latest_visitors(
     accounts: Config, admin_api: AdminFactory
 ) -> None:
@@ -318,13 +382,13 @@ async def test_site_health_shows_workers_streams_dead_letters_and_todays_counter
     await send(client, pageview("a", now), pageview("b", now), b"not an event")
     await drain(client, rules)
     await send(client, pageview("c", now), pageview("d", now), pageview("e", now))
-    await client.set("rf:worker:node-1", 4242, ex=15)  # a live worker's heartbeat
+    await heartbeats.beat(client, "node-1")
     await client.aclose()
     admin = await admin_api(config, role="marketing")
     body = await (await admin.get("/api/site-health")).json()
     assert body["status"] == "ok"
     assert body["redis"]["up"] is True
-    assert body["workers"] == [{"name": "node-1", "pid": 4242}]
+    assert body["workers"] == [{"name": "node-1", "pid": os.getpid()}]
     [site] = body["sites"]
     assert site["dead_letters"] == 1
     assert sum(stream["lag"] for stream in site["streams"]) == 3  # sent after the drain
@@ -348,9 +412,50 @@ async def test_site_health_without_a_worker_is_degraded_and_lists_streams_as_csv
     assert any("no analytics worker" in warning for warning in body["warnings"])
     response = await admin.get("/api/site-health?format=csv")
     rows = list(csv.DictReader(io.StringIO(await response.text())))
-    assert list(rows[0]) == list(insights.STREAM_COLUMNS)
+    assert list(rows[0]) == list(site_health.STREAM_COLUMNS)
     assert [row["kind"] for row in rows] == ["events"] * config.events.shards + ["dead"]
     assert rows[0]["lag"] == ""  # no consumer group yet: unknown, not zero
+
+
+async def test_the_dashboard_and_the_api_report_the_same_backlog_and_lag(
+    redis_url: str, admin_api: AdminFactory, tmp_path: Path, no_multiprocess_env: None
+) -> None:
+    """Regression: the dashboard computed site health apart, with another backlog formula (a
+    stream the worker had not read yet counted nothing) and another deadline."""
+    await clean_redis(redis_url)
+    config = site_config(redis_url, server={"data_dir": str(tmp_path)})
+    client = redis.Redis.from_url(redis_url)
+    read, unread = keyspace.stream(SITE, 0), keyspace.stream(SITE, 1)
+    for index in range(5):
+        await client.xadd(read, {"n": index})
+    for index in range(4):
+        await client.xadd(unread, {"n": index})  # no worker read it yet: no group
+    await client.xgroup_create(read, keyspace.CONSUMER_GROUP, id="0")
+    await client.xreadgroup(keyspace.CONSUMER_GROUP, "w1", {read: ">"}, count=2)  # not acked
+    await heartbeats.beat(client, "node-1")
+    await client.aclose()
+    admin = await admin_api(config, role="marketing")
+    [site] = (await (await admin.get("/api/site-health")).json())["sites"]
+    streams = {stream["stream"]: stream for stream in site["streams"]}
+    assert (streams[read]["lag"], streams[read]["pending"], streams[read]["backlog"]) == (3, 2, 5)
+    assert (streams[unread]["lag"], streams[unread]["backlog"]) == (None, 4)
+    assert site["backlog"] == 9  # every event not yet applied, read or not
+
+    page = await admin.get("/health")
+    assert page.status == 200
+    text = await page.text()
+    shown = re.search(r'<td data-backlog="([^"]*)">', text)
+    assert shown is not None
+    assert shown.group(1) == str(site["backlog"])
+    for name, stream in streams.items():
+        row = re.search(rf'<tr data-stream="{re.escape(name)}">(.*?)</tr>', text, re.S)
+        assert row is not None, name
+        for field in ("lag", "pending", "backlog"):
+            cell = re.search(rf'data-{field}="([^"]*)"', row.group(1))
+            assert cell is not None
+            expected = "" if stream[field] is None else str(stream[field])
+            assert cell.group(1) == expected, (name, field)
+    assert 'data-workers="1"' in text
 
 
 async def test_site_health_reads_the_proxies_counters_on_the_same_node(
@@ -388,7 +493,7 @@ async def test_site_health_says_when_redis_is_down(tmp_path: Path) -> None:
     config = site_config(f"unix://{tmp_path / 'nothing.sock'}", server={"data_dir": str(tmp_path)})
     client = redis.Redis.from_url(config.redis.url)
     try:
-        body = await insights.site_health(client, config)
+        body = await site_health.site_health(client, config)
     finally:
         await client.aclose()
     assert body["status"] == "down"
@@ -466,8 +571,8 @@ async def test_the_worker_keeps_an_accounts_latest_visitors_only(
     await send(client, *[visit(f"v{i:02d}", T0 + i, "blog", "helioforge.io") for i in range(25)])
     await send(client, visit("v00", T0 + 100, "pricing", "helioforge.io"))  # back again
     await drain(client, rules)
-    latest = await client.zrevrange(keys.account_recent(SITE, "helioforge.io"), 0, -1)
+    latest = await client.zrevrange(keyspace.account_recent(SITE, "helioforge.io"), 0, -1)
     await client.aclose()
-    assert len(latest) == keys.ACCOUNT_RECENT_VISITORS
+    assert len(latest) == keyspace.ACCOUNT_RECENT_VISITORS
     assert latest[0] == b"v00"
     assert latest[1:] == [f"v{i:02d}".encode() for i in range(24, 5, -1)]

@@ -22,8 +22,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from admin import auth, live
 from admin.app import build_app
 from admin.live import HUB_KEY, Hub, Poller, Subscriber
-from analytics import keys
 from analytics.effects import day_of
+from rules import keyspace
 from tests.conftest import api_token, clean_redis
 from tests.test_admin_insights import site_config
 from tests.test_worker import SITE, rules_dir  # noqa: F401
@@ -234,7 +234,7 @@ async def comment(response: ClientResponse) -> str:
 async def change(redis_url: str, pageviews: int) -> None:
     """What the worker does to today's counters when it applies page views."""
     client = redis.Redis.from_url(redis_url)
-    await client.hincrby(keys.daily(SITE, day_of(time.time())), "pageviews", pageviews)
+    await client.hincrby(keyspace.daily(SITE, day_of(time.time())), "pageviews", pageviews)
     await client.aclose()
 
 

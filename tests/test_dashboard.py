@@ -33,7 +33,8 @@ from admin.app import API_KEY, build_app
 from admin.dashboard import api as dashboard_api
 from admin.dashboard import plotly_path, safe_next
 from admin.dashboard_views import account_funnel, conversion_intervals, overview_numbers
-from rules.accounts import read_accounts_csv, store_accounts
+from rules.account_csv import read_accounts_csv
+from rules.account_store import store_accounts
 from rules.config import Config
 from tests.browser import Chromium
 from tests.conftest import AdminFactory, clean_redis
@@ -236,6 +237,26 @@ async def test_an_unknown_record_is_a_friendly_404(admin_api: AdminFactory, conf
         assert "Back to the overview" in await response.text()
     bad = await client.get("/experiments/hero/report?method=magic")
     assert bad.status == 422
+    text = await bad.text()
+    assert "Bad query" in text
+    assert "<li>method: " in text  # each bad parameter, by name
+    assert (await client.get("/accounts?site=nowhere")).status == 404
+
+
+@pytest.mark.parametrize("path", ["/accounts", "/experiments/hero/report", "/health"])
+async def test_the_csv_links_are_downloads_from_the_one_writer(
+    admin_api: AdminFactory, config: Config, path: str
+) -> None:
+    client = await admin_api(config, role="admin")
+    text = await (await client.get(path)).text()
+    links = re.findall(r'<a href="([^"]*format=csv[^"]*)" download>', text)
+    assert links
+    for link in links:
+        exported = await client.get(link.replace("&amp;", "&"))
+        assert exported.status == 200
+        assert exported.content_type == "text/csv"
+        disposition = exported.headers["Content-Disposition"]
+        assert re.fullmatch(r'attachment; filename="[A-Za-z0-9._-]+\.csv"', disposition)
 
 
 async def test_plotly_is_served_from_the_installed_package(

@@ -12,7 +12,8 @@ import aiohttp
 import redis.asyncio as redis
 
 from admin.cli import DEMO_PASSWORD, DEMO_USER
-from rules.segments import decode_segment, segment_key
+from rules import keyspace
+from rules.segments import decode_segment
 from tests.conftest import BROWSER
 from tests.test_processes import (
     REPOSITORY,
@@ -44,7 +45,7 @@ async def test_the_demo_knows_the_visitor_adapts_and_explains(tmp_path: Path) ->
             vid = next(c.value for c in visitor.cookie_jar if c.key == "rf_vid")
 
             async def style() -> object:
-                values, _ = decode_segment(await client.get(segment_key("demo", vid)))
+                values, _ = decode_segment(await client.get(keyspace.segment("demo", vid)))
                 return values.get("segment.style")
 
             assert await eventually(style, "intuitive", tries=100)

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -17,10 +18,12 @@ import pytest
 import redis.asyncio as redis
 from aiohttp.test_utils import TestServer
 
-from analytics import keys
+from admin.supervisor import Child, Supervisor
 from analytics.archive import Archive
+from rules import keyspace
 from rules.networks import load_table
 from tests.conftest import BROWSER, free_port
+from tests.support.children import note_reloads, sleep_a_while
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 STARTUP_S = 20
@@ -271,10 +274,10 @@ async def test_demo_visits_reach_profiles_aggregates_and_the_archive(tmp_path: P
         [cookie] = [c for c in visitor.cookie_jar if c.key == "rf_vid"]
         client = redis.Redis.from_url(f"unix://{tmp_path / '.refract' / 'redis' / 'redis.sock'}")
         try:
-            profile = keys.profile("demo", cookie.value)
+            profile = keyspace.profile("demo", cookie.value)
             assert await eventually(lambda: client.hget(profile, "clicks"), b"1", tries=100)
             assert await client.hget(profile, "pageviews") == b"3"
-            cta = await client.hgetall(keys.aggregates("demo", "cta-copy"))
+            cta = await client.hgetall(keyspace.aggregates("demo", "cta-copy"))
             assert [f for f in cta if f.endswith(b"|all|n")]  # the visitor was exposed once
             assert [f for f in cta if f.endswith(b"|all|primary_cta_click|conv")]
         finally:
@@ -319,3 +322,28 @@ def test_accounts_import_reports_every_problem_and_stores_nothing(tmp_path: Path
     assert result.returncode == 2
     assert f"{bad}:2: employees" in result.stderr
     assert f"{bad}:3: domain" in result.stderr
+
+
+def test_a_reload_reaches_only_the_children_that_reload(tmp_path: Path) -> None:
+    marker = tmp_path / "reloads"
+    reloading = Child("proxy-0", note_reloads, (str(marker),), reloads=True)
+    steady = Child("worker", sleep_a_while)
+    supervisor = Supervisor([reloading, steady], graceful_timeout=1)
+    for child in supervisor.children:
+        child.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)  # until the child's SIGHUP handler is in place
+        supervisor.reload()
+        while marker.read_text() == "" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert marker.read_text() == "reload\n"
+        assert steady.process is not None
+        steady.process.join(0.5)  # a SIGHUP would have ended it by now
+        assert steady.process.exitcode is None
+    finally:
+        for child in supervisor.children:
+            assert child.process is not None
+            child.process.kill()
+            child.process.join()

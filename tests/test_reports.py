@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -12,9 +15,11 @@ import pytest
 import redis.asyncio as redis
 from aiohttp.test_utils import TestClient
 
+from analytics import reports
 from analytics.reports import experiment_report
 from analytics.stats.engine import Settings
-from rules.config import load_config
+from analytics.stats.report import Decision, Report, Row
+from rules.config import Config, load_config
 from tests.conftest import AdminFactory, clean_redis
 from tests.test_worker import RULES, SITE, drain, exposure, pageview, send
 
@@ -111,3 +116,45 @@ async def test_the_admin_api_serves_reports(
     assert response.status == status
     body = await response.json()
     assert ("decision" in body) if status == 200 else ("error" in body)
+
+
+FORMULAS = ['=HYPERLINK("http://evil","x")', "+1+cmd", "-1+cmd", "@SUM(A1)", "\t=1", "\r=1"]
+
+
+def report_with(segments: list[str]) -> Report:
+    """A report whose result rows carry ``segments`` (text the aggregates store as given)."""
+    rows = [
+        Row("demo", "conversion", "primary", segment, "bold", 100, 100, 0.1, 0.15, -0.5,
+            -0.75, math.nan, 0.04, 0.04, 0.9, 0.01, True)
+        for segment in segments
+    ]  # fmt: skip
+    return Report(
+        "hero", "", "sequential", 0.05, "holm", ["2026-05-01"], ["control", "bold"], {},
+        Decision("keep_running", None, []), rows,
+    )  # fmt: skip
+
+
+async def test_the_report_csv_defuses_formulas_and_is_a_download(
+    redis_url: str, admin_api: AdminFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression: the report CSV was written by analytics/reports.py, not the one writer."""
+
+    async def fake_report(*args: Any) -> Report:
+        return report_with(FORMULAS)
+
+    monkeypatch.setattr(reports, "experiment_report", fake_report)
+    config = Config.model_validate(
+        {"redis": {"url": redis_url}, "sites": [{"host": "*", "id": SITE, "origin": "http://x"}]}
+    )
+    admin = await admin_api(config, role="executive")
+    response = await admin.get("/api/experiments/hero/report?format=csv")
+    assert response.status == 200
+    assert response.content_type == "text/csv"
+    disposition = f'attachment; filename="report-{SITE}-hero.csv"'
+    assert response.headers["Content-Disposition"] == disposition
+    rows = list(csv.DictReader(io.StringIO(await response.text())))
+    assert list(rows[0]) == list(reports.RESULT_COLUMNS)
+    assert [row["segment"] for row in rows] == ["'" + text for text in FORMULAS]
+    assert (rows[0]["lift"], rows[0]["ci_low"]) == ("-0.5", "-0.75")  # numbers stay numbers
+    assert rows[0]["ci_high"] == ""  # nothing to compute: an empty cell, not "nan"
+    assert rows[0]["significant"] == "true"

@@ -12,7 +12,8 @@ from aiohttp.test_utils import TestClient
 from analytics.revenue.store import store_model
 from analytics.revenue.train import fit_revenue_model
 from rules import events
-from rules.accounts import read_accounts_csv, store_accounts
+from rules.account_csv import read_accounts_csv
+from rules.account_store import store_accounts
 from rules.config import Config
 from rules.industry import shipped_model
 from tests.conftest import AdminFactory, clean_redis
@@ -153,7 +154,7 @@ async def test_a_visitor_comes_in_the_product_requirements_profile_shape(
     rules_dir: Path,  # noqa: F811 - the fixture
 ) -> None:
     client = redis.Redis.from_url(redis_url)
-    download = events._event(
+    download = events.event_of(
         "download", SITE, "buyer", "sbuyer", T0 + 9, url="/", href="/assets/roi.pdf", ext="pdf"
     )
     await send(client, download)
