@@ -8,14 +8,15 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     REFRACT_SERVER__LISTEN='["0.0.0.0:8080"]'
 
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml constraints.txt README.md ./
 COPY proxy ./proxy
 COPY rules ./rules
 COPY analytics ./analytics
 COPY admin ./admin
+COPY refract ./refract
 COPY examples ./examples
 COPY config.toml ./
-RUN pip install --no-cache-dir -e . \
+RUN pip install --no-cache-dir -c constraints.txt -e . \
     && useradd --system --home-dir /data refract \
     && mkdir -p /data && chown refract /data
 

@@ -39,9 +39,9 @@ from typing import Any, Literal, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from admin.auth import IDENTITY_KEY, Identity
-from admin.state import config_of
-from rules.config import SiteConfig
+from refract.admin.auth import IDENTITY_KEY, Identity
+from refract.admin.state import config_of
+from refract.rules.config import SiteConfig
 
 Role = Literal["executive", "sales_manager", "sales_rep", "marketing", "admin"]
 ROLES: tuple[Role, ...] = ("executive", "sales_manager", "sales_rep", "marketing", "admin")

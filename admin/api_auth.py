@@ -7,9 +7,9 @@ from typing import Literal
 from aiohttp import web
 from pydantic import BaseModel, Field
 
-from admin import audit, auth
-from admin.api import PUBLIC, ROLES, Api, Refused, Role
-from admin.state import identity_of, redis_of
+from refract.admin import audit, auth
+from refract.admin.api import PUBLIC, ROLES, Api, Refused, Role
+from refract.admin.state import identity_of, redis_of
 
 api = Api("Refract admin", "1")
 EVERY_ROLE = ROLES

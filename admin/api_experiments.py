@@ -15,8 +15,8 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, Field
 
-from admin.api import Api, Handler, Refused
-from admin.rule_edits import (
+from refract.admin.api import Api, Handler, Refused
+from refract.admin.rule_edits import (
     BODY,
     etag_of,
     invalid,
@@ -28,10 +28,10 @@ from admin.rule_edits import (
     store_of,
     tagged,
 )
-from rules import editing
-from rules.editing import Entry, Kind, RuleFiles
-from rules.problems import InvalidFileError, Problem
-from rules.schema import KEY_PATTERN, Experiment
+from refract.rules import editing
+from refract.rules.editing import Entry, Kind, RuleFiles
+from refract.rules.problems import InvalidFileError, Problem
+from refract.rules.schema import KEY_PATTERN, Experiment
 
 api = Api("Refract admin", "1")
 READERS = ["executive", "sales_manager", "marketing", "admin"]

@@ -14,15 +14,15 @@ from typing import Literal, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, Field
 
-from admin import insights
-from admin import site_health as health
-from admin.api import Api, Refused, known_site
-from admin.api_reads import READERS_OF_ACCOUNTS, READERS_OF_RESULTS, SiteQuery
-from admin.csv_export import csv_response
-from admin.state import config_of, industry_of, redis_of
-from analytics import visitors
-from rules.domains import normalise_domain
-from rules.problems import FieldError
+from refract.admin import insights
+from refract.admin import site_health as health
+from refract.admin.api import Api, Refused, known_site
+from refract.admin.api_reads import READERS_OF_ACCOUNTS, READERS_OF_RESULTS, SiteQuery
+from refract.admin.csv_export import csv_response
+from refract.admin.state import config_of, industry_of, redis_of
+from refract.analytics import visitors
+from refract.rules.domains import normalise_domain
+from refract.rules.problems import FieldError
 
 api = Api("Refract admin", "1")
 READERS_OF_PIPELINE = READERS_OF_ACCOUNTS

@@ -10,12 +10,12 @@ import redis.asyncio as redis
 from aiohttp import web
 from pydantic import BaseModel, Field
 
-from admin import site_health
-from admin.api import PUBLIC, Api, Refused, known_site
-from admin.csv_export import csv_response
-from admin.state import config_of, industry_of, redis_of
-from analytics import reports, visitors
-from analytics.stats.engine import Settings
+from refract.admin import site_health
+from refract.admin.api import PUBLIC, Api, Refused, known_site
+from refract.admin.csv_export import csv_response
+from refract.admin.state import config_of, industry_of, redis_of
+from refract.analytics import reports, visitors
+from refract.analytics.stats.engine import Settings
 
 api = Api("Refract admin", "1")
 # a load balancer's check: shorter than the reads' deadline, it asks two cheap questions

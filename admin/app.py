@@ -14,12 +14,12 @@ import redis.asyncio as redis
 import uvloop
 from aiohttp import web
 
-from admin import api_auth, api_experiments, api_insights, api_reads, auth, dashboard, live
-from admin.api import EVERYONE, PUBLIC, Api
-from admin.serving import serve_until_stopped
-from admin.state import CONFIG_KEY, INDUSTRIES_KEY, REDIS_KEY
-from rules.config import Config, split_host_port
-from rules.industry import load_industry_model
+from refract.admin import api_auth, api_experiments, api_insights, api_reads, auth, dashboard, live
+from refract.admin.api import EVERYONE, PUBLIC, Api
+from refract.admin.serving import serve_until_stopped
+from refract.admin.state import CONFIG_KEY, INDUSTRIES_KEY, REDIS_KEY
+from refract.rules.config import Config, split_host_port
+from refract.rules.industry import load_industry_model
 
 API_KEY = web.AppKey("refract.api", Api)
 FEATURES: tuple[Api, ...] = (

@@ -14,9 +14,9 @@ from typing import Any
 
 import redis.asyncio as redis
 
-from admin.auth import Identity
-from rules import keyspace
-from rules.redis_values import text
+from refract.admin.auth import Identity
+from refract.rules import keyspace
+from refract.rules.redis_values import text
 
 MAX_ENTRIES = 100_000
 

@@ -33,8 +33,8 @@ from aiohttp import web
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from rules import keyspace
-from rules.redis_values import text
+from refract.rules import keyspace
+from refract.rules.redis_values import text
 
 SESSION_COOKIE = "rf_admin"
 SESSION_TTL_S = 12 * 3600

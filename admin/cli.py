@@ -9,12 +9,12 @@ import shutil
 import sys
 from pathlib import Path
 
-from admin import logs
-from admin.supervisor import Child, Supervisor
-from rules import keyspace
-from rules.config import Config, SiteConfig, load_config
-from rules.problems import InvalidFileError
-from rules.ruleset import load_rules
+from refract.admin import logs
+from refract.admin.supervisor import Child, Supervisor
+from refract.rules import keyspace
+from refract.rules.config import Config, SiteConfig, load_config
+from refract.rules.problems import InvalidFileError
+from refract.rules.ruleset import load_rules
 
 log = logging.getLogger("refract")
 
@@ -63,8 +63,8 @@ def _rebuild(config: Config) -> int:
     """Profiles and aggregates of every site made again from the archive (worker stopped)."""
     import asyncio
 
-    from admin.embedded_redis import redis_url
-    from analytics.rebuild import WorkerRunningError, rebuild_all
+    from refract.admin.embedded_redis import redis_url
+    from refract.analytics.rebuild import WorkerRunningError, rebuild_all
 
     try:
         with redis_url(config.redis.url, config.server.data_dir) as url:
@@ -79,8 +79,8 @@ def _rebuild(config: Config) -> int:
 
 def _geo_import(config: Config, files: list[str]) -> int:
     """IP ranges to network owners, from ip-location-db CSV files or one .mmdb file."""
-    from rules.network_import import NetworkImportError, import_csv, import_mmdb
-    from rules.networks import table_path
+    from refract.rules.network_import import NetworkImportError, import_csv, import_mmdb
+    from refract.rules.networks import table_path
 
     try:
         mmdb = [name for name in files if name.endswith(".mmdb")]
@@ -106,9 +106,9 @@ def _accounts_import(config: Config, file: str, site: str) -> int:
 
     import redis.asyncio as redis
 
-    from admin.embedded_redis import redis_url
-    from rules.account_csv import read_accounts_csv
-    from rules.account_store import store_accounts
+    from refract.admin.embedded_redis import redis_url
+    from refract.rules.account_csv import read_accounts_csv
+    from refract.rules.account_store import store_accounts
 
     try:
         accounts = read_accounts_csv(file)
@@ -137,12 +137,12 @@ def _train(config: Config, args: argparse.Namespace) -> int:
 
     import redis.asyncio as redis
 
-    from admin.embedded_redis import redis_url
-    from analytics.revenue.outcomes import read_outcomes_csv
-    from analytics.revenue.pipeline import describe, train
-    from analytics.revenue.predict import RevenueModel
-    from analytics.revenue.store import store_model
-    from rules.industry import load_industry_model
+    from refract.admin.embedded_redis import redis_url
+    from refract.analytics.revenue.outcomes import read_outcomes_csv
+    from refract.analytics.revenue.pipeline import describe, train
+    from refract.analytics.revenue.predict import RevenueModel
+    from refract.analytics.revenue.store import store_model
+    from refract.rules.industry import load_industry_model
 
     site = _site(config, args.site)
     if site is None:
@@ -189,8 +189,8 @@ def _access(config: Config, args: argparse.Namespace) -> int:
 
     import redis.asyncio as redis
 
-    from admin import auth
-    from admin.embedded_redis import redis_url
+    from refract.admin import auth
+    from refract.admin.embedded_redis import redis_url
 
     password = ""
     if args.command == "users" and not re.fullmatch(auth.USER_NAME_PATTERN, args.name):
@@ -242,16 +242,16 @@ def _report(config: Config, args: argparse.Namespace) -> int:
 
     import redis.asyncio as redis
 
-    from admin.csv_export import csv_text
-    from admin.embedded_redis import redis_url
-    from analytics.reports import (
+    from refract.admin.csv_export import csv_text
+    from refract.admin.embedded_redis import redis_url
+    from refract.analytics.reports import (
         RESULT_COLUMNS,
         UnknownExperimentError,
         as_table,
         experiment_report,
         result_rows,
     )
-    from analytics.stats.engine import Settings
+    from refract.analytics.stats.engine import Settings
 
     site = args.site or config.sites[0].key
     settings = Settings(alpha=args.alpha, method=args.method, correction=args.correction)
@@ -369,7 +369,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run_node(command: str, config: Config, config_path: Path) -> int:
-    from admin.embedded_redis import EmbeddedRedis
+    from refract.admin.embedded_redis import EmbeddedRedis
 
     embedded = None if config.redis.url else EmbeddedRedis(config.server.data_dir)
     if embedded is not None:
@@ -403,7 +403,7 @@ def _ensure_demo_user(url: str) -> None:
 
     import redis.asyncio as redis
 
-    from admin import auth
+    from refract.admin import auth
 
     async def ensure() -> None:
         client = redis.Redis.from_url(url)
@@ -451,25 +451,25 @@ def _child_config(config_path: str) -> Config:
 
 
 def proxy_main(config_path: str) -> None:
-    from proxy import server
+    from refract.proxy import server
 
     server.run(_child_config(config_path), Path(config_path))
 
 
 def worker_main(config_path: str) -> None:
-    from analytics import worker
+    from refract.analytics import worker
 
     worker.run(_child_config(config_path))
 
 
 def admin_main(config_path: str) -> None:
-    from admin import app
+    from refract.admin import app
 
     app.run(_child_config(config_path))
 
 
 def demo_origin_main(host: str, port: int) -> None:
-    from admin import demo
+    from refract.admin import demo
 
     logs.configure()
     demo.run(host=host, port=port)

@@ -33,24 +33,24 @@ import jinja2
 from aiohttp import web
 from pydantic import BaseModel
 
-from admin import dashboard_views as views
-from admin import insights, site_health
-from admin.api import EVERYONE, PUBLIC, Api, Handler, Refused, known_site
-from admin.api_reads import (
+from refract.admin import dashboard_views as views
+from refract.admin import insights, site_health
+from refract.admin.api import EVERYONE, PUBLIC, Api, Handler, Refused, known_site
+from refract.admin.api_reads import (
     READERS_OF_ACCOUNTS,
     READERS_OF_RESULTS,
     READERS_OF_VISITORS,
     ReportQuery,
 )
-from admin.auth import IDENTITY_KEY, Identity
-from admin.state import config_of, identity_of, industry_of, redis_of
-from analytics import reports, visitors
-from analytics.intel.scores import band
-from analytics.rules_in_force import rules_in_force
-from analytics.stats.engine import Settings
-from rules import keyspace
-from rules.config import SiteConfig
-from rules.schema import Action
+from refract.admin.auth import IDENTITY_KEY, Identity
+from refract.admin.state import config_of, identity_of, industry_of, redis_of
+from refract.analytics import reports, visitors
+from refract.analytics.intel.scores import band
+from refract.analytics.rules_in_force import rules_in_force
+from refract.analytics.stats.engine import Settings
+from refract.rules import keyspace
+from refract.rules.config import SiteConfig
+from refract.rules.schema import Action
 
 api = Api("Refract admin", "1")
 

@@ -10,9 +10,9 @@ from collections.abc import Iterable
 from statistics import NormalDist
 from typing import Any
 
-from analytics.intel.scores import band
-from analytics.revenue.predict import wilson
-from rules.industry import IndustryModel
+from refract.analytics.intel.scores import band
+from refract.analytics.revenue.predict import wilson
+from refract.rules.industry import IndustryModel
 
 Json = dict[str, Any]
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import uvloop
 from aiohttp import web
 
-from admin.serving import serve_until_stopped
+from refract.admin.serving import serve_until_stopped
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 DEMO_SITE = REPOSITORY / "examples" / "demo-site"

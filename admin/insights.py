@@ -16,20 +16,20 @@ from typing import Any, Final, TypeVar
 
 import redis.asyncio as redis
 
-from analytics import visitors
-from analytics.effects import day_of
-from analytics.reports import experiment_report
-from analytics.rules_in_force import rules_in_force
-from analytics.stats.engine import Settings
-from analytics.stats.report import Report
-from analytics.ttl_cache import MISS, TtlLru
-from rules import keyspace
-from rules.config import Config
-from rules.decisions import ended, scheduled
-from rules.industry import IndustryModel, shipped_model
-from rules.publication import published_version
-from rules.ruleset import RuleSet
-from rules.schema import Experiment
+from refract.analytics import visitors
+from refract.analytics.effects import day_of
+from refract.analytics.reports import experiment_report
+from refract.analytics.rules_in_force import rules_in_force
+from refract.analytics.stats.engine import Settings
+from refract.analytics.stats.report import Report
+from refract.analytics.ttl_cache import MISS, TtlLru
+from refract.rules import keyspace
+from refract.rules.config import Config
+from refract.rules.decisions import ended, scheduled
+from refract.rules.industry import IndustryModel, shipped_model
+from refract.rules.publication import published_version
+from refract.rules.ruleset import RuleSet
+from refract.rules.schema import Experiment
 
 T = TypeVar("T")
 

@@ -30,14 +30,14 @@ import redis.asyncio as redis
 from aiohttp import web
 from pydantic import BaseModel, Field
 
-from admin import auth, insights, site_health
-from admin.api import ROLES, Api, Refused, known_site
-from admin.api_insights import READERS_OF_HEALTH
-from admin.api_reads import READERS_OF_ACCOUNTS, READERS_OF_RESULTS
-from admin.state import CONFIG_KEY, INDUSTRIES_KEY, REDIS_KEY, identity_of
-from analytics import visitors
-from analytics.reports import UnknownExperimentError, experiment_report
-from rules.schema import KEY_PATTERN
+from refract.admin import auth, insights, site_health
+from refract.admin.api import ROLES, Api, Refused, known_site
+from refract.admin.api_insights import READERS_OF_HEALTH
+from refract.admin.api_reads import READERS_OF_ACCOUNTS, READERS_OF_RESULTS
+from refract.admin.state import CONFIG_KEY, INDUSTRIES_KEY, REDIS_KEY, identity_of
+from refract.analytics import visitors
+from refract.analytics.reports import UnknownExperimentError, experiment_report
+from refract.rules.schema import KEY_PATTERN
 
 log = logging.getLogger("refract.admin.live")
 

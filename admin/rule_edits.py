@@ -24,19 +24,19 @@ import redis.asyncio as redis
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from admin import audit
-from admin.api import Refused
-from admin.rule_store import Change, RuleStore, StoreBusyError
-from admin.state import config_of, identity_of, redis_of
-from rules.editing import (
+from refract.admin import audit
+from refract.admin.api import Refused
+from refract.admin.rule_store import Change, RuleStore, StoreBusyError
+from refract.admin.state import config_of, identity_of, redis_of
+from refract.rules.editing import (
     RuleFiles,
     TransitionError,
     UnknownEntryError,
     UnknownVariantError,
 )
-from rules.problems import InvalidFileError, Problem, problems_from_validation
-from rules.ruleset import RuleSet
-from rules.toml_lines import TomlLines
+from refract.rules.problems import InvalidFileError, Problem, problems_from_validation
+from refract.rules.ruleset import RuleSet
+from refract.rules.toml_lines import TomlLines
 
 VERSION_HEADER = "Refract-Rules-Version"
 BODY = "request body"  # the "file" of problems found in a request's body

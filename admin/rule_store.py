@@ -30,11 +30,11 @@ from pathlib import Path
 import redis.asyncio as redis
 from redis.exceptions import WatchError
 
-from rules import keyspace
-from rules.editing import RuleFiles
-from rules.problems import InvalidFileError, Problem
-from rules.publication import publication, publish, published_files
-from rules.ruleset import read_rule_files
+from refract.rules import keyspace
+from refract.rules.editing import RuleFiles
+from refract.rules.problems import InvalidFileError, Problem
+from refract.rules.publication import publication, publish, published_files
+from refract.rules.ruleset import read_rule_files
 
 Change = Callable[[RuleFiles], RuleFiles]
 

@@ -20,12 +20,12 @@ from typing import Any, Final
 import redis.asyncio as redis
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from admin.insights import READ_TIMEOUT_S
-from analytics.effects import day_of
-from analytics.heartbeats import live_workers
-from rules import keyspace
-from rules.config import Config
-from rules.redis_values import text
+from refract.admin.insights import READ_TIMEOUT_S
+from refract.analytics.effects import day_of
+from refract.analytics.heartbeats import live_workers
+from refract.rules import keyspace
+from refract.rules.config import Config
+from refract.rules.redis_values import text
 
 LAG_WARNING: Final = 10_000  # entries not yet read by the worker that make a warning
 STREAM_COLUMNS: Final = (

@@ -6,9 +6,9 @@ from __future__ import annotations
 import redis.asyncio as redis
 from aiohttp import web
 
-from admin.auth import IDENTITY_KEY, Identity
-from rules.config import Config, SiteConfig
-from rules.industry import IndustryModel
+from refract.admin.auth import IDENTITY_KEY, Identity
+from refract.rules.config import Config, SiteConfig
+from refract.rules.industry import IndustryModel
 
 CONFIG_KEY = web.AppKey("refract.config", Config)
 REDIS_KEY = web.AppKey("refract.redis", redis.Redis)

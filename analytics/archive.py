@@ -75,8 +75,8 @@ from typing import Any, cast
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from rules.config import Config
-from rules.events import STREAM_ONLY_FIELDS, Event
+from refract.rules.config import Config
+from refract.rules.events import STREAM_ONLY_FIELDS, Event
 
 FORMAT_VERSION = "1"
 SITE_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")

@@ -29,17 +29,17 @@ from typing import Any
 
 import redis.asyncio as redis
 
-from analytics.archive import Archive
-from analytics.effects import Effects, FirstExposure, ScriptItem, VisitorState
-from analytics.matching import AccountMatcher
-from analytics.segments import SegmentRefresher
-from rules import keyspace
-from rules.events import EVENT_FIELD, Event, InvalidEvent, decode
+from refract.analytics.archive import Archive
+from refract.analytics.effects import Effects, FirstExposure, ScriptItem, VisitorState
+from refract.analytics.matching import AccountMatcher
+from refract.analytics.segments import SegmentRefresher
+from refract.rules import keyspace
+from refract.rules.events import EVENT_FIELD, Event, InvalidEvent, decode
 
 log = logging.getLogger("refract.worker")
 
 # apply.lua with the field schema's constants it reads, generated from rules/keyspace.py
-_APPLY = keyspace.lua_constants() + files("analytics").joinpath("apply.lua").read_text()
+_APPLY = keyspace.lua_constants() + files("refract.analytics").joinpath("apply.lua").read_text()
 BATCH = 500
 BLOCK_MS = 200
 CLAIM_IDLE_MS = 30_000  # an entry pending this long belongs to a consumer presumed dead

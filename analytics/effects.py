@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal, TypeAlias
 
-from rules import keyspace
-from rules.events import (
+from refract.rules import keyspace
+from refract.rules.events import (
     BEACON_TYPES,
     CompanyFields,
     Event,
@@ -29,8 +29,8 @@ from rules.events import (
     FormEvent,
     PageViewEvent,
 )
-from rules.ruleset import RuleSet
-from rules.targeting import PageTagger
+from refract.rules.ruleset import RuleSet
+from refract.rules.targeting import PageTagger
 
 RECENT_PAGES = 50
 RECENT_DOWNLOADS = 20

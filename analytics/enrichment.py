@@ -39,9 +39,9 @@ from urllib.parse import quote
 
 import aiohttp
 
-from analytics.ttl_cache import MISS, TtlLru
-from rules.domains import normalise_domain
-from rules.problems import FieldError
+from refract.analytics.ttl_cache import MISS, TtlLru
+from refract.rules.domains import normalise_domain
+from refract.rules.problems import FieldError
 
 log = logging.getLogger(__name__)
 

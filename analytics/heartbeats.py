@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import redis.asyncio as redis
 
-from rules import keyspace
-from rules.redis_values import text
+from refract.rules import keyspace
+from refract.rules.redis_values import text
 
 log = logging.getLogger("refract.worker")
 

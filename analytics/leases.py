@@ -14,7 +14,7 @@ import math
 
 import redis.asyncio as redis
 
-from rules import keyspace
+from refract.rules import keyspace
 
 LEASE_MS = 10_000  # a dead worker's shards wait at most this long for a new owner
 

@@ -39,21 +39,21 @@ from typing import Any, Final, cast
 
 import redis.asyncio as redis
 
-from analytics.effects import VisitorState, day_of
-from analytics.enrichment import DEFAULT_BURST, Company, HttpEnrichmentProvider, TokenBucket
-from analytics.reverse_dns import (
+from refract.analytics.effects import VisitorState, day_of
+from refract.analytics.enrichment import DEFAULT_BURST, Company, HttpEnrichmentProvider, TokenBucket
+from refract.analytics.reverse_dns import (
     REVERSE_DNS_TIMEOUT_S,
     REVERSE_DNS_TTL_S,
     Resolver,
     reverse_dns_domain,
     system_resolver,
 )
-from analytics.ttl_cache import TtlLru
-from rules import keyspace
-from rules.account_index import AccountIndex
-from rules.account_store import POLL_S, FollowedIndex
-from rules.config import Config
-from rules.events import CompanyFields, Event, PageViewEvent
+from refract.analytics.ttl_cache import TtlLru
+from refract.rules import keyspace
+from refract.rules.account_index import AccountIndex
+from refract.rules.account_store import POLL_S, FollowedIndex
+from refract.rules.config import Config
+from refract.rules.events import CompanyFields, Event, PageViewEvent
 
 log = logging.getLogger("refract.worker")
 

@@ -16,14 +16,14 @@ from collections.abc import Callable, Iterator
 
 import redis.asyncio as redis
 
-from analytics.archive import Archive, archive_root
-from analytics.consumer import SiteConsumer
-from analytics.effects import Effects
-from analytics.heartbeats import live_workers
-from analytics.rules_in_force import counted_events, rules_in_force
-from rules import keyspace
-from rules.config import Config
-from rules.events import Event, InvalidEvent, validate
+from refract.analytics.archive import Archive, archive_root
+from refract.analytics.consumer import SiteConsumer
+from refract.analytics.effects import Effects
+from refract.analytics.heartbeats import live_workers
+from refract.analytics.rules_in_force import counted_events, rules_in_force
+from refract.rules import keyspace
+from refract.rules.config import Config
+from refract.rules.events import Event, InvalidEvent, validate
 
 log = logging.getLogger("refract.rebuild")
 

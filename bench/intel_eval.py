@@ -122,9 +122,9 @@ from scipy import stats
 REPOSITORY = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPOSITORY))
 
-from analytics.intel import classify, features_of, score  # noqa: E402
-from rules.network_import import import_csv  # noqa: E402
-from rules.networks import NetworkTable  # noqa: E402
+from refract.analytics.intel import classify, features_of, score  # noqa: E402
+from refract.rules.network_import import import_csv  # noqa: E402
+from refract.rules.networks import NetworkTable  # noqa: E402
 
 SAMPLE = REPOSITORY / "tests" / "data" / "asn-sample.csv"
 NOW = datetime.datetime(2026, 11, 25, tzinfo=datetime.UTC).timestamp()  # fixed: reproducible
@@ -1020,7 +1020,7 @@ def identification(lookups: Sequence[Lookup]) -> tuple[float, float, float, int]
 
 def organisation_report(n: int, seed: int) -> tuple[list[str], bool]:
     # the sample keeps a real overlap of two DoD ranges on purpose; the importer warns
-    logging.getLogger("rules.network_import").setLevel(logging.ERROR)
+    logging.getLogger("refract.rules.network_import").setLevel(logging.ERROR)
     networks_table = import_csv(SAMPLE)
     networks = sample_networks(SAMPLE)
     unlabelled = sorted(

@@ -33,7 +33,7 @@ from typing import Any
 REPOSITORY = Path(__file__).resolve().parents[1]
 PAGE = REPOSITORY / "bench" / "pages" / "landing-100k.html"
 sys.path.insert(0, str(REPOSITORY))
-from proxy.state import beacon_tag  # noqa: E402
+from refract.proxy.state import beacon_tag  # noqa: E402
 
 BEACON = beacon_tag("/_refract/")  # what Refract inserts; nginx sub_filter inserts the same
 # A visitor's browser: without a user agent Refract takes the load generator for a bot and
@@ -145,7 +145,7 @@ def start_refract(workdir: Path, name: str, caches: bool, edits: bool) -> subpro
         f'[[sites]]\nhost = "*"\norigin = "http://127.0.0.1:{PORTS["origin"]}"\n'
     )
     return subprocess.Popen(
-        [sys.executable, "-m", "admin.cli", "--config", str(config), "proxy"],
+        [sys.executable, "-m", "refract.admin.cli", "--config", str(config), "proxy"],
         cwd=REPOSITORY,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -21,8 +21,8 @@ from pathlib import Path
 import lxml.html
 from selectolax.lexbor import LexborHTMLParser
 
-from proxy.rewriter import Edit, PageRewriter, Plan
-from proxy.state import beacon_tag
+from refract.proxy.rewriter import Edit, PageRewriter, Plan
+from refract.proxy.state import beacon_tag
 
 PAGE = (Path(__file__).parent / "pages" / "landing-100k.html").read_bytes()
 BEACON = beacon_tag("/_refract/")

@@ -24,8 +24,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from analytics.stats.engine import Sample, Settings, compare
-from analytics.stats.srm import srm_test
+from refract.analytics.stats.engine import Sample, Settings, compare
+from refract.analytics.stats.srm import srm_test
 
 EXPERIMENTS, VARIANTS, METRICS, SEGMENTS = 1000, 3, 10, 10
 

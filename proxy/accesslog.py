@@ -10,8 +10,8 @@ import time
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from proxy.app_keys import STATE_KEY
-from proxy.call import EXCHANGE, Exchange
+from refract.proxy.app_keys import STATE_KEY
+from refract.proxy.call import EXCHANGE, Exchange
 
 access_logger = logging.getLogger("refract.access")
 

@@ -15,9 +15,9 @@ from collections.abc import AsyncIterator
 import redis.asyncio as redis
 from aiohttp import web
 
-from proxy.app_keys import ACCOUNTS_KEY, REDIS_KEY, STATE_KEY
-from proxy.background import stop
-from rules.account_store import POLL_S, FollowedIndex
+from refract.proxy.app_keys import ACCOUNTS_KEY, REDIS_KEY, STATE_KEY
+from refract.proxy.background import stop
+from refract.rules.account_store import POLL_S, FollowedIndex
 
 log = logging.getLogger("refract.proxy")
 

@@ -11,16 +11,16 @@ from pathlib import Path
 import redis.asyncio as redis
 from aiohttp import web
 
-from proxy import local
-from proxy.accounts_sync import follow_accounts
-from proxy.app_keys import ACCOUNTS_KEY, EVENT_LOG_KEY, REDIS_KEY, STARTED_KEY, STATE_KEY
-from proxy.collect import collect
-from proxy.event_log import EventLog, write_events
-from proxy.handler import proxy_request
-from proxy.rules_sync import follow_published_rules, publish_own_rules
-from proxy.state import ProxyState, StateHolder
-from rules.config import Config, load_config
-from rules.problems import InvalidFileError
+from refract.proxy import local
+from refract.proxy.accounts_sync import follow_accounts
+from refract.proxy.app_keys import ACCOUNTS_KEY, EVENT_LOG_KEY, REDIS_KEY, STARTED_KEY, STATE_KEY
+from refract.proxy.collect import collect
+from refract.proxy.event_log import EventLog, write_events
+from refract.proxy.handler import proxy_request
+from refract.proxy.rules_sync import follow_published_rules, publish_own_rules
+from refract.proxy.state import ProxyState, StateHolder
+from refract.rules.config import Config, load_config
+from refract.rules.problems import InvalidFileError
 
 log = logging.getLogger("refract.proxy")
 

@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING
 import redis.asyncio as redis
 from aiohttp import web
 
-from rules.account_index import AccountIndex
+from refract.rules.account_index import AccountIndex
 
 if TYPE_CHECKING:
-    from proxy.event_log import EventLog
-    from proxy.state import StateHolder
+    from refract.proxy.event_log import EventLog
+    from refract.proxy.state import StateHolder
 
 # The configuration in force (replaced whole on reload).
 STATE_KEY: web.AppKey[StateHolder] = web.AppKey("refract.state")

@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from proxy.forwarding import ClientView
-from proxy.identity import Identity
-from proxy.personalize import NO_SEGMENT, Personalized, Segment
-from proxy.sites import Site
-from proxy.state import ProxyState
+from refract.proxy.forwarding import ClientView
+from refract.proxy.identity import Identity
+from refract.proxy.personalize import NO_SEGMENT, Personalized, Segment
+from refract.proxy.sites import Site
+from refract.proxy.state import ProxyState
 
 
 @dataclass(slots=True)

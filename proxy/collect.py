@@ -13,9 +13,9 @@ import time
 
 from aiohttp import web
 
-from proxy import metrics
-from proxy.app_keys import EVENT_LOG_KEY, STATE_KEY
-from rules.events import InvalidEvent, from_beacon, parse_batch
+from refract.proxy import metrics
+from refract.proxy.app_keys import EVENT_LOG_KEY, STATE_KEY
+from refract.rules.events import InvalidEvent, from_beacon, parse_batch
 
 MAX_BODY = 64 * 1024
 

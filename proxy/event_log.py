@@ -21,11 +21,11 @@ from typing import Any
 import redis.asyncio as redis
 from aiohttp import web
 
-from proxy import metrics
-from proxy.app_keys import EVENT_LOG_KEY, REDIS_KEY
-from proxy.background import stop
-from rules import keyspace
-from rules.events import EVENT_FIELD, Event, encode, shard_of
+from refract.proxy import metrics
+from refract.proxy.app_keys import EVENT_LOG_KEY, REDIS_KEY
+from refract.proxy.background import stop
+from refract.rules import keyspace
+from refract.rules.events import EVENT_FIELD, Event, encode, shard_of
 
 log = logging.getLogger("refract.events")
 

@@ -25,12 +25,12 @@ from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from proxy import codings, measure, metrics
-from proxy.app_keys import REDIS_KEY, STATE_KEY
-from proxy.call import EXCHANGE, Call, Exchange
-from proxy.charset import is_ascii_safe, page_encoding
-from proxy.forwarding import ClientView, forwarding_headers
-from proxy.headers import (
+from refract.proxy import codings, measure, metrics
+from refract.proxy.app_keys import REDIS_KEY, STATE_KEY
+from refract.proxy.call import EXCHANGE, Call, Exchange
+from refract.proxy.charset import is_ascii_safe, page_encoding
+from refract.proxy.forwarding import ClientView, forwarding_headers
+from refract.proxy.headers import (
     add_vary,
     has_directive,
     is_cdn_cache_header,
@@ -39,16 +39,16 @@ from proxy.headers import (
     rewrite_set_cookie,
     without_hop_by_hop,
 )
-from proxy.origin_cache import OriginKey
-from proxy.pages import neutral_page
-from proxy.personalize import NO_SEGMENT, Personalized, Segment, personalize
-from proxy.sites import Site
-from proxy.state import ProxyState
-from proxy.websocket import is_websocket_upgrade, relay_websocket
-from rules import keyspace
-from rules.accounts import Account
-from rules.segments import decode_segment
-from rules.targeting import Value
+from refract.proxy.origin_cache import OriginKey
+from refract.proxy.pages import neutral_page
+from refract.proxy.personalize import NO_SEGMENT, Personalized, Segment, personalize
+from refract.proxy.sites import Site
+from refract.proxy.state import ProxyState
+from refract.proxy.websocket import is_websocket_upgrade, relay_websocket
+from refract.rules import keyspace
+from refract.rules.accounts import Account
+from refract.rules.segments import decode_segment
+from refract.rules.targeting import Value
 
 log = logging.getLogger("refract.proxy")
 

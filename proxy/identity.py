@@ -13,7 +13,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from rules.config import CookieConfig, PrivacyConfig
+from refract.rules.config import CookieConfig, PrivacyConfig
 
 _VISITOR_ID = re.compile(r"^[0-9a-f]{32}$")
 _SESSION_ID = re.compile(r"^[0-9a-f]{16}$")

@@ -10,11 +10,11 @@ from importlib.resources import files
 import redis.asyncio as redis
 from aiohttp import web
 
-from proxy import metrics
-from proxy.app_keys import REDIS_KEY, STARTED_KEY, STATE_KEY
+from refract.proxy import metrics
+from refract.proxy.app_keys import REDIS_KEY, STARTED_KEY, STATE_KEY
 
 _HEALTH_REDIS_TIMEOUT = 1.0
-_BEACON = files("proxy").joinpath("static/beacon.js").read_bytes()
+_BEACON = files("refract.proxy").joinpath("static/beacon.js").read_bytes()
 
 
 async def health(request: web.Request) -> web.Response:

@@ -18,14 +18,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 
-from proxy import metrics
-from proxy.app_keys import ACCOUNTS_KEY, EVENT_LOG_KEY
-from proxy.call import Call
-from proxy.personalize import device_of
-from rules import events
-from rules.accounts import Account
-from rules.decisions import Decision
-from rules.networks import Network
+from refract.proxy import metrics
+from refract.proxy.app_keys import ACCOUNTS_KEY, EVENT_LOG_KEY
+from refract.proxy.call import Call
+from refract.proxy.personalize import device_of
+from refract.rules import events
+from refract.rules.accounts import Account
+from refract.rules.decisions import Decision
+from refract.rules.networks import Network
 
 log = logging.getLogger("refract.proxy")
 

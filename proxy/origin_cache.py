@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from proxy import metrics
-from proxy.headers import HOP_BY_HOP
-from proxy.lru import ByteBoundedLRU
+from refract.proxy import metrics
+from refract.proxy.headers import HOP_BY_HOP
+from refract.proxy.lru import ByteBoundedLRU
 
 OriginKey = tuple[str, str, str, str]
 

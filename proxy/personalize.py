@@ -11,13 +11,13 @@ from datetime import UTC, datetime
 from aiohttp import web
 from yarl import URL
 
-from proxy.identity import Identity
-from proxy.rewriter import ELEMENT_ACTIONS, Edit, Plan
-from rules.assignment import parse_overrides
-from rules.decisions import CompiledRules, Decision
-from rules.markup import TOKEN, token_path_value
-from rules.schema import HTML_ACTIONS
-from rules.targeting import Facts, Value
+from refract.proxy.identity import Identity
+from refract.proxy.rewriter import ELEMENT_ACTIONS, Edit, Plan
+from refract.rules.assignment import parse_overrides
+from refract.rules.decisions import CompiledRules, Decision
+from refract.rules.markup import TOKEN, token_path_value
+from refract.rules.schema import HTML_ACTIONS
+from refract.rules.targeting import Facts, Value
 
 _UTM = ("source", "medium", "campaign", "term", "content")
 _TABLET = re.compile(r"iPad|Tablet|Nexus (?:7|9|10)|SM-T\d", re.IGNORECASE)

@@ -14,8 +14,8 @@ from collections.abc import Callable
 
 import xxhash
 
-from proxy import metrics
-from proxy.lru import ByteBoundedLRU
+from refract.proxy import metrics
+from refract.proxy.lru import ByteBoundedLRU
 
 CacheKey = tuple[str, str, str, str, int, bytes]
 

@@ -10,14 +10,14 @@ from pathlib import Path
 import redis.asyncio as redis
 from aiohttp import web
 
-from proxy import metrics
-from proxy.app_keys import REDIS_KEY, STATE_KEY
-from proxy.background import stop
-from proxy.state import StateHolder
-from rules import keyspace
-from rules.problems import InvalidFileError
-from rules.publication import POLL_S, publish, published_files, published_version
-from rules.ruleset import read_rule_files, rules_from_files, rules_version
+from refract.proxy import metrics
+from refract.proxy.app_keys import REDIS_KEY, STATE_KEY
+from refract.proxy.background import stop
+from refract.proxy.state import StateHolder
+from refract.rules import keyspace
+from refract.rules.problems import InvalidFileError
+from refract.rules.publication import POLL_S, publish, published_files, published_version
+from refract.rules.ruleset import read_rule_files, rules_from_files, rules_version
 
 log = logging.getLogger("refract.proxy")
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import uvloop
 from aiohttp import web
 
-from proxy.accesslog import JsonAccessLogger, access_logger
-from proxy.app import build_app, reload
-from rules.config import Config, split_host_port
+from refract.proxy.accesslog import JsonAccessLogger, access_logger
+from refract.proxy.app import build_app, reload
+from refract.rules.config import Config, split_host_port
 
 log = logging.getLogger("refract.proxy")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import aiohttp
 from yarl import URL
 
-from rules.config import SiteConfig
+from refract.rules.config import SiteConfig
 
 # The client must add nothing of its own: the origin sees the visitor's headers.
 _NO_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")

@@ -7,18 +7,18 @@ import html
 import json
 from dataclasses import dataclass
 
-from proxy.bots import BotDetector
-from proxy.forwarding import TrustedProxies
-from proxy.identity import IdentityPolicy
-from proxy.origin_cache import OriginCache
-from proxy.ratelimit import RateLimiter
-from proxy.rewrite_cache import RewriteCache
-from proxy.rewriter import PageRewriter
-from proxy.sites import Site, SiteRouter
-from rules.config import Config
-from rules.decisions import CompiledRules
-from rules.networks import NetworkTable, load_table
-from rules.ruleset import EMPTY, RuleSet, load_rules
+from refract.proxy.bots import BotDetector
+from refract.proxy.forwarding import TrustedProxies
+from refract.proxy.identity import IdentityPolicy
+from refract.proxy.origin_cache import OriginCache
+from refract.proxy.ratelimit import RateLimiter
+from refract.proxy.rewrite_cache import RewriteCache
+from refract.proxy.rewriter import PageRewriter
+from refract.proxy.sites import Site, SiteRouter
+from refract.rules.config import Config
+from refract.rules.decisions import CompiledRules
+from refract.rules.networks import NetworkTable, load_table
+from refract.rules.ruleset import EMPTY, RuleSet, load_rules
 
 
 def beacon_tag(prefix: str, rules: RuleSet = EMPTY, email_domains: bool = False) -> str:

@@ -10,8 +10,8 @@ from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
-from proxy.pages import neutral_page
-from proxy.sites import Site
+from refract.proxy.pages import neutral_page
+from refract.proxy.sites import Site
 
 log = logging.getLogger("refract.proxy")
 

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Final
 
-from rules.accounts import Account
-from rules.csv_rows import column_name, numbered_rows
-from rules.domains import normalise_domain
-from rules.ip_ranges import normalise_ip_range
-from rules.problems import FieldError, InvalidFileError, Problem
+from refract.rules.accounts import Account
+from refract.rules.csv_rows import column_name, numbered_rows
+from refract.rules.domains import normalise_domain
+from refract.rules.ip_ranges import normalise_ip_range
+from refract.rules.problems import FieldError, InvalidFileError, Problem
 
 ACCOUNT_COLUMNS: Final = tuple(column.name for column in fields(Account))
 REQUIRED_COLUMNS: Final = ("domain", "name")

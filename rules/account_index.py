@@ -7,9 +7,9 @@ import ipaddress
 from bisect import bisect_right
 from collections.abc import Iterable
 
-from rules.accounts import Account
-from rules.domains import is_free_mail
-from rules.ip_ranges import ip_key
+from refract.rules.accounts import Account
+from refract.rules.domains import is_free_mail
+from refract.rules.ip_ranges import ip_key
 
 
 class _RangeTable:

@@ -20,11 +20,11 @@ from typing import Final
 import redis.asyncio as redis
 from redis.exceptions import WatchError
 
-from rules import keyspace
-from rules.account_index import AccountIndex
-from rules.accounts import Account
-from rules.problems import FieldError
-from rules.redis_values import strings, text
+from refract.rules import keyspace
+from refract.rules.account_index import AccountIndex
+from refract.rules.accounts import Account
+from refract.rules.problems import FieldError
+from refract.rules.redis_values import strings, text
 
 log = logging.getLogger(__name__)
 

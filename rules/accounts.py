@@ -28,9 +28,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rules.domains import normalise_domain
-from rules.ip_ranges import normalise_ip_range
-from rules.problems import FieldError
+from refract.rules.domains import normalise_domain
+from refract.rules.ip_ranges import normalise_ip_range
+from refract.rules.problems import FieldError
 
 
 @dataclass(frozen=True)

@@ -23,8 +23,8 @@ import tomlkit
 from tomlkit.exceptions import ParseError
 from tomlkit.items import AoT, Table
 
-from rules.problems import InvalidFileError, Problem
-from rules.toml_edit import table_text
+from refract.rules.problems import InvalidFileError, Problem
+from refract.rules.toml_edit import table_text
 
 MARKER = "# ==== file: {name} ===="
 _MARKER_LINE = re.compile(r"^# ==== file: (?P<name>.*?) ====[ \t]*\r?$", re.MULTILINE)

@@ -18,9 +18,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ByteSize, ConfigDict, Field, ValidationError, field_validator
 from yarl import URL
 
-from rules.industry import INDUSTRIES, load_industry_model
-from rules.problems import InvalidFileError, Problem, problems_from_validation
-from rules.toml_lines import TomlLines, error_line
+from refract.rules.industry import INDUSTRIES, load_industry_model
+from refract.rules.problems import InvalidFileError, Problem, problems_from_validation
+from refract.rules.toml_lines import TomlLines, error_line
 
 ENV_PREFIX = "REFRACT_"
 ENV_SEPARATOR = "__"

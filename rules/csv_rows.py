@@ -6,7 +6,7 @@ import csv
 import io
 from collections.abc import Iterator
 
-from rules.problems import Problem
+from refract.rules.problems import Problem
 
 
 def numbered_rows(file: str, text: str, problems: list[Problem]) -> Iterator[tuple[int, list[str]]]:

@@ -11,11 +11,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from rules.assignment import Arm, Assignment, assign, bucket, in_holdout
-from rules.ruleset import RuleSet
-from rules.schema import Change, Experiment, Personalization
-from rules.segments import uses_segment
-from rules.targeting import CompiledAudience, Facts, PageTagger
+from refract.rules.assignment import Arm, Assignment, assign, bucket, in_holdout
+from refract.rules.ruleset import RuleSet
+from refract.rules.schema import Change, Experiment, Personalization
+from refract.rules.segments import uses_segment
+from refract.rules.targeting import CompiledAudience, Facts, PageTagger
 
 
 @dataclass(frozen=True)

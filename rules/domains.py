@@ -18,7 +18,7 @@ from typing import Final
 
 from publicsuffixlist import PublicSuffixList
 
-from rules.problems import FieldError
+from refract.rules.problems import FieldError
 
 # Loaded once, at import (about 40 ms and 2 MB), so that no event loop waits for it.
 _SUFFIXES: Final = PublicSuffixList()

@@ -25,10 +25,10 @@ from typing import Literal, cast
 import tomlkit
 from tomlkit.items import AoT, Array
 
-from rules import bundle
-from rules.ruleset import RuleSet, rules_from_files, rules_version
-from rules.schema import Experiment, Personalization
-from rules.toml_edit import entry_text, remove_entry, toml_value, update_table, written
+from refract.rules import bundle
+from refract.rules.ruleset import RuleSet, rules_from_files, rules_version
+from refract.rules.schema import Experiment, Personalization
+from refract.rules.toml_edit import entry_text, remove_entry, toml_value, update_table, written
 
 Kind = Literal["experiments", "personalizations"]
 Entry = Experiment | Personalization

@@ -39,7 +39,7 @@ import mmh3
 import msgpack
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from rules.networks import Network, NetworkKind
+from refract.rules.networks import Network, NetworkKind
 
 SCHEMA_VERSION = 1
 EVENT_FIELD = b"e"  # the one field of a stream entry: the msgpack-encoded event

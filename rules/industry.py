@@ -25,8 +25,8 @@ from pydantic import (
     model_validator,
 )
 
-from rules.problems import InvalidFileError, Problem, problems_from_validation
-from rules.toml_lines import TomlLines, error_line
+from refract.rules.problems import InvalidFileError, Problem, problems_from_validation
+from refract.rules.toml_lines import TomlLines, error_line
 
 SHIPPED = Path(__file__).with_name("industries")
 INDUSTRIES = (

@@ -7,7 +7,7 @@ import ipaddress
 import socket
 from typing import Final
 
-from rules.problems import FieldError
+from refract.rules.problems import FieldError
 
 _V4_MAPPED: Final = b"\0" * 10 + b"\xff\xff"
 

@@ -34,7 +34,7 @@ from typing import BinaryIO, cast
 
 import maxminddb
 
-from rules.networks import NetworkTable
+from refract.rules.networks import NetworkTable
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from rules.toml_lines import TomlLines
+from refract.rules.toml_lines import TomlLines
 
 
 @dataclass(frozen=True)

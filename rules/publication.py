@@ -14,7 +14,7 @@ import json
 import redis.asyncio as redis
 from redis.typing import EncodableT, FieldT
 
-from rules import keyspace
+from refract.rules import keyspace
 
 POLL_S = 1.0
 

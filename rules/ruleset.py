@@ -17,9 +17,9 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from rules.markup import markup_problem, selector_problem, token_problem
-from rules.problems import InvalidFileError, Problem, dotted, problems_from_validation
-from rules.schema import (
+from refract.rules.markup import markup_problem, selector_problem, token_problem
+from refract.rules.problems import InvalidFileError, Problem, dotted, problems_from_validation
+from refract.rules.schema import (
     HTML_ACTIONS,
     Audience,
     Change,
@@ -30,7 +30,7 @@ from rules.schema import (
     RuleFile,
     Settings,
 )
-from rules.toml_lines import KeyPath, TomlLines, error_line
+from refract.rules.toml_lines import KeyPath, TomlLines, error_line
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 import msgpack
 
-from rules.targeting import Value
+from refract.rules.targeting import Value
 
 SEGMENT_PREFIXES = ("segment.", "account.", "visitor.sessions", "visitor.tags_seen")
 

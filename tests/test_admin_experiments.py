@@ -14,12 +14,12 @@ import redis.asyncio as redis
 from aiohttp.test_utils import TestClient
 from openapi_spec_validator import validate
 
-from admin import api_experiments, audit
-from admin.api import Endpoint, openapi_document
-from rules.config import Config
-from rules.problems import Problem
-from rules.publication import publish, published_files
-from rules.ruleset import load_rules, read_rule_files, rules_version
+from refract.admin import api_experiments, audit
+from refract.admin.api import Endpoint, openapi_document
+from refract.rules.config import Config
+from refract.rules.problems import Problem
+from refract.rules.publication import publish, published_files
+from refract.rules.ruleset import load_rules, read_rule_files, rules_version
 from tests.conftest import AdminFactory, ProxyFactory, clean_redis, recorded_events
 from tests.test_personalization import page
 from tests.test_processes import refract

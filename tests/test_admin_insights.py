@@ -16,15 +16,15 @@ import pytest
 import redis.asyncio as redis
 from aiohttp.test_utils import TestClient
 
-from admin import insights, site_health
-from analytics import heartbeats, visitors
-from analytics.effects import day_of
-from rules import events, keyspace
-from rules.account_csv import read_accounts_csv
-from rules.account_store import store_accounts
-from rules.accounts import Account
-from rules.config import Config
-from rules.industry import shipped_model
+from refract.admin import insights, site_health
+from refract.analytics import heartbeats, visitors
+from refract.analytics.effects import day_of
+from refract.rules import events, keyspace
+from refract.rules.account_csv import read_accounts_csv
+from refract.rules.account_store import store_accounts
+from refract.rules.accounts import Account
+from refract.rules.config import Config
+from refract.rules.industry import shipped_model
 from tests.conftest import AdminFactory, clean_redis
 from tests.test_visitors_api import ACCOUNTS, visit
 from tests.test_worker import RULES, SITE, T0, drain, pageview, send

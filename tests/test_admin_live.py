@@ -19,11 +19,11 @@ import redis.asyncio as redis
 from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient, TestServer
 
-from admin import auth, live
-from admin.app import build_app
-from admin.live import HUB_KEY, Hub, Poller, Subscriber
-from analytics.effects import day_of
-from rules import keyspace
+from refract.admin import auth, live
+from refract.admin.app import build_app
+from refract.admin.live import HUB_KEY, Hub, Poller, Subscriber
+from refract.analytics.effects import day_of
+from refract.rules import keyspace
 from tests.conftest import api_token, clean_redis
 from tests.test_admin_insights import site_config
 from tests.test_worker import SITE, rules_dir  # noqa: F401

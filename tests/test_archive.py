@@ -12,8 +12,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from analytics.archive import SCHEMA, Archive
-from rules.events import Event, exposure, from_beacon, pageview, parse_batch
+from refract.analytics.archive import SCHEMA, Archive
+from refract.rules.events import Event, exposure, from_beacon, pageview, parse_batch
 
 DAY = date(2024, 6, 1)
 NOON = datetime(2024, 6, 1, 12, tzinfo=UTC).timestamp()

@@ -11,7 +11,7 @@ import mmh3
 import pytest
 from scipy import stats
 
-from rules.assignment import Arm, assign, assign_all, bucket, in_holdout, parse_overrides
+from refract.rules.assignment import Arm, assign, assign_all, bucket, in_holdout, parse_overrides
 
 VECTORS = json.loads((Path(__file__).parent / "data" / "assignment_vectors.json").read_text())
 VISITORS = [f"{index:032x}" for index in range(100_000)]

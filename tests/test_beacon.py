@@ -32,9 +32,9 @@ from aiohttp import web
 from playwright.async_api import Page
 from yarl import URL
 
-from proxy.app_keys import STATE_KEY
-from rules import keyspace
-from rules.events import BEACON_TYPES, EVENT_FIELD, Event, decode
+from refract.proxy.app_keys import STATE_KEY
+from refract.rules import keyspace
+from refract.rules.events import BEACON_TYPES, EVENT_FIELD, Event, decode
 from tests.browser import Chromium
 from tests.conftest import ProxyFactory
 

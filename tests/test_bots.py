@@ -8,7 +8,7 @@ from importlib.resources import files
 
 import pytest
 
-from proxy.bots import MATCHED_LENGTH, BotDetector, compile_patterns
+from refract.proxy.bots import MATCHED_LENGTH, BotDetector, compile_patterns
 
 
 @pytest.fixture(scope="module")

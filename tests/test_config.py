@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from rules.config import Config, load_config
-from rules.problems import InvalidFileError
+from refract.rules.config import Config, load_config
+from refract.rules.problems import InvalidFileError
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 MINIMAL = '[[sites]]\nhost = "www.example.com"\norigin = "https://origin.example.com"\n'
@@ -41,7 +41,7 @@ def test_every_key_is_documented_in_the_readme() -> None:
         model = section.annotation
         nested = getattr(model, "model_fields", None)
         if nested is None:  # sites: a list of SiteConfig
-            from rules.config import SiteConfig
+            from refract.rules.config import SiteConfig
 
             nested = SiteConfig.model_fields
         for key in nested:

@@ -28,14 +28,14 @@ import redis.asyncio as redis
 from aiohttp.test_utils import TestServer
 from playwright.async_api import Page, expect
 
-from admin import auth
-from admin.app import API_KEY, build_app
-from admin.dashboard import api as dashboard_api
-from admin.dashboard import plotly_path, safe_next
-from admin.dashboard_views import account_funnel, conversion_intervals, overview_numbers
-from rules.account_csv import read_accounts_csv
-from rules.account_store import store_accounts
-from rules.config import Config
+from refract.admin import auth
+from refract.admin.app import API_KEY, build_app
+from refract.admin.dashboard import api as dashboard_api
+from refract.admin.dashboard import plotly_path, safe_next
+from refract.admin.dashboard_views import account_funnel, conversion_intervals, overview_numbers
+from refract.rules.account_csv import read_accounts_csv
+from refract.rules.account_store import store_accounts
+from refract.rules.config import Config
 from tests.browser import Chromium
 from tests.conftest import AdminFactory, clean_redis
 from tests.test_beacon import browser, chromium  # noqa: F401 - the fixtures

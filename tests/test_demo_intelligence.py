@@ -11,9 +11,9 @@ from typing import Any
 import aiohttp
 import redis.asyncio as redis
 
-from admin.cli import DEMO_PASSWORD, DEMO_USER
-from rules import keyspace
-from rules.segments import decode_segment
+from refract.admin.cli import DEMO_PASSWORD, DEMO_USER
+from refract.rules import keyspace
+from refract.rules.segments import decode_segment
 from tests.conftest import BROWSER
 from tests.test_processes import (
     REPOSITORY,

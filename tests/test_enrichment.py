@@ -14,7 +14,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from analytics.enrichment import (
+from refract.analytics.enrichment import (
     Company,
     EnrichmentProvider,
     HttpEnrichmentProvider,

@@ -7,8 +7,8 @@ from typing import Any, get_args
 
 import pytest
 
-from rules import events
-from rules.networks import Network
+from refract.rules import events
+from refract.rules.networks import Network
 
 BATCH = {
     "v": 1,

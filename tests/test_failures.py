@@ -15,11 +15,11 @@ import trustme
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from proxy import metrics
-from proxy.app import build_app
-from proxy.event_log import EventLog
-from proxy.rewriter import PageRewriter, Plan
-from rules.events import Event
+from refract.proxy import metrics
+from refract.proxy.app import build_app
+from refract.proxy.event_log import EventLog
+from refract.proxy.rewriter import PageRewriter, Plan
+from refract.rules.events import Event
 from tests.conftest import BROWSER, ProxyFactory, free_port, make_config, recorded_events
 from tests.origin import PAGE
 from tests.support.metrics import counter

@@ -15,8 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from proxy.rewriter import Edit, PageRewriter, Plan
-from proxy.state import beacon_tag
+from refract.proxy.rewriter import Edit, PageRewriter, Plan
+from refract.proxy.state import beacon_tag
 
 BEACON = beacon_tag("/_refract/")
 EDIT = Edit("set_text", "h1.target", "New headline")

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from rules.config import load_config
-from rules.industry import INDUSTRIES, load_industry_model
-from rules.problems import InvalidFileError
+from refract.rules.config import load_config
+from refract.rules.industry import INDUSTRIES, load_industry_model
+from refract.rules.problems import InvalidFileError
 
 SNAKE_CASE = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)*")
 # Signal families every model must have, and those one industry adds.

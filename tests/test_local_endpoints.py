@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from proxy.accesslog import anonymize_ip
+from refract.proxy.accesslog import anonymize_ip
 from tests.conftest import ProxyFactory
 
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import maxminddb
 import pytest
 
-from rules import networks
-from rules.network_import import NetworkImportError, import_csv, import_mmdb
-from rules.networks import Network, NetworkError, NetworkTable, classify
+from refract.rules import networks
+from refract.rules.network_import import NetworkImportError, import_csv, import_mmdb
+from refract.rules.networks import Network, NetworkError, NetworkTable, classify
 
 SAMPLE = Path(__file__).parent / "data" / "asn-sample.csv"
 GOOGLE = Network(15169, "Google LLC", "hosting")
@@ -108,7 +108,7 @@ def test_overlapping_ranges_the_narrowest_wins(
 ) -> None:
     # The published data has 214.95.0.0-215.0.255.255 (AS749) and, inside its end,
     # 215.0.0.0-215.1.3.255 (AS721).
-    with caplog.at_level(logging.WARNING, logger="rules.network_import"):
+    with caplog.at_level(logging.WARNING, logger="refract.rules.network_import"):
         table = import_csv(SAMPLE)
     assert "overlapping" in caplog.text
     assert table.lookup("214.95.0.0") == DOD

@@ -6,7 +6,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from proxy.origin_cache import KeptPage, is_storable
+from refract.proxy.origin_cache import KeptPage, is_storable
 from tests.conftest import ProxyFactory
 from tests.origin import CONDITIONALS, VERSION
 

@@ -9,8 +9,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from proxy.app import reload
-from proxy.app_keys import STATE_KEY
+from refract.proxy.app import reload
+from refract.proxy.app_keys import STATE_KEY
 from tests.conftest import BROWSER, ProxyFactory, recorded_events
 
 DEMO_RULES = Path(__file__).resolve().parents[1] / "examples" / "demo-rules"

@@ -18,10 +18,10 @@ import pytest
 import redis.asyncio as redis
 from aiohttp.test_utils import TestServer
 
-from admin.supervisor import Child, Supervisor
-from analytics.archive import Archive
-from rules import keyspace
-from rules.networks import load_table
+from refract.admin.supervisor import Child, Supervisor
+from refract.analytics.archive import Archive
+from refract.rules import keyspace
+from refract.rules.networks import load_table
 from tests.conftest import BROWSER, free_port
 from tests.support.children import note_reloads, sleep_a_while
 
@@ -41,7 +41,7 @@ def refract(
     *args: str, env: dict[str, str] | None = None, cwd: Path = REPOSITORY
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "admin.cli", *args],
+        [sys.executable, "-m", "refract.admin.cli", *args],
         capture_output=True,
         text=True,
         cwd=cwd,
@@ -57,7 +57,7 @@ async def running(
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "admin.cli",
+        "refract.admin.cli",
         *args,
         cwd=cwd,
         env={**os.environ, "PYTHONPATH": str(REPOSITORY), **env},

@@ -10,8 +10,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from proxy import codings
-from proxy.state import beacon_tag
+from refract.proxy import codings
+from refract.proxy.state import beacon_tag
 from tests.conftest import ProxyFactory
 from tests.origin import ASSET, CP1252_PAGE, PAGE, SHIFT_JIS_PAGE, UTF16_PAGE
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from analytics.intel import Axis, Features, classify, features_of
-from analytics.intel.features import SOURCE_KINDS, source_of
-from analytics.intel.psychographics import (
+from refract.analytics.intel import Axis, Features, classify, features_of
+from refract.analytics.intel.features import SOURCE_KINDS, source_of
+from refract.analytics.intel.psychographics import (
     AXES,
     CONFIDENCE_THRESHOLD,
     MAX_INDICATORS,

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from proxy.ratelimit import RateLimiter
+from refract.proxy.ratelimit import RateLimiter
 
 
 def spend(limiter: RateLimiter, key: str, count: int, now: float = 0.0) -> list[bool]:

@@ -15,11 +15,11 @@ import pytest
 import redis.asyncio as redis
 from aiohttp.test_utils import TestClient
 
-from analytics import reports
-from analytics.reports import experiment_report
-from analytics.stats.engine import Settings
-from analytics.stats.report import Decision, Report, Row
-from rules.config import Config, load_config
+from refract.analytics import reports
+from refract.analytics.reports import experiment_report
+from refract.analytics.stats.engine import Settings
+from refract.analytics.stats.report import Decision, Report, Row
+from refract.rules.config import Config, load_config
 from tests.conftest import AdminFactory, clean_redis
 from tests.test_worker import RULES, SITE, drain, exposure, pageview, send
 
@@ -70,7 +70,7 @@ async def test_the_report_of_aggregated_events_ships_the_better_variant(
 
 def refract(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "admin.cli", "--config", str(config), "report", *args],
+        [sys.executable, "-m", "refract.admin.cli", "--config", str(config), "report", *args],
         capture_output=True, text=True, cwd=REPOSITORY, timeout=60,
     )  # fmt: skip
 

@@ -15,15 +15,15 @@ import pytest
 import redis.asyncio as redis
 from scipy import stats
 
-from analytics.intel import Features
-from analytics.revenue import RevenueModel, Subject, model_inputs, predict
-from analytics.revenue.outcomes import Outcome, read_outcomes_csv
-from analytics.revenue.predict import wilson
-from analytics.revenue.store import ModelFollower, current_model, store_model, use_version
-from analytics.revenue.train import TrainingRow, conformal_half_width, fit_revenue_model
-from rules.accounts import Account
-from rules.industry import shipped_model
-from rules.problems import InvalidFileError
+from refract.analytics.intel import Features
+from refract.analytics.revenue import RevenueModel, Subject, model_inputs, predict
+from refract.analytics.revenue.outcomes import Outcome, read_outcomes_csv
+from refract.analytics.revenue.predict import wilson
+from refract.analytics.revenue.store import ModelFollower, current_model, store_model, use_version
+from refract.analytics.revenue.train import TrainingRow, conformal_half_width, fit_revenue_model
+from refract.rules.accounts import Account
+from refract.rules.industry import shipped_model
+from refract.rules.problems import InvalidFileError
 from tests.conftest import clean_redis
 from tests.test_processes import REPOSITORY, config_text, refract
 

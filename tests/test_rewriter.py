@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.rewriter import Edit, PageRewriter, Plan
+from refract.proxy.rewriter import Edit, PageRewriter, Plan
 
 PAGE = (
     b"<!DOCTYPE html>\n<html><head><title>T</title></head>\n"

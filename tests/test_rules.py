@@ -9,9 +9,9 @@ from typing import get_args
 
 import pytest
 
-from rules.problems import InvalidFileError
-from rules.ruleset import load_rules
-from rules.schema import FIELDS, Action
+from refract.rules.problems import InvalidFileError
+from refract.rules.ruleset import load_rules
+from refract.rules.schema import FIELDS, Action
 
 DEMO_RULES = Path(__file__).resolve().parents[1] / "examples" / "demo-rules"
 

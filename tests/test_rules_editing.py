@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from rules import bundle, editing
-from rules.problems import InvalidFileError
-from rules.ruleset import rules_from_files
+from refract.rules import bundle, editing
+from refract.rules.problems import InvalidFileError
+from refract.rules.ruleset import rules_from_files
 
 DIRECTORY = Path("rules")
 SITE = b'[[audiences]]\nkey = "paid"\nall = [{ field = "utm.medium", value = "cpc" }]\n'

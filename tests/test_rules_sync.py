@@ -10,10 +10,10 @@ import redis.asyncio as redis
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from proxy import metrics
-from proxy.app import reload
-from proxy.app_keys import STATE_KEY
-from rules.publication import publish
+from refract.proxy import metrics
+from refract.proxy.app import reload
+from refract.proxy.app_keys import STATE_KEY
+from refract.rules.publication import publish
 from tests.conftest import ProxyFactory
 from tests.support.metrics import counter
 

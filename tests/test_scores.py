@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from analytics.intel import Features, features_of, score
-from analytics.intel.scores import (
+from refract.analytics.intel import Features, features_of, score
+from refract.analytics.intel.scores import (
     BEHAVIOUR,
     MAX_REASONS,
     band,
@@ -19,7 +19,7 @@ from analytics.intel.scores import (
     scorer_for,
     urgency,
 )
-from rules.industry import Behaviour, IndustryModel, load_industry_model, shipped_model
+from refract.rules.industry import Behaviour, IndustryModel, load_industry_model, shipped_model
 
 SAAS = shipped_model("saas")
 WARM, HOT = SAAS.scores.warm, SAAS.scores.hot

@@ -10,17 +10,17 @@ import redis.asyncio as redis
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from analytics.intel import features_of
-from analytics.revenue import Subject, predict
-from analytics.revenue.store import store_model
-from analytics.revenue.train import fit_revenue_model
-from analytics.segments import SegmentRefresher
-from rules import events, keyspace
-from rules.account_csv import read_accounts_csv
-from rules.account_store import store_accounts
-from rules.industry import shipped_model
-from rules.segments import decode_segment, encode_segment
-from rules.targeting import Value
+from refract.analytics.intel import features_of
+from refract.analytics.revenue import Subject, predict
+from refract.analytics.revenue.store import store_model
+from refract.analytics.revenue.train import fit_revenue_model
+from refract.analytics.segments import SegmentRefresher
+from refract.rules import events, keyspace
+from refract.rules.account_csv import read_accounts_csv
+from refract.rules.account_store import store_accounts
+from refract.rules.industry import shipped_model
+from refract.rules.segments import decode_segment, encode_segment
+from refract.rules.targeting import Value
 from tests.conftest import BROWSER, ProxyFactory, clean_redis, recorded_events
 from tests.test_revenue import simulated_rows
 from tests.test_worker import SITE, drain, rules_dir  # noqa: F401 - a fixture

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import integrate, stats
 
-from analytics.stats.bayesian import (
+from refract.analytics.stats.bayesian import (
     BetaPosterior,
     NormalPosterior,
     beta_binomial_test,

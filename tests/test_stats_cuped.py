@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from analytics.stats.cuped import CupedResult, cuped
+from refract.analytics.stats.cuped import CupedResult, cuped
 
 FloatArray = NDArray[np.float64]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from analytics.stats.data import parse
-from rules import keyspace
+from refract.analytics.stats.data import parse
+from refract.rules import keyspace
 
 FIELDS = {
     "2026-05-28|control|all|n": 10.0,

@@ -13,8 +13,8 @@ from statsmodels.stats.proportion import (
 )
 from statsmodels.stats.proportion import test_proportions_2indep as proportions_2indep
 
-from analytics.stats import frequentist as freq
-from analytics.stats.moments import Array, Moments, RatioMoments
+from refract.analytics.stats import frequentist as freq
+from refract.analytics.stats.moments import Array, Moments, RatioMoments
 
 ALTERNATIVES: list[freq.Alternative] = ["two-sided", "greater", "less"]
 STATSMODELS_ALTERNATIVE = {"two-sided": "two-sided", "greater": "larger", "less": "smaller"}

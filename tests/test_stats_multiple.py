@@ -10,7 +10,7 @@ import pytest
 from numpy.typing import ArrayLike, NDArray
 from statsmodels.stats.multitest import multipletests
 
-from analytics.stats.multiple import benjamini_hochberg, holm
+from refract.analytics.stats.multiple import benjamini_hochberg, holm
 
 Adjust = Callable[..., NDArray[np.float64]]
 METHODS: list[tuple[Adjust, str]] = [(holm, "holm"), (benjamini_hochberg, "fdr_bh")]

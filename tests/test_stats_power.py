@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from statsmodels.stats.power import NormalIndPower, TTestIndPower
 
-from analytics.stats import frequentist as freq
-from analytics.stats import power as pw
-from analytics.stats.moments import Moments
+from refract.analytics.stats import frequentist as freq
+from refract.analytics.stats import power as pw
+from refract.analytics.stats.moments import Moments
 
 
 @pytest.mark.parametrize(

@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from analytics.stats.data import ExperimentData
-from analytics.stats.engine import Settings
-from analytics.stats.report import build
-from rules.schema import Experiment, Metric
+from refract.analytics.stats.data import ExperimentData
+from refract.analytics.stats.engine import Settings
+from refract.analytics.stats.report import build
+from refract.rules.schema import Experiment, Metric
 
 METRICS = {
     "demo": Metric(key="demo", kind="url", url="/thanks", value=100.0),

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from analytics.stats import frequentist as freq
-from analytics.stats import sequential as seq
-from analytics.stats.moments import Moments
+from refract.analytics.stats import frequentist as freq
+from refract.analytics.stats import sequential as seq
+from refract.analytics.stats.moments import Moments
 
 DAYS, EXPERIMENTS, DAILY_PER_ARM, P = 14, 2000, 500, 0.1
 

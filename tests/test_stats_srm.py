@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from analytics.stats.srm import srm_test
+from refract.analytics.stats.srm import srm_test
 
 
 def test_50_50_split_observed_as_5000_5200_has_closed_form_p() -> None:

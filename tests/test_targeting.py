@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from rules.schema import Audience, Condition, PageRule
-from rules.targeting import CompiledAudience, Facts, PageTagger, compile_condition
+from refract.rules.schema import Audience, Condition, PageRule
+from refract.rules.targeting import CompiledAudience, Facts, PageTagger, compile_condition
 
 FACTS = Facts(
     values={

@@ -9,13 +9,13 @@ import pytest
 import redis.asyncio as redis
 from aiohttp.test_utils import TestClient
 
-from analytics.revenue.store import store_model
-from analytics.revenue.train import fit_revenue_model
-from rules import events
-from rules.account_csv import read_accounts_csv
-from rules.account_store import store_accounts
-from rules.config import Config
-from rules.industry import shipped_model
+from refract.analytics.revenue.store import store_model
+from refract.analytics.revenue.train import fit_revenue_model
+from refract.rules import events
+from refract.rules.account_csv import read_accounts_csv
+from refract.rules.account_store import store_accounts
+from refract.rules.config import Config
+from refract.rules.industry import shipped_model
 from tests.conftest import AdminFactory, clean_redis
 from tests.test_revenue import simulated_rows
 from tests.test_worker import SITE, T0, drain, pageview, rules_dir, send  # noqa: F401

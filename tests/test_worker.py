@@ -14,18 +14,18 @@ from typing import Any
 import pytest
 import redis.asyncio as redis
 
-from admin.embedded_redis import EmbeddedRedis
-from analytics import heartbeats
-from analytics.archive import Archive
-from analytics.consumer import SiteConsumer
-from analytics.effects import Effects
-from analytics.leases import ShardLeases
-from analytics.rebuild import WorkerRunningError, rebuild
-from analytics.segments import SegmentRefresher
-from analytics.worker import consume_site
-from rules import events, keyspace
-from rules.assignment import bucket
-from rules.ruleset import load_rules
+from refract.admin.embedded_redis import EmbeddedRedis
+from refract.analytics import heartbeats
+from refract.analytics.archive import Archive
+from refract.analytics.consumer import SiteConsumer
+from refract.analytics.effects import Effects
+from refract.analytics.leases import ShardLeases
+from refract.analytics.rebuild import WorkerRunningError, rebuild
+from refract.analytics.segments import SegmentRefresher
+from refract.analytics.worker import consume_site
+from refract.rules import events, keyspace
+from refract.rules.assignment import bucket
+from refract.rules.ruleset import load_rules
 from tests.conftest import clean_redis
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -443,7 +443,7 @@ def crash_input() -> tuple[list[events.Event], dict[str, float]]:
 async def start_worker(config: Path) -> asyncio.subprocess.Process:
     """`refract worker`: a supervisor, which restarts its worker process when that dies."""
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "admin.cli", "--config", str(config), "worker",
+        sys.executable, "-m", "refract.admin.cli", "--config", str(config), "worker",
         cwd=REPOSITORY, env={**os.environ, "REFRACT_WORKER_NAME": "crash-test"},
         stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip

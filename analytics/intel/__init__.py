@@ -7,9 +7,9 @@ Pure functions, no I/O, tens of microseconds per visitor (docs/intelligence.md):
     scores = score(features, employees=None) # Scores: intent, band, urgency, decision maker, ...
 """
 
-from analytics.intel.features import Features, features_of
-from analytics.intel.psychographics import Axis, Psychographics, classify
-from analytics.intel.scores import Scores, score
+from refract.analytics.intel.features import Features, features_of
+from refract.analytics.intel.psychographics import Axis, Psychographics, classify
+from refract.analytics.intel.scores import Scores, score
 
 __all__ = [
     "Axis",

@@ -23,7 +23,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from analytics.intel.features import Features
+from refract.analytics.intel.features import Features
 
 UNKNOWN = "unknown"
 MIN_PAGEVIEWS = 3  # fewer page views say too little to classify anyone

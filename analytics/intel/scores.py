@@ -15,9 +15,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from analytics.intel.features import Features, KeywordMatcher, KindMatch, PageKinds, page_kinds
-from analytics.intel.psychographics import ramp
-from rules.industry import Behaviour, IndustryModel, Signal, shipped_model
+from refract.analytics.intel.features import (
+    Features,
+    KeywordMatcher,
+    KindMatch,
+    PageKinds,
+    page_kinds,
+)
+from refract.analytics.intel.psychographics import ramp
+from refract.rules.industry import Behaviour, IndustryModel, Signal, shipped_model
 
 MAX_REASONS = 5
 

@@ -6,7 +6,7 @@ deals (analytics/revenue/train.py); the worker and the admin API then use the cu
 (analytics/revenue/store.py). docs/intelligence.md#revenue-prediction is the reference.
 """
 
-from analytics.revenue.inputs import Subject, model_inputs
-from analytics.revenue.predict import Estimate, Prediction, RevenueModel, predict
+from refract.analytics.revenue.inputs import Subject, model_inputs
+from refract.analytics.revenue.predict import Estimate, Prediction, RevenueModel, predict
 
 __all__ = ["Estimate", "Prediction", "RevenueModel", "Subject", "model_inputs", "predict"]

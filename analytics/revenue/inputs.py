@@ -10,10 +10,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from analytics.intel.features import Features
-from analytics.intel.scores import budget, scorer_for
-from rules.accounts import Account
-from rules.industry import IndustryModel
+from refract.analytics.intel.features import Features
+from refract.analytics.intel.scores import budget, scorer_for
+from refract.rules.accounts import Account
+from refract.rules.industry import IndustryModel
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,9 +25,9 @@ from datetime import date
 from pathlib import Path
 from typing import Final
 
-from rules.csv_rows import column_name, numbered_rows
-from rules.domains import normalise_domain
-from rules.problems import FieldError, InvalidFileError, Problem
+from refract.rules.csv_rows import column_name, numbered_rows
+from refract.rules.domains import normalise_domain
+from refract.rules.problems import FieldError, InvalidFileError, Problem
 
 COLUMNS: Final = ("account_domain", "visitor_id", "outcome", "amount", "created", "closed")
 _WON: Final = frozenset({"won", "closed won", "closed-won", "win"})

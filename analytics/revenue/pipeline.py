@@ -7,12 +7,12 @@ from typing import Any
 
 import redis.asyncio as redis
 
-from analytics.revenue.inputs import model_inputs
-from analytics.revenue.outcomes import Outcome
-from analytics.revenue.predict import RevenueModel
-from analytics.revenue.subjects import account_subject, visitor_subject
-from analytics.revenue.train import TrainingRow, fit_revenue_model
-from rules.industry import IndustryModel
+from refract.analytics.revenue.inputs import model_inputs
+from refract.analytics.revenue.outcomes import Outcome
+from refract.analytics.revenue.predict import RevenueModel
+from refract.analytics.revenue.subjects import account_subject, visitor_subject
+from refract.analytics.revenue.train import TrainingRow, fit_revenue_model
+from refract.rules.industry import IndustryModel
 
 
 async def training_rows(

@@ -21,9 +21,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from analytics.intel.scores import band
-from analytics.revenue.inputs import Subject, model_inputs
-from rules.industry import IndustryModel, Range
+from refract.analytics.intel.scores import band
+from refract.analytics.revenue.inputs import Subject, model_inputs
+from refract.rules.industry import IndustryModel, Range
 
 INTERVAL = 0.8  # the coverage every fitted interval aims at
 Z_INTERVAL = 1.2815515655446004  # standard normal quantile of 0.9: a two-sided 80% interval

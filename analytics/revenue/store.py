@@ -19,9 +19,9 @@ import time
 import redis.asyncio as redis
 from redis.exceptions import RedisError
 
-from analytics.revenue.predict import RevenueModel
-from rules import keyspace
-from rules.redis_values import text
+from refract.analytics.revenue.predict import RevenueModel
+from refract.rules import keyspace
+from refract.rules.redis_values import text
 
 log = logging.getLogger(__name__)
 FOLLOW_INTERVAL_S = 5.0

@@ -11,14 +11,14 @@ from collections.abc import Mapping, Sequence
 
 import redis.asyncio as redis
 
-from analytics.intel import features_of, score
-from analytics.intel.scores import scorer_for
-from analytics.revenue.inputs import Subject
-from rules import keyspace
-from rules.account_store import account_from_hash
-from rules.accounts import Account
-from rules.industry import IndustryModel
-from rules.redis_values import strings, text
+from refract.analytics.intel import features_of, score
+from refract.analytics.intel.scores import scorer_for
+from refract.analytics.revenue.inputs import Subject
+from refract.rules import keyspace
+from refract.rules.account_store import account_from_hash
+from refract.rules.accounts import Account
+from refract.rules.industry import IndustryModel
+from refract.rules.redis_values import strings, text
 
 Rollup = tuple[dict[str, str], int]  # an account's roll-up hash and its distinct visitors
 

@@ -33,8 +33,8 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.metrics import brier_score_loss, roc_auc_score
 from sklearn.model_selection import KFold, StratifiedKFold
 
-from analytics.revenue.outcomes import Outcome
-from analytics.revenue.predict import (
+from refract.analytics.revenue.outcomes import Outcome
+from refract.analytics.revenue.predict import (
     INTERVAL,
     Calibration,
     CloseModel,

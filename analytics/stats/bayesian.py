@@ -19,7 +19,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy import special
 
-from analytics.stats.moments import Array, Interval
+from refract.analytics.stats.moments import Array, Interval
 
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 

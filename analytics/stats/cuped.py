@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
-from analytics.stats.moments import Array
+from refract.analytics.stats.moments import Array
 
 _CONSTANT = 1e-10
 

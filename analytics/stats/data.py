@@ -15,7 +15,7 @@ import numpy as np
 import redis.asyncio as redis
 from numpy.typing import NDArray
 
-from rules import keyspace
+from refract.rules import keyspace
 
 Array = NDArray[np.float64]
 VISITOR_STATS = keyspace.EXPOSURE_STATS

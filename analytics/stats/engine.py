@@ -19,9 +19,9 @@ from typing import Literal
 
 import numpy as np
 
-from analytics.stats import bayesian, frequentist, multiple, sequential
-from analytics.stats.cuped import cuped
-from analytics.stats.moments import Array, Moments, as_array
+from refract.analytics.stats import bayesian, frequentist, multiple, sequential
+from refract.analytics.stats.cuped import cuped
+from refract.analytics.stats.moments import Array, Moments, as_array
 
 Method = Literal["sequential", "fixed"]
 Correction = Literal["holm", "bh"]

@@ -14,7 +14,14 @@ import numpy as np
 import numpy.typing as npt
 from scipy import special
 
-from analytics.stats.moments import Array, Estimator, Interval, Moments, as_array, safe_divide
+from refract.analytics.stats.moments import (
+    Array,
+    Estimator,
+    Interval,
+    Moments,
+    as_array,
+    safe_divide,
+)
 
 Alternative = Literal["two-sided", "greater", "less"]
 ALTERNATIVES: tuple[Alternative, ...] = ("two-sided", "greater", "less")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from analytics.stats.moments import Array
+from refract.analytics.stats.moments import Array
 
 
 def _sorted(p_values: ArrayLike, axis: int) -> tuple[Array, NDArray[np.intp], Array]:

@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import special
 
-from analytics.stats.moments import Array, as_array, safe_divide
+from refract.analytics.stats.moments import Array, as_array, safe_divide
 
 Distribution = Literal["normal", "t"]
 

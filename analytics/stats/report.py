@@ -21,11 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from analytics.stats.data import ExperimentData
-from analytics.stats.engine import Comparison, Sample, Settings, compare
-from analytics.stats.power import days_to_decision
-from analytics.stats.srm import srm_test
-from rules.schema import Experiment, Metric
+from refract.analytics.stats.data import ExperimentData
+from refract.analytics.stats.engine import Comparison, Sample, Settings, compare
+from refract.analytics.stats.power import days_to_decision
+from refract.analytics.stats.srm import srm_test
+from refract.rules.schema import Experiment, Metric
 
 MIN_VISITORS = 100  # per arm, before any conclusion
 REPEATABLE = frozenset({"click", "event"})  # a visitor may do these many times: count them too

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from analytics.stats.frequentist import Lift, lift
-from analytics.stats.moments import Array, Estimator, Interval, as_array, safe_divide
+from refract.analytics.stats.frequentist import Lift, lift
+from refract.analytics.stats.moments import Array, Estimator, Interval, as_array, safe_divide
 
 
 @dataclass(frozen=True)

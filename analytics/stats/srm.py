@@ -11,7 +11,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import special
 
-from analytics.stats.moments import Array
+from refract.analytics.stats.moments import Array
 
 BoolArray = NDArray[np.bool_]
 

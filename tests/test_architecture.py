@@ -1,0 +1,65 @@
+"""The architecture's rules, checked on the source: which package may import which, and the one
+home of the Redis keyspace."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+PACKAGES = ("proxy", "rules", "analytics", "admin")
+# What each package may import of the others (dependencies point toward rules).
+ALLOWED = {
+    "rules": set(),
+    "proxy": {"rules"},
+    "analytics": {"rules"},
+    "admin": {"rules", "analytics", "proxy"},  # the `refract` command starts every process
+}
+
+
+def modules_of(package: str) -> list[Path]:
+    return sorted((REPOSITORY / package).rglob("*.py"))
+
+
+def imported_packages(source: Path) -> set[str]:
+    """The refract packages a module imports, at any depth (function-level imports included)."""
+    found = set()
+    for node in ast.walk(ast.parse(source.read_text(), str(source))):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module]
+        for name in names:
+            parts = name.split(".")
+            if parts[0] == "refract" and len(parts) > 1 and parts[1] in PACKAGES:
+                found.add(parts[1])
+            elif parts[0] in PACKAGES:
+                found.add(f"unnamespaced {parts[0]}")
+    return found
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_a_package_imports_only_what_the_architecture_allows(package: str) -> None:
+    wrong = {
+        str(module.relative_to(REPOSITORY)): sorted(forbidden)
+        for module in modules_of(package)
+        if (forbidden := imported_packages(module) - ALLOWED[package] - {package})
+    }
+    assert wrong == {}
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_only_the_keyspace_spells_a_redis_key(package: str) -> None:
+    spelled = [
+        f"{module.relative_to(REPOSITORY)}:{node.lineno}"
+        for module in modules_of(package)
+        if module != REPOSITORY / "rules" / "keyspace.py"
+        for node in ast.walk(ast.parse(module.read_text()))
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and node.value.startswith("rf:")
+    ]
+    assert spelled == []
