@@ -85,6 +85,11 @@ def stream(site: str, shard: int) -> str:
     return _site(site, "events", shard)
 
 
+def stream_pattern(site: str = "*") -> str:
+    """A pattern matching every shard of a site's stream (every site's by default)."""
+    return _site(site, "events", "*")
+
+
 def dead_letters(site: str) -> str:
     return _site(site, "dead")
 

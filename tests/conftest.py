@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +18,12 @@ from refract.admin.auth import create_token
 from refract.proxy.accesslog import JsonAccessLogger, access_logger
 from refract.proxy.app import build_app
 from refract.proxy.app_keys import EVENT_LOG_KEY, REDIS_KEY
+from refract.rules import keyspace
 from refract.rules.config import Config
-from refract.rules.events import EVENT_FIELD, Event, decode
+from refract.rules.events import EVENT_FIELD, decode
 from tests.origin import build_origin
+from tests.support import worker
+from tests.support.browser import Chromium
 
 BROWSER = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -79,18 +82,19 @@ def proxy(aiohttp_client: Any, origin: TestServer, redis_url: str) -> ProxyFacto
 
 async def recorded_events(
     client: TestClient[web.Request, web.Application], kind: str | None = None
-) -> list[Event]:
-    """Events the proxy has written to its sites' streams (taken out of them), oldest first."""
+) -> list[dict[str, Any]]:
+    """Events the proxy has written to its sites' streams (taken out of them), oldest first,
+    as the mappings they are on the wire (a test reads the fields its event type has)."""
     event_log = client.app[EVENT_LOG_KEY]  # type: ignore[index]
     connection = client.app[REDIS_KEY]  # type: ignore[index]
     while len(event_log):
         assert await event_log.flush_once(connection)
     found = []
-    for stream in await connection.keys("rf:{*}:events:*"):
+    for stream in await connection.keys(keyspace.stream_pattern()):
         for entry_id, fields in await connection.xrange(stream):
             event = decode(fields[EVENT_FIELD])
             if kind is None or event["type"] == kind:
-                found.append(event)
+                found.append(dict(event))
             await connection.xdel(stream, entry_id)
     return sorted(found, key=lambda event: event["time"])
 
@@ -138,3 +142,42 @@ def admin_api(aiohttp_client: Any, redis_url: str) -> AdminFactory:
         return client
 
     return start
+
+
+# --- a worker's site (tests/support/worker.py) ---------------------------------------------
+
+
+@pytest.fixture
+def rules_dir(tmp_path: Path) -> Path:
+    """A rules directory holding the worker site's rule file (``worker.RULES``)."""
+    directory = tmp_path / "rules"
+    directory.mkdir()
+    (directory / "rules.toml").write_text(worker.RULES)
+    return directory
+
+
+@pytest.fixture
+async def client(redis_url: str) -> AsyncIterator[redis.Redis]:
+    """A connection to the test Redis, emptied first."""
+    await clean_redis(redis_url)
+    connection = redis.Redis.from_url(redis_url)
+    yield connection
+    await connection.aclose()
+
+
+# --- a real browser (tests/support/browser.py) ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Chromium]:
+    """Debian's Chromium, one per test module."""
+    chromium = Chromium()
+    yield chromium
+    chromium.close()
+
+
+@pytest.fixture
+def chromium(browser: Chromium) -> Iterator[Chromium]:
+    """The module's browser; this test's contexts are closed after it."""
+    yield browser
+    browser.release()

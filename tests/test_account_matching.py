@@ -35,7 +35,7 @@ from tests.conftest import (
     make_config,
     recorded_events,
 )
-from tests.test_worker import SHARDS, SITE, client, rules_dir  # noqa: F401 - fixtures
+from tests.support.worker import SHARDS, SITE
 
 ACCOUNTS = Path(__file__).parent / "data" / "accounts-sample.csv"
 VISITOR, SESSION = "0123456789abcdef0123456789abcdef", "0123456789abcdef"
@@ -100,7 +100,7 @@ async def enrichment(vendor: TestServer) -> AsyncIterator[HttpEnrichmentProvider
 
 
 @pytest.fixture
-async def accounts(client: redis.Redis) -> None:  # noqa: F811 - the fixture
+async def accounts(client: redis.Redis) -> None:
     await store_accounts(client, SITE, read_accounts_csv(ACCOUNTS))
 
 
@@ -221,8 +221,8 @@ async def stored_outside_streams(connection: redis.Redis, text: str) -> list[str
 
 
 async def test_reverse_dns_matches_the_account_and_rolls_up(
-    client: redis.Redis,  # noqa: F811
-    rules_dir: Path,  # noqa: F811
+    client: redis.Redis,
+    rules_dir: Path,
     accounts: None,
 ) -> None:
     await match(client, rules_dir, view("198.18.0.10", tags=("pricing",)))
@@ -248,8 +248,8 @@ async def test_reverse_dns_matches_the_account_and_rolls_up(
     ids=lambda event: event.get("ip") or event["email_domain"],
 )
 async def test_what_is_no_accounts_matches_nothing(
-    client: redis.Redis,  # noqa: F811
-    rules_dir: Path,  # noqa: F811
+    client: redis.Redis,
+    rules_dir: Path,
     accounts: None,
     event: events.Event,
 ) -> None:
@@ -261,8 +261,8 @@ async def test_what_is_no_accounts_matches_nothing(
 
 
 async def test_a_matched_visitor_keeps_the_account_from_other_networks(
-    client: redis.Redis,  # noqa: F811
-    rules_dir: Path,  # noqa: F811
+    client: redis.Redis,
+    rules_dir: Path,
     accounts: None,
 ) -> None:
     matching = matcher(client)
@@ -277,8 +277,8 @@ async def test_a_matched_visitor_keeps_the_account_from_other_networks(
 
 
 async def test_an_ip_range_match_of_the_proxy_wins_for_its_page_view(
-    client: redis.Redis,  # noqa: F811
-    rules_dir: Path,  # noqa: F811
+    client: redis.Redis,
+    rules_dir: Path,
     accounts: None,
 ) -> None:
     await match(client, rules_dir, view("198.18.0.10"), view(account="quillon.ai"), view())
@@ -291,8 +291,8 @@ async def test_an_ip_range_match_of_the_proxy_wins_for_its_page_view(
 
 
 async def test_the_account_list_is_followed_by_its_version(
-    client: redis.Redis,  # noqa: F811
-    rules_dir: Path,  # noqa: F811
+    client: redis.Redis,
+    rules_dir: Path,
 ) -> None:
     matching = matcher(client)
     await match(client, rules_dir, view("198.18.0.10"), matching=matching)
@@ -305,8 +305,8 @@ async def test_the_account_list_is_followed_by_its_version(
 
 @pytest.mark.parametrize("failure", ["error", "timeout", "budget"])
 async def test_a_reverse_dns_failure_is_counted_and_the_batch_applied(
-    client: redis.Redis,  # noqa: F811
-    rules_dir: Path,  # noqa: F811
+    client: redis.Redis,
+    rules_dir: Path,
     accounts: None,
     failure: str,
 ) -> None:
@@ -339,8 +339,8 @@ async def test_a_reverse_dns_failure_is_counted_and_the_batch_applied(
 
 
 async def test_a_forms_email_domain_matches_the_account(
-    client: redis.Redis,  # noqa: F811
-    rules_dir: Path,  # noqa: F811
+    client: redis.Redis,
+    rules_dir: Path,
     accounts: None,
 ) -> None:
     await match(client, rules_dir, view(), form("helioforge.io"), view(tags=("pricing",)))
@@ -355,8 +355,8 @@ async def test_a_forms_email_domain_matches_the_account(
 
 
 async def test_an_enriched_company_goes_on_the_profile(
-    client: redis.Redis,  # noqa: F811
-    rules_dir: Path,  # noqa: F811
+    client: redis.Redis,
+    rules_dir: Path,
     accounts: None,
     enrichment: HttpEnrichmentProvider,
 ) -> None:
@@ -381,8 +381,8 @@ async def test_an_enriched_company_goes_on_the_profile(
 
 
 async def test_an_enriched_company_that_is_an_account_is_the_account(
-    client: redis.Redis,  # noqa: F811
-    rules_dir: Path,  # noqa: F811
+    client: redis.Redis,
+    rules_dir: Path,
     accounts: None,
     enrichment: HttpEnrichmentProvider,
 ) -> None:
@@ -394,8 +394,8 @@ async def test_an_enriched_company_that_is_an_account_is_the_account(
 
 @pytest.mark.parametrize("down", ["server error", "unreachable"])
 async def test_enrichment_down_applies_the_batch_and_counts_the_failure(
-    client: redis.Redis,  # noqa: F811
-    rules_dir: Path,  # noqa: F811
+    client: redis.Redis,
+    rules_dir: Path,
     accounts: None,
     enrichment: HttpEnrichmentProvider,
     down: str,
@@ -417,8 +417,8 @@ async def test_enrichment_down_applies_the_batch_and_counts_the_failure(
 
 
 async def test_a_redelivered_batch_doubles_nothing(
-    client: redis.Redis,  # noqa: F811
-    rules_dir: Path,  # noqa: F811
+    client: redis.Redis,
+    rules_dir: Path,
     accounts: None,
     enrichment: HttpEnrichmentProvider,
 ) -> None:
@@ -449,8 +449,8 @@ async def test_a_redelivered_batch_doubles_nothing(
 
 
 async def test_the_archive_never_holds_the_address(
-    client: redis.Redis,  # noqa: F811
-    rules_dir: Path,  # noqa: F811
+    client: redis.Redis,
+    rules_dir: Path,
     accounts: None,
     tmp_path: Path,
 ) -> None:
@@ -580,7 +580,7 @@ async def test_reverse_dns_needs_accounts_and_an_ip_range_match_needs_no_address
     proxy: ProxyFactory,
     data_dir: Path,
     redis_url: str,
-    rules_dir: Path,  # noqa: F811
+    rules_dir: Path,
 ) -> None:
     """End to end: the proxy's page views, the real consumer, the table resolver."""
     before = await page_view(proxy, data_dir, "198.18.1.7", {}, intel={})

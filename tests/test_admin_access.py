@@ -19,7 +19,7 @@ from refract.admin.app import API_KEY, build_api
 from refract.rules import keyspace
 from refract.rules.config import Config
 from tests.conftest import AdminFactory, api_token, clean_redis
-from tests.test_processes import config_text, refract
+from tests.support.processes import config_text, refract
 
 PASSWORD = "correct horse battery staple"
 
@@ -356,6 +356,7 @@ async def test_changes_are_audited_with_who_and_what_but_no_secret(
 # --- the command line ------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_refract_users_and_tokens_commands(
     tmp_path: Any, admin_api: AdminFactory, config: Config
 ) -> None:

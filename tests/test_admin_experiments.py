@@ -21,8 +21,8 @@ from refract.rules.problems import Problem
 from refract.rules.publication import publish, published_files
 from refract.rules.ruleset import load_rules, read_rule_files, rules_version
 from tests.conftest import AdminFactory, ProxyFactory, clean_redis, recorded_events
-from tests.test_personalization import page
-from tests.test_processes import refract
+from tests.support.pages import page
+from tests.support.processes import refract
 
 SITE = """# Pages, metrics and audiences the experiments below use.
 [[pages]]
@@ -220,6 +220,7 @@ async def test_a_new_experiment_is_appended_to_experiments_toml(
     assert again.status == 409
 
 
+@pytest.mark.slow
 async def test_a_body_that_is_not_an_experiment_is_422_in_refract_checks_words(
     marketing: Client, rules_dir: Path, tmp_path: Path
 ) -> None:
@@ -265,6 +266,7 @@ async def test_an_edit_rewrites_only_the_lines_it_changes(
     assert 'status = "running"  # live since the launch' in text
 
 
+@pytest.mark.slow
 async def test_a_refused_edit_says_exactly_what_refract_check_says(
     marketing: Client, rules_dir: Path, tmp_path: Path
 ) -> None:
@@ -517,6 +519,7 @@ async def test_an_import_replaces_the_set_whole(marketing: Client, rules_dir: Pa
     assert sorted(read_rule_files(rules_dir)) == ["rules.toml"]
 
 
+@pytest.mark.slow
 async def test_an_import_that_would_not_load_is_refused_as_refract_check_refuses_it(
     marketing: Client, rules_dir: Path, tmp_path: Path
 ) -> None:

@@ -26,8 +26,9 @@ from refract.rules.accounts import Account
 from refract.rules.config import Config
 from refract.rules.industry import shipped_model
 from tests.conftest import AdminFactory, clean_redis
-from tests.test_visitors_api import ACCOUNTS, visit
-from tests.test_worker import RULES, SITE, T0, drain, pageview, send
+from tests.support.admin import site_config
+from tests.support.visitors import ACCOUNTS, visit
+from tests.support.worker import RULES, SITE, T0, drain, pageview, send
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 VISITORS = 4000
@@ -60,16 +61,6 @@ primary_metric = "signup"
   key = "bold"
   weight = 50
 """
-
-
-def site_config(redis_url: str, **sections: Any) -> Config:
-    return Config.model_validate(
-        {
-            "redis": {"url": redis_url},
-            "sites": [{"host": "*", "id": SITE, "origin": "http://127.0.0.1:9"}],
-            **sections,
-        }
-    )
 
 
 def exposed(visitor: str, experiment: str, variant: str, at: float) -> events.Event:
@@ -458,6 +449,7 @@ async def test_the_dashboard_and_the_api_report_the_same_backlog_and_lag(
     assert 'data-workers="1"' in text
 
 
+@pytest.mark.slow
 async def test_site_health_reads_the_proxies_counters_on_the_same_node(
     redis_url: str, admin_api: AdminFactory, tmp_path: Path, no_multiprocess_env: None
 ) -> None:

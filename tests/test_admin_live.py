@@ -25,8 +25,8 @@ from refract.admin.live import HUB_KEY, Hub, Poller, Subscriber
 from refract.analytics.effects import day_of
 from refract.rules import keyspace
 from tests.conftest import api_token, clean_redis
-from tests.test_admin_insights import site_config
-from tests.test_worker import SITE, rules_dir  # noqa: F401
+from tests.support.admin import site_config
+from tests.support.worker import SITE
 
 WAIT_S = 10.0  # the bound of every wait: generous, never the thing tested
 
@@ -181,7 +181,7 @@ LiveFactory = Callable[..., Awaitable[TestClient[web.Request, web.Application]]]
 async def live_api(
     aiohttp_client: Any,
     redis_url: str,
-    rules_dir: Path,  # noqa: F811 - the fixture
+    rules_dir: Path,
 ) -> LiveFactory:
     """The admin application with a hub of the test's choosing, called as ``role``."""
     await clean_redis(redis_url)

@@ -21,7 +21,7 @@ import asyncio
 import gzip
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -34,9 +34,11 @@ from yarl import URL
 
 from refract.proxy.app_keys import STATE_KEY
 from refract.rules import keyspace
-from refract.rules.events import BEACON_TYPES, EVENT_FIELD, Event, decode
-from tests.browser import Chromium
+from refract.rules.events import BEACON_TYPES, EVENT_FIELD, decode
 from tests.conftest import ProxyFactory
+from tests.support.browser import Chromium
+
+WireEvent = dict[str, Any]  # an event as the stream holds it: fields by name
 
 BEACON = Path(__file__).resolve().parents[1] / "proxy" / "static" / "beacon.js"
 SECRETS = ("jane.doe", "Acme Hidden Corp", "hunter2-pass", "tok-7f3a9c")
@@ -131,11 +133,13 @@ class Site:
                 found.append((order, fields[EVENT_FIELD]))
         return [data for _, data in sorted(found)]
 
-    async def events(self, until: Callable[[list[Event]], bool], within: float = 10) -> list[Event]:
+    async def events(
+        self, until: Callable[[list[WireEvent]], bool], within: float = 10
+    ) -> list[WireEvent]:
         """The beacon's events in the stream, once ``until`` holds for them."""
         deadline = time.monotonic() + within
         while True:
-            events = [decode(data) for data in await self.entries()]
+            events = [dict(decode(data)) for data in await self.entries()]
             events = [event for event in events if event["type"] in BEACON_TYPES]
             if until(events):
                 return events
@@ -147,22 +151,8 @@ class Site:
 SiteFactory = Callable[..., Awaitable[Site]]
 
 
-def of_type(events: list[Event], kind: str) -> list[Event]:
+def of_type(events: list[WireEvent], kind: str) -> list[WireEvent]:
     return [event for event in events if event["type"] == kind]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Chromium]:
-    chromium = Chromium()
-    yield chromium
-    chromium.close()
-
-
-@pytest.fixture
-def chromium(browser: Chromium) -> Iterator[Chromium]:
-    """The module's browser; this test's contexts are closed after it."""
-    yield browser
-    browser.release()
 
 
 @pytest.fixture
@@ -199,6 +189,7 @@ def test_beacon_fits_in_a_kilobyte_gzipped() -> None:
     assert size <= 1024, f"beacon.js is {size} bytes gzipped"
 
 
+@pytest.mark.slow
 async def test_scroll_milestones_are_reported_once_each(
     chromium: Chromium, site: SiteFactory
 ) -> None:
@@ -229,6 +220,7 @@ async def test_scroll_milestones_are_reported_once_each(
     ]
 
 
+@pytest.mark.slow
 async def test_a_page_shorter_than_the_window_reaches_100_at_once(
     chromium: Chromium, site: SiteFactory
 ) -> None:
@@ -243,6 +235,7 @@ async def test_a_page_shorter_than_the_window_reaches_100_at_once(
     assert [event["depth"] for event in of_type(events, "scroll")] == [25, 50, 75, 100]
 
 
+@pytest.mark.slow
 async def test_a_click_on_the_cta_reports_its_metric_and_selector_path(
     chromium: Chromium, site: SiteFactory
 ) -> None:
@@ -270,6 +263,7 @@ async def test_a_click_on_the_cta_reports_its_metric_and_selector_path(
     assert of_type(events, "outbound") == of_type(events, "download") == []
 
 
+@pytest.mark.slow
 async def test_outbound_and_download_links_are_reported_besides_the_click(
     chromium: Chromium, site: SiteFactory
 ) -> None:
@@ -295,6 +289,7 @@ async def test_outbound_and_download_links_are_reported_besides_the_click(
     assert (download["href"], download["ext"]) == (home.url("/files/Guide.PDF"), "pdf")
 
 
+@pytest.mark.slow
 async def test_twenty_queued_events_are_sent_without_waiting_for_the_page_to_hide(
     chromium: Chromium, site: SiteFactory
 ) -> None:
@@ -320,6 +315,7 @@ async def fill_and_submit(page: Page, site: Site) -> None:
     await page.wait_for_url("**/submit?src=hero")
 
 
+@pytest.mark.slow
 async def test_a_form_submit_reports_field_names_and_never_values(
     chromium: Chromium, site: SiteFactory
 ) -> None:
@@ -339,6 +335,7 @@ async def test_a_form_submit_reports_field_names_and_never_values(
         assert secret.lower().encode() not in raw
 
 
+@pytest.mark.slow
 async def test_the_email_domain_is_reported_only_when_the_site_opts_in(
     chromium: Chromium, site: SiteFactory
 ) -> None:
@@ -352,6 +349,7 @@ async def test_the_email_domain_is_reported_only_when_the_site_opts_in(
         assert secret.lower().encode() not in raw
 
 
+@pytest.mark.slow
 async def test_track_calls_made_before_and_after_the_script_loaded(
     chromium: Chromium, site: SiteFactory
 ) -> None:
@@ -374,6 +372,7 @@ async def test_track_calls_made_before_and_after_the_script_loaded(
     }
 
 
+@pytest.mark.slow
 async def test_engaged_time_is_reported_when_the_page_closes(
     chromium: Chromium, site: SiteFactory
 ) -> None:
@@ -412,6 +411,7 @@ def set_hidden(hidden: bool) -> str:
     )
 
 
+@pytest.mark.slow
 async def test_a_hidden_page_flushes_and_stops_counting_engaged_time(
     chromium: Chromium, site: SiteFactory
 ) -> None:
@@ -443,6 +443,7 @@ async def test_a_hidden_page_flushes_and_stops_counting_engaged_time(
     assert sum(event["ms"] for event in of_type(events, "engage")) <= spent[0] - 500
 
 
+@pytest.mark.slow
 async def test_the_page_keeps_working_and_nothing_is_logged(
     chromium: Chromium, site: SiteFactory
 ) -> None:
@@ -470,6 +471,7 @@ async def test_the_page_keeps_working_and_nothing_is_logged(
     ]
 
 
+@pytest.mark.slow
 async def test_misuse_of_track_never_throws_into_the_page(
     chromium: Chromium, site: SiteFactory
 ) -> None:

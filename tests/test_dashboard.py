@@ -36,11 +36,10 @@ from refract.admin.dashboard_views import account_funnel, conversion_intervals, 
 from refract.rules.account_csv import read_accounts_csv
 from refract.rules.account_store import store_accounts
 from refract.rules.config import Config
-from tests.browser import Chromium
 from tests.conftest import AdminFactory, clean_redis
-from tests.test_beacon import browser, chromium  # noqa: F401 - the fixtures
-from tests.test_visitors_api import ACCOUNTS, visit
-from tests.test_worker import RULES, SITE, T0, drain, exposure, pageview, send
+from tests.support.browser import Chromium
+from tests.support.visitors import ACCOUNTS, visit
+from tests.support.worker import RULES, SITE, T0, drain, exposure, pageview, send
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 SCREENSHOT = REPOSITORY / "test-artifacts" / "dashboard-report.png"
@@ -326,10 +325,11 @@ def test_conversion_intervals_hold_each_rate() -> None:
 # --- in a real browser -----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_sign_in_edit_read_a_report_by_keyboard_in_chromium(
     aiohttp_server: Any,
     config: Config,
-    chromium: Chromium,  # noqa: F811 - the fixture
+    chromium: Chromium,
 ) -> None:
     connection = redis.Redis.from_url(config.redis.url)
     await auth.add_user(connection, "maria", "marketing", PASSWORD)

@@ -9,13 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 import redis.asyncio as redis
 
 from refract.admin.cli import DEMO_PASSWORD, DEMO_USER
 from refract.rules import keyspace
 from refract.rules.segments import decode_segment
 from tests.conftest import BROWSER
-from tests.test_processes import (
+from tests.support.processes import (
     REPOSITORY,
     demo_config,
     eventually,
@@ -28,6 +29,7 @@ ACCOUNTS = REPOSITORY / "examples" / "demo-accounts.csv"
 OUTCOMES = REPOSITORY / "examples" / "demo-outcomes.csv"
 
 
+@pytest.mark.slow
 async def test_the_demo_knows_the_visitor_adapts_and_explains(tmp_path: Path) -> None:
     path, port, admin_port = demo_config(tmp_path)
     site, admin = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{admin_port}"

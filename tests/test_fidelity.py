@@ -85,6 +85,7 @@ def test_rules_matching_nothing_leave_every_byte(page: bytes) -> None:
     assert REWRITER.rewrite(page, plan) == page
 
 
+@pytest.mark.slow  # runs for seconds
 def test_a_hundred_thousand_rewrites_do_not_grow_memory() -> None:
     page = (
         Path(__file__).resolve().parents[1] / "bench" / "pages" / "landing-100k.html"

@@ -12,10 +12,9 @@ from aiohttp.test_utils import TestClient
 from refract.proxy.app import reload
 from refract.proxy.app_keys import STATE_KEY
 from tests.conftest import BROWSER, ProxyFactory, recorded_events
+from tests.support.pages import VISITOR, page
 
 DEMO_RULES = Path(__file__).resolve().parents[1] / "examples" / "demo-rules"
-VISITOR = "0123456789abcdef0123456789abcdef"
-SESSION = "0123456789abcdef"
 CTA_TEXTS = {
     b">Book a demo<": "control",
     b">See it on your data<": "own-data",
@@ -72,17 +71,6 @@ def rules_dir(tmp_path: Path) -> Path:
     directory.mkdir()
     (directory / "rules.toml").write_text(RULES)
     return directory
-
-
-async def page(
-    client: TestClient[web.Request, web.Application], path: str = "/page", **headers: str
-) -> bytes:
-    cookie = headers.pop("cookie", f"rf_vid={VISITOR}; rf_sid={SESSION}")
-    client.session.cookie_jar.clear()
-    headers.setdefault("User-Agent", BROWSER)
-    response = await client.get(path, headers={"Cookie": cookie, **headers})
-    assert response.status == 200
-    return await response.read()
 
 
 async def exposures(client: TestClient[web.Request, web.Application]) -> list[Any]:

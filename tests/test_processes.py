@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
@@ -24,80 +20,22 @@ from refract.rules import keyspace
 from refract.rules.networks import load_table
 from tests.conftest import BROWSER, free_port
 from tests.support.children import note_reloads, sleep_a_while
+from tests.support.processes import (
+    REPOSITORY,
+    body_of,
+    config_text,
+    demo_config,
+    eventually,
+    get,
+    refract,
+    running,
+    status_of,
+)
 
-REPOSITORY = Path(__file__).resolve().parents[1]
-STARTUP_S = 20
 SAMPLE = REPOSITORY / "tests" / "data" / "asn-sample.csv"
 
 
-def config_text(port: int, origin: str, workers: int = 1, extra: str = "") -> str:
-    return (
-        f'[server]\nlisten = ["127.0.0.1:{port}"]\nworkers = {workers}\ngraceful_timeout = 5.0\n'
-        f'{extra}\n[[sites]]\nhost = "*"\nid = "t"\norigin = "{origin}"\n'
-    )
-
-
-def refract(
-    *args: str, env: dict[str, str] | None = None, cwd: Path = REPOSITORY
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "refract.admin.cli", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env={**os.environ, **(env or {})},
-        timeout=60,
-    )
-
-
-@asynccontextmanager
-async def running(
-    args: list[str], port: int, env: dict[str, str], cwd: Path
-) -> AsyncIterator[asyncio.subprocess.Process]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "refract.admin.cli",
-        *args,
-        cwd=cwd,
-        env={**os.environ, "PYTHONPATH": str(REPOSITORY), **env},
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        await wait_healthy(port, process)
-        yield process
-    finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(process.wait(), 30)
-            except TimeoutError:
-                process.kill()
-                raise
-
-
-async def wait_healthy(port: int, process: asyncio.subprocess.Process) -> None:
-    async with aiohttp.ClientSession() as session:
-        for _ in range(STARTUP_S * 10):
-            if process.returncode is not None:
-                errors = await process.stderr.read() if process.stderr else b""
-                raise AssertionError(errors.decode())
-            try:
-                async with session.get(f"http://127.0.0.1:{port}/_refract/health") as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
-    raise AssertionError("refract did not become healthy")
-
-
-async def get(url: str, **kwargs: object) -> tuple[int, bytes]:
-    async with aiohttp.ClientSession() as session, session.get(url, **kwargs) as response:  # type: ignore[arg-type]
-        return response.status, await response.read()
-
-
+@pytest.mark.slow
 def test_check_accepts_a_valid_config(tmp_path: Path) -> None:
     path = tmp_path / "config.toml"
     path.write_text(config_text(8080, "http://127.0.0.1:9"))
@@ -106,6 +44,7 @@ def test_check_accepts_a_valid_config(tmp_path: Path) -> None:
     assert result.stdout.strip() == f"{path}: ok (1 site)"
 
 
+@pytest.mark.slow
 def test_check_refuses_a_bad_config_with_its_location(tmp_path: Path) -> None:
     path = tmp_path / "config.toml"
     path.write_text(config_text(8080, "http://127.0.0.1:9", extra="colour = 1"))
@@ -124,6 +63,7 @@ def write_config(tmp_path: Path) -> Callable[..., Path]:
     return write
 
 
+@pytest.mark.slow
 async def test_several_workers_share_the_port_and_sum_their_metrics(
     origin: TestServer, redis_url: str, write_config: Callable[..., Path], tmp_path: Path
 ) -> None:
@@ -150,6 +90,7 @@ async def test_several_workers_share_the_port_and_sum_their_metrics(
         assert float(line.split()[-1]) == 60
 
 
+@pytest.mark.slow
 async def test_shutdown_drains_requests_in_flight(
     origin: TestServer, redis_url: str, write_config: Callable[..., Path], tmp_path: Path
 ) -> None:
@@ -167,6 +108,7 @@ async def test_shutdown_drains_requests_in_flight(
         assert await asyncio.wait_for(process.wait(), 10) == 0
 
 
+@pytest.mark.slow
 async def test_sighup_reloads_and_a_bad_config_keeps_the_old_one(
     aiohttp_server: object,
     origin: TestServer,
@@ -200,41 +142,7 @@ async def test_sighup_reloads_and_a_bad_config_keeps_the_old_one(
         assert (await get(f"http://127.0.0.1:{port}/json"))[1] == b"second origin"
 
 
-async def eventually(
-    fetch: Callable[[], Awaitable[object]], expected: object, tries: int = 50
-) -> bool:
-    for _ in range(tries):
-        if await fetch() == expected:
-            return True
-        await asyncio.sleep(0.1)
-    return False
-
-
-async def status_of(url: str) -> int:
-    """The status, or 0 while nothing listens yet."""
-    try:
-        return (await get(url))[0]
-    except aiohttp.ClientConnectionError:
-        return 0
-
-
-async def body_of(url: str) -> bytes:
-    return (await get(url))[1]
-
-
-def demo_config(tmp_path: Path) -> tuple[Path, int, int]:
-    """The repository's config.toml on free ports; the demo's state goes to tmp_path."""
-    config = (REPOSITORY / "config.toml").read_text()
-    port, admin_port, origin_port = free_port(), free_port(), free_port()
-    config = config.replace("127.0.0.1:8080", f"127.0.0.1:{port}")
-    config = config.replace("127.0.0.1:8090", f"127.0.0.1:{admin_port}")
-    config = config.replace("127.0.0.1:8081", f"127.0.0.1:{origin_port}")
-    config = config.replace('"examples/demo-rules"', f'"{REPOSITORY / "examples" / "demo-rules"}"')
-    path = tmp_path / "config.toml"
-    path.write_text(config)
-    return path, port, admin_port
-
-
+@pytest.mark.slow
 async def test_demo_serves_the_demo_site_through_refract_on_embedded_redis(tmp_path: Path) -> None:
     path, port, admin_port = demo_config(tmp_path)
     async with running(["--config", str(path), "demo"], port, {}, tmp_path) as process:
@@ -256,6 +164,7 @@ async def test_demo_serves_the_demo_site_through_refract_on_embedded_redis(tmp_p
     assert not socket_path.exists()  # the embedded server stopped with Refract
 
 
+@pytest.mark.slow
 async def test_demo_visits_reach_profiles_aggregates_and_the_archive(tmp_path: Path) -> None:
     path, port, _ = demo_config(tmp_path)
     site = f"http://127.0.0.1:{port}"
@@ -292,6 +201,7 @@ async def test_demo_visits_reach_profiles_aggregates_and_the_archive(tmp_path: P
     assert {e["type"] for e in archived} >= {"pageview", "exposure", "click"}
 
 
+@pytest.mark.slow
 def test_geo_import_saves_the_network_table_where_proxies_find_it(tmp_path: Path) -> None:
     path = tmp_path / "config.toml"
     path.write_text(
@@ -303,6 +213,7 @@ def test_geo_import_saves_the_network_table_where_proxies_find_it(tmp_path: Path
     assert load_table(tmp_path / "data").lookup("13.108.0.5") is not None
 
 
+@pytest.mark.slow
 def test_geo_import_names_the_bad_line(tmp_path: Path) -> None:
     bad = tmp_path / "asn.csv"
     bad.write_text("1.1.1.0,1.1.1.255,13335,Cloudflare\nnot,a,range\n")
@@ -313,6 +224,7 @@ def test_geo_import_names_the_bad_line(tmp_path: Path) -> None:
     assert f"{bad}:2:" in result.stderr
 
 
+@pytest.mark.slow
 def test_accounts_import_reports_every_problem_and_stores_nothing(tmp_path: Path) -> None:
     bad = tmp_path / "accounts.csv"
     bad.write_text("domain,name,employees\nacme.com,Acme,many\nacme.com,Acme again,5\n")
@@ -324,6 +236,7 @@ def test_accounts_import_reports_every_problem_and_stores_nothing(tmp_path: Path
     assert f"{bad}:3: domain" in result.stderr
 
 
+@pytest.mark.slow
 def test_a_reload_reaches_only_the_children_that_reload(tmp_path: Path) -> None:
     marker = tmp_path / "reloads"
     reloading = Child("proxy-0", note_reloads, (str(marker),), reloads=True)

@@ -21,7 +21,7 @@ from refract.analytics.stats.engine import Settings
 from refract.analytics.stats.report import Decision, Report, Row
 from refract.rules.config import Config, load_config
 from tests.conftest import AdminFactory, clean_redis
-from tests.test_worker import RULES, SITE, drain, exposure, pageview, send
+from tests.support.worker import RULES, SITE, drain, exposure, pageview, send
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 T0 = 1_780_000_000.0
@@ -75,6 +75,7 @@ def refract(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_refract_report_prints_the_decision_and_a_table(filled: Path) -> None:
     result = refract(filled, "hero", "--method", "fixed")
     assert result.returncode == 0, result.stderr
@@ -82,6 +83,7 @@ def test_refract_report_prints_the_decision_and_a_table(filled: Path) -> None:
     assert "demo (primary)" in result.stdout
 
 
+@pytest.mark.slow
 def test_refract_report_gives_json_and_csv(filled: Path) -> None:
     document = json.loads(refract(filled, "hero", "--format", "json").stdout)
     assert document["variants"] == ["control", "bold"]
@@ -89,6 +91,7 @@ def test_refract_report_gives_json_and_csv(filled: Path) -> None:
     assert header.startswith("metric,measure,role,segment,variant")
 
 
+@pytest.mark.slow
 def test_refract_report_names_the_experiments_it_knows(filled: Path) -> None:
     result = refract(filled, "nope")
     assert result.returncode == 2

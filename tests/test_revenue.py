@@ -4,10 +4,7 @@ versioned models in Redis, and `refract train` end to end."""
 from __future__ import annotations
 
 import json
-import math
-import random
 from dataclasses import replace
-from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -16,16 +13,16 @@ import redis.asyncio as redis
 from scipy import stats
 
 from refract.analytics.intel import Features
-from refract.analytics.revenue import RevenueModel, Subject, model_inputs, predict
-from refract.analytics.revenue.outcomes import Outcome, read_outcomes_csv
+from refract.analytics.revenue import RevenueModel, Subject, predict
+from refract.analytics.revenue.outcomes import read_outcomes_csv
 from refract.analytics.revenue.predict import wilson
 from refract.analytics.revenue.store import ModelFollower, current_model, store_model, use_version
-from refract.analytics.revenue.train import TrainingRow, conformal_half_width, fit_revenue_model
-from refract.rules.accounts import Account
+from refract.analytics.revenue.train import conformal_half_width, fit_revenue_model
 from refract.rules.industry import shipped_model
 from refract.rules.problems import InvalidFileError
 from tests.conftest import clean_redis
-from tests.test_processes import REPOSITORY, config_text, refract
+from tests.support.processes import REPOSITORY, config_text, refract
+from tests.support.revenue import company, simulated, simulated_rows
 
 SAAS = shipped_model("saas")
 DEMO_OUTCOMES = REPOSITORY / "examples" / "demo-outcomes.csv"
@@ -103,10 +100,6 @@ def test_every_problem_of_an_outcomes_file_is_reported_at_once(tmp_path: Path) -
 # --- priors --------------------------------------------------------------------------------
 
 
-def company(employees: int | None, target: bool = False) -> Account:
-    return Account("acme.com", "Acme", employees=employees, target=target)
-
-
 @pytest.mark.parametrize(
     ("employees", "band"),
     [(None, "unknown"), (5, "startup"), (50, "smb"), (500, "mid_market"), (5000, "enterprise")],
@@ -159,30 +152,6 @@ def test_conformal_half_width_is_the_ceil_n_plus_1_quantile() -> None:
 
 
 # --- fitting against a known truth ---------------------------------------------------------
-
-
-def simulated(n: int, seed: int) -> list[tuple[TrainingRow, Subject]]:
-    """Deals whose truth is known: logit P(won) = -2 + 0.5 log(employees) + 1.5 target, and
-    log(amount) = 6 + 0.6 log(employees) + N(0, 0.3), days = 10 e^{0.35 log(employees)} e^N."""
-    rng = random.Random(seed)
-    rows = []
-    for line in range(n):
-        employees = int(math.exp(rng.uniform(math.log(5), math.log(20_000))))
-        target = rng.random() < 0.3
-        won = rng.random() < 1 / (1 + math.exp(-(-2 + 0.5 * math.log(employees) + 1.5 * target)))
-        amount = math.exp(6 + 0.6 * math.log(employees) + rng.gauss(0, 0.3))
-        days = round(10 * employees**0.35 * math.exp(rng.gauss(0, 0.25)))
-        created = date(2026, 1, 1)
-        outcome = Outcome(
-            line, "x.example", "", won, amount, created, created + timedelta(days=days)
-        )
-        subject = Subject(Features(), account=company(employees, target))
-        rows.append((TrainingRow(outcome, model_inputs(subject, SAAS), False, True), subject))
-    return rows
-
-
-def simulated_rows(n: int, seed: int) -> list[TrainingRow]:
-    return [row for row, _ in simulated(n, seed)]
 
 
 @pytest.fixture(scope="module")
@@ -290,6 +259,7 @@ def train_config(tmp_path: Path, redis_url: str) -> Path:
     return path
 
 
+@pytest.mark.slow
 async def test_refract_train_fits_the_demo_outcomes_and_the_model_answers(
     tmp_path: Path, redis_url: str
 ) -> None:
@@ -313,6 +283,7 @@ async def test_refract_train_fits_the_demo_outcomes_and_the_model_answers(
     assert f"model {model.version} in use" in result.stdout
 
 
+@pytest.mark.slow
 async def test_refract_train_dry_run_keeps_the_current_model(
     tmp_path: Path, redis_url: str
 ) -> None:
@@ -330,6 +301,7 @@ async def test_refract_train_dry_run_keeps_the_current_model(
         await client.aclose()
 
 
+@pytest.mark.slow
 def test_refract_train_refuses_a_bad_file_naming_the_line(tmp_path: Path, redis_url: str) -> None:
     bad = tmp_path / "deals.csv"
     bad.write_text("account_domain,outcome,amount\nacme.com,won,lots\n")
@@ -340,6 +312,7 @@ def test_refract_train_refuses_a_bad_file_naming_the_line(tmp_path: Path, redis_
     assert f'{bad}:2: amount: "lots" is not a number' in result.stderr
 
 
+@pytest.mark.slow
 def test_refract_train_with_too_few_deals_keeps_the_priors(tmp_path: Path, redis_url: str) -> None:
     few = tmp_path / "deals.csv"
     few.write_text("account_domain,outcome,amount\nacme.com,won,1000\nglobex.com,lost,\n")

@@ -22,8 +22,8 @@ from refract.rules.industry import shipped_model
 from refract.rules.segments import decode_segment, encode_segment
 from refract.rules.targeting import Value
 from tests.conftest import BROWSER, ProxyFactory, clean_redis, recorded_events
-from tests.test_revenue import simulated_rows
-from tests.test_worker import SITE, drain, rules_dir  # noqa: F401 - a fixture
+from tests.support.revenue import simulated_rows
+from tests.support.worker import SITE, drain
 
 ACCOUNTS = Path(__file__).parent / "data" / "accounts-sample.csv"
 VISITOR, SESSION = "0123456789abcdef0123456789abcdef", "0123456789abcdef"
@@ -91,7 +91,7 @@ async def test_redis_away_serves_the_page_without_the_segment(
 
 async def test_the_worker_keeps_a_visitors_segment_current(
     redis_url: str,
-    rules_dir: Path,  # noqa: F811 - the fixture
+    rules_dir: Path,
 ) -> None:
     await clean_redis(redis_url)
     client = redis.Redis.from_url(redis_url)
@@ -116,7 +116,7 @@ async def test_the_worker_keeps_a_visitors_segment_current(
 
 async def test_the_segment_carries_the_current_models_prediction(
     redis_url: str,
-    rules_dir: Path,  # noqa: F811 - the fixture
+    rules_dir: Path,
 ) -> None:
     await clean_redis(redis_url)
     client = redis.Redis.from_url(redis_url)

@@ -17,23 +17,15 @@ from refract.rules.account_store import store_accounts
 from refract.rules.config import Config
 from refract.rules.industry import shipped_model
 from tests.conftest import AdminFactory, clean_redis
-from tests.test_revenue import simulated_rows
-from tests.test_worker import SITE, T0, drain, pageview, rules_dir, send  # noqa: F401
-
-ACCOUNTS = Path(__file__).parent / "data" / "accounts-sample.csv"
-SALESFORCE = {"asn": 14340, "org": "Salesforce.com, Inc.", "kind": "business"}
-
-
-def visit(visitor: str, at: float, tag: str, account: str) -> dict[str, Any]:
-    view = pageview(visitor, at, f"/{tag}", new_session=at == T0)
-    view.update(tags=[tag], account=account, network=SALESFORCE)
-    return view
+from tests.support.revenue import simulated_rows
+from tests.support.visitors import ACCOUNTS, visit
+from tests.support.worker import SITE, T0, drain, pageview, send
 
 
 @pytest.fixture
 async def admin(
     redis_url: str,
-    rules_dir: Path,  # noqa: F811 - the fixture
+    rules_dir: Path,
     admin_api: AdminFactory,
 ) -> TestClient[Any, Any]:
     await clean_redis(redis_url)
@@ -132,7 +124,7 @@ async def test_hot_accounts_come_with_their_expected_deal(admin: TestClient[Any,
 async def test_a_company_named_by_enrichment_shows_with_its_size_in_the_budget(
     admin: TestClient[Any, Any],
     redis_url: str,
-    rules_dir: Path,  # noqa: F811 - the fixture
+    rules_dir: Path,
 ) -> None:
     company = {"name": "Globex", "domain": "globex-example.com", "employees": 40, "tech": ["SAP"]}
     view = {**pageview("enriched", T0, "/pricing", new_session=True), "company": company}
@@ -151,7 +143,7 @@ async def test_a_company_named_by_enrichment_shows_with_its_size_in_the_budget(
 async def test_a_visitor_comes_in_the_product_requirements_profile_shape(
     admin: TestClient[Any, Any],
     redis_url: str,
-    rules_dir: Path,  # noqa: F811 - the fixture
+    rules_dir: Path,
 ) -> None:
     client = redis.Redis.from_url(redis_url)
     download = events.event_of(

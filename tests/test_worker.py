@@ -7,7 +7,6 @@ import os
 import re
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,136 +16,30 @@ import redis.asyncio as redis
 from refract.admin.embedded_redis import EmbeddedRedis
 from refract.analytics import heartbeats
 from refract.analytics.archive import Archive
-from refract.analytics.consumer import SiteConsumer
 from refract.analytics.effects import Effects
 from refract.analytics.leases import ShardLeases
 from refract.analytics.rebuild import WorkerRunningError, rebuild
-from refract.analytics.segments import SegmentRefresher
 from refract.analytics.worker import consume_site
 from refract.rules import events, keyspace
 from refract.rules.assignment import bucket
 from refract.rules.ruleset import load_rules
-from tests.conftest import clean_redis
-
-REPOSITORY = Path(__file__).resolve().parents[1]
-SITE = "t"
-SHARDS = 4
-STREAMS = [keyspace.stream(SITE, shard) for shard in range(SHARDS)]
-DAY = 86400.0
-T0 = 1_780_000_000.0  # 2026-05-28 20:26:40 UTC
-RULES = """
-[[metrics]]
-key = "demo"
-kind = "url"
-url = "/thanks"
-value = 100.0
-window_days = 7
-
-[[metrics]]
-key = "signup"
-kind = "event"
-event = "signup"
-
-[[experiments]]
-key = "hero"
-status = "running"
-primary_metric = "demo"
-secondary_metrics = ["signup"]
-
-  [[experiments.variants]]
-  key = "control"
-  weight = 50
-
-  [[experiments.variants]]
-  key = "bold"
-  weight = 50
-"""
-
-
-@pytest.fixture
-def rules_dir(tmp_path: Path) -> Path:
-    directory = tmp_path / "rules"
-    directory.mkdir()
-    (directory / "rules.toml").write_text(RULES)
-    return directory
-
-
-@pytest.fixture
-async def client(redis_url: str) -> AsyncIterator[redis.Redis]:
-    await clean_redis(redis_url)
-    connection = redis.Redis.from_url(redis_url)
-    yield connection
-    await connection.aclose()
-
-
-def consumer(
-    client: redis.Redis,
-    rules_dir: Path,
-    name: str = "c1",
-    archive: Archive | None = None,
-    shard: int = 0,
-) -> SiteConsumer:
-    effects = Effects(load_rules(rules_dir))
-    return SiteConsumer(
-        client, SITE, shard, name, lambda: effects, archive, claim_idle_ms=60_000, block_ms=10
-    )
-
-
-def site_consumers(
-    client: redis.Redis, rules_dir: Path, name: str, archive: Archive | None = None
-) -> Callable[[int], SiteConsumer]:
-    return lambda shard: consumer(client, rules_dir, name, archive, shard)
-
-
-def pageview(visitor: str, at: float, url: str = "/", new_session: bool = False) -> events.Event:
-    event = events.pageview(
-        SITE, visitor, "s" + visitor, url=url, tags=["home"], referrer="", utm={},
-        status=200, origin_ms=1.0, device="desktop", new_session=new_session,
-    )  # fmt: skip
-    event["time"] = at
-    return event
-
-
-def exposure(visitor: str, variant: str, at: float) -> events.Event:
-    event = events.exposure(
-        SITE, visitor, "s" + visitor, experiment="hero", variant=variant,
-        rules_version="v1", url="/",
-    )  # fmt: skip
-    event["time"] = at
-    return event
-
-
-def stream_of(visitor: str) -> str:
-    return keyspace.stream(SITE, events.shard_of(visitor, SHARDS))
-
-
-async def send(client: redis.Redis, *items: events.Event | bytes) -> None:
-    """Into the visitor's shard, as the proxy writes them (raw entries into shard 0)."""
-    for item in items:
-        if isinstance(item, bytes):
-            await client.xadd(keyspace.stream(SITE, 0), {events.EVENT_FIELD: item})
-        else:
-            await client.xadd(stream_of(item["visitor"]), {events.EVENT_FIELD: events.encode(item)})
-
-
-async def drain(
-    client: redis.Redis,
-    rules_dir: Path,
-    archive: Archive | None = None,
-    segments: SegmentRefresher | None = None,
-) -> None:
-    """Every shard consumed to the end, one after the other."""
-    for shard in range(SHARDS):
-        worker = consumer(client, rules_dir, archive=archive, shard=shard)
-        worker.segments = segments
-        await worker.ensure_group()
-        while await worker.round():
-            pass
-
-
-async def aggregates(client: redis.Redis) -> dict[str, float]:
-    raw = await client.hgetall(keyspace.aggregates(SITE, "hero"))
-    return {name.decode(): float(value) for name, value in raw.items()}
+from tests.support.worker import (
+    DAY,
+    REPOSITORY,
+    RULES,
+    SHARDS,
+    SITE,
+    STREAMS,
+    T0,
+    aggregates,
+    consumer,
+    drain,
+    exposure,
+    pageview,
+    send,
+    site_consumers,
+    stream_of,
+)
 
 
 async def test_pageviews_build_the_visitor_profile(client: redis.Redis, rules_dir: Path) -> None:
@@ -372,6 +265,7 @@ async def test_entries_a_dead_consumer_left_pending_are_reclaimed(
     assert (await client.xpending(stream_of("v1"), keyspace.CONSUMER_GROUP))["pending"] == 0
 
 
+@pytest.mark.slow  # runs for seconds
 async def test_two_workers_share_the_shards_and_apply_each_event_once(
     client: redis.Redis, rules_dir: Path
 ) -> None:
@@ -492,6 +386,7 @@ async def pending(client: redis.Redis) -> int:
     return sum(counts)
 
 
+@pytest.mark.slow
 async def test_a_worker_killed_mid_batch_loses_and_doubles_nothing(
     client: redis.Redis, redis_url: str, rules_dir: Path, tmp_path: Path
 ) -> None:
@@ -581,6 +476,7 @@ async def test_rebuild_refuses_while_a_worker_runs(
         await rebuild(client, SITE, Archive(tmp_path), lambda: effects)
 
 
+@pytest.mark.slow  # runs for seconds
 async def test_a_redis_restart_mid_stream_loses_and_doubles_nothing(
     rules_dir: Path, tmp_path: Path
 ) -> None:
