@@ -282,9 +282,16 @@ def parse_query(request: web.Request, model: type[M]) -> M:
 
 
 def known_site(request: web.Request, key: str | None) -> SiteConfig:
-    """The site ``key`` names (``?site=``; None: the first); refused (404) when none does."""
-    sites = config_of(request).sites
-    site = sites[0] if key is None else next((s for s in sites if s.key == key), None)
+    """The site ``key`` names (``?site=``; None: the first the caller may see); refused (404)
+    when none does, or when the caller is limited to other sites: to them it does not exist
+    (a 403 would tell them which site keys are there)."""
+    identity: Identity | None = request.get(IDENTITY_KEY)
+    sites = [
+        site for site in config_of(request).sites if identity is None or identity.may_see(site.key)
+    ]
+    site = (
+        next(iter(sites), None) if key is None else next((s for s in sites if s.key == key), None)
+    )
     if site is None:
         raise Refused(404, "no such site")
     return site

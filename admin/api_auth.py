@@ -1,15 +1,27 @@
-"""Signing in and out, users, API tokens and the audit log."""
+"""Signing in and out, users, API tokens and the audit log.
+
+Signing in takes JSON only (``Content-Type: application/json``; 415 otherwise): a page of
+another site can post a form or ``text/plain`` to us without asking, but not JSON, so it
+cannot sign a visitor's browser in to an account of its choosing (login CSRF). Attempts are
+throttled per user name and per address (admin/login_throttle.py) before any password is
+checked, the check runs off the event loop (admin/passwords.py), and every outcome is in the
+audit log: ``login.ok``, ``login.failed`` (never the password), ``login.throttled``.
+"""
 
 from __future__ import annotations
 
 from typing import Literal
 
 from aiohttp import web
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
-from refract.admin import audit, auth
+from refract.admin import audit, auth, passwords
 from refract.admin.api import PUBLIC, ROLES, Api, Refused, Role
-from refract.admin.state import identity_of, redis_of
+from refract.admin.auth import Identity
+from refract.admin.login_throttle import Throttle
+from refract.admin.perimeter import client_address, is_https
+from refract.admin.state import config_of, identity_of, redis_of
+from refract.rules.privacy import anonymize_ip
 
 api = Api("Refract admin", "1")
 EVERY_ROLE = ROLES
@@ -20,12 +32,31 @@ class Login(BaseModel):
     password: str = Field(min_length=1, max_length=1024)
 
 
+SiteKeys = list[str]
+
+
 class NewUser(BaseModel):
     name: str = Field(
         pattern=auth.USER_NAME_PATTERN, description="lowercase letters, digits, . _ -"
     )
     role: Role
-    password: str = Field(min_length=12, max_length=1024, description="at least 12 characters")
+    password: str = Field(
+        max_length=1024,
+        description=f"at least {passwords.MIN_LENGTH} characters, and not easy to guess",
+    )
+    sites: SiteKeys = Field(
+        default=[],
+        max_length=256,
+        description="the site keys the user may see; empty: every site (admins see every site)",
+    )
+
+    @field_validator("password")
+    @classmethod
+    def _check_password(cls, password: str, info: ValidationInfo) -> str:
+        problem = passwords.policy_problem(password, info.data.get("name", ""))
+        if problem is not None:
+            raise ValueError(problem)
+        return password
 
 
 class AuditQuery(BaseModel):
@@ -36,36 +67,100 @@ class NewToken(BaseModel):
     name: str = Field(min_length=1, max_length=64, description="what the token is for")
     role: Role
     scope: Literal["read", "write"] = "read"
+    expires: str | None = Field(
+        default=None,
+        pattern=auth.LIFETIME_PATTERN,
+        description='how long the token works, e.g. "12h" or "90d" (at most ten years); '
+        "none: until revoked",
+    )
+    sites: SiteKeys = Field(
+        default=[], max_length=256, description="the site keys it may see; empty: every site"
+    )
+
+    @field_validator("expires")
+    @classmethod
+    def _check_expires(cls, expires: str | None) -> str | None:
+        if expires is not None:
+            auth.lifetime_s(expires)  # its ValueError names the problem
+        return expires
 
 
 @api.post(
-    "/api/login", roles=[PUBLIC], summary="sign in: sets the session cookie", tag="auth", body=Login
+    "/api/login",
+    roles=[PUBLIC],
+    summary="sign in (JSON only): sets the session cookie",
+    tag="auth",
+    body=Login,
+    responses={
+        401: "wrong user name or password",
+        415: "the body is not application/json",
+        429: "too many wrong passwords: wait Retry-After seconds",
+        503: "too many sign-ins at once: try again in a moment",
+    },
 )
 async def login(request: web.Request, body: Login) -> web.StreamResponse:
-    client = redis_of(request)
-    role = await auth.check_password(client, body.username, body.password)
+    _refuse_login_csrf(request)
+    client, config = redis_of(request), config_of(request)
+    address = client_address(request, config)
+    throttle = Throttle.of(config.admin)
+    subjects = throttle.subjects(config.admin, body.username, address)
+    shown = anonymize_ip(address, config.privacy.ip_in_logs)
+    wait_s = await throttle.attempt(client, subjects)
+    if wait_s:
+        await _record_login(request, "login.throttled", body.username, shown)
+        raise Refused(
+            429,
+            "too many wrong passwords: wait before trying again",
+            headers={"Retry-After": str(wait_s)},
+            retry_after=wait_s,
+        )
+    try:
+        role = await auth.check_password(client, body.username, body.password)
+    except passwords.Busy:
+        raise Refused(503, "too many sign-ins at once", headers={"Retry-After": "1"}) from None
     if role is None:
+        await _record_login(request, "login.failed", body.username, shown)
         raise Refused(401, "wrong user name or password")
-    secret, csrf = await auth.open_session(client, body.username, role)
+    await throttle.succeeded(client, subjects)
+    await _record_login(request, "login.ok", body.username, shown)
+    secret, csrf = await auth.open_session(client, body.username)
     response = web.json_response({"user": body.username, "role": role, "csrf": csrf})
-    auth.set_session_cookie(request, response, secret)
+    auth.set_session_cookie(response, secret, is_https(request, config))
     return response
+
+
+def _refuse_login_csrf(request: web.Request) -> None:
+    """Only a script of this origin can send JSON without a preflight we never grant."""
+    if request.content_type != "application/json":
+        raise Refused(415, "send the sign-in as JSON (Content-Type: application/json)")
+    if request.headers.get("Sec-Fetch-Site", "same-origin") == "cross-site":
+        raise Refused(403, "sign-ins from other sites are refused")
+
+
+async def _record_login(request: web.Request, action: str, user: str, address: str | None) -> None:
+    # The name as typed (it may be no user's) and the address as the logs may show it.
+    attempt = Identity(user, "", "session")
+    await audit.record(redis_of(request), attempt, action, user, after={"client": address})
 
 
 @api.post("/api/logout", roles=EVERY_ROLE, summary="sign out: ends the session", tag="auth")
 async def logout(request: web.Request) -> web.StreamResponse:
-    secret = request.cookies.get(auth.SESSION_COOKIE)
+    cookie = auth.session_cookie(is_https(request, config_of(request)))
+    secret = request.cookies.get(cookie)
     if secret:
         await auth.close_session(redis_of(request), secret)
     response = web.json_response({"signed_out": True})
-    response.del_cookie(auth.SESSION_COOKIE, path="/")
+    response.del_cookie(cookie, path="/")
     return response
 
 
 @api.get("/api/me", roles=EVERY_ROLE, summary="who is signed in, with which role", tag="auth")
 async def me(request: web.Request) -> web.StreamResponse:
     who = identity_of(request)
-    return web.json_response({"user": who.name, "role": who.role, "via": who.via, "csrf": who.csrf})
+    sites = sorted(who.sites) if who.sites is not None else None
+    return web.json_response(
+        {"user": who.name, "role": who.role, "via": who.via, "csrf": who.csrf, "sites": sites}
+    )
 
 
 @api.get("/api/users", roles=["admin"], summary="users and their roles", tag="admin")
@@ -77,16 +172,55 @@ async def users(request: web.Request) -> web.StreamResponse:
     "/api/users", roles=["admin"], summary="create or reset a user", tag="admin", body=NewUser
 )
 async def create_user(request: web.Request, body: NewUser) -> web.StreamResponse:
+    _check_sites(request, body.sites, body.role)
     client = redis_of(request)
-    new = await auth.add_user(client, body.name, body.role, body.password)
+    new = await auth.add_user(client, body.name, body.role, body.password, body.sites)
+    summary = {"name": body.name, "role": body.role, "sites": sorted(set(body.sites))}
     await audit.record(
         client,
         identity_of(request),
         "user.create" if new else "user.reset",
         body.name,
-        after={"name": body.name, "role": body.role},
+        after=summary,
     )
-    return web.json_response({"name": body.name, "role": body.role}, status=201 if new else 200)
+    return web.json_response(summary, status=201 if new else 200)
+
+
+def _check_sites(request: web.Request, sites: SiteKeys, role: str) -> None:
+    """Sites a user or token is limited to: configured ones, and never for an admin (who
+    manages users and tokens, so could lift any limit of their own)."""
+    if sites and role == "admin":
+        raise Refused(
+            422,
+            "invalid request body",
+            errors=[{"field": "sites", "message": "admins see every site"}],
+        )
+    known = {site.key for site in config_of(request).sites}
+    unknown = sorted(set(sites) - known)
+    if unknown:
+        message = f"no such site: {', '.join(unknown)} (configured: {', '.join(sorted(known))})"
+        raise Refused(422, "invalid request body", errors=[{"field": "sites", "message": message}])
+
+
+@api.delete(
+    "/api/users/{name}",
+    roles=["admin"],
+    summary="remove a user: their sessions end at once",
+    tag="admin",
+    responses={404: "no such user", 409: "an admin cannot remove themselves"},
+)
+async def remove_user(request: web.Request) -> web.StreamResponse:
+    name = request.match_info["name"]
+    who = identity_of(request)
+    if who.via == "session" and who.name == name:
+        raise Refused(409, "you cannot remove yourself: ask another admin, or use refract users")
+    client = redis_of(request)
+    removed = await auth.remove_user(client, name)
+    if removed is None:
+        raise Refused(404, "no such user")
+    before = {key: removed[key] for key in ("name", "role", "sites")}
+    await audit.record(client, who, "user.remove", name, before=before)
+    return web.json_response({"name": name, "removed": True})
 
 
 @api.get("/api/tokens", roles=["admin"], summary="API tokens (never their secrets)", tag="admin")
@@ -102,9 +236,20 @@ async def tokens(request: web.Request) -> web.StreamResponse:
     body=NewToken,
 )
 async def create_token(request: web.Request, body: NewToken) -> web.StreamResponse:
+    _check_sites(request, body.sites, body.role)
     client = redis_of(request)
-    token_id, token = await auth.create_token(client, body.name, body.role, body.scope)
-    summary = {"id": token_id, "name": body.name, "role": body.role, "scope": body.scope}
+    lifetime = None if body.expires is None else auth.lifetime_s(body.expires)
+    token_id, token = await auth.create_token(
+        client, body.name, body.role, body.scope, lifetime, body.sites
+    )
+    summary = {
+        "id": token_id,
+        "name": body.name,
+        "role": body.role,
+        "scope": body.scope,
+        "sites": sorted(set(body.sites)),
+        "expires": body.expires,
+    }
     await audit.record(client, identity_of(request), "token.create", token_id, after=summary)
     return web.json_response({**summary, "token": token}, status=201)
 

@@ -4,17 +4,22 @@ One source of truth: the rules directory (or, without one, the set published in 
 changed by rules/editing.py and saved by admin/rule_store.py, so an edit made here is what
 ``refract check`` reads and what a proxy reloads. Entries are read and written as the JSON
 form of their table (``[[experiments]]``, ``[[personalizations]]``); docs/admin.md has the
-endpoints, and docs/rules.md the fields.
+endpoints, and docs/rules.md the fields. Stopping or promoting an experiment also records the
+decision with the statistics it rested on (admin/decision_records.py), which the overview's
+win rate reads.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
+import redis.asyncio as redis
 from aiohttp import web
 from pydantic import BaseModel, Field
 
+from refract.admin import audit, decision_records
 from refract.admin.api import Api, Handler, Refused
 from refract.admin.rule_edits import (
     BODY,
@@ -28,7 +33,10 @@ from refract.admin.rule_edits import (
     store_of,
     tagged,
 )
-from refract.rules import editing
+from refract.admin.state import config_of, identity_of, redis_of
+from refract.analytics.reports import experiment_report
+from refract.analytics.stats.engine import Settings
+from refract.rules import editing, qa_links
 from refract.rules.editing import Entry, Kind, RuleFiles
 from refract.rules.problems import InvalidFileError, Problem
 from refract.rules.schema import KEY_PATTERN, Experiment
@@ -258,6 +266,8 @@ def _action_endpoint(kind: Kind, action: str, status: str) -> Handler:
             current = existing(base, kind, request)
             return editing.set_status(base, kind, current.key, status)
 
+        if kind == "experiments" and status == "stopped":
+            return await stop_experiment(request, change)
         return await change_entry(request, kind, action, change)
 
     return declare(
@@ -269,6 +279,47 @@ def _action_endpoint(kind: Kind, action: str, status: str) -> Handler:
         tag=kind,
         responses=_CHANGES,
     )
+
+
+async def stop_experiment(
+    request: web.Request, change: Callable[[RuleFiles], RuleFiles]
+) -> web.StreamResponse:
+    """Stop an experiment, and record the decision with the statistics it rested on."""
+    key = request.match_info["key"]
+    before, after = await save(
+        request, "experiment.stop", key, change, audited_entry("experiments", key)
+    )
+    if after.files != before.files:
+        await record_decision(request, before, key, "stopped", None)
+    return entry_answer(after, "experiments", key)
+
+
+async def record_decision(
+    request: web.Request,
+    before: RuleFiles,
+    key: str,
+    outcome: decision_records.Outcome,
+    variant: str | None,
+) -> None:
+    """Each site's report on ``key`` now, under the rules it ran with, kept as the decision
+    (admin/decision_records.py). The change is saved already: a failure here says so."""
+    config, client = config_of(request), redis_of(request)
+    rules, by, now = before.rules, identity_of(request).name, time.time()
+    try:
+        for site in dict.fromkeys(site.key for site in config.sites):
+            report = await experiment_report(client, config, site, key, Settings(), rules)
+            decision = decision_records.decided(report, outcome, variant, rules.version, now, by)
+            await decision_records.record(client, site, decision)
+    except (redis.RedisError, OSError) as error:
+        raise Refused(
+            503, f"the change was saved, but its decision could not be recorded: {error}"
+        ) from None
+
+
+def promotion_outcome(experiment: Experiment, variant: str) -> decision_records.Outcome:
+    """A promoted variant that changes something is a win; promoting the control is not."""
+    winner = next(one for one in experiment.variants if one.key == variant)
+    return "shipped" if winner.changes else "kept_control"
 
 
 for _kind in ACTIONS:
@@ -305,9 +356,59 @@ async def promote_experiment(request: web.Request, body: Promotion) -> web.Strea
             "personalization": audited_entry("personalizations", shipped)(files),
         }
 
-    _, after = await save(request, "experiment.promote", key, change, state)
+    before, after = await save(request, "experiment.promote", key, change, state)
+    outcome = promotion_outcome(before.rules.experiments[key], body.variant)
+    await record_decision(request, before, key, outcome, body.variant)
     answer = {**state(after), "variant": body.variant}
     return tagged(web.json_response(answer), etag_of(after.rules.experiments[key]), after.version)
+
+
+# --- QA links ------------------------------------------------------------------------------
+
+
+class QaLinkOrder(BaseModel):
+    variant: str = Field(pattern=KEY_PATTERN, description="the variant the link shows")
+    hours: float = Field(
+        default=24, gt=0, le=qa_links.MAX_LIFETIME_S / 3600, description="how long it works"
+    )
+    preview: bool = Field(
+        default=False,
+        description="show it whatever the experiment's status and schedule (a draft, an embargo)",
+    )
+    url: str = Field(
+        default="", max_length=2000, description="the page it opens; empty: the first site's home"
+    )
+
+
+@api.post(
+    "/api/experiments/{key}/qa-link",
+    roles=EDITORS,
+    summary="a signed link that shows one variant to whoever opens it, until it expires "
+    "(never counted; docs/rules.md#qa-links)",
+    tag="experiments",
+    body=QaLinkOrder,
+    responses={409: "the rules in force do not load", 422: "no such experiment or variant"},
+)
+async def issue_qa_link(request: web.Request, body: QaLinkOrder) -> web.StreamResponse:
+    key = request.match_info["key"]
+    client = redis_of(request)
+    try:
+        link = qa_links.issue(
+            await qa_links.ensure_secret(client),
+            (await rules_in_force(request)).rules,
+            key,
+            body.variant,
+            page=body.url or qa_links.home_page(config_of(request)),
+            lifetime_s=round(body.hours * 3600),
+            scope="preview" if body.preview else "live",
+            now=time.time(),
+        )
+    except qa_links.LinkRefusedError as error:
+        problem = Problem("", None, f"body.{error.field}", error.message, error.hint)
+        raise invalid("no QA link issued", [problem]) from None
+    order = {"variant": body.variant, "preview": body.preview, "expires": link.expires}
+    await audit.record(client, identity_of(request), "experiment.qa_link", key, after=order)
+    return web.json_response({"url": link.url, "token": link.token, **order})
 
 
 # --- the whole set -------------------------------------------------------------------------

@@ -1,8 +1,10 @@
 """The admin application: the JSON API (``/api/...``), its OpenAPI document and docs page.
 
 Feature modules each declare their endpoints on their own ``Api`` (admin/api.py); this
-module puts them together behind the identity middleware, which resolves the caller (token
-or session) once per request for the guard to check.
+module puts them together behind two middlewares: the perimeter's, which refuses host names
+the admin does not answer (admin/perimeter.py), and the identity middleware, which resolves
+the caller (token or session) once per request for the guard to check. Its logs follow
+``privacy.ip_in_logs`` (admin/access_log.py).
 """
 
 from __future__ import annotations
@@ -15,7 +17,14 @@ import uvloop
 from aiohttp import web
 
 from refract.admin import api_auth, api_experiments, api_insights, api_reads, auth, dashboard, live
+from refract.admin.access_log import (
+    AdminAccessLogger,
+    access_logger,
+    install_log_hygiene,
+    remove_log_hygiene,
+)
 from refract.admin.api import EVERYONE, PUBLIC, Api
+from refract.admin.perimeter import is_https, refuse_unknown_hosts
 from refract.admin.serving import serve_until_stopped
 from refract.admin.state import CONFIG_KEY, INDUSTRIES_KEY, REDIS_KEY
 from refract.rules.config import Config, split_host_port
@@ -89,7 +98,8 @@ async def identify_caller(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
     try:
-        request[auth.IDENTITY_KEY] = await auth.identify(request.app[REDIS_KEY], request)
+        secure = is_https(request, request.app[CONFIG_KEY])
+        request[auth.IDENTITY_KEY] = await auth.identify(request.app[REDIS_KEY], request, secure)
     except (redis.RedisError, OSError):
         request[auth.IDENTITY_KEY] = None  # anonymous while Redis is away: public pages work
     return await handler(request)
@@ -103,7 +113,9 @@ def build_api(*extra: Api) -> Api:
 
 
 def build_app(config: Config) -> web.Application:
-    app = web.Application(middlewares=[identify_caller], client_max_size=1024**2)
+    app = web.Application(
+        middlewares=[refuse_unknown_hosts, identify_caller], client_max_size=1024**2
+    )
     app[CONFIG_KEY] = config
     app[INDUSTRIES_KEY] = {site.key: load_industry_model(site.industry) for site in config.sites}
     api = build_api()
@@ -111,7 +123,14 @@ def build_app(config: Config) -> web.Application:
     api.install(app)
     live.install(app)
     app.cleanup_ctx.append(_redis_client)
+    app.cleanup_ctx.append(_log_hygiene)
     return app
+
+
+async def _log_hygiene(app: web.Application) -> AsyncIterator[None]:
+    hygiene = install_log_hygiene(app[CONFIG_KEY].privacy.ip_in_logs)
+    yield
+    remove_log_hygiene(hygiene)
 
 
 REDIS_CONNECTIONS = 64
@@ -133,7 +152,8 @@ async def _redis_client(app: web.Application) -> AsyncIterator[None]:
 
 def run(config: Config) -> None:
     host, port = split_host_port(config.admin.listen)
-    uvloop.run(serve_until_stopped(build_app(config), host, port))
+    app = build_app(config)
+    uvloop.run(serve_until_stopped(app, host, port, AdminAccessLogger, access_logger))
 
 
 __all__ = ["EVERYONE", "build_app", "run"]

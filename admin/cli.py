@@ -7,7 +7,9 @@ import logging
 import os
 import shutil
 import sys
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any, Literal
 
 from refract.admin import logs
 from refract.admin.supervisor import Child, Supervisor
@@ -15,6 +17,7 @@ from refract.rules import keyspace
 from refract.rules.config import Config, SiteConfig, load_config
 from refract.rules.problems import InvalidFileError
 from refract.rules.ruleset import load_rules
+from refract.rules.schema import Experiment
 
 log = logging.getLogger("refract")
 
@@ -56,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         return _train(config, args)
     if command in ("users", "tokens"):
         return _access(config, args)
+    if command == "qa-link":
+        return _qa_link(config, args)
     return _run_node(command, config, config_path)
 
 
@@ -184,48 +189,152 @@ def _train(config: Config, args: argparse.Namespace) -> int:
 def _access(config: Config, args: argparse.Namespace) -> int:
     """Users and API tokens of the admin API (the first admin is made here)."""
     import asyncio
+
+    from refract.admin.embedded_redis import redis_url
+
+    verb = args.users_command if args.command == "users" else args.tokens_command
+    command = f"refract {args.command} {verb}"
+    try:
+        act = _user_action(config, args) if args.command == "users" else _token_action(config, args)
+        with redis_url(config.redis.url, config.server.data_dir) as url:
+            said = asyncio.run(act(url))
+    except ValueError as refusal:
+        print(f"{command}: {refusal}", file=sys.stderr)
+        return 2
+    print(said)
+    return 0
+
+
+AccessAction = Callable[[str], Coroutine[Any, Any, str]]
+
+
+def _known_sites(config: Config, sites: list[str], role: str) -> list[str]:
+    """``--site`` keys checked against config.toml (admins see every site)."""
+    if sites and role == "admin":
+        raise ValueError("admins see every site: give no --site")
+    known = {site.key for site in config.sites}
+    unknown = sorted(set(sites) - known)
+    if unknown:
+        raise ValueError(
+            f"no such site: {', '.join(unknown)} (configured: {', '.join(sorted(known))})"
+        )
+    return sites
+
+
+def _user_action(config: Config, args: argparse.Namespace) -> AccessAction:
     import getpass
     import re
 
     import redis.asyncio as redis
 
-    from refract.admin import auth
-    from refract.admin.embedded_redis import redis_url
+    from refract.admin import auth, passwords
 
-    password = ""
-    if args.command == "users" and not re.fullmatch(auth.USER_NAME_PATTERN, args.name):
-        print("refract users add: names are lowercase letters, digits, . _ -", file=sys.stderr)
-        return 2
-    if args.command == "users":
-        password = os.environ.get("REFRACT_PASSWORD") or getpass.getpass(
-            f"password for {args.name}: "
-        )
-        if len(password) < 12:
-            print("refract users add: the password needs at least 12 characters", file=sys.stderr)
-            return 2
+    if not re.fullmatch(auth.USER_NAME_PATTERN, args.name):
+        raise ValueError("names are lowercase letters, digits, . _ -")
+    if args.users_command == "remove":
 
-    async def act(url: str) -> str:
+        async def remove(url: str) -> str:
+            client = redis.Redis.from_url(url)
+            try:
+                removed = await auth.remove_user(client, args.name)
+            finally:
+                await client.aclose()
+            if removed is None:
+                raise ValueError(f"no user {args.name}")
+            return f"user {args.name} removed; their sessions are over"
+
+        return remove
+    sites = _known_sites(config, args.site, args.role)
+    password = os.environ.get("REFRACT_PASSWORD") or getpass.getpass(f"password for {args.name}: ")
+    problem = passwords.policy_problem(password, args.name)
+    if problem is not None:
+        raise ValueError(f"the password {problem}")
+
+    async def add(url: str) -> str:
         client = redis.Redis.from_url(url)
         try:
-            if args.command == "users":
-                new = await auth.add_user(client, args.name, args.role, password)
-                return f"user {args.name} ({args.role}) {'created' if new else 'updated'}"
-            if args.tokens_command == "revoke":
+            new = await auth.add_user(client, args.name, args.role, password, sites)
+        finally:
+            await client.aclose()
+        done = "created" if new else "reset (their sessions are over)"
+        return f"user {args.name} ({args.role}) {done}"
+
+    return add
+
+
+def _token_action(config: Config, args: argparse.Namespace) -> AccessAction:
+    import redis.asyncio as redis
+
+    from refract.admin import auth
+
+    if args.tokens_command == "revoke":
+
+        async def revoke(url: str) -> str:
+            client = redis.Redis.from_url(url)
+            try:
                 found = await auth.revoke_token(client, args.id)
-                return f"token {args.id} revoked" if found else ""
+            finally:
+                await client.aclose()
+            if not found:
+                raise ValueError(f"no token {args.id}")
+            return f"token {args.id} revoked"
+
+        return revoke
+    sites = _known_sites(config, args.site, args.role)
+    lifetime = None if args.expires is None else auth.lifetime_s(args.expires)
+    scope: Literal["read", "write"] = "write" if args.write else "read"
+
+    async def create(url: str) -> str:
+        client = redis.Redis.from_url(url)
+        try:
             token_id, token = await auth.create_token(
-                client, args.name, args.role, "write" if args.write else "read"
+                client, args.name, args.role, scope, lifetime, sites
             )
-            return f"token {token_id} ({args.role}, {'write' if args.write else 'read'}):\n{token}"
+        finally:
+            await client.aclose()
+        until = f", expires in {args.expires}" if args.expires else ""
+        return f"token {token_id} ({args.role}, {scope}{until}):\n{token}"
+
+    return create
+
+
+def _qa_link(config: Config, args: argparse.Namespace) -> int:
+    """A signed link that shows one variant of an experiment to whoever opens it, for a while."""
+    import asyncio
+    import time
+
+    import redis.asyncio as redis
+
+    from refract.admin.embedded_redis import redis_url
+    from refract.analytics.rules_in_force import rules_in_force
+    from refract.rules.qa_links import LinkRefusedError, QaLink, ensure_secret, home_page, issue
+
+    async def make(url: str) -> QaLink:
+        client = redis.Redis.from_url(url)
+        try:
+            rules = await rules_in_force(config, client)
+            return issue(
+                await ensure_secret(client),
+                rules,
+                args.experiment,
+                args.variant,
+                page=args.url or home_page(config),
+                lifetime_s=round(args.hours * 3600),
+                scope="preview" if args.preview else "live",
+                now=time.time(),
+            )
         finally:
             await client.aclose()
 
-    with redis_url(config.redis.url, config.server.data_dir) as url:
-        said = asyncio.run(act(url))
-    if not said:
-        print(f"refract tokens revoke: no token {args.id}", file=sys.stderr)
+    try:
+        with redis_url(config.redis.url, config.server.data_dir) as url:
+            link = asyncio.run(make(url))
+    except LinkRefusedError as error:
+        print(f"refract qa-link: {error}", file=sys.stderr)
         return 2
-    print(said)
+    until = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(link.expires))
+    shows = "whatever its status and schedule" if args.preview else "while it runs"
+    print(f"{link.url}\nshows {args.experiment}: {args.variant} {shows}, until {until}")
     return 0
 
 
@@ -292,7 +401,27 @@ def _check(config: Config, config_path: Path) -> int:
         f"experiments, {len(rules.personalizations)} personalizations, "
         f"{len(rules.audiences)} audiences, {len(rules.metrics)} metrics)"
     )
+    for warning in rules.warnings:  # the set loads; these deserve a look
+        print(f"warning: {warning}", file=sys.stderr)
+    for experiment in rules.experiments.values():
+        if experiment.status in ("draft", "running"):
+            print(f"note: {_power_check(experiment)}")
     return 0
+
+
+def _power_check(experiment: Experiment) -> str:
+    """The pre-launch power check of one experiment (its plan), or how to get one."""
+    from refract.analytics.stats.planning import plan, prelaunch_note
+
+    if experiment.baseline is None:
+        return (
+            f"{experiment.key}: no baseline, so the plan waits for the control's visitors; "
+            "set baseline (the primary metric's rate, e.g. 0.03) to check its power now"
+        )
+    chosen = plan(experiment.mde, experiment.power, experiment.baseline, "given")
+    return prelaunch_note(
+        experiment.key, experiment.primary_metric, chosen, len(experiment.variants)
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -337,21 +466,48 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--correction", choices=("holm", "bh"), default="holm")
     report.add_argument("--alpha", type=float, default=0.05)
     roles = ("executive", "sales_manager", "sales_rep", "marketing", "admin")
-    users = commands.add_parser("users", help="admin API users: `refract users add NAME --role R`")
+    users = commands.add_parser("users", help="admin API users: `refract users add|remove NAME`")
     users_commands = users.add_subparsers(dest="users_command", required=True, metavar="COMMAND")
     users_add = users_commands.add_parser(
         "add", help="create or reset a user (password from $REFRACT_PASSWORD or a prompt)"
     )
     users_add.add_argument("name", help="lowercase letters, digits, . _ -")
     users_add.add_argument("--role", choices=roles, required=True)
+    users_add.add_argument(
+        "--site", action="append", default=[], help="a site the user may see (repeat); none: all"
+    )
+    users_remove = users_commands.add_parser(
+        "remove", help="remove a user; their sessions end at once"
+    )
+    users_remove.add_argument("name")
     tokens = commands.add_parser("tokens", help="admin API tokens: `refract tokens create|revoke`")
     tokens_commands = tokens.add_subparsers(dest="tokens_command", required=True, metavar="COMMAND")
     tokens_create = tokens_commands.add_parser("create", help="a new token, shown once")
     tokens_create.add_argument("name", help="what the token is for")
     tokens_create.add_argument("--role", choices=roles, required=True)
     tokens_create.add_argument("--write", action="store_true", help="may change things")
+    tokens_create.add_argument(
+        "--expires", metavar="LIFETIME", help='stops working after this long, e.g. "12h", "90d"'
+    )
+    tokens_create.add_argument(
+        "--site", action="append", default=[], help="a site it may see (repeat); none: all"
+    )
     tokens_revoke = tokens_commands.add_parser("revoke", help="revoke a token by its id")
     tokens_revoke.add_argument("id")
+    qa_link = commands.add_parser(
+        "qa-link", help="a signed, expiring link that shows one variant (docs/rules.md)"
+    )
+    qa_link.add_argument("experiment", help="the experiment's key")
+    qa_link.add_argument("variant", help="the variant's key")
+    qa_link.add_argument(
+        "--hours", type=_hours, default=24.0, help="how long it works (default 24, at most 720)"
+    )
+    qa_link.add_argument(
+        "--preview",
+        action="store_true",
+        help="show it whatever the experiment's status and schedule (a draft, an embargo)",
+    )
+    qa_link.add_argument("--url", help="the page it opens (default: the first site's home page)")
     train = commands.add_parser(
         "train", help="fit the revenue model to won and lost deals (docs/intelligence.md)"
     )
@@ -366,6 +522,19 @@ def _parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="fit and report, but keep the current model"
     )
     return parser
+
+
+def _hours(text: str) -> float:
+    """A QA link's lifetime: a number of hours within what links may live."""
+    from refract.rules.qa_links import MAX_LIFETIME_S
+
+    try:
+        hours = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of hours") from None
+    if not 0 < hours <= MAX_LIFETIME_S / 3600:
+        raise argparse.ArgumentTypeError(f"between 0 and {MAX_LIFETIME_S // 3600} hours")
+    return hours
 
 
 def _run_node(command: str, config: Config, config_path: Path) -> int:

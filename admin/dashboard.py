@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, get_args
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import jinja2
 from aiohttp import web
@@ -255,10 +255,22 @@ async def front_door(request: web.Request) -> web.StreamResponse:
     raise web.HTTPSeeOther(_link(request.query.get("site"), "/overview"))
 
 
+HOME = "/overview"
+# Browsers drop tabs and newlines from URLs and read a backslash as a slash, so
+# "/\t/evil.example/" becomes "//evil.example/": another site. Such characters never pass.
+_UNSAFE_IN_NEXT = re.compile(r"[\x00-\x20\x7f\\]")
+
+
 def safe_next(target: str | None) -> str:
-    """Where to go after signing in: a path of this application, never another site."""
-    if not target or not target.startswith("/") or target.startswith(("//", "/\\")):
-        return "/overview"
+    """Where to go after signing in: a path of this application (with its query), never
+    another site; anything else is the overview."""
+    if not target or _UNSAFE_IN_NEXT.search(target):
+        return HOME
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not parts.path.startswith("/"):
+        return HOME
+    if parts.path.startswith("//"):
+        return HOME
     return target
 
 
@@ -279,7 +291,11 @@ async def overview(request: web.Request) -> web.StreamResponse:
     identity = identity_of(request)
     client = redis_of(request)
     summaries: list[dict[str, Any]] = []
+    numbers: dict[str, Any] = {}
     if _may(identity, READERS_OF_RESULTS):
+        numbers = views.overview_numbers(
+            await insights.overview(client, config_of(request), site.key)
+        )
         rules = await rules_in_force(config_of(request), client)
         for experiment in rules.experiments.values():
             if experiment.status == "draft":
@@ -303,7 +319,7 @@ async def overview(request: web.Request) -> web.StreamResponse:
         live="overview",
         charts=True,
         site=site.key,
-        numbers=views.overview_numbers(summaries),
+        numbers=numbers,
         summaries=summaries,
         show_results=_may(identity, READERS_OF_RESULTS),
         visitors_today=visitors_today,

@@ -52,8 +52,16 @@ def conversion_intervals(report: Json) -> list[Json]:
     return found
 
 
+SEGMENTS_NOTE = (
+    "Every segment but all is exploratory: looked at after the fact, corrected together by "
+    "Benjamini-Hochberg across every segment cell, a lead for the next test and never a "
+    "reason to ship."
+)
+
+
 def segment_lifts(report: Json) -> Json:
-    """The primary metric's lift per segment (rows) and variant (columns), for the heat map."""
+    """The primary metric's lift per segment (rows) and variant (columns), for the heat map;
+    which rows are exploratory (every segment but ``all``), and the note that says so."""
     rows = [
         row
         for row in report["results"]
@@ -70,6 +78,11 @@ def segment_lifts(report: Json) -> Json:
             [bool(by[s, v]["significant"]) if (s, v) in by else False for v in variants]
             for s in segments
         ],
+        "exploratory": [
+            any(by[s, v].get("exploratory", False) for v in variants if (s, v) in by)
+            for s in segments
+        ],
+        "note": SEGMENTS_NOTE,
     }
 
 
@@ -92,19 +105,20 @@ def lift_over_time(report: Json) -> list[Json]:
 
 def report_view(report: Json) -> Json:
     """Everything the report page draws, and the sentences that describe each chart."""
-    rows = primary_rows(report)
-    metric = rows[0]["metric"] if rows else None
+    metric = report["primary_metric"]  # charts' titles and axes name it even when empty
+    empty = empty_reason(report)
     conversion = conversion_intervals(report)
     heat = segment_lifts(report)
     over_time = lift_over_time(report)
     level = f"{1 - report['alpha']:.0%}"
     return {
         "metric": metric,
+        "empty": empty,
         "conversion": conversion,
         "heat": heat,
         "over_time": over_time,
         "summaries": {
-            "lift": _over_time_summary(over_time, metric),
+            "lift": _over_time_summary(over_time, metric) or empty,
             "conversion": (
                 f"Conversion on {metric}, {level} intervals: "
                 + "; ".join(
@@ -114,10 +128,10 @@ def report_view(report: Json) -> Json:
                 )
                 + "."
                 if conversion
-                else "No visitor has been exposed yet."
+                else empty
             ),
             "segments": (
-                f"Lift of {metric} by segment: "
+                f"Lift of {metric} by segment ({SEGMENTS_NOTE[:-1].lower()}): "
                 + "; ".join(
                     f"{segment}: "
                     + ", ".join(
@@ -130,13 +144,23 @@ def report_view(report: Json) -> Json:
                 )
                 + "."
                 if heat["segments"]
-                else "No segment has data yet."
+                else empty
             ),
         },
     }
 
 
-def _over_time_summary(series: list[Json], metric: str | None) -> str:
+def empty_reason(report: Json) -> str:
+    """Why a chart of the report has nothing to draw, as a sentence (the decision's reason
+    when no visitor has been exposed: the audience or status that keeps them out)."""
+    if report["results"]:
+        return "No data for this chart yet."
+    reasons = report["decision"]["reasons"]
+    reason = reasons[0] if reasons else "no visitor has been exposed yet"
+    return reason[:1].upper() + reason[1:] + "."
+
+
+def _over_time_summary(series: list[Json], metric: str) -> str | None:
     described = []
     for line in series:
         if not line["days"]:
@@ -147,7 +171,7 @@ def _over_time_summary(series: list[Json], metric: str | None) -> str:
             f"{signed(line['low'][-1])} to {signed(line['high'][-1])})"
         )
     if not described:
-        return "No visitor has been exposed yet."
+        return None
     return f"Cumulative lift of {metric} over control: " + "; ".join(described) + "."
 
 
@@ -209,17 +233,24 @@ def _revenue_impact(report: Json, variant: str) -> float | None:
     return None
 
 
-def overview_numbers(summaries: list[Json]) -> Json:
-    """Active tests, win rate (ship among concluded), average winning lift, revenue impact."""
-    decided = [s for s in summaries if s["action"] in ("ship", "stop")]
-    winners = [s for s in decided if s["action"] == "ship" and s["lift"] is not None]
-    impacts = [s["revenue_impact"] for s in winners if s["revenue_impact"] is not None]
+def overview_numbers(overview: Json) -> Json:
+    """The overview's headline figures, read from the API's overview document (so the page and
+    ``/api/overview`` cannot disagree): active tests, the win rate of recorded decisions, the
+    average lift of the variants active tests would ship now, and the revenue impact."""
+    finished = overview["finished_experiments"]
+    lifts = [
+        variant["lift"]
+        for experiment in overview["active_experiments"]
+        if experiment["decision"]["action"] == "ship"
+        for variant in experiment["variants"]
+        if variant["variant"] == experiment["decision"]["variant"] and variant["lift"] is not None
+    ]
     return {
-        "active": sum(1 for s in summaries if s["status"] == "running"),
-        "concluded": len(decided),
-        "win_rate": len(winners) / len(decided) if decided else None,
-        "average_lift": sum(s["lift"] for s in winners) / len(winners) if winners else None,
-        "revenue_impact": sum(impacts) if impacts else None,
+        "active": len(overview["active_experiments"]),
+        "concluded": finished["recorded"],
+        "win_rate": finished["win_rate"],
+        "average_lift": sum(lifts) / len(lifts) if lifts else None,
+        "revenue_impact": overview["revenue_impact"]["value"],
     }
 
 

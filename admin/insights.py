@@ -16,6 +16,8 @@ from typing import Any, Final, TypeVar
 
 import redis.asyncio as redis
 
+from refract.admin import decision_records
+from refract.admin.decision_records import DecisionRecord
 from refract.analytics import visitors
 from refract.analytics.effects import day_of
 from refract.analytics.reports import experiment_report
@@ -110,30 +112,61 @@ async def overview(
         )
         for experiment in active
     ]
+    records = await decision_records.recorded(client, site)
     finished_summaries = [
-        summary(experiment, await _finished_report(client, config, site, experiment, rules))
+        as_decided(
+            summary(experiment, await _finished_report(client, config, site, experiment, rules)),
+            records.get(experiment.key),
+        )
         for experiment in finished
     ]
-    shipped = [s for s in finished_summaries if s["decision"]["action"] == "ship"]
     return {
         "site": site,
         "rules_version": rules.version,
         "active_experiments": active_summaries,
-        "finished_experiments": {
-            "count": len(finished_summaries),
-            "shipped": len(shipped),
-            "win_rate": len(shipped) / len(finished_summaries) if finished_summaries else None,
-            "experiments": [
-                {
-                    "key": s["key"],
-                    "decision": s["decision"]["action"],
-                    "variant": s["decision"]["variant"],
-                }
-                for s in finished_summaries
-            ],
-        },
+        "finished_experiments": finished_block(finished_summaries, records),
         "revenue_impact": revenue_impact(active_summaries + finished_summaries),
         **await _traffic(client, site, now),
+    }
+
+
+def as_decided(found: dict[str, Any], record: DecisionRecord | None) -> dict[str, Any]:
+    """A finished experiment's summary under the decision recorded when it stopped or was
+    promoted: its revenue impact is the promoted winner's, and none without a win (today's
+    report may say otherwise: outcomes arrive late, defaults change)."""
+    shipped = record.variant if record is not None and record.win else None
+    winner = next((v for v in found["variants"] if v["variant"] == shipped), None)
+    return {**found, "revenue_impact": winner["revenue"] if winner else None}
+
+
+def finished_block(
+    summaries: list[dict[str, Any]], records: dict[str, DecisionRecord]
+) -> dict[str, Any]:
+    """Finished experiments and the win rate of the decided ones: promotions of a variant
+    among the decisions recorded (admin/decision_records.py); finished experiments with no
+    record (stopped by editing the files, or before decisions were recorded) are listed as
+    ``unrecorded`` and left out of the rate."""
+    decided = [records[s["key"]] for s in summaries if s["key"] in records]
+    wins = sum(1 for record in decided if record.win)
+    return {
+        "count": len(summaries),
+        "recorded": len(decided),
+        "shipped": wins,
+        "win_rate": wins / len(decided) if decided else None,
+        "unrecorded": [s["key"] for s in summaries if s["key"] not in records],
+        "experiments": [_finished_entry(s, records.get(s["key"])) for s in summaries],
+    }
+
+
+def _finished_entry(found: dict[str, Any], record: DecisionRecord | None) -> dict[str, Any]:
+    return {
+        "key": found["key"],
+        "decision": record.outcome if record else None,
+        "variant": record.variant if record else None,
+        "recommended": record.recommended if record else None,
+        "decided_at": record.at if record else None,
+        "decided_by": record.by if record else None,
+        "report_now": found["decision"]["action"],
     }
 
 

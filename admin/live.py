@@ -34,6 +34,7 @@ from refract.admin import auth, insights, site_health
 from refract.admin.api import ROLES, Api, Refused, known_site
 from refract.admin.api_insights import READERS_OF_HEALTH
 from refract.admin.api_reads import READERS_OF_ACCOUNTS, READERS_OF_RESULTS
+from refract.admin.perimeter import is_https
 from refract.admin.state import CONFIG_KEY, INDUSTRIES_KEY, REDIS_KEY, identity_of
 from refract.analytics import visitors
 from refract.analytics.reports import UnknownExperimentError, experiment_report
@@ -358,7 +359,8 @@ async def _still_allowed(request: web.Request, roles: frozenset[str]) -> bool:
     """Whether the stream's credentials still hold a role that may watch it; a Redis that
     does not answer ends nothing (the stream only carries errors meanwhile)."""
     try:
-        identity = await auth.identify(request.app[REDIS_KEY], request)
+        secure = is_https(request, request.app[CONFIG_KEY])
+        identity = await auth.identify(request.app[REDIS_KEY], request, secure)
     except (TimeoutError, redis.RedisError, OSError) as error:
         log.debug("credentials not rechecked: %r", error)
         return True

@@ -3,13 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 
 from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
 
 
-async def serve_until_stopped(app: web.Application, host: str, port: int) -> None:
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+async def serve_until_stopped(
+    app: web.Application,
+    host: str,
+    port: int,
+    access_log_class: type[AbstractAccessLogger] | None = None,
+    access_log: logging.Logger | None = None,
+) -> None:
+    """Serve ``app``; with ``access_log_class``, one line per request to ``access_log``."""
+    if access_log_class is None:
+        runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    else:
+        runner = web.AppRunner(
+            app, handle_signals=False, access_log_class=access_log_class, access_log=access_log
+        )
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     stop = asyncio.Event()

@@ -40,8 +40,8 @@ STREAM_COLUMNS: Final = (
 )
 PROXIES_NOT_AVAILABLE: Final = (
     "not available: no proxy metric files in {directory}; proxies write them only when this "
-    "node runs several proxy processes (server.workers > 1); read /_refract/metrics on each "
-    "proxy instead"
+    "node runs several proxy processes (server.workers > 1); read each proxy's /metrics on "
+    "its server.metrics_listen instead"
 )
 
 

@@ -26,15 +26,37 @@ local function split(text, separator)
   end
 end
 
+local function admitted(open)
+  -- an open report segment's cell: its value's own while the experiment keeps fewer than
+  -- open[3] values of the field apart (or already keeps this one), else other
+  local values, member, most, cell, other = open[1], open[2], open[3], open[4], open[5]
+  if redis.call('SISMEMBER', values, member) == 1 or redis.call('SCARD', values) < most then
+    redis.call('SADD', values, member)
+    return cell
+  end
+  return other
+end
+
 local function expose(op)
-  -- first exposure of a visitor to an experiment: visitors, and the covariate's sums, per
-  -- cell prefix; verified visitors too when the visitor's browser already ran the beacon
-  local xkey, experiment, record, agg, prefixes, y = op[2], op[3], op[4], op[5], op[6], op[7]
-  local verified = op[8]
-  if redis.call('HSETNX', xkey, experiment, record) == 0 then
+  -- first exposure of a visitor to an experiment: its cells chosen once and recorded, then
+  -- visitors and the covariate's sums per cell; verified visitors too when the visitor's
+  -- browser already ran the beacon
+  local xkey, experiment, head, agg, variant_prefix = op[2], op[3], op[4], op[5], op[6]
+  local cells, open_cells, y, verified = op[7], op[8], op[9], op[10]
+  if redis.call('HEXISTS', xkey, experiment) == 1 then
     return
   end
-  for _, prefix in ipairs(prefixes) do
+  local chosen = {}
+  for _, cell in ipairs(cells) do
+    chosen[#chosen + 1] = cell
+  end
+  for _, open in ipairs(open_cells) do
+    chosen[#chosen + 1] = admitted(open)
+  end
+  redis.call('HSET', xkey, experiment, head .. table.concat(chosen, LIST_SEP))
+  for _, cell in ipairs(chosen) do
+    -- the cell's prefix, as rules/keyspace.py exposure_prefix builds it
+    local prefix = variant_prefix .. cell .. SEP
     redis.call('HINCRBY', agg, prefix .. EXPOSURE_VISITORS, 1)
     redis.call('HINCRBYFLOAT', agg, prefix .. EXPOSURE_COVARIATE, num(y))
     redis.call('HINCRBYFLOAT', agg, prefix .. EXPOSURE_COVARIATE_SQUARES, num(y * y))
@@ -72,13 +94,33 @@ local function verify(op)
   end
 end
 
+local function outcome_prefixes(xkey, experiment, metric)
+  -- the metric's prefix in each cell the visitor's first exposure recorded, as
+  -- rules/keyspace.py outcome_prefix builds it; none without a record
+  local record = redis.call('HGET', xkey, experiment)
+  if not record then
+    return {}
+  end
+  local parts = split(record, RECORD_SEP)
+  local prefixes = {}
+  if #parts == 5 then
+    for _, segment in ipairs(split(parts[5], LIST_SEP)) do
+      if segment ~= '' then
+        prefixes[#prefixes + 1] = parts[3] .. SEP .. parts[1] .. SEP .. segment .. SEP .. metric .. SEP
+      end
+    end
+  end
+  return prefixes
+end
+
 local function outcome(op)
-  -- a conversion of an exposed visitor: per-visitor totals move the sufficient statistics
-  -- op[3]: the prefix of the visitor's totals in their exposures hash; op[5]: the metric's
-  -- prefix in each of the visitor's cells; op[9]: the metric's per-visitor revenue cap, 0 for
-  -- none (capped values enter the sums)
-  local xkey, totals, agg, prefixes = op[2], op[3], op[4], op[5]
-  local add_c, add_r, y, cap = op[6], op[7], op[8], op[9]
+  -- a conversion of an exposed visitor: per-visitor totals move the sufficient statistics of
+  -- the cells of their first exposure. op[4]: the prefix of the visitor's totals in their
+  -- exposures hash; op[10]: the metric's per-visitor revenue cap, 0 for none (capped values
+  -- enter the sums)
+  local xkey, experiment, totals, agg, metric = op[2], op[3], op[4], op[5], op[6]
+  local add_c, add_r, y, cap = op[7], op[8], op[9], op[10]
+  local prefixes = outcome_prefixes(xkey, experiment, metric)
   local count_field, revenue_field = totals .. VISITOR_COUNT, totals .. VISITOR_REVENUE
   local old_c = tonumber(redis.call('HGET', xkey, count_field)) or 0
   local old_r = tonumber(redis.call('HGET', xkey, revenue_field)) or 0

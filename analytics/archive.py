@@ -45,7 +45,8 @@ Round trip: ``read`` returns each event as an equal dict (same keys, same values
 but for the stream-only fields, and with one exception: an ``int`` time comes back as the
 equal ``float``. Events that could not round-trip (a non-finite time, values JSON cannot
 represent exactly such as tuples, sets, non-string keys or NaN) are rejected by ``append``
-with ValueError before anything is written.
+with ValueError before anything is written; ``append_each``, which the worker uses, writes the
+others and returns the rejected ones with their reasons.
 
 Duplicates: the worker archives a batch before acknowledging it in Redis, so a crash between
 the two archives the batch again, and a crashed ``compact`` leaves both the merged file and its
@@ -134,15 +135,32 @@ class Archive:
         the whole call (ValueError) without archiving half of it. An id repeated within the
         call is kept once; repeats across calls are left for readers to drop.
         """
+        self._write([_encode(event) for event in events])
+
+    def append_each(self, events: Sequence[Event]) -> list[tuple[int, str]]:
+        """Archive every event of ``events`` that can be; the others, by their position in
+        ``events``, with the reason (the worker dead-letters them). One bad event never keeps
+        the rest out; an OSError still fails the whole call, so that the caller retries it."""
+        rows: list[Row] = []
+        refused: list[tuple[int, str]] = []
+        for index, event in enumerate(events):
+            try:
+                rows.append(_encode(event))
+            except ValueError as error:
+                refused.append((index, f"archive: {error}"))
+        self._write(rows)
+        return refused
+
+    def _write(self, rows: Sequence[Row]) -> None:
+        """One new part file per (site, UTC day) among ``rows``, each id once."""
         groups: dict[tuple[str, date], dict[str, Row]] = {}
-        for event in events:
-            row = _encode(event)
+        for row in rows:
             group = groups.setdefault((row["site"], _day_of(row["ts"])), {})
             group.setdefault(row["id"], row)
-        for (site, day), rows in groups.items():
+        for (site, day), by_id in groups.items():
             directory = self._day_dir(site, day)
             directory.mkdir(parents=True, exist_ok=True)
-            _write_part(_table(list(rows.values())), directory)
+            _write_part(_table(list(by_id.values())), directory)
 
     def days(self, site: str) -> list[date]:
         """The days that have archived events for ``site``, oldest first."""
@@ -260,6 +278,10 @@ def _encode(event: Mapping[str, Any]) -> Row:
     at = event.get("time")
     if isinstance(at, bool) or not isinstance(at, int | float) or not math.isfinite(at):
         raise ValueError(f"event {event['id']!r}: time {at!r} is not a finite number")
+    try:
+        _day_of(_micros(float(at)))
+    except OverflowError:
+        raise ValueError(f"event {event['id']!r}: time {at!r} has no date") from None
     version = event.get("schema")
     if isinstance(version, bool) or not isinstance(version, int) or version not in _INT16:
         raise ValueError(f"event {event['id']!r}: schema {version!r} is not an int16")

@@ -6,14 +6,18 @@ crashed worker that did not come back: XAUTOCLAIM), then reads new ones. A batch
 in four steps:
 
 1. decode; an entry that is not a valid event goes to the dead-letter stream with the reason;
-2. read what the batch's visitors already have (first exposures, pageviews, account), one
-   round trip, and match page views and forms to accounts or companies (analytics/matching.py:
-   it only adds fields to the events);
+2. read what the batch's visitors already have (first exposures, pageviews, account, and
+   their stored segment when an experiment reports by it), one round trip, and match page
+   views and forms to accounts or companies (analytics/matching.py: it only adds fields to
+   the events);
 3. apply the events' operations with ``apply.lua``, one script call for the batch; the script
    marks each event id as applied in the same atomic step as its effects, so an event
    redelivered after a crash changes nothing the second time (exactly-once effect). Should
    the batch fail, its events are applied one by one and the failing one dead-lettered;
-4. archive the events, then XACK them. A crash before the ack redelivers the batch: the
+4. archive the events, each on its own merit: one the archive cannot hold (a value JSON
+   cannot represent exactly) is dead-lettered with the reason, the others archived; then
+   dead-letter and XACK in one transaction, so an entry is acknowledged only once archived
+   or dead-lettered. A crash (or a disk error) before the ack redelivers the batch: the
    aggregates ignore it (step 3) and the archive's readers drop duplicate ids;
 5. refresh the segments of the batch's visitors (analytics/segments.py) for the proxy.
 """
@@ -35,6 +39,7 @@ from refract.analytics.matching import AccountMatcher
 from refract.analytics.segments import SegmentRefresher
 from refract.rules import keyspace
 from refract.rules.events import EVENT_FIELD, Event, InvalidEvent, decode
+from refract.rules.segments import decode_segment
 
 log = logging.getLogger("refract.worker")
 
@@ -128,10 +133,11 @@ class SiteConsumer:
         events, dead = _decode_all(entries)
         applied, failed = await self.apply(events)
         dead += failed
+        if self.archive is not None:
+            dead += await _archive(self.archive, applied)
         raw = {entry_id: fields.get(EVENT_FIELD, b"") for entry_id, fields in entries}
-        if self.archive is not None and applied:
-            await _archive(self.archive, applied)
-        async with self.client.pipeline(transaction=False) as pipe:
+        # MULTI/EXEC: a dead letter Redis refuses (out of memory) leaves its batch unacked.
+        async with self.client.pipeline(transaction=True) as pipe:
             for entry_id, reason in dead:
                 pipe.xadd(
                     keyspace.dead_letters(self.site),
@@ -144,19 +150,20 @@ class SiteConsumer:
         if dead:
             log.warning("%d events dead-lettered, e.g. %s", len(dead), dead[0][1])
         if self.segments is not None:
-            await self.segments.refresh(event["visitor"] for event in applied)
+            await self.segments.refresh(event["visitor"] for _, event in applied)
 
     async def apply(
         self, events: Sequence[tuple[bytes, Event]]
-    ) -> tuple[list[Event], list[tuple[bytes, str]]]:
+    ) -> tuple[list[tuple[bytes, Event]], list[tuple[bytes, str]]]:
         """Apply events' effects (each at most once); the applied ones, and those that failed."""
-        visitors = await self._visitor_states(events)
+        effects = self.effects()
+        visitors = await self._visitor_states(events, effects.reads_segments)
         if self.matcher is not None:
             await self.matcher.resolve([event for _, event in events], visitors)
-        return await self._apply_all(self.effects(), events, visitors)
+        return await self._apply_all(effects, events, visitors)
 
     async def _visitor_states(
-        self, events: Sequence[tuple[bytes, Event]]
+        self, events: Sequence[tuple[bytes, Event]], with_segments: bool
     ) -> dict[str, VisitorState]:
         visitors = sorted({event["visitor"] for _, event in events if event["visitor"]})
         async with self.client.pipeline(transaction=False) as pipe:
@@ -166,13 +173,15 @@ class SiteConsumer:
                     keyspace.profile(self.site, visitor),
                     ["pageviews", "sessions", "device", "beacon", "account"],
                 )
+                if with_segments:
+                    pipe.get(keyspace.segment(self.site, visitor))
             replies = await pipe.execute()
+        per_visitor = 3 if with_segments else 2
         states = {}
         for index, visitor in enumerate(visitors):
-            exposures, (pageviews, sessions, device, beacon, account) = (
-                replies[2 * index],
-                replies[2 * index + 1],
-            )
+            at = per_visitor * index
+            exposures, (pageviews, sessions, device, beacon, account) = replies[at : at + 2]
+            segment = decode_segment(replies[at + 2])[0] if with_segments else {}
             states[visitor] = VisitorState(
                 exposures={
                     _text(name): FirstExposure.parse(_text(record))
@@ -184,6 +193,7 @@ class SiteConsumer:
                 device=_text(device) if device else "unknown",
                 beacon=beacon is not None,
                 account=_text(account) if account else "",
+                segment=segment,
             )
         return states
 
@@ -192,7 +202,7 @@ class SiteConsumer:
         effects: Effects,
         events: Sequence[tuple[bytes, Event]],
         visitors: dict[str, VisitorState],
-    ) -> tuple[list[Event], list[tuple[bytes, str]]]:
+    ) -> tuple[list[tuple[bytes, Event]], list[tuple[bytes, str]]]:
         """One script call for the batch; if it fails, one per event to find the culprit."""
         lifetimes: dict[str, int] = {}
         items: list[ScriptItem] = []
@@ -201,6 +211,9 @@ class SiteConsumer:
         for entry_id, event in events:
             try:
                 operations = effects.of(event, visitors.get(event["visitor"]), lifetimes)
+            except InvalidEvent as error:  # a bound only the rules know (a metric's value)
+                failed.append((entry_id, f"effects: {error}"))
+                continue
             except (KeyError, TypeError, ValueError) as error:  # a valid shape, odd content
                 failed.append((entry_id, f"effects: {error!r}"))
                 continue
@@ -209,14 +222,14 @@ class SiteConsumer:
             ready.append((entry_id, event))
         try:
             await self._run(items, lifetimes)
-            return [event for _, event in ready], failed
+            return ready, failed
         except redis.ResponseError:
             pass
         applied = []
         for (entry_id, event), item in zip(ready, items, strict=True):
             try:
                 await self._run([item], lifetimes)
-                applied.append(event)
+                applied.append((entry_id, event))
             except redis.ResponseError as error:
                 failed.append((entry_id, f"apply: {error}"))
         return applied, failed
@@ -229,12 +242,13 @@ class SiteConsumer:
             )
 
 
-async def _archive(archive: Archive, applied: list[Event]) -> None:
-    """Archive what was applied; a disk error retries the batch (OSError goes up)."""
-    try:
-        await asyncio.to_thread(archive.append, applied)
-    except ValueError as error:  # events Parquet cannot hold as they are: say so, go on
-        log.error("%d events not archived: %s", len(applied), error)
+async def _archive(archive: Archive, applied: list[tuple[bytes, Event]]) -> list[tuple[bytes, str]]:
+    """Archive what was applied; the entries the archive refused, with the reasons, for the
+    dead letters. A disk error goes up (OSError): the batch stays pending and is retried."""
+    if not applied:
+        return []
+    refused = await asyncio.to_thread(archive.append_each, [event for _, event in applied])
+    return [(applied[index][0], reason) for index, reason in refused]
 
 
 def _decode_all(

@@ -6,9 +6,18 @@ the visitor (first exposures, pageviews so far, device, sessions) is read once p
 a ``VisitorState`` and kept up to date as the batch's events are turned into operations.
 
 Attribution: a visitor is counted in an experiment from their first exposure, in the cohort of
-that exposure's UTC day and the segments they were in then (all, device, new or returning).
-An outcome counts for a variant only when it happens after that first exposure and within the
-metric's window. The covariate for CUPED is the visitor's pageviews before the exposure.
+that exposure's UTC day and the segments they were in then (all, device, new or returning, and
+the experiment's report segments). An outcome counts for a variant only when it happens after
+that first exposure and within the metric's window, in the cells the first exposure recorded.
+The covariate for CUPED is the visitor's pageviews before the exposure.
+
+Report segments are fixed at first exposure, from the visitor's segment as the worker last
+stored it (``keyspace.segment``, read with the batch: what the events before this batch made
+of the visitor). The script records the cells with the exposure and counts every later outcome
+in those cells, so a visitor never moves between cells (arms compared within a cell stay
+comparable). A value is bounded as rules/fields.py says: a vocabulary's value, ``other`` or
+``unknown``; an open field's value is kept apart only while the experiment has met fewer than
+``fields.OPEN_VALUES`` distinct ones, decided by the script atomically (``report_values``).
 """
 
 from __future__ import annotations
@@ -20,17 +29,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal, TypeAlias
 
-from refract.rules import keyspace
+from refract.rules import fields, keyspace
 from refract.rules.events import (
     BEACON_TYPES,
+    VALUE_PROP,
     CompanyFields,
     Event,
     ExposureEvent,
     FormEvent,
+    InvalidEvent,
     PageViewEvent,
+    value_problem,
 )
 from refract.rules.ruleset import RuleSet
-from refract.rules.targeting import PageTagger
+from refract.rules.targeting import PageTagger, Value
 
 RECENT_PAGES = 50
 RECENT_DOWNLOADS = 20
@@ -51,11 +63,17 @@ PfAddOp: TypeAlias = tuple[Literal["pfadd"], str, str]  # PFADD key member
 ZIncrOp: TypeAlias = tuple[Literal["zincr"], str, float, str]  # ZINCRBY key by member
 LatestOp: TypeAlias = tuple[Literal["latest"], str, float, str, int]  # key, time, member, n
 SessionPageOp: TypeAlias = tuple[Literal["session_page"], str, int]  # profile, new session
-# exposures key, experiment, record, aggregates key, cell prefixes, covariate, verified (0/1)
-ExposeOp: TypeAlias = tuple[Literal["expose"], str, str, str, str, list[str], float, int]
-# exposures key, the visitor's totals prefix, aggregates key, the metric's prefix in each cell,
-# conversions, revenue, covariate, per-visitor revenue cap (0: none)
-OutcomeOp: TypeAlias = tuple[Literal["outcome"], str, str, str, list[str], int, float, float, float]
+# An open report segment's value, for the script to admit: the experiment's set of the field's
+# values, the member, the most members, the cell when admitted, the cell when not (other).
+OpenCell: TypeAlias = tuple[str, str, int, str, str]
+# exposures key, experiment, the record but its cells, aggregates key, the (day, variant)
+# prefix, cells, open report cells, covariate, verified (0/1)
+ExposeOp: TypeAlias = tuple[
+    Literal["expose"], str, str, str, str, str, list[str], list[OpenCell], float, int
+]
+# exposures key, experiment, the visitor's totals prefix, aggregates key, metric, conversions,
+# revenue, covariate, per-visitor revenue cap (0: none); the cells are the exposure's record's
+OutcomeOp: TypeAlias = tuple[Literal["outcome"], str, str, str, str, str, int, float, float, float]
 VerifyOp: TypeAlias = tuple[Literal["verify"], str, str, str]  # profile, exposures, agg prefix
 Operation: TypeAlias = (
     IncrOp
@@ -78,26 +96,18 @@ ScriptItem: TypeAlias = tuple[str, str, list[Operation]]
 
 @dataclass(frozen=True, slots=True)
 class FirstExposure:
+    """What attribution needs of a first exposure: when, and the covariate (the cells it
+    counts in are in its record, which the script keeps)."""
+
     variant: str
     time: float
     day: str
     covariate: float
-    segments: tuple[str, ...]
-
-    def record(self) -> str:
-        return keyspace.first_exposure_record(
-            self.variant, self.time, self.day, self.covariate, self.segments
-        )
 
     @classmethod
     def parse(cls, record: str) -> FirstExposure:
-        return cls(*keyspace.parse_first_exposure_record(record))
-
-    def prefixes(self) -> list[str]:
-        """The prefixes of the aggregate fields of the cells this exposure counts in."""
-        return [
-            keyspace.exposure_prefix(self.day, self.variant, segment) for segment in self.segments
-        ]
+        variant, at, day, covariate, _ = keyspace.parse_first_exposure_record(record)
+        return cls(variant, at, day, covariate)
 
 
 @dataclass(slots=True)
@@ -110,6 +120,7 @@ class VisitorState:
     device: str = "unknown"
     beacon: bool = False  # the visitor's browser has run the beacon: not a JavaScript-less bot
     account: str = ""  # the account the visitor was matched to (analytics/matching.py)
+    segment: dict[str, Value] = field(default_factory=dict)  # as last stored (report segments)
 
 
 def day_of(at: float) -> str:
@@ -145,6 +156,16 @@ class Effects:
             }
             for name in names:
                 self._measured_by.setdefault(name, []).append(experiment.key)
+        # experiment -> the fields its results are split by
+        self._report_fields = {
+            experiment.key: [fields.FIELDS[name] for name in experiment.report_segments]
+            for experiment in rules.experiments.values()
+        }
+
+    @property
+    def reads_segments(self) -> bool:
+        """Whether exposures need the visitors' stored segments (some report segment)."""
+        return any(self._report_fields.values())
 
     def of(
         self, event: Event, visitor: VisitorState | None, lifetimes: dict[str, int]
@@ -271,18 +292,30 @@ class Effects:
             time=event["time"],
             day=day_of(event["time"]),
             covariate=float(max(visitor.pageviews - 1, 0)),  # pages before this one
-            segments=("all", f"device={visitor.device}", f"visitor={returning}"),
         )
         visitor.exposures[experiment] = first
         site, who = event["site"], event["visitor"]
+        cells = ["all", f"device={visitor.device}", f"visitor={returning}"]
+        open_cells: list[OpenCell] = []
+        for target in self._report_fields[experiment]:
+            value = fields.report_value(target, visitor.segment.get(target.name))
+            cell = keyspace.report_segment(target.name, value)
+            if not fields.is_open(target) or value in (fields.UNKNOWN, fields.OTHER):
+                cells.append(cell)
+                continue
+            other = keyspace.report_segment(target.name, fields.OTHER)
+            values = keyspace.report_values(site, experiment, target.name)
+            open_cells.append((values, value, fields.OPEN_VALUES, cell, other))
         return [
             (
                 "expose",
                 keyspace.exposures(site, who),
                 experiment,
-                first.record(),
+                keyspace.first_exposure_head(first.variant, first.time, first.day, first.covariate),
                 keyspace.aggregates(site, experiment),
-                first.prefixes(),
+                keyspace.variant_prefix(first.day, first.variant),
+                cells,
+                open_cells,
                 first.covariate,
                 int(visitor.beacon),
             )
@@ -302,7 +335,10 @@ class Effects:
                     found.append((key, 1, metric.value))
         elif event["type"] == "track" and event["name"] in self._event_metrics:
             key, value = self._event_metrics[event["name"]]
-            reported = event["props"].get("value")
+            reported = event["props"].get(VALUE_PROP)
+            allow_negative = self.rules.metrics[key].allow_negative
+            if problem := value_problem(reported, allow_negative):  # the proxy's check, again
+                raise InvalidEvent(f"props.{VALUE_PROP}: {problem}")
             if isinstance(reported, int | float) and not isinstance(reported, bool):
                 value = float(reported)
             found.append((key, 1, value))
@@ -322,9 +358,10 @@ class Effects:
                 (
                     "outcome",
                     keyspace.exposures(site, who),
+                    experiment,
                     keyspace.visitor_outcome_prefix(experiment, metric),
                     keyspace.aggregates(site, experiment),
-                    [keyspace.outcome_prefix(prefix, metric) for prefix in first.prefixes()],
+                    metric,
                     count,
                     revenue,
                     first.covariate,

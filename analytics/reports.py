@@ -65,6 +65,9 @@ def as_table(report: Report, segment: str = "all") -> str:
     if report.srm:
         visitors = ", ".join(f"{name} {count:,}" for name, count in report.srm["visitors"].items())
         lines += ["", f"Visitors: {visitors} (sample ratio p = {report.srm['p_value']:.4f})"]
+    if report.plan:
+        lines.append(_plan_line(report))
+    lines += [f"Note: {note}" for note in report.notes]
     rows = [row for row in report.results if row.segment == segment]
     if rows:
         header = ("metric", "measure", "variant", "control", "variant", "lift", "interval",
@@ -77,7 +80,7 @@ def as_table(report: Report, segment: str = "all") -> str:
                 _value(row.control_mean, row.measure),
                 _value(row.mean, row.measure),
                 _number(row.lift, "+.1%"),
-                f"{_number(row.ci_low, '+.1%')} to {_number(row.ci_high, '+.1%')}",
+                f"{_number(row.ci_low, '+.1%')} to {_bound(row.ci_high)}",
                 _number(row.p_adjusted, ".4f") + (" *" if row.significant else ""),
                 _number(row.chance_to_win, ".0%"),
             )
@@ -88,7 +91,18 @@ def as_table(report: Report, segment: str = "all") -> str:
         lines += ["  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True))
                   for line in table]  # fmt: skip
         lines.append(f"segment: {segment}; * significant after correction")
+        if segment != "all":
+            lines.append(EXPLORATORY_NOTE)
+    elif report.results:
+        segments = ", ".join(dict.fromkeys(row.segment for row in report.results))
+        lines += ["", f"no results in segment {segment!r}; segments: {segments}"]
     return "\n".join(lines) + "\n"
+
+
+EXPLORATORY_NOTE = (
+    "exploratory: segments are looked at after the fact, corrected together by "
+    "Benjamini-Hochberg across every segment cell; a lead for the next test, not a decision"
+)
 
 
 RESULT_COLUMNS = tuple(field.name for field in fields(Row))
@@ -101,8 +115,24 @@ def result_rows(report: Report) -> list[dict[str, Any]]:
     return rows
 
 
+def _plan_line(report: Report) -> str:
+    plan = report.plan
+    per_arm = plan["sequential_per_arm"] if report.method == "sequential" else plan["fixed_per_arm"]
+    source = "given" if plan["baseline_source"] == "given" else "measured"
+    return (
+        f"Plan: a {plan['mde']:+.0%} lift on a {plan['baseline']:.2%} baseline ({source}) with "
+        f"{plan['power']:.0%} power needs about {per_arm:,} visitors per variant ({report.method})"
+    )
+
+
 def _value(mean: float, measure: str) -> str:
-    return _number(mean, ".2f" if measure == "revenue" else ".2%")
+    """A rate as a percentage; counts and revenue per visitor as amounts."""
+    return _number(mean, ".2%" if measure == "conversion" else ".2f")
+
+
+def _bound(high: float) -> str:
+    """An interval's upper end; +inf when unbounded (the control's mean could still be 0)."""
+    return "+inf" if high == math.inf else _number(high, "+.1%")
 
 
 def _number(value: float, spec: str) -> str:

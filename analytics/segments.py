@@ -28,7 +28,7 @@ from refract.rules import keyspace
 from refract.rules.accounts import Account
 from refract.rules.industry import IndustryModel, shipped_model
 from refract.rules.redis_values import strings, text
-from refract.rules.segments import encode_segment
+from refract.rules.segments import encode_segment, segment_only
 from refract.rules.targeting import Value
 
 MIN_INTERVAL_S = 1.0
@@ -43,7 +43,8 @@ def segment_fields(
     prediction: Prediction | None = None,
     colleagues: int = 0,
 ) -> dict[str, tuple[Value, float]]:
-    """The targeting fields of one visitor, each with its confidence (1 for facts)."""
+    """The targeting fields of one visitor, each with its confidence (1 for facts); the names
+    are rules/fields.py's (those it says the worker fills)."""
     features = features_of(profile, pages, kinds=scorer_for(industry).kinds)
     features = dataclasses.replace(features, colleagues=colleagues)
     axes = classify(features)
@@ -120,7 +121,7 @@ class SegmentRefresher:
                 )
                 pipe.set(
                     keyspace.segment(self.site, visitor),
-                    encode_segment(fields),
+                    encode_segment(segment_only(fields)),
                     ex=keyspace.PROFILE_TTL_S,
                 )
                 self._computed[visitor] = now

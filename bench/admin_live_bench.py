@@ -75,7 +75,7 @@ def free_port() -> int:
         return port
 
 
-def page(who: str, session: str, url: str, tag: str, new_session: bool) -> events.Event:
+def page(who: str, session: str, url: str, tag: str, new_session: bool) -> events.PageViewEvent:
     return events.pageview(SITE, who, session, url=url, tags=[tag], referrer="", utm={},
                            status=200, origin_ms=2.0, device="desktop",
                            new_session=new_session)  # fmt: skip

@@ -54,7 +54,7 @@ BATCH = json.dumps(
 WRK_SCRIPT = """
 wrk.method = "POST"
 wrk.body = [[{body}]]
-wrk.headers["Content-Type"] = "text/plain"
+wrk.headers["Content-Type"] = "application/json"
 wrk.headers["User-Agent"] = "{ua}"
 counter = 0
 request = function()
@@ -69,6 +69,7 @@ def start_proxy(workdir: Path, redis_url: str) -> subprocess.Popen[bytes]:
     config = workdir / "refract.toml"
     config.write_text(
         f'[server]\nlisten = ["127.0.0.1:{PORT}"]\nworkers = 1\naccess_log = false\n'
+        f'metrics_listen = "127.0.0.1:{PORT + 1}"\n'
         f'data_dir = "{workdir / "data"}"\n[redis]\nurl = "{redis_url}"\n'
         f"[events]\nvisitor_rate = 1000000\nip_rate = 1000000\nshards = 1\n"
         f'[[sites]]\nhost = "*"\nid = "bench"\norigin = "http://127.0.0.1:9"\n'
@@ -95,7 +96,7 @@ def collect_rate(workdir: Path, duration: int, redis_url: str) -> tuple[float, f
     accepted, p50 = _wrk_collect(workdir, duration)
     written = asyncio.run(_written(redis_url))
     elapsed = time.perf_counter() - began
-    metrics = urllib.request.urlopen(f"http://127.0.0.1:{PORT}/_refract/metrics").read().decode()
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{PORT + 1}/metrics").read().decode()
     dropped = sum(
         float(match[1])
         for match in re.finditer(r"refract_events_dropped_total\{[^}]*\} ([\d.e+]+)", metrics)
@@ -239,7 +240,11 @@ async def end_to_end(redis_url: str, seconds: int) -> list[float]:
         while time.perf_counter() - loop_start < seconds:
             tick += 1
             visitor = f"e2e{tick:029x}"
-            headers = {"Cookie": f"rf_vid={visitor}; rf_sid={tick:016x}", "User-Agent": BROWSER}
+            headers = {
+                "Cookie": f"rf_vid={visitor}; rf_sid={tick:016x}",
+                "User-Agent": BROWSER,
+                "Content-Type": "application/json",
+            }
             sent_at = time.perf_counter()
             async with session.post(url, data=BATCH, headers=headers) as response:
                 assert response.status == 202

@@ -140,6 +140,7 @@ def start_refract(workdir: Path, name: str, caches: bool, edits: bool) -> subpro
         rules = f'[rules]\ndirectory = "{workdir / "rules"}"\n'
     config.write_text(
         f'[server]\nlisten = ["127.0.0.1:{PORTS[name]}"]\nworkers = 1\naccess_log = false\n'
+        f'metrics_listen = "127.0.0.1:{PORTS[name] + 200}"\n'
         f'data_dir = "{workdir / f"{name}-data"}"\n{cache_sizes}'
         f'[admin]\nlisten = "127.0.0.1:{PORTS[name] + 100}"\n{rules}'
         f'[[sites]]\nhost = "*"\norigin = "http://127.0.0.1:{PORTS["origin"]}"\n'
@@ -286,7 +287,8 @@ def main() -> int:
     ]
     try:
         wait_for(f"http://127.0.0.1:{PORTS['origin']}/page.html")
-        health = json.loads(wait_for(f"http://127.0.0.1:{PORTS['refract']}/_refract/health"))
+        # the serving process's pid, from the internal listener's detailed health
+        health = json.loads(wait_for(f"http://127.0.0.1:{PORTS['refract'] + 200}/health"))
         for name in ("refract", "refract_no_cache"):
             through = wait_for(f"http://127.0.0.1:{PORTS[name]}/page.html")
             assert through.replace(BEACON.encode(), b"") == args.page.read_bytes(), "not exact"

@@ -36,7 +36,10 @@ def synthetic(seed: int = 7) -> Sample:
     rate = rng.uniform(0.05, 0.15, (EXPERIMENTS, 1, 1, METRICS))
     conv = rng.binomial(np.broadcast_to(n[..., None], (*n.shape, METRICS)).astype(int), rate)
     y = n * rng.uniform(1.0, 3.0, n.shape)
-    return Sample(n, conv.astype(float), conv.astype(float), y, y * 3.0, conv * 2.5)
+    binary = np.ones(METRICS, dtype=bool)
+    return Sample(
+        n, conv.astype(float), conv.astype(float), y, y * 3.0, conv.astype(float) * 2.5, binary
+    )
 
 
 def timed(run: Callable[[], None], rounds: int) -> list[float]:
@@ -57,7 +60,7 @@ def main() -> None:
     weights = np.ones(VARIANTS)
 
     def sequential() -> None:
-        compare(sample, Settings())
+        compare(sample, Settings(planned_visitors=10_000))
         srm_test(sample.n[:, :, 0], weights)
 
     def fixed() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 import time
@@ -12,22 +11,25 @@ from aiohttp.abc import AbstractAccessLogger
 
 from refract.proxy.app_keys import STATE_KEY
 from refract.proxy.call import EXCHANGE, Exchange
+from refract.rules.privacy import anonymize_ip
 
 access_logger = logging.getLogger("refract.access")
 
 
-def anonymize_ip(address: str, mode: str) -> str | None:
-    """Keep the network, drop the host: /24 for IPv4, /48 for IPv6 (privacy.ip_in_logs)."""
-    if mode == "none" or not address:
-        return None
-    if mode == "full":
-        return address
+def _ip_mode(request: web.BaseRequest) -> str:
+    """``privacy.ip_in_logs`` of the application that answered.
+
+    A request aiohttp refused before routing it (malformed) reaches the log as a synthetic
+    request without an application (its ``app`` property asserts): nothing says what the
+    operator chose, so its address is left out.
+    """
     try:
-        parsed = ipaddress.ip_address(address)
-    except ValueError:
-        return None
-    prefix = 24 if parsed.version == 4 else 48
-    return str(ipaddress.ip_network(f"{parsed}/{prefix}", strict=False).network_address)
+        app = request.app if isinstance(request, web.Request) else None
+    except (AssertionError, AttributeError):
+        app = None
+    if app is None:
+        return "none"
+    return app[STATE_KEY].current.config.privacy.ip_in_logs if STATE_KEY in app else "truncated"
 
 
 class JsonAccessLogger(AbstractAccessLogger):
@@ -36,9 +38,7 @@ class JsonAccessLogger(AbstractAccessLogger):
         # uvloop's clock, which aiohttp's time_s comes from, counts whole milliseconds.
         elapsed_s = time.perf_counter() - exchange.started if exchange else time_s
         exchange = exchange or Exchange(kind="local")
-        ip_mode = "truncated"
-        if isinstance(request, web.Request) and STATE_KEY in request.app:
-            ip_mode = request.app[STATE_KEY].current.config.privacy.ip_in_logs
+        ip_mode = _ip_mode(request)
         record = {
             "ts": round(time.time(), 3),
             "method": request.method,

@@ -13,10 +13,18 @@ from aiohttp import web
 
 from refract.proxy import local
 from refract.proxy.accounts_sync import follow_accounts
-from refract.proxy.app_keys import ACCOUNTS_KEY, EVENT_LOG_KEY, REDIS_KEY, STARTED_KEY, STATE_KEY
+from refract.proxy.app_keys import (
+    ACCOUNTS_KEY,
+    EVENT_LOG_KEY,
+    QA_SECRET_KEY,
+    REDIS_KEY,
+    STARTED_KEY,
+    STATE_KEY,
+)
 from refract.proxy.collect import collect
 from refract.proxy.event_log import EventLog, write_events
 from refract.proxy.handler import proxy_request
+from refract.proxy.qa_secret import FollowedSecret, follow_secret
 from refract.proxy.rules_sync import follow_published_rules, publish_own_rules
 from refract.proxy.state import ProxyState, StateHolder
 from refract.rules.config import Config, load_config
@@ -36,12 +44,14 @@ def build_app(config: Config) -> web.Application:
     )
     app[STARTED_KEY] = time.monotonic()
     app[ACCOUNTS_KEY] = {}
+    app[QA_SECRET_KEY] = FollowedSecret()
     app.router.add_post(f"{config.server.prefix}collect", collect)
     local.add_routes(app, config.server.prefix)
     app.router.add_route("*", "/{tail:.*}", proxy_request)
     app.cleanup_ctx.append(_redis_client)
     app.cleanup_ctx.append(follow_published_rules)  # after the client it uses
     app.cleanup_ctx.append(follow_accounts)
+    app.cleanup_ctx.append(follow_secret)
     app.cleanup_ctx.append(write_events)  # so its last flush runs before the client closes
     app.on_cleanup.append(_close_sites)
     return app
@@ -69,6 +79,7 @@ def _needs_restart(old: Config, new: Config) -> list[str]:
         "server.listen": (old.server.listen, new.server.listen),
         "server.workers": (old.server.workers, new.server.workers),
         "server.prefix": (old.server.prefix, new.server.prefix),
+        "server.metrics_listen": (old.server.metrics_listen, new.server.metrics_listen),
         "redis.url": (old.redis.url, new.redis.url),
         "admin.listen": (old.admin.listen, new.admin.listen),
         "events.shards": (old.events.shards, new.events.shards),

@@ -17,6 +17,7 @@ from refract.rules.account_index import AccountIndex
 
 if TYPE_CHECKING:
     from refract.proxy.event_log import EventLog
+    from refract.proxy.qa_secret import FollowedSecret
     from refract.proxy.state import StateHolder
 
 # The configuration in force (replaced whole on reload).
@@ -29,3 +30,7 @@ ACCOUNTS_KEY = web.AppKey("refract.accounts", dict[str, AccountIndex])
 REDIS_KEY = web.AppKey("refract.redis", redis.Redis)
 # When the process started (time.monotonic()), for the health endpoint's uptime.
 STARTED_KEY = web.AppKey("refract.started", float)
+# The key QA links are signed with, followed from Redis (qa_secret.py).
+QA_SECRET_KEY: web.AppKey[FollowedSecret] = web.AppKey("refract.qa_secret")
+# On the internal listener's application: the proxy application it reports on (local.py).
+PROXY_APP_KEY = web.AppKey("refract.proxy_app", web.Application)

@@ -52,13 +52,33 @@ def decode(body: bytes, coding: str, limit: int) -> bytes:
     return decoded
 
 
-def _inflate(body: bytes, coding: str, limit: int) -> bytes:
+def decode_prefix(body: bytes, coding: str, size: int) -> bytes:
+    """The first ``size`` bytes of the decoded body (all of it if shorter): enough to tell
+    what it is, for a fraction of decoding it whole."""
+    try:
+        if coding == "identity":
+            return body[:size]
+        if coding in ("gzip", "deflate"):
+            return zlib.decompressobj(_wbits(body, coding)).decompress(body, size)
+        if coding == "br":
+            return bytes(brotli.Decompressor().process(body, output_buffer_limit=size))[:size]
+        if coding == "zstd":
+            with zstandard.ZstdDecompressor().stream_reader(io.BytesIO(body)) as reader:
+                return bytes(reader.read(size))
+    except (zlib.error, brotli.error, zstandard.ZstdError) as error:
+        raise DecodeError(f"{coding} body does not decode: {error}") from None
+    raise DecodeError(f"unsupported content coding {coding!r}")
+
+
+def _wbits(body: bytes, coding: str) -> int:
     # gzip has a header; "deflate" is zlib-wrapped by the RFC but raw from some servers.
     if coding == "gzip":
-        wbits = 16 + zlib.MAX_WBITS
-    else:
-        wbits = zlib.MAX_WBITS if body[:1] and (body[0] & 0x0F) == 8 else -zlib.MAX_WBITS
-    decompressor = zlib.decompressobj(wbits)
+        return 16 + zlib.MAX_WBITS
+    return zlib.MAX_WBITS if body[:1] and (body[0] & 0x0F) == 8 else -zlib.MAX_WBITS
+
+
+def _inflate(body: bytes, coding: str, limit: int) -> bytes:
+    decompressor = zlib.decompressobj(_wbits(body, coding))
     decoded = decompressor.decompress(body, limit + 1)
     if not decompressor.eof and not decompressor.unconsumed_tail and len(decoded) <= limit:
         raise DecodeError(f"{coding} body is truncated")

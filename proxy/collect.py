@@ -5,6 +5,12 @@ reason. Identity comes from the visitor's cookies, never from the body, and no i
 here: a visitor without cookies (no consent, Global Privacy Control) sends anonymous events.
 Bots are answered like everyone else but counted apart and never logged. When the event queue
 is full (Redis slow or away) a batch is refused with 503 rather than accepted and dropped.
+
+The beacon posts JSON from the site's own pages, so anything else is refused before it costs
+a rate limit's budget: a post another site's page makes its visitors' browsers send (the
+browser says so in ``Sec-Fetch-Site``, or, in browsers without it, in ``Origin``) and a body
+that is not ``application/json`` (the only kind a cross-site page can send without the
+browser asking this server first, CORS preflight, which nothing here answers).
 """
 
 from __future__ import annotations
@@ -12,12 +18,15 @@ from __future__ import annotations
 import time
 
 from aiohttp import web
+from yarl import URL
 
 from refract.proxy import metrics
 from refract.proxy.app_keys import EVENT_LOG_KEY, STATE_KEY
-from refract.rules.events import InvalidEvent, from_beacon, parse_batch
+from refract.rules.events import InvalidEvent, check_values, from_beacon, parse_batch
+from refract.rules.ruleset import RuleSet
 
 MAX_BODY = 64 * 1024
+JSON = "application/json"
 
 
 def _refuse(status: int, reason: str, message: str) -> web.Response:
@@ -30,6 +39,10 @@ async def collect(request: web.Request) -> web.Response:
     site = state.router.match(request.host)
     if site is None:
         return _refuse(421, "site", "this host is not served here")
+    if _cross_site(request):
+        return _refuse(403, "cross_site", "batches are accepted from this site's own pages only")
+    if request.content_type != JSON:
+        return _refuse(415, "content_type", f"a batch is JSON: send Content-Type: {JSON}")
     if (request.content_length or 0) > MAX_BODY:
         return _refuse(413, "too_large", f"a batch is at most {MAX_BODY} bytes")
     if state.bots.is_bot(request.headers.get("User-Agent", "")):
@@ -39,7 +52,7 @@ async def collect(request: web.Request) -> web.Response:
     visitor = "" if identity.new_visitor else identity.visitor_id or ""
     session = "" if identity.new_session else identity.session_id or ""
     client_ip = state.trusted.client_view(
-        request.remote or "", request.scheme, request.host, request.headers
+        request.remote or "", request.scheme, request.host, request.headers, site.config
     ).ip
     if visitor and not state.visitor_rate.allow(visitor):
         return _refuse(429, "rate_visitor", "too many batches from this visitor; slow down")
@@ -48,8 +61,10 @@ async def collect(request: web.Request) -> web.Response:
     body = await request.content.read(MAX_BODY + 1)
     if len(body) > MAX_BODY:
         return _refuse(413, "too_large", f"a batch is at most {MAX_BODY} bytes")
+    rules = state.rules.rules
     try:
         batch = parse_batch(body)
+        check_values(batch, lambda name: _allows_negative(rules, name))
     except InvalidEvent as error:
         return _refuse(400, "invalid", str(error))
     accepted = from_beacon(
@@ -67,3 +82,28 @@ async def collect(request: web.Request) -> web.Response:
     for event in accepted:
         event_log.record(event)
     return web.json_response({"accepted": len(accepted)}, status=202)
+
+
+def _cross_site(request: web.Request) -> bool:
+    """Whether the browser says another site's page sent this post. Sec-Fetch-Site first
+    (only ``same-origin``: the beacon posts to the page's own host); else Origin, which must
+    name this host. A client that sends neither is no browser tricked into posting."""
+    fetch_site = request.headers.get("Sec-Fetch-Site")
+    if fetch_site is not None:
+        return fetch_site != "same-origin"
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return False
+    try:
+        host = URL(origin).raw_authority
+    except ValueError:
+        return True  # "null" (an opaque origin) or garbage: no page of this site
+    return not host or host.lower() != request.host.lower()
+
+
+def _allows_negative(rules: RuleSet, name: str) -> bool:
+    """Whether the event metric counting track calls named ``name`` takes refunds."""
+    return any(
+        metric.kind == "event" and metric.event == name and metric.allow_negative
+        for metric in rules.metrics.values()
+    )

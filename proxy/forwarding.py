@@ -1,8 +1,12 @@
 """Who the visitor is on the network, and what the origin is told about it.
 
 Forwarding headers are only believed from peers in ``trusted_proxies`` (a CDN or load
-balancer in front of Refract); from anyone else they are replaced, since a visitor can write
-any X-Forwarded-For it likes.
+balancer in front of Refract); from anyone else they are replaced, and other claims of the
+client's address (X-Real-IP and the like) dropped, since a visitor can write any it likes.
+
+The host Refract names to others (in X-Forwarded-Host, Forwarded and redirects rewritten to
+the public site) is one of the site's own names: on a ``host = "*"`` site, which any Host
+reaches, that is its configured ``public_host``, a trusted proxy's X-Forwarded-Host, or none.
 """
 
 from __future__ import annotations
@@ -11,8 +15,23 @@ import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from refract.rules.config import SiteConfig
+
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# Headers in which proxies tell an origin who the client is, besides the X-Forwarded-* family.
+_CLIENT_ADDRESS_CLAIMS = frozenset(
+    {
+        "x-real-ip",
+        "x-client-ip",
+        "client-ip",
+        "true-client-ip",
+        "cf-connecting-ip",
+        "fastly-client-ip",
+        "x-cluster-client-ip",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,8 +40,9 @@ class ClientView:
 
     ip: str
     scheme: str
-    host: str
+    host: str  # the host the visitor asked for (their Host, or a trusted proxy's word)
     peer_trusted: bool
+    public_host: str  # the host Refract may name to others; "" when none is known
 
 
 class TrustedProxies:
@@ -36,12 +56,12 @@ class TrustedProxies:
         return parsed is not None and any(parsed in network for network in self._networks)
 
     def client_view(
-        self, peer: str, scheme: str, host: str, headers: Mapping[str, str]
+        self, peer: str, scheme: str, host: str, headers: Mapping[str, str], site: SiteConfig
     ) -> ClientView:
         """Resolve the visitor's address, scheme and host through trusted proxies."""
         get = headers.get
         if peer not in self:
-            return ClientView(peer, scheme, host, peer_trusted=False)
+            return ClientView(peer, scheme, host, False, _public_host(site, host, ""))
         chain = [hop.strip() for hop in (get("X-Forwarded-For") or "").split(",") if hop.strip()]
         client = peer
         for hop in reversed(chain):
@@ -55,21 +75,45 @@ class TrustedProxies:
             scheme=forwarded_scheme if forwarded_scheme in {"http", "https"} else scheme,
             host=forwarded_host or host,
             peer_trusted=True,
+            public_host=_public_host(site, forwarded_host or host, forwarded_host),
         )
 
 
+def _public_host(site: SiteConfig, host: str, forwarded_host: str) -> str:
+    """A named site was reached by one of its names; a ``*`` site by anything at all."""
+    if site.host != "*":
+        return host
+    return site.public_host or forwarded_host
+
+
+def untrusted_claims(headers: Mapping[str, str], view: ClientView) -> list[str]:
+    """Incoming headers claiming who the client is that the origin must not get: all of them
+    from a peer we do not trust (ours replace the X-Forwarded-* we set)."""
+    if view.peer_trusted:
+        return []
+    return [
+        name
+        for name in headers
+        if name.lower().startswith("x-forwarded-") or name.lower() in _CLIENT_ADDRESS_CLAIMS
+    ]
+
+
 def forwarding_headers(incoming: Mapping[str, str], peer: str, view: ClientView) -> dict[str, str]:
-    """X-Forwarded-For/-Proto/-Host and Forwarded (RFC 7239) for the origin request."""
+    """X-Forwarded-For/-Proto/-Host and Forwarded (RFC 7239) for the origin request; the host
+    only when Refract knows a public one to name."""
     get = incoming.get
     xff = get("X-Forwarded-For") if view.peer_trusted else None
     forwarded = get("Forwarded") if view.peer_trusted else None
-    element = f"for={_forwarded_node(peer)};host={_quote(view.host)};proto={view.scheme}"
-    return {
+    host = f";host={_quote(view.public_host)}" if view.public_host else ""
+    element = f"for={_forwarded_node(peer)}{host};proto={view.scheme}"
+    headers = {
         "X-Forwarded-For": f"{xff}, {peer}" if xff else peer,
         "X-Forwarded-Proto": view.scheme,
-        "X-Forwarded-Host": view.host,
         "Forwarded": f"{forwarded}, {element}" if forwarded else element,
     }
+    if view.public_host:
+        headers["X-Forwarded-Host"] = view.public_host
+    return headers
 
 
 def _parse_ip(text: str) -> IPAddress | None:

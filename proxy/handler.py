@@ -15,28 +15,36 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 import redis.asyncio as redis
 from aiohttp import web
+from aiohttp.http_writer import HttpVersion10, HttpVersion11
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from refract.proxy import codings, measure, metrics
+from refract.proxy import codings, local, measure, metrics, sniff
 from refract.proxy.app_keys import REDIS_KEY, STATE_KEY
 from refract.proxy.call import EXCHANGE, Call, Exchange
 from refract.proxy.charset import is_ascii_safe, page_encoding
-from refract.proxy.forwarding import ClientView, forwarding_headers
+from refract.proxy.forwarding import ClientView, forwarding_headers, untrusted_claims
 from refract.proxy.headers import (
     add_vary,
+    has_control_character,
     has_directive,
+    is_attachment,
     is_cdn_cache_header,
-    private_cache_control,
+    is_navigation,
+    names_page_etag,
+    none_match,
+    page_cache_control,
+    page_etag,
     rewrite_location,
     rewrite_set_cookie,
+    without_control_characters,
     without_hop_by_hop,
 )
 from refract.proxy.origin_cache import OriginKey
@@ -45,6 +53,7 @@ from refract.proxy.personalize import NO_SEGMENT, Personalized, Segment, persona
 from refract.proxy.sites import Site
 from refract.proxy.state import ProxyState
 from refract.proxy.websocket import is_websocket_upgrade, relay_websocket
+from refract.proxy.wire import WireResponse, WireStream
 from refract.rules import keyspace
 from refract.rules.accounts import Account
 from refract.rules.segments import decode_segment
@@ -60,6 +69,15 @@ _FORWARDING_FIELDS = ("Forwarded", "X-Forwarded-For", "X-Forwarded-Proto", "X-Fo
 _PAGE_DROPPED_FIELDS = frozenset(
     {"content-length", "content-encoding", "etag", "last-modified", "accept-ranges"}
 )
+# A visitor's validators the origin must not judge when the answer may be a page (see
+# _drop_page_validators), and the fields of a range request, which a page ignores.
+_VISITOR_VALIDATORS = ("If-None-Match", "If-Modified-Since")
+_RANGE_FIELDS = ("Range", "If-Range")
+# RFC 9110 section 9.3.8: TRACE echoes the request, cookies included, back to a script
+# (cross-site tracing); nginx answers it 405 and so do we. A 405 must say what is allowed.
+_REFUSED_METHODS = frozenset({"TRACE"})
+_ALLOWED_METHODS = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
+_SPOKEN_VERSIONS = (HttpVersion10, HttpVersion11)
 
 
 class BodyTooLargeError(Exception):
@@ -79,13 +97,71 @@ async def proxy_request(request: web.Request) -> web.StreamResponse:
     state: ProxyState = request.app[STATE_KEY].current
     exchange = Exchange()
     request[EXCHANGE] = exchange
-    response = await _proxy(request, state, exchange)
+    refusal = _protocol_refusal(request, state)
+    if refusal is not None:
+        exchange.kind = "error"
+        response: web.StreamResponse = refusal
+    else:
+        response = await _proxy(_in_origin_form(request), state, exchange)
     metrics.request_counter(exchange.site, exchange.kind, f"{response.status // 100}xx").inc()
     metrics.latency_histogram(exchange.kind).observe(time.perf_counter() - exchange.started)
     return response
 
 
+def _protocol_refusal(request: web.Request, state: ProxyState) -> web.Response | None:
+    """Requests answered as nginx answers them, before anything else is done with them."""
+    if request.version not in _SPOKEN_VERSIONS:
+        return _refuse(505, "http_version", "This server speaks HTTP/1.0 and HTTP/1.1.")
+    if request.method in _REFUSED_METHODS:
+        refusal = _refuse(405, "method", "This request method is not allowed here.")
+        refusal.headers["Allow"] = _ALLOWED_METHODS
+        return refusal
+    if request.version == HttpVersion10 and "Transfer-Encoding" in request.headers:
+        # RFC 9112 section 6.1: an HTTP/1.0 message's framing is unknowable with it.
+        return _refuse(400, "framing", "Transfer-Encoding is not HTTP/1.0.")
+    if request.raw_path.startswith("/"):
+        return None
+    authority = _absolute_authority(request.raw_path)
+    if authority is None or state.router.match(authority) is None:
+        return _refuse(400, "target", "This address is not served here.")
+    return None
+
+
+def _refuse(status: int, reason: str, message: str) -> web.Response:
+    """A neutral page, the connection closed after it: the request's framing is not trusted."""
+    metrics.REQUEST_REJECTED.labels(reason).inc()
+    page = neutral_page(status, message)
+    refusal = WireResponse(status=status, body=page.body, headers=page.headers)
+    refusal.force_close()
+    return refusal
+
+
+def _absolute_authority(target: str) -> str | None:
+    """The host[:port] of an absolute-form request target (``http://site/path``), or None for
+    anything else (the asterisk form, garbage)."""
+    try:
+        url = URL(target, encoded=True)
+    except ValueError:
+        return None
+    if url.scheme not in ("http", "https") or not url.raw_host:
+        return None
+    return url.raw_authority
+
+
+def _in_origin_form(request: web.Request) -> web.Request:
+    """An absolute-form request (a client talking to us as to a forward proxy) as the
+    origin-form one it means: RFC 9112 section 3.2.2, the target's authority replaces Host."""
+    if request.raw_path.startswith("/"):
+        return request
+    target = URL(request.raw_path, encoded=True)  # _protocol_refusal has parsed it
+    path = URL.build(path=target.raw_path, query_string=target.raw_query_string, encoded=True)
+    return request.clone(rel_url=path, host=target.raw_authority)
+
+
 async def _proxy(request: web.Request, state: ProxyState, exchange: Exchange) -> web.StreamResponse:
+    if local.reaches_prefix(request.raw_path, state.config.server.prefix):
+        exchange.kind = "local"  # ours however it is spelled: never the origin's
+        return await local.not_found(request)
     site = state.router.match(request.host)
     if site is None:
         exchange.kind = "error"
@@ -93,17 +169,21 @@ async def _proxy(request: web.Request, state: ProxyState, exchange: Exchange) ->
         return neutral_page(421, "This address is not served here.")
     exchange.site = site.key
     peer = request.remote or ""
-    view = state.trusted.client_view(peer, request.scheme, request.host, request.headers)
+    view = state.trusted.client_view(
+        peer, request.scheme, request.host, request.headers, site.config
+    )
     exchange.client_ip = view.ip
     length = request.content_length
     if length is not None and length > state.config.server.max_request_body:
         return _too_large()
 
     upstream_headers = _upstream_headers(request, state, site, peer, view)
+    _drop_page_validators(request, upstream_headers)
     url = URL(site.origin_base + request.raw_path, encoded=True)
     if is_websocket_upgrade(request):
         exchange.kind = "websocket"
-        return await relay_websocket(request, site, url, upstream_headers)
+        max_message = state.config.server.websocket_max_message
+        return await relay_websocket(request, site, url, upstream_headers, max_message)
 
     call = Call(request, state, site, view, exchange)
     call.personalized = _decide_early(call)
@@ -126,27 +206,26 @@ async def _forward(
 ) -> web.StreamResponse:
     """Ask the origin, then serve its answer: a page (rewritten) or a stream."""
     request, state, site, exchange = call.request, call.state, call.site, call.exchange
-    kept_key = state.origin_cache.key(site.key, request)
+    kept_key = state.origin_cache.key(site.key, request, upstream_headers)
     kept = state.origin_cache.lookup(kept_key) if kept_key else None
     if kept is not None:
         upstream_headers.update(kept.conditional_headers())
-    body_limit = state.config.server.max_request_body
-    body = _limited_body(request, body_limit) if request.body_exists else None
-    began = time.perf_counter()
     try:
-        upstream = await site.client.request(
-            request.method, url, headers=upstream_headers, data=body, allow_redirects=False
-        )
+        body = await _request_body(request, state)
     except BodyTooLargeError:
         return _too_large()
-    except (TimeoutError, aiohttp.ServerTimeoutError):
-        return _origin_failed(site, exchange, "timeout", url)
-    except aiohttp.ClientConnectorError:
-        return _origin_failed(site, exchange, "connect", url)
-    except aiohttp.ClientError as error:
-        if isinstance(error.__cause__, BodyTooLargeError):
-            return _too_large()
-        return _origin_failed(site, exchange, "protocol", url)
+    began = time.perf_counter()
+    asked = await _ask(call, request.method, url, upstream_headers, body)
+    if isinstance(asked, web.Response):
+        return asked
+    upstream, deadline = asked
+    if _must_fetch_whole(request, upstream, site):
+        upstream.release()
+        without_range = without_hop_by_hop(upstream_headers, drop=_RANGE_FIELDS)
+        asked = await _ask(call, "GET", url, without_range, None, deadline)
+        if isinstance(asked, web.Response):
+            return asked
+        upstream, deadline = asked
     exchange.upstream_ms = (time.perf_counter() - began) * 1000
     try:
         if _may_be_page(upstream):
@@ -156,9 +235,72 @@ async def _forward(
             return _page(call, OriginPage(kept.updated_by(upstream.headers), kept.body))
         if kept is not None:
             state.origin_cache.count("modified")
-        return await _respond(call, upstream, kept_key)
+        return await _respond(call, upstream, kept_key, deadline)
     finally:
         upstream.release()
+
+
+Asked = tuple[aiohttp.ClientResponse, float]
+
+
+async def _ask(
+    call: Call,
+    method: str,
+    url: URL,
+    headers: CIMultiDict[str],
+    body: bytes | AsyncIterator[bytes] | None,
+    deadline: float | None = None,
+) -> Asked | web.Response:
+    """The origin's response head and the deadline for the rest of it, or an error page.
+
+    The site's ``total_timeout`` runs from the moment the request has been sent (a visitor's
+    slow upload is not the origin's time), or from ``deadline``, one already running.
+    """
+    site, loop = call.site, asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout_at(deadline) as timeout:
+
+            def sent() -> None:
+                timeout.reschedule(loop.time() + site.config.total_timeout)
+
+            if deadline is None and not isinstance(body, AsyncIterator):
+                sent()
+            elif isinstance(body, AsyncIterator):
+                body = _announcing_end(body, sent)
+            upstream = await site.client.request(
+                method, url, headers=headers, data=body, allow_redirects=False
+            )
+    except (TimeoutError, aiohttp.ServerTimeoutError):
+        return _origin_failed(site, call.exchange, "timeout", url)
+    except aiohttp.ClientConnectorError:
+        return _origin_failed(site, call.exchange, "connect", url)
+    except aiohttp.ClientError:
+        return _origin_failed(site, call.exchange, "protocol", url)
+    return upstream, timeout.when() or loop.time() + site.config.total_timeout
+
+
+def _must_fetch_whole(request: web.Request, upstream: aiohttp.ClientResponse, site: Site) -> bool:
+    """A page we rewrite is ours to describe: a HEAD of it needs the rewritten length, and a
+    range of it would be the origin's bytes, not ours (a page ignores Range: a full 200)."""
+    if request.method == "HEAD":
+        return _is_page(request, upstream) and not _rewrite_skip_reason(upstream, site)
+    return (
+        request.method == "GET"
+        and upstream.status == 206
+        and upstream.content_type in _HTML_TYPES
+        and not is_attachment(upstream.headers.get("Content-Disposition"))
+    )
+
+
+def _drop_page_validators(request: web.Request, headers: CIMultiDict[str]) -> None:
+    """Validators only Refract can judge for a page: ours (a page we served; judged once it is
+    rewritten again, in _page), and a navigation's, whose cached copy may be the origin's
+    unpersonalised page from before Refract, which an origin's 304 would show again."""
+    if request.method not in ("GET", "HEAD"):
+        return
+    if names_page_etag(request.headers.get("If-None-Match")) or is_navigation(request.headers):
+        for name in _VISITOR_VALIDATORS:
+            headers.popall(name, None)
 
 
 def _too_large() -> web.Response:
@@ -235,22 +377,47 @@ async def _segment(lookup: asyncio.Future[Any] | None, wait_s: float) -> Segment
 def _upstream_headers(
     request: web.Request, state: ProxyState, site: Site, peer: str, view: ClientView
 ) -> CIMultiDict[str]:
-    headers = without_hop_by_hop(request.headers, drop=("Host", "Expect", *_FORWARDING_FIELDS))
-    cookie = headers.popone("Cookie", "")
-    if cookie and (kept := state.identity.strip_own_cookies(cookie)):
+    claims = untrusted_claims(request.headers, view)
+    dropped = ("Host", "Expect", *_FORWARDING_FIELDS, *claims)
+    headers = without_hop_by_hop(request.headers, drop=dropped)
+    cookie = "; ".join(headers.popall("Cookie", ()))  # HTTP/2 may split it (RFC 9113 8.2.3)
+    qa_cookie = state.rules.rules.settings.qa_parameter
+    if cookie and (kept := state.identity.strip_own_cookies(cookie, qa_cookie)):
         headers["Cookie"] = kept
     headers["Host"] = site.upstream_host(view.host)
     headers.update(forwarding_headers(request.headers, peer, view))
     return headers
 
 
-async def _limited_body(request: web.Request, limit: int) -> AsyncIterator[bytes]:
-    sent = 0
+async def _request_body(
+    request: web.Request, state: ProxyState
+) -> bytes | AsyncIterator[bytes] | None:
+    """A body with a Content-Length (checked against the limit already) streams; one without
+    (chunked) is read whole first, so that one over the limit never reaches the origin."""
+    if not request.body_exists:
+        return None
+    if request.content_length is not None:
+        return request.content.iter_chunked(_REQUEST_CHUNK)
+    server = state.config.server
+    return await _read_body(request, min(server.max_chunked_body, server.max_request_body))
+
+
+async def _read_body(request: web.Request, limit: int) -> bytes:
+    body = bytearray()
     async for chunk in request.content.iter_chunked(_REQUEST_CHUNK):
-        sent += len(chunk)
-        if sent > limit:
+        body += chunk
+        if len(body) > limit:
             raise BodyTooLargeError
+    return bytes(body)
+
+
+async def _announcing_end(
+    body: AsyncIterator[bytes], sent: Callable[[], None]
+) -> AsyncIterator[bytes]:
+    """``body``, calling ``sent`` once its last byte has been handed on."""
+    async for chunk in body:
         yield chunk
+    sent()
 
 
 def _origin_failed(site: Site, exchange: Exchange, reason: str, url: URL) -> web.Response:
@@ -263,33 +430,33 @@ def _origin_failed(site: Site, exchange: Exchange, reason: str, url: URL) -> web
 
 
 async def _respond(
-    call: Call, upstream: aiohttp.ClientResponse, kept_key: OriginKey | None
+    call: Call, upstream: aiohttp.ClientResponse, kept_key: OriginKey | None, deadline: float
 ) -> web.StreamResponse:
     request, site = call.request, call.site
     if not _is_page(request, upstream):
         if kept_key is not None:
             call.state.origin_cache.forget(kept_key)
         return await _stream(request, upstream, _response_headers(call, upstream.headers))
-    if request.method == "HEAD":
-        call.exchange.kind = "page"
-        headers = _page_headers(_with_identity(call, _response_headers(call, upstream.headers)))
-        origin_coding = codings.normalize(upstream.headers.get("Content-Encoding"))
-        coding = codings.choose_coding(request.headers.get("Accept-Encoding"), origin_coding)
-        if coding != "identity":
-            headers["Content-Encoding"] = coding  # what a GET would be sent
-        return await _stream(request, upstream, headers)
-    skip = _rewrite_skip_reason(upstream, site)
-    if skip:
-        metrics.REWRITE_SKIPPED.labels(skip).inc()
+    if upstream.method == "HEAD":  # of a page we would not rewrite (_must_fetch_whole)
         return await _stream_page(call, upstream)
+    skip = _rewrite_skip_reason(upstream, site)
+    # Only the first bytes of a page we will not rewrite, to tell whether it is one at all.
+    limit = sniff.HEADER_BYTES if skip else site.config.max_rewrite_bytes
     try:
-        raw, complete = await _read_up_to(upstream.content, site.config.max_rewrite_bytes)
+        async with asyncio.timeout_at(deadline):
+            raw, complete = await _read_up_to(upstream.content, limit)
     except (aiohttp.ServerTimeoutError, TimeoutError):
         return _origin_failed(site, call.exchange, "timeout", upstream.url)
     except aiohttp.ClientPayloadError:
         return _origin_failed(site, call.exchange, "protocol", upstream.url)
-    if not complete:
-        metrics.REWRITE_SKIPPED.labels("too_large").inc()
+    if not _is_text(upstream.headers, raw):
+        metrics.REWRITE_SKIPPED.labels("binary").inc()
+        if kept_key is not None:
+            call.state.origin_cache.forget(kept_key)
+        headers = _response_headers(call, upstream.headers)
+        return await _stream(request, upstream, headers, already_read=raw)
+    if skip or not complete:
+        metrics.REWRITE_SKIPPED.labels(skip or "too_large").inc()
         return await _stream_page(call, upstream, already_read=raw)
     if kept_key is not None:
         call.state.origin_cache.keep(kept_key, upstream.headers, raw)
@@ -301,15 +468,18 @@ async def _stream_page(
 ) -> web.StreamResponse:
     """A page that goes out as the origin sends it: a page view, and no exposure, since the
     visitor sees none of the variant's changes."""
-    measure.record_pageview(call, measure.account_of(call))
+    if call.request.method == "GET":
+        measure.record_pageview(call, measure.account_of(call))
     headers = _with_identity(call, _response_headers(call, upstream.headers))
     return await _stream(call.request, upstream, headers, already_read)
 
 
 def _response_headers(call: Call, origin_headers: CIMultiDictProxy[str]) -> CIMultiDict[str]:
-    headers = without_hop_by_hop(origin_headers)
+    headers, dropped = without_control_characters(without_hop_by_hop(origin_headers))
+    if dropped:
+        _origin_header_dropped(call, dropped)
     view = call.view
-    public_base = f"{view.scheme}://{view.host}"
+    public_base = f"{view.scheme}://{view.public_host}" if view.public_host else ""
     for name in ("Location", "Content-Location"):
         if name in headers:
             headers[name] = rewrite_location(headers[name], call.site.origin, public_base)
@@ -319,6 +489,30 @@ def _response_headers(call: Call, origin_headers: CIMultiDictProxy[str]) -> CIMu
         cookies = [rewrite_set_cookie(v, public_host, domain) for v in headers.popall("Set-Cookie")]
         headers.extend(("Set-Cookie", value) for value in cookies)
     return headers
+
+
+def _origin_header_dropped(call: Call, names: list[str]) -> None:
+    """An origin's field with a control character cannot be sent on (it would split the
+    header); the rest of the answer can, and the origin's fault is counted and named."""
+    site = call.site.key
+    metrics.UPSTREAM_ERRORS.labels(site, "header").inc()
+    call.exchange.notes.append(f"origin header dropped: {', '.join(names)}")
+    log.warning("origin sent a control character in %s; dropped", names, extra={"site": site})
+
+
+def _reason(phrase: str | None) -> str | None:
+    """The origin's reason phrase, unless it carries a control character (then the standard
+    one: None)."""
+    return phrase if phrase and not has_control_character(phrase) else None
+
+
+def _is_text(headers: CIMultiDictProxy[str], body: bytes) -> bool:
+    """Is a body labelled HTML text? Its first bytes decoded say (sniff.py)."""
+    coding = codings.normalize(headers.get("Content-Encoding"))
+    try:
+        return sniff.is_text(codings.decode_prefix(body, coding, sniff.HEADER_BYTES))
+    except codings.DecodeError:
+        return True  # not for us to judge: served as a page, failing open as pages do
 
 
 def _with_identity(call: Call, headers: CIMultiDict[str]) -> CIMultiDict[str]:
@@ -335,6 +529,7 @@ def _is_page(request: web.Request, upstream: aiohttp.ClientResponse) -> bool:
         and upstream.status == 200
         and upstream.content_type in _HTML_TYPES
         and "Content-Range" not in upstream.headers
+        and not is_attachment(upstream.headers.get("Content-Disposition"))
     )
 
 
@@ -349,14 +544,16 @@ def _rewrite_skip_reason(upstream: aiohttp.ClientResponse, site: Site) -> str:
     return ""
 
 
-def _page_headers(headers: CIMultiDict[str]) -> CIMultiDict[str]:
-    """Headers of a personalized page: private to one visitor, validators of the origin gone."""
+def _page_headers(headers: CIMultiDict[str], body: bytes) -> CIMultiDict[str]:
+    """Headers of a personalized page: private to one visitor, revalidated on every use, our
+    validator of the bytes served in place of the origin's."""
     page = CIMultiDict(
         (name, value)
         for name, value in headers.items()
         if name.lower() not in _PAGE_DROPPED_FIELDS and not is_cdn_cache_header(name)
     )
-    page["Cache-Control"] = private_cache_control(headers.get("Cache-Control"))
+    page["Cache-Control"] = page_cache_control(headers.get("Cache-Control"))
+    page["ETag"] = page_etag(body)
     add_vary(page, "Accept-Encoding")
     return page
 
@@ -374,7 +571,8 @@ def _page(call: Call, origin: OriginPage) -> web.Response:
     call.exchange.kind = "page"
     state, request = call.state, call.request
     account = measure.account_of(call)
-    human = measure.record_pageview(call, account)  # whatever becomes of the rewrite below
+    # Whatever becomes of the rewrite below; a HEAD is no page view.
+    human = request.method == "GET" and measure.record_pageview(call, account)
     headers = _with_identity(call, _response_headers(call, origin.headers))
     origin_coding = codings.normalize(origin.headers.get("Content-Encoding"))
     content_type = origin.headers.get("Content-Type", "")
@@ -403,21 +601,23 @@ def _page(call: Call, origin: OriginPage) -> web.Response:
         body = call.state.cache.get_or_make(key, rewrite)
     except _PassUnmodifiedError as skip:
         metrics.REWRITE_SKIPPED.labels(skip.reason).inc()
-        return web.Response(headers=headers, body=origin.body)
+        return WireResponse(reason=_reason(origin.reason), headers=headers, body=origin.body)
     except Exception as error:  # any failure of ours serves the origin's page
         metrics.FAIL_OPEN.labels("rewrite").inc()
         call.exchange.notes.append(f"fail-open: {type(error).__name__}")
         log.warning(
             "rewrite failed, page served unmodified: %r", error, extra={"site": call.site.key}
         )
-        return web.Response(headers=headers, body=origin.body)
-    page = _page_headers(headers)
+        return WireResponse(reason=_reason(origin.reason), headers=headers, body=origin.body)
+    page = _page_headers(headers, body)
     if coding != "identity":
         page["Content-Encoding"] = coding
     call.exchange.rewritten = True
     if human:  # only now: a page served unmodified above showed the visitor no variant
         measure.record_exposures(call, personalized.decision)
-    return web.Response(reason=origin.reason, headers=page, body=body)
+    if none_match(request.headers.get("If-None-Match"), page["ETag"]):
+        return WireResponse(status=304, headers=page)  # the visitor holds these very bytes
+    return WireResponse(reason=_reason(origin.reason), headers=page, body=body)
 
 
 def _with_account(call: Call, account: Account | None) -> Segment:
@@ -447,9 +647,12 @@ async def _stream(
     already_read: bytes = b"",
 ) -> web.StreamResponse:
     """Send the origin's response as it arrives, never holding more than a chunk."""
-    response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=headers)
+    response = WireStream(status=upstream.status, reason=_reason(upstream.reason), headers=headers)
     try:
         await response.prepare(request)
+        if request.method == "HEAD":  # the head of an answer to a GET (_must_fetch_whole)
+            await response.write_eof()
+            return response
         if already_read:
             await response.write(already_read)
         async for chunk in upstream.content.iter_any():

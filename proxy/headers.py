@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
+import xxhash
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
@@ -25,8 +26,15 @@ HOP_BY_HOP = frozenset(
 
 # CDN-targeted cache directives override Cache-Control at the edge (RFC 9213 and vendors').
 _CDN_CACHE_HEADERS = re.compile(r"^(surrogate-control|(?:[a-z0-9-]+-)?cdn-cache-control)$", re.I)
-_SHARED_CACHE_DIRECTIVES = frozenset({"public", "s-maxage", "proxy-revalidate"})
 _COOKIE_DOMAIN = re.compile(r";\s*domain\s*=\s*([^;]*)", re.I)
+# RFC 9110 section 5.5: what a field may not carry (HTAB is allowed); aiohttp refuses to write
+# them, and they would split a header.
+_CONTROL_CHARACTER = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_ENTITY_TAG = re.compile(r'\s*(?:W/)?("[^"]*")\s*(?:,|$)')
+# Our validators for pages (page_etag), told apart from an origin's by their prefix.
+_PAGE_ETAG_PREFIX = '"rf-'
+# Sec-Fetch-Dest of a navigation: a document the browser will show as a page.
+_DOCUMENT_DESTINATIONS = frozenset({"document", "iframe", "frame"})
 
 Headers = CIMultiDict[str]
 ReadHeaders = CIMultiDictProxy[str] | CIMultiDict[str]
@@ -46,7 +54,12 @@ def without_hop_by_hop(headers: ReadHeaders, drop: Iterable[str] = ()) -> Header
 
 
 def rewrite_location(value: str, origin: URL, public_base: str) -> str:
-    """Point a redirect at the public site when the origin named itself in it."""
+    """Point a redirect at the public site when the origin named itself in it.
+
+    An empty ``public_base`` means no public host is known (a ``host = "*"`` site without
+    ``public_host``): the redirect becomes relative (RFC 9110 section 10.2.2), so the browser
+    stays on the host it asked for and no visitor-sent Host is ever written into it.
+    """
     try:
         target = URL(value)
     except ValueError:
@@ -58,7 +71,10 @@ def rewrite_location(value: str, origin: URL, public_base: str) -> str:
     if not target.scheme and target.explicit_port and target.port != origin.port:
         return value
     fragment = f"#{target.raw_fragment}" if target.raw_fragment else ""
-    return f"{public_base}{target.raw_path_qs}{fragment}"
+    path_qs = target.raw_path_qs
+    if not public_base and path_qs.startswith("//"):
+        path_qs = f"/.{path_qs}"  # "//x" alone would name another host (RFC 3986 section 4.2)
+    return f"{public_base}{path_qs}{fragment}"
 
 
 def domain_matches(host: str, domain: str) -> bool:
@@ -82,15 +98,66 @@ def rewrite_set_cookie(value: str, public_host: str, cookie_domain: str) -> str:
     return value[: match.start()] + value[match.end() :]
 
 
-def private_cache_control(value: str | None) -> str:
-    """Cache-Control for a personalized page: the browser may keep it, no shared cache may."""
-    directives = [d.strip() for d in (value or "").split(",") if d.strip()]
-    kept = [
-        d for d in directives if d.split("=")[0].strip().lower() not in _SHARED_CACHE_DIRECTIVES
-    ]
-    if not any(d.lower() in {"private", "no-store"} for d in kept):
-        kept.insert(0, "private")
-    return ", ".join(kept)
+def page_cache_control(value: str | None) -> str:
+    """Cache-Control for a personalized page: only the visitor's browser may keep it, and it
+    must ask again before every use (``no-cache``), so a change of variant or segment shows
+    on the next navigation; the origin's ``no-store`` stays."""
+    return "private, no-store" if has_directive(value, "no-store") else "private, no-cache"
+
+
+def page_etag(body: bytes) -> str:
+    """Our validator for the bytes of a page we served: one variant, in one coding.
+
+    Unseeded XXH3-128, so every process and node gives a page the same tag (3 us for 100 KB);
+    a crafted collision could only make one visitor's own browser keep its own copy.
+    """
+    return f'{_PAGE_ETAG_PREFIX}{xxhash.xxh3_128_hexdigest(body)}"'
+
+
+def none_match(if_none_match: str | None, etag: str) -> bool:
+    """RFC 9110 section 13.1.2: does If-None-Match name ``etag`` (weak comparison) or ``*``?"""
+    if not if_none_match:
+        return False
+    if if_none_match.strip() == "*":
+        return True
+    return etag in (match[1] for match in _ENTITY_TAG.finditer(if_none_match))
+
+
+def names_page_etag(if_none_match: str | None) -> bool:
+    """The visitor's validators include one of ours: they hold a page we served."""
+    return _PAGE_ETAG_PREFIX in (if_none_match or "")
+
+
+def is_navigation(headers: Mapping[str, str]) -> bool:
+    """A request for a document the browser will show (Fetch metadata; for browsers without
+    it, an Accept that names HTML)."""
+    destination = headers.get("Sec-Fetch-Dest")
+    if destination is not None:
+        return destination.lower() in _DOCUMENT_DESTINATIONS
+    return "text/html" in headers.get("Accept", "")
+
+
+def is_attachment(content_disposition: str | None) -> bool:
+    """RFC 6266: the body is a download to save, not something to show."""
+    kind = (content_disposition or "").split(";", 1)[0]
+    return kind.strip().lower() == "attachment"
+
+
+def has_control_character(text: str) -> bool:
+    return _CONTROL_CHARACTER.search(text) is not None
+
+
+def without_control_characters(headers: ReadHeaders) -> tuple[Headers, list[str]]:
+    """The fields without those whose name or value carries a control character, and the
+    names of those dropped."""
+    kept: Headers = CIMultiDict()
+    dropped = []
+    for name, value in headers.items():
+        if has_control_character(name + value):
+            dropped.append(name)
+        else:
+            kept.add(name, value)
+    return kept, dropped
 
 
 def is_cdn_cache_header(name: str) -> bool:

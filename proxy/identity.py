@@ -13,7 +13,12 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from refract.rules.config import CookieConfig, PrivacyConfig
+from refract.rules.config import (
+    ADMIN_SECURE_SESSION_COOKIE,
+    ADMIN_SESSION_COOKIE,
+    CookieConfig,
+    PrivacyConfig,
+)
 
 _VISITOR_ID = re.compile(r"^[0-9a-f]{32}$")
 _SESSION_ID = re.compile(r"^[0-9a-f]{16}$")
@@ -91,9 +96,17 @@ class IdentityPolicy:
         flags = "; Secure" if secure else ""
         return f"{name}={value}; Max-Age={max_age}; Path=/{domain}; HttpOnly; SameSite=Lax{flags}"
 
-    def strip_own_cookies(self, cookie_header: str) -> str:
-        """The Cookie header for the origin, without Refract's own cookies."""
-        own = {self._cookies.visitor, self._cookies.session}
+    def strip_own_cookies(self, cookie_header: str, qa_cookie: str) -> str:
+        """The Cookie header for the origin, without Refract's own cookies: visitor, session,
+        consent, the admin's session and the QA override (``qa_cookie``, the rule set's)."""
+        own = {
+            self._cookies.visitor,
+            self._cookies.session,
+            self._privacy.consent_cookie,
+            ADMIN_SESSION_COOKIE,
+            ADMIN_SECURE_SESSION_COOKIE,
+            qa_cookie,
+        }
         kept = [
             pair
             for pair in cookie_header.split(";")

@@ -1,34 +1,56 @@
-"""What Refract answers itself under its prefix; none of it is forwarded to an origin."""
+"""What Refract answers itself: under its prefix on every site's host (health, the beacon;
+none of it forwarded to an origin), and on the internal listener (``server.metrics_listen``:
+metrics and the detailed health), which says what a visitor must not see: site ids, pid,
+uptime, traffic.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 from importlib.resources import files
+from urllib.parse import unquote
 
 import redis.asyncio as redis
 from aiohttp import web
 
 from refract.proxy import metrics
-from refract.proxy.app_keys import REDIS_KEY, STARTED_KEY, STATE_KEY
+from refract.proxy.app_keys import PROXY_APP_KEY, REDIS_KEY, STARTED_KEY, STATE_KEY
+from refract.rules.config import split_host_port
+
+log = logging.getLogger("refract.proxy")
 
 _HEALTH_REDIS_TIMEOUT = 1.0
+_NO_STORE = {"Cache-Control": "no-store"}
+_DECODINGS = 3  # percent-decoding rounds: as many as a chain of servers behind us might do
 _BEACON = files("refract.proxy").joinpath("static/beacon.js").read_bytes()
 
 
 async def health(request: web.Request) -> web.Response:
-    """Liveness for load balancers: 200 while the proxy serves, even with Redis down."""
-    state = request.app[STATE_KEY].current
+    """Liveness for load balancers: 200 while the proxy serves, even with Redis down; public,
+    so it says only "ok" or "degraded"."""
     redis_status = await _redis_status(request.app.get(REDIS_KEY))
+    return web.json_response({"status": _overall(redis_status)}, headers=_NO_STORE)
+
+
+async def detailed_health(request: web.Request) -> web.Response:
+    """The internal listener's health: what the public one leaves out."""
+    proxy_app = request.app[PROXY_APP_KEY]
+    redis_status = await _redis_status(proxy_app.get(REDIS_KEY))
     body = {
-        "status": "ok" if redis_status == "ok" else "degraded",
+        "status": _overall(redis_status),
         "redis": redis_status,
-        "sites": [site.key for site in state.router.sites],
+        "sites": [site.key for site in proxy_app[STATE_KEY].current.router.sites],
         "pid": os.getpid(),
-        "uptime_s": round(time.monotonic() - request.app[STARTED_KEY], 1),
+        "uptime_s": round(time.monotonic() - proxy_app[STARTED_KEY], 1),
     }
-    return web.json_response(body, headers={"Cache-Control": "no-store"})
+    return web.json_response(body, headers=_NO_STORE)
+
+
+def _overall(redis_status: str) -> str:
+    return "ok" if redis_status == "ok" else "degraded"
 
 
 async def _redis_status(client: redis.Redis | None) -> str:
@@ -44,8 +66,7 @@ async def _redis_status(client: redis.Redis | None) -> str:
 
 async def prometheus(_: web.Request) -> web.Response:
     return web.Response(
-        body=metrics.exposition(),
-        headers={"Content-Type": metrics.CONTENT_TYPE, "Cache-Control": "no-store"},
+        body=metrics.exposition(), headers={"Content-Type": metrics.CONTENT_TYPE, **_NO_STORE}
     )
 
 
@@ -61,8 +82,66 @@ async def not_found(_: web.Request) -> web.Response:
     return web.json_response({"error": "not found"}, status=404)
 
 
+def reaches_prefix(raw_path: str, prefix: str) -> bool:
+    """Whether an origin could read ``raw_path`` as a path under ``prefix``.
+
+    The router sees the path as sent; an origin (or a server in between) may decode percent
+    escapes, take backslashes for slashes, merge repeated slashes, resolve ``.`` and ``..``,
+    drop ``;parameters`` and ignore case, so ``/x/../_refract/health``, ``//_refract/health``
+    and ``/%5Frefract/health`` are all ours and must never be forwarded.
+    """
+    path = raw_path.split("?", 1)[0]
+    for _ in range(_DECODINGS):
+        path = unquote(path)
+    wanted = [segment.lower() for segment in prefix.strip("/").split("/")]
+    if wanted[0] not in path.lower():
+        return False  # the common case, without splitting the path
+    return _segments(path)[: len(wanted)] == wanted
+
+
+def _segments(path: str) -> list[str]:
+    """A path's segments as RFC 3986's remove_dot_segments leaves them, lower-cased."""
+    kept: list[str] = []
+    for raw in path.replace("\\", "/").split("/"):
+        segment = raw.split(";", 1)[0].lower()
+        if segment == "..":
+            if kept:
+                kept.pop()
+        elif segment not in ("", "."):
+            kept.append(segment)
+    return kept
+
+
 def add_routes(app: web.Application, prefix: str) -> None:
     app.router.add_get(f"{prefix}health", health)
-    app.router.add_get(f"{prefix}metrics", prometheus)
     app.router.add_get(f"{prefix}beacon.js", beacon)
     app.router.add_route("*", prefix + "{tail:.*}", not_found)
+
+
+def internal_app(proxy_app: web.Application) -> web.Application:
+    """The internal listener's application: metrics and the detailed health of ``proxy_app``."""
+    app = web.Application()
+    app[PROXY_APP_KEY] = proxy_app
+    app.router.add_get("/metrics", prometheus)
+    app.router.add_get("/health", detailed_health)
+    return app
+
+
+async def start_internal_listener(
+    proxy_app: web.Application, address: str, reuse_port: bool
+) -> web.AppRunner | None:
+    """Listen on ``address`` (empty: nowhere). Failing to costs the metrics, never the site."""
+    if not address:
+        return None
+    runner = web.AppRunner(internal_app(proxy_app), handle_signals=False, access_log=None)
+    await runner.setup()
+    host, port = split_host_port(address)
+    try:
+        await web.TCPSite(runner, host, port, reuse_port=reuse_port).start()
+    except OSError as error:
+        log.error(
+            "metrics listener %s not started, the proxy serves without it: %s", address, error
+        )
+        await runner.cleanup()
+        return None
+    return runner

@@ -104,7 +104,10 @@ def _address_to_match(call: Call, account: Account | None, network: Network | No
 
 
 def _record_decision(call: Call, decision: Decision, redirect: str) -> None:
-    """One exposure (and redirect) per counted assignment actually served; never for QA."""
+    """One exposure (and redirect) per counted assignment actually served; never for QA. The
+    personalizations the experiments' changes suppressed are counted (metrics)."""
+    for key in decision.suppressed:
+        metrics.PERSONALIZATIONS_SUPPRESSED.labels(call.site.key, key).inc()
     if not call.identity.tracked or not decision.assignments:
         return
     try:

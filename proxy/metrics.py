@@ -65,6 +65,12 @@ EVENTS_DROPPED = Counter(
     "Accepted events lost before Redis took them, by reason (buffer_full, shutdown).",
     ["reason"],
 )
+PERSONALIZATIONS_SUPPRESSED = Counter(
+    "refract_personalizations_suppressed",
+    "Pages served without a personalization whose element an experiment of the visitor's "
+    "changes (the experiment wins), by site and personalization.",
+    ["site", "personalization"],
+)
 EVENT_WRITE_FAILURES = Counter(
     "refract_event_write_failures", "Batches of events Redis did not take (retried)."
 )
@@ -74,7 +80,8 @@ RULES_REFUSED = Counter(
 )
 COLLECT_REJECTED = Counter(
     "refract_collect_rejected",
-    "Beacon batches refused, by reason (invalid, too_large, rate_visitor, rate_ip, site, busy).",
+    "Beacon batches refused, by reason (invalid, too_large, rate_visitor, rate_ip, site, busy, "
+    "cross_site, content_type).",
     ["reason"],
 )
 BOTS = Counter(

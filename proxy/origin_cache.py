@@ -15,7 +15,7 @@ from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from refract.proxy import metrics
-from refract.proxy.headers import HOP_BY_HOP
+from refract.proxy.headers import HOP_BY_HOP, ReadHeaders
 from refract.proxy.lru import ByteBoundedLRU
 
 OriginKey = tuple[str, str, str, str]
@@ -63,11 +63,12 @@ class OriginCache:
         self._pages: ByteBoundedLRU[OriginKey, KeptPage] = ByteBoundedLRU(max_bytes)
         self.enabled = max_bytes > 0
 
-    def key(self, site: str, request: web.Request) -> OriginKey | None:
-        """The key of a request whose page may be kept, or None."""
+    def key(self, site: str, request: web.Request, sent: ReadHeaders) -> OriginKey | None:
+        """The key of a request whose page may be kept, or None; ``sent`` are the headers
+        going to the origin (a visitor's validators for a page are not: handler.py)."""
         if not self.enabled or request.method != "GET":
             return None
-        if any(name in request.headers for name in _VISITOR_CONDITIONALS):
+        if any(name in sent for name in _VISITOR_CONDITIONALS):
             return None
         return (site, request.host, request.raw_path, request.headers.get("Accept-Encoding", ""))
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import html
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -11,13 +11,15 @@ from datetime import UTC, datetime
 from aiohttp import web
 from yarl import URL
 
+from refract.proxy.app_keys import QA_SECRET_KEY, STATE_KEY
 from refract.proxy.identity import Identity
 from refract.proxy.rewriter import ELEMENT_ACTIONS, Edit, Plan
-from refract.rules.assignment import parse_overrides
 from refract.rules.decisions import CompiledRules, Decision
 from refract.rules.markup import TOKEN, token_path_value
-from refract.rules.schema import HTML_ACTIONS
+from refract.rules.qa_links import Override, read_overrides
+from refract.rules.schema import Change
 from refract.rules.targeting import Facts, Value
+from refract.rules.token_contexts import encode, token_contexts
 
 _UTM = ("source", "medium", "campaign", "term", "content")
 _TABLET = re.compile(r"iPad|Tablet|Nexus (?:7|9|10)|SM-T\d", re.IGNORECASE)
@@ -58,9 +60,13 @@ def request_facts(request: web.Request, identity: Identity, segment: Segment = N
     return Facts(values, confidence)
 
 
-def qa_overrides(request: web.Request, parameter: str) -> dict[str, str]:
-    """Variants a QA tester forces, by query parameter or cookie; never counted."""
-    return parse_overrides(request.query.get(parameter) or request.cookies.get(parameter, ""))
+def qa_overrides(request: web.Request, parameter: str) -> dict[str, Override]:
+    """Variants a QA tester forces with a signed link (query parameter or cookie); never counted."""
+    value = request.query.get(parameter) or request.cookies.get(parameter, "")
+    if not value:
+        return {}
+    unsigned = request.app[STATE_KEY].current.config.rules.unsigned_qa_overrides
+    return read_overrides(value, request.app[QA_SECRET_KEY].value, time.time(), unsigned)
 
 
 @dataclass(frozen=True)
@@ -89,8 +95,7 @@ def personalize(
     )
     edits, styles, redirect = [], [], ""
     for change in rules.changes(decision):
-        escape = change.action in HTML_ACTIONS
-        value = fill_tokens(change.value, facts.values, escape=escape)
+        value = fill_tokens(change, facts.values)
         if change.action == "inject_style":
             styles.append(value)
         elif change.action == "redirect":
@@ -113,15 +118,17 @@ def split_url_target(target: str, request: web.Request) -> str:
     return str(url)
 
 
-def fill_tokens(text: str, values: Mapping[str, Value], escape: bool) -> str:
-    """Replace ``{{ path | "default" }}`` tokens; values are HTML-escaped inside markup."""
-    if "{{" not in text:
-        return text
+def fill_tokens(change: Change, values: Mapping[str, Value]) -> str:
+    """The change's value with its ``{{ path | "default" }}`` tokens filled, each encoded for
+    where it lands (rules/token_contexts.py: the contexts the rules were checked for)."""
+    if "{{" not in change.value:
+        return change.value
+    contexts = iter(token_contexts(change.action, change.attribute, change.value))
 
     def fill(match: re.Match[str]) -> str:
         value = token_path_value(match["path"], values)
         if value is None:
             value = (match["default"] or '""')[1:-1]
-        return html.escape(value) if escape else value
+        return encode(next(contexts), value)
 
-    return TOKEN.sub(fill, text)
+    return TOKEN.sub(fill, change.value)

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import hashlib
 import html
+import re
 from dataclasses import dataclass
 
 import lolhtml
 
 _XHTML_NAMESPACE = "http://www.w3.org/1999/xhtml"
 _HTML = lolhtml.ContentType.HTML
+_CLASS_SEPARATOR = re.compile(r"[ \t\n\f\r]+")  # ASCII whitespace: a no-break space is no separator
 
 
 def ascii_markup(markup: str) -> str:
@@ -30,6 +32,11 @@ def ascii_markup(markup: str) -> str:
 def ascii_text(text: str) -> str:
     """Text as markup: escaped, and ASCII."""
     return ascii_markup(html.escape(text, quote=False))
+
+
+def ascii_text_attribute(text: str) -> str:
+    """Text as an attribute's value: escaped with both quotes, and ASCII."""
+    return ascii_markup(html.escape(text))
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,11 +74,19 @@ class _EditHandler:
 
 
 def _set_class(element: lolhtml.Element, edit: Edit, add: bool) -> None:
-    classes = (element.get_attribute("class") or "").split()
-    if (edit.value in classes) == add:
+    # lol-html gives the attribute as the page wrote it: the names are kept in that form
+    # (a&amp;b, React's &#x27;), compared decoded, and only the added one is escaped.
+    written = [
+        name for name in _CLASS_SEPARATOR.split(element.get_attribute("class") or "") if name
+    ]
+    names = [html.unescape(name) for name in written]
+    if (edit.value in names) == add:
         return  # already as asked: the attribute keeps its bytes
-    wanted = [*classes, edit.value] if add else [name for name in classes if name != edit.value]
-    element.set_attribute("class", ascii_markup(html.escape(" ".join(wanted), quote=False)))
+    if add:
+        wanted = [*written, ascii_markup(html.escape(edit.value))]
+    else:
+        wanted = [form for form, name in zip(written, names, strict=True) if name != edit.value]
+    element.set_attribute("class", " ".join(wanted))
 
 
 def _replace(element: lolhtml.Element, edit: Edit) -> None:
@@ -83,7 +98,7 @@ _ACTIONS = {
     "set_text": lambda e, edit: e.set_inner_content(ascii_text(edit.value), _HTML),
     "set_html": lambda e, edit: e.set_inner_content(ascii_markup(edit.value), _HTML),
     "set_attribute": lambda e, edit: e.set_attribute(
-        edit.attribute, ascii_markup(html.escape(edit.value, quote=False))
+        edit.attribute, ascii_text_attribute(edit.value)
     ),
     "remove_attribute": lambda e, edit: e.remove_attribute(edit.attribute),
     "add_class": lambda e, edit: _set_class(e, edit, add=True),

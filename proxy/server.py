@@ -10,15 +10,41 @@ import asyncio
 import logging
 import signal
 from pathlib import Path
+from typing import Any
 
 import uvloop
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from refract.proxy.accesslog import JsonAccessLogger, access_logger
 from refract.proxy.app import build_app, reload
+from refract.proxy.local import start_internal_listener
 from refract.rules.config import Config, split_host_port
 
 log = logging.getLogger("refract.proxy")
+# aiohttp's per-connection logger: what went wrong with a request before our handler ran.
+connections_log = logging.getLogger("refract.proxy.connections")
+
+
+class _VisitorFaults(logging.Filter):
+    """A malformed request is the sender's fault, answered 400 and reported by its access-log
+    line; aiohttp would add an ERROR with a traceback for each, so anyone could flood the log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not isinstance(error, HttpProcessingError)
+
+
+connections_log.addFilter(_VisitorFaults())
+
+
+def handler_options(config: Config) -> dict[str, Any]:
+    """How every connection is handled: the access log, and the logger of request faults."""
+    return {
+        "access_log_class": JsonAccessLogger,
+        "access_log": access_logger if config.server.access_log else None,
+        "logger": connections_log,
+    }
 
 
 async def serve(config: Config, config_path: Path, ready: asyncio.Event | None = None) -> None:
@@ -27,13 +53,14 @@ async def serve(config: Config, config_path: Path, ready: asyncio.Event | None =
     runner = web.AppRunner(
         app,
         handle_signals=False,
-        access_log_class=JsonAccessLogger,
-        access_log=access_logger if config.server.access_log else None,
+        **handler_options(config),
         shutdown_timeout=config.server.graceful_timeout,
         handler_cancellation=True,  # a visitor who leaves stops the origin request too
     )
     await runner.setup()
     reuse_port = config.server.workers > 1
+    # Before the public listeners: once the site answers, so do the metrics.
+    internal = await start_internal_listener(app, config.server.metrics_listen, reuse_port)
     for address in config.server.listen:
         host, port = split_host_port(address)
         await web.TCPSite(runner, host, port, reuse_port=reuse_port, backlog=2048).start()
@@ -51,6 +78,8 @@ async def serve(config: Config, config_path: Path, ready: asyncio.Event | None =
     await stop.wait()
     log.info("proxy stopping: draining requests in flight")
     await runner.cleanup()  # stops accepting, waits up to graceful_timeout for handlers
+    if internal is not None:
+        await internal.cleanup()
 
 
 def run(config: Config, config_path: Path) -> None:

@@ -38,9 +38,10 @@ def beacon_tag(prefix: str, rules: RuleSet = EMPTY, email_domains: bool = False)
     attributes = (
         f' data-collect="{prefix}collect"'
         f' data-metrics="{html.escape(json.dumps(metrics, separators=(",", ":")))}"'
-        + (" data-email-domain" if email_domains else "")
+        + (' data-email-domain=""' if email_domains else "")
     )
-    return f'<script src="{prefix}beacon.js" async data-refract-beacon{attributes}></script>'
+    # Every attribute has a value: XHTML pages (application/xhtml+xml) must stay well-formed.
+    return f'<script src="{prefix}beacon.js" async="" data-refract-beacon=""{attributes}></script>'
 
 
 @dataclass(frozen=True)

@@ -34,8 +34,10 @@ def is_websocket_upgrade(request: web.Request) -> bool:
 
 
 async def relay_websocket(
-    request: web.Request, site: Site, url: URL, headers: CIMultiDict[str]
+    request: web.Request, site: Site, url: URL, headers: CIMultiDict[str], max_message: int
 ) -> web.StreamResponse:
+    """Relay messages both ways; one larger than ``max_message`` bytes closes both legs with
+    1009 (server.websocket_max_message)."""
     protocols = [
         p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()
     ]
@@ -43,12 +45,16 @@ async def relay_websocket(
         headers.popall(name, None)
     ws_url = url.with_scheme("wss" if url.scheme == "https" else "ws")
     try:
-        upstream = await site.client.ws_connect(ws_url, headers=headers, protocols=protocols)
+        upstream = await site.client.ws_connect(
+            ws_url, headers=headers, protocols=protocols, max_msg_size=max_message
+        )
     except aiohttp.WSServerHandshakeError as error:
         return web.Response(status=error.status, text="WebSocket refused by the website.")
     except (aiohttp.ClientError, TimeoutError):
         return neutral_page(502, "The website is not answering right now. Please try again.")
-    downstream = web.WebSocketResponse(protocols=[upstream.protocol] if upstream.protocol else [])
+    downstream = web.WebSocketResponse(
+        protocols=[upstream.protocol] if upstream.protocol else [], max_msg_size=max_message
+    )
     await downstream.prepare(request)
     async with upstream:
         pumps = [

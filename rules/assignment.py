@@ -111,13 +111,3 @@ def assign_all(
         elif not held_out and (variant := assign(arm, visitor_id)) is not None:
             assignments.append(Assignment(arm.key, variant))
     return assignments
-
-
-def parse_overrides(value: str) -> dict[str, str]:
-    """QA overrides: ``"hero-headline:outcome,cta-copy:control"`` -> a mapping."""
-    overrides = {}
-    for item in value.split(","):
-        experiment, _, variant = item.strip().partition(":")
-        if experiment and variant:
-            overrides[experiment] = variant
-    return overrides

@@ -15,7 +15,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ByteSize, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ByteSize,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from yarl import URL
 
 from refract.rules.industry import INDUSTRIES, load_industry_model
@@ -27,6 +35,7 @@ ENV_SEPARATOR = "__"
 
 _HOST_PORT = re.compile(r"^(?P<host>\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.\-]+):(?P<port>\d{1,5})$")
 _COOKIE_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_HOST_NAME = re.compile(r"[A-Za-z0-9.\-]+|[0-9a-fA-F:.]*:[0-9a-fA-F:.]*")
 
 
 def _check_host_port(address: str) -> str:
@@ -71,6 +80,18 @@ class ServerConfig(Section):
         default=ByteSize(32 * 1024 * 1024),
         description='largest request body forwarded to an origin, e.g. "32MiB"; larger gets 413',
     )
+    max_chunked_body: ByteSize = Field(
+        default=ByteSize(8 * 1024 * 1024),
+        description="largest request body without a Content-Length (chunked) forwarded to an "
+        'origin, e.g. "8MiB": it is held in memory until complete, so that one too large never '
+        "reaches the origin in part; larger (or over max_request_body) gets 413",
+    )
+    websocket_max_message: ByteSize = Field(
+        default=ByteSize(4 * 1024 * 1024),
+        gt=0,
+        description='largest WebSocket message relayed either way, e.g. "4MiB"; a larger one '
+        "closes the connection with 1009 (message too big)",
+    )
     graceful_timeout: float = Field(
         default=15.0, gt=0, description="seconds in-flight requests get to finish on shutdown"
     )
@@ -92,6 +113,12 @@ class ServerConfig(Section):
         description="memory per process for origin pages kept to revalidate with "
         'If-None-Match, so an unchanged page costs the origin a 304; "0" turns it off',
     )
+    metrics_listen: str = Field(
+        default="127.0.0.1:9464",
+        description='private "host:port" answering GET /metrics (Prometheus, summed across '
+        "processes) and GET /health with details; never on a public address; empty turns it off "
+        "(a taken address costs the metrics, never the site)",
+    )
 
     @field_validator("listen")
     @classmethod
@@ -101,6 +128,11 @@ class ServerConfig(Section):
         for address in value:
             _check_host_port(address)
         return value
+
+    @field_validator("metrics_listen")
+    @classmethod
+    def _check_metrics_listen(cls, value: str) -> str:
+        return _check_host_port(value) if value else value
 
     @field_validator("prefix")
     @classmethod
@@ -196,6 +228,13 @@ class SiteConfig(Section):
     origin: str = Field(
         description='origin server URL without a path, e.g. "https://origin.example.com:8443"'
     )
+    public_host: str = Field(
+        default="",
+        pattern=r"^(([A-Za-z0-9.\-]+|\[[0-9a-fA-F:.]+\])(:\d{1,5})?)?$",
+        description='only with host = "*": the "host[:port]" named in redirects rewritten to the '
+        "public site and in X-Forwarded-Host, never the visitor's Host; empty: a trusted proxy's "
+        "X-Forwarded-Host, else those redirects become relative and X-Forwarded-Host is left out",
+    )
     host_header: str = Field(
         default="origin",
         description='Host sent to the origin: "origin" (the origin URL\'s host), "public" (the '
@@ -207,6 +246,13 @@ class SiteConfig(Section):
     )
     read_timeout: float = Field(
         default=30.0, gt=0, description="seconds the origin may stay silent before answering 504"
+    )
+    total_timeout: float = Field(
+        default=60.0,
+        gt=0,
+        description="seconds the origin may take in all, from the request sent to the last byte "
+        "of a page (to the response head for anything else, which then streams) before "
+        "answering 504",
     )
     max_rewrite_bytes: ByteSize = Field(
         default=ByteSize(4 * 1024 * 1024),
@@ -230,6 +276,17 @@ class SiteConfig(Section):
             "*.toml file"
         )
 
+    @field_validator("public_host")
+    @classmethod
+    def _check_public_host(cls, value: str, info: ValidationInfo) -> str:
+        host = info.data.get("host")
+        if value and host != "*":
+            raise ValueError(
+                f'public_host is only for a site with host = "*"; this site\'s public host is '
+                f'"{host}"'
+            )
+        return value
+
     @field_validator("origin")
     @classmethod
     def _check_origin(cls, value: str) -> str:
@@ -252,10 +309,51 @@ class SiteConfig(Section):
         return URL(self.origin).with_path("")
 
 
+# The admin's session cookie: set by admin/auth.py, and never passed to an origin by the proxy
+# (a browser sends it to every port of a host, so to a site that shares the admin's host name).
+ADMIN_SESSION_COOKIE = "rf_admin"
+# Its name over HTTPS: the __Host- prefix makes browsers refuse it unless it is Secure, for the
+# whole host and set by that host (no cookie tossing from a sibling subdomain or plain HTTP).
+ADMIN_SECURE_SESSION_COOKIE = "__Host-" + ADMIN_SESSION_COOKIE
+
+
 class AdminConfig(Section):
     listen: str = Field(
         default="127.0.0.1:8090",
         description='address of the admin API and dashboard, "host:port"; keep it private',
+    )
+    allowed_hosts: list[str] = Field(
+        default=[],
+        description="host names (without port) the admin answers in the Host header, e.g. "
+        '["admin.example.com"]; others get 421 (a defence against DNS rebinding); empty means '
+        "the listen host plus localhost, 127.0.0.1 and ::1",
+    )
+    login_free_failures: int = Field(
+        default=3,
+        ge=0,
+        le=100,
+        description="wrong passwords a user name or an address may try before each further "
+        "attempt must wait 1, 2, 4, ... seconds (429 with Retry-After)",
+    )
+    login_lockout_failures: int = Field(
+        default=10,
+        ge=1,
+        le=10_000,
+        description="wrong passwords for one user name that lock it for login_lockout_minutes",
+    )
+    login_address_lockout_failures: int = Field(
+        default=50,
+        ge=1,
+        le=100_000,
+        description="wrong passwords from one client address that lock it out for "
+        "login_lockout_minutes",
+    )
+    login_lockout_minutes: int = Field(
+        default=15,
+        ge=1,
+        le=1440,
+        description="how long failures are remembered and a lockout lasts, counted from the "
+        "latest failure",
     )
 
     @field_validator("listen")
@@ -263,12 +361,25 @@ class AdminConfig(Section):
     def _check_listen(cls, value: str) -> str:
         return _check_host_port(value)
 
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _check_allowed_hosts(cls, value: list[str]) -> list[str]:
+        for host in value:
+            if not _HOST_NAME.fullmatch(host):
+                raise ValueError(f'"{host}" is not a host name or IP address (give no port)')
+        return [host.lower() for host in value]
+
 
 class RulesConfig(Section):
     directory: Path | None = Field(
         default=None,
         description="directory of rule files (*.toml), relative to config.toml; none means no "
         "experiments or personalizations",
+    )
+    unsigned_qa_overrides: bool = Field(
+        default=False,
+        description="let anyone force a variant with an unsigned ?rf_force=experiment:variant "
+        "(the demo and development only); otherwise only signed QA links work (refract qa-link)",
     )
 
 

@@ -3,6 +3,12 @@
 A RuleSet is compiled once (audiences, page tags, assignment arms); deciding for one request
 is then a few set lookups and hashes. The proxy applies decisions to pages; the worker uses
 the same code to know what a visitor was eligible for.
+
+An experiment and a personalization may change the same element (``ruleset.shared_elements``;
+`refract check` warns). For a visitor in the experiment, whichever variant, the experiment
+wins: the personalization is left out and named in ``Decision.suppressed`` (the proxy counts
+it, ``refract_personalizations_suppressed_total``), so every arm shows exactly its variant and
+the exposures count what was seen.
 """
 
 from __future__ import annotations
@@ -12,7 +18,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from refract.rules.assignment import Arm, Assignment, assign, bucket, in_holdout
-from refract.rules.ruleset import RuleSet
+from refract.rules.qa_links import Override
+from refract.rules.ruleset import RuleSet, shared_elements
 from refract.rules.schema import Change, Experiment, Personalization
 from refract.rules.segments import uses_segment
 from refract.rules.targeting import CompiledAudience, Facts, PageTagger
@@ -22,6 +29,9 @@ from refract.rules.targeting import CompiledAudience, Facts, PageTagger
 class Decision:
     assignments: tuple[Assignment, ...] = ()
     personalizations: tuple[str, ...] = ()
+    # personalizations the visitor's audience admitted but that change an element one of
+    # their experiments changes: the experiment wins, so that every arm shows its variant
+    suppressed: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -41,6 +51,7 @@ class CompiledRules:
         self.version = rules.version
         self.tagger = PageTagger(rules.pages)
         audiences = {key: CompiledAudience.build(a) for key, a in rules.audiences.items()}
+        # Every status: a QA preview link may show an experiment that is not running yet.
         self._experiments = [
             (
                 experiment,
@@ -48,7 +59,6 @@ class CompiledRules:
                 _arm(experiment),
             )
             for experiment in rules.experiments.values()
-            if experiment.status == "running"
         ]
         self._personalizations = [
             (item, _target(item.pages, item.audience, audiences))
@@ -56,6 +66,15 @@ class CompiledRules:
             if item.status == "running"
         ]
         self._holdout = round(rules.settings.holdout * 100)
+        # personalization -> the experiments that change one of its elements (any variant)
+        self._contested = {
+            item.key: frozenset(
+                experiment.key
+                for experiment in rules.experiments.values()
+                if shared_elements(experiment, item)
+            )
+            for item in rules.personalizations.values()
+        }
         used = {
             condition.field
             for audience in rules.audiences.values()
@@ -63,9 +82,11 @@ class CompiledRules:
         }
         # Read the visitor's segment from Redis only when some audience looks at it.
         self.needs_segment = uses_segment(frozenset(used))
+        # Running ones only: deciding before the origin costs every GET, assets too.
         self.redirects = any(
             change.action == "redirect"
             for experiment, _, _ in self._experiments
+            if experiment.status == "running"
             for variant in experiment.variants
             for change in variant.changes
         ) or any(
@@ -76,7 +97,7 @@ class CompiledRules:
 
     @property
     def empty(self) -> bool:
-        """Nothing running: no page needs a decision."""
+        """Nothing running and nothing to preview: no page needs a decision."""
         return not self._experiments and not self._personalizations
 
     def decide(
@@ -84,27 +105,31 @@ class CompiledRules:
         tags: frozenset[str],
         facts: Facts,
         visitor_id: str | None,
-        forced: Mapping[str, str],
+        forced: Mapping[str, Override],
         now: datetime,
     ) -> Decision:
-        """Experiments need a visitor id (no id: no experiment); overrides apply regardless."""
+        """Experiments need a visitor id (no id: no experiment). QA overrides apply whatever
+        the audience, page and holdout, but only to a live experiment unless they preview."""
         held_out = visitor_id is not None and in_holdout(visitor_id, self._holdout)
         assignments = []
         for experiment, target, arm in self._experiments:
             override = forced.get(experiment.key)
-            if override in arm.variants:
-                assignments.append(Assignment(experiment.key, override, forced=True))
+            if override is not None and _may_force(experiment, arm, override, now):
+                assignments.append(Assignment(experiment.key, override.variant, forced=True))
                 continue
-            if visitor_id is None or held_out or not scheduled(experiment, now):
+            if visitor_id is None or held_out or not live(experiment, now):
                 continue
             if target.admits(tags, facts) and (variant := assign(arm, visitor_id)) is not None:
                 assignments.append(Assignment(experiment.key, variant))
-        personalizations = tuple(
+        admitted = [
             item.key
             for item, target in self._personalizations
             if target.admits(tags, facts) and not _held_back(item, visitor_id)
-        )
-        return Decision(tuple(assignments), personalizations)
+        ]
+        assigned = frozenset(assignment.experiment for assignment in assignments)
+        suppressed = tuple(key for key in admitted if self._contested[key] & assigned)
+        personalizations = tuple(key for key in admitted if key not in suppressed)
+        return Decision(tuple(assignments), personalizations, suppressed)
 
     def changes(self, decision: Decision) -> list[Change]:
         """The changes a decision brings, experiments first, in rule-file order."""
@@ -131,6 +156,15 @@ def _arm(experiment: Experiment) -> Arm:
         group=experiment.exclusion_group or None,
         group_range=experiment.exclusion_range or (0.0, 100.0),
     )
+
+
+def _may_force(experiment: Experiment, arm: Arm, override: Override, now: datetime) -> bool:
+    return override.variant in arm.variants and (override.preview or live(experiment, now))
+
+
+def live(experiment: Experiment, now: datetime) -> bool:
+    """Running, and inside its schedule: what visitors (and QA links without preview) see."""
+    return experiment.status == "running" and scheduled(experiment, now)
 
 
 def scheduled(experiment: Experiment, now: datetime) -> bool:

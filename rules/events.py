@@ -17,9 +17,10 @@ worker's multi-key scripts run there.
 
 from __future__ import annotations
 
+import math
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import (
     Annotated,
     Any,
@@ -38,6 +39,7 @@ from typing import (
 import mmh3
 import msgpack
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic_core import ErrorDetails
 
 from refract.rules.networks import Network, NetworkKind
 
@@ -218,12 +220,31 @@ class InvalidEvent(ValueError):
 Text = Annotated[str, StringConstraints(max_length=256)]
 Url = Annotated[str, StringConstraints(max_length=2048)]
 Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
-PropValue = Annotated[str, StringConstraints(max_length=256)] | float | bool
+# Numbers a visitor sends are bounded before anything computes with them (a 400-digit ``ts``
+# overflowed a float): times by what a JavaScript Date can hold (ECMA-262 section 21.4.1.1),
+# other numbers by the largest integer a JavaScript number holds exactly; never inf or NaN.
+_MAX_CLIENT_MS = 8_640_000_000_000_000
+_MAX_SAFE_INTEGER = 9_007_199_254_740_991
+# The last second a Python date can name (9999-12-31T23:59:59Z): an event's time beyond it has
+# no cohort day in the worker nor day directory in the archive. The proxy's are near now.
+_LAST_EVENT_TIME = 253_402_300_799
+Number = Annotated[float, Field(allow_inf_nan=False, ge=-_MAX_SAFE_INTEGER, le=_MAX_SAFE_INTEGER)]
+PropValue = Annotated[str, StringConstraints(max_length=256)] | Number | bool
+# A track event's ``value`` prop is revenue: an amount, never more than this either way (one
+# visitor must not be able to outweigh a test's every other conversion), and below zero only
+# for an event metric with ``allow_negative`` (refunds).
+VALUE_PROP = "value"
+MAX_VALUE = 1_000_000_000
 
 
 class _BeaconEvent(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
-    ts: int = Field(default=0, description="client time, milliseconds since the epoch")
+    ts: int = Field(
+        default=0,
+        ge=-_MAX_CLIENT_MS,
+        le=_MAX_CLIENT_MS,
+        description="client time, milliseconds since the epoch",
+    )
 
 
 class Engage(_BeaconEvent):
@@ -285,9 +306,41 @@ def parse_batch(body: bytes) -> Batch:
     try:
         return Batch.model_validate_json(body)
     except ValidationError as error:
-        first = error.errors()[0]
+        first = _telling(error.errors())
         where = ".".join(str(part) for part in first["loc"]) or "body"
         raise InvalidEvent(f"{where}: {first['msg']}") from None
+
+
+def _telling(errors: list[ErrorDetails]) -> ErrorDetails:
+    """The error to give back: a value of one of a union's kinds (a number for a prop) fails
+    each of the others too (``should be a valid string``); the error of its own kind says
+    what is wrong with it (``should be a finite number``)."""
+    return next((error for error in errors if not error["type"].endswith("_type")), errors[0])
+
+
+def value_problem(value: object, allow_negative: bool) -> str | None:
+    """Why ``value`` cannot be a track event's revenue, or None when it can (a string or a
+    boolean is no amount: the metric's own value counts instead, so it is no problem)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if not math.isfinite(value):
+        return f"{value!r} is not a finite number"
+    low = -MAX_VALUE if allow_negative else 0
+    if not low <= value <= MAX_VALUE:
+        hint = "" if allow_negative else " (negative only for a metric with allow_negative)"
+        return f"{value!r} is not between {low} and {MAX_VALUE}{hint}"
+    return None
+
+
+def check_values(batch: Batch, allows_negative: Callable[[str], bool]) -> None:
+    """InvalidEvent naming the first track event whose ``value`` is no revenue;
+    ``allows_negative(name)``: whether the metric counting that event takes refunds."""
+    for index, item in enumerate(batch.e):
+        if isinstance(item, Track) and VALUE_PROP in item.p:
+            value = item.p[VALUE_PROP]
+            negative_ok = isinstance(value, int | float) and value < 0 and allows_negative(item.n)
+            if problem := value_problem(value, negative_ok):
+                raise InvalidEvent(f"e.{index}.p.{VALUE_PROP}: {problem}")
 
 
 def from_beacon(
@@ -533,7 +586,26 @@ def validate(data: object) -> Event:
             raise InvalidEvent(f"{name}: missing or not {what}")
     if data.get("schema") != SCHEMA_VERSION:
         raise InvalidEvent(f"schema: version {data.get('schema')!r} is not {SCHEMA_VERSION}")
+    _check_numbers(data)
     return cast(Event, data)
+
+
+def _check_numbers(data: dict[Any, Any]) -> None:
+    """The bounds the proxy enforces, again: an entry written by an older proxy, or by anyone
+    with access to the stream, must not put NaN, infinities or absurd amounts into the
+    aggregates (nor make the archive refuse it later). The sign of a ``value`` depends on the
+    metric, which the worker's effects check (``value_problem``)."""
+    for name, value in data.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise InvalidEvent(f"{name}: {value!r} is not a finite number")
+    if not 0 <= data["time"] <= _LAST_EVENT_TIME:
+        raise InvalidEvent(f"time: {data['time']!r} is not between 1970 and 9999")
+    if data["type"] == "track":
+        for name, value in data["props"].items():
+            if isinstance(value, float) and not math.isfinite(value):
+                raise InvalidEvent(f"props.{name}: {value!r} is not a finite number")
+        if problem := value_problem(data["props"].get(VALUE_PROP), allow_negative=True):
+            raise InvalidEvent(f"props.{VALUE_PROP}: {problem}")
 
 
 def _checks(shape: type[Any]) -> tuple[_Check, ...]:

@@ -18,6 +18,8 @@ Per site:
 | `rf:{site}:dl:{visitor}` | list | the visitor's last 20 downloaded file paths | as the profile |
 | `rf:{site}:x:{visitor}` | hash | first exposures, per-metric outcomes | `EXPOSURE_TTL_S` |
 | `rf:{site}:agg:{experiment}` | hash | sufficient statistics (fields below) | until a rebuild |
+| `rf:{site}:agg:{experiment}:values:{field}` | set | open report segment's values | as `agg` |
+| `rf:{site}:decisions` | hash | experiments' recorded decisions (JSON) | forever |
 | `rf:{site}:seg:{visitor}` | string | the segment the proxy reads (msgpack) | as the profile |
 | `rf:{site}:acct:{domain}` | hash | an account's page views, tags, last seen | as profiles |
 | `rf:{site}:acct:{domain}:visitors` | HyperLogLog | its distinct visitors | as profiles |
@@ -42,22 +44,27 @@ Shared:
 | `rf:rules` | hash | the published rule set: version and files (rules/publication.py) | forever |
 | `rf:workers` | sorted set | workers by the time of their last heartbeat | pruned when stale |
 | `rf:worker:{name}` | string | a live worker's pid | `HEARTBEAT_TTL_S`, renewed |
-| `rf:admin:user:{name}` | hash | an admin user: role, argon2 hash | forever |
-| `rf:admin:session:{sha256}` | hash | a signed-in session | the session's lifetime |
-| `rf:admin:token:{sha256}` | hash | an API token: name, role, scope | until revoked |
+| `rf:admin:user:{name}` | hash | a user: role, argon2 hash, sites, generation | until removed |
+| `rf:admin:session:{sha256}` | hash | a session, with its user's generation | its lifetime |
+| `rf:admin:token:{sha256}` | hash | a token: name, role, scope, sites, expiry | until revoked |
+| `rf:admin:login:{kind}:{name}` | hash | sign-in attempts by `user` or `address` | lockout window |
 | `rf:admin:tokens` | hash | token ids to their digests | forever |
 | `rf:admin:audit` | stream | the audit log (admin/audit.py) | capped |
+| `rf:qa:secret` | string | the key of QA links (rules/qa_links.py) | forever (delete: revoke all) |
 
 An experiment's aggregates hash has one field per (day of first exposure, variant, segment,
 [metric,] statistic): ``day|variant|segment|stat`` for exposure counts and
 ``day|variant|segment|metric|stat`` for outcomes, built and parsed only by the functions at
-the end of this module. The worker's Lua script (analytics/apply.lua) gets the prefixes from
-Python and appends the statistics' names, which, with the separators, it reads from Lua
-constants generated from the same definitions (``lua_constants``) when it is loaded.
+the end of this module. A report segment's cell is ``field=value`` (``report_segment``), its
+value percent-encoded so that no separator can appear in it. The worker's Lua script
+(analytics/apply.lua) gets the prefixes from Python and appends the statistics' names, which,
+with the separators, it reads from Lua constants generated from the same definitions
+(``lua_constants``) when it is loaded.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
@@ -130,6 +137,17 @@ def segment(site: str, visitor: str) -> str:
 
 def aggregates(site: str, experiment: str) -> str:
     return _site(site, "agg", experiment)
+
+
+def report_values(site: str, experiment: str, field: str) -> str:
+    """The values of an open report segment ``field`` an experiment keeps apart (a set whose
+    size the worker's script bounds); an experiment's key has no ``:``, so this never names
+    another experiment's aggregates."""
+    return _site(site, "agg", experiment, "values", field)
+
+
+def decisions(site: str) -> str:
+    return _site(site, "decisions")
 
 
 def daily(site: str, day: str) -> str:
@@ -218,6 +236,7 @@ RULES: Final = "rf:rules"
 WORKERS: Final = "rf:workers"
 ADMIN_TOKENS: Final = "rf:admin:tokens"
 ADMIN_AUDIT: Final = "rf:admin:audit"
+QA_LINK_SECRET: Final = "rf:qa:secret"
 
 
 def worker(name: str) -> str:
@@ -238,6 +257,11 @@ def admin_session(digest: str) -> str:
 
 def admin_token(digest: str) -> str:
     return f"rf:admin:token:{digest}"
+
+
+def admin_login_failures(kind: str, subject: str) -> str:
+    """Recent wrong passwords for a user name (``kind="user"``) or a client address."""
+    return f"rf:admin:login:{kind}:{subject}"
 
 
 # --- fields of an experiment's aggregates and of a visitor's exposures ---------------------
@@ -301,10 +325,16 @@ class AggregateField:
     stat: str
 
 
+def variant_prefix(day: str, variant: str) -> str:
+    """The start of every field of one (day, variant): ``variant_prefix(...) + segment +
+    FIELD_SEPARATOR`` is a cell's prefix (apply.lua appends a segment it chose so)."""
+    return day + FIELD_SEPARATOR + variant + FIELD_SEPARATOR
+
+
 def exposure_prefix(day: str, variant: str, segment: str) -> str:
     """The start of every field of one (day, variant, segment) cell, ending in the separator:
     ``exposure_prefix(...) + stat`` is an exposure field (apply.lua appends the stat)."""
-    return FIELD_SEPARATOR.join((day, variant, segment)) + FIELD_SEPARATOR
+    return variant_prefix(day, variant) + segment + FIELD_SEPARATOR
 
 
 def outcome_prefix(exposure_prefix: str, metric: str) -> str:
@@ -332,6 +362,38 @@ def parse_aggregate_field(name: str) -> AggregateField | None:
     return None
 
 
+# A report segment's cell is ``field=value`` (``segment.style=analytical``). Values come from
+# visitors' segments, so whatever could end a field, a record or a list, or split the cell
+# (``|``, tab, ``,``, ``=``), is percent-encoded with ``%`` itself and control characters.
+REPORT_VALUE_SEPARATOR: Final = "="
+_ESCAPED: Final = frozenset({"%", FIELD_SEPARATOR, RECORD_SEPARATOR, LIST_SEPARATOR, "="})
+
+
+def report_segment(field: str, value: str) -> str:
+    """The cell of report segment ``field`` with ``value`` (``segment.industry=software``)."""
+    encoded = "".join(
+        f"%{ord(char):02X}" if char in _ESCAPED or ord(char) < 0x20 or ord(char) == 0x7F else char
+        for char in value
+    )
+    return field + REPORT_VALUE_SEPARATOR + encoded
+
+
+def parse_report_segment(segment: str) -> tuple[str, str] | None:
+    """(field, value) of a report segment's cell; None for the built-in segments (``all``,
+    ``device=...``, ``visitor=...``), whose names have no dot before the ``=``."""
+    field, separator, encoded = segment.partition(REPORT_VALUE_SEPARATOR)
+    if not separator or "." not in field:
+        return None
+    return field, _percent_decoded(encoded)
+
+
+def _percent_decoded(text: str) -> str:
+    return _PERCENT.sub(lambda match: chr(int(match[1], 16)), text)
+
+
+_PERCENT: Final = re.compile("%([0-9A-F]{2})")
+
+
 def visitor_outcome_prefix(experiment: str, metric: str) -> str:
     """The start of a visitor's totals of one metric for one experiment, in their exposures
     hash: ``visitor_outcome_prefix(...) + VisitorOutcome.COUNT``."""
@@ -353,9 +415,13 @@ def first_exposure_record(
     variant: str, at: float, day: str, covariate: float, segments: tuple[str, ...]
 ) -> str:
     """A visitor's first exposure as their exposures hash keeps it (apply.lua reads it too)."""
-    return RECORD_SEPARATOR.join(
-        (variant, repr(at), day, repr(covariate), LIST_SEPARATOR.join(segments))
-    )
+    return first_exposure_head(variant, at, day, covariate) + LIST_SEPARATOR.join(segments)
+
+
+def first_exposure_head(variant: str, at: float, day: str, covariate: float) -> str:
+    """A first-exposure record but its segments, which apply.lua appends once it has chosen
+    them (an open report segment's value, or ``other``)."""
+    return RECORD_SEPARATOR.join((variant, repr(at), day, repr(covariate), ""))
 
 
 def parse_first_exposure_record(

@@ -30,6 +30,7 @@ from refract.rules.schema import (
     RuleFile,
     Settings,
 )
+from refract.rules.token_contexts import UnsafePlacement, redirect_problem, token_contexts
 from refract.rules.toml_lines import KeyPath, TomlLines, error_line
 
 
@@ -42,6 +43,8 @@ class RuleSet:
     metrics: dict[str, Metric] = field(default_factory=dict)
     experiments: dict[str, Experiment] = field(default_factory=dict)
     personalizations: dict[str, Personalization] = field(default_factory=dict)
+    # what loads but deserves a look (refract check prints them): never a reason to refuse
+    warnings: tuple[Problem, ...] = ()
 
 
 EMPTY = RuleSet(version="empty")
@@ -93,7 +96,7 @@ def rules_from_files(files: dict[str, bytes], directory: Path) -> RuleSet:
         problems = list(_cross_check(sources))
     if problems:
         raise InvalidFileError(problems)
-    return _assemble(sources, rules_version(files))
+    return _assemble(sources, rules_version(files), tuple(_contested_elements(sources)))
 
 
 def _parse(path: Path, text: str) -> _Source:
@@ -127,14 +130,17 @@ class _Names:
     tags: set[str]
     audiences: set[str]
     metrics: set[str]
+    redirect_hosts: frozenset[str]
 
 
 def _cross_check(sources: list[_Source]) -> Iterator[Problem]:
     yield from _duplicates(sources)
+    settings = next((s.rules.settings for s in sources if s.rules.settings), Settings())
     names = _Names(
         tags={page.tag for source in sources for page in source.rules.pages},
         audiences={a.key for source in sources for a in source.rules.audiences},
         metrics={m.key for source in sources for m in source.rules.metrics},
+        redirect_hosts=frozenset(host.lower() for host in settings.redirect_hosts),
     )
     for source in sources:
         for index, experiment in enumerate(source.rules.experiments):
@@ -143,7 +149,7 @@ def _cross_check(sources: list[_Source]) -> Iterator[Problem]:
             where: KeyPath = ("personalizations", index)
             yield from _targeting_problems(source, where, personalization, names)
             for c_index, change in enumerate(personalization.changes):
-                yield from _change_problems(source, (*where, "changes", c_index), change)
+                yield from _change_problems(source, (*where, "changes", c_index), change, names)
     yield from _exclusion_overlaps(sources)
 
 
@@ -162,7 +168,7 @@ def _experiment_problems(
             yield source.problem(path, dotted(path), f'variant "{variant.key}" is defined twice')
         for c_index, change in enumerate(variant.changes):
             yield from _change_problems(
-                source, (*where, "variants", v_index, "changes", c_index), change
+                source, (*where, "variants", v_index, "changes", c_index), change, names
             )
 
 
@@ -213,7 +219,9 @@ def _references(
     yield source.problem(where, dotted(where), f'unknown {what} "{name}"', hint)
 
 
-def _change_problems(source: _Source, where: KeyPath, change: Change) -> Iterator[Problem]:
+def _change_problems(
+    source: _Source, where: KeyPath, change: Change, names: _Names
+) -> Iterator[Problem]:
     field_name = dotted(where)
     if change.selector and (problem := selector_problem(change.selector)):
         yield source.problem(
@@ -231,6 +239,28 @@ def _change_problems(source: _Source, where: KeyPath, change: Change) -> Iterato
         )
     if problem := token_problem(change.value):
         yield source.problem((*where, "value"), f"{field_name}.value", problem)
+    else:
+        yield from _token_placement_problems(source, where, change)
+    if change.action == "redirect" and (
+        problem := redirect_problem(change.value, names.redirect_hosts)
+    ):
+        yield source.problem(
+            (*where, "value"),
+            f"{field_name}.value",
+            problem,
+            'redirect to a path of this site ("/pricing-b"), or list the host in '
+            "[settings] redirect_hosts",
+        )
+
+
+def _token_placement_problems(source: _Source, where: KeyPath, change: Change) -> Iterator[Problem]:
+    """A token where no encoding keeps a visitor's value inert (docs/rules.md, "Tokens")."""
+    try:
+        token_contexts(change.action, change.attribute, change.value)
+    except UnsafePlacement as unsafe:
+        yield source.problem(
+            (*where, "value"), f"{dotted(where)}.value", unsafe.message, unsafe.hint
+        )
 
 
 def _exclusion_overlaps(sources: list[_Source]) -> Iterator[Problem]:
@@ -252,10 +282,65 @@ def _exclusion_overlaps(sources: list[_Source]) -> Iterator[Problem]:
             claimed.setdefault(experiment.exclusion_group, []).append((low, high, experiment.key))
 
 
-def _assemble(sources: list[_Source], version: str) -> RuleSet:
+# --- experiments and personalizations changing the same element ----------------------------
+
+_LIVE_OR_TO_BE = frozenset({"draft", "running", "paused"})
+REDIRECT_ELEMENT = "(redirect)"  # a split-URL redirect: one per page, whoever sends it
+
+
+def shared_elements(experiment: Experiment, personalization: Personalization) -> frozenset[str]:
+    """The elements (selectors, whitespace aside; or the page's redirect) an experiment, in any
+    variant, and a personalization both change, on pages both may run on. A visitor who gets
+    both keeps the experiment's change (rules/decisions.py)."""
+    elsewhere = not set(experiment.pages) & set(personalization.pages)
+    if experiment.pages and personalization.pages and elsewhere:
+        return frozenset()
+    tested = frozenset().union(*(_elements(variant.changes) for variant in experiment.variants))
+    return tested & _elements(personalization.changes)
+
+
+def _elements(changes: list[Change]) -> frozenset[str]:
+    """What changes touch; styles add to a page and never contend."""
+    return frozenset(
+        REDIRECT_ELEMENT if change.action == "redirect" else " ".join(change.selector.split())
+        for change in changes
+        if change.action != "inject_style"
+    )
+
+
+def _contested_elements(sources: list[_Source]) -> Iterator[Problem]:
+    """A warning per personalization that changes an element an experiment changes, while
+    both may run: where both apply, the experiment's change wins and the personalization is
+    suppressed for the experiment's visitors."""
+    experiments = [
+        experiment
+        for source in sources
+        for experiment in source.rules.experiments
+        if experiment.status in _LIVE_OR_TO_BE
+    ]
+    for source in sources:
+        for index, item in enumerate(source.rules.personalizations):
+            if item.status not in _LIVE_OR_TO_BE:
+                continue
+            for experiment in experiments:
+                if shared := shared_elements(experiment, item):
+                    path = ("personalizations", index, "changes")
+                    yield source.problem(
+                        path,
+                        dotted(path),
+                        f"changes {', '.join(sorted(shared))}, which experiment "
+                        f'"{experiment.key}" tests on the same pages: its visitors keep the '
+                        "experiment's version and do not get this personalization",
+                        "give them different pages or audiences, or pause one of them; "
+                        "refract_personalizations_suppressed_total counts the suppressions",
+                    )
+
+
+def _assemble(sources: list[_Source], version: str, warnings: tuple[Problem, ...] = ()) -> RuleSet:
     settings = next((s.rules.settings for s in sources if s.rules.settings), Settings())
     return RuleSet(
         version=version,
+        warnings=warnings,
         settings=settings,
         pages=tuple(page for s in sources for page in s.rules.pages),
         audiences={a.key: a for s in sources for a in s.rules.audiences},

@@ -15,6 +15,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from refract.rules import fields
+
 KEY_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 KEY_HINT = "lowercase letters, digits, - and _, starting with a letter or digit"
 
@@ -52,37 +54,10 @@ _VALUE_ACTIONS = HTML_ACTIONS | {
 }
 _NO_SELECTOR_ACTIONS = frozenset({"inject_style", "redirect"})
 
-# What a condition may look at: request fields known on the first request, visitor fields
-# from the cookie and profile, and the segment the intelligence models fill (unknown until
-# they do, and an unknown field matches no condition but "exists = false").
-FIELDS = frozenset(
-    {
-        "url.path",
-        "url.host",
-        "referrer",
-        "referrer.host",
-        "utm.source",
-        "utm.medium",
-        "utm.campaign",
-        "utm.term",
-        "utm.content",
-        "device",
-        "country",
-        "visitor.returning",
-        "visitor.sessions",
-        "visitor.tags_seen",
-        "segment.style",
-        "segment.industry",
-        "segment.company_size",
-        "segment.stage",
-        "segment.intent",
-        "segment.intent_band",
-        "account.name",
-        "account.target",
-        "account.lists",
-    }
-)
-_QUERY_FIELD = re.compile(r"^url\.query\.[A-Za-z0-9_.\-]+$")
+# What a condition may look at: the targetable fields of rules/fields.py (request fields known
+# on the first request, the matched account, and the segment the intelligence models fill,
+# unknown until they do; an unknown field matches no condition but "exists = false").
+FIELDS = frozenset(fields.FIELDS)
 
 
 class Table(BaseModel):
@@ -108,7 +83,9 @@ class Condition(Table):
     @field_validator("field")
     @classmethod
     def _known_field(cls, value: str) -> str:
-        if value not in FIELDS and not _QUERY_FIELD.match(value):
+        if value in fields.RETIRED:
+            raise ValueError(f'"{value}" is never filled: {fields.RETIRED[value]}')
+        if fields.field_of(value) is None:
             close = difflib.get_close_matches(value, FIELDS, n=1)
             suggestion = f'did you mean "{close[0]}"? ' if close else ""
             raise ValueError(
@@ -129,7 +106,37 @@ class Condition(Table):
                 raise ValueError(f"invalid regular expression: {error}") from None
         if self.op in ("gte", "lte") and not isinstance(self.value, int | float):
             raise ValueError(f'"{self.op}" needs a number value')
+        target = fields.field_of(self.field)
+        if self.op in ("gte", "lte") and target is not None and target.kind != "number":
+            raise ValueError(
+                f'"{self.op}" compares numbers, and "{self.field}" is {target.kind}: '
+                "use eq, in or exists"
+            )
         return self
+
+
+MAX_REPORT_SEGMENTS = 5  # each field multiplies an experiment's aggregate fields
+
+
+def report_segment_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a report segment, or None when it can."""
+    field = fields.FIELDS.get(name)
+    if field is not None and field.reportable:
+        return None
+    choices = ", ".join(sorted(fields.REPORTABLE))
+    if field is None:
+        close = difflib.get_close_matches(name, fields.REPORTABLE, n=1)
+        suggestion = f'did you mean "{close[0]}"? ' if close else ""
+        return f'"{name}" is not a report segment: {suggestion}choose from {choices}'
+    if field.kind in ("number", "list"):
+        return (
+            f'"{name}" is a {field.kind}, not a category: choose from {choices} '
+            "(segment.intent_band bands segment.intent)"
+        )
+    return (
+        f'"{name}" is known on the request, not fixed in the visitor\'s segment (device and '
+        f"new or returning are reported already): choose from {choices}"
+    )
 
 
 class Audience(Table):
@@ -175,6 +182,11 @@ class Metric(Table):
     form: str = Field(default="", description='for kind "form": a CSS selector of the form')
     event: str = Field(default="", description='for kind "event": the custom event name')
     value: float = Field(default=0.0, ge=0, description="revenue counted per conversion")
+    allow_negative: bool = Field(
+        default=False,
+        description='for kind "event": whether the track call\'s value prop may be below zero '
+        "(refunds); otherwise such a call is refused",
+    )
     window_days: int = Field(
         default=14, ge=1, le=90, description="days after first exposure a conversion counts"
     )
@@ -250,6 +262,12 @@ class Experiment(Table):
     primary_metric: str = Field(description="the metric that decides the experiment")
     secondary_metrics: list[str] = []
     guardrail_metrics: list[str] = Field(default=[], description="metrics that must not get worse")
+    report_segments: list[str] = Field(
+        default=[],
+        max_length=MAX_REPORT_SEGMENTS,
+        description="fields of the visitor's segment to split results by, fixed at first "
+        'exposure, e.g. ["segment.style", "account.target"] (exploratory)',
+    )
     exclusion_group: str = Field(
         default="", description="experiments in one group never share a visitor"
     )
@@ -259,6 +277,36 @@ class Experiment(Table):
     seed: str = Field(default="", description="hash seed; set it to the old key when renaming")
     start: datetime | None = None
     end: datetime | None = None
+    mde: float = Field(
+        default=0.1,
+        gt=0,
+        le=10,
+        description="the relative lift of the primary metric worth detecting (0.1: +10%); "
+        "with power and baseline it sets the visitors the experiment plans for",
+    )
+    power: float = Field(
+        default=0.8,
+        ge=0.5,
+        lt=1,
+        description="the chance of detecting a lift of mde, from 0.5 to 0.99 (0.8 usual)",
+    )
+    baseline: float | None = Field(
+        default=None,
+        gt=0,
+        lt=1,
+        description="the primary metric's conversion rate before the test (0.03: 3%); "
+        "unset: measured on the control's visitors",
+    )
+
+    @field_validator("report_segments")
+    @classmethod
+    def _reportable(cls, names: list[str]) -> list[str]:
+        for name in names:
+            if (problem := report_segment_problem(name)) is not None:
+                raise ValueError(problem)
+        if len(set(names)) != len(names):
+            raise ValueError("a field is named twice")
+        return names
 
     @model_validator(mode="after")
     def _weights_and_schedule(self) -> Experiment:
@@ -300,6 +348,11 @@ class Settings(Table):
         default=[],
         description="competitor names; a visit whose page, referrer or search terms name one "
         "counts as competitor research",
+    )
+    redirect_hosts: list[str] = Field(
+        default=[],
+        description='hosts a redirect change may send visitors to, e.g. ["www.example.com"]; '
+        "paths of the visitor's own site need no entry",
     )
 
 

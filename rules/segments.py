@@ -13,9 +13,8 @@ from collections.abc import Mapping
 
 import msgpack
 
+from refract.rules.fields import SEGMENT_FIELDS
 from refract.rules.targeting import Value
-
-SEGMENT_PREFIXES = ("segment.", "account.", "visitor.sessions", "visitor.tags_seen")
 
 
 def encode_segment(fields: Mapping[str, tuple[Value, float]]) -> bytes:
@@ -46,5 +45,12 @@ def decode_segment(data: bytes | None) -> tuple[dict[str, Value], dict[str, floa
 
 
 def uses_segment(fields: frozenset[str]) -> bool:
-    """Whether conditions on these fields need the visitor's segment."""
-    return any(name.startswith(SEGMENT_PREFIXES) for name in fields)
+    """Whether conditions on these fields need the visitor's segment: some field is one the
+    worker fills (rules/fields.py)."""
+    return not fields.isdisjoint(SEGMENT_FIELDS)
+
+
+def segment_only(fields: Mapping[str, tuple[Value, float]]) -> dict[str, tuple[Value, float]]:
+    """The fields a segment may carry: those rules/fields.py says the worker fills (a field
+    computed but not listed would be targeted by nobody; tests/test_fields.py finds it)."""
+    return {name: pair for name, pair in fields.items() if name in SEGMENT_FIELDS}

@@ -85,13 +85,13 @@ async def recorded_events(
 ) -> list[dict[str, Any]]:
     """Events the proxy has written to its sites' streams (taken out of them), oldest first,
     as the mappings they are on the wire (a test reads the fields its event type has)."""
-    event_log = client.app[EVENT_LOG_KEY]  # type: ignore[index]
-    connection = client.app[REDIS_KEY]  # type: ignore[index]
+    event_log = client.app[EVENT_LOG_KEY]
+    connection = client.app[REDIS_KEY]
     while len(event_log):
         assert await event_log.flush_once(connection)
     found = []
     for stream in await connection.keys(keyspace.stream_pattern()):
-        for entry_id, fields in await connection.xrange(stream):
+        for entry_id, fields in await worker.stream_entries(connection, stream):
             event = decode(fields[EVENT_FIELD])
             if kind is None or event["type"] == kind:
                 found.append(dict(event))

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from refract.proxy import codings
 
@@ -60,7 +61,7 @@ async def page(request: web.Request) -> web.Response:
 PAGE_BODY = web.AppKey("page_body", bytes)
 
 
-def fixed(body: bytes, content_type: str) -> web.Handler:
+def fixed(body: bytes, content_type: str) -> Handler:
     async def handler(_: web.Request) -> web.Response:
         return web.Response(body=body, headers={"Content-Type": content_type})
 
@@ -186,4 +187,78 @@ def build_origin(asset_dir: Path) -> web.Application:
     app.router.add_get("/ws", websocket)
     app.router.add_post("/upload", upload)
     app.router.add_static("/static/", asset_dir)
+    add_edge_safety_routes(app)
     return app
+
+
+# --- edge safety (tests/test_edge_safety.py) ---------------------------------------------
+
+CSV = b"name,amount\nAcme,100\nGlobex,200\n"
+ZIP = b"PK\x03\x04\x14\x00\x00\x00\x08\x00" + bytes(range(256))
+PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256))
+PDF = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<< /Type /Catalog >>\nendobj\n"
+DOWNLOADS = {"csv": CSV, "zip": ZIP, "png": PNG, "pdf": PDF}
+REACHED = web.AppKey("reached", list)  # paths of requests that reached /record
+
+
+async def download(request: web.Request) -> web.Response:
+    """A download labelled text/html, as PHP's default_mimetype does; ``?attachment`` says so
+    in Content-Disposition, ``?coding=`` compresses it."""
+    kind, coding = request.match_info["kind"], request.query.get("coding", "identity")
+    headers = {"Content-Type": "text/html; charset=UTF-8"}
+    if "attachment" in request.query:
+        headers["Content-Disposition"] = f'attachment; filename="export.{kind}"'
+    if coding != "identity":
+        headers["Content-Encoding"] = coding
+    return web.Response(body=codings.encode(DOWNLOADS[kind], coding), headers=headers)
+
+
+async def ranged_page(request: web.Request) -> web.Response:
+    """The test page, honouring a Range of bytes=START-END as a static file server does."""
+    if (asked := request.headers.get("Range", "")).startswith("bytes="):
+        start, _, end = asked.removeprefix("bytes=").partition("-")
+        part = PAGE[int(start) : int(end) + 1]
+        content_range = f"bytes {start}-{int(start) + len(part) - 1}/{len(PAGE)}"
+        return web.Response(
+            status=206,
+            body=part,
+            headers={"Content-Type": "text/html", "Content-Range": content_range},
+        )
+    return web.Response(body=PAGE, headers={"Content-Type": "text/html", "Accept-Ranges": "bytes"})
+
+
+async def record(request: web.Request) -> web.Response:
+    """Notes that a request reached the origin at all, before reading a byte of its body."""
+    request.app[REACHED].append(request.raw_path)
+    await request.read()
+    return web.Response(text="recorded")
+
+
+async def trickle(request: web.Request) -> web.StreamResponse:
+    """A page sent one byte every ``?every`` seconds: never silent long, never done."""
+    response = web.StreamResponse(headers={"Content-Type": "text/html"})
+    await response.prepare(request)
+    for byte in PAGE:
+        await response.write(bytes([byte]))
+        await asyncio.sleep(float(request.query.get("every", "0.2")))
+    await response.write_eof()
+    return response
+
+
+async def large_websocket(request: web.Request) -> web.WebSocketResponse:
+    """Echoes messages of up to 64 MiB (the standard route keeps aiohttp's 4 MiB)."""
+    ws = web.WebSocketResponse(max_msg_size=64 * 1024 * 1024)
+    await ws.prepare(request)
+    async for message in ws:
+        if message.type == web.WSMsgType.BINARY:
+            await ws.send_bytes(message.data)
+    return ws
+
+
+def add_edge_safety_routes(app: web.Application) -> None:
+    app[REACHED] = []
+    app.router.add_get("/download/{kind}", download)
+    app.router.add_get("/ranged-page", ranged_page)
+    app.router.add_route("*", "/record", record)
+    app.router.add_get("/trickle", trickle)
+    app.router.add_get("/ws-large", large_websocket)

@@ -35,7 +35,7 @@ from tests.conftest import (
     make_config,
     recorded_events,
 )
-from tests.support.worker import SHARDS, SITE
+from tests.support.worker import SHARDS, SITE, encoded
 
 ACCOUNTS = Path(__file__).parent / "data" / "accounts-sample.csv"
 VISITOR, SESSION = "0123456789abcdef0123456789abcdef", "0123456789abcdef"
@@ -533,7 +533,7 @@ def data_dir(tmp_path: Path) -> Path:
 
 async def page_view(
     proxy: ProxyFactory, data_dir: Path, address: str, headers: dict[str, str], **config: Any
-) -> events.Event:
+) -> dict[str, Any]:
     config.setdefault("intel", ENRICHING)
     config["server"] = {"data_dir": str(data_dir), "trusted_proxies": ["127.0.0.1/32"]}
     proxied = await proxy(**config)
@@ -610,7 +610,7 @@ async def test_reverse_dns_needs_accounts_and_an_ip_range_match_needs_no_address
     outside["visitor"] = "e" * 32  # a visitor of their own, not yet matched
     await connection.xadd(
         keyspace.stream(site, events.shard_of(outside["visitor"], SHARDS)),
-        {events.EVENT_FIELD: events.encode(outside)},
+        {events.EVENT_FIELD: encoded(outside)},
     )
     effects = Effects(load_rules(rules_dir))
     matching = AccountMatcher(connection, site, resolver=table_resolver, accounts_check_s=0)

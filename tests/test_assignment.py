@@ -11,7 +11,7 @@ import mmh3
 import pytest
 from scipy import stats
 
-from refract.rules.assignment import Arm, assign, assign_all, bucket, in_holdout, parse_overrides
+from refract.rules.assignment import Arm, assign, assign_all, bucket, in_holdout
 
 VECTORS = json.loads((Path(__file__).parent / "data" / "assignment_vectors.json").read_text())
 VISITORS = [f"{index:032x}" for index in range(100_000)]
@@ -124,17 +124,3 @@ def test_override_naming_an_unknown_variant_is_ignored() -> None:
     arm = Arm.build("qa", {"control": 50, "outcome": 50})
     [assignment] = assign_all([arm], VISITORS[0], forced={"qa": "nonsense"})
     assert assignment.forced is False
-
-
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [
-        ("hero:outcome", {"hero": "outcome"}),
-        ("hero:outcome, cta:control", {"hero": "outcome", "cta": "control"}),
-        ("hero", {}),
-        ("", {}),
-        (":x,y:", {}),
-    ],
-)
-def test_override_parsing(value: str, expected: dict[str, str]) -> None:
-    assert parse_overrides(value) == expected

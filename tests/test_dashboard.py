@@ -291,12 +291,16 @@ def test_after_sign_in_only_paths_of_this_application_are_followed() -> None:
 
 
 def test_the_overview_numbers_and_the_funnel() -> None:
-    summaries = [
-        {"status": "running", "action": "ship", "lift": 0.2, "revenue_impact": 500.0},
-        {"status": "stopped", "action": "stop", "lift": -0.01, "revenue_impact": None},
-        {"status": "running", "action": "keep_running", "lift": 0.05, "revenue_impact": None},
-    ]
-    assert overview_numbers(summaries) == {
+    def active(action: str, variant: str | None, lift: float) -> dict[str, Any]:
+        decision = {"action": action, "variant": variant}
+        return {"decision": decision, "variants": [{"variant": "b", "lift": lift}]}
+
+    overview = {
+        "active_experiments": [active("ship", "b", 0.2), active("keep_running", None, 0.05)],
+        "finished_experiments": {"recorded": 2, "win_rate": 0.5},
+        "revenue_impact": {"value": 500.0},
+    }
+    assert overview_numbers(overview) == {
         "active": 2, "concluded": 2, "win_rate": 0.5, "average_lift": 0.2, "revenue_impact": 500.0,
     }  # fmt: skip
     accounts = [

@@ -6,7 +6,7 @@ the priors for a fitted model."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import pytest
@@ -47,7 +47,8 @@ async def test_the_demo_knows_the_visitor_adapts_and_explains(tmp_path: Path) ->
             vid = next(c.value for c in visitor.cookie_jar if c.key == "rf_vid")
 
             async def style() -> object:
-                values, _ = decode_segment(await client.get(keyspace.segment("demo", vid)))
+                stored = await client.get(keyspace.segment("demo", vid))
+                values, _ = decode_segment(cast(bytes | None, stored))  # bytes: not decoded
                 return values.get("segment.style")
 
             assert await eventually(style, "intuitive", tries=100)

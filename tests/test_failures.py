@@ -27,7 +27,7 @@ from tests.support.metrics import counter
 
 async def test_origin_refusing_connections_gives_502(aiohttp_client: object) -> None:
     config = make_config(f"http://127.0.0.1:{free_port()}")
-    client: TestClient = await aiohttp_client(build_app(config))  # type: ignore[operator]
+    client: TestClient[web.Request, web.Application] = await aiohttp_client(build_app(config))  # type: ignore[operator]
     before = counter(metrics.UPSTREAM_ERRORS, site="test", reason="connect")
     response = await client.get("/")
     assert response.status == 502
@@ -68,8 +68,7 @@ async def test_pages_are_served_while_redis_is_down_or_hanging(
     assert page.status == 200
     assert b"data-refract-beacon" in await page.read()
     health = await (await client.get("/_refract/health")).json()
-    assert health["status"] == "degraded"
-    assert health["redis"] == "down"
+    assert health == {"status": "degraded"}  # the public answer says no more
 
 
 async def test_rewriter_failure_serves_the_origin_page_unmodified(

@@ -89,7 +89,7 @@ async def test_visitor_sees_their_variant_and_one_exposure_is_recorded(
         variant,
         VISITOR,
     )
-    assert exposure["rules_version"] == client.app[STATE_KEY].current.rules.version  # type: ignore[index]
+    assert exposure["rules_version"] == client.app[STATE_KEY].current.rules.version
     assert exposure["url"] == "/page"
 
 
@@ -120,7 +120,7 @@ async def test_pages_outside_the_experiment_are_not_touched(
 async def test_qa_override_shows_the_variant_and_is_never_counted(
     proxy: ProxyFactory, rules_dir: Path, forced: str
 ) -> None:
-    client = await proxy(rules={"directory": str(rules_dir)})
+    client = await proxy(rules={"directory": str(rules_dir), "unsigned_qa_overrides": True})
     body = await page(client, f"/page?rf_force=headline:{forced}")
     assert (b"Bold headline" in body) is (forced == "bold")
     assert await exposures(client) == []
@@ -152,7 +152,7 @@ async def test_reload_with_bad_rules_keeps_the_rules_in_force(
 ) -> None:
     config = tmp_path / "config.toml"
     client = await proxy(rules={"directory": str(rules_dir)})
-    state = client.app[STATE_KEY].current  # type: ignore[index]
+    state = client.app[STATE_KEY].current
     origin = state.config.sites[0].origin
     redis = state.config.redis.url
     config.write_text(
@@ -161,8 +161,8 @@ async def test_reload_with_bad_rules_keeps_the_rules_in_force(
     )
     before = await page(client)
     (rules_dir / "broken.toml").write_text('[[experiments]]\nkey = "x"\n')
-    assert await reload(client.app, config, 0.1) is False  # type: ignore[arg-type]
-    assert client.app[STATE_KEY].current is state  # type: ignore[index]
+    assert await reload(client.app, config, 0.1) is False
+    assert client.app[STATE_KEY].current is state
     assert await page(client) == before
 
 
@@ -171,7 +171,7 @@ async def test_assignments_survive_a_reload_that_changes_other_rules(
 ) -> None:
     client = await proxy(rules={"directory": str(rules_dir)})
     bodies = {index: await page(client, cookie=f"rf_vid={index:032x}") for index in range(20)}
-    state = client.app[STATE_KEY].current  # type: ignore[index]
+    state = client.app[STATE_KEY].current
     (rules_dir / "more.toml").write_text(
         '[[metrics]]\nkey = "other"\nkind = "event"\nevent = "x"\n'
     )
@@ -180,8 +180,8 @@ async def test_assignments_survive_a_reload_that_changes_other_rules(
         f'[redis]\nurl = "{state.config.redis.url}"\n[rules]\ndirectory = "{rules_dir}"\n'
         f'[[sites]]\nhost = "*"\nid = "test"\norigin = "{state.config.sites[0].origin}"\n'
     )
-    assert await reload(client.app, config, 0.1) is True  # type: ignore[arg-type]
-    assert client.app[STATE_KEY].current.rules.version != state.rules.version  # type: ignore[index]
+    assert await reload(client.app, config, 0.1) is True
+    assert client.app[STATE_KEY].current.rules.version != state.rules.version
     for index, body in bodies.items():
         assert await page(client, cookie=f"rf_vid={index:032x}") == body
 
@@ -230,7 +230,7 @@ def split_rules(tmp_path: Path) -> Path:
 async def test_split_url_variant_is_redirected_before_the_origin_is_asked(
     proxy: ProxyFactory, split_rules: Path
 ) -> None:
-    client = await proxy(rules={"directory": str(split_rules)})
+    client = await proxy(rules={"directory": str(split_rules), "unsigned_qa_overrides": True})
     client.session.cookie_jar.clear()
     response = await client.get(
         "/page?utm_source=x",
@@ -245,7 +245,7 @@ async def test_split_url_variant_is_redirected_before_the_origin_is_asked(
 async def test_split_url_target_page_does_not_redirect_again(
     proxy: ProxyFactory, split_rules: Path
 ) -> None:
-    client = await proxy(rules={"directory": str(split_rules)})
+    client = await proxy(rules={"directory": str(split_rules), "unsigned_qa_overrides": True})
     client.session.cookie_jar.clear()
     response = await client.get(
         "/page-b",
@@ -258,7 +258,7 @@ async def test_split_url_target_page_does_not_redirect_again(
 async def test_split_url_control_gets_the_origin_page(
     proxy: ProxyFactory, split_rules: Path
 ) -> None:
-    client = await proxy(rules={"directory": str(split_rules)})
+    client = await proxy(rules={"directory": str(split_rules), "unsigned_qa_overrides": True})
     body = await page(client, "/page?rf_force=split:control")
     assert b"Hello&nbsp;world" in body
 

@@ -18,6 +18,7 @@ from refract.admin.supervisor import Child, Supervisor
 from refract.analytics.archive import Archive
 from refract.rules import keyspace
 from refract.rules.networks import load_table
+from refract.rules.redis_values import strings
 from tests.conftest import BROWSER, free_port
 from tests.support.children import note_reloads, sleep_a_while
 from tests.support.processes import (
@@ -67,13 +68,14 @@ def write_config(tmp_path: Path) -> Callable[..., Path]:
 async def test_several_workers_share_the_port_and_sum_their_metrics(
     origin: TestServer, redis_url: str, write_config: Callable[..., Path], tmp_path: Path
 ) -> None:
-    port = free_port()
-    path = write_config(port, str(origin.make_url("")).rstrip("/"), workers=2)
+    port, internal = free_port(), free_port()
+    listen = f'metrics_listen = "127.0.0.1:{internal}"'
+    path = write_config(port, str(origin.make_url("")).rstrip("/"), workers=2, extra=listen)
     env = {"REFRACT_REDIS__URL": redis_url}
     async with running(["--config", str(path), "proxy"], port, env, tmp_path):
         pids = set()
         for _ in range(300):  # the second process may bind a moment after the first answers
-            _, health = await get(f"http://127.0.0.1:{port}/_refract/health")  # new connection
+            _, health = await get(f"http://127.0.0.1:{internal}/health")  # new connection
             pids.add(json.loads(health)["pid"])
             if len(pids) == 2:
                 break
@@ -81,7 +83,7 @@ async def test_several_workers_share_the_port_and_sum_their_metrics(
         assert len(pids) == 2
         for _ in range(60):
             await get(f"http://127.0.0.1:{port}/page")
-        _, text = await get(f"http://127.0.0.1:{port}/_refract/metrics")
+        _, text = await get(f"http://127.0.0.1:{internal}/metrics")  # any process: the sum
         line = next(
             line
             for line in text.decode().splitlines()
@@ -186,9 +188,9 @@ async def test_demo_visits_reach_profiles_aggregates_and_the_archive(tmp_path: P
             profile = keyspace.profile("demo", cookie.value)
             assert await eventually(lambda: client.hget(profile, "clicks"), b"1", tries=100)
             assert await client.hget(profile, "pageviews") == b"3"
-            cta = await client.hgetall(keyspace.aggregates("demo", "cta-copy"))
-            assert [f for f in cta if f.endswith(b"|all|n")]  # the visitor was exposed once
-            assert [f for f in cta if f.endswith(b"|all|primary_cta_click|conv")]
+            cta = strings(await client.hgetall(keyspace.aggregates("demo", "cta-copy")))
+            assert [f for f in cta if f.endswith("|all|n")]  # the visitor was exposed once
+            assert [f for f in cta if f.endswith("|all|primary_cta_click|conv")]
         finally:
             await client.aclose()
         # a one-off command beside the running node uses the node's embedded Redis

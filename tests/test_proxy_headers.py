@@ -68,7 +68,7 @@ async def test_untrusted_peer_cannot_forge_forwarding_headers(proxy: ProxyFactor
     upstream = await echo_headers(proxy, forged)
     assert upstream["X-Forwarded-For"] == "127.0.0.1"
     assert upstream["X-Forwarded-Proto"] == "http"
-    assert upstream["Forwarded"].startswith("for=127.0.0.1;host=")
+    assert upstream["Forwarded"].startswith("for=127.0.0.1;")
     assert "6.6.6.6" not in upstream["Forwarded"]
 
 
@@ -115,7 +115,7 @@ async def test_path_and_query_reach_the_origin_byte_for_byte(proxy: ProxyFactory
 
 
 async def test_redirect_naming_the_origin_points_at_the_public_host(proxy: ProxyFactory) -> None:
-    client = await proxy()
+    client = await proxy(site={"public_host": "www.example.com"})
     response = await client.get(
         "/redirect", headers={"Host": "www.example.com"}, allow_redirects=False
     )

@@ -128,7 +128,7 @@ def report_with(segments: list[str]) -> Report:
     """A report whose result rows carry ``segments`` (text the aggregates store as given)."""
     rows = [
         Row("demo", "conversion", "primary", segment, "bold", 100, 100, 0.1, 0.15, -0.5,
-            -0.75, math.nan, 0.04, 0.04, 0.9, 0.01, True)
+            -0.75, math.nan, 0.04, 0.04, 0.9, 0.01, True, "exact", False)
         for segment in segments
     ]  # fmt: skip
     return Report(

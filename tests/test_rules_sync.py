@@ -21,7 +21,7 @@ DEMO_RULES = Path(__file__).resolve().parents[1] / "examples" / "demo-rules"
 
 
 def version_of(client: TestClient[web.Request, web.Application]) -> str:
-    return client.app[STATE_KEY].current.rules.version  # type: ignore[index]
+    return client.app[STATE_KEY].current.rules.version
 
 
 async def converge(client: TestClient[web.Request, web.Application], version: str) -> bool:
@@ -33,7 +33,7 @@ async def converge(client: TestClient[web.Request, web.Application], version: st
 
 
 def config_for(client: TestClient[web.Request, web.Application], path: Path) -> Path:
-    state = client.app[STATE_KEY].current  # type: ignore[index]
+    state = client.app[STATE_KEY].current
     path.write_text(
         f'[redis]\nurl = "{state.config.redis.url}"\n'
         f'[rules]\ndirectory = "{state.config.rules.directory}"\n'
@@ -50,7 +50,7 @@ async def test_a_reload_on_one_node_reaches_the_others(proxy: ProxyFactory, tmp_
     (tmp_path / "a" / "metrics.toml").write_text(
         (tmp_path / "a" / "metrics.toml").read_text().replace("250.0", "300.0")
     )
-    assert await reload(node_a.app, config_for(node_a, tmp_path / "a.toml"), 0.1)  # type: ignore[arg-type]
+    assert await reload(node_a.app, config_for(node_a, tmp_path / "a.toml"), 0.1)
     assert version_of(node_a) != version_of(node_b)
     assert await converge(node_b, version_of(node_a))
 
@@ -61,7 +61,7 @@ async def test_a_node_without_local_rules_follows_the_published_ones(
     publisher = await proxy(rules={"directory": str(DEMO_RULES)})
     follower = await proxy()
     assert await converge(follower, version_of(publisher))
-    assert set(follower.app[STATE_KEY].current.rules.rules.experiments) == {  # type: ignore[index]
+    assert set(follower.app[STATE_KEY].current.rules.rules.experiments) == {
         "hero-headline",
         "cta-copy",
         "pricing-layout",

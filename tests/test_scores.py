@@ -3,6 +3,7 @@ decision maker, budget, and the signals a visitor shows by group."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -26,7 +27,7 @@ WARM, HOT = SAAS.scores.warm, SAAS.scores.hot
 PROFILE_FIELDS = {"pageviews", "sessions", "forms", "downloads", "first_seen", "last_seen"}
 
 
-def visitor(paths: tuple[str, ...] = (), engaged_s: float = 0.0, **counts: float) -> Features:
+def visitor(paths: Sequence[str] = (), /, engaged_s: float = 0.0, **counts: float) -> Features:
     """The features of a profile with these counts: profile fields (``sessions``, ``forms``,
     ...) by name, anything else a page tag; page views default to the tags' sum."""
     profile = {"engaged_ms": str(engaged_s * 1000)}

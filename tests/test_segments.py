@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from pathlib import Path
+from typing import cast
 
 import pytest
 import redis.asyncio as redis
@@ -103,10 +105,12 @@ async def test_the_worker_keeps_a_visitors_segment_current(
         )  # fmt: skip
         await client.xadd(stream, {events.EVENT_FIELD: events.encode(view)})
     await drain(client, rules_dir, segments=SegmentRefresher(client, SITE))
-    values, confidence = decode_segment(await client.get(keyspace.segment(SITE, VISITOR)))
+    stored = await client.get(keyspace.segment(SITE, VISITOR))
+    values, confidence = decode_segment(cast(bytes | None, stored))  # bytes: not decoded
     await client.aclose()
     assert values["visitor.sessions"] == 3
-    assert sorted(values["visitor.tags_seen"]) == ["api_docs", "case_study", "pricing", "security"]
+    tags_seen = cast(Sequence[str], values["visitor.tags_seen"])  # a list of tags
+    assert sorted(tags_seen) == ["api_docs", "case_study", "pricing", "security"]
     assert values["segment.intent_band"] in {"warm", "hot"}
     assert values["segment.style"] == "analytical"
     assert confidence["segment.style"] >= 0.6
@@ -129,7 +133,8 @@ async def test_the_segment_carries_the_current_models_prediction(
     )  # fmt: skip
     await client.xadd(stream, {events.EVENT_FIELD: events.encode(view)})
     await drain(client, rules_dir, segments=SegmentRefresher(client, SITE))
-    values, _ = decode_segment(await client.get(keyspace.segment(SITE, VISITOR)))
+    stored = await client.get(keyspace.segment(SITE, VISITOR))
+    values, _ = decode_segment(cast(bytes | None, stored))  # bytes: not decoded
     await client.aclose()
     expected = predict(
         Subject(features_of({"pageviews": "1", "tag:pricing": "1"}), intent=8),

@@ -39,10 +39,11 @@ FACTS = Facts(
         ({"field": "visitor.returning", "value": True}, True),
         ({"field": "segment.style", "value": "analytical", "min_confidence": 0.6}, True),
         ({"field": "segment.style", "value": "analytical", "min_confidence": 0.8}, False),
-        ({"field": "country", "value": "DE"}, False),
-        ({"field": "country", "op": "ne", "value": "DE"}, False),  # unknown is not "not DE"
-        ({"field": "country", "op": "not_in", "value": ["DE"]}, False),
-        ({"field": "country", "op": "exists", "value": False}, True),
+        ({"field": "segment.industry", "value": "saas"}, False),
+        # unknown is not "not saas"
+        ({"field": "segment.industry", "op": "ne", "value": "saas"}, False),
+        ({"field": "segment.industry", "op": "not_in", "value": ["saas"]}, False),
+        ({"field": "segment.industry", "op": "exists", "value": False}, True),
         ({"field": "utm.medium", "op": "exists", "value": True}, True),
         ({"field": "segment.style", "op": "exists", "value": False, "min_confidence": 0.9}, True),
     ],

@@ -34,10 +34,12 @@ from tests.support.worker import (
     aggregates,
     consumer,
     drain,
+    encoded,
     exposure,
     pageview,
     send,
     site_consumers,
+    stream_entries,
     stream_of,
 )
 
@@ -138,12 +140,12 @@ def engaged(visitor: str, at: float) -> events.Event:
 async def test_exposed_visitors_whose_browser_ran_the_beacon_are_counted_apart(
     client: redis.Redis, rules_dir: Path, order: str, verified: int
 ) -> None:
-    sequence = {
+    sequences: dict[str, list[events.Event]] = {
         "exposure, then the beacon": [exposure("v1", "bold", T0), engaged("v1", T0 + 9)],
         "the beacon, then an exposure": [engaged("v1", T0), exposure("v1", "bold", T0 + 9)],
         "no beacon ever (a bot that runs no JavaScript)": [exposure("v1", "bold", T0)],
-    }[order]
-    await send(client, *sequence)
+    }
+    await send(client, *sequences[order])
     await drain(client, rules_dir)
     stats = await aggregates(client)
     assert stats["2026-05-28|bold|all|n"] == 1
@@ -208,11 +210,11 @@ odd_click = events.event_of(
     ("entry", "reason"),
     [
         (b"\xc1not msgpack", "not msgpack"),
-        (events.encode({"id": "x"}), "type: missing"),
-        (events.encode({**exposure("v1", "bold", T0), "schema": 99}), "schema: version 99"),
-        (events.encode({**pageview("v2", T0), "tags": 5}), "tags: missing or not a list"),
-        (events.encode({**exposure("v2", "bold", T0), "experiment": None}), "experiment: missing"),
-        (events.encode({**pageview("v2", T0), "type": "click"}), "selector: missing"),
+        (encoded({"id": "x"}), "type: missing"),
+        (encoded({**exposure("v1", "bold", T0), "schema": 99}), "schema: version 99"),
+        (encoded({**pageview("v2", T0), "tags": 5}), "tags: missing or not a list"),
+        (encoded({**exposure("v2", "bold", T0), "experiment": None}), "experiment: missing"),
+        (encoded({**pageview("v2", T0), "type": "click"}), "selector: missing"),
         (events.encode(odd_click), "effects: TypeError"),  # a valid shape, odd content
     ],
 )
@@ -221,7 +223,7 @@ async def test_poison_entries_go_to_the_dead_letter_stream_with_the_reason(
 ) -> None:
     await send(client, entry, pageview("v1", T0))
     await drain(client, rules_dir)
-    [(_, fields)] = await client.xrange(keyspace.dead_letters(SITE))
+    [(_, fields)] = await stream_entries(client, keyspace.dead_letters(SITE))
     assert reason in fields[b"reason"].decode()
     assert fields[b"data"] == entry
     assert (await client.hgetall(keyspace.profile(SITE, "v1")))[b"pageviews"] == b"1"
@@ -329,8 +331,8 @@ def crash_input() -> tuple[list[events.Event], dict[str, float]]:
             outcome = {"count": 1, "count2": 1, "count_y": covariate, "conv": 1,
                        "conv_y": covariate, "rev": 100.0, "rev2": 100.0**2,
                        "rev_y": 100.0 * covariate}  # fmt: skip
-            for name, value in outcome.items():
-                add(f"2026-05-28|{variant}|{{segment}}|demo|{name}", value)
+            for name, amount in outcome.items():
+                add(f"2026-05-28|{variant}|{{segment}}|demo|{name}", amount)
     return sent, expected
 
 

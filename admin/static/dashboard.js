@@ -245,7 +245,9 @@
           });
           if (response.ok) { location.assign(form.dataset.next || "/overview"); return; }
           const answer = await response.json().catch(() => ({}));
+          const wait = response.headers.get("Retry-After");
           message = response.status === 401 ? "Wrong user name or password."
+            : response.status === 429 ? `Too many wrong passwords. Try again in ${wait} seconds.`
             : answer.error || `Signing in failed (${response.status}).`;
         } catch (failure) {
           message = "The dashboard cannot be reached. Try again in a moment.";

@@ -176,6 +176,7 @@
     report.href = `/experiments/${encodeURIComponent(key)}/report${location.search}`;
     report.hidden = false;
     document.getElementById("start").hidden = false;
+    document.getElementById("qa-link").hidden = false;
     if (!location.pathname.endsWith("/edit")) {
       history.replaceState(null, "", `/experiments/${encodeURIComponent(key)}/edit${location.search}`);
     }
@@ -242,6 +243,37 @@
       }
     } catch (failure) {
       showProblems([{ message: "The dashboard cannot be reached; the experiment was not started." }], "Not started");
+    }
+  });
+
+  // A signed QA link for a saved variant (POST /api/experiments/{key}/qa-link).
+  const qaVariant = document.getElementById("qa-variant");
+  qaVariant.addEventListener("focus", () => {
+    const chosen = qaVariant.value;
+    qaVariant.replaceChildren(...collect().variants.filter((v) => KEY.test(v.key)).map((v) =>
+      Object.assign(document.createElement("option"), { value: v.key, textContent: v.key, selected: v.key === chosen })));
+  });
+  document.getElementById("qa-make").addEventListener("click", async () => {
+    const output = document.getElementById("qa-url");
+    const order = {
+      variant: qaVariant.value,
+      hours: Number(document.getElementById("qa-hours").value),
+      preview: document.getElementById("qa-preview").checked,
+    };
+    status.textContent = "Making a QA link…";
+    try {
+      const { response, answer } = await send(`/api/experiments/${encodeURIComponent(key)}/qa-link`, "POST", order);
+      if (response.ok) {
+        output.value = answer.url;
+        output.select();
+        status.textContent = `QA link for ${key}: ${order.variant}, until ${new Date(answer.expires * 1000).toLocaleString()}.`;
+      } else {
+        const problems = answer.errors && answer.errors.length ? answer.errors : [{ message: answer.error || `The server answered ${response.status}.` }];
+        showProblems(problems, "No QA link was made");
+        status.textContent = "";
+      }
+    } catch (failure) {
+      showProblems([{ message: "The dashboard cannot be reached; no link was made." }], "No QA link");
     }
   });
 

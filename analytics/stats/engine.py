@@ -4,11 +4,16 @@ Inputs are sufficient statistics shaped ``[batch, variant, segment]`` (visitors 
 covariate) and ``[batch, variant, segment, measure]`` (outcomes); ``batch`` is days for one
 experiment's report, or experiments for many. Variant 0 is the control. Steps:
 
-1. CUPED-adjust each arm's mean and variance with the pre-exposure covariate (when enabled);
-2. relative lift of each variant, with the always-valid confidence sequence (default) or the
-   fixed-horizon Welch interval, and its p-value;
-3. Holm or Benjamini-Hochberg across variants and measures, per batch and segment;
-4. the Bayesian view of the same estimate (with a normal prior on the lift, flat by default):
+1. CUPED-adjust each arm's mean and variance with the pre-exposure covariate, where enabled
+   and where its guards allow (cuped.cuped_fallback says why not);
+2. the p-value of the absolute difference, symmetric in the arms: for a conversion rate the
+   score test, or Fisher's exact test where expected counts are small; for other means (or an
+   adjusted rate) Welch's test; sequentially, the always-valid p-value of the same statistic;
+3. the interval of the relative lift by inverting a test, so it never goes below -100 %:
+   MOVER-R with Wilson intervals for rates, Fieller for means, with the confidence sequence's
+   boundary instead of z when sequential;
+4. Holm or Benjamini-Hochberg across variants and measures, per batch and segment;
+5. the Bayesian view of the same estimate (a normal prior on the lift, flat by default):
    chance to beat control and expected loss.
 """
 
@@ -18,13 +23,19 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+from numpy.typing import NDArray
 
-from refract.analytics.stats import bayesian, frequentist, multiple, sequential
-from refract.analytics.stats.cuped import cuped
-from refract.analytics.stats.moments import Array, Moments, as_array
+from refract.analytics.stats import bayesian, frequentist, multiple, proportions, sequential
+from refract.analytics.stats.cuped import cuped, cuped_fallback
+from refract.analytics.stats.fieller import fieller_interval
+from refract.analytics.stats.moments import Array, Interval, Moments, as_array, safe_divide
 
 Method = Literal["sequential", "fixed"]
 Correction = Literal["holm", "bh"]
+# How each comparison's p-value was found, by code (Comparison.test).
+TESTS = ("welch", "score", "exact")
+WELCH, SCORE, EXACT = range(3)
+CUPED_APPLIED, CUPED_OFF = 0, -1  # Comparison.cuped: else an index into cuped.FALLBACKS
 
 
 @dataclass(frozen=True)
@@ -34,7 +45,9 @@ class Settings:
     correction: Correction = "holm"
     cuped: bool = True
     srm_threshold: float = 0.001
-    planned_visitors: int = 10_000  # both arms; tunes the confidence sequence
+    # Both arms at the planned end: tunes the confidence sequence. The report sets it from the
+    # experiment's plan (planning.py); a sequential comparison without it is refused.
+    planned_visitors: int | None = None
     min_effect: float = 0.02  # relative lifts smaller than this do not matter to the business
     # Bayesian view: a normal prior on the relative lift; an infinite sd is the flat prior.
     prior_mean: float = 0.0
@@ -51,6 +64,7 @@ class Sample:
     y: Array  # Σ covariate
     y2: Array
     xy: Array  # Σ x·covariate, [batch, variant, segment, measure]
+    binary: NDArray[np.bool_]  # [measure]: the per-visitor value is 0 or 1 (a conversion)
 
 
 @dataclass(frozen=True)
@@ -74,56 +88,169 @@ class Comparison:
     control: Arm
     treatment: Arm
     lift: Array  # relative: mean_t / mean_c - 1
-    ci_low: Array
+    ci_low: Array  # of the relative lift, never below -1
     ci_high: Array
     p_value: Array
     p_adjusted: Array
     chance_to_win: Array
     risk: Array  # expected relative loss of shipping the variant
+    test: NDArray[np.int64]  # index into TESTS
+    cuped: NDArray[np.int64]  # [batch, 1, segment, measure]: CUPED_APPLIED, CUPED_OFF or why not
 
 
-def arms(sample: Sample, use_cuped: bool) -> Arm:
+def arms(sample: Sample, use_cuped: bool) -> tuple[Arm, NDArray[np.int64]]:
+    """Each arm's moments, CUPED-adjusted where its guards allow, and why not elsewhere:
+    codes into cuped.FALLBACKS shaped ``[batch, 1, segment, measure]``, -1 where it is off."""
     n = np.broadcast_to(sample.n[..., None], sample.x.shape)
-    if use_cuped:
-        adjusted = cuped(
-            n, sample.x, sample.x2, sample.y[..., None], sample.y2[..., None], sample.xy,
-            arm_axis=1,
-        )  # fmt: skip
-        return Arm(as_array(n), adjusted.mean, adjusted.variance)
-    moments = Moments.of(n, sample.x, sample.x2)
-    return Arm(moments.n, moments.mean, moments.variance)
+    raw = Moments.of(n, sample.x, sample.x2)
+    variance = _floored(raw.variance, Moments.of(*(_pooled(a) for a in (n, sample.x, sample.x2))))
+    if not use_cuped:
+        return Arm(raw.n, raw.mean, variance), np.full(_pooled(n).shape, CUPED_OFF)
+    adjusted = cuped(
+        n, sample.x, sample.x2, sample.y[..., None], sample.y2[..., None], sample.xy, arm_axis=1
+    )
+    fallback = cuped_fallback(adjusted, n, sample.x, binary=sample.binary, arm_axis=1)
+    use = fallback == CUPED_APPLIED
+    mean = np.where(use, adjusted.mean, raw.mean)
+    return Arm(raw.n, mean, np.where(use, adjusted.variance, variance)), fallback
+
+
+def _pooled(values: Array) -> Array:
+    return as_array(np.sum(values, axis=1, keepdims=True))
+
+
+def _floored(variance: Array, pooled: Moments) -> Array:
+    """An arm that shows no spread (no buyer yet) borrows the arms' pooled variance: a zero
+    variance would make a zero-width interval and an infinitely confident test."""
+    return as_array(np.where(variance == 0.0, pooled.variance, variance))
 
 
 def compare(sample: Sample, settings: Settings) -> Comparison:
-    everyone = arms(sample, settings.cuped)
+    """Every variant against control (the steps in the module's docstring)."""
+    everyone, fallback = arms(sample, settings.cuped)
     control = Arm(everyone.n[:, :1], everyone.mean[:, :1], everyone.variance[:, :1])
     treatment = Arm(everyone.n[:, 1:], everyone.mean[:, 1:], everyone.variance[:, 1:])
+    counts = _Counts.of(sample)
+    # a rate left unadjusted is analysed from its counts, which stay valid at any size
+    as_rate = np.broadcast_to(sample.binary & (fallback != CUPED_APPLIED), treatment.mean.shape)
+    exact = as_rate & proportions.needs_exact(*counts.parts())
+    difference = frequentist.absolute_lift(control, treatment)
+    z = np.where(as_rate, proportions.score_statistic(*counts.parts()), _z(difference))
+    critical, p_value = _critical_and_p(control, treatment, z, as_rate, settings)
+    fisher = _fisher_where(exact, counts)
     if settings.method == "sequential":
-        planned = np.full_like(control.n, float(settings.planned_visitors))
-        result = sequential.sequential_test(
-            control, treatment, planned, alpha=settings.alpha, relative=True
-        )
-        estimate, stderr = result.estimate, result.stderr
-        p_value, low, high = result.p_value, result.ci_low, result.ci_high
+        p_value = np.where(exact, np.fmax(p_value, fisher), p_value)  # never beyond the exact
     else:
-        test = frequentist.welch_test(control, treatment, alpha=settings.alpha, relative=True)
-        estimate, stderr = test.estimate, test.stderr
-        p_value, low, high = test.p_value, test.ci_low, test.ci_high
-    posterior = bayesian.normal_prior_update(
-        bayesian.NormalPosterior(estimate, stderr),
-        prior_mean=settings.prior_mean,
-        prior_variance=settings.prior_sd**2,
-    )
+        p_value = np.where(exact, fisher, p_value)
+    ratio = _ratio_interval(control, treatment, counts, as_rate, critical)
+    lift = safe_divide(treatment.mean, control.mean) - 1.0
+    chance, risk = _bayesian(difference, control.mean, settings)
     return Comparison(
         control=control,
         treatment=treatment,
-        lift=estimate,
-        ci_low=low,
-        ci_high=high,
+        lift=lift,
+        ci_low=ratio.low - 1.0,
+        ci_high=ratio.high - 1.0,
         p_value=p_value,
         p_adjusted=adjust(p_value, settings.correction),
-        chance_to_win=bayesian.chance_to_win(posterior.mean, posterior.sd),
-        risk=bayesian.risk(posterior.mean, posterior.sd).treatment,
+        chance_to_win=chance,
+        risk=risk,
+        test=np.where(exact, EXACT, np.where(as_rate, SCORE, WELCH)).astype(np.int64),
+        cuped=fallback,
+    )
+
+
+@dataclass(frozen=True)
+class _Counts:
+    """Visitors and converters of control and treatment, for the 0/1 measures' exact methods."""
+
+    n_control: Array
+    converters_control: Array
+    n_treatment: Array
+    converters_treatment: Array
+
+    @classmethod
+    def of(cls, sample: Sample) -> _Counts:
+        n = np.broadcast_to(sample.n[..., None], sample.x.shape)
+        return cls(n[:, :1], sample.x[:, :1], n[:, 1:], sample.x[:, 1:])
+
+    def parts(self) -> tuple[Array, Array, Array, Array]:
+        return (
+            self.n_control,
+            self.converters_control,
+            self.n_treatment,
+            self.converters_treatment,
+        )
+
+
+def _z(difference: frequentist.Lift) -> Array:
+    """Δ / se, 0 where there is no difference to explain (both arms constant and equal)."""
+    z = safe_divide(difference.estimate, difference.stderr)
+    return as_array(np.where((difference.estimate == 0.0) & (difference.stderr == 0.0), 0.0, z))
+
+
+def _critical_and_p(
+    control: Arm, treatment: Arm, z: Array, as_rate: NDArray[np.bool_], settings: Settings
+) -> tuple[Array, Array]:
+    """Standard errors an estimate must clear, and the p-value of ``z``, for the method: at a
+    fixed horizon Student's t with Welch's df for means, the normal for a rate's score."""
+    if settings.method == "sequential":
+        if settings.planned_visitors is None:
+            raise ValueError("a sequential comparison needs planned_visitors (both arms)")
+        n = control.n + treatment.n
+        rho = sequential.rho_for_planned_n(float(settings.planned_visitors), settings.alpha)
+        critical = sequential.boundary(n, rho, settings.alpha)
+        p_value = sequential.always_valid_p_value(frequentist.Lift(z, np.ones_like(z)), n, rho)
+        return critical, p_value
+    df = np.where(as_rate, np.inf, frequentist.welch_df(control, treatment))
+    return (
+        frequentist.t_quantile(1.0 - settings.alpha / 2.0, df),
+        frequentist.t_p_value(z, df),
+    )
+
+
+def _fisher_where(exact: NDArray[np.bool_], counts: _Counts) -> Array:
+    """Fisher's p-value where ``exact``, nan elsewhere (computed only where needed)."""
+    found = np.full(exact.shape, np.nan)
+    if exact.any():
+        parts = (np.broadcast_to(part, exact.shape)[exact] for part in counts.parts())
+        found[exact] = proportions.fisher_exact_p(*parts)
+    return found
+
+
+def _ratio_interval(
+    control: Arm, treatment: Arm, counts: _Counts, as_rate: NDArray[np.bool_], critical: Array
+) -> Interval:
+    rates = proportions.mover_ratio_interval(*counts.parts(), critical)
+    means = fieller_interval(
+        control.mean, control.stderr2, treatment.mean, treatment.stderr2, critical
+    )
+    return Interval(
+        np.where(as_rate, rates.low, means.low), np.where(as_rate, rates.high, means.high)
+    )
+
+
+def _bayesian(
+    difference: frequentist.Lift, control_mean: Array, settings: Settings
+) -> tuple[Array, Array]:
+    """Chance to beat control and the relative risk of shipping, from the absolute difference
+    and its standard error scaled by the control mean (symmetric in the arms, like the test).
+    Without a control mean (no conversion yet) the chance is Φ(Δ/se) and the risk unknown;
+    with no spread at all in either arm (nothing to tell them apart) the chance is 1/2."""
+    scale = np.abs(control_mean)
+    posterior = bayesian.normal_prior_update(
+        bayesian.NormalPosterior(
+            safe_divide(difference.estimate, control_mean), safe_divide(difference.stderr, scale)
+        ),
+        prior_mean=settings.prior_mean,
+        prior_variance=settings.prior_sd**2,
+    )
+    chance = bayesian.chance_to_win(posterior.mean, posterior.sd)
+    unscaled = bayesian.chance_to_win(difference.estimate, difference.stderr)
+    unscaled = np.where(np.isnan(unscaled), 0.5, unscaled)
+    return (
+        as_array(np.where(np.isfinite(chance), chance, unscaled)),
+        bayesian.risk(posterior.mean, posterior.sd).treatment,
     )
 
 

@@ -16,14 +16,25 @@ the latest cumulative results of segment ``all``:
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
+from refract.analytics.stats.cuped import FALLBACKS
 from refract.analytics.stats.data import ExperimentData
-from refract.analytics.stats.engine import Comparison, Sample, Settings, compare
-from refract.analytics.stats.power import days_to_decision
+from refract.analytics.stats.engine import (
+    CUPED_APPLIED,
+    EXACT,
+    TESTS,
+    Comparison,
+    Sample,
+    Settings,
+    compare,
+)
+from refract.analytics.stats.exploratory import corrected
+from refract.analytics.stats.planning import Plan, days_needed, measured_baseline, plan
+from refract.analytics.stats.proportions import EXACT_BELOW
 from refract.analytics.stats.srm import srm_test
 from refract.rules.schema import Experiment, Metric
 
@@ -64,6 +75,9 @@ class Row:
     chance_to_win: float
     risk: float
     significant: bool
+    test: str  # "score", "exact" (Fisher) or "welch" (engine.TESTS)
+    cuped: bool  # whether the CUPED adjustment was applied
+    exploratory: bool = False  # a segment but "all": its own correction (stats/exploratory.py)
 
 
 @dataclass(frozen=True)
@@ -86,6 +100,9 @@ class Report:
     decision: Decision
     results: list[Row] = field(default_factory=list)
     over_time: list[dict[str, Any]] = field(default_factory=list)
+    primary_metric: str = ""  # what the charts name, even before any visitor
+    plan: dict[str, Any] = field(default_factory=dict)  # planning.Plan and planned_visitors
+    notes: list[str] = field(default_factory=list)  # methods chosen and why (segment all)
 
     def as_json(self) -> dict[str, Any]:
         document: dict[str, Any] = _finite(asdict(self))
@@ -125,6 +142,7 @@ def sample_of(data: ExperimentData, measures: list[Measure]) -> Sample:
         y=data.visitors["y"],
         y2=data.visitors["y2"],
         xy=stacked(2),
+        binary=np.array([measure.kind == "conversion" for measure in measures]),
     )
 
 
@@ -139,6 +157,7 @@ def build(
     base: dict[str, Any] = {
         "experiment": experiment.key,
         "hypothesis": experiment.hypothesis,
+        "primary_metric": experiment.primary_metric,
         "method": settings.method,
         "alpha": settings.alpha,
         "correction": settings.correction,
@@ -146,20 +165,64 @@ def build(
         "variants": variants,
     }
     if not data.days:
-        reasons = ["no visitor has been exposed yet"]
+        reasons = [why_no_visitor(experiment)]
         return Report(**base, srm={}, decision=Decision("keep_running", None, reasons))
     cumulative = data.cumulative()
+    planned = plan_of(experiment, cumulative, settings.alpha)
+    if settings.planned_visitors is None:
+        settings = replace(settings, planned_visitors=planned.planned_visitors)
     comparison = compare(sample_of(cumulative, measures), settings)
     weights = np.array([variant.weight for variant in experiment.variants], dtype=float)
     srm = _srm(cumulative.visitors["n"][-1, :, 0], weights, settings, variants)
-    rows = _rows(comparison, cumulative, measures, variants, settings)
+    rows = corrected(_rows(comparison, cumulative, measures, variants, settings), settings.alpha)
     return Report(
         **base,
         srm=srm,
-        decision=decide(comparison, measures, variants, srm["flagged"], settings),
+        decision=decide(comparison, measures, variants, srm["flagged"], settings, planned),
+        plan={**asdict(planned), "planned_visitors": settings.planned_visitors},
+        notes=_notes(comparison, measures, settings),
         results=rows,
         over_time=_over_time(comparison, cumulative, measures, variants),
     )
+
+
+def why_no_visitor(experiment: Experiment) -> str:
+    """The empty report's reason: what keeps visitors out, as far as the rules tell."""
+    if experiment.status != "running":
+        return f"no visitor has been exposed yet: the experiment is {experiment.status}"
+    if experiment.audience:
+        return (
+            "no visitor has been exposed yet: only visitors of the audience "
+            f"{experiment.audience} enter, and none has matched it yet"
+        )
+    return "no visitor has been exposed yet"
+
+
+def plan_of(experiment: Experiment, cumulative: ExperimentData, alpha: float) -> Plan:
+    """The experiment's plan; without a given baseline, the control's primary rate so far."""
+    if experiment.baseline is not None:
+        return plan(experiment.mde, experiment.power, experiment.baseline, "given", alpha)
+    primary = cumulative.metrics.index(experiment.primary_metric)
+    visitors = float(cumulative.visitors["n"][-1, 0, 0])
+    converters = float(cumulative.outcomes["conv"][-1, 0, 0, primary])
+    rate = measured_baseline(visitors, converters)
+    return plan(experiment.mde, experiment.power, rate, "measured", alpha)
+
+
+def _notes(comparison: Comparison, measures: list[Measure], settings: Settings) -> list[str]:
+    """Where a method other than the usual one was used, and why (latest, segment all)."""
+    notes = []
+    for m, measure in enumerate(measures):
+        name = f"{measure.metric} ({measure.kind})"
+        if bool(np.any(comparison.test[-1, :, 0, m] == EXACT)):
+            notes.append(
+                f"{name}: Fisher's exact test, since an arm expects fewer than "
+                f"{EXACT_BELOW:g} conversions (or non-conversions)"
+            )
+        reason = int(comparison.cuped[-1, 0, 0, m])
+        if settings.cuped and reason != CUPED_APPLIED:
+            notes.append(f"{name}: no CUPED adjustment, {FALLBACKS[reason]}")
+    return notes
 
 
 def _srm(
@@ -210,6 +273,8 @@ def _rows(
                         chance_to_win=float(comparison.chance_to_win[at]),
                         risk=float(comparison.risk[at]),
                         significant=bool(comparison.p_adjusted[at] < settings.alpha),
+                        test=TESTS[int(comparison.test[at])],
+                        cuped=bool(comparison.cuped[(last, 0, s, m)] == CUPED_APPLIED),
                     )
                 )
     return rows
@@ -241,6 +306,7 @@ def decide(
     variants: list[str],
     srm_flagged: bool,
     settings: Settings,
+    planned: Plan,
 ) -> Decision:
     """What to do now, from the latest cumulative results of segment ``all``."""
     if srm_flagged:
@@ -315,33 +381,27 @@ def decide(
         return Decision(
             "stop", None, [*reasons, f"every variant does worse than control on {metric}"]
         )
-    return Decision("keep_running", None, [*reasons, _days_left(comparison, settings, metric)])
-
-
-def _days_left(comparison: Comparison, settings: Settings, metric: str) -> str:
-    control = comparison.control
-    mean = float(control.mean[-1, 0, 0, 0])
-    variance = float(control.variance[-1, 0, 0, 0])
-    per_day = float(control.n[-1, 0, 0, 0]) / max(comparison.lift.shape[0], 1)
-    days = float(
-        days_to_decision(
-            settings.min_effect * abs(mean),
-            variance,
-            per_day,
-            n_so_far_per_arm=float(control.n[-1, 0, 0, 0]),
-            alpha=settings.alpha,
-        )
+    return Decision(
+        "keep_running", None, [*reasons, _days_left(comparison, settings, planned, metric)]
     )
+
+
+def _days_left(comparison: Comparison, settings: Settings, planned: Plan, metric: str) -> str:
+    """Days until the plan's visitors are reached, for the test in use, at the traffic so far."""
+    so_far = float(comparison.control.n[-1, 0, 0, 0])
+    per_day = so_far / max(comparison.lift.shape[0], 1)
+    days = days_needed(planned.per_arm(settings.method), per_day, so_far)
+    lift = f"{planned.mde:+.0%} lift"
     if not math.isfinite(days):
         return f"no conclusion on {metric} yet"
     if days == 0:
         return (
-            f"no conclusion on {metric} yet, with enough visitors to see a "
-            f"{settings.min_effect:.0%} lift: any effect is likely smaller"
+            f"no conclusion on {metric} yet, with the visitors planned to see a {lift}: "
+            "any effect is likely smaller"
         )
     return (
-        f"no conclusion on {metric} yet; at the current traffic a {settings.min_effect:.0%} lift "
-        f"would be detectable in about {math.ceil(days)} more days"
+        f"no conclusion on {metric} yet; at the current traffic a {lift} would be detectable "
+        f"by the {settings.method} test in about {math.ceil(days)} more days"
     )
 
 

@@ -1,5 +1,5 @@
 try{let c=document.querySelector("[data-refract-beacon]").dataset,m=JSON.parse(c.metrics),r=window.refract=window.refract||{},q=[],a,d=0,i,
-s=(t,e=Date.now())=>{a&&e>a&&q.push({t:"engage",ms:e-a,ts:e});a=!document.hidden&&e;q[0]&&(t=JSON.stringify({v:1,u:location.pathname,e:q.splice(0)}),navigator.sendBeacon(c.collect,t)||fetch(c.collect,{method:"POST",body:t,keepalive:1}).catch(y))},
+s=(t,e=Date.now())=>{a&&e>a&&q.push({t:"engage",ms:e-a,ts:e});a=!document.hidden&&e;q[0]&&fetch(c.collect,{method:"POST",body:JSON.stringify({v:1,u:location.pathname,e:q.splice(0)}),headers:{"Content-Type":"application/json"},keepalive:1}).catch(y)},
 y=()=>{for(;d<4&&(scrollY+innerHeight+1)*4>(d+1)*document.body.scrollHeight;)p({t:"scroll",d:++d*25})},
 w=(t,e=3)=>(e&&t.parentNode!=document.body?w(t.parentNode,e-1)+">":"")+t.localName+(t.id?"#"+t.id:[,...t.classList].slice(0,3).join(".")),
 h={click:(t,e,x)=>{if(t=t.target.closest("a,button,[type=submit],[type=button],[role=button]")){e=t.host&&t.origin+t.pathname;p({t:"click",s:w(t).slice(-256),h:e,m:k(m.click,t)});e&&t.host!=location.host&&p({t:"outbound",h:e});(x=/\.(pdf|(doc|xls|ppt)x?|csv|zip|gz|dmg|exe|pkg|key|odt|txt)$/i.exec(e))&&p({t:"download",h:e,x:x[1].toLowerCase()})}},

@@ -4,8 +4,9 @@ accounts, the admin's reads)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any, cast
 
 import redis.asyncio as redis
 
@@ -14,6 +15,7 @@ from refract.analytics.consumer import SiteConsumer
 from refract.analytics.effects import Effects
 from refract.analytics.segments import SegmentRefresher
 from refract.rules import events, keyspace
+from refract.rules.redis_values import text
 from refract.rules.ruleset import load_rules
 
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -70,7 +72,9 @@ def site_consumers(
     return lambda shard: consumer(client, rules_dir, name, archive, shard)
 
 
-def pageview(visitor: str, at: float, url: str = "/", new_session: bool = False) -> events.Event:
+def pageview(
+    visitor: str, at: float, url: str = "/", new_session: bool = False
+) -> events.PageViewEvent:
     event = events.pageview(
         SITE, visitor, "s" + visitor, url=url, tags=["home"], referrer="", utm={},
         status=200, origin_ms=1.0, device="desktop", new_session=new_session,
@@ -79,7 +83,7 @@ def pageview(visitor: str, at: float, url: str = "/", new_session: bool = False)
     return event
 
 
-def exposure(visitor: str, variant: str, at: float) -> events.Event:
+def exposure(visitor: str, variant: str, at: float) -> events.ExposureEvent:
     event = events.exposure(
         SITE, visitor, "s" + visitor, experiment="hero", variant=variant,
         rules_version="v1", url="/",
@@ -92,13 +96,30 @@ def stream_of(visitor: str) -> str:
     return keyspace.stream(SITE, events.shard_of(visitor, SHARDS))
 
 
-async def send(client: redis.Redis, *items: events.Event | bytes) -> None:
+def encoded(event: Mapping[str, Any]) -> bytes:
+    """An event as the stream holds it, well-formed or not: tests write malformed and wire-format
+    events too, and checking their shape is the worker's job (``events.decode``), not the type
+    checker's, so this is the one place such a mapping is taken for an Event."""
+    return events.encode(cast(events.Event, event))
+
+
+async def send(client: redis.Redis, *items: Mapping[str, Any] | bytes) -> None:
     """Into the visitor's shard, as the proxy writes them (raw entries into shard 0)."""
     for item in items:
         if isinstance(item, bytes):
             await client.xadd(keyspace.stream(SITE, 0), {events.EVENT_FIELD: item})
         else:
-            await client.xadd(stream_of(item["visitor"]), {events.EVENT_FIELD: events.encode(item)})
+            await client.xadd(stream_of(item["visitor"]), {events.EVENT_FIELD: encoded(item)})
+
+
+StreamEntry = tuple[bytes, dict[bytes, bytes]]
+
+
+async def stream_entries(client: redis.Redis, stream: str | bytes) -> list[StreamEntry]:
+    """A stream's entries (id, fields) as the tests' clients read them: redis-py types the
+    reply for every client option and stream command (text or bytes, None for an entry XCLAIM
+    found deleted); these clients answer bytes (no ``decode_responses``) and XRANGE no None."""
+    return cast(list[StreamEntry], await client.xrange(stream))
 
 
 async def drain(
@@ -118,4 +139,4 @@ async def drain(
 
 async def aggregates(client: redis.Redis) -> dict[str, float]:
     raw = await client.hgetall(keyspace.aggregates(SITE, "hero"))
-    return {name.decode(): float(value) for name, value in raw.items()}
+    return {text(name): float(value) for name, value in raw.items()}

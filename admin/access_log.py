@@ -1,0 +1,115 @@
+"""The admin's logs: one JSON access-log line per request, and aiohttp's own error lines
+cleaned, both under the proxy's IP policy (``privacy.ip_in_logs``, rules/privacy.py).
+
+Access lines carry the path without its query string (which may hold a visitor id, a search,
+a ``next``), the status, size, time, the client as the policy allows and who was signed in.
+aiohttp writes its own lines when it cannot parse a request ("Error handling request from
+<address>" with the offending bytes, an 8 KiB URL included); a filter on its loggers rewrites
+them: addresses under the policy, query strings and quoted request bytes removed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import re
+import time
+import traceback
+
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+
+from refract.admin.auth import IDENTITY_KEY
+from refract.admin.perimeter import client_address
+from refract.admin.state import CONFIG_KEY
+from refract.rules.privacy import anonymize_ip
+
+access_logger = logging.getLogger("refract.access")
+AIOHTTP_LOGGERS = ("aiohttp.server", "aiohttp.web", "aiohttp.access")
+
+# Candidates only: each is parsed before it is replaced, so a version number stays as it is.
+_ADDRESS = re.compile(
+    r"(?<![\w.:])(?:\d{1,3}(?:\.\d{1,3}){3}|[0-9A-Fa-f]*:[0-9A-Fa-f:.]+)(?![\w.:])"
+)
+_QUERY = re.compile(r"\?[^\s'\"]*")
+_QUOTED_BYTES = re.compile(r"(?:bytearray\()?b(['\"]).*?(?<!\\)\1\)?")
+
+
+class AdminAccessLogger(AbstractAccessLogger):
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time_s: float) -> None:
+        record: dict[str, object] = {
+            "ts": round(time.time(), 3),
+            "app": "admin",
+            "method": request.method,
+            "host": request.host,
+            "path": request.path,
+            "status": response.status,
+            "bytes": response.body_length,
+            "ms": round(time_s * 1000, 2),
+            "client": None,
+            "user": None,
+        }
+        app = _app_of(request)
+        if app is not None and CONFIG_KEY in app:
+            config = app[CONFIG_KEY]
+            address = client_address(request, config)
+            record["client"] = anonymize_ip(address, config.privacy.ip_in_logs)
+            identity = request.get(IDENTITY_KEY)
+            record["user"] = identity.name if identity is not None else None
+        self.logger.info(json.dumps(record, separators=(",", ":")))
+
+    @property
+    def enabled(self) -> bool:
+        return self.logger.isEnabledFor(logging.INFO)
+
+
+def _app_of(request: web.BaseRequest) -> web.Application | None:
+    """The application that answered; None for a request aiohttp refused before routing it
+    (malformed), whose ``app`` asserts: its client is then left out of the line."""
+    try:
+        return request.app if isinstance(request, web.Request) else None
+    except (AssertionError, AttributeError):
+        return None
+
+
+class LogHygiene(logging.Filter):
+    """Rewrites a record's message and traceback: addresses per ``ip_mode``, no query
+    strings, no quoted request bytes."""
+
+    def __init__(self, ip_mode: str) -> None:
+        super().__init__()
+        self.ip_mode = ip_mode
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = self.clean(record.getMessage()), None
+        if record.exc_info:
+            error = self.clean("".join(traceback.format_exception(*record.exc_info)).rstrip())
+            record.exc_info, record.exc_text = None, error
+            record.error = error  # admin/logs.py's JSON lines take it as their "error"
+        return True
+
+    def clean(self, line: str) -> str:
+        line = _QUOTED_BYTES.sub("<request bytes removed>", line)
+        line = _QUERY.sub("?<query removed>", line)
+        return _ADDRESS.sub(self._address, line)
+
+    def _address(self, match: re.Match[str]) -> str:
+        try:
+            ipaddress.ip_address(match[0])
+        except ValueError:
+            return match[0]
+        return anonymize_ip(match[0], self.ip_mode) or "<address removed>"
+
+
+def install_log_hygiene(ip_mode: str) -> LogHygiene:
+    """Put a cleaning filter on aiohttp's loggers (``remove_log_hygiene`` takes it off)."""
+    hygiene = LogHygiene(ip_mode)
+    for name in AIOHTTP_LOGGERS:
+        logging.getLogger(name).addFilter(hygiene)
+    return hygiene
+
+
+def remove_log_hygiene(hygiene: LogHygiene) -> None:
+    for name in AIOHTTP_LOGGERS:
+        logging.getLogger(name).removeFilter(hygiene)

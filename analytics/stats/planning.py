@@ -1,0 +1,103 @@
+"""An experiment's plan: the visitors its primary conversion needs, for the test in use.
+
+From the experiment's ``mde`` (the relative lift worth detecting), ``power`` and the primary
+metric's ``baseline`` rate (given in the rule file, or measured from the experiment's own
+visitors), the plan gives the visitors per arm of the fixed-horizon and of the sequential
+test (power.required_n_per_arm); the sequential one tunes the confidence sequence (its
+``planned_visitors``: both arms at the planned end) and "days to decision" counts towards it.
+docs/statistics.md ("Planning") gives the formulas.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+from refract.analytics.stats.power import Method, required_n_per_arm
+
+BaselineSource = Literal["given", "measured"]
+
+
+@dataclass(frozen=True)
+class Plan:
+    mde: float  # relative lift, e.g. 0.1 for +10 %
+    power: float
+    alpha: float
+    baseline: float  # the control's conversion rate on the primary metric
+    baseline_source: BaselineSource
+    fixed_per_arm: int
+    sequential_per_arm: int
+
+    def per_arm(self, method: Method) -> int:
+        return self.sequential_per_arm if method == "sequential" else self.fixed_per_arm
+
+    @property
+    def planned_visitors(self) -> int:
+        """Both arms at the planned end of the sequential test: what tunes its rho."""
+        return 2 * self.sequential_per_arm
+
+
+def measured_baseline(visitors: float, converters: float) -> float:
+    """(k + 1) / (n + 2): the rate so far, never 0 or 1 (so a plan always exists)."""
+    return (converters + 1.0) / (visitors + 2.0)
+
+
+def plan(
+    mde: float,
+    power: float,
+    baseline: float,
+    baseline_source: BaselineSource,
+    alpha: float = 0.05,
+) -> Plan:
+    """Visitors per arm to detect a relative lift ``mde`` on ``baseline`` with ``power``; the
+    treatment's variance is that of the lifted rate (kept below 1)."""
+    lifted = min(baseline * (1.0 + mde), 1.0 - 1e-9)
+
+    def needed(method: Method) -> int:
+        return int(
+            required_n_per_arm(
+                baseline * mde,
+                baseline * (1.0 - baseline),
+                power,
+                alpha,
+                lifted * (1.0 - lifted),
+                method=method,
+            )
+        )
+
+    return Plan(mde, power, alpha, baseline, baseline_source, needed("fixed"), needed("sequential"))
+
+
+def days_needed(per_arm: int, daily_per_arm: float, so_far_per_arm: float = 0.0) -> float:
+    """Further days until an arm has ``per_arm`` visitors; inf without traffic."""
+    remaining = max(per_arm - so_far_per_arm, 0.0)
+    if remaining == 0:
+        return 0.0
+    return math.ceil(remaining / daily_per_arm) if daily_per_arm > 0 else math.inf
+
+
+def prelaunch_note(
+    experiment: str,
+    metric: str,
+    chosen: Plan,
+    arms: int,
+    daily_visitors: float | None = None,
+) -> str:
+    """The pre-launch power check, one sentence: what the default (sequential) test needs,
+    and the days at ``daily_visitors`` entering the experiment when known."""
+    per_arm = chosen.sequential_per_arm
+    source = "given" if chosen.baseline_source == "given" else "measured so far"
+    sentence = (
+        f"{experiment}: to detect a {chosen.mde:+.0%} lift of {metric} (baseline "
+        f"{chosen.baseline:.2%}, {source}) with {chosen.power:.0%} power, the sequential test "
+        f"needs about {per_arm:,} visitors per variant ({per_arm * arms:,} in all; a "
+        f"fixed-horizon test {chosen.fixed_per_arm:,} per variant)"
+    )
+    if daily_visitors is None or daily_visitors <= 0:
+        return sentence + "."
+    days = days_needed(per_arm * arms, daily_visitors)
+    return (
+        sentence
+        + f"; at your traffic ({daily_visitors:,.0f} a day) this needs about {days:,.0f} days."
+    )

@@ -1,0 +1,176 @@
+"""Conversion rates at any count: score intervals, the score test and Fisher's exact test.
+
+The normal approximation behind Wald intervals and Welch's test fails exactly where B2B
+experiments live: a handful of conversions, often zero in one arm (a zero-width interval, a
+NaN p-value, a rate below zero). These methods stay valid there:
+
+- Wilson's score interval for one rate (Wilson 1927);
+- Newcombe's hybrid score interval for a difference of rates (Newcombe 1998, method 10);
+- MOVER-R for a ratio of rates (Donner & Zou 2012), so a relative lift is never below -100 %;
+- the pooled score (z) test of equal rates, and Fisher's exact conditional test where the
+  expected counts are small (``needs_exact``: the switch-over rule).
+
+Every function is elementwise over arrays of any broadcastable shape; counts are floats
+holding whole numbers. ``critical`` is the multiplier of the standard error: z(1 - alpha/2)
+for a fixed-horizon interval, the confidence sequence's boundary for a sequential one.
+docs/statistics.md ("Small counts") gives the formulas and references.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+from numpy.typing import NDArray
+from scipy import stats
+
+from refract.analytics.stats.moments import Array, Interval, as_array, safe_divide
+
+EXACT_BELOW = 10.0  # smallest expected cell count under H0 below which Fisher's test is used
+_TIES = 1.0 + 1e-7  # relative tolerance for tables as likely as the observed one (as scipy)
+
+
+def wilson_interval(
+    n: npt.ArrayLike, converters: npt.ArrayLike, critical: npt.ArrayLike
+) -> Interval:
+    """Wilson's score interval for k / n: (k + z²/2 ± z sqrt(k(n-k)/n + z²/4)) / (n + z²).
+
+    Inside [0, 1] and of positive width for every n > 0, k = 0 and k = n included.
+    """
+    count, k, z = as_array(n), as_array(converters), as_array(critical)
+    z2 = z * z
+    with np.errstate(divide="ignore", invalid="ignore"):
+        centre = (k + z2 / 2.0) / (count + z2)
+        half = z / (count + z2) * np.sqrt(np.maximum(k * (count - k) / count, 0.0) + z2 / 4.0)
+    return Interval(np.clip(centre - half, 0.0, 1.0), np.clip(centre + half, 0.0, 1.0))
+
+
+def newcombe_interval(
+    n_control: npt.ArrayLike,
+    converters_control: npt.ArrayLike,
+    n_treatment: npt.ArrayLike,
+    converters_treatment: npt.ArrayLike,
+    critical: npt.ArrayLike,
+) -> Interval:
+    """Newcombe's hybrid score interval for p_t - p_c from the arms' Wilson intervals:
+
+    [Δ - sqrt((p_t - l_t)² + (u_c - p_c)²), Δ + sqrt((u_t - p_t)² + (p_c - l_c)²)].
+    """
+    pc = safe_divide(as_array(converters_control), as_array(n_control))
+    pt = safe_divide(as_array(converters_treatment), as_array(n_treatment))
+    control = wilson_interval(n_control, converters_control, critical)
+    treatment = wilson_interval(n_treatment, converters_treatment, critical)
+    diff = pt - pc
+    low = diff - np.hypot(pt - treatment.low, control.high - pc)
+    high = diff + np.hypot(treatment.high - pt, pc - control.low)
+    return Interval(low, high)
+
+
+def mover_ratio_interval(
+    n_control: npt.ArrayLike,
+    converters_control: npt.ArrayLike,
+    n_treatment: npt.ArrayLike,
+    converters_treatment: npt.ArrayLike,
+    critical: npt.ArrayLike,
+) -> Interval:
+    """MOVER-R interval for the ratio p_t / p_c from the arms' Wilson intervals (Donner & Zou
+    2012): the roots of θ²·a - 2θ·p_t p_c + c = 0 with, for the lower bound,
+    a = u_c(2p_c - u_c), c = l_t(2p_t - l_t), and for the upper a = l_c(2p_c - l_c),
+    c = u_t(2p_t - u_t). The lower bound is never below 0; the upper is +inf when the control
+    has no conversion (l_c = 0).
+    """
+    pc = safe_divide(as_array(converters_control), as_array(n_control))
+    pt = safe_divide(as_array(converters_treatment), as_array(n_treatment))
+    control = wilson_interval(n_control, converters_control, critical)
+    treatment = wilson_interval(n_treatment, converters_treatment, critical)
+    b = pt * pc
+    a_low = control.high * (2.0 * pc - control.high)
+    c_low = treatment.low * (2.0 * pt - treatment.low)
+    a_high = control.low * (2.0 * pc - control.low)
+    c_high = treatment.high * (2.0 * pt - treatment.high)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # c / (b + sqrt(b² - ac)) is the smaller root without cancellation, for any sign of a
+        low = c_low / (b + np.sqrt(np.maximum(b * b - a_low * c_low, 0.0)))
+        high = (b + np.sqrt(np.maximum(b * b - a_high * c_high, 0.0))) / a_high
+    low = np.where(c_low <= 0.0, 0.0, low)
+    high = np.where(a_high <= 0.0, np.inf, high)
+    nothing = np.isnan(pc) | np.isnan(pt)
+    return Interval(np.where(nothing, np.nan, low), np.where(nothing, np.nan, high))
+
+
+def score_statistic(
+    n_control: npt.ArrayLike,
+    converters_control: npt.ArrayLike,
+    n_treatment: npt.ArrayLike,
+    converters_treatment: npt.ArrayLike,
+) -> Array:
+    """z = (p_t - p_c) / sqrt(p̄(1 - p̄)(1/n_t + 1/n_c)), p̄ pooled: the score test of equal
+    rates, symmetric in the arms. 0 where no visitor converted (or every one did): no evidence.
+    """
+    nc, kc = as_array(n_control), as_array(converters_control)
+    nt, kt = as_array(n_treatment), as_array(converters_treatment)
+    pooled = safe_divide(kc + kt, nc + nt)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        null_se = np.sqrt(pooled * (1.0 - pooled) * (1.0 / nt + 1.0 / nc))
+        z = (kt / nt - kc / nc) / null_se
+    return np.where(null_se == 0.0, 0.0, z)
+
+
+def smallest_expected(
+    n_control: npt.ArrayLike,
+    converters_control: npt.ArrayLike,
+    n_treatment: npt.ArrayLike,
+    converters_treatment: npt.ArrayLike,
+) -> Array:
+    """The smallest expected count of the 2x2 table under H0 (converters or not, either arm)."""
+    nc, nt = as_array(n_control), as_array(n_treatment)
+    total = nc + nt
+    converted = as_array(converters_control) + as_array(converters_treatment)
+    rarer = np.minimum(converted, total - converted)
+    return safe_divide(np.minimum(nc, nt) * rarer, total)
+
+
+def needs_exact(
+    n_control: npt.ArrayLike,
+    converters_control: npt.ArrayLike,
+    n_treatment: npt.ArrayLike,
+    converters_treatment: npt.ArrayLike,
+) -> NDArray[np.bool_]:
+    """The switch-over rule: Fisher's exact test where an expected count is below 10."""
+    expected = smallest_expected(n_control, converters_control, n_treatment, converters_treatment)
+    return np.asarray(expected < EXACT_BELOW)
+
+
+def fisher_exact_p(
+    n_control: npt.ArrayLike,
+    converters_control: npt.ArrayLike,
+    n_treatment: npt.ArrayLike,
+    converters_treatment: npt.ArrayLike,
+) -> Array:
+    """Two-sided p-value of Fisher's exact test of the 2x2 table, elementwise.
+
+    Conditional on the total converters K, the treatment's converters are hypergeometric
+    (N = n_c + n_t, K, n_t); p sums the probabilities of the tables no more likely than the
+    observed one (scipy's ``fisher_exact``). Work grows with the widest support,
+    min(K, n_t, n_c, N - K) + 1: meant for the small expected counts ``needs_exact`` selects.
+    """
+    nc, kc, nt, kt = np.broadcast_arrays(
+        *(
+            np.rint(as_array(a))
+            for a in (n_control, converters_control, n_treatment, converters_treatment)
+        )
+    )
+    total, converted = nc + nt, kc + kt
+    low = np.maximum(0.0, converted - nc)
+    high = np.minimum(converted, nt)
+    valid = (nc > 0) & (nt > 0) & np.isfinite(low + high)
+    width = int(np.max(np.where(valid, high - low, 0.0), initial=0.0)) + 1
+    grid = low[..., None] + np.arange(width, dtype=np.float64)
+    inside = grid <= high[..., None]
+    with np.errstate(invalid="ignore"):
+        log_pmf = stats.hypergeom.logpmf(
+            grid, total[..., None], converted[..., None], nt[..., None]
+        )
+        observed = stats.hypergeom.logpmf(kt, total, converted, nt)
+    as_likely = inside & (log_pmf <= observed[..., None] + np.log(_TIES))
+    p = np.sum(np.where(as_likely, np.exp(log_pmf), 0.0), axis=-1)
+    return np.where(valid, np.minimum(p, 1.0), np.nan)

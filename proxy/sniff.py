@@ -1,0 +1,52 @@
+"""Is a body labelled HTML really text? The first bytes say, as a browser would read them.
+
+Origins label downloads ``text/html`` more often than one would think (PHP's
+``default_mimetype``, frameworks' fallbacks): a ZIP, a PNG, a PDF. Rewriting one corrupts it,
+and a page's cookies on it would spoil its caching. Browsers decide the same question with the
+WHATWG MIME Sniffing Standard (https://mimesniff.spec.whatwg.org/), and so does this module:
+
+- section 7.2, "rules for distinguishing if a resource is text or binary": a byte order mark
+  means text; otherwise a *binary data byte* (0x00-0x08, 0x0B, 0x0E-0x1A, 0x1C-0x1F) in the
+  resource header means binary;
+- section 7.1's table of signatures of non-text types that may open with printable bytes
+  (PDF, PostScript, GIF, and the image, archive and font signatures, for completeness).
+
+Only the resource header, the first ``HEADER_BYTES`` bytes, is ever looked at.
+"""
+
+from __future__ import annotations
+
+import re
+
+HEADER_BYTES = 1445  # the standard's "resource header" length (section 5.2)
+
+_BYTE_ORDER_MARKS = (b"\xfe\xff", b"\xff\xfe", b"\xef\xbb\xbf")
+_BINARY_DATA_BYTE = re.compile(rb"[\x00-\x08\x0b\x0e-\x1a\x1c-\x1f]")
+# Section 7.1 (mimesniff "identifying a resource with an unknown MIME type"), the entries
+# whose type is not text: a prefix each (the standard's masks are all-ones for these). BMP's
+# "BM" is left out: a text page may begin so, and a real bitmap has binary bytes right after.
+_BINARY_SIGNATURES = (
+    b"%PDF-",  # application/pdf
+    b"%!PS-Adobe-",  # application/postscript
+    b"GIF87a",  # image/gif
+    b"GIF89a",
+    b"\x89PNG\r\n\x1a\n",  # image/png
+    b"\xff\xd8\xff",  # image/jpeg
+    b"\x00\x00\x01\x00",  # image/x-icon
+    b"PK\x03\x04",  # application/zip
+    b"\x1f\x8b\x08",  # application/x-gzip
+    b"Rar!\x1a\x07",  # application/x-rar-compressed
+    b"wOFF",  # font/woff
+    b"wOF2",  # font/woff2
+    b"OggS\x00",  # application/ogg
+)
+
+
+def is_text(header: bytes) -> bool:
+    """True when ``header`` (a body's first bytes, decoded) is text, as a browser would judge."""
+    header = header[:HEADER_BYTES]
+    if header.startswith(_BYTE_ORDER_MARKS):
+        return True
+    if header.startswith(_BINARY_SIGNATURES):
+        return False
+    return _BINARY_DATA_BYTE.search(header) is None
