@@ -357,19 +357,9 @@ async def pipeline(
 
 
 def pipeline_row(found: dict[str, Any]) -> dict[str, Any]:
-    account = found["account"] or {}
     prediction = found["prediction"]
     return {
-        "domain": found["domain"],
-        "name": account.get("name"),
-        "target": account.get("target", False),
-        "heat": found["heat"],
-        "intent": found["intent"],
-        "intent_band": found["intent_band"],
-        "budget": found["budget"],
-        "deal_size": prediction["deal_size"]["value"],
-        "close_probability": prediction["close_probability"]["value"],
-        "expected_value": prediction["expected_value"],
+        **visitors.account_row(found, "intent_band", "budget"),
         "currency": prediction["currency"],
         "source": prediction["source"],
     }

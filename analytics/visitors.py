@@ -290,27 +290,27 @@ HOT_COLUMNS = (
 )
 
 
+def account_row(found: dict[str, Any], *fields: str) -> dict[str, Any]:
+    """One hot account as a table row: who it is and how hot, ``fields`` of the roll-up, then
+    the expected deal (hot accounts, pipeline and their CSVs share this shape)."""
+    account = found["account"] or {}
+    prediction = found["prediction"]
+    return {
+        "domain": found["domain"],
+        "name": account.get("name"),
+        "target": account.get("target", False),
+        "heat": found["heat"],
+        "intent": found["intent"],
+        **{field: found[field] for field in fields},
+        "deal_size": prediction["deal_size"]["value"],
+        "close_probability": prediction["close_probability"]["value"],
+        "expected_value": prediction["expected_value"],
+    }
+
+
 def hot_account_rows(accounts: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Hot accounts as a table (``HOT_COLUMNS``), one row per account, the expected deal in
     the last columns; the admin writes it as CSV (admin/csv_export.py)."""
-    rows = []
-    for found in accounts:
-        account = found["account"] or {}
-        prediction = found["prediction"]
-        rows.append(
-            {
-                "domain": found["domain"],
-                "name": account.get("name"),
-                "target": account.get("target", False),
-                "heat": found["heat"],
-                "intent": found["intent"],
-                "pageviews": found["pageviews"],
-                "visitors": found["visitors"],
-                "last_seen": found["last_seen"],
-                "key_pages": found["key_pages"],
-                "deal_size": prediction["deal_size"]["value"],
-                "close_probability": prediction["close_probability"]["value"],
-                "expected_value": prediction["expected_value"],
-            }
-        )
-    return rows
+    return [
+        account_row(found, "pageviews", "visitors", "last_seen", "key_pages") for found in accounts
+    ]
