@@ -20,7 +20,7 @@ from aiohttp import web
 from pydantic import BaseModel, Field
 
 from refract.admin import audit, decision_records
-from refract.admin.api import Api, Handler, Refused
+from refract.admin.api import Api, Handler, Refused, known_site
 from refract.admin.rule_edits import (
     BODY,
     etag_of,
@@ -34,9 +34,9 @@ from refract.admin.rule_edits import (
     tagged,
 )
 from refract.admin.state import config_of, identity_of, redis_of
-from refract.analytics.reports import experiment_report
+from refract.analytics.reports import experiment_report, power_check
 from refract.analytics.stats.engine import Settings
-from refract.rules import editing, qa_links
+from refract.rules import editing, keyspace, qa_links
 from refract.rules.editing import Entry, Kind, RuleFiles
 from refract.rules.problems import InvalidFileError, Problem
 from refract.rules.schema import KEY_PATTERN, Experiment
@@ -378,6 +378,31 @@ class QaLinkOrder(BaseModel):
     url: str = Field(
         default="", max_length=2000, description="the page it opens; empty: the first site's home"
     )
+
+
+class PowerQuery(BaseModel):
+    site: str | None = Field(default=None, description="the site whose traffic counts")
+
+
+@api.get(
+    "/api/experiments/{key}/power",
+    roles=READERS,
+    summary="the pre-launch power check: visitors per variant its plan needs and, at the "
+    "site's visitors of yesterday, about how many days",
+    tag="experiments",
+    query=PowerQuery,
+    responses={404: "no such experiment or site", 409: "the rules in force do not load"},
+)
+async def experiment_power(request: web.Request, query: PowerQuery) -> web.StreamResponse:
+    key = request.match_info["key"]
+    site = known_site(request, query.site)
+    experiment = (await rules_in_force(request)).rules.experiments.get(key)
+    if experiment is None:
+        raise Refused(404, "no such experiment")
+    yesterday = time.strftime("%Y-%m-%d", time.gmtime(time.time() - 86400))
+    daily = await redis_of(request).pfcount(keyspace.unique_visitors(site.key, yesterday))
+    note = power_check(experiment, float(daily) if daily else None)
+    return web.json_response({"experiment": key, "site": site.key, "note": note})
 
 
 @api.post(

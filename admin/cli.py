@@ -17,7 +17,6 @@ from refract.rules import keyspace
 from refract.rules.config import Config, SiteConfig, load_config
 from refract.rules.problems import InvalidFileError
 from refract.rules.ruleset import load_rules
-from refract.rules.schema import Experiment
 
 log = logging.getLogger("refract")
 
@@ -403,25 +402,12 @@ def _check(config: Config, config_path: Path) -> int:
     )
     for warning in rules.warnings:  # the set loads; these deserve a look
         print(f"warning: {warning}", file=sys.stderr)
+    from refract.analytics.reports import power_check  # numpy and scipy: only when needed
+
     for experiment in rules.experiments.values():
         if experiment.status in ("draft", "running"):
-            print(f"note: {_power_check(experiment)}")
+            print(f"note: {power_check(experiment)}")
     return 0
-
-
-def _power_check(experiment: Experiment) -> str:
-    """The pre-launch power check of one experiment (its plan), or how to get one."""
-    from refract.analytics.stats.planning import plan, prelaunch_note
-
-    if experiment.baseline is None:
-        return (
-            f"{experiment.key}: no baseline, so the plan waits for the control's visitors; "
-            "set baseline (the primary metric's rate, e.g. 0.03) to check its power now"
-        )
-    chosen = plan(experiment.mde, experiment.power, experiment.baseline, "given")
-    return prelaunch_note(
-        experiment.key, experiment.primary_metric, chosen, len(experiment.variants)
-    )
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -11,9 +11,11 @@ import redis.asyncio as redis
 from refract.analytics.rules_in_force import rules_in_force
 from refract.analytics.stats import data
 from refract.analytics.stats.engine import Settings
+from refract.analytics.stats.planning import plan, prelaunch_note
 from refract.analytics.stats.report import Report, Row, build
 from refract.rules.config import Config
 from refract.rules.ruleset import RuleSet
+from refract.rules.schema import Experiment
 
 
 class UnknownExperimentError(LookupError):
@@ -138,3 +140,17 @@ def _bound(high: float) -> str:
 def _number(value: float, spec: str) -> str:
     """n/a where there is nothing to compute yet (no conversions, no variance)."""
     return format(value, spec) if math.isfinite(value) else "n/a"
+
+
+def power_check(experiment: Experiment, daily_visitors: float | None = None) -> str:
+    """The pre-launch power check of one experiment (what its plan needs, and the days at
+    ``daily_visitors`` when known), or how to get one: `refract check` and the editor say it."""
+    if experiment.baseline is None:
+        return (
+            f"{experiment.key}: no baseline, so the plan waits for the control's visitors; "
+            "set baseline (the primary metric's rate, e.g. 0.03) to check its power now"
+        )
+    chosen = plan(experiment.mde, experiment.power, experiment.baseline, "given")
+    return prelaunch_note(
+        experiment.key, experiment.primary_metric, chosen, len(experiment.variants), daily_visitors
+    )

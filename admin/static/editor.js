@@ -177,6 +177,7 @@
     report.hidden = false;
     document.getElementById("start").hidden = false;
     document.getElementById("qa-link").hidden = false;
+    showPower(); // the plan may have changed with the experiment
     if (!location.pathname.endsWith("/edit")) {
       history.replaceState(null, "", `/experiments/${encodeURIComponent(key)}/edit${location.search}`);
     }
@@ -308,6 +309,21 @@
   form.addEventListener("input", (event) => {
     if (event.target.matches('[data-name="weight"]')) renumber();
   });
+
+  // The pre-launch power check of the saved experiment (GET /api/experiments/{key}/power).
+  function showPower() {
+    if (!key) return;
+    fetch(`/api/experiments/${encodeURIComponent(key)}/power`, { credentials: "same-origin" })
+      .then(async (response) => {
+        if (!response.ok) return;
+        const answer = await response.json().catch(() => ({}));
+        const note = document.getElementById("power-note");
+        note.textContent = answer.note || "";
+        note.hidden = !answer.note;
+      })
+      .catch(() => {});
+  }
+  showPower();
 
   if (key) { // the current version's ETag, for If-Match
     fetch(`/api/experiments/${encodeURIComponent(key)}`, { credentials: "same-origin" })
