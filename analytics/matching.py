@@ -1,6 +1,6 @@
 """Account matching in the worker: which account, or else which company, a visitor is from.
 
-The proxy matches visitors to accounts by IP range on its hot path (rules/accounts.py). What
+The proxy matches visitors to accounts by IP range on its hot path (rules/account_index.py). What
 is too slow or too uncertain for a page request happens here, on a batch's events before their
 effects are computed (analytics/consumer.py); it only adds fields to the events, and the
 effects do the rest: the profile's ``account`` and the account's roll-up and heat, or the

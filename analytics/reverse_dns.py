@@ -1,7 +1,7 @@
 """Reverse DNS of a visitor's address to a company domain: worker only, cached, with a timeout.
 
 A PTR record is whatever the owner of the IP range writes, so it suggests the company that
-owns a network rather than proving it; the account index (rules/accounts.py) then decides
+owns a network rather than proving it; the account index (rules/account_index.py) then decides
 whether that domain is an account.
 """
 

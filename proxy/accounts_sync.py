@@ -1,9 +1,9 @@
 """Each site's account list, followed from Redis, for matching visitors by IP range.
 
 `refract accounts import` stores a list and bumps its version; every proxy process checks the
-version once a second and rebuilds its index when it changed (``rules.accounts.FollowedIndex``,
-which the worker uses too). Until a list is stored, or while Redis is away, the index in force
-stays (empty at first): no account is matched.
+version once a second and rebuilds its index when it changed
+(``rules.account_store.FollowedIndex``, which the worker uses too). Until a list is stored,
+or while Redis is away, the index in force stays (empty at first): no account is matched.
 """
 
 from __future__ import annotations
