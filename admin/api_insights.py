@@ -17,9 +17,14 @@ from pydantic import BaseModel, Field
 from refract.admin import insights
 from refract.admin import site_health as health
 from refract.admin.api import Api, Refused, known_site
-from refract.admin.api_reads import READERS_OF_ACCOUNTS, READERS_OF_RESULTS, SiteQuery
+from refract.admin.api_reads import (
+    READERS_OF_ACCOUNTS,
+    READERS_OF_RESULTS,
+    READERS_OF_VISITORS,
+    SiteQuery,
+)
 from refract.admin.csv_export import csv_response
-from refract.admin.state import config_of, industry_of, redis_of
+from refract.admin.state import config_of, identity_of, industry_of, redis_of
 from refract.analytics import visitors
 from refract.rules.domains import normalise_domain
 from refract.rules.problems import FieldError
@@ -97,7 +102,7 @@ async def pipeline_value(request: web.Request, query: PipelineQuery) -> web.Stre
     "/api/accounts/{domain}",
     roles=READERS_OF_ACCOUNTS,
     summary="an account: CRM fields, roll-up, heat and rank, intent, expected deal, latest "
-    "visitors",
+    "visitors by handle (not for executives, who see the aggregates only)",
     tag="accounts",
     query=SiteQuery,
     responses={404: "no such account or site", 503: "Redis is unavailable"},
@@ -111,7 +116,12 @@ async def account_detail(request: web.Request, query: SiteQuery) -> web.StreamRe
             422, "invalid account", errors=[{"field": "domain", "message": error.message}]
         ) from None
     industry = industry_of(request, site.key)
-    found = await _read(visitors.account_detail(redis_of(request), site.key, domain, industry))
+    with_visitors = identity_of(request).role in READERS_OF_VISITORS
+    found = await _read(
+        visitors.account_detail(
+            redis_of(request), site.key, domain, industry, with_visitors=with_visitors
+        )
+    )
     if found is None:
         raise Refused(404, f"no account {domain} is listed or has been seen on this site")
     return web.json_response({"site": site.key, **found})

@@ -21,6 +21,7 @@ api = Api("Refract admin", "1")
 # a load balancer's check: shorter than the reads' deadline, it asks two cheap questions
 LIVENESS_TIMEOUT_S = 1.0
 READERS_OF_RESULTS = ["executive", "sales_manager", "marketing", "admin"]
+# who may see per-visitor data (profiles, an account's visitors); executives see aggregates
 READERS_OF_VISITORS = ["sales_manager", "sales_rep", "marketing", "admin"]
 READERS_OF_ACCOUNTS = ["executive", "sales_manager", "sales_rep", "marketing", "admin"]
 
@@ -90,20 +91,25 @@ async def experiment_report(request: web.Request, query: ReportQuery) -> web.Str
 
 
 @api.get(
-    "/api/visitors/{visitor}",
+    "/api/visitors/{handle}",
     roles=READERS_OF_VISITORS,
-    summary="a visitor: organisation, account, profile, guesses, scores and their reasons",
+    summary="a visitor by public handle (as an account's visitors show it, never the rf_vid "
+    "cookie): organisation, account, profile, guesses, scores and their reasons",
     tag="visitors",
     query=SiteQuery,
-    responses={404: "no such visitor or site"},
+    responses={404: "no such visitor handle or site"},
 )
 async def visitor(request: web.Request, query: SiteQuery) -> web.StreamResponse:
     site = known_site(request, query.site)
     found = await visitors.visitor_profile(
-        redis_of(request), site.key, request.match_info["visitor"], industry_of(request, site.key)
+        redis_of(request), site.key, request.match_info["handle"], industry_of(request, site.key)
     )
     if found is None:
-        raise Refused(404, "no such visitor on this site")
+        raise Refused(
+            404,
+            "no such visitor handle on this site",
+            hint="a handle (vh_ and 32 hex digits) comes from an account's recent visitors",
+        )
     return web.json_response(found)
 
 

@@ -484,12 +484,25 @@ async def account_page(request: web.Request) -> web.StreamResponse:
     return render(
         request, "account.html", title=f"Account: {domain}", live="accounts", account=found,
         rank=ranked.index(found) + 1,
+        recent_visitors=await _recent_visitors(request, site.key, domain),
     )  # fmt: skip
 
 
-@page("/visitors", READERS_OF_VISITORS, "find a visitor by id")
+async def _recent_visitors(
+    request: web.Request, site: str, domain: str
+) -> list[dict[str, Any]] | None:
+    """The account's latest visitors by handle; None for a role that sees aggregates only."""
+    if not _may(identity_of(request), READERS_OF_VISITORS):
+        return None
+    found = await visitors.account_detail(
+        redis_of(request), site, domain, industry_of(request, site)
+    )
+    return [] if found is None else list(found["recent_visitors"])
+
+
+@page("/visitors", READERS_OF_VISITORS, "find a visitor by public handle")
 async def visitor_lookup(request: web.Request) -> web.StreamResponse:
-    wanted = request.query.get("id", "").strip()
+    wanted = request.query.get("handle", "").strip()
     if wanted:
         raise web.HTTPSeeOther(_link(request.query.get("site"), f"/visitors/{quote(wanted)}"))
     return render(
@@ -498,23 +511,23 @@ async def visitor_lookup(request: web.Request) -> web.StreamResponse:
 
 
 @page(
-    "/visitors/{visitor}",
+    "/visitors/{handle}",
     READERS_OF_VISITORS,
-    "a visitor: organisation, psychographics, scores and reasons, prediction",
+    "a visitor by public handle: organisation, psychographics, scores and reasons, prediction",
 )
 async def visitor_page(request: web.Request) -> web.StreamResponse:
     site = _site(request)
-    visitor = request.match_info["visitor"]
+    handle = request.match_info["handle"]
     found = await visitors.visitor_profile(
-        redis_of(request), site.key, visitor, industry_of(request, site.key)
+        redis_of(request), site.key, handle, industry_of(request, site.key)
     )
     if found is None:
-        raise Refused(404, f"No visitor {visitor!r} on this site")
+        raise Refused(404, f"No visitor handle {handle!r} on this site")
     axes = found["psychographics"]
     return render(
         request,
         "visitor.html",
-        title=f"Visitor {visitor}",
+        title=f"Visitor {handle}",
         charts=True,
         visitor=found,
         data={"psychographics": axes},

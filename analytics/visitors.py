@@ -14,6 +14,7 @@ from typing import Any
 
 import redis.asyncio as redis
 
+from refract.analytics import visitor_handles
 from refract.analytics.intel import Features, Psychographics, Scores, classify, features_of, score
 from refract.analytics.intel.scores import band, budget, scorer_for
 from refract.analytics.revenue import Prediction, predict
@@ -32,9 +33,13 @@ from refract.rules.redis_values import strings, text
 
 
 async def visitor_profile(
-    client: redis.Redis, site: str, visitor: str, industry: IndustryModel | None = None
+    client: redis.Redis, site: str, handle: str, industry: IndustryModel | None = None
 ) -> dict[str, Any] | None:
-    """Everything known about one visitor, or None for a visitor never seen."""
+    """Everything known about the visitor a public handle stands for (never their id), or
+    None for no such handle or a visitor whose profile expired."""
+    visitor = await visitor_handles.resolve(client, site, handle)
+    if visitor is None:
+        return None
     async with client.pipeline(transaction=False) as pipe:
         pipe.hgetall(keyspace.profile(site, visitor))
         pipe.lrange(keyspace.pages(site, visitor), 0, -1)
@@ -64,7 +69,7 @@ async def visitor_profile(
         [text(path) for path in downloads],
     )
     return {
-        "visitor": visitor,
+        "handle": handle,
         "profile": profile,
         "recent_pages": recent,
         "organisation": {
@@ -163,10 +168,16 @@ async def hot_accounts(
 
 
 async def account_detail(
-    client: redis.Redis, site: str, domain: str, industry: IndustryModel | None = None
+    client: redis.Redis,
+    site: str,
+    domain: str,
+    industry: IndustryModel | None = None,
+    *,
+    with_visitors: bool = True,
 ) -> dict[str, Any] | None:
-    """One account as the hot list shows it, with its rank by heat and its latest visitors
-    (the worker keeps the last 20 by time); None when it is neither listed nor seen."""
+    """One account as the hot list shows it, with its rank by heat and, ``with_visitors``,
+    its latest visitors by handle (the worker keeps the last 20 by time); None when it is
+    neither listed nor seen."""
     async with client.pipeline(transaction=False) as pipe:
         pipe.zscore(keyspace.hot_accounts(site), domain)
         pipe.zrevrank(keyspace.hot_accounts(site), domain)
@@ -179,7 +190,8 @@ async def account_detail(
         domain, float(heat or 0.0), account, rollup, await current_model(client, site), industry
     )
     row["rank"] = None if rank is None else int(rank) + 1
-    row["recent_visitors"] = await _recent_visitors(client, site, recent, industry)
+    if with_visitors:
+        row["recent_visitors"] = await _recent_visitors(client, site, recent, industry)
     return row
 
 
@@ -215,7 +227,7 @@ async def _recent_visitors(
     recent: list[tuple[bytes, float]],
     industry: IndustryModel | None,
 ) -> list[dict[str, Any]]:
-    """The account's latest visitors, newest first, each with their own intent."""
+    """The account's latest visitors, newest first, each by handle with their own intent."""
     ids = [text(visitor) for visitor, _ in recent]
     async with client.pipeline(transaction=False) as pipe:
         for visitor in ids:
@@ -223,16 +235,16 @@ async def _recent_visitors(
             pipe.lrange(keyspace.pages(site, visitor), 0, -1)
         replies = await pipe.execute()
     kinds = scorer_for(industry).kinds
+    shown = [i for i in range(len(ids)) if replies[2 * i]]  # the others expired since
+    handles = await visitor_handles.publish(client, site, [ids[i] for i in shown])
     found = []
-    for i, (visitor, (_, last_seen)) in enumerate(zip(ids, recent, strict=True)):
-        profile = strings(replies[2 * i])
-        if not profile:
-            continue  # expired since
+    for i, handle in zip(shown, handles, strict=True):
+        profile, last_seen = strings(replies[2 * i]), recent[i][1]
         features = features_of(profile, [text(page) for page in replies[2 * i + 1]], kinds=kinds)
         intent = score(features, None, industry).intent
         found.append(
             {
-                "visitor": visitor,
+                "handle": handle,
                 "last_seen": last_seen,
                 "pageviews": features.pageviews,
                 "sessions": features.sessions,

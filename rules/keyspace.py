@@ -21,6 +21,7 @@ Per site:
 | `rf:{site}:agg:{experiment}:values:{field}` | set | open report segment's values | as `agg` |
 | `rf:{site}:decisions` | hash | experiments' recorded decisions (JSON) | forever |
 | `rf:{site}:seg:{visitor}` | string | the segment the proxy reads (msgpack) | as the profile |
+| `rf:{site}:vh:{handle}` | string | the visitor a public handle names | as profiles, once shown |
 | `rf:{site}:acct:{domain}` | hash | an account's page views, tags, last seen | as profiles |
 | `rf:{site}:acct:{domain}:visitors` | HyperLogLog | its distinct visitors | as profiles |
 | `rf:{site}:acct:{domain}:recent` | sorted set | its 20 latest visitors by time | as profiles |
@@ -51,6 +52,7 @@ Shared:
 | `rf:admin:tokens` | hash | token ids to their digests | forever |
 | `rf:admin:audit` | stream | the audit log (admin/audit.py) | capped |
 | `rf:qa:secret` | string | the key of QA links (rules/qa_links.py) | forever (delete: revoke all) |
+| `rf:visitor:secret` | string | key of visitor handles (analytics/visitor_handles.py) | forever |
 
 An experiment's aggregates hash has one field per (day of first exposure, variant, segment,
 [metric,] statistic): ``day|variant|segment|stat`` for exposure counts and
@@ -130,6 +132,11 @@ def exposures(site: str, visitor: str) -> str:
 
 def segment(site: str, visitor: str) -> str:
     return _site(site, "seg", visitor)
+
+
+def visitor_handle(site: str, handle: str) -> str:
+    """The visitor a public handle stands for: the admin never shows a visitor's id."""
+    return _site(site, "vh", handle)
 
 
 # --- experiments and site counters --------------------------------------------------------
@@ -237,6 +244,7 @@ WORKERS: Final = "rf:workers"
 ADMIN_TOKENS: Final = "rf:admin:tokens"
 ADMIN_AUDIT: Final = "rf:admin:audit"
 QA_LINK_SECRET: Final = "rf:qa:secret"
+VISITOR_HANDLE_SECRET: Final = "rf:visitor:secret"
 
 
 def worker(name: str) -> str:

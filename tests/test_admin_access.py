@@ -77,6 +77,13 @@ async def test_without_credentials_only_public_endpoints_answer(
             assert status == 401, f"{endpoint.method} {endpoint.path} -> {status}"
 
 
+def test_no_endpoint_of_one_visitor_admits_executives() -> None:
+    """Executives see aggregates only: whatever takes a visitor's handle refuses them."""
+    per_visitor = [endpoint for endpoint in ENDPOINTS if "{handle}" in endpoint.path]
+    assert per_visitor
+    assert all("executive" not in endpoint.roles for endpoint in per_visitor)
+
+
 def test_every_endpoint_declares_its_roles_and_says_what_it_does() -> None:
     for endpoint in ENDPOINTS:
         assert endpoint.roles, endpoint.path

@@ -317,7 +317,8 @@ async def test_an_account_comes_with_its_roll_up_rank_and_latest_visitors(
     assert body["budget"] == "enterprise"
     assert body["prediction"]["source"] == "priors"
     latest = body["recent_visitors"]
-    assert [visitor["visitor"] for visitor in latest] == ["colleague", "buyer"]  # newest first
+    assert [visitor["pageviews"] for visitor in latest] == [1, 5]  # colleague, buyer: newest first
+    assert all(visitor["handle"].startswith("vh_") for visitor in latest)  # never the cookie
     assert latest[1]["pageviews"] == 5
     assert latest[1]["intent"] > latest[0]["intent"]
 
@@ -325,7 +326,7 @@ async def test_an_account_comes_with_its_roll_up_rank_and_latest_visitors(
 async def test_a_listed_account_nobody_visited_has_no_roll_up(
     accounts: Config, admin_api: AdminFactory
 ) -> None:
-    admin = await admin_api(accounts, role="executive")
+    admin = await admin_api(accounts, role="sales_rep")  # executives get no recent_visitors
     body = await (await admin.get("/api/accounts/brightwater-health.co.uk")).json()
     assert (body["pageviews"], body["visitors"], body["rank"], body["recent_visitors"]) == (
         0, 0, None, []

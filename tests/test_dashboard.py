@@ -33,6 +33,8 @@ from refract.admin.app import API_KEY, build_app
 from refract.admin.dashboard import api as dashboard_api
 from refract.admin.dashboard import plotly_path, safe_next
 from refract.admin.dashboard_views import account_funnel, conversion_intervals, overview_numbers
+from refract.analytics import visitor_handles
+from refract.rules import keyspace
 from refract.rules.account_csv import read_accounts_csv
 from refract.rules.account_store import store_accounts
 from refract.rules.config import Config
@@ -46,6 +48,8 @@ SCREENSHOT = REPOSITORY / "test-artifacts" / "dashboard-report.png"
 PASSWORD = "correct horse battery staple"
 VISITORS = 4000
 FILLED = f"rf:test:dashboard:{uuid.uuid4().hex}"  # this run's data is in Redis
+HANDLE_SECRET = b"dashboard-tests"  # so that the buyer's handle is known before the run
+BUYER = visitor_handles.handle_of(HANDLE_SECRET, SITE, "buyer")
 PAGE_TAGS = """
 [[pages]]
 tag = "home"
@@ -65,7 +69,7 @@ PAGES = {
     "/accounts": "Hot accounts",
     "/accounts/helioforge.io": "Helioforge Systems",
     "/visitors": "Visitors",
-    "/visitors/buyer": "buyer",
+    f"/visitors/{BUYER}": BUYER,
     "/health": "Site health",
 }
 ROLES = ("executive", "sales_manager", "sales_rep", "marketing", "admin")
@@ -93,6 +97,8 @@ async def fill(redis_url: str, rules: Path) -> None:
     sent += [visit("reader", T0 + i, "blog", "northwind-logistics.com") for i in range(5)]
     await send(client, *sent)
     await drain(client, rules)
+    await client.set(keyspace.VISITOR_HANDLE_SECRET, HANDLE_SECRET)
+    await visitor_handles.publish(client, SITE, ["buyer"])  # as the account page shows it
     await client.set(FILLED, 1)
     await client.aclose()
 

@@ -64,7 +64,9 @@ async def test_the_demo_knows_the_visitor_adapts_and_explains(tmp_path: Path) ->
             f"{admin}/api/login", json={"username": DEMO_USER, "password": DEMO_PASSWORD}
         )
         assert signed_in.status == 200
-        profile = await _json(visitor, f"{admin}/api/visitors/{vid}")
+        account = await _json(visitor, f"{admin}/api/accounts/acme-robotics.example")
+        handle = account["recent_visitors"][0]["handle"]  # the admin never shows the cookie
+        profile = await _json(visitor, f"{admin}/api/visitors/{handle}")
         assert profile["account"]["name"] == "Acme Robotics"
         assert profile["psychographics"]["decision_style"]["value"] == "intuitive"
         assert profile["psychographics"]["decision_style"]["indicators"]
@@ -78,7 +80,7 @@ async def test_the_demo_knows_the_visitor_adapts_and_explains(tmp_path: Path) ->
 
         trained = refract("--config", str(path), "train", "--outcomes", str(OUTCOMES), cwd=tmp_path)
         assert trained.returncode == 0, trained.stderr
-        profile = await _json(visitor, f"{admin}/api/visitors/{vid}")
+        profile = await _json(visitor, f"{admin}/api/visitors/{handle}")
         assert profile["prediction"]["source"].startswith("model ")
 
 

@@ -9,6 +9,7 @@ import pytest
 import redis.asyncio as redis
 from aiohttp.test_utils import TestClient
 
+from refract.analytics import visitor_handles
 from refract.analytics.revenue.store import store_model
 from refract.analytics.revenue.train import fit_revenue_model
 from refract.rules import events
@@ -45,10 +46,25 @@ async def admin(
     return await admin_api(config)
 
 
+async def handle_of(redis_url: str, visitor: str) -> str:
+    """The handle the admin shows of ``visitor``, as an account's latest visitors do."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        return (await visitor_handles.publish(client, SITE, [visitor]))[0]
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
+async def buyer(admin: TestClient[Any, Any], redis_url: str) -> str:
+    return await handle_of(redis_url, "buyer")
+
+
 async def test_a_visitor_comes_with_organisation_account_guesses_and_reasons(
-    admin: TestClient[Any, Any],
+    admin: TestClient[Any, Any], buyer: str
 ) -> None:
-    body = await (await admin.get("/api/visitors/buyer")).json()
+    body = await (await admin.get(f"/api/visitors/{buyer}")).json()
+    assert body["handle"] == buyer
     assert body["organisation"] == {
         "name": "Salesforce.com, Inc.",
         "kind": "business",
@@ -63,7 +79,7 @@ async def test_a_visitor_comes_with_organisation_account_guesses_and_reasons(
 
 
 async def test_an_unknown_visitor_is_404(admin: TestClient[Any, Any]) -> None:
-    assert (await admin.get("/api/visitors/nobody")).status == 404
+    assert (await admin.get(f"/api/visitors/vh_{'0' * 32}")).status == 404
 
 
 async def test_hot_accounts_rank_buying_signals_above_reading(
@@ -86,9 +102,9 @@ async def test_a_bad_limit_is_refused(admin: TestClient[Any, Any], limit: str) -
 
 
 async def test_a_visitor_of_an_account_gets_the_accounts_deal_from_the_priors(
-    admin: TestClient[Any, Any],
+    admin: TestClient[Any, Any], buyer: str
 ) -> None:
-    body = await (await admin.get("/api/visitors/buyer")).json()
+    body = await (await admin.get(f"/api/visitors/{buyer}")).json()
     prediction = body["prediction"]
     assert prediction["source"] == "priors"
     low, typical, high = shipped_model("saas").revenue.deal_size["enterprise"]
@@ -97,13 +113,13 @@ async def test_a_visitor_of_an_account_gets_the_accounts_deal_from_the_priors(
 
 
 async def test_the_current_revenue_model_answers_once_stored(
-    admin: TestClient[Any, Any], redis_url: str
+    admin: TestClient[Any, Any], redis_url: str, buyer: str
 ) -> None:
     model = fit_revenue_model(simulated_rows(300, seed=9), industry="saas", currency="USD")
     client = redis.Redis.from_url(redis_url)
     await store_model(client, SITE, model)
     await client.aclose()
-    body = await (await admin.get("/api/visitors/buyer")).json()
+    body = await (await admin.get(f"/api/visitors/{buyer}")).json()
     assert body["prediction"]["source"] == f"model {model.version}"
     hot = await (await admin.get("/api/accounts/hot")).json()
     assert hot["accounts"][0]["prediction"]["source"] == f"model {model.version}"
@@ -132,7 +148,8 @@ async def test_a_company_named_by_enrichment_shows_with_its_size_in_the_budget(
     await send(client, view)
     await drain(client, rules_dir)
     await client.aclose()
-    body = await (await admin.get("/api/visitors/enriched")).json()
+    enriched = await handle_of(redis_url, "enriched")
+    body = await (await admin.get(f"/api/visitors/{enriched}")).json()
     assert body["account"] is None
     assert body["company"] == {**company, "last_seen": T0}
     assert body["scores"]["budget"] == "smb"  # 40 employees
@@ -144,6 +161,7 @@ async def test_a_visitor_comes_in_the_product_requirements_profile_shape(
     admin: TestClient[Any, Any],
     redis_url: str,
     rules_dir: Path,
+    buyer: str,
 ) -> None:
     client = redis.Redis.from_url(redis_url)
     download = events.event_of(
@@ -152,7 +170,7 @@ async def test_a_visitor_comes_in_the_product_requirements_profile_shape(
     await send(client, download)
     await drain(client, rules_dir)
     await client.aclose()
-    shape = (await (await admin.get("/api/visitors/buyer")).json())["b2b_profile"]
+    shape = (await (await admin.get(f"/api/visitors/{buyer}")).json())["b2b_profile"]
     assert shape["sessionId"] == "sbuyer"
     assert shape["companyData"]["firmographics"]["companyName"] == "Helioforge Systems"
     assert shape["companyData"]["firmographics"]["employeeCount"] == 1250
