@@ -10,6 +10,7 @@ the caller (token or session) once per request for the guard to check. Its logs 
 from __future__ import annotations
 
 import html
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import redis.asyncio as redis
@@ -30,6 +31,7 @@ from refract.admin.state import CONFIG_KEY, INDUSTRIES_KEY, REDIS_KEY
 from refract.rules.config import Config, split_host_port
 from refract.rules.industry import load_industry_model
 
+log = logging.getLogger("refract.admin")
 API_KEY = web.AppKey("refract.api", Api)
 FEATURES: tuple[Api, ...] = (
     api_auth.api,
@@ -150,10 +152,20 @@ async def _redis_client(app: web.Application) -> AsyncIterator[None]:
     await pool.aclose()
 
 
+def note_sighup() -> None:
+    # The admin holds no rule set to reload: every request reads the one in force (published,
+    # else the directory's). Its config.toml settings shape the running application (hosts,
+    # sites, sessions), so they are read when it starts, like the proxy's listen addresses.
+    log.info(
+        "SIGHUP: nothing to reload; the admin reads the rules in force on every request "
+        "and config.toml when it starts"
+    )
+
+
 def run(config: Config) -> None:
     host, port = split_host_port(config.admin.listen)
     app = build_app(config)
-    uvloop.run(serve_until_stopped(app, host, port, AdminAccessLogger, access_logger))
+    uvloop.run(serve_until_stopped(app, host, port, AdminAccessLogger, access_logger, note_sighup))
 
 
 __all__ = ["EVERYONE", "build_app", "run"]

@@ -578,8 +578,8 @@ def _children(command: str, config: Config, config_path: str) -> list[Child]:
     ]
     if len(proxies) > 1:
         _prepare_metrics_dir(config.server.data_dir / "metrics")
-    worker = Child("worker", worker_main, (config_path,))
-    admin = Child("admin", admin_main, (config_path,))
+    worker = Child("worker", worker_main, (config_path,), reloads=True)
+    admin = Child("admin", admin_main, (config_path,), reloads=True)
     if command == "proxy":
         return proxies
     if command == "worker":

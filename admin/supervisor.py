@@ -1,8 +1,8 @@
 """Run a node's processes, restart the ones that die, and pass signals on.
 
-SIGTERM or SIGINT stop every child gracefully (each drains its requests); SIGHUP asks the
-children that reload (the proxies) to reload config.toml; the others follow rule changes
-through Redis, and a SIGHUP would end them. A child that exits unexpectedly is started again,
+SIGTERM or SIGINT stop every child gracefully (each drains its requests); SIGHUP is passed to
+the children that handle it (proxies, worker, admin: ``reloads=True``); any other child, such
+as the demo origin, would end on it. A child that exits unexpectedly is started again,
 with a pause that grows while it keeps failing.
 """
 
@@ -103,7 +103,7 @@ class Supervisor:
                 child.start()
 
     def reload(self) -> None:
-        """Pass SIGHUP to the children that reload; it would end the others."""
+        """Pass SIGHUP to the children that handle it; it would end the others."""
         self._signal(signal.SIGHUP, [child for child in self.children if child.reloads])
 
     def _signal(self, signum: int, children: list[Child]) -> None:

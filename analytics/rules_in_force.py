@@ -1,6 +1,11 @@
 """The rule set outcomes are attributed with: the published one (rules/publication.py), else
 the rules directory's. The worker follows it; `refract rebuild`, `refract report` and the admin
 read it once.
+
+A worker never applies events with rules it could not read: when neither the published set nor
+the directory loads, it keeps the last set it adopted, and with none adopted yet it waits
+(heartbeat on, nothing consumed, an error logged every few seconds) until one loads. Exiting
+instead would only crash-loop under the supervisor while the streams grow.
 """
 
 from __future__ import annotations
@@ -22,17 +27,22 @@ from refract.rules.ruleset import EMPTY, RuleSet, load_rules, rules_from_files
 
 log = logging.getLogger("refract.worker")
 _PUBLISHED = Path(f"redis:{keyspace.RULES}")  # how problems in the published set name it
+WAITING_LOG_EVERY_S = 5.0
 
 
 async def rules_in_force(config: Config, client: redis.Redis) -> RuleSet:
-    """The published rule set when there is one that loads, else the directory's."""
-    rules = RulesInForce(config)
-    with contextlib.suppress(redis.RedisError, OSError):
-        published = await published_files(client)
-        if published is not None:
-            with contextlib.suppress(InvalidFileError):
-                return rules_from_files(published[1], _PUBLISHED)
-    return rules.rules
+    """The published rule set when there is one that loads, else the directory's
+    (InvalidFileError when that does not load either)."""
+    published = await _published(client)
+    if published is not None:
+        with contextlib.suppress(InvalidFileError):
+            return rules_from_files(published[1], _PUBLISHED)
+    return directory_rules(config.rules.directory)
+
+
+def directory_rules(directory: Path | None) -> RuleSet:
+    """The rules directory's set; without a directory, no rules at all."""
+    return load_rules(directory) if directory is not None else EMPTY
 
 
 def counted_events(config: Config) -> frozenset[str]:
@@ -40,36 +50,87 @@ def counted_events(config: Config) -> frozenset[str]:
     return frozenset().union(*(load_industry_model(site.industry).events for site in config.sites))
 
 
+async def _published(client: redis.Redis) -> tuple[str, dict[str, bytes]] | None:
+    """The published files, or None while there are none or Redis cannot tell."""
+    try:
+        return await published_files(client)
+    except (redis.RedisError, OSError, ValueError):  # ValueError: a corrupt document
+        return None
+
+
 class RulesInForce:
-    """The rule set outcomes are attributed with: the published one, else the directory's."""
+    """The rule set a worker attributes outcomes with: the published one, else the directory's,
+    else the last one adopted; ``adopted`` is set once there is one."""
 
     def __init__(self, config: Config) -> None:
-        directory = config.rules.directory
-        self._rules: RuleSet = load_rules(directory) if directory is not None else EMPTY
+        self._directory = config.rules.directory
         self._counted = counted_events(config)
-        self._effects = Effects(self._rules, self._counted)
+        self._rules: RuleSet | None = None
+        self._effects: Effects | None = None
+        self._refused = ""  # a published version that did not load, not retried every poll
+        self.adopted = asyncio.Event()
 
     @property
-    def rules(self) -> RuleSet:
+    def rules(self) -> RuleSet | None:
         return self._rules
 
     def effects(self) -> Effects:
+        # Consumers start only once ``adopted`` is set (analytics/worker.py).
+        assert self._effects is not None, "no rule set adopted yet"
         return self._effects
 
+    async def reload(self, client: redis.Redis) -> None:
+        """Adopt the published set if it loads, else the directory's; else keep the current."""
+        if await self._adopt_published(client, retry_refused=True):
+            return
+        try:
+            rules = directory_rules(self._directory)
+        except (InvalidFileError, OSError) as error:
+            self._refuse(f"the rules directory {self._directory}", error)
+            return
+        self._adopt(rules, f"the rules directory {self._directory}")
+
     async def follow(self, client: redis.Redis, stop: asyncio.Event) -> None:
-        refused = ""
+        """Adopt each newly published set that loads; while none is adopted, say so."""
+        waited_s = 0.0
         while not stop.is_set():
-            try:
-                published = await published_files(client)
-            except (redis.RedisError, OSError):
-                published = None
-            if published is not None and published[0] not in (self._rules.version, refused):
-                try:
-                    self._rules = rules_from_files(published[1], _PUBLISHED)
-                    self._effects = Effects(self._rules, self._counted)
-                    log.info("rules %s adopted from Redis", self._rules.version)
-                except InvalidFileError as error:
-                    refused = published[0]
-                    log.error("published rules %s refused:\n%s", refused, error)
+            await self._adopt_published(client, retry_refused=False)
+            if not self.adopted.is_set() and waited_s >= WAITING_LOG_EVERY_S:
+                waited_s = 0.0
+                log.error(
+                    "no valid rule set: consuming no events until valid rules are published "
+                    "(a proxy reload publishes its directory) or the directory is fixed and "
+                    "the worker gets SIGHUP"
+                )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), POLL_S)
+            waited_s += POLL_S
+
+    async def _adopt_published(self, client: redis.Redis, retry_refused: bool) -> bool:
+        """Whether the published set is (now) the one in force."""
+        published = await _published(client)
+        if published is None:
+            return False
+        version, files = published
+        if self._rules is not None and version == self._rules.version:
+            return True
+        if version == self._refused and not retry_refused:
+            return False
+        try:
+            rules = rules_from_files(files, _PUBLISHED)
+        except InvalidFileError as error:
+            self._refused = version
+            self._refuse(f"published rules {version}", error)
+            return False
+        self._adopt(rules, "Redis")
+        return True
+
+    def _adopt(self, rules: RuleSet, source: str) -> None:
+        self._rules = rules
+        self._effects = Effects(rules, self._counted)
+        self.adopted.set()
+        log.info("rules %s adopted from %s", rules.version, source)
+
+    def _refuse(self, source: str, error: Exception) -> None:
+        kept = f"keeping rules {self._rules.version}" if self._rules else "no rule set yet"
+        log.error("%s refused (%s):\n%s", source, kept, error)

@@ -6,7 +6,8 @@ matching page views and forms to accounts on the way (analytics/matching.py, as 
 says).
 The rule set comes from Redis, where the proxies publish it, so the worker always attributes
 outcomes with the metrics the proxies run; until something is published it uses
-``rules.directory``.
+``rules.directory``; when neither loads it consumes nothing until one does
+(analytics/rules_in_force.py). SIGHUP re-reads both; it never stops the worker.
 A heartbeat key tells the admin API (and the other workers, for the fair share) that the
 worker is alive.
 """
@@ -17,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 
 import redis.asyncio as redis
@@ -118,6 +119,36 @@ def _consumers(
     return consumer_for
 
 
+async def _once_rules_adopted(
+    rules: RulesInForce, stop: asyncio.Event, work: Coroutine[None, None, None]
+) -> None:
+    """Run ``work`` once there is a rule set to apply events with; never when stopped first."""
+    adopted = asyncio.create_task(rules.adopted.wait())
+    stopped = asyncio.create_task(stop.wait())
+    await asyncio.wait((adopted, stopped), return_when=asyncio.FIRST_COMPLETED)
+    adopted.cancel()
+    stopped.cancel()
+    if stop.is_set():
+        work.close()  # never started: closing it spares the "never awaited" warning
+        return
+    await work
+
+
+def _start_reload(
+    rules: RulesInForce, client: redis.Redis, reloads: set[asyncio.Task[None]]
+) -> None:
+    task = asyncio.create_task(_reload(rules, client))
+    reloads.add(task)
+    task.add_done_callback(reloads.discard)
+
+
+async def _reload(rules: RulesInForce, client: redis.Redis) -> None:
+    log.info("SIGHUP: re-reading the rule set")
+    await rules.reload(client)
+    current = rules.rules
+    log.info("rules in force: %s", current.version if current else "none (consuming nothing)")
+
+
 async def serve(config: Config) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -125,6 +156,9 @@ async def serve(config: Config) -> None:
         loop.add_signal_handler(sig, stop.set)
     client = redis.Redis.from_url(config.redis.url)
     rules = RulesInForce(config)
+    reloads: set[asyncio.Task[None]] = set()  # held, or the loop could collect them mid-run
+    loop.add_signal_handler(signal.SIGHUP, lambda: _start_reload(rules, client, reloads))
+    await rules.reload(client)
     archive = Archive(archive_root(config))
     matchers = matchers_from_config(client, config)
     industries = {site.key: load_industry_model(site.industry) for site in config.sites}
@@ -136,13 +170,17 @@ async def serve(config: Config) -> None:
         asyncio.create_task(_prune(archive, config.events.archive_days, stop)),
         *(
             asyncio.create_task(
-                consume_site(
-                    client,
-                    ShardLeases(client, site, config.events.shards, name),
-                    _consumers(
-                        client, site, name, rules, archive, industries[site], matchers[site]
-                    ),
+                _once_rules_adopted(
+                    rules,
                     stop,
+                    consume_site(
+                        client,
+                        ShardLeases(client, site, config.events.shards, name),
+                        _consumers(
+                            client, site, name, rules, archive, industries[site], matchers[site]
+                        ),
+                        stop,
+                    ),
                 )
             )
             for site in sites
