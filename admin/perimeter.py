@@ -13,19 +13,17 @@ it, and whether the browser reached us over HTTPS.
 
 from __future__ import annotations
 
-import ipaddress
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
 from refract.admin.state import config_of
 from refract.rules.config import Config, split_host_port
+from refract.rules.trusted_proxies import TrustedNetworks, forwarded_value
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 ANY_HOST_PATHS = frozenset({"/api/health"})
 _UNSPECIFIED = ("0.0.0.0", "::", "")
-
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def allowed_hosts(config: Config) -> frozenset[str]:
@@ -61,33 +59,16 @@ async def refuse_unknown_hosts(
     return await handler(request)
 
 
-def _trusted(address: str, networks: Sequence[IPNetwork]) -> bool:
-    try:
-        parsed = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return any(parsed in network for network in networks)
-
-
 def client_address(request: web.BaseRequest, config: Config) -> str:
     """The client's address: the peer's, or what trusted proxies say it is."""
-    peer = request.remote or ""
-    networks = config.server.trusted_proxies
-    if not _trusted(peer, networks):
-        return peer
-    client = peer
-    for hop in reversed(request.headers.get("X-Forwarded-For", "").split(",")):
-        client = hop.strip() or client
-        if not _trusted(client, networks):
-            break
-    return client
+    trusted = TrustedNetworks(config.server.trusted_proxies)
+    return trusted.client_address(request.remote or "", request.headers.get("X-Forwarded-For", ""))
 
 
 def is_https(request: web.BaseRequest, config: Config) -> bool:
     """Whether the browser reached us over HTTPS: our own TLS, or a trusted proxy's word."""
     if request.secure:
         return True
-    if not _trusted(request.remote or "", config.server.trusted_proxies):
+    if (request.remote or "") not in TrustedNetworks(config.server.trusted_proxies):
         return False
-    said = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
-    return said == "https"
+    return forwarded_value(request.headers, "X-Forwarded-Proto").lower() == "https"

@@ -20,19 +20,17 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-import secrets
 from typing import Final
 
 import redis.asyncio as redis
 
-from refract.rules import keyspace
+from refract.rules import keyspace, shared_secrets
 from refract.rules.redis_values import text
 
 HANDLE_PREFIX: Final = "vh_"
 # anything else a caller sends is no handle: refused before it reaches Redis
 HANDLE_PATTERN: Final = re.compile(r"vh_[0-9a-f]{32}")
 _HANDLE_HEX_DIGITS = 32
-_SECRET_BYTES = 32
 
 
 def handle_of(secret: bytes, site: str, visitor: str) -> str:
@@ -48,10 +46,7 @@ def is_handle(value: str) -> bool:
 
 async def ensure_secret(client: redis.Redis) -> bytes:
     """The handles' key, made now if no visitor was ever shown (every node then reads it)."""
-    fresh = secrets.token_hex(_SECRET_BYTES).encode()
-    # SET NX GET (Redis 7, Valkey): one atomic command answers the secret in force, if any.
-    kept = await client.set(keyspace.VISITOR_HANDLE_SECRET, fresh, nx=True, get=True)
-    return kept if isinstance(kept, bytes) else fresh
+    return await shared_secrets.ensure_secret(client, keyspace.VISITOR_HANDLE_SECRET)
 
 
 async def publish(client: redis.Redis, site: str, visitors: list[str]) -> list[str]:

@@ -12,13 +12,11 @@ reaches, that is its configured ``public_host``, a trusted proxy's X-Forwarded-H
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from refract.rules.config import SiteConfig
-
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+from refract.rules.trusted_proxies import TrustedNetworks, forwarded_value, parse_ip
 
 # Headers in which proxies tell an origin who the client is, besides the X-Forwarded-* family.
 _CLIENT_ADDRESS_CLAIMS = frozenset(
@@ -45,31 +43,18 @@ class ClientView:
     public_host: str  # the host Refract may name to others; "" when none is known
 
 
-class TrustedProxies:
-    def __init__(self, networks: Sequence[IPNetwork]) -> None:
-        self._networks = tuple(networks)
-
-    def __contains__(self, address: str) -> bool:
-        if not self._networks:
-            return False
-        parsed = _parse_ip(address)
-        return parsed is not None and any(parsed in network for network in self._networks)
+class TrustedProxies(TrustedNetworks):
+    """The trusted networks and what the proxy makes of a request through them."""
 
     def client_view(
         self, peer: str, scheme: str, host: str, headers: Mapping[str, str], site: SiteConfig
     ) -> ClientView:
         """Resolve the visitor's address, scheme and host through trusted proxies."""
-        get = headers.get
         if peer not in self:
             return ClientView(peer, scheme, host, False, _public_host(site, host, ""))
-        chain = [hop.strip() for hop in (get("X-Forwarded-For") or "").split(",") if hop.strip()]
-        client = peer
-        for hop in reversed(chain):
-            client = hop
-            if hop not in self:
-                break
-        forwarded_scheme = (get("X-Forwarded-Proto") or "").split(",")[0].strip().lower()
-        forwarded_host = (get("X-Forwarded-Host") or "").split(",")[0].strip()
+        client = self.client_address(peer, headers.get("X-Forwarded-For") or "")
+        forwarded_scheme = forwarded_value(headers, "X-Forwarded-Proto").lower()
+        forwarded_host = forwarded_value(headers, "X-Forwarded-Host")
         return ClientView(
             ip=client,
             scheme=forwarded_scheme if forwarded_scheme in {"http", "https"} else scheme,
@@ -116,15 +101,8 @@ def forwarding_headers(incoming: Mapping[str, str], peer: str, view: ClientView)
     return headers
 
 
-def _parse_ip(text: str) -> IPAddress | None:
-    try:
-        return ipaddress.ip_address(text.strip("[]"))
-    except ValueError:
-        return None
-
-
 def _forwarded_node(address: str) -> str:
-    parsed = _parse_ip(address)
+    parsed = parse_ip(address)
     if isinstance(parsed, ipaddress.IPv6Address):
         return f'"[{parsed}]"'
     return address if parsed is not None else '"unknown"'

@@ -23,14 +23,13 @@ import base64
 import hashlib
 import hmac
 import re
-import secrets
 from dataclasses import dataclass
 from typing import Final, Literal
 
 import redis.asyncio as redis
 from yarl import URL
 
-from refract.rules import keyspace
+from refract.rules import keyspace, shared_secrets
 from refract.rules.config import Config
 from refract.rules.ruleset import RuleSet
 
@@ -43,7 +42,6 @@ MAX_VALUE_CHARS: Final = 2048
 MAX_ITEMS: Final = 16
 
 _SIGNATURE_BYTES = 16
-_SECRET_BYTES = 32
 _KEY = r"[a-z0-9][a-z0-9_-]{0,62}"  # rules/schema.py's KEY_PATTERN, without anchors
 _UNSIGNED = re.compile(rf"(?P<experiment>{_KEY}):(?P<variant>{_KEY})")
 _SIGNED = re.compile(
@@ -171,13 +169,9 @@ def _signature(secret: bytes, experiment: str, variant: str, expires: int, scope
 
 async def ensure_secret(client: redis.Redis) -> bytes:
     """The signing key, made now if no link was ever issued (every node then reads this one)."""
-    fresh = secrets.token_hex(_SECRET_BYTES).encode()
-    # SET NX GET (Redis 7, Valkey): one atomic command answers the secret in force, if any.
-    kept = await client.set(keyspace.QA_LINK_SECRET, fresh, nx=True, get=True)
-    return kept if isinstance(kept, bytes) else fresh
+    return await shared_secrets.ensure_secret(client, keyspace.QA_LINK_SECRET)
 
 
 async def read_secret(client: redis.Redis) -> bytes | None:
     """The signing key, or None while no link has been issued."""
-    value = await client.get(keyspace.QA_LINK_SECRET)
-    return value if isinstance(value, bytes) else None
+    return await shared_secrets.read_secret(client, keyspace.QA_LINK_SECRET)
