@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field
 
 from refract.admin import audit, decision_records
 from refract.admin.api import Api, Handler, Refused, known_site
+from refract.admin.api_reads import SiteQuery
 from refract.admin.rule_edits import (
     BODY,
     etag_of,
@@ -380,20 +381,16 @@ class QaLinkOrder(BaseModel):
     )
 
 
-class PowerQuery(BaseModel):
-    site: str | None = Field(default=None, description="the site whose traffic counts")
-
-
 @api.get(
     "/api/experiments/{key}/power",
     roles=READERS,
     summary="the pre-launch power check: visitors per variant its plan needs and, at the "
     "site's visitors of yesterday, about how many days",
     tag="experiments",
-    query=PowerQuery,
+    query=SiteQuery,
     responses={404: "no such experiment or site", 409: "the rules in force do not load"},
 )
-async def experiment_power(request: web.Request, query: PowerQuery) -> web.StreamResponse:
+async def experiment_power(request: web.Request, query: SiteQuery) -> web.StreamResponse:
     key = request.match_info["key"]
     site = known_site(request, query.site)
     experiment = (await rules_in_force(request)).rules.experiments.get(key)

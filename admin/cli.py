@@ -121,11 +121,8 @@ def _accounts_import(config: Config, file: str, site: str) -> int:
         return 2
 
     async def store(url: str) -> int:
-        client = redis.Redis.from_url(url)
-        try:
+        async with redis.Redis.from_url(url) as client:
             return await store_accounts(client, site, accounts)
-        finally:
-            await client.aclose()
 
     with redis_url(config.redis.url, config.server.data_dir) as url:
         version = asyncio.run(store(url))
@@ -160,14 +157,11 @@ def _train(config: Config, args: argparse.Namespace) -> int:
     industry = load_industry_model(site.industry)
 
     async def fit(url: str) -> RevenueModel:
-        client = redis.Redis.from_url(url)
-        try:
+        async with redis.Redis.from_url(url) as client:
             model = await train(client, site.key, outcomes, site.industry, industry, args.seed)
             if not args.dry_run:
                 await store_model(client, site.key, model)
             return model
-        finally:
-            await client.aclose()
 
     with redis_url(config.redis.url, config.server.data_dir) as url:
         model = asyncio.run(fit(url))
@@ -233,11 +227,8 @@ def _user_action(config: Config, args: argparse.Namespace) -> AccessAction:
     if args.users_command == "remove":
 
         async def remove(url: str) -> str:
-            client = redis.Redis.from_url(url)
-            try:
+            async with redis.Redis.from_url(url) as client:
                 removed = await auth.remove_user(client, args.name)
-            finally:
-                await client.aclose()
             if removed is None:
                 raise ValueError(f"no user {args.name}")
             return f"user {args.name} removed; their sessions are over"
@@ -250,11 +241,8 @@ def _user_action(config: Config, args: argparse.Namespace) -> AccessAction:
         raise ValueError(f"the password {problem}")
 
     async def add(url: str) -> str:
-        client = redis.Redis.from_url(url)
-        try:
+        async with redis.Redis.from_url(url) as client:
             new = await auth.add_user(client, args.name, args.role, password, sites)
-        finally:
-            await client.aclose()
         done = "created" if new else "reset (their sessions are over)"
         return f"user {args.name} ({args.role}) {done}"
 
@@ -269,11 +257,8 @@ def _token_action(config: Config, args: argparse.Namespace) -> AccessAction:
     if args.tokens_command == "revoke":
 
         async def revoke(url: str) -> str:
-            client = redis.Redis.from_url(url)
-            try:
+            async with redis.Redis.from_url(url) as client:
                 found = await auth.revoke_token(client, args.id)
-            finally:
-                await client.aclose()
             if not found:
                 raise ValueError(f"no token {args.id}")
             return f"token {args.id} revoked"
@@ -284,13 +269,10 @@ def _token_action(config: Config, args: argparse.Namespace) -> AccessAction:
     scope: Literal["read", "write"] = "write" if args.write else "read"
 
     async def create(url: str) -> str:
-        client = redis.Redis.from_url(url)
-        try:
+        async with redis.Redis.from_url(url) as client:
             token_id, token = await auth.create_token(
                 client, args.name, args.role, scope, lifetime, sites
             )
-        finally:
-            await client.aclose()
         until = f", expires in {args.expires}" if args.expires else ""
         return f"token {token_id} ({args.role}, {scope}{until}):\n{token}"
 
@@ -309,8 +291,7 @@ def _qa_link(config: Config, args: argparse.Namespace) -> int:
     from refract.rules.qa_links import LinkRefusedError, QaLink, ensure_secret, home_page, issue
 
     async def make(url: str) -> QaLink:
-        client = redis.Redis.from_url(url)
-        try:
+        async with redis.Redis.from_url(url) as client:
             rules = await rules_in_force(config, client)
             return issue(
                 await ensure_secret(client),
@@ -322,8 +303,6 @@ def _qa_link(config: Config, args: argparse.Namespace) -> int:
                 scope="preview" if args.preview else "live",
                 now=time.time(),
             )
-        finally:
-            await client.aclose()
 
     try:
         with redis_url(config.redis.url, config.server.data_dir) as url:
@@ -365,11 +344,8 @@ def _report(config: Config, args: argparse.Namespace) -> int:
     settings = Settings(alpha=args.alpha, method=args.method, correction=args.correction)
 
     async def fetch(url: str) -> str:
-        client = redis.Redis.from_url(url)
-        try:
+        async with redis.Redis.from_url(url) as client:
             report = await experiment_report(client, config, site, args.experiment, settings)
-        finally:
-            await client.aclose()
         if args.format == "json":
             return json.dumps(report.as_json(), indent=2) + "\n"
         if args.format == "csv":
@@ -561,12 +537,9 @@ def _ensure_demo_user(url: str) -> None:
     from refract.admin import auth
 
     async def ensure() -> None:
-        client = redis.Redis.from_url(url)
-        try:
+        async with redis.Redis.from_url(url) as client:
             if not await client.exists(keyspace.admin_user(DEMO_USER)):
                 await auth.add_user(client, DEMO_USER, "admin", DEMO_PASSWORD)
-        finally:
-            await client.aclose()
 
     asyncio.run(ensure())
 
