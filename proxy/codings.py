@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 import zlib
 
 import brotli
@@ -129,6 +130,8 @@ def accepted_codings(accept_encoding: str | None) -> dict[str, float]:
                     q = float(value)
                 except ValueError:
                     q = 0.0
+                # a visitor's number: NaN, infinities and out-of-range weights mean nothing
+                q = min(max(q, 0.0), 1.0) if math.isfinite(q) else 0.0
         accepted[name] = q
     return accepted
 

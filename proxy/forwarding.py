@@ -12,6 +12,7 @@ reaches, that is its configured ``public_host``, a trusted proxy's X-Forwarded-H
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -55,6 +56,8 @@ class TrustedProxies(TrustedNetworks):
         client = self.client_address(peer, headers.get("X-Forwarded-For") or "")
         forwarded_scheme = forwarded_value(headers, "X-Forwarded-Proto").lower()
         forwarded_host = forwarded_value(headers, "X-Forwarded-Host")
+        if not _HOST.fullmatch(forwarded_host):
+            forwarded_host = ""  # it lands in Location and Host: only a host[:port] is taken
         return ClientView(
             ip=client,
             scheme=forwarded_scheme if forwarded_scheme in {"http", "https"} else scheme,
@@ -62,6 +65,13 @@ class TrustedProxies(TrustedNetworks):
             peer_trusted=True,
             public_host=_public_host(site, forwarded_host or host, forwarded_host),
         )
+
+
+# A host name or bracketed IPv6 address, with an optional port: nothing that could carry a
+# path, credentials, quotes or spaces into a header built from it.
+_HOST = re.compile(
+    r"(?:[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})*\.?|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?"
+)
 
 
 def _public_host(site: SiteConfig, host: str, forwarded_host: str) -> str:

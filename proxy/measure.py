@@ -21,15 +21,13 @@ from collections.abc import Iterator
 from refract.proxy import metrics
 from refract.proxy.app_keys import ACCOUNTS_KEY, EVENT_LOG_KEY
 from refract.proxy.call import Call
-from refract.proxy.personalize import device_of
+from refract.proxy.personalize import device_of, utm_of
 from refract.rules import events
 from refract.rules.accounts import Account
 from refract.rules.decisions import Decision
 from refract.rules.networks import Network
 
 log = logging.getLogger("refract.proxy")
-
-_UTM_PARAMETERS = frozenset(f"utm_{n}" for n in ("source", "medium", "campaign", "term", "content"))
 
 
 def account_of(call: Call) -> Account | None:
@@ -46,7 +44,6 @@ def record_pageview(call: Call, account: Account | None) -> bool:
         metrics.BOTS.labels("page").inc()
         return False
     try:
-        query = request.query
         network = call.state.networks.lookup(call.view.ip)
         request.app[EVENT_LOG_KEY].record(
             events.pageview(
@@ -56,7 +53,7 @@ def record_pageview(call: Call, account: Account | None) -> bool:
                 url=request.path,
                 tags=call.state.rules.tagger.tags(request.path),
                 referrer=request.headers.get("Referer", ""),
-                utm={name[4:]: query[name] for name in query if name in _UTM_PARAMETERS},
+                utm=utm_of(request.query),
                 status=200,
                 origin_ms=call.exchange.upstream_ms or 0.0,
                 device=device_of(user_agent),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from collections.abc import Mapping
@@ -26,10 +27,16 @@ _TABLET = re.compile(r"iPad|Tablet|Nexus (?:7|9|10)|SM-T\d", re.IGNORECASE)
 _MOBILE = re.compile(r"Mobi|iPhone|Android", re.IGNORECASE)
 
 
+@functools.lru_cache(maxsize=1024)  # asked to decide and again to log the page view
 def device_of(user_agent: str) -> str:
     if _TABLET.search(user_agent):
         return "tablet"
     return "mobile" if _MOBILE.search(user_agent) else "desktop"
+
+
+def utm_of(query: Mapping[str, str]) -> dict[str, str]:
+    """The link's UTM values by their short name (``campaign``), the first of each."""
+    return {name: query[f"utm_{name}"] for name in _UTM if f"utm_{name}" in query}
 
 
 Segment = tuple[Mapping[str, Value], Mapping[str, float]]
@@ -46,8 +53,8 @@ def request_facts(request: web.Request, identity: Identity, segment: Segment = N
     }
     for name, value in request.query.items():
         values.setdefault(f"url.query.{name}", value)
-        if name.startswith("utm_") and name[4:] in _UTM:
-            values.setdefault(f"utm.{name[4:]}", value)
+    for name, value in utm_of(request.query).items():
+        values.setdefault(f"utm.{name}", value)
     if referrer := request.headers.get("Referer"):
         values["referrer"] = referrer
         if host := URL(referrer).host:

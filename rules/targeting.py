@@ -9,6 +9,7 @@ condition asks for, is unknown, and an unknown field satisfies no condition but
 from __future__ import annotations
 
 import fnmatch
+import functools
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -134,6 +135,12 @@ class PageTagger:
         ]
 
     def tags(self, path: str) -> frozenset[str]:
+        return self._tags_of(path)
+
+    # The proxy asks for a page's tags to decide and again to log the page view; a path's tags
+    # never change for a tagger, so they are matched once (bounded: visitors choose paths).
+    @functools.lru_cache(maxsize=4096)  # noqa: B019 - a tagger lives as long as its rule set
+    def _tags_of(self, path: str) -> frozenset[str]:
         return frozenset(
             tag
             for tag, globs, regex in self._rules
