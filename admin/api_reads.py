@@ -15,7 +15,7 @@ from refract.admin.api import PUBLIC, Api, Refused, known_site
 from refract.admin.csv_export import csv_response
 from refract.admin.state import config_of, industry_of, redis_of
 from refract.analytics import reports, visitors
-from refract.analytics.stats.engine import Settings
+from refract.analytics.stats.engine import Method, Settings
 
 api = Api("Refract admin", "1")
 # a load balancer's check: shorter than the reads' deadline, it asks two cheap questions
@@ -31,8 +31,10 @@ class SiteQuery(BaseModel):
 
 
 class ReportQuery(SiteQuery):
-    method: Literal["sequential", "fixed"] = Field(
-        default="sequential", description="always-valid sequential or fixed-horizon tests"
+    method: Method = Field(
+        default="group_sequential",
+        description="group-sequential (error spending at the plan's size), always-valid "
+        "sequential (any horizon) or fixed-horizon tests",
     )
     correction: Literal["holm", "bh"] = Field(
         default="holm", description="multiple-comparison correction"
@@ -55,11 +57,14 @@ async def health(request: web.Request) -> web.StreamResponse:
             workers = await site_health.workers(client)  # the workers site health lists
     except (TimeoutError, redis.RedisError, OSError):
         return web.json_response({"status": "degraded", "redis": "down", "workers": None})
+    # A worker waiting for a rule set that loads is alive but applies nothing.
+    waiting = sum(worker["state"] == "waiting" for worker in workers)
     return web.json_response(
         {
-            "status": "ok" if workers else "degraded",
+            "status": "ok" if workers and not waiting else "degraded",
             "redis": "ok",
             "workers": len(workers),
+            "workers_waiting": waiting,
             "sites": [site.key for site in config_of(request).sites],
         }
     )

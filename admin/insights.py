@@ -37,7 +37,7 @@ T = TypeVar("T")
 
 READ_TIMEOUT_S: Final = 5.0
 VISITORS_NOW_MINUTES: Final = 5  # the current minute and the four before it
-SETTINGS: Final = Settings()  # the reports' defaults: sequential tests, Holm
+SETTINGS: Final = Settings()  # the reports' defaults: group-sequential tests, Holm
 FINISHED: Final = frozenset({"stopped", "archived"})
 INTENT_BANDS: Final = ("hot", "warm", "cold")
 BUDGET_BANDS: Final = ("enterprise", "mid_market", "smb", "startup", "unknown")

@@ -94,12 +94,12 @@ local function verify(op)
   end
 end
 
-local function outcome_prefixes(xkey, experiment, metric)
-  -- the metric's prefix in each cell the visitor's first exposure recorded, as
+local function outcome_record(xkey, experiment, metric)
+  -- the visitor's first-exposure record and the metric's prefix in each cell it recorded, as
   -- rules/keyspace.py outcome_prefix builds it; none without a record
   local record = redis.call('HGET', xkey, experiment)
   if not record then
-    return {}
+    return nil, {}
   end
   local parts = split(record, RECORD_SEP)
   local prefixes = {}
@@ -110,25 +110,42 @@ local function outcome_prefixes(xkey, experiment, metric)
       end
     end
   end
-  return prefixes
+  return record, prefixes
 end
 
 local function outcome(op)
   -- a conversion of an exposed visitor: per-visitor totals move the sufficient statistics of
   -- the cells of their first exposure. op[4]: the prefix of the visitor's totals in their
   -- exposures hash; op[10]: the metric's per-visitor revenue cap, 0 for none (capped values
-  -- enter the sums)
+  -- enter the sums); op[11]: 1 when every conversion counts, 0 when only the first does;
+  -- op[12], op[13]: the buyers' sorted set of a percentile-capped metric ('' for none) and the
+  -- visitor, its member's start (keyspace.revenue_member)
   local xkey, experiment, totals, agg, metric = op[2], op[3], op[4], op[5], op[6]
   local add_c, add_r, y, cap = op[7], op[8], op[9], op[10]
-  local prefixes = outcome_prefixes(xkey, experiment, metric)
+  local repeatable, buyers, visitor = op[11], op[12], op[13]
+  local record, prefixes = outcome_record(xkey, experiment, metric)
   local count_field, revenue_field = totals .. VISITOR_COUNT, totals .. VISITOR_REVENUE
   local old_c = tonumber(redis.call('HGET', xkey, count_field)) or 0
+  if repeatable == 0 then
+    if old_c > 0 then
+      return
+    end
+    add_c = math.min(add_c, 1)
+  end
   local old_r = tonumber(redis.call('HGET', xkey, revenue_field)) or 0
   redis.call('HINCRBY', xkey, count_field, add_c)
   if add_r ~= 0 then
     redis.call('HINCRBYFLOAT', xkey, revenue_field, num(add_r))
   end
   local new_r = old_r + add_r
+  if buyers ~= '' and record and add_r ~= 0 then
+    local member = visitor .. RECORD_SEP .. record
+    if new_r > 0 then
+      redis.call('ZADD', buyers, num(new_r), member)
+    else
+      redis.call('ZREM', buyers, member)
+    end
+  end
   if cap > 0 then
     old_r, new_r = math.min(old_r, cap), math.min(new_r, cap)
   end

@@ -42,6 +42,7 @@ from refract.rules.events import (
     value_problem,
 )
 from refract.rules.ruleset import RuleSet
+from refract.rules.schema import Metric
 from refract.rules.targeting import PageTagger, Value
 
 RECENT_PAGES = 50
@@ -72,8 +73,12 @@ ExposeOp: TypeAlias = tuple[
     Literal["expose"], str, str, str, str, str, list[str], list[OpenCell], float, int
 ]
 # exposures key, experiment, the visitor's totals prefix, aggregates key, metric, conversions,
-# revenue, covariate, per-visitor revenue cap (0: none); the cells are the exposure's record's
-OutcomeOp: TypeAlias = tuple[Literal["outcome"], str, str, str, str, str, int, float, float, float]
+# revenue, covariate, per-visitor revenue cap (0: none), repeatable (0/1), the buyers' sorted
+# set of a percentile-capped metric ("": none), the visitor; the cells are the exposure's
+# record's
+OutcomeOp: TypeAlias = tuple[
+    Literal["outcome"], str, str, str, str, str, int, float, float, float, int, str, str
+]
 VerifyOp: TypeAlias = tuple[Literal["verify"], str, str, str]  # profile, exposures, agg prefix
 Operation: TypeAlias = (
     IncrOp
@@ -141,11 +146,11 @@ class Effects:
             for metric in rules.metrics.values()
             if metric.kind == "url"
         ]
-        self._event_metrics = {
-            metric.event: (metric.key, metric.value)
-            for metric in rules.metrics.values()
-            if metric.kind == "event"
-        }
+        # custom event name -> the metrics it converts (a count and a revenue metric may share it)
+        self._event_metrics: dict[str, list[Metric]] = {}
+        for metric in rules.metrics.values():
+            if metric.kind == "event":
+                self._event_metrics.setdefault(metric.event, []).append(metric)
         # metric -> the experiments that measure it
         self._measured_by: dict[str, list[str]] = {}
         for experiment in rules.experiments.values():
@@ -334,20 +339,31 @@ class Effects:
                 if metric is not None and metric.kind == event["type"]:
                     found.append((key, 1, metric.value))
         elif event["type"] == "track" and event["name"] in self._event_metrics:
-            key, value = self._event_metrics[event["name"]]
-            reported = event["props"].get(VALUE_PROP)
-            allow_negative = self.rules.metrics[key].allow_negative
-            if problem := value_problem(reported, allow_negative):  # the proxy's check, again
-                raise InvalidEvent(f"props.{VALUE_PROP}: {problem}")
+            found = self._tracked(event["name"], event["props"].get(VALUE_PROP))
+        return found
+
+    def _tracked(self, name: str, reported: object) -> list[tuple[str, int, float]]:
+        """The conversions of a custom event: each metric of that name, at the value the call
+        reported (else the metric's own); a refund (below zero) only for the metrics that
+        allow one, and an invalid event when none does."""
+        metrics = self._event_metrics[name]
+        if problem := value_problem(reported, any(m.allow_negative for m in metrics)):
+            raise InvalidEvent(f"props.{VALUE_PROP}: {problem}")  # the proxy's check, again
+        found: list[tuple[str, int, float]] = []
+        for metric in metrics:
+            value = metric.value
             if isinstance(reported, int | float) and not isinstance(reported, bool):
                 value = float(reported)
-            found.append((key, 1, value))
+            if value < 0 and not metric.allow_negative:
+                continue
+            found.append((metric.key, 1, value))
         return found
 
     def _outcomes(
         self, event: Event, visitor: VisitorState, metric: str, count: int, revenue: float
     ) -> list[Operation]:
-        window_s = self.rules.metrics[metric].window_days * 86400
+        definition = self.rules.metrics[metric]
+        window_s = definition.window_days * 86400
         ops: list[Operation] = []
         for experiment in self._measured_by.get(metric, ()):
             first = visitor.exposures.get(experiment)
@@ -365,7 +381,12 @@ class Effects:
                     count,
                     revenue,
                     first.covariate,
-                    self.rules.metrics[metric].cap or 0,
+                    definition.cap or 0,
+                    int(definition.repeatable),
+                    keyspace.revenue_totals(site, experiment, metric)
+                    if definition.cap_percentile is not None
+                    else "",
+                    who,
                 )
             )
         return ops

@@ -10,6 +10,7 @@ import redis.asyncio as redis
 
 from refract.analytics.rules_in_force import rules_in_force
 from refract.analytics.stats import data
+from refract.analytics.stats.capping import PercentileCap, read_cap, winsorized
 from refract.analytics.stats.engine import Settings
 from refract.analytics.stats.planning import plan, prelaunch_note
 from refract.analytics.stats.report import Report, Row, build
@@ -48,7 +49,26 @@ async def experiment_report(
     )
     variants = tuple(variant.key for variant in experiment.variants)
     loaded = await data.load(client, site, key, variants, metrics)
-    return build(experiment, rules.metrics, loaded, settings)
+    caps: list[PercentileCap] = []
+    for metric in metrics:
+        definition = rules.metrics[metric]
+        if definition.cap_percentile is None:
+            continue
+        found = await read_cap(client, site, key, metric, definition.cap_percentile, definition.cap)
+        if found is not None:
+            cap, above = found
+            loaded = winsorized(loaded, metric, cap.cap, above)
+            caps.append(cap)
+    report = build(experiment, rules.metrics, loaded, settings)
+    report.notes.extend(cap_note(cap) for cap in caps)
+    return report
+
+
+def cap_note(cap: PercentileCap) -> str:
+    return (
+        f"{cap.metric} (revenue): capped at {cap.cap:,.2f}, the {cap.percentile:g}th percentile "
+        f"of {cap.buyers:,} buyers' revenue; {cap.capped:,} counted as that"
+    )
 
 
 def as_table(report: Report, segment: str = "all") -> str:
@@ -119,7 +139,7 @@ def result_rows(report: Report) -> list[dict[str, Any]]:
 
 def _plan_line(report: Report) -> str:
     plan = report.plan
-    per_arm = plan["sequential_per_arm"] if report.method == "sequential" else plan["fixed_per_arm"]
+    per_arm = plan[f"{report.method}_per_arm"]
     source = "given" if plan["baseline_source"] == "given" else "measured"
     return (
         f"Plan: a {plan['mde']:+.0%} lift on a {plan['baseline']:.2%} baseline ({source}) with "

@@ -196,6 +196,20 @@ class Metric(Table):
         description="a visitor's revenue above this counts as this, so one outlier cannot "
         "decide a test (capping); none: no cap",
     )
+    cap_percentile: float | None = Field(
+        default=None,
+        gt=50,
+        lt=100,
+        description="a visitor's revenue above this percentile of the buyers' revenue (all "
+        "arms pooled, e.g. 99) counts as that value: a cap read from the data, beside or "
+        "instead of cap; none: no percentile cap",
+    )
+    repeatable: bool = Field(
+        default=False,
+        description="whether every conversion of a visitor counts (purchases, refunds); by "
+        "default only a visitor's first conversion on the metric counts, with its value, so "
+        "that replayed or forged events cannot inflate a variant",
+    )
     better: Literal["higher", "lower"] = Field(
         default="higher",
         description='"higher" when more conversions are good (sign-ups), "lower" when fewer are '

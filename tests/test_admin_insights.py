@@ -40,6 +40,7 @@ MORE_RULES = """
 key = "banner"
 status = "stopped"
 primary_metric = "demo"
+mde = 0.5
 
   [[experiments.variants]]
   key = "control"
@@ -77,8 +78,9 @@ def exposed(visitor: str, experiment: str, variant: str, at: float) -> events.Ev
 def rules(tmp_path: Path) -> Path:
     directory = tmp_path / "rules"
     directory.mkdir()
-    # hero is planned to detect the +50% these data carry, so its sequential test can conclude
-    # at 2,000 visitors per arm (planned for +10%, it would need about 28,000)
+    # hero and banner are planned to detect the +50% these data carry, so their
+    # group-sequential tests conclude at 2,000 visitors per arm (planned for +10%, they would
+    # need about 15,000 and spend almost nothing at 2,000)
     planned = RULES.replace('key = "hero"\n', 'key = "hero"\nmde = 0.5\n', 1)
     (directory / "rules.toml").write_text(planned + MORE_RULES)
     return directory
@@ -385,7 +387,8 @@ async def test_site_health_shows_workers_streams_dead_letters_and_todays_counter
     body = await (await admin.get("/api/site-health")).json()
     assert body["status"] == "ok"
     assert body["redis"]["up"] is True
-    assert body["workers"] == [{"name": "node-1", "pid": os.getpid()}]
+    [worker] = body["workers"]
+    assert (worker["name"], worker["pid"], worker["state"]) == ("node-1", os.getpid(), "consuming")
     [site] = body["sites"]
     assert site["dead_letters"] == 1
     assert sum(stream["lag"] for stream in site["streams"]) == 3  # sent after the drain

@@ -105,6 +105,26 @@ def test_the_decision_and_its_reason(
     assert any(reason in line for line in decision.reasons), decision.reasons
 
 
+@pytest.mark.parametrize(
+    ("sample", "action", "reason"),
+    [
+        # 10 % baseline, +10 % planned: about 15,600 per arm for the group-sequential test
+        (data((5_000, 5_000), (500, 505), days=7), "keep_running", "group-sequential test in"),
+        (
+            data((20_000, 20_000), (2_000, 2_030), days=14),
+            "stop",
+            "planned visitors were reached without a significant difference on demo",
+        ),
+    ],
+)
+def test_the_default_test_decides_at_its_planned_size(
+    sample: ExperimentData, action: str, reason: str
+) -> None:
+    decision = build(EXPERIMENT, METRICS, sample).decision
+    assert decision.action == action
+    assert any(reason in line for line in decision.reasons), decision.reasons
+
+
 def test_rows_give_each_measure_of_each_metric_with_lift_and_interval() -> None:
     report = build(EXPERIMENT, METRICS, data((10_000, 10_000), (1_000, 1_300)), FIXED)
     rows = {(row.metric, row.measure): row for row in report.results}

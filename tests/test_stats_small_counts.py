@@ -35,6 +35,7 @@ from refract.analytics.stats.engine import (
     SCORE,
     WELCH,
     Comparison,
+    Method,
     Sample,
     Settings,
     compare,
@@ -435,13 +436,15 @@ def test_the_sequential_plan_has_the_power_it_promises_at_its_boundary() -> None
 def test_the_plan_of_an_experiment() -> None:
     chosen = plan(0.1, 0.8, 0.03, "given")
     assert chosen.fixed_per_arm == pytest.approx(53_208, abs=1)
+    assert 1.03 < chosen.group_sequential_per_arm / chosen.fixed_per_arm < 1.08
     assert 1.8 < chosen.sequential_per_arm / chosen.fixed_per_arm < 2.0
-    assert chosen.planned_visitors == 2 * chosen.sequential_per_arm
+    assert chosen.planned_visitors("group_sequential") == 2 * chosen.group_sequential_per_arm
+    assert chosen.planned_visitors("sequential") == 2 * chosen.sequential_per_arm
 
 
 @pytest.mark.parametrize(
     ("daily", "ending"),
-    [(None, "fixed-horizon test 53,208 per variant)."), (2_000.0, "this needs about 102 days.")],
+    [(None, "fixed-horizon test 53,208 per variant)."), (2_000.0, "this needs about 57 days.")],
 )
 def test_the_prelaunch_note(daily: float | None, ending: str) -> None:
     note = prelaunch_note("pricing", "signup", plan(0.1, 0.8, 0.03, "given"), 2, daily)
@@ -449,11 +452,13 @@ def test_the_prelaunch_note(daily: float | None, ending: str) -> None:
     assert note.endswith(ending)
 
 
-def test_the_report_tunes_the_sequence_with_the_experiment_plan() -> None:
+@pytest.mark.parametrize("method", ["group_sequential", "sequential"])
+def test_the_report_plans_the_sequential_test_with_the_experiment_plan(method: Method) -> None:
     given_baseline = PRICING.model_copy(update={"baseline": 0.03, "mde": 0.2})
-    report = build(given_baseline, PRICING_METRICS, pricing_data())
+    report = build(given_baseline, PRICING_METRICS, pricing_data(), Settings(method=method))
     assert report.plan["baseline_source"] == "given"
-    assert report.plan["planned_visitors"] == plan(0.2, 0.8, 0.03, "given").planned_visitors
+    planned = plan(0.2, 0.8, 0.03, "given").planned_visitors(method)
+    assert report.plan["planned_visitors"] == planned
 
 
 def test_refract_check_prints_the_power_check(tmp_path: Path) -> None:

@@ -108,9 +108,18 @@ async def test_outcomes_count_only_within_the_metric_window(
     assert (await aggregates(client)).get("2026-05-28|control|all|demo|conv", 0) == int(counted)
 
 
-async def test_repeated_conversions_count_one_converter_and_their_revenue(
-    client: redis.Redis, rules_dir: Path
+@pytest.mark.parametrize(
+    ("repeatable", "count", "revenue"),
+    [
+        (False, 1, 100.0),  # the default: a visitor's first conversion only, with its value
+        (True, 2, 200.0),  # purchases: every conversion and its value
+    ],
+)
+async def test_repeated_conversions_count_once_unless_the_metric_is_repeatable(
+    client: redis.Redis, rules_dir: Path, repeatable: bool, count: int, revenue: float
 ) -> None:
+    if repeatable:
+        with_repeatable(rules_dir)
     await send(
         client,
         exposure("v1", "bold", T0),
@@ -120,9 +129,18 @@ async def test_repeated_conversions_count_one_converter_and_their_revenue(
     await drain(client, rules_dir)
     stats = await aggregates(client)
     assert stats["2026-05-28|bold|all|demo|conv"] == 1
-    assert stats["2026-05-28|bold|all|demo|count"] == 2
-    assert stats["2026-05-28|bold|all|demo|rev"] == 200.0
-    assert stats["2026-05-28|bold|all|demo|rev2"] == 200.0**2  # one visitor worth 200
+    assert stats["2026-05-28|bold|all|demo|count"] == count
+    assert stats["2026-05-28|bold|all|demo|count2"] == count**2  # one visitor's count
+    assert stats["2026-05-28|bold|all|demo|rev"] == revenue
+    assert stats["2026-05-28|bold|all|demo|rev2"] == revenue**2  # one visitor's revenue
+
+
+def with_repeatable(rules_dir: Path, extra: str = "") -> None:
+    """The demo metric counting every conversion (and ``extra`` lines of its definition)."""
+    rules = (rules_dir / "rules.toml").read_text()
+    (rules_dir / "rules.toml").write_text(
+        rules.replace("window_days = 7", f"window_days = 7\nrepeatable = true\n{extra}")
+    )
 
 
 def engaged(visitor: str, at: float) -> events.Event:
@@ -156,10 +174,7 @@ async def test_exposed_visitors_whose_browser_ran_the_beacon_are_counted_apart(
 async def test_revenue_above_the_metric_cap_counts_as_the_cap(
     client: redis.Redis, rules_dir: Path
 ) -> None:
-    rules = (rules_dir / "rules.toml").read_text()
-    (rules_dir / "rules.toml").write_text(
-        rules.replace("window_days = 7", "window_days = 7\ncap = 150.0")
-    )
+    with_repeatable(rules_dir, "cap = 150.0")
     await send(
         client,
         exposure("v1", "bold", T0),

@@ -25,12 +25,22 @@ from typing import Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from refract.analytics.stats import bayesian, frequentist, multiple, proportions, sequential
+from refract.analytics.stats import (
+    bayesian,
+    frequentist,
+    group_sequential,
+    multiple,
+    proportions,
+    sequential,
+)
 from refract.analytics.stats.cuped import cuped, cuped_fallback
 from refract.analytics.stats.fieller import fieller_interval
 from refract.analytics.stats.moments import Array, Interval, Moments, as_array, safe_divide
 
-Method = Literal["sequential", "fixed"]
+# group_sequential: error spending over the looks at the plan's size (the default);
+# sequential: an always-valid confidence sequence (any horizon); fixed: one look at the end
+Method = Literal["group_sequential", "sequential", "fixed"]
+SEQUENTIAL_METHODS: tuple[Method, ...] = ("group_sequential", "sequential")
 Correction = Literal["holm", "bh"]
 # How each comparison's p-value was found, by code (Comparison.test).
 TESTS = ("welch", "score", "exact")
@@ -41,12 +51,13 @@ CUPED_APPLIED, CUPED_OFF = 0, -1  # Comparison.cuped: else an index into cuped.F
 @dataclass(frozen=True)
 class Settings:
     alpha: float = 0.05
-    method: Method = "sequential"
+    method: Method = "group_sequential"
     correction: Correction = "holm"
     cuped: bool = True
     srm_threshold: float = 0.001
-    # Both arms at the planned end: tunes the confidence sequence. The report sets it from the
-    # experiment's plan (planning.py); a sequential comparison without it is refused.
+    # Both arms at the planned end: the group-sequential test's information fractions, the
+    # confidence sequence's tuning. The report sets it from the experiment's plan
+    # (planning.py); a sequential comparison of either kind without it is refused.
     planned_visitors: int | None = None
     min_effect: float = 0.02  # relative lifts smaller than this do not matter to the business
     # Bayesian view: a normal prior on the relative lift; an infinite sd is the flat prior.
@@ -138,7 +149,7 @@ def compare(sample: Sample, settings: Settings) -> Comparison:
     z = np.where(as_rate, proportions.score_statistic(*counts.parts()), _z(difference))
     critical, p_value = _critical_and_p(control, treatment, z, as_rate, settings)
     fisher = _fisher_where(exact, counts)
-    if settings.method == "sequential":
+    if settings.method in SEQUENTIAL_METHODS:
         p_value = np.where(exact, np.fmax(p_value, fisher), p_value)  # never beyond the exact
     else:
         p_value = np.where(exact, fisher, p_value)
@@ -194,9 +205,13 @@ def _critical_and_p(
 ) -> tuple[Array, Array]:
     """Standard errors an estimate must clear, and the p-value of ``z``, for the method: at a
     fixed horizon Student's t with Welch's df for means, the normal for a rate's score."""
+    if settings.method in SEQUENTIAL_METHODS and settings.planned_visitors is None:
+        raise ValueError("a sequential comparison needs planned_visitors (both arms)")
+    if settings.method == "group_sequential":
+        assert settings.planned_visitors is not None
+        return _group_sequential(control.n + treatment.n, z, settings)
     if settings.method == "sequential":
-        if settings.planned_visitors is None:
-            raise ValueError("a sequential comparison needs planned_visitors (both arms)")
+        assert settings.planned_visitors is not None
         n = control.n + treatment.n
         rho = sequential.rho_for_planned_n(float(settings.planned_visitors), settings.alpha)
         critical = sequential.boundary(n, rho, settings.alpha)
@@ -207,6 +222,19 @@ def _critical_and_p(
         frequentist.t_quantile(1.0 - settings.alpha / 2.0, df),
         frequentist.t_p_value(z, df),
     )
+
+
+def _group_sequential(visitors: Array, z: Array, settings: Settings) -> tuple[Array, Array]:
+    """Each comparison's boundary and repeated p-value along the looks (the batches)."""
+    assert settings.planned_visitors is not None
+    visitors = np.broadcast_to(visitors, z.shape)
+    critical, p_value = np.full(z.shape, group_sequential.NEVER), np.full(z.shape, np.nan)
+    for column in np.ndindex(z.shape[1:]):
+        along = (slice(None), *column)
+        critical[along], p_value[along] = group_sequential.looks(
+            z[along], visitors[along], float(settings.planned_visitors), settings.alpha
+        )
+    return critical, p_value
 
 
 def _fisher_where(exact: NDArray[np.bool_], counts: _Counts) -> Array:

@@ -2,9 +2,12 @@
 
 From the experiment's ``mde`` (the relative lift worth detecting), ``power`` and the primary
 metric's ``baseline`` rate (given in the rule file, or measured from the experiment's own
-visitors), the plan gives the visitors per arm of the fixed-horizon and of the sequential
-test (power.required_n_per_arm); the sequential one tunes the confidence sequence (its
-``planned_visitors``: both arms at the planned end) and "days to decision" counts towards it.
+visitors), the plan gives the visitors per arm of the fixed-horizon test
+(power.required_n_per_arm), of the group-sequential test (the fixed size times the
+error-spending design's inflation, group_sequential.inflation) and of the always-valid
+sequential test. The test in use takes its information fractions (group-sequential) or its
+tuning (always-valid) from its own size (``planned_visitors``: both arms at the planned end),
+and "days to decision" counts towards it.
 docs/statistics.md ("Planning") gives the formulas.
 """
 
@@ -14,6 +17,8 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
+from refract.analytics.stats.engine import Method as TestMethod
+from refract.analytics.stats.group_sequential import inflation
 from refract.analytics.stats.power import Method, required_n_per_arm
 
 BaselineSource = Literal["given", "measured"]
@@ -27,15 +32,19 @@ class Plan:
     baseline: float  # the control's conversion rate on the primary metric
     baseline_source: BaselineSource
     fixed_per_arm: int
+    group_sequential_per_arm: int
     sequential_per_arm: int
 
-    def per_arm(self, method: Method) -> int:
-        return self.sequential_per_arm if method == "sequential" else self.fixed_per_arm
+    def per_arm(self, method: TestMethod) -> int:
+        return {
+            "fixed": self.fixed_per_arm,
+            "group_sequential": self.group_sequential_per_arm,
+            "sequential": self.sequential_per_arm,
+        }[method]
 
-    @property
-    def planned_visitors(self) -> int:
-        """Both arms at the planned end of the sequential test: what tunes its rho."""
-        return 2 * self.sequential_per_arm
+    def planned_visitors(self, method: TestMethod) -> int:
+        """Both arms at the planned end of the test in use."""
+        return 2 * self.per_arm(method)
 
 
 def measured_baseline(visitors: float, converters: float) -> float:
@@ -66,7 +75,9 @@ def plan(
             )
         )
 
-    return Plan(mde, power, alpha, baseline, baseline_source, needed("fixed"), needed("sequential"))
+    fixed = needed("fixed")
+    group = math.ceil(fixed * inflation(alpha, power))
+    return Plan(mde, power, alpha, baseline, baseline_source, fixed, group, needed("sequential"))
 
 
 def days_needed(per_arm: int, daily_per_arm: float, so_far_per_arm: float = 0.0) -> float:
@@ -84,13 +95,13 @@ def prelaunch_note(
     arms: int,
     daily_visitors: float | None = None,
 ) -> str:
-    """The pre-launch power check, one sentence: what the default (sequential) test needs,
-    and the days at ``daily_visitors`` entering the experiment when known."""
-    per_arm = chosen.sequential_per_arm
+    """The pre-launch power check, one sentence: what the default (group-sequential) test
+    needs, and the days at ``daily_visitors`` entering the experiment when known."""
+    per_arm = chosen.group_sequential_per_arm
     source = "given" if chosen.baseline_source == "given" else "measured so far"
     sentence = (
         f"{experiment}: to detect a {chosen.mde:+.0%} lift of {metric} (baseline "
-        f"{chosen.baseline:.2%}, {source}) with {chosen.power:.0%} power, the sequential test "
+        f"{chosen.baseline:.2%}, {source}) with {chosen.power:.0%} power, the test "
         f"needs about {per_arm:,} visitors per variant ({per_arm * arms:,} in all; a "
         f"fixed-horizon test {chosen.fixed_per_arm:,} per variant)"
     )

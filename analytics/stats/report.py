@@ -170,7 +170,7 @@ def build(
     cumulative = data.cumulative()
     planned = plan_of(experiment, cumulative, settings.alpha)
     if settings.planned_visitors is None:
-        settings = replace(settings, planned_visitors=planned.planned_visitors)
+        settings = replace(settings, planned_visitors=planned.planned_visitors(settings.method))
     comparison = compare(sample_of(cumulative, measures), settings)
     weights = np.array([variant.weight for variant in experiment.variants], dtype=float)
     srm = _srm(cumulative.visitors["n"][-1, :, 0], weights, settings, variants)
@@ -381,9 +381,24 @@ def decide(
         return Decision(
             "stop", None, [*reasons, f"every variant does worse than control on {metric}"]
         )
+    if settings.method == "group_sequential" and _plan_reached(comparison, settings, planned):
+        # the design's last look has spent all of alpha: more looks would not be this test
+        return Decision(
+            "stop",
+            None,
+            [
+                *reasons,
+                f"the planned visitors were reached without a significant difference on "
+                f"{metric}: any effect is likely smaller than the {planned.mde:+.0%} planned",
+            ],
+        )
     return Decision(
         "keep_running", None, [*reasons, _days_left(comparison, settings, planned, metric)]
     )
+
+
+def _plan_reached(comparison: Comparison, settings: Settings, planned: Plan) -> bool:
+    return float(comparison.control.n[-1, 0, 0, 0]) >= planned.per_arm(settings.method)
 
 
 def _days_left(comparison: Comparison, settings: Settings, planned: Plan, metric: str) -> str:
@@ -401,7 +416,7 @@ def _days_left(comparison: Comparison, settings: Settings, planned: Plan, metric
         )
     return (
         f"no conclusion on {metric} yet; at the current traffic a {lift} would be detectable "
-        f"by the {settings.method} test in about {math.ceil(days)} more days"
+        f"by the {settings.method.replace('_', '-')} test in about {math.ceil(days)} more days"
     )
 
 

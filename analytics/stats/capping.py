@@ -1,0 +1,119 @@
+"""Percentile capping (winsorizing) of revenue per visitor, with the cap read from the data.
+
+A metric's fixed ``cap`` is applied by the worker as outcomes arrive. A percentile cap cannot
+be: it moves with the data. The worker keeps, per experiment and metric, the buyers' uncapped
+totals with their first exposure (``keyspace.revenue_totals``); the report reads the cap from
+that distribution (all arms pooled, so that the cap treats the arms alike) and lowers the
+sufficient statistics of the cells of the few visitors above it, as if the worker had capped
+them. Only those visitors are read, so a report costs O(log buyers + capped), not O(buyers).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import redis.asyncio as redis
+
+from refract.analytics.stats.data import ExperimentData
+from refract.rules import keyspace
+from refract.rules.keyspace import OutcomeStat
+
+
+@dataclass(frozen=True, slots=True)
+class CappedVisitor:
+    """A visitor above the cap: their (fixed-capped) total and their first exposure's cells."""
+
+    total: float
+    day: str
+    variant: str
+    covariate: float
+    segments: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PercentileCap:
+    metric: str
+    percentile: float
+    cap: float
+    buyers: int
+    capped: int
+
+
+def interpolation_ranks(buyers: int, percentile: float) -> tuple[int, int, float]:
+    """The two order statistics (0-based ranks, ascending) the ``percentile`` falls between
+    and the weight of the upper one: the linear interpolation of numpy's default method
+    (Hyndman & Fan's type 7, PERCENTILE_CONT in SQL)."""
+    position = percentile / 100 * (buyers - 1)
+    low = math.floor(position)
+    return low, min(low + 1, buyers - 1), position - low
+
+
+def interpolated(low: float, high: float, weight: float) -> float:
+    return low + (high - low) * weight
+
+
+def winsorized(
+    data: ExperimentData, metric: str, cap: float, above: list[CappedVisitor]
+) -> ExperimentData:
+    """``data`` with the revenue of every visitor in ``above`` lowered to ``cap`` in each cell
+    of their first exposure: Σx, Σx² and Σxy move by the difference, as the worker's own
+    capping would have moved them."""
+    if not above or metric not in data.metrics:
+        return data
+    outcomes = {name: values.copy() for name, values in data.outcomes.items()}
+    m = data.metrics.index(metric)
+    day_at = {day: index for index, day in enumerate(data.days)}
+    variant_at = {variant: index for index, variant in enumerate(data.variants)}
+    segment_at = {segment: index for index, segment in enumerate(data.segments)}
+    for visitor in above:
+        if visitor.total <= cap or visitor.day not in day_at or visitor.variant not in variant_at:
+            continue
+        excess = visitor.total - cap
+        for segment in visitor.segments:
+            if segment not in segment_at:
+                continue
+            cell = (day_at[visitor.day], variant_at[visitor.variant], segment_at[segment], m)
+            outcomes[OutcomeStat.REVENUE][cell] -= excess
+            outcomes[OutcomeStat.REVENUE_SQUARES][cell] -= visitor.total**2 - cap**2
+            outcomes[OutcomeStat.REVENUE_COVARIATE][cell] -= excess * visitor.covariate
+    return replace(data, outcomes=outcomes)
+
+
+async def read_cap(
+    client: redis.Redis,
+    site: str,
+    experiment: str,
+    metric: str,
+    percentile: float,
+    fixed_cap: float | None,
+) -> tuple[PercentileCap, list[CappedVisitor]] | None:
+    """The metric's percentile cap over its buyers so far and the visitors above it; None
+    before the first buyer. With a fixed cap too, the lower of the two is the cap, and the
+    totals are compared as the worker counted them (at most the fixed cap)."""
+    key = keyspace.revenue_totals(site, experiment, metric)
+    buyers = int(await client.zcard(key))
+    if buyers == 0:
+        return None
+    low, high, weight = interpolation_ranks(buyers, percentile)
+    bounds: list[tuple[bytes, float]] = await client.zrange(  # type: ignore[assignment]
+        key, low, high, withscores=True
+    )
+    if not bounds:  # emptied since (a rebuild)
+        return None
+    cap = interpolated(float(bounds[0][1]), float(bounds[-1][1]), weight)
+    if fixed_cap is not None:
+        cap = min(cap, fixed_cap)
+    above: list[CappedVisitor] = []
+    rows: list[tuple[bytes, float]] = await client.zrangebyscore(  # type: ignore[assignment]
+        key, f"({cap!r}", "+inf", withscores=True
+    )
+    for member, total in rows:
+        try:
+            variant, _at, day, covariate, segments = keyspace.parse_revenue_member(member.decode())
+        except ValueError:
+            continue  # not a member the worker wrote
+        counted = min(float(total), fixed_cap) if fixed_cap is not None else float(total)
+        if counted > cap:
+            above.append(CappedVisitor(counted, day, variant, covariate, segments))
+    return PercentileCap(metric, percentile, cap, buyers, len(above)), above

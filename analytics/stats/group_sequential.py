@@ -1,0 +1,192 @@
+"""Group-sequential tests: error spending over the looks at a planned sample size.
+
+Lan & DeMets (1983) spend the type I error as a function of the information fraction
+t = n / N (N: the plan's visitors), here O'Brien-Fleming's shape
+
+    alpha(t) = 2 - 2 Phi(z_{1 - alpha/2} / sqrt(t)),   0 < t <= 1,
+
+so that little is spent early and the last look is tested almost at the fixed horizon's level.
+Look k's two-sided boundary c_k (in standard errors) makes the probability, under H0, of
+first crossing at look k equal to alpha(t_k) - alpha(t_{k-1}). The z-statistics of the looks
+behave as Brownian motion observed at t_1 < t_2 < ...: S_k = Z_k sqrt(t_k) with independent
+normal increments, so the crossing probabilities are found by recursive numerical integration
+of the density of S_k over the continuation region (Armitage, McPherson & Rowe 1969;
+Jennison & Turnbull 2000, chapter 19): Simpson's rule on a grid per look.
+
+Looks need no schedule: each report takes the looks that happened (one per day of data), and
+looks may be unequally spaced. Past the plan (t >= 1) the last boundary stands.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy.special import ndtr, ndtri
+
+from refract.analytics.stats.moments import Array
+
+GRID = 41  # points per look (odd, for Simpson's rule)
+SPREAD = 8.0  # the grid covers the continuation region within this many sd of S_k
+BISECTIONS = 60
+# the boundary of a look that spends nothing: |z| beyond 40 has probability 0 in doubles, and
+# a finite bound keeps intervals computable (they come out unbounded: [-100 %, +inf))
+NEVER = 40.0
+# the levels at which boundaries are computed to turn a look's z into a p-value
+P_LEVELS = np.geomspace(1e-6, 0.5, 24)
+
+
+def spent(fraction: Array | float, alpha: float) -> Array:
+    """O'Brien-Fleming-type spending: the error spent by information fraction t (0 at t = 0,
+    alpha at t >= 1)."""
+    t = np.clip(np.asarray(fraction, dtype=float), 0.0, 1.0)
+    with np.errstate(divide="ignore"):
+        spent_so_far = 2.0 - 2.0 * ndtr(ndtri(1.0 - alpha / 2.0) / np.sqrt(t))
+    return np.asarray(np.where(t > 0, spent_so_far, 0.0), dtype=float)
+
+
+def boundaries(fractions: tuple[float, ...], alphas: Array) -> Array:
+    """Two-sided boundaries ``[level, look]`` in standard errors for strictly increasing
+    information ``fractions`` in (0, 1] and each overall level in ``alphas``; NEVER where a
+    look spends nothing."""
+    levels = np.asarray(alphas, dtype=float)
+    t = np.asarray(fractions, dtype=float)
+    increments = np.diff(
+        np.stack([spent(np.concatenate(([0.0], t)), float(level)) for level in levels]), axis=1
+    )
+    found = np.full((levels.size, t.size), NEVER)
+    found[:, 0] = np.minimum(ndtri(1.0 - np.maximum(increments[:, 0], 1e-300) / 2.0), NEVER)
+    # the density of S_1 = Z_1 sqrt(t_1) on its continuation grid, per level
+    grid, weights = _grid(found[:, 0] * np.sqrt(t[0]), t[0])
+    density = _normal(grid, t[0]) * weights
+    for k in range(1, t.size):
+        step = t[k] - t[k - 1]
+        found[:, k] = _solve(density, grid, step, np.sqrt(t[k]), increments[:, k])
+        grid_next, weights_next = _grid(found[:, k] * np.sqrt(t[k]), t[k])
+        moved = _normal(grid_next[:, :, None] - grid[:, None, :], step)
+        density = np.einsum("lij,lj->li", moved, density) * weights_next
+        grid = grid_next
+    return found
+
+
+def _grid(half_width: Array, variance: float) -> tuple[Array, Array]:
+    """Simpson points and weights per level over (-b, b), clipped to SPREAD sd of S_k."""
+    reach = np.minimum(half_width, SPREAD * np.sqrt(variance))
+    unit = np.linspace(-1.0, 1.0, GRID)
+    points = reach[:, None] * unit[None, :]
+    simpson = np.ones(GRID)
+    simpson[1:-1:2], simpson[2:-1:2] = 4.0, 2.0
+    weights = simpson[None, :] * (2.0 * reach[:, None] / (GRID - 1)) / 3.0
+    return points, weights
+
+
+def _normal(x: Array, variance: float) -> Array:
+    return np.asarray(np.exp(-0.5 * x * x / variance) / np.sqrt(2.0 * np.pi * variance))
+
+
+def _solve(
+    density: Array, grid: Array, step: float, scale: float, target: Array
+) -> NDArray[np.float64]:
+    """Per level, the c whose crossing probability at this look (with S_k's continuation
+    ``density`` at the previous look) is ``target``; NEVER where nothing is to be spent."""
+    low, high = np.zeros(target.size), np.full(target.size, NEVER)
+    sd = np.sqrt(step)
+    for _ in range(BISECTIONS):
+        middle = (low + high) / 2.0
+        bound = (middle * scale)[:, None]
+        crossing = (ndtr((-bound - grid) / sd) + ndtr((grid - bound) / sd)) * density
+        too_likely = crossing.sum(axis=1) > target
+        low, high = np.where(too_likely, middle, low), np.where(too_likely, high, middle)
+    return np.asarray(np.where(target > 1e-15, (low + high) / 2.0, NEVER), dtype=float)
+
+
+@lru_cache(maxsize=512)
+def _schedule(fractions: tuple[float, ...], alpha: float) -> tuple[Array, Array]:
+    """(boundaries at ``alpha``, boundaries at every P_LEVELS) for these looks."""
+    table = boundaries(fractions, np.append(P_LEVELS, alpha))
+    return table[-1], table[:-1]
+
+
+def fractions_of(visitors: Array, planned: float) -> Array:
+    """Information fractions of cumulative visitors (both arms) against the plan's."""
+    return np.minimum(np.asarray(visitors, dtype=float) / planned, 1.0)
+
+
+def looks(
+    z: Array, visitors: Array, planned: float, alpha: float
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Boundary and repeated p-value of each look of one comparison: ``z`` and cumulative
+    ``visitors`` (both arms) along the looks. A look that added no information (no new
+    visitors, or the plan already reached) keeps the previous look's boundary. The p-value
+    is the smallest level whose boundary |z| crosses at this look or an earlier one
+    (Jennison & Turnbull 2000, section 9.1), found on the P_LEVELS grid (interpolated in
+    log level)."""
+    t = fractions_of(visitors, planned)
+    critical = np.full(t.size, NEVER)
+    p_value = np.full(t.size, np.nan)
+    new = np.flatnonzero((t > 0) & (t > np.maximum.accumulate(np.concatenate(([0.0], t[:-1])))))
+    if new.size == 0:
+        return critical, p_value
+    key = tuple(round(float(value), 6) for value in t[new])
+    at_alpha, at_levels = _schedule(key, round(alpha, 12))
+    look_of = np.searchsorted(new, np.arange(t.size), side="right") - 1
+    seen = look_of >= 0
+    critical[seen] = at_alpha[look_of[seen]]
+    for k in np.flatnonzero(seen):
+        p_value[k] = _p(abs(float(z[k])), at_levels[:, look_of[k]])
+    return critical, np.fmin.accumulate(p_value)
+
+
+def _p(z: float, levels: Array) -> float:
+    """The level whose boundary is ``z`` (boundaries fall as the level grows)."""
+    if not np.isfinite(z):
+        return float("nan") if np.isnan(z) else float(P_LEVELS[0])
+    finite = levels < NEVER
+    if not finite.any() or z < levels[finite][-1]:
+        return 1.0
+    if z >= levels[finite][0]:
+        return float(P_LEVELS[finite][0])
+    # increasing x for np.interp: minus the boundaries
+    return float(np.exp(np.interp(-z, -levels[finite], np.log(P_LEVELS[finite]))))
+
+
+def rejection_probability(fractions: tuple[float, ...], bounds: Array, drift: float) -> float:
+    """Probability of crossing some look's boundary when S(t) has drift ``drift`` · t (the
+    power at drift = E[Z at t = 1]; the level at 0), by the same recursion."""
+    t = np.asarray(fractions, dtype=float)
+    sd = np.sqrt(t[0])
+    crossed = float(ndtr(-bounds[0] - drift * sd) + ndtr(drift * sd - bounds[0]))
+    grid, weights = _grid(np.array([bounds[0] * sd]), t[0])
+    density = _normal(grid - drift * t[0], t[0]) * weights
+    for k in range(1, t.size):
+        step = t[k] - t[k - 1]
+        bound = bounds[k] * np.sqrt(t[k])
+        shift = grid + drift * step
+        crossed += float(
+            ((ndtr((-bound - shift) / np.sqrt(step)) + ndtr((shift - bound) / np.sqrt(step)))
+             * density).sum()
+        )  # fmt: skip
+        grid_next, weights_next = _grid(np.array([bound]), t[k])
+        moved = _normal(grid_next[:, :, None] - shift[:, None, :], step)
+        density = np.einsum("lij,lj->li", moved, density) * weights_next
+        grid = grid_next
+    return crossed
+
+
+@lru_cache(maxsize=64)
+def inflation(alpha: float, power: float, looks: int = 14) -> float:
+    """How many more visitors than the fixed-horizon test the group-sequential test needs for
+    the same ``power``, with ``looks`` equally spaced looks (Jennison & Turnbull 2000, table
+    7.6, computed): (drift needed / (z_{1-alpha/2} + z_power))²."""
+    fractions = tuple(float(k) / looks for k in range(1, looks + 1))
+    bounds = boundaries(fractions, np.array([alpha]))[0]
+    low, high = 0.0, 10.0
+    for _ in range(50):
+        middle = (low + high) / 2.0
+        if rejection_probability(fractions, bounds, middle) < power:
+            low = middle
+        else:
+            high = middle
+    fixed = float(ndtri(1.0 - alpha / 2.0) + ndtri(power))
+    return ((low + high) / 2.0 / fixed) ** 2

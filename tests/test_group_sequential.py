@@ -1,0 +1,95 @@
+"""Group-sequential tests: O'Brien-Fleming-type error spending over the looks that happened."""
+
+from __future__ import annotations
+
+from typing import get_args
+
+import numpy as np
+import pytest
+
+from refract.admin.cli import REPORT_METHODS
+from refract.analytics.stats import group_sequential as gs
+from refract.analytics.stats.engine import Method
+
+EQUAL_14 = tuple(k / 14 for k in range(1, 15))
+
+
+def brownian_z(
+    fractions: tuple[float, ...], runs: int, seed: int, drift: float = 0.0
+) -> np.ndarray:
+    """z-statistics at the looks of ``runs`` Brownian motions with drift (E[z at t=1])."""
+    t = np.asarray(fractions)
+    steps = np.diff(np.concatenate(([0.0], t)))
+    rng = np.random.default_rng(seed)
+    path = np.cumsum(rng.normal(drift * steps, np.sqrt(steps), size=(runs, t.size)), axis=1)
+    z: np.ndarray = path / np.sqrt(t)
+    return z
+
+
+@pytest.mark.parametrize(
+    ("fractions", "alpha"),
+    [
+        (EQUAL_14, 0.05),
+        ((0.2, 0.4, 0.6, 0.8, 1.0), 0.05),
+        ((0.05, 0.3, 0.31, 0.9, 1.0), 0.05),  # unequal looks, as days with uneven traffic
+        (EQUAL_14, 0.01),
+    ],
+)
+def test_the_boundaries_spend_exactly_the_level_over_the_looks(
+    fractions: tuple[float, ...], alpha: float
+) -> None:
+    bounds = gs.boundaries(fractions, np.array([alpha]))[0]
+    z = brownian_z(fractions, 400_000, seed=1)
+    rejected = (np.abs(z) >= bounds).any(axis=1).mean()
+    assert rejected == pytest.approx(alpha, abs=4 * np.sqrt(alpha / 400_000))
+    assert gs.rejection_probability(fractions, bounds, 0.0) == pytest.approx(alpha, rel=1e-3)
+
+
+def test_the_first_look_is_the_spending_functions_closed_form() -> None:
+    [[first, *_]] = gs.boundaries((0.2, 1.0), np.array([0.05]))
+    # alpha(0.2) = 2 - 2 Phi(1.95996 / sqrt(0.2)); c = Phi^-1(1 - alpha(0.2) / 2)
+    assert first == pytest.approx(1.959964 / np.sqrt(0.2), rel=1e-6)
+
+
+def test_the_last_look_of_many_is_close_to_the_fixed_horizon() -> None:
+    bounds = gs.boundaries(EQUAL_14, np.array([0.05]))[0]
+    assert 1.96 < bounds[-1] < 2.2
+    assert all(np.diff(bounds) < 0)
+
+
+def test_power_matches_simulation_and_the_plan_costs_a_few_percent_more_visitors() -> None:
+    bounds = gs.boundaries(EQUAL_14, np.array([0.05]))[0]
+    drift = 2.8016 * np.sqrt(gs.inflation(0.05, 0.8))  # z_0.975 + z_0.8, inflated
+    z = brownian_z(EQUAL_14, 200_000, seed=2, drift=drift)
+    assert (np.abs(z) >= bounds).any(axis=1).mean() == pytest.approx(0.8, abs=0.005)
+    assert 1.0 < gs.inflation(0.05, 0.8) < 1.1
+
+
+@pytest.mark.parametrize(
+    ("z", "visitors", "significant_from"),
+    [
+        ([0.5, 1.0, 1.5, 2.5], [100, 200, 300, 400], 3),  # crosses at the last look only
+        ([4.5, 0.1, 0.1, 0.1], [100, 200, 300, 400], 0),  # an early, overwhelming difference
+        ([1.0, 1.0, 1.0, 1.0], [100, 200, 300, 400], None),
+    ],
+)
+def test_the_repeated_p_value_is_below_alpha_exactly_from_the_first_crossing(
+    z: list[float], visitors: list[int], significant_from: int | None
+) -> None:
+    critical, p = gs.looks(np.array(z), np.array(visitors, dtype=float), 400.0, 0.05)
+    crossed = np.maximum.accumulate(np.abs(z) >= critical)
+    assert list(p < 0.05) == list(crossed)
+    first = int(np.argmax(crossed)) if crossed.any() else None
+    assert first == significant_from
+    assert all(np.diff(p) <= 0)  # a running minimum
+
+
+def test_looks_without_new_visitors_or_past_the_plan_keep_the_last_boundary() -> None:
+    critical, _ = gs.looks(np.zeros(5), np.array([0, 100, 100, 400, 500.0]), 400.0, 0.05)
+    assert critical[0] == gs.NEVER  # no visitors yet
+    assert critical[2] == critical[1]
+    assert critical[4] == critical[3]
+
+
+def test_the_command_line_offers_every_method_the_engine_has() -> None:
+    assert get_args(Method) == REPORT_METHODS
