@@ -9,6 +9,8 @@ redirect that names the origin itself. Refract in front has to handle all of it.
 
 from __future__ import annotations
 
+import argparse
+import os
 from pathlib import Path
 
 import uvloop
@@ -17,8 +19,13 @@ from aiohttp import web
 from refract.admin.serving import serve_until_stopped
 
 REPOSITORY = Path(__file__).resolve().parents[1]
-DEMO_SITE = REPOSITORY / "examples" / "demo-site"
+# The website's files; an installed (not editable) package has no examples/ beside it, so the
+# image's demo target names its copy (Dockerfile).
+DEMO_SITE = Path(os.environ.get("REFRACT_DEMO_SITE") or REPOSITORY / "examples" / "demo-site")
 SITE_KEY = web.AppKey("demo.site", Path)
+# Where the demo's config.toml expects it; `refract run` and `refract proxy` refuse a site
+# with this origin (admin/cli.py): nothing else would serve it.
+DEMO_ORIGIN = "http://127.0.0.1:8081"
 
 
 def _page_file(site: Path, path: str) -> Path | None:
@@ -64,3 +71,16 @@ def build_app(site: Path) -> web.Application:
 
 def run(host: str, port: int, site: Path = DEMO_SITE) -> None:
     uvloop.run(serve_until_stopped(build_app(site), host, port))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The demo website alone, e.g. as the origin of a compose deployment (compose.yaml)."""
+    parser = argparse.ArgumentParser(prog="python -m refract.admin.demo", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8081)
+    args = parser.parse_args(argv)
+    run(args.host, args.port)
+
+
+if __name__ == "__main__":
+    main()

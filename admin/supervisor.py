@@ -1,23 +1,33 @@
-"""Run a node's processes, restart the ones that die, and pass signals on.
+"""Run a node's processes, restart the ones that die, pass signals on, and stop them in order.
 
-SIGTERM or SIGINT stop every child gracefully (each drains its requests); SIGHUP is passed to
-the children that handle it (proxies, worker, admin: ``reloads=True``); any other child, such
-as the demo origin, would end on it. A child that exits unexpectedly is started again,
-with a pause that grows while it keeps failing.
+SIGTERM or SIGINT stop the children stage by stage: those that take requests (proxies, admin)
+drain first, then the worker, last the embedded Valkey, so nothing is still writing to Redis
+when it goes (``Child.stage``). Each child runs in a process group of its own: a terminal's
+Ctrl-C reaches only this supervisor, which then stops the children in that order, instead of
+every process at once (Valkey first, and the worker warning about it). Each child also gets
+SIGTERM if the supervisor itself dies, so no Valkey or proxy outlives its node.
+
+SIGHUP is passed to the children that handle it (proxies, worker, admin: ``reloads=True``);
+any other child, such as the demo origin, would end on it. A child that exits unexpectedly is
+started again, with a pause that grows while it keeps failing, and logged. The children's
+state is kept in a small JSON file (``status_path``) that the admin's site health reads.
 """
 
 from __future__ import annotations
 
+import ctypes
+import json
 import logging
 import multiprocessing
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from multiprocessing.process import BaseProcess
+from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, Protocol
 
 log = logging.getLogger("refract")
 
@@ -25,31 +35,81 @@ _SPAWN = multiprocessing.get_context("spawn")
 _POLL_S = 0.2
 _MAX_BACKOFF_S = 10.0
 _STABLE_S = 60.0
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+class Handle(Protocol):
+    """A running child: a multiprocessing process, or a server binary (admin/embedded_redis.py)."""
+
+    @property
+    def pid(self) -> int | None: ...
+
+    @property
+    def exitcode(self) -> int | None: ...
+
+    def is_alive(self) -> bool: ...
+
+    def kill(self) -> None: ...
+
+    def join(self, timeout: float | None = None) -> None: ...
+
+
+def die_with_parent() -> None:
+    """Have the kernel send this process SIGTERM when the supervisor dies (Linux; elsewhere a
+    killed supervisor leaves its children running)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        return
+
+
+def _run_child(target: Callable[..., None], args: tuple[Any, ...]) -> None:
+    os.setpgid(0, 0)  # the terminal's Ctrl-C goes to the supervisor alone, which stops us in order
+    die_with_parent()
+    target(*args)
 
 
 @dataclass
 class Child:
     name: str
-    target: Callable[..., None]
+    target: Callable[..., None] | None = None
     args: tuple[Any, ...] = ()
     reloads: bool = False  # handles SIGHUP by reloading config.toml
-    process: BaseProcess | None = None
+    stage: int = 0  # shutdown order: lower stages stop (and have stopped) before higher ones
+    launch: Callable[[], Handle] | None = None  # instead of ``target``: starts a server binary
+    stop_s: float | None = None  # how long it gets to stop; None: graceful_timeout + 5 s
+    process: Handle | None = None
     failures: int = 0
+    restarts: int = 0
+    last_exit_code: int | None = None
     started_at: float = 0.0
     restart_at: float | None = None
 
     def start(self) -> None:
-        self.process = _SPAWN.Process(target=self.target, args=self.args, name=self.name)
-        self.process.start()
+        if self.launch is not None:
+            self.process = self.launch()
+        else:
+            assert self.target is not None, f"{self.name}: a target or a launch is needed"
+            process = _SPAWN.Process(
+                target=_run_child, args=(self.target, self.args), name=self.name
+            )
+            process.start()
+            self.process = process
         self.started_at = time.monotonic()
         self.restart_at = None
         log.info("started %s", self.name, extra={"pid": self.process.pid})
 
 
 class Supervisor:
-    def __init__(self, children: list[Child], graceful_timeout: float) -> None:
+    def __init__(
+        self, children: list[Child], graceful_timeout: float, status_path: Path | None = None
+    ) -> None:
         self.children = children
         self._graceful_timeout = graceful_timeout
+        self._status_path = status_path
         self._stopping = False
         self._reload_requested = False
 
@@ -60,7 +120,9 @@ class Supervisor:
         }
         try:
             for child in self.children:
-                child.start()
+                if child.process is None:  # the caller may have started some already (Valkey)
+                    child.start()
+            self._write_status()
             while not self._stopping:
                 if self._reload_requested:
                     self._reload_requested = False
@@ -93,14 +155,18 @@ class Supervisor:
                 child.failures += 1
                 delay = min(_MAX_BACKOFF_S, 0.5 * 2 ** (child.failures - 1))
                 child.restart_at = now + delay
+                child.last_exit_code = process.exitcode
                 log.error(
                     "%s exited with code %s; restarting in %.1f s",
                     child.name,
                     process.exitcode,
                     delay,
                 )
+                self._write_status()
             if now >= child.restart_at:
+                child.restarts += 1
                 child.start()
+                self._write_status()
 
     def reload(self) -> None:
         """Pass SIGHUP to the children that handle it; it would end the others."""
@@ -112,13 +178,43 @@ class Supervisor:
                 os.kill(child.process.pid, signum)
 
     def _stop_all(self) -> None:
-        self._signal(signal.SIGTERM, self.children)
-        deadline = time.monotonic() + self._graceful_timeout + 5
-        for child in self.children:
-            if child.process is None:
-                continue
-            child.process.join(max(0.0, deadline - time.monotonic()))
-            if child.process.is_alive():
-                log.error("%s did not stop in time; killing it", child.name)
-                child.process.kill()
-                child.process.join()
+        for stage in sorted({child.stage for child in self.children}):
+            group = [child for child in self.children if child.stage == stage]
+            self._signal(signal.SIGTERM, group)
+            for child in group:
+                if child.process is None:
+                    continue
+                allowed = self._graceful_timeout + 5 if child.stop_s is None else child.stop_s
+                child.process.join(allowed)
+                if child.process.is_alive():
+                    log.error("%s did not stop in %.0f s; killing it", child.name, allowed)
+                    child.process.kill()
+                    child.process.join()
+                log.info("stopped %s", child.name)
+        self._write_status()
+
+    def _write_status(self) -> None:
+        """The children's state for the admin's health (admin/site_health.py), replaced whole."""
+        if self._status_path is None:
+            return
+        status = {"children": [_status_of(child, self._stopping) for child in self.children]}
+        temporary = self._status_path.with_suffix(".tmp")
+        try:
+            self._status_path.parent.mkdir(parents=True, exist_ok=True)
+            temporary.write_text(json.dumps(status))
+            temporary.replace(self._status_path)
+        except OSError as error:
+            log.warning("process status not written to %s: %r", self._status_path, error)
+
+
+def _status_of(child: Child, stopping: bool) -> dict[str, Any]:
+    process = child.process
+    alive = process is not None and process.is_alive()
+    state = "running" if alive else "stopped" if stopping else "restarting"
+    return {
+        "name": child.name,
+        "state": state,
+        "pid": process.pid if alive and process is not None else None,
+        "restarts": child.restarts,
+        "last_exit_code": child.last_exit_code,
+    }

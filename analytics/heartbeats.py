@@ -2,20 +2,27 @@
 (analytics/leases.py), `refract rebuild` (which needs the keys alone) and the admin's health.
 
 A worker beats every few seconds: its name joins the ``rf:workers`` sorted set with the time
-as score, and ``rf:worker:{name}`` holds its pid for ``HEARTBEAT_TTL_S``. A worker is alive
-while its last beat is younger than that. One sorted set, not a SCAN over key names, so the
-answer is one command on a single node and on a Redis Cluster alike.
+as score, and ``rf:worker:{name}`` holds its pid and state for ``HEARTBEAT_TTL_S``. A worker
+is alive while its last beat is younger than that. One sorted set, not a SCAN over key names,
+so the answer is one command on a single node and on a Redis Cluster alike.
+
+The state says whether a live worker works: ``consuming`` once it has a rule set, ``waiting``
+while it has none that loads (it then consumes nothing: analytics/rules_in_force.py), so the
+admin's health can say so rather than only the worker's log.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import redis.asyncio as redis
 
@@ -27,10 +34,26 @@ log = logging.getLogger("refract.worker")
 BEAT_EVERY_S = 5.0
 
 
+WorkerState = Literal["consuming", "waiting", "unknown"]
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """What a worker says of itself with each beat."""
+
+    state: WorkerState
+    rules: str | None  # the version of the rule set in force
+
+
+CONSUMING = Status("consuming", None)
+
+
 @dataclass(frozen=True, slots=True)
 class LiveWorker:
     name: str
     pid: int | None
+    state: WorkerState = "unknown"
+    rules: str | None = None
 
 
 def worker_name() -> str:
@@ -38,12 +61,15 @@ def worker_name() -> str:
     return os.environ.get("REFRACT_WORKER_NAME") or socket.gethostname()
 
 
-async def beat(client: redis.Redis, name: str, now: float | None = None) -> None:
+async def beat(
+    client: redis.Redis, name: str, now: float | None = None, status: Status = CONSUMING
+) -> None:
     now = time.time() if now is None else now
+    said = json.dumps({"pid": os.getpid(), "state": status.state, "rules": status.rules})
     async with client.pipeline(transaction=True) as pipe:
         pipe.zadd(keyspace.WORKERS, {name: now})
         pipe.zremrangebyscore(keyspace.WORKERS, "-inf", now - keyspace.HEARTBEAT_TTL_S)
-        pipe.set(keyspace.worker(name), os.getpid(), ex=keyspace.HEARTBEAT_TTL_S)
+        pipe.set(keyspace.worker(name), said, ex=keyspace.HEARTBEAT_TTL_S)
         await pipe.execute()
 
 
@@ -59,17 +85,46 @@ async def live_workers(client: redis.Redis, now: float | None = None) -> list[Li
     now = time.time() if now is None else now
     fresh = await client.zrangebyscore(keyspace.WORKERS, now - keyspace.HEARTBEAT_TTL_S, "+inf")
     names = sorted(text(name) for name in fresh if isinstance(name, bytes | str))
-    pids = await client.mget([keyspace.worker(name) for name in names]) if names else []
-    return [
-        LiveWorker(name, int(pid) if pid else None) for name, pid in zip(names, pids, strict=True)
-    ]
+    said = await client.mget([keyspace.worker(name) for name in names]) if names else []
+    return [_live(name, value) for name, value in zip(names, said, strict=True)]
 
 
-async def keep_beating(client: redis.Redis, name: str, stop: asyncio.Event) -> None:
-    """Beat until ``stop``, then leave, so the other workers take this one's shards at once."""
+_STATES: frozenset[str] = frozenset(("consuming", "waiting"))
+
+
+def _live(name: str, value: bytes | str | None) -> LiveWorker:
+    """A beat's value: JSON, or a bare pid from a worker of an earlier release (a rolling
+    upgrade runs both); anything else is a live worker we know nothing more of."""
+    if value is None:
+        return LiveWorker(name, None)
+    try:
+        found = json.loads(value)
+    except ValueError:
+        return LiveWorker(name, None)
+    if isinstance(found, int):
+        return LiveWorker(name, found)
+    if not isinstance(found, dict):
+        return LiveWorker(name, None)
+    pid, state, rules = found.get("pid"), found.get("state"), found.get("rules")
+    return LiveWorker(
+        name,
+        pid if isinstance(pid, int) else None,
+        state if state in _STATES else "unknown",
+        rules if isinstance(rules, str) else None,
+    )
+
+
+async def keep_beating(
+    client: redis.Redis,
+    name: str,
+    stop: asyncio.Event,
+    status: Callable[[], Status] = lambda: CONSUMING,
+) -> None:
+    """Beat until ``stop``, then leave, so the other workers take this one's shards at once;
+    each beat says ``status()``."""
     while not stop.is_set():
         try:
-            await beat(client, name)
+            await beat(client, name, status=status())
         except (redis.RedisError, OSError) as error:
             log.warning("heartbeat failed: %r", error)
         with contextlib.suppress(TimeoutError):

@@ -18,6 +18,7 @@ from pathlib import Path
 import redis.asyncio as redis
 
 from refract.analytics.effects import Effects
+from refract.analytics.heartbeats import Status
 from refract.rules import keyspace
 from refract.rules.config import Config
 from refract.rules.industry import load_industry_model
@@ -73,6 +74,12 @@ class RulesInForce:
     @property
     def rules(self) -> RuleSet | None:
         return self._rules
+
+    def status(self) -> Status:
+        """For the heartbeat: waiting (consuming nothing) until a rule set is adopted."""
+        if self._rules is None:
+            return Status("waiting", None)
+        return Status("consuming", self._rules.version)
 
     def effects(self) -> Effects:
         # Consumers start only once ``adopted`` is set (analytics/worker.py).

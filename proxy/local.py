@@ -1,7 +1,7 @@
-"""What Refract answers itself: under its prefix on every site's host (health, the beacon;
-none of it forwarded to an origin), and on the internal listener (``server.metrics_listen``:
-metrics and the detailed health), which says what a visitor must not see: site ids, pid,
-uptime, traffic.
+"""What Refract answers itself: under its prefix on every site's host (liveness, readiness,
+the beacon; none of it forwarded to an origin), and on the internal listener
+(``server.metrics_listen``: metrics and the detailed health), which says what a visitor must
+not see: site ids, origins, pid, uptime, traffic.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ import redis.asyncio as redis
 from aiohttp import web
 
 from refract.proxy import metrics
-from refract.proxy.app_keys import PROXY_APP_KEY, REDIS_KEY, STARTED_KEY, STATE_KEY
+from refract.proxy.app_keys import PROBES_KEY, PROXY_APP_KEY, REDIS_KEY, STARTED_KEY, STATE_KEY
+from refract.proxy.readiness import OriginProbes, OriginStatus
 from refract.rules.config import split_host_port
 
 log = logging.getLogger("refract.proxy")
@@ -35,18 +36,41 @@ async def health(request: web.Request) -> web.Response:
     return web.json_response({"status": _overall(redis_status)}, headers=_NO_STORE)
 
 
+async def ready(request: web.Request) -> web.Response:
+    """Readiness (readiness.py): 200 once Redis and at least one origin answer, else 503;
+    public, so it says only "ready" or "not ready" (the internal /health says why)."""
+    redis_status, origins = await _readiness(request.app)
+    if _is_ready(redis_status, origins):
+        return web.json_response({"status": "ready"}, headers=_NO_STORE)
+    return web.json_response({"status": "not ready"}, status=503, headers=_NO_STORE)
+
+
 async def detailed_health(request: web.Request) -> web.Response:
-    """The internal listener's health: what the public one leaves out."""
+    """The internal listener's health: what the public ones leave out."""
     proxy_app = request.app[PROXY_APP_KEY]
-    redis_status = await _redis_status(proxy_app.get(REDIS_KEY))
+    redis_status, origins = await _readiness(proxy_app)
     body = {
         "status": _overall(redis_status),
+        "ready": _is_ready(redis_status, origins),
         "redis": redis_status,
+        "origins": {origin.site: origin.detail for origin in origins},
         "sites": [site.key for site in proxy_app[STATE_KEY].current.router.sites],
         "pid": os.getpid(),
         "uptime_s": round(time.monotonic() - proxy_app[STARTED_KEY], 1),
     }
     return web.json_response(body, headers=_NO_STORE)
+
+
+async def _readiness(app: web.Application) -> tuple[str, list[OriginStatus]]:
+    sites = app[STATE_KEY].current.router.sites
+    redis_status, origins = await asyncio.gather(
+        _redis_status(app.get(REDIS_KEY)), app[PROBES_KEY].statuses(sites)
+    )
+    return redis_status, origins
+
+
+def _is_ready(redis_status: str, origins: list[OriginStatus]) -> bool:
+    return redis_status == "ok" and any(origin.answering for origin in origins)
 
 
 def _overall(redis_status: str) -> str:
@@ -113,7 +137,9 @@ def _segments(path: str) -> list[str]:
 
 
 def add_routes(app: web.Application, prefix: str) -> None:
+    app[PROBES_KEY] = OriginProbes()
     app.router.add_get(f"{prefix}health", health)
+    app.router.add_get(f"{prefix}ready", ready)
     app.router.add_get(f"{prefix}beacon.js", beacon)
     app.router.add_route("*", prefix + "{tail:.*}", not_found)
 

@@ -69,20 +69,24 @@ async def running(
                 raise
 
 
-async def wait_healthy(port: int, process: asyncio.subprocess.Process) -> None:
+async def wait_healthy(
+    port: int, process: asyncio.subprocess.Process, path: str = "/_refract/health"
+) -> None:
+    """Until ``path`` answers 200 (liveness by default; ``/_refract/ready`` for readiness);
+    the process's errors if it exits first."""
     async with aiohttp.ClientSession() as session:
         for _ in range(STARTUP_S * 10):
             if process.returncode is not None:
                 errors = await process.stderr.read() if process.stderr else b""
                 raise AssertionError(errors.decode())
             try:
-                async with session.get(f"http://127.0.0.1:{port}/_refract/health") as response:
+                async with session.get(f"http://127.0.0.1:{port}{path}") as response:
                     if response.status == 200:
                         return
             except aiohttp.ClientError:
                 pass
             await asyncio.sleep(0.1)
-    raise AssertionError("refract did not become healthy")
+    raise AssertionError(f"refract did not answer {path}")
 
 
 async def get(url: str, **kwargs: object) -> tuple[int, bytes]:
