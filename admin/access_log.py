@@ -10,12 +10,9 @@ them: addresses under the policy, query strings and quoted request bytes removed
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
-import re
 import time
-import traceback
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
@@ -23,17 +20,11 @@ from aiohttp.abc import AbstractAccessLogger
 from refract.admin.auth import IDENTITY_KEY
 from refract.admin.perimeter import client_address
 from refract.admin.state import CONFIG_KEY
+from refract.rules.log_hygiene import LogHygiene
 from refract.rules.privacy import anonymize_ip
 
 access_logger = logging.getLogger("refract.access")
 AIOHTTP_LOGGERS = ("aiohttp.server", "aiohttp.web", "aiohttp.access")
-
-# Candidates only: each is parsed before it is replaced, so a version number stays as it is.
-_ADDRESS = re.compile(
-    r"(?<![\w.:])(?:\d{1,3}(?:\.\d{1,3}){3}|[0-9A-Fa-f]*:[0-9A-Fa-f:.]+)(?![\w.:])"
-)
-_QUERY = re.compile(r"\?[^\s'\"]*")
-_QUOTED_BYTES = re.compile(r"(?:bytearray\()?b(['\"]).*?(?<!\\)\1\)?")
 
 
 class AdminAccessLogger(AbstractAccessLogger):
@@ -71,35 +62,6 @@ def _app_of(request: web.BaseRequest) -> web.Application | None:
         return request.app if isinstance(request, web.Request) else None
     except (AssertionError, AttributeError):
         return None
-
-
-class LogHygiene(logging.Filter):
-    """Rewrites a record's message and traceback: addresses per ``ip_mode``, no query
-    strings, no quoted request bytes."""
-
-    def __init__(self, ip_mode: str) -> None:
-        super().__init__()
-        self.ip_mode = ip_mode
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.msg, record.args = self.clean(record.getMessage()), None
-        if record.exc_info:
-            error = self.clean("".join(traceback.format_exception(*record.exc_info)).rstrip())
-            record.exc_info, record.exc_text = None, error
-            record.error = error  # admin/logs.py's JSON lines take it as their "error"
-        return True
-
-    def clean(self, line: str) -> str:
-        line = _QUOTED_BYTES.sub("<request bytes removed>", line)
-        line = _QUERY.sub("?<query removed>", line)
-        return _ADDRESS.sub(self._address, line)
-
-    def _address(self, match: re.Match[str]) -> str:
-        try:
-            ipaddress.ip_address(match[0])
-        except ValueError:
-            return match[0]
-        return anonymize_ip(match[0], self.ip_mode) or "<address removed>"
 
 
 def install_log_hygiene(ip_mode: str) -> LogHygiene:

@@ -17,7 +17,16 @@ import redis.asyncio as redis
 import uvloop
 from aiohttp import web
 
-from refract.admin import api_auth, api_experiments, api_insights, api_reads, auth, dashboard, live
+from refract.admin import (
+    api_auth,
+    api_experiments,
+    api_insights,
+    api_privacy,
+    api_reads,
+    auth,
+    dashboard,
+    live,
+)
 from refract.admin.access_log import (
     AdminAccessLogger,
     access_logger,
@@ -30,6 +39,7 @@ from refract.admin.serving import serve_until_stopped
 from refract.admin.state import CONFIG_KEY, INDUSTRIES_KEY, REDIS_KEY
 from refract.rules.config import Config, split_host_port
 from refract.rules.industry import load_industry_model
+from refract.rules.redis_client import blocking_pool
 
 log = logging.getLogger("refract.admin")
 API_KEY = web.AppKey("refract.api", Api)
@@ -40,6 +50,7 @@ FEATURES: tuple[Api, ...] = (
     api_insights.api,
     live.api,
     api_experiments.api,
+    api_privacy.api,
 )
 
 docs_api = Api("Refract admin", "1")
@@ -142,9 +153,7 @@ REDIS_WAIT_S = 5.0
 async def _redis_client(app: web.Application) -> AsyncIterator[None]:
     # A burst of requests (hundreds of live dashboards re-checking at once) waits for a
     # connection instead of failing with "too many connections" and a spurious 401.
-    pool = redis.BlockingConnectionPool.from_url(
-        app[CONFIG_KEY].redis.url, max_connections=REDIS_CONNECTIONS, timeout=REDIS_WAIT_S
-    )
+    pool = blocking_pool(app[CONFIG_KEY].redis.url, REDIS_CONNECTIONS, REDIS_WAIT_S)
     client = redis.Redis(connection_pool=pool)
     app[REDIS_KEY] = client
     yield

@@ -29,12 +29,26 @@ async def record(
     before: Any = None,
     after: Any = None,
 ) -> None:
+    await record_as(client, who.name, who.via, action, target, before, after)
+
+
+async def record_as(
+    client: redis.Redis,
+    user: str,
+    via: str,
+    action: str,
+    target: str,
+    before: Any = None,
+    after: Any = None,
+) -> None:
+    """An entry for a change made outside the API too (``via="cli"``: the ``refract``
+    command, by the operating-system user who ran it)."""
     await client.xadd(
         keyspace.ADMIN_AUDIT,
         {
             "at": time.time(),
-            "user": who.name,
-            "via": who.via,
+            "user": user,
+            "via": via,
             "action": action,
             "target": target,
             "before": json.dumps(before, sort_keys=True, default=str),

@@ -11,7 +11,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, Literal
 
-from refract.admin import logs
+from refract.admin import logs, privacy_cli
 from refract.admin.supervisor import Child, Supervisor
 from refract.rules import keyspace
 from refract.rules.config import Config, SiteConfig, load_config
@@ -21,6 +21,9 @@ from refract.rules.ruleset import load_rules
 log = logging.getLogger("refract")
 
 DEFAULT_CONFIG = "config.toml"
+# the report's tests (analytics/stats/engine.Method, not imported here: `refract proxy` starts
+# without the statistics' dependencies)
+REPORT_METHODS = ("group_sequential", "sequential", "fixed")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         # Through the environment, so that every child process reads the same value.
         os.environ["REFRACT_SERVER__WORKERS"] = str(args.workers)
         config = load_config(config_path)
+    logs.follow_ip_policy(config.privacy.ip_in_logs)
     command: str = args.command
     if command == "check":
         return _check(config, config_path)
@@ -60,7 +64,36 @@ def main(argv: list[str] | None = None) -> int:
         return _access(config, args)
     if command == "qa-link":
         return _qa_link(config, args)
+    if command == "privacy":
+        return _privacy(config, args)
+    if command in ("run", "proxy") and (refusal := demo_origin_refusal(config)):
+        print(refusal, file=sys.stderr)
+        return 2
     return _run_node(command, config, config_path)
+
+
+def demo_origin_refusal(config: Config) -> str | None:
+    """Why a node must not proxy to the demo's origin, which only `refract demo` serves: run
+    on the demo's config.toml (as an image with it baked in did), every page would be a 502."""
+    from refract.admin.demo import DEMO_ORIGIN
+
+    for index, site in enumerate(config.sites):
+        if site.origin.rstrip("/") == DEMO_ORIGIN:
+            return (
+                f"sites[{index}].origin is {DEMO_ORIGIN}, the demo's origin, which only "
+                "`refract demo` starts\n    hint: set your origin in config.toml or with "
+                f"REFRACT_SITES__{index}__ORIGIN=https://origin.example.com, or run "
+                "`refract demo`"
+            )
+    return None
+
+
+def _privacy(config: Config, args: argparse.Namespace) -> int:
+    """A data subject's export or erasure (admin/privacy_cli.py)."""
+    from refract.admin.embedded_redis import redis_url
+
+    with redis_url(config.redis.url, config.server.data_dir) as url:
+        return privacy_cli.run(config, args, url)
 
 
 def _rebuild(config: Config) -> int:
@@ -108,11 +141,10 @@ def _accounts_import(config: Config, file: str, site: str) -> int:
     """Replace a site's account list with a CRM export; proxies follow within a second."""
     import asyncio
 
-    import redis.asyncio as redis
-
     from refract.admin.embedded_redis import redis_url
     from refract.rules.account_csv import read_accounts_csv
     from refract.rules.account_store import store_accounts
+    from refract.rules.redis_client import connect
 
     try:
         accounts = read_accounts_csv(file)
@@ -121,7 +153,7 @@ def _accounts_import(config: Config, file: str, site: str) -> int:
         return 2
 
     async def store(url: str) -> int:
-        async with redis.Redis.from_url(url) as client:
+        async with connect(url) as client:
             return await store_accounts(client, site, accounts)
 
     with redis_url(config.redis.url, config.server.data_dir) as url:
@@ -136,14 +168,13 @@ def _train(config: Config, args: argparse.Namespace) -> int:
     import asyncio
     import json
 
-    import redis.asyncio as redis
-
     from refract.admin.embedded_redis import redis_url
     from refract.analytics.revenue.outcomes import read_outcomes_csv
     from refract.analytics.revenue.pipeline import describe, train
     from refract.analytics.revenue.predict import RevenueModel
     from refract.analytics.revenue.store import store_model
     from refract.rules.industry import load_industry_model
+    from refract.rules.redis_client import connect
 
     site = _site(config, args.site)
     if site is None:
@@ -157,7 +188,7 @@ def _train(config: Config, args: argparse.Namespace) -> int:
     industry = load_industry_model(site.industry)
 
     async def fit(url: str) -> RevenueModel:
-        async with redis.Redis.from_url(url) as client:
+        async with connect(url) as client:
             model = await train(client, site.key, outcomes, site.industry, industry, args.seed)
             if not args.dry_run:
                 await store_model(client, site.key, model)
@@ -218,16 +249,15 @@ def _user_action(config: Config, args: argparse.Namespace) -> AccessAction:
     import getpass
     import re
 
-    import redis.asyncio as redis
-
     from refract.admin import auth, passwords
+    from refract.rules.redis_client import connect
 
     if not re.fullmatch(auth.USER_NAME_PATTERN, args.name):
         raise ValueError("names are lowercase letters, digits, . _ -")
     if args.users_command == "remove":
 
         async def remove(url: str) -> str:
-            async with redis.Redis.from_url(url) as client:
+            async with connect(url) as client:
                 removed = await auth.remove_user(client, args.name)
             if removed is None:
                 raise ValueError(f"no user {args.name}")
@@ -241,7 +271,7 @@ def _user_action(config: Config, args: argparse.Namespace) -> AccessAction:
         raise ValueError(f"the password {problem}")
 
     async def add(url: str) -> str:
-        async with redis.Redis.from_url(url) as client:
+        async with connect(url) as client:
             new = await auth.add_user(client, args.name, args.role, password, sites)
         done = "created" if new else "reset (their sessions are over)"
         return f"user {args.name} ({args.role}) {done}"
@@ -250,14 +280,13 @@ def _user_action(config: Config, args: argparse.Namespace) -> AccessAction:
 
 
 def _token_action(config: Config, args: argparse.Namespace) -> AccessAction:
-    import redis.asyncio as redis
-
     from refract.admin import auth
+    from refract.rules.redis_client import connect
 
     if args.tokens_command == "revoke":
 
         async def revoke(url: str) -> str:
-            async with redis.Redis.from_url(url) as client:
+            async with connect(url) as client:
                 found = await auth.revoke_token(client, args.id)
             if not found:
                 raise ValueError(f"no token {args.id}")
@@ -269,7 +298,7 @@ def _token_action(config: Config, args: argparse.Namespace) -> AccessAction:
     scope: Literal["read", "write"] = "write" if args.write else "read"
 
     async def create(url: str) -> str:
-        async with redis.Redis.from_url(url) as client:
+        async with connect(url) as client:
             token_id, token = await auth.create_token(
                 client, args.name, args.role, scope, lifetime, sites
             )
@@ -284,14 +313,13 @@ def _qa_link(config: Config, args: argparse.Namespace) -> int:
     import asyncio
     import time
 
-    import redis.asyncio as redis
-
     from refract.admin.embedded_redis import redis_url
     from refract.analytics.rules_in_force import rules_in_force
     from refract.rules.qa_links import LinkRefusedError, QaLink, ensure_secret, home_page, issue
+    from refract.rules.redis_client import connect
 
     async def make(url: str) -> QaLink:
-        async with redis.Redis.from_url(url) as client:
+        async with connect(url) as client:
             rules = await rules_in_force(config, client)
             return issue(
                 await ensure_secret(client),
@@ -327,8 +355,6 @@ def _report(config: Config, args: argparse.Namespace) -> int:
     import asyncio
     import json
 
-    import redis.asyncio as redis
-
     from refract.admin.csv_export import csv_text
     from refract.admin.embedded_redis import redis_url
     from refract.analytics.reports import (
@@ -339,12 +365,13 @@ def _report(config: Config, args: argparse.Namespace) -> int:
         result_rows,
     )
     from refract.analytics.stats.engine import Settings
+    from refract.rules.redis_client import connect
 
     site = args.site or config.sites[0].key
     settings = Settings(alpha=args.alpha, method=args.method, correction=args.correction)
 
     async def fetch(url: str) -> str:
-        async with redis.Redis.from_url(url) as client:
+        async with connect(url) as client:
             report = await experiment_report(client, config, site, args.experiment, settings)
         if args.format == "json":
             return json.dumps(report.as_json(), indent=2) + "\n"
@@ -424,7 +451,13 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--site", help="the site's key (default: the first site)")
     report.add_argument("--format", choices=("table", "json", "csv"), default="table")
     report.add_argument("--segment", default="all", help="rows of this segment (table only)")
-    report.add_argument("--method", choices=("sequential", "fixed"), default="sequential")
+    report.add_argument(
+        "--method",
+        choices=REPORT_METHODS,
+        default="group_sequential",
+        help="group_sequential (error spending at the plan's size, the default), sequential "
+        "(always valid, any horizon) or fixed (one look at the end)",
+    )
     report.add_argument("--correction", choices=("holm", "bh"), default="holm")
     report.add_argument("--alpha", type=float, default=0.05)
     roles = ("executive", "sales_manager", "sales_rep", "marketing", "admin")
@@ -470,6 +503,7 @@ def _parser() -> argparse.ArgumentParser:
         help="show it whatever the experiment's status and schedule (a draft, an embargo)",
     )
     qa_link.add_argument("--url", help="the page it opens (default: the first site's home page)")
+    privacy_cli.add_parser(commands)
     train = commands.add_parser(
         "train", help="fit the revenue model to won and lost deals (docs/intelligence.md)"
     )
@@ -500,12 +534,25 @@ def _hours(text: str) -> float:
 
 
 def _run_node(command: str, config: Config, config_path: Path) -> int:
-    from refract.admin.embedded_redis import EmbeddedRedis
+    from refract.admin.embedded_redis import STOP_S, EmbeddedRedis
+    from refract.admin.node_processes import status_path
 
     embedded = None if config.redis.url else EmbeddedRedis(config.server.data_dir)
-    if embedded is not None:
-        os.environ["REFRACT_REDIS__URL"] = embedded.start()
+    # Started first and stopped last (stage 2): every other child writes to it.
+    valkey = (
+        None
+        if embedded is None
+        else Child("valkey", launch=embedded.launch, stage=2, stop_s=STOP_S)
+    )
     try:
+        if embedded is not None and valkey is not None:
+            valkey.start()
+            if valkey.process is None or not valkey.process.is_alive():
+                print(
+                    f"the embedded Valkey did not start: see {embedded.log_path}", file=sys.stderr
+                )
+                return 1
+            os.environ["REFRACT_REDIS__URL"] = embedded.url
         children = _children(command, config, str(config_path))
         if command == "demo":
             _ensure_demo_user(os.environ.get("REFRACT_REDIS__URL") or config.redis.url)
@@ -518,10 +565,16 @@ def _run_node(command: str, config: Config, config_path: Path) -> int:
                 f"{DEMO_PASSWORD})\n  Stop with Ctrl-C.\n",
                 flush=True,
             )
-        return Supervisor(children, config.server.graceful_timeout).run()
+        if valkey is not None:
+            children.append(valkey)
+        status = status_path(config.server.data_dir)
+        return Supervisor(children, config.server.graceful_timeout, status).run()
     finally:
-        if embedded is not None:
-            embedded.stop()
+        if embedded is not None and valkey is not None:
+            if valkey.process is not None and valkey.process.is_alive():
+                valkey.process.kill()  # the node failed before its supervisor ran
+                valkey.process.join()
+            embedded.forget()
 
 
 DEMO_USER = "demo"
@@ -532,12 +585,11 @@ def _ensure_demo_user(url: str) -> None:
     """The demo's dashboard user (an admin), unless one of that name exists already."""
     import asyncio
 
-    import redis.asyncio as redis
-
     from refract.admin import auth
+    from refract.rules.redis_client import connect
 
     async def ensure() -> None:
-        async with redis.Redis.from_url(url) as client:
+        async with connect(url) as client:
             if not await client.exists(keyspace.admin_user(DEMO_USER)):
                 await auth.add_user(client, DEMO_USER, "admin", DEMO_PASSWORD)
 
@@ -551,7 +603,8 @@ def _children(command: str, config: Config, config_path: str) -> list[Child]:
     ]
     if len(proxies) > 1:
         _prepare_metrics_dir(config.server.data_dir / "metrics")
-    worker = Child("worker", worker_main, (config_path,), reloads=True)
+    # Shutdown stages: what takes requests drains first (stage 0), then the worker (1).
+    worker = Child("worker", worker_main, (config_path,), reloads=True, stage=1)
     admin = Child("admin", admin_main, (config_path,), reloads=True)
     if command == "proxy":
         return proxies
@@ -561,7 +614,8 @@ def _children(command: str, config: Config, config_path: str) -> list[Child]:
         return [admin]
     if command == "demo":
         origin = config.sites[0].origin_url
-        demo = Child("demo-origin", demo_origin_main, (origin.host, origin.port))
+        # the origin stops after the proxies that forward to it have drained
+        demo = Child("demo-origin", demo_origin_main, (origin.host, origin.port), stage=1)
         return [demo, *proxies, worker, admin]
     return [*proxies, worker, admin]
 
@@ -575,7 +629,9 @@ def _prepare_metrics_dir(path: Path) -> None:
 
 def _child_config(config_path: str) -> Config:
     logs.configure()
-    return load_config(Path(config_path))
+    config = load_config(Path(config_path))
+    logs.follow_ip_policy(config.privacy.ip_in_logs)
+    return config
 
 
 def proxy_main(config_path: str) -> None:

@@ -7,6 +7,8 @@ import logging
 import sys
 import time
 
+from refract.rules.log_hygiene import LogHygiene
+
 _STANDARD_FIELDS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
 
@@ -37,3 +39,15 @@ def configure(level: int = logging.INFO) -> None:
     access.handlers[:] = [raw]
     logging.getLogger("aiohttp.access").disabled = True
     logging.Formatter.converter = time.gmtime
+
+
+def follow_ip_policy(ip_mode: str) -> None:
+    """Clean every line this process writes (``privacy.ip_in_logs``, no query strings): a
+    filter on the handlers ``configure`` made, so it sees every logger's records, aiohttp's
+    and libraries' included (a logger's own filter would miss its children's)."""
+    hygiene = LogHygiene(ip_mode)
+    for logger in (logging.getLogger(), logging.getLogger("refract.access")):
+        for handler in logger.handlers:
+            for old in [f for f in handler.filters if isinstance(f, LogHygiene)]:
+                handler.removeFilter(old)
+            handler.addFilter(hygiene)

@@ -4,7 +4,8 @@ the same workers.
 
 Redis, the workers' heartbeats (analytics/heartbeats.py), per site each event stream's length
 and its consumer group's lag, pending entries and backlog, the dead letters, today's
-counters, and the proxies' failure counters when this node can read them. The answer holds
+counters, the proxies' failure counters when this node can read them, and this node's
+supervised processes (admin/node_processes.py: a Valkey being restarted). The answer holds
 no clock reading, so the live view can tell a change by comparing two answers.
 docs/admin.md#overview-pipeline-accounts-and-site-health says what each figure means.
 """
@@ -21,6 +22,7 @@ import redis.asyncio as redis
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from refract.admin.insights import READ_TIMEOUT_S
+from refract.admin.node_processes import node_processes, process_warnings
 from refract.analytics.effects import day_of
 from refract.analytics.heartbeats import live_workers
 from refract.rules import keyspace
@@ -53,6 +55,7 @@ async def site_health(
     failing or slower than ``READ_TIMEOUT_S`` is ``"status": "down"``."""
     day = day_of(time.time() if now is None else now)
     proxies = await asyncio.to_thread(proxy_counters, metrics_directory(config))
+    processes = await asyncio.to_thread(node_processes, config.server.data_dir)
     try:
         async with asyncio.timeout(READ_TIMEOUT_S):
             info = await client.info("server")
@@ -65,13 +68,29 @@ async def site_health(
             "workers": None,
             "sites": None,
             "proxies": proxies,
-            "warnings": ["Redis does not answer: proxies serve pages, events wait in them"],
+            "processes": processes,
+            "warnings": [
+                "Redis does not answer: proxies serve pages, events wait in them",
+                *process_warnings(processes),
+            ],
         }
     warnings = [] if alive else ["no analytics worker is alive: events wait in the streams"]
+    warnings += [
+        f"worker {worker['name']} has no valid rule set and consumes no events: its log says "
+        "why; publish valid rules (a proxy reload) or fix the rules directory and send SIGHUP"
+        for worker in alive
+        if worker["state"] == "waiting"
+    ]
+    warnings += process_warnings(processes)
     for site in sites:
         for stream in site["streams"]:
             if (stream["lag"] or 0) > LAG_WARNING:
                 warnings.append(f"{stream['stream']}: {stream['lag']} events not yet read")
+            if stream["length"] >= config.events.stream_max_entries:
+                warnings.append(
+                    f"{stream['stream']}: at its budget (events.stream_max_entries): the "
+                    "proxies refuse beacon batches and record no page views until it drains"
+                )
     return {
         "status": "degraded" if warnings else "ok",
         "redis": {
@@ -82,13 +101,18 @@ async def site_health(
         "workers": alive,
         "sites": sites,
         "proxies": proxies,
+        "processes": processes,
         "warnings": warnings,
     }
 
 
 async def workers(client: redis.Redis) -> list[dict[str, Any]]:
-    """The live workers (name and pid), by name."""
-    return [{"name": worker.name, "pid": worker.pid} for worker in await live_workers(client)]
+    """The live workers by name: pid, state (consuming, or waiting for a rule set that loads)
+    and the version of the rules they apply."""
+    return [
+        {"name": worker.name, "pid": worker.pid, "state": worker.state, "rules": worker.rules}
+        for worker in await live_workers(client)
+    ]
 
 
 def backlog(length: int, group: dict[Any, Any] | None) -> int | None:

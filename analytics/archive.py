@@ -53,6 +53,12 @@ the two archives the batch again, and a crashed ``compact`` leaves both the merg
 parts. Rather than coordinate writers, readers dedupe by id: ``read`` yields each id once (the
 first in time order), and ``compact`` drops duplicates within the day.
 
+Erasure (a data subject's, analytics/data_rights.py): ``erase`` writes each part holding the
+visitor's rows again without them, as a new part, then unlinks the old one; nothing else is
+ever rewritten. ``privacy.archive_personal_fields`` may drop or hash the fields that can hold
+personal data before a row is written (analytics/personal_fields.py); the round trip below
+holds for what was written.
+
 Reading with other tools: the ``site`` and ``date`` path keys duplicate data that is already in
 the columns, and ``site`` clashes with the partition key of the same name, so read with Hive
 partitioning off (pyarrow: ``pq.read_table(root, partitioning=None)``; DuckDB:
@@ -68,12 +74,13 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from refract.rules.config import Config
@@ -111,6 +118,7 @@ _DAY_NAME = re.compile(r"date=(\d{4}-\d{2}-\d{2})")
 _SITE_NAME = re.compile(r"site=(.+)")
 _PRUNING = ".pruning-"  # a day directory being deleted; hidden, so nobody reads a half of it
 _READ_ATTEMPTS = 5
+_ERASE_PASSES = 3
 # One counter per process (not per Archive) so two instances on one root never pick a name
 # twice, even when the clock does not advance between their writes.
 _sequence = itertools.count()
@@ -125,8 +133,10 @@ class Archive:
     names, and readers tolerate the duplicates that crashes and concurrent compactions leave.
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, scrub: Callable[[Event], Event] | None = None) -> None:
         self.root = Path(root)
+        # what ``privacy.archive_personal_fields`` keeps of personal fields (personal_fields.py)
+        self._scrub = scrub or (lambda event: event)
 
     def append(self, events: Sequence[Event]) -> None:
         """Archive ``events``: one new part file per (site, UTC day) among them.
@@ -135,7 +145,7 @@ class Archive:
         the whole call (ValueError) without archiving half of it. An id repeated within the
         call is kept once; repeats across calls are left for readers to drop.
         """
-        self._write([_encode(event) for event in events])
+        self._write([_encode(self._scrub(event)) for event in events])
 
     def append_each(self, events: Sequence[Event]) -> list[tuple[int, str]]:
         """Archive every event of ``events`` that can be; the others, by their position in
@@ -145,7 +155,7 @@ class Archive:
         refused: list[tuple[int, str]] = []
         for index, event in enumerate(events):
             try:
-                rows.append(_encode(event))
+                rows.append(_encode(self._scrub(event)))
             except ValueError as error:
                 refused.append((index, f"archive: {error}"))
         self._write(rows)
@@ -220,6 +230,73 @@ class Archive:
         for part in parts:
             part.unlink(missing_ok=True)  # a concurrent compaction may have removed it already
         _fsync_directory(directory)
+
+    def events_of(self, site: str, visitors: Collection[str]) -> list[Event]:
+        """Every archived event of ``visitors`` on ``site`` (a data subject's export), in
+        order of day and time, each id once."""
+        wanted = set(visitors)
+        found: list[Event] = []
+        seen: set[str] = set()
+        for _, part in self._all_parts(site):
+            table = _read_part(part, _READ_COLUMNS)
+            table = table.filter(pc.is_in(table.column("visitor"), pa.array(wanted, pa.string())))
+            for row in table.sort_by(_SORT).to_pylist():
+                if row["id"] not in seen:
+                    seen.add(row["id"])
+                    found.append(_decode(row))
+        return found
+
+    def visitors_where(self, site: str, needle: str, test: Callable[[Event], bool]) -> set[str]:
+        """The visitors of archived events on ``site`` for which ``test`` holds; only rows
+        whose JSON ``data`` contains ``needle`` are decoded (an account's domain, say)."""
+        found: set[str] = set()
+        for _, part in self._all_parts(site):
+            table = _read_part(part, _READ_COLUMNS)
+            table = table.filter(pc.match_substring(table.column("data"), needle))
+            found.update(
+                row["visitor"] for row in table.to_pylist() if row["visitor"] and test(_decode(row))
+            )
+        return found
+
+    def erase(self, site: str, visitors: Collection[str]) -> tuple[int, int]:
+        """Rewrite every part of ``site`` holding events of ``visitors`` without them: (rows
+        removed, files rewritten). Each rewrite is a new part written whole (as ``append``
+        does) before the old one is unlinked, so readers never see a half; the pass repeats
+        (at most ``_ERASE_PASSES`` times) until it finds nothing, since a compaction running
+        meanwhile may have merged a part it had not yet rewritten."""
+        wanted = pa.array(set(visitors), pa.string())
+        rows = files = 0
+        for _ in range(_ERASE_PASSES):
+            found = 0
+            for directory, part in self._all_parts(site):
+                try:
+                    table = _read_part(part)
+                except FileNotFoundError:
+                    continue  # compacted meanwhile: the next pass reads the merged part
+                matches = pc.is_in(table.column("visitor"), wanted)
+                count = pc.sum(matches).as_py() or 0
+                if not count:
+                    continue
+                kept = table.filter(pc.invert(matches))
+                if kept.num_rows:
+                    _write_part(kept, directory)
+                part.unlink(missing_ok=True)
+                _fsync_directory(directory)
+                found += count
+                files += 1
+            rows += found
+            if not found:
+                break
+        return rows, files
+
+    def _all_parts(self, site: str) -> Iterator[tuple[Path, Path]]:
+        """(day directory, part) of every part of ``site``, oldest day first."""
+        site_dir = self._site_dir(site)
+        if not site_dir.is_dir():
+            return
+        for _, directory in sorted(_day_dirs(site_dir)):
+            for part in _parts(directory):
+                yield directory, part
 
     def _read(self, site: str, since: date | None, until: date | None) -> Iterator[Event]:
         seen: set[str] = set()

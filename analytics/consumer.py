@@ -37,6 +37,7 @@ from refract.analytics.archive import Archive
 from refract.analytics.effects import Effects, FirstExposure, ScriptItem, VisitorState
 from refract.analytics.matching import AccountMatcher
 from refract.analytics.segments import SegmentRefresher
+from refract.analytics.stream_trim import StreamTrimmer
 from refract.rules import keyspace
 from refract.rules.events import EVENT_FIELD, Event, InvalidEvent, decode
 from refract.rules.segments import decode_segment
@@ -272,10 +273,11 @@ async def consume(consumer: SiteConsumer, stop: asyncio.Event) -> None:
     """Rounds until ``stop``; errors pause and retry, they never end the worker (nor lose a
     batch: it stays pending until it is processed)."""
     await consumer.ensure_group()
+    trimmer = StreamTrimmer(consumer.client, consumer.stream)  # the backlog, not history, stays
     failures = 0
     while not stop.is_set():
         try:
-            await consumer.round()
+            await trimmer.after_round(await consumer.round())
             failures = 0
         except (redis.RedisError, OSError) as error:
             consumer.reread_backlog()  # a batch in hand when it failed is still ours, unacked

@@ -24,6 +24,7 @@ from refract.analytics.rules_in_force import counted_events, rules_in_force
 from refract.rules import keyspace
 from refract.rules.config import Config
 from refract.rules.events import Event, InvalidEvent, validate
+from refract.rules.redis_client import connect
 
 log = logging.getLogger("refract.rebuild")
 
@@ -69,7 +70,7 @@ async def _delete_worker_keys(client: redis.Redis, site: str) -> None:
 
 
 async def rebuild_all(config: Config, redis_url: str) -> dict[str, int]:
-    client = redis.Redis.from_url(redis_url)
+    client = connect(redis_url)
     try:
         effects = Effects(await rules_in_force(config, client), counted_events(config))
         archive = Archive(archive_root(config))

@@ -8,8 +8,8 @@ The rule set comes from Redis, where the proxies publish it, so the worker alway
 outcomes with the metrics the proxies run; until something is published it uses
 ``rules.directory``; when neither loads it consumes nothing until one does
 (analytics/rules_in_force.py). SIGHUP re-reads both; it never stops the worker.
-A heartbeat key tells the admin API (and the other workers, for the fair share) that the
-worker is alive.
+Once a day it enforces ``[retention]`` (analytics/retention.py). A heartbeat key tells the
+admin API (and the other workers, for the fair share) that the worker is alive.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import contextlib
 import logging
 import signal
 from collections.abc import Callable, Coroutine
-from datetime import UTC, datetime
 
 import redis.asyncio as redis
 import uvloop
@@ -29,26 +28,19 @@ from refract.analytics.consumer import SiteConsumer, consume
 from refract.analytics.heartbeats import keep_beating, live_workers, worker_name
 from refract.analytics.leases import ShardLeases
 from refract.analytics.matching import AccountMatcher, matchers_from_config
+from refract.analytics.personal_fields import archive_scrubber
+from refract.analytics.retention import keep_enforcing
 from refract.analytics.revenue.store import ModelFollower
 from refract.analytics.rules_in_force import RulesInForce
 from refract.analytics.segments import SegmentRefresher
 from refract.rules.config import Config
 from refract.rules.industry import IndustryModel, load_industry_model
+from refract.rules.redis_client import connect
 
 log = logging.getLogger("refract.worker")
 
-_PRUNE_EVERY_S = 3600
 _LEASE_EVERY_S = 2.0  # well inside LEASE_MS, so a live worker never loses a lease
-
-
-async def _prune(archive: Archive, keep_days: int, stop: asyncio.Event) -> None:
-    while not stop.is_set():
-        today = datetime.now(UTC).date()
-        removed = await asyncio.to_thread(archive.prune, keep_days, today)
-        if removed:
-            log.info("archive: %d days past retention removed", removed)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), _PRUNE_EVERY_S)
+_STOP_S = 5.0  # a round takes milliseconds; past this, Redis is what it waits on
 
 
 async def consume_site(
@@ -154,20 +146,21 @@ async def serve(config: Config) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    client = redis.Redis.from_url(config.redis.url)
+    client = connect(config.redis.url)
     rules = RulesInForce(config)
     reloads: set[asyncio.Task[None]] = set()  # held, or the loop could collect them mid-run
     loop.add_signal_handler(signal.SIGHUP, lambda: _start_reload(rules, client, reloads))
     await rules.reload(client)
-    archive = Archive(archive_root(config))
+    scrub = await archive_scrubber(client, config.privacy.archive_personal_fields)
+    archive = Archive(archive_root(config), scrub)
     matchers = matchers_from_config(client, config)
     industries = {site.key: load_industry_model(site.industry) for site in config.sites}
     sites = sorted(industries)
     name = worker_name()
     tasks = [
-        asyncio.create_task(keep_beating(client, name, stop)),
+        asyncio.create_task(keep_beating(client, name, stop, rules.status)),
         asyncio.create_task(rules.follow(client, stop)),
-        asyncio.create_task(_prune(archive, config.events.archive_days, stop)),
+        asyncio.create_task(keep_enforcing(client, archive, config.retention, sites, stop)),
         *(
             asyncio.create_task(
                 _once_rules_adopted(
@@ -189,12 +182,29 @@ async def serve(config: Config) -> None:
     log.info("worker started: %s", ", ".join(sites))
     try:
         await stop.wait()
-        await asyncio.gather(*tasks)
+        await _finish(tasks, _STOP_S)
     finally:
         for matcher in matchers.values():
             await matcher.aclose()
         await client.aclose()
     log.info("worker stopped")
+
+
+async def _finish(tasks: list[asyncio.Task[None]], within_s: float) -> None:
+    """Let every task end its round, for ``within_s`` at most; then cancel the rest. A Redis
+    that hangs must not hold the node's shutdown: a batch cut short stays pending in its
+    stream and is applied once, by id, when a worker next reads it."""
+    _, late = await asyncio.wait(tasks, timeout=within_s)
+    for task in late:
+        task.cancel()
+    if late:
+        log.warning(
+            "%d worker tasks cut short after %.1f s (Redis slow or away)", len(late), within_s
+        )
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    for result in results:
+        if isinstance(result, Exception):
+            log.error("worker task ended with %r", result)
 
 
 def run(config: Config) -> None:

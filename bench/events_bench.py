@@ -37,7 +37,7 @@ sys.path.insert(0, str(REPOSITORY))
 
 from refract.analytics.consumer import SiteConsumer  # noqa: E402
 from refract.analytics.effects import Effects  # noqa: E402
-from refract.rules import events  # noqa: E402
+from refract.rules import events, visitor_ids  # noqa: E402
 from refract.rules.ruleset import load_rules  # noqa: E402
 
 PORT = 18190
@@ -56,13 +56,27 @@ wrk.method = "POST"
 wrk.body = [[{body}]]
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["User-Agent"] = "{ua}"
+cookies = {{{cookies}}}
 counter = 0
 request = function()
   counter = counter + 1
-  wrk.headers["Cookie"] = string.format("rf_vid=%032x; rf_sid=%016x", counter, counter)
+  local visitor = cookies[counter % #cookies + 1]
+  wrk.headers["Cookie"] = string.format("rf_vid=%s; rf_sid=%016x", visitor, counter)
   return wrk.format()
 end
 """
+# The visitor id key the bench stores before the proxy starts, so that it can sign cookies.
+VISITOR_KEY = b"events-bench-visitor-id-key-" + b"0" * 36
+
+
+def signed(visitor: str) -> str:
+    return visitor_ids.sign(VISITOR_KEY, visitor)
+
+
+async def store_visitor_key(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    await client.set(keyspace.VISITOR_ID_SECRET, VISITOR_KEY)
+    await client.aclose()
 
 
 def start_proxy(workdir: Path, redis_url: str) -> subprocess.Popen[bytes]:
@@ -71,7 +85,8 @@ def start_proxy(workdir: Path, redis_url: str) -> subprocess.Popen[bytes]:
         f'[server]\nlisten = ["127.0.0.1:{PORT}"]\nworkers = 1\naccess_log = false\n'
         f'metrics_listen = "127.0.0.1:{PORT + 1}"\n'
         f'data_dir = "{workdir / "data"}"\n[redis]\nurl = "{redis_url}"\n'
-        f"[events]\nvisitor_rate = 1000000\nip_rate = 1000000\nshards = 1\n"
+        "[events]\nvisitor_rate = 1000000\nip_rate = 1000000\nnetwork_rate = 10000000\n"
+        "shards = 1\n"
         f'[[sites]]\nhost = "*"\nid = "bench"\norigin = "http://127.0.0.1:9"\n'
     )
     process = subprocess.Popen(
@@ -115,7 +130,8 @@ async def _written(redis_url: str) -> int:
 
 def _wrk_collect(workdir: Path, duration: int) -> tuple[float, float]:
     script = workdir / "collect.lua"
-    script.write_text(WRK_SCRIPT.format(body=BATCH, ua=BROWSER))
+    cookies = ",".join(f'"{signed(f"{index:032x}")}"' for index in range(10_000))
+    script.write_text(WRK_SCRIPT.format(body=BATCH, ua=BROWSER, cookies=cookies))
     output = subprocess.run(
         ["wrk", "-t2", "-c32", f"-d{duration}s", "--latency", "-s", str(script),
          f"http://127.0.0.1:{PORT}/_refract/collect"],
@@ -239,9 +255,9 @@ async def end_to_end(redis_url: str, seconds: int) -> list[float]:
         tick = 0
         while time.perf_counter() - loop_start < seconds:
             tick += 1
-            visitor = f"e2e{tick:029x}"
+            visitor = f"e{tick:031x}"  # hex: a visitor id the proxy signs
             headers = {
-                "Cookie": f"rf_vid={visitor}; rf_sid={tick:016x}",
+                "Cookie": f"rf_vid={signed(visitor)}; rf_sid={tick:016x}",
                 "User-Agent": BROWSER,
                 "Content-Type": "application/json",
             }
@@ -281,6 +297,7 @@ def main() -> None:
     valkey = ValkeyServer(port=0, data_dir=workdir, unix_socket_path=workdir / "v.sock")
     valkey.start()
     redis_url = f"unix://{workdir / 'v.sock'}"
+    asyncio.run(store_visitor_key(redis_url))
     proxy = start_proxy(workdir, redis_url)
     try:
         collect, collect_p50, written, dropped = collect_rate(workdir, args.duration, redis_url)

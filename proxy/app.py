@@ -8,7 +8,6 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import redis.asyncio as redis
 from aiohttp import web
 
 from refract.proxy import local
@@ -20,15 +19,20 @@ from refract.proxy.app_keys import (
     REDIS_KEY,
     STARTED_KEY,
     STATE_KEY,
+    VISITOR_KEY_KEY,
 )
 from refract.proxy.collect import collect
 from refract.proxy.event_log import EventLog, write_events
 from refract.proxy.handler import proxy_request
 from refract.proxy.qa_secret import FollowedSecret, follow_secret
 from refract.proxy.rules_sync import follow_published_rules, publish_own_rules
+from refract.proxy.spill import spill_directory
 from refract.proxy.state import ProxyState, StateHolder
+from refract.proxy.stream_budget import watch_streams
+from refract.proxy.visitor_key import VisitorKey, follow_visitor_key
 from refract.rules.config import Config, load_config
 from refract.rules.problems import InvalidFileError
+from refract.rules.redis_client import connect
 
 log = logging.getLogger("refract.proxy")
 
@@ -40,15 +44,21 @@ def build_app(config: Config) -> web.Application:
     app = web.Application(client_max_size=config.server.max_request_body)
     app[STATE_KEY] = StateHolder(ProxyState.from_config(config))
     app[EVENT_LOG_KEY] = EventLog(
-        config.events.buffer, config.events.retention_days, config.events.shards
+        config.events.buffer,
+        config.retention.streams_days,
+        config.events.shards,
+        spill_directory(config.server.data_dir),
     )
     app[STARTED_KEY] = time.monotonic()
     app[ACCOUNTS_KEY] = {}
     app[QA_SECRET_KEY] = FollowedSecret()
+    app[VISITOR_KEY_KEY] = VisitorKey()
     app.router.add_post(f"{config.server.prefix}collect", collect)
     local.add_routes(app, config.server.prefix)
     app.router.add_route("*", "/{tail:.*}", proxy_request)
     app.cleanup_ctx.append(_redis_client)
+    app.cleanup_ctx.append(follow_visitor_key)  # known before the first request, Redis willing
+    app.cleanup_ctx.append(watch_streams)
     app.cleanup_ctx.append(follow_published_rules)  # after the client it uses
     app.cleanup_ctx.append(follow_accounts)
     app.cleanup_ctx.append(follow_secret)
@@ -60,9 +70,7 @@ def build_app(config: Config) -> web.Application:
 async def _redis_client(app: web.Application) -> AsyncIterator[None]:
     config = app[STATE_KEY].current.config
     if config.redis.url:
-        client = redis.Redis.from_url(
-            config.redis.url, socket_connect_timeout=_REDIS_CONNECT_TIMEOUT_S
-        )
+        client = connect(config.redis.url, _REDIS_CONNECT_TIMEOUT_S)
         app[REDIS_KEY] = client
         yield
         await client.aclose()

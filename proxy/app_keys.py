@@ -18,7 +18,9 @@ from refract.rules.account_index import AccountIndex
 if TYPE_CHECKING:
     from refract.proxy.event_log import EventLog
     from refract.proxy.qa_secret import FollowedSecret
+    from refract.proxy.readiness import OriginProbes
     from refract.proxy.state import StateHolder
+    from refract.proxy.visitor_key import VisitorKey
 
 # The configuration in force (replaced whole on reload).
 STATE_KEY: web.AppKey[StateHolder] = web.AppKey("refract.state")
@@ -32,5 +34,9 @@ REDIS_KEY = web.AppKey("refract.redis", redis.Redis)
 STARTED_KEY = web.AppKey("refract.started", float)
 # The key QA links are signed with, followed from Redis (qa_secret.py).
 QA_SECRET_KEY: web.AppKey[FollowedSecret] = web.AppKey("refract.qa_secret")
+# The key visitor ids are signed with, followed from Redis (visitor_key.py).
+VISITOR_KEY_KEY: web.AppKey[VisitorKey] = web.AppKey("refract.visitor_key")
 # On the internal listener's application: the proxy application it reports on (local.py).
 PROXY_APP_KEY = web.AppKey("refract.proxy_app", web.Application)
+# The origins' last answers to the readiness probe (readiness.py).
+PROBES_KEY: web.AppKey[OriginProbes] = web.AppKey("refract.probes")

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from refract.proxy.app_keys import VISITOR_KEY_KEY
 from refract.proxy.forwarding import ClientView
 from refract.proxy.identity import Identity
 from refract.proxy.personalize import NO_SEGMENT, Personalized, Segment
@@ -57,5 +58,6 @@ class Call:
         """
         if self._identity is None:
             request = self.request
-            self._identity = self.state.identity.identify(request.headers, request.cookies)
+            key = request.app[VISITOR_KEY_KEY]
+            self._identity = self.state.identity.identify(request.headers, request.cookies, key)
         return self._identity

@@ -4,7 +4,13 @@ Nothing unvalidated reaches a stream: a batch is accepted whole or refused with 
 reason. Identity comes from the visitor's cookies, never from the body, and no id is minted
 here: a visitor without cookies (no consent, Global Privacy Control) sends anonymous events.
 Bots are answered like everyone else but counted apart and never logged. When the event queue
-is full (Redis slow or away) a batch is refused with 503 rather than accepted and dropped.
+is full (Redis slow or away), or the site's stream is at its budget (the worker behind, see
+stream_budget.py), a batch is refused with 503 rather than accepted and dropped.
+
+A visitor cookie the proxies did not sign (rules/visitor_ids.py) is refused with 403, not
+taken for an anonymous batch: the beacon always posts with the cookie its page set. Budgets
+per visitor, per address and per network (an IPv4 /24, an IPv6 /64: one machine holds many
+addresses of its network) answer 429.
 
 The beacon posts JSON from the site's own pages, so anything else is refused before it costs
 a rate limit's budget: a post another site's page makes its visitors' browsers send (the
@@ -21,7 +27,8 @@ from aiohttp import web
 from yarl import URL
 
 from refract.proxy import metrics
-from refract.proxy.app_keys import EVENT_LOG_KEY, STATE_KEY
+from refract.proxy.app_keys import EVENT_LOG_KEY, STATE_KEY, VISITOR_KEY_KEY
+from refract.proxy.ratelimit import network_of
 from refract.rules.events import InvalidEvent, check_values, from_beacon, parse_batch
 from refract.rules.ruleset import RuleSet
 
@@ -48,7 +55,14 @@ async def collect(request: web.Request) -> web.Response:
     if state.bots.is_bot(request.headers.get("User-Agent", "")):
         metrics.BOTS.labels("collect").inc()
         return web.Response(status=204)
-    identity = state.identity.identify(request.headers, request.cookies)
+    identity = state.identity.identify(
+        request.headers, request.cookies, request.app[VISITOR_KEY_KEY]
+    )
+    if identity.reason == "no-key":
+        return _refuse(503, "no_key", "visitor ids cannot be verified yet; not accepted")
+    if identity.refused_cookie:
+        # An id we did not sign: forged, or copied without its signature. Its page got a new one.
+        return _refuse(403, "visitor_unsigned", "the visitor cookie is not signed by this site")
     visitor = "" if identity.new_visitor else identity.visitor_id or ""
     session = "" if identity.new_session else identity.session_id or ""
     client_ip = state.trusted.client_view(
@@ -58,6 +72,11 @@ async def collect(request: web.Request) -> web.Response:
         return _refuse(429, "rate_visitor", "too many batches from this visitor; slow down")
     if not state.ip_rate.allow(client_ip):
         return _refuse(429, "rate_ip", "too many batches from this address; slow down")
+    if not state.network_rate.allow(network_of(client_ip)):
+        return _refuse(429, "rate_network", "too many batches from this network; slow down")
+    event_log = request.app[EVENT_LOG_KEY]
+    if site.key in event_log.full_sites:
+        return _refuse(503, "stream_full", "events are not being processed; not accepted")
     body = await request.content.read(MAX_BODY + 1)
     if len(body) > MAX_BODY:
         return _refuse(413, "too_large", f"a batch is at most {MAX_BODY} bytes")
@@ -75,7 +94,6 @@ async def collect(request: web.Request) -> web.Response:
         time.time(),
         email_domains=state.config.events.email_domains,
     )
-    event_log = request.app[EVENT_LOG_KEY]
     if not event_log.room_for(len(accepted)):
         # Accepted means kept: refuse what the queue cannot hold rather than drop it later.
         return _refuse(503, "busy", "events are not being written fast enough; not accepted")

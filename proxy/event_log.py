@@ -6,6 +6,8 @@ When Redis is down or slow, events stay queued and the task retries with backoff
 queue is full the oldest event is dropped and counted, so an outage costs memory up to the
 bound and never a page. An event is only removed from the queue once Redis took it; a batch
 that failed half-way may be written twice, which the worker absorbs (it is idempotent by id).
+What Redis has not taken when the proxy stops is kept in a spill file in ``data_dir`` and
+written at the next start (proxy/spill.py).
 """
 
 from __future__ import annotations
@@ -16,12 +18,14 @@ import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 import redis.asyncio as redis
 from aiohttp import web
 
-from refract.proxy import metrics
+from refract.proxy import metrics, spill
 from refract.proxy.app_keys import EVENT_LOG_KEY, REDIS_KEY
 from refract.proxy.background import stop
 from refract.rules import keyspace
@@ -45,7 +49,10 @@ return #ARGV - 1
 
 
 class EventLog:
-    def __init__(self, capacity: int, retention_days: int, shards: int) -> None:
+    def __init__(
+        self, capacity: int, retention_days: int, shards: int, spill_dir: Path | None = None
+    ) -> None:
+        self.spill_dir = spill_dir  # where shutdown keeps what Redis did not take
         self._queue: deque[Event] = deque()
         self._shards = shards
         self._capacity = capacity
@@ -53,6 +60,8 @@ class EventLog:
         self._wake = asyncio.Event()
         self._failures = 0
         self._append: Any = None
+        # Sites whose stream is at events.stream_max_entries (stream_budget.py keeps it)
+        self.full_sites: frozenset[str] = frozenset()
 
     def room_for(self, count: int) -> bool:
         """Whether ``count`` more events fit without dropping any already accepted."""
@@ -60,6 +69,10 @@ class EventLog:
 
     def record(self, event: Event) -> None:
         """Called on the hot path: never waits, never raises."""
+        if event["site"] in self.full_sites:
+            # The stream's budget bounds Redis: past it, nothing more until the worker catches up
+            metrics.EVENTS_DROPPED.labels("stream_full").inc()
+            return
         if len(self._queue) >= self._capacity:
             self._queue.popleft()
             metrics.EVENTS_DROPPED.labels("buffer_full").inc()
@@ -88,19 +101,8 @@ class EventLog:
         batch = [self._queue[index] for index in range(min(BATCH, len(self._queue)))]
         if not batch:
             return True
-        if self._append is None:
-            self._append = client.register_script(_APPEND)
-        trim_before = str(int(time.time() * 1000) - self._retention_ms)
-        by_stream: dict[str, list[bytes]] = {}
-        for event in batch:
-            stream = keyspace.stream(event["site"], shard_of(event["visitor"], self._shards))
-            by_stream.setdefault(stream, []).append(encode(event))
         try:
-            async with asyncio.timeout(WRITE_TIMEOUT_S):
-                async with client.pipeline(transaction=False) as pipe:
-                    for stream, encoded in by_stream.items():
-                        await self._append(keys=[stream], args=[trim_before, *encoded], client=pipe)
-                    await pipe.execute()
+            await self._send(client, batch)
         except (TimeoutError, redis.RedisError, OSError) as error:
             self._failures += 1
             metrics.EVENT_WRITE_FAILURES.inc()
@@ -116,25 +118,77 @@ class EventLog:
         self._failures = 0
         return True
 
+    async def _send(self, client: redis.Redis, batch: list[Event]) -> None:
+        """One pipelined round trip: ``batch`` to its sites' streams; raises when Redis did
+        not take it within ``WRITE_TIMEOUT_S``."""
+        if self._append is None:
+            self._append = client.register_script(_APPEND)
+        trim_before = str(int(time.time() * 1000) - self._retention_ms)
+        by_stream: dict[str, list[bytes]] = {}
+        for event in batch:
+            stream = keyspace.stream(event["site"], shard_of(event["visitor"], self._shards))
+            by_stream.setdefault(stream, []).append(encode(event))
+        async with asyncio.timeout(WRITE_TIMEOUT_S):
+            async with client.pipeline(transaction=False) as pipe:
+                for stream, encoded in by_stream.items():
+                    await self._append(keys=[stream], args=[trim_before, *encoded], client=pipe)
+                await pipe.execute()
+
+    async def write_spilled(self, client: redis.Redis, batch: list[Event]) -> bool:
+        """Events a previous run spilled (proxy/spill.py), written as they are; True once taken."""
+        try:
+            await self._send(client, batch)
+        except (TimeoutError, redis.RedisError, OSError):
+            metrics.EVENT_WRITE_FAILURES.inc()
+            return False
+        return True
+
     async def close(self, client: redis.Redis | None, timeout_s: float) -> None:
-        """A last flush on shutdown; what cannot be written in time is counted as lost."""
+        """A last flush on shutdown; what cannot be written in time goes to a spill file that
+        the next start writes (proxy/spill.py), or, without one, is counted as lost."""
         if client is not None:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout_s):
                     while self._queue and await self.flush_once(client):
                         pass
-        if self._queue:
-            metrics.EVENTS_DROPPED.labels("shutdown").inc(len(self._queue))
-            log.error("%d events could not be written before shutdown", len(self._queue))
-            self._queue.clear()
+        if not self._queue:
+            return
+        if client is not None and self.spill_dir is not None:
+            try:
+                path = spill.save(self.spill_dir, self._queue)
+            except OSError as error:
+                log.error("events could not be spilled to %s: %r", self.spill_dir, error)
+            else:
+                log.warning(
+                    "%d events not written before shutdown kept in %s; the next start writes them",
+                    len(self._queue),
+                    path,
+                )
+                self._queue.clear()
+                return
+        metrics.EVENTS_DROPPED.labels("shutdown").inc(len(self._queue))
+        log.error("%d events could not be written before shutdown", len(self._queue))
+        self._queue.clear()
 
 
 async def write_events(app: web.Application) -> AsyncIterator[None]:
     """A cleanup context: the background writer, and a last flush when the app stops."""
     events = app[EVENT_LOG_KEY]
     client = app.get(REDIS_KEY)
-    task = asyncio.create_task(events.run(client)) if client is not None else None
+    tasks = []
+    if client is not None:
+        tasks.append(asyncio.create_task(events.run(client)))
+        if events.spill_dir is not None:  # what an earlier run could not write
+            spilled = partial(events.write_spilled, client)
+            tasks.append(asyncio.create_task(_replay(events.spill_dir, spilled)))
     yield
-    if task is not None:
-        await stop(task)
+    for task in tasks:
+        await stop(task)  # a replay cut short leaves its file, written whole next time
     await events.close(client, timeout_s=2.0)
+
+
+async def _replay(directory: Path, write: spill.WriteBatch) -> None:
+    try:
+        await spill.replay(directory, write)
+    except OSError as error:  # the data directory unreadable: the files stay for the next start
+        log.error("spilled events not replayed from %s: %r", directory, error)

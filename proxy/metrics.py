@@ -10,7 +10,7 @@ import functools
 import os
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -62,7 +62,8 @@ EVENTS = Counter(
 )
 EVENTS_DROPPED = Counter(
     "refract_events_dropped",
-    "Accepted events lost before Redis took them, by reason (buffer_full, shutdown).",
+    "Events lost before Redis took them, by reason (buffer_full, shutdown, stream_full: "
+    "page views not recorded while the site's stream is at its budget).",
     ["reason"],
 )
 PERSONALIZATIONS_SUPPRESSED = Counter(
@@ -80,9 +81,30 @@ RULES_REFUSED = Counter(
 )
 COLLECT_REJECTED = Counter(
     "refract_collect_rejected",
-    "Beacon batches refused, by reason (invalid, too_large, rate_visitor, rate_ip, site, busy, "
-    "cross_site, content_type).",
+    "Beacon batches refused, by reason (invalid, too_large, rate_visitor, rate_ip, "
+    "rate_network, site, busy, cross_site, content_type, visitor_unsigned, no_key, "
+    "stream_full).",
     ["reason"],
+)
+VISITOR_COOKIES = Counter(
+    "refract_visitor_cookies",
+    "Visitor cookies not taken as they came, by outcome: forged (a signature not ours, or "
+    "no id), unsigned (a bare id, refused), unsigned_adopted (a bare id signed anew while "
+    "cookies.adopt_unsigned is on), no_key (the signing key not known yet: anonymous).",
+    ["outcome"],
+)
+STREAM_ENTRIES = Gauge(
+    "refract_stream_entries",
+    "Entries in a site's event streams (all shards), as this proxy last read them.",
+    ["site"],
+    multiprocess_mode="max",  # every process reads the same streams: not a sum
+)
+STREAM_FULL = Gauge(
+    "refract_stream_full",
+    "1 while a shard of the site's event stream holds events.stream_max_entries or more: "
+    "batches are refused (503) and page views not recorded until the worker catches up.",
+    ["site"],
+    multiprocess_mode="max",
 )
 BOTS = Counter(
     "refract_bots",

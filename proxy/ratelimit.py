@@ -1,4 +1,4 @@
-"""A token bucket per key (a client address, a visitor), in bounded memory.
+"""A token bucket per key (a client address, its network, a visitor), in bounded memory.
 
 Each key may spend ``per_minute`` requests at once, and earns them back at ``per_minute``
 per minute, so a steady client at the limit is never refused and a burst is absorbed. Keys
@@ -9,6 +9,7 @@ with a full bucket, which only errs towards letting a request through.
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -66,3 +67,19 @@ class RateLimiter:
         """Forget the least recently used keys beyond ``max_keys``."""
         while len(self._buckets) > self.max_keys:
             self._buckets.popitem(last=False)
+
+
+def network_of(address: str) -> str:
+    """The network a budget counts ``address`` in: its IPv4 /24 or its IPv6 /64, the blocks
+    one host or one subscriber is usually given whole (so rotating addresses inside them buys
+    nothing). Anything that is no address is its own key."""
+    if ":" not in address:
+        head, dot, _ = address.rpartition(".")
+        return f"{head}.0/24" if dot else address
+    try:
+        parsed = ipaddress.IPv6Address(address.split("%", 1)[0])
+    except ValueError:
+        return address
+    if parsed.ipv4_mapped is not None:
+        return network_of(str(parsed.ipv4_mapped))
+    return f"{ipaddress.IPv6Network((int(parsed) >> 64 << 64, 64))}"

@@ -59,6 +59,7 @@ class ProxyState:
     networks: NetworkTable
     visitor_rate: RateLimiter
     ip_rate: RateLimiter
+    network_rate: RateLimiter
 
     @classmethod
     def from_config(cls, config: Config) -> ProxyState:
@@ -79,6 +80,7 @@ class ProxyState:
             networks=load_table(config.server.data_dir),
             visitor_rate=RateLimiter(config.events.visitor_rate),
             ip_rate=RateLimiter(config.events.ip_rate),
+            network_rate=RateLimiter(config.events.network_rate),
         )
 
     def with_rules(self, rules: RuleSet) -> ProxyState:

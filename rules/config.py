@@ -23,6 +23,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from yarl import URL
 
@@ -65,7 +66,8 @@ class ServerConfig(Section):
     )
     data_dir: Path = Field(
         default=Path(".refract"),
-        description="directory for the embedded Redis socket, metrics files and archives",
+        description="directory for the embedded Redis, metrics files and archives, relative to "
+        "config.toml",
     )
     prefix: str = Field(
         default="/_refract/",
@@ -172,6 +174,11 @@ class CookieConfig(Section):
     session_minutes: int = Field(
         default=30, ge=1, le=1440, description="minutes of inactivity that end a session"
     )
+    adopt_unsigned: bool = Field(
+        default=False,
+        description="adopt visitor cookies from before ids were signed (a bare id) and sign "
+        "them anew; on only for a migration window: meanwhile anyone can pick an id",
+    )
 
     @field_validator("visitor", "session")
     @classmethod
@@ -202,6 +209,13 @@ class PrivacyConfig(Section):
         default="truncated",
         description='how visitor IP addresses appear in logs: "truncated" keeps the /24 (IPv4) '
         'or /48 (IPv6) network, "none" omits them',
+    )
+    archive_personal_fields: Literal["keep", "drop", "hash"] = Field(
+        default="keep",
+        description="what the archive keeps of event fields that may hold personal data (UTM "
+        "values, referrer, link targets, e-mail domain, form action, track properties' text: "
+        'docs/events.md#personal-data-in-the-archive): "keep" them, "drop" them (emptied), or '
+        '"hash" them with a keyed hash (equal values stay equal, for counting)',
     )
 
     @field_validator("consent_granted")
@@ -384,12 +398,6 @@ class RulesConfig(Section):
 
 
 class EventsConfig(Section):
-    retention_days: int = Field(
-        default=7,
-        ge=1,
-        le=365,
-        description="days events stay in the Redis streams; the archive keeps them longer",
-    )
     shards: int = Field(
         default=4,
         ge=1,
@@ -414,13 +422,65 @@ class EventsConfig(Section):
     ip_rate: int = Field(
         default=1200, ge=1, description="beacon batches one IP address may send per minute"
     )
+    network_rate: int = Field(
+        default=6000,
+        ge=1,
+        le=10_000_000,
+        description="beacon batches one network (an IPv4 /24, an IPv6 /64) may send per minute",
+    )
+    stream_max_entries: int = Field(
+        default=1_000_000,
+        ge=1000,
+        le=1_000_000_000,
+        description="entries one stream shard may hold (about 250 bytes each): at this bound "
+        "batches are refused (503) and page views not recorded until the worker catches up",
+    )
     archive_dir: Path | None = Field(
         default=None,
-        description="where the worker writes daily Parquet files of processed events; none "
-        'means "archive" in data_dir',
+        description="where the worker writes daily Parquet files of processed events, relative "
+        'to config.toml; none means "archive" in data_dir',
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_moved_keys(cls, data: Any) -> Any:
+        """Retention moved to ``[retention]`` (one place per data class); an old file is
+        refused with the new name rather than silently keeping a lifetime nobody reads."""
+        if isinstance(data, dict):
+            for old, new in _MOVED_TO_RETENTION.items():
+                if old in data:
+                    raise ValueError(
+                        f"events.{old} moved to [retention]: write `{new} = {data[old]!r}` "
+                        "under [retention] instead"
+                    )
+        return data
+
+
+_MOVED_TO_RETENTION = {"retention_days": "streams_days", "archive_days": "archive_days"}
+
+
+class RetentionConfig(Section):
+    streams_days: int = Field(
+        default=7,
+        ge=1,
+        le=365,
+        description="days events stay in the Redis streams and the dead-letter stream (trimmed "
+        "on each write and daily by the worker); the archive keeps them longer",
+    )
+    profiles_days: int = Field(
+        default=400,
+        ge=1,
+        le=400,
+        description="days a visitor's profile, pages, segment and exposures live after their "
+        "last event (at most 400, the keys' own lifetime); the worker deletes older ones daily, "
+        "and drops them from accounts' latest visitors",
     )
     archive_days: int = Field(
-        default=400, ge=1, description="days the Parquet archive keeps, counted by event date"
+        default=730,
+        ge=1,
+        le=3650,
+        description="days the Parquet archive keeps, counted by event date (730: 24 months); "
+        "the worker deletes older days daily",
     )
 
 
@@ -428,7 +488,7 @@ class IntelConfig(Section):
     reverse_dns: bool = Field(
         default=True,
         description="let the worker look up the company domain of business networks' visitor "
-        "addresses (the address then rides in page view events for events.retention_days, "
+        "addresses (the address then rides in page view events for retention.streams_days, "
         "never in profiles or the archive)",
     )
     enrichment_url: str = Field(
@@ -453,6 +513,7 @@ class Config(Section):
     admin: AdminConfig = Field(default_factory=AdminConfig)
     rules: RulesConfig = Field(default_factory=RulesConfig)
     events: EventsConfig = Field(default_factory=EventsConfig)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
     intel: IntelConfig = Field(default_factory=IntelConfig)
     sites: Annotated[list[SiteConfig], Field(min_length=1)] = Field(
         description="the websites Refract fronts, one [[sites]] table each"
@@ -520,19 +581,32 @@ def _check_industry_models(config: Config) -> None:
 
 
 def _resolve_paths(config: Config, config_path: Path) -> Config:
-    """Relative paths in the file are relative to the file, wherever Refract runs from."""
-    base = config_path.parent
+    """Relative paths in the file (or its environment overrides) are relative to the file's
+    folder, wherever Refract runs from: a command run from another directory, or by a service
+    manager with another working directory, reads and writes the same data as the node."""
+    base = config_path.absolute().parent
+
+    def resolved(path: Path) -> Path:
+        return path if path.is_absolute() else base / path
+
+    server = config.server.model_copy(update={"data_dir": resolved(config.server.data_dir)})
     directory = config.rules.directory
-    if directory is not None and not directory.is_absolute():
-        rules = config.rules.model_copy(update={"directory": base / directory})
-        config = config.model_copy(update={"rules": rules})
+    rules = config.rules.model_copy(
+        update={"directory": None if directory is None else resolved(directory)}
+    )
+    archive = config.events.archive_dir
+    events = config.events.model_copy(
+        update={"archive_dir": None if archive is None else resolved(archive)}
+    )
     sites = [
-        site.model_copy(update={"industry": str(base / site.industry)})
-        if site.industry.endswith(".toml") and not Path(site.industry).is_absolute()
+        site.model_copy(update={"industry": str(resolved(Path(site.industry)))})
+        if site.industry.endswith(".toml")
         else site
         for site in config.sites
     ]
-    return config.model_copy(update={"sites": sites})
+    return config.model_copy(
+        update={"server": server, "rules": rules, "events": events, "sites": sites}
+    )
 
 
 def _apply_environment(

@@ -53,7 +53,7 @@ _SHARD_SEED = 0x5EED  # a client clock further off than this is not believed
 # address is personal data, and its PTR name is the ISP's), a hosting company's (VPNs, proxies,
 # bots: the name is the host's) or an unknown network (it may be any of those).
 MATCHABLE_NETWORKS: frozenset[NetworkKind] = frozenset({"business", "education", "government"})
-# Fields that live in the streams only (events.retention_days): the worker uses them and drops
+# Fields that live in the streams only (retention.streams_days): the worker uses them and drops
 # them; never in a profile, never in the archive.
 STREAM_ONLY_FIELDS = frozenset({"ip"})
 

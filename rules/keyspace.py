@@ -9,8 +9,8 @@ Per site:
 
 | key | type | holds | lifetime |
 |---|---|---|---|
-| `rf:{site}:events:{shard}` | stream | one shard of the site's events | `events.retention_days` |
-| `rf:{site}:dead` | stream | entries the worker could not apply, with the reason | until read |
+| `rf:{site}:events:{shard}` | stream | one shard of the site's events | `retention.streams_days` |
+| `rf:{site}:dead` | stream | entries the worker could not apply, why | `retention.streams_days` |
 | `rf:{site}:lease:{shard}` | string | the worker consuming that shard | 10 s, renewed |
 | `rf:{site}:done:{hour}` | hash | ids of events already applied (exactly-once) | `DONE_TTL_S` |
 | `rf:{site}:p:{visitor}` | hash | the visitor's profile | `PROFILE_TTL_S` after the last event |
@@ -19,6 +19,7 @@ Per site:
 | `rf:{site}:x:{visitor}` | hash | first exposures, per-metric outcomes | `EXPOSURE_TTL_S` |
 | `rf:{site}:agg:{experiment}` | hash | sufficient statistics (fields below) | until a rebuild |
 | `rf:{site}:agg:{experiment}:values:{field}` | set | open report segment's values | as `agg` |
+| `rf:{site}:agg:{experiment}:revenue:{metric}` | sorted set | buyers by revenue (caps) | as `agg` |
 | `rf:{site}:decisions` | hash | experiments' recorded decisions (JSON) | forever |
 | `rf:{site}:seg:{visitor}` | string | the segment the proxy reads (msgpack) | as the profile |
 | `rf:{site}:vh:{handle}` | string | the visitor a public handle names | as profiles, once shown |
@@ -44,7 +45,7 @@ Shared:
 |---|---|---|---|
 | `rf:rules` | hash | the published rule set: version and files (rules/publication.py) | forever |
 | `rf:workers` | sorted set | workers by the time of their last heartbeat | pruned when stale |
-| `rf:worker:{name}` | string | a live worker's pid | `HEARTBEAT_TTL_S`, renewed |
+| `rf:worker:{name}` | string | a live worker: pid, state, rules (JSON) | `HEARTBEAT_TTL_S` |
 | `rf:admin:user:{name}` | hash | a user: role, argon2 hash, sites, generation | until removed |
 | `rf:admin:session:{sha256}` | hash | a session, with its user's generation | its lifetime |
 | `rf:admin:token:{sha256}` | hash | a token: name, role, scope, sites, expiry | until revoked |
@@ -53,6 +54,8 @@ Shared:
 | `rf:admin:audit` | stream | the audit log (admin/audit.py) | capped |
 | `rf:qa:secret` | string | the key of QA links (rules/qa_links.py) | forever (delete: revoke all) |
 | `rf:visitor:secret` | string | key of visitor handles (analytics/visitor_handles.py) | forever |
+| `rf:archive:secret` | string | key of hashed archive fields (personal_fields.py) | forever |
+| `rf:vid:secret` | string | key of signed visitor ids (rules/visitor_ids.py) | forever |
 
 An experiment's aggregates hash has one field per (day of first exposure, variant, segment,
 [metric,] statistic): ``day|variant|segment|stat`` for exposure counts and
@@ -139,6 +142,16 @@ def visitor_handle(site: str, handle: str) -> str:
     return _site(site, "vh", handle)
 
 
+def site_pattern(site: str) -> str:
+    """A pattern matching every key of one site (data rights sweep a visitor's id out of it)."""
+    return _site(site, "*")
+
+
+def profile_pattern(site: str) -> str:
+    """Every visitor's profile of a site (retention walks them)."""
+    return profile(site, "*")
+
+
 # --- experiments and site counters --------------------------------------------------------
 
 
@@ -151,6 +164,19 @@ def report_values(site: str, experiment: str, field: str) -> str:
     size the worker's script bounds); an experiment's key has no ``:``, so this never names
     another experiment's aggregates."""
     return _site(site, "agg", experiment, "values", field)
+
+
+def revenue_totals(site: str, experiment: str, metric: str) -> str:
+    """The visitors with revenue on ``metric`` since their first exposure to ``experiment``,
+    scored by their uncapped total: the distribution a percentile cap is read from. A member
+    is ``revenue_member(visitor, record)``, so that a report corrects the cells of the few
+    visitors above the cap without reading their exposures hashes."""
+    return _site(site, "agg", experiment, "revenue", metric)
+
+
+def revenue_totals_pattern(site: str) -> str:
+    """Every ``revenue_totals`` set of a site; their members start with a visitor's id."""
+    return revenue_totals(site, "*", "*")
 
 
 def decisions(site: str) -> str:
@@ -187,6 +213,11 @@ def account_visitors(site: str, domain: str) -> str:
 
 def account_recent(site: str, domain: str) -> str:
     return _site(site, "acct", domain, "recent")
+
+
+def account_recent_pattern(site: str) -> str:
+    """Every account's latest visitors of a site: sorted sets whose members are visitor ids."""
+    return account_recent(site, "*")
 
 
 def hot_accounts(site: str) -> str:
@@ -245,6 +276,8 @@ ADMIN_TOKENS: Final = "rf:admin:tokens"
 ADMIN_AUDIT: Final = "rf:admin:audit"
 QA_LINK_SECRET: Final = "rf:qa:secret"
 VISITOR_HANDLE_SECRET: Final = "rf:visitor:secret"
+ARCHIVE_FIELD_SECRET: Final = "rf:archive:secret"
+VISITOR_ID_SECRET: Final = "rf:vid:secret"
 
 
 def worker(name: str) -> str:
@@ -438,6 +471,18 @@ def parse_first_exposure_record(
     """(variant, time, day, covariate, segments) of a record; ValueError when it is none."""
     variant, at, day, covariate, segments = record.split(RECORD_SEPARATOR)
     return variant, float(at), day, float(covariate), tuple(segments.split(LIST_SEPARATOR))
+
+
+def revenue_member(visitor: str, record: str) -> str:
+    """A member of ``revenue_totals``: the visitor and their first-exposure record (apply.lua
+    builds it the same way, from ``RECORD_SEP``)."""
+    return visitor + RECORD_SEPARATOR + record
+
+
+def parse_revenue_member(member: str) -> tuple[str, float, str, float, tuple[str, ...]]:
+    """The first exposure of a ``revenue_totals`` member; ValueError when it is none."""
+    _visitor, _, record = member.partition(RECORD_SEPARATOR)
+    return parse_first_exposure_record(record)
 
 
 def lua_constants() -> str:

@@ -22,7 +22,7 @@ from refract.rules import keyspace
 from refract.rules.config import Config
 from refract.rules.events import EVENT_FIELD, decode
 from tests.origin import build_origin
-from tests.support import worker
+from tests.support import cookies, worker
 from tests.support.browser import Chromium
 
 BROWSER = (
@@ -56,7 +56,7 @@ def make_config(origin_url: str, **sections: Any) -> Config:
 
 
 @pytest.fixture
-def proxy(aiohttp_client: Any, origin: TestServer, redis_url: str) -> ProxyFactory:
+def proxy(aiohttp_client: Any, origin: TestServer, redis_url: str, tmp_path: Path) -> ProxyFactory:
     """Start Refract in front of the test origin; keyword arguments override config sections.
 
     The first proxy of a test starts on an empty database, so nothing another test published
@@ -66,6 +66,8 @@ def proxy(aiohttp_client: Any, origin: TestServer, redis_url: str) -> ProxyFacto
 
     async def start(**sections: Any) -> TestClient[web.Request, web.Application]:
         sections.setdefault("redis", {"url": redis_url})
+        # The test's own data_dir: events spilled at shutdown stay with it (proxy/spill.py)
+        sections["server"] = {"data_dir": str(tmp_path), **sections.get("server", {})}
         if not started:
             await clean_redis(redis_url)
         config = make_config(str(origin.make_url("/")).rstrip("/"), **sections)
@@ -102,8 +104,10 @@ async def recorded_events(
 
 
 async def clean_redis(url: str) -> None:
+    """An empty database but for the visitor id key, which tests sign with (support/cookies.py)."""
     client = redis.Redis.from_url(url)
     await client.flushdb()
+    await client.set(keyspace.VISITOR_ID_SECRET, cookies.KEY)
     await client.aclose()
 
 

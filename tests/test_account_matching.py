@@ -35,6 +35,7 @@ from tests.conftest import (
     make_config,
     recorded_events,
 )
+from tests.support.cookies import visitor_cookie
 from tests.support.worker import SHARDS, SITE, encoded
 
 ACCOUNTS = Path(__file__).parent / "data" / "accounts-sample.csv"
@@ -537,7 +538,7 @@ async def page_view(
     config.setdefault("intel", ENRICHING)
     config["server"] = {"data_dir": str(data_dir), "trusted_proxies": ["127.0.0.1/32"]}
     proxied = await proxy(**config)
-    cookies = f"rf_vid={VISITOR}; rf_sid={SESSION}; rf_consent=yes"
+    cookies = f"{visitor_cookie(VISITOR, SESSION)}; rf_consent=yes"
     all_headers = {"User-Agent": BROWSER, "Cookie": cookies, "X-Forwarded-For": address}
     response = await proxied.get("/page", headers=all_headers | headers)
     assert response.status == 200
@@ -556,7 +557,7 @@ async def page_view(
         ("198.18.1.7", {"Sec-GPC": "1"}, {}, False),  # Global Privacy Control
         (
             "198.18.1.7",
-            {"Cookie": f"rf_vid={VISITOR}"},
+            {"Cookie": visitor_cookie(VISITOR)},
             {"privacy": {"consent_mode": "strict"}},
             False,
         ),  # strict consent, not given
@@ -592,7 +593,7 @@ async def test_reverse_dns_needs_accounts_and_an_ip_range_match_needs_no_address
         "server": {"data_dir": str(data_dir), "trusted_proxies": ["127.0.0.1/32"]},
     }
     proxied = await proxy(**config)
-    cookie = {"User-Agent": BROWSER, "Cookie": f"rf_vid={VISITOR}; rf_sid={SESSION}"}
+    cookie = {"User-Agent": BROWSER, "Cookie": visitor_cookie(VISITOR, SESSION)}
     for _ in range(30):  # proxies check the account list's version once a second
         await proxied.get("/page", headers=cookie | {"X-Forwarded-For": "192.0.2.7"})
         [in_range] = await recorded_events(proxied, "pageview")

@@ -63,3 +63,20 @@ def test_only_the_keyspace_spells_a_redis_key(package: str) -> None:
         and node.value.startswith("rf:")
     ]
     assert spelled == []
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_every_redis_client_is_built_by_the_factory_with_deadlines(package: str) -> None:
+    """rules/redis_client.py gives every client its connect and call timeouts; a client
+    built elsewhere would wait forever on a frozen Redis."""
+    factory = REPOSITORY / "rules" / "redis_client.py"
+    built = [
+        f"{module.relative_to(REPOSITORY)}:{node.lineno}"
+        for module in modules_of(package)
+        if module != factory
+        for node in ast.walk(ast.parse(module.read_text()))
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "from_url"
+    ]
+    assert built == []

@@ -20,6 +20,7 @@ from refract.rules.ruleset import load_rules
 from refract.rules.targeting import Facts
 from tests.conftest import BROWSER, AdminFactory, ProxyFactory, clean_redis
 from tests.support.admin import site_config
+from tests.support.cookies import visitor_cookie
 from tests.support.processes import refract
 from tests.support.worker import RULES, SITE, T0, drain, exposure, pageview, send
 
@@ -210,7 +211,7 @@ async def test_the_proxy_serves_the_experiment_and_counts_the_suppression(
     proxy: ProxyFactory, rules: Path
 ) -> None:
     client = await proxy(rules={"directory": str(contested(rules))})
-    cookie = {"Cookie": "rf_vid=0123456789abcdef0123456789abcdef"}
+    cookie = {"Cookie": visitor_cookie("0123456789abcdef0123456789abcdef")}
     page = await (
         await client.get("/page?utm_medium=cpc", headers={"User-Agent": BROWSER, **cookie})
     ).text()

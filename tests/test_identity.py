@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import ProxyFactory
+from tests.support.cookies import signed, visitor_cookie, visitor_of
 
 VISITOR = "0123456789abcdef0123456789abcdef"
 SESSION = "0123456789abcdef"
@@ -33,7 +34,8 @@ async def page_cookies(proxy: ProxyFactory, cookie: str = "", **config: Any) -> 
 async def test_new_visitor_gets_a_random_128_bit_id_and_a_session(proxy: ProxyFactory) -> None:
     cookies = await page_cookies(proxy)
     visitor, session = cookies["rf_vid"], cookies["rf_sid"]
-    assert re.fullmatch(r"[0-9a-f]{32}", visitor.value)
+    assert re.fullmatch(r"[0-9a-f]{32}\.[A-Za-z0-9_-]{22}", visitor.value)  # id.signature
+    assert visitor.value == signed(visitor_of(visitor.value))
     assert int(visitor["max-age"]) == 395 * 86400
     assert re.fullmatch(r"[0-9a-f]{16}", session.value)
     assert int(session["max-age"]) == 30 * 60
@@ -44,21 +46,21 @@ async def test_new_visitor_gets_a_random_128_bit_id_and_a_session(proxy: ProxyFa
 
 
 async def test_returning_visitor_keeps_ids_and_the_session_is_extended(proxy: ProxyFactory) -> None:
-    cookies = await page_cookies(proxy, f"rf_vid={VISITOR}; rf_sid={SESSION}")
+    cookies = await page_cookies(proxy, visitor_cookie(VISITOR, SESSION))
     assert "rf_vid" not in cookies
     assert cookies["rf_sid"].value == SESSION
     assert int(cookies["rf_sid"]["max-age"]) == 1800
 
 
 async def test_expired_session_starts_a_new_one_for_the_same_visitor(proxy: ProxyFactory) -> None:
-    cookies = await page_cookies(proxy, f"rf_vid={VISITOR}")
+    cookies = await page_cookies(proxy, visitor_cookie(VISITOR))
     assert "rf_vid" not in cookies
     assert re.fullmatch(r"[0-9a-f]{16}", cookies["rf_sid"].value)
 
 
 async def test_malformed_visitor_id_is_replaced(proxy: ProxyFactory) -> None:
     cookies = await page_cookies(proxy, "rf_vid=<script>")
-    assert re.fullmatch(r"[0-9a-f]{32}", cookies["rf_vid"].value)
+    assert visitor_of(cookies["rf_vid"].value)
 
 
 async def test_cookies_are_secure_behind_https(proxy: ProxyFactory) -> None:
@@ -121,7 +123,7 @@ async def test_who_may_be_identified(
 async def test_withdrawn_consent_deletes_refract_cookies(proxy: ProxyFactory) -> None:
     client = await proxy(privacy={"consent_mode": "strict"})
     client.session.cookie_jar.clear()
-    response = await client.get("/page", headers={"Cookie": f"rf_vid={VISITOR}; rf_sid={SESSION}"})
+    response = await client.get("/page", headers={"Cookie": visitor_cookie(VISITOR, SESSION)})
     cookies = set_cookies(response)
     for name in ("rf_vid", "rf_sid"):
         assert cookies[name].value == ""

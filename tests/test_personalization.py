@@ -12,6 +12,7 @@ from aiohttp.test_utils import TestClient
 from refract.proxy.app import reload
 from refract.proxy.app_keys import STATE_KEY
 from tests.conftest import BROWSER, ProxyFactory, recorded_events
+from tests.support.cookies import signed
 from tests.support.pages import VISITOR, page
 
 DEMO_RULES = Path(__file__).resolve().parents[1] / "examples" / "demo-rules"
@@ -103,7 +104,7 @@ async def test_visitors_are_split_between_variants(proxy: ProxyFactory, rules_di
     client = await proxy(rules={"directory": str(rules_dir)})
     seen = set()
     for index in range(40):
-        body = await page(client, cookie=f"rf_vid={index:032x}")
+        body = await page(client, cookie=f"rf_vid={signed(f'{index:032x}')}")
         seen.add(b"Bold headline" in body)
     assert seen == {True, False}
 
@@ -170,7 +171,9 @@ async def test_assignments_survive_a_reload_that_changes_other_rules(
     proxy: ProxyFactory, rules_dir: Path, tmp_path: Path
 ) -> None:
     client = await proxy(rules={"directory": str(rules_dir)})
-    bodies = {index: await page(client, cookie=f"rf_vid={index:032x}") for index in range(20)}
+    bodies = {
+        index: await page(client, cookie=f"rf_vid={signed(f'{index:032x}')}") for index in range(20)
+    }
     state = client.app[STATE_KEY].current
     (rules_dir / "more.toml").write_text(
         '[[metrics]]\nkey = "other"\nkind = "event"\nevent = "x"\n'
@@ -183,7 +186,7 @@ async def test_assignments_survive_a_reload_that_changes_other_rules(
     assert await reload(client.app, config, 0.1) is True
     assert client.app[STATE_KEY].current.rules.version != state.rules.version
     for index, body in bodies.items():
-        assert await page(client, cookie=f"rf_vid={index:032x}") == body
+        assert await page(client, cookie=f"rf_vid={signed(f'{index:032x}')}") == body
 
 
 async def test_demo_rules_run_on_the_demo_pages(proxy: ProxyFactory) -> None:
@@ -234,7 +237,7 @@ async def test_split_url_variant_is_redirected_before_the_origin_is_asked(
     client.session.cookie_jar.clear()
     response = await client.get(
         "/page?utm_source=x",
-        headers={"Cookie": f"rf_vid={VISITOR}; rf_force=split:alt"},
+        headers={"Cookie": f"rf_vid={signed(VISITOR)}; rf_force=split:alt"},
         allow_redirects=False,
     )
     assert response.status == 302
@@ -249,7 +252,7 @@ async def test_split_url_target_page_does_not_redirect_again(
     client.session.cookie_jar.clear()
     response = await client.get(
         "/page-b",
-        headers={"Cookie": f"rf_vid={VISITOR}; rf_force=split:alt"},
+        headers={"Cookie": f"rf_vid={signed(VISITOR)}; rf_force=split:alt"},
         allow_redirects=False,
     )
     assert response.status == 404  # the test origin has no /page-b: the request reached it
@@ -272,7 +275,7 @@ async def test_split_url_redirect_is_an_exposure_and_sets_the_visitor_cookie(
     for index in range(20):
         response = await client.get(
             "/page",
-            headers={"Cookie": f"rf_vid={index:032x}", "User-Agent": BROWSER},
+            headers={"Cookie": f"rf_vid={signed(f'{index:032x}')}", "User-Agent": BROWSER},
             allow_redirects=False,
         )
         if response.status == 302:

@@ -21,6 +21,7 @@ from refract.rules.networks import load_table
 from refract.rules.redis_values import strings
 from tests.conftest import BROWSER, free_port
 from tests.support.children import note_reloads, sleep_a_while
+from tests.support.cookies import visitor_of
 from tests.support.processes import (
     REPOSITORY,
     body_of,
@@ -185,7 +186,7 @@ async def test_demo_visits_reach_profiles_aggregates_and_the_archive(tmp_path: P
         [cookie] = [c for c in visitor.cookie_jar if c.key == "rf_vid"]
         client = redis.Redis.from_url(f"unix://{tmp_path / '.refract' / 'redis' / 'redis.sock'}")
         try:
-            profile = keyspace.profile("demo", cookie.value)
+            profile = keyspace.profile("demo", visitor_of(cookie.value))
             assert await eventually(lambda: client.hget(profile, "clicks"), b"1", tries=100)
             assert await client.hget(profile, "pageviews") == b"3"
             cta = strings(await client.hgetall(keyspace.aggregates("demo", "cta-copy")))

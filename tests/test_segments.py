@@ -24,6 +24,7 @@ from refract.rules.industry import shipped_model
 from refract.rules.segments import decode_segment, encode_segment
 from refract.rules.targeting import Value
 from tests.conftest import BROWSER, ProxyFactory, clean_redis, recorded_events
+from tests.support.cookies import visitor_cookie
 from tests.support.revenue import simulated_rows
 from tests.support.worker import SITE, drain
 
@@ -49,7 +50,7 @@ async def store_segment(redis_url: str, site: str, **fields: tuple[Value, float]
 
 async def headline(client: TestClient[web.Request, web.Application]) -> bytes:
     response = await client.get(
-        "/page", headers={"Cookie": f"rf_vid={VISITOR}; rf_sid={SESSION}", "User-Agent": BROWSER}
+        "/page", headers={"Cookie": visitor_cookie(VISITOR, SESSION), "User-Agent": BROWSER}
     )
     return await response.read()
 

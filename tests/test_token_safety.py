@@ -27,6 +27,7 @@ from refract.rules.ruleset import RuleSet, rules_from_files
 from refract.rules.schema import Change
 from refract.rules.token_contexts import URL_ATTRIBUTES
 from tests.conftest import BROWSER, AdminFactory, ProxyFactory
+from tests.support.cookies import visitor_cookie
 
 HEADER = """[[pages]]
 tag = "page"
@@ -305,7 +306,7 @@ async def test_a_crafted_link_cannot_redirect_off_site(proxy: ProxyFactory, tmp_
     client.session.cookie_jar.clear()
     response = await client.get(
         f"/page?{CRAFTED}",
-        headers={"Cookie": f"rf_vid={'0' * 32}", "User-Agent": BROWSER},
+        headers={"Cookie": visitor_cookie("0" * 32), "User-Agent": BROWSER},
         allow_redirects=False,
     )
     assert response.status == 302

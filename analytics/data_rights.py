@@ -1,0 +1,475 @@
+"""A data subject's rights (GDPR Art. 15 and 17): export everything Refract holds of a visitor,
+or erase it, on one site.
+
+Where a visitor lives (rules/keyspace.py's table): their profile, pages, downloads, exposures
+and segment keys; the handle the admin showed for them; the accounts' ``recent`` sorted sets
+and the experiments' ``revenue_totals`` sorted sets (members ``visitor + "\\t" + ...``); their
+events in the streams, consumed or not, and in the dead letters; and the Parquet archive.
+Erasure deletes or rewrites each of them and then sweeps the site's key names for the id, so
+a per-visitor key added later is not forgotten. It keeps anonymous aggregates: experiments'
+sufficient statistics, site counters and the HyperLogLog sketches (which hold no id).
+
+Subjects: a visitor by the ``rf_vid`` cookie value or by the handle the admin shows
+(``vh_...``); an account's domain (its visitors, found in its ``recent`` set, in profiles
+matched to it and in events carrying it, plus the account's own roll-up keys; the CRM record
+an operator imported is theirs to re-import and stays); an e-mail domain (the visitors whose
+forms reported it, with ``events.email_domains``, as streams and archive keep them).
+
+A ``Receipt`` says what was removed where, with counts, for the audit log. It names visitors
+by handle only, so the audit log does not keep what was erased.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+
+import msgpack
+import redis.asyncio as redis
+
+from refract.analytics.archive import Archive
+from refract.analytics.visitor_handles import HANDLE_PREFIX, handle_of, is_handle, resolve
+from refract.rules import keyspace, shared_secrets
+from refract.rules.events import EVENT_FIELD
+from refract.rules.redis_values import text
+
+SubjectKind = Literal["visitor", "account", "email_domain"]
+# a visitor id as the proxy makes it (32 hex digits), or any id a test or an older version
+# wrote: letters, digits, - and _ (never a glob character: ids go into SCAN patterns); a
+# signed cookie's value may carry its signature after a dot
+_VISITOR: Final = re.compile(r"([A-Za-z0-9_-]{1,128})(?:\.[A-Za-z0-9_-]{1,256})?")
+_DOMAIN: Final = re.compile(
+    r"(?=.{1,253}$)[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+"
+)
+MAX_SUBJECT_VISITORS: Final = 100_000  # an account or e-mail domain with more is refused
+_SCAN_COUNT = 1000
+_XRANGE_COUNT = 1000
+# the keys of one visitor, by what the receipt calls them
+_VISITOR_KEYS: Final[dict[str, Callable[[str, str], str]]] = {
+    "profile": keyspace.profile,
+    "pages": keyspace.pages,
+    "downloads": keyspace.downloads,
+    "exposures": keyspace.exposures,
+    "segment": keyspace.segment,
+}
+
+
+class SubjectError(ValueError):
+    """The subject is malformed; the message says how."""
+
+
+class UnknownHandle(SubjectError):
+    """A handle no visitor has (never shown by the admin, or expired, or erased)."""
+
+
+@dataclass
+class Receipt:
+    """What an erasure removed: per site, per place, a count (keys, members, entries, rows)."""
+
+    kind: SubjectKind
+    subject: str  # a visitor's handle, or the domain
+    visitors: list[str] = field(default_factory=list)  # handles
+    removed: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def add(self, site: str, place: str, count: int) -> None:
+        counts = self.removed.setdefault(site, {})
+        counts[place] = counts.get(place, 0) + count
+
+    @property
+    def total(self) -> int:
+        return sum(sum(counts.values()) for counts in self.removed.values())
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "subject": self.subject,
+            "visitors": self.visitors,
+            "removed": self.removed,
+            "total": self.total,
+        }
+
+
+# --- who -----------------------------------------------------------------------------------
+
+
+def visitor_id(value: str) -> str:
+    """The visitor a cookie value names (signature, if any, left off); SubjectError if it
+    names none."""
+    if value.startswith(HANDLE_PREFIX):
+        raise SubjectError("a handle is vh_ and 32 hex digits, as the admin shows it")
+    match = _VISITOR.fullmatch(value)
+    if match is None:
+        raise SubjectError(
+            "a visitor is its rf_vid cookie value (letters, digits, - and _) or a vh_ handle"
+        )
+    return match[1]
+
+
+def domain(value: str) -> str:
+    lowered = value.strip().lower()
+    if not _DOMAIN.fullmatch(lowered):
+        raise SubjectError(f"{value[:80]!r} is not a domain name such as example.com")
+    return lowered
+
+
+async def find_visitor(client: redis.Redis, site: str, value: str) -> str:
+    """The visitor ``value`` names on ``site``: a handle the admin showed, or a cookie value."""
+    if is_handle(value):
+        found = await resolve(client, site, value)
+        if found is None:
+            raise UnknownHandle("no visitor has this handle (unknown, expired or erased)")
+        return found
+    return visitor_id(value)
+
+
+async def account_visitors(
+    client: redis.Redis, archive: Archive, site: str, account: str
+) -> set[str]:
+    """Every visitor known for ``account``: its latest visitors, profiles matched to it, and
+    events that carry it (streams and archive)."""
+    members: list[bytes] = await client.zrange(keyspace.account_recent(site, account), 0, -1)  # type: ignore[assignment]
+    found = {text(member) for member in members}
+    async for key in client.scan_iter(match=keyspace.profile_pattern(site), count=_SCAN_COUNT):
+        if text(await client.hget(key, "account") or b"") == account:
+            found.add(text(key).rsplit(":", 1)[1])
+
+    def carries(event: dict[str, Any]) -> bool:
+        return event.get("account") == account
+
+    found |= await _stream_visitors(client, site, carries)
+    found |= await asyncio.to_thread(
+        archive.visitors_where, site, account, lambda event: carries(dict(event))
+    )
+    return _bounded(found)
+
+
+async def email_domain_visitors(
+    client: redis.Redis, archive: Archive, site: str, email_domain: str
+) -> set[str]:
+    """The visitors whose forms reported ``email_domain`` (streams and archive)."""
+
+    def reported(event: dict[str, Any]) -> bool:
+        return event.get("type") == "form" and event.get("email_domain") == email_domain
+
+    found = await _stream_visitors(client, site, reported)
+    found |= await asyncio.to_thread(
+        archive.visitors_where, site, email_domain, lambda event: reported(dict(event))
+    )
+    return _bounded(found)
+
+
+def _bounded(visitors: set[str]) -> set[str]:
+    visitors.discard("")
+    if len(visitors) > MAX_SUBJECT_VISITORS:
+        raise SubjectError(
+            f"{len(visitors)} visitors: more than {MAX_SUBJECT_VISITORS} at once is refused; "
+            "erase them in parts (--visitor)"
+        )
+    return visitors
+
+
+# --- export --------------------------------------------------------------------------------
+
+
+async def export_visitor(
+    client: redis.Redis, archive: Archive, site: str, visitor: str
+) -> dict[str, Any]:
+    """Everything ``site`` holds of ``visitor``, as JSON-ready values (Art. 15)."""
+    async with client.pipeline(transaction=False) as pipe:
+        pipe.hgetall(keyspace.profile(site, visitor))
+        pipe.lrange(keyspace.pages(site, visitor), 0, -1)
+        pipe.lrange(keyspace.downloads(site, visitor), 0, -1)
+        pipe.hgetall(keyspace.exposures(site, visitor))
+        pipe.get(keyspace.segment(site, visitor))
+        profile, pages, downloads, exposures, segment = await pipe.execute()
+    accounts = [
+        text(key).split(":")[-2]
+        async for key in client.scan_iter(
+            match=keyspace.account_recent_pattern(site), count=_SCAN_COUNT
+        )
+        if await client.zscore(key, visitor) is not None
+    ]
+    revenue = [
+        {"key": text(key), "member": text(member), "total": score}
+        for key, members in (await _revenue_members(client, site, {visitor})).items()
+        for member, score in members
+    ]
+    stream_events, dead = await _stream_entries(client, site, {visitor})
+    return {
+        "site": site,
+        "visitor": visitor,
+        "handle": (await handles(client, site, [visitor]))[0],
+        "profile": _texts(profile),
+        "pages": [text(page) for page in pages],
+        "downloads": [text(path) for path in downloads],
+        "exposures": _texts(exposures),
+        "segment": _jsonable(_unpacked(segment)),
+        "accounts_recent": accounts,
+        "revenue_totals": revenue,
+        "stream_events": [event for _, _, event in stream_events],
+        "dead_letters": [event for _, _, event in dead],
+        "archive_events": await asyncio.to_thread(archive.events_of, site, [visitor]),
+    }
+
+
+async def export_account(
+    client: redis.Redis, archive: Archive, site: str, account: str
+) -> dict[str, Any]:
+    """An account's own keys, its CRM record, and the export of each of its visitors."""
+    visitors = await account_visitors(client, archive, site, account)
+    return {
+        "site": site,
+        "account": account,
+        "rollup": _texts(await client.hgetall(keyspace.account_rollup(site, account))),
+        "crm": _texts(await client.hgetall(keyspace.crm_account(site, account))),
+        "company": _texts(await client.hgetall(keyspace.company(site, account))),
+        "heat": await client.zscore(keyspace.hot_accounts(site), account),
+        "visitors": [
+            await export_visitor(client, archive, site, visitor) for visitor in sorted(visitors)
+        ],
+    }
+
+
+# --- erasure -------------------------------------------------------------------------------
+
+
+async def erase_visitors(
+    client: redis.Redis, archive: Archive, site: str, visitors: Collection[str], receipt: Receipt
+) -> None:
+    """Remove ``visitors`` from every place of ``site`` (Art. 17), counting into ``receipt``."""
+    wanted = set(visitors)
+    if not wanted:
+        return
+    named = await handles(client, site, wanted)
+    async with client.pipeline(transaction=False) as pipe:
+        for visitor, handle in zip(sorted(wanted), named, strict=True):
+            for name in _VISITOR_KEYS.values():
+                pipe.delete(name(site, visitor))
+            pipe.delete(keyspace.visitor_handle(site, handle))
+        deleted = await pipe.execute()
+    places = (*_VISITOR_KEYS, "handle")
+    for index, count in enumerate(deleted):
+        receipt.add(site, places[index % len(places)], int(count))
+    receipt.visitors += named
+    receipt.add(site, "accounts_recent", await _remove_members(client, site, wanted))
+    revenue = await _revenue_members(client, site, wanted)
+    for key, members in revenue.items():
+        await client.zrem(key, *[member for member, _ in members])
+    receipt.add(site, "revenue_totals", sum(len(members) for members in revenue.values()))
+    entries, dead = await _stream_entries(client, site, wanted)
+    for key, entry_id, _ in (*entries, *dead):
+        await client.xdel(key, entry_id)
+    receipt.add(site, "stream_events", len(entries))
+    receipt.add(site, "dead_letters", len(dead))
+    rows, files = await asyncio.to_thread(archive.erase, site, wanted)
+    receipt.add(site, "archive_rows", rows)
+    receipt.add(site, "archive_files", files)
+    receipt.add(site, "other_keys", await _sweep(client, site, wanted))
+
+
+async def erase_account(
+    client: redis.Redis, archive: Archive, site: str, account: str, receipt: Receipt
+) -> None:
+    """The account's visitors, then its roll-up keys and its place among hot accounts."""
+    await erase_visitors(
+        client, archive, site, await account_visitors(client, archive, site, account), receipt
+    )
+    own = (
+        keyspace.account_rollup(site, account),
+        keyspace.account_visitors(site, account),
+        keyspace.account_recent(site, account),
+        keyspace.company(site, account),
+    )
+    receipt.add(site, "account_keys", int(await client.delete(*own)))
+    receipt.add(site, "hot_accounts", int(await client.zrem(keyspace.hot_accounts(site), account)))
+
+
+# --- places --------------------------------------------------------------------------------
+
+
+async def handles(client: redis.Redis, site: str, visitors: Iterable[str]) -> list[str]:
+    """The visitors' handles, made with the handles' key (made now if none was yet)."""
+    secret = await shared_secrets.ensure_secret(client, keyspace.VISITOR_HANDLE_SECRET)
+    return [handle_of(secret, site, visitor) for visitor in sorted(visitors)]
+
+
+async def _remove_members(client: redis.Redis, site: str, visitors: set[str]) -> int:
+    removed = 0
+    async for key in client.scan_iter(
+        match=keyspace.account_recent_pattern(site), count=_SCAN_COUNT
+    ):
+        removed += int(await client.zrem(key, *visitors))
+    return removed
+
+
+async def _revenue_members(
+    client: redis.Redis, site: str, visitors: set[str]
+) -> dict[str, list[tuple[str, float]]]:
+    """Per ``revenue_totals`` set, the members of ``visitors`` with their scores."""
+    found: dict[str, list[tuple[str, float]]] = {}
+    async for key in client.scan_iter(
+        match=keyspace.revenue_totals_pattern(site), count=_SCAN_COUNT
+    ):
+        for visitor in visitors:
+            match = visitor + keyspace.RECORD_SEPARATOR + "*"
+            async for member, score in client.zscan_iter(key, match=match, count=_SCAN_COUNT):
+                found.setdefault(text(key), []).append((text(member), float(score)))
+    return found
+
+
+StreamHit = tuple[str, str, dict[str, Any]]  # stream key, entry id, the event (or what it was)
+
+
+async def _stream_entries(
+    client: redis.Redis, site: str, visitors: set[str]
+) -> tuple[list[StreamHit], list[StreamHit]]:
+    """The visitors' entries in the site's event streams (consumed or not) and dead letters."""
+    entries: list[StreamHit] = []
+    async for key in client.scan_iter(match=keyspace.stream_pattern(site), count=_SCAN_COUNT):
+        async for entry_id, fields in _xrange(client, text(key)):
+            raw = fields.get(EVENT_FIELD, b"")
+            event = _unpacked(raw)
+            if _names(event, raw, visitors):
+                entries.append((text(key), entry_id, _shown(event, raw)))
+    dead: list[StreamHit] = []
+    key = keyspace.dead_letters(site)
+    async for entry_id, fields in _xrange(client, key):
+        raw = fields.get(b"data", b"")
+        event = _unpacked(raw)
+        if _names(event, raw, visitors):
+            reason = text(fields.get(b"reason", b""))
+            dead.append((key, entry_id, {"reason": reason, "event": _shown(event, raw)}))
+    return entries, dead
+
+
+async def _stream_visitors(
+    client: redis.Redis, site: str, test: Callable[[dict[str, Any]], bool]
+) -> set[str]:
+    found: set[str] = set()
+    async for key in client.scan_iter(match=keyspace.stream_pattern(site), count=_SCAN_COUNT):
+        async for _, fields in _xrange(client, text(key)):
+            event = _unpacked(fields.get(EVENT_FIELD))
+            if isinstance(event, dict) and test(event):
+                found.add(str(event.get("visitor", "")))
+    return found
+
+
+async def _xrange(client: redis.Redis, key: str) -> Any:
+    """A stream's entries in pages, oldest first: (id, fields)."""
+    start = "-"
+    while True:
+        page: Any = await client.xrange(key, min=start, count=_XRANGE_COUNT)
+        for entry_id, fields in page:
+            yield text(entry_id), fields
+        if len(page) < _XRANGE_COUNT:
+            return
+        start = "(" + text(page[-1][0])
+
+
+def _names(event: object, raw: bytes, visitors: set[str]) -> bool:
+    """Whether an entry is one of ``visitors``'s: its event's visitor, or (an entry that does
+    not decode, in the dead letters) the id among its bytes."""
+    if isinstance(event, dict):
+        return event.get("visitor") in visitors
+    return any(visitor.encode() in raw for visitor in visitors)
+
+
+async def _sweep(client: redis.Redis, site: str, visitors: set[str]) -> int:
+    """Delete any other key of the site whose name holds one of the ids (a per-visitor key
+    this module does not know yet): the places above are the rule, this is the safety net."""
+    removed = 0
+    for visitor in visitors:
+        pattern = keyspace.site_pattern(site).removesuffix("*") + "*" + visitor + "*"
+        async for key in client.scan_iter(match=pattern, count=_SCAN_COUNT):
+            if visitor in text(key).split(":"):
+                removed += int(await client.delete(key))
+    return removed
+
+
+def _texts(mapping: Mapping[Any, Any]) -> dict[str, str]:
+    return {text(name): text(value) for name, value in mapping.items()}
+
+
+def _unpacked(raw: bytes | None) -> Any:
+    """A msgpack value, or None for none or bytes that are not one."""
+    if raw is None:
+        return None
+    try:
+        return msgpack.unpackb(raw, raw=False, strict_map_key=False)
+    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError):
+        return None
+
+
+def _shown(event: Any, raw: bytes) -> Any:
+    """An entry's event for an export: as decoded, or its bytes in hex when it does not."""
+    return _jsonable(event) if event is not None else {"undecodable": raw.hex()}
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(name): _jsonable(item) for name, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(item) for item in value]
+    if isinstance(value, bytes):
+        return value.hex()
+    return value
+
+
+# --- one request, over the sites it concerns -----------------------------------------------
+
+
+async def erase(
+    client: redis.Redis, archive: Archive, sites: Iterable[str], kind: SubjectKind, value: str
+) -> Receipt:
+    """Erase a subject on ``sites``: what the CLI and the API run. A handle names a visitor of
+    one site only, so it is erased where it resolves (SubjectError when nowhere)."""
+    named = await _subjects(client, archive, sites, kind, value)
+    subject = value if kind != "visitor" else ""
+    receipt = Receipt(kind, subject)
+    for site, visitors in named.items():
+        if kind == "account":
+            await erase_account(client, archive, site, domain(value), receipt)
+        else:
+            await erase_visitors(client, archive, site, visitors, receipt)
+        receipt.removed.setdefault(site, {})
+    if kind == "visitor":
+        receipt.subject = receipt.visitors[0] if receipt.visitors else ""
+    return receipt
+
+
+async def export(
+    client: redis.Redis, archive: Archive, sites: Iterable[str], kind: SubjectKind, value: str
+) -> dict[str, Any]:
+    """Export a subject from ``sites``: ``{"kind", "sites": [one export per site]}``."""
+    named = await _subjects(client, archive, sites, kind, value)
+    exports: list[dict[str, Any]] = []
+    for site, visitors in named.items():
+        if kind == "account":
+            exports.append(await export_account(client, archive, site, domain(value)))
+        else:
+            found = [await export_visitor(client, archive, site, one) for one in sorted(visitors)]
+            exports.append({"site": site, "visitors": found})
+    return {"kind": kind, "sites": exports}
+
+
+async def _subjects(
+    client: redis.Redis, archive: Archive, sites: Iterable[str], kind: SubjectKind, value: str
+) -> dict[str, set[str]]:
+    """The visitors a subject names, per site."""
+    named: dict[str, set[str]] = {}
+    for site in sites:
+        if kind == "visitor":
+            try:
+                named[site] = {await find_visitor(client, site, value)}
+            except UnknownHandle:
+                continue  # a handle is one site's: the others do not know it
+        elif kind == "account":
+            named[site] = await account_visitors(client, archive, site, domain(value))
+        else:
+            named[site] = await email_domain_visitors(client, archive, site, domain(value))
+    if not named:
+        raise UnknownHandle("no visitor has this handle (unknown, expired or erased)")
+    return named
