@@ -226,6 +226,10 @@ async def create_token(
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     digest = _digest(token)
     token_id = digest[:12]
+    # The index first, then the token: two keys in different cluster slots cannot share a
+    # MULTI, and in this order a crash between them leaves an index entry naming nothing
+    # (list_tokens skips it), never a working token that cannot be listed or revoked.
+    await client.hset(keyspace.ADMIN_TOKENS, token_id, digest)
     async with client.pipeline(transaction=True) as pipe:
         pipe.hset(
             keyspace.admin_token(digest),
@@ -240,7 +244,6 @@ async def create_token(
                 "revoked": 0,
             },
         )
-        pipe.hset(keyspace.ADMIN_TOKENS, token_id, digest)
         await pipe.execute()
     return token_id, token
 

@@ -1,6 +1,8 @@
 -- Apply a batch of events' effects atomically, each event exactly once.
--- KEYS[1]: the site's event stream (for routing: every key the script touches carries the
---          site's hash tag, so all of them live in the stream's cluster slot)
+-- KEYS: the site's event stream (for routing), then every key the batch touches, which
+--       Python lists (analytics/apply_keys.py): all carry the site's hash tag, so they share
+--       the stream's Redis Cluster slot. An operation on a key not declared refuses the batch
+--       before its first write, so no key reaches Redis unannounced.
 -- ARGV[1]: seconds to keep applied ids; ARGV[2]: JSON list of events, each
 --          [done_key, event_id, operations]; ARGV[3]: JSON {key: seconds to live} of the keys
 --          the batch writes. Returns one 1 (applied) or 0 (seen before) per event.
@@ -171,12 +173,63 @@ end
 local KNOWN = {incr = 1, fincr = 1, setnx = 1, set = 1, max = 1, push = 1, pfadd = 1,
                zincr = 1, latest = 1, session_page = 1, expose = 1, outcome = 1, verify = 1}
 local batch = cjson.decode(ARGV[2])
+local DECLARED = {}
+for _, key in ipairs(KEYS) do
+  DECLARED[key] = true
+end
+
+local function undeclared(op)
+  -- the first key of op that KEYS does not name, if any (positions as apply() reads them);
+  -- verify's aggregates are named by the experiments the exposures hash holds now, or that
+  -- an expose of this batch adds (whose aggregates key that expose declares)
+  local name = op[1]
+  local keys = {op[2]}
+  if name == 'expose' then
+    keys[#keys + 1] = op[5]
+    for _, open in ipairs(op[8]) do
+      keys[#keys + 1] = open[1]
+    end
+  elseif name == 'outcome' then
+    keys[#keys + 1] = op[5]
+    if op[12] ~= '' then
+      keys[#keys + 1] = op[12]
+    end
+  elseif name == 'verify' then
+    keys[#keys + 1] = op[3]
+    local fields = redis.call('HKEYS', op[3])
+    for _, experiment in ipairs(fields) do
+      if not string.find(experiment, SEP, 1, true) then
+        keys[#keys + 1] = op[4] .. experiment
+      end
+    end
+  end
+  for _, key in ipairs(keys) do
+    if not DECLARED[key] then
+      return key
+    end
+  end
+  return nil
+end
+
 -- a script's writes are not rolled back on error: refuse the batch before the first write
 for _, event in ipairs(batch) do
+  if not DECLARED[event[1]] then
+    return redis.error_reply('undeclared key ' .. event[1])
+  end
   for _, op in ipairs(event[3]) do
     if not KNOWN[op[1]] then
       return redis.error_reply('unknown operation ' .. tostring(op[1]))
     end
+    local missing = undeclared(op)
+    if missing then
+      return redis.error_reply('undeclared key ' .. missing)
+    end
+  end
+end
+local lifetimes = cjson.decode(ARGV[3])
+for key, _ in pairs(lifetimes) do
+  if not DECLARED[key] then
+    return redis.error_reply('undeclared key ' .. key)
   end
 end
 
@@ -245,7 +298,7 @@ for _, event in ipairs(batch) do
     expired_done[event[1]] = true
   end
 end
-for key, seconds in pairs(cjson.decode(ARGV[3])) do
+for key, seconds in pairs(lifetimes) do
   redis.call('EXPIRE', key, seconds)
 end
 return results

@@ -3,14 +3,21 @@ of the Redis streams and ``refract rebuild`` can replay it.
 
 Layout (Hive-style, one directory per site and UTC day)::
 
-    <root>/site=<site>/date=YYYY-MM-DD/part-<time_ns>-<pid>-<n>.parquet
+    <root>/site=<site>/date=YYYY-MM-DD/part-<time_ns>-<writer>-<pid>-<n>.parquet
+
+The root is a directory (the default: ``archive`` in ``data_dir``) or an ``s3://bucket/prefix``
+URL (``events.archive_dir``; analytics/archive_files.py says how each is written). ``writer``
+is the worker's name (``REFRACT_WORKER_NAME`` or the host name), so the workers of several
+nodes writing one shared archive never pick the same name; older parts without it
+(``part-<time_ns>-<pid>-<n>.parquet``) are read as well.
 
 Each ``append`` call writes one new part file per (site, day) it touches; nothing is ever
-rewritten in place. A part is written under a hidden temporary name (``.part-....parquet.tmp``)
-in the same directory, fsynced, then ``os.replace``-d to its final name, so a crash never leaves
-a half-written file visible. Readers here only look at names matching ``part-*.parquet``; other
-tools skip the temporary files because they are hidden (start with ``.``) and do not end in
-``.parquet``. ``compact`` later merges a finished day's parts into one.
+rewritten in place. In a directory, a part is written under a hidden temporary name
+(``.part-....parquet.tmp``) in the same directory, fsynced, then ``os.replace``-d to its final
+name, so a crash never leaves a half-written file visible; in an object store, an object only
+appears once its upload is complete. Readers here only look at names matching
+``part-*.parquet``; other tools skip the temporary files because they are hidden (start with
+``.``) and do not end in ``.parquet``. ``compact`` later merges a finished day's parts into one.
 
 Schema of every part file (zstd-compressed, meant for DuckDB, ClickHouse and Spark too):
 
@@ -62,7 +69,8 @@ holds for what was written.
 Reading with other tools: the ``site`` and ``date`` path keys duplicate data that is already in
 the columns, and ``site`` clashes with the partition key of the same name, so read with Hive
 partitioning off (pyarrow: ``pq.read_table(root, partitioning=None)``; DuckDB:
-``read_parquet('<root>/*/*/*.parquet', hive_partitioning = false)``) and dedupe on ``id``.
+``read_parquet('<root>/*/*/*.parquet', hive_partitioning = false)``, ``<root>`` an
+``s3://`` URL too) and dedupe on ``id``.
 """
 
 from __future__ import annotations
@@ -72,7 +80,6 @@ import json
 import math
 import os
 import re
-import shutil
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from datetime import date, datetime, timedelta
@@ -81,8 +88,9 @@ from typing import Any, cast
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
+from refract.analytics.archive_files import open_files
+from refract.analytics.heartbeats import worker_name
 from refract.rules.config import Config
 from refract.rules.events import STREAM_ONLY_FIELDS, Event
 
@@ -113,10 +121,11 @@ _SORT = [("time", "ascending"), ("id", "ascending")]
 _INT16 = range(-(2**15), 2**15)
 _EPOCH = date(1970, 1, 1)
 _US_PER_DAY = 86_400 * 1_000_000
-_PART_NAME = re.compile(r"part-\d+-\d+-\d+\.parquet")
+# part-<time_ns>[-<writer>]-<pid>-<n>.parquet: the writer is absent from older parts
+_PART_NAME = re.compile(r"part-\d+(?:-[A-Za-z0-9_.-]{1,64})?-\d+-\d+\.parquet")
+_WRITER_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 _DAY_NAME = re.compile(r"date=(\d{4}-\d{2}-\d{2})")
 _SITE_NAME = re.compile(r"site=(.+)")
-_PRUNING = ".pruning-"  # a day directory being deleted; hidden, so nobody reads a half of it
 _READ_ATTEMPTS = 5
 _ERASE_PASSES = 3
 # One counter per process (not per Archive) so two instances on one root never pick a name
@@ -133,10 +142,18 @@ class Archive:
     names, and readers tolerate the duplicates that crashes and concurrent compactions leave.
     """
 
-    def __init__(self, root: Path, scrub: Callable[[Event], Event] | None = None) -> None:
-        self.root = Path(root)
+    def __init__(
+        self,
+        root: Path | str,
+        scrub: Callable[[Event], Event] | None = None,
+        writer: str | None = None,
+    ) -> None:
+        """``root``: a directory, or an ``s3://bucket/prefix`` URL (then ``self.root`` is
+        ``bucket/prefix``); ``writer``: the name part files carry, the worker's by default."""
+        self._files, self.root = open_files(root)
         # what ``privacy.archive_personal_fields`` keeps of personal fields (personal_fields.py)
         self._scrub = scrub or (lambda event: event)
+        self._writer = _WRITER_UNSAFE.sub("_", writer or worker_name())[:64] or "_"
 
     def append(self, events: Sequence[Event]) -> None:
         """Archive ``events``: one new part file per (site, UTC day) among them.
@@ -168,16 +185,13 @@ class Archive:
             group = groups.setdefault((row["site"], _day_of(row["ts"])), {})
             group.setdefault(row["id"], row)
         for (site, day), by_id in groups.items():
-            directory = self._day_dir(site, day)
-            directory.mkdir(parents=True, exist_ok=True)
-            _write_part(_table(list(by_id.values())), directory)
+            self._write_part(_table(list(by_id.values())), self._day_dir(site, day))
 
     def days(self, site: str) -> list[date]:
         """The days that have archived events for ``site``, oldest first."""
-        site_dir = self._site_dir(site)
-        if not site_dir.is_dir():
-            return []
-        return sorted(day for day, path in _day_dirs(site_dir) if _parts(path))
+        return sorted(
+            day for day, path in self._day_dirs(self._site_dir(site)) if self._parts(path)
+        )
 
     def read(
         self, site: str, since: date | None = None, until: date | None = None
@@ -206,11 +220,10 @@ class Archive:
         oldest_kept = today - timedelta(days=keep_days - 1)
         removed = 0
         for site_dir in self._site_dirs():
-            for day, path in _day_dirs(site_dir):
-                if day < oldest_kept and _remove_dir(path):
+            for day, path in self._day_dirs(site_dir):
+                if day < oldest_kept and self._files.remove_directory(path):
                     removed += 1
-            for leftover in site_dir.glob(f"{_PRUNING}*"):
-                shutil.rmtree(leftover, ignore_errors=True)
+            self._files.sweep(site_dir)
         return removed
 
     def compact(self, site: str, day: date) -> None:
@@ -222,14 +235,13 @@ class Archive:
         written is safe but pointless.
         """
         directory = self._day_dir(site, day)
-        parts = _parts(directory)
+        parts = self._parts(directory)
         if len(parts) < 2:
             return
-        table = _dedupe(pa.concat_tables([_read_part(part) for part in parts]).sort_by(_SORT))
-        _write_part(table, directory)
+        tables = [self._files.read(part, None) for part in parts]
+        self._write_part(_dedupe(pa.concat_tables(tables).sort_by(_SORT)), directory)
         for part in parts:
-            part.unlink(missing_ok=True)  # a concurrent compaction may have removed it already
-        _fsync_directory(directory)
+            self._files.delete(part)  # a concurrent compaction may have removed it already
 
     def events_of(self, site: str, visitors: Collection[str]) -> list[Event]:
         """Every archived event of ``visitors`` on ``site`` (a data subject's export), in
@@ -238,7 +250,7 @@ class Archive:
         found: list[Event] = []
         seen: set[str] = set()
         for _, part in self._all_parts(site):
-            table = _read_part(part, _READ_COLUMNS)
+            table = self._files.read(part, _READ_COLUMNS)
             table = table.filter(pc.is_in(table.column("visitor"), pa.array(wanted, pa.string())))
             for row in table.sort_by(_SORT).to_pylist():
                 if row["id"] not in seen:
@@ -251,7 +263,7 @@ class Archive:
         whose JSON ``data`` contains ``needle`` are decoded (an account's domain, say)."""
         found: set[str] = set()
         for _, part in self._all_parts(site):
-            table = _read_part(part, _READ_COLUMNS)
+            table = self._files.read(part, _READ_COLUMNS)
             table = table.filter(pc.match_substring(table.column("data"), needle))
             found.update(
                 row["visitor"] for row in table.to_pylist() if row["visitor"] and test(_decode(row))
@@ -270,7 +282,7 @@ class Archive:
             found = 0
             for directory, part in self._all_parts(site):
                 try:
-                    table = _read_part(part)
+                    table = self._files.read(part, None)
                 except FileNotFoundError:
                     continue  # compacted meanwhile: the next pass reads the merged part
                 matches = pc.is_in(table.column("visitor"), wanted)
@@ -279,9 +291,8 @@ class Archive:
                     continue
                 kept = table.filter(pc.invert(matches))
                 if kept.num_rows:
-                    _write_part(kept, directory)
-                part.unlink(missing_ok=True)
-                _fsync_directory(directory)
+                    self._write_part(kept, directory)
+                self._files.delete(part)
                 found += count
                 files += 1
             rows += found
@@ -291,11 +302,8 @@ class Archive:
 
     def _all_parts(self, site: str) -> Iterator[tuple[Path, Path]]:
         """(day directory, part) of every part of ``site``, oldest day first."""
-        site_dir = self._site_dir(site)
-        if not site_dir.is_dir():
-            return
-        for _, directory in sorted(_day_dirs(site_dir)):
-            for part in _parts(directory):
+        for _, directory in sorted(self._day_dirs(self._site_dir(site))):
+            for part in self._parts(directory):
                 yield directory, part
 
     def _read(self, site: str, since: date | None, until: date | None) -> Iterator[Event]:
@@ -314,7 +322,7 @@ class Archive:
         directory = self._day_dir(site, day)
         for attempt in range(1, _READ_ATTEMPTS + 1):
             try:
-                tables = [_read_part(part, _READ_COLUMNS) for part in _parts(directory)]
+                tables = [self._files.read(part, _READ_COLUMNS) for part in self._parts(directory)]
             except FileNotFoundError:
                 if attempt == _READ_ATTEMPTS:
                     raise
@@ -331,15 +339,33 @@ class Archive:
         return self._site_dir(site) / f"date={_check_day(day).isoformat()}"
 
     def _site_dirs(self) -> list[Path]:
-        if not self.root.is_dir():
-            return []
         return [
             path
-            for path in self.root.iterdir()
-            if (match := _SITE_NAME.fullmatch(path.name))
-            and SITE_PATTERN.fullmatch(match[1])
-            and path.is_dir()
+            for path in self._files.directories(self.root)
+            if (match := _SITE_NAME.fullmatch(path.name)) and SITE_PATTERN.fullmatch(match[1])
         ]
+
+    def _day_dirs(self, site_dir: Path) -> list[tuple[date, Path]]:
+        """The ``date=`` directories of a site with their dates; other names are not ours."""
+        found = []
+        for path in self._files.directories(site_dir):
+            match = _DAY_NAME.fullmatch(path.name)
+            if match is None:
+                continue
+            try:
+                found.append((date.fromisoformat(match[1]), path))
+            except ValueError:
+                continue
+        return found
+
+    def _parts(self, directory: Path) -> list[Path]:
+        """The finished part files of a day directory, ignoring temporary and foreign files."""
+        return [path for path in self._files.files(directory) if _PART_NAME.fullmatch(path.name)]
+
+    def _write_part(self, table: pa.Table, directory: Path) -> None:
+        """``table`` as a new part in ``directory``, under a name no other writer picks."""
+        name = f"part-{time.time_ns()}-{self._writer}-{os.getpid()}-{next(_sequence)}.parquet"
+        self._files.write(table, directory / name)
 
 
 # --- encoding ---------------------------------------------------------------------------
@@ -445,72 +471,7 @@ def _check_day(day: date) -> date:
     return day
 
 
-def _day_dirs(site_dir: Path) -> list[tuple[date, Path]]:
-    """The ``date=`` directories of a site with their dates; other names are not ours."""
-    found = []
-    for path in site_dir.iterdir():
-        match = _DAY_NAME.fullmatch(path.name)
-        if match is None or not path.is_dir():
-            continue
-        try:
-            found.append((date.fromisoformat(match[1]), path))
-        except ValueError:
-            continue
-    return found
-
-
-def _parts(directory: Path) -> list[Path]:
-    """The finished part files of a day directory, ignoring temporary and foreign files."""
-    try:
-        names = sorted(entry.name for entry in os.scandir(directory) if entry.is_file())
-    except FileNotFoundError:
-        return []
-    return [directory / name for name in names if _PART_NAME.fullmatch(name)]
-
-
-def _read_part(path: Path, columns: list[str] | None = None) -> pa.Table:
-    # ParquetFile, not pq.read_table: the latter would add Hive partition columns from the path.
-    with pq.ParquetFile(path) as file:
-        return file.read(columns=columns)
-
-
-def _write_part(table: pa.Table, directory: Path) -> Path:
-    """Write ``table`` as a new part in ``directory``: whole and durable, or not at all."""
-    name = f"part-{time.time_ns()}-{os.getpid()}-{next(_sequence)}.parquet"
-    final = directory / name
-    temporary = directory / f".{name}.tmp"
-    try:
-        with open(temporary, "wb") as file:
-            pq.write_table(table, file, compression="zstd")
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, final)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    _fsync_directory(directory)
-    return final
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make a rename or removal in ``directory`` durable (the worker acks Redis after this)."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _remove_dir(path: Path) -> bool:
-    """Delete a day directory, hiding it first; False if someone else got there first."""
-    hidden = path.with_name(f"{_PRUNING}{path.name}-{os.getpid()}-{next(_sequence)}")
-    try:
-        path.rename(hidden)
-    except FileNotFoundError:
-        return False
-    shutil.rmtree(hidden, ignore_errors=True)
-    return True
-
-
-def archive_root(config: Config) -> Path:
+def archive_root(config: Config) -> Path | str:
+    """Where the node's archive is: ``events.archive_dir`` (a directory or an ``s3://`` URL),
+    by default ``archive`` in ``data_dir``."""
     return config.events.archive_dir or config.server.data_dir / "archive"

@@ -33,6 +33,7 @@ from typing import Any
 
 import redis.asyncio as redis
 
+from refract.analytics.apply_keys import batch_keys
 from refract.analytics.archive import Archive
 from refract.analytics.effects import Effects, FirstExposure, ScriptItem, VisitorState
 from refract.analytics.matching import AccountMatcher
@@ -45,7 +46,9 @@ from refract.rules.segments import decode_segment
 log = logging.getLogger("refract.worker")
 
 # apply.lua with the field schema's constants it reads, generated from rules/keyspace.py
-_APPLY = keyspace.lua_constants() + files("refract.analytics").joinpath("apply.lua").read_text()
+APPLY_SCRIPT = (
+    keyspace.lua_constants() + files("refract.analytics").joinpath("apply.lua").read_text()
+)
 BATCH = 500
 BLOCK_MS = 200
 CLAIM_IDLE_MS = 30_000  # an entry pending this long belongs to a consumer presumed dead
@@ -78,7 +81,7 @@ class SiteConsumer:
         self.segments = segments
         self.matcher = matcher  # None: events are applied as they come (a rebuild)
         self.stream = keyspace.stream(site, shard)
-        self._apply = client.register_script(_APPLY)
+        self._apply = client.register_script(APPLY_SCRIPT)
         self._claim_from = "0-0"
         self._backlog = True  # first, what this consumer read before a restart and never acked
 
@@ -222,23 +225,25 @@ class SiteConsumer:
             items.append((done, event["id"], operations))
             ready.append((entry_id, event))
         try:
-            await self._run(items, lifetimes)
+            await self._run(items, lifetimes, visitors)
             return ready, failed
         except redis.ResponseError:
             pass
         applied = []
         for (entry_id, event), item in zip(ready, items, strict=True):
             try:
-                await self._run([item], lifetimes)
+                await self._run([item], lifetimes, visitors)
                 applied.append((entry_id, event))
             except redis.ResponseError as error:
                 failed.append((entry_id, f"apply: {error}"))
         return applied, failed
 
-    async def _run(self, items: list[ScriptItem], lifetimes: dict[str, int]) -> None:
+    async def _run(
+        self, items: list[ScriptItem], lifetimes: dict[str, int], visitors: dict[str, VisitorState]
+    ) -> None:
         if items:
             await self._apply(
-                keys=[self.stream],
+                keys=batch_keys(self.site, self.stream, items, lifetimes, visitors),
                 args=[keyspace.DONE_TTL_S, json.dumps(items), json.dumps(lifetimes)],
             )
 

@@ -66,7 +66,9 @@ async def beat(
 ) -> None:
     now = time.time() if now is None else now
     said = json.dumps({"pid": os.getpid(), "state": status.state, "rules": status.rules})
-    async with client.pipeline(transaction=True) as pipe:
+    # No MULTI: the list and the worker's key lie in different Redis Cluster slots. A beat
+    # half written is whole again at the next (each write is idempotent).
+    async with client.pipeline(transaction=False) as pipe:
         pipe.zadd(keyspace.WORKERS, {name: now})
         pipe.zremrangebyscore(keyspace.WORKERS, "-inf", now - keyspace.HEARTBEAT_TTL_S)
         pipe.set(keyspace.worker(name), said, ex=keyspace.HEARTBEAT_TTL_S)
@@ -74,7 +76,7 @@ async def beat(
 
 
 async def leave(client: redis.Redis, name: str) -> None:
-    async with client.pipeline(transaction=True) as pipe:
+    async with client.pipeline(transaction=False) as pipe:  # two slots: see beat
         pipe.zrem(keyspace.WORKERS, name)
         pipe.delete(keyspace.worker(name))
         await pipe.execute()
@@ -85,7 +87,10 @@ async def live_workers(client: redis.Redis, now: float | None = None) -> list[Li
     now = time.time() if now is None else now
     fresh = await client.zrangebyscore(keyspace.WORKERS, now - keyspace.HEARTBEAT_TTL_S, "+inf")
     names = sorted(text(name) for name in fresh if isinstance(name, bytes | str))
-    said = await client.mget([keyspace.worker(name) for name in names]) if names else []
+    async with client.pipeline(transaction=False) as pipe:  # not MGET: one slot per worker
+        for name in names:
+            pipe.get(keyspace.worker(name))
+        said = await pipe.execute() if names else []
     return [_live(name, value) for name, value in zip(names, said, strict=True)]
 
 

@@ -20,7 +20,6 @@ from collections import deque
 from collections.abc import AsyncIterator
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import redis.asyncio as redis
 from aiohttp import web
@@ -59,7 +58,6 @@ class EventLog:
         self._retention_ms = retention_days * 86_400_000
         self._wake = asyncio.Event()
         self._failures = 0
-        self._append: Any = None
         # Sites whose stream is at events.stream_max_entries (stream_budget.py keeps it)
         self.full_sites: frozenset[str] = frozenset()
 
@@ -86,7 +84,6 @@ class EventLog:
 
     async def run(self, client: redis.Redis) -> None:
         """Write forever; cancelled when the app stops."""
-        self._append = client.register_script(_APPEND)
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), FLUSH_EVERY_S)
@@ -121,8 +118,6 @@ class EventLog:
     async def _send(self, client: redis.Redis, batch: list[Event]) -> None:
         """One pipelined round trip: ``batch`` to its sites' streams; raises when Redis did
         not take it within ``WRITE_TIMEOUT_S``."""
-        if self._append is None:
-            self._append = client.register_script(_APPEND)
         trim_before = str(int(time.time() * 1000) - self._retention_ms)
         by_stream: dict[str, list[bytes]] = {}
         for event in batch:
@@ -131,7 +126,9 @@ class EventLog:
         async with asyncio.timeout(WRITE_TIMEOUT_S):
             async with client.pipeline(transaction=False) as pipe:
                 for stream, encoded in by_stream.items():
-                    await self._append(keys=[stream], args=[trim_before, *encoded], client=pipe)
+                    # EVAL, not EVALSHA: a cluster pipeline does not load a script a node
+                    # lacks (NOSCRIPT), and a replica promoted by a failover has none
+                    pipe.eval(_APPEND, 1, stream, trim_before, *encoded)
                 await pipe.execute()
 
     async def write_spilled(self, client: redis.Redis, batch: list[Event]) -> bool:

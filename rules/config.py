@@ -22,13 +22,16 @@ from pydantic import (
     Field,
     ValidationError,
     ValidationInfo,
+    ValidatorFunctionWrapHandler,
     field_validator,
     model_validator,
 )
 from yarl import URL
 
 from refract.rules.industry import INDUSTRIES, load_industry_model
+from refract.rules.object_store import check_object_store_url, is_object_store_url
 from refract.rules.problems import InvalidFileError, Problem, problems_from_validation
+from refract.rules.redis_client import cluster_seeds, is_cluster
 from refract.rules.toml_lines import TomlLines, error_line
 
 ENV_PREFIX = "REFRACT_"
@@ -115,6 +118,12 @@ class ServerConfig(Section):
         description="memory per process for origin pages kept to revalidate with "
         'If-None-Match, so an unchanged page costs the origin a 304; "0" turns it off',
     )
+    origin_freshness: bool = Field(
+        default=True,
+        description="serve a kept origin page without asking the origin while it is fresh by "
+        "its own Cache-Control (s-maxage, max-age) or Expires, as a shared cache does (RFC "
+        "9111); false confirms every use with the origin",
+    )
     metrics_listen: str = Field(
         default="127.0.0.1:9464",
         description='private "host:port" answering GET /metrics (Prometheus, summed across '
@@ -147,15 +156,20 @@ class ServerConfig(Section):
 class RedisConfig(Section):
     url: str = Field(
         default="",
-        description='Redis or Valkey URL, e.g. "redis://127.0.0.1:6379/0"; empty starts an '
-        "embedded server in data_dir",
+        description='Redis or Valkey URL, e.g. "redis://127.0.0.1:6379/0"; a Redis Cluster as '
+        '"redis+cluster://host:port,host:port" (some seed nodes; rediss+cluster:// for TLS); '
+        "empty starts an embedded server in data_dir",
     )
 
     @field_validator("url")
     @classmethod
     def _check_url(cls, value: str) -> str:
-        if value and URL(value).scheme not in {"redis", "rediss", "unix"}:
-            raise ValueError("the URL must start with redis://, rediss:// or unix://")
+        if value and is_cluster(value):
+            cluster_seeds(value)  # its ValueError says what is wrong
+        elif value and URL(value).scheme not in {"redis", "rediss", "unix"}:
+            raise ValueError(
+                "the URL must start with redis://, rediss://, unix:// or redis+cluster://"
+            )
         return value
 
 
@@ -435,11 +449,22 @@ class EventsConfig(Section):
         description="entries one stream shard may hold (about 250 bytes each): at this bound "
         "batches are refused (503) and page views not recorded until the worker catches up",
     )
-    archive_dir: Path | None = Field(
+    archive_dir: Path | str | None = Field(
         default=None,
-        description="where the worker writes daily Parquet files of processed events, relative "
-        'to config.toml; none means "archive" in data_dir',
+        union_mode="left_to_right",  # a plain string is a Path; only a URL stays a string
+        description="where the worker writes daily Parquet files of processed events: a "
+        "directory, relative to config.toml, or an s3://bucket/prefix URL that the workers of "
+        "several nodes share (docs/operations.md#the-archive-on-object-storage); none means "
+        '"archive" in data_dir',
     )
+
+    @field_validator("archive_dir", mode="wrap")
+    @classmethod
+    def _archive_location(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        """An ``s3://`` URL is kept as written (once checked); anything else is a path."""
+        if isinstance(value, str) and is_object_store_url(value):
+            return check_object_store_url(value)
+        return handler(value)
 
     @model_validator(mode="before")
     @classmethod
@@ -596,7 +621,7 @@ def _resolve_paths(config: Config, config_path: Path) -> Config:
     )
     archive = config.events.archive_dir
     events = config.events.model_copy(
-        update={"archive_dir": None if archive is None else resolved(archive)}
+        update={"archive_dir": resolved(archive) if isinstance(archive, Path) else archive}
     )
     sites = [
         site.model_copy(update={"industry": str(resolved(Path(site.industry)))})

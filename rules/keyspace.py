@@ -38,6 +38,7 @@ Per site:
 | `rf:{site}:model:revenue:{version}` | string | a revenue model as JSON (rollbacks) | forever |
 | `rf:{site}:model:revenue:versions` | sorted set | models by training time | forever |
 | `rf:{site}:model:revenue:current` | string | the revenue model in use | forever |
+| `rf:{site}:demo:history` | string | when `refract demo` played its weeks of history | forever |
 
 Shared:
 
@@ -49,13 +50,17 @@ Shared:
 | `rf:admin:user:{name}` | hash | a user: role, argon2 hash, sites, generation | until removed |
 | `rf:admin:session:{sha256}` | hash | a session, with its user's generation | its lifetime |
 | `rf:admin:token:{sha256}` | hash | a token: name, role, scope, sites, expiry | until revoked |
-| `rf:admin:login:{kind}:{name}` | hash | sign-in attempts by `user` or `address` | lockout window |
+| `rf:admin:{login}:{kind}:{name}` | hash | sign-ins by `user` or `address` (1) | lockout window |
 | `rf:admin:tokens` | hash | token ids to their digests | forever |
 | `rf:admin:audit` | stream | the audit log (admin/audit.py) | capped |
 | `rf:qa:secret` | string | the key of QA links (rules/qa_links.py) | forever (delete: revoke all) |
 | `rf:visitor:secret` | string | key of visitor handles (analytics/visitor_handles.py) | forever |
 | `rf:archive:secret` | string | key of hashed archive fields (personal_fields.py) | forever |
 | `rf:vid:secret` | string | key of signed visitor ids (rules/visitor_ids.py) | forever |
+
+(1) ``{login}`` is a hash tag: one script reads and writes a user's and an address's counts
+together, so all of them share one Redis Cluster slot. Shared keys otherwise each live in
+their own slot: nothing writes two of them in one MULTI or script.
 
 An experiment's aggregates hash has one field per (day of first exposure, variant, segment,
 [metric,] statistic): ``day|variant|segment|stat`` for exposure counts and
@@ -255,6 +260,15 @@ def revenue_model_current(site: str) -> str:
     return _site(site, "model", "revenue", "current")
 
 
+# --- the demo ------------------------------------------------------------------------------
+
+
+def demo_history(site: str) -> str:
+    """Set once the demo's traffic simulator wrote its past weeks (admin/demo_traffic.py), so
+    a restarted demo does not play them again."""
+    return _site(site, "demo", "history")
+
+
 # Everything the worker derives from events, which `refract rebuild` clears before replaying
 # the archive: exactly-once markers, profiles, exposures, aggregates, counters, account
 # roll-ups and enriched companies (the archived events carry their matches). Not the imported
@@ -302,7 +316,9 @@ def admin_token(digest: str) -> str:
 
 def admin_login_failures(kind: str, subject: str) -> str:
     """Recent wrong passwords for a user name (``kind="user"``) or a client address."""
-    return f"rf:admin:login:{kind}:{subject}"
+    # ``{login}`` is a hash tag: the user's and the address's counts, which one script reads
+    # and writes together, share a Redis Cluster slot (admin/login_throttle.py)
+    return f"rf:admin:{{login}}:{kind}:{subject}"
 
 
 # --- fields of an experiment's aggregates and of a visitor's exposures ---------------------

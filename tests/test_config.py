@@ -98,7 +98,8 @@ BAD_CONFIGS = [
     ),
     pytest.param(
         '[redis]\nurl = "valkey://cache:6379"\n' + MINIMAL,
-        r"config\.toml:2: redis\.url: the URL must start with redis://, rediss:// or unix://",
+        r"config\.toml:2: redis\.url: the URL must start with redis://, rediss://, unix:// "
+        r"or redis\+cluster://",
         id="redis-url-scheme",
     ),
     pytest.param(

@@ -18,7 +18,7 @@ def paths(config: Config) -> dict[str, Path | None]:
     return {
         "server.data_dir": config.server.data_dir,
         "rules.directory": config.rules.directory,
-        "events.archive_dir": config.events.archive_dir,
+        "events.archive_dir": Path(archive) if (archive := config.events.archive_dir) else None,
     }
 
 
