@@ -1,18 +1,41 @@
-"""Proxy benchmark: Refract passing a 100 KB page through, against nginx, in one run.
+"""Proxy benchmark: Refract against nginx, each server in its own process, in one run.
 
-    python bench/proxy_bench.py [--duration 10] [--connections 64] [--rounds 3]
+    python bench/proxy_bench.py [--quick] [--duration 10] [--connections 64] [--rounds 3]
 
-Starts nginx as the origin (serving bench/pages/landing-100k.html), nginx as a plain reverse
-proxy, nginx with sub_filter (inserting a script tag, the nginx way of doing Refract's beacon),
-and `refract proxy`, one process each, and loads each with wrk. Then measures the latency
-Refract adds at a steady 200 requests/s (hey), and Refract's memory while it streams 1 GB.
-Needs nginx, wrk and hey (Debian: apt-get install nginx-light wrk hey).
+Servers, one process tree each (so that no server pays for another's work):
+
+- **origin**: nginx serving the pages (`Cache-Control: max-age=60`, with ETag and
+  Last-Modified), gzip and br copies under /gz/ and /br/ for a browser's Accept-Encoding, and
+  the same page with `Cache-Control: no-cache` under /nc/ (every use must be revalidated);
+- **nginx_proxy**: nginx as a plain reverse proxy in front of it (upstream keep-alive);
+- **nginx_sub_filter**: nginx inserting the beacon with `sub_filter` (the nginx way of doing
+  what Refract does to a page); it asks the origin for identity bytes (sub_filter cannot
+  search compressed ones) and gzips its output (level 1, nginx's default) for a client that
+  accepts gzip; `nginx_sub_filter_2w` is the same with two worker processes;
+- **refract_edits**: `refract proxy` with one running experiment (4 edits) + the beacon +
+  page views and exposures into its embedded Valkey; with its caches, so a page it has seen
+  is a cache hit; `refract_edits_miss` has `rewrite_cache = 0`, `origin_cache = 0`: every
+  request reads the origin's body, decodes, rewrites and encodes; `_2w` rows with two
+  workers; `refract` alone is the beacon only.
+
+Each row is wrk (`-t2`, a Chrome user agent, and for the gz/br rows a Chrome Accept-Encoding)
+against one server, rows interleaved round by round; the median round is reported with the
+CPU time the server's process tree (nginx master and workers; Refract's supervisor, proxy
+processes and Valkey) spent per request, from /proc/<pid>/stat utime + stime. Then hey sends
+200 evenly spaced requests/s straight to the origin and through Refract (latency added),
+curl downloads 1 GB through Refract while its resident memory is sampled, and the memory of
+the miss process is read before and after its (tens of thousands of) rewrites.
+
+Needs nginx, wrk, hey and curl (Debian: apt-get install nginx-light wrk hey curl).
+The machine these run on is usually shared: compare the ratios of one run, not absolute
+numbers across runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import gzip
 import io
 import json
 import os
@@ -30,6 +53,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import brotli
+
 REPOSITORY = Path(__file__).resolve().parents[1]
 PAGE = REPOSITORY / "bench" / "pages" / "landing-100k.html"
 sys.path.insert(0, str(REPOSITORY))
@@ -39,15 +64,10 @@ BEACON = beacon_tag("/_refract/")  # what Refract inserts; nginx sub_filter inse
 # A visitor's browser: without a user agent Refract takes the load generator for a bot and
 # records no page views or exposures, which would leave the event logging out of the bench.
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0"
-PORTS = {
-    "origin": 18081,
-    "nginx_proxy": 18082,
-    "nginx_sub_filter": 18083,
-    "refract": 18084,
-    "refract_no_cache": 18085,  # every request decodes, rewrites and reads the origin's body
-    "refract_edits": 18086,  # an experiment: 4 edits + beacon + an exposure per request
-    "refract_edits_no_cache": 18087,  # the same, every request a rewrite-cache miss
-}
+BROWSER_CODINGS = "gzip, deflate, br, zstd"
+CLOCK_TICK_S = 1 / os.sysconf("SC_CLK_TCK")
+PAGE_SIZES = {"10k": 10_000, "1m": 1_000_000}  # besides the 100 KB page itself
+
 EDITS_RULES = """
 [[metrics]]
 key = "demo"
@@ -74,76 +94,198 @@ primary_metric = "demo"
   ]
 """
 
-NGINX_CONF = """
-worker_processes 1;
+NGINX_HEAD = """
+worker_processes {workers};
 daemon off;
-pid {dir}/nginx.pid;
-error_log {dir}/nginx-error.log warn;
+pid {dir}/{name}.pid;
+error_log {dir}/{name}-error.log warn;
 events {{ worker_connections 4096; }}
 http {{
     access_log off;
     default_type application/octet-stream;
     types {{ text/html html; }}
+"""
+
+ORIGIN_SERVER = r"""
+    map $http_accept_encoding $br_suffix {{ "~*\bbr\b" ".br"; default ""; }}
+    map $http_accept_encoding $br_coding {{ "~*\bbr\b" "br"; default ""; }}
+    server {{
+        listen 127.0.0.1:{port} reuseport backlog=4096;
+        root {root};
+        expires 60s;
+        location /gz/ {{ gzip_static on; gzip_vary on; }}
+        location /br/ {{
+            types {{ }}
+            default_type text/html;
+            add_header Content-Encoding $br_coding;
+            add_header Vary Accept-Encoding;
+            try_files $uri$br_suffix =404;
+        }}
+        location /nc/ {{ expires off; add_header Cache-Control no-cache; }}
+    }}
+}}
+"""
+
+PROXY_SERVER = """
     upstream origin {{ server 127.0.0.1:{origin}; keepalive 128; }}
     server {{
-        listen 127.0.0.1:{origin} reuseport backlog=4096;
-        root {root};
-    }}
-    server {{
-        listen 127.0.0.1:{nginx_proxy} backlog=4096;
+        listen 127.0.0.1:{port} backlog=4096;
         location / {{
             proxy_pass http://origin;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
-        }}
-    }}
-    server {{
-        listen 127.0.0.1:{nginx_sub_filter} backlog=4096;
-        location / {{
-            proxy_pass http://origin;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Accept-Encoding "";
-            sub_filter '</body>' '{beacon}</body>';
-            sub_filter_once on;
+            {extra}
         }}
     }}
 }}
 """
 
+SUB_FILTER = """proxy_set_header Accept-Encoding "";
+            sub_filter '</body>' '{beacon}</body>';
+            sub_filter_once on;
+            gzip on;"""
+
+
+@dataclass(frozen=True)
+class Server:
+    name: str
+    offset: int  # its port is --base-port + offset (+100 admin, +200 metrics for Refract)
+    kind: str  # nginx or refract
+    workers: int = 1
+    caches: bool = True
+    edits: bool = True
+
+    @property
+    def port(self) -> int:
+        return BASE_PORT[0] + self.offset
+
+
+BASE_PORT = [18081]
+SERVERS = [
+    Server("origin", 0, "origin"),
+    Server("nginx_proxy", 1, "nginx"),
+    Server("nginx_sub_filter", 2, "nginx"),
+    Server("nginx_sub_filter_2w", 3, "nginx", workers=2),
+    Server("refract", 4, "refract", edits=False),
+    Server("refract_edits", 5, "refract"),
+    Server("refract_edits_miss", 6, "refract", caches=False),
+    Server("refract_edits_2w", 7, "refract", workers=2),
+    Server("refract_edits_miss_2w", 8, "refract", workers=2, caches=False),
+]
+BY_NAME = {server.name: server for server in SERVERS}
+
+
+@dataclass(frozen=True)
+class Row:
+    """One load: a server, a page (path) and the Accept-Encoding sent."""
+
+    server: str
+    page: str = "/page.html"
+    coding: str = ""  # Accept-Encoding; "" sends none
+
+    @property
+    def label(self) -> str:
+        size = {"/page-10k.html": " 10KB", "/page-1m.html": " 1MB"}.get(self.page, "")
+        folder = {"/gz/": " gzip", "/br/": " br", "/nc/": " no-cache"}.get(self.page[:4], "")
+        return f"{self.server}{size}{folder}"
+
+
+def rows(quick: bool) -> list[Row]:
+    hundred = [
+        Row("origin"),
+        Row("nginx_proxy"),
+        Row("nginx_sub_filter"),
+        Row("nginx_sub_filter_2w"),
+        Row("refract"),
+        Row("refract_edits"),
+        Row("refract_edits_miss"),
+        Row("refract_edits_2w"),
+        Row("refract_edits_miss_2w"),
+        Row("refract_edits", "/nc/page.html"),  # an origin that wants every use revalidated
+    ]
+    compressed = [
+        Row(server, f"/{folder}/page.html", BROWSER_CODINGS)
+        for folder in ("gz", "br")
+        for server in ("nginx_sub_filter", "refract_edits", "refract_edits_miss")
+    ]
+    sizes = [
+        Row(server, f"/page-{size}.html")
+        for size in PAGE_SIZES
+        for server in ("nginx_sub_filter", "refract_edits", "refract_edits_miss")
+    ]
+    return hundred + compressed + sizes
+
 
 @dataclass
 class Load:
-    target: str
+    label: str
     requests_per_s: float
     p50_ms: float
     p99_ms: float
+    cpu_us_per_request: float
 
 
-def start_nginx(workdir: Path, page: Path) -> subprocess.Popen[bytes]:
-    root = workdir / "root"
+def sized_page(page: bytes, size: int) -> bytes:
+    """The bench page grown or shrunk to about ``size`` bytes by its repeated content blocks,
+    keeping the hero and the pricing section that the edits select."""
+    first = page.index(b"<!-- section 1 -->")
+    end = page.index(b"</main>")
+    blocks = page[first:end]
+    if size >= len(page):
+        repeats = (size - len(page)) // len(blocks) + 1
+        return page[:first] + blocks * (repeats + 1) + page[end:]
+    intro = page[: page.index(b"</title>") + 8] + b"\n</head>\n<body>\n"
+    hero = page[page.index(b"<main") : first]
+    outro = b"</main>\n</body>\n</html>\n"
+    body = b""
+    for section in blocks.split(b"</section>\n"):
+        if len(intro) + len(hero) + len(body) + len(outro) >= size:
+            break
+        body += section + b"</section>\n"
+    return intro + hero + body + outro
+
+
+def write_pages(root: Path, page: bytes) -> None:
     root.mkdir()
-    shutil.copy(page, root / "page.html")
+    (root / "page.html").write_bytes(page)
+    for name, size in PAGE_SIZES.items():
+        (root / f"page-{name}.html").write_bytes(sized_page(page, size))
+    for folder in ("gz", "br", "nc"):
+        (root / folder).mkdir()
+        (root / folder / "page.html").write_bytes(page)
+    # Level 6 and quality 5: what a site pre-compressing its pages might do; the origin's
+    # CPU is not the servers' under test, so the levels matter only for the bytes read.
+    (root / "gz" / "page.html.gz").write_bytes(gzip.compress(page, 6))
+    (root / "br" / "page.html.br").write_bytes(brotli.compress(page, quality=5))
     (root / "big.bin").open("wb").truncate(1024**3)  # sparse: 1 GB of zeros, no disk used
-    conf = workdir / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(dir=workdir, root=root, beacon=BEACON, **PORTS))
+
+
+def start_nginx(workdir: Path, server: Server, root: Path) -> subprocess.Popen[bytes]:
+    head = NGINX_HEAD.format(workers=server.workers, dir=workdir, name=server.name)
+    if server.kind == "origin":
+        body = ORIGIN_SERVER.format(port=server.port, root=root)
+    else:
+        extra = SUB_FILTER.format(beacon=BEACON) if "sub_filter" in server.name else ""
+        body = PROXY_SERVER.format(port=server.port, origin=BY_NAME["origin"].port, extra=extra)
+    conf = workdir / f"{server.name}.conf"
+    conf.write_text(head + body)
     return subprocess.Popen(["nginx", "-c", str(conf)], stderr=subprocess.DEVNULL)
 
 
-def start_refract(workdir: Path, name: str, caches: bool, edits: bool) -> subprocess.Popen[bytes]:
-    config = workdir / f"{name}.toml"
-    cache_sizes = "" if caches else "rewrite_cache = 0\norigin_cache = 0\n"
+def start_refract(workdir: Path, server: Server) -> subprocess.Popen[bytes]:
+    config = workdir / f"{server.name}.toml"
+    cache_sizes = "" if server.caches else "rewrite_cache = 0\norigin_cache = 0\n"
     rules = ""
-    if edits:
+    if server.edits:
         (workdir / "rules").mkdir(exist_ok=True)
         (workdir / "rules" / "bench.toml").write_text(EDITS_RULES)
         rules = f'[rules]\ndirectory = "{workdir / "rules"}"\n'
     config.write_text(
-        f'[server]\nlisten = ["127.0.0.1:{PORTS[name]}"]\nworkers = 1\naccess_log = false\n'
-        f'metrics_listen = "127.0.0.1:{PORTS[name] + 200}"\n'
-        f'data_dir = "{workdir / f"{name}-data"}"\n{cache_sizes}'
-        f'[admin]\nlisten = "127.0.0.1:{PORTS[name] + 100}"\n{rules}'
-        f'[[sites]]\nhost = "*"\norigin = "http://127.0.0.1:{PORTS["origin"]}"\n'
+        f'[server]\nlisten = ["127.0.0.1:{server.port}"]\nworkers = {server.workers}\n'
+        f'access_log = false\nmetrics_listen = "127.0.0.1:{server.port + 200}"\n'
+        f'data_dir = "{workdir / f"{server.name}-data"}"\n{cache_sizes}'
+        f'[admin]\nlisten = "127.0.0.1:{server.port + 100}"\n{rules}'
+        f'[[sites]]\nhost = "*"\norigin = "http://127.0.0.1:{BY_NAME["origin"].port}"\n'
     )
     return subprocess.Popen(
         [sys.executable, "-m", "refract.admin.cli", "--config", str(config), "proxy"],
@@ -153,11 +295,12 @@ def start_refract(workdir: Path, name: str, caches: bool, edits: bool) -> subpro
     )
 
 
-def wait_for(url: str, timeout_s: float = 20) -> bytes:
+def wait_for(url: str, timeout_s: float = 30, headers: dict[str, str] | None = None) -> bytes:
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            with urllib.request.urlopen(url, timeout=2) as response:
+            request = urllib.request.Request(url, headers=headers or {})
+            with urllib.request.urlopen(request, timeout=2) as response:
                 return bytes(response.read())
         except OSError:
             if time.monotonic() > deadline:
@@ -165,24 +308,50 @@ def wait_for(url: str, timeout_s: float = 20) -> bytes:
             time.sleep(0.1)
 
 
-def wrk(target: str, port: int, duration: int, connections: int) -> Load:
+def tree_cpu_s(root: int) -> float:
+    """User + system CPU seconds of ``root`` and every process descended from it."""
+    parents: dict[int, int] = {}
+    times: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "
+        parents[int(entry.name)] = int(fields[1])
+        times[int(entry.name)] = int(fields[11]) + int(fields[12])
+    members, frontier = {root}, [root]
+    while frontier:
+        parent = frontier.pop()
+        children = [pid for pid, ppid in parents.items() if ppid == parent]
+        members.update(children)
+        frontier.extend(children)
+    return sum(times.get(pid, 0) for pid in members) * CLOCK_TICK_S
+
+
+def wrk(row: Row, pid: int, duration: int, connections: int) -> Load:
+    headers = ["-H", f"User-Agent: {BROWSER}"]
+    if row.coding:
+        headers += ["-H", f"Accept-Encoding: {row.coding}"]
+    cpu_before = tree_cpu_s(pid)
     output = subprocess.run(
         [
-            "wrk",
-            "-t2",
-            f"-c{connections}",
-            f"-d{duration}s",
-            "--latency",
-            "-H",
-            f"User-Agent: {BROWSER}",
-            f"http://127.0.0.1:{port}/page.html",
+            *("wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", *headers),
+            f"http://127.0.0.1:{BY_NAME[row.server].port}{row.page}",
         ],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
+    cpu = tree_cpu_s(pid) - cpu_before
+    requests = int(re.search(r"(\d+) requests in", output)[1])  # type: ignore[index]
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output)[1])  # type: ignore[index]
-    return Load(target, rate, _percentile(output, "50%"), _percentile(output, "99%"))
+    if "Non-2xx" in output:
+        raise RuntimeError(f"{row.label}: non-2xx answers\n{output}")
+    cpu_us = cpu / max(requests, 1) * 1e6
+    return Load(row.label, rate, _percentile(output, "50%"), _percentile(output, "99%"), cpu_us)
 
 
 def median_load(runs: list[Load]) -> Load:
@@ -204,18 +373,8 @@ def steady_latency(port: int, rate: int, seconds: int) -> list[float]:
     """
     output = subprocess.run(
         [
-            "hey",
-            "-z",
-            f"{seconds}s",
-            "-c",
-            "1",
-            "-q",
-            str(rate),
-            "-o",
-            "csv",
-            "-H",
-            f"User-Agent: {BROWSER}",
-            f"http://127.0.0.1:{port}/page.html",
+            *("hey", "-z", f"{seconds}s", "-c", "1", "-q", str(rate), "-o", "csv"),
+            *("-H", f"User-Agent: {BROWSER}", f"http://127.0.0.1:{port}/page.html"),
         ],
         capture_output=True,
         text=True,
@@ -232,19 +391,20 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
+def serving_pid(server: Server) -> int:
+    """The pid of a Refract server's (first) proxy process, from its internal listener."""
+    health = wait_for(f"http://127.0.0.1:{server.port + 200}/health")
+    return int(json.loads(health)["pid"])
+
+
 def stream_memory(proxy_pid: int) -> dict[str, float]:
     """Download 1 GB through Refract, sampling the proxy process's resident memory."""
     before = rss_kib(proxy_pid)
     peak = before
     curl = subprocess.Popen(
         [
-            "curl",
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{size_download} %{time_total}",
-            f"http://127.0.0.1:{PORTS['refract']}/big.bin",
+            *("curl", "-s", "-o", "/dev/null", "-w", "%{size_download} %{time_total}"),
+            f"http://127.0.0.1:{BY_NAME['refract'].port}/big.bin",
         ],
         stdout=subprocess.PIPE,
         text=True,
@@ -262,57 +422,88 @@ def stream_memory(proxy_pid: int) -> dict[str, float]:
     }
 
 
+def check_servers(page: bytes) -> None:
+    """Every server answers, and Refract's beacon-only page is the origin's plus the beacon."""
+    for server in SERVERS:
+        wait_for(f"http://127.0.0.1:{server.port}/page.html")
+    through = wait_for(f"http://127.0.0.1:{BY_NAME['refract'].port}/page.html")
+    assert through.replace(BEACON.encode(), b"") == page, "not byte-exact"
+    for name in ("refract_edits", "refract_edits_miss"):
+        port = BY_NAME[name].port
+        assert b"See it on your data" in wait_for(f"http://127.0.0.1:{port}/page.html")
+        for folder, decode in (("gz", gzip.decompress), ("br", brotli.decompress)):
+            body = wait_for(
+                f"http://127.0.0.1:{port}/{folder}/page.html",
+                headers={"Accept-Encoding": BROWSER_CODINGS, "User-Agent": BROWSER},
+            )
+            assert b"See it on your data" in decode(body), f"{name} {folder}"
+
+
+def ratio(by_label: dict[str, Load], label: str, baseline: str) -> float:
+    return by_label[label].requests_per_s / by_label[baseline].requests_per_s
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--rate", type=int, default=200)
     parser.add_argument(
-        "--rounds", type=int, default=3, help="runs of every target, interleaved; medians reported"
+        "--rounds", type=int, default=3, help="runs of every row, interleaved; medians reported"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="a short run: 3 s per row, 2 rounds, 5 s of hey"
     )
     parser.add_argument("--page", type=Path, default=PAGE, help="the HTML page to serve")
+    parser.add_argument("--output", type=Path, default=REPOSITORY / "bench" / "results")
+    parser.add_argument(
+        "--base-port", type=int, default=BASE_PORT[0], help="ports from here to +208 are used"
+    )
     args = parser.parse_args()
+    BASE_PORT[0] = args.base_port
+    if args.quick:
+        args.duration, args.rounds = 3, 2
     for tool in ("nginx", "wrk", "hey", "curl"):
         if shutil.which(tool) is None:
             sys.exit(f"{tool} is needed: apt-get install nginx-light wrk hey curl")
 
+    page = args.page.read_bytes()
     workdir = Path(tempfile.mkdtemp(prefix="refract-bench-"))
     workdir.chmod(0o755)  # nginx workers run as an unprivileged user
-    nginx = start_nginx(workdir, args.page)
-    refracts = [
-        start_refract(workdir, "refract", caches=True, edits=False),
-        start_refract(workdir, "refract_no_cache", caches=False, edits=False),
-        start_refract(workdir, "refract_edits", caches=True, edits=True),
-        start_refract(workdir, "refract_edits_no_cache", caches=False, edits=True),
-    ]
+    write_pages(workdir / "root", page)
+    processes: dict[str, subprocess.Popen[bytes]] = {}
+    for server in SERVERS:
+        if server.kind == "refract":
+            processes[server.name] = start_refract(workdir, server)
+        else:
+            processes[server.name] = start_nginx(workdir, server, workdir / "root")
     try:
-        wait_for(f"http://127.0.0.1:{PORTS['origin']}/page.html")
-        # the serving process's pid, from the internal listener's detailed health
-        health = json.loads(wait_for(f"http://127.0.0.1:{PORTS['refract'] + 200}/health"))
-        for name in ("refract", "refract_no_cache"):
-            through = wait_for(f"http://127.0.0.1:{PORTS[name]}/page.html")
-            assert through.replace(BEACON.encode(), b"") == args.page.read_bytes(), "not exact"
-        for name in ("refract_edits", "refract_edits_no_cache"):
-            assert b"See it on your data" in wait_for(f"http://127.0.0.1:{PORTS[name]}/page.html")
-
-        rounds = [
-            [wrk(name, port, args.duration, args.connections) for name, port in PORTS.items()]
-            for _ in range(args.rounds)
-        ]
-        loads = [median_load([r[index] for r in rounds]) for index in range(len(PORTS))]
-        direct = steady_latency(PORTS["origin"], args.rate, args.duration)
-        proxied = steady_latency(PORTS["refract"], args.rate, args.duration)
-        memory = stream_memory(health["pid"])
+        check_servers(page)
+        miss_pid = serving_pid(BY_NAME["refract_edits_miss"])
+        miss_rss_before = rss_kib(miss_pid)
+        plan = rows(args.quick)
+        rounds: list[list[Load]] = []
+        for index in range(args.rounds):
+            rounds.append([])
+            for row in plan:
+                pid = processes[row.server].pid
+                rounds[-1].append(wrk(row, pid, args.duration, args.connections))
+            print(f"round {index + 1} of {args.rounds} done", file=sys.stderr)
+        loads = [median_load([r[index] for r in rounds]) for index in range(len(plan))]
+        miss_rss_after = rss_kib(miss_pid)
+        seconds = 5 if args.quick else args.duration
+        direct = steady_latency(BY_NAME["origin"].port, args.rate, seconds)
+        proxied = steady_latency(BY_NAME["refract_edits"].port, args.rate, seconds)
+        memory = stream_memory(serving_pid(BY_NAME["refract"]))
     finally:
-        for refract in refracts:
-            refract.send_signal(signal.SIGTERM)
-        nginx.send_signal(signal.SIGQUIT)
-        for refract in refracts:
-            refract.wait(30)
-        nginx.wait(30)
+        for name, process in processes.items():
+            process.send_signal(signal.SIGTERM if name.startswith("refract") else signal.SIGQUIT)
+        for process in processes.values():
+            process.wait(30)
         shutil.rmtree(workdir, ignore_errors=True)
 
-    by_name = {load.target: load for load in loads}
+    by_label = {load.label: load for load in loads}
+    all_rounds = [[asdict(load) for load in run] for run in rounds]
     steady = {
         "rate": args.rate,
         "direct_p50_ms": statistics.median(direct),
@@ -321,59 +512,84 @@ def main() -> int:
         "refract_p99_ms": statistics.quantiles(proxied, n=100)[98],
     }
     steady["added_p50_ms"] = steady["refract_p50_ms"] - steady["direct_p50_ms"]
+    steady["added_p99_ms"] = steady["refract_p99_ms"] - steady["direct_p99_ms"]
+    sub = "nginx_sub_filter"
     report = {
         "date": time.strftime("%Y-%m-%d"),
         "machine": f"{platform.node()} {platform.machine()}, {os.cpu_count()} cores, "
-        f"{platform.python_implementation()} {platform.python_version()}",
-        "page_bytes": args.page.stat().st_size,
+        f"{platform.python_implementation()} {platform.python_version()}, load average "
+        f"{os.getloadavg()[0]:.2f} at the end",
+        "page_bytes": len(page),
         "wrk": f"-t2 -c{args.connections} -d{args.duration}s, median of {args.rounds} rounds",
         "loads": [asdict(load) for load in loads],
-        "ratio_refract_vs_sub_filter": by_name["refract"].requests_per_s
-        / by_name["nginx_sub_filter"].requests_per_s,
-        "ratio_refract_vs_nginx_proxy": by_name["refract"].requests_per_s
-        / by_name["nginx_proxy"].requests_per_s,
-        "ratio_refract_no_cache_vs_sub_filter": by_name["refract_no_cache"].requests_per_s
-        / by_name["nginx_sub_filter"].requests_per_s,
-        "ratio_edits_hit_vs_sub_filter": by_name["refract_edits"].requests_per_s
-        / by_name["nginx_sub_filter"].requests_per_s,
-        "ratio_edits_miss_vs_sub_filter": by_name["refract_edits_no_cache"].requests_per_s
-        / by_name["nginx_sub_filter"].requests_per_s,
+        "rounds": all_rounds,
+        "ratios": {
+            "hit / sub_filter": ratio(by_label, "refract_edits", sub),
+            "miss / sub_filter": ratio(by_label, "refract_edits_miss", sub),
+            "hit revalidated (no-cache origin) / sub_filter": ratio(
+                by_label, "refract_edits no-cache", sub
+            ),
+            "gzip hit / sub_filter gzip": ratio(by_label, "refract_edits gzip", f"{sub} gzip"),
+            "gzip miss / sub_filter gzip": ratio(
+                by_label, "refract_edits_miss gzip", f"{sub} gzip"
+            ),
+            "br hit / sub_filter (gzip out)": ratio(by_label, "refract_edits br", f"{sub} br"),
+            "br miss / sub_filter (gzip out)": ratio(
+                by_label, "refract_edits_miss br", f"{sub} br"
+            ),
+            "10KB hit / sub_filter": ratio(by_label, "refract_edits 10KB", f"{sub} 10KB"),
+            "10KB miss / sub_filter": ratio(by_label, "refract_edits_miss 10KB", f"{sub} 10KB"),
+            "1MB hit / sub_filter": ratio(by_label, "refract_edits 1MB", f"{sub} 1MB"),
+            "1MB miss / sub_filter": ratio(by_label, "refract_edits_miss 1MB", f"{sub} 1MB"),
+            "beacon only hit / sub_filter": ratio(by_label, "refract", sub),
+            "2 workers / 1, hit": ratio(by_label, "refract_edits_2w", "refract_edits"),
+            "2 workers / 1, miss": ratio(by_label, "refract_edits_miss_2w", "refract_edits_miss"),
+            "nginx sub_filter 2 workers / 1": ratio(by_label, f"{sub}_2w", sub),
+            "hit 2w / sub_filter 2w": ratio(by_label, "refract_edits_2w", f"{sub}_2w"),
+            "miss 2w / sub_filter 2w": ratio(by_label, "refract_edits_miss_2w", f"{sub}_2w"),
+        },
         "steady_latency": steady,
         "stream_1gb": memory,
+        "rewrites_memory": {
+            "rss_before_mib": miss_rss_before / 1024,
+            "rss_after_mib": miss_rss_after / 1024,
+        },
     }
     print_report(report)
-    results = REPOSITORY / "bench" / "results"
-    results.mkdir(exist_ok=True)
-    (results / "proxy.json").write_text(json.dumps(report, indent=2))
+    args.output.mkdir(exist_ok=True)
+    (args.output / "proxy.json").write_text(json.dumps(report, indent=2))
     return 0
 
 
 def print_report(report: dict[str, Any]) -> None:
     print(f"\n{report['date']}  {report['machine']}")
     print(f"page {report['page_bytes']} B, wrk {report['wrk']}\n")
-    print(f"{'target':<18}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}")
+    print(f"{'row':<34}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'CPU µs/req':>12}")
     for load in report["loads"]:
         print(
-            f"{load['target']:<18}{load['requests_per_s']:>10.0f}"
-            f"{load['p50_ms']:>10.2f}{load['p99_ms']:>10.2f}"
+            f"{load['label']:<34}{load['requests_per_s']:>9.0f}{load['p50_ms']:>9.2f}"
+            f"{load['p99_ms']:>9.2f}{load['cpu_us_per_request']:>12.0f}"
         )
-    print(f"\nRefract / nginx sub_filter: {report['ratio_refract_vs_sub_filter']:.2f}")
-    print(f"Refract / nginx proxy:      {report['ratio_refract_vs_nginx_proxy']:.2f}")
-    no_cache = report["ratio_refract_no_cache_vs_sub_filter"]
-    print(f"Refract without caches / nginx sub_filter: {no_cache:.2f}")
-    hit, miss = report["ratio_edits_hit_vs_sub_filter"], report["ratio_edits_miss_vs_sub_filter"]
-    print(f"4 edits + beacon + exposures / nginx sub_filter: cache hit {hit:.2f}, miss {miss:.2f}")
+    print()
+    for name, value in report["ratios"].items():
+        print(f"{name:<48}{value:>6.2f}")
     steady = report["steady_latency"]
     print(
-        f"\nAt {steady['rate']} req/s: p50 direct {steady['direct_p50_ms']:.2f} ms, "
-        f"through Refract {steady['refract_p50_ms']:.2f} ms, added {steady['added_p50_ms']:.2f} ms;"
-        f" p99 {steady['direct_p99_ms']:.2f} / {steady['refract_p99_ms']:.2f} ms"
+        f"\nAt {steady['rate']} req/s (4 edits, cache hit): p50 direct "
+        f"{steady['direct_p50_ms']:.2f} ms, through Refract {steady['refract_p50_ms']:.2f} ms, "
+        f"added {steady['added_p50_ms']:.2f} ms; p99 {steady['direct_p99_ms']:.2f} / "
+        f"{steady['refract_p99_ms']:.2f} ms, added {steady['added_p99_ms']:.2f} ms"
     )
     memory = report["stream_1gb"]
     print(
         f"1 GB download through Refract: {memory['bytes']} B in {memory['seconds']:.1f} s; "
         f"proxy RSS {memory['rss_before_mib']:.0f} MiB before, {memory['rss_peak_mib']:.0f} MiB "
         f"peak (+{memory['rss_growth_mib']:.1f} MiB)"
+    )
+    rewrites = report["rewrites_memory"]
+    print(
+        f"Miss process RSS over the rewrites: {rewrites['rss_before_mib']:.0f} -> "
+        f"{rewrites['rss_after_mib']:.0f} MiB"
     )
 
 

@@ -41,7 +41,6 @@ from refract.proxy.headers import (
     names_page_etag,
     none_match,
     page_cache_control,
-    page_etag,
     rewrite_location,
     rewrite_set_cookie,
     without_control_characters,
@@ -86,11 +85,13 @@ class BodyTooLargeError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class OriginPage:
-    """An origin's 200 page, read whole: fresh, or kept and confirmed by a 304."""
+    """An origin's 200 page, read whole: just sent, kept and confirmed by a 304, or kept and
+    still fresh."""
 
     headers: CIMultiDictProxy[str]
     body: bytes
     reason: str = "OK"
+    age: int | None = None  # served from the origin cache without asking: its age (RFC 9111 5.1)
 
 
 async def proxy_request(request: web.Request) -> web.StreamResponse:
@@ -209,6 +210,12 @@ async def _forward(
     kept_key = state.origin_cache.key(site.key, request, upstream_headers)
     kept = state.origin_cache.lookup(kept_key) if kept_key else None
     if kept is not None:
+        age = state.origin_cache.fresh_age(kept, request.headers)
+        if age is not None:  # fresh: the origin said it may be used without asking
+            state.origin_cache.count("fresh")
+            exchange.upstream_ms = 0.0
+            call.segment = await _segment(segment_lookup, state.config.server.segment_wait)
+            return _page(call, OriginPage(kept.headers, kept.body, age=age))
         upstream_headers.update(kept.conditional_headers())
     try:
         body = await _request_body(request, state)
@@ -230,9 +237,10 @@ async def _forward(
     try:
         if _may_be_page(upstream):
             call.segment = await _segment(segment_lookup, state.config.server.segment_wait)
-        if kept is not None and upstream.status == 304:
+        if kept is not None and kept_key is not None and upstream.status == 304:
             state.origin_cache.count("not_modified")
-            return _page(call, OriginPage(kept.updated_by(upstream.headers), kept.body))
+            confirmed = state.origin_cache.revalidated(kept_key, kept, upstream.headers)
+            return _page(call, OriginPage(confirmed.headers, confirmed.body))
         if kept is not None:
             state.origin_cache.count("modified")
         return await _respond(call, upstream, kept_key, deadline)
@@ -544,16 +552,16 @@ def _rewrite_skip_reason(upstream: aiohttp.ClientResponse, site: Site) -> str:
     return ""
 
 
-def _page_headers(headers: CIMultiDict[str], body: bytes) -> CIMultiDict[str]:
+def _page_headers(headers: CIMultiDict[str], etag: str) -> CIMultiDict[str]:
     """Headers of a personalized page: private to one visitor, revalidated on every use, our
-    validator of the bytes served in place of the origin's."""
+    validator (``etag``: headers.page_etag) of the bytes served in place of the origin's."""
     page = CIMultiDict(
         (name, value)
         for name, value in headers.items()
         if name.lower() not in _PAGE_DROPPED_FIELDS and not is_cdn_cache_header(name)
     )
     page["Cache-Control"] = page_cache_control(headers.get("Cache-Control"))
-    page["ETag"] = page_etag(body)
+    page["ETag"] = etag
     add_vary(page, "Accept-Encoding")
     return page
 
@@ -598,7 +606,7 @@ def _page(call: Call, origin: OriginPage) -> web.Response:
         key = call.state.cache.key(
             plan.fingerprint, content_type, origin_coding, coding, origin.body
         )
-        body = call.state.cache.get_or_make(key, rewrite)
+        body, etag = call.state.cache.get_or_make(key, rewrite)
     except _PassUnmodifiedError as skip:
         metrics.REWRITE_SKIPPED.labels(skip.reason).inc()
         return WireResponse(reason=_reason(origin.reason), headers=headers, body=origin.body)
@@ -609,9 +617,11 @@ def _page(call: Call, origin: OriginPage) -> web.Response:
             "rewrite failed, page served unmodified: %r", error, extra={"site": call.site.key}
         )
         return WireResponse(reason=_reason(origin.reason), headers=headers, body=origin.body)
-    page = _page_headers(headers, body)
+    page = _page_headers(headers, etag)
     if coding != "identity":
         page["Content-Encoding"] = coding
+    if origin.age is not None:
+        page["Age"] = str(origin.age)
     call.exchange.rewritten = True
     if human:  # only now: a page served unmodified above showed the visitor no variant
         measure.record_exposures(call, personalized.decision)

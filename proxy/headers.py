@@ -42,12 +42,14 @@ ReadHeaders = CIMultiDictProxy[str] | CIMultiDict[str]
 
 def without_hop_by_hop(headers: ReadHeaders, drop: Iterable[str] = ()) -> Headers:
     """A copy without hop-by-hop fields, those named in Connection, and ``drop``."""
-    named = {
-        token.strip().lower()
-        for value in headers.getall("Connection", ())
-        for token in value.split(",")
-    }
-    excluded = HOP_BY_HOP | named | {name.lower() for name in drop}
+    excluded = HOP_BY_HOP  # most responses: no Connection, nothing more to drop
+    if drop or "Connection" in headers:
+        named = {
+            token.strip().lower()
+            for value in headers.getall("Connection", ())
+            for token in value.split(",")
+        }
+        excluded = HOP_BY_HOP | named | {name.lower() for name in drop}
     return CIMultiDict(
         (name, value) for name, value in headers.items() if name.lower() not in excluded
     )

@@ -2,10 +2,20 @@
 
 With several proxy processes the supervisor sets PROMETHEUS_MULTIPROC_DIR before they start,
 and any process answering a scrape reports the sum over all of them.
+
+The counters every request touches (requests, latency, cache results, events) are tallies:
+plain integers on the request path, folded into their Prometheus metric when this process
+answers a scrape, every second (``fold_every``, so that another process's scrape or the
+admin's reading of the metric files is at most a second behind) and at exit. An increment
+then costs an addition instead of a lock, and with several processes a write to a shared
+file.
 """
 
 from __future__ import annotations
 
+import asyncio
+import atexit
+import bisect
 import functools
 import os
 from typing import Any
@@ -48,11 +58,10 @@ _REWRITE_CACHE = Counter(
     "Page rewrites answered from the rewrite cache (hit) or made (miss).",
     ["result"],
 )
-REWRITE_CACHE_HITS = _REWRITE_CACHE.labels("hit")
-REWRITE_CACHE_MISSES = _REWRITE_CACHE.labels("miss")
 ORIGIN_REVALIDATIONS = Counter(
     "refract_origin_revalidations",
-    "Kept origin pages revalidated with the origin: not_modified (a 304, no body) or modified.",
+    "Uses of kept origin pages: fresh (within the origin's freshness lifetime, not asked), "
+    "not_modified (revalidated: a 304, no body) or modified (revalidated: a new page).",
     ["result"],
 )
 EVENTS = Counter(
@@ -118,24 +127,104 @@ REQUEST_REJECTED = Counter(
 )
 
 
+_TALLIES: list[Tally | LatencyTally] = []
+
+
+class Tally:
+    """A counter of one label set, counted as a plain integer until folded."""
+
+    __slots__ = ("_counter", "count")
+
+    def __init__(self, counter: Any) -> None:
+        self._counter = counter
+        self.count = 0
+        _TALLIES.append(self)
+
+    def inc(self, amount: int = 1) -> None:
+        self.count += amount
+
+    def fold(self) -> None:
+        if self.count:
+            amount, self.count = self.count, 0
+            self._counter.inc(amount)
+
+
+class LatencyTally:
+    """A histogram of one label set, its buckets counted as plain numbers until folded."""
+
+    __slots__ = ("_bounds", "_counts", "_histogram", "_sum")
+
+    def __init__(self, histogram: Any) -> None:
+        self._histogram = histogram
+        self._bounds = [*_LATENCY_BUCKETS, float("inf")]
+        self._counts = [0] * len(self._bounds)
+        self._sum = 0.0
+        _TALLIES.append(self)
+
+    def observe(self, seconds: float) -> None:
+        self._counts[bisect.bisect_left(self._bounds, seconds)] += 1
+        self._sum += seconds
+
+    def fold(self) -> None:
+        if not any(self._counts):
+            return
+        # prometheus_client's own per-bucket values (Histogram.observe does the same, one
+        # observation at a time); buckets are not cumulative there.
+        for bucket, count in zip(self._histogram._buckets, self._counts, strict=True):
+            if count:
+                bucket.inc(count)
+        self._histogram._sum.inc(self._sum)
+        self._counts = [0] * len(self._bounds)
+        self._sum = 0.0
+
+
+REWRITE_CACHE_HITS = Tally(_REWRITE_CACHE.labels("hit"))
+REWRITE_CACHE_MISSES = Tally(_REWRITE_CACHE.labels("miss"))
+
+
 @functools.lru_cache(maxsize=1024)
-def request_counter(site: str, kind: str, status_class: str) -> Any:
-    """The bound counter of one label set; binding costs more than counting."""
-    return REQUESTS.labels(site, kind, status_class)
+def request_counter(site: str, kind: str, status_class: str) -> Tally:
+    """The tally of one label set; binding costs more than counting."""
+    return Tally(REQUESTS.labels(site, kind, status_class))
 
 
 @functools.lru_cache(maxsize=32)
-def event_counter(kind: str) -> Any:
-    return EVENTS.labels(kind)
+def event_counter(kind: str) -> Tally:
+    return Tally(EVENTS.labels(kind))
 
 
 @functools.lru_cache(maxsize=16)
-def latency_histogram(kind: str) -> Any:
-    return LATENCY.labels(kind)
+def latency_histogram(kind: str) -> LatencyTally:
+    return LatencyTally(LATENCY.labels(kind))
+
+
+@functools.lru_cache(maxsize=8)
+def origin_cache_result(result: str) -> Tally:
+    return Tally(ORIGIN_REVALIDATIONS.labels(result))
+
+
+def fold() -> None:
+    """Add what the tallies counted to their Prometheus metrics."""
+    for tally in _TALLIES:
+        tally.fold()
+
+
+atexit.register(fold)
+
+
+async def fold_every(seconds: float) -> None:
+    """Fold the tallies every ``seconds`` until cancelled (a background task)."""
+    try:
+        while True:
+            await asyncio.sleep(seconds)
+            fold()
+    finally:
+        fold()
 
 
 def exposition() -> bytes:
     """The metrics in Prometheus text format, summed over processes when there are several."""
+    fold()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         MultiProcessCollector(registry)  # type: ignore[no-untyped-call]

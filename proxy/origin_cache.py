@@ -1,20 +1,25 @@
-"""Origin pages kept for revalidation: an unchanged page costs the origin a 304, not a body.
+"""Origin pages kept as a shared cache keeps them: used while fresh, revalidated when stale.
 
-For a page it has seen, Refract asks the origin with If-None-Match / If-Modified-Since and, on
-304, uses the body it kept. Every use is confirmed by the origin for that very request, and
-only pages a shared cache could store are kept (RFC 9111 section 3): answers to GET without
-Authorization, with a validator, without ``private`` or ``no-store``, without Set-Cookie (a
-cookie is one visitor's), and varying at most by Accept-Encoding, which is part of the key.
+A kept page within its freshness lifetime (freshness.py: the origin's ``s-maxage``,
+``max-age`` or ``Expires``) is used without asking the origin (``server.origin_freshness``,
+on by default; off, every use is confirmed by the origin as before). A stale one is asked for
+with If-None-Match / If-Modified-Since and, on 304, the kept body is used and kept again with
+the 304's headers and a new age. Only pages a shared cache could store are kept (RFC 9111
+section 3): answers to GET without Authorization, with a validator, without ``private`` or
+``no-store``, without Set-Cookie (a cookie is one visitor's), and varying at most by
+Accept-Encoding, which is part of the key.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from refract.proxy import metrics
+from refract.proxy import freshness, metrics
 from refract.proxy.headers import HOP_BY_HOP, ReadHeaders
 from refract.proxy.lru import ByteBoundedLRU
 
@@ -40,6 +45,30 @@ _HEADER_OVERHEAD = 1024  # rough bytes of a kept page's headers, for the memory 
 class KeptPage:
     headers: CIMultiDictProxy[str]
     body: bytes
+    kept_at: float = 0.0  # time.monotonic() when received or last revalidated
+    initial_age: float = 0.0  # seconds old when received (freshness.initial_age)
+    lifetime: float = 0.0  # seconds it may be used without asking; 0: stale at once
+
+    @classmethod
+    def received(
+        cls,
+        headers: CIMultiDictProxy[str],
+        body: bytes,
+        aged_by: CIMultiDictProxy[str] | None = None,
+    ) -> KeptPage:
+        """A page as the origin just sent it; its age comes from the response just received,
+        ``aged_by`` (a 304's headers) when that was not the page itself."""
+        return cls(
+            headers,
+            body,
+            time.monotonic(),
+            freshness.initial_age(headers if aged_by is None else aged_by, time.time()),
+            freshness.lifetime(headers),
+        )
+
+    def age(self, now: float) -> float:
+        """Seconds old at ``now`` (time.monotonic()), RFC 9111 section 4.2.3."""
+        return self.initial_age + (now - self.kept_at)
 
     def conditional_headers(self) -> dict[str, str]:
         conditions = {}
@@ -59,9 +88,10 @@ class KeptPage:
 
 
 class OriginCache:
-    def __init__(self, max_bytes: int) -> None:
+    def __init__(self, max_bytes: int, use_fresh: bool = True) -> None:
         self._pages: ByteBoundedLRU[OriginKey, KeptPage] = ByteBoundedLRU(max_bytes)
         self.enabled = max_bytes > 0
+        self.use_fresh = use_fresh
 
     def key(self, site: str, request: web.Request, sent: ReadHeaders) -> OriginKey | None:
         """The key of a request whose page may be kept, or None; ``sent`` are the headers
@@ -75,18 +105,40 @@ class OriginCache:
     def lookup(self, key: OriginKey) -> KeptPage | None:
         return self._pages.get(key)
 
+    def fresh_age(self, kept: KeptPage, request_headers: Mapping[str, str]) -> int | None:
+        """The age to serve ``kept`` with, without asking the origin; None when it must be
+        revalidated (stale, freshness not used, or the visitor asked for a confirmed page)."""
+        if not self.use_fresh or kept.lifetime <= 0:
+            return None
+        age = kept.age(time.monotonic())
+        if age >= kept.lifetime or not freshness.visitor_allows(request_headers, age):
+            return None
+        return int(age)
+
     def keep(self, key: OriginKey, headers: CIMultiDictProxy[str], body: bytes) -> None:
         if not is_storable(headers):
             self._pages.pop(key)
             return
-        self._pages.put(key, KeptPage(headers, body), len(body) + _HEADER_OVERHEAD)
+        self._pages.put(key, KeptPage.received(headers, body), len(body) + _HEADER_OVERHEAD)
+
+    def revalidated(
+        self, key: OriginKey, kept: KeptPage, not_modified: CIMultiDictProxy[str]
+    ) -> KeptPage:
+        """``kept`` confirmed by a 304: its headers updated, its age and lifetime anew, and
+        kept so (or forgotten, if the new headers no longer allow keeping it)."""
+        page = KeptPage.received(kept.updated_by(not_modified), kept.body, not_modified)
+        if is_storable(page.headers):
+            self._pages.put(key, page, len(page.body) + _HEADER_OVERHEAD)
+        else:
+            self._pages.pop(key)
+        return page
 
     def forget(self, key: OriginKey) -> None:
         self._pages.pop(key)
 
     @staticmethod
     def count(result: str) -> None:
-        metrics.ORIGIN_REVALIDATIONS.labels(result).inc()
+        metrics.origin_cache_result(result).inc()
 
 
 def is_storable(headers: CIMultiDictProxy[str]) -> bool:

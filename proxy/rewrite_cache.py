@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
+from typing import NamedTuple
 
 import xxhash
 
 from refract.proxy import metrics
+from refract.proxy.headers import page_etag
 from refract.proxy.lru import ByteBoundedLRU
 
 CacheKey = tuple[str, str, str, str, int, bytes]
@@ -26,9 +28,16 @@ def page_digest(body: bytes) -> bytes:
     return xxhash.xxh3_128_digest(body, seed=_SEED)
 
 
+class Rewritten(NamedTuple):
+    """A rewritten page and its validator, hashed once when made, not on every hit."""
+
+    body: bytes
+    etag: str
+
+
 class RewriteCache:
     def __init__(self, max_bytes: int) -> None:
-        self._pages: ByteBoundedLRU[CacheKey, bytes] = ByteBoundedLRU(max_bytes)
+        self._pages: ByteBoundedLRU[CacheKey, Rewritten] = ByteBoundedLRU(max_bytes)
 
     @staticmethod
     def key(
@@ -36,13 +45,14 @@ class RewriteCache:
     ) -> CacheKey:
         return (rewrite, content_type, origin_coding, output_coding, len(body), page_digest(body))
 
-    def get_or_make(self, key: CacheKey, make: Callable[[], bytes]) -> bytes:
+    def get_or_make(self, key: CacheKey, make: Callable[[], bytes]) -> Rewritten:
         """The cached output for ``key``, or ``make()``'s, remembered when it fits."""
         cached = self._pages.get(key)
         if cached is not None:
             metrics.REWRITE_CACHE_HITS.inc()
             return cached
         metrics.REWRITE_CACHE_MISSES.inc()
-        output = make()
-        self._pages.put(key, output, len(output))
+        body = make()
+        output = Rewritten(body, page_etag(body))
+        self._pages.put(key, output, len(body))
         return output

@@ -7,6 +7,7 @@ connections across them); ``admin.supervisor`` starts and watches them.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 from pathlib import Path
@@ -16,6 +17,7 @@ import uvloop
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from refract.proxy import background, metrics
 from refract.proxy.accesslog import JsonAccessLogger, access_logger
 from refract.proxy.app import build_app, reload
 from refract.proxy.local import start_internal_listener
@@ -73,6 +75,8 @@ async def serve(config: Config, config_path: Path, ready: asyncio.Event | None =
         lambda: asyncio.ensure_future(reload(app, config_path, config.server.graceful_timeout)),
     )
     log.info("proxy listening on %s", ", ".join(config.server.listen))
+    settle_garbage_collector()
+    folding = asyncio.ensure_future(metrics.fold_every(_FOLD_EVERY_S))
     if ready is not None:
         ready.set()
     await stop.wait()
@@ -80,6 +84,25 @@ async def serve(config: Config, config_path: Path, ready: asyncio.Event | None =
     await runner.cleanup()  # stops accepting, waits up to graceful_timeout for handlers
     if internal is not None:
         await internal.cleanup()
+    await background.stop(folding)
+
+
+# Generation 0 is collected after this many net allocations of containers (CPython's default
+# is 700): a request allocates a few hundred (headers, events, dataclasses), so the default
+# ran a collection every request or two. Reference cycles are rare on the request path, and
+# 50,000 objects are a few MiB at most before they are collected.
+_GC_THRESHOLDS = (50_000, 20, 20)
+# How far behind another process's scrape may see this one's counters (metrics.py).
+_FOLD_EVERY_S = 1.0
+
+
+def settle_garbage_collector() -> None:
+    """Once started: move everything alive (modules, rules, tables) out of the collector's
+    sight for good (``gc.freeze``), so that no collection walks it again, and collect less
+    often. Measured with bench/proxy_bench.py (docs/performance.md)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*_GC_THRESHOLDS)
 
 
 def run(config: Config, config_path: Path) -> None:

@@ -75,7 +75,7 @@ class ProxyState:
             beacon=beacon_tag(config.server.prefix, rules, config.events.email_domains),
             rules=CompiledRules(rules),
             cache=RewriteCache(config.server.rewrite_cache),
-            origin_cache=OriginCache(config.server.origin_cache),
+            origin_cache=OriginCache(config.server.origin_cache, config.server.origin_freshness),
             bots=BotDetector(),
             networks=load_table(config.server.data_dir),
             visitor_rate=RateLimiter(config.events.visitor_rate),

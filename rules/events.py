@@ -18,9 +18,10 @@ worker's multi-key scripts run there.
 from __future__ import annotations
 
 import math
+import os
+import secrets
 import time
-import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import (
     Annotated,
     Any,
@@ -207,8 +208,32 @@ def shard_of(visitor: str, shards: int) -> int:
     return mmh3.hash(visitor, _SHARD_SEED, signed=False) % shards if visitor else 0
 
 
+_ID_BATCH = 256
+_ids: Iterator[str] = iter(())
+
+
 def new_id() -> str:
-    return uuid.uuid4().hex
+    """128 random bits as 32 hex digits, unique per event.
+
+    Drawn from the system's CSPRNG 256 at a time: an id is minted for every page view and
+    exposure, and one call for many costs a fraction of one per id (uuid4 per event was 2%
+    of a cached page's time). A process forked with ids in hand draws anew (no duplicates).
+    """
+    global _ids
+    for value in _ids:
+        return value
+    pool = secrets.token_hex(16 * _ID_BATCH)
+    batch = [pool[start : start + 32] for start in range(0, len(pool), 32)]
+    _ids = iter(batch[1:])
+    return batch[0]
+
+
+def _forget_ids() -> None:
+    global _ids
+    _ids = iter(())
+
+
+os.register_at_fork(after_in_child=_forget_ids)
 
 
 class InvalidEvent(ValueError):

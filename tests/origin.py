@@ -139,6 +139,8 @@ async def validated(request: web.Request) -> web.Response:
         headers["Vary"] = request.query["vary"]
     if asked == etag:
         return web.Response(status=304, headers=headers | {"X-Revalidated": "yes"})
+    if "age" in request.query:  # the full page came through a cache on the way; a 304 did not
+        headers["Age"] = request.query["age"]
     response = web.Response(
         body=b"<html><body><p>version " + etag.encode() + b"</p></body></html>",
         content_type="text/html",

@@ -6,6 +6,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from refract.proxy import freshness
 from refract.proxy.origin_cache import KeptPage, is_storable
 from tests.conftest import ProxyFactory
 from tests.origin import CONDITIONALS, VERSION
@@ -123,3 +124,133 @@ def test_a_304_updates_headers_but_not_the_representation() -> None:
     )
     assert updated["Cache-Control"] == "max-age=60"
     assert updated["Content-Type"] == "text/html"
+
+
+# Freshness (RFC 9111 section 4.2): a kept page the origin called fresh is used unasked.
+
+
+@pytest.mark.parametrize(
+    ("params", "visitor", "asked_again"),
+    [
+        ({"cc": "max-age=60"}, {}, False),
+        ({"cc": "public, s-maxage=60"}, {}, False),
+        ({"cc": "s-maxage=0, max-age=60"}, {}, True),  # s-maxage speaks to shared caches
+        ({"cc": "max-age=60, no-cache"}, {}, True),
+        ({"cc": "max-age=0"}, {}, True),
+        ({"cc": "max-age=60", "age": "60"}, {}, True),  # as old as its lifetime: stale
+        ({"cc": "max-age=60", "age": "30"}, {}, False),
+        ({"cc": "max-age=sixty"}, {}, True),  # not a number: stale
+        ({"cc": "max-age=60", "vary": "Cookie"}, {}, True),  # not kept at all
+        ({"cc": "max-age=60"}, {"Cache-Control": "no-cache"}, True),  # a reload
+        ({"cc": "max-age=60"}, {"Cache-Control": "max-age=0"}, True),
+        ({"cc": "max-age=60", "age": "30"}, {"Cache-Control": "max-age=40"}, False),
+        ({"cc": "max-age=60", "age": "30"}, {"Cache-Control": "max-age=20"}, True),
+        ({"cc": "max-age=60"}, {"Pragma": "no-cache"}, True),
+    ],
+    ids=[
+        "max-age",
+        "s-maxage",
+        "s-maxage-wins",
+        "no-cache",
+        "max-age-0",
+        "age-reaches-lifetime",
+        "age-within-lifetime",
+        "unparsable",
+        "vary-cookie",
+        "visitor-no-cache",
+        "visitor-max-age-0",
+        "visitor-max-age-older",
+        "visitor-max-age-younger",
+        "visitor-pragma",
+    ],
+)
+async def test_a_fresh_page_is_served_without_asking_the_origin(
+    proxy: ProxyFactory,
+    origin: TestServer,
+    params: dict[str, str],
+    visitor: dict[str, str],
+    asked_again: bool,
+) -> None:
+    client = await proxy()
+    first = await (await client.get("/validated", params=params)).read()
+    response = await client.get("/validated", params=params, headers=visitor)
+    assert await response.read() == first
+    assert len(asked(origin)) == (2 if asked_again else 1)
+
+
+async def test_a_page_served_fresh_says_its_age_and_stays_personalized(
+    proxy: ProxyFactory, origin: TestServer
+) -> None:
+    client = await proxy()
+    params = {"cc": "max-age=600", "age": "100"}
+    first = await client.get("/validated", params=params)
+    second = await client.get("/validated", params=params)
+    assert asked(origin) == [None]
+    assert 100 <= int(second.headers["Age"]) < 110
+    assert "Age" not in first.headers or first.headers["Age"] == "100"  # the origin's own
+    assert second.headers["Cache-Control"] == "private, no-cache"
+    assert second.headers["ETag"] == first.headers["ETag"]
+    assert b"data-refract-beacon" in await second.read()
+
+
+async def test_a_304_makes_a_stale_page_fresh_again(
+    proxy: ProxyFactory, origin: TestServer
+) -> None:
+    client = await proxy()
+    params = {"cc": "max-age=60", "age": "60"}  # stale when it arrives; its 304 has no Age
+    for _ in range(3):
+        await client.get("/validated", params=params)
+    assert asked(origin) == [None, '"v1"']
+
+
+async def test_freshness_can_be_turned_off(proxy: ProxyFactory, origin: TestServer) -> None:
+    client = await proxy(server={"origin_freshness": False})
+    for _ in range(2):
+        await client.get("/validated", params={"cc": "max-age=60"})
+    assert asked(origin) == [None, '"v1"']
+
+
+@pytest.mark.parametrize(
+    ("fields", "seconds"),
+    [
+        ((), 0.0),
+        ((("Cache-Control", "max-age=60"),), 60.0),
+        ((("Cache-Control", "MAX-AGE=60, s-maxage=5"),), 5.0),
+        ((("Cache-Control", 'max-age="60"'),), 60.0),
+        ((("Cache-Control", "max-age=-1"),), 0.0),
+        ((("Cache-Control", "max-age=99999999999999999999"),), 2.0**31),
+        ((("Cache-Control", "no-cache=Set-Cookie, max-age=60"),), 0.0),
+        (
+            (
+                ("Date", "Tue, 03 Nov 2026 10:00:00 GMT"),
+                ("Expires", "Tue, 03 Nov 2026 10:01:00 GMT"),
+            ),
+            60.0,
+        ),
+        ((("Date", "Tue, 03 Nov 2026 10:00:00 GMT"), ("Expires", "0")), 0.0),
+        ((("Cache-Control", "max-age=10"), ("Expires", "Tue, 03 Nov 2099 10:00:00 GMT")), 10.0),
+    ],
+    ids=[
+        "none",
+        "max-age",
+        "s-maxage-first",
+        "quoted",
+        "negative",
+        "huge",
+        "no-cache-with-fields",
+        "expires",
+        "invalid-expires",
+        "max-age-over-expires",
+    ],
+)
+def test_freshness_lifetime(fields: tuple[tuple[str, str], ...], seconds: float) -> None:
+    assert freshness.lifetime(headers(*fields)) == seconds
+
+
+def test_initial_age_is_the_larger_of_age_and_the_date_in_the_past() -> None:
+    date = "Tue, 03 Nov 2026 10:00:00 GMT"
+    received = freshness.http_date(date) or 0.0
+    assert freshness.initial_age(headers(("Date", date), ("Age", "5")), received + 20) == 20
+    assert freshness.initial_age(headers(("Date", date), ("Age", "50")), received + 20) == 50
+    assert freshness.initial_age(headers(("Date", date)), received - 20) == 0  # clock skew
+    assert freshness.initial_age(headers(("Age", "x")), received) == 0

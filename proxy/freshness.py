@@ -1,0 +1,98 @@
+"""How long an origin's page may be used without asking the origin again (RFC 9111 section 4.2).
+
+Refract keeps origin pages as a shared cache would (origin_cache.py). A kept page is *fresh*
+while its age is below its freshness lifetime, and a fresh page is served without asking the
+origin; a stale one is revalidated (a conditional request, a 304 when unchanged).
+
+- The lifetime is the origin's explicit one only: ``s-maxage`` (meant for shared caches such
+  as this one), else ``max-age``, else ``Expires`` minus ``Date``. Without any of them the page
+  is stale at once: no heuristic lifetime is guessed from ``Last-Modified`` (RFC 9111 section
+  4.2.2 allows one; an origin that says nothing is asked every time, as before).
+- ``no-cache`` in the response (with or without field names) means every use is revalidated.
+- The age is the page's age when received (``Age``, or ``Date`` in the past) plus the time it
+  has been kept (section 4.2.3).
+- A visitor's ``Cache-Control: no-cache``, ``max-age`` below the page's age, or ``Pragma:
+  no-cache`` (section 5.4) has the page revalidated for that request (a browser's reload).
+
+Numbers come from the origin and the visitor: delta-seconds beyond 2^31 are taken as 2^31
+(section 1.2.2), and anything that does not parse as one means "stale" (section 4.2.1).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from email.utils import parsedate_to_datetime
+
+from multidict import CIMultiDictProxy
+
+_MAX_DELTA = 2**31
+
+
+def directives(values: Iterable[str]) -> dict[str, str]:
+    """Cache-Control directives, lower-cased, with their argument ("" when none)."""
+    found: dict[str, str] = {}
+    for value in values:
+        for item in value.split(","):
+            name, _, argument = item.partition("=")
+            name = name.strip().lower()
+            if name:
+                found.setdefault(name, argument.strip().strip('"'))
+    return found
+
+
+def delta_seconds(argument: str | None) -> int | None:
+    """A delta-seconds argument (section 1.2.2), or None when it is not one."""
+    if argument is None or not argument.isdigit() or not argument.isascii():
+        return None
+    digits = argument.lstrip("0") or "0"
+    return _MAX_DELTA if len(digits) > 10 else min(int(digits), _MAX_DELTA)
+
+
+def http_date(value: str | None) -> float | None:
+    """An HTTP-date as a POSIX timestamp, or None when it does not parse."""
+    if not value or len(value) > 64:
+        return None
+    try:
+        return parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+
+
+def lifetime(headers: CIMultiDictProxy[str]) -> float:
+    """Seconds the response may be used without revalidation by a shared cache; 0 if none."""
+    found = directives(headers.getall("Cache-Control", ()))
+    if "no-cache" in found:
+        return 0.0
+    for name in ("s-maxage", "max-age"):
+        if name in found:
+            return float(delta_seconds(found[name]) or 0)
+    expires = headers.get("Expires")
+    if expires is None:
+        return 0.0
+    expires_at, date = http_date(expires), http_date(headers.get("Date"))
+    if expires_at is None:
+        return 0.0  # an invalid Expires means "already expired" (section 5.3)
+    return max(0.0, expires_at - (date if date is not None else time.time()))
+
+
+def initial_age(headers: CIMultiDictProxy[str], received_at: float) -> float:
+    """The response's age when received (``received_at``, a POSIX timestamp)."""
+    age = float(delta_seconds(headers.get("Age")) or 0)
+    date = http_date(headers.get("Date"))
+    apparent = max(0.0, received_at - date) if date is not None else 0.0
+    return max(age, apparent)
+
+
+def visitor_allows(request_headers: Mapping[str, str], age: float) -> bool:
+    """May a page of ``age`` seconds answer this request without asking the origin?"""
+    cache_control = request_headers.get("Cache-Control")
+    if cache_control is None:
+        return "no-cache" not in request_headers.get("Pragma", "").lower()
+    found = directives((cache_control,))
+    if "no-cache" in found:
+        return False
+    if "max-age" in found:
+        limit = delta_seconds(found["max-age"])
+        return limit is not None and age <= limit
+    return True
