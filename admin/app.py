@@ -39,7 +39,7 @@ from refract.admin.serving import serve_until_stopped
 from refract.admin.state import CONFIG_KEY, INDUSTRIES_KEY, REDIS_KEY
 from refract.rules.config import Config, split_host_port
 from refract.rules.industry import load_industry_model
-from refract.rules.redis_client import blocking_pool
+from refract.rules.redis_client import pooled
 
 log = logging.getLogger("refract.admin")
 API_KEY = web.AppKey("refract.api", Api)
@@ -89,20 +89,28 @@ def docs_page(api: Api) -> str:
                 f"<td>{html.escape(operation['summary'])}</td><td>{html.escape(who)}</td>"
                 f"<td>{html.escape(parameters)}</td><td>{html.escape(schema)}</td></tr>"
             )
+    # a page of its own (no session needed), laid out for phones like the dashboard: the wide
+    # table scrolls in a focusable region, the page itself never sideways
     return (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        "<link rel='icon' href='data:,'>"
         "<title>Refract admin API</title><style>body{font:15px/1.5 system-ui,sans-serif;"
-        "margin:2rem;color:#1a1a1a}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
+        "margin:0;color:#1a1a1a}header,main{padding:.75rem 1rem}header{background:#1a1a1a}"
+        "header a{color:#fff}h1,code{overflow-wrap:break-word}.table-wrap{overflow-x:auto;"
+        "position:relative}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
         "padding:.3rem .6rem;text-align:left;vertical-align:top}</style></head><body>"
+        "<header><a href='/'>Back to the dashboard</a></header><main>"
         "<h1>Refract admin API</h1><p>The machine-readable document: "
         "<a href='/api/openapi.json'>/api/openapi.json</a> (OpenAPI 3.1). Authenticate with "
         "the session cookie from <code>POST /api/login</code> (writing requests then need "
         "<code>X-CSRF-Token</code>) or <code>Authorization: Bearer &lt;token&gt;</code>.</p>"
+        "<div class='table-wrap' tabindex='0' role='region' aria-label='Endpoints table'>"
         "<table><caption>Endpoints</caption><thead><tr><th scope='col'>method</th>"
         "<th scope='col'>path</th><th scope='col'>what</th><th scope='col'>roles</th>"
         "<th scope='col'>parameters</th><th scope='col'>body</th></tr></thead><tbody>"
         + "".join(rows)
-        + "</tbody></table></body></html>"
+        + "</tbody></table></div></main></body></html>"
     )
 
 
@@ -153,12 +161,10 @@ REDIS_WAIT_S = 5.0
 async def _redis_client(app: web.Application) -> AsyncIterator[None]:
     # A burst of requests (hundreds of live dashboards re-checking at once) waits for a
     # connection instead of failing with "too many connections" and a spurious 401.
-    pool = blocking_pool(app[CONFIG_KEY].redis.url, REDIS_CONNECTIONS, REDIS_WAIT_S)
-    client = redis.Redis(connection_pool=pool)
+    client = pooled(app[CONFIG_KEY].redis.url, REDIS_CONNECTIONS, REDIS_WAIT_S)
     app[REDIS_KEY] = client
     yield
-    await client.aclose()
-    await pool.aclose()
+    await client.aclose()  # and its pool
 
 
 def note_sighup() -> None:

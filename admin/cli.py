@@ -69,7 +69,29 @@ def main(argv: list[str] | None = None) -> int:
     if command in ("run", "proxy") and (refusal := demo_origin_refusal(config)):
         print(refusal, file=sys.stderr)
         return 2
-    return _run_node(command, config, config_path)
+    if command == "demo":
+        config = _prepare_demo(config, config_path, args)
+    return _run_node(command, config, config_path, args)
+
+
+DEMO_RULES = "demo-rules"  # the demo's copy of its rules, in data_dir
+LOOPBACK = '["127.0.0.1/32", "::1/128"]'
+
+
+def _prepare_demo(config: Config, config_path: Path, args: argparse.Namespace) -> Config:
+    """The demo's state lives in its data directory, never in the repository: its rules are
+    copied there once and edited there (the dashboard's editor writes rules.directory). With
+    traffic, loopback is a trusted proxy, so the simulator's X-Forwarded-For names the
+    visitor (admin/demo_traffic.py); a browser on this machine, which sends none, stays itself."""
+    if config.rules.directory is not None:
+        copy = config.server.data_dir / DEMO_RULES
+        if not copy.is_dir():
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copytree(config.rules.directory, copy)
+        os.environ["REFRACT_RULES__DIRECTORY"] = str(copy.resolve())
+    if args.traffic and not config.server.trusted_proxies:
+        os.environ["REFRACT_SERVER__TRUSTED_PROXIES"] = LOOPBACK
+    return load_config(config_path)
 
 
 def demo_origin_refusal(config: Config) -> str | None:
@@ -426,7 +448,25 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("proxy", help="the proxy alone")
     commands.add_parser("worker", help="the analytics worker alone")
     commands.add_parser("admin", help="the admin API and dashboard alone")
-    commands.add_parser("demo", help="the demo website with Refract in front")
+    demo = commands.add_parser("demo", help="the demo website with Refract in front")
+    demo.add_argument(
+        "--traffic",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="simulated visitors: weeks of history, then a trickle (default: on)",
+    )
+    demo.add_argument(
+        "--traffic-days",
+        type=_traffic_days,
+        default=28,
+        help="days of history the simulator plays (default 28, at most 90)",
+    )
+    demo.add_argument(
+        "--traffic-daily",
+        type=_traffic_daily,
+        default=80,
+        help="new visitors on a weekday of history (default 80, at most 500)",
+    )
     commands.add_parser("check", help="validate config.toml and exit")
     commands.add_parser(
         "rebuild", help="rebuild profiles and aggregates from the event archive (worker stopped)"
@@ -533,7 +573,21 @@ def _hours(text: str) -> float:
     return hours
 
 
-def _run_node(command: str, config: Config, config_path: Path) -> int:
+def _traffic_days(text: str) -> int:
+    from refract.admin.demo_traffic import days_option
+
+    return days_option(text)
+
+
+def _traffic_daily(text: str) -> int:
+    from refract.admin.demo_traffic import daily_option
+
+    return daily_option(text)
+
+
+def _run_node(
+    command: str, config: Config, config_path: Path, args: argparse.Namespace | None = None
+) -> int:
     from refract.admin.embedded_redis import STOP_S, EmbeddedRedis
     from refract.admin.node_processes import status_path
 
@@ -556,13 +610,26 @@ def _run_node(command: str, config: Config, config_path: Path) -> int:
         children = _children(command, config, str(config_path))
         if command == "demo":
             _ensure_demo_user(os.environ.get("REFRACT_REDIS__URL") or config.redis.url)
+            traffic = args is not None and args.traffic
+            if traffic and args is not None:
+                options = (args.traffic_days, args.traffic_daily)
+                children.append(
+                    Child("demo-traffic", demo_traffic_main, (str(config_path), *options))
+                )
             listen = config.server.listen[0]
+            said = (
+                f"  Traffic: {args.traffic_days} simulated days of visitors, then a few a "
+                "minute (--no-traffic turns it off).\n"
+                if traffic and args is not None
+                else ""
+            )
             print(
                 f"\n  Refract demo: open http://{listen}/ (the site is Northbeam Analytics, a "
                 "demo B2B SaaS).\n  Health: "
                 f"http://{listen}{config.server.prefix}health   Dashboard: "
                 f"http://{config.admin.listen}/ (user {DEMO_USER}, password "
-                f"{DEMO_PASSWORD})\n  Stop with Ctrl-C.\n",
+                f"{DEMO_PASSWORD})\n{said}  Rules: {config.rules.directory} (the demo's copy: "
+                "edit them there).\n  Stop with Ctrl-C.\n",
                 flush=True,
             )
         if valkey is not None:
@@ -650,6 +717,16 @@ def admin_main(config_path: str) -> None:
     from refract.admin import app
 
     app.run(_child_config(config_path))
+
+
+def demo_traffic_main(config_path: str, days: int, daily: int) -> None:
+    import asyncio
+
+    from refract.admin import demo_traffic
+
+    config = _child_config(config_path)
+    options = demo_traffic.Options(days=days, daily=daily)
+    asyncio.run(demo_traffic.run_until_stopped(config, config.redis.url, options))
 
 
 def demo_origin_main(host: str, port: int) -> None:

@@ -1,7 +1,7 @@
 """The dashboard: server-rendered pages (Jinja2) over the functions the JSON API serves, with
-charts drawn in the browser by the plotly.js that the ``plotly`` wheel ships (served from the
-installed package at ``/static/plotly.min.js``: nothing from a CDN, nothing third-party in
-the repository, works offline).
+charts drawn in the browser by plotly.js: a partial bundle of only the trace types the
+dashboard draws, built by ``.ci/plotly`` from plotly.js's sources and kept in ``static/``
+(served at ``/static/plotly.min.js``: nothing from a CDN, works offline).
 
 Pages are declared on this module's ``Api`` with the roles that may see them, like every
 endpoint, so the guard of admin/api.py checks them and the OpenAPI document lists them. The
@@ -19,8 +19,7 @@ import asyncio
 import contextlib
 import functools
 import gzip
-import importlib.metadata
-import importlib.util
+import hashlib
 import re
 import time
 from collections.abc import Callable, Iterable
@@ -34,7 +33,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from refract.admin import dashboard_views as views
-from refract.admin import insights, site_health
+from refract.admin import insights, site_health, visitor_list
 from refract.admin.api import EVERYONE, PUBLIC, Api, Handler, Refused, known_site
 from refract.admin.api_reads import (
     READERS_OF_ACCOUNTS,
@@ -58,7 +57,9 @@ EDITORS = ["marketing", "admin"]  # who may create, edit and start experiments
 WATCHERS_OF_HEALTH = ["marketing", "admin"]
 HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"
-PLOTLY_VERSION = importlib.metadata.version("plotly")
+PLOTLY = STATIC / "plotly.min.js"  # built by .ci/plotly
+# the bundle's own digest, so that a rebuilt bundle is a new URL (it is cached as immutable)
+PLOTLY_VERSION = hashlib.sha256(PLOTLY.read_bytes()).hexdigest()[:16]
 LIVE_PATH = "/api/live"
 ACCOUNTS_SHOWN = 50  # rows of the accounts page
 ACCOUNTS_READ = 500  # accounts read for the funnel and the account page (the API's maximum)
@@ -312,6 +313,10 @@ async def overview(request: web.Request) -> web.StreamResponse:
     currency = accounts[0]["prediction"]["currency"] if accounts else "USD"
     today = datetime.now(UTC).strftime("%Y-%m-%d")
     visitors_today = int(await client.pfcount(keyspace.unique_visitors(site.key, today)))
+    proxies = await asyncio.to_thread(
+        site_health.proxy_counters, site_health.metrics_directory(config_of(request))
+    )
+    skipped = await asyncio.to_thread(site_health.not_recorded_rows, proxies, config_of(request))
     return render(
         request,
         "overview.html",
@@ -323,6 +328,7 @@ async def overview(request: web.Request) -> web.StreamResponse:
         summaries=summaries,
         show_results=_may(identity, READERS_OF_RESULTS),
         visitors_today=visitors_today,
+        skipped=skipped,
         funnel=funnel,
         currency=currency,
         pipeline=funnel[0]["pipeline"],
@@ -500,13 +506,26 @@ async def _recent_visitors(
     return [] if found is None else list(found["recent_visitors"])
 
 
-@page("/visitors", READERS_OF_VISITORS, "find a visitor by public handle")
+@page(
+    "/visitors",
+    READERS_OF_VISITORS,
+    "visitors by public handle: recent identified ones, the most intent, and a search",
+)
 async def visitor_lookup(request: web.Request) -> web.StreamResponse:
     wanted = request.query.get("handle", "").strip()
     if wanted:
         raise web.HTTPSeeOther(_link(request.query.get("site"), f"/visitors/{quote(wanted)}"))
+    site = _site(request)
+    found = await visitor_list.identified_visitors(
+        redis_of(request), site.key, industry_of(request, site.key)
+    )
     return render(
-        request, "visitors.html", title="Visitors", site_param=request.query.get("site", "")
+        request,
+        "visitors.html",
+        title="Visitors",
+        site_param=request.query.get("site", ""),
+        recent=visitor_list.recent_first(found),
+        intent=visitor_list.most_intent(found),
     )
 
 
@@ -565,7 +584,7 @@ async def health_page(request: web.Request) -> web.StreamResponse:
 @api.get(
     "/static/plotly.min.js",
     roles=[PUBLIC],
-    summary="plotly.js, from the installed plotly package",
+    summary="plotly.js, a partial bundle of the trace types the dashboard draws",
     tag="dashboard",
     content_types=("text/javascript",),
 )
@@ -587,16 +606,13 @@ async def plotly_js(request: web.Request) -> web.StreamResponse:
 
 
 def plotly_path() -> Path:
-    """plotly.min.js in the installed plotly package (found without importing plotly)."""
-    spec = importlib.util.find_spec("plotly")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("the plotly package is not installed")
-    return Path(spec.submodule_search_locations[0]) / "package_data" / "plotly.min.js"
+    """The partial plotly.js bundle that .ci/plotly builds."""
+    return PLOTLY
 
 
 @functools.cache
 def _plotly_bytes() -> tuple[bytes, bytes]:
-    """plotly.min.js (4.8 MB) and its gzip (1.4 MB), read and compressed once."""
+    """plotly.min.js (1.2 MB) and its gzip (0.4 MB), read and compressed once."""
     plain = plotly_path().read_bytes()
     return plain, gzip.compress(plain, compresslevel=6, mtime=0)
 

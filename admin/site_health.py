@@ -21,6 +21,7 @@ from typing import Any, Final
 import redis.asyncio as redis
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from refract.admin import not_recorded
 from refract.admin.insights import READ_TIMEOUT_S
 from refract.admin.node_processes import node_processes, process_warnings
 from refract.analytics.effects import day_of
@@ -55,6 +56,7 @@ async def site_health(
     failing or slower than ``READ_TIMEOUT_S`` is ``"status": "down"``."""
     day = day_of(time.time() if now is None else now)
     proxies = await asyncio.to_thread(proxy_counters, metrics_directory(config))
+    skipped = await asyncio.to_thread(not_recorded_rows, proxies, config)
     processes = await asyncio.to_thread(node_processes, config.server.data_dir)
     try:
         async with asyncio.timeout(READ_TIMEOUT_S):
@@ -68,6 +70,7 @@ async def site_health(
             "workers": None,
             "sites": None,
             "proxies": proxies,
+            "not_recorded": skipped,
             "processes": processes,
             "warnings": [
                 "Redis does not answer: proxies serve pages, events wait in them",
@@ -101,6 +104,7 @@ async def site_health(
         "workers": alive,
         "sites": sites,
         "proxies": proxies,
+        "not_recorded": skipped,
         "processes": processes,
         "warnings": warnings,
     }
@@ -194,6 +198,23 @@ def stream_rows(document: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def not_recorded_rows(proxies: dict[str, Any], config: Config) -> list[dict[str, Any]]:
+    """What this node's proxies served without recording, and why (admin/not_recorded.py):
+    from the multiprocess files, else from a one-process proxy's private metrics listener."""
+    if not proxies.get("available") and config.server.metrics_listen:
+        scraped = not_recorded.scrape(config.server.metrics_listen)
+        if scraped is not None:
+            proxies = {
+                "available": True,
+                **{
+                    field: scraped.get(name, {})
+                    for name, (field, labels) in _COUNTERS.items()
+                    if labels
+                },
+            }
+    return not_recorded.rows(proxies)
+
+
 def metrics_directory(config: Config) -> Path:
     """Where this node's proxy processes write their metrics (admin/cli.py sets it up)."""
     return Path(os.environ.get("PROMETHEUS_MULTIPROC_DIR") or config.server.data_dir / "metrics")
@@ -206,6 +227,8 @@ _COUNTERS: Final = {
     "refract_events_dropped_total": ("events_dropped", ("reason",)),
     "refract_event_write_failures_total": ("event_write_failures", ()),
     "refract_requests_total": ("responses", ("status",)),
+    "refract_bots_total": ("bots", ("kind",)),
+    "refract_collect_rejected_total": ("collect_rejected", ("reason",)),
 }
 
 

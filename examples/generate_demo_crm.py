@@ -24,6 +24,13 @@ WORDS = ("North", "Blue", "Iron", "Bright", "Silver", "Cedar", "Atlas", "Nova", 
 KINDS = ("Systems", "Labs", "Works", "Group", "Dynamics", "Analytics")
 
 
+def demo_range(index: int) -> str:
+    """An account's addresses in the demo: a /24 of the shared address space 100.64.0.0/10
+    (RFC 6598, never a public network), for `refract demo --traffic` to visit from through
+    X-Forwarded-For on loopback (admin/demo_traffic.py)."""
+    return f"100.64.{index}.0/24"
+
+
 def main(seed: int = 7) -> None:
     rng = random.Random(seed)
     accounts_path = HERE / "demo-accounts.csv"
@@ -39,7 +46,19 @@ def main(seed: int = 7) -> None:
         target = "yes" if rng.random() < 0.3 else "no"
         industry = rng.choice(INDUSTRIES)
         generated.append(
-            [domain, name, industry, str(employees), f"{revenue:.0f}", "", "", "", "", "", target]
+            [
+                domain,
+                name,
+                industry,
+                str(employees),
+                f"{revenue:.0f}",
+                "",
+                "",
+                demo_range(index),
+                "",
+                "",
+                target,
+            ]
         )
     with accounts_path.open("w", newline="") as file:
         csv.writer(file, lineterminator="\n").writerows([header, *kept, *generated])

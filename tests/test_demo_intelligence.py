@@ -37,7 +37,7 @@ async def test_the_demo_knows_the_visitor_adapts_and_explains(tmp_path: Path) ->
     imported = refract("--config", str(path), "accounts", "import", str(ACCOUNTS), cwd=tmp_path)
     assert imported.returncode == 0, imported.stderr
     async with (
-        running(["--config", str(path), "demo"], port, {}, tmp_path),
+        running(["--config", str(path), "demo", "--no-traffic"], port, {}, tmp_path),
         aiohttp.ClientSession(
             headers={"User-Agent": BROWSER}, cookie_jar=aiohttp.CookieJar(unsafe=True)
         ) as visitor,

@@ -9,6 +9,22 @@
   const BANDS = ["rgba(0,114,178,0.18)", "rgba(230,159,0,0.22)", "rgba(0,158,115,0.2)",
     "rgba(213,94,0,0.2)", "rgba(204,121,167,0.22)"];
   const CONFIG = { displayModeBar: false, responsive: true };
+  // A diverging scale light enough that black text reads on every cell (9:1 or more at the
+  // ends; between stops the luminance moves monotonically towards the light middle).
+  const DIVERGING = [[0, "#E69F00"], [0.5, "#F7F7F7"], [1, "#56B4E9"]];
+
+  // WCAG 2 contrast, to give text drawn on a coloured bar the ink that reads best on it:
+  // black or white, whichever is further (5.2:1 or more on every palette colour).
+  function luminance(hex) {
+    const [r, g, b] = [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16) / 255)
+      .map((c) => (c <= 0.04045 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4));
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+  }
+  const contrast = (a, b) => {
+    const [high, low] = [luminance(a), luminance(b)].sort((x, y) => y - x);
+    return (high + 0.05) / (low + 0.05);
+  };
+  const inkOn = (fill) => (contrast("#000000", fill) >= contrast("#FFFFFF", fill) ? "#000000" : "#FFFFFF");
 
   const csrf = () => document.querySelector('meta[name="csrf-token"]').content;
   const viewData = () => JSON.parse(document.getElementById("view-data").textContent || "{}");
@@ -16,7 +32,7 @@
   const words = (text) => String(text).replace(/_/g, " ");
 
   function layout(extra) {
-    return Object.assign({
+    const merged = Object.assign({
       colorway: PALETTE,
       font: { family: "system-ui, -apple-system, 'Segoe UI', sans-serif", size: 13, color: "#1a1a1a" },
       margin: { l: 64, r: 16, t: 36, b: 48 },
@@ -25,6 +41,9 @@
       legend: { orientation: "h", x: 0, y: 1.02, yanchor: "bottom" },
       hoverlabel: { font: { size: 13 } },
     }, extra);
+    // long or rotated tick labels widen the margins instead of running off a phone's chart
+    for (const axis of ["xaxis", "yaxis"]) merged[axis] = Object.assign({ automargin: true }, merged[axis]);
+    return merged;
   }
 
   const percentAxis = (title) => ({
@@ -74,7 +93,7 @@
       return [[{
         type: "heatmap", x: heat.variants, y: heat.segments, z, text, texttemplate: "%{text}",
         zmin: -largest, zmax: largest, zmid: 0,
-        colorscale: [[0, "#D55E00"], [0.5, "#F7F7F7"], [1, "#0072B2"]],
+        colorscale: DIVERGING, textfont: { color: "#000000" },
         colorbar: { title: { text: "lift" }, ticksuffix: "%" }, xgap: 2, ygap: 2,
         hovertemplate: "%{y}, %{x}: %{text}<extra></extra>",
       }], layout({ margin: { l: 150, r: 16, t: 16, b: 48 }, height: 140 + 44 * heat.segments.length,
@@ -95,9 +114,11 @@
 
     funnel(data) {
       const stages = data.funnel;
+      const colours = stages.map((_, i) => PALETTE[i % PALETTE.length]);
       return [[{
         type: "funnel", y: stages.map((s) => s.stage), x: stages.map((s) => s.accounts),
-        textinfo: "value+percent initial", marker: { color: stages.map((_, i) => PALETTE[i]) },
+        textinfo: "value+percent initial", marker: { color: colours },
+        insidetextfont: { color: colours.map(inkOn) }, outsidetextfont: { color: "#1a1a1a" },
         customdata: stages.map((s) => Math.round(s.pipeline)),
         hovertemplate: "%{y}: %{x} accounts, %{customdata:,} expected pipeline<extra></extra>",
       }], layout({ showlegend: false, margin: { l: 120, r: 16, t: 16, b: 32 } })];
@@ -119,6 +140,7 @@
       return [[{
         type: "bar", orientation: "h", y: names.map(words), x: axes.map((a) => pct(a.confidence)),
         text: axes.map((a) => words(a.value)), textposition: "auto",
+        insidetextfont: { color: inkOn(PALETTE[0]) }, outsidetextfont: { color: "#1a1a1a" },
         marker: { color: PALETTE[0] }, hovertemplate: "%{y}: %{text}, %{x:.0f}%<extra></extra>",
       }], layout({ showlegend: false, margin: { l: 130, r: 16, t: 16, b: 48 },
         xaxis: { title: { text: "confidence" }, ticksuffix: "%", range: [0, 100] },
@@ -181,11 +203,13 @@
     if (!view || !window.EventSource) return;
     let last = null;
     const source = new EventSource(`/api/live?view=${encodeURIComponent(view)}`);
+    // The first message is the state the page was just rendered from: fetching the page again
+    // for it would download and draw everything twice. Only later changes refresh.
     source.onmessage = (event) => {
       if (event.data === last) return;
       const first = last === null;
       last = event.data;
-      if (!first || document.visibilityState === "visible") refresh();
+      if (!first) refresh();
     };
     source.onerror = () => {
       if (source.readyState === EventSource.CLOSED) source.close(); // no live view: stay static

@@ -69,9 +69,10 @@ class Chromium:
         self._playwright, self._browser = self._wait(self._launch())
         self._contexts: list[BrowserContext] = []
 
-    async def visit(self, scenario: Callable[[Page], Awaitable[object]]) -> Visit:
-        """Run ``scenario`` on a new page in a new context, from any event loop."""
-        future = asyncio.run_coroutine_threadsafe(self._visit(scenario), self._loop)
+    async def visit(self, scenario: Callable[[Page], Awaitable[object]], **context: Any) -> Visit:
+        """Run ``scenario`` on a new page in a new context, from any event loop; ``context``
+        takes Playwright's context options (``viewport``, ``is_mobile``, ...)."""
+        future = asyncio.run_coroutine_threadsafe(self._visit(scenario, context), self._loop)
         return await asyncio.wrap_future(future)
 
     def release(self) -> None:
@@ -101,8 +102,10 @@ class Chromium:
         await self._browser.close()
         await self._playwright.stop()
 
-    async def _visit(self, scenario: Callable[[Page], Awaitable[object]]) -> Visit:
-        context = await self._browser.new_context()
+    async def _visit(
+        self, scenario: Callable[[Page], Awaitable[object]], options: dict[str, Any]
+    ) -> Visit:
+        context = await self._browser.new_context(**options)
         self._contexts.append(context)
         visit = Visit()
 
