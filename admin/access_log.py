@@ -19,7 +19,7 @@ from aiohttp.abc import AbstractAccessLogger
 
 from refract.admin.auth import IDENTITY_KEY
 from refract.admin.perimeter import client_address
-from refract.admin.state import CONFIG_KEY
+from refract.admin.state import CONFIG_KEY, config_in
 from refract.rules.log_hygiene import LogHygiene
 from refract.rules.privacy import anonymize_ip
 
@@ -43,7 +43,7 @@ class AdminAccessLogger(AbstractAccessLogger):
         }
         app = _app_of(request)
         if app is not None and CONFIG_KEY in app:
-            config = app[CONFIG_KEY]
+            config = config_in(app)
             address = client_address(request, config)
             record["client"] = anonymize_ip(address, config.privacy.ip_in_logs)
             identity = request.get(IDENTITY_KEY)

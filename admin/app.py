@@ -12,6 +12,7 @@ from __future__ import annotations
 import html
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import redis.asyncio as redis
 import uvloop
@@ -36,9 +37,10 @@ from refract.admin.access_log import (
 from refract.admin.api import EVERYONE, PUBLIC, Api
 from refract.admin.perimeter import is_https, refuse_unknown_hosts
 from refract.admin.serving import serve_until_stopped
-from refract.admin.state import CONFIG_KEY, INDUSTRIES_KEY, REDIS_KEY
-from refract.rules.config import Config, split_host_port
+from refract.admin.state import CONFIG_KEY, REDIS_KEY, LiveConfig, config_in
+from refract.rules.config import Config, load_config, split_host_port
 from refract.rules.industry import load_industry_model
+from refract.rules.problems import InvalidFileError
 from refract.rules.redis_client import pooled
 
 log = logging.getLogger("refract.admin")
@@ -119,7 +121,7 @@ async def identify_caller(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
     try:
-        secure = is_https(request, request.app[CONFIG_KEY])
+        secure = is_https(request, config_in(request.app))
         request[auth.IDENTITY_KEY] = await auth.identify(request.app[REDIS_KEY], request, secure)
     except (redis.RedisError, OSError):
         request[auth.IDENTITY_KEY] = None  # anonymous while Redis is away: public pages work
@@ -137,8 +139,7 @@ def build_app(config: Config) -> web.Application:
     app = web.Application(
         middlewares=[refuse_unknown_hosts, identify_caller], client_max_size=1024**2
     )
-    app[CONFIG_KEY] = config
-    app[INDUSTRIES_KEY] = {site.key: load_industry_model(site.industry) for site in config.sites}
+    app[CONFIG_KEY] = live_config(config)
     api = build_api()
     app[API_KEY] = api
     api.install(app)
@@ -149,7 +150,7 @@ def build_app(config: Config) -> web.Application:
 
 
 async def _log_hygiene(app: web.Application) -> AsyncIterator[None]:
-    hygiene = install_log_hygiene(app[CONFIG_KEY].privacy.ip_in_logs)
+    hygiene = install_log_hygiene(config_in(app).privacy.ip_in_logs)
     yield
     remove_log_hygiene(hygiene)
 
@@ -161,26 +162,54 @@ REDIS_WAIT_S = 5.0
 async def _redis_client(app: web.Application) -> AsyncIterator[None]:
     # A burst of requests (hundreds of live dashboards re-checking at once) waits for a
     # connection instead of failing with "too many connections" and a spurious 401.
-    client = pooled(app[CONFIG_KEY].redis.url, REDIS_CONNECTIONS, REDIS_WAIT_S)
+    client = pooled(config_in(app).redis.url, REDIS_CONNECTIONS, REDIS_WAIT_S)
     app[REDIS_KEY] = client
     yield
     await client.aclose()  # and its pool
 
 
-def note_sighup() -> None:
-    # The admin holds no rule set to reload: every request reads the one in force (published,
-    # else the directory's). Its config.toml settings shape the running application (hosts,
-    # sites, sessions), so they are read when it starts, like the proxy's listen addresses.
-    log.info(
-        "SIGHUP: nothing to reload; the admin reads the rules in force on every request "
-        "and config.toml when it starts"
+def live_config(config: Config) -> LiveConfig:
+    """The configuration with each site's industry model; InvalidFileError from a model."""
+    return LiveConfig(
+        config, {site.key: load_industry_model(site.industry) for site in config.sites}
     )
 
 
-def run(config: Config) -> None:
+def _at_start(config: Config) -> dict[str, object]:
+    """Settings the running process was built from: a new value waits for the next start."""
+    return {
+        "admin.listen": config.admin.listen,
+        "redis.url": config.redis.url,
+        "privacy.ip_in_logs": config.privacy.ip_in_logs,
+    }
+
+
+def reload_config(app: web.Application, path: Path) -> None:
+    """SIGHUP: adopt config.toml anew (sites, hosts, sessions, roles' sites...) when it is
+    valid, else keep the one in force and say why. The rules need nothing: every request
+    reads the set in force (published, else the directory's)."""
+    try:
+        fresh = live_config(load_config(path))
+    except InvalidFileError as error:
+        log.error("SIGHUP: %s is invalid, keeping the configuration in force:\n%s", path, error)
+        return
+    before = config_in(app)
+    now, then = _at_start(fresh.current), _at_start(before)
+    waiting = [name for name in now if now[name] != then[name]]
+    app[CONFIG_KEY].current, app[CONFIG_KEY].industries = fresh.current, fresh.industries
+    log.info("SIGHUP: %s reloaded (%d sites)", path, len(fresh.current.sites))
+    if waiting:
+        log.warning("SIGHUP: %s take effect at the next start", ", ".join(waiting))
+
+
+def run(config: Config, path: Path) -> None:
     host, port = split_host_port(config.admin.listen)
     app = build_app(config)
-    uvloop.run(serve_until_stopped(app, host, port, AdminAccessLogger, access_logger, note_sighup))
+    uvloop.run(
+        serve_until_stopped(
+            app, host, port, AdminAccessLogger, access_logger, lambda: reload_config(app, path)
+        )
+    )
 
 
 __all__ = ["EVERYONE", "build_app", "run"]

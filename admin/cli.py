@@ -716,7 +716,7 @@ def worker_main(config_path: str) -> None:
 def admin_main(config_path: str) -> None:
     from refract.admin import app
 
-    app.run(_child_config(config_path))
+    app.run(_child_config(config_path), Path(config_path))
 
 
 def demo_traffic_main(config_path: str, days: int, daily: int) -> None:

@@ -35,7 +35,7 @@ from refract.admin.api import ROLES, Api, Refused, known_site
 from refract.admin.api_insights import READERS_OF_HEALTH
 from refract.admin.api_reads import READERS_OF_ACCOUNTS, READERS_OF_RESULTS
 from refract.admin.perimeter import is_https
-from refract.admin.state import CONFIG_KEY, INDUSTRIES_KEY, REDIS_KEY, identity_of
+from refract.admin.state import CONFIG_KEY, REDIS_KEY, config_in, identity_of
 from refract.analytics import visitors
 from refract.analytics.reports import UnknownExperimentError, experiment_report
 from refract.rules.schema import KEY_PATTERN
@@ -278,7 +278,7 @@ async def live_updates(request: web.Request, query: LiveQuery) -> web.StreamResp
     if kind == "experiment":
         try:
             rules = await insights.within_deadline(
-                insights.current_rules(app[CONFIG_KEY], app[REDIS_KEY])
+                insights.current_rules(config_in(app), app[REDIS_KEY])
             )
         except insights.RedisUnavailableError:
             raise Refused(503, "Redis is unavailable: try again shortly") from None
@@ -359,7 +359,7 @@ async def _still_allowed(request: web.Request, roles: frozenset[str]) -> bool:
     """Whether the stream's credentials still hold a role that may watch it; a Redis that
     does not answer ends nothing (the stream only carries errors meanwhile)."""
     try:
-        secure = is_https(request, request.app[CONFIG_KEY])
+        secure = is_https(request, config_in(request.app))
         identity = await auth.identify(request.app[REDIS_KEY], request, secure)
     except (TimeoutError, redis.RedisError, OSError) as error:
         log.debug("credentials not rechecked: %r", error)
@@ -370,24 +370,26 @@ async def _still_allowed(request: web.Request, roles: frozenset[str]) -> bool:
 def renderer(app: web.Application, key: Key) -> Render:
     """The rendering of a view: what its poller publishes."""
     site, view = key
-    config, client = app[CONFIG_KEY], app[REDIS_KEY]
-    industry = app[INDUSTRIES_KEY].get(site)
+    client = app[REDIS_KEY]
     kind, _, name = view.partition(":")
 
+    # each rendering reads the configuration in force then (SIGHUP may replace it)
     async def overview() -> dict[str, Any]:
-        return await insights.overview(client, config, site)
+        return await insights.overview(client, config_in(app), site)
 
     async def experiment() -> dict[str, Any]:
+        config = config_in(app)
         rules = await insights.current_rules(config, client)
         report = await experiment_report(client, config, site, name, insights.SETTINGS, rules)
         return report.as_json()
 
     async def accounts() -> dict[str, Any]:
+        industry = app[CONFIG_KEY].industries.get(site)
         found = await visitors.hot_accounts(client, site, HOT_ACCOUNTS_SHOWN, industry)
         return {"site": site, "accounts": found}
 
     async def health() -> dict[str, Any]:
-        return await site_health.site_health(client, config)
+        return await site_health.site_health(client, config_in(app))
 
     return {"overview": overview, "experiment": experiment, "accounts": accounts, "health": health}[
         kind

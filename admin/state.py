@@ -3,6 +3,8 @@ and the caller."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import redis.asyncio as redis
 from aiohttp import web
 
@@ -10,13 +12,27 @@ from refract.admin.auth import IDENTITY_KEY, Identity
 from refract.rules.config import Config, SiteConfig
 from refract.rules.industry import IndustryModel
 
-CONFIG_KEY = web.AppKey("refract.config", Config)
+
+@dataclass
+class LiveConfig:
+    """config.toml as the admin runs it, with each site's industry model: replaced as a whole
+    when SIGHUP brings a valid file (admin/app.py ``reload_config``), so that a request, which
+    reads it once through ``config_of``, never mixes two versions."""
+
+    current: Config
+    industries: dict[str, IndustryModel]
+
+
+CONFIG_KEY = web.AppKey("refract.config", LiveConfig)
 REDIS_KEY = web.AppKey("refract.redis", redis.Redis)
-INDUSTRIES_KEY = web.AppKey("refract.industries", dict[str, IndustryModel])
 
 
 def config_of(request: web.Request) -> Config:
-    return request.app[CONFIG_KEY]
+    return config_in(request.app)
+
+
+def config_in(app: web.Application) -> Config:
+    return app[CONFIG_KEY].current
 
 
 def redis_of(request: web.Request) -> redis.Redis:
@@ -40,5 +56,5 @@ def site_of(request: web.Request) -> SiteConfig | None:
 
 
 def industry_of(request: web.Request, site: str) -> IndustryModel | None:
-    """The site's industry model (read at start, like the configuration)."""
-    return request.app[INDUSTRIES_KEY].get(site)
+    """The site's industry model (read with the configuration)."""
+    return request.app[CONFIG_KEY].industries.get(site)
