@@ -710,7 +710,7 @@ def proxy_main(config_path: str) -> None:
 def worker_main(config_path: str) -> None:
     from refract.analytics import worker
 
-    worker.run(_child_config(config_path))
+    worker.run(_child_config(config_path), Path(config_path))
 
 
 def admin_main(config_path: str) -> None:

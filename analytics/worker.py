@@ -7,7 +7,8 @@ says).
 The rule set comes from Redis, where the proxies publish it, so the worker always attributes
 outcomes with the metrics the proxies run; until something is published it uses
 ``rules.directory``; when neither loads it consumes nothing until one does
-(analytics/rules_in_force.py). SIGHUP re-reads both; it never stops the worker.
+(analytics/rules_in_force.py). SIGHUP re-reads both, and config.toml: a changed one replaces
+the consumers in place (``serve``); it never stops the worker.
 Once a day it enforces ``[retention]`` (analytics/retention.py). A heartbeat key tells the
 admin API (and the other workers, for the fair share) that the worker is alive.
 """
@@ -19,6 +20,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 
 import redis.asyncio as redis
 import uvloop
@@ -33,8 +35,9 @@ from refract.analytics.retention import keep_enforcing
 from refract.analytics.revenue.store import ModelFollower
 from refract.analytics.rules_in_force import RulesInForce
 from refract.analytics.segments import SegmentRefresher
-from refract.rules.config import Config
+from refract.rules.config import Config, load_config
 from refract.rules.industry import IndustryModel, load_industry_model
+from refract.rules.problems import InvalidFileError
 from refract.rules.redis_client import connect
 
 log = logging.getLogger("refract.worker")
@@ -126,14 +129,6 @@ async def _once_rules_adopted(
     await work
 
 
-def _start_reload(
-    rules: RulesInForce, client: redis.Redis, reloads: set[asyncio.Task[None]]
-) -> None:
-    task = asyncio.create_task(_reload(rules, client))
-    reloads.add(task)
-    task.add_done_callback(reloads.discard)
-
-
 async def _reload(rules: RulesInForce, client: redis.Redis) -> None:
     log.info("SIGHUP: re-reading the rule set")
     await rules.reload(client)
@@ -141,15 +136,82 @@ async def _reload(rules: RulesInForce, client: redis.Redis) -> None:
     log.info("rules in force: %s", current.version if current else "none (consuming nothing)")
 
 
-async def serve(config: Config) -> None:
+def _read_config(path: Path, current: Config) -> Config:
+    """config.toml as SIGHUP finds it (with its sites' industry models loadable); the one in
+    force when it is invalid, or unchanged."""
+    try:
+        fresh = load_config(path)
+        for site in fresh.sites:
+            load_industry_model(site.industry)
+    except InvalidFileError as error:
+        log.error("SIGHUP: %s is invalid, keeping the configuration in force:\n%s", path, error)
+        return current
+    if fresh.redis.url != current.redis.url:
+        log.warning("SIGHUP: redis.url takes effect at the next start")
+        fresh = fresh.model_copy(update={"redis": current.redis})
+    return fresh
+
+
+async def serve(config: Config, path: Path | None = None) -> None:
+    """The worker until SIGTERM or SIGINT. SIGHUP re-reads the rule set and, with ``path``,
+    config.toml: a changed, valid configuration (sites, shards, retention, archive, ...)
+    replaces the consumers in place: they finish their round and give up their leases, and
+    new ones built from it take over; what the old ones left pending is applied once, by id."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     client = connect(config.redis.url)
-    rules = RulesInForce(config)
-    reloads: set[asyncio.Task[None]] = set()  # held, or the loop could collect them mid-run
-    loop.add_signal_handler(signal.SIGHUP, lambda: _start_reload(rules, client, reloads))
+    sighups: set[asyncio.Task[None]] = set()  # held, or the loop could collect them mid-run
+    current: Config | None = config
+    try:
+        while current is not None and not stop.is_set():
+            rules = RulesInForce(current)
+            replaced: asyncio.Future[Config] = loop.create_future()
+            handler = _on_sighup(path, current, rules, client, replaced)
+            loop.add_signal_handler(signal.SIGHUP, _hold, sighups, handler)
+            current = await _serve_with(current, client, rules, stop, replaced)
+    finally:
+        await client.aclose()
+    log.info("worker stopped")
+
+
+def _on_sighup(
+    path: Path | None,
+    in_force: Config,
+    rules: RulesInForce,
+    client: redis.Redis,
+    replaced: asyncio.Future[Config],
+) -> Callable[[], Coroutine[None, None, None]]:
+    """What SIGHUP does while ``in_force`` runs: hand over to a changed configuration, else
+    re-read the rule set."""
+
+    async def handle() -> None:
+        fresh = in_force if path is None else _read_config(path, in_force)
+        if fresh != in_force and not replaced.done():
+            log.info("SIGHUP: config.toml changed: new consumers take over with it")
+            replaced.set_result(fresh)
+            return
+        await _reload(rules, client)
+
+    return handle
+
+
+def _hold(tasks: set[asyncio.Task[None]], work: Callable[[], Coroutine[None, None, None]]) -> None:
+    task = asyncio.create_task(work())
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
+
+
+async def _serve_with(
+    config: Config,
+    client: redis.Redis,
+    rules: RulesInForce,
+    stop: asyncio.Event,
+    replaced: asyncio.Future[Config],
+) -> Config | None:
+    """Consume with ``config`` until stopped (None) or replaced (the new configuration)."""
+    ending = asyncio.Event()
     await rules.reload(client)
     scrub = await archive_scrubber(client, config.privacy.archive_personal_fields)
     archive = Archive(archive_root(config), scrub)
@@ -158,21 +220,21 @@ async def serve(config: Config) -> None:
     sites = sorted(industries)
     name = worker_name()
     tasks = [
-        asyncio.create_task(keep_beating(client, name, stop, rules.status)),
-        asyncio.create_task(rules.follow(client, stop)),
-        asyncio.create_task(keep_enforcing(client, archive, config.retention, sites, stop)),
+        asyncio.create_task(keep_beating(client, name, ending, rules.status)),
+        asyncio.create_task(rules.follow(client, ending)),
+        asyncio.create_task(keep_enforcing(client, archive, config.retention, sites, ending)),
         *(
             asyncio.create_task(
                 _once_rules_adopted(
                     rules,
-                    stop,
+                    ending,
                     consume_site(
                         client,
                         ShardLeases(client, site, config.events.shards, name),
                         _consumers(
                             client, site, name, rules, archive, industries[site], matchers[site]
                         ),
-                        stop,
+                        ending,
                     ),
                 )
             )
@@ -180,14 +242,18 @@ async def serve(config: Config) -> None:
         ),
     ]
     log.info("worker started: %s", ", ".join(sites))
+    stopped = asyncio.create_task(stop.wait())
+    await asyncio.wait((stopped, replaced), return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
+    ending.set()
     try:
-        await stop.wait()
         await _finish(tasks, _STOP_S)
     finally:
         for matcher in matchers.values():
             await matcher.aclose()
-        await client.aclose()
-    log.info("worker stopped")
+    if stop.is_set() or not replaced.done():
+        return None
+    return replaced.result()
 
 
 async def _finish(tasks: list[asyncio.Task[None]], within_s: float) -> None:
@@ -207,5 +273,5 @@ async def _finish(tasks: list[asyncio.Task[None]], within_s: float) -> None:
             log.error("worker task ended with %r", result)
 
 
-def run(config: Config) -> None:
-    uvloop.run(serve(config))
+def run(config: Config, path: Path | None = None) -> None:
+    uvloop.run(serve(config, path))

@@ -17,11 +17,23 @@ import pytest
 import redis.asyncio as redis
 
 from refract.analytics.heartbeats import LiveWorker, live_workers
+from refract.rules import keyspace
+from refract.rules.events import EVENT_FIELD
 from refract.rules.publication import publish
 from refract.rules.ruleset import rules_version
 from tests.conftest import free_port
 from tests.support.processes import REPOSITORY, eventually, status_of
-from tests.support.worker import RULES, SHARDS, SITE, T0, aggregates, exposure, pageview, send
+from tests.support.worker import (
+    RULES,
+    SHARDS,
+    SITE,
+    T0,
+    aggregates,
+    encoded,
+    exposure,
+    pageview,
+    send,
+)
 
 WORKER = "reload-test"
 INVALID_RULES = '[[metrics]]\nkey = "demo"\nkind = "no-such-kind"\n'
@@ -139,6 +151,38 @@ async def test_sighup_leaves_the_worker_running_and_working(
         await logged(supervisor, "rules in force")
         assert supervisor.returncode is None
         assert is_running(worker.pid)
+        assert await a_visitor_is_exposed(client)
+
+
+@pytest.mark.slow
+async def test_sighup_hands_a_changed_config_to_new_consumers_in_the_same_worker(
+    client: redis.Redis, redis_url: str, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path, redis_url, RULES)
+    async with started(config, "worker") as supervisor:
+        worker = await the_worker(client)
+        other = {**pageview("b" * 32, T0), "site": "u"}  # a site the worker does not know yet
+        await client.xadd(keyspace.stream("u", 0), {EVENT_FIELD: encoded(other)})
+        with config.open("a") as file:
+            file.write('[[sites]]\nhost = "u.example"\nid = "u"\norigin = "http://127.0.0.1:9"\n')
+        supervisor.send_signal(signal.SIGHUP)
+        await logged(supervisor, "new consumers take over")
+        profile = keyspace.profile("u", "b" * 32)
+        assert await eventually(lambda: client.exists(profile), 1, tries=LOG_WAIT_S * 10)
+        assert (await the_worker(client)).pid == worker.pid  # the same process
+        assert await a_visitor_is_exposed(client)  # and the first site still consumed
+
+
+@pytest.mark.slow
+async def test_sighup_with_an_invalid_config_keeps_the_one_in_force(
+    client: redis.Redis, redis_url: str, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path, redis_url, RULES)
+    async with started(config, "worker") as supervisor:
+        await the_worker(client)
+        config.write_text(config.read_text() + "[[sites]]\nhost = 'x'\n")  # no id nor origin
+        supervisor.send_signal(signal.SIGHUP)
+        await logged(supervisor, "is invalid, keeping the configuration in force")
         assert await a_visitor_is_exposed(client)
 
 
