@@ -6,6 +6,8 @@ from typing import get_args
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from refract.admin.cli import REPORT_METHODS
 from refract.analytics.stats import group_sequential as gs
@@ -93,3 +95,34 @@ def test_looks_without_new_visitors_or_past_the_plan_keep_the_last_boundary() ->
 
 def test_the_command_line_offers_every_method_the_engine_has() -> None:
     assert get_args(Method) == REPORT_METHODS
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.floats(allow_nan=True, allow_infinity=True),
+            st.integers(0, 5_000),
+        ),
+        min_size=1,
+        max_size=30,
+    ),
+    st.floats(1.0, 1e6),
+)
+def test_any_looks_give_bounded_falling_p_values_that_agree_with_the_boundaries(
+    looks: list[tuple[float, int]], planned: float
+) -> None:
+    z = np.array([value for value, _ in looks])
+    visitors = np.cumsum([added for _, added in looks]).astype(float)
+    critical, p = gs.looks(z, visitors, planned, 0.05)
+    seen = p[~np.isnan(p)]
+    assert ((seen >= gs.P_LEVELS[0]) & (seen <= 1.0)).all()
+    assert (np.diff(seen) <= 0).all()
+    assert (critical > 0).all()
+    # a look that spends nothing (boundary NEVER) rejects nothing, whatever z
+    crossed = np.fmax.accumulate(
+        (np.where(np.isnan(z), 0.0, np.abs(z)) >= critical) & (critical < gs.NEVER)
+    )
+    # below alpha exactly once some look crossed its boundary (up to the interpolation)
+    finite = ~np.isnan(p)
+    assert (p[finite] < 0.05 + 1e-9)[crossed[finite] > 0].all()

@@ -42,7 +42,9 @@ def spent(fraction: Array | float, alpha: float) -> Array:
     alpha at t >= 1)."""
     t = np.clip(np.asarray(fraction, dtype=float), 0.0, 1.0)
     with np.errstate(divide="ignore"):
-        spent_so_far = 2.0 - 2.0 * ndtr(ndtri(1.0 - alpha / 2.0) / np.sqrt(t))
+        # 2 Phi(-z/sqrt(t)), not 2 - 2 Phi(z/sqrt(t)): exact far into the tail, where early
+        # looks at small levels spend 1e-20 and the subtraction would give 0
+        spent_so_far = 2.0 * ndtr(ndtri(alpha / 2.0) / np.sqrt(t))
     return np.asarray(np.where(t > 0, spent_so_far, 0.0), dtype=float)
 
 
@@ -56,7 +58,8 @@ def boundaries(fractions: tuple[float, ...], alphas: Array) -> Array:
         np.stack([spent(np.concatenate(([0.0], t)), float(level)) for level in levels]), axis=1
     )
     found = np.full((levels.size, t.size), NEVER)
-    found[:, 0] = np.minimum(ndtri(1.0 - np.maximum(increments[:, 0], 1e-300) / 2.0), NEVER)
+    first = np.maximum(increments[:, 0], 1e-300)
+    found[:, 0] = np.where(increments[:, 0] > 0, np.minimum(-ndtri(first / 2.0), NEVER), NEVER)
     # the density of S_1 = Z_1 sqrt(t_1) on its continuation grid, per level
     grid, weights = _grid(found[:, 0] * np.sqrt(t[0]), t[0])
     density = _normal(grid, t[0]) * weights
@@ -98,7 +101,7 @@ def _solve(
         crossing = (ndtr((-bound - grid) / sd) + ndtr((grid - bound) / sd)) * density
         too_likely = crossing.sum(axis=1) > target
         low, high = np.where(too_likely, middle, low), np.where(too_likely, high, middle)
-    return np.asarray(np.where(target > 1e-15, (low + high) / 2.0, NEVER), dtype=float)
+    return np.asarray(np.where(target > 0, (low + high) / 2.0, NEVER), dtype=float)
 
 
 @lru_cache(maxsize=512)
@@ -130,25 +133,35 @@ def looks(
         return critical, p_value
     key = tuple(round(float(value), 6) for value in t[new])
     at_alpha, at_levels = _schedule(key, round(alpha, 12))
+    # alpha among the levels, so that the p-value is below alpha exactly when |z| crosses
+    # the look's boundary at alpha, whatever the interpolation between levels does
+    levels = np.append(P_LEVELS, alpha)
+    order = np.argsort(levels)
+    levels, at_levels = levels[order], np.vstack([at_levels, at_alpha])[order]
     look_of = np.searchsorted(new, np.arange(t.size), side="right") - 1
     seen = look_of >= 0
     critical[seen] = at_alpha[look_of[seen]]
     for k in np.flatnonzero(seen):
-        p_value[k] = _p(abs(float(z[k])), at_levels[:, look_of[k]])
+        p_value[k] = _p(abs(float(z[k])), levels, at_levels[:, look_of[k]])
     return critical, np.fmin.accumulate(p_value)
 
 
-def _p(z: float, levels: Array) -> float:
-    """The level whose boundary is ``z`` (boundaries fall as the level grows)."""
-    if not np.isfinite(z):
-        return float("nan") if np.isnan(z) else float(P_LEVELS[0])
-    finite = levels < NEVER
-    if not finite.any() or z < levels[finite][-1]:
+def _p(z: float, levels: Array, bounds: Array) -> float:
+    """The level whose boundary is ``z`` (``bounds`` fall as ``levels`` grow). Levels that
+    spend nothing at this look have boundary NEVER: the largest of them bounds the p-value
+    from below, so that |z| beyond the smallest finite boundary still gives a p-value under
+    that level."""
+    if np.isnan(z):
+        return float("nan")
+    finite = np.flatnonzero(bounds < NEVER)
+    if finite.size == 0 or z < bounds[finite[-1]]:
         return 1.0
-    if z >= levels[finite][0]:
-        return float(P_LEVELS[finite][0])
+    kept = slice(max(int(finite[0]) - 1, 0), None)
+    levels, bounds = levels[kept], bounds[kept]
+    if z >= bounds[0]:
+        return float(levels[0])
     # increasing x for np.interp: minus the boundaries
-    return float(np.exp(np.interp(-z, -levels[finite], np.log(P_LEVELS[finite]))))
+    return float(np.exp(np.interp(-z, -bounds, np.log(levels))))
 
 
 def rejection_probability(fractions: tuple[float, ...], bounds: Array, drift: float) -> float:
