@@ -16,6 +16,8 @@ from typing import Any, Final
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from refract.admin.probe import local_url
+
 SCRAPE_TIMEOUT_S: Final = 1.0
 MAX_SCRAPE_BYTES: Final = 4 * 1024 * 1024  # a metrics page is a few KB; never read more
 
@@ -77,7 +79,7 @@ def scrape(listen: str) -> dict[str, dict[str, float]] | None:
     None when nothing answers there."""
     try:
         with urllib.request.urlopen(  # our own private listener, over http only
-            f"http://{listen}/metrics", timeout=SCRAPE_TIMEOUT_S
+            local_url(listen, "/metrics"), timeout=SCRAPE_TIMEOUT_S
         ) as response:
             body = response.read(MAX_SCRAPE_BYTES).decode("utf-8", "replace")
     except (OSError, ValueError):

@@ -111,7 +111,7 @@ async def _export(
 
     async with connect(url) as client:
         found = await data_rights.export(client, archive, sites, kind, value)
-        subject = value if kind != "visitor" else ",".join(_handles(found))
+        subject = data_rights.subject_of(kind, value) or ",".join(_handles(found))
         after = {"sites": [site["site"] for site in found["sites"]]}
         await audit.record_as(
             client, getpass.getuser(), "cli", "privacy.export", f"{kind}:{subject}", None, after

@@ -181,11 +181,12 @@ class Supervisor:
         for stage in sorted({child.stage for child in self.children}):
             group = [child for child in self.children if child.stage == stage]
             self._signal(signal.SIGTERM, group)
+            started = time.monotonic()  # the stage's children stop together, not in turn
             for child in group:
                 if child.process is None:
                     continue
                 allowed = self._graceful_timeout + 5 if child.stop_s is None else child.stop_s
-                child.process.join(allowed)
+                child.process.join(max(0.0, started + allowed - time.monotonic()))
                 if child.process.is_alive():
                     log.error("%s did not stop in %.0f s; killing it", child.name, allowed)
                     child.process.kill()

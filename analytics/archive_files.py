@@ -33,6 +33,7 @@ from typing import Protocol
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from refract.rules.durable_files import sync_directory
 from refract.rules.object_store import bucket_path, is_object_store_url
 
 _PRUNING = ".pruning-"  # a local day directory being deleted: hidden, so nobody reads half
@@ -97,11 +98,11 @@ class LocalFiles:
         except BaseException:
             temporary.unlink(missing_ok=True)
             raise
-        _fsync_directory(path.parent)
+        sync_directory(path.parent)
 
     def delete(self, path: Path) -> None:
         path.unlink(missing_ok=True)
-        _fsync_directory(path.parent)
+        sync_directory(path.parent)
 
     def remove_directory(self, path: Path) -> bool:
         hidden = path.with_name(f"{_PRUNING}{path.name}-{os.getpid()}-{next(_sequence)}")
@@ -170,12 +171,3 @@ def open_files(location: str | Path) -> tuple[ArchiveFiles, Path]:
     if isinstance(location, str) and is_object_store_url(location):
         return ObjectFiles(), bucket_path(location)  # checked again: Archive(url) in scripts
     return LocalFiles(), Path(location)
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make a rename or removal in ``directory`` durable (the worker acks Redis after this)."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
@@ -31,10 +31,16 @@ import msgpack
 import redis.asyncio as redis
 
 from refract.analytics.archive import Archive
-from refract.analytics.visitor_handles import HANDLE_PREFIX, handle_of, is_handle, resolve
-from refract.rules import keyspace, shared_secrets
+from refract.analytics.visitor_handles import (
+    HANDLE_PREFIX,
+    ensure_secret,
+    handle_of,
+    is_handle,
+    resolve,
+)
+from refract.rules import keyspace
 from refract.rules.events import EVENT_FIELD
-from refract.rules.redis_values import text
+from refract.rules.redis_values import strings, text
 
 SubjectKind = Literal["visitor", "account", "email_domain"]
 # a visitor id as the proxy makes it (32 hex digits), or any id a test or an older version
@@ -106,6 +112,19 @@ def visitor_id(value: str) -> str:
             "a visitor is its rf_vid cookie value (letters, digits, - and _) or a vh_ handle"
         )
     return match[1]
+
+
+def glob_literal(value: str) -> str:
+    """``value`` matching itself only in a Redis MATCH pattern: ids read from events and the
+    archive are not trusted to be free of ``*``, ``?`` or ``[``."""
+    return re.sub(r"([*?\[\]\\])", r"\\\1", value)
+
+
+def subject_of(kind: SubjectKind, value: str) -> str:
+    """How a subject is named in receipts and the audit log: an account or e-mail domain as
+    validated (no stray case, spaces or control characters); a visitor not at all (their
+    handles are listed instead)."""
+    return domain(value) if kind != "visitor" else ""
 
 
 def domain(value: str) -> str:
@@ -202,10 +221,10 @@ async def export_visitor(
         "site": site,
         "visitor": visitor,
         "handle": (await handles(client, site, [visitor]))[0],
-        "profile": _texts(profile),
+        "profile": strings(profile),
         "pages": [text(page) for page in pages],
         "downloads": [text(path) for path in downloads],
-        "exposures": _texts(exposures),
+        "exposures": strings(exposures),
         "segment": _jsonable(_unpacked(segment)),
         "accounts_recent": accounts,
         "revenue_totals": revenue,
@@ -223,9 +242,9 @@ async def export_account(
     return {
         "site": site,
         "account": account,
-        "rollup": _texts(await client.hgetall(keyspace.account_rollup(site, account))),
-        "crm": _texts(await client.hgetall(keyspace.crm_account(site, account))),
-        "company": _texts(await client.hgetall(keyspace.company(site, account))),
+        "rollup": strings(await client.hgetall(keyspace.account_rollup(site, account))),
+        "crm": strings(await client.hgetall(keyspace.crm_account(site, account))),
+        "company": strings(await client.hgetall(keyspace.company(site, account))),
         "heat": await client.zscore(keyspace.hot_accounts(site), account),
         "visitors": [
             await export_visitor(client, archive, site, visitor) for visitor in sorted(visitors)
@@ -292,7 +311,7 @@ async def erase_account(
 
 async def handles(client: redis.Redis, site: str, visitors: Iterable[str]) -> list[str]:
     """The visitors' handles, made with the handles' key (made now if none was yet)."""
-    secret = await shared_secrets.ensure_secret(client, keyspace.VISITOR_HANDLE_SECRET)
+    secret = await ensure_secret(client)
     return [handle_of(secret, site, visitor) for visitor in sorted(visitors)]
 
 
@@ -314,7 +333,7 @@ async def _revenue_members(
         match=keyspace.revenue_totals_pattern(site), count=_SCAN_COUNT
     ):
         for visitor in visitors:
-            match = visitor + keyspace.RECORD_SEPARATOR + "*"
+            match = glob_literal(visitor) + keyspace.RECORD_SEPARATOR + "*"
             async for member, score in client.zscan_iter(key, match=match, count=_SCAN_COUNT):
                 found.setdefault(text(key), []).append((text(member), float(score)))
     return found
@@ -382,15 +401,11 @@ async def _sweep(client: redis.Redis, site: str, visitors: set[str]) -> int:
     this module does not know yet): the places above are the rule, this is the safety net."""
     removed = 0
     for visitor in visitors:
-        pattern = keyspace.site_pattern(site).removesuffix("*") + "*" + visitor + "*"
+        pattern = keyspace.site_pattern(site).removesuffix("*") + "*" + glob_literal(visitor) + "*"
         async for key in client.scan_iter(match=pattern, count=_SCAN_COUNT):
             if visitor in text(key).split(":"):
                 removed += int(await client.delete(key))
     return removed
-
-
-def _texts(mapping: Mapping[Any, Any]) -> dict[str, str]:
-    return {text(name): text(value) for name, value in mapping.items()}
 
 
 def _unpacked(raw: bytes | None) -> Any:
@@ -427,8 +442,7 @@ async def erase(
     """Erase a subject on ``sites``: what the CLI and the API run. A handle names a visitor of
     one site only, so it is erased where it resolves (SubjectError when nowhere)."""
     named = await _subjects(client, archive, sites, kind, value)
-    subject = value if kind != "visitor" else ""
-    receipt = Receipt(kind, subject)
+    receipt = Receipt(kind, subject_of(kind, value))
     for site, visitors in named.items():
         if kind == "account":
             await erase_account(client, archive, site, domain(value), receipt)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
+from datetime import UTC
 from email.utils import parsedate_to_datetime
 
 from multidict import CIMultiDictProxy
@@ -54,7 +55,10 @@ def http_date(value: str | None) -> float | None:
     if not value or len(value) > 64:
         return None
     try:
-        return parsedate_to_datetime(value).timestamp()
+        moment = parsedate_to_datetime(value)
+        # asctime dates and a "-0000" zone come without a zone: HTTP dates are GMT, never
+        # the server's local time
+        return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
 

@@ -146,12 +146,7 @@ def is_storable(headers: CIMultiDictProxy[str]) -> bool:
         return False
     if "Set-Cookie" in headers:
         return False
-    directives = {
-        directive.split("=")[0].strip().lower()
-        for value in headers.getall("Cache-Control", ())
-        for directive in value.split(",")
-    }
-    if directives & _UNSTORABLE:
+    if freshness.directives(headers.getall("Cache-Control", ())).keys() & _UNSTORABLE:
         return False
     varies = {
         field.strip().lower() for value in headers.getall("Vary", ()) for field in value.split(",")

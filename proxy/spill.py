@@ -25,6 +25,7 @@ from typing import IO
 
 import msgpack
 
+from refract.rules.durable_files import sync_directory
 from refract.rules.events import Event, InvalidEvent, encode, validate
 
 log = logging.getLogger("refract.events")
@@ -55,16 +56,8 @@ def save(directory: Path, events: Iterable[Event]) -> Path:
         os.fsync(file.fileno())
     final = directory / f"{name}{SUFFIX}"
     partial.rename(final)
-    _sync_directory(directory)
+    sync_directory(directory)
     return final
-
-
-def _sync_directory(directory: Path) -> None:
-    descriptor = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
 
 
 def read(file: IO[bytes]) -> Iterator[Event]:

@@ -23,7 +23,7 @@ _ADDRESS = re.compile(
 )
 # not a query already removed: a record may pass a logger's filter and then a handler's
 _QUERY = re.compile(r"\?(?!<query removed>)[^\s'\"]*")
-_QUOTED_BYTES = re.compile(r"(?:bytearray\()?b(['\"]).*?(?<!\\)\1\)?")
+_QUOTED_BYTES = re.compile(r"(?:bytearray\()?(?<!\w)b(['\"]).*?(?<!\\)\1\)?")
 
 
 class LogHygiene(logging.Filter):

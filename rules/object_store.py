@@ -25,6 +25,9 @@ def check_object_store_url(url: str) -> str:
     otherwise."""
     if len(url) > _MAX_URL:
         raise ValueError(f"an object store URL is at most {_MAX_URL} characters")
+    # urlsplit drops tabs and line breaks silently: refuse them before it can
+    if any(char < " " or char == "\x7f" for char in url):
+        raise ValueError("an object store URL has no control characters")
     parts = urlsplit(url)
     if parts.scheme not in SCHEMES:
         raise ValueError(f"{parts.scheme!r} URLs are not supported: give s3://bucket/prefix")

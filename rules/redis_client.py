@@ -45,7 +45,12 @@ def cluster_seeds(url: str) -> list[tuple[str, int]]:
     seeds = []
     for item in hosts.split(","):
         host, colon, port = item.rpartition(":")
-        if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        if (
+            not colon
+            or not host
+            or not (port.isascii() and port.isdigit())
+            or not 0 < int(port) < 65536
+        ):
             raise ValueError(f'"{item}" is not host:port with a port from 1 to 65535')
         seeds.append((host.strip("[]"), int(port)))
     if len(seeds) > MAX_SEED_NODES:

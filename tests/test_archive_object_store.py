@@ -183,6 +183,7 @@ async def test_the_rebuild_command_finds_the_archive_through_the_config(
         ("s3://bucket/ev ents", "is not a safe key prefix component"),
         ("s3://key:secret@bucket/events", "no query, fragment or credentials"),
         ("s3://bucket/events?region=eu", "no query, fragment or credentials"),
+        ("s3://buck\tet/ev\nents", "no control characters"),  # urlsplit would drop them
         ("s3://bucket/" + "a/" * 600, "at most 1024 characters"),
     ],
 )

@@ -418,3 +418,16 @@ async def test_stream_entries_of_a_visitor_are_found_in_every_shard(
     assert receipt.removed[SITE]["stream_events"] == 1
     assert await holdings(client, OTHER) == []
     assert await holdings(client, "someone") != []
+
+
+@pytest.mark.parametrize(
+    ("visitor", "pattern"),
+    [
+        ("plain", "plain"),
+        ("a*b", "a\\*b"),
+        ("a?[c]", "a\\?\\[c\\]"),
+        ("back\\slash", "back\\\\slash"),
+    ],
+)
+def test_an_id_matches_only_itself_in_a_redis_pattern(visitor: str, pattern: str) -> None:
+    assert data_rights.glob_literal(visitor) == pattern

@@ -126,3 +126,10 @@ def test_any_looks_give_bounded_falling_p_values_that_agree_with_the_boundaries(
     # below alpha exactly once some look crossed its boundary (up to the interpolation)
     finite = ~np.isnan(p)
     assert (p[finite] < 0.05 + 1e-9)[crossed[finite] > 0].all()
+
+
+def test_looks_closer_than_the_schedule_tells_apart_are_one_look() -> None:
+    """Regression: 1,000,000 and 1,000,001 visitors of a 10,000,000 plan made a second look
+    of no information, whose boundary could never be crossed."""
+    critical, _ = gs.looks(np.array([1.0, 2.0]), np.array([1e6, 1e6 + 1]), 1e7, 0.05)
+    assert critical[1] == critical[0] < gs.NEVER

@@ -92,6 +92,7 @@ async def test_a_proxy_logs_no_query_and_addresses_only_as_the_policy_says(
         ("none", "GET /a?email=jane@x.org HTTP/1.1", "GET /a?<query removed> HTTP/1.1"),
         ("none", "bad line b'GET /?q=1 HTTP/1.1\\r\\n'", "bad line <request bytes removed>"),
         ("none", "version 3.14.5 is fine", "version 3.14.5 is fine"),
+        ("none", 'GET /web"s path "x" done', 'GET /web"s path "x" done'),  # not bytes: web"
     ],
 )
 def test_the_filter_rewrites_addresses_queries_and_request_bytes(

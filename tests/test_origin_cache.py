@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from aiohttp.test_utils import TestServer
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -254,3 +256,19 @@ def test_initial_age_is_the_larger_of_age_and_the_date_in_the_past() -> None:
     assert freshness.initial_age(headers(("Date", date), ("Age", "50")), received + 20) == 50
     assert freshness.initial_age(headers(("Date", date)), received - 20) == 0  # clock skew
     assert freshness.initial_age(headers(("Age", "x")), received) == 0
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["Sun, 06 Nov 1994 08:49:37 GMT", "Sunday, 06-Nov-94 08:49:37 GMT", "Sun Nov  6 08:49:37 1994"],
+)
+def test_every_http_date_form_is_gmt_whatever_the_servers_zone(
+    value: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        assert freshness.http_date(value) == 784111777.0
+    finally:
+        monkeypatch.undo()
+        time.tzset()

@@ -125,13 +125,15 @@ def looks(
     is the smallest level whose boundary |z| crosses at this look or an earlier one
     (Jennison & Turnbull 2000, section 9.1), found on the P_LEVELS grid (interpolated in
     log level)."""
-    t = fractions_of(visitors, planned)
+    # rounded as the schedule's cache key is, so that two looks apart by less than that are
+    # one look, never a look of no information with a boundary of its own
+    t = np.round(fractions_of(visitors, planned), 6)
     critical = np.full(t.size, NEVER)
     p_value = np.full(t.size, np.nan)
     new = np.flatnonzero((t > 0) & (t > np.maximum.accumulate(np.concatenate(([0.0], t[:-1])))))
     if new.size == 0:
         return critical, p_value
-    key = tuple(round(float(value), 6) for value in t[new])
+    key = tuple(float(value) for value in t[new])
     at_alpha, at_levels = _schedule(key, round(alpha, 12))
     # alpha among the levels, so that the p-value is below alpha exactly when |z| crosses
     # the look's boundary at alpha, whatever the interpolation between levels does
