@@ -32,6 +32,7 @@ log = logging.getLogger("refract.events")
 
 DIRECTORY = "spill"
 SUFFIX = ".events"
+DAMAGED_SUFFIX = ".damaged"  # a spill file whose end could not be read
 REPLAY_BATCH = 500
 MAX_EVENT_BYTES = 1024 * 1024  # far above any event; a bigger object is a damaged file
 MAX_FILE_BYTES = 1024**3  # a full queue (events.buffer) of large events is far less
@@ -60,9 +61,9 @@ def save(directory: Path, events: Iterable[Event]) -> Path:
     return final
 
 
-def read(file: IO[bytes]) -> Iterator[Event]:
+def read(file: IO[bytes], damage: list[str] | None = None) -> Iterator[Event]:
     """The events of a spill file; a damaged entry is skipped with a warning, a truncated tail
-    ends the file."""
+    ends the file (and is noted in ``damage``, when given)."""
     unpacker = msgpack.Unpacker(file, raw=False, max_buffer_size=MAX_EVENT_BYTES)
     try:
         for item in unpacker:
@@ -72,6 +73,8 @@ def read(file: IO[bytes]) -> Iterator[Event]:
                 log.warning("spilled event skipped: %s", error)
     except (ValueError, msgpack.UnpackException) as error:
         log.warning("spill file %s damaged past this point: %r", file.name, error)
+        if damage is not None:
+            damage.append(repr(error))
 
 
 @contextlib.contextmanager
@@ -96,8 +99,10 @@ def _claimed(path: Path) -> Iterator[IO[bytes] | None]:
         yield file if still_there else None
 
 
-def _read_all(file: IO[bytes]) -> list[Event]:
-    return list(read(file))
+def _read_all(file: IO[bytes]) -> tuple[list[Event], bool]:
+    """The readable events, and whether the file ends in damage."""
+    damage: list[str] = []
+    return list(read(file, damage)), bool(damage)
 
 
 def pending(directory: Path) -> list[Path]:
@@ -119,10 +124,18 @@ async def replay(directory: Path, write: WriteBatch) -> int:
                 )
                 continue
             # A file holds at most one queue's worth (events.buffer): read whole, off the loop
-            events = await asyncio.to_thread(_read_all, file)
+            events, damaged = await asyncio.to_thread(_read_all, file)
             for start in range(0, len(events), REPLAY_BATCH):
                 await _write_until_taken(write, events[start : start + REPLAY_BATCH])
-            path.unlink()  # under the lock: no other proxy is reading it
+            if damaged:
+                # what follows the damage cannot be read here; kept for an operator, out of
+                # the replay (its readable events are written: never twice)
+                path.rename(path.with_suffix(DAMAGED_SUFFIX))
+                log.error(
+                    "%s: damaged after %d events; kept as %s", path, len(events), DAMAGED_SUFFIX
+                )
+            else:
+                path.unlink()  # under the lock: no other proxy is reading it
         written += len(events)
         log.info("%d events replayed from %s", len(events), path)
     return written

@@ -127,3 +127,20 @@ async def test_a_damaged_spill_file_gives_the_events_before_the_damage(tmp_path:
         file.write(events.encode({"type": "no-such-type"}))  # type: ignore[arg-type]
         file.write(b"\xc1\xc1 cut short")
     assert spilled(tmp_path) == accepted
+
+
+async def test_a_replayed_file_damaged_midway_is_kept_for_an_operator(tmp_path: Path) -> None:
+    accepted = views(2)
+    path = spill.save(tmp_path, accepted)
+    with path.open("ab") as file:
+        file.write(b"\xc1\xc1 cut short")
+    written: list[Event] = []
+
+    async def write(batch: list[Event]) -> bool:
+        written.extend(batch)
+        return True
+
+    assert await spill.replay(tmp_path, write) == 2
+    assert written == accepted
+    assert spill.pending(tmp_path) == []  # never replayed twice
+    assert path.with_suffix(spill.DAMAGED_SUFFIX).exists()
