@@ -76,6 +76,7 @@ Behaviour, per visitor (``noise`` scales every visitor-level spread; 1.0 is the 
   the stage their behaviour betrays.
 
 The profile is the worker's hash (all values strings): ``pageviews``, ``sessions``,
+``session_pages`` (the latest visit's length),
 ``tag:<tag>`` for the demo site's tagged kinds, ``engaged_ms``, ``scroll_max``, ``clicks``,
 ``downloads``, ``forms``, ``first_seen``, ``last_seen``, ``beacon``, ``device``,
 ``first_utm_source``, ``first_referrer``, ``competitor:<name>``, ``dwell_ms:<tag>``; plus up to
@@ -443,7 +444,11 @@ def _human(
     kinds = kinds[:300]
     paths = [PAGE_KINDS[k][1][int(rng.integers(len(PAGE_KINDS[k][1])))] for k in kinds]
 
-    profile: dict[str, str] = {"pageviews": str(len(kinds)), "sessions": str(len(sessions))}
+    profile: dict[str, str] = {
+        "pageviews": str(len(kinds)),
+        "sessions": str(len(sessions)),
+        "session_pages": str(sessions[-1]),  # the latest visit's length, as the worker keeps it
+    }
     for kind, n in Counter(kinds).items():
         tag = PAGE_KINDS[kind][0]
         if tag:

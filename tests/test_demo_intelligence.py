@@ -1,7 +1,7 @@
 """The demo, end to end, as the README walks through visitor intelligence: a visitor from a
-target account acts fast, the worker classifies them, the pricing page adapts to their style,
-the home page greets their company, the admin API explains it all, and `refract train` swaps
-the priors for a fitted model."""
+target account browses, then acts fast, the worker classifies them, the pricing page adapts to
+their style, the home page greets their company, the admin API explains it all, and
+`refract train` swaps the priors for a fitted model."""
 
 from __future__ import annotations
 
@@ -44,7 +44,9 @@ async def test_the_demo_knows_the_visitor_adapts_and_explains(tmp_path: Path) ->
     ):
         client = redis.Redis.from_url(f"unix://{tmp_path / '.refract' / 'redis' / 'redis.sock'}")
         try:
-            await _visit(visitor, site, "/", "/pricing", "/demo")  # straight to the point
+            # browses first, as the README invites, then goes straight to the point
+            await _visit(visitor, site, "/blog/pipeline-incidents", "/customers")
+            await _visit(visitor, site, "/", "/pricing", "/demo")
             vid = visitor_of(next(c.value for c in visitor.cookie_jar if c.key == "rf_vid"))
 
             async def style() -> object:

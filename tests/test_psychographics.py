@@ -187,6 +187,64 @@ def test_plain_paths_are_of_no_kind() -> None:
 
 
 @pytest.mark.parametrize(
+    ("recent", "visit_pages", "quick"),
+    [
+        (["/demo", "/pricing", "/"], 3, 2),  # home, then pricing: two page views
+        (["/pricing", "/blog/a"], 2, 2),  # any entry page starts a path
+        (["/demo", "/pricing", "/", "/blog/b", "/blog/a", "/docs/x"], 3, 2),  # earlier visits
+        (["/demo", "/pricing", "/", "/docs/y", "/blog/b", "/blog/a"], 6, 2),  # home mid-visit
+        (["/pricing", "/c", "/b", "/a"], 4, 4),  # reached, but not quickly
+        (["/blog/b", "/blog/a"], 2, 0),  # no action page
+        (["/pricing"], 0, 0),  # no visit length: nothing known of the visit
+        (["/pricing"], 1, 1),  # landing on pricing is the shortest path
+        (["/blog/a", "/pricing", "/"], 1, 0),  # the path belongs to an earlier visit
+        (["/pricing"] + ["/blog/x"] * 49, 60, 0),  # the entry fell out of the recent pages
+        (["/pricing", "/"] + ["/blog/x"] * 48, 60, 2),  # ... but a home page still starts one
+        (["/plans?yearly=1", "/index.html?ref=ad"], 2, 2),  # queries do not hide a path
+    ],
+)
+def test_quick_path_counts_page_views_from_a_start_of_the_latest_visit(
+    recent: list[str], visit_pages: int, quick: int
+) -> None:
+    features = features_of({"session_pages": str(visit_pages)}, recent)
+    assert features.quick_path_pages == quick
+
+
+@pytest.mark.parametrize(("quick", "strength"), [(0, 0.0), (2, 1.0), (3, 1.0), (4, 0.0)])
+def test_a_quick_path_of_three_pages_or_fewer_is_fast_to_action(
+    quick: int, strength: float
+) -> None:
+    features = replace(features_of({"pageviews": "30", "sessions": "5"}), quick_path_pages=quick)
+    assert SIGNALS["fast_to_action"].strength(features) == strength
+
+
+# Browsed the blog and the customers' stories over two visits, then, in a third visit, went
+# from the home page to pricing and a demo request.
+BROWSED_THEN_DECIDED = (
+    {
+        "first_seen": str(T0),
+        "last_seen": str(T0 + 2 * DAY),
+        "pageviews": "9",
+        "sessions": "3",
+        "session_pages": "4",
+        "device": "desktop",
+        "tag:blog": "3",
+        "tag:case_study": "1",
+        "tag:home": "2",
+        "tag:pricing": "1",
+        "tag:demo_request": "1",
+    },
+    ["/demo", "/pricing", "/", "/blog/c", "/customers/acme", "/blog/b", "/", "/blog/a"],
+)
+
+
+def test_a_visitor_who_browsed_first_and_then_went_straight_for_a_demo_is_intuitive() -> None:
+    result = classify(features_of(*BROWSED_THEN_DECIDED)).decision_style
+    assert result.value == "intuitive"
+    assert "went for pricing, demo or signup within 2 pages" in result.indicators
+
+
+@pytest.mark.parametrize(
     ("utm", "referrer", "source"),
     [
         (None, None, "direct"),

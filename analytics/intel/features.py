@@ -24,6 +24,9 @@ from dataclasses import dataclass, field
 DAY_S = 86400.0
 DEEP_SCROLL = 75  # percent: a visitor who reached this far on some page read, not skimmed
 TECHNICAL_KINDS = ("api_docs", "security", "integrations")
+ACTION_KINDS = ("pricing", "demo_request", "trial")  # pages of a visitor ready to act
+QUICK_PATH_PAGES = 3  # an action page at most this many page views from a start is quick
+HOME_PATHS = frozenset({"/", "/index.html", "/index.htm", "/index.php", "/home"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,12 +38,14 @@ class KindMatch:
 # kind -> how the demo site (and most sites) show it
 DEFAULT_KINDS: dict[str, KindMatch] = {
     "home": KindMatch(tags=("home",)),
-    "pricing": KindMatch(tags=("pricing",)),
+    "pricing": KindMatch(tags=("pricing",), paths=("/pricing", "/plans")),
     "case_study": KindMatch(tags=("case_study",)),
     "security": KindMatch(tags=("security",)),
     "api_docs": KindMatch(tags=("api_docs",)),
     "integrations": KindMatch(tags=("integrations",)),
-    "demo_request": KindMatch(tags=("demo_request",)),
+    "demo_request": KindMatch(
+        tags=("demo_request",), paths=("/demo", "book-a-demo", "request-a-demo", "contact-sales")
+    ),
     "blog": KindMatch(tags=("blog",)),
     "comparison": KindMatch(paths=("compare", "comparison", "-vs-", "/vs/", "alternative")),
     "enterprise": KindMatch(paths=("enterprise",)),
@@ -134,6 +139,9 @@ class Features:
     return_visits: int = 0  # sessions after the first
     distinct_pages: int = 0  # among the recent pages
     pages_per_session: float = 0.0
+    # page views from the latest visit's entry, or from a home page in it, to its first action
+    # page after that start (ACTION_KINDS, by path keyword); 0 when the visit reached none
+    quick_path_pages: int = 0
     engaged_s: float = 0.0  # visible, engaged seconds over all pages
     engaged_minutes: float = 0.0
     engaged_s_per_page: float = 0.0
@@ -209,6 +217,7 @@ def features_of(
         return_visits=max(sessions - 1, 0),
         distinct_pages=len(set(recent)),
         pages_per_session=pageviews / sessions if sessions else 0.0,
+        quick_path_pages=_quick_path(recent, _count(profile, "session_pages"), kinds),
         engaged_s=engaged_s,
         engaged_minutes=engaged_s / 60.0,
         engaged_s_per_page=engaged_s / pageviews if pageviews else 0.0,
@@ -249,6 +258,24 @@ def features_of(
         events=_prefixed(profile, "event:"),
         recent_paths=recent,
     )
+
+
+def _quick_path(recent: Sequence[str], visit_pages: int, kinds: PageKinds) -> int:
+    """The fewest page views from a start of the latest visit (its entry page, or any home
+    page in it) to an action page, counting both: entry ``/`` then ``/pricing`` is 2, landing
+    on ``/pricing`` is 1. ``recent`` is newest first and ``visit_pages`` the latest visit's
+    length; when the visit is longer than ``recent``, its entry is gone and only home pages
+    start a path. 0 when the visit reached no action page after a start."""
+    visit = recent[: max(visit_pages, 0)]
+    entry_known = 0 < visit_pages <= len(recent)
+    shortest, start = 0, 0  # start: the page number (1-based, oldest first) of the last start
+    for number, path in enumerate(reversed(visit), start=1):
+        if path.split("?", 1)[0] in HOME_PATHS or (number == 1 and entry_known):
+            start = number
+        if start and any(kind in ACTION_KINDS for kind in kinds.path_kinds(path)):
+            steps = number - start + 1
+            shortest = steps if not shortest else min(shortest, steps)
+    return shortest
 
 
 def source_of(utm_source: object, referrer: object) -> str:

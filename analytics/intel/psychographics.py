@@ -23,7 +23,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from refract.analytics.intel.features import Features
+from refract.analytics.intel.features import QUICK_PATH_PAGES, Features
 
 UNKNOWN = "unknown"
 MIN_PAGEVIEWS = 3  # fewer page views say too little to classify anyone
@@ -40,9 +40,24 @@ def ramp(value: float, low: float, high: float) -> float:
     return (value - low) / (high - low)
 
 
+FIRST_VISIT_PAGES = 4  # a first and only visit this short that acted went for action
+
+
 def _fast_to_action(f: Features) -> float:
+    """1 when a visit went straight for action: pricing, a demo or a trial within
+    QUICK_PATH_PAGES page views of its entry or of a home page (the latest visit, whatever
+    came before it), or a first and only visit of at most FIRST_VISIT_PAGES pages with such a
+    page or a form."""
+    if 0 < f.quick_path_pages <= QUICK_PATH_PAGES:
+        return 1.0
     acted = f.demo_views or f.forms or f.pricing_views or f.trial_views
-    return 1.0 if acted and f.sessions <= 1 and f.pageviews <= 4 else 0.0
+    return 1.0 if acted and f.sessions <= 1 and f.pageviews <= FIRST_VISIT_PAGES else 0.0
+
+
+def _fast_to_action_reason(f: Features) -> str:
+    quick = 0 < f.quick_path_pages <= QUICK_PATH_PAGES
+    pages = f.quick_path_pages if quick else f.pageviews
+    return f"went for pricing, demo or signup within {_plural(pages, 'page')}"
 
 
 def _short_dwell(f: Features) -> float:
@@ -195,7 +210,7 @@ SIGNALS: dict[str, Signal] = {
     ),
     "fast_to_action": Signal(
         _fast_to_action,
-        lambda f: f"went for pricing, demo or signup within {_plural(f.pageviews, 'page')}",
+        _fast_to_action_reason,
     ),
     "from_search": Signal(
         lambda f: 1.0 if f.source == "search" else 0.0,
