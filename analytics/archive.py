@@ -127,7 +127,7 @@ _WRITER_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 _DAY_NAME = re.compile(r"date=(\d{4}-\d{2}-\d{2})")
 _SITE_NAME = re.compile(r"site=(.+)")
 _READ_ATTEMPTS = 5
-_ERASE_PASSES = 3
+_PASSES = 3  # listings of one directory while compactions run (reads and erasures)
 # One counter per process (not per Archive) so two instances on one root never pick a name
 # twice, even when the clock does not advance between their writes.
 _sequence = itertools.count()
@@ -249,8 +249,7 @@ class Archive:
         wanted = set(visitors)
         found: list[Event] = []
         seen: set[str] = set()
-        for _, part in self._all_parts(site):
-            table = self._files.read(part, _READ_COLUMNS)
+        for table in self._tables(site, _READ_COLUMNS):
             table = table.filter(pc.is_in(table.column("visitor"), pa.array(wanted, pa.string())))
             for row in table.sort_by(_SORT).to_pylist():
                 if row["id"] not in seen:
@@ -262,8 +261,7 @@ class Archive:
         """The visitors of archived events on ``site`` for which ``test`` holds; only rows
         whose JSON ``data`` contains ``needle`` are decoded (an account's domain, say)."""
         found: set[str] = set()
-        for _, part in self._all_parts(site):
-            table = self._files.read(part, _READ_COLUMNS)
+        for table in self._tables(site, _READ_COLUMNS):
             table = table.filter(pc.match_substring(table.column("data"), needle))
             found.update(
                 row["visitor"] for row in table.to_pylist() if row["visitor"] and test(_decode(row))
@@ -274,11 +272,11 @@ class Archive:
         """Rewrite every part of ``site`` holding events of ``visitors`` without them: (rows
         removed, files rewritten). Each rewrite is a new part written whole (as ``append``
         does) before the old one is unlinked, so readers never see a half; the pass repeats
-        (at most ``_ERASE_PASSES`` times) until it finds nothing, since a compaction running
+        (at most ``_PASSES`` times) until it finds nothing, since a compaction running
         meanwhile may have merged a part it had not yet rewritten."""
         wanted = pa.array(set(visitors), pa.string())
         rows = files = 0
-        for _ in range(_ERASE_PASSES):
+        for _ in range(_PASSES):
             found = 0
             for directory, part in self._all_parts(site):
                 try:
@@ -299,6 +297,26 @@ class Archive:
             if not found:
                 break
         return rows, files
+
+    def _tables(self, site: str, columns: list[str]) -> Iterator[pa.Table]:
+        """Every part of ``site``, read, however compactions run meanwhile: a part gone
+        between the listing and the read was merged into a part written before it was
+        removed, so its directory is listed again for parts not read yet (events may then
+        come twice; callers keep each id once)."""
+        for _, directory in sorted(self._day_dirs(self._site_dir(site))):
+            read: set[Path] = set()
+            for _ in range(_PASSES):
+                missed = False
+                for part in self._parts(directory):
+                    if part in read:
+                        continue
+                    try:
+                        yield self._files.read(part, columns)
+                    except FileNotFoundError:
+                        missed = True
+                    read.add(part)
+                if not missed:
+                    break
 
     def _all_parts(self, site: str) -> Iterator[tuple[Path, Path]]:
         """(day directory, part) of every part of ``site``, oldest day first."""

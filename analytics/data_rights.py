@@ -53,14 +53,6 @@ _DOMAIN: Final = re.compile(
 MAX_SUBJECT_VISITORS: Final = 100_000  # an account or e-mail domain with more is refused
 _SCAN_COUNT = 1000
 _XRANGE_COUNT = 1000
-# the keys of one visitor, by what the receipt calls them
-_VISITOR_KEYS: Final[dict[str, Callable[[str, str], str]]] = {
-    "profile": keyspace.profile,
-    "pages": keyspace.pages,
-    "downloads": keyspace.downloads,
-    "exposures": keyspace.exposures,
-    "segment": keyspace.segment,
-}
 
 
 class SubjectError(ValueError):
@@ -265,11 +257,11 @@ async def erase_visitors(
     named = await handles(client, site, wanted)
     async with client.pipeline(transaction=False) as pipe:
         for visitor, handle in zip(sorted(wanted), named, strict=True):
-            for name in _VISITOR_KEYS.values():
+            for name in keyspace.VISITOR_KEYS.values():
                 pipe.delete(name(site, visitor))
             pipe.delete(keyspace.visitor_handle(site, handle))
         deleted = await pipe.execute()
-    places = (*_VISITOR_KEYS, "handle")
+    places = (*keyspace.VISITOR_KEYS, "handle")
     for index, count in enumerate(deleted):
         receipt.add(site, places[index % len(places)], int(count))
     receipt.visitors += named

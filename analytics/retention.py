@@ -33,7 +33,6 @@ log = logging.getLogger("refract.retention")
 EVERY_S = 86_400
 _SCAN_COUNT = 1000
 _DAY_S = 86_400
-_PROFILE_KEYS = (keyspace.pages, keyspace.downloads, keyspace.segment, keyspace.exposures)
 
 
 @dataclass
@@ -125,7 +124,7 @@ async def _expire_profiles(client: redis.Redis, site: str, cutoff: float) -> int
         if last_seen >= cutoff:
             continue
         visitor = text(key).removeprefix(prefix)
-        await client.delete(key, *(name(site, visitor) for name in _PROFILE_KEYS))
+        await client.delete(*(name(site, visitor) for name in keyspace.VISITOR_KEYS.values()))
         removed += 1
     return removed
 

@@ -79,11 +79,14 @@ def read(file: IO[bytes], damage: list[str] | None = None) -> Iterator[Event]:
 
 @contextlib.contextmanager
 def _claimed(path: Path) -> Iterator[IO[bytes] | None]:
-    """``path`` opened under an exclusive lock, or None when another process holds it or it
-    is gone (another proxy replayed and deleted it)."""
+    """``path`` opened under an exclusive lock, or None when another process holds it, it
+    is gone (another proxy replayed and deleted it) or it is not a regular file of its own (a
+    symbolic link is never followed: replay deletes what it read)."""
     try:
-        file = path.open("rb")
-    except FileNotFoundError:
+        file = os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW), "rb")
+    except OSError as error:
+        if not isinstance(error, FileNotFoundError):
+            log.warning("spill file %s skipped: %s", path, error.strerror)
         yield None
         return
     with file:
@@ -93,7 +96,7 @@ def _claimed(path: Path) -> Iterator[IO[bytes] | None]:
             yield None
             return
         try:
-            still_there = os.stat(path).st_ino == os.fstat(file.fileno()).st_ino
+            still_there = os.lstat(path).st_ino == os.fstat(file.fileno()).st_ino
         except FileNotFoundError:
             still_there = False
         yield file if still_there else None
@@ -106,8 +109,11 @@ def _read_all(file: IO[bytes]) -> tuple[list[Event], bool]:
 
 
 def pending(directory: Path) -> list[Path]:
-    """The spill files waiting in ``directory``, oldest first."""
-    return sorted(directory.glob(f"*{SUFFIX}")) if directory.is_dir() else []
+    """The spill files waiting in ``directory``, oldest first (regular files: a symbolic
+    link there is no spill of ours)."""
+    if not directory.is_dir():
+        return []
+    return sorted(path for path in directory.glob(f"*{SUFFIX}") if not path.is_symlink())
 
 
 async def replay(directory: Path, write: WriteBatch) -> int:

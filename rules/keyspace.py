@@ -75,6 +75,7 @@ with the separators, it reads from Lua constants generated from the same definit
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
@@ -140,6 +141,18 @@ def exposures(site: str, visitor: str) -> str:
 
 def segment(site: str, visitor: str) -> str:
     return _site(site, "seg", visitor)
+
+
+# Every key one visitor owns, by the name a data-rights receipt gives it: what retention
+# deletes with an expired visitor and what an export or an erasure reads (not the handle,
+# which is found from the visitor's id, nor the members of shared sets).
+VISITOR_KEYS: Final[dict[str, Callable[[str, str], str]]] = {
+    "profile": profile,
+    "pages": pages,
+    "downloads": downloads,
+    "exposures": exposures,
+    "segment": segment,
+}
 
 
 def visitor_handle(site: str, handle: str) -> str:

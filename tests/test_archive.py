@@ -327,6 +327,19 @@ def test_compacted_file_has_no_duplicates(tmp_path: Path) -> None:
     assert pq.read_table(part).column("id").to_pylist() == ["a", "b"]
 
 
+def test_a_reader_sees_every_event_while_a_compaction_runs(tmp_path: Path) -> None:
+    """A part merged and removed between the reader's listing and its read (a data subject's
+    export during the worker's compaction) is found again in the merged part."""
+    archive = Archive(tmp_path)
+    for name in "abc":
+        archive.append([event(name, NOON + ord(name))])
+    tables = archive._tables("acme", ["id"])  # the reader's pass over the parts, lazily
+    first = next(tables)
+    archive.compact("acme", DAY)  # the other two parts are gone now
+    seen = {i for table in (first, *tables) for i in table.column("id").to_pylist()}
+    assert seen == {"a", "b", "c"}
+
+
 @pytest.mark.parametrize("appends", [0, 1])
 def test_compact_leaves_a_day_with_one_part_alone(tmp_path: Path, appends: int) -> None:
     archive = Archive(tmp_path)

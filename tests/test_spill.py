@@ -144,3 +144,23 @@ async def test_a_replayed_file_damaged_midway_is_kept_for_an_operator(tmp_path: 
     assert written == accepted
     assert spill.pending(tmp_path) == []  # never replayed twice
     assert path.with_suffix(spill.DAMAGED_SUFFIX).exists()
+
+
+async def test_a_symbolic_link_in_the_spill_directory_is_neither_replayed_nor_removed(
+    tmp_path: Path,
+) -> None:
+    elsewhere = spill.save(tmp_path / "elsewhere", views(2))
+    directory = tmp_path / "spill"
+    directory.mkdir()
+    link = directory / elsewhere.name
+    link.symlink_to(elsewhere)
+    written: list[Event] = []
+
+    async def write(batch: list[Event]) -> bool:
+        written.extend(batch)
+        return True
+
+    assert await spill.replay(directory, write) == 0
+    assert written == []
+    assert elsewhere.exists()
+    assert link.is_symlink()

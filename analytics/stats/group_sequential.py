@@ -66,11 +66,27 @@ def boundaries(fractions: tuple[float, ...], alphas: Array) -> Array:
     for k in range(1, t.size):
         step = t[k] - t[k - 1]
         found[:, k] = _solve(density, grid, step, np.sqrt(t[k]), increments[:, k])
-        grid_next, weights_next = _grid(found[:, k] * np.sqrt(t[k]), t[k])
-        moved = _normal(grid_next[:, :, None] - grid[:, None, :], step)
-        density = np.einsum("lij,lj->li", moved, density) * weights_next
-        grid = grid_next
+        grid, density = _advance(density, grid, found[:, k] * np.sqrt(t[k]), t[k], step)
     return found
+
+
+def _advance(
+    density: Array, grid: Array, half_width: Array, variance: float, step: float
+) -> tuple[Array, Array]:
+    """The continuation density one look on: S_k's density on ``grid`` (already moved by any
+    drift over ``step``) carried by a normal increment of variance ``step`` onto the next
+    look's grid over (-half_width, half_width), where S has ``variance``."""
+    grid_next, weights_next = _grid(half_width, variance)
+    moved = _normal(grid_next[:, :, None] - grid[:, None, :], step)
+    return grid_next, np.einsum("lij,lj->li", moved, density) * weights_next
+
+
+def _crossing(density: Array, grid: Array, bound: Array, step: float) -> Array:
+    """Per level, the probability of being inside at the previous look (``density`` on
+    ``grid``) and outside ±``bound`` after an increment of variance ``step``."""
+    sd = np.sqrt(step)
+    outside = ndtr((-bound - grid) / sd) + ndtr((grid - bound) / sd)
+    return np.asarray((outside * density).sum(axis=1))
 
 
 def _grid(half_width: Array, variance: float) -> tuple[Array, Array]:
@@ -94,12 +110,9 @@ def _solve(
     """Per level, the c whose crossing probability at this look (with S_k's continuation
     ``density`` at the previous look) is ``target``; NEVER where nothing is to be spent."""
     low, high = np.zeros(target.size), np.full(target.size, NEVER)
-    sd = np.sqrt(step)
     for _ in range(BISECTIONS):
         middle = (low + high) / 2.0
-        bound = (middle * scale)[:, None]
-        crossing = (ndtr((-bound - grid) / sd) + ndtr((grid - bound) / sd)) * density
-        too_likely = crossing.sum(axis=1) > target
+        too_likely = _crossing(density, grid, (middle * scale)[:, None], step) > target
         low, high = np.where(too_likely, middle, low), np.where(too_likely, high, middle)
     return np.asarray(np.where(target > 0, (low + high) / 2.0, NEVER), dtype=float)
 
@@ -176,16 +189,10 @@ def rejection_probability(fractions: tuple[float, ...], bounds: Array, drift: fl
     density = _normal(grid - drift * t[0], t[0]) * weights
     for k in range(1, t.size):
         step = t[k] - t[k - 1]
-        bound = bounds[k] * np.sqrt(t[k])
-        shift = grid + drift * step
-        crossed += float(
-            ((ndtr((-bound - shift) / np.sqrt(step)) + ndtr((shift - bound) / np.sqrt(step)))
-             * density).sum()
-        )  # fmt: skip
-        grid_next, weights_next = _grid(np.array([bound]), t[k])
-        moved = _normal(grid_next[:, :, None] - shift[:, None, :], step)
-        density = np.einsum("lij,lj->li", moved, density) * weights_next
-        grid = grid_next
+        bound = np.array([bounds[k] * np.sqrt(t[k])])
+        shifted = grid + drift * step
+        crossed += float(_crossing(density, shifted, bound[:, None], step)[0])
+        grid, density = _advance(density, shifted, bound, t[k], step)
     return crossed
 
 
