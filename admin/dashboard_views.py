@@ -118,7 +118,7 @@ def report_view(report: Json) -> Json:
         "heat": heat,
         "over_time": over_time,
         "summaries": {
-            "lift": _over_time_summary(over_time, metric) or empty,
+            "lift": _over_time_summary(over_time, metric) or no_lift_reason(report),
             "conversion": (
                 f"Conversion on {metric}, {level} intervals: "
                 + "; ".join(
@@ -143,8 +143,8 @@ def report_view(report: Json) -> Json:
                     )
                 )
                 + "."
-                if heat["segments"]
-                else empty
+                if any(lift is not None for lifts in heat["lift"] for lift in lifts)
+                else no_lift_reason(report)
             ),
         },
     }
@@ -160,10 +160,26 @@ def empty_reason(report: Json) -> str:
     return reason[:1].upper() + reason[1:] + "."
 
 
+def no_lift_reason(report: Json) -> str:
+    """Why the report has no lift to draw: no results yet, or nothing in control to measure
+    it against (a relative lift divides by control's rate: frequentist.relative_lift)."""
+    rows = primary_rows(report)
+    if not rows:
+        return empty_reason(report)
+    control, visitors = report["variants"][0], rows[0]["control_visitors"]
+    if not visitors:
+        return f"No lift yet: {control} has no visitor so far, and a lift is measured against it."
+    return (
+        f"No lift yet: none of the {visitors:,} visitors in {control} has converted on "
+        f"{report['primary_metric']} so far, and a lift is measured against {control}'s rate."
+    )
+
+
 def _over_time_summary(series: list[Json], metric: str) -> str | None:
+    """The first and last known lift of each variant; None when no lift is known yet."""
     described = []
     for line in series:
-        if not line["days"]:
+        if all(lift is None for lift in line["lift"]):
             continue
         described.append(
             f"{line['variant']}: {signed(line['lift'][0])} on {line['days'][0]}, "

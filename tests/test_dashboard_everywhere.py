@@ -8,8 +8,7 @@ cut off, in the page or at a chart's edge; every chart is drawn with data, by th
 asked for; text on a coloured bar or heat-map cell has 4.5:1 contrast or more. A screenshot
 of each page goes to ``.ci/artifacts/dashboard/`` (ignored by git, kept by CI).
 
-axe-core is a pinned, unmodified copy in tests/support/axe/ (MPL-2.0, its licence beside it),
-injected as an init script so that the pages' Content-Security-Policy still applies to ours.
+The checks themselves are tests/support/page_audit.py's.
 """
 
 from __future__ import annotations
@@ -29,23 +28,24 @@ from refract.admin.app import build_app
 from refract.admin.dashboard import plotly_path
 from refract.rules.config import Config
 from tests.support.browser import Chromium
+from tests.support.page_audit import (
+    AXE,
+    CHECKS,
+    PHONE,
+    REFLOW_WIDTH,
+    VIEWPORTS,
+    axe,
+    slug,
+    width_at,
+)
 from tests.support.worker import RULES, SITE
 from tests.test_dashboard import PAGE_TAGS, PAGES, PASSWORD, fill
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPOSITORY / ".ci" / "artifacts" / "dashboard"
-SUPPORT = Path(__file__).resolve().parent / "support"
-AXE = SUPPORT / "axe" / "axe.min.js"
-CHECKS = (SUPPORT / "page_checks.js").read_text()
 DASHBOARD_JS = REPOSITORY / "admin" / "static" / "dashboard.js"
 EVERY_PAGE = [*PAGES, "/api/docs"]
-VIEWPORTS: dict[str, dict[str, Any]] = {
-    "phone": {"viewport": {"width": 375, "height": 812}, "is_mobile": True, "has_touch": True},
-    "desktop": {"viewport": {"width": 1280, "height": 900}},
-}
-REFLOW_WIDTH = 320  # CSS px: WCAG 1.4.10
 COLD_VISIT_BUDGET = 600_000  # bytes: sign-in page and overview (1.50 MB with the full plotly.js)
-PHONE = "phone"
 
 
 @pytest.fixture(scope="module")
@@ -73,34 +73,9 @@ def chart_types() -> set[str]:
     return {"scatter", *re.findall(r'\[\[\{\s*type: "([a-z]+)"', DASHBOARD_JS.read_text())}
 
 
-def slug(path: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", path.lower()).strip("-") or "front"
-
-
 async def wait_for_charts(page: Page) -> None:
     for index in range(await page.locator("[data-chart]").count()):
         await page.locator("[data-chart]").nth(index).locator(".main-svg").first.wait_for()
-
-
-async def width_at(page: Page, width: int) -> int:
-    """The page's width when the window is ``width`` wide, once the charts have followed."""
-    size = page.viewport_size or {"width": width, "height": 800}
-    await page.set_viewport_size({"width": width, "height": size["height"]})
-    await page.wait_for_timeout(400)  # plotly's responsive resize waits 100 ms, then draws
-    scroll_width: int = await page.evaluate("document.documentElement.scrollWidth")
-    await page.set_viewport_size(size)
-    await page.wait_for_timeout(400)
-    return scroll_width
-
-
-async def axe(page: Page) -> list[str]:
-    """axe-core's serious and critical violations: rule, impact and where."""
-    result = await page.evaluate("axe.run(document, { resultTypes: ['violations'] })")
-    return [
-        f"{v['id']} ({v['impact']}): {[n['target'] for n in v['nodes']][:3]}"
-        for v in result["violations"]
-        if v["impact"] in ("serious", "critical")
-    ]
 
 
 async def transferred(page: Page) -> int:

@@ -46,8 +46,9 @@ from refract.analytics.stats.power import required_n_per_arm, sequential_critica
 from refract.analytics.stats.report import build
 from refract.rules import events
 from refract.rules.config import Config
-from refract.rules.schema import Experiment, Metric
+from refract.rules.schema import Metric
 from tests.conftest import clean_redis
+from tests.support.pricing import PRICING, PRICING_METRICS, pricing_data
 from tests.support.worker import SITE, T0, drain, pageview, send
 
 Z95 = 1.959963984540054
@@ -87,61 +88,6 @@ def first(comparison: Comparison, name: str) -> float:
 
 
 # --- the pricing-layout regression -------------------------------------------------------
-
-PRICING_METRICS = {
-    "signup": Metric(key="signup", kind="url", url="/signup"),
-    "contact": Metric(key="contact", kind="url", url="/contact"),
-}
-PRICING = Experiment.model_validate(
-    {
-        "key": "pricing-layout",
-        "status": "running",
-        "primary_metric": "signup",
-        "guardrail_metrics": ["contact"],
-        "variants": [{"key": "control", "weight": 50}, {"key": "annual-first", "weight": 50}],
-    }
-)
-
-
-def pricing_data(swap: bool = False) -> ExperimentData:
-    """The demo's counts, with the pre-exposure pages (0 to 2) that made CUPED go negative:
-    the control's converters read two pages before, nobody in the variant converted."""
-    n = np.array([110.0, 103.0])
-    signup = np.array([1.0, 0.0])
-    contact = np.array([3.0, 0.0])
-    pages = np.array([110.0, 103.0])  # one page each on average
-    pages2 = np.array([200.0, 190.0])
-    order = slice(None, None, -1) if swap else slice(None)
-
-    def visitors(values: np.ndarray) -> np.ndarray:
-        return values[order][None, :, None]
-
-    def outcomes(*columns: np.ndarray) -> np.ndarray:
-        return np.stack([c[order] for c in columns], axis=-1)[None, :, None, :]
-
-    conv = outcomes(signup, contact)
-    return ExperimentData(
-        days=("2026-11-30",),
-        variants=("control", "annual-first"),
-        segments=("all",),
-        metrics=("signup", "contact"),
-        visitors={
-            "n": visitors(n),
-            "n_js": visitors(n),
-            "y": visitors(pages),
-            "y2": visitors(pages2),
-        },
-        outcomes={
-            "conv": conv,
-            "conv_y": 2.0 * conv,
-            "count": conv,
-            "count2": conv,
-            "count_y": 2.0 * conv,
-            "rev": np.zeros_like(conv),
-            "rev2": np.zeros_like(conv),
-            "rev_y": np.zeros_like(conv),
-        },
-    )
 
 
 @pytest.mark.parametrize("method", ["sequential", "fixed"])

@@ -51,9 +51,13 @@
     zerolinewidth: 1.5, gridcolor: "#e3e3e3",
   });
 
-  // Each chart: a function of the page's data (#view-data) to plotly traces and a layout.
+  const known = (values) => values.some((value) => value !== null && value !== undefined);
+
+  // Each chart: a function of the page's data (#view-data) to plotly traces and a layout, or
+  // null when there is nothing to draw (its caption, from the server, says why).
   const CHARTS = {
     lift(data) {
+      if (!data.over_time.some((line) => known(line.lift))) return null;
       const traces = [];
       data.over_time.forEach((line, i) => {
         const colour = PALETTE[i % PALETTE.length];
@@ -67,12 +71,15 @@
           marker: { symbol: ["circle", "square", "diamond"][i % 3], size: 7 },
           name: line.variant, hovertemplate: "%{x}: %{y:+.1f}%<extra>%{fullData.name}</extra>" });
       });
-      return [traces, layout({ yaxis: percentAxis(`lift of ${data.metric}`),
+      // the axes say what is measured, the figure's heading which metric: a metric's name can
+      // be longer than a phone's chart is tall
+      return [traces, layout({ yaxis: percentAxis("lift over control"),
         xaxis: { type: "category", title: { text: "day of first exposure" } } })];
     },
 
     conversion(data) {
       const arms = data.conversion;
+      if (!arms.length) return null;
       return [[{
         type: "bar", x: arms.map((a) => a.variant), y: arms.map((a) => pct(a.rate)),
         marker: { color: arms.map((_, i) => PALETTE[i % PALETTE.length]) },
@@ -80,12 +87,13 @@
           array: arms.map((a) => pct(a.high - a.rate)), arrayminus: arms.map((a) => pct(a.rate - a.low)) },
         customdata: arms.map((a) => [pct(a.low), pct(a.high), a.visitors]),
         hovertemplate: "%{x}: %{y:.2f}% (%{customdata[0]:.2f}% to %{customdata[1]:.2f}%), %{customdata[2]:,} visitors<extra></extra>",
-      }], layout({ showlegend: false, yaxis: percentAxis(`conversion on ${data.metric}`),
+      }], layout({ showlegend: false, yaxis: percentAxis("conversion"),
         xaxis: { title: { text: "variant" } } })];
     },
 
     segments(data) {
       const heat = data.heat;
+      if (!heat.lift.some(known)) return null;
       const z = heat.lift.map((row) => row.map(pct));
       const text = heat.lift.map((row, i) => row.map((lift, j) => (lift === null ? "n/a"
         : `${lift >= 0 ? "+" : ""}${(lift * 100).toFixed(1)}%${heat.significant[i][j] ? " *" : ""}`)));
@@ -102,6 +110,7 @@
 
     experiments(data) {
       const shown = data.experiments.filter((s) => s.lift !== null);
+      if (!shown.length) return null;
       return [[{
         type: "bar", x: shown.map((s) => `${s.key} (${s.variant})`), y: shown.map((s) => pct(s.lift)),
         marker: { color: shown.map((s) => (s.action === "ship" ? PALETTE[2] : PALETTE[0])) },
@@ -125,6 +134,7 @@
     },
 
     intent(data) {
+      if (!data.intent.length) return null;
       return [[{
         type: "histogram", x: data.intent, xbins: { start: 0, end: 100, size: 10 },
         marker: { color: PALETTE[0], line: { color: "#fff", width: 1 } },
@@ -138,11 +148,13 @@
       const names = Object.keys(data.psychographics);
       const axes = names.map((name) => data.psychographics[name]);
       return [[{
-        type: "bar", orientation: "h", y: names.map(words), x: axes.map((a) => pct(a.confidence)),
-        text: axes.map((a) => words(a.value)), textposition: "auto",
-        insidetextfont: { color: inkOn(PALETTE[0]) }, outsidetextfont: { color: "#1a1a1a" },
-        marker: { color: PALETTE[0] }, hovertemplate: "%{y}: %{text}, %{x:.0f}%<extra></extra>",
+        // the guess under its axis's name, not on the bar: beside a long bar on a phone it
+        // would run off the chart
+        type: "bar", orientation: "h", x: axes.map((a) => pct(a.confidence)),
+        y: names.map((name, i) => `${words(name)}<br><b>${words(axes[i].value)}</b>`),
+        marker: { color: PALETTE[0] }, hovertemplate: "%{y}: %{x:.0f}%<extra></extra>",
       }], layout({ showlegend: false, margin: { l: 130, r: 16, t: 16, b: 48 },
+        height: 100 + 44 * names.length,
         xaxis: { title: { text: "confidence" }, ticksuffix: "%", range: [0, 100] },
         yaxis: { autorange: "reversed" } })];
     },
@@ -154,8 +166,10 @@
     for (const element of document.querySelectorAll("[data-chart]")) {
       const chart = CHARTS[element.dataset.chart];
       if (!chart) continue;
-      const [traces, chartLayout] = chart(data);
-      window.Plotly.react(element, traces, chartLayout, CONFIG);
+      const drawn = chart(data);
+      element.hidden = drawn === null; // an empty chart: its caption says why
+      if (drawn === null) window.Plotly.purge(element);
+      else window.Plotly.react(element, drawn[0], drawn[1], CONFIG);
     }
   }
 

@@ -1,5 +1,6 @@
-// What a dashboard page must hold once its data is drawn (tests/test_dashboard_everywhere.py):
-// returns the problems found, each a sentence naming the element. Runs in the page.
+// What a dashboard page must hold once its data is drawn (tests/test_dashboard_everywhere.py,
+// tests/test_demo_traffic.py): returns the problems found, each a sentence naming the
+// element. Runs in the page.
 () => {
   const problems = [];
   const describe = (el) => {
@@ -54,18 +55,34 @@
     }
   }
 
-  // charts: drawn, of the types asked for, with data, text inside the plot and readable
+  // a trace's points: cells with a value (heat maps), else positions known on every axis it
+  // has (a day with no lift is no point, though the day is on the axis)
+  const known = (v) => v !== null && v !== undefined && !Number.isNaN(v);
+  const pointsOf = (trace) => {
+    if (trace.z) return Array.from(trace.z).flat().filter(known).length;
+    const axes = [trace.x, trace.y].filter(Boolean).map((values) => Array.from(values));
+    const length = Math.max(0, ...axes.map((values) => values.length));
+    return Array.from({ length }, (_, i) => i).filter((i) => axes.every((values) => known(values[i]))).length;
+  };
+
+  // charts: drawn, of the types asked for, with data, text inside the plot and readable; or,
+  // with nothing to draw, hidden behind a caption that says why
   for (const plot of document.querySelectorAll("[data-chart]")) {
     const name = plot.dataset.chart;
+    if (plot.hidden) {
+      const caption = plot.closest("figure")?.querySelector("figcaption");
+      if (!caption || !visible(caption) || !caption.textContent.trim()) {
+        problems.push(`chart ${name} is empty and no caption says why`);
+      }
+      continue;
+    }
     const svg = plot.querySelector(".main-svg");
     if (!svg || !plot._fullData) { problems.push(`chart ${name} was not drawn`); continue; }
     let points = 0;
     plot._fullData.forEach((trace) => {
       const asked = plot.data[trace.index].type || "scatter";
       if (trace.type !== asked) problems.push(`chart ${name}: plotly.js drew a ${trace.type} for a ${asked}`);
-      for (const values of [trace.x, trace.y, trace.z]) {
-        if (values) points += Array.from(values).flat().filter((v) => v !== null && v !== undefined).length;
-      }
+      if (trace.hoverinfo !== "skip") points += pointsOf(trace); // skipped: interval bands
     });
     if (!points) problems.push(`chart ${name} has no data`);
     const box = plot.getBoundingClientRect();
