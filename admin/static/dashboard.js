@@ -53,6 +53,21 @@
 
   const known = (values) => values.some((value) => value !== null && value !== undefined);
 
+  // A lift axis that shows the estimates, not the widest interval: with few conversions an
+  // interval can reach +10,000% and flatten every point to the zero line. The axis spans the
+  // estimates (and at least -50%..+50%), intervals are cut at three times the largest estimate
+  // (at least +/-100%; never below -100%, a lift's floor); ``cut`` says whether one is, and the
+  // chart's caption then says so (the caption's text gives every interval in full).
+  function liftAxis(title, lifts, lows, highs) {
+    const values = (list) => list.filter((v) => v !== null && v !== undefined && isFinite(v)).map(pct);
+    const points = values(lifts);
+    const reach = Math.max(100, 3 * Math.max(0, ...points.map(Math.abs)));
+    const low = Math.max(-100, Math.min(-50, ...points, ...values(lows).map((v) => Math.max(v, -reach))));
+    const high = Math.max(50, ...points, ...values(highs).map((v) => Math.min(v, reach)));
+    const cut = values(lows).some((v) => v < low) || values(highs).some((v) => v > high);
+    return { axis: Object.assign(percentAxis(title), { range: [low * 1.05, high * 1.05] }), cut };
+  }
+
   // Each chart: a function of the page's data (#view-data) to plotly traces and a layout, or
   // null when there is nothing to draw (its caption, from the server, says why).
   const CHARTS = {
@@ -73,7 +88,10 @@
       });
       // the axes say what is measured, the figure's heading which metric: a metric's name can
       // be longer than a phone's chart is tall
-      return [traces, layout({ yaxis: percentAxis("lift over control"),
+      const lines = data.over_time;
+      const y = liftAxis("lift over control", lines.flatMap((l) => l.lift),
+        lines.flatMap((l) => l.low), lines.flatMap((l) => l.high));
+      return [traces, layout({ yaxis: y.axis, meta: { cut: y.cut },
         xaxis: { type: "category", title: { text: "day of first exposure" } } })];
     },
 
@@ -111,6 +129,8 @@
     experiments(data) {
       const shown = data.experiments.filter((s) => s.lift !== null);
       if (!shown.length) return null;
+      const y = liftAxis("primary lift", shown.map((s) => s.lift), shown.map((s) => s.ci_low),
+        shown.map((s) => s.ci_high));
       return [[{
         type: "bar", x: shown.map((s) => `${s.key} (${s.variant})`), y: shown.map((s) => pct(s.lift)),
         marker: { color: shown.map((s) => (s.action === "ship" ? PALETTE[2] : PALETTE[0])) },
@@ -118,7 +138,7 @@
           array: shown.map((s) => (s.ci_high === null ? 0 : pct(s.ci_high - s.lift))),
           arrayminus: shown.map((s) => (s.ci_low === null ? 0 : pct(s.lift - s.ci_low))) },
         hovertemplate: "%{x}: %{y:+.1f}%<extra></extra>",
-      }], layout({ showlegend: false, yaxis: percentAxis("primary lift") })];
+      }], layout({ showlegend: false, yaxis: y.axis, meta: { cut: y.cut } })];
     },
 
     funnel(data) {
@@ -160,6 +180,19 @@
     },
   };
 
+  // The caption of a chart whose intervals run past its axis says so (liftAxis).
+  function noteCut(name, cut) {
+    const caption = document.getElementById(`caption-${name}`);
+    if (!caption) return;
+    const note = caption.querySelector(".cut-note");
+    if (note) note.remove();
+    if (!cut) return;
+    const added = document.createElement("span");
+    added.className = "cut-note";
+    added.textContent = " Intervals wider than the chart are cut at its edge.";
+    caption.append(added);
+  }
+
   function drawCharts() {
     if (!window.Plotly) return; // the tables and captions still say it all
     const data = viewData();
@@ -170,6 +203,7 @@
       element.hidden = drawn === null; // an empty chart: its caption says why
       if (drawn === null) window.Plotly.purge(element);
       else window.Plotly.react(element, drawn[0], drawn[1], CONFIG);
+      noteCut(element.dataset.chart, drawn !== null && Boolean(drawn[1].meta && drawn[1].meta.cut));
     }
   }
 
