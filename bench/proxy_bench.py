@@ -18,7 +18,8 @@ Servers, one process tree each (so that no server pays for another's work):
   request reads the origin's body, decodes, rewrites and encodes; `_2w` rows with two
   workers; `refract` alone is the beacon only.
 
-Each row is wrk (`-t2`, a Chrome user agent, and for the gz/br rows a Chrome Accept-Encoding)
+Each row is wrk (`-t2`, a Chrome user agent, and for the gz/br rows a Chrome Accept-Encoding,
+which Refract answers in zstd; two more rows send Safari's, answered in br, and gzip alone)
 against one server, rows interleaved round by round; the median round is reported with the
 CPU time the server's process tree (nginx master and workers; Refract's supervisor, proxy
 processes and Valkey) spent per request, from /proc/<pid>/stat utime + stime. Then hey sends
@@ -58,13 +59,15 @@ import brotli
 REPOSITORY = Path(__file__).resolve().parents[1]
 PAGE = REPOSITORY / "bench" / "pages" / "landing-100k.html"
 sys.path.insert(0, str(REPOSITORY))
+from refract.proxy import codings  # noqa: E402
 from refract.proxy.state import beacon_tag  # noqa: E402
 
 BEACON = beacon_tag("/_refract/")  # what Refract inserts; nginx sub_filter inserts the same
 # A visitor's browser: without a user agent Refract takes the load generator for a bot and
 # records no page views or exposures, which would leave the event logging out of the bench.
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0"
-BROWSER_CODINGS = "gzip, deflate, br, zstd"
+BROWSER_CODINGS = "gzip, deflate, br, zstd"  # Chrome's and Firefox's
+SAFARI_CODINGS = "gzip, deflate, br"  # no zstd: Refract answers br
 CLOCK_TICK_S = 1 / os.sysconf("SC_CLK_TCK")
 PAGE_SIZES = {"10k": 10_000, "1m": 1_000_000}  # besides the 100 KB page itself
 
@@ -187,7 +190,8 @@ class Row:
     def label(self) -> str:
         size = {"/page-10k.html": " 10KB", "/page-1m.html": " 1MB"}.get(self.page, "")
         folder = {"/gz/": " gzip", "/br/": " br", "/nc/": " no-cache"}.get(self.page[:4], "")
-        return f"{self.server}{size}{folder}"
+        accepted = {SAFARI_CODINGS: " (Safari AE)", "gzip": " (AE gzip)"}.get(self.coding, "")
+        return f"{self.server}{size}{folder}{accepted}"
 
 
 def rows(quick: bool) -> list[Row]:
@@ -207,6 +211,11 @@ def rows(quick: bool) -> list[Row]:
         Row(server, f"/{folder}/page.html", BROWSER_CODINGS)
         for folder in ("gz", "br")
         for server in ("nginx_sub_filter", "refract_edits", "refract_edits_miss")
+    ]
+    compressed += [
+        Row(server, "/gz/page.html", coding)
+        for coding in (SAFARI_CODINGS, "gzip")
+        for server in ("nginx_sub_filter", "refract_edits_miss")
     ]
     sizes = [
         Row(server, f"/page-{size}.html")
@@ -431,12 +440,21 @@ def check_servers(page: bytes) -> None:
     for name in ("refract_edits", "refract_edits_miss"):
         port = BY_NAME[name].port
         assert b"See it on your data" in wait_for(f"http://127.0.0.1:{port}/page.html")
-        for folder, decode in (("gz", gzip.decompress), ("br", brotli.decompress)):
-            body = wait_for(
+        for folder, accepted, coding in (
+            ("gz", BROWSER_CODINGS, "zstd"),
+            ("gz", SAFARI_CODINGS, "br"),
+            ("gz", "gzip", "gzip"),
+            ("br", BROWSER_CODINGS, "zstd"),
+        ):
+            request = urllib.request.Request(
                 f"http://127.0.0.1:{port}/{folder}/page.html",
-                headers={"Accept-Encoding": BROWSER_CODINGS, "User-Agent": BROWSER},
+                headers={"Accept-Encoding": accepted, "User-Agent": BROWSER},
             )
-            assert b"See it on your data" in decode(body), f"{name} {folder}"
+            with urllib.request.urlopen(request, timeout=5) as response:
+                sent = codings.normalize(response.headers.get("Content-Encoding"))
+                body = codings.decode(response.read(), sent, len(page) * 2)
+            assert sent == coding, f"{name} /{folder}/ {accepted}: {sent}"
+            assert b"See it on your data" in body, f"{name} /{folder}/ {accepted}"
 
 
 def ratio(by_label: dict[str, Load], label: str, baseline: str) -> float:
@@ -536,6 +554,14 @@ def main() -> int:
             "br hit / sub_filter (gzip out)": ratio(by_label, "refract_edits br", f"{sub} br"),
             "br miss / sub_filter (gzip out)": ratio(
                 by_label, "refract_edits_miss br", f"{sub} br"
+            ),
+            "gzip miss, Safari AE (br out) / sub_filter": ratio(
+                by_label,
+                "refract_edits_miss gzip (Safari AE)",
+                f"{sub} gzip (Safari AE)",
+            ),
+            "gzip miss, AE gzip (gzip out) / sub_filter": ratio(
+                by_label, "refract_edits_miss gzip (AE gzip)", f"{sub} gzip (AE gzip)"
             ),
             "10KB hit / sub_filter": ratio(by_label, "refract_edits 10KB", f"{sub} 10KB"),
             "10KB miss / sub_filter": ratio(by_label, "refract_edits_miss 10KB", f"{sub} 10KB"),

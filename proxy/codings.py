@@ -4,19 +4,28 @@ from __future__ import annotations
 
 import io
 import math
+import threading
 import zlib
 
 import brotli
 import zstandard
 
-# Levels chosen for a hot path: within a few percent of the best ratio for HTML at a
-# fraction of the CPU (brotli 11 takes ~100 ms for 100 KB; 5 takes ~1 ms).
-_GZIP_LEVEL = 6
-_BROTLI_QUALITY = 5
-_ZSTD_LEVEL = 3
+# Levels for a hot path, chosen by bench/codings_bench.py (docs/performance.md, "Codings"):
+# each coding's knee, the last level before a byte saved costs several times more CPU. On the
+# 100 KB page: zstd 3 140 µs (4 takes as long for nothing, 5 takes 3x for 5 % less); brotli 2
+# 340 µs (quality 5 takes 3x for 14 % less; 11 takes 100 ms); gzip 2 430 µs (6 takes 3.3x for
+# 14 % less). Against brotli 5 and gzip 6, pages leave about 16 % larger for 70 % less CPU.
+LEVELS = {"gzip": 2, "deflate": 2, "br": 2, "zstd": 3}
 
-SUPPORTED = ("br", "zstd", "gzip", "deflate")  # server preference, best first
+# Server preference among codings a visitor weights equally, cheapest first: zstd costs
+# the least CPU for its size, then brotli, then gzip; "deflate" last (raw or zlib-wrapped
+# depending on the client: RFC 9110 section 8.4.1.2). bench/codings_bench.py measures them.
+PREFERENCE = ("zstd", "br", "gzip", "deflate")
+# A coding the visitor did not name, only accepted through "*": the oldest first, the one
+# any client that writes "*" is likeliest to decode.
+WILDCARD_PREFERENCE = ("gzip", "deflate", "br", "zstd")
 _ALIASES = {"x-gzip": "gzip"}
+_THREAD = threading.local()  # zstd compressors are reusable, but not from two threads at once
 
 
 class DecodeError(Exception):
@@ -30,7 +39,7 @@ def normalize(coding: str | None) -> str:
 
 
 def is_supported(coding: str) -> bool:
-    return coding == "identity" or coding in SUPPORTED
+    return coding == "identity" or coding in PREFERENCE
 
 
 def decode(body: bytes, coding: str, limit: int) -> bytes:
@@ -100,18 +109,35 @@ def _unzstd(body: bytes, limit: int) -> bytes:
 
 
 def encode(body: bytes, coding: str) -> bytes:
+    """``body`` in ``coding`` at the level this proxy uses for it (``LEVELS``)."""
+    return encode_at(body, coding, LEVELS.get(coding, 0))
+
+
+def encode_at(body: bytes, coding: str, level: int) -> bytes:
+    """``body`` in ``coding`` at ``level`` (zlib's level, brotli's quality, zstd's level)."""
     if coding == "identity":
         return body
     if coding == "gzip":
-        compressor = zlib.compressobj(_GZIP_LEVEL, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+        compressor = zlib.compressobj(level, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
         return compressor.compress(body) + compressor.flush()
     if coding == "deflate":
-        return zlib.compress(body, _GZIP_LEVEL)
+        return zlib.compress(body, level)
     if coding == "br":
-        return bytes(brotli.compress(body, quality=_BROTLI_QUALITY, mode=brotli.MODE_TEXT))
+        return bytes(brotli.compress(body, quality=level, mode=brotli.MODE_TEXT))
     if coding == "zstd":
-        return bytes(zstandard.ZstdCompressor(level=_ZSTD_LEVEL).compress(body))
+        return bytes(_zstd_compressor(level).compress(body))
     raise ValueError(f"unsupported content coding {coding!r}")
+
+
+def _zstd_compressor(level: int) -> zstandard.ZstdCompressor:
+    """A compressor per thread and level, reused: making one costs 17 µs, a tenth of
+    compressing 100 KB and more than a third of 10 KB. Its window at the levels used here is
+    at most 2 MB, within the 8 MB a browser decodes (RFC 9659 section 3)."""
+    compressors: dict[int, zstandard.ZstdCompressor] = _THREAD.__dict__.setdefault("zstd", {})
+    compressor = compressors.get(level)
+    if compressor is None:
+        compressor = compressors[level] = zstandard.ZstdCompressor(level=level)
+    return compressor
 
 
 def accepted_codings(accept_encoding: str | None) -> dict[str, float]:
@@ -137,16 +163,20 @@ def accepted_codings(accept_encoding: str | None) -> dict[str, float]:
 
 
 def choose_coding(accept_encoding: str | None, origin_coding: str) -> str:
-    """The coding for the visitor: the origin's own if acceptable, else the best accepted."""
-    accepted = accepted_codings(accept_encoding)
-    wildcard = accepted.get("*")
-
-    def quality(coding: str) -> float:
-        return accepted.get(coding, wildcard if wildcard is not None else 0.0)
-
-    if origin_coding != "identity" and quality(origin_coding) > 0:
-        return origin_coding
+    """The coding for a rewritten page: identity for an uncompressed origin (Refract does not
+    add compression the origin chose not to use); for a compressed one, which is encoded again
+    whatever it was, the coding the visitor weights highest (RFC 9110 section 12.5.3: q=0
+    refuses, ``*`` stands for the codings not named), ties going to the cheapest
+    (``PREFERENCE``; codings matched only by ``*`` in ``WILDCARD_PREFERENCE``'s order)."""
     if origin_coding == "identity":
         return "identity"
-    best = max(SUPPORTED, key=lambda coding: (quality(coding), -SUPPORTED.index(coding)))
-    return best if quality(best) > 0 else "identity"
+    accepted = accepted_codings(accept_encoding)
+    wildcard = accepted.get("*", 0.0)
+
+    def rank(coding: str) -> tuple[float, bool, int]:
+        named = coding in accepted
+        order = PREFERENCE if named else WILDCARD_PREFERENCE
+        return accepted[coding] if named else wildcard, named, -order.index(coding)
+
+    best = max(PREFERENCE, key=rank)
+    return best if rank(best)[0] > 0 else "identity"

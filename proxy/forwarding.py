@@ -53,7 +53,7 @@ class TrustedProxies(TrustedNetworks):
         """Resolve the visitor's address, scheme and host through trusted proxies."""
         if peer not in self:
             return ClientView(peer, scheme, host, False, _public_host(site, host, ""))
-        client = self.client_address(peer, headers.get("X-Forwarded-For") or "")
+        client = self.client_behind(peer, headers.get("X-Forwarded-For") or "")
         forwarded_scheme = forwarded_value(headers, "X-Forwarded-Proto").lower()
         forwarded_host = forwarded_value(headers, "X-Forwarded-Host")
         if not _HOST.fullmatch(forwarded_host):
@@ -81,16 +81,10 @@ def _public_host(site: SiteConfig, host: str, forwarded_host: str) -> str:
     return site.public_host or forwarded_host
 
 
-def untrusted_claims(headers: Mapping[str, str], view: ClientView) -> list[str]:
-    """Incoming headers claiming who the client is that the origin must not get: all of them
-    from a peer we do not trust (ours replace the X-Forwarded-* we set)."""
-    if view.peer_trusted:
-        return []
-    return [
-        name
-        for name in headers
-        if name.lower().startswith("x-forwarded-") or name.lower() in _CLIENT_ADDRESS_CLAIMS
-    ]
+def is_client_claim(name: str) -> bool:
+    """Does a (lower-case) field name claim who the client is? From a peer we do not trust,
+    none reaches the origin (ours replace the X-Forwarded-* we set)."""
+    return name.startswith("x-forwarded-") or name in _CLIENT_ADDRESS_CLAIMS
 
 
 def forwarding_headers(incoming: Mapping[str, str], peer: str, view: ClientView) -> dict[str, str]:

@@ -63,8 +63,9 @@ def http_date(value: str | None) -> float | None:
         return None
 
 
-def lifetime(headers: CIMultiDictProxy[str]) -> float:
-    """Seconds the response may be used without revalidation by a shared cache; 0 if none."""
+def lifetime(headers: CIMultiDictProxy[str], date: float | None) -> float:
+    """Seconds the response may be used without revalidation by a shared cache; 0 if none.
+    ``date`` is its ``Date``, parsed (http_date), once for this and initial_age."""
     found = directives(headers.getall("Cache-Control", ()))
     if "no-cache" in found:
         return 0.0
@@ -74,16 +75,16 @@ def lifetime(headers: CIMultiDictProxy[str]) -> float:
     expires = headers.get("Expires")
     if expires is None:
         return 0.0
-    expires_at, date = http_date(expires), http_date(headers.get("Date"))
+    expires_at = http_date(expires)
     if expires_at is None:
         return 0.0  # an invalid Expires means "already expired" (section 5.3)
     return max(0.0, expires_at - (date if date is not None else time.time()))
 
 
-def initial_age(headers: CIMultiDictProxy[str], received_at: float) -> float:
-    """The response's age when received (``received_at``, a POSIX timestamp)."""
+def initial_age(headers: CIMultiDictProxy[str], date: float | None, received_at: float) -> float:
+    """The response's age when received (``received_at``, a POSIX timestamp); ``date`` is its
+    ``Date``, parsed."""
     age = float(delta_seconds(headers.get("Age")) or 0)
-    date = http_date(headers.get("Date"))
     apparent = max(0.0, received_at - date) if date is not None else 0.0
     return max(age, apparent)
 

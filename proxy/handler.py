@@ -30,9 +30,10 @@ from refract.proxy import codings, local, measure, metrics, sniff
 from refract.proxy.app_keys import REDIS_KEY, STATE_KEY
 from refract.proxy.call import EXCHANGE, Call, Exchange
 from refract.proxy.charset import is_ascii_safe, page_encoding
-from refract.proxy.forwarding import ClientView, forwarding_headers, untrusted_claims
+from refract.proxy.forwarding import ClientView, forwarding_headers, is_client_claim
 from refract.proxy.headers import (
     add_vary,
+    forwardable,
     has_control_character,
     has_directive,
     is_attachment,
@@ -43,12 +44,12 @@ from refract.proxy.headers import (
     page_cache_control,
     rewrite_location,
     rewrite_set_cookie,
-    without_control_characters,
     without_hop_by_hop,
 )
-from refract.proxy.origin_cache import OriginKey
+from refract.proxy.origin_cache import KeptPage, OriginKey
 from refract.proxy.pages import neutral_page
 from refract.proxy.personalize import NO_SEGMENT, Personalized, Segment, personalize
+from refract.proxy.rewrite_cache import page_digest
 from refract.proxy.sites import Site
 from refract.proxy.state import ProxyState
 from refract.proxy.websocket import is_websocket_upgrade, relay_websocket
@@ -62,8 +63,16 @@ log = logging.getLogger("refract.proxy")
 
 _HTML_TYPES = ("text/html", "application/xhtml+xml")
 _REQUEST_CHUNK = 64 * 1024
-# Replaced by values of our own; a visitor's copies are never passed on.
-_FORWARDING_FIELDS = ("Forwarded", "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host")
+# Written by us for the origin, never copied from the visitor: Host (the origin's), Expect
+# (our client's to send) and the forwarding fields, with values of our own.
+_REPLACED_FIELDS = (
+    "Host",
+    "Expect",
+    "Forwarded",
+    "X-Forwarded-For",
+    "X-Forwarded-Proto",
+    "X-Forwarded-Host",
+)
 # Validators and ranges describe the origin's bytes, not the page we serve.
 _PAGE_DROPPED_FIELDS = frozenset(
     {"content-length", "content-encoding", "etag", "last-modified", "accept-ranges"}
@@ -90,8 +99,14 @@ class OriginPage:
 
     headers: CIMultiDictProxy[str]
     body: bytes
+    coding: str  # its content coding, normalised (codings.normalize)
+    digest: bytes  # rewrite_cache.page_digest(body), computed once per page received
     reason: str = "OK"
     age: int | None = None  # served from the origin cache without asking: its age (RFC 9111 5.1)
+
+    @classmethod
+    def kept(cls, page: KeptPage, age: int | None = None) -> OriginPage:
+        return cls(page.headers, page.body, _coding(page.headers), page.digest, age=age)
 
 
 async def proxy_request(request: web.Request) -> web.StreamResponse:
@@ -215,7 +230,7 @@ async def _forward(
             state.origin_cache.count("fresh")
             exchange.upstream_ms = 0.0
             call.segment = await _segment(segment_lookup, state.config.server.segment_wait)
-            return _page(call, OriginPage(kept.headers, kept.body, age=age))
+            return _page(call, OriginPage.kept(kept, age))
         upstream_headers.update(kept.conditional_headers())
     try:
         body = await _request_body(request, state)
@@ -240,7 +255,7 @@ async def _forward(
         if kept is not None and kept_key is not None and upstream.status == 304:
             state.origin_cache.count("not_modified")
             confirmed = state.origin_cache.revalidated(kept_key, kept, upstream.headers)
-            return _page(call, OriginPage(confirmed.headers, confirmed.body))
+            return _page(call, OriginPage.kept(confirmed))
         if kept is not None:
             state.origin_cache.count("modified")
         return await _respond(call, upstream, kept_key, deadline)
@@ -291,7 +306,8 @@ def _must_fetch_whole(request: web.Request, upstream: aiohttp.ClientResponse, si
     """A page we rewrite is ours to describe: a HEAD of it needs the rewritten length, and a
     range of it would be the origin's bytes, not ours (a page ignores Range: a full 200)."""
     if request.method == "HEAD":
-        return _is_page(request, upstream) and not _rewrite_skip_reason(upstream, site)
+        coding = _coding(upstream.headers)
+        return _is_page(request, upstream) and not _rewrite_skip_reason(upstream, site, coding)
     return (
         request.method == "GET"
         and upstream.status == 206
@@ -385,9 +401,8 @@ async def _segment(lookup: asyncio.Future[Any] | None, wait_s: float) -> Segment
 def _upstream_headers(
     request: web.Request, state: ProxyState, site: Site, peer: str, view: ClientView
 ) -> CIMultiDict[str]:
-    claims = untrusted_claims(request.headers, view)
-    dropped = ("Host", "Expect", *_FORWARDING_FIELDS, *claims)
-    headers = without_hop_by_hop(request.headers, drop=dropped)
+    claims = None if view.peer_trusted else is_client_claim
+    headers = without_hop_by_hop(request.headers, drop=_REPLACED_FIELDS, drop_if=claims)
     cookie = "; ".join(headers.popall("Cookie", ()))  # HTTP/2 may split it (RFC 9113 8.2.3)
     qa_cookie = state.rules.rules.settings.qa_parameter
     if cookie and (kept := state.identity.strip_own_cookies(cookie, qa_cookie)):
@@ -447,7 +462,8 @@ async def _respond(
         return await _stream(request, upstream, _response_headers(call, upstream.headers))
     if upstream.method == "HEAD":  # of a page we would not rewrite (_must_fetch_whole)
         return await _stream_page(call, upstream)
-    skip = _rewrite_skip_reason(upstream, site)
+    coding = _coding(upstream.headers)
+    skip = _rewrite_skip_reason(upstream, site, coding)
     # Only the first bytes of a page we will not rewrite, to tell whether it is one at all.
     limit = sniff.HEADER_BYTES if skip else site.config.max_rewrite_bytes
     try:
@@ -457,7 +473,7 @@ async def _respond(
         return _origin_failed(site, call.exchange, "timeout", upstream.url)
     except aiohttp.ClientPayloadError:
         return _origin_failed(site, call.exchange, "protocol", upstream.url)
-    if not _is_text(upstream.headers, raw):
+    if not _is_text(raw, coding):
         metrics.REWRITE_SKIPPED.labels("binary").inc()
         if kept_key is not None:
             call.state.origin_cache.forget(kept_key)
@@ -466,9 +482,10 @@ async def _respond(
     if skip or not complete:
         metrics.REWRITE_SKIPPED.labels(skip or "too_large").inc()
         return await _stream_page(call, upstream, already_read=raw)
+    page = OriginPage(upstream.headers, raw, coding, page_digest(raw), upstream.reason or "OK")
     if kept_key is not None:
-        call.state.origin_cache.keep(kept_key, upstream.headers, raw)
-    return _page(call, OriginPage(upstream.headers, raw, upstream.reason or "OK"))
+        call.state.origin_cache.keep(kept_key, page.headers, page.body, page.digest)
+    return _page(call, page)
 
 
 async def _stream_page(
@@ -483,7 +500,7 @@ async def _stream_page(
 
 
 def _response_headers(call: Call, origin_headers: CIMultiDictProxy[str]) -> CIMultiDict[str]:
-    headers, dropped = without_control_characters(without_hop_by_hop(origin_headers))
+    headers, dropped = forwardable(origin_headers)
     if dropped:
         _origin_header_dropped(call, dropped)
     view = call.view
@@ -514,9 +531,12 @@ def _reason(phrase: str | None) -> str | None:
     return phrase if phrase and not has_control_character(phrase) else None
 
 
-def _is_text(headers: CIMultiDictProxy[str], body: bytes) -> bool:
+def _coding(headers: CIMultiDictProxy[str]) -> str:
+    return codings.normalize(headers.get("Content-Encoding"))
+
+
+def _is_text(body: bytes, coding: str) -> bool:
     """Is a body labelled HTML text? Its first bytes decoded say (sniff.py)."""
-    coding = codings.normalize(headers.get("Content-Encoding"))
     try:
         return sniff.is_text(codings.decode_prefix(body, coding, sniff.HEADER_BYTES))
     except codings.DecodeError:
@@ -541,10 +561,10 @@ def _is_page(request: web.Request, upstream: aiohttp.ClientResponse) -> bool:
     )
 
 
-def _rewrite_skip_reason(upstream: aiohttp.ClientResponse, site: Site) -> str:
+def _rewrite_skip_reason(upstream: aiohttp.ClientResponse, site: Site, coding: str) -> str:
     if has_directive(upstream.headers.get("Cache-Control"), "no-transform"):
         return "no_transform"  # RFC 9110 section 7.7: a proxy must not transform this
-    if not codings.is_supported(codings.normalize(upstream.headers.get("Content-Encoding"))):
+    if not codings.is_supported(coding):
         return "coding"
     length = upstream.content_length
     if length is not None and length > site.config.max_rewrite_bytes:
@@ -552,18 +572,20 @@ def _rewrite_skip_reason(upstream: aiohttp.ClientResponse, site: Site) -> str:
     return ""
 
 
-def _page_headers(headers: CIMultiDict[str], etag: str) -> CIMultiDict[str]:
-    """Headers of a personalized page: private to one visitor, revalidated on every use, our
-    validator (``etag``: headers.page_etag) of the bytes served in place of the origin's."""
-    page = CIMultiDict(
-        (name, value)
-        for name, value in headers.items()
-        if name.lower() not in _PAGE_DROPPED_FIELDS and not is_cdn_cache_header(name)
-    )
-    page["Cache-Control"] = page_cache_control(headers.get("Cache-Control"))
-    page["ETag"] = etag
-    add_vary(page, "Accept-Encoding")
-    return page
+def _as_page_headers(headers: CIMultiDict[str], etag: str) -> None:
+    """Make ``headers`` (a copy of the origin's) those of a personalized page: private to one
+    visitor, revalidated on every use, our validator (``etag``: headers.page_etag) of the
+    bytes served in place of the origin's."""
+    dropped = {
+        name
+        for name in headers
+        if name.lower() in _PAGE_DROPPED_FIELDS or is_cdn_cache_header(name)
+    }
+    for name in dropped:
+        headers.popall(name)
+    headers["Cache-Control"] = page_cache_control(headers.get("Cache-Control"))
+    headers["ETag"] = etag
+    add_vary(headers, "Accept-Encoding")
 
 
 class _PassUnmodifiedError(Exception):
@@ -582,9 +604,8 @@ def _page(call: Call, origin: OriginPage) -> web.Response:
     # Whatever becomes of the rewrite below; a HEAD is no page view.
     human = request.method == "GET" and measure.record_pageview(call, account)
     headers = _with_identity(call, _response_headers(call, origin.headers))
-    origin_coding = codings.normalize(origin.headers.get("Content-Encoding"))
     content_type = origin.headers.get("Content-Type", "")
-    coding = codings.choose_coding(request.headers.get("Accept-Encoding"), origin_coding)
+    coding = codings.choose_coding(request.headers.get("Accept-Encoding"), origin.coding)
     limit = call.site.config.max_rewrite_bytes
 
     try:
@@ -598,13 +619,13 @@ def _page(call: Call, origin: OriginPage) -> web.Response:
         plan = personalized.plan
 
         def rewrite() -> bytes:
-            html = codings.decode(origin.body, origin_coding, limit)
+            html = codings.decode(origin.body, origin.coding, limit)
             if not is_ascii_safe(page_encoding(content_type, html)):
                 raise _PassUnmodifiedError("charset")
             return codings.encode(state.rewriter.rewrite(html, plan), coding)
 
         key = call.state.cache.key(
-            plan.fingerprint, content_type, origin_coding, coding, origin.body
+            plan.fingerprint, content_type, origin.coding, coding, origin.body, origin.digest
         )
         body, etag = call.state.cache.get_or_make(key, rewrite)
     except _PassUnmodifiedError as skip:
@@ -617,17 +638,17 @@ def _page(call: Call, origin: OriginPage) -> web.Response:
             "rewrite failed, page served unmodified: %r", error, extra={"site": call.site.key}
         )
         return WireResponse(reason=_reason(origin.reason), headers=headers, body=origin.body)
-    page = _page_headers(headers, etag)
+    _as_page_headers(headers, etag)
     if coding != "identity":
-        page["Content-Encoding"] = coding
+        headers["Content-Encoding"] = coding
     if origin.age is not None:
-        page["Age"] = str(origin.age)
+        headers["Age"] = str(origin.age)
     call.exchange.rewritten = True
     if human:  # only now: a page served unmodified above showed the visitor no variant
         measure.record_exposures(call, personalized.decision)
-    if none_match(request.headers.get("If-None-Match"), page["ETag"]):
-        return WireResponse(status=304, headers=page)  # the visitor holds these very bytes
-    return WireResponse(reason=_reason(origin.reason), headers=page, body=body)
+    if none_match(request.headers.get("If-None-Match"), etag):
+        return WireResponse(status=304, headers=headers)  # the visitor holds these very bytes
+    return WireResponse(reason=_reason(origin.reason), headers=headers, body=body)
 
 
 def _with_account(call: Call, account: Account | None) -> Segment:
@@ -639,15 +660,20 @@ def _with_account(call: Call, account: Account | None) -> Segment:
 
 
 async def _read_up_to(stream: aiohttp.StreamReader, limit: int) -> tuple[bytes, bool]:
-    """Read the whole body if it is at most ``limit`` bytes; else what was read and False."""
-    buffer = bytearray()
+    """Read the whole body if it is at most ``limit`` bytes; else what was read and False.
+
+    The chunks are joined once at the end (no copy at all when the body came in one read,
+    as a page from a nearby origin usually does), not copied into a growing buffer."""
+    chunks: list[bytes] = []
+    size = 0
     while True:
         chunk = await stream.readany()
         if not chunk:
-            return bytes(buffer), True
-        buffer += chunk
-        if len(buffer) > limit:
-            return bytes(buffer), False
+            return b"".join(chunks), True
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            return b"".join(chunks), False
 
 
 async def _stream(

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from itertools import chain
 
 import xxhash
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -30,6 +31,7 @@ _COOKIE_DOMAIN = re.compile(r";\s*domain\s*=\s*([^;]*)", re.I)
 # RFC 9110 section 5.5: what a field may not carry (HTAB is allowed); aiohttp refuses to write
 # them, and they would split a header.
 _CONTROL_CHARACTER = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_CONTROL_BYTE = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # CR and LF are counted
 _ENTITY_TAG = re.compile(r'\s*(?:W/)?("[^"]*")\s*(?:,|$)')
 # Our validators for pages (page_etag), told apart from an origin's by their prefix.
 _PAGE_ETAG_PREFIX = '"rf-'
@@ -40,19 +42,48 @@ Headers = CIMultiDict[str]
 ReadHeaders = CIMultiDictProxy[str] | CIMultiDict[str]
 
 
-def without_hop_by_hop(headers: ReadHeaders, drop: Iterable[str] = ()) -> Headers:
-    """A copy without hop-by-hop fields, those named in Connection, and ``drop``."""
-    excluded = HOP_BY_HOP  # most responses: no Connection, nothing more to drop
-    if drop or "Connection" in headers:
-        named = {
-            token.strip().lower()
-            for value in headers.getall("Connection", ())
-            for token in value.split(",")
-        }
-        excluded = HOP_BY_HOP | named | {name.lower() for name in drop}
-    return CIMultiDict(
-        (name, value) for name, value in headers.items() if name.lower() not in excluded
-    )
+def without_hop_by_hop(
+    headers: ReadHeaders, drop: Iterable[str] = (), drop_if: Callable[[str], bool] | None = None
+) -> Headers:
+    """A copy without hop-by-hop fields, those named in Connection, ``drop``, and those whose
+    lower-cased name ``drop_if`` is true of (each name lower-cased once)."""
+    excluded = _excluded(headers, drop)
+    kept: Headers = CIMultiDict()
+    for name, value in headers.items():
+        lowered = name.lower()
+        if lowered not in excluded and not (drop_if is not None and drop_if(lowered)):
+            kept.add(name, value)
+    return kept
+
+
+def forwardable(headers: ReadHeaders) -> tuple[Headers, list[str]]:
+    """A response's fields as a proxy may pass them on, in one copy: without hop-by-hop fields
+    (and those named in Connection), and without those whose name or value carries a control
+    character; and the names of the latter."""
+    excluded = _excluded(headers, ())
+    kept: Headers = CIMultiDict()
+    dropped = []
+    suspect = has_control_character("\t".join(chain.from_iterable(headers.items())))
+    for name, value in headers.items():
+        if name.lower() in excluded:
+            continue
+        if suspect and has_control_character(name + value):
+            dropped.append(name)
+        else:
+            kept.add(name, value)
+    return kept, dropped
+
+
+def _excluded(headers: ReadHeaders, drop: Iterable[str]) -> frozenset[str]:
+    """The lower-case names ``without_hop_by_hop`` leaves out."""
+    if not drop and "Connection" not in headers:
+        return HOP_BY_HOP  # most messages: no Connection, nothing more to drop
+    named = {
+        token.strip().lower()
+        for value in headers.getall("Connection", ())
+        for token in value.split(",")
+    }
+    return HOP_BY_HOP | named | {name.lower() for name in drop}
 
 
 def rewrite_location(value: str, origin: URL, public_base: str) -> str:
@@ -149,17 +180,17 @@ def has_control_character(text: str) -> bool:
     return _CONTROL_CHARACTER.search(text) is not None
 
 
-def without_control_characters(headers: ReadHeaders) -> tuple[Headers, list[str]]:
-    """The fields without those whose name or value carries a control character, and the
-    names of those dropped."""
-    kept: Headers = CIMultiDict()
-    dropped = []
-    for name, value in headers.items():
-        if has_control_character(name + value):
-            dropped.append(name)
-        else:
-            kept.add(name, value)
-    return kept, dropped
+def splits_head(head: bytes, lines: int) -> bool:
+    """Does a message head of ``lines`` lines, each ended by CRLF and the head by one more,
+    carry a control character within a line? Checked on the bytes at once, in C: no control
+    byte but CR and LF, and exactly the CRs and LFs of the line ends (UTF-8 and
+    surrogateescape write no byte below 0x80 for a character that is not ASCII)."""
+    ends = lines + 1
+    return (
+        _CONTROL_BYTE.search(head) is not None
+        or head.count(b"\r") != ends
+        or head.count(b"\n") != ends
+    )
 
 
 def is_cdn_cache_header(name: str) -> bool:

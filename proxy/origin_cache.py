@@ -45,6 +45,7 @@ _HEADER_OVERHEAD = 1024  # rough bytes of a kept page's headers, for the memory 
 class KeptPage:
     headers: CIMultiDictProxy[str]
     body: bytes
+    digest: bytes  # rewrite_cache.page_digest(body): hashed once, not on every use
     kept_at: float = 0.0  # time.monotonic() when received or last revalidated
     initial_age: float = 0.0  # seconds old when received (freshness.initial_age)
     lifetime: float = 0.0  # seconds it may be used without asking; 0: stale at once
@@ -54,16 +55,22 @@ class KeptPage:
         cls,
         headers: CIMultiDictProxy[str],
         body: bytes,
+        digest: bytes,
         aged_by: CIMultiDictProxy[str] | None = None,
     ) -> KeptPage:
         """A page as the origin just sent it; its age comes from the response just received,
         ``aged_by`` (a 304's headers) when that was not the page itself."""
+        date = freshness.http_date(headers.get("Date"))
+        aged = headers if aged_by is None else aged_by
+        same = aged.get("Date") == headers.get("Date")  # unless a 304 came without a Date
+        aged_date = date if same else freshness.http_date(aged.get("Date"))
         return cls(
             headers,
             body,
+            digest,
             time.monotonic(),
-            freshness.initial_age(headers if aged_by is None else aged_by, time.time()),
-            freshness.lifetime(headers),
+            freshness.initial_age(aged, aged_date, time.time()),
+            freshness.lifetime(headers, date),
         )
 
     def age(self, now: float) -> float:
@@ -115,18 +122,24 @@ class OriginCache:
             return None
         return int(age)
 
-    def keep(self, key: OriginKey, headers: CIMultiDictProxy[str], body: bytes) -> None:
+    def keep(
+        self, key: OriginKey, headers: CIMultiDictProxy[str], body: bytes, digest: bytes
+    ) -> None:
+        """Keep a page just received (``digest``: rewrite_cache.page_digest of its body)."""
         if not is_storable(headers):
             self._pages.pop(key)
             return
-        self._pages.put(key, KeptPage.received(headers, body), len(body) + _HEADER_OVERHEAD)
+        page = KeptPage.received(headers, body, digest)
+        self._pages.put(key, page, len(body) + _HEADER_OVERHEAD)
 
     def revalidated(
         self, key: OriginKey, kept: KeptPage, not_modified: CIMultiDictProxy[str]
     ) -> KeptPage:
         """``kept`` confirmed by a 304: its headers updated, its age and lifetime anew, and
         kept so (or forgotten, if the new headers no longer allow keeping it)."""
-        page = KeptPage.received(kept.updated_by(not_modified), kept.body, not_modified)
+        page = KeptPage.received(
+            kept.updated_by(not_modified), kept.body, kept.digest, not_modified
+        )
         if is_storable(page.headers):
             self._pages.put(key, page, len(page.body) + _HEADER_OVERHEAD)
         else:

@@ -41,9 +41,16 @@ class RewriteCache:
 
     @staticmethod
     def key(
-        rewrite: str, content_type: str, origin_coding: str, output_coding: str, body: bytes
+        rewrite: str,
+        content_type: str,
+        origin_coding: str,
+        output_coding: str,
+        body: bytes,
+        digest: bytes,
     ) -> CacheKey:
-        return (rewrite, content_type, origin_coding, output_coding, len(body), page_digest(body))
+        """``digest`` is ``page_digest(body)``, made once when the page was received (a page
+        kept by the origin cache is served many times)."""
+        return (rewrite, content_type, origin_coding, output_coding, len(body), digest)
 
     def get_or_make(self, key: CacheKey, make: Callable[[], bytes]) -> Rewritten:
         """The cached output for ``key``, or ``make()``'s, remembered when it fits."""

@@ -8,7 +8,7 @@ here write their head with every field's bytes restored, under an HTTP/1.x statu
 
 Control characters are refused as aiohttp refuses them (they would split or smuggle a
 header); the handler drops origin fields carrying one before they get here
-(``headers.without_control_characters``).
+(``headers.forwardable``), so this is the last guard, checked on the head's bytes at once.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from aiohttp import web
 from aiohttp.http_writer import HttpVersion, HttpVersion10, StreamWriter
 from multidict import CIMultiDict
 
-from refract.proxy.headers import ReadHeaders, has_control_character
+from refract.proxy.headers import ReadHeaders, splits_head
 
 
 def status_line(version: HttpVersion, status: int, reason: str) -> str:
@@ -29,9 +29,10 @@ def status_line(version: HttpVersion, status: int, reason: str) -> str:
 def head_bytes(line: str, headers: ReadHeaders) -> bytes:
     """The status line and fields as bytes, each field's bytes as they were received."""
     lines = [line, *(f"{name}: {value}" for name, value in headers.items())]
-    if any(has_control_character(text) for text in lines):
+    head = ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape")
+    if splits_head(head, len(lines)):
         raise ValueError("a control character in a response header would split it")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape")
+    return head
 
 
 class WireStream(web.StreamResponse):

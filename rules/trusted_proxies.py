@@ -32,9 +32,11 @@ class TrustedNetworks:
     def client_address(self, peer: str, forwarded_for: str) -> str:
         """The peer's address, or, from a trusted peer, the nearest untrusted hop of
         X-Forwarded-For (trusted proxies may be chained)."""
-        if peer not in self:
-            return peer
-        client = peer
+        return self.client_behind(peer, forwarded_for) if peer in self else peer
+
+    def client_behind(self, trusted_peer: str, forwarded_for: str) -> str:
+        """``client_address`` for a peer already found trusted."""
+        client = trusted_peer
         for hop in reversed([hop.strip() for hop in forwarded_for.split(",") if hop.strip()]):
             client = hop
             if hop not in self:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import time
+from email.utils import formatdate
 
 import pytest
 from aiohttp.test_utils import TestServer
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from refract.proxy import freshness
-from refract.proxy.origin_cache import KeptPage, is_storable
+from refract.proxy.origin_cache import KeptPage, OriginCache, is_storable
 from tests.conftest import ProxyFactory
 from tests.origin import CONDITIONALS, VERSION
 
@@ -120,6 +121,7 @@ def test_a_304_updates_headers_but_not_the_representation() -> None:
     kept = KeptPage(
         headers(("ETag", '"a"'), ("Content-Type", "text/html"), ("Cache-Control", "max-age=1")),
         b"body",
+        b"digest",
     )
     updated = kept.updated_by(
         headers(("Cache-Control", "max-age=60"), ("Content-Type", "text/plain"), ("ETag", '"a"'))
@@ -246,16 +248,20 @@ async def test_freshness_can_be_turned_off(proxy: ProxyFactory, origin: TestServ
     ],
 )
 def test_freshness_lifetime(fields: tuple[tuple[str, str], ...], seconds: float) -> None:
-    assert freshness.lifetime(headers(*fields)) == seconds
+    fields_read = headers(*fields)
+    date = freshness.http_date(fields_read.get("Date"))
+    assert freshness.lifetime(fields_read, date) == seconds
 
 
 def test_initial_age_is_the_larger_of_age_and_the_date_in_the_past() -> None:
     date = "Tue, 03 Nov 2026 10:00:00 GMT"
-    received = freshness.http_date(date) or 0.0
-    assert freshness.initial_age(headers(("Date", date), ("Age", "5")), received + 20) == 20
-    assert freshness.initial_age(headers(("Date", date), ("Age", "50")), received + 20) == 50
-    assert freshness.initial_age(headers(("Date", date)), received - 20) == 0  # clock skew
-    assert freshness.initial_age(headers(("Age", "x")), received) == 0
+    received = freshness.http_date(date)
+    assert received is not None
+    age = freshness.initial_age
+    assert age(headers(("Date", date), ("Age", "5")), received, received + 20) == 20
+    assert age(headers(("Date", date), ("Age", "50")), received, received + 20) == 50
+    assert age(headers(("Date", date)), received, received - 20) == 0  # clock skew
+    assert age(headers(("Age", "x")), None, received) == 0
 
 
 @pytest.mark.parametrize(
@@ -272,3 +278,37 @@ def test_every_http_date_form_is_gmt_whatever_the_servers_zone(
     finally:
         monkeypatch.undo()
         time.tzset()
+
+
+def test_a_kept_page_keeps_its_digest_through_a_304() -> None:
+    cache = OriginCache(1 << 20)
+    key = ("site", "host", "/", "")
+    cache.keep(key, headers(("ETag", '"a"'), ("Cache-Control", "max-age=60")), b"body", b"d")
+    kept = cache.lookup(key)
+    assert kept is not None
+    assert kept.digest == b"d"
+    assert cache.revalidated(key, kept, headers(("ETag", '"a"'))).digest == b"d"
+
+
+@pytest.mark.parametrize(
+    ("not_modified_date", "age", "lifetime"),
+    [(None, 0, 60), (-30, 30, 60)],
+    ids=["no-date: the kept date for the lifetime", "dated: its own date for both"],
+)
+def test_a_304_ages_the_page_by_its_own_date(
+    not_modified_date: int | None, age: int, lifetime: int
+) -> None:
+    now = time.time()
+    sent = formatdate(now - 100, usegmt=True)
+    expires = formatdate(now - 100 + 60, usegmt=True)
+    page = KeptPage.received(
+        headers(("ETag", '"a"'), ("Date", sent), ("Expires", expires)), b"body", b"d"
+    )
+    fields = [("ETag", '"a"')]
+    if not_modified_date is not None:
+        fields.append(("Date", formatdate(now + not_modified_date, usegmt=True)))
+        fields.append(("Expires", formatdate(now + not_modified_date + lifetime, usegmt=True)))
+    not_modified = headers(*fields)
+    confirmed = KeptPage.received(page.updated_by(not_modified), b"body", b"d", not_modified)
+    assert age <= confirmed.initial_age < age + 2  # dates are whole seconds
+    assert confirmed.lifetime == lifetime

@@ -6,9 +6,13 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestServer
-from multidict import CIMultiDict
+from hypothesis import given
+from hypothesis import strategies as st
+from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
+from refract.proxy.headers import HOP_BY_HOP, forwardable, has_control_character
+from refract.proxy.wire import head_bytes
 from tests.conftest import ProxyFactory
 
 
@@ -155,3 +159,58 @@ async def test_hop_by_hop_response_headers_are_dropped(proxy: ProxyFactory) -> N
     response = await client.get("/chunked")
     assert "Trailer" not in response.headers
     assert response.headers.get("Transfer-Encoding") in (None, "chunked")
+
+
+# One pass over a response's fields (headers.forwardable) and one check of the head as
+# written (wire.head_bytes): each the same rule as a field-by-field check.
+
+FIELD_TEXT = st.text(st.sampled_from("aZ-: \t\r\n\x00\x1f\x7f\x85é\udce9"), max_size=8)
+FIELD_NAMES = st.sampled_from(["X-A", "x-a", "Connection", "Keep-Alive", "X-B", "TE", "Vary"])
+
+
+@given(st.lists(st.tuples(FIELD_NAMES | FIELD_TEXT, FIELD_TEXT), max_size=8))
+def test_forwardable_drops_hop_by_hop_fields_and_those_with_control_characters(
+    fields: list[tuple[str, str]],
+) -> None:
+    origin = CIMultiDictProxy(CIMultiDict(fields))
+    named = {t.strip().lower() for v in origin.getall("Connection", ()) for t in v.split(",")}
+    passing = [(n, v) for n, v in fields if n.lower() not in HOP_BY_HOP | named]
+    kept, dropped = forwardable(origin)
+    assert list(kept.items()) == [(n, v) for n, v in passing if not has_control_character(n + v)]
+    assert dropped == [n for n, v in passing if has_control_character(n + v)]
+
+
+@given(st.lists(st.tuples(FIELD_TEXT, FIELD_TEXT), max_size=6), FIELD_TEXT)
+def test_a_head_is_refused_exactly_when_a_line_carries_a_control_character(
+    fields: list[tuple[str, str]], reason: str
+) -> None:
+    line = f"HTTP/1.1 200 {reason}"
+    lines = [line, *(f"{name}: {value}" for name, value in fields)]
+    splits = any(has_control_character(text) for text in lines)
+    try:
+        head_bytes(line, CIMultiDict(fields))
+    except UnicodeEncodeError:
+        return  # not a field aiohttp could have parsed (a surrogate no byte decodes to)
+    except ValueError:
+        assert splits
+    else:
+        assert not splits
+
+
+@pytest.mark.parametrize(
+    ("name", "trusted", "forwarded"),
+    [
+        ("X-Real-IP", False, False),
+        ("X-Forwarded-Port", False, False),
+        ("True-Client-IP", False, False),
+        ("X-Real-IP", True, True),
+        ("X-Forwarded-Port", True, True),
+        ("X-Request-Id", False, True),
+    ],
+)
+async def test_claims_of_the_client_address_reach_the_origin_only_from_a_trusted_peer(
+    proxy: ProxyFactory, name: str, trusted: bool, forwarded: bool
+) -> None:
+    server = {"trusted_proxies": ["127.0.0.1/32"]} if trusted else {}
+    got = await echo_headers(proxy, {name: "203.0.113.9"}, server=server)
+    assert (got.get(name) == "203.0.113.9") is forwarded
