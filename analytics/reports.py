@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import fields
 from typing import Any
@@ -14,9 +15,13 @@ from refract.analytics.stats.capping import PercentileCap, read_cap, winsorized
 from refract.analytics.stats.engine import Settings
 from refract.analytics.stats.planning import plan, prelaunch_note
 from refract.analytics.stats.report import Report, Row, build
+from refract.rules import allocations
+from refract.rules.allocations import Weights
 from refract.rules.config import Config
 from refract.rules.ruleset import RuleSet
 from refract.rules.schema import Experiment
+
+log = logging.getLogger("refract.reports")
 
 
 class UnknownExperimentError(LookupError):
@@ -59,9 +64,27 @@ async def experiment_report(
             cap, above = found
             loaded = winsorized(loaded, metric, cap.cap, above)
             caps.append(cap)
-    report = build(experiment, rules.metrics, loaded, settings)
+    history = await weights_history(client, site, experiment)
+    report = build(experiment, rules.metrics, loaded, settings, history)
     report.notes.extend(cap_note(cap) for cap in caps)
     return report
+
+
+async def weights_history(
+    client: redis.Redis, site: str, experiment: Experiment
+) -> dict[str, Weights] | None:
+    """A bandit's weights by day, as published (None for fixed weights). A day whose document
+    does not fit the experiment's variants now is left out: it expects the file's weights."""
+    if experiment.allocation != "bandit":
+        return None
+    variants = [variant.key for variant in experiment.variants]
+    found = {}
+    for day, document in (await allocations.history(client, site, experiment.key)).items():
+        try:
+            found[day] = allocations.decode(document, variants)
+        except allocations.InvalidWeightsError as error:
+            log.warning("weights of %s on %s for %s ignored: %s", experiment.key, site, day, error)
+    return found
 
 
 def cap_note(cap: PercentileCap) -> str:
@@ -87,6 +110,8 @@ def as_table(report: Report, segment: str = "all") -> str:
     if report.srm:
         visitors = ", ".join(f"{name} {count:,}" for name, count in report.srm["visitors"].items())
         lines += ["", f"Visitors: {visitors} (sample ratio p = {report.srm['p_value']:.4f})"]
+    if report.stratified:
+        lines += _stratified_lines(report.stratified)
     if report.plan:
         lines.append(_plan_line(report))
     lines += [f"Note: {note}" for note in report.notes]
@@ -135,6 +160,17 @@ def result_rows(report: Report) -> list[dict[str, Any]]:
     admin writes it as CSV (admin/csv_export.py)."""
     rows: list[dict[str, Any]] = report.as_json()["results"]
     return rows
+
+
+def _stratified_lines(stratified: dict[str, Any]) -> list[str]:
+    """A bandit's primary lift stratified by day (the one to read), the pooled one beside."""
+    return [
+        f"Stratified by day ({stratified['periods']} days): {variant} lifts "
+        f"{stratified['metric']} by {_number(lift['lift'], '+.1%')} (interval "
+        f"{_number(lift['ci_low'], '+.1%')} to {_bound(lift['ci_high'])}; pooled "
+        f"{_number(lift['pooled_lift'], '+.1%')})"
+        for variant, lift in stratified["lifts"].items()
+    ]
 
 
 def _plan_line(report: Report) -> str:

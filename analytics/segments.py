@@ -8,6 +8,10 @@ Segments are stored where the proxy reads them (rules/segments.py). A segment is
 state: recomputing it is always safe. Two pipelined round trips serve a whole batch: the
 visitors' profiles and pages, then the accounts some of them belong to (CRM record and
 roll-up, which a deal's prediction is about).
+
+The segment also keeps each visitor's arm of every running bandit experiment (``arm.<key>``,
+rules/fields.py), read from their first exposures: the proxy gives a visitor that arm again
+whatever the weights say now (rules/decisions.py).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 
 import redis.asyncio as redis
 
@@ -26,6 +30,7 @@ from refract.analytics.revenue.store import ModelFollower
 from refract.analytics.revenue.subjects import accounts_of, company_of, subject_from
 from refract.rules import keyspace
 from refract.rules.accounts import Account
+from refract.rules.fields import arm_field
 from refract.rules.industry import IndustryModel, shipped_model
 from refract.rules.redis_values import strings, text
 from refract.rules.segments import encode_segment, segment_only
@@ -76,6 +81,23 @@ def segment_fields(
     return fields
 
 
+def kept_arms(
+    experiments: Sequence[str], records: Sequence[bytes | str | None]
+) -> dict[str, tuple[Value, float]]:
+    """The segment fields of a visitor's arms: ``records`` are their first exposures to
+    ``experiments`` (None where they have none); a record that does not parse is left out."""
+    found: dict[str, tuple[Value, float]] = {}
+    for experiment, record in zip(experiments, records, strict=True):
+        if record is None:
+            continue
+        try:
+            variant = keyspace.parse_first_exposure_record(text(record))[0]
+        except ValueError:
+            continue
+        found[arm_field(experiment)] = (variant, 1.0)
+    return found
+
+
 class SegmentRefresher:
     def __init__(
         self,
@@ -83,9 +105,12 @@ class SegmentRefresher:
         site: str,
         industry: IndustryModel | None = None,
         models: ModelFollower | None = None,
+        bandits: Callable[[], Collection[str]] = tuple,
     ) -> None:
+        """``bandits`` names the running bandit experiments, whose arms the segment keeps."""
         self.client = client
         self.site = site
+        self.bandits = bandits
         self.industry = industry if industry is not None else shipped_model("saas")
         self.models = models if models is not None else ModelFollower(client, site)
         # when each visitor's segment was last computed, and who waits for the next chance
@@ -99,19 +124,23 @@ class SegmentRefresher:
         if not due:
             return
         self._pending.difference_update(due)
+        bandits = sorted(self.bandits())
+        stride = 3 if bandits else 2  # replies per visitor
         async with self.client.pipeline(transaction=False) as pipe:
             for visitor in due:
                 pipe.hgetall(keyspace.profile(self.site, visitor))
                 pipe.lrange(keyspace.pages(self.site, visitor), 0, -1)
+                if bandits:
+                    pipe.hmget(keyspace.exposures(self.site, visitor), bandits)
             replies = await pipe.execute()
-        profiles = [strings(replies[2 * index]) for index in range(len(due))]
+        profiles = [strings(replies[stride * index]) for index in range(len(due))]
         domains = {p["account"] for p in profiles if p.get("account")}
         accounts = await accounts_of(self.client, self.site, domains)
         fitted = await self.models.get()
         async with self.client.pipeline(transaction=False) as pipe:
             for index, visitor in enumerate(due):
                 profile = profiles[index]
-                pages = [text(page) for page in replies[2 * index + 1]]
+                pages = [text(page) for page in replies[stride * index + 1]]
                 account, rollup = accounts.get(profile.get("account", ""), (None, None))
                 subject = subject_from(profile, pages, account, rollup, self.industry)
                 prediction = predict(subject, self.industry, fitted)
@@ -119,6 +148,8 @@ class SegmentRefresher:
                 fields = segment_fields(
                     profile, pages, self.industry, account, prediction, colleagues
                 )
+                if bandits:
+                    fields |= kept_arms(bandits, replies[stride * index + 2])
                 pipe.set(
                     keyspace.segment(self.site, visitor),
                     encode_segment(segment_only(fields)),

@@ -9,7 +9,8 @@ outcomes with the metrics the proxies run; until something is published it uses
 ``rules.directory``; when neither loads it consumes nothing until one does
 (analytics/rules_in_force.py). SIGHUP re-reads both, and config.toml: a changed one replaces
 the consumers in place (``serve``); it never stops the worker.
-Once a day it enforces ``[retention]`` (analytics/retention.py). A heartbeat key tells the
+Once a day it enforces ``[retention]`` (analytics/retention.py) and publishes the day's weights of
+running bandit experiments (analytics/bandit_updates.py). A heartbeat key tells the
 admin API (and the other workers, for the fair share) that the worker is alive.
 """
 
@@ -20,12 +21,14 @@ import contextlib
 import logging
 import signal
 from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
 from pathlib import Path
 
 import redis.asyncio as redis
 import uvloop
 
 from refract.analytics.archive import Archive, archive_root
+from refract.analytics.bandit_updates import keep_updating, running_bandits
 from refract.analytics.consumer import SiteConsumer, consume
 from refract.analytics.heartbeats import keep_beating, live_workers, worker_name
 from refract.analytics.leases import ShardLeases
@@ -97,6 +100,9 @@ def _consumers(
 ) -> Callable[[int], SiteConsumer]:
     models = ModelFollower(client, site)  # one per site: its shards share the current model
 
+    def bandits() -> list[str]:
+        return [experiment.key for experiment in running_bandits(rules.rules, datetime.now(UTC))]
+
     def consumer_for(shard: int) -> SiteConsumer:
         # Holding the shard's lease, we may claim whatever is pending in it at once.
         return SiteConsumer(
@@ -107,7 +113,7 @@ def _consumers(
             rules.effects,
             archive,
             claim_idle_ms=0,
-            segments=SegmentRefresher(client, site, industry, models),
+            segments=SegmentRefresher(client, site, industry, models, bandits),
             matcher=matcher,
         )
 
@@ -223,6 +229,7 @@ async def _serve_with(
         asyncio.create_task(keep_beating(client, name, ending, rules.status)),
         asyncio.create_task(rules.follow(client, ending)),
         asyncio.create_task(keep_enforcing(client, archive, config.retention, sites, ending)),
+        asyncio.create_task(keep_updating(client, lambda: rules.rules, sites, ending)),
         *(
             asyncio.create_task(
                 _once_rules_adopted(

@@ -125,7 +125,10 @@ def _decision_events(call: Call, decision: Decision, redirect: str) -> Iterator[
         what = {"experiment": assignment.experiment, "variant": assignment.variant}
         if redirect:
             yield events.redirect(*who, **what, rules_version=version, url=url, target=redirect)
-        yield events.exposure(*who, **what, rules_version=version, url=url)
+        exposure = events.exposure(*who, **what, rules_version=version, url=url)
+        if assignment.propensity is not None:  # none for a bandit's kept arm
+            exposure["propensity"] = assignment.propensity
+        yield exposure
 
 
 def _events_failed(call: Call, error: Exception) -> None:

@@ -16,7 +16,7 @@ from refract.proxy.rewrite_cache import RewriteCache
 from refract.proxy.rewriter import PageRewriter
 from refract.proxy.sites import Site, SiteRouter
 from refract.rules.config import Config
-from refract.rules.decisions import CompiledRules
+from refract.rules.decisions import Allocations, CompiledRules
 from refract.rules.networks import NetworkTable, load_table
 from refract.rules.ruleset import EMPTY, RuleSet, load_rules
 
@@ -84,13 +84,18 @@ class ProxyState:
         )
 
     def with_rules(self, rules: RuleSet) -> ProxyState:
-        """This state running another rule set (adopted from Redis)."""
+        """This state running another rule set (adopted from Redis), with the bandit weights
+        in force (those that no longer fit an experiment's variants are left out)."""
         config = self.config
         return dataclasses.replace(
             self,
-            rules=CompiledRules(rules),
+            rules=CompiledRules(rules, self.rules.allocations),
             beacon=beacon_tag(config.server.prefix, rules, config.events.email_domains),
         )
+
+    def with_allocations(self, allocations: Allocations) -> ProxyState:
+        """This state assigning bandit experiments by newly published weights."""
+        return dataclasses.replace(self, rules=CompiledRules(self.rules.rules, allocations))
 
     def tail_for(self, site: Site) -> str:
         return self.beacon if site.config.beacon else ""

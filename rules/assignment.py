@@ -76,6 +76,10 @@ class Assignment:
     experiment: str
     variant: str
     forced: bool = False  # a QA override: shown, never counted
+    # The chance, in (0, 1], that a visitor entering the experiment gets this variant (the
+    # share of buckets it owns): logged with the exposure for off-policy evaluation. None when
+    # no draw chose the variant: a QA override, or a bandit's kept arm.
+    propensity: float | None = None
 
 
 def in_holdout(visitor_id: str, holdout_basis_points: int) -> bool:
@@ -92,6 +96,14 @@ def assign(arm: Arm, visitor_id: str) -> str | None:
         return None
     position = bucket(f"{arm.seed}.{visitor_id}")
     return arm.variants[bisect.bisect_right(arm.upper_bounds, position)]
+
+
+def propensity(arm: Arm, variant: str) -> float:
+    """The share of the variant buckets ``variant`` owns in ``arm``: the probability that
+    ``assign`` gives it to a visitor who enters (bucket widths, so rounding is included)."""
+    index = arm.variants.index(variant)
+    low = arm.upper_bounds[index - 1] if index else 0
+    return (arm.upper_bounds[index] - low) / BUCKETS
 
 
 def assign_all(

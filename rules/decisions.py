@@ -9,20 +9,40 @@ An experiment and a personalization may change the same element (``ruleset.share
 wins: the personalization is left out and named in ``Decision.suppressed`` (the proxy counts
 it, ``refract_personalizations_suppressed_total``), so every arm shows exactly its variant and
 the exposures count what was seen.
+
+A bandit experiment (``allocation = "bandit"``) assigns by the weights the worker published
+for the site (rules/allocations.py), those of the visitor's context when its value has its
+own, else the pooled ones; before any publication, by the rule file's weights. Visitors
+already assigned keep their arm: the worker puts their variant in their segment
+(``fields.arm_field``), and ``decide`` keeps it whatever the weights say now, so a visitor's
+experience stays consistent and the stratified estimate (per day) absorbs the moving weights.
+The window between a first exposure and the worker's next refresh of the segment (about a
+second, longer while the worker lags) assigns by the weights in force, which move once a day:
+only a visitor whose first exposure and next page fall either side of a publication may see
+both arms.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from refract.rules.assignment import Arm, Assignment, assign, bucket, in_holdout
+from refract.rules import fields
+from refract.rules.allocations import Weights, WeightSet, fits
+from refract.rules.assignment import Arm, Assignment, assign, bucket, in_holdout, propensity
 from refract.rules.qa_links import Override
 from refract.rules.ruleset import RuleSet, shared_elements
 from refract.rules.schema import Change, Experiment, Personalization
 from refract.rules.segments import uses_segment
 from refract.rules.targeting import CompiledAudience, Facts, PageTagger
+
+log = logging.getLogger("refract.rules")
+
+# site -> experiment -> the weights published for it (rules/allocations.py)
+Allocations = Mapping[str, Mapping[str, Weights]]
+NO_ALLOCATIONS: Allocations = {}
 
 
 @dataclass(frozen=True)
@@ -45,10 +65,31 @@ class _Target:
         return self.audience is None or self.audience.matches(facts)
 
 
+@dataclass(frozen=True)
+class _BanditArms:
+    """A bandit experiment's arms on one site: by the pooled weights and per context value."""
+
+    context: str  # the field whose value picks the weights; "" for pooled only
+    pooled: Arm
+    contexts: Mapping[str, Arm]
+
+    def arm_for(self, facts: Facts) -> Arm:
+        if not self.context:
+            return self.pooled
+        value = facts.values.get(self.context)
+        if value is None:
+            return self.pooled
+        return self.contexts.get(
+            fields.report_value(fields.FIELDS[self.context], value), self.pooled
+        )
+
+
 class CompiledRules:
-    def __init__(self, rules: RuleSet) -> None:
+    def __init__(self, rules: RuleSet, allocations: Allocations = NO_ALLOCATIONS) -> None:
         self.rules = rules
         self.version = rules.version
+        self.allocations = allocations
+        self._bandits = _bandit_arms(rules, allocations)
         self.tagger = PageTagger(rules.pages)
         audiences = {key: CompiledAudience.build(a) for key, a in rules.audiences.items()}
         # Every status: a QA preview link may show an experiment that is not running yet.
@@ -80,8 +121,12 @@ class CompiledRules:
             for audience in rules.audiences.values()
             for condition in (*audience.all, *audience.any, *audience.none)
         }
-        # Read the visitor's segment from Redis only when some audience looks at it.
-        self.needs_segment = uses_segment(frozenset(used))
+        # Read the visitor's segment from Redis only when some audience looks at it, or a
+        # running bandit experiment keeps its visitors' arms there (and may weight by context).
+        self.needs_segment = uses_segment(frozenset(used)) or any(
+            experiment.allocation == "bandit" and experiment.status == "running"
+            for experiment in rules.experiments.values()
+        )
         # Running ones only: deciding before the origin costs every GET, assets too.
         self.redirects = any(
             change.action == "redirect"
@@ -107,10 +152,13 @@ class CompiledRules:
         visitor_id: str | None,
         forced: Mapping[str, Override],
         now: datetime,
+        site: str = "",
     ) -> Decision:
         """Experiments need a visitor id (no id: no experiment). QA overrides apply whatever
-        the audience, page and holdout, but only to a live experiment unless they preview."""
+        the audience, page and holdout, but only to a live experiment unless they preview.
+        ``site`` picks a bandit experiment's published weights."""
         held_out = visitor_id is not None and in_holdout(visitor_id, self._holdout)
+        bandits = self._bandits.get(site, {})
         assignments = []
         for experiment, target, arm in self._experiments:
             override = forced.get(experiment.key)
@@ -119,8 +167,12 @@ class CompiledRules:
                 continue
             if visitor_id is None or held_out or not live(experiment, now):
                 continue
-            if target.admits(tags, facts) and (variant := assign(arm, visitor_id)) is not None:
-                assignments.append(Assignment(experiment.key, variant))
+            if not target.admits(tags, facts):
+                continue
+            published = bandits.get(experiment.key)
+            chosen = published.arm_for(facts) if published is not None else arm
+            if (assignment := _assignment(experiment, chosen, facts, visitor_id)) is not None:
+                assignments.append(assignment)
         admitted = [
             item.key
             for item, target in self._personalizations
@@ -143,19 +195,62 @@ class CompiledRules:
         return changes
 
 
+def _assignment(
+    experiment: Experiment, arm: Arm, facts: Facts, visitor_id: str
+) -> Assignment | None:
+    """The visitor's variant when they enter: drawn by ``arm`` (with its propensity), or a
+    bandit's arm they were given before, kept (no draw chose it: no propensity)."""
+    variant = assign(arm, visitor_id)
+    if variant is None:
+        return None
+    kept = facts.values.get(fields.arm_field(experiment.key))
+    if experiment.allocation == "bandit" and isinstance(kept, str) and kept in arm.variants:
+        return Assignment(experiment.key, kept)
+    return Assignment(experiment.key, variant, propensity=propensity(arm, variant))
+
+
 def _target(pages: list[str], audience: str, audiences: Mapping[str, CompiledAudience]) -> _Target:
     return _Target(frozenset(pages), audiences[audience] if audience else None)
 
 
-def _arm(experiment: Experiment) -> Arm:
+def _arm(experiment: Experiment, published: WeightSet | None = None) -> Arm:
+    """The experiment's arm: the rule file's weights, or ``published`` (fractions)."""
+    weights = {
+        variant.key: variant.weight if published is None else 100.0 * published[variant.key]
+        for variant in experiment.variants
+    }
     return Arm.build(
         experiment.key,
-        {variant.key: variant.weight for variant in experiment.variants},
+        weights,
         traffic_percent=experiment.traffic,
         seed=experiment.seed or None,
         group=experiment.exclusion_group or None,
         group_range=experiment.exclusion_range or (0.0, 100.0),
     )
+
+
+def _bandit_arms(rules: RuleSet, allocations: Allocations) -> dict[str, dict[str, _BanditArms]]:
+    """Per site, the arms of every bandit experiment with published weights that still fit
+    its variants (weights for variants since renamed are left out: the file's weights hold)."""
+    found: dict[str, dict[str, _BanditArms]] = {}
+    for site, published in allocations.items():
+        for key, weights in published.items():
+            experiment = rules.experiments.get(key)
+            settings = experiment.bandit_settings if experiment is not None else None
+            if experiment is None or settings is None:
+                continue
+            variants = [variant.key for variant in experiment.variants]
+            if not fits(weights, variants):
+                log.warning("weights of %s on %s do not fit its variants: ignored", key, site)
+                continue
+            found.setdefault(site, {})[key] = _BanditArms(
+                context=settings.context,
+                pooled=_arm(experiment, weights.pooled),
+                contexts={
+                    value: _arm(experiment, each) for value, each in weights.contexts.items()
+                },
+            )
+    return found
 
 
 def _may_force(experiment: Experiment, arm: Arm, override: Override, now: datetime) -> bool:

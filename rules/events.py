@@ -118,6 +118,9 @@ class _AssignmentEvent(_Envelope):
 
 class ExposureEvent(_AssignmentEvent):
     type: Literal["exposure"]
+    # the chance the assignment had (0 < p <= 1; rules/assignment.py), for off-policy
+    # evaluation; absent for a bandit's kept arm, which no draw chose
+    propensity: NotRequired[float]
 
 
 class RedirectEvent(_AssignmentEvent):
@@ -534,10 +537,16 @@ def exposure(
     rules_version: str,
     url: str,
 ) -> ExposureEvent:
-    """An assignment counted on a page actually served."""
-    return {
-        **_envelope(site, visitor, session, time.time()),
+    """An assignment counted on a page actually served (the caller adds its ``propensity``
+    when a draw chose the variant)."""
+    return {  # the envelope spelled out: mypy takes no ** into a shape with optional keys
+        "id": new_id(),
         "type": "exposure",
+        "site": site,
+        "visitor": visitor,
+        "session": session,
+        "time": time.time(),
+        "schema": SCHEMA_VERSION,
         "experiment": experiment,
         "variant": variant,
         "rules_version": rules_version,
@@ -631,6 +640,8 @@ def _check_numbers(data: dict[Any, Any]) -> None:
                 raise InvalidEvent(f"props.{name}: {value!r} is not a finite number")
         if problem := value_problem(data["props"].get(VALUE_PROP), allow_negative=True):
             raise InvalidEvent(f"props.{VALUE_PROP}: {problem}")
+    if data["type"] == "exposure" and not 0 < data.get("propensity", 1) <= 1:
+        raise InvalidEvent(f"propensity: {data['propensity']!r} is not in (0, 1]")
 
 
 def _checks(shape: type[Any]) -> tuple[_Check, ...]:

@@ -132,6 +132,22 @@ def filled_by(filler: Filler) -> frozenset[str]:
 
 
 SEGMENT_FIELDS: Final = filled_by(Filler.SEGMENT)
+
+# A bandit experiment's kept arm: the worker puts each visitor's variant of every running
+# bandit experiment in their segment as ``arm.<experiment>`` (analytics/segments.py), so that
+# a visitor keeps their arm when the weights move. Not a targeting field: no condition names it.
+ARM_PREFIX: Final = "arm."
+
+
+def arm_field(experiment: str) -> str:
+    """The segment field holding a visitor's kept arm of a bandit ``experiment``."""
+    return ARM_PREFIX + experiment
+
+
+def is_arm_field(name: str) -> bool:
+    return name.startswith(ARM_PREFIX)
+
+
 REPORTABLE: Final = frozenset(name for name, field in FIELDS.items() if field.reportable)
 
 # --- report segments -------------------------------------------------------------------------

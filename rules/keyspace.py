@@ -21,6 +21,8 @@ Per site:
 | `rf:{site}:agg:{experiment}:values:{field}` | set | open report segment's values | as `agg` |
 | `rf:{site}:agg:{experiment}:revenue:{metric}` | sorted set | buyers by revenue (caps) | as `agg` |
 | `rf:{site}:decisions` | hash | experiments' recorded decisions (JSON) | forever |
+| `rf:{site}:bandit:weights` | hash | bandits' weights in force (JSON), `_version` | forever |
+| `rf:{site}:bandit:history:{experiment}` | hash | day -> that day's weights (JSON) | forever |
 | `rf:{site}:seg:{visitor}` | string | the segment the proxy reads (msgpack) | as the profile |
 | `rf:{site}:vh:{handle}` | string | the visitor a public handle names | as profiles, once shown |
 | `rf:{site}:acct:{domain}` | hash | an account's page views, tags, last seen | as profiles |
@@ -199,6 +201,22 @@ def revenue_totals_pattern(site: str) -> str:
 
 def decisions(site: str) -> str:
     return _site(site, "decisions")
+
+
+def bandit_weights(site: str) -> str:
+    """Every bandit experiment's weights in force (experiment -> JSON, rules/allocations.py)
+    and ``BANDIT_WEIGHTS_VERSION``, bumped by each publication, which the proxies poll."""
+    return _site(site, "bandit", "weights")
+
+
+# Not an experiment's key (those start with a letter or digit): no experiment can shadow it.
+BANDIT_WEIGHTS_VERSION: Final = "_version"
+
+
+def bandit_history(site: str, experiment: str) -> str:
+    """The weights a bandit experiment had each day (UTC day -> JSON): the report's expected
+    counts. Outside ``agg``, so a rebuild keeps what was in force."""
+    return _site(site, "bandit", "history", experiment)
 
 
 def daily(site: str, day: str) -> str:

@@ -258,6 +258,38 @@ class Variant(Table):
     changes: list[Change] = Field(default=[], description="what this variant changes")
 
 
+class Bandit(Table):
+    """How a bandit experiment reweights its arms (docs/rules.md, "Bandit allocation")."""
+
+    min_visitors: int = Field(
+        default=100,
+        ge=1,
+        description="visitors every arm needs before the weights leave equal (burn-in)",
+    )
+    min_conversions: int = Field(
+        default=5,
+        ge=0,
+        description="conversions on the primary metric every arm needs before reweighting",
+    )
+    floor: float = Field(
+        default=0.01,
+        ge=0,
+        lt=1,
+        description="the least weight an arm keeps (0.01: 1%), below 1 / the number of variants",
+    )
+    context: str = Field(
+        default="",
+        description="one weight set per value of this field, one of the experiment's "
+        'report_segments (e.g. "segment.style"); empty: one set for everyone',
+    )
+    min_context_visitors: int = Field(
+        default=200,
+        ge=1,
+        description="visitors a context's value needs before it gets its own weights; "
+        "until then it follows the pooled weights",
+    )
+
+
 class Experiment(Table):
     key: str = Field(pattern=KEY_PATTERN, description=f"the experiment's name: {KEY_HINT}")
     hypothesis: str = ""
@@ -273,6 +305,14 @@ class Experiment(Table):
         description="percent of the audience that enters the experiment",
     )
     variants: list[Variant] = Field(min_length=2, description="control first, then the others")
+    allocation: Literal["fixed", "bandit"] = Field(
+        default="fixed",
+        description='"fixed": the variants\' weights; "bandit": the worker reweights the arms '
+        "daily by top-two Thompson sampling on the primary metric, starting from them",
+    )
+    bandit: Bandit | None = Field(
+        default=None, description='the bandit\'s settings, with allocation = "bandit"'
+    )
     primary_metric: str = Field(description="the metric that decides the experiment")
     secondary_metrics: list[str] = []
     guardrail_metrics: list[str] = Field(default=[], description="metrics that must not get worse")
@@ -336,6 +376,33 @@ class Experiment(Table):
             if not self.exclusion_group:
                 raise ValueError("exclusion_range needs an exclusion_group")
         return self
+
+    @model_validator(mode="after")
+    def _bandit_fits(self) -> Experiment:
+        if self.bandit is not None and self.allocation != "bandit":
+            raise ValueError('[experiments.bandit] needs allocation = "bandit"')
+        settings = self.bandit_settings
+        if settings is None:
+            return self
+        arms = len(self.variants)
+        if settings.floor * arms >= 1:
+            raise ValueError(
+                f"bandit.floor {settings.floor:g} must be below 1/{arms} for {arms} variants "
+                "(every arm at the floor would leave nothing to allocate)"
+            )
+        if settings.context and settings.context not in self.report_segments:
+            raise ValueError(
+                f'bandit.context "{settings.context}" must be one of the experiment\'s '
+                "report_segments (the aggregates count visitors per context only there)"
+            )
+        return self
+
+    @property
+    def bandit_settings(self) -> Bandit | None:
+        """The bandit's settings (defaults when the table is left out); None unless a bandit."""
+        if self.allocation != "bandit":
+            return None
+        return self.bandit if self.bandit is not None else Bandit()
 
 
 class Personalization(Table):

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 import msgpack
 
-from refract.rules.fields import SEGMENT_FIELDS
+from refract.rules.fields import SEGMENT_FIELDS, is_arm_field
 from refract.rules.targeting import Value
 
 
@@ -52,5 +52,8 @@ def uses_segment(fields: frozenset[str]) -> bool:
 
 def segment_only(fields: Mapping[str, tuple[Value, float]]) -> dict[str, tuple[Value, float]]:
     """The fields a segment may carry: those rules/fields.py says the worker fills (a field
-    computed but not listed would be targeted by nobody; tests/test_fields.py finds it)."""
-    return {name: pair for name, pair in fields.items() if name in SEGMENT_FIELDS}
+    computed but not listed would be targeted by nobody; tests/test_fields.py finds it), and
+    the visitor's kept arms of bandit experiments (``fields.arm_field``)."""
+    return {
+        name: pair for name, pair in fields.items() if name in SEGMENT_FIELDS or is_arm_field(name)
+    }

@@ -11,11 +11,20 @@ the latest cumulative results of segment ``all``:
 - stop: a guardrail metric is significantly worse for every variant, or every variant's
   primary lift is known to be smaller than ``min_effect`` either way, or worse than control;
 - ship: a variant's primary lift is significantly positive and no guardrail is harmed.
+
+A bandit experiment (``allocation = "bandit"``) moved its weights day by day, so its
+sample-ratio check expects each arm's period-weighted count Σ_day Σ_context n · w (the weights
+of that day, and of each context with its own: ``stratified.expected_counts``; a day without
+published weights expected the rule file's), and the report adds the primary metric's rates
+and lifts stratified by day beside the pooled ones (``stratified.stratified_rates``): where
+conversion rates drift while the weights move, the pooled comparison is biased (Simpson's
+paradox) and the stratified lift is the one to read. The decision logic is unchanged.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -36,6 +45,15 @@ from refract.analytics.stats.exploratory import corrected
 from refract.analytics.stats.planning import Plan, days_needed, measured_baseline, plan
 from refract.analytics.stats.proportions import EXACT_BELOW
 from refract.analytics.stats.srm import srm_test
+from refract.analytics.stats.stratified import (
+    expected_counts,
+    period_srm_test,
+    pooled_rates,
+    relative_lift,
+    stratified_rates,
+)
+from refract.rules import keyspace
+from refract.rules.allocations import Weights
 from refract.rules.schema import Experiment, Metric
 
 MIN_VISITORS = 100  # per arm, before any conclusion
@@ -103,6 +121,8 @@ class Report:
     primary_metric: str = ""  # what the charts name, even before any visitor
     plan: dict[str, Any] = field(default_factory=dict)  # planning.Plan and planned_visitors
     notes: list[str] = field(default_factory=list)  # methods chosen and why (segment all)
+    # a bandit's primary conversion stratified by day beside pooled (empty for fixed weights)
+    stratified: dict[str, Any] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
         document: dict[str, Any] = _finite(asdict(self))
@@ -151,7 +171,9 @@ def build(
     metrics: dict[str, Metric],
     data: ExperimentData,
     settings: Settings = Settings(),  # noqa: B008 - frozen, so one shared default is safe
+    history: Mapping[str, Weights] | None = None,
 ) -> Report:
+    """The report; ``history`` (day -> the weights published that day) only for a bandit."""
     variants = [variant.key for variant in experiment.variants]
     measures = measures_of(experiment, metrics)
     base: dict[str, Any] = {
@@ -173,17 +195,32 @@ def build(
         settings = replace(settings, planned_visitors=planned.planned_visitors(settings.method))
     comparison = compare(sample_of(cumulative, measures), settings)
     weights = np.array([variant.weight for variant in experiment.variants], dtype=float)
-    srm = _srm(cumulative.visitors["n"][-1, :, 0], weights, settings, variants)
+    notes = _notes(comparison, measures, settings)
+    stratified: dict[str, Any] = {}
+    if experiment.allocation == "bandit":
+        srm = _bandit_srm(experiment, data, weights, history or {}, settings)
+        stratified = _stratified(data, experiment.primary_metric, settings)
+        notes.append(BANDIT_NOTE)
+    else:
+        srm = _srm(cumulative.visitors["n"][-1, :, 0], weights, settings, variants)
     rows = corrected(_rows(comparison, cumulative, measures, variants, settings), settings.alpha)
     return Report(
         **base,
         srm=srm,
         decision=decide(comparison, measures, variants, srm["flagged"], settings, planned),
         plan={**asdict(planned), "planned_visitors": settings.planned_visitors},
-        notes=_notes(comparison, measures, settings),
+        notes=notes,
         results=rows,
         over_time=_over_time(comparison, cumulative, measures, variants),
+        stratified=stratified,
     )
+
+
+BANDIT_NOTE = (
+    "bandit allocation: the weights moved day by day, so the sample-ratio check expects the "
+    "period-weighted counts, and the pooled comparisons above can be biased when conversion "
+    "rates drift while the weights move (Simpson's paradox): read the lift stratified by day"
+)
 
 
 def why_no_visitor(experiment: Experiment) -> str:
@@ -238,6 +275,95 @@ def _srm(
         "threshold": settings.srm_threshold,
         "visitors": dict(zip(variants, observed.astype(int).tolist(), strict=True)),
         "expected_share": dict(zip(variants, (weights / weights.sum()).tolist(), strict=True)),
+    }
+
+
+def _bandit_srm(
+    experiment: Experiment,
+    data: ExperimentData,
+    file_weights: np.ndarray[Any, np.dtype[np.float64]],
+    history: Mapping[str, Weights],
+    settings: Settings,
+) -> dict[str, Any]:
+    """The sample-ratio check of a bandit against its period-weighted expected counts.
+
+    A period is a day, split by the context values that had their own weights that day: those
+    visitors expected their context's weights, the day's other visitors the pooled ones, and
+    a day without published weights the rule file's (stratified.expected_counts, Σ n_t w_t).
+    """
+    variants = list(data.variants)
+    settings_of = experiment.bandit_settings
+    context = settings_of.context if settings_of is not None else ""
+    periods: list[np.ndarray[Any, np.dtype[np.float64]]] = []
+    shares: list[np.ndarray[Any, np.dtype[np.float64]]] = []
+    published_days = 0
+    for d, day in enumerate(data.days):
+        everyone = data.visitors["n"][d, :, 0]
+        published = history.get(day)
+        if published is None:
+            periods.append(everyone)
+            shares.append(file_weights)
+            continue
+        published_days += 1
+        rest = everyone.copy()
+        for value, own in published.contexts.items():
+            segment = keyspace.report_segment(context, value)
+            if context and segment in data.segments:
+                counted = data.visitors["n"][d, :, data.segments.index(segment)]
+                periods.append(counted)
+                shares.append(np.array([own[variant] for variant in variants]))
+                rest = rest - counted
+        periods.append(rest)
+        shares.append(np.array([published.pooled[variant] for variant in variants]))
+    visitors, weights = np.stack(periods), np.stack(shares)
+    result = period_srm_test(visitors, weights, threshold=settings.srm_threshold)
+    expected = expected_counts(visitors, weights)
+    observed = visitors.sum(axis=0)
+    return {
+        "p_value": float(result.p_value),
+        "flagged": bool(result.flagged),
+        "threshold": settings.srm_threshold,
+        "visitors": dict(zip(variants, observed.astype(int).tolist(), strict=True)),
+        "expected_share": dict(
+            zip(variants, (expected / max(expected.sum(), 1.0)).tolist(), strict=True)
+        ),
+        "expected": "period_weighted",
+        "days_with_published_weights": published_days,
+        "days_with_file_weights": len(data.days) - published_days,
+    }
+
+
+def _stratified(data: ExperimentData, metric: str, settings: Settings) -> dict[str, Any]:
+    """The primary conversion per arm stratified by day and pooled, and each treatment's
+    relative lift over control by both (stratified.relative_lift)."""
+    visitors = data.visitors["n"][:, :, 0]
+    converted = data.outcomes["conv"][:, :, 0, data.metrics.index(metric)]
+    by_day, pooled = stratified_rates(visitors, converted), pooled_rates(visitors, converted)
+    level = 1.0 - settings.alpha
+    variants = list(data.variants)
+    lifts = {}
+    for t, variant in enumerate(variants[1:], start=1):
+        lift, naive = (
+            relative_lift(by_day, 0, t, level=level),
+            relative_lift(pooled, 0, t, level=level),
+        )
+        lifts[variant] = {
+            "lift": float(lift.estimate),
+            "ci_low": float(lift.interval.low),
+            "ci_high": float(lift.interval.high),
+            "bias_corrected": float(lift.bias_corrected),
+            "pooled_lift": float(naive.estimate),
+        }
+    return {
+        "metric": metric,
+        "measure": "conversion",
+        "periods": len(data.days),
+        "visitors_used": float(by_day.visitors_used),
+        "rates": {
+            variant: {"stratified": float(by_day.rate[v]), "pooled": float(pooled.rate[v])}
+            for v, variant in enumerate(variants)
+        },
+        "lifts": lifts,
     }
 
 
