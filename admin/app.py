@@ -20,6 +20,7 @@ from aiohttp import web
 
 from refract.admin import (
     api_auth,
+    api_autopilot,
     api_experiments,
     api_insights,
     api_privacy,
@@ -53,6 +54,7 @@ FEATURES: tuple[Api, ...] = (
     live.api,
     api_experiments.api,
     api_privacy.api,
+    api_autopilot.api,
 )
 
 docs_api = Api("Refract admin", "1")

@@ -66,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         return _qa_link(config, args)
     if command == "privacy":
         return _privacy(config, args)
+    if command == "autopilot":
+        return _autopilot_scan(config, args)
     if command in ("run", "proxy") and (refusal := demo_origin_refusal(config)):
         print(refusal, file=sys.stderr)
         return 2
@@ -116,6 +118,48 @@ def _privacy(config: Config, args: argparse.Namespace) -> int:
 
     with redis_url(config.redis.url, config.server.data_dir) as url:
         return privacy_cli.run(config, args, url)
+
+
+def _autopilot_scan(config: Config, args: argparse.Namespace) -> int:
+    """What to test on the site's most viewed pages, ranked and kept for approval
+    (analytics/autopilot/site_scan.py, runs.py)."""
+    import asyncio
+    import json
+
+    from refract.admin.autopilot_run import proposing
+    from refract.admin.embedded_redis import redis_url
+    from refract.analytics.autopilot.runs import Run, model_of, proposals_text, run
+    from refract.analytics.autopilot.site_scan import describe
+    from refract.rules.redis_client import connect
+
+    site = _site(config, args.site)
+    if site is None:
+        print(
+            f"refract autopilot scan: no site {args.site!r} in the configuration", file=sys.stderr
+        )
+        return 2
+    settings = config.autopilot
+    model = model_of(settings.llm_url, settings.llm_key, settings.llm_model)
+
+    async def scan(url: str) -> Run:
+        async with connect(url) as client:
+            wanted = await proposing(config, client, site.key, args.metric)
+            return await run(client, site, wanted, args.pages, args.path, model)
+
+    with redis_url(config.redis.url, config.server.data_dir) as url:
+        done = asyncio.run(scan(url))
+    if args.json:
+        pages = [page.as_json() for page in done.pages]
+        proposals = [proposal.as_json() for proposal in done.proposals]
+        print(json.dumps({"site": site.key, "pages": pages, "proposals": proposals}, indent=2))
+    else:
+        print(describe(done.pages), end="")
+        print(f"\nProposals ({len(done.proposals)}, best first; kept for approval):")
+        print(proposals_text(done.proposals), end="")
+    if not done.pages:
+        print(f"refract autopilot scan: no page views recorded for {site.key}", file=sys.stderr)
+    scanned = [page for page in done.pages if page.scan is not None and not page.scan.skipped]
+    return 0 if scanned else 1
 
 
 def _rebuild(config: Config) -> int:
@@ -544,6 +588,26 @@ def _parser() -> argparse.ArgumentParser:
     )
     qa_link.add_argument("--url", help="the page it opens (default: the first site's home page)")
     privacy_cli.add_parser(commands)
+    autopilot = commands.add_parser(
+        "autopilot", help="what to test: `refract autopilot scan` (docs/autopilot.md)"
+    )
+    autopilot_commands = autopilot.add_subparsers(
+        dest="autopilot_command", required=True, metavar="COMMAND"
+    )
+    autopilot_scan = autopilot_commands.add_parser(
+        "scan", help="find headlines, calls to action, pricing, proof and forms on viewed pages"
+    )
+    autopilot_scan.add_argument("--site", help="the site's key (default: the first site)")
+    autopilot_scan.add_argument(
+        "--pages", type=_scan_pages, default=20, help="most viewed pages to scan (default 20)"
+    )
+    autopilot_scan.add_argument(
+        "--path", action="append", help="scan this path instead of the most viewed (repeat)"
+    )
+    autopilot_scan.add_argument(
+        "--metric", help="the metric proposals aim at (default: the experiments' usual primary)"
+    )
+    autopilot_scan.add_argument("--json", action="store_true", help="print the scan as JSON")
     train = commands.add_parser(
         "train", help="fit the revenue model to won and lost deals (docs/intelligence.md)"
     )
@@ -571,6 +635,13 @@ def _hours(text: str) -> float:
     if not 0 < hours <= MAX_LIFETIME_S / 3600:
         raise argparse.ArgumentTypeError(f"between 0 and {MAX_LIFETIME_S // 3600} hours")
     return hours
+
+
+def _scan_pages(text: str) -> int:
+    """How many pages a scan fetches: a few hundred at most (each is a request to the origin)."""
+    if not text.isdigit() or not 1 <= int(text) <= 500:
+        raise argparse.ArgumentTypeError("a number of pages from 1 to 500")
+    return int(text)
 
 
 def _traffic_days(text: str) -> int:

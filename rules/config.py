@@ -530,6 +530,25 @@ class IntelConfig(Section):
     )
 
 
+class AutopilotConfig(Section):
+    max_traffic: float = Field(
+        default=50.0,
+        gt=0,
+        le=100,
+        description="percent of a page's visitors an experiment autopilot proposed may take "
+        "(its traffic share when launched)",
+    )
+    llm_url: str = Field(
+        default="",
+        description="base URL of an OpenAI-compatible chat-completions API for copy "
+        "suggestions (up to /chat/completions); empty means none",
+    )
+    llm_key: str = Field(
+        default="", description="API key for llm_url; better set as REFRACT_AUTOPILOT__LLM_KEY"
+    )
+    llm_model: str = Field(default="", description="the model llm_url should use")
+
+
 class Config(Section):
     server: ServerConfig = Field(default_factory=ServerConfig)
     redis: RedisConfig = Field(default_factory=RedisConfig)
@@ -540,6 +559,7 @@ class Config(Section):
     events: EventsConfig = Field(default_factory=EventsConfig)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
     intel: IntelConfig = Field(default_factory=IntelConfig)
+    autopilot: AutopilotConfig = Field(default_factory=AutopilotConfig)
     sites: Annotated[list[SiteConfig], Field(min_length=1)] = Field(
         description="the websites Refract fronts, one [[sites]] table each"
     )

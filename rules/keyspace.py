@@ -40,6 +40,7 @@ Per site:
 | `rf:{site}:model:revenue:{version}` | string | a revenue model as JSON (rollbacks) | forever |
 | `rf:{site}:model:revenue:versions` | sorted set | models by training time | forever |
 | `rf:{site}:model:revenue:current` | string | the revenue model in use | forever |
+| `rf:{site}:autopilot:proposals` | hash | proposals: evidence, status (JSON) | forever |
 | `rf:{site}:demo:history` | string | when `refract demo` played its weeks of history | forever |
 
 Shared:
@@ -289,6 +290,14 @@ def revenue_model_versions(site: str) -> str:
 
 def revenue_model_current(site: str) -> str:
     return _site(site, "model", "revenue", "current")
+
+
+# --- autopilot -------------------------------------------------------------------------------
+
+
+def autopilot_proposals(site: str) -> str:
+    """The latest scan's proposals and the decisions on them (analytics/autopilot/store.py)."""
+    return _site(site, "autopilot", "proposals")
 
 
 # --- the demo ------------------------------------------------------------------------------

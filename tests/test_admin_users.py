@@ -172,6 +172,8 @@ SITE_TAKING = [
     "/api/accounts/acme.example",
     "/api/visitors/v1",
     "/api/experiments/nothing/report",
+    "/api/autopilot/proposals",
+    "/api/autopilot/learnings",
     "/overview",
     "/accounts",
     "/accounts/acme.example",

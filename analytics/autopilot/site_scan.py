@@ -1,0 +1,134 @@
+"""A site's scan: the pages its visitors view, fetched from the origin and analysed.
+
+Which pages have traffic is read from what the worker keeps per visitor: the list of their
+last 50 page paths (``keyspace.pages``). A sample of those lists, counted by path, ranks the
+pages; the worker keeps no per-page daily counter, so this is the count over the sampled
+visitors' recent views, which is what ranking needs. Pages are then fetched from the origin
+(never through the proxy, so the scan is neither a visit nor a page view), one at a time, each
+with a deadline and a byte bound, and scanned off the event loop's back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from refract.analytics.autopilot.candidates import PageScan, scan_page
+from refract.analytics.autopilot.document import MAX_PAGE_BYTES
+from refract.rules import keyspace
+from refract.rules.config import SiteConfig
+from refract.rules.redis_values import text
+
+USER_AGENT = "Refract-Autopilot/0.1 (page analysis; +https://github.com/refract-edge)"
+SAMPLED_VISITORS = 5_000  # visitors' page lists read to rank pages
+DEFAULT_PAGES = 20
+FETCH_TIMEOUT_S = 15.0
+
+
+@dataclass(frozen=True, slots=True)
+class PageResult:
+    """One page of the scan: its views in the sample and its scan, or why it has none."""
+
+    path: str
+    views: int
+    scan: PageScan | None
+    error: str = ""
+
+    def as_json(self) -> dict[str, Any]:
+        found: dict[str, Any] = {"path": self.path, "views": self.views, "error": self.error}
+        if self.scan is not None:
+            found |= self.scan.as_json()
+        return found
+
+
+async def pages_with_traffic(
+    client: Any, site: str, limit: int, sampled: int = SAMPLED_VISITORS
+) -> list[tuple[str, int]]:
+    """The ``limit`` most viewed paths among the recent views of up to ``sampled`` visitors,
+    most viewed first (ties by path)."""
+    views: Counter[str] = Counter()
+    keys: list[str] = []
+    async for key in client.scan_iter(match=keyspace.pages(site, "*"), count=500):
+        keys.append(text(key))
+        if len(keys) >= sampled:
+            break
+    for start in range(0, len(keys), 500):
+        pipe = client.pipeline(transaction=False)
+        for key in keys[start : start + 500]:
+            pipe.lrange(key, 0, -1)
+        for paths in await pipe.execute():
+            views.update(text(path) for path in paths)
+    ranked = sorted(views.items(), key=lambda item: (-item[1], item[0]))
+    return ranked[:limit]
+
+
+def _host_header(site: SiteConfig) -> dict[str, str]:
+    """The Host the proxy would send (``host_header``): the origin's by default."""
+    if site.host_header == "public" and site.host != "*":
+        return {"Host": site.host}
+    if site.host_header not in ("origin", "public"):
+        return {"Host": site.host_header}
+    return {}
+
+
+async def fetch_page(session: aiohttp.ClientSession, url: str) -> tuple[bytes | None, str]:
+    """The page at ``url``, or None and why not: only a 200 HTML answer within the bounds."""
+    try:
+        async with session.get(url, allow_redirects=False) as response:
+            if response.status != 200:
+                return None, f"the origin answered {response.status}"
+            if response.content_type not in ("text/html", "application/xhtml+xml"):
+                return None, f"not a page: {response.content_type or 'no content type'}"
+            body = await response.content.read(MAX_PAGE_BYTES + 1)
+            if len(body) > MAX_PAGE_BYTES:
+                return None, f"larger than {MAX_PAGE_BYTES} bytes: never rewritten"
+            return body, ""
+    except (aiohttp.ClientError, TimeoutError) as error:
+        return None, f"fetch failed: {type(error).__name__} {error}".strip()
+
+
+async def scan_site(
+    client: Any, site: SiteConfig, limit: int = DEFAULT_PAGES, paths: list[str] | None = None
+) -> list[PageResult]:
+    """Scan the site's most viewed pages (or ``paths``, counted as no views)."""
+    wanted = (
+        [(path, 0) for path in paths]
+        if paths
+        else await pages_with_traffic(client, site.key, limit)
+    )
+    timeout = aiohttp.ClientTimeout(total=FETCH_TIMEOUT_S, connect=site.connect_timeout)
+    headers = {"User-Agent": USER_AGENT, "Accept": "text/html", **_host_header(site)}
+    connector = aiohttp.TCPConnector(ssl=site.verify_tls, limit=1)
+    results = []
+    async with aiohttp.ClientSession(
+        timeout=timeout, headers=headers, connector=connector, auto_decompress=True
+    ) as session:
+        for path, views in wanted:
+            url = site.origin.rstrip("/") + "/" + path.lstrip("/")
+            body, error = await fetch_page(session, url)
+            if body is None:
+                results.append(PageResult(path, views, None, error))
+                continue
+            scan = await asyncio.to_thread(scan_page, body, url)
+            results.append(PageResult(path, views, scan))
+    return results
+
+
+def describe(results: list[PageResult]) -> str:
+    """The scan as the terminal shows it: each page, then its candidates."""
+    lines = []
+    for result in results:
+        views = f"{result.views} views" if result.views else "asked for"
+        if result.scan is None or result.scan.skipped:
+            why = result.error if result.scan is None else result.scan.skipped
+            lines.append(f"{result.path} ({views}): not scanned, {why}")
+            continue
+        lines.append(f"{result.path} ({views}): {len(result.scan.candidates)} candidates")
+        for candidate in result.scan.candidates:
+            shown = candidate.text if len(candidate.text) <= 70 else candidate.text[:69] + "…"
+            lines.append(f"  {candidate.kind:<14} {candidate.selector}\n  {'':<14} {shown!r}")
+    return "\n".join(lines) + "\n"
