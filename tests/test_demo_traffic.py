@@ -259,6 +259,23 @@ async def test_curl_is_served_never_recorded_and_the_dashboard_says_why(
         assert "page views from bots" in await response.text()
 
 
+@pytest.mark.slow
+async def test_the_readmes_parquet_one_liner_reads_the_archive(demo: Demo) -> None:
+    """The walk-through's look at the archive, run as the README writes it (its own python)."""
+    readme = (REPOSITORY / "README.md").read_text()
+    found = re.search(r'`\.venv/bin/python -c "(import pyarrow\.parquet.*?)"`', readme, re.S)
+    assert found is not None, "the README's Parquet one-liner moved"
+    code = " ".join(found[1].split())
+
+    def pageviews_listed() -> bool:
+        done = subprocess.run(
+            [sys.executable, "-c", code], cwd=demo.clone, capture_output=True, text=True
+        )
+        return done.returncode == 0 and "pageview" in done.stdout
+
+    assert await eventually(lambda: asyncio.to_thread(pageviews_listed), True)
+
+
 # --- every page, looked at as a user would -----------------------------------------------------
 
 
