@@ -23,11 +23,12 @@ from refract.analytics.autopilot import store
 from refract.analytics.autopilot.copywriting import checked
 from refract.analytics.autopilot.fact_check import KnownFacts
 from refract.analytics.autopilot.facts import Fact
-from refract.analytics.autopilot.guardrails import Guardrails
+from refract.analytics.autopilot.guardrails import from_rules
 from refract.analytics.autopilot.proposals import draft
 from refract.rules import editing
 from refract.rules.editing import RuleFiles
 from refract.rules.problems import Problem
+from refract.rules.schema import CopyRules
 
 api = Api("Refract admin", "1")
 READERS = ["executive", "sales_manager", "marketing", "admin"]
@@ -110,7 +111,8 @@ async def approve(request: web.Request, body: Approval) -> web.StreamResponse:
     proposal: dict[str, Any] = record["proposal"]
     if not proposal.get("page_tag"):
         raise Refused(409, f"no page tag names {proposal.get('url')}: tag the page first")
-    variants = _variants(proposal, body.variants)
+    copy = loaded(await store_of(request).current()).settings.autopilot
+    variants = _variants(proposal, body.variants, copy)
     identity = identity_of(request)
     traffic = config_of(request).autopilot.max_traffic
     experiment = draft(
@@ -171,7 +173,9 @@ async def _waiting(request: web.Request, site: str, key: str) -> dict[str, Any]:
     return record
 
 
-def _variants(proposal: dict[str, Any], edited: dict[str, str] | None) -> list[tuple[str, str]]:
+def _variants(
+    proposal: dict[str, Any], edited: dict[str, str] | None, copy: CopyRules
+) -> list[tuple[str, str]]:
     """The (style, text) pairs to launch: the proposed ones, or the caller's edits checked
     against the page's facts exactly as generated copy is (422 naming each refusal)."""
     proposed = [(str(v["style"]), str(v["text"])) for v in proposal.get("variants", [])]
@@ -197,7 +201,8 @@ def _variants(proposal: dict[str, Any], edited: dict[str, str] | None) -> list[t
     kind = str(proposal["element"]["kind"])
     original = str(proposal["element"]["text"])
     drafted = [(style, text, "edited") for style, text in edited.items()]
-    written = checked(kind, original, drafted, KnownFacts.of(facts), Guardrails())
+    known = KnownFacts.of(facts, copy.glossary)
+    written = checked(kind, original, drafted, known, from_rules(copy))
     if written.refused:
         raise invalid(
             "the edited variants were refused",

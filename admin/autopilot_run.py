@@ -9,6 +9,7 @@ import redis.asyncio as redis
 
 from refract.admin import decision_records, learnings
 from refract.analytics.autopilot import store
+from refract.analytics.autopilot.guardrails import from_rules
 from refract.analytics.autopilot.proposals import Site
 from refract.analytics.rules_in_force import rules_in_force
 from refract.rules.config import Config
@@ -30,10 +31,13 @@ async def proposing(config: Config, client: redis.Redis, site: str, metric: str 
         await decision_records.recorded(client, site), rules, await store.records(client, site)
     )
     industry = next((s.industry for s in config.sites if s.key == site), "")
+    copy = rules.settings.autopilot
     return Site(
         rules=rules,
         metric=metric or usual_metric(rules),
         daily_visitors={},
+        glossary=copy.glossary,
+        guardrails=from_rules(copy),
         industry=industry,
         priors=learnings.priors(found),
     )

@@ -416,6 +416,43 @@ class Personalization(Table):
     )
 
 
+COPY_KINDS = ("headline", "subheadline", "primary_cta", "secondary_cta")
+
+
+class CopyRules(Table):
+    """The brand's rules for copy autopilot writes (docs/autopilot.md): besides them, every
+    number and name in a variant must be on the site's pages or in ``glossary``."""
+
+    banned_words: list[str] = Field(
+        default=[],
+        description="words and phrases generated copy must never use, as whole words "
+        "(added to the built-in list: guaranteed, free forever, #1, best in the world)",
+    )
+    brand_terms: list[str] = Field(
+        default=[], description="terms generated copy must spell exactly so, e.g. the brand"
+    )
+    glossary: list[str] = Field(
+        default=[],
+        description="terms and sentences generated copy may state besides what the pages say "
+        "(product names, certifications, figures)",
+    )
+    max_length: dict[str, int] = Field(
+        default={},
+        description="characters at most per kind of element (headline, subheadline, "
+        "primary_cta, secondary_cta), replacing the defaults 80, 180, 32, 40",
+    )
+
+    @field_validator("max_length")
+    @classmethod
+    def _known_kinds(cls, limits: dict[str, int]) -> dict[str, int]:
+        for kind, limit in limits.items():
+            if kind not in COPY_KINDS:
+                raise ValueError(f"{kind!r} is not one of {', '.join(COPY_KINDS)}")
+            if not 1 <= limit <= 500:
+                raise ValueError(f"{kind}: {limit} is not between 1 and 500 characters")
+        return limits
+
+
 class Settings(Table):
     holdout: float = Field(
         default=0.0, ge=0, lt=100, description="percent of all visitors who see no experiment"
@@ -434,6 +471,10 @@ class Settings(Table):
         default=[],
         description='hosts a redirect change may send visitors to, e.g. ["www.example.com"]; '
         "paths of the visitor's own site need no entry",
+    )
+    autopilot: CopyRules = Field(
+        default_factory=CopyRules,
+        description="[settings.autopilot]: the brand's rules for the copy autopilot writes",
     )
 
 

@@ -219,3 +219,27 @@ def test_priors_shrink_the_sites_own_lifts_towards_the_default(
     assert learnings.priors(found).get("headline") == (
         None if prior is None else pytest.approx(prior)
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "status"),
+    [
+        ("Ship data you can trust", 422),  # "trust" is banned by the brand's rules
+        ("Audited for SOC 2 Type II", 201),  # the glossary's, though no page says it
+        ("Northbeam for data teams", 201),
+        ("NorthBeam for data teams", 422),  # the brand writes it otherwise
+    ],
+)
+async def test_the_brands_rules_in_the_rule_files_judge_edits(
+    marketing: Client, proposals: list[Proposal], rules_dir: Path, text: str, status: int
+) -> None:
+    (rules_dir / "settings.toml").write_text(
+        "[settings.autopilot]\n"
+        'banned_words = ["trust"]\n'
+        'brand_terms = ["Northbeam"]\n'
+        'glossary = ["SOC 2 Type II"]\n'
+    )
+    proposal = proposals[0]
+    body = {"variants": {proposal.variants[0].style: text}}
+    response = await marketing.post(f"/api/autopilot/proposals/{proposal.key}/approve", json=body)
+    assert response.status == status, await response.text()

@@ -1,9 +1,9 @@
 """Brand guardrails for generated copy: banned words, length limits per kind of element, and
 brand terms spelled exactly as the brand spells them.
 
-They are the site owner's rules (docs/autopilot.md); a variant that breaks one is never
-proposed. Checks are plain and explainable: each problem is a sentence naming the word, the
-limit or the term.
+They are the site owner's rules (``[settings.autopilot]`` in the rule files, docs/rules.md);
+a variant that breaks one is never proposed. Checks are plain and explainable: each problem
+is a sentence naming the word, the limit or the term.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+
+from refract.rules.schema import CopyRules
 
 # Characters, by kind of element: a headline that wraps to three lines on a phone, or a
 # button that no longer fits, is a layout change nobody asked for.
@@ -47,6 +49,15 @@ class Guardrails:
                 if match[0] != term:
                     found.append(f"writes {match[0]!r}; the brand writes {term!r}")
         return found
+
+
+def from_rules(rules: CopyRules) -> Guardrails:
+    """The guardrails a rule set's ``[settings.autopilot]`` asks for, on top of the defaults."""
+    return Guardrails(
+        banned=(*DEFAULT_BANNED, *rules.banned_words),
+        max_length={**DEFAULT_MAX_LENGTH, **rules.max_length},
+        brand_terms=tuple(rules.brand_terms),
+    )
 
 
 def _contains(lowered: str, phrase: str) -> bool:
