@@ -24,7 +24,7 @@ from refract.analytics.autopilot.copywriting import checked
 from refract.analytics.autopilot.fact_check import KnownFacts
 from refract.analytics.autopilot.facts import Fact
 from refract.analytics.autopilot.guardrails import from_rules
-from refract.analytics.autopilot.proposals import draft
+from refract.analytics.autopilot.proposals import proposed_variants, running_from
 from refract.rules import editing
 from refract.rules.editing import RuleFiles
 from refract.rules.problems import Problem
@@ -114,19 +114,7 @@ async def approve(request: web.Request, body: Approval) -> web.StreamResponse:
     copy = loaded(await store_of(request).current()).settings.autopilot
     variants = _variants(proposal, body.variants, copy)
     identity = identity_of(request)
-    traffic = config_of(request).autopilot.max_traffic
-    experiment = draft(
-        key,
-        str(proposal["url"]),
-        str(proposal["element"]["kind"]),
-        str(proposal["element"]["selector"]),
-        str(proposal["page_tag"]),
-        str(proposal["metric"]),
-        float(proposal["priority"]["lift_prior"]),
-        variants,
-        status="running",
-        traffic=traffic,
-    )
+    experiment = running_from(proposal, variants, config_of(request).autopilot.max_traffic)
 
     def change(base: RuleFiles) -> RuleFiles:
         if key in loaded(base).experiments:
@@ -178,7 +166,7 @@ def _variants(
 ) -> list[tuple[str, str]]:
     """The (style, text) pairs to launch: the proposed ones, or the caller's edits checked
     against the page's facts exactly as generated copy is (422 naming each refusal)."""
-    proposed = [(str(v["style"]), str(v["text"])) for v in proposal.get("variants", [])]
+    proposed = proposed_variants(proposal)
     if edited is None:
         return proposed
     styles = {style for style, _ in proposed}

@@ -36,6 +36,7 @@ from refract.admin.access_log import (
     remove_log_hygiene,
 )
 from refract.admin.api import EVERYONE, PUBLIC, Api
+from refract.admin.autopilot_steward import steward
 from refract.admin.perimeter import is_https, refuse_unknown_hosts
 from refract.admin.serving import serve_until_stopped
 from refract.admin.state import CONFIG_KEY, REDIS_KEY, LiveConfig, config_in
@@ -147,6 +148,7 @@ def build_app(config: Config) -> web.Application:
     api.install(app)
     live.install(app)
     app.cleanup_ctx.append(_redis_client)
+    app.cleanup_ctx.append(steward)
     app.cleanup_ctx.append(_log_hygiene)
     return app
 

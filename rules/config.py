@@ -538,6 +538,29 @@ class AutopilotConfig(Section):
         description="percent of a page's visitors an experiment autopilot proposed may take "
         "(its traffic share when launched)",
     )
+    auto_launch: bool = Field(
+        default=False,
+        description="launch the best waiting proposals without a person (within max_running "
+        "and max_days, one per page tag)",
+    )
+    auto_promote: bool = Field(
+        default=False,
+        description="promote the winner of an experiment autopilot launched when its report "
+        "says ship",
+    )
+    auto_pause: Literal["off", "autopilot", "all"] = Field(
+        default="autopilot",
+        description="pause a running experiment whose report finds a sample-ratio mismatch or "
+        "a harmed guardrail: those autopilot launched, every one, or none",
+    )
+    max_running: int = Field(
+        default=3, ge=1, le=50, description="experiments autopilot launched running at once"
+    )
+    max_days: float = Field(
+        default=90.0,
+        gt=0,
+        description="auto_launch skips proposals whose test would need more days than this",
+    )
     llm_url: str = Field(
         default="",
         description="base URL of an OpenAI-compatible chat-completions API for copy "

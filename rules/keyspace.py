@@ -41,6 +41,8 @@ Per site:
 | `rf:{site}:model:revenue:versions` | sorted set | models by training time | forever |
 | `rf:{site}:model:revenue:current` | string | the revenue model in use | forever |
 | `rf:{site}:autopilot:proposals` | hash | proposals: evidence, status (JSON) | forever |
+| `rf:{site}:autopilot:actions` | stream | what autopilot did on its own, why | capped |
+| `rf:{site}:autopilot:lock` | string | the admin process making autopilot's pass | 300 s |
 | `rf:{site}:demo:history` | string | when `refract demo` played its weeks of history | forever |
 
 Shared:
@@ -298,6 +300,16 @@ def revenue_model_current(site: str) -> str:
 def autopilot_proposals(site: str) -> str:
     """The latest scan's proposals and the decisions on them (analytics/autopilot/store.py)."""
     return _site(site, "autopilot", "proposals")
+
+
+def autopilot_actions(site: str) -> str:
+    """What autopilot did on its own (admin/autopilot_steward.py): the hook automations read."""
+    return _site(site, "autopilot", "actions")
+
+
+def autopilot_lock(site: str) -> str:
+    """Held by the admin process making autopilot's pass over the site."""
+    return _site(site, "autopilot", "lock")
 
 
 # --- the demo ------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ import hashlib
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from refract.analytics.autopilot.candidates import Candidate, PageScan
 from refract.analytics.autopilot.copywriting import Refused, Variant, checked, drafts
@@ -214,6 +215,30 @@ def draft_of(proposal: Proposal) -> Experiment:
         proposal.priority.lift_prior,
         [(variant.style, variant.text) for variant in proposal.variants],
     )
+
+
+def running_from(
+    stored: Mapping[str, Any], variants: Sequence[tuple[str, str]], traffic: float
+) -> Experiment:
+    """A kept proposal (``Proposal.as_json``, store.py) as the running experiment it
+    launches with these (style, text) variants at ``traffic`` percent of its page."""
+    return draft(
+        str(stored["key"]),
+        str(stored["url"]),
+        str(stored["element"]["kind"]),
+        str(stored["element"]["selector"]),
+        str(stored["page_tag"]),
+        str(stored["metric"]),
+        float(stored["priority"]["lift_prior"]),
+        variants,
+        status="running",
+        traffic=traffic,
+    )
+
+
+def proposed_variants(stored: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """A kept proposal's (style, text) variants."""
+    return [(str(v["style"]), str(v["text"])) for v in stored.get("variants", [])]
 
 
 def with_drafts(base: RuleFiles, proposals: Iterable[Proposal]) -> RuleFiles:

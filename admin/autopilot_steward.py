@@ -1,0 +1,281 @@
+"""Autopilot acting without a person, within the policy config.toml sets (``[autopilot]``).
+
+Every ``INTERVAL_S`` the admin process, holding a per-site lock so that one admin acts:
+
+* **pauses** a running experiment whose report finds a sample-ratio mismatch (its data
+  cannot be trusted) or a variant that significantly harms a guardrail metric: those
+  autopilot launched (``auto_pause = "autopilot"``, the default), every one (``"all"``), or
+  none;
+* **promotes** the winner of an experiment autopilot launched when its report says ship
+  (``auto_promote``; off by default): the experiment stops, the variant runs as its
+  ``-winner`` personalization, and the decision is recorded as a person's would be;
+* **launches** the best waiting proposals (``auto_launch``; off by default): at most
+  ``max_running`` autopilot experiments at once, one per page tag (two would change one page
+  at once), skipping a proposal whose test would need more than ``max_days``.
+
+Reports are read with the default method (group-sequential, its looks one per day of data),
+so acting on one at any moment keeps its error rates. Each action is a rule edit like a
+person's (validated whole, saved through admin/rule_store.py), an audit entry by user
+``autopilot`` via ``steward``, and an entry in ``keyspace.autopilot_actions`` (the hook the
+revenue-automation triggers read: what was done, to which experiment, why).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as redis
+from aiohttp import web
+
+from refract.admin import audit, decision_records
+from refract.admin.api_experiments import audited_entry, promotion_outcome
+from refract.admin.rule_store import RuleStore, StoreBusyError
+from refract.admin.state import REDIS_KEY, config_in
+from refract.analytics.autopilot import store
+from refract.analytics.autopilot.proposals import proposed_variants, running_from
+from refract.analytics.reports import experiment_report
+from refract.analytics.stats.engine import Settings
+from refract.analytics.stats.report import Report
+from refract.rules import editing, keyspace
+from refract.rules.config import Config
+from refract.rules.editing import RuleFiles
+from refract.rules.problems import InvalidFileError
+from refract.rules.ruleset import RuleSet
+
+log = logging.getLogger("refract.autopilot")
+
+INTERVAL_S = 600.0
+FIRST_DELAY_S = 60.0  # after the admin starts: its first minute is for people
+LOCK_TTL_S = 300
+ACTOR = "autopilot"
+MAX_ACTIONS = 10_000  # entries kept in a site's action stream
+# what a rule edit raises when it cannot be made now (rules/editing.py, admin/rule_store.py)
+_REFUSALS = (InvalidFileError, StoreBusyError, ValueError, LookupError, OSError, redis.RedisError)
+
+
+@dataclass(frozen=True)
+class Action:
+    kind: str  # "paused", "promoted", "launched"
+    experiment: str
+    reason: str
+    variant: str = ""
+
+
+async def steward_once(client: redis.Redis, config: Config, now: float) -> list[Action]:
+    """One pass over every site; the actions taken."""
+    rule_store = RuleStore(client, config.rules.directory)
+    try:
+        current = await rule_store.current()
+        rules = current.rules
+    except InvalidFileError:
+        return []  # rules that do not load: nothing to act on, people must fix them first
+    actions: list[Action] = []
+    for site in dict.fromkeys(site.key for site in config.sites):
+        if not await client.set(keyspace.autopilot_lock(site), "1", nx=True, ex=LOCK_TTL_S):
+            continue  # another admin process is on it
+        done = await _site_pass(client, config, rule_store, rules, site, now)
+        for action in done:
+            await _announce(client, site, action, now)
+        actions += done
+    return actions
+
+
+async def _site_pass(
+    client: redis.Redis,
+    config: Config,
+    rule_store: RuleStore,
+    rules: RuleSet,
+    site: str,
+    now: float,
+) -> list[Action]:
+    policy = config.autopilot
+    records = await store.records(client, site)
+    ours = {key for key, record in records.items() if record.get("status") == "launched"}
+    actions = []
+    for key, experiment in rules.experiments.items():
+        if experiment.status != "running":
+            continue
+        mine = key in ours
+        watched = policy.auto_pause == "all" or (policy.auto_pause == "autopilot" and mine)
+        if not watched and not (mine and policy.auto_promote):
+            continue
+        report = await experiment_report(client, config, site, key, Settings(), rules)
+        reason = pause_reason(report, rules) if watched else ""
+        if reason:
+            change = _status(key, "paused")
+            if await _edit(client, rule_store, "autopilot.pause", key, change, reason):
+                actions.append(Action("paused", key, reason))
+        elif mine and policy.auto_promote and report.decision.action == "ship":
+            action = await _promote(client, config, rule_store, site, key, report, now)
+            if action is not None:
+                actions.append(action)
+    if policy.auto_launch:
+        actions += await _launch(client, config, rule_store, rules, site, records, now)
+    return actions
+
+
+def pause_reason(report: Report, rules: RuleSet) -> str:
+    """Why an experiment must not go on: a sample-ratio mismatch, or a variant that
+    significantly harms a guardrail metric (segment all); "" when neither."""
+    if report.srm.get("flagged"):
+        return f"sample-ratio mismatch (p = {report.srm.get('p_value', 0.0):.2g})"
+    harmed = []
+    for row in report.results:
+        if row.role != "guardrail" or row.segment != "all" or not row.significant:
+            continue
+        metric = rules.metrics.get(row.metric)
+        better = -1.0 if metric is not None and metric.better == "lower" else 1.0
+        if row.lift * better < 0:
+            harmed.append(f"{row.variant} harms guardrail {row.metric} ({row.lift:+.1%})")
+    return "; ".join(dict.fromkeys(harmed))
+
+
+async def _promote(
+    client: redis.Redis,
+    config: Config,
+    rule_store: RuleStore,
+    site: str,
+    key: str,
+    report: Report,
+    now: float,
+) -> Action | None:
+    variant = report.decision.variant
+    if variant is None:
+        return None
+    reason = "; ".join(report.decision.reasons)
+
+    def change(base: RuleFiles) -> RuleFiles:
+        return editing.promote(base, key, variant).files
+
+    before = await rule_store.current()
+    if not await _edit(client, rule_store, "autopilot.promote", key, change, reason):
+        return None
+    experiment = before.rules.experiments[key]
+    outcome = promotion_outcome(experiment, variant)
+    decision = decision_records.decided(report, outcome, variant, before.version, now, ACTOR)
+    await decision_records.record(client, site, decision)
+    return Action("promoted", key, reason, variant)
+
+
+async def _launch(
+    client: redis.Redis,
+    config: Config,
+    rule_store: RuleStore,
+    rules: RuleSet,
+    site: str,
+    records: dict[str, dict[str, Any]],
+    now: float,
+) -> list[Action]:
+    policy = config.autopilot
+    running = [
+        rules.experiments[key]
+        for key, record in records.items()
+        if record.get("status") == "launched"
+        and key in rules.experiments
+        and rules.experiments[key].status == "running"
+    ]
+    busy_tags = {tag for experiment in running for tag in experiment.pages}
+    room = policy.max_running - len(running)
+    actions = []
+    for record in store.ranked(records):
+        if room <= 0:
+            break
+        proposal = record["proposal"]
+        tag, days = str(proposal.get("page_tag", "")), proposal["priority"]["days_needed"]
+        if record.get("status") != "proposed" or not tag or tag in busy_tags:
+            continue
+        if days is None or days > policy.max_days:
+            continue
+        key = str(proposal["key"])
+        if key in rules.experiments:
+            continue
+        experiment = running_from(proposal, proposed_variants(proposal), policy.max_traffic)
+        reason = f"score {proposal['priority']['score']}, {days:.0f} days to decide"
+        comment = f"Launched by autopilot: {reason}"
+
+        def change(base: RuleFiles, new: Any = experiment, note: str = comment) -> RuleFiles:
+            return editing.add(base, "experiments", new, note)
+
+        if await _edit(client, rule_store, "autopilot.launch", key, change, reason):
+            await store.decide(client, site, key, "launched", ACTOR, now)
+            actions.append(Action("launched", key, reason))
+            busy_tags.add(tag)
+            room -= 1
+    return actions
+
+
+def _status(key: str, status: str) -> Callable[[RuleFiles], RuleFiles]:
+    def change(base: RuleFiles) -> RuleFiles:
+        return editing.set_status(base, "experiments", key, status)
+
+    return change
+
+
+async def _edit(
+    client: redis.Redis,
+    rule_store: RuleStore,
+    action: str,
+    key: str,
+    change: Callable[[RuleFiles], RuleFiles],
+    reason: str,
+) -> bool:
+    """Save a change as a person's edit would be, audited; False when it was refused (the
+    rules moved on, the change is no longer possible), logged."""
+    state = audited_entry("experiments", key)
+    try:
+        before, after = await rule_store.edit(change)
+    except (
+        InvalidFileError,
+        StoreBusyError,
+        ValueError,
+        LookupError,
+        OSError,
+        redis.RedisError,
+    ) as error:
+        log.warning("autopilot could not %s %s: %s", action.split(".")[1], key, error)
+        return False
+    await audit.record_as(
+        client, ACTOR, "steward", action, key, state(before), {"after": state(after), "why": reason}
+    )
+    return True
+
+
+async def _announce(client: redis.Redis, site: str, action: Action, now: float) -> None:
+    await client.xadd(
+        keyspace.autopilot_actions(site),
+        {
+            "at": now,
+            "action": action.kind,
+            "experiment": action.experiment,
+            "variant": action.variant,
+            "reason": action.reason,
+        },
+        maxlen=MAX_ACTIONS,
+        approximate=True,
+    )
+    log.info("autopilot %s %s: %s", action.kind, action.experiment, action.reason)
+
+
+async def steward(app: web.Application) -> AsyncIterator[None]:
+    """The admin application's background pass (a cleanup context)."""
+    task = asyncio.create_task(_forever(app))
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _forever(app: web.Application) -> None:
+    await asyncio.sleep(FIRST_DELAY_S)
+    while True:
+        try:
+            await steward_once(app[REDIS_KEY], config_in(app), time.time())
+        except (redis.RedisError, OSError) as error:
+            log.warning("autopilot pass failed, retried in %.0f s: %s", INTERVAL_S, error)
+        await asyncio.sleep(INTERVAL_S)
