@@ -66,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         return _qa_link(config, args)
     if command == "privacy":
         return _privacy(config, args)
+    if command == "autopilot" and args.autopilot_command == "evaluate":
+        return _autopilot_evaluate(config, args)
     if command == "autopilot":
         return _autopilot_scan(config, args)
     if command in ("run", "proxy") and (refusal := demo_origin_refusal(config)):
@@ -160,6 +162,64 @@ def _autopilot_scan(config: Config, args: argparse.Namespace) -> int:
         print(f"refract autopilot scan: no page views recorded for {site.key}", file=sys.stderr)
     scanned = [page for page in done.pages if page.scan is not None and not page.scan.skipped]
     return 0 if scanned else 1
+
+
+def _autopilot_evaluate(config: Config, args: argparse.Namespace) -> int:
+    """A candidate allocation's value from the logged exposures (analytics/autopilot/
+    evaluation.py)."""
+    import asyncio
+    import json
+
+    from refract.admin.embedded_redis import redis_url
+    from refract.analytics.archive import Archive, archive_root
+    from refract.analytics.autopilot import evaluation
+    from refract.analytics.rules_in_force import rules_in_force
+    from refract.rules import allocations
+    from refract.rules.redis_client import connect
+
+    site = _site(config, args.site)
+    if site is None:
+        print(f"refract autopilot evaluate: no site {args.site!r}", file=sys.stderr)
+        return 2
+
+    async def run(url: str) -> evaluation.Summary | str:
+        async with connect(url) as client:
+            rules = await rules_in_force(config, client)
+            experiment = rules.experiments.get(args.experiment)
+            if experiment is None:
+                return f"no experiment {args.experiment!r} in the rules"
+            variants = [variant.key for variant in experiment.variants]
+            context = args.context or (experiment.bandit.context if experiment.bandit else "")
+            archive = Archive(archive_root(config))
+            decisions, none = await asyncio.to_thread(
+                evaluation.first_exposures, archive, site.key, experiment.key
+            )
+            data = await evaluation.logged(
+                client, site.key, experiment.key, args.metric or experiment.primary_metric,
+                variants, decisions, context, args.reward, none,
+            )  # fmt: skip
+            if not data.arm:
+                return "no logged first exposure with a propensity to evaluate on"
+            _, documents = await allocations.published_documents(client, site.key)
+            published = None
+            if experiment.key in documents:
+                published = allocations.decode(documents[experiment.key], variants)
+            try:
+                weights = evaluation.policy_weights(args.policy, data, published)
+            except ValueError as error:
+                return str(error)
+            return evaluation.Summary(args.policy, data, evaluation.evaluate(data, weights))
+
+    with redis_url(config.redis.url, config.server.data_dir) as url:
+        done = asyncio.run(run(url))
+    if isinstance(done, str):
+        print(f"refract autopilot evaluate: {done}", file=sys.stderr)
+        return 1
+    print(
+        json.dumps(done.as_json(), indent=2) if args.json else done.text(),
+        end="\n" if args.json else "",
+    )
+    return 0
 
 
 def _rebuild(config: Config) -> int:
@@ -608,6 +668,26 @@ def _parser() -> argparse.ArgumentParser:
         "--metric", help="the metric proposals aim at (default: the experiments' usual primary)"
     )
     autopilot_scan.add_argument("--json", action="store_true", help="print the scan as JSON")
+    autopilot_evaluate = autopilot_commands.add_parser(
+        "evaluate",
+        help="what another allocation would have been worth on the visitors already served",
+    )
+    autopilot_evaluate.add_argument("experiment", help="the experiment's key")
+    autopilot_evaluate.add_argument(
+        "--policy",
+        default="winner",
+        help="uniform, winner (each context's best variant), published (the bandit's weights) "
+        "or variant=weight,... (default winner)",
+    )
+    autopilot_evaluate.add_argument("--metric", help="the reward's metric (default: the primary)")
+    autopilot_evaluate.add_argument(
+        "--reward", choices=("conversion", "revenue"), default="conversion"
+    )
+    autopilot_evaluate.add_argument(
+        "--context", help="a report segment field the policy varies by (default: bandit.context)"
+    )
+    autopilot_evaluate.add_argument("--site", help="the site's key (default: the first site)")
+    autopilot_evaluate.add_argument("--json", action="store_true", help="print JSON")
     train = commands.add_parser(
         "train", help="fit the revenue model to won and lost deals (docs/intelligence.md)"
     )

@@ -38,12 +38,18 @@ def test_the_default_prior_is_said_to_be_an_assumption() -> None:
     assert (own.lift_prior, own.assumptions) == (0.08, [])
 
 
-@pytest.mark.parametrize("daily", [0.0, -5.0, math.nan, math.inf])
+@pytest.mark.parametrize("daily", [0.0, -5.0, math.nan, -math.inf])
 def test_a_page_without_usable_traffic_is_worth_nothing_and_never_finishes(daily: float) -> None:
     found = prioritise(Evidence("headline", daily, 0.03, 2_000.0))
     assert found.expected_value_30d == 0.0
     assert found.days_needed == math.inf
     assert found.components["feasibility"] == 0.0
+
+
+def test_overflowing_evidence_is_bounded() -> None:
+    found = prioritise(Evidence("headline", 6e306, 0.0, 0.0))  # found by hypothesis
+    assert found.expected_value_30d == 0.0
+    assert 0.0 <= found.score <= 10.0
 
 
 def test_more_traffic_ranks_higher() -> None:

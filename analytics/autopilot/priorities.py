@@ -45,6 +45,10 @@ EASE: Mapping[str, float] = {
     "form": 4.0,
 }
 MAX_DAYS = 90.0  # a test needing longer than this scores 0 on feasibility
+# Bounds on the evidence, so that no product of them overflows: beyond them, the score is the
+# same anyway (a billion page views a day, a conversion worth a trillion).
+MAX_DAILY = 1e9
+MAX_VALUE = 1e12
 
 
 @dataclass(frozen=True)
@@ -91,9 +95,9 @@ def prioritise(
     if lift <= 0:
         lift = DEFAULT_LIFT_PRIORS.get(evidence.kind, 0.03)
         assumptions.append(f"lift prior {lift:.0%}: the default for a {evidence.kind}")
-    daily = max(evidence.daily_visitors, 0.0) if math.isfinite(evidence.daily_visitors) else 0.0
+    daily = _bounded(evidence.daily_visitors, MAX_DAILY)
     baseline = min(max(evidence.baseline, 1e-6), 1 - 1e-6)
-    value = max(evidence.value, 0.0) if math.isfinite(evidence.value) else 0.0
+    value = _bounded(evidence.value, MAX_VALUE)
     expected = daily * 30.0 * baseline * lift * value
     planned = plan(lift, evidence.power, baseline, "given", evidence.alpha)
     visitors = planned.group_sequential_per_arm * max(evidence.arms, 2)
@@ -120,6 +124,13 @@ def prioritise(
     ice = {"impact": impact, "confidence": feasibility, "ease": ease}
     ice["score"] = ice["impact"] * ice["confidence"] * ice["ease"] / 100.0
     return Priority(expected, days, lift, components, pie, ice, score, assumptions)
+
+
+def _bounded(number: float, limit: float) -> float:
+    """``number`` within [0, limit]; NaN and minus infinity are 0 (nothing known)."""
+    if math.isnan(number):
+        return 0.0
+    return min(max(number, 0.0), limit)
 
 
 def _log_scale(value: float, low: float, high: float) -> float:
