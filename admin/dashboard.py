@@ -33,7 +33,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from refract.admin import dashboard_views as views
-from refract.admin import insights, site_health, visitor_list
+from refract.admin import decision_records, insights, learnings, site_health, visitor_list
 from refract.admin.api import EVERYONE, PUBLIC, Api, Handler, Refused, known_site
 from refract.admin.api_reads import (
     READERS_OF_ACCOUNTS,
@@ -44,6 +44,7 @@ from refract.admin.api_reads import (
 from refract.admin.auth import IDENTITY_KEY, Identity
 from refract.admin.state import config_of, identity_of, industry_of, redis_of
 from refract.analytics import reports, visitors
+from refract.analytics.autopilot import store as autopilot_store
 from refract.analytics.intel.scores import band
 from refract.analytics.rules_in_force import rules_in_force
 from refract.analytics.stats.engine import Settings
@@ -81,6 +82,7 @@ PAGE_HEADERS = {
 NAVIGATION = (  # label, path, roles
     ("Overview", "/overview", EVERYONE),
     ("Experiments", "/experiments", frozenset(READERS_OF_RESULTS)),
+    ("Autopilot", "/autopilot", frozenset(READERS_OF_RESULTS)),
     ("Accounts", "/accounts", frozenset(READERS_OF_ACCOUNTS)),
     ("Visitors", "/visitors", frozenset(READERS_OF_VISITORS)),
     ("Site health", "/health", frozenset(WATCHERS_OF_HEALTH)),
@@ -353,6 +355,30 @@ async def experiments(request: web.Request) -> web.StreamResponse:
         title="Experiments",
         experiments=[e.model_dump(mode="json") for e in rules.experiments.values()],
         may_edit=_may(identity_of(request), EDITORS),
+    )
+
+
+@page(
+    "/autopilot",
+    READERS_OF_RESULTS,
+    "autopilot's proposals, best first, to approve or reject, and the learnings log",
+)
+async def autopilot_page(request: web.Request) -> web.StreamResponse:
+    site, client = _site(request), redis_of(request)
+    rules = await rules_in_force(config_of(request), client)
+    records = await autopilot_store.records(client, site.key)
+    decided = await decision_records.recorded(client, site.key)
+    found = learnings.learnings(decided, rules, records)
+    return render(
+        request,
+        "autopilot.html",
+        title="Autopilot",
+        site=site.key,
+        site_param=request.query.get("site", ""),
+        proposals=autopilot_store.ranked(records),
+        learnings=[learning.as_row() for learning in found],
+        priors=learnings.priors(found),
+        may_decide=_may(identity_of(request), EDITORS),
     )
 
 

@@ -6,7 +6,8 @@ speaks from an address in it), anonymous and residential visitors, the decision 
 buying stages the intelligence models tell apart, channels with UTM tags and referrers, and
 conversions with effects planted in the demo's experiments (``EFFECTS``), so the reports find
 something real. The CRM's won and lost deals (``examples/demo-outcomes.csv``) train the
-revenue model once the history is in.
+revenue model once the history is in, and autopilot scans the most viewed pages for its first
+proposals.
 
 Time: the proxy stamps every event with its own clock, so weeks cannot be played through it
 in a minute. The past is therefore written straight into the site's event streams, built by
@@ -61,6 +62,7 @@ MAX_DAYS: Final = 90  # bounds of the command's options: a demo, not a load test
 MAX_DAILY: Final = 500
 WRITE_BATCH: Final = 500
 CATCH_UP_S: Final = 180.0  # how long training waits for the worker to apply the history
+SCANNED: Final = 8  # most viewed pages autopilot scans for its first proposals
 TRICKLE_S: Final = 4.0  # a live visitor about this often, once the burst is done
 
 # Planted effects: how much likelier a metric converts for a visitor who saw the variant.
@@ -594,6 +596,20 @@ async def train_once(client: redis.Redis, config: Config) -> None:
         log.info("demo traffic: revenue model %s trained on the demo CRM's deals", model.version)
 
 
+async def scan_once(client: redis.Redis, config: Config) -> None:
+    """Autopilot's proposals for the demo site's most viewed pages, when none are kept yet
+    (after the history is applied: pages are ranked by the visitors' recent views)."""
+    from refract.admin.autopilot_run import proposing
+    from refract.analytics.autopilot import store
+    from refract.analytics.autopilot.runs import run
+
+    site = config.sites[0]
+    if await store.records(client, site.key):
+        return
+    done = await run(client, site, await proposing(config, client, site.key, None), SCANNED)
+    log.info("demo traffic: autopilot proposed %d tests", len(done.proposals))
+
+
 async def simulate(config: Config, redis_url: str, options: Options) -> None:
     """History, the model, a burst of live visitors, then a trickle, until cancelled."""
     if config.rules.directory is None:
@@ -611,6 +627,7 @@ async def simulate(config: Config, redis_url: str, options: Options) -> None:
         for _ in range(options.burst):
             await asyncio.gather(live.visit(), live.visit())
         await training
+        await scan_once(client, config)
         log.info("demo traffic: %d live visits; now one every %.0f s", live.visits,
                  options.trickle_s)  # fmt: skip
         while True:

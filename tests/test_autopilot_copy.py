@@ -212,3 +212,20 @@ def test_a_code_fence_around_the_array_is_tolerated() -> None:
     content = '```json\n["Start now"]\n```'
     raw = json.dumps({"choices": [{"message": {"content": content}}]}).encode()
     assert parse_answer(raw).texts == ("Start now",)
+
+
+@pytest.mark.parametrize(
+    ("claim", "subheadline"),
+    [
+        ("Cut incident time by 34%.", "The evidence first: cut incident time by 34%."),
+        (
+            "Acme Logistics: 83% fewer incidents.",
+            "The evidence first: Acme Logistics: 83% fewer incidents.",
+        ),
+        ("SLA of 99.9% uptime.", "The evidence first: SLA of 99.9% uptime."),  # an acronym
+    ],
+)
+def test_a_claim_after_a_colon_keeps_its_names_capitalised(claim: str, subheadline: str) -> None:
+    found = facts(claim)
+    texts = [text for _, text, _ in drafts("subheadline", "A sub-headline", found)]
+    assert subheadline in texts

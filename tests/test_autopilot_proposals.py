@@ -104,3 +104,9 @@ def test_an_untagged_page_is_proposed_but_not_drafted(
     assert all(proposal.page_tag == "" for proposal in found)
     assert "no page tag names /landing/spring: tag it to draft this experiment" in found[0].notes
     assert with_drafts(base, found).files == base.files
+
+
+def test_documentation_and_articles_are_not_rewritten_per_style(base: RuleFiles) -> None:
+    docs = scan_page((DEMO_SITE / "docs" / "api.html").read_bytes(), "/docs/api")
+    assert docs.candidates  # found, for a person to look at; not proposed
+    assert propose([docs], Site(base.rules, "demo_form", {"/docs/api": 300.0})) == []

@@ -66,6 +66,7 @@ PAGES = {
     "/experiments/hero/report": "hero",
     "/experiments/new": "New experiment",
     "/experiments/hero/edit": "Edit hero",
+    "/autopilot": "Autopilot",
     "/accounts": "Hot accounts",
     "/accounts/helioforge.io": "Helioforge Systems",
     "/visitors": "Visitors",

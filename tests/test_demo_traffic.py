@@ -288,6 +288,7 @@ def screens(experiments: Sequence[str], account: str, visitor: str) -> list[tupl
         ("/experiments", "/experiments"),
         *[("/experiments/{key}/report", f"/experiments/{key}/report") for key in experiments],
         ("/experiments/new", "/experiments/new"),
+        ("/autopilot", "/autopilot"),
         *[("/experiments/{key}/edit", f"/experiments/{key}/edit") for key in experiments],
         ("/accounts", "/accounts"),
         ("/accounts/{domain}", account),

@@ -111,7 +111,7 @@ def drafts(
     outcome = OUTCOMES.get(industry, DEFAULT_OUTCOME)
     slots = {
         "claim": (claim := _claim(facts)),
-        "claim_lc": claim[:1].lower() + claim[1:] if claim[:2] != claim[:2].upper() else claim,
+        "claim_lc": _mid_sentence(claim, facts),
         "count": _count(facts),
         "action": original.strip(),
         "outcome": outcome,
@@ -161,6 +161,16 @@ def _filled(template: str, slots: dict[str, str]) -> str | None:
     for name in needed:
         text = text.replace("{" + name + "}", slots[name])
     return text[:1].upper() + text[1:]
+
+
+def _mid_sentence(sentence: str, facts: Sequence[Fact]) -> str:
+    """``sentence`` to follow a colon: its first letter in lower case, unless its first word
+    is a name the page writes capitalised (Acme Logistics) or an acronym (SOC 2)."""
+    first = sentence.split(" ", 1)[0]
+    named = {fact.text.split(" ", 1)[0] for fact in facts if fact.kind == "name"}
+    if not first or first in named or first[1:2].isupper():
+        return sentence
+    return first[:1].lower() + sentence[1:]
 
 
 def _claim(facts: Sequence[Fact]) -> str:

@@ -16,6 +16,7 @@ something else): the proposal says to tag the page.
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from refract.analytics.autopilot.fact_check import KnownFacts
 from refract.analytics.autopilot.facts import Fact
 from refract.analytics.autopilot.guardrails import Guardrails
 from refract.analytics.autopilot.priorities import Evidence, Priority, Weights, prioritise
+from refract.analytics.intel.features import DEFAULT_KINDS
 from refract.rules.editing import RuleFiles, add
 from refract.rules.ruleset import RuleSet
 from refract.rules.schema import Change, Experiment
@@ -36,6 +38,13 @@ from refract.rules.targeting import PageTagger
 COPY_KINDS = ("headline", "subheadline", "primary_cta", "secondary_cta")
 MAX_VARIANTS = 3  # besides the control: each arm needs its share of a B2B site's traffic
 DEFAULT_BASELINE = 0.02  # a B2B site's conversion rate when nothing is measured yet
+# Pages that inform rather than sell (the classifier's documentation, security, integration
+# and blog kinds, analytics/intel/features.py): their copy is not rewritten per buying style.
+INFORMATIONAL_TAGS = frozenset(
+    tag
+    for kind in ("api_docs", "security", "integrations", "blog")
+    for tag in DEFAULT_KINDS[kind].tags
+)
 _SLUG = re.compile(r"[^a-z0-9]+")
 
 
@@ -66,7 +75,8 @@ class Proposal:
             "priority": {
                 "score": round(self.priority.score, 2),
                 "expected_value_30d": round(self.priority.expected_value_30d, 2),
-                "days_needed": self.priority.days_needed,
+                # null when the page has no traffic: JSON has no infinity
+                "days_needed": days if math.isfinite(days := self.priority.days_needed) else None,
                 "lift_prior": self.priority.lift_prior,
                 "components": self.priority.components,
                 "pie": self.priority.pie,
@@ -107,6 +117,8 @@ def propose(scans: Iterable[PageScan], site: Site) -> list[Proposal]:
     proposals = []
     for scan in scans:
         tags = sorted(PageTagger(site.rules.pages).tags(scan.url))
+        if tags and set(tags) <= INFORMATIONAL_TAGS:
+            continue  # documentation and articles: their headings say what they are about
         for candidate in scan.candidates:
             if candidate.kind not in COPY_KINDS or not candidate.text:
                 continue
