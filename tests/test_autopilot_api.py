@@ -5,6 +5,7 @@ by marketing or admins."""
 from __future__ import annotations
 
 import math
+import re
 import shutil
 import time
 from pathlib import Path
@@ -12,9 +13,11 @@ from typing import Any
 
 import pytest
 import redis.asyncio as redis
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
+from playwright.async_api import Page, expect
 
-from refract.admin import audit, decision_records, learnings
+from refract.admin import audit, auth, decision_records, learnings
+from refract.admin.app import build_app
 from refract.admin.decision_records import DecisionRecord
 from refract.analytics.autopilot import store
 from refract.analytics.autopilot.candidates import scan_page
@@ -23,11 +26,13 @@ from refract.analytics.autopilot.proposals import Proposal, Site, propose
 from refract.rules.config import Config
 from refract.rules.ruleset import load_rules
 from tests.conftest import AdminFactory, clean_redis
+from tests.support.browser import Chromium
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 DEMO_SITE = REPOSITORY / "examples" / "demo-site"
 DEMO_RULES = REPOSITORY / "examples" / "demo-rules"
 SITE_KEY = "test"
+PASSWORD = "correct horse battery staple"
 Client = TestClient[Any, Any]
 
 
@@ -243,3 +248,35 @@ async def test_the_brands_rules_in_the_rule_files_judge_edits(
     body = {"variants": {proposal.variants[0].style: text}}
     response = await marketing.post(f"/api/autopilot/proposals/{proposal.key}/approve", json=body)
     assert response.status == status, await response.text()
+
+
+@pytest.mark.slow
+async def test_a_marketer_approves_and_rejects_on_the_dashboard_page(
+    aiohttp_server: Any,
+    config: Config,
+    proposals: list[Proposal],
+    rules_dir: Path,
+    chromium: Chromium,
+) -> None:
+    client = redis.Redis.from_url(config.redis.url)
+    await auth.add_user(client, "maria", "marketing", PASSWORD)
+    await client.aclose()
+    server: TestServer = await aiohttp_server(build_app(config))
+    base = str(server.make_url("/")).rstrip("/")
+    first, second = proposals[0].key, proposals[1].key
+
+    async def scenario(page: Page) -> None:
+        page.set_default_timeout(15_000)
+        await page.goto(base + "/login?next=/autopilot")
+        await page.get_by_label("User name").fill("maria")
+        await page.get_by_label("Password").fill(PASSWORD)
+        await page.get_by_role("button", name="Sign in").click()
+        await expect(page).to_have_url(re.compile(r"/autopilot$"))
+        await page.get_by_role("button", name=f"Approve {first}").click()
+        await expect(page.locator(f"#proposal-{first}")).to_contain_text("launched")
+        await page.get_by_role("button", name=f"Reject {second}").click()
+        await expect(page.locator(f"#proposal-{second}")).to_contain_text("rejected")
+
+    visit = await chromium.visit(scenario)
+    assert visit.errors == []
+    assert load_rules(rules_dir).experiments[first].status == "running"

@@ -3,6 +3,7 @@ check` accepts and never show to visitors."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -110,3 +111,12 @@ def test_documentation_and_articles_are_not_rewritten_per_style(base: RuleFiles)
     docs = scan_page((DEMO_SITE / "docs" / "api.html").read_bytes(), "/docs/api")
     assert docs.candidates  # found, for a person to look at; not proposed
     assert propose([docs], Site(base.rules, "demo_form", {"/docs/api": 300.0})) == []
+
+
+def test_a_page_without_traffic_is_never_finished_and_stays_valid_json(
+    scans: list[PageScan], base: RuleFiles
+) -> None:
+    [first, *_] = propose(scans, Site(base.rules, "demo_form", {}))
+    document = first.as_json()
+    assert document["priority"]["days_needed"] is None  # type: ignore[index]
+    json.dumps(document, allow_nan=False)  # no Infinity: strict parsers read it
