@@ -2,6 +2,9 @@
 
 Every ``INTERVAL_S`` the admin process, holding a per-site lock so that one admin acts:
 
+* **scans** the site's most viewed pages for fresh proposals every ``scan_hours`` (as
+  ``refract autopilot scan`` does; proposals wait for a person unless ``auto_launch``);
+
 * **pauses** a running experiment whose report finds a sample-ratio mismatch (its data
   cannot be trusted) or a variant that significantly harms a guardrail metric: those
   autopilot launched (``auto_pause = "autopilot"``, the default), every one (``"all"``), or
@@ -30,20 +33,23 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 import redis.asyncio as redis
 from aiohttp import web
 
 from refract.admin import audit, decision_records
 from refract.admin.api_experiments import audited_entry, promotion_outcome
+from refract.admin.autopilot_run import proposing
 from refract.admin.rule_store import RuleStore, StoreBusyError
 from refract.admin.state import REDIS_KEY, config_in
 from refract.analytics.autopilot import store
 from refract.analytics.autopilot.proposals import proposed_variants, running_from
+from refract.analytics.autopilot.runs import run
 from refract.analytics.reports import experiment_report
 from refract.analytics.stats.engine import Settings
 from refract.analytics.stats.report import Report
 from refract.rules import editing, keyspace
-from refract.rules.config import Config
+from refract.rules.config import Config, SiteConfig
 from refract.rules.editing import RuleFiles
 from refract.rules.problems import InvalidFileError
 from refract.rules.ruleset import RuleSet
@@ -55,6 +61,7 @@ FIRST_DELAY_S = 60.0  # after the admin starts: its first minute is for people
 LOCK_TTL_S = 300
 ACTOR = "autopilot"
 MAX_ACTIONS = 10_000  # entries kept in a site's action stream
+SCANNED_PAGES = 20  # most viewed pages a scheduled scan fetches
 # what a rule edit raises when it cannot be made now (rules/editing.py, admin/rule_store.py)
 _REFUSALS = (InvalidFileError, StoreBusyError, ValueError, LookupError, OSError, redis.RedisError)
 
@@ -76,9 +83,11 @@ async def steward_once(client: redis.Redis, config: Config, now: float) -> list[
     except InvalidFileError:
         return []  # rules that do not load: nothing to act on, people must fix them first
     actions: list[Action] = []
-    for site in dict.fromkeys(site.key for site in config.sites):
+    for site_config in {site.key: site for site in config.sites}.values():
+        site = site_config.key
         if not await client.set(keyspace.autopilot_lock(site), "1", nx=True, ex=LOCK_TTL_S):
             continue  # another admin process is on it
+        await _scan_when_due(client, config, site_config, now)
         done = await _site_pass(client, config, rule_store, rules, site, now)
         for action in done:
             await _announce(client, site, action, now)
@@ -118,6 +127,26 @@ async def _site_pass(
     if policy.auto_launch:
         actions += await _launch(client, config, rule_store, rules, site, records, now)
     return actions
+
+
+async def _scan_when_due(client: redis.Redis, config: Config, site: SiteConfig, now: float) -> None:
+    """A new scan of the site's most viewed pages every ``scan_hours`` (fresh proposals;
+    decided ones stay as they were). A failed scan is logged and tried at the next pass."""
+    hours = config.autopilot.scan_hours
+    if hours <= 0:
+        return
+    last = await client.get(keyspace.autopilot_scanned(site.key))
+    if last is not None and now - float(last) < hours * 3600:
+        return
+    try:
+        wanted = await proposing(config, client, site.key, None)
+        done = await run(client, site, wanted, SCANNED_PAGES, now=now)
+    except (aiohttp.ClientError, OSError, ValueError, InvalidFileError) as error:
+        log.warning("autopilot scan of %s failed: %s", site.key, error)
+        return
+    await client.set(keyspace.autopilot_scanned(site.key), now)
+    log.info("autopilot scanned %d pages of %s: %d proposals", len(done.pages), site.key,
+             len(done.proposals))  # fmt: skip
 
 
 def pause_reason(report: Report, rules: RuleSet) -> str:

@@ -553,6 +553,12 @@ class AutopilotConfig(Section):
         description="pause a running experiment whose report finds a sample-ratio mismatch or "
         "a harmed guardrail: those autopilot launched, every one, or none",
     )
+    scan_hours: float = Field(
+        default=24.0,
+        ge=0,
+        description="hours between autopilot's scans of the most viewed pages for new "
+        "proposals, made by the admin process; 0: only by hand (refract autopilot scan)",
+    )
     max_running: int = Field(
         default=3, ge=1, le=50, description="experiments autopilot launched running at once"
     )

@@ -42,6 +42,7 @@ Per site:
 | `rf:{site}:model:revenue:current` | string | the revenue model in use | forever |
 | `rf:{site}:autopilot:proposals` | hash | proposals: evidence, status (JSON) | forever |
 | `rf:{site}:autopilot:actions` | stream | what autopilot did on its own, why | capped |
+| `rf:{site}:autopilot:scanned` | string | when the site was last scanned for proposals | forever |
 | `rf:{site}:autopilot:lock` | string | the admin process making autopilot's pass | 300 s |
 | `rf:{site}:demo:history` | string | when `refract demo` played its weeks of history | forever |
 
@@ -305,6 +306,11 @@ def autopilot_proposals(site: str) -> str:
 def autopilot_actions(site: str) -> str:
     """What autopilot did on its own (admin/autopilot_steward.py): the hook automations read."""
     return _site(site, "autopilot", "actions")
+
+
+def autopilot_scanned(site: str) -> str:
+    """When the admin process last scanned the site for proposals (epoch seconds)."""
+    return _site(site, "autopilot", "scanned")
 
 
 def autopilot_lock(site: str) -> str:

@@ -15,10 +15,13 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from refract.admin import cli
+from refract.admin.autopilot_steward import steward_once
 from refract.admin.demo import DEMO_SITE
 from refract.admin.demo import build_app as build_demo
 from refract.analytics.autopilot import store
 from refract.analytics.autopilot.site_scan import USER_AGENT, pages_with_traffic
+from refract.rules import keyspace
+from refract.rules.config import load_config
 from refract.rules.events import PageViewEvent
 from tests.support.worker import SITE, drain, pageview, send
 
@@ -168,3 +171,22 @@ async def test_the_scan_ranks_proposals_and_keeps_them_for_approval(
     assert all(proposal["metric"] == "demo_request" for proposal in proposals)  # 2 of 3
     kept = await store.records(viewed, SITE)
     assert set(kept) == {proposal["key"] for proposal in proposals}
+
+
+async def test_the_admin_scans_on_schedule_and_keeps_what_it_could_not_fetch(
+    viewed: redis.Redis, demo_origin: TestServer, redis_url: str, tmp_path: Path
+) -> None:
+    path = config_file(tmp_path, redis_url, str(demo_origin.make_url("")).rstrip("/"))
+    path.write_text(path.read_text() + f'[rules]\ndirectory = "{DEMO_RULES}"\n')
+    config = load_config(path)
+    await steward_once(viewed, config, T0)
+    found = await store.records(viewed, SITE)
+    assert found
+    assert float(await viewed.get(keyspace.autopilot_scanned(SITE)) or 0) == T0
+    # the origin goes away: the next scan, when due, fetches nothing and drops nothing
+    down = config.model_copy(
+        update={"sites": [config.sites[0].model_copy(update={"origin": "http://127.0.0.1:9"})]}
+    )
+    await viewed.delete(keyspace.autopilot_lock(SITE))
+    await steward_once(viewed, down, T0 + 25 * 3600)
+    assert set(await store.records(viewed, SITE)) == set(found)

@@ -111,7 +111,8 @@ async def run(
         proposing, daily_visitors=page_traffic(pages, site_daily), model_drafts=drafts
     )
     proposals = propose(scans, proposing)
-    saved = await store.save_scan(client, site.key, proposals, moment)
+    scanned = {scan.url for scan in scans}
+    saved = await store.save_scan(client, site.key, proposals, moment, scanned)
     return Run(pages, proposals, site_daily, saved)
 
 

@@ -7,13 +7,14 @@ and running as an experiment), ``rejected`` (never proposed again: the key stays
 between scans, so a rejected element stays rejected until its page changes).
 
 A new scan replaces what is still waiting and leaves decided proposals as they were; a
-waiting proposal the new scan no longer finds (the page changed) is dropped.
+waiting proposal the new scan no longer finds on a page it scanned (the page changed) is
+dropped, and those of a page it could not fetch stay.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any, Literal
 
 import redis.asyncio as redis
@@ -28,9 +29,15 @@ DECIDED: frozenset[str] = frozenset({"launched", "rejected"})
 
 
 async def save_scan(
-    client: redis.Redis, site: str, proposals: Iterable[Proposal], now: float
+    client: redis.Redis,
+    site: str,
+    proposals: Iterable[Proposal],
+    now: float,
+    scanned: Collection[str] | None = None,
 ) -> dict[str, int]:
-    """Keep a scan's proposals; counts of what became of them (new, kept decided, dropped)."""
+    """Keep a scan's proposals; counts of what became of them (new, kept decided, dropped).
+    Only waiting proposals of the ``scanned`` pages (all, when None) can be dropped: a page
+    the origin did not answer for this time keeps its proposals."""
     key = keyspace.autopilot_proposals(site)
     existing = await records(client, site)
     fresh = {proposal.key: proposal for proposal in proposals}
@@ -46,7 +53,9 @@ async def save_scan(
     dropped = [
         name
         for name, record in existing.items()
-        if name not in fresh and record.get("status") not in DECIDED
+        if name not in fresh
+        and record.get("status") not in DECIDED
+        and (scanned is None or record["proposal"].get("url") in scanned)
     ]
     async with client.pipeline(transaction=True) as pipe:
         if writes:
