@@ -144,7 +144,6 @@ async def _scan_when_due(client: redis.Redis, config: Config, site: SiteConfig, 
     except (aiohttp.ClientError, OSError, ValueError, InvalidFileError) as error:
         log.warning("autopilot scan of %s failed: %s", site.key, error)
         return
-    await client.set(keyspace.autopilot_scanned(site.key), now)
     log.info("autopilot scanned %d pages of %s: %d proposals", len(done.pages), site.key,
              len(done.proposals))  # fmt: skip
 

@@ -113,6 +113,7 @@ async def run(
     proposals = propose(scans, proposing)
     scanned = {scan.url for scan in scans}
     saved = await store.save_scan(client, site.key, proposals, moment, scanned)
+    await client.set(keyspace.autopilot_scanned(site.key), moment)  # the schedule counts it
     return Run(pages, proposals, site_daily, saved)
 
 
