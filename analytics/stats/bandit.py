@@ -24,7 +24,12 @@ import numpy as np
 import numpy.typing as npt
 from numpy.typing import NDArray
 
-from refract.analytics.stats.moments import Array, as_array
+from refract.analytics.stats.moments import (
+    Array,
+    as_array,
+    converters_within,
+    finite_non_negative,
+)
 
 BoolArray = NDArray[np.bool_]
 
@@ -71,19 +76,12 @@ def _counts(name: str, values: npt.ArrayLike) -> Array:
     array = as_array(values)
     if array.ndim == 0 or array.shape[-1] < 2:
         raise ValueError(f"{name}: a bandit needs at least two arms (the last axis)")
-    if not np.all(np.isfinite(array)):
-        raise ValueError(f"{name} must be finite")
-    if np.any(array < 0):
-        raise ValueError(f"{name} must be non-negative")
-    return array
+    return finite_non_negative(name, array)
 
 
 def _arms(visitors: npt.ArrayLike, conversions: npt.ArrayLike) -> tuple[Array, Array]:
     """Visitors and conversions per arm, checked, broadcast to one shape."""
-    n, k = np.broadcast_arrays(_counts("visitors", visitors), _counts("conversions", conversions))
-    if np.any(k > n):
-        raise ValueError("conversions cannot exceed visitors")
-    return n, k
+    return converters_within(_counts("visitors", visitors), _counts("conversions", conversions))
 
 
 def in_burn_in(

@@ -34,6 +34,26 @@ def as_array(values: npt.ArrayLike) -> Array:
     return np.asarray(values, dtype=np.float64)
 
 
+def finite_non_negative(name: str, values: npt.ArrayLike) -> Array:
+    """``values`` as float64, refused (ValueError naming ``name``) unless every entry is finite
+    and at least 0: counts and weights that decide where visitors go, or what a report says,
+    are never computed from numbers that cannot be right."""
+    array = as_array(values)
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{name} must be finite")
+    if np.any(array < 0):
+        raise ValueError(f"{name} must be non-negative")
+    return array
+
+
+def converters_within(visitors: Array, conversions: Array) -> tuple[Array, Array]:
+    """Visitors and conversions broadcast to one shape; refused when more converted than came."""
+    n, k = np.broadcast_arrays(visitors, conversions)
+    if np.any(k > n):
+        raise ValueError("conversions cannot exceed visitors")
+    return n, k
+
+
 def safe_divide(numerator: Array, denominator: Array) -> Array:
     """``numerator / denominator``, ``nan`` where the denominator is 0 (no warnings)."""
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -24,7 +24,14 @@ from scipy import special
 
 from refract.analytics.stats.bayesian import effect_estimate
 from refract.analytics.stats.fieller import fieller_interval
-from refract.analytics.stats.moments import Array, Interval, as_array, safe_divide
+from refract.analytics.stats.moments import (
+    Array,
+    Interval,
+    as_array,
+    converters_within,
+    finite_non_negative,
+    safe_divide,
+)
 from refract.analytics.stats.srm import DEFAULT_THRESHOLD, SrmResult, srm_test
 
 
@@ -55,18 +62,11 @@ def _checked(name: str, values: npt.ArrayLike) -> Array:
     array = as_array(values)
     if array.ndim < 2:
         raise ValueError(f"{name}: expected (..., periods, arms)")
-    if not np.all(np.isfinite(array)):
-        raise ValueError(f"{name} must be finite")
-    if np.any(array < 0):
-        raise ValueError(f"{name} must be non-negative")
-    return array
+    return finite_non_negative(name, array)
 
 
 def _periods(visitors: npt.ArrayLike, conversions: npt.ArrayLike) -> tuple[Array, Array]:
-    n, k = np.broadcast_arrays(_checked("visitors", visitors), _checked("conversions", conversions))
-    if np.any(k > n):
-        raise ValueError("conversions cannot exceed visitors")
-    return n, k
+    return converters_within(_checked("visitors", visitors), _checked("conversions", conversions))
 
 
 def _mean_variance(n: Array, k: Array) -> tuple[Array, Array]:
