@@ -120,3 +120,9 @@ def test_a_page_without_traffic_is_never_finished_and_stays_valid_json(
     document = first.as_json()
     assert document["priority"]["days_needed"] is None  # type: ignore[index]
     json.dumps(document, allow_nan=False)  # no Infinity: strict parsers read it
+
+
+def test_the_aimed_conversions_own_page_is_not_rewritten(base: RuleFiles) -> None:
+    thanks = scan_page((DEMO_SITE / "demo-thanks.html").read_bytes(), "/demo-thanks")
+    site = Site(base.rules, "demo_request", {"/demo-thanks": 50.0})  # url = "/demo-thanks"
+    assert propose([thanks], site) == []

@@ -15,6 +15,7 @@ something else): the proposal says to tag the page.
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import math
 import re
@@ -115,10 +116,15 @@ def propose(scans: Iterable[PageScan], site: Site) -> list[Proposal]:
     value = metric.value if metric is not None and metric.value > 0 else 1.0
     top = max(site.daily_visitors.values(), default=0.0)
     proposals = []
+    tagger = PageTagger(site.rules.pages)
+    aimed = site.rules.metrics.get(site.metric)
+    goal = re.compile(fnmatch.translate(aimed.url)) if aimed and aimed.kind == "url" else None
     for scan in scans:
-        tags = sorted(PageTagger(site.rules.pages).tags(scan.url))
+        tags = sorted(tagger.tags(scan.url))
         if tags and set(tags) <= INFORMATIONAL_TAGS:
             continue  # documentation and articles: their headings say what they are about
+        if goal is not None and goal.fullmatch(scan.url):
+            continue  # the aimed conversion's own page (a thank-you page): nothing to sell
         for candidate in scan.candidates:
             if candidate.kind not in COPY_KINDS or not candidate.text:
                 continue
