@@ -106,6 +106,9 @@ async def reload(app: web.Application, config_path: Path, grace_s: float) -> boo
         log.error("reload refused, previous configuration stays in force:\n%s", error)
         return False
     previous = holder.current
+    # the bandits' published weights stay in force: the new rules are followed at once, the
+    # weights too (rules_sync re-reads them at the next poll all the same)
+    state = state.with_allocations(previous.rules.allocations)
     for name in _needs_restart(previous.config, config):
         log.warning("%s changed: it takes effect when Refract restarts", name)
     holder.current = state

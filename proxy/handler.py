@@ -340,7 +340,9 @@ def _decide_early(call: Call) -> Personalized | None:
         return None
     identity = call.identity
     try:
-        return personalize(state.rules, request, identity, state.tail_for(call.site))
+        return personalize(
+            state.rules, request, identity, state.tail_for(call.site), site=call.site.key
+        )
     except Exception as error:  # a failure of ours: no redirect, the origin's page as it is
         metrics.FAIL_OPEN.labels("decision").inc()
         log.warning("decision failed: %r", error, extra={"site": call.site.key})
@@ -615,6 +617,7 @@ def _page(call: Call, origin: OriginPage) -> web.Response:
             call.identity,
             state.tail_for(call.site),
             _with_account(call, account),
+            site=call.site.key,
         )
         plan = personalized.plan
 

@@ -67,13 +67,6 @@ def request_facts(request: web.Request, identity: Identity, segment: Segment = N
     return Facts(values, confidence)
 
 
-def site_key(request: web.Request) -> str:
-    """The key of the site the request is for (the handler's own lookup, one dict get): a
-    bandit experiment's weights are the site's."""
-    site = request.app[STATE_KEY].current.router.match(request.host)
-    return site.key if site is not None else ""
-
-
 def qa_overrides(request: web.Request, parameter: str) -> dict[str, Override]:
     """Variants a QA tester forces with a signed link (query parameter or cookie); never counted."""
     value = request.query.get(parameter) or request.cookies.get(parameter, "")
@@ -96,7 +89,10 @@ def personalize(
     identity: Identity,
     tail: str,
     segment: Segment = NO_SEGMENT,
+    site: str = "",
 ) -> Personalized:
+    """The decision and the plan for this request; ``site`` is the site's key (a bandit's
+    weights are the site's)."""
     if rules.empty:
         return Personalized(Decision(), Plan(tail=tail))
     facts = request_facts(request, identity, segment)
@@ -106,7 +102,7 @@ def personalize(
         identity.visitor_id,
         qa_overrides(request, rules.rules.settings.qa_parameter),
         datetime.now(UTC),
-        site=site_key(request),
+        site=site,
     )
     edits, styles, redirect = [], [], ""
     for change in rules.changes(decision):

@@ -18,6 +18,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import stat
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
@@ -83,12 +84,19 @@ def _claimed(path: Path) -> Iterator[IO[bytes] | None]:
     is gone (another proxy replayed and deleted it) or it is not a regular file of its own (a
     symbolic link is never followed: replay deletes what it read)."""
     try:
-        file = os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW), "rb")
+        # O_NONBLOCK: a FIFO named like a spill file must not hold replay forever
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError as error:
         if not isinstance(error, FileNotFoundError):
             log.warning("spill file %s skipped: %s", path, error.strerror)
         yield None
         return
+    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+        os.close(descriptor)
+        log.warning("spill file %s skipped: not a regular file", path)
+        yield None
+        return
+    file = os.fdopen(descriptor, "rb")
     with file:
         try:
             fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)

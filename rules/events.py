@@ -640,8 +640,10 @@ def _check_numbers(data: dict[Any, Any]) -> None:
                 raise InvalidEvent(f"props.{name}: {value!r} is not a finite number")
         if problem := value_problem(data["props"].get(VALUE_PROP), allow_negative=True):
             raise InvalidEvent(f"props.{VALUE_PROP}: {problem}")
-    if data["type"] == "exposure" and not 0 < data.get("propensity", 1) <= 1:
-        raise InvalidEvent(f"propensity: {data['propensity']!r} is not in (0, 1]")
+    if data["type"] == "exposure" and "propensity" in data:
+        propensity = data["propensity"]
+        if isinstance(propensity, bool) or not 0 < propensity <= 1:  # True is 1 in Python
+            raise InvalidEvent(f"propensity: {propensity!r} is not in (0, 1]")
 
 
 def _checks(shape: type[Any]) -> tuple[_Check, ...]:

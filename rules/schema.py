@@ -263,8 +263,9 @@ class Bandit(Table):
 
     min_visitors: int = Field(
         default=100,
-        ge=1,
-        description="visitors every arm needs before the weights leave equal (burn-in)",
+        ge=2,
+        description="visitors every arm needs before the weights leave equal (burn-in; at "
+        "least 2: a revenue posterior needs a variance)",
     )
     min_conversions: int = Field(
         default=5,
@@ -308,7 +309,8 @@ class Experiment(Table):
     allocation: Literal["fixed", "bandit"] = Field(
         default="fixed",
         description='"fixed": the variants\' weights; "bandit": the worker reweights the arms '
-        "daily by top-two Thompson sampling on the primary metric, starting from them",
+        "daily by top-two Thompson sampling on the primary metric (equal weights during "
+        "burn-in; the variants' weights only until the first publication)",
     )
     bandit: Bandit | None = Field(
         default=None, description='the bandit\'s settings, with allocation = "bandit"'

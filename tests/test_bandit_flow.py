@@ -19,6 +19,7 @@ from scipy import stats
 from refract.analytics.bandit_updates import keep_updating, running_bandits, update, weights_of
 from refract.analytics.segments import SegmentRefresher
 from refract.analytics.stats import data as aggregates
+from refract.proxy.app import reload
 from refract.proxy.app_keys import REDIS_KEY, STATE_KEY
 from refract.rules import allocations, events, keyspace
 from refract.rules.fields import arm_field
@@ -27,6 +28,7 @@ from refract.rules.ruleset import load_rules
 from refract.rules.segments import decode_segment
 from tests.conftest import BROWSER, ProxyFactory, recorded_events
 from tests.support.cookies import visitor_cookie
+from tests.support.processes import eventually
 from tests.support.worker import DAY, SITE, T0, drain, pageview, send
 
 NOW = datetime.fromtimestamp(T0 + DAY, UTC)  # the day after the visitors came
@@ -214,7 +216,7 @@ async def test_a_proxy_assigns_new_visitors_by_the_published_weights(
 
 @pytest.mark.slow
 async def test_a_bad_document_leaves_the_weights_in_force(
-    proxy: ProxyFactory, bandit_dir: Path
+    proxy: ProxyFactory, bandit_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     node = await proxy(site={"id": SITE}, rules={"directory": str(bandit_dir)})
     client = redis_of(node)
@@ -222,12 +224,19 @@ async def test_a_bad_document_leaves_the_weights_in_force(
     await update(client, SITE, load_rules(bandit_dir), NOW)
     assert await adopted(node, "1")
     in_force = node.app[STATE_KEY].current.rules.allocations[SITE]["hero"]
-    hostile = json.dumps({"day": TODAY, "pooled": {"control": 1.0, "ghost": 0.0}})
+    # well formed but for a variant the experiment does not have
+    hostile = json.dumps(
+        {"day": TODAY, "pooled": {"control": 1.0, "ghost": 0.0}, "contexts": {},
+         "p_best": {}, "burn_in": False}
+    )  # fmt: skip
     key = keyspace.bandit_weights(SITE)
     await client.hset(key, "hero", hostile)
     await client.hincrby(key, keyspace.BANDIT_WEIGHTS_VERSION, 1)
-    for _ in range(30):  # three polls: the proxy has read version 2 by then
-        await asyncio.sleep(0.1)
+
+    async def refused() -> bool:
+        return any(f"weights of hero on {SITE} refused" in r.getMessage() for r in caplog.records)
+
+    assert await eventually(refused, True)  # the proxy read version 2, and said no
     assert node.app[STATE_KEY].current.rules.allocations[SITE]["hero"] == in_force
 
 
@@ -293,3 +302,23 @@ async def test_a_starting_proxy_serves_the_published_weights_at_once(
     second = await proxy(site={"id": SITE}, rules={"directory": str(bandit_dir)})
     in_force = second.app[STATE_KEY].current.rules.allocations[SITE]["hero"]
     assert in_force == await published_weights(client)
+
+
+@pytest.mark.slow
+async def test_a_reloaded_proxy_keeps_the_weights_in_force(
+    proxy: ProxyFactory, bandit_dir: Path, tmp_path: Path
+) -> None:
+    node = await proxy(site={"id": SITE}, rules={"directory": str(bandit_dir)})
+    client = redis_of(node)
+    await play_visitors(client, bandit_dir)
+    await update(client, SITE, load_rules(bandit_dir), NOW)
+    assert await adopted(node, "1")
+    in_force = node.app[STATE_KEY].current.rules.allocations
+    config = tmp_path / "reloaded.toml"
+    config.write_text(
+        f'[redis]\nurl = "{node.app[STATE_KEY].current.config.redis.url}"\n'
+        f'[rules]\ndirectory = "{bandit_dir}"\n'
+        f'[[sites]]\nhost = "*"\nid = "{SITE}"\norigin = "http://127.0.0.1:9"\n'
+    )
+    assert await reload(node.app, config, grace_s=0.0)
+    assert node.app[STATE_KEY].current.rules.allocations == in_force  # before any poll

@@ -184,3 +184,57 @@ async def test_the_report_reads_the_published_history(
     assert report.srm["days_with_published_weights"] == len(DAYS)
     table = as_table(report)
     assert "Stratified by day (7 days): bold lifts demo by" in table
+
+
+def test_a_day_a_worker_missed_after_a_publication_keeps_the_last_weights(
+    rules: RuleSet,
+) -> None:
+    # published on day 0 (20/80); day 1 has none: the proxies kept 20/80, and so does the check
+    visitors = {(DAYS[0], "control", "all"): 200.0, (DAYS[0], "bold", "all"): 800.0}
+    visitors |= {(DAYS[1], "control", "all"): 200.0, (DAYS[1], "bold", "all"): 800.0}
+    data = aggregates.parse(cells(visitors, {}), VARIANTS, ("demo",))
+    history = {DAYS[0]: Weights(DAYS[0], {"control": 0.2, "bold": 0.8}, {}, {}, burn_in=False)}
+    report = build(rules.experiments["hero"], rules.metrics, data, history=history)
+    assert not report.srm["flagged"]
+    assert report.srm["days_with_carried_weights"] == 1
+
+
+STYLE_B = keyspace.report_segment("segment.style", "intuitive")
+
+
+def contexts_without_an_effect() -> tuple[dict[str, float], dict[str, Weights]]:
+    """Ten days; analytical visitors convert at 10 % and get bold 90 % of the time, intuitive
+    ones at 2 % and get bold 10 % of the time; in each context both arms convert alike."""
+    visitors: dict[tuple[str, str, str], float] = {}
+    converted: dict[tuple[str, str, str], float] = {}
+    history = {}
+    for day in DAYS:
+        for segment, rate, bold in ((ANALYTICAL, 0.10, 0.9), (STYLE_B, 0.02, 0.1)):
+            for variant, share in (("control", 1 - bold), ("bold", bold)):
+                n = 1000 * share
+                visitors[day, variant, segment] = n
+                converted[day, variant, segment] = rate * n
+                for cell in (visitors, converted):
+                    key = (day, variant, "all")
+                    cell[key] = cell.get(key, 0.0) + (n if cell is visitors else rate * n)
+        history[day] = Weights(
+            day,
+            {"control": 0.5, "bold": 0.5},
+            {
+                "analytical": {"control": 0.1, "bold": 0.9},
+                "intuitive": {"control": 0.9, "bold": 0.1},
+            },
+            {},
+            burn_in=False,
+        )
+    return cells(visitors, converted), history
+
+
+def test_a_contextual_bandit_s_lift_is_stratified_by_context_too(rules: RuleSet) -> None:
+    fields, history = contexts_without_an_effect()
+    data = aggregates.parse(fields, VARIANTS, ("demo",))
+    report = build(rules.experiments["hero"], rules.metrics, data, history=history)
+    lift = report.stratified["lifts"]["bold"]
+    assert lift["ci_low"] < 0 < lift["ci_high"]  # no effect, and none found
+    assert lift["pooled_lift"] > 1.0  # pooled: "+200 %", Simpson's paradox
+    assert report.decision.action != "ship"

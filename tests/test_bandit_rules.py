@@ -81,8 +81,8 @@ def loaded(tmp_path: Path, text: str) -> RuleSet:
             id="unknown-key",
         ),
         pytest.param(
-            ("[experiments.bandit]", "min_visitors = 0"),
-            r"experiments\[0\]\.bandit\.min_visitors: input should be greater than or equal to 1",
+            ("[experiments.bandit]", "min_visitors = 1"),
+            r"experiments\[0\]\.bandit\.min_visitors: input should be greater than or equal to 2",
             id="no-burn-in-visitors",
         ),
     ],
@@ -354,7 +354,7 @@ def test_an_exposure_carries_a_propensity_in_the_unit_interval(propensity: float
     assert events.decode(events.encode(event)) == event
 
 
-@pytest.mark.parametrize("propensity", [0, -0.5, 1.5, "0.5", math.inf])
+@pytest.mark.parametrize("propensity", [0, -0.5, 1.5, "0.5", math.inf, True])
 def test_an_exposure_with_a_propensity_outside_it_is_refused(propensity: object) -> None:
     event = dict(
         events.exposure(SITE, "v", "s", experiment="exp", variant="b", rules_version="r", url="/")

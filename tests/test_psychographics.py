@@ -201,6 +201,10 @@ def test_plain_paths_are_of_no_kind() -> None:
         (["/pricing"] + ["/blog/x"] * 49, 60, 0),  # the entry fell out of the recent pages
         (["/pricing", "/"] + ["/blog/x"] * 48, 60, 2),  # ... but a home page still starts one
         (["/plans?yearly=1", "/index.html?ref=ad"], 2, 2),  # queries do not hide a path
+        (["/en/pricing/", "/de/", "/blog/a"], 3, 2),  # a language's home, a trailing slash
+        (["/blog/democratizing-data", "/"], 2, 0),  # a word containing "demo" is no demo
+        (["/resources/pricing-strategy-guide", "/"], 2, 0),  # nor one containing "pricing"
+        (["/Pricing", "/"], 2, 2),  # paths differ in case, not in meaning
     ],
 )
 def test_quick_path_counts_page_views_from_a_start_of_the_latest_visit(

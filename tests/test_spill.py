@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import os
 import socket
 from pathlib import Path
 
@@ -164,3 +165,15 @@ async def test_a_symbolic_link_in_the_spill_directory_is_neither_replayed_nor_re
     assert written == []
     assert elsewhere.exists()
     assert link.is_symlink()
+
+
+async def test_a_fifo_named_like_a_spill_file_does_not_hold_replay(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / ("events-fifo" + spill.SUFFIX))
+    written: list[Event] = []
+
+    async def write(batch: list[Event]) -> bool:
+        written.extend(batch)
+        return True
+
+    assert await asyncio.wait_for(spill.replay(tmp_path, write), timeout=10) == 0
+    assert written == []

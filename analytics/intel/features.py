@@ -18,15 +18,22 @@ more. The defaults (``DEFAULT_KINDS``) are the demo site's tags
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 DAY_S = 86400.0
 DEEP_SCROLL = 75  # percent: a visitor who reached this far on some page read, not skimmed
 TECHNICAL_KINDS = ("api_docs", "security", "integrations")
-ACTION_KINDS = ("pricing", "demo_request", "trial")  # pages of a visitor ready to act
 QUICK_PATH_PAGES = 3  # an action page at most this many page views from a start is quick
-HOME_PATHS = frozenset({"/", "/index.html", "/index.htm", "/index.php", "/home"})
+# A page of a visitor ready to act, by a whole path segment (``/pricing``, ``/en/demo/``; not
+# ``/blog/democratizing-data`` nor ``/pricing-strategy-guide``), and a home page (the site's
+# root or a language's: ``/``, ``/de/``, ``/en-gb``, ``/index.html``).
+_ACTION_PAGE = re.compile(
+    r"/(?:pricing|plans|demo|book-a-demo|request-a-demo|contact-sales|trial|free-trial"
+    r"|start-trial|signup|sign-up|get-started)/?$"
+)
+_HOME_PAGE = re.compile(r"^(?:/[a-z]{2}(?:-[a-z]{2})?)?/?(?:index\.(?:html?|php)|home)?$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,14 +45,12 @@ class KindMatch:
 # kind -> how the demo site (and most sites) show it
 DEFAULT_KINDS: dict[str, KindMatch] = {
     "home": KindMatch(tags=("home",)),
-    "pricing": KindMatch(tags=("pricing",), paths=("/pricing", "/plans")),
+    "pricing": KindMatch(tags=("pricing",)),
     "case_study": KindMatch(tags=("case_study",)),
     "security": KindMatch(tags=("security",)),
     "api_docs": KindMatch(tags=("api_docs",)),
     "integrations": KindMatch(tags=("integrations",)),
-    "demo_request": KindMatch(
-        tags=("demo_request",), paths=("/demo", "book-a-demo", "request-a-demo", "contact-sales")
-    ),
+    "demo_request": KindMatch(tags=("demo_request",)),
     "blog": KindMatch(tags=("blog",)),
     "comparison": KindMatch(paths=("compare", "comparison", "-vs-", "/vs/", "alternative")),
     "enterprise": KindMatch(paths=("enterprise",)),
@@ -139,8 +144,8 @@ class Features:
     return_visits: int = 0  # sessions after the first
     distinct_pages: int = 0  # among the recent pages
     pages_per_session: float = 0.0
-    # page views from the latest visit's entry, or from a home page in it, to its first action
-    # page after that start (ACTION_KINDS, by path keyword); 0 when the visit reached none
+    # page views from the latest visit's entry, or from a home page in it, to an action page
+    # after that start (pricing, a demo or a trial, by path segment); 0 when it reached none
     quick_path_pages: int = 0
     engaged_s: float = 0.0  # visible, engaged seconds over all pages
     engaged_minutes: float = 0.0
@@ -217,7 +222,7 @@ def features_of(
         return_visits=max(sessions - 1, 0),
         distinct_pages=len(set(recent)),
         pages_per_session=pageviews / sessions if sessions else 0.0,
-        quick_path_pages=_quick_path(recent, _count(profile, "session_pages"), kinds),
+        quick_path_pages=_quick_path(recent, _count(profile, "session_pages")),
         engaged_s=engaged_s,
         engaged_minutes=engaged_s / 60.0,
         engaged_s_per_page=engaged_s / pageviews if pageviews else 0.0,
@@ -260,7 +265,7 @@ def features_of(
     )
 
 
-def _quick_path(recent: Sequence[str], visit_pages: int, kinds: PageKinds) -> int:
+def _quick_path(recent: Sequence[str], visit_pages: int) -> int:
     """The fewest page views from a start of the latest visit (its entry page, or any home
     page in it) to an action page, counting both: entry ``/`` then ``/pricing`` is 2, landing
     on ``/pricing`` is 1. ``recent`` is newest first and ``visit_pages`` the latest visit's
@@ -269,10 +274,11 @@ def _quick_path(recent: Sequence[str], visit_pages: int, kinds: PageKinds) -> in
     visit = recent[: max(visit_pages, 0)]
     entry_known = 0 < visit_pages <= len(recent)
     shortest, start = 0, 0  # start: the page number (1-based, oldest first) of the last start
-    for number, path in enumerate(reversed(visit), start=1):
-        if path.split("?", 1)[0] in HOME_PATHS or (number == 1 and entry_known):
+    for number, page in enumerate(reversed(visit), start=1):
+        path = page.split("?", 1)[0].lower()
+        if _HOME_PAGE.match(path) or (number == 1 and entry_known):
             start = number
-        if start and any(kind in ACTION_KINDS for kind in kinds.path_kinds(path)):
+        if start and _ACTION_PAGE.search(path):
             steps = number - start + 1
             shortest = steps if not shortest else min(shortest, steps)
     return shortest

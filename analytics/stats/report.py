@@ -198,16 +198,20 @@ def build(
     notes = _notes(comparison, measures, settings)
     stratified: dict[str, Any] = {}
     if experiment.allocation == "bandit":
-        srm = _bandit_srm(experiment, data, weights, history or {}, settings)
-        stratified = _stratified(data, experiment.primary_metric, settings)
+        strata = _strata(experiment, data, weights, history or {})
+        srm = _bandit_srm(strata, data, settings)
+        stratified = _stratified(strata, data, experiment.primary_metric, settings)
         notes.append(BANDIT_NOTE)
     else:
         srm = _srm(cumulative.visitors["n"][-1, :, 0], weights, settings, variants)
     rows = corrected(_rows(comparison, cumulative, measures, variants, settings), settings.alpha)
+    decision = decide(comparison, measures, variants, srm["flagged"], settings, planned)
+    if stratified:
+        decision = _confirmed_by_strata(decision, stratified)
     return Report(
         **base,
         srm=srm,
-        decision=decide(comparison, measures, variants, srm["flagged"], settings, planned),
+        decision=decision,
         plan={**asdict(planned), "planned_visitors": settings.planned_visitors},
         notes=notes,
         results=rows,
@@ -217,9 +221,10 @@ def build(
 
 
 BANDIT_NOTE = (
-    "bandit allocation: the weights moved day by day, so the sample-ratio check expects the "
-    "period-weighted counts, and the pooled comparisons above can be biased when conversion "
-    "rates drift while the weights move (Simpson's paradox): read the lift stratified by day"
+    "bandit allocation: the weights moved day by day (and by context), so the sample-ratio "
+    "check expects the period-weighted counts, and the pooled comparisons above can be biased "
+    "when conversion rates drift while the weights move (Simpson's paradox): read the lift "
+    "stratified by day and context; a ship decision stands only when it agrees"
 )
 
 
@@ -278,47 +283,71 @@ def _srm(
     }
 
 
-def _bandit_srm(
+@dataclass(frozen=True)
+class Strata:
+    """A bandit's visitors split into cells of fixed weights: per day, the context values that
+    had their own weights that day and the rest of the day's visitors; each cell with its
+    counts (``visitors``, ``cells`` x arms; ``converted``, cells x arms x metrics) and the
+    weights in force there."""
+
+    visitors: np.ndarray[Any, np.dtype[np.float64]]
+    converted: np.ndarray[Any, np.dtype[np.float64]]
+    weights: np.ndarray[Any, np.dtype[np.float64]]
+    published_days: int
+    carried_days: int  # days after a publication without their own: the last weights held
+
+
+def _strata(
     experiment: Experiment,
     data: ExperimentData,
     file_weights: np.ndarray[Any, np.dtype[np.float64]],
     history: Mapping[str, Weights],
-    settings: Settings,
-) -> dict[str, Any]:
-    """The sample-ratio check of a bandit against its period-weighted expected counts.
-
-    A period is a day, split by the context values that had their own weights that day: those
-    visitors expected their context's weights, the day's other visitors the pooled ones, and
-    a day without published weights the rule file's (stratified.expected_counts, Σ n_t w_t).
-    """
+) -> Strata:
+    """The cells of fixed weights. A day without its own publication kept the weights in
+    force: the rule file's before the first publication, the last published after it (the
+    proxies keep what they adopted when a worker misses a day)."""
     variants = list(data.variants)
     settings_of = experiment.bandit_settings
     context = settings_of.context if settings_of is not None else ""
-    periods: list[np.ndarray[Any, np.dtype[np.float64]]] = []
-    shares: list[np.ndarray[Any, np.dtype[np.float64]]] = []
-    published_days = 0
+    visitors, converted, shares = [], [], []
+    published_days = carried_days = 0
+    in_force: Weights | None = None
     for d, day in enumerate(data.days):
-        everyone = data.visitors["n"][d, :, 0]
-        published = history.get(day)
-        if published is None:
-            periods.append(everyone)
-            shares.append(file_weights)
+        everyone, conversions = data.visitors["n"][d, :, 0], data.outcomes["conv"][d, :, 0, :]
+        if day in history:
+            in_force, published_days = history[day], published_days + 1
+        elif in_force is not None:
+            carried_days += 1
+        if in_force is None:
+            visitors.append(everyone)
+            converted.append(conversions)
+            shares.append(file_weights / file_weights.sum())
             continue
-        published_days += 1
-        rest = everyone.copy()
-        for value, own in published.contexts.items():
+        rest, rest_converted = everyone.copy(), conversions.copy()
+        for value, own in in_force.contexts.items():
             segment = keyspace.report_segment(context, value)
             if context and segment in data.segments:
-                counted = data.visitors["n"][d, :, data.segments.index(segment)]
-                periods.append(counted)
+                at = data.segments.index(segment)
+                visitors.append(data.visitors["n"][d, :, at])
+                converted.append(data.outcomes["conv"][d, :, at, :])
                 shares.append(np.array([own[variant] for variant in variants]))
-                rest = rest - counted
-        periods.append(rest)
-        shares.append(np.array([published.pooled[variant] for variant in variants]))
-    visitors, weights = np.stack(periods), np.stack(shares)
-    result = period_srm_test(visitors, weights, threshold=settings.srm_threshold)
-    expected = expected_counts(visitors, weights)
-    observed = visitors.sum(axis=0)
+                rest = rest - data.visitors["n"][d, :, at]
+                rest_converted = rest_converted - data.outcomes["conv"][d, :, at, :]
+        visitors.append(rest)
+        converted.append(rest_converted)
+        shares.append(np.array([in_force.pooled[variant] for variant in variants]))
+    return Strata(
+        np.stack(visitors), np.stack(converted), np.stack(shares), published_days, carried_days
+    )
+
+
+def _bandit_srm(strata: Strata, data: ExperimentData, settings: Settings) -> dict[str, Any]:
+    """The sample-ratio check of a bandit against its period-weighted expected counts
+    (stratified.expected_counts, Σ n_t w_t over the cells of fixed weights)."""
+    variants = list(data.variants)
+    result = period_srm_test(strata.visitors, strata.weights, threshold=settings.srm_threshold)
+    expected = expected_counts(strata.visitors, strata.weights)
+    observed = strata.visitors.sum(axis=0)
     return {
         "p_value": float(result.p_value),
         "flagged": bool(result.flagged),
@@ -328,23 +357,27 @@ def _bandit_srm(
             zip(variants, (expected / max(expected.sum(), 1.0)).tolist(), strict=True)
         ),
         "expected": "period_weighted",
-        "days_with_published_weights": published_days,
-        "days_with_file_weights": len(data.days) - published_days,
+        "days_with_published_weights": strata.published_days,
+        "days_with_carried_weights": strata.carried_days,
+        "days_with_file_weights": len(data.days) - strata.published_days - strata.carried_days,
     }
 
 
-def _stratified(data: ExperimentData, metric: str, settings: Settings) -> dict[str, Any]:
-    """The primary conversion per arm stratified by day and pooled, and each treatment's
-    relative lift over control by both (stratified.relative_lift)."""
-    visitors = data.visitors["n"][:, :, 0]
-    converted = data.outcomes["conv"][:, :, 0, data.metrics.index(metric)]
-    by_day, pooled = stratified_rates(visitors, converted), pooled_rates(visitors, converted)
+def _stratified(
+    strata: Strata, data: ExperimentData, metric: str, settings: Settings
+) -> dict[str, Any]:
+    """The primary conversion per arm stratified by the cells of fixed weights (day and
+    context) and pooled, and each treatment's relative lift over control by both
+    (stratified.relative_lift)."""
+    visitors = strata.visitors
+    converted = strata.converted[:, :, data.metrics.index(metric)]
+    by_cell, pooled = stratified_rates(visitors, converted), pooled_rates(visitors, converted)
     level = 1.0 - settings.alpha
     variants = list(data.variants)
     lifts = {}
     for t, variant in enumerate(variants[1:], start=1):
         lift, naive = (
-            relative_lift(by_day, 0, t, level=level),
+            relative_lift(by_cell, 0, t, level=level),
             relative_lift(pooled, 0, t, level=level),
         )
         lifts[variant] = {
@@ -357,14 +390,34 @@ def _stratified(data: ExperimentData, metric: str, settings: Settings) -> dict[s
     return {
         "metric": metric,
         "measure": "conversion",
-        "periods": len(data.days),
-        "visitors_used": float(by_day.visitors_used),
+        "periods": int(visitors.shape[0]),
+        "visitors_used": float(by_cell.visitors_used),
         "rates": {
-            variant: {"stratified": float(by_day.rate[v]), "pooled": float(pooled.rate[v])}
+            variant: {"stratified": float(by_cell.rate[v]), "pooled": float(pooled.rate[v])}
             for v, variant in enumerate(variants)
         },
         "lifts": lifts,
     }
+
+
+def _confirmed_by_strata(decision: Decision, stratified: dict[str, Any]) -> Decision:
+    """A bandit's ship stands only when the stratified lift of that variant is positive
+    beyond its interval: the pooled comparison it came from can be Simpson's paradox."""
+    if decision.action != "ship" or decision.variant is None:
+        return decision
+    lift = stratified["lifts"].get(decision.variant, {})
+    low = lift.get("ci_low", float("nan"))
+    if math.isfinite(low) and low > 0:
+        return decision
+    return Decision(
+        "keep_running",
+        None,
+        [
+            f"{decision.variant} looks better pooled, but its lift stratified by day and "
+            "context does not confirm it yet (the weights moved: the pooled comparison can "
+            "be Simpson's paradox)"
+        ],
+    )
 
 
 def _rows(
