@@ -14,13 +14,13 @@ from pydantic import BaseModel, Field
 
 from refract.admin import audit, decision_records, learnings
 from refract.admin.api import Api, Refused, known_site
-from refract.admin.api_experiments import audited_entry, entry_answer
-from refract.admin.api_reads import SiteQuery
+from refract.admin.api_experiments import EDITORS, audited_entry, entry_answer
+from refract.admin.api_reads import READERS_OF_RESULTS, SiteQuery
 from refract.admin.csv_export import csv_response
 from refract.admin.rule_edits import BODY, invalid, loaded, save, store_of
 from refract.admin.state import config_of, identity_of, redis_of
 from refract.analytics.autopilot import store
-from refract.analytics.autopilot.copywriting import checked
+from refract.analytics.autopilot.copywriting import EDITED, checked
 from refract.analytics.autopilot.fact_check import KnownFacts
 from refract.analytics.autopilot.facts import Fact
 from refract.analytics.autopilot.guardrails import from_rules
@@ -31,8 +31,6 @@ from refract.rules.problems import Problem
 from refract.rules.schema import CopyRules
 
 api = Api("Refract admin", "1")
-READERS = ["executive", "sales_manager", "marketing", "admin"]
-DECIDERS = ["marketing", "admin"]
 MAX_TEXT = 300
 
 
@@ -55,7 +53,7 @@ class Rejection(BaseModel):
 
 @api.get(
     "/api/autopilot/proposals",
-    roles=READERS,
+    roles=READERS_OF_RESULTS,
     summary="autopilot's proposals, best first, with their variants, evidence and status",
     tag="autopilot",
     query=SiteQuery,
@@ -68,7 +66,7 @@ async def list_proposals(request: web.Request, query: SiteQuery) -> web.StreamRe
 
 @api.get(
     "/api/autopilot/learnings",
-    roles=READERS,
+    roles=READERS_OF_RESULTS,
     summary="the learnings log: decided experiments, what they tested, on whom, the effect "
     "with its interval and the decision; the lift priors they give new proposals (JSON or CSV)",
     tag="autopilot",
@@ -97,7 +95,7 @@ async def list_learnings(request: web.Request, query: LearningsQuery) -> web.Str
 
 @api.post(
     "/api/autopilot/proposals/{key}/approve",
-    roles=DECIDERS,
+    roles=EDITORS,
     summary="launch a proposal as a running experiment (at autopilot.max_traffic of its "
     "page's visitors), with edited texts if given",
     tag="autopilot",
@@ -122,17 +120,26 @@ async def approve(request: web.Request, body: Approval) -> web.StreamResponse:
         comment = f"Proposed by autopilot for {proposal['url']}, approved by {identity.name}"
         return editing.add(base, "experiments", experiment, comment)
 
-    saved = await save(request, "autopilot.approve", key, change, audited_entry("experiments", key))
-    await store.decide(
-        redis_of(request), site.key, key, "launched", identity.name, time.time(), dict(variants)
+    # claimed first: of two people deciding at once (or a person and autopilot), one wins
+    client = redis_of(request)
+    claimed = await store.decide(
+        client, site.key, key, "launched", identity.name, time.time(), dict(variants)
     )
-    _, after = saved
+    if claimed is None:
+        raise Refused(409, "the proposal was decided meanwhile")
+    try:
+        _, after = await save(
+            request, "autopilot.approve", key, change, audited_entry("experiments", key)
+        )
+    except BaseException:
+        await store.reopen(client, site.key, key)  # nothing was launched: waiting again
+        raise
     return entry_answer(after, "experiments", key, status=201)
 
 
 @api.post(
     "/api/autopilot/proposals/{key}/reject",
-    roles=DECIDERS,
+    roles=EDITORS,
     summary="reject a proposal: it is not proposed again",
     tag="autopilot",
     body=Rejection,
@@ -188,8 +195,9 @@ def _variants(
     ]
     kind = str(proposal["element"]["kind"])
     original = str(proposal["element"]["text"])
-    drafted = [(style, text, "edited") for style, text in edited.items()]
-    known = KnownFacts.of(facts, copy.glossary)
+    drafted = [(style, text, EDITED) for style, text in edited.items()]
+    words = [str(word) for word in proposal.get("page_words", [])]
+    known = KnownFacts.of(facts, copy.glossary, words)
     written = checked(kind, original, drafted, known, from_rules(copy))
     if written.refused:
         raise invalid(

@@ -59,4 +59,5 @@ async def proposing(config: Config, client: redis.Redis, site: str, metric: str 
         guardrails=from_rules(copy),
         industry=industry,
         priors=learnings.priors(found),
+        traffic_share=config.autopilot.max_traffic / 100.0,
     )

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -44,21 +45,26 @@ from refract.admin.rule_store import RuleStore, StoreBusyError
 from refract.admin.state import REDIS_KEY, config_in
 from refract.analytics.autopilot import store
 from refract.analytics.autopilot.proposals import proposed_variants, running_from
-from refract.analytics.autopilot.runs import run
+from refract.analytics.autopilot.runs import model_of, run
+from refract.analytics.effects import day_of
 from refract.analytics.reports import experiment_report
 from refract.analytics.stats.engine import Settings
 from refract.analytics.stats.report import Report
 from refract.rules import editing, keyspace
 from refract.rules.config import Config, SiteConfig
-from refract.rules.editing import RuleFiles
+from refract.rules.editing import RuleFiles, TransitionError
 from refract.rules.problems import InvalidFileError
+from refract.rules.redis_values import text
 from refract.rules.ruleset import RuleSet
 
 log = logging.getLogger("refract.autopilot")
 
 INTERVAL_S = 600.0
 FIRST_DELAY_S = 60.0  # after the admin starts: its first minute is for people
-LOCK_TTL_S = 300
+LOCK_TTL_S = 600  # a pass with a scan of 20 slow pages fits; the lock is released after it
+# The sample-ratio p-value at which a running experiment is paused: the report's 0.001 shared
+# (Bonferroni) over up to 90 daily looks, since the check is acted on once a day.
+SRM_PAUSE_P = 0.001 / 90
 ACTOR = "autopilot"
 MAX_ACTIONS = 10_000  # entries kept in a site's action stream
 SCANNED_PAGES = 20  # most viewed pages a scheduled scan fetches
@@ -75,7 +81,8 @@ class Action:
 
 
 async def steward_once(client: redis.Redis, config: Config, now: float) -> list[Action]:
-    """One pass over every site; the actions taken."""
+    """One pass over every site; the actions taken. A site whose pass fails is logged and
+    the others go on."""
     rule_store = RuleStore(client, config.rules.directory)
     try:
         current = await rule_store.current()
@@ -84,15 +91,28 @@ async def steward_once(client: redis.Redis, config: Config, now: float) -> list[
         return []  # rules that do not load: nothing to act on, people must fix them first
     actions: list[Action] = []
     for site_config in {site.key: site for site in config.sites}.values():
-        site = site_config.key
-        if not await client.set(keyspace.autopilot_lock(site), "1", nx=True, ex=LOCK_TTL_S):
+        site, token = site_config.key, secrets.token_hex(8)
+        if not await client.set(keyspace.autopilot_lock(site), token, nx=True, ex=LOCK_TTL_S):
             continue  # another admin process is on it
-        await _scan_when_due(client, config, site_config, now)
-        done = await _site_pass(client, config, rule_store, rules, site, now)
-        for action in done:
-            await _announce(client, site, action, now)
-        actions += done
+        try:
+            await _scan_when_due(client, config, site_config, now)
+            actions += await _site_pass(client, config, rule_store, rules, site, now)
+        except Exception:  # one site's failure must not stop the others, nor the steward
+            log.exception("autopilot pass over %s failed", site)
+        finally:
+            await _release(client, keyspace.autopilot_lock(site), token)
     return actions
+
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+async def _release(client: redis.Redis, key: str, token: str) -> None:
+    """Drop the lock if it is still ours (a pass longer than LOCK_TTL_S lost it)."""
+    await client.eval(_RELEASE, 1, key, token)
 
 
 async def _site_pass(
@@ -106,26 +126,30 @@ async def _site_pass(
     policy = config.autopilot
     records = await store.records(client, site)
     ours = {key for key, record in records.items() if record.get("status") == "launched"}
-    actions = []
+    resumed = {text(key) for key in await client.smembers(keyspace.autopilot_paused(site))}
+    actions: list[Action] = []
     for key, experiment in rules.experiments.items():
         if experiment.status != "running":
             continue
         mine = key in ours
         watched = policy.auto_pause == "all" or (policy.auto_pause == "autopilot" and mine)
+        watched = watched and key not in resumed  # paused once, started again by a person
         if not watched and not (mine and policy.auto_promote):
             continue
         report = await experiment_report(client, config, site, key, Settings(), rules)
-        reason = pause_reason(report, rules) if watched else ""
+        reason = await _pause_reason(client, site, key, report, rules, now) if watched else ""
         if reason:
-            change = _status(key, "paused")
+            change = _while_running(key, _status(key, "paused"))
             if await _edit(client, rule_store, "autopilot.pause", key, change, reason):
-                actions.append(Action("paused", key, reason))
+                await client.sadd(keyspace.autopilot_paused(site), key)
+                actions.append(await _announce(client, site, Action("paused", key, reason), now))
         elif mine and policy.auto_promote and report.decision.action == "ship":
-            action = await _promote(client, config, rule_store, site, key, report, now)
+            action = await _promote(client, rule_store, site, key, report, now)
             if action is not None:
-                actions.append(action)
+                actions.append(await _announce(client, site, action, now))
     if policy.auto_launch:
-        actions += await _launch(client, config, rule_store, rules, site, records, now)
+        for action in await _launch(client, config, rule_store, rules, site, records, now):
+            actions.append(await _announce(client, site, action, now))
     return actions
 
 
@@ -140,7 +164,9 @@ async def _scan_when_due(client: redis.Redis, config: Config, site: SiteConfig, 
         return
     try:
         wanted = await proposing(config, client, site.key, None)
-        done = await run(client, site, wanted, SCANNED_PAGES, now=now)
+        settings = config.autopilot
+        model = model_of(settings.llm_url, settings.llm_key, settings.llm_model)
+        done = await run(client, site, wanted, SCANNED_PAGES, model=model, now=now)
     except (aiohttp.ClientError, OSError, ValueError, InvalidFileError) as error:
         log.warning("autopilot scan of %s failed: %s", site.key, error)
         return
@@ -148,11 +174,27 @@ async def _scan_when_due(client: redis.Redis, config: Config, site: SiteConfig, 
              len(done.proposals))  # fmt: skip
 
 
-def pause_reason(report: Report, rules: RuleSet) -> str:
-    """Why an experiment must not go on: a sample-ratio mismatch, or a variant that
-    significantly harms a guardrail metric (segment all); "" when neither."""
-    if report.srm.get("flagged"):
-        return f"sample-ratio mismatch (p = {report.srm.get('p_value', 0.0):.2g})"
+async def _pause_reason(
+    client: redis.Redis, site: str, key: str, report: Report, rules: RuleSet, now: float
+) -> str:
+    """The sample-ratio check is acted on once a day (the first pass of a UTC day) and at
+    ``SRM_PAUSE_P``: re-testing cumulative counts every pass would multiply its false alarms;
+    the guardrail check is the report's group-sequential one, valid at any look."""
+    day = day_of(now)
+    checked = await client.hget(keyspace.autopilot_srm_checked(site), key)
+    srm_due = text(checked) != day
+    if srm_due:
+        await client.hset(keyspace.autopilot_srm_checked(site), key, day)
+    return pause_reason(report, rules, srm_due)
+
+
+def pause_reason(report: Report, rules: RuleSet, srm_due: bool = True) -> str:
+    """Why an experiment must not go on: a sample-ratio mismatch at ``SRM_PAUSE_P`` (when
+    ``srm_due``), or a variant that significantly harms a guardrail metric (segment all);
+    "" when neither."""
+    p_value = report.srm.get("p_value", 1.0)
+    if srm_due and p_value < SRM_PAUSE_P:
+        return f"sample-ratio mismatch (p = {p_value:.2g})"
     harmed = []
     for row in report.results:
         if row.role != "guardrail" or row.segment != "all" or not row.significant:
@@ -166,7 +208,6 @@ def pause_reason(report: Report, rules: RuleSet) -> str:
 
 async def _promote(
     client: redis.Redis,
-    config: Config,
     rule_store: RuleStore,
     site: str,
     key: str,
@@ -178,14 +219,16 @@ async def _promote(
         return None
     reason = "; ".join(report.decision.reasons)
 
-    def change(base: RuleFiles) -> RuleFiles:
+    def promoted(base: RuleFiles) -> RuleFiles:
         return editing.promote(base, key, variant).files
 
-    before = await rule_store.current()
-    if not await _edit(client, rule_store, "autopilot.promote", key, change, reason):
+    saved = await _edit(
+        client, rule_store, "autopilot.promote", key, _while_running(key, promoted), reason
+    )
+    if saved is None:
         return None
-    experiment = before.rules.experiments[key]
-    outcome = promotion_outcome(experiment, variant)
+    before, _ = saved
+    outcome = promotion_outcome(before.rules.experiments[key], variant)
     decision = decision_records.decided(report, outcome, variant, before.version, now, ACTOR)
     await decision_records.record(client, site, decision)
     return Action("promoted", key, reason, variant)
@@ -201,14 +244,19 @@ async def _launch(
     now: float,
 ) -> list[Action]:
     policy = config.autopilot
-    running = [
+    launched = [
         rules.experiments[key]
         for key, record in records.items()
-        if record.get("status") == "launched"
-        and key in rules.experiments
-        and rules.experiments[key].status == "running"
+        if record.get("status") == "launched" and key in rules.experiments
     ]
-    busy_tags = {tag for experiment in running for tag in experiment.pages}
+    running = [experiment for experiment in launched if experiment.status == "running"]
+    # a paused one may be started again by a person: its page is still taken
+    busy_tags = {
+        tag
+        for experiment in launched
+        if experiment.status in ("running", "paused")
+        for tag in experiment.pages
+    }
     room = policy.max_running - len(running)
     actions = []
     for record in store.ranked(records):
@@ -230,11 +278,15 @@ async def _launch(
         def change(base: RuleFiles, new: Any = experiment, note: str = comment) -> RuleFiles:
             return editing.add(base, "experiments", new, note)
 
-        if await _edit(client, rule_store, "autopilot.launch", key, change, reason):
-            await store.decide(client, site, key, "launched", ACTOR, now)
-            actions.append(Action("launched", key, reason))
-            busy_tags.add(tag)
-            room -= 1
+        # claimed first: a person deciding meanwhile wins, and nothing is launched
+        if await store.decide(client, site, key, "launched", ACTOR, now) is None:
+            continue
+        if await _edit(client, rule_store, "autopilot.launch", key, change, reason) is None:
+            await store.reopen(client, site, key)
+            continue
+        actions.append(Action("launched", key, reason))
+        busy_tags.add(tag)
+        room -= 1
     return actions
 
 
@@ -245,6 +297,21 @@ def _status(key: str, status: str) -> Callable[[RuleFiles], RuleFiles]:
     return change
 
 
+def _while_running(
+    key: str, change: Callable[[RuleFiles], RuleFiles]
+) -> Callable[[RuleFiles], RuleFiles]:
+    """``change``, made only if experiment ``key`` is still running in the set it is made to
+    (a person, or another admin's pass, may have paused, stopped or promoted it meanwhile)."""
+
+    def guarded(base: RuleFiles) -> RuleFiles:
+        experiment = base.rules.experiments.get(key)
+        if experiment is None or experiment.status != "running":
+            raise TransitionError(f"{key} is no longer running")
+        return change(base)
+
+    return guarded
+
+
 async def _edit(
     client: redis.Redis,
     rule_store: RuleStore,
@@ -252,9 +319,9 @@ async def _edit(
     key: str,
     change: Callable[[RuleFiles], RuleFiles],
     reason: str,
-) -> bool:
-    """Save a change as a person's edit would be, audited; False when it was refused (the
-    rules moved on, the change is no longer possible), logged."""
+) -> tuple[RuleFiles, RuleFiles] | None:
+    """Save a change as a person's edit would be, audited: (before, after), or None when it
+    was refused (the rules moved on, the change is no longer possible), logged."""
     state = audited_entry("experiments", key)
     try:
         before, after = await rule_store.edit(change)
@@ -267,14 +334,14 @@ async def _edit(
         redis.RedisError,
     ) as error:
         log.warning("autopilot could not %s %s: %s", action.split(".")[1], key, error)
-        return False
+        return None
     await audit.record_as(
         client, ACTOR, "steward", action, key, state(before), {"after": state(after), "why": reason}
     )
-    return True
+    return before, after
 
 
-async def _announce(client: redis.Redis, site: str, action: Action, now: float) -> None:
+async def _announce(client: redis.Redis, site: str, action: Action, now: float) -> Action:
     await client.xadd(
         keyspace.autopilot_actions(site),
         {
@@ -288,6 +355,7 @@ async def _announce(client: redis.Redis, site: str, action: Action, now: float) 
         approximate=True,
     )
     log.info("autopilot %s %s: %s", action.kind, action.experiment, action.reason)
+    return action
 
 
 async def steward(app: web.Application) -> AsyncIterator[None]:
@@ -304,6 +372,6 @@ async def _forever(app: web.Application) -> None:
     while True:
         try:
             await steward_once(app[REDIS_KEY], config_in(app), time.time())
-        except (redis.RedisError, OSError) as error:
-            log.warning("autopilot pass failed, retried in %.0f s: %s", INTERVAL_S, error)
+        except Exception:  # the steward lives as long as the admin: the next pass tries again
+            log.exception("autopilot pass failed, retried in %.0f s", INTERVAL_S)
         await asyncio.sleep(INTERVAL_S)

@@ -37,6 +37,7 @@ CSV_COLUMNS = (
     "visitors",
     "decided_at",
     "decided_by",
+    "mean_lift",
 )
 
 
@@ -56,6 +57,9 @@ class Learning:
     visitors: int
     decided_at: float
     decided_by: str
+    # the mean lift over every variant: what a test of this kind is worth before anyone picks
+    # the best (the best of several is biased upwards: the winner's curse)
+    mean_lift: float = math.nan
 
     def as_row(self) -> dict[str, Any]:
         """As a JSON object or CSV row: a lift not reported is null (a blank cell)."""
@@ -92,17 +96,19 @@ def learnings(
                 visitors=sum(decision.visitors.values()),
                 decided_at=decision.at,
                 decided_by=decision.by,
+                mean_lift=_mean_lift(decision),
             )
         )
     return sorted(found, key=lambda learning: -learning.decided_at)
 
 
 def priors(found: list[Learning]) -> dict[str, float]:
-    """The lift prior of each element kind with decided autopilot tests."""
+    """The lift prior of each element kind with decided autopilot tests: their mean lift over
+    every variant (not the best one's), shrunk towards the default."""
     lifts: dict[str, list[float]] = {}
     for learning in found:
-        if learning.element and math.isfinite(learning.lift):
-            lifts.setdefault(learning.element, []).append(learning.lift)
+        if learning.element and math.isfinite(learning.mean_lift):
+            lifts.setdefault(learning.element, []).append(learning.mean_lift)
     shrunk = {}
     for kind, seen in lifts.items():
         default = DEFAULT_LIFT_PRIORS.get(kind, 0.03)
@@ -118,7 +124,14 @@ def _row_of(decision: DecisionRecord) -> dict[str, Any]:
         chosen = [row for row in rows if row["variant"] == decision.variant]
         if chosen:
             return chosen[0]
-    return max(rows, key=lambda row: _number(row.get("lift")), default={})
+    known = [row for row in rows if math.isfinite(_number(row.get("lift")))]
+    return max(known, key=lambda row: _number(row.get("lift")), default={})
+
+
+def _mean_lift(decision: DecisionRecord) -> float:
+    lifts = [_number(row.get("lift")) for row in decision.results if row.get("variant")]
+    finite = [lift for lift in lifts if math.isfinite(lift)]
+    return sum(finite) / len(finite) if finite else math.nan
 
 
 def _number(value: object) -> float:

@@ -43,7 +43,9 @@ Per site:
 | `rf:{site}:autopilot:proposals` | hash | proposals: evidence, status (JSON) | forever |
 | `rf:{site}:autopilot:actions` | stream | what autopilot did on its own, why | capped |
 | `rf:{site}:autopilot:scanned` | string | when the site was last scanned for proposals | forever |
-| `rf:{site}:autopilot:lock` | string | the admin process making autopilot's pass | 300 s |
+| `rf:{site}:autopilot:paused` | set | experiments autopilot paused | forever |
+| `rf:{site}:autopilot:srm` | hash | experiment -> day its sample ratio was acted on | forever |
+| `rf:{site}:autopilot:lock` | string | the admin process making autopilot's pass | 600 s |
 | `rf:{site}:demo:history` | string | when `refract demo` played its weeks of history | forever |
 
 Shared:
@@ -311,6 +313,17 @@ def autopilot_actions(site: str) -> str:
 def autopilot_scanned(site: str) -> str:
     """When the admin process last scanned the site for proposals (epoch seconds)."""
     return _site(site, "autopilot", "scanned")
+
+
+def autopilot_paused(site: str) -> str:
+    """The experiments autopilot paused: one running again was started by a person, and is
+    not paused again for the same reason."""
+    return _site(site, "autopilot", "paused")
+
+
+def autopilot_srm_checked(site: str) -> str:
+    """Experiment -> the UTC day its sample ratio was last acted on (once a day)."""
+    return _site(site, "autopilot", "srm")
 
 
 def autopilot_lock(site: str) -> str:

@@ -418,6 +418,8 @@ class Personalization(Table):
     )
 
 
+# The elements whose copy autopilot writes (analytics/autopilot/); pricing, proof and forms
+# change layout and meaning, and are a designer's.
 COPY_KINDS = ("headline", "subheadline", "primary_cta", "secondary_cta")
 
 
@@ -428,7 +430,8 @@ class CopyRules(Table):
     banned_words: list[str] = Field(
         default=[],
         description="words and phrases generated copy must never use, as whole words "
-        "(added to the built-in list: guaranteed, free forever, #1, best in the world)",
+        "(added to the built-in list: guaranteed, guarantee, free forever, #1, best in the "
+        "world)",
     )
     brand_terms: list[str] = Field(
         default=[], description="terms generated copy must spell exactly so, e.g. the brand"

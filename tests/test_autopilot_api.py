@@ -4,6 +4,7 @@ by marketing or admins."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 import shutil
@@ -218,7 +219,9 @@ def test_priors_shrink_the_sites_own_lifts_towards_the_default(
     lifts: list[float], prior: float | None
 ) -> None:
     found = [
-        learnings.Learning("e", "headline", "", "", "", "shipped", "v", "m", lift, 0, 0, 1, 0, "")
+        learnings.Learning(
+            "e", "headline", "", "", "", "shipped", "v", "m", lift, 0, 0, 1, 0, "", lift
+        )
         for lift in lifts
     ]
     assert learnings.priors(found).get("headline") == (
@@ -280,3 +283,18 @@ async def test_a_marketer_approves_and_rejects_on_the_dashboard_page(
     visit = await chromium.visit(scenario)
     assert visit.errors == []
     assert load_rules(rules_dir).experiments[first].status == "running"
+
+
+def test_a_stopped_tests_prior_is_its_mean_lift_not_its_best_arms() -> None:
+    stopped = decision("e", 0.0, outcome="stopped")
+    rows = [
+        {"metric": "m", "variant": "a", "lift": 0.2, "ci_low": 0.0, "ci_high": 0.4},
+        {"metric": "m", "variant": "b", "lift": -0.2, "ci_low": -0.4, "ci_high": 0.0},
+    ]
+    stopped = dataclasses.replace(stopped, results=rows)
+    proposals = {"e": {"proposal": {"element": {"kind": "headline"}}}}
+    rules = load_rules(DEMO_RULES)
+    [learning] = learnings.learnings({"e": stopped}, rules, proposals)
+    assert (learning.variant, learning.lift) == ("a", 0.2)  # the best, shown
+    default = DEFAULT_LIFT_PRIORS["headline"]
+    assert learnings.priors([learning])["headline"] == pytest.approx((0.0 + 3 * default) / 4)

@@ -254,3 +254,18 @@ def test_any_tag_soup_scans_to_selectors_that_match_exactly_once(parts: list[str
     scan = scan_page(page, "/")
     found = matched(page, [candidate.selector for candidate in scan.candidates])
     assert all(len(found[c.selector]) == 1 for c in scan.candidates)
+
+
+def test_many_page_headers_are_analysed_in_one_pass() -> None:
+    """The site's headers are found once per page (each element once asked was quadratic:
+    206 s for this page's twin of 132 KB)."""
+    page = b"<html><body>" + b"<header><h2>Alpha beta gamma</h2></header>" * 4000 + b"</body>"
+    assert scan_page(page, "/").skipped == ""
+
+
+@pytest.mark.slow
+def test_a_page_too_intricate_to_analyse_in_time_is_skipped_and_says_so() -> None:
+    page = b"<html><body>" + b"<span>4.9/5 " * 40000 + b"</span>" * 40000 + b"</body></html>"
+    found = scan_page(page, "/")
+    assert found.candidates == ()
+    assert found.skipped == "not analysed within 2 s (too intricate a page)"

@@ -32,6 +32,13 @@ def test_days_needed_come_from_the_group_sequential_plan_at_the_lift_prior() -> 
     assert prioritise(PRICING_CTA).days_needed == pytest.approx(2 * per_arm / 400)
 
 
+def test_more_arms_and_a_traffic_cap_need_more_days() -> None:
+    lift = DEFAULT_LIFT_PRIORS["primary_cta"]
+    per_arm = plan(lift, 0.8, 0.03, "given", 0.05 / 3).group_sequential_per_arm  # 3 compared
+    four_arms = Evidence("primary_cta", 400, 0.03, 2_000.0, arms=4, traffic_share=0.5)
+    assert prioritise(four_arms).days_needed == pytest.approx(4 * per_arm / 200)
+
+
 def test_the_default_prior_is_said_to_be_an_assumption() -> None:
     assert prioritise(PRICING_CTA).assumptions == ["lift prior 5%: the default for a primary_cta"]
     own = prioritise(Evidence("headline", 400, 0.03, 2_000.0, lift_prior=0.08))

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import redis.asyncio as redis
 from aiohttp import web
@@ -19,7 +20,12 @@ from refract.admin.autopilot_steward import steward_once
 from refract.admin.demo import DEMO_SITE
 from refract.admin.demo import build_app as build_demo
 from refract.analytics.autopilot import store
-from refract.analytics.autopilot.site_scan import USER_AGENT, pages_with_traffic
+from refract.analytics.autopilot.site_scan import (
+    USER_AGENT,
+    fetch_page,
+    page_url,
+    pages_with_traffic,
+)
 from refract.rules import keyspace
 from refract.rules.config import load_config
 from refract.rules.events import PageViewEvent
@@ -190,3 +196,39 @@ async def test_the_admin_scans_on_schedule_and_keeps_what_it_could_not_fetch(
     await viewed.delete(keyspace.autopilot_lock(SITE))
     await steward_once(viewed, down, T0 + 25 * 3600)
     assert set(await store.records(viewed, SITE)) == set(found)
+
+
+async def test_a_page_the_origin_sends_in_many_chunks_is_read_whole(aiohttp_server: Any) -> None:
+    page = (
+        b"<html><body>" + b"<p>filler text here</p>" * 5000 + b"<h1>Last words</h1></body></html>"
+    )
+
+    async def chunked(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/html"})
+        await response.prepare(request)
+        for start in range(0, len(page), 8192):
+            await response.write(page[start : start + 8192])
+            await asyncio.sleep(0)
+        await response.write_eof()
+        return response
+
+    app = web.Application()
+    app.router.add_get("/", chunked)
+    server: TestServer = await aiohttp_server(app)
+    async with aiohttp.ClientSession() as session:
+        body, error = await fetch_page(session, str(server.make_url("/")))
+    assert (body, error) == (page, "")
+
+
+@pytest.mark.parametrize(
+    ("path", "url"),
+    [
+        ("/pricing", "http://origin.example/pricing"),
+        ("/search?q=x", "http://origin.example/search%3Fq=x"),  # a path, never a query
+        ("/a b", "http://origin.example/a%20b"),
+        ("pricing", None),
+        ("/x\nHost: evil", None),
+    ],
+)
+def test_a_viewed_path_is_fetched_as_a_path(path: str, url: str | None) -> None:
+    assert page_url("http://origin.example", path) == url

@@ -15,10 +15,12 @@ import redis.asyncio as redis
 
 from refract.admin import audit, decision_records
 from refract.admin.autopilot_run import measured_baseline
-from refract.admin.autopilot_steward import steward_once
+from refract.admin.autopilot_steward import SRM_PAUSE_P, steward_once
 from refract.analytics.autopilot import store
 from refract.analytics.autopilot.candidates import scan_page
 from refract.analytics.autopilot.proposals import Site, propose
+from refract.analytics.reports import experiment_report
+from refract.analytics.stats.engine import Settings
 from refract.rules import keyspace
 from refract.rules.config import Config
 from refract.rules.ruleset import load_rules
@@ -205,4 +207,30 @@ async def test_proposals_take_the_baseline_from_the_controls_of_experiments_on_t
     converted = [index for index in control if (index // 2) % 20 < 2]
     assert measured == pytest.approx(len(converted) / len(control))
     assert await measured_baseline(client, SITE, load_rules(rules), "signup") == 0.0
+    await client.aclose()
+
+
+async def test_an_experiment_a_person_started_again_is_not_paused_again(
+    redis_url: str, tmp_path: Path
+) -> None:
+    client, rules = await filled(redis_url, tmp_path, RULES, split=0.6)
+    await launched_by_autopilot(client, "hero")
+    [paused] = await steward_once(client, config_of(redis_url, rules), T0)
+    assert paused.kind == "paused"
+    text = (rules / "rules.toml").read_text().replace('status = "paused"', 'status = "running"')
+    (rules / "rules.toml").write_text(text)  # a person starts it again
+    assert await steward_once(client, config_of(redis_url, rules), T0 + 86_400) == []
+    assert load_rules(rules).experiments["hero"].status == "running"
+    await client.aclose()
+
+
+async def test_a_mismatch_the_report_flags_is_not_enough_to_pause(
+    redis_url: str, tmp_path: Path
+) -> None:
+    client, rules = await filled(redis_url, tmp_path, RULES, split=0.53)  # 2,120 against 1,880
+    await launched_by_autopilot(client, "hero")
+    assert await steward_once(client, config_of(redis_url, rules), T0) == []
+    report = await experiment_report(client, config_of(redis_url, rules), SITE, "hero", Settings())
+    assert report.srm["flagged"]  # p about 1.5e-4: for a person to look at, once a day
+    assert report.srm["p_value"] > SRM_PAUSE_P
     await client.aclose()

@@ -14,12 +14,14 @@ each carry a price, and so on; the heuristics, and what they miss, are in docs/a
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
 from refract.analytics.autopilot import facts, structured
 from refract.analytics.autopilot.document import MAX_PAGE_BYTES, Document, Element, decode, parse
+from refract.analytics.autopilot.fact_check import words_of
 from refract.analytics.autopilot.facts import Fact
 from refract.analytics.autopilot.selectors import unique_selectors
 
@@ -36,6 +38,7 @@ KINDS: tuple[Kind, ...] = (
     "form",
 )
 MAX_TEXT = 500  # characters of a candidate's text kept
+BUDGET_S = 2.0  # of analysis a page may take (the labelled pages take milliseconds)
 _MAX_PER_KIND = 24
 
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -152,6 +155,7 @@ class PageScan:
     candidates: tuple[Candidate, ...]
     facts: tuple[Fact, ...]
     skipped: str = ""
+    words: frozenset[str] = frozenset()  # the page's visible words, lower case (bounded)
 
     def of(self, kind: Kind) -> list[Candidate]:
         return [candidate for candidate in self.candidates if candidate.kind == kind]
@@ -173,7 +177,10 @@ def scan_page(page: bytes, url: str) -> PageScan:
         return PageScan(url, (), (), "binary, not an HTML page")
     document = parse(page)
     data = structured.read(decode(page))
-    found = _Finder(document, data).find()
+    try:
+        found = _Finder(document, data).find()
+    except _TooSlowError:
+        return PageScan(url, (), (), f"not analysed within {BUDGET_S:g} s (too intricate a page)")
     keyed = {index: element for index, (_, element, _) in enumerate(found)}
     chosen = unique_selectors(page, keyed)
     candidates = []
@@ -184,7 +191,8 @@ def scan_page(page: bytes, url: str) -> PageScan:
         candidates.append(
             Candidate(kind, chosen[index], element.tag, text, detail, tuple(facts.facts(text)))
         )
-    return PageScan(url, tuple(candidates), tuple(_page_facts(document, data)))
+    page_facts = tuple(_page_facts(document, data))
+    return PageScan(url, tuple(candidates), page_facts, words=words_of(document.blocks))
 
 
 def _candidate_text(document: Document, element: Element) -> str:
@@ -210,16 +218,31 @@ def _page_facts(document: Document, data: structured.Structured) -> list[Fact]:
 Found = tuple[Kind, Element, str]
 
 
-class _Finder:
-    """The detectors, over one parsed page."""
+class _TooSlowError(Exception):
+    """The page's analysis ran past its budget (a hostile or pathological page)."""
 
-    def __init__(self, document: Document, data: structured.Structured) -> None:
+
+class _Finder:
+    """The detectors, over one parsed page, within ``budget_s`` seconds of work."""
+
+    def __init__(
+        self, document: Document, data: structured.Structured, budget_s: float = BUDGET_S
+    ) -> None:
         self.doc = document
         self.data = data
         self._texts: dict[int, str] = {}
+        self._deadline = time.monotonic() + budget_s
+        # the site's headers: those holding the navigation (found once, not per element)
+        self._site_headers = frozenset(
+            a.index
+            for a in document.elements
+            if a.tag == "header" and any(d.tag == "nav" for d in document.elements[a.index : a.end])
+        )
 
     def text(self, element: Element) -> str:
         if element.index not in self._texts:
+            if time.monotonic() > self._deadline:  # every detector reads text: checked here
+                raise _TooSlowError
             self._texts[element.index] = self.doc.text(element)
         return self._texts[element.index]
 
@@ -310,10 +333,7 @@ class _Finder:
 
     def _in_site_header(self, element: Element) -> bool:
         """Inside the site's header (a header holding the navigation), not a page's own."""
-        return any(
-            a.tag == "header" and any(d.tag == "nav" for d in self.doc.elements[a.index : a.end])
-            for a in element.ancestors
-        )
+        return any(a.index in self._site_headers for a in element.ancestors)
 
     def subheadline(self, headline: Element) -> Element | None:
         region = self._region(headline, 3)

@@ -16,12 +16,12 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from refract.analytics.autopilot.fact_check import KnownFacts, unsupported
+from refract.analytics.autopilot.fact_check import KnownFacts, unsupported, words_of
 from refract.analytics.autopilot.facts import Fact
 from refract.analytics.autopilot.guardrails import Guardrails
 
 STYLES = ("analytical", "intuitive", "consensus", "authoritative")
-WRITTEN_KINDS = ("headline", "subheadline", "primary_cta", "secondary_cta")
+EDITED = "edited"  # the template of a draft a person wrote (through the approval API)
 
 # What buyers of each industry model (rules/industries/*.toml) want more of; "results"
 # elsewhere. Common words, never facts: they state nothing the site must back.
@@ -48,15 +48,14 @@ TEMPLATES: dict[str, dict[str, tuple[str, ...]]] = {
         "secondary_cta": ("See the numbers",),
     },
     "intuitive": {
-        "headline": ("{Outcome}, without the busywork", "Start in minutes, not months"),
-        "subheadline": ("Set up fast, see {outcome} sooner.",),
+        "headline": ("{Outcome}, without the busywork",),
         "primary_cta": ("{action} now",),
         "secondary_cta": ("Get started",),
     },
     "consensus": {
         "headline": ("Join {count}", "Trusted by {count}"),
         "subheadline": ("{count} already rely on it for their {outcome}.",),
-        "primary_cta": ("{action}, as {count} did",),
+        "primary_cta": ("{action}: join {count}",),
         "secondary_cta": ("See what others say",),
     },
     "authoritative": {
@@ -67,6 +66,16 @@ TEMPLATES: dict[str, dict[str, tuple[str, ...]]] = {
     },
 }
 
+_TEMPLATE_TEXTS = frozenset(
+    template
+    for kinds in TEMPLATES.values()
+    for templates in kinds.values()
+    for template in templates
+)
+# The words templates write themselves (slots aside) and the industries' outcome words.
+TEMPLATE_WORDS = words_of(
+    [re.sub(r"\{[A-Za-z_]+\}", " ", text) for text in _TEMPLATE_TEXTS]
+) | words_of([*OUTCOMES.values(), DEFAULT_OUTCOME])
 _EFFECT = re.compile(r"\d\s?(?:%|x\b|\u00d7)")  # percent, times, the multiplication sign
 _MAX_CLAIM = 90
 _COUNT_NOUNS = frozenset(
@@ -142,7 +151,11 @@ def checked(
         if text.casefold() in seen:
             continue
         seen.add(text.casefold())
-        reasons = [*guardrails.problems(text, kind), *unsupported(text, known)]
+        # a template's own words are its, not the site's: they may stand; a model's may not;
+        # a person's edit is judged on figures and names (the words are theirs)
+        allowed = TEMPLATE_WORDS if template in _TEMPLATE_TEXTS else frozenset()
+        judged = unsupported(text, known, allowed, vocabulary=template != EDITED)
+        reasons = [*guardrails.problems(text, kind), *judged]
         if "{{" in text:  # a rule file's value reads it as a token
             reasons.append("contains '{{', which a rule file reads as a token")
         if reasons:

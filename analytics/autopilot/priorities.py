@@ -4,7 +4,8 @@ PIE and ICE scores practitioners know, all from measured traffic and a lift prio
     expected value / 30 days = daily visitors of the page x 30 x baseline rate of the metric
                                x lift prior x value of one conversion
     days needed              = planned visitors (group-sequential plan at mde = lift prior,
-                               the experiment's power and alpha) / daily visitors of the page
+                               the experiment's power, alpha / (arms - 1)) / (daily visitors
+                               of the page x the share of them the test takes)
 
 The lift prior is what tests of this kind of element have been worth: the defaults below are
 modest (single-digit relative lifts, as published meta-analyses of A/B tests find for copy
@@ -64,13 +65,14 @@ class Evidence:
     """What the ranking is computed from, measured or assumed (and said which)."""
 
     kind: str
-    daily_visitors: float  # of the page, measured from page views
+    daily_visitors: float  # of the page, estimated from page views
     baseline: float  # conversion rate of the target metric
     value: float  # of one conversion, in the site's currency
     lift_prior: float = 0.0  # 0: the default for the kind
     arms: int = 2
     power: float = 0.8
     alpha: float = 0.05
+    traffic_share: float = 1.0  # of the page's visitors the test would take (max_traffic)
 
 
 @dataclass(frozen=True)
@@ -99,9 +101,13 @@ def prioritise(
     baseline = min(max(evidence.baseline, 1e-6), 1 - 1e-6)
     value = _bounded(evidence.value, MAX_VALUE)
     expected = daily * 30.0 * baseline * lift * value
-    planned = plan(lift, evidence.power, baseline, "given", evidence.alpha)
+    # every treatment against control, corrected as the report corrects them (Bonferroni's
+    # bound on Holm's): more arms need more visitors each
+    comparisons = max(evidence.arms - 1, 1)
+    planned = plan(lift, evidence.power, baseline, "given", evidence.alpha / comparisons)
     visitors = planned.group_sequential_per_arm * max(evidence.arms, 2)
-    days = visitors / daily if daily > 0 else math.inf
+    entering = daily * min(max(evidence.traffic_share, 0.0), 1.0)
+    days = visitors / entering if entering > 0 else math.inf
     ease = EASE.get(evidence.kind, 5.0)
     impact = _log_scale(expected, 10.0, 100_000.0)
     lift_score = min(lift / 0.10, 1.0) * 10.0  # a 10 % prior scores full marks

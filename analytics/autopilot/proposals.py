@@ -32,11 +32,10 @@ from refract.analytics.autopilot.priorities import Evidence, Priority, Weights, 
 from refract.analytics.intel.features import DEFAULT_KINDS
 from refract.rules.editing import RuleFiles, add
 from refract.rules.ruleset import RuleSet
-from refract.rules.schema import Change, Experiment
+from refract.rules.schema import COPY_KINDS, Change, Experiment
 from refract.rules.schema import Variant as RuleVariant
 from refract.rules.targeting import PageTagger
 
-COPY_KINDS = ("headline", "subheadline", "primary_cta", "secondary_cta")
 MAX_VARIANTS = 3  # besides the control: each arm needs its share of a B2B site's traffic
 DEFAULT_BASELINE = 0.02  # a B2B site's conversion rate when nothing is measured yet
 # Pages that inform rather than sell (the classifier's documentation, security, integration
@@ -60,6 +59,7 @@ class Proposal:
     metric: str
     priority: Priority
     page_facts: tuple[Fact, ...] = ()  # numbers and names: what an edit may state
+    page_words: frozenset[str] = frozenset()  # and the words it may use
     notes: list[str] = field(default_factory=list)
 
     def as_json(self) -> dict[str, object]:
@@ -86,6 +86,7 @@ class Proposal:
             },
             "notes": self.notes,
             "page_facts": [fact.as_json() for fact in self.page_facts],
+            "page_words": sorted(self.page_words),
         }
 
 
@@ -102,6 +103,7 @@ class Site:
     industry: str = ""
     weights: Weights = field(default_factory=Weights)
     priors: Mapping[str, float] = field(default_factory=dict)  # element kind -> lift prior
+    traffic_share: float = 1.0  # of a page's visitors a launched test takes (max_traffic)
     # (page, selector) -> a model's (style, text, "model") drafts, checked as templates are
     model_drafts: Mapping[tuple[str, str], Sequence[tuple[str, str, str]]] = field(
         default_factory=dict
@@ -111,7 +113,8 @@ class Site:
 def propose(scans: Iterable[PageScan], site: Site) -> list[Proposal]:
     """Every copy element of the scanned pages with at least one checked variant, best first."""
     scans = [scan for scan in scans if not scan.skipped]
-    known = KnownFacts.of((fact for scan in scans for fact in scan.facts), site.glossary)
+    words = frozenset().union(*(scan.words for scan in scans))
+    known = KnownFacts.of((fact for scan in scans for fact in scan.facts), site.glossary, words)
     metric = site.rules.metrics.get(site.metric)
     value = metric.value if metric is not None and metric.value > 0 else 1.0
     top = max(site.daily_visitors.values(), default=0.0)
@@ -154,6 +157,7 @@ def propose(scans: Iterable[PageScan], site: Site) -> list[Proposal]:
                 value,
                 lift_prior=site.priors.get(candidate.kind, 0.0),
                 arms=len(variants) + 1,
+                traffic_share=site.traffic_share,
             )
             proposals.append(
                 Proposal(
@@ -166,6 +170,7 @@ def propose(scans: Iterable[PageScan], site: Site) -> list[Proposal]:
                     metric=site.metric,
                     priority=prioritise(evidence, site.weights, top),
                     page_facts=tuple(f for f in scan.facts if f.kind in ("number", "name")),
+                    page_words=scan.words,
                     notes=notes,
                 )
             )

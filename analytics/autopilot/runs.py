@@ -21,12 +21,13 @@ import redis.asyncio as redis
 from refract.analytics.autopilot import store
 from refract.analytics.autopilot.candidates import PageScan
 from refract.analytics.autopilot.copywriting import STYLES
-from refract.analytics.autopilot.proposals import COPY_KINDS, Proposal, Site, propose
+from refract.analytics.autopilot.proposals import Proposal, Site, propose
 from refract.analytics.autopilot.site_scan import PageResult, scan_site
 from refract.analytics.autopilot.suggestions import ChatModel
 from refract.analytics.effects import day_of
 from refract.rules import keyspace
 from refract.rules.config import SiteConfig
+from refract.rules.schema import COPY_KINDS
 
 TRAFFIC_DAYS = 7
 MAX_MODEL_CALLS = 60  # per run: a few elements of the busiest pages, every style

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+from yarl import URL
 
 from refract.analytics.autopilot.candidates import PageScan, scan_page
 from refract.analytics.autopilot.document import MAX_PAGE_BYTES
@@ -66,6 +67,15 @@ async def pages_with_traffic(
     return ranked[:limit]
 
 
+def page_url(origin: str, path: str) -> str | None:
+    """The origin's URL of a page path visitors viewed, the path encoded as a path (a stored
+    ``/search%3Fq=...`` stays one path, never a query the visitor chose); None for a path
+    that is no plain page path (control characters, no leading slash)."""
+    if not path.startswith("/") or any(ord(char) < 0x20 or ord(char) == 0x7F for char in path):
+        return None
+    return str(URL(origin.rstrip("/")).with_path(path, encoded=False))
+
+
 def _host_header(site: SiteConfig) -> dict[str, str]:
     """The Host the proxy would send (``host_header``): the origin's by default."""
     if site.host_header == "public" and site.host != "*":
@@ -73,6 +83,17 @@ def _host_header(site: SiteConfig) -> dict[str, str]:
     if site.host_header not in ("origin", "public"):
         return {"Host": site.host_header}
     return {}
+
+
+async def read_at_most(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The body to its end, or its first ``limit`` bytes (``content.read(n)`` stops at the
+    first chunk the connection delivered, which may be any part of it)."""
+    body = bytearray()
+    async for chunk in response.content.iter_chunked(64 * 1024):
+        body += chunk
+        if len(body) >= limit:
+            break
+    return bytes(body[:limit])
 
 
 async def fetch_page(session: aiohttp.ClientSession, url: str) -> tuple[bytes | None, str]:
@@ -83,7 +104,7 @@ async def fetch_page(session: aiohttp.ClientSession, url: str) -> tuple[bytes | 
                 return None, f"the origin answered {response.status}"
             if response.content_type not in ("text/html", "application/xhtml+xml"):
                 return None, f"not a page: {response.content_type or 'no content type'}"
-            body = await response.content.read(MAX_PAGE_BYTES + 1)
+            body = await read_at_most(response, MAX_PAGE_BYTES + 1)
             if len(body) > MAX_PAGE_BYTES:
                 return None, f"larger than {MAX_PAGE_BYTES} bytes: never rewritten"
             return body, ""
@@ -108,7 +129,10 @@ async def scan_site(
         timeout=timeout, headers=headers, connector=connector, auto_decompress=True
     ) as session:
         for path, views in wanted:
-            url = site.origin.rstrip("/") + "/" + path.lstrip("/")
+            url = page_url(site.origin, path)
+            if url is None:
+                results.append(PageResult(path, views, None, "not a plain page path"))
+                continue
             body, error = await fetch_page(session, url)
             if body is None:
                 results.append(PageResult(path, views, None, error))

@@ -39,8 +39,36 @@ async def save_scan(
     Only waiting proposals of the ``scanned`` pages (all, when None) can be dropped: a page
     the origin did not answer for this time keeps its proposals."""
     key = keyspace.autopilot_proposals(site)
-    existing = await records(client, site)
     fresh = {proposal.key: proposal for proposal in proposals}
+    while True:  # a decision made while this scan writes wins: the scan is written again
+        async with client.pipeline(transaction=True) as pipe:
+            await pipe.watch(key)
+            existing = _parsed(await pipe.hgetall(key))
+            writes, kept = _writes(existing, fresh, now)
+            dropped = [
+                name
+                for name, record in existing.items()
+                if name not in fresh
+                and record.get("status") not in DECIDED
+                and (scanned is None or record["proposal"].get("url") in scanned)
+            ]
+            pipe.multi()  # type: ignore[no-untyped-call]
+            if writes:
+                pipe.hset(key, mapping=writes)  # type: ignore[arg-type]
+            if dropped:
+                pipe.hdel(key, *dropped)
+            try:
+                await pipe.execute()
+            except WatchError:
+                continue
+        return {"proposed": len(writes), "decided": kept, "dropped": len(dropped)}
+
+
+def _writes(
+    existing: Mapping[str, dict[str, Any]], fresh: Mapping[str, Proposal], now: float
+) -> tuple[dict[str, str], int]:
+    """The records a scan writes (waiting ones replaced, decided ones kept), and how many
+    decided ones it kept."""
     writes: dict[str, str] = {}
     kept = 0
     for name, proposal in fresh.items():
@@ -50,25 +78,15 @@ async def save_scan(
         writes[name] = json.dumps(
             {"status": "proposed", "scanned_at": now, "proposal": proposal.as_json()}
         )
-    dropped = [
-        name
-        for name, record in existing.items()
-        if name not in fresh
-        and record.get("status") not in DECIDED
-        and (scanned is None or record["proposal"].get("url") in scanned)
-    ]
-    async with client.pipeline(transaction=True) as pipe:
-        if writes:
-            pipe.hset(key, mapping=writes)  # type: ignore[arg-type]
-        if dropped:
-            pipe.hdel(key, *dropped)
-        await pipe.execute()
-    return {"proposed": len(writes), "decided": kept, "dropped": len(dropped)}
+    return writes, kept
 
 
 async def records(client: redis.Redis, site: str) -> dict[str, dict[str, Any]]:
     """Every stored proposal by key; a record that is not ours to read is left out."""
-    raw: Mapping[bytes, bytes] = await client.hgetall(keyspace.autopilot_proposals(site))  # type: ignore[assignment]
+    return _parsed(await client.hgetall(keyspace.autopilot_proposals(site)))
+
+
+def _parsed(raw: Mapping[Any, Any]) -> dict[str, dict[str, Any]]:
     found = {}
     for name, value in raw.items():
         try:
@@ -120,3 +138,15 @@ async def decide(
         except WatchError:
             return None
     return record
+
+
+async def reopen(client: redis.Redis, site: str, name: str) -> None:
+    """A proposal claimed for launch whose experiment could not be added: waiting again."""
+    key = keyspace.autopilot_proposals(site)
+    raw = await client.hget(key, name)
+    if raw is None:
+        return
+    record: dict[str, Any] = json.loads(raw)
+    record["status"] = "proposed"
+    record.pop("decided", None)
+    await client.hset(key, name, json.dumps(record))

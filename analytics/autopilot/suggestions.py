@@ -5,8 +5,8 @@ The model is asked for short alternatives of one element's text in one psychogra
 given only the facts the site states, and must answer with a JSON array of strings. Its
 answers are suggestions like any template's: copywriting's callers put them through the same
 guardrails and fact check, so a model that invents a figure or a customer is simply refused.
-Nothing here raises into the worker: a timeout, an error status, a body that is not what was
-asked for all give no suggestions and a reason.
+Nothing here raises into its caller (a scan): a timeout, an error status, a body that is not
+what was asked for all give no suggestions and a reason.
 
     POST {url}/chat/completions   Authorization: Bearer {key}
     {"model": ..., "messages": [...], "temperature": 0.7}
@@ -24,6 +24,7 @@ from typing import Any, Final
 import aiohttp
 
 from refract.analytics.autopilot.facts import Fact
+from refract.analytics.autopilot.site_scan import read_at_most
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ class ChatModel:
             ) as response:
                 if response.status != 200:
                     return Suggested((), f"the model answered HTTP {response.status}")
-                raw = await response.content.read(MAX_RESPONSE_BYTES + 1)
+                raw = await read_at_most(response, MAX_RESPONSE_BYTES + 1)
         except (aiohttp.ClientError, TimeoutError) as error:
             log.warning("copy suggestions failed: %r", error)
             return Suggested((), f"the model could not be reached ({type(error).__name__})")
@@ -116,14 +117,14 @@ def parse_answer(raw: bytes) -> Suggested:
     try:
         document: Any = json.loads(raw)
         content = document["choices"][0]["message"]["content"]
-    except (ValueError, KeyError, IndexError, TypeError):
+    except (ValueError, KeyError, IndexError, TypeError, RecursionError):
         return Suggested((), "the model's answer is not a chat completion")
     if not isinstance(content, str):
         return Suggested((), "the model's answer has no text")
     content = content.strip().removeprefix("```json").removeprefix("```").removesuffix("```")
     try:
         texts: Any = json.loads(content)
-    except ValueError:
+    except (ValueError, RecursionError):
         return Suggested((), "the model did not answer with a JSON array")
     if not isinstance(texts, list):
         return Suggested((), "the model did not answer with a JSON array")
