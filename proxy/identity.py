@@ -14,7 +14,6 @@ cookies are left as they are.
 from __future__ import annotations
 
 import re
-import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -27,6 +26,7 @@ from refract.rules.config import (
     CookieConfig,
     PrivacyConfig,
 )
+from refract.rules.random_ids import random_hex
 
 _SESSION_ID = re.compile(r"^[0-9a-f]{16}$")
 
@@ -76,12 +76,12 @@ class IdentityPolicy:
             ).inc()
         new_visitor = visitor is None
         if visitor is None:
-            visitor = secrets.token_hex(16)
+            visitor = random_hex()
         session = cookies.get(self._cookies.session, "")
         new_session = new_visitor or not _SESSION_ID.match(session)
         return Identity(
             visitor_id=visitor,
-            session_id=secrets.token_hex(8) if new_session else session,
+            session_id=random_hex()[:16] if new_session else session,  # 64 random bits
             new_visitor=new_visitor,
             new_session=new_session,
             reason="tracked",
