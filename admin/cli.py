@@ -143,13 +143,19 @@ def _autopilot_scan(config: Config, args: argparse.Namespace) -> int:
     settings = config.autopilot
     model = model_of(settings.llm_url, settings.llm_key, settings.llm_model)
 
-    async def scan(url: str) -> Run:
+    async def scan(url: str) -> Run | str:
         async with connect(url) as client:
             wanted = await proposing(config, client, site.key, args.metric)
+            if args.metric and args.metric not in wanted.rules.metrics:
+                known = ", ".join(sorted(wanted.rules.metrics)) or "none"
+                return f"no metric {wanted.metric!r} in the rules (known: {known})"
             return await run(client, site, wanted, args.pages, args.path, model)
 
     with redis_url(config.redis.url, config.server.data_dir) as url:
         done = asyncio.run(scan(url))
+    if isinstance(done, str):
+        print(f"refract autopilot scan: {done}", file=sys.stderr)
+        return 2
     if args.json:
         pages = [page.as_json() for page in done.pages]
         proposals = [proposal.as_json() for proposal in done.proposals]

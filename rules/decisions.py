@@ -203,9 +203,10 @@ def _assignment(
     variant = assign(arm, visitor_id)
     if variant is None:
         return None
-    kept = facts.values.get(fields.arm_field(experiment.key))
-    if experiment.allocation == "bandit" and isinstance(kept, str) and kept in arm.variants:
-        return Assignment(experiment.key, kept)
+    if experiment.allocation == "bandit":  # only a bandit's visitors keep an arm
+        kept = facts.values.get(fields.arm_field(experiment.key))
+        if isinstance(kept, str) and kept in arm.variants:
+            return Assignment(experiment.key, kept)
     return Assignment(experiment.key, variant, propensity=propensity(arm, variant))
 
 

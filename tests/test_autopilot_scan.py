@@ -132,6 +132,7 @@ async def test_the_scan_prints_a_table_and_scans_the_paths_asked_for(
         ((), 1, "no page views recorded for t"),
         (("--path", "/nope"), 1, ""),
         (("--site", "other"), 2, "no site 'other' in the configuration"),
+        (("--metric", "nope"), 2, "no metric 'nope' in the rules (known: none)"),
     ],
 )
 async def test_a_scan_with_nothing_scanned_fails(

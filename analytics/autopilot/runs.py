@@ -111,10 +111,12 @@ async def run(
     proposing = dataclasses.replace(
         proposing, daily_visitors=page_traffic(pages, site_daily), model_drafts=drafts
     )
+    await client.set(keyspace.autopilot_scanned(site.key), moment)  # the schedule counts it
+    if proposing.metric not in proposing.rules.metrics:
+        return Run(pages, [], site_daily, {})  # no metric to aim at: the scan alone
     proposals = propose(scans, proposing)
     scanned = {scan.url for scan in scans}
     saved = await store.save_scan(client, site.key, proposals, moment, scanned)
-    await client.set(keyspace.autopilot_scanned(site.key), moment)  # the schedule counts it
     return Run(pages, proposals, site_daily, saved)
 
 
