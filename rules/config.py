@@ -578,6 +578,160 @@ class AutopilotConfig(Section):
     llm_model: str = Field(default="", description="the model llm_url should use")
 
 
+DESTINATION_NAME = r"^[a-z0-9][a-z0-9_]{0,62}$"  # an environment variable's part names it
+DestinationKind = Literal["slack", "teams", "email", "webhook", "hubspot", "salesforce"]
+# The Standard Webhooks retry schedule (immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h)
+RETRY_SCHEDULE_S: tuple[float, ...] = (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
+
+
+class DestinationConfig(Section):
+    kind: DestinationKind = Field(
+        description="slack, teams (incoming webhooks), email, webhook (Standard Webhooks), "
+        "hubspot or salesforce"
+    )
+    url: str = Field(
+        default="",
+        description="slack, teams, webhook: the URL to post to; hubspot: the API's base URL "
+        "(empty: https://api.hubapi.com); salesforce: the instance URL",
+    )
+    secrets: list[str] = Field(
+        default=[],
+        max_length=2,
+        description='webhook: "whsec_..." signing secrets; two while rotating (each signs '
+        "every message); better set as REFRACT_AUTOMATIONS__DESTINATIONS__NAME__SECRETS",
+    )
+    to: list[str] = Field(
+        default=[], description="email: addresses every message goes to (besides the owner's)"
+    )
+    token: str = Field(
+        default="",
+        description="hubspot: the private app's access token; better set as "
+        "REFRACT_AUTOMATIONS__DESTINATIONS__NAME__TOKEN",
+    )
+    token_url: str = Field(
+        default="",
+        description="salesforce: the OAuth token endpoint (client credentials), e.g. "
+        "https://MyDomain.my.salesforce.com/services/oauth2/token",
+    )
+    client_id: str = Field(default="", description="salesforce: the connected app's client id")
+    client_secret: str = Field(
+        default="",
+        description="salesforce: the connected app's secret; better set as "
+        "REFRACT_AUTOMATIONS__DESTINATIONS__NAME__CLIENT_SECRET",
+    )
+    rate_limit: int = Field(
+        default=10,
+        ge=1,
+        le=100_000,
+        description="requests this destination may receive per rate_window, from all workers "
+        "together (HubSpot: 190 per 10 s; Slack: 1 per second)",
+    )
+    rate_window: float = Field(
+        default=1.0, gt=0, le=3600, description="seconds over which rate_limit counts"
+    )
+    concurrency: int = Field(
+        default=4, ge=1, le=256, description="requests in flight to this destination, per worker"
+    )
+    timeout: float = Field(
+        default=10.0, gt=0, le=120, description="seconds one delivery may take before it fails"
+    )
+
+    @model_validator(mode="after")
+    def _has_what_its_kind_needs(self) -> DestinationConfig:
+        needs = {
+            "slack": ("url",),
+            "teams": ("url",),
+            "webhook": ("url", "secrets"),
+            "salesforce": ("url", "token_url", "client_id", "client_secret"),
+        }.get(self.kind, ())
+        missing = [name for name in needs if not getattr(self, name)]
+        if missing:
+            raise ValueError(f"a {self.kind} destination needs {' and '.join(missing)}")
+        for secret in self.secrets:
+            if not secret.startswith("whsec_"):
+                raise ValueError('webhook secrets start with "whsec_" (Standard Webhooks)')
+        for url in (self.url, self.token_url):
+            if url and URL(url).scheme not in ("http", "https"):
+                raise ValueError(f'"{url}" is not an http(s) URL')
+        return self
+
+
+class SmtpConfig(Section):
+    host: str = Field(default="", description="SMTP server for email destinations; empty: none")
+    port: int = Field(default=587, ge=1, le=65535, description="SMTP port")
+    security: Literal["starttls", "tls", "none"] = Field(
+        default="starttls", description="starttls (587), tls (465) or none (tests only)"
+    )
+    username: str = Field(default="", description="SMTP user; empty: no authentication")
+    password: str = Field(
+        default="", description="SMTP password; better set as REFRACT_AUTOMATIONS__SMTP__PASSWORD"
+    )
+    sender: str = Field(default="refract@localhost", description="the From address")
+
+
+class AutomationsConfig(Section):
+    destinations: dict[Annotated[str, Field(pattern=DESTINATION_NAME)], DestinationConfig] = Field(
+        default={},
+        description="[automations.destinations.NAME]: where automations.toml's actions go, "
+        "by name (lowercase letters, digits and _)",
+    )
+    smtp: SmtpConfig = Field(default_factory=SmtpConfig)
+    dashboard_url: str = Field(
+        default="",
+        description="the admin dashboard's public URL, for links in messages; empty: no links",
+    )
+    allow_hosts: list[str] = Field(
+        default=[],
+        description="hosts or CIDRs destinations may reach although private or loopback "
+        '(refused otherwise, against SSRF), e.g. ["10.0.0.0/8"]',
+    )
+    retry_schedule: list[float] = Field(
+        default=list(RETRY_SCHEDULE_S),
+        min_length=1,
+        max_length=20,
+        description="seconds before each delivery attempt (Standard Webhooks' schedule); "
+        "after the last one fails the action goes to the dead letters",
+    )
+    crm: str = Field(
+        default="",
+        description="the hubspot or salesforce destination accounts, owners and deals are "
+        "pulled from; empty: none (CSV imports only)",
+    )
+    crm_pull_hours: float = Field(
+        default=6.0, gt=0, le=168, description="hours between pulls from the CRM"
+    )
+    lead_sla_minutes: float = Field(
+        default=60.0,
+        gt=0,
+        description="minutes a routed lead may wait for its rep before it is routed again",
+    )
+
+    @model_validator(mode="after")
+    def _crm_names_a_crm(self) -> AutomationsConfig:
+        if self.crm:
+            destination = self.destinations.get(self.crm)
+            if destination is None or destination.kind not in ("hubspot", "salesforce"):
+                raise ValueError(
+                    f'crm = "{self.crm}" names no hubspot or salesforce destination: add '
+                    f'[automations.destinations.{self.crm}] with kind = "hubspot"'
+                )
+        emails = any(destination.kind == "email" for destination in self.destinations.values())
+        if emails and not self.smtp.host:
+            raise ValueError("email destinations need [automations.smtp] host")
+        for allowed in self.allow_hosts:
+            _check_host_or_network(allowed)
+        return self
+
+
+def _check_host_or_network(value: str) -> None:
+    if _HOST_NAME.fullmatch(value):
+        return
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise ValueError(f'"{value}" is neither a host name nor a CIDR') from None
+
+
 class Config(Section):
     server: ServerConfig = Field(default_factory=ServerConfig)
     redis: RedisConfig = Field(default_factory=RedisConfig)
@@ -589,6 +743,7 @@ class Config(Section):
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
     intel: IntelConfig = Field(default_factory=IntelConfig)
     autopilot: AutopilotConfig = Field(default_factory=AutopilotConfig)
+    automations: AutomationsConfig = Field(default_factory=AutomationsConfig)
     sites: Annotated[list[SiteConfig], Field(min_length=1)] = Field(
         description="the websites Refract fronts, one [[sites]] table each"
     )

@@ -46,6 +46,20 @@ Per site:
 | `rf:{site}:autopilot:paused` | set | experiments autopilot paused | forever |
 | `rf:{site}:autopilot:srm` | hash | experiment -> day its sample ratio was acted on | forever |
 | `rf:{site}:autopilot:lock` | string | the admin process making autopilot's pass | 600 s |
+| `rf:{site}:outbox` | stream | actions triggers queued, not yet scheduled | capped |
+| `rf:{site}:auto:action:{id}` | hash | one action: trigger, destination, status | `ACTION_TTL_S` |
+| `rf:{site}:auto:actions` | sorted set | action ids by creation time (the log) | `ACTION_TTL_S` |
+| `rf:{site}:auto:due` | sorted set | action ids by the time of their next attempt | while due |
+| `rf:{site}:auto:dead` | sorted set | dead-lettered action ids by time | `ACTION_TTL_S` |
+| `rf:{site}:auto:fired:{trigger}:{subject}` | string | the event that fired it | its cooldown |
+| `rf:{site}:auto:state` | hash | subject -> what a threshold trigger last saw | as profiles |
+| `rf:{site}:crm:{system}:ids` | hash | our key (domain, e-mail, lead) -> the CRM's id | forever |
+| `rf:{site}:crm:{system}:owners` | hash | CRM owner id -> name and e-mail (JSON) | until pulled |
+| `rf:{site}:crm:{system}:pulled` | string | when accounts, owners and deals were pulled | forever |
+| `rf:{site}:lead:{id}` | hash | a routed lead: subject, owner, why, times | `ACTION_TTL_S` |
+| `rf:{site}:leads` | sorted set | lead ids by routing time | `ACTION_TTL_S` |
+| `rf:{site}:leads:waiting` | sorted set | lead ids by SLA deadline, until acted on | while open |
+| `rf:{site}:routing:{period}` | hash | rep -> leads routed to them in the period | 400 days |
 | `rf:{site}:demo:history` | string | when `refract demo` played its weeks of history | forever |
 
 Shared:
@@ -61,6 +75,8 @@ Shared:
 | `rf:admin:{login}:{kind}:{name}` | hash | sign-ins by `user` or `address` (1) | lockout window |
 | `rf:admin:tokens` | hash | token ids to their digests | forever |
 | `rf:admin:audit` | stream | the audit log (admin/audit.py) | capped |
+| `rf:dest:{name}` | hash | a destination's health: disabled, last success, failure | forever |
+| `rf:dest:{name}:rate` | sorted set | its requests' start times (the sliding window) | its window |
 | `rf:qa:secret` | string | the key of QA links (rules/qa_links.py) | forever (delete: revoke all) |
 | `rf:visitor:secret` | string | key of visitor handles (analytics/visitor_handles.py) | forever |
 | `rf:archive:secret` | string | key of hashed archive fields (personal_fields.py) | forever |
@@ -96,6 +112,7 @@ EXPOSURE_TTL_S: Final = 120 * 86400  # longer than any metric window (at most 90
 DAILY_TTL_S: Final = 400 * 86400
 MINUTE_TTL_S: Final = 600  # per-minute visitor sketches: "visitors now" reads the last five
 HEARTBEAT_TTL_S: Final = 15
+ACTION_TTL_S: Final = 90 * 86400  # the automation log, leads and dead letters
 ACCOUNT_RECENT_VISITORS: Final = 20
 CONSUMER_GROUP: Final = "analytics"
 
@@ -329,6 +346,94 @@ def autopilot_srm_checked(site: str) -> str:
 def autopilot_lock(site: str) -> str:
     """Held by the admin process making autopilot's pass over the site."""
     return _site(site, "autopilot", "lock")
+
+
+# --- automations -----------------------------------------------------------------------------
+
+
+def outbox(site: str) -> str:
+    """Actions the worker's triggers queued (analytics/automations/), read by the deliverer's
+    consumer group, which schedules each one in ``automation_due``."""
+    return _site(site, "outbox")
+
+
+def automation_action(site: str, action: str) -> str:
+    """One action's log entry: its trigger, destination, subject, payload, status, attempts
+    and last response (the product requirements' ``automation_actions``)."""
+    return _site(site, "auto", "action", action)
+
+
+def automation_actions(site: str) -> str:
+    """Every action's id by creation time: the log the admin lists."""
+    return _site(site, "auto", "actions")
+
+
+def automation_due(site: str) -> str:
+    """Action ids by the time of their next delivery attempt; a claimed one is pushed past its
+    timeout, so a deliverer that dies leaves it due again."""
+    return _site(site, "auto", "due")
+
+
+def automation_dead(site: str) -> str:
+    """Actions whose last attempt failed (or whose destination is disabled), for replay."""
+    return _site(site, "auto", "dead")
+
+
+def automation_fired(site: str, trigger: str, subject: str) -> str:
+    """The event that last fired ``trigger`` for ``subject``, for the trigger's cooldown."""
+    return _site(site, "auto", "fired", trigger, subject)
+
+
+def automation_state(site: str) -> str:
+    """What threshold triggers last saw of each subject (``trigger|subject`` -> value), so that
+    crossing a threshold fires once."""
+    return _site(site, "auto", "state")
+
+
+def destination_health(name: str) -> str:
+    """A destination's health, shared by every site: disabled (410), last success, last failure."""
+    return f"rf:dest:{name}"
+
+
+def destination_rate(name: str) -> str:
+    """The start times of a destination's recent requests: its sliding rate-limit window."""
+    return f"rf:dest:{name}:rate"
+
+
+def crm_ids(site: str, system: str) -> str:
+    """Our key of a record (``company:DOMAIN``, ``contact:EMAIL``, ``task:ACTION``) -> the CRM's
+    id, so that a replay or a restart updates a record rather than create it again."""
+    return _site(site, "crm", system, "ids")
+
+
+def crm_owners(site: str, system: str) -> str:
+    """The CRM's owners (sales reps) as last pulled: owner id -> JSON."""
+    return _site(site, "crm", system, "owners")
+
+
+def crm_pulled(site: str, system: str) -> str:
+    """When accounts, owners and deals were last pulled from the CRM (epoch seconds)."""
+    return _site(site, "crm", system, "pulled")
+
+
+def lead(site: str, lead_id: str) -> str:
+    """One routed lead: its account or visitor, owner, the rule that chose them, times."""
+    return _site(site, "lead", lead_id)
+
+
+def leads(site: str) -> str:
+    """Lead ids by routing time."""
+    return _site(site, "leads")
+
+
+def leads_waiting(site: str) -> str:
+    """Leads not yet acted on, by the time their SLA runs out (then routed again)."""
+    return _site(site, "leads", "waiting")
+
+
+def routing_counts(site: str, period: str) -> str:
+    """Leads routed to each rep in a period (a day, ``YYYY-MM-DD``): round robin's counts."""
+    return _site(site, "routing", period)
 
 
 # --- the demo ------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from refract.rules.automations import Automation
 from refract.rules.markup import markup_problem, selector_problem, token_problem
 from refract.rules.problems import InvalidFileError, Problem, dotted, problems_from_validation
 from refract.rules.schema import (
@@ -27,11 +28,26 @@ from refract.rules.schema import (
     Metric,
     PageRule,
     Personalization,
-    RuleFile,
     Settings,
+    Table,
 )
+from refract.rules.territories import Rep, Territory
 from refract.rules.token_contexts import UnsafePlacement, redirect_problem, token_contexts
 from refract.rules.toml_lines import KeyPath, TomlLines, error_line
+
+
+class RuleFile(Table):
+    """What one file of a rules directory may define (each table's own module checks it)."""
+
+    settings: Settings | None = None
+    pages: list[PageRule] = []
+    audiences: list[Audience] = []
+    metrics: list[Metric] = []
+    experiments: list[Experiment] = []
+    personalizations: list[Personalization] = []
+    automations: list[Automation] = []
+    territories: list[Territory] = []
+    reps: list[Rep] = []
 
 
 @dataclass(frozen=True)
@@ -43,6 +59,9 @@ class RuleSet:
     metrics: dict[str, Metric] = field(default_factory=dict)
     experiments: dict[str, Experiment] = field(default_factory=dict)
     personalizations: dict[str, Personalization] = field(default_factory=dict)
+    automations: dict[str, Automation] = field(default_factory=dict)
+    territories: dict[str, Territory] = field(default_factory=dict)  # in file order: first wins
+    reps: dict[str, Rep] = field(default_factory=dict)
     # what loads but deserves a look (refract check prints them): never a reason to refuse
     warnings: tuple[Problem, ...] = ()
 
@@ -193,7 +212,15 @@ def _duplicates(sources: list[_Source]) -> Iterator[Problem]:
                     "keep one [settings] table in the rules directory",
                 )
             settings_in = source.path
-        for kind in ("audiences", "metrics", "experiments", "personalizations"):
+        for kind in (
+            "audiences",
+            "metrics",
+            "experiments",
+            "personalizations",
+            "automations",
+            "territories",
+            "reps",
+        ):
             for index, item in enumerate(getattr(source.rules, kind)):
                 first = seen.get((kind, item.key))
                 if first is not None:
@@ -347,4 +374,7 @@ def _assemble(sources: list[_Source], version: str, warnings: tuple[Problem, ...
         metrics={m.key: m for s in sources for m in s.rules.metrics},
         experiments={e.key: e for s in sources for e in s.rules.experiments},
         personalizations={p.key: p for s in sources for p in s.rules.personalizations},
+        automations={a.key: a for s in sources for a in s.rules.automations},
+        territories={t.key: t for s in sources for t in s.rules.territories},
+        reps={r.key: r for s in sources for r in s.rules.reps},
     )

@@ -481,12 +481,3 @@ class Settings(Table):
         default_factory=CopyRules,
         description="[settings.autopilot]: the brand's rules for the copy autopilot writes",
     )
-
-
-class RuleFile(Table):
-    settings: Settings | None = None
-    pages: list[PageRule] = []
-    audiences: list[Audience] = []
-    metrics: list[Metric] = []
-    experiments: list[Experiment] = []
-    personalizations: list[Personalization] = []
