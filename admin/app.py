@@ -20,11 +20,13 @@ from aiohttp import web
 
 from refract.admin import (
     api_auth,
+    api_automations,
     api_autopilot,
     api_experiments,
     api_insights,
     api_privacy,
     api_reads,
+    api_sales,
     auth,
     dashboard,
     live,
@@ -50,12 +52,14 @@ API_KEY = web.AppKey("refract.api", Api)
 FEATURES: tuple[Api, ...] = (
     api_auth.api,
     api_reads.api,
+    api_sales.api,  # before api_insights: /api/accounts/visiting is no {domain}
     dashboard.api,
     api_insights.api,
     live.api,
     api_experiments.api,
     api_privacy.api,
     api_autopilot.api,
+    api_automations.api,
 )
 
 docs_api = Api("Refract admin", "1")

@@ -1,11 +1,14 @@
 """Who is calling the admin API: users with sessions, and API tokens.
 
 * **Users** have a name, a role, the sites they may see (none listed: all) and an argon2id
-  password hash (admin/passwords.py), kept in Redis; ``refract users add`` creates them, an
-  admin can too. Each user has a **generation**, raised by every reset and gone with the
-  user: a session remembers the generation it was opened in and is refused (and deleted) on
-  its next use once they differ, so a reset or a removal ends the user's sessions at once.
-  The role and sites are read from the user on every request, never from the session.
+  password hash (admin/passwords.py), kept in Redis; a sales rep also their CRM owner id
+  (the accounts they own) and territory (territories.toml), by which the sales endpoints
+  scope what they see. ``refract users add`` creates them, an admin can too. Each user has
+  a **generation**, raised by every reset and gone with the user: a session remembers the
+  generation it was opened in and is refused (and deleted) on its next use once they
+  differ, so a reset or a removal ends the user's sessions at once. The role, sites, owner
+  id and territory are read from the user on every request, never from the session. API
+  tokens carry neither owner id nor territory: a sales rep's token sees no one's accounts.
 * **Sessions**: signing in sets a random 256-bit id in an HttpOnly, SameSite=Strict cookie:
   ``rf_admin`` over plain HTTP, ``__Host-rf_admin`` (``Secure``) when the browser reached us
   over HTTPS (our TLS, or a trusted proxy's ``X-Forwarded-Proto``). Redis keeps only its
@@ -19,7 +22,7 @@
 
 | key | type | holds |
 |---|---|---|
-| `rf:admin:user:{name}` | hash | `role`, `password` (argon2), `sites`, `generation`, `created` |
+| `rf:admin:user:{name}` | hash | role, password, sites, generation, created, owner_id, territory |
 | `rf:admin:session:{sha256}` | hash | `user`, `generation`, `csrf`, `created`; expires |
 | `rf:admin:token:{sha256}` | hash | id, name, role, scope, sites, expires, created, revoked |
 | `rf:admin:tokens` | hash | token id -> its sha256 (to list and revoke by id) |
@@ -49,6 +52,10 @@ SECURE_SESSION_COOKIE = ADMIN_SECURE_SESSION_COOKIE
 SESSION_TTL_S = 12 * 3600
 TOKEN_PREFIX = "rft_"
 USER_NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
+# a CRM's owner id (Salesforce "005...", HubSpot digits) or the owner column of an account
+# list, which some exports fill with names: printable, no separators of ours
+OWNER_ID_PATTERN = r"^[^\x00-\x1f\x7f,]{1,100}$"
+TERRITORY_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"  # a territory's key (rules/schema.py)
 LIFETIME_PATTERN = r"^[1-9][0-9]{0,4}[hd]$"  # "12h", "90d"
 MAX_LIFETIME_S = 3650 * 86400
 _UNIT_S = {"h": 3600, "d": 86400}
@@ -62,6 +69,8 @@ class Identity:
     csrf: str = ""  # sessions only
     scope: str = "write"  # tokens: "read" or "write"
     sites: frozenset[str] | None = None  # the site keys it may see; None: every site
+    owner_id: str = ""  # users: the CRM owner id of the accounts they own ("" for none)
+    territory: str = ""  # users: their territory's key in territories.toml
 
     @property
     def can_write(self) -> bool:
@@ -110,15 +119,38 @@ def lifetime_s(lifetime: str) -> int:
 # --- users ---------------------------------------------------------------------------------
 
 
+def check_rep_fields(owner_id: str | None, territory: str | None) -> None:
+    """ValueError, saying why, for an owner id or a territory a user cannot have."""
+    if owner_id and not re.fullmatch(OWNER_ID_PATTERN, owner_id):
+        raise ValueError("an owner id is 1 to 100 printable characters, no comma")
+    if territory and not re.fullmatch(TERRITORY_PATTERN, territory):
+        raise ValueError("a territory is its key in territories.toml: a-z, 0-9, - and _")
+
+
 async def add_user(
-    client: redis.Redis, name: str, role: str, password: str, sites: Iterable[str] = ()
+    client: redis.Redis,
+    name: str,
+    role: str,
+    password: str,
+    sites: Iterable[str] = (),
+    *,
+    owner_id: str | None = None,
+    territory: str | None = None,
 ) -> bool:
-    """Create or reset a user; True when the name was new. A reset ends their sessions."""
+    """Create or reset a user; True when the name was new. A reset ends their sessions.
+    ``owner_id`` and ``territory``: None keeps what the user had, "" clears it; ValueError
+    for a value ``check_rep_fields`` refuses."""
+    check_rep_fields(owner_id, territory)
     hashed = await passwords.hash_password(password)
     key = keyspace.admin_user(name)
+    fields = {"role": role, "password": hashed, "sites": _sites_field(sites)}
+    if owner_id is not None:
+        fields["owner_id"] = owner_id
+    if territory is not None:
+        fields["territory"] = territory
     async with client.pipeline(transaction=True) as pipe:
         pipe.hsetnx(key, "created", time.time())
-        pipe.hset(key, mapping={"role": role, "password": hashed, "sites": _sites_field(sites)})
+        pipe.hset(key, mapping=fields)  # type: ignore[arg-type]
         pipe.hincrby(key, "generation", 1)
         created, *_ = await pipe.execute()
     return bool(created)
@@ -142,6 +174,8 @@ def _user_summary(name: str, stored: Mapping[Any, Any]) -> dict[str, Any]:
         "name": name,
         "role": text(stored.get(b"role")),
         "sites": sorted(sites) if sites is not None else [],
+        "owner_id": text(stored.get(b"owner_id")),
+        "territory": text(stored.get(b"territory")),
         "created": _float(stored, b"created"),
     }
 
@@ -318,7 +352,13 @@ async def _session_identity(client: redis.Redis, secret: str) -> Identity | None
         await client.delete(key)  # reset or removed since: the session is over for good
         return None
     return Identity(
-        name, text(user[b"role"]), "session", csrf=text(session[b"csrf"]), sites=_sites_of(user)
+        name,
+        text(user[b"role"]),
+        "session",
+        csrf=text(session[b"csrf"]),
+        sites=_sites_of(user),
+        owner_id=text(user.get(b"owner_id")),
+        territory=text(user.get(b"territory")),
     )
 
 

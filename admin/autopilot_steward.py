@@ -78,6 +78,13 @@ class Action:
     experiment: str
     reason: str
     variant: str = ""
+    cause: str = ""  # a pause's: "srm" or "guardrail_harm" (the automations' trigger names)
+
+
+@dataclass(frozen=True)
+class Pause:
+    cause: str  # "srm" or "guardrail_harm"
+    reason: str
 
 
 async def steward_once(client: redis.Redis, config: Config, now: float) -> list[Action]:
@@ -137,12 +144,13 @@ async def _site_pass(
         if not watched and not (mine and policy.auto_promote):
             continue
         report = await experiment_report(client, config, site, key, Settings(), rules)
-        reason = await _pause_reason(client, site, key, report, rules, now) if watched else ""
-        if reason:
+        pause = await _pause_reason(client, site, key, report, rules, now) if watched else None
+        if pause is not None:
             change = _while_running(key, _status(key, "paused"))
-            if await _edit(client, rule_store, "autopilot.pause", key, change, reason):
+            if await _edit(client, rule_store, "autopilot.pause", key, change, pause.reason):
                 await client.sadd(keyspace.autopilot_paused(site), key)
-                actions.append(await _announce(client, site, Action("paused", key, reason), now))
+                paused = Action("paused", key, pause.reason, cause=pause.cause)
+                actions.append(await _announce(client, site, paused, now))
         elif mine and policy.auto_promote and report.decision.action == "ship":
             action = await _promote(client, rule_store, site, key, report, now)
             if action is not None:
@@ -176,7 +184,7 @@ async def _scan_when_due(client: redis.Redis, config: Config, site: SiteConfig, 
 
 async def _pause_reason(
     client: redis.Redis, site: str, key: str, report: Report, rules: RuleSet, now: float
-) -> str:
+) -> Pause | None:
     """The sample-ratio check is acted on once a day (the first pass of a UTC day) and at
     ``SRM_PAUSE_P``: re-testing cumulative counts every pass would multiply its false alarms;
     the guardrail check is the report's group-sequential one, valid at any look."""
@@ -188,13 +196,13 @@ async def _pause_reason(
     return pause_reason(report, rules, srm_due)
 
 
-def pause_reason(report: Report, rules: RuleSet, srm_due: bool = True) -> str:
+def pause_reason(report: Report, rules: RuleSet, srm_due: bool = True) -> Pause | None:
     """Why an experiment must not go on: a sample-ratio mismatch at ``SRM_PAUSE_P`` (when
     ``srm_due``), or a variant that significantly harms a guardrail metric (segment all);
-    "" when neither."""
+    None when neither."""
     p_value = report.srm.get("p_value", 1.0)
     if srm_due and p_value < SRM_PAUSE_P:
-        return f"sample-ratio mismatch (p = {p_value:.2g})"
+        return Pause("srm", f"sample-ratio mismatch (p = {p_value:.2g})")
     harmed = []
     for row in report.results:
         if row.role != "guardrail" or row.segment != "all" or not row.significant:
@@ -203,7 +211,7 @@ def pause_reason(report: Report, rules: RuleSet, srm_due: bool = True) -> str:
         better = -1.0 if metric is not None and metric.better == "lower" else 1.0
         if row.lift * better < 0:
             harmed.append(f"{row.variant} harms guardrail {row.metric} ({row.lift:+.1%})")
-    return "; ".join(dict.fromkeys(harmed))
+    return Pause("guardrail_harm", "; ".join(dict.fromkeys(harmed))) if harmed else None
 
 
 async def _promote(
@@ -350,6 +358,7 @@ async def _announce(client: redis.Redis, site: str, action: Action, now: float) 
             "experiment": action.experiment,
             "variant": action.variant,
             "reason": action.reason,
+            "cause": action.cause,
         },
         maxlen=MAX_ACTIONS,
         approximate=True,

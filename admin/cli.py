@@ -14,9 +14,10 @@ from typing import Any, Literal
 from refract.admin import logs, privacy_cli
 from refract.admin.supervisor import Child, Supervisor
 from refract.rules import keyspace
+from refract.rules.automations import destination_problems
 from refract.rules.config import Config, SiteConfig, load_config
 from refract.rules.problems import InvalidFileError
-from refract.rules.ruleset import load_rules
+from refract.rules.ruleset import load_rules, read_rule_files
 
 log = logging.getLogger("refract")
 
@@ -60,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
         return _accounts_import(config, args.file, args.site or config.sites[0].key)
     if command == "train":
         return _train(config, args)
+    if command == "crm":
+        return _crm_pull(config, args)
     if command in ("users", "tokens"):
         return _access(config, args)
     if command == "qa-link":
@@ -295,6 +298,47 @@ def _accounts_import(config: Config, file: str, site: str) -> int:
     return 0
 
 
+def _crm_pull(config: Config, args: argparse.Namespace) -> int:
+    """Pull accounts, owners and closed deals from ``[automations] crm`` now."""
+    import asyncio
+    import time
+
+    from refract.admin.embedded_redis import redis_url
+    from refract.analytics.automations.rate_limit import throttle
+    from refract.analytics.automations.ssrf import guarded_session
+    from refract.analytics.crm import CrmError
+    from refract.analytics.crm.sync import PullReport, outcomes_path, pull
+    from refract.rules.redis_client import connect
+
+    site = _site(config, args.site)
+    name = config.automations.crm
+    if site is None or not name:
+        why = f"no site {args.site!r} in the configuration" if site is None else "no CRM"
+        print(f"refract crm pull: {why}; set [automations] crm", file=sys.stderr)
+        return 2
+    destination = config.automations.destinations[name]
+
+    async def run(url: str) -> PullReport:
+        async with connect(url) as client, guarded_session(config.automations.allow_hosts) as http:
+
+            async def wait_turn() -> None:
+                await throttle(client, name, destination.rate_limit, destination.rate_window)
+
+            outcomes = outcomes_path(config.server.data_dir, site.key)
+            return await pull(
+                client, http, site.key, name, destination, wait_turn, time.time(), outcomes=outcomes
+            )
+
+    try:
+        with redis_url(config.redis.url, config.server.data_dir) as url:
+            report = asyncio.run(run(url))
+    except CrmError as error:
+        print(f"refract crm pull: {error.detail}", file=sys.stderr)
+        return 1
+    print(report.describe(), end="")
+    return 0
+
+
 def _train(config: Config, args: argparse.Namespace) -> int:
     """Fit the site's revenue model to won and lost deals; store it unless --dry-run."""
     import asyncio
@@ -397,6 +441,7 @@ def _user_action(config: Config, args: argparse.Namespace) -> AccessAction:
 
         return remove
     sites = _known_sites(config, args.site, args.role)
+    auth.check_rep_fields(args.owner_id, args.territory)
     password = os.environ.get("REFRACT_PASSWORD") or getpass.getpass(f"password for {args.name}: ")
     problem = passwords.policy_problem(password, args.name)
     if problem is not None:
@@ -404,7 +449,15 @@ def _user_action(config: Config, args: argparse.Namespace) -> AccessAction:
 
     async def add(url: str) -> str:
         async with connect(url) as client:
-            new = await auth.add_user(client, args.name, args.role, password, sites)
+            new = await auth.add_user(
+                client,
+                args.name,
+                args.role,
+                password,
+                sites,
+                owner_id=args.owner_id,
+                territory=args.territory,
+            )
         done = "created" if new else "reset (their sessions are over)"
         return f"user {args.name} ({args.role}) {done}"
 
@@ -530,6 +583,10 @@ def _check(config: Config, config_path: Path) -> int:
     except InvalidFileError as error:
         print(error, file=sys.stderr)
         return 2
+    files = read_rule_files(config.rules.directory)
+    if unfit := destination_problems(files, config.rules.directory, config.automations):
+        print(InvalidFileError(unfit), file=sys.stderr)  # actions config.toml cannot carry out
+        return 2
     print(
         f"{config.rules.directory}: ok (version {rules.version}: {len(rules.experiments)} "
         f"experiments, {len(rules.personalizations)} personalizations, "
@@ -621,6 +678,14 @@ def _parser() -> argparse.ArgumentParser:
     users_add.add_argument(
         "--site", action="append", default=[], help="a site the user may see (repeat); none: all"
     )
+    users_add.add_argument(
+        "--owner-id",
+        help="their owner id in the CRM (the account list's owner column): a sales rep sees "
+        'the accounts it owns and their leads ("" clears it; absent: kept)',
+    )
+    users_add.add_argument(
+        "--territory", help='their territory\'s key in territories.toml ("" clears it)'
+    )
     users_remove = users_commands.add_parser(
         "remove", help="remove a user; their sessions end at once"
     )
@@ -694,6 +759,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     autopilot_evaluate.add_argument("--site", help="the site's key (default: the first site)")
     autopilot_evaluate.add_argument("--json", action="store_true", help="print JSON")
+    crm = commands.add_parser(
+        "crm", help="sync with the CRM: `refract crm pull` (docs/automations.md)"
+    )
+    crm_commands = crm.add_subparsers(dest="crm_command", required=True, metavar="COMMAND")
+    crm_pull = crm_commands.add_parser(
+        "pull", help="pull accounts, owners and closed deals from [automations] crm now"
+    )
+    crm_pull.add_argument("--site", help="the site's key (default: the first site)")
     train = commands.add_parser(
         "train", help="fit the revenue model to won and lost deals (docs/intelligence.md)"
     )

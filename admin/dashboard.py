@@ -32,9 +32,11 @@ import jinja2
 from aiohttp import web
 from pydantic import BaseModel
 
+from refract.admin import api_automations as automations
 from refract.admin import dashboard_views as views
 from refract.admin import decision_records, insights, learnings, site_health, visitor_list
 from refract.admin.api import EVERYONE, PUBLIC, Api, Handler, Refused, known_site
+from refract.admin.api_automations import ActionsFilter
 from refract.admin.api_reads import (
     READERS_OF_ACCOUNTS,
     READERS_OF_RESULTS,
@@ -44,6 +46,7 @@ from refract.admin.api_reads import (
 from refract.admin.auth import IDENTITY_KEY, Identity
 from refract.admin.state import config_of, identity_of, industry_of, redis_of
 from refract.analytics import reports, visitors
+from refract.analytics.automations.actions import Status
 from refract.analytics.autopilot import store as autopilot_store
 from refract.analytics.intel.scores import band
 from refract.analytics.rules_in_force import rules_in_force
@@ -85,6 +88,7 @@ NAVIGATION = (  # label, path, roles
     ("Autopilot", "/autopilot", frozenset(READERS_OF_RESULTS)),
     ("Accounts", "/accounts", frozenset(READERS_OF_ACCOUNTS)),
     ("Visitors", "/visitors", frozenset(READERS_OF_VISITORS)),
+    ("Automations", "/automations", frozenset(automations.READERS_OF_AUTOMATIONS)),
     ("Site health", "/health", frozenset(WATCHERS_OF_HEALTH)),
 )
 
@@ -577,6 +581,39 @@ async def visitor_page(request: web.Request) -> web.StreamResponse:
         visitor=found,
         data={"psychographics": axes},
         alt={"psychographics": views.psychographics_summary(axes)},
+    )
+
+
+# --- automations -----------------------------------------------------------------------------
+
+
+@page(
+    "/automations",
+    automations.READERS_OF_AUTOMATIONS,
+    "the automations' actions log (dead ones to replay) and each destination's health",
+    query=ActionsFilter,
+)
+async def automations_page(request: web.Request, query: ActionsFilter) -> web.StreamResponse:
+    """What ``GET /api/automations/actions`` and ``/destinations`` answer, the same records."""
+    site, chosen_site = _site(request), request.query.get("site")
+    found = await automations.actions_of(request, site.key, query)
+    chosen = {"status": query.status, "destination": query.destination}
+    chosen = {name: value for name, value in chosen.items() if value}
+    older = automations.next_before(found, query.limit)
+    return render(
+        request,
+        "automations.html",
+        title="Automations",
+        site=site.key,
+        site_param=chosen_site or "",
+        actions=[automations.row(record) for record in found],
+        destinations=await automations.destinations(request),
+        statuses=get_args(Status),
+        chosen_status=query.status or "",
+        destination=query.destination or "",
+        csv_href=_link(chosen_site, "/api/automations/actions", format="csv", **chosen),
+        older_href=_link(chosen_site, "/automations", before=older, **chosen) if older else "",
+        may_operate=_may(identity_of(request), automations.OPERATORS_OF_AUTOMATIONS),
     )
 
 

@@ -13,7 +13,9 @@ in four steps:
 3. apply the events' operations with ``apply.lua``, one script call for the batch; the script
    marks each event id as applied in the same atomic step as its effects, so an event
    redelivered after a crash changes nothing the second time (exactly-once effect). Should
-   the batch fail, its events are applied one by one and the failing one dead-lettered;
+   the batch fail, its events are applied one by one and the failing one dead-lettered.
+   Then automations.toml's triggers look at what was applied and queue their actions
+   (analytics/automations/triggers.py: idempotent, failing open);
 4. archive the events, each on its own merit: one the archive cannot hold (a value JSON
    cannot represent exactly) is dead-lettered with the reason, the others archived; then
    dead-letter and XACK in one transaction, so an entry is acknowledged only once archived
@@ -35,6 +37,7 @@ import redis.asyncio as redis
 
 from refract.analytics.apply_keys import batch_keys
 from refract.analytics.archive import Archive
+from refract.analytics.automations.triggers import Triggers
 from refract.analytics.effects import Effects, FirstExposure, ScriptItem, VisitorState
 from refract.analytics.matching import AccountMatcher
 from refract.analytics.segments import SegmentRefresher
@@ -70,6 +73,7 @@ class SiteConsumer:
         block_ms: int = BLOCK_MS,
         segments: SegmentRefresher | None = None,
         matcher: AccountMatcher | None = None,
+        triggers: Triggers | None = None,
     ) -> None:
         self.client = client
         self.site = site
@@ -80,6 +84,7 @@ class SiteConsumer:
         self.block_ms = block_ms  # how long a read waits for new entries
         self.segments = segments
         self.matcher = matcher  # None: events are applied as they come (a rebuild)
+        self.triggers = triggers  # automations.toml's, evaluated on what a batch applied
         self.stream = keyspace.stream(site, shard)
         self._apply = client.register_script(APPLY_SCRIPT)
         self._claim_from = "0-0"
@@ -162,9 +167,27 @@ class SiteConsumer:
         """Apply events' effects (each at most once); the applied ones, and those that failed."""
         effects = self.effects()
         visitors = await self._visitor_states(events, effects.reads_segments)
+        accounts_before = {visitor: state.account for visitor, state in visitors.items()}
         if self.matcher is not None:
             await self.matcher.resolve([event for _, event in events], visitors)
-        return await self._apply_all(effects, events, visitors)
+        applied, failed = await self._apply_all(effects, events, visitors)
+        await self._trigger([event for _, event in applied], accounts_before)
+        return applied, failed
+
+    async def _trigger(self, applied: list[Event], accounts_before: dict[str, str]) -> None:
+        """Evaluate automations on what was applied, before the batch is acknowledged: a crash
+        redelivers it and the triggers, idempotent, queue what they had not. They fail open:
+        an error is logged and counted and the batch goes on (its actions may be missed, its
+        events never are), but for Redis being away, which holds the batch's ack as well."""
+        if self.triggers is None or not applied:
+            return
+        try:
+            await self.triggers.evaluate(applied, accounts_before)
+        except (redis.ConnectionError, redis.TimeoutError):
+            raise
+        except Exception:
+            self.triggers.stats.failed += 1
+            log.exception("automations of %s failed on a batch; its events are applied", self.site)
 
     async def _visitor_states(
         self, events: Sequence[tuple[bytes, Event]], with_segments: bool

@@ -25,6 +25,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal, TypeAlias
@@ -130,6 +131,16 @@ class VisitorState:
 
 def day_of(at: float) -> str:
     return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d")
+
+
+def competitors_named(event: PageViewEvent, competitors: Sequence[str]) -> list[str]:
+    """The competitors (lowercase names) a page view's path, referrer or search terms name:
+    competitor research (the profile counts it, automations.toml's competitor trigger fires)."""
+    utm = event["utm"]
+    seen = " ".join(
+        (event["url"], event["referrer"], utm.get("term", ""), utm.get("campaign", ""))
+    ).lower()
+    return [name for name in competitors if name in seen]
 
 
 class Effects:
@@ -278,12 +289,9 @@ class Effects:
         ]
         if new_session:
             ops.append(("set", key, "entry_page", event["url"]))
-        utm = event["utm"]
-        seen = " ".join(
-            (event["url"], event["referrer"], utm.get("term", ""), utm.get("campaign", ""))
-        ).lower()
         ops += [
-            ("incr", key, f"competitor:{name}", 1) for name in self._competitors if name in seen
+            ("incr", key, f"competitor:{name}", 1)
+            for name in competitors_named(event, self._competitors)
         ]
         return ops
 

@@ -9,6 +9,11 @@ outcomes with the metrics the proxies run; until something is published it uses
 ``rules.directory``; when neither loads it consumes nothing until one does
 (analytics/rules_in_force.py). SIGHUP re-reads both, and config.toml: a changed one replaces
 the consumers in place (``serve``); it never stops the worker.
+Its consumers evaluate the rules' automations as they apply events (analytics/automations/
+triggers.py; autopilot's acts: experiment_events.py); with ``[automations]`` destinations
+configured it drains each site's outbox and delivers the actions (outbox.py, delivery.py),
+pulls from the CRM every ``crm_pull_hours`` (analytics/crm/sync.py), and routes again the leads
+their reps left waiting past the SLA (analytics/routing.py).
 Once a day it enforces ``[retention]`` (analytics/retention.py) and publishes the day's weights of
 running bandit experiments (analytics/bandit_updates.py). A heartbeat key tells the
 admin API (and the other workers, for the fair share) that the worker is alive.
@@ -28,17 +33,23 @@ import redis.asyncio as redis
 import uvloop
 
 from refract.analytics.archive import Archive, archive_root
+from refract.analytics.automations.delivery import deliver
+from refract.analytics.automations.experiment_events import follow_experiment_events
+from refract.analytics.automations.outbox import drain_outbox
+from refract.analytics.automations.triggers import Triggers
 from refract.analytics.bandit_updates import keep_updating, running_bandits
 from refract.analytics.consumer import SiteConsumer, consume
+from refract.analytics.crm.sync import keep_pulling
 from refract.analytics.heartbeats import keep_beating, live_workers, worker_name
 from refract.analytics.leases import ShardLeases
 from refract.analytics.matching import AccountMatcher, matchers_from_config
 from refract.analytics.personal_fields import archive_scrubber
 from refract.analytics.retention import keep_enforcing
 from refract.analytics.revenue.store import ModelFollower
+from refract.analytics.routing import keep_rerouting
 from refract.analytics.rules_in_force import RulesInForce
 from refract.analytics.segments import SegmentRefresher
-from refract.rules.config import Config, load_config
+from refract.rules.config import AutomationsConfig, Config, load_config
 from refract.rules.industry import IndustryModel, load_industry_model
 from refract.rules.problems import InvalidFileError
 from refract.rules.redis_client import connect
@@ -97,8 +108,10 @@ def _consumers(
     archive: Archive,
     industry: IndustryModel,
     matcher: AccountMatcher,
+    automations: AutomationsConfig,
 ) -> Callable[[int], SiteConsumer]:
     models = ModelFollower(client, site)  # one per site: its shards share the current model
+    triggers = Triggers(client, site, lambda: rules.rules, automations, industry)
 
     def bandits() -> list[str]:
         return [experiment.key for experiment in running_bandits(rules.rules, datetime.now(UTC))]
@@ -115,9 +128,38 @@ def _consumers(
             claim_idle_ms=0,
             segments=SegmentRefresher(client, site, industry, models, bandits),
             matcher=matcher,
+            triggers=triggers,
         )
 
     return consumer_for
+
+
+def _automations(
+    client: redis.Redis,
+    config: Config,
+    rules: RulesInForce,
+    sites: list[str],
+    name: str,
+    stop: asyncio.Event,
+) -> list[Coroutine[None, None, None]]:
+    """The automation loops: leads re-routed past their SLA, autopilot's acts turned into
+    actions, and, when any destination is configured, each site's outbox drained into the due
+    actions, those delivered, and the CRM pulled."""
+    automations = config.automations
+    loops: list[Coroutine[None, None, None]] = [
+        keep_rerouting(client, config, lambda: rules.rules, stop),
+        *(
+            follow_experiment_events(client, site, lambda: rules.rules, automations, stop)
+            for site in sites
+        ),
+    ]
+    if not automations.destinations:
+        return loops
+    for site in sites:
+        loops.append(drain_outbox(client, site, name, stop))
+        loops.append(deliver(client, site, automations, stop))
+    loops.append(keep_pulling(client, config, stop))
+    return loops
 
 
 async def _once_rules_adopted(
@@ -231,6 +273,10 @@ async def _serve_with(
         asyncio.create_task(keep_enforcing(client, archive, config.retention, sites, ending)),
         asyncio.create_task(keep_updating(client, lambda: rules.rules, sites, ending)),
         *(
+            asyncio.create_task(work)
+            for work in _automations(client, config, rules, sites, name, ending)
+        ),
+        *(
             asyncio.create_task(
                 _once_rules_adopted(
                     rules,
@@ -239,7 +285,14 @@ async def _serve_with(
                         client,
                         ShardLeases(client, site, config.events.shards, name),
                         _consumers(
-                            client, site, name, rules, archive, industries[site], matchers[site]
+                            client,
+                            site,
+                            name,
+                            rules,
+                            archive,
+                            industries[site],
+                            matchers[site],
+                            config.automations,
                         ),
                         ending,
                     ),

@@ -12,18 +12,24 @@ from __future__ import annotations
 
 import difflib
 import re
+import tomllib
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Final, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from refract.rules import fields
+from refract.rules.config import AutomationsConfig, DestinationKind
+from refract.rules.problems import Problem, dotted
 from refract.rules.schema import KEY_HINT, KEY_PATTERN, Condition, Table
+from refract.rules.toml_lines import KeyPath, TomlLines
 
 TriggerKind = Literal[
     "account_hot",  # an account's intent band becomes hot
     "intent_above",  # an account's or visitor's intent crosses ``threshold``
-    "page_tag",  # a target account's visitor views a page tagged one of ``tags``
+    "page_tag",  # an account's visitor views a page tagged one of ``tags`` (targets: ``if``)
     "identified",  # a visitor is identified (a form's e-mail, an account match)
     "form",  # a form is submitted
     "competitor",  # a visit researches a competitor (settings.competitors)
@@ -35,6 +41,12 @@ TRIGGER_KINDS: Final = TriggerKind.__args__  # type: ignore[attr-defined]
 EXPERIMENT_TRIGGERS: Final = frozenset({"decision", "guardrail_harm", "srm"})
 
 Operation = Literal["notify", "crm_activity", "crm_task", "route"]
+# the destinations each operation can go to (route goes to none: it assigns a rep)
+OPERATION_KINDS: Final[dict[str, tuple[DestinationKind, ...]]] = {
+    "notify": ("slack", "teams", "email", "webhook"),
+    "crm_activity": ("hubspot", "salesforce"),
+    "crm_task": ("hubspot", "salesforce"),
+}
 
 # What an automation's conditions may test, beyond the targetable segment fields: the one home
 # of these names (the worker fills them, analytics/automations/facts.py).
@@ -112,6 +124,12 @@ class QuietHours(Table):
         if not _HH_MM.match(value):
             raise ValueError(f'"{value}" is not a time of day "HH:MM" (00:00 to 23:59)')
         return value
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> QuietHours:
+        if self.start == self.end:
+            raise ValueError(f"start and end are both {self.start}: the quiet hours are empty")
+        return self
 
     @field_validator("timezone")
     @classmethod
@@ -191,3 +209,70 @@ class Automation(Table):
         if self.when in EXPERIMENT_TRIGGERS and any(a.operation != "notify" for a in self.do):
             raise ValueError(f"{self.when} is about an experiment: its actions can only notify")
         return self
+
+
+# --- against config.toml ---------------------------------------------------------------------
+
+
+def destination_problems(
+    files: Mapping[str, bytes], directory: Path, config: AutomationsConfig
+) -> list[Problem]:
+    """Actions of ``files`` (a rules directory's, by name) whose destination config.toml's
+    ``[automations.destinations]`` lacks, or whose operation its kind cannot do; file:line.
+
+    The rule files are checked on their own by ``load_rules`` and may be published without
+    config.toml (which differs per deployment), so this is ``refract check``'s second look.
+    Files or automations that do not parse are left to ``load_rules`` to report."""
+    problems: list[Problem] = []
+    for name in sorted(files):
+        try:
+            text = files[name].decode("utf-8")
+            document = tomllib.loads(text)
+        except (UnicodeDecodeError, tomllib.TOMLDecodeError):
+            continue
+        lines = TomlLines(text)
+        automations = document.get("automations", [])
+        for index, raw in enumerate(automations if isinstance(automations, list) else []):
+            try:
+                automation = Automation.model_validate(raw)
+            except ValidationError:
+                continue
+            for where, message, hint in _action_problems(
+                automation, ("automations", index), config
+            ):
+                line = lines.line_of(where)
+                problems.append(Problem(str(directory / name), line, dotted(where), message, hint))
+    return problems
+
+
+def _action_problems(
+    automation: Automation, where: KeyPath, config: AutomationsConfig
+) -> Iterator[tuple[KeyPath, str, str]]:
+    """(where, message, hint) of each action config.toml cannot carry out."""
+    known = config.destinations
+    for index, action in enumerate(automation.do):
+        if action.operation == "route":
+            continue
+        path = (*where, "do", index, "destination")
+        kinds = OPERATION_KINDS[action.operation]
+        fitting = sorted(name for name, found in known.items() if found.kind in kinds)
+        destination = known.get(action.destination)
+        if destination is None:
+            close = difflib.get_close_matches(action.destination, fitting, n=1)
+            yield (
+                path,
+                f'no destination "{action.destination}" in config.toml',
+                (
+                    f'did you mean "{close[0]}"?'
+                    if close
+                    else f"add [automations.destinations.{action.destination}] to config.toml"
+                ),
+            )
+        elif destination.kind not in kinds:
+            yield (
+                path,
+                f'"{action.destination}" is a {destination.kind} destination: it cannot '
+                f"{action.operation}",
+                f"{action.operation} goes to {' or '.join(kinds)} destinations"
+                + (f" ({', '.join(fitting)})" if fitting else ""),
+            )

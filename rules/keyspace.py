@@ -56,6 +56,7 @@ Per site:
 | `rf:{site}:crm:{system}:ids` | hash | our key (domain, e-mail, lead) -> the CRM's id | forever |
 | `rf:{site}:crm:{system}:owners` | hash | CRM owner id -> name and e-mail (JSON) | until pulled |
 | `rf:{site}:crm:{system}:pulled` | string | when accounts, owners and deals were pulled | forever |
+| `rf:{site}:crm:{system}:lock:{domain}` | string | the delivery writing its CRM records | seconds |
 | `rf:{site}:lead:{id}` | hash | a routed lead: subject, owner, why, times | `ACTION_TTL_S` |
 | `rf:{site}:leads` | sorted set | lead ids by routing time | `ACTION_TTL_S` |
 | `rf:{site}:leads:waiting` | sorted set | lead ids by SLA deadline, until acted on | while open |
@@ -414,6 +415,12 @@ def crm_owners(site: str, system: str) -> str:
 def crm_pulled(site: str, system: str) -> str:
     """When accounts, owners and deals were last pulled from the CRM (epoch seconds)."""
     return _site(site, "crm", system, "pulled")
+
+
+def crm_lock(site: str, system: str, domain: str) -> str:
+    """Held while one delivery writes an account's records (its company and tasks), so that
+    two deliveries never both create the company: a CRM's search lags its writes."""
+    return _site(site, "crm", system, "lock", domain)
 
 
 def lead(site: str, lead_id: str) -> str:

@@ -170,6 +170,8 @@ def _cross_check(sources: list[_Source]) -> Iterator[Problem]:
             for c_index, change in enumerate(personalization.changes):
                 yield from _change_problems(source, (*where, "changes", c_index), change, names)
     yield from _exclusion_overlaps(sources)
+    yield from _territory_problems(sources)
+    yield from _automation_problems(sources, names)
 
 
 def _experiment_problems(
@@ -378,3 +380,49 @@ def _assemble(sources: list[_Source], version: str, warnings: tuple[Problem, ...
         territories={t.key: t for s in sources for t in s.rules.territories},
         reps={r.key: r for s in sources for r in s.rules.reps},
     )
+
+
+# --- territories.toml: reps that exist, one rep per CRM owner ------------------------------
+
+
+def _territory_problems(sources: list[_Source]) -> Iterator[Problem]:
+    """Territories name defined reps; no two reps claim one CRM owner id (an account's owner
+    would route to either); no domain is named by two territories (the first would take it
+    silently)."""
+    reps = {rep.key for source in sources for rep in source.rules.reps}
+    owners: dict[str, str] = {}
+    named: dict[str, str] = {}
+    for source in sources:
+        for index, rep in enumerate(source.rules.reps):
+            first = owners.setdefault(rep.owner_id, rep.key) if rep.owner_id else rep.key
+            if first != rep.key:
+                path = ("reps", index, "owner_id")
+                yield source.problem(
+                    path, dotted(path), f'rep "{first}" has owner id "{rep.owner_id}" too'
+                )
+        for index, territory in enumerate(source.rules.territories):
+            for rep_key in territory.reps:
+                yield from _references(source, ("territories", index, "reps"), rep_key, reps, "rep")
+            for domain in territory.accounts:
+                claimed = named.setdefault(domain, territory.key)
+                if claimed != territory.key:
+                    path = ("territories", index, "accounts")
+                    yield source.problem(
+                        path,
+                        dotted(path),
+                        f'{domain} is already a named account of territory "{claimed}"',
+                        "name an account in one territory",
+                    )
+
+
+# --- automations.toml: page tags that exist ------------------------------------------------
+
+
+def _automation_problems(sources: list[_Source], names: _Names) -> Iterator[Problem]:
+    """A page_tag automation fires on tags the pages define (destinations are config.toml's:
+    ``automations.destination_problems``, run by ``refract check``)."""
+    for source in sources:
+        for index, automation in enumerate(source.rules.automations):
+            for tag in automation.tags:
+                where = ("automations", index, "tags")
+                yield from _references(source, where, tag, names.tags, "page tag")

@@ -146,6 +146,7 @@ async def test_a_sample_ratio_mismatch_pauses_within_the_policy(
     assert status == ("paused" if paused else "running")
     if paused:
         assert done[0].reason.startswith("sample-ratio mismatch")
+        assert done[0].cause == "srm"
     await client.aclose()
 
 
@@ -155,6 +156,7 @@ async def test_a_harmed_guardrail_pauses_the_experiment(redis_url: str, tmp_path
     [action] = await steward_once(client, config_of(redis_url, rules), T0)
     assert action.kind == "paused"
     assert action.reason == "bold harms guardrail demo (-66.7%)"
+    assert action.cause == "guardrail_harm"
     assert load_rules(rules).experiments["hero"].status == "paused"
     await client.aclose()
 

@@ -71,6 +71,7 @@ PAGES = {
     "/accounts/helioforge.io": "Helioforge Systems",
     "/visitors": "Visitors",
     f"/visitors/{BUYER}": BUYER,
+    "/automations": "Automations",
     "/health": "Site health",
 }
 ROLES = ("executive", "sales_manager", "sales_rep", "marketing", "admin")

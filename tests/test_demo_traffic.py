@@ -289,6 +289,7 @@ def screens(experiments: Sequence[str], account: str, visitor: str) -> list[tupl
         *[("/experiments/{key}/report", f"/experiments/{key}/report") for key in experiments],
         ("/experiments/new", "/experiments/new"),
         ("/autopilot", "/autopilot"),
+        ("/automations", "/automations"),
         *[("/experiments/{key}/edit", f"/experiments/{key}/edit") for key in experiments],
         ("/accounts", "/accounts"),
         ("/accounts/{domain}", account),

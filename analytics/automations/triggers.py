@@ -1,0 +1,646 @@
+"""automations.toml's triggers, evaluated as the worker applies a batch of events.
+
+After a batch is applied (analytics/consumer.py), ``Triggers.evaluate`` looks at its events
+under the rule set in force and, for every active automation of the site:
+
+* ``account_hot``, ``intent_above``: an edge. The account's band (intent) after the batch is
+  compared with what the triggers last saw of it (``keyspace.automation_state``); it fires
+  when the band becomes hot (the intent reaches the threshold from below). An account never
+  seen before counts as cold (intent 0).
+* ``page_tag``: a page view, by a visitor of an account, of a page tagged one of ``tags``
+  (any account: ``if`` narrows it, ``account.target = true`` for target accounts).
+* ``identified``: the first event of the batch that carries an account for a visitor who had
+  none before it (matched by IP range, reverse DNS, enrichment or a form's e-mail domain).
+* ``form``: a form submission. ``competitor``: a page view naming a competitor.
+
+A firing then passes the automation's ``if``, its cooldown per (automation, subject) and
+gets, in quiet hours, ``not_before``: the end of the quiet period. Its actions
+(analytics/automations/actions.py) are queued in the site's outbox by one script per batch
+(``ENQUEUE``), which atomically moves the edges' state (compare and set), checks and sets each
+cooldown key to the firing event's id, and adds the actions. A batch redelivered after a
+crash queues nothing twice: its edges' state has moved, its cooldown keys are set (without a
+cooldown, a key per firing is kept for ``REPLAY_S``), and an action's id is its idempotency
+key (the outbox drops a repeated one).
+
+``route`` actions assign the lead when the automation fires (analytics/routing.py), so the
+other actions name its owner; they are not queued. Without one, the owner is the account's
+(the CRM's ``owner``), as the rep of territories.toml whose owner id, key or name it is.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from datetime import time as clock_time
+from typing import Any, Final
+from urllib.parse import quote
+from zoneinfo import ZoneInfo
+
+import redis.asyncio as redis
+
+from refract.analytics import visitor_handles
+from refract.analytics.automations.actions import Action, Facts, Owner, Subject, action_id
+from refract.analytics.automations.facts import (
+    AccountView,
+    Intent,
+    VisitorView,
+    account_views,
+    condition_facts,
+    visitor_views,
+)
+from refract.analytics.automations.outbox import ACTION_FIELD
+from refract.analytics.effects import competitors_named
+from refract.analytics.routing import LeadRequest, route_lead
+from refract.rules import keyspace
+from refract.rules.accounts import Account
+from refract.rules.automations import EXPERIMENT_TRIGGERS, Automation, Conditions, QuietHours
+from refract.rules.config import AutomationsConfig
+from refract.rules.events import Event
+from refract.rules.industry import IndustryModel
+from refract.rules.redis_values import text
+from refract.rules.ruleset import RuleSet
+from refract.rules.targeting import CompiledAudience, compile_condition
+from refract.rules.targeting import Facts as ConditionFacts
+from refract.rules.territories import Rep, country_of
+
+OUTBOX_MAXLEN: Final = 100_000  # the deliverer drains it within milliseconds; a bound, not a log
+REPLAY_S: Final = keyspace.DONE_TTL_S  # how long a firing is remembered without a cooldown
+SHORT_TEXT: Final = 200  # names and paths in an action: the outbox refuses longer ones
+_EDGES: Final = frozenset({"account_hot", "intent_above"})
+
+# KEYS: the state hash, the outbox, then each firing's cooldown key.
+# ARGV[1]: {"states": [[field, old, new], ...], "firings": [{"key": i (1-based, into the
+# cooldown keys), "event": id, "ttl": seconds (0: no cooldown), "state": i (1-based into
+# states, 0: none), "actions": [json, ...]}, ...]}; ARGV[2]: the outbox's MAXLEN; ARGV[3]: the
+# state's lifetime; ARGV[4]: REPLAY_S; ARGV[5]: the outbox entry's field. Returns the actions
+# queued.
+ENQUEUE: Final = """
+local plan = cjson.decode(ARGV[1])
+local moved = {}
+for i, change in ipairs(plan.states) do
+  local current = redis.call('HGET', KEYS[1], change[1]) or ''
+  if current == change[2] then
+    redis.call('HSET', KEYS[1], change[1], change[3])
+    moved[i] = true
+  end
+end
+if #plan.states > 0 then redis.call('EXPIRE', KEYS[1], ARGV[3]) end
+local queued = 0
+for _, firing in ipairs(plan.firings) do
+  local key = KEYS[firing.key + 2]
+  local last = redis.call('EXISTS', key) == 1
+  local edge_held = firing.state == 0 or moved[firing.state]
+  if edge_held and not last then
+    local ttl = firing.ttl
+    if ttl == 0 then ttl = tonumber(ARGV[4]) end
+    redis.call('SET', key, firing.event, 'EX', ttl)
+    for _, action in ipairs(firing.actions) do
+      redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', ARGV[5], action)
+      queued = queued + 1
+    end
+  end
+end
+return queued
+"""
+
+
+@dataclass
+class TriggerStats:
+    """What the triggers did since the process started."""
+
+    fired: int = 0  # firings that passed their conditions and cooldown (before the script)
+    queued: int = 0  # actions the script queued
+    failed: int = 0  # batches whose evaluation failed (the consumer counts them, fail open)
+
+
+@dataclass(frozen=True, slots=True)
+class Firing:
+    """One automation firing for one subject, on one event (or stream entry)."""
+
+    automation: Automation
+    subject: Subject
+    event_id: str
+    state: int = 0  # the edge's state change (1-based into Plan.states), 0 for none
+    domain: str = ""
+    visitor: str = ""  # the visitor's id, "" for none
+    event: Event | None = None
+    competitor: str = ""
+
+
+@dataclass
+class Plan:
+    """What one script call does: edges' state moves, then firings with their actions."""
+
+    states: list[tuple[str, str, str]] = field(default_factory=list)
+    firings: list[tuple[Firing, list[Action]]] = field(default_factory=list)
+
+
+# --- quiet hours -------------------------------------------------------------------------------
+
+
+def quiet_until(quiet: QuietHours | None, now: float) -> float | None:
+    """When the quiet hours holding ``now`` end (a weekend, then a night, are followed
+    through), or None when ``now`` is not quiet."""
+    if quiet is None:
+        return None
+    zone = ZoneInfo(quiet.timezone)
+    at = now
+    for _ in range(8):  # a weekend, a night either side, a DST change: never more
+        end = _quiet_end(quiet, datetime.fromtimestamp(at, zone))
+        if end is None or end <= at:
+            break
+        at = end
+    return at if at != now else None
+
+
+def _quiet_end(quiet: QuietHours, local: datetime) -> float | None:
+    zone = local.tzinfo
+    if quiet.weekends and local.weekday() >= 5:
+        monday = local.date() + timedelta(days=7 - local.weekday())
+        return datetime.combine(monday, clock_time(0, 0), zone).timestamp()
+    start, end = _clock(quiet.start), _clock(quiet.end)
+    now = local.time().replace(tzinfo=None)
+    if start < end:
+        inside, day = start <= now < end, local.date()
+    elif now >= start:  # over midnight, before it
+        inside, day = True, local.date() + timedelta(days=1)
+    else:
+        inside, day = now < end, local.date()
+    return datetime.combine(day, end, zone).timestamp() if inside else None
+
+
+def _clock(hh_mm: str) -> clock_time:
+    hours, minutes = hh_mm.split(":")
+    return clock_time(int(hours), int(minutes))
+
+
+# --- the evaluator ---------------------------------------------------------------------------
+
+
+class Triggers:
+    """The triggers of one site, for its consumers (one per shard may share it)."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        site: str,
+        rules: Callable[[], RuleSet | None],
+        config: AutomationsConfig,
+        industry: IndustryModel | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.client = client
+        self.site = site
+        self.rules = rules
+        self.config = config
+        self.industry = industry
+        self.clock = clock
+        self.stats = TriggerStats()
+        self._conditions = ConditionCache()
+
+    async def evaluate(self, events: Sequence[Event], accounts_before: Mapping[str, str]) -> int:
+        """Fire the automations a batch's applied events set off; the actions queued.
+        ``accounts_before``: each visitor's account as the batch found it ("" for none)."""
+        rules = self.rules()
+        automations = event_automations(rules, self.site) if rules is not None else []
+        tracked = [event for event in events if event["visitor"]]
+        if rules is None or not automations or not tracked:
+            return 0
+        domains = {domain for event in tracked if (domain := account_of(event))}
+        accounts = await account_views(self.client, self.site, domains, self.industry)
+        people = await visitor_views(
+            self.client, self.site, {event["visitor"] for event in tracked}, self.industry
+        )
+        secret = await visitor_handles.ensure_secret(self.client)
+        handles = {v: visitor_handles.handle_of(secret, self.site, v) for v in people}
+        context = _Context(accounts, people, handles)
+        plan = Plan()
+        candidates = [
+            *await self._edges(plan, automations, tracked, context),
+            *event_firings(automations, tracked, accounts_before, rules, context),
+        ]
+        chosen = [
+            firing for firing in _first_per_cooldown(candidates) if self._holds(firing, context)
+        ]
+        chosen = await self._cooled(chosen)
+        await visitor_handles.publish(self.client, self.site, sorted({f.visitor for f in chosen}))
+        now = self.clock()
+        for firing in chosen:
+            owner = await self._owner(firing, rules, context, now)
+            plan.firings.append((firing, self._actions(firing, context, owner, now)))
+        self.stats.fired += len(chosen)
+        queued = await enqueue(self.client, self.site, plan)
+        self.stats.queued += queued
+        return queued
+
+    async def _edges(
+        self,
+        plan: Plan,
+        automations: list[Automation],
+        events: Sequence[Event],
+        context: _Context,
+    ) -> list[Firing]:
+        """account_hot and intent_above firings, their state changes added to ``plan``."""
+        kinds = sorted({a.when for a in automations} & _EDGES)
+        last_event = {account_of(event): event for event in events if account_of(event)}
+        domains = sorted(last_event)
+        if not kinds or not domains:
+            return []
+        fields = [f"{kind}|{domain}" for domain in domains for kind in kinds]
+        before = dict(zip(fields, await self.client.hmget(self._state, fields), strict=True))
+        firings = []
+        for domain in domains:
+            view, event = context.accounts[domain], last_event[domain]
+            now = {"account_hot": view.intent.band, "intent_above": str(view.intent.score)}
+            for kind in kinds:
+                name = f"{kind}|{domain}"
+                old = text(before[name])
+                if old == now[kind]:
+                    continue
+                plan.states.append((name, old, now[kind]))
+                firings += [
+                    Firing(
+                        automation,
+                        context.account_subject(domain),
+                        event["id"],
+                        state=len(plan.states),
+                        domain=domain,
+                        visitor=event["visitor"],
+                        event=event,
+                    )
+                    for automation in automations
+                    if automation.when == kind and _crossed(automation, old, view.intent)
+                ]
+        return firings
+
+    @property
+    def _state(self) -> str:
+        return keyspace.automation_state(self.site)
+
+    def _holds(self, firing: Firing, context: _Context) -> bool:
+        """Whether the automation's ``if`` holds for the firing."""
+        facts = condition_facts(
+            context.accounts.get(firing.domain),
+            context.people.get(firing.visitor),
+            firing.event,
+            firing.competitor,
+        )
+        return self._conditions.holds(firing.automation, facts)
+
+    async def _cooled(self, firings: list[Firing]) -> list[Firing]:
+        """The firings whose cooldown is not running (the script checks again, atomically:
+        this spares the routing and the reads of firings that would be dropped)."""
+        if not firings:
+            return []
+        held = await self.client.mget([cooldown_key(self.site, firing) for firing in firings])
+        return [firing for firing, last in zip(firings, held, strict=True) if last is None]
+
+    async def _owner(
+        self, firing: Firing, rules: RuleSet, context: _Context, now: float
+    ) -> Owner | None:
+        """The lead's owner: routed now when the automation routes, else the account's."""
+        view = context.accounts.get(firing.domain)
+        if any(action.operation == "route" for action in firing.automation.do):
+            request = LeadRequest(
+                domain=firing.domain,
+                visitor=firing.visitor,
+                source=f"automation:{firing.automation.key}",
+            )
+            sla_s = self.config.lead_sla_minutes * 60
+            routed = await route_lead(self.client, self.site, rules, request, now, sla_s)
+            if routed is not None:
+                return routed.owner
+        return account_owner(view.account if view is not None else None, rules)
+
+    def _actions(
+        self, firing: Firing, context: _Context, owner: Owner | None, now: float
+    ) -> list[Action]:
+        facts = context.facts(firing, owner, self.config.dashboard_url, self.site)
+        return build_actions(self.site, firing, facts, now)
+
+
+def cooldown_key(site: str, firing: Firing) -> str:
+    """The key that holds the automation back for the subject; without a cooldown, the key of
+    the one firing (every event may fire, none twice)."""
+    subject = f"{firing.subject['kind']}:{firing.subject['id']}"
+    if not cooldown_s(firing.automation):
+        subject += f":{firing.event_id}"
+    return keyspace.automation_fired(site, firing.automation.key, subject)
+
+
+async def enqueue(client: redis.Redis, site: str, plan: Plan) -> int:
+    """Run the plan's script (``ENQUEUE``): the actions queued."""
+    if not plan.firings and not plan.states:
+        return 0
+    keys = [keyspace.automation_state(site), keyspace.outbox(site)]
+    keys += [cooldown_key(site, firing) for firing, _ in plan.firings]
+    document = {
+        "states": [list(change) for change in plan.states],
+        "firings": [
+            {
+                "key": index,
+                "event": firing.event_id,
+                "ttl": cooldown_s(firing.automation),
+                "state": firing.state,
+                "actions": [json.dumps(action) for action in actions],
+            }
+            for index, (firing, actions) in enumerate(plan.firings, start=1)
+        ],
+    }
+    args: list[str | int] = [
+        json.dumps(document),
+        OUTBOX_MAXLEN,
+        keyspace.PROFILE_TTL_S,
+        REPLAY_S,
+        ACTION_FIELD,
+    ]
+    return int(await client.register_script(ENQUEUE)(keys=keys, args=args))
+
+
+class ConditionCache:
+    """Automations' ``if`` compiled once per automation as written (a rule set reload
+    brings new Automation objects, compiled on first use)."""
+
+    def __init__(self) -> None:
+        self._compiled: dict[int, tuple[Conditions | None, CompiledAudience | None]] = {}
+
+    def holds(self, automation: Automation, facts: ConditionFacts) -> bool:
+        conditions = automation.if_
+        kept = self._compiled.get(id(automation))
+        if kept is None or kept[0] is not conditions:
+            kept = (conditions, _compile(automation.key, conditions))
+            if len(self._compiled) > 10_000:  # reloads leave old ones behind: start over
+                self._compiled.clear()
+            self._compiled[id(automation)] = kept
+        compiled = kept[1]
+        return compiled is None or compiled.matches(facts)
+
+
+def _compile(key: str, conditions: Conditions | None) -> CompiledAudience | None:
+    if conditions is None:
+        return None
+    return CompiledAudience(
+        key=key,
+        all=tuple(compile_condition(c) for c in conditions.all),
+        any=tuple(compile_condition(c) for c in conditions.any),
+        none=tuple(compile_condition(c) for c in conditions.none),
+    )
+
+
+# --- which automations, which firings ---------------------------------------------------------
+
+
+def active_automations(rules: RuleSet, site: str) -> list[Automation]:
+    """The site's active automations, in file order."""
+    return [
+        automation
+        for automation in rules.automations.values()
+        if automation.status == "active" and (not automation.sites or site in automation.sites)
+    ]
+
+
+def event_automations(rules: RuleSet, site: str) -> list[Automation]:
+    return [a for a in active_automations(rules, site) if a.when not in EXPERIMENT_TRIGGERS]
+
+
+def account_of(event: Event) -> str:
+    """The account a page view or form was matched to, "" for none."""
+    if event["type"] == "pageview" or event["type"] == "form":
+        return event.get("account", "")
+    return ""
+
+
+def _crossed(automation: Automation, old: str, now: Intent) -> bool:
+    if automation.when == "account_hot":
+        return now.band == "hot" and old != "hot"
+    threshold = automation.threshold if automation.threshold is not None else 0.0
+    before = int(old) if old.isdigit() else 0
+    return before < threshold <= now.score
+
+
+def event_firings(
+    automations: list[Automation],
+    events: Sequence[Event],
+    accounts_before: Mapping[str, str],
+    rules: RuleSet,
+    context: _Context,
+) -> Iterable[Firing]:
+    """page_tag, identified, form and competitor firings, in the events' order."""
+    competitors = [name.lower() for name in rules.settings.competitors if name.strip()]
+    identified: set[str] = set()
+    for event in events:
+        visitor, domain = event["visitor"], account_of(event)
+        named = competitors_named(event, competitors) if event["type"] == "pageview" else []
+        first_match = (
+            bool(domain) and not accounts_before.get(visitor) and visitor not in identified
+        )
+        if first_match:
+            identified.add(visitor)
+        for automation in automations:
+            subject = _event_subject(automation, event, domain, first_match, named, context)
+            if subject is not None:
+                competitor = named[0] if named else ""
+                yield Firing(
+                    automation, subject, event["id"], 0, domain, visitor, event, competitor
+                )
+
+
+def _event_subject(
+    automation: Automation,
+    event: Event,
+    domain: str,
+    first_match: bool,
+    competitors: list[str],
+    context: _Context,
+) -> Subject | None:
+    """Whom the event fires the automation for, None when it does not."""
+    when, visitor = automation.when, event["visitor"]
+    if when == "page_tag" and domain and event["type"] == "pageview":
+        tagged = not set(automation.tags).isdisjoint(event["tags"])
+        return context.account_subject(domain) if tagged else None
+    if (when == "identified" and first_match) or (when == "form" and event["type"] == "form"):
+        return context.visitor_subject(visitor, domain)
+    if when == "competitor" and competitors:
+        if domain:
+            return context.account_subject(domain)
+        return context.visitor_subject(visitor, "")
+    return None
+
+
+def _first_per_cooldown(firings: list[Firing]) -> list[Firing]:
+    """One firing per automation and subject when a cooldown would drop the others."""
+    seen: set[tuple[str, str, str]] = set()
+    kept = []
+    for firing in firings:
+        key = (firing.automation.key, firing.subject["kind"], firing.subject["id"])
+        if cooldown_s(firing.automation) and key in seen:
+            continue
+        seen.add(key)
+        kept.append(firing)
+    return kept
+
+
+def cooldown_s(automation: Automation) -> int:
+    return round(automation.cooldown_hours * 3600)
+
+
+def account_owner(account: Account | None, rules: RuleSet) -> Owner | None:
+    """The account's CRM owner, as the rep whose owner id, key or name it is when one is."""
+    if account is None or not account.owner:
+        return None
+    rep = _rep_of(account.owner, rules)
+    if rep is None:
+        return Owner(key=account.owner, name=account.owner, email="", owner_id=account.owner)
+    return Owner(key=rep.key, name=rep.name or rep.key, email=rep.email, owner_id=rep.owner_id)
+
+
+def _rep_of(owner: str, rules: RuleSet) -> Rep | None:
+    """The rep an account list's owner names: by CRM owner id, else rep key, else name."""
+    reps = rules.reps.values()
+    return (
+        next((rep for rep in reps if rep.owner_id and rep.owner_id == owner), None)
+        or rules.reps.get(owner)
+        or next((rep for rep in reps if rep.name and rep.name.casefold() == owner.casefold()), None)
+    )
+
+
+def build_actions(site: str, firing: Firing, facts: Facts, now: float) -> list[Action]:
+    """The firing's actions but routes (done when it fired), with their idempotency keys."""
+    automation = firing.automation
+    not_before = quiet_until(automation.quiet_hours, now)
+    actions = []
+    for index, rule in enumerate(automation.do):
+        if rule.operation == "route":
+            continue
+        action = Action(
+            id=action_id(automation.key, firing.subject, firing.event_id, index),
+            site=site,
+            automation=automation.key,
+            when=automation.when,
+            operation=rule.operation,
+            destination=rule.destination,
+            to_owner=rule.to_owner,
+            subject=firing.subject,
+            facts=facts,
+            created=now,
+        )
+        if not_before is not None:
+            action["not_before"] = not_before
+        actions.append(action)
+    return actions
+
+
+def short(value: str, limit: int = SHORT_TEXT) -> str:
+    return value if len(value) <= limit else value[: limit - 1] + "…"
+
+
+def dashboard_link(dashboard_url: str, site: str, path: str) -> str:
+    return f"{dashboard_url.rstrip('/')}{path}?site={quote(site)}"
+
+
+# --- what a message says --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What the batch read: accounts by domain, visitors by id, their public handles."""
+
+    accounts: Mapping[str, AccountView]
+    people: Mapping[str, VisitorView]
+    handles: Mapping[str, str]
+
+    def account_subject(self, domain: str) -> Subject:
+        view = self.accounts.get(domain)
+        return Subject(kind="account", id=domain, name=short(view.name if view else domain))
+
+    def visitor_subject(self, visitor: str, domain: str) -> Subject:
+        handle = self.handles[visitor]
+        view = self.accounts.get(domain)
+        name = f"a visitor from {view.name}" if view else f"visitor {handle[3:11]}"
+        return Subject(kind="visitor", id=handle, name=short(name))
+
+    def facts(self, firing: Firing, owner: Owner | None, dashboard_url: str, site: str) -> Facts:
+        account, person = self.accounts.get(firing.domain), self.people.get(firing.visitor)
+        handle = self.handles.get(firing.visitor, "")
+        shown = account.intent if account is not None else person.intent if person else None
+        facts = Facts(title=short(_title(firing, account, shown)))
+        if account is not None:
+            facts["account"] = _account_fact(account)
+        if person is not None:
+            facts["visitor"] = _visitor_fact(person, handle, firing.event)
+            facts["pages"] = [short(page) for page in person.pages]
+        if shown is not None:
+            facts["intent"], facts["band"] = shown.score, shown.band
+            facts["reasons"] = list(shown.reasons)
+        if owner is not None:
+            facts["owner"] = owner
+        if firing.event is not None:
+            facts["event"] = _event_fact(firing.event, firing.competitor)
+        if dashboard_url:
+            links = {}
+            if account is not None:
+                links["Account"] = dashboard_link(
+                    dashboard_url, site, f"/accounts/{quote(account.domain)}"
+                )
+            if handle:
+                links["Visitor"] = dashboard_link(dashboard_url, site, f"/visitors/{handle}")
+            facts["links"] = links
+        return facts
+
+
+def _title(firing: Firing, account: AccountView | None, shown: Intent | None) -> str:
+    automation, who = firing.automation, firing.subject["name"]
+    who = who[:1].upper() + who[1:]
+    score = f" (intent {shown.score})" if shown is not None else ""
+    event = firing.event
+    if automation.when == "account_hot":
+        return f"{who} is hot{score}"
+    if automation.when == "intent_above":
+        return f"{who} passed intent {automation.threshold:g}{score}"
+    if automation.when == "page_tag" and event is not None and event["type"] == "pageview":
+        tags = ", ".join(sorted(set(automation.tags) & set(event["tags"])))
+        return f"{who} viewed {event['url']} ({tags}){score}"
+    if automation.when == "identified":
+        return f"{who} was identified{score}"
+    if automation.when == "form" and event is not None and event["type"] == "form":
+        return f"{who} submitted the form {event['form']}{score}"
+    return f"{who} researched {firing.competitor}{score}"
+
+
+def _account_fact(view: AccountView) -> dict[str, Any]:
+    account = view.account
+    return {
+        "domain": view.domain,
+        "name": short(view.name),
+        "industry": short(account.industry) if account else "",
+        "employees": account.employees if account else None,
+        "country": country_of(account.location) if account else "",
+        "target": bool(account and account.target),
+        "heat": view.heat,
+    }
+
+
+def _visitor_fact(view: VisitorView, handle: str, event: Event | None) -> dict[str, Any]:
+    fact: dict[str, Any] = {"handle": handle}
+    if event is not None and event["type"] == "form" and (domain := event.get("email_domain")):
+        fact["email_domain"] = short(domain)
+    for name in ("style", "stage"):
+        if isinstance(value := view.segment.get(f"segment.{name}"), str):
+            fact[name] = value
+    return fact
+
+
+def _event_fact(event: Event, competitor: str) -> dict[str, Any]:
+    fact: dict[str, Any] = {"type": event["type"], "time": event["time"]}
+    if "url" in event:
+        fact["path"] = short(event["url"])
+    if event["type"] == "pageview":
+        fact["tags"] = [short(tag) for tag in event["tags"][:20]]
+    if event["type"] == "form":
+        fact["form"] = short(event["form"])
+    if competitor:
+        fact["competitor"] = short(competitor)
+    return fact

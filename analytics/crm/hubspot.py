@@ -1,0 +1,254 @@
+"""A HubSpot CRM v3 client: the few calls Refract makes, with the answers validated.
+
+Authentication is a private app's access token, sent as a Bearer token (it does not expire;
+a 401 means it was rotated or revoked, which no retry fixes). Every request first awaits the
+destination's throttle: HubSpot allows a private app 190 requests per rolling 10 seconds on
+Professional and Enterprise (100 on Free and Starter) and answers 429 past it, with a body
+whose ``policyName`` names the limit hit (``TEN_SECONDLY_ROLLING``, ``DAILY``).
+
+Calls: the object endpoints ``/crm/v3/objects/{type}`` (create, update, list pages with
+``after`` cursors, search by one property), default associations given at creation, and the
+owners ``/crm/v3/owners``. Records come back with every property as a string (or null).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any, Final, TypeVar
+from urllib.parse import quote
+
+import aiohttp
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+from refract.analytics.crm import CrmError, Throttle, read_json, retry_after, shorten
+
+DEFAULT_BASE_URL: Final = "https://api.hubapi.com"
+PAGE_SIZE: Final = 100  # the most the object and search endpoints return at once
+# HubSpot-defined association types (the v4 associations' defaults), from the object created
+TASK_TO_COMPANY: Final = 192
+# seconds to wait when a 429 names its policy but sends no Retry-After
+POLICY_WAIT_S: Final = {"TEN_SECONDLY_ROLLING": 10.0, "SECONDLY": 1.0, "DAILY": 3600.0}
+
+RecordId = Annotated[str, StringConstraints(pattern=r"^[0-9]{1,20}$")]
+Value = Annotated[str, StringConstraints(max_length=65_536)] | None
+Cursor = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+
+class _Answer(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+_A = TypeVar("_A", bound=_Answer)
+
+
+class Reference(_Answer):
+    id: RecordId
+
+
+class References(_Answer):
+    results: list[Reference] = Field(default=[], max_length=1000)
+
+
+class Record(_Answer):
+    id: RecordId
+    properties: dict[str, Value] = Field(default={}, max_length=1000)
+    associations: dict[str, References] = Field(default={}, max_length=20)
+
+    def text(self, name: str) -> str:
+        return (self.properties.get(name) or "").strip()
+
+
+class Next(_Answer):
+    after: Cursor
+
+
+class Paging(_Answer):
+    next: Next | None = None
+
+
+class Page(_Answer):
+    results: list[Record] = Field(max_length=PAGE_SIZE)
+    paging: Paging | None = None
+
+    @property
+    def after(self) -> str | None:
+        """The cursor of the next page; None on the last."""
+        return self.paging.next.after if self.paging and self.paging.next else None
+
+
+class Owner(_Answer):
+    id: RecordId
+    email: Annotated[str, StringConstraints(max_length=320)] | None = None
+    firstName: Annotated[str, StringConstraints(max_length=200)] | None = None
+    lastName: Annotated[str, StringConstraints(max_length=200)] | None = None
+
+    @property
+    def name(self) -> str:
+        return " ".join(part for part in (self.firstName, self.lastName) if part)
+
+
+class Owners(_Answer):
+    results: list[Owner] = Field(max_length=PAGE_SIZE)
+    paging: Paging | None = None
+
+    @property
+    def after(self) -> str | None:
+        return self.paging.next.after if self.paging and self.paging.next else None
+
+
+class _ErrorBody(_Answer):
+    message: str = ""
+    category: str = ""
+    policyName: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Association:
+    """A default (HubSpot-defined) association of a record being created to another."""
+
+    to_id: str
+    type_id: int
+
+    def to_json(self) -> dict[str, Any]:
+        kind = {"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": self.type_id}
+        return {"to": {"id": self.to_id}, "types": [kind]}
+
+
+class HubSpotClient:
+    """The calls of one private app; the session and the throttle are the caller's."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        token: str,
+        throttle: Throttle,
+        *,
+        base_url: str = "",
+        timeout: float = 10.0,
+    ) -> None:
+        self._session = session
+        self._base = (base_url or DEFAULT_BASE_URL).rstrip("/")
+        self._headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+        self._throttle = throttle
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+
+    async def search(
+        self, object_type: str, name: str, value: str, properties: Sequence[str]
+    ) -> list[Record]:
+        """Records whose property ``name`` equals ``value``, oldest (lowest id) first."""
+        body = {
+            "filterGroups": [
+                {"filters": [{"propertyName": name, "operator": "EQ", "value": value}]}
+            ],
+            "properties": list(properties),
+            "limit": PAGE_SIZE,
+        }
+        what = f"search of {object_type} by {name}"
+        page = _parse(Page, await self._call("POST", _objects(object_type, "search"), what, body))
+        return sorted(page.results, key=lambda record: int(record.id))
+
+    async def create(
+        self,
+        object_type: str,
+        properties: Mapping[str, str],
+        associations: Sequence[Association] = (),
+    ) -> Record:
+        body: dict[str, Any] = {"properties": dict(properties)}
+        if associations:
+            body["associations"] = [association.to_json() for association in associations]
+        answer = await self._call("POST", _objects(object_type), f"create of a {object_type}", body)
+        return _parse(Record, answer)
+
+    async def update(
+        self, object_type: str, record_id: str, properties: Mapping[str, str]
+    ) -> Record:
+        """Raises ``CrmError`` with status 404 when the record was deleted in HubSpot."""
+        path = _objects(object_type, quote(record_id, safe=""))
+        answer = await self._call(
+            "PATCH", path, f"update of {object_type} {record_id}", {"properties": dict(properties)}
+        )
+        return _parse(Record, answer)
+
+    async def page(
+        self,
+        object_type: str,
+        properties: Sequence[str],
+        after: str | None = None,
+        associations: Sequence[str] = (),
+    ) -> Page:
+        """One page of every record of a type, with the associated ids of ``associations``."""
+        params = {"limit": str(PAGE_SIZE), "properties": ",".join(properties)}
+        if associations:
+            params["associations"] = ",".join(associations)
+        if after:
+            params["after"] = after
+        answer = await self._call(
+            "GET", _objects(object_type), f"list of {object_type}", None, params
+        )
+        return _parse(Page, answer)
+
+    async def owners(self, after: str | None = None) -> Owners:
+        params = {"limit": str(PAGE_SIZE), **({"after": after} if after else {})}
+        return _parse(
+            Owners, await self._call("GET", "/crm/v3/owners", "list of owners", None, params)
+        )
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        what: str,
+        body: Any = None,
+        params: Mapping[str, str] | None = None,
+    ) -> Any:
+        await self._throttle()
+        try:
+            async with self._session.request(
+                method,
+                self._base + path,
+                json=body,
+                params=params,
+                headers=self._headers,
+                timeout=self._timeout,
+            ) as response:
+                if response.status >= 400:
+                    raise await _error(response, what)
+                return await read_json(response, what)
+        except (aiohttp.ClientError, TimeoutError) as error:
+            raise CrmError(f"{what}: {type(error).__name__} {error}".strip()) from None
+
+
+def _objects(object_type: str, *parts: str) -> str:
+    return "/".join(("/crm/v3/objects", object_type, *parts))
+
+
+def _parse(model: type[_A], answer: Any) -> _A:
+    try:
+        return model.model_validate(answer)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "body"
+        raise CrmError(f"HubSpot answered an unexpected {where}: {first['msg']}") from None
+
+
+async def _error(response: aiohttp.ClientResponse, what: str) -> CrmError:
+    """What a 4xx or 5xx means for the next attempt."""
+    status = response.status
+    try:
+        body = _ErrorBody.model_validate(await read_json(response, what) or {})
+    except (CrmError, ValidationError):
+        body = _ErrorBody()
+    message = shorten(body.message) or response.reason or ""
+    detail = f"{what}: {status} {body.category} {message}".replace("  ", " ").strip()
+    if status == 429:
+        wait = retry_after(response.headers.get("Retry-After"))
+        if wait is None:
+            wait = POLICY_WAIT_S.get(body.policyName, 10.0)
+        return CrmError(f"{detail} ({body.policyName or 'rate limit'})", status, retry_after=wait)
+    if status >= 500:
+        return CrmError(detail, status)
+    if status == 401:
+        detail += " (the private app's token is wrong, rotated or revoked)"
+    # 4xx: a validation error, a missing scope, a deleted record: the same request fails again
+    return CrmError(detail, status, permanent=True)

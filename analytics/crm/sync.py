@@ -1,0 +1,480 @@
+"""The pull: accounts, owners and closed deals from the CRM into what Refract already reads.
+
+* **Accounts** join the site's account list (``rules/account_store.py``), beside a CSV import:
+  merged by domain, the CRM's value wins for each field it has (name, industry, employees,
+  annual revenue, country as ``location``, owner id as ``owner``, the target flag), the list's
+  own fields stay (IP ranges, tech stack, territory, and whatever the CRM leaves empty). A pull
+  never removes an account; a CSV import still replaces the list whole. Each company's CRM id
+  is recorded (``keyspace.crm_ids``), so that pushes update the record the pull matched.
+  HubSpot: ``hs_is_target_account``; Salesforce: the checkbox ``Refract_Target__c``. A record
+  without a usable domain (HubSpot's ``domain``, Salesforce's ``Refract_Domain__c`` or else its
+  ``Website``) is skipped and counted; of several with one domain the oldest is kept.
+* **Owners** (HubSpot owners, Salesforce active users) replace ``keyspace.crm_owners``:
+  owner id -> ``{"name", "email"}``.
+* **Closed deals** (opportunities) of known accounts are written as the CSV file
+  ``refract train --outcomes`` reads (analytics/revenue/outcomes.py), replaced whole by each
+  pull: won deals need an amount (those without are skipped and counted), dates are the
+  created and close days.
+
+``keep_pulling`` pulls every ``crm_pull_hours`` from ``[automations] crm`` for every site.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime
+from pathlib import Path
+from typing import Annotated, Any, Final
+
+import aiohttp
+import redis.asyncio as redis
+from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
+
+from refract.analytics.crm import CrmError, Throttle
+from refract.analytics.crm.actions import tokens_for
+from refract.analytics.crm.hubspot import HubSpotClient, Record
+from refract.analytics.crm.salesforce import SalesforceClient
+from refract.analytics.revenue.outcomes import COLUMNS
+from refract.rules import keyspace
+from refract.rules.account_store import load_accounts, store_accounts
+from refract.rules.accounts import Account
+from refract.rules.config import Config, DestinationConfig
+from refract.rules.domains import normalise_domain
+from refract.rules.problems import FieldError
+
+log = logging.getLogger(__name__)
+
+MAX_PAGES: Final = 5000  # 500,000 records at 100 a page: past it, a cursor that loops
+MAX_EMPLOYEES: Final = 10_000_000
+HUBSPOT_COMPANY: Final = (
+    "domain",
+    "name",
+    "industry",
+    "numberofemployees",
+    "annualrevenue",
+    "country",
+    "hubspot_owner_id",
+    "hs_is_target_account",
+)
+HUBSPOT_DEAL: Final = ("amount", "createdate", "closedate", "hs_is_closed", "hs_is_closed_won")
+SALESFORCE_ACCOUNTS: Final = (
+    "SELECT Id, Name, Website, Industry, NumberOfEmployees, AnnualRevenue, BillingCountry, "
+    "OwnerId, Refract_Domain__c, Refract_Target__c FROM Account ORDER BY CreatedDate"
+)
+SALESFORCE_USERS: Final = "SELECT Id, Name, Email FROM User WHERE IsActive = true"
+SALESFORCE_DEALS: Final = (
+    "SELECT Id, AccountId, Amount, IsWon, CreatedDate, CloseDate FROM Opportunity "
+    "WHERE IsClosed = true"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Deal:
+    domain: str
+    won: bool
+    amount: float | None
+    created: date | None
+    closed: date | None
+
+
+@dataclass
+class Pulled:
+    """What one pull read, before it is stored."""
+
+    accounts: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
+    owners: dict[str, dict[str, str]] = field(default_factory=dict)
+    deals: list[Deal] = field(default_factory=list)
+    accounts_skipped: int = 0  # no usable domain, or a second record of one
+    deals_skipped: int = 0  # no known account, or won without an amount
+
+    def add_account(self, crm_id: str, raw_domain: str, fields: dict[str, Any]) -> str:
+        """Keep a record's fields (those the CRM has) under its domain, the first record of a
+        domain winning; the domain, "" when the record has none usable."""
+        try:
+            domain = normalise_domain(raw_domain)
+        except FieldError:
+            self.accounts_skipped += 1
+            return ""
+        if domain in self.accounts:
+            self.accounts_skipped += 1
+        else:
+            known = {k: v for k, v in fields.items() if v is not None and v != ""}
+            self.accounts[domain] = (crm_id, known)
+        return domain
+
+
+@dataclass(frozen=True, slots=True)
+class PullReport:
+    site: str
+    destination: str
+    accounts: int  # pulled from the CRM
+    accounts_skipped: int
+    listed: int  # accounts in the site's list after the merge
+    version: int  # of the stored list
+    owners: int
+    won: int
+    lost: int
+    deals_skipped: int
+    outcomes: Path | None  # the CSV for `refract train`, None when no deal closed
+    pulled_at: float
+
+    def describe(self) -> str:
+        lines = [
+            f"{self.site}: pulled from {self.destination}",
+            f"  accounts: {self.accounts} ({self.accounts_skipped} skipped without a usable "
+            f"or with a repeated domain); the list now has {self.listed} (version {self.version})",
+            f"  owners: {self.owners}",
+            f"  closed deals: {self.won} won, {self.lost} lost, {self.deals_skipped} skipped",
+        ]
+        if self.outcomes is not None:
+            lines.append(f"  refract train --site {self.site} --outcomes {self.outcomes}")
+        return "\n".join(lines) + "\n"
+
+
+def outcomes_path(data_dir: Path, site: str) -> Path:
+    """Where a site's pulled deals are kept for ``refract train``."""
+    return data_dir / "crm" / site / "outcomes.csv"
+
+
+async def pull(
+    client: redis.Redis,
+    session: aiohttp.ClientSession,
+    site: str,
+    name: str,
+    destination: DestinationConfig,
+    throttle: Throttle,
+    now: float,
+    *,
+    outcomes: Path,
+) -> PullReport:
+    """Pull once from the ``name`` destination into the site's account list, owners and the
+    ``outcomes`` CSV file. Raises ``CrmError`` when the CRM fails: nothing is stored then."""
+    if destination.kind == "hubspot":
+        hubspot = HubSpotClient(
+            session,
+            destination.token,
+            throttle,
+            base_url=destination.url,
+            timeout=destination.timeout,
+        )
+        pulled = await _from_hubspot(hubspot)
+    elif destination.kind == "salesforce":
+        tokens = tokens_for(destination.token_url, destination.client_id, destination.client_secret)
+        salesforce = SalesforceClient(
+            session, destination.url, tokens, throttle, timeout=destination.timeout
+        )
+        pulled = await _from_salesforce(salesforce)
+    else:
+        raise ValueError(f"{name} is a {destination.kind} destination, not a CRM")
+    return await _store(client, site, name, pulled, now, outcomes)
+
+
+async def keep_pulling(client: redis.Redis, config: Config, stop: asyncio.Event) -> None:
+    """Pull from ``[automations] crm`` for every site now, then every ``crm_pull_hours``, until
+    ``stop`` is set. A failed pull is logged and tried again at the next turn."""
+    from refract.analytics.automations.rate_limit import throttle
+    from refract.analytics.automations.ssrf import guarded_session
+
+    automations = config.automations
+    if not automations.crm:
+        return
+    name = automations.crm
+    destination = automations.destinations[name]
+
+    async def wait_turn() -> None:
+        await throttle(client, name, destination.rate_limit, destination.rate_window)
+
+    async with guarded_session(automations.allow_hosts) as session:
+        while not stop.is_set():
+            for site in config.sites:
+                path = outcomes_path(config.server.data_dir, site.key)
+                try:
+                    report = await pull(
+                        client,
+                        session,
+                        site.key,
+                        name,
+                        destination,
+                        wait_turn,
+                        time.time(),
+                        outcomes=path,
+                    )
+                    log.info("%s", report.describe().rstrip())
+                except Exception:  # a CRM, network or Redis failure must not end the loop
+                    log.exception("pull of %s from %s failed", site.key, name)
+            try:
+                await asyncio.wait_for(stop.wait(), automations.crm_pull_hours * 3600)
+            except TimeoutError:
+                continue
+
+
+# --- HubSpot -------------------------------------------------------------------------------
+
+
+async def _from_hubspot(hubspot: HubSpotClient) -> Pulled:
+    pulled = Pulled()
+    company_domains: dict[str, str] = {}
+    async for record in _hubspot_records(hubspot, "companies", HUBSPOT_COMPANY):
+        fields = {
+            "name": record.text("name"),
+            "industry": record.text("industry"),
+            "employees": _employees(record.text("numberofemployees")),
+            "annual_revenue": _amount(record.text("annualrevenue")),
+            "location": record.text("country"),
+            "owner": record.text("hubspot_owner_id"),
+            "target": _flag(record.properties.get("hs_is_target_account")),
+        }
+        if domain := pulled.add_account(record.id, record.text("domain"), fields):
+            company_domains[record.id] = domain
+    after: str | None = None
+    for _ in range(MAX_PAGES):
+        owners = await hubspot.owners(after)
+        for owner in owners.results:
+            pulled.owners[owner.id] = {"name": owner.name, "email": owner.email or ""}
+        if (after := owners.after) is None:
+            break
+    async for record in _hubspot_records(hubspot, "deals", HUBSPOT_DEAL, ("companies",)):
+        if record.text("hs_is_closed") != "true":
+            continue
+        companies = record.associations.get("companies")
+        domains = [
+            company_domains[ref.id]
+            for ref in (companies.results if companies else [])
+            if ref.id in company_domains
+        ]
+        won = record.text("hs_is_closed_won") == "true"
+        amount = _amount(record.text("amount"))
+        _add_deal(
+            pulled,
+            domains[0] if domains else "",
+            won,
+            amount,
+            record.text("createdate"),
+            record.text("closedate"),
+        )
+    return pulled
+
+
+async def _hubspot_records(
+    hubspot: HubSpotClient,
+    object_type: str,
+    properties: tuple[str, ...],
+    associations: tuple[str, ...] = (),
+) -> AsyncIterator[Record]:
+    after: str | None = None
+    for _ in range(MAX_PAGES):
+        page = await hubspot.page(object_type, properties, after, associations)
+        for record in page.results:
+            yield record
+        if (after := page.after) is None:
+            return
+    raise CrmError(f"list of {object_type}: more than {MAX_PAGES} pages", permanent=True)
+
+
+# --- Salesforce ----------------------------------------------------------------------------
+
+SalesforceText = Annotated[str, StringConstraints(max_length=1000)] | None
+
+
+class _SfRecord(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    Id: Annotated[str, StringConstraints(pattern=r"^[a-zA-Z0-9]{15}([a-zA-Z0-9]{3})?$")]
+
+
+class _SfAccount(_SfRecord):
+    Name: SalesforceText = None
+    Website: SalesforceText = None
+    Industry: SalesforceText = None
+    NumberOfEmployees: int | None = None
+    AnnualRevenue: float | None = None
+    BillingCountry: SalesforceText = None
+    OwnerId: SalesforceText = None
+    Refract_Domain__c: SalesforceText = None
+    Refract_Target__c: bool | None = None
+
+
+class _SfUser(_SfRecord):
+    Name: SalesforceText = None
+    Email: SalesforceText = None
+
+
+class _SfDeal(_SfRecord):
+    AccountId: SalesforceText = None
+    Amount: float | None = None
+    IsWon: bool = False
+    CreatedDate: SalesforceText = None
+    CloseDate: SalesforceText = None
+
+
+async def _from_salesforce(salesforce: SalesforceClient) -> Pulled:
+    pulled = Pulled()
+    account_domains: dict[str, str] = {}
+    async for raw in salesforce.records(SALESFORCE_ACCOUNTS):
+        account = _sf(_SfAccount, raw)
+        if account is None:
+            pulled.accounts_skipped += 1
+            continue
+        fields = {
+            "name": account.Name or "",
+            "industry": account.Industry or "",
+            "employees": _employees(account.NumberOfEmployees),
+            "annual_revenue": _amount(account.AnnualRevenue),
+            "location": account.BillingCountry or "",
+            "owner": account.OwnerId or "",
+            "target": account.Refract_Target__c,
+        }
+        raw_domain = account.Refract_Domain__c or account.Website or ""
+        if domain := pulled.add_account(account.Id, raw_domain, fields):
+            account_domains[account.Id] = domain
+    async for raw in salesforce.records(SALESFORCE_USERS):
+        if (user := _sf(_SfUser, raw)) is not None:
+            pulled.owners[user.Id] = {"name": user.Name or "", "email": user.Email or ""}
+    async for raw in salesforce.records(SALESFORCE_DEALS):
+        deal = _sf(_SfDeal, raw)
+        if deal is None:
+            pulled.deals_skipped += 1
+            continue
+        domain = account_domains.get(deal.AccountId or "", "")
+        _add_deal(
+            pulled, domain, deal.IsWon, deal.Amount, deal.CreatedDate or "", deal.CloseDate or ""
+        )
+    return pulled
+
+
+def _sf(model: type[Any], raw: Mapping[str, Any]) -> Any:
+    try:
+        return model.model_validate(raw)
+    except ValidationError as error:
+        log.warning("Salesforce record skipped: %s", error.errors()[0]["msg"])
+        return None
+
+
+# --- values --------------------------------------------------------------------------------
+
+
+def _amount(raw: str | float | None) -> float | None:
+    """A CRM's number (HubSpot's are strings) as a finite non-negative float, else None."""
+    if raw is None or raw == "" or isinstance(raw, bool):
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) and value >= 0 else None
+
+
+def _employees(raw: str | float | None) -> int | None:
+    value = _amount(raw)
+    return int(value) if value is not None and value <= MAX_EMPLOYEES else None
+
+
+def _flag(raw: str | None) -> bool | None:
+    if raw is None or raw == "":
+        return None
+    return raw.strip().lower() == "true"
+
+
+def _day(raw: str) -> date | None:
+    """A CRM's date or date-time (``2026-03-01``, ``2026-03-01T10:00:00.000Z``) as a day."""
+    if not raw:
+        return None
+    try:
+        return datetime.fromisoformat(raw.replace("Z", "+00:00").replace("+0000", "+00:00")).date()
+    except ValueError:
+        return None
+
+
+def _add_deal(
+    pulled: Pulled, domain: str, won: bool, amount: float | None, created: str, closed: str
+) -> None:
+    if not domain or (won and amount is None):
+        pulled.deals_skipped += 1
+        return
+    start, end = _day(created), _day(closed)
+    if start and end and end < start:
+        start = None  # a deal backdated in the CRM: its length is unknown, its outcome is not
+    pulled.deals.append(Deal(domain, won, amount, start, end))
+
+
+# --- storing -------------------------------------------------------------------------------
+
+
+def merge(listed: list[Account], pulled: Mapping[str, Mapping[str, Any]]) -> list[Account]:
+    """The account list with the CRM's accounts: by domain, the CRM's fields win."""
+    by_domain = {account.domain: account for account in listed}
+    for domain, fields in pulled.items():
+        old = by_domain.get(domain)
+        if old is None:
+            by_domain[domain] = Account(
+                domain=domain,
+                name=fields.get("name") or domain,
+                **{k: v for k, v in fields.items() if k != "name"},
+            )
+        else:
+            by_domain[domain] = replace(old, **fields)
+    return sorted(by_domain.values(), key=lambda account: account.domain)
+
+
+async def _store(
+    client: redis.Redis, site: str, name: str, pulled: Pulled, now: float, outcomes: Path
+) -> PullReport:
+    fields = {domain: values for domain, (_, values) in pulled.accounts.items()}
+    accounts = merge(await load_accounts(client, site), fields)
+    version = await store_accounts(client, site, accounts)
+    async with client.pipeline(transaction=True) as pipe:
+        ids = {f"company:{domain}": crm_id for domain, (crm_id, _) in pulled.accounts.items()}
+        if ids:
+            pipe.hset(keyspace.crm_ids(site, name), mapping=ids)  # type: ignore[arg-type]
+        pipe.delete(keyspace.crm_owners(site, name))
+        if pulled.owners:
+            owners = {owner: json.dumps(values) for owner, values in pulled.owners.items()}
+            pipe.hset(keyspace.crm_owners(site, name), mapping=owners)  # type: ignore[arg-type]
+        pipe.set(keyspace.crm_pulled(site, name), repr(now))
+        await pipe.execute()
+    written = _write_outcomes(outcomes, pulled.deals) if pulled.deals else None
+    won = sum(deal.won for deal in pulled.deals)
+    return PullReport(
+        site=site,
+        destination=name,
+        accounts=len(pulled.accounts),
+        accounts_skipped=pulled.accounts_skipped,
+        listed=len(accounts),
+        version=version,
+        owners=len(pulled.owners),
+        won=won,
+        lost=len(pulled.deals) - won,
+        deals_skipped=pulled.deals_skipped,
+        outcomes=written,
+        pulled_at=now,
+    )
+
+
+def _write_outcomes(path: Path, deals: list[Deal]) -> Path:
+    """The deals as analytics/revenue/outcomes.py reads them, replacing the file atomically."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(column for column in COLUMNS if column != "visitor_id")
+    for deal in deals:
+        writer.writerow(
+            (
+                deal.domain,
+                "won" if deal.won else "lost",
+                "" if deal.amount is None else repr(deal.amount),
+                deal.created.isoformat() if deal.created else "",
+                deal.closed.isoformat() if deal.closed else "",
+            )
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".csv.partial")
+    partial.write_text(out.getvalue(), encoding="utf-8")
+    os.replace(partial, path)
+    return path

@@ -1,0 +1,310 @@
+"""Pulling accounts, owners and closed deals from HubSpot and Salesforce (analytics/crm/sync.py)
+into the account list, the owners' hash and the CSV file `refract train` reads."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import redis.asyncio as redis
+from aiohttp.test_utils import TestServer
+
+from refract.admin import cli
+from refract.analytics.automations.rate_limit import throttle
+from refract.analytics.crm import CrmError
+from refract.analytics.crm.actions import send
+from refract.analytics.crm.sync import PullReport, keep_pulling, outcomes_path, pull
+from refract.analytics.revenue.outcomes import read_outcomes_csv
+from refract.rules import keyspace
+from refract.rules.account_store import load_accounts, store_accounts
+from refract.rules.accounts import Account
+from refract.rules.config import DestinationConfig
+from tests.conftest import make_config
+from tests.support import hubspot_standin, salesforce_standin
+from tests.support.crm_actions import NOW, SITE, account_action, context, session
+from tests.support.hubspot_standin import HubSpotStandIn
+from tests.support.salesforce_standin import SalesforceStandIn
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with session() as opened:
+        yield opened
+
+
+async def serve(aiohttp_server: Any, app: Any) -> TestServer:
+    server: TestServer = await aiohttp_server(app)
+    return server
+
+
+def hubspot(server: TestServer) -> DestinationConfig:
+    url = str(server.make_url(""))
+    return DestinationConfig(kind="hubspot", url=url, token=hubspot_standin.TOKEN, rate_limit=190)
+
+
+def salesforce(server: TestServer) -> DestinationConfig:
+    return DestinationConfig(
+        kind="salesforce",
+        url=str(server.make_url("")),
+        token_url=str(server.make_url("/services/oauth2/token")),
+        client_id=salesforce_standin.CLIENT_ID,
+        client_secret=salesforce_standin.CLIENT_SECRET,
+        rate_limit=100,
+    )
+
+
+async def pull_now(
+    client: redis.Redis,
+    http: aiohttp.ClientSession,
+    name: str,
+    destination: DestinationConfig,
+    tmp_path: Path,
+) -> PullReport:
+    async def wait_turn() -> None:
+        await throttle(client, name, destination.rate_limit, destination.rate_window)
+
+    outcomes = outcomes_path(tmp_path, SITE)
+    return await pull(client, http, SITE, name, destination, wait_turn, NOW, outcomes=outcomes)
+
+
+def seed_hubspot(standin: HubSpotStandIn, companies: int) -> dict[str, str]:
+    """``companies`` companies (c0.com, ...), one without a domain and a second ``c0.com``;
+    domain -> id."""
+    ids = {}
+    for n in range(companies):
+        properties = {
+            "domain": f"https://www.c{n}.com/",
+            "name": f"C{n}",
+            "industry": "Software",
+            "numberofemployees": str(10 * (n + 1)),
+            "annualrevenue": "5000000.5",
+            "country": "Germany",
+            "hubspot_owner_id": "501",
+            "hs_is_target_account": "true" if n % 3 == 0 else "false",
+        }
+        ids[f"c{n}.com"] = standin.add("companies", properties)
+    standin.add("companies", {"name": "No Domain Ltd"})
+    standin.add("companies", {"domain": "c0.com", "name": "C0 (a duplicate)"})
+    return ids
+
+
+async def test_a_hubspot_pull_pages_through_every_account_owner_and_deal(
+    aiohttp_server: Any, http: aiohttp.ClientSession, client: redis.Redis, tmp_path: Path
+) -> None:
+    standin = HubSpotStandIn()
+    ids = seed_hubspot(standin, 230)
+    owners = [standin.add_owner(f"Rep{n}", "Smith", f"rep{n}@example.com") for n in range(130)]
+    for n in range(150):  # closed: 60 won, 90 lost
+        won = n % 5 < 2
+        deal = {"amount": "48000", "hs_is_closed": "true", "hs_is_closed_won": str(won).lower()}
+        deal |= {"createdate": "2026-01-05T10:00:00.000Z", "closedate": "2026-03-01T00:00:00Z"}
+        standin.add("deals", deal, companies=(ids[f"c{n}.com"],))
+    standin.add("deals", {"hs_is_closed": "false", "amount": "1"}, companies=(ids["c1.com"],))
+    standin.add("deals", {"hs_is_closed": "true", "hs_is_closed_won": "true"}, (ids["c2.com"],))
+    standin.add("deals", {"hs_is_closed": "true", "hs_is_closed_won": "false"})  # no company
+    server = await serve(aiohttp_server, standin.app())
+
+    report = await pull_now(client, http, "hubspot", hubspot(server), tmp_path)
+
+    assert (report.accounts, report.accounts_skipped, report.listed) == (230, 2, 230)
+    assert (report.owners, report.won, report.lost, report.deals_skipped) == (130, 60, 90, 2)
+    assert standin.rate_limited == 0
+    accounts = {account.domain: account for account in await load_accounts(client, SITE)}
+    assert accounts["c3.com"] == Account(
+        "c3.com", "C3", "Software", 40, 5000000.5, "Germany", owner="501", target=True
+    )
+    assert accounts["c0.com"].name == "C0"  # the older of the two records
+    ids_stored = await client.hgetall(keyspace.crm_ids(SITE, "hubspot"))
+    assert ids_stored[b"company:c7.com"] == ids["c7.com"].encode()
+    owner = json.loads(await client.hget(keyspace.crm_owners(SITE, "hubspot"), owners[0]) or "{}")
+    assert owner == {"name": "Rep0 Smith", "email": "rep0@example.com"}
+    assert await client.get(keyspace.crm_pulled(SITE, "hubspot")) == repr(NOW).encode()
+    assert report.outcomes is not None
+    outcomes = read_outcomes_csv(report.outcomes)
+    assert len(outcomes) == 150
+    assert sum(outcome.won for outcome in outcomes) == 60
+    assert {outcome.days_to_close for outcome in outcomes} == {55}
+
+
+async def test_pulled_accounts_join_the_csv_list_the_crm_winning_the_fields_it_has(
+    aiohttp_server: Any, http: aiohttp.ClientSession, client: redis.Redis, tmp_path: Path
+) -> None:
+    imported = Account(
+        "acme.com",
+        "Acme (from the CSV)",
+        industry="Software",
+        employees=100,
+        tech_stack=("React",),
+        ip_ranges=("203.0.113.0/24",),
+        owner="csv-owner",
+        territory="emea",
+    )
+    await store_accounts(client, SITE, [imported, Account("csvonly.com", "CSV Only")])
+    standin = HubSpotStandIn()
+    company = {
+        "domain": "acme.com",
+        "name": "Acme Corp",
+        "industry": "",
+        "numberofemployees": "250",
+    }
+    standin.add("companies", company | {"hubspot_owner_id": "77"})
+    server = await serve(aiohttp_server, standin.app())
+
+    await pull_now(client, http, "hubspot", hubspot(server), tmp_path)
+
+    accounts = {account.domain: account for account in await load_accounts(client, SITE)}
+    assert accounts["acme.com"] == Account(
+        "acme.com",
+        "Acme Corp",
+        industry="Software",  # the CRM leaves it empty: the CSV's stays
+        employees=250,
+        tech_stack=("React",),
+        ip_ranges=("203.0.113.0/24",),
+        owner="77",
+        territory="emea",
+    )
+    assert accounts["csvonly.com"] == Account("csvonly.com", "CSV Only")
+
+
+async def test_a_failed_pull_stores_nothing(
+    aiohttp_server: Any, http: aiohttp.ClientSession, client: redis.Redis, tmp_path: Path
+) -> None:
+    standin = HubSpotStandIn()
+    seed_hubspot(standin, 150)
+    standin.fail_next(503)
+    server = await serve(aiohttp_server, standin.app())
+    with pytest.raises(CrmError, match="503"):
+        await pull_now(client, http, "hubspot", hubspot(server), tmp_path)
+    assert await load_accounts(client, SITE) == []
+    assert not outcomes_path(tmp_path, SITE).exists()
+
+
+def seed_salesforce(standin: SalesforceStandIn) -> dict[str, str]:
+    ids = {}
+    for n in range(20):
+        ids[f"s{n}.com"] = standin.add(
+            "Account",
+            Name=f"S{n}",
+            Website=f"https://www.s{n}.com",
+            Industry="Retail",
+            NumberOfEmployees=500,
+            AnnualRevenue=2.5e7,
+            BillingCountry="France",
+            OwnerId="005000000000007AAA",
+            Refract_Target__c=n < 5,
+        )
+    standin.add("Account", Name="Stamped", Website="old.example", Refract_Domain__c="new.com")
+    standin.add("Account", Name="No Website")
+    for n in range(9):
+        standin.add("User", Name=f"Rep {n}", Email=f"rep{n}@example.com", IsActive=True)
+    standin.add("User", Name="Gone", Email="gone@example.com", IsActive=False)
+    dates = {"CreatedDate": "2026-01-05T10:00:00.000+0000", "CloseDate": "2026-01-15"}
+    for n in range(12):
+        won = n < 4
+        standin.add(
+            "Opportunity",
+            AccountId=ids[f"s{n}.com"],
+            Amount=30000.0 if won else None,
+            IsWon=won,
+            IsClosed=True,
+            **dates,
+        )
+    standin.add("Opportunity", AccountId=ids["s1.com"], Amount=1.0, IsWon=False, IsClosed=False)
+    return ids
+
+
+async def test_a_salesforce_pull_pages_through_every_query(
+    aiohttp_server: Any, http: aiohttp.ClientSession, client: redis.Redis, tmp_path: Path
+) -> None:
+    standin = SalesforceStandIn(batch=7)
+    ids = seed_salesforce(standin)
+    server = await serve(aiohttp_server, standin.app())
+
+    report = await pull_now(client, http, "salesforce", salesforce(server), tmp_path)
+
+    assert (report.accounts, report.accounts_skipped) == (21, 1)
+    assert (report.owners, report.won, report.lost, report.deals_skipped) == (9, 4, 8, 0)
+    accounts = {account.domain: account for account in await load_accounts(client, SITE)}
+    assert accounts["s2.com"] == Account(
+        "s2.com", "S2", "Retail", 500, 2.5e7, "France", owner="005000000000007AAA", target=True
+    )
+    assert accounts["new.com"].name == "Stamped"  # Refract_Domain__c before Website
+    stored = await client.hget(keyspace.crm_ids(SITE, "salesforce"), "company:s4.com")
+    assert stored == ids["s4.com"].encode()
+    assert report.outcomes is not None
+    outcomes = read_outcomes_csv(report.outcomes)
+    assert [outcome.days_to_close for outcome in outcomes] == [10] * 12
+
+
+async def test_an_account_the_pull_found_is_updated_by_a_push_not_created(
+    aiohttp_server: Any, http: aiohttp.ClientSession, client: redis.Redis, tmp_path: Path
+) -> None:
+    standin = SalesforceStandIn()
+    existing = standin.add("Account", Name="Acme", Website="https://acme.com/en")
+    server = await serve(aiohttp_server, standin.app())
+    await pull_now(client, http, "salesforce", salesforce(server), tmp_path)
+
+    ctx = context(http, client, "salesforce", salesforce(server))
+    assert (await send(ctx, account_action("crm_activity"))).ok
+
+    assert list(standin.records["Account"]) == [existing]
+    assert standin.records["Account"][existing]["Refract_Domain__c"] == "acme.com"
+
+
+async def test_keep_pulling_pulls_at_once_then_waits_until_stopped(
+    aiohttp_server: Any, client: redis.Redis, tmp_path: Path
+) -> None:
+    standin = HubSpotStandIn()
+    seed_hubspot(standin, 3)
+    server = await serve(aiohttp_server, standin.app())
+    config = make_config(
+        "http://127.0.0.1:9",
+        site={"id": SITE},
+        server={"data_dir": str(tmp_path)},
+        automations={
+            "destinations": {"crm": hubspot(server).model_dump()},
+            "crm": "crm",
+            "allow_hosts": ["127.0.0.0/8"],
+        },
+    )
+    stop = asyncio.Event()
+    loop = asyncio.create_task(keep_pulling(client, config, stop))
+    for _ in range(500):  # the first pull, at once
+        if await client.exists(keyspace.crm_pulled(SITE, "crm")):
+            break
+        await asyncio.sleep(0.01)
+    stop.set()
+    await asyncio.wait_for(loop, 5)
+    assert len(await load_accounts(client, SITE)) == 3
+    assert standin.calls["GET companies"] == 1  # one pull: the next is hours away
+
+
+async def test_refract_crm_pull_prints_the_report(
+    aiohttp_server: Any,
+    client: redis.Redis,
+    redis_url: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    standin = HubSpotStandIn()
+    seed_hubspot(standin, 4)
+    server = await serve(aiohttp_server, standin.app())
+    config = tmp_path / "refract.toml"
+    config.write_text(
+        f'[redis]\nurl = "{redis_url}"\n'
+        f'[automations]\ncrm = "hub"\nallow_hosts = ["127.0.0.0/8"]\n'
+        f'[automations.destinations.hub]\nkind = "hubspot"\nurl = "{server.make_url("")}"\n'
+        f'token = "{hubspot_standin.TOKEN}"\nrate_limit = 190\nrate_window = 10\n'
+        f'[[sites]]\nhost = "*"\nid = "{SITE}"\norigin = "http://127.0.0.1:9"\n'
+    )
+    code = await asyncio.to_thread(cli.main, ["--config", str(config), "crm", "pull"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert f"{SITE}: pulled from hub" in out
+    assert "accounts: 4 (2 skipped" in out
+    assert len(await load_accounts(client, SITE)) == 4
