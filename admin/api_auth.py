@@ -10,7 +10,7 @@ audit log: ``login.ok``, ``login.failed`` (never the password), ``login.throttle
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from aiohttp import web
 from pydantic import BaseModel, Field, ValidationInfo, field_validator
@@ -49,6 +49,29 @@ class NewUser(BaseModel):
         max_length=256,
         description="the site keys the user may see; empty: every site (admins see every site)",
     )
+    owner_id: str | None = Field(
+        default=None,
+        max_length=100,
+        description="their owner id in the CRM (the account list's owner column): a sales rep "
+        'sees the accounts it owns; "" clears it; absent: kept on a reset',
+    )
+    territory: str | None = Field(
+        default=None,
+        max_length=63,
+        description='their territory\'s key in territories.toml; "" clears it; absent: kept',
+    )
+
+    @field_validator("owner_id")
+    @classmethod
+    def _check_owner_id(cls, owner_id: str | None) -> str | None:
+        auth.check_rep_fields(owner_id, None)  # its ValueError names the problem
+        return owner_id
+
+    @field_validator("territory")
+    @classmethod
+    def _check_territory(cls, territory: str | None) -> str | None:
+        auth.check_rep_fields(None, territory)
+        return territory
 
     @field_validator("password")
     @classmethod
@@ -174,8 +197,24 @@ async def users(request: web.Request) -> web.StreamResponse:
 async def create_user(request: web.Request, body: NewUser) -> web.StreamResponse:
     _check_sites(request, body.sites, body.role)
     client = redis_of(request)
-    new = await auth.add_user(client, body.name, body.role, body.password, body.sites)
-    summary = {"name": body.name, "role": body.role, "sites": sorted(set(body.sites))}
+    new = await auth.add_user(
+        client,
+        body.name,
+        body.role,
+        body.password,
+        body.sites,
+        owner_id=body.owner_id,
+        territory=body.territory,
+    )
+    summary: dict[str, Any] = {
+        "name": body.name,
+        "role": body.role,
+        "sites": sorted(set(body.sites)),
+    }
+    if body.owner_id is not None:
+        summary["owner_id"] = body.owner_id
+    if body.territory is not None:
+        summary["territory"] = body.territory
     await audit.record(
         client,
         identity_of(request),

@@ -14,7 +14,7 @@ from typing import Literal, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, Field
 
-from refract.admin import insights
+from refract.admin import insights, sales
 from refract.admin import site_health as health
 from refract.admin.api import Api, Refused, known_site
 from refract.admin.api_reads import (
@@ -46,7 +46,13 @@ class OverviewQuery(SiteQuery, FormatQuery):
 
 
 class PipelineQuery(SiteQuery, FormatQuery):
-    limit: int = Field(default=100, ge=1, le=1000, description="accounts counted, hottest first")
+    limit: int = Field(
+        default=100,
+        ge=1,
+        le=1000,
+        description="accounts counted, hottest first (a sales rep: their own among the "
+        f"{sales.HOT_SCAN_FOR_REP:,} hottest)",
+    )
     top: int = Field(default=10, ge=1, le=100, description="accounts listed by expected value")
 
 
@@ -81,7 +87,7 @@ async def executive_overview(request: web.Request, query: OverviewQuery) -> web.
     "/api/pipeline",
     roles=READERS_OF_PIPELINE,
     summary="expected pipeline of the hottest accounts: total, by intent and budget band, top "
-    "accounts (JSON, or CSV of the accounts)",
+    "accounts (JSON, or CSV of the accounts); a sales rep: their own accounts' pipeline",
     tag="insights",
     query=PipelineQuery,
     responses={404: "no such site", 503: "Redis is unavailable"},
@@ -90,11 +96,12 @@ async def executive_overview(request: web.Request, query: OverviewQuery) -> web.
 async def pipeline_value(request: web.Request, query: PipelineQuery) -> web.StreamResponse:
     site = known_site(request, query.site)
     client, industry = redis_of(request), industry_of(request, site.key)
+    who = identity_of(request)
     if query.format == "csv":
-        hot = await _read(visitors.hot_accounts(client, site.key, query.limit, industry))
-        rows = [insights.pipeline_row(row) for row in hot]
+        hot = await _read(sales.hot_accounts(client, site.key, who, query.limit, industry))
+        rows = insights.pipeline_rows(hot)
         return csv_response(insights.PIPELINE_COLUMNS, rows, f"pipeline-{site.key}.csv")
-    found = await _read(insights.pipeline(client, site.key, industry, query.limit, query.top))
+    found = await _read(insights.pipeline(client, site.key, who, industry, query.limit, query.top))
     return web.json_response(found)
 
 
@@ -102,7 +109,8 @@ async def pipeline_value(request: web.Request, query: PipelineQuery) -> web.Stre
     "/api/accounts/{domain}",
     roles=READERS_OF_ACCOUNTS,
     summary="an account: CRM fields, roll-up, heat and rank, intent, expected deal, latest "
-    "visitors by handle (not for executives, who see the aggregates only)",
+    "visitors by handle (not for executives, who see the aggregates only); a sales rep: their "
+    "own accounts only",
     tag="accounts",
     query=SiteQuery,
     responses={404: "no such account or site", 503: "Redis is unavailable"},
@@ -116,13 +124,17 @@ async def account_detail(request: web.Request, query: SiteQuery) -> web.StreamRe
             422, "invalid account", errors=[{"field": "domain", "message": error.message}]
         ) from None
     industry = industry_of(request, site.key)
-    with_visitors = identity_of(request).role in READERS_OF_VISITORS
+    who = identity_of(request)
     found = await _read(
         visitors.account_detail(
-            redis_of(request), site.key, domain, industry, with_visitors=with_visitors
+            redis_of(request),
+            site.key,
+            domain,
+            industry,
+            with_visitors=who.role in READERS_OF_VISITORS,
         )
     )
-    if found is None:
+    if found is None or not sales.sees_account(who, found):
         raise Refused(404, f"no account {domain} is listed or has been seen on this site")
     return web.json_response({"site": site.key, **found})
 

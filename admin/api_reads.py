@@ -10,10 +10,10 @@ import redis.asyncio as redis
 from aiohttp import web
 from pydantic import BaseModel, Field
 
-from refract.admin import site_health
+from refract.admin import sales, site_health
 from refract.admin.api import PUBLIC, Api, Refused, known_site
 from refract.admin.csv_export import csv_response
-from refract.admin.state import config_of, industry_of, redis_of
+from refract.admin.state import config_of, identity_of, industry_of, redis_of
 from refract.analytics import reports, visitors
 from refract.analytics.stats.engine import Method, Settings
 
@@ -99,7 +99,8 @@ async def experiment_report(request: web.Request, query: ReportQuery) -> web.Str
     "/api/visitors/{handle}",
     roles=READERS_OF_VISITORS,
     summary="a visitor by public handle (as an account's visitors show it, never the rf_vid "
-    "cookie): organisation, account, profile, guesses, scores and their reasons",
+    "cookie): organisation, account, profile, guesses, scores and their reasons; a sales rep: "
+    "visitors of their own accounts only",
     tag="visitors",
     query=SiteQuery,
     responses={404: "no such visitor handle or site"},
@@ -109,7 +110,7 @@ async def visitor(request: web.Request, query: SiteQuery) -> web.StreamResponse:
     found = await visitors.visitor_profile(
         redis_of(request), site.key, request.match_info["handle"], industry_of(request, site.key)
     )
-    if found is None:
+    if found is None or not sales.sees_account(identity_of(request), found):
         raise Refused(
             404,
             "no such visitor handle on this site",
@@ -121,7 +122,8 @@ async def visitor(request: web.Request, query: SiteQuery) -> web.StreamResponse:
 @api.get(
     "/api/accounts/hot",
     roles=READERS_OF_ACCOUNTS,
-    summary="accounts by heat, with their visitors, pages and expected deal (JSON or CSV)",
+    summary="accounts by heat, with their visitors, pages and expected deal; a sales rep's "
+    "own accounts only (JSON or CSV)",
     tag="accounts",
     query=HotQuery,
     responses={404: "no such site"},
@@ -129,8 +131,12 @@ async def visitor(request: web.Request, query: SiteQuery) -> web.StreamResponse:
 )
 async def hot_accounts(request: web.Request, query: HotQuery) -> web.StreamResponse:
     site = known_site(request, query.site)
-    found = await visitors.hot_accounts(
-        redis_of(request), site.key, query.limit, industry_of(request, site.key)
+    found = await sales.hot_accounts(
+        redis_of(request),
+        site.key,
+        identity_of(request),
+        query.limit,
+        industry_of(request, site.key),
     )
     if query.format == "csv":
         rows = visitors.hot_account_rows(found)

@@ -34,7 +34,7 @@ from pydantic import BaseModel
 
 from refract.admin import api_automations as automations
 from refract.admin import dashboard_views as views
-from refract.admin import decision_records, insights, learnings, site_health, visitor_list
+from refract.admin import decision_records, insights, learnings, sales, site_health, visitor_list
 from refract.admin.api import EVERYONE, PUBLIC, Api, Handler, Refused, known_site
 from refract.admin.api_automations import ActionsFilter
 from refract.admin.api_reads import (
@@ -314,7 +314,7 @@ async def overview(request: web.Request) -> web.StreamResponse:
                 views.experiment_summary(experiment.model_dump(mode="json"), report.as_json())
             )
     industry = industry_of(request, site.key)
-    accounts = await visitors.hot_accounts(client, site.key, ACCOUNTS_READ, industry)
+    accounts = await sales.hot_accounts(client, site.key, identity, ACCOUNTS_READ, industry)
     funnel = views.account_funnel(accounts, industry)
     currency = accounts[0]["prediction"]["currency"] if accounts else "USD"
     today = datetime.now(UTC).strftime("%Y-%m-%d")
@@ -489,7 +489,8 @@ ACTIONS = get_args(Action)  # what a variant's change may do
 async def accounts_page(request: web.Request) -> web.StreamResponse:
     site = _site(request)
     industry = industry_of(request, site.key)
-    found = await visitors.hot_accounts(redis_of(request), site.key, ACCOUNTS_SHOWN, industry)
+    who = identity_of(request)
+    found = await sales.hot_accounts(redis_of(request), site.key, who, ACCOUNTS_SHOWN, industry)
     for account in found:
         account["band"] = band(int(account["intent"]), industry)
     return render(
@@ -501,7 +502,7 @@ async def accounts_page(request: web.Request) -> web.StreamResponse:
         accounts=found,
         csv=_link(request.query.get("site"), "/api/accounts/hot", limit=ACCOUNTS_SHOWN,
                   format="csv"),
-        may_see_visitors=_may(identity_of(request), READERS_OF_VISITORS),
+        may_see_visitors=_may(who, READERS_OF_VISITORS),
         data={"intent": [account["intent"] for account in found]},
         alt={"intent": views.intent_summary(found)},
     )  # fmt: skip
@@ -514,7 +515,7 @@ async def account_page(request: web.Request) -> web.StreamResponse:
     industry = industry_of(request, site.key)
     ranked = await visitors.hot_accounts(redis_of(request), site.key, ACCOUNTS_READ, industry)
     found = next((account for account in ranked if account["domain"] == domain), None)
-    if found is None:
+    if found is None or not sales.sees_account(identity_of(request), found):
         raise Refused(404, f"No account {domain!r} among the {ACCOUNTS_READ} hottest")
     found["band"] = band(int(found["intent"]), industry)
     return render(
@@ -547,7 +548,7 @@ async def visitor_lookup(request: web.Request) -> web.StreamResponse:
         raise web.HTTPSeeOther(_link(request.query.get("site"), f"/visitors/{quote(wanted)}"))
     site = _site(request)
     found = await visitor_list.identified_visitors(
-        redis_of(request), site.key, industry_of(request, site.key)
+        redis_of(request), site.key, identity_of(request), industry_of(request, site.key)
     )
     return render(
         request,
@@ -570,7 +571,7 @@ async def visitor_page(request: web.Request) -> web.StreamResponse:
     found = await visitors.visitor_profile(
         redis_of(request), site.key, handle, industry_of(request, site.key)
     )
-    if found is None:
+    if found is None or not sales.sees_account(identity_of(request), found):
         raise Refused(404, f"No visitor handle {handle!r} on this site")
     axes = found["psychographics"]
     return render(

@@ -16,7 +16,8 @@ from typing import Any, Final, TypeVar
 
 import redis.asyncio as redis
 
-from refract.admin import decision_records
+from refract.admin import decision_records, sales
+from refract.admin.auth import Identity
 from refract.admin.decision_records import DecisionRecord
 from refract.analytics import visitors
 from refract.analytics.effects import day_of
@@ -329,13 +330,17 @@ PIPELINE_COLUMNS: Final = (
 
 
 async def pipeline(
-    client: redis.Redis, site: str, industry: IndustryModel | None, limit: int, top: int
+    client: redis.Redis,
+    site: str,
+    who: Identity,
+    industry: IndustryModel | None,
+    limit: int,
+    top: int,
 ) -> dict[str, Any]:
     """The expected value (deal size x close probability) of the ``limit`` hottest accounts'
-    predicted deals, in total, by intent band and by budget band, with the top accounts."""
-    rows = [
-        pipeline_row(found) for found in await visitors.hot_accounts(client, site, limit, industry)
-    ]
+    predicted deals, in total, by intent band and by budget band, with the top accounts: the
+    accounts the caller sees (a sales rep's pipeline is their own accounts')."""
+    rows = pipeline_rows(await sales.hot_accounts(client, site, who, limit, industry))
     seen = int(await client.zcard(keyspace.hot_accounts(site)))
     sources: dict[str, int] = {}
     for row in rows:
@@ -356,13 +361,16 @@ async def pipeline(
     }
 
 
-def pipeline_row(found: dict[str, Any]) -> dict[str, Any]:
-    prediction = found["prediction"]
-    return {
-        **visitors.account_row(found, "intent_band", "budget"),
-        "currency": prediction["currency"],
-        "source": prediction["source"],
-    }
+def pipeline_rows(hot: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Hot accounts as the pipeline's rows (``PIPELINE_COLUMNS``, its CSV)."""
+    return [
+        {
+            **visitors.account_row(found, "intent_band", "budget"),
+            "currency": found["prediction"]["currency"],
+            "source": found["prediction"]["source"],
+        }
+        for found in hot
+    ]
 
 
 def _by(rows: list[dict[str, Any]], field: str, bands: tuple[str, ...]) -> list[dict[str, Any]]:

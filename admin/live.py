@@ -1,14 +1,15 @@
 """Live updates: ``GET /api/live?view=...`` as server-sent events (docs/admin.md#live-updates).
 
 One **poller** per (site, view) renders the view's JSON, at most once per ``interval_s`` (1 s),
-and publishes it when it differs from the last rendering; every connection watching that
-view is a **subscriber** holding only the newest message it has not written yet, so a slow
-client skips to the latest state instead of queueing old ones. The poller starts with the
-first subscriber and stops when the last one leaves: the cost of a view is one rendering a
-second however many people watch it. Between messages a comment every ``heartbeat_s``
-keeps proxies from closing an idle connection, and the caller's credentials are checked
-again then, so a revoked token, an ended session or a changed role ends the stream. When the
-application shuts down every stream ends with a ``bye`` event.
+and publishes it when it differs from the last rendering (the accounts view: one per
+audience, since a sales rep sees only their own accounts; admin/sales.py); every connection
+watching that view is a **subscriber** holding only the newest message it has not written
+yet, so a slow client skips to the latest state instead of queueing old ones. The poller
+starts with the first subscriber and stops when the last one leaves: the cost of a view is
+one rendering a second however many people watch it. Between messages a comment every
+``heartbeat_s`` keeps proxies from closing an idle connection, and the caller's credentials
+are checked again then, so a revoked token, an ended session or a changed role ends the
+stream. When the application shuts down every stream ends with a ``bye`` event.
 
 The poller's clock is injectable, so the tests can drive time and count what is published.
 """
@@ -24,19 +25,19 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Final, Protocol
+from typing import Any, Final, NamedTuple, Protocol
 
 import redis.asyncio as redis
 from aiohttp import web
 from pydantic import BaseModel, Field
 
-from refract.admin import auth, insights, site_health
+from refract.admin import auth, insights, sales, site_health
 from refract.admin.api import ROLES, Api, Refused, known_site
 from refract.admin.api_insights import READERS_OF_HEALTH
 from refract.admin.api_reads import READERS_OF_ACCOUNTS, READERS_OF_RESULTS
+from refract.admin.auth import Identity
 from refract.admin.perimeter import is_https
 from refract.admin.state import CONFIG_KEY, REDIS_KEY, config_in, identity_of
-from refract.analytics import visitors
 from refract.analytics.reports import UnknownExperimentError, experiment_report
 from refract.rules.schema import KEY_PATTERN
 
@@ -73,7 +74,15 @@ class RealClock:
 
 
 Render = Callable[[], Awaitable[dict[str, Any]]]
-Key = tuple[str, str]  # (site, view); the health view covers every site: ("", "health")
+
+
+class Key(NamedTuple):
+    """What a poller renders: a view of a site (the health view covers every site: site "")
+    for an audience (``sales.audience``: "" for all, else a rep's owners; accounts only)."""
+
+    site: str
+    view: str
+    audience: str = ""
 
 
 @dataclass(eq=False)
@@ -144,7 +153,7 @@ class Poller:
             await self._clock.sleep(max(started + self._interval - now, self._interval / 10))
 
     async def _body(self) -> bytes:
-        site, view = self.key
+        site, view = self.key.site, self.key.view
         envelope: dict[str, Any] = {"view": view, "site": site or None, "data": None}
         try:
             envelope["data"] = await insights.within_deadline(self._render())
@@ -252,8 +261,8 @@ class LiveQuery(BaseModel):
     view: str = Field(
         pattern=VIEW_PATTERN,
         description="overview, accounts, health or experiment:<key>; each view has its own "
-        "roles (overview and experiments: results readers; accounts: everyone; health: "
-        "marketing and admin)",
+        "roles (overview and experiments: results readers; accounts: everyone, a sales rep "
+        "their own accounts only; health: marketing and admin)",
     )
     site: str | None = Field(default=None, description="the site's key (default: the first)")
 
@@ -287,7 +296,7 @@ async def live_updates(request: web.Request, query: LiveQuery) -> web.StreamResp
     hub = app[HUB_KEY]
     if hub.closing or hub.subscribers >= MAX_SUBSCRIBERS:
         raise Refused(503, "the admin cannot take another live stream now")
-    key: Key = ("", "health") if kind == "health" else (site.key, query.view)
+    key = view_key(query.view, site.key, identity)
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream",
@@ -296,7 +305,7 @@ async def live_updates(request: web.Request, query: LiveQuery) -> web.StreamResp
         }
     )
     await response.prepare(request)
-    subscriber = hub.subscribe(key, renderer(app, key))
+    subscriber = hub.subscribe(key, renderer(app, key, identity))
     try:
         retry = b"retry: %d\n\n" % random.randint(*RETRY_MS)
         await _send(request, response, retry, hub.write_timeout_s)
@@ -357,7 +366,9 @@ async def _send(
 
 async def _still_allowed(request: web.Request, roles: frozenset[str]) -> bool:
     """Whether the stream's credentials still hold a role that may watch it; a Redis that
-    does not answer ends nothing (the stream only carries errors meanwhile)."""
+    does not answer ends nothing (the stream only carries errors meanwhile). The audience
+    cannot change under a stream: a user's owner id changes only with a reset, which ends
+    their sessions."""
     try:
         secure = is_https(request, config_in(request.app))
         identity = await auth.identify(request.app[REDIS_KEY], request, secure)
@@ -367,9 +378,19 @@ async def _still_allowed(request: web.Request, roles: frozenset[str]) -> bool:
     return identity is not None and identity.role in roles
 
 
-def renderer(app: web.Application, key: Key) -> Render:
-    """The rendering of a view: what its poller publishes."""
-    site, view = key
+def view_key(view: str, site: str, who: Identity) -> Key:
+    """The poller a caller's view is rendered by: one for all, but the accounts view's per
+    audience (what a sales rep sees is theirs)."""
+    kind = view.partition(":")[0]
+    if kind == "health":
+        return Key("", "health")
+    return Key(site, view, sales.audience(who) if kind == "accounts" else "")
+
+
+def renderer(app: web.Application, key: Key, who: Identity) -> Render:
+    """The rendering of a view for ``who`` (any caller of the key's audience): what its
+    poller publishes."""
+    site, view = key.site, key.view
     client = app[REDIS_KEY]
     kind, _, name = view.partition(":")
 
@@ -385,7 +406,7 @@ def renderer(app: web.Application, key: Key) -> Render:
 
     async def accounts() -> dict[str, Any]:
         industry = app[CONFIG_KEY].industries.get(site)
-        found = await visitors.hot_accounts(client, site, HOT_ACCOUNTS_SHOWN, industry)
+        found = await sales.hot_accounts(client, site, who, HOT_ACCOUNTS_SHOWN, industry)
         return {"site": site, "accounts": found}
 
     async def health() -> dict[str, Any]:

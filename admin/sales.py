@@ -10,6 +10,7 @@ their owner id or their user name) and the leads routed to them; every other rol
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Iterable
 from typing import Any, Final
 
@@ -103,19 +104,60 @@ def sees_every_account(who: Identity) -> bool:
     return who.role != "sales_rep"
 
 
+def _rep_key(who: Identity) -> str:
+    """The caller as a rep of territories.toml: a user's name. A token's name only says what
+    it is for (an admin may call one "maria"): a token is no rep and owns nothing."""
+    return who.name if who.via == "session" else ""
+
+
+def _owners(who: Identity) -> set[str]:
+    """The owners (account list, CRM) of a rep's accounts: their owner id and rep key."""
+    return {who.owner_id, _rep_key(who)} - {""}
+
+
 def owns(who: Identity, owner: str) -> bool:
     """Whether an account of this owner (account list, CRM) is the caller's."""
     if sees_every_account(who):
         return True
-    return bool(owner) and owner in {who.owner_id, who.name} - {""}
+    return bool(owner) and owner in _owners(who)
+
+
+def audience(who: Identity) -> str:
+    """Whom the caller sees the same accounts as: "" for the roles that see every account,
+    else the rep's owners (a rep's sessions all see the same list, so a view of it can be
+    rendered once for all of them)."""
+    if sees_every_account(who):
+        return ""
+    return "owners " + json.dumps(sorted(_owners(who)))
+
+
+def sees_account(who: Identity, row: dict[str, Any]) -> bool:
+    """Whether the caller may see an account as the hot list shows it, or a visitor's
+    profile (by its ``account``: a visitor of no listed account has no owner)."""
+    return owns(who, _owner_of(row["account"]))
 
 
 def lead_is_theirs(who: Identity, lead: dict[str, Any]) -> bool:
-    return sees_every_account(who) or lead["owner"]["key"] == who.name
+    if sees_every_account(who):
+        return True
+    return bool(_rep_key(who)) and lead["owner"]["key"] == _rep_key(who)
 
 
 def _owner_of(account: dict[str, Any] | None) -> str:
     return str((account or {}).get("owner") or "")
+
+
+async def hot_accounts(
+    client: redis.Redis, site: str, who: Identity, limit: int, industry: IndustryModel | None
+) -> list[dict[str, Any]]:
+    """The hot list as the caller may see it, hottest first: a rep's own accounts among the
+    ``HOT_SCAN_FOR_REP`` hottest (the hot list's endpoints and pages read it here)."""
+    if sees_every_account(who):
+        return await visitors.hot_accounts(client, site, limit, industry)
+    if not _owners(who):  # a token: no rep, no account (nothing to scan for)
+        return []
+    hot = await visitors.hot_accounts(client, site, max(limit, HOT_SCAN_FOR_REP), industry)
+    return [row for row in hot if sees_account(who, row)][:limit]
 
 
 # --- scoring -------------------------------------------------------------------------------
@@ -188,9 +230,7 @@ async def hot_leads(
 ) -> list[dict[str, Any]]:
     """The hottest accounts the caller may see, with their intent's reasons, owner, latest
     lead and latest identified visitors (by handle)."""
-    scan = limit if sees_every_account(who) else HOT_SCAN_FOR_REP
-    hot = await visitors.hot_accounts(client, site, scan, industry)
-    mine = [row for row in hot if owns(who, _owner_of(row["account"]))][:limit]
+    mine = await hot_accounts(client, site, who, limit, industry)
     domains = [row["domain"] for row in mine]
     found = await accounts_of(client, site, set(domains))
     leads = _latest_lead_by_domain(
@@ -279,7 +319,9 @@ def hot_lead_rows(found: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def may_see_territory(who: Identity, territory: Territory) -> bool:
     """A rep sees their own territory (their user's, or one that lists them), others all."""
-    return sees_every_account(who) or who.territory == territory.key or who.name in territory.reps
+    if sees_every_account(who):
+        return True
+    return who.territory == territory.key or _rep_key(who) in territory.reps
 
 
 async def territory_view(
@@ -361,7 +403,7 @@ async def visiting(
     rows = []
     for _, domain in recent:
         row = await visitors.account_detail(client, site, domain, industry, with_visitors=False)
-        if row is not None and owns(who, _owner_of(row["account"])):
+        if row is not None and sees_account(who, row):
             rows.append(row)
         if len(rows) == MAX_VISITING:
             break

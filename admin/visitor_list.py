@@ -3,7 +3,8 @@
 Visitors are only ever shown by their public handle (analytics/visitor_handles.py), never by
 cookie. The worker keeps, per account, its latest visitors (``keyspace.account_recent``); the
 list is those of the hottest accounts, so an anonymous visitor (no account) is not in it: one
-is found by handle, from a report or a link.
+is found by handle, from a report or a link. A sales rep's list is their own accounts' visitors
+(admin/sales.py): a visitor of no listed account has no owner, so no rep sees it.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from typing import Any, Final
 
 import redis.asyncio as redis
 
+from refract.admin import sales
+from refract.admin.auth import Identity
 from refract.analytics import visitors
 from refract.rules.industry import IndustryModel
 
@@ -20,11 +23,12 @@ SHOWN: Final = 25  # rows of each list
 
 
 async def identified_visitors(
-    client: redis.Redis, site: str, industry: IndustryModel | None
+    client: redis.Redis, site: str, who: Identity, industry: IndustryModel | None
 ) -> list[dict[str, Any]]:
-    """The latest visitors of the hottest accounts, each with its account's domain and name."""
+    """The latest visitors of the hottest accounts the caller sees, each with its account's
+    domain and name."""
     found: list[dict[str, Any]] = []
-    for account in await visitors.hot_accounts(client, site, ACCOUNTS_READ, industry):
+    for account in await sales.hot_accounts(client, site, who, ACCOUNTS_READ, industry):
         detail = await visitors.account_detail(client, site, account["domain"], industry)
         if detail is None:
             continue

@@ -49,7 +49,8 @@ Per site:
 | `rf:{site}:outbox` | stream | actions triggers queued, not yet scheduled | capped |
 | `rf:{site}:auto:action:{id}` | hash | one action: trigger, destination, status | `ACTION_TTL_S` |
 | `rf:{site}:auto:actions` | sorted set | action ids by creation time (the log) | `ACTION_TTL_S` |
-| `rf:{site}:auto:due` | sorted set | action ids by the time of their next attempt | while due |
+| `rf:{site}:auto:due` | sorted set | scheduled action ids, until sorted by destination | seconds |
+| `rf:{site}:auto:due:{dest}` | sorted set | its action ids by next attempt time | while due |
 | `rf:{site}:auto:dead` | sorted set | dead-lettered action ids by time | `ACTION_TTL_S` |
 | `rf:{site}:auto:fired:{trigger}:{subject}` | string | the event that fired it | its cooldown |
 | `rf:{site}:auto:state` | hash | subject -> what a threshold trigger last saw | as profiles |
@@ -370,9 +371,16 @@ def automation_actions(site: str) -> str:
 
 
 def automation_due(site: str) -> str:
-    """Action ids by the time of their next delivery attempt; a claimed one is pushed past its
-    timeout, so a deliverer that dies leaves it due again."""
+    """Action ids the outbox scheduled (or a replay made due), by due time, until the deliverer
+    sorts them into their destination's ``automation_due_to``."""
     return _site(site, "auto", "due")
+
+
+def automation_due_to(site: str, destination: str) -> str:
+    """One destination's action ids by the time of their next delivery attempt; a claimed one
+    is pushed past its timeout, so a deliverer that dies leaves it due again. One set per
+    destination, so that a saturated destination's backlog holds back no other's actions."""
+    return _site(site, "auto", "due", destination)
 
 
 def automation_dead(site: str) -> str:

@@ -401,8 +401,9 @@ def _territory_problems(sources: list[_Source]) -> Iterator[Problem]:
                     path, dotted(path), f'rep "{first}" has owner id "{rep.owner_id}" too'
                 )
         for index, territory in enumerate(source.rules.territories):
-            for rep_key in territory.reps:
-                yield from _references(source, ("territories", index, "reps"), rep_key, reps, "rep")
+            for r_index, rep_key in enumerate(territory.reps):
+                where = ("territories", index, "reps", r_index)
+                yield from _references(source, where, rep_key, reps, "rep")
             for domain in territory.accounts:
                 claimed = named.setdefault(domain, territory.key)
                 if claimed != territory.key:

@@ -206,7 +206,7 @@ async def accounts(redis_url: str, rules: Path) -> Config:
 async def test_the_pipeline_sums_expected_values_by_band_and_says_where_they_come_from(
     accounts: Config, admin_api: AdminFactory
 ) -> None:
-    admin = await admin_api(accounts, role="sales_rep")
+    admin = await admin_api(accounts, role="sales_manager")
     hot = (await (await admin.get("/api/accounts/hot?limit=10")).json())["accounts"]
     body = await (await admin.get("/api/pipeline?top=2")).json()
     values = {account["domain"]: account["prediction"]["expected_value"] for account in hot}
@@ -276,7 +276,7 @@ async def test_the_hot_accounts_csv_defuses_formulas_and_is_a_download(
     accounts: Config, admin_api: AdminFactory
 ) -> None:
     """Regression: /api/accounts/hot?format=csv wrote `=HYPERLINK(...)` raw, as no download."""
-    admin = await admin_api(accounts, role="sales_rep")
+    admin = await admin_api(accounts, role="sales_manager")
     response = await admin.get("/api/accounts/hot?format=csv&limit=10")
     attachment(response, f"hot-accounts-{SITE}.csv")
     rows = list(csv.DictReader(io.StringIO(await response.text())))
@@ -307,7 +307,7 @@ async def test_every_formula_start_is_defused_in_the_accounts_csvs(
 async def test_an_account_comes_with_its_roll_up_rank_and_latest_visitors(
     accounts: Config, admin_api: AdminFactory
 ) -> None:
-    admin = await admin_api(accounts, role="sales_rep")
+    admin = await admin_api(accounts, role="sales_manager")
     response = await admin.get("/api/accounts/WWW.Helioforge.io")  # as a CRM may write it
     assert response.status == 200
     body = await response.json()
@@ -328,7 +328,7 @@ async def test_an_account_comes_with_its_roll_up_rank_and_latest_visitors(
 async def test_a_listed_account_nobody_visited_has_no_roll_up(
     accounts: Config, admin_api: AdminFactory
 ) -> None:
-    admin = await admin_api(accounts, role="sales_rep")  # executives get no recent_visitors
+    admin = await admin_api(accounts, role="sales_manager")  # executives get no recent_visitors
     body = await (await admin.get("/api/accounts/brightwater-health.co.uk")).json()
     assert (body["pageviews"], body["visitors"], body["rank"], body["recent_visitors"]) == (
         0, 0, None, []

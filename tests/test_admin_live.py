@@ -21,7 +21,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from refract.admin import auth, live
 from refract.admin.app import build_app
-from refract.admin.live import HUB_KEY, Hub, Poller, Subscriber
+from refract.admin.live import HUB_KEY, Hub, Key, Poller, Subscriber
 from refract.analytics.effects import day_of
 from refract.rules import keyspace
 from tests.conftest import api_token, clean_redis
@@ -103,13 +103,13 @@ async def test_a_view_that_always_changes_is_published_once_a_second() -> None:
         rendered += 1
         return {"n": rendered}
 
-    hub.subscribe(("s", "overview"), render)
+    hub.subscribe(Key("s", "overview"), render)
     recorder = Recorder(clock)
-    hub.pollers[("s", "overview")].subscribers.add(recorder)
+    hub.pollers[Key("s", "overview")].subscribers.add(recorder)
     await until(lambda: clock.sleeping > 0)
     for _ in range(12):  # three seconds in quarters
         await settle(clock, 0.25)
-    poller = hub.pollers[("s", "overview")]
+    poller = hub.pollers[Key("s", "overview")]
     assert poller.renders == rendered == 4  # at 0, 1, 2 and 3 s: not once per quarter
     assert recorder.times == [0.0, 1.0, 2.0, 3.0]
     assert poller.sequence == 4
@@ -128,7 +128,7 @@ async def test_a_slow_rendering_never_brings_two_updates_closer_than_a_second() 
             clock.now += 0.9  # every other rendering takes 0.9 s
         return {"n": rendered}
 
-    poller = Poller(("s", "overview"), render, clock, 1.0)
+    poller = Poller(Key("s", "overview"), render, clock, 1.0)
     poller.subscribers.add(recorder)
     poller.start()
     await until(lambda: clock.sleeping > 0)
@@ -147,11 +147,11 @@ async def test_an_unchanged_view_is_not_published_again() -> None:
     async def render() -> dict[str, Any]:
         return {"same": True}
 
-    hub.subscribe(("s", "health"), render)
+    hub.subscribe(Key("s", "health"), render)
     await until(lambda: clock.sleeping > 0)
     for _ in range(5):
         await settle(clock, 1.0)
-    poller = hub.pollers[("s", "health")]
+    poller = hub.pollers[Key("s", "health")]
     assert (poller.renders, poller.sequence) == (6, 1)
     await hub.close()
 
@@ -163,9 +163,9 @@ async def test_a_late_subscriber_gets_the_current_state_at_once() -> None:
     async def render() -> dict[str, Any]:
         return {"state": 1}
 
-    hub.subscribe(("s", "accounts"), render)
-    await until(lambda: hub.pollers[("s", "accounts")].current is not None)
-    late = hub.subscribe(("s", "accounts"), render)
+    hub.subscribe(Key("s", "accounts"), render)
+    await until(lambda: hub.pollers[Key("s", "accounts")].current is not None)
+    late = hub.subscribe(Key("s", "accounts"), render)
     message = late.take()
     assert message is not None
     assert json.loads(message.split(b"data: ", 1)[1])["data"] == {"state": 1}
@@ -275,7 +275,7 @@ async def test_changes_within_a_second_make_one_update(
         for _ in range(5):  # five changes while the clock stands within the second
             await change(redis_url, 1)
         await settle(clock, 0.5)
-        poller = hub.pollers[(SITE, "overview")]
+        poller = hub.pollers[Key(SITE, "overview")]
         assert poller.sequence == 1  # half a second: nothing rendered, nothing sent
         await settle(clock, 0.5)
         update = await next_event(response)
@@ -294,8 +294,8 @@ async def test_many_watchers_share_one_poller_that_stops_when_the_last_leaves(
     responses = [await client.get("/api/live?view=accounts") for _ in range(5)]
     firsts = [await next_event(response) for response in responses]
     assert len({json.dumps(first) for first in firsts}) == 1  # the same message for all
-    assert list(hub.pollers) == [(SITE, "accounts")]
-    poller = hub.pollers[(SITE, "accounts")]
+    assert list(hub.pollers) == [Key(SITE, "accounts")]
+    poller = hub.pollers[Key(SITE, "accounts")]
     assert len(poller.subscribers) == 5
     await until(lambda: clock.sleeping > 0)
     await settle(clock, 1.0)
@@ -319,7 +319,11 @@ async def test_different_views_and_sites_have_their_own_pollers(live_api: LiveFa
     ):
         for response in (overview, health, experiment):
             await next_event(response)
-        assert set(hub.pollers) == {(SITE, "overview"), ("", "health"), (SITE, "experiment:hero")}
+        assert set(hub.pollers) == {
+            Key(SITE, "overview"),
+            Key("", "health"),
+            Key(SITE, "experiment:hero"),
+        }
 
 
 async def test_the_experiment_view_carries_its_report(live_api: LiveFactory) -> None:

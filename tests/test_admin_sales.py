@@ -4,8 +4,12 @@ on demand; who may call them and what a sales rep sees."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
+import dataclasses
 import io
+import json
+import re
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,15 +17,18 @@ from typing import Any
 
 import pytest
 import redis.asyncio as redis
+from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 
-from refract.admin import auth, sales
+from refract.admin import auth, cli, live, sales
+from refract.admin.auth import Identity
 from refract.analytics import visitor_handles
 from refract.rules.account_store import store_accounts
 from refract.rules.accounts import Account
 from refract.rules.config import Config
 from tests.conftest import AdminFactory, api_token, clean_redis
 from tests.support.admin import site_config
+from tests.support.processes import config_text
 from tests.support.visitors import visit
 from tests.support.worker import RULES, SITE, drain, send
 
@@ -260,22 +267,223 @@ async def test_a_sales_rep_sees_only_their_accounts_leads_and_territories(
     assert (await route(ana, domain="acme.example")).status == 403
 
 
-async def test_a_sales_reps_token_sees_no_ones_accounts(
+async def test_a_sales_rep_sees_only_their_accounts_on_the_hot_list_and_account_pages(
     site: redis.Redis, admin_api: AdminFactory, config: Config
 ) -> None:
-    rep = await as_role(admin_api, config, "sales_rep")  # a token: no owner id
-    hot = await (await rep.get("/api/sales/hot-leads")).json()
-    assert hot["leads"] == []
+    ana = await as_ana(admin_api, config)
+    hot = await (await ana.get("/api/accounts/hot")).json()
+    assert [row["domain"] for row in hot["accounts"]] == ["acme.example"]
+    listed = csv_rows(await (await ana.get("/api/accounts/hot?format=csv")).text())
+    assert [row["domain"] for row in listed] == ["acme.example"]
+    acme = await (await ana.get("/api/accounts/acme.example")).json()
+    assert acme["recent_visitors"][0]["handle"].startswith("vh_")
+    assert (await ana.get("/api/accounts/initech.example")).status == 404
+    page = await (await ana.get("/accounts")).text()
+    assert "acme.example" in page
+    assert "initech.example" not in page
+    assert "globex.example" not in page
+    assert (await ana.get("/accounts/acme.example")).status == 200
+    assert (await ana.get("/accounts/globex.example")).status == 404
+    manager = await as_role(admin_api, config, "sales_manager")
+    everyone = await (await manager.get("/api/accounts/hot")).json()
+    assert len(everyone["accounts"]) == len(ACCOUNTS)
+    assert (await manager.get("/accounts/globex.example")).status == 200
+
+
+async def test_a_sales_reps_token_sees_no_ones_accounts_even_named_after_the_rep(
+    site: redis.Redis, admin_api: AdminFactory, config: Config
+) -> None:
+    """Accounts owned by "ana" (her rep key, as an account list may say), a lead routed to
+    her: a token an admin named "ana" is no rep, so sees and acknowledges none of them."""
+    await store_accounts(site, SITE, [*ACCOUNTS[1:], dataclasses.replace(ACCOUNTS[0], owner="ana")])
+    manager = await as_role(admin_api, config, "sales_manager")
+    lead = (await (await route(manager, domain="acme.example")).json())["lead_id"]
+    _, token = await auth.create_token(site, "ana", "sales_rep", "write")
+    rep = await admin_api(config, role=None)
+    rep.session.headers["Authorization"] = f"Bearer {token}"
+    assert (await (await rep.get("/api/sales/hot-leads")).json())["leads"] == []
+    assert (await (await rep.get("/api/accounts/hot")).json())["accounts"] == []
+    assert (await rep.get("/api/accounts/acme.example")).status == 404
+    assert (await rep.get("/api/sales/territory/rest")).status == 404
+    assert (await rep.post(f"/api/sales/leads/{lead}/ack")).status == 404
+    ana = await as_ana(admin_api, config)  # her session: the accounts are hers
+    assert (await ana.get("/api/accounts/acme.example")).status == 200
+    assert (await ana.post(f"/api/sales/leads/{lead}/ack")).status == 200
+
+
+async def live_state(response: ClientResponse) -> dict[str, Any]:
+    """The view's data of the stream's first state."""
+    async with asyncio.timeout(10):
+        async for line in response.content:
+            if line.startswith(b"data: "):
+                return json.loads(line.removeprefix(b"data: "))["data"]  # type: ignore[no-any-return]
+    raise AssertionError("the stream ended without a state")
+
+
+async def test_a_sales_reps_live_accounts_view_is_their_own_rendered_once_for_them(
+    site: redis.Redis, admin_api: AdminFactory, config: Config
+) -> None:
+    ana = await as_ana(admin_api, config)
+    manager = {"Authorization": f"Bearer {await api_token(config.redis.url, 'sales_manager')}"}
+    async with (
+        ana.get("/api/live?view=accounts") as hers,
+        ana.get("/api/live?view=accounts") as hers_again,
+        ana.get("/api/live?view=accounts", headers=manager) as everyones,
+    ):
+        for stream in (hers, hers_again):
+            assert [row["domain"] for row in (await live_state(stream))["accounts"]] == [
+                "acme.example"
+            ]
+        assert len((await live_state(everyones))["accounts"]) == len(ACCOUNTS)
+        pollers = ana.app[live.HUB_KEY].pollers
+        her_audience = sales.audience(Identity("ana", "sales_rep", "session", owner_id="005A"))
+        assert sorted(key.audience for key in pollers) == ["", her_audience]
+        assert len(pollers[live.Key(SITE, "accounts", her_audience)].subscribers) == 2
+
+
+@pytest.mark.parametrize(
+    ("one", "other", "same"),
+    [
+        (Identity("ana", "sales_rep", "session", owner_id="005A"),
+         Identity("ana", "sales_rep", "session", owner_id="005A", csrf="another session"), True),
+        (Identity("ana", "sales_rep", "session", owner_id="005A"),
+         Identity("bo", "sales_rep", "session", owner_id="005B"), False),
+        (Identity("ana", "sales_rep", "session"), Identity("ana", "sales_rep", "token"), False),
+        (Identity("ana", "sales_rep", "session"), Identity("ana", "sales_manager", "session"),
+         False),
+        (Identity("max", "sales_manager", "session"), Identity("ci", "executive", "token"), True),
+    ],
+)  # fmt: skip
+def test_callers_share_an_audience_when_they_see_the_same_accounts(
+    one: Identity, other: Identity, same: bool
+) -> None:
+    assert (sales.audience(one) == sales.audience(other)) is same
+
+
+async def view_data(client: TestClient[Any, Any], path: str) -> dict[str, Any]:
+    """The data a dashboard page embeds for its charts."""
+    page = await (await client.get(path)).text()
+    found = re.search(r'<script type="application/json" id="view-data">(.*?)</script>', page, re.S)
+    assert found is not None
+    return json.loads(found.group(1))  # type: ignore[no-any-return]
+
+
+async def test_a_sales_reps_pipeline_is_their_own_accounts(
+    site: redis.Redis, admin_api: AdminFactory, config: Config
+) -> None:
+    ana = await as_ana(admin_api, config)
+    acme = await (await ana.get("/api/accounts/acme.example")).json()
+    pipeline = await (await ana.get("/api/pipeline")).json()
+    assert [row["domain"] for row in pipeline["top"]] == ["acme.example"]
+    assert pipeline["accounts"]["counted"] == 1
+    assert pipeline["expected_value"] == acme["prediction"]["expected_value"]
+    assert sum(band["accounts"] for band in pipeline["by_budget"]) == 1
+    listed = csv_rows(await (await ana.get("/api/pipeline?format=csv")).text())
+    assert [row["domain"] for row in listed] == ["acme.example"]
+    seen, *_ = (await view_data(ana, "/overview"))["funnel"]  # the dashboard's pipeline
+    assert (seen["accounts"], seen["pipeline"]) == (1, pipeline["expected_value"])
+    manager = await as_role(admin_api, config, "sales_manager")
+    everyones = await (await manager.get("/api/pipeline")).json()
+    assert everyones["accounts"]["counted"] == len(ACCOUNTS)
+
+
+async def test_a_sales_rep_sees_only_their_accounts_visitors(
+    site: redis.Redis, admin_api: AdminFactory, config: Config
+) -> None:
+    """Acme's buyer is ana's; Initech (no owner) and Globex (bo's) are not, nor is a visitor
+    of no account."""
+    await send(site, visit("nobody", NOW - 10, "pricing", ""))
+    assert config.rules.directory is not None
+    await drain(site, config.rules.directory)
+    buyer, dev, reader, nobody = await visitor_handles.publish(
+        site, SITE, ["buyer", "dev", "reader", "nobody"]
+    )
+    ana = await as_ana(admin_api, config)
+    page = await (await ana.get("/visitors")).text()
+    assert buyer in page
+    assert dev not in page
+    assert reader not in page
+    manager = await as_role(admin_api, config, "sales_manager")
+    for handle, hers in [(buyer, True), (dev, False), (reader, False), (nobody, False)]:
+        for path in (f"/api/visitors/{handle}", f"/visitors/{handle}"):
+            assert (await ana.get(path)).status == (200 if hers else 404), path
+            assert (await manager.get(path)).status == 200, path
+    everyones = await (await manager.get("/visitors")).text()
+    assert all(handle in everyones for handle in (buyer, dev, reader))
+
+
+# --- users with an owner id and a territory ------------------------------------------------
+
+
+async def user(client: redis.Redis, name: str) -> dict[str, Any]:
+    [found] = [each for each in await auth.list_users(client) if each["name"] == name]
+    return found
 
 
 async def test_the_users_owner_id_and_territory_are_kept_across_a_reset(
     site: redis.Redis,
 ) -> None:
     await auth.add_user(site, "ana", "sales_rep", PASSWORD)
-    [ana] = [user for user in await auth.list_users(site) if user["name"] == "ana"]
+    ana = await user(site, "ana")
     assert (ana["owner_id"], ana["territory"]) == ("005A", "dach")
     with pytest.raises(ValueError, match="owner id"):
         await auth.add_user(site, "ana", "sales_rep", PASSWORD, owner_id="a,b")
+
+
+async def test_an_admin_gives_a_user_an_owner_id_and_territory_through_the_api(
+    site: redis.Redis, admin_api: AdminFactory, config: Config
+) -> None:
+    admin = await as_role(admin_api, config, "admin")
+    body = {"name": "bo", "role": "sales_rep", "password": PASSWORD}
+    made = await admin.post("/api/users", json={**body, "owner_id": "005B", "territory": "benelux"})
+    assert made.status == 201
+    assert (await made.json())["owner_id"] == "005B"
+    assert (await admin.post("/api/users", json=body)).status == 200  # a reset keeps them
+    assert (await user(site, "bo"))["territory"] == "benelux"
+    bo = await admin_api(config, role=None)
+    signed_in = await bo.post("/api/login", json={"username": "bo", "password": PASSWORD})
+    assert signed_in.status == 200
+    hot = await (await bo.get("/api/accounts/hot")).json()
+    assert [row["domain"] for row in hot["accounts"]] == ["globex.example"]
+    assert (await bo.get("/api/sales/territory/benelux")).status == 200
+    cleared = await admin.post("/api/users", json={**body, "owner_id": "", "territory": ""})
+    assert cleared.status == 200
+    assert ((await user(site, "bo"))["owner_id"], (await user(site, "bo"))["territory"]) == ("", "")
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"owner_id": "005A,005B"}, "owner_id"),
+        ({"owner_id": "005\nA"}, "owner_id"),
+        ({"owner_id": "x" * 101}, "owner_id"),
+        ({"territory": "DACH"}, "territory"),
+        ({"territory": "emea west"}, "territory"),
+    ],
+)
+async def test_a_bad_owner_id_or_territory_is_refused_naming_it(
+    site: redis.Redis, admin_api: AdminFactory, config: Config, fields: dict[str, str], field: str
+) -> None:
+    admin = await as_role(admin_api, config, "admin")
+    body = {"name": "bo", "role": "sales_rep", "password": PASSWORD, **fields}
+    answer = await admin.post("/api/users", json=body)
+    assert answer.status == 422
+    assert [error["field"] for error in (await answer.json())["errors"]] == [field]
+    assert "bo" not in {each["name"] for each in await auth.list_users(site)}
+
+
+async def test_refract_users_add_gives_an_owner_id_and_territory(
+    site: redis.Redis, config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(config_text(8080, "http://x", extra=f'[redis]\nurl = "{config.redis.url}"'))
+    monkeypatch.setenv("REFRACT_PASSWORD", PASSWORD)
+    add = ["--config", str(path), "users", "add", "bo", "--role", "sales_rep"]
+    made = await asyncio.to_thread(cli.main, [*add, "--owner-id", "005B", "--territory", "benelux"])
+    assert made == 0
+    assert await asyncio.to_thread(cli.main, [*add, "--territory", "Benelux!"]) == 2
+    bo = await user(site, "bo")
+    assert (bo["owner_id"], bo["territory"]) == ("005B", "benelux")
 
 
 # --- accounts on the site now, target accounts, scores -------------------------------------

@@ -13,7 +13,7 @@ import redis.asyncio as redis
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from refract.analytics.crm.actions import send
+from refract.analytics.crm.actions import account_lock, send
 from refract.rules import keyspace
 from refract.rules.config import DestinationConfig
 from tests.support.crm_actions import SITE, account_action, context, session
@@ -123,19 +123,43 @@ async def test_a_restart_updates_the_records_it_created_before(
     assert len(standin.records["tasks"]) == 1
 
 
-async def test_a_task_whose_answer_was_lost_is_found_not_created_again(
+async def test_activity_adds_one_note_per_action_on_the_company_timeline(
     standin: HubSpotStandIn, server: TestServer, http: aiohttp.ClientSession, client: redis.Redis
 ) -> None:
     ctx = context(http, client, NAME, destination(server))
-    action = account_action("crm_task")
-    assert (await send(ctx, account_action("crm_activity"))).ok
-    standin.lost_answers = 1  # the task is created, its answer lost: the delivery fails
+    first = account_action("crm_activity", event="evt-1", pages=["/pricing<script>x</script>"])
+    for action in (first, first, account_action("crm_activity", event="evt-2")):
+        assert (await send(ctx, action)).ok
+    [company_id] = standin.records["companies"]
+    notes = list(standin.records["notes"].values())
+    assert len(notes) == 2  # the replay updated its note
+    assert standin.duplicate_notes == 0
+    assert all(note["companies"] == [company_id] for note in notes)
+    body = notes[0]["properties"]["hs_note_body"]
+    assert body.startswith("Acme Corp is hot (intent 82)<br>Intent 82 (hot)<br>Why: ")
+    assert "Pages: /pricing&lt;script&gt;x&lt;/script&gt;" in body  # visitors' paths escaped
+    assert notes[0]["properties"]["hs_timestamp"] == "2025-12-31T23:59:00.000Z"
+
+
+@pytest.mark.parametrize(("operation", "kind"), [("crm_activity", "notes"), ("crm_task", "tasks")])
+async def test_a_note_or_task_whose_answer_was_lost_is_found_not_created_again(
+    standin: HubSpotStandIn,
+    server: TestServer,
+    http: aiohttp.ClientSession,
+    client: redis.Redis,
+    operation: str,
+    kind: str,
+) -> None:
+    ctx = context(http, client, NAME, destination(server))
+    action = account_action(operation)
+    assert (await send(ctx, account_action("crm_task", event="evt-0"))).ok  # the company exists
+    standin.lose_answer(f"POST {kind}")  # created, but the answer never came back
     lost = await send(ctx, action)
     assert not lost.ok
     assert not lost.permanent
     assert (await send(ctx, action)).ok
-    assert len(standin.records["tasks"]) == 1
-    assert standin.calls["POST tasks/search"] == 1
+    assert standin.duplicates(kind, "refract_action_id") == 0
+    assert standin.calls[f"POST {kind}/search"] == 1
 
 
 async def test_a_company_deleted_in_hubspot_is_created_again(
@@ -191,16 +215,17 @@ async def test_failures_become_deliveries(
     assert delivery.permanent is permanent
 
 
-async def test_a_burst_of_500_pushes_stays_within_the_rate_limit(
+async def test_a_burst_of_pushes_stays_within_the_rate_limits(
     standin: HubSpotStandIn, server: TestServer, http: aiohttp.ClientSession, client: redis.Redis
 ) -> None:
-    """The stand-in enforces 100 requests per 0.5 s as HubSpot enforces 190 per 10 s: the
-    destination's limiter, shared through Redis, keeps every request inside it."""
+    """The stand-in enforces 100 requests per 0.5 s as HubSpot enforces 190 per 10 s, and the
+    search endpoints' 4 per second: the destination's limiters, shared through Redis, keep
+    every request inside both."""
     standin.limit, standin.window = 100, 0.5
     ctx = context(http, client, NAME, destination(server, rate_limit=100, rate_window=0.5))
     actions = [
-        account_action("crm_activity", domain=f"company{n % 20}.com", event=f"evt-{n}")
-        for n in range(500)
+        account_action("crm_activity", domain=f"company{n % 8}.com", event=f"evt-{n}")
+        for n in range(160)
     ]
     gate = asyncio.Semaphore(8)  # the destination's concurrency
 
@@ -211,9 +236,11 @@ async def test_a_burst_of_500_pushes_stays_within_the_rate_limit(
     results = await asyncio.gather(*(push(action) for action in actions))
     assert all(results)
     assert standin.rate_limited == 0
-    assert standin.requests == 520  # a search and a create per company, then an update each
-    assert len(standin.records["companies"]) == 20
+    # a search and a create per company, an update for each later push, a note for every push
+    assert standin.requests == 8 * 2 + 152 + 160
+    assert len(standin.records["companies"]) == 8
     assert standin.duplicate_companies == 0
+    assert standin.duplicate_notes == 0
 
 
 async def test_an_action_without_an_account_is_refused_for_good(
@@ -256,3 +283,15 @@ async def test_an_answer_out_of_shape_fails_the_delivery_naming_what(
     assert not delivery.ok
     assert detail in delivery.detail
     assert await client.hlen(keyspace.crm_ids(SITE, NAME)) == 0
+
+
+async def test_an_accounts_lock_outlasts_a_task_whose_requests_wait_their_turn(
+    server: TestServer, http: aiohttp.ClientSession, client: redis.Redis
+) -> None:
+    """A new company's task takes 4 requests (2 searches, 2 creates), each waiting up to a rate
+    window for its turn, then up to the timeout: the lock must outlast them all, or a second
+    delivery could create the company too."""
+    ctx = context(http, client, NAME, destination(server, rate_window=10, timeout=10))
+    async with account_lock(ctx, SITE, "acme.com"):
+        held_ms = await client.pttl(keyspace.crm_lock(SITE, NAME, "acme.com"))
+    assert held_ms > 4 * (10 + 10) * 1000

@@ -147,6 +147,56 @@ async def test_a_task_whose_answer_was_lost_is_found_not_created_again(
     assert len(standin.records["Account"]) == 1
 
 
+async def test_activity_logs_one_completed_task_per_action_on_the_account(
+    standin: SalesforceStandIn, server: TestServer, http: aiohttp.ClientSession, client: redis.Redis
+) -> None:
+    ctx = context(http, client, NAME, destination(server))
+    first = account_action("crm_activity", event="evt-1")
+    for action in (first, first, account_action("crm_activity", event="evt-2")):
+        assert (await send(ctx, action)).ok
+    [account_id] = standin.records["Account"]
+    notes = list(standin.records["Task"].values())
+    assert len(notes) == 2  # the replay updated its note
+    assert standin.duplicate_tasks == 0
+    assert notes[0]["WhatId"] == account_id
+    assert notes[0]["Status"] == "Completed"
+    assert notes[0]["Subject"] == "Refract: Acme Corp is hot (intent 82)"
+    assert notes[0]["ActivityDate"] == "2025-12-31"  # the visit's day
+    assert "Pages: /pricing, /docs/sso" in notes[0]["Description"]
+    assert standin.api_calls == 3  # the Account and its note in one composite call each
+
+
+async def test_a_task_deleted_in_salesforce_is_written_again_on_the_same_account(
+    standin: SalesforceStandIn, server: TestServer, http: aiohttp.ClientSession, client: redis.Redis
+) -> None:
+    """The Account the pull matched by its website has no Refract_Domain__c: forgetting it
+    would upsert a second Account for the domain."""
+    existing = standin.add("Account", Name="ACME", Website="https://www.acme.com")
+    await client.hset(keyspace.crm_ids(SITE, NAME), "company:acme.com", existing)
+    ctx = context(http, client, NAME, destination(server))
+    action = account_action("crm_task")
+    assert (await send(ctx, action)).ok
+    standin.records["Task"].clear()  # the rep deleted it
+    delivery = await send(ctx, action)
+    assert delivery.ok, delivery
+    assert list(standin.records["Account"]) == [existing]
+    [task] = standin.records["Task"].values()
+    assert task["WhatId"] == existing
+
+
+async def test_an_account_deleted_in_salesforce_is_created_again_at_once(
+    standin: SalesforceStandIn, server: TestServer, http: aiohttp.ClientSession, client: redis.Redis
+) -> None:
+    ctx = context(http, client, NAME, destination(server))
+    assert (await send(ctx, account_action("crm_activity"))).ok
+    standin.records["Account"].clear()
+    standin.records["Task"].clear()  # its activities go with it
+    delivery = await send(ctx, account_action("crm_activity", event="evt-2"))
+    assert delivery.ok, delivery
+    assert len(standin.records["Account"]) == 1
+    assert len(standin.records["Task"]) == 1
+
+
 def _limit_spent(standin: SalesforceStandIn) -> None:
     standin.api_limit = 0
 

@@ -18,12 +18,12 @@ from refract.admin import cli
 from refract.analytics.automations.rate_limit import throttle
 from refract.analytics.crm import CrmError
 from refract.analytics.crm.actions import send
-from refract.analytics.crm.sync import PullReport, keep_pulling, outcomes_path, pull
+from refract.analytics.crm.sync import PullReport, keep_pulling, outcomes_path, pull, pull_due
 from refract.analytics.revenue.outcomes import read_outcomes_csv
 from refract.rules import keyspace
 from refract.rules.account_store import load_accounts, store_accounts
 from refract.rules.accounts import Account
-from refract.rules.config import DestinationConfig
+from refract.rules.config import Config, DestinationConfig
 from tests.conftest import make_config
 from tests.support import hubspot_standin, salesforce_standin
 from tests.support.crm_actions import NOW, SITE, account_action, context, session
@@ -282,6 +282,43 @@ async def test_keep_pulling_pulls_at_once_then_waits_until_stopped(
     await asyncio.wait_for(loop, 5)
     assert len(await load_accounts(client, SITE)) == 3
     assert standin.calls["GET companies"] == 1  # one pull: the next is hours away
+
+
+async def test_one_read_of_the_crm_goes_into_every_site_whose_pull_is_due(
+    aiohttp_server: Any, http: aiohttp.ClientSession, client: redis.Redis, tmp_path: Path
+) -> None:
+    """One CRM serves every site; a second worker, or a restarted one, finds the pull done."""
+    standin = HubSpotStandIn()
+    seed_hubspot(standin, 3)
+    server = await serve(aiohttp_server, standin.app())
+    origin = "http://127.0.0.1:9"
+    config = Config.model_validate(
+        {
+            "sites": [
+                {"host": "a.example", "id": SITE, "origin": origin},
+                {"host": "b.example", "id": "other", "origin": origin},
+            ],
+            "server": {"data_dir": str(tmp_path)},
+            "automations": {
+                "destinations": {"crm": hubspot(server).model_dump()},
+                "crm": "crm",
+                "crm_pull_hours": 6,
+            },
+        }
+    )
+    destination = config.automations.destinations["crm"]
+
+    async def wait_turn() -> None:
+        await throttle(client, "crm", destination.rate_limit, destination.rate_window)
+
+    assert await pull_due(client, http, config, wait_turn, NOW) == 6 * 3600
+    assert standin.calls["GET companies"] == 1
+    for site in (SITE, "other"):
+        assert len(await load_accounts(client, site)) == 3
+    assert await pull_due(client, http, config, wait_turn, NOW + 60) == 6 * 3600 - 60
+    assert standin.calls["GET companies"] == 1  # not due yet
+    assert await pull_due(client, http, config, wait_turn, NOW + 6 * 3600) == 6 * 3600
+    assert standin.calls["GET companies"] == 2
 
 
 async def test_refract_crm_pull_prints_the_report(

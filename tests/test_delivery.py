@@ -14,16 +14,15 @@ from typing import Any
 
 import pytest
 import redis.asyncio as redis
-from aiohttp.test_utils import TestServer
 
 from refract.analytics.automations import log as action_log
 from refract.analytics.automations.delivery import GRACE_S, next_delay
 from refract.analytics.automations.outbox import drain_once, ensure_group
 from refract.analytics.heartbeats import live_workers
 from refract.rules import keyspace
+from refract.rules.config import AutomationsConfig
 from tests.support.receiver import (
     DESTINATION,
-    PATH,
     SITE,
     T0,
     Clock,
@@ -36,6 +35,7 @@ from tests.support.receiver import (
     one_round,
     queue,
     record,
+    served,
 )
 from tests.support.worker import RULES
 
@@ -45,9 +45,7 @@ SCHEDULE = [0, 5, 300, 1800]
 
 @pytest.fixture
 async def receiver(aiohttp_server: Any) -> tuple[Receiver, str]:
-    hook = Receiver()
-    server: TestServer = await aiohttp_server(hook.app())
-    return hook, str(server.make_url(PATH))
+    return await served(aiohttp_server)
 
 
 async def test_a_failure_is_retried_on_the_schedule_then_delivered(
@@ -234,6 +232,45 @@ async def test_concurrency_per_destination_is_kept(
             pass
     assert len(hook.received) == 8
     assert hook.most_in_flight == 2
+
+
+async def test_an_action_for_a_destination_not_configured_is_dead(
+    client: redis.Redis, receiver: tuple[Receiver, str]
+) -> None:
+    hook, url = receiver
+    action = an_action(1, destination="retired")
+    await queue(client, action)
+    async with a_deliverer(client, automations(url, SECRET), Clock()) as deliverer:
+        assert await one_round(client, deliverer) == 1
+        assert await one_round(client, deliverer) == 0
+    logged = await record(client, action)
+    assert (logged["status"], logged["reason"]) == (
+        "dead",
+        'destination "retired" is not configured',
+    )
+    assert hook.received == []
+
+
+async def test_a_destination_saturated_with_a_backlog_holds_back_no_other(
+    client: redis.Redis, receiver: tuple[Receiver, str]
+) -> None:
+    _, url = receiver
+    hook = {"kind": "webhook", "url": url, "secrets": [SECRET], "concurrency": 1}
+    config = AutomationsConfig.model_validate(
+        {"destinations": {DESTINATION: hook, "other": hook}, "allow_hosts": ["127.0.0.1"]}
+    )
+    clock, other = Clock(), an_action(0, destination="other")
+    await ensure_group(client, SITE)
+    await queue(client, *(an_action(number) for number in range(1, 301)))
+    while await drain_once(client, SITE, "tests", block_ms=10, clock=clock):
+        pass
+    clock.now += 1  # the other destination's action falls due behind the whole backlog
+    await queue(client, other)
+    await drain_once(client, SITE, "tests", block_ms=10, clock=clock)
+    async with a_deliverer(client, config, clock) as deliverer:
+        claimed = await deliverer.claim()
+    assert (other["id"], "other") in claimed
+    assert [name for _, name in claimed].count(DESTINATION) == 1
 
 
 async def test_two_workers_share_the_rate_limit_and_deliver_each_action_once(

@@ -410,6 +410,7 @@ def test_the_report_plans_the_sequential_test_with_the_experiment_plan(method: M
 def test_refract_check_prints_the_power_check(tmp_path: Path) -> None:
     rules = tmp_path / "rules"
     shutil.copytree(REPOSITORY / "examples" / "demo-rules", rules)
+    (rules / "automations.toml").unlink()  # its destination is the demo config's
     text = (rules / "experiments.toml").read_text()
     first_key = text.index("primary_metric")
     (rules / "experiments.toml").write_text(

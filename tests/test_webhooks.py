@@ -10,11 +10,9 @@ from typing import Any
 
 import pytest
 import redis.asyncio as redis
-from aiohttp.test_utils import TestServer
 
 from refract.analytics.automations.webhook import MAX_RETRY_AFTER_S, delivery_for, retry_after_s
 from tests.support.receiver import (
-    PATH,
     T0,
     Clock,
     Receiver,
@@ -24,14 +22,13 @@ from tests.support.receiver import (
     new_secret,
     one_round,
     queue,
+    served,
 )
 
 
 @pytest.fixture
 async def receiver(aiohttp_server: Any) -> tuple[Receiver, str]:
-    hook = Receiver()
-    server: TestServer = await aiohttp_server(hook.app())
-    return hook, str(server.make_url(PATH))
+    return await served(aiohttp_server)
 
 
 async def test_a_webhook_verifies_and_carries_the_action(

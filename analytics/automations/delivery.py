@@ -1,7 +1,10 @@
-"""The deliverer: claims due actions (``keyspace.automation_due``) and sends each with the
-sender of its destination's kind, at least once, retrying on the configured schedule.
+"""The deliverer: claims due actions and sends each with the sender of its destination's
+kind, at least once, retrying on the configured schedule.
 
-A claim is one script: a due action is re-scored to the end of its claim (its destination's
+A claim is one script. It sorts what the outbox scheduled (``keyspace.automation_due``) into
+each destination's due set (``keyspace.automation_due_to``), and claims from each set what is
+due, up to the destination's free places: a destination saturated with a backlog holds back
+no other's actions. A claimed action is re-scored to the end of its claim (its destination's
 timeout and a grace) and marked ``delivering`` with this deliverer's token, so several
 workers share the due set and one that dies (SIGKILL) leaves its claims due again when they
 run out: at least once, a repeat carrying the same id (webhook-id). A claim is extended as
@@ -53,32 +56,56 @@ JITTER: Final = 0.2  # of each delay, either way
 GRACE_S: Final = 5.0  # a claim outlives the request's timeout by this much
 _POLL_S: Final = 0.1  # between looks at the due set when nothing is due
 _BACK_OFF_S: Final = 1.0
-_SCAN_EXTRA: Final = 50  # due actions looked at beyond the free places, past full destinations
+_SORT_AT_ONCE: Final = 1000  # arrivals sorted into their destination's due set per claim
+_UNKNOWN_AT_ONCE: Final = 50  # actions of unconfigured destinations dead-lettered per claim
 _UNKNOWN: Final = "\0unknown"  # the claim's name for destinations no longer configured
 
+# KEYS[1]: the site's arrival set (automation_due). ARGV: now, token, the records' key prefix,
+# the destinations' due sets' key prefix, how many arrivals to sort, then (destination, free
+# places, claim's end) triples. Arrivals are sorted into their destination's due set first;
+# then each destination's due actions are claimed from its own set, up to its free places, so
+# that no backlog of one destination hides another's. An action of a destination no longer
+# configured is claimed from the arrival set (``_UNKNOWN``) to be dead-lettered.
 _CLAIM = f"""
-local free, until_ = {{}}, {{}}
-for i = 5, #ARGV, 3 do
+local now = tonumber(ARGV[1])
+local order, free, until_ = {{}}, {{}}, {{}}
+for i = 6, #ARGV, 3 do
+    order[#order + 1] = ARGV[i]
     free[ARGV[i]] = tonumber(ARGV[i + 1])
     until_[ARGV[i]] = ARGV[i + 2]
 end
 local claimed = {{}}
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[4]))
-for _, id in ipairs(due) do
-    local key = ARGV[3] .. id
-    local destination = redis.call('HGET', key, '{action_log.DESTINATION}')
+local function claim(set, id, destination, name)
+    redis.call('ZADD', set, until_[name], id)
+    redis.call('HSET', ARGV[3] .. id, '{action_log.STATUS}', 'delivering',
+        '{action_log.CLAIM}', ARGV[2])
+    claimed[#claimed + 1] = id
+    claimed[#claimed + 1] = destination
+end
+local arrived = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[5]) - 1, 'WITHSCORES')
+for i = 1, #arrived, 2 do
+    local id, due = arrived[i], arrived[i + 1]
+    local destination = redis.call('HGET', ARGV[3] .. id, '{action_log.DESTINATION}')
     if not destination then
         redis.call('ZREM', KEYS[1], id)
-    else
-        local name = destination
-        if free[name] == nil then name = '{_UNKNOWN}' end
-        if free[name] > 0 then
-            free[name] = free[name] - 1
-            redis.call('ZADD', KEYS[1], until_[name], id)
-            redis.call('HSET', key, '{action_log.STATUS}', 'delivering',
-                '{action_log.CLAIM}', ARGV[2])
-            claimed[#claimed + 1] = id
-            claimed[#claimed + 1] = destination
+    elseif free[destination] ~= nil and destination ~= '{_UNKNOWN}' then
+        redis.call('ZADD', ARGV[4] .. destination, due, id)
+        redis.call('ZREM', KEYS[1], id)
+    elseif tonumber(due) <= now and free['{_UNKNOWN}'] > 0 then
+        free['{_UNKNOWN}'] = free['{_UNKNOWN}'] - 1
+        claim(KEYS[1], id, destination, '{_UNKNOWN}')
+    end
+end
+for _, name in ipairs(order) do
+    if free[name] > 0 and name ~= '{_UNKNOWN}' then
+        local set = ARGV[4] .. name
+        local due = redis.call('ZRANGEBYSCORE', set, '-inf', now, 'LIMIT', 0, free[name])
+        for _, id in ipairs(due) do
+            if redis.call('EXISTS', ARGV[3] .. id) == 1 then
+                claim(set, id, name, name)
+            else
+                redis.call('ZREM', set, id)
+            end
         end
     end
 end
@@ -236,14 +263,17 @@ class Deliverer:
         for name, destination in self.config.destinations.items():
             free = destination.concurrency - self.in_flight.get(name, 0)
             places += [name, str(max(free, 0)), repr(now + destination.timeout + GRACE_S)]
-        places += [_UNKNOWN, str(_SCAN_EXTRA), repr(now + GRACE_S)]
-        free_total = sum(int(count) for count in places[1::3])
-        prefix = keyspace.automation_action(self.site, "")
-        due = keyspace.automation_due(self.site)
-        scan = free_total + _SCAN_EXTRA
-        reply = await self.client.eval(
-            _CLAIM, 1, due, repr(now), self.token, prefix, str(scan), *places
-        )
+        places += [_UNKNOWN, str(_UNKNOWN_AT_ONCE), repr(now + GRACE_S)]
+        arguments = [
+            repr(now),
+            self.token,
+            keyspace.automation_action(self.site, ""),
+            keyspace.automation_due_to(self.site, ""),
+            str(_SORT_AT_ONCE),
+            *places,
+        ]
+        arrivals = keyspace.automation_due(self.site)
+        reply = await self.client.eval(_CLAIM, 1, arrivals, *arguments)
         names = [member.decode() for member in reply]
         return list(zip(names[::2], names[1::2], strict=True))
 
@@ -257,11 +287,11 @@ class Deliverer:
         destination = self.config.destinations.get(name)
         if destination is None:
             reason = f'destination "{name}" is not configured'
-            await self._finish(action_id, Outcome("dead", reason=reason), None)
+            await self._finish(action_id, name, Outcome("dead", reason=reason), None)
             return
         if (disabled := await action_log.is_disabled(self.client, name)) is not None:
             reason = f"destination {name} is disabled: {disabled}"
-            await self._finish(action_id, Outcome("disabled", reason=reason), None)
+            await self._finish(action_id, name, Outcome("disabled", reason=reason), None)
             return
         try:
             delivery = await self._send(action_id, name, destination, action)
@@ -269,7 +299,7 @@ class Deliverer:
             return
         now = self.clock()
         outcome = outcome_of(delivery, self.config.retry_schedule, tries, now, self.rand)
-        await self._finish(action_id, outcome, delivery)
+        await self._finish(action_id, name, outcome, delivery)
         await action_log.note_outcome(
             self.client, name, delivery.ok, delivery.status, delivery.detail, now
         )
@@ -291,7 +321,7 @@ class Deliverer:
                     await rate_limit.throttle(
                         self.client, name, destination.rate_limit, destination.rate_window
                     )
-                    await self._extend(action_id, destination)
+                    await self._extend(action_id, name, destination)
                     deadline.reschedule(loop.time() + limit)
 
                 context = SendContext(
@@ -309,18 +339,16 @@ class Deliverer:
             log.exception("sender of %s (%s) failed", name, destination.kind)
             return Delivery(ok=False, status=None, detail=f"sender failed: {error!r}")
 
-    async def _extend(self, action_id: str, destination: DestinationConfig) -> None:
+    async def _extend(self, action_id: str, name: str, destination: DestinationConfig) -> None:
         until = self.clock() + destination.timeout + GRACE_S
-        keys = [self._record(action_id), keyspace.automation_due(self.site)]
+        keys = [self._record(action_id), self._due(name)]
         if not await self.client.eval(_EXTEND, 2, *keys, self.token, repr(until), action_id):
             raise ClaimLost(action_id)
 
-    async def _finish(self, action_id: str, outcome: Outcome, delivery: Delivery | None) -> None:
-        keys = [
-            self._record(action_id),
-            keyspace.automation_due(self.site),
-            keyspace.automation_dead(self.site),
-        ]
+    async def _finish(
+        self, action_id: str, name: str, outcome: Outcome, delivery: Delivery | None
+    ) -> None:
+        keys = [self._record(action_id), self._due(name), keyspace.automation_dead(self.site)]
         arguments = [
             action_id,
             outcome.status,
@@ -336,6 +364,12 @@ class Deliverer:
 
     def _record(self, action_id: str) -> str:
         return keyspace.automation_action(self.site, action_id)
+
+    def _due(self, name: str) -> str:
+        """The due set an action claimed for ``name`` sits in (``_CLAIM``)."""
+        if name in self.config.destinations:
+            return keyspace.automation_due_to(self.site, name)
+        return keyspace.automation_due(self.site)
 
 
 async def _pause(stop: asyncio.Event, seconds: float) -> None:

@@ -7,6 +7,10 @@ header can be added; an address that is not a plain ``local@domain`` is left out
 Message-ID is derived from the action's id, so a message sent twice (at-least-once delivery)
 is one message to mail clients that deduplicate; ``X-Refract-Action`` names the action.
 
+The SMTP server is not put through the SSRF guard (ssrf.py): its host is the operator's own
+``[automations.smtp]`` (often a relay on the private network), never a value from a rule file,
+an event or an API body, and the connection only carries the message.
+
 SMTP replies map like HTTP statuses (``Delivery.status`` holds the SMTP code): 4xx, timeouts
 and lost connections are retried; 5xx (the server refuses for good) is permanent.
 """

@@ -23,7 +23,7 @@ from urllib.parse import quote
 
 import redis.asyncio as redis
 
-from refract.analytics.automations.actions import Action, Facts, Subject
+from refract.analytics.automations.actions import Facts, Subject
 from refract.analytics.automations.facts import condition_facts
 from refract.analytics.automations.triggers import (
     ConditionCache,
@@ -31,7 +31,7 @@ from refract.analytics.automations.triggers import (
     Plan,
     active_automations,
     build_actions,
-    cooldown_key,
+    cooled,
     dashboard_link,
     enqueue,
     short,
@@ -113,10 +113,14 @@ class ExperimentTriggers:
         if rules is None:
             return 0  # no rule set yet: the entries stay pending, read again later
         plan, now = Plan(), self.clock()
-        for entry_id, entry in entries:
-            for firing, facts in self._firings(rules, entry_id, entry):
-                plan.firings.append((firing, build_actions(self.site, firing, facts, now)))
-        plan.firings = await self._cooled(plan.firings)
+        found = [
+            pair for entry_id, entry in entries for pair in self._firings(rules, entry_id, entry)
+        ]
+        facts_of = {id(firing): facts for firing, facts in found}
+        for firing in await cooled(self.client, self.site, [firing for firing, _ in found]):
+            plan.firings.append(
+                (firing, build_actions(self.site, firing, facts_of[id(firing)], now))
+            )
         queued = await enqueue(self.client, self.site, plan)
         if entries:
             stream = keyspace.autopilot_actions(self.site)
@@ -142,14 +146,6 @@ class ExperimentTriggers:
             for automation in active_automations(rules, self.site)
             if automation.when == when and self._conditions.holds(automation, conditions)
         ]
-
-    async def _cooled(
-        self, firings: list[tuple[Firing, list[Action]]]
-    ) -> list[tuple[Firing, list[Action]]]:
-        if not firings:
-            return []
-        held = await self.client.mget([cooldown_key(self.site, f) for f, _ in firings])
-        return [pair for pair, last in zip(firings, held, strict=True) if last is None]
 
 
 async def ensure_group(client: redis.Redis, site: str) -> None:
@@ -185,6 +181,10 @@ async def follow_experiment_events(
     triggers = ExperimentTriggers(client, site, rules, config)
     consumer, start = worker_name(), "0"  # first what this worker read and never acknowledged
     while not stop.is_set():
+        if rules() is None:  # nothing can fire yet: read nothing (pending entries would spin)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), _BACK_OFF_S)
+            continue
         try:
             await ensure_group(client, site)
             entries = await reclaim_entries(client, site, consumer)

@@ -205,9 +205,10 @@ class Triggers:
         """Fire the automations a batch's applied events set off; the actions queued.
         ``accounts_before``: each visitor's account as the batch found it ("" for none)."""
         rules = self.rules()
-        automations = event_automations(rules, self.site) if rules is not None else []
+        if rules is None or not (automations := event_automations(rules, self.site)):
+            return 0  # a site without automations pays this much per batch, no more
         tracked = [event for event in events if event["visitor"]]
-        if rules is None or not automations or not tracked:
+        if not tracked:
             return 0
         domains = {domain for event in tracked if (domain := account_of(event))}
         accounts = await account_views(self.client, self.site, domains, self.industry)
@@ -225,7 +226,7 @@ class Triggers:
         chosen = [
             firing for firing in _first_per_cooldown(candidates) if self._holds(firing, context)
         ]
-        chosen = await self._cooled(chosen)
+        chosen = await cooled(self.client, self.site, chosen)
         await visitor_handles.publish(self.client, self.site, sorted({f.visitor for f in chosen}))
         now = self.clock()
         for firing in chosen:
@@ -290,14 +291,6 @@ class Triggers:
         )
         return self._conditions.holds(firing.automation, facts)
 
-    async def _cooled(self, firings: list[Firing]) -> list[Firing]:
-        """The firings whose cooldown is not running (the script checks again, atomically:
-        this spares the routing and the reads of firings that would be dropped)."""
-        if not firings:
-            return []
-        held = await self.client.mget([cooldown_key(self.site, firing) for firing in firings])
-        return [firing for firing, last in zip(firings, held, strict=True) if last is None]
-
     async def _owner(
         self, firing: Firing, rules: RuleSet, context: _Context, now: float
     ) -> Owner | None:
@@ -329,6 +322,15 @@ def cooldown_key(site: str, firing: Firing) -> str:
     if not cooldown_s(firing.automation):
         subject += f":{firing.event_id}"
     return keyspace.automation_fired(site, firing.automation.key, subject)
+
+
+async def cooled(client: redis.Redis, site: str, firings: list[Firing]) -> list[Firing]:
+    """The firings whose cooldown is not running (the script checks again, atomically: this
+    spares the routing, the reads and the actions of firings that would be dropped)."""
+    if not firings:
+        return []
+    held = await client.mget([cooldown_key(site, firing) for firing in firings])
+    return [firing for firing, last in zip(firings, held, strict=True) if last is None]
 
 
 async def enqueue(client: redis.Redis, site: str, plan: Plan) -> int:

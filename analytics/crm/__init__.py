@@ -3,8 +3,8 @@ pull of accounts, owners and closed deals (``sync.py``) and the push of account 
 tasks for owners (``actions.py``, the sender of ``crm_activity`` and ``crm_task`` actions).
 
 What the two clients share lives here: the error they raise, which says whether a retry can
-help and when, the rate limiter they await before every request, and the bounded reading of
-a response body (a CRM's answer is input from outside like any other).
+help and when, the rate limiter they await before every request, and the bounded reading and
+validation of a response body (a CRM's answer is input from outside like any other).
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ import json
 import math
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import aiohttp
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 Throttle = Callable[[], Awaitable[None]]
 """Waits until the destination's rate limit lets one more request start
@@ -24,6 +25,15 @@ Throttle = Callable[[], Awaitable[None]]
 
 MAX_BODY_BYTES: Final = 4 * 1024 * 1024  # a page of 100 records with every property fits
 MAX_RETRY_AFTER_S: Final = 86400.0
+
+
+class Answer(BaseModel):
+    """A CRM's answer, or part of one: fields Refract does not read are ignored."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+_A = TypeVar("_A", bound=Answer)
 
 
 class CrmError(Exception):
@@ -58,6 +68,21 @@ async def read_json(response: aiohttp.ClientResponse, what: str) -> Any:
         return json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise CrmError(f"{what}: the response is not JSON", response.status) from None
+
+
+def parse(model: type[_A], answer: Any, what: str) -> _A:
+    """``answer`` as ``model``; a ``CrmError`` naming the first field out of shape otherwise."""
+    try:
+        return model.model_validate(answer)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "body"
+        raise CrmError(f"{what}: an unexpected {where} in the answer: {first['msg']}") from None
+
+
+def unreachable(what: str, error: Exception) -> CrmError:
+    """A network failure or timeout: the CRM may answer the next attempt."""
+    return CrmError(f"{what}: {type(error).__name__} {error}".strip())
 
 
 def retry_after(value: str | None, now: float | None = None) -> float | None:

@@ -1,21 +1,24 @@
 """The sender of ``crm_activity`` and ``crm_task`` actions to HubSpot and Salesforce.
 
 ``crm_activity`` writes the account's intent, band, reasons, pages and last visit onto its
-company (HubSpot) or Account (Salesforce), found by domain and created when missing.
-``crm_task`` creates a task for the account's owner on that company.
+company (HubSpot) or Account (Salesforce), found by domain and created when missing, and adds
+a note on its timeline saying why (HubSpot: a note; Salesforce: a completed Task, the logged
+activity the Account's Activity History shows). ``crm_task`` creates a task for the account's
+owner on that company.
 
 No record is ever created twice, across replays, retries and restarts: our key of each record
-(``company:DOMAIN``, ``task:ACTION_ID``) maps to the CRM's id in ``keyspace.crm_ids(site,
-destination)``, so a second delivery updates what the first created.
+(``company:DOMAIN``, ``note:ACTION_ID``, ``task:ACTION_ID``) maps to the CRM's id in
+``keyspace.crm_ids(site, destination)``, so a second delivery updates what the first created.
 
 * HubSpot does not keep company domains unique, so an unknown domain is searched for before a
   company is created, and the id found or created is recorded.
-* Salesforce upserts Accounts by the external id field ``Refract_Domain__c``; a task and,
-  when unknown, its Account are written in one composite request (all or nothing).
-* A task's key is recorded as pending before its create is sent. A create whose answer was
-  lost (a timeout, a crash) leaves it pending, and the next attempt first looks the task up by
-  its ``refract_action_id`` (``Refract_Action_Id__c``) rather than create a second one.
+* Salesforce upserts Accounts by the external id field ``Refract_Domain__c``; an action's
+  Account and its Task are written in one composite request (all or nothing).
+* A note's or task's key is recorded as pending before its create is sent. A create whose
+  answer was lost (a timeout, a crash) leaves it pending, and the next attempt first looks the
+  record up by its ``refract_action_id`` (``Refract_Action_Id__c``) rather than create another.
 * A replayed task is updated but never reopened: its status is the rep's.
+* Text going into HubSpot's rich-text bodies is HTML-escaped: page paths are the visitors'.
 
 Errors become a ``Delivery``: 429 and ``REQUEST_LIMIT_EXCEEDED`` with the wait asked, 5xx and
 network failures to be retried, other 4xx permanent (dead at once); Salesforce's expired
@@ -26,23 +29,35 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import html
 import logging
 import math
 import re
 import secrets
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
 import redis.asyncio as redis
 
 from refract.analytics.automations.actions import Action, Delivery, SendContext
-from refract.analytics.crm import CrmError
-from refract.analytics.crm.hubspot import TASK_TO_COMPANY, Association, HubSpotClient
+from refract.analytics.automations.rate_limit import throttle
+from refract.analytics.crm import CrmError, parse
+from refract.analytics.crm.hubspot import (
+    NOTE_TO_COMPANY,
+    SEARCH_LIMIT,
+    SEARCH_WINDOW_S,
+    TASK_TO_COMPANY,
+    Association,
+    HubSpotClient,
+)
 from refract.analytics.crm.salesforce import (
+    CompositeError,
     SalesforceClient,
     SubRequest,
     Tokens,
+    Upserted,
     sub_result_id,
 )
 from refract.rules import keyspace
@@ -54,8 +69,8 @@ log = logging.getLogger(__name__)
 
 OPERATIONS: Final = ("crm_activity", "crm_task")
 LOCK_POLL_S: Final = 0.02
-LOCK_HOLD_TIMEOUTS: Final = 6  # an account's writes: a few requests, each within the timeout
-PENDING: Final = ""  # a task whose create was sent but whose id is not known yet
+LOCK_HOLD_REQUESTS: Final = 6  # an account's writes: a few requests, each waiting its turn
+PENDING: Final = ""  # a note or task whose create was sent but whose id is not known yet
 MAX_REASONS: Final = 10
 MAX_PAGES: Final = 20
 MAX_LINE: Final = 300
@@ -113,10 +128,14 @@ def account_domain(action: Action) -> str:
 @contextlib.asynccontextmanager
 async def account_lock(ctx: SendContext, site: str, domain: str) -> AsyncIterator[None]:
     """One delivery at a time writes an account's records, across workers; a lock left by a
-    dead worker expires. Waiting longer than the destination's timeout is a retryable failure."""
+    dead worker expires. It is held for as long as a few requests may take, each waiting up to
+    a rate window for its turn and then up to the timeout (held for less, a throttled delivery
+    would lose it mid-way and two could create the company). Waiting longer than the
+    destination's timeout for it is a retryable failure."""
     key = keyspace.crm_lock(site, ctx.name, domain)
     token = secrets.token_hex(8)
-    hold_ms = int(ctx.destination.timeout * 1000 * LOCK_HOLD_TIMEOUTS)
+    destination = ctx.destination
+    hold_ms = int((destination.rate_window + destination.timeout) * 1000 * LOCK_HOLD_REQUESTS)
     loop = asyncio.get_running_loop()
     give_up = loop.time() + ctx.destination.timeout
     while not await ctx.client.set(key, token, nx=True, px=hold_ms):
@@ -206,10 +225,10 @@ def _title(action: Action, domain: str) -> str:
     return _clip(str(title), MAX_SUBJECT)
 
 
-def _task_body(action: Action) -> str:
-    """The task's notes: why the rep should act, what the account read, where to look."""
+def _summary(action: Action) -> list[str]:
+    """A task's or note's lines: why the rep should act, what the account read, where to look."""
     facts = action["facts"]
-    parts = [str(facts.get("title", ""))]
+    parts = [_clip(str(facts.get("title", "")), MAX_SUBJECT)]
     intent = _intent(action)
     if intent is not None:
         parts.append(f"Intent {intent}" + (f" ({_band(action)})" if _band(action) else ""))
@@ -219,15 +238,31 @@ def _task_body(action: Action) -> str:
         parts.append("Pages: " + ", ".join(pages))
     links = _section(action, "links")
     parts += [f"{_clip(str(k), 60)}: {_clip(str(v), 500)}" for k, v in list(links.items())[:5]]
-    body = "\n".join(part for part in parts if part.strip())
-    return body[:MAX_BODY]
+    return [part for part in parts if part.strip()]
+
+
+def _plain_body(action: Action) -> str:
+    return "\n".join(_summary(action))[:MAX_BODY]
+
+
+def _html_body(action: Action) -> str:
+    """HubSpot's task and note bodies are rich text: every line escaped, a line break each."""
+    lines, size = [], 0
+    for line in (html.escape(part, quote=False) for part in _summary(action)):
+        size += len(line) + 4
+        if size > MAX_BODY:
+            break
+        lines.append(line)
+    return "<br>".join(lines)
 
 
 def _owner_id(action: Action, pattern: re.Pattern[str]) -> str:
     value = str(_section(action, "owner").get("owner_id", ""))
     if value and not pattern.fullmatch(value):
         log.warning(
-            "action %s: owner id %r is not the CRM's; task left unassigned", action["id"], value
+            "action %s: owner id %r is not the CRM's; task left unassigned",
+            action["id"],
+            _clip(value, 40),
         )
         return ""
     return value
@@ -252,7 +287,7 @@ def _hubspot_task(action: Action, domain: str, created: bool) -> dict[str, str]:
     properties = {
         "hs_timestamp": _iso(datetime.fromtimestamp(action["created"], UTC)),
         "hs_task_subject": _title(action, domain),
-        "hs_task_body": _task_body(action),
+        "hs_task_body": _html_body(action),
         "hs_task_priority": "HIGH" if band in ("hot", "high") else "MEDIUM",
         "hs_task_type": "TODO",
         "refract_action_id": action["id"],
@@ -264,22 +299,41 @@ def _hubspot_task(action: Action, domain: str, created: bool) -> dict[str, str]:
     return properties
 
 
+def _hubspot_note(action: Action, domain: str, created: bool) -> dict[str, str]:
+    """A note on the company's timeline, at the moment the account was last seen."""
+    return {
+        "hs_timestamp": _iso(_last_seen(action)),
+        "hs_note_body": _html_body(action),
+        "refract_action_id": action["id"],
+    }
+
+
 async def _to_hubspot(ctx: SendContext, action: Action, domain: str) -> str:
+    async def search_turn() -> None:
+        # the search endpoints' own limit, per token: a second window beside the destination's
+        await throttle(ctx.client, f"{ctx.name}:search", SEARCH_LIMIT, SEARCH_WINDOW_S)
+
     hubspot = HubSpotClient(
         ctx.session,
         ctx.destination.token,
         ctx.throttle,
         base_url=ctx.destination.url,
         timeout=ctx.destination.timeout,
+        search_throttle=search_turn,
     )
     ids = CrmIds(ctx.client, action["site"], ctx.name)
     if action["operation"] == "crm_activity":
         company, how = await _hubspot_company(
             hubspot, ids, action, domain, _hubspot_activity(action)
         )
-        return f"hubspot company {company} {how}"
+        note, note_how = await _hubspot_engagement(
+            hubspot, ids, action, domain, company, _HUBSPOT_NOTES
+        )
+        return f"hubspot company {company} {how}, note {note} {note_how}"
     company, how = await _hubspot_company(hubspot, ids, action, domain, {})
-    task, task_how = await _hubspot_task_write(hubspot, ids, action, domain, company)
+    task, task_how = await _hubspot_engagement(
+        hubspot, ids, action, domain, company, _HUBSPOT_TASKS
+    )
     return f"hubspot task {task} {task_how} on company {company} ({how})"
 
 
@@ -311,29 +365,50 @@ async def _hubspot_company(
     return company, "created"
 
 
-async def _hubspot_task_write(
-    hubspot: HubSpotClient, ids: CrmIds, action: Action, domain: str, company: str
+@dataclass(frozen=True, slots=True)
+class _Engagement:
+    """A HubSpot activity Refract writes once per action, on the company's timeline."""
+
+    object_type: str
+    key: str  # our key's prefix in CrmIds
+    to_company: int  # the association type
+    properties: Callable[[Action, str, bool], dict[str, str]]  # (action, domain, created)
+
+
+_HUBSPOT_NOTES: Final = _Engagement("notes", "note", NOTE_TO_COMPANY, _hubspot_note)
+_HUBSPOT_TASKS: Final = _Engagement("tasks", "task", TASK_TO_COMPANY, _hubspot_task)
+
+
+async def _hubspot_engagement(
+    hubspot: HubSpotClient,
+    ids: CrmIds,
+    action: Action,
+    domain: str,
+    company: str,
+    kind: _Engagement,
 ) -> tuple[str, str]:
-    key = f"task:{action['id']}"
+    """The action's note or task: updated when it exists, else created on the company."""
+    key = f"{kind.key}:{action['id']}"
     known = await ids.get(key)
     if known == PENDING:  # an earlier create may have landed without its answer
         found = await hubspot.search(
-            "tasks", "refract_action_id", action["id"], ["hs_task_subject"]
+            kind.object_type, "refract_action_id", action["id"], ["refract_action_id"]
         )
         known = found[0].id if found else None
     if known:
         try:
-            await hubspot.update("tasks", known, _hubspot_task(action, domain, created=False))
+            await hubspot.update(kind.object_type, known, kind.properties(action, domain, False))
             await ids.set(key, known)
             return known, "updated"
         except CrmError as error:
             if error.status != 404:
                 raise
     await ids.set(key, PENDING)
-    association = Association(company, TASK_TO_COMPANY)
-    task = await hubspot.create("tasks", _hubspot_task(action, domain, created=True), [association])
-    await ids.set(key, task.id)
-    return task.id, "created"
+    association = Association(company, kind.to_company)
+    properties = kind.properties(action, domain, True)
+    created = await hubspot.create(kind.object_type, properties, [association])
+    await ids.set(key, created.id)
+    return created.id, "created"
 
 
 # --- Salesforce ----------------------------------------------------------------------------
@@ -364,7 +439,7 @@ def _salesforce_task(action: Action, domain: str, what_id: str, created: bool) -
     band = _band(action).lower()
     fields: dict[str, Any] = {
         "Subject": _title(action, domain),
-        "Description": _task_body(action),
+        "Description": _plain_body(action),
         "ActivityDate": datetime.fromtimestamp(action["created"], UTC).date().isoformat(),
         "Priority": "High" if band in ("hot", "high") else "Normal",
         "WhatId": what_id,
@@ -377,6 +452,35 @@ def _salesforce_task(action: Action, domain: str, what_id: str, created: bool) -
     return fields
 
 
+def _salesforce_note(action: Action, domain: str, what_id: str, created: bool) -> dict[str, Any]:
+    """A completed Task: the logged activity on the Account's timeline (Activity History).
+    Not a Note or ContentNote: neither takes the custom field a lost create is found by, and a
+    ContentNote needs a second record (ContentDocumentLink) to show on the Account."""
+    fields: dict[str, Any] = {
+        "Subject": _clip(f"Refract: {_title(action, domain)}", MAX_SUBJECT),
+        "Description": _plain_body(action),
+        "ActivityDate": _last_seen(action).date().isoformat(),
+        "Priority": "Normal",
+        "WhatId": what_id,
+        ACTION_FIELD: action["id"],
+    }
+    if created:
+        fields["Status"] = "Completed"
+    return fields
+
+
+@dataclass(frozen=True, slots=True)
+class _Activity:
+    """A Salesforce Task Refract writes once per action, on the Account."""
+
+    key: str  # our key's prefix in CrmIds
+    fields: Callable[[Action, str, str, bool], dict[str, Any]]  # (action, domain, what, created)
+
+
+_SALESFORCE_NOTES: Final = _Activity("note", _salesforce_note)
+_SALESFORCE_TASKS: Final = _Activity("task", _salesforce_task)
+
+
 async def _to_salesforce(ctx: SendContext, action: Action, domain: str) -> str:
     destination = ctx.destination
     tokens = tokens_for(destination.token_url, destination.client_id, destination.client_secret)
@@ -385,8 +489,21 @@ async def _to_salesforce(ctx: SendContext, action: Action, domain: str) -> str:
     )
     ids = CrmIds(ctx.client, action["site"], ctx.name)
     if action["operation"] == "crm_activity":
-        return await _salesforce_account(salesforce, ids, action, domain)
-    return await _salesforce_task_write(salesforce, ids, action, domain)
+        fields, kind = _salesforce_activity(action), _SALESFORCE_NOTES
+    else:
+        fields, kind = {}, _SALESFORCE_TASKS
+    for attempt in range(2):
+        try:
+            return await _salesforce_write(salesforce, ids, action, domain, fields, kind)
+        except CompositeError as error:
+            if error.status != 404 or attempt:
+                raise
+            # deleted in Salesforce: forget it and write it again; an Account's deletion took
+            # its activities with it, a Task's left the Account
+            if error.reference == "account":
+                await ids.forget(f"company:{domain}")
+            await ids.forget(f"{kind.key}:{action['id']}")
+    raise AssertionError("unreachable: the second 404 raises")
 
 
 async def _salesforce_task_of(salesforce: SalesforceClient, action: str) -> str | None:
@@ -400,63 +517,45 @@ async def _salesforce_task_of(salesforce: SalesforceClient, action: str) -> str 
     return None
 
 
-async def _salesforce_account(
-    salesforce: SalesforceClient, ids: CrmIds, action: Action, domain: str
+async def _salesforce_write(
+    salesforce: SalesforceClient,
+    ids: CrmIds,
+    action: Action,
+    domain: str,
+    account_fields: Mapping[str, Any],
+    kind: _Activity,
 ) -> str:
-    key = f"company:{domain}"
-    fields = _salesforce_activity(action)
-    known = await ids.get(key)
-    if known:
-        try:
-            # stamps the external id on an Account the pull matched by its website
-            await salesforce.update("Account", known, {**fields, DOMAIN_FIELD: domain})
-            return f"salesforce account {known} updated"
-        except CrmError as error:
-            if error.status != 404:
-                raise
-            await ids.forget(key)
-    new = {"Name": _company_name(action, domain), "Website": domain, **fields}
-    upserted = await salesforce.upsert("Account", DOMAIN_FIELD, domain, new)
-    await ids.set(key, upserted.id)
-    return f"salesforce account {upserted.id} {'created' if upserted.created else 'updated'}"
-
-
-async def _salesforce_task_write(
-    salesforce: SalesforceClient, ids: CrmIds, action: Action, domain: str
-) -> str:
-    """The task (and its Account when unknown) in one composite request."""
-    account_key, task_key = f"company:{domain}", f"task:{action['id']}"
+    """The action's Task and its Account in one composite request: the Account upserted by
+    domain when unknown, else updated with ``account_fields`` (and stamped with the domain, for
+    an Account the pull matched by its website)."""
+    account_key, task_key = f"company:{domain}", f"{kind.key}:{action['id']}"
     account, task = await ids.get(account_key), await ids.get(task_key)
     if task == PENDING:  # an earlier create may have landed without its answer
         task = await _salesforce_task_of(salesforce, action["id"])
     requests = []
     if not account:
-        new = {"Name": _company_name(action, domain), "Website": domain}
+        new = {"Name": _company_name(action, domain), "Website": domain, **account_fields}
         url = f"/sobjects/Account/{DOMAIN_FIELD}/{domain}"
         requests.append(SubRequest("PATCH", url, "account", new))
+    elif account_fields:
+        known = {**account_fields, DOMAIN_FIELD: domain}
+        requests.append(SubRequest("PATCH", f"/sobjects/Account/{account}", "account", known))
     what_id = account or "@{account.id}"
     if task:
-        fields = _salesforce_task(action, domain, what_id, created=False)
+        fields = kind.fields(action, domain, what_id, False)
         requests.append(SubRequest("PATCH", f"/sobjects/Task/{task}", "task", fields))
     else:
         await ids.set(task_key, PENDING)
-        fields = _salesforce_task(action, domain, what_id, created=True)
+        fields = kind.fields(action, domain, what_id, True)
         requests.append(SubRequest("POST", "/sobjects/Task", "task", fields))
-    try:
-        results = await salesforce.composite(requests)
-    except CrmError as error:
-        if error.status == 404:  # deleted in Salesforce: found or created again next time
-            await ids.forget(account_key)
-            await ids.forget(task_key)
-            raise CrmError(
-                error.detail + " (deleted in Salesforce: recreated next attempt)", 404
-            ) from None
-        raise
+    results = await salesforce.composite(requests)
+    account_how = "updated" if account_fields else "known"
     if not account:
-        account = sub_result_id(results["account"], "composite account")
+        upserted = parse(Upserted, results["account"].body, "composite account")
+        account, account_how = upserted.id, "created" if upserted.created else "found"
         await ids.set(account_key, account)
     how = "updated" if task else "created"
     if not task:
         task = sub_result_id(results["task"], "composite task")
     await ids.set(task_key, task)
-    return f"salesforce task {task} {how} on account {account}"
+    return f"salesforce account {account} {account_how}, {kind.key} {task} {how}"

@@ -6,27 +6,47 @@ destination's throttle: HubSpot allows a private app 190 requests per rolling 10
 Professional and Enterprise (100 on Free and Starter) and answers 429 past it, with a body
 whose ``policyName`` names the limit hit (``TEN_SECONDLY_ROLLING``, ``DAILY``).
 
+The search endpoints have a limit of their own, 4 requests per second per token (answered
+429 like the other), so a search also awaits ``search_throttle`` when one is given.
+
 Calls: the object endpoints ``/crm/v3/objects/{type}`` (create, update, list pages with
 ``after`` cursors, search by one property), default associations given at creation, and the
 owners ``/crm/v3/owners``. Records come back with every property as a string (or null).
+
+No batch endpoint is called: the pull's list pages already read 100 records a request, as
+``batch/read`` would, and ``batch/read`` or ``batch/upsert`` by ``idProperty`` needs a property
+with unique values, which a company's ``domain`` is not. A push writes one account's records
+(an action is delivered alone), so a batch of one would save nothing.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, Final, TypeVar
+from typing import Annotated, Any, Final
 from urllib.parse import quote
 
 import aiohttp
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import Field, StringConstraints, ValidationError
 
-from refract.analytics.crm import CrmError, Throttle, read_json, retry_after, shorten
+from refract.analytics.crm import (
+    Answer,
+    CrmError,
+    Throttle,
+    parse,
+    read_json,
+    retry_after,
+    shorten,
+    unreachable,
+)
 
 DEFAULT_BASE_URL: Final = "https://api.hubapi.com"
 PAGE_SIZE: Final = 100  # the most the object and search endpoints return at once
 # HubSpot-defined association types (the v4 associations' defaults), from the object created
+NOTE_TO_COMPANY: Final = 190
 TASK_TO_COMPANY: Final = 192
+SEARCH_LIMIT: Final = 4  # requests per SEARCH_WINDOW_S per token, whatever the app's limit
+SEARCH_WINDOW_S: Final = 1.0
 # seconds to wait when a 429 names its policy but sends no Retry-After
 POLICY_WAIT_S: Final = {"TEN_SECONDLY_ROLLING": 10.0, "SECONDLY": 1.0, "DAILY": 3600.0}
 
@@ -35,22 +55,15 @@ Value = Annotated[str, StringConstraints(max_length=65_536)] | None
 Cursor = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 
 
-class _Answer(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-
-_A = TypeVar("_A", bound=_Answer)
-
-
-class Reference(_Answer):
+class Reference(Answer):
     id: RecordId
 
 
-class References(_Answer):
+class References(Answer):
     results: list[Reference] = Field(default=[], max_length=1000)
 
 
-class Record(_Answer):
+class Record(Answer):
     id: RecordId
     properties: dict[str, Value] = Field(default={}, max_length=1000)
     associations: dict[str, References] = Field(default={}, max_length=20)
@@ -59,16 +72,15 @@ class Record(_Answer):
         return (self.properties.get(name) or "").strip()
 
 
-class Next(_Answer):
+class Next(Answer):
     after: Cursor
 
 
-class Paging(_Answer):
+class Paging(Answer):
     next: Next | None = None
 
 
-class Page(_Answer):
-    results: list[Record] = Field(max_length=PAGE_SIZE)
+class _Paged(Answer):
     paging: Paging | None = None
 
     @property
@@ -77,7 +89,11 @@ class Page(_Answer):
         return self.paging.next.after if self.paging and self.paging.next else None
 
 
-class Owner(_Answer):
+class Page(_Paged):
+    results: list[Record] = Field(max_length=PAGE_SIZE)
+
+
+class Owner(Answer):
     id: RecordId
     email: Annotated[str, StringConstraints(max_length=320)] | None = None
     firstName: Annotated[str, StringConstraints(max_length=200)] | None = None
@@ -88,16 +104,11 @@ class Owner(_Answer):
         return " ".join(part for part in (self.firstName, self.lastName) if part)
 
 
-class Owners(_Answer):
+class Owners(_Paged):
     results: list[Owner] = Field(max_length=PAGE_SIZE)
-    paging: Paging | None = None
-
-    @property
-    def after(self) -> str | None:
-        return self.paging.next.after if self.paging and self.paging.next else None
 
 
-class _ErrorBody(_Answer):
+class _ErrorBody(Answer):
     message: str = ""
     category: str = ""
     policyName: str = ""
@@ -126,11 +137,13 @@ class HubSpotClient:
         *,
         base_url: str = "",
         timeout: float = 10.0,
+        search_throttle: Throttle | None = None,
     ) -> None:
         self._session = session
         self._base = (base_url or DEFAULT_BASE_URL).rstrip("/")
         self._headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
         self._throttle = throttle
+        self._search_throttle = search_throttle
         self._timeout = aiohttp.ClientTimeout(total=timeout)
 
     async def search(
@@ -145,7 +158,10 @@ class HubSpotClient:
             "limit": PAGE_SIZE,
         }
         what = f"search of {object_type} by {name}"
-        page = _parse(Page, await self._call("POST", _objects(object_type, "search"), what, body))
+        if self._search_throttle is not None:
+            await self._search_throttle()
+        answer = await self._call("POST", _objects(object_type, "search"), what, body)
+        page = parse(Page, answer, what)
         return sorted(page.results, key=lambda record: int(record.id))
 
     async def create(
@@ -157,18 +173,17 @@ class HubSpotClient:
         body: dict[str, Any] = {"properties": dict(properties)}
         if associations:
             body["associations"] = [association.to_json() for association in associations]
-        answer = await self._call("POST", _objects(object_type), f"create of a {object_type}", body)
-        return _parse(Record, answer)
+        what = f"create of a {object_type}"
+        return parse(Record, await self._call("POST", _objects(object_type), what, body), what)
 
     async def update(
         self, object_type: str, record_id: str, properties: Mapping[str, str]
     ) -> Record:
         """Raises ``CrmError`` with status 404 when the record was deleted in HubSpot."""
         path = _objects(object_type, quote(record_id, safe=""))
-        answer = await self._call(
-            "PATCH", path, f"update of {object_type} {record_id}", {"properties": dict(properties)}
-        )
-        return _parse(Record, answer)
+        what = f"update of {object_type} {record_id}"
+        answer = await self._call("PATCH", path, what, {"properties": dict(properties)})
+        return parse(Record, answer, what)
 
     async def page(
         self,
@@ -183,16 +198,13 @@ class HubSpotClient:
             params["associations"] = ",".join(associations)
         if after:
             params["after"] = after
-        answer = await self._call(
-            "GET", _objects(object_type), f"list of {object_type}", None, params
-        )
-        return _parse(Page, answer)
+        what = f"list of {object_type}"
+        return parse(Page, await self._call("GET", _objects(object_type), what, None, params), what)
 
     async def owners(self, after: str | None = None) -> Owners:
         params = {"limit": str(PAGE_SIZE), **({"after": after} if after else {})}
-        return _parse(
-            Owners, await self._call("GET", "/crm/v3/owners", "list of owners", None, params)
-        )
+        what = "list of owners"
+        return parse(Owners, await self._call("GET", "/crm/v3/owners", what, None, params), what)
 
     async def _call(
         self,
@@ -216,20 +228,11 @@ class HubSpotClient:
                     raise await _error(response, what)
                 return await read_json(response, what)
         except (aiohttp.ClientError, TimeoutError) as error:
-            raise CrmError(f"{what}: {type(error).__name__} {error}".strip()) from None
+            raise unreachable(what, error) from None
 
 
 def _objects(object_type: str, *parts: str) -> str:
     return "/".join(("/crm/v3/objects", object_type, *parts))
-
-
-def _parse(model: type[_A], answer: Any) -> _A:
-    try:
-        return model.model_validate(answer)
-    except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "body"
-        raise CrmError(f"HubSpot answered an unexpected {where}: {first['msg']}") from None
 
 
 async def _error(response: aiohttp.ClientResponse, what: str) -> CrmError:

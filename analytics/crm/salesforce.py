@@ -19,13 +19,22 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Final, TypeVar
+from typing import Annotated, Any, Final
 from urllib.parse import quote
 
 import aiohttp
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import Field, StringConstraints, ValidationError
 
-from refract.analytics.crm import CrmError, Throttle, read_json, retry_after, shorten
+from refract.analytics.crm import (
+    Answer,
+    CrmError,
+    Throttle,
+    parse,
+    read_json,
+    retry_after,
+    shorten,
+    unreachable,
+)
 
 API_VERSION: Final = "v62.0"
 DATA: Final = f"/services/data/{API_VERSION}"
@@ -36,37 +45,30 @@ LIMIT_WAIT_S: Final = 900.0  # REQUEST_LIMIT_EXCEEDED without Retry-After: the 2
 RecordId = Annotated[str, StringConstraints(pattern=r"^[a-zA-Z0-9]{15}([a-zA-Z0-9]{3})?$")]
 
 
-class _Answer(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-
-_A = TypeVar("_A", bound=_Answer)
-
-
-class _Token(_Answer):
+class _Token(Answer):
     access_token: Annotated[str, StringConstraints(min_length=1, max_length=4096)]
 
 
-class _OAuthError(_Answer):
+class _OAuthError(Answer):
     error: str = ""
     error_description: str = ""
 
 
-class _ApiError(_Answer):
+class _ApiError(Answer):
     errorCode: str = ""
     message: str = ""
 
 
-class Upserted(_Answer):
+class Upserted(Answer):
     id: RecordId
     created: bool = False
 
 
-class Created(_Answer):
+class Created(Answer):
     id: RecordId
 
 
-class QueryPage(_Answer):
+class QueryPage(Answer):
     totalSize: int = Field(ge=0)
     done: bool
     nextRecordsUrl: (
@@ -76,13 +78,13 @@ class QueryPage(_Answer):
     records: list[dict[str, Any]] = Field(max_length=2000)
 
 
-class SubResult(_Answer):
+class SubResult(Answer):
     body: Any = None
     httpStatusCode: int
     referenceId: str
 
 
-class _Composite(_Answer):
+class _Composite(Answer):
     compositeResponse: list[SubResult] = Field(max_length=MAX_SUBREQUESTS)
 
 
@@ -148,8 +150,8 @@ class Tokens:
                 if response.status >= 400:
                     raise _token_error(response.status, answer)
         except (aiohttp.ClientError, TimeoutError) as error:
-            raise CrmError(f"{what}: {type(error).__name__} {error}".strip()) from None
-        return _parse(_Token, answer, what).access_token
+            raise unreachable(what, error) from None
+        return parse(_Token, answer, what).access_token
 
 
 def _token_error(status: int, answer: Any) -> CrmError:
@@ -164,6 +166,16 @@ def _token_error(status: int, answer: Any) -> CrmError:
     return CrmError(
         detail + " (check the connected app's key, secret and run-as user)", status, permanent=True
     )
+
+
+class CompositeError(CrmError):
+    """The failure of a composite request's subrequest; ``reference`` names which."""
+
+    def __init__(self, reference: str, cause: CrmError) -> None:
+        super().__init__(
+            cause.detail, cause.status, retry_after=cause.retry_after, permanent=cause.permanent
+        )
+        self.reference = reference
 
 
 class SalesforceClient:
@@ -191,7 +203,7 @@ class SalesforceClient:
         path = f"/sobjects/{sobject}/{external_field}/{quote(value, safe='')}"
         what = f"upsert of {sobject} {external_field}={value}"
         _, answer = await self._call("PATCH", DATA + path, what, dict(fields))
-        return _parse(Upserted, answer, what)
+        return parse(Upserted, answer, what)
 
     async def update(self, sobject: str, record_id: str, fields: Mapping[str, Any]) -> None:
         """Raises ``CrmError`` with status 404 when the record was deleted."""
@@ -201,14 +213,14 @@ class SalesforceClient:
     async def create(self, sobject: str, fields: Mapping[str, Any]) -> str:
         what = f"create of a {sobject}"
         _, answer = await self._call("POST", f"{DATA}/sobjects/{sobject}", what, dict(fields))
-        return _parse(Created, answer, what).id
+        return parse(Created, answer, what).id
 
     async def records(self, soql: str) -> AsyncIterator[dict[str, Any]]:
         """Every record a SOQL query selects, page after page."""
         what = "query"
         _, answer = await self._call("GET", f"{DATA}/query", what, params={"q": soql})
         for _ in range(MAX_QUERY_PAGES):
-            page = _parse(QueryPage, answer, what)
+            page = parse(QueryPage, answer, what)
             for record in page.records:
                 yield record
             if page.done or page.nextRecordsUrl is None:
@@ -224,7 +236,7 @@ class SalesforceClient:
         _, answer = await self._call("POST", f"{DATA}/composite", "composite request", body)
         results = {
             result.referenceId: result
-            for result in _parse(_Composite, answer, "composite request").compositeResponse
+            for result in parse(_Composite, answer, "composite request").compositeResponse
         }
         missing = [r.reference for r in requests if r.reference not in results]
         if missing:
@@ -235,7 +247,9 @@ class SalesforceClient:
         if failed:
             cause = failed[0]
             what = f"composite {cause.referenceId}"
-            raise _api_error(cause.httpStatusCode, cause.body, what, None)
+            raise CompositeError(
+                cause.referenceId, _api_error(cause.httpStatusCode, cause.body, what, None)
+            )
         return results
 
     async def _call(
@@ -267,13 +281,13 @@ class SalesforceClient:
                         raise _api_error(response.status, answer, what, wait)
                     return response.status, answer
             except (aiohttp.ClientError, TimeoutError) as error:
-                raise CrmError(f"{what}: {type(error).__name__} {error}".strip()) from None
+                raise unreachable(what, error) from None
         raise AssertionError("unreachable: the second 401 raises")
 
 
 def sub_result_id(result: SubResult, what: str) -> str:
     """The record id a create or upsert subrequest answered."""
-    return _parse(Created, result.body, what).id
+    return parse(Created, result.body, what).id
 
 
 def _api_error(status: int, answer: Any, what: str, wait: float | None) -> CrmError:
@@ -303,14 +317,3 @@ def _errors(answer: Any) -> list[_ApiError]:
         except ValidationError:
             continue
     return errors
-
-
-def _parse(model: type[_A], answer: Any, what: str) -> _A:
-    try:
-        return model.model_validate(answer)
-    except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "body"
-        raise CrmError(
-            f"{what}: Salesforce answered an unexpected {where}: {first['msg']}"
-        ) from None

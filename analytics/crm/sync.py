@@ -16,7 +16,11 @@
   pull: won deals need an amount (those without are skipped and counted), dates are the
   created and close days.
 
-``keep_pulling`` pulls every ``crm_pull_hours`` from ``[automations] crm`` for every site.
+``keep_pulling`` pulls every ``crm_pull_hours`` from ``[automations] crm``, the one CRM of
+the whole configuration: one read of it goes into every site's account list, since each site
+keeps its own (the sites of one company share its CRM). A pull is due when a site's last one
+(``keyspace.crm_pulled``) is older than the period, so several workers, and a worker restarted
+or reloaded, do not read the CRM again before then.
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ import aiohttp
 import redis.asyncio as redis
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 
+from refract.analytics.automations.rate_limit import throttle
+from refract.analytics.automations.ssrf import guarded_session
 from refract.analytics.crm import CrmError, Throttle
 from refract.analytics.crm.actions import tokens_for
 from refract.analytics.crm.hubspot import HubSpotClient, Record
@@ -50,6 +56,7 @@ from refract.rules.accounts import Account
 from refract.rules.config import Config, DestinationConfig
 from refract.rules.domains import normalise_domain
 from refract.rules.problems import FieldError
+from refract.rules.redis_values import text
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +165,14 @@ async def pull(
 ) -> PullReport:
     """Pull once from the ``name`` destination into the site's account list, owners and the
     ``outcomes`` CSV file. Raises ``CrmError`` when the CRM fails: nothing is stored then."""
+    pulled = await read(session, name, destination, throttle)
+    return await _store(client, site, name, pulled, now, outcomes)
+
+
+async def read(
+    session: aiohttp.ClientSession, name: str, destination: DestinationConfig, throttle: Throttle
+) -> Pulled:
+    """Everything a pull takes from the ``name`` destination, stored nowhere yet."""
     if destination.kind == "hubspot":
         hubspot = HubSpotClient(
             session,
@@ -166,55 +181,73 @@ async def pull(
             base_url=destination.url,
             timeout=destination.timeout,
         )
-        pulled = await _from_hubspot(hubspot)
-    elif destination.kind == "salesforce":
+        return await _from_hubspot(hubspot)
+    if destination.kind == "salesforce":
         tokens = tokens_for(destination.token_url, destination.client_id, destination.client_secret)
         salesforce = SalesforceClient(
             session, destination.url, tokens, throttle, timeout=destination.timeout
         )
-        pulled = await _from_salesforce(salesforce)
-    else:
-        raise ValueError(f"{name} is a {destination.kind} destination, not a CRM")
-    return await _store(client, site, name, pulled, now, outcomes)
+        return await _from_salesforce(salesforce)
+    raise ValueError(f"{name} is a {destination.kind} destination, not a CRM")
 
 
 async def keep_pulling(client: redis.Redis, config: Config, stop: asyncio.Event) -> None:
-    """Pull from ``[automations] crm`` for every site now, then every ``crm_pull_hours``, until
-    ``stop`` is set. A failed pull is logged and tried again at the next turn."""
-    from refract.analytics.automations.rate_limit import throttle
-    from refract.analytics.automations.ssrf import guarded_session
-
+    """Pull from ``[automations] crm`` into the sites whose pull is due, then sleep until the
+    next is, until ``stop`` is set. A failed pull is logged and tried again at the next turn."""
     automations = config.automations
     if not automations.crm:
         return
     name = automations.crm
     destination = automations.destinations[name]
+    period = automations.crm_pull_hours * 3600
 
     async def wait_turn() -> None:
         await throttle(client, name, destination.rate_limit, destination.rate_window)
 
     async with guarded_session(automations.allow_hosts) as session:
         while not stop.is_set():
-            for site in config.sites:
-                path = outcomes_path(config.server.data_dir, site.key)
-                try:
-                    report = await pull(
-                        client,
-                        session,
-                        site.key,
-                        name,
-                        destination,
-                        wait_turn,
-                        time.time(),
-                        outcomes=path,
-                    )
-                    log.info("%s", report.describe().rstrip())
-                except Exception:  # a CRM, network or Redis failure must not end the loop
-                    log.exception("pull of %s from %s failed", site.key, name)
             try:
-                await asyncio.wait_for(stop.wait(), automations.crm_pull_hours * 3600)
+                sleep = await pull_due(client, session, config, wait_turn, time.time())
+            except Exception:  # a CRM, network or Redis failure must not end the loop
+                log.exception("pull from %s failed", name)
+                sleep = period
+            try:
+                await asyncio.wait_for(stop.wait(), sleep)
             except TimeoutError:
                 continue
+
+
+async def pull_due(
+    client: redis.Redis,
+    session: aiohttp.ClientSession,
+    config: Config,
+    throttle: Throttle,
+    now: float,
+) -> float:
+    """One read of the CRM stored into every site whose pull is due; the seconds until the
+    next is due."""
+    name = config.automations.crm
+    period = config.automations.crm_pull_hours * 3600
+    last = await client.mget([keyspace.crm_pulled(site.key, name) for site in config.sites])
+    pulled_at = {site.key: _seconds(value) for site, value in zip(config.sites, last, strict=True)}
+    due = [site for site, at in pulled_at.items() if at + period <= now]
+    if due:
+        pulled = await read(session, name, config.automations.destinations[name], throttle)
+        for site in due:
+            path = outcomes_path(config.server.data_dir, site)
+            report = await _store(client, site, name, pulled, now, path)
+            log.info("%s", report.describe().rstrip())
+            pulled_at[site] = now
+    return max(min(pulled_at.values(), default=now) + period - now, 1.0)
+
+
+def _seconds(value: bytes | str | None) -> float:
+    """A stored time; 0 (long ago) when absent or unreadable."""
+    try:
+        moment = float(text(value)) if value is not None else 0.0
+    except ValueError:
+        return 0.0
+    return moment if math.isfinite(moment) else 0.0
 
 
 # --- HubSpot -------------------------------------------------------------------------------

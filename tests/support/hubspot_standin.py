@@ -5,14 +5,18 @@ rate limit, records kept in memory.
 * The private app's limit enforced over a rolling window (190 per 10 s by default): past it,
   429 with HubSpot's body (``errorType`` ``RATE_LIMIT``, ``policyName``
   ``TEN_SECONDLY_ROLLING``); each one counted in ``rate_limited`` for tests to assert 0.
-* Objects: create (with default associations), update (404 ``OBJECT_NOT_FOUND``), list pages
+* The search endpoints' own limit (4 per second per token): past it, 429 with ``policyName``
+  ``SECONDLY``, counted in ``rate_limited`` too.
+* Objects: create (with default associations to a company, of the HubSpot-defined type of the
+  object's kind: 190 for a note, 192 for a task), update (404 ``OBJECT_NOT_FOUND``), list pages
   with ``after`` cursors and associations, search (``EQ`` filters); properties validated
   against each type's known ones (400 ``VALIDATION_ERROR``), values kept as strings.
 * HubSpot does not keep company domains unique: neither does the stand-in, it counts
-  companies sharing a domain (``duplicate_companies``) and tasks sharing a
-  ``refract_action_id`` (``duplicate_tasks``) for tests to assert 0.
+  companies sharing a domain (``duplicate_companies``), notes and tasks sharing a
+  ``refract_action_id`` (``duplicate_notes``, ``duplicate_tasks``) for tests to assert 0.
 * ``fail_next(status, times)`` answers the next requests with an error, to test retries;
-  ``lost_answers = n`` carries out the next n successful requests but answers 504.
+  ``lose_answer(call)`` carries out the next successful ``call`` (``"POST notes"``) but
+  answers 504.
 """
 
 from __future__ import annotations
@@ -53,9 +57,11 @@ PROPERTIES = {
         "hubspot_owner_id",
         "refract_action_id",
     },
+    "notes": {"hs_timestamp", "hs_note_body", "hubspot_owner_id", "refract_action_id"},
     "deals": {"dealname", "amount", "createdate", "closedate", "hs_is_closed", "hs_is_closed_won"},
 }
-REQUIRED = {"tasks": ("hs_timestamp",)}
+REQUIRED = {"tasks": ("hs_timestamp",), "notes": ("hs_timestamp",)}
+TO_COMPANY = {"notes": 190, "tasks": 192}  # HubSpot-defined association types
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -71,9 +77,18 @@ def _error(status: int, category: str, message: str, **extra: Any) -> web.Respon
 
 
 class HubSpotStandIn:
-    def __init__(self, limit: int = 190, window: float = 10.0) -> None:
+    def __init__(
+        self,
+        limit: int = 190,
+        window: float = 10.0,
+        search_limit: int = 4,
+        search_window: float = 1.0,
+    ) -> None:
         self.limit = limit
         self.window = window
+        self.search_limit = search_limit
+        self.search_window = search_window
+        self.searches: deque[float] = deque()
         self.properties = {kind: set(names) for kind, names in PROPERTIES.items()}
         self.records: dict[str, dict[str, dict[str, Any]]] = {kind: {} for kind in PROPERTIES}
         self.owners: list[dict[str, Any]] = []
@@ -82,13 +97,16 @@ class HubSpotStandIn:
         self.requests = 0
         self.rate_limited = 0
         self.failures: list[int] = []
-        self.lost_answers = 0
+        self.lost: Counter[str] = Counter()  # call -> answers to lose
         self.calls: Counter[str] = Counter()  # "POST companies/search" -> count
 
     # --- for tests -----------------------------------------------------------------------
 
     def fail_next(self, status: int, times: int = 1) -> None:
         self.failures += [status] * times
+
+    def lose_answer(self, call: str) -> None:
+        self.lost[call] += 1
 
     def add(self, kind: str, properties: dict[str, str], companies: tuple[str, ...] = ()) -> str:
         record_id = str(next(self.ids))
@@ -128,6 +146,10 @@ class HubSpotStandIn:
     def duplicate_tasks(self) -> int:
         return self.duplicates("tasks", "refract_action_id")
 
+    @property
+    def duplicate_notes(self) -> int:
+        return self.duplicates("notes", "refract_action_id")
+
     # --- the app -------------------------------------------------------------------------
 
     def app(self) -> web.Application:
@@ -155,6 +177,19 @@ class HubSpotStandIn:
                 policyName="TEN_SECONDLY_ROLLING",
             )
         self.arrivals.append(now)
+        if request.path.endswith("/search"):
+            while self.searches and self.searches[0] <= now - self.search_window:
+                self.searches.popleft()
+            if len(self.searches) >= self.search_limit:
+                self.rate_limited += 1
+                return _error(
+                    429,
+                    "RATE_LIMITS",
+                    "You have reached your secondly limit.",
+                    errorType="RATE_LIMIT",
+                    policyName="SECONDLY",
+                )
+            self.searches.append(now)
         if request.headers.get("Authorization") != f"Bearer {TOKEN}":
             return _error(
                 401,
@@ -168,10 +203,11 @@ class HubSpotStandIn:
         kind = request.match_info.get("kind", "owners")
         if kind not in PROPERTIES and request.path != "/crm/v3/owners":
             return _error(400, "VALIDATION_ERROR", f"Unable to infer object type from: {kind}")
-        self.calls[f"{request.method} {request.path.removeprefix('/crm/v3/objects/')}"] += 1
+        call = f"{request.method} {request.path.removeprefix('/crm/v3/objects/')}"
+        self.calls[call] += 1
         response = await handler(request)
-        if self.lost_answers and response.status < 300:
-            self.lost_answers -= 1  # done, but the answer never reaches the client
+        if self.lost[call] and response.status < 300:
+            self.lost[call] -= 1  # done, but the answer never reaches the client
             return _error(504, "GATEWAY_TIMEOUT", "the answer was lost on its way")
         return response
 
@@ -224,6 +260,7 @@ class HubSpotStandIn:
             if (
                 target not in self.records["companies"]
                 or types["associationCategory"] != "HUBSPOT_DEFINED"
+                or types["associationTypeId"] != TO_COMPANY.get(kind)
             ):
                 return _error(400, "VALIDATION_ERROR", f"invalid association to {target}")
             companies.append(target)

@@ -15,6 +15,7 @@ from typing import Any, cast
 
 import redis.asyncio as redis
 from aiohttp import web
+from aiohttp.test_utils import TestServer
 from standardwebhooks import Webhook
 
 from refract.analytics.automations.actions import Action, Subject, action_id
@@ -84,6 +85,13 @@ class Receiver:
 
     def ids(self) -> list[str]:
         return [request.webhook_id for request in self.received]
+
+
+async def served(aiohttp_server: Any) -> tuple[Receiver, str]:
+    """A receiver served by pytest-aiohttp's ``aiohttp_server``, and the URL it receives at."""
+    hook = Receiver()
+    server: TestServer = await aiohttp_server(hook.app())
+    return hook, str(server.make_url(PATH))
 
 
 # --- actions for it ------------------------------------------------------------------------
