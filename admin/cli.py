@@ -11,7 +11,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, Literal
 
-from refract.admin import logs, privacy_cli
+from refract.admin import attribution_cli, logs, privacy_cli
 from refract.admin.supervisor import Child, Supervisor
 from refract.rules import keyspace
 from refract.rules.automations import destination_problems
@@ -69,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         return _qa_link(config, args)
     if command == "privacy":
         return _privacy(config, args)
+    if command == "attribution":
+        return attribution_cli.run(config, args)
     if command == "autopilot" and args.autopilot_command == "evaluate":
         return _autopilot_evaluate(config, args)
     if command == "autopilot":
@@ -719,6 +721,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     qa_link.add_argument("--url", help="the page it opens (default: the first site's home page)")
     privacy_cli.add_parser(commands)
+    attribution_cli.add_parser(commands)
     autopilot = commands.add_parser(
         "autopilot", help="what to test: `refract autopilot scan` (docs/autopilot.md)"
     )

@@ -61,6 +61,7 @@ def record_pageview(call: Call, account: Account | None) -> bool:
                 network=network,
                 account=account.domain if account is not None else "",
                 ip=_address_to_match(call, account, network),
+                click_ids=request.query.keys(),
             )
         )
     except Exception as error:  # logging must never cost the visitor their page

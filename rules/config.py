@@ -578,6 +578,28 @@ class AutopilotConfig(Section):
     llm_model: str = Field(default="", description="the model llm_url should use")
 
 
+class AttributionConfig(Section):
+    window_days: int = Field(
+        default=90,
+        ge=1,
+        le=730,
+        description="days before a conversion a touch (a session's arrival) may earn credit",
+    )
+    half_life_days: float = Field(
+        default=7.0, gt=0, le=365, description="the time-decay model's half-life in days"
+    )
+    min_conversions: int = Field(
+        default=30,
+        ge=0,
+        description="below this many conversions attribution warns that it has too little data",
+    )
+    conversion_metric: str = Field(
+        default="",
+        description="the rules' metric whose events are on-site conversions; empty: the "
+        "first metric of the rule files",
+    )
+
+
 DESTINATION_NAME = r"^[a-z0-9][a-z0-9_]{0,62}$"  # an environment variable's part names it
 DestinationKind = Literal["slack", "teams", "email", "webhook", "hubspot", "salesforce"]
 # The Standard Webhooks retry schedule (immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h)
@@ -744,6 +766,7 @@ class Config(Section):
     intel: IntelConfig = Field(default_factory=IntelConfig)
     autopilot: AutopilotConfig = Field(default_factory=AutopilotConfig)
     automations: AutomationsConfig = Field(default_factory=AutomationsConfig)
+    attribution: AttributionConfig = Field(default_factory=AttributionConfig)
     sites: Annotated[list[SiteConfig], Field(min_length=1)] = Field(
         description="the websites Refract fronts, one [[sites]] table each"
     )

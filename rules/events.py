@@ -56,6 +56,15 @@ MATCHABLE_NETWORKS: frozenset[NetworkKind] = frozenset({"business", "education",
 # Fields that live in the streams only (retention.streams_days): the worker uses them and drops
 # them; never in a profile, never in the archive.
 STREAM_ONLY_FIELDS = frozenset({"ip"})
+# The ad platforms' click-id parameters a page view names when its URL carries them (names
+# only, never the values, which identify the click): analytics/attribution/channels.py maps
+# each to its platform; tests hold the two lists equal.
+CLICK_IDS = frozenset(
+    {
+        "gclid", "gbraid", "wbraid", "dclid", "msclkid", "yclid", "li_fat_id", "ttclid",
+        "twclid", "rdt_cid", "sccid", "epik", "fbclid", "mc_cid",
+    }
+)  # fmt: skip
 
 
 # --- the stream's events -------------------------------------------------------------------
@@ -105,6 +114,7 @@ class PageViewEvent(_Envelope):
     network: NotRequired[NetworkFields]
     account: NotRequired[str]  # the proxy's match by IP range, or the worker's
     ip: NotRequired[str]  # STREAM_ONLY_FIELDS: for the worker to match, then dropped
+    click_ids: NotRequired[list[str]]  # CLICK_IDS the URL carried, sorted; absent when none
     company: NotRequired[CompanyFields]  # added by the worker's matching
 
 
@@ -468,10 +478,12 @@ def pageview(
     network: Network | None = None,
     account: str = "",
     ip: str = "",
+    click_ids: Iterable[str] = (),
 ) -> PageViewEvent:
     """A page served; ``network`` is who owns the visitor's address, ``account`` the domain of
     the target account that address belongs to, and ``ip`` the address itself, only when the
-    worker may match it (``MATCHABLE_NETWORKS``, docs/events.md) and for the stream alone."""
+    worker may match it (``MATCHABLE_NETWORKS``, docs/events.md) and for the stream alone;
+    ``click_ids`` the query's parameter names, of which the ``CLICK_IDS`` are kept."""
     event: PageViewEvent = {
         "id": random_hex(),
         "type": "pageview",
@@ -495,6 +507,8 @@ def pageview(
         event["account"] = account
     if ip:
         event["ip"] = ip
+    if kept := sorted(CLICK_IDS.intersection(click_ids)):
+        event["click_ids"] = kept
     return event
 
 
@@ -611,10 +625,21 @@ def _check_numbers(data: dict[Any, Any]) -> None:
                 raise InvalidEvent(f"props.{name}: {value!r} is not a finite number")
         if problem := value_problem(data["props"].get(VALUE_PROP), allow_negative=True):
             raise InvalidEvent(f"props.{VALUE_PROP}: {problem}")
+    if data["type"] == "pageview" and "click_ids" in data:
+        _check_click_ids(data["click_ids"])
     if data["type"] == "exposure" and "propensity" in data:
         propensity = data["propensity"]
         if isinstance(propensity, bool) or not 0 < propensity <= 1:  # True is 1 in Python
             raise InvalidEvent(f"propensity: {propensity!r} is not in (0, 1]")
+
+
+def _check_click_ids(names: list[Any]) -> None:
+    """Names of ``CLICK_IDS`` only, each once: a stream entry carries no values nor more."""
+    if len(names) > len(CLICK_IDS) or len(set(map(str, names))) != len(names):
+        raise InvalidEvent(f"click_ids: more than {len(CLICK_IDS)} or repeated names")
+    for name in names:
+        if not isinstance(name, str) or name not in CLICK_IDS:
+            raise InvalidEvent(f"click_ids: {str(name)[:64]!r} is not a known click id")
 
 
 def _checks(shape: type[Any]) -> tuple[_Check, ...]:

@@ -1,0 +1,143 @@
+"""`refract attribution` end to end: sessions across channels written through the real
+``Archive``, read back by DuckDB, credited by every model and printed as a table, JSON and CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from refract.admin import cli
+from refract.admin.attribution_cli import MODEL_NAMES
+from refract.analytics.archive import Archive
+from refract.rules import events
+from tests.test_attribution_journeys import DAY, HOST, SITE, T0, pageview
+
+RULES = '[[metrics]]\nkey = "demo"\nkind = "url"\nurl = "/thanks"\nvalue = 100.0\n'
+# (referrer, utm, click ids) of each visitor's first and second session; whether they converted
+VISITORS = [
+    (("https://google.com/", {}, []), ("", {"source": "news", "medium": "email"}, []), True),
+    (("", {}, ["gclid"]), ("https://t.co/", {}, []), True),
+    (("https://t.co/", {}, []), ("", {}, []), True),
+    (("https://google.com/", {}, []), ("", {}, ["gclid"]), False),
+    (("", {"source": "news", "medium": "email"}, []), ("", {}, []), False),
+]
+OUTCOMES = "account_domain,outcome,amount,created,closed\nacme.com,won,9000,2026-03-10,2026-03-10\n"
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    """A site whose archive holds five visitors of two sessions each, three converting."""
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "rules.toml").write_text(RULES)
+    written: list[events.Event] = []
+    for index, (first, second, converts) in enumerate(VISITORS):
+        visitor = f"{index:032x}"
+        for n, (referrer, utm, click_ids) in enumerate((first, second)):
+            at = T0 + index * 600 + n * 60
+            written.append(
+                pageview(
+                    visitor, f"{visitor}-{n}", at, referrer=referrer, utm=utm,
+                    click_ids=click_ids, account="acme.com" if index == 0 else "",
+                )
+            )  # fmt: skip
+        if converts:
+            written.append(pageview(visitor, f"{visitor}-1", T0 + index * 600 + 90, "/thanks"))
+    Archive(tmp_path / "archive").append(written)
+    path = tmp_path / "refract.toml"
+    path.write_text(
+        f'[rules]\ndirectory = "{rules}"\n[events]\narchive_dir = "{tmp_path / "archive"}"\n'
+        f'[[sites]]\nhost = "{HOST}"\nid = "{SITE}"\norigin = "http://127.0.0.1:9"\n'
+    )
+    return path
+
+
+def attribution(config: Path, *args: str) -> int:
+    day = DAY.isoformat()
+    return cli.main(["--config", str(config), "attribution", "--from", day, "--to", day, *args])
+
+
+def test_every_model_credits_exactly_the_conversions_and_their_value(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert attribution(config, "--model", "all", "--format", "json") == 0
+    found = json.loads(capsys.readouterr().out)
+    assert (found["journeys"], found["conversions"], found["value"]) == (5, 3, 300.0)
+    assert set(found["models"]) == set(MODEL_NAMES)
+    for model, result in found["models"].items():
+        credit = result["credit"]
+        assert math.isclose(sum(row["conversions"] for row in credit), 3.0), model
+        assert math.isclose(sum(row["value"] for row in credit), 300.0), model
+        assert math.isclose(sum(row["conversions_share"] for row in credit), 1.0), model
+
+
+def test_first_touch_credits_each_conversions_first_channel(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert attribution(config, "--model", "first", "--format", "json") == 0
+    credit = json.loads(capsys.readouterr().out)["models"]["first"]["credit"]
+    assert {row["key"]: row["conversions"] for row in credit if row["conversions"]} == {
+        "Organic Search": 1.0,
+        "Paid Search": 1.0,
+        "Organic Social": 1.0,
+    }
+
+
+def test_the_table_puts_the_models_side_by_side(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert attribution(config, "--model", "all") == 0
+    header = capsys.readouterr().out.splitlines()[1].split()
+    assert header == ["channel", *MODEL_NAMES]
+
+
+def test_csv_has_one_row_per_model_and_key(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert attribution(config, "--model", "last", "--by", "page", "--format", "csv") == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [(row["model"], row["key"], row["conversions"]) for row in rows] == [
+        ("last", "/", "3.0")
+    ]
+
+
+def test_too_few_conversions_are_warned_about_on_stderr(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert attribution(config) == 0
+    assert "warning: 3 conversions, below [attribution] min_conversions = 30" in (
+        capsys.readouterr().err
+    )
+
+
+def test_enough_conversions_are_not_warned_about(
+    config: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REFRACT_ATTRIBUTION__MIN_CONVERSIONS", "3")
+    assert attribution(config) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_won_deals_of_an_outcomes_file_are_the_conversions(
+    config: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    outcomes = tmp_path / "deals.csv"
+    outcomes.write_text(OUTCOMES)
+    assert attribution(config, "--outcomes", str(outcomes), "--format", "json") == 0
+    found = json.loads(capsys.readouterr().out)
+    credit = found["models"]["last_non_direct"]["credit"]
+    assert (found["conversions"], found["value"]) == (1, 9000.0)
+    assert {row["key"]: row["value"] for row in credit if row["value"]} == {"Email": 9000.0}
+
+
+def test_a_metric_the_rules_do_not_have_is_refused(
+    config: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REFRACT_ATTRIBUTION__CONVERSION_METRIC", "nope")
+    assert attribution(config) == 2
+    assert "conversion_metric: no metric 'nope' in the rules" in capsys.readouterr().err
