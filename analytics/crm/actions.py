@@ -65,6 +65,9 @@ from refract.rules.domains import normalise_domain
 from refract.rules.problems import FieldError
 from refract.rules.redis_values import text
 
+# HubSpot's task type for a to-do, as opposed to CALL or EMAIL (its enumeration's own value)
+HUBSPOT_TODO_TASK: Final = "TODO"
+
 log = logging.getLogger(__name__)
 
 OPERATIONS: Final = ("crm_activity", "crm_task")
@@ -289,7 +292,7 @@ def _hubspot_task(action: Action, domain: str, created: bool) -> dict[str, str]:
         "hs_task_subject": _title(action, domain),
         "hs_task_body": _html_body(action),
         "hs_task_priority": "HIGH" if band in ("hot", "high") else "MEDIUM",
-        "hs_task_type": "TODO",
+        "hs_task_type": HUBSPOT_TODO_TASK,
         "refract_action_id": action["id"],
     }
     if owner := _owner_id(action, _HUBSPOT_OWNER):
