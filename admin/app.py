@@ -19,11 +19,15 @@ import uvloop
 from aiohttp import web
 
 from refract.admin import (
+    api_attribution,
     api_auth,
     api_automations,
     api_autopilot,
+    api_competitive,
     api_experiments,
+    api_forecast,
     api_insights,
+    api_marketing,
     api_privacy,
     api_reads,
     api_sales,
@@ -60,6 +64,10 @@ FEATURES: tuple[Api, ...] = (
     api_privacy.api,
     api_autopilot.api,
     api_automations.api,
+    api_attribution.api,
+    api_forecast.api,
+    api_marketing.api,
+    api_competitive.api,
 )
 
 docs_api = Api("Refract admin", "1")

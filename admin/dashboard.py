@@ -94,11 +94,16 @@ NAVIGATION = (  # label, path, roles
 
 
 def page(
-    path: str, roles: Iterable[str], summary: str, query: type[BaseModel] | None = None
+    path: str,
+    roles: Iterable[str],
+    summary: str,
+    query: type[BaseModel] | None = None,
+    *,
+    on: Api = api,
 ) -> Callable[[Handler], Handler]:
     """Declare a page: an HTML endpoint of the dashboard (its handler takes ``query`` when a
-    query model is declared)."""
-    return api.get(
+    query model is declared), on this module's ``Api`` or a feature module's (``on``)."""
+    return on.get(
         path,
         roles=roles,
         summary=summary,
@@ -234,7 +239,7 @@ def _has_route(app: web.Application, path: str) -> bool:
     return any(resource.canonical == path for resource in app.router.resources())
 
 
-def _site(request: web.Request) -> SiteConfig:
+def page_site(request: web.Request) -> SiteConfig:
     """The site ``?site=`` names (default: the first); a 404 page when none does."""
     try:
         return known_site(request, request.query.get("site"))
@@ -294,7 +299,7 @@ async def login_page(request: web.Request) -> web.StreamResponse:
 
 @page("/overview", EVERYONE, "the overview: active tests, win rate, lift, pipeline, visitors")
 async def overview(request: web.Request) -> web.StreamResponse:
-    site = _site(request)
+    site = page_site(request)
     identity = identity_of(request)
     client = redis_of(request)
     summaries: list[dict[str, Any]] = []
@@ -368,7 +373,7 @@ async def experiments(request: web.Request) -> web.StreamResponse:
     "autopilot's proposals, best first, to approve or reject, and the learnings log",
 )
 async def autopilot_page(request: web.Request) -> web.StreamResponse:
-    site, client = _site(request), redis_of(request)
+    site, client = page_site(request), redis_of(request)
     rules = await rules_in_force(config_of(request), client)
     records = await autopilot_store.records(client, site.key)
     decided = await decision_records.recorded(client, site.key)
@@ -394,7 +399,7 @@ async def autopilot_page(request: web.Request) -> web.StreamResponse:
 )
 async def report_page(request: web.Request, query: ReportQuery) -> web.StreamResponse:
     key = request.match_info["key"]
-    site = _site(request)
+    site = page_site(request)
     settings = Settings(alpha=query.alpha, method=query.method, correction=query.correction)
     try:
         report = await reports.experiment_report(
@@ -487,7 +492,7 @@ ACTIONS = get_args(Action)  # what a variant's change may do
 
 @page("/accounts", READERS_OF_ACCOUNTS, "hot accounts, with the intent distribution")
 async def accounts_page(request: web.Request) -> web.StreamResponse:
-    site = _site(request)
+    site = page_site(request)
     industry = industry_of(request, site.key)
     who = identity_of(request)
     found = await sales.hot_accounts(redis_of(request), site.key, who, ACCOUNTS_SHOWN, industry)
@@ -510,7 +515,7 @@ async def accounts_page(request: web.Request) -> web.StreamResponse:
 
 @page("/accounts/{domain}", READERS_OF_ACCOUNTS, "an account: firmographics, heat, expected deal")
 async def account_page(request: web.Request) -> web.StreamResponse:
-    site = _site(request)
+    site = page_site(request)
     domain = request.match_info["domain"]
     industry = industry_of(request, site.key)
     ranked = await visitors.hot_accounts(redis_of(request), site.key, ACCOUNTS_READ, industry)
@@ -546,7 +551,7 @@ async def visitor_lookup(request: web.Request) -> web.StreamResponse:
     wanted = request.query.get("handle", "").strip()
     if wanted:
         raise web.HTTPSeeOther(_link(request.query.get("site"), f"/visitors/{quote(wanted)}"))
-    site = _site(request)
+    site = page_site(request)
     found = await visitor_list.identified_visitors(
         redis_of(request), site.key, identity_of(request), industry_of(request, site.key)
     )
@@ -566,7 +571,7 @@ async def visitor_lookup(request: web.Request) -> web.StreamResponse:
     "a visitor by public handle: organisation, psychographics, scores and reasons, prediction",
 )
 async def visitor_page(request: web.Request) -> web.StreamResponse:
-    site = _site(request)
+    site = page_site(request)
     handle = request.match_info["handle"]
     found = await visitors.visitor_profile(
         redis_of(request), site.key, handle, industry_of(request, site.key)
@@ -596,7 +601,7 @@ async def visitor_page(request: web.Request) -> web.StreamResponse:
 )
 async def automations_page(request: web.Request, query: ActionsFilter) -> web.StreamResponse:
     """What ``GET /api/automations/actions`` and ``/destinations`` answer, the same records."""
-    site, chosen_site = _site(request), request.query.get("site")
+    site, chosen_site = page_site(request), request.query.get("site")
     found = await automations.actions_of(request, site.key, query)
     chosen = {"status": query.status, "destination": query.destination}
     chosen = {name: value for name, value in chosen.items() if value}

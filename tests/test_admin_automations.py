@@ -402,8 +402,11 @@ async def test_replay_and_enable_from_the_page_in_chromium(
         await page.get_by_label("Password").fill(PASSWORD)
         await page.get_by_role("button", name="Sign in").click()
         await expect(page).to_have_url(re.compile(r"/automations$"))
-        found["axe"] = await axe(page)
         row = page.locator(f"#action-{sent['id']}")
+        # the redirect's document must be the one audited, not the login page it replaces
+        await expect(row).to_be_visible()
+        await page.wait_for_load_state("load")
+        found["axe"] = await axe(page)
         # the destination is disabled: the replay is refused, saying why
         await row.get_by_role("button", name=re.compile("^Replay")).click()
         await expect(page.get_by_role("status")).to_contain_text("enable it first")

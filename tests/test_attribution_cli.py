@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from refract.admin import cli
-from refract.admin.attribution_cli import MODEL_NAMES
 from refract.analytics.archive import Archive
+from refract.analytics.attribution.report import MODEL_NAMES, RULE_MODELS
+from refract.analytics.attribution.rules_based import MODELS
 from refract.rules import events
 from tests.test_attribution_journeys import DAY, HOST, SITE, T0, pageview
 
@@ -86,6 +87,20 @@ def test_first_touch_credits_each_conversions_first_channel(
         "Paid Search": 1.0,
         "Organic Social": 1.0,
     }
+
+
+def test_the_rule_based_names_are_the_engines_models() -> None:
+    assert tuple(MODELS) == RULE_MODELS
+
+
+@pytest.mark.parametrize("model", ["linear", "markov", "shapley"])
+def test_bootstrap_intervals_hold_each_keys_credit(
+    config: Path, capsys: pytest.CaptureFixture[str], model: str
+) -> None:
+    assert attribution(config, "--model", model, "--intervals", "50", "--format", "json") == 0
+    credit = json.loads(capsys.readouterr().out)["models"][model]["credit"]
+    for row in credit:
+        assert row["conversions_low"] <= row["conversions"] <= row["conversions_high"], row
 
 
 def test_the_table_puts_the_models_side_by_side(

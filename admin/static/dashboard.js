@@ -193,11 +193,21 @@
     caption.append(added);
   }
 
+  // A chart the server describes whole (``data.figures[name]``: plotly traces and the layout's
+  // own settings, merged into the common layout), for pages whose charts need no code here.
+  function described(name) {
+    return (data) => {
+      const figure = (data.figures || {})[name];
+      if (!figure || !figure.traces.length) return null;
+      return [figure.traces, layout(figure.layout || {})];
+    };
+  }
+
   function drawCharts() {
     if (!window.Plotly) return; // the tables and captions still say it all
     const data = viewData();
     for (const element of document.querySelectorAll("[data-chart]")) {
-      const chart = CHARTS[element.dataset.chart];
+      const chart = CHARTS[element.dataset.chart] || described(element.dataset.chart);
       if (!chart) continue;
       const drawn = chart(data);
       element.hidden = drawn === null; // an empty chart: its caption says why
