@@ -24,6 +24,7 @@ from refract.admin import (
     api_automations,
     api_autopilot,
     api_competitive,
+    api_content,
     api_experiments,
     api_forecast,
     api_insights,
@@ -67,6 +68,7 @@ FEATURES: tuple[Api, ...] = (
     api_attribution.api,
     api_forecast.api,
     api_marketing.api,
+    api_content.api,
     api_competitive.api,
 )
 
