@@ -24,6 +24,8 @@ READERS_OF_RESULTS = ["executive", "sales_manager", "marketing", "admin"]
 # who may see per-visitor data (profiles, an account's visitors); executives see aggregates
 READERS_OF_VISITORS = ["sales_manager", "sales_rep", "marketing", "admin"]
 READERS_OF_ACCOUNTS = ["executive", "sales_manager", "sales_rep", "marketing", "admin"]
+# spend, content and audiences summed over every account: not for sales, who see their own
+READERS_OF_MARKETING = ["executive", "marketing", "admin"]
 
 
 class SiteQuery(BaseModel):

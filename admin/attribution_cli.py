@@ -22,6 +22,7 @@ from typing import Any
 from refract.analytics.attribution.report import (
     BY,
     COLUMNS,
+    DEFAULT_DAYS,
     MODEL_NAMES,
     ModelCredit,
     report,
@@ -29,8 +30,6 @@ from refract.analytics.attribution.report import (
 )
 from refract.rules.config import Config, SiteConfig
 from refract.rules.problems import InvalidFileError
-
-DEFAULT_DAYS = 30  # the period when --from is not given: the 30 days up to --to
 
 
 def add_parser(commands: Any) -> None:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, Literal
 
-from refract.admin import attribution_cli, logs, privacy_cli
+from refract.admin import attribution_cli, logs, privacy_cli, spend_cli
 from refract.admin.supervisor import Child, Supervisor
 from refract.rules import keyspace
 from refract.rules.automations import destination_problems
@@ -71,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         return _privacy(config, args)
     if command == "attribution":
         return attribution_cli.run(config, args)
+    if command == "spend":
+        return spend_cli.run(config, args)
     if command == "autopilot" and args.autopilot_command == "evaluate":
         return _autopilot_evaluate(config, args)
     if command == "autopilot":
@@ -592,7 +594,8 @@ def _check(config: Config, config_path: Path) -> int:
     print(
         f"{config.rules.directory}: ok (version {rules.version}: {len(rules.experiments)} "
         f"experiments, {len(rules.personalizations)} personalizations, "
-        f"{len(rules.audiences)} audiences, {len(rules.metrics)} metrics)"
+        f"{len(rules.audiences)} audiences, {len(rules.metrics)} metrics, "
+        f"{len(rules.battlecards)} battlecards)"
     )
     for warning in rules.warnings:  # the set loads; these deserve a look
         print(f"warning: {warning}", file=sys.stderr)
@@ -722,6 +725,7 @@ def _parser() -> argparse.ArgumentParser:
     qa_link.add_argument("--url", help="the page it opens (default: the first site's home page)")
     privacy_cli.add_parser(commands)
     attribution_cli.add_parser(commands)
+    spend_cli.add_parser(commands)
     autopilot = commands.add_parser(
         "autopilot", help="what to test: `refract autopilot scan` (docs/autopilot.md)"
     )

@@ -39,6 +39,7 @@ from refract.admin.api import EVERYONE, PUBLIC, Api, Handler, Refused, known_sit
 from refract.admin.api_automations import ActionsFilter
 from refract.admin.api_reads import (
     READERS_OF_ACCOUNTS,
+    READERS_OF_MARKETING,
     READERS_OF_RESULTS,
     READERS_OF_VISITORS,
     ReportQuery,
@@ -82,14 +83,19 @@ PAGE_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
 }
-NAVIGATION = (  # label, path, roles
-    ("Overview", "/overview", EVERYONE),
-    ("Experiments", "/experiments", frozenset(READERS_OF_RESULTS)),
-    ("Autopilot", "/autopilot", frozenset(READERS_OF_RESULTS)),
-    ("Accounts", "/accounts", frozenset(READERS_OF_ACCOUNTS)),
-    ("Visitors", "/visitors", frozenset(READERS_OF_VISITORS)),
-    ("Automations", "/automations", frozenset(automations.READERS_OF_AUTOMATIONS)),
-    ("Site health", "/health", frozenset(WATCHERS_OF_HEALTH)),
+NAVIGATION = (  # label, path, roles, the section its pages live under
+    ("Overview", "/overview", EVERYONE, "/overview"),
+    ("Experiments", "/experiments", frozenset(READERS_OF_RESULTS), "/experiments"),
+    ("Autopilot", "/autopilot", frozenset(READERS_OF_RESULTS), "/autopilot"),
+    ("Accounts", "/accounts", frozenset(READERS_OF_ACCOUNTS), "/accounts"),
+    ("Visitors", "/visitors", frozenset(READERS_OF_VISITORS), "/visitors"),
+    ("Attribution", "/attribution", frozenset(READERS_OF_RESULTS), "/attribution"),
+    ("Forecast", "/forecast", frozenset(READERS_OF_ACCOUNTS), "/forecast"),
+    # channel ROI, content impact and audiences: one entry, the pages link to each other
+    ("Marketing", "/marketing/channel-roi", frozenset(READERS_OF_MARKETING), "/marketing"),
+    ("Competitive", "/competitive", frozenset(READERS_OF_ACCOUNTS), "/competitive"),
+    ("Automations", "/automations", frozenset(automations.READERS_OF_AUTOMATIONS), "/automations"),
+    ("Site health", "/health", frozenset(WATCHERS_OF_HEALTH), "/health"),
 )
 
 
@@ -228,9 +234,9 @@ def _navigation(request: web.Request, identity: Identity | None) -> list[dict[st
         {
             "label": label,
             "href": _link(site, path),
-            "current": request.path == path or request.path.startswith(path + "/"),
+            "current": request.path == section or request.path.startswith(section + "/"),
         }
-        for label, path, roles in NAVIGATION
+        for label, path, roles, section in NAVIGATION
         if identity.role in roles
     ]
 

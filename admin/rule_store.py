@@ -148,6 +148,7 @@ def _write_files(directory: Path, before: dict[str, bytes], after: dict[str, byt
 
 def _write_atomically(path: Path, data: bytes) -> None:
     mode = path.stat().st_mode & 0o777 if path.exists() else _NEW_FILE_MODE
+    path.parent.mkdir(exist_ok=True)  # battlecards/, for a set imported with its first card
     # The temporary name does not end in .toml, so a proxy reloading now never reads it.
     descriptor, temporary = tempfile.mkstemp(
         dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"

@@ -62,6 +62,7 @@ def segment_fields(
         "segment.budget": (scores.budget, 1.0),
         "visitor.sessions": (features.sessions, 1.0),
         "visitor.tags_seen": (sorted(name[4:] for name in profile if name.startswith("tag:")), 1.0),
+        "visitor.competitors": (_researched(profile), 1.0),
     }
     for name, axis in (
         ("segment.style", axes.decision_style),
@@ -79,6 +80,14 @@ def segment_fields(
         fields["segment.close_probability"] = (round(prediction.close_probability.value, 4), 1.0)
         fields["segment.expected_value"] = (round(prediction.expected_value), 1.0)
     return fields
+
+
+def _researched(profile: Mapping[str, str]) -> list[str]:
+    """The competitors (lowercase, as analytics/effects.py counts them) the visitor's pages,
+    referrers or search terms named: what a defense's audience targets (docs/competitive.md)."""
+    return sorted(
+        name.removeprefix("competitor:") for name in profile if name.startswith("competitor:")
+    )
 
 
 def kept_arms(

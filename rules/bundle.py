@@ -28,7 +28,8 @@ from refract.rules.toml_edit import table_text
 
 MARKER = "# ==== file: {name} ===="
 _MARKER_LINE = re.compile(r"^# ==== file: (?P<name>.*?) ====[ \t]*\r?$", re.MULTILINE)
-_FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\.toml$")
+# a rules directory's file, or one of its battlecards/ (rules/battlecards.py)
+_FILE_NAME = re.compile(r"^(battlecards/)?[A-Za-z0-9][A-Za-z0-9._-]*\.toml$")
 UNMARKED_FILE = "rules.toml"
 
 

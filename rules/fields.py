@@ -67,6 +67,7 @@ FIELDS: Final[dict[str, TargetField]] = {
         _field("visitor.returning", "boolean", _REQUEST),
         _field("visitor.sessions", "number", _SEGMENT),
         _field("visitor.tags_seen", "list", _SEGMENT),
+        _field("visitor.competitors", "list", _SEGMENT),
         _field(
             "segment.style",
             "text",

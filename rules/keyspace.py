@@ -40,6 +40,8 @@ Per site:
 | `rf:{site}:model:revenue:{version}` | string | a revenue model as JSON (rollbacks) | forever |
 | `rf:{site}:model:revenue:versions` | sorted set | models by training time | forever |
 | `rf:{site}:model:revenue:current` | string | the revenue model in use | forever |
+| `rf:{site}:spend` | hash | spend: (month, channel, campaign) -> amount | until replaced |
+| `rf:{site}:spend:currency` | string | the spend's currency (ISO 4217) | until replaced |
 | `rf:{site}:autopilot:proposals` | hash | proposals: evidence, status (JSON) | forever |
 | `rf:{site}:autopilot:actions` | stream | what autopilot did on its own, why | capped |
 | `rf:{site}:autopilot:scanned` | string | when the site was last scanned for proposals | forever |
@@ -314,6 +316,32 @@ def revenue_model_versions(site: str) -> str:
 
 def revenue_model_current(site: str) -> str:
     return _site(site, "model", "revenue", "current")
+
+
+# --- marketing spend ----------------------------------------------------------------------
+
+SPEND_SEPARATOR: Final = "|"
+
+
+def spend(site: str) -> str:
+    """Imported marketing spend (analytics/marketing/spend.py), one field per row."""
+    return _site(site, "spend")
+
+
+def spend_currency(site: str) -> str:
+    return _site(site, "spend", "currency")
+
+
+def spend_field(month: str, channel: str, campaign: str) -> str:
+    """A spend hash's field: month and channel never hold the separator, and the campaign,
+    which may, comes last."""
+    return SPEND_SEPARATOR.join((month, channel, campaign))
+
+
+def parse_spend_field(name: str) -> tuple[str, str, str] | None:
+    """(month, channel, campaign) of a spend field; None for one ``spend_field`` did not make."""
+    parts = name.split(SPEND_SEPARATOR, 2)
+    return (parts[0], parts[1], parts[2]) if len(parts) == 3 else None
 
 
 # --- autopilot -------------------------------------------------------------------------------

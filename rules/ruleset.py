@@ -17,7 +17,9 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from refract.rules import battlecards
 from refract.rules.automations import Automation
+from refract.rules.battlecards import Battlecard, PlacedCard
 from refract.rules.markup import markup_problem, selector_problem, token_problem
 from refract.rules.problems import InvalidFileError, Problem, dotted, problems_from_validation
 from refract.rules.schema import (
@@ -62,6 +64,7 @@ class RuleSet:
     automations: dict[str, Automation] = field(default_factory=dict)
     territories: dict[str, Territory] = field(default_factory=dict)  # in file order: first wins
     reps: dict[str, Rep] = field(default_factory=dict)
+    battlecards: tuple[Battlecard, ...] = ()  # battlecards/*.toml, in file order
     # what loads but deserves a look (refract check prints them): never a reason to refuse
     warnings: tuple[Problem, ...] = ()
 
@@ -74,18 +77,23 @@ class _Source:
     path: Path
     lines: TomlLines
     rules: RuleFile
+    cards: tuple[PlacedCard, ...] = ()  # a battlecards/ file's, with where each is
 
     def problem(self, where: KeyPath, field_name: str, message: str, hint: str = "") -> Problem:
         return Problem(str(self.path), self.lines.line_of(where), field_name, message, hint)
 
 
 def read_rule_files(directory: Path) -> dict[str, bytes]:
-    """The ``*.toml`` files of a rules directory, by name."""
+    """The ``*.toml`` files of a rules directory, by name, and its ``battlecards/*.toml``
+    (named ``battlecards/<file>``)."""
     if not directory.is_dir():
         raise InvalidFileError(
             [Problem(str(directory), None, "", "is not a directory", "set rules.directory")]
         )
-    return {path.name: path.read_bytes() for path in sorted(directory.glob("*.toml"))}
+    files = {path.name: path.read_bytes() for path in sorted(directory.glob("*.toml"))}
+    for path in sorted((directory / battlecards.DIRECTORY).glob("*.toml")):
+        files[f"{battlecards.DIRECTORY}/{path.name}"] = path.read_bytes()
+    return files
 
 
 def load_rules(directory: Path) -> RuleSet:
@@ -106,7 +114,7 @@ def rules_from_files(files: dict[str, bytes], directory: Path) -> RuleSet:
     for name in sorted(files):
         path = directory / name
         try:
-            sources.append(_parse(path, files[name].decode("utf-8")))
+            sources.append(_parse(path, files[name].decode("utf-8"), name))
         except InvalidFileError as error:
             problems.extend(error.problems)
         except UnicodeDecodeError:
@@ -118,7 +126,7 @@ def rules_from_files(files: dict[str, bytes], directory: Path) -> RuleSet:
     return _assemble(sources, rules_version(files), tuple(_contested_elements(sources)))
 
 
-def _parse(path: Path, text: str) -> _Source:
+def _parse(path: Path, text: str, name: str) -> _Source:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
@@ -134,6 +142,8 @@ def _parse(path: Path, text: str) -> _Source:
             ]
         ) from None
     lines = TomlLines(text)
+    if battlecards.is_battlecard_file(name):
+        return _Source(path, lines, RuleFile(), battlecards.parse_cards(data, str(path), lines))
     try:
         return _Source(path, lines, RuleFile.model_validate(data))
     except ValidationError as error:
@@ -172,6 +182,7 @@ def _cross_check(sources: list[_Source]) -> Iterator[Problem]:
     yield from _exclusion_overlaps(sources)
     yield from _territory_problems(sources)
     yield from _automation_problems(sources, names)
+    yield from _battlecard_problems(sources, settings)
 
 
 def _experiment_problems(
@@ -379,6 +390,7 @@ def _assemble(sources: list[_Source], version: str, warnings: tuple[Problem, ...
         automations={a.key: a for s in sources for a in s.rules.automations},
         territories={t.key: t for s in sources for t in s.rules.territories},
         reps={r.key: r for s in sources for r in s.rules.reps},
+        battlecards=tuple(placed.card for s in sources for placed in s.cards),
     )
 
 
@@ -427,3 +439,17 @@ def _automation_problems(sources: list[_Source], names: _Names) -> Iterator[Prob
             for tag in automation.tags:
                 where = ("automations", index, "tags")
                 yield from _references(source, where, tag, names.tags, "page tag")
+
+
+# --- battlecards/*.toml: competitors the site watches --------------------------------------
+
+
+def _battlecard_problems(sources: list[_Source], settings: Settings) -> Iterator[Problem]:
+    """A card names one of ``[settings] competitors`` (a card for a competitor no research is
+    counted for would never meet an account researching it)."""
+    for source in sources:
+        for placed in source.cards:
+            unknown = battlecards.unknown_competitor(placed.card, settings.competitors)
+            if unknown is not None:
+                where = (*placed.where, "competitor")
+                yield source.problem(where, dotted(where), *unknown)

@@ -34,7 +34,7 @@ from refract.rules import keyspace
 from refract.rules.config import Config
 from tests.conftest import AdminFactory, clean_redis
 from tests.support.admin import site_config
-from tests.support.browser import Chromium
+from tests.support.browser import Chromium, sign_in_to
 from tests.support.page_audit import AXE, axe
 from tests.support.worker import SITE
 
@@ -397,15 +397,8 @@ async def test_replay_and_enable_from_the_page_in_chromium(
     async def scenario(page: Page) -> None:
         page.set_default_timeout(15_000)
         await page.add_init_script(path=str(AXE))
-        await page.goto(base + "/login?next=/automations")
-        await page.get_by_label("User name").fill("sam")
-        await page.get_by_label("Password").fill(PASSWORD)
-        await page.get_by_role("button", name="Sign in").click()
-        await expect(page).to_have_url(re.compile(r"/automations$"))
+        await sign_in_to(page, base, "/automations", "sam", PASSWORD)
         row = page.locator(f"#action-{sent['id']}")
-        # the redirect's document must be the one audited, not the login page it replaces
-        await expect(row).to_be_visible()
-        await page.wait_for_load_state("load")
         found["axe"] = await axe(page)
         # the destination is disabled: the replay is refused, saying why
         await row.get_by_role("button", name=re.compile("^Replay")).click()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import re
 import shutil
 import time
 from pathlib import Path
@@ -27,7 +26,7 @@ from refract.analytics.autopilot.proposals import Proposal, Site, propose
 from refract.rules.config import Config
 from refract.rules.ruleset import load_rules
 from tests.conftest import AdminFactory, clean_redis
-from tests.support.browser import Chromium
+from tests.support.browser import Chromium, sign_in_to
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 DEMO_SITE = REPOSITORY / "examples" / "demo-site"
@@ -270,11 +269,7 @@ async def test_a_marketer_approves_and_rejects_on_the_dashboard_page(
 
     async def scenario(page: Page) -> None:
         page.set_default_timeout(15_000)
-        await page.goto(base + "/login?next=/autopilot")
-        await page.get_by_label("User name").fill("maria")
-        await page.get_by_label("Password").fill(PASSWORD)
-        await page.get_by_role("button", name="Sign in").click()
-        await expect(page).to_have_url(re.compile(r"/autopilot$"))
+        await sign_in_to(page, base, "/autopilot", "maria", PASSWORD)
         await page.get_by_role("button", name=f"Approve {first}").click()
         await expect(page.locator(f"#proposal-{first}")).to_contain_text("launched")
         await page.get_by_role("button", name=f"Reject {second}").click()

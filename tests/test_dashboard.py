@@ -29,8 +29,7 @@ from aiohttp.test_utils import TestServer
 from playwright.async_api import Page, expect
 
 from refract.admin import auth
-from refract.admin.app import API_KEY, build_app
-from refract.admin.dashboard import api as dashboard_api
+from refract.admin.app import API_KEY, build_api, build_app
 from refract.admin.dashboard import plotly_path, safe_next
 from refract.admin.dashboard_views import account_funnel, conversion_intervals, overview_numbers
 from refract.analytics import visitor_handles
@@ -71,6 +70,12 @@ PAGES = {
     "/accounts/helioforge.io": "Helioforge Systems",
     "/visitors": "Visitors",
     f"/visitors/{BUYER}": BUYER,
+    "/attribution": "Attribution",
+    "/forecast": "Revenue forecast",
+    "/marketing/channel-roi": "Channel ROI",
+    "/marketing/content-impact": "Content impact",
+    "/marketing/audiences": "Audiences",
+    "/competitive": "Competitive",
     "/automations": "Automations",
     "/health": "Site health",
 }
@@ -128,8 +133,9 @@ async def config(redis_url: str, rules: Path) -> Config:
 def declared_roles(path: str) -> frozenset[str]:
     pattern = {
         endpoint.path: endpoint.roles
-        for endpoint in dashboard_api.endpoints
-        if re.fullmatch(re.sub(r"\{[^}]+\}", "[^/]+", endpoint.path), path)
+        for endpoint in build_api().endpoints
+        if endpoint.tag == "dashboard"
+        and re.fullmatch(re.sub(r"\{[^}]+\}", "[^/]+", endpoint.path), path)
     }
     return next(iter(pattern.values()))
 

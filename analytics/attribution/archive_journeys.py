@@ -271,3 +271,35 @@ def _day_end(day: date | None) -> float | None:
     if day is None:
         return None
     return (datetime.combine(day, time(), UTC) + timedelta(days=1)).timestamp() - 1.0
+
+
+Query = Callable[..., list[Row]]  # SQL run over the common table ``_EVENTS``, with parameters
+
+
+def journey_outcomes(
+    query: Query,
+    *,
+    metric: Metric | None,
+    outcomes: Sequence[Outcome],
+    unit: Unit,
+    start: float,
+    end: float,
+) -> tuple[UnitOf, dict[str, Conversion]]:
+    """The journey each visitor belongs to and each journey's conversion from ``start`` to
+    ``end`` (seconds; a deal without dates is kept, as ``archive_journeys`` keeps it), by the
+    rules ``archive_journeys`` reads them with: for readers of other events than touches
+    (analytics/marketing_content.py, analytics/audiences.py)."""
+    accounts: dict[str, str] = dict(query(_ACCOUNTS)) if unit == "account" else {}
+    units = _units(accounts)
+    if outcomes:
+        forms: dict[str, float] = {}
+        for visitor, at in query(_FIRST_FORMS):
+            forms[units(visitor)] = min(at, forms.get(units(visitor), at))
+        won = _deals(outcomes, units, forms, accounts)
+        return units, {
+            key: deal for key, deal in won.items() if deal.at is None or start <= deal.at < end
+        }
+    if metric is None:
+        raise ValueError("attribution needs a conversion metric or CRM outcomes")
+    rows = query(_CONVERSIONS[metric.kind], match=_match(metric))
+    return units, _metric_conversions(rows, metric, units, start, end)

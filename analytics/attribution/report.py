@@ -54,6 +54,7 @@ COLUMNS = (
     "conversions_high",
 )
 Source = Literal["crm", "metric"]
+DEFAULT_DAYS = 30  # the period when none is asked for: the 30 days up to today (or ``until``)
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,12 @@ class ModelCredit:
     error: dict[str, float] = field(default_factory=dict)
     order: int | None = None
     intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    @property
+    def sampled(self) -> bool:
+        """Whether the credit is a sampled estimate (Shapley beyond its exact limit), each
+        key's standard error in ``error``."""
+        return bool(self.error)
 
 
 @dataclass(frozen=True)
@@ -90,6 +97,16 @@ class Report:
         models' most of all)."""
         return self.conversions < self.min_conversions
 
+    @property
+    def warning(self) -> str | None:
+        """What a reader is told when the data is low; None when it is not."""
+        if not self.low_data:
+            return None
+        return (
+            f"{self.conversions} conversions, below [attribution] min_conversions = "
+            f"{self.min_conversions}: the credit is noise, the data-driven models' most of all"
+        )
+
     def rows(self) -> list[dict[str, Any]]:
         """One row per model and key (``COLUMNS``), keys by descending conversions."""
         return credit_rows(self.models)
@@ -107,9 +124,11 @@ class Report:
             "value": self.value,
             "low_data": self.low_data,
             "min_conversions": self.min_conversions,
+            "warning": self.warning,
             "models": {
                 result.model: {
                     "order": result.order,
+                    "sampled": result.sampled,
                     "credit": [
                         {k: v for k, v in row.items() if k != "model"}
                         for row in rows

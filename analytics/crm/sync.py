@@ -473,7 +473,7 @@ async def _store(
             pipe.hset(keyspace.crm_owners(site, name), mapping=owners)  # type: ignore[arg-type]
         pipe.set(keyspace.crm_pulled(site, name), repr(now))
         await pipe.execute()
-    written = _write_outcomes(outcomes, pulled.deals) if pulled.deals else None
+    written = write_outcomes(outcomes, pulled.deals) if pulled.deals else None
     won = sum(deal.won for deal in pulled.deals)
     return PullReport(
         site=site,
@@ -491,7 +491,7 @@ async def _store(
     )
 
 
-def _write_outcomes(path: Path, deals: list[Deal]) -> Path:
+def write_outcomes(path: Path, deals: list[Deal]) -> Path:
     """The deals as analytics/revenue/outcomes.py reads them, replacing the file atomically."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")

@@ -19,6 +19,7 @@ import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+from urllib.parse import quote, urlsplit
 
 from playwright.async_api import (
     Browser,
@@ -117,3 +118,15 @@ class Chromium:
         context.on("weberror", lambda error: visit.errors.append(f"uncaught: {error.error}"))
         await scenario(await context.new_page())
         return visit
+
+
+async def sign_in_to(page: Page, base: str, target: str, user: str, password: str) -> None:
+    """Open ``target`` (a path with its query) through the sign-in page as ``user``, and wait
+    until its document has loaded: what is audited then is that page, not the login it
+    replaces."""
+    await page.goto(f"{base}/login?next={quote(target, safe='/')}")
+    await page.get_by_label("User name").fill(user)
+    await page.get_by_label("Password").fill(password)
+    await page.get_by_role("button", name="Sign in").click()
+    await page.wait_for_url(lambda url: urlsplit(url).path == urlsplit(target).path)
+    await page.wait_for_load_state("load")
