@@ -135,17 +135,9 @@ def archive_journeys(
             return db.execute(_EVENTS + sql, {**window, **more}).fetchall()
 
         touches = _touches(query(_TOUCHES), list(own_hosts))
-        accounts: dict[str, str] = dict(query(_ACCOUNTS)) if unit == "account" else {}
-        units = _units(accounts)
-        if outcomes:
-            forms: dict[str, float] = {}
-            for visitor, at in query(_FIRST_FORMS):  # an account's first form of any visitor
-                forms[units(visitor)] = min(at, forms.get(units(visitor), at))
-            converted = _deals(outcomes, units, forms, accounts)
-        else:
-            assert metric is not None
-            rows = query(_CONVERSIONS[metric.kind], match=_match(metric))
-            converted = _metric_conversions(rows, metric, units, start, end)
+        units, converted = journey_outcomes(
+            query, metric=metric, outcomes=outcomes, unit=unit, start=start, end=end
+        )
     return _journeys(touches, units, converted, start, end, window_s)
 
 
@@ -293,7 +285,7 @@ def journey_outcomes(
     units = _units(accounts)
     if outcomes:
         forms: dict[str, float] = {}
-        for visitor, at in query(_FIRST_FORMS):
+        for visitor, at in query(_FIRST_FORMS):  # an account's first form of any visitor
             forms[units(visitor)] = min(at, forms.get(units(visitor), at))
         won = _deals(outcomes, units, forms, accounts)
         return units, {
