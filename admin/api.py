@@ -281,6 +281,12 @@ def parse_query(request: web.Request, model: type[M]) -> M:
         raise Refused(422, "invalid query", errors=field_errors(error)) from None
 
 
+def invalid_query(name: str, message: str) -> Refused:
+    """A 422 naming the query parameter at fault, as ``parse_query`` names them: for what a
+    handler checks across parameters (a period's ends) or against state (the rules)."""
+    return Refused(422, "invalid query", errors=[{"field": name, "message": message}])
+
+
 def known_site(request: web.Request, key: str | None) -> SiteConfig:
     """The site ``key`` names (``?site=``; None: the first the caller may see); refused (404)
     when none does, or when the caller is limited to other sites: to them it does not exist

@@ -29,10 +29,11 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from refract.admin import sales
-from refract.admin.api import Api, Refused, known_site
+from refract.admin.api import Api, Refused, invalid_query, known_site
 from refract.admin.api_reads import READERS_OF_ACCOUNTS, SiteQuery
 from refract.admin.csv_export import csv_response
 from refract.admin.dashboard import page, page_site, render
+from refract.admin.dashboard_views import chart_text
 from refract.admin.rule_edits import BODY, invalid, invalid_rule, loaded, save, store_of
 from refract.admin.state import config_of, identity_of, industry_of, redis_of
 from refract.analytics import competitive
@@ -65,10 +66,6 @@ RESEARCH_COLUMNS = ("competitor", "pages", "visits", "visitors", "last_seen")
 ACTIVITY_COLUMNS = ACCOUNT_COLUMNS + RESEARCH_COLUMNS  # the CSV: an account and a competitor
 
 
-def _invalid_query(field: str, message: str) -> Refused:
-    return Refused(422, "invalid query", errors=[{"field": field, "message": message}])
-
-
 def _spelled(rules: RuleSet, wanted: str | None) -> list[str]:
     """The competitors asked about, as ``[settings] competitors`` spells them: all of them, or
     the one ``wanted`` names (any case); 422 naming ``competitor`` for any other."""
@@ -78,7 +75,7 @@ def _spelled(rules: RuleSet, wanted: str | None) -> list[str]:
     found = [name for name in known if name.casefold() == wanted.strip().casefold()]
     if not found:
         listed = ", ".join(known) or "none: name them in [settings] competitors"
-        raise _invalid_query("competitor", f"{wanted!r} is not a competitor (known: {listed})")
+        raise invalid_query("competitor", f"{wanted!r} is not a competitor (known: {listed})")
     return found
 
 
@@ -279,7 +276,8 @@ async def competitive_battlecards(
 PageName = Annotated[
     str,
     Field(
-        pattern=KEY_PATTERN + r"|^/\S{0,199}$",
+        # a path: printable, no spaces (nor the control characters \S lets through)
+        pattern=KEY_PATTERN + r"|^/[^\s\x00-\x1f\x7f]{0,199}$",
         description='a page tag of the rules ("pricing"), or a path ("/compare/*")',
     ),
 ]
@@ -494,7 +492,7 @@ class PageQuery(SiteQuery):
 
 def totals_figure(totals: list[dict[str, Any]]) -> dict[str, Any]:
     """Accounts and visits per competitor, as grouped bars."""
-    names = [total["competitor"] for total in totals]
+    names = [chart_text(total["competitor"]) for total in totals]
     traces = [
         {
             "type": "bar",

@@ -20,7 +20,7 @@ from refract.admin.api import Api, Refused, known_site
 from refract.admin.api_reads import READERS_OF_MARKETING
 from refract.admin.csv_export import csv_response
 from refract.admin.dashboard import page, page_site, render
-from refract.admin.dashboard_views import percent
+from refract.admin.dashboard_views import chart_text, percent
 from refract.admin.periods import DaysQuery
 from refract.admin.state import config_of, redis_of
 from refract.analytics import audiences, marketing_content
@@ -211,7 +211,7 @@ def _needs(request: web.Request, template: str, title: str, refused: Refused) ->
 def influence_figure(found: ContentImpact) -> dict[str, Any]:
     """Influenced and assisted conversions of the items first by influenced value."""
     shown = [item for item in found.items[:CHART_ITEMS] if item.influenced_conversions]
-    labels = [_label(item) for item in shown]
+    labels = [chart_text(_label(item)) for item in shown]
     traces = [
         {
             "type": "bar",
@@ -259,7 +259,7 @@ def audience_figure(found: Audiences) -> dict[str, Any]:
     shown = found.segments
     trace = {
         "type": "bar",
-        "x": [segment.segment for segment in shown],
+        "x": [chart_text(segment.segment) for segment in shown],
         "y": [100 * segment.conversion_rate for segment in shown],
         "error_y": {
             "type": "data",

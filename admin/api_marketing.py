@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 from pydantic import Field, field_validator
 
-from refract.admin.api import Api, Refused, known_site
+from refract.admin.api import Api, Refused, invalid_query, known_site
 from refract.admin.api_reads import READERS_OF_MARKETING, SiteQuery
 from refract.admin.csv_export import csv_response
 from refract.admin.dashboard import page, page_site, render
@@ -155,14 +155,10 @@ def period(query: RoiFilter) -> tuple[str, str]:
     until = query.until or this_month()
     since = query.since or months_before(until, DEFAULT_MONTHS - 1)
     if since > until:
-        raise _invalid("from", f"after `to` ({until})")
+        raise invalid_query("from", f"after `to` ({until})")
     if len(months_between(since, until)) > MAX_MONTHS:
-        raise _invalid("to", f"at most {MAX_MONTHS} months from `from` ({since})")
+        raise invalid_query("to", f"at most {MAX_MONTHS} months from `from` ({since})")
     return since, until
-
-
-def _invalid(name: str, message: str) -> Refused:
-    return Refused(422, "invalid query", errors=[{"field": name, "message": message}])
 
 
 async def roi_of(

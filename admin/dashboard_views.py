@@ -15,6 +15,16 @@ from refract.analytics.revenue.predict import wilson
 from refract.rules.industry import IndustryModel
 
 Json = dict[str, Any]
+# plotly draws <a href>, <b>, <span style> and <br> in any text of a figure (its
+# pseudo-HTML) and shows the entities &amp; &lt; &gt; as their characters
+_PLOTLY_MARKUP = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
+
+
+def chart_text(text: str) -> str:
+    """A label of a chart drawn as the characters it holds: page paths, campaigns and CRM
+    values come from visitors and other systems, and plotly would draw their markup (a link
+    planted in a dashboard's axis by a crafted URL)."""
+    return text.translate(_PLOTLY_MARKUP)
 
 
 def percent(value: float | None, digits: int = 1) -> str:

@@ -7,7 +7,13 @@ buying stages the intelligence models tell apart, channels with UTM tags and ref
 conversions with effects planted in the demo's experiments (``EFFECTS``), so the reports find
 something real. The CRM's won and lost deals (``examples/demo-outcomes.csv``) train the
 revenue model once the history is in, and autopilot scans the most viewed pages for its first
-proposals.
+proposals. The same deals, moved into the simulated weeks, are written where the CRM sync
+keeps a site's deals, so that the attribution page credits them to the visits before them, and
+the marketing spend of ``examples/demo-spend.csv``, moved onto the simulated months, is
+imported as ``refract spend import`` imports it, so that the channel ROI sets it beside them.
+Some visitors compare Northbeam with one of the rivals of the rules' ``[settings]
+competitors``: they arrive on its comparison page from a search, an ad bought on its name or a
+review site's comparison, which is what the competitive page counts.
 
 Time: the proxy stamps every event with its own clock, so weeks cannot be played through it
 in a minute. The past is therefore written straight into the site's event streams, built by
@@ -33,10 +39,11 @@ import signal
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, timedelta
 from ipaddress import ip_network
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlencode
 
 import aiohttp
@@ -52,11 +59,17 @@ from refract.rules.redis_client import connect
 from refract.rules.ruleset import RuleSet, load_rules
 from refract.rules.targeting import PageTagger
 
+if TYPE_CHECKING:
+    from refract.analytics.crm.sync import Deal
+    from refract.analytics.marketing.spend import SpendFile
+    from refract.analytics.revenue.outcomes import Outcome
+
 log = logging.getLogger("refract.demo")
 
 EXAMPLES: Final = Path(__file__).resolve().parents[1] / "examples"
 ACCOUNTS_CSV: Final = EXAMPLES / "demo-accounts.csv"
 OUTCOMES_CSV: Final = EXAMPLES / "demo-outcomes.csv"
+SPEND_CSV: Final = EXAMPLES / "demo-spend.csv"
 DAY_S: Final = 86_400.0
 MAX_DAYS: Final = 90  # bounds of the command's options: a demo, not a load test
 MAX_DAILY: Final = 500
@@ -64,6 +77,9 @@ WRITE_BATCH: Final = 500
 CATCH_UP_S: Final = 180.0  # how long training waits for the worker to apply the history
 SCANNED: Final = 8  # most viewed pages autopilot scans for its first proposals
 TRICKLE_S: Final = 4.0  # a live visitor about this often, once the burst is done
+# Of the demo CRM's accounts, the share whose deals close last: still negotiating now, so the
+# CRM sync's file (closed deals only) holds none of theirs, and the forecast books them.
+STILL_OPEN: Final = 0.15
 
 # Planted effects: how much likelier a metric converts for a visitor who saw the variant.
 # The demo's reports should find exactly these (and nothing in the other arms).
@@ -116,6 +132,7 @@ class Persona:
     click: float  # chance a session clicks the primary call to action
     demo: float  # chance the visitor asks for a demo (once)
     download: float  # chance a session downloads the whitepaper
+    compares: float  # chance the visitor compares us with a rival (``RESEARCH_ARRIVALS``)
     channels: tuple[str, ...]
     weight: float
 
@@ -123,25 +140,25 @@ class Persona:
 PERSONAS: Final = (
     Persona("analytical", "analytical",
             ("/docs/api", "/security", "/integrations", "/pricing", "/customers", "/"),
-            (1, 3), (4, 7), (40, 150), (75, 100), 0.06, 0.07, 0.25,
+            (1, 3), (4, 7), (40, 150), (75, 100), 0.06, 0.07, 0.25, 0.25,
             ("search", "direct", "community"), 0.26),
     Persona("intuitive", "intuitive", ("/", "/pricing", "/demo"),
-            (1, 1), (2, 4), (4, 12), (25, 50), 0.22, 0.14, 0.0,
+            (1, 1), (2, 4), (4, 12), (25, 50), 0.22, 0.14, 0.0, 0.08,
             ("paid", "direct", "social"), 0.22),
     Persona("consensus", "consensus",
             ("/customers", "/customers/acme-logistics", "/customers/meridian-health",
              "/security", "/pricing", "/"),
-            (3, 5), (3, 5), (25, 80), (50, 75, 100), 0.08, 0.08, 0.35,
+            (3, 5), (3, 5), (25, 80), (50, 75, 100), 0.08, 0.08, 0.35, 0.25,
             ("review", "email", "direct"), 0.18),
     Persona("authoritative", "authoritative", ("/", "/customers", "/pricing", "/security"),
-            (1, 2), (2, 4), (15, 40), (25, 50, 75), 0.14, 0.1, 0.0,
+            (1, 2), (2, 4), (15, 40), (25, 50, 75), 0.14, 0.1, 0.0, 0.15,
             ("social", "direct"), 0.1),
     Persona("researcher", "analytical",  # problem aware: reads the blog, far from buying
             ("/blog/pipeline-incidents", "/", "/integrations", "/docs/api"),
-            (1, 2), (2, 4), (30, 120), (50, 75, 100), 0.03, 0.01, 0.1,
+            (1, 2), (2, 4), (30, 120), (50, 75, 100), 0.03, 0.01, 0.1, 0.05,
             ("search", "community", "social"), 0.14),
     Persona("bouncer", "unknown", ("/", "/pricing", "/blog/pipeline-incidents"),
-            (1, 1), (1, 2), (2, 8), (25,), 0.02, 0.0, 0.0,
+            (1, 1), (1, 2), (2, 8), (25,), 0.02, 0.0, 0.0, 0.05,
             ("search", "paid", "social", "direct"), 0.1),
 )  # fmt: skip
 
@@ -161,6 +178,23 @@ CHANNELS: Final[dict[str, tuple[str, dict[str, str]]]] = {
     "community": ("https://news.ycombinator.com/", {}),
     "email": ("", {"source": "newsletter", "medium": "email", "campaign": "monthly-digest"}),
 }
+# How a visitor comparing us with a rival reaches the rival's comparison page (``{rival}``: its
+# name in lowercase): a search for it (the page's path names it; search engines pass no terms),
+# an ad bought on its name (the search term names it) or a review site's comparison (the
+# referrer names it). Each is competitor research (analytics/effects.py competitors_named).
+RESEARCH_ARRIVALS: Final[tuple[tuple[str, dict[str, str]], ...]] = (
+    ("https://www.google.com/", {}),
+    (
+        "https://www.google.com/",
+        {
+            "source": "google",
+            "medium": "cpc",
+            "campaign": "competitor-alternatives",
+            "term": "{rival} alternative",
+        },
+    ),
+    ("https://www.g2.com/compare/{rival}-vs-northbeam", {}),
+)
 # Where visitors without an account come from: residential ISPs and a mobile carrier.
 ANONYMOUS: Final = (
     ("100.100.0.0/16", 64500, "Example Broadband", "isp"),
@@ -183,11 +217,17 @@ class SimVisitor:
     network: tuple[int, str, str]  # asn, organisation, kind
     variants: dict[str, str] = field(default_factory=dict)
     converted: bool = False
+    rival: str = ""  # the competitor (lowercase) the visitor compares us with, if any
 
 
-def new_visitor(rng: random.Random, accounts: Sequence[Account]) -> SimVisitor:
-    """A visitor: a persona by weight, an account (target accounts more often) or none."""
+def new_visitor(
+    rng: random.Random, accounts: Sequence[Account], competitors: Sequence[str] = ()
+) -> SimVisitor:
+    """A visitor: a persona by weight, an account (target accounts more often) or none, and
+    perhaps one of ``competitors`` to compare us with (by the persona's ``compares``)."""
     persona = rng.choices(PERSONAS, weights=[p.weight for p in PERSONAS])[0]
+    compares = bool(competitors) and rng.random() < persona.compares
+    rival = rng.choice(competitors).lower() if compares else ""
     device = "mobile" if rng.random() < 0.2 else "desktop"
     user_agent = rng.choice(BROWSERS[device])
     reachable = [account for account in accounts if _ipv4_ranges(account)]
@@ -196,12 +236,27 @@ def new_visitor(rng: random.Random, accounts: Sequence[Account]) -> SimVisitor:
         account = rng.choices(reachable, weights=weights)[0]
         ip = _address_in(rng, _ipv4_ranges(account)[0])
         network = (64000 + reachable.index(account), account.name, "business")
-        return SimVisitor(uuid.uuid4().hex, persona, ip, device, user_agent, account, network)
+        return SimVisitor(
+            uuid.uuid4().hex, persona, ip, device, user_agent, account, network, rival=rival
+        )
     cidr, asn, org, kind = rng.choice(ANONYMOUS)
     return SimVisitor(
         uuid.uuid4().hex, persona, _address_in(rng, cidr), device, user_agent, None,
-        (asn, org, kind),
+        (asn, org, kind), rival=rival,
     )  # fmt: skip
+
+
+def comparison_path(rival: str) -> str:
+    """The demo site's page comparing Northbeam with ``rival`` (examples/demo-site/compare/)."""
+    return f"/compare/{rival}"
+
+
+def research_arrival(rng: random.Random, rival: str) -> tuple[str, dict[str, str]]:
+    """The referrer and UTM tags of a session that comes to compare us with ``rival``."""
+    referrer, utm = rng.choice(RESEARCH_ARRIVALS)
+    return referrer.format(rival=rival), {
+        name: value.format(rival=rival) for name, value in utm.items()
+    }
 
 
 def lift(visitor: SimVisitor, metric: str) -> float:
@@ -242,7 +297,8 @@ class Page:
 
 
 def sessions_of(visitor: SimVisitor, rng: random.Random, start: float, end: float) -> list[Page]:
-    """The page views of one visitor between ``start`` and ``end`` (seconds since the epoch)."""
+    """The page views of one visitor between ``start`` and ``end`` (seconds since the epoch);
+    a visitor with a rival begins on its comparison page."""
     persona = visitor.persona
     count = rng.randint(*persona.sessions)
     first = rng.uniform(start, end)
@@ -251,13 +307,19 @@ def sessions_of(visitor: SimVisitor, rng: random.Random, start: float, end: floa
                                range(count - 1)])  # fmt: skip
     pages: list[Page] = []
     for number, began in enumerate(starts):
-        channel = rng.choice(persona.channels) if number == 0 else rng.choice(("direct", "email"))
-        referrer, utm = CHANNELS[channel]
+        researching = number == 0 and bool(visitor.rival)
+        if researching:
+            referrer, utm = research_arrival(rng, visitor.rival)
+        else:
+            channel = rng.choice(persona.channels if number == 0 else ("direct", "email"))
+            referrer, utm = CHANNELS[channel]
         at = began
         for index in range(rng.randint(*persona.pages_per_session)):
             weights = [1.0 / (rank + 1) for rank in range(len(persona.pages))]
             path = rng.choices(persona.pages, weights=weights)[0]
-            if index == 0 and persona.name == "intuitive":
+            if index == 0 and researching:
+                path = comparison_path(visitor.rival)
+            elif index == 0 and persona.name == "intuitive":
                 path = "/"
             pages.append(
                 Page(
@@ -404,6 +466,7 @@ def plan_history(
     order, all before ``now``."""
     rng = random.Random(seed)
     history = History(site, rules, rng)
+    competitors = rules.settings.competitors
     start = now - days * DAY_S
     found: list[Event] = []
     for day in range(days):
@@ -411,7 +474,7 @@ def plan_history(
         weekday = time.gmtime(start + day * DAY_S).tm_wday
         busy = (0.45 if weekday >= 5 else 1.0) * (0.8 + 0.4 * day / max(days, 1))
         for _ in range(max(1, round(daily * busy * rng.uniform(0.8, 1.2)))):
-            visitor = new_visitor(rng, accounts)
+            visitor = new_visitor(rng, accounts, competitors)
             day_start = start + day * DAY_S
             pages = sessions_of(visitor, rng, day_start, day_start + DAY_S)
             found += [e for e in history.events(visitor, pages) if e["time"] < now - 60]
@@ -456,17 +519,25 @@ class LiveVisits:
     """Visitors browsing through the proxy, as browsers would: cookies kept, the beacon's
     batches posted to the collect endpoint, the demo form submitted."""
 
-    def __init__(self, base: str, prefix: str, accounts: Sequence[Account], seed: int) -> None:
+    def __init__(
+        self,
+        base: str,
+        prefix: str,
+        accounts: Sequence[Account],
+        competitors: Sequence[str],
+        seed: int,
+    ) -> None:
         self.base = base.rstrip("/")
         self.collect = f"{self.base}{prefix}collect"
         self.accounts = accounts
+        self.competitors = competitors
         self.rng = random.Random(seed)
         self.visits = 0
         self.failures = 0
 
     async def visit(self) -> None:
         """One visitor's single session; a failure is counted and logged, never raised."""
-        visitor = new_visitor(self.rng, self.accounts)
+        visitor = new_visitor(self.rng, self.accounts, self.competitors)
         now = time.time()
         pages = sessions_of(visitor, self.rng, now, now)
         headers = {"User-Agent": visitor.user_agent, "X-Forwarded-For": visitor.ip}
@@ -570,7 +641,95 @@ async def play_history(
     planned = plan_history(site, rules, accounts, options.days, options.daily, now, options.seed)
     await write_history(client, planned, config.events.shards)
     log.info("demo traffic: %d past events written (%d days)", len(planned), options.days)
+    write_crm_deals(config, now, options.days)
+    await import_spend(client, config, now, options.days)
     return len(planned)
+
+
+def write_crm_deals(config: Config, now: float, days: int) -> None:
+    """The demo CRM's deals, as the CRM sync writes a site's pull (analytics/crm/sync.py),
+    closing within the simulated weeks (``demo_deals``)."""
+    from refract.analytics.crm.sync import outcomes_path, write_outcomes
+    from refract.analytics.revenue.outcomes import read_outcomes_csv
+
+    deals = demo_deals(read_outcomes_csv(OUTCOMES_CSV), datetime.fromtimestamp(now, UTC), days)
+    written = write_outcomes(outcomes_path(config.server.data_dir, config.sites[0].key), deals)
+    log.info("demo traffic: %d CRM deals written to %s", len(deals), written)
+
+
+def demo_deals(outcomes: Sequence[Outcome], now: datetime, days: int) -> list[Deal]:
+    """The closed deals of a year of the demo CRM, less those of the accounts still open
+    (``still_open``), their close dates spread in order over the second half of the last
+    ``days`` (at most the attribution page's default period), each keeping its length: a won
+    account has visited before it signs, and the page's period holds it."""
+    from refract.analytics.attribution.report import DEFAULT_DAYS
+    from refract.analytics.crm.sync import Deal
+
+    negotiating = still_open(outcomes)
+    outcomes = [outcome for outcome in outcomes if outcome.account_domain not in negotiating]
+    closes = [outcome.closed for outcome in outcomes if outcome.closed is not None]
+    first, last = min(closes, default=now.date()), max(closes, default=now.date())
+    span = max(1, (min(days, DEFAULT_DAYS) + 1) // 2)
+
+    def shift_of(day: date) -> timedelta:
+        behind = (last - day).days / max((last - first).days, 1) * (span - 1)
+        return now.date() - timedelta(days=round(behind)) - day
+
+    deals = []
+    for outcome in outcomes:
+        shift = shift_of(outcome.closed) if outcome.closed is not None else timedelta(0)
+        deals.append(
+            Deal(
+                outcome.account_domain,
+                outcome.won,
+                outcome.amount,
+                outcome.created + shift if outcome.created is not None else None,
+                outcome.closed + shift if outcome.closed is not None else None,
+            )
+        )
+    return deals
+
+
+def still_open(outcomes: Sequence[Outcome]) -> set[str]:
+    """The accounts (``STILL_OPEN`` of them) whose last deal closes latest."""
+    last_close: dict[str, date] = {}
+    for outcome in outcomes:
+        if outcome.closed is not None:
+            known = last_close.get(outcome.account_domain, outcome.closed)
+            last_close[outcome.account_domain] = max(known, outcome.closed)
+    ranked = sorted(last_close, key=lambda domain: (last_close[domain], domain))
+    return set(ranked[len(ranked) - round(len(ranked) * STILL_OPEN) :])
+
+
+async def import_spend(client: redis.Redis, config: Config, now: float, days: int) -> None:
+    """The demo's marketing spend, read and stored by the code of ``refract spend import``
+    (admin/spend_cli.py), on the months of the last ``days`` (``demo_spend``)."""
+    from refract.analytics.marketing.roi import month_of, months_between
+    from refract.analytics.marketing.spend import read_spend_csv, store_spend
+    from refract.rules.industry import load_industry_model
+
+    site = config.sites[0]
+    spend = read_spend_csv(SPEND_CSV, load_industry_model(site.industry).revenue.currency)
+    months = months_between(month_of(now - days * DAY_S), month_of(now))
+    moved = demo_spend(spend, months)
+    await store_spend(client, site.key, moved, replace=False)
+    log.info("demo traffic: %d spend rows imported for %s", len(moved.rows), ", ".join(months))
+
+
+def demo_spend(spend: SpendFile, months: Sequence[str]) -> SpendFile:
+    """The file's spend moved onto ``months`` (oldest first): the last of them gets the file's
+    last month, the one before it the month before, and so on, round the file's months again
+    when there are more of ``months``."""
+    from refract.analytics.marketing.spend import SpendFile
+
+    kept = sorted({row.month for row in spend.rows})
+    moved = [
+        replace(row, month=month)
+        for back, month in enumerate(reversed(months))
+        for row in spend.rows
+        if row.month == kept[-1 - back % len(kept)]
+    ]
+    return SpendFile(tuple(sorted(moved, key=lambda row: row.month)), spend.currency)
 
 
 async def train_once(client: redis.Redis, config: Config) -> None:
@@ -621,7 +780,11 @@ async def simulate(config: Config, redis_url: str, options: Options) -> None:
         await play_history(client, config, rules, accounts, options)
         training = asyncio.create_task(train_once(client, config))
         live = LiveVisits(
-            f"http://{config.server.listen[0]}", config.server.prefix, accounts, options.seed
+            f"http://{config.server.listen[0]}",
+            config.server.prefix,
+            accounts,
+            rules.settings.competitors,
+            options.seed,
         )
         await _wait_for_proxy(live.base, config.server.prefix)
         for _ in range(options.burst):

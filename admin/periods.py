@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from pydantic import Field, field_validator
 
-from refract.admin.api import Refused
+from refract.admin.api import invalid_query
 from refract.admin.api_reads import SiteQuery
 from refract.analytics.attribution.report import DEFAULT_DAYS
 
@@ -62,9 +62,9 @@ class DaysQuery(SiteQuery):
         until = self.until or today or datetime.now(UTC).date()
         since = self.since or max(until - timedelta(days=DEFAULT_DAYS - 1), EARLIEST)
         if since > until:
-            raise invalid("from", f"after `to` ({until})")
+            raise invalid_query("from", f"after `to` ({until})")
         if (until - since).days + 1 > MAX_DAYS:
-            raise invalid("to", f"at most {MAX_DAYS} days after `from` ({since})")
+            raise invalid_query("to", f"at most {MAX_DAYS} days after `from` ({since})")
         return since, until
 
     def form_fields(self) -> dict[str, str]:
@@ -74,8 +74,3 @@ class DaysQuery(SiteQuery):
             "from": self.since.isoformat() if self.since else "",
             "to": self.until.isoformat() if self.until else "",
         }
-
-
-def invalid(name: str, message: str) -> Refused:
-    """A 422 naming the query parameter at fault."""
-    return Refused(422, "invalid query", errors=[{"field": name, "message": message}])

@@ -46,6 +46,7 @@ accounts AS (
 views AS (
     SELECT visitor, session, time, coalesce(url, '') AS url,
            coalesce(json_extract_string(data, '$.referrer'), '') AS referrer,
+           coalesce(json_extract(data, '$.new_session')::BOOLEAN, false) AS new_session,
            coalesce(json_extract_string(data, '$.utm.term'), '') AS term,
            coalesce(json_extract_string(data, '$.utm.campaign'), '') AS campaign
     FROM events WHERE type = 'pageview'
@@ -108,11 +109,16 @@ def research(
 
 def _rolled_up(rows: Iterable[tuple[Any, ...]], spelled: dict[str, str]) -> list[Research]:
     found: dict[tuple[str, str], Research] = {}
-    for visitor, session, at, url, referrer, term, campaign, account in rows:
+    for visitor, session, at, url, referrer, new_session, term, campaign, account in rows:
         # the archive's row as the page view it was, as far as the rule reads one
         view = cast(
             PageViewEvent,
-            {"url": url, "referrer": referrer, "utm": {"term": term, "campaign": campaign}},
+            {
+                "url": url,
+                "referrer": referrer,
+                "new_session": new_session,
+                "utm": {"term": term, "campaign": campaign},
+            },
         )
         for name in competitors_named(view, list(spelled)):
             key = (account, spelled[name])

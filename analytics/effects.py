@@ -134,12 +134,13 @@ def day_of(at: float) -> str:
 
 
 def competitors_named(event: PageViewEvent, competitors: Sequence[str]) -> list[str]:
-    """The competitors (lowercase names) a page view's path, referrer or search terms name:
-    competitor research (the profile counts it, automations.toml's competitor trigger fires)."""
+    """The competitors (lowercase names) a page view's path, search terms or, on a visit's
+    first page, referrer name: competitor research (the profile counts it, automations.toml's
+    competitor trigger fires). Later pages of a visit have the site's own pages as referrer:
+    the page after a comparison page is not research again."""
     utm = event["utm"]
-    seen = " ".join(
-        (event["url"], event["referrer"], utm.get("term", ""), utm.get("campaign", ""))
-    ).lower()
+    referrer = event["referrer"] if event["new_session"] else ""
+    seen = " ".join((event["url"], referrer, utm.get("term", ""), utm.get("campaign", ""))).lower()
     return [name for name in competitors if name in seen]
 
 

@@ -20,6 +20,7 @@ from playwright.async_api import Page, expect
 
 from refract.admin import audit, auth
 from refract.admin.api import ROLES
+from refract.admin.api_competitive import totals_figure
 from refract.admin.app import build_app
 from refract.analytics.archive import Archive
 from refract.analytics.segments import SegmentRefresher
@@ -212,6 +213,12 @@ async def test_battlecards_answer_the_rule_files_cards_by_competitor(
     assert (await rep.get("/api/competitive/battlecards?competitor=hooli")).status == 422
 
 
+def test_a_competitor_named_with_markup_is_charted_as_its_characters() -> None:
+    total = {"competitor": "<b>Globex</b>", "accounts": 1, "visits": 2, "pages": 3}
+    traces = totals_figure([total])["traces"]
+    assert [trace["x"] for trace in traces] == [["&lt;b&gt;Globex&lt;/b&gt;"]] * 2
+
+
 @pytest.mark.parametrize("role", ROLES)
 async def test_every_role_reads_and_only_marketing_and_admins_may_start_a_defense(
     admin_api: AdminFactory, config: Config, role: str
@@ -286,6 +293,8 @@ async def test_a_paused_earlier_defense_is_409_by_its_keys_and_is_left_alone(
         ({"pages": ["blog"]}, "pages[0]"),
         ({"pages": []}, "pages"),
         ({"pages": ["/pri cing"]}, "pages[0]"),
+        ({"pages": ["/pricing\x00"]}, "pages[0]"),
+        ({"pages": ["/pricing\x1b[2J"]}, "pages[0]"),
         ({"changes": [{"action": "set_text", "value": "x"}]}, "changes[0]"),
         ({"changes": [{"action": "explode", "selector": "h1", "value": "x"}]},
          "changes[0].action"),

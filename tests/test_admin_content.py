@@ -18,13 +18,18 @@ from aiohttp.test_utils import TestClient, TestServer
 from playwright.async_api import Page, expect
 
 from refract.admin import auth
-from refract.admin.api_content import audience_summary, influence_summary
+from refract.admin.api_content import (
+    audience_figure,
+    audience_summary,
+    influence_figure,
+    influence_summary,
+)
 from refract.admin.app import build_app
 from refract.analytics import audiences, marketing_content
 from refract.analytics.archive import Archive
 from refract.analytics.audiences import Audiences, Segment
 from refract.analytics.crm.sync import outcomes_path
-from refract.analytics.marketing_content import ContentImpact
+from refract.analytics.marketing_content import ContentImpact, ContentItem
 from refract.rules import events, keyspace
 from refract.rules.config import Config
 from refract.rules.segments import encode_segment
@@ -227,6 +232,28 @@ def test_the_content_summary_of_a_period_without_conversions_says_so() -> None:
     assert influence_summary(found) == (
         "No conversion from 2026-03-01 to 2026-03-30, so no page or download influenced one."
     )
+
+
+MARKUP = '<a href="https://evil.example">Sign in again</a>'  # a crafted URL, a CRM's value
+SHOWN = '&lt;a href="https://evil.example"&gt;Sign in again&lt;/a&gt;'  # as plotly shows it
+
+
+def test_a_page_path_holding_markup_is_charted_as_its_characters() -> None:
+    item = ContentItem("page", "/" + MARKUP, 1, 1, 1, 1, 0, 100.0, 1.0, 1.0)
+    found = ContentImpact(
+        SITE, date(2026, 3, 1), date(2026, 3, 30), "metric", "visitor", 90,
+        journeys=1, conversions=1, value=100.0, items_total=1, items=(item,),
+    )  # fmt: skip
+    assert [trace["y"] for trace in influence_figure(found)["traces"]] == [["/" + SHOWN]] * 2
+
+
+def test_a_segment_holding_markup_is_charted_as_its_characters() -> None:
+    segment = Segment(MARKUP, 40, 4, 0.1, 0.04, 0.23, 400.0, small=False)
+    found = Audiences(
+        SITE, "industry", date(2026, 3, 1), date(2026, 3, 30), "metric", "visitor",
+        visitors=40, sampled=40, conversions=4, value=400.0, segments=(segment,),
+    )  # fmt: skip
+    assert [trace["x"] for trace in audience_figure(found)["traces"]] == [[SHOWN]]
 
 
 @pytest.mark.parametrize("path", ["/marketing/content-impact", "/marketing/audiences"])

@@ -240,8 +240,9 @@ def test_priors_shrink_the_sites_own_lifts_towards_the_default(
 async def test_the_brands_rules_in_the_rule_files_judge_edits(
     marketing: Client, proposals: list[Proposal], rules_dir: Path, text: str, status: int
 ) -> None:
-    (rules_dir / "settings.toml").write_text(
-        "[settings.autopilot]\n"
+    settings = rules_dir / "settings.toml"  # the demo's [settings], its competitors
+    settings.write_text(
+        settings.read_text() + "[settings.autopilot]\n"
         'banned_words = ["trust"]\n'
         'brand_terms = ["Northbeam"]\n'
         'glossary = ["SOC 2 Type II"]\n'

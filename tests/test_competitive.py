@@ -50,10 +50,11 @@ def view(
     referrer: str = "",
     utm: dict[str, str] | None = None,
     account: str = "",
+    new_session: bool = True,
 ) -> events.Event:
     fields: dict[str, Any] = {
         "url": url, "tags": [], "referrer": referrer, "utm": utm or {}, "status": 200,
-        "origin_ms": 1.0, "device": "desktop", "new_session": True,
+        "origin_ms": 1.0, "device": "desktop", "new_session": new_session,
     }  # fmt: skip
     if account:
         fields["account"] = account
@@ -91,6 +92,15 @@ def test_a_page_view_naming_a_competitor_anywhere_the_rule_reads_is_research(
 ) -> None:
     found = researched(tmp_path, view(A, "s1", NOW - 60, **named, account="acme.com"))
     assert found == [("acme.com", "Globex", 1, 1, 1, NOW - 60)]
+
+
+def test_the_page_after_a_comparison_page_is_not_research_again(tmp_path: Path) -> None:
+    comparison = view(A, "s1", NOW - 60, "/compare/globex", account="acme.com")
+    pricing = view(
+        A, "s1", NOW - 50, "/pricing", referrer="https://northbeam.example/compare/globex",
+        account="acme.com", new_session=False,
+    )  # fmt: skip
+    assert researched(tmp_path, comparison, pricing) == [("acme.com", "Globex", 1, 1, 1, NOW - 60)]
 
 
 def test_research_rolls_up_per_account_and_competitor_with_visits_visitors_and_last_time(

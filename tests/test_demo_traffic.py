@@ -1,7 +1,9 @@
 """`refract demo` with its simulated traffic: the history it plans carries the planted effects,
 the demo's dashboards have data on first open, every page of the dashboard reads well with
 that data on a phone and a desktop (screenshots in .ci/artifacts/demo/), what was not recorded
-is said with its reason, and the demo's state stays out of the repository.
+is said with its reason, the marketing and competitive pages are populated (spend beside
+attributed value, accounts researching each rival), and the demo's state stays out of the
+repository.
 
 The tests that need a running demo share one (the module's ``demo`` fixture, a few seconds of
 simulated history) to keep the suite's time down.
@@ -23,6 +25,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +34,13 @@ import pytest
 from playwright.async_api import Page, expect
 
 from refract.admin import demo_traffic
-from refract.admin.app import docs_api
+from refract.admin.app import build_api
 from refract.admin.cli import DEMO_PASSWORD, DEMO_USER
-from refract.admin.dashboard import api as dashboard_api
+from refract.admin.demo import DEMO_SITE
+from refract.analytics.attribution.channels import Arrival, classify
+from refract.analytics.effects import competitors_named
+from refract.analytics.marketing.spend import SpendFile, SpendRow, read_spend_csv
+from refract.analytics.revenue.outcomes import read_outcomes_csv
 from refract.rules.account_csv import read_accounts_csv
 from refract.rules.ruleset import load_rules
 from tests.conftest import free_port
@@ -60,6 +67,12 @@ CHARTS: dict[str, set[str]] = {
     "/experiments/{key}/report": {"lift", "conversion", "segments"},
     "/accounts": {"intent"},
     "/visitors/{handle}": {"psychographics"},
+    "/attribution": {"conversions", "value"},
+    "/forecast": {"forecast"},
+    "/marketing/channel-roi": {"roi"},
+    "/marketing/content-impact": {"influence"},
+    "/marketing/audiences": {"audience"},
+    "/competitive": {"competitors"},
 }
 CHARTS_SETTLED = """() => [...document.querySelectorAll("[data-chart]")]
   .every((plot) => plot.hidden || plot.querySelector(".main-svg"))"""
@@ -128,6 +141,89 @@ def test_the_history_carries_the_planted_effects(
     control = _rate(events, experiment, "control", metric)
     treated = _rate(events, experiment, variant, metric)
     assert treated > control * 1.3, (control, treated)
+
+
+def test_visitors_research_every_competitor_from_target_accounts_too() -> None:
+    """Some of the history's visitors (not most) compare Northbeam with a rival of the rules,
+    and every rival is researched by visitors of target accounts."""
+    competitors = [name.lower() for name in load_rules(RULES).settings.competitors]
+    views = [e for e in _history() if e["type"] == "pageview"]
+    researching = {e["visitor"] for e in views if competitors_named(e, competitors)}
+    assert 0.05 < len(researching) / len({e["visitor"] for e in views}) < 0.25
+    targets = {a.domain for a in read_accounts_csv(demo_traffic.ACCOUNTS_CSV) if a.target}
+    researched_by_targets = {
+        name
+        for e in views
+        if e.get("account") in targets
+        for name in competitors_named(e, competitors)
+    }
+    assert researched_by_targets == set(competitors)
+
+
+def test_every_competitor_has_a_comparison_page_and_a_battlecard() -> None:
+    rules = load_rules(RULES)
+    for name in rules.settings.competitors:
+        page = DEMO_SITE / f"{demo_traffic.comparison_path(name.lower()).strip('/')}.html"
+        assert name in page.read_text(), page
+    assert sorted(card.competitor for card in rules.battlecards) == sorted(
+        rules.settings.competitors
+    )
+
+
+def test_the_accounts_still_negotiating_get_no_closed_deal_and_the_rest_close_by_now() -> None:
+    """A few accounts' deals stay open (the forecast books them); the others' close within
+    the history, the latest today."""
+    outcomes = read_outcomes_csv(demo_traffic.OUTCOMES_CSV)
+    now = datetime(2026, 12, 4, 12, tzinfo=UTC)
+    deals = demo_traffic.demo_deals(outcomes, now, 28)
+    accounts = {outcome.account_domain for outcome in outcomes}
+    negotiating = accounts - {deal.domain for deal in deals}
+    assert negotiating == demo_traffic.still_open(outcomes)
+    assert 0.1 < len(negotiating) / len(accounts) < 0.2
+    assert max(deal.closed for deal in deals if deal.closed is not None) == now.date()
+
+
+@pytest.mark.parametrize(
+    ("kept", "played", "expected"),
+    [
+        (("2026-08", "2026-09"), ("2026-12",), {"2026-12": "2026-09"}),
+        (
+            ("2026-08", "2026-09"),
+            ("2026-11", "2026-12"),
+            {"2026-11": "2026-08", "2026-12": "2026-09"},
+        ),
+        (
+            ("2026-08", "2026-09"),
+            ("2026-10", "2026-11", "2026-12"),
+            {"2026-10": "2026-09", "2026-11": "2026-08", "2026-12": "2026-09"},
+        ),
+    ],
+)
+def test_the_spend_moves_onto_the_played_months_newest_last(
+    kept: tuple[str, ...], played: tuple[str, ...], expected: dict[str, str]
+) -> None:
+    """Each played month takes the rows of one file month (by the amount they carry), the
+    newest the newest, round the file's months again when the history is longer."""
+    spend = SpendFile(
+        tuple(SpendRow(month, "Email", "", float(index)) for index, month in enumerate(kept)),
+        "USD",
+    )
+    moved = demo_traffic.demo_spend(spend, played)
+    amounts = {row.amount: row.month for row in spend.rows}
+    assert {row.month: amounts[row.amount] for row in moved.rows} == expected
+    assert len(moved.rows) == len(played)
+
+
+def test_every_channel_of_the_demo_spend_is_one_its_visitors_arrive_by() -> None:
+    """The spend file reads as `refract spend import` reads it, and no channel's spend can
+    only ever show as money lost."""
+    spend = read_spend_csv(demo_traffic.SPEND_CSV, "USD")
+    arrivals = [*demo_traffic.CHANNELS.values(), *demo_traffic.RESEARCH_ARRIVALS]
+    reached = {
+        classify(Arrival(referrer, utm.get("source", ""), utm.get("medium", "")))
+        for referrer, utm in arrivals
+    }
+    assert {row.channel for row in spend.rows} <= reached
 
 
 @pytest.mark.parametrize(("text", "ok"), [("0", True), ("90", True), ("91", False), ("x", False)])
@@ -241,6 +337,57 @@ async def test_the_demo_has_data_everywhere_on_first_open(
 
 
 @pytest.mark.slow
+async def test_the_crms_deals_are_credited_to_the_channels_their_accounts_came_by(
+    demo: Demo, signed_in: aiohttp.ClientSession
+) -> None:
+    """The generator's CRM deals (closing in the attribution page's default period) joined to
+    their accounts' archived visits: several channels earn conversions. A report is kept 30 s
+    (admin/api_attribution.py), so this waits longer than that for the archive to fill."""
+
+    async def several_channels_credited() -> bool:
+        url = f"{demo.admin}/api/revenue/attribution?model=linear"
+        async with signed_in.get(url) as response:
+            found = await response.json()
+        credit = found["models"]["linear"]["credit"] if found["source"] == "crm" else []
+        return len([row for row in credit if row["conversions"] > 0]) >= 3
+
+    assert await eventually(several_channels_credited, True, tries=400)
+
+
+@pytest.mark.slow
+async def test_the_channel_roi_sets_the_demo_spend_beside_attributed_value(
+    demo: Demo, signed_in: aiohttp.ClientSession
+) -> None:
+    """The generator's spend import and CRM deals: at least two channels with both."""
+
+    async def two_channels_with_spend_and_value() -> bool:
+        async with signed_in.get(f"{demo.admin}/api/marketing/channel-roi") as response:
+            found = await response.json()
+        lines = found["channels"] if response.status == 200 else []
+        return len([line for line in lines if line["spend"] > 0 and line["value"] > 0]) >= 2
+
+    assert await eventually(two_channels_with_spend_and_value, True, tries=400)
+
+
+@pytest.mark.slow
+async def test_the_competitive_activity_lists_accounts_researching_each_competitor(
+    demo: Demo, signed_in: aiohttp.ClientSession
+) -> None:
+    """Visitors of accounts read the comparison pages of every rival of the demo's rules (the
+    3-day history may miss one: the live visitors, one every few seconds, bring it)."""
+    competitors = set(load_rules(RULES).settings.competitors)
+
+    async def researched() -> set[str]:
+        async with signed_in.get(f"{demo.admin}/api/competitive/activity") as response:
+            found = await response.json()
+        return {
+            row["competitor"] for account in found["accounts"] for row in account["competitors"]
+        }
+
+    assert await eventually(researched, competitors, tries=1500)
+
+
+@pytest.mark.slow
 async def test_curl_is_served_never_recorded_and_the_dashboard_says_why(
     demo: Demo, signed_in: aiohttp.ClientSession
 ) -> None:
@@ -281,7 +428,8 @@ async def test_the_readmes_parquet_one_liner_reads_the_archive(demo: Demo) -> No
 
 def screens(experiments: Sequence[str], account: str, visitor: str) -> list[tuple[str, str]]:
     """(route, path) of every dashboard page, with the demo's records: each experiment's
-    report and editor, the hottest account, the visitor with the most intent."""
+    report and editor, the hottest account, the visitor with the most intent, and the
+    revenue, marketing and competitive pages."""
     return [
         ("/login", "/login"),
         ("/overview", "/overview"),
@@ -295,6 +443,12 @@ def screens(experiments: Sequence[str], account: str, visitor: str) -> list[tupl
         ("/accounts/{domain}", account),
         ("/visitors", "/visitors"),
         ("/visitors/{handle}", visitor),
+        ("/attribution", "/attribution"),
+        ("/forecast", "/forecast"),
+        ("/marketing/channel-roi", "/marketing/channel-roi"),
+        ("/marketing/content-impact", "/marketing/content-impact"),
+        ("/marketing/audiences", "/marketing/audiences"),
+        ("/competitive", "/competitive"),
         ("/health", "/health"),
         ("/api/docs", "/api/docs"),
     ]
@@ -304,7 +458,7 @@ def test_the_screens_are_every_page_of_the_dashboard() -> None:
     """A new page gets a screen here (and its charts in CHARTS) or this fails."""
     pages = {
         endpoint.path
-        for endpoint in [*dashboard_api.endpoints, *docs_api.endpoints]
+        for endpoint in build_api().endpoints
         if endpoint.content_types == ("text/html",) and endpoint.path != "/"  # "/" redirects
     }
     assert {route for route, _ in screens(["k"], "a", "v")} == pages

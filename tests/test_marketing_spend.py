@@ -78,6 +78,9 @@ BAD_CELLS = [
      "Paid Search, Paid Social"),
     ("2026-01,,1,,", "channel: is empty", "GA4's default channel groups: Direct"),
     ("2026-01,Email,$100,,", "amount: '$100' is not a number", "no currency sign"),
+    ("2026-01,Email,\u0661\u0662\u0663,,", "amount: '\u0661\u0662\u0663' is not a number",
+     "a plain number"),  # Arabic-Indic digits, which float() reads
+    ("2026-01,Email,\uff11\uff12,,", "amount: '\uff11\uff12' is not a number", "a plain number"),
     ("2026-01,Email,-5,,", "amount: '-5' is not an amount of 0 or more", "a plain number"),
     ("2026-01,Email,nan,,", "amount: 'nan' is not an amount of 0 or more", "a plain number"),
     ("2026-01,Email,1e400,,", "amount: '1e400' is not an amount of 0 or more", "a plain number"),

@@ -49,7 +49,7 @@ FIRST_YEAR, LAST_YEAR = 2000, 2100
 
 _MONTH: Final = re.compile(r"([0-9]{4})-([0-9]{2})")  # ASCII digits: \d takes any script's
 _CURRENCY: Final = re.compile(r"[A-Za-z]{3}")
-_THOUSANDS: Final = re.compile(r"\d{1,3}(,\d{3})+(\.\d+)?")
+_THOUSANDS: Final = re.compile(r"[0-9]{1,3}(,[0-9]{3})+(\.[0-9]+)?")
 _CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
 _CHANNELS: Final = {name.lower(): name for name in CHANNELS}
 _SHOWN: Final = 60  # characters of a bad value repeated in its problem
@@ -247,10 +247,13 @@ def parse_amount(cell: str) -> float:
         raise FieldError("is empty", hint)
     if _THOUSANDS.fullmatch(value):
         value = value.replace(",", "")
+    not_a_number = FieldError(f"{_shown(cell.strip())} is not a number", hint)
+    if not value.isascii():  # float() would read any script's digits: months do not either
+        raise not_a_number
     try:
         amount = float(value)
     except ValueError:
-        raise FieldError(f"{_shown(cell.strip())} is not a number", hint) from None
+        raise not_a_number from None
     if not (math.isfinite(amount) and amount >= 0.0):
         raise FieldError(f"{_shown(cell.strip())} is not an amount of 0 or more", hint)
     if amount > MAX_AMOUNT:
