@@ -2,7 +2,8 @@
 
 Journeys come from the event archive (analytics/attribution/archive_journeys.py): on-site
 conversions of ``[attribution] conversion_metric`` (else the rules' first metric), or the won
-deals of a CRM outcomes CSV (``--outcomes``), which makes the journeys accounts'. Each model's
+deals of a CRM outcomes CSV (``--outcomes``, by default the file the CRM sync keeps, as the
+API and the dashboard read it), which makes the journeys accounts'. Each model's
 credit (conversions and value per key, and their shares) is printed as a table, JSON or CSV;
 ``--model all`` puts every model side by side, the data-driven ones (``markov``, its order
 chosen on held-out journeys, and ``shapley``) included. Below ``min_conversions`` a warning
@@ -25,6 +26,7 @@ from refract.analytics.attribution.report import (
     DEFAULT_DAYS,
     MODEL_NAMES,
     ModelCredit,
+    crm_outcomes,
     report,
     site_journeys,
 )
@@ -45,7 +47,10 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--from", dest="since", type=date.fromisoformat, help="YYYY-MM-DD")
     parser.add_argument("--to", dest="until", type=date.fromisoformat, help="YYYY-MM-DD")
     parser.add_argument(
-        "--outcomes", metavar="FILE.csv", help="CRM outcomes: won deals are the conversions"
+        "--outcomes",
+        metavar="FILE.csv",
+        help="CRM outcomes: won deals are the conversions (default: the CRM sync's file, "
+        "when there is one)",
     )
     parser.add_argument(
         "--intervals",
@@ -71,7 +76,7 @@ def run(config: Config, args: argparse.Namespace) -> int:
     until = args.until or datetime.now(UTC).date()
     since = args.since or until - timedelta(days=DEFAULT_DAYS - 1)
     try:
-        outcomes = read_outcomes_csv(args.outcomes) if args.outcomes else []
+        outcomes = read_outcomes_csv(args.outcomes) if args.outcomes else crm_outcomes(config, site)
         journeys = site_journeys(config, site, since, until, outcomes)
     except (InvalidFileError, ValueError) as error:
         print(error, file=sys.stderr)

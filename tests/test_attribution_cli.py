@@ -15,6 +15,7 @@ from refract.admin import cli
 from refract.analytics.archive import Archive
 from refract.analytics.attribution.report import MODEL_NAMES, RULE_MODELS
 from refract.analytics.attribution.rules_based import MODELS
+from refract.analytics.crm.sync import outcomes_path
 from refract.rules import events
 from tests.test_attribution_journeys import DAY, HOST, SITE, T0, pageview
 
@@ -148,6 +149,17 @@ def test_won_deals_of_an_outcomes_file_are_the_conversions(
     credit = found["models"]["last_non_direct"]["credit"]
     assert (found["conversions"], found["value"]) == (1, 9000.0)
     assert {row["key"]: row["value"] for row in credit if row["value"]} == {"Email": 9000.0}
+
+
+def test_the_deals_the_crm_sync_kept_are_the_conversions_by_default(
+    config: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    kept = outcomes_path(tmp_path / ".refract", SITE)  # data_dir is relative to the config
+    kept.parent.mkdir(parents=True)
+    kept.write_text(OUTCOMES)
+    assert attribution(config, "--format", "json") == 0
+    found = json.loads(capsys.readouterr().out)
+    assert (found["source"], found["conversions"], found["value"]) == ("crm", 1, 9000.0)
 
 
 def test_a_metric_the_rules_do_not_have_is_refused(
