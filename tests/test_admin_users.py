@@ -186,6 +186,19 @@ SITE_TAKING = [
     "/accounts/acme.example",
     "/visitors/v1",
     "/experiments/nothing/report",
+    "/api/revenue/attribution",
+    "/attribution",
+    "/api/revenue/predictions",
+    "/forecast",
+    "/api/marketing/channel-roi",
+    "/marketing/channel-roi",
+    "/api/marketing/content-impact",
+    "/marketing/content-impact",
+    "/api/marketing/audience-intel",
+    "/marketing/audiences",
+    "/api/competitive/activity",
+    "/api/competitive/battlecards",
+    "/competitive",
 ]
 
 
