@@ -40,10 +40,10 @@ import pyarrow as pa
 
 from refract.analytics.archive import archive_root
 from refract.analytics.attribution.archive_journeys import (
-    _EVENTS,
+    EVENTS,
     Conversion,
     Unit,
-    _has_parts,
+    has_parts,
     journey_outcomes,
     part_files,
 )
@@ -147,17 +147,17 @@ class Archived:
     """One site's archived events of a period and of the window before it, open in DuckDB."""
 
     db: duckdb.DuckDBPyConnection
-    window: dict[str, Any]  # the parameters of ``_EVENTS``
+    window: dict[str, Any]  # the parameters of ``EVENTS``
     start: float  # the period, in seconds
     end: float
 
     def query(self, sql: str, **more: Any) -> list[tuple[Any, ...]]:
         """``sql`` over the common table ``events``."""
-        return self.db.execute(_EVENTS + sql, {**self.window, **more}).fetchall()
+        return self.db.execute(EVENTS + sql, {**self.window, **more}).fetchall()
 
     def keep(self, table: str, sql: str) -> None:
         """``sql`` over ``events`` kept as a temporary table, for the queries after it."""
-        self.db.execute(f"CREATE TEMP TABLE {table} AS {_EVENTS} {sql}", self.window)
+        self.db.execute(f"CREATE TEMP TABLE {table} AS {EVENTS} {sql}", self.window)
 
     def register_journeys(self, source: ConversionSource) -> dict[str, Conversion]:
         """Each converting journey's conversion in the period; the SQL after it reads two
@@ -191,7 +191,7 @@ def archived(
     start = datetime.combine(since, time(), UTC).timestamp()
     end = datetime.combine(until, time(), UTC).timestamp() + DAY_S
     with duckdb.connect() as db:
-        if not _has_parts(db, root, site):
+        if not has_parts(db, root, site):
             yield None
             return
         window = {

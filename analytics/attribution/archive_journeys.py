@@ -50,7 +50,7 @@ UnitOf = Callable[[str], str]  # a visitor id -> the journey (unit) it belongs t
 
 # Every archived event of the site once (the first of an id), within the days asked for: the
 # common table each query below reads (a view cannot take parameters).
-_EVENTS = """
+EVENTS = """
 WITH events AS (
     SELECT * FROM read_parquet($files, hive_partitioning = false, union_by_name = true)
     WHERE ts >= $since AND ts < $until AND visitor <> ''
@@ -123,7 +123,7 @@ def archive_journeys(
         raise ValueError("attribution needs a conversion metric or CRM outcomes")
     start, end = _day_start(since), _day_start(until) + DAY_S
     with duckdb.connect() as db:
-        if not _has_parts(db, root, site):
+        if not has_parts(db, root, site):
             return []
         window = {
             "files": part_files(root, site),
@@ -132,7 +132,7 @@ def archive_journeys(
         }
 
         def query(sql: str, **more: str) -> list[Row]:
-            return db.execute(_EVENTS + sql, {**window, **more}).fetchall()
+            return db.execute(EVENTS + sql, {**window, **more}).fetchall()
 
         touches = _touches(query(_TOUCHES), list(own_hosts))
         units, converted = journey_outcomes(
@@ -141,7 +141,7 @@ def archive_journeys(
     return _journeys(touches, units, converted, start, end, window_s)
 
 
-def _has_parts(db: duckdb.DuckDBPyConnection, root: Path | str, site: str) -> bool:
+def has_parts(db: duckdb.DuckDBPyConnection, root: Path | str, site: str) -> bool:
     found = db.execute("SELECT count(*) FROM glob($files)", {"files": part_files(root, site)})
     row = found.fetchone()
     return row is not None and row[0] > 0
@@ -265,7 +265,7 @@ def _day_end(day: date | None) -> float | None:
     return (datetime.combine(day, time(), UTC) + timedelta(days=1)).timestamp() - 1.0
 
 
-Query = Callable[..., list[Row]]  # SQL run over the common table ``_EVENTS``, with parameters
+Query = Callable[..., list[Row]]  # SQL run over the common table ``EVENTS``, with parameters
 
 
 def journey_outcomes(
