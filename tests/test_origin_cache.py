@@ -197,6 +197,25 @@ async def test_a_page_served_fresh_says_its_age_and_stays_personalized(
     assert b"data-refract-beacon" in await second.read()
 
 
+async def test_each_visitor_of_a_kept_page_gets_the_same_fields_and_only_their_own_cookies(
+    proxy: ProxyFactory, origin: TestServer
+) -> None:
+    client = await proxy()
+    answers = []
+    for _ in range(3):
+        client.session.cookie_jar.clear()  # a new visitor each time
+        answers.append(await client.get("/validated", params={"cc": "max-age=600"}))
+    assert asked(origin) == [None]  # the page's fields were made once, then copied
+    cookies = [answer.headers.getall("Set-Cookie") for answer in answers]
+    visitors = [[c for c in each if c.startswith("rf_vid=")] for each in cookies]
+    assert [len(each) for each in visitors] == [1, 1, 1]
+    assert len({each[0] for each in visitors}) == 3
+    assert len({len(each) for each in cookies}) == 1
+    fields = [{k: v for k, v in a.headers.items() if k not in ("Set-Cookie", "Date", "Age")}
+              for a in answers]  # fmt: skip
+    assert fields[1] == fields[2]
+
+
 async def test_a_304_makes_a_stale_page_fresh_again(
     proxy: ProxyFactory, origin: TestServer
 ) -> None:
