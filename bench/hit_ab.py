@@ -1,0 +1,105 @@
+"""A/B of the cache hit: the working tree against another revision, both running at once.
+
+    python bench/hit_ab.py --before REV [--rounds 5] [--duration 5]
+
+Checks REV out in a temporary git worktree, starts the proxy bench's origin and two
+``refract_edits`` servers (bench/proxy_bench.py's own functions and rules: 4 edits, the beacon,
+page views and exposures), one importing the worktree's code (``PYTHONPATH``) and one the
+working tree's, and loads the 100 KB hit on each with wrk, interleaved round by round. Prints
+each round's req/s and CPU µs a request (the server's process tree) and the medians. Both
+servers share the machine and the origin, so what one gains the other does not lose to drift.
+
+To measure a change that is not committed, commit it on a branch (or stash it and measure the
+stash's parent against it); docs/performance.md records the runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import proxy_bench as bench
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--before", required=True, help="the git revision to compare with")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="refract-ab-"))
+    workdir.chmod(0o755)  # nginx workers run as an unprivileged user
+    bench.write_pages(workdir / "root", bench.PAGE.read_bytes())
+    servers = {
+        "before": bench.Server("before", 10, "refract"),
+        "after": bench.Server("after", 11, "refract"),
+    }
+    bench.BY_NAME.update(servers)
+    with worktree(args.before, workdir / "before") as before:
+        origin = bench.start_nginx(workdir, bench.BY_NAME["origin"], workdir / "root")
+        with importing(before):
+            old = bench.start_refract(workdir, servers["before"])
+        new = bench.start_refract(workdir, servers["after"])
+        processes = {"before": old, "after": new}
+        try:
+            for server in servers.values():
+                bench.wait_for(f"http://127.0.0.1:{server.port}/page.html", 60)
+            loads: dict[str, list[bench.Load]] = {name: [] for name in servers}
+            for _ in range(args.rounds):
+                for name, process in processes.items():
+                    row = bench.Row(name)
+                    loads[name].append(bench.wrk(row, process.pid, args.duration, 64))
+        finally:
+            for process in processes.values():
+                process.send_signal(signal.SIGTERM)
+            origin.send_signal(signal.SIGQUIT)
+            for process in (*processes.values(), origin):
+                process.wait(30)
+    for name, runs in loads.items():
+        rates = [round(load.requests_per_s) for load in runs]
+        cpu = [round(load.cpu_us_per_request) for load in runs]
+        print(
+            f"{name:6} ({args.before if name == 'before' else 'working tree'}): req/s {rates} "
+            f"median {statistics.median(rates):,.0f}; CPU µs/req {cpu} "
+            f"median {statistics.median(cpu):,.0f}"
+        )
+    return 0
+
+
+@contextmanager
+def worktree(revision: str, path: Path) -> Iterator[Path]:
+    """``revision`` checked out at ``path`` for as long as the block runs."""
+    git = ["git", "-C", str(REPOSITORY), "worktree"]
+    subprocess.run([*git, "add", "--detach", "-q", str(path), revision], check=True)
+    try:
+        yield path
+    finally:
+        subprocess.run([*git, "remove", "--force", str(path)], check=True)
+
+
+@contextmanager
+def importing(code: Path) -> Iterator[None]:
+    """Processes started in the block import Refract from ``code`` (its ``refract/`` links)."""
+    saved = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = str(code)
+    try:
+        yield
+    finally:
+        if saved is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = saved
+
+
+if __name__ == "__main__":
+    sys.exit(main())
