@@ -7,7 +7,6 @@ the CRM fixes them all.
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -16,7 +15,7 @@ from pathlib import Path
 from typing import Final
 
 from refract.rules.accounts import Account
-from refract.rules.csv_rows import column_name, numbered_rows
+from refract.rules.csv_rows import header_columns, numbered_rows
 from refract.rules.domains import normalise_domain
 from refract.rules.ip_ranges import normalise_ip_range
 from refract.rules.problems import FieldError, InvalidFileError, Problem
@@ -124,7 +123,7 @@ def _parse_rows(file: str, text: str, problems: list[Problem]) -> list[Account]:
     seen = _Seen()
     for line, row in numbered_rows(file, text, problems):
         if header is None:
-            header = _parse_header(file, line, row, problems)
+            header = header_columns(file, line, row, ACCOUNT_COLUMNS, REQUIRED_COLUMNS, problems)
             if header is None:
                 return []
             continue
@@ -133,32 +132,6 @@ def _parse_rows(file: str, text: str, problems: list[Problem]) -> list[Account]:
         if valid:
             accounts.append(Account(**values))  # type: ignore[arg-type]
     return accounts
-
-
-def _parse_header(
-    file: str, line: int, row: list[str], problems: list[Problem]
-) -> list[str] | None:
-    """Column names of the header row; None (and problems) when it cannot be used."""
-    header = [column_name(cell) for cell in row]
-    count = len(problems)
-    if len(row) == 1 and (";" in row[0] or "\t" in row[0]):
-        problems.append(Problem(file, line, "", "the header has a single column", _SEPARATOR_HINT))
-        return None
-    for index, column in enumerate(header):
-        if column not in ACCOUNT_COLUMNS:
-            close = difflib.get_close_matches(column, ACCOUNT_COLUMNS, n=1)
-            hint = f"did you mean '{close[0]}'?" if close else _COLUMNS_HINT
-            problems.append(Problem(file, line, column or f"#{index + 1}", "unknown column", hint))
-        elif column in header[:index]:
-            problems.append(Problem(file, line, column, "appears twice", "keep one column"))
-    for column in REQUIRED_COLUMNS:
-        if column not in header:
-            problems.append(Problem(file, line, column, "column is missing", _COLUMNS_HINT))
-    return header if len(problems) == count else None
-
-
-_SEPARATOR_HINT: Final = "separate columns with commas (the file seems to use ';' or tabs)"
-_COLUMNS_HINT: Final = "columns: " + ", ".join(ACCOUNT_COLUMNS)
 
 
 def _parse_row(

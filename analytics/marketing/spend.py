@@ -35,7 +35,7 @@ from redis.exceptions import WatchError
 
 from refract.analytics.attribution.channels import CHANNELS
 from refract.rules import keyspace
-from refract.rules.csv_rows import column_name, numbered_rows
+from refract.rules.csv_rows import header_columns, numbered_rows
 from refract.rules.problems import FieldError, InvalidFileError, Problem
 from refract.rules.redis_values import strings, text
 
@@ -115,8 +115,6 @@ def read_spend_csv(path: str | Path, site_currency: str) -> SpendFile:
 
 
 _ROW_HINT: Final = "one row per month and channel (and campaign)"
-_COLUMNS_HINT: Final = "columns: " + ", ".join(COLUMNS)
-_SEPARATOR_HINT: Final = "separate columns with commas (the file seems to use ';' or tabs)"
 
 
 def _parse(
@@ -129,7 +127,7 @@ def _parse(
     read = 0  # data rows, good or bad
     for line, cells in numbered_rows(file, content, problems):
         if header is None:
-            header = _header(file, line, cells, problems)
+            header = header_columns(file, line, cells, COLUMNS, REQUIRED_COLUMNS, problems)
             if header is None:
                 break
             continue
@@ -143,26 +141,6 @@ def _parse(
             _check_repeat(file, line, row, seen, problems)
             rows.append(row)
     return rows, currency.chosen(problems)
-
-
-def _header(file: str, line: int, cells: list[str], problems: list[Problem]) -> list[str] | None:
-    """The column names; None (and problems) when the header cannot be used."""
-    if len(cells) == 1 and (";" in cells[0] or "\t" in cells[0]):
-        problems.append(Problem(file, line, "", "the header has a single column", _SEPARATOR_HINT))
-        return None
-    header = [column_name(cell) for cell in cells]
-    count = len(problems)
-    for index, column in enumerate(header):
-        if column not in COLUMNS:
-            close = difflib.get_close_matches(column, COLUMNS, n=1)
-            hint = f"did you mean '{close[0]}'?" if close else _COLUMNS_HINT
-            problems.append(Problem(file, line, column or f"#{index + 1}", "unknown column", hint))
-        elif column in header[:index]:
-            problems.append(Problem(file, line, column, "appears twice", "keep one column"))
-    for column in REQUIRED_COLUMNS:
-        if column not in header:
-            problems.append(Problem(file, line, column, "column is missing", _COLUMNS_HINT))
-    return header if len(problems) == count else None
 
 
 def _row(

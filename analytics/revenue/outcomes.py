@@ -17,7 +17,6 @@ is returned unless the whole file is good, as with account lists.
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from datetime import date
 from pathlib import Path
 from typing import Final
 
-from refract.rules.csv_rows import column_name, numbered_rows
+from refract.rules.csv_rows import column_name, header_columns, numbered_rows
 from refract.rules.domains import normalise_domain
 from refract.rules.problems import FieldError, InvalidFileError, Problem
 
@@ -80,20 +79,10 @@ def read_outcomes_csv(path: str | Path) -> list[Outcome]:
     return outcomes
 
 
-_COLUMNS_HINT: Final = "columns: " + ", ".join(COLUMNS)
-
-
 def _header(file: str, line: int, row: list[str], problems: list[Problem]) -> list[str] | None:
-    header = [column_name(cell) for cell in row]
     count = len(problems)
-    for column in header:
-        if column not in COLUMNS:
-            close = difflib.get_close_matches(column, COLUMNS, n=1)
-            hint = f"did you mean '{close[0]}'?" if close else _COLUMNS_HINT
-            problems.append(Problem(file, line, column, "unknown column", hint))
-    if "outcome" not in header:
-        problems.append(Problem(file, line, "outcome", "column is missing", _COLUMNS_HINT))
-    if "account_domain" not in header and "visitor_id" not in header:
+    header = header_columns(file, line, row, COLUMNS, ("outcome",), problems)
+    if not {"account_domain", "visitor_id"} & {column_name(cell) for cell in row}:
         problems.append(
             Problem(file, line, "account_domain", "column is missing", "or give visitor_id")
         )
