@@ -93,6 +93,21 @@ def seed_hubspot(standin: HubSpotStandIn, companies: int) -> dict[str, str]:
     return ids
 
 
+async def test_a_won_deal_larger_than_any_deal_is_skipped_as_without_amount(
+    aiohttp_server: Any, http: aiohttp.ClientSession, client: redis.Redis, tmp_path: Path
+) -> None:
+    standin = HubSpotStandIn()
+    ids = seed_hubspot(standin, 2)
+    for n, amount in enumerate(("48000", "1e300")):
+        deal = {"amount": amount, "hs_is_closed": "true", "hs_is_closed_won": "true"}
+        standin.add("deals", deal, companies=(ids[f"c{n}.com"],))
+    server = await serve(aiohttp_server, standin.app())
+
+    report = await pull_now(client, http, "hubspot", hubspot(server), tmp_path)
+
+    assert (report.won, report.deals_skipped) == (1, 1)
+
+
 async def test_a_hubspot_pull_pages_through_every_account_owner_and_deal(
     aiohttp_server: Any, http: aiohttp.ClientSession, client: redis.Redis, tmp_path: Path
 ) -> None:

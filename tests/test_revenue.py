@@ -60,6 +60,10 @@ BAD_OUTCOMES = [
         "account_domain,outcome,amount\nacme.com,won,$5k\n", ':2: amount: "$5k" is not a number'
     ),
     pytest.param(
+        "account_domain,outcome,amount\nacme.com,won,1e300\n",
+        ":2: amount: 1e300 is more than 1,000,000,000,000",
+    ),
+    pytest.param(
         "account_domain,outcome,closed\nacme.com,lost,31/12/2026\n",
         ':2: closed: "31/12/2026" is not a date',
     ),

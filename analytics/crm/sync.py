@@ -49,7 +49,7 @@ from refract.analytics.crm import CrmError, Throttle
 from refract.analytics.crm.actions import tokens_for
 from refract.analytics.crm.hubspot import HubSpotClient, Record
 from refract.analytics.crm.salesforce import SalesforceClient
-from refract.analytics.revenue.outcomes import COLUMNS
+from refract.analytics.revenue.outcomes import COLUMNS, MAX_AMOUNT
 from refract.rules import keyspace
 from refract.rules.account_store import load_accounts, store_accounts
 from refract.rules.accounts import Account
@@ -429,6 +429,8 @@ def _day(raw: str) -> date | None:
 def _add_deal(
     pulled: Pulled, domain: str, won: bool, amount: float | None, created: str, closed: str
 ) -> None:
+    if amount is not None and amount > MAX_AMOUNT:
+        amount = None  # no deal is that large: the CRM's field is wrong, so it is unknown
     if not domain or (won and amount is None):
         pulled.deals_skipped += 1
         return

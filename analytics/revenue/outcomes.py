@@ -29,6 +29,9 @@ from refract.rules.domains import normalise_domain
 from refract.rules.problems import FieldError, InvalidFileError, Problem
 
 COLUMNS: Final = ("account_domain", "visitor_id", "outcome", "amount", "created", "closed")
+# One deal's amount at most: beyond it a decimal separator went wrong (and the revenue model's
+# and the forecast's arithmetic would overflow).
+MAX_AMOUNT: Final = 1e12
 _WON: Final = frozenset({"won", "closed won", "closed-won", "win"})
 _LOST: Final = frozenset({"lost", "closed lost", "closed-lost", "loss"})
 _Bad = Callable[[str, str, str], None]  # column, message, hint
@@ -136,6 +139,9 @@ def _amount(text: str, bad: _Bad) -> float | None:
         return None
     if not math.isfinite(value) or value < 0:
         bad("amount", f"{text} is not a positive amount", "e.g. 48000")
+        return None
+    if value > MAX_AMOUNT:
+        bad("amount", f"{text} is more than {MAX_AMOUNT:,.0f}", "check the decimal separator")
         return None
     return value
 
