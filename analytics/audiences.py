@@ -37,6 +37,7 @@ from refract.analytics.attribution.archive_journeys import Conversion, Unit
 from refract.analytics.attribution.journeys import DAY_S
 from refract.analytics.attribution.report import Source
 from refract.analytics.marketing_content import ConversionSource, archived
+from refract.analytics.stats.power import critical_value
 from refract.analytics.stats.proportions import wilson_interval
 from refract.rules import keyspace
 from refract.rules.config import Config, SiteConfig
@@ -54,7 +55,6 @@ SMALL_SEGMENT = 30  # visitors below which a segment is flagged
 MAX_INDUSTRIES = 20  # an open field: the industries of most visitors; the rest are "other"
 MAX_LABEL_LENGTH = 100  # characters of an industry as a CRM spells it
 READ_BATCH = 1_000  # segments per MGET (a site's keys share one slot: one call is fine)
-Z_95 = 1.959963984540054  # the standard normal quantile of 0.975
 UNKNOWN, OTHER = "unknown", "other"
 
 
@@ -248,7 +248,7 @@ def _segment(
 ) -> Segment:
     converting = [visitor for visitor in visitors if journeys[visitor] in conversions]
     converted_journeys = {journeys[visitor] for visitor in converting}
-    interval = wilson_interval(len(visitors), len(converting), Z_95)
+    interval = wilson_interval(len(visitors), len(converting), critical_value(0.05))
     return Segment(
         segment=label,
         visitors=len(visitors),

@@ -26,18 +26,15 @@ from typing import Any, cast
 
 import duckdb
 
-from refract.analytics.attribution.archive_journeys import part_files
+from refract.analytics.attribution.archive_journeys import EVENTS, has_parts, part_files
 from refract.analytics.effects import competitors_named
 from refract.rules.events import PageViewEvent
 
 # Page views of the period whose path, referrer or search terms hold a competitor's name (the
 # SQL narrows; ``competitors_named`` decides), each with its visitor's account of the period.
-_RESEARCH = """
-WITH events AS (
-    SELECT * FROM read_parquet($files, hive_partitioning = false, union_by_name = true)
-    WHERE ts >= $since AND ts < $until AND visitor <> ''
-    QUALIFY row_number() OVER (PARTITION BY id ORDER BY time) = 1
-),
+_RESEARCH = (
+    EVENTS
+    + """,
 accounts AS (
     SELECT visitor, arg_max(json_extract_string(data, '$.account'), time) AS account
     FROM events WHERE coalesce(json_extract_string(data, '$.account'), '') <> ''
@@ -56,6 +53,7 @@ WHERE len(list_filter($names,
                       lambda name: contains(lower(concat_ws(' ', url, referrer, term, campaign)),
                                             name))) > 0
 """
+)
 
 
 @dataclass
@@ -91,9 +89,7 @@ def research(
     if not spelled:
         return []
     with duckdb.connect() as db:
-        found = db.execute("SELECT count(*) FROM glob($files)", {"files": part_files(root, site)})
-        row = found.fetchone()
-        if row is None or not row[0]:
+        if not has_parts(db, root, site):
             return []
         rows = db.execute(
             _RESEARCH,

@@ -142,6 +142,8 @@ def test_beyond_the_cap_the_visitors_are_a_sample_saying_its_size(site: Config) 
         ("style", "stubborn", "other"),
         ("stage", "decision_ready", "decision_ready"),
         ("industry", "x" * 500, "x" * 100),
+        ("industry", '<b>"Acme" & co</b>', '<b>"Acme" & co</b>'),  # text: pages escape it
+        ("style", "CONSENSUS", "other"),  # the vocabulary is spelled one way
     ],
 )
 def test_a_value_is_its_segment_within_the_fields_bounds(by: By, value: str, label: str) -> None:

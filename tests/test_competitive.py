@@ -173,6 +173,16 @@ def test_a_card_per_file_or_several_in_one_load_with_the_rules() -> None:
          "proof_points[0].url", "is not an https:// link"),
         ('summary = "Globex sells a suite; we answer in a day."', 'summry = "typo"', 3,
          "summry", "unknown key"),
+        ('url = "https://example.com/customers/acme"', 'url = "https:///acme"', 15,
+         "proof_points[0].url", "is not an https:// link"),
+        ('url = "https://example.com/customers/acme"', 'url = "https://example.com/a b"', 15,
+         "proof_points[0].url", "is not an https:// link"),
+        ('strengths = ["brand", "breadth"]', f'strengths = ["{"x" * 501}"]', 4, "strengths",
+         "longer than 500 characters"),
+        ('strengths = ["brand", "breadth"]', f"strengths = {['x'] * 31}", 4, "strengths",
+         "at most 30 items"),
+        ('title = "Winning against Globex"', f'title = "{"t" * 201}"', 2, "title",
+         "at most 200 characters"),
     ],
 )  # fmt: skip
 def test_each_bad_field_of_a_card_is_refused_with_its_line(

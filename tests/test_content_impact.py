@@ -11,6 +11,7 @@ import pytest
 
 from refract.analytics.archive import Archive
 from refract.analytics.marketing_content import (
+    MAX_ITEM_LENGTH,
     MAX_ITEMS,
     ContentImpact,
     ConversionSource,
@@ -94,6 +95,16 @@ CASES = [
         views(B, "/pricing", at=T0 - 86_400),
         {},
         id="a-journey-that-ended-before-the-period-is-not-counted",
+    ),
+    pytest.param(
+        views(A, "/search?q=<b>'x'</b>", "/thanks"),
+        {"/search?q=<b>'x'</b>": (1, 1, 0, 100.0)},
+        id="markup-and-quotes-in-a-path-are-kept-as-text",
+    ),
+    pytest.param(
+        views(A, "/" + "p" * 3000, "/thanks"),
+        {"/" + "p" * (MAX_ITEM_LENGTH - 1): (1, 1, 0, 100.0)},
+        id="a-path-longer-than-kept-is-cut",
     ),
 ]  # fmt: skip
 

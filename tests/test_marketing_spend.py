@@ -66,6 +66,19 @@ def test_without_a_currency_column_the_amounts_are_in_the_sites_currency(tmp_pat
     assert read_spend_csv(path, "EUR") == expected
 
 
+@pytest.mark.parametrize(
+    "campaign",
+    ['<script>alert("x")</script>', 'o\'brien, "q4"', "r\u00e9duction \u2014 \u00e9t\u00e9"],
+)
+def test_a_campaign_of_markup_quotes_or_any_script_is_kept_as_text(
+    tmp_path: Path, campaign: str
+) -> None:
+    quoted = '"' + campaign.replace('"', '""') + '"'
+    path = spend_file(tmp_path, f"{HEADER}2026-03,Display,10,,{quoted}\n")
+
+    assert read_spend_csv(path, "USD").rows == (SpendRow("2026-03", "Display", campaign, 10.0),)
+
+
 ARABIC_MONTH = "\u0662\u0660\u0662\u0666-\u0660\u0661"  # 2026-01 in Arabic-Indic digits
 BAD_CELLS = [
     ("2026-13,Email,1,,", "month: 2026-13 is not a month from 2000 to 2100", "YYYY-MM"),
@@ -84,6 +97,12 @@ BAD_CELLS = [
     ("2026-01,Email,-5,,", "amount: '-5' is not an amount of 0 or more", "a plain number"),
     ("2026-01,Email,nan,,", "amount: 'nan' is not an amount of 0 or more", "a plain number"),
     ("2026-01,Email,1e400,,", "amount: '1e400' is not an amount of 0 or more", "a plain number"),
+    ("2026-01,Email,inf,,", "amount: 'inf' is not an amount of 0 or more", "a plain number"),
+    ("2026-01,Email,0x10,,", "amount: '0x10' is not a number", "a plain number"),
+    ("2026-01\x1b,Email,1,,", "month: '2026-01\\x1b' is not a month", "YYYY-MM"),
+    ("9" * 100 + ",Email,1,,", f"month: '{'9' * 60}...' is not a month", "YYYY-MM"),
+    ("2026-01,Email\x1b,1,,", "channel: 'Email\\x1b' is not a default channel group",
+     "did you mean 'Email'?"),
     ("2026-01,Email,2e12,,", "amount: 2e12 is over 1,000,000,000,000", "decimal separator"),
     ("2026-01,Email,,,", "amount: is empty", "a plain number"),
     ("2026-01,Email,1,US Dollar,", "currency: 'US Dollar' is not a currency code", "ISO 4217"),

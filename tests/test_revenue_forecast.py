@@ -120,10 +120,23 @@ def test_the_months_are_bounded(months: int) -> None:
         forecast([], TODAY, months)
 
 
-def test_a_probability_outside_zero_to_one_is_refused() -> None:
-    deal = OpenDeal(1.5, Estimate(1, 1, 1), Estimate(1, 1, 1))
+@pytest.mark.parametrize("probability", [1.5, -0.1, math.nan, math.inf])
+def test_a_probability_outside_zero_to_one_is_refused(probability: float) -> None:
+    deal = OpenDeal(probability, Estimate(1, 1, 1), Estimate(1, 1, 1))
     with pytest.raises(ValueError, match="probability"):
         forecast([deal], TODAY)
+
+
+@pytest.mark.parametrize(
+    "estimate", [Estimate(math.nan, 1, 1), Estimate(1, math.nan, 1), Estimate(1, 1, -math.inf)]
+)
+def test_a_deal_of_a_size_or_timing_that_is_not_a_number_is_refused(estimate: Estimate) -> None:
+    for deal in (
+        OpenDeal(0.5, estimate, Estimate(1, 1, 1)),
+        OpenDeal(0.5, Estimate(1, 1, 1), estimate),
+    ):
+        with pytest.raises(ValueError, match="finite and non-negative"):
+            forecast([deal], TODAY)
 
 
 # --- single deals --------------------------------------------------------------------------

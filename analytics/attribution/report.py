@@ -14,7 +14,7 @@ must not pay for them.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import TYPE_CHECKING, Any, Literal
@@ -240,7 +240,7 @@ def model_credit(
     if name == "markov":
         markov = markov_attribution(paths, order=None, unattributed=unattributed)
 
-        def fixed_order(sample: Any) -> Credit:  # resamples keep the order chosen on all
+        def fixed_order(sample: Paths) -> Credit:  # resamples keep the order chosen on all
             return markov_attribution(sample, markov.order, unattributed=unattributed).credit
 
         spread = _paths_intervals(paths, fixed_order, resamples)
@@ -248,7 +248,7 @@ def model_credit(
     shapley = shapley_attribution(paths, unattributed=unattributed)
     error = {} if shapley.exact else shapley.conversions_error
 
-    def shapley_credit(sample: Any) -> Credit:
+    def shapley_credit(sample: Paths) -> Credit:
         return shapley_attribution(sample, unattributed=unattributed).credit
 
     spread = _paths_intervals(paths, shapley_credit, resamples)
@@ -295,7 +295,9 @@ def _rule_credit(
     return ModelCredit(name, credit, intervals=spread.conversions)
 
 
-def _paths_intervals(paths: Any, model: Any, resamples: int) -> dict[str, tuple[float, float]]:
+def _paths_intervals(
+    paths: Paths, model: Callable[[Paths], Credit], resamples: int
+) -> dict[str, tuple[float, float]]:
     from refract.analytics.attribution.intervals import bootstrap_paths
 
     if resamples < 2:

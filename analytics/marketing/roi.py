@@ -153,16 +153,20 @@ def last_day(month: str) -> date:
 
 def months_between(since: str, until: str) -> list[str]:
     """Every month from ``since`` to ``until``, both included."""
-    found, month = [], first_day(since)
-    while month <= first_day(until):
-        found.append(month.strftime("%Y-%m"))
-        month = last_day(month.strftime("%Y-%m")) + timedelta(days=1)
-    return found
+    return [_month_at(index) for index in range(_month_index(since), _month_index(until) + 1)]
 
 
 def months_before(month: str, count: int) -> str:
     """The month ``count`` months before ``month``."""
-    index = int(month[:4]) * 12 + int(month[5:]) - 1 - count
+    return _month_at(_month_index(month) - count)
+
+
+def _month_index(month: str) -> int:
+    """Months since year 0 of a ``YYYY-MM``: month arithmetic as integers."""
+    return int(month[:4]) * 12 + int(month[5:]) - 1
+
+
+def _month_at(index: int) -> str:
     return f"{index // 12:04d}-{index % 12 + 1:02d}"
 
 

@@ -26,6 +26,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from refract.analytics.revenue.predict import Z_INTERVAL, Estimate
+from refract.analytics.stats.power import critical_value
 
 Array = NDArray[np.float64]
 
@@ -39,7 +40,6 @@ PERCENTILES: Final = (10.0, 90.0)
 COLUMNS: Final = ("month", "expected", "low", "high", "deals_expected")
 LATER: Final = "later"
 _CHUNK_CELLS: Final = 1_000_000  # draws x deals simulated at once: bounded memory
-_Z_95: Final = 1.959963984540054
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,7 +249,7 @@ def percentile_error(totals: Array) -> float:
     n = ordered.shape[0]
     widest = 0.0
     for q in (p / 100 for p in PERCENTILES):
-        spread = _Z_95 * math.sqrt(n * q * (1 - q))
+        spread = critical_value(0.05) * math.sqrt(n * q * (1 - q))
         low_rank = max(math.floor(n * q - spread), 0)
         high_rank = min(math.ceil(n * q + spread), n - 1)
         widths = (ordered[high_rank] - ordered[low_rank]) / 2
