@@ -20,7 +20,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
 from typing import Any, Literal
-from urllib.parse import urlencode
 
 from aiohttp import web
 from pydantic import Field, ValidationInfo, field_validator
@@ -28,7 +27,7 @@ from pydantic import Field, ValidationInfo, field_validator
 from refract.admin.api import Api, Refused, known_site
 from refract.admin.api_reads import READERS_OF_RESULTS
 from refract.admin.csv_export import csv_response
-from refract.admin.dashboard import page, page_site, render
+from refract.admin.dashboard import page, page_site, render, site_link
 from refract.admin.dashboard_views import chart_text
 from refract.admin.periods import DaysQuery
 from refract.admin.state import config_of
@@ -181,7 +180,12 @@ async def attribution_page(request: web.Request, query: PeriodQuery) -> web.Stre
         report=found,
         problem=problem,
         data_dir_outcomes=f"crm/{site.key}/outcomes.csv",
-        csv_href=csv_link(request.query.get("site"), query.by, since, until),
+        csv_href=site_link(
+            request.query.get("site"),
+            "/api/revenue/attribution",
+            by=query.by,
+            **{"from": since, "to": until, "format": "csv"},
+        ),
         **(credit_view(found) if found is not None and credited else {}),
     )
 
@@ -352,15 +356,3 @@ def summary(found: Report, part: str, keys: Sequence[str]) -> str:
         f"the most, from {min(credited):,.2f} to {max(credited):,.2f} depending on the model. "
         "The table below gives every number."
     )
-
-
-def csv_link(site: str | None, by: str, since: date, until: date) -> str:
-    """The API's CSV of the page's numbers (every model, one row per model and key)."""
-    parameters = {
-        **({"site": site} if site else {}),
-        "by": by,
-        "from": since.isoformat(),
-        "to": until.isoformat(),
-        "format": "csv",
-    }
-    return "/api/revenue/attribution?" + urlencode(parameters)

@@ -66,13 +66,22 @@ RESEARCH_COLUMNS = ("competitor", "pages", "visits", "visitors", "last_seen")
 ACTIVITY_COLUMNS = ACCOUNT_COLUMNS + RESEARCH_COLUMNS  # the CSV: an account and a competitor
 
 
+def _known_competitors(rules: RuleSet) -> list[str]:
+    return [name for name in rules.settings.competitors if name.strip()]
+
+
+def _as_settings_spell(known: list[str], wanted: str) -> list[str]:
+    """The competitor ``wanted`` names in any case, as ``[settings] competitors`` spells it."""
+    return [name for name in known if name.casefold() == wanted.casefold()]
+
+
 def _spelled(rules: RuleSet, wanted: str | None) -> list[str]:
     """The competitors asked about, as ``[settings] competitors`` spells them: all of them, or
     the one ``wanted`` names (any case); 422 naming ``competitor`` for any other."""
-    known = [name for name in rules.settings.competitors if name.strip()]
+    known = _known_competitors(rules)
     if wanted is None:
         return known
-    found = [name for name in known if name.casefold() == wanted.strip().casefold()]
+    found = _as_settings_spell(known, wanted.strip())
     if not found:
         listed = ", ".join(known) or "none: name them in [settings] competitors"
         raise invalid_query("competitor", f"{wanted!r} is not a competitor (known: {listed})")
@@ -86,11 +95,18 @@ async def _rules(request: web.Request) -> RuleSet:
 # --- activity ------------------------------------------------------------------------------
 
 
-class ActivityQuery(SiteQuery):
-    competitor: str | None = Field(
-        default=None, max_length=100, description="one of [settings] competitors; none: all"
-    )
+CompetitorName = Annotated[
+    str | None,
+    Field(max_length=100, description="one of [settings] competitors; none: all"),
+]
+
+
+class PageQuery(SiteQuery):
     days: int = Field(default=30, ge=1, le=365, description="the period: the last so many days")
+
+
+class ActivityQuery(PageQuery):
+    competitor: CompetitorName = None
     limit: int = Field(default=200, ge=1, le=1000, description="accounts at most, latest first")
     format: Literal["json", "csv"] = Field(default="json", description="the answer's format")
 
@@ -238,9 +254,7 @@ async def competitive_activity(request: web.Request, query: ActivityQuery) -> we
 
 
 class BattlecardQuery(SiteQuery):
-    competitor: str | None = Field(
-        default=None, max_length=100, description="one of [settings] competitors; none: all"
-    )
+    competitor: CompetitorName = None
 
 
 def battlecards_of(rules: RuleSet, competitors: list[str]) -> list[dict[str, Any]]:
@@ -355,8 +369,8 @@ def _checked(base: RuleFiles, body: Defense) -> str:
     """The competitor as settings spell it, once the body fits the rules: 422 naming the
     field otherwise, 409 when a defense runs already or its file or keys are taken."""
     rules = loaded(base)
-    known = [name for name in rules.settings.competitors if name.strip()]
-    competitor = next((n for n in known if n.casefold() == body.competitor.casefold()), None)
+    known = _known_competitors(rules)
+    competitor = next(iter(_as_settings_spell(known, body.competitor)), None)
     if competitor is None:
         raise _refused_body(
             "competitor",
@@ -484,10 +498,6 @@ async def start_defense(request: web.Request, body: Defense) -> web.StreamRespon
 
 ACCOUNTS_SHOWN = 100  # rows of the page's accounts table (the CSV has them all)
 DEFENSE_ACTIONS = ("set_text", "set_html", "replace", "append", "prepend")  # the form offers
-
-
-class PageQuery(SiteQuery):
-    days: int = Field(default=30, ge=1, le=365, description="the period: the last so many days")
 
 
 def totals_figure(totals: list[dict[str, Any]]) -> dict[str, Any]:

@@ -10,11 +10,10 @@ gives the formulas.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, Final, Literal, TypeVar
-from urllib.parse import urlencode
 
 from aiohttp import web
 from pydantic import Field
@@ -23,7 +22,7 @@ from refract.admin import insights, sales
 from refract.admin.api import Api, Refused, known_site
 from refract.admin.api_reads import READERS_OF_ACCOUNTS, SiteQuery
 from refract.admin.csv_export import csv_response
-from refract.admin.dashboard import page, page_site, render
+from refract.admin.dashboard import money, page, page_site, render, site_link
 from refract.admin.state import config_of, identity_of, industry_of, redis_of
 from refract.analytics.attribution.report import crm_outcomes
 from refract.analytics.revenue import forecast
@@ -115,7 +114,7 @@ async def forecast_page(request: web.Request, query: ForecastQuery) -> web.Strea
         title="Revenue forecast",
         charts=True,
         forecast=forecast_json(site.key, pipeline, found),
-        csv_href=_link(chosen_site, "/api/revenue/predictions", csv_query),
+        csv_href=site_link(chosen_site, "/api/revenue/predictions", **csv_query),
         site_param=chosen_site or "",
         limit=query.limit,
         month_choices=range(1, forecast.MAX_MONTHS + 1),
@@ -244,15 +243,15 @@ def forecast_summary(found: Forecast, pipeline: OpenPipeline) -> str:
     """The chart in words: the horizon's total and interval, its largest month, the rest."""
     if not found.open_deals:
         return "No open deals: no account has been seen yet, or the CRM says every one closed."
-    money = _money(pipeline.currency)
+    currency = pipeline.currency
     horizon, later = found.horizon, found.later
     largest = max(found.months, key=lambda bucket: bucket.expected)
     return (
-        f"From {horizon.month}: {money(horizon.expected)} expected from "
+        f"From {horizon.month}: {money(horizon.expected, currency)} expected from "
         f"{horizon.deals_expected:,.2f} of {found.open_deals:,} open deals (80% interval "
-        f"{money(horizon.low)} to {money(horizon.high)}); the largest month is "
-        f"{largest.month} with {money(largest.expected)} expected. A further "
-        f"{money(later.expected)} is expected to close later."
+        f"{money(horizon.low, currency)} to {money(horizon.high, currency)}); the largest "
+        f"month is {largest.month} with {money(largest.expected, currency)} expected. A "
+        f"further {money(later.expected, currency)} is expected to close later."
     )
 
 
@@ -292,11 +291,3 @@ def _basis(pipeline: OpenPipeline) -> str:
         f"the predicted deals of the {pipeline.accounts_read:,} hottest accounts read, less "
         f"{pipeline.closed_excluded:,} the CRM says closed; predictions from {origin}"
     )
-
-
-def _money(currency: str) -> Callable[[float], str]:
-    return lambda value: f"{currency} {value:,.0f}"
-
-
-def _link(site: str | None, path: str, query: Mapping[str, Any]) -> str:
-    return path + "?" + urlencode({**({"site": site} if site else {}), **query})

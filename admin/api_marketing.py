@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 from typing import Any, Literal
-from urllib.parse import urlencode
 
 from aiohttp import web
 from pydantic import Field, field_validator
@@ -20,7 +19,7 @@ from pydantic import Field, field_validator
 from refract.admin.api import Api, Refused, invalid_query, known_site
 from refract.admin.api_reads import READERS_OF_MARKETING, SiteQuery
 from refract.admin.csv_export import csv_response
-from refract.admin.dashboard import page, page_site, render
+from refract.admin.dashboard import page, page_site, render, site_link
 from refract.admin.state import config_of, industry_of, redis_of
 from refract.analytics.attribution.report import MODEL_NAMES
 from refract.analytics.marketing.roi import (
@@ -32,6 +31,7 @@ from refract.analytics.marketing.roi import (
 )
 from refract.analytics.marketing.spend import StoredSpend, parse_month, read_spend
 from refract.rules.config import SiteConfig
+from refract.rules.industry import shipped_model
 from refract.rules.problems import FieldError, InvalidFileError
 
 api = Api("Refract admin", "1")
@@ -39,7 +39,6 @@ api = Api("Refract admin", "1")
 DEFAULT_MODEL = "last_non_direct"
 DEFAULT_MONTHS = 6  # the period when `from` is not given: six months up to `to`
 MAX_MONTHS = 24
-DEFAULT_CURRENCY = "USD"  # a site without an industry model (rules/industry.py's default)
 
 
 class RoiFilter(SiteQuery):
@@ -137,7 +136,12 @@ async def channel_roi_page(request: web.Request, query: RoiFilter) -> web.Stream
         roi=found.as_json() if found else None,
         spend_imported=bool(spend.rows),
         problem=problem,
-        csv_href=csv_link(request.query.get("site"), query.model, since, until),
+        csv_href=site_link(
+            request.query.get("site"),
+            "/api/marketing/channel-roi",
+            model=query.model,
+            **{"from": since, "to": until, "format": "csv"},
+        ),
         data={"figures": {"roi": figure(found)}} if found and charted else {},
         alt={"roi": summary(found)} if found and charted else {},
     )
@@ -174,7 +178,8 @@ async def roi_of(
     if spend is None:
         spend = await read_spend(redis_of(request), site.key)
     industry = industry_of(request, site.key)
-    currency = industry.revenue.currency if industry else DEFAULT_CURRENCY
+    # a site without an industry model counts value as insights.pipeline does
+    currency = (industry or shipped_model("saas")).revenue.currency
     try:
         return await asyncio.to_thread(
             channel_roi,
@@ -200,11 +205,6 @@ def currency_warnings(spend: StoredSpend, currency: str) -> list[str]:
         f"the spend was imported in {spend.currency}, the site's value is counted in "
         f"{currency}: import the spend again in {currency} (refract spend import --replace)"
     ]
-
-
-def csv_link(site: str | None, model: str, since: str, until: str) -> str:
-    parameters = {**({"site": site} if site else {}), "model": model, "from": since, "to": until}
-    return "/api/marketing/channel-roi?" + urlencode({**parameters, "format": "csv"})
 
 
 # --- the chart and its text --------------------------------------------------------------------

@@ -30,7 +30,7 @@ from refract.analytics.attribution.report import (
     report,
     site_journeys,
 )
-from refract.rules.config import Config, SiteConfig
+from refract.rules.config import Config
 from refract.rules.problems import InvalidFileError
 
 
@@ -66,7 +66,7 @@ def run(config: Config, args: argparse.Namespace) -> int:
     """Print the credit; 2 when the site, rules, metric or outcomes file cannot be used."""
     from refract.analytics.revenue.outcomes import read_outcomes_csv
 
-    site = _site(config, args.site)
+    site = config.site(args.site)
     if site is None:
         print(f"no site {args.site!r} in the config", file=sys.stderr)
         return 2
@@ -107,12 +107,6 @@ def run(config: Config, args: argparse.Namespace) -> int:
     else:
         print(_table(found.models, args.by))
     return 0
-
-
-def _site(config: Config, key: str | None) -> SiteConfig | None:
-    if key is None:
-        return config.sites[0]
-    return next((site for site in config.sites if site.key == key), None)
 
 
 def _table(results: Sequence[ModelCredit], by: str) -> str:

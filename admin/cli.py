@@ -15,7 +15,7 @@ from refract.admin import attribution_cli, logs, privacy_cli, spend_cli
 from refract.admin.supervisor import Child, Supervisor
 from refract.rules import keyspace
 from refract.rules.automations import destination_problems
-from refract.rules.config import Config, SiteConfig, load_config
+from refract.rules.config import Config, load_config
 from refract.rules.problems import InvalidFileError
 from refract.rules.ruleset import load_rules, read_rule_files
 
@@ -141,7 +141,7 @@ def _autopilot_scan(config: Config, args: argparse.Namespace) -> int:
     from refract.analytics.autopilot.site_scan import describe
     from refract.rules.redis_client import connect
 
-    site = _site(config, args.site)
+    site = config.site(args.site)
     if site is None:
         print(
             f"refract autopilot scan: no site {args.site!r} in the configuration", file=sys.stderr
@@ -190,7 +190,7 @@ def _autopilot_evaluate(config: Config, args: argparse.Namespace) -> int:
     from refract.rules import allocations
     from refract.rules.redis_client import connect
 
-    site = _site(config, args.site)
+    site = config.site(args.site)
     if site is None:
         print(f"refract autopilot evaluate: no site {args.site!r}", file=sys.stderr)
         return 2
@@ -314,7 +314,7 @@ def _crm_pull(config: Config, args: argparse.Namespace) -> int:
     from refract.analytics.crm.sync import PullReport, outcomes_path, pull
     from refract.rules.redis_client import connect
 
-    site = _site(config, args.site)
+    site = config.site(args.site)
     name = config.automations.crm
     if site is None or not name:
         why = f"no site {args.site!r} in the configuration" if site is None else "no CRM"
@@ -356,7 +356,7 @@ def _train(config: Config, args: argparse.Namespace) -> int:
     from refract.rules.industry import load_industry_model
     from refract.rules.redis_client import connect
 
-    site = _site(config, args.site)
+    site = config.site(args.site)
     if site is None:
         print(f"refract train: no site {args.site!r} in the configuration", file=sys.stderr)
         return 2
@@ -531,12 +531,6 @@ def _qa_link(config: Config, args: argparse.Namespace) -> int:
     shows = "whatever its status and schedule" if args.preview else "while it runs"
     print(f"{link.url}\nshows {args.experiment}: {args.variant} {shows}, until {until}")
     return 0
-
-
-def _site(config: Config, key: str | None) -> SiteConfig | None:
-    if key is None:
-        return config.sites[0]
-    return next((site for site in config.sites if site.key == key), None)
 
 
 def _report(config: Config, args: argparse.Namespace) -> int:

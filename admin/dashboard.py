@@ -159,7 +159,7 @@ def _environment() -> jinja2.Environment:
         percent=views.percent,
         signed=views.signed,
         number=_number,
-        money=_money,
+        money=money,
         when=_when,
         words=lambda value: str(value).replace("_", " "),
     )
@@ -170,7 +170,8 @@ def _number(value: float | None, digits: int = 0) -> str:
     return "n/a" if value is None else f"{value:,.{digits}f}"
 
 
-def _money(value: float | None, currency: str = "") -> str:
+def money(value: float | None, currency: str = "") -> str:
+    """An amount in whole units, after its currency (``n/a`` when unknown)."""
     if value is None:
         return "n/a"
     return f"{currency} {value:,.0f}".strip()
@@ -204,7 +205,7 @@ def render(
         me=identity,
         csrf=identity.csrf if identity is not None else "",
         nav=_navigation(request, identity),
-        link=functools.partial(_link, site),
+        link=functools.partial(site_link, site),
         live=live if live and _has_route(request.app, LIVE_PATH) else "",
         charts=charts,
         plotly_version=PLOTLY_VERSION,
@@ -216,8 +217,8 @@ def render(
     return response
 
 
-def _link(site: str | None, path: str, **query: Any) -> str:
-    """A dashboard URL that keeps the chosen site."""
+def site_link(site: str | None, path: str, **query: Any) -> str:
+    """A dashboard or API URL that keeps the chosen site."""
     parameters = {**({"site": site} if site else {}), **query}
     if not parameters:
         return path
@@ -233,7 +234,7 @@ def _navigation(request: web.Request, identity: Identity | None) -> list[dict[st
     return [
         {
             "label": label,
-            "href": _link(site, path),
+            "href": site_link(site, path),
             "current": request.path == section or request.path.startswith(section + "/"),
         }
         for label, path, roles, section in NAVIGATION
@@ -269,8 +270,8 @@ def _may(identity: Identity, roles: list[str]) -> bool:
 )
 async def front_door(request: web.Request) -> web.StreamResponse:
     if request.get(IDENTITY_KEY) is None:
-        raise web.HTTPSeeOther(_link(request.query.get("site"), "/login", next="/overview"))
-    raise web.HTTPSeeOther(_link(request.query.get("site"), "/overview"))
+        raise web.HTTPSeeOther(site_link(request.query.get("site"), "/login", next="/overview"))
+    raise web.HTTPSeeOther(site_link(request.query.get("site"), "/overview"))
 
 
 HOME = "/overview"
@@ -511,7 +512,7 @@ async def accounts_page(request: web.Request) -> web.StreamResponse:
         live="accounts",
         charts=True,
         accounts=found,
-        csv=_link(request.query.get("site"), "/api/accounts/hot", limit=ACCOUNTS_SHOWN,
+        csv=site_link(request.query.get("site"), "/api/accounts/hot", limit=ACCOUNTS_SHOWN,
                   format="csv"),
         may_see_visitors=_may(who, READERS_OF_VISITORS),
         data={"intent": [account["intent"] for account in found]},
@@ -556,7 +557,7 @@ async def _recent_visitors(
 async def visitor_lookup(request: web.Request) -> web.StreamResponse:
     wanted = request.query.get("handle", "").strip()
     if wanted:
-        raise web.HTTPSeeOther(_link(request.query.get("site"), f"/visitors/{quote(wanted)}"))
+        raise web.HTTPSeeOther(site_link(request.query.get("site"), f"/visitors/{quote(wanted)}"))
     site = page_site(request)
     found = await visitor_list.identified_visitors(
         redis_of(request), site.key, identity_of(request), industry_of(request, site.key)
@@ -623,8 +624,8 @@ async def automations_page(request: web.Request, query: ActionsFilter) -> web.St
         statuses=get_args(Status),
         chosen_status=query.status or "",
         destination=query.destination or "",
-        csv_href=_link(chosen_site, "/api/automations/actions", format="csv", **chosen),
-        older_href=_link(chosen_site, "/automations", before=older, **chosen) if older else "",
+        csv_href=site_link(chosen_site, "/api/automations/actions", format="csv", **chosen),
+        older_href=site_link(chosen_site, "/automations", before=older, **chosen) if older else "",
         may_operate=_may(identity_of(request), automations.OPERATORS_OF_AUTOMATIONS),
     )
 

@@ -17,7 +17,7 @@ from refract.analytics.marketing.spend import (
     read_spend_csv,
     store_spend,
 )
-from refract.rules.config import Config, SiteConfig
+from refract.rules.config import Config
 from refract.rules.industry import load_industry_model
 from refract.rules.problems import InvalidFileError
 
@@ -41,7 +41,7 @@ def run(config: Config, args: argparse.Namespace) -> int:
     from refract.admin.embedded_redis import redis_url
     from refract.rules.redis_client import connect
 
-    site = _site(config, args.site)
+    site = config.site(args.site)
     if site is None:
         print(f"no site {args.site!r} in the config", file=sys.stderr)
         return 2
@@ -73,9 +73,3 @@ def summary(site: str, spend: SpendFile, removed: int) -> str:
     for month, (rows, total) in spend.months().items():
         lines.append(f"  {month}: {rows} rows, {total:,.2f} {spend.currency}")
     return "\n".join(lines)
-
-
-def _site(config: Config, key: str | None) -> SiteConfig | None:
-    if key is None:
-        return config.sites[0]
-    return next((site for site in config.sites if site.key == key), None)

@@ -782,6 +782,12 @@ class Config(Section):
                 seen.add(host.lower())
         return sites
 
+    def site(self, key: str | None) -> SiteConfig | None:
+        """The site ``key`` names (None: the first), or None when no site has that key."""
+        if key is None:
+            return self.sites[0]
+        return next((site for site in self.sites if site.key == key), None)
+
 
 def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
     """Read, override from the environment, and validate; raise InvalidFileError on any error."""

@@ -212,6 +212,11 @@ async def test_nothing_to_count_as_conversions_is_a_conflict_saying_why(
         ("intervals=101", "intervals"),  # every model, the data-driven ones refitted each time
         ("model=markov&intervals=101", "intervals"),
         ("format=xlsx", "format"),
+        ("intervals=nan", "intervals"),
+        ("intervals=1e309", "intervals"),
+        ("from=%3Cb%3E2026-03-01", "from"),
+        ("to=2026-03-10%00", "to"),
+        ("by=%22channel%22", "by"),
     ],
 )
 async def test_a_bad_parameter_is_refused_naming_it(

@@ -248,6 +248,10 @@ BAD_QUERIES = [
     ("to=\u0662\u0660\u0662\u0666-\u0660\u0661", "to"),  # Arabic-Indic digits
     ("from=2026-03&to=2026-02", "from"),
     ("from=2024-01&to=2026-01", "to"),
+    ("model=%3Cscript%3Ealert(1)%3C/script%3E", "model"),
+    ("from=99999-01", "from"),
+    ("from=2026-01%00", "from"),
+    ("to=nan", "to"),
 ]
 
 

@@ -183,6 +183,10 @@ async def test_activity_by_competitor_and_period_and_as_the_pages_csv(
         ("days=soon", "days"),
         ("limit=5000", "limit"),
         ("format=xml", "format"),
+        ("days=nan", "days"),
+        ("limit=-1", "limit"),
+        ("competitor=%3Cscript%3E", "competitor"),
+        ("competitor=" + "x" * 101, "competitor"),
     ],
 )
 async def test_a_bad_activity_query_is_422_naming_the_parameter(
@@ -302,6 +306,11 @@ async def test_a_paused_earlier_defense_is_409_by_its_keys_and_is_left_alone(
          "personalizations[0].changes[0].value"),
         ({"traffic": 0}, "traffic"),
         ({"traffic": 150}, "traffic"),
+        ({"traffic": float("nan")}, "traffic"),
+        ({"traffic": float("inf")}, "traffic"),
+        ({"competitor": ""}, "competitor"),
+        ({"competitor": "Globex" * 20}, "competitor"),
+        ({"pages": ["pricing"] * 21}, "pages"),
         ({"extra": 1}, "extra"),
     ],
 )  # fmt: skip

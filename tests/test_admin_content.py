@@ -156,6 +156,10 @@ async def test_empty_dates_are_the_default_period(admin_api: AdminFactory, confi
         (f"{CONTENT}?format=xml", "format"),
         (f"{AUDIENCES}?by=colour", "by"),
         (f"{AUDIENCES}?to=yesterday", "to"),
+        (f"{CONTENT}?limit=nan", "limit"),
+        (f"{CONTENT}?limit=99999999999999999999", "limit"),
+        (f"{CONTENT}?from=2026-03-01%0A", "from"),
+        (f"{AUDIENCES}?by=%3Cscript%3E", "by"),
     ],
 )
 async def test_bad_parameters_are_refused_naming_them(

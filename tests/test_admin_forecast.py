@@ -193,6 +193,10 @@ async def test_an_unreadable_crm_file_is_refused_rather_than_counted_open(
         ("limit=0", "limit"),
         ("limit=1001", "limit"),
         ("format=xml", "format"),
+        ("months=nan", "months"),
+        ("months=-1", "months"),
+        ("limit=inf", "limit"),
+        ("limit=99999999999999999999", "limit"),
     ],
 )
 async def test_a_bad_query_is_422_naming_the_field(
