@@ -652,7 +652,10 @@ class DestinationConfig(Section):
         default=1.0, gt=0, le=3600, description="seconds over which rate_limit counts"
     )
     concurrency: int = Field(
-        default=4, ge=1, le=256, description="requests in flight to this destination, per worker"
+        default=4,
+        ge=1,
+        le=256,
+        description="requests in flight to this destination, from all workers together",
     )
     timeout: float = Field(
         default=10.0, gt=0, le=120, description="seconds one delivery may take before it fails"

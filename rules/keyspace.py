@@ -53,6 +53,7 @@ Per site:
 | `rf:{site}:auto:actions` | sorted set | action ids by creation time (the log) | `ACTION_TTL_S` |
 | `rf:{site}:auto:due` | sorted set | scheduled action ids, until sorted by destination | seconds |
 | `rf:{site}:auto:due:{dest}` | sorted set | its action ids by next attempt time | while due |
+| `rf:{site}:auto:due_to` | set | destinations with a due set, configured or not | while due |
 | `rf:{site}:auto:dead` | sorted set | dead-lettered action ids by time | `ACTION_TTL_S` |
 | `rf:{site}:auto:fired:{trigger}:{subject}` | string | the event that fired it | its cooldown |
 | `rf:{site}:auto:state` | hash | subject -> what a threshold trigger last saw | as profiles |
@@ -81,6 +82,7 @@ Shared:
 | `rf:admin:audit` | stream | the audit log (admin/audit.py) | capped |
 | `rf:dest:{name}` | hash | a destination's health: disabled, last success, failure | forever |
 | `rf:dest:{name}:rate` | sorted set | its requests' start times (the sliding window) | its window |
+| `rf:dest:{name}:leases` | sorted set | attempts in flight, by when each lease ends | 60 s after |
 | `rf:qa:secret` | string | the key of QA links (rules/qa_links.py) | forever (delete: revoke all) |
 | `rf:visitor:secret` | string | key of visitor handles (analytics/visitor_handles.py) | forever |
 | `rf:archive:secret` | string | key of hashed archive fields (personal_fields.py) | forever |
@@ -411,6 +413,12 @@ def automation_due_to(site: str, destination: str) -> str:
     return _site(site, "auto", "due", destination)
 
 
+def automation_due_destinations(site: str) -> str:
+    """The destinations that have an ``automation_due_to`` set, so that the deliverer finds
+    the actions of a destination removed from the config and dead-letters them."""
+    return _site(site, "auto", "due_to")
+
+
 def automation_dead(site: str) -> str:
     """Actions whose last attempt failed (or whose destination is disabled), for replay."""
     return _site(site, "auto", "dead")
@@ -435,6 +443,12 @@ def destination_health(name: str) -> str:
 def destination_rate(name: str) -> str:
     """The start times of a destination's recent requests: its sliding rate-limit window."""
     return f"rf:dest:{name}:rate"
+
+
+def destination_leases(name: str) -> str:
+    """A destination's attempts in flight, from every worker and site, by when each one's
+    lease runs out: its shared concurrency (analytics/automations/concurrency.py)."""
+    return f"rf:dest:{name}:leases"
 
 
 def crm_ids(site: str, system: str) -> str:

@@ -1,7 +1,8 @@
 """Delivery you can trust: at least once, retried on the schedule (Retry-After honoured), 410
 disabling the destination, permanent failures and an exhausted schedule dead-lettered and
-replayable, per-destination concurrency and a rate limit shared by every worker, and a worker
-killed mid-delivery losing nothing. The clock is fake wherever time matters."""
+replayable, the actions of a destination removed from the config dead-lettered, a concurrency
+and a rate limit per destination shared by every worker, and a worker killed mid-delivery
+losing nothing. The clock is fake wherever time matters."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 import redis.asyncio as redis
 
+from refract.analytics.automations import concurrency
 from refract.analytics.automations import log as action_log
 from refract.analytics.automations.delivery import GRACE_S, next_delay
 from refract.analytics.automations.outbox import drain_once, ensure_group
@@ -249,6 +251,105 @@ async def test_an_action_for_a_destination_not_configured_is_dead(
         'destination "retired" is not configured',
     )
     assert hook.received == []
+
+
+async def test_two_workers_together_keep_the_destinations_concurrency(
+    client: redis.Redis, receiver: tuple[Receiver, str]
+) -> None:
+    hook, url = receiver
+    hook.script += [Reply(delay_s=0.2)] * 10
+    actions = [an_action(number) for number in range(10)]
+    await queue(client, *actions)
+    config = automations(url, SECRET, concurrency=2, rate_limit=1000)
+    clock, stop = Clock(), asyncio.Event()
+    async with (
+        a_deliverer(client, config, clock) as one,
+        a_deliverer(client, config, clock) as two,
+    ):
+        await ensure_group(client, SITE)
+        await drain_once(client, SITE, "tests", block_ms=10, clock=clock)
+        runs = [asyncio.create_task(deliverer.run(stop)) for deliverer in (one, two)]
+        while len(hook.received) < len(actions):
+            await asyncio.wait_for(hook.arrived.wait(), 10)
+            hook.arrived.clear()
+        stop.set()
+        await asyncio.gather(*runs)
+    assert sorted(hook.ids()) == sorted(action["id"] for action in actions)
+    assert hook.most_in_flight == 2
+    assert await client.zcard(keyspace.destination_leases(DESTINATION)) == 0
+
+
+async def test_a_lease_held_by_a_killed_worker_frees_itself_when_it_runs_out(
+    client: redis.Redis, receiver: tuple[Receiver, str]
+) -> None:
+    _, url = receiver
+    config = automations(url, SECRET, concurrency=1, timeout=1)
+    clock = Clock()
+    await queue(client, an_action(1), an_action(2))
+    async with (
+        a_deliverer(client, config, clock) as killed,
+        a_deliverer(client, config, clock) as alive,
+    ):
+        await ensure_group(client, SITE)
+        await drain_once(client, SITE, "tests", block_ms=10, clock=clock)
+        assert len(await killed.claim()) == 1  # and it never attempts it
+        assert await alive.claim() == []  # the other action is due, but no place is free
+        clock.now += 1 + GRACE_S - 0.1
+        assert await alive.claim() == []
+        clock.now += 0.1
+        assert len(await alive.claim()) == 1
+
+
+@pytest.mark.parametrize(("taken_since", "renewed"), [(False, True), (True, False)])
+async def test_a_lease_that_ran_out_is_renewed_unless_its_place_was_taken(
+    client: redis.Redis, taken_since: bool, renewed: bool
+) -> None:
+    assert await concurrency.reserve(client, DESTINATION, 1, ["mine"], T0, T0 + 1) == ["mine"]
+    if taken_since:
+        assert await concurrency.reserve(client, DESTINATION, 1, ["other"], T0 + 2, T0 + 3)
+    assert await concurrency.renew(client, DESTINATION, 1, "mine", T0 + 2, T0 + 3) is renewed
+
+
+async def test_due_actions_of_a_destination_removed_from_the_config_are_dead(
+    client: redis.Redis, receiver: tuple[Receiver, str]
+) -> None:
+    hook, url = receiver
+    hook.script.append(Reply(500))
+    clock, action = Clock(), an_action(1)
+    await queue(client, action)
+    async with a_deliverer(client, automations(url, SECRET), clock) as deliverer:
+        await one_round(client, deliverer)  # a retry is due in 5 s
+    clock.now += SCHEDULE[1]
+    removed = AutomationsConfig.model_validate({"allow_hosts": ["127.0.0.1"]})
+    async with a_deliverer(client, removed, clock) as deliverer:
+        assert await one_round(client, deliverer) == 1
+        assert await one_round(client, deliverer) == 0
+    logged = await record(client, action)
+    assert (logged["status"], logged["reason"], logged["attempts"]) == (
+        "dead",
+        f'destination "{DESTINATION}" is not configured',
+        1,
+    )
+    assert await client.zscore(keyspace.automation_dead(SITE), action["id"]) == clock.now
+    assert await client.smembers(keyspace.automation_due_destinations(SITE)) == set()
+    assert len(hook.received) == 1
+
+
+async def test_an_action_of_a_removed_destination_is_delivered_when_replayed_once_it_is_back(
+    client: redis.Redis, receiver: tuple[Receiver, str]
+) -> None:
+    hook, url = receiver
+    clock, action = Clock(), an_action(1)
+    await queue(client, action)
+    removed = AutomationsConfig.model_validate({"allow_hosts": ["127.0.0.1"]})
+    async with a_deliverer(client, removed, clock) as deliverer:
+        await one_round(client, deliverer)
+    assert (await record(client, action))["status"] == "dead"
+    assert await action_log.replay(client, SITE, action["id"], clock.now)
+    async with a_deliverer(client, automations(url, SECRET), clock) as deliverer:
+        await one_round(client, deliverer)
+    assert (await record(client, action))["status"] == "delivered"
+    assert hook.ids() == [action["id"]]
 
 
 async def test_a_destination_saturated_with_a_backlog_holds_back_no_other(

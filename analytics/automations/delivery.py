@@ -1,16 +1,27 @@
 """The deliverer: claims due actions and sends each with the sender of its destination's
 kind, at least once, retrying on the configured schedule.
 
-A claim is one script. It sorts what the outbox scheduled (``keyspace.automation_due``) into
-each destination's due set (``keyspace.automation_due_to``), and claims from each set what is
-due, up to the destination's free places: a destination saturated with a backlog holds back
-no other's actions. A claimed action is re-scored to the end of its claim (its destination's
-timeout and a grace) and marked ``delivering`` with this deliverer's token, so several
-workers share the due set and one that dies (SIGKILL) leaves its claims due again when they
-run out: at least once, a repeat carrying the same id (webhook-id). A claim is extended as
-each of the sender's requests starts (after the rate limiter let it), and a deliverer that
-finds its claim taken sends nothing. A worker claims no more of a destination's actions than
-the destination's ``concurrency`` leaves free; every worker shares its ``rate_limit``.
+A claim takes three steps. A script (``_SORT``) sorts what the outbox scheduled
+(``keyspace.automation_due``) into each destination's due set (``keyspace.automation_due_to``)
+and counts what each has due. The deliverer then reserves that many of the destination's
+leases, as many as are free among every worker's (concurrency.py), and a second script
+(``_CLAIM``) claims from each set what is due, up to the leases reserved: a destination
+saturated with a backlog holds back no other's actions, and no destination has more than its
+``concurrency`` attempts in flight from all workers together. A claimed action is re-scored
+to the end of its claim (its destination's timeout and a grace) and marked ``delivering``
+with this deliverer's token, so several workers share the due set and one that dies
+(SIGKILL) leaves its claims due again when they run out: at least once, a repeat carrying the
+same id (webhook-id). A claim is extended as each of the sender's requests starts (after the
+rate limiter let it), and a deliverer that finds its claim taken sends nothing. Its lease
+runs out and is extended with it, so the lease of a worker that died frees itself; every
+worker also shares the ``rate_limit``.
+
+Actions whose destination is no longer configured (removed while they waited, or never there)
+are claimed by the first script wherever they wait, and dead-lettered with the reason when
+they fall due; a replay once the destination is back delivers them. The first script finds
+them through the site's set of destinations with a due set
+(``keyspace.automation_due_destinations``), so every worker must be configured with the same
+destinations.
 
 After an attempt the action's record (analytics/automations/log.py) and the destination's
 health are updated, and the action is:
@@ -29,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import itertools
 import json
 import logging
 import random
@@ -41,14 +53,14 @@ from typing import Final
 import aiohttp
 import redis.asyncio as redis
 
+from refract.analytics.automations import concurrency, rate_limit
 from refract.analytics.automations import log as action_log
-from refract.analytics.automations import rate_limit
 from refract.analytics.automations.actions import Action, Delivery, SendContext, Sender, Status
 from refract.analytics.automations.senders import sender_for
 from refract.analytics.automations.ssrf import guarded_session, refusal
 from refract.rules import keyspace
 from refract.rules.config import AutomationsConfig, DestinationConfig, DestinationKind
-from refract.rules.redis_values import strings
+from refract.rules.redis_values import strings, text
 
 log = logging.getLogger("refract.automations.delivery")
 
@@ -58,54 +70,83 @@ _POLL_S: Final = 0.1  # between looks at the due set when nothing is due
 _BACK_OFF_S: Final = 1.0
 _SORT_AT_ONCE: Final = 1000  # arrivals sorted into their destination's due set per claim
 _UNKNOWN_AT_ONCE: Final = 50  # actions of unconfigured destinations dead-lettered per claim
-_UNKNOWN: Final = "\0unknown"  # the claim's name for destinations no longer configured
 
-# KEYS[1]: the site's arrival set (automation_due). ARGV: now, token, the records' key prefix,
-# the destinations' due sets' key prefix, how many arrivals to sort, then (destination, free
-# places, claim's end) triples. Arrivals are sorted into their destination's due set first;
-# then each destination's due actions are claimed from its own set, up to its free places, so
-# that no backlog of one destination hides another's. An action of a destination no longer
-# configured is claimed from the arrival set (``_UNKNOWN``) to be dead-lettered.
-_CLAIM = f"""
+# KEYS[1]: the site's arrival set (automation_due), KEYS[2]: the destinations that have a due
+# set (automation_due_destinations). ARGV: now, token, the records' key prefix, the due sets'
+# key prefix, how many arrivals to sort, how many actions of unconfigured destinations to
+# claim, their claim's end, then (destination, concurrency) pairs of those configured.
+# Arrivals are sorted into their destination's due set, configured or not. Due actions of a
+# destination no longer configured, wherever they wait, are claimed to be dead-lettered.
+# Returns those claims (id, destination, ...) and how many actions each configured
+# destination has due, at most its concurrency (destination, count, ...): the leases worth
+# reserving before ``_CLAIM``.
+_SORT = f"""
 local now = tonumber(ARGV[1])
-local order, free, until_ = {{}}, {{}}, {{}}
-for i = 6, #ARGV, 3 do
+local configured, order = {{}}, {{}}
+for i = 8, #ARGV, 2 do
+    configured[ARGV[i]] = tonumber(ARGV[i + 1])
     order[#order + 1] = ARGV[i]
-    free[ARGV[i]] = tonumber(ARGV[i + 1])
-    until_[ARGV[i]] = ARGV[i + 2]
-end
-local claimed = {{}}
-local function claim(set, id, destination, name)
-    redis.call('ZADD', set, until_[name], id)
-    redis.call('HSET', ARGV[3] .. id, '{action_log.STATUS}', 'delivering',
-        '{action_log.CLAIM}', ARGV[2])
-    claimed[#claimed + 1] = id
-    claimed[#claimed + 1] = destination
 end
 local arrived = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[5]) - 1, 'WITHSCORES')
 for i = 1, #arrived, 2 do
     local id, due = arrived[i], arrived[i + 1]
     local destination = redis.call('HGET', ARGV[3] .. id, '{action_log.DESTINATION}')
-    if not destination then
-        redis.call('ZREM', KEYS[1], id)
-    elseif free[destination] ~= nil and destination ~= '{_UNKNOWN}' then
+    if destination then
         redis.call('ZADD', ARGV[4] .. destination, due, id)
-        redis.call('ZREM', KEYS[1], id)
-    elseif tonumber(due) <= now and free['{_UNKNOWN}'] > 0 then
-        free['{_UNKNOWN}'] = free['{_UNKNOWN}'] - 1
-        claim(KEYS[1], id, destination, '{_UNKNOWN}')
+        redis.call('SADD', KEYS[2], destination)
     end
+    redis.call('ZREM', KEYS[1], id)
 end
-for _, name in ipairs(order) do
-    if free[name] > 0 and name ~= '{_UNKNOWN}' then
+local claimed, left = {{}}, tonumber(ARGV[6])
+for _, name in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+    if configured[name] == nil then
         local set = ARGV[4] .. name
-        local due = redis.call('ZRANGEBYSCORE', set, '-inf', now, 'LIMIT', 0, free[name])
+        local due = redis.call('ZRANGEBYSCORE', set, '-inf', now, 'LIMIT', 0, left)
         for _, id in ipairs(due) do
             if redis.call('EXISTS', ARGV[3] .. id) == 1 then
-                claim(set, id, name, name)
+                redis.call('ZADD', set, ARGV[7], id)
+                redis.call('HSET', ARGV[3] .. id, '{action_log.STATUS}', 'delivering',
+                    '{action_log.CLAIM}', ARGV[2])
+                claimed[#claimed + 1] = id
+                claimed[#claimed + 1] = name
+                left = left - 1
             else
                 redis.call('ZREM', set, id)
             end
+        end
+        if redis.call('ZCARD', set) == 0 then redis.call('SREM', KEYS[2], name) end
+    end
+end
+local counts = {{}}
+for _, name in ipairs(order) do
+    local due = redis.call('ZCOUNT', ARGV[4] .. name, '-inf', now)
+    if due > 0 then
+        counts[#counts + 1] = name
+        counts[#counts + 1] = tostring(math.min(due, configured[name]))
+    end
+end
+return {{claimed, counts}}
+"""
+
+# KEYS[1]: the destinations that have a due set (for the site's slot). ARGV: now, token, the
+# records' key prefix, the due sets' key prefix, then (destination, places, claim's end)
+# triples: each destination's due actions are claimed from its own set, up to the places its
+# reserved leases give, so that no backlog of one destination hides another's.
+_CLAIM = f"""
+local now = tonumber(ARGV[1])
+local claimed = {{}}
+for i = 5, #ARGV, 3 do
+    local name, set = ARGV[i], ARGV[4] .. ARGV[i]
+    local due = redis.call('ZRANGEBYSCORE', set, '-inf', now, 'LIMIT', 0, tonumber(ARGV[i + 1]))
+    for _, id in ipairs(due) do
+        if redis.call('EXISTS', ARGV[3] .. id) == 1 then
+            redis.call('ZADD', set, ARGV[i + 2], id)
+            redis.call('HSET', ARGV[3] .. id, '{action_log.STATUS}', 'delivering',
+                '{action_log.CLAIM}', ARGV[2])
+            claimed[#claimed + 1] = id
+            claimed[#claimed + 1] = name
+        else
+            redis.call('ZREM', set, id)
         end
     end
 end
@@ -217,7 +258,8 @@ class Deliverer:
         self.rand = rand
         self.senders = senders
         self.token = secrets.token_hex(8)
-        self.in_flight: dict[str, int] = {}
+        self.leases: dict[str, str] = {}  # action id -> the lease its attempt holds
+        self._serial = itertools.count()
         self.tasks: set[asyncio.Task[None]] = set()
         self.finished = asyncio.Event()
 
@@ -241,7 +283,6 @@ class Deliverer:
         """Claim what is due and may start now, and start its attempts."""
         started = []
         for action_id, name in await self.claim():
-            self.in_flight[name] = self.in_flight.get(name, 0) + 1
             task = asyncio.create_task(self.attempt(action_id, name))
             self.tasks.add(task)
             task.add_done_callback(functools.partial(self._done, name))
@@ -250,35 +291,105 @@ class Deliverer:
 
     def _done(self, name: str, task: asyncio.Task[None]) -> None:
         self.tasks.discard(task)
-        self.in_flight[name] -= 1
         self.finished.set()
         if not task.cancelled() and (error := task.exception()) is not None:
             log.error("delivery to %s failed: %r", name, error)
 
     async def claim(self) -> list[tuple[str, str]]:
-        """Claim due actions, as many per destination as its concurrency leaves free:
-        (action id, destination) pairs."""
+        """Claim due actions, as many per destination as it has places free among every
+        worker's leases, each claim holding one (``self.leases``); and the due actions of
+        destinations no longer configured, to dead-letter them: (action id, destination)
+        pairs."""
         now = self.clock()
-        places: list[str] = []
-        for name, destination in self.config.destinations.items():
-            free = destination.concurrency - self.in_flight.get(name, 0)
-            places += [name, str(max(free, 0)), repr(now + destination.timeout + GRACE_S)]
-        places += [_UNKNOWN, str(_UNKNOWN_AT_ONCE), repr(now + GRACE_S)]
+        unknown, due = await self._sort(now)
+        reserved: dict[str, list[str]] = {}
+        for name, count in due.items():
+            destination = self.config.destinations[name]
+            wanted = [self._new_lease() for _ in range(count)]
+            until = self._claim_end(destination, now)
+            taken = await concurrency.reserve(
+                self.client, name, destination.concurrency, wanted, now, until
+            )
+            if taken:
+                reserved[name] = taken
+        claimed: list[tuple[str, str]] = []
+        try:
+            if reserved:
+                claimed = await self._claim_reserved(reserved, now)
+            for action_id, name in claimed:
+                self.leases[action_id] = reserved[name].pop()
+        finally:
+            for name, unused in reserved.items():
+                await concurrency.release(self.client, name, unused)
+        return unknown + claimed
+
+    async def _sort(self, now: float) -> tuple[list[tuple[str, str]], dict[str, int]]:
+        """Sort arrivals into their destinations' due sets (``_SORT``): the claims of actions
+        of unconfigured destinations, and how many each configured one has due."""
+        limits = [
+            part
+            for name, destination in self.config.destinations.items()
+            for part in (name, str(destination.concurrency))
+        ]
+        keys = [keyspace.automation_due(self.site), self._destinations()]
         arguments = [
+            *self._prefixes(now),
+            str(_SORT_AT_ONCE),
+            str(_UNKNOWN_AT_ONCE),
+            repr(now + GRACE_S),
+            *limits,
+        ]
+        claimed, counts = await self.client.eval(_SORT, len(keys), *keys, *arguments)
+        due = [text(part) for part in counts]
+        return _pairs(claimed), {name: int(n) for name, n in zip(due[::2], due[1::2], strict=True)}
+
+    async def _claim_reserved(
+        self, reserved: dict[str, list[str]], now: float
+    ) -> list[tuple[str, str]]:
+        places = [
+            part
+            for name, leases in reserved.items()
+            for part in (
+                name,
+                str(len(leases)),
+                repr(self._claim_end(self.config.destinations[name], now)),
+            )
+        ]
+        reply = await self.client.eval(
+            _CLAIM, 1, self._destinations(), *self._prefixes(now), *places
+        )
+        return _pairs(reply)
+
+    def _prefixes(self, now: float) -> list[str]:
+        """The scripts' first arguments: now, the claim's token, the key prefixes."""
+        return [
             repr(now),
             self.token,
             keyspace.automation_action(self.site, ""),
             keyspace.automation_due_to(self.site, ""),
-            str(_SORT_AT_ONCE),
-            *places,
         ]
-        arrivals = keyspace.automation_due(self.site)
-        reply = await self.client.eval(_CLAIM, 1, arrivals, *arguments)
-        names = [member.decode() for member in reply]
-        return list(zip(names[::2], names[1::2], strict=True))
+
+    def _destinations(self) -> str:
+        return keyspace.automation_due_destinations(self.site)
+
+    def _new_lease(self) -> str:
+        return f"{self.token}:{next(self._serial)}"
+
+    def _claim_end(self, destination: DestinationConfig, now: float) -> float:
+        """When a claim made (or extended) ``now`` runs out, and the lease that goes with it."""
+        return now + destination.timeout + GRACE_S
 
     async def attempt(self, action_id: str, name: str) -> None:
-        """One attempt at a claimed action, and its outcome recorded."""
+        """One attempt at a claimed action, and its outcome recorded; then its lease given
+        back."""
+        try:
+            await self._attempt(action_id, name)
+        finally:
+            if (lease := self.leases.pop(action_id, None)) is not None:
+                with contextlib.suppress(redis.RedisError, OSError):  # it runs out anyway
+                    await concurrency.release(self.client, name, [lease])
+
+    async def _attempt(self, action_id: str, name: str) -> None:
         raw = strings(await self.client.hgetall(self._record(action_id)))
         if not raw:
             return  # expired since claimed
@@ -340,7 +451,20 @@ class Deliverer:
             return Delivery(ok=False, status=None, detail=f"sender failed: {error!r}")
 
     async def _extend(self, action_id: str, name: str, destination: DestinationConfig) -> None:
-        until = self.clock() + destination.timeout + GRACE_S
+        """Extend the claim and its lease as a request starts; ClaimLost when the claim ran
+        out and another deliverer holds the action."""
+        lease = self.leases.setdefault(action_id, self._new_lease())
+        while True:
+            now = self.clock()
+            until = self._claim_end(destination, now)
+            if await concurrency.renew(
+                self.client, name, destination.concurrency, lease, now, until
+            ):
+                break
+            # The lease ran out (a long wait for the rate limit) and its place was taken.
+            if not await self._holds(action_id):
+                raise ClaimLost(action_id)
+            await asyncio.sleep(_POLL_S)
         keys = [self._record(action_id), self._due(name)]
         if not await self.client.eval(_EXTEND, 2, *keys, self.token, repr(until), action_id):
             raise ClaimLost(action_id)
@@ -362,14 +486,22 @@ class Deliverer:
         ]
         await self.client.eval(_FINISH, len(keys), *keys, *arguments)
 
+    async def _holds(self, action_id: str) -> bool:
+        """Whether this deliverer's claim on the action still stands."""
+        claim = await self.client.hget(self._record(action_id), action_log.CLAIM)
+        return text(claim) == self.token
+
     def _record(self, action_id: str) -> str:
         return keyspace.automation_action(self.site, action_id)
 
     def _due(self, name: str) -> str:
-        """The due set an action claimed for ``name`` sits in (``_CLAIM``)."""
-        if name in self.config.destinations:
-            return keyspace.automation_due_to(self.site, name)
-        return keyspace.automation_due(self.site)
+        return keyspace.automation_due_to(self.site, name)
+
+
+def _pairs(reply: Sequence[bytes]) -> list[tuple[str, str]]:
+    """A script's (id, destination, id, destination, ...) as pairs."""
+    parts = [text(part) for part in reply]
+    return list(zip(parts[::2], parts[1::2], strict=True))
 
 
 async def _pause(stop: asyncio.Event, seconds: float) -> None:
