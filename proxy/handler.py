@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +49,7 @@ from refract.proxy.headers import (
 from refract.proxy.origin_cache import KeptPage, OriginKey
 from refract.proxy.pages import neutral_page
 from refract.proxy.personalize import NO_SEGMENT, Personalized, Segment, personalize
+from refract.proxy.request_body import BodyTooLargeError, announcing_end, request_body
 from refract.proxy.rewrite_cache import page_digest
 from refract.proxy.sites import Site
 from refract.proxy.state import ProxyState
@@ -62,7 +63,6 @@ from refract.rules.targeting import Value
 log = logging.getLogger("refract.proxy")
 
 _HTML_TYPES = ("text/html", "application/xhtml+xml")
-_REQUEST_CHUNK = 64 * 1024
 # Written by us for the origin, never copied from the visitor: Host (the origin's), Expect
 # (our client's to send) and the forwarding fields, with values of our own.
 _REPLACED_FIELDS = (
@@ -86,10 +86,6 @@ _RANGE_FIELDS = ("Range", "If-Range")
 _REFUSED_METHODS = frozenset({"TRACE"})
 _ALLOWED_METHODS = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
 _SPOKEN_VERSIONS = (HttpVersion10, HttpVersion11)
-
-
-class BodyTooLargeError(Exception):
-    pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,7 +229,7 @@ async def _forward(
             return _page(call, OriginPage.kept(kept, age))
         upstream_headers.update(kept.conditional_headers())
     try:
-        body = await _request_body(request, state)
+        body = await request_body(request, state.config.server)
     except BodyTooLargeError:
         return _too_large()
     began = time.perf_counter()
@@ -289,7 +285,7 @@ async def _ask(
             if deadline is None and not isinstance(body, AsyncIterator):
                 sent()
             elif isinstance(body, AsyncIterator):
-                body = _announcing_end(body, sent)
+                body = announcing_end(body, sent)
             upstream = await site.client.request(
                 method, url, headers=headers, data=body, allow_redirects=False
             )
@@ -412,37 +408,6 @@ def _upstream_headers(
     headers["Host"] = site.upstream_host(view.host)
     headers.update(forwarding_headers(request.headers, peer, view))
     return headers
-
-
-async def _request_body(
-    request: web.Request, state: ProxyState
-) -> bytes | AsyncIterator[bytes] | None:
-    """A body with a Content-Length (checked against the limit already) streams; one without
-    (chunked) is read whole first, so that one over the limit never reaches the origin."""
-    if not request.body_exists:
-        return None
-    if request.content_length is not None:
-        return request.content.iter_chunked(_REQUEST_CHUNK)
-    server = state.config.server
-    return await _read_body(request, min(server.max_chunked_body, server.max_request_body))
-
-
-async def _read_body(request: web.Request, limit: int) -> bytes:
-    body = bytearray()
-    async for chunk in request.content.iter_chunked(_REQUEST_CHUNK):
-        body += chunk
-        if len(body) > limit:
-            raise BodyTooLargeError
-    return bytes(body)
-
-
-async def _announcing_end(
-    body: AsyncIterator[bytes], sent: Callable[[], None]
-) -> AsyncIterator[bytes]:
-    """``body``, calling ``sent`` once its last byte has been handed on."""
-    async for chunk in body:
-        yield chunk
-    sent()
 
 
 def _origin_failed(site: Site, exchange: Exchange, reason: str, url: URL) -> web.Response:
