@@ -37,43 +37,51 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
     args = parser.parse_args()
+    with worktree(args.before, Path(tempfile.mkdtemp(prefix="refract-ab-")) / "before") as before:
+        results = compare({"before": before, "after": None}, args.rounds, args.duration)
+    for name, runs in results.items():
+        print(summary(f"{name:6} ({args.before if name == 'before' else 'working tree'})", runs))
+    return 0
+
+
+def compare(
+    codes: dict[str, Path | None], rounds: int, duration: int
+) -> dict[str, list[bench.Load]]:
+    """Each of ``codes`` (None: the working tree) serving the 100 KB hit at once, behind one
+    origin, loaded in turn for ``rounds`` rounds of ``duration`` seconds."""
     workdir = Path(tempfile.mkdtemp(prefix="refract-ab-"))
     workdir.chmod(0o755)  # nginx workers run as an unprivileged user
     bench.write_pages(workdir / "root", bench.PAGE.read_bytes())
-    servers = {
-        "before": bench.Server("before", 10, "refract"),
-        "after": bench.Server("after", 11, "refract"),
-    }
+    servers = {name: bench.Server(name, 10 + index, "refract") for index, name in enumerate(codes)}
     bench.BY_NAME.update(servers)
-    with worktree(args.before, workdir / "before") as before:
-        origin = bench.start_nginx(workdir, bench.BY_NAME["origin"], workdir / "root")
-        with importing(before):
-            old = bench.start_refract(workdir, servers["before"])
-        new = bench.start_refract(workdir, servers["after"])
-        processes = {"before": old, "after": new}
-        try:
-            for server in servers.values():
-                bench.wait_for(f"http://127.0.0.1:{server.port}/page.html", 60)
-            loads: dict[str, list[bench.Load]] = {name: [] for name in servers}
-            for _ in range(args.rounds):
-                for name, process in processes.items():
-                    row = bench.Row(name)
-                    loads[name].append(bench.wrk(row, process.pid, args.duration, 64))
-        finally:
-            for process in processes.values():
-                process.send_signal(signal.SIGTERM)
-            origin.send_signal(signal.SIGQUIT)
-            for process in (*processes.values(), origin):
-                process.wait(30)
-    for name, runs in loads.items():
-        rates = [round(load.requests_per_s) for load in runs]
-        cpu = [round(load.cpu_us_per_request) for load in runs]
-        print(
-            f"{name:6} ({args.before if name == 'before' else 'working tree'}): req/s {rates} "
-            f"median {statistics.median(rates):,.0f}; CPU µs/req {cpu} "
-            f"median {statistics.median(cpu):,.0f}"
-        )
-    return 0
+    origin = bench.start_nginx(workdir, bench.BY_NAME["origin"], workdir / "root")
+    processes: dict[str, subprocess.Popen[bytes]] = {}
+    for name, code in codes.items():
+        with importing(code):
+            processes[name] = bench.start_refract(workdir, servers[name])
+    try:
+        for server in servers.values():
+            bench.wait_for(f"http://127.0.0.1:{server.port}/page.html", 60)
+        loads: dict[str, list[bench.Load]] = {name: [] for name in servers}
+        for _ in range(rounds):
+            for name, process in processes.items():
+                loads[name].append(bench.wrk(bench.Row(name), process.pid, duration, 64))
+    finally:
+        for process in processes.values():
+            process.send_signal(signal.SIGTERM)
+        origin.send_signal(signal.SIGQUIT)
+        for process in (*processes.values(), origin):
+            process.wait(30)
+    return loads
+
+
+def summary(label: str, runs: list[bench.Load]) -> str:
+    rates = [round(load.requests_per_s) for load in runs]
+    cpu = [round(load.cpu_us_per_request) for load in runs]
+    return (
+        f"{label}: req/s {rates} median {statistics.median(rates):,.0f}; "
+        f"CPU µs/req {cpu} median {statistics.median(cpu):,.0f}"
+    )
 
 
 @contextmanager
@@ -88,17 +96,27 @@ def worktree(revision: str, path: Path) -> Iterator[Path]:
 
 
 @contextmanager
-def importing(code: Path) -> Iterator[None]:
-    """Processes started in the block import Refract from ``code`` (its ``refract/`` links)."""
-    saved = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = str(code)
+def importing(code: Path | None) -> Iterator[None]:
+    """Processes started in the block import Refract from ``code`` (its ``refract/`` links);
+    None: from the working tree, as installed.
+
+    The servers run ``python -m`` in the repository, which puts the repository (and its
+    ``refract/``) first on ``sys.path``, ahead of ``PYTHONPATH``: ``PYTHONSAFEPATH`` (Python
+    3.11) leaves it out, so ``code`` is what they import (before this, both sides of an A/B
+    ran the working tree)."""
+    if code is None:
+        yield
+        return
+    saved = {name: os.environ.get(name) for name in ("PYTHONPATH", "PYTHONSAFEPATH")}
+    os.environ.update(PYTHONPATH=str(code), PYTHONSAFEPATH="1")
     try:
         yield
     finally:
-        if saved is None:
-            del os.environ["PYTHONPATH"]
-        else:
-            os.environ["PYTHONPATH"] = saved
+        for name, value in saved.items():
+            if value is None:
+                del os.environ[name]
+            else:
+                os.environ[name] = value
 
 
 if __name__ == "__main__":

@@ -16,7 +16,10 @@ Servers, one process tree each (so that no server pays for another's work):
   page views and exposures into its embedded Valkey; with its caches, so a page it has seen
   is a cache hit; `refract_edits_miss` has `rewrite_cache = 0`, `origin_cache = 0`: every
   request reads the origin's body, decodes, rewrites and encodes; `_2w` rows with two
-  workers; `refract` alone is the beacon only.
+  workers; `refract` alone is the beacon only;
+- **aiohttp_floor**: aiohttp's web server on uvloop answering every request with the page
+  from memory (bench/aiohttp_floor.py): what serving the bytes costs the stack Refract runs on,
+  before Refract does anything of its own.
 
 Each row is wrk (`-t2`, a Chrome user agent, and for the gz/br rows a Chrome Accept-Encoding,
 which Refract answers in zstd; two more rows send Safari's, answered in br, and gzip alone)
@@ -153,7 +156,7 @@ SUB_FILTER = """proxy_set_header Accept-Encoding "";
 class Server:
     name: str
     offset: int  # its port is --base-port + offset (+100 admin, +200 metrics for Refract)
-    kind: str  # nginx or refract
+    kind: str  # origin, nginx, refract or aiohttp
     workers: int = 1
     caches: bool = True
     edits: bool = True
@@ -174,6 +177,7 @@ SERVERS = [
     Server("refract_edits_miss", 6, "refract", caches=False),
     Server("refract_edits_2w", 7, "refract", workers=2),
     Server("refract_edits_miss_2w", 8, "refract", workers=2, caches=False),
+    Server("aiohttp_floor", 9, "aiohttp"),
 ]
 BY_NAME = {server.name: server for server in SERVERS}
 
@@ -206,6 +210,7 @@ def rows(quick: bool) -> list[Row]:
         Row("refract_edits_2w"),
         Row("refract_edits_miss_2w"),
         Row("refract_edits", "/nc/page.html"),  # an origin that wants every use revalidated
+        Row("aiohttp_floor"),
     ]
     compressed = [
         Row(server, f"/{folder}/page.html", BROWSER_CODINGS)
@@ -301,6 +306,13 @@ def start_refract(workdir: Path, server: Server) -> subprocess.Popen[bytes]:
         cwd=REPOSITORY,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+    )
+
+
+def start_floor(server: Server, page: Path) -> subprocess.Popen[bytes]:
+    floor = REPOSITORY / "bench" / "aiohttp_floor.py"
+    return subprocess.Popen(
+        [sys.executable, str(floor), str(server.port), str(page)], stderr=subprocess.DEVNULL
     )
 
 
@@ -493,6 +505,8 @@ def main() -> int:
     for server in SERVERS:
         if server.kind == "refract":
             processes[server.name] = start_refract(workdir, server)
+        elif server.kind == "aiohttp":
+            processes[server.name] = start_floor(server, args.page)
         else:
             processes[server.name] = start_nginx(workdir, server, workdir / "root")
     try:
@@ -515,7 +529,8 @@ def main() -> int:
         memory = stream_memory(serving_pid(BY_NAME["refract"]))
     finally:
         for name, process in processes.items():
-            process.send_signal(signal.SIGTERM if name.startswith("refract") else signal.SIGQUIT)
+            nginx = BY_NAME[name].kind in ("origin", "nginx")
+            process.send_signal(signal.SIGQUIT if nginx else signal.SIGTERM)
         for process in processes.values():
             process.wait(30)
         shutil.rmtree(workdir, ignore_errors=True)
@@ -568,6 +583,9 @@ def main() -> int:
             "1MB hit / sub_filter": ratio(by_label, "refract_edits 1MB", f"{sub} 1MB"),
             "1MB miss / sub_filter": ratio(by_label, "refract_edits_miss 1MB", f"{sub} 1MB"),
             "beacon only hit / sub_filter": ratio(by_label, "refract", sub),
+            "aiohttp floor (the page from memory) / sub_filter": ratio(
+                by_label, "aiohttp_floor", sub
+            ),
             "2 workers / 1, hit": ratio(by_label, "refract_edits_2w", "refract_edits"),
             "2 workers / 1, miss": ratio(by_label, "refract_edits_miss_2w", "refract_edits_miss"),
             "nginx sub_filter 2 workers / 1": ratio(by_label, f"{sub}_2w", sub),
