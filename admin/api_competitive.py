@@ -19,6 +19,7 @@ docs/competitive.md has the shapes and the reasons.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
 import time
 from collections.abc import Callable, Iterable
@@ -325,8 +326,16 @@ class Defense(BaseModel):
 
 
 def slug(competitor: str) -> str:
-    """A competitor's name as part of a rule key: lowercase letters, digits and -."""
-    return re.sub(r"[^a-z0-9]+", "-", competitor.casefold()).strip("-")[:40] or "competitor"
+    """A competitor's name as part of a rule key: lowercase letters, digits and -.
+
+    A name with letters or digits outside ASCII (Яндекс, 华为) would lose them, and with them
+    what tells it from another such name: it carries a digest of the whole name as well."""
+    name = competitor.casefold()
+    ascii_part = re.sub(r"[^a-z0-9]+", "-", name).strip("-")[:40]
+    if all(character.isascii() for character in name if character.isalnum()):
+        return ascii_part or "competitor"
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+    return f"{ascii_part or 'competitor'}-{digest}"
 
 
 def defense_keys(competitor: str) -> dict[str, str]:

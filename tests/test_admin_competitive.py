@@ -20,7 +20,7 @@ from playwright.async_api import Page, expect
 
 from refract.admin import audit, auth
 from refract.admin.api import ROLES
-from refract.admin.api_competitive import totals_figure
+from refract.admin.api_competitive import slug, totals_figure
 from refract.admin.app import build_app
 from refract.analytics.archive import Archive
 from refract.analytics.segments import SegmentRefresher
@@ -215,6 +215,27 @@ async def test_battlecards_answer_the_rule_files_cards_by_competitor(
     initech = await (await rep.get("/api/competitive/battlecards?competitor=initech")).json()
     assert initech["battlecards"] == []
     assert (await rep.get("/api/competitive/battlecards?competitor=hooli")).status == 422
+
+
+@pytest.mark.parametrize(
+    ("competitor", "expected"),
+    [
+        ("Hooli", "hooli"),
+        ("Vandelay Industries, Inc.", "vandelay-industries-inc"),
+        ("<b>Globex</b>", "b-globex-b"),
+        ("!!!", "competitor"),
+    ],
+)
+def test_a_latin_competitor_is_its_name_as_a_key(competitor: str, expected: str) -> None:
+    assert slug(competitor) == expected
+
+
+def test_competitors_named_outside_ascii_get_keys_of_their_own() -> None:
+    names = ["Яндекс", "\u0421\u0431\u0435\u0440", "华为", "Zoë", "Zoé", "Müller AG"]
+    keys = [slug(name) for name in names]
+    assert len(set(keys)) == len(names)
+    assert all(re.fullmatch(r"[a-z0-9]+(?:-[a-z0-9]+)*", key) for key in keys)
+    assert keys == [slug(name) for name in names]  # the same name, the same key
 
 
 def test_a_competitor_named_with_markup_is_charted_as_its_characters() -> None:
