@@ -26,7 +26,8 @@ which Refract answers in zstd; two more rows send Safari's, answered in br, and 
 against one server, rows interleaved round by round; the median round is reported with the
 CPU time the server's process tree (nginx master and workers; Refract's supervisor, proxy
 processes and Valkey) spent per request, from /proc/<pid>/stat utime + stime. Then hey sends
-200 evenly spaced requests/s straight to the origin and through Refract (latency added),
+200 evenly spaced requests/s straight to the origin, through Refract (latency added) and to
+the aiohttp floor (what the server stack adds by itself),
 curl downloads 1 GB through Refract while its resident memory is sampled, and the memory of
 the miss process is read before and after its (tens of thousands of) rewrites.
 
@@ -526,6 +527,7 @@ def main() -> int:
         seconds = 5 if args.quick else args.duration
         direct = steady_latency(BY_NAME["origin"].port, args.rate, seconds)
         proxied = steady_latency(BY_NAME["refract_edits"].port, args.rate, seconds)
+        floor = steady_latency(BY_NAME["aiohttp_floor"].port, args.rate, seconds)
         memory = stream_memory(serving_pid(BY_NAME["refract"]))
     finally:
         for name, process in processes.items():
@@ -543,6 +545,8 @@ def main() -> int:
         "refract_p50_ms": statistics.median(proxied),
         "direct_p99_ms": statistics.quantiles(direct, n=100)[98],
         "refract_p99_ms": statistics.quantiles(proxied, n=100)[98],
+        "floor_p50_ms": statistics.median(floor),
+        "floor_p99_ms": statistics.quantiles(floor, n=100)[98],
     }
     steady["added_p50_ms"] = steady["refract_p50_ms"] - steady["direct_p50_ms"]
     steady["added_p99_ms"] = steady["refract_p99_ms"] - steady["direct_p99_ms"]
@@ -622,7 +626,9 @@ def print_report(report: dict[str, Any]) -> None:
         f"\nAt {steady['rate']} req/s (4 edits, cache hit): p50 direct "
         f"{steady['direct_p50_ms']:.2f} ms, through Refract {steady['refract_p50_ms']:.2f} ms, "
         f"added {steady['added_p50_ms']:.2f} ms; p99 {steady['direct_p99_ms']:.2f} / "
-        f"{steady['refract_p99_ms']:.2f} ms, added {steady['added_p99_ms']:.2f} ms"
+        f"{steady['refract_p99_ms']:.2f} ms, added {steady['added_p99_ms']:.2f} ms; the aiohttp "
+        f"floor (the page from memory) p50 {steady['floor_p50_ms']:.2f} ms, "
+        f"p99 {steady['floor_p99_ms']:.2f} ms"
     )
     memory = report["stream_1gb"]
     print(
