@@ -18,6 +18,7 @@ from aiohttp import web
 from refract.proxy.app_keys import ACCOUNTS_KEY, REDIS_KEY, STATE_KEY
 from refract.proxy.background import stop
 from refract.rules.account_store import POLL_S, FollowedIndex
+from refract.rules.redis_client import REDIS_FAILURES
 
 log = logging.getLogger("refract.proxy")
 
@@ -41,7 +42,7 @@ async def _follow(app: web.Application, client: redis.Redis) -> None:
             try:
                 if not await accounts.refresh(client):
                     continue
-            except (redis.RedisError, OSError):
+            except REDIS_FAILURES:
                 continue  # keep the index in force; try again next second
             app[ACCOUNTS_KEY][site.key] = accounts.index
             log.info(

@@ -29,6 +29,7 @@ from refract.proxy.app_keys import EVENT_LOG_KEY, REDIS_KEY
 from refract.proxy.background import stop
 from refract.rules import keyspace
 from refract.rules.events import EVENT_FIELD, Event, encode, shard_of
+from refract.rules.redis_client import REDIS_FAILURES
 
 log = logging.getLogger("refract.events")
 
@@ -100,7 +101,7 @@ class EventLog:
             return True
         try:
             await self._send(client, batch)
-        except (TimeoutError, redis.RedisError, OSError) as error:
+        except REDIS_FAILURES as error:
             self._failures += 1
             metrics.EVENT_WRITE_FAILURES.inc()
             if self._failures == 1:
@@ -135,7 +136,7 @@ class EventLog:
         """Events a previous run spilled (proxy/spill.py), written as they are; True once taken."""
         try:
             await self._send(client, batch)
-        except (TimeoutError, redis.RedisError, OSError):
+        except REDIS_FAILURES:
             metrics.EVENT_WRITE_FAILURES.inc()
             return False
         return True

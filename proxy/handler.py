@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-import redis.asyncio as redis
 from aiohttp import web
 from aiohttp.http_writer import HttpVersion10, HttpVersion11
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -57,6 +56,7 @@ from refract.proxy.websocket import is_websocket_upgrade, relay_websocket
 from refract.proxy.wire import WireResponse, WireStream
 from refract.rules import keyspace
 from refract.rules.accounts import Account
+from refract.rules.redis_client import REDIS_FAILURES
 from refract.rules.segments import decode_segment
 from refract.rules.targeting import Value
 
@@ -390,7 +390,7 @@ async def _segment(lookup: asyncio.Future[Any] | None, wait_s: float) -> Segment
         return NO_SEGMENT
     try:
         data = await asyncio.wait_for(asyncio.shield(lookup), wait_s)
-    except (TimeoutError, redis.RedisError, OSError):
+    except REDIS_FAILURES:
         metrics.FAIL_OPEN.labels("segment").inc()
         return NO_SEGMENT
     return decode_segment(data)

@@ -20,6 +20,7 @@ from refract.proxy import metrics
 from refract.proxy.app_keys import PROBES_KEY, PROXY_APP_KEY, REDIS_KEY, STARTED_KEY, STATE_KEY
 from refract.proxy.readiness import OriginProbes, OriginStatus
 from refract.rules.config import split_host_port
+from refract.rules.redis_client import REDIS_FAILURES
 
 log = logging.getLogger("refract.proxy")
 
@@ -83,7 +84,7 @@ async def _redis_status(client: redis.Redis | None) -> str:
     try:
         async with asyncio.timeout(_HEALTH_REDIS_TIMEOUT):
             await client.ping()
-    except (TimeoutError, redis.RedisError, OSError):
+    except REDIS_FAILURES:
         return "down"
     return "ok"
 

@@ -18,6 +18,7 @@ from aiohttp import web
 from refract.proxy.app_keys import QA_SECRET_KEY, REDIS_KEY
 from refract.proxy.background import stop
 from refract.rules.qa_links import read_secret
+from refract.rules.redis_client import REDIS_FAILURES
 
 REFRESH_S = 10.0
 _RETRY_S = 1.0
@@ -45,7 +46,7 @@ async def _follow(followed: FollowedSecret, client: redis.Redis) -> None:
         try:
             async with asyncio.timeout(_READ_TIMEOUT_S):
                 followed.value = await read_secret(client)
-        except (TimeoutError, redis.RedisError, OSError):
+        except REDIS_FAILURES:
             await asyncio.sleep(_RETRY_S)  # keep the key in force; try again soon
             continue
         await asyncio.sleep(REFRESH_S if followed.value is not None else _RETRY_S)

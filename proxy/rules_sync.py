@@ -20,6 +20,7 @@ from refract.rules import allocations, keyspace
 from refract.rules.allocations import Weights
 from refract.rules.problems import InvalidFileError
 from refract.rules.publication import POLL_S, publish, published_files, published_version
+from refract.rules.redis_client import REDIS_FAILURES
 from refract.rules.ruleset import read_rule_files, rules_from_files, rules_version
 
 log = logging.getLogger("refract.proxy")
@@ -58,7 +59,7 @@ async def publish_own_rules(holder: StateHolder, client: redis.Redis) -> None:
         if rules_version(files) == state.rules.version:
             async with asyncio.timeout(_PUBLISH_TIMEOUT_S):
                 await publish(client, state.rules.version, files)
-    except (InvalidFileError, OSError, redis.RedisError, TimeoutError) as error:
+    except (InvalidFileError, *REDIS_FAILURES) as error:
         log.warning("could not publish rules: %r", error)
 
 
@@ -69,7 +70,7 @@ async def _follow(holder: StateHolder, client: redis.Redis, weights: _WeightsFol
         try:
             refused = await _follow_rules(holder, client, refused)
             await weights.follow(holder, client)
-        except (redis.RedisError, OSError):
+        except REDIS_FAILURES:
             continue  # Redis away: keep the rules in force, try again next second
 
 

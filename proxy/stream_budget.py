@@ -30,6 +30,7 @@ from refract.proxy.background import stop
 from refract.proxy.event_log import EventLog
 from refract.proxy.state import StateHolder
 from refract.rules import keyspace
+from refract.rules.redis_client import REDIS_FAILURES
 
 log = logging.getLogger("refract.events")
 
@@ -53,7 +54,7 @@ async def _watch(holder: StateHolder, event_log: EventLog, client: redis.Redis) 
         try:
             async with asyncio.timeout(_READ_TIMEOUT_S):
                 await check(holder, event_log, client)
-        except (TimeoutError, redis.RedisError, OSError):
+        except REDIS_FAILURES:
             pass  # Redis away: events queue in the log, and the sites stay as last seen
         await asyncio.sleep(CHECK_EVERY_S)
 

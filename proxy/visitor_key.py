@@ -25,6 +25,7 @@ from aiohttp import web
 from refract.proxy.app_keys import REDIS_KEY, VISITOR_KEY_KEY
 from refract.proxy.background import stop
 from refract.rules import visitor_ids
+from refract.rules.redis_client import REDIS_FAILURES
 
 log = logging.getLogger("refract.proxy")
 
@@ -94,7 +95,7 @@ async def _read(key: VisitorKey, client: redis.Redis) -> bool:
     try:
         async with asyncio.timeout(_READ_TIMEOUT_S):
             key.adopt(await visitor_ids.ensure_secret(client))
-    except (TimeoutError, redis.RedisError, OSError):
+    except REDIS_FAILURES:
         return False
     return True
 

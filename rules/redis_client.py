@@ -27,6 +27,14 @@ MAX_SEED_NODES: Final = 32  # a seed list, not an inventory: the client discover
 # A cluster client keeps a pool per node; past this many connections to one node a call fails
 # at once (redis-py's cluster pool does not queue), so it is set well above the admin's burst.
 CLUSTER_CONNECTIONS_PER_NODE: Final = 256
+# What a call to Redis raises when Redis is away, slow or failing over: what the proxy's
+# fail-open paths and background loops catch. redis-py's asyncio connections raise
+# AttributeError or TypeError, not ConnectionError, when a connection is torn down while a
+# command is written to it ("'NoneType' object has no attribute 'writelines'": a cluster
+# failover in tests/test_cluster.py; redis/redis-py#3546, #4287), past all of its own retries:
+# a loop that caught only RedisError stopped for good (the proxy no longer followed published
+# rules, or no longer wrote its events).
+REDIS_FAILURES: Final = (TimeoutError, redis.RedisError, OSError, AttributeError, TypeError)
 
 
 def is_cluster(url: str) -> bool:
