@@ -14,7 +14,6 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
-import redis.asyncio as redis
 import uvloop
 from aiohttp import web
 
@@ -50,7 +49,7 @@ from refract.admin.state import CONFIG_KEY, REDIS_KEY, LiveConfig, config_in
 from refract.rules.config import Config, load_config, split_host_port
 from refract.rules.industry import load_industry_model
 from refract.rules.problems import InvalidFileError
-from refract.rules.redis_client import pooled
+from refract.rules.redis_client import REDIS_FAILURES, pooled
 
 log = logging.getLogger("refract.admin")
 API_KEY = web.AppKey("refract.api", Api)
@@ -140,7 +139,7 @@ async def identify_caller(
     try:
         secure = is_https(request, config_in(request.app))
         request[auth.IDENTITY_KEY] = await auth.identify(request.app[REDIS_KEY], request, secure)
-    except (redis.RedisError, OSError):
+    except REDIS_FAILURES:
         request[auth.IDENTITY_KEY] = None  # anonymous while Redis is away: public pages work
     return await handler(request)
 

@@ -43,6 +43,7 @@ from refract.analytics.stats.moments import safe_divide
 from refract.rules import allocations, fields, keyspace
 from refract.rules.allocations import Weights
 from refract.rules.decisions import live
+from refract.rules.redis_client import REDIS_FAILURES
 from refract.rules.ruleset import RuleSet
 from refract.rules.schema import Bandit, Experiment, Metric
 
@@ -205,7 +206,7 @@ async def keep_updating(
             for site in names:
                 try:
                     await update(client, site, in_force, datetime.now(UTC))
-                except (redis.RedisError, OSError) as error:
+                except REDIS_FAILURES as error:
                     log.warning("bandit updates of %s: %r", site, error)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), CHECK_EVERY_S)

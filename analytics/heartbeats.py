@@ -27,6 +27,7 @@ from typing import Literal
 import redis.asyncio as redis
 
 from refract.rules import keyspace
+from refract.rules.redis_client import REDIS_FAILURES
 from refract.rules.redis_values import text
 
 log = logging.getLogger("refract.worker")
@@ -130,7 +131,7 @@ async def keep_beating(
     while not stop.is_set():
         try:
             await beat(client, name, status=status())
-        except (redis.RedisError, OSError) as error:
+        except REDIS_FAILURES as error:
             log.warning("heartbeat failed: %r", error)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), BEAT_EVERY_S)

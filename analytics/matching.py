@@ -54,6 +54,7 @@ from refract.rules.account_index import AccountIndex
 from refract.rules.account_store import POLL_S, FollowedIndex
 from refract.rules.config import Config
 from refract.rules.events import CompanyFields, Event, PageViewEvent
+from refract.rules.redis_client import REDIS_FAILURES
 
 log = logging.getLogger("refract.worker")
 
@@ -160,7 +161,7 @@ class AccountMatcher:
                     self.site,
                     self.accounts.version,
                 )
-        except (redis.RedisError, OSError) as error:
+        except REDIS_FAILURES as error:
             log.warning("accounts of %s not reloaded: %r", self.site, error)
 
     def _assign(
@@ -269,7 +270,7 @@ class AccountMatcher:
                     pipe.hincrby(key, name, number)
                 pipe.expire(key, keyspace.DAILY_TTL_S)
                 await pipe.execute()
-        except (redis.RedisError, OSError):
+        except REDIS_FAILURES:
             self._unflushed.update(counts)
             return
         failed = sum(counts[name] for name in ("reverse_dns_failed", "enrichment_failed"))

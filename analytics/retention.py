@@ -26,6 +26,7 @@ import redis.asyncio as redis
 from refract.analytics.archive import Archive
 from refract.rules import keyspace
 from refract.rules.config import RetentionConfig
+from refract.rules.redis_client import REDIS_FAILURES
 from refract.rules.redis_values import text
 
 log = logging.getLogger("refract.retention")
@@ -80,7 +81,7 @@ async def keep_enforcing(
     while not stop.is_set():
         try:
             removed = await enforce(client, archive, retention, names)
-        except (redis.RedisError, OSError) as error:
+        except REDIS_FAILURES as error:
             log.warning("retention: run failed, next in a day: %r", error)
         else:
             log.info(

@@ -47,6 +47,7 @@ from refract.rules.account_store import account_from_hash
 from refract.rules.config import Config
 from refract.rules.domains import normalise_domain
 from refract.rules.problems import FieldError
+from refract.rules.redis_client import REDIS_FAILURES
 from refract.rules.redis_values import strings, text
 from refract.rules.ruleset import RuleSet
 from refract.rules.territories import Rep, Territory, rep_of_owner
@@ -466,7 +467,7 @@ async def keep_rerouting(
             for site in config.sites:
                 try:
                     await reroute_overdue(client, site.key, in_force, sla_s, time.time())
-                except (redis.RedisError, OSError) as error:
+                except REDIS_FAILURES as error:
                     log.warning("re-routing overdue leads of %s: %r", site.key, error)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), REROUTE_EVERY_S)

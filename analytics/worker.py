@@ -52,7 +52,7 @@ from refract.analytics.segments import SegmentRefresher
 from refract.rules.config import AutomationsConfig, Config, load_config
 from refract.rules.industry import IndustryModel, load_industry_model
 from refract.rules.problems import InvalidFileError
-from refract.rules.redis_client import connect
+from refract.rules.redis_client import REDIS_FAILURES, connect
 
 log = logging.getLogger("refract.worker")
 
@@ -91,7 +91,7 @@ async def consume_site(
                 shard_stop = asyncio.Event()
                 task = asyncio.create_task(consume(consumer_for(shard), shard_stop))
                 running[shard] = (shard_stop, task)
-        except (redis.RedisError, OSError) as error:
+        except REDIS_FAILURES as error:
             log.warning("shard leases of %s: %r", leases.site, error)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), _LEASE_EVERY_S)

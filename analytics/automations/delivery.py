@@ -60,6 +60,7 @@ from refract.analytics.automations.senders import sender_for
 from refract.analytics.automations.ssrf import guarded_session, refusal
 from refract.rules import keyspace
 from refract.rules.config import AutomationsConfig, DestinationConfig, DestinationKind
+from refract.rules.redis_client import REDIS_FAILURES
 from refract.rules.redis_values import strings, text
 
 log = logging.getLogger("refract.automations.delivery")
@@ -269,7 +270,7 @@ class Deliverer:
             try:
                 started = self.start_due()
                 claimed = len(await started)
-            except (redis.RedisError, OSError) as error:
+            except REDIS_FAILURES as error:
                 log.warning("deliveries of %s: %r", self.site, error)
                 await _pause(stop, _BACK_OFF_S)
                 continue

@@ -27,6 +27,7 @@ import redis.asyncio as redis
 from refract.analytics.automations import log as action_log
 from refract.analytics.automations.actions import Action
 from refract.rules import keyspace
+from refract.rules.redis_client import REDIS_FAILURES
 from refract.rules.redis_values import text
 
 log = logging.getLogger("refract.automations.outbox")
@@ -195,7 +196,7 @@ async def drain_outbox(
                 await reclaim(client, site, consumer, clock)
                 reclaimed_at = time.monotonic()
             await drain_once(client, site, consumer, clock=clock)
-        except (redis.RedisError, OSError) as error:
+        except REDIS_FAILURES as error:
             log.warning("outbox of %s: %r", site, error)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), _BACK_OFF_S)
