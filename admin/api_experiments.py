@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import redis.asyncio as redis
 from aiohttp import web
 from pydantic import BaseModel, Field
 
@@ -40,6 +39,7 @@ from refract.analytics.stats.engine import Settings
 from refract.rules import editing, keyspace, qa_links
 from refract.rules.editing import Entry, Kind, RuleFiles
 from refract.rules.problems import InvalidFileError, Problem
+from refract.rules.redis_client import REDIS_FAILURES
 from refract.rules.schema import KEY_PATTERN, Experiment
 
 api = Api("Refract admin", "1")
@@ -311,7 +311,7 @@ async def record_decision(
             report = await experiment_report(client, config, site, key, Settings(), rules)
             decision = decision_records.decided(report, outcome, variant, rules.version, now, by)
             await decision_records.record(client, site, decision)
-    except (redis.RedisError, OSError) as error:
+    except REDIS_FAILURES as error:
         raise Refused(
             503, f"the change was saved, but its decision could not be recorded: {error}"
         ) from None

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 from typing import Literal
 
-import redis.asyncio as redis
 from aiohttp import web
 from pydantic import BaseModel, Field
 
@@ -16,6 +15,7 @@ from refract.admin.csv_export import csv_response
 from refract.admin.state import config_of, identity_of, industry_of, redis_of
 from refract.analytics import reports, visitors
 from refract.analytics.stats.engine import Method, Settings
+from refract.rules.redis_client import REDIS_FAILURES
 
 api = Api("Refract admin", "1")
 # a load balancer's check: shorter than the reads' deadline, it asks two cheap questions
@@ -57,7 +57,7 @@ async def health(request: web.Request) -> web.StreamResponse:
         async with asyncio.timeout(LIVENESS_TIMEOUT_S):
             await client.ping()
             workers = await site_health.workers(client)  # the workers site health lists
-    except (TimeoutError, redis.RedisError, OSError):
+    except REDIS_FAILURES:
         return web.json_response({"status": "degraded", "redis": "down", "workers": None})
     # A worker waiting for a rule set that loads is alive but applies nothing.
     waiting = sum(worker["state"] == "waiting" for worker in workers)

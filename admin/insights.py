@@ -31,6 +31,7 @@ from refract.rules.config import Config
 from refract.rules.decisions import ended, scheduled
 from refract.rules.industry import IndustryModel, shipped_model
 from refract.rules.publication import published_version
+from refract.rules.redis_client import REDIS_FAILURES
 from refract.rules.ruleset import RuleSet
 from refract.rules.schema import Experiment
 
@@ -60,7 +61,7 @@ async def within_deadline(work: Awaitable[T]) -> T:
     try:
         async with asyncio.timeout(READ_TIMEOUT_S):
             return await work
-    except (TimeoutError, redis.RedisError, OSError) as error:
+    except REDIS_FAILURES as error:
         raise RedisUnavailableError(str(error) or type(error).__name__) from error
 
 
@@ -76,7 +77,7 @@ _finished: TtlLru[tuple[str, str, str], Report] = TtlLru(size=256, ttl=60.0)
 async def current_rules(config: Config, client: redis.Redis) -> RuleSet:
     try:
         version = await published_version(client)
-    except (redis.RedisError, OSError):
+    except REDIS_FAILURES:
         version = None
     key = (str(config.rules.directory), version)
     cached = _rules.get(key)

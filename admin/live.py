@@ -27,7 +27,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Final, NamedTuple, Protocol
 
-import redis.asyncio as redis
 from aiohttp import web
 from pydantic import BaseModel, Field
 
@@ -39,6 +38,7 @@ from refract.admin.auth import Identity
 from refract.admin.perimeter import is_https
 from refract.admin.state import CONFIG_KEY, REDIS_KEY, config_in, identity_of
 from refract.analytics.reports import UnknownExperimentError, experiment_report
+from refract.rules.redis_client import REDIS_FAILURES
 from refract.rules.schema import KEY_PATTERN
 
 log = logging.getLogger("refract.admin.live")
@@ -372,7 +372,7 @@ async def _still_allowed(request: web.Request, roles: frozenset[str]) -> bool:
     try:
         secure = is_https(request, config_in(request.app))
         identity = await auth.identify(request.app[REDIS_KEY], request, secure)
-    except (TimeoutError, redis.RedisError, OSError) as error:
+    except REDIS_FAILURES as error:
         log.debug("credentials not rechecked: %r", error)
         return True
     return identity is not None and identity.role in roles

@@ -72,11 +72,11 @@ def problem(role: str, config: Config) -> str | None:
         return http_ok(local_url(config.server.listen[0], f"{config.server.prefix}ready"))
     if role == "admin":
         return http_ok(local_url(config.admin.listen, "/api/health"))
-    import redis
+    from refract.rules.redis_client import REDIS_FAILURES
 
     try:
         return asyncio.run(worker_problem(config))
-    except (TimeoutError, OSError, redis.RedisError) as error:
+    except REDIS_FAILURES as error:
         return f"Redis: {error!r}"
 
 

@@ -28,6 +28,7 @@ from refract.analytics.effects import day_of
 from refract.analytics.heartbeats import live_workers
 from refract.rules import keyspace
 from refract.rules.config import Config
+from refract.rules.redis_client import REDIS_FAILURES
 from refract.rules.redis_values import text
 
 LAG_WARNING: Final = 10_000  # entries not yet read by the worker that make a warning
@@ -63,7 +64,7 @@ async def site_health(
             info = await client.info("server")
             alive = await workers(client)
             sites = [await _site(client, config, site.key, day) for site in config.sites]
-    except (TimeoutError, redis.RedisError, OSError) as error:
+    except REDIS_FAILURES as error:
         return {
             "status": "down",
             "redis": {"up": False, "error": str(error) or type(error).__name__},

@@ -135,5 +135,5 @@ async def keep_beating(
             log.warning("heartbeat failed: %r", error)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), BEAT_EVERY_S)
-    with contextlib.suppress(redis.RedisError, OSError):
+    with contextlib.suppress(*REDIS_FAILURES):
         await leave(client, name)

@@ -24,6 +24,7 @@ from refract.rules.config import Config
 from refract.rules.industry import load_industry_model
 from refract.rules.problems import InvalidFileError
 from refract.rules.publication import POLL_S, published_files
+from refract.rules.redis_client import REDIS_FAILURES
 from refract.rules.ruleset import EMPTY, RuleSet, load_rules, rules_from_files
 
 log = logging.getLogger("refract.worker")
@@ -55,7 +56,7 @@ async def _published(client: redis.Redis) -> tuple[str, dict[str, bytes]] | None
     """The published files, or None while there are none or Redis cannot tell."""
     try:
         return await published_files(client)
-    except (redis.RedisError, OSError, ValueError):  # ValueError: a corrupt document
+    except (*REDIS_FAILURES, ValueError):  # ValueError: a corrupt document
         return None
 
 

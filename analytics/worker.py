@@ -96,7 +96,7 @@ async def consume_site(
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), _LEASE_EVERY_S)
     await halt(set(running))
-    with contextlib.suppress(redis.RedisError, OSError):
+    with contextlib.suppress(*REDIS_FAILURES):
         await leases.release(set(leases.held))
 
 

@@ -40,7 +40,7 @@ async def follow_published_rules(app: web.Application) -> AsyncIterator[None]:
     await publish_own_rules(holder, client)  # before serving, so starts and reloads stay ordered
     weights = _WeightsFollower()
     # before serving too, so a bandit's first visitors get its weights, not the file's
-    with contextlib.suppress(redis.RedisError, OSError, TimeoutError):
+    with contextlib.suppress(*REDIS_FAILURES):
         async with asyncio.timeout(_PUBLISH_TIMEOUT_S):
             await weights.follow(holder, client)
     task = asyncio.create_task(_follow(holder, client, weights))

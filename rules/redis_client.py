@@ -33,7 +33,8 @@ CLUSTER_CONNECTIONS_PER_NODE: Final = 256
 # command is written to it ("'NoneType' object has no attribute 'writelines'": a cluster
 # failover in tests/test_cluster.py; redis/redis-py#3546, #4287), past all of its own retries:
 # a loop that caught only RedisError stopped for good (the proxy no longer followed published
-# rules, or no longer wrote its events).
+# rules, or no longer wrote its events). Caught here, at the library's boundary, rather than
+# mended in a connection subclass: the cluster client picks its connection class itself.
 REDIS_FAILURES: Final = (TimeoutError, redis.RedisError, OSError, AttributeError, TypeError)
 
 

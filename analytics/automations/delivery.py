@@ -387,7 +387,7 @@ class Deliverer:
             await self._attempt(action_id, name)
         finally:
             if (lease := self.leases.pop(action_id, None)) is not None:
-                with contextlib.suppress(redis.RedisError, OSError):  # it runs out anyway
+                with contextlib.suppress(*REDIS_FAILURES):  # it runs out anyway
                     await concurrency.release(self.client, name, [lease])
 
     async def _attempt(self, action_id: str, name: str) -> None:

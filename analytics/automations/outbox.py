@@ -188,7 +188,7 @@ async def drain_outbox(
 ) -> None:
     """Schedule the site's queued actions as they arrive, until ``stop``."""
     reclaimed_at = -math.inf
-    with contextlib.suppress(redis.RedisError, OSError):
+    with contextlib.suppress(*REDIS_FAILURES):
         await ensure_group(client, site)
     while not stop.is_set():
         try:
@@ -200,5 +200,5 @@ async def drain_outbox(
             log.warning("outbox of %s: %r", site, error)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), _BACK_OFF_S)
-            with contextlib.suppress(redis.RedisError, OSError):
+            with contextlib.suppress(*REDIS_FAILURES):
                 await ensure_group(client, site)  # NOGROUP: the stream was deleted
