@@ -77,6 +77,7 @@ def write_config(tmp_path: Path, origin: TestServer) -> tuple[Path, int]:
     config = tmp_path / "config.toml"
     config.write_text(
         f'[server]\nlisten = ["127.0.0.1:{port}"]\ngraceful_timeout = 5.0\n'
+        f'metrics_listen = "127.0.0.1:{free_port()}"\n'  # 9464 is every other node's too
         f'data_dir = "{tmp_path / "data"}"\n[rules]\ndirectory = "{rules}"\n'
         f'[admin]\nlisten = "127.0.0.1:{free_port()}"\n'
         f'[[sites]]\nhost = "*"\nid = "{SITE}"\n'

@@ -23,6 +23,11 @@ STARTUP_S = 20
 
 
 def config_text(port: int, origin: str, workers: int = 1, extra: str = "") -> str:
+    """A node's config on ``port``; its metrics listener on a free port of its own unless
+    ``extra`` names one (the default, 9464, is every other test's too: a second node there
+    logs that it serves without one, which tests that allow no warning would read)."""
+    if "metrics_listen" not in extra:
+        extra = f'{extra}\nmetrics_listen = "127.0.0.1:{free_port()}"'
     return (
         f'[server]\nlisten = ["127.0.0.1:{port}"]\nworkers = {workers}\ngraceful_timeout = 5.0\n'
         f'{extra}\n[[sites]]\nhost = "*"\nid = "t"\norigin = "{origin}"\n'
@@ -123,6 +128,7 @@ def demo_config(tmp_path: Path) -> tuple[Path, int, int]:
     config = config.replace("127.0.0.1:8080", f"127.0.0.1:{port}")
     config = config.replace("127.0.0.1:8090", f"127.0.0.1:{admin_port}")
     config = config.replace("127.0.0.1:8081", f"127.0.0.1:{origin_port}")
+    config = config.replace("127.0.0.1:9464", f"127.0.0.1:{free_port()}")  # ours alone to read
     config = config.replace('"examples/demo-rules"', f'"{REPOSITORY / "examples" / "demo-rules"}"')
     path = tmp_path / "config.toml"
     path.write_text(config)
