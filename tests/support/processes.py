@@ -23,11 +23,6 @@ STARTUP_S = 20
 
 
 def config_text(port: int, origin: str, workers: int = 1, extra: str = "") -> str:
-    """A node's config on ``port``; its metrics listener on a free port of its own unless
-    ``extra`` names one (the default, 9464, is every other test's too: a second node there
-    logs that it serves without one, which tests that allow no warning would read)."""
-    if "metrics_listen" not in extra:
-        extra = f'{extra}\nmetrics_listen = "127.0.0.1:{free_port()}"'
     return (
         f'[server]\nlisten = ["127.0.0.1:{port}"]\nworkers = {workers}\ngraceful_timeout = 5.0\n'
         f'{extra}\n[[sites]]\nhost = "*"\nid = "t"\norigin = "{origin}"\n'
