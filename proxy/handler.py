@@ -53,7 +53,7 @@ from refract.proxy.rewrite_cache import page_digest
 from refract.proxy.sites import Site
 from refract.proxy.state import ProxyState
 from refract.proxy.websocket import is_websocket_upgrade, relay_websocket
-from refract.proxy.wire import WireResponse, WireStream
+from refract.proxy.wire import PreparedFields, WireResponse, WireStream
 from refract.rules import keyspace
 from refract.rules.accounts import Account
 from refract.rules.redis_client import REDIS_FAILURES
@@ -99,10 +99,12 @@ class OriginPage:
     digest: bytes  # rewrite_cache.page_digest(body), computed once per page received
     reason: str = "OK"
     age: int | None = None  # served from the origin cache without asking: its age (RFC 9111 5.1)
+    source: KeptPage | None = None  # the kept page it is, which has visitors after this one
 
     @classmethod
     def kept(cls, page: KeptPage, age: int | None = None) -> OriginPage:
-        return cls(page.headers, page.body, _coding(page.headers), page.digest, age=age)
+        coding = _coding(page.headers)
+        return cls(page.headers, page.body, coding, page.digest, age=age, source=page)
 
 
 async def proxy_request(request: web.Request) -> web.StreamResponse:
@@ -570,7 +572,6 @@ def _page(call: Call, origin: OriginPage) -> web.Response:
     account = measure.account_of(call)
     # Whatever becomes of the rewrite below; a HEAD is no page view.
     human = request.method == "GET" and measure.record_pageview(call, account)
-    headers = _with_identity(call, _response_headers(call, origin.headers))
     content_type = origin.headers.get("Content-Type", "")
     coding = codings.choose_coding(request.headers.get("Accept-Encoding"), origin.coding)
     limit = call.site.config.max_rewrite_bytes
@@ -598,25 +599,51 @@ def _page(call: Call, origin: OriginPage) -> web.Response:
         body, etag = call.state.cache.get_or_make(key, rewrite)
     except _PassUnmodifiedError as skip:
         metrics.REWRITE_SKIPPED.labels(skip.reason).inc()
-        return WireResponse(reason=_reason(origin.reason), headers=headers, body=origin.body)
+        return _unmodified_page(call, origin)
     except Exception as error:  # any failure of ours serves the origin's page
         metrics.FAIL_OPEN.labels("rewrite").inc()
         call.exchange.notes.append(f"fail-open: {type(error).__name__}")
         log.warning(
             "rewrite failed, page served unmodified: %r", error, extra={"site": call.site.key}
         )
-        return WireResponse(reason=_reason(origin.reason), headers=headers, body=origin.body)
-    _as_page_headers(headers, etag)
-    if coding != "identity":
-        headers["Content-Encoding"] = coding
-    if origin.age is not None:
-        headers["Age"] = str(origin.age)
+        return _unmodified_page(call, origin)
     call.exchange.rewritten = True
     if human:  # only now: a page served unmodified above showed the visitor no variant
         measure.record_exposures(call, personalized.decision)
+    fields = _page_fields(call, origin, etag, coding)
+    headers = _with_identity(call, CIMultiDict(fields.read_by_aiohttp))
+    if origin.age is not None:
+        headers["Age"] = str(origin.age)
     if none_match(request.headers.get("If-None-Match"), etag):
-        return WireResponse(status=304, headers=headers)  # the visitor holds these very bytes
-    return WireResponse(reason=_reason(origin.reason), headers=headers, body=body)
+        # the visitor holds these very bytes
+        return WireResponse(status=304, headers=headers, prepared=fields)
+    return WireResponse(reason=_reason(origin.reason), headers=headers, body=body, prepared=fields)
+
+
+def _unmodified_page(call: Call, origin: OriginPage) -> web.Response:
+    headers = _with_identity(call, _response_headers(call, origin.headers))
+    if origin.age is not None:
+        headers["Age"] = str(origin.age)
+    return WireResponse(reason=_reason(origin.reason), headers=headers, body=origin.body)
+
+
+def _page_fields(call: Call, origin: OriginPage, etag: str, coding: str) -> PreparedFields:
+    """The fields of a rewritten page that every visitor of it gets (all but their cookies and
+    the age): made once per variant (``etag``), coding and view of a kept page, so an origin
+    field dropped from them (``_response_headers``) is reported once then, not per visitor."""
+
+    def make() -> PreparedFields:
+        headers = _response_headers(call, origin.headers)
+        _as_page_headers(headers, etag)
+        if coding != "identity":
+            headers["Content-Encoding"] = coding
+        return PreparedFields.of(headers)
+
+    if origin.source is None:
+        return make()
+    view = call.view
+    key = (etag, coding, view.scheme, view.host, view.public_host)
+    return origin.source.fields_for(key, make)
 
 
 def _with_account(call: Call, account: Account | None) -> Segment:

@@ -180,16 +180,15 @@ def has_control_character(text: str) -> bool:
     return _CONTROL_CHARACTER.search(text) is not None
 
 
-def splits_head(head: bytes, lines: int) -> bool:
-    """Does a message head of ``lines`` lines, each ended by CRLF and the head by one more,
-    carry a control character within a line? Checked on the bytes at once, in C: no control
-    byte but CR and LF, and exactly the CRs and LFs of the line ends (UTF-8 and
-    surrogateescape write no byte below 0x80 for a character that is not ASCII)."""
-    ends = lines + 1
+def splits_lines(block: bytes, lines: int) -> bool:
+    """Do ``lines`` lines, each ended by CRLF, carry a control character within a line?
+    Checked on the bytes at once, in C: no control byte but CR and LF, and exactly the CRs
+    and LFs of the line ends (UTF-8 and surrogateescape write no byte below 0x80 for a
+    character that is not ASCII)."""
     return (
-        _CONTROL_BYTE.search(head) is not None
-        or head.count(b"\r") != ends
-        or head.count(b"\n") != ends
+        _CONTROL_BYTE.search(block) is not None
+        or block.count(b"\r") != lines
+        or block.count(b"\n") != lines
     )
 
 

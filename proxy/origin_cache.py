@@ -13,8 +13,8 @@ Accept-Encoding, which is part of the key.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -22,6 +22,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from refract.proxy import freshness, metrics
 from refract.proxy.headers import HOP_BY_HOP, ReadHeaders
 from refract.proxy.lru import ByteBoundedLRU
+from refract.proxy.wire import PreparedFields
 
 OriginKey = tuple[str, str, str, str]
 
@@ -39,6 +40,9 @@ _UNSTORABLE = frozenset({"private", "no-store"})
 # RFC 9111 section 4.3.4: a 304 updates the kept headers, except these.
 _NOT_UPDATED = HOP_BY_HOP | {"content-length", "content-encoding", "content-type"}
 _HEADER_OVERHEAD = 1024  # rough bytes of a kept page's headers, for the memory budget
+# Prepared fields a kept page keeps: its variants times codings and public addresses, bounded
+# since a visitor picks the latter two.
+MAX_PREPARED = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +53,10 @@ class KeptPage:
     kept_at: float = 0.0  # time.monotonic() when received or last revalidated
     initial_age: float = 0.0  # seconds old when received (freshness.initial_age)
     lifetime: float = 0.0  # seconds it may be used without asking; 0: stale at once
+    # The page's fields as served, per variant and view (fields_for)
+    prepared: dict[tuple[str, ...], PreparedFields] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     @classmethod
     def received(
@@ -76,6 +84,18 @@ class KeptPage:
     def age(self, now: float) -> float:
         """Seconds old at ``now`` (time.monotonic()), RFC 9111 section 4.2.3."""
         return self.initial_age + (now - self.kept_at)
+
+    def fields_for(
+        self, key: tuple[str, ...], make: Callable[[], PreparedFields]
+    ) -> PreparedFields:
+        """The fields of the page as served for ``key`` (a variant and view), made for its
+        first visitor and remembered, up to MAX_PREPARED of them, for as long as it is kept."""
+        fields = self.prepared.get(key)
+        if fields is None:
+            fields = make()
+            if len(self.prepared) < MAX_PREPARED:
+                self.prepared[key] = fields
+        return fields
 
     def conditional_headers(self) -> dict[str, str]:
         conditions = {}

@@ -9,15 +9,28 @@ here write their head with every field's bytes restored, under an HTTP/1.x statu
 Control characters are refused as aiohttp refuses them (they would split or smuggle a
 header); the handler drops origin fields carrying one before they get here
 (``headers.forwardable``), so this is the last guard, checked on the head's bytes at once.
+
+A page served to many visitors has most of its fields in common: those are encoded and
+checked once (``PreparedFields``) and written after the ones made per request.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 from aiohttp.http_writer import HttpVersion, HttpVersion10, StreamWriter
 from multidict import CIMultiDict
 
-from refract.proxy.headers import ReadHeaders, splits_head
+from refract.proxy.headers import ReadHeaders, splits_lines
+
+# The fields aiohttp's response preparation reads (and adds when absent): they stay in a
+# response's own headers, never among its prepared fields, or a second one would be written.
+_READ_BY_AIOHTTP = frozenset(
+    {"content-type", "content-length", "transfer-encoding", "date", "server", "connection"}
+)
 
 
 def status_line(version: HttpVersion, status: int, reason: str) -> str:
@@ -26,17 +39,44 @@ def status_line(version: HttpVersion, status: int, reason: str) -> str:
     return f"HTTP/{spoken} {status} {reason}"
 
 
-def head_bytes(line: str, headers: ReadHeaders) -> bytes:
-    """The status line and fields as bytes, each field's bytes as they were received."""
-    lines = [line, *(f"{name}: {value}" for name, value in headers.items())]
-    head = ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape")
-    if splits_head(head, len(lines)):
+def _checked_lines(lines: Iterable[str], count: int) -> bytes:
+    """``count`` lines, each ended by CRLF, as the bytes they were received as (checked: no
+    line carries a control character)."""
+    block = "".join(f"{line}\r\n" for line in lines).encode("utf-8", "surrogateescape")
+    if splits_lines(block, count):
         raise ValueError("a control character in a response header would split it")
-    return head
+    return block
+
+
+def head_bytes(line: str, headers: ReadHeaders, prepared: bytes = b"") -> bytes:
+    """The status line and fields as bytes, each field's bytes as they were received;
+    ``prepared`` (``PreparedFields.lines``) written after them."""
+    fields = (f"{name}: {value}" for name, value in headers.items())
+    return _checked_lines((line, *fields), len(headers) + 1) + prepared + b"\r\n"
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedFields:
+    """A response's fields made once for many visitors: those aiohttp reads, and the rest
+    encoded and checked (``lines``)."""
+
+    read_by_aiohttp: tuple[tuple[str, str], ...]
+    lines: bytes
+
+    @classmethod
+    def of(cls, headers: ReadHeaders) -> PreparedFields:
+        read: list[tuple[str, str]] = []
+        rest: list[tuple[str, str]] = []
+        for name, value in headers.items():
+            (read if name.lower() in _READ_BY_AIOHTTP else rest).append((name, value))
+        lines = _checked_lines((f"{name}: {value}" for name, value in rest), len(rest))
+        return cls(tuple(read), lines)
 
 
 class WireStream(web.StreamResponse):
     """A streamed response whose head is written byte-exactly (see the module's docstring)."""
+
+    _prepared = b""
 
     async def _write_headers(self) -> None:
         request, writer = self._req, self._payload_writer
@@ -45,10 +85,16 @@ class WireStream(web.StreamResponse):
         line = status_line(request.version, self.status, self.reason)
         # aiohttp's own bookkeeping for a head (its hooks, "not yet written"), then our bytes.
         await writer.write_headers(line, CIMultiDict())
-        writer._headers_buf = head_bytes(line, self.headers)
+        writer._headers_buf = head_bytes(line, self.headers, self._prepared)
         if self._send_headers_immediately:
             writer.send_headers()
 
 
 class WireResponse(WireStream, web.Response):
-    """A response with a body, its head written byte-exactly."""
+    """A response with a body, its head written byte-exactly; ``prepared``'s fields go with
+    ``headers`` (which must not repeat them)."""
+
+    def __init__(self, *, prepared: PreparedFields | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if prepared is not None:
+            self._prepared = prepared.lines

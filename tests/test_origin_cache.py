@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from email.utils import formatdate
+from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestServer
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from refract.proxy import freshness
-from refract.proxy.origin_cache import KeptPage, OriginCache, is_storable
+from refract.proxy.origin_cache import MAX_PREPARED, KeptPage, OriginCache, is_storable
+from refract.proxy.wire import PreparedFields
 from tests.conftest import ProxyFactory
 from tests.origin import CONDITIONALS, VERSION
 
@@ -214,6 +217,83 @@ async def test_each_visitor_of_a_kept_page_gets_the_same_fields_and_only_their_o
     fields = [{k: v for k, v in a.headers.items() if k not in ("Set-Cookie", "Date", "Age")}
               for a in answers]  # fmt: skip
     assert fields[1] == fields[2]
+
+
+TWO_VARIANTS = """
+[[pages]]
+tag = "validated"
+paths = ["/validated"]
+
+[[metrics]]
+key = "signup"
+kind = "url"
+url = "/thanks"
+
+[[experiments]]
+key = "headline"
+status = "running"
+pages = ["validated"]
+primary_metric = "signup"
+
+  [[experiments.variants]]
+  key = "control"
+  weight = 50
+
+  [[experiments.variants]]
+  key = "bold"
+  weight = 50
+  changes = [{ action = "append", selector = "p", value = " bold" }]
+"""
+
+
+async def test_each_variant_of_a_kept_page_is_served_with_its_own_validator(
+    proxy: ProxyFactory, origin: TestServer, tmp_path: Path
+) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "rules.toml").write_text(TWO_VARIANTS)
+    client = await proxy(rules={"directory": str(rules)})
+    etags: dict[bytes, set[str]] = {}
+    for _ in range(24):
+        client.session.cookie_jar.clear()  # a new visitor each time
+        response = await client.get("/validated", params={"cc": "max-age=600"})
+        body = await response.read()
+        assert int(response.headers["Content-Length"]) == len(body)
+        etags.setdefault(body, set()).add(response.headers["ETag"])
+    assert asked(origin) == [None]
+    assert len(etags) == 2  # both variants served (24 visitors: 1 in 2**23 to miss one)
+    assert [len(each) for each in etags.values()] == [1, 1]
+    assert len(set.union(*etags.values())) == 2
+
+
+async def test_a_kept_page_is_served_with_one_of_each_field_aiohttp_writes(
+    proxy: ProxyFactory, origin: TestServer
+) -> None:
+    client = await proxy()
+    for _ in range(2):
+        response = await client.get("/validated", params={"cc": "max-age=600"})
+        await response.read()
+        for name in ("Content-Type", "Content-Length", "Date", "Server", "ETag", "Vary"):
+            assert len(response.headers.getall(name)) == 1, name
+
+
+def test_a_kept_page_makes_its_fields_once_per_view_and_remembers_a_bounded_number() -> None:
+    page = KeptPage.received(headers(("ETag", '"a"')), b"body", b"d")
+    made: list[tuple[str, ...]] = []
+
+    def maker(key: tuple[str, ...]) -> Callable[[], PreparedFields]:
+        def make() -> PreparedFields:
+            made.append(key)
+            return PreparedFields.of(CIMultiDict({"X-View": key[0]}))
+
+        return make
+
+    views = [(str(n),) for n in range(MAX_PREPARED + 5)]
+    for _ in range(2):
+        for view in views:
+            assert page.fields_for(view, maker(view)).lines == f"X-View: {view[0]}\r\n".encode()
+    assert made == views + views[MAX_PREPARED:]  # the first MAX_PREPARED made once
+    assert len(page.prepared) == MAX_PREPARED
 
 
 async def test_a_304_makes_a_stale_page_fresh_again(

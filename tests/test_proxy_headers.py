@@ -12,7 +12,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from refract.proxy.headers import HOP_BY_HOP, forwardable, has_control_character
-from refract.proxy.wire import head_bytes
+from refract.proxy.wire import PreparedFields, head_bytes
 from tests.conftest import ProxyFactory
 
 
@@ -166,6 +166,16 @@ async def test_hop_by_hop_response_headers_are_dropped(proxy: ProxyFactory) -> N
 
 FIELD_TEXT = st.text(st.sampled_from("aZ-: \t\r\n\x00\x1f\x7f\x85é\udce9"), max_size=8)
 FIELD_NAMES = st.sampled_from(["X-A", "x-a", "Connection", "Keep-Alive", "X-B", "TE", "Vary"])
+PREPARED_NAMES = st.sampled_from(["Content-Type", "date", "Server", "Set-Cookie", "ETag"])
+# What aiohttp's response preparation reads, and so is never among prepared fields' lines.
+READ_BY_AIOHTTP = {
+    "content-type",
+    "content-length",
+    "transfer-encoding",
+    "date",
+    "server",
+    "connection",
+}
 
 
 @given(st.lists(st.tuples(FIELD_NAMES | FIELD_TEXT, FIELD_TEXT), max_size=8))
@@ -195,6 +205,32 @@ def test_a_head_is_refused_exactly_when_a_line_carries_a_control_character(
         assert splits
     else:
         assert not splits
+
+
+@given(st.lists(st.tuples(FIELD_NAMES | PREPARED_NAMES, st.text("aZ -é", max_size=4)), max_size=8))
+def test_prepared_fields_write_the_head_the_fields_make(fields: list[tuple[str, str]]) -> None:
+    line = "HTTP/1.1 200 OK"
+    prepared = PreparedFields.of(CIMultiDict(fields))
+    head = head_bytes(line, CIMultiDict(prepared.read_by_aiohttp), prepared.lines)
+    whole = head_bytes(line, CIMultiDict(fields))
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert head.endswith(b"\r\n\r\n")
+    assert sorted(head.split(b"\r\n")) == sorted(whole.split(b"\r\n"))
+    for name, _ in fields:  # each name's values in their order
+        assert lines_named(head, name) == lines_named(whole, name)
+    read = {name.lower() for name, _ in prepared.read_by_aiohttp}
+    assert read == {name.lower() for name, _ in fields} & READ_BY_AIOHTTP
+
+
+def lines_named(head: bytes, name: str) -> list[bytes]:
+    return [
+        line for line in head.split(b"\r\n") if line.lower().startswith(f"{name}:".lower().encode())
+    ]
+
+
+def test_prepared_fields_refuse_a_control_character() -> None:
+    with pytest.raises(ValueError, match="split"):
+        PreparedFields.of(CIMultiDict({"X-A": "a\r\nSet-Cookie: x=1"}))
 
 
 @pytest.mark.parametrize(
