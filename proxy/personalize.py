@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import re
 import time
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -40,6 +41,8 @@ def utm_of(query: Mapping[str, str]) -> dict[str, str]:
 
 
 Segment = tuple[Mapping[str, Value], Mapping[str, float]]
+# What a plan is made of: the variants (experiment, variant), the personalizations, the tail.
+_Chosen = tuple[tuple[tuple[str, str], ...], tuple[str, ...], str]
 NO_SEGMENT: Segment = ({}, {})
 
 
@@ -104,16 +107,47 @@ def personalize(
         datetime.now(UTC),
         site=site,
     )
+    plans = _SAME_FOR_EVERY_VISITOR.setdefault(rules, {})
+    chosen = (
+        tuple((a.experiment, a.variant) for a in decision.assignments),
+        decision.personalizations,
+        tail,
+    )
+    if (plan := plans.get(chosen)) is not None:
+        return Personalized(decision, plan)
+    changes = rules.changes(decision)
+    plan, redirect = _plan(changes, facts.values, tail, request)
+    if not any(_per_request(change) for change in changes) and len(plans) < _MAX_PLANS:
+        plans[chosen] = plan
+    return Personalized(decision, plan, redirect)
+
+
+# The plans of a rule set whose changes fill no token and redirect nowhere: every visitor of
+# the same variants and personalizations gets an equal plan, made once (its fingerprint too).
+_SAME_FOR_EVERY_VISITOR: weakref.WeakKeyDictionary[CompiledRules, dict[_Chosen, Plan]] = (
+    weakref.WeakKeyDictionary()
+)
+_MAX_PLANS = 1024  # per rule set: its variants and personalizations combined, and sites' tails
+
+
+def _per_request(change: Change) -> bool:
+    """Does the change depend on the request (a token's value, a redirect's target)?"""
+    return change.action == "redirect" or "{{" in change.value
+
+
+def _plan(
+    changes: list[Change], values: Mapping[str, Value], tail: str, request: web.Request
+) -> tuple[Plan, str]:
     edits, styles, redirect = [], [], ""
-    for change in rules.changes(decision):
-        value = fill_tokens(change, facts.values)
+    for change in changes:
+        value = fill_tokens(change, values)
         if change.action == "inject_style":
             styles.append(value)
         elif change.action == "redirect":
             redirect = redirect or split_url_target(value, request)
         elif change.action in ELEMENT_ACTIONS:
             edits.append(Edit(change.action, change.selector, value, change.attribute))
-    return Personalized(decision, Plan(tuple(edits), tuple(styles), tail), redirect)
+    return Plan(tuple(edits), tuple(styles), tail), redirect
 
 
 def split_url_target(target: str, request: web.Request) -> str:

@@ -50,7 +50,7 @@ class Edit:
     attribute: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Plan:
     """Everything one page gets: element edits, styles for the head, markup before </body>."""
 
@@ -58,15 +58,16 @@ class Plan:
     styles: tuple[str, ...] = ()
     tail: str = ""
 
-    @property
+    @functools.cached_property
     def fingerprint(self) -> str:
+        """Kept on the plan (a variant's plan is made once per rule set: personalize.py) and
+        remembered by value for plans made per request (their tokens filled)."""
         return _fingerprint(self)
 
 
 @functools.lru_cache(maxsize=1024)
 def _fingerprint(plan: Plan) -> str:
-    """Remembered: every visitor of a variant gets an equal plan, and hashing the plan's
-    fields (to find it here) costs a fraction of hashing its text."""
+    """Hashing the plan's fields (to find it here) costs a fraction of hashing its text."""
     digest = hashlib.sha256(repr((plan.edits, plan.styles, plan.tail)).encode())
     return digest.hexdigest()[:16]
 

@@ -7,10 +7,15 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, make_mocked_request
 
 from refract.proxy.app import reload
 from refract.proxy.app_keys import STATE_KEY
+from refract.proxy.identity import Identity
+from refract.proxy.personalize import personalize
+from refract.proxy.rewriter import Plan
+from refract.rules.decisions import CompiledRules
+from refract.rules.ruleset import load_rules
 from tests.conftest import BROWSER, ProxyFactory, recorded_events
 from tests.support.cookies import signed
 from tests.support.pages import VISITOR, page
@@ -287,3 +292,34 @@ async def test_split_url_redirect_is_an_exposure_and_sets_the_visitor_cookie(
     assert recorded[-1]["visitor"] == f"{redirected:032x}"
     new_visitor = await client.get("/page", allow_redirects=False)
     assert "rf_vid=" in " ".join(new_visitor.headers.getall("Set-Cookie"))
+
+
+def visitor(visitor_id: str) -> Identity:
+    return Identity(visitor_id, "s", new_visitor=False, new_session=False, reason="tracked")
+
+
+def plans_of(rules: CompiledRules, query: str, visitors: range) -> list[Plan]:
+    request = make_mocked_request("GET", f"/page{query}", headers={"Host": "a.test"})
+    return [personalize(rules, request, visitor(f"{n:032x}"), "<i>tail</i>").plan for n in visitors]
+
+
+def test_visitors_of_a_variant_share_its_plan_made_once_per_rule_set(rules_dir: Path) -> None:
+    rules = CompiledRules(load_rules(rules_dir))
+    plans = plans_of(rules, "", range(40))
+    by_edits = {plan.edits: plan for plan in plans}
+    assert len(by_edits) == 2  # control and bold
+    assert all(plan is by_edits[plan.edits] for plan in plans)
+    again = plans_of(CompiledRules(load_rules(rules_dir)), "", range(1))[0]  # a reload
+    assert again is not by_edits[again.edits]
+    assert again == by_edits[again.edits]
+
+
+def test_a_plan_with_tokens_is_filled_for_each_request(rules_dir: Path) -> None:
+    rules = CompiledRules(load_rules(rules_dir))
+    first, second = (
+        plans_of(rules, f"?utm_medium=cpc&utm_campaign={campaign}", range(1))[0]
+        for campaign in ("spring", "autumn")
+    )
+    assert "for spring" in repr(first.edits)
+    assert "for autumn" in repr(second.edits)
+    assert first.fingerprint != second.fingerprint
