@@ -29,7 +29,7 @@ from refract.proxy import codings, local, measure, metrics, sniff
 from refract.proxy.app_keys import REDIS_KEY, STATE_KEY
 from refract.proxy.call import EXCHANGE, Call, Exchange
 from refract.proxy.charset import is_ascii_safe, page_encoding
-from refract.proxy.forwarding import ClientView, forwarding_headers, is_client_claim
+from refract.proxy.forwarding import forwarding_headers, is_client_claim
 from refract.proxy.headers import (
     add_vary,
     forwardable,
@@ -191,36 +191,30 @@ async def _proxy(request: web.Request, state: ProxyState, exchange: Exchange) ->
     if length is not None and length > state.config.server.max_request_body:
         return _too_large()
 
-    upstream_headers = _upstream_headers(request, state, site, peer, view)
-    _drop_page_validators(request, upstream_headers)
-    url = URL(site.origin_base + request.raw_path, encoded=True)
+    call = Call(request, state, site, view, exchange)
     if is_websocket_upgrade(request):
         exchange.kind = "websocket"
         max_message = state.config.server.websocket_max_message
-        return await relay_websocket(request, site, url, upstream_headers, max_message)
+        headers = _upstream_headers(call)
+        return await relay_websocket(request, site, _origin_url(call), headers, max_message)
 
-    call = Call(request, state, site, view, exchange)
     call.personalized = _decide_early(call)
     if call.personalized is not None and call.personalized.redirect:
         return _split_url_redirect(call, call.personalized)
 
     segment_lookup = _start_segment_lookup(call) if _needs_segment(request, state) else None
     try:
-        return await _forward(call, url, upstream_headers, segment_lookup)
+        return await _forward(call, segment_lookup)
     finally:
         if segment_lookup is not None:
             segment_lookup.cancel()  # the page did not need it (an error, a passthrough)
 
 
-async def _forward(
-    call: Call,
-    url: URL,
-    upstream_headers: CIMultiDict[str],
-    segment_lookup: asyncio.Future[Any] | None,
-) -> web.StreamResponse:
-    """Ask the origin, then serve its answer: a page (rewritten) or a stream."""
+async def _forward(call: Call, segment_lookup: asyncio.Future[Any] | None) -> web.StreamResponse:
+    """Ask the origin, then serve its answer: a page (rewritten) or a stream; or serve the
+    page kept from it, while fresh, without asking."""
     request, state, site, exchange = call.request, call.state, call.site, call.exchange
-    kept_key = state.origin_cache.key(site.key, request, upstream_headers)
+    kept_key = _kept_key(call)
     kept = state.origin_cache.lookup(kept_key) if kept_key else None
     if kept is not None:
         age = state.origin_cache.fresh_age(kept, request.headers)
@@ -229,6 +223,9 @@ async def _forward(
             exchange.upstream_ms = 0.0
             call.segment = await _segment(segment_lookup, state.config.server.segment_wait)
             return _page(call, OriginPage.kept(kept, age))
+    upstream_headers = _upstream_headers(call)
+    url = _origin_url(call)
+    if kept is not None:
         upstream_headers.update(kept.conditional_headers())
     try:
         body = await request_body(request, state.config.server)
@@ -398,9 +395,26 @@ async def _segment(lookup: asyncio.Future[Any] | None, wait_s: float) -> Segment
     return decode_segment(data)
 
 
-def _upstream_headers(
-    request: web.Request, state: ProxyState, site: Site, peer: str, view: ClientView
-) -> CIMultiDict[str]:
+def _kept_key(call: Call) -> OriginKey | None:
+    """The origin cache's key for the request, judged by the fields the origin would be sent
+    (OriginCache.key); those are made only when the visitor's own could make a difference.
+
+    The fields sent carry no conditional the request does not (none is added, some are
+    dropped): a request without any has the key the fields sent would give it."""
+    cache, site, request = call.state.origin_cache, call.site, call.request
+    key = cache.key(site.key, request, request.headers)
+    if key is None and request.method == "GET":
+        key = cache.key(site.key, request, _upstream_headers(call))
+    return key
+
+
+def _origin_url(call: Call) -> URL:
+    return URL(call.site.origin_base + call.request.raw_path, encoded=True)
+
+
+def _upstream_headers(call: Call) -> CIMultiDict[str]:
+    """The fields to send the origin: the visitor's, less what is ours to write or to judge."""
+    request, state, site, view = call.request, call.state, call.site, call.view
     claims = None if view.peer_trusted else is_client_claim
     headers = without_hop_by_hop(request.headers, drop=_REPLACED_FIELDS, drop_if=claims)
     cookie = "; ".join(headers.popall("Cookie", ()))  # HTTP/2 may split it (RFC 9113 8.2.3)
@@ -408,7 +422,8 @@ def _upstream_headers(
     if cookie and (kept := state.identity.strip_own_cookies(cookie, qa_cookie)):
         headers["Cookie"] = kept
     headers["Host"] = site.upstream_host(view.host)
-    headers.update(forwarding_headers(request.headers, peer, view))
+    headers.update(forwarding_headers(request.headers, request.remote or "", view))
+    _drop_page_validators(request, headers)
     return headers
 
 

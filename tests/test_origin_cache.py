@@ -80,6 +80,38 @@ async def test_visitor_conditionals_are_left_to_the_origin(
     assert asked(origin) == [None, '"v1"']
 
 
+@pytest.mark.parametrize(
+    ("visitor", "asked_again"),
+    [
+        ({"If-None-Match": '"v1"'}, True),
+        ({"If-Modified-Since": "Sun, 06 Nov 1994 08:49:37 GMT"}, True),
+        ({"Range": "bytes=0-9"}, True),
+        ({"Authorization": "Basic eDp5"}, True),
+        ({"If-None-Match": '"v1"', "Sec-Fetch-Dest": "document"}, False),
+        ({"If-None-Match": '"rf-0123456789abcdef"'}, False),
+        ({"If-None-Match": '"v1"', "Connection": "If-None-Match"}, False),
+        ({"Cookie": "a=1", "X-Forwarded-For": "203.0.113.9"}, False),
+    ],
+    ids=[
+        "etag",
+        "date",
+        "range",
+        "authorization",
+        "navigation",
+        "our-etag",
+        "hop-by-hop",
+        "no-conditional",
+    ],
+)
+async def test_a_fresh_page_is_used_unless_the_origin_would_be_sent_a_conditional(
+    proxy: ProxyFactory, origin: TestServer, visitor: dict[str, str], asked_again: bool
+) -> None:
+    client = await proxy()
+    await client.get("/validated", params={"cc": "max-age=600"})
+    await client.get("/validated", params={"cc": "max-age=600"}, headers=visitor)
+    assert len(asked(origin)) == (2 if asked_again else 1)
+
+
 async def test_revalidation_can_be_turned_off(proxy: ProxyFactory, origin: TestServer) -> None:
     client = await proxy(server={"origin_cache": 0})
     await client.get("/validated")
