@@ -403,7 +403,7 @@ def _kept_key(call: Call) -> OriginKey | None:
     dropped): a request without any has the key the fields sent would give it."""
     cache, site, request = call.state.origin_cache, call.site, call.request
     key = cache.key(site.key, request, request.headers)
-    if key is None and request.method == "GET":
+    if key is None and cache.enabled and request.method == "GET":
         key = cache.key(site.key, request, _upstream_headers(call))
     return key
 

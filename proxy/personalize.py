@@ -41,8 +41,6 @@ def utm_of(query: Mapping[str, str]) -> dict[str, str]:
 
 
 Segment = tuple[Mapping[str, Value], Mapping[str, float]]
-# What a plan is made of: the variants (experiment, variant), the personalizations, the tail.
-_Chosen = tuple[tuple[tuple[str, str], ...], tuple[str, ...], str]
 NO_SEGMENT: Segment = ({}, {})
 
 
@@ -122,6 +120,8 @@ def personalize(
     return Personalized(decision, plan, redirect)
 
 
+# What a plan is made of: the variants (experiment, variant), the personalizations, the tail.
+_Chosen = tuple[tuple[tuple[str, str], ...], tuple[str, ...], str]
 # The plans of a rule set whose changes fill no token and redirect nowhere: every visitor of
 # the same variants and personalizations gets an equal plan, made once (its fingerprint too).
 _SAME_FOR_EVERY_VISITOR: weakref.WeakKeyDictionary[CompiledRules, dict[_Chosen, Plan]] = (
