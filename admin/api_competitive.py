@@ -331,11 +331,10 @@ def slug(competitor: str) -> str:
     A name with letters or digits outside ASCII (Яндекс, 华为) would lose them, and with them
     what tells it from another such name: it carries a digest of the whole name as well."""
     name = competitor.casefold()
-    ascii_part = re.sub(r"[^a-z0-9]+", "-", name).strip("-")[:40]
+    ascii_part = re.sub(r"[^a-z0-9]+", "-", name).strip("-")[:40] or "competitor"
     if all(character.isascii() for character in name if character.isalnum()):
-        return ascii_part or "competitor"
-    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
-    return f"{ascii_part or 'competitor'}-{digest}"
+        return ascii_part
+    return f"{ascii_part}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
 
 
 def defense_keys(competitor: str) -> dict[str, str]:

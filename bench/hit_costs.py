@@ -21,11 +21,9 @@ from __future__ import annotations
 
 import argparse
 import re
-import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import proxy_bench as bench
@@ -42,25 +40,17 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
     args = parser.parse_args()
-    workdir = Path(tempfile.mkdtemp(prefix="refract-hit-costs-"))
-    workdir.chmod(0o755)  # nginx workers run as an unprivileged user
-    bench.write_pages(workdir / "root", bench.PAGE.read_bytes())
-    origin = bench.start_nginx(workdir, bench.BY_NAME["origin"], workdir / "root")
+    if args.rounds < 1 or args.duration < 1:
+        parser.error("--rounds and --duration must be at least 1")
     server = bench.BY_NAME["refract_edits"]
-    proxy = bench.start_refract(workdir, server)
     results: dict[str, list[tuple[float, dict[str, float]]]] = {kind: [] for kind in VISITORS}
-    try:
+    with bench.origin_and_proxy(server) as proxy:
         url = f"http://127.0.0.1:{server.port}/page.html"
         bench.wait_for(url, 60)
         processes = descendants(proxy.pid)
         for _ in range(args.rounds):
             for kind, headers in VISITORS.items():
                 results[kind].append(load(url, headers, args.duration, processes))
-    finally:
-        proxy.send_signal(signal.SIGTERM)
-        origin.send_signal(signal.SIGQUIT)
-        proxy.wait(30)
-        origin.wait(30)
     print_results(results)
     return 0
 

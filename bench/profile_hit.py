@@ -18,10 +18,8 @@ from __future__ import annotations
 import argparse
 import re
 import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -46,13 +44,8 @@ def main() -> int:
             sys.exit(f"{tool} is needed: apt-get install nginx-light wrk")
     if py_spy is None:
         sys.exit("py-spy is needed: pip install py-spy")
-    workdir = Path(tempfile.mkdtemp(prefix="refract-profile-"))
-    workdir.chmod(0o755)  # nginx workers run as an unprivileged user
-    bench.write_pages(workdir / "root", bench.PAGE.read_bytes())
-    origin = bench.start_nginx(workdir, bench.BY_NAME["origin"], workdir / "root")
     server = bench.BY_NAME["refract_edits"]
-    proxy = bench.start_refract(workdir, server)
-    try:
+    with bench.origin_and_proxy(server):
         url = f"http://127.0.0.1:{server.port}{args.path}"
         bench.wait_for(url, 60)
         agent = f"User-Agent: {bench.BROWSER}"
@@ -67,11 +60,6 @@ def main() -> int:
         sampled = [*record, "-d", str(args.seconds), "-o", str(args.output), "-p", pid]
         subprocess.run(sampled, check=True, capture_output=True)
         print(load.communicate()[0])
-    finally:
-        proxy.send_signal(signal.SIGTERM)
-        origin.send_signal(signal.SIGQUIT)
-        proxy.wait(30)
-        origin.wait(30)
     print_shares(args.output, args.top)
     return 0
 

@@ -54,6 +54,8 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -308,6 +310,24 @@ def start_refract(workdir: Path, server: Server) -> subprocess.Popen[bytes]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+
+@contextmanager
+def origin_and_proxy(server: Server) -> Iterator[subprocess.Popen[bytes]]:
+    """The bench's origin and the Refract ``server`` in a new working directory, with the 100 KB
+    page and its sizes; both stopped on the way out (the tools that load one server)."""
+    workdir = Path(tempfile.mkdtemp(prefix=f"refract-{server.name}-"))
+    workdir.chmod(0o755)  # nginx workers run as an unprivileged user
+    write_pages(workdir / "root", PAGE.read_bytes())
+    origin = start_nginx(workdir, BY_NAME["origin"], workdir / "root")
+    proxy = start_refract(workdir, server)
+    try:
+        yield proxy
+    finally:
+        proxy.send_signal(signal.SIGTERM)
+        origin.send_signal(signal.SIGQUIT)
+        proxy.wait(30)
+        origin.wait(30)
 
 
 def start_floor(server: Server, page: Path) -> subprocess.Popen[bytes]:

@@ -17,11 +17,8 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import signal
 import subprocess
 import sys
-import tempfile
-from pathlib import Path
 
 import proxy_bench as bench
 
@@ -31,31 +28,23 @@ def main() -> int:
     parser.add_argument("--rewrites", type=int, default=100_000, help="requests in all")
     parser.add_argument("--batches", type=int, default=10, help="memory sampled after each")
     args = parser.parse_args()
+    if not 1 <= args.batches <= args.rewrites:
+        parser.error("--batches must be between 1 and --rewrites")
     for tool in ("nginx", "hey"):
         if shutil.which(tool) is None:
             sys.exit(f"{tool} is needed: apt-get install nginx-light hey")
-    workdir = Path(tempfile.mkdtemp(prefix="refract-rewrite-memory-"))
-    workdir.chmod(0o755)  # nginx workers run as an unprivileged user
-    bench.write_pages(workdir / "root", bench.PAGE.read_bytes())
-    origin = bench.start_nginx(workdir, bench.BY_NAME["origin"], workdir / "root")
     server = bench.BY_NAME["refract_edits_miss"]
-    proxy = bench.start_refract(workdir, server)
-    try:
+    per_batch = args.rewrites // args.batches
+    with bench.origin_and_proxy(server):
         url = f"http://127.0.0.1:{server.port}/page.html"
         page = bench.wait_for(url, 60, {"User-Agent": bench.BROWSER})
         assert b"data-refract-beacon" in page, "the page is rewritten"
         pid = bench.serving_pid(server)
         samples = [bench.rss_kib(pid)]
-        per_batch = args.rewrites // args.batches
         for _ in range(args.batches):
             load = ["hey", "-n", str(per_batch), "-c", "32", "-H", f"User-Agent: {bench.BROWSER}"]
             subprocess.run([*load, url], check=True, capture_output=True)
             samples.append(bench.rss_kib(pid))
-    finally:
-        proxy.send_signal(signal.SIGTERM)
-        origin.send_signal(signal.SIGQUIT)
-        proxy.wait(30)
-        origin.wait(30)
     print_samples(samples, per_batch)
     return 0
 

@@ -214,7 +214,7 @@ async def _forward(call: Call, segment_lookup: asyncio.Future[Any] | None) -> we
     """Ask the origin, then serve its answer: a page (rewritten) or a stream; or serve the
     page kept from it, while fresh, without asking."""
     request, state, site, exchange = call.request, call.state, call.site, call.exchange
-    kept_key = _kept_key(call)
+    kept_key, upstream_headers = _kept_key(call)
     kept = state.origin_cache.lookup(kept_key) if kept_key else None
     if kept is not None:
         age = state.origin_cache.fresh_age(kept, request.headers)
@@ -223,7 +223,8 @@ async def _forward(call: Call, segment_lookup: asyncio.Future[Any] | None) -> we
             exchange.upstream_ms = 0.0
             call.segment = await _segment(segment_lookup, state.config.server.segment_wait)
             return _page(call, OriginPage.kept(kept, age))
-    upstream_headers = _upstream_headers(call)
+    if upstream_headers is None:
+        upstream_headers = _upstream_headers(call)
     url = _origin_url(call)
     if kept is not None:
         upstream_headers.update(kept.conditional_headers())
@@ -395,17 +396,19 @@ async def _segment(lookup: asyncio.Future[Any] | None, wait_s: float) -> Segment
     return decode_segment(data)
 
 
-def _kept_key(call: Call) -> OriginKey | None:
+def _kept_key(call: Call) -> tuple[OriginKey | None, CIMultiDict[str] | None]:
     """The origin cache's key for the request, judged by the fields the origin would be sent
-    (OriginCache.key); those are made only when the visitor's own could make a difference.
+    (OriginCache.key), and those fields when they had to be made to judge it.
 
     The fields sent carry no conditional the request does not (none is added, some are
-    dropped): a request without any has the key the fields sent would give it."""
+    dropped): a request without any has the key the fields sent would give it, and only a
+    request with one has them made here."""
     cache, site, request = call.state.origin_cache, call.site, call.request
     key = cache.key(site.key, request, request.headers)
-    if key is None and cache.enabled and request.method == "GET":
-        key = cache.key(site.key, request, _upstream_headers(call))
-    return key
+    if key is not None or not cache.enabled or request.method != "GET":
+        return key, None
+    sent = _upstream_headers(call)
+    return cache.key(site.key, request, sent), sent
 
 
 def _origin_url(call: Call) -> URL:

@@ -105,7 +105,9 @@ def personalize(
         datetime.now(UTC),
         site=site,
     )
-    plans = _SAME_FOR_EVERY_VISITOR.setdefault(rules, {})
+    plans = _SAME_FOR_EVERY_VISITOR.get(rules)
+    if plans is None:
+        plans = _SAME_FOR_EVERY_VISITOR[rules] = {}
     chosen = (
         tuple((a.experiment, a.variant) for a in decision.assignments),
         decision.personalizations,
