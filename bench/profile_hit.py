@@ -1,13 +1,15 @@
-"""Where a cache hit's time goes: py-spy samples of the serving process under wrk.
+"""Where a cache hit's (or a miss's) time goes: py-spy samples of the serving process under wrk.
 
-    python bench/profile_hit.py [--path /page.html] [--seconds 15] [--rate 200]
+    python bench/profile_hit.py [--server refract_edits_miss] [--path /page.html] [--seconds 15]
 
 Starts the proxy bench's origin (nginx) and its ``refract_edits`` server (4 edits, the beacon,
-page views and exposures) with ``bench/proxy_bench.py``'s own functions, loads ``--path``
-with wrk (``-t2 -c64``, a Chrome user agent) and samples the serving process with py-spy
-(``record --nonblocking -f raw``). Prints the share of samples by the function they were in
-(self) and, for Refract's own functions, including what they call (inclusive); the raw
-stacks are kept in ``--output`` for a flame graph. docs/performance.md records a run.
+page views and exposures; ``--server`` names another of the bench's Refract servers, such as
+``refract_edits_miss``, whose caches are off) with ``bench/proxy_bench.py``'s own functions,
+loads ``--path`` with wrk (``-t2 -c64``, a Chrome user agent) and samples the serving
+process with py-spy (``record --nonblocking -f raw``). Prints the share of samples by the
+function they were in (self) and, for Refract's own functions, including what they call
+(inclusive); the raw stacks are kept in ``--output`` for a flame graph. docs/performance.md
+records a run.
 
 Needs nginx and wrk (as proxy_bench.py) and py-spy (``pip install py-spy``: a profiler, not a
 dependency of Refract).
@@ -31,6 +33,8 @@ _FRAME = re.compile(r"^(?P<function>.*) \((?P<file>.*?):\d+\)$")
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    refract = [server.name for server in bench.SERVERS if server.kind == "refract"]
+    parser.add_argument("--server", default="refract_edits", choices=refract)
     parser.add_argument("--path", default="/page.html", help="what wrk asks for")
     parser.add_argument("--seconds", type=int, default=15, help="seconds sampled")
     parser.add_argument("--rate", type=int, default=200, help="py-spy samples a second")
@@ -44,7 +48,7 @@ def main() -> int:
             sys.exit(f"{tool} is needed: apt-get install nginx-light wrk")
     if py_spy is None:
         sys.exit("py-spy is needed: pip install py-spy")
-    server = bench.BY_NAME["refract_edits"]
+    server = bench.BY_NAME[args.server]
     with bench.origin_and_proxy(server):
         url = f"http://127.0.0.1:{server.port}{args.path}"
         bench.wait_for(url, 60)

@@ -17,7 +17,7 @@ import uvloop
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from refract.proxy import background, metrics
+from refract.proxy import background, memory, metrics
 from refract.proxy.accesslog import JsonAccessLogger, access_logger
 from refract.proxy.app import build_app, reload
 from refract.proxy.local import start_internal_listener
@@ -77,6 +77,7 @@ async def serve(config: Config, config_path: Path, ready: asyncio.Event | None =
     log.info("proxy listening on %s", ", ".join(config.server.listen))
     settle_garbage_collector()
     folding = asyncio.ensure_future(metrics.fold_every(_FOLD_EVERY_S))
+    releasing = asyncio.ensure_future(memory.release_every(memory.RELEASE_EVERY_S))
     if ready is not None:
         ready.set()
     await stop.wait()
@@ -85,6 +86,7 @@ async def serve(config: Config, config_path: Path, ready: asyncio.Event | None =
     if internal is not None:
         await internal.cleanup()
     await background.stop(folding)
+    await background.stop(releasing)
 
 
 # Generation 0 is collected after this many net allocations of containers (CPython's default
