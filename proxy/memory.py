@@ -3,10 +3,10 @@
 Python hands blocks over 512 bytes to the C library's malloc. glibc serves a freed large block
 again from its heap rather than from a fresh mapping (its mmap threshold rises to the largest
 block freed), and a heap only shrinks from its top: after 64 concurrent misses of a 1 MB page
-the proxy's resident memory stayed at 160 MiB, with the memory free inside malloc, where it
-had been 97 MiB before them (docs/performance.md). ``malloc_trim(0)`` returns those free pages
-(glibc 2.8 and later releases them anywhere in the heap, not only at its top), so the process
-comes back to its working size a few seconds after the burst.
+(wrk, 5 s) the proxy's resident memory stayed at 200 MiB, most of it free inside malloc,
+where it had been 97 MiB before them. ``malloc_trim(0)`` returns those free pages (glibc 2.8
+and later release them anywhere in the heap, not only at its top): with it the same proxy was
+at 105 MiB ten seconds after the burst (docs/performance.md).
 
 Called in the background every ``RELEASE_EVERY_S``; with any other C library (musl, macOS) it
 is not there, and nothing is done.
