@@ -20,18 +20,23 @@ def resident_mib() -> float:
     return resident_pages * 4096 / MIB
 
 
-def fragmented_heap(pages: int) -> tuple[list[bytearray], list[bytearray]]:
+def written(size: int) -> bytes:
+    """A block of ``size`` bytes, all written, so resident (calloc's fresh pages would not be)."""
+    return b"x" * size
+
+
+def fragmented_heap(pages: int) -> tuple[list[bytes], list[bytes]]:
     """``pages`` blocks of 1 MB from malloc's heap, each followed by a small block that stays,
     so that the heap cannot shrink from its top when the large ones are freed: what a burst of
     concurrent 1 MB page rewrites leaves."""
     # Freeing a block larger than the large ones raises glibc's mmap threshold above them, so
     # they come from the heap, as they do in a proxy that has served a large page before.
-    raised = bytearray(4 * MIB)
+    raised = written(4 * MIB)
     del raised
     large, small = [], []
     for _ in range(pages):
-        large.append(bytearray(MIB))
-        small.append(bytearray(1024))
+        large.append(written(MIB))
+        small.append(written(1024))
     return large, small
 
 
