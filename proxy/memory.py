@@ -46,9 +46,10 @@ def can_release() -> bool:
     return _MALLOC_TRIM is not None
 
 
-def release_free_memory() -> bool:
-    """Give the memory malloc holds free back to the system; True when some was."""
-    return _MALLOC_TRIM is not None and _MALLOC_TRIM(0) == 1
+def release_free_memory() -> None:
+    """Give the memory malloc holds free back to the system."""
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
 
 
 async def release_every(seconds: float) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ MIB = 1024 * 1024
 
 def resident_mib() -> float:
     resident_pages = int(Path("/proc/self/statm").read_text().split()[1])
-    return resident_pages * 4096 / MIB
+    return resident_pages * os.sysconf("SC_PAGE_SIZE") / MIB
 
 
 def written(size: int) -> bytes:
