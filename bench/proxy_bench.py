@@ -25,7 +25,11 @@ Each row is wrk (`-t2`, a Chrome user agent, and for the gz/br rows a Chrome Acc
 which Refract answers in zstd; two more rows send Safari's, answered in br, and gzip alone)
 against one server, rows interleaved round by round; the median round is reported with the
 CPU time the server's process tree (nginx master and workers; Refract's supervisor, proxy
-processes and Valkey) spent per request, from /proc/<pid>/stat utime + stime. Then hey sends
+processes and Valkey) spent per request, from /proc/<pid>/stat utime + stime, and beside it
+what the same requests cost wrk (its rusage) and the origin's process tree (for the origin's
+own row, that is the row). With those, the "ceiling here" ratios say how far two workers could
+scale on this machine at all: the cores' time divided by what a request costs the server, wrk
+and the origin together, against one worker's rate. Then hey sends
 200 evenly spaced requests/s straight to the origin, through Refract (latency added) and to
 the aiohttp floor (what the server stack adds by itself),
 curl downloads 1 GB through Refract while its resident memory is sampled, and the memory of
@@ -46,6 +50,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import signal
 import statistics
@@ -240,6 +245,16 @@ class Load:
     p50_ms: float
     p99_ms: float
     cpu_us_per_request: float
+    # What the same requests cost the other processes on these cores: wrk, and the origin
+    # (a miss asks it; a hit does not). Two workers can use only what those leave.
+    wrk_cpu_us_per_request: float = 0.0
+    origin_cpu_us_per_request: float = 0.0
+
+    def machine_ceiling(self, cores: int) -> float:
+        """The req/s these cores would give with all their time spent at these per-request
+        costs: the most any number of workers could reach here."""
+        spent = self.cpu_us_per_request + self.wrk_cpu_us_per_request
+        return cores * 1e6 / (spent + self.origin_cpu_us_per_request)
 
 
 def sized_page(page: bytes, size: int) -> bytes:
@@ -373,11 +388,15 @@ def tree_cpu_s(root: int) -> float:
     return sum(times.get(pid, 0) for pid in members) * CLOCK_TICK_S
 
 
-def wrk(row: Row, pid: int, duration: int, connections: int) -> Load:
+def wrk(row: Row, pid: int, duration: int, connections: int, origin: int | None = None) -> Load:
+    """One wrk run of ``row`` against the server whose process tree is ``pid``; with the
+    origin's pid, its CPU over the run too."""
     headers = ["-H", f"User-Agent: {BROWSER}"]
     if row.coding:
         headers += ["-H", f"Accept-Encoding: {row.coding}"]
     cpu_before = tree_cpu_s(pid)
+    origin_before = tree_cpu_s(origin) if origin is not None else 0.0
+    wrk_before = children_cpu_s()
     output = subprocess.run(
         [
             *("wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", *headers),
@@ -388,12 +407,28 @@ def wrk(row: Row, pid: int, duration: int, connections: int) -> Load:
         check=True,
     ).stdout
     cpu = tree_cpu_s(pid) - cpu_before
+    origin_cpu = tree_cpu_s(origin) - origin_before if origin is not None else 0.0
+    wrk_cpu = children_cpu_s() - wrk_before
     requests = int(re.search(r"(\d+) requests in", output)[1])  # type: ignore[index]
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output)[1])  # type: ignore[index]
     if "Non-2xx" in output:
         raise RuntimeError(f"{row.label}: non-2xx answers\n{output}")
-    cpu_us = cpu / max(requests, 1) * 1e6
-    return Load(row.label, rate, _percentile(output, "50%"), _percentile(output, "99%"), cpu_us)
+    per_request = 1e6 / max(requests, 1)
+    return Load(
+        row.label,
+        rate,
+        _percentile(output, "50%"),
+        _percentile(output, "99%"),
+        cpu * per_request,
+        wrk_cpu * per_request,
+        origin_cpu * per_request,
+    )
+
+
+def children_cpu_s() -> float:
+    """User + system CPU seconds of this process's children that have ended (wrk's runs)."""
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
 
 
 def median_load(runs: list[Load]) -> Load:
@@ -494,6 +529,14 @@ def ratio(by_label: dict[str, Load], label: str, baseline: str) -> float:
     return by_label[label].requests_per_s / by_label[baseline].requests_per_s
 
 
+def ceiling(by_label: dict[str, Load], label: str, one_worker: str) -> float:
+    """What ``label`` (several workers) could reach on this machine's cores at the per-request
+    costs it was measured at, its own, wrk's and the origin's, against ``one_worker``'s rate:
+    the scaling the machine leaves room for, whatever the server does."""
+    cores = os.cpu_count() or 1
+    return by_label[label].machine_ceiling(cores) / by_label[one_worker].requests_per_s
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
@@ -540,7 +583,8 @@ def main() -> int:
             rounds.append([])
             for row in plan:
                 pid = processes[row.server].pid
-                rounds[-1].append(wrk(row, pid, args.duration, args.connections))
+                origin = processes["origin"].pid
+                rounds[-1].append(wrk(row, pid, args.duration, args.connections, origin))
             print(f"round {index + 1} of {args.rounds} done", file=sys.stderr)
         loads = [median_load([r[index] for r in rounds]) for index in range(len(plan))]
         miss_rss_after = rss_kib(miss_pid)
@@ -614,6 +658,13 @@ def main() -> int:
             "2 workers / 1, hit": ratio(by_label, "refract_edits_2w", "refract_edits"),
             "2 workers / 1, miss": ratio(by_label, "refract_edits_miss_2w", "refract_edits_miss"),
             "nginx sub_filter 2 workers / 1": ratio(by_label, f"{sub}_2w", sub),
+            "2 workers' ceiling here / 1, hit": ceiling(
+                by_label, "refract_edits_2w", "refract_edits"
+            ),
+            "2 workers' ceiling here / 1, miss": ceiling(
+                by_label, "refract_edits_miss_2w", "refract_edits_miss"
+            ),
+            "nginx sub_filter 2 workers' ceiling here / 1": ceiling(by_label, f"{sub}_2w", sub),
             "hit 2w / sub_filter 2w": ratio(by_label, "refract_edits_2w", f"{sub}_2w"),
             "miss 2w / sub_filter 2w": ratio(by_label, "refract_edits_miss_2w", f"{sub}_2w"),
         },
@@ -634,11 +685,15 @@ def main() -> int:
 def print_report(report: dict[str, Any]) -> None:
     print(f"\n{report['date']}  {report['machine']}")
     print(f"page {report['page_bytes']} B, wrk {report['wrk']}\n")
-    print(f"{'row':<34}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'CPU µs/req':>12}")
+    print(
+        f"{'row':<34}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'CPU µs/req':>12}"
+        f"{'wrk µs':>8}{'origin µs':>11}"
+    )
     for load in report["loads"]:
         print(
             f"{load['label']:<34}{load['requests_per_s']:>9.0f}{load['p50_ms']:>9.2f}"
             f"{load['p99_ms']:>9.2f}{load['cpu_us_per_request']:>12.0f}"
+            f"{load['wrk_cpu_us_per_request']:>8.0f}{load['origin_cpu_us_per_request']:>11.0f}"
         )
     print()
     for name, value in report["ratios"].items():
