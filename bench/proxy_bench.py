@@ -579,11 +579,11 @@ def main() -> int:
         miss_rss_before = rss_kib(miss_pid)
         plan = rows(args.quick)
         rounds: list[list[Load]] = []
+        origin = processes["origin"].pid
         for index in range(args.rounds):
             rounds.append([])
             for row in plan:
                 pid = processes[row.server].pid
-                origin = processes["origin"].pid
                 rounds[-1].append(wrk(row, pid, args.duration, args.connections, origin))
             print(f"round {index + 1} of {args.rounds} done", file=sys.stderr)
         loads = [median_load([r[index] for r in rounds]) for index in range(len(plan))]
