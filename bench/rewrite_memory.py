@@ -39,8 +39,8 @@ def main() -> int:
     args = parser.parse_args()
     if not 1 <= args.batches <= args.rewrites:
         parser.error("--batches must be between 1 and --rewrites")
-    if args.concurrency < 1:
-        parser.error("--concurrency must be at least 1")
+    if not 1 <= args.concurrency <= args.rewrites // args.batches:
+        parser.error("--concurrency must be between 1 and the requests of a batch")
     for tool in ("nginx", "hey"):
         if shutil.which(tool) is None:
             sys.exit(f"{tool} is needed: apt-get install nginx-light hey")
