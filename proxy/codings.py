@@ -2,24 +2,34 @@
 
 from __future__ import annotations
 
-import io
 import math
+import sys
 import threading
-import zlib
+from typing import cast
 
 import brotli
-import zstandard
+from isal import isal_zlib
+
+if sys.version_info >= (3, 14):
+    from compression import zstd
+else:
+    from backports import zstd
+
+_ISAL_ERROR = cast(type[Exception], isal_zlib.error)  # its stubs declare an instance
 
 # Levels for a hot path, chosen by bench/codings_bench.py (docs/performance.md, "Codings"):
 # each coding's knee, the last level before a byte saved costs several times more CPU. On the
-# 100 KB page: zstd 3 140 µs (4 takes as long for nothing, 5 takes 3x for 5 % less); brotli 2
-# 340 µs (quality 5 takes 3x for 14 % less; 11 takes 100 ms); gzip 2 430 µs (6 takes 3.3x for
-# 14 % less). Against brotli 5 and gzip 6, pages leave about 16 % larger for 70 % less CPU.
+# 100 KB page: zstd 3 130 µs (4 takes as long for nothing, 5 takes 4x for 5 % less); brotli 2
+# 290 µs (quality 5 takes 3.5x for 14 % less; 11 takes 100 ms). gzip and deflate go through
+# ISA-L (isal), whose levels are 0-3: level 2 takes 83 µs (3 takes 3x for 3 % less), where
+# the standard library's zlib took 390 µs at its level 2 for 2 % less, and 1,640 µs at 6.
 LEVELS = {"gzip": 2, "deflate": 2, "br": 2, "zstd": 3}
 
-# Server preference among codings a visitor weights equally, cheapest first: zstd costs
-# the least CPU for its size, then brotli, then gzip; "deflate" last (raw or zlib-wrapped
-# depending on the client: RFC 9110 section 8.4.1.2). bench/codings_bench.py measures them.
+# Server preference among codings a visitor weights equally: zstd first, then brotli, then
+# gzip; "deflate" last (raw or zlib-wrapped depending on the client: RFC 9110 section
+# 8.4.1.2). Through ISA-L gzip now costs the least CPU (83 µs against zstd's 130), but its
+# pages leave 9 % larger (brotli's 7 % smaller than gzip's, for 3.5x the CPU), and bytes
+# on a visitor's link cost more than the CPU saved here.
 PREFERENCE = ("zstd", "br", "gzip", "deflate")
 # A coding the visitor did not name, only accepted through "*": the oldest first, the one
 # any client that writes "*" is likeliest to decode.
@@ -55,7 +65,7 @@ def decode(body: bytes, coding: str, limit: int) -> bytes:
             decoded = _unzstd(body, limit)
         else:
             raise DecodeError(f"unsupported content coding {coding!r}")
-    except (zlib.error, brotli.error, zstandard.ZstdError) as error:
+    except (_ISAL_ERROR, brotli.error, zstd.ZstdError) as error:
         raise DecodeError(f"{coding} body does not decode: {error}") from None
     if len(decoded) > limit:
         raise DecodeError(f"decoded body exceeds {limit} bytes")
@@ -69,13 +79,12 @@ def decode_prefix(body: bytes, coding: str, size: int) -> bytes:
         if coding == "identity":
             return body[:size]
         if coding in ("gzip", "deflate"):
-            return zlib.decompressobj(_wbits(body, coding)).decompress(body, size)
+            return isal_zlib.decompressobj(_wbits(body, coding)).decompress(body, size)
         if coding == "br":
             return bytes(brotli.Decompressor().process(body, output_buffer_limit=size))[:size]
         if coding == "zstd":
-            with zstandard.ZstdDecompressor().stream_reader(io.BytesIO(body)) as reader:
-                return bytes(reader.read(size))
-    except (zlib.error, brotli.error, zstandard.ZstdError) as error:
+            return _zstd_frames(body, size)[0]
+    except (_ISAL_ERROR, brotli.error, zstd.ZstdError) as error:
         raise DecodeError(f"{coding} body does not decode: {error}") from None
     raise DecodeError(f"unsupported content coding {coding!r}")
 
@@ -83,15 +92,22 @@ def decode_prefix(body: bytes, coding: str, size: int) -> bytes:
 def _wbits(body: bytes, coding: str) -> int:
     # gzip has a header; "deflate" is zlib-wrapped by the RFC but raw from some servers.
     if coding == "gzip":
-        return 16 + zlib.MAX_WBITS
-    return zlib.MAX_WBITS if body[:1] and (body[0] & 0x0F) == 8 else -zlib.MAX_WBITS
+        return 16 + isal_zlib.MAX_WBITS
+    return isal_zlib.MAX_WBITS if body[:1] and (body[0] & 0x0F) == 8 else -isal_zlib.MAX_WBITS
 
 
 def _inflate(body: bytes, coding: str, limit: int) -> bytes:
-    decompressor = zlib.decompressobj(_wbits(body, coding))
+    # ISA-L inflates the 100 KB page in about half zlib's time (bench/codings_bench.py).
+    decompressor = isal_zlib.decompressobj(_wbits(body, coding))
     decoded = decompressor.decompress(body, limit + 1)
-    if not decompressor.eof and not decompressor.unconsumed_tail and len(decoded) <= limit:
+    if len(decoded) > limit:
+        return decoded
+    if not decompressor.eof:
         raise DecodeError(f"{coding} body is truncated")
+    if decompressor.unused_data:
+        # A second gzip member, or bytes after the end: Firefox reads further members,
+        # Chrome ignores them. The origin's own bytes leave each browser to do as it does.
+        raise DecodeError(f"{coding} body has {len(decompressor.unused_data)} bytes after its end")
     return decoded
 
 
@@ -104,8 +120,27 @@ def _unbrotli(body: bytes, limit: int) -> bytes:
 
 
 def _unzstd(body: bytes, limit: int) -> bytes:
-    with zstandard.ZstdDecompressor().stream_reader(io.BytesIO(body)) as reader:
-        return bytes(reader.read(limit + 1))
+    decoded, complete = _zstd_frames(body, limit + 1)
+    if not complete and len(decoded) <= limit:
+        raise DecodeError("zstd body is truncated")
+    return decoded
+
+
+def _zstd_frames(body: bytes, size: int) -> tuple[bytes, bool]:
+    """Up to ``size`` bytes of every frame in turn, and whether the last one ended: a body
+    may hold several (RFC 8878 section 3; encoders that flush per buffer write one each),
+    skippable frames among them."""
+    parts: list[bytes] = []
+    wanted = size
+    rest = body
+    while True:
+        decompressor = zstd.ZstdDecompressor()
+        part = decompressor.decompress(rest, wanted)
+        parts.append(part)
+        wanted -= len(part)
+        rest = decompressor.unused_data
+        if not decompressor.eof or not rest or wanted <= 0:
+            return b"".join(parts), decompressor.eof and not rest
 
 
 def encode(body: bytes, coding: str) -> bytes:
@@ -114,29 +149,29 @@ def encode(body: bytes, coding: str) -> bytes:
 
 
 def encode_at(body: bytes, coding: str, level: int) -> bytes:
-    """``body`` in ``coding`` at ``level`` (zlib's level, brotli's quality, zstd's level)."""
+    """``body`` in ``coding`` at ``level`` (ISA-L's level 0-3 for gzip and deflate, brotli's
+    quality, zstd's level)."""
     if coding == "identity":
         return body
     if coding == "gzip":
-        compressor = zlib.compressobj(level, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
-        return compressor.compress(body) + compressor.flush()
+        return isal_zlib.compress(body, level, wbits=16 + isal_zlib.MAX_WBITS)
     if coding == "deflate":
-        return zlib.compress(body, level)
+        return isal_zlib.compress(body, level)
     if coding == "br":
         return bytes(brotli.compress(body, quality=level, mode=brotli.MODE_TEXT))
     if coding == "zstd":
-        return bytes(_zstd_compressor(level).compress(body))
+        return _zstd_compressor(level).compress(body, mode=zstd.ZstdCompressor.FLUSH_FRAME)
     raise ValueError(f"unsupported content coding {coding!r}")
 
 
-def _zstd_compressor(level: int) -> zstandard.ZstdCompressor:
-    """A compressor per thread and level, reused: making one costs 17 µs, a tenth of
-    compressing 100 KB and more than a third of 10 KB. Its window at the levels used here is
-    at most 2 MB, within the 8 MB a browser decodes (RFC 9659 section 3)."""
-    compressors: dict[int, zstandard.ZstdCompressor] = _THREAD.__dict__.setdefault("zstd", {})
+def _zstd_compressor(level: int) -> zstd.ZstdCompressor:
+    """A compressor per thread and level, reused (each frame it ends leaves nothing behind):
+    making one costs 8 µs, 6 % of compressing 100 KB and a third of 10 KB. Its window at the
+    levels used here is at most 2 MB, within the 8 MB a browser decodes (RFC 9659 section 3)."""
+    compressors: dict[int, zstd.ZstdCompressor] = _THREAD.__dict__.setdefault("zstd", {})
     compressor = compressors.get(level)
     if compressor is None:
-        compressor = compressors[level] = zstandard.ZstdCompressor(level=level)
+        compressor = compressors[level] = zstd.ZstdCompressor(level=level)
     return compressor
 
 

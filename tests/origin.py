@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 from aiohttp import web
@@ -55,7 +56,18 @@ async def page(request: web.Request) -> web.Response:
         headers["Surrogate-Control"] = "max-age=3600"
         headers["CDN-Cache-Control"] = "max-age=3600"
     body = request.app[PAGE_BODY] if "body" not in request.query else request.query["body"].encode()
-    return web.Response(body=codings.encode(body, coding), headers=headers)
+    return web.Response(body=_encoded(body, coding, request.query), headers=headers)
+
+
+def _encoded(body: bytes, coding: str, query: Mapping[str, str]) -> bytes:
+    """``?split=1``: in two gzip members or zstd frames, as an encoder that flushes per buffer
+    writes it; ``?trailing=1``: with a byte after the coding's end, as broken servers do."""
+    if "split" in query:
+        middle = len(body) // 2
+        encoded = codings.encode(body[:middle], coding) + codings.encode(body[middle:], coding)
+    else:
+        encoded = codings.encode(body, coding)
+    return encoded + b"\n" if "trailing" in query else encoded
 
 
 PAGE_BODY = web.AppKey("page_body", bytes)
