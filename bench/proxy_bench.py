@@ -29,13 +29,13 @@ processes and Valkey) spent per request, from /proc/<pid>/stat utime + stime, an
 what the same requests cost wrk (its rusage) and the origin's process tree (for the origin's
 own row, that is the row). With those, the "ceiling here" ratios say how far two workers could
 scale on this machine at all: the cores' time divided by what a request costs the server, wrk
-and the origin together, against one worker's rate. Then hey sends
+and the origin together, against one worker's rate. Then bench/steady_rate.py sends
 200 evenly spaced requests/s straight to the origin, through Refract (latency added) and to
-the aiohttp floor (what the server stack adds by itself),
+the aiohttp floor (what the server stack adds by itself), timed to the microsecond,
 curl downloads 1 GB through Refract while its resident memory is sampled, and the memory of
 the miss process is read before and after its (tens of thousands of) rewrites.
 
-Needs nginx, wrk, hey and curl (Debian: apt-get install nginx-light wrk hey curl).
+Needs nginx, wrk and curl (Debian: apt-get install nginx-light wrk curl).
 The machine these run on is usually shared: compare the ratios of one run, not absolute
 numbers across runs.
 """
@@ -43,9 +43,7 @@ numbers across runs.
 from __future__ import annotations
 
 import argparse
-import csv
 import gzip
-import io
 import json
 import os
 import platform
@@ -442,23 +440,27 @@ def _percentile(output: str, label: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def steady_latency(port: int, rate: int, seconds: int) -> list[float]:
-    """Latencies (ms) of evenly spaced requests at ``rate`` per second, from hey's per-request CSV.
-
-    One hey worker keeps the spacing even; several would fire together on each tick and
-    measure queueing behind their own burst instead.
-    """
-    output = subprocess.run(
-        [
-            *("hey", "-z", f"{seconds}s", "-c", "1", "-q", str(rate), "-o", "csv"),
-            *("-H", f"User-Agent: {BROWSER}", f"http://127.0.0.1:{port}/page.html"),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    rows = list(csv.DictReader(io.StringIO(output)))
-    return [float(row["response-time"]) * 1000 for row in rows if row["status-code"] == "200"]
+def steady_latency(ports: list[int], rate: int, seconds: int) -> dict[int, list[float]]:
+    """Each port's latencies (ms) at ``rate`` evenly spaced requests per second over one
+    connection (bench/steady_rate.py; several would fire together on each tick and measure
+    queueing behind their own burst instead), the ports taking turns of a second."""
+    command = [sys.executable, str(Path(__file__).with_name("steady_rate.py"))]
+    command += [
+        "--rate",
+        str(rate),
+        "--seconds",
+        str(seconds),
+        "--header",
+        f"User-Agent: {BROWSER}",
+    ]
+    for port in ports:
+        command += ["--port", str(port)]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    latencies: dict[int, list[float]] = {port: [] for port in ports}
+    for line in output.splitlines():
+        answered_by, ms = line.split()
+        latencies[int(answered_by)].append(float(ms))
+    return latencies
 
 
 def rss_kib(pid: int) -> int:
@@ -546,7 +548,7 @@ def main() -> int:
         "--rounds", type=int, default=3, help="runs of every row, interleaved; medians reported"
     )
     parser.add_argument(
-        "--quick", action="store_true", help="a short run: 3 s per row, 2 rounds, 5 s of hey"
+        "--quick", action="store_true", help="a short run: 3 s a row, 2 rounds, 5 s steady"
     )
     parser.add_argument("--page", type=Path, default=PAGE, help="the HTML page to serve")
     parser.add_argument("--output", type=Path, default=REPOSITORY / "bench" / "results")
@@ -557,9 +559,9 @@ def main() -> int:
     BASE_PORT[0] = args.base_port
     if args.quick:
         args.duration, args.rounds = 3, 2
-    for tool in ("nginx", "wrk", "hey", "curl"):
+    for tool in ("nginx", "wrk", "curl"):
         if shutil.which(tool) is None:
-            sys.exit(f"{tool} is needed: apt-get install nginx-light wrk hey curl")
+            sys.exit(f"{tool} is needed: apt-get install nginx-light wrk curl")
 
     page = args.page.read_bytes()
     workdir = Path(tempfile.mkdtemp(prefix="refract-bench-"))
@@ -589,9 +591,8 @@ def main() -> int:
         loads = [median_load([r[index] for r in rounds]) for index in range(len(plan))]
         miss_rss_after = rss_kib(miss_pid)
         seconds = 5 if args.quick else args.duration
-        direct = steady_latency(BY_NAME["origin"].port, args.rate, seconds)
-        proxied = steady_latency(BY_NAME["refract_edits"].port, args.rate, seconds)
-        floor = steady_latency(BY_NAME["aiohttp_floor"].port, args.rate, seconds)
+        steady_ports = [BY_NAME[name].port for name in ("origin", "refract_edits", "aiohttp_floor")]
+        direct, proxied, floor = steady_latency(steady_ports, args.rate, seconds).values()
         memory = stream_memory(serving_pid(BY_NAME["refract"]))
         miss_rss_idle = rss_kib(miss_pid)  # after the latency and stream runs: 20 s or more
     finally:
