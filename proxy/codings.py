@@ -16,6 +16,9 @@ else:
     from backports import zstd
 
 _ISAL_ERROR = cast(type[Exception], isal_zlib.error)  # its stubs declare an instance
+# The largest window a browser decodes (RFC 9659 section 3: 8 MB). zstd's own default is
+# 128 MB, which a few bytes of frame header could make each decoding allocate.
+_ZSTD_DECODING: dict[int, int] = {zstd.DecompressionParameter.window_log_max: 23}
 
 # Levels for a hot path, chosen by bench/codings_bench.py (docs/performance.md, "Codings"):
 # each coding's knee, the last level before a byte saved costs several times more CPU. On the
@@ -134,7 +137,7 @@ def _zstd_frames(body: bytes, size: int) -> tuple[bytes, bool]:
     wanted = size
     rest = body
     while True:
-        decompressor = zstd.ZstdDecompressor()
+        decompressor = zstd.ZstdDecompressor(options=_ZSTD_DECODING)
         part = decompressor.decompress(rest, wanted)
         parts.append(part)
         wanted -= len(part)

@@ -150,6 +150,19 @@ def test_a_zstd_body_of_several_frames_decodes_whole() -> None:
         codings.decode(frames, "zstd", len(PAGE) - 1)
 
 
+def test_a_zstd_frame_needing_a_window_larger_than_browsers_decode_is_refused() -> None:
+    """RFC 9659 section 3: 8 MB at most. A larger window is memory each decoding would take."""
+    page = PAGE * (9_000_000 // len(PAGE))
+
+    def framed(window_log: int) -> bytes:
+        options: dict[int, int] = {zstd.CompressionParameter.window_log: window_log}
+        return zstd.compress(page, options=options)
+
+    assert codings.decode(framed(23), "zstd", len(page)) == page
+    with pytest.raises(codings.DecodeError, match="does not decode"):
+        codings.decode(framed(24), "zstd", len(page))
+
+
 @pytest.mark.parametrize("coding", codings.PREFERENCE)
 def test_a_body_that_expands_past_the_limit_is_refused(coding: str) -> None:
     with pytest.raises(codings.DecodeError, match="exceeds"):
