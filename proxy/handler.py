@@ -63,6 +63,7 @@ from refract.rules.targeting import Value
 log = logging.getLogger("refract.proxy")
 
 _HTML_TYPES = ("text/html", "application/xhtml+xml")
+_PAGE_DESTINATIONS = frozenset({"document", "iframe", "frame"})  # Fetch's request destinations
 # Written by us for the origin, never copied from the visitor: Host (the origin's), Expect
 # (our client's to send) and the forwarding fields, with values of our own.
 _REPLACED_FIELDS = (
@@ -202,7 +203,9 @@ async def _proxy(request: web.Request, state: ProxyState, exchange: Exchange) ->
     if call.personalized is not None and call.personalized.redirect:
         return _split_url_redirect(call, call.personalized)
 
-    segment_lookup = _start_segment_lookup(call) if _needs_segment(request, state) else None
+    segment_lookup = None
+    if _needs_segment(request, state) and _asks_for_a_page(request):
+        segment_lookup = _start_segment_lookup(call)
     try:
         return await _forward(call, segment_lookup)
     finally:
@@ -221,7 +224,7 @@ async def _forward(call: Call, segment_lookup: asyncio.Future[Any] | None) -> we
         if age is not None:  # fresh: the origin said it may be used without asking
             state.origin_cache.count("fresh")
             exchange.upstream_ms = 0.0
-            call.segment = await _segment(segment_lookup, state.config.server.segment_wait)
+            call.segment = await _page_segment(call, segment_lookup)
             return _page(call, OriginPage.kept(kept, age))
     if upstream_headers is None:
         upstream_headers = _upstream_headers(call)
@@ -246,8 +249,8 @@ async def _forward(call: Call, segment_lookup: asyncio.Future[Any] | None) -> we
         upstream, deadline = asked
     exchange.upstream_ms = (time.perf_counter() - began) * 1000
     try:
-        if _may_be_page(upstream):
-            call.segment = await _segment(segment_lookup, state.config.server.segment_wait)
+        if (kept is not None and upstream.status == 304) or _is_page(request, upstream):
+            call.segment = await _page_segment(call, segment_lookup)
         if kept is not None and kept_key is not None and upstream.status == 304:
             state.origin_cache.count("not_modified")
             confirmed = state.origin_cache.revalidated(kept_key, kept, upstream.headers)
@@ -363,6 +366,17 @@ def _needs_segment(request: web.Request, state: ProxyState) -> bool:
     )
 
 
+def _asks_for_a_page(request: web.Request) -> bool:
+    """Whether a page is what the request wants, so that its segment is worth asking for
+    before the origin answers: a browser names the destination (Sec-Fetch-Dest: a document or
+    a frame, not an image, style or script), an older client names HTML in Accept. A page
+    asked for otherwise (``*/*``) gets its segment once the origin has shown it is a page."""
+    destination = request.headers.get("Sec-Fetch-Dest")
+    if destination is not None:
+        return destination.lower() in _PAGE_DESTINATIONS
+    return "text/html" in request.headers.get("Accept", "").lower()
+
+
 def _start_segment_lookup(call: Call) -> asyncio.Future[Any] | None:
     """Fetch the visitor's segment while the origin works (the identity stays on the call)."""
     identity = call.identity
@@ -380,8 +394,18 @@ def _quietly(lookup: asyncio.Future[Any]) -> None:
         lookup.exception()
 
 
-def _may_be_page(upstream: aiohttp.ClientResponse) -> bool:
-    return upstream.status in (200, 304)
+async def _page_segment(call: Call, early: asyncio.Future[Any] | None) -> Segment:
+    """The segment for a page: from the lookup started with the request, or from one started
+    now if the request did not look like a page's."""
+    wait_s = call.state.config.server.segment_wait
+    if early is not None or not _needs_segment(call.request, call.state):
+        return await _segment(early, wait_s)
+    late = _start_segment_lookup(call)
+    try:
+        return await _segment(late, wait_s)
+    finally:
+        if late is not None:
+            late.cancel()  # past the wait: the page went on without it
 
 
 async def _segment(lookup: asyncio.Future[Any] | None, wait_s: float) -> Segment:

@@ -110,7 +110,8 @@ class ServerConfig(Section):
         ge=0,
         le=1,
         description="seconds a page may wait, once the origin has answered, for the visitor's "
-        "segment from Redis (read while the origin works); past it the page is served without "
+        "segment from Redis (read while the origin works when the request asks for a page); "
+        "past it the page is served without "
         "segment targeting",
     )
     origin_cache: ByteSize = Field(

@@ -85,6 +85,50 @@ async def test_a_personalization_targets_the_psychographic_style_with_its_confid
     assert (b"The numbers, first" in await headline(client)) is personalized
 
 
+@pytest.mark.parametrize(
+    "asked",
+    [
+        {"Sec-Fetch-Dest": "document"},  # a browser's navigation
+        {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"},  # a client without Fetch metadata
+        {"Accept": "*/*"},  # a page asked for otherwise: its segment once the origin shows a page
+        {"Sec-Fetch-Dest": "empty"},  # fetch() of a page
+    ],
+    ids=["navigation", "accept-html", "accept-any", "fetch"],
+)
+async def test_a_page_gets_its_segment_however_it_was_asked_for(
+    proxy: ProxyFactory, redis_url: str, targeting: Path, asked: dict[str, str]
+) -> None:
+    client = await proxy(rules={"directory": str(targeting)}, server={"segment_wait": 1.0})
+    await store_segment(redis_url, "test", **{"segment.style": ("analytical", 0.8)})
+    cookie = visitor_cookie(VISITOR, SESSION)
+    headers = {"Cookie": cookie, "User-Agent": BROWSER, **asked}
+    response = await client.get("/page", headers=headers)
+    assert b"The numbers, first" in await response.read()
+
+
+async def test_only_pages_ask_redis_for_the_visitors_segment(
+    proxy: ProxyFactory, redis_url: str, targeting: Path
+) -> None:
+    """A page's images, styles and scripts come through the proxy too: a page with fifty of
+    them must not cost Redis fifty lookups of a segment none of them uses."""
+    client = await proxy(rules={"directory": str(targeting)}, server={"segment_wait": 1.0})
+    await store_segment(redis_url, "test", **{"segment.style": ("analytical", 0.8)})
+    cookie = visitor_cookie(VISITOR, SESSION)
+    watcher = redis.Redis.from_url(redis_url)
+    async with watcher.monitor() as monitor:
+        for path, destination in [("/static/asset.bin", "image"), ("/json", "script")]:
+            headers = {"Cookie": cookie, "User-Agent": BROWSER, "Sec-Fetch-Dest": destination}
+            await (await client.get(path, headers=headers)).read()
+        assert b"The numbers, first" in await headline(client)  # a page, asked for as */*
+        await watcher.echo("done")  # MONITOR shows commands in order: the last one is this
+        commands = []
+        while (command := (await monitor.next_command())["command"]) != "ECHO done":
+            commands.append(command)
+    await watcher.aclose()
+    lookups = [c for c in commands if c == f"GET {keyspace.segment('test', VISITOR)}"]
+    assert len(lookups) == 1
+
+
 async def test_redis_away_serves_the_page_without_the_segment(
     proxy: ProxyFactory, targeting: Path
 ) -> None:
