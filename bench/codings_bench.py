@@ -90,8 +90,7 @@ def main() -> int:
     print(
         f"{platform.node()} {platform.machine()}, {platform.python_implementation()} "
         f"{platform.python_version()}, zlib {zlib.ZLIB_RUNTIME_VERSION}, brotli "
-        f"{brotli.version}, zstd {zstd.zstd_version}, isal "
-        f"{isal.__version__}"
+        f"{brotli.version}, zstd {zstd.zstd_version}, isal {isal.__version__}"
     )
     for label, page in pages().items():
         print(f"\n{label} page ({len(page):,} bytes)")

@@ -444,17 +444,11 @@ def steady_latency(ports: list[int], rate: int, seconds: int) -> dict[int, list[
     """Each port's latencies (ms) at ``rate`` evenly spaced requests per second over one
     connection (bench/steady_rate.py; several would fire together on each tick and measure
     queueing behind their own burst instead), the ports taking turns of a second."""
-    command = [sys.executable, str(Path(__file__).with_name("steady_rate.py"))]
-    command += [
-        "--rate",
-        str(rate),
-        "--seconds",
-        str(seconds),
-        "--header",
-        f"User-Agent: {BROWSER}",
+    command = [
+        *(sys.executable, str(Path(__file__).with_name("steady_rate.py"))),
+        *("--rate", str(rate), "--seconds", str(seconds), "--header", f"User-Agent: {BROWSER}"),
+        *(argument for port in ports for argument in ("--port", str(port))),
     ]
-    for port in ports:
-        command += ["--port", str(port)]
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     latencies: dict[int, list[float]] = {port: [] for port in ports}
     for line in output.splitlines():
