@@ -25,7 +25,7 @@ _ZSTD_DECODING: dict[int, int] = {zstd.DecompressionParameter.window_log_max: 23
 # 100 KB page: zstd 3 130 µs (4 takes as long for nothing, 5 takes 4x for 5 % less); brotli 2
 # 290 µs (quality 5 takes 3.5x for 14 % less; 11 takes 100 ms). gzip and deflate go through
 # ISA-L (isal), whose levels are 0-3: level 2 takes 83 µs (3 takes 3x for 3 % less), where
-# the standard library's zlib took 390 µs at its level 2 for 2 % less, and 1,640 µs at 6.
+# the standard library's zlib took 427 µs at its level 2 for 2 % less, and 1,640 µs at 6.
 LEVELS = {"gzip": 2, "deflate": 2, "br": 2, "zstd": 3}
 
 # Server preference among codings a visitor weights equally: zstd first, then brotli, then

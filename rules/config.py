@@ -111,8 +111,7 @@ class ServerConfig(Section):
         le=1,
         description="seconds a page may wait, once the origin has answered, for the visitor's "
         "segment from Redis (read while the origin works when the request asks for a page); "
-        "past it the page is served without "
-        "segment targeting",
+        "past it the page is served without segment targeting",
     )
     origin_cache: ByteSize = Field(
         default=ByteSize(64 * 1024 * 1024),
