@@ -23,8 +23,10 @@ Servers, one process tree each (so that no server pays for another's work):
 
 Each row is wrk (`-t2`, a Chrome user agent, and for the gz/br rows a Chrome Accept-Encoding,
 which Refract answers in zstd; two more rows send Safari's, answered in br, and gzip alone)
-against one server, rows interleaved round by round; the median round is reported with the
-CPU time the server's process tree (nginx master and workers; Refract's supervisor, proxy
+against one server; every request is a new visitor (no cookie), except in the two
+"(returning)" rows, which send the cookies the server gave on a first visit. Rows are
+interleaved round by round; the median round is reported with the CPU time the server's
+process tree (nginx master and workers; Refract's supervisor, proxy
 processes and Valkey) spent per request, from /proc/<pid>/stat utime + stime, and beside it
 what the same requests cost wrk (its rusage) and the origin's process tree (for the origin's
 own row, that is the row). With those, the "ceiling here" ratios say how far two workers could
@@ -43,6 +45,7 @@ numbers across runs.
 from __future__ import annotations
 
 import argparse
+import functools
 import gzip
 import json
 import os
@@ -195,13 +198,15 @@ class Row:
     server: str
     page: str = "/page.html"
     coding: str = ""  # Accept-Encoding; "" sends none
+    returning: bool = False  # with a visitor's cookies from an earlier answer; else none
 
     @property
     def label(self) -> str:
         size = {"/page-10k.html": " 10KB", "/page-1m.html": " 1MB"}.get(self.page, "")
         folder = {"/gz/": " gzip", "/br/": " br", "/nc/": " no-cache"}.get(self.page[:4], "")
         accepted = {SAFARI_CODINGS: " (Safari AE)", "gzip": " (AE gzip)"}.get(self.coding, "")
-        return f"{self.server}{size}{folder}{accepted}"
+        visitor = " (returning)" if self.returning else ""
+        return f"{self.server}{size}{folder}{accepted}{visitor}"
 
 
 def rows(quick: bool) -> list[Row]:
@@ -213,6 +218,8 @@ def rows(quick: bool) -> list[Row]:
         Row("refract"),
         Row("refract_edits"),
         Row("refract_edits_miss"),
+        Row("refract_edits", returning=True),
+        Row("refract_edits_miss", returning=True),
         Row("refract_edits_2w"),
         Row("refract_edits_miss_2w"),
         Row("refract_edits", "/nc/page.html"),  # an origin that wants every use revalidated
@@ -392,6 +399,8 @@ def wrk(row: Row, pid: int, duration: int, connections: int, origin: int | None 
     headers = ["-H", f"User-Agent: {BROWSER}"]
     if row.coding:
         headers += ["-H", f"Accept-Encoding: {row.coding}"]
+    if row.returning:
+        headers += ["-H", f"Cookie: {visitor_cookies(BY_NAME[row.server].port)}"]
     cpu_before = tree_cpu_s(pid)
     origin_before = tree_cpu_s(origin) if origin is not None else 0.0
     wrk_before = children_cpu_s()
@@ -421,6 +430,20 @@ def wrk(row: Row, pid: int, duration: int, connections: int, origin: int | None 
         wrk_cpu * per_request,
         origin_cpu * per_request,
     )
+
+
+@functools.cache
+def visitor_cookies(port: int) -> str:
+    """The Cookie header of a visitor returning to the server on ``port``: the cookies its
+    answer to a first visit set (signed with that server's key)."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/page.html", headers={"User-Agent": BROWSER}
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        set_cookies = response.headers.get_all("Set-Cookie") or []
+    if not set_cookies:
+        raise RuntimeError(f"port {port} set no visitor cookie")
+    return "; ".join(value.split(";", 1)[0] for value in set_cookies)
 
 
 def children_cpu_s() -> float:
@@ -623,6 +646,12 @@ def main() -> int:
         "ratios": {
             "hit / sub_filter": ratio(by_label, "refract_edits", sub),
             "miss / sub_filter": ratio(by_label, "refract_edits_miss", sub),
+            "hit, returning visitor / sub_filter": ratio(
+                by_label, "refract_edits (returning)", sub
+            ),
+            "miss, returning visitor / sub_filter": ratio(
+                by_label, "refract_edits_miss (returning)", sub
+            ),
             "hit revalidated (no-cache origin) / sub_filter": ratio(
                 by_label, "refract_edits no-cache", sub
             ),
