@@ -131,6 +131,43 @@ def test_a_body_that_is_not_its_coding_is_refused_with_a_reason(
         codings.decode(damage(codings.encode(PAGE, coding)), coding, len(PAGE))
 
 
+@given(
+    st.sampled_from(codings.PREFERENCE),
+    st.integers(min_value=0, max_value=len(PAGE) - 1),
+    st.integers(min_value=0, max_value=255),
+    st.integers(min_value=0, max_value=len(PAGE)),
+    st.integers(min_value=0, max_value=2 * len(PAGE)),
+)
+def test_a_damaged_body_decodes_within_the_limit_or_is_refused(
+    coding: str, position: int, byte: int, kept: int, limit: int
+) -> None:
+    """Whatever an origin sends under a coding's name: a byte changed anywhere, the body cut
+    anywhere, any limit. Only DecodeError may come out, and never more than the limit."""
+    encoded = codings.encode(PAGE, coding)
+    position %= len(encoded)
+    damaged = (encoded[:position] + bytes([byte]) + encoded[position + 1 :])[:kept]
+    try:
+        decoded = codings.decode(damaged, coding, limit)
+    except codings.DecodeError:
+        pass
+    else:
+        assert len(decoded) <= limit
+    try:
+        prefix = codings.decode_prefix(damaged, coding, 512)
+    except codings.DecodeError:
+        return
+    assert len(prefix) <= 512
+
+
+@given(st.sampled_from(codings.PREFERENCE), st.binary(max_size=300))
+def test_bytes_that_are_no_coding_at_all_are_refused_or_bounded(coding: str, body: bytes) -> None:
+    try:
+        decoded = codings.decode(body, coding, 1000)
+    except codings.DecodeError:
+        return
+    assert len(decoded) <= 1000
+
+
 @pytest.mark.parametrize("coding", codings.PREFERENCE)
 def test_bytes_after_the_end_of_the_body_are_refused(coding: str) -> None:
     """Browsers differ on them (Chrome ignores what follows a gzip member, Firefox reads
