@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import sys
 import threading
+import zlib
 from typing import cast
 
 import brotli
@@ -38,6 +39,7 @@ PREFERENCE = ("zstd", "br", "gzip", "deflate")
 # any client that writes "*" is likeliest to decode.
 WILDCARD_PREFERENCE = ("gzip", "deflate", "br", "zstd")
 _ALIASES = {"x-gzip": "gzip"}
+_PREFIX_INPUT_STEP = 1024  # compressed bytes at a time when only a page's first bytes are wanted
 _THREAD = threading.local()  # zstd compressors are reusable, but not from two threads at once
 
 
@@ -82,12 +84,14 @@ def decode_prefix(body: bytes, coding: str, size: int) -> bytes:
         if coding == "identity":
             return body[:size]
         if coding in ("gzip", "deflate"):
-            return isal_zlib.decompressobj(_wbits(body, coding)).decompress(body, size)
+            # zlib, not ISA-L: zlib stops at the bytes asked for (4 µs for 512 bytes of the
+            # 100 KB page), ISA-L decodes whole blocks first (30 µs).
+            return zlib.decompressobj(_wbits(body, coding)).decompress(body, size)
         if coding == "br":
-            return bytes(brotli.Decompressor().process(body, output_buffer_limit=size))[:size]
+            return _unbrotli_prefix(body, size)
         if coding == "zstd":
             return _zstd_frames(body, size)[0]
-    except (_ISAL_ERROR, brotli.error, zstd.ZstdError) as error:
+    except (zlib.error, _ISAL_ERROR, brotli.error, zstd.ZstdError) as error:
         raise DecodeError(f"{coding} body does not decode: {error}") from None
     raise DecodeError(f"unsupported content coding {coding!r}")
 
@@ -120,6 +124,19 @@ def _unbrotli(body: bytes, limit: int) -> bytes:
     if len(decoded) <= limit and not decompressor.is_finished():
         raise DecodeError("br body is truncated")
     return decoded
+
+
+def _unbrotli_prefix(body: bytes, size: int) -> bytes:
+    """brotli decodes all the input it is given before heeding its output limit (the whole
+    100 KB page, 80 µs, for 512 bytes): it gets the input a step at a time instead."""
+    decompressor = brotli.Decompressor()
+    decoded = b""
+    for start in range(0, len(body), _PREFIX_INPUT_STEP):
+        step = body[start : start + _PREFIX_INPUT_STEP]
+        decoded += decompressor.process(step, output_buffer_limit=size - len(decoded))
+        if len(decoded) >= size or decompressor.is_finished():
+            break
+    return decoded[:size]
 
 
 def _unzstd(body: bytes, limit: int) -> bytes:

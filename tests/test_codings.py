@@ -3,6 +3,7 @@ and level decodes back to the page."""
 
 from __future__ import annotations
 
+import random
 import sys
 import zlib
 from collections.abc import Callable
@@ -129,6 +130,18 @@ def test_a_body_that_is_not_its_coding_is_refused_with_a_reason(
 ) -> None:
     with pytest.raises(codings.DecodeError, match=reason):
         codings.decode(damage(codings.encode(PAGE, coding)), coding, len(PAGE))
+
+
+NOISE = random.Random(7).randbytes(6000)  # incompressible: its first bytes need most input
+
+
+@pytest.mark.parametrize("coding", codings.PREFERENCE)
+@pytest.mark.parametrize("body", [PAGE, NOISE], ids=["page", "incompressible"])
+@pytest.mark.parametrize("size", [1, 512, 3000, 10_000])
+def test_a_prefix_is_the_first_bytes_of_the_decoded_body(
+    coding: str, body: bytes, size: int
+) -> None:
+    assert codings.decode_prefix(codings.encode(body, coding), coding, size) == body[:size]
 
 
 @given(
