@@ -34,15 +34,11 @@ from pathlib import Path
 import brotli
 import isal
 
-if sys.version_info >= (3, 14):
-    from compression import zstd
-else:
-    from backports import zstd
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from proxy_bench import PAGE, PAGE_SIZES, sized_page
 
 from refract.proxy import codings
+from refract.proxy.codings import zstd
 
 DEFAULT_LEVELS = "gzip:0-3 br:0-6 zstd:1-6"
 

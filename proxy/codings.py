@@ -11,10 +11,11 @@ from typing import cast
 import brotli
 from isal import isal_zlib
 
+# Exported (``as zstd``) for the tests and the codings bench: one place picks the module.
 if sys.version_info >= (3, 14):
-    from compression import zstd
+    from compression import zstd as zstd
 else:
-    from backports import zstd
+    from backports import zstd as zstd
 
 _ISAL_ERROR = cast(type[Exception], isal_zlib.error)  # its stubs declare an instance
 # The largest window a browser decodes (RFC 9659 section 3: 8 MB). zstd's own default is

@@ -4,7 +4,6 @@ and level decodes back to the page."""
 from __future__ import annotations
 
 import random
-import sys
 import zlib
 from collections.abc import Callable
 
@@ -13,12 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from refract.proxy import codings
+from refract.proxy.codings import zstd
 from tests.origin import PAGE
-
-if sys.version_info >= (3, 14):
-    from compression import zstd
-else:
-    from backports import zstd
 
 CHROME = "gzip, deflate, br, zstd"
 

@@ -92,8 +92,9 @@ async def test_a_personalization_targets_the_psychographic_style_with_its_confid
         {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"},  # a client without Fetch metadata
         {"Accept": "*/*"},  # a page asked for otherwise: its segment once the origin shows a page
         {"Sec-Fetch-Dest": "empty"},  # fetch() of a page
+        {"Sec-Fetch-Dest": 'DOCUMENT"><script>', "Accept": "text/html" * 900},  # made up
     ],
-    ids=["navigation", "accept-html", "accept-any", "fetch"],
+    ids=["navigation", "accept-html", "accept-any", "fetch", "hostile"],
 )
 async def test_a_page_gets_its_segment_however_it_was_asked_for(
     proxy: ProxyFactory, redis_url: str, targeting: Path, asked: dict[str, str]
