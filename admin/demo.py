@@ -27,6 +27,7 @@ from aiohttp import web
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from refract.admin.serving import serve_until_stopped
+from refract.proxy.request_body import BodyTooLargeError, read_whole
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 # The website's files; an installed (not editable) package has no examples/ beside it, so the
@@ -79,9 +80,12 @@ async def demo_request(request: web.Request) -> web.StreamResponse:
 async def inbox_delivery(request: web.Request) -> web.StreamResponse:
     """A webhook from Refract's automations: verified, then kept (a repeat, by webhook-id, is
     acknowledged again and not kept twice, as the spec asks of receivers)."""
-    body = await request.content.read(MAX_DELIVERY + 1)
-    if len(body) > MAX_DELIVERY:
-        raise web.HTTPRequestEntityTooLarge(max_size=MAX_DELIVERY, actual_size=len(body))
+    try:
+        body = await read_whole(request, MAX_DELIVERY)
+    except BodyTooLargeError:
+        raise web.HTTPRequestEntityTooLarge(
+            max_size=MAX_DELIVERY, actual_size=request.content_length or MAX_DELIVERY + 1
+        ) from None
     try:
         message = Webhook(DEMO_INBOX_SECRET).verify(body, dict(request.headers))
     except WebhookVerificationError:

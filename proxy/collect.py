@@ -29,6 +29,7 @@ from yarl import URL
 from refract.proxy import metrics
 from refract.proxy.app_keys import EVENT_LOG_KEY, STATE_KEY, VISITOR_KEY_KEY
 from refract.proxy.ratelimit import network_of
+from refract.proxy.request_body import BodyTooLargeError, read_whole
 from refract.rules.events import InvalidEvent, check_values, from_beacon, parse_batch
 from refract.rules.ruleset import RuleSet
 
@@ -77,8 +78,9 @@ async def collect(request: web.Request) -> web.Response:
     event_log = request.app[EVENT_LOG_KEY]
     if site.key in event_log.full_sites:
         return _refuse(503, "stream_full", "events are not being processed; not accepted")
-    body = await request.content.read(MAX_BODY + 1)
-    if len(body) > MAX_BODY:
+    try:
+        body = await read_whole(request, MAX_BODY)
+    except BodyTooLargeError:
         return _refuse(413, "too_large", f"a batch is at most {MAX_BODY} bytes")
     rules = state.rules.rules
     try:

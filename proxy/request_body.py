@@ -28,10 +28,13 @@ async def request_body(
         return None
     if request.content_length is not None:
         return request.content.iter_chunked(_CHUNK)
-    return await _read_body(request, min(server.max_chunked_body, server.max_request_body))
+    return await read_whole(request, min(server.max_chunked_body, server.max_request_body))
 
 
-async def _read_body(request: web.Request, limit: int) -> bytes:
+async def read_whole(request: web.Request, limit: int) -> bytes:
+    """The whole body, however it was cut into pieces; past ``limit`` bytes it is refused
+    (``BodyTooLargeError``) without reading further. ``content.read(n)`` alone would return
+    only what has arrived so far."""
     body = bytearray()
     async for chunk in request.content.iter_chunked(_CHUNK):
         body += chunk

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +120,40 @@ async def test_a_batch_too_large_is_refused(proxy: ProxyFactory) -> None:
     status, answer = await post(client, batch({"t": "scroll", "d": 25}, url="/" + "x" * 70_000))
     assert status == 413
     assert "bytes" in answer["error"]
+
+
+async def pieces(*parts: bytes) -> AsyncIterator[bytes]:
+    """A chunked body whose parts arrive a moment apart, as on a slow link."""
+    for index, part in enumerate(parts):
+        if index:
+            await asyncio.sleep(0.2)
+        yield part
+
+
+SCROLL = batch({"t": "scroll", "d": 50}).encode()
+
+
+@pytest.mark.parametrize(
+    ("parts", "expected"),
+    [
+        ((SCROLL[:10], SCROLL[10:]), 202),
+        ((SCROLL, b"}garbage"), 400),
+        ((SCROLL, b" " * 70_000 + b"x"), 413),
+        ((SCROLL, b" " * 200_000), 413),
+    ],
+    ids=["valid-in-two-pieces", "trailing-garbage", "garbage-past-64KiB", "200KiB"],
+)
+async def test_the_whole_body_is_judged_however_it_arrives(
+    proxy: ProxyFactory, parts: tuple[bytes, ...], expected: int
+) -> None:
+    client = await proxy()
+    response = await client.post(
+        "/_refract/collect",
+        data=pieces(*parts),  # no Content-Length: chunked
+        headers={"Cookie": COOKIES, "User-Agent": BROWSER, "Content-Type": "application/json"},
+    )
+    recorded = await recorded_events(client, "scroll")
+    assert (response.status, len(recorded)) == (expected, 1 if expected == 202 else 0)
 
 
 async def test_without_cookies_events_are_anonymous(proxy: ProxyFactory) -> None:
