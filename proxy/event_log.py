@@ -122,8 +122,12 @@ class EventLog:
         trim_before = str(int(time.time() * 1000) - self._retention_ms)
         by_stream: dict[str, list[bytes]] = {}
         for event in batch:
+            if (entry := _encoded(event)) is None:
+                continue  # dropped, not retried: it would stop every event behind it
             stream = keyspace.stream(event["site"], shard_of(event["visitor"], self._shards))
-            by_stream.setdefault(stream, []).append(encode(event))
+            by_stream.setdefault(stream, []).append(entry)
+        if not by_stream:
+            return
         async with asyncio.timeout(WRITE_TIMEOUT_S):
             async with client.pipeline(transaction=False) as pipe:
                 for stream, encoded in by_stream.items():
@@ -153,7 +157,7 @@ class EventLog:
             return
         if client is not None and self.spill_dir is not None:
             try:
-                path = spill.save(self.spill_dir, self._queue)
+                path = spill.save(self.spill_dir, [e for e in self._queue if _encoded(e)])
             except OSError as error:
                 log.error("events could not be spilled to %s: %r", self.spill_dir, error)
             else:
@@ -167,6 +171,18 @@ class EventLog:
         metrics.EVENTS_DROPPED.labels("shutdown").inc(len(self._queue))
         log.error("%d events could not be written before shutdown", len(self._queue))
         self._queue.clear()
+
+
+def _encoded(event: Event) -> bytes | None:
+    """The event as its stream keeps it, or None (dropped and counted) when it cannot be: the
+    constructors make visitor text valid (``rules.events.visitor_text``), so this is a bug's
+    last line, which must not stop the writer."""
+    try:
+        return encode(event)
+    except (UnicodeEncodeError, TypeError, ValueError, OverflowError) as error:
+        metrics.EVENTS_DROPPED.labels("unencodable").inc()
+        log.error("a %s event cannot be encoded and is dropped: %r", event.get("type"), error)
+        return None
 
 
 async def write_events(app: web.Application) -> AsyncIterator[None]:

@@ -72,7 +72,7 @@ EVENTS = Counter(
 EVENTS_DROPPED = Counter(
     "refract_events_dropped",
     "Events lost before Redis took them, by reason (buffer_full, shutdown, stream_full: "
-    "page views not recorded while the site's stream is at its budget).",
+    "page views not recorded while the site's stream is at its budget; unencodable: a bug).",
     ["reason"],
 )
 PERSONALIZATIONS_SUPPRESSED = Counter(

