@@ -13,13 +13,13 @@ goes to stderr: the data-driven models are noise there.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from refract.admin.csv_export import csv_text
 from refract.analytics.attribution.report import (
     BY,
     COLUMNS,
@@ -101,9 +101,7 @@ def run(config: Config, args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps(found.as_json(), indent=2))
     elif args.format == "csv":
-        writer = csv.writer(sys.stdout, lineterminator="\n")
-        writer.writerow(COLUMNS)
-        writer.writerows([row[name] for name in COLUMNS] for row in found.rows())
+        sys.stdout.write(csv_text(COLUMNS, found.rows()))
     else:
         print(_table(found.models, args.by))
     return 0

