@@ -434,7 +434,7 @@ def _path_only(url: str) -> str:
     return url.split("#", 1)[0].split("?", 1)[0]
 
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def visitor_text(value: str, limit: int) -> str:
@@ -442,7 +442,7 @@ def visitor_text(value: str, limit: int) -> str:
     (as the beacon's fields are), and valid text. aiohttp gives a header byte that is not
     UTF-8 as a lone surrogate, which msgpack cannot encode: it becomes U+FFFD."""
     value = value[:limit]
-    return value if value.isascii() else _SURROGATE.sub("\ufffd", value)
+    return value if value.isascii() else LONE_SURROGATE.sub("\ufffd", value)
 
 
 # --- events the proxy records itself ------------------------------------------------------

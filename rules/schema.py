@@ -9,13 +9,23 @@ the hints in error messages.
 from __future__ import annotations
 
 import difflib
+import functools
 import re
+from collections.abc import Iterator
 from datetime import datetime
-from typing import Literal
+from typing import Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from refract.rules import fields
+from refract.rules.events import LONE_SURROGATE, MAX_VALUE
 
 KEY_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 KEY_HINT = "lowercase letters, digits, - and _, starting with a letter or digit"
@@ -61,7 +71,38 @@ FIELDS = frozenset(fields.FIELDS)
 
 
 class Table(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # A number is finite: inf or nan as a revenue, a weight or a threshold is no amount.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _plain_values(cls, value: object, info: ValidationInfo) -> object:
+        """Refuses what pydantic would take but the rules cannot mean: ``true`` as 1
+        (``traffic = true``: 1 % of the audience), and text with a lone surrogate (JSON can
+        spell one; no file can hold it)."""
+        items = value if isinstance(value, list | tuple) else (value,)
+        if any(isinstance(item, bool) for item in items) and info.field_name in _number_fields(cls):
+            raise ValueError("a number, not true or false")
+        if any(isinstance(item, str) and LONE_SURROGATE.search(item) for item in items):
+            raise ValueError("not text: it holds a lone surrogate (\\ud800 to \\udfff)")
+        return value
+
+
+@functools.cache
+def _number_fields(table: type[BaseModel]) -> frozenset[str]:
+    """The fields of ``table`` that hold a number and cannot hold a boolean."""
+    return frozenset(
+        name
+        for name, field in table.model_fields.items()
+        if (kinds := set(_kinds(field.annotation))) & {int, float} and bool not in kinds
+    )
+
+
+def _kinds(annotation: object) -> Iterator[object]:
+    """``annotation`` and, through unions and Optional, the types it is made of."""
+    yield annotation
+    for argument in get_args(annotation):
+        yield from _kinds(argument)
 
 
 class Condition(Table):
@@ -181,7 +222,9 @@ class Metric(Table):
     selector: str = Field(default="", description='for kind "click": a CSS selector')
     form: str = Field(default="", description='for kind "form": a CSS selector of the form')
     event: str = Field(default="", description='for kind "event": the custom event name')
-    value: float = Field(default=0.0, ge=0, description="revenue counted per conversion")
+    value: float = Field(
+        default=0.0, ge=0, le=MAX_VALUE, description="revenue counted per conversion"
+    )
     allow_negative: bool = Field(
         default=False,
         description='for kind "event": whether the track call\'s value prop may be below zero '
@@ -193,6 +236,7 @@ class Metric(Table):
     cap: float | None = Field(
         default=None,
         gt=0,
+        le=MAX_VALUE,
         description="a visitor's revenue above this counts as this, so one outlier cannot "
         "decide a test (capping); none: no cap",
     )

@@ -244,6 +244,51 @@ async def test_a_body_that_is_not_an_experiment_is_422_in_refract_checks_words(
     assert status == 422
 
 
+def call_variant(**change: str) -> dict[str, Any]:
+    changes = [{"action": "set_text", "selector": "h1", "value": "x", **change}]
+    return {"key": "call", "weight": 50, "changes": changes}
+
+
+def files_in(directory: Path) -> dict[str, bytes]:
+    return {file.name: file.read_bytes() for file in directory.iterdir()}
+
+
+CONTROL = NEW_EXPERIMENT["variants"][0]
+PERSONALIZATION = {"key": "p1", "audience": "paid"}
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/api/experiments", {**NEW_EXPERIMENT, "traffic": True}, "traffic"),
+        (
+            "/api/experiments",
+            {**NEW_EXPERIMENT, "variants": [{**CONTROL, "weight": True}, call_variant()]},
+            "variants[0].weight",
+        ),
+        ("/api/experiments", {**NEW_EXPERIMENT, "hypothesis": "\ud800"}, "hypothesis"),
+        (
+            "/api/experiments",
+            {**NEW_EXPERIMENT, "variants": [CONTROL, call_variant(selector="h\udfff")]},
+            "variants[1].changes[0].selector",
+        ),
+        (
+            "/api/personalizations",
+            {**PERSONALIZATION, "changes": call_variant(value="\ud800")["changes"]},
+            "changes[0].value",
+        ),
+    ],
+    ids=["traffic-true", "weight-true", "lone-surrogate", "in-a-selector", "in-a-value"],
+)
+async def test_a_value_json_can_spell_but_a_rule_cannot_mean_is_422_naming_its_field(
+    marketing: Client, rules_dir: Path, path: str, body: dict[str, Any], field: str
+) -> None:
+    before = files_in(rules_dir)
+    status, answer = await change(marketing, "POST", path, None, body)
+    assert (status, [error["field"] for error in answer["errors"]]) == (422, [field])
+    assert files_in(rules_dir) == before
+
+
 async def test_an_edit_rewrites_only_the_lines_it_changes(
     marketing: Client, rules_dir: Path
 ) -> None:

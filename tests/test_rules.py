@@ -169,6 +169,34 @@ BAD_RULES = [
         r"experiments\[0\]\.key: string should match pattern .*\n    hint: the experiment's name",
         id="bad-key",
     ),
+    *[
+        pytest.param(
+            {"metrics": METRIC + f"value = {value}\n"},
+            rf"metrics\.toml:5: metrics\[0\]\.value: {reason}",
+            id=f"metric-value-{value}",
+        )
+        for value, reason in [
+            ("1e200", "input should be less than or equal to 1000000000"),
+            ("inf", "input should be a finite number"),
+            ("nan", "input should be a finite number"),
+            ("true", "a number, not true or false"),
+        ]
+    ],
+    pytest.param(
+        {"experiments": experiment("traffic = true")},
+        r"experiments\[0\]\.traffic: a number, not true or false",
+        id="traffic-true",
+    ),
+    pytest.param(
+        {"experiments": experiment("exclusion_range = [false, true]")},
+        r"experiments\[0\]\.exclusion_range: a number, not true or false",
+        id="range-of-booleans",
+    ),
+    pytest.param(
+        {"experiments": experiment().replace("weight = 50", "weight = true", 1)},
+        r"variants\[0\]\.weight: a number, not true or false",
+        id="weight-true",
+    ),
     pytest.param(
         {"experiments": "[[experiments]\n"},
         r"experiments\.toml:1: not valid TOML",
