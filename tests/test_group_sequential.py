@@ -119,9 +119,12 @@ def test_any_looks_give_bounded_falling_p_values_that_agree_with_the_boundaries(
     assert ((seen >= gs.P_LEVELS[0]) & (seen <= 1.0)).all()
     assert (np.diff(seen) <= 0).all()
     assert (critical > 0).all()
-    # a look that spends nothing (boundary NEVER) rejects nothing, whatever z
+    # a look that spends nothing (boundary NEVER) rejects nothing, whatever z, and neither
+    # does one that added no information (no new visitors, or past the plan)
+    t = np.round(gs.fractions_of(visitors, planned), 6)
+    informative = t > np.maximum.accumulate(np.concatenate(([0.0], t[:-1])))
     crossed = np.fmax.accumulate(
-        (np.where(np.isnan(z), 0.0, np.abs(z)) >= critical) & (critical < gs.NEVER)
+        (np.where(np.isnan(z), 0.0, np.abs(z)) >= critical) & (critical < gs.NEVER) & informative
     )
     # below alpha exactly once some look crossed its boundary (up to the interpolation)
     finite = ~np.isnan(p)

@@ -209,7 +209,8 @@ def _critical_and_p(
         raise ValueError("a sequential comparison needs planned_visitors (both arms)")
     if settings.method == "group_sequential":
         assert settings.planned_visitors is not None
-        return _group_sequential(control.n + treatment.n, z, settings)
+        information = group_sequential.equal_arm_visitors(control.n, treatment.n)
+        return _group_sequential(information, z, settings)
     if settings.method == "sequential":
         assert settings.planned_visitors is not None
         n = control.n + treatment.n

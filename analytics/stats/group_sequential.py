@@ -14,7 +14,9 @@ of the density of S_k over the continuation region (Armitage, McPherson & Rowe 1
 Jennison & Turnbull 2000, chapter 19): Simpson's rule on a grid per look.
 
 Looks need no schedule: each report takes the looks that happened (one per day of data), and
-looks may be unequally spaced. Past the plan (t >= 1) the last boundary stands.
+looks may be unequally spaced. Information is counted in equal-arm visitors, so an unequal
+split reaches t = 1 when its standard error is the plan's. Past the plan (t >= 1) the last
+boundary stands for intervals, and the p-value is the one of the look that reached it.
 """
 
 from __future__ import annotations
@@ -124,8 +126,22 @@ def _schedule(fractions: tuple[float, ...], alpha: float) -> tuple[Array, Array]
     return table[-1], table[:-1]
 
 
+def equal_arm_visitors(control: Array, treatment: Array) -> Array:
+    """The visitors (both arms) that two equal arms would need for the standard error these
+    two arms give: 4 n_c n_t / (n_c + n_t), which is n_c + n_t when they are equal.
+
+    A comparison's information is 1 / Var(difference), proportional to 1 / (1/n_c + 1/n_t)
+    (Jennison & Turnbull 2000, section 3.1), and a plan is made for equal arms: a 20/80 split
+    has the information of 64 % of its visitors, so it reaches the plan's last look later."""
+    c, t = np.asarray(control, dtype=float), np.asarray(treatment, dtype=float)
+    total = c + t
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.asarray(np.where(total > 0, 4.0 * c * t / total, 0.0), dtype=float)
+
+
 def fractions_of(visitors: Array, planned: float) -> Array:
-    """Information fractions of cumulative visitors (both arms) against the plan's."""
+    """Information fractions of cumulative visitors (``equal_arm_visitors``) against the
+    plan's."""
     return np.minimum(np.asarray(visitors, dtype=float) / planned, 1.0)
 
 
@@ -133,11 +149,13 @@ def looks(
     z: Array, visitors: Array, planned: float, alpha: float
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Boundary and repeated p-value of each look of one comparison: ``z`` and cumulative
-    ``visitors`` (both arms) along the looks. A look that added no information (no new
-    visitors, or the plan already reached) keeps the previous look's boundary. The p-value
-    is the smallest level whose boundary |z| crosses at this look or an earlier one
-    (Jennison & Turnbull 2000, section 9.1), found on the P_LEVELS grid (interpolated in
-    log level)."""
+    ``visitors`` (``equal_arm_visitors``) along the looks. A look that added no information
+    (no new visitors, or the plan already reached) keeps the previous look's boundary and
+    p-value: past the plan, alpha is spent, and testing every further day at the last
+    boundary would spend it again (10 % instead of 5 % over six weeks of daily looks). The
+    p-value is the smallest level whose boundary |z| crosses at this look or an earlier one
+    (Jennison & Turnbull 2000, section 9.1), found on the P_LEVELS grid (interpolated in log
+    level)."""
     # rounded as the schedule's cache key is, so that two looks apart by less than that are
     # one look, never a look of no information with a boundary of its own
     t = np.round(fractions_of(visitors, planned), 6)
@@ -156,8 +174,8 @@ def looks(
     look_of = np.searchsorted(new, np.arange(t.size), side="right") - 1
     seen = look_of >= 0
     critical[seen] = at_alpha[look_of[seen]]
-    for k in np.flatnonzero(seen):
-        p_value[k] = _p(abs(float(z[k])), levels, at_levels[:, look_of[k]])
+    for look, k in enumerate(new):
+        p_value[k] = _p(abs(float(z[k])), levels, at_levels[:, look])
     return critical, np.fmin.accumulate(p_value)
 
 

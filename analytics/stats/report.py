@@ -42,6 +42,7 @@ from refract.analytics.stats.engine import (
     compare,
 )
 from refract.analytics.stats.exploratory import corrected
+from refract.analytics.stats.group_sequential import equal_arm_visitors
 from refract.analytics.stats.planning import Plan, days_needed, measured_baseline, plan
 from refract.analytics.stats.proportions import EXACT_BELOW
 from refract.analytics.stats.srm import srm_test
@@ -577,14 +578,30 @@ def decide(
 
 
 def _plan_reached(comparison: Comparison, settings: Settings, planned: Plan) -> bool:
-    return float(comparison.control.n[-1, 0, 0, 0]) >= planned.per_arm(settings.method)
+    """Every variant's comparison with control has the information of the plan's last look."""
+    return _least_information(comparison) >= _planned_information(settings, planned)
+
+
+def _least_information(comparison: Comparison) -> float:
+    """The smallest comparison's information so far, in equal-arm visitors (both arms): an
+    unequal split, a 10 % holdout, has less than its visitors (``equal_arm_visitors``)."""
+    control, treatment = comparison.control.n[-1, 0, 0, 0], comparison.treatment.n[-1, :, 0, 0]
+    return float(np.min(equal_arm_visitors(control, treatment)))
+
+
+def _planned_information(settings: Settings, planned: Plan) -> float:
+    """The plan's visitors for both arms, as the engine's looks count them."""
+    if settings.planned_visitors is not None:
+        return float(settings.planned_visitors)
+    return float(planned.planned_visitors(settings.method))
 
 
 def _days_left(comparison: Comparison, settings: Settings, planned: Plan, metric: str) -> str:
-    """Days until the plan's visitors are reached, for the test in use, at the traffic so far."""
-    so_far = float(comparison.control.n[-1, 0, 0, 0])
+    """Days until the plan's information is reached, for the test in use, at the traffic so
+    far (an arm's traffic and its information grow alike while the weights hold)."""
+    so_far = _least_information(comparison)
     per_day = so_far / max(comparison.lift.shape[0], 1)
-    days = days_needed(planned.per_arm(settings.method), per_day, so_far)
+    days = days_needed(math.ceil(_planned_information(settings, planned)), per_day, so_far)
     lift = f"{planned.mde:+.0%} lift"
     if not math.isfinite(days):
         return f"no conclusion on {metric} yet"
