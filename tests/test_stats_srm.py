@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from refract.analytics.stats.srm import srm_test
+from refract.analytics.stats.srm import anytime_srm_test, srm_test
 
 
 def test_50_50_split_observed_as_5000_5200_has_closed_form_p() -> None:
@@ -124,3 +124,56 @@ def test_srm_vectorised_equals_scalar_calls() -> None:
         assert result.statistic[e, s, m] == pytest.approx(float(single.statistic), rel=1e-12)
         assert result.p_value[e, s, m] == pytest.approx(float(single.p_value), rel=1e-12)
         assert bool(result.flagged[e, s, m]) is bool(single.flagged)
+
+
+# --- the report's check: valid at any look ---------------------------------------------------
+
+
+def test_with_a_uniform_prior_the_bayes_factor_has_the_beta_function_closed_form() -> None:
+    """Two variants at 50/50 and a Dirichlet(1, 1) prior (concentration 2): BF of 0 against
+    10 is B(1, 11) / 0.5^10 = 2^10 / 11."""
+    result = anytime_srm_test([[0, 10]], [1, 1], concentration=2.0)
+    assert result.p_value == pytest.approx(11 / 2**10, rel=1e-12)
+
+
+def test_the_p_value_is_the_smallest_over_the_looks() -> None:
+    """An early imbalance that later evens out keeps the p-value of its look."""
+    early = anytime_srm_test([[0, 10]], [1, 1], concentration=2.0).p_value
+    later = anytime_srm_test([[0, 10], [500, 510]], [1, 1], concentration=2.0).p_value
+    assert later == early
+
+
+@pytest.mark.parametrize(
+    ("looks", "weights", "p_value", "flagged"),
+    [
+        ([[100, 5]], [1, 0], 0.0, True),  # visitors where no traffic was configured
+        ([[100, 0]], [1, 0], math.nan, False),  # one variant in use
+        ([[0, 0]], [1, 1], math.nan, False),  # no visitors yet
+        ([[100, 100, math.nan]], [1, 1, 1], 1.0, False),  # a padded variant is left out
+    ],
+)
+def test_edge_cases_of_the_anytime_check(
+    looks: list[list[float]], weights: list[float], p_value: float, flagged: bool
+) -> None:
+    result = anytime_srm_test(looks, weights)
+    assert (result.flagged, result.p_value) == pytest.approx((flagged, p_value), nan_ok=True)
+
+
+def test_thirty_daily_looks_flag_a_healthy_experiment_at_most_one_in_a_thousand() -> None:
+    """The chi-square of each day's look flagged 0.9 % of these A/A experiments: re-testing
+    cumulative counts daily multiplies its false alarms."""
+    rng = np.random.default_rng(20261204)
+    sims, days = 4_000, 30
+    looks = rng.multinomial(200, [0.5, 0.5], size=(sims, days)).cumsum(axis=1)
+    flagged = sum(anytime_srm_test(looks[sim], [1, 1]).flagged for sim in range(sims))
+    daily_chi_square = (srm_test(looks, [1, 1]).p_value < 0.001).any(axis=1).mean()
+    assert flagged / sims <= 0.001 + 3 * math.sqrt(0.001 * 0.999 / sims)
+    assert daily_chi_square > 0.005  # what the old check did
+
+
+def test_a_clear_mismatch_is_found_within_days() -> None:
+    """45/55 at 200 visitors a day: found within 30 days in nearly every experiment."""
+    rng = np.random.default_rng(4)
+    looks = rng.multinomial(200, [0.45, 0.55], size=(200, 30)).cumsum(axis=1)
+    found = np.mean([anytime_srm_test(look, [1, 1]).flagged for look in looks])
+    assert found >= 0.95
