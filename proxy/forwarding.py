@@ -7,6 +7,10 @@ client's address (X-Real-IP and the like) dropped, since a visitor can write any
 The host Refract names to others (in X-Forwarded-Host, Forwarded and redirects rewritten to
 the public site) is one of the site's own names: on a ``host = "*"`` site, which any Host
 reaches, that is its configured ``public_host``, a trusted proxy's X-Forwarded-Host, or none.
+
+A host a visitor or a trusted proxy names is taken only when it is a host[:port] (``is_host``):
+a ``host = "*"`` site is reached by any Host, and whatever reads one later (routing, cookies,
+the origin's Host) may then rely on it.
 """
 
 from __future__ import annotations
@@ -56,7 +60,7 @@ class TrustedProxies(TrustedNetworks):
         client = self.client_behind(peer, headers.get("X-Forwarded-For") or "")
         forwarded_scheme = forwarded_value(headers, "X-Forwarded-Proto").lower()
         forwarded_host = forwarded_value(headers, "X-Forwarded-Host")
-        if not _HOST.fullmatch(forwarded_host):
+        if not is_host(forwarded_host):
             forwarded_host = ""  # it lands in Location and Host: only a host[:port] is taken
         return ClientView(
             ip=client,
@@ -67,11 +71,33 @@ class TrustedProxies(TrustedNetworks):
         )
 
 
-# A host name or bracketed IPv6 address, with an optional port: nothing that could carry a
-# path, credentials, quotes or spaces into a header built from it.
+# A host name (underscores too: Docker and other internal names carry them), an IPv4 address
+# or a bracketed IPv6 one, with an optional port: nothing that could carry a path,
+# credentials, quotes or spaces into a header built from it.
 _HOST = re.compile(
-    r"(?:[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})*\.?|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?"
+    r"(?:[A-Za-z0-9_-]{1,63}(?:\.[A-Za-z0-9_-]{1,63})*\.?|\[(?P<ipv6>[0-9A-Fa-f:.]+)\])"
+    r"(?::(?P<port>[0-9]{1,5}))?"
 )
+_MAX_PORT = 65535
+
+
+def is_host(value: str) -> bool:
+    """Is ``value`` a host[:port] (RFC 9110 section 7.2), one URL parsers take as it is? The
+    brackets must hold an IPv6 address and the port be one, or yarl refuses it later."""
+    match = _HOST.fullmatch(value)
+    if match is None:
+        return False
+    if match["ipv6"] is not None and not isinstance(parse_ip(match["ipv6"]), ipaddress.IPv6Address):
+        return False
+    return match["port"] is None or int(match["port"]) <= _MAX_PORT
+
+
+def host_name(host: str) -> str:
+    """The name in a host[:port], lower-cased and without the port (an IPv6 address without
+    its brackets), read from the text: whatever ``host`` holds, nothing is raised."""
+    if host.startswith("["):
+        return host[1:].partition("]")[0].lower()
+    return host.rpartition(":")[0].lower() if ":" in host else host.lower()
 
 
 def _public_host(site: SiteConfig, host: str, forwarded_host: str) -> str:

@@ -29,7 +29,7 @@ from refract.proxy import codings, local, measure, metrics, sniff
 from refract.proxy.app_keys import REDIS_KEY, STATE_KEY
 from refract.proxy.call import EXCHANGE, Call, Exchange
 from refract.proxy.charset import is_ascii_safe, page_encoding
-from refract.proxy.forwarding import forwarding_headers, is_client_claim
+from refract.proxy.forwarding import forwarding_headers, host_name, is_client_claim, is_host
 from refract.proxy.headers import (
     add_vary,
     forwardable,
@@ -126,29 +126,39 @@ async def proxy_request(request: web.Request) -> web.StreamResponse:
 def _protocol_refusal(request: web.Request, state: ProxyState) -> web.Response | None:
     """Requests answered as nginx answers them, before anything else is done with them."""
     if request.version not in _SPOKEN_VERSIONS:
-        return _refuse(505, "http_version", "This server speaks HTTP/1.0 and HTTP/1.1.")
+        return refuse(505, "http_version", "This server speaks HTTP/1.0 and HTTP/1.1.")
     if request.method in _REFUSED_METHODS:
-        refusal = _refuse(405, "method", "This request method is not allowed here.")
+        refusal = refuse(405, "method", "This request method is not allowed here.")
         refusal.headers["Allow"] = _ALLOWED_METHODS
         return refusal
     if request.version == HttpVersion10 and "Transfer-Encoding" in request.headers:
         # RFC 9112 section 6.1: an HTTP/1.0 message's framing is unknowable with it.
-        return _refuse(400, "framing", "Transfer-Encoding is not HTTP/1.0.")
+        return refuse(400, "framing", "Transfer-Encoding is not HTTP/1.0.")
     if request.raw_path.startswith("/"):
+        # RFC 9112 section 3.2: a Host that is no host[:port] gets 400, as nginx answers it;
+        # a "*" site is reached by any Host, and the answer's cookies are matched against it.
+        if not is_host(request.host):
+            return refuse(400, "host", "This address is not valid.")
         return None
     authority = _absolute_authority(request.raw_path)
-    if authority is None or state.router.match(authority) is None:
-        return _refuse(400, "target", "This address is not served here.")
+    if authority is None or not is_host(authority) or state.router.match(authority) is None:
+        return refuse(400, "target", "This address is not served here.")
     return None
 
 
-def _refuse(status: int, reason: str, message: str) -> web.Response:
-    """A neutral page, the connection closed after it: the request's framing is not trusted."""
+def refuse(status: int, reason: str, message: str) -> web.Response:
+    """A neutral page, the connection closed after it: the request's framing is not trusted
+    (also how proxy/server.py answers a request aiohttp's parser stopped)."""
     metrics.REQUEST_REJECTED.labels(reason).inc()
-    page = neutral_page(status, message)
-    refusal = WireResponse(status=status, body=page.body, headers=page.headers)
+    refusal = _neutral_page(status, message)
     refusal.force_close()
     return refusal
+
+
+def _neutral_page(status: int, message: str) -> web.Response:
+    """Refract's own page, its head written by wire.py: it names no server software."""
+    page = neutral_page(status, message)
+    return WireResponse(status=status, body=page.body, headers=page.headers)
 
 
 def _absolute_authority(target: str) -> str | None:
@@ -181,7 +191,7 @@ async def _proxy(request: web.Request, state: ProxyState, exchange: Exchange) ->
     if site is None:
         exchange.kind = "error"
         metrics.REQUEST_REJECTED.labels("unknown_host").inc()
-        return neutral_page(421, "This address is not served here.")
+        return _neutral_page(421, "This address is not served here.")
     exchange.site = site.key
     peer = request.remote or ""
     view = state.trusted.client_view(
@@ -279,6 +289,9 @@ async def _ask(
     slow upload is not the origin's time), or from ``deadline``, one already running.
     """
     site, loop = call.site, asyncio.get_running_loop()
+    # The visitor's fields were taken up to this size (server.handler_options): so are the
+    # origin's; a larger one is the origin's protocol fault (502), as it is for nginx.
+    max_header = call.state.config.server.max_header_bytes
     try:
         async with asyncio.timeout_at(deadline) as timeout:
 
@@ -290,7 +303,13 @@ async def _ask(
             elif isinstance(body, AsyncIterator):
                 body = announcing_end(body, sent)
             upstream = await site.client.request(
-                method, url, headers=headers, data=body, allow_redirects=False
+                method,
+                url,
+                headers=headers,
+                data=body,
+                allow_redirects=False,
+                max_line_size=max_header,
+                max_field_size=max_header,
             )
     except (TimeoutError, aiohttp.ServerTimeoutError):
         return _origin_failed(site, call.exchange, "timeout", url)
@@ -329,7 +348,7 @@ def _drop_page_validators(request: web.Request, headers: CIMultiDict[str]) -> No
 def _too_large() -> web.Response:
     """A request body over ``server.max_request_body``, however it was found out."""
     metrics.REQUEST_REJECTED.labels("body_too_large").inc()
-    return neutral_page(413, "The request is too large.")
+    return _neutral_page(413, "The request is too large.")
 
 
 def _decide_early(call: Call) -> Personalized | None:
@@ -354,7 +373,7 @@ def _split_url_redirect(call: Call, personalized: Personalized) -> web.Response:
     headers["Location"] = personalized.redirect
     headers["Cache-Control"] = "private, no-store"
     measure.record_redirect(call, personalized.decision, personalized.redirect)
-    return web.Response(status=302, headers=headers)
+    return WireResponse(status=302, headers=headers)
 
 
 def _needs_segment(request: web.Request, state: ProxyState) -> bool:
@@ -459,8 +478,8 @@ def _origin_failed(site: Site, exchange: Exchange, reason: str, url: URL) -> web
     metrics.UPSTREAM_ERRORS.labels(site.key, reason).inc()
     log.warning("origin %s failed: %s", url.with_query(None), reason, extra={"site": site.key})
     if reason == "timeout":
-        return neutral_page(504, "The website took too long to answer. Please try again.")
-    return neutral_page(502, "The website is not answering right now. Please try again.")
+        return _neutral_page(504, "The website took too long to answer. Please try again.")
+    return _neutral_page(502, "The website is not answering right now. Please try again.")
 
 
 async def _respond(
@@ -520,7 +539,7 @@ def _response_headers(call: Call, origin_headers: CIMultiDictProxy[str]) -> CIMu
         if name in headers:
             headers[name] = rewrite_location(headers[name], call.site.origin, public_base)
     if "Set-Cookie" in headers:
-        public_host = URL(f"//{view.host}").host or view.host
+        public_host = host_name(view.host)
         domain = call.state.config.cookies.domain
         cookies = [rewrite_set_cookie(v, public_host, domain) for v in headers.popall("Set-Cookie")]
         headers.extend(("Set-Cookie", value) for value in cookies)

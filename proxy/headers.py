@@ -28,6 +28,9 @@ HOP_BY_HOP = frozenset(
 # CDN-targeted cache directives override Cache-Control at the edge (RFC 9213 and vendors').
 _CDN_CACHE_HEADERS = re.compile(r"^(surrogate-control|(?:[a-z0-9-]+-)?cdn-cache-control)$", re.I)
 _COOKIE_DOMAIN = re.compile(r";\s*domain\s*=\s*([^;]*)", re.I)
+# The scheme and authority a URL reference starts with, if it names a host (RFC 3986 section
+# 3: "//" and what runs to the path, query or fragment).
+_NAMED_HOST = re.compile(r"(?:(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*):)?//(?P<authority>[^/?#]*)")
 # RFC 9110 section 5.5: what a field may not carry (HTAB is allowed); aiohttp refuses to write
 # them, and they would split a header.
 _CONTROL_CHARACTER = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
@@ -89,25 +92,37 @@ def _excluded(headers: ReadHeaders, drop: Iterable[str]) -> frozenset[str]:
 def rewrite_location(value: str, origin: URL, public_base: str) -> str:
     """Point a redirect at the public site when the origin named itself in it.
 
+    Only the scheme and authority change: the rest passes as the origin wrote it, character
+    for character (so byte for byte, wire.py), since a signature over the query or a path in a
+    legacy encoding must still hold; a URL parser would decode, re-quote or drop some of it.
+
     An empty ``public_base`` means no public host is known (a ``host = "*"`` site without
     ``public_host``): the redirect becomes relative (RFC 9110 section 10.2.2), so the browser
     stays on the host it asked for and no visitor-sent Host is ever written into it.
     """
+    named = _NAMED_HOST.match(value)
+    if named is None or not _names_origin(named["scheme"], named["authority"], origin):
+        return value
+    rest = value[named.end() :]
+    if not rest.startswith("/"):
+        rest = f"/{rest}"  # "http://origin?q" is the origin's root with a query
+    if not public_base and rest.startswith("//"):
+        rest = f"/.{rest}"  # "//x" alone would name another host (RFC 3986 section 4.2)
+    return f"{public_base}{rest}"
+
+
+def _names_origin(scheme: str | None, authority: str, origin: URL) -> bool:
+    """Does a URL's scheme (None when scheme-relative) and authority name the origin: its
+    host, and its port (a scheme's default one when none is written)?"""
     try:
-        target = URL(value)
+        named = URL(f"{scheme}://{authority}" if scheme else f"//{authority}")
     except ValueError:
-        return value
-    if not target.host or target.host.lower() != (origin.host or "").lower():
-        return value
-    if target.scheme and (target.scheme, target.port) != (origin.scheme, origin.port):
-        return value
-    if not target.scheme and target.explicit_port and target.port != origin.port:
-        return value
-    fragment = f"#{target.raw_fragment}" if target.raw_fragment else ""
-    path_qs = target.raw_path_qs
-    if not public_base and path_qs.startswith("//"):
-        path_qs = f"/.{path_qs}"  # "//x" alone would name another host (RFC 3986 section 4.2)
-    return f"{public_base}{path_qs}{fragment}"
+        return False  # no host a parser takes: not the origin's
+    if not named.host or named.host != (origin.host or "").lower():
+        return False
+    if scheme:
+        return (named.scheme, named.port) == (origin.scheme, origin.port)
+    return named.explicit_port is None or named.port == origin.port
 
 
 def domain_matches(host: str, domain: str) -> bool:

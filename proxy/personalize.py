@@ -155,14 +155,26 @@ def _plan(
 def split_url_target(target: str, request: web.Request) -> str:
     """Where a redirect change sends this request: "" when it is already there (no loop).
 
-    The visitor's query string (UTM and the like) goes along unless the target has its own.
+    The visitor's query string (UTM and the like) goes along unless the target has its own,
+    as the visitor sent it: decoded and quoted again, an encoded ``&``, ``+`` or ``=`` in a
+    value would be one no more (or its ``%`` quoted twice).
     """
     url = URL(target)
     if (not url.host or url.host == request.host.split(":")[0]) and url.path == request.path:
         return ""
-    if not url.query_string and request.query_string:
-        url = url.with_query(request.query_string)
-    return str(url)
+    query = request.rel_url.raw_query_string
+    if url.raw_query_string or not query:
+        return str(url)
+    return str(
+        URL.build(
+            scheme=url.scheme,
+            authority=url.raw_authority,
+            path=url.raw_path,
+            query_string=query,
+            fragment=url.raw_fragment,
+            encoded=True,
+        )
+    )
 
 
 def fill_tokens(change: Change, values: Mapping[str, Value]) -> str:

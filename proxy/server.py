@@ -15,11 +15,14 @@ from typing import Any
 
 import uvloop
 from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
+from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
 
 from refract.proxy import background, memory, metrics
 from refract.proxy.accesslog import JsonAccessLogger, access_logger
 from refract.proxy.app import build_app, reload
+from refract.proxy.handler import refuse
 from refract.proxy.local import start_internal_listener
 from refract.rules.config import Config, split_host_port
 
@@ -41,18 +44,58 @@ connections_log.addFilter(_VisitorFaults())
 
 
 def handler_options(config: Config) -> dict[str, Any]:
-    """How every connection is handled: the access log, and the logger of request faults."""
+    """How every connection is handled: the access log, the logger of request faults, and the
+    largest request line and header field taken (the origin's are held to the same)."""
     return {
         "access_log_class": JsonAccessLogger,
         "access_log": access_logger if config.server.access_log else None,
         "logger": connections_log,
+        "max_line_size": config.server.max_header_bytes,
+        "max_field_size": config.server.max_header_bytes,
     }
+
+
+class _ConnectionHandler(RequestHandler):
+    """aiohttp's handling of a connection, but a request line or header field over the limit
+    gets the neutral 431 page, where aiohttp's 400 would echo the start of the line (a
+    visitor's cookies) back to whoever can read the answer."""
+
+    def handle_error(
+        self,
+        request: BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if isinstance(exc, LineTooLong):
+            return refuse(431, "header_too_large", "The request's header fields are too large.")
+        return super().handle_error(request, status, exc, message)
+
+
+class _Server(web.Server):
+    def __call__(self) -> RequestHandler:
+        return _ConnectionHandler(self, loop=self._loop, **self._kwargs)
+
+
+class ProxyRunner(web.AppRunner):
+    """aiohttp's runner, its connections handled by ``_ConnectionHandler``: a request its
+    parser refuses never reaches the application, and aiohttp has no hook for its answer
+    (aio-libs/aiohttp#3287), so the server making the connections' handlers is ours."""
+
+    async def _make_server(self) -> web.Server:
+        made = await super()._make_server()  # starts the application
+        return _Server(
+            made.request_handler,
+            request_factory=made.request_factory,
+            handler_cancellation=made.handler_cancellation,
+            **made._kwargs,
+        )
 
 
 async def serve(config: Config, config_path: Path, ready: asyncio.Event | None = None) -> None:
     """Serve until SIGTERM or SIGINT; SIGHUP reloads ``config_path``."""
     app = build_app(config)
-    runner = web.AppRunner(
+    runner = ProxyRunner(
         app,
         handle_signals=False,
         **handler_options(config),

@@ -12,6 +12,10 @@ header); the handler drops origin fields carrying one before they get here
 
 A page served to many visitors has most of its fields in common: those are encoded and
 checked once (``PreparedFields``) and written after the ones made per request.
+
+aiohttp adds a ``Server`` naming itself and Python, with their versions, to any answer without
+one; a proxy passes the origin's, and Refract's own answers name no software: only a
+``Server`` the response was given is written.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp.http_writer import HttpVersion, HttpVersion10, StreamWriter
 from multidict import CIMultiDict
 
@@ -77,6 +81,12 @@ class WireStream(web.StreamResponse):
     """A streamed response whose head is written byte-exactly (see the module's docstring)."""
 
     _prepared = b""
+
+    async def _prepare_headers(self) -> None:
+        given = hdrs.SERVER in self.headers  # the origin's (a prepared page keeps it here)
+        await super()._prepare_headers()
+        if not given:
+            self.headers.popall(hdrs.SERVER, None)  # aiohttp's own, with its version
 
     async def _write_headers(self) -> None:
         request, writer = self._req, self._payload_writer

@@ -91,6 +91,14 @@ class ServerConfig(Section):
         'origin, e.g. "8MiB": it is held in memory until complete, so that one too large never '
         "reaches the origin in part; larger (or over max_request_body) gets 413",
     )
+    max_header_bytes: ByteSize = Field(
+        default=ByteSize(32 * 1024),
+        ge=4 * 1024,
+        le=1024 * 1024,
+        description="largest request line or header field (name and value) taken from a "
+        'visitor or an origin, e.g. "32KiB" (4KiB to 1MiB); a larger one gets 431 from a '
+        "visitor, 502 from an origin (nginx-like neutral pages)",
+    )
     websocket_max_message: ByteSize = Field(
         default=ByteSize(4 * 1024 * 1024),
         gt=0,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -27,6 +27,7 @@ from refract.proxy.wire import head_bytes
 from tests.conftest import BROWSER, ProxyFactory, make_config, recorded_events
 from tests.origin import DOWNLOADS, PAGE, REACHED
 from tests.support.metrics import counter
+from tests.support.raw_origin import RawOrigin, page_answer, raw_origin_fixture  # noqa: F401
 
 NAVIGATION = {"User-Agent": BROWSER, "Sec-Fetch-Dest": "document"}
 CLOSING_HEAD = b"Host: www.example.com\r\nConnection: close\r\n\r\n"
@@ -45,31 +46,6 @@ async def raw_exchange(port: int | None, request: bytes) -> bytes:
 
 def status_line(reply: bytes) -> bytes:
     return reply.split(b"\r\n", 1)[0]
-
-
-RawOrigin = Callable[[bytes], Awaitable[str]]
-
-
-@pytest.fixture
-async def raw_origin() -> AsyncIterator[RawOrigin]:
-    """An origin answering every request with the given bytes, then closing: for answers an
-    aiohttp server refuses to write."""
-    servers: list[asyncio.Server] = []
-
-    async def start(answer: bytes) -> str:
-        async def reply(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            await reader.readuntil(b"\r\n\r\n")
-            writer.write(answer)
-            await writer.drain()
-            writer.close()
-
-        server = await asyncio.start_server(reply, "127.0.0.1", 0)
-        servers.append(server)
-        return f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-
-    yield start
-    for server in servers:
-        server.close()
 
 
 # --- rewrite only real pages ---------------------------------------------------------------
@@ -171,6 +147,46 @@ async def test_an_absolute_form_target_naming_no_site_here_gets_400(proxy: Proxy
     request = b"GET http://elsewhere.example/echo HTTP/1.1\r\n" + CLOSING_HEAD
     reply = await raw_exchange(client.port, request)
     assert status_line(reply) == b"HTTP/1.1 400 Bad Request"
+
+
+COOKIE_PAGE = page_answer(b"<html><body>page</body></html>", b"Set-Cookie: a=1; Path=/\r\n")
+
+
+@pytest.mark.parametrize(
+    "host",
+    [b"[", b"a:b:c", b"a\\b", b"", b"www.example.com:99999", b"[1.2.3.4]", b"user@example.com"],
+    ids=[
+        "bracket",
+        "two-colons",
+        "backslash",
+        "empty",
+        "port-out-of-range",
+        "ipv4-in-brackets",
+        "userinfo",
+    ],
+)
+async def test_a_host_that_is_no_host_and_port_gets_the_neutral_400(
+    proxy: ProxyFactory, raw_origin: RawOrigin, host: bytes
+) -> None:
+    client = await proxy(site={"origin": await raw_origin(COOKIE_PAGE)})
+    request = b"GET /x HTTP/1.1\r\nHost: " + host + b"\r\nConnection: close\r\n\r\n"
+    reply = await raw_exchange(client.port, request)
+    assert status_line(reply) == b"HTTP/1.1 400 Bad Request"
+    assert b"<h1>Bad Request</h1>" in reply  # the neutral page, not aiohttp's 500
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["www.example.com:8080", "WWW.Example.COM.", "[::1]:8080", "127.0.0.1", "refract_edge"],
+    ids=["port", "capitals-and-root-dot", "ipv6", "ipv4", "underscore"],
+)
+async def test_a_host_and_port_is_served_with_the_origins_cookie(
+    proxy: ProxyFactory, raw_origin: RawOrigin, host: str
+) -> None:
+    client = await proxy(site={"origin": await raw_origin(COOKIE_PAGE)})
+    response = await client.get("/x", headers={**NAVIGATION, "Host": host})
+    assert response.status == 200
+    assert "a=1; Path=/" in response.headers.getall("Set-Cookie")
 
 
 @pytest.mark.parametrize(

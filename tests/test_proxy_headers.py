@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,7 +14,10 @@ from yarl import URL
 
 from refract.proxy.headers import HOP_BY_HOP, forwardable, has_control_character
 from refract.proxy.wire import PreparedFields, head_bytes
-from tests.conftest import ProxyFactory
+from tests.conftest import BROWSER, ProxyFactory
+from tests.support.raw_origin import RawOrigin, page_answer, raw_origin_fixture  # noqa: F401
+
+NAVIGATION = {"User-Agent": BROWSER, "Sec-Fetch-Dest": "document"}
 
 
 def received(echo: dict[str, Any]) -> CIMultiDict[str]:
@@ -250,3 +254,94 @@ async def test_claims_of_the_client_address_reach_the_origin_only_from_a_trusted
     server = {"trusted_proxies": ["127.0.0.1/32"]} if trusted else {}
     got = await echo_headers(proxy, {name: "203.0.113.9"}, server=server)
     assert (got.get(name) == "203.0.113.9") is forwarded
+
+
+# Server: the origin's when it sent one, else none; Refract's own answers name no software.
+
+SERVED_KINDS = [
+    (b"text/html", b""),
+    (b"text/css", b""),
+    (b"text/html", b"Cache-Control: no-transform\r\n"),
+]
+SERVED_IDS = ["rewritten-page", "streamed-asset", "page-served-as-it-came"]
+
+
+@pytest.mark.parametrize(("content_type", "fields"), SERVED_KINDS, ids=SERVED_IDS)
+async def test_an_answer_without_a_server_field_leaves_without_one(
+    proxy: ProxyFactory, raw_origin: RawOrigin, content_type: bytes, fields: bytes
+) -> None:
+    answer = page_answer(b"<html><body>page</body></html>", fields, content_type)
+    client = await proxy(site={"origin": await raw_origin(answer)})
+    response = await client.get("/x", headers=NAVIGATION)
+    assert response.status == 200
+    assert "Server" not in response.headers
+
+
+@pytest.mark.parametrize(("content_type", "fields"), SERVED_KINDS, ids=SERVED_IDS)
+async def test_the_origins_server_field_is_the_only_one(
+    proxy: ProxyFactory, raw_origin: RawOrigin, content_type: bytes, fields: bytes
+) -> None:
+    fields += b"Server: origin-httpd/2.4\r\n"
+    answer = page_answer(b"<html><body>page</body></html>", fields, content_type)
+    client = await proxy(site={"origin": await raw_origin(answer)})
+    response = await client.get("/x", headers=NAVIGATION)
+    assert response.headers.getall("Server") == ["origin-httpd/2.4"]
+
+
+SPLIT_RULES = """
+[[pages]]
+tag = "page"
+paths = ["/page"]
+
+[[metrics]]
+key = "signup"
+kind = "url"
+url = "/thanks"
+
+[[experiments]]
+key = "split"
+status = "running"
+pages = ["page"]
+primary_metric = "signup"
+
+  [[experiments.variants]]
+  key = "control"
+  weight = 0
+
+  [[experiments.variants]]
+  key = "alt"
+  weight = 100
+  changes = [{ action = "redirect", value = "/page-b" }]
+"""
+
+
+@pytest.mark.parametrize(
+    ("config", "method", "headers", "status"),
+    [
+        ({"site": {"origin": "http://127.0.0.1:1"}}, "GET", {}, 502),
+        ({"site": {"host": "www.example.com"}}, "GET", {"Host": "elsewhere.example"}, 421),
+        ({"server": {"max_request_body": 10}}, "POST", {"Content-Length": "11"}, 413),
+        ({}, "GET", {"Host": "a:b:c"}, 400),
+        ({}, "TRACE", {}, 405),
+        ({"rules": SPLIT_RULES}, "GET", {}, 302),
+    ],
+    ids=["origin-down", "unknown-host", "body-too-large", "odd-host", "trace", "split-redirect"],
+)
+async def test_refracts_own_answers_name_no_server(
+    proxy: ProxyFactory,
+    tmp_path: Path,
+    config: dict[str, Any],
+    method: str,
+    headers: dict[str, str],
+    status: int,
+) -> None:
+    if "rules" in config:
+        (tmp_path / "rules.toml").write_text(config["rules"])
+        config = {"rules": {"directory": str(tmp_path)}}
+    client = await proxy(**config)
+    body = b"x" * 11 if method == "POST" else None
+    response = await client.request(
+        method, "/page", headers={**NAVIGATION, **headers}, data=body, allow_redirects=False
+    )
+    assert response.status == status
+    assert "Server" not in response.headers
