@@ -45,7 +45,9 @@ UPSTREAM_ERRORS = Counter(
 )
 FAIL_OPEN = Counter(
     "refract_fail_open",
-    "Pages served unmodified because a Refract stage failed, by stage.",
+    "Pages served unmodified because a Refract stage failed, by stage; token_in_code: an "
+    "edit holding a visitor's value left out of a script or style; beacon: a page served "
+    "without its beacon, its end not in the data state.",
     ["stage"],
 )
 REWRITE_SKIPPED = Counter(

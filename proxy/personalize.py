@@ -148,7 +148,8 @@ def _plan(
         elif change.action == "redirect":
             redirect = redirect or split_url_target(value, request)
         elif change.action in ELEMENT_ACTIONS:
-            edits.append(Edit(change.action, change.selector, value, change.attribute))
+            tokens = "{{" in change.value  # the rewriter keeps a visitor's values out of code
+            edits.append(Edit(change.action, change.selector, value, change.attribute, tokens))
     return Plan(tuple(edits), tuple(styles), tail), redirect
 
 

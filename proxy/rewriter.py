@@ -8,6 +8,13 @@ path and a DOM parser is not (docs/architecture.md has the measurements).
 Everything this module inserts is ASCII: text is escaped and any character outside ASCII
 becomes a character reference, so an insertion is right in a windows-1252 or Shift_JIS page
 as much as in a UTF-8 one.
+
+Two places are never written to, whatever the plan says: a visitor's value into an element
+where it would be code (rules/token_contexts.py, ``refused_elements``: the check refuses a
+selector naming one, this catches the ones a selector matches without naming), and the end of
+a page the tokenizer has not left in the data state, where the tail would be shown as text
+(inside a ``<plaintext>``) or be part of a script, a comment or a tag. Each skip is counted in
+``refract_fail_open_total`` (stages ``token_in_code`` and ``beacon``), once per rewrite made.
 """
 
 from __future__ import annotations
@@ -16,13 +23,22 @@ import functools
 import hashlib
 import html
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import lolhtml
+
+from refract.proxy import metrics
+from refract.rules.token_contexts import refused_elements, selector_subjects
 
 _XHTML_NAMESPACE = "http://www.w3.org/1999/xhtml"
 _HTML = lolhtml.ContentType.HTML
 _CLASS_SEPARATOR = re.compile(r"[ \t\n\f\r]+")  # ASCII whitespace: a no-break space is no separator
+# Written after the page: a tag only where the tokenizer is in the data state at the end
+# (lol-html's, as a browser's: inside a <script>, a <plaintext>, a comment or an unfinished
+# tag it is text). Removed from the output either way.
+_END_PROBE_ATTRIBUTE = "data-refract-document-end"
+_END_PROBE = f"<body {_END_PROBE_ATTRIBUTE}>".encode("ascii")
+_PROBE_NAMES = frozenset({"body", ""})  # selectors naming a <body>, or naming no element
 
 
 def ascii_markup(markup: str) -> str:
@@ -42,12 +58,21 @@ def ascii_text_attribute(text: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Edit:
-    """One change to the elements a selector matches; ``value`` is final (tokens filled)."""
+    """One change to the elements a selector matches; ``value`` is final (tokens filled), and
+    ``has_tokens`` says that it holds a visitor's values."""
 
     action: str
     selector: str = ""
     value: str = ""
     attribute: str = ""
+    has_tokens: bool = False
+    # Can the selector match a <body> (the end probe)? Known once per edit: a plan without
+    # tokens is made once per rule set (proxy/personalize.py), not per page.
+    may_meet_probe: bool = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        subjects = selector_subjects(self.selector)
+        object.__setattr__(self, "may_meet_probe", not subjects.isdisjoint(_PROBE_NAMES))
 
 
 @dataclass(frozen=True)
@@ -77,25 +102,58 @@ class _EditHandler:
         self._edit = edit
 
     def element(self, element: lolhtml.Element) -> None:
+        if self._edit.may_meet_probe and element.has_attribute(_END_PROBE_ATTRIBUTE):
+            return  # not the page's: anything put before or after it would end the page
         edit = self._edit
         apply = _ACTIONS[edit.action]
         apply(element, edit)
 
 
+class _VisitorEditHandler(_EditHandler):
+    """An edit holding a visitor's values, which ``refused`` elements never get: the element
+    stays as the origin sent it."""
+
+    def __init__(self, edit: Edit, refused: frozenset[str]) -> None:
+        super().__init__(edit)
+        self._refused = refused
+
+    def element(self, element: lolhtml.Element) -> None:
+        if element.tag_name in self._refused:
+            metrics.FAIL_OPEN.labels("token_in_code").inc()
+            return
+        super().element(element)
+
+
+def _handler(edit: Edit) -> _EditHandler:
+    """Edits without tokens (the marketer's own values) skip the element check."""
+    if edit.has_tokens and (refused := refused_elements(edit.action)):
+        return _VisitorEditHandler(edit, refused)
+    return _EditHandler(edit)
+
+
 def _set_class(element: lolhtml.Element, edit: Edit, add: bool) -> None:
     # lol-html gives the attribute as the page wrote it: the names are kept in that form
-    # (a&amp;b, React's &#x27;), compared decoded, and only the added one is escaped.
+    # (a&amp;b, React's &#x27;), compared decoded, and only the added ones are escaped. The
+    # value may name several classes, as the marketer wrote it (a token's value is one class:
+    # rules/token_contexts.py).
     written = [
         name for name in _CLASS_SEPARATOR.split(element.get_attribute("class") or "") if name
     ]
     names = [html.unescape(name) for name in written]
-    if (edit.value in names) == add:
-        return  # already as asked: the attribute keeps its bytes
+    asked = _class_names(edit.value)
     if add:
-        wanted = [*written, ascii_markup(html.escape(edit.value))]
+        missing = [name for name in asked if name not in names]
+        wanted = [*written, *(ascii_markup(html.escape(name)) for name in missing)]
     else:
-        wanted = [form for form, name in zip(written, names, strict=True) if name != edit.value]
-    element.set_attribute("class", " ".join(wanted))
+        wanted = [form for form, name in zip(written, names, strict=True) if name not in asked]
+    if len(wanted) != len(written):  # else already as asked: the attribute keeps its bytes
+        element.set_attribute("class", " ".join(wanted))
+
+
+@functools.lru_cache(maxsize=1024)  # a plan's value, asked again for every page
+def _class_names(value: str) -> tuple[str, ...]:
+    """The classes a class edit's value names, each once."""
+    return tuple(dict.fromkeys(name for name in _CLASS_SEPARATOR.split(value) if name))
 
 
 def _replace(element: lolhtml.Element, edit: Edit) -> None:
@@ -131,13 +189,31 @@ class _FirstHtmlElement:
         self.seen = False
 
     def element(self, element: lolhtml.Element) -> None:
-        if self.seen or element.namespace_uri != _XHTML_NAMESPACE:
-            return
+        if self.seen or element.removed or element.namespace_uri != _XHTML_NAMESPACE:
+            return  # (a removed one: the end probe, or a body an edit removed)
         self.seen = True
         if self._at_end:
             element.append(self._markup, _HTML)
         else:
             element.prepend(self._markup, _HTML)
+
+
+class _Tail(_FirstHtmlElement):
+    """The tail at the end of the first HTML <body>, and the end probe: written after the
+    page, it is matched here if, and only if, the tokenizer read it as a tag. One handler
+    for both, registered after the edits (the tail ends the body): "body" is matched for
+    the tail anyway, so the probe costs no selector more."""
+
+    def __init__(self, markup: str) -> None:
+        super().__init__(markup, at_end=True)
+        self.in_data_state = False
+
+    def element(self, element: lolhtml.Element) -> None:
+        if element.has_attribute(_END_PROBE_ATTRIBUTE):
+            self.in_data_state = True
+            element.remove()  # before the style handler: it sees the probe removed
+        else:
+            super().element(element)
 
 
 class PageRewriter:
@@ -147,25 +223,40 @@ class PageRewriter:
         chunks: list[bytes] = []
         rewriter = lolhtml.HTMLRewriter(lambda chunk: chunks.append(bytes(chunk)))
         for edit in plan.edits:
-            rewriter.on(edit.selector, _EditHandler(edit))
+            rewriter.on(edit.selector, _handler(edit))
         style = ascii_markup("".join(f"<style>{css}</style>" for css in plan.styles))
         head = _FirstHtmlElement(style, at_end=True)
         body_start = _FirstHtmlElement(style, at_end=False)
         if style:
             rewriter.on("head", head)
-        tail = _FirstHtmlElement(ascii_markup(plan.tail), at_end=True)
+        tail = _Tail(ascii_markup(plan.tail))
         if plan.tail:
             rewriter.on("body", tail)
         if style:
             rewriter.on("body", _UnlessSeen(head, body_start))
         rewriter.write(page)
+        if plan.tail:
+            rewriter.write(_END_PROBE)
         rewriter.end()
         output = b"".join(chunks)
-        tail_bytes = ascii_markup(plan.tail).encode("ascii")
-        if tail_bytes and output.rfind(tail_bytes) < 0:
-            # No </body> in the page (it may be implied): the end of the document is next best.
-            output += tail_bytes
+        if plan.tail:
+            output = _with_tail(output, ascii_markup(plan.tail).encode("ascii"), tail)
         return output
+
+
+def _with_tail(output: bytes, tail: bytes, end: _Tail) -> bytes:
+    """The page with its tail: before its </body>, or where there is none (it may be implied)
+    at the end of the document, if the page ends in the data state; else without it."""
+    if not end.in_data_state:
+        if not output.endswith(_END_PROBE):  # an edit changed the unfinished tag it closed
+            raise RuntimeError("the end-of-document probe was changed by an edit")
+        output = output[: -len(_END_PROBE)]
+    if output.rfind(tail) >= 0:
+        return output
+    if end.in_data_state:
+        return output + tail
+    metrics.FAIL_OPEN.labels("beacon").inc()  # shown as text, or inside a script or comment
+    return output
 
 
 class _UnlessSeen:

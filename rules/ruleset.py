@@ -34,7 +34,12 @@ from refract.rules.schema import (
     Table,
 )
 from refract.rules.territories import Rep, Territory
-from refract.rules.token_contexts import UnsafePlacement, redirect_problem, token_contexts
+from refract.rules.token_contexts import (
+    UnsafePlacement,
+    check_target,
+    redirect_problem,
+    token_contexts,
+)
 from refract.rules.toml_lines import KeyPath, TomlLines, error_line
 
 
@@ -294,9 +299,11 @@ def _change_problems(
 
 
 def _token_placement_problems(source: _Source, where: KeyPath, change: Change) -> Iterator[Problem]:
-    """A token where no encoding keeps a visitor's value inert (docs/rules.md, "Tokens")."""
+    """A token where no encoding keeps a visitor's value inert (docs/rules.md, "Tokens"): by
+    what the value holds, or by the element the selector names (a <script>'s content)."""
     try:
         token_contexts(change.action, change.attribute, change.value)
+        check_target(change.action, change.selector, change.value)
     except UnsafePlacement as unsafe:
         yield source.problem(
             (*where, "value"), f"{dotted(where)}.value", unsafe.message, unsafe.hint

@@ -7,6 +7,12 @@ load; the proxy asks the same function which context to encode for, so the check
 output cannot disagree. A placement no encoder here makes safe (inside ``<script>`` or
 ``<style>``, CSS, an event handler, a URL's scheme or host, a redirect anywhere but a query
 value) raises ``UnsafePlacement`` with a message and a hint, which refuses the rule set.
+Where a change's selector names the element it writes into, ``check_target`` refuses the
+elements ``refused_elements`` lists; a selector that names no element (``#id``, ``.class``)
+is accepted, and the rewriter skips the edit on such an element instead.
+
+Every value is made XML text first (``xml_text``), so a page served as XHTML stays
+well-formed whatever a visitor's link holds.
 
 Markup is read with the standard library's tokenizer, which differs from a browser's around
 scripts, comments and declarations; markup holding any of them cannot hold tokens, so what
@@ -28,6 +34,9 @@ from refract.rules.schema import HTML_ACTIONS
 # The rewriter escapes these values whole (text, or one attribute's value), so a token in
 # them is filled in plain and escaped with the rest.
 _ESCAPED_WHOLE = frozenset({"set_text", "set_attribute", "add_class", "remove_class"})
+# Values read as a list of classes: a token's value in them must stay one class.
+_CLASS_ACTIONS = frozenset({"add_class", "remove_class"})
+_CLASS_SEPARATOR = re.compile(r"[ \t\n\f\r]+")  # HTML's whitespace: a no-break space is none
 # Attributes whose value is a URL the browser follows or loads (HTML, SVG and MathML).
 URL_ATTRIBUTES = frozenset(
     {
@@ -83,6 +92,15 @@ _CODE_ELEMENTS = frozenset(
         "style",
     }
 )
+# Elements whose content is code (JavaScript, CSS): escaping keeps a value from closing them,
+# not from running. In SVG they are worse: their content is ordinary text, whose references
+# the parser decodes before the code runs. The other raw text elements are not code: in
+# <textarea> and <title> the escaped value reads as text, and in <xmp>, <iframe>, <noembed>,
+# <noframes>, <noscript> and <plaintext> it shows (or hides) as written, its < escaped.
+_CODE_CONTENT_ELEMENTS = frozenset({"script", "style"})
+# The actions that write a value into an element's content, and into its attributes.
+_CONTENT_ACTIONS = frozenset({"set_text", "set_html", "append", "prepend"})
+_ATTRIBUTE_ACTIONS = frozenset({"set_attribute", "add_class", "remove_class"})
 _SAFE_SCHEMES = frozenset({"http", "https"})
 # Browsers drop tabs and newlines anywhere in a URL, and C0 controls and spaces before it.
 _URL_IGNORED = re.compile(r"[\t\n\r]")
@@ -92,6 +110,16 @@ _TWO_SLASHES = re.compile(r"^[/\\]{2}")  # browsers read \ as / in http(s) URLs
 _AUTHORITY_CLOSED = re.compile(r"^[/\\]{2}[^/\\?#]*[/\\?#]")
 # Every ASCII character but letters and digits as a reference; str.translate is 5x a regex.
 _ATTRIBUTE_REFERENCES = {code: f"&#x{code:x};" for code in range(128) if not chr(code).isalnum()}
+# What XML 1.0 cannot hold (C0 controls but tab, LF and CR; lone surrogates; U+FFFE, U+FFFF),
+# and what HTML reads as a parse error and XML reads otherwise: DEL and the C1 controls (HTML
+# maps &#x80;-&#x9F; to windows-1252, XML does not) and the other noncharacters.
+_SUPPLEMENTARY_NONCHARACTERS = "".join(
+    f"{chr(plane << 16 | 0xFFFE)}-{chr(plane << 16 | 0xFFFF)}" for plane in range(1, 17)
+)
+_NOT_XML_TEXT = re.compile(
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufdd0-\ufdef\ufffe\uffff"
+    f"{_SUPPLEMENTARY_NONCHARACTERS}]"
+)
 
 
 class Context(Enum):
@@ -101,6 +129,11 @@ class Context(Enum):
     TEXT = "text"  # element content: HTML-escaped, both quotes included
     ATTRIBUTE = "attribute"  # an attribute value: all but letters and digits as references
     URL = "url"  # a URL's path, query or fragment: percent-encoded, reserved characters too
+    CLASS = "class"  # part of one class name, escaped whole by the rewriter: no whitespace
+    CLASS_ATTRIBUTE = "class attribute"  # part of one class name in markup: as ATTRIBUTE
+
+
+_CLASS_CONTEXTS = frozenset({Context.CLASS, Context.CLASS_ATTRIBUTE})
 
 
 class UnsafePlacement(ValueError):
@@ -112,8 +145,29 @@ class UnsafePlacement(ValueError):
         self.hint = hint
 
 
+def xml_text(value: str) -> str:
+    """``value`` with every character XML cannot hold (or HTML reads as an error) as U+FFFD.
+
+    Replaced rather than dropped, so that no two pieces of a value are joined into a word
+    neither was, and a reader can see that something was there.
+    """
+    return _NOT_XML_TEXT.sub("\ufffd", value)
+
+
+def one_class(value: str) -> str:
+    """``value`` as part of one class name: each run of HTML whitespace, which would start
+    another class, as "-"."""
+    return _CLASS_SEPARATOR.sub("-", value)
+
+
 def encode(context: Context, value: str) -> str:
-    """``value`` written for ``context``; ASCII for every context but PLAIN."""
+    """``value`` written for ``context``: XML text, and ASCII for every context but PLAIN and
+    CLASS (which the rewriter escapes with the rest of their value)."""
+    if context in _CLASS_CONTEXTS:
+        value = one_class(value)  # first: a form feed separates classes, and is no XML text
+    value = xml_text(value)
+    if context is Context.CLASS_ATTRIBUTE:
+        context = Context.ATTRIBUTE
     if context is Context.TEXT:
         return html.escape(value).encode("ascii", "xmlcharrefreplace").decode("ascii")
     if context is Context.ATTRIBUTE:
@@ -142,9 +196,90 @@ def token_contexts(action: str, attribute: str, value: str) -> tuple[Context, ..
         return _markup_contexts(value, count)
     if action == "set_attribute":
         return (_set_attribute_context(attribute.lower(), value),) * count
+    if action in _CLASS_ACTIONS:
+        return (Context.CLASS,) * count
     if action in _ESCAPED_WHOLE:
         return (Context.PLAIN,) * count
     raise UnsafePlacement(f'"{action}" takes no tokens', "remove the {{ }} from the value")
+
+
+def refused_elements(action: str) -> frozenset[str]:
+    """The elements a change of ``action`` may not write a token's value into: the content of
+    code, and any attribute of an element whose attributes decide code, loads or navigation."""
+    if action in _CONTENT_ACTIONS:
+        return _CODE_CONTENT_ELEMENTS
+    if action in _ATTRIBUTE_ACTIONS:
+        return _CODE_ELEMENTS
+    return frozenset()
+
+
+def check_target(action: str, selector: str, value: str) -> None:
+    """Raises UnsafePlacement when a change with tokens names, as the element it changes, one
+    of ``refused_elements``. A selector naming no element (``#cfg``, ``.x``, ``*``) passes:
+    refusing those would refuse nearly every change with a token, so the rewriter skips the
+    edit on such an element instead (proxy/rewriter.py)."""
+    if not TOKEN.search(value):
+        return
+    named = refused_elements(action) & selector_subjects(selector)
+    if not named:
+        return
+    tag = min(named)
+    if action in _CONTENT_ACTIONS:
+        raise UnsafePlacement(
+            f'a token cannot be written into <{tag}> (selector "{selector}"): its content is '
+            "code, where a visitor's value would run whatever its escaping",
+            "put the token in an ordinary element's text, or in a data-* attribute a script "
+            "can read; or remove it from this change",
+        )
+    raise UnsafePlacement(
+        f'a token cannot be in an attribute of <{tag}> (selector "{selector}"): it decides '
+        "code, what the page loads or where it goes",
+        "put the token in text or in an attribute of an ordinary element",
+    )
+
+
+# One piece of a selector: an escape (a hex one takes a space with it), a string, a character.
+_SELECTOR_PIECE = re.compile(
+    r"""\\(?:[0-9a-fA-F]{1,6}[ \t\n\r\f]?|.)|"(?:\\.|[^"\\])*"|'(?:\\.|[^'\\])*'|.""",
+    re.DOTALL,
+)
+_IDENT = r"(?:[-\w]|[^\x00-\x7f]|\\[0-9a-fA-F]{1,6}[ \t\n\r\f]?|\\[^\n\r\f0-9a-fA-F])+"
+_SUBJECT_TYPE = re.compile(rf"(?:(?:\*|{_IDENT})?\|)?({_IDENT})")
+_ESCAPE = re.compile(r"\\(?:([0-9a-fA-F]{1,6})[ \t\n\r\f]?|(.))", re.DOTALL)
+_COMPOUND_ENDS = frozenset(", \t\n\r\f>+~")  # a comma, CSS's whitespace and combinators
+
+
+@lru_cache(maxsize=1024)
+def selector_subjects(selector: str) -> frozenset[str]:
+    """The element names (lowercase) that the elements ``selector`` matches must have, one
+    per selector of its list; "" for one that may have any name (``*``, ``#id``, ``.c``)."""
+    names = set()
+    for compound in _subject_compounds(selector):
+        typed = _SUBJECT_TYPE.match(compound)
+        names.add(_unescape(typed[1]).lower() if typed else "")
+    return frozenset(names)
+
+
+def _subject_compounds(selector: str) -> list[str]:
+    """The last compound selector of each selector of a list (what it matches), read past
+    escapes, strings, brackets and parentheses as a CSS parser does."""
+    subjects, depth, compound, last = [], 0, "", ""
+    for piece in _SELECTOR_PIECE.finditer(selector):
+        text = piece[0]
+        depth += (text in "([") - (text in ")]")
+        if depth or text in ")]" or text not in _COMPOUND_ENDS:
+            compound += text
+            continue
+        last, compound = (compound or last), ""  # a combinator or a comma ends a compound
+        if text == ",":
+            subjects.append(last)
+            last = ""
+    subjects.append(compound or last)
+    return subjects
+
+
+def _unescape(name: str) -> str:
+    return _ESCAPE.sub(lambda m: chr(int(m[1], 16)) if m[1] else m[2], name)
 
 
 def redirect_problem(target: str, allowed_hosts: frozenset[str]) -> str:
@@ -186,7 +321,7 @@ def _set_attribute_context(attribute: str, value: str) -> Context:
         first = TOKEN.search(value)
         _check_url_start(value[: first.start()] if first else value)
         return Context.URL
-    return Context.PLAIN
+    return Context.CLASS if attribute == "class" else Context.PLAIN
 
 
 def _code_attribute(attribute: str) -> UnsafePlacement:
@@ -316,7 +451,10 @@ class _TokenSites(HTMLParser):
         except UnsafePlacement as refusal:
             self.refusal = self.refusal or refusal
             return
-        self._mark(value, Context.URL if name in URL_ATTRIBUTES else Context.ATTRIBUTE)
+        if name in URL_ATTRIBUTES:
+            self._mark(value, Context.URL)
+        else:
+            self._mark(value, Context.CLASS_ATTRIBUTE if name == "class" else Context.ATTRIBUTE)
 
     def _mark(self, text: str, context: Context) -> None:
         for match in _SENTINELS.finditer(text):

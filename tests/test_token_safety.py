@@ -445,3 +445,100 @@ def test_generated_rules_with_hostile_values_gain_no_script_handler_or_off_site_
         plan = Plan(edits=(Edit(checked.action, checked.selector, value, checked.attribute),))
     output = PageRewriter().rewrite(PAGE, plan)
     assert_gains_nothing_dangerous(output.decode("ascii"))
+
+
+# --- a token's value in a class is one class --------------------------------------------------
+
+CLASS_PAGE = b'<html><body><h1 class="hero">Hi</h1><p class="a b c from-x">x</p></body></html>'
+HTML_WHITESPACE = re.compile(r"[ \t\n\f\r]+")  # what splits a class attribute (not U+00A0)
+TOKEN_CLASS = 'from-{{ utm.source | "direct" }}'
+
+
+def classes_of(page: bytes, selector: str) -> list[str]:
+    [node] = LexborHTMLParser(page.decode()).css(selector)
+    value = node.attributes.get("class") or ""
+    return [name for name in HTML_WHITESPACE.split(value) if name]
+
+
+def with_class_token(change: dict[str, str], source: str) -> bytes:
+    [checked] = loaded(rule_file(toml_change(change))).personalizations["p"].changes
+    value = fill_tokens(checked, {"utm.source": source})
+    edit = Edit(checked.action, checked.selector, value, checked.attribute, has_tokens=True)
+    return PageRewriter().rewrite(CLASS_PAGE, Plan(edits=(edit,)))
+
+
+CLASS_PLACEMENTS = {
+    "add_class": ({"action": "add_class", "value": "from-{{ utm.source }}"}, "h1", ["hero"]),
+    "set_attribute": (
+        {"action": "set_attribute", "attribute": "class", "value": "big from-{{ utm.source }}"},
+        "h1",
+        ["big"],
+    ),
+    "markup": (
+        {"action": "append", "value": '<b class="big from-{{ utm.source }}">x</b>'},
+        "h1 b",
+        ["big"],
+    ),
+}
+WHITESPACE_VALUES = {
+    "spaces": ("x hidden sr-only", "from-x-hidden-sr-only"),
+    "every-separator": ("a\tb\nc\rd\fe  f", "from-a-b-c-d-e-f"),
+    "only-whitespace": (" \t ", "from--"),
+    "no-break-space": ("a\u00a0b", "from-a\u00a0b"),  # not a separator: one class already
+    "markup": ('"><i class=x>', 'from-"><i-class=x>'),
+}
+
+
+@pytest.mark.parametrize(
+    ("change", "selector", "literal"), CLASS_PLACEMENTS.values(), ids=CLASS_PLACEMENTS.keys()
+)
+@pytest.mark.parametrize(("source", "made"), WHITESPACE_VALUES.values(), ids=WHITESPACE_VALUES)
+def test_a_token_in_a_class_makes_one_class_whatever_its_whitespace(
+    change: dict[str, str], selector: str, literal: list[str], source: str, made: str
+) -> None:
+    page = with_class_token({"selector": "h1", **change}, source)
+    assert classes_of(page, selector) == [*literal, made]
+
+
+@pytest.mark.parametrize(
+    ("edit", "selector", "expected"),
+    [
+        (Edit("add_class", "h1", "a b"), "h1", ["hero", "a", "b"]),
+        (Edit("add_class", "h1", "hero x\tx"), "h1", ["hero", "x"]),
+        (Edit("remove_class", "p", "b c"), "p", ["a", "from-x"]),
+        (Edit("remove_class", "p", " from-x "), "p", ["a", "b", "c"]),
+    ],
+    ids=["add-two", "add-one-of-two", "remove-two", "remove-padded"],
+)
+def test_the_marketers_own_classes_keep_their_meaning(
+    edit: Edit, selector: str, expected: list[str]
+) -> None:
+    assert classes_of(PageRewriter().rewrite(CLASS_PAGE, Plan(edits=(edit,))), selector) == expected
+
+
+@pytest.mark.parametrize(
+    "edit", [Edit("add_class", "h1", " hero "), Edit("remove_class", "p", "d e")], ids=repr
+)
+def test_a_class_edit_with_nothing_to_do_keeps_the_attributes_bytes(edit: Edit) -> None:
+    assert PageRewriter().rewrite(CLASS_PAGE, Plan(edits=(edit,))) == CLASS_PAGE
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(source=VALUES)
+def test_any_value_adds_one_class_and_removes_at_most_one(source: str) -> None:
+    added = with_class_token(
+        {"action": "add_class", "selector": "h1", "value": TOKEN_CLASS}, source
+    )
+    [hero, made] = classes_of(added, "h1")
+    assert (hero, made[:5]) == ("hero", "from-")
+    change = {"action": "remove_class", "selector": "p", "value": TOKEN_CLASS}
+    assert classes_of(with_class_token(change, source), "p")[:3] == ["a", "b", "c"]
+
+
+async def test_a_crafted_link_adds_one_class(proxy: ProxyFactory, tmp_path: Path) -> None:
+    change = f'{{ action = "add_class", selector = "h1", value = {toml_string(TOKEN_CLASS)} }}'
+    client = await proxy(rules={"directory": rules_directory(tmp_path, rule_file(change))})
+    response = await client.get(
+        "/page", params={"utm_source": "x hidden sr-only"}, headers={"User-Agent": BROWSER}
+    )
+    assert classes_of(await response.read(), "h1") == ["from-x-hidden-sr-only"]
