@@ -162,9 +162,17 @@ local function outcome(op)
       redis.call('HINCRBYFLOAT', agg, prefix .. OUTCOME_CONVERTED_COVARIATE, num(y))
     end
     if delta ~= 0 then
+      -- Σx³ only where it is whole: a cell whose revenue began before the worker kept cubes
+      -- (it has Σx but no Σx³) never gets one, so the report reads its skewness as unknown
+      local cubes = redis.call('HEXISTS', agg, prefix .. OUTCOME_REVENUE_CUBES) == 1
+        or redis.call('HEXISTS', agg, prefix .. OUTCOME_REVENUE) == 0
       redis.call('HINCRBYFLOAT', agg, prefix .. OUTCOME_REVENUE, num(delta))
       redis.call('HINCRBYFLOAT', agg, prefix .. OUTCOME_REVENUE_SQUARES,
         num(new_r * new_r - old_r * old_r))
+      if cubes then
+        redis.call('HINCRBYFLOAT', agg, prefix .. OUTCOME_REVENUE_CUBES,
+          num(new_r * new_r * new_r - old_r * old_r * old_r))
+      end
       redis.call('HINCRBYFLOAT', agg, prefix .. OUTCOME_REVENUE_COVARIATE, num(delta * y))
     end
   end

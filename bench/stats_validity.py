@@ -13,6 +13,9 @@ Prints four tables (issue 14, "Targets"):
 2. coverage of the 95 % intervals, absolute and relative, under a true +5 % lift, fixed
    horizon, at 2,000 and 50,000 per arm;
 3. p-values against Fisher's exact test on every table with at most 10 conversions in all;
+5. (after 3) A/A revenue with unequal arms (200, 500 and 1,000 against 2,000 visitors and
+   2,000 against 500; 2 % buyers, lognormal(3, 2)), fixed horizon: Welch's t alone against
+   the report's skewness-corrected test (stats/skewness.py), each tail and how often refused;
 4. power of the default decision rule (group-sequential, 14 daily looks, significant and an
    improvement at any look) at +10 % and +20 % on 3 % conversion, 2,000 and 10,000 per arm,
    against the always-valid test and the fixed-horizon test at the same n.
@@ -95,6 +98,7 @@ def simulate(
     else:
         cumulative = [np.cumsum(n, axis=0), *_revenue(n, metric, factor, rng)]
     zeros = np.zeros_like(cumulative[0])
+    cubes = None if metric.binary else cumulative[3][..., None]
     return Sample(
         n=cumulative[0],
         x=cumulative[1][..., None],
@@ -103,13 +107,15 @@ def simulate(
         y2=zeros,
         xy=np.zeros_like(cumulative[1][..., None]),
         binary=np.array([metric.binary]),
+        x3=cubes,
+        cubes=None if cubes is None else np.array([True]),
     )
 
 
 def _revenue(
     n: Array, metric: Metric, factor: Array, rng: np.random.Generator
-) -> tuple[Array, Array]:
-    """Cumulative Σx and Σx² of revenue per visitor: Binomial buyers, each with one lognormal
+) -> tuple[Array, Array, Array]:
+    """Cumulative Σx, Σx² and Σx³ of revenue per visitor: Binomial buyers, each with one lognormal
     order; with a percentile cap, each look's sums capped at that percentile of the buyers
     seen so far in both arms, as the report caps them (analytics/stats/capping.py)."""
     assert metric.sigma is not None
@@ -122,18 +128,19 @@ def _revenue(
         return _capped(n.shape, cell, values, metric.cap_percentile)
     total = np.bincount(cell, values, minlength=buyers.size).reshape(n.shape)
     total_sq = np.bincount(cell, values * values, minlength=buyers.size).reshape(n.shape)
-    return np.cumsum(total, axis=0), np.cumsum(total_sq, axis=0)
+    total_cu = np.bincount(cell, values**3, minlength=buyers.size).reshape(n.shape)
+    return np.cumsum(total, axis=0), np.cumsum(total_sq, axis=0), np.cumsum(total_cu, axis=0)
 
 
 def _capped(
     shape: tuple[int, ...], cell: NDArray[np.int64], values: Array, percentile: float
-) -> tuple[Array, Array]:
+) -> tuple[Array, Array, Array]:
     days, arms, sims = shape
     day, arm, sim = np.unravel_index(cell, shape)
     order = np.argsort(sim, kind="stable")
     day, arm, sim, values = day[order], arm[order], sim[order], values[order]
     starts = np.searchsorted(sim, np.arange(sims + 1))
-    x, x2 = np.zeros(shape), np.zeros(shape)
+    x, x2, x3 = np.zeros(shape), np.zeros(shape), np.zeros(shape)
     for s in range(sims):
         mine = slice(starts[s], starts[s + 1])
         mine_day, mine_arm, mine_values = day[mine], arm[mine], values[mine]
@@ -146,7 +153,8 @@ def _capped(
             for a in range(arms):
                 x[d, a, s] = capped[in_arm == a].sum()
                 x2[d, a, s] = (capped[in_arm == a] ** 2).sum()
-    return x, x2
+                x3[d, a, s] = (capped[in_arm == a] ** 3).sum()
+    return x, x2, x3
 
 
 def settings_for(per_arm: int, method: Method) -> Settings:
@@ -253,6 +261,48 @@ def power_of_rules(lift: float, per_arm: int, sims: int, seed: int) -> dict[str,
     }
 
 
+UNEQUAL_ARMS = ((200, 2000), (500, 2000), (1000, 2000), (2000, 500))
+
+
+def unequal_arms_rates(n_control: int, n_treatment: int, sims: int, seed: int) -> dict[str, float]:
+    """A/A revenue per visitor (2 % buyers, lognormal(3, 2) orders) with unequal arms, fixed
+    horizon, one look: the two-sided rate and each tail of Welch's t alone and of the report's
+    test with Σx³ (skewness-corrected or refused, stats/skewness.py), and how often refused."""
+    rng = np.random.default_rng(seed)
+    buyers = rng.binomial([n_control, n_treatment], 0.02, size=(sims, 2))
+    cell = np.repeat(np.arange(buyers.size), buyers.ravel())
+    values = rng.lognormal(3.0, 2.0, cell.size)
+    sums: list[Array] = [
+        np.bincount(cell, values**k, minlength=buyers.size)
+        .astype(float)
+        .reshape(sims, 2)
+        .T[None, :, :, None]
+        for k in (1, 2, 3)
+    ]
+    n = np.broadcast_to(np.array([n_control, n_treatment], float)[None, :, None], (1, 2, sims))
+    found = {}
+    for name, cubes in (("welch", False), ("report", True)):
+        sample = Sample(
+            n=n,
+            x=sums[0],
+            x2=sums[1],
+            y=np.zeros_like(n),
+            y2=np.zeros_like(n),
+            xy=np.zeros_like(sums[0]),
+            binary=np.array([False]),
+            x3=sums[2] if cubes else None,
+            cubes=np.array([True]) if cubes else None,
+        )
+        c = compare(sample, Settings(alpha=ALPHA, method="fixed"))
+        significant = c.p_value[0, 0, :, 0] < ALPHA
+        higher = c.treatment.mean[0, 0, :, 0] > c.control.mean[0, 0, :, 0]
+        found[name] = float(significant.mean())
+        found[name + "_higher"] = float((significant & higher).mean())
+        found[name + "_lower"] = float((significant & ~higher).mean())
+        found[name + "_refused"] = float(np.isnan(c.p_value[0, 0, :, 0]).mean())
+    return found
+
+
 def binomial_error(rate: float, sims: int) -> float:
     return float(np.sqrt(rate * (1 - rate) / sims))
 
@@ -283,6 +333,15 @@ def main() -> None:
         for s, size in enumerate(COVERAGE_SIZES):
             found = coverage(metric, size, sims, seed=2000 + 10 * m + s)
             print(f"{metric.name:18}{size:>9,}{found['absolute']:>10.2%}{found['relative']:>10.2%}")
+    print("\nA/A revenue (2 % buyers, lognormal sigma 2) with unequal arms, fixed horizon")
+    print(f"{'control':>8}{'treatment':>10}{'Welch alone':>13}{'(tails)':>16}"
+          f"{'report':>9}{'(tails)':>16}{'refused':>9}")  # fmt: skip
+    for s, (n_control, n_treatment) in enumerate(UNEQUAL_ARMS):
+        r = unequal_arms_rates(n_control, n_treatment, sims, seed=4000 + s)
+        print(f"{n_control:>8,}{n_treatment:>10,}{r['welch']:>13.2%}"
+              f"{r['welch_higher']:>8.2%}/{r['welch_lower']:<7.2%}{r['report']:>9.2%}"
+              f"{r['report_higher']:>8.2%}/{r['report_lower']:<7.2%}"
+              f"{r['report_refused']:>9.1%}")  # fmt: skip
     agreement = fisher_agreement()
     print("\np-values with at most 10 conversions in all (100, 500, 2,000 per arm) vs Fisher")
     print(

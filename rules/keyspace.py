@@ -590,6 +590,9 @@ class OutcomeStat(StrEnum):
     CONVERTED_COVARIATE = "conv_y"
     REVENUE = "rev"  # per-visitor revenue, capped at the metric's cap
     REVENUE_SQUARES = "rev2"
+    # Σx³ of per-visitor revenue, for the skewness of the revenue test (stats/skewness.py);
+    # absent from a cell whose revenue began before the worker kept it (unknown, not 0)
+    REVENUE_CUBES = "rev3"
     REVENUE_COVARIATE = "rev_y"
 
 

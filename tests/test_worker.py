@@ -344,7 +344,7 @@ def crash_input() -> tuple[list[events.Event], dict[str, float]]:
         if index % 3 == 0:
             sent.append(pageview(visitor, at + 0.7, "/thanks"))
             outcome = {"count": 1, "count2": 1, "count_y": covariate, "conv": 1,
-                       "conv_y": covariate, "rev": 100.0, "rev2": 100.0**2,
+                       "conv_y": covariate, "rev": 100.0, "rev2": 100.0**2, "rev3": 100.0**3,
                        "rev_y": 100.0 * covariate}  # fmt: skip
             for name, amount in outcome.items():
                 add(f"2026-05-28|{variant}|{{segment}}|demo|{name}", amount)

@@ -57,7 +57,7 @@ def winsorized(
     data: ExperimentData, metric: str, cap: float, above: list[CappedVisitor]
 ) -> ExperimentData:
     """``data`` with the revenue of every visitor in ``above`` lowered to ``cap`` in each cell
-    of their first exposure: Σx, Σx² and Σxy move by the difference, as the worker's own
+    of their first exposure: Σx, Σx², Σx³ and Σxy move by the difference, as the worker's own
     capping would have moved them."""
     if not above or metric not in data.metrics:
         return data
@@ -76,6 +76,7 @@ def winsorized(
             cell = (day_at[visitor.day], variant_at[visitor.variant], segment_at[segment], m)
             outcomes[OutcomeStat.REVENUE][cell] -= excess
             outcomes[OutcomeStat.REVENUE_SQUARES][cell] -= visitor.total**2 - cap**2
+            outcomes[OutcomeStat.REVENUE_CUBES][cell] -= visitor.total**3 - cap**3
             outcomes[OutcomeStat.REVENUE_COVARIATE][cell] -= excess * visitor.covariate
     return replace(data, outcomes=outcomes)
 

@@ -4,7 +4,8 @@ The worker keeps fields ``day|variant|segment|stat`` (visitors) and
 ``day|variant|segment|metric|stat`` (outcomes) in ``rf:{site}:agg:{experiment}``, named and
 parsed by rules/keyspace.py. Here they become dense arrays indexed ``[day, variant, segment]``
 and ``[day, variant, segment, metric]``, days in order, so that cumulative figures are a
-cumsum along the first axis.
+cumsum along the first axis. A cell with revenue but no Σx³ (written before the worker kept
+it) has ``nan`` there: its skewness is unknown, and so is every running total including it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from refract.rules import keyspace
 Array = NDArray[np.float64]
 VISITOR_STATS = keyspace.EXPOSURE_STATS
 OUTCOME_STATS = keyspace.OUTCOME_STATS
+_REVENUE_AND_CUBES = (keyspace.OutcomeStat.REVENUE.value, keyspace.OutcomeStat.REVENUE_CUBES.value)
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,7 @@ def parse(
     variant_at = {variant: index for index, variant in enumerate(variants)}
     segment_at = {segment: index for index, segment in enumerate(segment_list)}
     metric_at = {metric: index for index, metric in enumerate(metrics)}
+    written = {stat: np.zeros((*shape, len(metrics)), dtype=bool) for stat in _REVENUE_AND_CUBES}
     for field, value in parsed:
         if field.variant not in variant_at:
             continue
@@ -87,6 +90,12 @@ def parse(
             visitors[field.stat][where] = value
         elif field.metric in metric_at and field.stat in outcomes:
             outcomes[field.stat][(*where, metric_at[field.metric])] = value
+            if field.stat in written:
+                written[field.stat][(*where, metric_at[field.metric])] = True
+    cubes = keyspace.OutcomeStat.REVENUE_CUBES.value
+    # revenue from before the worker kept Σx³: unknown (nan, which stays so in every running
+    # total that includes it), never 0, which would claim no skewness at all
+    outcomes[cubes][written[keyspace.OutcomeStat.REVENUE.value] & ~written[cubes]] = np.nan
     return ExperimentData(
         tuple(day_list), variants, tuple(segment_list), metrics, visitors, outcomes
     )

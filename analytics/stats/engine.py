@@ -8,9 +8,13 @@ experiment's report, or experiments for many. Variant 0 is the control. Steps:
    and where its guards allow (cuped.cuped_fallback says why not);
 2. the p-value of the absolute difference, symmetric in the arms: for a conversion rate the
    score test, or Fisher's exact test where expected counts are small; for other means (or an
-   adjusted rate) Welch's test; sequentially, the always-valid p-value of the same statistic;
+   adjusted rate) Welch's test; sequentially, the always-valid p-value of the same statistic.
+   Where the sample carries Σx³ (revenue), Welch's statistic is corrected for the skewness
+   of the difference (skewness.hall_statistic), or refused where that skewness is too large
+   or unknown (skewness.too_skewed: no p-value, an interval of [-100 %, +inf));
 3. the interval of the relative lift by inverting a test, so it never goes below -100 %:
-   MOVER-R with Wilson intervals for rates, Fieller for means, with the confidence sequence's
+   MOVER-R with Wilson intervals for rates, Fieller for means (with the corrected test's
+   asymmetric acceptance region where skewness-corrected), with the confidence sequence's
    boundary instead of z when sequential;
 4. Holm or Benjamini-Hochberg across variants and measures, per batch and segment;
 5. the Bayesian view of the same estimate (a normal prior on the lift, flat by default):
@@ -32,9 +36,10 @@ from refract.analytics.stats import (
     multiple,
     proportions,
     sequential,
+    skewness,
 )
 from refract.analytics.stats.cuped import cuped, cuped_fallback
-from refract.analytics.stats.fieller import fieller_interval
+from refract.analytics.stats.fieller import fieller_interval_between
 from refract.analytics.stats.moments import Array, Interval, Moments, as_array, safe_divide
 
 # group_sequential: error spending over the looks at the plan's size (the default);
@@ -42,9 +47,10 @@ from refract.analytics.stats.moments import Array, Interval, Moments, as_array, 
 Method = Literal["group_sequential", "sequential", "fixed"]
 SEQUENTIAL_METHODS: tuple[Method, ...] = ("group_sequential", "sequential")
 Correction = Literal["holm", "bh"]
-# How each comparison's p-value was found, by code (Comparison.test).
-TESTS = ("welch", "score", "exact")
-WELCH, SCORE, EXACT = range(3)
+# How each comparison's p-value was found, by code (Comparison.test): "hall" is Welch's
+# statistic corrected for skewness; "too_skewed" has no p-value (needs more buyers).
+TESTS = ("welch", "score", "exact", "hall", "too_skewed")
+WELCH, SCORE, EXACT, HALL, TOO_SKEWED = range(5)
 CUPED_APPLIED, CUPED_OFF = 0, -1  # Comparison.cuped: else an index into cuped.FALLBACKS
 
 
@@ -76,6 +82,10 @@ class Sample:
     y2: Array
     xy: Array  # Σ x·covariate, [batch, variant, segment, measure]
     binary: NDArray[np.bool_]  # [measure]: the per-visitor value is 0 or 1 (a conversion)
+    # Σx³, shaped like x, nan where unknown (aggregates from before the worker kept it); for
+    # the measures ``cubes`` names, whose Welch test is then skewness-corrected or refused
+    x3: Array | None = None
+    cubes: NDArray[np.bool_] | None = None  # [measure]; None: none
 
 
 @dataclass(frozen=True)
@@ -146,16 +156,23 @@ def compare(sample: Sample, settings: Settings) -> Comparison:
     as_rate = np.broadcast_to(sample.binary & (fallback != CUPED_APPLIED), treatment.mean.shape)
     exact = as_rate & proportions.needs_exact(*counts.parts())
     difference = frequentist.absolute_lift(control, treatment)
-    z = np.where(as_rate, proportions.score_statistic(*counts.parts()), _z(difference))
+    welch = _z(difference)
+    gamma, refused = _skewness(sample, as_rate, welch)
+    welch = np.where(refused, np.nan, skewness.hall_statistic(welch, gamma))
+    z = np.where(as_rate, proportions.score_statistic(*counts.parts()), welch)
     critical, p_value = _critical_and_p(control, treatment, z, as_rate, settings)
     fisher = _fisher_where(exact, counts)
     if settings.method in SEQUENTIAL_METHODS:
         p_value = np.where(exact, np.fmax(p_value, fisher), p_value)  # never beyond the exact
     else:
         p_value = np.where(exact, fisher, p_value)
-    ratio = _ratio_interval(control, treatment, counts, as_rate, critical)
+    p_value = np.where(refused, np.nan, p_value)  # a repeated p-value would carry older looks
+    ratio = _ratio_interval(control, treatment, counts, as_rate, critical, gamma, refused)
     lift = safe_divide(treatment.mean, control.mean) - 1.0
     chance, risk = _bayesian(difference, control.mean, settings)
+    chance, risk = np.where(refused, np.nan, chance), np.where(refused, np.nan, risk)
+    test = np.where(exact, EXACT, np.where(as_rate, SCORE, WELCH))
+    test = np.where(refused, TOO_SKEWED, np.where(gamma != 0.0, HALL, test))
     return Comparison(
         control=control,
         treatment=treatment,
@@ -166,7 +183,7 @@ def compare(sample: Sample, settings: Settings) -> Comparison:
         p_adjusted=adjust(p_value, settings.correction),
         chance_to_win=chance,
         risk=risk,
-        test=np.where(exact, EXACT, np.where(as_rate, SCORE, WELCH)).astype(np.int64),
+        test=test.astype(np.int64),
         cuped=fallback,
     )
 
@@ -192,6 +209,34 @@ class _Counts:
             self.n_treatment,
             self.converters_treatment,
         )
+
+
+def _skewness(
+    sample: Sample, as_rate: NDArray[np.bool_], welch: Array
+) -> tuple[Array, NDArray[np.bool_]]:
+    """Each comparison's null skewness g₀ of the difference (skewness.null_skewness, from both
+    arms' pooled Σx³), 0 where the test is not corrected, and where it is refused instead:
+    for a measure with Σx³ (``sample.cubes``), not tested as a rate, with a Welch statistic,
+    g₀ beyond skewness.SKEWNESS_BOUND, or Σx³ unknown (nan) and the largest g₀ any data
+    could give beyond Kohavi's bound (skewness.largest_null_skewness)."""
+    shape = welch.shape
+    if sample.x3 is None or sample.cubes is None:
+        return np.zeros(shape), np.zeros(shape, dtype=bool)
+    n = np.broadcast_to(sample.n[..., None], sample.x.shape)
+    g1 = skewness.pooled_unit_skewness(
+        (n[:, :1], sample.x[:, :1], sample.x2[:, :1], sample.x3[:, :1]),
+        (n[:, 1:], sample.x[:, 1:], sample.x2[:, 1:], sample.x3[:, 1:]),
+    )
+    gamma = np.broadcast_to(skewness.null_skewness(g1, n[:, :1], n[:, 1:]), shape)
+    checked = np.broadcast_to(sample.cubes, shape) & ~as_rate & np.isfinite(welch)
+    # Σx³ unknown: Welch's t uncorrected where no data could skew it beyond Kohavi's bound
+    worst = np.broadcast_to(skewness.largest_null_skewness(n[:, :1], n[:, 1:]), shape)
+    unknown = np.isnan(gamma)
+    refused = checked & np.where(
+        unknown, ~(worst <= skewness.UNCORRECTED_BOUND), skewness.too_skewed(gamma)
+    )
+    corrected = checked & ~refused & ~unknown
+    return as_array(np.where(corrected, gamma, 0.0)), np.asarray(refused)
 
 
 def _z(difference: frequentist.Lift) -> Array:
@@ -248,15 +293,25 @@ def _fisher_where(exact: NDArray[np.bool_], counts: _Counts) -> Array:
 
 
 def _ratio_interval(
-    control: Arm, treatment: Arm, counts: _Counts, as_rate: NDArray[np.bool_], critical: Array
+    control: Arm,
+    treatment: Arm,
+    counts: _Counts,
+    as_rate: NDArray[np.bool_],
+    critical: Array,
+    gamma: Array,
+    refused: NDArray[np.bool_],
 ) -> Interval:
+    """MOVER-R for rates; for means Fieller's, inverted from the test in use: the skewness-
+    corrected one accepts t in skewness.acceptance (symmetric where g₀ = 0), and a refused
+    comparison claims nothing, [0, +inf) for the ratio."""
     rates = proportions.mover_ratio_interval(*counts.parts(), critical)
-    means = fieller_interval(
-        control.mean, control.stderr2, treatment.mean, treatment.stderr2, critical
+    low_t, high_t = skewness.acceptance(critical, gamma)
+    means = fieller_interval_between(
+        control.mean, control.stderr2, treatment.mean, treatment.stderr2, low_t, high_t
     )
-    return Interval(
-        np.where(as_rate, rates.low, means.low), np.where(as_rate, rates.high, means.high)
-    )
+    low = np.where(as_rate, rates.low, np.where(refused, 0.0, means.low))
+    high = np.where(as_rate, rates.high, np.where(refused, np.inf, means.high))
+    return Interval(as_array(low), as_array(high))
 
 
 def _bayesian(

@@ -52,3 +52,25 @@ def fieller_interval(
     high = np.where(bounded, high, np.inf)
     undefined = np.isnan(a) | np.isnan(b) | np.isnan(c)
     return Interval(np.where(undefined, np.nan, low), np.where(undefined, np.nan, high))
+
+
+def fieller_interval_between(
+    control_mean: npt.ArrayLike,
+    control_stderr2: npt.ArrayLike,
+    treatment_mean: npt.ArrayLike,
+    treatment_stderr2: npt.ArrayLike,
+    low_t: npt.ArrayLike,
+    high_t: npt.ArrayLike,
+    *,
+    nonnegative: bool = True,
+) -> Interval:
+    """Fieller's interval with an asymmetric acceptance region: every θ whose statistic
+    T(θ) = (m_t - θ m_c) / sqrt(v_t + θ² v_c) lies in [``low_t``, ``high_t``] (low_t < 0 <
+    high_t), as a skewness-corrected test accepts (skewness.acceptance). T falls as θ grows
+    (m_c, m_t ≥ 0), so the low end is where T(θ) = high_t, the low root of the symmetric
+    interval at q = high_t, and the high end where T(θ) = low_t, the high root at q = -low_t.
+    With low_t = -high_t it is ``fieller_interval`` at q = high_t."""
+    ends = (control_mean, control_stderr2, treatment_mean, treatment_stderr2)
+    upper = fieller_interval(*ends, high_t, nonnegative=nonnegative)
+    lower = fieller_interval(*ends, -as_array(low_t), nonnegative=nonnegative)
+    return Interval(upper.low, lower.high)

@@ -36,6 +36,7 @@ from refract.analytics.stats.engine import (
     CUPED_APPLIED,
     EXACT,
     TESTS,
+    TOO_SKEWED,
     Comparison,
     Sample,
     Settings,
@@ -45,6 +46,7 @@ from refract.analytics.stats.exploratory import corrected
 from refract.analytics.stats.group_sequential import equal_arm_visitors
 from refract.analytics.stats.planning import Plan, days_needed, measured_baseline, plan
 from refract.analytics.stats.proportions import EXACT_BELOW
+from refract.analytics.stats.skewness import SKEWNESS_BOUND
 from refract.analytics.stats.srm import anytime_srm_test
 from refract.analytics.stats.stratified import (
     expected_counts,
@@ -65,6 +67,7 @@ _SUMS = {
     "count": ("count", "count2", "count_y"),
     "revenue": ("rev", "rev2", "rev_y"),
 }
+_CUBES = {"revenue": "rev3"}  # Σx³, for the skewness of the test (stats/skewness.py)
 
 
 @dataclass(frozen=True)
@@ -94,7 +97,7 @@ class Row:
     chance_to_win: float
     risk: float
     significant: bool
-    test: str  # "score", "exact" (Fisher) or "welch" (engine.TESTS)
+    test: str  # "score", "exact" (Fisher), "welch", "hall" or "too_skewed" (engine.TESTS)
     cuped: bool  # whether the CUPED adjustment was applied
     exploratory: bool = False  # a segment but "all": its own correction (stats/exploratory.py)
 
@@ -156,14 +159,25 @@ def sample_of(data: ExperimentData, measures: list[Measure]) -> Sample:
         ]
         return np.stack(columns, axis=-1)
 
+    x = stacked(0)
+    cubes = np.array([measure.kind in _CUBES for measure in measures])
+    x3 = np.zeros_like(x)
+    for m, measure in enumerate(measures):
+        if measure.kind in _CUBES:
+            # aggregates without the statistic at all: its skewness is unknown, not 0
+            column = data.outcomes.get(_CUBES[measure.kind])
+            at = data.metrics.index(measure.metric)
+            x3[..., m] = np.nan if column is None else column[..., at]
     return Sample(
         n=data.visitors["n"],
-        x=stacked(0),
+        x=x,
         x2=stacked(1),
         y=data.visitors["y"],
         y2=data.visitors["y2"],
         xy=stacked(2),
         binary=np.array([measure.kind == "conversion" for measure in measures]),
+        x3=x3,
+        cubes=cubes,
     )
 
 
@@ -261,6 +275,12 @@ def _notes(comparison: Comparison, measures: list[Measure], settings: Settings) 
             notes.append(
                 f"{name}: Fisher's exact test, since an arm expects fewer than "
                 f"{EXACT_BELOW:g} conversions (or non-conversions)"
+            )
+        if bool(np.any(comparison.test[-1, :, 0, m] == TOO_SKEWED)):
+            notes.append(
+                f"{name}: no p-value yet, too few buyers for how skewed the order values are "
+                f"(the skewness of the difference exceeds {SKEWNESS_BOUND:g}, or is unknown "
+                "for revenue recorded before the worker kept Σx³): it needs more buyers"
             )
         reason = int(comparison.cuped[-1, 0, 0, m])
         if settings.cuped and reason != CUPED_APPLIED:
