@@ -58,7 +58,7 @@ def request_facts(request: web.Request, identity: Identity, segment: Segment = N
         values.setdefault(f"utm.{name}", value)
     if referrer := request.headers.get("Referer"):
         values["referrer"] = referrer
-        if host := URL(referrer).host:
+        if host := _host_of(referrer):
             values["referrer.host"] = host
     if identity.tracked:
         values["visitor.returning"] = not identity.new_visitor
@@ -176,6 +176,15 @@ def split_url_target(target: str, request: web.Request) -> str:
             encoded=True,
         )
     )
+
+
+def _host_of(url: str) -> str:
+    """The host a visitor-sent URL names, "" when none or when no parser takes it
+    (``http://[``): the visitor's other facts still decide."""
+    try:
+        return URL(url).host or ""
+    except ValueError:
+        return ""
 
 
 def fill_tokens(change: Change, values: Mapping[str, Value]) -> str:

@@ -143,6 +143,15 @@ async def test_personalization_fills_tokens_escaped_and_injects_styles(
     assert b"<b>for you</b>" in default
 
 
+@pytest.mark.parametrize("referrer", ["http://[", "https://a:b:c/", "http://x\\y/"])
+async def test_a_referrer_no_parser_takes_still_gets_the_personalization(
+    proxy: ProxyFactory, rules_dir: Path, referrer: str
+) -> None:
+    client = await proxy(rules={"directory": str(rules_dir)})
+    body = await page(client, "/page?utm_medium=cpc&utm_campaign=spring", Referer=referrer)
+    assert b"<b>for spring</b>" in body
+
+
 async def test_visitor_who_refused_tracking_gets_no_experiment_but_context_personalization(
     proxy: ProxyFactory, rules_dir: Path
 ) -> None:
