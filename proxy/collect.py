@@ -30,6 +30,7 @@ from refract.proxy import metrics
 from refract.proxy.app_keys import EVENT_LOG_KEY, STATE_KEY, VISITOR_KEY_KEY
 from refract.proxy.ratelimit import network_of
 from refract.proxy.request_body import BodyTooLargeError, read_whole
+from refract.proxy.wire import WireResponse, json_answer
 from refract.rules.events import InvalidEvent, check_values, from_beacon, parse_batch
 from refract.rules.ruleset import RuleSet
 
@@ -39,7 +40,7 @@ JSON = "application/json"
 
 def _refuse(status: int, reason: str, message: str) -> web.Response:
     metrics.COLLECT_REJECTED.labels(reason).inc()
-    return web.json_response({"error": message}, status=status)
+    return json_answer({"error": message}, status=status)
 
 
 async def collect(request: web.Request) -> web.Response:
@@ -55,7 +56,7 @@ async def collect(request: web.Request) -> web.Response:
         return _refuse(413, "too_large", f"a batch is at most {MAX_BODY} bytes")
     if state.bots.is_bot(request.headers.get("User-Agent", "")):
         metrics.BOTS.labels("collect").inc()
-        return web.Response(status=204)
+        return WireResponse(status=204)
     identity = state.identity.identify(
         request.headers, request.cookies, request.app[VISITOR_KEY_KEY]
     )
@@ -101,7 +102,7 @@ async def collect(request: web.Request) -> web.Response:
         return _refuse(503, "busy", "events are not being written fast enough; not accepted")
     for event in accepted:
         event_log.record(event)
-    return web.json_response({"accepted": len(accepted)}, status=202)
+    return json_answer({"accepted": len(accepted)}, status=202)
 
 
 def _cross_site(request: web.Request) -> bool:

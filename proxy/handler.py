@@ -150,15 +150,9 @@ def refuse(status: int, reason: str, message: str) -> web.Response:
     """A neutral page, the connection closed after it: the request's framing is not trusted
     (also how proxy/server.py answers a request aiohttp's parser stopped)."""
     metrics.REQUEST_REJECTED.labels(reason).inc()
-    refusal = _neutral_page(status, message)
+    refusal = neutral_page(status, message)
     refusal.force_close()
     return refusal
-
-
-def _neutral_page(status: int, message: str) -> web.Response:
-    """Refract's own page, its head written by wire.py: it names no server software."""
-    page = neutral_page(status, message)
-    return WireResponse(status=status, body=page.body, headers=page.headers)
 
 
 def _absolute_authority(target: str) -> str | None:
@@ -191,7 +185,7 @@ async def _proxy(request: web.Request, state: ProxyState, exchange: Exchange) ->
     if site is None:
         exchange.kind = "error"
         metrics.REQUEST_REJECTED.labels("unknown_host").inc()
-        return _neutral_page(421, "This address is not served here.")
+        return neutral_page(421, "This address is not served here.")
     exchange.site = site.key
     peer = request.remote or ""
     view = state.trusted.client_view(
@@ -289,9 +283,6 @@ async def _ask(
     slow upload is not the origin's time), or from ``deadline``, one already running.
     """
     site, loop = call.site, asyncio.get_running_loop()
-    # The visitor's fields were taken up to this size (server.handler_options): so are the
-    # origin's; a larger one is the origin's protocol fault (502), as it is for nginx.
-    max_header = call.state.config.server.max_header_bytes
     try:
         async with asyncio.timeout_at(deadline) as timeout:
 
@@ -303,13 +294,7 @@ async def _ask(
             elif isinstance(body, AsyncIterator):
                 body = announcing_end(body, sent)
             upstream = await site.client.request(
-                method,
-                url,
-                headers=headers,
-                data=body,
-                allow_redirects=False,
-                max_line_size=max_header,
-                max_field_size=max_header,
+                method, url, headers=headers, data=body, allow_redirects=False
             )
     except (TimeoutError, aiohttp.ServerTimeoutError):
         return _origin_failed(site, call.exchange, "timeout", url)
@@ -348,7 +333,7 @@ def _drop_page_validators(request: web.Request, headers: CIMultiDict[str]) -> No
 def _too_large() -> web.Response:
     """A request body over ``server.max_request_body``, however it was found out."""
     metrics.REQUEST_REJECTED.labels("body_too_large").inc()
-    return _neutral_page(413, "The request is too large.")
+    return neutral_page(413, "The request is too large.")
 
 
 def _decide_early(call: Call) -> Personalized | None:
@@ -478,8 +463,8 @@ def _origin_failed(site: Site, exchange: Exchange, reason: str, url: URL) -> web
     metrics.UPSTREAM_ERRORS.labels(site.key, reason).inc()
     log.warning("origin %s failed: %s", url.with_query(None), reason, extra={"site": site.key})
     if reason == "timeout":
-        return _neutral_page(504, "The website took too long to answer. Please try again.")
-    return _neutral_page(502, "The website is not answering right now. Please try again.")
+        return neutral_page(504, "The website took too long to answer. Please try again.")
+    return neutral_page(502, "The website is not answering right now. Please try again.")
 
 
 async def _respond(

@@ -19,6 +19,7 @@ from aiohttp import web
 from refract.proxy import metrics
 from refract.proxy.app_keys import PROBES_KEY, PROXY_APP_KEY, REDIS_KEY, STARTED_KEY, STATE_KEY
 from refract.proxy.readiness import OriginProbes, OriginStatus
+from refract.proxy.wire import WireResponse, json_answer
 from refract.rules.config import split_host_port
 from refract.rules.redis_client import REDIS_FAILURES
 
@@ -34,7 +35,7 @@ async def health(request: web.Request) -> web.Response:
     """Liveness for load balancers: 200 while the proxy serves, even with Redis down; public,
     so it says only "ok" or "degraded"."""
     redis_status = await _redis_status(request.app.get(REDIS_KEY))
-    return web.json_response({"status": _overall(redis_status)}, headers=_NO_STORE)
+    return json_answer({"status": _overall(redis_status)}, headers=_NO_STORE)
 
 
 async def ready(request: web.Request) -> web.Response:
@@ -42,8 +43,8 @@ async def ready(request: web.Request) -> web.Response:
     public, so it says only "ready" or "not ready" (the internal /health says why)."""
     redis_status, origins = await _readiness(request.app)
     if _is_ready(redis_status, origins):
-        return web.json_response({"status": "ready"}, headers=_NO_STORE)
-    return web.json_response({"status": "not ready"}, status=503, headers=_NO_STORE)
+        return json_answer({"status": "ready"}, headers=_NO_STORE)
+    return json_answer({"status": "not ready"}, status=503, headers=_NO_STORE)
 
 
 async def detailed_health(request: web.Request) -> web.Response:
@@ -59,7 +60,7 @@ async def detailed_health(request: web.Request) -> web.Response:
         "pid": os.getpid(),
         "uptime_s": round(time.monotonic() - proxy_app[STARTED_KEY], 1),
     }
-    return web.json_response(body, headers=_NO_STORE)
+    return json_answer(body, headers=_NO_STORE)
 
 
 async def _readiness(app: web.Application) -> tuple[str, list[OriginStatus]]:
@@ -90,13 +91,13 @@ async def _redis_status(client: redis.Redis | None) -> str:
 
 
 async def prometheus(_: web.Request) -> web.Response:
-    return web.Response(
+    return WireResponse(
         body=metrics.exposition(), headers={"Content-Type": metrics.CONTENT_TYPE, **_NO_STORE}
     )
 
 
 async def beacon(_: web.Request) -> web.Response:
-    return web.Response(
+    return WireResponse(
         body=_BEACON,
         content_type="text/javascript",
         headers={"Cache-Control": "public, max-age=3600"},
@@ -104,7 +105,7 @@ async def beacon(_: web.Request) -> web.Response:
 
 
 async def not_found(_: web.Request) -> web.Response:
-    return web.json_response({"error": "not found"}, status=404)
+    return json_answer({"error": "not found"}, status=404)
 
 
 def reaches_prefix(raw_path: str, prefix: str) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from http import HTTPStatus
 
-from aiohttp import web
+from refract.proxy.wire import WireResponse
 
 _TEMPLATE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
@@ -15,9 +15,10 @@ padding:0 1rem;color:#222}}</style>
 """
 
 
-def neutral_page(status: int, message: str) -> web.Response:
+def neutral_page(status: int, message: str) -> WireResponse:
+    """Refract's own page, its head written by wire.py: it names no server software."""
     phrase = HTTPStatus(status).phrase
-    return web.Response(
+    return WireResponse(
         status=status,
         text=_TEMPLATE.format(code=status, phrase=phrase, message=message),
         content_type="text/html",

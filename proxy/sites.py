@@ -12,7 +12,7 @@ _NO_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
 
 
 class Site:
-    def __init__(self, config: SiteConfig) -> None:
+    def __init__(self, config: SiteConfig, max_header_bytes: int) -> None:
         self.config = config
         self.key = config.key
         self.origin: URL = config.origin_url
@@ -25,6 +25,10 @@ class Site:
             auto_decompress=False,
             cookie_jar=aiohttp.DummyCookieJar(),
             skip_auto_headers=_NO_AUTO_HEADERS,
+            # what a visitor may send, an origin may answer (server.max_header_bytes): past it,
+            # the origin's protocol fault (502), as for nginx; WebSocket handshakes included
+            max_line_size=max_header_bytes,
+            max_field_size=max_header_bytes,
         )
 
     def upstream_host(self, public_host: str) -> str:
@@ -44,8 +48,8 @@ class Site:
 class SiteRouter:
     """Finds the site for a Host header: exact host:port, then host name, then ``*``."""
 
-    def __init__(self, configs: list[SiteConfig]) -> None:
-        self.sites = [Site(config) for config in configs]
+    def __init__(self, configs: list[SiteConfig], max_header_bytes: int) -> None:
+        self.sites = [Site(config, max_header_bytes) for config in configs]
         self._by_host: dict[str, Site] = {}
         self._fallback: Site | None = None
         for site in self.sites:

@@ -68,7 +68,7 @@ class ProxyState:
         rules = load_rules(directory) if directory is not None else EMPTY
         return cls(
             config=config,
-            router=SiteRouter(config.sites),
+            router=SiteRouter(config.sites, config.server.max_header_bytes),
             identity=IdentityPolicy(config.cookies, config.privacy),
             trusted=TrustedProxies(config.server.trusted_proxies),
             rewriter=PageRewriter(),

@@ -12,6 +12,7 @@ from yarl import URL
 
 from refract.proxy.pages import neutral_page
 from refract.proxy.sites import Site
+from refract.proxy.wire import WireResponse
 
 log = logging.getLogger("refract.proxy")
 
@@ -49,7 +50,7 @@ async def relay_websocket(
             ws_url, headers=headers, protocols=protocols, max_msg_size=max_message
         )
     except aiohttp.WSServerHandshakeError as error:
-        return web.Response(status=error.status, text="WebSocket refused by the website.")
+        return WireResponse(status=error.status, text="WebSocket refused by the website.")
     except (aiohttp.ClientError, TimeoutError):
         return neutral_page(502, "The website is not answering right now. Please try again.")
     downstream = web.WebSocketResponse(

@@ -20,7 +20,8 @@ one; a proxy passes the origin's, and Refract's own answers name no software: on
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -108,3 +109,12 @@ class WireResponse(WireStream, web.Response):
         super().__init__(**kwargs)
         if prepared is not None:
             self._prepared = prepared.lines
+
+
+def json_answer(
+    data: Any, *, status: int = 200, headers: Mapping[str, str] | None = None
+) -> WireResponse:
+    """Refract's own JSON answer (``web.json_response``'s, naming no server software)."""
+    return WireResponse(
+        text=json.dumps(data), status=status, content_type="application/json", headers=headers
+    )

@@ -15,9 +15,11 @@ from yarl import URL
 from refract.proxy.headers import HOP_BY_HOP, forwardable, has_control_character
 from refract.proxy.wire import PreparedFields, head_bytes
 from tests.conftest import BROWSER, ProxyFactory
+from tests.support.cookies import visitor_cookie
 from tests.support.raw_origin import RawOrigin, page_answer, raw_origin_fixture  # noqa: F401
 
 NAVIGATION = {"User-Agent": BROWSER, "Sec-Fetch-Dest": "document"}
+COOKIES = visitor_cookie("0123456789abcdef0123456789abcdef", "0123456789abcdef")
 
 
 def received(echo: dict[str, Any]) -> CIMultiDict[str]:
@@ -343,5 +345,26 @@ async def test_refracts_own_answers_name_no_server(
     response = await client.request(
         method, "/page", headers={**NAVIGATION, **headers}, data=body, allow_redirects=False
     )
+    assert response.status == status
+    assert "Server" not in response.headers
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status"),
+    [
+        ("GET", "/_refract/health", None, 200),
+        ("GET", "/_refract/beacon.js", None, 200),
+        ("GET", "/_refract/nothing-here", None, 404),
+        ("POST", "/_refract/collect", b'{"v": 1, "u": "/", "e": [{"t": "scroll", "d": 25}]}', 202),
+        ("POST", "/_refract/collect", b"not json", 400),
+    ],
+    ids=["health", "beacon", "not-found", "collect", "collect-refused"],
+)
+async def test_refracts_own_endpoints_name_no_server(
+    proxy: ProxyFactory, method: str, path: str, body: bytes | None, status: int
+) -> None:
+    client = await proxy()
+    headers = {"User-Agent": BROWSER, "Content-Type": "application/json", "Cookie": COOKIES}
+    response = await client.request(method, path, data=body, headers=headers)
     assert response.status == status
     assert "Server" not in response.headers
