@@ -267,6 +267,8 @@ async def read_body(request: web.Request, model: type[M], errors: BodyErrors = _
         data = await request.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise Refused(422, "the body is not JSON") from None
+    except RecursionError:  # Python's parser gives up on nesting about 1,000 deep
+        raise Refused(422, "the body is nested too deeply") from None
     try:
         return model.model_validate(data)
     except ValidationError as error:

@@ -168,12 +168,12 @@ async def _record_login(request: web.Request, action: str, user: str, address: s
 
 @api.post("/api/logout", roles=EVERY_ROLE, summary="sign out: ends the session", tag="auth")
 async def logout(request: web.Request) -> web.StreamResponse:
-    cookie = auth.session_cookie(is_https(request, config_of(request)))
-    secret = request.cookies.get(cookie)
+    secure = is_https(request, config_of(request))
+    secret = request.cookies.get(auth.session_cookie(secure))
     if secret:
         await auth.close_session(redis_of(request), secret)
     response = web.json_response({"signed_out": True})
-    response.del_cookie(cookie, path="/")
+    auth.delete_session_cookie(response, secure)
     return response
 
 

@@ -4,9 +4,10 @@
   password hash (admin/passwords.py), kept in Redis; a sales rep also their CRM owner id
   (the accounts they own) and territory (territories.toml), by which the sales endpoints
   scope what they see. ``refract users add`` creates them, an admin can too. Each user has
-  a **generation**, raised by every reset and gone with the user: a session remembers the
-  generation it was opened in and is refused (and deleted) on its next use once they
-  differ, so a reset or a removal ends the user's sessions at once. The role, sites, owner
+  a **generation**, a random value drawn again by every reset and gone with the user: a
+  session remembers the generation it was opened in and is refused (and deleted) on its
+  next use once they differ, so a reset or a removal ends the user's sessions at once, and
+  a name removed and added again does not bring its old sessions back. The role, sites, owner
   id and territory are read from the user on every request, never from the session. API
   tokens carry neither owner id nor territory: a sales rep's token sees no one's accounts.
 * **Sessions**: signing in sets a random 256-bit id in an HttpOnly, SameSite=Strict cookie:
@@ -151,7 +152,9 @@ async def add_user(
     async with client.pipeline(transaction=True) as pipe:
         pipe.hsetnx(key, "created", time.time())
         pipe.hset(key, mapping=fields)  # type: ignore[arg-type]
-        pipe.hincrby(key, "generation", 1)
+        # random, not counted: a counter would start again at 1 for a name removed and added
+        # again, and the sessions of the removed user would be of the new one's generation
+        pipe.hset(key, "generation", secrets.token_hex(16))
         created, *_ = await pipe.execute()
     return bool(created)
 
@@ -240,6 +243,14 @@ def set_session_cookie(response: web.StreamResponse, secret: str, secure: bool) 
         samesite="Strict",
         secure=secure,
         path="/",  # no Domain: a __Host- cookie must have none, and the other needs none
+    )
+
+
+def delete_session_cookie(response: web.StreamResponse, secure: bool) -> None:
+    """The cookie ``set_session_cookie`` set, deleted with the same attributes: a browser
+    ignores a __Host- cookie's deletion without Secure."""
+    response.del_cookie(
+        session_cookie(secure), path="/", secure=secure, httponly=True, samesite="Strict"
     )
 
 

@@ -283,6 +283,60 @@ async def test_a_stolen_session_id_stops_working_at_logout(
     assert replay.status == 401
 
 
+async def test_a_removed_users_session_does_not_come_back_with_the_name(
+    admin_api: AdminFactory, config: Config, user: str
+) -> None:
+    """Removing a user and adding the name again (a reset, or a new person) must not revive
+    the sessions of the one removed, under the new one's role."""
+    secret = (
+        (await sign_in(await admin_api(config, role=None), user)).cookies[auth.SESSION_COOKIE].value
+    )
+    admin = await admin_api(config, role="admin")
+    assert (await admin.delete(f"/api/users/{user}")).status == 200
+    again = {"name": user, "role": "executive", "password": "violet tractor sings quietly"}
+    assert (await admin.post("/api/users", json=again)).status == 201
+    stolen = await admin_api(config, role=None)
+    assert (await stolen.get("/api/me", cookies={auth.SESSION_COOKIE: secret})).status == 401
+
+
+async def test_signing_out_over_https_deletes_the_secure_cookie_as_a_browser_accepts(
+    admin_api: AdminFactory, redis_url: str, user: str
+) -> None:
+    """A browser ignores the deletion of a __Host- cookie without Secure, Path=/."""
+    config = Config.model_validate(
+        {
+            "redis": {"url": redis_url},
+            "sites": [{"host": "*", "id": "s", "origin": "http://x"}],
+            "server": {"trusted_proxies": ["127.0.0.0/8"]},
+        }
+    )
+    client = await admin_api(config, role=None)
+    https = {"X-Forwarded-Proto": "https"}
+    signed = await client.post(
+        "/api/login", json={"username": user, "password": PASSWORD}, headers=https
+    )
+    secret = signed.cookies[auth.SECURE_SESSION_COOKIE].value
+    headers = {"X-CSRF-Token": (await signed.json())["csrf"], **https}
+    out = await client.post(
+        "/api/logout", headers=headers, cookies={auth.SECURE_SESSION_COOKIE: secret}
+    )
+    [deleting] = [field for field in out.headers.getall("Set-Cookie") if "__Host-" in field]
+    assert {"secure", "path=/"} <= {part.strip().lower() for part in deleting.split(";")}
+
+
+@pytest.mark.parametrize(
+    "body", [b"[" * 100_000 + b"]" * 100_000, b'{"a":' * 5_000 + b"1" + b"}" * 5_000]
+)
+async def test_json_nested_past_the_parser_is_refused_with_422(
+    admin_api: AdminFactory, config: Config, body: bytes
+) -> None:
+    client = await admin_api(config, role=None)
+    answer = await client.post(
+        "/api/login", data=body, headers={"Content-Type": "application/json"}
+    )
+    assert answer.status == 422
+
+
 # --- tokens --------------------------------------------------------------------------------
 
 
