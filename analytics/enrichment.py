@@ -7,8 +7,15 @@ the rate, and the worker must never stall or fail because of them. So ``HttpEnri
 * shares one request among concurrent lookups of the same key;
 * spends calls from a token bucket: a lookup over the limit returns None at once, counted,
   rather than queueing behind the vendor's quota;
-* turns every failure (timeout, connection error, 5xx, 401, unreadable body) into None and a
-  counter in ``stats``; nothing raises into the worker.
+* turns every failure (timeout, connection error, 5xx, 401, a redirect, unreadable body) into
+  None and a counter in ``stats``; nothing raises into the worker;
+* sends with the SSRF guard of every outbound call the worker makes from data
+  (analytics/automations/ssrf.py): no private address unless ``allow_hosts`` covers it (the
+  worker passes ``[automations] allow_hosts``), and no redirect, so neither the vendor nor
+  anything in front of it can point the worker at an internal service;
+* reads at most ``MAX_BODY_BYTES`` of an answer and keeps the company's text valid and
+  bounded (``MAX_NAME``, ``MAX_DETAIL``, ``MAX_TECH`` entries of ``MAX_TECH_NAME``): the
+  company goes on every profile of the network's visitors, the page views and the archive.
 
 The wire format is Refract's own, small and neutral; a vendor with another is put behind a
 few lines of adapter (a subclass overriding ``domain_url``/``ip_url``/``parse_company``)::
@@ -22,16 +29,20 @@ few lines of adapter (a subclass overriding ``domain_url``/``ip_url``/``parse_co
 
 The company may also come wrapped as ``{"company": {...}}`` (IPinfo's shape). ``name`` and
 ``domain`` are required; the other fields are optional and dropped when of the wrong type.
+Text is clipped rather than refused, and a lone surrogate (which JSON can carry, UTF-8
+cannot, and a UTF-16 backend emits when it cuts an emoji in two) becomes U+FFFD: a bad value
+costs the vendor's text that character, never the page view it lands on.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
+import itertools
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Final, Protocol
@@ -39,8 +50,11 @@ from urllib.parse import quote
 
 import aiohttp
 
+from refract.analytics.automations.ssrf import AddressRefused, guarded_session
+from refract.analytics.crm import CrmError, read_json
 from refract.analytics.ttl_cache import MISS, TtlLru
 from refract.rules.domains import normalise_domain
+from refract.rules.events import visitor_text
 from refract.rules.problems import FieldError
 
 log = logging.getLogger(__name__)
@@ -50,6 +64,12 @@ DEFAULT_CACHE_SIZE: Final = 20_000
 DEFAULT_CACHE_TTL_S: Final = 7 * 86400.0  # firmographics change slowly; calls cost money
 DEFAULT_RATE_PER_S: Final = 5.0
 DEFAULT_BURST: Final = 20
+# An answer is one company: about 1 KB, 6 KB with every tech entry at its longest.
+MAX_BODY_BYTES: Final = 64 * 1024
+MAX_NAME: Final = 255  # characters of the company's name
+MAX_DETAIL: Final = 100  # ... of its industry and of its location
+MAX_TECH: Final = 50  # technologies kept, in the vendor's order
+MAX_TECH_NAME: Final = 100  # characters of each
 
 
 @dataclass(frozen=True)
@@ -83,7 +103,8 @@ class EnrichmentStats:
     not_found: int = 0
     rate_limited: int = 0  # lookups refused by our bucket, no request sent
     throttled: int = 0  # 429 from the vendor
-    errors: int = 0  # 5xx, 401/403, other statuses, connection errors, unreadable bodies
+    errors: int = 0  # 5xx, 401/403, redirects, other statuses, connection errors, refused
+    # addresses, unreadable or oversized bodies
     timeouts: int = 0
     invalid: int = 0  # a lookup of something that is not a domain or an address
 
@@ -124,6 +145,7 @@ class HttpEnrichmentProvider:
         api_key: str,
         *,
         session: aiohttp.ClientSession | None = None,
+        allow_hosts: Iterable[str] = (),
         timeout: float = DEFAULT_TIMEOUT_S,
         rate_per_s: float = DEFAULT_RATE_PER_S,
         burst: int = DEFAULT_BURST,
@@ -133,11 +155,15 @@ class HttpEnrichmentProvider:
         bucket: TokenBucket | None = None,
     ) -> None:
         """``bucket``, when given, replaces ``rate_per_s`` and ``burst``: providers sharing one
-        (the worker's, one per site) share its rate."""
+        (the worker's, one per site) share its rate. Without ``session``, the provider opens
+        a guarded one (analytics/automations/ssrf.py) letting through the private hosts or
+        networks ``allow_hosts`` names; a session passed in is used as it is (tests)."""
         self.base_url = base_url.rstrip("/")
         self._headers = {"Authorization": f"Bearer {api_key}", "Accept": "application/json"}
         self._session = session
         self._own_session = session is None
+        self._allow_hosts = tuple(allow_hosts)
+        self._refusal_logged = False
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self.bucket = bucket or TokenBucket(rate_per_s, burst, clock)
         self.cache: TtlLru[str, Company | None] = TtlLru(cache_size, cache_ttl, clock)
@@ -213,7 +239,11 @@ class HttpEnrichmentProvider:
         except TimeoutError:
             self.stats.timeouts += 1
             return None
-        except (aiohttp.ClientError, OSError, ValueError):
+        except AddressRefused as refused:
+            self._log_refusal(refused)
+            self.stats.errors += 1
+            return None
+        except (aiohttp.ClientError, OSError, ValueError, CrmError):
             self.stats.errors += 1
             return None
         except Exception:  # a bug here must cost a lookup, not the worker
@@ -236,12 +266,23 @@ class HttpEnrichmentProvider:
         return company
 
     async def _get(self, url: str) -> tuple[int, Any]:
+        """The status and, for a 200, the JSON body. A redirect is answered as it came (an
+        error to the caller), not followed, whatever the session would do."""
         if self._session is None:
-            self._session = aiohttp.ClientSession()
-        async with self._session.get(url, headers=self._headers, timeout=self._timeout) as reply:
+            self._session = guarded_session(self._allow_hosts)
+        async with self._session.get(
+            url, headers=self._headers, timeout=self._timeout, allow_redirects=False
+        ) as reply:
             if reply.status != 200:
                 return reply.status, None
-            return reply.status, await reply.json(content_type=None)
+            return reply.status, await read_json(reply, "enrichment", MAX_BODY_BYTES)
+
+    def _log_refusal(self, refused: AddressRefused) -> None:
+        """Say once why every lookup fails: the vendor's address is private (a setting to
+        fix, not a failure that passes)."""
+        if not self._refusal_logged:
+            self._refusal_logged = True
+            log.warning("enrichment API not asked: %s", refused)
 
 
 def parse_company(body: Any) -> Company | None:
@@ -250,32 +291,38 @@ def parse_company(body: Any) -> Company | None:
         body = body["company"]
     if not isinstance(body, Mapping):
         return None
-    name, domain = body.get("name"), body.get("domain")
-    if not isinstance(name, str) or not name.strip() or not isinstance(domain, str):
+    name, domain = _text(body.get("name"), MAX_NAME), body.get("domain")
+    if not name or not isinstance(domain, str):
         return None
     try:
-        domain = normalise_domain(domain)
+        domain = normalise_domain(domain)  # ASCII and at most 253 characters, or refused
     except FieldError:
         return None
     return Company(
-        name=name.strip(),
+        name=name,
         domain=domain,
-        industry=_string(body.get("industry")),
+        industry=_text(body.get("industry"), MAX_DETAIL),
         employees=_count(body.get("employees")),
         annual_revenue=_amount(body.get("annual_revenue")),
-        location=_string(body.get("location")),
-        tech=_strings(body.get("tech")),
+        location=_text(body.get("location"), MAX_DETAIL),
+        tech=_texts(body.get("tech")),
     )
 
 
-def _string(value: object) -> str:
-    return value.strip() if isinstance(value, str) else ""
+def _text(value: object, limit: int) -> str:
+    """A vendor's string as Refract keeps it: trimmed, at most ``limit`` characters, valid
+    text (rules/events.py's ``visitor_text``); "" when it is no string."""
+    if not isinstance(value, str):
+        return ""
+    return visitor_text(value.strip(), limit).rstrip()
 
 
-def _strings(value: object) -> tuple[str, ...]:
+def _texts(value: object) -> tuple[str, ...]:
+    """The first ``MAX_TECH`` non-empty strings of a list, each as ``_text`` keeps it."""
     if not isinstance(value, list):
         return ()
-    return tuple(item.strip() for item in value if isinstance(item, str) and item.strip())
+    texts = (_text(item, MAX_TECH_NAME) for item in value)
+    return tuple(itertools.islice((text for text in texts if text), MAX_TECH))
 
 
 def _count(value: object) -> int | None:

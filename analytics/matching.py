@@ -302,14 +302,22 @@ def company_fields(company: Company) -> CompanyFields:
 
 
 def matchers_from_config(client: redis.Redis, config: Config) -> dict[str, AccountMatcher]:
-    """One matcher per site, as ``[intel]`` says; their enrichment shares one rate limit."""
+    """One matcher per site, as ``[intel]`` says; their enrichment shares one rate limit. The
+    enrichment API is reached as automations and the CRM are: public addresses only, unless
+    ``[automations] allow_hosts`` (the worker's one list of private hosts it may call) names
+    it."""
     intel = config.intel
     bucket = TokenBucket(intel.enrichment_rate, DEFAULT_BURST) if intel.enrichment_url else None
 
     def enrichment() -> HttpEnrichmentProvider | None:
         if bucket is None:
             return None
-        return HttpEnrichmentProvider(intel.enrichment_url, intel.enrichment_key, bucket=bucket)
+        return HttpEnrichmentProvider(
+            intel.enrichment_url,
+            intel.enrichment_key,
+            bucket=bucket,
+            allow_hosts=config.automations.allow_hosts,
+        )
 
     return {
         site: AccountMatcher(

@@ -41,6 +41,7 @@ from tests.support.worker import SHARDS, SITE, encoded
 ACCOUNTS = Path(__file__).parent / "data" / "accounts-sample.csv"
 VISITOR, SESSION = "0123456789abcdef0123456789abcdef", "0123456789abcdef"
 API_KEY = "matching-key"
+LOCAL = ("127.0.0.1",)  # the vendor stand-in's address: private, so allowed as a deployment would
 
 # Addresses from 198.18.0.0/15 (benchmarking), in no account's IP range.
 PTR = {
@@ -70,6 +71,8 @@ COMPANIES: dict[str, Any] = {
         "tech": ["SAP", "Salesforce"],
     },
     "198.18.0.41": {"company": {"name": "Quillon AI", "domain": "https://www.quillon.ai/"}},
+    # a UTF-16 backend cutting an emoji in two: valid JSON ("\ud83d"), no valid text
+    "198.18.0.43": {"name": "Cut \ud83d", "domain": "cut-example.com", "tech": ["\udc00"]},
 }
 BROKEN = "198.18.0.42"  # the stand-in answers 500
 
@@ -96,7 +99,8 @@ async def vendor(aiohttp_server: Any) -> TestServer:
 
 @pytest.fixture
 async def enrichment(vendor: TestServer) -> AsyncIterator[HttpEnrichmentProvider]:
-    async with HttpEnrichmentProvider(str(vendor.make_url("/v1")), API_KEY) as provider:
+    url = str(vendor.make_url("/v1"))
+    async with HttpEnrichmentProvider(url, API_KEY, allow_hosts=LOCAL) as provider:
         yield provider
 
 
@@ -393,6 +397,24 @@ async def test_an_enriched_company_that_is_an_account_is_the_account(
     assert (await counters(client))["enrichment"] == 1
 
 
+async def test_a_lone_surrogate_from_the_vendor_costs_no_page_view(
+    client: redis.Redis,
+    rules_dir: Path,
+    accounts: None,
+    enrichment: HttpEnrichmentProvider,
+) -> None:
+    """The answer is cached for days: were it refused by Redis, every page view of the
+    network would go to the dead letters until it expired."""
+    cut = "198.18.0.43"
+    await match(client, rules_dir, view(cut, tags=("pricing",)), enrichment=enrichment)
+    await match(client, rules_dir, view(cut), enrichment=enrichment)
+    seen = await profile(client)
+    assert (seen["pageviews"], seen["company"]) == ("2", "Cut \ufffd")
+    assert await client.xlen(keyspace.dead_letters(SITE)) == 0
+    firmographics = await client.hgetall(keyspace.company(SITE, "cut-example.com"))
+    assert json.loads(firmographics[b"tech"]) == ["\ufffd"]
+
+
 @pytest.mark.parametrize("down", ["server error", "unreachable"])
 async def test_enrichment_down_applies_the_batch_and_counts_the_failure(
     client: redis.Redis,
@@ -402,7 +424,8 @@ async def test_enrichment_down_applies_the_batch_and_counts_the_failure(
     down: str,
 ) -> None:
     if down == "unreachable":
-        enrichment = HttpEnrichmentProvider(f"http://127.0.0.1:{free_port()}/v1", API_KEY)
+        url = f"http://127.0.0.1:{free_port()}/v1"
+        enrichment = HttpEnrichmentProvider(url, API_KEY, allow_hosts=LOCAL)
     try:
         await match(client, rules_dir, view(BROKEN), view(tags=("pricing",)), enrichment=enrichment)
     finally:
@@ -502,6 +525,29 @@ async def test_matchers_come_from_the_intel_section(redis_url: str) -> None:
     for each in [*default.values(), *configured.values()]:
         await each.aclose()
     await connection.aclose()
+
+
+@pytest.mark.parametrize(("allow_hosts", "found"), [([], 0), (["127.0.0.1"], 1)])
+async def test_the_enrichment_api_is_reached_as_automations_allow_hosts_says(
+    client: redis.Redis, vendor: TestServer, allow_hosts: list[str], found: int
+) -> None:
+    """The worker's one list of private hosts it may call, as automations and the CRM pull."""
+    config = make_config(
+        "http://127.0.0.1:9",
+        intel={
+            "reverse_dns": False,
+            "enrichment_url": str(vendor.make_url("/v1")),
+            "enrichment_key": API_KEY,
+        },
+        automations={"allow_hosts": allow_hosts},
+    )
+    [matching] = matchers_from_config(client, config).values()
+    assert matching.enrichment is not None
+    try:
+        await matching.enrichment.company_by_ip("198.18.0.40")
+    finally:
+        await matching.aclose()
+    assert (matching.enrichment.stats.found, matching.enrichment.stats.errors) == (found, 1 - found)
 
 
 # --- the proxy: which page views carry the address -------------------------------------------

@@ -285,6 +285,37 @@ async def test_an_answer_out_of_shape_fails_the_delivery_naming_what(
     assert await client.hlen(keyspace.crm_ids(SITE, NAME)) == 0
 
 
+FORGED = "x" * 5000 + "\n2026-01-01 ERROR forged log line"
+
+
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [
+        pytest.param(400, {"category": FORGED, "message": "bad"}, id="category"),
+        pytest.param(429, {"category": "RATE_LIMITS", "policyName": FORGED}, id="policy-name"),
+    ],
+)
+async def test_the_crms_error_text_is_one_bounded_line(
+    aiohttp_server: Any,
+    http: aiohttp.ClientSession,
+    client: redis.Redis,
+    status: int,
+    body: dict[str, str],
+) -> None:
+    async def answer(request: web.Request) -> web.Response:
+        return web.json_response(body, status=status)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", answer)
+    failing: TestServer = await aiohttp_server(app)
+    delivery = await send(
+        context(http, client, NAME, destination(failing)), account_action("crm_activity")
+    )
+    assert not delivery.ok
+    assert "\n" not in delivery.detail
+    assert len(delivery.detail) < 1000
+
+
 async def test_an_accounts_lock_outlasts_a_task_whose_requests_wait_their_turn(
     server: TestServer, http: aiohttp.ClientSession, client: redis.Redis
 ) -> None:

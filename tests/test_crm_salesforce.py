@@ -9,6 +9,7 @@ from typing import Any
 import aiohttp
 import pytest
 import redis.asyncio as redis
+from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from refract.analytics.crm.actions import send
@@ -235,3 +236,23 @@ async def test_failures_become_deliveries(
     assert delivery.retry_after == retry_after
     assert delivery.permanent is permanent
     assert len(standin.records["Account"]) == accounts_before
+
+
+async def test_the_token_endpoints_error_text_is_one_bounded_line(
+    aiohttp_server: Any, http: aiohttp.ClientSession, client: redis.Redis
+) -> None:
+    forged = "x" * 5000 + "\n2026-01-01 ERROR forged log line"
+
+    async def refuse(request: web.Request) -> web.Response:
+        body = {"error": forged, "error_description": forged}
+        return web.json_response(body, status=400)
+
+    app = web.Application()
+    app.router.add_post("/services/oauth2/token", refuse)
+    refusing: TestServer = await aiohttp_server(app)
+    delivery = await send(
+        context(http, client, NAME, destination(refusing)), account_action("crm_activity")
+    )
+    assert not delivery.ok
+    assert "\n" not in delivery.detail
+    assert len(delivery.detail) < 1000

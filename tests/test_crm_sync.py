@@ -18,7 +18,15 @@ from refract.admin import cli
 from refract.analytics.automations.rate_limit import throttle
 from refract.analytics.crm import CrmError
 from refract.analytics.crm.actions import send
-from refract.analytics.crm.sync import PullReport, keep_pulling, outcomes_path, pull, pull_due
+from refract.analytics.crm.sync import (
+    PulledOwner,
+    PullReport,
+    keep_pulling,
+    outcomes_path,
+    pull,
+    pull_due,
+    pulled_owner,
+)
 from refract.analytics.revenue.outcomes import read_outcomes_csv
 from refract.rules import keyspace
 from refract.rules.account_store import load_accounts, store_accounts
@@ -184,6 +192,99 @@ async def test_pulled_accounts_join_the_csv_list_the_crm_winning_the_fields_it_h
         territory="emea",
     )
     assert accounts["csvonly.com"] == Account("csvonly.com", "CSV Only")
+
+
+# Values no record may hold: valid JSON, but a UTF-16 backend cutting an emoji in two leaves a
+# lone surrogate, no valid text; and HubSpot's property values are at most 65,536 characters.
+OUT_OF_SHAPE = [
+    pytest.param("Emoji Corp \ud83d", id="lone-surrogate"),
+    pytest.param("L" * 70_000, id="overlong"),
+]
+
+
+@pytest.mark.parametrize("value", OUT_OF_SHAPE)
+async def test_a_hubspot_company_out_of_shape_is_skipped_and_counted_not_the_pull(
+    aiohttp_server: Any,
+    http: aiohttp.ClientSession,
+    client: redis.Redis,
+    tmp_path: Path,
+    value: str,
+) -> None:
+    standin = HubSpotStandIn()
+    seed_hubspot(standin, 3)  # two of them skipped: no domain, a second c0.com
+    standin.add("companies", {"domain": "bad.com", "name": value})
+    server = await serve(aiohttp_server, standin.app())
+
+    report = await pull_now(client, http, "hubspot", hubspot(server), tmp_path)
+
+    assert (report.accounts, report.accounts_skipped) == (3, 3)
+    assert {a.domain for a in await load_accounts(client, SITE)} == {"c0.com", "c1.com", "c2.com"}
+
+
+@pytest.mark.parametrize("value", OUT_OF_SHAPE)
+async def test_a_hubspot_deal_out_of_shape_is_skipped_and_counted_not_the_pull(
+    aiohttp_server: Any,
+    http: aiohttp.ClientSession,
+    client: redis.Redis,
+    tmp_path: Path,
+    value: str,
+) -> None:
+    standin = HubSpotStandIn()
+    ids = seed_hubspot(standin, 2)
+    won = {"amount": "48000", "hs_is_closed": "true", "hs_is_closed_won": "true"}
+    standin.add("deals", won, companies=(ids["c0.com"],))
+    standin.add("deals", won | {"closedate": value}, companies=(ids["c1.com"],))
+    server = await serve(aiohttp_server, standin.app())
+
+    report = await pull_now(client, http, "hubspot", hubspot(server), tmp_path)
+
+    assert (report.won, report.deals_skipped) == (1, 1)
+
+
+@pytest.mark.parametrize(
+    ("first", "last", "email"),
+    [
+        pytest.param("Emoji \ud83d", "Rep", "emoji@example.com", id="lone-surrogate"),
+        pytest.param("Long", "L" * 201, "long@example.com", id="overlong-name"),
+        pytest.param("Long", "Rep", "l" * 310 + "@example.com", id="overlong-email"),
+    ],
+)
+async def test_a_hubspot_owner_out_of_shape_is_left_out_not_the_pull(
+    aiohttp_server: Any,
+    http: aiohttp.ClientSession,
+    client: redis.Redis,
+    tmp_path: Path,
+    first: str,
+    last: str,
+    email: str,
+) -> None:
+    standin = HubSpotStandIn()
+    seed_hubspot(standin, 1)
+    rita = standin.add_owner("Rita", "Rep", "rita@example.com")
+    bad = standin.add_owner(first, last, email)
+    server = await serve(aiohttp_server, standin.app())
+
+    report = await pull_now(client, http, "hubspot", hubspot(server), tmp_path)
+
+    assert report.owners == 1
+    assert await pulled_owner(client, SITE, "hubspot", rita) is not None
+    assert await pulled_owner(client, SITE, "hubspot", bad) is None
+
+
+async def test_a_pulled_owner_reads_back_as_the_pull_stored_them(
+    aiohttp_server: Any, http: aiohttp.ClientSession, client: redis.Redis, tmp_path: Path
+) -> None:
+    standin = HubSpotStandIn()
+    rita = standin.add_owner("Rita", "Rep", "rita@example.com")
+    server = await serve(aiohttp_server, standin.app())
+
+    await pull_now(client, http, "hubspot", hubspot(server), tmp_path)
+
+    assert await pulled_owner(client, SITE, "hubspot", rita) == PulledOwner(
+        "Rita Rep", "rita@example.com"
+    )
+    assert await pulled_owner(client, SITE, "hubspot", "999") is None
+    assert await pulled_owner(client, SITE, "salesforce", rita) is None
 
 
 async def test_a_failed_pull_stores_nothing(

@@ -15,6 +15,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from refract.analytics.enrichment import (
+    MAX_BODY_BYTES,
+    MAX_DETAIL,
+    MAX_NAME,
+    MAX_TECH,
+    MAX_TECH_NAME,
     Company,
     EnrichmentProvider,
     HttpEnrichmentProvider,
@@ -23,6 +28,7 @@ from refract.analytics.enrichment import (
 )
 
 API_KEY = "test-key-123"
+LOCAL = ("127.0.0.1",)  # the stand-in's address: private, so allowed as a deployment would
 ACME = {
     "name": "Acme Example",
     "domain": "acme-example.com",
@@ -56,6 +62,7 @@ class StandIn:
 
     requests: list[str] = field(default_factory=list)
     authorizations: list[str | None] = field(default_factory=list)
+    redirect_to: str = ""  # where redirected-example.com's lookup is sent (a 302)
 
     async def domain(self, request: web.Request) -> web.StreamResponse:
         domain = request.match_info["domain"]
@@ -73,6 +80,11 @@ class StandIn:
             return web.Response(text="<html>not json</html>", content_type="text/html")
         if domain == "nameless-example.com":
             return web.json_response({"domain": domain})
+        if domain == "huge-example.com":  # one byte past the limit, and valid JSON
+            padding = "x" * (MAX_BODY_BYTES - len('{"name": "", "domain": ""}') - len(domain) + 1)
+            return web.json_response({"name": padding, "domain": domain})
+        if domain == "redirected-example.com":
+            raise web.HTTPFound(self.redirect_to)
         if domain == "acme-example.com":
             return web.json_response(ACME)
         return web.json_response({"error": "not found"}, status=404)
@@ -116,6 +128,7 @@ async def provider(server: TestServer) -> AsyncIterator[Factory]:
 
     def make(**options: Any) -> HttpEnrichmentProvider:
         options.setdefault("api_key", API_KEY)
+        options.setdefault("allow_hosts", LOCAL)
         made.append(HttpEnrichmentProvider(str(server.make_url("/v1/")), **options))
         return made[-1]
 
@@ -210,6 +223,7 @@ async def test_server_errors_are_none_counted_and_not_cached(
     [
         ("garbage-example.com", "errors"),  # not JSON
         ("nameless-example.com", "errors"),  # JSON without the required name
+        ("huge-example.com", "errors"),  # past MAX_BODY_BYTES: refused, not read whole
         ("throttled-example.com", "throttled"),  # the vendor's own limit
     ],
 )
@@ -219,6 +233,37 @@ async def test_unusable_answers_are_none_and_counted(
     enrichment = provider()
     assert await enrichment.company_by_domain(domain) is None
     assert getattr(enrichment.stats, counter) == 1
+
+
+async def test_a_redirect_is_an_error_never_followed(
+    aiohttp_server: Any, provider: Factory, stand_in: StandIn
+) -> None:
+    """A vendor, or a CDN in front of it, answering 302 to an internal service (here another
+    local server, by a name the guard allows) must not make the worker fetch it."""
+    fetched: list[str] = []
+
+    async def internal(request: web.Request) -> web.Response:
+        fetched.append(request.path)
+        return web.json_response({"name": "AKIA-INTERNAL-SECRET", "domain": "internal.example"})
+
+    app = web.Application()
+    app.router.add_get("/latest/meta-data", internal)
+    target: TestServer = await aiohttp_server(app)
+    stand_in.redirect_to = str(target.make_url("/latest/meta-data"))
+    enrichment = provider()
+    for _ in range(2):
+        assert await enrichment.company_by_domain("redirected-example.com") is None
+    assert fetched == []
+    assert (enrichment.stats.errors, len(stand_in.requests)) == (2, 2)  # an error: not cached
+
+
+async def test_a_private_vendor_address_is_refused_unless_allowed(
+    provider: Factory, stand_in: StandIn
+) -> None:
+    enrichment = provider(allow_hosts=())
+    assert await enrichment.company_by_domain("acme-example.com") is None
+    assert stand_in.requests == []
+    assert enrichment.stats.errors == 1
 
 
 async def test_a_wrong_key_is_an_error_not_an_exception(
@@ -242,7 +287,8 @@ async def test_an_unreachable_server_is_none_and_counted() -> None:
     with socket.socket() as closed:  # a port nothing listens on
         closed.bind(("127.0.0.1", 0))
         port = closed.getsockname()[1]
-    async with HttpEnrichmentProvider(f"http://127.0.0.1:{port}", API_KEY) as enrichment:
+    url = f"http://127.0.0.1:{port}"
+    async with HttpEnrichmentProvider(url, API_KEY, allow_hosts=LOCAL) as enrichment:
         assert await enrichment.company_by_domain("acme-example.com") is None
         assert await enrichment.company_by_ip("192.0.2.10") is None
         assert enrichment.stats.errors == 2
@@ -303,8 +349,49 @@ async def test_a_session_passed_in_stays_open(server: TestServer) -> None:
             {"name": "Acme", "domain": "acme-example.com", "tech": ["a", 1, " "]},
             Company("Acme", "acme-example.com", tech=("a",)),
         ),
+        (  # lone surrogates (JSON carries them, UTF-8 cannot) become U+FFFD
+            {
+                "name": "Acme \ud83d",
+                "domain": "acme-example.com",
+                "industry": "Soft\udc00ware",
+                "location": "\ud83dBerlin",
+                "tech": ["Sales\ud83dforce"],
+            },
+            Company(
+                "Acme \ufffd",
+                "acme-example.com",
+                industry="Soft\ufffdware",
+                location="\ufffdBerlin",
+                tech=("Sales\ufffdforce",),
+            ),
+        ),
+        (
+            {
+                "name": "N" * (MAX_NAME + 1),
+                "domain": "acme-example.com",
+                "industry": "I" * (MAX_DETAIL + 1),
+                "location": "L" * (MAX_DETAIL + 1),
+                "tech": ["t" * (MAX_TECH_NAME + 1)] * (MAX_TECH + 1),
+            },
+            Company(
+                "N" * MAX_NAME,
+                "acme-example.com",
+                industry="I" * MAX_DETAIL,
+                location="L" * MAX_DETAIL,
+                tech=("t" * MAX_TECH_NAME,) * MAX_TECH,
+            ),
+        ),
+        (  # clipped, then trimmed again
+            {"name": "Acme" + " " * MAX_NAME + "Corp", "domain": "acme-example.com"},
+            Company("Acme", "acme-example.com"),
+        ),
+        (  # empty entries take no place among the MAX_TECH kept
+            {"name": "Acme", "domain": "acme-example.com", "tech": [" "] * MAX_TECH + ["SAP"]},
+            Company("Acme", "acme-example.com", tech=("SAP",)),
+        ),
         ({"name": "Acme"}, None),
         ({"name": "", "domain": "acme-example.com"}, None),
+        ({"name": "Acme", "domain": "acme-example.com\ud83d"}, None),
         ({"name": "Acme", "domain": "not a domain"}, None),
         (["Acme"], None),
         (None, None),

@@ -28,7 +28,7 @@ from refract.rules import events, keyspace
 from refract.rules.account_store import store_accounts
 from refract.rules.accounts import Account
 from refract.rules.automations import QuietHours
-from refract.rules.config import AutomationsConfig
+from refract.rules.config import AutomationsConfig, DestinationConfig
 from refract.rules.ruleset import RuleSet, load_rules
 
 SITE = "t"
@@ -254,6 +254,53 @@ async def test_an_owner_no_rep_has_is_the_crm_owner(
     assert action["facts"]["owner"] == {
         "key": "Sam Lee", "name": "Sam Lee", "email": "", "owner_id": "Sam Lee",
     }  # fmt: skip
+
+
+CRM_CONFIG = CONFIG.model_copy(
+    update={
+        "destinations": {
+            **CONFIG.destinations,
+            "crm": DestinationConfig(kind="hubspot", url="https://api.hubapi.example", token="t"),
+        },
+        "crm": "crm",
+    }
+)
+
+
+@pytest.mark.parametrize(
+    ("pulled", "owner"),
+    [
+        pytest.param(
+            {"name": "Sam Lee-Park", "email": "sam@vendor.example"},
+            {"name": "Sam Lee-Park", "email": "sam@vendor.example"},
+            id="named-by-the-crm",
+        ),
+        pytest.param(
+            {"name": "", "email": "sam at vendor"},
+            {"name": "Sam Lee", "email": ""},  # no name: the id; no valid address: none
+            id="invalid-email",
+        ),
+        pytest.param(
+            {"name": "S" * 500, "email": "sam@vendor.example"},
+            {"name": "S" * 199 + "…", "email": "sam@vendor.example"},
+            id="long-name",
+        ),
+        pytest.param(None, {"name": "Sam Lee", "email": ""}, id="not-pulled"),
+    ],
+)
+async def test_an_owner_no_rep_has_is_named_as_the_crm_pulled_them(
+    client: redis.Redis,
+    rules_dir: Path,
+    accounts: None,
+    pulled: dict[str, str] | None,
+    owner: dict[str, str],
+) -> None:
+    if pulled is not None:  # as the pull stores owners (analytics/crm/sync.py)
+        await client.hset(keyspace.crm_owners(SITE, "crm"), "Sam Lee", json.dumps(pulled))
+    site = Site(client, rules_dir, automation("page_tag", 'tags = ["pricing"]'))
+    site.triggers.config = CRM_CONFIG
+    [action] = await site.run(view(BOB, "/pricing", ["pricing"], INITECH))
+    assert action["facts"]["owner"] == {"key": "Sam Lee", "owner_id": "Sam Lee", **owner}
 
 
 # --- cooldown, redelivery, failures --------------------------------------------------------

@@ -24,7 +24,8 @@ key (the outbox drops a repeated one).
 
 ``route`` actions assign the lead when the automation fires (analytics/routing.py), so the
 other actions name its owner; they are not queued. Without one, the owner is the account's
-(the CRM's ``owner``), as the rep of territories.toml whose owner id, key or name it is.
+(the CRM's ``owner``), as the rep of territories.toml whose owner id, key or name it is, else
+as the CRM's last pull named them (``keyspace.crm_owners``: name and e-mail).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ import redis.asyncio as redis
 
 from refract.analytics import visitor_handles
 from refract.analytics.automations.actions import Action, Facts, Owner, Subject, action_id
+from refract.analytics.automations.email import valid_address
 from refract.analytics.automations.facts import (
     AccountView,
     Intent,
@@ -52,6 +54,7 @@ from refract.analytics.automations.facts import (
     visitor_views,
 )
 from refract.analytics.automations.outbox import ACTION_FIELD
+from refract.analytics.crm.sync import PulledOwner, pulled_owner
 from refract.analytics.effects import competitors_named
 from refract.analytics.routing import LeadRequest, route_lead
 from refract.rules import keyspace
@@ -306,7 +309,14 @@ class Triggers:
             routed = await route_lead(self.client, self.site, rules, request, now, sla_s)
             if routed is not None:
                 return routed.owner
-        return account_owner(view.account if view is not None else None, rules)
+        account = view.account if view is not None else None
+        return account_owner(account, rules, await self._pulled_owner(account))
+
+    async def _pulled_owner(self, account: Account | None) -> PulledOwner | None:
+        """The account's owner as the CRM named them, None without a CRM or an owner."""
+        if account is None or not account.owner or not self.config.crm:
+            return None
+        return await pulled_owner(self.client, self.site, self.config.crm, account.owner)
 
     def _actions(
         self, firing: Firing, context: _Context, owner: Owner | None, now: float
@@ -489,14 +499,25 @@ def cooldown_s(automation: Automation) -> int:
     return round(automation.cooldown_hours * 3600)
 
 
-def account_owner(account: Account | None, rules: RuleSet) -> Owner | None:
-    """The account's CRM owner, as the rep whose owner id, key or name it is when one is."""
+def account_owner(
+    account: Account | None, rules: RuleSet, crm: PulledOwner | None = None
+) -> Owner | None:
+    """The account's CRM owner, as the rep whose owner id, key or name it is when one is, else
+    as the CRM names them (``crm``, the pulled owner of that id), else by their id alone."""
     if account is None or not account.owner:
         return None
     rep = _rep_of(account.owner, rules)
-    if rep is None:
-        return Owner(key=account.owner, name=account.owner, email="", owner_id=account.owner)
-    return Owner(key=rep.key, name=rep.name or rep.key, email=rep.email, owner_id=rep.owner_id)
+    if rep is not None:
+        return Owner(key=rep.key, name=rep.name or rep.key, email=rep.email, owner_id=rep.owner_id)
+    # the CRM's text goes into every message: names bounded, an e-mail only a valid one
+    name = short(crm.name.strip()) if crm is not None else ""
+    email = crm.email.strip() if crm is not None else ""
+    return Owner(
+        key=account.owner,
+        name=name or account.owner,
+        email=email if valid_address(email) else "",
+        owner_id=account.owner,
+    )
 
 
 def _rep_of(owner: str, rules: RuleSet) -> Rep | None:

@@ -4,7 +4,8 @@ tasks for owners (``actions.py``, the sender of ``crm_activity`` and ``crm_task`
 
 What the two clients share lives here: the error they raise, which says whether a retry can
 help and when, the rate limiter they await before every request, and the bounded reading and
-validation of a response body (a CRM's answer is input from outside like any other).
+validation of a response body (a CRM's answer is input from outside like any other; the
+enrichment client reads its vendor's answers with the same ``read_json``, at a lower limit).
 """
 
 from __future__ import annotations
@@ -55,13 +56,16 @@ class CrmError(Exception):
         self.permanent = permanent
 
 
-async def read_json(response: aiohttp.ClientResponse, what: str) -> Any:
-    """The response's JSON body, refused past ``MAX_BODY_BYTES`` or when it is not JSON."""
+async def read_json(
+    response: aiohttp.ClientResponse, what: str, limit: int = MAX_BODY_BYTES
+) -> Any:
+    """The response's JSON body, refused past ``limit`` bytes or when it is not JSON. Reading
+    stops at the limit: a body is never held whole before it is refused."""
     body = bytearray()
     async for chunk in response.content.iter_chunked(65536):
         body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            raise CrmError(f"{what}: the response is over {MAX_BODY_BYTES} bytes", response.status)
+        if len(body) > limit:
+            raise CrmError(f"{what}: the response is over {limit} bytes", response.status)
     if not body:
         return None
     try:
@@ -70,13 +74,14 @@ async def read_json(response: aiohttp.ClientResponse, what: str) -> Any:
         raise CrmError(f"{what}: the response is not JSON", response.status) from None
 
 
-def parse(model: type[_A], answer: Any, what: str) -> _A:
-    """``answer`` as ``model``; a ``CrmError`` naming the first field out of shape otherwise."""
+def parse(model: type[_A], answer: Any, what: str, at: tuple[str | int, ...] = ()) -> _A:
+    """``answer`` as ``model``; a ``CrmError`` naming the first field out of shape otherwise
+    (under ``at``, where ``answer`` sits in the body when it is part of one)."""
     try:
         return model.model_validate(answer)
     except ValidationError as error:
         first = error.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "body"
+        where = ".".join(str(part) for part in (*at, *first["loc"])) or "body"
         raise CrmError(f"{what}: an unexpected {where} in the answer: {first['msg']}") from None
 
 

@@ -90,7 +90,17 @@ class _Paged(Answer):
 
 
 class Page(_Paged):
-    results: list[Record] = Field(max_length=PAGE_SIZE)
+    """A page whose records are checked one by one (``records``, or the pull's own check):
+    one record out of shape (a lone surrogate, a value past HubSpot's maximum) costs that
+    record, not the page and with it the whole pull."""
+
+    results: list[dict[str, Any]] = Field(max_length=PAGE_SIZE)
+
+    def records(self, what: str) -> list[Record]:
+        """Every record, or a ``CrmError`` naming the first out of shape."""
+        return [
+            parse(Record, result, what, ("results", n)) for n, result in enumerate(self.results)
+        ]
 
 
 class Owner(Answer):
@@ -105,7 +115,7 @@ class Owner(Answer):
 
 
 class Owners(_Paged):
-    results: list[Owner] = Field(max_length=PAGE_SIZE)
+    results: list[dict[str, Any]] = Field(max_length=PAGE_SIZE)  # each an Owner, checked alone
 
 
 class _ErrorBody(Answer):
@@ -161,8 +171,9 @@ class HubSpotClient:
         if self._search_throttle is not None:
             await self._search_throttle()
         answer = await self._call("POST", _objects(object_type, "search"), what, body)
-        page = parse(Page, answer, what)
-        return sorted(page.results, key=lambda record: int(record.id))
+        # a push decides by what it finds: a record it cannot read fails it, never goes unseen
+        records = parse(Page, answer, what).records(what)
+        return sorted(records, key=lambda record: int(record.id))
 
     async def create(
         self,
@@ -243,12 +254,13 @@ async def _error(response: aiohttp.ClientResponse, what: str) -> CrmError:
     except (CrmError, ValidationError):
         body = _ErrorBody()
     message = shorten(body.message) or response.reason or ""
-    detail = f"{what}: {status} {body.category} {message}".replace("  ", " ").strip()
+    detail = f"{what}: {status} {shorten(body.category)} {message}".replace("  ", " ").strip()
     if status == 429:
         wait = retry_after(response.headers.get("Retry-After"))
         if wait is None:
             wait = POLICY_WAIT_S.get(body.policyName, 10.0)
-        return CrmError(f"{detail} ({body.policyName or 'rate limit'})", status, retry_after=wait)
+        policy = shorten(body.policyName) or "rate limit"
+        return CrmError(f"{detail} ({policy})", status, retry_after=wait)
     if status >= 500:
         return CrmError(detail, status)
     if status == 401:

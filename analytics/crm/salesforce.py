@@ -159,7 +159,8 @@ def _token_error(status: int, answer: Any) -> CrmError:
         body = _OAuthError.model_validate(answer or {})
     except ValidationError:
         body = _OAuthError()
-    detail = f"token request: {status} {body.error} {shorten(body.error_description)}".strip()
+    error = f"{shorten(body.error)} {shorten(body.error_description)}"
+    detail = f"token request: {status} {error}".strip()
     if status >= 500 or status == 429:
         return CrmError(detail, status)
     # invalid_client, invalid_grant (client credentials not enabled, no run-as user)

@@ -8,9 +8,13 @@
   is recorded (``keyspace.crm_ids``), so that pushes update the record the pull matched.
   HubSpot: ``hs_is_target_account``; Salesforce: the checkbox ``Refract_Target__c``. A record
   without a usable domain (HubSpot's ``domain``, Salesforce's ``Refract_Domain__c`` or else its
-  ``Website``) is skipped and counted; of several with one domain the oldest is kept.
+  ``Website``) is skipped and counted; of several with one domain the oldest is kept. So is a
+  record out of shape (a value past its maximum length, a lone surrogate, which JSON carries
+  and UTF-8 cannot): each record is checked on its own, so one bad record, which any CRM
+  user can type, costs itself and never the pull.
 * **Owners** (HubSpot owners, Salesforce active users) replace ``keyspace.crm_owners``:
-  owner id -> ``{"name", "email"}``.
+  owner id -> ``{"name", "email"}`` (an owner out of shape is left out); ``pulled_owner``
+  reads one back, for the automations' owner when territories.toml has no rep for them.
 * **Closed deals** (opportunities) of known accounts are written as the CSV file
   ``refract train --outcomes`` reads (analytics/revenue/outcomes.py), replaced whole by each
   pull: won deals need an amount (those without are skipped and counted), dates are the
@@ -37,7 +41,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from pathlib import Path
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, TypeVar
 
 import aiohttp
 import redis.asyncio as redis
@@ -45,9 +49,9 @@ from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 
 from refract.analytics.automations.rate_limit import throttle
 from refract.analytics.automations.ssrf import guarded_session
-from refract.analytics.crm import CrmError, Throttle
+from refract.analytics.crm import CrmError, Throttle, shorten
 from refract.analytics.crm.actions import tokens_for
-from refract.analytics.crm.hubspot import HubSpotClient, Record
+from refract.analytics.crm.hubspot import HubSpotClient, Owner, Record
 from refract.analytics.crm.salesforce import SalesforceClient
 from refract.analytics.revenue.outcomes import COLUMNS, MAX_AMOUNT
 from refract.rules import keyspace
@@ -59,6 +63,7 @@ from refract.rules.problems import FieldError
 from refract.rules.redis_values import text
 
 log = logging.getLogger(__name__)
+_M = TypeVar("_M", bound=BaseModel)
 
 MAX_PAGES: Final = 5000  # 500,000 records at 100 a page: past it, a cursor that loops
 MAX_EMPLOYEES: Final = 10_000_000
@@ -100,8 +105,8 @@ class Pulled:
     accounts: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
     owners: dict[str, dict[str, str]] = field(default_factory=dict)
     deals: list[Deal] = field(default_factory=list)
-    accounts_skipped: int = 0  # no usable domain, or a second record of one
-    deals_skipped: int = 0  # no known account, or won without an amount
+    accounts_skipped: int = 0  # out of shape, no usable domain, or a second record of one
+    deals_skipped: int = 0  # out of shape, no known account, or won without an amount
 
     def add_account(self, crm_id: str, raw_domain: str, fields: dict[str, Any]) -> str:
         """Keep a record's fields (those the CRM has) under its domain, the first record of a
@@ -137,8 +142,9 @@ class PullReport:
     def describe(self) -> str:
         lines = [
             f"{self.site}: pulled from {self.destination}",
-            f"  accounts: {self.accounts} ({self.accounts_skipped} skipped without a usable "
-            f"or with a repeated domain); the list now has {self.listed} (version {self.version})",
+            f"  accounts: {self.accounts} ({self.accounts_skipped} skipped: out of shape, "
+            f"without a usable or with a repeated domain); the list now has {self.listed} "
+            f"(version {self.version})",
             f"  owners: {self.owners}",
             f"  closed deals: {self.won} won, {self.lost} lost, {self.deals_skipped} skipped",
         ]
@@ -256,7 +262,10 @@ def _seconds(value: bytes | str | None) -> float:
 async def _from_hubspot(hubspot: HubSpotClient) -> Pulled:
     pulled = Pulled()
     company_domains: dict[str, str] = {}
-    async for record in _hubspot_records(hubspot, "companies", HUBSPOT_COMPANY):
+    async for raw in _hubspot_records(hubspot, "companies", HUBSPOT_COMPANY):
+        if (record := _valid(Record, raw, "HubSpot")) is None:
+            pulled.accounts_skipped += 1
+            continue
         fields = {
             "name": record.text("name"),
             "industry": record.text("industry"),
@@ -271,11 +280,15 @@ async def _from_hubspot(hubspot: HubSpotClient) -> Pulled:
     after: str | None = None
     for _ in range(MAX_PAGES):
         owners = await hubspot.owners(after)
-        for owner in owners.results:
-            pulled.owners[owner.id] = {"name": owner.name, "email": owner.email or ""}
+        for raw in owners.results:
+            if (owner := _valid(Owner, raw, "HubSpot")) is not None:
+                pulled.owners[owner.id] = {"name": owner.name, "email": owner.email or ""}
         if (after := owners.after) is None:
             break
-    async for record in _hubspot_records(hubspot, "deals", HUBSPOT_DEAL, ("companies",)):
+    async for raw in _hubspot_records(hubspot, "deals", HUBSPOT_DEAL, ("companies",)):
+        if (record := _valid(Record, raw, "HubSpot")) is None:
+            pulled.deals_skipped += 1
+            continue
         if record.text("hs_is_closed") != "true":
             continue
         companies = record.associations.get("companies")
@@ -302,7 +315,8 @@ async def _hubspot_records(
     object_type: str,
     properties: tuple[str, ...],
     associations: tuple[str, ...] = (),
-) -> AsyncIterator[Record]:
+) -> AsyncIterator[dict[str, Any]]:
+    """Every record of a type, page after page, as it came: each is checked by its reader."""
     after: str | None = None
     for _ in range(MAX_PAGES):
         page = await hubspot.page(object_type, properties, after, associations)
@@ -352,7 +366,7 @@ async def _from_salesforce(salesforce: SalesforceClient) -> Pulled:
     pulled = Pulled()
     account_domains: dict[str, str] = {}
     async for raw in salesforce.records(SALESFORCE_ACCOUNTS):
-        account = _sf(_SfAccount, raw)
+        account = _valid(_SfAccount, raw, "Salesforce")
         if account is None:
             pulled.accounts_skipped += 1
             continue
@@ -369,10 +383,10 @@ async def _from_salesforce(salesforce: SalesforceClient) -> Pulled:
         if domain := pulled.add_account(account.Id, raw_domain, fields):
             account_domains[account.Id] = domain
     async for raw in salesforce.records(SALESFORCE_USERS):
-        if (user := _sf(_SfUser, raw)) is not None:
+        if (user := _valid(_SfUser, raw, "Salesforce")) is not None:
             pulled.owners[user.Id] = {"name": user.Name or "", "email": user.Email or ""}
     async for raw in salesforce.records(SALESFORCE_DEALS):
-        deal = _sf(_SfDeal, raw)
+        deal = _valid(_SfDeal, raw, "Salesforce")
         if deal is None:
             pulled.deals_skipped += 1
             continue
@@ -383,11 +397,14 @@ async def _from_salesforce(salesforce: SalesforceClient) -> Pulled:
     return pulled
 
 
-def _sf(model: type[Any], raw: Mapping[str, Any]) -> Any:
+def _valid(model: type[_M], raw: Mapping[str, Any], crm: str) -> _M | None:
+    """One record as ``model``, None (logged) when it is out of shape: the caller skips it."""
     try:
         return model.model_validate(raw)
     except ValidationError as error:
-        log.warning("Salesforce record skipped: %s", error.errors()[0]["msg"])
+        first = error.errors()[0]
+        where = shorten(".".join(str(part) for part in first["loc"]), 100) or "record"
+        log.warning("%s record skipped: %s: %s", crm, where, first["msg"])
         return None
 
 
@@ -491,6 +508,33 @@ async def _store(
         outcomes=written,
         pulled_at=now,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class PulledOwner:
+    """A CRM owner as the last pull stored them."""
+
+    name: str
+    email: str
+
+
+async def pulled_owner(
+    client: redis.Redis, site: str, name: str, owner_id: str
+) -> PulledOwner | None:
+    """The owner ``owner_id`` of the ``name`` CRM as its last pull into ``site`` stored them
+    (``_store``); None when unknown or unreadable."""
+    stored = await client.hget(keyspace.crm_owners(site, name), owner_id)
+    try:
+        values = json.loads(stored) if stored is not None else None
+    except ValueError:
+        return None
+    if not isinstance(values, dict):
+        return None
+    return PulledOwner(_stored_text(values.get("name")), _stored_text(values.get("email")))
+
+
+def _stored_text(value: object) -> str:
+    return value if isinstance(value, str) else ""
 
 
 def write_outcomes(path: Path, deals: list[Deal]) -> Path:
