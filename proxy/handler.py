@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -45,7 +46,7 @@ from refract.proxy.headers import (
     rewrite_set_cookie,
     without_hop_by_hop,
 )
-from refract.proxy.origin_cache import KeptPage, OriginKey
+from refract.proxy.origin_cache import KeptPage, OriginKey, Told
 from refract.proxy.pages import neutral_page
 from refract.proxy.personalize import NO_SEGMENT, Personalized, Segment, personalize
 from refract.proxy.request_body import BodyTooLargeError, announcing_end, request_body
@@ -87,6 +88,11 @@ _RANGE_FIELDS = ("Range", "If-Range")
 _REFUSED_METHODS = frozenset({"TRACE"})
 _ALLOWED_METHODS = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
 _SPOKEN_VERSIONS = (HttpVersion10, HttpVersion11)
+# Cache-Control directives only shared caches heed, or that let them store (RFC 9111 section
+# 5.2.2): left out of a page made private; a "private" naming fields becomes a plain one.
+_SHARED_CACHE_DIRECTIVES = frozenset({"public", "private", "s-maxage", "proxy-revalidate"})
+# One Cache-Control directive: a comma inside a quoted list of fields is not the end of it.
+_DIRECTIVE = re.compile(r'(?:[^,"]+|"[^"]*"?)+')
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,11 +107,12 @@ class OriginPage:
     reason: str = "OK"
     age: int | None = None  # served from the origin cache without asking: its age (RFC 9111 5.1)
     source: KeptPage | None = None  # the kept page it is, which has visitors after this one
+    key: OriginKey | None = None  # the key it is kept under
 
     @classmethod
-    def kept(cls, page: KeptPage, age: int | None = None) -> OriginPage:
+    def kept(cls, page: KeptPage, key: OriginKey | None, age: int | None = None) -> OriginPage:
         coding = _coding(page.headers)
-        return cls(page.headers, page.body, coding, page.digest, age=age, source=page)
+        return cls(page.headers, page.body, coding, page.digest, age=age, source=page, key=key)
 
 
 async def proxy_request(request: web.Request) -> web.StreamResponse:
@@ -229,7 +236,7 @@ async def _forward(call: Call, segment_lookup: asyncio.Future[Any] | None) -> we
             state.origin_cache.count("fresh")
             exchange.upstream_ms = 0.0
             call.segment = await _page_segment(call, segment_lookup)
-            return _page(call, OriginPage.kept(kept, age))
+            return _page(call, OriginPage.kept(kept, kept_key, age))
     if upstream_headers is None:
         upstream_headers = _upstream_headers(call)
     url = _origin_url(call)
@@ -258,7 +265,7 @@ async def _forward(call: Call, segment_lookup: asyncio.Future[Any] | None) -> we
         if kept is not None and kept_key is not None and upstream.status == 304:
             state.origin_cache.count("not_modified")
             confirmed = state.origin_cache.revalidated(kept_key, kept, upstream.headers)
-            return _page(call, OriginPage.kept(confirmed))
+            return _page(call, OriginPage.kept(confirmed, kept_key))
         if kept is not None:
             state.origin_cache.count("modified")
         return await _respond(call, upstream, kept_key, deadline)
@@ -432,27 +439,38 @@ def _kept_key(call: Call) -> tuple[OriginKey | None, CIMultiDict[str] | None]:
     dropped): a request without any has the key the fields sent would give it, and only a
     request with one has them made here."""
     cache, site, request = call.state.origin_cache, call.site, call.request
-    key = cache.key(site.key, request, request.headers)
+    told = _told(call)
+    key = cache.key(site.key, told, request, request.headers)
     if key is not None or not cache.enabled or request.method != "GET":
         return key, None
     sent = _upstream_headers(call)
-    return cache.key(site.key, request, sent), sent
+    return cache.key(site.key, told, request, sent), sent
 
 
 def _origin_url(call: Call) -> URL:
     return URL(call.site.origin_base + call.request.raw_path, encoded=True)
 
 
+def _told(call: Call) -> Told:
+    """What the origin is told of where the visitor asked: the one source of the request's
+    Host (here) and of its forwarded scheme and public host (``forwarding_headers`` writes
+    X-Forwarded-Proto/-Host and Forwarded's proto and host from the same two view fields),
+    and so of the origin cache's key: a page made for https or for one tenant's host is kept
+    for that scheme and host alone."""
+    view = call.view
+    return Told(call.site.upstream_host(view.host), view.scheme, view.public_host)
+
+
 def _upstream_headers(call: Call) -> CIMultiDict[str]:
     """The fields to send the origin: the visitor's, less what is ours to write or to judge."""
-    request, state, site, view = call.request, call.state, call.site, call.view
+    request, state, view = call.request, call.state, call.view
     claims = None if view.peer_trusted else is_client_claim
     headers = without_hop_by_hop(request.headers, drop=_REPLACED_FIELDS, drop_if=claims)
     cookie = "; ".join(headers.popall("Cookie", ()))  # HTTP/2 may split it (RFC 9113 8.2.3)
     qa_cookie = state.rules.rules.settings.qa_parameter
     if cookie and (kept := state.identity.strip_own_cookies(cookie, qa_cookie)):
         headers["Cookie"] = kept
-    headers["Host"] = site.upstream_host(view.host)
+    headers["Host"] = _told(call).host
     headers.update(forwarding_headers(request.headers, request.remote or "", view))
     _drop_page_validators(request, headers)
     return headers
@@ -510,7 +528,7 @@ async def _stream_page(
     visitor sees none of the variant's changes."""
     if call.request.method == "GET":
         measure.record_pageview(call, measure.account_of(call))
-    headers = _with_identity(call, _response_headers(call, upstream.headers))
+    headers = _unmodified_with_identity(call, _response_headers(call, upstream.headers))
     return await _stream(call.request, upstream, headers, already_read)
 
 
@@ -559,11 +577,47 @@ def _is_text(body: bytes, coding: str) -> bool:
 
 
 def _with_identity(call: Call, headers: CIMultiDict[str]) -> CIMultiDict[str]:
-    """Add the visitor's cookies: only pages carry them, never assets."""
-    cookies, secure = call.request.cookies, call.view.scheme == "https"
-    values = call.state.identity.set_cookie_headers(call.identity, cookies, secure=secure)
-    headers.extend(("Set-Cookie", value) for value in values)
+    """Add the visitor's cookies: only pages carry them, never assets. For fields of our own
+    that say no shared cache may store the answer (a personalized page's, a redirect's)."""
+    headers.extend(("Set-Cookie", value) for value in _identity_cookies(call))
     return headers
+
+
+def _unmodified_with_identity(call: Call, headers: CIMultiDict[str]) -> CIMultiDict[str]:
+    """Add the visitor's cookies to a page served as the origin sent it, which is then
+    private: the origin's caching may let a shared cache (the CDN in front) store it, cookies
+    and all, and hand one visitor's id, or the deletion of theirs, to everyone after them."""
+    values = _identity_cookies(call)
+    if values:
+        _keep_from_shared_caches(headers)
+        headers.extend(("Set-Cookie", value) for value in values)
+    return headers
+
+
+def _identity_cookies(call: Call) -> list[str]:
+    cookies, secure = call.request.cookies, call.view.scheme == "https"
+    return call.state.identity.set_cookie_headers(call.identity, cookies, secure=secure)
+
+
+def _keep_from_shared_caches(headers: CIMultiDict[str]) -> None:
+    """Make an origin's fields say only the visitor's browser may keep the response: its
+    Cache-Control ``private`` with the origin's other directives (its ``max-age`` stays the
+    browser's), without those for shared caches, and without the fields a CDN obeys instead.
+    A change of fields only, not of the content: ``no-transform`` still holds."""
+    directives = [
+        item.strip()
+        for value in headers.popall("Cache-Control", ())
+        for item in _DIRECTIVE.findall(value)
+        if item.strip()
+    ]
+    kept = [item for item in directives if _directive_name(item) not in _SHARED_CACHE_DIRECTIVES]
+    headers["Cache-Control"] = ", ".join(["private", *kept])
+    for name in [name for name in headers if is_cdn_cache_header(name)]:
+        headers.popall(name, None)
+
+
+def _directive_name(directive: str) -> str:
+    return directive.partition("=")[0].strip().lower()
 
 
 def _is_page(request: web.Request, upstream: aiohttp.ClientResponse) -> bool:
@@ -667,7 +721,7 @@ def _page(call: Call, origin: OriginPage) -> web.Response:
 
 
 def _unmodified_page(call: Call, origin: OriginPage) -> web.Response:
-    headers = _with_identity(call, _response_headers(call, origin.headers))
+    headers = _unmodified_with_identity(call, _response_headers(call, origin.headers))
     if origin.age is not None:
         headers["Age"] = str(origin.age)
     return WireResponse(reason=_reason(origin.reason), headers=headers, body=origin.body)
@@ -685,11 +739,11 @@ def _page_fields(call: Call, origin: OriginPage, etag: str, coding: str) -> Prep
             headers["Content-Encoding"] = coding
         return PreparedFields.of(headers)
 
-    if origin.source is None:
+    if origin.source is None or origin.key is None:
         return make()
     view = call.view
     key = (etag, coding, view.scheme, view.host, view.public_host)
-    return origin.source.fields_for(key, make)
+    return call.state.origin_cache.fields_for(origin.key, origin.source, key, make)
 
 
 def _with_account(call: Call, account: Account | None) -> Segment:

@@ -7,24 +7,51 @@ with If-None-Match / If-Modified-Since and, on 304, the kept body is used and ke
 the 304's headers and a new age. Only pages a shared cache could store are kept (RFC 9111
 section 3): answers to GET without Authorization, with a validator, without ``private`` or
 ``no-store``, without Set-Cookie (a cookie is one visitor's), and varying at most by
-Accept-Encoding, which is part of the key.
+Accept-Encoding.
+
+A page is kept under what the origin was told when it made it (``Told``: the Host it was
+asked for, the scheme and public host forwarded, from which origins write canonical links,
+absolute URLs, or pick a tenant), its target, and the codings the visitor accepts of those a
+kept page can be in (``accepted_codings``: an origin answering ``Vary: Accept-Encoding`` picks
+one of them, and any page it picked for the same set is acceptable). A target over
+``MAX_KEPT_TARGET`` is not kept: such URLs carry one click's ids, and are not asked for twice.
+
+``server.origin_cache`` bounds what the cache holds, not only the bodies: each page is charged
+its key, body, header fields and the fields prepared for its visitors (``footprint``), with
+the Python objects around them, so a visitor's long target or odd Accept-Encoding costs the
+budget what it costs the process.
 """
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from refract.proxy import freshness, metrics
+from refract.proxy import codings, freshness, metrics
 from refract.proxy.headers import HOP_BY_HOP, ReadHeaders
 from refract.proxy.lru import ByteBoundedLRU
 from refract.proxy.wire import PreparedFields
 
-OriginKey = tuple[str, str, str, str]
+
+class Told(NamedTuple):
+    """What the origin is told of where the visitor asked, besides the target: what it may
+    build a page from, so part of the page's key (handler._told makes it, and the request's
+    Host and forwarding fields are written from the same values)."""
+
+    host: str  # the Host the origin is asked for
+    scheme: str  # X-Forwarded-Proto, and Forwarded's proto
+    public_host: str  # X-Forwarded-Host, and Forwarded's host; "" when none is sent
+
+
+# site, Told's host, scheme and public host, the target, the codings accepted
+OriginKey = tuple[str, str, str, str, str, str]
+ViewKey = tuple[str, ...]  # what a kept page's prepared fields are made for (handler)
 
 # A visitor's own conditional or partial request is the origin's to answer.
 _VISITOR_CONDITIONALS = (
@@ -39,10 +66,23 @@ _VISITOR_CONDITIONALS = (
 _UNSTORABLE = frozenset({"private", "no-store"})
 # RFC 9111 section 4.3.4: a 304 updates the kept headers, except these.
 _NOT_UPDATED = HOP_BY_HOP | {"content-length", "content-encoding", "content-type"}
-_HEADER_OVERHEAD = 1024  # rough bytes of a kept page's headers, for the memory budget
 # Prepared fields a kept page keeps: its variants times codings and public addresses, bounded
 # since a visitor picks the latter two.
 MAX_PREPARED = 32
+# Longest target (path and query) whose page is kept: a visitor may send up to
+# server.max_header_bytes of it, and a URL this long carries one click's ids anyway.
+MAX_KEPT_TARGET = 2048
+# The codings a kept page can be in (any other is streamed, never kept), in the key's order.
+_KEY_CODINGS = ("zstd", "br", "gzip", "deflate", "identity")
+_MEMO_ACCEPT_ENCODING = 256  # longer Accept-Encoding values (no browser's) are not memoised
+# Bytes a kept page costs the process besides the lengths of its strings and bytes, measured
+# with tests/test_cache_identity.py's walk over the cache (CPython 3.11, 64-bit), rounded up:
+# an entry's objects (the KeptPage, its dicts, the LRU's node and (page, size) pair, the key's
+# tuple), each string's or bytes' header, and a header field's entry in the multidict.
+_ENTRY_OVERHEAD = 1024
+_OBJECT_OVERHEAD = 64  # a str or bytes object's own header (49 for str, 33 for bytes)
+_FIELD_OVERHEAD = 3 * _OBJECT_OVERHEAD + 64  # name, value, the multidict's folded name, slot
+_PREPARED_OVERHEAD = 512  # PreparedFields, its tuples, the view key's tuple, the dict's slot
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,10 +93,8 @@ class KeptPage:
     kept_at: float = 0.0  # time.monotonic() when received or last revalidated
     initial_age: float = 0.0  # seconds old when received (freshness.initial_age)
     lifetime: float = 0.0  # seconds it may be used without asking; 0: stale at once
-    # The page's fields as served, per variant and view (fields_for)
-    prepared: dict[tuple[str, ...], PreparedFields] = field(
-        default_factory=dict, compare=False, repr=False
-    )
+    # The page's fields as served, per variant and view (OriginCache.fields_for)
+    prepared: dict[ViewKey, PreparedFields] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def received(
@@ -85,18 +123,6 @@ class KeptPage:
         """Seconds old at ``now`` (time.monotonic()), RFC 9111 section 4.2.3."""
         return self.initial_age + (now - self.kept_at)
 
-    def fields_for(
-        self, key: tuple[str, ...], make: Callable[[], PreparedFields]
-    ) -> PreparedFields:
-        """The fields of the page as served for ``key`` (a variant and view), made for its
-        first visitor and remembered, up to MAX_PREPARED of them, for as long as it is kept."""
-        fields = self.prepared.get(key)
-        if fields is None:
-            fields = make()
-            if len(self.prepared) < MAX_PREPARED:
-                self.prepared[key] = fields
-        return fields
-
     def conditional_headers(self) -> dict[str, str]:
         conditions = {}
         if etag := self.headers.get("ETag"):
@@ -120,14 +146,19 @@ class OriginCache:
         self.enabled = max_bytes > 0
         self.use_fresh = use_fresh
 
-    def key(self, site: str, request: web.Request, sent: ReadHeaders) -> OriginKey | None:
-        """The key of a request whose page may be kept, or None; ``sent`` are the headers
-        going to the origin (a visitor's validators for a page are not: handler.py)."""
+    def key(
+        self, site: str, told: Told, request: web.Request, sent: ReadHeaders
+    ) -> OriginKey | None:
+        """The key of a request whose page may be kept, or None; ``told`` is what the origin
+        is told of it, ``sent`` are the headers going to the origin (a visitor's validators
+        for a page are not: handler.py)."""
         if not self.enabled or request.method != "GET":
             return None
-        if any(name in sent for name in _VISITOR_CONDITIONALS):
+        target = request.raw_path
+        if len(target) > MAX_KEPT_TARGET or any(name in sent for name in _VISITOR_CONDITIONALS):
             return None
-        return (site, request.host, request.raw_path, request.headers.get("Accept-Encoding", ""))
+        accepted = accepted_codings(request.headers.get("Accept-Encoding", ""))
+        return (site, told.host, told.scheme, told.public_host, target, accepted)
 
     def lookup(self, key: OriginKey) -> KeptPage | None:
         return self._pages.get(key)
@@ -150,7 +181,7 @@ class OriginCache:
             self._pages.pop(key)
             return
         page = KeptPage.received(headers, body, digest)
-        self._pages.put(key, page, len(body) + _HEADER_OVERHEAD)
+        self._pages.put(key, page, footprint(key, page))
 
     def revalidated(
         self, key: OriginKey, kept: KeptPage, not_modified: CIMultiDictProxy[str]
@@ -161,10 +192,34 @@ class OriginCache:
             kept.updated_by(not_modified), kept.body, kept.digest, not_modified
         )
         if is_storable(page.headers):
-            self._pages.put(key, page, len(page.body) + _HEADER_OVERHEAD)
+            self._pages.put(key, page, footprint(key, page))
         else:
             self._pages.pop(key)
         return page
+
+    def fields_for(
+        self,
+        key: OriginKey,
+        page: KeptPage,
+        view: ViewKey,
+        make: Callable[[], PreparedFields],
+    ) -> PreparedFields:
+        """The fields of ``page`` (kept under ``key``) as served for ``view`` (a variant and
+        view), made for its first visitor and remembered, up to MAX_PREPARED of them, while
+        the page is kept; each one remembered is charged to the page's entry."""
+        fields = page.prepared.get(view)
+        if fields is not None:
+            return fields
+        fields = make()
+        if len(page.prepared) >= MAX_PREPARED or self._pages.get(key) is not page:
+            return fields  # replaced or dropped since it was looked up: nothing to charge
+        page.prepared[view] = fields
+        size = footprint(key, page)
+        if size > self._pages.max_bytes // 4:  # more than one entry may hold (ByteBoundedLRU)
+            del page.prepared[view]
+        else:
+            self._pages.put(key, page, size)
+        return fields
 
     def forget(self, key: OriginKey) -> None:
         self._pages.pop(key)
@@ -185,3 +240,46 @@ def is_storable(headers: CIMultiDictProxy[str]) -> bool:
         field.strip().lower() for value in headers.getall("Vary", ()) for field in value.split(",")
     }
     return varies <= {"accept-encoding", ""}
+
+
+def accepted_codings(accept_encoding: str) -> str:
+    """The part of a page's key Accept-Encoding makes: the codings a kept page can be in that
+    the visitor accepts (RFC 9110 section 12.5.3), not the value they sent, so that weights,
+    spelling and junk neither split the cache nor fill it. Browsers send a few values, each
+    parsed once."""
+    if len(accept_encoding) > _MEMO_ACCEPT_ENCODING:
+        return _accepted_codings(accept_encoding)
+    return _memoised_accepted_codings(accept_encoding)
+
+
+def _accepted_codings(accept_encoding: str) -> str:
+    weights = codings.accepted_codings(accept_encoding)
+    wildcard = weights.get("*")
+
+    def accepted(coding: str) -> bool:
+        weight = weights.get(coding, wildcard)
+        if weight is None:
+            return coding == "identity"  # acceptable unless refused, by name or by "*"
+        return weight > 0
+
+    return " ".join(coding for coding in _KEY_CODINGS if accepted(coding))
+
+
+_memoised_accepted_codings = functools.lru_cache(maxsize=64)(_accepted_codings)
+
+
+def footprint(key: OriginKey, page: KeptPage) -> int:
+    """Bytes ``page`` kept under ``key`` holds, as the budget counts them: its key, body,
+    header fields and prepared fields, with the objects around them (``_ENTRY_OVERHEAD``)."""
+    size = _ENTRY_OVERHEAD + len(page.body) + len(page.digest)
+    size += sum(len(part) + _OBJECT_OVERHEAD for part in key)
+    size += _fields_bytes(page.headers.items())
+    for view, fields in page.prepared.items():
+        size += _PREPARED_OVERHEAD + len(fields.lines) + _fields_bytes(fields.read_by_aiohttp)
+        size += sum(len(part) + _OBJECT_OVERHEAD for part in view)
+    return size
+
+
+def _fields_bytes(fields: Iterable[tuple[str, str]]) -> int:
+    # a name counted twice: the multidict keeps it folded for look-ups as well
+    return sum(2 * len(name) + len(value) + _FIELD_OVERHEAD for name, value in fields)

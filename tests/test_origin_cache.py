@@ -12,7 +12,13 @@ from aiohttp.test_utils import TestServer
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from refract.proxy import freshness
-from refract.proxy.origin_cache import MAX_PREPARED, KeptPage, OriginCache, is_storable
+from refract.proxy.origin_cache import (
+    MAX_PREPARED,
+    KeptPage,
+    OriginCache,
+    OriginKey,
+    is_storable,
+)
 from refract.proxy.wire import PreparedFields
 from tests.conftest import ProxyFactory
 from tests.origin import CONDITIONALS, VERSION
@@ -309,8 +315,14 @@ async def test_a_kept_page_is_served_with_one_of_each_field_aiohttp_writes(
             assert len(response.headers.getall(name)) == 1, name
 
 
+KEY: OriginKey = ("site", "host", "https", "www.example.com", "/", "identity")
+
+
 def test_a_kept_page_makes_its_fields_once_per_view_and_remembers_a_bounded_number() -> None:
-    page = KeptPage.received(headers(("ETag", '"a"')), b"body", b"d")
+    cache = OriginCache(1 << 20)
+    cache.keep(KEY, headers(("ETag", '"a"')), b"body", b"d")
+    page = cache.lookup(KEY)
+    assert page is not None
     made: list[tuple[str, ...]] = []
 
     def maker(key: tuple[str, ...]) -> Callable[[], PreparedFields]:
@@ -323,7 +335,8 @@ def test_a_kept_page_makes_its_fields_once_per_view_and_remembers_a_bounded_numb
     views = [(str(n),) for n in range(MAX_PREPARED + 5)]
     for _ in range(2):
         for view in views:
-            assert page.fields_for(view, maker(view)).lines == f"X-View: {view[0]}\r\n".encode()
+            fields = cache.fields_for(KEY, page, view, maker(view))
+            assert fields.lines == f"X-View: {view[0]}\r\n".encode()
     assert made == views + views[MAX_PREPARED:]  # the first MAX_PREPARED made once
     assert len(page.prepared) == MAX_PREPARED
 
@@ -413,7 +426,7 @@ def test_every_http_date_form_is_gmt_whatever_the_servers_zone(
 
 def test_a_kept_page_keeps_its_digest_through_a_304() -> None:
     cache = OriginCache(1 << 20)
-    key = ("site", "host", "/", "")
+    key = KEY
     cache.keep(key, headers(("ETag", '"a"'), ("Cache-Control", "max-age=60")), b"body", b"d")
     kept = cache.lookup(key)
     assert kept is not None
