@@ -13,6 +13,7 @@ failure is counted.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import re
 import time
@@ -26,7 +27,7 @@ from aiohttp.http_writer import HttpVersion10, HttpVersion11
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from refract.proxy import codings, local, measure, metrics, sniff
+from refract.proxy import codings, csp, local, measure, metrics, sniff
 from refract.proxy.app_keys import REDIS_KEY, STATE_KEY
 from refract.proxy.call import EXCHANGE, Call, Exchange
 from refract.proxy.charset import is_ascii_safe, page_encoding
@@ -51,8 +52,9 @@ from refract.proxy.pages import neutral_page
 from refract.proxy.personalize import NO_SEGMENT, Personalized, Segment, personalize
 from refract.proxy.request_body import BodyTooLargeError, announcing_end, request_body
 from refract.proxy.rewrite_cache import page_digest
+from refract.proxy.rewriter import Plan
 from refract.proxy.sites import Site
-from refract.proxy.state import ProxyState
+from refract.proxy.state import ProxyState, with_nonce
 from refract.proxy.websocket import is_websocket_upgrade, relay_websocket
 from refract.proxy.wire import PreparedFields, WireResponse, WireStream
 from refract.rules import keyspace
@@ -686,6 +688,8 @@ def _page(call: Call, origin: OriginPage) -> web.Response:
             site=call.site.key,
         )
         plan = personalized.plan
+        if plan.tail:
+            plan = _beacon_under_csp(call, origin.headers, plan)
 
         def rewrite() -> bytes:
             html = codings.decode(origin.body, origin.coding, limit)
@@ -718,6 +722,28 @@ def _page(call: Call, origin: OriginPage) -> web.Response:
         # the visitor holds these very bytes
         return WireResponse(status=304, headers=headers, prepared=fields)
     return WireResponse(reason=_reason(origin.reason), headers=headers, body=body, prepared=fields)
+
+
+def _beacon_under_csp(call: Call, headers: CIMultiDictProxy[str], plan: Plan) -> Plan:
+    """The plan as the page's Content-Security-Policy header fields allow it: with the beacon
+    as it is, carrying the policy's nonce, or without it (proxy/csp.py). Per response, since
+    the fields are; a page without them pays two lookups, and its plan is the one made once
+    per rule set. A plan changed here is hashed anew: such a page (a nonce is per response)
+    is one of its own anyway."""
+    fields = tuple(value for name in csp.HEADERS for value in headers.getall(name, ()))
+    if not fields:
+        return plan
+    view = call.view
+    verdict = csp.beacon_verdict(fields, view.scheme, view.host, call.state.config.server.prefix)
+    if not verdict.inject:
+        _BEACON_CSP.inc()
+        return dataclasses.replace(plan, tail="")
+    if verdict.nonce:
+        return dataclasses.replace(plan, tail=with_nonce(plan.tail, verdict.nonce))
+    return plan
+
+
+_BEACON_CSP = metrics.FAIL_OPEN.labels("beacon_csp")  # bound once: labels() costs a lookup
 
 
 def _unmodified_page(call: Call, origin: OriginPage) -> web.Response:

@@ -47,7 +47,8 @@ FAIL_OPEN = Counter(
     "refract_fail_open",
     "Pages served unmodified because a Refract stage failed, by stage; token_in_code: an "
     "edit holding a visitor's value left out of a script or style; beacon: a page served "
-    "without its beacon, its end not in the data state.",
+    "without its beacon, its end not in the data state; beacon_csp: a page served without "
+    "its beacon because its Content-Security-Policy would block the script or its posts.",
     ["stage"],
 )
 REWRITE_SKIPPED = Counter(

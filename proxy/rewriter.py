@@ -15,6 +15,10 @@ selector naming one, this catches the ones a selector matches without naming), a
 a page the tokenizer has not left in the data state, where the tail would be shown as text
 (inside a ``<plaintext>``) or be part of a script, a comment or a tag. Each skip is counted in
 ``refract_fail_open_total`` (stages ``token_in_code`` and ``beacon``), once per rewrite made.
+
+Nor does the tail go into a page whose ``<meta http-equiv="Content-Security-Policy">`` would
+block it (proxy/csp.py; the header's policies are the handler's to judge, per response): stage
+``beacon_csp``, also once per rewrite made.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from dataclasses import dataclass, field
 
 import lolhtml
 
-from refract.proxy import metrics
+from refract.proxy import csp, metrics
 from refract.rules.token_contexts import refused_elements, selector_subjects
 
 _XHTML_NAMESPACE = "http://www.w3.org/1999/xhtml"
@@ -207,13 +211,43 @@ class _Tail(_FirstHtmlElement):
     def __init__(self, markup: str) -> None:
         super().__init__(markup, at_end=True)
         self.in_data_state = False
+        self.meta_policies: list[str] = []  # of the <meta> CSPs before the body (_MetaPolicies)
+        self.refused = False  # by one of those
 
     def element(self, element: lolhtml.Element) -> None:
         if element.has_attribute(_END_PROBE_ATTRIBUTE):
             self.in_data_state = True
             element.remove()  # before the style handler: it sees the probe removed
+        elif not self.seen and self.meta_refuses():
+            self.seen = self.refused = True
         else:
             super().element(element)
+
+    def meta_refuses(self) -> bool:
+        return bool(self.meta_policies) and not csp.meets_meta_policies(
+            self.meta_policies, self._markup
+        )
+
+
+class _MetaPolicies:
+    """Collects the policies of ``<meta http-equiv="Content-Security-Policy">`` elements met
+    before the body: those a browser enforces (in the head) and, to be safe, any in a
+    ``<noscript>`` or ``<template>`` there. Policies in meta are rare and cheap to find: the
+    selector runs only when a page is rewritten, not on a cache hit."""
+
+    def __init__(self, tail: _Tail) -> None:
+        self._tail = tail
+
+    def element(self, element: lolhtml.Element) -> None:
+        if self._tail.seen or element.namespace_uri != _XHTML_NAMESPACE:
+            return
+        # lol-html gives attributes as written: entities decoded here. An enumerated
+        # attribute: ASCII case-insensitive, so no Unicode case folding.
+        equiv = html.unescape(element.get_attribute("http-equiv") or "")
+        if equiv.isascii() and equiv.lower() == "content-security-policy":
+            content = element.get_attribute("content")
+            if content is not None:  # without one, a browser sets no policy
+                self._tail.meta_policies.append(html.unescape(content))
 
 
 class PageRewriter:
@@ -231,6 +265,7 @@ class PageRewriter:
             rewriter.on("head", head)
         tail = _Tail(ascii_markup(plan.tail))
         if plan.tail:
+            rewriter.on("meta[http-equiv]", _MetaPolicies(tail))
             rewriter.on("body", tail)
         if style:
             rewriter.on("body", _UnlessSeen(head, body_start))
@@ -251,6 +286,9 @@ def _with_tail(output: bytes, tail: bytes, end: _Tail) -> bytes:
         if not output.endswith(_END_PROBE):  # an edit changed the unfinished tag it closed
             raise RuntimeError("the end-of-document probe was changed by an edit")
         output = output[: -len(_END_PROBE)]
+    if end.refused or (not end.seen and end.meta_refuses()):
+        metrics.FAIL_OPEN.labels("beacon_csp").inc()  # it would only log violations
+        return output
     if output.rfind(tail) >= 0:
         return output
     if end.in_data_state:

@@ -7,6 +7,7 @@ import html
 import json
 from dataclasses import dataclass
 
+from refract.proxy import csp
 from refract.proxy.bots import BotDetector
 from refract.proxy.forwarding import TrustedProxies
 from refract.proxy.identity import IdentityPolicy
@@ -19,6 +20,8 @@ from refract.rules.config import Config
 from refract.rules.decisions import Allocations, CompiledRules
 from refract.rules.networks import NetworkTable, load_table
 from refract.rules.ruleset import EMPTY, RuleSet, load_rules
+
+_SCRIPT_OPEN = "<script"
 
 
 def beacon_tag(prefix: str, rules: RuleSet = EMPTY, email_domains: bool = False) -> str:
@@ -41,7 +44,16 @@ def beacon_tag(prefix: str, rules: RuleSet = EMPTY, email_domains: bool = False)
         + (' data-email-domain=""' if email_domains else "")
     )
     # Every attribute has a value: XHTML pages (application/xhtml+xml) must stay well-formed.
-    return f'<script src="{prefix}beacon.js" async="" data-refract-beacon=""{attributes}></script>'
+    return (
+        f'{_SCRIPT_OPEN} src="{prefix}beacon.js" async="" data-refract-beacon=""{attributes}>'
+        "</script>"
+    )
+
+
+def with_nonce(tag: str, nonce: str) -> str:
+    """The beacon's tag carrying the nonce of a page's Content-Security-Policy (proxy/csp.py:
+    a checked base64 value, nothing to escape). Made per page: such a nonce is per response."""
+    return _SCRIPT_OPEN + csp.nonce_attribute(nonce) + tag[len(_SCRIPT_OPEN) :]
 
 
 @dataclass(frozen=True)
