@@ -16,6 +16,10 @@ Prints four tables (issue 14, "Targets"):
 5. (after 3) A/A revenue with unequal arms (200, 500 and 1,000 against 2,000 visitors and
    2,000 against 500; 2 % buyers, lognormal(3, 2)), fixed horizon: Welch's t alone against
    the report's skewness-corrected test (stats/skewness.py), each tail and how often refused;
+6. (after 5) A/A conversion with a pre-period covariate and unequal arms, CUPED on (Welch on
+   the adjusted rates, skewness-corrected) and off (score test), each tail;
+7. the chance to beat control on a conversion rate: A/A how often >= 95 % (and <= 5 %), and
+   under a diffuse truth the share truly better among rows reported at 95-99 %;
 4. power of the default decision rule (group-sequential, 14 daily looks, significant and an
    improvement at any look) at +10 % and +20 % on 3 % conversion, 2,000 and 10,000 per arm,
    against the always-valid test and the fixed-horizon test at the same n.
@@ -303,6 +307,80 @@ def unequal_arms_rates(n_control: int, n_treatment: int, sims: int, seed: int) -
     return found
 
 
+CUPED_RATES = ((5000, 200, 0.06), (200, 5000, 0.06), (3000, 150, 0.08), (1000, 1000, 0.03))
+
+
+def cuped_rate_rates(
+    n_control: int, n_treatment: int, rate: float, sims: int, seed: int
+) -> dict[str, float]:
+    """A/A conversion with a weakly informative pre-period covariate (y ~ N(0, 1), conversion
+    probability rate·e^{0.3y}/e^{0.045}, as the audit's), fixed horizon, one look: the
+    two-sided rate and each tail with CUPED (applied where its guards allow: a Welch test on
+    the adjusted rates, skewness-corrected, stats/skewness.py) and without it (score test),
+    and how often CUPED was applied. Visitors are drawn in chunks of 500 experiments."""
+    rng = np.random.default_rng(seed)
+    sums = []
+    for start in range(0, sims, 500):
+        chunk = min(500, sims - start)
+        arms = []
+        for size in (n_control, n_treatment):
+            y = rng.normal(0.0, 1.0, (chunk, size))
+            x = (rng.random((chunk, size)) < rate * np.exp(0.3 * y - 0.045)).astype(float)
+            arms.append([x.sum(1), y.sum(1), (y * y).sum(1), (x * y).sum(1)])
+        sums.append(np.array(arms))  # [arm, statistic, chunk]
+    x, y, y2, xy = np.moveaxis(np.concatenate(sums, axis=-1), 1, 0)[:, None]  # [1, arm, sims]
+    n = np.broadcast_to(np.array([n_control, n_treatment], float)[None, :, None], x.shape)
+    sample = Sample(
+        n=n, x=x[..., None], x2=x[..., None], y=y, y2=y2, xy=xy[..., None],
+        binary=np.array([True]),
+    )  # fmt: skip
+    found = {}
+    for name, use in (("cuped", True), ("score", False)):
+        c = compare(sample, Settings(alpha=ALPHA, method="fixed", cuped=use))
+        significant = c.p_value[0, 0, :, 0] < ALPHA
+        higher = c.treatment.mean[0, 0, :, 0] > c.control.mean[0, 0, :, 0]
+        found[name] = float(significant.mean())
+        found[name + "_higher"] = float((significant & higher).mean())
+        found[name + "_lower"] = float((significant & ~higher).mean())
+        found[name + "_applied"] = float((c.cuped[0, 0, :, 0] == 0).mean())
+    return found
+
+
+CHANCE_ARMS = ((200, 2000), (2000, 200), (1000, 1000), (300, 300))
+
+
+def chance_calibration(
+    n_control: int, n_treatment: int, sims: int, seed: int, aa_rate: float = 0.02
+) -> dict[str, float]:
+    """The report's chance to beat control on a conversion rate (flat prior, fixed horizon):
+    under A/A at ``aa_rate``, how often it is ≥ 95 % and ≤ 5 % (each 5 % when the chance is
+    as calibrated as a one-sided p-value); with truths drawn from p_c, p_t iid U(0.002, 0.04)
+    (the audit's diffuse truth), the mean reported chance and the share truly better among
+    rows reported in [95 %, 99 %)."""
+    rng = np.random.default_rng(seed)
+
+    def chances(converters: NDArray[np.int64]) -> Array:
+        n = np.broadcast_to(np.array([n_control, n_treatment], float)[None, :, None], (1, 2, sims))
+        x = converters.T.astype(float)[None, :, :, None]
+        zeros = np.zeros((1, 2, sims))
+        sample = Sample(
+            n=n, x=x, x2=x, y=zeros, y2=zeros, xy=zeros[..., None], binary=np.array([True])
+        )
+        return compare(sample, Settings(alpha=ALPHA, method="fixed")).chance_to_win[0, 0, :, 0]
+
+    aa = chances(rng.binomial([n_control, n_treatment], aa_rate, size=(sims, 2)))
+    truth = rng.uniform(0.002, 0.04, size=(sims, 2))
+    reported = chances(rng.binomial([n_control, n_treatment], truth))
+    shown = (reported >= 0.95) & (reported < 0.99)
+    return {
+        "aa_high": float((aa >= 0.95).mean()),
+        "aa_low": float((aa <= 0.05).mean()),
+        "shown": float(shown.sum()),
+        "mean_chance": float(reported[shown].mean()),
+        "truly_better": float((truth[shown, 1] > truth[shown, 0]).mean()),
+    }
+
+
 def binomial_error(rate: float, sims: int) -> float:
     return float(np.sqrt(rate * (1 - rate) / sims))
 
@@ -342,6 +420,22 @@ def main() -> None:
               f"{r['welch_higher']:>8.2%}/{r['welch_lower']:<7.2%}{r['report']:>9.2%}"
               f"{r['report_higher']:>8.2%}/{r['report_lower']:<7.2%}"
               f"{r['report_refused']:>9.1%}")  # fmt: skip
+    print("\nA/A conversion with CUPED (weak normal covariate), fixed horizon")
+    print(f"{'control':>8}{'treatment':>10}{'rate':>6}{'CUPED':>8}{'(tails)':>16}"
+          f"{'applied':>9}{'no CUPED':>10}{'(tails)':>16}")  # fmt: skip
+    for s, (n_control, n_treatment, rate) in enumerate(CUPED_RATES):
+        r = cuped_rate_rates(n_control, n_treatment, rate, sims, seed=5000 + s)
+        print(f"{n_control:>8,}{n_treatment:>10,}{rate:>6.0%}{r['cuped']:>8.2%}"
+              f"{r['cuped_higher']:>8.2%}/{r['cuped_lower']:<7.2%}{r['cuped_applied']:>9.1%}"
+              f"{r['score']:>10.2%}{r['score_higher']:>8.2%}/{r['score_lower']:<7.2%}")  # fmt: skip
+    print("\nChance to beat control, conversion, flat prior: A/A at 2 % and a diffuse truth")
+    print(f"{'control':>8}{'treatment':>10}{'A/A >=95%':>11}{'<=5%':>7}"
+          f"{'rows [95,99)':>14}{'mean chance':>13}{'truly better':>14}")  # fmt: skip
+    for s, (n_control, n_treatment) in enumerate(CHANCE_ARMS):
+        r = chance_calibration(n_control, n_treatment, 10 * sims, seed=6000 + s)
+        print(f"{n_control:>8,}{n_treatment:>10,}{r['aa_high']:>11.2%}{r['aa_low']:>7.2%}"
+              f"{r['shown']:>14,.0f}{r['mean_chance']:>13.2%}"
+              f"{r['truly_better']:>14.2%}")  # fmt: skip
     agreement = fisher_agreement()
     print("\np-values with at most 10 conversions in all (100, 500, 2,000 per arm) vs Fisher")
     print(

@@ -226,6 +226,20 @@ def effect_estimate(
     return NormalPosterior(mean=estimate, sd=np.sqrt(variance))
 
 
+def statistic_posterior(statistic: ArrayLike, stderr: ArrayLike) -> NormalPosterior:
+    """The normal posterior of an effect whose test gives the normal-scale ``statistic`` z and
+    the standard error s: N(z·s, s²), the normal approximation of the test's confidence
+    distribution (Xie & Singh 2013). Under a flat prior its P(Δ > 0) = Φ(z) is one minus the
+    test's one-sided p-value, so the chance agrees with the test at every size; for a test on
+    Δ̂/s (z = Δ̂/s: Welch, the score test) it is N(Δ̂, s²), the usual large-sample posterior. For
+    a corrected or exact test (z from the skewness-corrected statistic, or Φ⁻¹ of the exact
+    mid-p evidence) its location moves to where that test puts the evidence. nan where z is.
+    """
+    z, s = _arr(statistic), _arr(stderr)
+    with np.errstate(invalid="ignore"):
+        return NormalPosterior(mean=_arr(z * s), sd=s)
+
+
 def normal_prior_update(
     estimate: NormalPosterior,
     *,

@@ -9,16 +9,20 @@ experiment's report, or experiments for many. Variant 0 is the control. Steps:
 2. the p-value of the absolute difference, symmetric in the arms: for a conversion rate the
    score test, or Fisher's exact test where expected counts are small; for other means (or an
    adjusted rate) Welch's test; sequentially, the always-valid p-value of the same statistic.
-   Where the sample carries Σx³ (revenue), Welch's statistic is corrected for the skewness
-   of the difference (skewness.hall_statistic), or refused where that skewness is too large
-   or unknown (skewness.too_skewed: no p-value, an interval of [-100 %, +inf));
+   Where the sample carries Σx³ (revenue), or the measure is 0/1 (a CUPED-adjusted rate,
+   whose Σx³ is Σx), Welch's statistic is corrected for the skewness of the difference
+   (skewness.hall_statistic), or refused where that skewness is too large or unknown
+   (skewness.too_skewed: no p-value, an interval of [-100 %, +inf)); an adjusted rate
+   never is (CUPED's guard 4 keeps |g₀| below 0.45);
 3. the interval of the relative lift by inverting a test, so it never goes below -100 %:
    MOVER-R with Wilson intervals for rates, Fieller for means (with the corrected test's
    asymmetric acceptance region where skewness-corrected), with the confidence sequence's
    boundary instead of z when sequential;
 4. Holm or Benjamini-Hochberg across variants and measures, per batch and segment;
-5. the Bayesian view of the same estimate (a normal prior on the lift, flat by default):
-   chance to beat control and expected loss.
+5. the Bayesian view of the same test (bayesian.statistic_posterior: the normal posterior
+   whose flat-prior chance to beat control is one minus the test's one-sided p-value, or the
+   exact mid-p evidence where Fisher's test is used; a normal prior on the lift, flat by
+   default): chance to beat control and expected loss.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from typing import Literal
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy import special
 
 from refract.analytics.stats import (
     bayesian,
@@ -169,7 +174,8 @@ def compare(sample: Sample, settings: Settings) -> Comparison:
     p_value = np.where(refused, np.nan, p_value)  # a repeated p-value would carry older looks
     ratio = _ratio_interval(control, treatment, counts, as_rate, critical, gamma, refused)
     lift = safe_divide(treatment.mean, control.mean) - 1.0
-    chance, risk = _bayesian(difference, control.mean, settings)
+    evidence, scale = _evidence(z, exact, as_rate, difference, counts)
+    chance, risk = _bayesian(evidence, scale, control.mean, settings)
     chance, risk = np.where(refused, np.nan, chance), np.where(refused, np.nan, risk)
     test = np.where(exact, EXACT, np.where(as_rate, SCORE, WELCH))
     test = np.where(refused, TOO_SKEWED, np.where(gamma != 0.0, HALL, test))
@@ -216,19 +222,23 @@ def _skewness(
 ) -> tuple[Array, NDArray[np.bool_]]:
     """Each comparison's null skewness g₀ of the difference (skewness.null_skewness, from both
     arms' pooled Σx³), 0 where the test is not corrected, and where it is refused instead:
-    for a measure with Σx³ (``sample.cubes``), not tested as a rate, with a Welch statistic,
+    for a measure with Σx³ (``sample.cubes``, or 0/1 ``sample.binary``, whose Σx³ is Σx: a
+    CUPED-adjusted rate), not tested as a rate, with a Welch statistic,
     g₀ beyond skewness.SKEWNESS_BOUND, or Σx³ unknown (nan) and the largest g₀ any data
     could give beyond Kohavi's bound (skewness.largest_null_skewness)."""
     shape = welch.shape
-    if sample.x3 is None or sample.cubes is None:
+    cubes = sample.binary if sample.cubes is None else sample.cubes | sample.binary
+    if not cubes.any():
         return np.zeros(shape), np.zeros(shape, dtype=bool)
     n = np.broadcast_to(sample.n[..., None], sample.x.shape)
+    x3 = np.full(sample.x.shape, np.nan) if sample.x3 is None else sample.x3
+    x3 = np.where(sample.binary, sample.x, x3)  # 0/1 values: Σx³ = Σx
     g1 = skewness.pooled_unit_skewness(
-        (n[:, :1], sample.x[:, :1], sample.x2[:, :1], sample.x3[:, :1]),
-        (n[:, 1:], sample.x[:, 1:], sample.x2[:, 1:], sample.x3[:, 1:]),
+        (n[:, :1], sample.x[:, :1], sample.x2[:, :1], x3[:, :1]),
+        (n[:, 1:], sample.x[:, 1:], sample.x2[:, 1:], x3[:, 1:]),
     )
     gamma = np.broadcast_to(skewness.null_skewness(g1, n[:, :1], n[:, 1:]), shape)
-    checked = np.broadcast_to(sample.cubes, shape) & ~as_rate & np.isfinite(welch)
+    checked = np.broadcast_to(cubes, shape) & ~as_rate & np.isfinite(welch)
     # Σx³ unknown: Welch's t uncorrected where no data could skew it beyond Kohavi's bound
     worst = np.broadcast_to(skewness.largest_null_skewness(n[:, :1], n[:, 1:]), shape)
     unknown = np.isnan(gamma)
@@ -314,23 +324,46 @@ def _ratio_interval(
     return Interval(as_array(low), as_array(high))
 
 
-def _bayesian(
-    difference: frequentist.Lift, control_mean: Array, settings: Settings
+def _evidence(
+    z: Array,
+    exact: NDArray[np.bool_],
+    as_rate: NDArray[np.bool_],
+    difference: frequentist.Lift,
+    counts: _Counts,
 ) -> tuple[Array, Array]:
-    """Chance to beat control and the relative risk of shipping, from the absolute difference
-    and its standard error scaled by the control mean (symmetric in the arms, like the test).
-    Without a control mean (no conversion yet) the chance is Φ(Δ/se) and the risk unknown;
-    with no spread at all in either arm (nothing to tell them apart) the chance is 1/2."""
-    scale = np.abs(control_mean)
+    """The row's test as a normal-scale statistic and its standard error, for the Bayesian
+    view: the score z and the null standard error for a rate; Φ⁻¹ of the exact mid-p evidence
+    (proportions.mid_p_chance) where Fisher's test is used; else Welch's t, skewness-corrected
+    where the test is (nan where refused), and Welch's standard error."""
+    evidence = np.array(np.broadcast_to(z, exact.shape), dtype=np.float64)
+    if exact.any():
+        parts = (np.broadcast_to(part, exact.shape)[exact] for part in counts.parts())
+        # a mid-p of 0 or 1 is out of reach of any count (P(X = k_t) > 0); clipped for safety
+        evidence[exact] = np.clip(special.ndtri(proportions.mid_p_chance(*parts)), -40.0, 40.0)
+    scale = np.where(as_rate, proportions.null_stderr(*counts.parts()), difference.stderr)
+    return as_array(evidence), as_array(scale)
+
+
+def _bayesian(
+    evidence: Array, scale: Array, control_mean: Array, settings: Settings
+) -> tuple[Array, Array]:
+    """Chance to beat control and the relative risk of shipping, from the posterior of the
+    absolute difference on the row's test (bayesian.statistic_posterior: N(z·s, s²), so the
+    flat-prior chance is Φ(z), one minus the test's one-sided p-value) scaled by the control
+    mean and updated with the prior on the relative lift. Without a control mean (no
+    conversion yet) the chance is Φ(z) and the risk unknown; with no spread at all in either
+    arm (nothing to tell them apart) the chance is 1/2."""
+    absolute = bayesian.statistic_posterior(evidence, scale)
+    scale_c = np.abs(control_mean)
     posterior = bayesian.normal_prior_update(
         bayesian.NormalPosterior(
-            safe_divide(difference.estimate, control_mean), safe_divide(difference.stderr, scale)
+            safe_divide(absolute.mean, control_mean), safe_divide(absolute.sd, scale_c)
         ),
         prior_mean=settings.prior_mean,
         prior_variance=settings.prior_sd**2,
     )
     chance = bayesian.chance_to_win(posterior.mean, posterior.sd)
-    unscaled = bayesian.chance_to_win(difference.estimate, difference.stderr)
+    unscaled = as_array(special.ndtr(evidence))
     unscaled = np.where(np.isnan(unscaled), 0.5, unscaled)
     return (
         as_array(np.where(np.isfinite(chance), chance, unscaled)),

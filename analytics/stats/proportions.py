@@ -8,7 +8,9 @@ NaN p-value, a rate below zero). These methods stay valid there:
 - Newcombe's hybrid score interval for a difference of rates (Newcombe 1998, method 10);
 - MOVER-R for a ratio of rates (Donner & Zou 2012), so a relative lift is never below -100 %;
 - the pooled score (z) test of equal rates, and Fisher's exact conditional test where the
-  expected counts are small (``needs_exact``: the switch-over rule).
+  expected counts are small (``needs_exact``: the switch-over rule);
+- the exact evidence for the higher rate, one minus Fisher's one-sided mid-p-value
+  (``mid_p_chance``), the chance to beat control where the exact test is used.
 
 Every function is elementwise over arrays of any broadcastable shape; counts are floats
 holding whole numbers. ``critical`` is the multiplier of the standard error: z(1 - alpha/2)
@@ -97,6 +99,22 @@ def mover_ratio_interval(
     return Interval(np.where(nothing, np.nan, low), np.where(nothing, np.nan, high))
 
 
+def null_stderr(
+    n_control: npt.ArrayLike,
+    converters_control: npt.ArrayLike,
+    n_treatment: npt.ArrayLike,
+    converters_treatment: npt.ArrayLike,
+) -> Array:
+    """sqrt(p̄(1 - p̄)(1/n_t + 1/n_c)), p̄ = (k_c + k_t)/(n_c + n_t): the standard error of
+    p_t - p_c if the arms did not differ (the score test's), 0 where no visitor converted or
+    every one did."""
+    nc, kc = as_array(n_control), as_array(converters_control)
+    nt, kt = as_array(n_treatment), as_array(converters_treatment)
+    pooled = safe_divide(kc + kt, nc + nt)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return as_array(np.sqrt(pooled * (1.0 - pooled) * (1.0 / nt + 1.0 / nc)))
+
+
 def score_statistic(
     n_control: npt.ArrayLike,
     converters_control: npt.ArrayLike,
@@ -108,9 +126,8 @@ def score_statistic(
     """
     nc, kc = as_array(n_control), as_array(converters_control)
     nt, kt = as_array(n_treatment), as_array(converters_treatment)
-    pooled = safe_divide(kc + kt, nc + nt)
+    null_se = null_stderr(nc, kc, nt, kt)
     with np.errstate(divide="ignore", invalid="ignore"):
-        null_se = np.sqrt(pooled * (1.0 - pooled) * (1.0 / nt + 1.0 / nc))
         z = (kt / nt - kc / nc) / null_se
     return np.where(null_se == 0.0, 0.0, z)
 
@@ -174,3 +191,33 @@ def fisher_exact_p(
     as_likely = inside & (log_pmf <= observed[..., None] + np.log(_TIES))
     p = np.sum(np.where(as_likely, np.exp(log_pmf), 0.0), axis=-1)
     return np.where(valid, np.minimum(p, 1.0), np.nan)
+
+
+def mid_p_chance(
+    n_control: npt.ArrayLike,
+    converters_control: npt.ArrayLike,
+    n_treatment: npt.ArrayLike,
+    converters_treatment: npt.ArrayLike,
+) -> Array:
+    """The exact (conditional) evidence that the treatment's rate is the higher one:
+    P(X < k_t) + P(X = k_t)/2 with X ~ Hypergeometric(N = n_c + n_t, K = k_c + k_t, n_t), the
+    treatment's converters given the total, as under H0 (Fisher's conditioning).
+
+    One minus the one-sided mid-p-value of Fisher's test for "treatment higher" (Lancaster
+    1961), so 1 minus it is the mid-p for "treatment lower": symmetric in the arms, 1/2 where
+    the table is the expected one or nobody converted, and (unlike Fisher's p) not pushed
+    towards either side by the discreteness of the counts. engine uses it as the chance to
+    beat control where the exact test is used. nan where an arm has no visitor.
+    """
+    nc, kc, nt, kt = np.broadcast_arrays(
+        *(
+            np.rint(as_array(a))
+            for a in (n_control, converters_control, n_treatment, converters_treatment)
+        )
+    )
+    total, converted = nc + nt, kc + kt
+    valid = (nc > 0) & (nt > 0)
+    with np.errstate(invalid="ignore"):
+        below = stats.hypergeom.cdf(kt - 1.0, total, converted, nt)
+        at = stats.hypergeom.pmf(kt, total, converted, nt)
+    return as_array(np.where(valid, np.clip(below + 0.5 * at, 0.0, 1.0), np.nan))

@@ -24,8 +24,12 @@ corrects it, from Σx³ per arm as the worker keeps it:
   it), the largest |g₀| any data could give, |g₁| ≤ sqrt(n_c + n_t): when even that is within
   Kohavi's 0.053 (nearly equal arms), Welch's t stands uncorrected; else it is refused.
 
-With equal arms g₀ = 0 and the test is Welch's. docs/statistics.md gives the derivation and
-the simulations behind the bound. Elementwise over arrays of any broadcastable shape.
+A CUPED-adjusted conversion rate (0/1 data, Welch's t on the adjusted means) is corrected in
+the same way, its Σx³ being Σx (``bernoulli_skewness``): rare conversions with unequal arms
+skew the difference exactly as rare orders do (the audit found 6.5 % false positives at
+5,000 against 200 visitors, 5.4 % in one tail). With equal arms g₀ = 0 and the test is
+Welch's. docs/statistics.md gives the derivation and the simulations behind the bound.
+Elementwise over arrays of any broadcastable shape.
 """
 
 from __future__ import annotations
@@ -70,6 +74,16 @@ def pooled_unit_skewness(
     with np.errstate(divide="ignore", invalid="ignore"):
         g1 = third / spread**1.5
     return as_array(np.where(spread > 0, g1, np.where(np.isnan(third), np.nan, 0.0)))
+
+
+def bernoulli_skewness(rate: npt.ArrayLike) -> Array:
+    """The unit skewness of 0/1 data with mean p: (1 - 2p)/sqrt(p(1 - p)) (for 0/1 values
+    Σx³ = Σx² = Σx, so ``pooled_unit_skewness`` of 0/1 arms is this at their rate when the arms'
+    rates agree). nan where p is 0 or 1 (no spread)."""
+    p = as_array(rate)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        g = (1.0 - 2.0 * p) / np.sqrt(p * (1.0 - p))
+    return as_array(np.where((p > 0.0) & (p < 1.0), g, np.nan))
 
 
 def null_skewness(
