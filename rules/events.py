@@ -227,8 +227,17 @@ class InvalidEvent(ValueError):
 
 # --- the beacon's batch (wire schema v1) -----------------------------------------------
 
+# The batch's bounds. proxy/static/beacon.js keeps its own copies, to send nothing these refuse
+# (tests/test_beacon_bounds.py holds the two equal); a batch with one field over them is refused
+# whole.
 MAX_TEXT = 256
 MAX_URL = 2048
+MAX_EVENTS = 50  # per batch
+MAX_METRICS = 16  # click or form metrics one event names
+MAX_FIELDS = 64  # field names a form event lists
+MAX_FIELD_NAME = 64
+MAX_ENGAGE_MS = 86_400_000  # engaged time one event reports
+EMAIL_DOMAIN = r"^([a-z0-9-]{1,63}\.)+[a-z]{2,63}$"
 Text = Annotated[str, StringConstraints(max_length=MAX_TEXT)]
 Url = Annotated[str, StringConstraints(max_length=MAX_URL)]
 Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
@@ -261,7 +270,7 @@ class _BeaconEvent(BaseModel):
 
 class Engage(_BeaconEvent):
     t: Literal["engage"]
-    ms: int = Field(ge=0, le=86_400_000, description="visible, engaged milliseconds")
+    ms: int = Field(ge=0, le=MAX_ENGAGE_MS, description="visible, engaged milliseconds")
 
 
 class Scroll(_BeaconEvent):
@@ -273,7 +282,9 @@ class Click(_BeaconEvent):
     t: Literal["click"]
     s: Text = Field(description="a short selector path of the clicked element")
     h: Url = ""
-    m: list[Name] = Field(default=[], max_length=16, description="click metrics it matched")
+    m: list[Name] = Field(
+        default=[], max_length=MAX_METRICS, description="click metrics it matched"
+    )
 
 
 class Outbound(_BeaconEvent):
@@ -291,9 +302,11 @@ class Form(_BeaconEvent):
     t: Literal["form"]
     id: Text = ""
     a: Url = ""
-    f: list[Annotated[str, StringConstraints(max_length=64)]] = Field(default=[], max_length=64)
-    m: list[Name] = Field(default=[], max_length=16, description="form metrics it matched")
-    dom: Annotated[str, StringConstraints(pattern=r"^([a-z0-9-]{1,63}\.)+[a-z]{2,63}$|^$")] = ""
+    f: list[Annotated[str, StringConstraints(max_length=MAX_FIELD_NAME)]] = Field(
+        default=[], max_length=MAX_FIELDS
+    )
+    m: list[Name] = Field(default=[], max_length=MAX_METRICS, description="form metrics it matched")
+    dom: Annotated[str, StringConstraints(pattern=f"{EMAIL_DOMAIN}|^$")] = ""
 
 
 class Track(_BeaconEvent):
@@ -310,7 +323,7 @@ class Batch(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
     v: Literal[1]
     u: Url = Field(description="the page's path and query")
-    e: list[BeaconEvent] = Field(min_length=1, max_length=50)
+    e: list[BeaconEvent] = Field(min_length=1, max_length=MAX_EVENTS)
 
 
 def parse_batch(body: bytes) -> Batch:
