@@ -65,7 +65,8 @@ from refract.rules.targeting import Value
 
 log = logging.getLogger("refract.proxy")
 
-_HTML_TYPES = ("text/html", "application/xhtml+xml")
+_XHTML_TYPE = "application/xhtml+xml"
+_HTML_TYPES = ("text/html", _XHTML_TYPE)
 _PAGE_DESTINATIONS = frozenset({"document", "iframe", "frame"})  # Fetch's request destinations
 # Written by us for the origin, never copied from the visitor: Host (the origin's), Expect
 # (our client's to send) and the forwarding fields, with values of our own.
@@ -508,8 +509,8 @@ async def _respond(
         return _origin_failed(site, call.exchange, "timeout", upstream.url)
     except aiohttp.ClientPayloadError:
         return _origin_failed(site, call.exchange, "protocol", upstream.url)
-    if not _is_text(raw, coding):
-        metrics.REWRITE_SKIPPED.labels("binary").inc()
+    if (not_page := _not_a_page(raw, coding)) is not None:
+        metrics.REWRITE_SKIPPED.labels(not_page).inc()
         if kept_key is not None:
             call.state.origin_cache.forget(kept_key)
         headers = _response_headers(call, upstream.headers)
@@ -570,12 +571,17 @@ def _coding(headers: CIMultiDictProxy[str]) -> str:
     return codings.normalize(headers.get("Content-Encoding"))
 
 
-def _is_text(body: bytes, coding: str) -> bool:
-    """Is a body labelled HTML text? Its first bytes decoded say (sniff.py)."""
+def _not_a_page(body: bytes, coding: str) -> str | None:
+    """Why a body labelled HTML is no page, by its first bytes decoded (sniff.py): "binary"
+    (a download), "not_markup" (JSON, plain text, nothing: a script's fetch() of it would
+    break on a beacon appended); None for a page."""
     try:
-        return sniff.is_text(codings.decode_prefix(body, coding, sniff.HEADER_BYTES))
+        header = codings.decode_prefix(body, coding, sniff.HEADER_BYTES)
     except codings.DecodeError:
-        return True  # not for us to judge: served as a page, failing open as pages do
+        return None  # not for us to judge: served as a page, failing open as pages do
+    if not sniff.is_text(header):
+        return "binary"
+    return None if sniff.starts_as_markup(header) else "not_markup"
 
 
 def _with_identity(call: Call, headers: CIMultiDict[str]) -> CIMultiDict[str]:
@@ -695,7 +701,8 @@ def _page(call: Call, origin: OriginPage) -> web.Response:
             html = codings.decode(origin.body, origin.coding, limit)
             if not is_ascii_safe(page_encoding(content_type, html)):
                 raise _PassUnmodifiedError("charset")
-            return codings.encode(state.rewriter.rewrite(html, plan), coding)
+            xml = content_type.lower().startswith(_XHTML_TYPE)
+            return codings.encode(state.rewriter.rewrite(html, plan, xml=xml), coding)
 
         key = call.state.cache.key(
             plan.fingerprint, content_type, origin.coding, coding, origin.body, origin.digest

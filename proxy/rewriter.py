@@ -27,6 +27,7 @@ import functools
 import hashlib
 import html
 import re
+import secrets
 from dataclasses import dataclass, field
 
 import lolhtml
@@ -40,7 +41,8 @@ _CLASS_SEPARATOR = re.compile(r"[ \t\n\f\r]+")  # ASCII whitespace: a no-break s
 # Written after the page: a tag only where the tokenizer is in the data state at the end
 # (lol-html's, as a browser's: inside a <script>, a <plaintext>, a comment or an unfinished
 # tag it is text). Removed from the output either way.
-_END_PROBE_ATTRIBUTE = "data-refract-document-end"
+# Drawn per process: a page carrying the name (by chance or on purpose) would lose its element.
+_END_PROBE_ATTRIBUTE = f"data-refract-end-{secrets.token_hex(8)}"
 _END_PROBE = f"<body {_END_PROBE_ATTRIBUTE}>".encode("ascii")
 _PROBE_NAMES = frozenset({"body", ""})  # selectors naming a <body>, or naming no element
 
@@ -253,7 +255,9 @@ class _MetaPolicies:
 class PageRewriter:
     """Applies a Plan to one page at a time; it keeps no state between pages."""
 
-    def rewrite(self, page: bytes, plan: Plan) -> bytes:
+    def rewrite(self, page: bytes, plan: Plan, *, xml: bool = False) -> bytes:
+        """``page`` with ``plan`` applied; ``xml``: the page is XHTML (application/xhtml+xml),
+        where nothing may follow the root element, so the tail goes in a <body> or nowhere."""
         chunks: list[bytes] = []
         rewriter = lolhtml.HTMLRewriter(lambda chunk: chunks.append(bytes(chunk)))
         for edit in plan.edits:
@@ -275,13 +279,14 @@ class PageRewriter:
         rewriter.end()
         output = b"".join(chunks)
         if plan.tail:
-            output = _with_tail(output, ascii_markup(plan.tail).encode("ascii"), tail)
+            output = _with_tail(output, ascii_markup(plan.tail).encode("ascii"), tail, xml)
         return output
 
 
-def _with_tail(output: bytes, tail: bytes, end: _Tail) -> bytes:
+def _with_tail(output: bytes, tail: bytes, end: _Tail, xml: bool) -> bytes:
     """The page with its tail: before its </body>, or where there is none (it may be implied)
-    at the end of the document, if the page ends in the data state; else without it."""
+    at the end of the document, if the page ends in the data state and is not XML (after an
+    XML document's root element, markup makes it no longer well-formed); else without it."""
     if not end.in_data_state:
         if not output.endswith(_END_PROBE):  # an edit changed the unfinished tag it closed
             raise RuntimeError("the end-of-document probe was changed by an edit")
@@ -291,7 +296,7 @@ def _with_tail(output: bytes, tail: bytes, end: _Tail) -> bytes:
         return output
     if output.rfind(tail) >= 0:
         return output
-    if end.in_data_state:
+    if end.in_data_state and not xml:
         return output + tail
     metrics.FAIL_OPEN.labels("beacon").inc()  # shown as text, or inside a script or comment
     return output

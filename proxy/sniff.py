@@ -42,6 +42,19 @@ _BINARY_SIGNATURES = (
 )
 
 
+_LEADING_WHITESPACE = b" \t\n\r\x0c"
+
+
+def starts_as_markup(header: bytes) -> bool:
+    """True when ``header`` (a text body's first bytes, decoded) opens with markup (``<``,
+    after a UTF-8 byte order mark and whitespace) as every page does; JSON (PHP labels it
+    text/html by default), plain text and an empty body do not. A UTF-16 body is left to the
+    charset check, which never rewrites it."""
+    if header.startswith(_BYTE_ORDER_MARKS[:2]):
+        return True
+    return header.removeprefix(_BYTE_ORDER_MARKS[2]).lstrip(_LEADING_WHITESPACE)[:1] == b"<"
+
+
 def is_text(header: bytes) -> bool:
     """True when ``header`` (a body's first bytes, decoded) is text, as a browser would judge."""
     header = header[:HEADER_BYTES]

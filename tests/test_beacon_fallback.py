@@ -21,6 +21,7 @@ from refract.proxy.rewriter import Edit, PageRewriter, Plan
 from refract.proxy.state import beacon_tag
 from tests.conftest import BROWSER, ProxyFactory
 from tests.support.metrics import counter
+from tests.support.raw_origin import RawOrigin, page_answer, raw_origin_fixture  # noqa: F401
 
 BEACON = beacon_tag("/_refract/")
 BEACON_BYTES = BEACON.encode("ascii")
@@ -166,3 +167,46 @@ async def test_a_page_without_a_body_end_still_gets_the_beacon(proxy: ProxyFacto
     client = await proxy()
     response = await client.get("/nobody", headers=NAVIGATION)
     assert (await response.read()).endswith(b"<p>no body tag" + BEACON_BYTES)
+
+
+def test_an_xhtml_page_without_a_body_gets_nothing_after_its_root_element() -> None:
+    """After an XML document's root element, markup makes it no longer well-formed."""
+    page = (
+        b'<html xmlns="http://www.w3.org/1999/xhtml"><head><title>f</title></head>'
+        b'<frameset cols="50%,50%"><frame src="a.html"/></frameset></html>'
+    )
+    before = counter(metrics.FAIL_OPEN, stage="beacon")
+    assert PageRewriter().rewrite(page, Plan(tail=BEACON), xml=True) == page
+    assert counter(metrics.FAIL_OPEN, stage="beacon") == before + 1
+
+
+def test_an_element_the_page_gives_a_refract_like_attribute_keeps_its_content() -> None:
+    page = b'<html><body><div data-refract-document-end="">kept</div></body></html>'
+    assert with_beacon(page) == page.replace(b"</body>", BEACON_BYTES + b"</body>")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b'{"plan": "pro", "price": 49}', b"[1, 2]", b"OK", b"", b"  \n", b"\xef\xbb\xbf{}"],
+    ids=["json-object", "json-array", "plain-text", "empty", "whitespace", "json-after-bom"],
+)
+async def test_a_body_labelled_html_that_is_no_markup_is_served_as_it_came(
+    proxy: ProxyFactory, raw_origin: RawOrigin, body: bytes
+) -> None:
+    """PHP labels JSON text/html by default: a script's fetch() of it must get it whole."""
+    client = await proxy(site={"origin": await raw_origin(page_answer(body))})
+    before = counter(metrics.REWRITE_SKIPPED, reason="not_markup")
+    response = await client.get("/api", headers=NAVIGATION)
+    assert (await response.read(), "Set-Cookie" in response.headers) == (body, False)
+    assert counter(metrics.REWRITE_SKIPPED, reason="not_markup") == before + 1
+
+
+@pytest.mark.parametrize(
+    "body", [b"<p>hi</p>", b"\n\n  <!DOCTYPE html><p>hi", b"\xef\xbb\xbf <p>hi</p>"]
+)
+async def test_a_page_opening_with_markup_gets_the_beacon(
+    proxy: ProxyFactory, raw_origin: RawOrigin, body: bytes
+) -> None:
+    client = await proxy(site={"origin": await raw_origin(page_answer(body))})
+    response = await client.get("/page", headers=NAVIGATION)
+    assert (await response.read()).endswith(BEACON_BYTES)
