@@ -9,7 +9,9 @@ import shutil
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, cast
+
+from pydantic.fields import FieldInfo
 
 from refract.admin import attribution_cli, logs, privacy_cli, spend_cli
 from refract.admin.supervisor import Child, Supervisor
@@ -37,10 +39,14 @@ def main(argv: list[str] | None = None) -> int:
     except InvalidFileError as error:
         print(error, file=sys.stderr)
         return 2
-    if args.workers:
+    if args.workers is not None:  # checked by _workers: within server.workers' bounds
         # Through the environment, so that every child process reads the same value.
         os.environ["REFRACT_SERVER__WORKERS"] = str(args.workers)
-        config = load_config(config_path)
+        try:
+            config = load_config(config_path)
+        except InvalidFileError as error:
+            print(error, file=sys.stderr)
+            return 2
     logs.follow_ip_policy(config.privacy.ip_in_logs)
     command: str = args.command
     if command == "check":
@@ -425,8 +431,20 @@ def _known_sites(config: Config, sites: list[str], role: str) -> list[str]:
     return sites
 
 
-def _user_action(config: Config, args: argparse.Namespace) -> AccessAction:
+def _ask_password(name: str) -> str:
+    """The new user's password from the terminal; with none (a script, `docker exec` without
+    -it) a refusal that says how to give it instead of a traceback."""
     import getpass
+
+    try:
+        return getpass.getpass(f"password for {name}: ")
+    except (EOFError, KeyboardInterrupt):
+        raise ValueError(
+            "no password: set REFRACT_PASSWORD or run in a terminal (docker exec -it)"
+        ) from None
+
+
+def _user_action(config: Config, args: argparse.Namespace) -> AccessAction:
     import re
 
     from refract.admin import auth, passwords
@@ -446,7 +464,7 @@ def _user_action(config: Config, args: argparse.Namespace) -> AccessAction:
         return remove
     sites = _known_sites(config, args.site, args.role)
     auth.check_rep_fields(args.owner_id, args.territory)
-    password = os.environ.get("REFRACT_PASSWORD") or getpass.getpass(f"password for {args.name}: ")
+    password = os.environ.get("REFRACT_PASSWORD") or _ask_password(args.name)
     problem = passwords.policy_problem(password, args.name)
     if problem is not None:
         raise ValueError(f"the password {problem}")
@@ -608,7 +626,9 @@ def _parser() -> argparse.ArgumentParser:
         default=os.environ.get("REFRACT_CONFIG", DEFAULT_CONFIG),
         help="path of config.toml (default: $REFRACT_CONFIG or ./config.toml)",
     )
-    parser.add_argument("--workers", type=int, help="proxy processes (overrides server.workers)")
+    parser.add_argument(
+        "--workers", type=_workers, help="proxy processes (overrides server.workers)"
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser("run", help="proxy, analytics worker and admin API together (one node)")
     commands.add_parser("proxy", help="the proxy alone")
@@ -665,7 +685,9 @@ def _parser() -> argparse.ArgumentParser:
         "(always valid, any horizon) or fixed (one look at the end)",
     )
     report.add_argument("--correction", choices=("holm", "bh"), default="holm")
-    report.add_argument("--alpha", type=float, default=0.05)
+    report.add_argument(
+        "--alpha", type=_alpha, default=0.05, help="significance level (as the admin API's)"
+    )
     roles = ("executive", "sales_manager", "sales_rep", "marketing", "admin")
     users = commands.add_parser("users", help="admin API users: `refract users add|remove NAME`")
     users_commands = users.add_subparsers(dest="users_command", required=True, metavar="COMMAND")
@@ -784,6 +806,42 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _workers(text: str) -> int:
+    """--workers: a number of proxy processes within server.workers' bounds (its schema's)."""
+    from refract.rules.config import ServerConfig
+
+    return int(_option(ServerConfig.model_fields["workers"], int, text))
+
+
+def _alpha(text: str) -> float:
+    """--alpha: a significance level the admin API accepts (its ReportQuery's bounds), so
+    that nan, 2 or -1 is refused, not turned into a report at a nonsensical level."""
+    from refract.admin.api_reads import ReportQuery
+
+    return float(_option(ReportQuery.model_fields["alpha"], float, text))
+
+
+def _option(field: FieldInfo, kind: type, text: str) -> Any:
+    """An option's ``text`` validated as ``field`` of a schema is, with its bounds: one home
+    for them, and the refusal names the option (argparse adds ``argument --NAME:``)."""
+    from pydantic import TypeAdapter, ValidationError
+
+    try:
+        return TypeAdapter(cast(Any, Annotated[kind, field])).validate_python(text)
+    except ValidationError as error:
+        message = error.errors()[0]["msg"]
+        signs = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
+        bounds = " and ".join(
+            f"{sign} {getattr(bound, name)}"
+            for bound in field.metadata
+            for name, sign in signs.items()
+            if hasattr(bound, name)
+        )
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: {message[0].lower()}{message[1:]} (accepted: {bounds})"
+        ) from None
+
+
 def _hours(text: str) -> float:
     """A QA link's lifetime: a number of hours within what links may live."""
     from refract.rules.qa_links import MAX_LIFETIME_S
@@ -822,6 +880,23 @@ def _run_node(
     from refract.admin.embedded_redis import STOP_S, EmbeddedRedis
     from refract.admin.node_processes import status_path
 
+    # Written to by every node (process status, spill files, metrics files, the embedded
+    # Valkey): refused up front, with the setting named, rather than a traceback later.
+    data_dir = config.server.data_dir
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        probe = data_dir / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        print(
+            f"server.data_dir: {data_dir}: cannot create it or write in it "
+            f"({error.strerror or error})\n    hint: set server.data_dir (or "
+            "REFRACT_SERVER__DATA_DIR) to a directory this user can write; in the image, a "
+            "bind-mounted one must be writable by uid 10001 (chown -R 10001:10001 DIRECTORY)",
+            file=sys.stderr,
+        )
+        return 2
     embedded = None if config.redis.url else EmbeddedRedis(config.server.data_dir)
     # Started first and stopped last (stage 2): every other child writes to it.
     valkey = (
@@ -866,7 +941,22 @@ def _run_node(
         if valkey is not None:
             children.append(valkey)
         status = status_path(config.server.data_dir)
-        return Supervisor(children, config.server.graceful_timeout, status).run()
+
+        def follow_config() -> None:
+            """On SIGHUP: a child restarted later falls back on the config.toml that loaded
+            last, as the running children keep it (``_child_config``)."""
+            try:
+                fresh = load_config(config_path)
+            except InvalidFileError:
+                return  # the children log the refusal
+            for child in children:
+                if len(child.args) == 2 and isinstance(child.args[1], Config):
+                    child.args = (child.args[0], fresh)
+
+        supervisor = Supervisor(
+            children, config.server.graceful_timeout, status, on_reload=follow_config
+        )
+        return supervisor.run()
     finally:
         if embedded is not None and valkey is not None:
             if valkey.process is not None and valkey.process.is_alive():
@@ -895,15 +985,17 @@ def _ensure_demo_user(url: str) -> None:
 
 
 def _children(command: str, config: Config, config_path: str) -> list[Child]:
+    # Each gets the node's configuration too: restarted while config.toml is being edited
+    # (invalid), a child starts with the one that loaded last instead of crash-looping.
     proxies = [
-        Child(f"proxy-{index}", proxy_main, (config_path,), reloads=True)
+        Child(f"proxy-{index}", proxy_main, (config_path, config), reloads=True)
         for index in range(config.server.workers)
     ]
     if len(proxies) > 1:
         _prepare_metrics_dir(config.server.data_dir / "metrics")
     # Shutdown stages: what takes requests drains first (stage 0), then the worker (1).
-    worker = Child("worker", worker_main, (config_path,), reloads=True, stage=1)
-    admin = Child("admin", admin_main, (config_path,), reloads=True)
+    worker = Child("worker", worker_main, (config_path, config), reloads=True, stage=1)
+    admin = Child("admin", admin_main, (config_path, config), reloads=True)
     if command == "proxy":
         return proxies
     if command == "worker":
@@ -925,29 +1017,43 @@ def _prepare_metrics_dir(path: Path) -> None:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path.resolve())
 
 
-def _child_config(config_path: str) -> Config:
+def _child_config(config_path: str, fallback: Config | None = None) -> Config:
+    """config.toml as it is now; if it no longer loads (being edited when this child is
+    restarted), the node's last valid one, ``fallback``, rather than a crash loop."""
     logs.configure()
-    config = load_config(Path(config_path))
+    try:
+        config = load_config(Path(config_path))
+    except InvalidFileError as error:
+        if fallback is None:
+            raise
+        log.error(
+            "%s does not load; this process starts with the configuration in force (the "
+            "last that loaded) until it is fixed (then SIGHUP):\n%s",
+            config_path,
+            error,
+            extra={"config_invalid": True},
+        )
+        config = fallback
     logs.follow_ip_policy(config.privacy.ip_in_logs)
     return config
 
 
-def proxy_main(config_path: str) -> None:
+def proxy_main(config_path: str, fallback: Config | None = None) -> None:
     from refract.proxy import server
 
-    server.run(_child_config(config_path), Path(config_path))
+    server.run(_child_config(config_path, fallback), Path(config_path))
 
 
-def worker_main(config_path: str) -> None:
+def worker_main(config_path: str, fallback: Config | None = None) -> None:
     from refract.analytics import worker
 
-    worker.run(_child_config(config_path), Path(config_path))
+    worker.run(_child_config(config_path, fallback), Path(config_path))
 
 
-def admin_main(config_path: str) -> None:
+def admin_main(config_path: str, fallback: Config | None = None) -> None:
     from refract.admin import app
 
-    app.run(_child_config(config_path), Path(config_path))
+    app.run(_child_config(config_path, fallback), Path(config_path))
 
 
 def demo_traffic_main(config_path: str, days: int, daily: int) -> None:

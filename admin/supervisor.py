@@ -9,8 +9,12 @@ SIGTERM if the supervisor itself dies, so no Valkey or proxy outlives its node.
 
 SIGHUP is passed to the children that handle it (proxies, worker, admin: ``reloads=True``);
 any other child, such as the demo origin, would end on it. A child that exits unexpectedly is
-started again, with a pause that grows while it keeps failing, and logged. The children's
-state is kept in a small JSON file (``status_path``) that the admin's site health reads.
+started again, with a pause that grows while it keeps failing, and logged; but a child that
+has never come up (stayed up ``_START_WINDOW_S``) is not restarted forever: exiting with
+``EXIT_CANNOT_START`` (a setting a restart cannot fix, such as an address in use), or failing
+``_MAX_START_FAILURES`` times in a row, stops the node with a non-zero exit code, so a service
+manager sees a node that cannot start. The children's state is kept in a small JSON file
+(``status_path``) that the admin's site health reads.
 """
 
 from __future__ import annotations
@@ -35,6 +39,12 @@ _SPAWN = multiprocessing.get_context("spawn")
 _POLL_S = 0.2
 _MAX_BACKOFF_S = 10.0
 _STABLE_S = 60.0
+# A child that stays up this long has come up; one that exits sooner failed at start.
+_START_WINDOW_S = 10.0
+_MAX_START_FAILURES = 5  # in a row, before it ever came up: the node stops (exit code 1)
+# A child's exit code for "cannot start, and a restart would not help" (sysexits' EX_CONFIG):
+# an address in use, say. Before the child ever came up, the node stops (exit code 2).
+EXIT_CANNOT_START = 78
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
@@ -84,6 +94,8 @@ class Child:
     process: Handle | None = None
     failures: int = 0
     restarts: int = 0
+    start_failures: int = 0  # exits within _START_WINDOW_S of starting, in a row
+    came_up: bool = False  # it has once stayed up _START_WINDOW_S
     last_exit_code: int | None = None
     started_at: float = 0.0
     restart_at: float | None = None
@@ -105,13 +117,19 @@ class Child:
 
 class Supervisor:
     def __init__(
-        self, children: list[Child], graceful_timeout: float, status_path: Path | None = None
+        self,
+        children: list[Child],
+        graceful_timeout: float,
+        status_path: Path | None = None,
+        on_reload: Callable[[], None] | None = None,
     ) -> None:
         self.children = children
         self._graceful_timeout = graceful_timeout
         self._status_path = status_path
+        self._on_reload = on_reload  # run on SIGHUP, before the children get it
         self._stopping = False
         self._reload_requested = False
+        self._exit_code = 0
 
     def run(self) -> int:
         previous = {
@@ -133,7 +151,7 @@ class Supervisor:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-        return 0
+        return self._exit_code
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         if signum == signal.SIGHUP:
@@ -150,8 +168,13 @@ class Supervisor:
             if process.is_alive():
                 if child.failures and now - child.started_at > _STABLE_S:
                     child.failures = 0  # it has stayed up: forget its past failures
+                if now - child.started_at > _START_WINDOW_S:
+                    child.came_up = True
+                    child.start_failures = 0
                 continue
             if child.restart_at is None:
+                if self._gives_up(child, now):
+                    return
                 child.failures += 1
                 delay = min(_MAX_BACKOFF_S, 0.5 * 2 ** (child.failures - 1))
                 child.restart_at = now + delay
@@ -168,8 +191,45 @@ class Supervisor:
                 child.start()
                 self._write_status()
 
+    def _gives_up(self, child: Child, now: float) -> bool:
+        """Whether ``child``, just found dead, stops the node instead of being restarted: it
+        never came up, and either cannot start or keeps failing at start. A child that has
+        come up before is always restarted: the node served, its trouble may pass."""
+        assert child.process is not None
+        code = child.process.exitcode
+        child.start_failures = (
+            child.start_failures + 1 if now - child.started_at < _START_WINDOW_S else 0
+        )
+        if child.came_up:
+            return False
+        if code == EXIT_CANNOT_START:
+            log.error(
+                "%s cannot start (exit code %s: see its error above); stopping the node",
+                child.name,
+                code,
+            )
+            self._exit_code = 2
+        elif child.start_failures >= _MAX_START_FAILURES:
+            log.error(
+                "%s failed at start %d times in a row (last exit code %s); stopping the node",
+                child.name,
+                child.start_failures,
+                code,
+            )
+            self._exit_code = 1
+        else:
+            return False
+        child.last_exit_code = code
+        self._stopping = True
+        return True
+
     def reload(self) -> None:
         """Pass SIGHUP to the children that handle it; it would end the others."""
+        if self._on_reload is not None:
+            try:
+                self._on_reload()
+            except Exception:  # the children reload all the same
+                log.exception("reload hook failed")
         self._signal(signal.SIGHUP, [child for child in self.children if child.reloads])
 
     def _signal(self, signum: int, children: list[Child]) -> None:

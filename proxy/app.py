@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from aiohttp import web
+from prometheus_client import Gauge
 
 from refract.proxy import local
 from refract.proxy.accounts_sync import follow_accounts
@@ -38,11 +39,28 @@ log = logging.getLogger("refract.proxy")
 
 _REDIS_CONNECT_TIMEOUT_S = 1.0
 
+RULE_FILES_INVALID = Gauge(
+    "refract_rule_files_invalid",
+    "1 while this proxy process runs without its rule files, which did not load when it "
+    "started (it runs the rule set published in Redis, or none); 0 once they load.",
+    multiprocess_mode="livemax",
+)
+
 
 def build_app(config: Config) -> web.Application:
     # Size limits are enforced while streaming (server.max_request_body), not by buffering.
     app = web.Application(client_max_size=config.server.max_request_body)
-    app[STATE_KEY] = StateHolder(ProxyState.from_config(config))
+    state = ProxyState.from_config(config, fail_open=True)
+    if state.rules_problem:
+        log.error(
+            "the rule files in %s do not load; serving with the rule set published in Redis, "
+            "or with no rules if none is, until they are fixed (then SIGHUP):\n%s",
+            config.rules.directory,
+            state.rules_problem,
+            extra={"rule_files_invalid": True},
+        )
+    RULE_FILES_INVALID.set(1 if state.rules_problem else 0)
+    app[STATE_KEY] = StateHolder(state)
     app[EVENT_LOG_KEY] = EventLog(
         config.events.buffer,
         config.retention.streams_days,
@@ -105,6 +123,11 @@ async def reload(app: web.Application, config_path: Path, grace_s: float) -> boo
     except InvalidFileError as error:
         log.error("reload refused, previous configuration stays in force:\n%s", error)
         return False
+    except (OSError, ValueError, RecursionError) as error:  # not made a problem by its reader
+        log.error(
+            "reload of %s refused, previous configuration stays in force: %r", config_path, error
+        )
+        return False
     previous = holder.current
     # the bandits' published weights stay in force: the new rules are followed at once, the
     # weights too (rules_sync re-reads them at the next poll all the same)
@@ -112,6 +135,7 @@ async def reload(app: web.Application, config_path: Path, grace_s: float) -> boo
     for name in _needs_restart(previous.config, config):
         log.warning("%s changed: it takes effect when Refract restarts", name)
     holder.current = state
+    RULE_FILES_INVALID.set(0)
     if (client := app.get(REDIS_KEY)) is not None:
         await publish_own_rules(holder, client)  # every process and node follows within 1 s
     log.info("configuration reloaded from %s", config_path, extra={"rules": state.rules.version})

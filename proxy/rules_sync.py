@@ -21,7 +21,7 @@ from refract.rules.allocations import Weights
 from refract.rules.problems import InvalidFileError
 from refract.rules.publication import POLL_S, publish, published_files, published_version
 from refract.rules.redis_client import REDIS_FAILURES
-from refract.rules.ruleset import read_rule_files, rules_from_files, rules_version
+from refract.rules.ruleset import EMPTY, read_rule_files, rules_from_files, rules_version
 
 log = logging.getLogger("refract.proxy")
 
@@ -37,7 +37,10 @@ async def follow_published_rules(app: web.Application) -> AsyncIterator[None]:
         yield
         return
     holder = app[STATE_KEY]
-    await publish_own_rules(holder, client)  # before serving, so starts and reloads stay ordered
+    if holder.current.rules_problem:
+        await _adopt_at_start(holder, client)
+    else:
+        await publish_own_rules(holder, client)  # before serving: starts and reloads stay ordered
     weights = _WeightsFollower()
     # before serving too, so a bandit's first visitors get its weights, not the file's
     with contextlib.suppress(*REDIS_FAILURES):
@@ -61,6 +64,20 @@ async def publish_own_rules(holder: StateHolder, client: redis.Redis) -> None:
                 await publish(client, state.rules.version, files)
     except (InvalidFileError, *REDIS_FAILURES) as error:
         log.warning("could not publish rules: %r", error)
+
+
+async def _adopt_at_start(holder: StateHolder, client: redis.Redis) -> None:
+    """A process whose rule files did not load starts with the rule set in force, the one
+    published in Redis, before it serves; with none (or Redis away) it serves without rules
+    and keeps following (``_follow``)."""
+    try:
+        async with asyncio.timeout(_PUBLISH_TIMEOUT_S):
+            await _follow_rules(holder, client, "")
+    except (TimeoutError, *REDIS_FAILURES) as error:
+        log.error("the published rules could not be read (%r): serving without rules", error)
+        return
+    if holder.current.rules.version == EMPTY.version:
+        log.error("no valid rule set is published in Redis: serving without rules")
 
 
 async def _follow(holder: StateHolder, client: redis.Redis, weights: _WeightsFollower) -> None:

@@ -7,9 +7,11 @@ connections across them); ``admin.supervisor`` starts and watches them.
 from __future__ import annotations
 
 import asyncio
+import errno
 import gc
 import logging
 import signal
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
+from refract.admin.supervisor import EXIT_CANNOT_START
 from refract.proxy import background, memory, metrics
 from refract.proxy.accesslog import JsonAccessLogger, access_logger
 from refract.proxy.app import build_app, reload
@@ -108,7 +111,13 @@ async def serve(config: Config, config_path: Path, ready: asyncio.Event | None =
     internal = await start_internal_listener(app, config.server.metrics_listen, reuse_port)
     for address in config.server.listen:
         host, port = split_host_port(address)
-        await web.TCPSite(runner, host, port, reuse_port=reuse_port, backlog=2048).start()
+        try:
+            await web.TCPSite(runner, host, port, reuse_port=reuse_port, backlog=2048).start()
+        except OSError as error:
+            await runner.cleanup()
+            if internal is not None:
+                await internal.cleanup()
+            raise CannotListenError(address, error, reuse_port) from None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
@@ -150,5 +159,38 @@ def settle_garbage_collector() -> None:
     gc.set_threshold(*_GC_THRESHOLDS)
 
 
+class CannotListenError(Exception):
+    """A public listener could not be bound: a restart would not help."""
+
+    def __init__(self, address: str, error: OSError, reuse_port: bool) -> None:
+        if error.errno == errno.EADDRINUSE:
+            cause = "is already in use"
+            hint = (
+                "stop the other process listening there (`ss -ltnp`), or give this node "
+                "another address; two nodes share one only with server.workers > 1 on both"
+                if not reuse_port
+                else "stop the other process listening there (`ss -ltnp`), or give this "
+                "node another address"
+            )
+        elif error.errno == errno.EACCES:
+            cause = "is not allowed (a port below 1024 needs privileges)"
+            hint = "use a port of 1024 or more, and a load balancer or nginx in front"
+        elif error.errno == errno.EADDRNOTAVAIL:
+            cause = "is not an address of this host"
+            hint = "use one of this host's addresses, or 0.0.0.0"
+        else:
+            cause = f"cannot be bound: {error.strerror or error}"
+            hint = "check the address"
+        super().__init__(
+            f"server.listen: {address} {cause}; the proxy cannot start\n    hint: {hint}"
+        )
+
+
 def run(config: Config, config_path: Path) -> None:
-    uvloop.run(serve(config, config_path))
+    """Serve; exit with EXIT_CANNOT_START when a listener cannot be bound, so the supervisor
+    stops the node instead of restarting the proxy for ever (admin/supervisor.py)."""
+    try:
+        uvloop.run(serve(config, config_path))
+    except CannotListenError as error:
+        log.error("%s", error)
+        sys.exit(EXIT_CANNOT_START)

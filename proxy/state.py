@@ -19,6 +19,7 @@ from refract.proxy.sites import Site, SiteRouter
 from refract.rules.config import Config
 from refract.rules.decisions import Allocations, CompiledRules
 from refract.rules.networks import NetworkTable, load_table
+from refract.rules.problems import InvalidFileError
 from refract.rules.ruleset import EMPTY, RuleSet, load_rules
 
 _SCRIPT_OPEN = "<script"
@@ -72,12 +73,26 @@ class ProxyState:
     visitor_rate: RateLimiter
     ip_rate: RateLimiter
     network_rate: RateLimiter
+    # Why the rule files did not load when this process started (fail_open): it runs the rule
+    # set published in Redis, or none, until a reload loads them. Empty: they loaded.
+    rules_problem: str = ""
 
     @classmethod
-    def from_config(cls, config: Config) -> ProxyState:
-        """Raises InvalidFileError when the rule files are wrong: nothing half-applies."""
+    def from_config(cls, config: Config, fail_open: bool = False) -> ProxyState:
+        """Raises InvalidFileError when the rule files are wrong: nothing half-applies. With
+        ``fail_open`` (a process starting) the state runs no rules instead, and says why in
+        ``rules_problem``: a process restarted while a rule file is being edited serves."""
         directory = config.rules.directory
-        rules = load_rules(directory) if directory is not None else EMPTY
+        problem = ""
+        if directory is None:
+            rules = EMPTY
+        elif fail_open:
+            try:
+                rules = load_rules(directory)
+            except (InvalidFileError, OSError, ValueError, RecursionError) as error:
+                rules, problem = EMPTY, str(error) or repr(error)
+        else:
+            rules = load_rules(directory)
         return cls(
             config=config,
             router=SiteRouter(config.sites, config.server.max_header_bytes),
@@ -93,6 +108,7 @@ class ProxyState:
             visitor_rate=RateLimiter(config.events.visitor_rate),
             ip_rate=RateLimiter(config.events.ip_rate),
             network_rate=RateLimiter(config.events.network_rate),
+            rules_problem=problem,
         )
 
     def with_rules(self, rules: RuleSet) -> ProxyState:

@@ -11,9 +11,11 @@ import ipaddress
 import os
 import re
 import tomllib
+import types
+import typing
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
     BaseModel,
@@ -30,9 +32,15 @@ from yarl import URL
 
 from refract.rules.industry import INDUSTRIES, load_industry_model
 from refract.rules.object_store import check_object_store_url, is_object_store_url
-from refract.rules.problems import InvalidFileError, Problem, problems_from_validation
+from refract.rules.problems import (
+    InvalidFileError,
+    Problem,
+    dotted,
+    problems_from_validation,
+    toml_problem,
+)
 from refract.rules.redis_client import cluster_seeds, is_cluster
-from refract.rules.toml_lines import TomlLines, error_line
+from refract.rules.toml_lines import TomlLines
 
 ENV_PREFIX = "REFRACT_"
 ENV_SEPARATOR = "__"
@@ -47,6 +55,22 @@ def _check_host_port(address: str) -> str:
     if match is None or not 0 < int(match["port"]) < 65536:
         raise ValueError(f'"{address}" is not "host:port"')
     return address
+
+
+def _network(item: Any) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    if isinstance(item, ipaddress.IPv4Network | ipaddress.IPv6Network):
+        return item
+    if not isinstance(item, str):
+        raise ValueError(f"{item!r} is not a CIDR range written as a string")
+    try:
+        return ipaddress.ip_network(item)
+    except ValueError:
+        pass
+    try:
+        network = ipaddress.ip_network(item, strict=False)
+    except ValueError:
+        raise ValueError(f'"{item}" is not a CIDR range') from None
+    raise ValueError(f'"{item}" has host bits set: did you mean "{network}"?')
 
 
 def split_host_port(address: str) -> tuple[str, int]:
@@ -147,6 +171,14 @@ class ServerConfig(Section):
         for address in value:
             _check_host_port(address)
         return value
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _check_trusted_proxies(cls, value: Any) -> Any:
+        """CIDR ranges, with a suggestion for the common slip of host bits set (10.0.0.1/8)."""
+        if not isinstance(value, list):
+            return value  # pydantic says it is not a list
+        return [_network(item) for item in value]
 
     @field_validator("metrics_listen")
     @classmethod
@@ -472,6 +504,8 @@ class EventsConfig(Section):
         """An ``s3://`` URL is kept as written (once checked); anything else is a path."""
         if isinstance(value, str) and is_object_store_url(value):
             return check_object_store_url(value)
+        if value is not None and not isinstance(value, str | Path):
+            raise ValueError(f'{value!r} is not a path: write it as a string, e.g. "archive"')
         return handler(value)
 
     @model_validator(mode="before")
@@ -804,34 +838,30 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
     """Read, override from the environment, and validate; raise InvalidFileError on any error."""
     environ = os.environ if environ is None else environ
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except OSError as error:
         raise InvalidFileError(
             [Problem(str(path), None, "", f"cannot read: {error.strerror}", "pass --config FILE")]
         ) from None
     try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as error:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = raw[: error.start].count(b"\n") + 1
         raise InvalidFileError(
-            [
-                Problem(
-                    str(path),
-                    error_line(error, text),
-                    "",
-                    f"not valid TOML: {error}",
-                    "check quotes, brackets and that strings are quoted",
-                )
-            ]
+            [Problem(str(path), line, "", "is not UTF-8", "save it as UTF-8 (not Latin-1)")]
         ) from None
-    data, env_problems = _apply_environment(data, environ)
+    try:
+        data = tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, RecursionError) as error:
+        raise InvalidFileError([toml_problem(str(path), text, error)]) from None
+    data, overrides, env_problems = _apply_environment(data, environ)
     if env_problems:
         raise InvalidFileError(env_problems)
     try:
         config = Config.model_validate(data)
     except ValidationError as error:
-        raise InvalidFileError(
-            problems_from_validation(error, Config, str(path), TomlLines(text))
-        ) from None
+        problems = problems_from_validation(error, Config, str(path), TomlLines(text))
+        raise InvalidFileError([_blame(problem, overrides) for problem in problems]) from None
     config = _resolve_paths(config, path)
     _check_industry_models(config)
     return config
@@ -880,14 +910,18 @@ def _resolve_paths(config: Config, config_path: Path) -> Config:
 
 def _apply_environment(
     data: dict[str, Any], environ: Mapping[str, str]
-) -> tuple[dict[str, Any], list[Problem]]:
+) -> tuple[dict[str, Any], dict[str, str], list[Problem]]:
+    """Merge the ``REFRACT_*`` overrides into the file's data; also return which variable set
+    which key (``{"server.workers": "REFRACT_SERVER__WORKERS"}``), so that an error in one is
+    blamed on the variable, not on a line of the file."""
+    overrides: dict[str, str] = {}
     problems = []
     for name in sorted(environ):
         if not name.startswith(ENV_PREFIX) or ENV_SEPARATOR not in name:
             continue
         path = name.removeprefix(ENV_PREFIX).lower().split(ENV_SEPARATOR)
         try:
-            _set_path(data, path, _parse_env_value(environ[name]))
+            _set_path(data, path, _parse_env_value(environ[name], _takes_text(path)))
         except (KeyError, IndexError, TypeError, ValueError, AttributeError):
             problems.append(
                 Problem(
@@ -898,15 +932,78 @@ def _apply_environment(
                     "use REFRACT_SECTION__KEY, e.g. REFRACT_REDIS__URL or REFRACT_SITES__0__ORIGIN",
                 )
             )
-    return data, problems
+            continue
+        overrides[dotted(int(part) if part.isdigit() else part for part in path)] = name
+    return data, overrides, problems
 
 
-def _parse_env_value(raw: str) -> Any:
-    """Numbers, booleans and arrays are TOML literals; anything else is a plain string."""
+def _blame(problem: Problem, overrides: Mapping[str, str]) -> Problem:
+    """A problem with a key an environment variable set names the variable, not the file."""
+    setters = [
+        key
+        for key in overrides
+        if problem.field == key or problem.field.startswith((f"{key}.", f"{key}["))
+    ]
+    if not setters:
+        return problem
+    key = max(setters, key=len)  # the most precise override
+    hint = problem.hint
+    if problem.message == "unknown key" and hint.startswith("did you mean '"):
+        known = hint.removeprefix("did you mean '").removesuffix("'?")
+        variable = overrides[key].rsplit(ENV_SEPARATOR, 1)[0] + ENV_SEPARATOR + known.upper()
+        hint = f"did you mean {variable}?"
+    return Problem("environment", None, overrides[key], f"{problem.field}: {problem.message}", hint)
+
+
+def _takes_text(path: list[str]) -> bool:
+    """Whether the setting ``path`` names is text (a string, a path or a choice of strings),
+    so its environment variable's value is taken as written, never as a TOML number or date."""
+    annotation: Any = Config
+    for part in path:
+        annotation = _unwrap_container(annotation, part)
+        if annotation is None:
+            return False
+    return _is_text(annotation)
+
+
+def _unwrap_container(annotation: Any, part: str) -> Any:
+    """The type of ``part`` inside a value of type ``annotation`` (a model, list or table)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        field = annotation.model_fields.get(part)
+        return None if field is None else field.annotation
+    origin = typing.get_origin(annotation)
+    if origin is Annotated:
+        return _unwrap_container(typing.get_args(annotation)[0], part)
+    if origin is list and part.isdigit():
+        return typing.get_args(annotation)[0]
+    if origin is dict:
+        return typing.get_args(annotation)[1]
+    return None
+
+
+def _is_text(annotation: Any) -> bool:
+    if annotation in (str, Path):
+        return True
+    origin = typing.get_origin(annotation)
+    if origin is Annotated:
+        return _is_text(typing.get_args(annotation)[0])
+    if origin is Literal:
+        return all(isinstance(value, str) for value in typing.get_args(annotation))
+    if origin in (Union, types.UnionType):
+        members = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+        return all(_is_text(member) for member in members)
+    return False
+
+
+def _parse_env_value(raw: str, text: bool = False) -> Any:
+    """Numbers, booleans, dates and arrays are TOML literals; anything else is a plain string.
+    For a text setting (``text``) only a quoted TOML string is parsed: an all-digit key or a
+    password like 1979-05-27 stays the string it is."""
     try:
-        return tomllib.loads(f"value = {raw}")["value"]
+        value = tomllib.loads(f"value = {raw}")["value"]
     except tomllib.TOMLDecodeError:
         return raw
+    return raw if text and not isinstance(value, str) else value
 
 
 def _set_path(data: Any, path: list[str], value: Any) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from refract.rules.toml_lines import TomlLines
+from refract.rules.toml_lines import TomlLines, error_line
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,59 @@ class InvalidFileError(Exception):
         super().__init__("\n".join(str(problem) for problem in self.problems))
 
 
+BYTE_ORDER_MARK = "\ufeff"
+
+# tomllib's words for a key or table written twice (3.11 to 3.13)
+_WRITTEN_TWICE = ("Cannot overwrite a value", "Cannot declare", "Cannot redefine namespace")
+
+
+def toml_problem(file: str, text: str, error: Exception) -> Problem:
+    """What is wrong with a document ``tomllib.loads(text)`` refused: its TOMLDecodeError, or
+    the RecursionError of arrays or inline tables nested too deeply for it to read."""
+    if isinstance(error, RecursionError):
+        return Problem(
+            file,
+            None,
+            "",
+            "not valid TOML: arrays or inline tables nested too deeply to read",
+            "nest values a few levels deep at most",
+        )
+    line = error_line(error, text)
+    if text.startswith(BYTE_ORDER_MARK):
+        return Problem(
+            file,
+            1,
+            "",
+            "starts with a byte order mark (BOM), which TOML does not allow",
+            'remove the byte order mark: save the file as "UTF-8", not "UTF-8 with BOM"',
+        )
+    if str(error).startswith(_WRITTEN_TWICE):
+        twice = TomlLines(text).written_twice(line)
+        if twice is not None:
+            path, first, again = twice
+            return Problem(
+                file,
+                again,
+                dotted(path),
+                f"defined twice: on line {first} and again on line {again}",
+                "keep one of them: TOML allows each key and table once",
+            )
+        return Problem(
+            file,
+            line,
+            "",
+            f"not valid TOML: {error}",
+            "a key or table is defined twice: keep one of them",
+        )
+    return Problem(
+        file,
+        line,
+        "",
+        f"not valid TOML: {error}",
+        "check quotes, brackets and that strings are quoted",
+    )
+
+
 def dotted(path: Iterable[str | int]) -> str:
     """``("sites", 0, "origin")`` -> ``sites[0].origin``."""
     text = ""
@@ -65,18 +118,36 @@ def problems_from_validation(
 ) -> list[Problem]:
     """Translate pydantic's errors into problems that point at the user's file."""
     problems = []
+    seen: set[tuple[str | int, ...]] = set()
     for detail in error.errors():
         path = tuple(
             part
             for part in detail["loc"]
-            if isinstance(part, str | int) and part != "[key]"  # pydantic's mark of a bad key
+            if isinstance(part, str | int)
+            and part != "[key]"  # pydantic's mark of a bad key
+            and not _is_union_member(part, detail["loc"])
         )
+        if path in seen:
+            continue  # each member of a union refused the value: one problem says it
+        seen.add(path)
         if detail["type"] == "extra_forbidden":
             message, hint = "unknown key", _suggest_key(model, path)
         else:
             message, hint = _plain_message(detail), _describe_field(model, path)
         problems.append(Problem(file, lines.line_of(path), dotted(path), message, hint))
     return problems
+
+
+# pydantic's names of the plain members of a union, e.g. ("events", "archive_dir", "str")
+_UNION_MEMBERS = frozenset(("str", "int", "float", "bool", "none", "bytes", "list", "dict"))
+
+
+def _is_union_member(part: str | int, loc: Sequence[Any]) -> bool:
+    """Whether ``part`` of an error's location names the member of a union that refused the
+    value (``lax-or-strict[...]``, ``str``), not a key the user wrote."""
+    if not isinstance(part, str):
+        return False
+    return "[" in part or "(" in part or (part in _UNION_MEMBERS and loc[-1] == part)
 
 
 def _plain_message(detail: Any) -> str:

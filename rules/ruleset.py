@@ -9,7 +9,10 @@ names and bytes: the same rules give the same version on every node.
 from __future__ import annotations
 
 import difflib
+import errno
 import hashlib
+import os
+import stat
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,7 +24,13 @@ from refract.rules import battlecards
 from refract.rules.automations import Automation
 from refract.rules.battlecards import Battlecard, PlacedCard
 from refract.rules.markup import markup_problem, selector_problem, token_problem
-from refract.rules.problems import InvalidFileError, Problem, dotted, problems_from_validation
+from refract.rules.problems import (
+    InvalidFileError,
+    Problem,
+    dotted,
+    problems_from_validation,
+    toml_problem,
+)
 from refract.rules.schema import (
     HTML_ACTIONS,
     Audience,
@@ -40,7 +49,7 @@ from refract.rules.token_contexts import (
     redirect_problem,
     token_contexts,
 )
-from refract.rules.toml_lines import KeyPath, TomlLines, error_line
+from refract.rules.toml_lines import KeyPath, TomlLines
 
 
 class RuleFile(Table):
@@ -89,16 +98,111 @@ class _Source:
 
 
 def read_rule_files(directory: Path) -> dict[str, bytes]:
-    """The ``*.toml`` files of a rules directory, by name, and its ``battlecards/*.toml``
-    (named ``battlecards/<file>``)."""
+    """The rule files of a rules directory, by name, and of its ``battlecards/`` (named
+    ``battlecards/<file>``): every ``*.toml`` entry but hidden ones (editors' lock, swap and
+    temporary files), a symlink read as the file it points to (docs/rules.md, "Which files are
+    read"). An entry that cannot be read as a file refuses the whole set (InvalidFileError)."""
     if not directory.is_dir():
         raise InvalidFileError(
             [Problem(str(directory), None, "", "is not a directory", "set rules.directory")]
         )
-    files = {path.name: path.read_bytes() for path in sorted(directory.glob("*.toml"))}
-    for path in sorted((directory / battlecards.DIRECTORY).glob("*.toml")):
-        files[f"{battlecards.DIRECTORY}/{path.name}"] = path.read_bytes()
+    files: dict[str, bytes] = {}
+    problems: list[Problem] = []
+    _read_into(files, problems, directory, "")
+    if (directory / battlecards.DIRECTORY).is_dir():
+        _read_into(files, problems, directory / battlecards.DIRECTORY, f"{battlecards.DIRECTORY}/")
+    if problems:
+        raise InvalidFileError(problems)
     return files
+
+
+def is_rule_file_name(name: str) -> bool:
+    """``*.toml``, not hidden: ``.#r.toml`` (Emacs' lock), ``.r.toml.swp`` (Vim's swap) and
+    ``r.toml~`` (a backup) are not rule files."""
+    return name.endswith(".toml") and not name.startswith(".")
+
+
+def _read_into(
+    files: dict[str, bytes], problems: list[Problem], directory: Path, prefix: str
+) -> None:
+    try:
+        names = sorted(entry.name for entry in os.scandir(directory))
+    except OSError as error:
+        problems.append(
+            Problem(str(directory), None, "", f"cannot list: {error.strerror}", _READABLE)
+        )
+        return
+    for name in filter(is_rule_file_name, names):
+        try:
+            files[prefix + name] = _read_rule_file(directory / name)
+        except InvalidFileError as error:
+            problems.extend(error.problems)
+
+
+_READABLE = "make it readable by the user Refract runs as"
+
+
+def _read_rule_file(path: Path) -> bytes:
+    """The bytes of a regular file (or of the one a symlink points to). Opened without waiting,
+    so a FIFO named like a rule file is refused rather than read forever."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as error:
+        raise InvalidFileError([_unreadable(path, error)]) from None
+    try:
+        mode = os.fstat(descriptor).st_mode
+        if stat.S_ISDIR(mode):
+            raise InvalidFileError(
+                [
+                    Problem(
+                        str(path),
+                        None,
+                        "",
+                        "is a directory, not a rule file",
+                        "rename it so that its name does not end in .toml, or move it out of "
+                        "the rules directory",
+                    )
+                ]
+            )
+        if not stat.S_ISREG(mode):
+            raise InvalidFileError(
+                [
+                    Problem(
+                        str(path),
+                        None,
+                        "",
+                        "is not a regular file (a FIFO, socket or device)",
+                        "a rule file is a regular file, or a symlink to one",
+                    )
+                ]
+            )
+        with os.fdopen(descriptor, "rb", closefd=False) as file:
+            return file.read()
+    except OSError as error:
+        raise InvalidFileError([_unreadable(path, error)]) from None
+    finally:
+        os.close(descriptor)
+
+
+def _unreadable(path: Path, error: OSError) -> Problem:
+    if error.errno == errno.ELOOP:
+        message, hint = "is a symlink loop", "point the symlink at a rule file, or remove it"
+    elif error.errno == errno.ENOENT and path.is_symlink():
+        message = f"is a dangling symlink (to {_target(path)})"
+        hint = "point it at an existing rule file, or remove it"
+    elif error.errno == errno.ENOENT:
+        message, hint = "disappeared while being read", "it was being saved or moved: try again"
+    else:
+        message = f"cannot read: {error.strerror}"
+        hint = _READABLE if error.errno in (errno.EACCES, errno.EPERM) else ""
+    return Problem(str(path), None, "", message, hint)
+
+
+def _target(link: Path) -> str:
+    try:
+        return os.readlink(link)
+    except OSError:
+        return "?"  # gone meanwhile
 
 
 def load_rules(directory: Path) -> RuleSet:
@@ -134,18 +238,8 @@ def rules_from_files(files: dict[str, bytes], directory: Path) -> RuleSet:
 def _parse(path: Path, text: str, name: str) -> _Source:
     try:
         data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as error:
-        raise InvalidFileError(
-            [
-                Problem(
-                    str(path),
-                    error_line(error, text),
-                    "",
-                    f"not valid TOML: {error}",
-                    "check quotes, brackets and that strings are quoted",
-                )
-            ]
-        ) from None
+    except (tomllib.TOMLDecodeError, RecursionError) as error:
+        raise InvalidFileError([toml_problem(str(path), text, error)]) from None
     lines = TomlLines(text)
     if battlecards.is_battlecard_file(name):
         return _Source(path, lines, RuleFile(), battlecards.parse_cards(data, str(path), lines))

@@ -33,6 +33,7 @@ class TomlLines:
 
     def __init__(self, text: str) -> None:
         self._lines: dict[KeyPath, int] = {}
+        self._written: dict[int, KeyPath] = {}  # line -> the key or table it starts
         self._scan(text)
 
     def _scan(self, text: str) -> None:
@@ -51,12 +52,15 @@ class TomlLines:
                 table = (*name, index)
                 self._lines.setdefault(table, number)
                 self._lines.setdefault(name, number)
+                self._written[number] = name
             elif match := _TABLE.match(line):
                 table = self._resolve(_split_dotted(match["name"]), array_counts)
                 self._lines.setdefault(table, number)
+                self._written[number] = table
             elif match := _KEY_VALUE.match(line):
                 path = (*table, *_split_dotted(match["key"]))
                 self._lines.setdefault(path, number)
+                self._written[number] = path
                 open_delimiter = _unclosed_delimiter(match["rest"])
 
     @staticmethod
@@ -78,6 +82,18 @@ class TomlLines:
                 return self._lines[key]
             key = key[:-1]
         return None
+
+    def written_twice(self, line: int) -> tuple[KeyPath, int, int] | None:
+        """For the statement ``line`` is in (tomllib names where a multi-line value ends): its
+        key or table, the line it was first written on and its own line, if written before."""
+        statement = max((number for number in self._written if number <= line), default=None)
+        if statement is None:
+            return None
+        path = self._written[statement]
+        first = self._lines.get(path)
+        if first is None or first >= statement:
+            return None
+        return path, first, statement
 
 
 def _unclosed_delimiter(rest: str) -> str | None:
