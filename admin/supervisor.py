@@ -33,6 +33,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Protocol
 
+from refract.rules.config import EXIT_CANNOT_START
+
 log = logging.getLogger("refract")
 
 _SPAWN = multiprocessing.get_context("spawn")
@@ -42,9 +44,6 @@ _STABLE_S = 60.0
 # A child that stays up this long has come up; one that exits sooner failed at start.
 _START_WINDOW_S = 10.0
 _MAX_START_FAILURES = 5  # in a row, before it ever came up: the node stops (exit code 1)
-# A child's exit code for "cannot start, and a restart would not help" (sysexits' EX_CONFIG):
-# an address in use, say. Before the child ever came up, the node stops (exit code 2).
-EXIT_CANNOT_START = 78
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 

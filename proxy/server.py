@@ -21,13 +21,12 @@ from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
-from refract.admin.supervisor import EXIT_CANNOT_START
 from refract.proxy import background, memory, metrics
 from refract.proxy.accesslog import JsonAccessLogger, access_logger
 from refract.proxy.app import build_app, reload
 from refract.proxy.handler import refuse
 from refract.proxy.local import start_internal_listener
-from refract.rules.config import Config, split_host_port
+from refract.rules.config import EXIT_CANNOT_START, Config, split_host_port
 
 log = logging.getLogger("refract.proxy")
 # aiohttp's per-connection logger: what went wrong with a request before our handler ran.

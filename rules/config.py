@@ -44,6 +44,11 @@ from refract.rules.toml_lines import TomlLines
 
 ENV_PREFIX = "REFRACT_"
 ENV_SEPARATOR = "__"
+# A process's exit code for "cannot start with this configuration, and a restart would not
+# help" (sysexits' EX_CONFIG): an address in use, say. Here because every process kind may
+# exit so and the supervisor (admin/supervisor.py) reads it: before the process ever came up,
+# the node stops (exit code 2).
+EXIT_CANNOT_START = 78
 
 _HOST_PORT = re.compile(r"^(?P<host>\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.\-]+):(?P<port>\d{1,5})$")
 _COOKIE_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")

@@ -20,7 +20,8 @@ import redis.asyncio as redis
 from aiohttp.test_utils import TestServer
 
 from refract.admin import supervisor as supervising
-from refract.admin.supervisor import EXIT_CANNOT_START, Child, Supervisor
+from refract.admin.supervisor import Child, Supervisor
+from refract.rules.config import EXIT_CANNOT_START
 from refract.rules.publication import publish
 from refract.rules.ruleset import rules_version
 from tests.conftest import free_port
