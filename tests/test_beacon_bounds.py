@@ -393,7 +393,8 @@ async def test_a_burst_of_track_calls_goes_in_a_few_batches(
 
     await chromium.visit(scenario)
     events = await home.events(lambda events: len(of_type(events, "track")) == 150)
-    assert [event["props"]["i"] for event in of_type(events, "track")] == list(range(150))
+    # each exactly once; the batches may be taken in either order
+    assert sorted(event["props"]["i"] for event in of_type(events, "track")) == list(range(150))
     track_batches = [body for body in home.bodies if '"t":"track"' in body]
     assert (len(track_batches), home.refusals()) == (3, {})
 
