@@ -20,6 +20,7 @@ Numbers come from the origin and the visitor: delta-seconds beyond 2^31 are take
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterable, Mapping
 from datetime import UTC
@@ -30,15 +31,24 @@ from multidict import CIMultiDictProxy
 _MAX_DELTA = 2**31
 
 
+# One Cache-Control directive: a comma inside a quoted list of fields is not the end of it.
+_DIRECTIVE = re.compile(r'(?:[^,"]+|"[^"]*"?)+')
+
+
+def directive_items(values: Iterable[str]) -> list[str]:
+    """Each Cache-Control directive as written (``max-age=60``, ``no-cache="a, b"``)."""
+    return [item.strip() for value in values for item in _DIRECTIVE.findall(value) if item.strip()]
+
+
+def directive_name(item: str) -> str:
+    return item.partition("=")[0].strip().lower()
+
+
 def directives(values: Iterable[str]) -> dict[str, str]:
     """Cache-Control directives, lower-cased, with their argument ("" when none)."""
     found: dict[str, str] = {}
-    for value in values:
-        for item in value.split(","):
-            name, _, argument = item.partition("=")
-            name = name.strip().lower()
-            if name:
-                found.setdefault(name, argument.strip().strip('"'))
+    for item in directive_items(values):
+        found.setdefault(directive_name(item), item.partition("=")[2].strip().strip('"'))
     return found
 
 

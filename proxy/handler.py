@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ from aiohttp.http_writer import HttpVersion10, HttpVersion11
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from refract.proxy import codings, csp, local, measure, metrics, sniff
+from refract.proxy import codings, csp, freshness, local, measure, metrics, sniff
 from refract.proxy.app_keys import REDIS_KEY, STATE_KEY
 from refract.proxy.call import EXCHANGE, Call, Exchange
 from refract.proxy.charset import is_ascii_safe, page_encoding
@@ -94,8 +93,6 @@ _SPOKEN_VERSIONS = (HttpVersion10, HttpVersion11)
 # Cache-Control directives only shared caches heed, or that let them store (RFC 9111 section
 # 5.2.2): left out of a page made private; a "private" naming fields becomes a plain one.
 _SHARED_CACHE_DIRECTIVES = frozenset({"public", "private", "s-maxage", "proxy-revalidate"})
-# One Cache-Control directive: a comma inside a quoted list of fields is not the end of it.
-_DIRECTIVE = re.compile(r'(?:[^,"]+|"[^"]*"?)+')
 
 
 @dataclass(frozen=True, slots=True)
@@ -612,20 +609,15 @@ def _keep_from_shared_caches(headers: CIMultiDict[str]) -> None:
     Cache-Control ``private`` with the origin's other directives (its ``max-age`` stays the
     browser's), without those for shared caches, and without the fields a CDN obeys instead.
     A change of fields only, not of the content: ``no-transform`` still holds."""
-    directives = [
-        item.strip()
-        for value in headers.popall("Cache-Control", ())
-        for item in _DIRECTIVE.findall(value)
-        if item.strip()
+    directives = freshness.directive_items(headers.popall("Cache-Control", ()))
+    kept = [
+        item
+        for item in directives
+        if freshness.directive_name(item) not in _SHARED_CACHE_DIRECTIVES
     ]
-    kept = [item for item in directives if _directive_name(item) not in _SHARED_CACHE_DIRECTIVES]
     headers["Cache-Control"] = ", ".join(["private", *kept])
     for name in [name for name in headers if is_cdn_cache_header(name)]:
         headers.popall(name, None)
-
-
-def _directive_name(directive: str) -> str:
-    return directive.partition("=")[0].strip().lower()
 
 
 def _is_page(request: web.Request, upstream: aiohttp.ClientResponse) -> bool:

@@ -26,18 +26,16 @@ from __future__ import annotations
 import functools
 import hashlib
 import html
-import re
 import secrets
 from dataclasses import dataclass, field
 
 import lolhtml
 
 from refract.proxy import csp, metrics
-from refract.rules.token_contexts import refused_elements, selector_subjects
+from refract.rules.token_contexts import CLASS_SEPARATOR, refused_elements, selector_subjects
 
 _XHTML_NAMESPACE = "http://www.w3.org/1999/xhtml"
 _HTML = lolhtml.ContentType.HTML
-_CLASS_SEPARATOR = re.compile(r"[ \t\n\f\r]+")  # ASCII whitespace: a no-break space is no separator
 # Written after the page: a tag only where the tokenizer is in the data state at the end
 # (lol-html's, as a browser's: inside a <script>, a <plaintext>, a comment or an unfinished
 # tag it is text). Removed from the output either way.
@@ -142,9 +140,7 @@ def _set_class(element: lolhtml.Element, edit: Edit, add: bool) -> None:
     # (a&amp;b, React's &#x27;), compared decoded, and only the added ones are escaped. The
     # value may name several classes, as the marketer wrote it (a token's value is one class:
     # rules/token_contexts.py).
-    written = [
-        name for name in _CLASS_SEPARATOR.split(element.get_attribute("class") or "") if name
-    ]
+    written = [name for name in CLASS_SEPARATOR.split(element.get_attribute("class") or "") if name]
     names = [html.unescape(name) for name in written]
     asked = _class_names(edit.value)
     if add:
@@ -159,7 +155,7 @@ def _set_class(element: lolhtml.Element, edit: Edit, add: bool) -> None:
 @functools.lru_cache(maxsize=1024)  # a plan's value, asked again for every page
 def _class_names(value: str) -> tuple[str, ...]:
     """The classes a class edit's value names, each once."""
-    return tuple(dict.fromkeys(name for name in _CLASS_SEPARATOR.split(value) if name))
+    return tuple(dict.fromkeys(name for name in CLASS_SEPARATOR.split(value) if name))
 
 
 def _replace(element: lolhtml.Element, edit: Edit) -> None:

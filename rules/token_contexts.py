@@ -36,7 +36,7 @@ from refract.rules.schema import HTML_ACTIONS
 _ESCAPED_WHOLE = frozenset({"set_text", "set_attribute", "add_class", "remove_class"})
 # Values read as a list of classes: a token's value in them must stay one class.
 _CLASS_ACTIONS = frozenset({"add_class", "remove_class"})
-_CLASS_SEPARATOR = re.compile(r"[ \t\n\f\r]+")  # HTML's whitespace: a no-break space is none
+CLASS_SEPARATOR = re.compile(r"[ \t\n\f\r]+")  # HTML's whitespace: a no-break space is none
 # Attributes whose value is a URL the browser follows or loads (HTML, SVG and MathML).
 URL_ATTRIBUTES = frozenset(
     {
@@ -157,7 +157,7 @@ def xml_text(value: str) -> str:
 def one_class(value: str) -> str:
     """``value`` as part of one class name: each run of HTML whitespace, which would start
     another class, as "-"."""
-    return _CLASS_SEPARATOR.sub("-", value)
+    return CLASS_SEPARATOR.sub("-", value)
 
 
 def encode(context: Context, value: str) -> str:
