@@ -12,6 +12,7 @@ from yarl import URL
 
 from tests.conftest import BROWSER, ProxyFactory
 from tests.support.raw_origin import RawOrigin, raw_origin_fixture  # noqa: F401
+from tests.support.rules import everyone_redirected
 
 NAVIGATION = {"User-Agent": BROWSER, "Sec-Fetch-Dest": "document"}
 
@@ -90,31 +91,7 @@ async def test_a_location_naming_only_the_origin_becomes_its_root(
     assert field_bytes(response.raw_headers, b"Location") == expected
 
 
-SPLIT_RULES = """
-[[pages]]
-tag = "page"
-paths = ["/page*"]
-
-[[metrics]]
-key = "signup"
-kind = "url"
-url = "/thanks"
-
-[[experiments]]
-key = "split"
-status = "running"
-pages = ["page"]
-primary_metric = "signup"
-
-  [[experiments.variants]]
-  key = "control"
-  weight = 0
-
-  [[experiments.variants]]
-  key = "alt"
-  weight = 100
-  changes = [{ action = "redirect", value = "/landing-b" }]
-"""
+SPLIT_RULES = everyone_redirected("/landing-b")
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from refract.proxy.wire import PreparedFields, head_bytes
 from tests.conftest import BROWSER, ProxyFactory
 from tests.support.cookies import visitor_cookie
 from tests.support.raw_origin import RawOrigin, page_answer, raw_origin_fixture  # noqa: F401
+from tests.support.rules import everyone_redirected
 
 NAVIGATION = {"User-Agent": BROWSER, "Sec-Fetch-Dest": "document"}
 COOKIES = visitor_cookie("0123456789abcdef0123456789abcdef", "0123456789abcdef")
@@ -290,31 +291,7 @@ async def test_the_origins_server_field_is_the_only_one(
     assert response.headers.getall("Server") == ["origin-httpd/2.4"]
 
 
-SPLIT_RULES = """
-[[pages]]
-tag = "page"
-paths = ["/page"]
-
-[[metrics]]
-key = "signup"
-kind = "url"
-url = "/thanks"
-
-[[experiments]]
-key = "split"
-status = "running"
-pages = ["page"]
-primary_metric = "signup"
-
-  [[experiments.variants]]
-  key = "control"
-  weight = 0
-
-  [[experiments.variants]]
-  key = "alt"
-  weight = 100
-  changes = [{ action = "redirect", value = "/page-b" }]
-"""
+SPLIT_RULES = everyone_redirected("/page-b")
 
 
 @pytest.mark.parametrize(
