@@ -48,7 +48,9 @@ FAIL_OPEN = Counter(
     "Pages served unmodified because a Refract stage failed, by stage; token_in_code: an "
     "edit holding a visitor's value left out of a script or style; beacon: a page served "
     "without its beacon, its end not in the data state; beacon_csp: a page served without "
-    "its beacon because its Content-Security-Policy would block the script or its posts.",
+    "its beacon because its Content-Security-Policy would block the script or its posts; "
+    "implied_end: an edit left out of an element a browser ends before its end tag; styles: a "
+    "page's styles left out, the page having no head, body or end in the data state.",
     ["stage"],
 )
 REWRITE_SKIPPED = Counter(

@@ -16,6 +16,10 @@ a page the tokenizer has not left in the data state, where the tail would be sho
 (inside a ``<plaintext>``) or be part of a script, a comment or a tag. Each skip is counted in
 ``refract_fail_open_total`` (stages ``token_in_code`` and ``beacon``), once per rewrite made.
 
+An edit whose effect depends on where its element ends leaves an element as the origin sent
+it where a browser ends that element before lol-html does (an end tag the page left out:
+proxy/element_extent.py), stage ``implied_end``.
+
 Nor does the tail go into a page whose ``<meta http-equiv="Content-Security-Policy">`` would
 block it (proxy/csp.py; the header's policies are the handler's to judge, per response): stage
 ``beacon_csp``, also once per rewrite made.
@@ -26,12 +30,14 @@ from __future__ import annotations
 import functools
 import hashlib
 import html
+import re
 import secrets
 from dataclasses import dataclass, field
 
 import lolhtml
 
-from refract.proxy import csp, metrics
+from refract.proxy import csp, element_extent, metrics
+from refract.proxy.element_extent import EXTENT_ACTIONS, Match, may_end_early
 from refract.rules.token_contexts import CLASS_SEPARATOR, refused_elements, selector_subjects
 
 _XHTML_NAMESPACE = "http://www.w3.org/1999/xhtml"
@@ -43,6 +49,10 @@ _HTML = lolhtml.ContentType.HTML
 _END_PROBE_ATTRIBUTE = f"data-refract-end-{secrets.token_hex(8)}"
 _END_PROBE = f"<body {_END_PROBE_ATTRIBUTE}>".encode("ascii")
 _PROBE_NAMES = frozenset({"body", ""})  # selectors naming a <body>, or naming no element
+# Where lol-html put the styles at the end of the <head>, and the start of the <body>.
+_HEAD_MARK = f"<!--refract-head-{secrets.token_hex(8)}-->".encode("ascii")
+_BODY_MARK = f"<!--refract-body-{secrets.token_hex(8)}-->".encode("ascii")
+_HEAD_END = re.compile(rb"</head[\t\n\f\r />]", re.IGNORECASE)
 
 
 def ascii_markup(markup: str) -> str:
@@ -101,38 +111,70 @@ def _fingerprint(plan: Plan) -> str:
     return digest.hexdigest()[:16]
 
 
+class _Run:
+    """One pass of lol-html over a page: what the edits met, and the fail-opens to count if
+    its output is the one served."""
+
+    def __init__(self, xml: bool, skipped: frozenset[Match] = frozenset()) -> None:
+        self.xml = xml
+        self.skipped = skipped  # matches a browser ends elsewhere (proxy/element_extent.py)
+        self.watched: set[int] = set()  # edits that met an element whose end may be misread
+        self.fail_opens: list[str] = []
+
+
 class _EditHandler:
-    def __init__(self, edit: Edit) -> None:
+    def __init__(self, edit: Edit, index: int, run: _Run) -> None:
         self._edit = edit
+        self._index = index
+        self._run = run
+        self._depends_on_end = edit.action in EXTENT_ACTIONS
+        self._matched = 0
 
     def element(self, element: lolhtml.Element) -> None:
+        ordinal = self._matched  # counted alike in every pass: the matches are the page's
+        self._matched += 1
         if self._edit.may_meet_probe and element.has_attribute(_END_PROBE_ATTRIBUTE):
             return  # not the page's: anything put before or after it would end the page
+        if self._refuses(element):
+            return
+        if (
+            self._depends_on_end
+            and not element.removed  # (inside content an edit replaced: nothing to change)
+            and may_end_early(element, self._run.xml)
+        ):
+            match = (self._index, ordinal)
+            if match in self._run.skipped:
+                self._run.fail_opens.append("implied_end")
+                return
+            self._run.watched.add(self._index)
         edit = self._edit
         apply = _ACTIONS[edit.action]
         apply(element, edit)
+
+    def _refuses(self, element: lolhtml.Element) -> bool:
+        return False
 
 
 class _VisitorEditHandler(_EditHandler):
     """An edit holding a visitor's values, which ``refused`` elements never get: the element
     stays as the origin sent it."""
 
-    def __init__(self, edit: Edit, refused: frozenset[str]) -> None:
-        super().__init__(edit)
+    def __init__(self, edit: Edit, index: int, run: _Run, refused: frozenset[str]) -> None:
+        super().__init__(edit, index, run)
         self._refused = refused
 
-    def element(self, element: lolhtml.Element) -> None:
+    def _refuses(self, element: lolhtml.Element) -> bool:
         if element.tag_name in self._refused:
-            metrics.FAIL_OPEN.labels("token_in_code").inc()
-            return
-        super().element(element)
+            self._run.fail_opens.append("token_in_code")
+            return True
+        return False
 
 
-def _handler(edit: Edit) -> _EditHandler:
+def _handler(edit: Edit, index: int, run: _Run) -> _EditHandler:
     """Edits without tokens (the marketer's own values) skip the element check."""
     if edit.has_tokens and (refused := refused_elements(edit.action)):
-        return _VisitorEditHandler(edit, refused)
-    return _EditHandler(edit)
+        return _VisitorEditHandler(edit, index, run, refused)
+    return _EditHandler(edit, index, run)
 
 
 def _set_class(element: lolhtml.Element, edit: Edit, add: bool) -> None:
@@ -248,63 +290,99 @@ class _MetaPolicies:
                 self._tail.meta_policies.append(html.unescape(content))
 
 
+class _Styles:
+    """The plan's styles: at the end of the first HTML <head> where the page ends it with
+    </head>; else (a browser ends the head at the first element of the body, lol-html only at
+    the page's end) at the start of the first HTML <body>; else at the end of the page, where
+    the tail may go too. Marks tell where lol-html put each, for ``placed`` to keep one."""
+
+    def __init__(self, markup: str) -> None:
+        self.markup = markup.encode("ascii")
+        self.head = _FirstHtmlElement(markup + _HEAD_MARK.decode(), at_end=True)
+        self.body = _FirstHtmlElement(_BODY_MARK.decode(), at_end=False)
+
+    def placed(self, output: bytes, run: _Run, at_end: bool) -> bytes:
+        at = output.find(_HEAD_MARK)
+        if at >= 0 and _HEAD_END.match(output, at + len(_HEAD_MARK)):
+            return output.replace(_BODY_MARK, b"", 1).replace(_HEAD_MARK, b"", 1)
+        if at >= 0:
+            output = output[: at - len(self.markup)] + output[at + len(_HEAD_MARK) :]
+        if _BODY_MARK in output:
+            return output.replace(_BODY_MARK, self.markup, 1)
+        if at_end:
+            return output + self.markup
+        run.fail_opens.append("styles")  # they would be shown as text, or be part of a script
+        return output
+
+
 class PageRewriter:
     """Applies a Plan to one page at a time; it keeps no state between pages."""
 
     def rewrite(self, page: bytes, plan: Plan, *, xml: bool = False) -> bytes:
         """``page`` with ``plan`` applied; ``xml``: the page is XHTML (application/xhtml+xml),
         where nothing may follow the root element, so the tail goes in a <body> or nowhere."""
-        chunks: list[bytes] = []
-        rewriter = lolhtml.HTMLRewriter(lambda chunk: chunks.append(bytes(chunk)))
-        for edit in plan.edits:
-            rewriter.on(edit.selector, _handler(edit))
-        style = ascii_markup("".join(f"<style>{css}</style>" for css in plan.styles))
-        head = _FirstHtmlElement(style, at_end=True)
-        body_start = _FirstHtmlElement(style, at_end=False)
-        if style:
-            rewriter.on("head", head)
-        tail = _Tail(ascii_markup(plan.tail))
-        if plan.tail:
-            rewriter.on("meta[http-equiv]", _MetaPolicies(tail))
-            rewriter.on("body", tail)
-        if style:
-            rewriter.on("body", _UnlessSeen(head, body_start))
-        rewriter.write(page)
-        if plan.tail:
-            rewriter.write(_END_PROBE)
-        rewriter.end()
-        output = b"".join(chunks)
-        if plan.tail:
-            output = _with_tail(output, ascii_markup(plan.tail).encode("ascii"), tail, xml)
+        run = _Run(xml)
+        output = _rewrite(page, plan, run)
+        if run.watched:  # an edit met an element whose end a browser may read elsewhere
+            selectors = {index: plan.edits[index].selector for index in sorted(run.watched)}
+            if misread := element_extent.misread(page, selectors, xml):
+                run = _Run(xml, skipped=misread)
+                output = _rewrite(page, plan, run)
+        for stage in run.fail_opens:
+            metrics.FAIL_OPEN.labels(stage).inc()
         return output
 
 
-def _with_tail(output: bytes, tail: bytes, end: _Tail, xml: bool) -> bytes:
-    """The page with its tail: before its </body>, or where there is none (it may be implied)
-    at the end of the document, if the page ends in the data state and is not XML (after an
-    XML document's root element, markup makes it no longer well-formed); else without it."""
-    if not end.in_data_state:
-        if not output.endswith(_END_PROBE):  # an edit changed the unfinished tag it closed
-            raise RuntimeError("the end-of-document probe was changed by an edit")
-        output = output[: -len(_END_PROBE)]
-    if end.refused or (not end.seen and end.meta_refuses()):
-        metrics.FAIL_OPEN.labels("beacon_csp").inc()  # it would only log violations
-        return output
-    if output.rfind(tail) >= 0:
-        return output
-    if end.in_data_state and not xml:
-        return output + tail
-    metrics.FAIL_OPEN.labels("beacon").inc()  # shown as text, or inside a script or comment
+def _rewrite(page: bytes, plan: Plan, run: _Run) -> bytes:
+    chunks: list[bytes] = []
+    rewriter = lolhtml.HTMLRewriter(lambda chunk: chunks.append(bytes(chunk)))
+    for index, edit in enumerate(plan.edits):
+        rewriter.on(edit.selector, _handler(edit, index, run))
+    styles = _Styles(ascii_markup("".join(f"<style>{css}</style>" for css in plan.styles)))
+    if plan.styles:
+        rewriter.on("head", styles.head)
+    end = _Tail(ascii_markup(plan.tail))
+    probed = bool(plan.tail or plan.styles)  # both may go at the end of the page
+    if plan.tail:
+        rewriter.on("meta[http-equiv]", _MetaPolicies(end))
+    if probed:
+        rewriter.on("body", end)
+    if plan.styles:
+        rewriter.on("body", styles.body)
+    rewriter.write(page)
+    if probed:
+        rewriter.write(_END_PROBE)
+    rewriter.end()
+    output = b"".join(chunks)
+    if probed:
+        output = _without_probe(output, end)
+    at_end = end.in_data_state and not run.xml
+    if plan.styles:
+        output = styles.placed(output, run, at_end)
+    if plan.tail:
+        output = _with_tail(output, ascii_markup(plan.tail).encode("ascii"), end, run, at_end)
     return output
 
 
-class _UnlessSeen:
-    """Styles go in <head>; a page without one gets them at the start of <body>."""
+def _without_probe(output: bytes, end: _Tail) -> bytes:
+    """The output without the end probe, which the tokenizer read as text or an edit as its."""
+    if end.in_data_state:
+        return output  # read as a tag, and removed (_Tail)
+    if not output.endswith(_END_PROBE):  # an edit changed the unfinished tag it closed
+        raise RuntimeError("the end-of-document probe was changed by an edit")
+    return output[: -len(_END_PROBE)]
 
-    def __init__(self, head: _FirstHtmlElement, fallback: _FirstHtmlElement) -> None:
-        self._head = head
-        self._fallback = fallback
 
-    def element(self, element: lolhtml.Element) -> None:
-        if not self._head.seen:
-            self._fallback.element(element)
+def _with_tail(output: bytes, tail: bytes, end: _Tail, run: _Run, at_end: bool) -> bytes:
+    """The page with its tail: before its </body>, or where there is none (it may be implied)
+    at the end of the document, if the page ends in the data state and is not XML (after an
+    XML document's root element, markup makes it no longer well-formed); else without it."""
+    if end.refused or (not end.seen and end.meta_refuses()):
+        run.fail_opens.append("beacon_csp")  # it would only log violations
+        return output
+    if output.rfind(tail) >= 0:
+        return output
+    if at_end:
+        return output + tail
+    run.fail_opens.append("beacon")  # shown as text, or inside a script or comment
+    return output
