@@ -32,11 +32,13 @@ import hashlib
 import html
 import re
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import SupportsIndex
 
 import lolhtml
 
-from refract.proxy import csp, element_extent, metrics
+from refract.proxy import csp, element_extent, foreign_content, metrics
 from refract.proxy.element_extent import EXTENT_ACTIONS, Match, may_end_early
 from refract.rules.token_contexts import CLASS_SEPARATOR, refused_elements, selector_subjects
 
@@ -120,6 +122,7 @@ class _Run:
         self.skipped = skipped  # matches a browser ends elsewhere (proxy/element_extent.py)
         self.watched: set[int] = set()  # edits that met an element whose end may be misread
         self.fail_opens: list[str] = []
+        self.foreign_self_closed = False  # an <svg/> or <math/> (proxy/foreign_content.py)
 
 
 class _EditHandler:
@@ -323,19 +326,34 @@ class PageRewriter:
         where nothing may follow the root element, so the tail goes in a <body> or nowhere."""
         run = _Run(xml)
         output = _rewrite(page, plan, run)
+        source = page
+        if run.foreign_self_closed:  # lol-html read what follows one as SVG: read a copy
+            source = foreign_content.with_end_tags(page)
+            run = _Run(xml)
+            output = _rewrite(source, plan, run)
         if run.watched:  # an edit met an element whose end a browser may read elsewhere
             selectors = {index: plan.edits[index].selector for index in sorted(run.watched)}
-            if misread := element_extent.misread(page, selectors, xml):
+            if misread := element_extent.misread(source, selectors, xml):
                 run = _Run(xml, skipped=misread)
-                output = _rewrite(page, plan, run)
+                output = _rewrite(source, plan, run)
         for stage in run.fail_opens:
             metrics.FAIL_OPEN.labels(stage).inc()
-        return output
+        return output if source is page else foreign_content.without_end_tags(output)
 
 
 def _rewrite(page: bytes, plan: Plan, run: _Run) -> bytes:
     chunks: list[bytes] = []
-    rewriter = lolhtml.HTMLRewriter(lambda chunk: chunks.append(bytes(chunk)))
+    roots = foreign_content.Roots()
+
+    def sink(chunk: bytes | bytearray | Iterable[SupportsIndex]) -> None:
+        data = bytes(chunk)
+        if data == foreign_content.MARK:
+            roots.returned += 1
+        else:
+            chunks.append(data)
+
+    rewriter = lolhtml.HTMLRewriter(sink)
+    rewriter.on(foreign_content.SELECTOR, roots)
     for index, edit in enumerate(plan.edits):
         rewriter.on(edit.selector, _handler(edit, index, run))
     styles = _Styles(ascii_markup("".join(f"<style>{css}</style>" for css in plan.styles)))
@@ -354,6 +372,9 @@ def _rewrite(page: bytes, plan: Plan, run: _Run) -> bytes:
         rewriter.write(_END_PROBE)
     rewriter.end()
     output = b"".join(chunks)
+    if roots.self_closed:  # (a mark merged into a larger chunk is taken out here)
+        run.foreign_self_closed = True
+        output = output.replace(foreign_content.MARK, b"")
     if probed:
         output = _without_probe(output, end)
     at_end = end.in_data_state and not run.xml
