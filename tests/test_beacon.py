@@ -276,6 +276,34 @@ async def test_a_click_on_the_cta_reports_its_metric_and_selector_path(
     assert of_type(events, "outbound") == of_type(events, "download") == []
 
 
+async def test_a_beacon_run_twice_on_one_page_reports_each_click_once(
+    chromium: Chromium, site: SiteFactory
+) -> None:
+    """A page swapped in whole by script (htmx's boost) brings the beacon's tag again."""
+    home = await site()
+
+    async def scenario(page: Page) -> None:
+        await page.goto(home.url())
+        await page.evaluate(RUN_THE_BEACON_AGAIN)
+        await page.click("#menu")
+        await leave(page, home)
+
+    await chromium.visit(scenario)
+    events = await home.events(lambda events: len(of_type(events, "engage")) >= 1)
+    assert len(of_type(events, "click")) == 1
+
+
+RUN_THE_BEACON_AGAIN = """() => new Promise((loaded) => {
+  const tag = document.querySelector("[data-refract-beacon]");
+  const again = document.createElement("script");
+  for (const attribute of tag.attributes) again.setAttribute(attribute.name, attribute.value);
+  again.textContent = tag.textContent;
+  again.onload = loaded;
+  document.body.append(again);
+  if (!again.src) loaded();
+})"""
+
+
 @pytest.mark.slow
 async def test_outbound_and_download_links_are_reported_besides_the_click(
     chromium: Chromium, site: SiteFactory

@@ -15,6 +15,7 @@ visibilitychange:()=>s(document.hidden),pagehide:()=>{s(1);a=0},scroll:y,load:y,
 u=t=>{try{g();o({t:"track",n:t[0],p:t[1]},1);j||(j=setTimeout(()=>{j=0;Y(s)},1e3))}catch{}},
 p=(t,e)=>{g();o(t);(q.length>19||e)&&s(e)},
 k=(t,e,o=[])=>{for(i in t)try{e.closest(t[i])&&o.push(i)}catch{}return o.slice(0,M)}
+if(r.b)throw 0;r.b=1
 for(i in h)addEventListener(i,t=>{try{h[t.type](t)}catch{}},!0)
 for(let x of["pushState","replaceState"]){let f=history[x];history[x]=function(...t){t=f.apply(this,t);Y(g);return t}}
 r.track=(...t)=>u(t)
