@@ -37,6 +37,36 @@ _ESCAPED_WHOLE = frozenset({"set_text", "set_attribute", "add_class", "remove_cl
 # Values read as a list of classes: a token's value in them must stay one class.
 _CLASS_ACTIONS = frozenset({"add_class", "remove_class"})
 CLASS_SEPARATOR = re.compile(r"[ \t\n\f\r]+")  # HTML's whitespace: a no-break space is none
+# Attributes a browser splits at that whitespace into a set of tokens (classes, link types,
+# element ids, item properties, access keys, sandbox flags): a token's value in one stays one
+# of them, as in a class, so that a link cannot add "noopener", "preload" or another id.
+TOKEN_LIST_ATTRIBUTES = frozenset(
+    {
+        "class",
+        "rel",
+        "rev",
+        "headers",
+        "for",
+        "accesskey",
+        "itemprop",
+        "itemref",
+        "itemtype",
+        "part",
+        "exportparts",
+        "sandbox",
+        "blocking",
+        "aria-labelledby",
+        "aria-describedby",
+        "aria-controls",
+        "aria-owns",
+        "aria-flowto",
+        "aria-details",
+        "aria-errormessage",
+        "aria-keyshortcuts",
+        "aria-relevant",
+        "aria-dropeffect",
+    }
+)
 # Attributes whose value is a URL the browser follows or loads (HTML, SVG and MathML).
 URL_ATTRIBUTES = frozenset(
     {
@@ -129,8 +159,9 @@ class Context(Enum):
     TEXT = "text"  # element content: HTML-escaped, both quotes included
     ATTRIBUTE = "attribute"  # an attribute value: all but letters and digits as references
     URL = "url"  # a URL's path, query or fragment: percent-encoded, reserved characters too
-    CLASS = "class"  # part of one class name, escaped whole by the rewriter: no whitespace
-    CLASS_ATTRIBUTE = "class attribute"  # part of one class name in markup: as ATTRIBUTE
+    # Part of one class name (or one token of a TOKEN_LIST_ATTRIBUTES value): no whitespace.
+    CLASS = "class"  # escaped whole by the rewriter
+    CLASS_ATTRIBUTE = "class attribute"  # in markup: then as ATTRIBUTE
 
 
 _CLASS_CONTEXTS = frozenset({Context.CLASS, Context.CLASS_ATTRIBUTE})
@@ -321,7 +352,7 @@ def _set_attribute_context(attribute: str, value: str) -> Context:
         first = TOKEN.search(value)
         _check_url_start(value[: first.start()] if first else value)
         return Context.URL
-    return Context.CLASS if attribute == "class" else Context.PLAIN
+    return Context.CLASS if attribute in TOKEN_LIST_ATTRIBUTES else Context.PLAIN
 
 
 def _code_attribute(attribute: str) -> UnsafePlacement:
@@ -454,7 +485,8 @@ class _TokenSites(HTMLParser):
         if name in URL_ATTRIBUTES:
             self._mark(value, Context.URL)
         else:
-            self._mark(value, Context.CLASS_ATTRIBUTE if name == "class" else Context.ATTRIBUTE)
+            one_token = name in TOKEN_LIST_ATTRIBUTES
+            self._mark(value, Context.CLASS_ATTRIBUTE if one_token else Context.ATTRIBUTE)
 
     def _mark(self, text: str, context: Context) -> None:
         for match in _SENTINELS.finditer(text):

@@ -500,6 +500,23 @@ def test_a_token_in_a_class_makes_one_class_whatever_its_whitespace(
     assert classes_of(page, selector) == [*literal, made]
 
 
+@pytest.mark.parametrize("attribute", ["rel", "aria-labelledby", "headers", "itemprop", "REL"])
+@pytest.mark.parametrize("in_markup", [False, True], ids=["set_attribute", "markup"])
+def test_a_token_in_any_attribute_read_as_words_makes_one_word(
+    attribute: str, in_markup: bool
+) -> None:
+    value = "nofollow from-{{ utm.source }}"
+    change = (
+        {"action": "append", "value": f'<b {attribute}="{value}">x</b>'}
+        if in_markup
+        else {"action": "set_attribute", "attribute": attribute, "value": value}
+    )
+    page = with_class_token({"selector": "h1", **change}, "x noopener")
+    [node] = LexborHTMLParser(page.decode()).css("h1 b" if in_markup else "h1")
+    words = node.attributes[attribute.lower()] or ""
+    assert HTML_WHITESPACE.split(words) == ["nofollow", "from-x-noopener"]
+
+
 @pytest.mark.parametrize(
     ("edit", "selector", "expected"),
     [
