@@ -210,14 +210,15 @@ async def _proxy(request: web.Request, state: ProxyState, exchange: Exchange) ->
         headers = _upstream_headers(call)
         return await relay_websocket(request, site, _origin_url(call), headers, max_message)
 
-    call.personalized = _decide_early(call)
-    if call.personalized is not None and call.personalized.redirect:
-        return _split_url_redirect(call, call.personalized)
-
+    early = _may_redirect(call)
     segment_lookup = None
-    if _needs_segment(request, state) and _asks_for_a_page(request):
+    if _needs_segment(request, state) and (early or _asks_for_a_page(request)):
         segment_lookup = _start_segment_lookup(call)
     try:
+        if early:
+            call.personalized = await _decide_early(call, segment_lookup)
+            if call.personalized is not None and call.personalized.redirect:
+                return _split_url_redirect(call, call.personalized)
         return await _forward(call, segment_lookup)
     finally:
         if segment_lookup is not None:
@@ -343,15 +344,31 @@ def _too_large() -> web.Response:
     return neutral_page(413, "The request is too large.")
 
 
-def _decide_early(call: Call) -> Personalized | None:
+def _may_redirect(call: Call) -> bool:
     """Split-URL tests must be decided before the origin is asked; others wait for the page."""
-    request, state = call.request, call.state
-    if request.method != "GET" or not state.rules.redirects:
-        return None
-    identity = call.identity
+    rules = call.state.rules
+    return (
+        call.request.method == "GET"
+        and rules.redirects
+        and rules.may_redirect(rules.tagger.tags(call.request.path))
+    )
+
+
+async def _decide_early(
+    call: Call, segment_lookup: asyncio.Future[Any] | None
+) -> Personalized | None:
+    """The page's decision, made before the origin is asked, from what the page's own would
+    know: the visitor's segment and account too (the page uses it unless it redirects)."""
+    state = call.state
     try:
+        call.segment = await _segment(segment_lookup, state.config.server.segment_wait)
         return personalize(
-            state.rules, request, identity, state.tail_for(call.site), site=call.site.key
+            state.rules,
+            call.request,
+            call.identity,
+            state.tail_for(call.site),
+            _with_account(call, measure.account_of(call)),
+            site=call.site.key,
         )
     except Exception as error:  # a failure of ours: no redirect, the origin's page as it is
         metrics.FAIL_OPEN.labels("decision").inc()

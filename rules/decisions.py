@@ -127,18 +127,27 @@ class CompiledRules:
             experiment.allocation == "bandit" and experiment.status == "running"
             for experiment in rules.experiments.values()
         )
-        # Running ones only: deciding before the origin costs every GET, assets too.
-        self.redirects = any(
-            change.action == "redirect"
-            for experiment, _, _ in self._experiments
+        # The pages of running rules that may redirect (an empty set: every page). Only
+        # those are decided before the origin is asked: that decision waits for the segment.
+        self._redirect_pages = [
+            target.pages
+            for experiment, target, _ in self._experiments
             if experiment.status == "running"
-            for variant in experiment.variants
-            for change in variant.changes
-        ) or any(
-            change.action == "redirect"
-            for item, _ in self._personalizations
-            for change in item.changes
-        )
+            and any(
+                change.action == "redirect"
+                for variant in experiment.variants
+                for change in variant.changes
+            )
+        ] + [
+            target.pages
+            for item, target in self._personalizations
+            if any(change.action == "redirect" for change in item.changes)
+        ]
+        self.redirects = bool(self._redirect_pages)
+
+    def may_redirect(self, tags: frozenset[str]) -> bool:
+        """Could a running rule send a visitor on a page of these tags elsewhere?"""
+        return any(not pages or not pages.isdisjoint(tags) for pages in self._redirect_pages)
 
     @property
     def empty(self) -> bool:
