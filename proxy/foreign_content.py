@@ -9,9 +9,10 @@ so such a page is rewritten from a copy with one after each (``with_end_tags``),
 with an attribute drawn per process, and the output loses them again (``without_end_tags``):
 a browser reads ``<svg/>`` and ``<svg/></svg>`` alike, but the visitor gets the page's bytes.
 
-Finding them costs a rewrite nothing it did not pay: ``Roots`` appends a mark to every
-``<svg>`` and ``<math>`` and the output's sink counts the marks that come back; a
-self-closing element takes no content, so its mark never does.
+Which pages: ``may_self_close``, a search of the bytes, finds the candidates (about 80 µs on
+the 100 KB bench page; marking each of its 176 inline SVGs on every rewrite cost 260 µs);
+lol-html then tells which elements take no content (a mark appended to each comes back only
+from one with content), and only those get an end tag.
 """
 
 from __future__ import annotations
@@ -24,31 +25,12 @@ import lolhtml
 SELECTOR = "svg, math"
 _HTML = lolhtml.ContentType.HTML
 _TOKEN = secrets.token_hex(8)
-_MARK = f"<!--refract-foreign-{_TOKEN}-->"
-MARK = _MARK.encode("ascii")
+# A start tag of either that may close itself (an attribute holding ">" hides one: rare).
+_MAY_SELF_CLOSE = re.compile(rb"<(?:svg|math)[^>]*/>", re.IGNORECASE)
 # After each <svg>/<math> of the copy: its ordinal, "c" in its content and "a" after it.
 _PLACES = re.compile(rb"<!--refract-foreign-" + _TOKEN.encode() + rb"-(\d+)-([ca])-->")
 _ATTRIBUTE = f"data-refract-{_TOKEN}"
 _END_TAGS = tuple(f"</{name} {_ATTRIBUTE}>".encode("ascii") for name in ("svg", "math"))
-
-
-class Roots:
-    """Registered first on a rewrite: appends ``MARK`` to each ``<svg>`` and ``<math>``; the
-    sink counts those that come back in ``returned``."""
-
-    def __init__(self) -> None:
-        self.matched = 0
-        self.returned = 0
-
-    def element(self, element: lolhtml.Element) -> None:
-        self.matched += 1
-        element.append(_MARK, _HTML)
-
-    @property
-    def self_closed(self) -> bool:
-        """Did one take no content? (Or did an edit remove one: then the copy is made for
-        nothing, and reads the same.)"""
-        return self.returned != self.matched
 
 
 class _Places:
@@ -64,8 +46,13 @@ class _Places:
         element.after(f"<!--refract-foreign-{_TOKEN}-{ordinal}-a-->", _HTML)
 
 
+def may_self_close(page: bytes) -> bool:
+    return _MAY_SELF_CLOSE.search(page) is not None
+
+
 def with_end_tags(page: bytes) -> bytes:
-    """``page`` with an end tag of ours after each self-closing ``<svg>`` and ``<math>``."""
+    """``page`` with an end tag of ours after each self-closing ``<svg>`` and ``<math>`` (the
+    page itself when it has none)."""
     chunks: list[bytes] = []
     places = _Places()
     rewriter = lolhtml.HTMLRewriter(lambda chunk: chunks.append(bytes(chunk)))
@@ -81,6 +68,8 @@ def with_end_tags(page: bytes) -> bytes:
             return b""
         return f"</{places.names[ordinal]} {_ATTRIBUTE}>".encode("ascii")
 
+    if len(with_content) == len(places.names):
+        return page
     return _PLACES.sub(end_tag, marked)
 
 

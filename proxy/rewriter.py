@@ -32,9 +32,7 @@ import hashlib
 import html
 import re
 import secrets
-from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import SupportsIndex
 
 import lolhtml
 
@@ -122,7 +120,6 @@ class _Run:
         self.skipped = skipped  # matches a browser ends elsewhere (proxy/element_extent.py)
         self.watched: set[int] = set()  # edits that met an element whose end may be misread
         self.fail_opens: list[str] = []
-        self.foreign_self_closed = False  # an <svg/> or <math/> (proxy/foreign_content.py)
 
 
 class _EditHandler:
@@ -324,13 +321,11 @@ class PageRewriter:
     def rewrite(self, page: bytes, plan: Plan, *, xml: bool = False) -> bytes:
         """``page`` with ``plan`` applied; ``xml``: the page is XHTML (application/xhtml+xml),
         where nothing may follow the root element, so the tail goes in a <body> or nowhere."""
-        run = _Run(xml)
-        output = _rewrite(page, plan, run)
-        source = page
-        if run.foreign_self_closed:  # lol-html read what follows one as SVG: read a copy
+        source = page  # unless lol-html would read what follows an <svg/> as SVG: a copy
+        if foreign_content.may_self_close(page):
             source = foreign_content.with_end_tags(page)
-            run = _Run(xml)
-            output = _rewrite(source, plan, run)
+        run = _Run(xml)
+        output = _rewrite(source, plan, run)
         if run.watched:  # an edit met an element whose end a browser may read elsewhere
             selectors = {index: plan.edits[index].selector for index in sorted(run.watched)}
             if misread := element_extent.misread(source, selectors, xml):
@@ -343,17 +338,7 @@ class PageRewriter:
 
 def _rewrite(page: bytes, plan: Plan, run: _Run) -> bytes:
     chunks: list[bytes] = []
-    roots = foreign_content.Roots()
-
-    def sink(chunk: bytes | bytearray | Iterable[SupportsIndex]) -> None:
-        data = bytes(chunk)
-        if data == foreign_content.MARK:
-            roots.returned += 1
-        else:
-            chunks.append(data)
-
-    rewriter = lolhtml.HTMLRewriter(sink)
-    rewriter.on(foreign_content.SELECTOR, roots)
+    rewriter = lolhtml.HTMLRewriter(lambda chunk: chunks.append(bytes(chunk)))
     for index, edit in enumerate(plan.edits):
         rewriter.on(edit.selector, _handler(edit, index, run))
     styles = _Styles(ascii_markup("".join(f"<style>{css}</style>" for css in plan.styles)))
@@ -372,9 +357,6 @@ def _rewrite(page: bytes, plan: Plan, run: _Run) -> bytes:
         rewriter.write(_END_PROBE)
     rewriter.end()
     output = b"".join(chunks)
-    if roots.self_closed:  # (a mark merged into a larger chunk is taken out here)
-        run.foreign_self_closed = True
-        output = output.replace(foreign_content.MARK, b"")
     if probed:
         output = _without_probe(output, end)
     at_end = end.in_data_state and not run.xml

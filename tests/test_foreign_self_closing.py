@@ -27,6 +27,7 @@ CASES = [
     ("<math/> before a textarea", b"<math/><textarea><h1>t</h1></textarea><h1>Old</h1>"),
     ("<svg/> written inside a script", b'<svg/><script>"<svg/>"</script><h1>Old</h1>'),
     ("an <svg> with content", b"<svg><g/></svg><script>s='<h1>t</h1>'</script><h1>Old</h1>"),
+    ("one with content, looking closed", b'<svg a="/>"><g/></svg><script>s="</body>"</script>'),
 ]
 
 

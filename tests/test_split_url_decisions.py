@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as redis
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from refract.proxy.app_keys import ACCOUNTS_KEY
@@ -71,7 +72,7 @@ primary_metric = "signup"
 
 async def target_account_visitor(
     proxy: ProxyFactory, tmp_path: Path, redis_url: str, rules: str
-) -> TestClient:
+) -> TestClient[web.Request, web.Application]:
     """The proxy with ``rules``, and this machine's address a target account's."""
     directory = tmp_path / "rules"
     directory.mkdir()
@@ -89,7 +90,7 @@ async def target_account_visitor(
     return client
 
 
-async def get(client: TestClient, path: str) -> tuple[int, bytes]:
+async def get(client: TestClient[web.Request, web.Application], path: str) -> tuple[int, bytes]:
     headers = {"User-Agent": BROWSER, "Cookie": COOKIE}
     response = await client.get(path, headers=headers, allow_redirects=False)
     return response.status, await response.read()
