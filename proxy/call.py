@@ -59,5 +59,5 @@ class Call:
         if self._identity is None:
             request = self.request
             key = request.app[VISITOR_KEY_KEY]
-            self._identity = self.state.identity.identify(request.headers, request.cookies, key)
+            self._identity = self.state.identity.identify(request.headers, key)
         return self._identity

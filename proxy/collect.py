@@ -57,9 +57,7 @@ async def collect(request: web.Request) -> web.Response:
     if state.bots.is_bot(request.headers.get("User-Agent", "")):
         metrics.BOTS.labels("collect").inc()
         return WireResponse(status=204)
-    identity = state.identity.identify(
-        request.headers, request.cookies, request.app[VISITOR_KEY_KEY]
-    )
+    identity = state.identity.identify(request.headers, request.app[VISITOR_KEY_KEY])
     if identity.reason == "no-key":
         return _refuse(503, "no_key", "visitor ids cannot be verified yet; not accepted")
     if identity.refused_cookie:

@@ -617,8 +617,8 @@ def _unmodified_with_identity(call: Call, headers: CIMultiDict[str]) -> CIMultiD
 
 
 def _identity_cookies(call: Call) -> list[str]:
-    cookies, secure = call.request.cookies, call.view.scheme == "https"
-    return call.state.identity.set_cookie_headers(call.identity, cookies, secure=secure)
+    secure = call.view.scheme == "https"
+    return call.state.identity.set_cookie_headers(call.identity, secure=secure)
 
 
 def _keep_from_shared_caches(headers: CIMultiDict[str]) -> None:

@@ -14,7 +14,7 @@ from aiohttp import web
 from yarl import URL
 
 from refract.proxy.app_keys import QA_SECRET_KEY, STATE_KEY
-from refract.proxy.identity import Identity
+from refract.proxy.identity import Identity, cookie_header, cookie_values
 from refract.proxy.rewriter import ELEMENT_ACTIONS, Edit, Plan
 from refract.rules.decisions import CompiledRules, Decision
 from refract.rules.markup import TOKEN, token_path_value
@@ -70,7 +70,9 @@ def request_facts(request: web.Request, identity: Identity, segment: Segment = N
 
 def qa_overrides(request: web.Request, parameter: str) -> dict[str, Override]:
     """Variants a QA tester forces with a signed link (query parameter or cookie); never counted."""
-    value = request.query.get(parameter) or request.cookies.get(parameter, "")
+    value = request.query.get(parameter) or next(
+        iter(cookie_values(cookie_header(request.headers), parameter, 1)), ""
+    )
     if not value:
         return {}
     unsigned = request.app[STATE_KEY].current.config.rules.unsigned_qa_overrides
