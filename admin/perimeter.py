@@ -7,8 +7,8 @@ it, and whether the browser reached us over HTTPS.
   it cannot make the browser send another Host, so refusing unknown names ends the attack.
   ``/api/health`` answers any Host: load balancers probe by address, and it tells nothing.
 * **Client address and scheme**: the peer's, unless the peer is one of
-  ``server.trusted_proxies``; then the nearest untrusted hop of ``X-Forwarded-For`` and the
-  first ``X-Forwarded-Proto`` (the rules the proxy follows, in proxy/forwarding.py).
+  ``server.trusted_proxies``; then what its ``X-Forwarded-For``, ``X-Forwarded-Proto`` and
+  ``Forwarded`` say, read as the proxy reads them (all their lines; rules/trusted_proxies.py).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from aiohttp import web
 
 from refract.admin.state import config_of
 from refract.rules.config import Config, split_host_port
-from refract.rules.trusted_proxies import TrustedNetworks, forwarded_value
+from refract.rules.trusted_proxies import TrustedNetworks
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 ANY_HOST_PATHS = frozenset({"/api/health"})
@@ -62,13 +62,12 @@ async def refuse_unknown_hosts(
 def client_address(request: web.BaseRequest, config: Config) -> str:
     """The client's address: the peer's, or what trusted proxies say it is."""
     trusted = TrustedNetworks(config.server.trusted_proxies)
-    return trusted.client_address(request.remote or "", request.headers.get("X-Forwarded-For", ""))
+    return trusted.client_address(request.remote or "", request.headers)
 
 
 def is_https(request: web.BaseRequest, config: Config) -> bool:
     """Whether the browser reached us over HTTPS: our own TLS, or a trusted proxy's word."""
     if request.secure:
         return True
-    if (request.remote or "") not in TrustedNetworks(config.server.trusted_proxies):
-        return False
-    return forwarded_value(request.headers, "X-Forwarded-Proto").lower() == "https"
+    trusted = TrustedNetworks(config.server.trusted_proxies)
+    return trusted.forwarding(request.remote or "", request.headers).scheme == "https"

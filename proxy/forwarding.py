@@ -3,6 +3,10 @@
 Forwarding headers are only believed from peers in ``trusted_proxies`` (a CDN or load
 balancer in front of Refract); from anyone else they are replaced, and other claims of the
 client's address (X-Real-IP and the like) dropped, since a visitor can write any it likes.
+How X-Forwarded-For, X-Forwarded-Proto/-Host and Forwarded are read (all their lines, the two
+chains together, IPv4-mapped addresses) is rules/trusted_proxies.py's, shared with the admin.
+A trusted peer's chains go on to the origin with all their lines joined, their last
+``MAX_HOPS`` hops (a Forwarded line that cannot be read as ``for=unknown``), and our hop after.
 
 The host Refract names to others (in X-Forwarded-Host, Forwarded and redirects rewritten to
 the public site) is one of the site's own names: on a ``host = "*"`` site, which any Host
@@ -21,7 +25,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from refract.rules.config import SiteConfig
-from refract.rules.trusted_proxies import TrustedNetworks, forwarded_value, parse_ip
+from refract.rules.trusted_proxies import (
+    TrustedNetworks,
+    forwarded_elements,
+    forwarded_pair_value,
+    normal_address,
+    parse_ip,
+    x_forwarded_for_hops,
+)
 
 # Headers in which proxies tell an origin who the client is, besides the X-Forwarded-* family.
 _CLIENT_ADDRESS_CLAIMS = frozenset(
@@ -55,16 +66,14 @@ class TrustedProxies(TrustedNetworks):
         self, peer: str, scheme: str, host: str, headers: Mapping[str, str], site: SiteConfig
     ) -> ClientView:
         """Resolve the visitor's address, scheme and host through trusted proxies."""
-        if peer not in self:
-            return ClientView(peer, scheme, host, False, _public_host(site, host, ""))
-        client = self.client_behind(peer, headers.get("X-Forwarded-For") or "")
-        forwarded_scheme = forwarded_value(headers, "X-Forwarded-Proto").lower()
-        forwarded_host = forwarded_value(headers, "X-Forwarded-Host")
-        if not is_host(forwarded_host):
-            forwarded_host = ""  # it lands in Location and Host: only a host[:port] is taken
+        told = self.forwarding(peer, headers)
+        if not told.peer_trusted:
+            return ClientView(told.client, scheme, host, False, _public_host(site, host, ""))
+        # it lands in Location and Host: only a host[:port] is taken
+        forwarded_host = told.host if is_host(told.host) else ""
         return ClientView(
-            ip=client,
-            scheme=forwarded_scheme if forwarded_scheme in {"http", "https"} else scheme,
+            ip=told.client,
+            scheme=told.scheme or scheme,
             host=forwarded_host or host,
             peer_trusted=True,
             public_host=_public_host(site, forwarded_host or host, forwarded_host),
@@ -116,15 +125,15 @@ def is_client_claim(name: str) -> bool:
 def forwarding_headers(incoming: Mapping[str, str], peer: str, view: ClientView) -> dict[str, str]:
     """X-Forwarded-For/-Proto/-Host and Forwarded (RFC 7239) for the origin request; the host
     only when Refract knows a public one to name."""
-    get = incoming.get
-    xff = get("X-Forwarded-For") if view.peer_trusted else None
-    forwarded = get("Forwarded") if view.peer_trusted else None
-    host = f";host={_quote(view.public_host)}" if view.public_host else ""
-    element = f"for={_forwarded_node(peer)}{host};proto={view.scheme}"
+    peer = normal_address(peer)
+    chain = x_forwarded_for_hops(incoming) if view.peer_trusted else []
+    elements = forwarded_elements(incoming) if view.peer_trusted else []
+    host = {"host": view.public_host} if view.public_host else {}
+    ours = {"for": _forwarded_node(peer), **host, "proto": view.scheme}
     headers = {
-        "X-Forwarded-For": f"{xff}, {peer}" if xff else peer,
+        "X-Forwarded-For": ", ".join([*chain, peer]),
         "X-Forwarded-Proto": view.scheme,
-        "Forwarded": f"{forwarded}, {element}" if forwarded else element,
+        "Forwarded": ", ".join(_forwarded_element(element) for element in [*elements, ours]),
     }
     if view.public_host:
         headers["X-Forwarded-Host"] = view.public_host
@@ -134,13 +143,9 @@ def forwarding_headers(incoming: Mapping[str, str], peer: str, view: ClientView)
 def _forwarded_node(address: str) -> str:
     parsed = parse_ip(address)
     if isinstance(parsed, ipaddress.IPv6Address):
-        return f'"[{parsed}]"'
-    return address if parsed is not None else '"unknown"'
+        return f"[{parsed}]"
+    return address if parsed is not None else "unknown"
 
 
-def _quote(value: str) -> str:
-    """RFC 7239 section 4: a value with ':' or other separators must be a quoted-string."""
-    if value and all(ch.isalnum() or ch in "-._~" for ch in value):
-        return value
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{escaped}"'
+def _forwarded_element(element: Mapping[str, str]) -> str:
+    return ";".join(f"{name}={forwarded_pair_value(value)}" for name, value in element.items())
