@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from dataclasses import fields
 from typing import Any
 
 import redis.asyncio as redis
 
+from refract.analytics import weight_changes
 from refract.analytics.rules_in_force import rules_in_force
 from refract.analytics.stats import data
 from refract.analytics.stats.capping import PercentileCap, read_cap, winsorized
@@ -35,8 +37,10 @@ async def experiment_report(
     key: str,
     settings: Settings,
     rules: RuleSet | None = None,
+    now: float | None = None,
 ) -> Report:
-    """The experiment's report under ``rules`` (default: the rules in force, read now)."""
+    """The experiment's report under ``rules`` (default: the rules in force, read now); ``now``
+    (default: the clock's) dates a change of weights not recorded yet."""
     if rules is None:
         rules = await rules_in_force(config, client)
     experiment = rules.experiments.get(key)
@@ -65,7 +69,8 @@ async def experiment_report(
             loaded = winsorized(loaded, metric, cap.cap, above)
             caps.append(cap)
     history = await weights_history(client, site, experiment)
-    report = build(experiment, rules.metrics, loaded, settings, history)
+    by_day = await fixed_weights_by_day(client, experiment, loaded.days, now)
+    report = build(experiment, rules.metrics, loaded, settings, history, by_day)
     report.notes.extend(cap_note(cap) for cap in caps)
     return report
 
@@ -85,6 +90,22 @@ async def weights_history(
         except allocations.InvalidWeightsError as error:
             log.warning("weights of %s on %s for %s ignored: %s", experiment.key, site, day, error)
     return found
+
+
+async def fixed_weights_by_day(
+    client: redis.Redis, experiment: Experiment, days: tuple[str, ...], now: float | None = None
+) -> dict[str, dict[str, float] | None] | None:
+    """A fixed-weight experiment's weights on each day, as the worker recorded them (None for
+    a bandit, and for weights never recorded: the rule file's then hold every day)."""
+    if experiment.allocation != "fixed" or not days:
+        return None
+    entries = await weight_changes.history(client, experiment.key)
+    return weight_changes.weights_by_day(
+        entries,
+        weight_changes.weights_of(experiment),
+        days,
+        time.time() if now is None else now,
+    )
 
 
 def cap_note(cap: PercentileCap) -> str:
@@ -163,9 +184,15 @@ def result_rows(report: Report) -> list[dict[str, Any]]:
 
 
 def _stratified_lines(stratified: dict[str, Any]) -> list[str]:
-    """A bandit's primary lift stratified by day (the one to read), the pooled one beside."""
+    """The primary lift stratified by day (a bandit's) or by period of fixed weights (weights
+    changed during a fixed experiment): the one to read, the pooled one beside."""
+    cells = (
+        f"weight period ({stratified['periods']} periods)"
+        if stratified.get("strata") == "weight_period"
+        else f"day ({stratified['periods']} days)"
+    )
     return [
-        f"Stratified by day ({stratified['periods']} days): {variant} lifts "
+        f"Stratified by {cells}: {variant} lifts "
         f"{stratified['metric']} by {_number(lift['lift'], '+.1%')} (interval "
         f"{_number(lift['ci_low'], '+.1%')} to {_bound(lift['ci_high'])}; pooled "
         f"{_number(lift['pooled_lift'], '+.1%')})"

@@ -6,6 +6,10 @@ A worker never applies events with rules it could not read: when neither the pub
 the directory loads, it keeps the last set it adopted, and with none adopted yet it waits
 (heartbeat on, nothing consumed, an error logged every few seconds) until one loads. Exiting
 instead would only crash-loop under the supervisor while the streams grow.
+
+Each rule set it adopts, and every ``weight_changes.CONFIRM_EVERY_S`` the one it keeps, it
+records the weights of fixed-weight experiments by (analytics/weight_changes.py): the report's
+expected split after someone changed them.
 """
 
 from __future__ import annotations
@@ -13,10 +17,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import redis.asyncio as redis
 
+from refract.analytics import weight_changes
 from refract.analytics.effects import Effects
 from refract.analytics.heartbeats import Status
 from refract.rules import keyspace
@@ -64,13 +71,15 @@ class RulesInForce:
     """The rule set a worker attributes outcomes with: the published one, else the directory's,
     else the last one adopted; ``adopted`` is set once there is one."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, clock: Callable[[], float] = time.time) -> None:
         self._directory = config.rules.directory
         self._counted = counted_events(config)
         self._rules: RuleSet | None = None
         self._effects: Effects | None = None
         self._refused = ""  # a published version that did not load, not retried every poll
         self.adopted = asyncio.Event()
+        self._clock = clock  # when the weights of fixed experiments were found in force
+        self._recorded_at = -float("inf")
 
     @property
     def rules(self) -> RuleSet | None:
@@ -91,12 +100,14 @@ class RulesInForce:
         """Adopt the published set if it loads, else the directory's; else keep the current."""
         if await self._adopt_published(client, retry_refused=True):
             return
+        read_at = self._clock()
         try:
             rules = directory_rules(self._directory)
         except (InvalidFileError, OSError) as error:
             self._refuse(f"the rules directory {self._directory}", error)
             return
         self._adopt(rules, f"the rules directory {self._directory}")
+        await self._record_weights(client, read_at)
 
     async def follow(self, client: redis.Redis, stop: asyncio.Event) -> None:
         """Adopt each newly published set that loads; while none is adopted, say so."""
@@ -116,11 +127,14 @@ class RulesInForce:
 
     async def _adopt_published(self, client: redis.Redis, retry_refused: bool) -> bool:
         """Whether the published set is (now) the one in force."""
+        read_at = self._clock()
         published = await _published(client)
         if published is None:
             return False
         version, files = published
         if self._rules is not None and version == self._rules.version:
+            if read_at - self._recorded_at >= weight_changes.CONFIRM_EVERY_S:
+                await self._record_weights(client, read_at)
             return True
         if version == self._refused and not retry_refused:
             return False
@@ -131,6 +145,7 @@ class RulesInForce:
             self._refuse(f"published rules {version}", error)
             return False
         self._adopt(rules, "Redis")
+        await self._record_weights(client, read_at)
         return True
 
     def _adopt(self, rules: RuleSet, source: str) -> None:
@@ -138,6 +153,22 @@ class RulesInForce:
         self._effects = Effects(rules, self._counted)
         self.adopted.set()
         log.info("rules %s adopted from %s", rules.version, source)
+
+    async def _record_weights(self, client: redis.Redis, read_at: float) -> None:
+        """Record the fixed experiments' weights of the set in force, found by a read started
+        at ``read_at``; Redis failing only delays it (the next poll tries again, and the change's
+        window in the history grows by the delay)."""
+        if self._rules is None:
+            return
+        try:
+            changed = await weight_changes.record(client, self._rules, read_at)
+        except REDIS_FAILURES as error:
+            log.warning("weights of fixed experiments not recorded: %r", error)
+            self._recorded_at = -float("inf")  # tried again at the next poll
+            return
+        self._recorded_at = read_at
+        for key in changed:
+            log.info("weights of %s changed (rules %s): recorded", key, self._rules.version)
 
     def _refuse(self, source: str, error: Exception) -> None:
         kept = f"keeping rules {self._rules.version}" if self._rules else "no rule set yet"

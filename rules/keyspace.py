@@ -73,6 +73,7 @@ Shared:
 |---|---|---|---|
 | `rf:rules` | hash | the published rule set: version and files (rules/publication.py) | forever |
 | `rf:workers` | sorted set | workers by the time of their last heartbeat | pruned when stale |
+| `rf:weights:{experiment}` | list | a fixed experiment's weights over time (JSON) | last 1,000 |
 | `rf:worker:{name}` | string | a live worker: pid, state, rules (JSON) | `HEARTBEAT_TTL_S` |
 | `rf:admin:user:{name}` | hash | a user: role, argon2 hash, sites, generation | until removed |
 | `rf:admin:session:{sha256}` | hash | a session, with its user's generation | its lifetime |
@@ -529,6 +530,13 @@ VISITOR_ID_SECRET: Final = "rf:vid:secret"
 
 def worker(name: str) -> str:
     return f"rf:worker:{name}"
+
+
+def fixed_weights(experiment: str) -> str:
+    """The weights a fixed-weight experiment has had, oldest first (analytics/weight_changes.py):
+    the report's expected split after a change. Shared: the rule set, and so the weights, are
+    every site's."""
+    return f"rf:weights:{experiment}"
 
 
 def admin_user(name: str) -> str:

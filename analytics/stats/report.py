@@ -19,6 +19,14 @@ published weights expected the rule file's), and the report adds the primary met
 and lifts stratified by day beside the pooled ones (``stratified.stratified_rates``): where
 conversion rates drift while the weights move, the pooled comparison is biased (Simpson's
 paradox) and the stratified lift is the one to read. The decision logic is unchanged.
+
+A fixed-weight experiment whose weights were changed while it ran (``weights_by_day``: the
+weights in force each day, None for a day they changed within: analytics/weight_changes.py) is
+read the same way, with its periods of fixed weights as the cells: the sample-ratio check
+expects each period's visitors at its weights (anytime-valid over the periods:
+``stratified.anytime_period_srm_test``), leaving out the days the weights changed within,
+whose split is unknown; the primary lift is stratified by period, and a ship decision stands
+only when it agrees. Weights that never changed give the report they always gave.
 """
 
 from __future__ import annotations
@@ -49,6 +57,7 @@ from refract.analytics.stats.proportions import EXACT_BELOW
 from refract.analytics.stats.skewness import SKEWNESS_BOUND
 from refract.analytics.stats.srm import anytime_srm_test
 from refract.analytics.stats.stratified import (
+    anytime_period_srm_test,
     expected_counts,
     period_srm_test,
     pooled_rates,
@@ -125,7 +134,8 @@ class Report:
     primary_metric: str = ""  # what the charts name, even before any visitor
     plan: dict[str, Any] = field(default_factory=dict)  # planning.Plan and planned_visitors
     notes: list[str] = field(default_factory=list)  # methods chosen and why (segment all)
-    # a bandit's primary conversion stratified by day beside pooled (empty for fixed weights)
+    # a bandit's primary conversion stratified by day beside pooled, or a fixed experiment's by
+    # period of fixed weights when they were changed (empty for weights that never changed)
     stratified: dict[str, Any] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
@@ -187,8 +197,11 @@ def build(
     data: ExperimentData,
     settings: Settings = Settings(),  # noqa: B008 - frozen, so one shared default is safe
     history: Mapping[str, Weights] | None = None,
+    weights_by_day: Mapping[str, Mapping[str, float] | None] | None = None,
 ) -> Report:
-    """The report; ``history`` (day -> the weights published that day) only for a bandit."""
+    """The report; ``history`` (day -> the weights published that day) only for a bandit,
+    ``weights_by_day`` (day -> the weights in force all day, None where they changed within
+    it; a day not named had the rule file's) only for fixed weights."""
     variants = [variant.key for variant in experiment.variants]
     measures = measures_of(experiment, metrics)
     base: dict[str, Any] = {
@@ -212,17 +225,33 @@ def build(
     weights = np.array([variant.weight for variant in experiment.variants], dtype=float)
     notes = _notes(comparison, measures, settings)
     stratified: dict[str, Any] = {}
+    periods = None
     if experiment.allocation == "bandit":
         strata = _strata(experiment, data, weights, history or {})
         srm = _bandit_srm(strata, data, settings)
-        stratified = _stratified(strata, data, experiment.primary_metric, settings)
+        stratified = _stratified(
+            strata.visitors, strata.converted, data, experiment.primary_metric, settings
+        )
         notes.append(BANDIT_NOTE)
+    elif (periods := _weight_periods(data, weights, weights_by_day or {})).changed:
+        srm = _changed_srm(periods, data, settings)
+        stratified = _stratified(
+            periods.visitors, periods.converted, data, experiment.primary_metric, settings
+        )
+        stratified["strata"] = "weight_period"
+        notes.append(weights_changed_note(periods))
     else:
+        held = periods.shares[0] if periods.shares else None
+        if held is not None and not _proportional(held, weights):
+            notes.append(_held_note(variants, held))
+            weights = held  # the weights changed after the last day of visitors
         srm = _srm(cumulative.visitors["n"][:, :, 0], weights, settings, variants)
     rows = corrected(_rows(comparison, cumulative, measures, variants, settings), settings.alpha)
     decision = decide(comparison, measures, variants, srm["flagged"], settings, planned)
     if stratified:
-        decision = _confirmed_by_strata(decision, stratified)
+        decision = _confirmed_by_strata(
+            decision, stratified, BY_PERIOD if periods is not None else BY_DAY
+        )
     return Report(
         **base,
         srm=srm,
@@ -241,6 +270,45 @@ BANDIT_NOTE = (
     "when conversion rates drift while the weights move (Simpson's paradox): read the lift "
     "stratified by day and context; a ship decision stands only when it agrees"
 )
+
+
+BY_DAY = (
+    "its lift stratified by day and context does not confirm it yet (the weights moved: the "
+    "pooled comparison can be Simpson's paradox)"
+)
+BY_PERIOD = (
+    "its lift stratified by period of fixed weights does not confirm it yet (the weights were "
+    "changed during the experiment: the pooled comparison can be Simpson's paradox)"
+)
+
+
+def weights_changed_note(periods: Periods) -> str:
+    """What a report does with weights changed during the experiment, and which days it left
+    out of the sample-ratio check."""
+    note = (
+        f"weights changed during the experiment ({periods.count} periods of fixed weights): "
+        "the sample-ratio check expects each period's visitors at that period's weights, and "
+        "the pooled comparisons above can be biased when conversion rates drift while the "
+        "split changes (Simpson's paradox): read the lift stratified by period; a ship "
+        "decision stands only when it agrees"
+    )
+    if periods.mixed_days:
+        days = ", ".join(periods.mixed_days)
+        note += (
+            f"; left out of the sample-ratio check, since the weights changed within them and "
+            f"their expected split is unknown: {days} "
+            f"({int(periods.excluded.sum()):,} visitors; in the lift, each is a period)"
+        )
+    return note
+
+
+def _held_note(variants: list[str], held: np.ndarray[Any, np.dtype[np.float64]]) -> str:
+    split = "/".join(f"{share:.0%}" for share in held)
+    return (
+        f"the weights were changed after the last day with visitors: the sample-ratio check "
+        f"expects the split in force on those days ({'/'.join(variants)} {split}), not the "
+        "rule file's now"
+    )
 
 
 def why_no_visitor(experiment: Experiment) -> str:
@@ -305,6 +373,120 @@ def _srm(
         "threshold": settings.srm_threshold,
         "visitors": dict(zip(variants, looks[-1].astype(int).tolist(), strict=True)),
         "expected_share": dict(zip(variants, (weights / weights.sum()).tolist(), strict=True)),
+    }
+
+
+@dataclass(frozen=True)
+class Periods:
+    """A fixed-weight experiment's days by the weights in force: ``shares`` per day (None for
+    a day the weights changed within: "mixed"); the cells of the stratified lift, each run of
+    days with the same shares and each mixed day (``visitors``, cells x arms; ``converted``,
+    cells x arms x metrics); and the days the sample-ratio check reads (``looks``, days x arms,
+    with their ``look_shares``)."""
+
+    shares: list[np.ndarray[Any, np.dtype[np.float64]] | None]
+    visitors: np.ndarray[Any, np.dtype[np.float64]]
+    converted: np.ndarray[Any, np.dtype[np.float64]]
+    looks: np.ndarray[Any, np.dtype[np.float64]]
+    look_shares: np.ndarray[Any, np.dtype[np.float64]]
+    excluded: np.ndarray[Any, np.dtype[np.float64]]  # per arm: the mixed days' visitors
+    mixed_days: list[str]
+    count: int  # runs of days with the same weights
+
+    @property
+    def changed(self) -> bool:
+        """Whether the weights changed over the report's days (else the usual check)."""
+        return bool(self.mixed_days) or self.count > 1
+
+
+def _weight_periods(
+    data: ExperimentData,
+    file_weights: np.ndarray[Any, np.dtype[np.float64]],
+    weights_by_day: Mapping[str, Mapping[str, float] | None],
+) -> Periods:
+    """The days of ``data`` in periods of fixed weights: a day ``weights_by_day`` does not name
+    had the rule file's weights; weights that give the experiment's variants no share (they
+    name other variants) are as unknown as a mixed day's."""
+    variants = list(data.variants)
+    shares: list[np.ndarray[Any, np.dtype[np.float64]] | None] = []
+    for day in data.days:
+        if day not in weights_by_day:
+            shares.append(file_weights / file_weights.sum())
+            continue
+        given = weights_by_day[day]
+        found = None
+        if given is not None:
+            w = np.array([float(given.get(variant, 0.0)) for variant in variants])
+            if np.all(np.isfinite(w)) and np.all(w >= 0) and w.sum() > 0:
+                found = w / w.sum()
+        shares.append(found)
+    everyone, conversions = data.visitors["n"][:, :, 0], data.outcomes["conv"][:, :, 0, :]
+    visitors, converted, looks, look_shares, mixed_days = [], [], [], [], []
+    count = 0
+    previous: np.ndarray[Any, np.dtype[np.float64]] | None = None
+    for d, day in enumerate(data.days):
+        share = shares[d]
+        if share is None:
+            mixed_days.append(day)
+            visitors.append(everyone[d])
+            converted.append(conversions[d])
+        elif previous is not None and _proportional(share, previous):
+            visitors[-1] = visitors[-1] + everyone[d]
+            converted[-1] = converted[-1] + conversions[d]
+        else:
+            count += 1
+            visitors.append(everyone[d])
+            converted.append(conversions[d])
+        if share is not None:
+            looks.append(everyone[d])
+            look_shares.append(share)
+        previous = share
+    arms = len(variants)
+    mixed = np.array([s is None for s in shares], dtype=bool)
+    return Periods(
+        shares=shares,
+        visitors=np.stack(visitors) if visitors else np.zeros((0, arms)),
+        converted=np.stack(converted) if converted else np.zeros((0, arms, len(data.metrics))),
+        looks=np.stack(looks) if looks else np.zeros((0, arms)),
+        look_shares=np.stack(look_shares) if look_shares else np.zeros((0, arms)),
+        excluded=everyone[mixed].sum(axis=0) if mixed.any() else np.zeros(arms),
+        mixed_days=mixed_days,
+        count=count,
+    )
+
+
+def _proportional(
+    one: np.ndarray[Any, np.dtype[np.float64]], other: np.ndarray[Any, np.dtype[np.float64]]
+) -> bool:
+    return bool(np.allclose(one / one.sum(), other / other.sum(), rtol=0.0, atol=1e-12))
+
+
+def _changed_srm(periods: Periods, data: ExperimentData, settings: Settings) -> dict[str, Any]:
+    """The sample-ratio check of a fixed experiment whose weights changed: each day's visitors
+    against that day's weights, anytime-valid over the periods, mixed days left out."""
+    variants = list(data.variants)
+    if periods.looks.shape[0]:
+        result = anytime_period_srm_test(
+            periods.looks, periods.look_shares, threshold=settings.srm_threshold
+        )
+        p_value, flagged = result.p_value, result.flagged
+        expected = expected_counts(periods.looks, periods.look_shares)
+        share = expected / max(float(expected.sum()), 1.0)
+    else:  # every day is mixed: nothing to check yet
+        p_value, flagged = float("nan"), False
+        share = np.full(len(variants), np.nan)
+    observed = data.visitors["n"][:, :, 0].sum(axis=0)
+    return {
+        "p_value": float(p_value),
+        "flagged": bool(flagged),
+        "anytime_valid": True,
+        "threshold": settings.srm_threshold,
+        "visitors": dict(zip(variants, observed.astype(int).tolist(), strict=True)),
+        "expected_share": dict(zip(variants, share.tolist(), strict=True)),
+        "expected": "period_weighted",
+        "weight_periods": periods.count,
+        "days_excluded": list(periods.mixed_days),
+        "visitors_excluded": int(periods.excluded.sum()),
     }
 
 
@@ -390,13 +572,16 @@ def _bandit_srm(strata: Strata, data: ExperimentData, settings: Settings) -> dic
 
 
 def _stratified(
-    strata: Strata, data: ExperimentData, metric: str, settings: Settings
+    visitors: np.ndarray[Any, np.dtype[np.float64]],
+    converted_by_metric: np.ndarray[Any, np.dtype[np.float64]],
+    data: ExperimentData,
+    metric: str,
+    settings: Settings,
 ) -> dict[str, Any]:
-    """The primary conversion per arm stratified by the cells of fixed weights (day and
-    context) and pooled, and each treatment's relative lift over control by both
-    (stratified.relative_lift)."""
-    visitors = strata.visitors
-    converted = strata.converted[:, :, data.metrics.index(metric)]
+    """The primary conversion per arm stratified by the cells of fixed weights (a bandit's day
+    and context, a fixed experiment's periods) and pooled, and each treatment's relative lift
+    over control by both (stratified.relative_lift)."""
+    converted = converted_by_metric[:, :, data.metrics.index(metric)]
     by_cell, pooled = stratified_rates(visitors, converted), pooled_rates(visitors, converted)
     level = 1.0 - settings.alpha
     variants = list(data.variants)
@@ -426,9 +611,12 @@ def _stratified(
     }
 
 
-def _confirmed_by_strata(decision: Decision, stratified: dict[str, Any]) -> Decision:
-    """A bandit's ship stands only when the stratified lift of that variant is positive
-    beyond its interval: the pooled comparison it came from can be Simpson's paradox."""
+def _confirmed_by_strata(
+    decision: Decision, stratified: dict[str, Any], why: str = BY_DAY
+) -> Decision:
+    """A ship stands only when the stratified lift of that variant is positive beyond its
+    interval: the pooled comparison it came from can be Simpson's paradox (``why`` says how
+    the strata were cut)."""
     if decision.action != "ship" or decision.variant is None:
         return decision
     lift = stratified["lifts"].get(decision.variant, {})
@@ -438,11 +626,7 @@ def _confirmed_by_strata(decision: Decision, stratified: dict[str, Any]) -> Deci
     return Decision(
         "keep_running",
         None,
-        [
-            f"{decision.variant} looks better pooled, but its lift stratified by day and "
-            "context does not confirm it yet (the weights moved: the pooled comparison can "
-            "be Simpson's paradox)"
-        ],
+        [f"{decision.variant} looks better pooled, but {why}"],
     )
 
 

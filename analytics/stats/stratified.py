@@ -2,9 +2,10 @@
 sample-ratio check against the weights each period had.
 
 A period is a span with fixed weights (a bandit's epoch: from one published weight set to the
-next). Pooling an arm's visitors over periods weights every period by that arm's share of it;
-when weights shift and conversion rates drift (weekdays against weekends), the arm that got
-more traffic in the good days looks better than it is: Simpson's paradox. The stratified
+next; for a fixed-weight experiment, the days between two changes of its weights). Pooling an
+arm's visitors over periods weights every period by that arm's share of it; when weights shift
+and conversion rates drift (weekdays against weekends), the arm that got more traffic in the
+good days looks better than it is: Simpson's paradox. The stratified
 estimate weights every period by its share of all visitors, the same for every arm, as a
 post-stratified mean (Cochran 1977, §5A; Optimizely's Stats Accelerator stratifies by epoch,
 GrowthBook's bandits by period for the same reason).
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 from scipy import special
+from scipy.special import gammaln
 
 from refract.analytics.stats.bayesian import effect_estimate
 from refract.analytics.stats.fieller import fieller_interval
@@ -32,7 +34,13 @@ from refract.analytics.stats.moments import (
     finite_non_negative,
     safe_divide,
 )
-from refract.analytics.stats.srm import DEFAULT_THRESHOLD, SrmResult, srm_test
+from refract.analytics.stats.srm import (
+    CONCENTRATION,
+    DEFAULT_THRESHOLD,
+    AnytimeSrmResult,
+    SrmResult,
+    srm_test,
+)
 
 
 @dataclass(frozen=True)
@@ -174,3 +182,66 @@ def period_srm_test(
     """
     observed = np.sum(_checked("visitors", visitors), axis=-2)
     return srm_test(observed, expected_counts(visitors, weights), threshold=threshold)
+
+
+def anytime_period_srm_test(
+    visitors: npt.ArrayLike,
+    weights: npt.ArrayLike,
+    *,
+    threshold: float = DEFAULT_THRESHOLD,
+    concentration: float = CONCENTRATION,
+) -> AnytimeSrmResult:
+    """Sample-ratio mismatch of one experiment whose weights changed a few times, valid however
+    often it is looked at: ``visitors`` are each look's new visitors ``[look, arm]`` (a day's,
+    not cumulative), ``weights`` the weights in force for them ``[look, arm]``.
+
+    Consecutive looks with the same shares form an epoch. Within an epoch the counts are
+    multinomial at its shares, and the Dirichlet-multinomial Bayes factor of the epoch's counts
+    so far (``srm.anytime_srm_test``'s, started afresh at the epoch's first look) is a
+    non-negative martingale of mean 1; the product of the finished epochs' factors and the
+    current one's is then one too, over all looks (each factor has mean 1 given the past), so
+    by Ville's inequality p = min(1, min over looks of 1 / product) is valid at any look. With
+    a single epoch it is ``srm.anytime_srm_test`` of the cumulative counts. An epoch where only
+    one arm has a weight, or no visitor came, adds nothing; visitors in an arm whose weight is
+    zero give p = 0. NaN, not flagged, when no epoch can be tested.
+    """
+    if not 0.0 < threshold < 1.0:
+        raise ValueError(f"threshold must be in (0, 1), got {threshold}")
+    n = _checked("visitors", visitors)
+    w = _checked("weights", weights)
+    if n.ndim != 2 or n.shape != w.shape:
+        raise ValueError("visitors and weights: expected the same (looks, arms)")
+    total = np.sum(w, axis=-1, keepdims=True)
+    if np.any(total == 0):
+        raise ValueError("every look needs a positive weight")
+    share = w / total
+    log_products: list[Array] = []
+    carried, tested = 0.0, False
+    start = 0
+    while start < n.shape[0]:
+        stop = start + 1
+        while stop < n.shape[0] and np.allclose(share[stop], share[start], rtol=0.0, atol=1e-12):
+            stop += 1
+        counts = np.cumsum(n[start:stop], axis=0)
+        shares = share[start]
+        if np.any((shares == 0) & (counts[-1] > 0)):
+            return AnytimeSrmResult(0.0, True)  # traffic where none was configured
+        used = shares > 0
+        log_bf = np.zeros(stop - start)
+        if used.sum() >= 2 and counts[-1].sum() > 0:
+            x, p = counts[:, used], shares[used]
+            prior = concentration * p
+            log_bf = (
+                gammaln(prior.sum())
+                - gammaln(prior.sum() + x.sum(axis=1))
+                + (gammaln(prior + x) - gammaln(prior)).sum(axis=1)
+                - (x * np.log(p)).sum(axis=1)
+            )
+            tested = True
+        log_products.append(carried + log_bf)
+        carried += float(log_bf[-1])
+        start = stop
+    if not tested:
+        return AnytimeSrmResult(float("nan"), False)
+    p_value = float(min(1.0, np.exp(-np.max(np.concatenate(log_products)))))
+    return AnytimeSrmResult(p_value, p_value < threshold)
