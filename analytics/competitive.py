@@ -23,15 +23,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
+from urllib.parse import quote
 
 import duckdb
 
 from refract.analytics.attribution.archive_journeys import EVENTS, has_parts, part_files
-from refract.analytics.effects import competitors_named
+from refract.analytics.effects import competitor_words, competitors_named
 from refract.rules.events import PageViewEvent
 
-# Page views of the period whose path, referrer or search terms hold a competitor's name (the
-# SQL narrows; ``competitors_named`` decides), each with its visitor's account of the period.
+# Page views of the period whose path, referrer or search terms hold the first word of a
+# competitor's name, as it is or percent-encoded, or a punycode host (the SQL narrows, to a
+# superset; ``competitors_named`` decides), each with its visitor's account of the period.
 _RESEARCH = (
     EVENTS
     + """,
@@ -49,9 +51,9 @@ views AS (
     FROM events WHERE type = 'pageview'
 )
 SELECT views.*, coalesce(accounts.account, '') FROM views LEFT JOIN accounts USING (visitor)
-WHERE len(list_filter($names,
-                      lambda name: contains(lower(concat_ws(' ', url, referrer, term, campaign)),
-                                            name))) > 0
+WHERE len(list_filter($words,
+                      lambda word: contains(lower(concat_ws(' ', url, referrer, term, campaign)),
+                                            word))) > 0
 """
 )
 
@@ -97,10 +99,24 @@ def research(
                 "files": part_files(root, site),
                 "since": datetime.fromtimestamp(since, UTC),
                 "until": datetime.fromtimestamp(until, UTC),
-                "names": sorted(spelled),
+                "words": _narrowing(spelled),
             },
         ).fetchall()
     return _rolled_up(rows, spelled)
+
+
+def _narrowing(names: Iterable[str]) -> list[str]:
+    """What the SQL looks for: each name's first word (``competitors_named`` needs them all, in
+    order), also percent-encoded as a URL may carry it, and ``xn--`` when a name is written in
+    letters a host name carries as punycode."""
+    words: set[str] = set()
+    for name in names:
+        found = competitor_words(name)
+        if found:
+            words |= {found[0], quote(found[0]).lower()}
+        if not name.isascii():
+            words.add("xn--")
+    return sorted(words)
 
 
 def _rolled_up(rows: Iterable[tuple[Any, ...]], spelled: dict[str, str]) -> list[Research]:

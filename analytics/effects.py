@@ -23,14 +23,17 @@ comparable). A value is bounded as rules/fields.py says: a vocabulary's value, `
 from __future__ import annotations
 
 import fnmatch
+import functools
 import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal, TypeAlias
+from typing import Final, Literal, TypeAlias
+from urllib.parse import unquote, urlsplit
 
 from refract.rules import fields, keyspace
+from refract.rules.domains import registrable_domain
 from refract.rules.events import (
     BEACON_TYPES,
     VALUE_PROP,
@@ -137,11 +140,101 @@ def competitors_named(event: PageViewEvent, competitors: Sequence[str]) -> list[
     """The competitors (lowercase names) a page view's path, search terms or, on a visit's
     first page, referrer name: competitor research (the profile counts it, automations.toml's
     competitor trigger fires). Later pages of a visit have the site's own pages as referrer:
-    the page after a comparison page is not research again."""
+    the page after a comparison page is not research again.
+
+    A name is named by its words, whole: the words of a path, a search term or a campaign are
+    its runs of letters and digits (``/`` ``-`` ``_`` ``.``, spaces and the rest separate
+    them; percent-escapes are decoded first), and the name's words must appear one after the
+    other, in any case. So ``box`` is named by ``/compare/box-vs-us`` and ``box alternative``,
+    not by ``/inbox-zero`` or ``/sandbox``. A referrer names it by its host's labels before the
+    public suffix (``www.globex.co.uk``, ``box.com``; not ``dropbox.com``, and ``com`` names
+    nothing) or by the words of its path (a review site's ``/compare/globex-vs-us``)."""
     utm = event["utm"]
     referrer = event["referrer"] if event["new_session"] else ""
-    seen = " ".join((event["url"], referrer, utm.get("term", ""), utm.get("campaign", ""))).lower()
-    return [name for name in competitors if name in seen]
+    texts = (event["url"], referrer, utm.get("term", ""), utm.get("campaign", ""))
+    seen = _decoded(" ".join(texts)).lower()
+    # Most page views name nothing: a name some word of which is nowhere in the text is not
+    # named, a cheap look that spares the rest (a punycode host is read in its own script).
+    likely = [
+        name
+        for name in competitors
+        if (words := competitor_words(name)) and ("xn--" in seen or all(w in seen for w in words))
+    ]
+    if not likely:
+        return []
+    sources = [
+        _Source(_words(_decoded(event["url"]))),
+        _Source(_words(utm.get("term", ""))),
+        _Source(_words(utm.get("campaign", ""))),
+    ]
+    if referrer:
+        sources += _referrer_sources(referrer)
+    return [name for name in likely if any(s.names(competitor_words(name)) for s in sources)]
+
+
+# A word of a name, or of what a page view says: a run of letters and digits, in any script.
+_WORD: Final = re.compile(r"[^\W_]+")
+
+
+def _words(text: str) -> tuple[str, ...]:
+    return tuple(_WORD.findall(text.lower()))
+
+
+@functools.lru_cache(maxsize=1024)
+def competitor_words(name: str) -> tuple[str, ...]:
+    """The words ``competitors_named`` looks for, in this order, to find ``name``."""
+    return _words(name)
+
+
+def _decoded(text: str) -> str:
+    """Percent-escapes decoded (``/compare/globex%20alternative``)."""
+    return unquote(text) if "%" in text else text
+
+
+@dataclass(frozen=True, slots=True)
+class _Source:
+    """The words of one thing a page view says, and how many of the first may begin a name
+    (None: any; a host's: those before its public suffix)."""
+
+    words: tuple[str, ...]
+    starts: int | None = None
+
+    def names(self, name: tuple[str, ...]) -> bool:
+        """Whether ``name``'s words appear here, whole and one after the other."""
+        size = len(name)
+        last = len(self.words) - size
+        if self.starts is not None:
+            last = min(last, self.starts - 1)
+        return any(self.words[at : at + size] == name for at in range(last + 1))
+
+
+def _referrer_sources(referrer: str) -> list[_Source]:
+    """The referrer's path, and its host's labels, a name beginning before the public suffix:
+    ``globex`` of ``www.globex.co.uk``, never ``com``."""
+    try:
+        parts = urlsplit(referrer)
+        host = (parts.hostname or "").rstrip(".")
+    except ValueError:  # a malformed address (an unclosed IPv6 bracket): it names nothing
+        return []
+    sources = [_Source(_words(_decoded(parts.path)))]
+    registered = registrable_domain(host) if host else None
+    if registered is not None:  # not an IP address, a single label or a public suffix
+        labels = host.split(".")
+        owned = len(labels) - registered.count(".")
+        before = _words(".".join(_unicode_label(label) for label in labels[:owned]))
+        sources.append(_Source(before + _words(".".join(labels[owned:])), len(before)))
+    return sources
+
+
+def _unicode_label(label: str) -> str:
+    """A host label as its owner spells it: punycode (``xn--``) decoded, since names are matched
+    in their own script; one IDNA refuses as it came."""
+    if not label.startswith("xn--"):
+        return label
+    try:
+        return label.encode("ascii").decode("idna")
+    except UnicodeError:
+        return label
 
 
 class Effects:

@@ -175,7 +175,12 @@ class Automation(Table):
         "decision, guardrail_harm or srm"
     )
     threshold: float | None = Field(
-        default=None, ge=0, le=100, description="intent_above: the intent score (0-100)"
+        default=None,
+        gt=0,
+        le=100,
+        description="intent_above: the intent score it fires at, above 0 and at most 100 (every "
+        "account's intent is at least 0, so 0 is never reached from below; for any visit use "
+        "page_tag or identified)",
     )
     tags: list[str] = Field(default=[], description="page_tag: the page tags that fire it")
     sites: list[str] = Field(default=[], description="site ids it applies to; empty: all")
@@ -199,7 +204,7 @@ class Automation(Table):
     @model_validator(mode="after")
     def _trigger_has_what_it_needs(self) -> Automation:
         if self.when == "intent_above" and self.threshold is None:
-            raise ValueError("intent_above needs threshold = 0-100")
+            raise ValueError("intent_above needs threshold = a score above 0, at most 100")
         if self.when != "intent_above" and self.threshold is not None:
             raise ValueError(f"threshold is for intent_above, not {self.when}")
         if self.when == "page_tag" and not self.tags:

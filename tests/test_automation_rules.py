@@ -63,6 +63,12 @@ def unfit(rules_dir: Path, automations: str) -> list[Problem]:
             "automations[0]",
             "intent_above needs threshold",
         ),
+        (  # every account's intent is at least 0: it never rises to 0 from below
+            'key = "over"\nwhen = "intent_above"\nthreshold = 0\n',
+            4,
+            "automations[0].threshold",
+            "greater than 0",
+        ),
         (
             'key = "x"\nwhen = "account_hot"\n[automations.if]\nall = [{field = "acount.target", '
             'op = "eq", value = true}]\n',
@@ -96,6 +102,13 @@ def test_a_bad_automation_is_refused_at_its_line(
     assert (problem.line, problem.field) == (line, field)
     assert message in problem.message + problem.hint
     assert problem.file.endswith("automations.toml")
+
+
+def test_a_threshold_of_0_is_refused_with_what_to_use_instead(rules_dir: Path) -> None:
+    text = '[[automations]]\nkey = "any"\nwhen = "intent_above"\nthreshold = 0\n'
+    [problem] = problems_of(rules_dir, text + '[[automations.do]]\ndestination = "sales_slack"\n')
+    assert "never reached from below" in problem.hint
+    assert "page_tag" in problem.hint
 
 
 def test_keys_are_unique_across_files(rules_dir: Path) -> None:

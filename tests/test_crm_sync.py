@@ -19,9 +19,11 @@ from refract.analytics.automations.rate_limit import throttle
 from refract.analytics.crm import CrmError
 from refract.analytics.crm.actions import send
 from refract.analytics.crm.sync import (
+    Pulled,
     PulledOwner,
     PullReport,
     keep_pulling,
+    merge,
     outcomes_path,
     pull,
     pull_due,
@@ -298,6 +300,234 @@ async def test_a_failed_pull_stores_nothing(
         await pull_now(client, http, "hubspot", hubspot(server), tmp_path)
     assert await load_accounts(client, SITE) == []
     assert not outcomes_path(tmp_path, SITE).exists()
+
+
+# --- one bad record, of any kind and CRM, costs itself and never the pull -------------------
+
+# Names of only spaces, which any CRM user can type: none is a name (the domain names the
+# account), none fails the pull.
+BLANK_NAMES = ["\u00a0", " \t ", "\u2003", "\u3000"]
+
+
+@pytest.mark.parametrize("crm", ["salesforce", "hubspot"])
+@pytest.mark.parametrize("blank", BLANK_NAMES)
+async def test_an_account_named_with_spaces_alone_is_named_by_its_domain_and_the_pull_goes_on(
+    aiohttp_server: Any,
+    http: aiohttp.ClientSession,
+    client: redis.Redis,
+    tmp_path: Path,
+    crm: str,
+    blank: str,
+) -> None:
+    await store_accounts(client, SITE, [Account("listed.example", "Listed GmbH")])
+    if crm == "salesforce":
+        sf = SalesforceStandIn()
+        sf.add("Account", Name="Acme", Website="https://acme.com")
+        sf.add("Account", Name=blank, Website="https://blank.example")
+        sf.add("Account", Name=blank, Website="https://listed.example", Industry="Retail")
+        server, destination = await serve(aiohttp_server, sf.app()), salesforce
+    else:
+        hs = HubSpotStandIn()
+        hs.add("companies", {"domain": "acme.com", "name": "Acme"})
+        hs.add("companies", {"domain": "blank.example", "name": blank})
+        hs.add("companies", {"domain": "listed.example", "name": blank, "industry": "Retail"})
+        server, destination = await serve(aiohttp_server, hs.app()), hubspot
+
+    report = await pull_now(client, http, crm, destination(server), tmp_path)
+
+    assert (report.accounts, report.accounts_skipped) == (3, 0)
+    names = {a.domain: (a.name, a.industry) for a in await load_accounts(client, SITE)}
+    assert names == {
+        "acme.com": ("Acme", ""),
+        "blank.example": ("blank.example", ""),
+        "listed.example": ("Listed GmbH", "Retail"),  # the list's name stays
+    }
+
+
+def test_a_record_the_account_list_refuses_is_skipped_and_counted_where_it_is_read() -> None:
+    """The one policy (``Pulled.skip``): a record that reaches the list's check unstripped,
+    or that the list refuses for any other reason, is skipped, not the pull."""
+    pulled = Pulled()
+    assert pulled.add_account("Salesforce", "001A", "acme.com", {"name": "Acme"}) == "acme.com"
+    assert pulled.add_account("Salesforce", "001B", "blank.example", {"name": "\u00a0"}) == ""
+    assert pulled.add_account("Salesforce", "001C", "not a domain", {"name": "X"}) == ""
+    assert list(pulled.accounts) == ["acme.com"]
+    assert pulled.accounts_skipped == 2
+    listed = [Account("acme.com", "Acme")]
+    assert merge(listed, {"acme.com": {"name": "\u00a0"}}) == listed  # kept, never a crash
+
+
+def _bad_salesforce(standin: SalesforceStandIn, kind: str) -> None:
+    if kind == "account":
+        standin.add("Account", Name="L" * 1001, Website="https://long.example")
+    elif kind == "owner":
+        standin.add("User", Name="L" * 1001, Email="long@example.com", IsActive=True)
+    else:
+        account = standin.add("Account", Name="Deal Co", Website="https://deal.example")
+        standin.add("Opportunity", AccountId=account, Amount="lots", IsWon=True, IsClosed=True)
+
+
+def _bad_hubspot(standin: HubSpotStandIn, kind: str) -> None:
+    if kind == "account":
+        standin.add("companies", {"domain": "bad.com", "name": "Emoji \ud83d"})
+    elif kind == "owner":
+        standin.add_owner("Long", "L" * 201, "long@example.com")
+    else:
+        company = standin.add("companies", {"domain": "deal.example", "name": "Deal Co"})
+        deal = {"amount": "1", "hs_is_closed": "true", "closedate": "L" * 70_000}
+        standin.add("deals", deal, companies=(company,))
+
+
+@pytest.mark.parametrize("crm", ["salesforce", "hubspot"])
+@pytest.mark.parametrize("kind", ["account", "owner", "deal"])
+async def test_one_record_out_of_shape_of_any_kind_is_skipped_counted_and_logged(
+    aiohttp_server: Any,
+    http: aiohttp.ClientSession,
+    client: redis.Redis,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    crm: str,
+    kind: str,
+) -> None:
+    if crm == "salesforce":
+        sf = SalesforceStandIn()
+        sf.add("Account", Name="Acme", Website="https://acme.com")
+        sf.add("User", Name="Rita Rep", Email="rita@example.com", IsActive=True)
+        _bad_salesforce(sf, kind)
+        server, destination = await serve(aiohttp_server, sf.app()), salesforce
+    else:
+        hs = HubSpotStandIn()
+        hs.add("companies", {"domain": "acme.com", "name": "Acme"})
+        hs.add_owner("Rita", "Rep", "rita@example.com")
+        _bad_hubspot(hs, kind)
+        server, destination = await serve(aiohttp_server, hs.app()), hubspot
+
+    report = await pull_now(client, http, crm, destination(server), tmp_path)
+
+    skipped = {
+        "account": report.accounts_skipped,
+        "owner": report.owners_skipped,
+        "deal": report.deals_skipped,
+    }
+    assert skipped == {name: int(name == kind) for name in skipped}
+    assert "acme.com" in {a.domain for a in await load_accounts(client, SITE)}
+    assert report.owners == 1
+    assert f"{kind} record skipped" in caplog.text
+
+
+# --- the deals' currency -------------------------------------------------------------------
+
+CLOSED = {"hs_is_closed": "true", "closedate": "2026-03-01"}
+
+
+def _hubspot_deals(standin: HubSpotStandIn, deals: list[tuple[str, str, bool]]) -> None:
+    """(domain, currency, won) deals of 48,000 each, a company for each domain."""
+    companies: dict[str, str] = {}
+    for domain, currency, won in deals:
+        if domain not in companies:
+            companies[domain] = standin.add("companies", {"domain": domain, "name": domain})
+        deal = CLOSED | {"amount": "48000", "hs_is_closed_won": str(won).lower()}
+        if currency:
+            deal["deal_currency_code"] = currency
+        standin.add("deals", deal, companies=(companies[domain],))
+
+
+def _salesforce_deals(standin: SalesforceStandIn, deals: list[tuple[str, str, bool]]) -> None:
+    accounts: dict[str, str] = {}
+    for domain, currency, won in deals:
+        if domain not in accounts:
+            accounts[domain] = standin.add("Account", Name=domain, Website=domain)
+        fields: dict[str, Any] = {"CurrencyIsoCode": currency} if currency else {}
+        standin.add(
+            "Opportunity", AccountId=accounts[domain], Amount=48000.0, IsWon=won, IsClosed=True,
+            CloseDate="2026-03-01", **fields,
+        )  # fmt: skip
+
+
+EUR, JPY, USD = "EUR", "JPY", "USD"
+CURRENCIES = [
+    # (CRM, the site's currency (None: the caller names none), deals (domain, currency, won),
+    #  the domains of the deals kept, those left out by currency)
+    ("hubspot", EUR, [("eu.example", EUR, True), ("jp.example", JPY, True),
+                      ("jp2.example", JPY, False)], ["eu.example"], {JPY: 2}),
+    ("hubspot", EUR, [("eu.example", "", True)], ["eu.example"], {}),  # one currency: the site's
+    ("hubspot", USD, [("eu.example", EUR, True), ("us.example", USD, False)], ["us.example"],
+     {EUR: 1}),
+    ("hubspot", None, [("eu.example", EUR, True), ("eu2.example", EUR, False)],
+     ["eu.example", "eu2.example"], {}),  # one currency named, none mixed
+    ("hubspot", None, [("eu.example", EUR, True), ("jp.example", JPY, True),
+                       ("any.example", "", True)], ["any.example"], {EUR: 1, JPY: 1}),
+    ("salesforce", EUR, [("eu.example", EUR, True), ("jp.example", JPY, False)],
+     ["eu.example"], {JPY: 1}),  # an org with several currencies
+    ("salesforce-single", EUR, [("eu.example", "", True), ("fr.example", "", False)],
+     ["eu.example", "fr.example"], {}),  # an org with one: no CurrencyIsoCode to ask for
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("crm", "currency", "deals", "kept", "left_out"), CURRENCIES)
+async def test_a_deal_in_another_currency_than_the_sites_is_left_out_never_mixed_in(
+    aiohttp_server: Any,
+    http: aiohttp.ClientSession,
+    client: redis.Redis,
+    tmp_path: Path,
+    crm: str,
+    currency: str | None,
+    deals: list[tuple[str, str, bool]],
+    kept: list[str],
+    left_out: dict[str, int],
+) -> None:
+    if crm == "hubspot":
+        hs = HubSpotStandIn()
+        _hubspot_deals(hs, deals)
+        destination = hubspot(await serve(aiohttp_server, hs.app()))
+    else:
+        sf = SalesforceStandIn(multicurrency=crm == "salesforce")
+        _salesforce_deals(sf, deals)
+        destination = salesforce(await serve(aiohttp_server, sf.app()))
+
+    async def wait_turn() -> None:
+        await throttle(client, crm, destination.rate_limit, destination.rate_window)
+
+    outcomes = outcomes_path(tmp_path, SITE)
+    report = await pull(
+        client, http, SITE, crm, destination, wait_turn, NOW, outcomes=outcomes, currency=currency
+    )
+
+    assert dict(report.other_currencies) == left_out
+    assert report.deals_skipped == 0
+    amounts = (
+        {o.account_domain: o.amount for o in read_outcomes_csv(report.outcomes)}
+        if report.outcomes
+        else {}
+    )
+    assert sorted(amounts) == kept
+    assert set(amounts.values()) <= {48000.0}
+    if left_out:
+        assert "left out: amounts are never converted" in report.describe()
+
+
+async def test_the_worker_pull_keeps_each_sites_deals_in_its_own_currency(
+    aiohttp_server: Any, http: aiohttp.ClientSession, client: redis.Redis, tmp_path: Path
+) -> None:
+    """``pull_due`` reads the site's currency from its industry model (saas: USD)."""
+    standin = HubSpotStandIn()
+    _hubspot_deals(standin, [("us.example", USD, True), ("jp.example", JPY, True)])
+    server = await serve(aiohttp_server, standin.app())
+    config = make_config(
+        "http://127.0.0.1:9",
+        site={"id": SITE},
+        server={"data_dir": str(tmp_path)},
+        automations={"destinations": {"crm": hubspot(server).model_dump()}, "crm": "crm"},
+    )
+    destination = config.automations.destinations["crm"]
+
+    async def wait_turn() -> None:
+        await throttle(client, "crm", destination.rate_limit, destination.rate_window)
+
+    await pull_due(client, http, config, wait_turn, NOW)
+
+    outcomes = read_outcomes_csv(outcomes_path(tmp_path, SITE))
+    assert [(o.account_domain, o.amount) for o in outcomes] == [("us.example", 48000.0)]
 
 
 def seed_salesforce(standin: SalesforceStandIn) -> dict[str, str]:

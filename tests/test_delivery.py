@@ -7,16 +7,18 @@ losing nothing. The clock is fake wherever time matters."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis.asyncio as redis
 
-from refract.analytics.automations import concurrency
+from refract.analytics.automations import concurrency, delivery, rate_limit
 from refract.analytics.automations import log as action_log
 from refract.analytics.automations.delivery import GRACE_S, next_delay
 from refract.analytics.automations.outbox import drain_once, ensure_group
@@ -427,6 +429,96 @@ async def test_a_worker_killed_mid_delivery_loses_no_action(
         await asyncio.wait_for(process.wait(), 30)
     for request in hook.received:
         request.verified_with(SECRET)
+
+
+# --- a wait for the rate limiter longer than a claim ---------------------------------------
+
+
+async def test_a_deliverer_never_claims_again_an_action_it_is_attempting(
+    client: redis.Redis, receiver: tuple[Receiver, str]
+) -> None:
+    hook, url = receiver
+    config = automations(url, SECRET, timeout=1)
+    clock, action = Clock(), an_action(1)
+    await queue(client, action)
+    async with a_deliverer(client, config, clock) as deliverer:
+        await ensure_group(client, SITE)
+        await drain_once(client, SITE, "tests", block_ms=10, clock=clock)
+        assert await deliverer.claim() == [(action["id"], DESTINATION)]
+        clock.now += 1 + GRACE_S  # its claim ran out while it was attempting it
+        assert await deliverer.claim() == []  # still its own: not a second attempt
+        await deliverer.attempt(action["id"], DESTINATION)
+        assert await deliverer.claim() == []
+    assert hook.ids() == [action["id"]]
+    assert (await record(client, action))["status"] == "delivered"
+    assert await client.zcard(keyspace.destination_leases(DESTINATION)) == 0
+
+
+async def _run_until_quiet(
+    client: redis.Redis, config: AutomationsConfig, hook: Receiver, workers: int, after_s: float
+) -> None:
+    """``workers`` deliverers on the real clock until ``after_s`` after the first request."""
+    stop = asyncio.Event()
+    async with contextlib.AsyncExitStack() as stack:
+        deliverers = [
+            await stack.enter_async_context(a_deliverer(client, config, time.time))
+            for _ in range(workers)
+        ]
+        runs = [asyncio.create_task(deliverer.run(stop)) for deliverer in deliverers]
+        try:
+            await asyncio.wait_for(hook.arrived.wait(), 30)
+            await asyncio.sleep(after_s)  # a second send would come now, or soon after
+        finally:
+            stop.set()
+            await asyncio.gather(*runs)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+async def test_an_attempt_waiting_for_the_rate_limit_longer_than_its_claim_sends_once(
+    client: redis.Redis,
+    receiver: tuple[Receiver, str],
+    monkeypatch: pytest.MonkeyPatch,
+    workers: int,
+) -> None:
+    """The claim covers the whole attempt, the wait too: neither the deliverer itself (which
+    claimed the action again, with the same token, and sent it twice) nor another worker
+    claims it meanwhile, and no lease is left behind."""
+    monkeypatch.setattr(delivery, "GRACE_S", 0.5)  # a claim of 1 s, a wait of 3 s
+    hook, url = receiver
+    config = automations(url, SECRET, rate_limit=2, rate_window=3, timeout=0.5)
+    for _ in range(2):  # earlier deliveries (or the CRM pull) have used the window
+        assert await rate_limit.take(client, DESTINATION, 2, 3) == 0
+    action = an_action(1)
+    await queue(client, action)
+    await ensure_group(client, SITE)
+    await drain_once(client, SITE, "tests", block_ms=10, clock=time.time)
+
+    await _run_until_quiet(client, config, hook, workers, after_s=1.5)
+
+    assert hook.ids() == [action["id"]]
+    logged = await record(client, action)
+    assert (logged["status"], logged["attempts"]) == ("delivered", 1)
+    assert await client.zcard(keyspace.destination_leases(DESTINATION)) == 0
+
+
+async def test_a_wait_longer_than_the_claim_with_the_real_grace_sends_once(
+    client: redis.Redis, receiver: tuple[Receiver, str]
+) -> None:
+    """The tester's numbers: a receiver taking 2 requests per 7 s, already taken, a timeout of
+    1 s (a claim of 6 s)."""
+    hook, url = receiver
+    config = automations(url, SECRET, rate_limit=2, rate_window=7, timeout=1)
+    for _ in range(2):
+        assert await rate_limit.take(client, DESTINATION, 2, 7) == 0
+    action = an_action(1)
+    await queue(client, action)
+    await ensure_group(client, SITE)
+    await drain_once(client, SITE, "tests", block_ms=10, clock=time.time)
+
+    await _run_until_quiet(client, config, hook, 1, after_s=1.0)
+
+    assert hook.ids() == [action["id"]]
+    assert await client.zcard(keyspace.destination_leases(DESTINATION)) == 0
 
 
 def _worker_config(tmp_path: Path, redis_url: str, url: str) -> Path:

@@ -211,6 +211,68 @@ async def test_a_trigger_fires_on_what_it_watches(
     assert all(action["when"] == when and action["destination"] == "sales" for action in actions)
 
 
+def path_is(path: str, op: str = "eq") -> str:
+    return f'[automations.if]\nall = [{{ field = "event.path", op = "{op}", value = "{path}" }}]'
+
+
+PRICING, ENTERPRISE = 'tags = ["pricing"]\n', "/pricing/enterprise"
+# Events of one batch, several of which fire an automation for one subject: ``if`` is judged on
+# each, and the first that meets it fires (each, without a cooldown).
+CANDIDATES = [
+    # (automation, the batch, the paths of the events that fire it, for ACME)
+    ("page_tag", PRICING + path_is(ENTERPRISE),  # two visitors of the account
+     [view(ALICE, "/pricing", ["pricing"], ACME), view(BOB, ENTERPRISE, ["pricing"], ACME)],
+     [ENTERPRISE]),
+    ("page_tag", PRICING + path_is(ENTERPRISE),  # one visitor's two pages
+     [view(ALICE, "/pricing", ["pricing"], ACME), view(ALICE, ENTERPRISE, ["pricing"], ACME)],
+     [ENTERPRISE]),
+    ("competitor", path_is("/compare/", "prefix"),
+     [view(ALICE, "/blog/rivalco-news", [], ACME), view(BOB, "/compare/rivalco", [], ACME)],
+     ["/compare/rivalco"]),
+    ("page_tag", PRICING + path_is(ENTERPRISE),  # both meet it: the cooldown keeps the first
+     [view(ALICE, ENTERPRISE, ["pricing"], ACME), view(BOB, ENTERPRISE, ["pricing"], ACME)],
+     [ENTERPRISE]),
+    ("page_tag", PRICING + "cooldown_hours = 0\n" + path_is(ENTERPRISE),  # no cooldown: each
+     [view(ALICE, "/pricing", ["pricing"], ACME), view(BOB, ENTERPRISE, ["pricing"], ACME),
+      view(ALICE, ENTERPRISE, ["pricing"], ACME)],
+     [ENTERPRISE, ENTERPRISE]),
+    ("page_tag", PRICING + path_is(ENTERPRISE),  # none meets it
+     [view(ALICE, "/pricing", ["pricing"], ACME), view(BOB, "/pricing", ["pricing"], ACME)],
+     []),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("when", "extra", "batch", "paths"), CANDIDATES)
+async def test_the_first_event_of_a_batch_that_meets_if_fires(
+    client: redis.Redis,
+    rules_dir: Path,
+    accounts: None,
+    when: str,
+    extra: str,
+    batch: list[events.Event],
+    paths: list[str],
+) -> None:
+    site = Site(client, rules_dir, automation(when, extra))
+    actions = await site.run(*batch)
+    assert fired(actions) == [(when.replace("_", "-"), "account", ACME)] * len(paths)
+    assert [action["facts"]["event"]["path"] for action in actions] == paths
+
+
+async def test_a_view_naming_two_competitors_fires_for_the_one_if_asks_for(
+    client: redis.Redis, rules_dir: Path, accounts: None
+) -> None:
+    condition = (
+        '[automations.if]\nall = [{ field = "event.competitor", op = "eq", value = "globex" }]'
+    )
+    site = Site(client, rules_dir, automation("competitor", condition))
+    rules = (rules_dir / "rules.toml").read_text()
+    (rules_dir / "rules.toml").write_text(rules.replace('["RivalCo"]', '["RivalCo", "Globex"]'))
+    site.rules = load_rules(rules_dir)
+    [action] = await site.run(view(BOB, "/compare/rivalco-vs-globex", [], ACME))
+    assert action["facts"]["event"]["competitor"] == "globex"
+    assert action["facts"]["title"].startswith("Acme Corp researched globex")
+
+
 async def test_an_edge_fires_once_while_the_account_stays_hot(
     client: redis.Redis, rules_dir: Path, accounts: None
 ) -> None:
@@ -434,6 +496,52 @@ def test_quiet_hours_hold_actions_until_they_end(
         else datetime.fromisoformat(until).replace(tzinfo=ZoneInfo(zone)).timestamp()
     )
     assert quiet_until(quiet, at) == expected
+
+
+def local(zone: str, text: str) -> float:
+    """A wall-clock time of ``zone``; "+" after it: the second time the clocks show it (the
+    hour shown twice as they go back)."""
+    moment = datetime.fromisoformat(text.removesuffix("+"))
+    return moment.replace(tzinfo=ZoneInfo(zone), fold=int(text.endswith("+"))).timestamp()
+
+
+# Berlin: 2026-03-29 02:00 -> 03:00, 2026-10-25 03:00 -> 02:00 (02:00-02:59 twice).
+# New York: 2026-03-08 02:00 -> 03:00, 2026-11-01 02:00 -> 01:00 (01:00-01:59 twice).
+# Sydney: 2026-04-05 03:00 -> 02:00, 2026-10-04 02:00 -> 03:00.
+DST = [
+    # (zone, start, end, now, until)
+    # the hour the clocks skip
+    ("Europe/Berlin", "01:00", "02:30", "2026-03-29 01:30", "2026-03-29 03:00"),
+    ("Europe/Berlin", "01:00", "03:30", "2026-03-29 01:30", "2026-03-29 03:30"),
+    ("Europe/Berlin", "22:00", "02:30", "2026-03-28 23:00", "2026-03-29 03:00"),
+    ("Europe/Berlin", "02:15", "04:00", "2026-03-29 01:59", None),  # starts as the clocks jump
+    ("Europe/Berlin", "02:15", "04:00", "2026-03-29 03:10", "2026-03-29 04:00"),
+    ("America/New_York", "01:00", "02:30", "2026-03-08 01:30", "2026-03-08 03:00"),
+    ("America/New_York", "20:00", "02:00", "2026-03-07 21:00", "2026-03-08 03:00"),
+    ("Australia/Sydney", "01:00", "02:30", "2026-10-04 01:45", "2026-10-04 03:00"),
+    # the hour the clocks show twice: each time is quiet as the clocks say
+    ("Europe/Berlin", "02:00", "02:20", "2026-10-25 02:10", "2026-10-25 02:20"),
+    ("Europe/Berlin", "02:00", "02:20", "2026-10-25 02:10+", "2026-10-25 02:20+"),
+    ("Europe/Berlin", "02:00", "02:20", "2026-10-25 02:40", None),
+    ("Europe/Berlin", "01:00", "02:30", "2026-10-25 02:10+", "2026-10-25 02:30+"),
+    ("Europe/Berlin", "22:00", "02:30", "2026-10-25 02:15+", "2026-10-25 02:30+"),
+    ("Europe/Berlin", "01:00", "04:00", "2026-10-25 01:30", "2026-10-25 04:00"),
+    ("America/New_York", "01:00", "01:20", "2026-11-01 01:10+", "2026-11-01 01:20+"),
+    ("America/New_York", "00:30", "01:30", "2026-11-01 01:45", None),
+    # a period running as the clocks go back runs on until they show its end
+    ("America/New_York", "01:30", "08:45", "2026-11-01 01:45", "2026-11-01 08:45"),
+    ("America/New_York", "00:30", "01:30", "2026-11-01 01:10+", "2026-11-01 01:30+"),
+    ("Australia/Sydney", "02:00", "02:20", "2026-04-05 02:10+", "2026-04-05 02:20+"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("zone", "start", "end", "now", "until"), DST)
+def test_quiet_hours_across_daylight_saving_changes(
+    zone: str, start: str, end: str, now: str, until: str | None
+) -> None:
+    quiet = QuietHours(start=start, end=end, timezone=zone)
+    expected = None if until is None else local(zone, until)
+    assert quiet_until(quiet, local(zone, now)) == expected
 
 
 ZONES = ["UTC", "Europe/Berlin", "America/New_York", "Asia/Kolkata", "Australia/Lord_Howe"]

@@ -9,12 +9,15 @@ leases, as many as are free among every worker's (concurrency.py), and a second 
 saturated with a backlog holds back no other's actions, and no destination has more than its
 ``concurrency`` attempts in flight from all workers together. A claimed action is re-scored
 to the end of its claim (its destination's timeout and a grace) and marked ``delivering``
-with this deliverer's token, so several workers share the due set and one that dies
-(SIGKILL) leaves its claims due again when they run out: at least once, a repeat carrying the
-same id (webhook-id). A claim is extended as each of the sender's requests starts (after the
-rate limiter let it), and a deliverer that finds its claim taken sends nothing. Its lease
-runs out and is extended with it, so the lease of a worker that died frees itself; every
-worker also shares the ``rate_limit``.
+with a token of its own (the deliverer's and the claim's serial number), so several workers
+share the due set and one that dies (SIGKILL) leaves its claims due again when they run out:
+at least once, a repeat carrying the same id (webhook-id). A claim covers its whole attempt:
+it is extended as each of the sender's requests starts (after the rate limiter let it) and,
+while the attempt waits for the rate limiter, whenever half of it is left; a deliverer that
+finds its claim taken sends nothing. A deliverer never claims an action it is attempting
+already, and a claim's token is its own, so not even the deliverer that made an earlier claim
+of the action can send on it. Its lease runs out and is extended with it, so the lease of a
+worker that died frees itself; every worker also shares the ``rate_limit``.
 
 Actions whose destination is no longer configured (removed while they waited, or never there)
 are claimed by the first script wherever they wait, and dead-lettered with the reason when
@@ -73,9 +76,10 @@ _SORT_AT_ONCE: Final = 1000  # arrivals sorted into their destination's due set 
 _UNKNOWN_AT_ONCE: Final = 50  # actions of unconfigured destinations dead-lettered per claim
 
 # KEYS[1]: the site's arrival set (automation_due), KEYS[2]: the destinations that have a due
-# set (automation_due_destinations). ARGV: now, token, the records' key prefix, the due sets'
-# key prefix, how many arrivals to sort, how many actions of unconfigured destinations to
-# claim, their claim's end, then (destination, concurrency) pairs of those configured.
+# set (automation_due_destinations). ARGV: now, the claim's token, the records' key prefix,
+# the due sets' key prefix, the ids this deliverer is attempting (a JSON list: never claimed
+# again), how many arrivals to sort, how many actions of unconfigured destinations to claim,
+# their claim's end, then (destination, concurrency) pairs of those configured.
 # Arrivals are sorted into their destination's due set, configured or not. Due actions of a
 # destination no longer configured, wherever they wait, are claimed to be dead-lettered.
 # Returns those claims (id, destination, ...) and how many actions each configured
@@ -83,12 +87,14 @@ _UNKNOWN_AT_ONCE: Final = 50  # actions of unconfigured destinations dead-letter
 # reserving before ``_CLAIM``.
 _SORT = f"""
 local now = tonumber(ARGV[1])
+local held, holding = {{}}, cjson.decode(ARGV[5])
+for _, id in ipairs(holding) do held[id] = true end
 local configured, order = {{}}, {{}}
-for i = 8, #ARGV, 2 do
+for i = 9, #ARGV, 2 do
     configured[ARGV[i]] = tonumber(ARGV[i + 1])
     order[#order + 1] = ARGV[i]
 end
-local arrived = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[5]) - 1, 'WITHSCORES')
+local arrived = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[6]) - 1, 'WITHSCORES')
 for i = 1, #arrived, 2 do
     local id, due = arrived[i], arrived[i + 1]
     local destination = redis.call('HGET', ARGV[3] .. id, '{action_log.DESTINATION}')
@@ -98,14 +104,16 @@ for i = 1, #arrived, 2 do
     end
     redis.call('ZREM', KEYS[1], id)
 end
-local claimed, left = {{}}, tonumber(ARGV[6])
+local claimed, left = {{}}, tonumber(ARGV[7])
 for _, name in ipairs(redis.call('SMEMBERS', KEYS[2])) do
-    if configured[name] == nil then
+    if configured[name] == nil and left > 0 then
         local set = ARGV[4] .. name
-        local due = redis.call('ZRANGEBYSCORE', set, '-inf', now, 'LIMIT', 0, left)
+        local due = redis.call('ZRANGEBYSCORE', set, '-inf', now, 'LIMIT', 0, left + #holding)
         for _, id in ipairs(due) do
-            if redis.call('EXISTS', ARGV[3] .. id) == 1 then
-                redis.call('ZADD', set, ARGV[7], id)
+            if held[id] or left <= 0 then
+                -- attempted by this deliverer already, or enough claimed
+            elseif redis.call('EXISTS', ARGV[3] .. id) == 1 then
+                redis.call('ZADD', set, ARGV[8], id)
                 redis.call('HSET', ARGV[3] .. id, '{action_log.STATUS}', 'delivering',
                     '{action_log.CLAIM}', ARGV[2])
                 claimed[#claimed + 1] = id
@@ -129,18 +137,25 @@ end
 return {{claimed, counts}}
 """
 
-# KEYS[1]: the destinations that have a due set (for the site's slot). ARGV: now, token, the
-# records' key prefix, the due sets' key prefix, then (destination, places, claim's end)
+# KEYS[1]: the destinations that have a due set (for the site's slot). ARGV: now, the claim's
+# token, the records' key prefix, the due sets' key prefix, the ids this deliverer is
+# attempting (a JSON list: never claimed again), then (destination, places, claim's end)
 # triples: each destination's due actions are claimed from its own set, up to the places its
 # reserved leases give, so that no backlog of one destination hides another's.
 _CLAIM = f"""
 local now = tonumber(ARGV[1])
+local held, holding = {{}}, cjson.decode(ARGV[5])
+for _, id in ipairs(holding) do held[id] = true end
 local claimed = {{}}
-for i = 5, #ARGV, 3 do
+for i = 6, #ARGV, 3 do
     local name, set = ARGV[i], ARGV[4] .. ARGV[i]
-    local due = redis.call('ZRANGEBYSCORE', set, '-inf', now, 'LIMIT', 0, tonumber(ARGV[i + 1]))
+    local places = tonumber(ARGV[i + 1])
+    local due = redis.call('ZRANGEBYSCORE', set, '-inf', now, 'LIMIT', 0, places + #holding)
     for _, id in ipairs(due) do
-        if redis.call('EXISTS', ARGV[3] .. id) == 1 then
+        if held[id] or places <= 0 then
+            -- attempted by this deliverer already, or as many claimed as places reserved
+        elseif redis.call('EXISTS', ARGV[3] .. id) == 1 then
+            places = places - 1
             redis.call('ZADD', set, ARGV[i + 2], id)
             redis.call('HSET', ARGV[3] .. id, '{action_log.STATUS}', 'delivering',
                 '{action_log.CLAIM}', ARGV[2])
@@ -196,7 +211,16 @@ return 1
 
 
 class ClaimLost(Exception):
-    """Another deliverer holds the action now (this one's claim ran out): send nothing."""
+    """Another claim holds the action now (this one ran out): send nothing."""
+
+
+@dataclass(slots=True)
+class Held:
+    """A claim this deliverer holds, until its attempt ends."""
+
+    token: str  # the claim's own, in the action's record while it stands
+    until: float  # when it runs out unless extended (the deliverer's clock)
+    lease: str | None = None  # the concurrency lease its attempt holds
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,7 +283,7 @@ class Deliverer:
         self.rand = rand
         self.senders = senders
         self.token = secrets.token_hex(8)
-        self.leases: dict[str, str] = {}  # action id -> the lease its attempt holds
+        self.held: dict[str, Held] = {}  # action id -> this deliverer's claim of it
         self._serial = itertools.count()
         self.tasks: set[asyncio.Task[None]] = set()
         self.finished = asyncio.Event()
@@ -298,15 +322,18 @@ class Deliverer:
 
     async def claim(self) -> list[tuple[str, str]]:
         """Claim due actions, as many per destination as it has places free among every
-        worker's leases, each claim holding one (``self.leases``); and the due actions of
+        worker's leases, each claim holding one (``self.held``); and the due actions of
         destinations no longer configured, to dead-letter them: (action id, destination)
-        pairs."""
+        pairs. An action this deliverer holds already is never claimed again."""
         now = self.clock()
-        unknown, due = await self._sort(now)
+        token = self._new_name()  # this call's claims' token: no other claim has it
+        unknown, due = await self._sort(now, token)
+        for action_id, _ in unknown:
+            self.held[action_id] = Held(token, now + GRACE_S)
         reserved: dict[str, list[str]] = {}
         for name, count in due.items():
             destination = self.config.destinations[name]
-            wanted = [self._new_lease() for _ in range(count)]
+            wanted = [self._new_name() for _ in range(count)]
             until = self._claim_end(destination, now)
             taken = await concurrency.reserve(
                 self.client, name, destination.concurrency, wanted, now, until
@@ -316,15 +343,16 @@ class Deliverer:
         claimed: list[tuple[str, str]] = []
         try:
             if reserved:
-                claimed = await self._claim_reserved(reserved, now)
+                claimed = await self._claim_reserved(reserved, now, token)
             for action_id, name in claimed:
-                self.leases[action_id] = reserved[name].pop()
+                until = self._claim_end(self.config.destinations[name], now)
+                self.held[action_id] = Held(token, until, reserved[name].pop())
         finally:
             for name, unused in reserved.items():
                 await concurrency.release(self.client, name, unused)
         return unknown + claimed
 
-    async def _sort(self, now: float) -> tuple[list[tuple[str, str]], dict[str, int]]:
+    async def _sort(self, now: float, token: str) -> tuple[list[tuple[str, str]], dict[str, int]]:
         """Sort arrivals into their destinations' due sets (``_SORT``): the claims of actions
         of unconfigured destinations, and how many each configured one has due."""
         limits = [
@@ -334,7 +362,7 @@ class Deliverer:
         ]
         keys = [keyspace.automation_due(self.site), self._destinations()]
         arguments = [
-            *self._prefixes(now),
+            *self._prefixes(now, token),
             str(_SORT_AT_ONCE),
             str(_UNKNOWN_AT_ONCE),
             repr(now + GRACE_S),
@@ -345,7 +373,7 @@ class Deliverer:
         return _pairs(claimed), {name: int(n) for name, n in zip(due[::2], due[1::2], strict=True)}
 
     async def _claim_reserved(
-        self, reserved: dict[str, list[str]], now: float
+        self, reserved: dict[str, list[str]], now: float, token: str
     ) -> list[tuple[str, str]]:
         places = [
             part
@@ -357,23 +385,26 @@ class Deliverer:
             )
         ]
         reply = await self.client.eval(
-            _CLAIM, 1, self._destinations(), *self._prefixes(now), *places
+            _CLAIM, 1, self._destinations(), *self._prefixes(now, token), *places
         )
         return _pairs(reply)
 
-    def _prefixes(self, now: float) -> list[str]:
-        """The scripts' first arguments: now, the claim's token, the key prefixes."""
+    def _prefixes(self, now: float, token: str) -> list[str]:
+        """The scripts' first arguments: now, the claims' token, the key prefixes, and the
+        actions this deliverer holds (never claimed twice)."""
         return [
             repr(now),
-            self.token,
+            token,
             keyspace.automation_action(self.site, ""),
             keyspace.automation_due_to(self.site, ""),
+            json.dumps(sorted(self.held)),
         ]
 
     def _destinations(self) -> str:
         return keyspace.automation_due_destinations(self.site)
 
-    def _new_lease(self) -> str:
+    def _new_name(self) -> str:
+        """A name no other claim or lease, of this deliverer or another, has."""
         return f"{self.token}:{next(self._serial)}"
 
     def _claim_end(self, destination: DestinationConfig, now: float) -> float:
@@ -381,14 +412,15 @@ class Deliverer:
         return now + destination.timeout + GRACE_S
 
     async def attempt(self, action_id: str, name: str) -> None:
-        """One attempt at a claimed action, and its outcome recorded; then its lease given
-        back."""
+        """One attempt at a claimed action, and its outcome recorded; then its claim let go
+        and its lease given back."""
         try:
             await self._attempt(action_id, name)
         finally:
-            if (lease := self.leases.pop(action_id, None)) is not None:
+            held = self.held.pop(action_id, None)
+            if held is not None and held.lease is not None:
                 with contextlib.suppress(*REDIS_FAILURES):  # it runs out anyway
-                    await concurrency.release(self.client, name, [lease])
+                    await concurrency.release(self.client, name, [held.lease])
 
     async def _attempt(self, action_id: str, name: str) -> None:
         raw = strings(await self.client.hgetall(self._record(action_id)))
@@ -422,16 +454,25 @@ class Deliverer:
         self, action_id: str, name: str, destination: DestinationConfig, action: Action
     ) -> Delivery:
         """The sender's outcome; every request it makes bounded by the destination's timeout
-        (the rate limiter's waits aside), an exception taken for a failed attempt."""
+        (the rate limiter's waits aside, the claim kept meanwhile), an exception taken for a
+        failed attempt."""
         loop = asyncio.get_running_loop()
         limit = destination.timeout + GRACE_S
+
+        async def keep_claim() -> float:
+            return await self._keep(action_id, name, destination)
+
         try:
             async with asyncio.timeout(loop.time() + limit) as deadline:
 
                 async def throttle() -> None:
                     deadline.reschedule(None)
                     await rate_limit.throttle(
-                        self.client, name, destination.rate_limit, destination.rate_window
+                        self.client,
+                        name,
+                        destination.rate_limit,
+                        destination.rate_window,
+                        keep=keep_claim,
                     )
                     await self._extend(action_id, name, destination)
                     deadline.reschedule(loop.time() + limit)
@@ -451,24 +492,41 @@ class Deliverer:
             log.exception("sender of %s (%s) failed", name, destination.kind)
             return Delivery(ok=False, status=None, detail=f"sender failed: {error!r}")
 
+    async def _keep(self, action_id: str, name: str, destination: DestinationConfig) -> float:
+        """While the attempt waits for the rate limiter: extend the claim and its lease once
+        half of it is left (ClaimLost when it was lost all the same); the seconds until then."""
+        half = (destination.timeout + GRACE_S) / 2
+        held = self.held.get(action_id)
+        if held is None:
+            raise ClaimLost(action_id)
+        if held.until - self.clock() <= half:
+            await self._extend(action_id, name, destination)
+        return max(held.until - self.clock() - half, 0.0)
+
     async def _extend(self, action_id: str, name: str, destination: DestinationConfig) -> None:
-        """Extend the claim and its lease as a request starts; ClaimLost when the claim ran
-        out and another deliverer holds the action."""
-        lease = self.leases.setdefault(action_id, self._new_lease())
+        """Extend the claim and its lease (as a request starts, and while the attempt waits
+        for the rate limiter); ClaimLost when the claim ran out and another holds the
+        action."""
+        held = self.held.get(action_id)
+        if held is None:
+            raise ClaimLost(action_id)
+        if held.lease is None:
+            held.lease = self._new_name()
         while True:
             now = self.clock()
             until = self._claim_end(destination, now)
             if await concurrency.renew(
-                self.client, name, destination.concurrency, lease, now, until
+                self.client, name, destination.concurrency, held.lease, now, until
             ):
                 break
-            # The lease ran out (a long wait for the rate limit) and its place was taken.
+            # The lease ran out (the worker stalled) and its place was taken.
             if not await self._holds(action_id):
                 raise ClaimLost(action_id)
             await asyncio.sleep(_POLL_S)
         keys = [self._record(action_id), self._due(name)]
-        if not await self.client.eval(_EXTEND, 2, *keys, self.token, repr(until), action_id):
+        if not await self.client.eval(_EXTEND, 2, *keys, held.token, repr(until), action_id):
             raise ClaimLost(action_id)
+        held.until = until
 
     async def _finish(
         self, action_id: str, name: str, outcome: Outcome, delivery: Delivery | None
@@ -489,8 +547,9 @@ class Deliverer:
 
     async def _holds(self, action_id: str) -> bool:
         """Whether this deliverer's claim on the action still stands."""
+        held = self.held.get(action_id)
         claim = await self.client.hget(self._record(action_id), action_log.CLAIM)
-        return text(claim) == self.token
+        return held is not None and text(claim) == held.token
 
     def _record(self, action_id: str) -> str:
         return keyspace.automation_action(self.site, action_id)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import Awaitable, Callable
 from typing import Final
 
 import redis.asyncio as redis
@@ -46,11 +47,24 @@ async def take(client: redis.Redis, name: str, limit: int, window_s: float) -> f
     return float(wait)
 
 
-async def throttle(client: redis.Redis, name: str, limit: int, window_s: float) -> None:
+async def throttle(
+    client: redis.Redis,
+    name: str,
+    limit: int,
+    window_s: float,
+    *,
+    keep: Callable[[], Awaitable[float]] | None = None,
+) -> None:
     """Wait until a request to ``name`` may start without more than ``limit`` of them, from
-    every worker together, starting in any ``window_s`` seconds; then count it."""
+    every worker together, starting in any ``window_s`` seconds; then count it.
+
+    ``keep`` is awaited whenever the caller must wait, before it sleeps, and answers how long
+    the sleep may last at most: what the caller holds meanwhile (a delivery's claim) is kept
+    alive however long the wait."""
     while True:
         wait = await take(client, name, limit, window_s)
         if wait <= 0:
             return
+        if keep is not None:
+            wait = min(wait, await keep())
         await asyncio.sleep(max(wait, _LEAST_WAIT_S))

@@ -13,8 +13,10 @@ under the rule set in force and, for every active automation of the site:
   none before it (matched by IP range, reverse DNS, enrichment or a form's e-mail domain).
 * ``form``: a form submission. ``competitor``: a page view naming a competitor.
 
-A firing then passes the automation's ``if``, its cooldown per (automation, subject) and
-gets, in quiet hours, ``not_before``: the end of the quiet period. Its actions
+Each candidate firing is judged by the automation's ``if`` on its own event (a view naming
+several competitors is a candidate for each); of those that meet it, the first per
+(automation, subject) passes the cooldown (the first per event without one) and gets, in
+quiet hours, ``not_before``: the end of the quiet period. Its actions
 (analytics/automations/actions.py) are queued in the site's outbox by one script per batch
 (``ENQUEUE``), which atomically moves the edges' state (compare and set), checks and sets each
 cooldown key to the firing event's id, and adds the actions. A batch redelivered after a
@@ -31,10 +33,11 @@ as the CRM's last pull named them (``keyspace.crm_owners``: name and e-mail).
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from datetime import time as clock_time
 from typing import Any, Final
 from urllib.parse import quote
@@ -145,34 +148,66 @@ class Plan:
 
 
 def quiet_until(quiet: QuietHours | None, now: float) -> float | None:
-    """When the quiet hours holding ``now`` end (a weekend, then a night, are followed
-    through), or None when ``now`` is not quiet."""
+    """When the quiet hours holding ``now`` end, or None when ``now`` is not quiet.
+
+    ``now`` is quiet when the clocks of the time zone show a quiet time: a time of day from
+    ``start`` to ``end`` (over midnight when ``end`` comes first), or Saturday and Sunday with
+    ``weekends``. The period then lasts until the clocks next show its end (Monday 00:00 for a
+    weekend), or jump past it in the hour they skip, even if they go back before its start
+    meanwhile; periods that follow one another (a weekend, then a night) are followed through.
+    In the hour the clocks show twice, each time is judged by what they show."""
     if quiet is None:
         return None
     zone = ZoneInfo(quiet.timezone)
+    start, end = _clock(quiet.start), _clock(quiet.end)
     at = now
-    for _ in range(8):  # a weekend, a night either side, a DST change: never more
-        end = _quiet_end(quiet, datetime.fromtimestamp(at, zone))
-        if end is None or end <= at:
+    for _ in range(16):  # a weekend, the nights either side, DST changes: never more
+        wall = datetime.fromtimestamp(at, zone).replace(tzinfo=None, fold=0)
+        if quiet.weekends and wall.weekday() >= 5:
+            monday = wall.date() + timedelta(days=7 - wall.weekday())
+            ends = datetime.combine(monday, clock_time(0, 0))
+        elif (day := _period_end_day(start, end, wall)) is not None:
+            ends = datetime.combine(day, end)
+        else:
             break
-        at = end
+        at = _reaching(ends, zone, at)
     return at if at != now else None
 
 
-def _quiet_end(quiet: QuietHours, local: datetime) -> float | None:
-    zone = local.tzinfo
-    if quiet.weekends and local.weekday() >= 5:
-        monday = local.date() + timedelta(days=7 - local.weekday())
-        return datetime.combine(monday, clock_time(0, 0), zone).timestamp()
-    start, end = _clock(quiet.start), _clock(quiet.end)
-    now = local.time().replace(tzinfo=None)
+def _period_end_day(start: clock_time, end: clock_time, wall: datetime) -> date | None:
+    """The day whose ``end`` ends the quiet period the wall clock time ``wall`` is in, None
+    when it is in none."""
+    now = wall.time()
     if start < end:
-        inside, day = start <= now < end, local.date()
-    elif now >= start:  # over midnight, before it
-        inside, day = True, local.date() + timedelta(days=1)
-    else:
-        inside, day = now < end, local.date()
-    return datetime.combine(day, end, zone).timestamp() if inside else None
+        return wall.date() if start <= now < end else None
+    if now >= start:  # over midnight, before it
+        return wall.date() + timedelta(days=1)
+    return wall.date() if now < end else None
+
+
+def _reaching(wall: datetime, zone: ZoneInfo, after: float) -> float:
+    """The first instant after ``after`` at which the clocks of ``zone`` reach ``wall`` (a
+    naive local time): when they show it (in an hour shown twice, the first time after
+    ``after``), or, when they skip it, the instant they jump past it."""
+    readings = sorted({wall.replace(tzinfo=zone, fold=fold).timestamp() for fold in (0, 1)})
+    shown = [t for t in readings if t > after and _wall(t, zone) == wall]
+    if shown:
+        return shown[0]
+    # Skipped: the earlier reading (with the offset after the change) shows a time before it,
+    # the later (the offset before) one after it; the change is between, on a whole second.
+    low, high = math.floor(readings[0]), math.ceil(readings[-1])
+    while high - low > 1:
+        middle = (low + high) // 2
+        if _wall(middle, zone) >= wall:
+            high = middle
+        else:
+            low = middle
+    return float(max(high, math.nextafter(after, math.inf)))
+
+
+def _wall(at: float, zone: ZoneInfo) -> datetime:
+    """What the clocks of ``zone`` show at ``at``, as a naive time."""
+    return datetime.fromtimestamp(at, zone).replace(tzinfo=None, fold=0)
 
 
 def _clock(hh_mm: str) -> clock_time:
@@ -226,9 +261,9 @@ class Triggers:
             *await self._edges(plan, automations, tracked, context),
             *event_firings(automations, tracked, accounts_before, rules, context),
         ]
-        chosen = [
-            firing for firing in _first_per_cooldown(candidates) if self._holds(firing, context)
-        ]
+        # ``if`` first, on every candidate: of an automation's candidates for one subject, the
+        # first that meets it fires, whatever the batch held before it
+        chosen = _first_per_cooldown([f for f in candidates if self._holds(f, context)])
         chosen = await cooled(self.client, self.site, chosen)
         await visitor_handles.publish(self.client, self.site, sorted({f.visitor for f in chosen}))
         now = self.clock()
@@ -453,8 +488,10 @@ def event_firings(
             identified.add(visitor)
         for automation in automations:
             subject = _event_subject(automation, event, domain, first_match, named, context)
-            if subject is not None:
-                competitor = named[0] if named else ""
+            if subject is None:
+                continue
+            # one candidate per competitor the view names: ``if`` may ask for one of them
+            for competitor in named or [""]:
                 yield Firing(
                     automation, subject, event["id"], 0, domain, visitor, event, competitor
                 )
@@ -483,12 +520,15 @@ def _event_subject(
 
 
 def _first_per_cooldown(firings: list[Firing]) -> list[Firing]:
-    """One firing per automation and subject when a cooldown would drop the others."""
-    seen: set[tuple[str, str, str]] = set()
+    """The first firing per automation and subject when a cooldown would drop the others (per
+    automation, subject and event without one). Call it on the firings whose ``if`` holds: a
+    firing dropped here is one the cooldown would have dropped."""
+    seen: set[tuple[str, str, str, str]] = set()
     kept = []
     for firing in firings:
-        key = (firing.automation.key, firing.subject["kind"], firing.subject["id"])
-        if cooldown_s(firing.automation) and key in seen:
+        event = "" if cooldown_s(firing.automation) else firing.event_id
+        key = (firing.automation.key, firing.subject["kind"], firing.subject["id"], event)
+        if key in seen:
             continue
         seen.add(key)
         kept.append(firing)

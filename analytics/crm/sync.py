@@ -6,19 +6,25 @@
   own fields stay (IP ranges, tech stack, territory, and whatever the CRM leaves empty). A pull
   never removes an account; a CSV import still replaces the list whole. Each company's CRM id
   is recorded (``keyspace.crm_ids``), so that pushes update the record the pull matched.
-  HubSpot: ``hs_is_target_account``; Salesforce: the checkbox ``Refract_Target__c``. A record
-  without a usable domain (HubSpot's ``domain``, Salesforce's ``Refract_Domain__c`` or else its
-  ``Website``) is skipped and counted; of several with one domain the oldest is kept. So is a
-  record out of shape (a value past its maximum length, a lone surrogate, which JSON carries
-  and UTF-8 cannot): each record is checked on its own, so one bad record, which any CRM
-  user can type, costs itself and never the pull.
+  HubSpot: ``hs_is_target_account``; Salesforce: the checkbox ``Refract_Target__c``. Text is
+  stripped (a name of only spaces, no-break ones too, is no name: the domain names the
+  account). A record without a usable domain (HubSpot's ``domain``, Salesforce's
+  ``Refract_Domain__c`` or else its ``Website``) is skipped and counted; of several with one
+  domain the oldest is kept.
 * **Owners** (HubSpot owners, Salesforce active users) replace ``keyspace.crm_owners``:
-  owner id -> ``{"name", "email"}`` (an owner out of shape is left out); ``pulled_owner``
-  reads one back, for the automations' owner when territories.toml has no rep for them.
+  owner id -> ``{"name", "email"}``; ``pulled_owner`` reads one back, for the automations'
+  owner when territories.toml has no rep for them.
 * **Closed deals** (opportunities) of known accounts are written as the CSV file
   ``refract train --outcomes`` reads (analytics/revenue/outcomes.py), replaced whole by each
   pull: won deals need an amount (those without are skipped and counted), dates are the
-  created and close days.
+  created and close days. Amounts are in the site's one currency: a deal the CRM says is in
+  another (HubSpot's ``deal_currency_code``, Salesforce's ``CurrencyIsoCode`` in an org with
+  several currencies) is skipped and counted, won or lost, never converted (``in_currency``).
+
+Every record, of every kind and CRM, is checked on its own (``Pulled.skip`` is the one policy):
+one out of shape (a value past its maximum length, a lone surrogate, which JSON carries and
+UTF-8 cannot) or that the account list refuses is skipped, counted and logged, so one bad
+record, which any CRM user can type, costs itself and never the pull.
 
 ``keep_pulling`` pulls every ``crm_pull_hours`` from ``[automations] crm``, the one CRM of
 the whole configuration: one read of it goes into every site's account list, since each site
@@ -37,11 +43,12 @@ import logging
 import math
 import os
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from pathlib import Path
-from typing import Annotated, Any, Final, TypeVar
+from typing import Annotated, Any, Final, Literal, TypeVar
 
 import aiohttp
 import redis.asyncio as redis
@@ -59,6 +66,7 @@ from refract.rules.account_store import load_accounts, store_accounts
 from refract.rules.accounts import Account
 from refract.rules.config import Config, DestinationConfig
 from refract.rules.domains import normalise_domain
+from refract.rules.industry import load_industry_model
 from refract.rules.problems import FieldError
 from refract.rules.redis_values import text
 
@@ -77,7 +85,14 @@ HUBSPOT_COMPANY: Final = (
     "hubspot_owner_id",
     "hs_is_target_account",
 )
-HUBSPOT_DEAL: Final = ("amount", "createdate", "closedate", "hs_is_closed", "hs_is_closed_won")
+HUBSPOT_DEAL: Final = (
+    "amount",
+    "deal_currency_code",  # the amount's currency, in a portal with several (else empty)
+    "createdate",
+    "closedate",
+    "hs_is_closed",
+    "hs_is_closed_won",
+)
 SALESFORCE_ACCOUNTS: Final = (
     "SELECT Id, Name, Website, Industry, NumberOfEmployees, AnnualRevenue, BillingCountry, "
     "OwnerId, Refract_Domain__c, Refract_Target__c FROM Account ORDER BY CreatedDate"
@@ -87,6 +102,13 @@ SALESFORCE_DEALS: Final = (
     "SELECT Id, AccountId, Amount, IsWon, CreatedDate, CloseDate FROM Opportunity "
     "WHERE IsClosed = true"
 )
+# An org with multiple currencies has each Amount in its record's CurrencyIsoCode; in an org
+# with one currency the field does not exist (INVALID_FIELD), and SALESFORCE_DEALS is read.
+SALESFORCE_DEALS_IN_CURRENCIES: Final = (
+    "SELECT Id, AccountId, Amount, CurrencyIsoCode, IsWon, CreatedDate, CloseDate "
+    "FROM Opportunity WHERE IsClosed = true"
+)
+RecordKind = Literal["account", "owner", "deal"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +118,7 @@ class Deal:
     amount: float | None
     created: date | None
     closed: date | None
+    currency: str = ""  # ISO 4217, as the CRM named the amount's; "": it names none
 
 
 @dataclass
@@ -105,23 +128,46 @@ class Pulled:
     accounts: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
     owners: dict[str, dict[str, str]] = field(default_factory=dict)
     deals: list[Deal] = field(default_factory=list)
-    accounts_skipped: int = 0  # out of shape, no usable domain, or a second record of one
+    accounts_skipped: int = 0  # out of shape, refused, no usable domain or a second record of one
+    owners_skipped: int = 0  # out of shape
     deals_skipped: int = 0  # out of shape, no known account, or won without an amount
 
-    def add_account(self, crm_id: str, raw_domain: str, fields: dict[str, Any]) -> str:
+    def skip(self, kind: RecordKind, crm: str, why: str = "") -> None:
+        """The one policy for a record a pull cannot use, of any kind and CRM: it is skipped
+        and counted (and logged, with ``why``: out of shape or refused, which a person in the
+        CRM can fix), and the pull goes on."""
+        if kind == "account":
+            self.accounts_skipped += 1
+        elif kind == "owner":
+            self.owners_skipped += 1
+        else:
+            self.deals_skipped += 1
+        if why:
+            log.warning("%s %s record skipped: %s", crm, kind, shorten(why))
+
+    def add_account(self, crm: str, crm_id: str, raw_domain: str, fields: dict[str, Any]) -> str:
         """Keep a record's fields (those the CRM has) under its domain, the first record of a
-        domain winning; the domain, "" when the record has none usable."""
+        domain winning, once the account list would take them; the domain, "" when the record
+        has none usable or was refused."""
         try:
             domain = normalise_domain(raw_domain)
         except FieldError:
-            self.accounts_skipped += 1
+            self.skip("account", crm)
             return ""
         if domain in self.accounts:
-            self.accounts_skipped += 1
-        else:
-            known = {k: v for k, v in fields.items() if v is not None and v != ""}
-            self.accounts[domain] = (crm_id, known)
+            self.skip("account", crm)
+            return domain
+        known = {k: v for k, v in fields.items() if v is not None and v != ""}
+        try:
+            _pulled_account(domain, known)
+        except FieldError as error:
+            self.skip("account", crm, f"{crm_id} ({domain}): {error.message}")
+            return ""
+        self.accounts[domain] = (crm_id, known)
         return domain
+
+    def add_owner(self, crm_id: str, name: str | None, email: str | None) -> None:
+        self.owners[crm_id] = {"name": (name or "").strip(), "email": (email or "").strip()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +184,15 @@ class PullReport:
     deals_skipped: int
     outcomes: Path | None  # the CSV for `refract train`, None when no deal closed
     pulled_at: float
+    owners_skipped: int = 0
+    currency: str = ""  # the deals' amounts' currency, "" when neither the site nor CRM named it
+    # deals skipped for their currency, by currency: another than the site's (or, when the
+    # caller named none, one of several)
+    other_currencies: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def other_currency(self) -> int:
+        return sum(self.other_currencies.values())
 
     def describe(self) -> str:
         lines = [
@@ -145,9 +200,17 @@ class PullReport:
             f"  accounts: {self.accounts} ({self.accounts_skipped} skipped: out of shape, "
             f"without a usable or with a repeated domain); the list now has {self.listed} "
             f"(version {self.version})",
-            f"  owners: {self.owners}",
-            f"  closed deals: {self.won} won, {self.lost} lost, {self.deals_skipped} skipped",
+            f"  owners: {self.owners}"
+            + (f" ({self.owners_skipped} skipped: out of shape)" if self.owners_skipped else ""),
+            f"  closed deals: {self.won} won, {self.lost} lost, {self.deals_skipped} skipped"
+            + (f"; amounts in {self.currency}" if self.currency else ""),
         ]
+        if self.other_currencies:
+            counts = ", ".join(f"{code} {n}" for code, n in sorted(self.other_currencies.items()))
+            lines.append(
+                f"  {self.other_currency} closed deals in another currency ({counts}) left out: "
+                "amounts are never converted"
+            )
         if self.outcomes is not None:
             lines.append(f"  refract train --site {self.site} --outcomes {self.outcomes}")
         return "\n".join(lines) + "\n"
@@ -168,11 +231,14 @@ async def pull(
     now: float,
     *,
     outcomes: Path,
+    currency: str | None = None,
 ) -> PullReport:
     """Pull once from the ``name`` destination into the site's account list, owners and the
-    ``outcomes`` CSV file. Raises ``CrmError`` when the CRM fails: nothing is stored then."""
+    ``outcomes`` CSV file. Raises ``CrmError`` when the CRM fails: nothing is stored then.
+    ``currency``: the site's (its industry model's ``revenue.currency``), the one deals' amounts
+    may be in; without it, the one currency the deals name (``in_currency``)."""
     pulled = await read(session, name, destination, throttle)
-    return await _store(client, site, name, pulled, now, outcomes)
+    return await _store(client, site, name, pulled, now, outcomes, currency)
 
 
 async def read(
@@ -239,9 +305,12 @@ async def pull_due(
     due = [site for site, at in pulled_at.items() if at + period <= now]
     if due:
         pulled = await read(session, name, config.automations.destinations[name], throttle)
+        currencies = {
+            site.key: load_industry_model(site.industry).revenue.currency for site in config.sites
+        }
         for site in due:
             path = outcomes_path(config.server.data_dir, site)
-            report = await _store(client, site, name, pulled, now, path)
+            report = await _store(client, site, name, pulled, now, path, currencies[site])
             log.info("%s", report.describe().rstrip())
             pulled_at[site] = now
     return max(min(pulled_at.values(), default=now) + period - now, 1.0)
@@ -263,8 +332,7 @@ async def _from_hubspot(hubspot: HubSpotClient) -> Pulled:
     pulled = Pulled()
     company_domains: dict[str, str] = {}
     async for raw in _hubspot_records(hubspot, "companies", HUBSPOT_COMPANY):
-        if (record := _valid(Record, raw, "HubSpot")) is None:
-            pulled.accounts_skipped += 1
+        if (record := _valid(pulled, "account", Record, raw, "HubSpot")) is None:
             continue
         fields = {
             "name": record.text("name"),
@@ -275,19 +343,18 @@ async def _from_hubspot(hubspot: HubSpotClient) -> Pulled:
             "owner": record.text("hubspot_owner_id"),
             "target": _flag(record.properties.get("hs_is_target_account")),
         }
-        if domain := pulled.add_account(record.id, record.text("domain"), fields):
+        if domain := pulled.add_account("HubSpot", record.id, record.text("domain"), fields):
             company_domains[record.id] = domain
     after: str | None = None
     for _ in range(MAX_PAGES):
         owners = await hubspot.owners(after)
         for raw in owners.results:
-            if (owner := _valid(Owner, raw, "HubSpot")) is not None:
-                pulled.owners[owner.id] = {"name": owner.name, "email": owner.email or ""}
+            if (owner := _valid(pulled, "owner", Owner, raw, "HubSpot")) is not None:
+                pulled.add_owner(owner.id, owner.name, owner.email)
         if (after := owners.after) is None:
             break
     async for raw in _hubspot_records(hubspot, "deals", HUBSPOT_DEAL, ("companies",)):
-        if (record := _valid(Record, raw, "HubSpot")) is None:
-            pulled.deals_skipped += 1
+        if (record := _valid(pulled, "deal", Record, raw, "HubSpot")) is None:
             continue
         if record.text("hs_is_closed") != "true":
             continue
@@ -306,6 +373,7 @@ async def _from_hubspot(hubspot: HubSpotClient) -> Pulled:
             amount,
             record.text("createdate"),
             record.text("closedate"),
+            record.text("deal_currency_code"),
         )
     return pulled
 
@@ -357,6 +425,7 @@ class _SfUser(_SfRecord):
 class _SfDeal(_SfRecord):
     AccountId: SalesforceText = None
     Amount: float | None = None
+    CurrencyIsoCode: SalesforceText = None  # an org with several currencies only
     IsWon: bool = False
     CreatedDate: SalesforceText = None
     CloseDate: SalesforceText = None
@@ -366,49 +435,78 @@ async def _from_salesforce(salesforce: SalesforceClient) -> Pulled:
     pulled = Pulled()
     account_domains: dict[str, str] = {}
     async for raw in salesforce.records(SALESFORCE_ACCOUNTS):
-        account = _valid(_SfAccount, raw, "Salesforce")
-        if account is None:
-            pulled.accounts_skipped += 1
+        if (account := _valid(pulled, "account", _SfAccount, raw, "Salesforce")) is None:
             continue
         fields = {
-            "name": account.Name or "",
-            "industry": account.Industry or "",
+            "name": _text(account.Name),
+            "industry": _text(account.Industry),
             "employees": _employees(account.NumberOfEmployees),
             "annual_revenue": _amount(account.AnnualRevenue),
-            "location": account.BillingCountry or "",
-            "owner": account.OwnerId or "",
+            "location": _text(account.BillingCountry),
+            "owner": _text(account.OwnerId),
             "target": account.Refract_Target__c,
         }
-        raw_domain = account.Refract_Domain__c or account.Website or ""
-        if domain := pulled.add_account(account.Id, raw_domain, fields):
+        raw_domain = _text(account.Refract_Domain__c) or _text(account.Website)
+        if domain := pulled.add_account("Salesforce", account.Id, raw_domain, fields):
             account_domains[account.Id] = domain
     async for raw in salesforce.records(SALESFORCE_USERS):
-        if (user := _valid(_SfUser, raw, "Salesforce")) is not None:
-            pulled.owners[user.Id] = {"name": user.Name or "", "email": user.Email or ""}
-    async for raw in salesforce.records(SALESFORCE_DEALS):
-        deal = _valid(_SfDeal, raw, "Salesforce")
-        if deal is None:
-            pulled.deals_skipped += 1
+        if (user := _valid(pulled, "owner", _SfUser, raw, "Salesforce")) is not None:
+            pulled.add_owner(user.Id, user.Name, user.Email)
+    async for raw in _salesforce_deals(salesforce):
+        if (deal := _valid(pulled, "deal", _SfDeal, raw, "Salesforce")) is None:
             continue
-        domain = account_domains.get(deal.AccountId or "", "")
+        domain = account_domains.get(_text(deal.AccountId), "")
         _add_deal(
-            pulled, domain, deal.IsWon, deal.Amount, deal.CreatedDate or "", deal.CloseDate or ""
+            pulled,
+            domain,
+            deal.IsWon,
+            deal.Amount,
+            _text(deal.CreatedDate),
+            _text(deal.CloseDate),
+            _text(deal.CurrencyIsoCode),
         )
     return pulled
 
 
-def _valid(model: type[_M], raw: Mapping[str, Any], crm: str) -> _M | None:
-    """One record as ``model``, None (logged) when it is out of shape: the caller skips it."""
+async def _salesforce_deals(salesforce: SalesforceClient) -> AsyncIterator[dict[str, Any]]:
+    """The closed opportunities, each with its amount's currency in an org with several."""
+    rows = salesforce.records(SALESFORCE_DEALS_IN_CURRENCIES)
+    try:
+        first = await anext(rows)
+    except StopAsyncIteration:
+        return
+    except CrmError as error:
+        if error.status != 400 or "INVALID_FIELD" not in error.detail:
+            raise
+        # one currency in the whole org: no CurrencyIsoCode, every amount in it
+        async for raw in salesforce.records(SALESFORCE_DEALS):
+            yield raw
+        return
+    yield first
+    async for raw in rows:
+        yield raw
+
+
+def _valid(
+    pulled: Pulled, kind: RecordKind, model: type[_M], raw: Mapping[str, Any], crm: str
+) -> _M | None:
+    """One record as ``model``; None when it is out of shape: skipped (``Pulled.skip``)."""
     try:
         return model.model_validate(raw)
     except ValidationError as error:
         first = error.errors()[0]
         where = shorten(".".join(str(part) for part in first["loc"]), 100) or "record"
-        log.warning("%s record skipped: %s: %s", crm, where, first["msg"])
+        pulled.skip(kind, crm, f"{where}: {first['msg']}")
         return None
 
 
 # --- values --------------------------------------------------------------------------------
+
+
+def _text(raw: str | None) -> str:
+    """A CRM's text as a value: stripped, so that one of spaces alone (no-break ones too) is
+    none, as an empty one is."""
+    return (raw or "").strip()
 
 
 def _amount(raw: str | float | None) -> float | None:
@@ -444,40 +542,74 @@ def _day(raw: str) -> date | None:
 
 
 def _add_deal(
-    pulled: Pulled, domain: str, won: bool, amount: float | None, created: str, closed: str
+    pulled: Pulled,
+    domain: str,
+    won: bool,
+    amount: float | None,
+    created: str,
+    closed: str,
+    currency: str = "",
 ) -> None:
     if amount is not None and amount > MAX_AMOUNT:
         amount = None  # no deal is that large: the CRM's field is wrong, so it is unknown
     if not domain or (won and amount is None):
-        pulled.deals_skipped += 1
+        pulled.skip("deal", "")
         return
     start, end = _day(created), _day(closed)
     if start and end and end < start:
         start = None  # a deal backdated in the CRM: its length is unknown, its outcome is not
-    pulled.deals.append(Deal(domain, won, amount, start, end))
+    pulled.deals.append(Deal(domain, won, amount, start, end, currency.upper()))
+
+
+def in_currency(deals: list[Deal], currency: str | None) -> tuple[list[Deal], str, Counter[str]]:
+    """The deals whose amounts are in ``currency`` (the site's), that currency, and how many
+    are in each other one: those are left out whole, won or lost (leaving out only the won
+    ones would make deals look lost more often), and never converted (no exchange rate is
+    configured; docs/automations.md). A deal whose CRM names no currency (one with a single
+    currency) counts as in the site's. Without ``currency`` the deals may be in the one
+    currency they name; when they name several, none is theirs to pick and every deal that
+    names one is left out."""
+    named = Counter(deal.currency for deal in deals if deal.currency)
+    wanted = currency.upper() if currency else (next(iter(named)) if len(named) == 1 else "")
+    kept = [deal for deal in deals if deal.currency in ("", wanted)]
+    other = Counter({code: n for code, n in named.items() if code != wanted})
+    return kept, wanted, other
 
 
 # --- storing -------------------------------------------------------------------------------
 
 
+def _pulled_account(domain: str, fields: Mapping[str, Any]) -> Account:
+    """A pulled record as a new account of the list (no name: the domain names it); raises
+    ``FieldError`` when the list would refuse it."""
+    rest = {k: v for k, v in fields.items() if k != "name"}
+    return Account(domain=domain, name=fields.get("name") or domain, **rest)
+
+
 def merge(listed: list[Account], pulled: Mapping[str, Mapping[str, Any]]) -> list[Account]:
-    """The account list with the CRM's accounts: by domain, the CRM's fields win."""
+    """The account list with the CRM's accounts: by domain, the CRM's fields win. The pull
+    checked each record as it read it (``Pulled.add_account``); one the list refuses all the
+    same is left as the list had it (logged), never the end of the merge."""
     by_domain = {account.domain: account for account in listed}
     for domain, fields in pulled.items():
         old = by_domain.get(domain)
-        if old is None:
-            by_domain[domain] = Account(
-                domain=domain,
-                name=fields.get("name") or domain,
-                **{k: v for k, v in fields.items() if k != "name"},
-            )
-        else:
-            by_domain[domain] = replace(old, **fields)
+        try:
+            merged = _pulled_account(domain, fields) if old is None else replace(old, **fields)
+        except FieldError as error:
+            log.warning("pulled account %s left as it was: %s", domain, error.message)
+            continue
+        by_domain[domain] = merged
     return sorted(by_domain.values(), key=lambda account: account.domain)
 
 
 async def _store(
-    client: redis.Redis, site: str, name: str, pulled: Pulled, now: float, outcomes: Path
+    client: redis.Redis,
+    site: str,
+    name: str,
+    pulled: Pulled,
+    now: float,
+    outcomes: Path,
+    currency: str | None = None,
 ) -> PullReport:
     fields = {domain: values for domain, (_, values) in pulled.accounts.items()}
     accounts = merge(await load_accounts(client, site), fields)
@@ -492,8 +624,18 @@ async def _store(
             pipe.hset(keyspace.crm_owners(site, name), mapping=owners)  # type: ignore[arg-type]
         pipe.set(keyspace.crm_pulled(site, name), repr(now))
         await pipe.execute()
-    written = write_outcomes(outcomes, pulled.deals) if pulled.deals else None
-    won = sum(deal.won for deal in pulled.deals)
+    deals, kept_currency, other = in_currency(pulled.deals, currency)
+    if other:
+        log.warning(
+            "%s: %d closed deals of %s left out: in another currency than %s (%s)",
+            site,
+            other.total(),
+            name,
+            kept_currency or "the site's",
+            ", ".join(sorted(other)),
+        )
+    written = write_outcomes(outcomes, deals) if deals else None
+    won = sum(deal.won for deal in deals)
     return PullReport(
         site=site,
         destination=name,
@@ -503,10 +645,13 @@ async def _store(
         version=version,
         owners=len(pulled.owners),
         won=won,
-        lost=len(pulled.deals) - won,
+        lost=len(deals) - won,
         deals_skipped=pulled.deals_skipped,
         outcomes=written,
         pulled_at=now,
+        owners_skipped=pulled.owners_skipped,
+        currency=kept_currency,
+        other_currencies=dict(other),
     )
 
 

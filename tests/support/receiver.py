@@ -8,7 +8,7 @@ import asyncio
 import json
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -150,9 +150,10 @@ class Clock:
 
 @asynccontextmanager
 async def a_deliverer(
-    client: redis.Redis, config: AutomationsConfig, clock: Clock
+    client: redis.Redis, config: AutomationsConfig, clock: Callable[[], float]
 ) -> AsyncIterator[Deliverer]:
-    """A deliverer of the site on ``clock``, without jitter (its random draw is the middle)."""
+    """A deliverer of the site on ``clock`` (a ``Clock``, or the real one), without jitter (its
+    random draw is the middle)."""
     async with guarded_session(config.allow_hosts) as session:
         yield Deliverer(client, SITE, config, session, clock=clock, rand=lambda: 0.5)
 

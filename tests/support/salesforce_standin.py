@@ -11,7 +11,8 @@ Salesforce's shapes and errors, records kept in memory.
   duplicates). Create, update by id (204; 404 ``NOT_FOUND``), fields checked (400
   ``INVALID_FIELD``, ``REQUIRED_FIELD_MISSING``).
 * SOQL ``SELECT fields FROM type [WHERE f = 'v' [AND ...]] [ORDER BY f] [LIMIT n]`` in batches of
-  ``batch`` records, the rest behind ``nextRecordsUrl``.
+  ``batch`` records, the rest behind ``nextRecordsUrl``. ``CurrencyIsoCode`` is a field of an
+  org with multiple currencies only (``multicurrency``): elsewhere it is ``INVALID_FIELD``.
 * ``/composite``: up to 25 subrequests, ``@{ref.id}`` references, ``allOrNone`` rolled back
   (the others answer ``PROCESSING_HALTED``).
 * ``duplicate_accounts`` and ``duplicate_tasks`` count records sharing a domain or an action
@@ -69,9 +70,14 @@ def _errors(code: str, message: str, fields: list[str] | None = None) -> list[di
 
 
 class SalesforceStandIn:
-    def __init__(self, api_limit: int = 100_000, batch: int = 2000) -> None:
+    def __init__(
+        self, api_limit: int = 100_000, batch: int = 2000, *, multicurrency: bool = False
+    ) -> None:
         self.api_limit = api_limit
         self.batch = batch
+        # an org with multiple currencies has CurrencyIsoCode on its records; another has none
+        extra = {"CurrencyIsoCode"} if multicurrency else set()
+        self.fields = {kind: names | extra for kind, names in FIELDS.items()}
         self.records: dict[str, dict[str, dict[str, Any]]] = {kind: {} for kind in FIELDS}
         self.serial = itertools.count(1)
         self.tokens: set[str] = set()
@@ -194,7 +200,7 @@ class SalesforceStandIn:
         if not isinstance(body, dict):
             return 400, _errors("JSON_PARSER_ERROR", "the body is not a JSON object")
         for name in body:
-            if name not in FIELDS[kind]:
+            if name not in self.fields[kind]:
                 message = f"No such column '{name}' on sobject of type {kind}"
                 return 400, _errors("INVALID_FIELD", message)
         return None
@@ -257,7 +263,7 @@ class SalesforceStandIn:
             value: Any = parsed[2] if parsed[3] is None else parsed[3] == "true"
             conditions.append((parsed[1], value))
         for name in [*names, *(name for name, _ in conditions)]:
-            if name != "Id" and name not in FIELDS[kind]:
+            if name != "Id" and name not in self.fields[kind]:
                 return 400, _errors("INVALID_FIELD", f"No such column '{name}' on entity '{kind}'")
         rows = [
             {
