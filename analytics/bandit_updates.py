@@ -147,13 +147,14 @@ def _allocate(
         squares = data.outcomes["rev2"][cell].sum(axis=0)
     else:
         converted = revenue = squares = np.zeros(len(data.variants))
+    lower = metric.better == "lower"
     if not by_revenue(metric):
-        return allocate_conversions(n, converted, rng, settings)
+        return allocate_conversions(n, converted, rng, settings, lower_is_better=lower)
     mean = safe_divide(revenue, n)
     # sample variance from the sums: (Σx² - n x̄²) / (n - 1), NaN below 2 visitors
     with np.errstate(divide="ignore", invalid="ignore"):
         variance = np.where(n >= 2, np.maximum(squares - n * mean * mean, 0.0) / (n - 1.0), np.nan)
-    return allocate_means(n, mean, variance, converted, rng, settings)
+    return allocate_means(n, mean, variance, converted, rng, settings, lower_is_better=lower)
 
 
 def _named(

@@ -224,8 +224,11 @@ def allocate_conversions(
     conversions: npt.ArrayLike,
     rng: np.random.Generator,
     settings: BanditSettings | None = None,
+    *,
+    lower_is_better: bool = False,
 ) -> Allocation:
-    """Weights for a conversion metric: each arm's visitors and converters, Beta(1, 1) prior."""
+    """Weights for a conversion metric: each arm's visitors and converters, Beta(1, 1) prior;
+    ``lower_is_better``: the best arm is the one converting least (cancellations, errors)."""
     chosen = settings or BanditSettings()
     burn_in = in_burn_in(
         visitors,
@@ -234,7 +237,7 @@ def allocate_conversions(
         min_conversions=chosen.min_conversions,
     )
     draws = beta_draws(visitors, conversions, chosen.draws, rng)
-    return allocate(draws, burn_in, chosen)
+    return allocate(-draws if lower_is_better else draws, burn_in, chosen)
 
 
 def allocate_means(
@@ -244,9 +247,12 @@ def allocate_means(
     conversions: npt.ArrayLike,
     rng: np.random.Generator,
     settings: BanditSettings | None = None,
+    *,
+    lower_is_better: bool = False,
 ) -> Allocation:
     """Weights for a mean metric (revenue per visitor): each arm's visitors, sample mean and
-    sample variance; ``conversions`` are the visitors with a value (buyers), for burn-in.
+    sample variance; ``conversions`` are the visitors with a value (buyers), for burn-in;
+    ``lower_is_better``: the best arm is the one of the lowest mean.
 
     Experiments in burn-in are not sampled, so their arms may have fewer than 2 visitors (and
     a NaN mean or variance); every other arm needs n ≥ 2 and a finite mean and variance.
@@ -265,4 +271,4 @@ def allocate_means(
         chosen.draws,
         rng,
     )
-    return allocate(draws, burn_in, chosen)
+    return allocate(-draws if lower_is_better else draws, burn_in, chosen)

@@ -249,9 +249,9 @@ def build(
     rows = corrected(_rows(comparison, cumulative, measures, variants, settings), settings.alpha)
     decision = decide(comparison, measures, variants, srm["flagged"], settings, planned)
     if stratified:
-        decision = _confirmed_by_strata(
-            decision, stratified, BY_PERIOD if periods is not None else BY_DAY
-        )
+        lower = metrics[experiment.primary_metric].better == "lower"
+        why = BY_PERIOD if periods is not None else BY_DAY
+        decision = _confirmed_by_strata(decision, stratified, why, lower_is_better=lower)
     return Report(
         **base,
         srm=srm,
@@ -612,16 +612,26 @@ def _stratified(
 
 
 def _confirmed_by_strata(
-    decision: Decision, stratified: dict[str, Any], why: str = BY_DAY
+    decision: Decision,
+    stratified: dict[str, Any],
+    why: str = BY_DAY,
+    *,
+    lower_is_better: bool = False,
 ) -> Decision:
-    """A ship stands only when the stratified lift of that variant is positive beyond its
-    interval: the pooled comparison it came from can be Simpson's paradox (``why`` says how
-    the strata were cut)."""
+    """A ship stands only when the stratified lift of that variant is beyond its interval in
+    the primary metric's better direction (above 0; below 0 for one where lower is better):
+    the pooled comparison it came from can be Simpson's paradox (``why`` says how the strata
+    were cut)."""
     if decision.action != "ship" or decision.variant is None:
         return decision
     lift = stratified["lifts"].get(decision.variant, {})
-    low = lift.get("ci_low", float("nan"))
-    if math.isfinite(low) and low > 0:
+    if lower_is_better:
+        high = lift.get("ci_high", float("nan"))
+        confirmed = math.isfinite(high) and high < 0
+    else:
+        low = lift.get("ci_low", float("nan"))
+        confirmed = math.isfinite(low) and low > 0
+    if confirmed:
         return decision
     return Decision(
         "keep_running",
