@@ -4,9 +4,9 @@ One source of truth: the rules directory (or, without one, the set published in 
 changed by rules/editing.py and saved by admin/rule_store.py, so an edit made here is what
 ``refract check`` reads and what a proxy reloads. Entries are read and written as the JSON
 form of their table (``[[experiments]]``, ``[[personalizations]]``); docs/admin.md has the
-endpoints, and docs/rules.md the fields. Stopping or promoting an experiment also records the
-decision with the statistics it rested on (admin/decision_records.py), which the overview's
-win rate reads.
+endpoints, and docs/rules.md the fields. Stopping (by the stop action, a PUT of its status or
+an import) or promoting an experiment also records the decision with the statistics it rested
+on (admin/decision_records.py), which the overview's win rate reads.
 """
 
 from __future__ import annotations
@@ -96,9 +96,13 @@ def declare(handler: Handler, name: str, method: str, path: str, **options: Any)
 async def change_entry(
     request: web.Request, kind: Kind, action: str, change: Callable[[RuleFiles], RuleFiles]
 ) -> web.StreamResponse:
-    """Save ``change`` to the entry the path names; answer the entry as it is now."""
+    """Save ``change`` to the entry the path names; answer the entry as it is now. An
+    experiment it stopped (the stop action, or a PUT of its status) has its decision recorded."""
     key = request.match_info["key"]
-    _, after = await save(request, f"{noun(kind)}.{action}", key, change, audited_entry(kind, key))
+    before, after = await save(
+        request, f"{noun(kind)}.{action}", key, change, audited_entry(kind, key)
+    )
+    await record_stops(request, before, after)
     return entry_answer(after, kind, key)
 
 
@@ -267,8 +271,6 @@ def _action_endpoint(kind: Kind, action: str, status: str) -> Handler:
             current = existing(base, kind, request)
             return editing.set_status(base, kind, current.key, status)
 
-        if kind == "experiments" and status == "stopped":
-            return await stop_experiment(request, change)
         return await change_entry(request, kind, action, change)
 
     return declare(
@@ -282,17 +284,14 @@ def _action_endpoint(kind: Kind, action: str, status: str) -> Handler:
     )
 
 
-async def stop_experiment(
-    request: web.Request, change: Callable[[RuleFiles], RuleFiles]
-) -> web.StreamResponse:
-    """Stop an experiment, and record the decision with the statistics it rested on."""
-    key = request.match_info["key"]
-    before, after = await save(
-        request, "experiment.stop", key, change, audited_entry("experiments", key)
-    )
-    if after.files != before.files:
-        await record_decision(request, before, key, "stopped", None)
-    return entry_answer(after, "experiments", key)
+async def record_stops(request: web.Request, before: RuleFiles, after: RuleFiles) -> None:
+    """The decision of each experiment a saved change stopped (the stop action, a PUT setting
+    its status, an import), with the statistics it rested on: every way of stopping one is
+    recorded alike, so the win rate and the learnings see them all."""
+    was = before.rules.experiments if after.files != before.files else {}
+    for key, experiment in after.rules.experiments.items():
+        if experiment.status == "stopped" and key in was and was[key].status != "stopped":
+            await record_decision(request, before, key, "stopped", None)
 
 
 async def record_decision(
@@ -337,7 +336,8 @@ for _kind in ACTIONS:
     "/api/experiments/{key}/promote",
     roles=EDITORS,
     summary="ship a variant: the experiment stops and the variant's changes run as the "
-    "personalization <key>-winner (If-Match: the experiment's ETag)",
+    "personalization <key>-winner (If-Match: the experiment's ETag; 409 when a "
+    "personalization of that key is not this experiment's)",
     tag="experiments",
     body=Promotion,
     body_errors=invalid_rule,
@@ -345,13 +345,13 @@ for _kind in ACTIONS:
 )
 async def promote_experiment(request: web.Request, body: Promotion) -> web.StreamResponse:
     key = request.match_info["key"]
-    shipped = editing.winner_key(key)
 
     def change(base: RuleFiles) -> RuleFiles:
         existing(base, "experiments", request)
         return editing.promote(base, key, body.variant).files
 
     def state(files: RuleFiles) -> Any:
+        shipped = editing.winner_of(files, key)
         return {
             "experiment": audited_entry("experiments", key)(files),
             "personalization": audited_entry("personalizations", shipped)(files),
@@ -494,7 +494,11 @@ async def export_rules(request: web.Request) -> web.StreamResponse:
     summary="replace the whole rule set with a TOML document (the body; If-Match: the version)",
     tag="rules",
     body_type="application/toml",
-    responses={412: "stale If-Match", 422: "the set would not load", 428: "If-Match missing"},
+    responses={
+        412: "stale If-Match",
+        422: "refract check would refuse the set",
+        428: "If-Match missing",
+    },
 )
 async def import_rules(request: web.Request) -> web.StreamResponse:
     try:
@@ -509,7 +513,8 @@ async def import_rules(request: web.Request) -> web.StreamResponse:
     def state(files: RuleFiles) -> Any:
         return {"version": files.version, "document": editing.export_document(files)}
 
-    _, after = await save(request, "rules.import", "rules", change, state)
+    before, after = await save(request, "rules.import", "rules", change, state)
+    await record_stops(request, before, after)
     return tagged(
         web.json_response(set_summary(after, store_of(request).source)),
         after.version,

@@ -82,15 +82,22 @@ class Identity:
 
     def csrf_ok(self, request: web.Request) -> bool:
         sent = request.headers.get("X-CSRF-Token", "")
-        return bool(self.csrf) and hmac.compare_digest(sent, self.csrf)
+        return bool(self.csrf) and hmac.compare_digest(_sent_bytes(sent), self.csrf.encode())
 
 
 # the caller of a request, None when anonymous (set by admin.app's middleware)
 IDENTITY_KEY: web.RequestKey[Identity | None] = web.RequestKey("refract.identity", Identity)
 
 
+def _sent_bytes(text: str) -> bytes:
+    """A header's or cookie's value as bytes, whatever it holds: aiohttp decodes bytes that are
+    not UTF-8 as lone surrogates, which ``str.encode()`` refuses. Our secrets are ASCII, so
+    such a value is simply one that matches none (a 401 or 403, never a crash)."""
+    return text.encode("utf-8", "surrogatepass")
+
+
 def _digest(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
+    return hashlib.sha256(_sent_bytes(secret)).hexdigest()
 
 
 def session_cookie(secure: bool) -> str:

@@ -16,10 +16,9 @@ from pydantic.fields import FieldInfo
 from refract.admin import attribution_cli, logs, privacy_cli, spend_cli
 from refract.admin.supervisor import Child, Supervisor
 from refract.rules import keyspace
-from refract.rules.automations import destination_problems
 from refract.rules.config import Config, load_config
 from refract.rules.problems import InvalidFileError
-from refract.rules.ruleset import load_rules, read_rule_files
+from refract.rules.ruleset import checked_rules, load_rules, read_rule_files
 
 log = logging.getLogger("refract")
 
@@ -318,6 +317,7 @@ def _crm_pull(config: Config, args: argparse.Namespace) -> int:
     from refract.analytics.automations.ssrf import guarded_session
     from refract.analytics.crm import CrmError
     from refract.analytics.crm.sync import PullReport, outcomes_path, pull
+    from refract.rules.industry import load_industry_model
     from refract.rules.redis_client import connect
 
     site = config.site(args.site)
@@ -335,8 +335,17 @@ def _crm_pull(config: Config, args: argparse.Namespace) -> int:
                 await throttle(client, name, destination.rate_limit, destination.rate_window)
 
             outcomes = outcomes_path(config.server.data_dir, site.key)
+            currency = load_industry_model(site.industry).revenue.currency
             return await pull(
-                client, http, site.key, name, destination, wait_turn, time.time(), outcomes=outcomes
+                client,
+                http,
+                site.key,
+                name,
+                destination,
+                wait_turn,
+                time.time(),
+                outcomes=outcomes,
+                currency=currency,
             )
 
     try:
@@ -595,13 +604,10 @@ def _check(config: Config, config_path: Path) -> int:
     if config.rules.directory is None:
         return 0
     try:
-        rules = load_rules(config.rules.directory)
+        files = read_rule_files(config.rules.directory)
+        rules = checked_rules(files, config.rules.directory, config.automations)
     except InvalidFileError as error:
         print(error, file=sys.stderr)
-        return 2
-    files = read_rule_files(config.rules.directory)
-    if unfit := destination_problems(files, config.rules.directory, config.automations):
-        print(InvalidFileError(unfit), file=sys.stderr)  # actions config.toml cannot carry out
         return 2
     print(
         f"{config.rules.directory}: ok (version {rules.version}: {len(rules.experiments)} "

@@ -7,16 +7,24 @@ from a check here or from inside a change being saved, and answered by the endpo
   operations use the rule set's version. Changing requests must send ``If-Match``: without
   it 428, with a stale one 412 and the current ETag. The check runs while the change is
   being saved (admin/rule_store.py), so two editors cannot both win.
-* **422s.** A rule set an edit would produce that does not load is refused with the very
-  problems ``refract check`` prints for those files (file, line, field, message, hint); a
+* **422s.** A rule set an edit would produce that ``refract check`` refuses (it does not
+  load, or an automation names a destination config.toml lacks: ``ruleset.checked_rules``) is
+  refused with the very problems ``refract check`` prints for those files (file, line, field,
+  message, hint), unless the set in force has each of them already (config.toml lost a
+  destination: pausing an experiment must still work; adding to what is wrong does not); a
   body that is not a valid experiment or personalization gets the same messages and hints,
   with the field's path in the body and ``"file": "request body"``.
+* **All or nothing.** A change refused or failing is saved nowhere (admin/rule_store.py puts
+  the files back when Redis cannot take it). The audit entry is written once the change is
+  saved; when Redis fails just then, the answer is still the change's (it is in force) and
+  the entry goes to the error log instead, whole.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -26,17 +34,22 @@ from pydantic import BaseModel, ValidationError
 
 from refract.admin import audit
 from refract.admin.api import Refused
-from refract.admin.rule_store import Change, RuleStore, StoreBusyError
+from refract.admin.rule_store import Change, PublishError, RuleStore, StoreBusyError
 from refract.admin.state import config_of, identity_of, redis_of
+from refract.rules.config import AutomationsConfig
 from refract.rules.editing import (
     RuleFiles,
     TransitionError,
     UnknownEntryError,
     UnknownVariantError,
+    WinnerTakenError,
 )
 from refract.rules.problems import InvalidFileError, Problem, problems_from_validation
-from refract.rules.ruleset import RuleSet
+from refract.rules.redis_client import REDIS_FAILURES
+from refract.rules.ruleset import RuleSet, checked_rules
 from refract.rules.toml_lines import TomlLines
+
+log = logging.getLogger("refract.admin")
 
 VERSION_HEADER = "Refract-Rules-Version"
 BODY = "request body"  # the "file" of problems found in a request's body
@@ -126,26 +139,76 @@ async def save(
 ) -> tuple[RuleFiles, RuleFiles]:
     """Apply and save ``change``, record it in the audit log with what ``audited`` says of the
     set before and after; (before, after). A change refused from inside (``Refused``) or
-    failing is raised as the refusal answering it."""
+    failing is raised as the refusal answering it, and nothing of it is saved."""
+    automations = config_of(request).automations
+    states: list[tuple[Any, Any]] = []
+
+    def checked(base: RuleFiles) -> RuleFiles:
+        after = change(base)
+        if after.files != base.files:
+            _no_new_problems(base, after, automations)
+            states.append((audited(base), audited(after)))  # before saving: it cannot fail then
+        return after
+
     try:
-        before, after = await store_of(request).edit(change)
+        before, after = await store_of(request).edit(checked)
     except InvalidFileError as error:
-        raise invalid("the rules would not load: nothing was changed", error.problems) from None
+        raise invalid(
+            "refract check would refuse the rules this makes: nothing was changed", error.problems
+        ) from None
     except UnknownEntryError as error:
         raise Refused(404, str(error)) from None
-    except TransitionError as error:
+    except (TransitionError, WinnerTakenError) as error:
         raise Refused(409, str(error)) from None
     except UnknownVariantError as error:
         raise invalid("no such variant", [Problem(BODY, None, "variant", str(error))]) from None
     except StoreBusyError as error:
         raise Refused(503, str(error)) from None
-    except redis.RedisError:
-        raise Refused(503, "Redis is unreachable: nothing was published") from None
+    except (PublishError, redis.RedisError) as error:
+        raise Refused(
+            503, f"Redis could not take the change, so nothing was changed: {error}"
+        ) from None
     except OSError as error:
-        raise Refused(500, f"the rules directory could not be written: {error}") from None
+        raise Refused(
+            500, f"the rules directory could not be written, so nothing was changed: {error}"
+        ) from None
     if after.files != before.files:
-        client = redis_of(request)
-        await audit.record(
-            client, identity_of(request), action, target, audited(before), audited(after)
-        )
+        await _record(request, action, target, *states[-1])
     return before, after
+
+
+def _no_new_problems(base: RuleFiles, after: RuleFiles, automations: AutomationsConfig) -> None:
+    """Refuse ``after`` as ``refract check`` would (``checked_rules``), but for the problems the
+    set in force has already: config.toml lacking a destination the rules name must not keep
+    anyone from pausing an experiment, only from adding to what is wrong."""
+    try:
+        checked_rules(after.files, after.directory, automations)
+    except InvalidFileError as error:
+        try:
+            checked_rules(base.files, base.directory, automations)
+        except InvalidFileError as known:
+            had = {_what(problem) for problem in known.problems}
+            if all(_what(problem) in had for problem in error.problems):
+                return
+        raise
+
+
+def _what(problem: Problem) -> tuple[str, str, str]:
+    """A problem whatever its line (an edit moves lines)."""
+    return problem.file, problem.field, problem.message
+
+
+async def _record(request: web.Request, action: str, target: str, before: Any, after: Any) -> None:
+    """The audit entry of a saved change; when Redis fails now, the change stands (it is in
+    force, and its answer says so) and the entry is logged as an error instead."""
+    who = identity_of(request)
+    try:
+        await audit.record(redis_of(request), who, action, target, before, after)
+    except REDIS_FAILURES as error:
+        entry = {"user": who.name, "via": who.via, "action": action, "target": target}
+        entry |= {"before": before, "after": after}
+        log.error(
+            "a saved change is not in the audit log (%s): %s",
+            error,
+            json.dumps(entry, sort_keys=True, default=str),
+        )

@@ -4,10 +4,16 @@
   A change is written there, each file atomically (a temporary file renamed over it, so a
   proxy reloading meanwhile reads the old file or the new one, never half of one), then
   published to Redis, so every proxy and worker on every node adopts it within a second
-  (proxies reading the directory would also get it on SIGHUP). Admin processes editing one
-  directory take turns: each holds an exclusive ``flock`` on the directory from reading
-  the files to publishing the new ones, so the second re-reads what the first wrote and its
-  caller's If-Match is checked against that.
+  (proxies reading the directory would also get it on SIGHUP). All or nothing: when a file
+  cannot be written or the set cannot be published (Redis away, refusing writes at its
+  ``maxmemory``, a read-only replica after a failover), the files are put back as they were
+  (bytes, modes, symlinks; files the change added removed) before the failure is raised,
+  and a publication whose answer was lost is taken back, so a change reported as not saved
+  is in force nowhere. The saving runs to its end even when the request is cancelled
+  meanwhile. Admin processes editing one directory take turns: each holds an exclusive
+  ``flock`` on the directory from reading the files to publishing the new ones (or putting
+  the old ones back), so the second re-reads what the first wrote and its caller's If-Match
+  is checked against that.
 * Without one, the set published in Redis is the source of truth. A change is published
   with a compare-and-set: WATCH the published key, check that its version is still the one
   the change was made to, then write in MULTI/EXEC. When someone published meanwhile (another
@@ -20,12 +26,17 @@ The version is the content hash of the files (``rules_version``), as everywhere 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
+import logging
 import os
+import stat
 import tempfile
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import redis.asyncio as redis
 from redis.exceptions import WatchError
@@ -33,10 +44,12 @@ from redis.exceptions import WatchError
 from refract.rules import keyspace
 from refract.rules.editing import RuleFiles
 from refract.rules.problems import InvalidFileError, Problem
-from refract.rules.publication import publication, publish, published_files
+from refract.rules.publication import publication, publish, published_files, published_version
+from refract.rules.redis_client import REDIS_FAILURES
 from refract.rules.ruleset import read_rule_files
 
 Change = Callable[[RuleFiles], RuleFiles]
+log = logging.getLogger("refract.admin")
 
 _PUBLISHED = Path(f"redis:{keyspace.RULES}")  # how problems name published files, as proxies do
 _LOCK_WAIT_S = 5.0
@@ -47,6 +60,11 @@ _NEW_FILE_MODE = 0o644  # proxies may run as another user: they must read what w
 
 class StoreBusyError(Exception):
     """Other changes kept the store busy; nothing was saved."""
+
+
+class PublishError(Exception):
+    """Redis could not take the new set (away, refusing writes, a connection dropped); nothing
+    was saved: a rules directory's files are as they were."""
 
 
 class RuleStore:
@@ -83,26 +101,58 @@ class RuleStore:
             before = await self.current()
             after = change(before)
             if after.files != before.files:
-                await asyncio.to_thread(_write_files, directory, before.files, after.files)
-                await publish(self._client, after.version, after.files)
+                await _to_the_end(self._save_directory(directory, before, after))
             return before, after
+
+    async def _save_directory(self, directory: Path, before: RuleFiles, after: RuleFiles) -> None:
+        """Write ``after``'s files over ``before``'s, then publish them; all or nothing."""
+        kept = await asyncio.to_thread(_snapshot, directory, before.files, after.files)
+        try:
+            await asyncio.to_thread(_write_files, directory, before.files, after.files)
+        except BaseException:
+            await asyncio.to_thread(_restore, directory, kept)
+            raise
+        try:
+            with _publishing():
+                await publish(self._client, after.version, after.files)
+        except BaseException as error:
+            await asyncio.to_thread(_restore, directory, kept)
+            if isinstance(error, PublishError):
+                await self._take_back(before, after)
+            raise
+
+    async def _take_back(self, before: RuleFiles, after: RuleFiles) -> None:
+        """A publication whose answer was lost may have reached Redis all the same: if the set
+        published now is ``after``, publish ``before`` again (at best: Redis may be away)."""
+        try:
+            if await published_version(self._client) == after.version:
+                await publish(self._client, before.version, before.files)
+        except REDIS_FAILURES as error:
+            log.warning(
+                "rules %s may be published though not saved (%s): the next edit, or a proxy "
+                "reading the directory as it starts or reloads, publishes the files again",
+                after.version,
+                error,
+            )
 
     async def _edit_published(self, change: Change) -> tuple[RuleFiles, RuleFiles]:
         for _ in range(_ATTEMPTS):
-            seen, before = await self._published()
+            with _publishing():
+                seen, before = await self._published()
             after = change(before)
             if after.files == before.files:
                 return before, after
-            async with self._client.pipeline(transaction=True) as pipe:
-                await pipe.watch(keyspace.RULES)
-                if _text(await pipe.hget(keyspace.RULES, "version")) != seen:
-                    continue  # published meanwhile: make the change again on that set
-                pipe.multi()  # type: ignore[no-untyped-call]
-                pipe.hset(keyspace.RULES, mapping=publication(after.version, after.files))
-                try:
-                    await pipe.execute()
-                except WatchError:
-                    continue
+            with _publishing():
+                async with self._client.pipeline(transaction=True) as pipe:
+                    await pipe.watch(keyspace.RULES)
+                    if _text(await pipe.hget(keyspace.RULES, "version")) != seen:
+                        continue  # published meanwhile: make the change again on that set
+                    pipe.multi()  # type: ignore[no-untyped-call]
+                    pipe.hset(keyspace.RULES, mapping=publication(after.version, after.files))
+                    try:
+                        await pipe.execute()
+                    except WatchError:
+                        continue
             return before, after
         raise StoreBusyError("the published rules kept changing; try again")
 
@@ -112,6 +162,15 @@ class RuleStore:
         if found is None:
             return None, RuleFiles({}, _PUBLISHED)
         return found[0], RuleFiles(found[1], _PUBLISHED)
+
+
+@contextlib.contextmanager
+def _publishing() -> Iterator[None]:
+    """What Redis raises while a set is read or published, as a PublishError."""
+    try:
+        yield
+    except REDIS_FAILURES as error:
+        raise PublishError(str(error) or type(error).__name__) from error
 
 
 @asynccontextmanager
@@ -138,6 +197,80 @@ async def _exclusive(directory: Path) -> AsyncIterator[None]:
         os.close(descriptor)  # releases the lock
 
 
+async def _to_the_end(work: Coroutine[Any, Any, None]) -> None:
+    """Run ``work`` to its end even when the caller is cancelled meanwhile (the client went
+    away, the process stops): files are never left half-written, nor the lock released while
+    they are written. The cancellation is raised once the work is done, else its outcome."""
+    task = asyncio.ensure_future(work)
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.wait([task])  # unlike awaiting it, never cancels it
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        if not task.cancelled() and (error := task.exception()) is not None:
+            log.warning("a rule edit, its request cancelled meanwhile, was not saved: %s", error)
+        raise asyncio.CancelledError
+    task.result()
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """What a directory entry was before a change: a file's bytes and mode, a symlink's
+    target, or nothing (``data`` and ``link`` None)."""
+
+    data: bytes | None = None
+    mode: int = _NEW_FILE_MODE
+    link: str | None = None
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    entries: dict[str, _Entry]
+    directories: tuple[str, ...]  # sub-directories a change may create (battlecards/), absent
+
+
+def _snapshot(directory: Path, before: dict[str, bytes], after: dict[str, bytes]) -> _Snapshot:
+    """What the entries a change touches are now, to put them back exactly."""
+    entries = {}
+    for name in sorted(before.keys() | after.keys()):
+        if before.get(name) == after.get(name):
+            continue
+        path = directory / name
+        try:
+            status = path.lstat()
+        except FileNotFoundError:
+            entries[name] = _Entry()
+            continue
+        if stat.S_ISLNK(status.st_mode):
+            entries[name] = _Entry(link=os.readlink(path))
+        else:
+            entries[name] = _Entry(path.read_bytes(), stat.S_IMODE(path.stat().st_mode))
+    parents = {str(Path(name).parent) for name in entries} - {"."}
+    absent = tuple(sorted(name for name in parents if not (directory / name).is_dir()))
+    return _Snapshot(entries, absent)
+
+
+def _restore(directory: Path, snapshot: _Snapshot) -> None:
+    """Put the entries of ``snapshot`` back as they were; a failure is logged, not raised (the
+    failure that made the change fail is what its caller must hear of)."""
+    try:
+        for name, entry in snapshot.entries.items():
+            path = directory / name
+            if entry.link is not None:
+                _link_atomically(path, entry.link)
+            elif entry.data is not None:
+                _write_atomically(path, entry.data, entry.mode)
+            else:
+                path.unlink(missing_ok=True)
+        for name in snapshot.directories:
+            with contextlib.suppress(OSError):  # not empty: someone else's file is in it
+                (directory / name).rmdir()
+    except OSError:
+        log.exception("a change to %s failed and its files could not all be put back", directory)
+
+
 def _write_files(directory: Path, before: dict[str, bytes], after: dict[str, bytes]) -> None:
     for name, data in after.items():
         if before.get(name) != data:
@@ -146,8 +279,16 @@ def _write_files(directory: Path, before: dict[str, bytes], after: dict[str, byt
         (directory / name).unlink(missing_ok=True)
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    mode = path.stat().st_mode & 0o777 if path.exists() else _NEW_FILE_MODE
+def _link_atomically(path: Path, target: str) -> None:
+    temporary = path.parent / f".{path.name}.{os.getpid()}.link.tmp"
+    temporary.unlink(missing_ok=True)
+    os.symlink(target, temporary)
+    os.replace(temporary, path)
+
+
+def _write_atomically(path: Path, data: bytes, mode: int | None = None) -> None:
+    if mode is None:
+        mode = path.stat().st_mode & 0o777 if path.exists() else _NEW_FILE_MODE
     path.parent.mkdir(exist_ok=True)  # battlecards/, for a set imported with its first card
     # The temporary name does not end in .toml, so a proxy reloading now never reads it.
     descriptor, temporary = tempfile.mkstemp(

@@ -14,6 +14,11 @@ Each decision has its own hash, so they are independent: changing an experiment'
 share adds or removes visitors without moving anyone between variants, and changing weights
 moves only the visitors whose variant bucket falls in a range that changed owner. An
 experiment's seed is its key unless set. docs/assignment.md publishes test vectors.
+
+That independence holds while no two decisions hash the same text before the visitor id
+(which holds no dot). The global holdout's, exclusion groups', traffic shares' and
+personalizations' holdouts' texts have fixed forms, so a seed or a group name taking one of
+them is refused when the rules load (``seed_clash``, ``group_clash``; rules/ruleset.py).
 """
 
 from __future__ import annotations
@@ -80,6 +85,33 @@ class Assignment:
     # share of buckets it owns): logged with the exposure for off-policy evaluation. None when
     # no draw chose the variant: a QA override, or a bandit's kept arm.
     propensity: float | None = None
+
+
+def seed_clash(seed: str) -> str | None:
+    """The decision whose hashed text an experiment seeded ``seed`` (its key, unless set) would
+    draw its variants from, or None: ``holdout``, ``group.*``, ``*.traffic`` and ``*.holdout``
+    are the global holdout's, exclusion groups', traffic shares' and personalizations'
+    holdouts' texts."""
+    if seed == "holdout":
+        return "the global holdout"
+    if seed.startswith("group."):
+        return f'exclusion group "{seed.removeprefix("group.")}"'
+    if seed.endswith(".traffic"):
+        return f'the traffic share of an experiment seeded "{seed.removesuffix(".traffic")}"'
+    if seed.endswith(".holdout"):
+        return f'the holdout of personalization "{seed.removesuffix(".holdout")}"'
+    return None
+
+
+def group_clash(group: str) -> str | None:
+    """The decision whose hashed text exclusion group ``group`` would share, or None:
+    ``group.traffic`` is the traffic share of an experiment seeded ``group``, and
+    ``group.holdout`` the holdout of a personalization keyed ``group``."""
+    if group == "traffic":
+        return 'the traffic share of an experiment seeded "group"'
+    if group == "holdout":
+        return 'the holdout of a personalization keyed "group"'
+    return None
 
 
 def in_holdout(visitor_id: str, holdout_basis_points: int) -> bool:

@@ -11,11 +11,13 @@ end of ``experiments.toml`` or ``personalizations.toml``, created if absent.
 Statuses move forward only (``TRANSITIONS``): a stopped experiment does not run again (its
 results are final: a new experiment, or a new seed, starts afresh), and archived is the end.
 Promoting a winner stops the experiment and ships the winning variant's changes as a running
-personalization (see ``promote``).
+personalization (see ``promote``), never over one that another experiment (or a person)
+wrote.
 """
 
 from __future__ import annotations
 
+import hashlib
 import tomllib
 from dataclasses import dataclass
 from functools import cached_property
@@ -57,6 +59,8 @@ TRANSITIONS: dict[Kind, dict[str, frozenset[str]]] = {
 PROMOTABLE = frozenset({"running", "paused", "stopped"})
 _WINNER_SUFFIX = "-winner"
 _KEY_LENGTH = 63  # rules.schema.KEY_PATTERN
+_DIGEST_LENGTH = 8  # hex digits of a long experiment key's SHA-256 in its winner's key
+_CUT = _KEY_LENGTH - len(_WINNER_SUFFIX) - _DIGEST_LENGTH - 1  # what is kept of a long key: 47
 
 
 @dataclass(frozen=True)
@@ -182,8 +186,49 @@ class Promoted:
     personalization: str | None  # its key; None when the winner changes nothing (control)
 
 
+class WinnerTakenError(ValueError):
+    """The personalization a promotion would write exists and is not this experiment's."""
+
+
 def winner_key(experiment: str) -> str:
+    """The key of the personalization promoting ``experiment`` ships: ``<key>-winner``, or,
+    for a key too long for that, its first 47 characters, ``-``, 8 hex digits of its SHA-256
+    and ``-winner`` (63 characters), so that no two experiments ship to one key."""
+    whole = experiment + _WINNER_SUFFIX
+    if len(whole) <= _KEY_LENGTH:
+        return whole
+    digest = hashlib.sha256(experiment.encode()).hexdigest()[:_DIGEST_LENGTH]
+    return f"{experiment[:_CUT]}-{digest}{_WINNER_SUFFIX}"
+
+
+def _former_winner_key(experiment: str) -> str:
+    """The key promotions of a long key wrote before winner keys had a digest: cut to 56."""
     return experiment[: _KEY_LENGTH - len(_WINNER_SUFFIX)] + _WINNER_SUFFIX
+
+
+def shipped_by(personalization: Personalization, experiment: Experiment) -> bool:
+    """Whether ``personalization`` is what a promotion of ``experiment`` wrote: its pages, its
+    audience and the changes of one of its variants (a key alone could be a hand-written
+    personalization's, or another experiment's from before winner keys had a digest)."""
+    return (
+        personalization.pages == experiment.pages
+        and personalization.audience == experiment.audience
+        and any(
+            variant.changes and variant.changes == personalization.changes
+            for variant in experiment.variants
+        )
+    )
+
+
+def winner_of(base: RuleFiles, key: str) -> str:
+    """The personalization a promotion of experiment ``key`` writes, replaces or archives:
+    ``winner_key(key)``, unless only the shorter key of an earlier promotion holds this
+    experiment's winner (then that one, so that it is not shipped twice)."""
+    experiment = cast(Experiment, entry(base, "experiments", key))
+    shipped, now, former = base.rules.personalizations, winner_key(key), _former_winner_key(key)
+    if now not in shipped and former in shipped and shipped_by(shipped[former], experiment):
+        return former
+    return now
 
 
 def promote(base: RuleFiles, key: str, variant: str) -> Promoted:
@@ -191,11 +236,12 @@ def promote(base: RuleFiles, key: str, variant: str) -> Promoted:
 
     The experiment stops (its results stay as they were when the decision was made: no
     re-weighting mid-test mixes periods with different splits), and the winner's changes
-    become the running personalization ``<key>-winner`` on the experiment's pages and
-    audience, for every visitor of it (not only the experiment's traffic share, and also
-    those without a cookie). Promoting again replaces that personalization. A winner that
-    changes nothing (the control) stops the experiment and archives an earlier promotion's
-    personalization, if any.
+    become the running personalization ``winner_key(key)`` (``<key>-winner``) on the
+    experiment's pages and audience, for every visitor of it (not only the experiment's
+    traffic share, and also those without a cookie). Promoting again replaces that
+    personalization; one of that key that this experiment did not ship (``shipped_by``) is
+    never replaced: WinnerTakenError. A winner that changes nothing (the control) stops the
+    experiment and archives an earlier promotion's personalization, if any.
     """
     experiment = cast(Experiment, entry(base, "experiments", key))
     winner = next((one for one in experiment.variants if one.key == variant), None)
@@ -212,19 +258,28 @@ def promote(base: RuleFiles, key: str, variant: str) -> Promoted:
         stopped = replace(
             base, "experiments", key, experiment.model_copy(update={"status": "stopped"})
         )
+    target = winner_of(base, key)
+    earlier = stopped.rules.personalizations.get(target)
+    ours = earlier is not None and shipped_by(earlier, experiment)
     if not winner.changes:  # the control won: what every visitor sees stays as it is
-        return Promoted(_retire(stopped, winner_key(key)), None)
+        return Promoted(_retire(stopped, target) if ours else stopped, None)
+    if earlier is not None and not ours:
+        raise WinnerTakenError(
+            f'personalization "{target}" exists and is not what promoting "{key}" ships (its '
+            "changes, pages or audience are not those of one of its variants): it is another's, "
+            "or was edited since; rename it in its rule file to promote this experiment"
+        )
     shipped = Personalization(
-        key=winner_key(key),
+        key=target,
         status="running",
         pages=experiment.pages,
         audience=experiment.audience,
         changes=winner.changes,
     )
-    if shipped.key in stopped.rules.personalizations:
-        return Promoted(replace(stopped, "personalizations", shipped.key, shipped), shipped.key)
+    if earlier is not None:
+        return Promoted(replace(stopped, "personalizations", target, shipped), target)
     comment = f'The winner of experiment "{key}", variant "{variant}", promoted in the admin API.'
-    return Promoted(add(stopped, "personalizations", shipped, comment), shipped.key)
+    return Promoted(add(stopped, "personalizations", shipped, comment), target)
 
 
 def _retire(base: RuleFiles, key: str) -> RuleFiles:

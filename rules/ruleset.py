@@ -4,6 +4,10 @@ Every file is parsed and checked on its own (schema), then against the others (u
 references, selectors, markup, exclusion ranges). Any problem anywhere refuses the whole set,
 so a running proxy never applies half of a change. The version is a hash of the files'
 names and bytes: the same rules give the same version on every node.
+
+``checked_rules`` is the whole check of ``refract check``: the rules as they load, then what
+only config.toml can tell (each automation's destination). The admin API saves no set it
+refuses, so an edit or import is refused exactly when ``refract check`` would refuse it.
 """
 
 from __future__ import annotations
@@ -14,15 +18,17 @@ import hashlib
 import os
 import stat
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import ValidationError
 
 from refract.rules import battlecards
-from refract.rules.automations import Automation
+from refract.rules.assignment import group_clash, seed_clash
+from refract.rules.automations import Automation, destination_problems
 from refract.rules.battlecards import Battlecard, PlacedCard
+from refract.rules.config import AutomationsConfig
 from refract.rules.markup import markup_problem, selector_problem, token_problem
 from refract.rules.problems import (
     InvalidFileError,
@@ -64,6 +70,9 @@ class RuleFile(Table):
     automations: list[Automation] = []
     territories: list[Territory] = []
     reps: list[Rep] = []
+    # Cards live in battlecards/*.toml; as [[battlecards]] tables they may be in any file, so
+    # that a set exported as one document (rules/bundle.py) is one valid rule file.
+    battlecards: list[Battlecard] = []
 
 
 @dataclass(frozen=True)
@@ -78,7 +87,7 @@ class RuleSet:
     automations: dict[str, Automation] = field(default_factory=dict)
     territories: dict[str, Territory] = field(default_factory=dict)  # in file order: first wins
     reps: dict[str, Rep] = field(default_factory=dict)
-    battlecards: tuple[Battlecard, ...] = ()  # battlecards/*.toml, in file order
+    battlecards: tuple[Battlecard, ...] = ()  # battlecards/*.toml's (and others'), in file order
     # what loads but deserves a look (refract check prints them): never a reason to refuse
     warnings: tuple[Problem, ...] = ()
 
@@ -91,7 +100,7 @@ class _Source:
     path: Path
     lines: TomlLines
     rules: RuleFile
-    cards: tuple[PlacedCard, ...] = ()  # a battlecards/ file's, with where each is
+    cards: tuple[PlacedCard, ...] = ()  # the file's battlecards, with where each is
 
     def problem(self, where: KeyPath, field_name: str, message: str, hint: str = "") -> Problem:
         return Problem(str(self.path), self.lines.line_of(where), field_name, message, hint)
@@ -217,6 +226,19 @@ def rules_version(files: dict[str, bytes]) -> str:
     return digest.hexdigest()[:12]
 
 
+def checked_rules(
+    files: Mapping[str, bytes], directory: Path, automations: AutomationsConfig
+) -> RuleSet:
+    """The rules of ``files`` if ``refract check`` accepts them with config.toml's
+    ``[automations]``: they load (``rules_from_files``), and every automation's action has a
+    destination config.toml defines, of a kind that can do it. InvalidFileError lists every
+    problem, as ``refract check`` prints them."""
+    rules = rules_from_files(dict(files), directory)
+    if unfit := destination_problems(files, directory, automations):
+        raise InvalidFileError(unfit)
+    return rules
+
+
 def rules_from_files(files: dict[str, bytes], directory: Path) -> RuleSet:
     """Rules from file contents (read from disk or from Redis); ``directory`` names them."""
     sources, problems = [], []
@@ -244,11 +266,15 @@ def _parse(path: Path, text: str, name: str) -> _Source:
     if battlecards.is_battlecard_file(name):
         return _Source(path, lines, RuleFile(), battlecards.parse_cards(data, str(path), lines))
     try:
-        return _Source(path, lines, RuleFile.model_validate(data))
+        rules = RuleFile.model_validate(data)
     except ValidationError as error:
         raise InvalidFileError(
             problems_from_validation(error, RuleFile, str(path), lines)
         ) from None
+    cards = (
+        PlacedCard(card, ("battlecards", index)) for index, card in enumerate(rules.battlecards)
+    )
+    return _Source(path, lines, rules, tuple(cards))
 
 
 @dataclass(frozen=True)
@@ -279,6 +305,7 @@ def _cross_check(sources: list[_Source]) -> Iterator[Problem]:
             for c_index, change in enumerate(personalization.changes):
                 yield from _change_problems(source, (*where, "changes", c_index), change, names)
     yield from _exclusion_overlaps(sources)
+    yield from _hash_clashes(sources)
     yield from _territory_problems(sources)
     yield from _automation_problems(sources, names)
     yield from _battlecard_problems(sources, settings)
@@ -421,6 +448,41 @@ def _exclusion_overlaps(sources: list[_Source]) -> Iterator[Problem]:
                         "give each experiment of the group its own exclusion_range",
                     )
             claimed.setdefault(experiment.exclusion_group, []).append((low, high, experiment.key))
+
+
+def _hash_clashes(sources: list[_Source]) -> Iterator[Problem]:
+    """Seeds and exclusion groups whose hashed text is another decision's (rules/assignment.py):
+    the two would be one draw, so an experiment's arms would follow who is held out, or in a
+    group's range, and get unequal, correlated shares of visitors. docs/assignment.md lists
+    the reserved forms."""
+    for source in sources:
+        for index, experiment in enumerate(source.rules.experiments):
+            seed = experiment.seed or experiment.key
+            if (clash := seed_clash(seed)) is not None:
+                name = "seed" if experiment.seed else "key"
+                path = ("experiments", index, name)
+                yield source.problem(
+                    path,
+                    dotted(path),
+                    f'"{seed}" is the hashed text of {clash}: the variants would be drawn from '
+                    "its hash, unequal and tied to it",
+                    _RESERVED_SEED_HINT[name],
+                )
+            if (clash := group_clash(experiment.exclusion_group)) is not None:
+                path = ("experiments", index, "exclusion_group")
+                yield source.problem(
+                    path,
+                    dotted(path),
+                    f'group "{experiment.exclusion_group}" would hash as {clash}',
+                    "name the group otherwise (docs/assignment.md, reserved texts)",
+                )
+
+
+_RESERVED_SEED_HINT = {
+    "seed": "choose another seed: not holdout, group.*, *.traffic or *.holdout "
+    "(docs/assignment.md, reserved texts)",
+    "key": 'choose another key, or set seed to another text (not "holdout")',
+}
 
 
 # --- experiments and personalizations changing the same element ----------------------------

@@ -375,8 +375,17 @@ class Experiment(Table):
         default=None, description="this experiment's share of its group, in percent: [0, 50]"
     )
     seed: str = Field(default="", description="hash seed; set it to the old key when renaming")
-    start: datetime | None = None
-    end: datetime | None = None
+    start: datetime | None = Field(
+        default=None,
+        description="when it starts being shown: a date and time with its UTC offset, e.g. "
+        "2026-12-01T00:00:00Z (without an offset, or a date alone, it is read as UTC); "
+        "unset: as soon as it runs",
+    )
+    end: datetime | None = Field(
+        default=None,
+        description="when it stops being shown, after start; written as start is: both with "
+        "an offset (2026-12-31T00:00:00Z) or both without (read as UTC); unset: never",
+    )
     mde: float = Field(
         default=0.1,
         gt=0,
@@ -408,13 +417,29 @@ class Experiment(Table):
             raise ValueError("a field is named twice")
         return names
 
+    @field_validator("end")
+    @classmethod
+    def _after_start(cls, end: datetime | None, info: ValidationInfo) -> datetime | None:
+        """``end`` comes after ``start``, and both say their offset or neither does: one of
+        each is a likely mistake (a local time beside a UTC one), which cannot be compared."""
+        start = info.data.get("start")
+        if end is None or start is None:
+            return end
+        if has_offset(end) != has_offset(start):
+            written, missing = ("end", "start") if has_offset(end) else ("start", "end")
+            raise ValueError(
+                f"{written} has a UTC offset and {missing} has none: write both with one "
+                "(2026-12-01T00:00:00Z) or both without"
+            )
+        if end <= start:
+            raise ValueError(f"end ({end.isoformat()}) must come after start ({start.isoformat()})")
+        return end
+
     @model_validator(mode="after")
     def _weights_and_schedule(self) -> Experiment:
         total = sum(variant.weight for variant in self.variants)
         if abs(total - 100) > 1e-6:
             raise ValueError(f"variant weights add up to {total:g}, not 100")
-        if self.start and self.end and self.end <= self.start:
-            raise ValueError("end must come after start")
         if self.exclusion_range is not None:
             low, high = self.exclusion_range
             if not 0 <= low < high <= 100:
@@ -449,6 +474,12 @@ class Experiment(Table):
         if self.allocation != "bandit":
             return None
         return self.bandit if self.bandit is not None else Bandit()
+
+
+def has_offset(moment: datetime) -> bool:
+    """Whether a rule file's date and time says its UTC offset (``Z``, ``+02:00``); one that
+    does not is read as UTC (rules/decisions.py)."""
+    return moment.utcoffset() is not None
 
 
 class Personalization(Table):

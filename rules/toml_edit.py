@@ -9,7 +9,7 @@ as indented ``[[experiments.variants]]`` sub-tables.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, time
 from typing import Any, cast
 
 import tomlkit
@@ -76,7 +76,7 @@ def toml_value(value: Any, indent: str = "") -> str:
             return "{}"
         pairs = ", ".join(f"{name} = {toml_value(item, indent)}" for name, item in value.items())
         return "{ " + pairs + " }"
-    if isinstance(value, bool | int | float | str | datetime):
+    if isinstance(value, bool | int | float | str | date | time):  # a datetime is a date
         return tomlkit.item(value).as_string()
     raise TypeError(f"no TOML form for {value!r}")
 

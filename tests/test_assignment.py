@@ -9,9 +9,13 @@ from typing import Any
 
 import mmh3
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import stats
 
 from refract.rules.assignment import Arm, assign, assign_all, bucket, in_holdout
+from refract.rules.problems import InvalidFileError
+from refract.rules.ruleset import RuleSet, rules_from_files
 
 VECTORS = json.loads((Path(__file__).parent / "data" / "assignment_vectors.json").read_text())
 VISITORS = [f"{index:032x}" for index in range(100_000)]
@@ -124,3 +128,137 @@ def test_override_naming_an_unknown_variant_is_ignored() -> None:
     arm = Arm.build("qa", {"control": 50, "outcome": 50})
     [assignment] = assign_all([arm], VISITORS[0], forced={"qa": "nonsense"})
     assert assignment.forced is False
+
+
+# --- one hashed text per decision: reserved seeds and group names ---------------------------
+
+HASHED = """[settings]
+holdout = 10
+
+[[metrics]]
+key = "signup"
+kind = "url"
+url = "/thanks"
+
+[[personalizations]]
+key = "{personalization}"
+audience = ""
+holdout = 10
+changes = [{{ action = "remove", selector = "p" }}]
+"""
+EXPERIMENT = """
+[[experiments]]
+key = "{key}"
+status = "running"
+primary_metric = "signup"
+traffic = 50
+{more}
+  [[experiments.variants]]
+  key = "control"
+  weight = 50
+
+  [[experiments.variants]]
+  key = "treatment"
+  weight = 50
+"""
+
+
+def hashed_rules(*experiments: dict[str, str], personalization: str = "banner") -> RuleSet:
+    """A set with the global holdout, a personalization's holdout and ``experiments`` (key,
+    and optionally seed and group), every one with a traffic share."""
+    text = HASHED.format(personalization=personalization)
+    for experiment in experiments:
+        more = "".join(
+            f'{name} = "{experiment[name]}"\n'
+            for name in ("seed", "exclusion_group")
+            if name in experiment
+        )
+        text += EXPERIMENT.format(key=experiment["key"], more=more)
+    return rules_from_files({"rules.toml": text.encode()}, Path("rules"))
+
+
+@pytest.mark.parametrize(
+    ("experiment", "field", "clash"),
+    [
+        ({"key": "holdout"}, "key", "the global holdout"),
+        ({"key": "pricing", "seed": "holdout"}, "seed", "the global holdout"),
+        ({"key": "pricing", "seed": "group.hero"}, "seed", 'exclusion group "hero"'),
+        ({"key": "pricing", "seed": "hero.traffic"}, "seed", 'experiment seeded "hero"'),
+        ({"key": "pricing", "seed": "banner.holdout"}, "seed", 'personalization "banner"'),
+        ({"key": "pricing", "exclusion_group": "traffic"}, "exclusion_group", 'seeded "group"'),
+        ({"key": "pricing", "exclusion_group": "holdout"}, "exclusion_group", 'keyed "group"'),
+    ],
+)
+def test_a_seed_or_group_that_is_another_decisions_hashed_text_is_refused(
+    experiment: dict[str, str], field: str, clash: str
+) -> None:
+    with pytest.raises(InvalidFileError) as refused:
+        hashed_rules(experiment)
+    [problem] = refused.value.problems
+    assert problem.field == f"experiments[0].{field}"
+    assert clash in problem.message
+    assert problem.line is not None
+    assert "docs/assignment.md" in problem.hint or "seed" in problem.hint
+
+
+@pytest.mark.parametrize(
+    "experiment",
+    [
+        {"key": "holdout", "seed": "hold-out"},  # the key is not hashed once a seed is set
+        {"key": "holdouts"},
+        {"key": "group"},
+        {"key": "pricing", "seed": "v2.1"},
+        {"key": "pricing", "seed": "traffic"},
+        {"key": "pricing", "seed": "holdout-2026"},
+        {"key": "pricing", "exclusion_group": "hero"},
+        {"key": "pricing", "exclusion_group": "group.traffic"},
+    ],
+    ids=lambda experiment: "-".join(experiment.values()),
+)
+def test_seeds_and_groups_that_hash_apart_are_accepted(experiment: dict[str, str]) -> None:
+    assert set(hashed_rules(experiment).experiments) == {experiment["key"]}
+
+
+def decision_texts(rules: RuleSet) -> list[str]:
+    """The text before ``.{visitor}`` of every decision the set draws (docs/assignment.md)."""
+    texts = ["holdout"] if rules.settings.holdout else []
+    texts += [f"{p.key}.holdout" for p in rules.personalizations.values() if p.holdout]
+    groups = {e.exclusion_group for e in rules.experiments.values() if e.exclusion_group}
+    texts += [f"group.{group}" for group in groups]
+    for experiment in rules.experiments.values():
+        seed = experiment.seed or experiment.key
+        texts += [seed, f"{seed}.traffic"]
+    return texts
+
+
+PIECES = st.sampled_from(["holdout", "group", "traffic", "banner", "hero", "x"])
+TEXT = st.lists(PIECES, min_size=1, max_size=3).map(".".join)
+KEY = st.lists(PIECES, min_size=1, max_size=2).map("-".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    personalization=KEY,
+    first=st.fixed_dictionaries(
+        {"key": st.just("one")}, optional={"seed": TEXT, "exclusion_group": TEXT}
+    ),
+    second=st.fixed_dictionaries({"key": KEY}, optional={"seed": TEXT, "exclusion_group": TEXT}),
+)
+def test_every_decision_of_a_set_that_loads_hashes_its_own_text(
+    personalization: str, first: dict[str, str], second: dict[str, str]
+) -> None:
+    if second["key"] == "one" or first.get("seed", "one") == second.get("seed", second["key"]):
+        return  # one experiment twice, or two sharing a seed: not what is checked here
+    try:
+        rules = hashed_rules(first, second, personalization=personalization)
+    except InvalidFileError:
+        return
+    texts = decision_texts(rules)
+    assert len(texts) == len(set(texts)), texts
+
+
+def test_the_reserved_texts_are_published_in_the_docs() -> None:
+    docs = (Path(__file__).parents[1] / "docs" / "assignment.md").read_text()
+    section = docs.split("## Reserved texts")[1].split("\n## ")[0]
+    for form in ("`holdout`", "`group.*`", "`*.traffic`", "`*.holdout`", "`traffic`"):
+        assert form in section

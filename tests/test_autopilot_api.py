@@ -45,14 +45,21 @@ def rules_dir(tmp_path: Path) -> Path:
 async def config(redis_url: str, rules_dir: Path) -> Config:
     await clean_redis(redis_url)
     site = {"host": "*", "id": SITE_KEY, "origin": "http://127.0.0.1:9"}
+    # the demo rules' automations deliver to demo_inbox: without it, refract check (and so
+    # the admin, which saves no set refract check refuses) refuses them
+    inbox = {"kind": "webhook", "url": "http://127.0.0.1:9/hooks/refract", "secrets": [SECRET]}
     return Config.model_validate(
         {
             "redis": {"url": redis_url},
             "rules": {"directory": str(rules_dir)},
             "autopilot": {"max_traffic": 40},
+            "automations": {"destinations": {"demo_inbox": inbox}},
             "sites": [site],
         }
     )
+
+
+SECRET = "whsec_cmVmcmFjdCBkZW1vIGluYm94OiBubyBzZWNyZXQ="  # the demo's, public
 
 
 @pytest.fixture

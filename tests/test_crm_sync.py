@@ -79,7 +79,9 @@ async def pull_now(
         await throttle(client, name, destination.rate_limit, destination.rate_window)
 
     outcomes = outcomes_path(tmp_path, SITE)
-    return await pull(client, http, SITE, name, destination, wait_turn, NOW, outcomes=outcomes)
+    return await pull(
+        client, http, SITE, name, destination, wait_turn, NOW, outcomes=outcomes, currency=USD
+    )
 
 
 def seed_hubspot(standin: HubSpotStandIn, companies: int) -> dict[str, str]:
@@ -446,17 +448,13 @@ def _salesforce_deals(standin: SalesforceStandIn, deals: list[tuple[str, str, bo
 
 EUR, JPY, USD = "EUR", "JPY", "USD"
 CURRENCIES = [
-    # (CRM, the site's currency (None: the caller names none), deals (domain, currency, won),
+    # (CRM, the site's currency, deals (domain, currency, won),
     #  the domains of the deals kept, those left out by currency)
     ("hubspot", EUR, [("eu.example", EUR, True), ("jp.example", JPY, True),
                       ("jp2.example", JPY, False)], ["eu.example"], {JPY: 2}),
     ("hubspot", EUR, [("eu.example", "", True)], ["eu.example"], {}),  # one currency: the site's
     ("hubspot", USD, [("eu.example", EUR, True), ("us.example", USD, False)], ["us.example"],
      {EUR: 1}),
-    ("hubspot", None, [("eu.example", EUR, True), ("eu2.example", EUR, False)],
-     ["eu.example", "eu2.example"], {}),  # one currency named, none mixed
-    ("hubspot", None, [("eu.example", EUR, True), ("jp.example", JPY, True),
-                       ("any.example", "", True)], ["any.example"], {EUR: 1, JPY: 1}),
     ("salesforce", EUR, [("eu.example", EUR, True), ("jp.example", JPY, False)],
      ["eu.example"], {JPY: 1}),  # an org with several currencies
     ("salesforce-single", EUR, [("eu.example", "", True), ("fr.example", "", False)],
@@ -471,7 +469,7 @@ async def test_a_deal_in_another_currency_than_the_sites_is_left_out_never_mixed
     client: redis.Redis,
     tmp_path: Path,
     crm: str,
-    currency: str | None,
+    currency: str,
     deals: list[tuple[str, str, bool]],
     kept: list[str],
     left_out: dict[str, int],

@@ -105,6 +105,59 @@ async def test_stopping_records_the_decision_and_its_statistics(
     assert decision["by"] == "tests-marketing"
 
 
+async def stop_by_action(client: Client) -> None:
+    await act(client, "stop")
+
+
+async def stop_by_put(client: Client) -> None:
+    """What the dashboard's editor does: its Status field, saved with PUT."""
+    got = await client.get("/api/experiments/hero")
+    body = {**await got.json(), "status": "stopped"}
+    response = await client.put(
+        "/api/experiments/hero", json=body, headers={"If-Match": got.headers["ETag"]}
+    )
+    assert response.status == 200, await response.text()
+
+
+async def stop_by_import(client: Client) -> None:
+    exported = await client.get("/api/rules/export")
+    document = (await exported.text()).replace('status = "running"', 'status = "stopped"')
+    response = await client.post(
+        "/api/rules/import", data=document, headers={"If-Match": exported.headers["ETag"]}
+    )
+    assert response.status == 200, await response.text()
+
+
+@pytest.mark.parametrize(
+    "stop", [stop_by_action, stop_by_put, stop_by_import], ids=lambda f: f.__name__
+)
+async def test_every_way_of_stopping_records_the_same_decision(
+    marketing: Client, redis_url: str, stop: Any
+) -> None:
+    await stop(marketing)
+    decision = await recorded(redis_url)
+    assert (decision["outcome"], decision["recommended"]) == ("stopped", "ship")
+    assert decision["visitors"] == {"control": VISITORS // 2, "bold": VISITORS // 2}
+    block = await finished(marketing)
+    assert (block["recorded"], block["unrecorded"]) == (1, [])
+
+
+async def test_a_put_that_leaves_the_status_records_no_decision(
+    marketing: Client, redis_url: str
+) -> None:
+    got = await marketing.get("/api/experiments/hero")
+    body = {**await got.json(), "hypothesis": "Bold words convert."}
+    response = await marketing.put(
+        "/api/experiments/hero", json=body, headers={"If-Match": got.headers["ETag"]}
+    )
+    assert response.status == 200
+    client = redis.Redis.from_url(redis_url)
+    try:
+        assert await client.hget(keyspace.decisions(SITE), "hero") is None
+    finally:
+        await client.aclose()
+
+
 async def test_a_stopped_experiment_is_no_win_whatever_its_data_say_now(
     marketing: Client,
 ) -> None:

@@ -231,12 +231,12 @@ async def pull(
     now: float,
     *,
     outcomes: Path,
-    currency: str | None = None,
+    currency: str,
 ) -> PullReport:
     """Pull once from the ``name`` destination into the site's account list, owners and the
     ``outcomes`` CSV file. Raises ``CrmError`` when the CRM fails: nothing is stored then.
     ``currency``: the site's (its industry model's ``revenue.currency``), the one deals' amounts
-    may be in; without it, the one currency the deals name (``in_currency``)."""
+    may be in (``in_currency``)."""
     pulled = await read(session, name, destination, throttle)
     return await _store(client, site, name, pulled, now, outcomes, currency)
 
@@ -561,16 +561,14 @@ def _add_deal(
     pulled.deals.append(Deal(domain, won, amount, start, end, currency.upper()))
 
 
-def in_currency(deals: list[Deal], currency: str | None) -> tuple[list[Deal], str, Counter[str]]:
+def in_currency(deals: list[Deal], currency: str) -> tuple[list[Deal], str, Counter[str]]:
     """The deals whose amounts are in ``currency`` (the site's), that currency, and how many
     are in each other one: those are left out whole, won or lost (leaving out only the won
     ones would make deals look lost more often), and never converted (no exchange rate is
     configured; docs/automations.md). A deal whose CRM names no currency (one with a single
-    currency) counts as in the site's. Without ``currency`` the deals may be in the one
-    currency they name; when they name several, none is theirs to pick and every deal that
-    names one is left out."""
+    currency) counts as in the site's."""
     named = Counter(deal.currency for deal in deals if deal.currency)
-    wanted = currency.upper() if currency else (next(iter(named)) if len(named) == 1 else "")
+    wanted = currency.upper()
     kept = [deal for deal in deals if deal.currency in ("", wanted)]
     other = Counter({code: n for code, n in named.items() if code != wanted})
     return kept, wanted, other
@@ -609,7 +607,7 @@ async def _store(
     pulled: Pulled,
     now: float,
     outcomes: Path,
-    currency: str | None = None,
+    currency: str,
 ) -> PullReport:
     fields = {domain: values for domain, (_, values) in pulled.accounts.items()}
     accounts = merge(await load_accounts(client, site), fields)
@@ -631,7 +629,7 @@ async def _store(
             site,
             other.total(),
             name,
-            kept_currency or "the site's",
+            kept_currency,
             ", ".join(sorted(other)),
         )
     written = write_outcomes(outcomes, deals) if deals else None
