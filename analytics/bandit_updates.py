@@ -24,6 +24,7 @@ import contextlib
 import hashlib
 import logging
 import math
+import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
@@ -165,8 +166,11 @@ def _named(
 
 async def update(client: redis.Redis, site: str, rules: RuleSet, now: datetime) -> list[str]:
     """Publish today's weights of every running bandit experiment that has none yet; the
-    experiments published (by this call: another worker may have been first)."""
+    experiments published (by this call: another worker may have been first). Each publication
+    records its time, ``now`` plus the time this call has taken, for the report (a day
+    published late had the previous weights until then)."""
     day = day_of(now.timestamp())
+    started = time.monotonic()
     published = []
     for experiment in running_bandits(rules, now):
         if await allocations.published_on(client, site, experiment.key, day):
@@ -179,7 +183,8 @@ async def update(client: redis.Redis, site: str, rules: RuleSet, now: datetime) 
         except ValueError as error:  # aggregates that cannot be right: keep the weights
             log.error("bandit %s on %s: no weights for %s: %s", experiment.key, site, day, error)
             continue
-        if await allocations.publish(client, site, experiment.key, weights):
+        at = now.timestamp() + (time.monotonic() - started)
+        if await allocations.publish(client, site, experiment.key, weights, at):
             published.append(experiment.key)
             log.info(
                 "bandit %s on %s: weights for %s published%s",

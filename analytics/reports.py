@@ -69,8 +69,11 @@ async def experiment_report(
             loaded = winsorized(loaded, metric, cap.cap, above)
             caps.append(cap)
     history = await weights_history(client, site, experiment)
+    published_at = (
+        await allocations.publication_times(client, site, key) if history is not None else None
+    )
     by_day = await fixed_weights_by_day(client, experiment, loaded.days, now)
-    report = build(experiment, rules.metrics, loaded, settings, history, by_day)
+    report = build(experiment, rules.metrics, loaded, settings, history, by_day, published_at)
     report.notes.extend(cap_note(cap) for cap in caps)
     return report
 

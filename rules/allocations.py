@@ -5,7 +5,9 @@ The worker computes an experiment's weights once a day (analytics/bandit_updates
 publishes them under ``keyspace.bandit_weights(site)``, experiment -> JSON, bumping the hash's
 version; every proxy polls that version once a second and adopts the new weights. The same
 document is kept per day in ``keyspace.bandit_history``, the weights the report's sample-ratio
-check expects. A document:
+check expects, and the time it was published in ``keyspace.bandit_published_at`` (beside the
+document, not in it: proxies decode exactly the keys below, and a rolling deploy mixes old and
+new ones). A document:
 
     {"day": "2026-05-28", "pooled": {"control": 0.3, "bold": 0.7},
      "contexts": {"analytical": {"control": 0.6, "bold": 0.4}},
@@ -148,23 +150,44 @@ def _is_number(value: object) -> bool:
 # --- in Redis ---------------------------------------------------------------------------------
 
 # The history's day field is the lock: the first worker to set it publishes; the others, who
-# computed the same weights from the same seed, find it set and publish nothing.
+# computed the same weights from the same seed, find it set and publish nothing. The time of
+# publication (ARGV[5], "" for none) is written by the same script, so a day has one, the
+# publishing worker's, exactly when it has weights.
 _PUBLISH = """
 if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[3]) == 0 then
   return 0
 end
 redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
 redis.call('HINCRBY', KEYS[2], ARGV[4], 1)
+if ARGV[5] ~= '' then
+  redis.call('HSET', KEYS[3], ARGV[1], ARGV[5])
+end
 return 1
 """
 
 
-async def publish(client: redis.Redis, site: str, experiment: str, weights: Weights) -> bool:
-    """Publish the day's weights, once: False when that day's weights were published already."""
+async def publish(
+    client: redis.Redis, site: str, experiment: str, weights: Weights, at: float | None = None
+) -> bool:
+    """Publish the day's weights, once: False when that day's weights were published already.
+    ``at``: the time of publication (unix seconds, the worker's clock), recorded with the
+    weights for the report (``publication_times``); None records none, as before it was kept."""
+    if at is not None and not math.isfinite(at):
+        raise ValueError(f"publication time {at!r} is not a finite number")
     script = client.register_script(_PUBLISH)
     published = await script(
-        keys=[keyspace.bandit_history(site, experiment), keyspace.bandit_weights(site)],
-        args=[weights.day, experiment, encode(weights), keyspace.BANDIT_WEIGHTS_VERSION],
+        keys=[
+            keyspace.bandit_history(site, experiment),
+            keyspace.bandit_weights(site),
+            keyspace.bandit_published_at(site, experiment),
+        ],
+        args=[
+            weights.day,
+            experiment,
+            encode(weights),
+            keyspace.BANDIT_WEIGHTS_VERSION,
+            "" if at is None else repr(float(at)),
+        ],
     )
     return bool(published)
 
@@ -194,6 +217,24 @@ async def history(client: redis.Redis, site: str, experiment: str) -> dict[str, 
         keyspace.bandit_history(site, experiment)
     )
     return {_text(day) or "": _text(document) or "" for day, document in raw.items()}
+
+
+async def publication_times(client: redis.Redis, site: str, experiment: str) -> dict[str, float]:
+    """Day -> when its weights were published (unix seconds, the publishing worker's clock).
+    A day published before the time was kept, or whose time does not read as a finite number,
+    is not named."""
+    raw: dict[bytes | str, bytes | str] = await client.hgetall(
+        keyspace.bandit_published_at(site, experiment)
+    )
+    found = {}
+    for day, value in raw.items():
+        try:
+            at = float(_text(value) or "")
+        except ValueError:
+            continue
+        if math.isfinite(at):
+            found[_text(day) or ""] = at
+    return found
 
 
 def _text(value: bytes | str | None) -> str | None:

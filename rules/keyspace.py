@@ -23,6 +23,7 @@ Per site:
 | `rf:{site}:decisions` | hash | experiments' recorded decisions (JSON) | forever |
 | `rf:{site}:bandit:weights` | hash | bandits' weights in force (JSON), `_version` | forever |
 | `rf:{site}:bandit:history:{experiment}` | hash | day -> that day's weights (JSON) | forever |
+| `rf:{site}:bandit:published:{experiment}` | hash | day -> the time of its publication | forever |
 | `rf:{site}:seg:{visitor}` | string | the segment the proxy reads (msgpack) | as the profile |
 | `rf:{site}:vh:{handle}` | string | the visitor a public handle names | as profiles, once shown |
 | `rf:{site}:acct:{domain}` | hash | an account's page views, tags, last seen | as profiles |
@@ -247,6 +248,13 @@ def bandit_history(site: str, experiment: str) -> str:
     """The weights a bandit experiment had each day (UTC day -> JSON): the report's expected
     counts. Outside ``agg``, so a rebuild keeps what was in force."""
     return _site(site, "bandit", "history", experiment)
+
+
+def bandit_published_at(site: str, experiment: str) -> str:
+    """When each day's weights of a bandit experiment were published (UTC day -> unix time, the
+    publishing worker's clock), written with the day's history: a day published well after
+    midnight had the previous weights until then (the report's sample-ratio check)."""
+    return _site(site, "bandit", "published", experiment)
 
 
 def daily(site: str, day: str) -> str:

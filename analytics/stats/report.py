@@ -18,7 +18,12 @@ of that day, and of each context with its own: ``stratified.expected_counts``; a
 published weights expected the rule file's), and the report adds the primary metric's rates
 and lifts stratified by day beside the pooled ones (``stratified.stratified_rates``): where
 conversion rates drift while the weights move, the pooled comparison is biased (Simpson's
-paradox) and the stratified lift is the one to read. The decision logic is unchanged.
+paradox) and the stratified lift is the one to read. The decision logic is unchanged. A day
+whose weights were published late (``published_at``: more than ``LATE_PUBLICATION_S`` after its
+midnight, the worker down or Redis away then) had the previous weights until the publication,
+at proportions nobody recorded: when those assign otherwise, the day is *mixed*, as a fixed
+experiment's day of change is, and left out of the sample-ratio check (its cells stay in the
+stratified lift).
 
 A fixed-weight experiment whose weights were changed while it ran (``weights_by_day``: the
 weights in force each day, None for a day they changed within: analytics/weight_changes.py) is
@@ -34,7 +39,8 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Final
 
 import numpy as np
 
@@ -77,6 +83,13 @@ _SUMS = {
     "revenue": ("rev", "rev2", "rev_y"),
 }
 _CUBES = {"revenue": "rev3"}  # Σx³, for the skewness of the test (stats/skewness.py)
+# A bandit day's weights published later than this after its midnight (UTC) came late: its
+# first visitors were assigned by the previous weights. On time, the worker publishes within
+# a minute of midnight (it looks every bandit_updates.CHECK_EVERY_S = 60 s), the proxies adopt
+# within their one-second poll, and the exposures' days carry the proxies' clocks while the
+# time is the worker's: another 60 s for the poll, the aggregates' read and the hosts' clocks
+# (weight_changes.MARGIN_S). A publication within the margin counts as at midnight, as before.
+LATE_PUBLICATION_S: Final = 120.0
 
 
 @dataclass(frozen=True)
@@ -198,10 +211,13 @@ def build(
     settings: Settings = Settings(),  # noqa: B008 - frozen, so one shared default is safe
     history: Mapping[str, Weights] | None = None,
     weights_by_day: Mapping[str, Mapping[str, float] | None] | None = None,
+    published_at: Mapping[str, float] | None = None,
 ) -> Report:
-    """The report; ``history`` (day -> the weights published that day) only for a bandit,
-    ``weights_by_day`` (day -> the weights in force all day, None where they changed within
-    it; a day not named had the rule file's) only for fixed weights."""
+    """The report; ``history`` (day -> the weights published that day) and ``published_at``
+    (day -> when they were published, unix seconds; a day not named counts as published at
+    its midnight) only for a bandit, ``weights_by_day`` (day -> the weights in force all day,
+    None where they changed within it; a day not named had the rule file's) only for fixed
+    weights."""
     variants = [variant.key for variant in experiment.variants]
     measures = measures_of(experiment, metrics)
     base: dict[str, Any] = {
@@ -227,12 +243,14 @@ def build(
     stratified: dict[str, Any] = {}
     periods = None
     if experiment.allocation == "bandit":
-        strata = _strata(experiment, data, weights, history or {})
+        strata = _strata(experiment, data, weights, history or {}, published_at or {})
         srm = _bandit_srm(strata, data, settings)
         stratified = _stratified(
             strata.visitors, strata.converted, data, experiment.primary_metric, settings
         )
         notes.append(BANDIT_NOTE)
+        if strata.mixed_days:
+            notes.append(late_publication_note(strata))
     elif (periods := _weight_periods(data, weights, weights_by_day or {})).changed:
         srm = _changed_srm(periods, data, settings)
         stratified = _stratified(
@@ -270,6 +288,17 @@ BANDIT_NOTE = (
     "when conversion rates drift while the weights move (Simpson's paradox): read the lift "
     "stratified by day and context; a ship decision stands only when it agrees"
 )
+
+
+def late_publication_note(strata: Strata) -> str:
+    """Which days of a bandit the sample-ratio check left out, and why."""
+    days = ", ".join(strata.mixed_days)
+    return (
+        f"left out of the sample-ratio check, since their weights were published more than "
+        f"{LATE_PUBLICATION_S:g} s after midnight (UTC) and the previous weights assigned "
+        f"until then, in a split nobody recorded: {days} "
+        f"({int(strata.excluded.sum()):,} visitors; in the stratified lift, as every day)"
+    )
 
 
 BY_DAY = (
@@ -502,6 +531,10 @@ class Strata:
     weights: np.ndarray[Any, np.dtype[np.float64]]
     published_days: int
     carried_days: int  # days after a publication without their own: the last weights held
+    # per cell: whether the sample-ratio check reads it (not a mixed day's)
+    checked: np.ndarray[Any, np.dtype[np.bool_]]
+    mixed_days: list[str]  # published late, after weights that assigned otherwise
+    excluded: np.ndarray[Any, np.dtype[np.float64]]  # per arm: the mixed days' visitors
 
 
 def _strata(
@@ -509,26 +542,45 @@ def _strata(
     data: ExperimentData,
     file_weights: np.ndarray[Any, np.dtype[np.float64]],
     history: Mapping[str, Weights],
+    published_at: Mapping[str, float],
 ) -> Strata:
     """The cells of fixed weights. A day without its own publication kept the weights in
     force: the rule file's before the first publication, the last published after it (the
-    proxies keep what they adopted when a worker misses a day)."""
+    proxies keep what they adopted when a worker misses a day). A day published late (see
+    ``_mixed``) is mixed: its cells are marked unchecked."""
     variants = list(data.variants)
     settings_of = experiment.bandit_settings
     context = settings_of.context if settings_of is not None else ""
-    visitors, converted, shares = [], [], []
+    file_shares = file_weights / file_weights.sum()
+    visitors: list[np.ndarray[Any, np.dtype[np.float64]]] = []
+    converted: list[np.ndarray[Any, np.dtype[np.float64]]] = []
+    shares: list[np.ndarray[Any, np.dtype[np.float64]]] = []
+    checked: list[bool] = []
+    mixed_days: list[str] = []
+    excluded = np.zeros(len(variants))
     published_days = carried_days = 0
     in_force: Weights | None = None
     for d, day in enumerate(data.days):
         everyone, conversions = data.visitors["n"][d, :, 0], data.outcomes["conv"][d, :, 0, :]
+        mixed = False
         if day in history:
+            before = in_force
+            if before is None and d > 0:  # earlier days were assigned by the rule file's
+                by_file = dict(zip(variants, file_shares.tolist(), strict=True))
+                before = Weights("", by_file, {}, {}, burn_in=True)
+            mixed = _mixed(day, published_at.get(day), before, history[day], variants)
             in_force, published_days = history[day], published_days + 1
         elif in_force is not None:
             carried_days += 1
+        if mixed:
+            mixed_days.append(day)
+            excluded = excluded + everyone
+        cells = len(visitors)
         if in_force is None:
             visitors.append(everyone)
             converted.append(conversions)
-            shares.append(file_weights / file_weights.sum())
+            shares.append(file_shares)
+            checked.append(True)
             continue
         rest, rest_converted = everyone.copy(), conversions.copy()
         for value, own in in_force.contexts.items():
@@ -543,31 +595,78 @@ def _strata(
         visitors.append(rest)
         converted.append(rest_converted)
         shares.append(np.array([in_force.pooled[variant] for variant in variants]))
+        checked.extend([not mixed] * (len(visitors) - cells))
     return Strata(
-        np.stack(visitors), np.stack(converted), np.stack(shares), published_days, carried_days
+        visitors=np.stack(visitors),
+        converted=np.stack(converted),
+        weights=np.stack(shares),
+        published_days=published_days,
+        carried_days=carried_days,
+        checked=np.array(checked, dtype=bool),
+        mixed_days=mixed_days,
+        excluded=excluded,
     )
+
+
+def _mixed(
+    day: str,
+    at: float | None,
+    before: Weights | None,
+    published: Weights,
+    variants: list[str],
+) -> bool:
+    """Whether ``day``'s visitors split by two sets of weights: its weights were published
+    ``at`` more than ``LATE_PUBLICATION_S`` after its midnight (no time recorded: on time, as
+    every day was taken before times were kept) while weights ``before`` assigning otherwise
+    were in force (for some context value, or the pooled ones). Nothing ``before`` (the first
+    day of the report: the experiment started that day, and its first weights follow within
+    a minute) is no mixture either."""
+    if at is None or before is None:
+        return False
+    try:
+        start = datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=UTC).timestamp()
+    except ValueError:  # not a day the worker writes: no time to compare with
+        return False
+    if at <= start + LATE_PUBLICATION_S:
+        return False
+    for value in (None, *before.contexts, *published.contexts):
+        one, other = before.for_context(value), published.for_context(value)
+        if not _proportional(
+            np.array([one[variant] for variant in variants]),
+            np.array([other[variant] for variant in variants]),
+        ):
+            return True
+    return False
 
 
 def _bandit_srm(strata: Strata, data: ExperimentData, settings: Settings) -> dict[str, Any]:
     """The sample-ratio check of a bandit against its period-weighted expected counts
-    (stratified.expected_counts, Σ n_t w_t over the cells of fixed weights)."""
+    (stratified.expected_counts, Σ n_t w_t over the cells of fixed weights), the mixed days'
+    cells left out of both observed and expected counts."""
     variants = list(data.variants)
-    result = period_srm_test(strata.visitors, strata.weights, threshold=settings.srm_threshold)
-    expected = expected_counts(strata.visitors, strata.weights)
+    looks, look_weights = strata.visitors[strata.checked], strata.weights[strata.checked]
+    if looks.shape[0]:
+        result = period_srm_test(looks, look_weights, threshold=settings.srm_threshold)
+        p_value, flagged = float(result.p_value), bool(result.flagged)
+        expected = expected_counts(looks, look_weights)
+        share = expected / max(float(expected.sum()), 1.0)
+    else:  # every day is mixed: nothing to check yet
+        p_value, flagged = float("nan"), False
+        share = np.full(len(variants), np.nan)
     observed = strata.visitors.sum(axis=0)
     return {
-        "p_value": float(result.p_value),
-        "flagged": bool(result.flagged),
+        "p_value": p_value,
+        "flagged": flagged,
         "anytime_valid": False,  # a chi-square of this look: re-tested daily, it flags more
         "threshold": settings.srm_threshold,
         "visitors": dict(zip(variants, observed.astype(int).tolist(), strict=True)),
-        "expected_share": dict(
-            zip(variants, (expected / max(expected.sum(), 1.0)).tolist(), strict=True)
-        ),
+        "expected_share": dict(zip(variants, share.tolist(), strict=True)),
         "expected": "period_weighted",
         "days_with_published_weights": strata.published_days,
         "days_with_carried_weights": strata.carried_days,
         "days_with_file_weights": len(data.days) - strata.published_days - strata.carried_days,
+        "days_excluded": list(strata.mixed_days),
+        "visitors_excluded": int(strata.excluded.sum()),
     }
 
 
