@@ -103,8 +103,9 @@ async def steward_once(client: redis.Redis, config: Config, now: float) -> list[
         if not await client.set(keyspace.autopilot_lock(site), token, nx=True, ex=LOCK_TTL_S):
             continue  # another admin process is on it
         try:
-            await _scan_when_due(client, config, site_config, now)
+            # Pauses and promotions first: they must never wait behind a page scan.
             actions += await _site_pass(client, config, rule_store, rules, site, now)
+            await _scan_when_due(client, config, site_config, now)
         except Exception:  # one site's failure must not stop the others, nor the steward
             log.exception("autopilot pass over %s failed", site)
         finally:

@@ -234,7 +234,7 @@ def _autopilot_evaluate(config: Config, args: argparse.Namespace) -> int:
         print(f"refract autopilot evaluate: {done}", file=sys.stderr)
         return 1
     print(
-        json.dumps(done.as_json(), indent=2) if args.json else done.text(),
+        json.dumps(done.as_json(), indent=2, allow_nan=False) if args.json else done.text(),
         end="\n" if args.json else "",
     )
     return 0

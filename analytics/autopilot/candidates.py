@@ -15,12 +15,21 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
 from refract.analytics.autopilot import facts, structured
-from refract.analytics.autopilot.document import MAX_PAGE_BYTES, Document, Element, decode, parse
+from refract.analytics.autopilot.document import (
+    MAX_PAGE_BYTES,
+    Budget,
+    Document,
+    Element,
+    TooSlowError,
+    decode,
+    parse,
+    structure_problem,
+)
 from refract.analytics.autopilot.fact_check import words_of
 from refract.analytics.autopilot.facts import Fact
 from refract.analytics.autopilot.selectors import unique_selectors
@@ -169,29 +178,39 @@ class PageScan:
         }
 
 
-def scan_page(page: bytes, url: str) -> PageScan:
-    """The candidates on ``page`` (the bytes the origin serves at ``url``)."""
+def scan_page(
+    page: bytes, url: str, budget_s: float = BUDGET_S, clock: Callable[[], float] = time.monotonic
+) -> PageScan:
+    """The candidates on ``page`` (the bytes the origin serves at ``url``), within
+    ``budget_s`` seconds of ``clock``: a page nested too deep is refused before it is parsed
+    (document.structure_problem), and every step after checks the budget."""
     if len(page) > MAX_PAGE_BYTES:
         return PageScan(url, (), (), f"larger than {MAX_PAGE_BYTES} bytes: never rewritten")
     if b"\x00" in page[:4096]:
         return PageScan(url, (), (), "binary, not an HTML page")
-    document = parse(page)
-    data = structured.read(decode(page))
+    budget = Budget(budget_s, clock)
     try:
-        found = _Finder(document, data).find()
-    except _TooSlowError:
-        return PageScan(url, (), (), f"not analysed within {BUDGET_S:g} s (too intricate a page)")
-    keyed = {index: element for index, (_, element, _) in enumerate(found)}
-    chosen = unique_selectors(page, keyed)
-    candidates = []
-    for index, (kind, element, detail) in enumerate(found):
-        if index not in chosen:
-            continue
-        text = _candidate_text(document, element)
-        candidates.append(
-            Candidate(kind, chosen[index], element.tag, text, detail, tuple(facts.facts(text)))
-        )
-    page_facts = tuple(_page_facts(document, data))
+        if problem := structure_problem(page, budget):
+            return PageScan(url, (), (), f"not analysed: {problem} (too intricate a page)")
+        document = parse(page, budget)
+        budget.check()
+        data = structured.read(decode(page))
+        found = _Finder(document, data, budget).find()
+        keyed = {index: element for index, (_, element, _) in enumerate(found)}
+        chosen = unique_selectors(page, keyed, budget.check)
+        budget.check()
+        candidates = []
+        for index, (kind, element, detail) in enumerate(found):
+            if index not in chosen:
+                continue
+            text = _candidate_text(document, element)
+            candidates.append(
+                Candidate(kind, chosen[index], element.tag, text, detail, tuple(facts.facts(text)))
+            )
+        page_facts = tuple(_page_facts(document, data))
+        budget.check()
+    except TooSlowError:
+        return PageScan(url, (), (), f"not analysed within {budget_s:g} s (too intricate a page)")
     return PageScan(url, tuple(candidates), page_facts, words=words_of(document.blocks))
 
 
@@ -216,33 +235,34 @@ def _page_facts(document: Document, data: structured.Structured) -> list[Fact]:
 
 
 Found = tuple[Kind, Element, str]
-
-
-class _TooSlowError(Exception):
-    """The page's analysis ran past its budget (a hostile or pathological page)."""
+_Item = TypeVar("_Item")
 
 
 class _Finder:
     """The detectors, over one parsed page, within ``budget_s`` seconds of work."""
 
-    def __init__(
-        self, document: Document, data: structured.Structured, budget_s: float = BUDGET_S
-    ) -> None:
+    def __init__(self, document: Document, data: structured.Structured, budget: Budget) -> None:
         self.doc = document
         self.data = data
+        self.budget = budget
         self._texts: dict[int, str] = {}
-        self._deadline = time.monotonic() + budget_s
         # the site's headers: those holding the navigation (found once, not per element)
         self._site_headers = frozenset(
             a.index
-            for a in document.elements
+            for a in self.each(document.elements)
             if a.tag == "header" and any(d.tag == "nav" for d in document.elements[a.index : a.end])
         )
 
+    def each(self, items: Iterable[_Item]) -> Iterator[_Item]:
+        """``items``, the budget checked before each: every detector's loop over the page's
+        elements goes through here (one step may cost a walk of the page)."""
+        for item in items:
+            self.budget.check()
+            yield item
+
     def text(self, element: Element) -> str:
         if element.index not in self._texts:
-            if time.monotonic() > self._deadline:  # every detector reads text: checked here
-                raise _TooSlowError
+            self.budget.check()
             self._texts[element.index] = self.doc.text(element)
         return self._texts[element.index]
 
@@ -277,7 +297,7 @@ class _Finder:
     def headline(self) -> Element | None:
         elements = self.doc.elements
         scored = []
-        for element in elements:
+        for element in self.each(elements):
             if element.hidden or not self._heading_like(element):
                 continue
             words = self.words(element)
@@ -337,7 +357,7 @@ class _Finder:
 
     def subheadline(self, headline: Element) -> Element | None:
         region = self._region(headline, 3)
-        for element in self.doc.following(headline, 40):
+        for element in self.each(self.doc.following(headline, 40)):
             if region is not None and not region.contains(element):
                 return None
             if element.hidden or element.tag in ("a", "button", "form", "input", "label"):
@@ -373,7 +393,7 @@ class _Finder:
 
     def _actions(self) -> list[Element]:
         found = []
-        for element in self.doc.visible("a", "button", "input"):
+        for element in self.each(self.doc.visible("a", "button", "input")):
             if element.tag == "input" and element.attributes.get("type") not in (
                 "submit",
                 "button",
@@ -422,7 +442,7 @@ class _Finder:
     ) -> tuple[Element | None, Element | None]:
         actions = [a for a in self._actions() if not any(p.contains(a) for p in plans)]
         scored = []
-        for action in actions:
+        for action in self.each(actions):
             if not self._button_like(action) or not _ACTION.search(self.label(action)):
                 continue
             scored.append((self._cta_score(action, headline), -action.index, action))
@@ -470,7 +490,7 @@ class _Finder:
                 break
             others = [
                 a
-                for a in actions
+                for a in self.each(actions)
                 if a is not primary
                 and group.contains(a)
                 and (self._button_like(a) or _ACTION.search(self.label(a)))
@@ -489,7 +509,7 @@ class _Finder:
         / month</span></p>``); a number alone is a price when the page's offers say so."""
         offer_prices = {offer.price.split(".")[0] for offer in self.data.offers}
         found: dict[int, Element] = {}
-        for element in self.doc.elements:
+        for element in self.each(self.doc.elements):
             if element.hidden or element.end - element.index > 6:
                 continue
             text = self.text(element)
@@ -507,19 +527,19 @@ class _Finder:
         if len(prices) < 2 and not (prices and self.data.offers):
             return []
         holders: dict[int, set[int]] = {}  # ancestor -> its children that hold a price
-        for price in prices:
+        for price in self.each(prices):
             child = price
             for ancestor in price.ancestors[:12]:
                 holders.setdefault(ancestor.index, set()).add(child.index)
                 child = ancestor
         plans: dict[int, Element] = {}
-        for price in prices:
+        for price in self.each(prices):
             plan = self._plan_of(price, holders)
             if plan is not None:
                 plans[plan.index] = plan
         for plan in list(plans.values()):  # the "Enterprise: talk to us" card has no price
             parent = plan.parent
-            for sibling in [] if parent is None else parent.children:
+            for sibling in self.each([] if parent is None else parent.children):
                 if (
                     sibling.index not in plans
                     and sibling.tag == plan.tag
@@ -567,7 +587,7 @@ class _Finder:
     def plan_name(self, plan: Element) -> str:
         """The plan's name: its heading, or the element named for it, or its first cell."""
         inside = self.doc.elements[plan.index : plan.end]
-        for element in inside:
+        for element in self.each(inside):
             named = (
                 element.tag in _HEADINGS
                 or element.tag in ("th", "strong", "b")
@@ -581,11 +601,8 @@ class _Finder:
 
     def social_proof(self, plans: list[Element]) -> list[tuple[Element, str]]:
         found: dict[int, tuple[Element, str]] = {}
-        for element, detail in (
-            *self._testimonials(),
-            *self._logo_strips(),
-            *self._ratings(),
-            *self._figures(),
+        for element, detail in self.each(
+            (*self._testimonials(), *self._logo_strips(), *self._ratings(), *self._figures())
         ):
             if any(p.contains(element) or element.contains(p) for p in plans):
                 continue
@@ -599,7 +616,7 @@ class _Finder:
 
     def _testimonials(self) -> Iterable[tuple[Element, str]]:
         seen: set[int] = set()
-        for element in self.doc.elements:
+        for element in self.each(self.doc.elements):
             if element.hidden or self._outside_content(element):
                 continue
             unit = None
@@ -646,10 +663,10 @@ class _Finder:
         return None
 
     def _logo_strips(self) -> Iterable[tuple[Element, str]]:
-        for element in self.doc.elements:
+        for element in self.each(self.doc.elements):
             if element.hidden or len(element.children) < 3 or self._outside_content(element):
                 continue
-            logos = [c for c in element.children if self._logo_like(c)]
+            logos = [c for c in self.each(element.children) if self._logo_like(c)]
             if len(logos) < 3 or len(logos) < 0.8 * len(element.children):
                 continue
             images = sum(
@@ -672,7 +689,7 @@ class _Finder:
         return 0 < len(text.split()) <= 4 and text[:1].isupper() and not inside
 
     def _ratings(self) -> Iterable[tuple[Element, str]]:
-        for element in self.doc.elements:
+        for element in self.each(self.doc.elements):
             if element.hidden or self._outside_content(element):
                 continue
             if "aggregaterating" in element.hints and element.attributes.get("itemprop"):
@@ -687,7 +704,7 @@ class _Finder:
 
     def _figures(self) -> Iterable[tuple[Element, str]]:
         found: list[Element] = []
-        for element in self.doc.elements:
+        for element in self.each(self.doc.elements):
             if element.hidden or not self._text_block(element) or element.tag in _HEADINGS[:3]:
                 continue
             if self._outside_content(element) or (
@@ -709,16 +726,22 @@ class _Finder:
             ):
                 continue
             found.append(self._with_label(element))
+        listed = {figure.index for figure in found}
+        rows: set[tuple[int, str]] = set()  # a row's siblings are looked at once, not per figure
         for figure in list(found):  # figures come in rows: their siblings lead with numbers too
             parent = figure.parent
-            for sibling in [] if parent is None else parent.children:
+            if parent is None or (parent.index, figure.tag) in rows:
+                continue
+            rows.add((parent.index, figure.tag))
+            for sibling in self.each(parent.children):
                 if (
                     sibling.tag == figure.tag
-                    and sibling not in found
+                    and sibling.index not in listed
                     and _LEADING_NUMBER.match(self.text(sibling))
                     and self.words(sibling) <= 16
                 ):
                     found.append(sibling)
+                    listed.add(sibling.index)
         for figure in found:
             yield figure, "figure"
 
@@ -736,7 +759,7 @@ class _Finder:
     def forms(self) -> list[Element]:
         return [
             form
-            for form in self.doc.visible("form")
+            for form in self.each(self.doc.visible("form"))
             if not self._is_search(form) and not form.within("nav", "header")
         ][:_MAX_PER_KIND]
 
@@ -745,7 +768,7 @@ class _Finder:
             return True
         fields = [
             e
-            for e in self.doc.elements[form.index : form.end]
+            for e in self.each(self.doc.elements[form.index : form.end])
             if e.tag in ("input", "textarea", "select")
         ]
         typed = [
@@ -761,7 +784,7 @@ class _Finder:
     def form_detail(self, form: Element) -> str:
         fields = [
             e.attributes.get("name") or e.attributes.get("type", "text")
-            for e in self.doc.elements[form.index : form.end]
+            for e in self.each(self.doc.elements[form.index : form.end])
             if e.tag in ("input", "textarea", "select")
             and e.attributes.get("type") not in ("hidden", "submit", "button")
         ]

@@ -16,8 +16,9 @@ visitor there: the "ship it" counterfactual, optimistic by its own selection); `
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Literal
 
 import numpy as np
@@ -201,7 +202,23 @@ def _explicit(spec: str, variants: Sequence[str]) -> np.ndarray:
     return np.array([given.get(variant, 0.0) / total for variant in variants])
 
 
-def evaluate(data: Logged, weights: np.ndarray) -> off_policy.Evaluation:
+@dataclass(frozen=True)
+class Evaluated(off_policy.Evaluation):
+    """The three estimates and their diagnostics, and the effective number of rewarded
+    decisions behind them (``effective_rewarded``)."""
+
+    effective_rewarded: float
+
+
+def effective_rewarded(importance: np.ndarray, reward: np.ndarray) -> float:
+    """Kish's effective sample size of the importance weights of the decisions with a reward
+    (a conversion, a purchase): (Σ w)² / Σ w² over them. The number of equally weighted
+    conversions (buyers, for revenue) the estimate rests on; unit-free, so one threshold
+    serves conversions and revenue alike."""
+    return off_policy.effective_sample_size(importance[reward != 0.0])
+
+
+def evaluate(data: Logged, weights: np.ndarray) -> Evaluated:
     """The candidate's value per decision, by IPW, SNIPW and DR with bootstrap intervals."""
     logs = off_policy.logs(
         data.arm,
@@ -211,27 +228,37 @@ def evaluate(data: Logged, weights: np.ndarray) -> off_policy.Evaluation:
         arms=len(data.variants),
         contexts=max(len(data.contexts), 1),
     )
-    return off_policy.evaluate(logs, off_policy.policy_from_weights(weights, data.context))
+    policy = off_policy.policy_from_weights(weights, data.context)
+    found = off_policy.evaluate(logs, policy)
+    rewarded = effective_rewarded(off_policy.importance_weights(logs, policy), logs.reward)
+    given = {field.name: getattr(found, field.name) for field in fields(found)}
+    return Evaluated(**given, effective_rewarded=rewarded)
 
 
 OVERLAP_CONVERSIONS = 384  # weighted conversions for a +/-10 % estimate at 95 % (bench)
 
 
-def overlap_warning(found: off_policy.Evaluation) -> str:
+def overlap_warning(found: Evaluated) -> str:
     """Why the estimate may not be trusted: the candidate puts visitors where the logs have
-    none, or the importance weights leave too few effective conversions; "" when neither."""
+    none, or too few effective conversions (buyers, for revenue) stand behind it; "" when
+    neither."""
     if found.unsupported_share > 0:
         return (
             f"{found.unsupported_share:.0%} of the candidate's choices fall on variants and "
             "contexts the logs never tried: no estimate can know them"
         )
-    effective = found.effective_sample_size * max(found.snipw.value, 0.0)
-    if effective < OVERLAP_CONVERSIONS:
+    if found.effective_rewarded < OVERLAP_CONVERSIONS:
         return (
-            f"not enough overlap: about {effective:.0f} effective conversions, "
-            f"{OVERLAP_CONVERSIONS} are needed for +/-10 %; read the interval, not the value"
+            f"not enough overlap: about {found.effective_rewarded:.0f} effective conversions "
+            f"(buyers, for revenue) stand behind it, {OVERLAP_CONVERSIONS} are needed for "
+            "+/-10 %; read the interval, not the value"
         )
     return ""
+
+
+def _finite(value: float) -> float | None:
+    """A number JSON can carry: None for NaN and infinities (strict JSON has neither)."""
+    return value if math.isfinite(value) else None
 
 
 @dataclass(frozen=True)
@@ -241,7 +268,7 @@ class Summary:
 
     policy: str
     data: Logged
-    found: off_policy.Evaluation
+    found: Evaluated
 
     @property
     def logged_value(self) -> float:
@@ -252,6 +279,18 @@ class Summary:
         return {"snipw": found.snipw, "ipw": found.ipw, "dr": found.dr}
 
     def as_json(self) -> dict[str, object]:
+        """Strict JSON: a number that is not one (SNIPW when the candidate never chooses a
+        logged variant: no decision has weight) is null, with the reason beside it."""
+        estimates: dict[str, dict[str, object]] = {}
+        for name, e in self.estimates().items():
+            shown: dict[str, object] = {
+                "value": _finite(e.value),
+                "low": _finite(e.low),
+                "high": _finite(e.high),
+            }
+            if shown["value"] is None:
+                shown["reason"] = _no_value(name)
+            estimates[name] = shown
         return {
             "policy": self.policy,
             "decisions": self.found.decisions,
@@ -259,13 +298,11 @@ class Summary:
                 "without_propensity": self.data.without_propensity,
                 "without_record": self.data.without_record,
             },
-            "logged_value": self.logged_value,
-            "estimates": {
-                name: {"value": e.value, "low": e.low, "high": e.high}
-                for name, e in self.estimates().items()
-            },
-            "effective_sample_size": self.found.effective_sample_size,
-            "unsupported_share": self.found.unsupported_share,
+            "logged_value": _finite(self.logged_value),
+            "estimates": estimates,
+            "effective_sample_size": _finite(self.found.effective_sample_size),
+            "effective_conversions": _finite(self.found.effective_rewarded),
+            "unsupported_share": _finite(self.found.unsupported_share),
             "contexts": list(self.data.contexts),
             "warning": overlap_warning(self.found),
         }
@@ -281,9 +318,20 @@ class Summary:
         ]
         lines += [
             f"{labels[name]:>20}: {e.value:.4g} (95% interval {e.low:.4g} to {e.high:.4g})"
+            if math.isfinite(e.value)
+            else f"{labels[name]:>20}: none ({_no_value(name)})"
             for name, e in self.estimates().items()
         ]
         lines.append(f"Effective sample size: {self.found.effective_sample_size:,.0f}")
+        lines.append(
+            f"Effective conversions (buyers, for revenue): {self.found.effective_rewarded:,.0f}"
+        )
         if warning := overlap_warning(self.found):
             lines.append(f"Warning: {warning}")
         return "\n".join(lines) + "\n"
+
+
+def _no_value(estimator: str) -> str:
+    if estimator == "snipw":
+        return "no logged decision has weight: the candidate never chooses a variant the logs hold"
+    return "the estimate is not a number"

@@ -10,6 +10,7 @@ ranking and the days a test needs only want the right order of magnitude.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import time
 from collections.abc import Sequence
@@ -32,6 +33,7 @@ from refract.rules.schema import COPY_KINDS
 TRAFFIC_DAYS = 7
 MAX_MODEL_CALLS = 60  # per run: a few elements of the busiest pages, every style
 MODEL_CONCURRENCY = 4
+MODEL_BUDGET_S = 120.0  # for all the model's drafts of a run; the ones not back are dropped
 DAY_S = 86_400.0
 
 
@@ -63,10 +65,11 @@ def page_traffic(pages: Sequence[PageResult], site_daily: float) -> dict[str, fl
 
 
 async def model_drafts(
-    model: ChatModel, scans: Sequence[PageScan]
+    model: ChatModel, scans: Sequence[PageScan], budget_s: float = MODEL_BUDGET_S
 ) -> dict[tuple[str, str], list[tuple[str, str, str]]]:
     """(page, selector) -> the model's (style, text, "model") drafts for the copy elements of
-    ``scans`` (busiest first), at most MAX_MODEL_CALLS calls, MODEL_CONCURRENCY at a time."""
+    ``scans`` (busiest first), at most MAX_MODEL_CALLS calls, MODEL_CONCURRENCY at a time,
+    the ones back within ``budget_s`` (the run must fit in the steward's lock)."""
     asks = [
         (scan, candidate, style)
         for scan in scans
@@ -84,7 +87,11 @@ async def model_drafts(
             drafts = found.setdefault((scan.url, selector), [])
             drafts += [(style, suggestion, "model") for suggestion in suggested.texts]
 
-        await asyncio.gather(*(ask(s, c.kind, c.text, c.selector, style) for s, c, style in asks))
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(budget_s):
+                await asyncio.gather(
+                    *(ask(s, c.kind, c.text, c.selector, style) for s, c, style in asks)
+                )
     return found
 
 

@@ -17,7 +17,7 @@ selector, and is no candidate.
 from __future__ import annotations
 
 import re
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import TypeVar
 
 import lolhtml
@@ -238,9 +238,12 @@ def positions(
     return {selector: recorder.matched for selector, recorder in recorders.items()}
 
 
-def unique_selectors(page: bytes, elements: Mapping[Key, Element]) -> dict[Key, str]:
+def unique_selectors(
+    page: bytes, elements: Mapping[Key, Element], check: Callable[[], None] = lambda: None
+) -> dict[Key, str]:
     """For each element, the first rung of its ladder that lol-html finds exactly once, at
-    that element; elements with none are left out."""
+    that element; elements with none are left out. ``check`` is called before each lol-html
+    pass over the page (the scan's budget: it raises once the budget is spent)."""
     ladders = {key: ladder(element) for key, element in elements.items()}
     chosen: dict[Key, str] = {}
     start = 0
@@ -249,6 +252,7 @@ def unique_selectors(page: bytes, elements: Mapping[Key, Element]) -> dict[Key, 
         if not open_keys or stop <= start:
             break
         batch = [rung for key in open_keys for rung in ladders[key][start:stop]]
+        check()
         matched = positions(page, batch)
         for key in open_keys:
             wanted = (elements[key].tag, elements[key].ordinal)

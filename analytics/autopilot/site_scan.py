@@ -5,13 +5,18 @@ last 50 page paths (``keyspace.pages``). A sample of those lists, counted by pat
 pages; the worker keeps no per-page daily counter, so this is the count over the sampled
 visitors' recent views, which is what ranking needs. Pages are then fetched from the origin
 (never through the proxy, so the scan is neither a visit nor a page view), one at a time, each
-with a deadline and a byte bound, and scanned off the event loop's back.
+with a deadline and a byte bound, and scanned off the event loop's back. A page's analysis is
+bounded (candidates.scan_page: its 2 s budget), and no page is fetched once the scan has run
+``SCAN_BUDGET_S``: the scan, its last page and the model's drafts (runs.MODEL_BUDGET_S) take
+at most about 377 s, inside the steward's 600 s lock, so no other admin starts the same scan.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +33,7 @@ USER_AGENT = "Refract-Autopilot/0.1 (page analysis; +https://github.com/refract-
 SAMPLED_VISITORS = 5_000  # visitors' page lists read to rank pages
 DEFAULT_PAGES = 20
 FETCH_TIMEOUT_S = 15.0
+SCAN_BUDGET_S = 240.0  # no page is fetched after it: 20 pages of 15 s + 2 s would not fit
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,9 +119,16 @@ async def fetch_page(session: aiohttp.ClientSession, url: str) -> tuple[bytes | 
 
 
 async def scan_site(
-    client: Any, site: SiteConfig, limit: int = DEFAULT_PAGES, paths: list[str] | None = None
+    client: Any,
+    site: SiteConfig,
+    limit: int = DEFAULT_PAGES,
+    paths: list[str] | None = None,
+    budget_s: float = SCAN_BUDGET_S,
+    clock: Callable[[], float] = time.monotonic,
 ) -> list[PageResult]:
-    """Scan the site's most viewed pages (or ``paths``, counted as no views)."""
+    """Scan the site's most viewed pages (or ``paths``, counted as no views); the pages not
+    reached within ``budget_s`` seconds (of ``clock``) are reported as such."""
+    deadline = clock() + budget_s
     wanted = (
         [(path, 0) for path in paths]
         if paths
@@ -129,6 +142,9 @@ async def scan_site(
         timeout=timeout, headers=headers, connector=connector, auto_decompress=True
     ) as session:
         for path, views in wanted:
+            if clock() > deadline:
+                results.append(PageResult(path, views, None, f"not reached in {budget_s:g} s"))
+                continue
             url = page_url(site.origin, path)
             if url is None:
                 results.append(PageResult(path, views, None, "not a plain page path"))
