@@ -62,10 +62,6 @@ log = logging.getLogger("refract.autopilot")
 INTERVAL_S = 600.0
 FIRST_DELAY_S = 60.0  # after the admin starts: its first minute is for people
 LOCK_TTL_S = 600  # a pass with a scan of 20 slow pages fits; the lock is released after it
-# The sample-ratio p-value at which a running bandit is paused: its report's check is a
-# chi-square of the day's look (not valid at any look, as an A/B report's is), so the
-# report's 0.001 is shared (Bonferroni) over up to 90 daily looks.
-SRM_PAUSE_P = 0.001 / 90
 ACTOR = "autopilot"
 MAX_ACTIONS = 10_000  # entries kept in a site's action stream
 SCANNED_PAGES = 20  # most viewed pages a scheduled scan fetches
@@ -187,9 +183,9 @@ async def _scan_when_due(client: redis.Redis, config: Config, site: SiteConfig, 
 async def _pause_reason(
     client: redis.Redis, site: str, key: str, report: Report, rules: RuleSet, now: float
 ) -> Pause | None:
-    """The sample-ratio check is acted on once a day (the first pass of a UTC day): as the
-    report flags it when its p-value is valid at any look, else at ``SRM_PAUSE_P``; the
-    guardrail check is the report's group-sequential one, valid at any look."""
+    """The sample-ratio check is acted on once a day (the first pass of a UTC day), as the
+    report flags it (its p-value is valid at any look, a bandit's too); the guardrail check is
+    the report's group-sequential one, valid at any look."""
     day = day_of(now)
     checked = await client.hget(keyspace.autopilot_srm_checked(site), key)
     srm_due = text(checked) != day
@@ -200,13 +196,10 @@ async def _pause_reason(
 
 def pause_reason(report: Report, rules: RuleSet, srm_due: bool = True) -> Pause | None:
     """Why an experiment must not go on: a sample-ratio mismatch (when ``srm_due``: the
-    report's flag where its p-value is valid at any look, else ``SRM_PAUSE_P``), or a
-    variant that significantly harms a guardrail metric (segment all); None when neither."""
+    report's flag, valid at any look), or a variant that significantly harms a guardrail
+    metric (segment all); None when neither."""
     p_value = report.srm.get("p_value", 1.0)
-    mismatch = report.srm.get("flagged", False) and (
-        report.srm.get("anytime_valid", False) or p_value < SRM_PAUSE_P
-    )
-    if srm_due and mismatch:
+    if srm_due and report.srm.get("flagged", False):
         return Pause("srm", f"sample-ratio mismatch (p = {p_value:.2g})")
     harmed = []
     for row in report.results:

@@ -65,7 +65,6 @@ from refract.analytics.stats.srm import anytime_srm_test
 from refract.analytics.stats.stratified import (
     anytime_period_srm_test,
     expected_counts,
-    period_srm_test,
     pooled_rates,
     relative_lift,
     stratified_rates,
@@ -640,13 +639,14 @@ def _mixed(
 
 
 def _bandit_srm(strata: Strata, data: ExperimentData, settings: Settings) -> dict[str, Any]:
-    """The sample-ratio check of a bandit against its period-weighted expected counts
-    (stratified.expected_counts, Σ n_t w_t over the cells of fixed weights), the mixed days'
-    cells left out of both observed and expected counts."""
+    """The sample-ratio check of a bandit, valid however often the report is read: each cell of
+    fixed weights (a day, a context's day) its own Dirichlet-multinomial Bayes factor, their
+    product a test martingale (stratified.anytime_period_srm_test); the mixed days' cells left
+    out. ``expected_share`` is the period-weighted share (stratified.expected_counts)."""
     variants = list(data.variants)
     looks, look_weights = strata.visitors[strata.checked], strata.weights[strata.checked]
     if looks.shape[0]:
-        result = period_srm_test(looks, look_weights, threshold=settings.srm_threshold)
+        result = anytime_period_srm_test(looks, look_weights, threshold=settings.srm_threshold)
         p_value, flagged = float(result.p_value), bool(result.flagged)
         expected = expected_counts(looks, look_weights)
         share = expected / max(float(expected.sum()), 1.0)
@@ -657,7 +657,7 @@ def _bandit_srm(strata: Strata, data: ExperimentData, settings: Settings) -> dic
     return {
         "p_value": p_value,
         "flagged": flagged,
-        "anytime_valid": False,  # a chi-square of this look: re-tested daily, it flags more
+        "anytime_valid": True,
         "threshold": settings.srm_threshold,
         "visitors": dict(zip(variants, observed.astype(int).tolist(), strict=True)),
         "expected_share": dict(zip(variants, share.tolist(), strict=True)),

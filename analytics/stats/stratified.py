@@ -38,8 +38,6 @@ from refract.analytics.stats.srm import (
     CONCENTRATION,
     DEFAULT_THRESHOLD,
     AnytimeSrmResult,
-    SrmResult,
-    srm_test,
 )
 
 
@@ -167,21 +165,6 @@ def expected_counts(visitors: npt.ArrayLike, weights: npt.ArrayLike) -> Array:
         raise ValueError("every period needs a positive weight")
     share = w / total
     return np.asarray(np.sum(np.sum(n, axis=-1, keepdims=True) * share, axis=-2))
-
-
-def period_srm_test(
-    visitors: npt.ArrayLike, weights: npt.ArrayLike, *, threshold: float = DEFAULT_THRESHOLD
-) -> SrmResult:
-    """Sample-ratio mismatch of an experiment whose weights changed: Pearson's chi-square of
-    each arm's visitors over all periods against ``expected_counts`` (``srm.srm_test`` with the
-    expected counts as the weights: they sum to the visitors, so E_i is exactly them).
-
-    Within a period the counts are multinomial; over periods with different weights the
-    covariance Σ_t N_t (diag w_t - w_t w_tᵀ) is at most the multinomial one at the average
-    weights, so the test keeps its level (it is conservative when weights move a lot).
-    """
-    observed = np.sum(_checked("visitors", visitors), axis=-2)
-    return srm_test(observed, expected_counts(visitors, weights), threshold=threshold)
 
 
 def anytime_period_srm_test(
