@@ -424,7 +424,10 @@ def _quietly(lookup: asyncio.Future[Any]) -> None:
 
 async def _page_segment(call: Call, early: asyncio.Future[Any] | None) -> Segment:
     """The segment for a page: from the lookup started with the request, or from one started
-    now if the request did not look like a page's."""
+    now if the request did not look like a page's; the one read already when the page was
+    decided before the origin was asked (a split-URL test's page: not waited for twice)."""
+    if call.personalized is not None:
+        return call.segment
     wait_s = call.state.config.server.segment_wait
     if early is not None or not _needs_segment(call.request, call.state):
         return await _segment(early, wait_s)

@@ -12,6 +12,7 @@ import redis.asyncio as redis
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from refract.proxy import metrics
 from refract.proxy.app_keys import ACCOUNTS_KEY
 from refract.rules.account_store import store_accounts
 from refract.rules.accounts import Account
@@ -19,6 +20,7 @@ from refract.rules.decisions import CompiledRules
 from refract.rules.ruleset import rules_from_files
 from tests.conftest import BROWSER, ProxyFactory
 from tests.support.cookies import visitor_cookie
+from tests.support.metrics import counter
 
 COOKIE = visitor_cookie("0123456789abcdef0123456789abcdef", "0123456789abcdef")
 
@@ -137,3 +139,37 @@ def test_only_pages_a_split_test_covers_are_decided_early(
     text = PAGES + split_test("landing").replace('"landing"', pages)
     rules = CompiledRules(rules_from_files({"rules.toml": text.encode()}, Path("rules")))
     assert rules.may_redirect(frozenset(tags)) is may
+
+
+STYLE_AUDIENCE = """
+[[audiences]]
+key = "analytical"
+all = [{ field = "segment.style", value = "analytical", min_confidence = 0.6 }]
+
+[[personalizations]]
+key = "numbers"
+audience = "analytical"
+pages = ["page"]
+changes = [{ action = "set_text", selector = "h1#hero", value = "The numbers, first" }]
+"""
+
+
+async def test_a_split_page_waits_for_the_segment_once(
+    proxy: ProxyFactory, tmp_path: Path, redis_url: str
+) -> None:
+    """Redis slower than ``segment_wait``: the page decided before the origin went on without
+    the segment, and its page does not wait for it a second time."""
+    directory = tmp_path / "rules"
+    directory.mkdir()
+    (directory / "rules.toml").write_text(PAGES + STYLE_AUDIENCE + split_test("page", redirected=0))
+    client = await proxy(rules={"directory": str(directory)}, server={"segment_wait": 0.05})
+    before = counter(metrics.FAIL_OPEN, stage="segment")
+    pauser = redis.Redis.from_url(redis_url)
+    await pauser.execute_command("CLIENT", "PAUSE", "400", "ALL")
+    try:
+        status, _ = await get(client, "/page")
+    finally:
+        await pauser.execute_command("CLIENT", "UNPAUSE")
+        await pauser.aclose()
+    assert status == 200
+    assert counter(metrics.FAIL_OPEN, stage="segment") == before + 1
