@@ -3,22 +3,26 @@
 lol-html ends an element at its end tag or at the end of its parent, and knows nothing of the
 end tags HTML lets a page leave out: in ``<li>a<li>b</ul>`` a browser ends the first item at
 the second, lol-html at ``</ul>``, so replacing the first item's content would take the
-second with it. Minifiers leave out such end tags (``</li>``, ``</p>``, ``</td>``, ``</head>``)
-by design. An XHTML page (read as XML) has the opposite problem: ``<p/>`` is an empty element
-there and an open one for lol-html.
+second with it; and in ``<div><p>Sale</div>`` lol-html takes the ``</div>`` as the paragraph's
+own, so removing the paragraph would remove the end of its parent too. Minifiers leave out such
+end tags (``</li>``, ``</p>``, ``</td>``, ``</head>``) by design. An XHTML page (read as XML)
+has the opposite problem: ``<p/>`` is an empty element there and an open one for lol-html, and
+so is a ``<script/>`` inside it, whose raw text would run to the end of the page.
 
 So an edit whose effect depends on where its element ends (``EXTENT_ACTIONS``) on an element
 whose end may be read differently (``may_end_early``) is checked before it is applied: a
-marking pass puts a comment before and after each such element as lol-html reads it, and the
-bytes between (the element, as lol-html reads it) are read by lexbor, an HTML5 parser, in a
-parent of their kind. The element is read alike if lexbor finds it whole and alone there;
-else the edit leaves that element as the origin sent it. The check runs only when a rewrite
-meets such an element (a miss; the rewrite cache keeps its result), and its parse is of the
-element only, not of the page.
+marking pass puts a comment before and after each such element as lol-html reads it. An
+element that is a start tag, text and its own end tag is read alike; else the marked page is
+read once by lexbor, an HTML5 parser, and the element is read alike if the comment before it
+is followed by it and it by the comment after it: nothing of what lol-html took as its own
+went elsewhere. Where not, the edit leaves that element as the origin sent it. The check runs
+only when a rewrite meets such an element (a miss; the rewrite cache keeps its result), and
+costs one parse of the page however deep its elements nest.
 """
 
 from __future__ import annotations
 
+import bisect
 import re
 import secrets
 from collections.abc import Mapping
@@ -30,38 +34,47 @@ Match = tuple[int, int]  # (the edit's index in the plan, the element's ordinal 
 
 # Where each edit's effect ends: at the element's end (its content, or after it).
 EXTENT_ACTIONS = frozenset({"set_text", "set_html", "remove", "replace", "append", "insert_after"})
+# Those that take or pass the end tag too: wrong where lol-html took a parent's end tag for
+# the element's own (``<div><p>Sale</div>``), which the others keep where it is.
+_PAST_THE_END_TAG = frozenset({"remove", "replace", "insert_after"})
 
 _XHTML_NAMESPACE = "http://www.w3.org/1999/xhtml"
-_CONTEXT_ID = f"refract-context-{secrets.token_hex(8)}"
-_DIV = f"<div id={_CONTEXT_ID}>"
-_RUBY = f"<ruby id={_CONTEXT_ID}>"
-_SELECT = f"<select id={_CONTEXT_ID}>"
-_TABLE = f"<table id={_CONTEXT_ID}>"
-# The elements a later start tag can end before their end tag (the HTML standard's optional
-# end tags, 13.1.2.4, and the tree builder's "in body", "in table" and "in select" rules),
-# each with a parent in which the tree builder applies those rules as it would on the page.
-_PARENTS: Mapping[str, str] = {
-    "p": _DIV,
-    "li": _DIV,
-    "dt": _DIV,
-    "dd": _DIV,
-    "rb": _RUBY,
-    "rt": _RUBY,
-    "rtc": _RUBY,
-    "rp": _RUBY,
-    "option": _SELECT,
-    "optgroup": _SELECT,
-    "caption": _TABLE,
-    "colgroup": _TABLE,
-    "thead": _TABLE,
-    "tbody": _TABLE,
-    "tfoot": _TABLE,
-    "tr": f"<table><tbody id={_CONTEXT_ID}>",
-    "td": f"<table><tbody><tr id={_CONTEXT_ID}>",
-    "th": f"<table><tbody><tr id={_CONTEXT_ID}>",
-}
+# The elements a later start tag (or, for the head, the first element of the body) can end
+# before their end tag: the HTML standard's optional end tags (13.1.2.4) and the tree
+# builder's "in body", "in table", "in select" and "in head" rules.
+_ENDS_EARLY = frozenset(
+    {
+        "head",
+        "p",
+        "li",
+        "dt",
+        "dd",
+        "rb",
+        "rt",
+        "rtc",
+        "rp",
+        "option",
+        "optgroup",
+        "caption",
+        "colgroup",
+        "thead",
+        "tbody",
+        "tfoot",
+        "tr",
+        "td",
+        "th",
+    }
+)
+_SIMPLE_BYTES = 4096  # an element this short that is one start tag, text and its end tag
+_COMMENT = "-comment"
 # An XML start tag, with its attributes (quoted, as XML requires) and whether it closes itself.
 _XML_START_TAG = re.compile(rb"<[^\s/>]+(?:\s+[^\s=/>]+\s*=\s*(?:\"[^\"]*\"|'[^']*'))*\s*(/?)>")
+# In XML, a raw-text element written empty: lol-html reads its text to the end of the page.
+_XML_EMPTY_RAW_TEXT = re.compile(
+    rb"<(?:script|style|textarea|title|iframe|noscript|noembed|noframes|xmp)"
+    rb"(?:\s+[^\s=/>]+\s*=\s*(?:\"[^\"]*\"|'[^']*'))*\s*/>",
+    re.IGNORECASE,
+)
 
 
 def may_end_early(element: lolhtml.Element, xml: bool) -> bool:
@@ -69,7 +82,7 @@ def may_end_early(element: lolhtml.Element, xml: bool) -> bool:
     written empty (``<p/>``); in HTML, those with an end tag the page may leave out."""
     if element.namespace_uri != _XHTML_NAMESPACE:
         return False  # SVG and MathML: lol-html honours their self-closing tags
-    return xml or element.tag_name in _PARENTS
+    return xml or element.tag_name in _ENDS_EARLY
 
 
 class _Markers:
@@ -86,17 +99,25 @@ class _Markers:
     def end(self, match: Match) -> str:
         return f"<!--{self._token}-{match[0]}-{match[1]}-e-->"
 
-    def elements(self, marked: bytes) -> dict[Match, bytes]:
-        """Each marked element as lol-html read it, without the markers of those inside it."""
+    def spans(self, marked: bytes) -> dict[Match, tuple[int, int]]:
+        """Where each marked element is in ``marked``: from the end of its start marker to the
+        start of its end marker."""
         starts: dict[Match, int] = {}
-        elements: dict[Match, bytes] = {}
+        spans: dict[Match, tuple[int, int]] = {}
         for found in self._any.finditer(marked):
             match = (int(found[1]), int(found[2]))
             if found[3] == b"s":
                 starts[match] = found.end()
             elif match in starts:
-                elements[match] = self._any.sub(b"", marked[starts[match] : found.start()])
-        return elements
+                spans[match] = (starts[match], found.start())
+        return spans
+
+    def comment(self, text: str) -> tuple[Match, str] | None:
+        """The match and kind ("s" or "e") a comment's text marks; None for the page's own."""
+        parts = text.split("-")
+        if len(parts) != 4 or parts[0] != self._token or parts[3] not in ("s", "e"):
+            return None
+        return (int(parts[1]), int(parts[2])), parts[3]
 
 
 class _Marking:
@@ -119,53 +140,105 @@ class _Marking:
             self.marked[match] = element.tag_name
 
 
-def misread(page: bytes, selectors: Mapping[int, str], xml: bool) -> frozenset[Match]:
-    """The matches of the edits' ``selectors`` (by the edit's index in its plan) whose element a
-    browser ends elsewhere than lol-html does. Every match is checked, not only those a rewrite
-    met: one a misread element hid (its content replaced) is met once that one is left out."""
+def misread(page: bytes, edits: Mapping[int, tuple[str, str]], xml: bool) -> frozenset[Match]:
+    """The matches of ``edits`` (by the edit's index in its plan: its selector and action)
+    whose element a browser ends elsewhere than lol-html does, for that action. Every match is
+    checked, not only those a rewrite met: one a misread element hid (its content replaced) is
+    met once that one is left out."""
     markers = _Markers()
     chunks: list[bytes] = []
     rewriter = lolhtml.HTMLRewriter(lambda chunk: chunks.append(bytes(chunk)))
-    markings = [_Marking(index, xml, markers) for index in selectors]
-    for marking, selector in zip(markings, selectors.values(), strict=True):
+    markings = [_Marking(index, xml, markers) for index in edits]
+    for marking, (selector, _) in zip(markings, edits.values(), strict=True):
         rewriter.on(selector, marking)
     rewriter.write(page)
     rewriter.end()
-    elements = markers.elements(b"".join(chunks))
-    read_alike = _starts_open if xml else _read_whole
-    return frozenset(
+    marked = b"".join(chunks)
+    spans = markers.spans(marked)
+    tags = {match: tag for marking in markings for match, tag in marking.marked.items()}
+    lost = frozenset(match for match in tags if match not in spans)
+    if xml:
+        empty_raw_text = [found.start() for found in _XML_EMPTY_RAW_TEXT.finditer(marked)]
+        return lost | frozenset(
+            match
+            for match, (start, end) in spans.items()
+            if match in tags and not _starts_open(marked, start, end, empty_raw_text)
+        )
+    unsure = [
         match
-        for marking in markings
-        for match, tag in marking.marked.items()
-        if (element := elements.get(match)) is None or not read_alike(element, tag)
+        for match, (start, end) in spans.items()
+        if match in tags and not _simple(marked, start, end, tags[match])
+    ]
+    if not unsure:
+        return lost
+    apart, end_shared = _read_apart(marked, markers, tags, unsure)
+    past_the_end = {index for index, (_, action) in edits.items() if action in _PAST_THE_END_TAG}
+    return lost | apart | frozenset(match for match in end_shared if match[0] in past_the_end)
+
+
+def _simple(marked: bytes, start: int, end: int, tag: str) -> bool:
+    """A start tag, text and the element's own end tag: nothing in it can end it early, nor is
+    a parent's end tag taken for its own (lol-html tokenizes as a browser does)."""
+    return (
+        end - start <= _SIMPLE_BYTES
+        and marked.count(b"<", start, end) == 2
+        and marked[end - len(tag) - 3 : end].lower() == f"</{tag}>".encode()
     )
 
 
-def _starts_open(element: bytes, tag: str) -> bool:
-    """In XML an element ends at its end tag, which lol-html finds too, unless it has none."""
-    start_tag = _XML_START_TAG.match(element)
-    return start_tag is not None and not start_tag.group(1)
+def _read_apart(
+    marked: bytes, markers: _Markers, tags: Mapping[Match, str], unsure: list[Match]
+) -> tuple[frozenset[Match], frozenset[Match]]:
+    """Of ``unsure``, the elements lexbor reads otherwise (the marked page parsed once, each
+    element must follow its start marker and be followed by its end marker), and those it reads
+    alike but for an end tag lol-html took for theirs: the element is its parent's last and the
+    end marker follows the parent (or an ancestor closed with it)."""
+    tree = LexborHTMLParser(marked.decode("latin-1"))
+    comments: dict[tuple[Match, str], LexborNode] = {}
+    root = tree.root
+    for node in root.traverse(include_text=True) if root is not None else ():
+        if node.tag == _COMMENT and (marks := markers.comment(node.comment_content or "")):
+            comments[marks] = node
+    apart, end_shared = [], []
+    for match in unsure:
+        before, after = comments.get((match, "s")), comments.get((match, "e"))
+        element = _following(before) if before is not None else None
+        if after is None or element is None or element.tag != tags[match]:
+            apart.append(match)
+        elif element.next is not None and element.next.mem_id == after.mem_id:
+            continue  # read alike
+        elif element.next is None and _closed_with_an_ancestor(element, after):
+            end_shared.append(match)
+        else:
+            apart.append(match)
+    return frozenset(apart), frozenset(end_shared)
 
 
-def _read_whole(element: bytes, tag: str) -> bool:
-    """Does an HTML5 parser read ``element`` (lol-html's reading of one, start tag to end) as
-    one element, with nothing of it left outside?"""
-    if element.count(b"<") == 2 and element[-len(tag) - 3 :].lower() == f"</{tag}>".encode():
-        return True  # a start tag, text and its own end tag (lol-html tokenizes as a browser)
-    tree = LexborHTMLParser("<!DOCTYPE html>" + _PARENTS[tag] + element.decode("latin-1"))
-    parent = tree.css_first(f"#{_CONTEXT_ID}")
-    if parent is None:
-        return False
-    children = _children(parent)
-    if len(children) != 1 or children[0].tag != tag:
-        return False
-    node: LexborNode | None = parent
-    while node is not None and node.tag != "body":
-        if len(_children(node.parent)) != 1:  # something of it went before or after its parent
-            return False
+def _following(node: LexborNode) -> LexborNode | None:
+    """The node after ``node`` and its descendants: its next sibling, or its parent's (a marker
+    written before ``<td>`` lands in the cell still open before it)."""
+    at: LexborNode | None = node
+    while at is not None and at.next is None:
+        at = at.parent
+    return at.next if at is not None else None
+
+
+def _closed_with_an_ancestor(element: LexborNode, after: LexborNode) -> bool:
+    """Whether ``after`` follows an ancestor whose last descendant ``element`` is: then what
+    lol-html took as the element's end was that ancestor's end tag, and nothing else."""
+    node = element.parent
+    while node is not None and node.tag not in ("body", "html"):
+        if node.next is not None:
+            return node.next.mem_id == after.mem_id
         node = node.parent
-    return True
+    return False
 
 
-def _children(node: LexborNode | None) -> list[LexborNode]:
-    return [] if node is None else list(node.iter(include_text=True))
+def _starts_open(marked: bytes, start: int, end: int, empty_raw_text: list[int]) -> bool:
+    """In XML an element ends at its end tag, which lol-html finds too, unless it has none
+    (``<p/>``), or a raw-text element inside it has none (``<script src="a.js"/>``)."""
+    start_tag = _XML_START_TAG.match(marked, start)
+    if start_tag is None or start_tag.group(1):
+        return False
+    first = bisect.bisect_left(empty_raw_text, start)
+    return first == len(empty_raw_text) or empty_raw_text[first] >= end

@@ -9,7 +9,7 @@ so such a page is rewritten from a copy with one after each (``with_end_tags``),
 with an attribute drawn per process, and the output loses them again (``without_end_tags``):
 a browser reads ``<svg/>`` and ``<svg/></svg>`` alike, but the visitor gets the page's bytes.
 
-Which pages: ``may_self_close``, a search of the bytes, finds the candidates (about 80 µs on
+Which pages: ``may_self_close``, a search of the bytes, finds the candidates (about 135 µs on
 the 100 KB bench page; marking each of its 176 inline SVGs on every rewrite cost 260 µs);
 lol-html then tells which elements take no content (a mark appended to each comes back only
 from one with content), and only those get an end tag.
@@ -25,8 +25,11 @@ import lolhtml
 SELECTOR = "svg, math"
 _HTML = lolhtml.ContentType.HTML
 _TOKEN = secrets.token_hex(8)
-# A start tag of either that may close itself (an attribute holding ">" hides one: rare).
-_MAY_SELF_CLOSE = re.compile(rb"<(?:svg|math)[^>]*/>", re.IGNORECASE)
+# A start tag of either that may close itself, its attributes' quoted values read whole (a
+# ">" in one, as in <math alttext="x > 0"/>, ends nothing).
+_MAY_SELF_CLOSE = re.compile(
+    rb"<(?:svg|math)(?:[^>\"'/]++|/(?!>)|\"[^\"]*+\"|'[^']*+')*+/>", re.IGNORECASE
+)
 # After each <svg>/<math> of the copy: its ordinal, "c" in its content and "a" after it.
 _PLACES = re.compile(rb"<!--refract-foreign-" + _TOKEN.encode() + rb"-(\d+)-([ca])-->")
 _ATTRIBUTE = f"data-refract-{_TOKEN}"

@@ -327,8 +327,11 @@ class PageRewriter:
         run = _Run(xml)
         output = _rewrite(source, plan, run)
         if run.watched:  # an edit met an element whose end a browser may read elsewhere
-            selectors = {index: plan.edits[index].selector for index in sorted(run.watched)}
-            if misread := element_extent.misread(source, selectors, xml):
+            edits = {
+                index: (plan.edits[index].selector, plan.edits[index].action)
+                for index in sorted(run.watched)
+            }
+            if misread := element_extent.misread(source, edits, xml):
                 run = _Run(xml, skipped=misread)
                 output = _rewrite(source, plan, run)
         for stage in run.fail_opens:

@@ -28,6 +28,7 @@ CASES = [
     ("<svg/> written inside a script", b'<svg/><script>"<svg/>"</script><h1>Old</h1>'),
     ("an <svg> with content", b"<svg><g/></svg><script>s='<h1>t</h1>'</script><h1>Old</h1>"),
     ("one with content, looking closed", b'<svg a="/>"><g/></svg><script>s="</body>"</script>'),
+    ("a '>' in an attribute", b'<math alttext="x > 0"/><script>s="</body>"</script>'),
 ]
 
 

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from selectolax.lexbor import LexborHTMLParser
 
-from refract.proxy import metrics
+from refract.proxy import element_extent, metrics
 from refract.proxy.rewriter import Edit, PageRewriter, Plan
 from tests.support.metrics import counter
 
@@ -37,9 +37,7 @@ MISREAD = [
 
 READ_ALIKE = [
     ("list item with its end tag", b"<ul><li class=t>a</li><li>b</ul>"),
-    ("last list item, ended by its list", b"<ul><li>b</li><li class=t>a</ul>"),
     ("list item holding a list", b"<ul><li class=t>a<ul><li>x<li>y</ul></li><li>b</ul>"),
-    ("paragraph ended by its parent", b"<div><p class=t>a<b>c</b></div>"),
     ("paragraph with its end tag", b"<div><p class=t>a</p><div>b</div></div>"),
     ("table cell with its end tag", b"<table><tr><td class=t>a</td><td>b</table>"),
     ("option with its end tag", b"<select><option class=t>a</option><option>b</select>"),
@@ -73,6 +71,36 @@ def test_an_edit_applies_where_the_browser_ends_the_element_where_lol_html_does(
     case: str, page: bytes, edit: Edit
 ) -> None:
     assert rewrite(page, edit) != page
+
+
+# The element ends where its parent does: lol-html takes the parent's end tag for its own, so
+# an edit of its content is right, and one that removes it or adds after it is not.
+ENDED_BY_THE_PARENT = [
+    # (case, the page up to the element's content, the rest: kept whatever the edit)
+    ("last list item", b"<ul><li>b</li><li class=t>a", b"</ul><p>after</p>"),
+    ("paragraph", b"<div><p class=t>a<b>c</b>", b"</div><p>after</p>"),
+    ("last option", b"<select><option>b<option class=t>a", b"</select><p>after</p>"),
+    ("last cell", b"<table><tr><td>b<td class=t>a", b"</table><p>after</p>"),
+    ("paragraph two levels down", b"<div><div><p class=t>a", b"</div></div><p>after</p>"),
+]
+
+
+@pytest.mark.parametrize("edit", EXTENT_EDITS, ids=lambda edit: edit.action)
+@pytest.mark.parametrize(
+    ("case", "start", "rest"),
+    ENDED_BY_THE_PARENT,
+    ids=[case for case, *_ in ENDED_BY_THE_PARENT],
+)
+def test_an_element_ended_by_its_parent_takes_content_edits_only(
+    case: str, start: bytes, rest: bytes, edit: Edit
+) -> None:
+    page = start + rest
+    output = rewrite(page, edit)
+    if edit.action in ("remove", "replace", "insert_after"):
+        assert output == page  # they would take or pass the parent's end tag
+    else:
+        assert output != page
+        assert output.endswith(rest)
 
 
 def test_each_element_left_as_sent_is_counted() -> None:
@@ -188,3 +216,45 @@ def _text_outside_targets(tree: LexborHTMLParser) -> list[str]:
     inside = {node.text() for node in tree.css(".t")}
     words = tree.body.text().split(".") if tree.body is not None else []
     return [word for word in words if word and not any(word in text for text in inside)]
+
+
+@pytest.mark.parametrize("edit", EXTENT_EDITS, ids=lambda edit: edit.action)
+def test_an_edit_of_a_head_the_body_ends_leaves_it_as_sent(edit: Edit) -> None:
+    """Without </head>, lol-html's head runs to the end of the page: its body with it."""
+    page = b"<html><head><title>t</title><body><p>the page</p></body></html>"
+    assert rewrite(page, Edit(edit.action, "head", edit.value)) == page
+
+
+def test_an_edit_of_a_head_the_page_ends_applies() -> None:
+    page = b"<html><head><title>t</title></head><body><p>the page</p></body></html>"
+    output = rewrite(page, Edit("append", "head", '<meta name="x" content="y">'))
+    assert output == page.replace(b"</head>", b'<meta name="x" content="y"></head>')
+
+
+def test_the_check_parses_the_page_once_however_deep_its_elements_nest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Nested items each checked on their own cost depth x size parses: the page is read once."""
+    parses = []
+
+    def counted(html: str) -> LexborHTMLParser:
+        parses.append(len(html))
+        return LexborHTMLParser(html)
+
+    monkeypatch.setattr(element_extent, "LexborHTMLParser", counted)
+    depth = 300
+    page = ("<ul><li class=i>x" * depth + "</li></ul>" * depth).encode()
+    output = rewrite(page, Edit("append", ".i", "<b>y</b>"))
+    assert output.count(b"<b>y</b>") == depth
+    assert len(parses) == 1
+
+
+@pytest.mark.parametrize(
+    "inside",
+    [b'<script src="a.js"/>', b"<iframe src='f'/>", b'<textarea name="t"/>'],
+    ids=["script", "iframe", "textarea"],
+)
+def test_an_xhtml_element_holding_an_empty_raw_text_element_is_left_as_sent(inside: bytes) -> None:
+    """lol-html reads such an element's text to the end of the page, and the edit with it."""
+    page = b'<html><body><div class="t">' + inside + b"<p>a</p></div><p>rest</p></body></html>"
+    assert rewrite(page, Edit("set_text", ".t", "X"), xml=True) == page

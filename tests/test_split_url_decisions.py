@@ -165,11 +165,11 @@ async def test_a_split_page_waits_for_the_segment_once(
     client = await proxy(rules={"directory": str(directory)}, server={"segment_wait": 0.05})
     before = counter(metrics.FAIL_OPEN, stage="segment")
     pauser = redis.Redis.from_url(redis_url)
-    await pauser.execute_command("CLIENT", "PAUSE", "400", "ALL")
+    await pauser.client_pause(400, all=True)
     try:
         status, _ = await get(client, "/page")
     finally:
-        await pauser.execute_command("CLIENT", "UNPAUSE")
+        await pauser.client_unpause()
         await pauser.aclose()
     assert status == 200
     assert counter(metrics.FAIL_OPEN, stage="segment") == before + 1
