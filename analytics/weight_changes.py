@@ -35,11 +35,11 @@ import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Final
 
 import redis.asyncio as redis
 
+from refract.analytics.stats.data import day_start
 from refract.rules import keyspace
 from refract.rules.redis_values import text
 from refract.rules.ruleset import RuleSet
@@ -191,10 +191,6 @@ def same_weights(one: Mapping[str, float], other: Mapping[str, float]) -> bool:
     return set(one) == set(other) and all(
         abs(one[variant] - other[variant]) <= TOLERANCE for variant in one
     )
-
-
-def day_start(day: str) -> float:
-    return datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=UTC).timestamp()
 
 
 def _json(value: object) -> str:

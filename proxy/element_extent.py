@@ -101,7 +101,7 @@ class _Markers:
 
     def spans(self, marked: bytes) -> dict[Match, tuple[int, int]]:
         """Where each marked element is in ``marked``: from the end of its start marker to the
-        start of its end marker."""
+        start of its end marker (only marked elements have markers)."""
         starts: dict[Match, int] = {}
         spans: dict[Match, tuple[int, int]] = {}
         for found in self._any.finditer(marked):
@@ -162,12 +162,12 @@ def misread(page: bytes, edits: Mapping[int, tuple[str, str]], xml: bool) -> fro
         return lost | frozenset(
             match
             for match, (start, end) in spans.items()
-            if match in tags and not _starts_open(marked, start, end, empty_raw_text)
+            if not _starts_open(marked, start, end, empty_raw_text)
         )
     unsure = [
         match
         for match, (start, end) in spans.items()
-        if match in tags and not _simple(marked, start, end, tags[match])
+        if not _simple(marked, start, end, tags[match])
     ]
     if not unsure:
         return lost

@@ -37,6 +37,9 @@ _END_TAGS = tuple(f"</{name} {_ATTRIBUTE}>".encode("ascii") for name in ("svg", 
 
 
 class _Places:
+    """Marks each ``<svg>`` and ``<math>`` inside (dropped by one that takes no content) and
+    after it, by ordinal, and keeps its name."""
+
     def __init__(self) -> None:
         self._matched = 0
         self.names: dict[int, str] = {}

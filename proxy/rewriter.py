@@ -302,17 +302,33 @@ class _Styles:
         self.body = _FirstHtmlElement(_BODY_MARK.decode(), at_end=False)
 
     def placed(self, output: bytes, run: _Run, at_end: bool) -> bytes:
-        at = output.find(_HEAD_MARK)
-        if at >= 0 and _HEAD_END.match(output, at + len(_HEAD_MARK)):
-            return output.replace(_BODY_MARK, b"", 1).replace(_HEAD_MARK, b"", 1)
-        if at >= 0:
-            output = output[: at - len(self.markup)] + output[at + len(_HEAD_MARK) :]
-        if _BODY_MARK in output:
-            return output.replace(_BODY_MARK, self.markup, 1)
-        if at_end:
-            return output + self.markup
-        run.fail_opens.append("styles")  # they would be shown as text, or be part of a script
-        return output
+        """``output`` with the styles kept in one place and the marks gone, in one copy."""
+        head, body = output.find(_HEAD_MARK), output.find(_BODY_MARK)
+        cuts: list[tuple[int, int, bytes]] = []  # (where, how many bytes, what instead)
+        if head >= 0 and _HEAD_END.match(output, head + len(_HEAD_MARK)):
+            cuts.append((head, len(_HEAD_MARK), b""))
+            if body >= 0:
+                cuts.append((body, len(_BODY_MARK), b""))
+            return _spliced(output, cuts)
+        if head >= 0:  # the head's end is implied: lol-html put them at the end of the page
+            cuts.append((head - len(self.markup), len(self.markup) + len(_HEAD_MARK), b""))
+        if body >= 0:
+            cuts.append((body, len(_BODY_MARK), self.markup))
+        elif at_end:
+            cuts.append((len(output), 0, self.markup))
+        else:
+            run.fail_opens.append("styles")  # they would be shown as text, or be in a script
+        return _spliced(output, cuts)
+
+
+def _spliced(data: bytes, cuts: list[tuple[int, int, bytes]]) -> bytes:
+    """``data`` with each (where, how many bytes, what instead) applied, in one copy."""
+    pieces, at = [], 0
+    for where, size, instead in sorted(cuts):
+        pieces += [data[at:where], instead]
+        at = where + size
+    pieces.append(data[at:])
+    return b"".join(pieces)
 
 
 class PageRewriter:

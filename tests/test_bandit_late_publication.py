@@ -19,7 +19,7 @@ from refract.analytics import weight_changes
 from refract.analytics.bandit_updates import CHECK_EVERY_S, update
 from refract.analytics.reports import experiment_report
 from refract.analytics.stats import data as aggregates
-from refract.analytics.stats.data import ExperimentData
+from refract.analytics.stats.data import ExperimentData, day_start
 from refract.analytics.stats.engine import Settings
 from refract.analytics.stats.report import LATE_PUBLICATION_S, build
 from refract.rules import allocations, keyspace
@@ -62,7 +62,7 @@ def rules(tmp_path: Path) -> RuleSet:
 
 
 def midnight(day: str) -> float:
-    return weight_changes.day_start(day)
+    return day_start(day)
 
 
 def weights(day: str, pooled: dict[str, float]) -> Weights:

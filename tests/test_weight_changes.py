@@ -19,11 +19,12 @@ from refract.analytics import weight_changes
 from refract.analytics.reports import as_table, experiment_report
 from refract.analytics.rules_in_force import RulesInForce
 from refract.analytics.stats import data as aggregates
+from refract.analytics.stats.data import day_start
 from refract.analytics.stats.engine import Settings
 from refract.analytics.stats.report import BANDIT_NOTE, BY_PERIOD, build
 from refract.analytics.stats.srm import anytime_srm_test
 from refract.analytics.stats.stratified import anytime_period_srm_test
-from refract.analytics.weight_changes import WeightsSeen, day_start, weights_by_day
+from refract.analytics.weight_changes import WeightsSeen, weights_by_day
 from refract.rules import keyspace
 from refract.rules.config import Config
 from refract.rules.keyspace import ExposureStat, OutcomeStat

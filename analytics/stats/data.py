@@ -11,6 +11,7 @@ it) has ``nan`` there: its skewness is unknown, and so is every running total in
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import numpy as np
 import redis.asyncio as redis
@@ -55,6 +56,11 @@ class ExperimentData:
             {name: values[-1:] for name, values in last.visitors.items()},
             {name: values[-1:] for name, values in last.outcomes.items()},
         )
+
+
+def day_start(day: str) -> float:
+    """The first second (UTC) of an aggregates' day, ``YYYY-MM-DD``; ValueError for another."""
+    return datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=UTC).timestamp()
 
 
 def parse(

@@ -39,13 +39,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime
 from typing import Any, Final
 
 import numpy as np
 
 from refract.analytics.stats.cuped import FALLBACKS
-from refract.analytics.stats.data import ExperimentData
+from refract.analytics.stats.data import ExperimentData, day_start
 from refract.analytics.stats.engine import (
     CUPED_APPLIED,
     EXACT,
@@ -491,30 +490,46 @@ def _proportional(
 
 def _changed_srm(periods: Periods, data: ExperimentData, settings: Settings) -> dict[str, Any]:
     """The sample-ratio check of a fixed experiment whose weights changed: each day's visitors
-    against that day's weights, anytime-valid over the periods, mixed days left out."""
+    against that day's weights, mixed days left out."""
+    observed = data.visitors["n"][:, :, 0].sum(axis=0)
+    checked = _period_srm(periods.looks, periods.look_shares, observed, data, settings)
+    return {
+        **checked,
+        "weight_periods": periods.count,
+        "days_excluded": list(periods.mixed_days),
+        "visitors_excluded": int(periods.excluded.sum()),
+    }
+
+
+def _period_srm(
+    looks: np.ndarray[Any, np.dtype[np.float64]],
+    look_shares: np.ndarray[Any, np.dtype[np.float64]],
+    observed: np.ndarray[Any, np.dtype[np.float64]],
+    data: ExperimentData,
+    settings: Settings,
+) -> dict[str, Any]:
+    """The check of visitors whose weights moved, valid however often the report is read: each
+    cell of fixed weights (``looks``, with its ``look_shares``) its own Dirichlet-multinomial
+    Bayes factor, their product a test martingale (stratified.anytime_period_srm_test);
+    ``expected_share`` is the period-weighted share (stratified.expected_counts), and
+    ``visitors`` every arm's (``observed``), the cells left out too."""
     variants = list(data.variants)
-    if periods.looks.shape[0]:
-        result = anytime_period_srm_test(
-            periods.looks, periods.look_shares, threshold=settings.srm_threshold
-        )
-        p_value, flagged = result.p_value, result.flagged
-        expected = expected_counts(periods.looks, periods.look_shares)
+    if looks.shape[0]:
+        result = anytime_period_srm_test(looks, look_shares, threshold=settings.srm_threshold)
+        p_value, flagged = float(result.p_value), bool(result.flagged)
+        expected = expected_counts(looks, look_shares)
         share = expected / max(float(expected.sum()), 1.0)
     else:  # every day is mixed: nothing to check yet
         p_value, flagged = float("nan"), False
         share = np.full(len(variants), np.nan)
-    observed = data.visitors["n"][:, :, 0].sum(axis=0)
     return {
-        "p_value": float(p_value),
-        "flagged": bool(flagged),
+        "p_value": p_value,
+        "flagged": flagged,
         "anytime_valid": True,
         "threshold": settings.srm_threshold,
         "visitors": dict(zip(variants, observed.astype(int).tolist(), strict=True)),
         "expected_share": dict(zip(variants, share.tolist(), strict=True)),
         "expected": "period_weighted",
-        "weight_periods": periods.count,
-        "days_excluded": list(periods.mixed_days),
-        "visitors_excluded": int(periods.excluded.sum()),
     }
 
 
@@ -623,7 +638,7 @@ def _mixed(
     if at is None or before is None:
         return False
     try:
-        start = datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=UTC).timestamp()
+        start = day_start(day)
     except ValueError:  # not a day the worker writes: no time to compare with
         return False
     if at <= start + LATE_PUBLICATION_S:
@@ -639,29 +654,12 @@ def _mixed(
 
 
 def _bandit_srm(strata: Strata, data: ExperimentData, settings: Settings) -> dict[str, Any]:
-    """The sample-ratio check of a bandit, valid however often the report is read: each cell of
-    fixed weights (a day, a context's day) its own Dirichlet-multinomial Bayes factor, their
-    product a test martingale (stratified.anytime_period_srm_test); the mixed days' cells left
-    out. ``expected_share`` is the period-weighted share (stratified.expected_counts)."""
-    variants = list(data.variants)
+    """The sample-ratio check of a bandit over its cells of fixed weights (a day, a context
+    value's day), the mixed days' cells left out."""
     looks, look_weights = strata.visitors[strata.checked], strata.weights[strata.checked]
-    if looks.shape[0]:
-        result = anytime_period_srm_test(looks, look_weights, threshold=settings.srm_threshold)
-        p_value, flagged = float(result.p_value), bool(result.flagged)
-        expected = expected_counts(looks, look_weights)
-        share = expected / max(float(expected.sum()), 1.0)
-    else:  # every day is mixed: nothing to check yet
-        p_value, flagged = float("nan"), False
-        share = np.full(len(variants), np.nan)
-    observed = strata.visitors.sum(axis=0)
+    checked = _period_srm(looks, look_weights, strata.visitors.sum(axis=0), data, settings)
     return {
-        "p_value": p_value,
-        "flagged": flagged,
-        "anytime_valid": True,
-        "threshold": settings.srm_threshold,
-        "visitors": dict(zip(variants, observed.astype(int).tolist(), strict=True)),
-        "expected_share": dict(zip(variants, share.tolist(), strict=True)),
-        "expected": "period_weighted",
+        **checked,
         "days_with_published_weights": strata.published_days,
         "days_with_carried_weights": strata.carried_days,
         "days_with_file_weights": len(data.days) - strata.published_days - strata.carried_days,

@@ -159,12 +159,16 @@ def expected_counts(visitors: npt.ArrayLike, weights: npt.ArrayLike) -> Array:
     """Visitors each arm should have had: E_i = Σ_t N_t w_ti / Σ_j w_tj, with N_t the period's
     visitors over all arms and w_t the weights in force during it (need not sum to one)."""
     n = _checked("visitors", visitors)
-    w = _checked("weights", weights)
-    total = np.sum(w, axis=-1, keepdims=True)
+    share = _shares(_checked("weights", weights))
+    return np.asarray(np.sum(np.sum(n, axis=-1, keepdims=True) * share, axis=-2))
+
+
+def _shares(weights: Array) -> Array:
+    """Each period's weights as shares of one."""
+    total = np.sum(weights, axis=-1, keepdims=True)
     if np.any(total == 0):
         raise ValueError("every period needs a positive weight")
-    share = w / total
-    return np.asarray(np.sum(np.sum(n, axis=-1, keepdims=True) * share, axis=-2))
+    return np.asarray(weights / total)
 
 
 def anytime_period_srm_test(
@@ -194,10 +198,7 @@ def anytime_period_srm_test(
     w = _checked("weights", weights)
     if n.ndim != 2 or n.shape != w.shape:
         raise ValueError("visitors and weights: expected the same (looks, arms)")
-    total = np.sum(w, axis=-1, keepdims=True)
-    if np.any(total == 0):
-        raise ValueError("every look needs a positive weight")
-    share = w / total
+    share = _shares(w)
     log_products: list[Array] = []
     carried, tested = 0.0, False
     start = 0
