@@ -16,31 +16,11 @@ from refract.rules.config import load_config
 from refract.rules.problems import Problem
 from refract.rules.ruleset import read_rule_files
 from tests.conftest import AdminFactory, clean_redis
+from tests.support.rules import SIGNUP_METRIC, headline_experiment
 
 Client = TestClient[Any, Any]
-SITE = """[[pages]]
-tag = "pricing"
-paths = ["/pricing*"]
-
-[[metrics]]
-key = "signup"
-kind = "url"
-url = "/thanks"
-"""
-EXPERIMENTS = """[[experiments]]
-key = "headline"
-status = "running"
-primary_metric = "signup"
-
-  [[experiments.variants]]
-  key = "control"
-  weight = 50
-
-  [[experiments.variants]]
-  key = "bold"
-  weight = 50
-  changes = [{ action = "set_text", selector = "h1#hero", value = "Bold headline" }]
-"""
+SITE = '[[pages]]\ntag = "pricing"\npaths = ["/pricing*"]\n\n' + SIGNUP_METRIC
+EXPERIMENTS = headline_experiment(bold_changes=True)
 SLACK = '[automations.destinations.sales_slack]\nkind = "slack"\nurl = "https://hooks.example"\n'
 
 

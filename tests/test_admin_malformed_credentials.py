@@ -16,27 +16,11 @@ from aiohttp.test_utils import TestClient
 from refract.admin import auth
 from refract.rules.config import Config
 from tests.conftest import AdminFactory, clean_redis
+from tests.support.rules import SIGNUP_METRIC, headline_experiment
 
 Client = TestClient[Any, Any]
 PASSWORD = "violet tractor sings quietly"
-RULES = """[[metrics]]
-key = "signup"
-kind = "url"
-url = "/thanks"
-
-[[experiments]]
-key = "headline"
-status = "running"
-primary_metric = "signup"
-
-  [[experiments.variants]]
-  key = "control"
-  weight = 50
-
-  [[experiments.variants]]
-  key = "bold"
-  weight = 50
-"""
+RULES = SIGNUP_METRIC + "\n" + headline_experiment()
 MALFORMED = {
     "bearer-not-utf-8": b"Authorization: Bearer rft_\xff\xfe",
     "bearer-not-ascii": "Authorization: Bearer rft_\u00e9t\u00e9".encode(),

@@ -15,25 +15,8 @@ from refract.rules.config import Config
 from refract.rules.problems import InvalidFileError
 from refract.rules.ruleset import load_rules
 from tests.conftest import AdminFactory, clean_redis
+from tests.support.rules import SIGNUP_METRIC, headline_experiment
 
-SITE = """[[metrics]]
-key = "signup"
-kind = "url"
-url = "/thanks"
-"""
-EXPERIMENT = """[[experiments]]
-key = "headline"
-status = "running"
-primary_metric = "signup"
-{schedule}
-  [[experiments.variants]]
-  key = "control"
-  weight = 50
-
-  [[experiments.variants]]
-  key = "bold"
-  weight = 50
-"""
 UTC_DAY, LATER_UTC = "2026-01-01T00:00:00Z", "2026-02-01T00:00:00Z"
 LOCAL_DAY, LATER_LOCAL = "2026-01-01T00:00:00", "2026-02-01T00:00:00"
 # start, end, and what is wrong (None: the schedule is accepted)
@@ -52,9 +35,9 @@ SCHEDULES = {
 
 def rules_with(directory: Path, start: str, end: str) -> Path:
     directory.mkdir()
-    (directory / "site.toml").write_text(SITE)
+    (directory / "site.toml").write_text(SIGNUP_METRIC)
     schedule = f"start = {start}\nend = {end}\n"
-    (directory / "experiments.toml").write_text(EXPERIMENT.format(schedule=schedule))
+    (directory / "experiments.toml").write_text(headline_experiment(schedule))
     return directory
 
 
