@@ -1,11 +1,13 @@
-"""A/B of the cache hit: the working tree against another revision, both running at once.
+"""A/B of the cache hit or the miss: the working tree against another revision, at once.
 
-    python bench/hit_ab.py --before REV [--rounds 5] [--duration 5]
+    python bench/hit_ab.py --before REV [--rounds 5] [--duration 5] [--miss]
 
 Checks REV out in a temporary git worktree, starts the proxy bench's origin and two
 ``refract_edits`` servers (bench/proxy_bench.py's own functions and rules: 4 edits, the beacon,
 page views and exposures), one importing the worktree's code (``PYTHONPATH``) and one the
-working tree's, and loads the 100 KB hit on each with wrk, interleaved round by round. Prints
+working tree's, and loads the 100 KB hit on each with wrk, interleaved round by round
+(``--miss``: servers set as ``refract_edits_miss``, without caches, so every request is a
+rewrite). Prints
 each round's req/s and CPU µs a request (the server's process tree) and the medians. Both
 servers share the machine and the origin, so what one gains the other does not lose to drift.
 
@@ -36,23 +38,29 @@ def main() -> int:
     parser.add_argument("--before", required=True, help="the git revision to compare with")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
+    parser.add_argument("--miss", action="store_true", help="no caches: every request rewrites")
     args = parser.parse_args()
     with worktree(args.before, Path(tempfile.mkdtemp(prefix="refract-ab-")) / "before") as before:
-        results = compare({"before": before, "after": None}, args.rounds, args.duration)
+        codes = {"before": before, "after": None}
+        results = compare(codes, args.rounds, args.duration, caches=not args.miss)
     for name, runs in results.items():
         print(summary(f"{name:6} ({args.before if name == 'before' else 'working tree'})", runs))
     return 0
 
 
 def compare(
-    codes: dict[str, Path | None], rounds: int, duration: int
+    codes: dict[str, Path | None], rounds: int, duration: int, caches: bool = True
 ) -> dict[str, list[bench.Load]]:
-    """Each of ``codes`` (None: the working tree) serving the 100 KB hit at once, behind one
-    origin, loaded in turn for ``rounds`` rounds of ``duration`` seconds."""
+    """Each of ``codes`` (None: the working tree) serving the 100 KB page at once (a hit, or
+    with ``caches`` off a miss), behind one origin, loaded in turn for ``rounds`` rounds of
+    ``duration`` seconds."""
     workdir = Path(tempfile.mkdtemp(prefix="refract-ab-"))
     workdir.chmod(0o755)  # nginx workers run as an unprivileged user
     bench.write_pages(workdir / "root", bench.PAGE.read_bytes())
-    servers = {name: bench.Server(name, 10 + index, "refract") for index, name in enumerate(codes)}
+    servers = {
+        name: bench.Server(name, 10 + index, "refract", caches=caches)
+        for index, name in enumerate(codes)
+    }
     bench.BY_NAME.update(servers)
     origin = bench.start_nginx(workdir, bench.BY_NAME["origin"], workdir / "root")
     processes: dict[str, subprocess.Popen[bytes]] = {}

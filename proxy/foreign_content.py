@@ -9,10 +9,12 @@ so such a page is rewritten from a copy with one after each (``with_end_tags``),
 with an attribute drawn per process, and the output loses them again (``without_end_tags``):
 a browser reads ``<svg/>`` and ``<svg/></svg>`` alike, but the visitor gets the page's bytes.
 
-Which pages: ``may_self_close``, a search of the bytes, finds the candidates (about 135 µs on
-the 100 KB bench page; marking each of its 176 inline SVGs on every rewrite cost 260 µs);
-lol-html then tells which elements take no content (a mark appended to each comes back only
-from one with content), and only those get an end tag.
+Which pages: a search of the bytes finds the candidates (about 135 µs on the 100 KB bench
+page; marking each of its 176 inline SVGs on every rewrite cost 260 µs); lol-html then tells
+which elements take no content (a mark appended to each comes back only from one with
+content), and only those get an end tag. Whether a page needs the copy is remembered by its
+digest (``source``): a page is rewritten for many plans (variants, visitors' tokens), and the
+answer is the bytes', not the plan's.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ import re
 import secrets
 
 import lolhtml
+
+from refract.proxy.lru import ByteBoundedLRU
+from refract.proxy.rewrite_cache import page_digest
 
 SELECTOR = "svg, math"
 _HTML = lolhtml.ContentType.HTML
@@ -34,6 +39,9 @@ _MAY_SELF_CLOSE = re.compile(
 _PLACES = re.compile(rb"<!--refract-foreign-" + _TOKEN.encode() + rb"-(\d+)-([ca])-->")
 _ATTRIBUTE = f"data-refract-{_TOKEN}"
 _END_TAGS = tuple(f"</{name} {_ATTRIBUTE}>".encode("ascii") for name in ("svg", "math"))
+# Whether a page needs the copy, by its (length, digest), each counted as one (4,096 of them
+# take under a megabyte).
+_NEEDS_COPY: ByteBoundedLRU[tuple[int, bytes], bool] = ByteBoundedLRU(4096)
 
 
 class _Places:
@@ -52,8 +60,16 @@ class _Places:
         element.after(f"<!--refract-foreign-{_TOKEN}-{ordinal}-a-->", _HTML)
 
 
-def may_self_close(page: bytes) -> bool:
-    return _MAY_SELF_CLOSE.search(page) is not None
+def source(page: bytes) -> bytes:
+    """What lol-html should read for ``page``: the page itself, or a copy of it with an end tag
+    after each self-closing ``<svg>`` and ``<math>`` (``without_end_tags`` takes them out of
+    the output)."""
+    key = (len(page), page_digest(page))
+    needs_copy = _NEEDS_COPY.get(key)
+    if needs_copy is None:  # (the copy made twice, the first time only: such pages are rare)
+        needs_copy = bool(_MAY_SELF_CLOSE.search(page)) and with_end_tags(page) is not page
+        _NEEDS_COPY.put(key, needs_copy, 1)
+    return with_end_tags(page) if needs_copy else page
 
 
 def with_end_tags(page: bytes) -> bytes:

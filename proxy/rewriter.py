@@ -337,9 +337,8 @@ class PageRewriter:
     def rewrite(self, page: bytes, plan: Plan, *, xml: bool = False) -> bytes:
         """``page`` with ``plan`` applied; ``xml``: the page is XHTML (application/xhtml+xml),
         where nothing may follow the root element, so the tail goes in a <body> or nowhere."""
-        source = page  # unless lol-html would read what follows an <svg/> as SVG: a copy
-        if foreign_content.may_self_close(page):
-            source = foreign_content.with_end_tags(page)
+        # A copy when lol-html would read what follows an <svg/> as SVG.
+        source = foreign_content.source(page)
         run = _Run(xml)
         output = _rewrite(source, plan, run)
         if run.watched:  # an edit met an element whose end a browser may read elsewhere

@@ -49,6 +49,19 @@ def test_an_edit_to_the_self_closing_element_itself_applies() -> None:
     )
 
 
+def test_a_page_is_judged_on_its_own_bytes_after_one_of_its_length() -> None:
+    # Whether a page needs the copy is remembered per page: the first, the same length,
+    # needs none.
+    closed = b'<body><svg></svg><script>s="</body>"</script><p>Apart</p><h1>Old</h1></body>'
+    self_closing = b'<body><svg/><script>s="</body>12345"</script><p>Apart</p><h1>Old</h1></body>'
+    assert len(closed) == len(self_closing)
+    plan = Plan(edits=(HEADLINE,), tail=TAIL)
+    REWRITER.rewrite(closed, plan)
+    assert REWRITER.rewrite(self_closing, plan) == self_closing.replace(
+        b"<h1>Old</h1></body>", b"<h1>New</h1>" + TAIL.encode() + b"</body>"
+    )
+
+
 # Foreign elements left by an HTML element one level deep: lol-html leaves only one level on
 # such an element (an HTML element inside nested SVG: docs/rules.md).
 PIECES = st.sampled_from(
