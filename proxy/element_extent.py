@@ -30,6 +30,8 @@ from collections.abc import Mapping
 import lolhtml
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
+from refract.proxy import rewrite_time
+
 Match = tuple[int, int]  # (the edit's index in the plan, the element's ordinal among its matches)
 
 # Where each edit's effect ends: at the element's end (its content, or after it).
@@ -140,7 +142,12 @@ class _Marking:
             self.marked[match] = element.tag_name
 
 
-def misread(page: bytes, edits: Mapping[int, tuple[str, str]], xml: bool) -> frozenset[Match]:
+def misread(
+    page: bytes,
+    edits: Mapping[int, tuple[str, str]],
+    xml: bool,
+    deadline: rewrite_time.Deadline | None = None,
+) -> frozenset[Match]:
     """The matches of ``edits`` (by the edit's index in its plan: its selector and action)
     whose element a browser ends elsewhere than lol-html does, for that action. Every match is
     checked, not only those a rewrite met: one a misread element hid (its content replaced) is
@@ -151,7 +158,7 @@ def misread(page: bytes, edits: Mapping[int, tuple[str, str]], xml: bool) -> fro
     markings = [_Marking(index, xml, markers) for index in edits]
     for marking, (selector, _) in zip(markings, edits.values(), strict=True):
         rewriter.on(selector, marking)
-    rewriter.write(page)
+    rewrite_time.write(rewriter, page, deadline)
     rewriter.end()
     marked = b"".join(chunks)
     spans = markers.spans(marked)
@@ -172,6 +179,8 @@ def misread(page: bytes, edits: Mapping[int, tuple[str, str]], xml: bool) -> fro
     if not unsure:
         return lost
     apart, end_shared = _read_apart(marked, markers, tags, unsure)
+    if deadline is not None:
+        deadline.check()
     past_the_end = {index for index, (_, action) in edits.items() if action in _PAST_THE_END_TAG}
     return lost | apart | frozenset(match for match in end_shared if match[0] in past_the_end)
 

@@ -24,6 +24,7 @@ import secrets
 
 import lolhtml
 
+from refract.proxy import rewrite_time
 from refract.proxy.lru import ByteBoundedLRU
 from refract.proxy.rewrite_cache import page_digest
 
@@ -60,26 +61,28 @@ class _Places:
         element.after(f"<!--refract-foreign-{_TOKEN}-{ordinal}-a-->", _HTML)
 
 
-def source(page: bytes) -> bytes:
+def source(page: bytes, deadline: rewrite_time.Deadline | None = None) -> bytes:
     """What lol-html should read for ``page``: the page itself, or a copy of it with an end tag
     after each self-closing ``<svg>`` and ``<math>`` (``without_end_tags`` takes them out of
     the output)."""
     key = (len(page), page_digest(page))
     needs_copy = _NEEDS_COPY.get(key)
     if needs_copy is None:  # (the copy made twice, the first time only: such pages are rare)
-        needs_copy = bool(_MAY_SELF_CLOSE.search(page)) and with_end_tags(page) is not page
+        needs_copy = bool(_MAY_SELF_CLOSE.search(page)) and (
+            with_end_tags(page, deadline) is not page
+        )
         _NEEDS_COPY.put(key, needs_copy, 1)
-    return with_end_tags(page) if needs_copy else page
+    return with_end_tags(page, deadline) if needs_copy else page
 
 
-def with_end_tags(page: bytes) -> bytes:
+def with_end_tags(page: bytes, deadline: rewrite_time.Deadline | None = None) -> bytes:
     """``page`` with an end tag of ours after each self-closing ``<svg>`` and ``<math>`` (the
     page itself when it has none)."""
     chunks: list[bytes] = []
     places = _Places()
     rewriter = lolhtml.HTMLRewriter(lambda chunk: chunks.append(bytes(chunk)))
     rewriter.on(SELECTOR, places)
-    rewriter.write(page)
+    rewrite_time.write(rewriter, page, deadline)
     rewriter.end()
     marked = b"".join(chunks)
     with_content = {int(found[1]) for found in _PLACES.finditer(marked) if found[2] == b"c"}

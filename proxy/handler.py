@@ -51,6 +51,7 @@ from refract.proxy.pages import neutral_page
 from refract.proxy.personalize import NO_SEGMENT, Personalized, Segment, personalize
 from refract.proxy.request_body import BodyTooLargeError, announcing_end, request_body
 from refract.proxy.rewrite_cache import page_digest
+from refract.proxy.rewrite_time import RewriteTooSlowError
 from refract.proxy.rewriter import Plan
 from refract.proxy.sites import Site
 from refract.proxy.state import ProxyState, with_nonce
@@ -714,7 +715,9 @@ def _page(call: Call, origin: OriginPage) -> web.Response:
             if not is_ascii_safe(page_encoding(content_type, html)):
                 raise _PassUnmodifiedError("charset")
             xml = content_type.lower().startswith(_XHTML_TYPE)
-            return codings.encode(state.rewriter.rewrite(html, plan, xml=xml), coding)
+            time_limit = call.site.config.max_rewrite_seconds
+            output = state.rewriter.rewrite(html, plan, xml=xml, time_limit=time_limit)
+            return codings.encode(output, coding)
 
         key = call.state.cache.key(
             plan.fingerprint, content_type, origin.coding, coding, origin.body, origin.digest
@@ -722,6 +725,11 @@ def _page(call: Call, origin: OriginPage) -> web.Response:
         body, etag = call.state.cache.get_or_make(key, rewrite)
     except _PassUnmodifiedError as skip:
         metrics.REWRITE_SKIPPED.labels(skip.reason).inc()
+        return _unmodified_page(call, origin)
+    except RewriteTooSlowError as error:
+        metrics.FAIL_OPEN.labels("rewrite_time").inc()
+        call.exchange.notes.append("fail-open: rewrite_time")
+        log.warning("page served unmodified: %s", error, extra={"site": call.site.key})
         return _unmodified_page(call, origin)
     except Exception as error:  # any failure of ours serves the origin's page
         metrics.FAIL_OPEN.labels("rewrite").inc()

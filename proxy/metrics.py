@@ -50,7 +50,9 @@ FAIL_OPEN = Counter(
     "without its beacon, its end not in the data state; beacon_csp: a page served without "
     "its beacon because its Content-Security-Policy would block the script or its posts; "
     "implied_end: an edit left out of an element a browser ends before its end tag; styles: a "
-    "page's styles left out, the page having no head, body or end in the data state.",
+    "page's styles left out, the page having no head, body or end in the data state; "
+    "rewrite_time: a page whose rewrite overran sites.max_rewrite_seconds (or did within 10 "
+    "minutes), served unmodified.",
     ["stage"],
 )
 REWRITE_SKIPPED = Counter(

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 
 import lolhtml
 
-from refract.proxy import csp, element_extent, foreign_content, metrics
+from refract.proxy import csp, element_extent, foreign_content, metrics, rewrite_time
 from refract.proxy.element_extent import EXTENT_ACTIONS, Match, may_end_early
 from refract.rules.token_contexts import CLASS_SEPARATOR, refused_elements, selector_subjects
 
@@ -332,29 +332,51 @@ def _spliced(data: bytes, cuts: list[tuple[int, int, bytes]]) -> bytes:
 
 
 class PageRewriter:
-    """Applies a Plan to one page at a time; it keeps no state between pages."""
+    """Applies a Plan to one page at a time; of its pages it keeps only those whose rewrite
+    overran its time limit lately (proxy/rewrite_time.py)."""
 
-    def rewrite(self, page: bytes, plan: Plan, *, xml: bool = False) -> bytes:
+    def __init__(self) -> None:
+        self._overruns = rewrite_time.Overruns()
+
+    def rewrite(
+        self, page: bytes, plan: Plan, *, xml: bool = False, time_limit: float | None = None
+    ) -> bytes:
         """``page`` with ``plan`` applied; ``xml``: the page is XHTML (application/xhtml+xml),
-        where nothing may follow the root element, so the tail goes in a <body> or nowhere."""
-        # A copy when lol-html would read what follows an <svg/> as SVG.
-        source = foreign_content.source(page)
-        run = _Run(xml)
-        output = _rewrite(source, plan, run)
-        if run.watched:  # an edit met an element whose end a browser may read elsewhere
-            edits = {
-                index: (plan.edits[index].selector, plan.edits[index].action)
-                for index in sorted(run.watched)
-            }
-            if misread := element_extent.misread(source, edits, xml):
-                run = _Run(xml, skipped=misread)
-                output = _rewrite(source, plan, run)
-        for stage in run.fail_opens:
-            metrics.FAIL_OPEN.labels(stage).inc()
-        return output if source is page else foreign_content.without_end_tags(output)
+        where nothing may follow the root element, so the tail goes in a <body> or nowhere.
+        Raises ``rewrite_time.RewriteTooSlowError`` past ``time_limit`` seconds of CPU time,
+        and at once for a page that did lately."""
+        if time_limit is None:
+            return _rewrite_page(page, plan, xml, None)
+        if self._overruns.recent(page):
+            raise rewrite_time.RewriteTooSlowError("the page's rewrite overran its limit lately")
+        try:
+            return _rewrite_page(page, plan, xml, rewrite_time.Deadline(time_limit))
+        except rewrite_time.RewriteTooSlowError:
+            self._overruns.add(page)
+            raise
 
 
-def _rewrite(page: bytes, plan: Plan, run: _Run) -> bytes:
+def _rewrite_page(
+    page: bytes, plan: Plan, xml: bool, deadline: rewrite_time.Deadline | None
+) -> bytes:
+    # A copy when lol-html would read what follows an <svg/> as SVG.
+    source = foreign_content.source(page, deadline)
+    run = _Run(xml)
+    output = _rewrite(source, plan, run, deadline)
+    if run.watched:  # an edit met an element whose end a browser may read elsewhere
+        edits = {
+            index: (plan.edits[index].selector, plan.edits[index].action)
+            for index in sorted(run.watched)
+        }
+        if misread := element_extent.misread(source, edits, xml, deadline):
+            run = _Run(xml, skipped=misread)
+            output = _rewrite(source, plan, run, deadline)
+    for stage in run.fail_opens:
+        metrics.FAIL_OPEN.labels(stage).inc()
+    return output if source is page else foreign_content.without_end_tags(output)
+
+
+def _rewrite(page: bytes, plan: Plan, run: _Run, deadline: rewrite_time.Deadline | None) -> bytes:
     chunks: list[bytes] = []
     rewriter = lolhtml.HTMLRewriter(lambda chunk: chunks.append(bytes(chunk)))
     for index, edit in enumerate(plan.edits):
@@ -370,7 +392,7 @@ def _rewrite(page: bytes, plan: Plan, run: _Run) -> bytes:
         rewriter.on("body", end)
     if plan.styles:
         rewriter.on("body", styles.body)
-    rewriter.write(page)
+    rewrite_time.write(rewriter, page, deadline)
     if probed:
         rewriter.write(_END_PROBE)
     rewriter.end()

@@ -331,6 +331,14 @@ class SiteConfig(Section):
         default=ByteSize(4 * 1024 * 1024),
         description='largest HTML body Refract rewrites, e.g. "4MiB"; larger pages pass unmodified',
     )
+    max_rewrite_seconds: float = Field(
+        default=0.25,
+        gt=0,
+        le=10,
+        description="CPU seconds a page's rewrite may take (it holds up the proxy process's other "
+        "requests) before the page is served unmodified; such a page is then served unmodified "
+        "for 10 minutes",
+    )
     beacon: bool = Field(default=True, description="inject the measurement beacon into pages")
     industry: str = Field(
         default="saas",
