@@ -36,6 +36,7 @@ from refract.proxy.headers import (
     forwardable,
     has_control_character,
     has_directive,
+    has_undecodable_bytes,
     is_attachment,
     is_cdn_cache_header,
     is_navigation,
@@ -44,6 +45,7 @@ from refract.proxy.headers import (
     page_cache_control,
     rewrite_location,
     rewrite_set_cookie,
+    with_replacement_characters,
     without_hop_by_hop,
 )
 from refract.proxy.origin_cache import KeptPage, OriginKey, Told
@@ -487,6 +489,8 @@ def _upstream_headers(call: Call) -> CIMultiDict[str]:
     request, state, view = call.request, call.state, call.view
     claims = None if view.peer_trusted else is_client_claim
     headers = without_hop_by_hop(request.headers, drop=_REPLACED_FIELDS, drop_if=claims)
+    if has_undecodable_bytes(request.raw_headers):
+        headers = with_replacement_characters(headers)
     cookie = "; ".join(headers.popall("Cookie", ()))  # HTTP/2 may split it (RFC 9113 8.2.3)
     qa_cookie = state.rules.rules.settings.qa_parameter
     if cookie and (kept := state.identity.strip_own_cookies(cookie, qa_cookie)):

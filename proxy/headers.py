@@ -195,6 +195,33 @@ def has_control_character(text: str) -> bool:
     return _CONTROL_CHARACTER.search(text) is not None
 
 
+def has_undecodable_bytes(raw_headers: Iterable[tuple[bytes, bytes]]) -> bool:
+    """Does a field value carry bytes that are not UTF-8 (a windows-1252 ``caf\\xe9``)?
+
+    aiohttp's server hands them over as lone surrogates (``surrogateescape``) and its client
+    cannot write them back: its C writer drops them (``caf``, and ``adm\\xffin`` would reach
+    the origin as ``admin``), its Python one raises. (A field name is a token: aiohttp's parser
+    refuses any other byte in one.)"""
+    values = b"\n".join(value for _, value in raw_headers)  # no sequence spans two values
+    if values.isascii():
+        return False
+    try:
+        values.decode("utf-8")
+    except UnicodeDecodeError:
+        return True
+    return False
+
+
+def with_replacement_characters(headers: CIMultiDict[str]) -> CIMultiDict[str]:
+    """``headers`` with each byte that is not UTF-8 as U+FFFD, as a UTF-8 decoder reads it: what
+    aiohttp's client can send in its place. Nothing is dropped or joined, and a visitor whose
+    browser holds such a cookie (an origin may set one) still gets the site."""
+    return CIMultiDict(
+        (name, value.encode("utf-8", "surrogateescape").decode("utf-8", "replace"))
+        for name, value in headers.items()
+    )
+
+
 def splits_lines(block: bytes, lines: int) -> bool:
     """Do ``lines`` lines, each ended by CRLF, carry a control character within a line?
     Checked on the bytes at once, in C: no control byte but CR and LF, and exactly the CRs
