@@ -21,7 +21,7 @@ from refract.rules.markup import TOKEN, token_path_value
 from refract.rules.qa_links import Override, read_overrides
 from refract.rules.schema import Change
 from refract.rules.targeting import Facts, Value
-from refract.rules.token_contexts import encode, token_contexts
+from refract.rules.token_contexts import token_contexts, written
 
 _UTM = ("source", "medium", "campaign", "term", "content")
 _TABLET = re.compile(r"iPad|Tablet|Nexus (?:7|9|10)|SM-T\d", re.IGNORECASE)
@@ -194,12 +194,20 @@ def fill_tokens(change: Change, values: Mapping[str, Value]) -> str:
     where it lands (rules/token_contexts.py: the contexts the rules were checked for)."""
     if "{{" not in change.value:
         return change.value
-    contexts = iter(token_contexts(change.action, change.attribute, change.value))
+    matches = list(TOKEN.finditer(change.value))
+    texts = written(
+        token_contexts(change.action, change.attribute, change.value),
+        [_token_value(match, values) for match in matches],
+    )
+    pieces: list[str] = []
+    end = 0
+    for match, text in zip(matches, texts, strict=True):
+        pieces += (change.value[end : match.start()], text)
+        end = match.end()
+    return "".join(pieces) + change.value[end:]
 
-    def fill(match: re.Match[str]) -> str:
-        value = token_path_value(match["path"], values)
-        if value is None:
-            value = (match["default"] or '""')[1:-1]
-        return encode(next(contexts), value)
 
-    return TOKEN.sub(fill, change.value)
+def _token_value(match: re.Match[str], values: Mapping[str, Value]) -> str:
+    """The visitor's value of a token, or its default ("" when it has none)."""
+    value = token_path_value(match["path"], values)
+    return (match["default"] or '""')[1:-1] if value is None else value

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import json
 import re
 from collections.abc import Iterator
 from datetime import datetime
@@ -63,6 +64,14 @@ _VALUE_ACTIONS = HTML_ACTIONS | {
     "redirect",
 }
 _NO_SELECTOR_ACTIONS = frozenset({"inject_style", "redirect"})
+
+# What an attribute's name cannot hold: what lol-html refuses to write (HTML's whitespace,
+# "/", "=", ">": a set_attribute with one would fail every page it matches whole, at rewrite
+# time) and what HTML forbids besides (quotes, "<", controls, noncharacters). The one list.
+_NONCHARACTERS = "\ufdd0-\ufdef" + "".join(
+    f"{chr(plane << 16 | 0xFFFE)}{chr(plane << 16 | 0xFFFF)}" for plane in range(17)
+)
+NOT_IN_ATTRIBUTE_NAME = re.compile(f"[\x00-\x20\x7f-\x9f\"'/<=>{_NONCHARACTERS}]")
 
 # What a condition may look at: the targetable fields of rules/fields.py (request fields known
 # on the first request, the matched account, and the segment the intelligence models fill,
@@ -283,7 +292,18 @@ class Change(Table):
         description="the text, markup, class, CSS or URL to use; "
         'may hold tokens such as {{ company.name | "your team" }}',
     )
-    attribute: str = Field(default="", description="for set_attribute and remove_attribute")
+    attribute: str = Field(
+        default="",
+        description='for set_attribute and remove_attribute: the name, e.g. "data-track-id", '
+        "with no whitespace, quotes, controls or / < = >",
+    )
+
+    @field_validator("attribute")
+    @classmethod
+    def _attribute_name(cls, name: str) -> str:
+        if problem := attribute_name_problem(name):
+            raise ValueError(problem)
+        return name
 
     @model_validator(mode="after")
     def _fields_fit_action(self) -> Change:
@@ -294,6 +314,17 @@ class Change(Table):
         if self.action in ("set_attribute", "remove_attribute") and not self.attribute:
             raise ValueError(f'"{self.action}" needs an attribute')
         return self
+
+
+def attribute_name_problem(name: str) -> str:
+    """Why ``name`` cannot be an attribute's name, or "" when it can (or is empty: a change
+    that needs one says so)."""
+    found = NOT_IN_ATTRIBUTE_NAME.search(name)
+    if found is None:
+        return ""
+    character = found[0]
+    shown = "a space" if character == " " else f"{character!r} (U+{ord(character):04X})"
+    return f"{json.dumps(name, ensure_ascii=False)} is not a valid attribute name: it holds {shown}"
 
 
 class Variant(Table):

@@ -12,7 +12,9 @@ elements ``refused_elements`` lists; a selector that names no element (``#id``, 
 is accepted, and the rewriter skips the edit on such an element instead.
 
 Every value is made XML text first (``xml_text``), so a page served as XHTML stays
-well-formed whatever a visitor's link holds.
+well-formed whatever a visitor's link holds. An attribute value written unquoted and made of
+tokens alone (``<a title={{ company.name }} href=/pricing>``) is written ``""`` when its
+tokens are all empty: bare, ``title= href=/pricing`` would read as title="href=/pricing".
 
 Markup is read with the standard library's tokenizer, which differs from a browser's around
 scripts, comments and declarations; markup holding any of them cannot hold tokens, so what
@@ -23,6 +25,8 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 from enum import Enum
 from functools import lru_cache
 from html.parser import HTMLParser
@@ -165,6 +169,17 @@ class Context(Enum):
 
 
 _CLASS_CONTEXTS = frozenset({Context.CLASS, Context.CLASS_ATTRIBUTE})
+# An empty value where an unquoted attribute value is expected: the browser reads "" as one.
+EMPTY_ATTRIBUTE_VALUE = '""'
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where one token lands: its context and, for the last token of an attribute value
+    written unquoted and made of tokens alone, the index of that value's first token."""
+
+    context: Context
+    bare_from: int | None = None
 
 
 class UnsafePlacement(ValueError):
@@ -209,9 +224,24 @@ def encode(context: Context, value: str) -> str:
     return value
 
 
+def written(placements: Sequence[Placement], values: Sequence[str]) -> list[str]:
+    """Each token's value (in order) written where it lands: ``encode``d for its context, and
+    ``""`` for the last token of a bare attribute value whose tokens all write nothing. The
+    encoders write no whitespace in an attribute (every character but letters and digits is
+    a reference), so nothing but emptiness can end such a value early."""
+    texts = [
+        encode(placement.context, value)
+        for placement, value in zip(placements, values, strict=True)
+    ]
+    for index, placement in enumerate(placements):
+        if placement.bare_from is not None and not any(texts[placement.bare_from : index + 1]):
+            texts[index] = EMPTY_ATTRIBUTE_VALUE
+    return texts
+
+
 @lru_cache(maxsize=4096)
-def token_contexts(action: str, attribute: str, value: str) -> tuple[Context, ...]:
-    """The context of each token of a change's value, in order; raises UnsafePlacement."""
+def token_contexts(action: str, attribute: str, value: str) -> tuple[Placement, ...]:
+    """Where each token of a change's value lands, in order; raises UnsafePlacement."""
     count = len(TOKEN.findall(value))
     if not count:
         return ()
@@ -222,15 +252,15 @@ def token_contexts(action: str, attribute: str, value: str) -> tuple[Context, ..
         )
     if action == "redirect":
         _check_redirect_tokens(value)
-        return (Context.URL,) * count
+        return (Placement(Context.URL),) * count
     if action in HTML_ACTIONS:
         return _markup_contexts(value, count)
     if action == "set_attribute":
-        return (_set_attribute_context(attribute.lower(), value),) * count
+        return (Placement(_set_attribute_context(attribute.lower(), value)),) * count
     if action in _CLASS_ACTIONS:
-        return (Context.CLASS,) * count
+        return (Placement(Context.CLASS),) * count
     if action in _ESCAPED_WHOLE:
-        return (Context.PLAIN,) * count
+        return (Placement(Context.PLAIN),) * count
     raise UnsafePlacement(f'"{action}" takes no tokens', "remove the {{ }} from the value")
 
 
@@ -396,7 +426,7 @@ _SENTINELS = re.compile("\ue000(\\d+)\ue001")
 _AFTER_TAG_OPEN = re.compile("<[/!?-]*\ue000")
 
 
-def _markup_contexts(markup: str, count: int) -> tuple[Context, ...]:
+def _markup_contexts(markup: str, count: int) -> tuple[Placement, ...]:
     numbered = iter(range(count))
     marked = TOKEN.sub(lambda _: _SENTINEL.format(next(numbered)), markup)
     if _AFTER_TAG_OPEN.search(marked):
@@ -429,7 +459,7 @@ class _TokenSites(HTMLParser):
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=False)
-        self.found: dict[int, Context] = {}
+        self.found: dict[int, Placement] = {}
         self.refusal: UnsafePlacement | None = None
         self.opaque = ""  # a construct the browser may read differently: no tokens with it
 
@@ -483,14 +513,25 @@ class _TokenSites(HTMLParser):
             self.refusal = self.refusal or refusal
             return
         if name in URL_ATTRIBUTES:
-            self._mark(value, Context.URL)
+            context = Context.URL
         else:
             one_token = name in TOKEN_LIST_ATTRIBUTES
-            self._mark(value, Context.CLASS_ATTRIBUTE if one_token else Context.ATTRIBUTE)
+            context = Context.CLASS_ATTRIBUTE if one_token else Context.ATTRIBUTE
+        self._mark(value, context)
+        if not _SENTINELS.sub("", value) and self._unquoted(value):
+            numbers = [int(match[1]) for match in _SENTINELS.finditer(value)]
+            self.found[numbers[-1]] = Placement(context, bare_from=numbers[0])
+
+    def _unquoted(self, value: str) -> bool:
+        """Whether the attribute ``value`` of the tag just read was written without quotes."""
+        tag = self.get_starttag_text() or ""
+        first = _SENTINELS.search(value)
+        at = tag.find(first[0]) if first else -1
+        return at > 0 and tag[at - 1] not in "\"'"
 
     def _mark(self, text: str, context: Context) -> None:
         for match in _SENTINELS.finditer(text):
-            self.found[int(match[1])] = context
+            self.found[int(match[1])] = Placement(context)
 
     def _refuse_in_name(self, name: str, what: str) -> None:
         if _SENTINELS.search(name) and self.refusal is None:
