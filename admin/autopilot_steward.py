@@ -49,7 +49,7 @@ from refract.analytics.autopilot.runs import model_of, run
 from refract.analytics.effects import day_of
 from refract.analytics.reports import experiment_report
 from refract.analytics.stats.engine import Settings
-from refract.analytics.stats.report import Report
+from refract.analytics.stats.report import Report, change_text, direction
 from refract.rules import editing, keyspace
 from refract.rules.config import Config, SiteConfig
 from refract.rules.editing import RuleFiles, TransitionError
@@ -207,8 +207,9 @@ def pause_reason(report: Report, rules: RuleSet, srm_due: bool = True) -> Pause 
             continue
         metric = rules.metrics.get(row.metric)
         better = -1.0 if metric is not None and metric.better == "lower" else 1.0
-        if row.lift * better < 0:
-            harmed.append(f"{row.variant} harms guardrail {row.metric} ({row.lift:+.1%})")
+        if direction(row.control_mean, row.mean, better) < 0:
+            change = change_text(row.control_mean, row.mean, row.lift)
+            harmed.append(f"{row.variant} harms guardrail {row.metric} ({change})")
     return Pause("guardrail_harm", "; ".join(dict.fromkeys(harmed))) if harmed else None
 
 

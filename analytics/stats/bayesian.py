@@ -199,6 +199,23 @@ def risk(mean: ArrayLike, sd: ArrayLike) -> Risk:
     return Risk(control=np.maximum(control, 0.0), treatment=np.maximum(treatment, 0.0))
 
 
+def floored_risk(mean: ArrayLike, sd: ArrayLike, floor: ArrayLike = -1.0) -> Array:
+    """Expected loss of shipping the treatment when its effect L ~ N(μ, s²) cannot truly be
+    below ``floor`` (a relative lift of a non-negative metric: -1, losing everything): the
+    posterior censored at the floor, E[min(-floor, max(0, -L))].
+
+    With c = -floor, min(c, max(0, -L)) = max(0, -L) - max(0, -L - c), so it is
+    risk(μ, s).treatment - risk(μ + c, s).treatment (= ∫₀ᶜ Φ((-μ - t)/s) dt), in [0, c]
+    always; the plain risk exceeds c only by the loss beyond the floor, which cannot happen.
+    An infinite floor (-inf) gives the plain risk.
+    """
+    mu, sigma, cap = _arr(mean), _arr(sd), -_arr(floor)
+    plain = risk(mu, sigma).treatment
+    with np.errstate(invalid="ignore"):
+        beyond = np.where(np.isinf(cap), 0.0, risk(mu + cap, sigma).treatment)
+        return _arr(np.clip(plain - beyond, 0.0, cap))
+
+
 def effect_estimate(
     control_mean: ArrayLike,
     control_variance: ArrayLike,

@@ -17,12 +17,14 @@ experiment's report, or experiments for many. Variant 0 is the control. Steps:
 3. the interval of the relative lift by inverting a test, so it never goes below -100 %:
    MOVER-R with Wilson intervals for rates, Fieller for means (with the corrected test's
    asymmetric acceptance region where skewness-corrected), with the confidence sequence's
-   boundary instead of z when sequential;
+   boundary instead of z when sequential; the relative lift is defined only where the control's
+   mean is above 0 (relative_lift), and has no floor for a ``signed`` measure;
 4. Holm or Benjamini-Hochberg across variants and measures, per batch and segment;
 5. the Bayesian view of the same test (bayesian.statistic_posterior: the normal posterior
    whose flat-prior chance to beat control is one minus the test's one-sided p-value, or the
    exact mid-p evidence where Fisher's test is used; a normal prior on the lift, flat by
-   default): chance to beat control and expected loss.
+   default): chance to beat control and expected loss, at most 1 for a non-negative measure
+   (bayesian.floored_risk).
 """
 
 from __future__ import annotations
@@ -91,6 +93,9 @@ class Sample:
     # the measures ``cubes`` names, whose Welch test is then skewness-corrected or refused
     x3: Array | None = None
     cubes: NDArray[np.bool_] | None = None  # [measure]; None: none
+    # [measure]: a per-visitor value may be below 0 (a metric with allow_negative: refunds);
+    # None: none. Its relative lift has no floor at -100 %, nor its risk at 100 %.
+    signed: NDArray[np.bool_] | None = None
 
 
 @dataclass(frozen=True)
@@ -113,13 +118,13 @@ class Comparison:
 
     control: Arm
     treatment: Arm
-    lift: Array  # relative: mean_t / mean_c - 1
-    ci_low: Array  # of the relative lift, never below -1
+    lift: Array  # relative: mean_t / mean_c - 1; nan where mean_c <= 0 (relative_lift)
+    ci_low: Array  # of the relative lift, never below -1 (but for a signed measure)
     ci_high: Array
     p_value: Array
     p_adjusted: Array
     chance_to_win: Array
-    risk: Array  # expected relative loss of shipping the variant
+    risk: Array  # expected relative loss of shipping the variant, at most 1 if non-negative
     test: NDArray[np.int64]  # index into TESTS
     cuped: NDArray[np.int64]  # [batch, 1, segment, measure]: CUPED_APPLIED, CUPED_OFF or why not
 
@@ -172,10 +177,17 @@ def compare(sample: Sample, settings: Settings) -> Comparison:
     else:
         p_value = np.where(exact, fisher, p_value)
     p_value = np.where(refused, np.nan, p_value)  # a repeated p-value would carry older looks
-    ratio = _ratio_interval(control, treatment, counts, as_rate, critical, gamma, refused)
-    lift = safe_divide(treatment.mean, control.mean) - 1.0
+    nonnegative = np.broadcast_to(_nonnegative(sample), z.shape)
+    ratio = _ratio_interval(
+        control, treatment, counts, as_rate, critical, gamma, refused, nonnegative
+    )
+    lift = relative_lift(control.mean, treatment.mean)
+    # m_c < 0: a ratio's interval is no relative lift's (m_t/m_c - 1 has the wrong sign)
+    defined = ~(control.mean < 0.0)
+    ci_low = np.where(defined, ratio.low - 1.0, np.nan)
+    ci_high = np.where(defined, ratio.high - 1.0, np.nan)
     evidence, scale = _evidence(z, exact, as_rate, difference, counts)
-    chance, risk = _bayesian(evidence, scale, control.mean, settings)
+    chance, risk = _bayesian(evidence, scale, control.mean, nonnegative, settings)
     chance, risk = np.where(refused, np.nan, chance), np.where(refused, np.nan, risk)
     test = np.where(exact, EXACT, np.where(as_rate, SCORE, WELCH))
     test = np.where(refused, TOO_SKEWED, np.where(gamma != 0.0, HALL, test))
@@ -183,8 +195,8 @@ def compare(sample: Sample, settings: Settings) -> Comparison:
         control=control,
         treatment=treatment,
         lift=lift,
-        ci_low=ratio.low - 1.0,
-        ci_high=ratio.high - 1.0,
+        ci_low=as_array(ci_low),
+        ci_high=as_array(ci_high),
         p_value=p_value,
         p_adjusted=adjust(p_value, settings.correction),
         chance_to_win=chance,
@@ -192,6 +204,23 @@ def compare(sample: Sample, settings: Settings) -> Comparison:
         test=test.astype(np.int64),
         cuped=fallback,
     )
+
+
+def relative_lift(control_mean: Array, treatment_mean: Array) -> Array:
+    """m_t / m_c - 1 where the control's mean is above 0; nan (not defined) elsewhere: at
+    m_c = 0 there is no ratio, and at m_c < 0 (a net revenue with refunds) the ratio's sign is
+    the reverse of the change's (-9.37 to -28.57 per visitor is m_t/m_c - 1 = +205 %). Which
+    way a metric moved is the absolute difference's sign (report.direction), never this."""
+    lift = safe_divide(treatment_mean, control_mean) - 1.0
+    return as_array(np.where(control_mean > 0.0, lift, np.nan))
+
+
+def _nonnegative(sample: Sample) -> NDArray[np.bool_]:
+    """[measure]: every per-visitor value is at least 0 (a relative lift is then at least
+    -1): all measures but the ``signed`` ones."""
+    if sample.signed is None:
+        return np.ones(sample.binary.shape, dtype=bool)
+    return np.asarray(~sample.signed)
 
 
 @dataclass(frozen=True)
@@ -310,16 +339,25 @@ def _ratio_interval(
     critical: Array,
     gamma: Array,
     refused: NDArray[np.bool_],
+    nonnegative: NDArray[np.bool_],
 ) -> Interval:
     """MOVER-R for rates; for means Fieller's, inverted from the test in use: the skewness-
     corrected one accepts t in skewness.acceptance (symmetric where g₀ = 0), and a refused
-    comparison claims nothing, [0, +inf) for the ratio."""
+    comparison claims nothing, [0, +inf) for the ratio ((-inf, +inf) for a signed measure,
+    whose ratio has no floor)."""
     rates = proportions.mover_ratio_interval(*counts.parts(), critical)
     low_t, high_t = skewness.acceptance(critical, gamma)
     means = fieller_interval_between(
-        control.mean, control.stderr2, treatment.mean, treatment.stderr2, low_t, high_t
+        control.mean,
+        control.stderr2,
+        treatment.mean,
+        treatment.stderr2,
+        low_t,
+        high_t,
+        nonnegative=nonnegative,
     )
-    low = np.where(as_rate, rates.low, np.where(refused, 0.0, means.low))
+    floor = np.where(nonnegative, 0.0, -np.inf)
+    low = np.where(as_rate, rates.low, np.where(refused, floor, means.low))
     high = np.where(as_rate, rates.high, np.where(refused, np.inf, means.high))
     return Interval(as_array(low), as_array(high))
 
@@ -345,19 +383,27 @@ def _evidence(
 
 
 def _bayesian(
-    evidence: Array, scale: Array, control_mean: Array, settings: Settings
+    evidence: Array,
+    scale: Array,
+    control_mean: Array,
+    nonnegative: NDArray[np.bool_],
+    settings: Settings,
 ) -> tuple[Array, Array]:
     """Chance to beat control and the relative risk of shipping, from the posterior of the
-    absolute difference on the row's test (bayesian.statistic_posterior: N(z·s, s²), so the
-    flat-prior chance is Φ(z), one minus the test's one-sided p-value) scaled by the control
-    mean and updated with the prior on the relative lift. Without a control mean (no
-    conversion yet) the chance is Φ(z) and the risk unknown; with no spread at all in either
-    arm (nothing to tell them apart) the chance is 1/2."""
+    absolute difference Δ on the row's test (bayesian.statistic_posterior: N(z·s, s²), so the
+    flat-prior chance is Φ(z), one minus the test's one-sided p-value) divided by the control
+    mean's size |m_c| and updated with the prior on the relative lift: Δ/|m_c| is the relative
+    lift where m_c > 0 and keeps Δ's sign where m_c < 0 (a net revenue with refunds), so the
+    chance and the risk always follow the absolute difference. The risk of a non-negative
+    measure is the posterior's censored at a lift of -1 (bayesian.floored_risk: at most 1, a
+    variant cannot lose more than everything). Without a control mean (no conversion yet) the
+    chance is Φ(z) and the risk unknown; with no spread at all in either arm (nothing to tell
+    them apart) the chance is 1/2."""
     absolute = bayesian.statistic_posterior(evidence, scale)
     scale_c = np.abs(control_mean)
     posterior = bayesian.normal_prior_update(
         bayesian.NormalPosterior(
-            safe_divide(absolute.mean, control_mean), safe_divide(absolute.sd, scale_c)
+            safe_divide(absolute.mean, scale_c), safe_divide(absolute.sd, scale_c)
         ),
         prior_mean=settings.prior_mean,
         prior_variance=settings.prior_sd**2,
@@ -365,9 +411,10 @@ def _bayesian(
     chance = bayesian.chance_to_win(posterior.mean, posterior.sd)
     unscaled = as_array(special.ndtr(evidence))
     unscaled = np.where(np.isnan(unscaled), 0.5, unscaled)
+    floor = np.where(nonnegative & (control_mean > 0.0), -1.0, -np.inf)
     return (
         as_array(np.where(np.isfinite(chance), chance, unscaled)),
-        bayesian.risk(posterior.mean, posterior.sd).treatment,
+        bayesian.floored_risk(posterior.mean, posterior.sd, floor),
     )
 
 

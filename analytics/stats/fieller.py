@@ -27,14 +27,15 @@ def fieller_interval(
     treatment_stderr2: npt.ArrayLike,
     critical: npt.ArrayLike,
     *,
-    nonnegative: bool = True,
+    nonnegative: npt.ArrayLike = True,
 ) -> Interval:
     """Interval for θ = m_t / m_c: the roots of a θ² - 2bθ + c = 0 with a = m_c² - q² v_c,
     b = m_t m_c, c = m_t² - q² v_t (v the squared standard errors of the means).
 
     When a ≤ 0 the control mean is not distinguishable from 0 at this level and the set is
     unbounded: [0, +inf) for ``nonnegative`` metrics, else (-inf, +inf). With ``nonnegative``
-    (every per-visitor value ≥ 0, so θ ≥ 0) the lower bound is at least 0.
+    (every per-visitor value ≥ 0, so θ ≥ 0) the lower bound is at least 0; it may be an array
+    (per measure: a metric that allows negative values, refunds, is not).
     """
     mc, vc = as_array(control_mean), as_array(control_stderr2)
     mt, vt = as_array(treatment_mean), as_array(treatment_stderr2)
@@ -47,7 +48,7 @@ def fieller_interval(
         low = (b - root) / a
         high = (b + root) / a
     bounded = a > 0.0
-    floor = 0.0 if nonnegative else -np.inf
+    floor = np.where(np.asarray(nonnegative, dtype=bool), 0.0, -np.inf)
     low = np.where(bounded, np.maximum(low, floor), floor)
     high = np.where(bounded, high, np.inf)
     undefined = np.isnan(a) | np.isnan(b) | np.isnan(c)
@@ -62,7 +63,7 @@ def fieller_interval_between(
     low_t: npt.ArrayLike,
     high_t: npt.ArrayLike,
     *,
-    nonnegative: bool = True,
+    nonnegative: npt.ArrayLike = True,
 ) -> Interval:
     """Fieller's interval with an asymmetric acceptance region: every θ whose statistic
     T(θ) = (m_t - θ m_c) / sqrt(v_t + θ² v_c) lies in [``low_t``, ``high_t``] (low_t < 0 <

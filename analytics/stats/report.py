@@ -12,6 +12,10 @@ the latest cumulative results of segment ``all``:
   primary lift is known to be smaller than ``min_effect`` either way, or worse than control;
 - ship: a variant's primary lift is significantly positive and no guardrail is harmed.
 
+Which way a variant moved a metric (better, worse) is the sign of the absolute difference
+m_t - m_c times the metric's ``better`` (``direction``), never the relative lift's, which is
+nan at a control mean of 0 and reversed below 0.
+
 A bandit experiment (``allocation = "bandit"``) moved its weights day by day, so its
 sample-ratio check expects each arm's period-weighted count Σ_day Σ_context n · w (the weights
 of that day, and of each context with its own: ``stratified.expected_counts``; a day without
@@ -57,6 +61,7 @@ from refract.analytics.stats.engine import (
 )
 from refract.analytics.stats.exploratory import corrected
 from refract.analytics.stats.group_sequential import equal_arm_visitors
+from refract.analytics.stats.moments import Array, as_array
 from refract.analytics.stats.planning import Plan, days_needed, measured_baseline, plan
 from refract.analytics.stats.proportions import EXACT_BELOW
 from refract.analytics.stats.skewness import SKEWNESS_BOUND
@@ -96,6 +101,7 @@ class Measure:
     kind: str  # "conversion", "count" or "revenue"
     role: str  # "primary", "secondary" or "guardrail"
     better: int = 1  # +1 when higher is better, -1 when lower is
+    signed: bool = False  # a value may be below 0: revenue of a metric with allow_negative
 
 
 @dataclass(frozen=True)
@@ -166,7 +172,7 @@ def measures_of(experiment: Experiment, metrics: dict[str, Metric]) -> list[Meas
         if metric.kind in REPEATABLE:
             found.append(Measure(name, "count", role, better))
         if metric.value > 0:
-            found.append(Measure(name, "revenue", role, better))
+            found.append(Measure(name, "revenue", role, better, metric.allow_negative))
     return found
 
 
@@ -199,6 +205,7 @@ def sample_of(data: ExperimentData, measures: list[Measure]) -> Sample:
         binary=np.array([measure.kind == "conversion" for measure in measures]),
         x3=x3,
         cubes=cubes,
+        signed=np.array([measure.signed for measure in measures], dtype=bool),
     )
 
 
@@ -826,10 +833,13 @@ def decide(
     at = (-1, slice(None), 0)
     significant = comparison.p_adjusted[at] < settings.alpha
     lift = comparison.lift[at]
-    gain = lift * np.array([measure.better for measure in measures])  # > 0: an improvement
+    better = np.array([measure.better for measure in measures])
+    control_mean, mean = comparison.control.mean[at], comparison.treatment.mean[at]
+    moved = direction(control_mean, mean, better)  # +1: an improvement, -1: worse
+    gain = (mean - control_mean) * better  # ranks the winners (they share one control)
     guardrails = [m for m, measure in enumerate(measures) if measure.role == "guardrail"]
     harmed = {
-        v: [measures[m].metric for m in guardrails if significant[v, m] and gain[v, m] < 0]
+        v: [measures[m].metric for m in guardrails if significant[v, m] and moved[v, m] < 0]
         for v in range(len(variants) - 1)
     }
     reasons = [
@@ -843,7 +853,7 @@ def decide(
     winners = [
         v
         for v in range(len(variants) - 1)
-        if significant[v, primary] and gain[v, primary] > 0 and not harmed[v]
+        if significant[v, primary] and moved[v, primary] > 0 and not harmed[v]
     ]
     metric = measures[primary].metric
     if winners:
@@ -852,16 +862,18 @@ def decide(
             comparison.ci_low[-1, best, 0, primary],
             comparison.ci_high[-1, best, 0, primary],
         )
-        return Decision(
-            "ship",
-            variants[best + 1],
-            [
-                *reasons,
-                f"{variants[best + 1]} lifts {metric} by {lift[best, primary]:+.1%} "
-                f"(interval {low:+.1%} to {high:+.1%}, adjusted p = "
-                f"{comparison.p_adjusted[-1, best, 0, primary]:.4f} < {settings.alpha})",
-            ],
+        p_text = (
+            f"adjusted p = {comparison.p_adjusted[-1, best, 0, primary]:.4f} < {settings.alpha}"
         )
+        if math.isfinite(lift[best, primary]):
+            why = (
+                f"{variants[best + 1]} lifts {metric} by {lift[best, primary]:+.1%} "
+                f"(interval {low:+.1%} to {high:+.1%}, {p_text})"
+            )
+        else:
+            change = change_text(control_mean[0, primary], mean[best, primary], math.nan)
+            why = f"{variants[best + 1]} improves {metric} {change} ({p_text})"
+        return Decision("ship", variants[best + 1], [*reasons, why])
     low, high = comparison.ci_low[at][:, primary], comparison.ci_high[at][:, primary]
     if np.all((low > -settings.min_effect) & (high < settings.min_effect)):
         return Decision(
@@ -873,7 +885,7 @@ def decide(
                 "the intervals rule it out",
             ],
         )
-    if np.all(significant[:, primary] & (gain[:, primary] < 0)):
+    if np.all(significant[:, primary] & (moved[:, primary] < 0)):
         return Decision(
             "stop", None, [*reasons, f"every variant does worse than control on {metric}"]
         )
@@ -891,6 +903,26 @@ def decide(
     return Decision(
         "keep_running", None, [*reasons, _days_left(comparison, settings, planned, metric)]
     )
+
+
+def direction(control_mean: Any, mean: Any, better: Any = 1) -> Array:
+    """Which way a variant moved a metric: +1 in its better direction, -1 in its worse, 0 not
+    at all or unknown (a nan mean). The sign of the absolute difference m_t - m_c (the
+    direction of the row's test) times ``better`` (+1 where higher is better, -1 where lower
+    is); never the relative lift's, which is nan when the control's mean is 0 (0 errors, 0
+    demos) and of the wrong sign when it is below 0 (a net revenue with refunds). The one
+    reading of a row's direction: ``decide`` and the autopilot's guardrail pause use it."""
+    with np.errstate(invalid="ignore"):
+        moved = np.sign(np.asarray(mean, dtype=float) - np.asarray(control_mean, dtype=float))
+    return as_array(np.nan_to_num(moved, nan=0.0) * np.asarray(better, dtype=float))
+
+
+def change_text(control_mean: float, mean: float, lift: float) -> str:
+    """A row's change for a reason: its relative lift where defined ("+66.7%"), else the
+    means themselves ("from 0 to 0.0133 per visitor"), the control's mean being 0 or below."""
+    if math.isfinite(lift):
+        return f"{lift:+.1%}"
+    return f"from {control_mean:.4g} to {mean:.4g} per visitor"
 
 
 def _plan_reached(comparison: Comparison, settings: Settings, planned: Plan) -> bool:
