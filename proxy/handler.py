@@ -39,6 +39,7 @@ from refract.proxy.headers import (
     has_undecodable_bytes,
     is_attachment,
     is_cdn_cache_header,
+    is_fetched_by_script,
     is_navigation,
     names_page_etag,
     none_match,
@@ -695,8 +696,12 @@ def _page(call: Call, origin: OriginPage) -> web.Response:
     call.exchange.kind = "page"
     state, request = call.state, call.request
     account = measure.account_of(call)
+    # A fragment a script fetched into a page (htmx, jQuery's load) gets the edits, so that it
+    # shows what the page shows, but no beacon or styles (the page has them) and is no page
+    # view; a whole page fetched so (hx-boost, Turbo) is one.
+    fragment = is_fetched_by_script(request.headers) and not _opens_a_document(origin)
     # Whatever becomes of the rewrite below; a HEAD is no page view.
-    human = request.method == "GET" and measure.record_pageview(call, account)
+    human = request.method == "GET" and not fragment and measure.record_pageview(call, account)
     content_type = origin.headers.get("Content-Type", "")
     coding = codings.choose_coding(request.headers.get("Accept-Encoding"), origin.coding)
     limit = call.site.config.max_rewrite_bytes
@@ -711,7 +716,9 @@ def _page(call: Call, origin: OriginPage) -> web.Response:
             site=call.site.key,
         )
         plan = personalized.plan
-        if plan.tail:
+        if fragment:
+            plan = Plan(edits=plan.edits)
+        elif plan.tail:
             plan = _beacon_under_csp(call, origin.headers, plan)
 
         def rewrite() -> bytes:
@@ -775,6 +782,15 @@ def _beacon_under_csp(call: Call, headers: CIMultiDictProxy[str], plan: Plan) ->
 
 
 _BEACON_CSP = metrics.FAIL_OPEN.labels("beacon_csp")  # bound once: labels() costs a lookup
+
+
+def _opens_a_document(origin: OriginPage) -> bool:
+    """Whether the page's first bytes open a whole document (a body that cannot be decoded is
+    taken for one: its rewrite fails open alike)."""
+    try:
+        return sniff.opens_a_document(codings.decode_prefix(origin.body, origin.coding, 1024))
+    except Exception:
+        return True
 
 
 def _unmodified_page(call: Call, origin: OriginPage) -> web.Response:

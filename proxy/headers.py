@@ -185,6 +185,16 @@ def is_navigation(headers: Mapping[str, str]) -> bool:
     return "text/html" in headers.get("Accept", "")
 
 
+def is_fetched_by_script(headers: Mapping[str, str]) -> bool:
+    """A request a page's script made (fetch, XMLHttpRequest, htmx, jQuery's ``load``): Fetch
+    metadata's destination ``empty``; for browsers without it, the fields htmx and jQuery add."""
+    destination = headers.get("Sec-Fetch-Dest")
+    if destination is not None:
+        return destination.lower() == "empty"
+    requested_with = headers.get("X-Requested-With", "")
+    return "HX-Request" in headers or requested_with.lower() == "xmlhttprequest"
+
+
 def is_attachment(content_disposition: str | None) -> bool:
     """RFC 6266: the body is a download to save, not something to show."""
     kind = (content_disposition or "").split(";", 1)[0]

@@ -43,6 +43,10 @@ _BINARY_SIGNATURES = (
 
 
 _LEADING_WHITESPACE = b" \t\n\r\x0c"
+# What may come before a document's doctype or <html>, and either of them.
+_DOCUMENT_PROLOGUE = re.compile(rb"(?:[ \t\n\r\x0c]++|<!--(?:[^-]|-(?!->))*+-->)*+")
+_DOCUMENT_TAG = re.compile(rb"<(?:!doctype|html)[ \t\n\r\x0c/>]", re.IGNORECASE)
+_DOCUMENT_TAGS = (b"<!doctype", b"<html")
 
 
 def starts_as_markup(header: bytes) -> bool:
@@ -53,6 +57,20 @@ def starts_as_markup(header: bytes) -> bool:
     if header.startswith(_BYTE_ORDER_MARKS[:2]):
         return True
     return header.removeprefix(_BYTE_ORDER_MARKS[2]).lstrip(_LEADING_WHITESPACE)[:1] == b"<"
+
+
+def opens_a_document(header: bytes) -> bool:
+    """True when ``header`` (a page's first bytes, decoded) opens a whole document: a doctype or
+    an ``<html>`` after a byte order mark, whitespace and comments, as a page a browser
+    navigates to does; a fragment a script fetches to put into a page (``<tr>...``, ``<div>``)
+    does not. Bytes that end before telling (a long comment first) are taken for a document."""
+    header = header.removeprefix(_BYTE_ORDER_MARKS[2])
+    prologue = _DOCUMENT_PROLOGUE.match(header)
+    rest = header[prologue.end() :] if prologue else header
+    cut_short = rest.lower()
+    if rest.startswith(b"<!--") or any(tag.startswith(cut_short) for tag in _DOCUMENT_TAGS):
+        return True
+    return _DOCUMENT_TAG.match(rest) is not None
 
 
 def is_text(header: bytes) -> bool:
