@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 
 import lolhtml
 
-from refract.proxy import csp, element_extent, foreign_content, metrics, rewrite_time
+from refract.proxy import csp, element_extent, foreign_content, metrics, rewrite_time, xml_cdata
 from refract.proxy.element_extent import EXTENT_ACTIONS, Match, may_end_early
 from refract.rules.token_contexts import CLASS_SEPARATOR, refused_elements, selector_subjects
 
@@ -359,8 +359,10 @@ class PageRewriter:
 def _rewrite_page(
     page: bytes, plan: Plan, xml: bool, deadline: rewrite_time.Deadline | None
 ) -> bytes:
-    # A copy when lol-html would read what follows an <svg/> as SVG.
-    source = foreign_content.source(page, deadline)
+    # A copy when lol-html would read an XHTML page's CDATA sections as markup
+    # (proxy/xml_cdata.py), or what follows an <svg/> as SVG.
+    text, cdata = xml_cdata.hidden(page, deadline) if xml else (page, ())
+    source = foreign_content.source(text, deadline)
     run = _Run(xml)
     output = _rewrite(source, plan, run, deadline)
     if run.watched:  # an edit met an element whose end a browser may read elsewhere
@@ -373,7 +375,9 @@ def _rewrite_page(
             output = _rewrite(source, plan, run, deadline)
     for stage in run.fail_opens:
         metrics.FAIL_OPEN.labels(stage).inc()
-    return output if source is page else foreign_content.without_end_tags(output)
+    if source is not text:
+        output = foreign_content.without_end_tags(output)
+    return xml_cdata.restored(output, cdata)
 
 
 def _rewrite(page: bytes, plan: Plan, run: _Run, deadline: rewrite_time.Deadline | None) -> bytes:
