@@ -12,11 +12,11 @@ import redis.asyncio as redis
 
 from refract.analytics import weight_changes
 from refract.analytics.rules_in_force import rules_in_force
-from refract.analytics.stats import data
+from refract.analytics.stats import data, frozen_looks
 from refract.analytics.stats.capping import PercentileCap, read_cap, winsorized
 from refract.analytics.stats.engine import Settings
 from refract.analytics.stats.planning import plan, prelaunch_note
-from refract.analytics.stats.report import Report, Row, build
+from refract.analytics.stats.report import Report, Row, build_looked, measures_of
 from refract.rules import allocations
 from refract.rules.allocations import Weights
 from refract.rules.config import Config
@@ -73,9 +73,33 @@ async def experiment_report(
         await allocations.publication_times(client, site, key) if history is not None else None
     )
     by_day = await fixed_weights_by_day(client, experiment, loaded.days, now)
-    report = build(experiment, rules.metrics, loaded, settings, history, by_day, published_at)
+    # the group-sequential looks as first reported: a look is tested once, never on data that
+    # late conversions revised since (stats/frozen_looks.py)
+    sequential = settings.method == "group_sequential"
+    looks = frozen_looks.looks_of(loaded.days, variants, _measures(experiment, rules))
+    stored = (
+        await frozen_looks.read(
+            client, site, experiment, rules.metrics, settings.cuped, [look for _, look in looks]
+        )
+        if sequential
+        else {}
+    )
+    looked = build_looked(
+        experiment, rules.metrics, loaded, settings, history, by_day, published_at, stored
+    )
+    if sequential:
+        first = frozen_looks.first_reported(
+            looked.statistics, stored, time.time() if now is None else now
+        )
+        await frozen_looks.write(client, site, experiment, rules.metrics, settings.cuped, first)
+    report = looked.report
     report.notes.extend(cap_note(cap) for cap in caps)
     return report
+
+
+def _measures(experiment: Experiment, rules: RuleSet) -> list[tuple[str, str]]:
+    """The report's measures as (metric, kind), in the report's order."""
+    return [(measure.metric, measure.kind) for measure in measures_of(experiment, rules.metrics)]
 
 
 async def weights_history(

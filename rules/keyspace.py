@@ -24,6 +24,7 @@ Per site:
 | `rf:{site}:bandit:weights` | hash | bandits' weights in force (JSON), `_version` | forever |
 | `rf:{site}:bandit:history:{experiment}` | hash | day -> that day's weights (JSON) | forever |
 | `rf:{site}:bandit:published:{experiment}` | hash | day -> the time of its publication | forever |
+| `rf:{site}:looks:{experiment}` | hash | each completed look's z as first reported (2) | forever |
 | `rf:{site}:seg:{visitor}` | string | the segment the proxy reads (msgpack) | as the profile |
 | `rf:{site}:vh:{handle}` | string | the visitor a public handle names | as profiles, once shown |
 | `rf:{site}:acct:{domain}` | hash | an account's page views, tags, last seen | as profiles |
@@ -93,6 +94,13 @@ Shared:
 (1) ``{login}`` is a hash tag: one script reads and writes a user's and an address's counts
 together, so all of them share one Redis Cluster slot. Shared keys otherwise each live in
 their own slot: nothing writes two of them in one MULTI or script.
+
+(2) The group-sequential test's looks (analytics/stats/frozen_looks.py): a field
+``analysis|day|variant|metric|measure`` (``frozen_look_field``), written once (HSETNX) by the
+first report after the day's end; ``analysis`` digests what makes the statistic (the
+experiment's start, seed and control, the metric's definition, CUPED on or off), so an
+experiment restarted or a metric redefined starts afresh. Outside ``agg``: a rebuild keeps the
+looks as they were reported.
 
 An experiment's aggregates hash has one field per (day of first exposure, variant, segment,
 [metric,] statistic): ``day|variant|segment|stat`` for exposure counts and
@@ -255,6 +263,21 @@ def bandit_published_at(site: str, experiment: str) -> str:
     publishing worker's clock), written with the day's history: a day published well after
     midnight had the previous weights until then (the report's sample-ratio check)."""
     return _site(site, "bandit", "published", experiment)
+
+
+def frozen_looks(site: str, experiment: str) -> str:
+    """The z of each completed group-sequential look of an experiment as the first report
+    after its day computed it (``frozen_look_field`` -> repr of a float): later reports test
+    the look on it, never on data that late conversions revised (analytics/stats/frozen_looks.py).
+    Outside ``agg``, so a rebuild keeps them."""
+    return _site(site, "looks", experiment)
+
+
+def frozen_look_field(analysis: str, day: str, variant: str, metric: str, measure: str) -> str:
+    """One look's field in ``frozen_looks``: the analysis digest, the day (UTC, the look's
+    last day of first exposures), the variant compared with control, the metric and its
+    measure (conversion, count or revenue); keys and days never contain the separator."""
+    return FIELD_SEPARATOR.join((analysis, day, variant, metric, measure))
 
 
 def daily(site: str, day: str) -> str:

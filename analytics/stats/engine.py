@@ -127,6 +127,9 @@ class Comparison:
     risk: Array  # expected relative loss of shipping the variant, at most 1 if non-negative
     test: NDArray[np.int64]  # index into TESTS
     cuped: NDArray[np.int64]  # [batch, 1, segment, measure]: CUPED_APPLIED, CUPED_OFF or why not
+    # each look's statistic from the data now (the score z of a rate, else Welch's t, skewness-
+    # corrected where the test is; nan where refused): what a report freezes (frozen_looks.py)
+    z: Array
 
 
 def arms(sample: Sample, use_cuped: bool) -> tuple[Arm, NDArray[np.int64]]:
@@ -156,8 +159,11 @@ def _floored(variance: Array, pooled: Moments) -> Array:
     return as_array(np.where(variance == 0.0, pooled.variance, variance))
 
 
-def compare(sample: Sample, settings: Settings) -> Comparison:
-    """Every variant against control (the steps in the module's docstring)."""
+def compare(sample: Sample, settings: Settings, frozen_z: Array | None = None) -> Comparison:
+    """Every variant against control (the steps in the module's docstring). ``frozen_z``
+    (shaped like the comparisons, nan where none): the group-sequential looks' statistics as
+    first observed, tested in place of the ones the data give now (``as_looked``); estimates
+    and intervals are today's. Other methods ignore it."""
     everyone, fallback = arms(sample, settings.cuped)
     control = Arm(everyone.n[:, :1], everyone.mean[:, :1], everyone.variance[:, :1])
     treatment = Arm(everyone.n[:, 1:], everyone.mean[:, 1:], everyone.variance[:, 1:])
@@ -170,7 +176,8 @@ def compare(sample: Sample, settings: Settings) -> Comparison:
     gamma, refused = _skewness(sample, as_rate, welch)
     welch = np.where(refused, np.nan, skewness.hall_statistic(welch, gamma))
     z = np.where(as_rate, proportions.score_statistic(*counts.parts()), welch)
-    critical, p_value = _critical_and_p(control, treatment, z, as_rate, settings)
+    tested = as_looked(z, frozen_z) if settings.method == "group_sequential" else z
+    critical, p_value = _critical_and_p(control, treatment, tested, as_rate, settings)
     fisher = _fisher_where(exact, counts)
     if settings.method in SEQUENTIAL_METHODS:
         p_value = np.where(exact, np.fmax(p_value, fisher), p_value)  # never beyond the exact
@@ -203,7 +210,21 @@ def compare(sample: Sample, settings: Settings) -> Comparison:
         risk=risk,
         test=test.astype(np.int64),
         cuped=fallback,
+        z=as_array(np.broadcast_to(z, p_value.shape)),
     )
+
+
+def as_looked(z: Array, frozen_z: Array | None) -> Array:
+    """Each look's statistic as the group-sequential test reads it: the one first observed
+    (``frozen_z``, broadcast to ``z``'s shape) where there is one, else the one the data give
+    now. Conversions that come days after the first exposure join their look's cohort late;
+    testing a past look again on the revised data would draw it anew against a boundary that
+    spent alpha once (Jennison & Turnbull 2000, ch. 9: a repeated significance test reads each
+    look once). nan in ``frozen_z`` means none."""
+    if frozen_z is None:
+        return z
+    frozen = np.broadcast_to(np.asarray(frozen_z, dtype=float), np.shape(z))
+    return as_array(np.where(np.isnan(frozen), z, frozen))
 
 
 def relative_lift(control_mean: Array, treatment_mean: Array) -> Array:

@@ -47,6 +47,7 @@ from typing import Any, Final
 
 import numpy as np
 
+from refract.analytics.stats import frozen_looks
 from refract.analytics.stats.cuped import FALLBACKS
 from refract.analytics.stats.data import ExperimentData, day_start
 from refract.analytics.stats.engine import (
@@ -60,6 +61,7 @@ from refract.analytics.stats.engine import (
     compare,
 )
 from refract.analytics.stats.exploratory import corrected
+from refract.analytics.stats.frozen_looks import Look
 from refract.analytics.stats.group_sequential import equal_arm_visitors
 from refract.analytics.stats.moments import Array, as_array
 from refract.analytics.stats.planning import Plan, days_needed, measured_baseline, plan
@@ -223,6 +225,33 @@ def build(
     its midnight) only for a bandit, ``weights_by_day`` (day -> the weights in force all day,
     None where they changed within it; a day not named had the rule file's) only for fixed
     weights."""
+    return build_looked(
+        experiment, metrics, data, settings, history, weights_by_day, published_at
+    ).report
+
+
+@dataclass(frozen=True)
+class Looked:
+    """A report and the looks' statistics it computed from the data now (segment ``all``,
+    every day: frozen_looks.first_reported picks the ones to store)."""
+
+    report: Report
+    statistics: dict[Look, float]
+
+
+def build_looked(
+    experiment: Experiment,
+    metrics: dict[str, Metric],
+    data: ExperimentData,
+    settings: Settings = Settings(),  # noqa: B008 - frozen, so one shared default is safe
+    history: Mapping[str, Weights] | None = None,
+    weights_by_day: Mapping[str, Mapping[str, float] | None] | None = None,
+    published_at: Mapping[str, float] | None = None,
+    frozen: Mapping[Look, float] | None = None,
+) -> Looked:
+    """``build``, with the group-sequential looks of ``frozen`` tested on the statistics
+    stored when they were first reported (frozen_looks.py), and the statistics of every look
+    from the data now."""
     variants = [variant.key for variant in experiment.variants]
     measures = measures_of(experiment, metrics)
     base: dict[str, Any] = {
@@ -237,12 +266,17 @@ def build(
     }
     if not data.days:
         reasons = [why_no_visitor(experiment)]
-        return Report(**base, srm={}, decision=Decision("keep_running", None, reasons))
+        empty = Report(**base, srm={}, decision=Decision("keep_running", None, reasons))
+        return Looked(empty, {})
     cumulative = data.cumulative()
     planned = plan_of(experiment, cumulative, settings.alpha)
     if settings.planned_visitors is None:
         settings = replace(settings, planned_visitors=planned.planned_visitors(settings.method))
-    comparison = compare(sample_of(cumulative, measures), settings)
+    kinds = [(measure.metric, measure.kind) for measure in measures]
+    frozen_z = frozen_looks.frozen_array(
+        frozen or {}, data.days, variants, kinds, len(data.segments)
+    )
+    comparison = compare(sample_of(cumulative, measures), settings, frozen_z)
     weights = np.array([variant.weight for variant in experiment.variants], dtype=float)
     notes = _notes(comparison, measures, settings)
     stratified: dict[str, Any] = {}
@@ -275,7 +309,7 @@ def build(
         lower = metrics[experiment.primary_metric].better == "lower"
         why = BY_PERIOD if periods is not None else BY_DAY
         decision = _confirmed_by_strata(decision, stratified, why, lower_is_better=lower)
-    return Report(
+    report = Report(
         **base,
         srm=srm,
         decision=decision,
@@ -285,6 +319,11 @@ def build(
         over_time=_over_time(comparison, cumulative, measures, variants),
         stratified=stratified,
     )
+    statistics = {
+        look: float(comparison.z[d, v, frozen_looks.CONFIRMATORY, m])
+        for (d, v, m), look in frozen_looks.looks_of(data.days, variants, kinds)
+    }
+    return Looked(report, statistics)
 
 
 BANDIT_NOTE = (
