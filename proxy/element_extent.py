@@ -69,6 +69,7 @@ _ENDS_EARLY = frozenset(
 )
 _SIMPLE_BYTES = 4096  # an element this short that is one start tag, text and its end tag
 _COMMENT = "-comment"
+_NODES_BETWEEN_CHECKS = 4096  # a few milliseconds of the walk
 # An XML start tag, with its attributes (quoted, as XML requires) and whether it closes itself.
 _XML_START_TAG = re.compile(rb"<[^\s/>]+(?:\s+[^\s=/>]+\s*=\s*(?:\"[^\"]*\"|'[^']*'))*\s*(/?)>")
 # In XML, a raw-text element written empty: lol-html reads its text to the end of the page.
@@ -178,9 +179,7 @@ def misread(
     ]
     if not unsure:
         return lost
-    apart, end_shared = _read_apart(marked, markers, tags, unsure)
-    if deadline is not None:
-        deadline.check()
+    apart, end_shared = _read_apart(marked, markers, tags, unsure, deadline)
     past_the_end = {index for index, (_, action) in edits.items() if action in _PAST_THE_END_TAG}
     return lost | apart | frozenset(match for match in end_shared if match[0] in past_the_end)
 
@@ -196,16 +195,24 @@ def _simple(marked: bytes, start: int, end: int, tag: str) -> bool:
 
 
 def _read_apart(
-    marked: bytes, markers: _Markers, tags: Mapping[Match, str], unsure: list[Match]
+    marked: bytes,
+    markers: _Markers,
+    tags: Mapping[Match, str],
+    unsure: list[Match],
+    deadline: rewrite_time.Deadline | None,
 ) -> tuple[frozenset[Match], frozenset[Match]]:
     """Of ``unsure``, the elements lexbor reads otherwise (the marked page parsed once, each
     element must follow its start marker and be followed by its end marker), and those it reads
     alike but for an end tag lol-html took for theirs: the element is its parent's last and the
     end marker follows the parent (or an ancestor closed with it)."""
-    tree = LexborHTMLParser(marked.decode("latin-1"))
+    text = marked.decode("latin-1")
+    tree = rewrite_time.parse_within(lambda: LexborHTMLParser(text), deadline)
     comments: dict[tuple[Match, str], LexborNode] = {}
     root = tree.root
-    for node in root.traverse(include_text=True) if root is not None else ():
+    nodes = root.traverse(include_text=True) if root is not None else ()
+    for count, node in enumerate(nodes, 1):
+        if deadline is not None and count % _NODES_BETWEEN_CHECKS == 0:
+            deadline.check()  # a tree lexbor grew past the page's size (formatting reopened)
         if node.tag == _COMMENT and (marks := markers.comment(node.comment_content or "")):
             comments[marks] = node
     apart, end_shared = [], []

@@ -11,11 +11,22 @@ before it, so the process is held up for about the limit, not the page's whole r
 
 A page that overran is remembered (``Overruns``) for ``RETRY_AFTER`` seconds and served
 unmodified at once meanwhile, so a slow page costs the limit once, not on every request.
+
+lexbor, which checks where elements end (proxy/element_extent.py), cannot be fed in chunks,
+and its work too grows with the square of some pages (formatting elements left open, which
+it reopens at every paragraph: a 790 KB page took it 16 s). It releases the GIL, so it runs
+in a thread of its own (``parse_within``), waited for as long as the deadline leaves; one
+that overran finishes there, and meanwhile other pages needing the check are served
+unmodified at once, so at most one core is ever spent on such a page.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as WaitTimeoutError
+from typing import Any, TypeVar
 
 import lolhtml
 
@@ -24,6 +35,9 @@ from refract.proxy.rewrite_cache import page_digest
 
 CHUNK_BYTES = 64 * 1024  # a 100 KB page is two writes
 RETRY_AFTER = 600.0
+T = TypeVar("T")
+_PARSER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="refract-page-check")
+_parsing: list[Future[Any]] = []  # the parse in the thread, if one was started
 
 
 class RewriteTooSlowError(Exception):
@@ -42,6 +56,9 @@ class Deadline:
     def check(self) -> None:
         if time.thread_time() > self._at:
             raise RewriteTooSlowError("the page's rewrite overran its time limit")
+
+    def left(self) -> float:
+        return max(self._at - time.thread_time(), 0.0)
 
 
 class Overruns:
@@ -68,3 +85,19 @@ def write(rewriter: lolhtml.HTMLRewriter, data: bytes, deadline: Deadline | None
     for start in range(0, len(data), CHUNK_BYTES):
         rewriter.write(data[start : start + CHUNK_BYTES])
         deadline.check()
+
+
+def parse_within(parse: Callable[[], T], deadline: Deadline | None) -> T:
+    """``parse()`` (a parser that releases the GIL) in the page-check thread, waited for no
+    longer than ``deadline`` leaves; RewriteTooSlowError past it, or at once while a parse
+    that overran is still running."""
+    if deadline is None:
+        return parse()
+    if _parsing and not _parsing[0].done():
+        raise RewriteTooSlowError("a page check that overran its time limit is still running")
+    running = _PARSER.submit(parse)
+    _parsing[:] = [running]
+    try:
+        return running.result(timeout=deadline.left())
+    except WaitTimeoutError:
+        raise RewriteTooSlowError("the page check overran its time limit") from None

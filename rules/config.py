@@ -332,7 +332,7 @@ class SiteConfig(Section):
         description='largest HTML body Refract rewrites, e.g. "4MiB"; larger pages pass unmodified',
     )
     max_rewrite_seconds: float = Field(
-        default=0.25,
+        default=1.0,
         gt=0,
         le=10,
         description="CPU seconds a page's rewrite may take (it holds up the proxy process's other "

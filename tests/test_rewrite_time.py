@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from refract.proxy import metrics
+from refract.proxy import metrics, rewrite_time
 from refract.proxy.rewrite_time import RewriteTooSlowError
 from refract.proxy.rewriter import Edit, PageRewriter, Plan
 from tests.conftest import ProxyFactory
@@ -54,6 +54,48 @@ def test_other_pages_are_rewritten_after_one_overran() -> None:
     assert rewriter.rewrite(page, PLAN, time_limit=0.1) == (
         b"<body><p class=any>New</p><script src=/b.js></script></body>"
     )
+
+
+def reopened_formatting(count: int, nonce: str) -> bytes:
+    """A page whose end-tag check is slow for lexbor: ``count`` formatting elements left
+    open, which it reopens in each of ``count`` paragraphs (lol-html reads it in 10 ms)."""
+    opened = "".join(f"<b id=i{i}>" for i in range(count))
+    return (
+        f"<body><p class=hero>Welcome <b>back</b></p>{opened}{'<p>x</p>' * count}"
+        f"<meta name=csrf content={nonce}>"
+    ).encode()
+
+
+HERO = Plan(edits=(Edit("set_text", ".hero", "Hi"),), tail="<script src=/b.js></script>")
+
+
+def wait_for_the_page_check() -> None:
+    """Until a page check that overran has finished in its thread."""
+    while True:
+        try:
+            return rewrite_time.parse_within(lambda: None, rewrite_time.Deadline(5))
+        except RewriteTooSlowError:
+            time.sleep(0.05)
+
+
+def test_a_slow_end_tag_check_stops_at_the_time_limit() -> None:
+    started = time.perf_counter()
+    with pytest.raises(RewriteTooSlowError):
+        PageRewriter().rewrite(reopened_formatting(8000, "a"), HERO, time_limit=0.02)
+    assert time.perf_counter() - started < 0.2  # lexbor alone takes 0.45 s over it
+    wait_for_the_page_check()
+
+
+def test_pages_needing_the_check_are_refused_while_one_that_overran_runs() -> None:
+    rewriter = PageRewriter()
+    with pytest.raises(RewriteTooSlowError):
+        rewriter.rewrite(reopened_formatting(6000, "a"), HERO, time_limit=0.02)
+    # The same page with another token: not remembered, and refused at once all the same.
+    with pytest.raises(RewriteTooSlowError, match="still running"):
+        rewriter.rewrite(reopened_formatting(6000, "b"), HERO, time_limit=60)
+    wait_for_the_page_check()
+    page = b"<body><p class=hero>Old <b>x</b></p><p>y</p></body>"
+    assert b"<p class=hero>Hi</p>" in rewriter.rewrite(page, HERO, time_limit=60)
 
 
 @pytest.mark.parametrize("size", [10, 64 * 1024 - 1, 64 * 1024, 64 * 1024 + 1, 300_000])
