@@ -52,7 +52,8 @@ FAIL_OPEN = Counter(
     "implied_end: an edit left out of an element a browser ends before its end tag; styles: a "
     "page's styles left out, the page having no head, body or end in the data state; "
     "rewrite_time: a page whose rewrite overran sites.max_rewrite_seconds (or did within 10 "
-    "minutes), served unmodified.",
+    "minutes), served unmodified; xml_name: a set_attribute left out of a page served as XHTML, "
+    "its name not one an XML parser takes.",
     ["stage"],
 )
 REWRITE_SKIPPED = Counter(

@@ -41,6 +41,17 @@ from refract.proxy.element_extent import EXTENT_ACTIONS, Match, may_end_early
 from refract.rules.token_contexts import CLASS_SEPARATOR, refused_elements, selector_subjects
 
 _XHTML_NAMESPACE = "http://www.w3.org/1999/xhtml"
+# An attribute name an XML parser takes without a namespace declaration (XML 1.0 Name's
+# characters, Namespaces in XML's NCName, or xml:NCName): set in a page served as XHTML, any
+# other (Alpine's @click, "1st", "a:b:c") makes it not well-formed, and the browser shows an
+# error instead of the page.
+_NC_NAME_START = (
+    "A-Z_a-z\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u02ff\u0370-\u037d\u037f-\u1fff"
+    "\u200c\u200d\u2070-\u218f\u2c00-\u2fef\u3001-\ud7ff\uf900-\ufdcf\ufdf0-\ufffd"
+    "\U00010000-\U000effff"
+)
+_NC_NAME_REST = _NC_NAME_START + "\\-.0-9\u00b7\u0300-\u036f\u203f\u2040"
+_XML_ATTRIBUTE_NAME = re.compile(f"(?:xml:)?[{_NC_NAME_START}][{_NC_NAME_REST}]*")
 _HTML = lolhtml.ContentType.HTML
 # Written after the page: a tag only where the tokenizer is in the data state at the end
 # (lol-html's, as a browser's: inside a <script>, a <plaintext>, a comment or an unfinished
@@ -129,12 +140,20 @@ class _EditHandler:
         self._run = run
         self._depends_on_end = edit.action in EXTENT_ACTIONS
         self._matched = 0
+        self._no_xml_name = (
+            run.xml
+            and edit.action == "set_attribute"
+            and not _XML_ATTRIBUTE_NAME.fullmatch(edit.attribute)
+        )
 
     def element(self, element: lolhtml.Element) -> None:
         ordinal = self._matched  # counted alike in every pass: the matches are the page's
         self._matched += 1
         if self._edit.may_meet_probe and element.has_attribute(_END_PROBE_ATTRIBUTE):
             return  # not the page's: anything put before or after it would end the page
+        if self._no_xml_name:
+            self._run.fail_opens.append("xml_name")  # the page would not be well-formed
+            return
         if self._refuses(element):
             return
         if (
