@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 # --- labels (WHATWG Encoding Standard, "Names and labels", 2025-06) --------------------------
@@ -161,6 +162,16 @@ def extract_mime_type(values: str) -> MimeType | None:
         elif "charset" not in mime.parameters and charset is not None:
             mime.parameters["charset"] = charset
     return mime
+
+
+def response_content_type(fields: Iterable[str]) -> tuple[str, str]:
+    """A response's type as a browser reads it from all its Content-Type ``fields`` (in the
+    order received; Fetch "extract a MIME type", where the last type that parses wins): its
+    essence ("" when none parses), and the fields combined with ", ", the text
+    ``page_encoding`` takes."""
+    combined = ", ".join(fields)
+    mime = extract_mime_type(combined)
+    return (mime.essence if mime is not None else ""), combined
 
 
 def _split_values(text: str) -> list[str]:

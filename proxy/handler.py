@@ -29,7 +29,7 @@ from yarl import URL
 from refract.proxy import codings, csp, freshness, local, measure, metrics, sniff
 from refract.proxy.app_keys import REDIS_KEY, STATE_KEY
 from refract.proxy.call import EXCHANGE, Call, Exchange
-from refract.proxy.charset import is_ascii_safe, page_encoding
+from refract.proxy.charset import is_ascii_safe, page_encoding, response_content_type
 from refract.proxy.forwarding import forwarding_headers, host_name, is_client_claim, is_host
 from refract.proxy.headers import (
     add_vary,
@@ -326,7 +326,7 @@ def _must_fetch_whole(request: web.Request, upstream: aiohttp.ClientResponse, si
     return (
         request.method == "GET"
         and upstream.status == 206
-        and upstream.content_type in _HTML_TYPES
+        and _is_html(upstream)
         and not is_attachment(upstream.headers.get("Content-Disposition"))
     )
 
@@ -650,10 +650,16 @@ def _is_page(request: web.Request, upstream: aiohttp.ClientResponse) -> bool:
     return (
         request.method in ("GET", "HEAD")
         and upstream.status == 200
-        and upstream.content_type in _HTML_TYPES
+        and _is_html(upstream)
         and "Content-Range" not in upstream.headers
         and not is_attachment(upstream.headers.get("Content-Disposition"))
     )
+
+
+def _is_html(upstream: aiohttp.ClientResponse) -> bool:
+    """Whether the answer is HTML or XHTML, by all its Content-Type fields as a browser reads
+    them (aiohttp's ``content_type`` reads the first)."""
+    return response_content_type(upstream.headers.getall("Content-Type", ()))[0] in _HTML_TYPES
 
 
 def _rewrite_skip_reason(upstream: aiohttp.ClientResponse, site: Site, coding: str) -> str:
@@ -702,7 +708,8 @@ def _page(call: Call, origin: OriginPage) -> web.Response:
     fragment = is_fetched_by_script(request.headers) and not _opens_a_document(origin)
     # Whatever becomes of the rewrite below; a HEAD is no page view.
     human = request.method == "GET" and not fragment and measure.record_pageview(call, account)
-    content_type = origin.headers.get("Content-Type", "")
+    # Every Content-Type field, as a browser reads them: the last type wins.
+    essence, content_type = response_content_type(origin.headers.getall("Content-Type", ()))
     coding = codings.choose_coding(request.headers.get("Accept-Encoding"), origin.coding)
     limit = call.site.config.max_rewrite_bytes
 
@@ -725,7 +732,7 @@ def _page(call: Call, origin: OriginPage) -> web.Response:
             html = codings.decode(origin.body, origin.coding, limit)
             if not is_ascii_safe(page_encoding(content_type, html)):
                 raise _PassUnmodifiedError("charset")
-            xml = content_type.lower().startswith(_XHTML_TYPE)
+            xml = essence == _XHTML_TYPE
             time_limit = call.site.config.max_rewrite_seconds
             output = state.rewriter.rewrite(html, plan, xml=xml, time_limit=time_limit)
             return codings.encode(output, coding)

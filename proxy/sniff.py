@@ -43,10 +43,13 @@ _BINARY_SIGNATURES = (
 
 
 _LEADING_WHITESPACE = b" \t\n\r\x0c"
-# What may come before a document's doctype or <html>, and either of them.
-_DOCUMENT_PROLOGUE = re.compile(rb"(?:[ \t\n\r\x0c]++|<!--(?:[^-]|-(?!->))*+-->)*+")
-_DOCUMENT_TAG = re.compile(rb"<(?:!doctype|html)[ \t\n\r\x0c/>]", re.IGNORECASE)
-_DOCUMENT_TAGS = (b"<!doctype", b"<html")
+# What may come before a document's first tag: whitespace, comments, and processing
+# instructions (``<?xml version="1.0"?>``: HTML reads one as a bogus comment ending at ``>``).
+_DOCUMENT_PROLOGUE = re.compile(rb"(?:[ \t\n\r\x0c]++|<!--(?:[^-]|-(?!->))*+-->|<\?[^>]*+>)*+")
+# A doctype (``<!doctype`` and anything, as browsers read it: ``<!DOCTYPEhtml>`` too), or an
+# <html>, <head> or <body> tag (the first two may be omitted, and so may the doctype).
+_DOCUMENT_TAG = re.compile(rb"<!doctype|<(?:html|head|body)[ \t\n\r\x0c/>]", re.IGNORECASE)
+_DOCUMENT_TAGS = (b"<!doctype", b"<html", b"<head", b"<body")
 
 
 def starts_as_markup(header: bytes) -> bool:
@@ -60,15 +63,18 @@ def starts_as_markup(header: bytes) -> bool:
 
 
 def opens_a_document(header: bytes) -> bool:
-    """True when ``header`` (a page's first bytes, decoded) opens a whole document: a doctype or
-    an ``<html>`` after a byte order mark, whitespace and comments, as a page a browser
-    navigates to does; a fragment a script fetches to put into a page (``<tr>...``, ``<div>``)
-    does not. Bytes that end before telling (a long comment first) are taken for a document."""
+    """True when ``header`` (a page's first bytes, decoded) opens a whole document: a doctype,
+    an ``<html>``, ``<head>`` or ``<body>`` after a byte order mark, whitespace, comments and
+    processing instructions (an XML declaration), as a page a browser navigates to does; a
+    fragment a script fetches to put into a page (``<tr>...``, ``<div>``, ``<title>``) does
+    not. Bytes that end before telling (a long comment first) are taken for a document."""
     header = header.removeprefix(_BYTE_ORDER_MARKS[2])
     prologue = _DOCUMENT_PROLOGUE.match(header)
     rest = header[prologue.end() :] if prologue else header
     cut_short = rest.lower()
-    if rest.startswith(b"<!--") or any(tag.startswith(cut_short) for tag in _DOCUMENT_TAGS):
+    if rest.startswith((b"<!--", b"<?")) or any(
+        tag.startswith(cut_short) for tag in _DOCUMENT_TAGS
+    ):
         return True
     return _DOCUMENT_TAG.match(rest) is not None
 

@@ -41,6 +41,13 @@ primary_metric = "signup"
 """
 )
 FRAGMENT = "<h1 id=hero>Old</h1><p>row</p>"
+XHTML_1_PAGE = (  # XHTML 1.0 served as text/html: an XML declaration before the doctype
+    '<?xml version="1.0" encoding="UTF-8"?>\n'
+    '<!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Strict//EN"'
+    ' "http://www.w3.org/TR/xhtml1/DTD/xhtml1-strict.dtd">\n'
+    '<html xmlns="http://www.w3.org/1999/xhtml"><head><title>t</title></head>'
+    "<body><h1 id=hero>Old</h1></body></html>"
+)
 BEACON = b"/_refract/beacon.js"
 
 # (case, request fields, body, a page: beacon, a page view and an exposure)
@@ -49,6 +56,7 @@ CASES = [
     ("htmx, no Fetch metadata", {"HX-Request": "true"}, FRAGMENT, False),
     ("jQuery, no Fetch metadata", {"X-Requested-With": "XMLHttpRequest"}, FRAGMENT, False),
     ("fetch of a whole page (Turbo)", {"Sec-Fetch-Dest": "empty"}, PAGE.decode(), True),
+    ("fetch of a page opening with <?xml ?>", {"Sec-Fetch-Dest": "empty"}, XHTML_1_PAGE, True),
     ("navigation to a fragment", {"Sec-Fetch-Dest": "document"}, FRAGMENT, True),
     ("iframe", {"Sec-Fetch-Dest": "iframe"}, FRAGMENT, True),
     ("no Fetch metadata", {}, FRAGMENT, True),
@@ -93,6 +101,22 @@ DOCUMENT_STARTS = [
     (b"<!-- a comment longer than the bytes read", True),  # cannot tell: a document
     (b"<!DOC", True),
     (b"", True),
+    (b'<?xml version="1.0" encoding="UTF-8"?>\n<!DOCTYPE html PUBLIC "-//W3C//DTD">', True),
+    (b'<?xml version="1.0"?><html xmlns="http://www.w3.org/1999/xhtml">', True),
+    (b"<?xml version='1.0'?><!-- x --><?xml-stylesheet href='a'?><!doctype html>", True),
+    (b"<?xml version=", True),  # cannot tell: a document
+    (b"<!DOCTYPEhtml><html>", True),
+    (b"<!doctype>", True),
+    (b"<head><title>t</title></head><body>", True),
+    (b"\n<!-- no doctype --><HEAD>", True),
+    (b"<body class=home><h1>x</h1>", True),
+    (b"<body/>", True),
+    (b"<body>", True),
+    (b"<?xml version='1.0'?><tr><td>1</td></tr>", False),
+    (b"<title>t</title><div>x</div>", False),
+    (b"<header>nav</header>", False),
+    (b"<bodyx>", False),
+    (b"<div>x</div>", False),
     (b"<tr><td>1</td></tr>", False),
     (b"<!-- row --><div>x</div>", False),
     (b"<htmlx>", False),
