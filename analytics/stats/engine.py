@@ -23,8 +23,9 @@ experiment's report, or experiments for many. Variant 0 is the control. Steps:
 5. the Bayesian view of the same test (bayesian.statistic_posterior: the normal posterior
    whose flat-prior chance to beat control is one minus the test's one-sided p-value, or the
    exact mid-p evidence where Fisher's test is used; a normal prior on the lift, flat by
-   default): chance to beat control and expected loss, at most 1 for a non-negative measure
-   (bayesian.floored_risk).
+   default): chance to beat control and expected loss, read in the measure's ``better``
+   direction (lower is better: a decrease wins, an increase is the loss), the loss at most 1
+   for a non-negative measure where higher is better (bayesian.floored_risk).
 """
 
 from __future__ import annotations
@@ -96,6 +97,9 @@ class Sample:
     # [measure]: a per-visitor value may be below 0 (a metric with allow_negative: refunds);
     # None: none. Its relative lift has no floor at -100 %, nor its risk at 100 %.
     signed: NDArray[np.bool_] | None = None
+    # [measure]: +1 where higher is better, -1 where lower is (errors); None: all higher. The
+    # chance to beat control and the risk are read in that direction; tests are two-sided.
+    better: NDArray[np.float64] | None = None
 
 
 @dataclass(frozen=True)
@@ -123,8 +127,10 @@ class Comparison:
     ci_high: Array
     p_value: Array
     p_adjusted: Array
-    chance_to_win: Array
-    risk: Array  # expected relative loss of shipping the variant, at most 1 if non-negative
+    chance_to_win: Array  # P(an effect in the measure's better direction)
+    # expected relative loss of shipping the variant in the better direction (an increase where
+    # lower is better), at most 1 for a non-negative measure where higher is better
+    risk: Array
     test: NDArray[np.int64]  # index into TESTS
     cuped: NDArray[np.int64]  # [batch, 1, segment, measure]: CUPED_APPLIED, CUPED_OFF or why not
     # each look's statistic from the data now (the score z of a rate, else Welch's t, skewness-
@@ -194,7 +200,8 @@ def compare(sample: Sample, settings: Settings, frozen_z: Array | None = None) -
     ci_low = np.where(defined, ratio.low - 1.0, np.nan)
     ci_high = np.where(defined, ratio.high - 1.0, np.nan)
     evidence, scale = _evidence(z, exact, as_rate, difference, counts)
-    chance, risk = _bayesian(evidence, scale, control.mean, nonnegative, settings)
+    better = np.broadcast_to(_better(sample), z.shape)
+    chance, risk = _bayesian(evidence, scale, control.mean, nonnegative, better, settings)
     chance, risk = np.where(refused, np.nan, chance), np.where(refused, np.nan, risk)
     test = np.where(exact, EXACT, np.where(as_rate, SCORE, WELCH))
     test = np.where(refused, TOO_SKEWED, np.where(gamma != 0.0, HALL, test))
@@ -242,6 +249,13 @@ def _nonnegative(sample: Sample) -> NDArray[np.bool_]:
     if sample.signed is None:
         return np.ones(sample.binary.shape, dtype=bool)
     return np.asarray(~sample.signed)
+
+
+def _better(sample: Sample) -> Array:
+    """[measure]: +1 where higher is better, -1 where lower is (all +1 without ``better``)."""
+    if sample.better is None:
+        return as_array(np.ones(sample.binary.shape))
+    return as_array(np.where(np.asarray(sample.better, dtype=float) < 0.0, -1.0, 1.0))
 
 
 @dataclass(frozen=True)
@@ -408,6 +422,7 @@ def _bayesian(
     scale: Array,
     control_mean: Array,
     nonnegative: NDArray[np.bool_],
+    better: Array,
     settings: Settings,
 ) -> tuple[Array, Array]:
     """Chance to beat control and the relative risk of shipping, from the posterior of the
@@ -415,10 +430,14 @@ def _bayesian(
     flat-prior chance is Φ(z), one minus the test's one-sided p-value) divided by the control
     mean's size |m_c| and updated with the prior on the relative lift: Δ/|m_c| is the relative
     lift where m_c > 0 and keeps Δ's sign where m_c < 0 (a net revenue with refunds), so the
-    chance and the risk always follow the absolute difference. The risk of a non-negative
-    measure is the posterior's censored at a lift of -1 (bayesian.floored_risk: at most 1, a
-    variant cannot lose more than everything). Without a control mean (no conversion yet) the
-    chance is Φ(z) and the risk unknown; with no spread at all in either arm (nothing to tell
+    chance and the risk always follow the absolute difference. Both are read in the measure's
+    ``better`` direction (+1 or -1): the chance is P(better·L > 0) and the risk E[max(0,
+    -better·L)], so where lower is better (errors) a decrease wins and the loss is an increase.
+    The risk of a non-negative measure where higher is better is the posterior's censored at a
+    lift of -1 (bayesian.floored_risk: at most 1, a variant cannot lose more than everything);
+    where lower is better the loss is an increase, which has no such bound (40 errors can
+    become 400): the plain risk. Without a control mean (no conversion yet) the chance is
+    Φ(better·z) and the risk unknown; with no spread at all in either arm (nothing to tell
     them apart) the chance is 1/2."""
     absolute = bayesian.statistic_posterior(evidence, scale)
     scale_c = np.abs(control_mean)
@@ -429,13 +448,15 @@ def _bayesian(
         prior_mean=settings.prior_mean,
         prior_variance=settings.prior_sd**2,
     )
-    chance = bayesian.chance_to_win(posterior.mean, posterior.sd)
-    unscaled = as_array(special.ndtr(evidence))
+    gain = as_array(posterior.mean * better)  # the lift in the better direction
+    chance = bayesian.chance_to_win(gain, posterior.sd)
+    unscaled = as_array(special.ndtr(evidence * better))
     unscaled = np.where(np.isnan(unscaled), 0.5, unscaled)
-    floor = np.where(nonnegative & (control_mean > 0.0), -1.0, -np.inf)
+    # a lift is at least -1 (a non-negative measure), so only a decrease's loss is bounded
+    floor = np.where(nonnegative & (control_mean > 0.0) & (better > 0.0), -1.0, -np.inf)
     return (
         as_array(np.where(np.isfinite(chance), chance, unscaled)),
-        bayesian.floored_risk(posterior.mean, posterior.sd, floor),
+        bayesian.floored_risk(gain, posterior.sd, floor),
     )
 
 

@@ -208,6 +208,7 @@ def sample_of(data: ExperimentData, measures: list[Measure]) -> Sample:
         x3=x3,
         cubes=cubes,
         signed=np.array([measure.signed for measure in measures], dtype=bool),
+        better=np.array([measure.better for measure in measures], dtype=float),
     )
 
 
