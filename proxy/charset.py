@@ -8,7 +8,15 @@ ISO-2022-JP are not, nor is its "replacement" encoding (ISO-2022-KR and the like
 browser shows as one U+FFFD): such pages pass through untouched.
 
 The encoding is the one a browser would use (HTML's encoding sniffing): the BOM, then the
-``charset`` parameter of the MIME type Fetch extracts from Content-Type, then ``<meta>``. A
+``charset`` parameter of the MIME type Fetch extracts from Content-Type, then the encoding of
+an XML declaration opening the page (``<?xml ... encoding="..."?>``, which browsers honour for
+HTML pages too), then HTML's "prescan a byte stream to determine its encoding" over the first
+1024 bytes: comments skipped, ``<meta>`` attributes read as the standard reads them (``charset``,
+or ``http-equiv=content-type`` with ``content``), other tags' attributes skipped. Known
+differences from browsers: like Chromium (whose prescan runs its tokenizer) and unlike the
+standard's prescan, the text of ``<script>``, ``<style>``, ``<title>`` and the like is not read
+as tags; unlike Chromium, which reads on past 1024 bytes while in the ``<head>`` (and stops at
+the first tag of the body), the prescan stops at 1024 bytes wherever it is. A
 label is one of the Encoding Standard's, as browsers take them: ``latin-1`` or ``utf_8``,
 which Python knows, are no labels, and a browser goes on to the page's ``<meta>`` (so a page
 labelled ``utf-7`` or ``utf-32``, encodings browsers do not have, is read as they read it).
@@ -225,31 +233,211 @@ def _find(text: str, character: str, start: int) -> int:
 
 # --- the page's encoding (HTML "encoding sniffing algorithm") --------------------------------
 
-_META_CHARSET = re.compile(
-    rb"""<meta[^>]+?charset\s*=\s*["']?\s*([A-Za-z0-9_.:\-]+)""", re.IGNORECASE
-)
 _BOMS = (  # the Encoding Standard's BOM sniffing (a UTF-32 BOM is read as UTF-16LE's)
     (b"\xef\xbb\xbf", "UTF-8"),
     (b"\xfe\xff", "UTF-16BE"),
     (b"\xff\xfe", "UTF-16LE"),
 )
-# A <meta> naming these is read in an ASCII-compatible encoding: the HTML prescan takes these.
+# A <meta> or XML declaration naming these is read in an ASCII-compatible encoding.
 _META_OVERRIDES = {"UTF-16BE": "UTF-8", "UTF-16LE": "UTF-8", "x-user-defined": "windows-1252"}
-_PRESCAN_BYTES = 1024  # the HTML standard's limit for the <meta charset> prescan
+_PRESCAN_BYTES = 1024  # the HTML standard's limit for the prescan
+_SPACE = b"\t\n\x0c\r "  # ASCII whitespace, as bytes
+_FAILURE = ""  # a charset attribute naming no label (distinct from None: none seen)
+# Elements whose text the HTML tokenizer does not read as tags (RAWTEXT, RCDATA, script data):
+# a <meta> inside a script's string is none (the standard's prescan would take it; browsers,
+# which prescan with their tokenizer, do not).
+_TEXT_ELEMENTS = frozenset(b"script style title textarea xmp iframe noembed noframes".split())
 
 
 def page_encoding(content_type: str | None, body: bytes) -> str:
     """The name of the encoding a browser would use: BOM, then the Content-Type's charset (a
-    label it knows), then the first <meta> naming one it knows, then UTF-8."""
+    label it knows), then an XML declaration's encoding, then the <meta> prescan, then UTF-8."""
     for bom, name in _BOMS:
         if body.startswith(bom):
             return name
     if content_type and (header := _header_charset(content_type)) is not None:
         return header
-    for meta in _META_CHARSET.finditer(body[:_PRESCAN_BYTES]):
-        if (named := encoding_for_label(meta[1].decode("ascii"))) is not None:
-            return _META_OVERRIDES.get(named, named)
-    return "UTF-8"
+    if (declared := _xml_declaration_encoding(body)) is not None:
+        return _META_OVERRIDES.get(declared, declared)
+    try:
+        return _prescan(body[:_PRESCAN_BYTES]) or "UTF-8"
+    except _End:  # a comment, tag or attribute cut by the end: no <meta> after it is read
+        return "UTF-8"
+
+
+class _End(Exception):
+    """The prescan reached the end of its bytes inside a comment, tag or attribute."""
+
+
+def _xml_declaration_encoding(body: bytes) -> str | None:
+    """The encoding an XML declaration at the very start names (``<?xml ... encoding="x"?>``),
+    as browsers read one for HTML and XML pages alike; None without one naming a label."""
+    if not body.startswith(b"<?xml"):
+        return None
+    end = body.find(b">", 5)
+    declaration = body[5 : end if end != -1 else _PRESCAN_BYTES]
+    found = re.search(rb"""encoding[\t\n\r ]*=[\t\n\r ]*(["'])(.*?)\1""", declaration, re.DOTALL)
+    return encoding_for_label(found[2].decode("latin-1")) if found else None
+
+
+def _prescan(data: bytes) -> str | None:
+    """HTML "prescan a byte stream to determine its encoding" over ``data``: the encoding the
+    first <meta> with a usable charset names, or None; ``_End`` when ``data`` ends in a tag."""
+    if data.startswith(b"<\x00?\x00x\x00"):
+        return "UTF-16LE"
+    if data.startswith(b"\x00<\x00?\x00x"):
+        return "UTF-16BE"
+    position, length = 0, len(data)
+    while position < length:
+        if data.startswith(b"<!--", position):
+            position = data.find(b"-->", position + 2) + 2  # the "--" may be the opening's
+            if position == 1:
+                raise _End
+        elif data[position : position + 5].lower() == b"<meta" and _is_in(
+            _byte(data, position + 5), _SPACE + b"/"
+        ):
+            encoding, position = _meta(data, position + 5)
+            if encoding is not None:
+                return encoding
+        elif data.startswith(b"<", position) and (
+            _is_letter(_byte(data, position + 1))
+            or (_byte(data, position + 1) == b"/" and _is_letter(_byte(data, position + 2)))
+        ):
+            position = _skip_tag(data, position)
+        elif data[position : position + 2] in (b"<!", b"</", b"<?"):
+            position = data.find(b">", position + 1)
+            if position == -1:
+                raise _End
+        position += 1
+    return None
+
+
+def _meta(data: bytes, position: int) -> tuple[str | None, int]:
+    """The prescan's steps for a ``<meta``'s attributes from ``position``: the encoding it
+    declares (``charset``, or ``http-equiv=content-type`` with ``content``) and where it ends."""
+    names: set[str] = set()
+    got_pragma = False
+    need_pragma: bool | None = None
+    charset: str | None = None
+    while (attribute := _get_attribute(data, position)) is not None:
+        name, value, position = attribute
+        if name in names:
+            continue
+        names.add(name)
+        if name == "http-equiv" and value == "content-type":
+            got_pragma = True
+        elif name == "content" and charset is None:
+            if (extracted := _charset_in_content(value)) is not None:
+                charset, need_pragma = extracted, True
+        elif name == "charset":
+            charset, need_pragma = encoding_for_label(value) or _FAILURE, False
+    if need_pragma is None or (need_pragma and not got_pragma) or not charset:
+        return None, position
+    return _META_OVERRIDES.get(charset, charset), position
+
+
+def _skip_tag(data: bytes, position: int) -> int:
+    """Past another tag's name and attributes (at its ``>``, or the end); past a raw text
+    element's text when it starts one."""
+    start = position + 1
+    while position < len(data) and data[position : position + 1] not in (_SPACE + b">"):
+        position += 1
+    tag = data[start:position].split(b"/")[0].lower()  # "" for an end tag
+    while (attribute := _get_attribute(data, position)) is not None:
+        position = attribute[2]
+    if tag in _TEXT_ELEMENTS and position < len(data):
+        end = re.compile(rb"</" + re.escape(tag) + rb"[\t\n\x0c\r />]", re.IGNORECASE)
+        found = end.search(data, position + 1)
+        return found.start() - 1 if found else len(data)
+    return position
+
+
+def _get_attribute(data: bytes, position: int) -> tuple[str, str, int] | None:
+    """HTML "get an attribute" from ``position``: its name and value (ASCII lower-cased, one
+    byte a character) and where reading stopped; None at a ``>``, ``_End`` at the end."""
+    length = len(data)
+    while position < length and data[position] in _SPACE + b"/":
+        position += 1
+    if position >= length:
+        raise _End
+    if data[position] == 0x3E:  # ">"
+        return None
+    name = bytearray()
+    while True:
+        if position >= length:
+            raise _End
+        byte = data[position]
+        if byte == 0x3D and name:  # "="
+            position += 1
+            break
+        if byte in _SPACE:
+            while position < length and data[position] in _SPACE:
+                position += 1
+            if position >= length:
+                raise _End
+            if data[position] != 0x3D:
+                return _text(name), "", position
+            position += 1
+            break
+        if byte in b"/>":
+            return _text(name), "", position
+        name.append(byte)
+        position += 1
+    while position < length and data[position] in _SPACE:
+        position += 1
+    if position >= length:
+        raise _End
+    value = bytearray()
+    quote = data[position]
+    if quote in b"\"'":
+        end = data.find(bytes([quote]), position + 1)
+        if end == -1:
+            raise _End
+        return _text(name), _text(data[position + 1 : end]), end + 1
+    if quote == 0x3E:
+        return _text(name), "", position
+    while position < length and data[position] not in _SPACE + b">":
+        value.append(data[position])
+        position += 1
+    if position >= length:
+        raise _End
+    return _text(name), _text(value), position
+
+
+def _charset_in_content(content: str) -> str | None:
+    """HTML "extracting a character encoding from a meta element": the encoding the first
+    ``charset=`` of a ``content`` value names (already lower-cased), or None."""
+    position = 0
+    while (found := content.find("charset", position)) != -1:
+        position = found + 7
+        rest = content[position:].lstrip(_ASCII_WHITESPACE)
+        if not rest.startswith("="):
+            continue
+        rest = rest[1:].lstrip(_ASCII_WHITESPACE)
+        if not rest:
+            return None
+        if rest[0] in "\"'":
+            end = rest.find(rest[0], 1)
+            return None if end == -1 else encoding_for_label(rest[1:end])
+        return encoding_for_label(re.split(r"[\t\n\x0c\r ;]", rest, maxsplit=1)[0])
+    return None
+
+
+def _text(data: bytes | bytearray) -> str:
+    """Bytes one a character, ASCII upper case lowered (as the prescan collects them)."""
+    return data.decode("latin-1").translate(_ASCII_UPPER_TO_LOWER)
+
+
+def _byte(data: bytes, position: int) -> bytes:
+    return data[position : position + 1]
+
+
+def _is_in(byte: bytes, choices: bytes) -> bool:
+    return len(byte) == 1 and byte in choices
+
+
+def _is_letter(byte: bytes) -> bool:
+    return len(byte) == 1 and byte.isalpha()
 
 
 def _header_charset(content_type: str) -> str | None:

@@ -1,8 +1,10 @@
 """The encoding a page is read in is the one a browser picks: Content-Type parsed as a MIME
 type (Fetch's "extract a MIME type": parameters, quoted strings with backslash escapes, the
 first ``charset`` parameter, the last type), labels as the Encoding Standard lists them (one
-it does not list, however well Python knows it, leaves the choice to ``<meta>``), and the
-first ``<meta>`` naming a label. A page in ISO-2022-JP or UTF-16 is never rewritten."""
+it does not list, however well Python knows it, leaves the choice to ``<meta>``), an XML
+declaration opening the page, and the first ``<meta>`` HTML's prescan finds naming a label (not
+one in a comment, a script or another attribute). A page in ISO-2022-JP or UTF-16 is never
+rewritten."""
 
 from __future__ import annotations
 
@@ -76,6 +78,116 @@ def test_the_page_encoding_is_the_one_a_browser_uses(
 ) -> None:
     found = page_encoding(content_type, body)
     assert (found.lower(), is_ascii_safe(found)) == (name.lower(), rewritable)
+
+
+# --- the page's own declaration: HTML's prescan of the first 1024 bytes, an XML declaration ---
+
+HEAD = b"<!doctype html><html><head>"
+JIS_TEXT = "日本語".encode("iso-2022-jp")
+
+# (body, the encoding a browser uses); Content-Type is text/html without a charset.
+DECLARATIONS = [
+    (HEAD + b'<!-- <meta charset="utf-8"> --><meta charset="iso-2022-jp">', "ISO-2022-JP"),
+    (
+        HEAD + b'<meta name="description" content="charset=utf-8"><meta charset=iso-2022-jp>',
+        "ISO-2022-JP",
+    ),
+    (HEAD + b'<meta data-charset="utf-8" charset="iso-2022-jp">', "ISO-2022-JP"),
+    (
+        HEAD + b'<script>var s="<meta charset=utf-8>";</script><meta charset="iso-2022-jp">',
+        "ISO-2022-JP",
+    ),
+    (
+        HEAD + b'<style>/* <meta charset=utf-8> */</style><meta charset="iso-2022-jp">',
+        "ISO-2022-JP",
+    ),
+    (
+        HEAD
+        + b'<meta http-equiv="refresh" content="5; charset=utf-8">'
+        + b'<meta content="text/html; charset=iso-2022-jp" http-equiv="Content-Type">',
+        "ISO-2022-JP",
+    ),
+    (b'<?xml version="1.0" encoding="iso-2022-jp"?>\n<html><body><p>' + JIS_TEXT, "ISO-2022-JP"),
+    (
+        b"<?xml version='1.0' encoding='ISO-2022-JP'?><html xmlns='http://www.w3.org/1999/xhtml'>",
+        "ISO-2022-JP",
+    ),
+    (b'<?xml version="1.0" encoding="iso-2022-jp"?><meta charset=utf-8>', "ISO-2022-JP"),
+    (b"<!doctype html><!-- old: <meta charset='iso-2022-jp'> --><meta charset=utf-8><p>x", "UTF-8"),
+    (b'<meta property="og:charset=iso-2022-jp" content="x"><meta charset=utf-8>', "UTF-8"),
+    (b'<meta name=x content="text/html; charset=iso-2022-jp"><p>x', "UTF-8"),
+    (b'<p title="<meta charset=iso-2022-jp>">x</p>', "UTF-8"),
+    (b"<meta charset=iso-2022-jp", "UTF-8"),
+]
+# Read right before the prescan too: kept so.
+KEPT_DECLARATIONS = [
+    (HEAD + b'<!--><meta charset="iso-2022-jp">', "ISO-2022-JP"),
+    (
+        HEAD + b"<meta http-equiv=content-type content='text/html;charset=\"ISO-2022-JP\"'>",
+        "ISO-2022-JP",
+    ),
+    (b" " * 1000 + b'<meta charset="iso-2022-jp">', "UTF-8"),
+]
+DECLARATION_IDS = [
+    "meta-in-a-comment",
+    "content-without-http-equiv",
+    "data-charset",
+    "meta-in-a-script-string",
+    "meta-in-a-style-comment",
+    "http-equiv-content-type-after-a-refresh",
+    "xml-declaration",
+    "xml-declaration-single-quotes",
+    "xml-declaration-before-meta",
+    "reverse-meta-in-a-comment",
+    "reverse-charset-in-a-property-value",
+    "reverse-content-without-http-equiv",
+    "reverse-meta-in-an-attribute-value",
+    "reverse-meta-cut-by-the-end",
+    "comment-closed-by-its-own-dashes",
+    "content-type-quoted-label",
+    "meta-past-1024-bytes",
+]
+
+
+@pytest.mark.parametrize(("body", "name"), DECLARATIONS + KEPT_DECLARATIONS, ids=DECLARATION_IDS)
+def test_the_page_declares_its_encoding_as_a_browser_reads_it(body: bytes, name: str) -> None:
+    assert page_encoding("text/html", body) == name
+
+
+# A <meta> the prescan must not read (hidden in a comment, a script, an attribute value, or an
+# attribute that only ends in "charset") put before the one it must read changes nothing.
+HIDDEN = st.sampled_from(
+    [
+        b"<!-- <meta charset=%s> -->",
+        b"<script>x='<meta charset=%s>'</script>",
+        b"<meta name=x content='charset=%s'>",
+        b"<meta data-charset=%s>",
+        b"<a title='<meta charset=%s>'>",
+    ]
+)
+DECLARED = st.sampled_from(
+    [
+        (b"<meta charset=%s>", True),
+        (b'<meta http-equiv="Content-Type" content="text/html; charset=%s">', True),
+        (b"<p class=%s>", False),
+    ]
+)
+NAMES = {b"utf-8": "UTF-8", b"iso-2022-jp": "ISO-2022-JP", b"shift_jis": "Shift_JIS"}
+NAMES[b"latin1"] = "windows-1252"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    hidden=st.lists(st.tuples(HIDDEN, st.sampled_from([b"utf-8", b"iso-2022-jp", b"koi8-r"]))),
+    declared=DECLARED,
+    label=st.sampled_from(list(NAMES)),
+)
+def test_a_hidden_meta_does_not_change_the_encoding(
+    hidden: list[tuple[bytes, bytes]], declared: tuple[bytes, bool], label: bytes
+) -> None:
+    tag, names_one = declared
+    page = HEAD + b"".join(part % value for part, value in hidden) + tag % label + b"<body>"
+    assert page_encoding("text/html", page) == (NAMES[label] if names_one else "UTF-8")
 
 
 JIS = b"\x1b$B</body>!\x1b(B"  # four kanji whose JIS bytes spell "</body>"
