@@ -439,7 +439,9 @@ class PausedPage:
                     if self.answered >= posted:
                         break
                     await asyncio.wait_for(self.more.wait(), 5)
-                await asyncio.sleep(0.1)  # the beacon reads the answer; no page time passes
+                # the beacon reads the answer and sets its next try (no page time passes:
+                # 0.1 s was too little on a loaded machine, and the try came a second late)
+                await asyncio.sleep(0.5)
 
     async def posts(self) -> list[int]:
         posts: list[int] = await self.page.evaluate("posts")
