@@ -25,8 +25,8 @@ labelled ``utf-7`` or ``utf-32``, encodings browsers do not have, is read as the
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 # --- labels (WHATWG Encoding Standard, "Names and labels", 2025-06) --------------------------
@@ -172,7 +172,8 @@ def extract_mime_type(values: str) -> MimeType | None:
     return mime
 
 
-def response_content_type(fields: Iterable[str]) -> tuple[str, str]:
+@functools.lru_cache(maxsize=256)  # a site's pages send a few; read on every page served
+def response_content_type(fields: tuple[str, ...]) -> tuple[str, str]:
     """A response's type as a browser reads it from all its Content-Type ``fields`` (in the
     order received; Fetch "extract a MIME type", where the last type that parses wins): its
     essence ("" when none parses), and the fields combined with ", ", the text

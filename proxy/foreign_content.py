@@ -26,7 +26,7 @@ import lolhtml
 
 from refract.proxy import rewrite_time
 from refract.proxy.lru import ByteBoundedLRU
-from refract.proxy.rewrite_cache import page_digest
+from refract.proxy.rewrite_cache import page_key
 
 SELECTOR = "svg, math"
 _HTML = lolhtml.ContentType.HTML
@@ -65,7 +65,7 @@ def source(page: bytes, deadline: rewrite_time.Deadline | None = None) -> bytes:
     """What lol-html should read for ``page``: the page itself, or a copy of it with an end tag
     after each self-closing ``<svg>`` and ``<math>`` (``without_end_tags`` takes them out of
     the output)."""
-    key = (len(page), page_digest(page))
+    key = page_key(page)
     needs_copy = _NEEDS_COPY.get(key)
     if needs_copy is None:  # (the copy made twice, the first time only: such pages are rare)
         needs_copy = bool(_MAY_SELF_CLOSE.search(page)) and (

@@ -659,7 +659,8 @@ def _is_page(request: web.Request, upstream: aiohttp.ClientResponse) -> bool:
 def _is_html(upstream: aiohttp.ClientResponse) -> bool:
     """Whether the answer is HTML or XHTML, by all its Content-Type fields as a browser reads
     them (aiohttp's ``content_type`` reads the first)."""
-    return response_content_type(upstream.headers.getall("Content-Type", ()))[0] in _HTML_TYPES
+    types = tuple(upstream.headers.getall("Content-Type", ()))
+    return response_content_type(types)[0] in _HTML_TYPES
 
 
 def _rewrite_skip_reason(upstream: aiohttp.ClientResponse, site: Site, coding: str) -> str:
@@ -709,7 +710,8 @@ def _page(call: Call, origin: OriginPage) -> web.Response:
     # Whatever becomes of the rewrite below; a HEAD is no page view.
     human = request.method == "GET" and not fragment and measure.record_pageview(call, account)
     # Every Content-Type field, as a browser reads them: the last type wins.
-    essence, content_type = response_content_type(origin.headers.getall("Content-Type", ()))
+    types = tuple(origin.headers.getall("Content-Type", ()))
+    essence, content_type = response_content_type(types)
     coding = codings.choose_coding(request.headers.get("Accept-Encoding"), origin.coding)
     limit = call.site.config.max_rewrite_bytes
 

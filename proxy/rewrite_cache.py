@@ -28,6 +28,12 @@ def page_digest(body: bytes) -> bytes:
     return xxhash.xxh3_128_digest(body, seed=_SEED)
 
 
+def page_key(body: bytes) -> tuple[int, bytes]:
+    """What tells one page's bytes from another's, for what is remembered of them: their
+    length and ``page_digest``."""
+    return len(body), page_digest(body)
+
+
 class Rewritten(NamedTuple):
     """A rewritten page and its validator, hashed once when made, not on every hit."""
 

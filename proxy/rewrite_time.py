@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 import lolhtml
 
 from refract.proxy.lru import ByteBoundedLRU
-from refract.proxy.rewrite_cache import page_digest
+from refract.proxy.rewrite_cache import page_key
 
 CHUNK_BYTES = 64 * 1024  # a 100 KB page is two writes
 RETRY_AFTER = 600.0
@@ -69,10 +69,10 @@ class Overruns:
         self._pages: ByteBoundedLRU[tuple[int, bytes], float] = ByteBoundedLRU(4096)
 
     def add(self, page: bytes) -> None:
-        self._pages.put((len(page), page_digest(page)), time.monotonic(), 1)
+        self._pages.put(page_key(page), time.monotonic(), 1)
 
     def recent(self, page: bytes) -> bool:
-        overran = self._pages.get((len(page), page_digest(page)))
+        overran = self._pages.get(page_key(page))
         return overran is not None and time.monotonic() - overran < RETRY_AFTER
 
 

@@ -21,30 +21,11 @@ from selectolax.lexbor import LexborHTMLParser
 
 from refract.proxy.rewriter import Edit, PageRewriter, Plan
 from refract.rules.config import Config
-from refract.rules.problems import InvalidFileError, Problem
-from refract.rules.ruleset import rules_from_files
 from refract.rules.schema import Change
 from tests.conftest import AdminFactory
+from tests.test_token_safety import HEADER, problems, rule_file
 
-HEADER = """[[audiences]]
-key = "everyone"
-none = [{ field = "url.path", value = "/never" }]
-"""
 FIELD = "personalizations[0].changes[0].attribute"
-
-
-def rule_file(change: str) -> str:
-    return (
-        f'{HEADER}\n[[personalizations]]\nkey = "p"\naudience = "everyone"\nchanges = [{change}]\n'
-    )
-
-
-def problems(text: str) -> list[Problem]:
-    try:
-        rules_from_files({"rules.toml": text.encode()}, Path("rules"))
-    except InvalidFileError as error:
-        return error.problems
-    return []
 
 
 def toml_string(value: str) -> str:
