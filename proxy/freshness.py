@@ -4,6 +4,10 @@ Refract keeps origin pages as a shared cache would (origin_cache.py). A kept pag
 while its age is below its freshness lifetime, and a fresh page is served without asking the
 origin; a stale one is revalidated (a conditional request, a 304 when unchanged).
 
+- The directives are the origin's ``CDN-Cache-Control`` when it sends one, else its
+  ``Cache-Control`` (RFC 9213 section 2.1: Refract stands where the CDN would, and a cache
+  that obeys the field targeted at it ignores Cache-Control; the browser still gets
+  Cache-Control, and the CDN fields never leave Refract).
 - The lifetime is the origin's explicit one only: ``s-maxage`` (meant for shared caches such
   as this one), else ``max-age``, else ``Expires`` minus ``Date``. Without any of them the page
   is stale at once: no heuristic lifetime is guessed from ``Last-Modified`` (RFC 9111 section
@@ -11,8 +15,9 @@ origin; a stale one is revalidated (a conditional request, a 304 when unchanged)
 - ``no-cache`` in the response (with or without field names) means every use is revalidated.
 - The age is the page's age when received (``Age``, or ``Date`` in the past) plus the time it
   has been kept (section 4.2.3).
-- A visitor's ``Cache-Control: no-cache``, ``max-age`` below the page's age, or ``Pragma:
-  no-cache`` (section 5.4) has the page revalidated for that request (a browser's reload).
+- A visitor's ``Cache-Control: no-cache``, ``max-age`` below the page's age, ``min-fresh``
+  beyond what freshness the page has left, or ``Pragma: no-cache`` (section 5.4) has the page
+  revalidated for that request (a browser's reload).
 
 Numbers come from the origin and the visitor: delta-seconds beyond 2^31 are taken as 2^31
 (section 1.2.2), and anything that does not parse as one means "stale" (section 4.2.1).
@@ -52,6 +57,13 @@ def directives(values: Iterable[str]) -> dict[str, str]:
     return found
 
 
+def cache_directives(headers: CIMultiDictProxy[str]) -> dict[str, str]:
+    """The directives this cache obeys: the ``CDN-Cache-Control`` field's when the origin sent
+    one, else ``Cache-Control``'s."""
+    targeted = headers.getall("CDN-Cache-Control", ())
+    return directives(targeted or headers.getall("Cache-Control", ()))
+
+
 def delta_seconds(argument: str | None) -> int | None:
     """A delta-seconds argument (section 1.2.2), or None when it is not one."""
     if argument is None or not argument.isdigit() or not argument.isascii():
@@ -76,7 +88,7 @@ def http_date(value: str | None) -> float | None:
 def lifetime(headers: CIMultiDictProxy[str], date: float | None) -> float:
     """Seconds the response may be used without revalidation by a shared cache; 0 if none.
     ``date`` is its ``Date``, parsed (http_date), once for this and initial_age."""
-    found = directives(headers.getall("Cache-Control", ()))
+    found = cache_directives(headers)
     if "no-cache" in found:
         return 0.0
     for name in ("s-maxage", "max-age"):
@@ -99,8 +111,9 @@ def initial_age(headers: CIMultiDictProxy[str], date: float | None, received_at:
     return max(age, apparent)
 
 
-def visitor_allows(request_headers: Mapping[str, str], age: float) -> bool:
-    """May a page of ``age`` seconds answer this request without asking the origin?"""
+def visitor_allows(request_headers: Mapping[str, str], age: float, lifetime: float) -> bool:
+    """May a page of ``age`` seconds, fresh for ``lifetime``, answer this request without
+    asking the origin?"""
     cache_control = request_headers.get("Cache-Control")
     if cache_control is None:
         return "no-cache" not in request_headers.get("Pragma", "").lower()
@@ -109,5 +122,9 @@ def visitor_allows(request_headers: Mapping[str, str], age: float) -> bool:
         return False
     if "max-age" in found:
         limit = delta_seconds(found["max-age"])
-        return limit is not None and age <= limit
+        if limit is None or age > limit:
+            return False
+    if "min-fresh" in found:  # fresh for at least this much longer (section 5.2.1.3)
+        wanted = delta_seconds(found["min-fresh"])
+        return wanted is not None and lifetime - age >= wanted
     return True

@@ -49,7 +49,13 @@ from refract.proxy.headers import (
     with_replacement_characters,
     without_hop_by_hop,
 )
-from refract.proxy.origin_cache import KeptPage, OriginKey, Told
+from refract.proxy.origin_cache import (
+    KEPT_CONDITIONALS,
+    KeptPage,
+    OriginKey,
+    Told,
+    is_personal,
+)
 from refract.proxy.pages import neutral_page
 from refract.proxy.personalize import NO_SEGMENT, Personalized, Segment, personalize
 from refract.proxy.request_body import BodyTooLargeError, announcing_end, request_body
@@ -232,9 +238,9 @@ async def _proxy(request: web.Request, state: ProxyState, exchange: Exchange) ->
 async def _forward(call: Call, segment_lookup: asyncio.Future[Any] | None) -> web.StreamResponse:
     """Ask the origin, then serve its answer: a page (rewritten) or a stream; or serve the
     page kept from it, while fresh, without asking."""
-    request, state, site, exchange = call.request, call.state, call.site, call.exchange
-    kept_key, upstream_headers = _kept_key(call)
-    kept = state.origin_cache.lookup(kept_key) if kept_key else None
+    request, state, exchange = call.request, call.state, call.exchange
+    kept_key, personal, upstream_headers = _kept_key(call)
+    kept = state.origin_cache.lookup(kept_key, personal) if kept_key else None
     if kept is not None:
         age = state.origin_cache.fresh_age(kept, request.headers)
         if age is not None:  # fresh: the origin said it may be used without asking
@@ -252,19 +258,28 @@ async def _forward(call: Call, segment_lookup: asyncio.Future[Any] | None) -> we
     except BodyTooLargeError:
         return _too_large()
     began = time.perf_counter()
-    asked = await _ask(call, request.method, url, upstream_headers, body)
+    asked = await _ask_whole(call, request.method, url, upstream_headers, body)
     if isinstance(asked, web.Response):
         return asked
     upstream, deadline = asked
-    if _must_fetch_whole(request, upstream, site):
+    mismatched = (
+        kept is not None and upstream.status == 304 and not kept.validated_by(upstream.headers)
+    )
+    if mismatched and kept_key is not None:
+        # a 304 about another page than the kept one, which is dropped (RFC 9111 4.3.4)
         upstream.release()
-        without_range = without_hop_by_hop(upstream_headers, drop=_RANGE_FIELDS)
-        asked = await _ask(call, "GET", url, without_range, None, deadline)
+        state.origin_cache.count("mismatched")
+        state.origin_cache.forget(kept_key)
+        kept = None
+        for name in KEPT_CONDITIONALS:
+            upstream_headers.popall(name, None)
+        asked = await _ask_whole(call, request.method, url, upstream_headers, body, deadline)
         if isinstance(asked, web.Response):
             return asked
         upstream, deadline = asked
     exchange.upstream_ms = (time.perf_counter() - began) * 1000
     try:
+        _forget_changed(call, upstream)
         if (kept is not None and upstream.status == 304) or _is_page(request, upstream):
             call.segment = await _page_segment(call, segment_lookup)
         if kept is not None and kept_key is not None and upstream.status == 304:
@@ -273,9 +288,42 @@ async def _forward(call: Call, segment_lookup: asyncio.Future[Any] | None) -> we
             return _page(call, OriginPage.kept(confirmed, kept_key))
         if kept is not None:
             state.origin_cache.count("modified")
-        return await _respond(call, upstream, kept_key, deadline)
+        return await _respond(call, upstream, kept_key, deadline, personal)
     finally:
         upstream.release()
+
+
+async def _ask_whole(
+    call: Call,
+    method: str,
+    url: URL,
+    headers: CIMultiDict[str],
+    body: bytes | AsyncIterator[bytes] | None,
+    deadline: float | None = None,
+) -> Asked | web.Response:
+    """Ask the origin; for a page we rewrite, its whole self (_must_fetch_whole)."""
+    asked = await _ask(call, method, url, headers, body, deadline)
+    if isinstance(asked, web.Response):
+        return asked
+    upstream, deadline = asked
+    if not _must_fetch_whole(call.request, upstream, call.site):
+        return upstream, deadline
+    upstream.release()
+    without_range = without_hop_by_hop(headers, drop=_RANGE_FIELDS)
+    return await _ask(call, "GET", url, without_range, None, deadline)
+
+
+def _forget_changed(call: Call, upstream: aiohttp.ClientResponse) -> None:
+    """A success of an unsafe method changed what the origin has at its URL (and at the
+    Location or Content-Location it names): what is kept of them is dropped."""
+    request = call.request
+    named = [
+        *upstream.headers.getall("Location", ()),
+        *upstream.headers.getall("Content-Location", ()),
+    ]
+    call.state.origin_cache.changed(
+        call.site.key, request.method, upstream.status, request.raw_path, request.host, named
+    )
 
 
 Asked = tuple[aiohttp.ClientResponse, float]
@@ -455,9 +503,10 @@ async def _segment(lookup: asyncio.Future[Any] | None, wait_s: float) -> Segment
     return decode_segment(data)
 
 
-def _kept_key(call: Call) -> tuple[OriginKey | None, CIMultiDict[str] | None]:
+def _kept_key(call: Call) -> tuple[OriginKey | None, bool, CIMultiDict[str] | None]:
     """The origin cache's key for the request, judged by the fields the origin would be sent
-    (OriginCache.key), and those fields when they had to be made to judge it.
+    (OriginCache.key); whether the request is a personal one (origin_cache.is_personal); and
+    the fields sent when they had to be made to judge the key.
 
     The fields sent carry no conditional the request does not (none is added, some are
     dropped): a request without any has the key the fields sent would give it, and only a
@@ -465,10 +514,20 @@ def _kept_key(call: Call) -> tuple[OriginKey | None, CIMultiDict[str] | None]:
     cache, site, request = call.state.origin_cache, call.site, call.request
     told = _told(call)
     key = cache.key(site.key, told, request, request.headers)
-    if key is not None or not cache.enabled or request.method != "GET":
-        return key, None
-    sent = _upstream_headers(call)
-    return cache.key(site.key, told, request, sent), sent
+    if key is None and cache.enabled and request.method in ("GET", "HEAD"):
+        sent = _upstream_headers(call)
+        return cache.key(site.key, told, request, sent), _is_personal(call), sent
+    return key, key is not None and _is_personal(call), None
+
+
+def _is_personal(call: Call) -> bool:
+    """Whether the request carries cookies of the origin's that may make its page one
+    visitor's (Refract's own never reach the origin)."""
+    cookie = "; ".join(call.request.headers.getall("Cookie", ()))
+    if not cookie:
+        return False
+    qa_cookie = call.state.rules.rules.settings.qa_parameter
+    return is_personal(call.state.identity.strip_own_cookies(cookie, qa_cookie))
 
 
 def _origin_url(call: Call) -> URL:
@@ -512,7 +571,11 @@ def _origin_failed(site: Site, exchange: Exchange, reason: str, url: URL) -> web
 
 
 async def _respond(
-    call: Call, upstream: aiohttp.ClientResponse, kept_key: OriginKey | None, deadline: float
+    call: Call,
+    upstream: aiohttp.ClientResponse,
+    kept_key: OriginKey | None,
+    deadline: float,
+    personal: bool,
 ) -> web.StreamResponse:
     request, site = call.request, call.site
     if not _is_page(request, upstream):
@@ -543,7 +606,7 @@ async def _respond(
         return await _stream_page(call, upstream, already_read=raw)
     page = OriginPage(upstream.headers, raw, coding, page_digest(raw), upstream.reason or "OK")
     if kept_key is not None:
-        call.state.origin_cache.keep(kept_key, page.headers, page.body, page.digest)
+        call.state.origin_cache.keep(kept_key, page.headers, page.body, page.digest, personal)
     return _page(call, page)
 
 
@@ -763,8 +826,8 @@ def _page(call: Call, origin: OriginPage) -> web.Response:
         measure.record_exposures(call, personalized.decision)
     fields = _page_fields(call, origin, etag, coding)
     headers = _with_identity(call, CIMultiDict(fields.read_by_aiohttp))
-    if origin.age is not None:
-        headers["Age"] = str(origin.age)
+    if (age := _age(origin)) is not None:
+        headers["Age"] = age
     if none_match(request.headers.get("If-None-Match"), etag):
         # the visitor holds these very bytes
         return WireResponse(status=304, headers=headers, prepared=fields)
@@ -809,6 +872,13 @@ def _unmodified_page(call: Call, origin: OriginPage) -> web.Response:
     return WireResponse(reason=_reason(origin.reason), headers=headers, body=origin.body)
 
 
+def _age(origin: OriginPage) -> str | None:
+    """The page's Age: a kept page's own, else the one the origin sent with it, if any."""
+    if origin.age is not None:
+        return str(origin.age)
+    return origin.headers.get("Age")
+
+
 def _page_fields(call: Call, origin: OriginPage, etag: str, coding: str) -> PreparedFields:
     """The fields of a rewritten page that every visitor of it gets (all but their cookies and
     the age): made once per variant (``etag``), coding and view of a kept page, so an origin
@@ -816,6 +886,7 @@ def _page_fields(call: Call, origin: OriginPage, etag: str, coding: str) -> Prep
 
     def make() -> PreparedFields:
         headers = _response_headers(call, origin.headers)
+        headers.popall("Age", None)  # the kept page's grows: written per request (_age)
         _as_page_headers(headers, etag)
         if coding != "identity":
             headers["Content-Encoding"] = coding

@@ -69,7 +69,8 @@ _REWRITE_CACHE = Counter(
 ORIGIN_REVALIDATIONS = Counter(
     "refract_origin_revalidations",
     "Uses of kept origin pages: fresh (within the origin's freshness lifetime, not asked), "
-    "not_modified (revalidated: a 304, no body) or modified (revalidated: a new page).",
+    "not_modified (revalidated: a 304, no body), modified (revalidated: a new page) or "
+    "mismatched (a 304 naming another validator: the kept page dropped, the page asked again).",
     ["result"],
 )
 EVENTS = Counter(
@@ -99,8 +100,8 @@ RULES_REFUSED = Counter(
 COLLECT_REJECTED = Counter(
     "refract_collect_rejected",
     "Beacon batches refused, by reason (invalid, too_large, rate_visitor, rate_ip, "
-    "rate_network, site, busy, cross_site, content_type, visitor_unsigned, no_key, "
-    "stream_full).",
+    "rate_network, site, busy, cross_site, content_type, content_encoding, visitor_unsigned, "
+    "no_key, stream_full).",
     ["reason"],
 )
 VISITOR_COOKIES = Counter(

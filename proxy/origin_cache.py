@@ -1,13 +1,29 @@
 """Origin pages kept as a shared cache keeps them: used while fresh, revalidated when stale.
 
 A kept page within its freshness lifetime (freshness.py: the origin's ``s-maxage``,
-``max-age`` or ``Expires``) is used without asking the origin (``server.origin_freshness``,
-on by default; off, every use is confirmed by the origin as before). A stale one is asked for
-with If-None-Match / If-Modified-Since and, on 304, the kept body is used and kept again with
-the 304's headers and a new age. Only pages a shared cache could store are kept (RFC 9111
-section 3): answers to GET without Authorization, with a validator, without ``private`` or
-``no-store``, without Set-Cookie (a cookie is one visitor's), and varying at most by
-Accept-Encoding.
+``max-age`` or ``Expires``, from ``CDN-Cache-Control`` when it sends one) is used without
+asking the origin (``server.origin_freshness``, on by default; off, every use is confirmed by
+the origin as before). A stale one is asked for with If-None-Match / If-Modified-Since and, on
+a 304 naming the kept page's validator, the kept body is used and kept again with the 304's
+headers and a new age; a 304 naming another validator is not about the kept page
+(RFC 9111 section 4.3.4), which is then dropped and the page asked for again.
+
+Only pages a shared cache could store are kept (RFC 9111 section 3): answers to GET (a HEAD
+is answered from them) without Authorization, a body, ``Cache-Control: no-store``, or a field
+that tells an origin to read another URL or method (``_OVERRIDES``: an answer to such a
+request would be kept under a URL it was not made for); with a validator; without
+``private`` or ``no-store`` (nor ``no-store`` in Surrogate-Control); without Set-Cookie (a
+cookie is one visitor's); and varying at most by Accept-Encoding.
+
+A request carrying cookies (besides Refract's own, which the origin never sees, and the
+analytics ones in ``SHARED_COOKIES``) may get a page made for its visitor alone, even from an
+origin that says nothing of it (its ``max-age`` was written for the browser, its 304 judges
+the validator, not whose copy it is): such a request uses and stores only pages the origin
+says a shared cache may give anyone (``public``, ``s-maxage``, or a ``CDN-Cache-Control``).
+
+A successful POST, PUT, PATCH or DELETE to a URL drops the pages kept for it and for the URL
+its answer's Location or Content-Location names on the same host (section 4.4), in the
+process that proxied it: other proxy processes and nodes keep theirs until they go stale.
 
 A page is kept under what the origin was told when it made it (``Told``: the Host it was
 asked for, the scheme and public host forwarded, from which origins write canonical links,
@@ -28,7 +44,9 @@ import functools
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from typing import NamedTuple
+from urllib.parse import urlsplit
 
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -53,17 +71,48 @@ class Told(NamedTuple):
 OriginKey = tuple[str, str, str, str, str, str]
 ViewKey = tuple[str, ...]  # what a kept page's prepared fields are made for (handler)
 
-# A visitor's own conditional or partial request is the origin's to answer.
+# A visitor's own conditional request is the origin's to answer. (A Range is not: a page is
+# served whole whatever range was asked, handler._must_fetch_whole.)
 _VISITOR_CONDITIONALS = (
     "If-None-Match",
     "If-Modified-Since",
     "If-Match",
     "If-Unmodified-Since",
-    "If-Range",
-    "Range",
     "Authorization",
 )
+# The validators a kept page is asked for with (KeptPage.conditional_headers).
+KEPT_CONDITIONALS = ("If-None-Match", "If-Modified-Since")
+# Fields some origins (IIS, Symfony, Rails middleware) obey to serve another URL or method
+# than the request line's: an answer to such a request must not be kept under its URL.
+_OVERRIDES = (
+    "X-Original-URL",
+    "X-Rewrite-URL",
+    "X-HTTP-Method-Override",
+    "X-HTTP-Method",
+    "X-Method-Override",
+)
 _UNSTORABLE = frozenset({"private", "no-store"})
+# Methods that change nothing at the origin (RFC 9110 section 9.2.1); a success of any other
+# drops what is kept of its URL.
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+# Cookies that set no page apart: analytics and advertising tags write them on every page of
+# a site, so a request carrying only these asks for the page a request without cookies gets.
+# Any other cookie may be a session: the page may be its visitor's alone.
+SHARED_COOKIES = (
+    "_ga",
+    "_ga_*",
+    "_gid",
+    "_gat",
+    "_gat_*",
+    "_gcl_*",
+    "_fbp",
+    "_fbc",
+    "_uetsid",
+    "_uetvid",
+    "_clck",
+    "_clsk",
+    "_hj*",
+)
 # RFC 9111 section 4.3.4: a 304 updates the kept headers, except these.
 _NOT_UPDATED = HOP_BY_HOP | {"content-length", "content-encoding", "content-type"}
 # Prepared fields a kept page keeps: its variants times codings and public addresses, bounded
@@ -93,6 +142,7 @@ class KeptPage:
     kept_at: float = 0.0  # time.monotonic() when received or last revalidated
     initial_age: float = 0.0  # seconds old when received (freshness.initial_age)
     lifetime: float = 0.0  # seconds it may be used without asking; 0: stale at once
+    shared: bool = False  # the origin says any visitor may be given it (is_shared)
     # The page's fields as served, per variant and view (OriginCache.fields_for)
     prepared: dict[ViewKey, PreparedFields] = field(default_factory=dict, compare=False, repr=False)
 
@@ -117,6 +167,7 @@ class KeptPage:
             time.monotonic(),
             freshness.initial_age(aged, aged_date, time.time()),
             freshness.lifetime(headers, date),
+            is_shared(headers),
         )
 
     def age(self, now: float) -> float:
@@ -131,6 +182,15 @@ class KeptPage:
             conditions["If-Modified-Since"] = last_modified
         return conditions
 
+    def validated_by(self, not_modified: CIMultiDictProxy[str]) -> bool:
+        """Whether a 304 is about this page (RFC 9111 section 4.3.4): the validator it names,
+        an ETag, else a Last-Modified, is this page's; a 304 naming none is about the only page
+        the request could mean."""
+        for name in ("ETag", "Last-Modified"):
+            if (sent := not_modified.get(name)) is not None:
+                return sent.strip() == self.headers.get(name, "").strip()
+        return True
+
     def updated_by(self, not_modified: CIMultiDictProxy[str]) -> CIMultiDictProxy[str]:
         """The kept headers with the fields a 304 sent replacing theirs."""
         updated = CIMultiDict(self.headers)
@@ -142,7 +202,9 @@ class KeptPage:
 
 class OriginCache:
     def __init__(self, max_bytes: int, use_fresh: bool = True) -> None:
-        self._pages: ByteBoundedLRU[OriginKey, KeptPage] = ByteBoundedLRU(max_bytes)
+        self._pages: ByteBoundedLRU[OriginKey, KeptPage] = ByteBoundedLRU(max_bytes, self._dropped)
+        # the keys kept for each site and target, for section 4.4's invalidation
+        self._by_target: dict[tuple[str, str], set[OriginKey]] = {}
         self.enabled = max_bytes > 0
         self.use_fresh = use_fresh
 
@@ -152,16 +214,23 @@ class OriginCache:
         """The key of a request whose page may be kept, or None; ``told`` is what the origin
         is told of it, ``sent`` are the headers going to the origin (a visitor's validators
         for a page are not: handler.py)."""
-        if not self.enabled or request.method != "GET":
+        if not self.enabled or request.method not in ("GET", "HEAD") or request.body_exists:
             return None
         target = request.raw_path
         if len(target) > MAX_KEPT_TARGET or any(name in sent for name in _VISITOR_CONDITIONALS):
             return None
+        if any(name in sent for name in _OVERRIDES) or _forbids_storing(sent):
+            return None
         accepted = accepted_codings(request.headers.get("Accept-Encoding", ""))
         return (site, told.host, told.scheme, told.public_host, target, accepted)
 
-    def lookup(self, key: OriginKey) -> KeptPage | None:
-        return self._pages.get(key)
+    def lookup(self, key: OriginKey, personal: bool = False) -> KeptPage | None:
+        """The page kept under ``key`` that this request may be given: for a ``personal``
+        one (is_personal), only a page the origin says anyone may be given."""
+        page = self._pages.get(key)
+        if page is None or (personal and not page.shared):
+            return None
+        return page
 
     def fresh_age(self, kept: KeptPage, request_headers: Mapping[str, str]) -> int | None:
         """The age to serve ``kept`` with, without asking the origin; None when it must be
@@ -169,19 +238,27 @@ class OriginCache:
         if not self.use_fresh or kept.lifetime <= 0:
             return None
         age = kept.age(time.monotonic())
-        if age >= kept.lifetime or not freshness.visitor_allows(request_headers, age):
+        if age >= kept.lifetime:
+            return None
+        if not freshness.visitor_allows(request_headers, age, kept.lifetime):
             return None
         return int(age)
 
     def keep(
-        self, key: OriginKey, headers: CIMultiDictProxy[str], body: bytes, digest: bytes
+        self,
+        key: OriginKey,
+        headers: CIMultiDictProxy[str],
+        body: bytes,
+        digest: bytes,
+        personal: bool = False,
     ) -> None:
-        """Keep a page just received (``digest``: rewrite_cache.page_digest of its body)."""
-        if not is_storable(headers):
+        """Keep a page just received (``digest``: rewrite_cache.page_digest of its body), for
+        a ``personal`` request only if the origin says anyone may be given it."""
+        if not is_storable(headers) or (personal and not is_shared(headers)):
             self._pages.pop(key)
             return
         page = KeptPage.received(headers, body, digest)
-        self._pages.put(key, page, footprint(key, page))
+        self._put(key, page)
 
     def revalidated(
         self, key: OriginKey, kept: KeptPage, not_modified: CIMultiDictProxy[str]
@@ -192,7 +269,7 @@ class OriginCache:
             kept.updated_by(not_modified), kept.body, kept.digest, not_modified
         )
         if is_storable(page.headers):
-            self._pages.put(key, page, footprint(key, page))
+            self._put(key, page)
         else:
             self._pages.pop(key)
         return page
@@ -224,6 +301,32 @@ class OriginCache:
     def forget(self, key: OriginKey) -> None:
         self._pages.pop(key)
 
+    def changed(
+        self, site: str, method: str, status: int, target: str, host: str, named: Iterable[str]
+    ) -> None:
+        """An answer the origin gave to ``method`` on ``target`` (a request to ``host``, the
+        visitor's): a success of an unsafe method drops the pages kept for that target and
+        for those its ``named`` URLs (Location, Content-Location) give on the same host."""
+        if method in _SAFE_METHODS or not 200 <= status < 400:
+            return
+        named_here = (_same_host_target(url, host) for url in named)
+        for changed in {target, *(one for one in named_here if one is not None)}:
+            for key in self._by_target.get((site, changed), set()).copy():
+                self._pages.pop(key)
+
+    def _put(self, key: OriginKey, page: KeptPage) -> None:
+        self._pages.put(key, page, footprint(key, page))
+        if self._pages.get(key) is page:  # held (not over a quarter of the budget)
+            self._by_target.setdefault((key[0], key[4]), set()).add(key)
+
+    def _dropped(self, key: OriginKey) -> None:
+        site_target = (key[0], key[4])
+        keys = self._by_target.get(site_target)
+        if keys is not None:
+            keys.discard(key)
+            if not keys:
+                del self._by_target[site_target]
+
     @staticmethod
     def count(result: str) -> None:
         metrics.origin_cache_result(result).inc()
@@ -234,12 +337,54 @@ def is_storable(headers: CIMultiDictProxy[str]) -> bool:
         return False
     if "Set-Cookie" in headers:
         return False
-    if freshness.directives(headers.getall("Cache-Control", ())).keys() & _UNSTORABLE:
+    if freshness.cache_directives(headers).keys() & _UNSTORABLE:
+        return False
+    if "no-store" in freshness.directives(headers.getall("Surrogate-Control", ())):
         return False
     varies = {
         field.strip().lower() for value in headers.getall("Vary", ()) for field in value.split(",")
     }
     return varies <= {"accept-encoding", ""}
+
+
+def is_shared(headers: CIMultiDictProxy[str]) -> bool:
+    """Whether the origin says a shared cache may give the page to anyone, a visitor with a
+    session included: ``public`` or ``s-maxage``, or a field targeted at CDNs."""
+    if "CDN-Cache-Control" in headers:
+        return True
+    return not freshness.cache_directives(headers).keys().isdisjoint({"public", "s-maxage"})
+
+
+def is_personal(cookie: str) -> bool:
+    """Whether a request's Cookie field (Refract's own taken out) may make its page one
+    visitor's: it carries a cookie besides the analytics ones (SHARED_COOKIES)."""
+    names = (pair.partition("=")[0].strip() for pair in cookie.split(";") if pair.strip())
+    return not all(_is_shared_cookie(name) for name in names)
+
+
+@functools.lru_cache(maxsize=256)
+def _is_shared_cookie(name: str) -> bool:
+    return any(fnmatchcase(name, pattern) for pattern in SHARED_COOKIES)
+
+
+def _forbids_storing(request_headers: ReadHeaders) -> bool:
+    """A request's ``Cache-Control: no-store``: nothing of it or its answer may be stored
+    (RFC 9111 section 5.2.1.5)."""
+    return "no-store" in freshness.directives(request_headers.getall("Cache-Control", ()))
+
+
+def _same_host_target(url: str, host: str) -> str | None:
+    """The target (path and query) ``url`` names on ``host``; None for another host or a URL
+    that does not parse."""
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:
+        return None
+    if parts.netloc and parts.netloc.lower() != host.lower():
+        return None
+    if not parts.path.startswith("/"):
+        return None  # relative to the request's own path: not worth resolving
+    return parts.path + (f"?{parts.query}" if parts.query else "")
 
 
 def accepted_codings(accept_encoding: str) -> str:
