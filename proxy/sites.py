@@ -5,7 +5,7 @@ from __future__ import annotations
 import aiohttp
 from yarl import URL
 
-from refract.rules.config import SiteConfig
+from refract.rules.config import SiteConfig, without_root_dot
 
 # The client must add nothing of its own: the origin sees the visitor's headers.
 _NO_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
@@ -38,7 +38,11 @@ class Site:
             host = self.origin.host or ""
             return host if self.origin.is_default_port() else f"{host}:{self.origin.port}"
         if mode == "public":
-            return public_host
+            # The visitor's "a.test." is sent as "a.test": the same DNS name, in the spelling
+            # the origin's virtual hosts and allowed-host lists are written in (nginx and
+            # Django strip the dot too, but not every framework does), and one origin cache
+            # entry for both spellings, as they are one site here.
+            return without_root_dot(public_host)
         return mode
 
     async def close(self) -> None:
@@ -46,7 +50,8 @@ class Site:
 
 
 class SiteRouter:
-    """Finds the site for a Host header: exact host:port, then host name, then ``*``."""
+    """Finds the site for a Host header: exact host:port, then host name, then ``*``; a
+    name's one trailing dot (``a.test.``, the fully qualified spelling) does not count."""
 
     def __init__(self, configs: list[SiteConfig], max_header_bytes: int) -> None:
         self.sites = [Site(config, max_header_bytes) for config in configs]
@@ -57,10 +62,10 @@ class SiteRouter:
                 if host == "*":
                     self._fallback = site
                 else:
-                    self._by_host[host.lower()] = site
+                    self._by_host[_routing_name(host)] = site
 
     def match(self, host: str) -> Site | None:
-        host = host.lower()
+        host = _routing_name(host)
         site = self._by_host.get(host)
         if site is None and ":" in host and not host.endswith("]"):
             site = self._by_host.get(host.rsplit(":", 1)[0])
@@ -69,3 +74,8 @@ class SiteRouter:
     async def close(self) -> None:
         for site in self.sites:
             await site.close()
+
+
+def _routing_name(host: str) -> str:
+    """The host[:port] a site is filed and looked up under: case and the root dot ignored."""
+    return without_root_dot(host.lower())

@@ -287,6 +287,18 @@ class PrivacyConfig(Section):
         return value
 
 
+def without_root_dot(host: str) -> str:
+    """``host[:port]`` with its name's one trailing dot taken off: ``a.test.`` is the fully
+    qualified spelling of the DNS name ``a.test`` (a browser sends it when the visitor wrote
+    it so), and nginx and browsers take both for one name. One dot only: ``a.test..`` names
+    nothing and stays as it is, as does a bracketed IPv6 address."""
+    has_port = ":" in host and not host.endswith("]")
+    name, colon, port = host.rpartition(":") if has_port else (host, "", "")
+    if name.endswith(".") and not name.endswith("..") and name != ".":
+        name = name[:-1]
+    return name + colon + port
+
+
 class SiteConfig(Section):
     host: str = Field(
         description='public host name visitors use, e.g. "www.example.com"; "*" matches any host'
@@ -835,9 +847,28 @@ class Config(Section):
         seen: set[str] = set()
         for site in sites:
             for host in (site.host, *site.aliases):
-                if host.lower() in seen:
+                name = without_root_dot(host.lower())  # how the proxy routes it
+                if name in seen:
                     raise ValueError(f'host "{host}" is served by two sites')
-                seen.add(host.lower())
+                seen.add(name)
+        return sites
+
+    @field_validator("sites")
+    @classmethod
+    def _check_unique_keys(cls, sites: list[SiteConfig]) -> list[SiteConfig]:
+        """The key prefixes everything of a site's that is kept (the origin cache's entries,
+        its events, visitors, accounts and rules state in Redis): two sites with one key would
+        serve each other's pages and mix their data. A key derived from the host can collide
+        too (``shop.example.com`` and ``shop-example.com`` are both ``shop-example-com``)."""
+        first_with: dict[str, int] = {}
+        for index, site in enumerate(sites):
+            earlier = first_with.setdefault(site.key, index)
+            if earlier != index:
+                raise ValueError(
+                    f"{_named(earlier, sites[earlier])} and {_named(index, site)} have the same "
+                    f'key "{site.key}", which names a site\'s kept pages and its data in Redis: '
+                    "set a distinct id on one of them"
+                )
         return sites
 
     def site(self, key: str | None) -> SiteConfig | None:
@@ -845,6 +876,11 @@ class Config(Section):
         if key is None:
             return self.sites[0]
         return next((site for site in self.sites if site.key == key), None)
+
+
+def _named(index: int, site: SiteConfig) -> str:
+    """A site as an error names it: its place in the file, and where its key comes from."""
+    return f'sites[{index}] (id "{site.id}")' if site.id else f'sites[{index}] (host "{site.host}")'
 
 
 def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
