@@ -49,7 +49,15 @@ RULE_FILES_INVALID = Gauge(
 
 def build_app(config: Config) -> web.Application:
     # Size limits are enforced while streaming (server.max_request_body), not by buffering.
-    app = web.Application(client_max_size=config.server.max_request_body)
+    # Request bodies are handed on byte for byte as the visitor sent them: aiohttp's server
+    # would inflate gzip and deflate bodies as it reads them, and the origin would get the
+    # inflated bytes under the visitor's Content-Encoding and Content-Length. Handler
+    # arguments reach whichever runner serves the app (`refract proxy`'s, the tests').
+    # collect.py inflates its batches itself.
+    app = web.Application(
+        client_max_size=config.server.max_request_body,
+        handler_args={"auto_decompress": False},
+    )
     state = ProxyState.from_config(config, fail_open=True)
     if state.rules_problem:
         log.error(

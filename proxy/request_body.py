@@ -1,4 +1,6 @@
-"""The visitor's request body on its way to the origin.
+"""The visitor's request body on its way to the origin: the bytes as the visitor sent them,
+however they are encoded (the proxy's server decodes no Content-Encoding: app.py), so the
+origin gets what the Content-Encoding and Content-Length it is sent describe.
 
 Apart from the pipeline (handler.py) because its async generator is the one construct of the
 request path that mypyc cannot compile (bench/compiled_ab.py compiles the rest to measure it).
