@@ -41,7 +41,7 @@ from refract.admin.access_log import (
     install_log_hygiene,
     remove_log_hygiene,
 )
-from refract.admin.api import EVERYONE, PUBLIC, Api
+from refract.admin.api import EVERYONE, PUBLIC, Api, problem
 from refract.admin.autopilot_steward import steward
 from refract.admin.perimeter import is_https, refuse_unknown_hosts
 from refract.admin.serving import serve_until_stopped
@@ -133,6 +133,19 @@ def docs_page(api: Api) -> str:
 
 
 @web.middleware
+async def refuse_encoded_bodies(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """The admin reads bodies as they are sent (its server decodes none: build_app): one sent
+    with a Content-Encoding is refused with a 415 saying so, where aiohttp's decoding of a
+    body that does not decode would reach its server as a 500 with a traceback."""
+    coding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    if request.body_exists and coding != "identity":
+        return problem(415, "send the body as it is, without a Content-Encoding")
+    return await handler(request)
+
+
+@web.middleware
 async def identify_caller(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
@@ -153,7 +166,9 @@ def build_api(*extra: Api) -> Api:
 
 def build_app(config: Config) -> web.Application:
     app = web.Application(
-        middlewares=[refuse_unknown_hosts, identify_caller], client_max_size=1024**2
+        middlewares=[refuse_unknown_hosts, refuse_encoded_bodies, identify_caller],
+        client_max_size=1024**2,
+        handler_args={"auto_decompress": False},
     )
     app[CONFIG_KEY] = live_config(config)
     api = build_api()
