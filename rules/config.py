@@ -496,16 +496,27 @@ class EventsConfig(Section):
         "submitted forms",
     )
     visitor_rate: int = Field(
-        default=120, ge=1, description="beacon batches one visitor may send per minute"
+        default=120,
+        ge=1,
+        description=(
+            "beacon batches one visitor may send per minute, counted by each proxy process "
+            "(with `server.workers` = N, a visitor whose posts reach every process may send "
+            "up to N times this)"
+        ),
     )
     ip_rate: int = Field(
-        default=1200, ge=1, description="beacon batches one IP address may send per minute"
+        default=1200,
+        ge=1,
+        description="beacon batches one IP address may send per minute, per proxy process",
     )
     network_rate: int = Field(
         default=6000,
         ge=1,
         le=10_000_000,
-        description="beacon batches one network (an IPv4 /24, an IPv6 /64) may send per minute",
+        description=(
+            "beacon batches one network (an IPv4 /24, an IPv6 /64) may send per minute, "
+            "per proxy process"
+        ),
     )
     stream_max_entries: int = Field(
         default=1_000_000,
