@@ -1,7 +1,8 @@
 """Data subjects' rights through the API (admins only): export and erase a visitor, an account
 or an e-mail domain's visitors (analytics/data_rights.py). Each call is audited: an erasure
-with its receipt (what was removed where, with counts), an export with the sites it read.
-The audit names visitors by handle, never by id."""
+with its receipt (what was removed where, with counts), an export with the sites it read, and
+a refused erasure (``privacy.erase.failed``) with the reason, so a request that removed
+nothing is on record too. The audit names visitors by handle, never by id."""
 
 from __future__ import annotations
 
@@ -78,7 +79,10 @@ def _identity(request: web.Request) -> Identity:
     "answers the receipt",
     tag="privacy",
     body=Erasure,
-    responses={404: "no such visitor handle or site", 422: "no subject, or a malformed one"},
+    responses={
+        404: "nothing is kept of the handle's visitor, or no such site",
+        422: "no subject, or a malformed one",
+    },
 )
 async def erase_subject(request: web.Request, body: Erasure) -> web.StreamResponse:
     sites = _sites(request, body.site)
@@ -87,6 +91,15 @@ async def erase_subject(request: web.Request, body: Erasure) -> web.StreamRespon
     try:
         receipt = await data_rights.erase(client, archive, sites, body.kind, body.value)
     except data_rights.SubjectError as error:
+        subject = data_rights.attempted_subject(body.kind, body.value)
+        refused = {"error": str(error), "sites": sites}
+        await audit.record(
+            client,
+            _identity(request),
+            "privacy.erase.failed",
+            f"{body.kind}:{subject}",
+            after=refused,
+        )
         raise Refused(_status(error), str(error)) from None
     answer = receipt.as_dict()
     await audit.record(
@@ -101,7 +114,10 @@ async def erase_subject(request: web.Request, body: Erasure) -> web.StreamRespon
     summary="everything kept of a visitor, by cookie value or handle (GDPR Art. 15)",
     tag="privacy",
     query=ExportQuery,
-    responses={404: "no such visitor handle or site", 422: "a malformed visitor"},
+    responses={
+        404: "nothing is kept of the handle's visitor, or no such site",
+        422: "a malformed visitor",
+    },
 )
 async def export_visitor(request: web.Request, query: ExportQuery) -> web.StreamResponse:
     sites = _sites(request, query.site)

@@ -3,7 +3,8 @@
 ``--visitor`` takes the ``rf_vid`` cookie value or the handle the admin shows; ``--account``
 an account's domain; ``--email-domain`` a domain the visitors' forms reported. Export prints
 JSON (or writes it to ``--output``); erase prints the receipt. Both are audited (``via:
-cli``, by the operating-system user), and the audit names visitors by handle only.
+cli``, by the operating-system user), a refused erasure too (``privacy.erase.failed``, with
+the reason), and the audit names visitors by handle only.
 """
 
 from __future__ import annotations
@@ -88,7 +89,21 @@ async def _erase(
     from refract.rules.redis_client import connect
 
     async with connect(url) as client:
-        receipt = await data_rights.erase(client, archive, sites, kind, value)
+        try:
+            receipt = await data_rights.erase(client, archive, sites, kind, value)
+        except data_rights.SubjectError as error:
+            refused = {"error": str(error), "sites": sites}
+            subject = data_rights.attempted_subject(kind, value)
+            await audit.record_as(
+                client,
+                getpass.getuser(),
+                "cli",
+                "privacy.erase.failed",
+                f"{kind}:{subject}",
+                None,
+                refused,
+            )
+            raise
         answer = receipt.as_dict()
         await audit.record_as(
             client,

@@ -257,6 +257,13 @@ class Archive:
                     found.append(_decode(row))
         return found
 
+    def visitor_ids(self, site: str) -> Iterator[str]:
+        """Every visitor with archived events on ``site`` (a part's distinct ids at a time:
+        an id may come more than once). Reads the ``visitor`` column alone: data rights look
+        for the visitor a handle stands for among them."""
+        for table in self._tables(site, ["visitor"]):
+            yield from (one for one in pc.unique(table.column("visitor")).to_pylist() if one)
+
     def visitors_where(self, site: str, needle: str, test: Callable[[Event], bool]) -> set[str]:
         """The visitors of archived events on ``site`` for which ``test`` holds; only rows
         whose JSON ``data`` contains ``needle`` are decoded (an account's domain, say)."""

@@ -10,7 +10,8 @@ a per-visitor key added later is not forgotten. It keeps anonymous aggregates: e
 sufficient statistics, site counters and the HyperLogLog sketches (which hold no id).
 
 Subjects: a visitor by the ``rf_vid`` cookie value or by the handle the admin shows
-(``vh_...``); an account's domain (its visitors, found in its ``recent`` set, in profiles
+(``vh_...``: every handle Refract showed resolves while anything of its visitor is kept, see
+``find_visitor``); an account's domain (its visitors, found in its ``recent`` set, in profiles
 matched to it and in events carrying it, plus the account's own roll-up keys; the CRM record
 an operator imported is theirs to re-import and stays); an e-mail domain (the visitors whose
 forms reported it, with ``events.email_domains``, as streams and archive keep them).
@@ -22,8 +23,9 @@ by handle only, so the audit log does not keep what was erased.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import re
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import AsyncIterator, Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
@@ -36,6 +38,7 @@ from refract.analytics.visitor_handles import (
     ensure_secret,
     handle_of,
     is_handle,
+    publish,
     resolve,
 )
 from refract.rules import keyspace
@@ -60,7 +63,19 @@ class SubjectError(ValueError):
 
 
 class UnknownHandle(SubjectError):
-    """A handle no visitor has (never shown by the admin, or expired, or erased)."""
+    """A handle of no visitor anything is kept of: ``find_visitor`` looked everywhere an
+    export reads. Erased, expired and never shown read the same (nothing says which)."""
+
+
+def nothing_kept(sites: Collection[str]) -> UnknownHandle:
+    """The answer for a handle found nowhere: what is true (nothing is kept), and what cannot
+    be told (an erasure keeps no trace of the id; the audit log's receipts list the handles
+    erased)."""
+    return UnknownHandle(
+        f"nothing is kept of a visitor with this handle on {', '.join(sorted(sites))}: "
+        "nothing to export or erase. Refract cannot tell an erased or expired visitor's handle "
+        "from one it never showed (privacy.erase entries in the audit log list erased handles)"
+    )
 
 
 @dataclass
@@ -126,14 +141,88 @@ def domain(value: str) -> str:
     return lowered
 
 
-async def find_visitor(client: redis.Redis, site: str, value: str) -> str:
-    """The visitor ``value`` names on ``site``: a handle the admin showed, or a cookie value."""
-    if is_handle(value):
-        found = await resolve(client, site, value)
-        if found is None:
-            raise UnknownHandle("no visitor has this handle (unknown, expired or erased)")
-        return found
-    return visitor_id(value)
+async def find_visitor(client: redis.Redis, archive: Archive, site: str, value: str) -> str:
+    """The visitor ``value`` names on ``site``: a cookie value, or a handle. A handle is
+    looked up where the admin recorded it; failing that (shown where nothing recorded it, or
+    recorded longer than a profile's lifetime ago while the archive still holds events), it
+    is recomputed for every visitor anything is kept of (``_kept_visitors``) and recorded
+    again when found. UnknownHandle when nothing is kept of its visitor."""
+    if not is_handle(value):
+        return visitor_id(value)
+    recorded = await resolve(client, site, value)
+    if recorded is not None:
+        return recorded
+    found = await _visitor_of_handle(client, archive, site, value)
+    if found is None:
+        raise nothing_kept([site])
+    await publish(client, site, [found])
+    return found
+
+
+async def _visitor_of_handle(
+    client: redis.Redis, archive: Archive, site: str, handle: str
+) -> str | None:
+    """The kept visitor whose handle is ``handle`` (with the handles' current key), or None."""
+    secret = await ensure_secret(client)
+    async for visitor in _kept_visitors(client, archive, site):
+        if hmac.compare_digest(handle_of(secret, site, visitor), handle):
+            return visitor
+    return None
+
+
+async def _kept_visitors(client: redis.Redis, archive: Archive, site: str) -> AsyncIterator[str]:
+    """Every visitor of ``site`` something is kept of, in every place an export reads (each
+    once, cheapest places first): their own keys, accounts' latest visitors, revenue totals,
+    the streams, the dead letters and the archive."""
+    seen: set[str] = {""}
+
+    def fresh(visitor: str) -> bool:
+        new = visitor not in seen
+        seen.add(visitor)
+        return new
+
+    for name in keyspace.VISITOR_KEYS.values():
+        prefix = name(site, "")
+        async for key in client.scan_iter(match=name(site, "*"), count=_SCAN_COUNT):
+            if fresh(visitor := text(key).removeprefix(prefix)):
+                yield visitor
+    for pattern, of_member in (
+        (keyspace.account_recent_pattern(site), _recent_member_visitor),
+        (keyspace.revenue_totals_pattern(site), _revenue_member_visitor),
+    ):
+        async for key in client.scan_iter(match=pattern, count=_SCAN_COUNT):
+            async for member, _ in client.zscan_iter(key, count=_SCAN_COUNT):
+                if fresh(visitor := of_member(text(member))):
+                    yield visitor
+    for visitor in await _stream_visitors(client, site, lambda event: True):
+        if fresh(visitor):
+            yield visitor
+    async for _, fields in _xrange(client, keyspace.dead_letters(site)):
+        event = _unpacked(fields.get(b"data", b""))
+        if isinstance(event, dict) and fresh(visitor := str(event.get("visitor", ""))):
+            yield visitor
+    for visitor in await asyncio.to_thread(lambda: set(archive.visitor_ids(site))):
+        if fresh(visitor):
+            yield visitor
+
+
+def _recent_member_visitor(member: str) -> str:
+    return member  # an account's latest visitors: the ids themselves
+
+
+def _revenue_member_visitor(member: str) -> str:
+    return member.partition(keyspace.RECORD_SEPARATOR)[0]
+
+
+def attempted_subject(kind: SubjectKind, value: str) -> str:
+    """How the audit names the subject of a refused request: a handle or a well-formed
+    domain as given, anything else (a cookie value above all) not at all."""
+    if kind == "visitor":
+        return value if is_handle(value) else ""
+    try:
+        return domain(value)
+    except SubjectError:
+        return ""
 
 
 async def account_visitors(
@@ -212,7 +301,8 @@ async def export_visitor(
     return {
         "site": site,
         "visitor": visitor,
-        "handle": (await handles(client, site, [visitor]))[0],
+        # recorded: the handle this export shows resolves later (an erasure by it, say)
+        "handle": (await publish(client, site, [visitor]))[0],
         "profile": strings(profile),
         "pages": [text(page) for page in pages],
         "downloads": [text(path) for path in downloads],
@@ -432,7 +522,8 @@ async def erase(
     client: redis.Redis, archive: Archive, sites: Iterable[str], kind: SubjectKind, value: str
 ) -> Receipt:
     """Erase a subject on ``sites``: what the CLI and the API run. A handle names a visitor of
-    one site only, so it is erased where it resolves (SubjectError when nowhere)."""
+    one site only, so it is erased where it resolves (UnknownHandle when nothing is kept of
+    its visitor anywhere)."""
     named = await _subjects(client, archive, sites, kind, value)
     receipt = Receipt(kind, subject_of(kind, value))
     for site, visitors in named.items():
@@ -465,17 +556,18 @@ async def _subjects(
     client: redis.Redis, archive: Archive, sites: Iterable[str], kind: SubjectKind, value: str
 ) -> dict[str, set[str]]:
     """The visitors a subject names, per site."""
+    listed = list(sites)
     named: dict[str, set[str]] = {}
-    for site in sites:
+    for site in listed:
         if kind == "visitor":
             try:
-                named[site] = {await find_visitor(client, site, value)}
+                named[site] = {await find_visitor(client, archive, site, value)}
             except UnknownHandle:
-                continue  # a handle is one site's: the others do not know it
+                continue  # a handle is one site's: the others keep nothing of its visitor
         elif kind == "account":
             named[site] = await account_visitors(client, archive, site, domain(value))
         else:
             named[site] = await email_domain_visitors(client, archive, site, domain(value))
     if not named:
-        raise UnknownHandle("no visitor has this handle (unknown, expired or erased)")
+        raise nothing_kept(listed) if kind == "visitor" else SubjectError("no site to look in")
     return named

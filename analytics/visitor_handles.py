@@ -8,10 +8,14 @@ only handles.
 
 The key is one random secret kept in Redis (``keyspace.VISITOR_HANDLE_SECRET``), made once,
 atomically, by the first admin that shows a visitor, so every admin node agrees without a
-secret in any file. A hash cannot be reversed: when the admin shows a handle it records
-which visitor it stands for (``keyspace.visitor_handle``), for a profile's lifetime from
-then; a handle is only ever learnt from the admin, so every handle a user holds resolves
-while it lives. Deleting the secret makes new handles for everyone; the recorded ones keep
+secret in any file. A hash cannot be reversed: wherever the admin shows a handle (visitor
+lists, exports, automations' payloads) it records which visitor it stands for
+(``keyspace.visitor_handle``) with ``publish``, for a profile's lifetime from then, and
+``resolve`` reads that record. For data subjects' rights a record is not enough (a handle may
+reach the admin some other way, or outlive its record while the archive still holds the
+visitor's events): analytics/data_rights.py recomputes the handle of every visitor anything
+is kept of when the record is missing, so a handle resolves there as long as its visitor's
+data exists. Deleting the secret makes new handles for everyone; the recorded ones keep
 resolving until they expire.
 """
 
