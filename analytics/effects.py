@@ -8,7 +8,8 @@ a ``VisitorState`` and kept up to date as the batch's events are turned into ope
 Attribution: a visitor is counted in an experiment from their first exposure, in the cohort of
 that exposure's UTC day and the segments they were in then (all, device, new or returning, and
 the experiment's report segments). An outcome counts for a variant only when it happens after
-that first exposure and within the metric's window, in the cells the first exposure recorded.
+that first exposure and within the metric's window, in the cells the first exposure recorded;
+"after" by the proxy's clock (``events.received_at``), never a browser's, which may be slow.
 The covariate for CUPED is the visitor's pageviews before the exposure.
 
 Report segments are fixed at first exposure, from the visitor's segment as the worker last
@@ -43,6 +44,7 @@ from refract.rules.events import (
     FormEvent,
     InvalidEvent,
     PageViewEvent,
+    received_at,
     value_problem,
 )
 from refract.rules.ruleset import RuleSet
@@ -466,10 +468,12 @@ class Effects:
     ) -> list[Operation]:
         definition = self.rules.metrics[metric]
         window_s = definition.window_days * 86400
+        received = received_at(event)
         ops: list[Operation] = []
         for experiment in self._measured_by.get(metric, ()):
             first = visitor.exposures.get(experiment)
-            if first is None or not first.time <= event["time"] <= first.time + window_s:
+            # by the proxy's clock, as the exposure's time is: a browser's may be minutes slow
+            if first is None or not first.time <= received <= first.time + window_s:
                 continue
             site, who = event["site"], event["visitor"]
             ops.append(
@@ -486,7 +490,7 @@ class Effects:
                     definition.cap or 0,
                     int(definition.repeatable),
                     keyspace.revenue_totals(site, experiment, metric)
-                    if definition.cap_percentile is not None
+                    if definition.percentile_cap is not None
                     else "",
                     who,
                 )

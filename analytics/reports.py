@@ -61,9 +61,9 @@ async def experiment_report(
     caps: list[PercentileCap] = []
     for metric in metrics:
         definition = rules.metrics[metric]
-        if definition.cap_percentile is None:
+        if definition.percentile_cap is None:
             continue
-        found = await read_cap(client, site, key, metric, definition.cap_percentile, definition.cap)
+        found = await read_cap(client, site, key, metric, definition.percentile_cap, definition.cap)
         if found is not None:
             cap, above = found
             loaded = winsorized(loaded, metric, cap.cap, above)
@@ -76,7 +76,7 @@ async def experiment_report(
     # the group-sequential looks as first reported: a look is tested once, never on data that
     # late conversions revised since (stats/frozen_looks.py)
     sequential = settings.method == "group_sequential"
-    looks = frozen_looks.looks_of(loaded.days, variants, _measures(experiment, rules))
+    looks = frozen_looks.looks_of(loaded.days, variants, _measures(experiment, rules, loaded))
     stored = (
         await frozen_looks.read(
             client, site, experiment, rules.metrics, settings.cuped, [look for _, look in looks]
@@ -97,9 +97,13 @@ async def experiment_report(
     return report
 
 
-def _measures(experiment: Experiment, rules: RuleSet) -> list[tuple[str, str]]:
+def _measures(
+    experiment: Experiment, rules: RuleSet, loaded: data.ExperimentData
+) -> list[tuple[str, str]]:
     """The report's measures as (metric, kind), in the report's order."""
-    return [(measure.metric, measure.kind) for measure in measures_of(experiment, rules.metrics)]
+    return [
+        (measure.metric, measure.kind) for measure in measures_of(experiment, rules.metrics, loaded)
+    ]
 
 
 async def weights_history(
@@ -136,9 +140,14 @@ async def fixed_weights_by_day(
 
 
 def cap_note(cap: PercentileCap) -> str:
+    where = (
+        f"the second largest of {cap.buyers:,} buyers' revenue (their {cap.percentile:g}th "
+        "percentile lies above it)"
+        if cap.runner_up
+        else f"the {cap.percentile:g}th percentile of {cap.buyers:,} buyers' revenue"
+    )
     return (
-        f"{cap.metric} (revenue): capped at {cap.cap:,.2f}, the {cap.percentile:g}th percentile "
-        f"of {cap.buyers:,} buyers' revenue; {cap.capped:,} counted as that"
+        f"{cap.metric} (revenue): capped at {cap.cap:,.2f}, {where}; {cap.capped:,} counted as that"
     )
 
 

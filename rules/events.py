@@ -140,6 +140,9 @@ class RedirectEvent(_AssignmentEvent):
 
 class _PageEvent(_Envelope):
     url: str  # the path of the page the beacon ran on
+    # When the proxy received the event (seconds since the epoch, its own clock); ``time`` is
+    # the browser's clock, when believable. Absent in entries written before it existed.
+    received: NotRequired[float]
 
 
 class EngageEvent(_PageEvent):
@@ -376,52 +379,60 @@ def from_beacon(
     now: float,
     email_domains: bool,
 ) -> list[BrowserEvent]:
-    """Stream events for a validated batch; identity comes from cookies, never the body."""
+    """Stream events for a validated batch; identity comes from cookies, never the body. Each
+    keeps the browser's clock as its ``time`` (when the visitor acted, the batch having waited
+    in the page) and ``now`` as ``received`` (what attribution orders by: ``received_at``)."""
     path = _path_only(batch.u)
     return [
-        _browser_event(item, site, visitor, session, _clamp(item.ts, now), path, email_domains)
+        _browser_event(
+            item,
+            {
+                **_envelope(site, visitor, session, _clamp(item.ts, now)),
+                "url": path,
+                "received": now,
+            },
+            email_domains,
+        )
         for item in batch.e
     ]
 
 
-def _browser_event(
-    item: AnyBeaconEvent, site: str, visitor: str, session: str, at: float, url: str, email: bool
-) -> BrowserEvent:
-    envelope = _envelope(site, visitor, session, at)
+class _BeaconEnvelope(_Envelope):
+    """What every event of a beacon's batch has: the envelope, the page, when it arrived."""
+
+    url: str
+    received: float
+
+
+def _browser_event(item: AnyBeaconEvent, envelope: _BeaconEnvelope, email: bool) -> BrowserEvent:
     match item:
         case Engage():
-            return {**envelope, "type": "engage", "url": url, "ms": item.ms}
+            return {**envelope, "type": "engage", "ms": item.ms}
         case Scroll():
-            return {**envelope, "type": "scroll", "url": url, "depth": item.d}
+            return {**envelope, "type": "scroll", "depth": item.d}
         case Click():
             return {
                 **envelope,
                 "type": "click",
-                "url": url,
                 "selector": item.s,
                 "href": _path_only(item.h),
                 "metrics": item.m,
             }
         case Outbound():
-            return {**envelope, "type": "outbound", "url": url, "href": _path_only(item.h)}
+            return {**envelope, "type": "outbound", "href": _path_only(item.h)}
         case Download():
-            return {
-                **envelope,
-                "type": "download",
-                "url": url,
-                "href": _path_only(item.h),
-                "ext": item.x,
-            }
+            return {**envelope, "type": "download", "href": _path_only(item.h), "ext": item.x}
         case Form():
-            form: FormEvent = {
+            form: FormEvent = {  # spelled out: mypy takes no ** into a shape with optional keys
                 "id": envelope["id"],
                 "type": "form",
-                "site": site,
-                "visitor": visitor,
-                "session": session,
-                "time": at,
-                "schema": SCHEMA_VERSION,
-                "url": url,
+                "site": envelope["site"],
+                "visitor": envelope["visitor"],
+                "session": envelope["session"],
+                "time": envelope["time"],
+                "schema": envelope["schema"],
+                "url": envelope["url"],
+                "received": envelope["received"],
                 "form": item.id,
                 "action": _path_only(item.a),
                 "fields": item.f,
@@ -431,11 +442,23 @@ def _browser_event(
                 form["email_domain"] = item.dom
             return form
         case Track():
-            return {**envelope, "type": "track", "url": url, "name": item.n, "props": dict(item.p)}
+            return {**envelope, "type": "track", "name": item.n, "props": dict(item.p)}
+
+
+def received_at(event: Event) -> float:
+    """When a proxy had the event, by its own clock: a beacon event's ``received``; the
+    ``time`` of an event the proxy made itself (a page view, an exposure), or of a beacon event
+    written before ``received`` existed. Attribution orders an outcome against the exposure by
+    this, never by a browser's clock (a clock minutes slow put conversions before the page
+    that exposed them, and they were dropped)."""
+    received = event.get("received")
+    return float(received) if isinstance(received, int | float) else event["time"]
 
 
 def _clamp(client_ms: int, now: float) -> float:
-    """The client's time when it is believable (and not in the future), else the server's."""
+    """The client's time when it is believable (and not in the future), else the server's:
+    what an event's ``time`` says (days, last seen, timelines), never its order against the
+    proxy's own events (``received_at``)."""
     client = client_ms / 1000
     if abs(client - now) > CLOCK_SKEW_S:
         return now
@@ -644,8 +667,9 @@ def _check_numbers(data: dict[Any, Any]) -> None:
     for name, value in data.items():
         if isinstance(value, float) and not math.isfinite(value):
             raise InvalidEvent(f"{name}: {value!r} is not a finite number")
-    if not 0 <= data["time"] <= _LAST_EVENT_TIME:
-        raise InvalidEvent(f"time: {data['time']!r} is not between 1970 and 9999")
+    for name in ("time", "received"):
+        if name in data and not 0 <= data[name] <= _LAST_EVENT_TIME:
+            raise InvalidEvent(f"{name}: {data[name]!r} is not between 1970 and 9999")
     if data["type"] == "track":
         for name, value in data["props"].items():
             if isinstance(value, float) and not math.isfinite(value):

@@ -222,6 +222,12 @@ class PageRule(Table):
         return self
 
 
+# Every metric with revenue is capped at this percentile of its buyers' revenue unless its
+# file says otherwise, so that no one visitor (a whale, a forged batch of orders) decides a
+# test: docs/statistics.md#capping.
+DEFAULT_CAP_PERCENTILE = 99.0
+
+
 class Metric(Table):
     key: str = Field(pattern=KEY_PATTERN, description=f"the metric's name: {KEY_HINT}")
     kind: Literal["url", "click", "form", "event"] = Field(
@@ -252,10 +258,10 @@ class Metric(Table):
     cap_percentile: float | None = Field(
         default=None,
         gt=50,
-        lt=100,
+        le=100,
         description="a visitor's revenue above this percentile of the buyers' revenue (all "
         "arms pooled, e.g. 99) counts as that value: a cap read from the data, beside or "
-        "instead of cap; none: no percentile cap",
+        f"instead of cap; none: the {DEFAULT_CAP_PERCENTILE:g}th, 100: no percentile cap",
     )
     repeatable: bool = Field(
         default=False,
@@ -268,6 +274,22 @@ class Metric(Table):
         description='"higher" when more conversions are good (sign-ups), "lower" when fewer are '
         "(errors, cancellations); decides what a win and a harm are",
     )
+
+    @property
+    def can_carry_revenue(self) -> bool:
+        """Whether a conversion can carry revenue: a fixed ``value``, or a custom event's,
+        whose track calls may each report their own (reports measure such a metric's revenue
+        once some was recorded: stats/report.measures_of)."""
+        return self.value > 0 or self.kind == "event"
+
+    @property
+    def percentile_cap(self) -> float | None:
+        """The percentile of the buyers' revenue a visitor's revenue is capped at (the file's
+        ``cap_percentile``, else ``DEFAULT_CAP_PERCENTILE``); None for a metric without
+        revenue or with ``cap_percentile = 100`` (the largest buyer's: nobody capped)."""
+        if not self.can_carry_revenue or self.cap_percentile == 100:
+            return None
+        return self.cap_percentile or DEFAULT_CAP_PERCENTILE
 
     @model_validator(mode="after")
     def _target_fits_kind(self) -> Metric:

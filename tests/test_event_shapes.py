@@ -66,7 +66,10 @@ def test_the_typed_constructors_keep_what_the_stream_carried_before() -> None:
     assert (page["account"], page["ip"]) == ("acme.com", "192.0.2.1")
     form = next(event for event in beacon if event["type"] == "form")
     assert form == {
-        **{key: form[key] for key in ("id", "site", "visitor", "session", "time", "schema")},
+        **{
+            key: form[key]
+            for key in ("id", "site", "visitor", "session", "time", "schema", "received")
+        },
         "type": "form",
         "url": "/pricing",
         "form": "demo",

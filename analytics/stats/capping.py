@@ -5,7 +5,9 @@ be: it moves with the data. The worker keeps, per experiment and metric, the buy
 totals with their first exposure (``keyspace.revenue_totals``); the report reads the cap from
 that distribution (all arms pooled, so that the cap treats the arms alike) and lowers the
 sufficient statistics of the cells of the few visitors above it, as if the worker had capped
-them. Only those visitors are read, so a report costs O(log buyers + capped), not O(buyers).
+them. Every metric with revenue has one (``Metric.percentile_cap``: the 99th by default), and
+it is never above the second largest buyer's total, so that no one visitor sets their own.
+Only those visitors are read, so a report costs O(log buyers + capped), not O(buyers).
 """
 
 from __future__ import annotations
@@ -38,13 +40,29 @@ class PercentileCap:
     cap: float
     buyers: int
     capped: int
+    # the cap is the second largest buyer's total: the percentile of so few lay above it
+    runner_up: bool = False
 
 
 def interpolation_ranks(buyers: int, percentile: float) -> tuple[int, int, float]:
     """The two order statistics (0-based ranks, ascending) the ``percentile`` falls between
     and the weight of the upper one: the linear interpolation of numpy's default method
     (Hyndman & Fan's type 7, PERCENTILE_CONT in SQL)."""
+    return _ranks_at(percentile / 100 * (buyers - 1), buyers)
+
+
+def cap_ranks(buyers: int, percentile: float) -> tuple[int, int, float, bool]:
+    """``interpolation_ranks``, but never above the second largest buyer (rank ``buyers -
+    2``), and whether that bound applied. With fewer than 1 + 100 / (100 - percentile) buyers
+    (101 at the 99th) the percentile falls between the two largest totals and moves with the
+    largest: a visitor's own total would set their cap (a batch of orders of 10^9 each capped
+    at nearly all of it), so one visitor could outweigh an arm."""
     position = percentile / 100 * (buyers - 1)
+    below_largest = max(buyers - 2, 0)
+    return (*_ranks_at(min(position, below_largest), buyers), position > below_largest)
+
+
+def _ranks_at(position: float, buyers: int) -> tuple[int, int, float]:
     low = math.floor(position)
     return low, min(low + 1, buyers - 1), position - low
 
@@ -90,21 +108,22 @@ async def read_cap(
     fixed_cap: float | None,
 ) -> tuple[PercentileCap, list[CappedVisitor]] | None:
     """The metric's percentile cap over its buyers so far and the visitors above it; None
-    before the first buyer. With a fixed cap too, the lower of the two is the cap, and the
-    totals are compared as the worker counted them (at most the fixed cap)."""
+    before the first buyer. The cap is never above the second largest buyer's total
+    (``cap_ranks``). With a fixed cap too, the lower of the two is the cap, and the totals are
+    compared as the worker counted them (at most the fixed cap)."""
     key = keyspace.revenue_totals(site, experiment, metric)
     buyers = int(await client.zcard(key))
     if buyers == 0:
         return None
-    low, high, weight = interpolation_ranks(buyers, percentile)
+    low, high, weight, runner_up = cap_ranks(buyers, percentile)
     bounds: list[tuple[bytes, float]] = await client.zrange(  # type: ignore[assignment]
         key, low, high, withscores=True
     )
     if not bounds:  # emptied since (a rebuild)
         return None
     cap = interpolated(float(bounds[0][1]), float(bounds[-1][1]), weight)
-    if fixed_cap is not None:
-        cap = min(cap, fixed_cap)
+    if fixed_cap is not None and fixed_cap < cap:
+        cap, runner_up = fixed_cap, False
     above: list[CappedVisitor] = []
     rows: list[tuple[bytes, float]] = await client.zrangebyscore(  # type: ignore[assignment]
         key, f"({cap!r}", "+inf", withscores=True
@@ -117,4 +136,4 @@ async def read_cap(
         counted = min(float(total), fixed_cap) if fixed_cap is not None else float(total)
         if counted > cap:
             above.append(CappedVisitor(counted, day, variant, covariate, segments))
-    return PercentileCap(metric, percentile, cap, buyers, len(above)), above
+    return PercentileCap(metric, percentile, cap, buyers, len(above), runner_up), above

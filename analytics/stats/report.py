@@ -2,7 +2,10 @@
 
 Each metric of the experiment is measured as its conversion rate (converting visitors per
 exposed visitor), as conversions per visitor when it can happen many times (clicks, custom
-events), and as revenue per visitor when it has a value. The decision reads
+events), and as revenue per visitor when it has a value: a metric's ``value``, or, for a custom
+event metric without one, its track calls' ``value`` props once any was recorded (a count-only
+event gets no row of zeros; a url, click or form metric without a value never has revenue, so
+its rows never change). The decision reads
 the latest cumulative results of segment ``all``:
 
 - investigate: a sample-ratio mismatch (the split is not what the weights say), which makes
@@ -162,7 +165,13 @@ class Report:
         return document
 
 
-def measures_of(experiment: Experiment, metrics: dict[str, Metric]) -> list[Measure]:
+def measures_of(
+    experiment: Experiment, metrics: dict[str, Metric], data: ExperimentData | None = None
+) -> list[Measure]:
+    """The report's measures, primary conversion first. Revenue is measured for a metric with
+    a ``value``, and for an event metric without one once ``data`` holds revenue on it (its
+    track calls' ``value`` props): a count-only custom event gets no row of zeros."""
+    recorded = revenue_recorded(data) if data is not None else frozenset()
     found = []
     roles = [(experiment.primary_metric, "primary")]
     roles += [(name, "secondary") for name in experiment.secondary_metrics]
@@ -173,9 +182,19 @@ def measures_of(experiment: Experiment, metrics: dict[str, Metric]) -> list[Meas
         found.append(Measure(name, "conversion", role, better))
         if metric.kind in REPEATABLE:
             found.append(Measure(name, "count", role, better))
-        if metric.value > 0:
+        if metric.value > 0 or (metric.can_carry_revenue and name in recorded):
             found.append(Measure(name, "revenue", role, better, metric.allow_negative))
     return found
+
+
+def revenue_recorded(data: ExperimentData) -> frozenset[str]:
+    """The metrics some exposed visitor has revenue on, in any cell (Σx² > 0: a visitor's
+    total is not 0, whatever the signs of their values)."""
+    squares = data.outcomes.get(keyspace.OutcomeStat.REVENUE_SQUARES)
+    if squares is None or squares.size == 0:
+        return frozenset()
+    per_metric = np.any(squares.reshape(-1, len(data.metrics)) > 0, axis=0)
+    return frozenset(metric for metric, has in zip(data.metrics, per_metric, strict=True) if has)
 
 
 def sample_of(data: ExperimentData, measures: list[Measure]) -> Sample:
@@ -254,7 +273,7 @@ def build_looked(
     stored when they were first reported (frozen_looks.py), and the statistics of every look
     from the data now."""
     variants = [variant.key for variant in experiment.variants]
-    measures = measures_of(experiment, metrics)
+    measures = measures_of(experiment, metrics, data)
     base: dict[str, Any] = {
         "experiment": experiment.key,
         "hypothesis": experiment.hypothesis,
