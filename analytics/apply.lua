@@ -178,8 +178,28 @@ local function outcome(op)
   end
 end
 
+local function heat(op)
+  -- an account's heat from one visitor's page view or form, bounded by what the visitor
+  -- already added to it that day (op: hot set, heat, account, the visitor's spent hash for
+  -- the account and day, the form's field or '' for a page view, the daily bound): a form
+  -- counts once a day, and the visitor's total stops at the bound (then no form is noted
+  -- either: the hash stays as small as the bound makes it)
+  local spent, form = op[5], op[6]
+  local total = tonumber(redis.call('HGET', spent, 'total')) or 0
+  if total >= op[7] then
+    return
+  end
+  if form ~= '' and redis.call('HSETNX', spent, form, 1) == 0 then
+    return
+  end
+  local add = math.min(op[3], op[7] - total)
+  redis.call('HINCRBYFLOAT', spent, 'total', num(add))
+  redis.call('ZINCRBY', op[2], num(add), op[4])
+end
+
 local KNOWN = {incr = 1, fincr = 1, setnx = 1, set = 1, max = 1, push = 1, pfadd = 1,
-               zincr = 1, latest = 1, session_page = 1, expose = 1, outcome = 1, verify = 1}
+               zincr = 1, heat = 1, latest = 1, session_page = 1, expose = 1, outcome = 1,
+               verify = 1}
 local batch = cjson.decode(ARGV[2])
 local DECLARED = {}
 for _, key in ipairs(KEYS) do
@@ -202,6 +222,8 @@ local function undeclared(op)
     if op[12] ~= '' then
       keys[#keys + 1] = op[12]
     end
+  elseif name == 'heat' then
+    keys[#keys + 1] = op[5]
   elseif name == 'verify' then
     keys[#keys + 1] = op[3]
     local fields = redis.call('HKEYS', op[3])
@@ -274,6 +296,8 @@ local function apply(op)
     end
   elseif name == 'zincr' then
     redis.call('ZINCRBY', op[2], num(op[3]), op[4])
+  elseif name == 'heat' then
+    heat(op)
   elseif name == 'latest' then
     -- a sorted set of members by their latest time, only the op[5] most recent kept
     redis.call('ZADD', op[2], 'GT', num(op[3]), op[4])

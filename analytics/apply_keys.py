@@ -22,6 +22,8 @@ def operation_keys(operation: Operation) -> list[str]:
         return [operation[1], operation[4], *([operation[11]] if operation[11] else [])]
     if operation[0] == "verify":
         return [operation[1], operation[2]]
+    if operation[0] == "heat":
+        return [operation[1], operation[4]]
     return [operation[1]]
 
 

@@ -68,6 +68,9 @@ MaxOp: TypeAlias = tuple[Literal["max"], str, str, float]  # the field's value, 
 PushOp: TypeAlias = tuple[Literal["push"], str, str, int]  # LPUSH key value, keep the last n
 PfAddOp: TypeAlias = tuple[Literal["pfadd"], str, str]  # PFADD key member
 ZIncrOp: TypeAlias = tuple[Literal["zincr"], str, float, str]  # ZINCRBY key by member
+# an account's heat, bounded: hot set, heat, account, the visitor's spent hash for the account
+# and day, the form's field ("": a page view), the visitor's daily bound
+HeatOp: TypeAlias = tuple[Literal["heat"], str, float, str, str, str, float]
 LatestOp: TypeAlias = tuple[Literal["latest"], str, float, str, int]  # key, time, member, n
 SessionPageOp: TypeAlias = tuple[Literal["session_page"], str, int]  # profile, new session
 # An open report segment's value, for the script to admit: the experiment's set of the field's
@@ -95,6 +98,7 @@ Operation: TypeAlias = (
     | PushOp
     | PfAddOp
     | ZIncrOp
+    | HeatOp
     | LatestOp
     | SessionPageOp
     | ExposeOp
@@ -510,7 +514,13 @@ ACCOUNT_HEAT: dict[str, float] = {
 
 
 # Heat a form sent by an account's visitor adds: as strong a buying signal as a demo request.
+# Each form (by its id) counts once per visitor and UTC day: a form sent again, or a script
+# posting it in a loop, adds nothing more that day.
 FORM_HEAT = 10.0
+# The most heat one visitor adds to one account in a UTC day, page views and forms together
+# (three demo requests' worth): an account is hot because several of its people show buying
+# signals, and what one client sends (forms' ``dom`` included) cannot outweigh that.
+VISITOR_DAILY_HEAT = 30.0
 
 
 def _account_rollup(
@@ -521,9 +531,13 @@ def _account_rollup(
     site = event["site"]
     key, visitors = keyspace.account_rollup(site, domain), keyspace.account_visitors(site, domain)
     recent = keyspace.account_recent(site, domain)
+    spent = keyspace.account_heat_spent(site, domain, event["visitor"], day_of(event["time"]))
+    lifetimes[spent] = keyspace.HEAT_SPENT_TTL_S
+    form = ""
     if event["type"] == "form":
         tags: list[str] = []
         heat = FORM_HEAT
+        form = f"form:{event['form']}"
         counted: list[Operation] = [
             ("incr", key, "forms", 1),
             ("set", keyspace.profile(site, event["visitor"]), "account", domain),
@@ -540,7 +554,7 @@ def _account_rollup(
         ("pfadd", visitors, event["visitor"]),
         ("latest", recent, event["time"], event["visitor"], keyspace.ACCOUNT_RECENT_VISITORS),
         *[("incr", key, f"tag:{tag}", 1) for tag in tags],
-        ("zincr", keyspace.hot_accounts(site), heat, domain),
+        ("heat", keyspace.hot_accounts(site), heat, domain, spent, form, VISITOR_DAILY_HEAT),
     ]
 
 

@@ -31,6 +31,7 @@ Per site:
 | `rf:{site}:acct:{domain}:visitors` | HyperLogLog | its distinct visitors | as profiles |
 | `rf:{site}:acct:{domain}:recent` | sorted set | its 20 latest visitors by time | as profiles |
 | `rf:{site}:hot` | sorted set | accounts by heat (their visitors' buying signals) | as profiles |
+| `rf:{site}:acct:{domain}:heat:{visitor}:{day}` | hash | one visitor's heat that day | 3 days |
 | `rf:{site}:company:{domain}` | hash | an enriched company's firmographics | as profiles |
 | `rf:{site}:matching:{day}` | hash | counters of analytics/matching.py | `DAILY_TTL_S` |
 | `rf:{site}:daily:{day}` | hash | a day's site counters: events by type | `DAILY_TTL_S` |
@@ -124,6 +125,9 @@ from typing import Final
 
 DONE_TTL_S: Final = 48 * 3600
 PROFILE_TTL_S: Final = 400 * 86400
+# a day's heat budget outlives its day by as long as an event's time may lag (the proxy keeps
+# a browser's time up to a day old), and a day more
+HEAT_SPENT_TTL_S: Final = 3 * 86400
 EXPOSURE_TTL_S: Final = 120 * 86400  # longer than any metric window (at most 90 days)
 DAILY_TTL_S: Final = 400 * 86400
 MINUTE_TTL_S: Final = 600  # per-minute visitor sketches: "visitors now" reads the last five
@@ -310,6 +314,12 @@ def account_visitors(site: str, domain: str) -> str:
 
 def account_recent(site: str, domain: str) -> str:
     return _site(site, "acct", domain, "recent")
+
+
+def account_heat_spent(site: str, domain: str, visitor: str, day: str) -> str:
+    """What one visitor added to an account's heat on one UTC day (analytics/effects.py
+    bounds it): under ``acct`` so that a rebuild clears it with the roll-ups it bounds."""
+    return _site(site, "acct", domain, "heat", visitor, day)
 
 
 def account_recent_pattern(site: str) -> str:

@@ -163,7 +163,7 @@ async def cookie(
 ) -> str:
     found = await visitor_through_proxy(proxy)
     await lived(client, rules_dir, archive, id_of(found))
-    assert len(await holdings(client, id_of(found))) == 8
+    assert len(await holdings(client, id_of(found))) == 10
     assert archived(archive.root, id_of(found))
     return found
 
