@@ -531,7 +531,10 @@ def _account_rollup(
     site = event["site"]
     key, visitors = keyspace.account_rollup(site, domain), keyspace.account_visitors(site, domain)
     recent = keyspace.account_recent(site, domain)
-    spent = keyspace.account_heat_spent(site, domain, event["visitor"], day_of(event["time"]))
+    # the day by the proxy's clock: a browser may date its events up to a day back, and would
+    # then spend two days' bounds in one
+    today = day_of(received_at(event))
+    spent = keyspace.account_heat_spent(site, domain, event["visitor"], today)
     lifetimes[spent] = keyspace.HEAT_SPENT_TTL_S
     form = ""
     if event["type"] == "form":

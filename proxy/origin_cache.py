@@ -41,6 +41,8 @@ budget what it costs the process.
 from __future__ import annotations
 
 import functools
+import re
+import string
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -184,11 +186,12 @@ class KeptPage:
 
     def validated_by(self, not_modified: CIMultiDictProxy[str]) -> bool:
         """Whether a 304 is about this page (RFC 9111 section 4.3.4): the validator it names,
-        an ETag, else a Last-Modified, is this page's; a 304 naming none is about the only page
-        the request could mean."""
-        for name in ("ETag", "Last-Modified"):
-            if (sent := not_modified.get(name)) is not None:
-                return sent.strip() == self.headers.get(name, "").strip()
+        an ETag (compared weakly), else a Last-Modified, is this page's; a 304 naming none is
+        about the only page the request could mean."""
+        if (etag := not_modified.get("ETag")) is not None:
+            return _opaque(etag) == _opaque(self.headers.get("ETag", ""))
+        if (last_modified := not_modified.get("Last-Modified")) is not None:
+            return last_modified.strip() == self.headers.get("Last-Modified", "").strip()
         return True
 
     def updated_by(self, not_modified: CIMultiDictProxy[str]) -> CIMultiDictProxy[str]:
@@ -311,16 +314,16 @@ class OriginCache:
             return
         named_here = (_same_host_target(url, host) for url in named)
         for changed in {target, *(one for one in named_here if one is not None)}:
-            for key in self._by_target.get((site, changed), set()).copy():
+            for key in self._by_target.get((site, _comparable(changed)), set()).copy():
                 self._pages.pop(key)
 
     def _put(self, key: OriginKey, page: KeptPage) -> None:
         self._pages.put(key, page, footprint(key, page))
         if self._pages.get(key) is page:  # held (not over a quarter of the budget)
-            self._by_target.setdefault((key[0], key[4]), set()).add(key)
+            self._by_target.setdefault((key[0], _comparable(key[4])), set()).add(key)
 
     def _dropped(self, key: OriginKey) -> None:
-        site_target = (key[0], key[4])
+        site_target = (key[0], _comparable(key[4]))
         keys = self._by_target.get(site_target)
         if keys is not None:
             keys.discard(key)
@@ -349,17 +352,31 @@ def is_storable(headers: CIMultiDictProxy[str]) -> bool:
 
 def is_shared(headers: CIMultiDictProxy[str]) -> bool:
     """Whether the origin says a shared cache may give the page to anyone, a visitor with a
-    session included: ``public`` or ``s-maxage``, or a field targeted at CDNs."""
-    if "CDN-Cache-Control" in headers:
+    session included: ``public`` or ``s-maxage``, or a lifetime in the field targeted at CDNs
+    (``CDN-Cache-Control: max-age=60``; one saying only ``stale-if-error`` says nothing of it)."""
+    found = freshness.cache_directives(headers).keys()
+    if "CDN-Cache-Control" in headers and "max-age" in found:
         return True
-    return not freshness.cache_directives(headers).keys().isdisjoint({"public", "s-maxage"})
+    return not found.isdisjoint({"public", "s-maxage"})
 
 
 def is_personal(cookie: str) -> bool:
     """Whether a request's Cookie field (Refract's own taken out) may make its page one
-    visitor's: it carries a cookie besides the analytics ones (SHARED_COOKIES)."""
-    names = (pair.partition("=")[0].strip() for pair in cookie.split(";") if pair.strip())
-    return not all(_is_shared_cookie(name) for name in names)
+    visitor's: it carries a cookie besides the analytics ones (SHARED_COOKIES), as the most
+    lenient parser would read it. Python's and aiohttp's, and old servlet containers', also
+    split on commas and spaces (``_ga=1, sid=X`` is two cookies to them), and a piece without
+    a name may be a value the origin reads: any such piece is personal."""
+    for piece in _COOKIE_PIECES.split(cookie):
+        if not piece.strip():
+            continue
+        names = _COOKIE_NAMES.findall(piece)
+        if not names or not all(_is_shared_cookie(name) for name in names):
+            return True
+    return False
+
+
+_COOKIE_PIECES = re.compile(r"[;,]")
+_COOKIE_NAMES = re.compile(r"(?:^|\s)([^\s=]*)=")  # every name a space may start
 
 
 @functools.lru_cache(maxsize=256)
@@ -385,6 +402,29 @@ def _same_host_target(url: str, host: str) -> str | None:
     if not parts.path.startswith("/"):
         return None  # relative to the request's own path: not worth resolving
     return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+def _comparable(target: str) -> str:
+    """A target as URIs are compared (RFC 3986 section 6.2.2): an escaped unreserved character
+    decoded (``/%69nv`` is ``/inv``), other escapes' hex in upper case; so a change posted to
+    one spelling drops the page kept under another."""
+    return _ESCAPE.sub(_normal_escape, target) if "%" in target else target
+
+
+def _normal_escape(match: re.Match[str]) -> str:
+    char = chr(int(match.group(1), 16))
+    return char if char in _UNRESERVED else f"%{match.group(1).upper()}"
+
+
+_ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
+_UNRESERVED = frozenset(string.ascii_letters + string.digits + "-._~")
+
+
+def _opaque(etag: str) -> str:
+    """An ETag as RFC 9110's weak comparison reads it (section 8.8.3.2): without ``W/``. A
+    server that compresses its 200 often weakens its ETag there and not on its 304."""
+    etag = etag.strip()
+    return etag[2:] if etag.startswith("W/") else etag
 
 
 def accepted_codings(accept_encoding: str) -> str:

@@ -6,7 +6,6 @@ they do in production: the beacon's ``dom`` matched by the worker's account matc
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -37,12 +36,18 @@ async def accounts(client: redis.Redis) -> None:
 
 def form(visitor: str, form_id: str, at: float) -> events.Event:
     """A form event as the proxy makes it from a beacon batch (``events.email_domains`` on),
-    its ``dom`` the account's domain, at ``at``."""
+    its ``dom`` the account's domain, sent and received at ``at``."""
     sent = {"t": "form", "id": form_id, "a": "/subscribe", "f": ["email"], "m": [], "dom": ACCOUNT}
     batch = events.parse_batch(json.dumps({"v": 1, "u": "/", "e": [sent]}).encode())
-    [event] = events.from_beacon(batch, SITE, visitor, visitor[:16], time.time(), True)
+    [event] = events.from_beacon(batch, SITE, visitor, visitor[:16], at, True)
     event["time"] = at
     return event
+
+
+def backdated(event: events.Event, by: float) -> events.Event:
+    """``event`` as a browser whose clock (or whose sender) dates it ``by`` seconds back: the
+    proxy keeps a browser's time up to a day in the past."""
+    return {**event, "time": event["time"] - by}  # type: ignore[return-value]
 
 
 def pricing_view(visitor: str, at: float) -> events.Event:
@@ -102,6 +107,12 @@ async def heat_after(client: redis.Redis, rules_dir: Path, *sent: events.Event) 
             [form(visitor, "newsletter", T0 + i) for i in range(50) for visitor in (ALICE, BOB)],
             2 * FORM,
             id="each-visitor-counts",
+        ),
+        pytest.param(
+            [form(ALICE, f"form-{i}", T0 + i) for i in range(20)]
+            + [backdated(form(ALICE, f"form-{i}", T0 + 20 + i), 23 * 3600) for i in range(20)],
+            BOUND,
+            id="a-day-by-the-proxys-clock",
         ),
     ],
 )

@@ -15,6 +15,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
 
 from refract.proxy.origin_cache import KeptPage, is_personal, is_shared, is_storable
 from tests.conftest import ProxyFactory
@@ -212,18 +213,26 @@ async def test_a_visitor_wanting_more_freshness_than_is_left_gets_the_page_confi
 
 
 @pytest.mark.parametrize(
-    ("method", "path"),
-    [("POST", None), ("PUT", None), ("PATCH", None), ("DELETE", None), ("POST", "/form")],
-    ids=["post", "put", "patch", "delete", "redirect-to-it"],
+    ("method", "path", "spelling"),
+    [
+        ("POST", None, "/page"),
+        ("PUT", None, "/page"),
+        ("PATCH", None, "/page"),
+        ("DELETE", None, "/page"),
+        ("POST", None, "/%70age"),  # the same URL (RFC 3986 6.2.2: %70 is p)
+        ("POST", "/form", "/page"),
+    ],
+    ids=["post", "put", "patch", "delete", "escaped", "redirect-to-it"],
 )
 async def test_a_successful_change_to_a_page_drops_its_kept_copy(
-    proxy: ProxyFactory, method: str, path: str | None
+    proxy: ProxyFactory, method: str, path: str | None, spelling: str
 ) -> None:
     client = await proxy()
     kept = await client.get("/page", params={"Cache-Control": "public, max-age=600"})
     url = kept.url.raw_path_qs  # the page's URL, as the form names it
     if path is None:  # the form posts to the page itself
-        await client.request(method, url, headers=BROWSER, data="name=new")
+        posted = url.replace("/page", spelling, 1)
+        await client.request(method, URL(posted, encoded=True), headers=BROWSER, data="name=new")
     else:  # the form posts elsewhere, and redirects to the page
         await client.post(path, params={"location": url}, headers=BROWSER, data="name=new")
     after = await (await client.get(url, headers=BROWSER)).read()
@@ -298,6 +307,11 @@ async def test_a_page_served_from_the_cache_has_one_age(proxy: ProxyFactory) -> 
         ("_gax=1", True),  # only the names analytics tags use
         ("; ;", False),
         ("=1", True),  # a nameless cookie: the origin may read it
+        ("sid", True),  # a bare value: some servers read it as a cookie's
+        ("_ga=1, sid=X", True),  # Python's, aiohttp's and servlet parsers split on commas
+        ("_ga=1 sid=X", True),  # and on spaces
+        ("_ga=1,_gid=2", False),
+        ("_hjSessionUser_1=eyJpZCI6IjEifQ==", False),  # base64 padding is no second name
     ],
 )
 def test_which_cookies_make_a_request_personal(cookie: str, personal: bool) -> None:
@@ -314,6 +328,8 @@ def fields(**values: str) -> CIMultiDictProxy[str]:
         (fields(ETag='"a"'), fields(ETag='"a"'), True),
         (fields(ETag='"a"'), fields(ETag='"b"'), False),
         (fields(ETag='W/"a"'), fields(ETag='W/"a"'), True),
+        (fields(ETag='W/"a"'), fields(ETag='"a"'), True),  # nginx weakens a gzipped 200's
+        (fields(ETag='"a"'), fields(ETag='W/"a"'), True),
         (fields(Last_Modified=LAST_MODIFIED), fields(ETag='"a"'), False),
         (
             fields(ETag='"a"', Last_Modified=LAST_MODIFIED),
@@ -327,7 +343,17 @@ def fields(**values: str) -> CIMultiDictProxy[str]:
         ),
         (fields(ETag='"a"'), fields(), True),
     ],
-    ids=["same-etag", "other-etag", "weak", "etag-for-date", "same-date", "other-date", "none"],
+    ids=[
+        "same-etag",
+        "other-etag",
+        "weak",
+        "weak-kept",
+        "weak-sent",
+        "etag-for-date",
+        "same-date",
+        "other-date",
+        "none",
+    ],
 )
 def test_which_304s_are_about_the_kept_page(
     kept: CIMultiDictProxy[str], not_modified: CIMultiDictProxy[str], about_it: bool
@@ -342,10 +368,22 @@ def test_which_304s_are_about_the_kept_page(
         (fields(ETag='"a"', Cache_Control="max-age=60"), True, False),
         (fields(ETag='"a"', Cache_Control="public, max-age=60"), True, True),
         (fields(ETag='"a"', Cache_Control="private", CDN_Cache_Control="max-age=60"), True, True),
-        (fields(ETag='"a"', Cache_Control="public", CDN_Cache_Control="no-store"), False, True),
+        (fields(ETag='"a"', Cache_Control="public", CDN_Cache_Control="no-store"), False, False),
         (fields(ETag='"a"', Cache_Control="public", Surrogate_Control="no-store"), False, True),
+        (
+            fields(ETag='"a"', Cache_Control="private", CDN_Cache_Control="stale-if-error=60"),
+            True,
+            False,
+        ),
     ],
-    ids=["browser-max-age", "public", "cdn-over-private", "cdn-no-store", "surrogate-no-store"],
+    ids=[
+        "browser-max-age",
+        "public",
+        "cdn-over-private",
+        "cdn-no-store",
+        "surrogate-no-store",
+        "cdn-without-lifetime",
+    ],
 )
 def test_what_the_origin_allows_a_shared_cache(
     response: CIMultiDictProxy[str], storable: bool, shared: bool
