@@ -46,6 +46,20 @@ _CLIENT_ADDRESS_CLAIMS = frozenset(
         "x-cluster-client-ip",
     }
 )
+# What a front proxy says of how the client reached it (the host, the scheme, the URL before
+# a rewrite), which origins obey as they do X-Forwarded-*: a visitor's own would pick the page
+# the origin makes, under a URL the origin cache keys without them.
+_CLIENT_REQUEST_CLAIMS = frozenset(
+    {
+        "x-host",
+        "x-original-host",
+        "x-scheme",
+        "x-url-scheme",
+        "front-end-https",
+        "x-original-url",
+        "x-rewrite-url",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,9 +131,13 @@ def _public_host(site: SiteConfig, host: str, forwarded_host: str) -> str:
 
 
 def is_client_claim(name: str) -> bool:
-    """Does a (lower-case) field name claim who the client is? From a peer we do not trust,
-    none reaches the origin (ours replace the X-Forwarded-* we set)."""
-    return name.startswith("x-forwarded-") or name in _CLIENT_ADDRESS_CLAIMS
+    """Does a (lower-case) field name claim who the client is, or how it reached us? From a
+    peer we do not trust, none reaches the origin (ours replace the X-Forwarded-* we set)."""
+    return (
+        name.startswith("x-forwarded-")
+        or name in _CLIENT_ADDRESS_CLAIMS
+        or name in _CLIENT_REQUEST_CLAIMS
+    )
 
 
 def forwarding_headers(incoming: Mapping[str, str], peer: str, view: ClientView) -> dict[str, str]:

@@ -249,6 +249,14 @@ def test_prepared_fields_refuse_a_control_character() -> None:
         ("X-Real-IP", True, True),
         ("X-Forwarded-Port", True, True),
         ("X-Request-Id", False, True),
+        ("X-Host", False, False),
+        ("X-Original-Host", False, False),
+        ("X-Url-Scheme", False, False),
+        ("Front-End-Https", False, False),
+        ("X-Original-URL", False, False),
+        ("X-Rewrite-URL", False, False),
+        ("X-Original-URL", True, True),
+        ("X-HTTP-Method-Override", False, True),  # a client's own (Google's APIs send it)
     ],
 )
 async def test_claims_of_the_client_address_reach_the_origin_only_from_a_trusted_peer(
