@@ -121,7 +121,8 @@ local function outcome(op)
   -- exposures hash; op[10]: the metric's per-visitor revenue cap, 0 for none (capped values
   -- enter the sums); op[11]: 1 when every conversion counts, 0 when only the first does;
   -- op[12], op[13]: the buyers' sorted set of a percentile-capped metric ('' for none) and the
-  -- visitor, its member's start (keyspace.revenue_member)
+  -- visitor, its member's start (keyspace.revenue_member); every non-zero total is kept, the
+  -- negative ones (allow_negative: refunds) for the report's floor (stats/capping.py)
   local xkey, experiment, totals, agg, metric = op[2], op[3], op[4], op[5], op[6]
   local add_c, add_r, y, cap = op[7], op[8], op[9], op[10]
   local repeatable, buyers, visitor = op[11], op[12], op[13]
@@ -142,7 +143,7 @@ local function outcome(op)
   local new_r = old_r + add_r
   if buyers ~= '' and record and add_r ~= 0 then
     local member = visitor .. RECORD_SEP .. record
-    if new_r > 0 then
+    if new_r ~= 0 then
       redis.call('ZADD', buyers, num(new_r), member)
     else
       redis.call('ZREM', buyers, member)

@@ -13,7 +13,14 @@ import redis.asyncio as redis
 from refract.analytics import weight_changes
 from refract.analytics.rules_in_force import rules_in_force
 from refract.analytics.stats import data, frozen_looks
-from refract.analytics.stats.capping import PercentileCap, read_cap, winsorized
+from refract.analytics.stats.capping import (
+    PercentileCap,
+    PercentileFloor,
+    floored,
+    read_cap,
+    read_floor,
+    winsorized,
+)
 from refract.analytics.stats.engine import Settings
 from refract.analytics.stats.planning import plan, prelaunch_note
 from refract.analytics.stats.report import Report, Row, build_looked, measures_of
@@ -58,16 +65,10 @@ async def experiment_report(
     )
     variants = tuple(variant.key for variant in experiment.variants)
     loaded = await data.load(client, site, key, variants, metrics)
-    caps: list[PercentileCap] = []
+    bound_notes: list[str] = []
     for metric in metrics:
-        definition = rules.metrics[metric]
-        if definition.percentile_cap is None:
-            continue
-        found = await read_cap(client, site, key, metric, definition.percentile_cap, definition.cap)
-        if found is not None:
-            cap, above = found
-            loaded = winsorized(loaded, metric, cap.cap, above)
-            caps.append(cap)
+        loaded, notes = await _percentile_bounded(client, site, key, rules, metric, loaded)
+        bound_notes += notes
     history = await weights_history(client, site, experiment)
     published_at = (
         await allocations.publication_times(client, site, key) if history is not None else None
@@ -93,8 +94,37 @@ async def experiment_report(
         )
         await frozen_looks.write(client, site, experiment, rules.metrics, settings.cuped, first)
     report = looked.report
-    report.notes.extend(cap_note(cap) for cap in caps)
+    report.notes.extend(bound_notes)
     return report
+
+
+async def _percentile_bounded(
+    client: redis.Redis,
+    site: str,
+    experiment: str,
+    rules: RuleSet,
+    metric: str,
+    loaded: data.ExperimentData,
+) -> tuple[data.ExperimentData, list[str]]:
+    """``loaded`` with ``metric``'s revenue capped at its percentile cap and, for a metric with
+    ``allow_negative``, raised to its floor (stats/capping.py), and the report's notes on both."""
+    definition = rules.metrics[metric]
+    percentile = definition.percentile_cap
+    if percentile is None:
+        return loaded, []
+    notes = []
+    capped = await read_cap(client, site, experiment, metric, percentile, definition.cap)
+    if capped is not None:
+        cap, above = capped
+        loaded = winsorized(loaded, metric, cap.cap, above)
+        notes.append(cap_note(cap))
+    if definition.allow_negative:
+        raised = await read_floor(client, site, experiment, metric, percentile)
+        if raised is not None:
+            floor, below = raised
+            loaded = floored(loaded, metric, floor.floor, below)
+            notes.append(floor_note(floor))
+    return loaded, notes
 
 
 def _measures(
@@ -141,13 +171,34 @@ async def fixed_weights_by_day(
 
 def cap_note(cap: PercentileCap) -> str:
     where = (
-        f"the second largest of {cap.buyers:,} buyers' revenue (their {cap.percentile:g}th "
+        f"the second largest of {cap.buyers:,} buyers' revenue (their {ordinal(cap.percentile)} "
         "percentile lies above it)"
         if cap.runner_up
-        else f"the {cap.percentile:g}th percentile of {cap.buyers:,} buyers' revenue"
+        else f"the {ordinal(cap.percentile)} percentile of {cap.buyers:,} buyers' revenue"
     )
     return (
         f"{cap.metric} (revenue): capped at {cap.cap:,.2f}, {where}; {cap.capped:,} counted as that"
+    )
+
+
+def ordinal(percentile: float) -> str:
+    """'1st', '2nd', '99th', '99.5th': a percentile as the notes name it."""
+    if percentile != int(percentile) or int(percentile) % 100 in (11, 12, 13):
+        return f"{percentile:g}th"
+    return f"{percentile:g}" + {1: "st", 2: "nd", 3: "rd"}.get(int(percentile) % 10, "th")
+
+
+def floor_note(floor: PercentileFloor) -> str:
+    percentile = f"{ordinal(floor.percentile)} percentile"
+    totals = f"{floor.totals:,} non-zero totals"
+    where = {
+        "percentile": f"the {percentile} of {totals}",
+        "second smallest": f"the second smallest of {totals} (their {percentile} lies below it)",
+        "zero": f"0, as buying nothing (the {percentile} of {totals} lies above it)",
+    }[floor.limited_by]
+    return (
+        f"{floor.metric} (revenue): floored at {floor.floor:,.2f}, {where}; "
+        f"{floor.floored:,} counted as that"
     )
 
 

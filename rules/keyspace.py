@@ -230,10 +230,11 @@ def report_values(site: str, experiment: str, field: str) -> str:
 
 
 def revenue_totals(site: str, experiment: str, metric: str) -> str:
-    """The visitors with revenue on ``metric`` since their first exposure to ``experiment``,
-    scored by their uncapped total: the distribution a percentile cap is read from. A member
-    is ``revenue_member(visitor, record)``, so that a report corrects the cells of the few
-    visitors above the cap without reading their exposures hashes."""
+    """The visitors with a non-zero total on ``metric`` (negative for refunds of a metric with
+    ``allow_negative``) since their first exposure to ``experiment``, scored by their uncapped
+    total: the distribution a percentile cap and floor are read from. A member is
+    ``revenue_member(visitor, record)``, so that a report corrects the cells of the few
+    visitors beyond them without reading their exposures hashes."""
     return _site(site, "agg", experiment, "revenue", metric)
 
 
