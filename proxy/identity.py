@@ -33,7 +33,7 @@ from multidict import MultiMapping
 
 from refract.proxy import metrics
 from refract.proxy.visitor_key import VisitorKey
-from refract.rules import visitor_ids
+from refract.rules import patterns, visitor_ids
 from refract.rules.config import (
     ADMIN_SECURE_SESSION_COOKIE,
     ADMIN_SESSION_COOKIE,
@@ -136,7 +136,7 @@ class IdentityPolicy:
     def __init__(self, cookies: CookieConfig, privacy: PrivacyConfig) -> None:
         self._cookies = cookies
         self._privacy = privacy
-        self._consent_granted = re.compile(privacy.consent_granted, re.IGNORECASE)
+        self._consent_granted = patterns.compiled(privacy.consent_granted, ignore_case=True)
 
     def identify(self, headers: MultiMapping[str], key: VisitorKey) -> Identity:
         header = cookie_header(headers)

@@ -30,6 +30,7 @@ from pydantic import (
 )
 from yarl import URL
 
+from refract.rules import patterns
 from refract.rules.industry import INDUSTRIES, load_industry_model
 from refract.rules.object_store import check_object_store_url, is_object_store_url
 from refract.rules.problems import (
@@ -280,10 +281,8 @@ class PrivacyConfig(Section):
     @field_validator("consent_granted")
     @classmethod
     def _check_pattern(cls, value: str) -> str:
-        try:
-            re.compile(value)
-        except re.error as error:
-            raise ValueError(f"invalid regular expression: {error}") from None
+        if found := patterns.problem(value):
+            raise ValueError(found)
         return value
 
 

@@ -25,7 +25,7 @@ from pydantic import (
     model_validator,
 )
 
-from refract.rules import fields
+from refract.rules import fields, patterns
 from refract.rules.events import LONE_SURROGATE, MAX_VALUE
 
 KEY_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
@@ -149,11 +149,8 @@ class Condition(Table):
             raise ValueError(f'"{self.op}" needs a list value, e.g. value = ["a", "b"]')
         if self.op == "exists" and not isinstance(self.value, bool):
             raise ValueError('"exists" needs value = true or value = false')
-        if self.op == "matches":
-            try:
-                re.compile(str(self.value))
-            except re.error as error:
-                raise ValueError(f"invalid regular expression: {error}") from None
+        if self.op == "matches" and (found := patterns.problem(str(self.value))):
+            raise ValueError(found)
         if self.op in ("gte", "lte") and not isinstance(self.value, int | float):
             raise ValueError(f'"{self.op}" needs a number value')
         target = fields.field_of(self.field)
@@ -214,11 +211,8 @@ class PageRule(Table):
     def _has_a_pattern(self) -> PageRule:
         if not self.paths and not self.regex:
             raise ValueError("a page rule needs paths or regex")
-        if self.regex:
-            try:
-                re.compile(self.regex)
-            except re.error as error:
-                raise ValueError(f"invalid regular expression: {error}") from None
+        if self.regex and (found := patterns.problem(self.regex)):
+            raise ValueError(found)
         return self
 
 

@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from refract.rules import patterns
 from refract.rules.schema import Audience, Condition, PageRule
 
 Value = str | int | float | bool | Sequence[str]
@@ -66,7 +67,7 @@ def _comparison(op: str, expected: object) -> Callable[[Value], bool]:
     if op == "prefix":
         return lambda value: str(value).casefold().startswith(str(expected).casefold())
     if op == "matches":
-        pattern = re.compile(str(expected))
+        pattern = patterns.compiled(str(expected))
         return lambda value: pattern.search(str(value)) is not None
     if op in ("gte", "lte"):
         bound = float(expected) if isinstance(expected, int | float) else 0.0
@@ -129,7 +130,7 @@ class PageTagger:
             (
                 page.tag,
                 re.compile("|".join(fnmatch.translate(glob) for glob in page.paths) or "(?!)"),
-                re.compile(page.regex) if page.regex else None,
+                patterns.compiled(page.regex) if page.regex else None,
             )
             for page in pages
         ]
