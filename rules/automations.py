@@ -22,7 +22,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from refract.rules import fields
 from refract.rules.config import AutomationsConfig, DestinationKind
-from refract.rules.problems import Problem, dotted
+from refract.rules.problems import TOML_REFUSALS, Problem, dotted
 from refract.rules.schema import KEY_HINT, KEY_PATTERN, Condition, Table
 from refract.rules.toml_lines import KeyPath, TomlLines
 
@@ -233,7 +233,7 @@ def destination_problems(
         try:
             text = files[name].decode("utf-8")
             document = tomllib.loads(text)
-        except (UnicodeDecodeError, tomllib.TOMLDecodeError):
+        except (UnicodeDecodeError, *TOML_REFUSALS):
             continue
         lines = TomlLines(text)
         automations = document.get("automations", [])

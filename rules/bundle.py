@@ -31,7 +31,7 @@ from tomlkit.exceptions import ParseError
 from tomlkit.items import AoT, Table
 
 from refract.rules.battlecards import is_battlecard_file
-from refract.rules.problems import InvalidFileError, Problem
+from refract.rules.problems import TOML_REFUSALS, InvalidFileError, Problem
 from refract.rules.toml_edit import table_text
 
 MARKER = "# ==== file: {name} ===="
@@ -113,7 +113,7 @@ def _card_as_table(text: str) -> str | None:
     the table would not hold the same card."""
     try:
         card = tomllib.loads(text)
-    except tomllib.TOMLDecodeError:
+    except TOML_REFUSALS:
         return None
     if "battlecards" in card:
         return None  # several cards: [[battlecards]] tables, or an array of them
@@ -123,7 +123,7 @@ def _card_as_table(text: str) -> str | None:
     )
     try:
         same = tomllib.loads(table) == {"battlecards": [card]}
-    except tomllib.TOMLDecodeError:
+    except TOML_REFUSALS:
         same = False
     return table if same and _card_from_table(table) == text else None
 

@@ -34,6 +34,7 @@ from refract.rules import patterns
 from refract.rules.industry import INDUSTRIES, load_industry_model
 from refract.rules.object_store import check_object_store_url, is_object_store_url
 from refract.rules.problems import (
+    TOML_REFUSALS,
     InvalidFileError,
     Problem,
     dotted,
@@ -911,7 +912,7 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
         ) from None
     try:
         data = tomllib.loads(text)
-    except (tomllib.TOMLDecodeError, RecursionError) as error:
+    except TOML_REFUSALS as error:
         raise InvalidFileError([toml_problem(str(path), text, error)]) from None
     data, overrides, env_problems = _apply_environment(data, environ)
     if env_problems:

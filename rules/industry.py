@@ -25,8 +25,14 @@ from pydantic import (
     model_validator,
 )
 
-from refract.rules.problems import InvalidFileError, Problem, problems_from_validation
-from refract.rules.toml_lines import TomlLines, error_line
+from refract.rules.problems import (
+    TOML_REFUSALS,
+    InvalidFileError,
+    Problem,
+    problems_from_validation,
+    toml_problem,
+)
+from refract.rules.toml_lines import TomlLines
 
 SHIPPED = Path(__file__).with_name("industries")
 INDUSTRIES = (
@@ -265,10 +271,8 @@ def _load(path: Path) -> IndustryModel:
         ) from None
     try:
         data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as error:
-        raise InvalidFileError(
-            [Problem(str(path), error_line(error, text), "", f"not valid TOML: {error}")]
-        ) from None
+    except TOML_REFUSALS as error:
+        raise InvalidFileError([toml_problem(str(path), text, error)]) from None
     try:
         return IndustryModel.model_validate(data)
     except ValidationError as error:

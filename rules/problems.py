@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import difflib
+import re
+import sys
+import tomllib
 import typing
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from pydantic import BaseModel, ValidationError
 
@@ -55,9 +58,23 @@ BYTE_ORDER_MARK = "\ufeff"
 _WRITTEN_TWICE = ("Cannot overwrite a value", "Cannot declare", "Cannot redefine namespace")
 
 
+# What tomllib.loads raises for a document it cannot read: its TOMLDecodeError (a ValueError),
+# Python's own ValueError for an integer over sys.get_int_max_str_digits() digits (4,300), and
+# a RecursionError for arrays or inline tables nested too deeply.
+TOML_REFUSALS: Final = (ValueError, RecursionError)
+
+
 def toml_problem(file: str, text: str, error: Exception) -> Problem:
-    """What is wrong with a document ``tomllib.loads(text)`` refused: its TOMLDecodeError, or
-    the RecursionError of arrays or inline tables nested too deeply for it to read."""
+    """What is wrong with a document ``tomllib.loads(text)`` refused (``TOML_REFUSALS``)."""
+    if not isinstance(error, tomllib.TOMLDecodeError | RecursionError):
+        return Problem(
+            file,
+            _line_of_long_integer(text),
+            "",
+            "not a number Refract can read: an integer of more than "
+            f"{sys.get_int_max_str_digits():,} digits",
+            "no setting needs more than a few digits: shorten the number",
+        )
     if isinstance(error, RecursionError):
         return Problem(
             file,
@@ -206,3 +223,10 @@ def _describe_field(model: type[BaseModel], path: Sequence[str | int]) -> str:
         return ""
     field = holder.model_fields.get(str(path[-1]))
     return (field.description or "") if field else ""
+
+
+def _line_of_long_integer(text: str) -> int | None:
+    """The line of the first run of digits too long for Python to read as an integer."""
+    longest = sys.get_int_max_str_digits()
+    found = re.search(rf"[0-9_]{{{longest + 1},}}", text)
+    return text.count("\n", 0, found.start()) + 1 if found else None

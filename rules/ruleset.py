@@ -31,6 +31,7 @@ from refract.rules.battlecards import Battlecard, PlacedCard
 from refract.rules.config import AutomationsConfig
 from refract.rules.markup import markup_problem, selector_problem, token_problem
 from refract.rules.problems import (
+    TOML_REFUSALS,
     InvalidFileError,
     Problem,
     dotted,
@@ -260,7 +261,7 @@ def rules_from_files(files: dict[str, bytes], directory: Path) -> RuleSet:
 def _parse(path: Path, text: str, name: str) -> _Source:
     try:
         data = tomllib.loads(text)
-    except (tomllib.TOMLDecodeError, RecursionError) as error:
+    except TOML_REFUSALS as error:
         raise InvalidFileError([toml_problem(str(path), text, error)]) from None
     lines = TomlLines(text)
     if battlecards.is_battlecard_file(name):
