@@ -218,7 +218,8 @@ async def _to_the_end(work: Coroutine[Any, Any, None]) -> None:
 @dataclass(frozen=True)
 class _Entry:
     """What a directory entry was before a change: a file's bytes and mode, a symlink's
-    target, or nothing (``data`` and ``link`` None)."""
+    target (and the bytes and mode of the file it names, which a change writes through the
+    link), or nothing (``data`` and ``link`` None)."""
 
     data: bytes | None = None
     mode: int = _NEW_FILE_MODE
@@ -244,7 +245,12 @@ def _snapshot(directory: Path, before: dict[str, bytes], after: dict[str, bytes]
             entries[name] = _Entry()
             continue
         if stat.S_ISLNK(status.st_mode):
-            entries[name] = _Entry(link=os.readlink(path))
+            named = path.resolve()
+            if named.is_file():
+                mode = stat.S_IMODE(named.stat().st_mode)
+                entries[name] = _Entry(named.read_bytes(), mode, link=os.readlink(path))
+            else:
+                entries[name] = _Entry(link=os.readlink(path))
         else:
             entries[name] = _Entry(path.read_bytes(), stat.S_IMODE(path.stat().st_mode))
     parents = {str(Path(name).parent) for name in entries} - {"."}
@@ -259,9 +265,13 @@ def _restore(directory: Path, snapshot: _Snapshot) -> None:
         for name, entry in snapshot.entries.items():
             path = directory / name
             if entry.link is not None:
+                named = (path.parent / entry.link).resolve()
+                if entry.data is not None and _bytes_of(named) != entry.data:  # written through
+                    _write_atomically(named, entry.data, entry.mode)
                 _link_atomically(path, entry.link)
             elif entry.data is not None:
-                _write_atomically(path, entry.data, entry.mode)
+                if path.is_symlink() or not _holds(path, entry.data, entry.mode):
+                    _write_atomically(path, entry.data, entry.mode)
             else:
                 path.unlink(missing_ok=True)
         for name in snapshot.directories:
@@ -272,11 +282,33 @@ def _restore(directory: Path, snapshot: _Snapshot) -> None:
 
 
 def _write_files(directory: Path, before: dict[str, bytes], after: dict[str, bytes]) -> None:
-    for name, data in after.items():
-        if before.get(name) != data:
-            _write_atomically(directory / name, data)
+    """Write what changed; a rule file that is a symlink is written through it (to the file
+    it names, which a deploy or other nodes may share), so the link stays a link, and last,
+    so that a disk failing on the way has not touched a file outside the directory."""
+    changed = [name for name, data in after.items() if before.get(name) != data]
+    links = [name for name in changed if (directory / name).is_symlink()]
+    for name in [name for name in changed if name not in links]:
+        _write_atomically(directory / name, after[name])
+    for name in links:
+        _write_atomically((directory / name).resolve(), after[name])
     for name in before.keys() - after.keys():
         (directory / name).unlink(missing_ok=True)
+
+
+def _holds(path: Path, data: bytes, mode: int) -> bool:
+    """Whether ``path`` is the file it was (a failure may have come before it was written:
+    then it is not written again, which a full disk may refuse)."""
+    try:
+        return stat.S_IMODE(path.stat().st_mode) == mode and path.read_bytes() == data
+    except OSError:
+        return False
+
+
+def _bytes_of(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
 
 
 def _link_atomically(path: Path, target: str) -> None:

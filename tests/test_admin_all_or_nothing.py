@@ -341,3 +341,18 @@ async def test_a_cancelled_edit_is_saved_or_undone_whole_before_the_lock_is_rele
         assert entries_of(rules_dir.parent) == before
         assert found == (rules_version(files), files)
     await asyncio.wait_for(store.edit(lambda base: base), 2)  # the lock is free again
+
+
+@pytest.mark.parametrize("edit", sorted(EDITS))
+async def test_a_saved_edit_writes_a_symlinked_file_through_its_link(
+    admin_api: AdminFactory, redis_url: str, rules_dir: Path, edit: str
+) -> None:
+    await clean_redis(redis_url)
+    api = await admin_api(settings(redis_url, rules_dir), role="marketing")
+    send = await EDITS[edit](api)
+
+    assert await send() == 200
+
+    link = rules_dir / "experiments.toml"
+    assert os.readlink(link) == str(rules_dir.parent / "shared" / "experiments.toml")
+    assert 'status = "paused"' in (rules_dir.parent / "shared" / "experiments.toml").read_text()
