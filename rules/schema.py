@@ -151,7 +151,7 @@ class Condition(Table):
             raise ValueError('"exists" needs value = true or value = false')
         if self.op == "matches" and (found := patterns.problem(str(self.value))):
             raise ValueError(found)
-        if self.op in ("gte", "lte") and not isinstance(self.value, int | float):
+        if self.op in ("gte", "lte") and not _is_number(self.value):
             raise ValueError(f'"{self.op}" needs a number value')
         target = fields.field_of(self.field)
         if self.op in ("gte", "lte") and target is not None and target.kind != "number":
@@ -159,7 +159,26 @@ class Condition(Table):
                 f'"{self.op}" compares numbers, and "{self.field}" is {target.kind}: '
                 "use eq, in or exists"
             )
+        if self.op in _COMPARED and target is not None and (found := self._kind_problem(target)):
+            raise ValueError(found)
         return self
+
+    def _kind_problem(self, target: fields.TargetField) -> str | None:
+        """A value of another kind than its field's: true is 1 to Python, so ``value = true``
+        on a number field, or ``value = 1`` on a true-or-false one, would match quietly."""
+        values = self.value if isinstance(self.value, list) else [self.value]
+        if target.kind == "number" and not all(_is_number(value) for value in values):
+            return f'"{self.field}" is a number: compare it with a number, e.g. value = 3'
+        if target.kind == "boolean" and not all(isinstance(value, bool) for value in values):
+            return f'"{self.field}" is true or false: write value = true or value = false'
+        return None
+
+
+_COMPARED = frozenset({"eq", "ne", "in", "not_in"})
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 MAX_REPORT_SEGMENTS = 5  # each field multiplies an experiment's aggregate fields
