@@ -399,9 +399,10 @@ async def test_a_burst_of_track_calls_goes_in_a_few_batches(
     assert (len(track_batches), home.refusals()) == (3, {})
 
 
-RECORD_POSTS = (  # the page's clock at each post the beacon makes
-    "window.posts = []; const send = fetch;"
-    "window.fetch = (...a) => (posts.push(Date.now()), send(...a));"
+RECORD_POSTS = (  # the page's clock at each post the beacon makes, and the answers it read
+    "window.posts = []; window.settled = 0; const send = fetch;"
+    "window.fetch = (...a) => (posts.push(Date.now()),"
+    " send(...a).then(r => (settled++, r), e => { settled++; throw e; }));"
 )
 
 
@@ -439,9 +440,18 @@ class PausedPage:
                     if self.answered >= posted:
                         break
                     await asyncio.wait_for(self.more.wait(), 5)
-                # the beacon reads the answer and sets its next try (no page time passes:
-                # 0.1 s was too little on a loaded machine, and the try came a second late)
-                await asyncio.sleep(0.5)
+                await self._read(posted)
+
+    async def _read(self, posted: int) -> None:
+        """Until the beacon has read the answers to ``posted`` posts and set its next try: it
+        does so in the task that settles the fetch (no page time passes meanwhile; a fixed
+        wait of real time was too little on a loaded machine, and the try came a second
+        late). Ten seconds at most."""
+        for _ in range(1000):
+            if await self.page.evaluate("settled") >= posted:
+                return
+            await asyncio.sleep(0.01)
+        raise TimeoutError(f"the beacon had not read {posted} answers after 10 s")
 
     async def posts(self) -> list[int]:
         posts: list[int] = await self.page.evaluate("posts")
