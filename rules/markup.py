@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from html.parser import HTMLParser
 
 import lolhtml
+from selectolax.lexbor import LexborHTMLParser, SelectolaxError
 
 VOID_ELEMENTS = frozenset(
     {
@@ -48,6 +49,20 @@ def selector_problem(selector: str) -> str:
         lolhtml.HTMLRewriter(lambda _: None).on(selector, _Ignore())
     except Exception as error:  # lol-html reports every selector error as RuntimeError
         return str(error).rstrip(".")
+    return ""
+
+
+_EMPTY_PAGE = LexborHTMLParser("")
+
+
+def browser_selector_problem(selector: str) -> str:
+    """Why a browser cannot parse ``selector`` (a metric's, run by the beacon with
+    ``closest()``, which supports more than the rewriter: ``:hover``, ``:not()``), or "":
+    lexbor's CSS parser, a browser engine's, is the check."""
+    try:
+        _EMPTY_PAGE.css_first(selector)
+    except SelectolaxError:
+        return "not a CSS selector a browser can parse"
     return ""
 
 

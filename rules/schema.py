@@ -27,6 +27,7 @@ from pydantic import (
 
 from refract.rules import fields, patterns
 from refract.rules.events import LONE_SURROGATE, MAX_VALUE
+from refract.rules.markup import browser_selector_problem
 
 KEY_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 KEY_HINT = "lowercase letters, digits, - and _, starting with a letter or digit"
@@ -309,9 +310,13 @@ class Metric(Table):
         target = {"url": self.url, "click": self.selector, "form": self.form, "event": self.event}[
             self.kind
         ]
+        field = {"url": "url", "click": "selector", "form": "form", "event": "event"}
         if not target:
-            field = {"url": "url", "click": "selector", "form": "form", "event": "event"}
             raise ValueError(f'a metric of kind "{self.kind}" needs {field[self.kind]}')
+        if self.kind in ("click", "form") and (found := browser_selector_problem(target)):
+            raise ValueError(
+                f'{field[self.kind]} "{target}": {found}, so the metric would never convert'
+            )
         return self
 
 
