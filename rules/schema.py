@@ -440,7 +440,10 @@ class Experiment(Table):
         'exposure, e.g. ["segment.style", "account.target"] (exploratory)',
     )
     exclusion_group: str = Field(
-        default="", description="experiments in one group never share a visitor"
+        default="",
+        # a key, so that "G1", "g1 " and "g1" cannot be three groups meant as one
+        pattern=r"^$|" + KEY_PATTERN,
+        description=f"experiments in one group never share a visitor: {KEY_HINT}",
     )
     exclusion_range: tuple[float, float] | None = Field(
         default=None, description="this experiment's share of its group, in percent: [0, 50]"

@@ -159,6 +159,18 @@ BAD_RULES = [
         r"overlaps exp's range in group \"g\"",
         id="overlapping-exclusion-ranges",
     ),
+    *[
+        pytest.param(
+            {"experiments": experiment(f"exclusion_group = {group}")},
+            r"experiments\[0\]\.exclusion_group: string should match pattern",
+            id=f"exclusion-group-{name}",
+        )
+        for name, group in (
+            ("upper-case", '"G1"'),
+            ("space", '"g1 "'),
+            ("zero-width", '"g1\u200b"'),
+        )
+    ],
     pytest.param(
         {"experiments": experiment("colour = 1")},
         r"experiments\.toml:4: experiments\[0\]\.colour: unknown key",
