@@ -441,9 +441,11 @@ class Experiment(Table):
     )
     exclusion_group: str = Field(
         default="",
-        # a key, so that "G1", "g1 " and "g1" cannot be three groups meant as one
-        pattern=r"^$|" + KEY_PATTERN,
-        description=f"experiments in one group never share a visitor: {KEY_HINT}",
+        # lower case and no spaces, so that "G1", "g1 " and "g1" cannot be three groups meant
+        # as one (dots are allowed: a group may be named like a seed, "group.traffic")
+        pattern=r"^$|^[a-z0-9][a-z0-9._-]{0,62}$",
+        description="experiments in one group never share a visitor: lowercase letters, "
+        "digits, ., - and _, starting with a letter or digit",
     )
     exclusion_range: tuple[float, float] | None = Field(
         default=None, description="this experiment's share of its group, in percent: [0, 50]"
