@@ -34,6 +34,7 @@ from refract.proxy.visitor_key import VisitorKey, follow_visitor_key
 from refract.rules.config import Config, load_config
 from refract.rules.problems import InvalidFileError
 from refract.rules.redis_client import connect
+from refract.rules.ruleset import EMPTY, rules_version
 
 log = logging.getLogger("refract.proxy")
 
@@ -122,6 +123,9 @@ def _needs_restart(old: Config, new: Config) -> list[str]:
     return [name for name, (before, after) in fields.items() if before != after]
 
 
+NO_RULE_FILES = rules_version({})  # the version of a rules directory holding no rule file
+
+
 async def reload(app: web.Application, config_path: Path, grace_s: float) -> bool:
     """Apply a changed config.toml; on any error keep the one in force and say why."""
     holder = app[STATE_KEY]
@@ -137,6 +141,16 @@ async def reload(app: web.Application, config_path: Path, grace_s: float) -> boo
         )
         return False
     previous = holder.current
+    if state.rules.version == NO_RULE_FILES != previous.rules.version != EMPTY.version:
+        # a deploy that emptied the directory for a moment, a wrong mount: every node would
+        # follow it at once, and every experiment and personalization stop
+        log.error(
+            "reload refused, previous configuration stays in force: %s holds no rule file, "
+            "where the rules in force have some; to run without rules, leave an empty rule "
+            "file there (none.toml)",
+            config.rules.directory,
+        )
+        return False
     # the bandits' published weights stay in force: the new rules are followed at once, the
     # weights too (rules_sync re-reads them at the next poll all the same)
     state = state.with_allocations(previous.rules.allocations)

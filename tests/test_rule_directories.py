@@ -238,3 +238,32 @@ async def test_a_reload_names_the_entry_and_keeps_the_rules_in_force(
         assert await reload(client.app, config, 0.1) is False
     assert client.app[STATE_KEY].current is state
     assert re.search(f"{re.escape(str(directory / 'old.toml'))}: {message}", caplog.text)
+
+
+async def test_a_reload_that_would_empty_the_rules_is_refused(
+    proxy: ProxyFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    directory = rules_dir(tmp_path)
+    client = await proxy(rules={"directory": str(directory)})
+    state = client.app[STATE_KEY].current
+    config = write_config(tmp_path, directory, str(state.config.sites[0].origin))
+    config.write_text(f'[redis]\nurl = "{state.config.redis.url}"\n' + config.read_text())
+    (directory / "metrics.toml").unlink()  # a deploy that empties the directory for a moment
+    with caplog.at_level(logging.ERROR, logger="refract.proxy"):
+        assert await reload(client.app, config, 0.1) is False
+    assert client.app[STATE_KEY].current is state
+    assert "holds no rule file" in caplog.text
+
+
+async def test_an_empty_rule_file_runs_without_rules_on_purpose(
+    proxy: ProxyFactory, tmp_path: Path
+) -> None:
+    directory = rules_dir(tmp_path)
+    client = await proxy(rules={"directory": str(directory)})
+    state = client.app[STATE_KEY].current
+    config = write_config(tmp_path, directory, str(state.config.sites[0].origin))
+    config.write_text(f'[redis]\nurl = "{state.config.redis.url}"\n' + config.read_text())
+    (directory / "metrics.toml").unlink()
+    (directory / "none.toml").write_text("# no rules, on purpose\n")
+    assert await reload(client.app, config, 0.1) is True
+    assert not client.app[STATE_KEY].current.rules.rules.metrics
