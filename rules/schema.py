@@ -420,6 +420,16 @@ class Experiment(Table):
         le=100,
         description="percent of the audience that enters the experiment",
     )
+
+    @field_validator("traffic")
+    @classmethod
+    def _traffic_enrols_someone(cls, value: float) -> float:
+        """Shares are counted in the buckets' steps of 0.01 % (docs/assignment.md): one that
+        rounds to none would leave a running experiment without a visitor, silently."""
+        if round(value * 100) < 1:
+            raise ValueError(f"{value:g} % rounds to no visitor at all: 0.01 % is the least")
+        return value
+
     variants: list[Variant] = Field(min_length=2, description="control first, then the others")
     allocation: Literal["fixed", "bandit"] = Field(
         default="fixed",

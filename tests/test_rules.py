@@ -172,6 +172,11 @@ BAD_RULES = [
         )
     ],
     pytest.param(
+        {"experiments": experiment("traffic = 0.004")},
+        r"experiments\[0\]\.traffic: 0\.004 % rounds to no visitor at all",
+        id="traffic-rounding-to-nobody",
+    ),
+    pytest.param(
         {"experiments": experiment("colour = 1")},
         r"experiments\.toml:4: experiments\[0\]\.colour: unknown key",
         id="unknown-key",
