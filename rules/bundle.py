@@ -67,7 +67,7 @@ def export_document(files: dict[str, bytes], version: str) -> str:
 
 def import_document(text: str) -> dict[str, bytes]:
     """The files a document holds; InvalidFileError for bad or repeated file names."""
-    markers = list(_MARKER_LINE.finditer(text))
+    markers = _file_markers(text)
     chunks: list[tuple[str, str]] = []
     preamble = text[: markers[0].start()] if markers else text
     if _has_content(preamble):
@@ -93,6 +93,32 @@ def import_document(text: str) -> dict[str, bytes]:
     if problems:
         raise InvalidFileError(problems)
     return files
+
+
+def _file_markers(text: str) -> list[re.Match[str]]:
+    """The lines that start a file: a marker line, unless it is a line of a multi-line string
+    the file before it has not closed (a file may quote one, and is then exported whole)."""
+    found: list[re.Match[str]] = []
+    for marker in _MARKER_LINE.finditer(text):
+        start = found[-1].end() + 1 if found else 0
+        if not _ends_in_a_string(text[start : marker.start()]):
+            found.append(marker)
+    return found
+
+
+def _ends_in_a_string(text: str) -> bool:
+    """Whether ``text`` ends inside a multi-line string it opened (tomllib says so)."""
+    try:
+        tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        return str(error).startswith(_UNCLOSED_STRING) and "(at end of document)" in str(error)
+    except TOML_REFUSALS:
+        return False
+    return False
+
+
+# tomllib's words for a string still open at the end of the text (3.11 to 3.13)
+_UNCLOSED_STRING = ("Unterminated string", "Expected \"'''\"")
 
 
 def _has_content(text: str) -> bool:
