@@ -109,4 +109,7 @@ def _unclosed_delimiter(rest: str) -> str | None:
 def error_line(error: Exception, text: str) -> int:
     """The line of a tomllib error: before Python 3.14 it is only named in the message."""
     match = re.search(r"at line (\d+)", str(error))
-    return int(match[1]) if match else max(1, text.count("\n"))
+    if match:
+        return int(match[1])
+    # "at end of document": the last line, which a file need not end with a newline
+    return max(1, text.count("\n") + (not text.endswith("\n")))

@@ -1,6 +1,7 @@
-"""An integer longer than Python reads (4,300 digits) is a problem with a file, line and hint,
-like any other malformed file: it was a bare traceback from `refract check`, proxy start-up
-and a reload, and a 500 from the admin API."""
+"""A TOML file Refract cannot read is a problem with its file, line and hint, like any other:
+an integer longer than Python reads (4,300 digits) was a bare traceback from `refract check`,
+proxy start-up and a reload, and a 500 from the admin API; an error at the end of a file
+without a final newline named the line before its last."""
 
 from __future__ import annotations
 
@@ -60,3 +61,18 @@ async def test_an_import_with_a_long_integer_is_refused_as_refract_check_refuses
     [error] = (await response.json())["errors"]
     assert (Path(error["file"]).name, error["line"]) == ("big.toml", 2)
     assert read_rule_files(rules).keys() == {"site.toml"}  # nothing saved
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [('a = """\n\n\nunterminated', 4), ('a = """\n\n\nunterminated\n', 4), ('a = """', 1)],
+    ids=["no-final-newline", "final-newline", "one-line"],
+)
+def test_an_error_at_the_end_of_a_file_names_its_last_line(
+    tmp_path: Path, text: str, line: int
+) -> None:
+    (tmp_path / "notes.toml").write_text(text)
+    with pytest.raises(InvalidFileError) as refused:
+        load_rules(tmp_path)
+    [problem] = refused.value.problems
+    assert problem.line == line
