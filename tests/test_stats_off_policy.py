@@ -210,6 +210,15 @@ def test_a_wider_confidence_gives_a_wider_interval() -> None:
         assert b.low <= a.low <= a.high <= b.high
 
 
+@pytest.mark.parametrize("tiny", [5e-324, 1e-310, 1e-200])
+def test_snipw_of_weights_too_small_to_multiply_is_still_the_rewards_mean(tiny: float) -> None:
+    # hypothesis found it: a policy giving the logged arm 5e-324 made wᵢrᵢ 0 and SNIPW 0
+    data = logs([1, 1], [0.5, 0.25], [1.0, 1.0], arms=2)
+    found = evaluate(data, np.tile([1.0, tiny], (2, 1)), resamples=50)
+    assert found.snipw.value == pytest.approx(0.375)
+    assert 0.25 <= found.snipw.low <= found.snipw.high <= 0.5
+
+
 def test_snipw_is_nan_when_no_logged_decision_has_weight() -> None:
     data = logs([0, 0, 0], [1.0, 0.0, 1.0], [0.5, 0.5, 0.5], arms=2)
     found = evaluate(data, np.tile([0.0, 1.0], (3, 1)))

@@ -210,18 +210,23 @@ def _given_model(data: Logs, reward_model: npt.ArrayLike) -> Array:
 
 
 def _terms(data: Logs, probabilities: Array, model: Array) -> Array:
-    """n x 3 per-decision terms whose sums give every estimate: wᵢrᵢ, wᵢ and the DR term."""
+    """n x 5 per-decision terms whose sums give every estimate: wᵢrᵢ, wᵢ, the DR term, and
+    vᵢrᵢ and vᵢ for SNIPW, with vᵢ = wᵢ / max w. SNIPW's ratio is the same for any scale of
+    the weights, and at this one the products cannot underflow: a policy giving an arm
+    5e-324 made wᵢrᵢ 0 while wᵢ was not, and SNIPW 0, outside the rewards."""
     w = _weights(data, probabilities)
+    largest = float(w.max()) if w.size else 0.0
+    v = w / largest if largest > 0.0 else w
     direct = np.sum(probabilities * model[data.context], axis=1)
     correction = w * (data.reward - model[data.context, data.arm])
-    return np.column_stack([w * data.reward, w, direct + correction])
+    return np.column_stack([w * data.reward, w, direct + correction, v * data.reward, v])
 
 
 def _estimates(sums: Array, n: int) -> Array:
     """(IPW, SNIPW, DR) from the sums of the per-decision terms over n decisions (resampled
     sums along the leading axes); SNIPW is NaN where no decision has weight."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        snipw = np.where(sums[..., 1] > 0.0, sums[..., 0] / sums[..., 1], np.nan)
+        snipw = np.where(sums[..., 4] > 0.0, sums[..., 3] / sums[..., 4], np.nan)
     return np.stack([sums[..., 0] / n, snipw, sums[..., 2] / n], axis=-1)
 
 
