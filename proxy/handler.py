@@ -54,6 +54,7 @@ from refract.proxy.origin_cache import (
     KeptPage,
     OriginKey,
     Told,
+    changes_the_origin,
     is_personal,
 )
 from refract.proxy.pages import neutral_page
@@ -317,6 +318,8 @@ def _forget_changed(call: Call, upstream: aiohttp.ClientResponse) -> None:
     """A success of an unsafe method changed what the origin has at its URL (and at the
     Location or Content-Location it names): what is kept of them is dropped."""
     request = call.request
+    if not changes_the_origin(request.method, upstream.status):
+        return  # every GET: nothing to gather
     named = [
         *upstream.headers.getall("Location", ()),
         *upstream.headers.getall("Content-Location", ()),

@@ -171,6 +171,16 @@ def none_match(if_none_match: str | None, etag: str) -> bool:
     return etag in (match[1] for match in _ENTITY_TAG.finditer(if_none_match))
 
 
+def weakly_equal(one: str, other: str) -> bool:
+    """RFC 9110 section 8.8.3.2's weak comparison of two entity tags: equal without ``W/``."""
+    return _opaque(one) == _opaque(other)
+
+
+def _opaque(etag: str) -> str:
+    etag = etag.strip()
+    return etag[2:] if etag.startswith("W/") else etag
+
+
 def names_page_etag(if_none_match: str | None) -> bool:
     """The visitor's validators include one of ours: they hold a page we served."""
     return _PAGE_ETAG_PREFIX in (if_none_match or "")

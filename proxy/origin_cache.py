@@ -54,7 +54,7 @@ from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from refract.proxy import codings, freshness, metrics
-from refract.proxy.headers import HOP_BY_HOP, ReadHeaders
+from refract.proxy.headers import HOP_BY_HOP, ReadHeaders, weakly_equal
 from refract.proxy.lru import ByteBoundedLRU
 from refract.proxy.wire import PreparedFields
 
@@ -189,7 +189,8 @@ class KeptPage:
         an ETag (compared weakly), else a Last-Modified, is this page's; a 304 naming none is
         about the only page the request could mean."""
         if (etag := not_modified.get("ETag")) is not None:
-            return _opaque(etag) == _opaque(self.headers.get("ETag", ""))
+            # weakly: a server that compresses its 200 often weakens its ETag there, not on 304s
+            return weakly_equal(etag, self.headers.get("ETag", ""))
         if (last_modified := not_modified.get("Last-Modified")) is not None:
             return last_modified.strip() == self.headers.get("Last-Modified", "").strip()
         return True
@@ -308,9 +309,10 @@ class OriginCache:
         self, site: str, method: str, status: int, target: str, host: str, named: Iterable[str]
     ) -> None:
         """An answer the origin gave to ``method`` on ``target`` (a request to ``host``, the
-        visitor's): a success of an unsafe method drops the pages kept for that target and
-        for those its ``named`` URLs (Location, Content-Location) give on the same host."""
-        if method in _SAFE_METHODS or not 200 <= status < 400:
+        visitor's): a success of an unsafe method (``changes_the_origin``) drops the pages
+        kept for that target and for those its ``named`` URLs (Location, Content-Location)
+        give on the same host."""
+        if not changes_the_origin(method, status):
             return
         named_here = (_same_host_target(url, host) for url in named)
         for changed in {target, *(one for one in named_here if one is not None)}:
@@ -384,10 +386,17 @@ def _is_shared_cookie(name: str) -> bool:
     return any(fnmatchcase(name, pattern) for pattern in SHARED_COOKIES)
 
 
+def changes_the_origin(method: str, status: int) -> bool:
+    """Whether an answer says the origin changed what it has at the URL: a success (2xx, 3xx)
+    of an unsafe method (RFC 9111 section 4.4)."""
+    return method not in _SAFE_METHODS and 200 <= status < 400
+
+
 def _forbids_storing(request_headers: ReadHeaders) -> bool:
     """A request's ``Cache-Control: no-store``: nothing of it or its answer may be stored
     (RFC 9111 section 5.2.1.5)."""
-    return "no-store" in freshness.directives(request_headers.getall("Cache-Control", ()))
+    values = request_headers.getall("Cache-Control", ())
+    return bool(values) and "no-store" in freshness.directives(values)
 
 
 def _same_host_target(url: str, host: str) -> str | None:
@@ -418,13 +427,6 @@ def _normal_escape(match: re.Match[str]) -> str:
 
 _ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
 _UNRESERVED = frozenset(string.ascii_letters + string.digits + "-._~")
-
-
-def _opaque(etag: str) -> str:
-    """An ETag as RFC 9110's weak comparison reads it (section 8.8.3.2): without ``W/``. A
-    server that compresses its 200 often weakens its ETag there and not on its 304."""
-    etag = etag.strip()
-    return etag[2:] if etag.startswith("W/") else etag
 
 
 def accepted_codings(accept_encoding: str) -> str:

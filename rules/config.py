@@ -292,6 +292,8 @@ def without_root_dot(host: str) -> str:
     qualified spelling of the DNS name ``a.test`` (a browser sends it when the visitor wrote
     it so), and nginx and browsers take both for one name. One dot only: ``a.test..`` names
     nothing and stays as it is, as does a bracketed IPv6 address."""
+    if not host.endswith(".") and ".:" not in host:
+        return host  # no name ending in a dot: every Host a proxy routes but the rare one
     has_port = ":" in host and not host.endswith("]")
     name, colon, port = host.rpartition(":") if has_port else (host, "", "")
     if name.endswith(".") and not name.endswith("..") and name != ".":

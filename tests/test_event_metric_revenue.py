@@ -9,13 +9,9 @@ from pathlib import Path
 import pytest
 import redis.asyncio as redis
 
-from refract.analytics.reports import experiment_report
-from refract.analytics.stats.engine import Settings
 from refract.analytics.stats.report import Report
 from refract.rules import events
-from refract.rules.config import load_config
-from refract.rules.ruleset import load_rules
-from tests.support.worker import SITE, T0, drain, exposure, pageview, send
+from tests.support.worker import T0, exposure, fixed_report, pageview, track
 
 RULES = """
 [[metrics]]
@@ -50,29 +46,10 @@ secondary_metrics = ["order", "pricing"]
 """
 
 
-def track(visitor: str, at: float, name: str, **props: str | float) -> events.Event:
-    return events.event_of(
-        "track", SITE, visitor, "s" + visitor, at, url="/", name=name, props=props
-    )
-
-
 async def report_of(
     client: redis.Redis, redis_url: str, tmp_path: Path, sent: list[events.Event]
 ) -> Report:
-    folder = tmp_path / "rules"
-    folder.mkdir()
-    (folder / "rules.toml").write_text(RULES)
-    await send(client, *sent)
-    await drain(client, folder)
-    config = tmp_path / "refract.toml"
-    config.write_text(
-        f'[redis]\nurl = "{redis_url}"\n[rules]\ndirectory = "{folder}"\n'
-        f'[[sites]]\nhost = "*"\nid = "{SITE}"\norigin = "http://127.0.0.1:9"\n'
-    )
-    settings = Settings(method="fixed")
-    return await experiment_report(
-        client, load_config(config), SITE, "hero", settings, load_rules(folder)
-    )
+    return await fixed_report(client, redis_url, tmp_path, RULES, sent)
 
 
 def measures(report: Report) -> set[tuple[str, str]]:

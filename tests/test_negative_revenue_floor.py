@@ -11,15 +11,11 @@ import numpy as np
 import pytest
 import redis.asyncio as redis
 
-from refract.analytics.reports import experiment_report
 from refract.analytics.stats.capping import read_cap, read_floor
-from refract.analytics.stats.engine import Settings
 from refract.analytics.stats.report import Report, Row
 from refract.rules import events, keyspace
-from refract.rules.config import load_config
 from refract.rules.events import MAX_EVENTS, MAX_VALUE
-from refract.rules.ruleset import load_rules
-from tests.support.worker import SITE, T0, drain, exposure, send
+from tests.support.worker import SITE, T0, exposure, fixed_report, track
 
 RULES = """
 [[metrics]]
@@ -52,9 +48,7 @@ secondary_metrics = ["gross"]
 
 
 def order(visitor: str, at: float, value: float) -> events.Event:
-    return events.event_of(
-        "track", SITE, visitor, "s" + visitor, at, url="/", name="order", props={"value": value}
-    )
+    return track(visitor, at, "order", value=value)
 
 
 def bought(per_arm: dict[str, int]) -> list[events.Event]:
@@ -80,19 +74,7 @@ def refunds(arm: str) -> list[events.Event]:
 async def report_of(
     client: redis.Redis, redis_url: str, tmp_path: Path, sent: list[events.Event]
 ) -> Report:
-    folder = tmp_path / "rules"
-    folder.mkdir()
-    (folder / "rules.toml").write_text(RULES)
-    await send(client, *sent)
-    await drain(client, folder)
-    config = tmp_path / "refract.toml"
-    config.write_text(
-        f'[redis]\nurl = "{redis_url}"\n[rules]\ndirectory = "{folder}"\n'
-        f'[[sites]]\nhost = "*"\nid = "{SITE}"\norigin = "http://127.0.0.1:9"\n'
-    )
-    return await experiment_report(
-        client, load_config(config), SITE, "hero", Settings(method="fixed"), load_rules(folder)
-    )
+    return await fixed_report(client, redis_url, tmp_path, RULES, sent)
 
 
 def revenue(report: Report, metric: str) -> Row:

@@ -12,17 +12,14 @@ import numpy as np
 import pytest
 import redis.asyncio as redis
 
-from refract.analytics.reports import experiment_report
 from refract.analytics.stats.capping import cap_ranks
 from refract.analytics.stats.data import ExperimentData
 from refract.analytics.stats.engine import Settings
 from refract.analytics.stats.report import Report, Row, build
 from refract.rules import events
-from refract.rules.config import load_config
 from refract.rules.events import MAX_EVENTS, MAX_VALUE
-from refract.rules.ruleset import load_rules
 from refract.rules.schema import DEFAULT_CAP_PERCENTILE, Experiment, Metric
-from tests.support.worker import SITE, T0, drain, exposure, send
+from tests.support.worker import T0, exposure, fixed_report, track
 
 Revenue = np.ndarray[Any, np.dtype[np.float64]]  # per visitor
 
@@ -53,9 +50,7 @@ primary_metric = "order_value"
 
 
 def order(visitor: str, at: float, value: float) -> events.Event:
-    return events.event_of(
-        "track", SITE, visitor, "s" + visitor, at, url="/", name="order", props={"value": value}
-    )
+    return track(visitor, at, "order", value=value)
 
 
 def honest() -> list[events.Event]:
@@ -85,19 +80,7 @@ async def report_of(
     sent: list[events.Event],
     metric_options: str = "",
 ) -> Report:
-    folder = tmp_path / "rules"
-    folder.mkdir(exist_ok=True)
-    (folder / "rules.toml").write_text(rules(metric_options))
-    await send(client, *sent)
-    await drain(client, folder)
-    config = tmp_path / "refract.toml"
-    config.write_text(
-        f'[redis]\nurl = "{redis_url}"\n[rules]\ndirectory = "{folder}"\n'
-        f'[[sites]]\nhost = "*"\nid = "{SITE}"\norigin = "http://127.0.0.1:9"\n'
-    )
-    return await experiment_report(
-        client, load_config(config), SITE, "hero", Settings(method="fixed"), load_rules(folder)
-    )
+    return await fixed_report(client, redis_url, tmp_path, rules(metric_options), sent)
 
 
 def revenue(report: Report) -> Row:

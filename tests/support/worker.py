@@ -13,8 +13,12 @@ import redis.asyncio as redis
 from refract.analytics.archive import Archive
 from refract.analytics.consumer import SiteConsumer
 from refract.analytics.effects import Effects
+from refract.analytics.reports import experiment_report
 from refract.analytics.segments import SegmentRefresher
+from refract.analytics.stats.engine import Settings
+from refract.analytics.stats.report import Report
 from refract.rules import events, keyspace
+from refract.rules.config import load_config
 from refract.rules.redis_values import text
 from refract.rules.ruleset import load_rules
 
@@ -92,6 +96,13 @@ def exposure(visitor: str, variant: str, at: float) -> events.ExposureEvent:
     return event
 
 
+def track(visitor: str, at: float, name: str, **props: str | float) -> events.Event:
+    """A track call of the visitor's, as the proxy makes it from a beacon batch."""
+    return events.event_of(
+        "track", SITE, visitor, "s" + visitor, at, url="/", name=name, props=props
+    )
+
+
 def stream_of(visitor: str) -> str:
     return keyspace.stream(SITE, events.shard_of(visitor, SHARDS))
 
@@ -135,6 +146,26 @@ async def drain(
         await worker.ensure_group()
         while await worker.round():
             pass
+
+
+async def fixed_report(
+    client: redis.Redis, redis_url: str, tmp_path: Path, rules: str, sent: list[events.Event]
+) -> Report:
+    """Experiment ``hero``'s fixed-horizon report once the worker applied ``sent`` under the
+    rule file ``rules`` (written to ``tmp_path``/rules)."""
+    folder = tmp_path / "rules"
+    folder.mkdir(exist_ok=True)
+    (folder / "rules.toml").write_text(rules)
+    await send(client, *sent)
+    await drain(client, folder)
+    config = tmp_path / "refract.toml"
+    config.write_text(
+        f'[redis]\nurl = "{redis_url}"\n[rules]\ndirectory = "{folder}"\n'
+        f'[[sites]]\nhost = "*"\nid = "{SITE}"\norigin = "http://127.0.0.1:9"\n'
+    )
+    return await experiment_report(
+        client, load_config(config), SITE, "hero", Settings(method="fixed"), load_rules(folder)
+    )
 
 
 async def aggregates(client: redis.Redis) -> dict[str, float]:
