@@ -2,7 +2,8 @@
 
 An automation says *when* (an account becomes hot, a target account views a tagged page, a
 visitor is identified, ...), *if* (conditions in the audiences' language over account, visitor
-and segment fields), how often at most (``cooldown_hours`` per trigger and subject), when not
+and segment fields), how often at most (``cooldown_hours`` per trigger and subject,
+``max_per_hour`` for all subjects together), when not
 (``quiet_hours``: actions wait for the hours' end) and what to *do* (one or more actions on
 destinations named in config.toml's ``[automations.destinations]``). The worker evaluates them
 as it applies events (analytics/automations/); docs/automations.md is the reference.
@@ -195,6 +196,13 @@ class Automation(Table):
         ge=0,
         le=24 * 365,
         description="hours before it fires again for the same account (or visitor, experiment)",
+    )
+    max_per_hour: int = Field(
+        default=30,
+        ge=1,
+        le=100_000,
+        description="firings at most in one UTC hour, for all subjects together; those over it "
+        "are dropped (a visitor can mint fresh visitor ids with one page view each)",
     )
     quiet_hours: QuietHours | None = Field(
         default=None, description="when actions wait instead of going out"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import socket
 import tomllib
 import types
 import typing
@@ -686,6 +687,19 @@ DestinationKind = Literal["slack", "teams", "email", "webhook", "hubspot", "sale
 RETRY_SCHEDULE_S: tuple[float, ...] = (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
 
 
+def noncanonical_ipv4(host: str) -> str | None:
+    """The dotted-quad spelling of ``host`` when it is an IPv4 address written any other way
+    the C resolver accepts (``2130706434``, ``127.2``, ``017700000002``, ``0x7f.1``), else
+    None. Such a host is refused: resolvers disagree on it (aiohttp's refuses it, so every
+    attempt would fail the same way), and it hides which address is meant."""
+    try:
+        packed = socket.inet_aton(host)
+    except (OSError, ValueError):  # not an IPv4 address at all (a name), or a NUL in it
+        return None
+    canonical = str(ipaddress.IPv4Address(packed))
+    return None if canonical == host else canonical
+
+
 class DestinationConfig(Section):
     kind: DestinationKind = Field(
         description="slack, teams (incoming webhooks), email, webhook (Standard Webhooks), "
@@ -755,9 +769,15 @@ class DestinationConfig(Section):
         for secret in self.secrets:
             if not secret.startswith("whsec_"):
                 raise ValueError('webhook secrets start with "whsec_" (Standard Webhooks)')
-        for url in (self.url, self.token_url):
-            if url and URL(url).scheme not in ("http", "https"):
+        for url in filter(None, (self.url, self.token_url)):
+            if URL(url).scheme not in ("http", "https"):
                 raise ValueError(f'"{url}" is not an http(s) URL')
+            host = URL(url).raw_host or ""
+            if (canonical := noncanonical_ipv4(host)) is not None:
+                raise ValueError(
+                    f'the host "{host}" of {url} is an IPv4 address in a non-canonical '
+                    f"spelling: write it as four decimal numbers, {canonical}"
+                )
         return self
 
 

@@ -59,6 +59,7 @@ Per site:
 | `rf:{site}:auto:due_to` | set | destinations with a due set, configured or not | while due |
 | `rf:{site}:auto:dead` | sorted set | dead-lettered action ids by time | `ACTION_TTL_S` |
 | `rf:{site}:auto:fired:{trigger}:{subject}` | string | the event that fired it | its cooldown |
+| `rf:{site}:auto:hourly:{trigger}:{hour}` | string | its firings in that UTC hour (`max_per_hour`) | 2 hours |
 | `rf:{site}:auto:state` | hash | subject -> what a threshold trigger last saw | as profiles |
 | `rf:{site}:crm:{system}:ids` | hash | our key (domain, e-mail, lead) -> the CRM's id | forever |
 | `rf:{site}:crm:{system}:owners` | hash | CRM owner id -> name and e-mail (JSON) | until pulled |
@@ -470,6 +471,12 @@ def automation_dead(site: str) -> str:
 def automation_fired(site: str, trigger: str, subject: str) -> str:
     """The event that last fired ``trigger`` for ``subject``, for the trigger's cooldown."""
     return _site(site, "auto", "fired", trigger, subject)
+
+
+def automation_hourly(site: str, trigger: str, hour: int) -> str:
+    """How many times ``trigger`` fired in the UTC hour ``hour`` (seconds since the epoch //
+    3600), for its ``max_per_hour``."""
+    return _site(site, "auto", "hourly", trigger, hour)
 
 
 def automation_state(site: str) -> str:

@@ -83,6 +83,18 @@ def unfit(rules_dir: Path, automations: str) -> list[Problem]:
             "automations[0].quiet_hours",
             "the quiet hours are empty",
         ),
+        (  # a cap that lets nothing through, or a part of a firing
+            'key = "x"\nwhen = "form"\nmax_per_hour = 0\n',
+            4,
+            "automations[0].max_per_hour",
+            "greater than or equal to 1",
+        ),
+        (
+            'key = "x"\nwhen = "form"\nmax_per_hour = 2.5\n',
+            4,
+            "automations[0].max_per_hour",
+            "firings at most in one UTC hour",
+        ),
         (
             'key = "x"\nwhen = "srm"\n[[automations.do]]\noperation = "crm_task"\n'
             'destination = "crm"\n',

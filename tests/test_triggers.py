@@ -175,7 +175,7 @@ CASES = [
     ("page_tag", 'tags = ["pricing"]\n[automations.if]\nall = [{field = "account.target", '
      'op = "eq", value = true}]', [view(BOB, "/pricing", ["pricing"], INITECH)], []),
     ("identified", "", [view(ALICE, "/", [], ACME), view(ALICE, "/pricing", ["pricing"], ACME)],
-     [("visitor", ALICE)]),
+     [("account", ACME)]),
     ("identified", "", [view(ALICE, "/")], []),
     ("form", "", [form(BOB)], [("visitor", BOB)]),
     ("competitor", "", [view(ALICE, "/", [], ACME, term="rivalco alternative")],

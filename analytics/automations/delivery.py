@@ -30,7 +30,8 @@ After an attempt the action's record (analytics/automations/log.py) and the dest
 health are updated, and the action is:
 - delivered;
 - due again after the schedule's next delay (jittered by ``JITTER``), or after the
-  receiver's Retry-After when it gave one;
+  receiver's Retry-After when it gave a longer one (``Retry-After: 0`` or a past date must
+  not burn the schedule in milliseconds);
 - dead (the dead letters, for replay) when the failure is permanent (4xx, a refused address)
   or the schedule is exhausted;
 - ``disabled`` (dead, with the reason) when the destination answered 410 Gone: it is
@@ -256,8 +257,8 @@ def outcome_of(
     if delay is None:
         attempts = f"{tries} attempt{'s' if tries != 1 else ''}"
         return Outcome("dead", reason=f"retry schedule exhausted after {attempts}")
-    if delivery.retry_after is not None:
-        delay = delivery.retry_after
+    if delivery.retry_after is not None:  # a rate limit slows retries, never speeds them up
+        delay = max(delay, delivery.retry_after)
     return Outcome("retrying", next_attempt=now + delay)
 
 

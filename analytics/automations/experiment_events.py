@@ -121,7 +121,7 @@ class ExperimentTriggers:
             plan.firings.append(
                 (firing, build_actions(self.site, firing, facts_of[id(firing)], now))
             )
-        queued = await enqueue(self.client, self.site, plan)
+        queued = (await enqueue(self.client, self.site, plan, now)).actions
         if entries:
             stream = keyspace.autopilot_actions(self.site)
             await self.client.xack(stream, GROUP, *[entry_id for entry_id, _ in entries])

@@ -5,7 +5,9 @@ covers the host name or the address.
 
 Names are checked after resolution, on the addresses the connection then uses, so a name that
 resolves (or re-resolves) to a private address is refused too; URLs with a literal address
-never reach a resolver and are checked before the request starts. Redirects are refused: a
+never reach a resolver and are checked before the request starts; so is an IPv4 address in
+a non-canonical spelling (``2130706434``, ``127.2``, ``0x7f.1``), refused whatever it is:
+resolvers disagree on what it means. Redirects are refused: a
 public endpoint must not bounce a request to an internal one. A refusal raises
 ``AddressRefused``, which is no ``aiohttp.ClientError``, so a sender's network-error handling
 does not take it for a failure worth retrying; the deliverer makes it a permanent failure.
@@ -22,6 +24,8 @@ from types import SimpleNamespace
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
+
+from refract.rules.config import noncanonical_ipv4
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -122,6 +126,11 @@ def _request_guard(allowance: Allowance) -> aiohttp.TraceConfig:
         params: aiohttp.TraceRequestStartParams,
     ) -> None:
         host = params.url.raw_host or ""
+        if (canonical := noncanonical_ipv4(host)) is not None:
+            raise AddressRefused(
+                f"{host} is an IPv4 address in a non-canonical spelling: refused (write it "
+                f"as {canonical} in the destination's URL)"
+            )
         try:
             address = ipaddress.ip_address(host.strip("[]"))
         except ValueError:

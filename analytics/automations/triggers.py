@@ -10,7 +10,8 @@ under the rule set in force and, for every active automation of the site:
 * ``page_tag``: a page view, by a visitor of an account, of a page tagged one of ``tags``
   (any account: ``if`` narrows it, ``account.target = true`` for target accounts).
 * ``identified``: the first event of the batch that carries an account for a visitor who had
-  none before it (matched by IP range, reverse DNS, enrichment or a form's e-mail domain).
+  none before it (matched by IP range, reverse DNS, enrichment or a form's e-mail domain);
+  its subject is the account matched, not the visitor.
 * ``form``: a form submission. ``competitor``: a page view naming a competitor.
 
 Each candidate firing is judged by the automation's ``if`` on its own event (a view naming
@@ -19,10 +20,17 @@ several competitors is a candidate for each); of those that meet it, the first p
 quiet hours, ``not_before``: the end of the quiet period. Its actions
 (analytics/automations/actions.py) are queued in the site's outbox by one script per batch
 (``ENQUEUE``), which atomically moves the edges' state (compare and set), checks and sets each
-cooldown key to the firing event's id, and adds the actions. A batch redelivered after a
-crash queues nothing twice: its edges' state has moved, its cooldown keys are set (without a
-cooldown, a key per firing is kept for ``REPLAY_S``), and an action's id is its idempotency
-key (the outbox drops a repeated one).
+cooldown key to the firing event's id, counts the firing in its automation's UTC hour
+(``keyspace.automation_hourly``), and adds the actions; a firing the hour has no room left
+for (``max_per_hour``) is dropped and logged, its cooldown key left unset. A batch
+redelivered after a crash queues nothing twice and counts nothing twice: its edges' state has
+moved, its cooldown keys are set (without a cooldown, a key per firing is kept for
+``REPLAY_S``), and an action's id is its idempotency key (the outbox drops a repeated one).
+
+The cap is what bounds visitor-subject triggers (``form``, ``competitor`` without an
+account): anyone can mint a fresh visitor id with one page view, so a per-visitor cooldown
+alone would page sales once per request. ``identified`` fires per account for the same
+reason (one cooldown covers every visitor of the account).
 
 ``route`` actions assign the lead when the automation fires (analytics/routing.py), so the
 other actions name its owner; they are not queued. Without one, the owner is the account's
@@ -33,6 +41,7 @@ as the CRM's last pull named them (``keyspace.crm_owners``: name and e-mail).
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -57,6 +66,7 @@ from refract.analytics.automations.facts import (
     visitor_views,
 )
 from refract.analytics.automations.outbox import ACTION_FIELD
+from refract.analytics.automations.render import is_identifier, without_bidi
 from refract.analytics.crm.sync import PulledOwner, pulled_owner
 from refract.analytics.effects import competitors_named
 from refract.analytics.routing import LeadRequest, route_lead
@@ -72,19 +82,26 @@ from refract.rules.targeting import CompiledAudience, compile_condition
 from refract.rules.targeting import Facts as ConditionFacts
 from refract.rules.territories import Rep, country_of
 
+log = logging.getLogger("refract.automations.triggers")
+
 OUTBOX_MAXLEN: Final = 100_000  # the deliverer drains it within milliseconds; a bound, not a log
 REPLAY_S: Final = keyspace.DONE_TTL_S  # how long a firing is remembered without a cooldown
 SHORT_TEXT: Final = 200  # names and paths in an action: the outbox refuses longer ones
+_PATH_SAFE: Final = "/!$&'()*+,;=:@-._~"  # what a URL's path shows unencoded (RFC 3986)
 _EDGES: Final = frozenset({"account_hot", "intent_above"})
 
-# KEYS: the state hash, the outbox, then each firing's cooldown key.
+HOUR_S: Final = 3600
+# KEYS: the state hash, the outbox, each firing's cooldown key, then each automation's count
+# of its firings in the hour.
 # ARGV[1]: {"states": [[field, old, new], ...], "firings": [{"key": i (1-based, into the
 # cooldown keys), "event": id, "ttl": seconds (0: no cooldown), "state": i (1-based into
-# states, 0: none), "actions": [json, ...]}, ...]}; ARGV[2]: the outbox's MAXLEN; ARGV[3]: the
-# state's lifetime; ARGV[4]: REPLAY_S; ARGV[5]: the outbox entry's field. Returns the actions
-# queued.
+# states, 0: none), "hourly": i (1-based, into the counts' keys), "cap": max_per_hour,
+# "actions": [json, ...]}, ...]}; ARGV[2]: the outbox's MAXLEN; ARGV[3]: the state's lifetime;
+# ARGV[4]: REPLAY_S; ARGV[5]: the outbox entry's field; ARGV[6]: a count's lifetime. Returns
+# the actions queued and the firings dropped over their cap (1-based, into plan.firings).
 ENQUEUE: Final = """
 local plan = cjson.decode(ARGV[1])
+local counts_at = #plan.firings + 2
 local moved = {}
 for i, change in ipairs(plan.states) do
   local current = redis.call('HGET', KEYS[1], change[1]) or ''
@@ -94,22 +111,29 @@ for i, change in ipairs(plan.states) do
   end
 end
 if #plan.states > 0 then redis.call('EXPIRE', KEYS[1], ARGV[3]) end
-local queued = 0
-for _, firing in ipairs(plan.firings) do
+local queued, dropped = 0, {}
+for i, firing in ipairs(plan.firings) do
   local key = KEYS[firing.key + 2]
   local last = redis.call('EXISTS', key) == 1
   local edge_held = firing.state == 0 or moved[firing.state]
+  local hourly = KEYS[counts_at + firing.hourly]
   if edge_held and not last then
-    local ttl = firing.ttl
-    if ttl == 0 then ttl = tonumber(ARGV[4]) end
-    redis.call('SET', key, firing.event, 'EX', ttl)
-    for _, action in ipairs(firing.actions) do
-      redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', ARGV[5], action)
-      queued = queued + 1
+    if tonumber(redis.call('GET', hourly) or '0') >= firing.cap then
+      dropped[#dropped + 1] = i
+    else
+      redis.call('INCR', hourly)
+      redis.call('EXPIRE', hourly, ARGV[6])
+      local ttl = firing.ttl
+      if ttl == 0 then ttl = tonumber(ARGV[4]) end
+      redis.call('SET', key, firing.event, 'EX', ttl)
+      for _, action in ipairs(firing.actions) do
+        redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', ARGV[5], action)
+        queued = queued + 1
+      end
     end
   end
 end
-return queued
+return {queued, dropped}
 """
 
 
@@ -119,6 +143,7 @@ class TriggerStats:
 
     fired: int = 0  # firings that passed their conditions and cooldown (before the script)
     queued: int = 0  # actions the script queued
+    dropped: int = 0  # firings the script dropped: their automation's max_per_hour was reached
     failed: int = 0  # batches whose evaluation failed (the consumer counts them, fail open)
 
 
@@ -134,6 +159,14 @@ class Firing:
     visitor: str = ""  # the visitor's id, "" for none
     event: Event | None = None
     competitor: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Queued:
+    """What the script did with a plan."""
+
+    actions: int  # actions queued
+    dropped: int  # firings dropped over their automation's max_per_hour
 
 
 @dataclass
@@ -271,9 +304,10 @@ class Triggers:
             owner = await self._owner(firing, rules, context, now)
             plan.firings.append((firing, self._actions(firing, context, owner, now)))
         self.stats.fired += len(chosen)
-        queued = await enqueue(self.client, self.site, plan)
-        self.stats.queued += queued
-        return queued
+        queued = await enqueue(self.client, self.site, plan, now)
+        self.stats.queued += queued.actions
+        self.stats.dropped += queued.dropped
+        return queued.actions
 
     async def _edges(
         self,
@@ -378,12 +412,15 @@ async def cooled(client: redis.Redis, site: str, firings: list[Firing]) -> list[
     return [firing for firing, last in zip(firings, held, strict=True) if last is None]
 
 
-async def enqueue(client: redis.Redis, site: str, plan: Plan) -> int:
-    """Run the plan's script (``ENQUEUE``): the actions queued."""
+async def enqueue(client: redis.Redis, site: str, plan: Plan, now: float) -> Queued:
+    """Run the plan's script (``ENQUEUE``), counting its firings in the UTC hour of ``now``;
+    the firings it drops over their automation's ``max_per_hour`` are logged."""
     if not plan.firings and not plan.states:
-        return 0
+        return Queued(0, 0)
+    capped = sorted({firing.automation.key for firing, _ in plan.firings})
     keys = [keyspace.automation_state(site), keyspace.outbox(site)]
     keys += [cooldown_key(site, firing) for firing, _ in plan.firings]
+    keys += [keyspace.automation_hourly(site, key, int(now // HOUR_S)) for key in capped]
     document = {
         "states": [list(change) for change in plan.states],
         "firings": [
@@ -392,6 +429,8 @@ async def enqueue(client: redis.Redis, site: str, plan: Plan) -> int:
                 "event": firing.event_id,
                 "ttl": cooldown_s(firing.automation),
                 "state": firing.state,
+                "hourly": capped.index(firing.automation.key) + 1,
+                "cap": firing.automation.max_per_hour,
                 "actions": [json.dumps(action) for action in actions],
             }
             for index, (firing, actions) in enumerate(plan.firings, start=1)
@@ -403,8 +442,29 @@ async def enqueue(client: redis.Redis, site: str, plan: Plan) -> int:
         keyspace.PROFILE_TTL_S,
         REPLAY_S,
         ACTION_FIELD,
+        2 * HOUR_S,  # the hour, and the clocks of workers that disagree by less than one
     ]
-    return int(await client.register_script(ENQUEUE)(keys=keys, args=args))
+    queued, dropped = await client.register_script(ENQUEUE)(keys=keys, args=args)
+    _log_dropped(site, [plan.firings[int(i) - 1][0] for i in dropped])
+    return Queued(int(queued), len(dropped))
+
+
+def _log_dropped(site: str, dropped: list[Firing]) -> None:
+    """One line per automation whose cap dropped firings (a flood must not flood the log)."""
+    by_automation: dict[str, list[Firing]] = {}
+    for firing in dropped:
+        by_automation.setdefault(firing.automation.key, []).append(firing)
+    for key, firings in by_automation.items():
+        log.warning(
+            "automation %s of %s: %d firing(s) dropped, max_per_hour = %d reached (first "
+            "subject %s:%s)",
+            key,
+            site,
+            len(firings),
+            firings[0].automation.max_per_hour,
+            firings[0].subject["kind"],
+            firings[0].subject["id"],
+        )
 
 
 class ConditionCache:
@@ -510,7 +570,9 @@ def _event_subject(
     if when == "page_tag" and domain and event["type"] == "pageview":
         tagged = not set(automation.tags).isdisjoint(event["tags"])
         return context.account_subject(domain) if tagged else None
-    if (when == "identified" and first_match) or (when == "form" and event["type"] == "form"):
+    if when == "identified" and first_match:  # per account: fresh visitor ids cost nothing
+        return context.account_subject(domain)
+    if when == "form" and event["type"] == "form":
         return context.visitor_subject(visitor, domain)
     if when == "competitor" and competitors:
         if domain:
@@ -597,7 +659,16 @@ def build_actions(site: str, firing: Firing, facts: Facts, now: float) -> list[A
 
 
 def short(value: str, limit: int = SHORT_TEXT) -> str:
+    """A visitor's or CRM's text as an action's facts hold it: bounded, without bidi
+    controls (the CRM records show the facts as they are; the messages clean them again)."""
+    value = without_bidi(value)
     return value if len(value) <= limit else value[: limit - 1] + "…"
+
+
+def url_path(path: str) -> str:
+    """A page's path (stored decoded) as a URL shows it: spaces and other text percent-encoded,
+    so a visitor's path reads as an address, not as a sentence to a rep."""
+    return quote(path, safe=_PATH_SAFE)
 
 
 def dashboard_link(dashboard_url: str, site: str, path: str) -> str:
@@ -634,7 +705,7 @@ class _Context:
             facts["account"] = _account_fact(account)
         if person is not None:
             facts["visitor"] = _visitor_fact(person, handle, firing.event)
-            facts["pages"] = [short(page) for page in person.pages]
+            facts["pages"] = [short(url_path(page)) for page in person.pages]
         if shown is not None:
             facts["intent"], facts["band"] = shown.score, shown.band
             facts["reasons"] = list(shown.reasons)
@@ -665,11 +736,15 @@ def _title(firing: Firing, account: AccountView | None, shown: Intent | None) ->
         return f"{who} passed intent {automation.threshold:g}{score}"
     if automation.when == "page_tag" and event is not None and event["type"] == "pageview":
         tags = ", ".join(sorted(set(automation.tags) & set(event["tags"])))
-        return f"{who} viewed {event['url']} ({tags}){score}"
+        return f"{who} viewed {url_path(event['url'])} ({tags}){score}"
     if automation.when == "identified":
-        return f"{who} was identified{score}"
+        return f"A visitor from {firing.subject['name']} was identified{score}"
     if automation.when == "form" and event is not None and event["type"] == "form":
-        return f"{who} submitted the form {event['form']}{score}"
+        form = event["form"]
+        # free text in a title (an e-mail's Subject: "URGENT from the CEO: call ...") would
+        # speak to reps in our name; the message's body shows it quoted
+        named = f"the form {form}" if is_identifier(form) else "a form"
+        return f"{who} submitted {named}{score}"
     return f"{who} researched {firing.competitor}{score}"
 
 
@@ -699,7 +774,7 @@ def _visitor_fact(view: VisitorView, handle: str, event: Event | None) -> dict[s
 def _event_fact(event: Event, competitor: str) -> dict[str, Any]:
     fact: dict[str, Any] = {"type": event["type"], "time": event["time"]}
     if "url" in event:
-        fact["path"] = short(event["url"])
+        fact["path"] = short(url_path(event["url"]))
     if event["type"] == "pageview":
         fact["tags"] = [short(tag) for tag in event["tags"][:20]]
     if event["type"] == "form":
