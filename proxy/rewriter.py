@@ -20,6 +20,12 @@ An edit whose effect depends on where its element ends leaves an element as the 
 it where a browser ends that element before lol-html does (an end tag the page left out:
 proxy/element_extent.py), stage ``implied_end``.
 
+In a page served as XHTML, markup an edit inserts is written as XML (rules/markup.py,
+``xml_fragment``), once per value and element it is read in; one that XML cannot hold (a
+name or a character it does not take) is left out, stage ``xml_markup``: the browser would
+show an error instead of the page. So is a ``set_attribute`` whose name XML does not take,
+stage ``xml_name``.
+
 Nor does the tail go into a page whose ``<meta http-equiv="Content-Security-Policy">`` would
 block it (proxy/csp.py; the header's policies are the handler's to judge, per response): stage
 ``beacon_csp``, also once per rewrite made.
@@ -32,26 +38,16 @@ import hashlib
 import html
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import lolhtml
 
 from refract.proxy import csp, element_extent, foreign_content, metrics, rewrite_time, xml_cdata
 from refract.proxy.element_extent import EXTENT_ACTIONS, Match, may_end_early
+from refract.rules.markup import XHTML_NAMESPACE, XML_ATTRIBUTE_NAME, beside_context, xml_fragment
 from refract.rules.token_contexts import CLASS_SEPARATOR, refused_elements, selector_subjects
 
-_XHTML_NAMESPACE = "http://www.w3.org/1999/xhtml"
-# An attribute name an XML parser takes without a namespace declaration (XML 1.0 Name's
-# characters, Namespaces in XML's NCName, or xml:NCName): set in a page served as XHTML, any
-# other (Alpine's @click, "1st", "a:b:c") makes it not well-formed, and the browser shows an
-# error instead of the page.
-_NC_NAME_START = (
-    "A-Z_a-z\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u02ff\u0370-\u037d\u037f-\u1fff"
-    "\u200c\u200d\u2070-\u218f\u2c00-\u2fef\u3001-\ud7ff\uf900-\ufdcf\ufdf0-\ufffd"
-    "\U00010000-\U000effff"
-)
-_NC_NAME_REST = _NC_NAME_START + "\\-.0-9\u00b7\u0300-\u036f\u203f\u2040"
-_XML_ATTRIBUTE_NAME = re.compile(f"(?:xml:)?[{_NC_NAME_START}][{_NC_NAME_REST}]*")
 _HTML = lolhtml.ContentType.HTML
 # Written after the page: a tag only where the tokenizer is in the data state at the end
 # (lol-html's, as a browser's: inside a <script>, a <plaintext>, a comment or an unfinished
@@ -143,7 +139,7 @@ class _EditHandler:
         self._no_xml_name = (
             run.xml
             and edit.action == "set_attribute"
-            and not _XML_ATTRIBUTE_NAME.fullmatch(edit.attribute)
+            and not XML_ATTRIBUTE_NAME.fullmatch(edit.attribute)
         )
 
     def element(self, element: lolhtml.Element) -> None:
@@ -166,9 +162,23 @@ class _EditHandler:
                 self._run.fail_opens.append("implied_end")
                 return
             self._run.watched.add(self._index)
-        edit = self._edit
-        apply = _ACTIONS[edit.action]
-        apply(element, edit)
+        put = _MARKUP_ACTIONS.get(self._edit.action)
+        if put is None:
+            _ACTIONS[self._edit.action](element, self._edit)
+        elif (markup := self._markup(element)) is not None:
+            put(element, markup)
+        else:
+            self._run.fail_opens.append("xml_markup")  # the page would not be well-formed
+
+    def _markup(self, element: lolhtml.Element) -> str | None:
+        """The edit's markup as it is written in this page: as HTML, or in an XHTML page as
+        XML, read where the browser reads it (None: XML cannot hold it)."""
+        if not self._run.xml:
+            return ascii_markup(self._edit.value)
+        tag, namespace = element.tag_name, element.namespace_uri
+        if self._edit.action in _BESIDE_ACTIONS:
+            tag, namespace = beside_context(tag, namespace)
+        return _xml_markup(self._edit.value, tag, namespace)
 
     def _refuses(self, element: lolhtml.Element) -> bool:
         return False
@@ -219,28 +229,40 @@ def _class_names(value: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(name for name in CLASS_SEPARATOR.split(value) if name))
 
 
-def _replace(element: lolhtml.Element, edit: Edit) -> None:
-    element.before(ascii_markup(edit.value), _HTML)
+@functools.lru_cache(maxsize=1024)  # a plan's value, asked again for every page
+def _xml_markup(markup: str, context: str, namespace: str) -> str | None:
+    """``markup`` as XML (rules/markup.py), ASCII, read inside a ``context`` element."""
+    written = xml_fragment(markup, context, namespace)
+    return None if written is None else ascii_markup(written)
+
+
+def _replace(element: lolhtml.Element, markup: str) -> None:
+    element.before(markup, _HTML)
     element.remove()
 
 
-_ACTIONS = {
+_ACTIONS: dict[str, Callable[[lolhtml.Element, Edit], None]] = {
     "set_text": lambda e, edit: e.set_inner_content(ascii_text(edit.value), _HTML),
-    "set_html": lambda e, edit: e.set_inner_content(ascii_markup(edit.value), _HTML),
     "set_attribute": lambda e, edit: e.set_attribute(
         edit.attribute, ascii_text_attribute(edit.value)
     ),
     "remove_attribute": lambda e, edit: e.remove_attribute(edit.attribute),
     "add_class": lambda e, edit: _set_class(e, edit, add=True),
     "remove_class": lambda e, edit: _set_class(e, edit, add=False),
-    "insert_before": lambda e, edit: e.before(ascii_markup(edit.value), _HTML),
-    "insert_after": lambda e, edit: e.after(ascii_markup(edit.value), _HTML),
-    "prepend": lambda e, edit: e.prepend(ascii_markup(edit.value), _HTML),
-    "append": lambda e, edit: e.append(ascii_markup(edit.value), _HTML),
     "remove": lambda e, edit: e.remove(),
+}
+# The actions whose value is markup (rules/schema.py, HTML_ACTIONS), given it as written.
+_MARKUP_ACTIONS: dict[str, Callable[[lolhtml.Element, str], None]] = {
+    "set_html": lambda e, markup: e.set_inner_content(markup, _HTML),
+    "insert_before": lambda e, markup: e.before(markup, _HTML),
+    "insert_after": lambda e, markup: e.after(markup, _HTML),
+    "prepend": lambda e, markup: e.prepend(markup, _HTML),
+    "append": lambda e, markup: e.append(markup, _HTML),
     "replace": _replace,
 }
-ELEMENT_ACTIONS = frozenset(_ACTIONS)
+# Those whose markup is beside the element, in its parent.
+_BESIDE_ACTIONS = frozenset({"insert_before", "insert_after", "replace"})
+ELEMENT_ACTIONS = frozenset(_ACTIONS) | frozenset(_MARKUP_ACTIONS)
 
 
 class _FirstHtmlElement:
@@ -252,7 +274,7 @@ class _FirstHtmlElement:
         self.seen = False
 
     def element(self, element: lolhtml.Element) -> None:
-        if self.seen or element.removed or element.namespace_uri != _XHTML_NAMESPACE:
+        if self.seen or element.removed or element.namespace_uri != XHTML_NAMESPACE:
             return  # (a removed one: the end probe, or a body an edit removed)
         self.seen = True
         if self._at_end:
@@ -298,7 +320,7 @@ class _MetaPolicies:
         self._tail = tail
 
     def element(self, element: lolhtml.Element) -> None:
-        if self._tail.seen or element.namespace_uri != _XHTML_NAMESPACE:
+        if self._tail.seen or element.namespace_uri != XHTML_NAMESPACE:
             return
         # lol-html gives attributes as written: entities decoded here. An enumerated
         # attribute: ASCII case-insensitive, so no Unicode case folding.
