@@ -87,7 +87,13 @@ async def openapi(request: web.Request) -> web.StreamResponse:
     content_types=("text/html",),
 )
 async def docs(request: web.Request) -> web.StreamResponse:
-    return web.Response(text=docs_page(request.app[API_KEY]), content_type="text/html")
+    # the dashboard's page headers: its policy allows the inline style this page has, and
+    # no script, no framing
+    return web.Response(
+        text=docs_page(request.app[API_KEY]),
+        content_type="text/html",
+        headers=dashboard.PAGE_HEADERS,
+    )
 
 
 def docs_page(api: Api) -> str:
@@ -157,6 +163,12 @@ async def identify_caller(
     return await handler(request)
 
 
+async def never_sniffed(request: web.Request, response: web.StreamResponse) -> None:
+    """Every answer (JSON, CSV, pages, errors, the live stream) is read as the type it
+    declares: a browser never guesses that a JSON answer holding a visitor's text is HTML."""
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+
+
 def build_api(*extra: Api) -> Api:
     api = Api("Refract admin", "1")
     for feature in (*FEATURES, docs_api, *extra):
@@ -171,6 +183,7 @@ def build_app(config: Config) -> web.Application:
         handler_args={"auto_decompress": False},
     )
     app[CONFIG_KEY] = live_config(config)
+    app.on_response_prepare.append(never_sniffed)
     api = build_api()
     app[API_KEY] = api
     api.install(app)

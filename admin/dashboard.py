@@ -156,6 +156,10 @@ def _environment() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     environment.filters.update(
+        # every value from outside (visitors, CRM, account lists) goes through ``isolated``
+        # in text and ``visible_controls`` in attributes (dashboard_views)
+        isolated=views.isolated,
+        visible_controls=views.visible_controls,
         percent=views.percent,
         signed=views.signed,
         number=_number,

@@ -6,25 +6,80 @@ shows (its text alternative)."""
 from __future__ import annotations
 
 import math
+import re
+import unicodedata
 from collections.abc import Iterable
 from statistics import NormalDist
 from typing import Any
+
+from markupsafe import Markup, escape
 
 from refract.analytics.intel.scores import band
 from refract.analytics.revenue.predict import wilson
 from refract.rules.industry import IndustryModel
 
 Json = dict[str, Any]
+
+# --- text from outside: visitors' paths, campaigns, referrers, events; CRM and list names ---
+
+# Unicode's bidirectional controls: embeddings and overrides (U+202A-U+202E), isolates
+# (U+2066-U+2069) and the marks (U+200E, U+200F, U+061C). Sent by a visitor they reorder
+# what is drawn after them: a download "/files/invoice-\u202efdp.exe" reads
+# "/files/invoice-exe.pdf", and the page's own words after it read backwards.
+BIDI_CONTROLS = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+_BIDI_CONTROL = re.compile(f"[{BIDI_CONTROLS}]")
+
+
+def control_escape(control: str) -> str:
+    """How a bidi control is shown: its code point as an editor writes it (``\\u202E``)."""
+    return f"\\u{ord(control):04X}"
+
+
+_VISIBLE_CONTROLS = str.maketrans({control: control_escape(control) for control in BIDI_CONTROLS})
+
+
+def visible_controls(text: object) -> str:
+    """Text with each bidi control written as its escape, where no markup may go: attributes
+    (a chart's ``aria-label``, the page's title)."""
+    return str(text).translate(_VISIBLE_CONTROLS)
+
+
+def _marked_control(found: re.Match[str]) -> str:
+    control = found.group()
+    name = unicodedata.name(control)
+    return f'<span class="bidi-control" title="{name}">{control_escape(control)}</span>'
+
+
+# An ASCII value this short is printed as it is: it holds no bidi control and no
+# right-to-left letter, so it cannot reorder the text beside it, and it cannot widen its cell.
+PLAIN_LENGTH = 32
+
+
+def isolated(text: object) -> Markup:
+    """A value from outside in a page: escaped, each bidi control shown as its escape in a
+    ``span.bidi-control``, the whole in a ``bdi.outside`` (dashboard.css), so that it cannot
+    change how the page's own text beside it reads and wraps in its cell however long."""
+    value = str(text)
+    if value.isascii() and len(value) <= PLAIN_LENGTH:
+        return escape(value)
+    shown = _BIDI_CONTROL.sub(_marked_control, str(escape(value)))
+    return Markup(f'<bdi class="outside">{shown}</bdi>')
+
+
 # plotly draws <a href>, <b>, <span style> and <br> in any text of a figure (its
-# pseudo-HTML) and shows the entities &amp; &lt; &gt; as their characters
-_PLOTLY_MARKUP = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
+# pseudo-HTML) and shows the entities &amp; &lt; &gt; as their characters; its SVG text
+# isolates nothing, so bidi controls are drawn as their escapes
+_PLOTLY_TEXT = str.maketrans(
+    {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+    | {control: control_escape(control) for control in BIDI_CONTROLS}
+)
 
 
 def chart_text(text: str) -> str:
     """A label of a chart drawn as the characters it holds: page paths, campaigns and CRM
     values come from visitors and other systems, and plotly would draw their markup (a link
-    planted in a dashboard's axis by a crafted URL)."""
-    return text.translate(_PLOTLY_MARKUP)
+    planted in a dashboard's axis by a crafted URL) and obey their bidi controls."""
+    return text.translate(_PLOTLY_TEXT)
 
 
 def percent(value: float | None, digits: int = 1) -> str:
