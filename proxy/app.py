@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 from aiohttp import web
@@ -58,6 +58,7 @@ def build_app(config: Config) -> web.Application:
     app = web.Application(
         client_max_size=config.server.max_request_body,
         handler_args={"auto_decompress": False},
+        middlewares=[_targets_without_a_path],
     )
     state = ProxyState.from_config(config, fail_open=True)
     if state.rules_problem:
@@ -92,6 +93,19 @@ def build_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(write_events)  # so its last flush runs before the client closes
     app.on_cleanup.append(_close_sites)
     return app
+
+
+@web.middleware
+async def _targets_without_a_path(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """aiohttp routes by path, and some request targets have none: an absolute form without
+    one (``GET http://site``, which asks for "/"), the asterisk form (``OPTIONS *``) and the
+    authority form (``CONNECT host:port``). They are the proxy's to answer (handler.py), not
+    aiohttp's bare "404: Not Found"."""
+    if request.rel_url.raw_path.startswith("/"):
+        return await handler(request)
+    return await proxy_request(request)
 
 
 async def _redis_client(app: web.Application) -> AsyncIterator[None]:

@@ -37,15 +37,17 @@ from refract.proxy.headers import (
     has_control_character,
     has_directive,
     has_undecodable_bytes,
+    is_asset_request,
     is_attachment,
     is_cdn_cache_header,
     is_fetched_by_script,
-    is_navigation,
     names_page_etag,
     none_match,
     page_cache_control,
+    refused_head,
     rewrite_location,
     rewrite_set_cookie,
+    set_cookie_name,
     with_replacement_characters,
     without_hop_by_hop,
 )
@@ -97,8 +99,9 @@ _PAGE_DROPPED_FIELDS = frozenset(
 _VISITOR_VALIDATORS = ("If-None-Match", "If-Modified-Since")
 _RANGE_FIELDS = ("Range", "If-Range")
 # RFC 9110 section 9.3.8: TRACE echoes the request, cookies included, back to a script
-# (cross-site tracing); nginx answers it 405 and so do we. A 405 must say what is allowed.
-_REFUSED_METHODS = frozenset({"TRACE"})
+# (cross-site tracing); nginx answers it 405 and so do we, and CONNECT (a tunnel: this is no
+# forward proxy) as nginx does too. A 405 must say what is allowed.
+_REFUSED_METHODS = frozenset({"TRACE", "CONNECT"})
 _ALLOWED_METHODS = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
 _SPOKEN_VERSIONS = (HttpVersion10, HttpVersion11)
 # Cache-Control directives only shared caches heed, or that let them store (RFC 9111 section
@@ -191,7 +194,10 @@ def _in_origin_form(request: web.Request) -> web.Request:
     if request.raw_path.startswith("/"):
         return request
     target = URL(request.raw_path, encoded=True)  # _protocol_refusal has parsed it
-    path = URL.build(path=target.raw_path, query_string=target.raw_query_string, encoded=True)
+    # an empty path is "/" (RFC 9112 section 3.2.2: `GET http://site HTTP/1.1` asks for it)
+    path = URL.build(
+        path=target.raw_path or "/", query_string=target.raw_query_string, encoded=True
+    )
     return request.clone(rel_url=path, host=target.raw_authority)
 
 
@@ -363,6 +369,8 @@ async def _ask(
         return _origin_failed(site, call.exchange, "timeout", url)
     except aiohttp.ClientConnectorError:
         return _origin_failed(site, call.exchange, "connect", url)
+    except aiohttp.ClientResponseError as error:  # a head aiohttp's parser refused
+        return _origin_failed(site, call.exchange, refused_head(error) or "protocol", url)
     except aiohttp.ClientError:
         return _origin_failed(site, call.exchange, "protocol", url)
     return upstream, timeout.when() or loop.time() + site.config.total_timeout
@@ -384,11 +392,17 @@ def _must_fetch_whole(request: web.Request, upstream: aiohttp.ClientResponse, si
 
 def _drop_page_validators(request: web.Request, headers: CIMultiDict[str]) -> None:
     """Validators only Refract can judge for a page: ours (a page we served; judged once it is
-    rewritten again, in _page), and a navigation's, whose cached copy may be the origin's
-    unpersonalised page from before Refract, which an origin's 304 would show again."""
+    rewritten again, in _page), and the origin's on any request that may get a page (all but
+    assets, by Sec-Fetch-Dest or extension: a navigation, a fetch() or prefetch, a HEAD, a
+    client without Fetch metadata), whose cached copy may be the origin's unpersonalised page
+    from before Refract, which an origin's 304 would confirm whatever the visitor's variant.
+    Assets keep theirs: their revalidation stays a 304 from the origin."""
     if request.method not in ("GET", "HEAD"):
         return
-    if names_page_etag(request.headers.get("If-None-Match")) or is_navigation(request.headers):
+    headers_in = request.headers
+    if names_page_etag(headers_in.get("If-None-Match")) or not is_asset_request(
+        headers_in, request.path
+    ):
         for name in _VISITOR_VALIDATORS:
             headers.popall(name, None)
 
@@ -636,9 +650,35 @@ def _response_headers(call: Call, origin_headers: CIMultiDictProxy[str]) -> CIMu
     if "Set-Cookie" in headers:
         public_host = host_name(view.host)
         domain = call.state.config.cookies.domain
-        cookies = [rewrite_set_cookie(v, public_host, domain) for v in headers.popall("Set-Cookie")]
+        values = _without_owned_cookies(call, headers.popall("Set-Cookie"))
+        cookies = [rewrite_set_cookie(value, public_host, domain) for value in values]
         headers.extend(("Set-Cookie", value) for value in cookies)
     return headers
+
+
+def _without_owned_cookies(call: Call, values: list[str]) -> list[str]:
+    """The origin's Set-Cookie fields less those setting a cookie only Refract may set
+    (IdentityPolicy.owned_names): sent after ours, they would replace the visitor's id, session
+    or QA override in the browser. Each dropped one is counted; the first per name and site
+    in this process (until a reload) is logged: every page of such an origin carries it."""
+    owned = call.state.identity.owned_names(call.state.rules.rules.settings.qa_parameter)
+    kept = []
+    for value in values:
+        name = set_cookie_name(value)
+        if name is None or name not in owned:
+            kept.append(value)
+            continue
+        site = call.site.key
+        metrics.UPSTREAM_ERRORS.labels(site, "owned_cookie").inc()
+        call.exchange.notes.append(f"origin cookie dropped: {name}")
+        if name not in call.site.owned_cookies_logged:
+            call.site.owned_cookies_logged.add(name)
+            log.warning(
+                "origin set the cookie %s, which is Refract's; dropped (logged once)",
+                name,
+                extra={"site": site},
+            )
+    return kept
 
 
 def _origin_header_dropped(call: Call, names: list[str]) -> None:

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable, Mapping
 from itertools import chain
 
 import xxhash
+from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
@@ -40,6 +41,42 @@ _ENTITY_TAG = re.compile(r'\s*(?:W/)?("[^"]*")\s*(?:,|$)')
 _PAGE_ETAG_PREFIX = '"rf-'
 # Sec-Fetch-Dest of a navigation: a document the browser will show as a page.
 _DOCUMENT_DESTINATIONS = frozenset({"document", "iframe", "frame"})
+# Sec-Fetch-Dest of a subresource no browser shows as a page (Fetch's destinations less
+# document, frame, iframe, embed, object and the empty one of fetch() and prefetches).
+_ASSET_DESTINATIONS = frozenset(
+    {
+        "audio",
+        "audioworklet",
+        "font",
+        "image",
+        "json",
+        "manifest",
+        "paintworklet",
+        "report",
+        "script",
+        "serviceworker",
+        "sharedworker",
+        "style",
+        "track",
+        "video",
+        "worker",
+        "xslt",
+    }
+)
+# The last path segment's extensions of assets, downloads and data, never pages.
+_ASSET_EXTENSIONS = frozenset(
+    {
+        *("css", "js", "mjs", "map", "wasm", "json", "txt", "bin"),
+        *("png", "jpg", "jpeg", "gif", "webp", "avif", "svg", "ico", "bmp", "tif", "tiff"),
+        *("woff", "woff2", "ttf", "otf", "eot"),
+        *("mp4", "webm", "ogg", "mp3", "wav", "m4a", "m4v", "mov", "vtt"),
+        *("pdf", "zip", "gz", "tgz", "bz2", "xz", "7z", "rar", "dmg", "exe", "msi"),
+    }
+)
+# Header fields one message may carry, either way (aiohttp's default is 128: a page setting
+# many cookies or preload links passes it). The size of each stays server.max_header_bytes.
+MAX_FIELDS = 1000
+_TOO_MANY_FIELDS = "Too many headers received"  # aiohttp's parsers' message, C and Python
 
 Headers = CIMultiDict[str]
 ReadHeaders = CIMultiDictProxy[str] | CIMultiDict[str]
@@ -193,6 +230,38 @@ def is_navigation(headers: Mapping[str, str]) -> bool:
     if destination is not None:
         return destination.lower() in _DOCUMENT_DESTINATIONS
     return "text/html" in headers.get("Accept", "")
+
+
+def is_asset_request(headers: Mapping[str, str], path: str) -> bool:
+    """A request for a subresource that is no page: by Fetch metadata's destination (an
+    image, style, script...), or by its path's extension (``.css``, ``.png``, ``.woff2``...)."""
+    destination = headers.get("Sec-Fetch-Dest")
+    if destination is not None and destination.lower() in _ASSET_DESTINATIONS:
+        return True
+    segment = path.rpartition("/")[2]
+    return "." in segment and segment.rpartition(".")[2].lower() in _ASSET_EXTENSIONS
+
+
+def set_cookie_name(value: str) -> str | None:
+    """The name of the cookie a Set-Cookie field sets (RFC 6265 section 5.2: its first pair up
+    to "=", blanks trimmed), or None when that pair has no "=" (a cookie without a name)."""
+    name, equals, _ = value.partition(";")[0].partition("=")
+    return name.strip(" \t") if equals else None
+
+
+def refused_head(error: BaseException) -> str | None:
+    """Why aiohttp's parser refused a message's head, when it was its size: a request line,
+    status line or field over ``server.max_header_bytes`` ("header_too_large"), more than
+    ``MAX_FIELDS`` fields ("too_many_headers"); None for any other fault. aiohttp's client
+    raises its own error from a copy of the parser's: the causes are followed."""
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, LineTooLong):
+            return "header_too_large"
+        if isinstance(cause, HttpProcessingError) and cause.message == _TOO_MANY_FIELDS:
+            return "too_many_headers"
+        cause = cause.__cause__
+    return None
 
 
 def is_fetched_by_script(headers: Mapping[str, str]) -> bool:

@@ -218,6 +218,22 @@ class IdentityPolicy:
         flags = "; Secure" if secure else ""
         return f"{name}={value}; Max-Age={max_age}; Path=/{domain}; HttpOnly; SameSite=Lax{flags}"
 
+    def owned_names(self, qa_cookie: str) -> frozenset[str]:
+        """The cookies only Refract may set on the site: visitor, session, the admin's session
+        and the QA override (``qa_cookie``, the rule set's). An origin's Set-Cookie for one of
+        them would replace ours in the browser (a new visitor on every page, a forced variant).
+        Not the consent cookie: the site's banner is the one to write it (privacy.consent_cookie),
+        and an origin may be that banner."""
+        return frozenset(
+            {
+                self._cookies.visitor,
+                self._cookies.session,
+                ADMIN_SESSION_COOKIE,
+                ADMIN_SECURE_SESSION_COOKIE,
+                qa_cookie,
+            }
+        )
+
     def strip_own_cookies(self, cookie_header: str, qa_cookie: str) -> str:
         """The Cookie header for the origin, without Refract's own cookies: visitor, session,
         consent, the admin's session and the QA override (``qa_cookie``, the rule set's)."""

@@ -40,7 +40,11 @@ LATENCY = Histogram(
 )
 UPSTREAM_ERRORS = Counter(
     "refract_upstream_errors",
-    "Origin requests that failed, by site and reason (connect, timeout, protocol).",
+    "Origin answers that failed or were cut, by site and reason: connect, timeout, protocol "
+    "(an answer aiohttp cannot read), header_too_large (a line or field over "
+    "server.max_header_bytes), too_many_headers (over 1000 fields); and answers served less a "
+    "field: header (a control character in it), owned_cookie (a Set-Cookie for one of "
+    "Refract's own cookies).",
     ["site", "reason"],
 )
 FAIL_OPEN = Counter(

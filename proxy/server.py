@@ -17,7 +17,7 @@ from typing import Any
 
 import uvloop
 from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
@@ -25,6 +25,7 @@ from refract.proxy import background, memory, metrics
 from refract.proxy.accesslog import JsonAccessLogger, access_logger
 from refract.proxy.app import build_app, reload
 from refract.proxy.handler import refuse
+from refract.proxy.headers import MAX_FIELDS, refused_head
 from refract.proxy.local import start_internal_listener
 from refract.rules.config import EXIT_CANNOT_START, Config, split_host_port
 
@@ -47,20 +48,22 @@ connections_log.addFilter(_VisitorFaults())
 
 def handler_options(config: Config) -> dict[str, Any]:
     """How every connection is handled: the access log, the logger of request faults, and the
-    largest request line and header field taken (the origin's are held to the same)."""
+    largest request line and header field taken, and how many fields (the origin's are held to
+    the same: sites.py)."""
     return {
         "access_log_class": JsonAccessLogger,
         "access_log": access_logger if config.server.access_log else None,
         "logger": connections_log,
         "max_line_size": config.server.max_header_bytes,
         "max_field_size": config.server.max_header_bytes,
+        "max_headers": MAX_FIELDS,
     }
 
 
 class _ConnectionHandler(RequestHandler):
-    """aiohttp's handling of a connection, but a request line or header field over the limit
-    gets the neutral 431 page, where aiohttp's 400 would echo the start of the line (a
-    visitor's cookies) back to whoever can read the answer."""
+    """aiohttp's handling of a connection, but a request line or header field over the limit,
+    or more fields than MAX_FIELDS, gets the neutral 431 page, where aiohttp's 400 would echo
+    the start of the line (a visitor's cookies) back to whoever can read the answer."""
 
     def handle_error(
         self,
@@ -69,9 +72,15 @@ class _ConnectionHandler(RequestHandler):
         exc: BaseException | None = None,
         message: str | None = None,
     ) -> web.StreamResponse:
-        if isinstance(exc, LineTooLong):
-            return refuse(431, "header_too_large", "The request's header fields are too large.")
+        if exc is not None and (reason := refused_head(exc)) is not None:
+            return refuse(431, reason, _HEAD_REFUSALS[reason])
         return super().handle_error(request, status, exc, message)
+
+
+_HEAD_REFUSALS = {
+    "header_too_large": "The request's header fields are too large.",
+    "too_many_headers": "The request has too many header fields.",
+}
 
 
 class _Server(web.Server):

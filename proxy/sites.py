@@ -5,6 +5,7 @@ from __future__ import annotations
 import aiohttp
 from yarl import URL
 
+from refract.proxy.headers import MAX_FIELDS
 from refract.rules.config import SiteConfig, without_root_dot
 
 # The client must add nothing of its own: the origin sees the visitor's headers.
@@ -17,6 +18,8 @@ class Site:
         self.key = config.key
         self.origin: URL = config.origin_url
         self.origin_base = str(self.origin).rstrip("/")
+        # names of our cookies the origin's Set-Cookie was found setting, logged once each
+        self.owned_cookies_logged: set[str] = set()
         self.client = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=60, ssl=config.verify_tls),
             timeout=aiohttp.ClientTimeout(
@@ -25,10 +28,12 @@ class Site:
             auto_decompress=False,
             cookie_jar=aiohttp.DummyCookieJar(),
             skip_auto_headers=_NO_AUTO_HEADERS,
-            # what a visitor may send, an origin may answer (server.max_header_bytes): past it,
-            # the origin's protocol fault (502), as for nginx; WebSocket handshakes included
+            # what a visitor may send, an origin may answer (server.max_header_bytes, and
+            # MAX_FIELDS fields): past it, the origin's fault (502), as for nginx; WebSocket
+            # handshakes included
             max_line_size=max_header_bytes,
             max_field_size=max_header_bytes,
+            max_headers=MAX_FIELDS,
         )
 
     def upstream_host(self, public_host: str) -> str:

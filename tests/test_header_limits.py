@@ -1,6 +1,6 @@
-"""Header sizes: a request line or header field up to ``server.max_header_bytes`` passes either
-way; a visitor's larger one gets the neutral 431 page, an origin's larger one the neutral 502,
-each counted."""
+"""Header sizes: a request line or header field up to ``server.max_header_bytes``, and up to
+``headers.MAX_FIELDS`` fields, pass either way; a visitor's larger head gets the neutral 431
+page, an origin's the neutral 502, each counted by its cause."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from aiohttp import web
 
 from refract.proxy import metrics
 from refract.proxy.app import build_app
+from refract.proxy.headers import MAX_FIELDS
 from refract.proxy.server import ProxyRunner, handler_options
 from refract.rules.config import Config
 from tests.conftest import BROWSER, ProxyFactory, clean_redis, make_config
@@ -116,6 +117,35 @@ async def test_a_visitor_request_over_the_limit_gets_the_neutral_431(
     assert not any(sent in rest for sent in (b"7777", b"nnnn", b"pppp"))  # nothing echoed
 
 
+def fields(count: int) -> bytes:
+    """``count`` short header lines, each ended by CRLF."""
+    return b"".join(b"X-Field-%d: v\r\n" % index for index in range(count))
+
+
+async def test_a_visitor_request_with_many_fields_reaches_the_origin(
+    edge: Edge, raw_origin: RawOrigin
+) -> None:
+    proxy = await edge(await raw_origin(echo))
+    many = fields(MAX_FIELDS - 3)  # with Host and Connection: the limit exactly
+    reply = await exchange(
+        proxy, b"GET /x HTTP/1.1\r\nHost: a\r\n" + many + b"Connection: close\r\n\r\n"
+    )
+    assert reply.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert b"X-Field-%d: v\r\n" % (MAX_FIELDS - 4) in reply
+
+
+async def test_a_visitor_request_with_too_many_fields_gets_the_neutral_431_counted(
+    edge: Edge, raw_origin: RawOrigin
+) -> None:
+    proxy = await edge(await raw_origin(echo))
+    before = counter(metrics.REQUEST_REJECTED, reason="too_many_headers")
+    head = b"GET /x HTTP/1.1\r\nHost: a\r\n" + fields(MAX_FIELDS) + b"Connection: close\r\n\r\n"
+    status, _, rest = (await exchange(proxy, head)).partition(b"\r\n")
+    assert status.endswith(b" 431 Request Header Fields Too Large")
+    assert b"<p>The request has too many header fields.</p>" in rest
+    assert counter(metrics.REQUEST_REJECTED, reason="too_many_headers") == before + 1
+
+
 @pytest.mark.parametrize("head", OVER_32_KIB, ids=OVER_32_KIB_IDS)
 async def test_a_visitor_request_over_the_limit_is_counted_as_refused(
     edge: Edge, raw_origin: RawOrigin, head: bytes
@@ -161,11 +191,43 @@ async def test_an_origin_field_over_the_limit_is_a_502_counted_as_the_origins_fa
     client = await proxy(
         site={"origin": await raw_origin(answer)}, server={"max_header_bytes": "8KiB"}
     )
-    before = counter(metrics.UPSTREAM_ERRORS, site="test", reason="protocol")
+    before = counter(metrics.UPSTREAM_ERRORS, site="test", reason="header_too_large")
     response = await client.get("/x", headers=NAVIGATION)
     assert response.status == 502
     assert b"<h1>Bad Gateway</h1>" in await response.read()
-    assert counter(metrics.UPSTREAM_ERRORS, site="test", reason="protocol") == before + 1
+    assert counter(metrics.UPSTREAM_ERRORS, site="test", reason="header_too_large") == before + 1
+
+
+def cookies(count: int) -> bytes:
+    """``count`` Set-Cookie lines, as a site setting many cookies sends them."""
+    return b"".join(b"Set-Cookie: c%d=v; Path=/\r\n" % index for index in range(count))
+
+
+@pytest.mark.parametrize("content_type", [b"text/html", b"text/css"], ids=["page", "asset"])
+async def test_an_origin_answer_with_many_fields_is_relayed(
+    proxy: ProxyFactory, raw_origin: RawOrigin, content_type: bytes
+) -> None:
+    count = MAX_FIELDS - 3  # with Content-Type, Content-Length and Connection: the limit
+    answer = page_answer(PAGE, cookies(count), content_type)
+    client = await proxy(site={"origin": await raw_origin(answer)})
+    response = await client.get("/x", headers=NAVIGATION, max_headers=2 * MAX_FIELDS)
+    assert response.status == 200
+    origin_cookies = [value for value in response.headers.getall("Set-Cookie") if value[0] == "c"]
+    assert len(origin_cookies) == count
+
+
+async def test_an_origin_answer_with_too_many_fields_is_a_502_counted_by_its_cause(
+    proxy: ProxyFactory, raw_origin: RawOrigin, caplog: pytest.LogCaptureFixture
+) -> None:
+    answer = page_answer(PAGE, cookies(MAX_FIELDS))
+    client = await proxy(site={"origin": await raw_origin(answer)})
+    before = counter(metrics.UPSTREAM_ERRORS, site="test", reason="too_many_headers")
+    response = await client.get("/x", headers=NAVIGATION)
+    assert response.status == 502
+    assert counter(metrics.UPSTREAM_ERRORS, site="test", reason="too_many_headers") == before + 1
+    assert any(
+        record.getMessage().endswith("failed: too_many_headers") for record in caplog.records
+    )
 
 
 # --- the setting ----------------------------------------------------------------------------

@@ -76,12 +76,13 @@ async def test_pages_a_shared_cache_may_not_store_are_never_kept(
     assert asked(origin) == [None, None]
 
 
-async def test_visitor_conditionals_are_left_to_the_origin(
+async def test_an_assets_conditionals_are_left_to_the_origin(
     proxy: ProxyFactory, origin: TestServer
 ) -> None:
     client = await proxy()
     await client.get("/validated")
-    response = await client.get("/validated", headers={"If-None-Match": '"v1"'})
+    asset = {"If-None-Match": '"v1"', "Sec-Fetch-Dest": "script"}  # a page's: handler.py
+    response = await client.get("/validated", headers=asset)
     assert response.status == 304
     assert asked(origin) == [None, '"v1"']
 
@@ -89,22 +90,24 @@ async def test_visitor_conditionals_are_left_to_the_origin(
 @pytest.mark.parametrize(
     ("visitor", "asked_again"),
     [
-        ({"If-None-Match": '"v1"'}, True),
-        ({"If-Modified-Since": "Sun, 06 Nov 1994 08:49:37 GMT"}, True),
+        ({"If-None-Match": '"v1"', "Sec-Fetch-Dest": "script"}, True),
+        ({"If-Modified-Since": "Sun, 06 Nov 1994 08:49:37 GMT", "Sec-Fetch-Dest": "style"}, True),
         ({"Range": "bytes=0-9"}, False),  # a page is served whole, whatever range was asked
         ({"Authorization": "Basic eDp5"}, True),
         ({"If-None-Match": '"v1"', "Sec-Fetch-Dest": "document"}, False),
+        ({"If-None-Match": '"v1"'}, False),  # may get a page: the origin's validator dropped
         ({"If-None-Match": '"rf-0123456789abcdef"'}, False),
         ({"If-None-Match": '"v1"', "Connection": "If-None-Match"}, False),
         ({"X-Forwarded-For": "203.0.113.9"}, False),
         ({"Cookie": "_ga=GA1.2.3.4; _gcl_au=1.1.5"}, False),
     ],
     ids=[
-        "etag",
-        "date",
+        "asset-etag",
+        "asset-date",
         "range",
         "authorization",
         "navigation",
+        "no-metadata-etag",
         "our-etag",
         "hop-by-hop",
         "no-conditional",
