@@ -10,6 +10,7 @@ gives the formulas.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -156,6 +157,7 @@ def open_deal(prediction: Mapping[str, Any]) -> OpenDeal:
         probability=float(prediction["close_probability"]["value"]),
         size=_estimate(prediction["deal_size"]),
         days_to_close=_estimate(prediction["days_to_close"]),
+        size_cap=float(prediction.get("deal_size_cap") or math.inf),
     )
 
 

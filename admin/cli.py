@@ -393,7 +393,9 @@ def _train(config: Config, args: argparse.Namespace) -> int:
         model = asyncio.run(fit(url))
     print(describe(model), end="")
     if not (model.close or model.deal_size or model.days_to_close):
-        print("refract train: too few deals to fit anything; priors stay", file=sys.stderr)
+        print(
+            "refract train: no part fitted with skill or enough deals; priors stay", file=sys.stderr
+        )
         return 1
     if args.dry_run:
         print("dry run: not stored")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -128,6 +129,20 @@ async def test_the_forecast_books_the_open_deals_by_month(
     assert "priors" in body["inputs"]["basis"]
     assert body["method"]["draws"] == forecast.DRAWS
     assert body["method"]["reference"] == "docs/statistics.md#revenue-forecast"
+
+
+@pytest.mark.parametrize(("cap", "expected"), [(120_000.0, 120_000.0), (None, math.inf)])
+def test_an_open_deal_is_capped_at_the_largest_deal_its_model_was_trained_on(
+    cap: float | None, expected: float
+) -> None:
+    estimate = {"low": 1_000.0, "value": 50_000.0, "high": 1e9}
+    prediction = {
+        "close_probability": {"low": 0.1, "value": 0.3, "high": 0.5},
+        "deal_size": estimate,
+        "days_to_close": {"low": 10.0, "value": 30.0, "high": 60.0},
+        "deal_size_cap": cap,
+    }
+    assert open_deal(prediction).size_cap == expected
 
 
 async def test_every_open_deal_is_expected_in_some_month_or_later(

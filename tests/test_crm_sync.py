@@ -245,6 +245,26 @@ async def test_a_hubspot_deal_out_of_shape_is_skipped_and_counted_not_the_pull(
     assert (report.won, report.deals_skipped) == (1, 1)
 
 
+@pytest.mark.parametrize("never", ["9999-12-31", "9999-12-31T00:00:00Z", "0001-01-01"])
+async def test_a_deal_dated_outside_the_outcomes_days_is_kept_without_that_date(
+    aiohttp_server: Any,
+    http: aiohttp.ClientSession,
+    client: redis.Redis,
+    tmp_path: Path,
+    never: str,
+) -> None:
+    standin = HubSpotStandIn()
+    ids = seed_hubspot(standin, 1)
+    won = {"amount": "48000", "hs_is_closed": "true", "hs_is_closed_won": "true"}
+    standin.add("deals", won | {"closedate": never}, companies=(ids["c0.com"],))
+    server = await serve(aiohttp_server, standin.app())
+
+    report = await pull_now(client, http, "hubspot", hubspot(server), tmp_path)
+
+    [outcome] = read_outcomes_csv(report.outcomes)  # a file attribution reads, not refuses
+    assert (outcome.account_domain, outcome.amount, outcome.closed) == ("c0.com", 48000.0, None)
+
+
 @pytest.mark.parametrize(
     ("first", "last", "email"),
     [

@@ -72,6 +72,17 @@ BAD_OUTCOMES = [
         ":2: closed: 2026-04-01 is before created (2026-05-01)",
     ),
     pytest.param(
+        "account_domain,outcome,closed\nacme.com,lost,9999-12-31\n",
+        ":2: closed: 9999-12-31 is outside 1970-01-01 to 2999-12-31\n"
+        "    hint: a placeholder for no date? leave the cell empty",
+        id="closed-date-max",
+    ),
+    pytest.param(
+        "account_domain,outcome,created\nacme.com,lost,0001-01-01\n",
+        ":2: created: 0001-01-01 is outside 1970-01-01 to 2999-12-31",
+        id="created-date-min",
+    ),
+    pytest.param(
         "account_domain,visitor_id,outcome\n,,lost\n",
         ":2: account_domain: is empty, and so is visitor_id",
     ),
@@ -293,6 +304,9 @@ async def test_refract_train_dry_run_keeps_the_current_model(
 ) -> None:
     await clean_redis(redis_url)
     config = train_config(tmp_path, redis_url)
+    assert (
+        refract("--config", str(config), "accounts", "import", str(DEMO_ACCOUNTS)).returncode == 0
+    )  # without the accounts' firmographics no part has inputs to show skill with
     result = refract(
         "--config", str(config), "train", "--outcomes", str(DEMO_OUTCOMES), "--dry-run"
     )
@@ -324,4 +338,4 @@ def test_refract_train_with_too_few_deals_keeps_the_priors(tmp_path: Path, redis
         "--config", str(train_config(tmp_path, redis_url)), "train", "--outcomes", str(few)
     )
     assert result.returncode == 1
-    assert "too few deals to fit anything; priors stay" in result.stderr
+    assert "no part fitted with skill or enough deals; priors stay" in result.stderr

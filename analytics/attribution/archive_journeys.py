@@ -8,10 +8,14 @@ event, as analytics/effects.py counts them) or a won deal of the CRM outcomes
 form), opportunity (``created``) and close (``closed``) milestones.
 
 A journey is a visitor's, or with ``unit="account"`` an account's: the touches of every
-visitor the archive ties to the account (an event's ``account``) joined in time order. It
-ends at its first conversion (its value: the metric's, or a ``track`` call's ``value`` prop;
-summed over the period for a repeatable metric; the won amounts for deals), and keeps the
-touches of the ``window_s`` before it (``journeys.within_window``).
+visitor the archive ties to the account (an event's ``account``) joined in time order. With a
+metric it ends at its first conversion (its value: the metric's, or a ``track`` call's
+``value`` prop; summed over the period for a repeatable metric). With CRM outcomes each won
+deal that closed in the period is a conversion of its own, at its close, worth its amount: a
+repeat customer's renewal is not folded into an earlier win, and a deal closing after the
+period (a future-dated one too) is not the period's. Every journey keeps the touches of the
+``window_s`` before its conversion (``journeys.within_window``), whether or not an earlier
+deal of the unit came in between, as GA4's lookback window does.
 
 The SQL is small on purpose: it reads the Parquet files in place (no server, no copy), dedupes
 on ``id`` as every archive reader must, and leaves the classification to Python, where it is
@@ -25,7 +29,7 @@ import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any, Literal
 
@@ -135,7 +139,7 @@ def archive_journeys(
             return db.execute(EVENTS + sql, {**window, **more}).fetchall()
 
         touches = _touches(query(_TOUCHES), list(own_hosts))
-        units, converted = journey_outcomes(
+        units, converted = journey_conversions(
             query, metric=metric, outcomes=outcomes, unit=unit, start=start, end=end
         )
     return _journeys(touches, units, converted, start, end, window_s)
@@ -207,50 +211,48 @@ def _bounded(value: float) -> float:
 
 def _deals(
     outcomes: Sequence[Outcome], unit_of: UnitOf, forms: dict[str, float], accounts: dict[str, str]
-) -> dict[str, Conversion]:
-    """Each unit's won deals: their amounts summed, the milestones of the first to close."""
+) -> dict[str, list[Conversion]]:
+    """Each unit's won deals, each a conversion at its close (the day's last second), worth
+    its amount, with its own opportunity and close milestones and the unit's first form."""
     units_of_accounts = {account: unit_of(visitor) for visitor, account in accounts.items()}
-    won: defaultdict[str, list[Outcome]] = defaultdict(list)
+    found: defaultdict[str, list[Conversion]] = defaultdict(list)
     for outcome in outcomes:
         if not outcome.won:
             continue
         if outcome.visitor_id:
-            won[unit_of(outcome.visitor_id)].append(outcome)
+            unit = unit_of(outcome.visitor_id)
         else:
-            unit = units_of_accounts.get(outcome.account_domain)
-            won[unit or f"account:{outcome.account_domain}"].append(outcome)
-    found: dict[str, Conversion] = {}
-    for unit, deals in won.items():
-        first = min(deals, key=lambda deal: deal.closed or deal.created or date.max)
-        opportunity, close = _day_end(first.created), _day_end(first.closed or first.created)
-        value = math.fsum(deal.amount or 0.0 for deal in deals)
-        milestones = Milestones(forms.get(unit), opportunity, close)
-        found[unit] = Conversion(close, _bounded(value), milestones)
+            known = units_of_accounts.get(outcome.account_domain)
+            unit = known or f"account:{outcome.account_domain}"
+        close = _day_end(outcome.closed or outcome.created)
+        milestones = Milestones(forms.get(unit), _day_end(outcome.created), close)
+        found[unit].append(Conversion(close, _bounded(outcome.amount or 0.0), milestones))
     return found
 
 
 def _journeys(
     touches: dict[str, list[Touch]],
     unit_of: UnitOf,
-    converted: dict[str, Conversion],
+    converted: dict[str, list[Conversion]],
     start: float,
     end: float,
     window_s: float,
 ) -> list[Journey]:
+    """A journey per conversion of the period (each with the unit's touches before it), and
+    one per unit without any whose last touch falls in the period."""
     by_unit: defaultdict[str, list[Touch]] = defaultdict(list)
     for visitor, visitor_touches in touches.items():
         by_unit[unit_of(visitor)].extend(visitor_touches)
     journeys: list[Journey] = []
     for unit in sorted(set(by_unit) | set(converted)):
         unit_touches = tuple(by_unit.get(unit, ()))
-        outcome = converted.get(unit)
-        if outcome is not None and (outcome.at is None or start <= outcome.at < end):
-            journey = Journey(unit_touches, True, outcome.value, outcome.milestones, outcome.at)
-        elif unit_touches and start <= max(t.time for t in unit_touches) < end:
-            journey = Journey(unit_touches, False)
-        else:
-            continue
-        journeys.append(within_window(journey, window_s))
+        found = [
+            Journey(unit_touches, True, conversion.value, conversion.milestones, conversion.at)
+            for conversion in converted.get(unit, [])
+        ]
+        if not found and unit_touches and start <= max(t.time for t in unit_touches) < end:
+            found = [Journey(unit_touches, False)]
+        journeys.extend(within_window(journey, window_s) for journey in found)
     return journeys
 
 
@@ -262,7 +264,7 @@ def _day_end(day: date | None) -> float | None:
     """The last second of ``day``: a touch on the day a deal was opened or won counts."""
     if day is None:
         return None
-    return (datetime.combine(day, time(), UTC) + timedelta(days=1)).timestamp() - 1.0
+    return _day_start(day) + DAY_S - 1.0  # seconds, not dates: the last day has no next one
 
 
 Query = Callable[..., list[Row]]  # SQL run over the common table ``EVENTS``, with parameters
@@ -278,20 +280,49 @@ def journey_outcomes(
     end: float,
 ) -> tuple[UnitOf, dict[str, Conversion]]:
     """The journey each visitor belongs to and each journey's conversion from ``start`` to
-    ``end`` (seconds; a deal without dates is kept, as ``archive_journeys`` keeps it), by the
-    rules ``archive_journeys`` reads them with: for readers of other events than touches
+    ``end`` (seconds), by the rules ``archive_journeys`` reads them with, a unit's deals of
+    the period as one (the first one's time and milestones, their amounts summed): for
+    readers that follow one journey per unit through other events than touches
     (analytics/marketing_content.py, analytics/audiences.py)."""
+    units, converted = journey_conversions(
+        query, metric=metric, outcomes=outcomes, unit=unit, start=start, end=end
+    )
+    return units, {key: _together(conversions) for key, conversions in converted.items()}
+
+
+def journey_conversions(
+    query: Query,
+    *,
+    metric: Metric | None,
+    outcomes: Sequence[Outcome],
+    unit: Unit,
+    start: float,
+    end: float,
+) -> tuple[UnitOf, dict[str, list[Conversion]]]:
+    """The journey each visitor belongs to and each journey's conversions from ``start`` to
+    ``end`` (seconds): its first metric event, or each won deal closed then (a deal without
+    dates is kept: nothing places it outside)."""
     accounts: dict[str, str] = dict(query(_ACCOUNTS)) if unit == "account" else {}
     units = _units(accounts)
     if outcomes:
         forms: dict[str, float] = {}
         for visitor, at in query(_FIRST_FORMS):  # an account's first form of any visitor
             forms[units(visitor)] = min(at, forms.get(units(visitor), at))
-        won = _deals(outcomes, units, forms, accounts)
-        return units, {
-            key: deal for key, deal in won.items() if deal.at is None or start <= deal.at < end
+        in_period = {
+            key: [deal for deal in deals if deal.at is None or start <= deal.at < end]
+            for key, deals in _deals(outcomes, units, forms, accounts).items()
         }
+        return units, {key: deals for key, deals in in_period.items() if deals}
     if metric is None:
         raise ValueError("attribution needs a conversion metric or CRM outcomes")
     rows = query(_CONVERSIONS[metric.kind], match=_match(metric))
-    return units, _metric_conversions(rows, metric, units, start, end)
+    found = _metric_conversions(rows, metric, units, start, end)
+    return units, {key: [conversion] for key, conversion in found.items()}
+
+
+def _together(conversions: Sequence[Conversion]) -> Conversion:
+    """A unit's conversions as one: the first's time and milestones (an undated deal's only
+    when none is dated), their values summed."""
+    first = min(conversions, key=lambda c: math.inf if c.at is None else c.at)
+    value = _bounded(math.fsum(conversion.value for conversion in conversions))
+    return Conversion(first.at, value, first.milestones)

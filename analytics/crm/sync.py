@@ -60,7 +60,7 @@ from refract.analytics.crm import CrmError, Throttle, shorten
 from refract.analytics.crm.actions import tokens_for
 from refract.analytics.crm.hubspot import HubSpotClient, Owner, Record
 from refract.analytics.crm.salesforce import SalesforceClient
-from refract.analytics.revenue.outcomes import COLUMNS, MAX_AMOUNT
+from refract.analytics.revenue.outcomes import COLUMNS, FIRST_DAY, LAST_DAY, MAX_AMOUNT
 from refract.rules import keyspace
 from refract.rules.account_store import load_accounts, store_accounts
 from refract.rules.accounts import Account
@@ -532,13 +532,16 @@ def _flag(raw: str | None) -> bool | None:
 
 
 def _day(raw: str) -> date | None:
-    """A CRM's date or date-time (``2026-03-01``, ``2026-03-01T10:00:00.000Z``) as a day."""
+    """A CRM's date or date-time (``2026-03-01``, ``2026-03-01T10:00:00.000Z``) as a day; none
+    outside the days the outcomes file holds (a rep's 9999-12-31 for "never" is no date, not a
+    file every attribution answer refuses)."""
     if not raw:
         return None
     try:
-        return datetime.fromisoformat(raw.replace("Z", "+00:00").replace("+0000", "+00:00")).date()
+        day = datetime.fromisoformat(raw.replace("Z", "+00:00").replace("+0000", "+00:00")).date()
     except ValueError:
         return None
+    return day if FIRST_DAY <= day <= LAST_DAY else None
 
 
 def _add_deal(

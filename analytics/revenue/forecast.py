@@ -2,12 +2,17 @@
 
 Each open deal closes with its predicted probability; its size and its days to close are
 random, with distributions whose 10th, 50th and 90th percentiles are the prediction's
-``Estimate`` (low, value, high). A deal that closes is booked in the calendar month of
+``Estimate`` (low, value, high). A deal's size is capped at a plausible maximum, the smaller
+of its fit's 99th percentile and the largest won deal the model was trained on: a lognormal
+fitted to a wide interval puts a mean far beyond any deal ever won in its extrapolated tail,
+and the headline would rest on it. A deal that closes is booked in the calendar month of
 today + its days to close. Per month of the horizon, and for a final "later" bucket:
 
-* ``expected``: the closed form sum of p x E[size] x P(closes in the month);
+* ``expected``: the closed form sum of p x E[capped size] x P(closes in the month);
 * ``low`` and ``high``: the 10th and 90th percentiles of the month's simulated totals
-  (seeded Monte Carlo, so the same deals always give the same interval);
+  (seeded Monte Carlo, so the same deals always give the same interval), widened to hold
+  ``expected`` where it lies outside them (a month whose expectation rests on closes less
+  likely than one in ten: the interval then covers more than 80%);
 * ``deals_expected``: the sum of p x P(closes in the month).
 
 Pure functions over plain data (no Redis, no clock: the caller says what today is).
@@ -24,6 +29,7 @@ from typing import Any, Final
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy.special import log_ndtr
 
 from refract.analytics.revenue.predict import Z_INTERVAL, Estimate
 from refract.analytics.stats.power import critical_value
@@ -40,6 +46,8 @@ PERCENTILES: Final = (10.0, 90.0)
 COLUMNS: Final = ("month", "expected", "low", "high", "deals_expected")
 LATER: Final = "later"
 _CHUNK_CELLS: Final = 1_000_000  # draws x deals simulated at once: bounded memory
+Z_CAP: Final = 2.3263478740408408  # standard normal quantile of 0.99: a size's fitted cap
+_LARGEST_LOG: Final = 700.0  # log(1 + x) beyond which exp overflows a float
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,19 +69,36 @@ class SplitLognormal:
             return _normal_cdf(t / self.sigma_low) if self.sigma_low > 0 else 0.0
         return 0.5 if self.sigma_low > 0 else 0.0
 
-    def mean(self) -> float:
-        """E[max(e^L - 1, 0)], L = log(1 + x): E[e^L] over both halves, less one, plus the
-        partial expectation that the floor at 0 adds back below L = 0."""
-        above = math.exp(self.sigma_high**2 / 2) * _normal_cdf(self.sigma_high)
-        below = math.exp(self.sigma_low**2 / 2) * _normal_cdf(-self.sigma_low)
-        mean = math.exp(self.mu) * (above + below) - 1.0
-        if self.sigma_low > 0:
-            cut = -self.mu / self.sigma_low  # Z below which L < 0
-            floor = _normal_cdf(cut) - math.exp(self.mu + self.sigma_low**2 / 2) * _normal_cdf(
-                cut - self.sigma_low
+    def quantile_99(self) -> float:
+        """The 99th percentile (a float's largest sane value for an absurd spread)."""
+        return math.expm1(min(self.mu + self.sigma_high * Z_CAP, _LARGEST_LOG))
+
+    def mean(self, cap: float = math.inf) -> float:
+        """E[min(max(e^L - 1, 0), cap)], L = log(1 + x): over each half of L's split normal,
+        the partial expectation of e^L - 1 between the floor (L = 0) and the cap, plus the
+        cap times the share of draws above it."""
+        return self._half(self.sigma_low, -math.inf, 0.0, cap) + self._half(
+            self.sigma_high, 0.0, math.inf, cap
+        )
+
+    def _half(self, sigma: float, z_from: float, z_to: float, cap: float) -> float:
+        """The part of the capped mean where Z runs from ``z_from`` to ``z_to``."""
+        if sigma == 0:
+            return 0.5 * min(max(math.expm1(min(self.mu, _LARGEST_LOG)), 0.0), cap)
+        z_floor = -self.mu / sigma
+        z_cap = (math.log1p(cap) - self.mu) / sigma if math.isfinite(cap) else math.inf
+        start, stop = max(z_from, z_floor), min(z_to, z_cap)
+        middle = 0.0
+        if start < stop:  # E[e^L] over the range, in logs: each term stays below the cap
+            scale = self.mu + sigma**2 / 2
+            middle = math.exp(scale + float(log_ndtr(stop - sigma))) - math.exp(
+                scale + float(log_ndtr(start - sigma))
             )
-            mean += floor
-        return mean
+            middle -= _normal_cdf(stop) - _normal_cdf(start)
+        above = 0.0
+        if z_cap < z_to:
+            above = cap * (_normal_cdf(z_to) - _normal_cdf(max(z_from, z_cap)))
+        return max(middle, 0.0) + above
 
 
 def fit_percentiles(estimate: Estimate) -> SplitLognormal:
@@ -95,6 +120,7 @@ class OpenDeal:
     probability: float
     size: Estimate
     days_to_close: Estimate
+    size_cap: float = math.inf  # the largest won deal its model was trained on, when known
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,10 +200,10 @@ def forecast(
 
 def _buckets(labels: Sequence[str], expected: Array, deals: Array, totals: Array) -> list[Bucket]:
     """A bucket per column of simulated ``totals``: its closed-form expectations and the
-    10th and 90th percentiles of its draws."""
+    10th and 90th percentiles of its draws, widened to hold the expected bookings."""
     low, high = np.percentile(totals, PERCENTILES, axis=0)
     return [
-        Bucket(label, float(e), float(lo), float(hi), float(n))
+        Bucket(label, float(e), float(min(lo, e)), float(max(hi, e)), float(n))
         for label, e, lo, hi, n in zip(labels, expected, low, high, deals, strict=True)
     ]
 
@@ -206,15 +232,15 @@ def close_month_probabilities(days: SplitLognormal, edges: Sequence[int]) -> Arr
 
 
 def expected_by_bucket(deals: Sequence[OpenDeal], edges: Sequence[int]) -> tuple[Array, Array]:
-    """Expected bookings and expected deals per bucket: sums of p x E[size] x P(bucket) and
-    of p x P(bucket) (size and timing independent given the prediction)."""
+    """Expected bookings and expected deals per bucket: sums of p x E[capped size] x
+    P(bucket) and of p x P(bucket) (size and timing independent given the prediction)."""
     bookings = np.zeros(len(edges) + 1)
     count = np.zeros(len(edges) + 1)
     for deal in deals:
         timing = deal.probability * close_month_probabilities(
             fit_percentiles(deal.days_to_close), edges
         )
-        bookings += fit_percentiles(deal.size).mean() * timing
+        bookings += fit_percentiles(deal.size).mean(size_cap(deal)) * timing
         count += timing
     return bookings, count
 
@@ -233,13 +259,23 @@ def simulate_totals(
     for start in range(0, len(deals), per_chunk):
         chunk = deals[start : start + per_chunk]
         closed = rng.random((draws, len(chunk))) < np.array([deal.probability for deal in chunk])
-        sizes = np.maximum(np.expm1(_log_draws([deal.size for deal in chunk], rng, draws)), 0.0)
+        sizes = np.clip(
+            np.expm1(_log_draws([deal.size for deal in chunk], rng, draws)),
+            0.0,
+            np.array([size_cap(deal) for deal in chunk]),
+        )
         days = _log_draws([deal.days_to_close for deal in chunk], rng, draws)
         bucket = np.searchsorted(log_edges, days, side="right")
         totals += np.bincount(
             (rows + bucket).ravel(), weights=(sizes * closed).ravel(), minlength=totals.size
         )
     return totals.reshape(draws, buckets)
+
+
+def size_cap(deal: OpenDeal) -> float:
+    """The most a deal may book: its size fit's 99th percentile, or the largest won deal its
+    model was trained on when that is smaller."""
+    return min(fit_percentiles(deal.size).quantile_99(), deal.size_cap)
 
 
 def percentile_error(totals: Array) -> float:
@@ -280,5 +316,7 @@ def _check_estimate(estimate: Estimate) -> None:
 def _check_deal(deal: OpenDeal) -> None:
     if not (math.isfinite(deal.probability) and 0.0 <= deal.probability <= 1.0):
         raise ValueError(f"a close probability must be from 0 to 1: {deal.probability}")
+    if math.isnan(deal.size_cap) or deal.size_cap < 0:
+        raise ValueError(f"a deal's size cap must be non-negative: {deal.size_cap}")
     _check_estimate(deal.size)
     _check_estimate(deal.days_to_close)

@@ -11,6 +11,10 @@ Columns (first row, any order, case and spaces ignored):
 | `created` | no | the day the opportunity was opened, `YYYY-MM-DD` |
 | `closed` | no | the day it was won or lost, `YYYY-MM-DD`, not before `created` |
 
+Days run from 1970-01-01 to 2999-12-31 (``FIRST_DAY``, ``LAST_DAY``): the archive's times are
+epoch seconds, and a day beyond is a placeholder for "no date" (a CRM's 9999-12-31), not one
+a deal was opened or closed on; leave the cell empty instead.
+
 Every problem is reported at once as ``file:line: column: message`` with a hint, and nothing
 is returned unless the whole file is good, as with account lists.
 """
@@ -32,6 +36,9 @@ COLUMNS: Final = ("account_domain", "visitor_id", "outcome", "amount", "created"
 # One deal's amount at most: beyond it a decimal separator went wrong (and the revenue model's
 # and the forecast's arithmetic would overflow).
 MAX_AMOUNT: Final = 1e12
+# The days a deal may be opened or closed on: those the attribution periods can hold.
+FIRST_DAY: Final = date(1970, 1, 1)
+LAST_DAY: Final = date(2999, 12, 31)
 _WON: Final = frozenset({"won", "closed won", "closed-won", "win"})
 _LOST: Final = frozenset({"lost", "closed lost", "closed-lost", "loss"})
 _Bad = Callable[[str, str, str], None]  # column, message, hint
@@ -150,7 +157,12 @@ def _day(text: str, column: str, bad: _Bad) -> date | None:
     if not text:
         return None
     try:
-        return date.fromisoformat(text)
+        day = date.fromisoformat(text)
     except ValueError:
         bad(column, f'"{text}" is not a date', "YYYY-MM-DD, e.g. 2026-03-31")
         return None
+    if not FIRST_DAY <= day <= LAST_DAY:
+        message = f"{day} is outside {FIRST_DAY} to {LAST_DAY}"
+        bad(column, message, "a placeholder for no date? leave the cell empty")
+        return None
+    return day

@@ -45,6 +45,9 @@ class Prediction:
     expected_value: float  # deal size x close probability: what the pipeline counts
     currency: str
     source: str  # "priors", or "model <version>" when any part came from a fitted model
+    # The largest won deal the fitted deal size was trained on (None under the priors): a
+    # deal's size is not drawn above it where sizes are simulated (analytics/revenue/forecast.py).
+    deal_size_cap: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +113,7 @@ class LogRegression:
 
     linear: Linear
     half_width: float
+    largest: float | None = None  # the largest target trained on (None: a model from before)
 
     def estimate(self, inputs: Mapping[str, float], offset: float = 0.0) -> Estimate:
         centre = self.linear(inputs)
@@ -169,9 +173,11 @@ def predict(
     close = _prior(priors.close_probability[band(subject.intent, industry)])  # type: ignore[index]
     days = _prior(priors.days_to_close[subject.budget])  # type: ignore[index]
     source = "priors"
+    cap = None
     if fitted is not None:
         if fitted.deal_size is not None:
             deal = fitted.deal_size.estimate(inputs)
+            cap = fitted.deal_size.largest
         if fitted.close is not None:
             close = fitted.close.probability(inputs)
         if fitted.days_to_close is not None:
@@ -188,6 +194,7 @@ def predict(
         expected_value=deal.value * close.value,
         currency=priors.currency,
         source=source,
+        deal_size_cap=cap,
     )
 
 
@@ -243,4 +250,9 @@ def _linear(data: Mapping[str, Any]) -> Linear:
 def _log_regression(data: Mapping[str, Any] | None) -> LogRegression | None:
     if not data:
         return None
-    return LogRegression(_linear(data["linear"]), float(data["half_width"]))
+    largest = data.get("largest")
+    return LogRegression(
+        _linear(data["linear"]),
+        float(data["half_width"]),
+        None if largest is None else float(largest),
+    )

@@ -13,7 +13,10 @@ to what Refract saw of its account or visitor (``model_inputs``), then fits thre
 Every figure in the report is cross-validated: the whole procedure, calibration included, is
 refitted on each training fold and scored on the held-out fold (AUC, Brier score against the
 base rate's, median absolute percentage error, interval coverage). A part the data cannot
-support (too few deals or too few of a class) is left out and the priors answer for it.
+support (too few deals or too few of a class) is left out and the priors answer for it, and
+so is a part whose cross-validation shows no skill over the baseline it must beat: a close
+probability ranking no better than chance (AUC <= 0.5) or scoring no better than the base
+rate (Brier), a regression missing by no less than the training folds' median does.
 """
 
 from __future__ import annotations
@@ -125,14 +128,17 @@ def _close_part(
         model = _fit_close(x[train], won[train], names, seed)
         held_out[test] = [model.probability(_named(names, row)).value for row in x[test]]
         base_rates[test] = won[train].mean()
+    auc, brier = float(roc_auc_score(won, held_out)), float(brier_score_loss(won, held_out))
+    base_brier = float(brier_score_loss(won, base_rates))
+    scores = {"cv_auc": auc, "cv_brier": brier, "base_rate_brier": base_brier, "folds": folds}
+    if auc <= 0.5 or brier >= base_brier:
+        why = f"AUC {auc:.3f}, Brier {brier:.4f} against the base rate's {base_brier:.4f}"
+        return None, {**scores, "skipped": f"no skill over the base rate ({why})"}
     model = _fit_close(x, won, names, seed)
     return model, {
-        "cv_auc": float(roc_auc_score(won, held_out)),
-        "cv_brier": float(brier_score_loss(won, held_out)),
-        "base_rate_brier": float(brier_score_loss(won, base_rates)),
+        **scores,
         "calibration": _calibration_table(held_out, won),
         "calibration_method": model.calibration.kind,
-        "folds": folds,
     }
 
 
@@ -207,21 +213,33 @@ def _log_part(
     xs = x[index]
     outer = KFold(min(FOLDS, len(y)), shuffle=True, random_state=seed)
     predicted, low, high = np.zeros(len(y)), np.zeros(len(y)), np.zeros(len(y))
+    medians = np.zeros(len(y))  # the baseline: each held-out deal predicted by its folds' median
     for train, test in outer.split(xs):
         model = _fit_log(xs[train], y[train], names, seed)
+        medians[test] = math.exp(float(np.median(y[train])))
         for row, i in zip(xs[test], test, strict=True):
             estimate = model.estimate(_named(names, row))
             predicted[i], low[i], high[i] = estimate.value, estimate.low, estimate.high
     actual = np.exp(y)
-    return _fit_log(xs, y, names, seed), {
+    error = float(np.median(np.abs(predicted - actual) / actual))
+    baseline = float(np.median(np.abs(medians - actual) / actual))
+    report = {
         "deals": len(y),
-        "cv_median_abs_pct_error": float(np.median(np.abs(predicted - actual) / actual)),
+        "cv_median_abs_pct_error": error,
+        "median_only_abs_pct_error": baseline,
         "cv_interval_coverage": float(np.mean((low <= actual) & (actual <= high))),
         "interval": INTERVAL,
+        "largest": float(actual.max() - offset),
     }
+    if error >= baseline:
+        why = f"median absolute error {error:.0%}, the median alone's {baseline:.0%}"
+        return None, {**report, "skipped": f"no skill over the median ({why})"}
+    return _fit_log(xs, y, names, seed, largest=report["largest"]), report
 
 
-def _fit_log(x: Matrix, y: Vector, names: list[str], seed: int) -> LogRegression:
+def _fit_log(
+    x: Matrix, y: Vector, names: list[str], seed: int, largest: float | None = None
+) -> LogRegression:
     mean, scale = _standardiser(x)
     z = (x - mean) / scale
     residuals = np.zeros(len(y))
@@ -238,6 +256,7 @@ def _fit_log(x: Matrix, y: Vector, names: list[str], seed: int) -> LogRegression
             float(final.intercept_),
         ),
         half_width=conformal_half_width(residuals, INTERVAL),
+        largest=largest,
     )
 
 
