@@ -180,22 +180,31 @@ local function outcome(op)
 end
 
 local function heat(op)
-  -- an account's heat from one visitor's page view or form, bounded by what the visitor
-  -- already added to it that day (op: hot set, heat, account, the visitor's spent hash for
-  -- the account and day, the form's field or '' for a page view, the daily bound): a form
-  -- counts once a day, and the visitor's total stops at the bound (then no form is noted
-  -- either: the hash stays as small as the bound makes it)
-  local spent, form = op[5], op[6]
-  local total = tonumber(redis.call('HGET', spent, 'total')) or 0
-  if total >= op[7] then
-    return
+  -- an account's heat from one visitor's page view or form (op: hot set, heat, account, the
+  -- visitor's spent hash for the account and day, the form's field or '' for a page view, the
+  -- daily bound, the hash the account's claimed-domain visitors share that day or '' for a
+  -- visitor matched by their network, then roll-up operations): a form counts once a day per
+  -- visitor, the visitor's total stops at the bound, and a claimed visitor's also where the
+  -- shared total does (then no form is noted either: the hashes stay as small as the bound
+  -- makes them). Whether it added any heat, for op[9], which counts only when it did.
+  local spent, form, bound, shared = op[5], op[6], op[7], op[8]
+  local room = bound - (tonumber(redis.call('HGET', spent, 'total')) or 0)
+  if shared ~= '' then
+    room = math.min(room, bound - (tonumber(redis.call('HGET', shared, 'total')) or 0))
+  end
+  if room <= 0 then
+    return false
   end
   if form ~= '' and redis.call('HSETNX', spent, form, 1) == 0 then
-    return
+    return false
   end
-  local add = math.min(op[3], op[7] - total)
+  local add = math.min(op[3], room)
   redis.call('HINCRBYFLOAT', spent, 'total', num(add))
+  if shared ~= '' then
+    redis.call('HINCRBYFLOAT', shared, 'total', num(add))
+  end
   redis.call('ZINCRBY', op[2], num(add), op[4])
+  return true
 end
 
 local KNOWN = {incr = 1, fincr = 1, setnx = 1, set = 1, max = 1, push = 1, pfadd = 1,
@@ -206,6 +215,8 @@ local DECLARED = {}
 for _, key in ipairs(KEYS) do
   DECLARED[key] = true
 end
+
+local ROLLUP = {incr = 1, max = 1, pfadd = 1, latest = 1}
 
 local function undeclared(op)
   -- the first key of op that KEYS does not name, if any (positions as apply() reads them);
@@ -225,6 +236,12 @@ local function undeclared(op)
     end
   elseif name == 'heat' then
     keys[#keys + 1] = op[5]
+    if op[8] ~= '' then
+      keys[#keys + 1] = op[8]
+    end
+    for _, inner in ipairs(op[9]) do
+      keys[#keys + 1] = inner[2]
+    end
   elseif name == 'verify' then
     keys[#keys + 1] = op[3]
     local fields = redis.call('HKEYS', op[3])
@@ -251,6 +268,13 @@ for _, event in ipairs(batch) do
     if not KNOWN[op[1]] then
       return redis.error_reply('unknown operation ' .. tostring(op[1]))
     end
+    if op[1] == 'heat' then
+      for _, inner in ipairs(op[9]) do
+        if not ROLLUP[inner[1]] then
+          return redis.error_reply('unknown roll-up operation ' .. tostring(inner[1]))
+        end
+      end
+    end
     local missing = undeclared(op)
     if missing then
       return redis.error_reply('undeclared key ' .. missing)
@@ -265,6 +289,8 @@ for key, _ in pairs(lifetimes) do
 end
 
 local function apply(op)
+  -- one operation; a heat operation's roll-up ones (a roll-up operation is never a heat one)
+  -- only when it added heat
   local name = op[1]
   if name == 'incr' then
     redis.call('HINCRBY', op[2], op[3], op[4])
@@ -298,7 +324,11 @@ local function apply(op)
   elseif name == 'zincr' then
     redis.call('ZINCRBY', op[2], num(op[3]), op[4])
   elseif name == 'heat' then
-    heat(op)
+    if heat(op) then
+      for _, inner in ipairs(op[9]) do
+        apply(inner)
+      end
+    end
   elseif name == 'latest' then
     -- a sorted set of members by their latest time, only the op[5] most recent kept
     redis.call('ZADD', op[2], 'GT', num(op[3]), op[4])

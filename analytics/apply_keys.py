@@ -22,8 +22,9 @@ def operation_keys(operation: Operation) -> list[str]:
         return [operation[1], operation[4], *([operation[11]] if operation[11] else [])]
     if operation[0] == "verify":
         return [operation[1], operation[2]]
-    if operation[0] == "heat":
-        return [operation[1], operation[4]]
+    if operation[0] == "heat":  # with the claimed visitors' shared hash and the roll-up
+        shared = [operation[7]] if operation[7] else []
+        return [operation[1], operation[4], *shared, *(op[1] for op in operation[8])]
     return [operation[1]]
 
 

@@ -6,10 +6,10 @@ crashed worker that did not come back: XAUTOCLAIM), then reads new ones. A batch
 in four steps:
 
 1. decode; an entry that is not a valid event goes to the dead-letter stream with the reason;
-2. read what the batch's visitors already have (first exposures, pageviews, account, and
-   their stored segment when an experiment reports by it), one round trip, and match page
-   views and forms to accounts or companies (analytics/matching.py: it only adds fields to
-   the events);
+2. read what the batch's visitors already have (first exposures, pageviews, account and how
+   it was matched, and their stored segment when an experiment reports by it), one round
+   trip, and match page views and forms to accounts or companies (analytics/matching.py: it
+   only adds fields to the events, and marks those matched by a claim alone);
 3. apply the events' operations with ``apply.lua``, one script call for the batch; the script
    marks each event id as applied in the same atomic step as its effects, so an event
    redelivered after a crash changes nothing the second time (exactly-once effect). Should
@@ -38,8 +38,15 @@ import redis.asyncio as redis
 from refract.analytics.apply_keys import batch_keys
 from refract.analytics.archive import Archive
 from refract.analytics.automations.triggers import Triggers
-from refract.analytics.effects import Effects, FirstExposure, ScriptItem, VisitorState
-from refract.analytics.matching import AccountMatcher
+from refract.analytics.effects import (
+    ACCOUNT_CLAIMED,
+    ACCOUNT_MATCH,
+    Effects,
+    FirstExposure,
+    ScriptItem,
+    VisitorState,
+)
+from refract.analytics.matching import AccountMatcher, mark_archived_claims
 from refract.analytics.segments import SegmentRefresher
 from refract.analytics.stream_trim import StreamTrimmer
 from refract.rules import keyspace
@@ -83,7 +90,7 @@ class SiteConsumer:
         self.claim_idle_ms = claim_idle_ms
         self.block_ms = block_ms  # how long a read waits for new entries
         self.segments = segments
-        self.matcher = matcher  # None: events are applied as they come (a rebuild)
+        self.matcher = matcher  # None: events are applied with the accounts they carry (a rebuild)
         self.triggers = triggers  # automations.toml's, evaluated on what a batch applied
         self.stream = keyspace.stream(site, shard)
         self._apply = client.register_script(APPLY_SCRIPT)
@@ -170,6 +177,8 @@ class SiteConsumer:
         accounts_before = {visitor: state.account for visitor, state in visitors.items()}
         if self.matcher is not None:
             await self.matcher.resolve([event for _, event in events], visitors)
+        else:
+            mark_archived_claims([event for _, event in events], visitors)
         applied, failed = await self._apply_all(effects, events, visitors)
         await self._trigger([event for _, event in applied], accounts_before)
         return applied, failed
@@ -198,7 +207,7 @@ class SiteConsumer:
                 pipe.hgetall(keyspace.exposures(self.site, visitor))
                 pipe.hmget(
                     keyspace.profile(self.site, visitor),
-                    ["pageviews", "sessions", "device", "beacon", "account"],
+                    ["pageviews", "sessions", "device", "beacon", "account", ACCOUNT_MATCH],
                 )
                 if with_segments:
                     pipe.get(keyspace.segment(self.site, visitor))
@@ -207,7 +216,7 @@ class SiteConsumer:
         states = {}
         for index, visitor in enumerate(visitors):
             at = per_visitor * index
-            exposures, (pageviews, sessions, device, beacon, account) = replies[at : at + 2]
+            exposures, (pageviews, sessions, device, beacon, account, match) = replies[at : at + 2]
             segment = decode_segment(replies[at + 2])[0] if with_segments else {}
             states[visitor] = VisitorState(
                 exposures={
@@ -220,6 +229,7 @@ class SiteConsumer:
                 device=_text(device) if device else "unknown",
                 beacon=beacon is not None,
                 account=_text(account) if account else "",
+                claimed=match is not None and _text(match) == ACCOUNT_CLAIMED,
                 segment=segment,
             )
         return states

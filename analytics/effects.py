@@ -68,10 +68,13 @@ MaxOp: TypeAlias = tuple[Literal["max"], str, str, float]  # the field's value, 
 PushOp: TypeAlias = tuple[Literal["push"], str, str, int]  # LPUSH key value, keep the last n
 PfAddOp: TypeAlias = tuple[Literal["pfadd"], str, str]  # PFADD key member
 ZIncrOp: TypeAlias = tuple[Literal["zincr"], str, float, str]  # ZINCRBY key by member
-# an account's heat, bounded: hot set, heat, account, the visitor's spent hash for the account
-# and day, the form's field ("": a page view), the visitor's daily bound
-HeatOp: TypeAlias = tuple[Literal["heat"], str, float, str, str, str, float]
 LatestOp: TypeAlias = tuple[Literal["latest"], str, float, str, int]  # key, time, member, n
+RollupOp: TypeAlias = IncrOp | MaxOp | PfAddOp | LatestOp  # what an event adds to an account
+# an account's heat, bounded: hot set, heat, account, the visitor's spent hash for the account
+# and day, the form's field ("": a page view), the daily bound, the hash the account's
+# claimed-domain visitors share that day ("": a visitor matched by their network), and the
+# roll-up operations applied only when the budgets had room (a claimed visitor's)
+HeatOp: TypeAlias = tuple[Literal["heat"], str, float, str, str, str, float, str, list[RollupOp]]
 SessionPageOp: TypeAlias = tuple[Literal["session_page"], str, int]  # profile, new session
 # An open report segment's value, for the script to admit: the experiment's set of the field's
 # values, the member, the most members, the cell when admitted, the cell when not (other).
@@ -135,7 +138,19 @@ class VisitorState:
     device: str = "unknown"
     beacon: bool = False  # the visitor's browser has run the beacon: not a JavaScript-less bot
     account: str = ""  # the account the visitor was matched to (analytics/matching.py)
+    claimed: bool = False  # that account is only a form's claimed e-mail domain, so far
+    # this batch's events whose account is only such a claim (analytics/matching.py marks
+    # them in order): their heat comes out of the account's shared claimed budget
+    claimed_events: set[str] = field(default_factory=set)
     segment: dict[str, Value] = field(default_factory=dict)  # as last stored (report segments)
+
+
+# The profile's field saying how its ``account`` was matched: ``ACCOUNT_CLAIMED`` when only by a
+# form's e-mail domain (which the client chooses), else ``ACCOUNT_NETWORK`` (the proxy's IP
+# ranges, reverse DNS, enrichment: the visitor's own network).
+ACCOUNT_MATCH = "account_match"
+ACCOUNT_CLAIMED = "claimed"
+ACCOUNT_NETWORK = "network"
 
 
 def day_of(at: float) -> str:
@@ -312,7 +327,8 @@ class Effects:
         if (event["type"] == "pageview" or event["type"] == "form") and (
             account := event.get("account")
         ):
-            ops += _account_rollup(event, account, lifetimes)
+            claimed = event["id"] in visitor.claimed_events
+            ops += _account_rollup(event, account, claimed, lifetimes)
         if event["type"] == "pageview" and (company := event.get("company")):
             ops += _company(event, company, lifetimes)
         if event["type"] == "exposure":
@@ -346,8 +362,6 @@ class Effects:
                 ops.append(("setnx", key, "first_utm_source", source))
             if event["referrer"]:
                 ops.append(("setnx", key, "first_referrer", event["referrer"]))
-            if account := event.get("account"):
-                ops.append(("set", key, "account", account))
             if network := event.get("network"):
                 ops += [
                     ("set", key, "org", network["org"]),
@@ -519,46 +533,70 @@ ACCOUNT_HEAT: dict[str, float] = {
 FORM_HEAT = 10.0
 # The most heat one visitor adds to one account in a UTC day, page views and forms together
 # (three demo requests' worth): an account is hot because several of its people show buying
-# signals, and what one client sends (forms' ``dom`` included) cannot outweigh that.
+# signals, and what one client sends cannot outweigh that. It is also the most that all the
+# visitors matched to an account only by a form's claimed e-mail domain (``dom``) add to it
+# in a day, together: a fresh visitor id costs one page view, so claimed visitors are one
+# budget, not several people; the account's own network's visitors each have their own.
 VISITOR_DAILY_HEAT = 30.0
 
 
 def _account_rollup(
-    event: PageViewEvent | FormEvent, domain: str, lifetimes: dict[str, int]
+    event: PageViewEvent | FormEvent, domain: str, claimed: bool, lifetimes: dict[str, int]
 ) -> list[Operation]:
     """What a page view or a form adds to its account: views (forms), visitors, tags, last seen
-    and heat. A form's account becomes the visitor's (a page view's is set with the profile)."""
+    and heat; the account, and how it was matched (``claimed``: only by a form's e-mail
+    domain), become the visitor's. A claimed visitor's event rolls up only when the heat
+    budgets had room for it: what the account's intent is read from (the roll-up) is bounded
+    as its heat is, so forged claims cannot make it hot."""
     site = event["site"]
     key, visitors = keyspace.account_rollup(site, domain), keyspace.account_visitors(site, domain)
     recent = keyspace.account_recent(site, domain)
-    # the day by the proxy's clock: a browser may date its events up to a day back, and would
-    # then spend two days' bounds in one
-    today = day_of(received_at(event))
-    spent = keyspace.account_heat_spent(site, domain, event["visitor"], today)
-    lifetimes[spent] = keyspace.HEAT_SPENT_TTL_S
+    profile = keyspace.profile(site, event["visitor"])
     form = ""
     if event["type"] == "form":
         tags: list[str] = []
         heat = FORM_HEAT
         form = f"form:{event['form']}"
-        counted: list[Operation] = [
-            ("incr", key, "forms", 1),
-            ("set", keyspace.profile(site, event["visitor"]), "account", domain),
-        ]
+        counted: list[RollupOp] = [("incr", key, "forms", 1)]
     else:
         tags = event["tags"]
         heat = max([ACCOUNT_HEAT.get(tag, 1.0) for tag in tags] or [1.0])
         counted = [("incr", key, "pageviews", 1)]
-    for name in (key, visitors, recent, keyspace.hot_accounts(site)):
+    hot = keyspace.hot_accounts(site)
+    for name in (key, visitors, recent, hot):
         lifetimes[name] = keyspace.PROFILE_TTL_S
-    return [
+    spent, shared = _heat_budgets(event, domain, claimed, lifetimes)
+    rollup: list[RollupOp] = [
         *counted,
         ("max", key, "last_seen", event["time"]),
         ("pfadd", visitors, event["visitor"]),
         ("latest", recent, event["time"], event["visitor"], keyspace.ACCOUNT_RECENT_VISITORS),
         *[("incr", key, f"tag:{tag}", 1) for tag in tags],
-        ("heat", keyspace.hot_accounts(site), heat, domain, spent, form, VISITOR_DAILY_HEAT),
     ]
+    bounded = rollup if claimed else []
+    return [
+        ("set", profile, "account", domain),
+        ("set", profile, ACCOUNT_MATCH, ACCOUNT_CLAIMED if claimed else ACCOUNT_NETWORK),
+        *([] if claimed else rollup),
+        ("heat", hot, heat, domain, spent, form, VISITOR_DAILY_HEAT, shared, bounded),
+    ]
+
+
+def _heat_budgets(
+    event: PageViewEvent | FormEvent, domain: str, claimed: bool, lifetimes: dict[str, int]
+) -> tuple[str, str]:
+    """The visitor's own heat budget for the account today (its forms noted there), and for a
+    visitor matched only by a claimed e-mail domain the one its account's claimed visitors
+    share today ("" for a visitor matched by their network)."""
+    site = event["site"]
+    # the day by the proxy's clock: a browser may date its events up to a day back, and would
+    # then spend two days' bounds in one
+    today = day_of(received_at(event))
+    spent = keyspace.account_heat_spent(site, domain, event["visitor"], today)
+    shared = keyspace.account_claimed_heat(site, domain, today) if claimed else ""
+    for name in filter(None, (spent, shared)):
+        lifetimes[name] = keyspace.HEAT_SPENT_TTL_S
+    return spent, shared
 
 
 def _company(

@@ -14,10 +14,14 @@ profile's ``company`` fields (analytics/effects.py).
    account when the company's domain is one, otherwise the company itself goes on the page
    view (``company``) and so on the profile.
 2. A form whose e-mail domain (``email_domain``, with ``events.email_domains``) is an
-   account's (free mail never is): that account.
+   account's (free mail never is): that account, but only as a claim, since the client
+   chooses the domain. The visitor's events matched so are marked (``VisitorState``'s
+   ``claimed_events``) and their heat comes out of one budget the account's claimed visitors
+   share (analytics/effects.py); the profile remembers it (``account_match``).
 3. A visitor already matched keeps their account: later page views and forms carry it, from
-   whatever network (home, a phone), so the account's roll-up sees all its people's visits.
-   Only a page view the proxy matched by IP range (the CRM's own ranges) says otherwise.
+   whatever network (home, a phone), so the account's roll-up sees all its people's visits
+   (a claim stays a claim). Only a page view the proxy matched by IP range (the CRM's own
+   ranges) says otherwise, and makes the account the visitor's own, no longer a claim.
 
 The address is dropped from the event once used, so it reaches neither a profile nor the
 archive. A redelivered batch is resolved again, possibly differently (a DNS answer that came
@@ -177,20 +181,25 @@ class AccountMatcher:
         if visitor is None:
             return
         if proxy_match := event.get("account"):  # the proxy's match by IP range
-            visitor.account = proxy_match
+            _by_network(visitor, proxy_match)
             return
         if visitor.account:
             event["account"] = visitor.account
+            if visitor.claimed:
+                visitor.claimed_events.add(event["id"])
             return
         if event["type"] == "form":
             account = index.by_email_domain(event.get("email_domain", ""))
             if account is not None:
                 event["account"] = visitor.account = account.domain
+                visitor.claimed = True
+                visitor.claimed_events.add(event["id"])
                 self._count("email")
             return
         result = found.get(address, NOTHING) if address else NOTHING
         if result.account:
-            event["account"] = visitor.account = result.account
+            event["account"] = result.account
+            _by_network(visitor, result.account)
             self._count(result.via)
         elif result.company is not None:
             event["company"] = company_fields(result.company)
@@ -285,6 +294,35 @@ class AccountMatcher:
                 self.budget_s,
                 key,
             )
+
+
+def mark_archived_claims(events: Sequence[Event], visitors: Mapping[str, VisitorState]) -> None:
+    """Without matching (a rebuild, whose archived events carry their accounts): mark the
+    events whose account was only a form's claim, as matching did live. A form that gave its
+    visitor an account with its e-mail domain was one, and later events carrying that account
+    stay one. A page view the proxy matched by IP range looks the same as one carrying the
+    claim, so a claim stands: a rebuild never makes an account hotter than the worker did."""
+    for event in events:
+        if event["type"] != "pageview" and event["type"] != "form":
+            continue
+        visitor, account = visitors.get(event["visitor"]), event.get("account", "")
+        if visitor is None or not account:
+            continue
+        if account == visitor.account:
+            if visitor.claimed:
+                visitor.claimed_events.add(event["id"])
+        elif event["type"] == "form" and "email_domain" in event:
+            visitor.account, visitor.claimed = account, True
+            visitor.claimed_events.add(event["id"])
+        else:
+            _by_network(visitor, account)
+
+
+def _by_network(visitor: VisitorState, account: str) -> None:
+    """The visitor's own network is the account's: their account from now on, and their heat
+    no longer a claim's."""
+    visitor.account = account
+    visitor.claimed = False
 
 
 def _unmatched(event: PageViewEvent, visitor: VisitorState | None) -> bool:

@@ -32,6 +32,7 @@ Per site:
 | `rf:{site}:acct:{domain}:recent` | sorted set | its 20 latest visitors by time | as profiles |
 | `rf:{site}:hot` | sorted set | accounts by heat (their visitors' buying signals) | as profiles |
 | `rf:{site}:acct:{domain}:heat:{visitor}:{day}` | hash | one visitor's heat that day | 3 days |
+| `rf:{site}:acct:{domain}:claimed:{day}` | hash | its claimed visitors' heat that day | 3 days |
 | `rf:{site}:company:{domain}` | hash | an enriched company's firmographics | as profiles |
 | `rf:{site}:matching:{day}` | hash | counters of analytics/matching.py | `DAILY_TTL_S` |
 | `rf:{site}:daily:{day}` | hash | a day's site counters: events by type | `DAILY_TTL_S` |
@@ -59,7 +60,7 @@ Per site:
 | `rf:{site}:auto:due_to` | set | destinations with a due set, configured or not | while due |
 | `rf:{site}:auto:dead` | sorted set | dead-lettered action ids by time | `ACTION_TTL_S` |
 | `rf:{site}:auto:fired:{trigger}:{subject}` | string | the event that fired it | its cooldown |
-| `rf:{site}:auto:hourly:{trigger}:{hour}` | string | its firings in that UTC hour (`max_per_hour`) | 2 hours |
+| `rf:{site}:auto:hourly:{trigger}:{hour}` | string | firings that UTC hour | 2 hours |
 | `rf:{site}:auto:state` | hash | subject -> what a threshold trigger last saw | as profiles |
 | `rf:{site}:crm:{system}:ids` | hash | our key (domain, e-mail, lead) -> the CRM's id | forever |
 | `rf:{site}:crm:{system}:owners` | hash | CRM owner id -> name and e-mail (JSON) | until pulled |
@@ -322,6 +323,13 @@ def account_heat_spent(site: str, domain: str, visitor: str, day: str) -> str:
     """What one visitor added to an account's heat on one UTC day (analytics/effects.py
     bounds it): under ``acct`` so that a rebuild clears it with the roll-ups it bounds."""
     return _site(site, "acct", domain, "heat", visitor, day)
+
+
+def account_claimed_heat(site: str, domain: str, day: str) -> str:
+    """What the visitors matched to an account only by a form's claimed e-mail domain added to
+    its heat on one UTC day, all of them together (analytics/effects.py bounds it): no visitor
+    in its name, since fresh visitor ids cost nothing."""
+    return _site(site, "acct", domain, "claimed", day)
 
 
 def account_recent_pattern(site: str) -> str:

@@ -1,7 +1,8 @@
 """An account's heat from one visitor is bounded: each form (by id) counts once per visitor and
 UTC day, and one visitor adds at most ``VISITOR_DAILY_HEAT`` to an account a day, page views
 and forms together (analytics/effects.py, apply.lua's ``heat``). Forms reach the account as
-they do in production: the beacon's ``dom`` matched by the worker's account matching."""
+they do in production: the beacon's ``dom`` matched by the worker's account matching, a claim
+that the visitors it matches share one such budget for (tests/test_claimed_domain_heat.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 import redis.asyncio as redis
 
 from refract.analytics import effects
+from refract.analytics.archive import Archive
 from refract.analytics.consumer import SiteConsumer
 from refract.analytics.effects import Effects
 from refract.analytics.matching import AccountMatcher
@@ -60,8 +62,11 @@ def pricing_view(visitor: str, at: float) -> events.Event:
     return event
 
 
-async def heat_after(client: redis.Redis, rules_dir: Path, *sent: events.Event) -> float:
-    """The account's heat once the worker (with account matching) applied ``sent``."""
+async def heat_after(
+    client: redis.Redis, rules_dir: Path, *sent: events.Event, archive: Archive | None = None
+) -> float:
+    """The account's heat once the worker (with account matching, archiving to ``archive``)
+    applied ``sent``."""
     for event in sent:
         stream = keyspace.stream(SITE, events.shard_of(event["visitor"], SHARDS))
         await client.xadd(stream, {events.EVENT_FIELD: events.encode(event)})
@@ -69,7 +74,7 @@ async def heat_after(client: redis.Redis, rules_dir: Path, *sent: events.Event) 
     rules = Effects(load_rules(rules_dir))
     for shard in range(SHARDS):
         worker = SiteConsumer(
-            client, SITE, shard, "c1", lambda: rules, None, claim_idle_ms=60_000, block_ms=10,
+            client, SITE, shard, "c1", lambda: rules, archive, claim_idle_ms=60_000, block_ms=10,
             matcher=matcher,
         )  # fmt: skip
         await worker.ensure_group()
@@ -106,7 +111,7 @@ async def heat_after(client: redis.Redis, rules_dir: Path, *sent: events.Event) 
         pytest.param(
             [form(visitor, "newsletter", T0 + i) for i in range(50) for visitor in (ALICE, BOB)],
             2 * FORM,
-            id="each-visitor-counts",
+            id="each-visitor-counts-within-the-claimed-budget",
         ),
         pytest.param(
             [form(ALICE, f"form-{i}", T0 + i) for i in range(20)]
