@@ -41,7 +41,14 @@ class ReportQuery(SiteQuery):
     correction: Literal["holm", "bh"] = Field(
         default="holm", description="multiple-comparison correction"
     )
-    alpha: float = Field(default=0.05, gt=0, lt=0.5, description="significance level")
+    # below one in a million, no experiment has the visitors to conclude (and floats lose
+    # the test's critical values)
+    alpha: float = Field(
+        default=0.05,
+        ge=1e-6,
+        lt=0.5,
+        description="significance level, from 0.000001 to below 0.5",
+    )
     format: Literal["json", "csv"] = Field(default="json", description="the answer's format")
 
 

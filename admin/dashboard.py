@@ -54,6 +54,7 @@ from refract.analytics.rules_in_force import rules_in_force
 from refract.analytics.stats.engine import Settings
 from refract.rules import keyspace
 from refract.rules.config import SiteConfig
+from refract.rules.redis_client import REDIS_FAILURES
 from refract.rules.schema import Action
 
 api = Api("Refract admin", "1")
@@ -323,9 +324,14 @@ async def overview(request: web.Request) -> web.StreamResponse:
         for experiment in rules.experiments.values():
             if experiment.status == "draft":
                 continue
-            report = await reports.experiment_report(
-                client, config_of(request), site.key, experiment.key, Settings()
-            )
+            try:
+                report = await reports.experiment_report(
+                    client, config_of(request), site.key, experiment.key, Settings()
+                )
+            except REDIS_FAILURES:
+                raise
+            except Exception:  # insights.overview logged it and lists it with its error
+                continue
             summaries.append(
                 views.experiment_summary(experiment.model_dump(mode="json"), report.as_json())
             )

@@ -9,6 +9,7 @@ change from two answers by comparing them. How each figure is made is in docs/ad
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Iterable
 from datetime import UTC, datetime
@@ -36,6 +37,7 @@ from refract.rules.ruleset import RuleSet
 from refract.rules.schema import Experiment
 
 T = TypeVar("T")
+log = logging.getLogger("refract.admin")
 
 READ_TIMEOUT_S: Final = 5.0
 VISITORS_NOW_MINUTES: Final = 5  # the current minute and the four before it
@@ -72,6 +74,9 @@ async def within_deadline(work: Awaitable[T]) -> T:
 _rules: TtlLru[tuple[str, str | None], RuleSet] = TtlLru(size=16, ttl=300.0)
 # A finished experiment's outcomes may still arrive within its metrics' windows, slowly.
 _finished: TtlLru[tuple[str, str, str], Report] = TtlLru(size=256, ttl=60.0)
+# The experiments left without a summary whose error was logged: (site, key, rule set, the
+# error's type).
+_unsummarised_logged: TtlLru[tuple[str, str, str, str], bool] = TtlLru(size=256, ttl=86_400.0)
 
 
 async def current_rules(config: Config, client: redis.Redis) -> RuleSet:
@@ -108,16 +113,23 @@ async def overview(
         elif experiment.status == "running" and scheduled(experiment, moment):
             active.append(experiment)
     active_summaries = [
-        summary(
+        await _summarised(
+            site,
             experiment,
-            await experiment_report(client, config, site, experiment.key, SETTINGS, rules),
+            rules.version,
+            experiment_report(client, config, site, experiment.key, SETTINGS, rules),
         )
         for experiment in active
     ]
     records = await decision_records.recorded(client, site)
     finished_summaries = [
         as_decided(
-            summary(experiment, await _finished_report(client, config, site, experiment, rules)),
+            await _summarised(
+                site,
+                experiment,
+                rules.version,
+                _finished_report(client, config, site, experiment, rules),
+            ),
             records.get(experiment.key),
         )
         for experiment in finished
@@ -129,6 +141,52 @@ async def overview(
         "finished_experiments": finished_block(finished_summaries, records),
         "revenue_impact": revenue_impact(active_summaries + finished_summaries),
         **await _traffic(client, site, now),
+    }
+
+
+async def _summarised(
+    site: str, experiment: Experiment, version: str, reading: Awaitable[Report]
+) -> dict[str, Any]:
+    """The experiment's summary; when its report cannot be computed, the experiment is listed
+    with the error, so the others are still served (Redis failing fails them all: 503)."""
+    try:
+        return summary(experiment, await reading)
+    except REDIS_FAILURES:
+        raise
+    except Exception as error:
+        _log_unsummarised(site, experiment.key, version, error)
+        return _unsummarised(experiment, error)
+
+
+def _log_unsummarised(site: str, key: str, version: str, error: Exception) -> None:
+    """Logged with the traceback once per site, experiment, rule set and error, not at every
+    read: the live view asks for the overview every few seconds."""
+    seen = (site, key, version, type(error).__name__)
+    if _unsummarised_logged.get(seen) is MISS:
+        _unsummarised_logged.set(seen, True)
+        log.error(
+            "overview of site %s: experiment %s left without a summary", site, key, exc_info=error
+        )
+
+
+def _unsummarised(experiment: Experiment, error: Exception) -> dict[str, Any]:
+    """An experiment whose report cannot be computed, shaped as a summary: no decision, no
+    variants, and the reason in ``error``."""
+    reason = (
+        f"its report cannot be computed ({type(error).__name__}); the admin server's log has "
+        "the details"
+    )
+    return {
+        "key": experiment.key,
+        "hypothesis": experiment.hypothesis,
+        "status": experiment.status,
+        "primary_metric": experiment.primary_metric,
+        "visitors": None,
+        "days": None,
+        "decision": {"action": None, "variant": None, "reasons": [reason]},
+        "variants": [],
+        "revenue_impact": None,
+        "error": reason,
     }
 
 
@@ -169,6 +227,7 @@ def _finished_entry(found: dict[str, Any], record: DecisionRecord | None) -> dic
         "decided_at": record.at if record else None,
         "decided_by": record.by if record else None,
         "report_now": found["decision"]["action"],
+        "error": found["error"],
     }
 
 
@@ -230,6 +289,7 @@ def summary(experiment: Experiment, report: Report) -> dict[str, Any]:
         },
         "variants": variants,
         "revenue_impact": shipped["revenue"] if shipped and decision.action == "ship" else None,
+        "error": None,
     }
 
 

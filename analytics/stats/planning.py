@@ -9,19 +9,26 @@ sequential test. The test in use takes its information fractions (group-sequenti
 tuning (always-valid) from its own size (``planned_visitors``: both arms at the planned end),
 and "days to decision" counts towards it.
 docs/statistics.md ("Planning") gives the formulas.
+
+Every plan is finite: a size beyond ``MAX_PER_ARM`` (or one floats cannot express, from a
+vanishing effect or alpha) is that cap, which no site reaches, so the test keeps running to the
+end. Capping is safe for the error rates: each test holds its alpha at any planned size fixed
+in advance; only its power at the plan is not what was asked.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Final, Literal
 
 from refract.analytics.stats.engine import Method as TestMethod
 from refract.analytics.stats.group_sequential import inflation
 from refract.analytics.stats.power import Method, required_n_per_arm
 
 BaselineSource = Literal["given", "measured"]
+# More than a hundred times the people on Earth: a plan this large cannot be reached.
+MAX_PER_ARM: Final = 10**12
 
 
 @dataclass(frozen=True)
@@ -60,24 +67,40 @@ def plan(
     alpha: float = 0.05,
 ) -> Plan:
     """Visitors per arm to detect a relative lift ``mde`` on ``baseline`` with ``power``; the
-    treatment's variance is that of the lifted rate (kept below 1)."""
+    treatment's variance is that of the lifted rate (kept below 1). Each size is at most
+    ``MAX_PER_ARM``."""
     lifted = min(baseline * (1.0 + mde), 1.0 - 1e-9)
 
     def needed(method: Method) -> int:
-        return int(
-            required_n_per_arm(
-                baseline * mde,
-                baseline * (1.0 - baseline),
-                power,
-                alpha,
-                lifted * (1.0 - lifted),
-                method=method,
+        return _capped(
+            float(
+                required_n_per_arm(
+                    baseline * mde,
+                    baseline * (1.0 - baseline),
+                    power,
+                    alpha,
+                    lifted * (1.0 - lifted),
+                    method=method,
+                )
             )
         )
 
     fixed = needed("fixed")
-    group = math.ceil(fixed * inflation(alpha, power))
+    # a fixed size out of reach leaves the group-sequential one out of reach: it needs more
+    group = MAX_PER_ARM if fixed == MAX_PER_ARM else _capped(fixed * inflation(alpha, power))
     return Plan(mde, power, alpha, baseline, baseline_source, fixed, group, needed("sequential"))
+
+
+def _capped(visitors: float) -> int:
+    """``visitors`` rounded up, at most ``MAX_PER_ARM`` (also for inf and nan: sizes floats
+    cannot express)."""
+    return math.ceil(visitors) if visitors < MAX_PER_ARM else MAX_PER_ARM
+
+
+def lift_text(mde: float) -> str:
+    """A planned relative lift as a percentage precise enough for the smallest mde: +0.1%,
+    +10%."""
+    return f"{100.0 * mde:+.4g}%"
 
 
 def days_needed(per_arm: int, daily_per_arm: float, so_far_per_arm: float = 0.0) -> float:
@@ -100,7 +123,7 @@ def prelaunch_note(
     per_arm = chosen.group_sequential_per_arm
     source = "given" if chosen.baseline_source == "given" else "measured so far"
     sentence = (
-        f"{experiment}: to detect a {chosen.mde:+.0%} lift of {metric} (baseline "
+        f"{experiment}: to detect a {lift_text(chosen.mde)} lift of {metric} (baseline "
         f"{chosen.baseline:.2%}, {source}) with {chosen.power:.0%} power, the test "
         f"needs about {per_arm:,} visitors per variant ({per_arm * arms:,} in all; a "
         f"fixed-horizon test {chosen.fixed_per_arm:,} per variant)"
