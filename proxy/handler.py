@@ -38,8 +38,8 @@ from refract.proxy.headers import (
     has_directive,
     has_undecodable_bytes,
     is_asset_request,
-    is_attachment,
     is_cdn_cache_header,
+    is_download,
     is_fetched_by_script,
     names_page_etag,
     none_match,
@@ -386,7 +386,7 @@ def _must_fetch_whole(request: web.Request, upstream: aiohttp.ClientResponse, si
         request.method == "GET"
         and upstream.status == 206
         and _is_html(upstream)
-        and not is_attachment(upstream.headers.get("Content-Disposition"))
+        and not is_download(upstream.headers.get("Content-Disposition"))
     )
 
 
@@ -758,7 +758,7 @@ def _is_page(request: web.Request, upstream: aiohttp.ClientResponse) -> bool:
         and upstream.status == 200
         and _is_html(upstream)
         and "Content-Range" not in upstream.headers
-        and not is_attachment(upstream.headers.get("Content-Disposition"))
+        and not is_download(upstream.headers.get("Content-Disposition"))
     )
 
 

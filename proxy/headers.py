@@ -274,10 +274,13 @@ def is_fetched_by_script(headers: Mapping[str, str]) -> bool:
     return "HX-Request" in headers or requested_with.lower() == "xmlhttprequest"
 
 
-def is_attachment(content_disposition: str | None) -> bool:
-    """RFC 6266: the body is a download to save, not something to show."""
-    kind = (content_disposition or "").split(";", 1)[0]
-    return kind.strip().lower() == "attachment"
+def is_download(content_disposition: str | None) -> bool:
+    """Whether the body is a file to save, not something to show: any disposition type but
+    ``inline``, since RFC 6266 section 4.2 has an unknown type handled as ``attachment`` (as
+    Chromium and Firefox do: ``download``, ``form-data`` save the file). No field, or one
+    with no type, is shown."""
+    kind = (content_disposition or "").split(";", 1)[0].strip().lower()
+    return kind not in ("", "inline")
 
 
 def has_control_character(text: str) -> bool:

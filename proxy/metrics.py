@@ -57,7 +57,8 @@ FAIL_OPEN = Counter(
     "page's styles left out, the page having no head, body or end in the data state; "
     "rewrite_time: a page whose rewrite overran sites.max_rewrite_seconds (or did within 10 "
     "minutes), served unmodified; xml_name: a set_attribute left out of a page served as XHTML, "
-    "its name not one an XML parser takes.",
+    "its name not one an XML parser takes; xml_markup: a markup change left out of a page "
+    "served as XHTML, its markup not one XML can hold.",
     ["stage"],
 )
 REWRITE_SKIPPED = Counter(
@@ -136,6 +137,13 @@ BOTS = Counter(
 REQUEST_REJECTED = Counter(
     "refract_requests_rejected",
     "Requests refused before reaching an origin, by reason.",
+    ["reason"],
+)
+CONNECTIONS_TIMED_OUT = Counter(
+    "refract_connections_timed_out",
+    "Connections closed for sending no complete request head within "
+    "server.request_head_timeout, by reason: no_request (nothing sent), request_head (part of "
+    "a head sent: answered 408).",
     ["reason"],
 )
 

@@ -18,15 +18,18 @@ from typing import Any
 import uvloop
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
-from aiohttp.web_protocol import RequestHandler
+from aiohttp.streams import EMPTY_PAYLOAD
+from aiohttp.web_protocol import RequestHandler, _ErrInfo
 from aiohttp.web_request import BaseRequest
 
 from refract.proxy import background, memory, metrics
 from refract.proxy.accesslog import JsonAccessLogger, access_logger
 from refract.proxy.app import build_app, reload
+from refract.proxy.app_keys import STATE_KEY
 from refract.proxy.handler import refuse
 from refract.proxy.headers import MAX_FIELDS, refused_head
 from refract.proxy.local import start_internal_listener
+from refract.proxy.pages import neutral_page
 from refract.rules.config import EXIT_CANNOT_START, Config, split_host_port
 
 log = logging.getLogger("refract.proxy")
@@ -47,9 +50,10 @@ connections_log.addFilter(_VisitorFaults())
 
 
 def handler_options(config: Config) -> dict[str, Any]:
-    """How every connection is handled: the access log, the logger of request faults, and the
+    """How every connection is handled: the access log, the logger of request faults, the
     largest request line and header field taken, and how many fields (the origin's are held to
-    the same: sites.py)."""
+    the same: sites.py), and how long an idle connection is kept (aiohttp's own default is an
+    hour, from the connection's start and between requests)."""
     return {
         "access_log_class": JsonAccessLogger,
         "access_log": access_logger if config.server.access_log else None,
@@ -57,13 +61,60 @@ def handler_options(config: Config) -> dict[str, Any]:
         "max_line_size": config.server.max_header_bytes,
         "max_field_size": config.server.max_header_bytes,
         "max_headers": MAX_FIELDS,
+        "keepalive_timeout": config.server.keepalive_timeout,
     }
 
 
 class _ConnectionHandler(RequestHandler):
     """aiohttp's handling of a connection, but a request line or header field over the limit,
     or more fields than MAX_FIELDS, gets the neutral 431 page, where aiohttp's 400 would echo
-    the start of the line (a visitor's cookies) back to whoever can read the answer."""
+    the start of the line (a visitor's cookies) back to whoever can read the answer.
+
+    And a new connection has ``head_timeout`` seconds to send its first request's head, as
+    nginx's client_header_timeout gives, then is closed, after a 408 if part of a head came:
+    aiohttp's only bound on it is its idle timeout (server.keepalive_timeout), which closes
+    without a word, so a client trickling a head (slowloris) could not be told from one
+    gone idle. A timer per connection, cancelled once the first head is read."""
+
+    __slots__ = ("_head_begun", "_head_timeout", "_head_timer")
+
+    def __init__(self, manager: web.Server, *, head_timeout: float, **kwargs: Any) -> None:
+        super().__init__(manager, **kwargs)
+        self._head_timeout = head_timeout
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._head_begun = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._head_timer = self._loop.call_later(self._head_timeout, self._head_overdue)
+
+    def data_received(self, data: bytes) -> None:
+        timer = self._head_timer
+        if timer is not None:
+            self._head_begun = True
+        super().data_received(data)
+        if timer is not None and self._request_count:  # the first head read (or refused)
+            timer.cancel()
+            self._head_timer = None
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+        super().connection_lost(exc)
+
+    def _head_overdue(self) -> None:
+        self._head_timer = None
+        if not self._head_begun:
+            metrics.CONNECTIONS_TIMED_OUT.labels("no_request").inc()
+            self.force_close()
+            return
+        metrics.CONNECTIONS_TIMED_OUT.labels("request_head").inc()
+        # Answered as a request aiohttp's parser refused, so it gets the access-log line and
+        # the neutral page (handle_error).
+        self._messages.append((_ErrInfo(status=408, exc=_HeadOverdue(), message=""), EMPTY_PAYLOAD))
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
 
     def handle_error(
         self,
@@ -72,9 +123,18 @@ class _ConnectionHandler(RequestHandler):
         exc: BaseException | None = None,
         message: str | None = None,
     ) -> web.StreamResponse:
+        if isinstance(exc, _HeadOverdue):
+            overdue = neutral_page(408, "The request did not arrive in time.")
+            overdue.force_close()
+            overdue.headers["Connection"] = "close"  # said, as nginx does: no head was read
+            return overdue
         if exc is not None and (reason := refused_head(exc)) is not None:
             return refuse(431, reason, _HEAD_REFUSALS[reason])
         return super().handle_error(request, status, exc, message)
+
+
+class _HeadOverdue(Exception):
+    """A request's head not complete within server.request_head_timeout."""
 
 
 _HEAD_REFUSALS = {
@@ -84,21 +144,30 @@ _HEAD_REFUSALS = {
 
 
 class _Server(web.Server):
+    def __init__(self, *args: Any, head_timeout: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._head_timeout = head_timeout
+
     def __call__(self) -> RequestHandler:
-        return _ConnectionHandler(self, loop=self._loop, **self._kwargs)
+        return _ConnectionHandler(
+            self, loop=self._loop, head_timeout=self._head_timeout, **self._kwargs
+        )
 
 
 class ProxyRunner(web.AppRunner):
     """aiohttp's runner, its connections handled by ``_ConnectionHandler``: a request its
     parser refuses never reaches the application, and aiohttp has no hook for its answer
-    (aio-libs/aiohttp#3287), so the server making the connections' handlers is ours."""
+    (aio-libs/aiohttp#3287), so the server making the connections' handlers is ours. The
+    head timeout is the application's configuration's (``server.request_head_timeout``)."""
 
     async def _make_server(self) -> web.Server:
         made = await super()._make_server()  # starts the application
+        config = self.app[STATE_KEY].current.config
         return _Server(
             made.request_handler,
             request_factory=made.request_factory,
             handler_cancellation=made.handler_cancellation,
+            head_timeout=config.server.request_head_timeout,
             **made._kwargs,
         )
 

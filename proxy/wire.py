@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import hdrs, web
-from aiohttp.http_writer import HttpVersion, HttpVersion10, StreamWriter
+from aiohttp.http_writer import HttpVersion, HttpVersion10, HttpVersion11, StreamWriter
 from multidict import CIMultiDict
 
 from refract.proxy.headers import ReadHeaders, splits_lines
@@ -88,6 +88,23 @@ class WireStream(web.StreamResponse):
         await super()._prepare_headers()
         if not given:
             self.headers.popall(hdrs.SERVER, None)  # aiohttp's own, with its version
+        if self._ends_at_close():
+            self.force_close()
+            self.headers[hdrs.CONNECTION] = "close"
+
+    def _ends_at_close(self) -> bool:
+        """Whether only closing the connection can end the body, as nginx closes it: an
+        HTTP/1.0 answer with a body and no Content-Length (HTTP/1.0 has no chunks). aiohttp
+        would keep an HTTP/1.0 keep-alive connection open after it, and the client wait for an
+        end that never comes, or read the next answer as the rest of this body."""
+        request, writer = self._req, self._payload_writer
+        assert request is not None
+        assert writer is not None
+        return (
+            request.version < HttpVersion11
+            and not self._must_be_empty_body
+            and writer.length is None
+        )
 
     async def _write_headers(self) -> None:
         request, writer = self._req, self._payload_writer

@@ -140,6 +140,20 @@ class ServerConfig(Section):
     graceful_timeout: float = Field(
         default=15.0, gt=0, description="seconds in-flight requests get to finish on shutdown"
     )
+    request_head_timeout: float = Field(
+        default=60.0,
+        gt=0,
+        description="seconds a new connection gets to send its first request's head (line "
+        "and header fields); past it the connection is closed, after a 408 when part of a "
+        "head came (nginx's client_header_timeout)",
+    )
+    keepalive_timeout: float = Field(
+        default=620.0,
+        gt=0,
+        description="seconds a connection may stay idle between requests before it is closed; "
+        "longer than the idle timeout of a load balancer or CDN in front (AWS's 60, Google "
+        "Cloud's 600), which would otherwise reuse a connection as Refract closes it",
+    )
     access_log: bool = Field(default=True, description="write one JSON line per request to stdout")
     rewrite_cache: ByteSize = Field(
         default=ByteSize(64 * 1024 * 1024),
