@@ -22,8 +22,8 @@ from refract.analytics.stats.capping import (
     winsorized,
 )
 from refract.analytics.stats.engine import Settings
-from refract.analytics.stats.planning import plan, prelaunch_note
-from refract.analytics.stats.report import Report, Row, build_looked, measures_of
+from refract.analytics.stats.planning import lift_text, plan, prelaunch_note
+from refract.analytics.stats.report import MIN_VISITORS, Report, Row, build_looked, measures_of
 from refract.rules import allocations
 from refract.rules.allocations import Weights
 from refract.rules.config import Config
@@ -75,12 +75,17 @@ async def experiment_report(
     )
     by_day = await fixed_weights_by_day(client, experiment, loaded.days, now)
     # the group-sequential looks as first reported: a look is tested once, never on data that
-    # late conversions revised since (stats/frozen_looks.py)
+    # late conversions revised since, and the plan rests on the rate of the day it was fixed
+    # (stats/frozen_looks.py)
     sequential = settings.method == "group_sequential"
-    looks = frozen_looks.looks_of(loaded.days, variants, _measures(experiment, rules, loaded))
     stored = (
         await frozen_looks.read(
-            client, site, experiment, rules.metrics, settings.cuped, [look for _, look in looks]
+            client,
+            site,
+            experiment,
+            rules.metrics,
+            settings.cuped,
+            _stored_looks(experiment, rules, loaded),
         )
         if sequential
         else {}
@@ -125,6 +130,25 @@ async def _percentile_bounded(
             loaded = floored(loaded, metric, floor.floor, below)
             notes.append(floor_note(floor))
     return loaded, notes
+
+
+def _stored_looks(
+    experiment: Experiment, rules: RuleSet, loaded: data.ExperimentData
+) -> list[frozen_looks.Look]:
+    """Every statistic a report's looks may have stored: each look's z and exact-test floor,
+    and the blinded rate of the day the plan was fixed on."""
+    variants = [variant.key for variant in experiment.variants]
+    measures = _measures(experiment, rules, loaded)
+    return [
+        *(look for _, look in frozen_looks.looks_of(loaded.days, variants, measures)),
+        *(
+            look
+            for _, look in frozen_looks.looks_of(
+                loaded.days, variants, measures, frozen_looks.FLOOR
+            )
+        ),
+        *frozen_looks.rate_looks(loaded.days, variants[0], experiment.primary_metric),
+    ]
 
 
 def _measures(
@@ -290,11 +314,20 @@ def _stratified_lines(stratified: dict[str, Any]) -> list[str]:
 def _plan_line(report: Report) -> str:
     plan = report.plan
     per_arm = plan[f"{report.method}_per_arm"]
-    source = "given" if plan["baseline_source"] == "given" else "measured"
     return (
-        f"Plan: a {plan['mde']:+.0%} lift on a {plan['baseline']:.2%} baseline ({source}) with "
-        f"{plan['power']:.0%} power needs about {per_arm:,} visitors per variant ({report.method})"
+        f"Plan: a {lift_text(plan['mde'])} lift on a {plan['baseline']:.2%} baseline "
+        f"({_baseline_source(plan)}) with {plan['power']:.0%} power needs about {per_arm:,} "
+        f"visitors per variant ({report.method})"
     )
+
+
+def _baseline_source(plan: dict[str, Any]) -> str:
+    """Where the plan's baseline comes from, and whether the plan is fixed yet."""
+    if plan["baseline_source"] == "given":
+        return "given"
+    if plan.get("fixed_on") is None:
+        return f"measured on every arm so far; fixed once every arm has {MIN_VISITORS} visitors"
+    return f"measured on every arm, fixed on {plan['fixed_on']}"
 
 
 def _value(mean: float, measure: str) -> str:

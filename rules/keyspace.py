@@ -102,8 +102,11 @@ their own slot: nothing writes two of them in one MULTI or script.
 ``analysis|day|variant|metric|measure`` (``frozen_look_field``), written once (HSETNX) by the
 first report after the day's end; ``analysis`` digests what makes the statistic (the
 experiment's start, seed and control, the metric's definition, CUPED on or off), so an
-experiment restarted or a metric redefined starts afresh. Outside ``agg``: a rebuild keeps the
-looks as they were reported.
+experiment restarted or a metric redefined starts afresh. ``measure`` is the statistic's
+(``conversion``, ``count``, ``revenue``: its z), or ``conversion.floor`` (the look's exact-test
+p-value) and, on the control's field of the day the plan was fixed, ``conversion.blinded_rate``
+(the pooled rate the plan was made from). Outside ``agg``: a rebuild keeps the looks as they
+were reported.
 
 An experiment's aggregates hash has one field per (day of first exposure, variant, segment,
 [metric,] statistic): ``day|variant|segment|stat`` for exposure counts and
@@ -273,8 +276,9 @@ def bandit_published_at(site: str, experiment: str) -> str:
 
 
 def frozen_looks(site: str, experiment: str) -> str:
-    """The z of each completed group-sequential look of an experiment as the first report
-    after its day computed it (``frozen_look_field`` -> repr of a float): later reports test
+    """The z (and exact-test floor) of each completed group-sequential look of an experiment
+    as the first report after its day computed it, and the blinded rate its plan was fixed
+    with (``frozen_look_field`` -> repr of a float): later reports test
     the look on it, never on data that late conversions revised (analytics/stats/frozen_looks.py).
     Outside ``agg``, so a rebuild keeps them."""
     return _site(site, "looks", experiment)
@@ -283,7 +287,8 @@ def frozen_looks(site: str, experiment: str) -> str:
 def frozen_look_field(analysis: str, day: str, variant: str, metric: str, measure: str) -> str:
     """One look's field in ``frozen_looks``: the analysis digest, the day (UTC, the look's
     last day of first exposures), the variant compared with control, the metric and its
-    measure (conversion, count or revenue); keys and days never contain the separator."""
+    measure (conversion, count or revenue; conversion.floor, conversion.blinded_rate); keys
+    and days never contain the separator."""
     return FIELD_SEPARATOR.join((analysis, day, variant, metric, measure))
 
 

@@ -173,6 +173,7 @@ async def test_a_rebuild_from_the_archive_keeps_the_claims(
 def test_a_claimed_visitors_heat_declares_the_shared_budget_and_its_roll_up() -> None:
     # a Redis Cluster script refuses keys it was not given: every key the heat op touches
     event = form(FORGED[0], "demo", T0)
+    assert event["type"] == "form"
     event["account"] = ACCOUNT
     operations = effects._account_rollup(event, ACCOUNT, True, {})  # a claimed visitor's
     [heat] = [operation for operation in operations if operation[0] == "heat"]

@@ -261,6 +261,7 @@ async def test_a_deal_dated_outside_the_outcomes_days_is_kept_without_that_date(
 
     report = await pull_now(client, http, "hubspot", hubspot(server), tmp_path)
 
+    assert report.outcomes is not None
     [outcome] = read_outcomes_csv(report.outcomes)  # a file attribution reads, not refuses
     assert (outcome.account_domain, outcome.amount, outcome.closed) == ("c0.com", 48000.0, None)
 

@@ -197,7 +197,12 @@ def rules_of(found: Experiment) -> RuleSet:
 
 async def stored_looks(client: redis.Redis) -> dict[str, float]:
     raw: dict[bytes, bytes] = await client.hgetall(keyspace.frozen_looks(SITE, "exp"))  # type: ignore[assignment]
-    return {name.decode(): float(value) for name, value in raw.items()}
+    # the looks' statistics (z), not the exact-test floors and blinded rate stored beside them
+    return {
+        name.decode(): float(value)
+        for name, value in raw.items()
+        if name.decode().split("|")[-1] in ("conversion", "count", "revenue")
+    }
 
 
 async def test_a_look_stored_on_its_first_report_is_the_one_tested_days_later(

@@ -136,3 +136,31 @@ def test_looks_closer_than_the_schedule_tells_apart_are_one_look() -> None:
     of no information, whose boundary could never be crossed."""
     critical, _ = gs.looks(np.array([1.0, 2.0]), np.array([1e6, 1e6 + 1]), 1e7, 0.05)
     assert critical[1] == critical[0] < gs.NEVER
+
+
+def test_looks_added_to_kept_ones_have_the_boundaries_computed_afresh() -> None:
+    """A report read daily extends yesterday's looks by one: the kept recursion must give
+    what the whole recursion gives."""
+    fractions = (0.11, 0.23, 0.37, 0.52, 0.71, 1.0)
+    levels = np.append(gs.P_LEVELS, 0.05)
+    for looks in range(1, len(fractions) + 1):
+        at_alpha, at_levels = gs._schedule(fractions[:looks], 0.05)
+        afresh = gs.boundaries(fractions[:looks], levels)
+        assert np.array_equal(at_alpha, afresh[-1])
+        assert np.array_equal(at_levels, afresh[:-1])
+
+
+def test_a_floor_raises_its_own_look_only_and_an_uncounted_look_is_no_look() -> None:
+    """Look 0 (below the report's minimum) is no look: no boundary, no p-value, however large
+    its z. Look 1's exact floor raises look 1's p-value, and the repeated p-value is the
+    smallest look's: look 2's, unfloored."""
+    z, visitors = np.array([9.0, 3.0, 2.3]), np.array([50.0, 200.0, 400.0])
+    counted = np.array([False, True, True])
+    critical, unfloored = gs.looks(z, visitors, 400.0, 0.05, counted=counted)
+    _, p = gs.looks(z, visitors, 400.0, 0.05, counted=counted, floor=np.array([0.0, 0.3, 0.0]))
+    assert critical[0] == gs.NEVER
+    assert np.isnan(p[0])
+    assert unfloored[1] < 0.3
+    assert p[1] == 0.3
+    own_at_last = gs.looks(z[1:], visitors[1:], 400.0, 0.05, floor=np.array([1.0, 0.0]))[1][-1]
+    assert p[2] == pytest.approx(min(0.3, own_at_last))

@@ -136,6 +136,9 @@ class Comparison:
     # each look's statistic from the data now (the score z of a rate, else Welch's t, skewness-
     # corrected where the test is; nan where refused): what a report freezes (frozen_looks.py)
     z: Array
+    # each look's exact-test floor from the data now: Fisher's p-value on that look's counts
+    # where the exact test applies, 0 elsewhere; frozen with the look's z
+    floor: Array
 
 
 def arms(sample: Sample, use_cuped: bool) -> tuple[Arm, NDArray[np.int64]]:
@@ -165,11 +168,20 @@ def _floored(variance: Array, pooled: Moments) -> Array:
     return as_array(np.where(variance == 0.0, pooled.variance, variance))
 
 
-def compare(sample: Sample, settings: Settings, frozen_z: Array | None = None) -> Comparison:
-    """Every variant against control (the steps in the module's docstring). ``frozen_z``
-    (shaped like the comparisons, nan where none): the group-sequential looks' statistics as
-    first observed, tested in place of the ones the data give now (``as_looked``); estimates
-    and intervals are today's. Other methods ignore it."""
+def compare(
+    sample: Sample,
+    settings: Settings,
+    frozen_z: Array | None = None,
+    frozen_floor: Array | None = None,
+    counted: NDArray[np.bool_] | None = None,
+) -> Comparison:
+    """Every variant against control (the steps in the module's docstring). ``frozen_z`` and
+    ``frozen_floor`` (shaped like the comparisons, nan where none): the group-sequential
+    looks' statistics and exact-test floors as first observed, tested in place of the ones
+    the data give now (``as_looked``); estimates and intervals are today's. ``counted``
+    ([batch]; None: all): which batches are group-sequential looks; the others (before the
+    report's minimum of visitors) spend nothing and have no p-value. Other methods ignore
+    all three."""
     everyone, fallback = arms(sample, settings.cuped)
     control = Arm(everyone.n[:, :1], everyone.mean[:, :1], everyone.variance[:, :1])
     treatment = Arm(everyone.n[:, 1:], everyone.mean[:, 1:], everyone.variance[:, 1:])
@@ -182,12 +194,16 @@ def compare(sample: Sample, settings: Settings, frozen_z: Array | None = None) -
     gamma, refused = _skewness(sample, as_rate, welch)
     welch = np.where(refused, np.nan, skewness.hall_statistic(welch, gamma))
     z = np.where(as_rate, proportions.score_statistic(*counts.parts()), welch)
-    tested = as_looked(z, frozen_z) if settings.method == "group_sequential" else z
-    critical, p_value = _critical_and_p(control, treatment, tested, as_rate, settings)
     fisher = _fisher_where(exact, counts)
-    if settings.method in SEQUENTIAL_METHODS:
-        p_value = np.where(exact, np.fmax(p_value, fisher), p_value)  # never beyond the exact
+    floor = as_array(np.where(exact, fisher, 0.0))
+    if settings.method == "group_sequential":
+        looked = _Looked(as_looked(z, frozen_z), as_looked(floor, frozen_floor), counted)
+        critical, p_value = _critical_and_p(control, treatment, looked, as_rate, settings)
     else:
+        critical, p_value = _critical_and_p(control, treatment, _Looked(z), as_rate, settings)
+    if settings.method == "sequential":
+        p_value = np.where(exact, np.fmax(p_value, fisher), p_value)  # never beyond the exact
+    elif settings.method == "fixed":
         p_value = np.where(exact, fisher, p_value)
     p_value = np.where(refused, np.nan, p_value)  # a repeated p-value would carry older looks
     nonnegative = np.broadcast_to(_nonnegative(sample), z.shape)
@@ -218,6 +234,7 @@ def compare(sample: Sample, settings: Settings, frozen_z: Array | None = None) -
         test=test.astype(np.int64),
         cuped=fallback,
         z=as_array(np.broadcast_to(z, p_value.shape)),
+        floor=as_array(np.broadcast_to(floor, p_value.shape)),
     )
 
 
@@ -319,17 +336,29 @@ def _z(difference: frequentist.Lift) -> Array:
     return as_array(np.where((difference.estimate == 0.0) & (difference.stderr == 0.0), 0.0, z))
 
 
+@dataclass(frozen=True)
+class _Looked:
+    """The statistics tested at each look: ``z``, and for the group-sequential test each
+    look's exact-test ``floor`` and which batches are looks (``counted``)."""
+
+    z: Array
+    floor: Array | None = None
+    counted: NDArray[np.bool_] | None = None
+
+
 def _critical_and_p(
-    control: Arm, treatment: Arm, z: Array, as_rate: NDArray[np.bool_], settings: Settings
+    control: Arm, treatment: Arm, looked: _Looked, as_rate: NDArray[np.bool_], settings: Settings
 ) -> tuple[Array, Array]:
-    """Standard errors an estimate must clear, and the p-value of ``z``, for the method: at a
-    fixed horizon Student's t with Welch's df for means, the normal for a rate's score."""
+    """Standard errors an estimate must clear, and the p-value of ``looked.z``, for the
+    method: at a fixed horizon Student's t with Welch's df for means, the normal for a rate's
+    score."""
+    z = looked.z
     if settings.method in SEQUENTIAL_METHODS and settings.planned_visitors is None:
         raise ValueError("a sequential comparison needs planned_visitors (both arms)")
     if settings.method == "group_sequential":
         assert settings.planned_visitors is not None
         information = group_sequential.equal_arm_visitors(control.n, treatment.n)
-        return _group_sequential(information, z, settings)
+        return _group_sequential(information, looked, settings)
     if settings.method == "sequential":
         assert settings.planned_visitors is not None
         n = control.n + treatment.n
@@ -344,15 +373,22 @@ def _critical_and_p(
     )
 
 
-def _group_sequential(visitors: Array, z: Array, settings: Settings) -> tuple[Array, Array]:
+def _group_sequential(visitors: Array, looked: _Looked, settings: Settings) -> tuple[Array, Array]:
     """Each comparison's boundary and repeated p-value along the looks (the batches)."""
     assert settings.planned_visitors is not None
+    z = looked.z
     visitors = np.broadcast_to(visitors, z.shape)
+    floor = np.zeros(z.shape) if looked.floor is None else np.broadcast_to(looked.floor, z.shape)
     critical, p_value = np.full(z.shape, group_sequential.NEVER), np.full(z.shape, np.nan)
     for column in np.ndindex(z.shape[1:]):
         along = (slice(None), *column)
         critical[along], p_value[along] = group_sequential.looks(
-            z[along], visitors[along], float(settings.planned_visitors), settings.alpha
+            z[along],
+            visitors[along],
+            float(settings.planned_visitors),
+            settings.alpha,
+            counted=looked.counted,
+            floor=floor[along],
         )
     return critical, p_value
 

@@ -11,11 +11,16 @@ in 8.6 % of runs instead of 6.2 % (docs/statistics.md, "Group-sequential tests")
 So the first report built after a day's end (UTC, plus ``CLOSED_AFTER_S`` for the events
 still in the streams) stores each comparison's z for that day once (HSETNX on
 ``keyspace.frozen_looks``), and every later report tests that look on it
-(``engine.compare(..., frozen_z=)``): the repeated p-value then never rises. Only the
-confirmatory segment ``all`` is frozen; other segments are exploratory (stats/exploratory.py).
-The looks of today (still running) are never stored. A field carries a digest of what makes
-the statistic (``analysis``): another start, seed or control, a redefined metric, or CUPED
-switched, and the stored looks no longer apply.
+(``engine.compare(..., frozen_z=)``). With it go the look's exact-test floor (Fisher's
+p-value on that look's counts, where the exact test applies: ``FLOOR``) and, on the day the
+plan is fixed (the first look at which every arm has the report's minimum of visitors), the
+blinded rate the plan rests on (``BLINDED_RATE``: the primary conversion pooled over every
+arm): the plan and every look's p-value are then what they were when first reported, and the
+repeated p-value, their minimum, never rises. Only the confirmatory segment ``all`` is frozen;
+other segments are exploratory (stats/exploratory.py). The looks of today (still running) are
+never stored. A field carries a digest of what makes the statistic (``analysis``): another
+start, seed or control, a redefined metric, or CUPED switched, and the stored looks no longer
+apply.
 """
 
 from __future__ import annotations
@@ -40,6 +45,10 @@ DAY_S: Final = 86_400.0
 # worker has applied the day's last events (its lag is seconds; bandits allow 120 s)
 CLOSED_AFTER_S: Final = 600.0
 CONFIRMATORY: Final = 0  # the segment index of "all" (data.parse puts it first)
+# What a look stores: its z, its exact-test floor, and (the plan's look) the blinded rate
+Z: Final = "z"
+FLOOR: Final = "floor"
+BLINDED_RATE: Final = "blinded_rate"
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +59,7 @@ class Look:
     variant: str
     metric: str
     measure: str  # "conversion", "count" or "revenue" (report.Measure.kind)
+    statistic: str = Z  # Z, FLOOR or BLINDED_RATE (the control's look of the primary rate)
 
 
 def closed(day: str, now: float) -> bool:
@@ -73,17 +83,25 @@ def analysis(experiment: Experiment, metric: Metric, cuped: bool) -> str:
 
 
 def looks_of(
-    days: Sequence[str], variants: Sequence[str], measures: Iterable[tuple[str, str]]
+    days: Sequence[str],
+    variants: Sequence[str],
+    measures: Iterable[tuple[str, str]],
+    statistic: str = Z,
 ) -> list[tuple[tuple[int, int, int], Look]]:
     """Every (day, treatment, measure) of a report, with its index ``(batch, variant - 1,
     measure)`` in the comparison (segment ``all``); ``measures`` as (metric, kind)."""
     pairs = list(measures)
     return [
-        ((d, v, m), Look(day, variant, metric, kind))
+        ((d, v, m), Look(day, variant, metric, kind, statistic))
         for d, day in enumerate(days)
         for v, variant in enumerate(variants[1:])
         for m, (metric, kind) in enumerate(pairs)
     ]
+
+
+def rate_looks(days: Sequence[str], control: str, primary: str) -> list[Look]:
+    """Where the blinded rate of a plan fixed on each of ``days`` would be stored."""
+    return [Look(day, control, primary, "conversion", BLINDED_RATE) for day in days]
 
 
 def frozen_array(
@@ -93,13 +111,41 @@ def frozen_array(
     measures: Sequence[tuple[str, str]],
     segments: int,
 ) -> Array:
-    """The stored looks shaped as the comparison, ``[day, variant - 1, segment, measure]``,
+    """The stored looks' z shaped as the comparison, ``[day, variant - 1, segment, measure]``,
     nan where none (every segment but ``all``)."""
     found = np.full((len(days), len(variants) - 1, segments, len(measures)), np.nan)
     for (d, v, m), look in looks_of(days, variants, measures):
         if look in stored:
             found[d, v, CONFIRMATORY, m] = stored[look]
     return found
+
+
+def frozen_floors(
+    stored: Mapping[Look, float],
+    days: Sequence[str],
+    variants: Sequence[str],
+    measures: Sequence[tuple[str, str]],
+    segments: int,
+) -> Array:
+    """The exact-test floors of the stored looks, shaped as ``frozen_array``: the stored floor,
+    or 0 for a look stored without one (the exact test did not apply to its counts); nan
+    where no look is stored."""
+    found = frozen_array(stored, days, variants, measures, segments)
+    found = np.where(np.isnan(found), np.nan, 0.0)
+    for (d, v, m), look in looks_of(days, variants, measures, FLOOR):
+        if look in stored:
+            found[d, v, CONFIRMATORY, m] = stored[look]
+    return found
+
+
+def frozen_rate(
+    stored: Mapping[Look, float], days: Sequence[str], control: str, primary: str
+) -> tuple[str, float] | None:
+    """The day the plan was fixed on and its blinded rate, where stored."""
+    for look in rate_looks(days, control, primary):
+        if look in stored:
+            return look.day, stored[look]
+    return None
 
 
 def first_reported(
@@ -122,8 +168,10 @@ def _fields(
     for look in looks:
         if look.metric not in digests:
             digests[look.metric] = analysis(experiment, metrics[look.metric], cuped)
+        # a z keeps the field it always had; the other statistics name themselves after it
+        measure = look.measure if look.statistic == Z else f"{look.measure}.{look.statistic}"
         fields[look] = keyspace.frozen_look_field(
-            digests[look.metric], look.day, look.variant, look.metric, look.measure
+            digests[look.metric], look.day, look.variant, look.metric, measure
         )
     return fields
 

@@ -21,6 +21,10 @@ boundary stands for intervals, and the p-value is the one of the look that reach
 
 from __future__ import annotations
 
+import itertools
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -55,21 +59,45 @@ def boundaries(fractions: tuple[float, ...], alphas: Array) -> Array:
     information ``fractions`` in (0, 1] and each overall level in ``alphas``; NEVER where a
     look spends nothing."""
     levels = np.asarray(alphas, dtype=float)
-    t = np.asarray(fractions, dtype=float)
-    increments = np.diff(
-        np.stack([spent(np.concatenate(([0.0], t)), float(level)) for level in levels]), axis=1
-    )
-    found = np.full((levels.size, t.size), NEVER)
-    first = np.maximum(increments[:, 0], 1e-300)
-    found[:, 0] = np.where(increments[:, 0] > 0, np.minimum(-ndtri(first / 2.0), NEVER), NEVER)
+    state = _first_look(float(fractions[0]), levels)
+    for previous, fraction in itertools.pairwise(fractions):
+        state = _next_look(state, float(previous), float(fraction), levels)
+    return state.found
+
+
+@dataclass(frozen=True)
+class _Looks:
+    """The recursion after some looks: their boundaries ``[level, look]`` and the density of
+    S at the last look over its continuation ``grid``, per level; a later look needs only
+    this (so a report read tomorrow extends today's boundaries by one look)."""
+
+    found: Array
+    grid: Array
+    density: Array
+
+
+def _spent_at(fraction: float, levels: Array) -> Array:
+    return np.array([float(spent(fraction, float(level))) for level in levels])
+
+
+def _first_look(fraction: float, levels: Array) -> _Looks:
+    """The first look's boundary has the closed form c_1 = Phi^-1(1 - alpha(t_1) / 2)."""
+    increment = _spent_at(fraction, levels)
+    first = np.maximum(increment, 1e-300)
+    bound = np.where(increment > 0, np.minimum(-ndtri(first / 2.0), NEVER), NEVER)
     # the density of S_1 = Z_1 sqrt(t_1) on its continuation grid, per level
-    grid, weights = _grid(found[:, 0] * np.sqrt(t[0]), t[0])
-    density = _normal(grid, t[0]) * weights
-    for k in range(1, t.size):
-        step = t[k] - t[k - 1]
-        found[:, k] = _solve(density, grid, step, np.sqrt(t[k]), increments[:, k])
-        grid, density = _advance(density, grid, found[:, k] * np.sqrt(t[k]), t[k], step)
-    return found
+    grid, weights = _grid(bound * np.sqrt(fraction), fraction)
+    return _Looks(bound[:, None], grid, _normal(grid, fraction) * weights)
+
+
+def _next_look(state: _Looks, previous: float, fraction: float, levels: Array) -> _Looks:
+    """One look on, at ``fraction`` after ``previous``: the boundary spending the increment of
+    alpha(t) between them, given the continuation density so far."""
+    increment = _spent_at(fraction, levels) - _spent_at(previous, levels)
+    step = fraction - previous
+    bound = _solve(state.density, state.grid, step, np.sqrt(fraction), increment)
+    grid, density = _advance(state.density, state.grid, bound * np.sqrt(fraction), fraction, step)
+    return _Looks(np.column_stack([state.found, bound]), grid, density)
 
 
 def _advance(
@@ -119,11 +147,42 @@ def _solve(
     return np.asarray(np.where(target > 0, (low + high) / 2.0, NEVER), dtype=float)
 
 
-@lru_cache(maxsize=512)
+_SCHEDULES: OrderedDict[tuple[tuple[float, ...], float], _Looks] = OrderedDict()
+SCHEDULES_KEPT = 2048  # recursions kept, least recently used dropped (about 20 kB each)
+_SCHEDULES_LOCK = threading.Lock()  # as lru_cache's: a report may be built in a thread
+
+
 def _schedule(fractions: tuple[float, ...], alpha: float) -> tuple[Array, Array]:
-    """(boundaries at ``alpha``, boundaries at every P_LEVELS) for these looks."""
-    table = boundaries(fractions, np.append(P_LEVELS, alpha))
-    return table[-1], table[:-1]
+    """(boundaries at ``alpha``, boundaries at every P_LEVELS) for these looks, extending the
+    longest prefix of looks already computed: the looks of a report read daily are
+    yesterday's and one more, whose boundaries never change (their plan is fixed)."""
+    levels = np.append(P_LEVELS, alpha)
+    known, state = _longest_known(fractions, alpha)
+    if state is None:
+        state, known = _first_look(fractions[0], levels), 1
+        _keep(fractions[:1], alpha, state)
+    for k in range(known, len(fractions)):
+        state = _next_look(state, fractions[k - 1], fractions[k], levels)
+        _keep(fractions[: k + 1], alpha, state)
+    return state.found[-1], state.found[:-1]
+
+
+def _longest_known(fractions: tuple[float, ...], alpha: float) -> tuple[int, _Looks | None]:
+    """How many of the first looks have their recursion kept, and its state after them."""
+    with _SCHEDULES_LOCK:
+        for k in range(len(fractions), 0, -1):
+            state = _SCHEDULES.get((fractions[:k], alpha))
+            if state is not None:
+                _SCHEDULES.move_to_end((fractions[:k], alpha))
+                return k, state
+    return 0, None
+
+
+def _keep(fractions: tuple[float, ...], alpha: float, state: _Looks) -> None:
+    with _SCHEDULES_LOCK:
+        _SCHEDULES[(fractions, alpha)] = state
+        while len(_SCHEDULES) > SCHEDULES_KEPT:
+            _SCHEDULES.popitem(last=False)
 
 
 def equal_arm_visitors(control: Array, treatment: Array) -> Array:
@@ -146,19 +205,31 @@ def fractions_of(visitors: Array, planned: float) -> Array:
 
 
 def looks(
-    z: Array, visitors: Array, planned: float, alpha: float
+    z: Array,
+    visitors: Array,
+    planned: float,
+    alpha: float,
+    counted: NDArray[np.bool_] | None = None,
+    floor: Array | None = None,
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Boundary and repeated p-value of each look of one comparison: ``z`` and cumulative
     ``visitors`` (``equal_arm_visitors``) along the looks. A look that added no information
     (no new visitors, or the plan already reached) keeps the previous look's boundary and
     p-value: past the plan, alpha is spent, and testing every further day at the last
-    boundary would spend it again (10 % instead of 5 % over six weeks of daily looks). The
-    p-value is the smallest level whose boundary |z| crosses at this look or an earlier one
-    (Jennison & Turnbull 2000, section 9.1), found on the P_LEVELS grid (interpolated in log
-    level)."""
+    boundary would spend it again (10 % instead of 5 % over six weeks of daily looks). A
+    look ``counted`` marks False (taken before the report's minimum of visitors) is no look:
+    it spends nothing, cannot cross, and has no p-value (nan) nor boundary (NEVER).
+
+    Each look's own p-value is the smallest level whose boundary |z| crosses at that look,
+    found on the P_LEVELS grid (interpolated in log level), raised to the look's ``floor``
+    (Fisher's exact p-value on that look's counts, 0 where none: a bound from the look's own
+    data, never from another's); the repeated p-value is the smallest over the looks so far
+    (Jennison & Turnbull 2000, section 9.1), so it never rises."""
     # rounded as the schedule's cache key is, so that two looks apart by less than that are
     # one look, never a look of no information with a boundary of its own
     t = np.round(fractions_of(visitors, planned), 6)
+    if counted is not None:
+        t = np.where(counted, t, 0.0)
     critical = np.full(t.size, NEVER)
     p_value = np.full(t.size, np.nan)
     new = np.flatnonzero((t > 0) & (t > np.maximum.accumulate(np.concatenate(([0.0], t[:-1])))))
@@ -174,8 +245,10 @@ def looks(
     look_of = np.searchsorted(new, np.arange(t.size), side="right") - 1
     seen = look_of >= 0
     critical[seen] = at_alpha[look_of[seen]]
+    bounds = np.zeros(t.size) if floor is None else np.nan_to_num(np.asarray(floor, dtype=float))
     for look, k in enumerate(new):
-        p_value[k] = _p(abs(float(z[k])), levels, at_levels[:, look])
+        own = _p(abs(float(z[k])), levels, at_levels[:, look])
+        p_value[k] = max(own, float(bounds[k])) if not np.isnan(own) else own
     return critical, np.fmin.accumulate(p_value)
 
 

@@ -13,7 +13,13 @@ the latest cumulative results of segment ``all``:
 - keep running: too little data, or no conclusion yet (with the days a decision may take);
 - stop: a guardrail metric is significantly worse for every variant, or every variant's
   primary lift is known to be smaller than ``min_effect`` either way, or worse than control;
-- ship: a variant's primary lift is significantly positive and no guardrail is harmed.
+- ship: a variant's primary lift is significantly positive and no guardrail is harmed; with
+  the group-sequential test the reason names the look the significance rests on and prints
+  the repeated interval there, which must exclude no change (docs/statistics.md).
+
+The group-sequential plan is fixed once, at the first look at which every arm has
+``MIN_VISITORS``, from the primary rate pooled over the arms (``fixed_rate``); days before it
+are no looks (``counted_looks``).
 
 Which way a variant moved a metric (better, worse) is the sign of the absolute difference
 m_t - m_c times the metric's ``better`` (``direction``), never the relative lift's, which is
@@ -67,7 +73,13 @@ from refract.analytics.stats.exploratory import corrected
 from refract.analytics.stats.frozen_looks import Look
 from refract.analytics.stats.group_sequential import equal_arm_visitors
 from refract.analytics.stats.moments import Array, as_array
-from refract.analytics.stats.planning import Plan, days_needed, measured_baseline, plan
+from refract.analytics.stats.planning import (
+    Plan,
+    days_needed,
+    lift_text,
+    measured_baseline,
+    plan,
+)
 from refract.analytics.stats.proportions import EXACT_BELOW
 from refract.analytics.stats.skewness import SKEWNESS_BOUND
 from refract.analytics.stats.srm import anytime_srm_test
@@ -154,7 +166,8 @@ class Report:
     results: list[Row] = field(default_factory=list)
     over_time: list[dict[str, Any]] = field(default_factory=list)
     primary_metric: str = ""  # what the charts name, even before any visitor
-    plan: dict[str, Any] = field(default_factory=dict)  # planning.Plan and planned_visitors
+    # planning.Plan, planned_visitors and fixed_on (the day the plan was fixed, None before)
+    plan: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # methods chosen and why (segment all)
     # a bandit's primary conversion stratified by day beside pooled, or a fixed experiment's by
     # period of fixed weights when they were changed (empty for weights that never changed)
@@ -289,14 +302,20 @@ def build_looked(
         empty = Report(**base, srm={}, decision=Decision("keep_running", None, reasons))
         return Looked(empty, {})
     cumulative = data.cumulative()
-    planned = plan_of(experiment, cumulative, settings.alpha)
+    counted = counted_looks(cumulative)
+    fixed = fixed_rate(experiment, cumulative, counted, frozen or {})
+    planned = plan_of(experiment, cumulative, settings.alpha, fixed)
     if settings.planned_visitors is None:
         settings = replace(settings, planned_visitors=planned.planned_visitors(settings.method))
     kinds = [(measure.metric, measure.kind) for measure in measures]
-    frozen_z = frozen_looks.frozen_array(
-        frozen or {}, data.days, variants, kinds, len(data.segments)
+    shape = (frozen or {}, data.days, variants, kinds, len(data.segments))
+    comparison = compare(
+        sample_of(cumulative, measures),
+        settings,
+        frozen_looks.frozen_array(*shape),
+        frozen_looks.frozen_floors(*shape),
+        counted,
     )
-    comparison = compare(sample_of(cumulative, measures), settings, frozen_z)
     weights = np.array([variant.weight for variant in experiment.variants], dtype=float)
     notes = _notes(comparison, measures, settings)
     stratified: dict[str, Any] = {}
@@ -324,7 +343,9 @@ def build_looked(
             weights = held  # the weights changed after the last day of visitors
         srm = _srm(cumulative.visitors["n"][:, :, 0], weights, settings, variants)
     rows = corrected(_rows(comparison, cumulative, measures, variants, settings), settings.alpha)
-    decision = decide(comparison, measures, variants, srm["flagged"], settings, planned)
+    decision = decide(
+        comparison, measures, variants, srm["flagged"], settings, planned, list(data.days)
+    )
     if stratified:
         lower = metrics[experiment.primary_metric].better == "lower"
         why = BY_PERIOD if periods is not None else BY_DAY
@@ -333,17 +354,46 @@ def build_looked(
         **base,
         srm=srm,
         decision=decision,
-        plan={**asdict(planned), "planned_visitors": settings.planned_visitors},
+        plan={
+            **asdict(planned),
+            "planned_visitors": settings.planned_visitors,
+            "fixed_on": fixed[0] if fixed is not None else None,
+        },
         notes=notes,
         results=rows,
         over_time=_over_time(comparison, cumulative, measures, variants),
         stratified=stratified,
     )
+    return Looked(report, _statistics(comparison, data.days, variants, kinds, experiment, fixed))
+
+
+def _statistics(
+    comparison: Comparison,
+    days: tuple[str, ...],
+    variants: list[str],
+    kinds: list[tuple[str, str]],
+    experiment: Experiment,
+    fixed: tuple[str, float] | None,
+) -> dict[Look, float]:
+    """What the looks of the data now would freeze (frozen_looks.first_reported picks the
+    closed ones not stored yet): every look's z, its exact-test floor where the exact test
+    applies, and the blinded rate of the day the plan was fixed on (a given baseline needs
+    none)."""
+    at = frozen_looks.CONFIRMATORY
     statistics = {
-        look: float(comparison.z[d, v, frozen_looks.CONFIRMATORY, m])
-        for (d, v, m), look in frozen_looks.looks_of(data.days, variants, kinds)
+        look: float(comparison.z[d, v, at, m])
+        for (d, v, m), look in frozen_looks.looks_of(days, variants, kinds)
     }
-    return Looked(report, statistics)
+    statistics.update(
+        (look, float(comparison.floor[d, v, at, m]))
+        for (d, v, m), look in frozen_looks.looks_of(days, variants, kinds, frozen_looks.FLOOR)
+        if comparison.floor[d, v, at, m] > 0.0
+    )
+    if fixed is not None and experiment.baseline is None:
+        day, rate = fixed
+        [look] = frozen_looks.rate_looks([day], variants[0], experiment.primary_metric)
+        statistics[look] = rate
+    return statistics
 
 
 BANDIT_NOTE = (
@@ -416,14 +466,60 @@ def why_no_visitor(experiment: Experiment) -> str:
     return "no visitor has been exposed yet"
 
 
-def plan_of(experiment: Experiment, cumulative: ExperimentData, alpha: float) -> Plan:
-    """The experiment's plan; without a given baseline, the control's primary rate so far."""
+def counted_looks(cumulative: ExperimentData) -> np.ndarray[Any, np.dtype[np.bool_]]:
+    """[day]: whether the day's look counts, every arm (segment ``all``) having the report's
+    minimum of visitors (``MIN_VISITORS``). Before, the report calls the data too few: those
+    days are no looks of the group-sequential test (they spend nothing and cannot cross), so
+    that a decision never rests on data the report itself called too small."""
+    smallest = cumulative.visitors["n"][:, :, 0].min(axis=1)
+    return np.asarray(smallest >= MIN_VISITORS)
+
+
+def fixed_rate(
+    experiment: Experiment,
+    cumulative: ExperimentData,
+    counted: np.ndarray[Any, np.dtype[np.bool_]],
+    frozen: Mapping[Look, float],
+) -> tuple[str, float] | None:
+    """The day the plan is fixed on and the blinded rate it rests on: as stored when that day
+    was first reported, else the first counted look's primary conversion pooled over every
+    arm (from the data now: today's look, still running, or a closed one not reported yet);
+    None before the first counted look. A given baseline fixes the plan from the start, and
+    the day is then the first counted look's (None before it)."""
+    stored = frozen_looks.frozen_rate(
+        frozen, cumulative.days, experiment.variants[0].key, experiment.primary_metric
+    )
+    if stored is not None and experiment.baseline is None:
+        return stored
+    if not counted.any():
+        return None
+    first = int(np.argmax(counted))
+    return cumulative.days[first], blinded_rate(experiment, cumulative, first)
+
+
+def blinded_rate(experiment: Experiment, cumulative: ExperimentData, day: int) -> float:
+    """The primary conversion up to ``day`` pooled over every arm, (k + 1) / (n + 2): blinded,
+    it carries no information on the difference between arms, so a plan sized on it leaves
+    the test's level unchanged (Gould 1992; Kieser & Friede 2003), where the control's own
+    rate, moving with the control's luck, moves the plan with the test statistic."""
+    primary = cumulative.metrics.index(experiment.primary_metric)
+    visitors = float(cumulative.visitors["n"][day, :, 0].sum())
+    converters = float(cumulative.outcomes["conv"][day, :, 0, primary].sum())
+    return measured_baseline(visitors, converters)
+
+
+def plan_of(
+    experiment: Experiment,
+    cumulative: ExperimentData,
+    alpha: float,
+    fixed: tuple[str, float] | None = None,
+) -> Plan:
+    """The experiment's plan: from the given baseline, else from the blinded rate of the day
+    the plan was fixed on (``fixed``), else (no counted look yet) from the blinded rate so
+    far, provisional."""
     if experiment.baseline is not None:
         return plan(experiment.mde, experiment.power, experiment.baseline, "given", alpha)
-    primary = cumulative.metrics.index(experiment.primary_metric)
-    visitors = float(cumulative.visitors["n"][-1, 0, 0])
-    converters = float(cumulative.outcomes["conv"][-1, 0, 0, primary])
-    rate = measured_baseline(visitors, converters)
+    rate = fixed[1] if fixed is not None else blinded_rate(experiment, cumulative, -1)
     return plan(experiment.mde, experiment.power, rate, "measured", alpha)
 
 
@@ -869,8 +965,10 @@ def decide(
     srm_flagged: bool,
     settings: Settings,
     planned: Plan,
+    days: list[str] | None = None,
 ) -> Decision:
-    """What to do now, from the latest cumulative results of segment ``all``."""
+    """What to do now, from the latest cumulative results of segment ``all``; ``days`` name
+    the looks (a ship names the look its significance rests on)."""
     if srm_flagged:
         return Decision(
             "investigate",
@@ -917,22 +1015,40 @@ def decide(
     metric = measures[primary].metric
     if winners:
         best = max(winners, key=lambda v: gain[v, primary])
+        crossing = _crossing_look(comparison, best, settings)
         low, high = (
-            comparison.ci_low[-1, best, 0, primary],
-            comparison.ci_high[-1, best, 0, primary],
+            comparison.ci_low[crossing, best, 0, primary],
+            comparison.ci_high[crossing, best, 0, primary],
         )
         p_text = (
             f"adjusted p = {comparison.p_adjusted[-1, best, 0, primary]:.4f} < {settings.alpha}"
         )
-        if math.isfinite(lift[best, primary]):
-            why = (
-                f"{variants[best + 1]} lifts {metric} by {lift[best, primary]:+.1%} "
-                f"(interval {low:+.1%} to {high:+.1%}, {p_text})"
-            )
-        else:
+        name = variants[best + 1]
+        if settings.method == "group_sequential":
+            p_text += f", {_look_text(comparison, best, crossing, days)}"
+        if not math.isfinite(lift[best, primary]):
             change = change_text(control_mean[0, primary], mean[best, primary], math.nan)
-            why = f"{variants[best + 1]} improves {metric} {change} ({p_text})"
-        return Decision("ship", variants[best + 1], [*reasons, why])
+            return Decision(
+                "ship", name, [*reasons, f"{name} improves {metric} {change} ({p_text})"]
+            )
+        sequential = settings.method == "group_sequential"
+        interval = "repeated interval at that look" if sequential else "interval"
+        if not _excludes_no_change(low, high, measures[primary].better):
+            return Decision(
+                "keep_running",
+                None,
+                [
+                    *reasons,
+                    f"{name}'s p-value on {metric} is significant ({p_text}) but its "
+                    f"{interval}, {low:+.1%} to {_bound_text(high)}, still includes no "
+                    "change: no conclusion yet",
+                ],
+            )
+        why = (
+            f"{name} lifts {metric} by {lift[best, primary]:+.1%} "
+            f"({p_text}; {interval} {low:+.1%} to {_bound_text(high)})"
+        )
+        return Decision("ship", name, [*reasons, why])
     low, high = comparison.ci_low[at][:, primary], comparison.ci_high[at][:, primary]
     if np.all((low > -settings.min_effect) & (high < settings.min_effect)):
         return Decision(
@@ -956,12 +1072,39 @@ def decide(
             [
                 *reasons,
                 f"the planned visitors were reached without a significant difference on "
-                f"{metric}: any effect is likely smaller than the {planned.mde:+.0%} planned",
+                f"{metric}: any effect is likely smaller than the {lift_text(planned.mde)} planned",
             ],
         )
     return Decision(
         "keep_running", None, [*reasons, _days_left(comparison, settings, planned, metric)]
     )
+
+
+def _crossing_look(comparison: Comparison, variant: int, settings: Settings) -> int:
+    """The look a significant primary result rests on: for the group-sequential test the
+    first look whose (repeated, adjusted) p-value fell below alpha, which never rises after;
+    for the other tests the latest look."""
+    if settings.method != "group_sequential":
+        return -1
+    adjusted = comparison.p_adjusted[:, variant, 0, 0]
+    return int(np.argmax(adjusted < settings.alpha))
+
+
+def _look_text(comparison: Comparison, variant: int, look: int, days: list[str] | None) -> str:
+    """'significant since the look of 2026-11-05, at 107 and 123 visitors'."""
+    day = f" of {days[look]}" if days is not None else ""
+    control = int(comparison.control.n[look, 0, 0, 0])
+    treatment = int(comparison.treatment.n[look, variant, 0, 0])
+    return f"significant since the look{day}, at {control:,} and {treatment:,} visitors"
+
+
+def _excludes_no_change(low: float, high: float, better: int) -> bool:
+    """Whether a relative lift's interval lies wholly on the better side of 0."""
+    return bool(low > 0.0) if better > 0 else bool(high < 0.0)
+
+
+def _bound_text(high: float) -> str:
+    return "+inf" if high == math.inf else f"{high:+.1%}"
 
 
 def direction(control_mean: Any, mean: Any, better: Any = 1) -> Array:
@@ -1009,7 +1152,7 @@ def _days_left(comparison: Comparison, settings: Settings, planned: Plan, metric
     so_far = _least_information(comparison)
     per_day = so_far / max(comparison.lift.shape[0], 1)
     days = days_needed(math.ceil(_planned_information(settings, planned)), per_day, so_far)
-    lift = f"{planned.mde:+.0%} lift"
+    lift = f"{lift_text(planned.mde)} lift"
     if not math.isfinite(days):
         return f"no conclusion on {metric} yet"
     if days == 0:
