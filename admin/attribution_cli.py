@@ -16,7 +16,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from refract.admin.csv_export import csv_text
@@ -31,6 +31,7 @@ from refract.analytics.attribution.report import (
     site_journeys,
 )
 from refract.rules.config import Config
+from refract.rules.days import parse_day
 from refract.rules.problems import InvalidFileError
 
 
@@ -44,8 +45,8 @@ def add_parser(commands: Any) -> None:
         "--model", choices=(*MODEL_NAMES, "all"), default="last_non_direct", help="or all"
     )
     parser.add_argument("--by", choices=BY, default="channel")
-    parser.add_argument("--from", dest="since", type=date.fromisoformat, help="YYYY-MM-DD")
-    parser.add_argument("--to", dest="until", type=date.fromisoformat, help="YYYY-MM-DD")
+    parser.add_argument("--from", dest="since", type=parse_day, help="YYYY-MM-DD")
+    parser.add_argument("--to", dest="until", type=parse_day, help="YYYY-MM-DD")
     parser.add_argument(
         "--outcomes",
         metavar="FILE.csv",

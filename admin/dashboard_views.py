@@ -17,16 +17,14 @@ from markupsafe import Markup, escape
 from refract.analytics.intel.scores import band
 from refract.analytics.revenue.predict import wilson
 from refract.rules.industry import IndustryModel
+from refract.rules.unicode_text import BIDI_CONTROLS
 
 Json = dict[str, Any]
 
 # --- text from outside: visitors' paths, campaigns, referrers, events; CRM and list names ---
 
-# Unicode's bidirectional controls: embeddings and overrides (U+202A-U+202E), isolates
-# (U+2066-U+2069) and the marks (U+200E, U+200F, U+061C). Sent by a visitor they reorder
-# what is drawn after them: a download "/files/invoice-\u202efdp.exe" reads
-# "/files/invoice-exe.pdf", and the page's own words after it read backwards.
-BIDI_CONTROLS = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+# Unicode's bidirectional controls (rules/unicode_text.py), shown as code points: sent by a
+# visitor they would reorder the page's own words drawn after them.
 _BIDI_CONTROL = re.compile(f"[{BIDI_CONTROLS}]")
 
 

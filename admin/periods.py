@@ -10,7 +10,6 @@ default) and at most ``MAX_DAYS``, a leap year: every day of it is a partition D
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, date, datetime, timedelta
 
 from pydantic import Field, field_validator
@@ -18,11 +17,11 @@ from pydantic import Field, field_validator
 from refract.admin.api import invalid_query
 from refract.admin.api_reads import SiteQuery
 from refract.analytics.attribution.report import DEFAULT_DAYS
+from refract.rules.days import ISO_DAY
 
 MAX_DAYS = 366
 EARLIEST = date(1970, 1, 1)
 LATEST = date(2999, 12, 31)
-_ISO_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 class DaysQuery(SiteQuery):
@@ -45,7 +44,7 @@ class DaysQuery(SiteQuery):
     def _a_day(cls, value: object) -> object:
         if value is None or value == "":
             return None
-        if not isinstance(value, str) or not _ISO_DAY.match(value):
+        if not isinstance(value, str) or not ISO_DAY.fullmatch(value):
             raise ValueError("a day as YYYY-MM-DD")
         return value
 

@@ -703,11 +703,13 @@ RETRY_SCHEDULE_S: tuple[float, ...] = (0, 5, 300, 1800, 7200, 18000, 36000, 3600
 
 def noncanonical_ipv4(host: str) -> str | None:
     """The dotted-quad spelling of ``host`` when it is an IPv4 address written any other way
-    the C resolver accepts (``2130706434``, ``127.2``, ``017700000002``, ``0x7f.1``), else
-    None. Such a host is refused: resolvers disagree on it (aiohttp's refuses it, so every
-    attempt would fail the same way), and it hides which address is meant."""
+    the C resolver accepts (``2130706434``, ``127.2``, ``017700000002``, ``0x7f.1``, any of
+    them or the dotted quad with a root dot, ``127.0.0.1.``), else None. Such a host is
+    refused: resolvers disagree on it (aiohttp's refuses it, so every attempt would fail the
+    same way), and it hides which address is meant."""
+    bare = host[:-1] if host.endswith(".") else host
     try:
-        packed = socket.inet_aton(host)
+        packed = socket.inet_aton(bare)
     except (OSError, ValueError):  # not an IPv4 address at all (a name), or a NUL in it
         return None
     canonical = str(ipaddress.IPv4Address(packed))

@@ -190,3 +190,14 @@ def test_a_metric_the_rules_do_not_have_is_refused(
     monkeypatch.setenv("REFRACT_ATTRIBUTION__CONVERSION_METRIC", "nope")
     assert attribution(config) == 2
     assert "conversion_metric: no metric 'nope' in the rules" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("day", ["2026-W49-1", "20261201"])
+def test_a_day_not_written_yyyy_mm_dd_is_refused(
+    config: Path, capsys: pytest.CaptureFixture[str], day: str
+) -> None:
+    # as the API and the files refuse it: Python 3.11 reads week dates and the basic form
+    with pytest.raises(SystemExit) as refused:
+        cli.main(["--config", str(config), "attribution", "--from", day])
+    assert refused.value.code == 2
+    assert day in capsys.readouterr().err

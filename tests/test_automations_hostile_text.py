@@ -1,6 +1,7 @@
-"""Text visitors and CRMs choose, in what sales reads: no bidi control survives into any
-rendered value (Slack, Teams, e-mail, the facts CRM records are made of), a form's id is in a
-title only when it is a short identifier, and page paths read as URLs."""
+"""Text visitors and CRMs choose, in what sales reads: no bidi control nor other invisible
+character survives into any rendered value (Slack, Teams, e-mail, the facts CRM records are
+made of), a form's id is in a title only when it is a short identifier, and page paths read
+as URLs."""
 
 from __future__ import annotations
 
@@ -32,6 +33,10 @@ BIDI = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069
         pytest.param(f"{BIDI}", "", id="only-controls"),
         pytest.param("Ελλάδα \u05e2\u05d1\u05e8\u05d9\u05ea", "Ελλάδα עברית", id="rtl-letters"),
         pytest.param("a\r\nb\u2028c", "a b c", id="line-breaks"),
+        # tag characters spell hidden ASCII ("AB"); zero-width and filler characters hide text
+        pytest.param("demo\U000e0041\U000e0042", "demo", id="tag-characters"),
+        pytest.param("de\u200bmo\u2060\ufeff\u00ad", "demo", id="zero-width"),
+        pytest.param("\u3164\u3164\u3164", "", id="hangul-filler"),
     ],
 )
 def test_one_line_removes_bidi_controls(raw: str, shown: str) -> None:

@@ -16,7 +16,6 @@ from playwright.async_api import Page
 from refract.admin import auth
 from refract.admin.app import build_app
 from refract.admin.dashboard_views import (
-    BIDI_CONTROLS,
     chart_text,
     isolated,
     visible_controls,
@@ -25,6 +24,7 @@ from refract.analytics import visitor_handles
 from refract.analytics.archive import Archive
 from refract.rules import events, keyspace
 from refract.rules.config import Config
+from refract.rules.unicode_text import BIDI_CONTROLS
 from tests.conftest import AdminFactory, clean_redis
 from tests.support.admin import site_config
 from tests.support.browser import Chromium, sign_in_to

@@ -67,6 +67,18 @@ BAD_OUTCOMES = [
         "account_domain,outcome,closed\nacme.com,lost,31/12/2026\n",
         ':2: closed: "31/12/2026" is not a date',
     ),
+    *[
+        pytest.param(
+            f"account_domain,outcome,closed\nacme.com,lost,{day}\n",
+            f':2: closed: "{day}" is not a date',
+            id=f"closed-{form}",
+        )
+        for form, day in [
+            ("week-date", "2026-W49-1"),
+            ("basic-form", "20261201"),
+            ("arabic-digits", "\u0662\u0660\u0662\u0666-12-01"),
+        ]
+    ],
     pytest.param(
         "account_domain,outcome,created,closed\nacme.com,lost,2026-05-01,2026-04-01\n",
         ":2: closed: 2026-04-01 is before created (2026-05-01)",

@@ -16,6 +16,7 @@ from typing import Any
 from yarl import URL
 
 from refract.analytics.automations.actions import Action
+from refract.rules.unicode_text import without_invisible
 
 ELLIPSIS = "…"
 MAX_ITEMS = 10  # reasons or pages one message lists
@@ -25,20 +26,12 @@ MAX_URL = 2000
 MAX_FORM_ID = 64  # characters of a form's id a message shows, or a title names
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
-# Bidi marks, embeddings, overrides and isolates: a visitor's "\u202e)99 tnetni( toh si"
-# would render as "is hot (intent 99)" in a title, and an unterminated one garbles what follows.
-_BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]+")
 _IDENTIFIER = re.compile(rf"[A-Za-z0-9_.:-]{{1,{MAX_FORM_ID}}}")
 
 
 def is_identifier(text: str) -> bool:
     """Whether a visitor's text (a form's id) is a short identifier, fit for a title."""
     return bool(_IDENTIFIER.fullmatch(text))
-
-
-def without_bidi(text: str) -> str:
-    """``text`` without Unicode bidi controls (U+061C, U+200E/F, U+202A-E, U+2066-9)."""
-    return _BIDI.sub("", text)
 
 
 def clip(text: str, limit: int) -> str:
@@ -49,10 +42,11 @@ def clip(text: str, limit: int) -> str:
 
 
 def one_line(value: object, limit: int = MAX_VALUE) -> str:
-    """A value as one bounded line: control characters (CR, LF, ...) become spaces, bidi
-    controls are removed, lone surrogates (which JSON can carry but UTF-8 cannot) become
-    question marks."""
-    text = without_bidi(str(value).encode("utf-8", "replace").decode("utf-8"))
+    """A value as one bounded line: control characters (CR, LF, ...) become spaces, invisible
+    ones (bidi controls, zero-width and tag characters: a visitor's "\u202e)99 tnetni( toh si"
+    would render as "is hot (intent 99)" in a title) are removed, lone surrogates (which JSON
+    can carry but UTF-8 cannot) become question marks."""
+    text = without_invisible(str(value).encode("utf-8", "replace").decode("utf-8"))
     return clip(_CONTROL.sub(" ", text).strip(), limit)
 
 

@@ -66,7 +66,7 @@ from refract.analytics.automations.facts import (
     visitor_views,
 )
 from refract.analytics.automations.outbox import ACTION_FIELD
-from refract.analytics.automations.render import is_identifier, without_bidi
+from refract.analytics.automations.render import is_identifier
 from refract.analytics.crm.sync import PulledOwner, pulled_owner
 from refract.analytics.effects import competitors_named
 from refract.analytics.routing import LeadRequest, route_lead
@@ -81,6 +81,7 @@ from refract.rules.ruleset import RuleSet
 from refract.rules.targeting import CompiledAudience, compile_condition
 from refract.rules.targeting import Facts as ConditionFacts
 from refract.rules.territories import Rep, country_of
+from refract.rules.unicode_text import without_invisible
 
 log = logging.getLogger("refract.automations.triggers")
 
@@ -659,9 +660,9 @@ def build_actions(site: str, firing: Firing, facts: Facts, now: float) -> list[A
 
 
 def short(value: str, limit: int = SHORT_TEXT) -> str:
-    """A visitor's or CRM's text as an action's facts hold it: bounded, without bidi
-    controls (the CRM records show the facts as they are; the messages clean them again)."""
-    value = without_bidi(value)
+    """A visitor's or CRM's text as an action's facts hold it: bounded, without invisible
+    characters (the CRM records show the facts as they are; the messages clean them again)."""
+    value = without_invisible(value)
     return value if len(value) <= limit else value[: limit - 1] + "…"
 
 

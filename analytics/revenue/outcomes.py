@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Final
 
 from refract.rules.csv_rows import column_name, header_columns, numbered_rows
+from refract.rules.days import parse_day
 from refract.rules.domains import normalise_domain
 from refract.rules.problems import FieldError, InvalidFileError, Problem
 
@@ -157,7 +158,7 @@ def _day(text: str, column: str, bad: _Bad) -> date | None:
     if not text:
         return None
     try:
-        day = date.fromisoformat(text)
+        day = parse_day(text)
     except ValueError:
         bad(column, f'"{text}" is not a date', "YYYY-MM-DD, e.g. 2026-03-31")
         return None
