@@ -10,9 +10,10 @@ Every ``CHECK_EVERY_S`` the worker looks for a running bandit experiment whose d
 weights yet (a new day, or an experiment just started) and computes them from all its days
 of aggregates: the primary metric's visitors and converters per arm (``allocate_conversions``)
 or, for revenue that varies between visitors, their sums and sums of squares
-(``allocate_means``). With ``bandit.context`` set, each value of that field with at least
-``min_context_visitors`` visitors and past burn-in gets its own weights; the others follow the
-pooled ones. The posterior draws come from a generator seeded by (site, experiment, day,
+(``allocate_means``): a custom event's revenue from its track calls' ``value`` once any is
+recorded, as the report measures it. With ``bandit.context`` set, each value of that field with
+at least ``min_context_visitors`` visitors and past burn-in gets its own weights; the others
+follow the pooled ones. The posterior draws come from a generator seeded by (site, experiment, day,
 context), so every worker computes the same weights; the history's field for the day is the
 lock (an atomic HSETNX), so exactly one of them publishes.
 """
@@ -41,6 +42,7 @@ from refract.analytics.stats.bandit import (
 )
 from refract.analytics.stats.data import ExperimentData
 from refract.analytics.stats.moments import safe_divide
+from refract.analytics.stats.report import has_revenue, revenue_recorded
 from refract.rules import allocations, fields, keyspace
 from refract.rules.allocations import Weights
 from refract.rules.decisions import live
@@ -72,11 +74,14 @@ def generator(site: str, experiment: str, day: str, context: str = "") -> np.ran
     return np.random.default_rng(int.from_bytes(digest[:16], "big"))
 
 
-def by_revenue(metric: Metric) -> bool:
+def by_revenue(metric: Metric, recorded: frozenset[str]) -> bool:
     """Whether the weights follow revenue per visitor rather than the conversion rate: when a
-    visitor's revenue varies (a track call's value, repeated conversions). A fixed value per
-    single conversion makes revenue a multiple of the rate, whose Beta posterior is exact."""
-    return metric.value > 0 and (metric.kind == "event" or metric.repeatable)
+    visitor's revenue varies (a track call's value, repeated conversions) and the metric has
+    revenue as the report measures it: a ``value`` of its own, or a custom event's once some
+    is ``recorded`` (stats/report.revenue_recorded). A fixed value per single conversion makes
+    revenue a multiple of the rate, whose Beta posterior is exact."""
+    varies = metric.kind == "event" or metric.repeatable
+    return varies and has_revenue(metric, metric.key, recorded)
 
 
 def weights_of(
@@ -149,7 +154,7 @@ def _allocate(
     else:
         converted = revenue = squares = np.zeros(len(data.variants))
     lower = metric.better == "lower"
-    if not by_revenue(metric):
+    if not by_revenue(metric, revenue_recorded(data)):
         return allocate_conversions(n, converted, rng, settings, lower_is_better=lower)
     mean = safe_divide(revenue, n)
     # sample variance from the sums: (Σx² - n x̄²) / (n - 1), NaN below 2 visitors

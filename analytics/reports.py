@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -163,18 +164,55 @@ def _measures(
 async def weights_history(
     client: redis.Redis, site: str, experiment: Experiment
 ) -> dict[str, Weights] | None:
-    """A bandit's weights by day, as published (None for fixed weights). A day whose document
-    does not fit the experiment's variants now is left out: it expects the file's weights."""
+    """A bandit's weights by day, as published (None for fixed weights), each day's read with
+    the variants it had (``past_weights``). A day whose document names a variant the
+    experiment no longer has is left out: it expects the file's weights."""
     if experiment.allocation != "bandit":
         return None
     variants = [variant.key for variant in experiment.variants]
     found = {}
     for day, document in (await allocations.history(client, site, experiment.key)).items():
         try:
-            found[day] = allocations.decode(document, variants)
+            found[day] = past_weights(document, variants)
         except allocations.InvalidWeightsError as error:
             log.warning("weights of %s on %s for %s ignored: %s", experiment.key, site, day, error)
     return found
+
+
+def past_weights(document: str | bytes, variants: list[str]) -> Weights:
+    """A past day's published weights for an experiment with ``variants`` now. A variant
+    appended since (docs/assignment.md) got no visitors that day: weight 0, so the report's
+    sample-ratio check and strata keep the weights the proxies followed. A document naming a
+    variant that no longer exists (removed, renamed) is refused: InvalidWeightsError."""
+    try:
+        return allocations.decode(document, variants)
+    except allocations.InvalidWeightsError:
+        named = _pooled_names(document)
+        if named is None or not named < set(variants):
+            raise
+    had = allocations.decode(document, [variant for variant in variants if variant in named])
+    return Weights(
+        day=had.day,
+        pooled=_with_zeros(had.pooled, variants),
+        contexts={value: _with_zeros(own, variants) for value, own in had.contexts.items()},
+        p_best=had.p_best,
+        burn_in=had.burn_in,
+    )
+
+
+def _pooled_names(document: str | bytes) -> set[str] | None:
+    """The variants a weights document's pooled weights name; None if it has none to read
+    (``allocations.decode`` says what is wrong)."""
+    try:
+        parsed = json.loads(document)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    pooled = parsed.get("pooled") if isinstance(parsed, dict) else None
+    return set(pooled) if isinstance(pooled, dict) else None
+
+
+def _with_zeros(weights: allocations.WeightSet, variants: list[str]) -> dict[str, float]:
+    return {variant: weights.get(variant, 0.0) for variant in variants}
 
 
 async def fixed_weights_by_day(

@@ -23,7 +23,8 @@ _ADDRESS = re.compile(
 )
 # not a query already removed: a record may pass a logger's filter and then a handler's
 _QUERY = re.compile(r"\?(?!<query removed>)[^\s'\"]*")
-_QUOTED_BYTES = re.compile(r"(?:bytearray\()?(?<!\w)b(['\"]).*?(?<!\\)\1\)?")
+# a Python bytes repr, b'...' or b"...", whose b starts a token: the b of 'b' or xb'..' does not
+_QUOTED_BYTES = re.compile(r"(?:bytearray\()?(?<![\w'\"])b(['\"]).*?(?<!\\)\1\)?")
 
 
 class LogHygiene(logging.Filter):

@@ -103,3 +103,25 @@ def test_the_filter_rewrites_addresses_queries_and_request_bytes(
     assert record.getMessage() == cleaned
     assert LogHygiene(mode).filter(record)  # the admin's logger filter, then a handler's
     assert record.getMessage() == cleaned
+
+
+@pytest.mark.parametrize(
+    ("line", "cleaned"),
+    [
+        (  # a real bytes repr inside a longer message
+            "Error handling request: message b'GET / HTTP/1.1\\r\\nHost: x\\r\\n' at 3",
+            "Error handling request: message <request bytes removed> at 3",
+        ),
+        ('data b"GET / HTTP/1.1" left', "data <request bytes removed> left"),
+        ("buffer bytearray(b'GET / HTTP/1.1') left", "buffer <request bytes removed> left"),
+        ("[b'GET /', b'x']", "[<request bytes removed>, <request bytes removed>]"),
+        # quoted text whose first letter is b: a string, not bytes
+        ("names ['b', 'c'], the variants are ['b', 'c', 'control']",) * 2,
+        ("names ['a', 'b'] and ['c']",) * 2,
+        ("the keys \"b'\" and 'c'",) * 2,
+        ("hex xb'41' and '42' stay",) * 2,
+        ("'ab', 'bc' and _b'x' stay",) * 2,
+    ],
+)
+def test_only_a_python_bytes_repr_is_removed(line: str, cleaned: str) -> None:
+    assert LogHygiene("full").clean(line) == cleaned

@@ -195,9 +195,15 @@ def measures_of(
         found.append(Measure(name, "conversion", role, better))
         if metric.kind in REPEATABLE:
             found.append(Measure(name, "count", role, better))
-        if metric.value > 0 or (metric.can_carry_revenue and name in recorded):
+        if has_revenue(metric, name, recorded):
             found.append(Measure(name, "revenue", role, better, metric.allow_negative))
     return found
+
+
+def has_revenue(metric: Metric, name: str, recorded: frozenset[str]) -> bool:
+    """Whether the metric ``name`` is measured in revenue: a ``value`` of its own, or a custom
+    event's once some is ``recorded`` (``revenue_recorded``): reports and bandits alike."""
+    return metric.value > 0 or (metric.can_carry_revenue and name in recorded)
 
 
 def revenue_recorded(data: ExperimentData) -> frozenset[str]:
@@ -748,6 +754,10 @@ def _strata(
             in_force, published_days = history[day], published_days + 1
         elif in_force is not None:
             carried_days += 1
+        if in_force is not None and _appended(in_force, everyone, variants):
+            # visitors in an arm the weights in force do not have: a variant was appended this
+            # day, and the proxies dropped the weights that no longer fit for the file's
+            mixed, in_force = True, None
         if mixed:
             mixed_days.append(day)
             excluded = excluded + everyone
@@ -756,7 +766,7 @@ def _strata(
             visitors.append(everyone)
             converted.append(conversions)
             shares.append(file_shares)
-            checked.append(True)
+            checked.append(not mixed)
             continue
         rest, rest_converted = everyone.copy(), conversions.copy()
         for value, own in in_force.contexts.items():
@@ -781,6 +791,17 @@ def _strata(
         checked=np.array(checked, dtype=bool),
         mixed_days=mixed_days,
         excluded=excluded,
+    )
+
+
+def _appended(
+    weights: Weights, visitors: np.ndarray[Any, np.dtype[np.float64]], variants: list[str]
+) -> bool:
+    """Whether an arm has visitors although ``weights`` give it none: a variant appended since
+    they were published (``reports.past_weights`` gives it 0 on the days before it)."""
+    return any(
+        weights.pooled[variant] == 0 and n > 0
+        for variant, n in zip(variants, visitors.tolist(), strict=True)
     )
 
 
