@@ -42,6 +42,7 @@ DEMO_INBOX_SECRET = "whsec_cmVmcmFjdCBkZW1vIGluYm94OiBubyBzZWNyZXQ="
 INBOX_KEY = web.AppKey("demo.inbox", collections.deque[dict[str, Any]])
 INBOX_KEPT = 200
 MAX_DELIVERY = 256 * 1024
+DELIVERY_TIMEOUT_S = 10.0  # the demo inbox waits this long between two reads of a body
 log = logging.getLogger("refract.demo")
 
 
@@ -81,7 +82,7 @@ async def inbox_delivery(request: web.Request) -> web.StreamResponse:
     """A webhook from Refract's automations: verified, then kept (a repeat, by webhook-id, is
     acknowledged again and not kept twice, as the spec asks of receivers)."""
     try:
-        body = await read_whole(request, MAX_DELIVERY)
+        body = await read_whole(request, MAX_DELIVERY, DELIVERY_TIMEOUT_S)
     except BodyTooLargeError:
         raise web.HTTPRequestEntityTooLarge(
             max_size=MAX_DELIVERY, actual_size=request.content_length or MAX_DELIVERY + 1

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from refract.proxy.app_keys import VISITOR_KEY_KEY
 from refract.proxy.forwarding import ClientView
-from refract.proxy.identity import Identity
+from refract.proxy.identity import Identity, unrecorded
 from refract.proxy.personalize import NO_SEGMENT, Personalized, Segment
 from refract.proxy.sites import Site
 from refract.proxy.state import ProxyState
@@ -55,9 +55,22 @@ class Call:
         Once, because a new visitor is given random ids: the cookies a page sets and the events
         it records must name the same visitor. On first use, because assets never ask, and
         reading a visitor's cookies costs more than the rest of an asset's pass through us.
+        A request that may never be recorded (``counted``) is decided as nobody it could
+        reveal the arm of: a throwaway id (identity.unrecorded). One that may not be
+        identified (privacy, no key) stays so: it is in no experiment anyway.
         """
         if self._identity is None:
             request = self.request
             key = request.app[VISITOR_KEY_KEY]
-            self._identity = self.state.identity.identify(request.headers, key)
+            identity = self.state.identity.identify(request.headers, key)
+            self._identity = identity if self.counted or not identity.tracked else unrecorded()
         return self._identity
+
+    @property
+    def counted(self) -> bool:
+        """Whether a page this request gets may be recorded: a ``GET`` (a ``HEAD`` is no page
+        view) from no bot."""
+        request = self.request
+        return request.method == "GET" and not self.state.bots.is_bot(
+            request.headers.get("User-Agent", "")
+        )

@@ -34,7 +34,7 @@ from yarl import URL
 from refract.proxy import codings, metrics
 from refract.proxy.app_keys import EVENT_LOG_KEY, STATE_KEY, VISITOR_KEY_KEY
 from refract.proxy.ratelimit import network_of
-from refract.proxy.request_body import BodyTooLargeError, read_whole
+from refract.proxy.request_body import BodyStalledError, BodyTooLargeError, read_whole
 from refract.proxy.wire import WireResponse, json_answer
 from refract.rules.events import InvalidEvent, check_values, from_beacon, parse_batch
 from refract.rules.ruleset import RuleSet
@@ -94,9 +94,14 @@ async def collect(request: web.Request) -> web.Response:
     if site.key in event_log.full_sites:
         return _refuse(503, "stream_full", "events are not being processed; not accepted")
     try:
-        body = _decoded(await read_whole(request, MAX_BODY), coding)
+        timeout = state.config.server.request_body_timeout
+        body = _decoded(await read_whole(request, MAX_BODY, timeout), coding)
     except BodyTooLargeError:
         return _refuse(413, "too_large", f"a batch is at most {MAX_BODY} bytes")
+    except BodyStalledError:  # the rest may still come: never read as the next request
+        stalled = _refuse(408, "stalled", "the batch took too long to arrive")
+        stalled.force_close()
+        return stalled
     except codings.DecodeError as error:
         return _refuse(400, "invalid", str(error))
     rules = state.rules.rules

@@ -61,7 +61,12 @@ from refract.proxy.origin_cache import (
 )
 from refract.proxy.pages import neutral_page
 from refract.proxy.personalize import NO_SEGMENT, Personalized, Segment, personalize
-from refract.proxy.request_body import BodyTooLargeError, announcing_end, request_body
+from refract.proxy.request_body import (
+    BodyStalledError,
+    BodyTooLargeError,
+    announcing_end,
+    request_body,
+)
 from refract.proxy.rewrite_cache import page_digest
 from refract.proxy.rewrite_time import RewriteTooSlowError
 from refract.proxy.rewriter import Plan
@@ -264,6 +269,8 @@ async def _forward(call: Call, segment_lookup: asyncio.Future[Any] | None) -> we
         body = await request_body(request, state.config.server)
     except BodyTooLargeError:
         return _too_large()
+    except BodyStalledError:
+        return body_stalled()
     began = time.perf_counter()
     asked = await _ask_whole(call, request.method, url, upstream_headers, body)
     if isinstance(asked, web.Response):
@@ -411,6 +418,16 @@ def _too_large() -> web.Response:
     """A request body over ``server.max_request_body``, however it was found out."""
     metrics.REQUEST_REJECTED.labels("body_too_large").inc()
     return neutral_page(413, "The request is too large.")
+
+
+def body_stalled() -> web.Response:
+    """A request body that paused past ``server.request_body_timeout``: 408, and the
+    connection closed, since the rest of the body may still come and must not be read as the
+    next request."""
+    metrics.REQUEST_REJECTED.labels("body_stalled").inc()
+    response = neutral_page(408, "The request took too long to arrive.")
+    response.force_close()
+    return response
 
 
 def _may_redirect(call: Call) -> bool:
@@ -811,7 +828,7 @@ def _page(call: Call, origin: OriginPage) -> web.Response:
     account = measure.account_of(call)
     # A fragment a script fetched into a page (htmx, jQuery's load) gets the edits, so that it
     # shows what the page shows, but no beacon or styles (the page has them) and is no page
-    # view; a whole page fetched so (hx-boost, Turbo) is one.
+    # view (its exposure is recorded, below); a whole page fetched so (hx-boost, Turbo) is one.
     fragment = is_fetched_by_script(request.headers) and not _opens_a_document(origin)
     # Whatever becomes of the rewrite below; a HEAD is no page view.
     human = request.method == "GET" and not fragment and measure.record_pageview(call, account)
@@ -865,7 +882,10 @@ def _page(call: Call, origin: OriginPage) -> web.Response:
         )
         return _unmodified_page(call, origin)
     call.exchange.rewritten = True
-    if human:  # only now: a page served unmodified above showed the visitor no variant
+    # only now: a page served unmodified above showed the visitor no variant. A fragment shows
+    # it too: exposed (the worker keeps a visitor's first exposure), or a script's fetch would
+    # tell a client an id's arm without counting it
+    if human or (fragment and call.counted):
         measure.record_exposures(call, personalized.decision)
     fields = _page_fields(call, origin, etag, coding)
     headers = _with_identity(call, CIMultiDict(fields.read_by_aiohttp))

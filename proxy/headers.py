@@ -274,13 +274,18 @@ def is_fetched_by_script(headers: Mapping[str, str]) -> bool:
     return "HX-Request" in headers or requested_with.lower() == "xmlhttprequest"
 
 
+# RFC 9110 section 5.6.2's token: a disposition type must be one
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]+")
+
+
 def is_download(content_disposition: str | None) -> bool:
     """Whether the body is a file to save, not something to show: any disposition type but
     ``inline``, since RFC 6266 section 4.2 has an unknown type handled as ``attachment`` (as
-    Chromium and Firefox do: ``download``, ``form-data`` save the file). No field, or one
-    with no type, is shown."""
+    Chromium and Firefox do: ``download``, ``form-data`` save the file). No field, one with
+    no type, or one whose type is not a token (``filename=x.html``, ``"inline"``, ``in line``:
+    a field browsers read as invalid, showing the body) is shown."""
     kind = (content_disposition or "").split(";", 1)[0].strip().lower()
-    return kind not in ("", "inline")
+    return _TOKEN.fullmatch(kind) is not None and kind != "inline"
 
 
 def has_control_character(text: str) -> bool:

@@ -118,7 +118,7 @@ class Identity:
     session_id: str | None
     new_visitor: bool
     new_session: bool
-    reason: str  # "tracked", "gpc", "no-consent" or "no-key"
+    reason: str  # "tracked", "gpc", "no-consent", "no-key" or "unrecorded" (a throwaway id)
     # the visitor cookie to set (signed): a new visitor's, or a bare id's signed anew
     visitor_cookie: str = ""
     # the request carried a visitor cookie that was not adopted (not signed by us)
@@ -130,6 +130,14 @@ class Identity:
     @property
     def tracked(self) -> bool:
         return self.visitor_id is not None
+
+
+def unrecorded() -> Identity:
+    """Who a request that is never recorded (a bot's, a HEAD) is decided as: a random id of
+    its own, used once and set nowhere. Decided as the visitor its cookie names, its answer
+    would show which arm that id is in without counting it, and a client could then come
+    back as a browser with only the ids of the arm it wants inflated (docs/events.md)."""
+    return Identity(random_hex(), None, new_visitor=True, new_session=True, reason="unrecorded")
 
 
 class IdentityPolicy:
@@ -202,6 +210,8 @@ class IdentityPolicy:
         names = (self._cookies.visitor, self._cookies.session)
         if identity.reason == "no-key":
             return []  # nothing known of them: their cookies stay for when the key is back
+        if identity.reason == "unrecorded":
+            return []  # a throwaway id; the visitor's own cookies are neither set nor renewed
         if not identity.tracked:
             return [self._cookie(name, "", 0, secure) for name in names if name in identity.carried]
         headers = []

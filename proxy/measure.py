@@ -9,8 +9,10 @@ Apart from rewriting, because the two answer different questions (docs/events.md
   split-URL test sent them away. A page served as the origin sent it showed no variant, and
   counting one would put the visitor in an arm they never saw.
 
-Bots get their pages and are never counted. Recording never costs the visitor their page: a
-failure is counted (``refract_fail_open_total{stage="events"}``) and logged.
+Bots get their pages and are never counted, nor is a ``HEAD``: such a request is decided with
+a throwaway id and sets no cookie (Call.identity), so its answer shows no visitor's arm
+uncounted. Recording never costs the visitor their page: a failure is counted
+(``refract_fail_open_total{stage="events"}``) and logged.
 """
 
 from __future__ import annotations

@@ -147,6 +147,12 @@ class ServerConfig(Section):
         "and header fields); past it the connection is closed, after a 408 when part of a "
         "head came (nginx's client_header_timeout)",
     )
+    request_body_timeout: float = Field(
+        default=60.0,
+        gt=0,
+        description="seconds a request body may pause between two reads; past it the request "
+        "is answered 408 and its connection closed (nginx's client_body_timeout)",
+    )
     keepalive_timeout: float = Field(
         default=620.0,
         gt=0,

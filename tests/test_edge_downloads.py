@@ -27,6 +27,11 @@ PAGE = b"<html><head><title>t</title></head><body><h1>page</h1></body></html>"
         ("foo", True),
         ("form-data; name=x", True),
         ("download; filename=a.html", True),
+        # not a token: a field browsers read as invalid, and show the body
+        ("filename=x.html", False),
+        ('"inline"', False),
+        ("in line", False),
+        ("attachment\u00e9", False),
     ],
 )
 def test_every_disposition_type_but_inline_is_a_download(

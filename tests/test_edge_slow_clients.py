@@ -18,7 +18,7 @@ from aiohttp import web
 from refract.proxy import metrics
 from refract.proxy.app import build_app
 from refract.proxy.server import ProxyRunner, handler_options
-from tests.conftest import clean_redis, make_config
+from tests.conftest import BROWSER, clean_redis, make_config
 from tests.support.metrics import counter
 from tests.support.raw_origin import RawOrigin, page_answer, raw_origin_fixture  # noqa: F401
 
@@ -128,3 +128,32 @@ async def test_a_connection_idle_after_a_request_is_closed_after_the_keepalive_t
     writer.close()
     assert rest == b""
     assert waited < _WAIT_S
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [
+        b"POST /form HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n",
+        b"POST /_refract/collect HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n"
+        b"User-Agent: " + BROWSER.encode() + b"\r\nContent-Length: 100\r\n\r\n{",
+    ],
+    ids=["chunked-to-the-origin", "collect"],
+)
+async def test_a_body_that_stops_coming_is_answered_408_closing_the_connection(
+    edge: Edge, sent: bytes
+) -> None:
+    # nginx's client_body_timeout: a whole head, then a body trickled or stopped (slowloris);
+    # aiohttp then lingers a few seconds for the rest before it closes, so the 408 is read
+    port = await edge(request_body_timeout=SHORT_S, keepalive_timeout=LONG_S)
+    before = counter(metrics.REQUEST_REJECTED, reason="body_stalled")
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    started = time.monotonic()
+    writer.write(sent)
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), _WAIT_S)
+    waited = time.monotonic() - started
+    writer.close()
+    assert head.startswith(b"HTTP/1.1 408 ")
+    assert b"\r\nConnection: close" in head
+    assert SHORT_S * 0.8 < waited < _WAIT_S
+    if b"/form" in sent:  # collect counts its refusals apart
+        assert counter(metrics.REQUEST_REJECTED, reason="body_stalled") == before + 1

@@ -20,7 +20,7 @@ from refract.proxy.origin_cache import (
     is_storable,
 )
 from refract.proxy.wire import PreparedFields
-from tests.conftest import ProxyFactory
+from tests.conftest import BROWSER, ProxyFactory
 from tests.origin import CONDITIONALS, VERSION
 
 
@@ -250,7 +250,11 @@ async def test_each_visitor_of_a_kept_page_gets_the_same_fields_and_only_their_o
     answers = []
     for _ in range(3):
         client.session.cookie_jar.clear()  # a new visitor each time
-        answers.append(await client.get("/validated", params={"cc": "max-age=600"}))
+        answers.append(
+            await client.get(
+                "/validated", params={"cc": "max-age=600"}, headers={"User-Agent": BROWSER}
+            )
+        )
     assert asked(origin) == [None]  # the page's fields were made once, then copied
     cookies = [answer.headers.getall("Set-Cookie") for answer in answers]
     visitors = [[c for c in each if c.startswith("rf_vid=")] for each in cookies]

@@ -299,7 +299,7 @@ async def test_split_url_redirect_is_an_exposure_and_sets_the_visitor_cookie(
     recorded = await exposures(client)  # the control visitors before were exposed too
     assert [(e["experiment"], e["variant"]) for e in recorded].count(("split", "alt")) == 1
     assert recorded[-1]["visitor"] == f"{redirected:032x}"
-    new_visitor = await client.get("/page", allow_redirects=False)
+    new_visitor = await client.get("/page", allow_redirects=False, headers={"User-Agent": BROWSER})
     assert "rf_vid=" in " ".join(new_visitor.headers.getall("Set-Cookie"))
 
 
