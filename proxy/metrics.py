@@ -57,8 +57,8 @@ FAIL_OPEN = Counter(
     "page's styles left out, the page having no head, body or end in the data state; "
     "rewrite_time: a page whose rewrite overran sites.max_rewrite_seconds (or did within 10 "
     "minutes), served unmodified; xml_name: a set_attribute left out of a page served as XHTML, "
-    "its name not one an XML parser takes; xml_markup: a markup change left out of a page "
-    "served as XHTML, its markup not one XML can hold.",
+    "its name not one an XML parser takes; xml_markup: a markup change or style left out of "
+    "a page served as XHTML, its text not one XML can hold or its markup beside the root.",
     ["stage"],
 )
 REWRITE_SKIPPED = Counter(

@@ -22,9 +22,11 @@ proxy/element_extent.py), stage ``implied_end``.
 
 In a page served as XHTML, markup an edit inserts is written as XML (rules/markup.py,
 ``xml_fragment``), once per value and element it is read in; one that XML cannot hold (a
-name or a character it does not take) is left out, stage ``xml_markup``: the browser would
-show an error instead of the page. So is a ``set_attribute`` whose name XML does not take,
-stage ``xml_name``.
+name it does not take or that is not ASCII, a character it does not take), or that would
+stand before or after the root ``<html>``, is left out, stage ``xml_markup``: the browser
+would show an error instead of the page. There a style's text is escaped as XML (``&`` as
+``&amp;``), and one holding a character XML does not take is left out, stage ``xml_markup``
+too; a ``set_attribute`` whose name XML does not take is left out, stage ``xml_name``.
 
 Nor does the tail go into a page whose ``<meta http-equiv="Content-Security-Policy">`` would
 block it (proxy/csp.py; the header's policies are the handler's to judge, per response): stage
@@ -45,7 +47,13 @@ import lolhtml
 
 from refract.proxy import csp, element_extent, foreign_content, metrics, rewrite_time, xml_cdata
 from refract.proxy.element_extent import EXTENT_ACTIONS, Match, may_end_early
-from refract.rules.markup import XHTML_NAMESPACE, XML_ATTRIBUTE_NAME, beside_context, xml_fragment
+from refract.rules.markup import (
+    XHTML_NAMESPACE,
+    XML_ATTRIBUTE_NAME,
+    beside_context,
+    xml_fragment,
+    xml_text,
+)
 from refract.rules.token_contexts import CLASS_SEPARATOR, refused_elements, selector_subjects
 
 _HTML = lolhtml.ContentType.HTML
@@ -176,9 +184,10 @@ class _EditHandler:
         if not self._run.xml:
             return ascii_markup(self._edit.value)
         tag, namespace = element.tag_name, element.namespace_uri
-        if self._edit.action in _BESIDE_ACTIONS:
-            tag, namespace = beside_context(tag, namespace)
-        return _xml_markup(self._edit.value, tag, namespace)
+        if self._edit.action not in _BESIDE_ACTIONS:
+            return _xml_markup(self._edit.value, tag, namespace)
+        parent = beside_context(tag, namespace)  # None beside the root: nowhere to write it
+        return None if parent is None else _xml_markup(self._edit.value, *parent)
 
     def _refuses(self, element: lolhtml.Element) -> bool:
         return False
@@ -426,16 +435,16 @@ def _rewrite(page: bytes, plan: Plan, run: _Run, deadline: rewrite_time.Deadline
     rewriter = lolhtml.HTMLRewriter(lambda chunk: chunks.append(bytes(chunk)))
     for index, edit in enumerate(plan.edits):
         rewriter.on(edit.selector, _handler(edit, index, run))
-    styles = _Styles(ascii_markup("".join(f"<style>{css}</style>" for css in plan.styles)))
-    if plan.styles:
+    styles = _Styles(_style_elements(plan.styles, run))
+    if styles.markup:
         rewriter.on("head", styles.head)
     end = _Tail(ascii_markup(plan.tail))
-    probed = bool(plan.tail or plan.styles)  # both may go at the end of the page
+    probed = bool(plan.tail or styles.markup)  # both may go at the end of the page
     if plan.tail:
         rewriter.on("meta[http-equiv]", _MetaPolicies(end))
     if probed:
         rewriter.on("body", end)
-    if plan.styles:
+    if styles.markup:
         rewriter.on("body", styles.body)
     rewrite_time.write(rewriter, page, deadline)
     if probed:
@@ -445,11 +454,23 @@ def _rewrite(page: bytes, plan: Plan, run: _Run, deadline: rewrite_time.Deadline
     if probed:
         output = _without_probe(output, end)
     at_end = end.in_data_state and not run.xml
-    if plan.styles:
+    if styles.markup:
         output = styles.placed(output, run, at_end)
     if plan.tail:
         output = _with_tail(output, ascii_markup(plan.tail).encode("ascii"), end, run, at_end)
     return output
+
+
+def _style_elements(styles: tuple[str, ...], run: _Run) -> str:
+    """The plan's styles as ``<style>`` elements, ASCII. In an XHTML page their text is
+    escaped as XML, which the XML parser gives the style back as written (a ``&`` in a URL's
+    query is a fatal error there); a text XML cannot hold is left out, stage ``xml_markup``.
+    Pages served as HTML get the text as written."""
+    if not run.xml:
+        return ascii_markup("".join(f"<style>{css}</style>" for css in styles))
+    written = [xml_text(css) for css in styles]
+    run.fail_opens.extend("xml_markup" for text in written if text is None)
+    return ascii_markup("".join(f"<style>{text}</style>" for text in written if text is not None))
 
 
 def _without_probe(output: bytes, end: _Tail) -> bytes:

@@ -11,6 +11,11 @@ XML parser: an HTML parse (lexbor's, a browser engine's) of what the marketer wr
 back as XML, so that the page stays well-formed and the browser builds the tree it would
 have built from the markup in an HTML page. It runs in the proxy, once per value and element
 it goes into (proxy/rewriter.py keeps what it wrote).
+
+Element and attribute names in markup must be ASCII (``markup_name_problem``): the rewriter
+writes every insertion in ASCII, a character outside it as a reference, so that it is right
+in a page of any encoding; but a reference is no part of a name. ``data-&#233;`` is an
+attribute of that name to an HTML parser, and a fatal error to an XML one.
 """
 
 from __future__ import annotations
@@ -107,6 +112,32 @@ def markup_problem(markup: str) -> str:
     if checker.open:
         return f"<{checker.open[-1]}> is never closed"
     return ""
+
+
+def markup_name_problem(markup: str) -> str:
+    """Why ``markup`` names an element or attribute the rewriter cannot write (one that is not
+    ASCII), or "": the names as a browser reads them (lexbor's HTML parse, in a <body>),
+    inside SVG, MathML and templates too."""
+    for kind, name in _names(_parsed(markup, "body", XHTML_NAMESPACE).root):
+        if not name.isascii():
+            return f'the {kind} name "{name}" is not ASCII'
+    return ""
+
+
+def _names(first: LexborNode | None) -> Iterator[tuple[str, str]]:
+    """("element" or "attribute", name) for ``first``, its next siblings and all they hold."""
+    stack = [first]
+    while stack:
+        node = stack.pop()
+        if node is None:
+            continue
+        stack.append(node.next)
+        if node.is_element_node:
+            yield "element", node.tag or ""
+            yield from (("attribute", name) for name in node.attributes)
+            stack.append(node.first_child)
+            if node.tag == "template":
+                stack.extend(fragment.first_child for fragment in node.template_fragments())
 
 
 def token_problem(text: str) -> str:
@@ -247,9 +278,12 @@ class _Element:
     is_context: bool = False
 
 
-def beside_context(tag: str, namespace: str) -> tuple[str, str]:
+def beside_context(tag: str, namespace: str) -> tuple[str, str] | None:
     """The element a browser reads markup in that is put before or after a ``tag`` element:
-    its parent, as far as the element alone tells."""
+    its parent, as far as the element alone tells. None beside the root ``<html>``: in XML,
+    markup there would be a second root, and the page not well-formed."""
+    if (tag, namespace) == ("html", XHTML_NAMESPACE):
+        return None
     if namespace in _ROOTS and tag != _ROOTS[namespace]:
         return _ROOTS[namespace], namespace
     return _TABLE_PARENTS.get(tag, "body"), XHTML_NAMESPACE
@@ -261,7 +295,8 @@ def xml_fragment(markup: str, context: str, namespace: str = XHTML_NAMESPACE) ->
     they stand for, the text of scripts and styles escaped, each element in its namespace
     (declared on the markup's top elements and where it changes). None when XML cannot hold
     what the parse read: an element or attribute name XML does not take (``<a:b>``,
-    ``@click``), a character it cannot hold (a form feed), a comment holding ``--``."""
+    ``@click``) or one that is not ASCII (the module's docstring), a character it cannot hold
+    (a form feed), a comment holding ``--``."""
     if namespace not in _LEXBOR_NAMESPACES:
         namespace = XHTML_NAMESPACE
     try:
@@ -318,7 +353,7 @@ def _xml_nodes(first: LexborNode | None, context: _Element) -> Iterator[str]:
 
 def _element(node: LexborNode, parent: _Element) -> _Element:
     tag = node.tag or ""
-    if not NC_NAME.fullmatch(tag):
+    if not _writable_name(tag, NC_NAME):
         raise _NotXmlError(f"<{tag}> is no XML name")
     attributes = node.attributes
     return _Element(tag, _namespace(tag, attributes, parent), attributes)
@@ -381,11 +416,17 @@ def _xml_attribute(name: str, value: str, namespace: str) -> dict[str, str]:
     declare what the element's tree is in, else XML would read another tree."""
     if {"xmlns": namespace, "xmlns:xlink": _XLINK_NAMESPACE}.get(name) == value:
         return {name: value}
-    if name.startswith("xlink:") and namespace != XHTML_NAMESPACE and NC_NAME.fullmatch(name[6:]):
+    is_xlink = name.startswith("xlink:") and _writable_name(name[6:], NC_NAME)
+    if is_xlink and namespace != XHTML_NAMESPACE:
         return {"xmlns:xlink": _XLINK_NAMESPACE, name: value}
-    if name.startswith("xmlns") or not XML_ATTRIBUTE_NAME.fullmatch(name):
+    if name.startswith("xmlns") or not _writable_name(name, XML_ATTRIBUTE_NAME):
         raise _NotXmlError(f"{name} is no XML attribute name")
     return {name: value}
+
+
+def _writable_name(name: str, pattern: re.Pattern[str]) -> bool:
+    """Whether ``name`` is one XML takes, and in ASCII (a reference is no part of a name)."""
+    return name.isascii() and pattern.fullmatch(name) is not None
 
 
 def _comment_data(node: LexborNode) -> str:
@@ -401,6 +442,16 @@ def _self_closed(element: _Element, content: LexborNode | None) -> bool:
     if element.namespace == XHTML_NAMESPACE:
         return element.tag in VOID_ELEMENTS
     return content is None
+
+
+def xml_text(text: str) -> str | None:
+    """``text`` as XML character data (``&``, ``<`` and ``>`` escaped), which an XML parser
+    reads back as ``text``: an ``inject_style``'s, written in a page served as XHTML. None
+    when it holds a character XML cannot hold (a form feed)."""
+    try:
+        return _xml_characters(text).translate(_TEXT_ESCAPES)
+    except _NotXmlError:
+        return None
 
 
 def _xml_characters(text: str) -> str:

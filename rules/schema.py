@@ -27,7 +27,7 @@ from pydantic import (
 
 from refract.rules import fields, patterns
 from refract.rules.events import LONE_SURROGATE, MAX_VALUE
-from refract.rules.markup import browser_selector_problem
+from refract.rules.markup import browser_selector_problem, markup_name_problem
 
 KEY_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 KEY_HINT = "lowercase letters, digits, - and _, starting with a letter or digit"
@@ -52,7 +52,7 @@ Action = Literal[
     "inject_style",
     "redirect",
 ]
-# Actions whose value is markup, checked for balance when the rules load.
+# Actions whose value is markup, checked for balance and ASCII names when the rules load.
 HTML_ACTIONS = frozenset(
     {"set_html", "insert_before", "insert_after", "prepend", "append", "replace"}
 )
@@ -337,6 +337,16 @@ class Change(Table):
         description='for set_attribute and remove_attribute: the name, e.g. "data-track-id", '
         "with no whitespace, quotes, controls or / < = >",
     )
+
+    @field_validator("value")
+    @classmethod
+    def _markup_names(cls, value: str, info: ValidationInfo) -> str:
+        """A markup value names elements and attributes in ASCII (rules/markup.py): written
+        as a reference, another character would make another name in an HTML page, and an
+        XHTML page not well-formed."""
+        if info.data.get("action") in HTML_ACTIONS and (found := markup_name_problem(value)):
+            raise ValueError(f"{found}: element and attribute names in markup must be ASCII")
+        return value
 
     @field_validator("attribute")
     @classmethod

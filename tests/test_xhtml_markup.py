@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 
 from refract.proxy import metrics
 from refract.proxy.rewriter import Edit, PageRewriter, Plan, ascii_markup
-from refract.rules.markup import xml_fragment
+from refract.rules.markup import xml_fragment, xml_text
 from refract.rules.schema import HTML_ACTIONS
 from tests.conftest import BROWSER, ProxyFactory
 from tests.support.metrics import counter
@@ -303,6 +303,15 @@ PIECES = [
     "<my-widget>",
     "<font color=red>",
     "</",
+    # names XML takes but that are not ASCII (written as references, they were errors)
+    "<p data-\u00e9=1>",
+    " \u00e9=",
+    "\u00b7",
+    "\u0300",
+    "<x-",
+    # what CSS holds: a URL's query, a comparison
+    "url(/a.png?w=1&h=2)",
+    "]]>&<",
 ]
 FRAGMENTS = st.lists(st.one_of(st.sampled_from(PIECES), st.text(max_size=3)), max_size=25).map(
     "".join
@@ -310,10 +319,21 @@ FRAGMENTS = st.lists(st.one_of(st.sampled_from(PIECES), st.text(max_size=3)), ma
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(markup=FRAGMENTS, action=st.sampled_from(sorted(HTML_ACTIONS)))
-def test_any_markup_keeps_an_xhtml_page_well_formed(markup: str, action: str) -> None:
-    output = PageRewriter().rewrite(PAGE, Plan(edits=(Edit(action, "p#target", markup),)), xml=True)
-    lxml.etree.fromstring(output)
+@given(
+    markup=FRAGMENTS,
+    action=st.sampled_from(sorted(HTML_ACTIONS)),
+    selector=st.sampled_from(["p#target", "html", "body", "title"]),
+    style=FRAGMENTS,
+)
+def test_any_markup_and_style_keep_an_xhtml_page_well_formed(
+    markup: str, action: str, selector: str, style: str
+) -> None:
+    plan = Plan(edits=(Edit(action, selector, markup),), styles=(style,))
+    output = PageRewriter().rewrite(PAGE, plan, xml=True)
+    document = lxml.etree.fromstring(output)
+    if selector == "p#target":  # the head left as it was: the style is in it, as written
+        styles = [element.text or "" for element in document.iter(f"{{{XHTML}}}style")]
+        assert style in styles or xml_text(style) is None
 
 
 # --- through the proxy ----------------------------------------------------------------------
