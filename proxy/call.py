@@ -68,9 +68,10 @@ class Call:
 
     @property
     def counted(self) -> bool:
-        """Whether a page this request gets may be recorded: a ``GET`` (a ``HEAD`` is no page
-        view) from no bot."""
+        """Whether this request is the visitor's own, to record and to set their cookies on:
+        any request from no bot but a ``HEAD`` (no page view, yet the fields of a page's
+        ``HEAD`` would tell its variant). Pages are rewritten for ``GET`` and ``HEAD`` only."""
         request = self.request
-        return request.method == "GET" and not self.state.bots.is_bot(
+        return request.method != "HEAD" and not self.state.bots.is_bot(
             request.headers.get("User-Agent", "")
         )
