@@ -40,9 +40,8 @@ from refract.analytics.stats.bandit import (
     allocate_conversions,
     allocate_means,
 )
-from refract.analytics.stats.data import ExperimentData
+from refract.analytics.stats.data import ExperimentData, has_revenue, revenue_recorded
 from refract.analytics.stats.moments import safe_divide
-from refract.analytics.stats.report import has_revenue, revenue_recorded
 from refract.rules import allocations, fields, keyspace
 from refract.rules.allocations import Weights
 from refract.rules.decisions import live
@@ -78,7 +77,7 @@ def by_revenue(metric: Metric, recorded: frozenset[str]) -> bool:
     """Whether the weights follow revenue per visitor rather than the conversion rate: when a
     visitor's revenue varies (a track call's value, repeated conversions) and the metric has
     revenue as the report measures it: a ``value`` of its own, or a custom event's once some
-    is ``recorded`` (stats/report.revenue_recorded). A fixed value per single conversion makes
+    is ``recorded`` (stats/data.revenue_recorded). A fixed value per single conversion makes
     revenue a multiple of the rate, whose Beta posterior is exact."""
     varies = metric.kind == "event" or metric.repeatable
     return varies and has_revenue(metric, metric.key, recorded)

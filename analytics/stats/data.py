@@ -18,6 +18,7 @@ import redis.asyncio as redis
 from numpy.typing import NDArray
 
 from refract.rules import keyspace
+from refract.rules.schema import Metric
 
 Array = NDArray[np.float64]
 VISITOR_STATS = keyspace.EXPOSURE_STATS
@@ -117,3 +118,19 @@ async def load(
     raw: dict[bytes, bytes] = await client.hgetall(keyspace.aggregates(site, experiment))  # type: ignore[assignment]
     fields = {name.decode(): float(value) for name, value in raw.items()}
     return parse(fields, variants, metrics)
+
+
+def has_revenue(metric: Metric, name: str, recorded: frozenset[str]) -> bool:
+    """Whether the metric ``name`` is measured in revenue: a ``value`` of its own, or a custom
+    event's once some is ``recorded`` (``revenue_recorded``): reports and bandits alike."""
+    return metric.value > 0 or (metric.can_carry_revenue and name in recorded)
+
+
+def revenue_recorded(data: ExperimentData) -> frozenset[str]:
+    """The metrics some exposed visitor has revenue on, in any cell (Σx² > 0: a visitor's
+    total is not 0, whatever the signs of their values)."""
+    squares = data.outcomes.get(keyspace.OutcomeStat.REVENUE_SQUARES)
+    if squares is None or squares.size == 0:
+        return frozenset()
+    per_metric = np.any(squares.reshape(-1, len(data.metrics)) > 0, axis=0)
+    return frozenset(metric for metric, has in zip(data.metrics, per_metric, strict=True) if has)

@@ -58,7 +58,7 @@ import numpy as np
 
 from refract.analytics.stats import frozen_looks
 from refract.analytics.stats.cuped import FALLBACKS
-from refract.analytics.stats.data import ExperimentData, day_start
+from refract.analytics.stats.data import ExperimentData, day_start, has_revenue, revenue_recorded
 from refract.analytics.stats.engine import (
     CUPED_APPLIED,
     EXACT,
@@ -198,22 +198,6 @@ def measures_of(
         if has_revenue(metric, name, recorded):
             found.append(Measure(name, "revenue", role, better, metric.allow_negative))
     return found
-
-
-def has_revenue(metric: Metric, name: str, recorded: frozenset[str]) -> bool:
-    """Whether the metric ``name`` is measured in revenue: a ``value`` of its own, or a custom
-    event's once some is ``recorded`` (``revenue_recorded``): reports and bandits alike."""
-    return metric.value > 0 or (metric.can_carry_revenue and name in recorded)
-
-
-def revenue_recorded(data: ExperimentData) -> frozenset[str]:
-    """The metrics some exposed visitor has revenue on, in any cell (Σx² > 0: a visitor's
-    total is not 0, whatever the signs of their values)."""
-    squares = data.outcomes.get(keyspace.OutcomeStat.REVENUE_SQUARES)
-    if squares is None or squares.size == 0:
-        return frozenset()
-    per_metric = np.any(squares.reshape(-1, len(data.metrics)) > 0, axis=0)
-    return frozenset(metric for metric, has in zip(data.metrics, per_metric, strict=True) if has)
 
 
 def sample_of(data: ExperimentData, measures: list[Measure]) -> Sample:
