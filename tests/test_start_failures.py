@@ -252,10 +252,22 @@ def test_a_child_that_came_up_is_restarted_whatever_its_exit(
     monkeypatch.setattr(supervising, "_START_WINDOW_S", 0.3)
     monkeypatch.setattr(supervising, "_MAX_START_FAILURES", 1)
     child = Child("proxy-0", fail_after_a_while)
-    stop = threading.Timer(6, os.kill, (os.getpid(), signal.SIGTERM))
-    stop.start()
+    stopping = threading.Event()
+
+    def stop_once_restarted() -> None:
+        # a spawned child imports this module before it runs: seconds on a loaded machine, so
+        # the node is stopped once the child was restarted (or after a minute), not at a time
+        deadline = time.monotonic() + 60
+        while child.restarts < 1 and time.monotonic() < deadline and not stopping.is_set():
+            time.sleep(0.05)
+        if not stopping.is_set():
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    stopper = threading.Thread(target=stop_once_restarted, daemon=True)
+    stopper.start()
     try:
         assert Supervisor([child], graceful_timeout=1).run() == 0
     finally:
-        stop.cancel()
+        stopping.set()
+        stopper.join()
     assert child.restarts >= 1  # with _MAX_START_FAILURES = 1, given up on had it not come up
