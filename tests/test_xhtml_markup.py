@@ -19,7 +19,6 @@ from typing import Any
 import html5lib  # type: ignore[import-untyped]
 import lxml.etree
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import TestServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -28,8 +27,9 @@ from refract.proxy import metrics
 from refract.proxy.rewriter import Edit, PageRewriter, Plan, ascii_markup
 from refract.rules.markup import xml_fragment, xml_text
 from refract.rules.schema import HTML_ACTIONS
-from tests.conftest import BROWSER, ProxyFactory
+from tests.conftest import ProxyFactory
 from tests.support.metrics import counter
+from tests.support.xhtml import served, xhtml_origin
 from tests.test_token_safety import HEADER
 
 XHTML = "http://www.w3.org/1999/xhtml"
@@ -355,29 +355,18 @@ changes = [
 """
 
 
-async def xhtml_page(_: web.Request) -> web.Response:
-    return web.Response(body=ORIGIN_PAGE, content_type="application/xhtml+xml")
-
-
 @pytest.fixture
 async def origin(aiohttp_server: Any) -> TestServer:
     """An origin whose pages are XHTML, served as XML."""
-    app = web.Application()
-    app.router.add_get("/page", xhtml_page)
-    server: TestServer = await aiohttp_server(app)
-    return server
+    return await xhtml_origin(aiohttp_server, ORIGIN_PAGE)
 
 
 async def test_a_served_xhtml_page_with_markup_parses_as_the_browser_reads_it(
     proxy: ProxyFactory, tmp_path: Path
 ) -> None:
-    directory = tmp_path / "rules"
-    directory.mkdir()
-    (directory / "rules.toml").write_text(RULES)
-    client = await proxy(rules={"directory": str(directory)})
-    response = await client.get("/page", headers={"User-Agent": BROWSER})
-    assert response.status == 200
-    document = xml.dom.minidom.parseString(await response.read())  # raises if not well-formed
+    document = xml.dom.minidom.parseString(
+        await served(proxy, tmp_path, RULES)
+    )  # raises if not well-formed
     note, note2 = document.getElementsByTagNameNS(XHTML, "p")
     assert list(children(note)) == as_html_reads("Line<br>two&nbsp;x &copy; <img src=/a.png>", "p")
     assert list(children(note2)) == [("text", "nbsp\u00a0copy\u00a9 amp& lt<")]

@@ -20,7 +20,6 @@ from typing import Any
 
 import lxml.etree
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from refract.proxy import metrics
@@ -29,8 +28,9 @@ from refract.rules.config import Config
 from refract.rules.problems import InvalidFileError
 from refract.rules.ruleset import load_rules
 from refract.rules.schema import HTML_ACTIONS
-from tests.conftest import BROWSER, AdminFactory, ProxyFactory, clean_redis
+from tests.conftest import AdminFactory, ProxyFactory, clean_redis
 from tests.support.metrics import counter
+from tests.support.xhtml import served, xhtml_origin
 from tests.test_token_safety import HEADER
 
 XHTML = "{http://www.w3.org/1999/xhtml}"
@@ -225,29 +225,16 @@ changes = [
 """
 
 
-async def xhtml_page(_: web.Request) -> web.Response:
-    return web.Response(body=PAGE, content_type="application/xhtml+xml")
-
-
 @pytest.fixture
 async def origin(aiohttp_server: Any) -> TestServer:
     """An origin whose page is XHTML, served as XML."""
-    app = web.Application()
-    app.router.add_get("/page", xhtml_page)
-    server: TestServer = await aiohttp_server(app)
-    return server
+    return await xhtml_origin(aiohttp_server, PAGE)
 
 
 async def test_a_served_xhtml_page_with_a_style_and_markup_beside_its_root_parses(
     proxy: ProxyFactory, tmp_path: Path
 ) -> None:
-    directory = tmp_path / "rules"
-    directory.mkdir()
-    (directory / "rules.toml").write_text(RULES)
-    client = await proxy(rules={"directory": str(directory)})
-    response = await client.get("/page", headers={"User-Agent": BROWSER})
-    assert response.status == 200
-    document = lxml.etree.fromstring(await response.read())
+    document = lxml.etree.fromstring(await served(proxy, tmp_path, RULES))
     assert [style.text for style in document.iter(f"{XHTML}style")] == [STYLES[0]]
     assert [h1.text for h1 in document.iter(f"{XHTML}h1")] == ["New"]
     assert not list(document.iter(f"{XHTML}p"))

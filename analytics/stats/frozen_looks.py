@@ -114,10 +114,7 @@ def frozen_array(
     """The stored looks' z shaped as the comparison, ``[day, variant - 1, segment, measure]``,
     nan where none (every segment but ``all``)."""
     found = np.full((len(days), len(variants) - 1, segments, len(measures)), np.nan)
-    for (d, v, m), look in looks_of(days, variants, measures):
-        if look in stored:
-            found[d, v, CONFIRMATORY, m] = stored[look]
-    return found
+    return _filled(found, stored, looks_of(days, variants, measures))
 
 
 def frozen_floors(
@@ -132,7 +129,14 @@ def frozen_floors(
     where no look is stored."""
     found = frozen_array(stored, days, variants, measures, segments)
     found = np.where(np.isnan(found), np.nan, 0.0)
-    for (d, v, m), look in looks_of(days, variants, measures, FLOOR):
+    return _filled(found, stored, looks_of(days, variants, measures, FLOOR))
+
+
+def _filled(
+    found: Array, stored: Mapping[Look, float], looks: list[tuple[tuple[int, int, int], Look]]
+) -> Array:
+    """``found`` with each of ``looks`` that is ``stored`` put in its cell of ``all``."""
+    for (d, v, m), look in looks:
         if look in stored:
             found[d, v, CONFIRMATORY, m] = stored[look]
     return found
