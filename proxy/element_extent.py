@@ -9,7 +9,7 @@ end tags (``</li>``, ``</p>``, ``</td>``, ``</head>``) by design. An XHTML page 
 has the opposite problem: ``<p/>`` is an empty element there and an open one for lol-html, and
 so is a ``<script/>`` inside it, whose raw text would run to the end of the page.
 
-So an edit whose effect depends on where its element ends (``EXTENT_ACTIONS``) on an element
+So an edit whose effect depends on where its element ends (``depends_on_extent``) on an element
 whose end may be read differently (``may_end_early``) is checked before it is applied: a
 marking pass puts a comment before and after each such element as lol-html reads it. An
 element that is a start tag, text and its own end tag is read alike; else the marked page is
@@ -36,6 +36,9 @@ Match = tuple[int, int]  # (the edit's index in the plan, the element's ordinal 
 
 # Where each edit's effect ends: at the element's end (its content, or after it).
 EXTENT_ACTIONS = frozenset({"set_text", "set_html", "remove", "replace", "append", "insert_after"})
+# In XML, ``prepend`` too: an element written empty (``<div/>``) has no content there, and
+# lol-html reads what follows as its content, so the markup would go after the element.
+_XML_EXTENT_ACTIONS = EXTENT_ACTIONS | {"prepend"}
 # Those that take or pass the end tag too: wrong where lol-html took a parent's end tag for
 # the element's own (``<div><p>Sale</div>``), which the others keep where it is.
 _PAST_THE_END_TAG = frozenset({"remove", "replace", "insert_after"})
@@ -78,6 +81,12 @@ _XML_EMPTY_RAW_TEXT = re.compile(
     rb"(?:\s+[^\s=/>]+\s*=\s*(?:\"[^\"]*\"|'[^']*'))*\s*/>",
     re.IGNORECASE,
 )
+
+
+def depends_on_extent(action: str, xml: bool) -> bool:
+    """Whether an edit's effect depends on where its element ends, in a page read as XML
+    (``xml``) or as HTML."""
+    return action in (_XML_EXTENT_ACTIONS if xml else EXTENT_ACTIONS)
 
 
 def may_end_early(element: lolhtml.Element, xml: bool) -> bool:

@@ -15,14 +15,26 @@ which elements take no content (a mark appended to each comes back only from one
 content), and only those get an end tag. Whether a page needs the copy is remembered by its
 digest (``source``): a page is rewritten for many plans (variants, visitors' tokens), and the
 answer is the bytes', not the plan's.
+
+Foreign content also hides a script: a ``<script>`` in SVG or MathML (outside an HTML
+integration point such as ``<foreignObject>`` or ``<mi>``) is theirs, and never runs; nor does
+one in a ``<template>``'s contents, or one after a frameset document's end (the parser drops
+it). A browser reads ``</body>`` inside an open ``<svg>`` as no end of it, so a tail written
+before a page's ``</body>`` can be such a script. ``runs_a_script_at`` asks lexbor (an HTML5
+parser, as a browser reads the page) where one lands; only for a page whose ``<svg>``,
+``<math>`` or ``<template>`` start and end tags do not pair up, or that holds a
+``<frameset>`` (``may_hide_a_script``, remembered by digest like the copy): a page of closed
+inline icons costs no parse.
 """
 
 from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Iterable
 
 import lolhtml
+from selectolax.lexbor import LexborHTMLParser
 
 from refract.proxy import rewrite_time
 from refract.proxy.lru import ByteBoundedLRU
@@ -43,6 +55,18 @@ _END_TAGS = tuple(f"</{name} {_ATTRIBUTE}>".encode("ascii") for name in ("svg", 
 # Whether a page needs the copy, by its (length, digest), each counted as one (4,096 of them
 # take under a megabyte).
 _NEEDS_COPY: ByteBoundedLRU[tuple[int, bytes], bool] = ByteBoundedLRU(4096)
+# Whether a script in a page may be hidden (``may_hide_a_script``), remembered alike.
+_MAY_HIDE: ByteBoundedLRU[tuple[int, bytes], bool] = ByteBoundedLRU(4096)
+# The elements a script can be hidden in, each a start tag that must meet its end tag.
+_HIDING = tuple((b"<" + name, b"</" + name) for name in (b"svg", b"math", b"template"))
+_SCRIPT_PROBE_ATTRIBUTE = f"data-refract-script-{_TOKEN}"
+_SCRIPT_PROBE = f"<script {_SCRIPT_PROBE_ATTRIBUTE}></script>".encode("ascii")
+# Elements whose content a start tag is HTML in (HTML integration points): SVG's, and
+# MathML's text integration points (<annotation-xml> only with an encoding: taken for none).
+_HTML_INSIDE = {
+    "svg": frozenset({"foreignobject", "desc", "title"}),
+    "math": frozenset({"mi", "mo", "mn", "ms", "mtext"}),
+}
 
 
 class _Places:
@@ -102,3 +126,46 @@ def without_end_tags(output: bytes) -> bytes:
     for end_tag in _END_TAGS:
         output = output.replace(end_tag, b"")
     return output
+
+
+def may_hide_a_script(page: bytes) -> bool:
+    """Whether a script written in ``page`` may be one a browser never runs: its ``<svg>``,
+    ``<math>`` or ``<template>`` start tags outnumber their end tags, or it has a frameset.
+    (Counted in the bytes, comments and scripts too: a count that differs only asks lexbor.)"""
+    key = page_key(page)
+    may_hide = _MAY_HIDE.get(key)
+    if may_hide is None:
+        lower = page.lower()
+        may_hide = b"<frameset" in lower or any(
+            lower.count(start) != lower.count(end) for start, end in _HIDING
+        )
+        _MAY_HIDE.put(key, may_hide, 1)
+    return may_hide
+
+
+def runs_a_script_at(page: bytes, at: int, deadline: rewrite_time.Deadline | None = None) -> bool:
+    """Whether a ``<script>`` written at ``at`` in ``page`` is one a browser runs: an HTML
+    element of the document, not of a template's contents, nor in SVG or MathML."""
+    text = (page[:at] + _SCRIPT_PROBE).decode("latin-1")
+    tree = rewrite_time.parse_within(lambda: LexborHTMLParser(text), deadline)
+    probe = tree.css_first(f"[{_SCRIPT_PROBE_ATTRIBUTE}]")
+    if probe is None:
+        return False  # in a template's contents, or dropped (after a frameset)
+    ancestors = []
+    node = probe.parent
+    while node is not None:
+        ancestors.append((node.tag or "").lower())
+        node = node.parent
+    return _content_namespace(reversed(ancestors)) == "html"
+
+
+def _content_namespace(ancestors: Iterable[str]) -> str:
+    """The namespace a start tag gets inside ``ancestors`` (outermost first), as the HTML tree
+    builder gives it: "html", "svg" or "math"."""
+    namespace = "html"
+    for tag in ancestors:
+        if namespace == "html":
+            namespace = tag if tag in _HTML_INSIDE else "html"
+        elif tag in _HTML_INSIDE[namespace]:
+            namespace = "html"
+    return namespace

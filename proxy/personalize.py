@@ -207,7 +207,16 @@ def fill_tokens(change: Change, values: Mapping[str, Value]) -> str:
     return "".join(pieces) + change.value[end:]
 
 
+# A token's value is cut to this many characters (docs/rules.md): it is the visitor's, and
+# written once for every element an edit matches, so a long one (a link's 30 KB utm_term)
+# made a listing page's answer tens of megabytes. UTM values and the like are far shorter.
+MAX_TOKEN_VALUE_CHARS = 256
+
+
 def _token_value(match: re.Match[str], values: Mapping[str, Value]) -> str:
-    """The visitor's value of a token, or its default ("" when it has none)."""
+    """The visitor's value of a token (its first ``MAX_TOKEN_VALUE_CHARS`` characters, before
+    it is encoded), or its default ("" when it has none)."""
     value = token_path_value(match["path"], values)
-    return (match["default"] or '""')[1:-1] if value is None else value
+    if value is None:
+        return (match["default"] or '""')[1:-1]
+    return value[:MAX_TOKEN_VALUE_CHARS]

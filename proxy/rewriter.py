@@ -13,7 +13,9 @@ Two places are never written to, whatever the plan says: a visitor's value into 
 where it would be code (rules/token_contexts.py, ``refused_elements``: the check refuses a
 selector naming one, this catches the ones a selector matches without naming), and the end of
 a page the tokenizer has not left in the data state, where the tail would be shown as text
-(inside a ``<plaintext>``) or be part of a script, a comment or a tag. Each skip is counted in
+(inside a ``<plaintext>``) or be part of a script, a comment or a tag; nor a tail a browser
+would read as no HTML script of the document (in open SVG or MathML, in a template's contents,
+after a frameset: proxy/foreign_content.py). Each skip is counted in
 ``refract_fail_open_total`` (stages ``token_in_code`` and ``beacon``), once per rewrite made.
 
 An edit whose effect depends on where its element ends leaves an element as the origin sent
@@ -46,7 +48,7 @@ from dataclasses import dataclass, field
 import lolhtml
 
 from refract.proxy import csp, element_extent, foreign_content, metrics, rewrite_time, xml_cdata
-from refract.proxy.element_extent import EXTENT_ACTIONS, Match, may_end_early
+from refract.proxy.element_extent import Match, depends_on_extent, may_end_early
 from refract.rules.markup import (
     XHTML_NAMESPACE,
     XML_ATTRIBUTE_NAME,
@@ -54,7 +56,8 @@ from refract.rules.markup import (
     xml_fragment,
     xml_text,
 )
-from refract.rules.token_contexts import CLASS_SEPARATOR, refused_elements, selector_subjects
+from refract.rules.selectors import selector_subjects
+from refract.rules.token_contexts import CLASS_SEPARATOR, refused_elements
 
 _HTML = lolhtml.ContentType.HTML
 # Written after the page: a tag only where the tokenizer is in the data state at the end
@@ -142,7 +145,7 @@ class _EditHandler:
         self._edit = edit
         self._index = index
         self._run = run
-        self._depends_on_end = edit.action in EXTENT_ACTIONS
+        self._depends_on_end = depends_on_extent(edit.action, run.xml)
         self._matched = 0
         self._no_xml_name = (
             run.xml
@@ -457,7 +460,10 @@ def _rewrite(page: bytes, plan: Plan, run: _Run, deadline: rewrite_time.Deadline
     if styles.markup:
         output = styles.placed(output, run, at_end)
     if plan.tail:
-        output = _with_tail(output, ascii_markup(plan.tail).encode("ascii"), end, run, at_end)
+        tail = ascii_markup(plan.tail).encode("ascii")
+        output = _with_tail(output, tail, end, run, at_end)
+        if not run.xml and foreign_content.may_hide_a_script(page):
+            output = _without_hidden_tail(output, tail, run, deadline)
     return output
 
 
@@ -495,3 +501,16 @@ def _with_tail(output: bytes, tail: bytes, end: _Tail, run: _Run, at_end: bool) 
         return output + tail
     run.fail_opens.append("beacon")  # shown as text, or inside a script or comment
     return output
+
+
+def _without_hidden_tail(
+    output: bytes, tail: bytes, run: _Run, deadline: rewrite_time.Deadline | None
+) -> bytes:
+    """The output without its tail where a browser would not run it: in SVG or MathML, in a
+    template's contents, or after a frameset (proxy/foreign_content.py). An XHTML page is
+    well-formed: its </body> ends what the body opened."""
+    placed = output.rfind(tail)
+    if placed < 0 or foreign_content.runs_a_script_at(output, placed, deadline):
+        return output
+    run.fail_opens.append("beacon")  # inert where it would be
+    return output[:placed] + output[placed + len(tail) :]

@@ -15,7 +15,11 @@ checked once (``PreparedFields``) and written after the ones made per request.
 
 aiohttp adds a ``Server`` naming itself and Python, with their versions, to any answer without
 one; a proxy passes the origin's, and Refract's own answers name no software: only a
-``Server`` the response was given is written.
+``Server`` the response was given is written. It also types an untyped answer
+``application/octet-stream``, which makes a browser download a page an origin sent with no
+``Content-Type`` (an untyped one it sniffs, and shows): a streamed answer (every untyped one:
+no page) gets only a ``Content-Type`` it was given. (``web.Response`` types a ``body`` given
+without one itself: Refract's own answers name theirs.)
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ from refract.proxy.headers import ReadHeaders, splits_lines
 _READ_BY_AIOHTTP = frozenset(
     {"content-type", "content-length", "transfer-encoding", "date", "server", "connection"}
 )
+# The fields aiohttp makes up when a response has none, which only the response may give.
+_ADDED_BY_AIOHTTP = frozenset({hdrs.SERVER, hdrs.CONTENT_TYPE})
 
 
 def status_line(version: HttpVersion, status: int, reason: str) -> str:
@@ -84,10 +90,11 @@ class WireStream(web.StreamResponse):
     _prepared = b""
 
     async def _prepare_headers(self) -> None:
-        given = hdrs.SERVER in self.headers  # the origin's (a prepared page keeps it here)
+        # the origin's (a prepared page keeps them here)
+        given = [name for name in _ADDED_BY_AIOHTTP if name in self.headers]
         await super()._prepare_headers()
-        if not given:
-            self.headers.popall(hdrs.SERVER, None)  # aiohttp's own, with its version
+        for name in _ADDED_BY_AIOHTTP.difference(given):
+            self.headers.popall(name, None)  # aiohttp's own default
         if self._ends_at_close():
             self.force_close()
             self.headers[hdrs.CONNECTION] = "close"

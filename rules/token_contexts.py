@@ -34,6 +34,7 @@ from urllib.parse import quote
 
 from refract.rules.markup import TOKEN
 from refract.rules.schema import HTML_ACTIONS
+from refract.rules.selectors import selector_subjects
 
 # The rewriter escapes these values whole (text, or one attribute's value), so a token in
 # them is filled in plain and escaped with the rest.
@@ -297,50 +298,6 @@ def check_target(action: str, selector: str, value: str) -> None:
         "code, what the page loads or where it goes",
         "put the token in text or in an attribute of an ordinary element",
     )
-
-
-# One piece of a selector: an escape (a hex one takes a space with it), a string, a character.
-_SELECTOR_PIECE = re.compile(
-    r"""\\(?:[0-9a-fA-F]{1,6}[ \t\n\r\f]?|.)|"(?:\\.|[^"\\])*"|'(?:\\.|[^'\\])*'|.""",
-    re.DOTALL,
-)
-_IDENT = r"(?:[-\w]|[^\x00-\x7f]|\\[0-9a-fA-F]{1,6}[ \t\n\r\f]?|\\[^\n\r\f0-9a-fA-F])+"
-_SUBJECT_TYPE = re.compile(rf"(?:(?:\*|{_IDENT})?\|)?({_IDENT})")
-_ESCAPE = re.compile(r"\\(?:([0-9a-fA-F]{1,6})[ \t\n\r\f]?|(.))", re.DOTALL)
-_COMPOUND_ENDS = frozenset(", \t\n\r\f>+~")  # a comma, CSS's whitespace and combinators
-
-
-@lru_cache(maxsize=1024)
-def selector_subjects(selector: str) -> frozenset[str]:
-    """The element names (lowercase) that the elements ``selector`` matches must have, one
-    per selector of its list; "" for one that may have any name (``*``, ``#id``, ``.c``)."""
-    names = set()
-    for compound in _subject_compounds(selector):
-        typed = _SUBJECT_TYPE.match(compound)
-        names.add(_unescape(typed[1]).lower() if typed else "")
-    return frozenset(names)
-
-
-def _subject_compounds(selector: str) -> list[str]:
-    """The last compound selector of each selector of a list (what it matches), read past
-    escapes, strings, brackets and parentheses as a CSS parser does."""
-    subjects, depth, compound, last = [], 0, "", ""
-    for piece in _SELECTOR_PIECE.finditer(selector):
-        text = piece[0]
-        depth += (text in "([") - (text in ")]")
-        if depth or text in ")]" or text not in _COMPOUND_ENDS:
-            compound += text
-            continue
-        last, compound = (compound or last), ""  # a combinator or a comma ends a compound
-        if text == ",":
-            subjects.append(last)
-            last = ""
-    subjects.append(compound or last)
-    return subjects
-
-
-def _unescape(name: str) -> str:
-    return _ESCAPE.sub(lambda m: chr(int(m[1], 16)) if m[1] else m[2], name)
 
 
 def redirect_problem(target: str, allowed_hosts: frozenset[str]) -> str:

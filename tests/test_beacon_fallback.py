@@ -63,7 +63,7 @@ DATA_STATE_ENDINGS = {
     "no-body-at-all": b"<!doctype html><title>t</title><p>no body tag",
     "closed-script": b"<html><body><script>a()</script>",
     "closed-comment": b"<html><body><!-- c -->",
-    "svg": b"<html><body><svg><g>",
+    "svg-closed": b"<html><body><svg><g></g></svg>",  # open: test_beacon_placement_foreign
     "text-with-lt": b"<html><body><p>1 <",
     "reference": b"<html><body><p>&amp",
 }

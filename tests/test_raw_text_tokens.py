@@ -22,7 +22,7 @@ from refract.proxy import metrics
 from refract.proxy.personalize import fill_tokens
 from refract.proxy.rewriter import Edit, PageRewriter, Plan
 from refract.rules.schema import Change
-from refract.rules.token_contexts import selector_subjects
+from refract.rules.selectors import selector_subjects
 from tests.conftest import BROWSER, ProxyFactory
 from tests.support.metrics import counter
 from tests.test_token_safety import HEADER, PAYLOADS, loaded, problems, rule_file, toml_change

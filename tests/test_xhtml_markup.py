@@ -370,3 +370,23 @@ async def test_a_served_xhtml_page_with_markup_parses_as_the_browser_reads_it(
     note, note2 = document.getElementsByTagNameNS(XHTML, "p")
     assert list(children(note)) == as_html_reads("Line<br>two&nbsp;x &copy; <img src=/a.png>", "p")
     assert list(children(note2)) == [("text", "nbsp\u00a0copy\u00a9 amp& lt<")]
+
+
+# An element written empty (<div/>) has no content in XML, where lol-html reads what follows as
+# its content: markup any action puts inside it or after its end would land after it, so such
+# an element is left as sent, counted (implied_end). ``prepend`` went after it, uncounted.
+@pytest.mark.parametrize("action", ["prepend", "append", "set_html", "insert_after"])
+def test_markup_into_an_empty_xhtml_element_is_left_out_and_counted(action: str) -> None:
+    page = PAGE.replace(b"</body>", b'<div id="x"/><p>next</p></body>')
+    before = counter(metrics.FAIL_OPEN, stage="implied_end")
+    output = PageRewriter().rewrite(page, Plan(edits=(Edit(action, "#x", "<b>NEW</b>"),)), xml=True)
+    assert output == page
+    assert counter(metrics.FAIL_OPEN, stage="implied_end") == before + 1
+
+
+def test_prepend_into_an_xhtml_element_with_content_applies() -> None:
+    page = PAGE.replace(b"</body>", b'<div id="x">text</div></body>')
+    output = PageRewriter().rewrite(
+        page, Plan(edits=(Edit("prepend", "#x", "<b>NEW</b>"),)), xml=True
+    )
+    assert output == page.replace(b">text<", b'><b xmlns="' + XHTML.encode() + b'">NEW</b>text<')
