@@ -28,6 +28,8 @@ from html.parser import HTMLParser
 import lolhtml
 from selectolax.lexbor import LexborHTMLParser, LexborNode, SelectolaxError
 
+from refract.rules.selectors import bare_type, compound_chains
+
 VOID_ELEMENTS = frozenset(
     {
         "area",
@@ -61,6 +63,37 @@ def selector_problem(selector: str) -> str:
         lolhtml.HTMLRewriter(lambda _: None).on(selector, _Ignore())
     except Exception as error:  # lol-html reports every selector error as RuntimeError
         return str(error).rstrip(".")
+    return repeated_descendant_problem(selector)
+
+
+def repeated_descendant_problem(selector: str) -> str:
+    """Why ``selector`` could take the rewriter minutes on a deeply nested page, or "".
+
+    lol-html matches a descendant combinator by trying every open ancestor, so when two of
+    them can be met by the same chain of nested elements (``div div span``, ``* div a``) its
+    work grows as the page's depth to the power of such repeats: ``div div span`` takes 2 s on
+    a page 1,000 <div>s deep, ``div div div div span`` 20 s on one 200 deep, and memory grows
+    with it. A rewrite holds the event loop, and the time limit is checked only between the
+    chunks of a page, so such a selector is refused. Compounds with an id, a class or an
+    attribute are not counted: chains of them are short."""
+    for chain in compound_chains(selector):
+        before_descendants: set[str] = set()
+        for compound, combinator in chain:
+            name = bare_type(compound)
+            if combinator != " " or not name:
+                continue
+            if before_descendants and (
+                name in before_descendants | {"*"} or "*" in before_descendants
+            ):
+                repeated = name if name in before_descendants else "*"
+                return (
+                    f"{repeated!r} comes before two descendant combinators: lol-html tries "
+                    "every pair of nested elements it matches, so its time grows as the "
+                    "page's nesting depth to the power of the repeats (seconds on a page "
+                    "1,000 <div>s deep); use a child combinator (div > div span) or a class "
+                    "(.card span)"
+                )
+            before_descendants.add(name)
     return ""
 
 

@@ -53,6 +53,7 @@ from refract.rules.territories import Rep, Territory
 from refract.rules.token_contexts import (
     UnsafePlacement,
     check_target,
+    first_not_xml_text,
     redirect_problem,
     token_contexts,
 )
@@ -403,6 +404,14 @@ def _change_problems(
             f"{field_name}.value",
             f"unbalanced HTML: {problem}",
             "close every element you open",
+        )
+    if unwritable := first_not_xml_text(change.value):
+        yield source.problem(
+            (*where, "value"),
+            f"{field_name}.value",
+            f"U+{ord(unwritable):04X} is a character an XHTML page cannot hold and an HTML "
+            "parser reads as an error (a control, a lone surrogate or a noncharacter)",
+            "remove it; pasted text often carries one (a vertical tab, a form feed)",
         )
     if problem := token_problem(change.value):
         yield source.problem((*where, "value"), f"{field_name}.value", problem)

@@ -201,6 +201,12 @@ def xml_text(value: str) -> str:
     return _NOT_XML_TEXT.sub("\ufffd", value)
 
 
+def first_not_xml_text(value: str) -> str:
+    """The first character of ``value`` that ``xml_text`` would replace, or ""."""
+    found = _NOT_XML_TEXT.search(value)
+    return found[0] if found else ""
+
+
 def one_class(value: str) -> str:
     """``value`` as part of one class name: each run of HTML whitespace, which would start
     another class, as "-"."""

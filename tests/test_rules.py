@@ -99,6 +99,30 @@ BAD_RULES = [
         id="selector-the-rewriter-cannot-run",
     ),
     pytest.param(
+        {"experiments": change('{ action = "add_class", selector = "div div span", value = "x" }')},
+        r"experiments\.toml:\d+: experiments\[0\]\.variants\[1\]\.changes\[0\]\.selector: "
+        r"the rewriter cannot run \"div div span\": 'div' comes before two descendant combinators",
+        id="selector-slow-on-deep-pages",
+    ),
+    *(
+        pytest.param(
+            {
+                "experiments": change(
+                    f'{{ action = "{action}", selector = "h1", {extra}value = "x{escape}y" }}'
+                )
+            },
+            rf"changes\[0\]\.value: U\+{code} is a character an XHTML page cannot hold",
+            id=f"{action}-{code}",
+        )
+        for action, extra, escape, code in [
+            ("set_text", "", "\\u0000", "0000"),
+            ("set_text", "", "\\u000b", "000B"),
+            ("set_attribute", 'attribute = "title", ', "\\u0002", "0002"),
+            ("append", "", "\\uffff", "FFFF"),
+            ("set_text", "", "\\u0085", "0085"),
+        ]
+    ),
+    pytest.param(
         {"experiments": change('{ action = "set_html", selector = "h1", value = "<b>bold" }')},
         r"unbalanced HTML: <b> is never closed",
         id="unbalanced-variant-html",
