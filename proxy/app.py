@@ -164,6 +164,7 @@ async def reload(app: web.Application, config_path: Path, grace_s: float) -> boo
             "file there (none.toml)",
             config.rules.directory,
         )
+        await state.router.close()  # its origin pools were opened for nothing
         return False
     # the bandits' published weights stay in force: the new rules are followed at once, the
     # weights too (rules_sync re-reads them at the next poll all the same)

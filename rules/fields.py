@@ -41,7 +41,9 @@ class TargetField:
     name: str
     kind: Kind
     filled_by: frozenset[Filler]
-    vocabulary: tuple[str, ...] = ()  # report segments: the values kept apart; empty: open
+    # The values a text field takes (checked in conditions), which report segments keep
+    # apart; empty: open
+    vocabulary: tuple[str, ...] = ()
 
     @property
     def reportable(self) -> bool:
@@ -63,7 +65,7 @@ FIELDS: Final[dict[str, TargetField]] = {
         _field("referrer", "text", _REQUEST),
         _field("referrer.host", "text", _REQUEST),
         *(_field(f"utm.{part}", "text", _REQUEST) for part in UTM_PARTS),
-        _field("device", "text", _REQUEST),
+        _field("device", "text", _REQUEST, vocabulary=("desktop", "mobile", "tablet")),
         _field("visitor.returning", "boolean", _REQUEST),
         _field("visitor.sessions", "number", _SEGMENT),
         _field("visitor.tags_seen", "list", _SEGMENT),

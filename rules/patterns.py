@@ -12,6 +12,7 @@ its file is checked (``problem``), with a hint, never at the first visitor.
 
 from __future__ import annotations
 
+import re
 from typing import Protocol
 
 import re2
@@ -41,10 +42,35 @@ def compiled(source: str, *, ignore_case: bool = False) -> Pattern:
     """``source`` compiled for matching visitor text; ValueError naming the problem if RE2
     refuses it (a checked file never has one: ``problem``)."""
     try:
-        pattern: Pattern = re2.compile(source, _options(ignore_case))
+        return _AnyText(re2.compile(source, _options(ignore_case)))
     except re2.error as error:
-        raise ValueError(f"invalid regular expression: {_reason(error)}; {HINT}") from None
-    return pattern
+        reason = _reason(error)
+        hint = f"; {HINT}" if _UNSUPPORTED.search(reason) else ""
+        raise ValueError(f"invalid regular expression: {reason}{hint}") from None
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+# RE2's reasons for what it has not at all (look-around, back-references), unlike a pattern
+# wrong in any engine ("missing )", "invalid repetition size"), which the hint would mislead
+_UNSUPPORTED = re.compile(r"invalid perl operator|invalid escape sequence: \\\d")
+
+
+class _AnyText:
+    """A pattern that takes any ``str``: aiohttp reads a header byte that is not UTF-8 as a
+    lone surrogate (``surrogateescape``), which RE2's strict UTF-8 encoding refuses; such a
+    character is matched as U+FFFD, as a browser reads the byte, so a visitor's bytes fail
+    the condition instead of the page's rewrite."""
+
+    __slots__ = ("_pattern",)
+
+    def __init__(self, pattern: Pattern) -> None:
+        self._pattern = pattern
+
+    def search(self, text: str) -> Found | None:
+        try:
+            return self._pattern.search(text)
+        except UnicodeEncodeError:
+            return self._pattern.search(_LONE_SURROGATE.sub("\ufffd", text))
 
 
 def problem(source: str) -> str | None:

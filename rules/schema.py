@@ -150,6 +150,12 @@ class Condition(Table):
             raise ValueError(f'"{self.op}" needs a list value, e.g. value = ["a", "b"]')
         if self.op == "exists" and not isinstance(self.value, bool):
             raise ValueError('"exists" needs value = true or value = false')
+        if self.value is None:
+            raise ValueError(f'"{self.op}" needs a value to compare with, e.g. value = "a"')
+        if self.op not in ("in", "not_in") and isinstance(self.value, list):
+            raise ValueError(
+                f'"{self.op}" compares one value: to test several, use "in" or "not_in"'
+            )
         if self.op == "matches" and (found := patterns.problem(str(self.value))):
             raise ValueError(found)
         if self.op in ("gte", "lte") and not _is_number(self.value):
@@ -162,7 +168,28 @@ class Condition(Table):
             )
         if self.op in _COMPARED and target is not None and (found := self._kind_problem(target)):
             raise ValueError(found)
+        if target is not None and (found := self._operator_problem(target)):
+            raise ValueError(found)
         return self
+
+    def _operator_problem(self, target: fields.TargetField) -> str | None:
+        """An operator that cannot hold for the field's kind: text compared with a number (the
+        query's "5" is never 5), a list compared as one value, text operators on numbers."""
+        if self.op == "exists":
+            return None
+        if target.kind == "list" and self.op != "contains":
+            return f'"{self.field}" is a list: test an item of it with contains, e.g. value = "a"'
+        if target.kind in ("number", "boolean") and self.op in _TEXT_OPERATORS:
+            return (
+                f'"{self.op}" compares text, and "{self.field}" is a {target.kind}: use eq, in'
+                + (", gte or lte" if target.kind == "number" else "")
+            )
+        values = self.value if isinstance(self.value, list) else [self.value]
+        if target.kind == "text" and not all(isinstance(value, str) for value in values):
+            return f'"{self.field}" is text: quote the value, e.g. value = "{values[0]}"'
+        if target.kind == "text" and target.vocabulary and self.op in _COMPARED:
+            return _vocabulary_problem(self.field, target.vocabulary, values)
+        return None
 
     def _kind_problem(self, target: fields.TargetField) -> str | None:
         """A value of another kind than its field's: true is 1 to Python, so ``value = true``
@@ -176,6 +203,19 @@ class Condition(Table):
 
 
 _COMPARED = frozenset({"eq", "ne", "in", "not_in"})
+_TEXT_OPERATORS = frozenset({"contains", "prefix", "matches"})
+
+
+def _vocabulary_problem(name: str, vocabulary: tuple[str, ...], values: list[Scalar]) -> str | None:
+    """A value the field never takes (a typo: "analyticl"), which would never match."""
+    for value in values:
+        if str(value).casefold() not in vocabulary:
+            close = difflib.get_close_matches(str(value).casefold(), vocabulary, n=1)
+            suggestion = f'did you mean "{close[0]}"? ' if close else ""
+            return (
+                f'"{name}" is never "{value}": {suggestion}its values are {", ".join(vocabulary)}'
+            )
+    return None
 
 
 def _is_number(value: object) -> bool:

@@ -15,6 +15,7 @@ from refract.analytics.intel.scores import BUDGET_BANDS
 from refract.analytics.revenue import predict
 from refract.analytics.revenue.subjects import subject_from
 from refract.analytics.segments import segment_fields
+from refract.proxy.personalize import device_of
 from refract.rules import fields
 from refract.rules.accounts import Account
 from refract.rules.fields import Filler
@@ -155,3 +156,49 @@ def test_the_proxy_reads_the_segment_only_for_fields_the_worker_fills(
 )
 def test_report_vocabularies_are_the_models_values(name: str, values: Iterable[str]) -> None:
     assert set(fields.FIELDS[name].vocabulary) == set(values)
+
+
+# Each of these passed the check and then matched nothing, or the wrong visitors: the query's
+# "5" is never 5, a missing value was compared as the text "None", a list as one value.
+@pytest.mark.parametrize(
+    ("condition", "problem"),
+    [
+        ({"field": "url.query.page", "value": 5}, r'is text: quote the value, e.g. value = "5"'),
+        ({"field": "utm.campaign", "op": "contains"}, r'"contains" needs a value'),
+        ({"field": "utm.source", "op": "ne"}, r'"ne" needs a value'),
+        ({"field": "utm.source", "value": ["google", "bing"]}, r'use "in" or "not_in"'),
+        ({"field": "visitor.sessions", "op": "contains", "value": 3}, r"compares text"),
+        ({"field": "account.target", "op": "prefix", "value": "t"}, r"compares text"),
+        ({"field": "visitor.tags_seen", "value": "pricing"}, r"is a list: test an item"),
+        ({"field": "segment.style", "value": "analyticl"}, r'did you mean "analytical"'),
+        ({"field": "device", "op": "in", "value": ["phone"]}, r"desktop, mobile, tablet"),
+    ],
+)
+def test_a_condition_that_cannot_hold_as_written_is_refused(
+    condition: dict[str, object], problem: str
+) -> None:
+    with pytest.raises(ValidationError, match=problem):
+        Condition.model_validate(condition)
+
+
+@pytest.mark.parametrize(
+    "condition",
+    [
+        {"field": "url.query.page", "value": "5"},
+        {"field": "utm.campaign", "op": "contains", "value": "spring"},
+        {"field": "utm.source", "op": "in", "value": ["google", "bing"]},
+        {"field": "visitor.tags_seen", "op": "contains", "value": "pricing"},
+        {"field": "segment.style", "value": "Analytical"},
+        {"field": "device", "value": "mobile"},
+        {"field": "visitor.sessions", "op": "gte", "value": 3},
+        {"field": "account.target", "value": True},
+        {"field": "segment.industry", "value": "Fintech"},
+    ],
+)
+def test_a_condition_of_its_fields_kind_is_accepted(condition: dict[str, object]) -> None:
+    assert Condition.model_validate(condition).field == condition["field"]
+
+
+def test_every_device_the_proxy_names_is_in_the_fields_vocabulary() -> None:
+    agents = ["Mozilla/5.0 (iPad; CPU OS 17_0)", "Mozilla/5.0 (iPhone)", "Mozilla/5.0 (X11)"]
+    assert {device_of(agent) for agent in agents} == set(fields.FIELDS["device"].vocabulary)

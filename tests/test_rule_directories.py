@@ -5,6 +5,7 @@ never a traceback, at check, at start or at a reload."""
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import re
@@ -253,6 +254,21 @@ async def test_a_reload_that_would_empty_the_rules_is_refused(
         assert await reload(client.app, config, 0.1) is False
     assert client.app[STATE_KEY].current is state
     assert "holds no rule file" in caplog.text
+
+
+async def test_a_refused_reload_closes_the_origin_pools_it_opened(
+    proxy: ProxyFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    directory = rules_dir(tmp_path)
+    client = await proxy(rules={"directory": str(directory)})
+    state = client.app[STATE_KEY].current
+    config = write_config(tmp_path, directory, str(state.config.sites[0].origin))
+    config.write_text(f'[redis]\nurl = "{state.config.redis.url}"\n' + config.read_text())
+    (directory / "metrics.toml").unlink()
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        assert await reload(client.app, config, 0.1) is False
+        gc.collect()  # an unclosed session says so when it is collected
+    assert "Unclosed client session" not in caplog.text
 
 
 async def test_an_empty_rule_file_runs_without_rules_on_purpose(

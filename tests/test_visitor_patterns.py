@@ -24,13 +24,23 @@ CATASTROPHIC = "^(a+)+$"  # exponential in a backtracking engine on "aaaa...a!"
 
 @pytest.mark.parametrize(
     "source",
-    ["(?=a)b", "(?!a)b", "(?<=a)b", "(?<!a)b", r"(a)\1", "(?P<x>a)(?P=x)", "("],
+    ["(?=a)b", "(?!a)b", "(?<=a)b", "(?<!a)b", r"(a)\1", "(?P<x>a)(?P=x)"],
 )
 def test_a_pattern_re2_cannot_match_in_linear_time_is_refused_with_a_hint(source: str) -> None:
     found = patterns.problem(source)
     assert found is not None
     assert "invalid regular expression" in found
     assert "RE2" in found
+
+
+@pytest.mark.parametrize(
+    ("source", "reason"),
+    [("(", "missing ): ("), ("a{1001}", "invalid repetition size: {1001}")],
+)
+def test_a_pattern_wrong_in_any_engine_is_refused_without_the_re2_hint(
+    source: str, reason: str
+) -> None:
+    assert patterns.problem(source) == f"invalid regular expression: {reason}"
 
 
 @pytest.mark.parametrize("source", ["^/pricing", r"^/docs/[a-z-]+/?$", "(?i)enterprise", "é|ü"])
@@ -98,3 +108,27 @@ def test_a_catastrophic_pattern_ends_on_a_visitors_text(where: str) -> None:
         [sys.executable, "-c", program], capture_output=True, text=True, timeout=60, check=True
     )
     assert done.stdout.strip() in ("False", "frozenset()")
+
+
+# aiohttp reads a header byte that is not UTF-8 as a lone surrogate ("http://x/\xe9" arrives as
+# "http://x/\udce9"); RE2 refused to encode it, and the page's rewrite failed open for anyone
+# sending one.
+@pytest.mark.parametrize(
+    ("source", "text", "matched"),
+    [
+        ("é", "http://x/\udce9", False),
+        ("^http://x/", "http://x/\udce9", True),
+        ("\ufffd$", "http://x/\udce9", True),
+        ("é", "http://x/é\udce9", True),
+    ],
+)
+def test_a_lone_surrogate_in_visitor_text_reads_as_a_replacement_character(
+    source: str, text: str, matched: bool
+) -> None:
+    test = compile_condition(Condition(field="referrer", op="matches", value=source))
+    assert test(Facts({"referrer": text})) is matched
+
+
+def test_a_page_rule_regex_tags_a_path_with_a_lone_surrogate() -> None:
+    tagger = PageTagger([PageRule(tag="docs", regex=r"^/docs/")])
+    assert tagger.tags("/docs/\udce9") == frozenset({"docs"})
