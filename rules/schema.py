@@ -546,6 +546,18 @@ class Experiment(Table):
         "unset: measured on the control's visitors",
     )
 
+    @field_validator("baseline")
+    @classmethod
+    def _lift_reachable(cls, baseline: float | None, info: ValidationInfo) -> float | None:
+        mde = info.data.get("mde")  # absent when mde itself was refused
+        if baseline is None or mde is None or lift_reachable(baseline, mde):
+            return baseline
+        raise ValueError(
+            f"mde {mde:g} (a {100.0 * mde:+.4g}% lift) of baseline {baseline:g} would be a rate of "
+            f"{baseline * (1.0 + mde):.1%}, above 100%: set mde below {1.0 / baseline - 1.0:.4g} "
+            "(1/baseline - 1), or check baseline"
+        )
+
     @field_validator("report_segments")
     @classmethod
     def _reportable(cls, names: list[str]) -> list[str]:
@@ -613,6 +625,12 @@ class Experiment(Table):
         if self.allocation != "bandit":
             return None
         return self.bandit if self.bandit is not None else Bandit()
+
+
+def lift_reachable(baseline: float, mde: float) -> bool:
+    """Whether a relative lift ``mde`` of a conversion rate ``baseline`` stays a rate, below
+    1 (analytics/stats/planning.py plans for another lift when it does not)."""
+    return baseline * (1.0 + mde) < 1.0
 
 
 def has_offset(moment: datetime) -> bool:

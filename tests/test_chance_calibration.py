@@ -137,7 +137,8 @@ def test_an_exact_row_claims_the_exact_evidence(
 
 def test_no_control_conversion_gives_the_chance_without_a_lift_or_risk() -> None:
     row = _rates(300, 0, 300, 3)
-    assert row["chance_to_win"] == pytest.approx(float(proportions.mid_p_chance(300, 0, 300, 3)))
+    # the flat-prior posterior where an arm has no conversion (test_chance_to_beat_calibration)
+    assert row["chance_to_win"] == pytest.approx(float(proportions.exact_chance(300, 0, 300, 3)))
     assert math.isnan(row["lift"])
     assert math.isnan(row["risk"])
     assert _rates(300, 0, 300, 0)["chance_to_win"] == 0.5

@@ -139,6 +139,9 @@ class Comparison:
     # each look's exact-test floor from the data now: Fisher's p-value on that look's counts
     # where the exact test applies, 0 elsewhere; frozen with the look's z
     floor: Array
+    # the statistic each look's p-value was computed from: a group-sequential look's frozen z
+    # where it has one, else ``z``; its sign is the direction of that look's evidence
+    tested_z: Array
 
 
 def arms(sample: Sample, use_cuped: bool) -> tuple[Arm, NDArray[np.int64]]:
@@ -198,9 +201,9 @@ def compare(
     floor = as_array(np.where(exact, fisher, 0.0))
     if settings.method == "group_sequential":
         looked = _Looked(as_looked(z, frozen_z), as_looked(floor, frozen_floor), counted)
-        critical, p_value = _critical_and_p(control, treatment, looked, as_rate, settings)
     else:
-        critical, p_value = _critical_and_p(control, treatment, _Looked(z), as_rate, settings)
+        looked = _Looked(z)
+    critical, p_value = _critical_and_p(control, treatment, looked, as_rate, settings)
     if settings.method == "sequential":
         p_value = np.where(exact, np.fmax(p_value, fisher), p_value)  # never beyond the exact
     elif settings.method == "fixed":
@@ -235,6 +238,7 @@ def compare(
         cuped=fallback,
         z=as_array(np.broadcast_to(z, p_value.shape)),
         floor=as_array(np.broadcast_to(floor, p_value.shape)),
+        tested_z=as_array(np.broadcast_to(looked.z, p_value.shape)),
     )
 
 
@@ -441,14 +445,15 @@ def _evidence(
     counts: _Counts,
 ) -> tuple[Array, Array]:
     """The row's test as a normal-scale statistic and its standard error, for the Bayesian
-    view: the score z and the null standard error for a rate; Φ⁻¹ of the exact mid-p evidence
-    (proportions.mid_p_chance) where Fisher's test is used; else Welch's t, skewness-corrected
-    where the test is (nan where refused), and Welch's standard error."""
+    view: the score z and the null standard error for a rate; Φ⁻¹ of the exact chance
+    (proportions.exact_chance: the mid-p evidence, or the flat-prior posterior where an arm has
+    no conversion) where Fisher's test is used; else Welch's t, skewness-corrected where the
+    test is (nan where refused), and Welch's standard error."""
     evidence = np.array(np.broadcast_to(z, exact.shape), dtype=np.float64)
     if exact.any():
         parts = (np.broadcast_to(part, exact.shape)[exact] for part in counts.parts())
         # a mid-p of 0 or 1 is out of reach of any count (P(X = k_t) > 0); clipped for safety
-        evidence[exact] = np.clip(special.ndtri(proportions.mid_p_chance(*parts)), -40.0, 40.0)
+        evidence[exact] = np.clip(special.ndtri(proportions.exact_chance(*parts)), -40.0, 40.0)
     scale = np.where(as_rate, proportions.null_stderr(*counts.parts()), difference.stderr)
     return as_array(evidence), as_array(scale)
 

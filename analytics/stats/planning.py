@@ -10,6 +10,12 @@ tuning (always-valid) from its own size (``planned_visitors``: both arms at the 
 and "days to decision" counts towards it.
 docs/statistics.md ("Planning") gives the formulas.
 
+A lift the baseline cannot reach (baseline · (1 + mde) ≥ 1: +50 % of a 70 % rate) is not
+planned for, since its plan would be tiny and the test would stop at once, ruling out a lift
+that could never happen: the plan is for the lift whose rate lies halfway between the baseline
+and 1 (``halfway_mde``), and says so (``retargeted_text``). A rule file that gives both is
+refused (rules/schema.py); a measured baseline can still be too high for the mde.
+
 Every plan is finite: a size beyond ``MAX_PER_ARM`` (or one floats cannot express, from a
 vanishing effect or alpha) is that cap, which no site reaches, so the test keeps running to the
 end. Capping is safe for the error rates: each test holds its alpha at any planned size fixed
@@ -25,6 +31,7 @@ from typing import Final, Literal
 from refract.analytics.stats.engine import Method as TestMethod
 from refract.analytics.stats.group_sequential import inflation
 from refract.analytics.stats.power import Method, required_n_per_arm
+from refract.rules.schema import lift_reachable
 
 BaselineSource = Literal["given", "measured"]
 # More than a hundred times the people on Earth: a plan this large cannot be reached.
@@ -41,6 +48,8 @@ class Plan:
     fixed_per_arm: int
     group_sequential_per_arm: int
     sequential_per_arm: int
+    # the mde asked when the baseline cannot reach it (``mde`` is then ``halfway_mde``'s)
+    unreachable_mde: float | None = None
 
     def per_arm(self, method: TestMethod) -> int:
         return {
@@ -66,10 +75,13 @@ def plan(
     baseline_source: BaselineSource,
     alpha: float = 0.05,
 ) -> Plan:
-    """Visitors per arm to detect a relative lift ``mde`` on ``baseline`` with ``power``; the
-    treatment's variance is that of the lifted rate (kept below 1). Each size is at most
-    ``MAX_PER_ARM``."""
-    lifted = min(baseline * (1.0 + mde), 1.0 - 1e-9)
+    """Visitors per arm to detect a relative lift ``mde`` on ``baseline`` with ``power`` (or
+    ``halfway_mde``'s, when the baseline cannot reach it); the treatment's variance is that of
+    the lifted rate. Each size is at most ``MAX_PER_ARM``."""
+    asked = mde
+    if not lift_reachable(baseline, mde):
+        mde = halfway_mde(baseline)
+    lifted = baseline * (1.0 + mde)
 
     def needed(method: Method) -> int:
         return _capped(
@@ -88,7 +100,26 @@ def plan(
     fixed = needed("fixed")
     # a fixed size out of reach leaves the group-sequential one out of reach: it needs more
     group = MAX_PER_ARM if fixed == MAX_PER_ARM else _capped(fixed * inflation(alpha, power))
-    return Plan(mde, power, alpha, baseline, baseline_source, fixed, group, needed("sequential"))
+    unreachable = None if mde == asked else asked
+    sequential = needed("sequential")
+    return Plan(mde, power, alpha, baseline, baseline_source, fixed, group, sequential, unreachable)
+
+
+def halfway_mde(baseline: float) -> float:
+    """The lift planned for in place of one the baseline cannot reach: its rate is halfway
+    between the baseline and 1, (1 - baseline) / (2 · baseline) (+21.4 % of a 70 % rate)."""
+    return (1.0 - baseline) / (2.0 * baseline)
+
+
+def retargeted_text(chosen: Plan) -> str:
+    """Why the plan's lift is not the one asked; empty when it is."""
+    if chosen.unreachable_mde is None:
+        return ""
+    return (
+        f"a {lift_text(chosen.unreachable_mde)} lift of the {chosen.baseline:.2%} baseline "
+        f"would be a rate above 100%, so the plan is for {lift_text(chosen.mde)}, the rate "
+        "halfway between the baseline and 100%"
+    )
 
 
 def _capped(visitors: float) -> int:
@@ -128,6 +159,8 @@ def prelaunch_note(
         f"needs about {per_arm:,} visitors per variant ({per_arm * arms:,} in all; a "
         f"fixed-horizon test {chosen.fixed_per_arm:,} per variant)"
     )
+    if (retargeted := retargeted_text(chosen)) != "":
+        sentence += f"; {retargeted}"
     if daily_visitors is None or daily_visitors <= 0:
         return sentence + "."
     days = days_needed(per_arm * arms, daily_visitors)

@@ -10,7 +10,9 @@ NaN p-value, a rate below zero). These methods stay valid there:
 - the pooled score (z) test of equal rates, and Fisher's exact conditional test where the
   expected counts are small (``needs_exact``: the switch-over rule);
 - the exact evidence for the higher rate, one minus Fisher's one-sided mid-p-value
-  (``mid_p_chance``), the chance to beat control where the exact test is used.
+  (``mid_p_chance``), the chance to beat control where the exact test is used, but where an
+  arm has no conversion: there the flat-prior posterior's (``no_conversion_chance``), the
+  conditional evidence being pushed to one side whatever the arms' sizes (``exact_chance``).
 
 Every function is elementwise over arrays of any broadcastable shape; counts are floats
 holding whole numbers. ``critical`` is the multiplier of the standard error: z(1 - alpha/2)
@@ -23,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 from numpy.typing import NDArray
-from scipy import stats
+from scipy import special, stats
 
 from refract.analytics.stats.moments import Array, Interval, as_array, safe_divide
 
@@ -221,3 +223,54 @@ def mid_p_chance(
         below = stats.hypergeom.cdf(kt - 1.0, total, converted, nt)
         at = stats.hypergeom.pmf(kt, total, converted, nt)
     return as_array(np.where(valid, np.clip(below + 0.5 * at, 0.0, 1.0), np.nan))
+
+
+def no_conversion_chance(
+    n_control: npt.ArrayLike,
+    converters_control: npt.ArrayLike,
+    n_treatment: npt.ArrayLike,
+    converters_treatment: npt.ArrayLike,
+) -> Array:
+    """P(p_t > p_c) with independent flat Beta(1, 1) priors, exact where one arm has no
+    conversion (nan elsewhere: where both have converters, nobody converted, or an arm has no
+    visitor).
+
+    With k_c = 0, p_c ~ Beta(1, n_c + 1), so P(p_c > x) = (1 - x)^(n_c + 1) and
+    P(p_c > p_t) = E[(1 - p_t)^(n_c + 1)] = B(k_t + 1, n_t - k_t + n_c + 2) / B(k_t + 1,
+    n_t - k_t + 1) over the treatment's Beta(k_t + 1, n_t - k_t + 1); with k_t = 0 the same
+    with the arms swapped (the one-term case of Miller 2015's sum; Cook 2005).
+    """
+    nc, kc, nt, kt = np.broadcast_arrays(
+        *(
+            np.rint(as_array(a))
+            for a in (n_control, converters_control, n_treatment, converters_treatment)
+        )
+    )
+    valid = (nc > 0) & (nt > 0) & ((kc == 0) != (kt == 0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        # the probability that the arm with a conversion's rate is below the other's
+        control_higher = np.exp(
+            special.betaln(kt + 1.0, nt - kt + nc + 2.0) - special.betaln(kt + 1.0, nt - kt + 1.0)
+        )
+        treatment_higher = np.exp(
+            special.betaln(kc + 1.0, nc - kc + nt + 2.0) - special.betaln(kc + 1.0, nc - kc + 1.0)
+        )
+    chance = np.where(kc == 0, 1.0 - control_higher, treatment_higher)
+    return as_array(np.where(valid, chance, np.nan))
+
+
+def exact_chance(
+    n_control: npt.ArrayLike,
+    converters_control: npt.ArrayLike,
+    n_treatment: npt.ArrayLike,
+    converters_treatment: npt.ArrayLike,
+) -> Array:
+    """The chance to beat control where the exact test is used: the mid-p evidence
+    (``mid_p_chance``), but where an arm has no conversion the flat-prior posterior
+    (``no_conversion_chance``; nobody converted stays at 1/2, no evidence either way). With
+    k_c = 0 the mid-p is 1 - P(X = k_t)/2 ≥ 1/2 whatever
+    the arms' sizes (0/100 against 5/1,000: 0.69, where the posterior is 0.44), and rows
+    shown at 73 % were truly better 30 % of the time (docs/statistics.md)."""
+    counts = (n_control, converters_control, n_treatment, converters_treatment)
+    none = no_conversion_chance(*counts)
+    return as_array(np.where(np.isnan(none), mid_p_chance(*counts), none))

@@ -9,7 +9,9 @@ its rows never change). The decision reads
 the latest cumulative results of segment ``all``:
 
 - investigate: a sample-ratio mismatch (the split is not what the weights say), which makes
-  every other number untrustworthy;
+  every other number untrustworthy; or, with no variant to ship, a significant primary or
+  guardrail result whose direction today's means contradict (``tested_direction``: with the
+  group-sequential test the significance can rest on an earlier look, won the other way);
 - keep running: too little data, or no conclusion yet (with the days a decision may take);
 - stop: a guardrail metric is significantly worse for every variant, or every variant's
   primary lift is known to be smaller than ``min_effect`` either way, or worse than control;
@@ -23,7 +25,9 @@ are no looks (``counted_looks``).
 
 Which way a variant moved a metric (better, worse) is the sign of the absolute difference
 m_t - m_c times the metric's ``better`` (``direction``), never the relative lift's, which is
-nan at a control mean of 0 and reversed below 0.
+nan at a control mean of 0 and reversed below 0. A claim that it is harmed, worse or better
+needs a significant result in that same direction: the sign of the statistic tested at the
+look its p-value rests on (``tested_direction``) must agree with today's means.
 
 A bandit experiment (``allocation = "bandit"``) moved its weights day by day, so its
 sample-ratio check expects each arm's period-weighted count Σ_day Σ_context n · w (the weights
@@ -55,6 +59,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Final
 
 import numpy as np
+from numpy.typing import NDArray
 
 from refract.analytics.stats import frozen_looks
 from refract.analytics.stats.cuped import FALLBACKS
@@ -79,6 +84,7 @@ from refract.analytics.stats.planning import (
     lift_text,
     measured_baseline,
     plan,
+    retargeted_text,
 )
 from refract.analytics.stats.proportions import EXACT_BELOW
 from refract.analytics.stats.skewness import SKEWNESS_BOUND
@@ -143,6 +149,10 @@ class Row:
     test: str  # "score", "exact" (Fisher), "welch", "hall" or "too_skewed" (engine.TESTS)
     cuped: bool  # whether the CUPED adjustment was applied
     exploratory: bool = False  # a segment but "all": its own correction (stats/exploratory.py)
+    # which way the evidence behind the p-value points: +1 the metric's better direction, -1
+    # its worse, 0 none (``tested_direction``); an earlier look's with the group-sequential
+    # test, so today's means can disagree with it
+    tested_direction: int = 0
 
 
 @dataclass(frozen=True)
@@ -308,6 +318,8 @@ def build_looked(
     )
     weights = np.array([variant.weight for variant in experiment.variants], dtype=float)
     notes = _notes(comparison, measures, settings)
+    if retargeted := retargeted_text(planned):
+        notes.append(f"plan: {retargeted}")
     stratified: dict[str, Any] = {}
     periods = None
     if experiment.allocation == "bandit":
@@ -913,6 +925,7 @@ def _rows(
 ) -> list[Row]:
     rows = []
     last = -1
+    way = tested_direction(comparison, settings, np.array([m.better for m in measures]))
     for v, variant in enumerate(variants[1:]):
         for s, segment in enumerate(data.segments):
             for m, measure in enumerate(measures):
@@ -938,6 +951,7 @@ def _rows(
                         significant=bool(comparison.p_adjusted[at] < settings.alpha),
                         test=TESTS[int(comparison.test[at])],
                         cuped=bool(comparison.cuped[(last, 0, s, m)] == CUPED_APPLIED),
+                        tested_direction=int(way[v, s, m]),
                     )
                 )
     return rows
@@ -998,10 +1012,24 @@ def decide(
     better = np.array([measure.better for measure in measures])
     control_mean, mean = comparison.control.mean[at], comparison.treatment.mean[at]
     moved = direction(control_mean, mean, better)  # +1: an improvement, -1: worse
+    # a claim (harm, worse, better) needs a significant result in the direction of today's
+    # means; a significance whose look pointed the other way is unsettled (docs/statistics.md)
+    way = tested_direction(comparison, settings, better)[:, 0]
+    claimed = significant & (way == moved) & (moved != 0)
     gain = (mean - control_mean) * better  # ranks the winners (they share one control)
     guardrails = [m for m, measure in enumerate(measures) if measure.role == "guardrail"]
+    primary = 0
+    read = [primary, *guardrails]
+    unsettled = {
+        v: [m for m in read if significant[v, m] and not claimed[v, m]]
+        for v in range(len(variants) - 1)
+    }
     harmed = {
-        v: [measures[m].metric for m in guardrails if significant[v, m] and moved[v, m] < 0]
+        v: list(
+            dict.fromkeys(
+                measures[m].metric for m in guardrails if claimed[v, m] and moved[v, m] < 0
+            )
+        )
         for v in range(len(variants) - 1)
     }
     reasons = [
@@ -1011,11 +1039,13 @@ def decide(
     ]
     if all(harmed.values()):
         return Decision("stop", None, [*reasons, "every variant harms a guardrail: keep control"])
-    primary = 0
+    looks = resting_look(comparison, settings)[:, 0]
+    changed = _unsettled_texts(comparison, measures, variants, unsettled, (way, moved, looks), days)
+    reasons += changed
     winners = [
         v
         for v in range(len(variants) - 1)
-        if significant[v, primary] and moved[v, primary] > 0 and not harmed[v]
+        if claimed[v, primary] and moved[v, primary] > 0 and not harmed[v] and not unsettled[v]
     ]
     metric = measures[primary].metric
     if winners:
@@ -1054,6 +1084,8 @@ def decide(
             f"({p_text}; {interval} {low:+.1%} to {_bound_text(high)})"
         )
         return Decision("ship", name, [*reasons, why])
+    if changed:
+        return Decision("investigate", None, reasons)
     low, high = comparison.ci_low[at][:, primary], comparison.ci_high[at][:, primary]
     if np.all((low > -settings.min_effect) & (high < settings.min_effect)):
         return Decision(
@@ -1065,7 +1097,7 @@ def decide(
                 "the intervals rule it out",
             ],
         )
-    if np.all(significant[:, primary] & (moved[:, primary] < 0)):
+    if np.all(claimed[:, primary] & (moved[:, primary] < 0)):
         return Decision(
             "stop", None, [*reasons, f"every variant does worse than control on {metric}"]
         )
@@ -1077,12 +1109,19 @@ def decide(
             [
                 *reasons,
                 f"the planned visitors were reached without a significant difference on "
-                f"{metric}: any effect is likely smaller than the {lift_text(planned.mde)} planned",
+                f"{metric}: any effect is likely smaller than the {lift_text(planned.mde)} planned"
+                + _retargeted(planned),
             ],
         )
     return Decision(
         "keep_running", None, [*reasons, _days_left(comparison, settings, planned, metric)]
     )
+
+
+def _retargeted(planned: Plan) -> str:
+    """' (a +10% lift of the 95.00% baseline would be ...)', or nothing."""
+    text = retargeted_text(planned)
+    return f" ({text})" if text else ""
 
 
 def _crossing_look(comparison: Comparison, variant: int, settings: Settings) -> int:
@@ -1093,6 +1132,81 @@ def _crossing_look(comparison: Comparison, variant: int, settings: Settings) -> 
         return -1
     adjusted = comparison.p_adjusted[:, variant, 0, 0]
     return int(np.argmax(adjusted < settings.alpha))
+
+
+def resting_look(comparison: Comparison, settings: Settings) -> NDArray[np.intp]:
+    """The look each comparison's p-value today rests on, ``[variant, segment, measure]``:
+    for the group-sequential test the first look whose repeated p-value reached today's (it
+    is the minimum over the looks, so it can be an earlier look's); for the other tests,
+    whose p-value reads today's data alone, the latest look."""
+    p_value = comparison.p_value
+    last = p_value.shape[0] - 1
+    if settings.method != "group_sequential":
+        return np.full(p_value.shape[1:], last, dtype=np.intp)
+    with np.errstate(invalid="ignore"):
+        reached = p_value <= p_value[-1]  # nan (no p-value) reaches nothing
+    return np.asarray(np.where(reached.any(axis=0), np.argmax(reached, axis=0), last), np.intp)
+
+
+def tested_direction(comparison: Comparison, settings: Settings, better: Any) -> Array:
+    """Which way the evidence behind each p-value points, ``[variant, segment, measure]``: +1
+    in the measure's better direction (``better``: +1 or -1 per measure), -1 in its worse, 0
+    none. The sign of the statistic tested at the look the p-value rests on (``resting_look``:
+    a frozen look's stored z), so a significance always has the direction it was won in."""
+    look = resting_look(comparison, settings)
+    tested = np.take_along_axis(comparison.tested_z, look[None], axis=0)[0]
+    sign = np.nan_to_num(np.sign(tested), nan=0.0)
+    return as_array(sign * np.asarray(better, dtype=float))
+
+
+def _unsettled_texts(
+    comparison: Comparison,
+    measures: list[Measure],
+    variants: list[str],
+    unsettled: dict[int, list[int]],
+    directions: tuple[Array, Array, NDArray[np.intp]],
+    days: list[str] | None,
+) -> list[str]:
+    """One reason per variant and metric whose significance disagrees with today's means
+    (segment all); ``directions``: the tested direction, today's means' and the look the
+    significance rests on, each ``[variant, measure]``."""
+    texts: dict[tuple[int, str], str] = {}
+    for v, found in unsettled.items():
+        for m in found:
+            key = (v, measures[m].metric)
+            if key not in texts:
+                texts[key] = _unsettled_text(
+                    comparison, measures[m], variants[v + 1], (v, m), directions, days
+                )
+    return list(texts.values())
+
+
+def _unsettled_text(
+    comparison: Comparison,
+    measure: Measure,
+    name: str,
+    at: tuple[int, int],
+    directions: tuple[Array, Array, NDArray[np.intp]],
+    days: list[str] | None,
+) -> str:
+    """'v1's significance on errors rests on the look of 2026-01-04, where it improved errors;
+    today's means show it worse (+7.7%): ...'."""
+    v, m = at
+    way, moved, looks = directions
+    day = f" of {days[looks[v, m]]}" if days is not None else ""
+    then = "improved" if way[v, m] > 0 else "worsened"
+    now = {1.0: "better", -1.0: "worse"}.get(float(moved[v, m]), "no different")
+    change = change_text(
+        float(comparison.control.mean[-1, 0, 0, m]),
+        float(comparison.treatment.mean[-1, v, 0, m]),
+        float(comparison.lift[-1, v, 0, m]),
+    )
+    return (
+        f"{name}'s significance on {measure.metric} rests on the look{day}, where it "
+        f"{then} {measure.metric}; today's means show it {now} ({change}): "
+        "the effect changed over time (a novelty effect, a change in the traffic), so "
+        "investigate before acting on either"
+    )
 
 
 def _look_text(comparison: Comparison, variant: int, look: int, days: list[str] | None) -> str:

@@ -1,0 +1,143 @@
+"""A lift the baseline cannot reach (baseline · (1 + mde) ≥ 1) is not planned for.
+
+Its plan would be tiny, so the test stopped at its first look, "ruling out" a lift that could
+never happen (finding F2: /tmp/testers/stats/pl.py, pl3.py). The plan is for the lift whose
+rate lies halfway between the baseline and 1, and says so; a rule file asking for one is
+refused."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from refract.analytics.stats.data import ExperimentData
+from refract.analytics.stats.planning import halfway_mde, plan, prelaunch_note
+from refract.analytics.stats.report import Report, build
+from refract.rules.problems import InvalidFileError
+from refract.rules.ruleset import load_rules
+from refract.rules.schema import Experiment, Metric
+
+DEMO = Metric(key="demo", kind="url", url="/thanks")
+
+
+@pytest.mark.parametrize(
+    ("mde", "baseline", "planned"),
+    [
+        (0.5, 0.7, (1 - 0.7) / (2 * 0.7)),  # +50 % of 70 %: 105 %
+        (0.1, 0.95, (1 - 0.95) / (2 * 0.95)),  # the default mde of a 95 % rate
+        (1.0, 0.5, 0.5),  # exactly 100 %: not a rate a variant can lift to either
+        (0.1, 0.5, 0.1),  # reachable: planned as asked
+        (0.4, 0.7, 0.4),  # 98 %: reachable
+    ],
+)
+def test_the_plan_is_for_a_reachable_lift(mde: float, baseline: float, planned: float) -> None:
+    chosen = plan(mde, 0.8, baseline, "given")
+    assert chosen.mde == pytest.approx(planned)
+    assert chosen.unreachable_mde == (None if planned == mde else mde)
+
+
+def test_an_unreachable_lift_is_sized_as_the_halfway_lift() -> None:
+    asked, halfway = plan(0.5, 0.8, 0.7, "given"), plan(halfway_mde(0.7), 0.8, 0.7, "given")
+    sizes = (asked.fixed_per_arm, asked.group_sequential_per_arm, asked.sequential_per_arm)
+    assert sizes == (
+        halfway.fixed_per_arm,
+        halfway.group_sequential_per_arm,
+        halfway.sequential_per_arm,
+    )
+
+
+def test_the_prelaunch_note_names_the_lift_planned_and_the_one_asked() -> None:
+    note = prelaunch_note("pricing", "signup", plan(0.5, 0.8, 0.7, "given"), 2)
+    assert note.startswith("pricing: to detect a +21.43% lift of signup (baseline 70.00%")
+    assert "a +50% lift of the 70.00% baseline would be a rate above 100%" in note
+    assert "so the plan is for +21.43%" in note
+
+
+def experiment() -> Experiment:
+    return Experiment.model_validate(
+        {
+            "key": "exp",
+            "hypothesis": "h",
+            "status": "running",
+            "primary_metric": "demo",
+            "variants": [{"key": "v0", "weight": 50}, {"key": "v1", "weight": 50}],
+        }
+    )
+
+
+def report_of(days: int, visitors: float, converted: tuple[float, float]) -> Report:
+    """The defaults (mde +10 %, a measured baseline) on a rate above 90.9 %, the same every
+    day."""
+    n = np.full((days, 2, 1), visitors)
+    conv = np.zeros((days, 2, 1, 1))
+    conv[:, :, 0, 0] = converted
+    zero = np.zeros_like(conv)
+    data = ExperimentData(
+        days=tuple(f"2026-01-{1 + d:02d}" for d in range(days)),
+        variants=("v0", "v1"),
+        segments=("all",),
+        metrics=("demo",),
+        visitors={"n": n, "n_js": n, "y": np.zeros_like(n), "y2": np.zeros_like(n)},
+        outcomes={
+            "conv": conv,
+            "conv_y": zero,
+            "count": conv,
+            "count2": conv,
+            "count_y": zero,
+            "rev": zero,
+            "rev2": zero,
+            "rev3": zero,
+            "rev_y": zero,
+        },
+    )
+    return build(experiment(), {"demo": DEMO}, data)
+
+
+def test_a_high_measured_rate_does_not_stop_the_test_at_its_first_look() -> None:
+    report = report_of(1, 120.0, (110.0, 115.0))
+    assert report.decision.action == "keep_running", report.decision.reasons
+    assert report.plan["unreachable_mde"] == 0.1
+    assert any("would be a rate above 100%" in note for note in report.notes)
+
+
+def test_the_stop_reason_names_the_lift_planned_not_the_one_asked() -> None:
+    report = report_of(14, 100.0, (95.0, 94.0))
+    [reason] = report.decision.reasons
+    planned = f"{100.0 * report.plan['mde']:+.4g}%"
+    assert report.decision.action == "stop"
+    assert f"any effect is likely smaller than the {planned} planned" in reason
+    baseline = report.plan["baseline"]
+    assert f"a +10% lift of the {baseline:.2%} baseline would be a rate above 100%" in reason
+
+
+RULES = (
+    '[[metrics]]\nkey = "signup"\nkind = "url"\nurl = "/thanks"\n\n'
+    '[[experiments]]\nkey = "exp"\nstatus = "running"\nprimary_metric = "signup"\n'
+    "{fields}\n"
+    '[[experiments.variants]]\nkey = "control"\nweight = 50\n'
+    '[[experiments.variants]]\nkey = "bold"\nweight = 50\n'
+)
+
+
+def test_a_rule_file_asking_for_an_unreachable_lift_is_refused(tmp_path: Path) -> None:
+    directory = tmp_path / "rules"
+    directory.mkdir()
+    (directory / "rules.toml").write_text(RULES.format(fields="mde = 0.5\nbaseline = 0.7"))
+    with pytest.raises(InvalidFileError) as raised:
+        load_rules(directory)
+    expected = (
+        r"rules\.toml:\d+: experiments\[0\]\.baseline: mde 0\.5 \(a \+50% lift\) of baseline "
+        r"0\.7 would be a rate of 105\.0%, above 100%: set mde below 0\.4286"
+    )
+    assert re.search(expected, str(raised.value)), str(raised.value)
+    assert "hint: " in str(raised.value)
+
+
+def test_a_reachable_lift_in_a_rule_file_is_accepted(tmp_path: Path) -> None:
+    directory = tmp_path / "rules"
+    directory.mkdir()
+    (directory / "rules.toml").write_text(RULES.format(fields="mde = 0.4\nbaseline = 0.7"))
+    assert load_rules(directory).experiments["exp"].baseline == 0.7
