@@ -207,9 +207,28 @@ local function heat(op)
   return true
 end
 
+local function engage(op)
+  -- engaged time credited no faster than the clock (effects.engage_op): op = profile, ms,
+  -- arrival (ms), reach back (ms), slack (ms), first-seen field (s), cursor field (ms), fields
+  local key, ms, at = op[2], op[3], op[4]
+  local first = tonumber(redis.call('HGET', key, op[7]))
+  local cursor = math.max(tonumber(redis.call('HGET', key, op[8])) or 0, at - op[5])
+  if first then
+    cursor = math.max(cursor, first * 1000)
+  end
+  -- whole milliseconds: HINCRBY takes integers, and first seen has fractions of one
+  local credit = math.floor(math.min(ms, math.max(0, at + op[6] - cursor)))
+  if credit > 0 then
+    redis.call('HSET', key, op[8], cursor + credit)
+    for _, name in ipairs(op[9]) do
+      redis.call('HINCRBY', key, name, credit)
+    end
+  end
+end
+
 local KNOWN = {incr = 1, fincr = 1, setnx = 1, set = 1, max = 1, push = 1, pfadd = 1,
                zincr = 1, heat = 1, latest = 1, session_page = 1, expose = 1, outcome = 1,
-               verify = 1}
+               verify = 1, engage = 1}
 local batch = cjson.decode(ARGV[2])
 local DECLARED = {}
 for _, key in ipairs(KEYS) do
@@ -339,6 +358,8 @@ local function apply(op)
     outcome(op)
   elseif name == 'verify' then
     verify(op)
+  elseif name == 'engage' then
+    engage(op)
   end
 end
 

@@ -3,11 +3,15 @@ or erase it, on one site.
 
 Where a visitor lives (rules/keyspace.py's table): their profile, pages, downloads, exposures
 and segment keys; the handle the admin showed for them; the accounts' ``recent`` sorted sets
-and the experiments' ``revenue_totals`` sorted sets (members ``visitor + "\\t" + ...``); their
-events in the streams, consumed or not, and in the dead letters; and the Parquet archive.
-Erasure deletes or rewrites each of them and then sweeps the site's key names for the id, so
-a per-visitor key added later is not forgotten. It keeps anonymous aggregates: experiments'
-sufficient statistics, site counters and the HyperLogLog sketches (which hold no id).
+and the experiments' ``revenue_totals`` sorted sets (members ``visitor + "\\t" + ...``); the
+heat they added to an account each day; what automations recorded of them, by handle (the
+actions' log, their cooldown keys, routed leads); their events in the streams, consumed or
+not, and in the dead letters; and the Parquet archive. Erasure deletes or rewrites each of
+them and then sweeps the site's key names for the id, so a per-visitor key added later is not
+forgotten. An automation's action or a lead about an account that only mentions the visitor
+stays the account's, without the visitor's part (``_without_visitor``). It keeps anonymous
+aggregates: experiments' sufficient statistics, site counters and the HyperLogLog sketches
+(which hold no id).
 
 Subjects: a visitor by the ``rf_vid`` cookie value or by the handle the admin shows
 (``vh_...``: every handle Refract showed resolves while anything of its visitor is kept, see
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import json
 import re
 from collections.abc import AsyncIterator, Callable, Collection, Iterable
 from dataclasses import dataclass, field
@@ -33,7 +38,11 @@ import msgpack
 import redis.asyncio as redis
 
 from refract.analytics.archive import Archive
+from refract.analytics.automations import log as action_log
+from refract.analytics.automations.actions import Action, Facts
+from refract.analytics.routing import lead_json
 from refract.analytics.visitor_handles import (
+    HANDLE_PATTERN,
     HANDLE_PREFIX,
     ensure_secret,
     handle_of,
@@ -298,18 +307,32 @@ async def export_visitor(
         for member, score in members
     ]
     stream_events, dead = await _stream_entries(client, site, {visitor})
+    # recorded: the handle this export shows resolves later (an erasure by it, say)
+    [handle] = await publish(client, site, [visitor])
+    actions = await _automation_records(client, site, {handle})
     return {
         "site": site,
         "visitor": visitor,
-        # recorded: the handle this export shows resolves later (an erasure by it, say)
-        "handle": (await publish(client, site, [visitor]))[0],
+        "handle": handle,
         "profile": strings(profile),
         "pages": [text(page) for page in pages],
         "downloads": [text(path) for path in downloads],
         "exposures": strings(exposures),
         "segment": _jsonable(_unpacked(segment)),
         "accounts_recent": accounts,
+        "account_heat": {
+            key: strings(await client.hgetall(key))
+            for key in await _heat_keys(client, site, visitor)
+        },
         "revenue_totals": revenue,
+        "automation_actions": [
+            action_log.record_view(action_id, record) for action_id, record in actions
+        ],
+        "automation_cooldowns": {
+            key: text(await client.get(key) or b"")
+            for key in await _cooldown_keys(client, site, {handle})
+        },
+        "leads": [lead_json(stored) for _, stored in await _leads(client, site, {handle})],
         "stream_events": [event for _, _, event in stream_events],
         "dead_letters": [event for _, _, event in dead],
         "archive_events": await asyncio.to_thread(archive.events_of, site, [visitor]),
@@ -356,6 +379,9 @@ async def erase_visitors(
         receipt.add(site, places[index % len(places)], int(count))
     receipt.visitors += named
     receipt.add(site, "accounts_recent", await _remove_members(client, site, wanted))
+    heat = [key for visitor in wanted for key in await _heat_keys(client, site, visitor)]
+    receipt.add(site, "account_heat", int(await client.delete(*heat)) if heat else 0)
+    await _erase_automation_records(client, site, set(named), receipt)
     revenue = await _revenue_members(client, site, wanted)
     for key, members in revenue.items():
         await client.zrem(key, *[member for member, _ in members])
@@ -419,6 +445,135 @@ async def _revenue_members(
             async for member, score in client.zscan_iter(key, match=match, count=_SCAN_COUNT):
                 found.setdefault(text(key), []).append((text(member), float(score)))
     return found
+
+
+async def _heat_keys(client: redis.Redis, site: str, visitor: str) -> list[str]:
+    """The visitor's daily heat keys, one per account and day."""
+    pattern = keyspace.account_heat_spent(site, "*", glob_literal(visitor), "*")
+    return [text(key) async for key in client.scan_iter(match=pattern, count=_SCAN_COUNT)]
+
+
+def _handles_in(values: Iterable[str], handles: set[str]) -> bool:
+    return any(not handles.isdisjoint(HANDLE_PATTERN.findall(value)) for value in values)
+
+
+async def _automation_records(
+    client: redis.Redis, site: str, handles: set[str]
+) -> list[tuple[str, dict[str, str]]]:
+    """The automation log's records (action id, fields) that hold one of ``handles``: in its
+    action (subject, facts, links) or in what a receiver answered."""
+    prefix = keyspace.automation_action(site, "")
+    found = []
+    async for key in client.scan_iter(
+        match=keyspace.automation_action(site, "*"), count=_SCAN_COUNT
+    ):
+        record = strings(await client.hgetall(key))
+        if _handles_in(record.values(), handles):
+            found.append((text(key).removeprefix(prefix), record))
+    return found
+
+
+async def _cooldown_keys(client: redis.Redis, site: str, handles: set[str]) -> list[str]:
+    """Automations' cooldown keys whose subject is one of ``handles``."""
+    return [
+        text(key)
+        async for key in client.scan_iter(
+            match=keyspace.automation_fired(site, "*", "*"), count=_SCAN_COUNT
+        )
+        if not handles.isdisjoint(text(key).split(":"))
+    ]
+
+
+async def _leads(
+    client: redis.Redis, site: str, handles: set[str]
+) -> list[tuple[str, dict[str, str]]]:
+    """Routed leads (id, fields) that hold one of ``handles``: a visitor's own lead, or an
+    account's that names the visitor who brought it."""
+    found = []
+    async for key in client.scan_iter(match=keyspace.lead(site, "*"), count=_SCAN_COUNT):
+        stored = strings(await client.hgetall(key))
+        if stored.get("id") and _handles_in(stored.values(), handles):
+            found.append((stored["id"], stored))
+    return found
+
+
+async def _erase_automation_records(
+    client: redis.Redis, site: str, handles: set[str], receipt: Receipt
+) -> None:
+    """Delete what automations recorded about the visitors (their actions, cooldowns and
+    leads); take them out of what they recorded about an account."""
+    removed, scrubbed = await _erase_actions(client, site, handles)
+    receipt.add(site, "automation_actions", removed)
+    receipt.add(site, "automation_actions_scrubbed", scrubbed)
+    cooldowns = await _cooldown_keys(client, site, handles)
+    deleted = int(await client.delete(*cooldowns)) if cooldowns else 0
+    receipt.add(site, "automation_cooldowns", deleted)
+    removed, scrubbed = await _erase_leads(client, site, handles)
+    receipt.add(site, "leads", removed)
+    receipt.add(site, "leads_scrubbed", scrubbed)
+
+
+async def _erase_actions(client: redis.Redis, site: str, handles: set[str]) -> tuple[int, int]:
+    """Actions about the visitors removed, and actions about an account rewritten without
+    them: how many of each."""
+    removed = scrubbed = 0
+    for action_id, record in await _automation_records(client, site, handles):
+        action: Action = json.loads(record[action_log.ACTION])
+        key = keyspace.automation_action(site, action_id)
+        if action["subject"]["kind"] != "visitor":
+            action["facts"] = _without_visitor(action["facts"], handles)
+            rewritten = json.dumps(action, separators=(",", ":"))
+            # a receiver's answer echoing the visitor cannot be told apart: the record goes
+            if not _handles_in({**record, action_log.ACTION: rewritten}.values(), handles):
+                await client.hset(key, action_log.ACTION, rewritten)
+                scrubbed += 1
+                continue
+        async with client.pipeline(transaction=True) as pipe:
+            pipe.delete(key)
+            pipe.zrem(keyspace.automation_actions(site), action_id)
+            pipe.zrem(keyspace.automation_dead(site), action_id)
+            await pipe.execute()
+        removed += 1
+    return removed, scrubbed
+
+
+async def _erase_leads(client: redis.Redis, site: str, handles: set[str]) -> tuple[int, int]:
+    """The visitors' own leads removed, and accounts' leads that name them rewritten without
+    their handle: how many of each."""
+    removed = scrubbed = 0
+    for lead_id, stored in await _leads(client, site, handles):
+        key = keyspace.lead(site, lead_id)
+        if lead_json(stored)["subject"]["kind"] != "visitor":
+            naming = [name for name, value in stored.items() if _handles_in([value], handles)]
+            await client.hdel(key, *naming)
+            scrubbed += 1
+            continue
+        async with client.pipeline(transaction=True) as pipe:
+            pipe.delete(key)
+            pipe.zrem(keyspace.leads(site), lead_id)
+            pipe.zrem(keyspace.leads_waiting(site), lead_id)
+            await pipe.execute()
+        removed += 1
+    return removed, scrubbed
+
+
+def _without_visitor(facts: Facts, handles: set[str]) -> Facts:
+    """An account's action as if the visitor had never been seen: without their handle and
+    e-mail domain, their pages, the link to them, and their intent when it is not the
+    account's (an action with no account fact showed the visitor's). The event that fired it
+    stays: it is what the account did."""
+    kept = facts.copy()
+    kept.pop("visitor", None)
+    kept.pop("pages", None)
+    if "account" not in kept:
+        kept.pop("intent", None)
+        kept.pop("band", None)
+        kept.pop("reasons", None)
+    if "links" in kept:
+        kept["links"] = {
+            label: url for label, url in kept["links"].items() if not _handles_in([url], handles)
+        }
+    return kept
 
 
 StreamHit = tuple[str, str, dict[str, Any]]  # stream key, entry id, the event (or what it was)

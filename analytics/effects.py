@@ -37,6 +37,7 @@ from refract.rules import fields, keyspace
 from refract.rules.domains import registrable_domain
 from refract.rules.events import (
     BEACON_TYPES,
+    MAX_ENGAGE_MS,
     VALUE_PROP,
     CompanyFields,
     Event,
@@ -53,6 +54,11 @@ from refract.rules.targeting import PageTagger, Value
 
 RECENT_PAGES = 50
 RECENT_DOWNLOADS = 20
+# Engaged time runs no faster than the clock (``engage_op``): what proxies' clocks may differ
+# by, and the profile field up to which a visitor's engaged time has been credited (epoch ms).
+ENGAGE_SLACK_MS: Final = 60_000
+ENGAGED_TO: Final = "engaged_to"
+FIRST_SEEN: Final = "first_seen"  # epoch seconds, the visitor's first event
 
 # --- operations: what apply.lua does, as JSON arrays [name, key, ...] ----------------------
 # Tuples (JSON arrays on the wire, as cheap to build as the lists they replace), one shape per
@@ -92,6 +98,10 @@ OutcomeOp: TypeAlias = tuple[
     Literal["outcome"], str, str, str, str, str, int, float, float, float, int, str, str
 ]
 VerifyOp: TypeAlias = tuple[Literal["verify"], str, str, str]  # profile, exposures, agg prefix
+# profile, engaged ms reported, when it arrived (ms, the proxy's clock), how far back a credit
+# may reach (ms), the slack (ms), the profile's first-seen field, its credit cursor field, and
+# the fields the credited ms are added to (``engage_op``)
+EngageOp: TypeAlias = tuple[Literal["engage"], str, int, int, int, int, str, str, list[str]]
 Operation: TypeAlias = (
     IncrOp
     | FIncrOp
@@ -107,6 +117,7 @@ Operation: TypeAlias = (
     | ExposeOp
     | OutcomeOp
     | VerifyOp
+    | EngageOp
 )
 # One event of the script's batch: its exactly-once key (``done``), its id, its operations.
 ScriptItem: TypeAlias = tuple[str, str, list[Operation]]
@@ -151,6 +162,19 @@ class VisitorState:
 ACCOUNT_MATCH = "account_match"
 ACCOUNT_CLAIMED = "claimed"
 ACCOUNT_NETWORK = "network"
+
+
+def engage_op(profile: str, ms: int, received: float, fields: list[str]) -> EngageOp:
+    """Engaged time credited no faster than the clock: a visitor's credited spans are laid end
+    to end on the proxy's clock, from their first page view (or at the earliest a day, one
+    event's most, before this event arrived) to at most its arrival plus ``ENGAGE_SLACK_MS``;
+    what an event reports beyond that is not credited. One client cannot add more engaged
+    time than has passed since the page was served, however many events it sends."""
+    at = round(received * 1000)
+    return (
+        "engage", profile, ms, at, MAX_ENGAGE_MS, ENGAGE_SLACK_MS, FIRST_SEEN, ENGAGED_TO,
+        fields,
+    )  # fmt: skip
 
 
 def day_of(at: float) -> str:
@@ -342,7 +366,7 @@ class Effects:
         site, who = event["site"], event["visitor"]
         key = keyspace.profile(site, who)
         ops: list[Operation] = [
-            ("setnx", key, "first_seen", event["time"]),
+            ("setnx", key, FIRST_SEEN, event["time"]),
             ("max", key, "last_seen", event["time"]),
         ]
         if event["type"] == "pageview":
@@ -369,7 +393,8 @@ class Effects:
                     ("set", key, "asn", network["asn"]),
                 ]
         elif event["type"] == "engage":
-            ops.append(("incr", key, "engaged_ms", event["ms"]))
+            dwell = [f"dwell_ms:{tag}" for tag in sorted(self._tagger.tags(event["url"]))]
+            ops.append(engage_op(key, event["ms"], received_at(event), ["engaged_ms", *dwell]))
         elif event["type"] == "scroll":
             ops.append(("max", key, "scroll_max", event["depth"]))
         elif event["type"] in ("click", "outbound", "form"):
@@ -389,11 +414,9 @@ class Effects:
         return ops
 
     def _behaviour(self, event: Event) -> list[Operation]:
-        """Entry and exit pages, bounces, dwell by page tag, competitor research."""
+        """Entry and exit pages, bounces, competitor research (dwell by page tag: ``_profile``,
+        with the engaged time it is part of)."""
         key = keyspace.profile(event["site"], event["visitor"])
-        if event["type"] == "engage":
-            tags = self._tagger.tags(event["url"])
-            return [("incr", key, f"dwell_ms:{tag}", event["ms"]) for tag in sorted(tags)]
         if event["type"] != "pageview":
             return []
         new_session = event["new_session"]

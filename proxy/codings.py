@@ -48,6 +48,10 @@ class DecodeError(Exception):
     """The body is not what its Content-Encoding says, or it expands past the limit."""
 
 
+class TooLarge(DecodeError):
+    """The body expands past the limit (a decompression bomb, or just too much)."""
+
+
 def normalize(coding: str | None) -> str:
     """``"GZip "`` -> ``"gzip"``; an absent coding is ``"identity"``."""
     name = (coding or "identity").strip().lower() or "identity"
@@ -58,13 +62,15 @@ def is_supported(coding: str) -> bool:
     return coding == "identity" or coding in PREFERENCE
 
 
-def decode(body: bytes, coding: str, limit: int) -> bytes:
-    """Decode ``body``; refuse to produce more than ``limit`` bytes (decompression bombs)."""
+def decode(body: bytes, coding: str, limit: int, *, gzip_members: bool = False) -> bytes:
+    """Decode ``body``; refuse to produce more than ``limit`` bytes (decompression bombs):
+    ``TooLarge``. ``gzip_members``: a gzip body may hold several members, decoded one after
+    the other (RFC 1952 section 2.2), within ``limit`` together."""
     try:
         if coding == "identity":
             decoded = body
         elif coding in ("gzip", "deflate"):
-            decoded = _inflate(body, coding, limit)
+            decoded = _inflate(body, coding, limit, gzip_members and coding == "gzip")
         elif coding == "br":
             decoded = _unbrotli(body, limit)
         elif coding == "zstd":
@@ -74,7 +80,7 @@ def decode(body: bytes, coding: str, limit: int) -> bytes:
     except (_ISAL_ERROR, brotli.error, zstd.ZstdError) as error:
         raise DecodeError(f"{coding} body does not decode: {error}") from None
     if len(decoded) > limit:
-        raise DecodeError(f"decoded body exceeds {limit} bytes")
+        raise TooLarge(f"decoded body exceeds {limit} bytes")
     return decoded
 
 
@@ -104,19 +110,44 @@ def _wbits(body: bytes, coding: str) -> int:
     return isal_zlib.MAX_WBITS if body[:1] and (body[0] & 0x0F) == 8 else -isal_zlib.MAX_WBITS
 
 
-def _inflate(body: bytes, coding: str, limit: int) -> bytes:
-    # ISA-L inflates the 100 KB page in about half zlib's time (bench/codings_bench.py).
-    decompressor = isal_zlib.decompressobj(_wbits(body, coding))
-    decoded = decompressor.decompress(body, limit + 1)
-    if len(decoded) > limit:
-        return decoded
-    if not decompressor.eof:
-        raise DecodeError(f"{coding} body is truncated")
-    if decompressor.unused_data:
-        # A second gzip member, or bytes after the end: Firefox reads further members,
-        # Chrome ignores them. The origin's own bytes leave each browser to do as it does.
-        raise DecodeError(f"{coding} body has {len(decompressor.unused_data)} bytes after its end")
-    return decoded
+def _inflate(body: bytes, coding: str, limit: int, members: bool) -> bytes:
+    """At most ``limit + 1`` bytes of the body's first stream, or with ``members`` of every
+    gzip member in turn."""
+    parts: list[bytes] = []
+    room = limit + 1
+    rest = body
+    while True:
+        # ISA-L inflates the 100 KB page in about half zlib's time (bench/codings_bench.py).
+        decompressor = isal_zlib.decompressobj(_wbits(rest, coding))
+        try:
+            part = decompressor.decompress(rest, room)
+        except _ISAL_ERROR:
+            if rest is body:
+                raise  # the body itself does not decode
+            raise _no_member(coding, rest) from None
+        parts.append(part)
+        room -= len(part)
+        if room <= 0:
+            return b"".join(parts)
+        if not decompressor.eof:
+            raise (
+                DecodeError(f"{coding} body is truncated")
+                if rest is body
+                else _no_member(coding, rest)
+            )
+        rest = decompressor.unused_data
+        if not rest:
+            return b"".join(parts)
+        if not members:
+            # A second gzip member, or bytes after the end: Firefox reads further members,
+            # Chrome ignores them. The origin's own bytes leave each browser to do as it does.
+            raise DecodeError(f"{coding} body has {len(rest)} bytes after its end")
+
+
+def _no_member(coding: str, rest: bytes) -> DecodeError:
+    return DecodeError(
+        f"{coding} body has {len(rest)} bytes after its end that are no whole member"
+    )
 
 
 def _unbrotli(body: bytes, limit: int) -> bytes:

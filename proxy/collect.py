@@ -20,8 +20,8 @@ browser asking this server first, CORS preflight, which nothing here answers).
 
 A batch may come compressed with gzip or deflate (the beacon sends none). The proxy's server
 hands bodies on as they were sent (app.py), so the endpoint inflates them itself, to 64 KiB at
-most (a compression bomb stops there: 413); one that does not decode gets 400, another coding
-415, each with its reason, never a traceback.
+most, all of a gzip body's members together (a compression bomb stops there: 413); one that
+does not decode gets 400, another coding 415, each with its reason, never a traceback.
 """
 
 from __future__ import annotations
@@ -133,18 +133,16 @@ def _content_coding(request: web.Request) -> str:
 
 
 def _decoded(body: bytes, coding: str) -> bytes:
-    """The batch ``body`` was sent as, inflated to ``MAX_BODY`` bytes at most. Past that,
+    """The batch ``body`` was sent as, inflated to ``MAX_BODY`` bytes at most (all of a gzip
+    body's members together: a client's streaming compressor may write several). Past that,
     ``BodyTooLargeError`` (nothing more is inflated); a body that is not what ``coding`` says,
     ``codings.DecodeError``."""
     if coding == "identity":
         return body
     try:
-        return codings.decode(body, coding, MAX_BODY)
-    except codings.DecodeError:
-        # decode says "too large" and "does not decode" alike; its first bytes tell them apart
-        if len(codings.decode_prefix(body, coding, MAX_BODY + 1)) > MAX_BODY:
-            raise BodyTooLargeError from None
-        raise
+        return codings.decode(body, coding, MAX_BODY, gzip_members=True)
+    except codings.TooLarge:
+        raise BodyTooLargeError from None
 
 
 def _cross_site(request: web.Request) -> bool:

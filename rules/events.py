@@ -38,7 +38,14 @@ from typing import (
 
 import mmh3
 import msgpack
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+)
 from pydantic_core import ErrorDetails
 
 from refract.rules.networks import Network, NetworkKind
@@ -244,6 +251,20 @@ EMAIL_DOMAIN = r"^([a-z0-9-]{1,63}\.)+[a-z]{2,63}$"
 Text = Annotated[str, StringConstraints(max_length=MAX_TEXT)]
 Url = Annotated[str, StringConstraints(max_length=MAX_URL)]
 Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
+
+
+def _each_once(names: list[str]) -> list[str]:
+    """A metric named twice would count its conversion twice (a repeatable one up to
+    MAX_METRICS times); the beacon names each metric it matched once."""
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise ValueError(f"metric {name!r} is named more than once")
+        seen.add(name)
+    return names
+
+
+MetricNames = Annotated[list[Name], AfterValidator(_each_once)]
 # Numbers a visitor sends are bounded before anything computes with them (a 400-digit ``ts``
 # overflowed a float): times by what a JavaScript Date can hold (ECMA-262 section 21.4.1.1),
 # other numbers by the largest integer a JavaScript number holds exactly; never inf or NaN.
@@ -285,7 +306,7 @@ class Click(_BeaconEvent):
     t: Literal["click"]
     s: Text = Field(description="a short selector path of the clicked element")
     h: Url = ""
-    m: list[Name] = Field(
+    m: MetricNames = Field(
         default=[], max_length=MAX_METRICS, description="click metrics it matched"
     )
 
@@ -308,7 +329,9 @@ class Form(_BeaconEvent):
     f: list[Annotated[str, StringConstraints(max_length=MAX_FIELD_NAME)]] = Field(
         default=[], max_length=MAX_FIELDS
     )
-    m: list[Name] = Field(default=[], max_length=MAX_METRICS, description="form metrics it matched")
+    m: MetricNames = Field(
+        default=[], max_length=MAX_METRICS, description="form metrics it matched"
+    )
     dom: Annotated[str, StringConstraints(pattern=f"{EMAIL_DOMAIN}|^$")] = ""
 
 

@@ -21,6 +21,8 @@ Client = TestClient[web.Request, web.Application]
 COOKIES = visitor_cookie("0123456789abcdef0123456789abcdef", "0123456789abcdef")
 BATCH = json.dumps({"v": 1, "u": "/", "e": [{"t": "scroll", "d": 50}]}).encode()
 BOMB = gzip.compress(b" " * 60_000_000)  # 58 KB that inflate to 60 MB
+# each member within the limit, together over it
+BOMB_IN_MEMBERS = gzip.compress(b" " * 40_000) + gzip.compress(BATCH + b" " * 40_000)
 
 
 def raw_deflate(body: bytes) -> bytes:
@@ -53,12 +55,13 @@ async def post(client: Client, body: bytes, coding: str, chunked: bool = False) 
     ("coding", "body"),
     [
         ("gzip", gzip.compress(BATCH)),
+        ("gzip", gzip.compress(BATCH[:20]) + gzip.compress(BATCH[20:])),  # RFC 1952 members
         ("x-gzip", gzip.compress(BATCH)),
         ("deflate", zlib.compress(BATCH)),
         ("deflate", raw_deflate(BATCH)),
         ("identity", BATCH),
     ],
-    ids=["gzip", "x-gzip", "deflate", "raw-deflate", "identity"],
+    ids=["gzip", "gzip-members", "x-gzip", "deflate", "raw-deflate", "identity"],
 )
 async def test_a_compressed_batch_is_inflated_and_accepted(
     proxy: ProxyFactory, coding: str, body: bytes, chunked: bool
@@ -69,10 +72,11 @@ async def test_a_compressed_batch_is_inflated_and_accepted(
     assert event["depth"] == 50
 
 
+@pytest.mark.parametrize("bomb", [BOMB, BOMB_IN_MEMBERS], ids=["one-member", "members"])
 @pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
-async def test_a_compression_bomb_gets_413(proxy: ProxyFactory, chunked: bool) -> None:
+async def test_a_compression_bomb_gets_413(proxy: ProxyFactory, chunked: bool, bomb: bytes) -> None:
     client = await proxy()
-    status, answer = await post(client, BOMB, "gzip", chunked)
+    status, answer = await post(client, bomb, "gzip", chunked)
     assert (status, json.loads(answer)) == (413, {"error": "a batch is at most 65536 bytes"})
 
 
@@ -83,8 +87,17 @@ async def test_a_compression_bomb_gets_413(proxy: ProxyFactory, chunked: bool) -
         ("deflate", b"not deflate", "deflate body does not decode"),
         ("gzip", gzip.compress(BATCH)[:-12], "gzip body is truncated"),
         ("gzip", gzip.compress(BATCH) + b"junk", "gzip body has 4 bytes after its end"),
+        ("gzip", gzip.compress(BATCH) * 2 + b"junk", "gzip body has 4 bytes after its end"),
+        ("gzip", gzip.compress(BATCH) * 2, "body: Invalid JSON: trailing characters"),
     ],
-    ids=["bad-gzip", "bad-deflate", "truncated-gzip", "bytes-after-gzip"],
+    ids=[
+        "bad-gzip",
+        "bad-deflate",
+        "truncated-gzip",
+        "bytes-after-gzip",
+        "bytes-after-members",
+        "members-of-two-batches",
+    ],
 )
 async def test_a_batch_that_does_not_decode_gets_400_with_the_reason(
     proxy: ProxyFactory, coding: str, body: bytes, reason: str

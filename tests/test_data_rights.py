@@ -314,6 +314,16 @@ async def test_export_by_cookie_value_returns_everything_kept_of_the_visitor(
     assert visitor not in json.dumps(entry)
 
 
+async def test_export_returns_the_heat_the_visitor_added_to_an_account_that_day(
+    visitor: str, client: redis.Redis, archive: Archive
+) -> None:
+    found = await data_rights.export_visitor(client, archive, SITE, visitor)
+
+    [(key, heat)] = found["account_heat"].items()
+    assert key == keyspace.account_heat_spent(SITE, ACCOUNT, visitor, "2026-05-28")
+    assert float(heat["total"]) > 0
+
+
 # --- the command line ------------------------------------------------------------------------
 
 
