@@ -422,6 +422,18 @@ class Variant(Table):
     weight: float = Field(ge=0, le=100, description="percent of the experiment's visitors")
     changes: list[Change] = Field(default=[], description="what this variant changes")
 
+    @field_validator("weight")
+    @classmethod
+    def _weight_shows_someone(cls, value: float) -> float:
+        """As ``traffic``: a weight between 0 (the variant off, on purpose) and one bucket's
+        0.01 % would show the variant to nobody, silently."""
+        if value > 0 and round(value * 100) < 1:
+            raise ValueError(
+                f"{value:g} % rounds to no visitor at all: 0.01 % is the least (0 turns the "
+                "variant off)"
+            )
+        return value
+
 
 class Bandit(Table):
     """How a bandit experiment reweights its arms (docs/rules.md, "Bandit allocation")."""
@@ -590,7 +602,11 @@ class Experiment(Table):
     def _weights_and_schedule(self) -> Experiment:
         total = sum(variant.weight for variant in self.variants)
         if abs(total - 100) > 1e-6:
-            raise ValueError(f"variant weights add up to {total:g}, not 100")
+            weights = " + ".join(f"{variant.weight:g}" for variant in self.variants)
+            raise ValueError(
+                f"variant weights add up to {total:g}, not 100 ({weights}): each variant's "
+                "weight is its percent of the experiment's visitors"
+            )
         if self.exclusion_range is not None:
             low, high = self.exclusion_range
             if not 0 <= low < high <= 100:

@@ -69,7 +69,8 @@ def test_rules_may_be_spread_over_files(tmp_path: Path) -> None:
 BAD_RULES = [
     pytest.param(
         {"experiments": experiment().replace("weight = 50\n[[", "weight = 40\n[[", 1)},
-        r"experiments\.toml:1: experiments\[0\]: variant weights add up to 90, not 100",
+        r"experiments\.toml:1: experiments\[0\]: variant weights add up to 90, not 100 "
+        r"\(40 \+ 50\): each variant's weight is its percent",
         id="weights-not-100",
     ),
     pytest.param(
@@ -199,6 +200,16 @@ BAD_RULES = [
         {"experiments": experiment("traffic = 0.004")},
         r"experiments\[0\]\.traffic: 0\.004 % rounds to no visitor at all",
         id="traffic-rounding-to-nobody",
+    ),
+    pytest.param(
+        {
+            "experiments": experiment(
+                variants='[[experiments.variants]]\nkey = "control"\nweight = 99.996\n'
+                '[[experiments.variants]]\nkey = "b"\nweight = 0.004\n'
+            )
+        },
+        r"experiments\[0\]\.variants\[1\]\.weight: 0\.004 % rounds to no visitor at all",
+        id="variant-weight-rounding-to-nobody",
     ),
     pytest.param(
         {"experiments": experiment("colour = 1")},
