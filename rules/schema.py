@@ -14,7 +14,7 @@ import json
 import re
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Literal, get_args
+from typing import Literal, get_args, get_origin
 
 from pydantic import (
     BaseModel,
@@ -93,6 +93,8 @@ class Table(BaseModel):
         items = value if isinstance(value, list | tuple) else (value,)
         if any(isinstance(item, bool) for item in items) and info.field_name in _number_fields(cls):
             raise ValueError("a number, not true or false")
+        if any(isinstance(item, str) for item in items) and info.field_name in _number_only(cls):
+            raise ValueError('a number, not text: write it without quotes (traffic = 50, not "50")')
         if any(isinstance(item, str) and LONE_SURROGATE.search(item) for item in items):
             raise ValueError("not text: it holds a lone surrogate (\\ud800 to \\udfff)")
         return value
@@ -105,6 +107,21 @@ def _number_fields(table: type[BaseModel]) -> frozenset[str]:
         name
         for name, field in table.model_fields.items()
         if (kinds := set(_kinds(field.annotation))) & {int, float} and bool not in kinds
+    )
+
+
+@functools.cache
+def _number_only(table: type[BaseModel]) -> frozenset[str]:
+    """The number fields of ``table`` that take no text either: pydantic would read "50" as
+    50 there, and a quoted number in a rule file is a mistake (values are what they look
+    like)."""
+    return frozenset(
+        name
+        for name in _number_fields(table)
+        if not any(
+            kind is str or get_origin(kind) is Literal
+            for kind in _kinds(table.model_fields[name].annotation)
+        )
     )
 
 

@@ -201,6 +201,14 @@ BAD_RULES = [
         r"experiments\[0\]\.traffic: 0\.004 % rounds to no visitor at all",
         id="traffic-rounding-to-nobody",
     ),
+    *(
+        pytest.param(
+            {"experiments": experiment(f"traffic = {quoted}")},
+            r"experiments\[0\]\.traffic: .*a number, not text: write it without quotes",
+            id=f"quoted-number-{index}",
+        )
+        for index, quoted in enumerate(['"50"', '" 50 "', '"5_0"', '"1e2"'])
+    ),
     pytest.param(
         {
             "experiments": experiment(
