@@ -202,10 +202,11 @@ class Condition(Table):
                 + (", gte or lte" if target.kind == "number" else "")
             )
         values = self.value if isinstance(self.value, list) else [self.value]
-        if target.kind == "text" and not all(isinstance(value, str) for value in values):
+        texts = [value for value in values if isinstance(value, str)]
+        if target.kind == "text" and len(texts) < len(values):
             return f'"{self.field}" is text: quote the value, e.g. value = "{values[0]}"'
         if target.kind == "text" and target.vocabulary and self.op in _COMPARED:
-            return _vocabulary_problem(self.field, target.vocabulary, values)
+            return _vocabulary_problem(self.field, target.vocabulary, texts)
         return None
 
     def _kind_problem(self, target: fields.TargetField) -> str | None:
@@ -223,11 +224,11 @@ _COMPARED = frozenset({"eq", "ne", "in", "not_in"})
 _TEXT_OPERATORS = frozenset({"contains", "prefix", "matches"})
 
 
-def _vocabulary_problem(name: str, vocabulary: tuple[str, ...], values: list[Scalar]) -> str | None:
+def _vocabulary_problem(name: str, vocabulary: tuple[str, ...], values: list[str]) -> str | None:
     """A value the field never takes (a typo: "analyticl"), which would never match."""
     for value in values:
-        if str(value).casefold() not in vocabulary:
-            close = difflib.get_close_matches(str(value).casefold(), vocabulary, n=1)
+        if value.casefold() not in vocabulary:
+            close = difflib.get_close_matches(value.casefold(), vocabulary, n=1)
             suggestion = f'did you mean "{close[0]}"? ' if close else ""
             return (
                 f'"{name}" is never "{value}": {suggestion}its values are {", ".join(vocabulary)}'
