@@ -47,12 +47,14 @@ VOLUME ["/data"]
 # --- demo: the demo website and its rules, Refract in front -----------------------------------
 FROM runtime AS demo
 COPY examples/demo-site /opt/refract-demo/demo-site
+COPY examples/demo-accounts.csv examples/demo-outcomes.csv examples/demo-spend.csv /opt/refract-demo/data/
 COPY config.toml /opt/refract-demo/config.toml
 COPY --chown=10001:10001 examples/demo-rules /data/rules
 # The demo's config.toml, reachable from the host: the proxy and the dashboard on the
 # container's interface (the dashboard answers localhost only), state and rules under /data.
 ENV REFRACT_CONFIG=/opt/refract-demo/config.toml \
     REFRACT_DEMO_SITE=/opt/refract-demo/demo-site \
+    REFRACT_DEMO_DATA=/opt/refract-demo/data \
     REFRACT_SERVER__DATA_DIR=/data \
     REFRACT_SERVER__LISTEN='["0.0.0.0:8080"]' \
     REFRACT_ADMIN__LISTEN=0.0.0.0:8090 \

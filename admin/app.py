@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import logging
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -44,9 +45,15 @@ from refract.admin.access_log import (
 from refract.admin.api import EVERYONE, PUBLIC, Api, problem
 from refract.admin.autopilot_steward import steward
 from refract.admin.perimeter import is_https, refuse_unknown_hosts
-from refract.admin.serving import serve_until_stopped
+from refract.admin.serving import ListenError, serve_until_stopped
 from refract.admin.state import CONFIG_KEY, REDIS_KEY, LiveConfig, config_in
-from refract.rules.config import Config, load_config, split_host_port
+from refract.rules.config import (
+    EXIT_CANNOT_START,
+    CannotListenError,
+    Config,
+    load_config,
+    split_host_port,
+)
 from refract.rules.industry import load_industry_model
 from refract.rules.problems import InvalidFileError
 from refract.rules.redis_client import REDIS_FAILURES, pooled
@@ -248,13 +255,21 @@ def reload_config(app: web.Application, path: Path) -> None:
 
 
 def run(config: Config, path: Path) -> None:
+    """Serve; exit with EXIT_CANNOT_START when admin.listen cannot be bound, so the supervisor
+    stops the node at once instead of restarting the admin (admin/supervisor.py)."""
     host, port = split_host_port(config.admin.listen)
     app = build_app(config)
-    uvloop.run(
-        serve_until_stopped(
-            app, host, port, AdminAccessLogger, access_logger, lambda: reload_config(app, path)
+    try:
+        uvloop.run(
+            serve_until_stopped(
+                app, host, port, AdminAccessLogger, access_logger, lambda: reload_config(app, path)
+            )
         )
-    )
+    except ListenError as refused:
+        log.error(
+            "%s", CannotListenError("admin.listen", config.admin.listen, refused.error, "the admin")
+        )
+        sys.exit(EXIT_CANNOT_START)
 
 
 __all__ = ["EVERYONE", "build_app", "run"]

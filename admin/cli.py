@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import shutil
 import sys
 from collections.abc import Callable, Coroutine
@@ -12,11 +13,13 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, cast
 
 from pydantic.fields import FieldInfo
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from refract.admin import attribution_cli, logs, privacy_cli, spend_cli
 from refract.admin.supervisor import Child, Supervisor
 from refract.rules import keyspace
-from refract.rules.config import Config, load_config
+from refract.rules.config import Config, config_warnings, load_config
 from refract.rules.problems import InvalidFileError
 from refract.rules.ruleset import checked_rules, load_rules, read_rule_files
 
@@ -56,6 +59,64 @@ def main(argv: list[str] | None = None) -> int:
         except InvalidFileError as error:
             print(error, file=sys.stderr)
             return 2
+    try:
+        if not config.redis.url:  # the embedded Valkey lives there, the command's or the node's
+            _check_data_dir(config.server.data_dir)
+        return _command(command, config, config_path, args)
+    except CommandRefusedError as error:
+        print(error, file=sys.stderr)
+        return 2
+    except (RedisConnectionError, RedisTimeoutError) as error:
+        print(_unreachable_redis(config, error), file=sys.stderr)
+        return 1
+
+
+class CommandRefusedError(Exception):
+    """A setting or argument the command cannot work with: one message naming it."""
+
+
+def _check_data_dir(data_dir: Path) -> None:
+    """Raise CommandRefusedError unless ``data_dir`` exists or can be made, and takes files:
+    refused up front, with the setting named, rather than a traceback later."""
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        probe = data_dir / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise CommandRefusedError(
+            f"server.data_dir: {data_dir}: cannot create it or write in it "
+            f"({error.strerror or error})\n    hint: set server.data_dir (or "
+            "REFRACT_SERVER__DATA_DIR) to a directory this user can write; in the image, a "
+            "bind-mounted one must be writable by uid 10001 (chown -R 10001:10001 DIRECTORY)"
+        ) from None
+
+
+def _unreachable_redis(config: Config, error: Exception) -> str:
+    """What a command says when Redis does not answer: the setting, where, why, and a hint."""
+    where = _without_password(config.redis.url) if config.redis.url else "the embedded Valkey"
+    return (
+        f"redis.url: cannot connect to {where} ({error})\n    hint: start Redis there or "
+        "correct redis.url (or REFRACT_REDIS__URL); empty, the node's embedded Valkey in "
+        "server.data_dir is used"
+    )
+
+
+def _without_password(url: str) -> str:
+    """``url`` fit for a terminal: its password, if any, left out."""
+    return re.sub(r"(//[^:@/]*):[^@/]*@", r"\1:***@", url)
+
+
+def _site_key(config: Config, site: str | None, command: str) -> str:
+    """The key of the site ``--site`` names (none: the first site's)."""
+    found = config.site(site)
+    if found is None:
+        raise CommandRefusedError(f"refract {command}: no site {site!r} in the configuration")
+    return found.key
+
+
+def _command(command: str, config: Config, config_path: Path, args: argparse.Namespace) -> int:
+    """Run ``command`` on a loaded, checked configuration."""
     if command == "rebuild":
         return _rebuild(config)
     if command == "report":
@@ -63,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     if command == "geo":
         return _geo_import(config, args.files)
     if command == "accounts":
-        return _accounts_import(config, args.file, args.site or config.sites[0].key)
+        return _accounts_import(config, args.file, _site_key(config, args.site, "accounts"))
     if command == "train":
         return _train(config, args)
     if command == "crm":
@@ -579,7 +640,7 @@ def _report(config: Config, args: argparse.Namespace) -> int:
     from refract.analytics.stats.engine import Settings
     from refract.rules.redis_client import connect
 
-    site = args.site or config.sites[0].key
+    site = _site_key(config, args.site, "report")
     settings = Settings(alpha=args.alpha, method=args.method, correction=args.correction)
 
     async def fetch(url: str) -> str:
@@ -603,6 +664,8 @@ def _report(config: Config, args: argparse.Namespace) -> int:
 def _check(config: Config, config_path: Path) -> int:
     """Validate config.toml and the rule files it names; print every problem."""
     print(f"{config_path}: ok ({len(config.sites)} site{'s' * (len(config.sites) != 1)})")
+    for concern in config_warnings(config):  # it loads; these deserve a look
+        print(f"warning: {concern}", file=sys.stderr)
     if config.rules.directory is None:
         return 0
     try:
@@ -888,23 +951,9 @@ def _run_node(
     from refract.admin.embedded_redis import STOP_S, EmbeddedRedis
     from refract.admin.node_processes import status_path
 
-    # Written to by every node (process status, spill files, metrics files, the embedded
-    # Valkey): refused up front, with the setting named, rather than a traceback later.
-    data_dir = config.server.data_dir
-    try:
-        data_dir.mkdir(parents=True, exist_ok=True)
-        probe = data_dir / f".write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as error:
-        print(
-            f"server.data_dir: {data_dir}: cannot create it or write in it "
-            f"({error.strerror or error})\n    hint: set server.data_dir (or "
-            "REFRACT_SERVER__DATA_DIR) to a directory this user can write; in the image, a "
-            "bind-mounted one must be writable by uid 10001 (chown -R 10001:10001 DIRECTORY)",
-            file=sys.stderr,
-        )
-        return 2
+    # Written to by every node (process status, spill files, metrics files), with or without
+    # the embedded Valkey.
+    _check_data_dir(config.server.data_dir)
     embedded = None if config.redis.url else EmbeddedRedis(config.server.data_dir)
     # Started first and stopped last (stage 2): every other child writes to it.
     valkey = (

@@ -34,6 +34,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import os
 import random
 import signal
 import time
@@ -66,7 +67,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("refract.demo")
 
-EXAMPLES: Final = Path(__file__).resolve().parents[1] / "examples"
+# The demo's CSVs; an installed (not editable) package has no examples/ beside it, so the
+# image's demo target names its copy (Dockerfile), as it does the site's (admin/demo.py).
+EXAMPLES: Final = Path(
+    os.environ.get("REFRACT_DEMO_DATA") or Path(__file__).resolve().parents[1] / "examples"
+)
 ACCOUNTS_CSV: Final = EXAMPLES / "demo-accounts.csv"
 OUTCOMES_CSV: Final = EXAMPLES / "demo-outcomes.csv"
 SPEND_CSV: Final = EXAMPLES / "demo-spend.csv"

@@ -12,6 +12,14 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 
+class ListenError(Exception):
+    """The listener could not be bound; ``error`` says why (a restart would not help)."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 async def serve_until_stopped(
     app: web.Application,
     host: str,
@@ -29,7 +37,11 @@ async def serve_until_stopped(
             app, handle_signals=False, access_log_class=access_log_class, access_log=access_log
         )
     await runner.setup()
-    await web.TCPSite(runner, host, port).start()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError as error:
+        await runner.cleanup()
+        raise ListenError(error) from error
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -7,7 +7,6 @@ connections across them); ``admin.supervisor`` starts and watches them.
 from __future__ import annotations
 
 import asyncio
-import errno
 import gc
 import logging
 import signal
@@ -30,7 +29,7 @@ from refract.proxy.handler import refuse
 from refract.proxy.headers import MAX_FIELDS, refused_head
 from refract.proxy.local import start_internal_listener
 from refract.proxy.pages import neutral_page
-from refract.rules.config import EXIT_CANNOT_START, Config, split_host_port
+from refract.rules.config import EXIT_CANNOT_START, CannotListenError, Config, split_host_port
 
 log = logging.getLogger("refract.proxy")
 # aiohttp's per-connection logger: what went wrong with a request before our handler ran.
@@ -179,7 +178,7 @@ async def serve(config: Config, config_path: Path, ready: asyncio.Event | None =
         app,
         handle_signals=False,
         **handler_options(config),
-        shutdown_timeout=config.server.graceful_timeout,
+        shutdown_timeout=drain_timeout(config.server.graceful_timeout),
         handler_cancellation=True,  # a visitor who leaves stops the origin request too
     )
     await runner.setup()
@@ -194,7 +193,14 @@ async def serve(config: Config, config_path: Path, ready: asyncio.Event | None =
             await runner.cleanup()
             if internal is not None:
                 await internal.cleanup()
-            raise CannotListenError(address, error, reuse_port) from None
+            raise CannotListenError(
+                "server.listen",
+                address,
+                error,
+                "the proxy",
+                # without SO_REUSEPORT on both, a second node's bind is refused
+                "" if reuse_port else "two nodes share one only with server.workers > 1 on both",
+            ) from None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
@@ -211,11 +217,20 @@ async def serve(config: Config, config_path: Path, ready: asyncio.Event | None =
         ready.set()
     await stop.wait()
     log.info("proxy stopping: draining requests in flight")
-    await runner.cleanup()  # stops accepting, waits up to graceful_timeout for handlers
+    await runner.cleanup()  # stops accepting, ends handlers by graceful_timeout, spills events
     if internal is not None:
         await internal.cleanup()
     await background.stop(folding)
     await background.stop(releasing)
+
+
+def drain_timeout(graceful_timeout: float) -> float:
+    """aiohttp's ``shutdown_timeout`` for a drain that ends by ``graceful_timeout``: it waits
+    that long for a handler, then cancels only the request's body and waits as long again
+    before it cancels the handler. A handler that is not reading the body (an origin request)
+    thus runs the whole graceful timeout, and is cancelled then, with time left before the
+    supervisor's kill (graceful_timeout + 5 s) to write or spill its events."""
+    return graceful_timeout / 2
 
 
 # Generation 0 is collected after this many net allocations of containers (CPython's default
@@ -234,33 +249,6 @@ def settle_garbage_collector() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(*_GC_THRESHOLDS)
-
-
-class CannotListenError(Exception):
-    """A public listener could not be bound: a restart would not help."""
-
-    def __init__(self, address: str, error: OSError, reuse_port: bool) -> None:
-        if error.errno == errno.EADDRINUSE:
-            cause = "is already in use"
-            hint = (
-                "stop the other process listening there (`ss -ltnp`), or give this node "
-                "another address; two nodes share one only with server.workers > 1 on both"
-                if not reuse_port
-                else "stop the other process listening there (`ss -ltnp`), or give this "
-                "node another address"
-            )
-        elif error.errno == errno.EACCES:
-            cause = "is not allowed (a port below 1024 needs privileges)"
-            hint = "use a port of 1024 or more, and a load balancer or nginx in front"
-        elif error.errno == errno.EADDRNOTAVAIL:
-            cause = "is not an address of this host"
-            hint = "use one of this host's addresses, or 0.0.0.0"
-        else:
-            cause = f"cannot be bound: {error.strerror or error}"
-            hint = "check the address"
-        super().__init__(
-            f"server.listen: {address} {cause}; the proxy cannot start\n    hint: {hint}"
-        )
 
 
 def run(config: Config, config_path: Path) -> None:

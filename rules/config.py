@@ -7,6 +7,7 @@ container deployments (``REFRACT_REDIS__URL``, ``REFRACT_SITES__0__ORIGIN``).
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import os
 import re
@@ -53,9 +54,36 @@ ENV_SEPARATOR = "__"
 # the node stops (exit code 2).
 EXIT_CANNOT_START = 78
 
+
+class CannotListenError(Exception):
+    """A listener (``setting``'s ``address``) could not be bound: a restart would not help, so
+    the process exits with EXIT_CANNOT_START and this message."""
+
+    def __init__(
+        self, setting: str, address: str, error: OSError, role: str, sharing: str = ""
+    ) -> None:
+        if error.errno == errno.EADDRINUSE:
+            cause = "is already in use"
+            hint = "stop the other process listening there (`ss -ltnp`), or give this node "
+            hint += f"another address; {sharing}" if sharing else "another address"
+        elif error.errno == errno.EACCES:
+            cause = "is not allowed (a port below 1024 needs privileges)"
+            hint = "use a port of 1024 or more, and a load balancer or nginx in front"
+        elif error.errno == errno.EADDRNOTAVAIL:
+            cause = "is not an address of this host"
+            hint = "use one of this host's addresses, or 0.0.0.0"
+        else:
+            cause = f"cannot be bound: {error.strerror or error}"
+            hint = "check the address"
+        super().__init__(f"{setting}: {address} {cause}; {role} cannot start\n    hint: {hint}")
+
+
 _HOST_PORT = re.compile(r"^(?P<host>\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.\-]+):(?P<port>\d{1,5})$")
 _COOKIE_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _HOST_NAME = re.compile(r"[A-Za-z0-9.\-]+|[0-9a-fA-F:.]*:[0-9a-fA-F:.]*")
+# A host as a visitor's Host header names it: a name or IPv4 address, or an IPv6 address in
+# brackets, with an optional port. A site's host, aliases, public_host and literal host_header.
+_PUBLIC_HOST = r"(?:[A-Za-z0-9.\-]+|\[[0-9a-fA-F:.]+\])(?::\d{1,5})?"
 
 
 def _check_host_port(address: str) -> str:
@@ -138,7 +166,10 @@ class ServerConfig(Section):
         "closes the connection with 1009 (message too big)",
     )
     graceful_timeout: float = Field(
-        default=15.0, gt=0, description="seconds in-flight requests get to finish on shutdown"
+        default=15.0,
+        gt=0,
+        allow_inf_nan=False,  # the supervisor kills a child 5 s past it: it needs an end
+        description="seconds in-flight requests get to finish on shutdown",
     )
     request_head_timeout: float = Field(
         default=60.0,
@@ -217,7 +248,10 @@ class ServerConfig(Section):
     @classmethod
     def _check_prefix(cls, value: str) -> str:
         if not (value.startswith("/") and value.endswith("/") and len(value) > 2):
-            raise ValueError('the prefix must start and end with "/", e.g. "/_refract/"')
+            raise ValueError(
+                'the prefix must start and end with "/" and name a path between them, e.g. '
+                '"/_refract/" ("/" alone would take every path from the origin)'
+            )
         return value
 
 
@@ -308,6 +342,37 @@ class PrivacyConfig(Section):
         return value
 
 
+def _check_public_host_name(value: str) -> str:
+    """``value`` if it is a host as visitors' Host headers name it, else why not: a URL pasted
+    for its host is the usual slip, and its host name is suggested."""
+    if not value:
+        raise ValueError('is empty; give a host name, e.g. "www.example.com"')
+    if "://" in value:
+        raise ValueError(f'"{value}" is a URL; give only its host name{_host_of_url(value)}')
+    if not re.fullmatch(_PUBLIC_HOST, value):
+        raise ValueError(
+            f'"{value}" is not a host name, IP address or "host:port", e.g. "www.example.com"'
+        )
+    return value
+
+
+def _host_of_url(url: str) -> str:
+    """': "host[:port]"' of ``url`` as a suggestion, or nothing when it has none."""
+    try:
+        parsed = URL(url)
+    except ValueError:
+        return ""
+    if not parsed.raw_host:
+        return ""
+    port = f":{parsed.port}" if parsed.explicit_port else ""
+    return f': "{parsed.raw_host}{port}"'
+
+
+def _routing_name(host: str) -> str:
+    """The name a host is routed by (proxy/sites.py): case and the root dot ignored."""
+    return without_root_dot(host.lower())
+
+
 def without_root_dot(host: str) -> str:
     """``host[:port]`` with its name's one trailing dot taken off: ``a.test.`` is the fully
     qualified spelling of the DNS name ``a.test`` (a browser sends it when the visitor wrote
@@ -338,7 +403,7 @@ class SiteConfig(Section):
     )
     public_host: str = Field(
         default="",
-        pattern=r"^(([A-Za-z0-9.\-]+|\[[0-9a-fA-F:.]+\])(:\d{1,5})?)?$",
+        pattern=rf"^({_PUBLIC_HOST})?$",
         description='only with host = "*": the "host[:port]" named in redirects rewritten to the '
         "public site and in X-Forwarded-Host, never the visitor's Host; empty: a trusted proxy's "
         "X-Forwarded-Host, else those redirects become relative and X-Forwarded-Host is left out",
@@ -391,6 +456,27 @@ class SiteConfig(Section):
             f'"{value}" is neither a shipped industry model ({", ".join(INDUSTRIES)}) nor a '
             "*.toml file"
         )
+
+    @field_validator("host")
+    @classmethod
+    def _check_host(cls, value: str) -> str:
+        return value if value == "*" else _check_public_host_name(value)
+
+    @field_validator("aliases")
+    @classmethod
+    def _check_aliases(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        host = info.data.get("host")
+        for alias in value:
+            if alias != "*":  # any other host, as a site's host "*" is
+                _check_public_host_name(alias)
+            if host is not None and _routing_name(alias) == _routing_name(host):
+                raise ValueError(f'"{alias}" is the site\'s own host; list only other names')
+        return value
+
+    @field_validator("host_header")
+    @classmethod
+    def _check_host_header(cls, value: str) -> str:
+        return value if value in {"origin", "public"} else _check_public_host_name(value)
 
     @field_validator("public_host")
     @classmethod
@@ -902,7 +988,7 @@ class Config(Section):
         seen: set[str] = set()
         for site in sites:
             for host in (site.host, *site.aliases):
-                name = without_root_dot(host.lower())  # how the proxy routes it
+                name = _routing_name(host)
                 if name in seen:
                     raise ValueError(f'host "{host}" is served by two sites')
                 seen.add(name)
@@ -931,6 +1017,17 @@ class Config(Section):
         if key is None:
             return self.sites[0]
         return next((site for site in self.sites if site.key == key), None)
+
+
+def config_warnings(config: Config) -> list[str]:
+    """What loads but deserves a look (``refract check`` prints it)."""
+    return [
+        f"server.trusted_proxies: {network} trusts every address: any visitor can then choose "
+        "the address Refract sees (per-address beacon limits, accounts matched by IP range, "
+        "the address in events); list only your load balancers' or CDN's ranges"
+        for network in config.server.trusted_proxies
+        if network.prefixlen == 0
+    ]
 
 
 def _named(index: int, site: SiteConfig) -> str:
@@ -1043,20 +1140,32 @@ def _apply_environment(
 
 def _blame(problem: Problem, overrides: Mapping[str, str]) -> Problem:
     """A problem with a key an environment variable set names the variable, not the file."""
-    setters = [
-        key
-        for key in overrides
-        if problem.field == key or problem.field.startswith((f"{key}.", f"{key}["))
-    ]
+    setters = [key for key in overrides if _was_set_by(key, problem)]
     if not setters:
         return problem
-    key = max(setters, key=len)  # the most precise override
+    variable = overrides[max(setters, key=len)]  # the most precise override
     hint = problem.hint
     if problem.message == "unknown key" and hint.startswith("did you mean '"):
         known = hint.removeprefix("did you mean '").removesuffix("'?")
-        variable = overrides[key].rsplit(ENV_SEPARATOR, 1)[0] + ENV_SEPARATOR + known.upper()
-        hint = f"did you mean {variable}?"
-    return Problem("environment", None, overrides[key], f"{problem.field}: {problem.message}", hint)
+        hint = f"did you mean {_renamed(variable, problem.field, known)}?"
+    return Problem("environment", None, variable, f"{problem.field}: {problem.message}", hint)
+
+
+def _was_set_by(key: str, problem: Problem) -> bool:
+    """Whether the override of ``key`` made the value ``problem`` is about: the key or a value
+    inside it, or an unknown table the variable alone names (REFRACT_BOGUS__X makes "bogus")."""
+    if problem.field == key or problem.field.startswith((f"{key}.", f"{key}[")):
+        return True
+    unknown = problem.message == "unknown key"
+    return unknown and key.startswith((f"{problem.field}.", f"{problem.field}["))
+
+
+def _renamed(variable: str, field: str, known: str) -> str:
+    """``variable`` with the part naming ``field``'s last key replaced by ``known``."""
+    parts = variable.removeprefix(ENV_PREFIX).split(ENV_SEPARATOR)
+    depth = len(re.findall(r"[^.\[\]]+", field))
+    parts[depth - 1] = known.upper()
+    return ENV_PREFIX + ENV_SEPARATOR.join(parts)
 
 
 def _takes_text(path: list[str]) -> bool:

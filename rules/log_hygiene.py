@@ -21,8 +21,14 @@ from refract.rules.privacy import anonymize_ip
 _ADDRESS = re.compile(
     r"(?<![\w.:])(?:\d{1,3}(?:\.\d{1,3}){3}|[0-9A-Fa-f]*:[0-9A-Fa-f:.]+)(?![\w.:])"
 )
-# not a query already removed: a record may pass a logger's filter and then a handler's
-_QUERY = re.compile(r"\?(?!<query removed>)[^\s'\"]*")
+# Not a query already removed (a record may pass a logger's filter and then a handler's), nor
+# the question mark that ends a sentence ("did you mean 'workers'?", "(which one?)"): a query
+# goes on past its first character, which is no space or quote.
+_QUERY = re.compile(r"\?(?!<query removed>)(?=[^\s'\")\]]|[)\]][^\s'\"])[^\s'\"]*")
+# The words before the address a listener could not bind (asyncio's and uvloop's OSError,
+# "error while attempting to bind on address ('10.0.0.1', 8080): ..."): the operator's own
+# address from config.toml, never a visitor's, and wrong if rewritten.
+_BIND_ADDRESS_PREFIX = "bind on address ('"
 # a Python bytes repr, b'...' or b"...", whose b starts a token: the b of 'b' or xb'..' does not
 _QUOTED_BYTES = re.compile(r"(?:bytearray\()?(?<![\w'\"])b(['\"]).*?(?<!\\)\1\)?")
 
@@ -49,6 +55,8 @@ class LogHygiene(logging.Filter):
         return _ADDRESS.sub(self._address, line)
 
     def _address(self, match: re.Match[str]) -> str:
+        if match.string.endswith(_BIND_ADDRESS_PREFIX, 0, match.start()):
+            return match[0]
         try:
             ipaddress.ip_address(match[0])
         except ValueError:

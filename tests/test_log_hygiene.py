@@ -108,6 +108,32 @@ def test_the_filter_rewrites_addresses_queries_and_request_bytes(
 @pytest.mark.parametrize(
     ("line", "cleaned"),
     [
+        # Refract's and the operator's own words: left as they are
+        ("hint: did you mean 'workers'?",) * 2,
+        ("is it on? yes", "is it on? yes"),
+        ("(which one?)",) * 2,
+        (
+            "metrics listener 10.255.255.1:9171 not started: [Errno 99] error while attempting "
+            "to bind on address ('10.255.255.1', 9171): cannot assign requested address",
+        )
+        * 2,
+        ("error while attempting to bind on address ('::1', 9171, 0, 0): in use",) * 2,
+        # a visitor's values: still removed
+        ("GET /a?email=jane@x.org HTTP/1.1", "GET /a?<query removed> HTTP/1.1"),
+        ("Bad target '?email=jane@x.org'", "Bad target '?<query removed>'"),
+        ("GET /a?(x)=1 HTTP/1.1", "GET /a?<query removed> HTTP/1.1"),
+        ("GET /a?)x=1 HTTP/1.1", "GET /a?<query removed> HTTP/1.1"),
+        ("Error handling request from 203.0.113.9", "Error handling request from 203.0.113.0"),
+        ("peer ('203.0.113.9', 54321) reset", "peer ('203.0.113.0', 54321) reset"),
+    ],
+)
+def test_operators_words_stay_and_visitors_values_go(line: str, cleaned: str) -> None:
+    assert LogHygiene("truncated").clean(line) == cleaned
+
+
+@pytest.mark.parametrize(
+    ("line", "cleaned"),
+    [
         (  # a real bytes repr inside a longer message
             "Error handling request: message b'GET / HTTP/1.1\\r\\nHost: x\\r\\n' at 3",
             "Error handling request: message <request bytes removed> at 3",

@@ -190,6 +190,29 @@ async def test_a_port_in_use_stops_the_node_with_the_address_and_no_traceback(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(
+    ("host", "cause"),
+    [("127.0.0.1", "is already in use"), ("10.255.255.1", "is not an address of this host")],
+)
+def test_an_admin_listen_that_cannot_be_bound_stops_the_node_at_once_naming_it(
+    redis_url: str, tmp_path: Path, host: str, cause: str
+) -> None:
+    config = write_config(tmp_path, free_port(), "http://127.0.0.1:9", rules=False)
+    address = f"{host}:{free_port()}"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", int(address.rsplit(":", 1)[1])))
+        taken.listen()
+        env = {"REFRACT_REDIS__URL": redis_url, "REFRACT_ADMIN__LISTEN": address}
+        result = refract("--config", str(config), "admin", env=env)
+    assert result.returncode == 2
+    refusal = f"admin.listen: {address} {cause}; the admin cannot start"
+    assert result.stderr.count(refusal) == 1  # once: no restart
+    assert "hint:" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "admin cannot start (exit code 78" in result.stderr
+
+
+@pytest.mark.slow
 def test_an_unusable_data_dir_is_refused_with_the_setting_and_a_hint(tmp_path: Path) -> None:
     config = write_config(tmp_path, free_port(), "http://127.0.0.1:9", rules=False)
     (tmp_path / "afile").write_text("")
