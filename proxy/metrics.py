@@ -58,7 +58,9 @@ FAIL_OPEN = Counter(
     "rewrite_time: a page whose rewrite overran sites.max_rewrite_seconds (or did within 10 "
     "minutes), served unmodified; xml_name: a set_attribute left out of a page served as XHTML, "
     "its name not one an XML parser takes; xml_markup: a markup change or style left out of "
-    "a page served as XHTML, its text not one XML can hold or its markup beside the root.",
+    "a page served as XHTML, its text not one XML can hold or its markup beside the root; "
+    "nesting: an edit whose selector has two descendant combinators left out of a page nested "
+    "deeper than 256 elements.",
     ["stage"],
 )
 REWRITE_SKIPPED = Counter(

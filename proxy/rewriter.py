@@ -47,7 +47,15 @@ from dataclasses import dataclass, field
 
 import lolhtml
 
-from refract.proxy import csp, element_extent, foreign_content, metrics, rewrite_time, xml_cdata
+from refract.proxy import (
+    csp,
+    element_extent,
+    foreign_content,
+    metrics,
+    nesting,
+    rewrite_time,
+    xml_cdata,
+)
 from refract.proxy.element_extent import Match, depends_on_extent, may_end_early
 from refract.rules.markup import (
     XHTML_NAMESPACE,
@@ -56,7 +64,7 @@ from refract.rules.markup import (
     xml_fragment,
     xml_text,
 )
-from refract.rules.selectors import selector_subjects
+from refract.rules.selectors import descendant_combinators, selector_subjects
 from refract.rules.token_contexts import CLASS_SEPARATOR, refused_elements
 
 _HTML = lolhtml.ContentType.HTML
@@ -101,10 +109,13 @@ class Edit:
     # Can the selector match a <body> (the end probe)? Known once per edit: a plan without
     # tokens is made once per rule set (proxy/personalize.py), not per page.
     may_meet_probe: bool = field(init=False, repr=False, compare=False)
+    # Its descendant combinators: a page nested too deep for them goes without the edit.
+    descendants: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         subjects = selector_subjects(self.selector)
         object.__setattr__(self, "may_meet_probe", not subjects.isdisjoint(_PROBE_NAMES))
+        object.__setattr__(self, "descendants", descendant_combinators(self.selector))
 
 
 @dataclass(frozen=True)
@@ -133,11 +144,17 @@ class _Run:
     """One pass of lol-html over a page: what the edits met, and the fail-opens to count if
     its output is the one served."""
 
-    def __init__(self, xml: bool, skipped: frozenset[Match] = frozenset()) -> None:
+    def __init__(
+        self,
+        xml: bool,
+        skipped: frozenset[Match] = frozenset(),
+        left_out: frozenset[int] = frozenset(),
+    ) -> None:
         self.xml = xml
         self.skipped = skipped  # matches a browser ends elsewhere (proxy/element_extent.py)
+        self.left_out = left_out  # edits the page nests too deep for (proxy/nesting.py)
         self.watched: set[int] = set()  # edits that met an element whose end may be misread
-        self.fail_opens: list[str] = []
+        self.fail_opens: list[str] = ["nesting"] if left_out else []
 
 
 class _EditHandler:
@@ -416,7 +433,12 @@ def _rewrite_page(
     # (proxy/xml_cdata.py), or what follows an <svg/> as SVG.
     text, cdata = xml_cdata.hidden(page, deadline) if xml else (page, ())
     source = foreign_content.source(text, deadline)
-    run = _Run(xml)
+    left_out = frozenset(
+        index
+        for index, edit in enumerate(plan.edits)
+        if edit.descendants and nesting.too_deep(source, edit.descendants)
+    )
+    run = _Run(xml, left_out=left_out)
     output = _rewrite(source, plan, run, deadline)
     if run.watched:  # an edit met an element whose end a browser may read elsewhere
         edits = {
@@ -424,7 +446,7 @@ def _rewrite_page(
             for index in sorted(run.watched)
         }
         if misread := element_extent.misread(source, edits, xml, deadline):
-            run = _Run(xml, skipped=misread)
+            run = _Run(xml, skipped=misread, left_out=left_out)
             output = _rewrite(source, plan, run, deadline)
     for stage in run.fail_opens:
         metrics.FAIL_OPEN.labels(stage).inc()
@@ -437,7 +459,8 @@ def _rewrite(page: bytes, plan: Plan, run: _Run, deadline: rewrite_time.Deadline
     chunks: list[bytes] = []
     rewriter = lolhtml.HTMLRewriter(lambda chunk: chunks.append(bytes(chunk)))
     for index, edit in enumerate(plan.edits):
-        rewriter.on(edit.selector, _handler(edit, index, run))
+        if index not in run.left_out:
+            rewriter.on(edit.selector, _handler(edit, index, run))
     styles = _Styles(_style_elements(plan.styles, run))
     if styles.markup:
         rewriter.on("head", styles.head)

@@ -68,14 +68,23 @@ def compound_chains(selector: str) -> list[Chain]:
     return chains
 
 
-def bare_type(compound: str) -> str:
-    """The element name (lowercase) a compound selector is made of alone, "*" for the
-    universal selector, or "" when it says more (an id, a class, an attribute)."""
-    if re.fullmatch(r"(?:(?:\*|[-\w]+)?\|)?\*", compound):
-        return "*"
-    typed = _SUBJECT_TYPE.fullmatch(compound)
-    return _unescape(typed[1]).lower() if typed else ""
-
-
 def _unescape(name: str) -> str:
     return _ESCAPE.sub(lambda m: chr(int(m[1], 16)) if m[1] else m[2], name)
+
+
+# A selector with more descendant combinators makes lol-html's matching time grow as the
+# page's nesting depth to the power of their number (rules/markup.py refuses it). Of those
+# allowed, two cost the depth's cube: the proxy leaves such an edit out of a page nested
+# deeper than its limit (proxy/nesting.py). One costs its square, a second only at depths no
+# page reaches (20,000 nested <b> took 1.5 s), so it is not read for.
+MAX_DESCENDANT_COMBINATORS = 2
+DEPTH_LIMITS = {2: 256}
+
+
+@lru_cache(maxsize=1024)
+def descendant_combinators(selector: str) -> int:
+    """The most descendant combinators in one selector of ``selector``'s list."""
+    return max(
+        (sum(combinator == " " for _, combinator in chain) for chain in compound_chains(selector)),
+        default=0,
+    )
