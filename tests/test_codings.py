@@ -219,3 +219,22 @@ def test_a_reused_zstd_compressor_carries_nothing_from_one_page_to_the_next() ->
     encoded = codings.encode(PAGE, "zstd")
     assert encoded == zstd.compress(PAGE, codings.LEVELS["zstd"])
     assert codings.decode(encoded, "zstd", len(PAGE)) == PAGE
+
+
+SKIPPABLE = (0x184D2A5F).to_bytes(4, "little") + (0).to_bytes(4, "little")  # empty, 8 bytes
+
+
+def test_a_zstd_body_padded_with_more_frames_than_an_encoder_writes_is_refused() -> None:
+    """1 MiB of empty skippable frames is valid zstd: read frame by frame, each from a copy of
+    the rest, it cost 4 s; a body's frames are now counted, and read where they lie."""
+    padded = zstd.compress(PAGE) + SKIPPABLE * (codings.MAX_ZSTD_FRAMES + 1)
+    with pytest.raises(codings.DecodeError, match="frames"):
+        codings.decode(padded, "zstd", 1 << 20)
+    within = zstd.compress(PAGE) + SKIPPABLE * (codings.MAX_ZSTD_FRAMES - 2)
+    assert codings.decode(within, "zstd", 1 << 20) == PAGE
+
+
+def test_a_skippable_zstd_frame_cut_short_is_a_truncated_body() -> None:
+    cut = zstd.compress(PAGE) + (0x184D2A50).to_bytes(4, "little") + (100).to_bytes(4, "little")
+    with pytest.raises(codings.DecodeError, match="truncated"):
+        codings.decode(cut + b"abc", "zstd", 1 << 20)
