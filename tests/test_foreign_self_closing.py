@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from selectolax.lexbor import LexborHTMLParser
 
+from refract.proxy import foreign_content
 from refract.proxy.rewriter import Edit, PageRewriter, Plan
 
 REWRITER = PageRewriter()
@@ -95,3 +96,20 @@ def _raw_texts(page: bytes) -> list[str]:
     """The page's scripts, styles and text areas as a browser reads them (not the tail's)."""
     tree = LexborHTMLParser(page.decode())
     return [text for node in tree.css("script, style, textarea") if (text := node.text())]
+
+
+@pytest.mark.parametrize(
+    ("page", "may_close"),
+    [
+        (b"<svg/>", True),
+        (b"<SVG />", True),
+        (b'<math alttext="x > 0"/>', True),  # a ">" in a quoted value ends nothing
+        (b'<svg a="/>"></svg>', False),
+        (b"<svg><path/></svg>", False),  # a child's "/>" is not the <svg>'s
+        (b"<svg" * 30_000, False),  # read once to the end, not once per "<svg"
+        (b'<svg "' * 30_000, False),
+        (b"<svg a=1>" * 1_000 + b"<math/>", True),
+    ],
+)
+def test_a_self_closing_foreign_start_tag_is_found(page: bytes, may_close: bool) -> None:
+    assert foreign_content._may_self_close(page) is may_close
