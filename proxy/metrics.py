@@ -60,7 +60,8 @@ FAIL_OPEN = Counter(
     "its name not one an XML parser takes; xml_markup: a markup change or style left out of "
     "a page served as XHTML, its text not one XML can hold or its markup beside the root; "
     "nesting: an edit whose selector has two descendant combinators left out of a page nested "
-    "deeper than 256 elements.",
+    "deeper than 256 elements; token_size: matches of edits holding a visitor's values left "
+    "as they are past 1 MiB of such values written into one page.",
     ["stage"],
 )
 REWRITE_SKIPPED = Counter(

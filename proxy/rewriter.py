@@ -140,6 +140,12 @@ def _fingerprint(plan: Plan) -> str:
     return digest.hexdigest()[:16]
 
 
+# What edits holding a visitor's values may write into one page, in all: a value is written
+# once for every element its edit matches, so one crafted link (256 characters, ~2 KB once
+# encoded) made an 80 KB listing page a 41 MB answer. Matches past it are left as they are.
+MAX_TOKEN_BYTES = 1 << 20
+
+
 class _Run:
     """One pass of lol-html over a page: what the edits met, and the fail-opens to count if
     its output is the one served."""
@@ -155,6 +161,16 @@ class _Run:
         self.left_out = left_out  # edits the page nests too deep for (proxy/nesting.py)
         self.watched: set[int] = set()  # edits that met an element whose end may be misread
         self.fail_opens: list[str] = ["nesting"] if left_out else []
+        self._token_bytes_left = MAX_TOKEN_BYTES
+
+    def spend_token_bytes(self, size: int) -> bool:
+        """Whether an edit holding a visitor's values may write ``size`` more bytes of them."""
+        if size > self._token_bytes_left:
+            if "token_size" not in self.fail_opens:
+                self.fail_opens.append("token_size")
+            return False
+        self._token_bytes_left -= size
+        return True
 
 
 class _EditHandler:
@@ -179,6 +195,8 @@ class _EditHandler:
             self._run.fail_opens.append("xml_name")  # the page would not be well-formed
             return
         if self._refuses(element):
+            return
+        if self._edit.has_tokens and not self._run.spend_token_bytes(len(self._edit.value)):
             return
         if (
             self._depends_on_end

@@ -10,8 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from refract.proxy import metrics
 from refract.proxy.personalize import MAX_TOKEN_VALUE_CHARS
+from refract.proxy.rewriter import MAX_TOKEN_BYTES, Edit, PageRewriter, Plan
 from tests.conftest import BROWSER, ProxyFactory
+from tests.support.metrics import counter
 from tests.support.raw_origin import RawOrigin, page_answer, raw_origin_fixture  # noqa: F401
 
 MATCHES = 500
@@ -68,3 +71,23 @@ async def test_a_token_value_is_written_up_to_its_limit_in_every_match(
     body = (await response.read()).decode("ascii")
     texts = re.findall(r'<span class="any">(.*?)</span>', body)
     assert texts == [f"[{written}]"] * MATCHES
+
+
+def test_a_page_takes_at_most_max_token_bytes_of_visitor_values() -> None:
+    """Cut to 256 characters, a value still grows ~8x encoded (2 KB), once per match: 20,000
+    matches made a 41 MB answer. Past MAX_TOKEN_BYTES in one page, matches stay as they are."""
+    value = "&#65533;" * MAX_TOKEN_VALUE_CHARS  # as the cut, encoded value of 256 noncharacters
+    page = b"<html><body>" + b"<li>x</li>" * 20_000 + b"</body></html>"
+    edit = Edit("set_attribute", "li", value, attribute="data-term", has_tokens=True)
+    before = counter(metrics.FAIL_OPEN, stage="token_size")
+    output = PageRewriter().rewrite(page, Plan(edits=(edit,)))
+    written = output.count(b"data-term=")
+    assert written == MAX_TOKEN_BYTES // len(value)
+    assert len(output) < len(page) + MAX_TOKEN_BYTES * 2  # attribute escaping at most doubles it
+    assert counter(metrics.FAIL_OPEN, stage="token_size") == before + 1
+
+
+def test_an_edit_of_the_marketers_own_values_has_no_such_bound() -> None:
+    page = b"<html><body>" + b"<li>x</li>" * 2_000 + b"</body></html>"
+    edit = Edit("set_attribute", "li", "v" * 1_000, attribute="data-term")
+    assert PageRewriter().rewrite(page, Plan(edits=(edit,))).count(b"data-term=") == 2_000
