@@ -859,7 +859,8 @@ def _page(call: Call, origin: OriginPage) -> web.Response:
                 raise _PassUnmodifiedError("charset")
             xml = essence == _XHTML_TYPE
             time_limit = call.site.config.max_rewrite_seconds
-            output = state.rewriter.rewrite(html, plan, xml=xml, time_limit=time_limit)
+            place = f"{call.site.key} {request.path}"
+            output = state.rewriter.rewrite(html, plan, xml=xml, time_limit=time_limit, place=place)
             return codings.encode(output, coding)
 
         key = call.state.cache.key(

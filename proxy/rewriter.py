@@ -427,20 +427,26 @@ class PageRewriter:
         self._overruns = rewrite_time.Overruns()
 
     def rewrite(
-        self, page: bytes, plan: Plan, *, xml: bool = False, time_limit: float | None = None
+        self,
+        page: bytes,
+        plan: Plan,
+        *,
+        xml: bool = False,
+        time_limit: float | None = None,
+        place: str = "",
     ) -> bytes:
         """``page`` with ``plan`` applied; ``xml``: the page is XHTML (application/xhtml+xml),
         where nothing may follow the root element, so the tail goes in a <body> or nowhere.
         Raises ``rewrite_time.RewriteTooSlowError`` past ``time_limit`` seconds of CPU time,
-        and at once for a page that did lately."""
+        and at once for a page (or a ``place``, its site and path) that did lately."""
         if time_limit is None:
             return _rewrite_page(page, plan, xml, None)
-        if self._overruns.recent(page):
+        if self._overruns.recent(page, place):
             raise rewrite_time.RewriteTooSlowError("the page's rewrite overran its limit lately")
         try:
             return _rewrite_page(page, plan, xml, rewrite_time.Deadline(time_limit))
         except rewrite_time.RewriteTooSlowError:
-            self._overruns.add(page)
+            self._overruns.add(page, place)
             raise
 
 
