@@ -22,6 +22,11 @@ from refract.proxy.lru import ByteBoundedLRU
 CacheKey = tuple[str, str, str, str, int, bytes]
 
 _SEED = secrets.randbits(64)
+# Bytes an entry costs besides its page: its key's tuple and strings, its validator, the
+# Rewritten pair and the LRU's node (546 measured with tracemalloc for a 24-byte page, CPython
+# 3.11, 64-bit), rounded up. Counting the page alone let a cache of small pages hold 12 times
+# its budget.
+_ENTRY_OVERHEAD = 768
 
 
 def page_digest(body: bytes) -> bytes:
@@ -67,5 +72,5 @@ class RewriteCache:
         metrics.REWRITE_CACHE_MISSES.inc()
         body = make()
         output = Rewritten(body, page_etag(body))
-        self._pages.put(key, output, len(body))
+        self._pages.put(key, output, len(body) + _ENTRY_OVERHEAD)
         return output
