@@ -220,7 +220,7 @@ def _zstd_frames(body: bytes, size: int) -> tuple[bytes, bool]:
 
 def _skippable(view: memoryview, at: int) -> bool:
     """Whether the frame at ``at`` is a skippable one (magic 0x184D2A5?, little-endian)."""
-    return view[at + 1 : at + 4] == b"\x2a\x4d\x18" and view[at] & 0xF0 == 0x50
+    return bytes(view[at + 1 : at + 4]) == b"\x2a\x4d\x18" and view[at] & 0xF0 == 0x50
 
 
 def encode(body: bytes, coding: str) -> bytes:
