@@ -197,9 +197,10 @@ async def _pause_reason(
 def pause_reason(report: Report, rules: RuleSet, srm_due: bool = True) -> Pause | None:
     """Why an experiment must not go on: a sample-ratio mismatch (when ``srm_due``: the
     report's flag, valid at any look), or a variant that significantly harms a guardrail
-    metric (segment all): significant in the harmful direction at the look it rests on, and
-    worse by today's means; None when neither. A significance won as an improvement, or a
-    harm today's means no longer show, is no harm: the report says investigate instead."""
+    metric (segment all): significant in the harmful direction (the report's
+    ``significant_worse``, whatever the other direction's evidence), and worse by today's
+    means; None when neither. A significance won only as an improvement, or a harm today's
+    means no longer show, is no harm: the report says investigate instead."""
     p_value = report.srm.get("p_value", 1.0)
     if srm_due and report.srm.get("flagged", False):
         return Pause("srm", f"sample-ratio mismatch (p = {p_value:.2g})")
@@ -209,7 +210,7 @@ def pause_reason(report: Report, rules: RuleSet, srm_due: bool = True) -> Pause 
             continue
         metric = rules.metrics.get(row.metric)
         better = -1.0 if metric is not None and metric.better == "lower" else 1.0
-        if row.tested_direction < 0 and direction(row.control_mean, row.mean, better) < 0:
+        if row.significant_worse and direction(row.control_mean, row.mean, better) < 0:
             change = change_text(row.control_mean, row.mean, row.lift)
             harmed.append(f"{row.variant} harms guardrail {row.metric} ({change})")
     return Pause("guardrail_harm", "; ".join(dict.fromkeys(harmed))) if harmed else None

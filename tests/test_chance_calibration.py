@@ -141,7 +141,8 @@ def test_no_control_conversion_gives_the_chance_without_a_lift_or_risk() -> None
     assert row["chance_to_win"] == pytest.approx(float(proportions.exact_chance(300, 0, 300, 3)))
     assert math.isnan(row["lift"])
     assert math.isnan(row["risk"])
-    assert _rates(300, 0, 300, 0)["chance_to_win"] == 0.5
+    # nobody converted in equal arms: the posterior, (n_c + 1) / (n_c + n_t + 2)
+    assert _rates(300, 0, 300, 0)["chance_to_win"] == pytest.approx(0.5)
 
 
 def test_the_normal_prior_still_shrinks_the_chance() -> None:

@@ -4,7 +4,9 @@ Where Fisher's test is used the chance was the conditional mid-p evidence, which
 is 1 - P(X = k_t)/2 ≥ 1/2 whatever the arms' sizes: 0/100 against 5/1,000 showed 0.69, and
 under a diffuse truth rows with a 0-conversion control shown at 73 % were truly better 30 %
 of the time (finding F3: /tmp/testers/stats/ch.py, cal.py). There it is now the exact
-P(p_t > p_c) under independent Beta(1, 1) priors (proportions.no_conversion_chance)."""
+P(p_t > p_c) under independent Beta(1, 1) priors (proportions.no_conversion_chance), and so
+where nobody converted: 1/2 there made the first conversion drop the chance (0/150 against
+0/1,350 showed 0.50, and 1/1,350 0.19: finding N2, /tmp/testers/recheck-stats/mono.py)."""
 
 from __future__ import annotations
 
@@ -48,6 +50,9 @@ TABLES = [  # control n, k, treatment n, k: the tester's rows and their mirrors
     (300, 0, 300, 3),
     (2000, 10, 200, 0),
     (1000, 5, 100, 0),
+    (150, 0, 1350, 0),  # nobody converted
+    (1000, 0, 100, 0),
+    (300, 0, 300, 0),
 ]
 
 
@@ -69,12 +74,29 @@ def test_an_exact_row_with_a_zero_arm_shows_the_posterior(table: tuple[int, int,
 @pytest.mark.parametrize(
     ("table", "expected"),
     [
-        ((300, 0, 300, 0), 0.5),  # nobody converted: no evidence either way
         ((200, 1, 2000, 30), float(proportions.mid_p_chance(200, 1, 2000, 30))),
+        ((20, 3, 20, 1), float(proportions.mid_p_chance(20, 3, 20, 1))),
     ],
 )
 def test_other_exact_rows_keep_the_mid_p(table: tuple[int, int, int, int], expected: float) -> None:
     assert float(proportions.exact_chance(*table)) == pytest.approx(expected)
+
+
+SIZES = (20, 50, 100, 200, 500, 1000, 2000)
+CONVERSIONS = 6  # 0 to 5 in each arm
+
+
+def test_more_treatment_conversions_never_lower_the_chance() -> None:
+    """On the tester's grid (sym.py), also across the first conversion: up in k_t, down in
+    k_c, every arm size against every other."""
+    k = np.arange(CONVERSIONS)
+    for nc in SIZES:
+        for nt in SIZES:
+            kc, kt = np.meshgrid(k, k, indexing="ij")  # [k_c, k_t]
+            chance, _ = chances(nc, kc.ravel(), nt, kt.ravel())
+            grid = chance.reshape(CONVERSIONS, CONVERSIONS)
+            assert np.all(np.diff(grid, axis=1) >= -1e-12), (nc, nt)
+            assert np.all(np.diff(grid, axis=0) <= 1e-12), (nc, nt)
 
 
 @pytest.mark.parametrize(("nc", "nt", "seed"), [(100, 1000, 31), (1000, 100, 32)])

@@ -1,12 +1,12 @@
 """A harm, worse or ship claim rests on a significant result in that same direction.
 
 With the group-sequential test the repeated p-value is the minimum over the looks, so a row
-can be significant today on the strength of an earlier look won the other way. The direction
-of a significance is the sign of the statistic tested at the look it rests on
-(``report.tested_direction``); where today's means contradict it, the report says investigate
-and the autopilot does not pause. The scenarios are the statistician's flip repros (finding
-F1: /tmp/testers/stats/flip2.py and flip3.py): 500 visitors per arm a day, the first four days
-one way, the rest another."""
+can be significant today on the strength of an earlier look won the other way. Its evidence
+is kept by side (``report.sided_significance``: a repeated p-value for better, one for
+worse); where today's means contradict the only significant side, the report says
+investigate and the autopilot does not pause (tests/test_sequential_sides.py: both sides).
+The scenarios are the statistician's flip repros (finding F1: /tmp/testers/stats/flip2.py
+and flip3.py): 500 visitors per arm a day, the first four days one way, the rest another."""
 
 from __future__ import annotations
 
@@ -148,7 +148,7 @@ def test_a_row_carries_the_direction_of_its_significance() -> None:
     report = report_of(14, FLAT, (20, 5, 5, 12))
     errors = [row for row in report.results if row.metric == "errors"]
     assert errors
-    assert all(row.significant and row.tested_direction == 1 for row in errors)
+    assert all(row.significant_better and not row.significant_worse for row in errors)
     assert all(row.mean > row.control_mean for row in errors)  # worse today, lower is better
 
 
@@ -163,5 +163,5 @@ def test_other_tests_read_todays_direction(method: str) -> None:
     report = report_of(14, FLAT, (5, 20, 10, 12), method=method, planned_visitors=20_000)
     rows = [row for row in report.results if row.metric == "errors" and row.significant]
     assert rows
-    assert all(row.tested_direction == -1 for row in rows)
+    assert all(row.significant_worse and not row.significant_better for row in rows)
     assert report.decision.action != "investigate"

@@ -53,7 +53,6 @@ from refract.analytics.stats.moments import Array, Interval, Moments, as_array, 
 # group_sequential: error spending over the looks at the plan's size (the default);
 # sequential: an always-valid confidence sequence (any horizon); fixed: one look at the end
 Method = Literal["group_sequential", "sequential", "fixed"]
-SEQUENTIAL_METHODS: tuple[Method, ...] = ("group_sequential", "sequential")
 Correction = Literal["holm", "bh"]
 # How each comparison's p-value was found, by code (Comparison.test): "hall" is Welch's
 # statistic corrected for skewness; "too_skewed" has no p-value (needs more buyers).
@@ -139,9 +138,13 @@ class Comparison:
     # each look's exact-test floor from the data now: Fisher's p-value on that look's counts
     # where the exact test applies, 0 elsewhere; frozen with the look's z
     floor: Array
-    # the statistic each look's p-value was computed from: a group-sequential look's frozen z
-    # where it has one, else ``z``; its sign is the direction of that look's evidence
-    tested_z: Array
+    # ``p_value`` by side: of the evidence that the treatment's mean is above control's, and
+    # below (``p_value`` is the smaller). The group-sequential test's repeated p-value of each
+    # side (group_sequential.sided_looks), which can both be small when the effect changed
+    # direction; the other tests' p-value on the side today's statistic points to, 1 on the
+    # other
+    p_increase: Array
+    p_decrease: Array
 
 
 def arms(sample: Sample, use_cuped: bool) -> tuple[Arm, NDArray[np.int64]]:
@@ -201,14 +204,19 @@ def compare(
     floor = as_array(np.where(exact, fisher, 0.0))
     if settings.method == "group_sequential":
         looked = _Looked(as_looked(z, frozen_z), as_looked(floor, frozen_floor), counted)
+        critical, increase, decrease = _group_sequential(
+            group_sequential.equal_arm_visitors(control.n, treatment.n), looked, settings
+        )
     else:
-        looked = _Looked(z)
-    critical, p_value = _critical_and_p(control, treatment, looked, as_rate, settings)
-    if settings.method == "sequential":
-        p_value = np.where(exact, np.fmax(p_value, fisher), p_value)  # never beyond the exact
-    elif settings.method == "fixed":
-        p_value = np.where(exact, fisher, p_value)
-    p_value = np.where(refused, np.nan, p_value)  # a repeated p-value would carry older looks
+        critical, p_value = _critical_and_p(control, treatment, z, as_rate, settings)
+        if settings.method == "sequential":
+            p_value = np.where(exact, np.fmax(p_value, fisher), p_value)  # never beyond exact
+        else:
+            p_value = np.where(exact, fisher, p_value)
+        increase, decrease = _by_side(p_value, z)
+    # a repeated p-value would carry older looks
+    increase, decrease = np.where(refused, np.nan, increase), np.where(refused, np.nan, decrease)
+    p_value = np.fmin(increase, decrease)
     nonnegative = np.broadcast_to(_nonnegative(sample), z.shape)
     ratio = _ratio_interval(
         control, treatment, counts, as_rate, critical, gamma, refused, nonnegative
@@ -238,7 +246,8 @@ def compare(
         cuped=fallback,
         z=as_array(np.broadcast_to(z, p_value.shape)),
         floor=as_array(np.broadcast_to(floor, p_value.shape)),
-        tested_z=as_array(np.broadcast_to(looked.z, p_value.shape)),
+        p_increase=as_array(increase),
+        p_decrease=as_array(decrease),
     )
 
 
@@ -342,8 +351,8 @@ def _z(difference: frequentist.Lift) -> Array:
 
 @dataclass(frozen=True)
 class _Looked:
-    """The statistics tested at each look: ``z``, and for the group-sequential test each
-    look's exact-test ``floor`` and which batches are looks (``counted``)."""
+    """The group-sequential test's statistics at each look: ``z``, each look's exact-test
+    ``floor`` and which batches are looks (``counted``)."""
 
     z: Array
     floor: Array | None = None
@@ -351,20 +360,14 @@ class _Looked:
 
 
 def _critical_and_p(
-    control: Arm, treatment: Arm, looked: _Looked, as_rate: NDArray[np.bool_], settings: Settings
+    control: Arm, treatment: Arm, z: Array, as_rate: NDArray[np.bool_], settings: Settings
 ) -> tuple[Array, Array]:
-    """Standard errors an estimate must clear, and the p-value of ``looked.z``, for the
-    method: at a fixed horizon Student's t with Welch's df for means, the normal for a rate's
-    score."""
-    z = looked.z
-    if settings.method in SEQUENTIAL_METHODS and settings.planned_visitors is None:
-        raise ValueError("a sequential comparison needs planned_visitors (both arms)")
-    if settings.method == "group_sequential":
-        assert settings.planned_visitors is not None
-        information = group_sequential.equal_arm_visitors(control.n, treatment.n)
-        return _group_sequential(information, looked, settings)
+    """Standard errors an estimate must clear, and the two-sided p-value of today's ``z``,
+    for the always-valid or the fixed-horizon method: at a fixed horizon Student's t with
+    Welch's df for means, the normal for a rate's score."""
     if settings.method == "sequential":
-        assert settings.planned_visitors is not None
+        if settings.planned_visitors is None:
+            raise ValueError("a sequential comparison needs planned_visitors (both arms)")
         n = control.n + treatment.n
         rho = sequential.rho_for_planned_n(float(settings.planned_visitors), settings.alpha)
         critical = sequential.boundary(n, rho, settings.alpha)
@@ -377,16 +380,28 @@ def _critical_and_p(
     )
 
 
-def _group_sequential(visitors: Array, looked: _Looked, settings: Settings) -> tuple[Array, Array]:
-    """Each comparison's boundary and repeated p-value along the looks (the batches)."""
-    assert settings.planned_visitors is not None
+def _by_side(p_value: Array, z: Array) -> tuple[Array, Array]:
+    """A test of today's data alone: its p-value on the side ``z`` points to, 1 on the other
+    (both sides at z = 0 or a nan z)."""
+    sign = np.sign(z)
+    return as_array(np.where(sign < 0, 1.0, p_value)), as_array(np.where(sign > 0, 1.0, p_value))
+
+
+def _group_sequential(
+    visitors: Array, looked: _Looked, settings: Settings
+) -> tuple[Array, Array, Array]:
+    """Each comparison's boundary and repeated p-values by side (above control, below) along
+    the looks (the batches)."""
+    if settings.planned_visitors is None:
+        raise ValueError("a sequential comparison needs planned_visitors (both arms)")
     z = looked.z
     visitors = np.broadcast_to(visitors, z.shape)
     floor = np.zeros(z.shape) if looked.floor is None else np.broadcast_to(looked.floor, z.shape)
-    critical, p_value = np.full(z.shape, group_sequential.NEVER), np.full(z.shape, np.nan)
+    critical = np.full(z.shape, group_sequential.NEVER)
+    increase, decrease = np.full(z.shape, np.nan), np.full(z.shape, np.nan)
     for column in np.ndindex(z.shape[1:]):
         along = (slice(None), *column)
-        critical[along], p_value[along] = group_sequential.looks(
+        critical[along], increase[along], decrease[along] = group_sequential.sided_looks(
             z[along],
             visitors[along],
             float(settings.planned_visitors),
@@ -394,7 +409,7 @@ def _group_sequential(visitors: Array, looked: _Looked, settings: Settings) -> t
             counted=looked.counted,
             floor=floor[along],
         )
-    return critical, p_value
+    return critical, increase, decrease
 
 
 def _fisher_where(exact: NDArray[np.bool_], counts: _Counts) -> Array:
@@ -508,3 +523,18 @@ def adjust(p_values: Array, correction: Correction) -> Array:
     method = multiple.holm if correction == "holm" else multiple.benjamini_hochberg
     adjusted = method(grouped, axis=-1).reshape(batch, segments, variants, measures)
     return as_array(np.moveaxis(adjusted, 1, 2))
+
+
+def adjust_side(p_value: Array, p_side: Array, correction: Correction) -> Array:
+    """One side's p-values (``Comparison.p_increase`` or ``p_decrease``, shaped like
+    ``p_value``) corrected as ``adjust`` corrects ``p_value``, each with the other comparisons
+    at their ``p_value``: where the side is the smaller, its adjusted p-value is the row's
+    ``p_adjusted``, and it is never below it (a correction never lowers an adjusted p-value
+    when a raw one rises), so a claim on a side is never one the overall test does not make."""
+    _, variants, _, measures = p_value.shape
+    found = np.full(p_value.shape, np.nan)
+    for v, m in np.ndindex(variants, measures):
+        replaced = np.array(p_value)
+        replaced[:, v, :, m] = p_side[:, v, :, m]
+        found[:, v, :, m] = adjust(as_array(replaced), correction)[:, v, :, m]
+    return as_array(found)

@@ -17,6 +17,10 @@ Looks need no schedule: each report takes the looks that happened (one per day o
 looks may be unequally spaced. Information is counted in equal-arm visitors, so an unequal
 split reaches t = 1 when its standard error is the plan's. Past the plan (t >= 1) the last
 boundary stands for intervals, and the p-value is the one of the look that reached it.
+
+The boundaries are symmetric, so each side (the treatment's mean above control's, or below)
+spends alpha/2: the repeated p-value is kept per side (``sided_looks``), and a change of
+direction (an early improvement, a later harm) is evidence on both sides, each found.
 """
 
 from __future__ import annotations
@@ -212,10 +216,25 @@ def looks(
     counted: NDArray[np.bool_] | None = None,
     floor: Array | None = None,
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """Boundary and repeated p-value of each look of one comparison: ``z`` and cumulative
+    """Boundary and repeated p-value of each look of one comparison (``sided_looks``' overall
+    p-value: the smaller of the two sides', the smallest of the looks' own p-values)."""
+    critical, increase, decrease = sided_looks(z, visitors, planned, alpha, counted, floor)
+    return critical, np.fmin(increase, decrease)
+
+
+def sided_looks(
+    z: Array,
+    visitors: Array,
+    planned: float,
+    alpha: float,
+    counted: NDArray[np.bool_] | None = None,
+    floor: Array | None = None,
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+    """Boundary of each look of one comparison, and its repeated p-values by side: of the
+    evidence that the treatment's mean is above control's, and below. ``z`` and cumulative
     ``visitors`` (``equal_arm_visitors``) along the looks. A look that added no information
     (no new visitors, or the plan already reached) keeps the previous look's boundary and
-    p-value: past the plan, alpha is spent, and testing every further day at the last
+    p-values: past the plan, alpha is spent, and testing every further day at the last
     boundary would spend it again (10 % instead of 5 % over six weeks of daily looks). A
     look ``counted`` marks False (taken before the report's minimum of visitors) is no look:
     it spends nothing, cannot cross, and has no p-value (nan) nor boundary (NEVER).
@@ -223,18 +242,22 @@ def looks(
     Each look's own p-value is the smallest level whose boundary |z| crosses at that look,
     found on the P_LEVELS grid (interpolated in log level), raised to the look's ``floor``
     (Fisher's exact p-value on that look's counts, 0 where none: a bound from the look's own
-    data, never from another's); the repeated p-value is the smallest over the looks so far
-    (Jennison & Turnbull 2000, section 9.1), so it never rises."""
+    data, never from another's). A side's repeated p-value is the smallest own p-value of
+    the looks whose z points that way so far (1 while none has; Jennison & Turnbull 2000,
+    section 9.1), so it never rises: the symmetric boundaries spend alpha/2 on each side,
+    and crossing either side is the two-sided design's crossing, so reading the sides apart
+    keeps its error rate. A side's significance is never hidden by the other's: an early
+    improvement's tiny p-value leaves a later harm's to be found."""
     # rounded as the schedule's cache key is, so that two looks apart by less than that are
     # one look, never a look of no information with a boundary of its own
     t = np.round(fractions_of(visitors, planned), 6)
     if counted is not None:
         t = np.where(counted, t, 0.0)
     critical = np.full(t.size, NEVER)
-    p_value = np.full(t.size, np.nan)
+    own = np.full(t.size, np.nan)
     new = np.flatnonzero((t > 0) & (t > np.maximum.accumulate(np.concatenate(([0.0], t[:-1])))))
     if new.size == 0:
-        return critical, p_value
+        return critical, own, own.copy()
     key = tuple(float(value) for value in t[new])
     at_alpha, at_levels = _schedule(key, round(alpha, 12))
     # alpha among the levels, so that the p-value is below alpha exactly when |z| crosses
@@ -247,9 +270,18 @@ def looks(
     critical[seen] = at_alpha[look_of[seen]]
     bounds = np.zeros(t.size) if floor is None else np.nan_to_num(np.asarray(floor, dtype=float))
     for look, k in enumerate(new):
-        own = _p(abs(float(z[k])), levels, at_levels[:, look])
-        p_value[k] = max(own, float(bounds[k])) if not np.isnan(own) else own
-    return critical, np.fmin.accumulate(p_value)
+        p = _p(abs(float(z[k])), levels, at_levels[:, look])
+        own[k] = max(p, float(bounds[k])) if not np.isnan(p) else p
+    return critical, _repeated(own, z, 1.0), _repeated(own, z, -1.0)
+
+
+def _repeated(own: NDArray[np.float64], z: Array, side: float) -> NDArray[np.float64]:
+    """The running minimum of the looks' ``own`` p-values on one ``side`` (+1: z above 0, -1:
+    below); a look pointing the other way counts as 1 (no evidence on this side), a look of
+    z = 0 or a nan z on both sides as its own p-value (1, or nan: no test)."""
+    other_way = np.sign(np.asarray(z, dtype=float)) == -side
+    on_side = np.where(np.isnan(own), np.nan, np.where(other_way, 1.0, own))
+    return np.asarray(np.fmin.accumulate(on_side), dtype=np.float64)
 
 
 def _p(z: float, levels: Array, bounds: Array) -> float:

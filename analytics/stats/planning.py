@@ -10,11 +10,15 @@ tuning (always-valid) from its own size (``planned_visitors``: both arms at the 
 and "days to decision" counts towards it.
 docs/statistics.md ("Planning") gives the formulas.
 
-A lift the baseline cannot reach (baseline · (1 + mde) ≥ 1: +50 % of a 70 % rate) is not
-planned for, since its plan would be tiny and the test would stop at once, ruling out a lift
-that could never happen: the plan is for the lift whose rate lies halfway between the baseline
-and 1 (``halfway_mde``), and says so (``retargeted_text``). A rule file that gives both is
-refused (rules/schema.py); a measured baseline can still be too high for the mde.
+A lift is planned for at most up to the rate halfway between the baseline and 1
+(``halfway_mde``: +5.6 % of a 90 % rate, +21.4 % of a 70 %), and the plan says so when the
+mde asked is larger (``retargeted_text``). A lift to a rate near or above 1 (+10 % of a
+90.5 % rate, +50 % of a 70 %) would be sized for a difference so large that the plan is
+tiny, and the test would stop at its first look, ruling out a lift that is barely possible
+or impossible; capping the lift, rather than only one the baseline cannot reach, keeps the
+plan continuous in the mde and the baseline (a larger mde never gives a larger plan). A rule
+file whose mde the given baseline cannot reach is refused (rules/schema.py); a measured
+baseline can still be too high for the mde.
 
 Every plan is finite: a size beyond ``MAX_PER_ARM`` (or one floats cannot express, from a
 vanishing effect or alpha) is that cap, which no site reaches, so the test keeps running to the
@@ -31,7 +35,6 @@ from typing import Final, Literal
 from refract.analytics.stats.engine import Method as TestMethod
 from refract.analytics.stats.group_sequential import inflation
 from refract.analytics.stats.power import Method, required_n_per_arm
-from refract.rules.schema import lift_reachable
 
 BaselineSource = Literal["given", "measured"]
 # More than a hundred times the people on Earth: a plan this large cannot be reached.
@@ -48,8 +51,8 @@ class Plan:
     fixed_per_arm: int
     group_sequential_per_arm: int
     sequential_per_arm: int
-    # the mde asked when the baseline cannot reach it (``mde`` is then ``halfway_mde``'s)
-    unreachable_mde: float | None = None
+    # the mde asked when it was beyond the halfway lift (``mde`` is then ``halfway_mde``'s)
+    asked_mde: float | None = None
 
     def per_arm(self, method: TestMethod) -> int:
         return {
@@ -76,11 +79,10 @@ def plan(
     alpha: float = 0.05,
 ) -> Plan:
     """Visitors per arm to detect a relative lift ``mde`` on ``baseline`` with ``power`` (or
-    ``halfway_mde``'s, when the baseline cannot reach it); the treatment's variance is that of
-    the lifted rate. Each size is at most ``MAX_PER_ARM``."""
+    ``halfway_mde``'s, when it is smaller); the treatment's variance is that of the lifted
+    rate. Each size is at most ``MAX_PER_ARM``."""
     asked = mde
-    if not lift_reachable(baseline, mde):
-        mde = halfway_mde(baseline)
+    mde = min(mde, halfway_mde(baseline))
     lifted = baseline * (1.0 + mde)
 
     def needed(method: Method) -> int:
@@ -100,24 +102,28 @@ def plan(
     fixed = needed("fixed")
     # a fixed size out of reach leaves the group-sequential one out of reach: it needs more
     group = MAX_PER_ARM if fixed == MAX_PER_ARM else _capped(fixed * inflation(alpha, power))
-    unreachable = None if mde == asked else asked
+    capped = None if mde == asked else asked
     sequential = needed("sequential")
-    return Plan(mde, power, alpha, baseline, baseline_source, fixed, group, sequential, unreachable)
+    return Plan(mde, power, alpha, baseline, baseline_source, fixed, group, sequential, capped)
 
 
 def halfway_mde(baseline: float) -> float:
-    """The lift planned for in place of one the baseline cannot reach: its rate is halfway
-    between the baseline and 1, (1 - baseline) / (2 · baseline) (+21.4 % of a 70 % rate)."""
+    """The largest lift planned for: its rate is halfway between the baseline and 1,
+    (1 - baseline) / (2 · baseline) (+21.4 % of a 70 % rate)."""
     return (1.0 - baseline) / (2.0 * baseline)
 
 
 def retargeted_text(chosen: Plan) -> str:
     """Why the plan's lift is not the one asked; empty when it is."""
-    if chosen.unreachable_mde is None:
+    if chosen.asked_mde is None:
         return ""
+    lifted = chosen.baseline * (1.0 + chosen.asked_mde)
+    rate = f"a rate of {lifted:.2%}, beyond halfway to 100%"
+    if lifted >= 1.0:
+        rate = "a rate above 100%"
     return (
-        f"a {lift_text(chosen.unreachable_mde)} lift of the {chosen.baseline:.2%} baseline "
-        f"would be a rate above 100%, so the plan is for {lift_text(chosen.mde)}, the rate "
+        f"a {lift_text(chosen.asked_mde)} lift of the {chosen.baseline:.2%} baseline "
+        f"would be {rate}, so the plan is for {lift_text(chosen.mde)}, the rate "
         "halfway between the baseline and 100%"
     )
 

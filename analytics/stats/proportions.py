@@ -11,8 +11,9 @@ NaN p-value, a rate below zero). These methods stay valid there:
   expected counts are small (``needs_exact``: the switch-over rule);
 - the exact evidence for the higher rate, one minus Fisher's one-sided mid-p-value
   (``mid_p_chance``), the chance to beat control where the exact test is used, but where an
-  arm has no conversion: there the flat-prior posterior's (``no_conversion_chance``), the
-  conditional evidence being pushed to one side whatever the arms' sizes (``exact_chance``).
+  arm has no conversion (or neither has): there the flat-prior posterior's
+  (``no_conversion_chance``), the conditional evidence being pushed to one side whatever the
+  arms' sizes (``exact_chance``); more treatment conversions never lower it.
 
 Every function is elementwise over arrays of any broadcastable shape; counts are floats
 holding whole numbers. ``critical`` is the multiplier of the standard error: z(1 - alpha/2)
@@ -231,14 +232,16 @@ def no_conversion_chance(
     n_treatment: npt.ArrayLike,
     converters_treatment: npt.ArrayLike,
 ) -> Array:
-    """P(p_t > p_c) with independent flat Beta(1, 1) priors, exact where one arm has no
-    conversion (nan elsewhere: where both have converters, nobody converted, or an arm has no
-    visitor).
+    """P(p_t > p_c) with independent flat Beta(1, 1) priors, exact where an arm has no
+    conversion, or both have none (nan elsewhere: where both have converters, or an arm has
+    no visitor).
 
     With k_c = 0, p_c ~ Beta(1, n_c + 1), so P(p_c > x) = (1 - x)^(n_c + 1) and
     P(p_c > p_t) = E[(1 - p_t)^(n_c + 1)] = B(k_t + 1, n_t - k_t + n_c + 2) / B(k_t + 1,
     n_t - k_t + 1) over the treatment's Beta(k_t + 1, n_t - k_t + 1); with k_t = 0 the same
-    with the arms swapped (the one-term case of Miller 2015's sum; Cook 2005).
+    with the arms swapped (the one-term case of Miller 2015's sum; Cook 2005). With no
+    conversion at all it is (n_c + 1) / (n_c + n_t + 2): 1/2 only for equal arms, since the
+    larger arm's rate is known to be nearer 0.
     """
     nc, kc, nt, kt = np.broadcast_arrays(
         *(
@@ -246,7 +249,7 @@ def no_conversion_chance(
             for a in (n_control, converters_control, n_treatment, converters_treatment)
         )
     )
-    valid = (nc > 0) & (nt > 0) & ((kc == 0) != (kt == 0))
+    valid = (nc > 0) & (nt > 0) & ((kc == 0) | (kt == 0))
     with np.errstate(invalid="ignore", divide="ignore"):
         # the probability that the arm with a conversion's rate is below the other's
         control_higher = np.exp(
@@ -266,11 +269,13 @@ def exact_chance(
     converters_treatment: npt.ArrayLike,
 ) -> Array:
     """The chance to beat control where the exact test is used: the mid-p evidence
-    (``mid_p_chance``), but where an arm has no conversion the flat-prior posterior
-    (``no_conversion_chance``; nobody converted stays at 1/2, no evidence either way). With
-    k_c = 0 the mid-p is 1 - P(X = k_t)/2 ≥ 1/2 whatever
-    the arms' sizes (0/100 against 5/1,000: 0.69, where the posterior is 0.44), and rows
-    shown at 73 % were truly better 30 % of the time (docs/statistics.md)."""
+    (``mid_p_chance``), but where an arm has no conversion, or neither has, the flat-prior
+    posterior (``no_conversion_chance``). With k_c = 0 the mid-p is 1 - P(X = k_t)/2 ≥ 1/2
+    whatever the arms' sizes (0/100 against 5/1,000: 0.69, where the posterior is 0.44), and
+    rows shown at 73 % were truly better 30 % of the time (docs/statistics.md). Nobody
+    converted is the posterior too, not 1/2: at unequal arms 1/2 is far from it (0/150 against
+    0/1,350: 0.10), and the first conversion would jump the chance down (to 0.19) where more
+    conversions must never lower it."""
     counts = (n_control, converters_control, n_treatment, converters_treatment)
     none = no_conversion_chance(*counts)
     return as_array(np.where(np.isnan(none), mid_p_chance(*counts), none))

@@ -9,9 +9,9 @@ its rows never change). The decision reads
 the latest cumulative results of segment ``all``:
 
 - investigate: a sample-ratio mismatch (the split is not what the weights say), which makes
-  every other number untrustworthy; or, with no variant to ship, a significant primary or
-  guardrail result whose direction today's means contradict (``tested_direction``: with the
-  group-sequential test the significance can rest on an earlier look, won the other way);
+  every other number untrustworthy; or, with no variant to ship, a primary or guardrail
+  result significant in the direction today's means contradict (``sided_significance``:
+  with the group-sequential test it can have been won at an earlier look, the other way);
 - keep running: too little data, or no conclusion yet (with the days a decision may take);
 - stop: a guardrail metric is significantly worse for every variant, or every variant's
   primary lift is known to be smaller than ``min_effect`` either way, or worse than control;
@@ -26,8 +26,9 @@ are no looks (``counted_looks``).
 Which way a variant moved a metric (better, worse) is the sign of the absolute difference
 m_t - m_c times the metric's ``better`` (``direction``), never the relative lift's, which is
 nan at a control mean of 0 and reversed below 0. A claim that it is harmed, worse or better
-needs a significant result in that same direction: the sign of the statistic tested at the
-look its p-value rests on (``tested_direction``) must agree with today's means.
+needs a significant result in that same direction (``sided_significance``: the adjusted
+repeated p-value of that side), agreeing with today's means. An effect that changed
+direction has evidence on both sides: today's side is claimed, and the other reported.
 
 A bandit experiment (``allocation = "bandit"``) moved its weights day by day, so its
 sample-ratio check expects each arm's period-weighted count Σ_day Σ_context n · w (the weights
@@ -72,6 +73,7 @@ from refract.analytics.stats.engine import (
     Comparison,
     Sample,
     Settings,
+    adjust_side,
     compare,
 )
 from refract.analytics.stats.exploratory import corrected
@@ -149,10 +151,13 @@ class Row:
     test: str  # "score", "exact" (Fisher), "welch", "hall" or "too_skewed" (engine.TESTS)
     cuped: bool  # whether the CUPED adjustment was applied
     exploratory: bool = False  # a segment but "all": its own correction (stats/exploratory.py)
-    # which way the evidence behind the p-value points: +1 the metric's better direction, -1
-    # its worse, 0 none (``tested_direction``); an earlier look's with the group-sequential
-    # test, so today's means can disagree with it
-    tested_direction: int = 0
+    # significant in the metric's better direction, and in its worse (``sided_significance``:
+    # with the group-sequential test both, when the effect changed direction; either can
+    # disagree with today's means, its significance won at an earlier look). What the
+    # decision and the autopilot read, on segment all; an exploratory row's are before its
+    # own correction, as ``significant`` is not
+    significant_better: bool = False
+    significant_worse: bool = False
 
 
 @dataclass(frozen=True)
@@ -925,7 +930,7 @@ def _rows(
 ) -> list[Row]:
     rows = []
     last = -1
-    way = tested_direction(comparison, settings, np.array([m.better for m in measures]))
+    sides = sided_significance(comparison, settings, np.array([m.better for m in measures]))
     for v, variant in enumerate(variants[1:]):
         for s, segment in enumerate(data.segments):
             for m, measure in enumerate(measures):
@@ -951,7 +956,8 @@ def _rows(
                         significant=bool(comparison.p_adjusted[at] < settings.alpha),
                         test=TESTS[int(comparison.test[at])],
                         cuped=bool(comparison.cuped[(last, 0, s, m)] == CUPED_APPLIED),
-                        tested_direction=int(way[v, s, m]),
+                        significant_better=bool(sides.better[at]),
+                        significant_worse=bool(sides.worse[at]),
                     )
                 )
     return rows
@@ -1013,17 +1019,16 @@ def decide(
     control_mean, mean = comparison.control.mean[at], comparison.treatment.mean[at]
     moved = direction(control_mean, mean, better)  # +1: an improvement, -1: worse
     # a claim (harm, worse, better) needs a significant result in the direction of today's
-    # means; a significance whose look pointed the other way is unsettled (docs/statistics.md)
-    way = tested_direction(comparison, settings, better)[:, 0]
-    claimed = significant & (way == moved) & (moved != 0)
+    # means; one the other way is unsettled, or a change of direction (docs/statistics.md)
+    sides = sided_significance(comparison, settings, better)
+    now = _Sides(sides.better[at], sides.worse[at])
+    claimed = np.where(moved > 0, now.better, np.where(moved < 0, now.worse, False))
+    against = np.where(moved > 0, now.worse, np.where(moved < 0, now.better, significant))
     gain = (mean - control_mean) * better  # ranks the winners (they share one control)
     guardrails = [m for m, measure in enumerate(measures) if measure.role == "guardrail"]
     primary = 0
     read = [primary, *guardrails]
-    unsettled = {
-        v: [m for m in read if significant[v, m] and not claimed[v, m]]
-        for v in range(len(variants) - 1)
-    }
+    unsettled = {v: [m for m in read if against[v, m]] for v in range(len(variants) - 1)}
     harmed = {
         v: list(
             dict.fromkeys(
@@ -1037,10 +1042,11 @@ def decide(
         for v, names in harmed.items()
         if names
     ]
+    changed = _unsettled_texts(comparison, measures, variants, unsettled, (sides, moved), days)
     if all(harmed.values()):
-        return Decision("stop", None, [*reasons, "every variant harms a guardrail: keep control"])
-    looks = resting_look(comparison, settings)[:, 0]
-    changed = _unsettled_texts(comparison, measures, variants, unsettled, (way, moved, looks), days)
+        return Decision(
+            "stop", None, [*reasons, *changed, "every variant harms a guardrail: keep control"]
+        )
     reasons += changed
     winners = [
         v
@@ -1050,7 +1056,7 @@ def decide(
     metric = measures[primary].metric
     if winners:
         best = max(winners, key=lambda v: gain[v, primary])
-        crossing = _crossing_look(comparison, best, settings)
+        crossing = _crossing_look(sides.better[:, best, 0, primary], settings)
         low, high = (
             comparison.ci_low[crossing, best, 0, primary],
             comparison.ci_high[crossing, best, 0, primary],
@@ -1124,39 +1130,39 @@ def _retargeted(planned: Plan) -> str:
     return f" ({text})" if text else ""
 
 
-def _crossing_look(comparison: Comparison, variant: int, settings: Settings) -> int:
-    """The look a significant primary result rests on: for the group-sequential test the
-    first look whose (repeated, adjusted) p-value fell below alpha, which never rises after;
-    for the other tests the latest look."""
+def _crossing_look(significant: NDArray[np.bool_], settings: Settings) -> int:
+    """The look a significant result on one side rests on (``significant``: that side's,
+    along the looks): for the group-sequential test the first look where it was, since its
+    repeated p-value never rises after; for the other tests the latest look."""
     if settings.method != "group_sequential":
         return -1
-    adjusted = comparison.p_adjusted[:, variant, 0, 0]
-    return int(np.argmax(adjusted < settings.alpha))
+    return int(np.argmax(significant))
 
 
-def resting_look(comparison: Comparison, settings: Settings) -> NDArray[np.intp]:
-    """The look each comparison's p-value today rests on, ``[variant, segment, measure]``:
-    for the group-sequential test the first look whose repeated p-value reached today's (it
-    is the minimum over the looks, so it can be an earlier look's); for the other tests,
-    whose p-value reads today's data alone, the latest look."""
-    p_value = comparison.p_value
-    last = p_value.shape[0] - 1
-    if settings.method != "group_sequential":
-        return np.full(p_value.shape[1:], last, dtype=np.intp)
-    with np.errstate(invalid="ignore"):
-        reached = p_value <= p_value[-1]  # nan (no p-value) reaches nothing
-    return np.asarray(np.where(reached.any(axis=0), np.argmax(reached, axis=0), last), np.intp)
+@dataclass(frozen=True)
+class _Sides:
+    """Whether evidence is significant in each measure's better direction, and in its worse,
+    each shaped as the comparison (or a slice of it)."""
+
+    better: NDArray[np.bool_]
+    worse: NDArray[np.bool_]
 
 
-def tested_direction(comparison: Comparison, settings: Settings, better: Any) -> Array:
-    """Which way the evidence behind each p-value points, ``[variant, segment, measure]``: +1
-    in the measure's better direction (``better``: +1 or -1 per measure), -1 in its worse, 0
-    none. The sign of the statistic tested at the look the p-value rests on (``resting_look``:
-    a frozen look's stored z), so a significance always has the direction it was won in."""
-    look = resting_look(comparison, settings)
-    tested = np.take_along_axis(comparison.tested_z, look[None], axis=0)[0]
-    sign = np.nan_to_num(np.sign(tested), nan=0.0)
-    return as_array(sign * np.asarray(better, dtype=float))
+def sided_significance(comparison: Comparison, settings: Settings, better: Any) -> _Sides:
+    """Whether each comparison, ``[look, variant, segment, measure]``, is significant in the
+    measure's better direction (``better``: +1 or -1 per measure) and in its worse: the
+    side's repeated p-value (Comparison.p_increase, p_decrease), adjusted as the row's p-value
+    is (engine.adjust_side), below alpha. A significance keeps the direction it was won in;
+    with the group-sequential test both sides can be significant (an effect that changed
+    direction), and a look won one way never hides the other's."""
+    higher = np.asarray(better, dtype=float) > 0.0
+    on_better = np.where(higher, comparison.p_increase, comparison.p_decrease)
+    on_worse = np.where(higher, comparison.p_decrease, comparison.p_increase)
+    found = (
+        adjust_side(comparison.p_value, as_array(side), settings.correction) < settings.alpha
+        for side in (on_better, on_worse)
+    )
+    return _Sides(*found)
 
 
 def _unsettled_texts(
@@ -1164,12 +1170,12 @@ def _unsettled_texts(
     measures: list[Measure],
     variants: list[str],
     unsettled: dict[int, list[int]],
-    directions: tuple[Array, Array, NDArray[np.intp]],
+    directions: tuple[_Sides, Array],
     days: list[str] | None,
 ) -> list[str]:
-    """One reason per variant and metric whose significance disagrees with today's means
-    (segment all); ``directions``: the tested direction, today's means' and the look the
-    significance rests on, each ``[variant, measure]``."""
+    """One reason per variant and metric significant in the direction today's means
+    contradict (segment all); ``directions``: the significance by side along the looks
+    (``sided_significance``) and today's means' direction ``[variant, measure]``."""
     texts: dict[tuple[int, str], str] = {}
     for v, found in unsettled.items():
         for m in found:
@@ -1186,21 +1192,35 @@ def _unsettled_text(
     measure: Measure,
     name: str,
     at: tuple[int, int],
-    directions: tuple[Array, Array, NDArray[np.intp]],
+    directions: tuple[_Sides, Array],
     days: list[str] | None,
 ) -> str:
     """'v1's significance on errors rests on the look of 2026-01-04, where it improved errors;
-    today's means show it worse (+7.7%): ...'."""
+    today's means show it worse (+7.7%): ...', or where today's side is significant too, 'v1
+    significantly improved errors at the look of 2026-01-04 and significantly worsens it
+    since the look of 2026-01-21 (+18%): ...'."""
     v, m = at
-    way, moved, looks = directions
-    day = f" of {days[looks[v, m]]}" if days is not None else ""
-    then = "improved" if way[v, m] > 0 else "worsened"
+    sides, moved = directions
+    # whether the significance against today's means was a gain (with none today: its side)
+    improved = bool(moved[v, m] < 0 if moved[v, m] != 0 else sides.better[-1, v, 0, m])
+    against = (sides.better if improved else sides.worse)[:, v, 0, m]
+    day = f" of {days[int(np.argmax(against))]}" if days is not None else ""
+    then = "improved" if improved else "worsened"
     now = {1.0: "better", -1.0: "worse"}.get(float(moved[v, m]), "no different")
     change = change_text(
         float(comparison.control.mean[-1, 0, 0, m]),
         float(comparison.treatment.mean[-1, v, 0, m]),
         float(comparison.lift[-1, v, 0, m]),
     )
+    today = (sides.worse if improved else sides.better)[:, v, 0, m]
+    if moved[v, m] != 0 and today[-1]:
+        since = f" of {days[int(np.argmax(today))]}" if days is not None else ""
+        verb = "worsens" if improved else "improves"
+        return (
+            f"{name} significantly {then} {measure.metric} at the look{day} and significantly "
+            f"{verb} it since the look{since} ({change}): the effect changed direction over "
+            "time (a novelty effect, a change in the traffic)"
+        )
     return (
         f"{name}'s significance on {measure.metric} rests on the look{day}, where it "
         f"{then} {measure.metric}; today's means show it {now} ({change}): "
