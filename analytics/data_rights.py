@@ -528,11 +528,8 @@ async def _erase_actions(client: redis.Redis, site: str, handles: set[str]) -> t
                 await client.hset(key, action_log.ACTION, rewritten)
                 scrubbed += 1
                 continue
-        async with client.pipeline(transaction=True) as pipe:
-            pipe.delete(key)
-            pipe.zrem(keyspace.automation_actions(site), action_id)
-            pipe.zrem(keyspace.automation_dead(site), action_id)
-            await pipe.execute()
+        lists = (keyspace.automation_actions(site), keyspace.automation_dead(site))
+        await _delete_listed(client, key, action_id, lists)
         removed += 1
     return removed, scrubbed
 
@@ -548,13 +545,21 @@ async def _erase_leads(client: redis.Redis, site: str, handles: set[str]) -> tup
             await client.hdel(key, *naming)
             scrubbed += 1
             continue
-        async with client.pipeline(transaction=True) as pipe:
-            pipe.delete(key)
-            pipe.zrem(keyspace.leads(site), lead_id)
-            pipe.zrem(keyspace.leads_waiting(site), lead_id)
-            await pipe.execute()
+        lists = (keyspace.leads(site), keyspace.leads_waiting(site))
+        await _delete_listed(client, key, lead_id, lists)
         removed += 1
     return removed, scrubbed
+
+
+async def _delete_listed(
+    client: redis.Redis, key: str, member: str, lists: tuple[str, ...]
+) -> None:
+    """A record deleted with its entries in the sorted sets that list it, at once."""
+    async with client.pipeline(transaction=True) as pipe:
+        pipe.delete(key)
+        for listed in lists:
+            pipe.zrem(listed, member)
+        await pipe.execute()
 
 
 def _without_visitor(facts: Facts, handles: set[str]) -> Facts:

@@ -22,6 +22,7 @@ from refract.analytics.stats.data import ExperimentData
 from refract.analytics.stats.engine import Settings
 from refract.analytics.stats.report import Report, build
 from refract.rules.schema import Experiment, Metric
+from tests.support.conversions import conversion_data
 
 DEMO = Metric(key="demo", kind="url", url="/thanks")
 ERRORS = Metric(key="errors", kind="event", event="js_error", better="lower")
@@ -54,27 +55,7 @@ def flipping(
     for m, (early_c, early_t, late_c, late_t) in enumerate((demo, errors)):
         converted[:EARLY, :, m] = (early_c, early_t)
         converted[EARLY:, :, m] = (late_c, late_t)
-    n = np.full((days, 2, 1), VISITORS)
-    conv = converted[:, :, None, :]
-    zero = np.zeros_like(conv)
-    return ExperimentData(
-        days=tuple(f"2026-01-{1 + d:02d}" for d in range(days)),
-        variants=("v0", "v1"),
-        segments=("all",),
-        metrics=("demo", "errors"),
-        visitors={"n": n, "n_js": n, "y": np.zeros_like(n), "y2": np.zeros_like(n)},
-        outcomes={
-            "conv": conv,
-            "conv_y": zero,
-            "count": conv,
-            "count2": conv,
-            "count_y": zero,
-            "rev": zero,
-            "rev2": zero,
-            "rev3": zero,
-            "rev_y": zero,
-        },
-    )
+    return conversion_data(np.full((days, 2), VISITORS), converted, ("demo", "errors"))
 
 
 def report_of(days: int, demo: tuple[int, ...], errors: tuple[int, ...], **settings: Any) -> Report:

@@ -25,6 +25,7 @@ from refract.analytics.stats.data import ExperimentData
 from refract.analytics.stats.engine import Settings, relative_lift
 from refract.analytics.stats.report import build, direction
 from refract.rules.schema import Experiment, Metric
+from tests.support.conversions import conversion_data as data
 
 DEMO = Metric(key="demo", kind="url", url="/thanks")
 ERRORS = Metric(key="errors", kind="event", event="js_error", better="lower")
@@ -42,38 +43,6 @@ def experiment(guardrails: tuple[str, ...] = (), **fields: Any) -> Experiment:
             "variants": [{"key": "v0", "weight": 50}, {"key": "v1", "weight": 50}],
             **fields,
         }
-    )
-
-
-def data(
-    visitors: np.ndarray,
-    converted: np.ndarray,
-    metrics: tuple[str, ...],
-    revenue: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
-) -> ExperimentData:
-    """Per-day ``visitors`` [day, arm], ``converted`` [day, arm, metric] (each converter
-    converts once) and revenue sums Σx, Σx², Σx³ [day, arm, metric]; one segment, all."""
-    n = np.asarray(visitors, dtype=float)[..., None]
-    conv = np.asarray(converted, dtype=float)[:, :, None, :]
-    zero = np.zeros_like(conv)
-    rev = [zero] * 3 if revenue is None else [np.asarray(r, float)[:, :, None, :] for r in revenue]
-    return ExperimentData(
-        days=tuple(f"2026-{1 + d // 28:02d}-{1 + d % 28:02d}" for d in range(n.shape[0])),
-        variants=("v0", "v1"),
-        segments=("all",),
-        metrics=metrics,
-        visitors={"n": n, "n_js": n, "y": np.zeros_like(n), "y2": np.zeros_like(n)},
-        outcomes={
-            "conv": conv,
-            "conv_y": zero,
-            "count": conv,
-            "count2": conv,
-            "count_y": zero,
-            "rev": rev[0],
-            "rev2": rev[1],
-            "rev3": rev[2],
-            "rev_y": zero,
-        },
     )
 
 

@@ -17,7 +17,8 @@ import pytest
 from refract.analytics.stats.engine import Settings
 from refract.analytics.stats.report import Report, Row, build
 from refract.rules.schema import Metric
-from tests.test_decisions_at_the_edges import ERRORS, data, experiment
+from tests.support.conversions import conversion_data as data
+from tests.test_decisions_at_the_edges import ERRORS, experiment
 
 FIXED = Settings(method="fixed")
 # the same event where higher is better: its mirror

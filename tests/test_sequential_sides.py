@@ -21,6 +21,7 @@ from refract.analytics.stats import group_sequential as gs
 from refract.analytics.stats.data import ExperimentData
 from refract.analytics.stats.report import Report, build
 from refract.rules.schema import Experiment, Metric
+from tests.support.conversions import conversion_data
 
 DEMO = Metric(key="demo", kind="url", url="/thanks")
 ERRORS = Metric(key="errors", kind="event", event="js_error", better="lower")
@@ -71,27 +72,8 @@ def flipping(flip: Flip) -> ExperimentData:
     early_c, early_t, late_c, late_t = flip.errors
     converted[: flip.early, :, 1] = (early_c, early_t)
     converted[flip.early :, :, 1] = (late_c, late_t)
-    n = np.full((flip.day, 2, 1), flip.visitors)
-    conv = converted[:, :, None, :]
-    zero = np.zeros_like(conv)
-    return ExperimentData(
-        days=tuple(f"day-{1 + d}" for d in range(flip.day)),
-        variants=("v0", "v1"),
-        segments=("all",),
-        metrics=("demo", "errors"),
-        visitors={"n": n, "n_js": n, "y": np.zeros_like(n), "y2": np.zeros_like(n)},
-        outcomes={
-            "conv": conv,
-            "conv_y": zero,
-            "count": conv,
-            "count2": conv,
-            "count_y": zero,
-            "rev": zero,
-            "rev2": zero,
-            "rev3": zero,
-            "rev_y": zero,
-        },
-    )
+    visitors = np.full((flip.day, 2), flip.visitors)
+    return conversion_data(visitors, converted, ("demo", "errors"))
 
 
 @pytest.fixture(scope="module", params=FLIPS, ids=[flip.name for flip in FLIPS])
@@ -107,8 +89,8 @@ def test_the_later_harm_stops_the_experiment(report: Report) -> None:
 
 def test_the_change_of_direction_is_reported(report: Report) -> None:
     [changed] = [reason for reason in report.decision.reasons if "changed direction" in reason]
-    assert changed.startswith("v1 significantly improved errors at the look of day-")
-    assert "and significantly worsens it since the look of day-" in changed
+    assert changed.startswith("v1 significantly improved errors at the look of 2026-")
+    assert "and significantly worsens it since the look of 2026-" in changed
 
 
 def test_the_later_harm_pauses_the_autopilot(report: Report) -> None:

@@ -17,12 +17,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from refract.analytics.stats.data import ExperimentData
 from refract.analytics.stats.planning import halfway_mde, plan, prelaunch_note
 from refract.analytics.stats.report import Report, build
 from refract.rules.problems import InvalidFileError
 from refract.rules.ruleset import load_rules
 from refract.rules.schema import Experiment, Metric
+from tests.support.conversions import conversion_data
 
 DEMO = Metric(key="demo", kind="url", url="/thanks")
 
@@ -95,28 +95,8 @@ def experiment() -> Experiment:
 def report_of(days: int, visitors: float, converted: tuple[float, float]) -> Report:
     """The defaults (mde +10 %, a measured baseline) on a rate above 90.9 %, the same every
     day."""
-    n = np.full((days, 2, 1), visitors)
-    conv = np.zeros((days, 2, 1, 1))
-    conv[:, :, 0, 0] = converted
-    zero = np.zeros_like(conv)
-    data = ExperimentData(
-        days=tuple(f"2026-01-{1 + d:02d}" for d in range(days)),
-        variants=("v0", "v1"),
-        segments=("all",),
-        metrics=("demo",),
-        visitors={"n": n, "n_js": n, "y": np.zeros_like(n), "y2": np.zeros_like(n)},
-        outcomes={
-            "conv": conv,
-            "conv_y": zero,
-            "count": conv,
-            "count2": conv,
-            "count_y": zero,
-            "rev": zero,
-            "rev2": zero,
-            "rev3": zero,
-            "rev_y": zero,
-        },
-    )
+    every_day = np.broadcast_to(np.asarray(converted, dtype=float)[:, None], (days, 2, 1))
+    data = conversion_data(np.full((days, 2), visitors), every_day, ("demo",))
     return build(experiment(), {"demo": DEMO}, data)
 
 
