@@ -14,6 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
 
 from refract.admin import cli
 from refract.proxy.app import reload
@@ -241,15 +243,25 @@ async def test_a_reload_names_the_entry_and_keeps_the_rules_in_force(
     assert re.search(f"{re.escape(str(directory / 'old.toml'))}: {message}", caplog.text)
 
 
-async def test_a_reload_that_would_empty_the_rules_is_refused(
-    proxy: ProxyFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+async def emptied(
+    proxy: ProxyFactory, tmp_path: Path
+) -> tuple[TestClient[web.Request, web.Application], Path]:
+    """A proxy on a rules directory, and a config.toml for it, the directory since emptied (a
+    deploy that empties it for a moment)."""
     directory = rules_dir(tmp_path)
     client = await proxy(rules={"directory": str(directory)})
     state = client.app[STATE_KEY].current
     config = write_config(tmp_path, directory, str(state.config.sites[0].origin))
     config.write_text(f'[redis]\nurl = "{state.config.redis.url}"\n' + config.read_text())
-    (directory / "metrics.toml").unlink()  # a deploy that empties the directory for a moment
+    (directory / "metrics.toml").unlink()
+    return client, config
+
+
+async def test_a_reload_that_would_empty_the_rules_is_refused(
+    proxy: ProxyFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    client, config = await emptied(proxy, tmp_path)
+    state = client.app[STATE_KEY].current
     with caplog.at_level(logging.ERROR, logger="refract.proxy"):
         assert await reload(client.app, config, 0.1) is False
     assert client.app[STATE_KEY].current is state
@@ -259,12 +271,7 @@ async def test_a_reload_that_would_empty_the_rules_is_refused(
 async def test_a_refused_reload_closes_the_origin_pools_it_opened(
     proxy: ProxyFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    directory = rules_dir(tmp_path)
-    client = await proxy(rules={"directory": str(directory)})
-    state = client.app[STATE_KEY].current
-    config = write_config(tmp_path, directory, str(state.config.sites[0].origin))
-    config.write_text(f'[redis]\nurl = "{state.config.redis.url}"\n' + config.read_text())
-    (directory / "metrics.toml").unlink()
+    client, config = await emptied(proxy, tmp_path)
     with caplog.at_level(logging.ERROR, logger="asyncio"):
         assert await reload(client.app, config, 0.1) is False
         gc.collect()  # an unclosed session says so when it is collected
