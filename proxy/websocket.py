@@ -62,12 +62,22 @@ async def relay_websocket(
             asyncio.create_task(_pump(upstream, downstream)),
             asyncio.create_task(_pump(downstream, upstream)),
         ]
+        for pump in pumps:
+            pump.add_done_callback(_read_its_end)
         _, pending = await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
     await downstream.close()
     return downstream
+
+
+def _read_its_end(pump: asyncio.Task[None]) -> None:
+    """A pump's exception read, whoever stops first: a visitor gone mid-message ends one with
+    ConnectionError, and the handler may be cancelled before it awaits both (the visitor
+    left), which asyncio would log as an error for every such visitor."""
+    if not pump.cancelled():
+        pump.exception()
 
 
 async def _pump(

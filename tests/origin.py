@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 from collections.abc import Mapping
@@ -134,6 +135,17 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
             await ws.send_str(f"echo:{message.data}")
         elif message.type == web.WSMsgType.BINARY:
             await ws.send_bytes(message.data[::-1])
+    return ws
+
+
+async def flooding_websocket(request: web.Request) -> web.WebSocketResponse:
+    """Sends 200 messages of 64 KB, or fewer if the other end is gone first."""
+    ws = web.WebSocketResponse()
+    await ws.prepare(request)
+    with contextlib.suppress(ConnectionError):
+        for _ in range(200):
+            await ws.send_bytes(b"x" * 65_536)
+    await ws.close()
     return ws
 
 
@@ -276,3 +288,4 @@ def add_edge_safety_routes(app: web.Application) -> None:
     app.router.add_route("*", "/record", record)
     app.router.add_get("/trickle", trickle)
     app.router.add_get("/ws-large", large_websocket)
+    app.router.add_get("/ws-flood", flooding_websocket)
