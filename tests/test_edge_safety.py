@@ -379,7 +379,10 @@ async def test_a_visitor_leaving_a_websocket_mid_flood_logs_no_error(
     with caplog.at_level(logging.ERROR, logger="asyncio"):
         ws = await client.ws_connect("/ws-flood", max_msg_size=0)
         await ws.receive()
-        ws._response.connection.transport.abort()  # gone, without a closing handshake
+        connection = ws._response.connection
+        assert connection is not None
+        assert connection.transport is not None
+        connection.transport.abort()  # gone, without a closing handshake
         await asyncio.sleep(0.5)
         gc.collect()  # a task whose exception nobody read says so when it is collected
     assert "exception was never retrieved" not in caplog.text
