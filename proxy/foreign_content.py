@@ -56,6 +56,8 @@ _END_TAGS = tuple(f"</{name} {_ATTRIBUTE}>".encode("ascii") for name in ("svg", 
 _NEEDS_COPY: ByteBoundedLRU[tuple[int, bytes], bool] = ByteBoundedLRU(4096)
 # Whether a script in a page may be hidden (``may_hide_a_script``), remembered alike.
 _MAY_HIDE: ByteBoundedLRU[tuple[int, bytes], bool] = ByteBoundedLRU(4096)
+# Where comments and raw text start, in which a tag is only text (the page lowered first).
+_INERT_START = re.compile(rb"<(!--|(?:script|style|textarea|xmp|noembed|noframes|iframe)\b)")
 # The elements a script can be hidden in, each a start tag that must meet its end tag.
 _HIDING = tuple((b"<" + name, b"</" + name) for name in (b"svg", b"math", b"template"))
 _SCRIPT_PROBE_ATTRIBUTE = f"data-refract-script-{_TOKEN}"
@@ -145,16 +147,33 @@ def without_end_tags(output: bytes) -> bytes:
 def may_hide_a_script(page: bytes) -> bool:
     """Whether a script written in ``page`` may be one a browser never runs: its ``<svg>``,
     ``<math>`` or ``<template>`` start tags outnumber their end tags, or it has a frameset.
-    (Counted in the bytes, comments and scripts too: a count that differs only asks lexbor.)"""
+    Counted in the bytes outside comments and raw text (a ``</svg>`` in a script's string
+    balanced an ``<svg>`` the page left open); a count that differs only asks lexbor."""
     key = page_key(page)
     may_hide = _MAY_HIDE.get(key)
     if may_hide is None:
-        lower = page.lower()
+        lower = _outside_inert(page.lower())
         may_hide = b"<frameset" in lower or any(
             lower.count(start) != lower.count(end) for start, end in _HIDING
         )
         _MAY_HIDE.put(key, may_hide, 1)
     return may_hide
+
+
+def _outside_inert(lower: bytes) -> bytes:
+    """``lower`` (a lowered page) without its comments and raw text, found with ``find``: a
+    regular expression's lazy scan of each script took 0.3 ms on the 100 KB page."""
+    parts: list[bytes] = []
+    at = 0
+    while start := _INERT_START.search(lower, at):
+        parts.append(lower[at : start.start()])
+        end_marker = b"-->" if start[1] == b"!--" else b"</" + start[1]
+        end = lower.find(end_marker, start.end())
+        if end < 0:
+            return b"".join(parts)  # the page ends inside it
+        at = end + len(end_marker)
+    parts.append(lower[at:])
+    return b"".join(parts)
 
 
 def runs_a_script_at(page: bytes, at: int, deadline: rewrite_time.Deadline | None = None) -> bool:

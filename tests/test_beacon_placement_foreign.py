@@ -35,6 +35,9 @@ HIDDEN = {
     "template-open": b"<html><body><h1>x</h1><template><p></body></html>",
     "template-open-at-page-end": b"<html><body><template><div>",
     "frameset": FRAMESET,
+    # the byte counts balanced by an end tag that is only text
+    "svg-open-closed-in-a-comment": b"<html><body><!-- </svg> --><svg><g></body></html>",
+    "svg-open-closed-in-a-script": b'<html><body><script>s="</svg>"</script><svg><g></body>',
 }
 
 
