@@ -370,7 +370,10 @@ async def test_a_refused_track_call_costs_only_itself(
         await p.goto(home.url("/other"))
 
     await chromium.visit(scenario)
-    events = await home.events(lambda events: bool(of_type(events, "engage")))
+    # accepted (202) is queued, not yet written: wait for both the engaged time and the call
+    events = await home.events(
+        lambda events: bool(of_type(events, "engage")) and bool(of_type(events, "track"))
+    )
     assert [event["name"] for event in of_type(events, "track")] == ["after"]
     assert engaged(events) >= 300
     with_calls = [json.loads(body)["e"] for body in home.bodies if '"t":"track"' in body]
