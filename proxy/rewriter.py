@@ -64,7 +64,11 @@ from refract.rules.markup import (
     xml_fragment,
     xml_text,
 )
-from refract.rules.selectors import descendant_combinators, selector_subjects
+from refract.rules.selectors import (
+    MAX_DESCENDANT_COMBINATORS,
+    descendant_combinators,
+    selector_subjects,
+)
 from refract.rules.token_contexts import CLASS_SEPARATOR, refused_elements
 
 _HTML = lolhtml.ContentType.HTML
@@ -460,7 +464,7 @@ def _rewrite_page(
     left_out = frozenset(
         index
         for index, edit in enumerate(plan.edits)
-        if edit.descendants and nesting.too_deep(source, edit.descendants)
+        if edit.descendants == MAX_DESCENDANT_COMBINATORS and nesting.too_deep(source)
     )
     run = _Run(xml, left_out=left_out)
     output = _rewrite(source, plan, run, deadline)

@@ -75,7 +75,7 @@ def descendant_problem(selector: str) -> str:
     elements deep, ``div ul li a`` 5.5 s on 8.7 KB). A rewrite holds the event loop, and the
     time limit is checked only between the chunks of a page, so a selector may have at most
     ``MAX_DESCENDANT_COMBINATORS``; for those, the proxy leaves the edit out of a page nested
-    deeper than ``DEPTH_LIMITS`` says (proxy/nesting.py)."""
+    too deep (proxy/nesting.py)."""
     found = descendant_combinators(selector)
     if found <= MAX_DESCENDANT_COMBINATORS:
         return ""

@@ -74,11 +74,10 @@ def _unescape(name: str) -> str:
 
 # A selector with more descendant combinators makes lol-html's matching time grow as the
 # page's nesting depth to the power of their number (rules/markup.py refuses it). Of those
-# allowed, two cost the depth's cube: the proxy leaves such an edit out of a page nested
-# deeper than its limit (proxy/nesting.py). One costs its square, a second only at depths no
-# page reaches (20,000 nested <b> took 1.5 s), so it is not read for.
+# allowed, two cost the depth's cube: the proxy leaves such an edit out of a page nested too
+# deep (proxy/nesting.py). One costs its square, a second only at depths no page reaches
+# (20,000 nested <b> took 1.5 s), so it is not read for.
 MAX_DESCENDANT_COMBINATORS = 2
-DEPTH_LIMITS = {2: 256}
 
 
 @lru_cache(maxsize=1024)
